@@ -1,0 +1,37 @@
+# gwx — `make test` and `make demo` work on a fresh machine with no other step:
+# they install the Debian packages the tests use, create .venv and install the pinned set.
+SHELL := /bin/bash
+PY := .venv/bin/python
+SYSTEM_TOOLS := openssl pdfsig qpdf softhsm2-util
+SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2
+
+.PHONY: test lint pytest demo bench system-deps venv clean
+
+test: venv system-deps lint pytest
+
+lint: venv
+	.venv/bin/ruff check .
+
+pytest: venv system-deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: venv system-deps
+	$(PY) deploy/demo.py
+
+bench: venv system-deps
+	for b in bench/*.py; do $(PY) $$b --quick || exit 1; done
+
+venv: .venv/.installed
+
+.venv/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+system-deps:
+	@bash deploy/install-system-deps.sh $(SYSTEM_PACKAGES) -- $(SYSTEM_TOOLS)
+
+clean:
+	rm -rf .venv build *.egg-info

@@ -1,0 +1,1 @@
+"""(see package docstring, filled in by its issue)"""

@@ -1,0 +1,32 @@
+"""The one place that maps typed errors to CLI exit codes.
+
+0 success; 1 a verification said no (bad signature, revoked, expired, digest mismatch);
+2 usage or input errors; 3 key/passphrase problems; 4 anything else typed.
+"""
+
+from __future__ import annotations
+
+from pki.errors import (
+    BadSignature,
+    CertificateInvalid,
+    GwxError,
+    InvalidInput,
+    InvalidUnitCode,
+    KeyStoreError,
+    MalformedEncoding,
+)
+
+VERIFY_FAILED = 1
+BAD_INPUT = 2
+KEY_PROBLEM = 3
+OTHER = 4
+
+
+def exit_code_for(exc: GwxError) -> int:
+    if isinstance(exc, (BadSignature, CertificateInvalid)) or exc.code.endswith("_VERIFY_FAILED"):
+        return VERIFY_FAILED
+    if isinstance(exc, (InvalidInput, InvalidUnitCode, MalformedEncoding)):
+        return BAD_INPUT
+    if isinstance(exc, KeyStoreError):
+        return KEY_PROBLEM
+    return getattr(exc, "exit_code", OTHER)

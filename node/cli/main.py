@@ -1,0 +1,62 @@
+"""Entry point of the ``gwx`` command.
+
+Each command group lives in its own module exposing ``register(subparsers)``; a command sets
+``func`` and returns an exit code. Typed errors (:class:`pki.errors.GwxError`) are caught here,
+once, and printed as ``CODE: message`` (or JSON with ``--json``) with the exit code from
+``node.cli.exit_codes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from pki.errors import GwxError
+
+from .exit_codes import exit_code_for
+
+# (top-level command, module) — modules register their subcommands under the group's parser.
+GROUPS: list[tuple[str, str, list[str]]] = [
+    ("pki", "PKI: root CA, node certificates, electronic seals, revocation",
+     ["node.cli.pki_ca", "node.cli.pki_seal", "node.cli.pki_revocation"]),
+    ("doc", "sealed document packages: pack and verify",
+     ["node.cli.doc"]),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gwx", description="gwx — sealed official document exchange")
+    top = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    for name, help_text, modules in GROUPS:
+        group = top.add_parser(name, help=help_text, description=help_text)
+        sub = group.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+        for module_name in modules:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name == module_name:
+                    continue  # a command group not built yet
+                raise
+            module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GwxError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "error": exc.to_dict()}, ensure_ascii=False))
+        else:
+            print(f"gwx: {exc.code}: {exc.message}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

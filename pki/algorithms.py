@@ -1,0 +1,109 @@
+"""Signature algorithms by name, so no format hard-codes one.
+
+A :class:`SignatureAlgorithm` couples a key type with a hash and knows its X.509/CMS object
+identifier, how to generate a key, and how to verify. Formats (seals, CMS, envelopes) carry the
+OID they got from here; readers look the OID up with :func:`by_oid`. SM2/SM3 will be one more
+entry (backed by OpenSSL 3 rather than pyca/cryptography) without touching the formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from .errors import BadSignature, UnsupportedAlgorithm
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+
+@dataclass(frozen=True)
+class SignatureAlgorithm:
+    name: str  # our stable name, used in configs and on the command line
+    oid: str  # signature algorithm OID (e.g. ecdsa-with-SHA256)
+    asn1crypto_name: str  # the name asn1crypto uses for ``SignedDigestAlgorithmId``
+    hash_name: str  # "sha256", "sm3", … (asn1crypto / hashlib naming)
+    hash_oid: str
+    key_type: str  # "ec" | "rsa" | "sm2"
+    generate: Callable[[], PrivateKey]
+
+    def hash(self) -> hashes.HashAlgorithm:
+        return {"sha256": hashes.SHA256(), "sha384": hashes.SHA384()}[self.hash_name]
+
+    def sign_with_key(self, key: PrivateKey, data: bytes) -> bytes:
+        if self.key_type == "ec":
+            return key.sign(data, ec.ECDSA(self.hash()))  # type: ignore[union-attr]
+        return key.sign(data, padding.PKCS1v15(), self.hash())  # type: ignore[union-attr,call-arg]
+
+    def verify(self, public_key: PublicKey, signature: bytes, data: bytes) -> None:
+        """Raise :class:`BadSignature` unless ``signature`` is this algorithm's over ``data``."""
+        try:
+            if self.key_type == "ec":
+                if not isinstance(public_key, ec.EllipticCurvePublicKey):
+                    raise BadSignature("key is not an EC key", algorithm=self.name)
+                public_key.verify(signature, data, ec.ECDSA(self.hash()))
+            else:
+                if not isinstance(public_key, rsa.RSAPublicKey):
+                    raise BadSignature("key is not an RSA key", algorithm=self.name)
+                public_key.verify(signature, data, padding.PKCS1v15(), self.hash())
+        except InvalidSignature:
+            raise BadSignature("signature does not verify", algorithm=self.name) from None
+
+
+ECDSA_P256_SHA256 = SignatureAlgorithm(
+    name="ecdsa-p256-sha256",
+    oid="1.2.840.10045.4.3.2",
+    asn1crypto_name="sha256_ecdsa",
+    hash_name="sha256",
+    hash_oid="2.16.840.1.101.3.4.2.1",
+    key_type="ec",
+    generate=lambda: ec.generate_private_key(ec.SECP256R1()),
+)
+
+RSA3072_SHA256 = SignatureAlgorithm(
+    name="rsa3072-sha256",
+    oid="1.2.840.113549.1.1.11",
+    asn1crypto_name="sha256_rsa",
+    hash_name="sha256",
+    hash_oid="2.16.840.1.101.3.4.2.1",
+    key_type="rsa",
+    generate=lambda: rsa.generate_private_key(public_exponent=65537, key_size=3072),
+)
+
+DEFAULT = ECDSA_P256_SHA256
+_BY_NAME = {a.name: a for a in (ECDSA_P256_SHA256, RSA3072_SHA256)}
+_ALIASES = {"ecdsa": ECDSA_P256_SHA256, "ec": ECDSA_P256_SHA256, "p256": ECDSA_P256_SHA256,
+            "rsa": RSA3072_SHA256, "rsa3072": RSA3072_SHA256}
+_BY_OID = {a.oid: a for a in _BY_NAME.values()}
+
+
+def by_name(name: str) -> SignatureAlgorithm:
+    try:
+        return _BY_NAME.get(name) or _ALIASES[name]
+    except KeyError:
+        raise UnsupportedAlgorithm(f"unknown signature algorithm {name!r}",
+                                   known=sorted(_BY_NAME)) from None
+
+
+def by_oid(oid: str) -> SignatureAlgorithm:
+    try:
+        return _BY_OID[oid]
+    except KeyError:
+        raise UnsupportedAlgorithm(f"unsupported signature algorithm OID {oid}", oid=oid) from None
+
+
+def for_public_key(public_key: PublicKey) -> SignatureAlgorithm:
+    """The algorithm gwx uses with a key of this type (what a verifier expects from a cert)."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.name != "secp256r1":
+            raise UnsupportedAlgorithm(f"unsupported EC curve {public_key.curve.name}")
+        return ECDSA_P256_SHA256
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < 2048:
+            raise UnsupportedAlgorithm(f"RSA key too small ({public_key.key_size} bits)")
+        return RSA3072_SHA256
+    raise UnsupportedAlgorithm(f"unsupported key type {type(public_key).__name__}")

@@ -1,0 +1,123 @@
+"""Machine-readable errors of the PKI layer.
+
+Every error gwx raises on purpose derives from :class:`GwxError`: a stable ``code`` (upper snake
+case, never reworded once shipped), a human ``message`` and optional ``details`` for reports.
+The mapping from codes to HTTP statuses, SOAP faults and CLI exit codes lives in one place in
+``node``; this module only names what went wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GwxError(Exception):
+    """Base of all typed gwx errors. ``code`` is the contract; ``message`` is for people."""
+
+    code: str = "GWX_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            out["details"] = {k: _jsonable(v) for k, v in self.details.items()}
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+class PkiError(GwxError):
+    code = "PKI_ERROR"
+
+
+class InvalidInput(PkiError):
+    """A builder was given values that cannot make a valid object (caught at ``build()``)."""
+
+    code = "PKI_INVALID_INPUT"
+
+
+class UnsupportedAlgorithm(PkiError):
+    code = "PKI_UNSUPPORTED_ALGORITHM"
+
+
+class KeyStoreError(PkiError):
+    code = "PKI_KEYSTORE"
+
+
+class WrongPassphrase(KeyStoreError):
+    code = "PKI_WRONG_PASSPHRASE"
+
+
+class InsecureKeyFile(KeyStoreError):
+    code = "PKI_INSECURE_KEY_FILE"
+
+
+class CaError(PkiError):
+    code = "PKI_CA"
+
+
+class UnknownCertificate(CaError):
+    code = "PKI_UNKNOWN_CERTIFICATE"
+
+
+class InvalidUnitCode(PkiError):
+    """A 统一社会信用代码 that is malformed or whose check character is wrong (GB 32100)."""
+
+    code = "PKI_INVALID_UNIT_CODE"
+
+
+class MalformedEncoding(PkiError):
+    """Bytes that do not decode as the expected DER/PEM structure."""
+
+    code = "PKI_MALFORMED"
+
+
+class CertificateInvalid(PkiError):
+    """Base for certificate path failures; subclasses name the precise cause."""
+
+    code = "PKI_CERT_INVALID"
+
+
+class CertificateUntrusted(CertificateInvalid):
+    code = "PKI_CERT_UNTRUSTED"
+
+
+class CertificateExpired(CertificateInvalid):
+    code = "PKI_CERT_EXPIRED"
+
+
+class CertificateNotYetValid(CertificateInvalid):
+    code = "PKI_CERT_NOT_YET_VALID"
+
+
+class CertificateRevoked(CertificateInvalid):
+    code = "PKI_CERT_REVOKED"
+
+
+class CertificateWrongUsage(CertificateInvalid):
+    code = "PKI_CERT_WRONG_USAGE"
+
+
+class RevocationUnknown(CertificateInvalid):
+    """No usable revocation information (stale CRL, OCSP unknown) where it was required."""
+
+    code = "PKI_REVOCATION_UNKNOWN"
+
+
+class BadSignature(PkiError):
+    code = "PKI_BAD_SIGNATURE"

@@ -1,0 +1,89 @@
+"""Private keys at rest: PKCS#8 PEM, encrypted with a passphrase, files mode 0600.
+
+Writing goes through a temporary file in the same directory, fsync, then rename, so a crash
+never leaves a half-written key. Reading refuses a key file that others can read: a key that
+leaked through permissions is a key to rotate, not to use silently.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from .algorithms import PrivateKey
+from .errors import InsecureKeyFile, KeyStoreError, WrongPassphrase
+
+MIN_PASSPHRASE_LEN = 8
+
+
+def write_private_key(path: str | os.PathLike[str], key: PrivateKey, passphrase: bytes) -> Path:
+    if len(passphrase) < MIN_PASSPHRASE_LEN:
+        raise KeyStoreError(f"passphrase must be at least {MIN_PASSPHRASE_LEN} bytes",
+                            code="PKI_WEAK_PASSPHRASE")
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+    return write_secret_file(path, pem)
+
+
+def write_secret_file(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Durably write ``data`` readable by its owner only (0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_public_file(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Durably write a non-secret file (certificates, seals, CRLs): temp, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_private_key(path: str | os.PathLike[str], passphrase: bytes) -> PrivateKey:
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KeyStoreError(f"key file {path} does not exist", code="PKI_KEY_MISSING") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InsecureKeyFile(
+            f"key file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); chmod 600 it",
+            path=str(path))
+    data = path.read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except (ValueError, TypeError) as exc:
+        if b"ENCRYPTED" in data:
+            raise WrongPassphrase(f"cannot decrypt {path}: wrong passphrase", path=str(path)) from None
+        raise KeyStoreError(f"cannot read key {path}: {exc}", code="PKI_KEY_MALFORMED") from None
+    return key  # type: ignore[return-value]
