@@ -121,3 +121,27 @@ class RevocationUnknown(CertificateInvalid):
 
 class BadSignature(PkiError):
     code = "PKI_BAD_SIGNATURE"
+
+
+class KeyCertificateMismatch(PkiError):
+    """A certificate given for a key certifies a different public key."""
+
+    code = "PKI_KEY_CERT_MISMATCH"
+
+
+class HsmError(PkiError):
+    """A PKCS#11 token or its module failed; ``details`` carry the PKCS#11 error name, never the PIN."""
+
+    code = "PKI_HSM_ERROR"
+
+
+class HsmTokenNotFound(HsmError):
+    code = "PKI_HSM_TOKEN_NOT_FOUND"
+
+
+class HsmKeyNotFound(HsmError):
+    code = "PKI_HSM_KEY_NOT_FOUND"
+
+
+class HsmBadPin(HsmError):
+    code = "PKI_HSM_BAD_PIN"
