@@ -1,0 +1,375 @@
+"""The network certificate authority: a directory of certificates, encrypted keys and records.
+
+Layout of a CA directory (every key encrypted with the CA passphrase, mode 0600)::
+
+    root.crt          the network's trust anchor (PEM) — what every node and verifier trusts
+    ca.crt, ca.key    this CA's own certificate and key (for the root CA, ca.crt == root.crt)
+    chain.pem         this CA's certificate followed by its issuers up to the root
+    ca.json           name, algorithm, next CRL number
+    issued/SERIAL.pem every certificate this CA issued (what revocation and OCSP look up)
+    revocations.json  serial → reason and time, rewritten atomically on each revocation
+    sealmaker.*       the seal-making authority (制章者) that signs SESeal structures
+    ocsp.*, tsa.*     the delegated OCSP responder and the RFC 3161 time-stamping unit
+
+Serial numbers are random (159 bits). Every write is temp file, fsync, rename. The CA signs
+certificates with its software key through pyca/cryptography's builders; an HSM-held CA key
+would replace only ``_sign``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from . import profiles
+from .algorithms import DEFAULT, PrivateKey, PublicKey, SignatureAlgorithm, by_name, for_public_key
+from .errors import CaError, InvalidInput, MalformedEncoding, UnknownCertificate
+from .keystore import read_private_key, write_private_key, write_public_file
+from .profiles import Profile
+from .signer import SoftwareSigner
+from .unit_code import validate_unit_code
+
+NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+NODE_URI_PREFIX = "urn:gwx:node:"
+REVOCATION_REASONS = {r.name: r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl}
+# A little slack so a certificate issued "now" is valid on a peer whose clock lags.
+BACKDATE = dt.timedelta(minutes=5)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """A certificate from PEM or DER bytes (typed error on anything else)."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise MalformedEncoding(f"not a certificate: {exc}") from None
+
+
+def load_certificates(data: bytes) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise MalformedEncoding(f"not a PEM certificate list: {exc}") from None
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def node_id_of(cert: x509.Certificate) -> str | None:
+    """The node id a gwx node certificate names (SAN URI ``urn:gwx:node:ID``), or None."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(NODE_URI_PREFIX):
+            return uri[len(NODE_URI_PREFIX):]
+    return None
+
+
+def unit_code_of(cert: x509.Certificate) -> str | None:
+    """The 统一社会信用代码 a seal certificate names (subject organizationIdentifier)."""
+    attrs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)
+    return str(attrs[0].value) if attrs else None
+
+
+@dataclass(frozen=True)
+class Revocation:
+    serial: int
+    reason: str
+    revoked_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class NodeCredentials:
+    node_id: str
+    directory: Path
+    tls_certificate: x509.Certificate
+    signing_certificate: x509.Certificate
+    encryption_certificate: x509.Certificate
+
+
+class CertificateAuthority:
+    """A CA opened from its directory. Create one with :meth:`init_root` or :meth:`create_intermediate`."""
+
+    def __init__(self, directory: Path, certificate: x509.Certificate, key: PrivateKey,
+                 chain: list[x509.Certificate], root: x509.Certificate, config: dict,
+                 passphrase: bytes) -> None:
+        self.directory = directory
+        self.certificate = certificate
+        self._key = key
+        self.chain = chain
+        self.root_certificate = root
+        self._config = config
+        self._passphrase = passphrase
+
+    # ---- creation and opening ------------------------------------------------------------
+    @classmethod
+    def init_root(cls, directory: str | Path, name: str, passphrase: bytes,
+                  algorithm: SignatureAlgorithm | str = DEFAULT, valid_days: int | None = None,
+                  now: dt.datetime | None = None) -> CertificateAuthority:
+        directory = Path(directory)
+        algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
+        _check_name(name)
+        if (directory / "ca.key").exists():
+            raise CaError(f"{directory} already holds a CA; refusing to overwrite it", code="PKI_CA_EXISTS")
+        now = now or utcnow()
+        key = algorithm.generate()
+        subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+                             x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        cert = _build(subject, key.public_key(), subject, key, profiles.ROOT_CA,
+                      valid_days or profiles.ROOT_CA.default_days, now, algorithm)
+        config = {"name": name, "algorithm": algorithm.name, "next_crl_number": 1, "kind": "root"}
+        ca = cls._write_new(directory, cert, key, [cert], cert, config, passphrase)
+        ca._create_service_credentials(now)
+        return ca
+
+    def create_intermediate(self, directory: str | Path, name: str, passphrase: bytes,
+                            valid_days: int | None = None,
+                            now: dt.datetime | None = None) -> CertificateAuthority:
+        directory = Path(directory)
+        _check_name(name)
+        if (directory / "ca.key").exists():
+            raise CaError(f"{directory} already holds a CA; refusing to overwrite it", code="PKI_CA_EXISTS")
+        now = now or utcnow()
+        key = self.algorithm.generate()
+        subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
+                             x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        cert = self.issue(key.public_key(), subject, profiles.INTERMEDIATE_CA, valid_days, now=now)
+        config = {"name": name, "algorithm": self.algorithm.name, "next_crl_number": 1, "kind": "intermediate"}
+        ca = self._write_new(directory, cert, key, [cert, *self.chain], self.root_certificate, config,
+                             passphrase)
+        ca._create_service_credentials(now)
+        return ca
+
+    @classmethod
+    def _write_new(cls, directory: Path, cert: x509.Certificate, key: PrivateKey,
+                   chain: list[x509.Certificate], root: x509.Certificate, config: dict,
+                   passphrase: bytes) -> CertificateAuthority:
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)
+        write_private_key(directory / "ca.key", key, passphrase)
+        write_public_file(directory / "ca.crt", pem(cert))
+        write_public_file(directory / "chain.pem", b"".join(pem(c) for c in chain))
+        write_public_file(directory / "root.crt", pem(root))
+        (directory / "issued").mkdir(exist_ok=True)
+        ca = cls(directory, cert, key, chain, root, config, passphrase)
+        ca._save_config()
+        ca._record(cert)
+        return ca
+
+    @classmethod
+    def open(cls, directory: str | Path, passphrase: bytes) -> CertificateAuthority:
+        directory = Path(directory)
+        if not (directory / "ca.json").exists():
+            raise CaError(f"{directory} is not a gwx CA directory (no ca.json)", code="PKI_CA_MISSING")
+        config = json.loads((directory / "ca.json").read_text("utf-8"))
+        key = read_private_key(directory / "ca.key", passphrase)
+        cert = load_certificate((directory / "ca.crt").read_bytes())
+        chain = load_certificates((directory / "chain.pem").read_bytes())
+        root = load_certificate((directory / "root.crt").read_bytes())
+        return cls(directory, cert, key, chain, root, config, passphrase)
+
+    # ---- properties -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._config["name"]
+
+    @property
+    def algorithm(self) -> SignatureAlgorithm:
+        return by_name(self._config["algorithm"])
+
+    def signer(self) -> SoftwareSigner:
+        return SoftwareSigner(self._key, self.certificate)
+
+    # ---- issuing ------------------------------------------------------------------------------
+    def issue(self, public_key: PublicKey, subject: x509.Name, profile: Profile,
+              valid_days: int | None = None, sans: list[x509.GeneralName] | None = None,
+              now: dt.datetime | None = None) -> x509.Certificate:
+        """Issue and record a certificate of ``profile`` for ``public_key``."""
+        now = now or utcnow()
+        days = valid_days if valid_days is not None else profile.default_days
+        if days <= 0:
+            raise InvalidInput(f"validity must be at least one day, got {days}")
+        not_after = now + dt.timedelta(days=days)
+        # A certificate never outlives its issuer: verifiers would reject the tail anyway.
+        not_after = min(not_after, self.certificate.not_valid_after_utc)
+        cert = _build(subject, public_key, self.certificate.subject, self._key, profile,
+                      None, now, self.algorithm, sans=sans, not_after=not_after,
+                      issuer_cert=self.certificate)
+        self._record(cert)
+        return cert
+
+    def issue_node(self, node_id: str, host: str, out_dir: str | Path, key_passphrase: bytes,
+                   algorithm: SignatureAlgorithm | str | None = None, valid_days: int | None = None,
+                   now: dt.datetime | None = None) -> NodeCredentials:
+        """TLS, signing and encryption credentials for a node, written to ``out_dir``."""
+        if not NODE_ID_RE.match(node_id or ""):
+            raise InvalidInput(f"node id {node_id!r} must be lower-case letters, digits, '.' or '-' "
+                               "(at most 63, starting with a letter or digit)", field="node_id")
+        sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), _host_name(host)]
+        algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        out.chmod(0o700)
+        certs = {}
+        for role, profile in (("tls", profiles.NODE_TLS), ("sign", profiles.NODE_SIGNING),
+                              ("enc", profiles.NODE_ENCRYPTION)):
+            key = algorithm.generate()
+            subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
+                                 x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
+            cert = self.issue(key.public_key(), subject, profile, valid_days, sans=sans, now=now)
+            write_private_key(out / f"{role}.key", key, key_passphrase)
+            # The leaf first, then the intermediates: what a TLS server presents.
+            write_public_file(out / f"{role}.crt", pem(cert) + b"".join(pem(c) for c in self.chain[:-1]))
+            certs[role] = cert
+        write_public_file(out / "root.crt", pem(self.root_certificate))
+        return NodeCredentials(node_id, out, certs["tls"], certs["sign"], certs["enc"])
+
+    def issue_seal_certificate(self, unit_code: str, unit_name: str, public_key: PublicKey,
+                               valid_days: int | None = None,
+                               now: dt.datetime | None = None) -> x509.Certificate:
+        """The certificate of a unit's seal key: unit name and 统一社会信用代码 in the subject."""
+        code = validate_unit_code(unit_code)
+        _check_name(unit_name)
+        subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, unit_name),
+                             x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, code),
+                             x509.NameAttribute(NameOID.COMMON_NAME, unit_name)])
+        return self.issue(public_key, subject, profiles.SEAL, valid_days, now=now)
+
+    # ---- service credentials (seal maker, OCSP responder, TSA) --------------------------------
+    _SERVICES = {"sealmaker": (profiles.SEAL_MAKER, "电子印章制作"),
+                 "ocsp": (profiles.OCSP_RESPONDER, "OCSP"),
+                 "tsa": (profiles.TIME_STAMPING, "TSA")}
+
+    def _create_service_credentials(self, now: dt.datetime) -> None:
+        for stem, (profile, label) in self._SERVICES.items():
+            key = self.algorithm.generate()
+            subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, f"{self._config['name']} {label}")])
+            cert = self.issue(key.public_key(), subject, profile, now=now)
+            write_private_key(self.directory / f"{stem}.key", key, self._passphrase)
+            write_public_file(self.directory / f"{stem}.crt", pem(cert))
+
+    def _service_signer(self, stem: str) -> SoftwareSigner:
+        key = read_private_key(self.directory / f"{stem}.key", self._passphrase)
+        return SoftwareSigner(key, load_certificate((self.directory / f"{stem}.crt").read_bytes()))
+
+    def seal_maker_signer(self) -> SoftwareSigner:
+        return self._service_signer("sealmaker")
+
+    def ocsp_responder_signer(self) -> SoftwareSigner:
+        return self._service_signer("ocsp")
+
+    def tsa_signer(self) -> SoftwareSigner:
+        return self._service_signer("tsa")
+
+    # ---- records and revocation -----------------------------------------------------------------
+    def _record(self, cert: x509.Certificate) -> None:
+        write_public_file(self.directory / "issued" / f"{cert.serial_number:x}.pem", pem(cert))
+
+    def lookup(self, serial: int) -> x509.Certificate | None:
+        path = self.directory / "issued" / f"{serial:x}.pem"
+        return load_certificate(path.read_bytes()) if path.exists() else None
+
+    def issued(self) -> list[x509.Certificate]:
+        return [load_certificate(p.read_bytes()) for p in sorted((self.directory / "issued").glob("*.pem"))]
+
+    def revocations(self) -> dict[int, Revocation]:
+        path = self.directory / "revocations.json"
+        if not path.exists():
+            return {}
+        raw = json.loads(path.read_text("utf-8"))
+        return {int(s, 16): Revocation(int(s, 16), r["reason"], dt.datetime.fromisoformat(r["revoked_at"]))
+                for s, r in raw.items()}
+
+    def revoke(self, serial_or_cert: int | x509.Certificate, reason: str = "unspecified",
+               now: dt.datetime | None = None) -> Revocation:
+        serial = serial_or_cert if isinstance(serial_or_cert, int) else serial_or_cert.serial_number
+        if reason not in REVOCATION_REASONS:
+            raise InvalidInput(f"unknown revocation reason {reason!r}", known=sorted(REVOCATION_REASONS))
+        if self.lookup(serial) is None:
+            raise UnknownCertificate(f"this CA never issued a certificate with serial {serial:x}",
+                                     serial=f"{serial:x}")
+        current = self.revocations()
+        if serial in current:
+            return current[serial]  # revoking twice keeps the first date: that is when trust ended
+        entry = Revocation(serial, reason, (now or utcnow()).replace(microsecond=0))
+        current[serial] = entry
+        data = {f"{s:x}": {"reason": r.reason, "revoked_at": r.revoked_at.isoformat()}
+                for s, r in sorted(current.items())}
+        write_public_file(self.directory / "revocations.json",
+                          json.dumps(data, indent=1, ensure_ascii=False).encode())
+        return entry
+
+    def take_crl_number(self) -> int:
+        """The next CRL number, persisted before it is used so numbers never repeat."""
+        number = int(self._config.get("next_crl_number", 1))
+        self._config["next_crl_number"] = number + 1
+        self._save_config()
+        return number
+
+    def _save_config(self) -> None:
+        write_public_file(self.directory / "ca.json",
+                          json.dumps(self._config, indent=1, ensure_ascii=False).encode())
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip() or len(name) > 64:
+        raise InvalidInput(f"name {name!r} must be 1–64 characters", field="name")
+
+
+def _host_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not re.match(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$", host or ""):
+        raise InvalidInput(f"host {host!r} is neither an IP address nor a DNS name", field="host")
+    return x509.DNSName(host.lower())
+
+
+def _build(subject: x509.Name, public_key: PublicKey, issuer: x509.Name, issuer_key: PrivateKey,
+           profile: Profile, valid_days: int | None, now: dt.datetime,
+           algorithm: SignatureAlgorithm, sans: list[x509.GeneralName] | None = None,
+           not_after: dt.datetime | None = None,
+           issuer_cert: x509.Certificate | None = None) -> x509.Certificate:
+    not_after = not_after or now + dt.timedelta(days=valid_days or profile.default_days)
+    key_type = for_public_key(public_key).key_type
+    b = (x509.CertificateBuilder()
+         .subject_name(subject).issuer_name(issuer).public_key(public_key)
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(now - BACKDATE).not_valid_after(not_after)
+         .add_extension(x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length), critical=True)
+         .add_extension(profiles.key_usage_extension(profile, key_type), critical=True)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+    if issuer_cert is not None:
+        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    if profile.extended_key_usage:
+        b = b.add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usage)),
+                            critical=profile.eku_critical)
+    if profile.ocsp_nocheck:
+        b = b.add_extension(x509.OCSPNoCheck(), critical=False)
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return b.sign(issuer_key, algorithm.hash())

@@ -1,0 +1,58 @@
+"""Certificate profiles: what each kind of certificate gwx issues may be used for.
+
+One table decides key usages and extended key usages, so the CA never improvises them and the
+verifiers (pki.trust) check the same purposes the CA granted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    key_usage: frozenset[str]  # names of x509.KeyUsage flags
+    extended_key_usage: tuple[x509.ObjectIdentifier, ...] = ()
+    eku_critical: bool = False
+    is_ca: bool = False
+    path_length: int | None = None
+    default_days: int = 730
+    ocsp_nocheck: bool = False
+
+
+_KU_FIELDS = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+              "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+
+
+def key_usage_extension(profile: Profile, key_type: str) -> x509.KeyUsage:
+    usage = set(profile.key_usage)
+    # An encryption certificate's usage depends on the key: EC keys agree (ECDH), RSA keys encipher.
+    if "encryption" in usage:
+        usage.discard("encryption")
+        usage.add("key_agreement" if key_type == "ec" else "key_encipherment")
+    flags = {f: (f in usage) for f in _KU_FIELDS}
+    return x509.KeyUsage(**flags)
+
+
+ROOT_CA = Profile("root-ca", frozenset({"key_cert_sign", "crl_sign"}), is_ca=True, default_days=20 * 365)
+INTERMEDIATE_CA = Profile("intermediate-ca", frozenset({"key_cert_sign", "crl_sign"}), is_ca=True,
+                          path_length=0, default_days=10 * 365)
+NODE_TLS = Profile("node-tls", frozenset({"digital_signature"}),
+                   (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH), default_days=825)
+NODE_SIGNING = Profile("node-signing", frozenset({"digital_signature", "content_commitment"}),
+                       default_days=825)
+NODE_ENCRYPTION = Profile("node-encryption", frozenset({"encryption"}), default_days=825)
+SEAL = Profile("seal", frozenset({"digital_signature", "content_commitment"}), default_days=3 * 365)
+SEAL_MAKER = Profile("seal-maker", frozenset({"digital_signature", "content_commitment"}),
+                     default_days=10 * 365)
+OCSP_RESPONDER = Profile("ocsp-responder", frozenset({"digital_signature"}),
+                         (ExtendedKeyUsageOID.OCSP_SIGNING,), default_days=5 * 365, ocsp_nocheck=True)
+TIME_STAMPING = Profile("time-stamping", frozenset({"digital_signature", "content_commitment"}),
+                        (ExtendedKeyUsageOID.TIME_STAMPING,), eku_critical=True, default_days=10 * 365)
+
+BY_NAME = {p.name: p for p in (ROOT_CA, INTERMEDIATE_CA, NODE_TLS, NODE_SIGNING, NODE_ENCRYPTION, SEAL,
+                               SEAL_MAKER, OCSP_RESPONDER, TIME_STAMPING)}
