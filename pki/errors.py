@@ -145,3 +145,70 @@ class HsmKeyNotFound(HsmError):
 
 class HsmBadPin(HsmError):
     code = "PKI_HSM_BAD_PIN"
+
+
+# --- Electronic seals (GB/T 38540, pki.seal*) -------------------------------------------------
+# Seal verification failures exit 1 on the command line like other "verification said no" errors.
+
+
+class SealError(PkiError):
+    code = "SEAL_ERROR"
+
+
+class SealMalformed(SealError, MalformedEncoding):
+    """Bytes that are not a seal we can read: truncated, garbage, wrong header, oversized."""
+
+    code = "SEAL_MALFORMED"
+
+
+class SealUnsupportedVersion(SealError, MalformedEncoding):
+    code = "SEAL_UNSUPPORTED_VERSION"
+
+
+class SealFontMissing(SealError):
+    """No CJK font to draw a generated seal picture with (install fonts-wqy-zenhei)."""
+
+    code = "SEAL_FONT_MISSING"
+
+
+class SealVerificationFailed(SealError):
+    code = "SEAL_VERIFY_FAILED"
+    exit_code = 1
+
+
+class SealBadSignature(SealVerificationFailed):
+    code = "SEAL_BAD_SIGNATURE"
+
+
+class SealMakerUntrusted(SealVerificationFailed):
+    code = "SEAL_MAKER_UNTRUSTED"
+
+
+class SealExpired(SealVerificationFailed):
+    code = "SEAL_EXPIRED"
+
+
+class SealNotYetValid(SealVerificationFailed):
+    code = "SEAL_NOT_YET_VALID"
+
+
+class SealCertInvalid(SealVerificationFailed):
+    code = "SEAL_CERT_INVALID"
+
+
+class SealRevoked(SealVerificationFailed):
+    code = "SEAL_REVOKED"
+
+
+class SealRevocationUnknown(SealVerificationFailed):
+    """CRLs were given but none usable covers a certificate (stale, badly signed, wrong issuer)."""
+
+    code = "SEAL_REVOCATION_UNKNOWN"
+
+
+class SealWrongUnit(SealVerificationFailed):
+    code = "SEAL_WRONG_UNIT"
+
+
+class SealPictureInvalid(SealVerificationFailed):
+    code = "SEAL_PICTURE_INVALID"
