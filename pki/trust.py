@@ -1,0 +1,166 @@
+"""Trust decisions: is this certificate, for this purpose, at this time, anchored in our roots?
+
+The one module that decides certificate paths, so seals, packages, envelopes and TLS peers are
+judged by the same rules. It builds the path leaf → intermediates → trust root by issuer name and
+key identifier, checks each signature, validity window, CA flag and path length, then the leaf's
+key usage for the requested :class:`Purpose`. Revocation is a separate, injected check
+(``pki.revocation``): this module asks it about each non-root certificate and never fetches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from .errors import (
+    CertificateExpired,
+    CertificateNotYetValid,
+    CertificateUntrusted,
+    CertificateWrongUsage,
+)
+
+MAX_PATH = 6
+
+# (certificate, issuer, now) -> None, or raise CertificateRevoked / RevocationUnknown.
+RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], None]
+
+
+class Purpose(enum.Enum):
+    ANY = "any"
+    TLS_SERVER = "tls-server"
+    TLS_CLIENT = "tls-client"
+    SIGNING = "signing"  # documents, envelopes, receipts: digitalSignature + nonRepudiation
+    SEAL = "seal"
+    ENCRYPTION = "encryption"
+    OCSP_SIGNING = "ocsp-signing"
+    TIME_STAMPING = "time-stamping"
+
+
+_EKU = {Purpose.TLS_SERVER: ExtendedKeyUsageOID.SERVER_AUTH,
+        Purpose.TLS_CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH,
+        Purpose.OCSP_SIGNING: ExtendedKeyUsageOID.OCSP_SIGNING,
+        Purpose.TIME_STAMPING: ExtendedKeyUsageOID.TIME_STAMPING}
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """The roots a verifier trusts. Immutable: a new directory means a new store."""
+
+    roots: tuple[x509.Certificate, ...]
+
+    @classmethod
+    def of(cls, roots: Iterable[x509.Certificate]) -> TrustStore:
+        roots = tuple(roots)
+        if not roots:
+            raise CertificateUntrusted("a trust store needs at least one root certificate")
+        return cls(roots)
+
+
+def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetime,
+                       intermediates: Sequence[x509.Certificate] = (),
+                       purpose: Purpose = Purpose.ANY,
+                       revocation: RevocationCheck | None = None) -> list[x509.Certificate]:
+    """Return the validated path ``[leaf, …, root]`` or raise a typed certificate error."""
+    path = _build_path(leaf, trust, intermediates)
+    for depth, cert in enumerate(path):
+        _check_validity(cert, at, "certificate" if depth == 0 else "issuing CA certificate")
+        if depth > 0:
+            _check_ca(cert, below=depth - 1)
+    _check_purpose(leaf, purpose)
+    if revocation is not None:
+        for cert, issuer in zip(path, path[1:], strict=False):
+            revocation(cert, issuer, at)
+    return path
+
+
+def _build_path(leaf: x509.Certificate, trust: TrustStore,
+                intermediates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    path = [leaf]
+    pool = [c for c in intermediates if c != leaf]
+    while len(path) <= MAX_PATH:
+        current = path[-1]
+        for root in trust.roots:
+            if current == root or _issued_by(current, root):
+                if current != root:
+                    path.append(root)
+                return path
+        issuer = next((c for c in pool if c not in path and _issued_by(current, c)), None)
+        if issuer is None:
+            raise CertificateUntrusted(
+                f"certificate {_describe(leaf)} does not chain to a trusted root",
+                subject=leaf.subject.rfc4514_string(), issuer=current.issuer.rfc4514_string())
+        path.append(issuer)
+    raise CertificateUntrusted(f"certificate path for {_describe(leaf)} is longer than {MAX_PATH}")
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):  # bad signature, unsupported key, name mismatch
+        return False
+    return True
+
+
+def _check_validity(cert: x509.Certificate, at: dt.datetime, what: str) -> None:
+    if at < cert.not_valid_before_utc:
+        raise CertificateNotYetValid(f"{what} {_describe(cert)} is not valid before "
+                                     f"{cert.not_valid_before_utc.isoformat()}",
+                                     not_before=cert.not_valid_before_utc.isoformat())
+    if at > cert.not_valid_after_utc:
+        raise CertificateExpired(f"{what} {_describe(cert)} expired on {cert.not_valid_after_utc.isoformat()}",
+                                 not_after=cert.not_valid_after_utc.isoformat())
+
+
+def _check_ca(cert: x509.Certificate, below: int) -> None:
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        bc = None
+    if bc is None or not bc.ca:
+        raise CertificateUntrusted(f"{_describe(cert)} is not a CA certificate but issued another")
+    if bc.path_length is not None and below > bc.path_length:
+        raise CertificateUntrusted(f"path length constraint of {_describe(cert)} exceeded")
+    ku = _key_usage(cert)
+    if ku is not None and not ku.key_cert_sign:
+        raise CertificateUntrusted(f"{_describe(cert)} may not sign certificates (keyUsage)")
+
+
+def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _check_purpose(cert: x509.Certificate, purpose: Purpose) -> None:
+    if purpose is Purpose.ANY:
+        return
+    ku = _key_usage(cert)
+    if purpose in (Purpose.SIGNING, Purpose.SEAL):
+        if ku is None or not (ku.digital_signature or ku.content_commitment):
+            raise CertificateWrongUsage(f"{_describe(cert)} is not a signing certificate", purpose=purpose.value)
+        return
+    if purpose is Purpose.ENCRYPTION:
+        if ku is None or not (ku.key_agreement or ku.key_encipherment):
+            raise CertificateWrongUsage(f"{_describe(cert)} is not an encryption certificate",
+                                        purpose=purpose.value)
+        return
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        raise CertificateWrongUsage(f"{_describe(cert)} has no extended key usage for {purpose.value}",
+                                    purpose=purpose.value) from None
+    if _EKU[purpose] not in eku:
+        raise CertificateWrongUsage(f"{_describe(cert)} is not allowed for {purpose.value}", purpose=purpose.value)
+
+
+def _describe(cert: x509.Certificate) -> str:
+    return f"'{cert.subject.rfc4514_string()}' (serial {cert.serial_number:x})"
