@@ -212,3 +212,76 @@ class SealWrongUnit(SealVerificationFailed):
 
 class SealPictureInvalid(SealVerificationFailed):
     code = "SEAL_PICTURE_INVALID"
+
+
+# --- Revocation (pki.crl, pki.ocsp, pki.revocation) ---------------------------------------------
+# Each is a RevocationUnknown: the caller learnt nothing trustworthy about the certificate's status.
+
+
+class RevocationStale(RevocationUnknown):
+    """The CRL's nextUpdate or the OCSP response's nextUpdate has passed (or thisUpdate is in the future)."""
+
+    code = "PKI_REVOCATION_STALE"
+
+
+class CrlBadSignature(RevocationUnknown):
+    code = "PKI_CRL_BAD_SIGNATURE"
+
+
+class OcspBadSignature(RevocationUnknown):
+    """The OCSP response is not signed by the issuer or by a responder the issuer delegated to."""
+
+    code = "PKI_OCSP_BAD_SIGNATURE"
+
+
+# --- CMS SignedData (pki.cms) ---------------------------------------------------------------------
+
+
+class CmsError(PkiError):
+    code = "CMS_ERROR"
+
+
+class CmsMalformed(CmsError, MalformedEncoding):
+    code = "CMS_MALFORMED"
+
+
+class CmsBadSignature(CmsError, BadSignature):
+    code = "CMS_BAD_SIGNATURE"
+
+
+class CmsDigestMismatch(CmsError, BadSignature):
+    """The signed message digest is not the digest of the data given to verify."""
+
+    code = "CMS_DIGEST_MISMATCH"
+
+
+# --- RFC 3161 time stamps (pki.tsa) ----------------------------------------------------------------
+
+
+class TsaError(PkiError):
+    code = "TSA_ERROR"
+    exit_code = 1
+
+
+class TsaMalformed(TsaError, MalformedEncoding):
+    code = "TSA_MALFORMED"
+
+
+class TsaRejected(TsaError):
+    """The TSA answered with a PKIStatus other than granted."""
+
+    code = "TSA_REJECTED"
+
+
+class TsaBadSignature(TsaError, BadSignature):
+    code = "TSA_BAD_SIGNATURE"
+
+
+class TsaDigestMismatch(TsaError, BadSignature):
+    """The token time-stamps other data (message imprint mismatch) or answers another nonce."""
+
+    code = "TSA_DIGEST_MISMATCH"
+
+
+class TsaUntrusted(TsaError, CertificateUntrusted):
+    code = "TSA_UNTRUSTED"
