@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 import threading
 import uuid
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
@@ -18,7 +17,9 @@ from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11e
 
 from pki import pkcs11 as p11
+from pki import profiles
 from pki.algorithms import ECDSA_P256_SHA256, RSA3072_SHA256
+from pki.ca import CertificateAuthority, pem
 from pki.errors import (
     BadSignature,
     HsmBadPin,
@@ -64,13 +65,16 @@ def openssl_verify(tmp: Path, public_key, signature: bytes, data: bytes) -> subp
                            str(tmp / "data")], capture_output=True, text=True)
 
 
-def _self_signed(key, subject: str = "other") -> x509.Certificate:
-    """A throw-away certificate for a *software* key, to be presented as the wrong certificate."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = dt.datetime.now(dt.UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+@pytest.fixture(scope="module")
+def sub_ca(tmp_path_factory) -> CertificateAuthority:
+    base = tmp_path_factory.mktemp("ca")
+    root = CertificateAuthority.init_root(base / "root", "GWX Test Root", b"root-passphrase")
+    return root.create_intermediate(base / "sub", "GWX Test Sub CA", b"sub-passphrase")
+
+
+def _cert_for(ca: CertificateAuthority, public_key, name: str = "other") -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    return ca.issue(public_key, subject, profiles.NODE_SIGNING)
 
 
 @pytest.mark.parametrize("key_fixture, algorithm", [("ec_key", ECDSA_P256_SHA256), ("rsa_key", RSA3072_SHA256)])
@@ -147,8 +151,8 @@ def test_generating_over_an_existing_label_is_refused(softhsm, ec_key):
         generate_keypair_on_token(softhsm.module, softhsm.token_label, "wrong-pin-000", _label("x"))
 
 
-def test_certificate_for_another_key_is_rejected(softhsm, ec_key):
-    other = _self_signed(ec.generate_private_key(ec.SECP256R1()))
+def test_certificate_for_another_key_is_rejected(softhsm, ec_key, sub_ca):
+    other = _cert_for(sub_ca, ec.generate_private_key(ec.SECP256R1()).public_key())
     with pytest.raises(KeyCertificateMismatch) as err:
         _signer(softhsm, ec_key, certificate=other).open()
     assert err.value.code == "PKI_KEY_CERT_MISMATCH"
@@ -157,7 +161,7 @@ def test_certificate_for_another_key_is_rejected(softhsm, ec_key):
     assert signer.certificate is None
 
 
-def test_ec_key_without_public_object_is_proven_against_the_certificate(softhsm):
+def test_ec_key_without_public_object_is_proven_against_the_certificate(softhsm, sub_ca):
     key = generate_keypair_on_token(softhsm.module, softhsm.token_label, softhsm.pin, _label("nopub"))
     module = p11.load_module(softhsm.module)
     token = module.get_token(token_label=softhsm.token_label)
@@ -165,18 +169,43 @@ def test_ec_key_without_public_object_is_proven_against_the_certificate(softhsm)
         session.get_key(ObjectClass.PUBLIC_KEY, label=key.key_label).destroy()
     with pytest.raises(HsmKeyNotFound):
         Pkcs11Signer(softhsm.module, softhsm.token_label, softhsm.pin, key.key_label).open()
-    other = _self_signed(ec.generate_private_key(ec.SECP256R1()))
+    other = _cert_for(sub_ca, ec.generate_private_key(ec.SECP256R1()).public_key())
     with pytest.raises(KeyCertificateMismatch):
         Pkcs11Signer(softhsm.module, softhsm.token_label, softhsm.pin, key.key_label, certificate=other).open()
     # A certificate for the right key is accepted once the token has signed a probe with it.
-    software_ca = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token key")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key)
-            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-            .sign(software_ca, hashes.SHA256()))
+    cert = _cert_for(sub_ca, key.public_key, "token key")
     with Pkcs11Signer(softhsm.module, softhsm.token_label, softhsm.pin, key.key_label, certificate=cert) as s:
+        assert s.public_key.public_numbers() == key.public_key.public_numbers()
         ECDSA_P256_SHA256.verify(key.public_key, s.sign(DATA), DATA)
+
+
+@pytest.mark.parametrize("key_fixture", ["ec_key", "rsa_key"])
+def test_certificate_from_our_ca_for_a_token_key_verifies_with_openssl(request, softhsm, sub_ca, tmp_path,
+                                                                      key_fixture):
+    key: p11.TokenKey = request.getfixturevalue(key_fixture)
+    cert = sub_ca.issue_seal_certificate("91350100M000100Y43", "福州市测试局", key.public_key)
+    leaf = tmp_path / "seal.pem"
+    leaf.write_bytes(pem(cert))
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(pem(sub_ca.certificate))
+    root = tmp_path / "root.pem"
+    root.write_bytes(pem(sub_ca.root_certificate))
+    verify = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", str(root), "-untrusted", str(chain),
+                             str(leaf)], capture_output=True, text=True)
+    assert verify.returncode == 0 and f"{leaf}: OK" in verify.stdout, verify.stdout + verify.stderr
+
+    with _signer(softhsm, key, certificate=cert) as signer:
+        assert signer.certificate is cert
+        sig = signer.sign(DATA)
+    # The public key openssl takes out of the certificate, not ours, checks the token's signature.
+    pub = tmp_path / "pub.pem"
+    pub.write_bytes(subprocess.run(["openssl", "x509", "-in", str(leaf), "-pubkey", "-noout"],
+                                   capture_output=True, check=True).stdout)
+    (tmp_path / "sig").write_bytes(sig)
+    (tmp_path / "data").write_bytes(DATA)
+    out = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(pub), "-signature", str(tmp_path / "sig"),
+                          str(tmp_path / "data")], capture_output=True, text=True)
+    assert out.returncode == 0 and "Verified OK" in out.stdout, out.stdout + out.stderr
 
 
 def test_two_signers_share_the_token_login_and_closing_one_keeps_the_other(softhsm, ec_key, rsa_key):
