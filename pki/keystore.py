@@ -38,6 +38,7 @@ def write_secret_file(path: str | os.PathLike[str], data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a temp file left by a crashed write
         os.write(fd, data)
         os.fsync(fd)
     finally:

@@ -1,0 +1,122 @@
+"""Private keys at rest: encrypted, owner-only, written atomically; checked with openssl."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from pki.errors import InsecureKeyFile, KeyStoreError, WrongPassphrase
+from pki.keystore import read_private_key, write_private_key, write_public_file, write_secret_file
+
+PASS = b"correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def ec_key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _public_der(key) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.mark.parametrize("key_fixture", ["ec_key", "rsa_key"])
+def test_round_trip_and_owner_only_mode(request, tmp_path, key_fixture):
+    key = request.getfixturevalue(key_fixture)
+    old = os.umask(0)  # even a careless umask must not widen a key file
+    try:
+        path = write_private_key(tmp_path / "keys" / "node.key", key, PASS)
+    finally:
+        os.umask(old)
+    assert _mode(path) == 0o600
+    assert _public_der(read_private_key(path, PASS)) == _public_der(key)
+
+
+def test_key_is_encrypted_at_rest_per_openssl(tmp_path, ec_key):
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    text = path.read_text()
+    assert "-----BEGIN ENCRYPTED PRIVATE KEY-----" in text
+    der = ec_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+    assert der not in path.read_bytes()
+    wrong = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin", "pass:wrong-passphrase", "-noout"],
+                           capture_output=True)
+    assert wrong.returncode != 0
+    right = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin", f"pass:{PASS.decode()}",
+                            "-pubout", "-outform", "DER"], capture_output=True)
+    assert right.returncode == 0, right.stderr
+    assert right.stdout == _public_der(ec_key)
+
+
+def test_wrong_passphrase_is_typed(tmp_path, ec_key):
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    with pytest.raises(WrongPassphrase) as err:
+        read_private_key(path, b"not the passphrase")
+    assert err.value.code == "PKI_WRONG_PASSPHRASE"
+    assert PASS.decode() not in str(err.value)
+
+
+@pytest.mark.parametrize("passphrase", [b"", b"short", b"7chars!"])
+def test_short_passphrase_is_refused_and_nothing_written(tmp_path, ec_key, passphrase):
+    with pytest.raises(KeyStoreError) as err:
+        write_private_key(tmp_path / "k.pem", ec_key, passphrase)
+    assert err.value.code == "PKI_WEAK_PASSPHRASE"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o700 | 0o004, 0o620])
+def test_key_readable_or_writable_by_others_is_refused(tmp_path, ec_key, mode):
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    path.chmod(mode)
+    with pytest.raises(InsecureKeyFile) as err:
+        read_private_key(path, PASS)
+    assert err.value.code == "PKI_INSECURE_KEY_FILE"
+    assert "chmod 600" in err.value.message
+    path.chmod(0o400)  # owner read-only is fine
+    assert _public_der(read_private_key(path, PASS)) == _public_der(ec_key)
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, ec_key, rsa_key):
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    write_private_key(path, rsa_key, PASS)  # replacing a key is a rename, not a rewrite in place
+    write_secret_file(tmp_path / "token", b"s3cret")
+    write_public_file(tmp_path / "ca.crt", b"-----BEGIN CERTIFICATE-----\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "k.pem", "token"]
+    assert _public_der(read_private_key(path, PASS)) == _public_der(rsa_key)
+    assert _mode(tmp_path / "token") == 0o600
+
+
+def test_leftover_temp_file_from_a_crash_cannot_widen_the_key(tmp_path, ec_key):
+    # A crashed earlier write (same pid after a restart in a container) left a world-readable temp file.
+    stale = tmp_path / f".k.pem.tmp{os.getpid()}"
+    stale.write_bytes(b"garbage from a crash")
+    stale.chmod(0o644)
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    assert _mode(path) == 0o600
+    assert not stale.exists()
+    assert _public_der(read_private_key(path, PASS)) == _public_der(ec_key)
+
+
+def test_missing_and_malformed_key_files_are_typed(tmp_path):
+    with pytest.raises(KeyStoreError) as err:
+        read_private_key(tmp_path / "absent.key", PASS)
+    assert err.value.code == "PKI_KEY_MISSING"
+    junk = write_secret_file(tmp_path / "junk.key", b"-----BEGIN PRIVATE KEY-----\nnot base64\n")
+    with pytest.raises(KeyStoreError) as err:
+        read_private_key(junk, PASS)
+    assert err.value.code == "PKI_KEY_MALFORMED"
