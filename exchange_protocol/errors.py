@@ -83,6 +83,138 @@ class CopyNumberRequired(MetadataError):
 # --- sealed packages (ZIP) ------------------------------------------------------------------
 class PackageError(ProtocolError):
     code = "PKG_INVALID"
+    exit_code = 1  # a package that fails a check is "verification said no" on the command line
+
+
+class PackageInputError(PackageError):
+    """What a sender hands the builder cannot make a package (bad name, body too big, not a PDF)."""
+
+    code = "PKG_BAD_INPUT"
+    exit_code = 2
+
+
+class PackageBodyTooLarge(PackageInputError):
+    code = "PKG_BODY_TOO_LARGE"
+
+
+class PackageNotPdf(PackageInputError):
+    code = "PKG_NOT_PDF"
+
+
+class PackageMalformed(PackageError):
+    """Not a ZIP we can read: truncated, corrupt, CRC errors, header/directory disagreement."""
+
+    code = "PKG_MALFORMED"
+
+
+class PackageOverlappingMembers(PackageError):
+    """Members whose data overlap (the overlapping-file zip bomb)."""
+
+    code = "PKG_OVERLAPPING_MEMBERS"
+
+
+class PackageZipBomb(PackageError):
+    """A member decompresses to more than the allowed ratio of its compressed size."""
+
+    code = "PKG_ZIP_BOMB"
+
+
+class PackageTooLarge(PackageError):
+    """The members together decompress to more than the package limit."""
+
+    code = "PKG_TOO_LARGE"
+
+
+class PackageMemberTooLarge(PackageError):
+    code = "PKG_MEMBER_TOO_LARGE"
+
+
+class PackageTooManyMembers(PackageError):
+    code = "PKG_TOO_MANY_MEMBERS"
+
+
+class PackageEncryptedMember(PackageError):
+    code = "PKG_ENCRYPTED_MEMBER"
+
+
+class PackageUnsupportedCompression(PackageError):
+    code = "PKG_UNSUPPORTED_COMPRESSION"
+
+
+class PackageNameNotUtf8(PackageError):
+    """A member name that is not flagged UTF-8 and not plain ASCII, or flagged but not decodable."""
+
+    code = "PKG_NAME_NOT_UTF8"
+
+
+class PackagePathTraversal(PackageError):
+    code = "PKG_PATH_TRAVERSAL"
+
+
+class PackageAbsolutePath(PackageError):
+    code = "PKG_ABSOLUTE_PATH"
+
+
+class PackageBadPath(PackageError):
+    """Backslashes, drive letters, control characters, empty segments or other unusable names."""
+
+    code = "PKG_BAD_PATH"
+
+
+class PackageDuplicateName(PackageError):
+    code = "PKG_DUPLICATE_NAME"
+
+
+class PackageSymlink(PackageError):
+    code = "PKG_SYMLINK"
+
+
+class PackageNestedArchive(PackageError):
+    """An attachment that is itself an archive (zip, jar, 7z, rar, gzip, …) by its magic bytes."""
+
+    code = "PKG_NESTED_ARCHIVE"
+
+
+class PackageMissingPart(PackageError):
+    """A required member is absent; the code names which (PKG_MISSING_METADATA, …_BODY, …)."""
+
+    code = "PKG_MISSING_PART"
+
+
+class PackageManifestInvalid(PackageError):
+    code = "PKG_BAD_MANIFEST"
+
+
+class PackageUnlistedFile(PackageError):
+    """A member the manifest does not list (extra to the manifest)."""
+
+    code = "PKG_UNLISTED_FILE"
+
+
+class PackageMissingFile(PackageError):
+    """A file the manifest lists that the archive lacks."""
+
+    code = "PKG_MISSING_FILE"
+
+
+class PackageDigestMismatch(PackageError):
+    code = "PKG_DIGEST_MISMATCH"
+
+
+class PackageSizeMismatch(PackageError):
+    code = "PKG_SIZE_MISMATCH"
+
+
+class PackageBadSignature(PackageError):
+    """The manifest signature (META-INF/signature.p7s) does not verify or is not trusted."""
+
+    code = "PKG_BAD_SIGNATURE"
+
+
+class PackageSealInvalid(PackageError):
+    """The PAdES seal on body.pdf is missing, broken, untrusted or not made with the package's seal."""
+
+    code = "PKG_PDF_SEAL_INVALID"
 
 
 # --- envelopes (node to node) ---------------------------------------------------------------
