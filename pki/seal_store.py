@@ -1,0 +1,98 @@
+"""A unit's seal on disk: making it with our CA, and loading it back as something that signs.
+
+A seal directory holds three files::
+
+    seal.esl   the SESeal, DER (GB/T 38540 v4) — public, travels inside sealed documents
+    seal.crt   the unit's seal certificate (PEM), the one listed in the seal's certList
+    seal.key   the seal certificate's private key, encrypted PKCS#8, mode 0600
+
+:func:`issue_seal` asks the CA for a seal certificate, builds and signs the SESeal with the
+CA's seal-maker (制章者) credential and writes the directory. :func:`load_seal_credential`
+opens it for signing and checks the three files belong together (the key certifies the
+certificate, the certificate is one the seal lists), so a package builder never pairs a seal
+with the wrong key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from .algorithms import SignatureAlgorithm, by_name
+from .ca import CertificateAuthority, load_certificate, pem
+from .errors import KeyCertificateMismatch, SealMalformed
+from .keystore import read_private_key, write_private_key, write_public_file
+from .seal import Seal, SealBuilder, parse_seal
+from .seal_picture import STANDARD_DIAMETER_MM, render_round_seal
+from .signer import SoftwareSigner
+
+SEAL_FILE = "seal.esl"
+CERT_FILE = "seal.crt"
+KEY_FILE = "seal.key"
+
+
+@dataclass(frozen=True)
+class SealCredential:
+    """A seal together with the key that may sign under it."""
+
+    directory: Path
+    seal: Seal
+    certificate: x509.Certificate
+    signer: SoftwareSigner  # signer.certificate is ``certificate``
+
+    @property
+    def seal_der(self) -> bytes:
+        return self.seal.der
+
+    @property
+    def picture_png(self) -> bytes:
+        return self.seal.picture.data
+
+
+def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str | Path,
+               key_passphrase: bytes, *, image_png: bytes | None = None,
+               size_mm: int = STANDARD_DIAMETER_MM, valid_days: int | None = None,
+               algorithm: SignatureAlgorithm | str | None = None,
+               now: dt.datetime | None = None) -> SealCredential:
+    """Make a unit seal: key, CA-issued seal certificate, signed SESeal, written to ``out_dir``.
+
+    Without ``image_png`` the standard red round seal is drawn for ``name``. The seal's validity
+    is the certificate's: a seal cannot outlive the key that signs under it.
+    """
+    out = Path(out_dir)
+    if (out / SEAL_FILE).exists() or (out / KEY_FILE).exists():
+        raise SealMalformed(f"{out} already holds a seal; refusing to overwrite it",
+                            code="SEAL_EXISTS")
+    algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or ca.algorithm)
+    # Validate everything cheap before the CA issues (and records) a certificate.
+    picture = image_png if image_png is not None else render_round_seal(name, diameter_mm=size_mm)
+    key = algorithm.generate()
+    cert = ca.issue_seal_certificate(unit_code, name, key.public_key(), valid_days, now=now)
+    seal = (SealBuilder().with_unit(unit_code, name).with_certificate(cert)
+            .with_picture(picture, size_mm).build(ca.seal_maker_signer(), now=now))
+    out.mkdir(parents=True, exist_ok=True)
+    write_private_key(out / KEY_FILE, key, key_passphrase)
+    write_public_file(out / CERT_FILE, pem(cert))
+    write_public_file(out / SEAL_FILE, seal.der)
+    return SealCredential(out, seal, cert, SoftwareSigner(key, cert))
+
+
+def load_seal_credential(directory: str | Path, passphrase: bytes) -> SealCredential:
+    """Open a seal directory for signing (typed errors for missing, mismatched or bad files)."""
+    d = Path(directory)
+    try:
+        seal_der = (d / SEAL_FILE).read_bytes()
+        cert_pem = (d / CERT_FILE).read_bytes()
+    except FileNotFoundError as exc:
+        raise SealMalformed(f"seal directory {d} lacks {Path(exc.filename).name}", code="SEAL_MISSING") from None
+    seal = parse_seal(seal_der)
+    cert = load_certificate(cert_pem)
+    key = read_private_key(d / KEY_FILE, passphrase)
+    if key.public_key() != cert.public_key():
+        raise KeyCertificateMismatch(f"{d / KEY_FILE} is not the key of {d / CERT_FILE}")
+    if not seal.matches_certificate(cert):
+        raise KeyCertificateMismatch(f"{d / CERT_FILE} is not one of the certificates {d / SEAL_FILE} lists")
+    return SealCredential(d, seal, cert, SoftwareSigner(key, cert))
