@@ -1,0 +1,147 @@
+"""pki.cms: SignedData from a Signer, checked by openssl cms and by our own verifier."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from pki import cms
+from pki.ca import CertificateAuthority, pem
+from pki.errors import (
+    CertificateUntrusted,
+    CmsBadSignature,
+    CmsDigestMismatch,
+    CmsMalformed,
+    InvalidInput,
+)
+from pki.signer import SoftwareSigner
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+PW = b"correct horse"
+DATA = b"\xe5\x85\xac\xe6\x96\x87 manifest\r\nline two\n" * 50
+
+
+@pytest.fixture(scope="module", params=["ecdsa-p256-sha256", "rsa3072-sha256"])
+def pki_env(request, tmp_path_factory):
+    base = tmp_path_factory.mktemp(request.param)
+    root = CertificateAuthority.init_root(base / "root", "Test Root", PW, algorithm=request.param)
+    inter = root.create_intermediate(base / "int", "Test County CA", PW)
+    key = inter.algorithm.generate()
+    cert = inter.issue_seal_certificate("91350100M000100Y43", "测试县人民政府", key.public_key())
+    (base / "root.pem").write_bytes(pem(root.certificate))
+    (base / "chain.pem").write_bytes(pem(inter.certificate))
+    (base / "data").write_bytes(DATA)
+    return base, root, inter, SoftwareSigner(key, cert)
+
+
+def openssl_verify(base: Path, sig: bytes, *args: str) -> subprocess.CompletedProcess:
+    (base / "sig.p7s").write_bytes(sig)
+    return subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(base / "sig.p7s"),
+                           "-CAfile", str(base / "root.pem"), "-purpose", "any", "-out", "/dev/null", *args],
+                          capture_output=True, text=True)
+
+
+def test_openssl_verifies_detached_signature_with_embedded_chain(pki_env):
+    base, root, inter, signer = pki_env
+    sig = cms.sign_detached(DATA, signer, signing_time=NOW, extra_certs=[inter.certificate])
+    result = openssl_verify(base, sig, "-content", str(base / "data"))
+    assert result.returncode == 0, result.stderr
+    assert "Verification successful" in result.stderr
+
+
+def test_openssl_verifies_without_embedded_intermediate_given_a_chain_bundle(pki_env):
+    # openssl 3.0's cms -certfile only helps find the signer certificate, not build its path, so the
+    # intermediate goes beside the root in the CA bundle.
+    base, _, _, signer = pki_env
+    sig = cms.sign_detached(DATA, signer, signing_time=NOW)
+    assert openssl_verify(base, sig, "-content", str(base / "data")).returncode != 0  # no path without it
+    bundle = base / "bundle.pem"
+    bundle.write_bytes((base / "root.pem").read_bytes() + (base / "chain.pem").read_bytes())
+    result = openssl_verify(base, sig, "-content", str(base / "data"), "-CAfile", str(bundle))
+    assert result.returncode == 0, result.stderr
+
+
+def test_tampered_data_fails_for_openssl_and_for_us(pki_env):
+    base, root, inter, signer = pki_env
+    sig = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate])
+    tampered = bytearray(DATA)
+    tampered[100] ^= 0x01
+    (base / "tampered").write_bytes(bytes(tampered))
+    assert openssl_verify(base, sig, "-content", str(base / "tampered")).returncode != 0
+    with pytest.raises(CmsDigestMismatch):
+        cms.verify_detached(sig, bytes(tampered), trust_roots=[root.certificate], now=NOW)
+
+
+def test_tampered_signature_fails_for_openssl_and_for_us(pki_env):
+    base, root, inter, signer = pki_env
+    sig = bytearray(cms.sign_detached(DATA, signer, extra_certs=[inter.certificate]))
+    sig[-5] ^= 0x40  # inside the signature value, the last field of the SignerInfo
+    assert openssl_verify(base, bytes(sig), "-content", str(base / "data")).returncode != 0
+    with pytest.raises(CmsBadSignature):
+        cms.verify_detached(bytes(sig), DATA)
+
+
+def test_our_verifier_reports_signer_time_and_path(pki_env):
+    _, root, inter, signer = pki_env
+    sig = cms.sign_detached(DATA, signer, signing_time=NOW, extra_certs=[inter.certificate])
+    result = cms.verify_detached(sig, DATA, trust_roots=[root.certificate], now=NOW,
+                                 require_signing_cert_v2=True)
+    assert result.signer_certificate == signer.certificate
+    assert result.signing_time == NOW
+    assert result.content is None and result.content_type == "1.2.840.113549.1.7.1"
+    assert result.path == (signer.certificate, inter.certificate, root.certificate)
+    assert result.message_digest == hashlib.sha256(DATA).digest()
+
+
+def test_signing_a_precomputed_digest_equals_signing_the_data(pki_env):
+    base, root, inter, signer = pki_env
+    sig = cms.sign_detached(None, signer, digest=hashlib.sha256(DATA).digest(), extra_certs=[inter.certificate])
+    assert openssl_verify(base, sig, "-content", str(base / "data")).returncode == 0
+    cms.verify_detached(sig, digest=hashlib.sha256(DATA).digest(), trust_roots=[root.certificate], now=NOW)
+
+
+def test_encapsulated_content_verifies_without_separate_data(pki_env):
+    base, root, inter, signer = pki_env
+    sig = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate], encapsulate=True)
+    assert openssl_verify(base, sig).returncode == 0
+    assert cms.verify_detached(sig).content == DATA
+
+
+def test_untrusted_root_is_refused(pki_env, tmp_path):
+    _, _, inter, signer = pki_env
+    other = CertificateAuthority.init_root(tmp_path / "other", "Other Root", PW)
+    sig = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate])
+    with pytest.raises(CertificateUntrusted):
+        cms.verify_detached(sig, DATA, trust_roots=[other.certificate], now=NOW)
+
+
+def test_signature_made_by_openssl_verifies_with_us(pki_env):
+    base, root, inter, signer = pki_env
+    key_pem = signer.private_key_for_tls().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (base / "k.pem").write_bytes(key_pem)
+    (base / "c.pem").write_bytes(pem(signer.certificate))
+    subprocess.run(["openssl", "cms", "-sign", "-binary", "-outform", "DER", "-in", str(base / "data"),
+                    "-signer", str(base / "c.pem"), "-inkey", str(base / "k.pem"), "-certfile",
+                    str(base / "chain.pem"), "-md", "sha256", "-out", str(base / "ossl.p7s")], check=True)
+    result = cms.verify_detached((base / "ossl.p7s").read_bytes(), DATA, trust_roots=[root.certificate], now=NOW)
+    assert result.signer_certificate == signer.certificate
+    with pytest.raises(CmsDigestMismatch):
+        cms.verify_detached((base / "ossl.p7s").read_bytes(), DATA + b"x")
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x30\x03\x02\x01", b"not cms at all", b"\x30\x80" + b"\x00" * 40])
+def test_garbage_is_a_typed_error(garbage):
+    with pytest.raises(CmsMalformed):
+        cms.verify_detached(garbage, DATA)
+
+
+def test_signer_without_certificate_is_refused(pki_env):
+    _, _, _, signer = pki_env
+    with pytest.raises(InvalidInput):
+        cms.sign_detached(DATA, SoftwareSigner(signer.private_key_for_tls()))
