@@ -43,8 +43,10 @@ INTERMEDIATE_CA = Profile("intermediate-ca", frozenset({"key_cert_sign", "crl_si
                           path_length=0, default_days=10 * 365)
 NODE_TLS = Profile("node-tls", frozenset({"digital_signature"}),
                    (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH), default_days=825)
+# emailProtection is the EKU CMS verifiers (openssl cms's default smimesign purpose) look for; it
+# also keeps a signing certificate from passing as a TLS certificate.
 NODE_SIGNING = Profile("node-signing", frozenset({"digital_signature", "content_commitment"}),
-                       default_days=825)
+                       (ExtendedKeyUsageOID.EMAIL_PROTECTION,), default_days=825)
 NODE_ENCRYPTION = Profile("node-encryption", frozenset({"encryption"}), default_days=825)
 SEAL = Profile("seal", frozenset({"digital_signature", "content_commitment"}), default_days=3 * 365)
 SEAL_MAKER = Profile("seal-maker", frozenset({"digital_signature", "content_commitment"}),

@@ -1,0 +1,178 @@
+"""``gwx pki init-root``, ``issue-node``, ``issue-intermediate`` and ``show``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from pki.ca import CertificateAuthority, node_id_of, unit_code_of
+from pki.errors import MalformedEncoding
+
+from .passphrase import add_passphrase_option, get_passphrase
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init-root", help="create the network root CA")
+    p.add_argument("--dir", required=True, type=Path, help="CA directory to create")
+    p.add_argument("--name", required=True, help="CA name, e.g. 临沂市电子政务CA")
+    p.add_argument("--algorithm", default="ecdsa-p256-sha256", help="ecdsa-p256-sha256 (default) or rsa3072-sha256")
+    p.add_argument("--valid-days", type=int)
+    add_passphrase_option(p)
+    p.set_defaults(func=_init_root)
+
+    p = sub.add_parser("issue-intermediate", help="create an intermediate CA under an existing CA")
+    p.add_argument("--ca", required=True, type=Path, help="issuing CA directory")
+    p.add_argument("--dir", required=True, type=Path, help="new intermediate CA directory")
+    p.add_argument("--name", required=True)
+    p.add_argument("--valid-days", type=int)
+    add_passphrase_option(p)
+    p.set_defaults(func=_issue_intermediate)
+
+    p = sub.add_parser("issue-node", help="issue a node's TLS, signing and encryption credentials")
+    p.add_argument("--ca", required=True, type=Path, help="CA directory")
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--host", required=True, help="DNS name or IP address the node listens on")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--valid-days", type=int)
+    add_passphrase_option(p)
+    p.set_defaults(func=_issue_node)
+
+    p = sub.add_parser("show", help="show a certificate, CRL or seal in human form")
+    p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_show)
+
+
+def _init_root(args: argparse.Namespace) -> int:
+    passphrase = get_passphrase(args, confirm=True, what="CA key")
+    ca = CertificateAuthority.init_root(args.dir, args.name, passphrase, args.algorithm, args.valid_days)
+    print(f"root CA '{ca.name}' created in {args.dir}")
+    print(f"  trust anchor: {args.dir / 'root.crt'}  (serial {ca.certificate.serial_number:x})")
+    return 0
+
+
+def _issue_intermediate(args: argparse.Namespace) -> int:
+    passphrase = get_passphrase(args, what="CA key")
+    parent = CertificateAuthority.open(args.ca, passphrase)
+    ca = parent.create_intermediate(args.dir, args.name, passphrase, args.valid_days)
+    print(f"intermediate CA '{ca.name}' created in {args.dir} (issued by '{parent.name}')")
+    return 0
+
+
+def _issue_node(args: argparse.Namespace) -> int:
+    passphrase = get_passphrase(args, what="CA key")
+    ca = CertificateAuthority.open(args.ca, passphrase)
+    creds = ca.issue_node(args.node_id, args.host, args.out, passphrase, valid_days=args.valid_days)
+    print(f"node '{creds.node_id}' credentials written to {args.out}:")
+    for role, cert in (("tls", creds.tls_certificate), ("sign", creds.signing_certificate),
+                       ("enc", creds.encryption_certificate)):
+        print(f"  {role}.crt  serial {cert.serial_number:x}  valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    data = args.file.read_bytes()
+    info = describe_file(data)
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+    else:
+        _print_human(info)
+    return 0
+
+
+def describe_file(data: bytes) -> dict[str, Any]:
+    """Recognise a certificate, CRL or seal (PEM or DER) and describe it."""
+    stripped = data.lstrip()
+    if stripped.startswith(b"-----BEGIN CERTIFICATE"):
+        return describe_certificate(x509.load_pem_x509_certificate(data))
+    if stripped.startswith(b"-----BEGIN X509 CRL"):
+        return describe_crl(x509.load_pem_x509_crl(data))
+    for loader, describe in ((x509.load_der_x509_certificate, describe_certificate),
+                             (x509.load_der_x509_crl, describe_crl)):
+        try:
+            return describe(loader(data))
+        except ValueError:
+            pass
+    try:
+        from pki.seal_verify import describe_seal
+
+        from pki.seal import parse_seal
+    except ImportError:  # seal support not installed in this build
+        raise MalformedEncoding("not a certificate or CRL") from None
+    return {"type": "seal", **describe_seal(parse_seal(data))}
+
+
+def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "type": "certificate",
+        "subject": _name(cert.subject),
+        "issuer": _name(cert.issuer),
+        "serial": f"{cert.serial_number:x}",
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "signature_algorithm": cert.signature_algorithm_oid._name,
+        "public_key": type(cert.public_key()).__name__.lstrip("_"),
+        "sha256_fingerprint": cert.fingerprint(hashes.SHA256()).hex(),
+    }
+    for ext in cert.extensions:
+        v = ext.value
+        if isinstance(v, x509.BasicConstraints):
+            info["ca"] = v.ca
+        elif isinstance(v, x509.KeyUsage):
+            info["key_usage"] = [f for f in ("digital_signature", "content_commitment", "key_encipherment",
+                                             "key_agreement", "key_cert_sign", "crl_sign") if getattr(v, f)]
+        elif isinstance(v, x509.ExtendedKeyUsage):
+            info["extended_key_usage"] = [o._name for o in v]
+        elif isinstance(v, x509.SubjectAlternativeName):
+            info["subject_alt_names"] = [str(g.value) for g in v]
+    if node_id_of(cert):
+        info["node_id"] = node_id_of(cert)
+    if unit_code_of(cert):
+        info["unit_code"] = unit_code_of(cert)
+    return info
+
+
+def describe_crl(crl: x509.CertificateRevocationList) -> dict[str, Any]:
+    revoked = []
+    for r in crl:
+        entry = {"serial": f"{r.serial_number:x}", "revoked_at": r.revocation_date_utc.isoformat()}
+        try:
+            entry["reason"] = r.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+        except x509.ExtensionNotFound:
+            pass
+        revoked.append(entry)
+    try:
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        number = None
+    return {"type": "crl", "issuer": _name(crl.issuer), "crl_number": number,
+            "last_update": crl.last_update_utc.isoformat(),
+            "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+            "revoked": revoked}
+
+
+def _name(name: x509.Name) -> dict[str, str]:
+    # rfc4514_string() escapes non-ASCII; people want 临沂市 intact.
+    return {attr.oid._name: str(attr.value) for attr in name}
+
+
+
+
+def _print_human(info: dict[str, Any], indent: str = "") -> None:
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_human(value, indent + "  ")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            print(f"{indent}{key}:")
+            for item in value:
+                print(f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in item.items()))
+        elif isinstance(value, list):
+            print(f"{indent}{key}: {', '.join(map(str, value)) if value else '(none)'}")
+        else:
+            print(f"{indent}{key}: {value}")

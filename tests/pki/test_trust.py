@@ -1,0 +1,121 @@
+"""Trust decisions: each way a path can fail is its own typed error."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pki.ca import utcnow
+from pki.errors import (
+    CertificateExpired,
+    CertificateNotYetValid,
+    CertificateRevoked,
+    CertificateUntrusted,
+    CertificateWrongUsage,
+)
+from pki.trust import Purpose, TrustStore, verify_certificate
+from tests.conftest import PASSPHRASE
+
+UNIT = "11100000000013127D"
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    from pki.ca import CertificateAuthority
+
+    base = tmp_path_factory.mktemp("trust")
+    root = CertificateAuthority.init_root(base / "root", "根CA", PASSPHRASE)
+    inter = root.create_intermediate(base / "inter", "市级CA", PASSPHRASE)
+    creds = inter.issue_node("county", "127.0.0.1", base / "node", PASSPHRASE)
+    return root, inter, creds
+
+
+def test_leaf_through_intermediate_verifies(network):
+    root, inter, creds = network
+    path = verify_certificate(creds.tls_certificate, TrustStore.of([root.certificate]), utcnow(),
+                              intermediates=[inter.certificate], purpose=Purpose.TLS_SERVER)
+    assert path == [creds.tls_certificate, inter.certificate, root.certificate]
+
+
+def test_missing_intermediate_is_untrusted(network):
+    root, _, creds = network
+    with pytest.raises(CertificateUntrusted):
+        verify_certificate(creds.tls_certificate, TrustStore.of([root.certificate]), utcnow())
+
+
+def test_other_network_is_untrusted(network, make_ca):
+    _, inter, creds = network
+    other = make_ca("别的网络")
+    with pytest.raises(CertificateUntrusted):
+        verify_certificate(creds.tls_certificate, TrustStore.of([other.certificate]), utcnow(),
+                           intermediates=[inter.certificate])
+
+
+def test_forged_issuer_name_is_untrusted(network, make_ca, tmp_path):
+    """A CA that copies our root's name but has another key must not be accepted."""
+    root, _, _ = network
+    fake = make_ca(root.name)
+    fake_leaf = fake.issue_node("evil", "127.0.0.1", tmp_path / "evil", PASSPHRASE).tls_certificate
+    assert fake_leaf.issuer == root.certificate.subject
+    with pytest.raises(CertificateUntrusted):
+        verify_certificate(fake_leaf, TrustStore.of([root.certificate]), utcnow())
+
+
+def test_expired_and_not_yet_valid(network):
+    root, inter, creds = network
+    store = TrustStore.of([root.certificate])
+    leaf = creds.signing_certificate
+    with pytest.raises(CertificateExpired):
+        verify_certificate(leaf, store, leaf.not_valid_after_utc + dt.timedelta(seconds=1), [inter.certificate])
+    with pytest.raises(CertificateNotYetValid):
+        verify_certificate(leaf, store, leaf.not_valid_before_utc - dt.timedelta(seconds=1), [inter.certificate])
+
+
+def test_purposes(network):
+    root, inter, creds = network
+    store = TrustStore.of([root.certificate])
+    now = utcnow()
+    verify_certificate(creds.signing_certificate, store, now, [inter.certificate], Purpose.SIGNING)
+    verify_certificate(creds.encryption_certificate, store, now, [inter.certificate], Purpose.ENCRYPTION)
+    with pytest.raises(CertificateWrongUsage):
+        verify_certificate(creds.signing_certificate, store, now, [inter.certificate], Purpose.TLS_CLIENT)
+    with pytest.raises(CertificateWrongUsage):
+        verify_certificate(creds.encryption_certificate, store, now, [inter.certificate], Purpose.SIGNING)
+    with pytest.raises(CertificateWrongUsage):
+        verify_certificate(creds.tls_certificate, store, now, [inter.certificate], Purpose.TIME_STAMPING)
+
+
+def test_non_ca_certificate_cannot_issue(network, tmp_path):
+    """A leaf used as an issuer (same name trick) is refused even if its signature checks."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from pki.keystore import read_private_key
+
+    root, inter, creds = network
+    leaf_key = read_private_key(creds.directory / "sign.key", PASSPHRASE)
+    sub_key = root.algorithm.generate()
+    forged = (x509.CertificateBuilder().subject_name(x509.Name([]))
+              .issuer_name(creds.signing_certificate.subject).public_key(sub_key.public_key())
+              .serial_number(1).not_valid_before(utcnow() - dt.timedelta(hours=1))
+              .not_valid_after(utcnow() + dt.timedelta(days=1)).sign(leaf_key, hashes.SHA256()))
+    with pytest.raises(CertificateUntrusted):
+        verify_certificate(forged, TrustStore.of([root.certificate]), utcnow(),
+                           intermediates=[creds.signing_certificate, inter.certificate])
+
+
+def test_revocation_check_is_asked_for_every_link(network):
+    root, inter, creds = network
+    asked = []
+
+    def revocation(cert, issuer, now):
+        asked.append((cert.serial_number, issuer.serial_number))
+        if cert == inter.certificate:
+            raise CertificateRevoked("intermediate revoked")
+
+    with pytest.raises(CertificateRevoked):
+        verify_certificate(creds.tls_certificate, TrustStore.of([root.certificate]), utcnow(),
+                           [inter.certificate], revocation=revocation)
+    assert asked == [(creds.tls_certificate.serial_number, inter.certificate.serial_number),
+                     (inter.certificate.serial_number, root.certificate.serial_number)]
