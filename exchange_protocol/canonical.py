@@ -1,0 +1,120 @@
+"""Canonical JSON: the one encoding exchange_protocol signs, hashes and stores.
+
+Every JSON document gwx signs or digests (a package's ``metadata.json``, manifests, envelope headers)
+goes through :func:`canonical_json`, so two nodes that build the same value produce the same bytes:
+
+- keys sorted (by code point, as :func:`json.dumps` sorts ``str``), no insignificant whitespace;
+- UTF-8, non-ASCII characters written as themselves (``ensure_ascii=False``): 公文 metadata is
+  Chinese text and ``\\uXXXX`` escapes would only make it unreadable;
+- only ``str``, ``int``, ``bool``, ``None``, lists/tuples and ``str``-keyed dicts. Floats are refused:
+  their decimal rendering is the classic source of canonicalisation disagreements between
+  languages, and nothing gwx exchanges needs them (times are strings, sizes are integers).
+- strings are emitted as given (no Unicode normalisation): normalising here would make the signed
+  bytes differ from what the caller holds. Lone surrogates are refused.
+
+:func:`load_json` is the matching strict reader for untrusted bytes: size-bounded, duplicate keys
+refused (a classic signature-confusion trick: two parsers picking different duplicates), NaN and
+Infinity refused, nesting bounded, a leading UTF-8 BOM tolerated because Windows OA systems write one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import MalformedJson, NotCanonicalEncodable, ProtocolError
+
+MAX_DEPTH = 32
+_BOM = b"\xef\xbb\xbf"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Encode ``obj`` as canonical JSON bytes, or raise :class:`NotCanonicalEncodable`."""
+    _check(obj, "$", 0)
+    try:
+        text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise NotCanonicalEncodable("string with a lone surrogate cannot be encoded as UTF-8",
+                                    reason=str(exc)) from None
+
+
+def _check(obj: Any, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise NotCanonicalEncodable(f"nesting deeper than {MAX_DEPTH} at {path}", path=path)
+    if obj is None or isinstance(obj, (str, bool, int)):
+        # bool is an int subclass; both are exact, so both are fine.
+        return
+    if isinstance(obj, float):
+        raise NotCanonicalEncodable(f"float at {path}: canonical JSON carries integers and strings only",
+                                    path=path)
+    if isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            _check(item, f"{path}[{i}]", depth + 1)
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise NotCanonicalEncodable(f"non-string key {key!r} at {path}", path=path)
+            _check(value, f"{path}.{key}", depth + 1)
+        return
+    raise NotCanonicalEncodable(f"{type(obj).__name__} at {path} has no JSON form", path=path)
+
+
+def load_json(data: bytes, *, max_bytes: int, what: str = "JSON",
+              error: type[ProtocolError] = MalformedJson) -> Any:
+    """Parse untrusted JSON ``data`` strictly; failures raise ``error`` (a typed error class)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise error(f"{what} must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise error(f"{what} is {len(data)} bytes, more than the {max_bytes} allowed",
+                    size=len(data), limit=max_bytes)
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} is not UTF-8 (byte {exc.start})", offset=exc.start) from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except _Refused as exc:
+        raise error(f"{what}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                    line=exc.lineno, column=exc.colno) from None
+    except RecursionError:
+        raise error(f"{what} is nested too deeply") from None
+    if _depth(value) > MAX_DEPTH:
+        raise error(f"{what} is nested deeper than {MAX_DEPTH}")
+    return value
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Refused(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def _depth(value: Any) -> int:
+    # Iterative: the input already parsed, but a recursive walk could still hit the limit.
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(item, dict):
+            stack.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+    return deepest
