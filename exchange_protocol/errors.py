@@ -222,6 +222,12 @@ class EnvelopeError(ProtocolError):
     code = "ENV_INVALID"
 
 
+class EnvelopeReplayed(EnvelopeError):
+    """A message id already received with different envelope bytes (a replay or an id collision)."""
+
+    code = "ENV_REPLAYED"
+
+
 # --- state machines -------------------------------------------------------------------------
 class IllegalTransition(ProtocolError):
     code = "STATE_ILLEGAL_TRANSITION"
