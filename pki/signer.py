@@ -11,8 +11,10 @@ from __future__ import annotations
 import abc
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from .algorithms import PrivateKey, PublicKey, SignatureAlgorithm, for_public_key
+from .errors import KeyCertificateMismatch
 
 
 class Signer(abc.ABC):
@@ -41,6 +43,11 @@ class SoftwareSigner(Signer):
 
     def __init__(self, key: PrivateKey, certificate: x509.Certificate | None = None,
                  algorithm: SignatureAlgorithm | None = None) -> None:
+        if certificate is not None and _spki(certificate.public_key()) != _spki(key.public_key()):
+            # Caught here, not by a receiver that would only see signatures that never verify.
+            raise KeyCertificateMismatch(
+                f"certificate {certificate.subject.rfc4514_string()} does not certify this key",
+                serial=certificate.serial_number)
         self._key = key
         self._certificate = certificate
         self._algorithm = algorithm or for_public_key(key.public_key())
@@ -66,3 +73,8 @@ class SoftwareSigner(Signer):
     def private_key_for_tls(self) -> PrivateKey:
         """The raw key, for the one consumer that needs it: an ``ssl`` context or key decryption."""
         return self._key
+
+
+def _spki(public_key: object) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
