@@ -74,6 +74,7 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
     seal = (SealBuilder().with_unit(unit_code, name).with_certificate(cert)
             .with_picture(picture, size_mm).build(ca.seal_maker_signer(), now=now))
     out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o700)  # holds a private key, like a node's credential directory
     write_private_key(out / KEY_FILE, key, key_passphrase)
     write_public_file(out / CERT_FILE, pem(cert))
     write_public_file(out / SEAL_FILE, seal.der)

@@ -51,10 +51,12 @@ from .errors import (
     SealWrongUnit,
     UnsupportedAlgorithm,
 )
-from .seal import Seal, parse_seal
+from .seal import Seal, describe_seal, parse_seal
 from .seal_picture import MAX_PICTURE_BYTES, MAX_PICTURE_PIXELS, validate_png
 from .trust import Purpose, RevocationCheck, TrustStore, verify_certificate
 from .unit_code import validate_unit_code
+
+__all__ = ["SealVerification", "check_picture", "crl_revocation_check", "describe_seal", "verify_seal"]
 
 # Revocation entries with these reasons void the certificate even before their date.
 _COMPROMISE = {x509.ReasonFlags.key_compromise, x509.ReasonFlags.ca_compromise}

@@ -1,0 +1,114 @@
+"""``gwx pki issue-seal`` and ``gwx pki verify-seal``.
+
+Passphrases: the CA key passphrase comes from the usual source (``GWX_PASSPHRASE``,
+``--passphrase-file`` or a prompt). The new seal key is encrypted with the same passphrase
+unless ``--key-passphrase-file`` is given — which is the better choice whenever the unit, not
+the CA operator, will hold the seal key: the CA passphrase then never has to be handed over.
+
+``verify-seal`` exits 0 for a valid seal and prints a short summary; otherwise the central error
+handler prints ``CODE: reason`` (or JSON with ``--json``) and exits 1 for a seal that fails
+verification, 2 for input that is not a seal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from cryptography import x509
+
+from pki.ca import CertificateAuthority, load_certificates
+from pki.errors import KeyStoreError, MalformedEncoding
+from pki.seal import describe_seal
+from pki.seal_store import CERT_FILE, KEY_FILE, SEAL_FILE, issue_seal
+from pki.seal_verify import verify_seal
+
+from .passphrase import add_passphrase_option, get_passphrase
+
+__all__ = ["describe_seal", "register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("issue-seal", help="make a unit's electronic seal (电子印章): key, certificate, SESeal")
+    p.add_argument("--ca", required=True, type=Path, help="CA directory (its seal maker signs the seal)")
+    p.add_argument("--unit", required=True, help="统一社会信用代码 of the unit")
+    p.add_argument("--name", required=True, help="seal name, normally the unit's full name")
+    p.add_argument("--image", type=Path, help="seal picture (PNG); default: a drawn red round seal")
+    p.add_argument("--size-mm", type=int, default=42, help="displayed diameter in mm (default 42)")
+    p.add_argument("--valid-days", type=int, help="validity of the seal and its certificate")
+    p.add_argument("--out", required=True, type=Path, help=f"directory for {SEAL_FILE}, {CERT_FILE}, {KEY_FILE}")
+    p.add_argument("--key-passphrase-file", metavar="FILE",
+                   help="encrypt the seal key with this passphrase instead of the CA passphrase")
+    add_passphrase_option(p)
+    p.set_defaults(func=_issue_seal)
+
+    p = sub.add_parser("verify-seal", help="verify an electronic seal (.esl) against trust roots")
+    p.add_argument("seal", type=Path, help="SESeal file (DER)")
+    p.add_argument("--trust", required=True, type=Path, action="append", help="trusted root certificate(s), PEM")
+    p.add_argument("--crl", type=Path, action="append", default=[], help="CRL file(s), PEM or DER")
+    p.add_argument("--unit", help="require the seal to belong to this 统一社会信用代码")
+    p.add_argument("--at", help="judge at this time (ISO 8601, default now)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_verify_seal)
+
+
+def _issue_seal(args: argparse.Namespace) -> int:
+    passphrase = get_passphrase(args, what="CA key")
+    key_passphrase = passphrase
+    if args.key_passphrase_file:
+        key_passphrase = Path(args.key_passphrase_file).read_bytes().rstrip(b"\r\n")
+        if not key_passphrase:
+            raise KeyStoreError(f"passphrase file {args.key_passphrase_file} is empty", code="PKI_NO_PASSPHRASE")
+    image = _read(args.image) if args.image else None
+    ca = CertificateAuthority.open(args.ca, passphrase)
+    cred = issue_seal(ca, args.unit, args.name, args.out, key_passphrase, image_png=image,
+                      size_mm=args.size_mm, valid_days=args.valid_days)
+    s = cred.seal
+    print(f"seal '{s.name}' ({s.unit_code}) written to {args.out}:")
+    print(f"  {SEAL_FILE}  esID {s.es_id}, valid {s.valid_start:%Y-%m-%d} – {s.valid_end:%Y-%m-%d}")
+    print(f"  {CERT_FILE}  serial {cred.certificate.serial_number:x}")
+    print(f"  {KEY_FILE}  encrypted, owner-only")
+    return 0
+
+
+def _verify_seal(args: argparse.Namespace) -> int:
+    data = _read(args.seal)
+    roots = [c for path in args.trust for c in load_certificates(_read(path))]
+    crls = [_load_crl(_read(path), path) for path in args.crl]
+    at = _parse_time(args.at) if args.at else None
+    result = verify_seal(data, trust_roots=roots, at=at, crls=crls if args.crl else None, unit_code=args.unit)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        s = result.seal
+        print(f"seal OK: {s.name} ({result.unit_code or 'no unit code'}), esID {s.es_id}")
+        print(f"  valid {s.valid_start:%Y-%m-%d} – {s.valid_end:%Y-%m-%d}; made by "
+              f"{result.maker_path[0].subject.rfc4514_string()}; "
+              f"revocation {'checked' if result.revocation_checked else 'NOT checked (no --crl)'}")
+    return 0
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise MalformedEncoding(f"cannot read {path}: {exc.strerror}", code="PKI_FILE_UNREADABLE") from None
+
+
+def _load_crl(data: bytes, path: Path) -> x509.CertificateRevocationList:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise MalformedEncoding(f"{path} is not a CRL: {exc}") from None
+
+
+def _parse_time(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise MalformedEncoding(f"--at {text!r} is not an ISO 8601 time") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
