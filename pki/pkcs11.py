@@ -52,6 +52,7 @@ from .errors import (
     HsmError,
     HsmKeyNotFound,
     HsmTokenNotFound,
+    InvalidInput,
     KeyCertificateMismatch,
     UnsupportedAlgorithm,
 )
@@ -214,7 +215,7 @@ class Pkcs11Signer(Signer):
                  key_label: str | None = None, *, key_id: bytes | None = None,
                  certificate: x509.Certificate | None = None) -> None:
         if key_label is None and key_id is None:
-            raise HsmError("a token key needs a label or an id", code="PKI_INVALID_INPUT")
+            raise InvalidInput("a token key needs a label or an id", field="key_label")
         self._module_path = os.fspath(module_path)
         self._token_label = token_label
         self.__pin = pin

@@ -26,6 +26,7 @@ from pki.errors import (
     HsmError,
     HsmKeyNotFound,
     HsmTokenNotFound,
+    InvalidInput,
     KeyCertificateMismatch,
 )
 from pki.pkcs11 import Pkcs11Signer, generate_keypair_on_token
@@ -139,7 +140,7 @@ def test_missing_key_token_and_module_are_typed_errors(softhsm, tmp_path):
     with pytest.raises(HsmError) as err:
         Pkcs11Signer(tmp_path / "libnothing.so", softhsm.token_label, softhsm.pin, "k").open()
     assert err.value.code == "PKI_HSM_ERROR"
-    with pytest.raises(HsmError):
+    with pytest.raises(InvalidInput):
         Pkcs11Signer(softhsm.module, softhsm.token_label, softhsm.pin)  # neither label nor id
 
 
