@@ -99,9 +99,8 @@ def describe_file(data: bytes) -> dict[str, Any]:
         except ValueError:
             pass
     try:
-        from pki.seal_verify import describe_seal
-
         from pki.seal import parse_seal
+        from pki.seal_verify import describe_seal
     except ImportError:  # seal support not installed in this build
         raise MalformedEncoding("not a certificate or CRL") from None
     return {"type": "seal", **describe_seal(parse_seal(data))}

@@ -1,0 +1,130 @@
+"""A small Prometheus registry: counters, gauges and histograms in the text exposition format.
+
+Enough for ``/metrics`` (queue depths, deliveries, failures, latencies) without a dependency.
+Labels are passed as keyword arguments; each distinct label set is its own series.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable
+
+LabelKey = tuple[tuple[str, str], ...]
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _key(labels: dict[str, object]) -> LabelKey:
+    return tuple(sorted((k, str(v)) for k, v in labels.items()))
+
+
+def _fmt_labels(key: LabelKey, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    items = key + extra
+    if not items:
+        return ""
+    body = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+                    for k, v in items)
+    return "{" + body + "}"
+
+
+class _Metric:
+    kind = "untyped"
+
+    def __init__(self, name: str, help_text: str) -> None:
+        self.name = name
+        self.help = help_text
+        self._lock = threading.Lock()
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+
+class Counter(_Metric):
+    kind = "counter"
+
+    def __init__(self, name: str, help_text: str) -> None:
+        super().__init__(name, help_text)
+        self._values: dict[LabelKey, float] = {}
+
+    def inc(self, amount: float = 1.0, **labels: object) -> None:
+        k = _key(labels)
+        with self._lock:
+            self._values[k] = self._values.get(k, 0.0) + amount
+
+    def value(self, **labels: object) -> float:
+        return self._values.get(_key(labels), 0.0)
+
+    def render(self) -> list[str]:
+        return self.header() + [f"{self.name}{_fmt_labels(k)} {v:g}" for k, v in sorted(self._values.items())]
+
+
+class Gauge(_Metric):
+    """A gauge whose series are read from a callback at scrape time (queue depths live in SQLite)."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help_text: str) -> None:
+        super().__init__(name, help_text)
+        self._values: dict[LabelKey, float] = {}
+
+    def set(self, value: float, **labels: object) -> None:
+        with self._lock:
+            self._values[_key(labels)] = value
+
+    def replace(self, series: dict[LabelKey, float]) -> None:
+        with self._lock:
+            self._values = dict(series)
+
+    def render(self) -> list[str]:
+        return self.header() + [f"{self.name}{_fmt_labels(k)} {v:g}" for k, v in sorted(self._values.items())]
+
+
+class Histogram(_Metric):
+    kind = "histogram"
+
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> None:
+        super().__init__(name, help_text)
+        self.buckets = buckets
+        self._series: dict[LabelKey, list[float]] = {}  # bucket counts…, +Inf count, sum
+
+    def observe(self, value: float, **labels: object) -> None:
+        k = _key(labels)
+        with self._lock:
+            s = self._series.setdefault(k, [0.0] * (len(self.buckets) + 2))
+            s[bisect.bisect_left(self.buckets, value)] += 1
+            s[-1] += value
+
+    def render(self) -> list[str]:
+        lines = self.header()
+        for k, s in sorted(self._series.items()):
+            cumulative = 0.0
+            for bound, count in zip(self.buckets, s, strict=False):
+                cumulative += count
+                lines.append(f"{self.name}_bucket{_fmt_labels(k, (('le', f'{bound:g}'),))} {cumulative:g}")
+            cumulative += s[len(self.buckets)]
+            lines.append(f"{self.name}_bucket{_fmt_labels(k, (('le', '+Inf'),))} {cumulative:g}")
+            lines.append(f"{self.name}_count{_fmt_labels(k)} {cumulative:g}")
+            lines.append(f"{self.name}_sum{_fmt_labels(k)} {s[-1]:g}")
+        return lines
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._metrics: list[_Metric] = []
+        self._collectors: list[Callable[[], object]] = []
+
+    def counter(self, name: str, help_text: str) -> Counter:
+        return self._add(Counter(name, help_text))
+
+    def gauge(self, name: str, help_text: str) -> Gauge:
+        return self._add(Gauge(name, help_text))
+
+    def histogram(self, name: str, help_text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> Histogram:
+        return self._add(Histogram(name, help_text, buckets))
+
+    def _add(self, metric):
+        self._metrics.append(metric)
+        return metric
+
+    def render(self) -> str:
+        return "\n".join(line for m in self._metrics for line in m.render()) + "\n"
