@@ -1,1 +1,33 @@
-"""(see package docstring, filled in by its issue)"""
+"""gwx's exchange protocol: the sans-I/O core shared by every node.
+
+Design. This package knows what a 公文 is, how it is packed, sealed, addressed and followed, and
+nothing about sockets, event loops, databases or files. Values in, values out: functions take bytes,
+frozen dataclasses, keys behind :class:`pki.signer.Signer`, the current time and random numbers as
+arguments, and return values or raise typed errors (:mod:`exchange_protocol.errors`, each with a
+stable code). The node (``node/``) is the imperative shell that does the I/O around it. Because
+nothing here awaits or blocks, every rule is tested without an event loop, and
+``tests/exchange_protocol/test_sans_io.py`` fails the build if a module here imports asyncio,
+aiohttp, aiosqlite, sqlite3, socket, or anything from ``node`` or ``adapters``.
+
+Modules and what each one owns (one place decides each thing):
+
+- ``errors``: the typed errors of the protocol, grouped by area (DOC_, PKG_, ENV_, STATE_, …).
+- ``kinds``: the closed vocabularies — 文种 (15 kinds, legacy mapping), 紧急程度, 密级, 主送/抄送.
+- ``doc_number``: 发文字号 (机关代字〔年份〕序号号) parsing and exact formatting.
+- ``model``: :class:`~exchange_protocol.model.DocumentMetadata`, the 公文 elements as one frozen
+  value that checks its own structure, and ``check_metadata`` (node policy and warnings).
+- ``meta_json``: the META.json / metadata.json contract both ways, and the GB/T 33480 short names.
+- ``canonical``: the one canonical JSON encoding (``canonical_json``) and the strict JSON reader for
+  untrusted bytes; everything signed or hashed as JSON goes through it.
+- ``ids``: time-ordered unique ids (UUIDv7 layout) for 公文标识 and envelope message ids.
+- ``states``: the per-recipient lifecycle on sender and receiver side — the transition tables,
+  events, frozen recipient rows, Chinese labels, the derived ``overdue``.
+- ``retry``: retry timing — one pure function from attempt, times, policy and a random number to
+  the next attempt or GIVE_UP.
+- ``manifest``: the package manifest (every file with SHA-256, size, media type) and member names.
+- ``pades``: sealing body.pdf (PAdES through pyHanko) and validating such a seal.
+- packages (``package.py``): the sealed document package (ZIP with metadata.json, body, attachments,
+  manifest and detached CMS signature), built and read.
+- envelopes (``envelope.py``): what one node hands another — routing header, encrypted payload, the
+  origin node's signature — and the receipts that come back.
+"""

@@ -239,6 +239,10 @@ class ConflictingDuplicate(IllegalTransition):
     code = "STATE_CONFLICTING_DUPLICATE"
 
 
+class InvalidRecipientRow(ProtocolError):
+    code = "STATE_INVALID_ROW"
+
+
 class EventDataMissing(ProtocolError):
     """An event without the facts it must record (签收 without who, 退回 without a reason)."""
 
