@@ -84,12 +84,14 @@ def _ess_signing_certificate_v2(cert: x509.Certificate) -> tsp.SigningCertificat
 def sign_detached(data: bytes | None, signer: Signer, *, digest: bytes | None = None,
                   content_type: str = "data", signing_time: dt.datetime | None = None,
                   extra_certs: Sequence[x509.Certificate] = (), include_signing_cert_v2: bool = True,
-                  encapsulate: bool = False) -> bytes:
+                  encapsulate: bool = False, include_signer_certificate: bool = True) -> bytes:
     """A DER ``ContentInfo`` holding SignedData over ``data`` (or over a precomputed ``digest``).
 
     ``content_type`` is an asn1crypto name (``"data"``, ``"tst_info"``) or a dotted OID.
     ``encapsulate=True`` embeds ``data`` (what a time-stamp token does with its TSTInfo);
     by default the signature is detached and the content travels separately.
+    ``include_signer_certificate=False`` leaves the signer certificate out of ``certificates``
+    (RFC 3161 when the request did not ask for it); the verifier must then be given it.
     """
     cert = signer.certificate
     if cert is None:
@@ -130,7 +132,7 @@ def sign_detached(data: bytes | None, signer: Signer, *, digest: bytes | None = 
         "signature": signature,
     })
     certs, seen = [], set()
-    for c in (cert, *extra_certs):
+    for c in ((cert,) if include_signer_certificate else ()) + tuple(extra_certs):
         der = _der(c)
         if der not in seen:
             seen.add(der)
@@ -143,14 +145,16 @@ def sign_detached(data: bytes | None, signer: Signer, *, digest: bytes | None = 
             encap["content"] = data if spec is None or issubclass(spec, core.OctetString) else spec.load(data)
         except ValueError as exc:
             raise InvalidInput(f"content does not parse as {ct.native}: {exc}") from None
-    signed_data = acms.SignedData({
+    fields = {
         # RFC 5652 §5.1: version 3 whenever eContentType is not id-data.
         "version": "v1" if ct.native == "data" else "v3",
         "digest_algorithms": [algos.DigestAlgorithm({"algorithm": algorithm.hash_name})],
         "encap_content_info": encap,
-        "certificates": certs,
         "signer_infos": [signer_info],
-    })
+    }
+    if certs:
+        fields["certificates"] = certs
+    signed_data = acms.SignedData(fields)
     return acms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
 
 
@@ -197,8 +201,9 @@ def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes 
     """Verify SignedData over ``data`` (or ``digest``; or the encapsulated content if neither).
 
     With ``trust_roots`` the signer certificate must chain to one of them at ``now`` (required
-    then), using the CMS certificates and ``intermediates``; without, only the cryptography is
-    checked and the caller decides about the certificate.
+    then), using the CMS certificates and ``intermediates`` (also searched for the signer
+    certificate); without, only the cryptography is checked and the caller decides about the
+    certificate.
     """
     signed_data = parse_signed_data(cms_der)
     encap = signed_data["encap_content_info"]
@@ -212,7 +217,9 @@ def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes 
         if signed_data["certificates"].native is not None else []
     if not signed_data["signer_infos"]:
         raise CmsMalformed("CMS SignedData has no signer")
-    results = [_verify_signer_info(si, certs, data, digest, content_type, require_signing_cert_v2)
+    # The signer certificate may travel outside the CMS (an RFC 3161 token made without certReq).
+    pool = certs + [ax509.Certificate.load(_der(c)) for c in intermediates]
+    results = [_verify_signer_info(si, pool, data, digest, content_type, require_signing_cert_v2)
                for si in signed_data["signer_infos"]]
     signer_cert, hash_name, message_digest, signing_time = results[0]
     all_certs = tuple(x509.load_der_x509_certificate(c.dump()) for c in certs)
