@@ -23,6 +23,8 @@ GROUPS: list[tuple[str, str, list[str]]] = [
      ["node.cli.pki_ca", "node.cli.pki_seal", "node.cli.pki_revocation"]),
     ("doc", "sealed document packages: pack and verify",
      ["node.cli.doc"]),
+    ("node", "run and administer a gateway node",
+     ["node.cli.node_admin", "node.cli.node_run"]),
 ]
 
 

@@ -1,0 +1,78 @@
+"""``gwx node init``, ``add-peer``, ``add-token`` (``run`` and ``status`` live in node_run)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from pki.ca import CertificateAuthority
+
+from .passphrase import add_passphrase_option, get_passphrase
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="create a node: config, credentials from the CA, unit seals, tokens")
+    p.add_argument("--dir", required=True, type=Path, help="node directory to create")
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--ca", required=True, type=Path, help="CA directory (the PKI admin's)")
+    p.add_argument("--units", required=True, type=Path, help="UNITS.toml: [[unit]] code, name, level, parent")
+    p.add_argument("--host", default="127.0.0.1", help="address peers reach this node at (in its TLS cert)")
+    p.add_argument("--peer-port", type=int, default=7443)
+    p.add_argument("--local-port", type=int, default=7080)
+    p.add_argument("--node-passphrase-file", metavar="FILE",
+                   help="passphrase for the node's own keys (default: the same as the CA passphrase)")
+    add_passphrase_option(p)
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("add-peer", help="add or replace a peer in the static peer list")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--url", required=True, help="https://HOST:PORT of the peer's peer API")
+    p.add_argument("--units", default="", help="comma-separated unit codes the peer hosts")
+    p.set_defaults(func=_add_peer)
+
+    p = sub.add_parser("add-token", help="create a local API token (printed once)")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--role", required=True, choices=["clerk", "operator", "pki_admin"])
+    p.add_argument("--name", required=True, help="the person using it (recorded as 签收人)")
+    p.add_argument("--unit", help="the unit a clerk acts for")
+    p.set_defaults(func=_add_token)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from node.provision import init_node, read_units_file
+
+    ca_passphrase = get_passphrase(args, what="CA key")
+    node_passphrase = ca_passphrase
+    if args.node_passphrase_file:
+        node_passphrase = Path(args.node_passphrase_file).read_bytes().rstrip(b"\r\n")
+    ca = CertificateAuthority.open(args.ca, ca_passphrase)
+    config, tokens = init_node(args.dir, args.node_id, ca, read_units_file(args.units), node_passphrase,
+                               host=args.host, peer_port=args.peer_port, local_port=args.local_port)
+    print(f"node '{config.node_id}' created in {config.directory}")
+    print(f"  peer API  {config.peer_api.public_url}  (mutual TLS)")
+    print(f"  local API http://{config.local_api.host}:{config.local_api.port}")
+    for u in config.units:
+        print(f"  unit {u.code} {u.name}  seal {os.path.relpath(u.seal_dir / 'seal.esl')}")
+    print(f"  tokens written to {config.directory / 'tokens'} ({len(tokens)} files, mode 600)")
+    return 0
+
+
+def _add_peer(args: argparse.Namespace) -> int:
+    from node.provision import add_peer
+
+    units = [u for u in args.units.split(",") if u.strip()]
+    config = add_peer(args.dir, args.node_id, args.url, units)
+    print(f"peers of '{config.node_id}': " + ", ".join(p.node_id for p in config.peers))
+    return 0
+
+
+def _add_token(args: argparse.Namespace) -> int:
+    from node.auth import TokenStore
+    from node.config import load_config
+
+    config = load_config(args.dir)
+    principal, token = TokenStore(config.tokens_path).issue(args.name, args.role, args.unit)
+    print(token)
+    return 0
