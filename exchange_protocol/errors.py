@@ -228,6 +228,154 @@ class EnvelopeReplayed(EnvelopeError):
     code = "ENV_REPLAYED"
 
 
+# Framing (the binary frame around header, signature and payload).
+class EnvelopeTruncated(EnvelopeError):
+    code = "ENV_TRUNCATED"
+
+
+class EnvelopeMalformedFrame(EnvelopeError):
+    """Reserved bits set, bytes after the end of the frame, lengths that do not add up."""
+
+    code = "ENV_MALFORMED_FRAME"
+
+
+class EnvelopeBadMagic(EnvelopeError):
+    code = "ENV_BAD_MAGIC"
+
+
+class EnvelopeUnsupportedVersion(EnvelopeError):
+    code = "ENV_UNSUPPORTED_VERSION"
+
+
+class EnvelopeTooLarge(EnvelopeError):
+    code = "ENV_TOO_LARGE"
+
+
+class EnvelopeHeaderTooLarge(EnvelopeTooLarge):
+    code = "ENV_HEADER_TOO_LARGE"
+
+
+class EnvelopeSignatureTooLarge(EnvelopeTooLarge):
+    code = "ENV_SIGNATURE_TOO_LARGE"
+
+
+class EnvelopePayloadTooLarge(EnvelopeTooLarge):
+    code = "ENV_PAYLOAD_TOO_LARGE"
+
+
+# The routing header (canonical JSON).
+class EnvelopeHeaderInvalid(EnvelopeError):
+    code = "ENV_BAD_HEADER"
+
+
+class EnvelopeMalformedHeader(EnvelopeHeaderInvalid):
+    """Header bytes that are not a strict UTF-8 JSON object, or not in canonical form."""
+
+    code = "ENV_MALFORMED_HEADER"
+
+
+class EnvelopeUnknownField(EnvelopeHeaderInvalid):
+    code = "ENV_UNKNOWN_FIELD"
+
+
+class EnvelopeMissingField(EnvelopeHeaderInvalid):
+    code = "ENV_MISSING_FIELD"
+
+
+class EnvelopeWrongType(EnvelopeHeaderInvalid):
+    code = "ENV_WRONG_TYPE"
+
+
+class EnvelopeInvalidField(EnvelopeHeaderInvalid):
+    """A field of the right type with a value not allowed (bad id, bad unit code, expiry before creation)."""
+
+    code = "ENV_INVALID_FIELD"
+
+
+# Routing decisions about a well-formed envelope.
+class EnvelopeWrongRecipient(EnvelopeError):
+    code = "ENV_WRONG_RECIPIENT"
+
+
+class EnvelopeExpired(EnvelopeError):
+    code = "ENV_EXPIRED"
+
+
+class EnvelopeTooManyHops(EnvelopeError):
+    code = "ENV_TOO_MANY_HOPS"
+
+
+# Signature and trust.
+class EnvelopeBadSignature(EnvelopeError):
+    code = "ENV_BAD_SIGNATURE"
+
+
+class EnvelopeSignerUntrusted(EnvelopeError):
+    """The header's signer certificate does not chain to our roots (expired, revoked, wrong usage …)."""
+
+    code = "ENV_SIGNER_UNTRUSTED"
+
+
+class EnvelopeSignerNotOrigin(EnvelopeError):
+    """A trusted certificate, but of another node than the header's origin."""
+
+    code = "ENV_SIGNER_NOT_ORIGIN"
+
+
+# The encrypted payload.
+class EnvelopePayloadDigestMismatch(EnvelopeError):
+    code = "ENV_PAYLOAD_DIGEST_MISMATCH"
+
+
+class EnvelopeMalformedPayload(EnvelopeError):
+    """Payload bytes that are not the CMS AuthEnvelopedData this protocol writes."""
+
+    code = "ENV_MALFORMED_PAYLOAD"
+
+
+class EnvelopeUnsupportedAlgorithm(EnvelopeMalformedPayload):
+    code = "ENV_UNSUPPORTED_ALGORITHM"
+
+
+class EnvelopeNotForMe(EnvelopeError):
+    """No RecipientInfo in the payload names our encryption certificate."""
+
+    code = "ENV_NO_RECIPIENT_INFO"
+
+
+class EnvelopeDecryptionFailed(EnvelopeError):
+    """The content key could not be unwrapped with our key (wrong key or altered key material)."""
+
+    code = "ENV_DECRYPTION_FAILED"
+
+
+class EnvelopeTagMismatch(EnvelopeError):
+    """AES-GCM authentication failed: ciphertext, nonce or tag altered. Discard all output."""
+
+    code = "ENV_TAG_MISMATCH"
+
+
+class EnvelopeRecipientUnusable(EnvelopeError):
+    """An encryption certificate we cannot encrypt for (key type, curve, key usage, node id)."""
+
+    code = "ENV_RECIPIENT_UNUSABLE"
+
+
+# Transport receipts.
+class TransportReceiptInvalid(EnvelopeError):
+    code = "ENV_RECEIPT_INVALID"
+
+
+class TransportReceiptBadSignature(TransportReceiptInvalid):
+    code = "ENV_RECEIPT_BAD_SIGNATURE"
+
+
+class TransportReceiptMismatch(TransportReceiptInvalid):
+    """A valid receipt, but for other bytes, another message or from another node than expected."""
+
+    code = "ENV_RECEIPT_MISMATCH"
+
+
 # --- state machines -------------------------------------------------------------------------
 class IllegalTransition(ProtocolError):
     code = "STATE_ILLEGAL_TRANSITION"
