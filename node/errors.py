@@ -12,6 +12,7 @@ from pki.errors import GwxError
 
 __all__ = [
     "AuditChainBroken",
+    "BadDigest",
     "BlobDigestMismatch",
     "BlobMissing",
     "BlobTooLarge",
@@ -53,6 +54,12 @@ class BlobMissing(StoreCorrupt):
 
 class BlobTooLarge(StoreError):
     code = "STORE_BLOB_TOO_LARGE"
+
+
+class BadDigest(StoreError):
+    """A blob digest that is not 64 lower-case hex characters (never turned into a path)."""
+
+    code = "STORE_BAD_DIGEST"
 
 
 class StoreConflict(StoreError):
