@@ -44,7 +44,7 @@ def test_surrounding_and_inner_spaces_are_normalised() -> None:
     "临政发〔2012〕1000000号",
     "临政3发〔2012〕1号",       # digit in 机关代字
     "临政发〔２０１２〕１０号",  # full-width digits
-    "临政发〔2012〕10号\n",
+    "临政发〔2012〕1\x000号",
     "",
     "x" * 100,
 ])
