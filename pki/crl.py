@@ -1,0 +1,88 @@
+"""Certificate revocation lists (RFC 5280 §5) signed by a gwx CA.
+
+A CRL lists every certificate the CA revoked, with the revocation date and a reason code (the
+reason is left out for ``unspecified``, as RFC 5280 §5.3.1 recommends), the CRL number taken
+from the CA (persisted before use, so numbers never repeat) and the CA's key identifier (AKI),
+so a verifier finds the right key when the CA has renewed. Only the CA's own records are read;
+publishing (files, HTTP) is the caller's business.
+
+The CA key signs through pyca's ``CertificateRevocationListBuilder``, which needs the private key
+object: the CA's software signer hands it over. A CA key on a token would need the TBSCertList
+assembled and signed through ``Signer.sign`` instead; that is the one function to change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .ca import BACKDATE, Revocation
+from .errors import InvalidInput, MalformedEncoding
+from .signer import Signer
+
+DEFAULT_NEXT_UPDATE = dt.timedelta(days=7)
+
+
+class CrlIssuer(Protocol):
+    """What :func:`build_crl` needs of a CA (``pki.ca.CertificateAuthority`` is one)."""
+
+    certificate: x509.Certificate
+
+    def signer(self) -> Signer: ...
+
+    def revocations(self) -> Mapping[int, Revocation]: ...
+
+    def take_crl_number(self) -> int: ...
+
+
+def build_crl(ca: CrlIssuer, now: dt.datetime,
+              next_update_in: dt.timedelta = DEFAULT_NEXT_UPDATE) -> x509.CertificateRevocationList:
+    """A freshly numbered CRL of everything ``ca`` revoked, valid from ``now`` for ``next_update_in``."""
+    if now.tzinfo is None:
+        raise InvalidInput("now must be timezone-aware")
+    if next_update_in <= dt.timedelta(0):
+        raise InvalidInput("next_update_in must be positive")
+    signer = ca.signer()
+    key_getter = getattr(signer, "private_key_for_tls", None)
+    if key_getter is None:
+        raise InvalidInput("CRL signing needs a software CA key (token-held CA keys are not supported yet)")
+    issuer = ca.certificate
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(issuer.subject)
+               # thisUpdate slightly in the past, like certificates: peers' clocks lag.
+               .last_update(now - BACKDATE)
+               .next_update(now + next_update_in)
+               .add_extension(x509.CRLNumber(ca.take_crl_number()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                              critical=False))
+    for serial, entry in sorted(ca.revocations().items()):
+        revoked = (x509.RevokedCertificateBuilder()
+                   .serial_number(serial)
+                   .revocation_date(entry.revoked_at))
+        if entry.reason != "unspecified":
+            revoked = revoked.add_extension(x509.CRLReason(x509.ReasonFlags[entry.reason]), critical=False)
+        builder = builder.add_revoked_certificate(revoked.build())
+    return builder.sign(key_getter(), signer.algorithm.hash())
+
+
+def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def crl_der(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def load_crl(data: bytes) -> x509.CertificateRevocationList:
+    """A CRL from PEM or DER bytes (typed error on anything else). Not verified: see pki.revocation."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise MalformedEncoding(f"not a CRL: {exc}", code="PKI_CRL_MALFORMED") from None

@@ -1,0 +1,276 @@
+"""Revocation checking: is this certificate revoked, according to a CRL or an OCSP response?
+
+Validation only, no fetching. :func:`check_crl` and :func:`check_ocsp` judge one piece of
+evidence; the checkers (:class:`CrlChecker`, :class:`OcspChecker`, :func:`first_conclusive`)
+are ``(cert, issuer, now) -> None`` callables, the shape :func:`pki.trust.verify_certificate`
+takes as its ``revocation`` argument. An OCSP checker is given a ``fetch(request_der) ->
+response_der`` callable: the node does the HTTP, this module never does I/O.
+
+Outcomes are typed: ``None`` means "not revoked, and the evidence is authentic and fresh";
+:class:`~pki.errors.CertificateRevoked` (``PKI_CERT_REVOKED``, with serial, reason and date in
+``details``) means revoked; every form of "could not tell" is a
+:class:`~pki.errors.RevocationUnknown`: ``PKI_CRL_BAD_SIGNATURE``, ``PKI_OCSP_BAD_SIGNATURE``,
+``PKI_REVOCATION_STALE`` (nextUpdate passed, or thisUpdate in the future beyond the clock skew),
+or plain ``PKI_REVOCATION_UNKNOWN`` (wrong issuer, OCSP status unknown, nonce mismatch,
+responder unreachable). A caller that must fail closed catches RevocationUnknown once.
+
+OCSP signatures are accepted from the issuing CA itself or from a responder certificate the
+issuer signed that carries the OCSPSigning EKU and is valid at ``now`` (RFC 6960 §4.2.2.2); the
+id-pkix-ocsp-nocheck extension is why the responder's own status is not checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509 import ocsp as xocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from .algorithms import by_oid
+from .errors import (
+    BadSignature,
+    CertificateRevoked,
+    CrlBadSignature,
+    GwxError,
+    OcspBadSignature,
+    RevocationStale,
+    RevocationUnknown,
+    UnsupportedAlgorithm,
+)
+from .ocsp import issuer_hashes, make_request, public_key_bits
+
+# How far a producer's clock may run ahead of ours before its "thisUpdate" looks like the future.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+# An OCSP response without nextUpdate is trusted this long after its thisUpdate.
+DEFAULT_OCSP_MAX_AGE = dt.timedelta(hours=24)
+
+
+class RevocationChecker(Protocol):
+    def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None: ...
+
+
+def _revoked(cert: x509.Certificate, reason: str, revoked_at: dt.datetime, source: str) -> CertificateRevoked:
+    return CertificateRevoked(
+        f"certificate '{cert.subject.rfc4514_string()}' (serial {cert.serial_number:x}) was revoked on "
+        f"{revoked_at.isoformat()} ({reason})", serial=f"{cert.serial_number:x}", reason=reason,
+        revoked_at=revoked_at.isoformat(), source=source)
+
+
+def _check_window(this_update: dt.datetime, next_update: dt.datetime | None, now: dt.datetime,
+                  what: str) -> None:
+    if this_update > now + CLOCK_SKEW:
+        raise RevocationStale(f"{what} claims to be issued in the future ({this_update.isoformat()})",
+                              this_update=this_update.isoformat())
+    if next_update is None or next_update < now:
+        raise RevocationStale(f"{what} is out of date (next update was due "
+                              f"{next_update.isoformat() if next_update else 'never announced'})",
+                              next_update=next_update.isoformat() if next_update else None)
+
+
+# ---- CRL ------------------------------------------------------------------------------------------
+
+def check_crl(cert: x509.Certificate, issuer: x509.Certificate, crl: x509.CertificateRevocationList,
+              now: dt.datetime) -> None:
+    """Judge ``cert`` by ``crl``, which must be ``issuer``'s, authentic and current at ``now``."""
+    if crl.issuer != issuer.subject or cert.issuer != issuer.subject:
+        raise RevocationUnknown(f"the CRL is issued by '{crl.issuer.rfc4514_string()}', not by the "
+                                f"certificate's issuer '{cert.issuer.rfc4514_string()}'")
+    try:
+        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.crl_sign:
+            raise CrlBadSignature("the issuer's certificate does not allow CRL signing (keyUsage)")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        valid = False
+    if not valid:
+        raise CrlBadSignature("the CRL's signature does not verify with the issuer's key",
+                              issuer=issuer.subject.rfc4514_string())
+    _check_window(crl.last_update_utc, crl.next_update_utc, now, "the CRL")
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is None:
+        return
+    try:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+    except x509.ExtensionNotFound:
+        reason = "unspecified"
+    raise _revoked(cert, reason, entry.revocation_date_utc, "crl")
+
+
+class CrlChecker:
+    """A checker backed by a set of CRLs (several issuers, or several generations of one).
+
+    The CRL with the latest thisUpdate that is authentic and current decides; CRLs for other
+    issuers are ignored; if none is usable, the most telling failure is raised.
+    """
+
+    def __init__(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
+        self._crls = tuple(crls)
+
+    def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
+        candidates = sorted((c for c in self._crls if c.issuer == issuer.subject),
+                            key=lambda c: c.last_update_utc, reverse=True)
+        failure: RevocationUnknown | None = None
+        for crl in candidates:
+            try:
+                check_crl(cert, issuer, crl, now)
+                return
+            except CertificateRevoked:
+                raise
+            except RevocationUnknown as exc:
+                failure = failure or exc
+        raise failure or RevocationUnknown(
+            f"no CRL from '{issuer.subject.rfc4514_string()}' to check "
+            f"'{cert.subject.rfc4514_string()}' against")
+
+
+# ---- OCSP -----------------------------------------------------------------------------------------
+
+def _matches(single: xocsp.OCSPSingleResponse, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if single.serial_number != cert.serial_number:
+        return False
+    try:
+        name_hash, key_hash = issuer_hashes(issuer, single.hash_algorithm.name)
+    except ValueError:  # a hash hashlib does not know
+        return False
+    return single.issuer_name_hash == name_hash and single.issuer_key_hash == key_hash
+
+
+def _responder_certificate(response: xocsp.OCSPResponse, issuer: x509.Certificate,
+                           trusted_responders: Sequence[x509.Certificate],
+                           now: dt.datetime) -> x509.Certificate:
+    def named(cert: x509.Certificate) -> bool:
+        if response.responder_key_hash is not None:
+            return hashlib.sha1(public_key_bits(cert)).digest() == response.responder_key_hash
+        return response.responder_name == cert.subject
+
+    for cert in (issuer, *trusted_responders):
+        if named(cert):
+            return cert
+    for cert in response.certificates:
+        if not named(cert):
+            continue
+        if cert.issuer != issuer.subject:
+            raise OcspBadSignature("the OCSP responder certificate was not issued by the certificate's issuer")
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (InvalidSignature, ValueError, TypeError):
+            raise OcspBadSignature("the OCSP responder certificate is not signed by the issuer") from None
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            eku = ()
+        if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+            raise OcspBadSignature("the OCSP responder certificate lacks the OCSPSigning extended key usage")
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise OcspBadSignature("the OCSP responder certificate is not valid now")
+        return cert
+    raise OcspBadSignature("the OCSP response is signed by neither the issuer nor a responder it delegated to")
+
+
+def check_ocsp(cert: x509.Certificate, issuer: x509.Certificate, response_der: bytes, now: dt.datetime,
+               trust: Sequence[x509.Certificate] = (), nonce: bytes | None = None,
+               max_age: dt.timedelta = DEFAULT_OCSP_MAX_AGE) -> None:
+    """Judge ``cert`` by a DER OCSP response.
+
+    The response must be signed by ``issuer``, by a delegated responder of ``issuer``, or by one
+    of the locally ``trust``-ed responder certificates; it must be current; when ``nonce`` is
+    given it must echo it.
+    """
+    try:
+        response = xocsp.load_der_ocsp_response(response_der)
+    except ValueError as exc:
+        raise RevocationUnknown(f"not a DER OCSP response: {exc}", code="PKI_OCSP_MALFORMED") from None
+    if response.response_status != xocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise RevocationUnknown(f"the OCSP responder answered {response.response_status.name}",
+                                status=response.response_status.name)
+    try:
+        singles = list(response.responses)
+        responder = _responder_certificate(response, issuer, trust, now)
+        algorithm = by_oid(response.signature_algorithm_oid.dotted_string)
+        algorithm.verify(responder.public_key(), response.signature,  # type: ignore[arg-type]
+                         response.tbs_response_bytes)
+    except (BadSignature, UnsupportedAlgorithm) as exc:
+        raise OcspBadSignature(f"the OCSP response signature does not verify: {exc.message}") from None
+    except ValueError as exc:
+        raise RevocationUnknown(f"OCSP response does not decode: {exc}", code="PKI_OCSP_MALFORMED") from None
+    if nonce is not None:
+        try:
+            echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+        except x509.ExtensionNotFound:
+            echoed = None
+        if echoed != nonce:
+            raise RevocationUnknown("the OCSP response does not answer our request (nonce differs)",
+                                    code="PKI_OCSP_NONCE_MISMATCH")
+    single = next((s for s in singles if _matches(s, cert, issuer)), None)
+    if single is None:
+        raise RevocationUnknown("the OCSP response says nothing about this certificate",
+                                serial=f"{cert.serial_number:x}")
+    next_update = single.next_update_utc or single.this_update_utc + max_age
+    _check_window(single.this_update_utc, next_update, now, "the OCSP response")
+    if single.certificate_status == xocsp.OCSPCertStatus.REVOKED:
+        reason = single.revocation_reason.name if single.revocation_reason else "unspecified"
+        raise _revoked(cert, reason, single.revocation_time_utc, "ocsp")  # type: ignore[arg-type]
+    if single.certificate_status == xocsp.OCSPCertStatus.UNKNOWN:
+        raise RevocationUnknown("the OCSP responder does not know this certificate",
+                                serial=f"{cert.serial_number:x}")
+
+
+class OcspChecker:
+    """A checker that asks an OCSP responder through an injected ``fetch(request_der) -> bytes``.
+
+    Each request carries a fresh 16-byte nonce (unless ``use_nonce`` is false: responders that
+    pre-sign answers drop nonces) which the response must echo. Whatever ``fetch`` raises (network,
+    HTTP status) becomes RevocationUnknown: an unreachable responder is not a revoked certificate.
+    """
+
+    def __init__(self, fetch: Callable[[bytes], bytes], *, trust: Sequence[x509.Certificate] = (),
+                 use_nonce: bool = True, hash_algorithm: hashes.HashAlgorithm | None = None) -> None:
+        self._fetch = fetch
+        self._trust = tuple(trust)
+        self._use_nonce = use_nonce
+        self._hash = hash_algorithm or hashes.SHA256()
+
+    def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
+        nonce = secrets.token_bytes(16) if self._use_nonce else None
+        request = make_request(cert, issuer, nonce, self._hash)
+        try:
+            response = self._fetch(request)
+        except GwxError as exc:
+            raise RevocationUnknown(f"OCSP responder unreachable: {exc.message}", cause=exc.code) from None
+        except Exception as exc:  # the injected transport's own errors, whatever they are
+            raise RevocationUnknown(f"OCSP responder unreachable: {type(exc).__name__}: {exc}") from None
+        check_ocsp(cert, issuer, response, now, self._trust, nonce)
+
+
+def first_conclusive(*checkers: RevocationChecker) -> RevocationChecker:
+    """Try each checker in turn (e.g. OCSP, then CRLs); the first that knows decides.
+
+    A revocation from any checker stands; if all were inconclusive, the first one's reason is raised.
+    """
+    if not checkers:
+        raise ValueError("first_conclusive needs at least one checker")
+
+    def check(cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
+        first: RevocationUnknown | None = None
+        for checker in checkers:
+            try:
+                checker(cert, issuer, now)
+                return
+            except CertificateRevoked:
+                raise
+            except RevocationUnknown as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    return check

@@ -1,0 +1,202 @@
+"""pki.revocation: judging CRLs and OCSP responses, and the checkers pki.trust takes."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from asn1crypto import ocsp as aocsp
+from cryptography import x509
+
+from pki import crl as crlmod
+from pki import ocsp
+from pki.ca import CertificateAuthority
+from pki.errors import (
+    CertificateRevoked,
+    CrlBadSignature,
+    OcspBadSignature,
+    RevocationStale,
+    RevocationUnknown,
+)
+from pki.revocation import CrlChecker, OcspChecker, check_crl, check_ocsp, first_conclusive
+from pki.trust import TrustStore, verify_certificate
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+PW = b"correct horse"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rev")
+    root = CertificateAuthority.init_root(base / "root", "Rev Root", PW)
+    ca = root.create_intermediate(base / "int", "County CA", PW)
+    new = lambda: ca.issue_seal_certificate(  # noqa: E731
+        "91350100M000100Y43", "单位", ca.algorithm.generate().public_key())
+    good, bad = new(), new()
+    ca.revoke(bad, "key_compromise", NOW - dt.timedelta(hours=2))
+    return root, ca, good, bad
+
+
+def test_crl_good_and_revoked_with_reason_and_date(env):
+    _, ca, good, bad = env
+    crl = crlmod.build_crl(ca, NOW)
+    check_crl(good, ca.certificate, crl, NOW)
+    with pytest.raises(CertificateRevoked) as err:
+        check_crl(bad, ca.certificate, crl, NOW)
+    assert err.value.code == "PKI_CERT_REVOKED"
+    assert err.value.details["reason"] == "key_compromise"
+    assert err.value.details["revoked_at"] == (NOW - dt.timedelta(hours=2)).isoformat()
+
+
+def test_tampered_crl_is_a_bad_signature(env):
+    _, ca, good, _ = env
+    der = bytearray(crlmod.crl_der(crlmod.build_crl(ca, NOW)))
+    der[-3] ^= 0x01
+    with pytest.raises(CrlBadSignature) as err:
+        check_crl(good, ca.certificate, x509.load_der_x509_crl(bytes(der)), NOW)
+    assert err.value.code == "PKI_CRL_BAD_SIGNATURE"
+
+
+def test_crl_signed_by_another_key_with_the_same_name_is_refused(env, tmp_path):
+    _, ca, good, _ = env
+    impostor = CertificateAuthority.init_root(tmp_path / "imp", "County CA", PW)  # different key
+    forged = crlmod.build_crl(impostor, NOW)
+    with pytest.raises(RevocationUnknown):  # other issuer DN (O differs) or bad signature: never "good"
+        check_crl(good, ca.certificate, forged, NOW)
+
+
+def test_stale_crl_and_future_crl(env):
+    _, ca, good, _ = env
+    crl = crlmod.build_crl(ca, NOW, next_update_in=dt.timedelta(hours=1))
+    with pytest.raises(RevocationStale) as err:
+        check_crl(good, ca.certificate, crl, NOW + dt.timedelta(hours=2))
+    assert err.value.code == "PKI_REVOCATION_STALE"
+    assert isinstance(err.value, RevocationUnknown)
+    with pytest.raises(RevocationStale):
+        check_crl(good, ca.certificate, crl, NOW - dt.timedelta(hours=1))
+
+
+def test_crl_checker_picks_the_issuers_newest_usable_crl(env):
+    root, ca, good, bad = env
+    old = crlmod.build_crl(ca, NOW - dt.timedelta(days=30))  # stale
+    fresh = crlmod.build_crl(ca, NOW)
+    root_crl = crlmod.build_crl(root, NOW)
+    checker = CrlChecker([old, root_crl, fresh])
+    checker(good, ca.certificate, NOW)
+    with pytest.raises(CertificateRevoked):
+        checker(bad, ca.certificate, NOW)
+    with pytest.raises(RevocationStale):
+        CrlChecker([old])(good, ca.certificate, NOW)
+    with pytest.raises(RevocationUnknown):
+        CrlChecker([root_crl])(good, ca.certificate, NOW)
+
+
+def test_trust_path_uses_the_crl_checker(env):
+    root, ca, good, bad = env
+    checker = CrlChecker([crlmod.build_crl(ca, NOW), crlmod.build_crl(root, NOW)])
+    store = TrustStore.of([root.certificate])
+    assert verify_certificate(good, store, NOW, [ca.certificate], revocation=checker)[0] == good
+    with pytest.raises(CertificateRevoked):
+        verify_certificate(bad, store, NOW, [ca.certificate], revocation=checker)
+
+
+def test_ocsp_delegated_responder_good_revoked_and_nonce(env):
+    _, ca, good, bad = env
+    signer = ca.ocsp_responder_signer()
+    resp = ocsp.respond(ocsp.make_request(good, ca.certificate, b"n" * 16), ca, signer, NOW)
+    check_ocsp(good, ca.certificate, resp, NOW, nonce=b"n" * 16)
+    with pytest.raises(RevocationUnknown) as err:
+        check_ocsp(good, ca.certificate, resp, NOW, nonce=b"m" * 16)  # replayed answer to another request
+    assert err.value.code == "PKI_OCSP_NONCE_MISMATCH"
+    resp = ocsp.respond(ocsp.make_request(bad, ca.certificate), ca, signer, NOW)
+    with pytest.raises(CertificateRevoked) as err:
+        check_ocsp(bad, ca.certificate, resp, NOW)
+    assert err.value.details["reason"] == "key_compromise" and err.value.details["source"] == "ocsp"
+
+
+def test_ocsp_signed_by_the_issuer_itself_is_accepted(env):
+    _, ca, good, _ = env
+    resp = ocsp.respond(ocsp.make_request(good, ca.certificate), ca, ca.signer(), NOW)
+    check_ocsp(good, ca.certificate, resp, NOW)
+
+
+def test_ocsp_from_wrong_responders_is_a_bad_signature(env, tmp_path):
+    root, ca, good, _ = env
+    request = ocsp.make_request(good, ca.certificate)
+    stranger = CertificateAuthority.init_root(tmp_path / "s", "Stranger", PW).ocsp_responder_signer()
+    with pytest.raises(OcspBadSignature):
+        check_ocsp(good, ca.certificate, ocsp.respond(request, ca, stranger, NOW), NOW)
+    # the root's responder is real, but delegated by the root, not by the certificate's issuer
+    with pytest.raises(OcspBadSignature):
+        check_ocsp(good, ca.certificate, ocsp.respond(request, ca, root.ocsp_responder_signer(), NOW), NOW)
+    # a certificate the issuer signed, but without OCSPSigning
+    tsa = ca.tsa_signer()
+    with pytest.raises(OcspBadSignature):
+        check_ocsp(good, ca.certificate, ocsp.respond(request, ca, tsa, NOW), NOW)
+
+
+def test_tampered_and_stale_ocsp(env):
+    _, ca, good, _ = env
+    resp = bytes(ocsp.respond(ocsp.make_request(good, ca.certificate), ca, ca.ocsp_responder_signer(), NOW))
+    stale_at = NOW + ocsp.DEFAULT_VALIDITY + dt.timedelta(minutes=1)
+    with pytest.raises(RevocationStale):
+        check_ocsp(good, ca.certificate, bytes(resp), stale_at)
+    parsed = aocsp.OCSPResponse.load(bytes(resp))
+    basic = parsed["response_bytes"]["response"].parsed
+    tbs = basic["tbs_response_data"]
+    tbs["produced_at"] = NOW + dt.timedelta(seconds=1)  # alter what was signed, keep the signature
+    tampered = aocsp.OCSPResponse({"response_status": "successful", "response_bytes": {
+        "response_type": "basic_ocsp_response", "response": aocsp.BasicOCSPResponse({
+            "tbs_response_data": aocsp.ResponseData.load(tbs.dump(force=True)),
+            "signature_algorithm": basic["signature_algorithm"], "signature": basic["signature"],
+            "certs": basic["certs"]})}}).dump()
+    with pytest.raises(OcspBadSignature):
+        check_ocsp(good, ca.certificate, tampered, NOW)
+
+
+def test_ocsp_unknown_malformed_and_error_statuses(env, tmp_path):
+    _, ca, good, _ = env
+    other = CertificateAuthority.init_root(tmp_path / "o", "Other", PW)
+    foreign = other.issue_seal_certificate("91350100M000100Y43", "x", other.algorithm.generate().public_key())
+    resp = ocsp.respond(ocsp.make_request(foreign, other.certificate), other, other.ocsp_responder_signer(), NOW)
+    with pytest.raises(RevocationUnknown):  # a valid response, but about another certificate
+        check_ocsp(good, ca.certificate, resp, NOW)
+    with pytest.raises(RevocationUnknown) as err:
+        check_ocsp(good, ca.certificate, b"garbage", NOW)
+    assert err.value.code == "PKI_OCSP_MALFORMED"
+    with pytest.raises(RevocationUnknown):
+        check_ocsp(good, ca.certificate, ocsp.respond(b"junk", ca, ca.ocsp_responder_signer(), NOW), NOW)
+
+
+def test_ocsp_checker_with_injected_fetch_and_fallback_to_crl(env):
+    _, ca, good, bad = env
+    signer = ca.ocsp_responder_signer()
+    seen = []
+
+    def fetch(request: bytes) -> bytes:
+        seen.append(request)
+        return ocsp.respond(request, ca, signer, NOW)
+
+    checker = OcspChecker(fetch)
+    checker(good, ca.certificate, NOW)
+    with pytest.raises(CertificateRevoked):
+        checker(bad, ca.certificate, NOW)
+    assert len(seen) == 2 and seen[0] != seen[1]
+
+    def down(request: bytes) -> bytes:
+        raise ConnectionRefusedError("responder down")
+
+    with pytest.raises(RevocationUnknown):
+        OcspChecker(down)(good, ca.certificate, NOW)
+    both = first_conclusive(OcspChecker(down), CrlChecker([crlmod.build_crl(ca, NOW)]))
+    both(good, ca.certificate, NOW)
+    with pytest.raises(CertificateRevoked):
+        both(bad, ca.certificate, NOW)
+
+
+def test_ocsp_checker_refuses_a_replayed_response(env):
+    _, ca, good, _ = env
+    old = ocsp.respond(ocsp.make_request(good, ca.certificate, b"x" * 16), ca, ca.ocsp_responder_signer(), NOW)
+    with pytest.raises(RevocationUnknown) as err:
+        OcspChecker(lambda request: old)(good, ca.certificate, NOW)
+    assert err.value.code == "PKI_OCSP_NONCE_MISMATCH"
