@@ -1,0 +1,215 @@
+"""Verifying a document package end to end, as a report of named checks.
+
+:func:`verify_package` never raises for a bad package: it returns a frozen :class:`PackageReport`
+whose checks each pass, fail (with the typed error's stable code and message), are skipped
+(because a check they build on failed) or are absent (an optional part, the time stamp).
+``report.ok`` is true only when every check that applies passed. Checks, in order:
+
+``structure``           the defensive reader (:mod:`.package_reader`): ZIP sanity, names, limits,
+                        layout, strict manifest, members exactly as listed
+``manifest_signature``  the CMS over the manifest bytes verifies, carries ESS
+                        signing-certificate-v2, and its certificate chains to our roots at ``at``
+                        for sealing, not revoked (when revocation information is given)
+``digests``             every file streamed: size and SHA-256 as listed, limits, no nested archive
+``metadata``            metadata.json is a valid DocumentMetadata with a 公文标识
+``pdf_seal``            pyHanko validates body.pdf's PAdES seal against our roots, covering the
+                        whole file, made with the same certificate as the manifest signature
+``seal``                the SESeal (GB/T 38540) verifies (maker, validity, revocation), lists the
+                        signing certificate, and belongs to an issuing organ (发文机关) of the metadata
+``timestamp``           when present: an RFC 3161 token from a TSA under our roots over the
+                        SHA-256 of the signature value
+
+Revocation is a ``(cert, issuer, at) -> None`` callable (``pki.revocation.CrlChecker`` …), the
+same for every certificate judged. Synchronous (pyHanko): run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from cryptography import x509
+
+from pki import cms, tsa
+from pki.errors import GwxError
+from pki.seal import parse_seal
+from pki.seal_verify import verify_seal
+from pki.trust import Purpose, TrustStore
+
+from .errors import MissingMetadataField
+from .manifest import BODY_NAME, METADATA_NAME, SEAL_NAME
+from .meta_json import parse_meta
+from .package import signature_value
+from .package_reader import DEFAULT_LIMITS, PackageLimits, PackageReader
+from .pades import validate_sealed_pdf
+
+PASS, FAIL, SKIPPED, ABSENT = "pass", "fail", "skipped", "absent"
+CHECKS = ("structure", "manifest_signature", "digests", "metadata", "pdf_seal", "seal", "timestamp")
+RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], None]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # pass | fail | skipped | absent
+    code: str | None = None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "status": self.status}
+        if self.code:
+            out["code"] = self.code
+        if self.message:
+            out["message"] = self.message
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    checks: tuple[Check, ...]
+    checked_at: dt.datetime
+    document_id: str | None = None
+    title: str | None = None
+    issuers: tuple[str, ...] = ()
+    seal_name: str | None = None
+    seal_unit: str | None = None
+    signer: str | None = None
+    signing_time: dt.datetime | None = None
+    timestamp_time: dt.datetime | None = None
+    attachments: tuple[tuple[str, int], ...] = ()  # (member path, size)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status in (PASS, ABSENT) for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == FAIL)
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        iso = (lambda t: t.isoformat() if t else None)  # noqa: E731
+        return {"ok": self.ok, "checked_at": iso(self.checked_at), "document_id": self.document_id,
+                "title": self.title, "issuers": list(self.issuers), "seal_name": self.seal_name,
+                "seal_unit": self.seal_unit, "signer": self.signer, "signing_time": iso(self.signing_time),
+                "timestamp_time": iso(self.timestamp_time),
+                "attachments": [{"path": p, "size": s} for p, s in self.attachments],
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def _fail(name: str, exc: GwxError) -> Check:
+    return Check(name, FAIL, exc.code, exc.message, {k: str(v) for k, v in exc.details.items()})
+
+
+def verify_package(source: BinaryIO, trust: TrustStore | Sequence[x509.Certificate], at: dt.datetime, *,
+                   revocation: RevocationCheck | None = None,
+                   limits: PackageLimits = DEFAULT_LIMITS) -> PackageReport:
+    """Verify the package in the seekable binary file ``source`` at time ``at`` (see module doc)."""
+    roots = tuple(trust.roots if isinstance(trust, TrustStore) else trust)
+    checks: dict[str, Check] = {}
+    info: dict[str, Any] = {"checked_at": at}
+
+    def finish() -> PackageReport:
+        ordered = tuple(checks.get(n) or Check(n, SKIPPED, message="a check it depends on failed")
+                        for n in CHECKS)
+        return PackageReport(ordered, **info)
+
+    try:
+        reader = PackageReader(source, limits)
+    except GwxError as exc:
+        checks["structure"] = _fail("structure", exc)
+        return finish()
+    with reader:
+        checks["structure"] = Check("structure", PASS, details={"files": len(reader.manifest.entries)})
+        info["attachments"] = tuple((e.path, e.size) for e in reader.attachments)
+
+        signer_cert = None
+        try:
+            result = cms.verify_detached(reader.signature, reader.manifest_bytes, trust_roots=roots, now=at,
+                                         purpose=Purpose.SEAL, revocation=revocation,
+                                         require_signing_cert_v2=True)
+            signer_cert = result.signer_certificate
+            info["signer"] = signer_cert.subject.rfc4514_string()
+            info["signing_time"] = result.signing_time
+            checks["manifest_signature"] = Check("manifest_signature", PASS,
+                                                 details={"signer": info["signer"]})
+        except GwxError as exc:
+            checks["manifest_signature"] = _fail("manifest_signature", exc)
+
+        kept: dict[str, bytes] = {}
+        try:
+            for entry in reader.manifest.entries:
+                if entry.path in (METADATA_NAME, BODY_NAME, SEAL_NAME):  # small, bounded by the reader
+                    kept[entry.path] = b"".join(reader.iter_member(entry.path))
+                else:
+                    for _ in reader.iter_member(entry.path):
+                        pass
+            checks["digests"] = Check("digests", PASS, details={"files": len(reader.manifest.entries)})
+        except GwxError as exc:
+            checks["digests"] = _fail("digests", exc)
+            return finish()
+
+        meta = None
+        try:
+            meta = parse_meta(kept[METADATA_NAME]).metadata
+            if meta.id is None:
+                raise MissingMetadataField("metadata.json has no 公文标识 (id)", field="id")
+            info.update(document_id=meta.id, title=meta.title, issuers=meta.issuers)
+            checks["metadata"] = Check("metadata", PASS)
+        except GwxError as exc:
+            checks["metadata"] = _fail("metadata", exc)
+
+        try:
+            status = validate_sealed_pdf(kept[BODY_NAME], roots, at, expected_certificate=signer_cert)
+            checks["pdf_seal"] = Check("pdf_seal", PASS, details={
+                "field": status.field_name, "signer": status.signer_certificate.subject.rfc4514_string()})
+        except GwxError as exc:
+            checks["pdf_seal"] = _fail("pdf_seal", exc)
+
+        checks["seal"] = _check_seal(kept[SEAL_NAME], roots, at, revocation, signer_cert, meta, info)
+        checks["timestamp"] = _check_timestamp(reader.timestamp, reader.signature, roots, info)
+    return finish()
+
+
+def _check_seal(seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.datetime,
+                revocation: RevocationCheck | None, signer_cert: x509.Certificate | None, meta,
+                info: dict[str, Any]) -> Check:
+    try:
+        seal = parse_seal(seal_der)
+        info.update(seal_name=seal.name, seal_unit=seal.unit_code)
+        verified = verify_seal(seal, trust_roots=roots, at=at, revocation=revocation)
+        if signer_cert is not None and not seal.matches_certificate(signer_cert):
+            return Check("seal", FAIL, "SEAL_CERT_NOT_LISTED",
+                         "the package was signed with a certificate the seal does not list")
+        if meta is not None and verified.unit_code not in meta.issuers:
+            return Check("seal", FAIL, "SEAL_WRONG_UNIT",
+                         f"the seal belongs to unit {verified.unit_code}, not to an issuing organ "
+                         f"(发文机关) of the document", {"seal_unit": str(verified.unit_code)})
+        if signer_cert is None or meta is None:
+            return Check("seal", SKIPPED, message="the seal verifies, but the signer or the metadata "
+                         "it must match failed")
+        return Check("seal", PASS, details={"es_id": seal.es_id, "unit_code": str(verified.unit_code)})
+    except GwxError as exc:
+        return _fail("seal", exc)
+
+
+def _check_timestamp(token: bytes | None, signature: bytes, roots: tuple[x509.Certificate, ...],
+                     info: dict[str, Any]) -> Check:
+    if token is None:
+        return Check("timestamp", ABSENT, message="no time stamp in the package")
+    try:
+        digest = hashlib.sha256(signature_value(signature)).digest()
+        stamp = tsa.verify_token(token, digest=digest, trust_roots=roots)
+        info["timestamp_time"] = stamp.gen_time
+        return Check("timestamp", PASS, details={"gen_time": stamp.gen_time.isoformat(),
+                                                 "tsa": stamp.tsa_certificate.subject.rfc4514_string()})
+    except GwxError as exc:
+        return _fail("timestamp", exc)
