@@ -94,9 +94,9 @@ def parse_meta(data: bytes | Mapping[str, Any], *, allow_classified: bool = Fals
     if unknown:
         raise UnknownMetadataField(f"unknown field {unknown[0]!r} in META.json", field=str(unknown[0]),
                                    unknown=[str(k) for k in unknown])
-    missing = sorted(REQUIRED - set(obj))
+    missing = sorted(k for k in REQUIRED if obj.get(k) is None)
     if missing:
-        raise MissingMetadataField(f"required field {missing[0]!r} is missing", field=missing[0])
+        raise MissingMetadataField(f"required field {missing[0]!r} is missing or null", field=missing[0])
 
     warnings: list[MetadataWarning] = []
     raw_kind = _string(obj, "kind")
