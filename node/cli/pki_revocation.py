@@ -1,0 +1,103 @@
+"""``gwx pki revoke`` and ``gwx pki crl``.
+
+``revoke`` takes a certificate (PEM or DER) or an electronic seal (``.esl``, DER SESeal): for a
+seal, every seal certificate in its certList that this CA issued is revoked (for a seal listing
+certificate digests, the CA's issued certificates are matched against the digests). Revoking
+twice keeps the first date (``CertificateAuthority.revoke``). Nothing is published here: run
+``gwx pki crl`` afterwards, and the OCSP responder answers from the same records at once.
+
+``crl`` writes a freshly numbered CRL, PEM by default, DER with ``--der``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+from cryptography import x509
+
+from pki.ca import REVOCATION_REASONS, CertificateAuthority, load_certificate
+from pki.crl import build_crl, crl_der, crl_pem
+from pki.errors import InvalidInput, MalformedEncoding, UnknownCertificate
+from pki.keystore import write_public_file
+from pki.seal import parse_seal
+
+from .passphrase import add_passphrase_option, get_passphrase
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("revoke", help="revoke a certificate, or the seal certificates of an electronic seal")
+    p.add_argument("--ca", required=True, type=Path, help="CA directory that issued the certificate")
+    p.add_argument("target", type=Path, metavar="CERT_OR_SEAL", help="certificate (PEM/DER) or seal (.esl)")
+    p.add_argument("--reason", default="unspecified",
+                   help="RFC 5280 reason: " + ", ".join(sorted(REVOCATION_REASONS)) + " (keyCompromise also works)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_passphrase_option(p)
+    p.set_defaults(func=cmd_revoke)
+
+    p = sub.add_parser("crl", help="write a new certificate revocation list signed by the CA")
+    p.add_argument("--ca", required=True, type=Path, help="CA directory")
+    p.add_argument("--out", required=True, type=Path, help="CRL file to write")
+    p.add_argument("--der", action="store_true", help="write DER instead of PEM")
+    p.add_argument("--next-update-days", type=int, default=7, help="days until the next CRL is due (default 7)")
+    add_passphrase_option(p)
+    p.set_defaults(func=cmd_crl)
+
+
+def normalise_reason(text: str) -> str:
+    """``keyCompromise``, ``key-compromise`` and ``key_compromise`` all name one reason."""
+    name = re.sub(r"(?<=[a-z])([A-Z])", r"_\1", text.strip()).replace("-", "_").lower()
+    if name not in REVOCATION_REASONS:
+        raise InvalidInput(f"unknown revocation reason {text!r}", known=sorted(REVOCATION_REASONS))
+    return name
+
+
+def _targets(ca: CertificateAuthority, path: Path) -> tuple[str, list[x509.Certificate]]:
+    data = path.read_bytes()
+    try:
+        return "certificate", [load_certificate(data)]
+    except MalformedEncoding:
+        if path.suffix.lower() not in (".esl", ".seal") and data.lstrip().startswith(b"-----BEGIN"):
+            raise
+    seal = parse_seal(data)  # SEAL_MALFORMED if it is neither
+    if seal.cert_list:
+        certs = list(seal.seal_certificates)
+    else:  # certificate digests: find which of ours they name
+        certs = [c for c in ca.issued() if seal.matches_certificate(c)]
+    return f"seal '{seal.name}' ({seal.es_id})", certs
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    reason = normalise_reason(args.reason)
+    ca = CertificateAuthority.open(args.ca, get_passphrase(args, what="CA key"))
+    what, certs = _targets(ca, args.target)
+    ours = [c for c in certs if c.issuer == ca.certificate.subject and ca.lookup(c.serial_number) == c]
+    if not ours:
+        raise UnknownCertificate(f"{what}: this CA ({ca.name}) issued none of its certificates",
+                                 ca=ca.name, target=str(args.target))
+    now = dt.datetime.now(dt.UTC)
+    done = [ca.revoke(c, reason, now) for c in ours]
+    if args.json:
+        print(json.dumps({"ok": True, "target": what, "revoked": [
+            {"serial": f"{r.serial:x}", "reason": r.reason, "revoked_at": r.revoked_at.isoformat()} for r in done]},
+            ensure_ascii=False))
+    else:
+        for r in done:
+            print(f"revoked {what}: serial {r.serial:x}, reason {r.reason}, since {r.revoked_at.isoformat()}")
+        print("publish a new CRL with: gwx pki crl --ca … --out …")
+    return 0
+
+
+def cmd_crl(args: argparse.Namespace) -> int:
+    if args.next_update_days <= 0:
+        raise InvalidInput("--next-update-days must be at least 1")
+    ca = CertificateAuthority.open(args.ca, get_passphrase(args, what="CA key"))
+    crl = build_crl(ca, dt.datetime.now(dt.UTC), dt.timedelta(days=args.next_update_days))
+    write_public_file(args.out, crl_der(crl) if args.der else crl_pem(crl))
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    print(f"CRL #{number} of '{ca.name}' written to {args.out}: {len(crl)} revoked, "
+          f"next update {crl.next_update_utc:%Y-%m-%d %H:%M} UTC")
+    return 0

@@ -1,0 +1,71 @@
+"""gwx pki revoke / gwx pki crl, end to end through the real CLI entry point and openssl."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from node.cli.main import main
+from pki.ca import CertificateAuthority, pem
+from pki.seal_store import issue_seal
+
+PW = "correct horse"
+
+
+@pytest.fixture
+def ca(tmp_path, monkeypatch):
+    monkeypatch.setenv("GWX_PASSPHRASE", PW)
+    return CertificateAuthority.init_root(tmp_path / "ca", "CLI Root", PW.encode())
+
+
+def openssl_crl(path, ca_dir, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", "crl", "-in", str(path), "-noout", "-text", "-CAfile",
+                           str(ca_dir / "root.crt"), *extra], capture_output=True, text=True)
+
+
+def test_revoke_certificate_then_publish_crl(ca, tmp_path, capsys):
+    leaf = ca.issue_seal_certificate("91350100M000100Y43", "测试单位", ca.algorithm.generate().public_key())
+    (tmp_path / "leaf.pem").write_bytes(pem(leaf))
+    assert main(["pki", "revoke", "--ca", str(ca.directory), str(tmp_path / "leaf.pem"),
+                 "--reason", "keyCompromise"]) == 0
+    assert f"{leaf.serial_number:x}" in capsys.readouterr().out
+    assert main(["pki", "crl", "--ca", str(ca.directory), "--out", str(tmp_path / "ca.crl")]) == 0
+    result = openssl_crl(tmp_path / "ca.crl", ca.directory)
+    assert "verify OK" in result.stderr + result.stdout
+    assert f"{leaf.serial_number:X}" in result.stdout and "Key Compromise" in result.stdout
+
+
+def test_revoke_a_seal_revokes_its_certificate(ca, tmp_path, capsys):
+    credential = issue_seal(ca, "91350100M000100Y43", "测试县财政局", tmp_path / "seal", PW.encode())
+    seal_file = next((tmp_path / "seal").glob("*.esl"))
+    assert main(["pki", "revoke", "--ca", str(ca.directory), str(seal_file), "--reason", "cessation_of_operation",
+                 "--json"]) == 0
+    assert "测试县财政局" in capsys.readouterr().out
+    serial = credential.certificate.serial_number
+    assert ca.revocations()[serial].reason == "cessation_of_operation"
+    assert main(["pki", "crl", "--ca", str(ca.directory), "--out", str(tmp_path / "c.der"), "--der"]) == 0
+    result = openssl_crl(tmp_path / "c.der", ca.directory, "-inform", "DER")
+    assert "verify OK" in result.stderr + result.stdout
+    assert f"{serial:X}" in result.stdout and "Cessation Of Operation" in result.stdout
+
+
+def test_bad_reason_foreign_certificate_and_garbage_are_typed_errors(ca, tmp_path, capsys):
+    other = CertificateAuthority.init_root(tmp_path / "other", "Other Root", PW.encode())
+    foreign = other.issue_seal_certificate("91350100M000100Y43", "外单位", other.algorithm.generate().public_key())
+    (tmp_path / "foreign.pem").write_bytes(pem(foreign))
+    assert main(["pki", "revoke", "--ca", str(ca.directory), str(tmp_path / "foreign.pem")]) != 0
+    assert "PKI_UNKNOWN_CERTIFICATE" in capsys.readouterr().err
+    assert main(["pki", "revoke", "--ca", str(ca.directory), str(tmp_path / "foreign.pem"),
+                 "--reason", "bored"]) == 2
+    assert "PKI_INVALID_INPUT" in capsys.readouterr().err
+    (tmp_path / "junk.esl").write_bytes(b"\x30\x03junk")
+    assert main(["pki", "revoke", "--ca", str(ca.directory), str(tmp_path / "junk.esl")]) == 2
+    assert "SEAL_MALFORMED" in capsys.readouterr().err
+    assert ca.revocations() == {}
+
+
+def test_wrong_passphrase_exits_3(ca, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GWX_PASSPHRASE", "not the passphrase")
+    assert main(["pki", "crl", "--ca", str(ca.directory), "--out", str(tmp_path / "x.crl")]) == 3
+    assert not (tmp_path / "x.crl").exists()
