@@ -102,7 +102,7 @@ def format_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_time(name: str, text: str) -> dt.datetime:
+def parse_time(name: str, text: str) -> dt.datetime:
     if not _TIME_RE.match(text):
         raise EnvelopeInvalidField(f"{name} must look like 2025-01-31T08:00:00Z", field=name)
     try:
@@ -237,7 +237,7 @@ def decode_header(data: bytes, max_bytes: int = 64 * 1024) -> EnvelopeHeader:
     header = EnvelopeHeader(
         message_id=raw["id"], type=raw["type"], origin_node=raw["origin"],
         destination_node=raw["destination"], from_unit=raw["from"], to_units=tuple(raw["to"]),
-        created=_parse_time("created", raw["created"]), expires=_parse_time("expires", raw["expires"]),
+        created=parse_time("created", raw["created"]), expires=parse_time("expires", raw["expires"]),
         in_reply_to=raw["in_reply_to"], max_hops=raw["max_hops"], payload_length=raw["payload_length"],
         payload_sha256=raw["payload_sha256"], version=raw["v"])
     if header.encode() != bytes(data):
