@@ -63,6 +63,9 @@ from .sniff import check_not_archive
 CHUNK = 1024 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_ATTACHMENTS = 500
+# Deflating these again costs CPU and saves nothing: they are stored as they are.
+_ALREADY_COMPRESSED = (".pdf", ".jpg", ".jpeg", ".png", ".gif", ".webp", ".docx", ".xlsx", ".pptx", ".ofd",
+                       ".odt", ".ods", ".odp", ".mp3", ".mp4", ".m4a", ".mov", ".avi", ".mkv")
 # A time stamper does the transport to a TSA: TimeStampReq DER in, TimeStampResp DER out.
 TimeStamper = Callable[[bytes], bytes]
 
@@ -217,7 +220,8 @@ def _zip_time(at: dt.datetime) -> tuple[int, int, int, int, int, int]:
 def _info(name: str, stamp: tuple, compress: bool) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=stamp)
     info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    info.flag_bits |= 0x800  # names are UTF-8 (APPNOTE bit 11), ASCII ones included
+    # Names are UTF-8: zipfile sets APPNOTE bit 11 on every non-ASCII name it writes (an ASCII
+    # name reads the same either way), so Chinese names arrive intact in any unzip.
     info.external_attr = 0o100644 << 16  # a regular file, never a link
     info.create_system = 3
     return info
@@ -237,7 +241,7 @@ def _write_bytes(zf: zipfile.ZipFile, name: str, data: bytes, media_type: str, s
 
 def _write_stream(zf: zipfile.ZipFile, member: str, att: Attachment, stamp: tuple) -> ManifestEntry:
     source = io.BytesIO(att.source) if isinstance(att.source, (bytes, bytearray, memoryview)) else att.source
-    info = _info(member, stamp, compress=True)
+    info = _info(member, stamp, compress=not member.lower().endswith(_ALREADY_COMPRESSED))
     digest, size, first = hashlib.sha256(), 0, True
     # Size unknown in advance: ZIP64 headers so the member may exceed 4 GiB.
     with zf.open(info, "w", force_zip64=True) as dst:

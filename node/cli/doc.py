@@ -1,0 +1,162 @@
+"""``gwx doc pack`` and ``gwx doc verify``: make and check a sealed document package (one 公文).
+
+``pack`` reads META.json (the adapters' contract, ``exchange_protocol.meta_json``; a missing 公文标识
+is assigned), seals BODY.pdf with the seal in SEAL_DIR (key passphrase from ``GWX_PASSPHRASE``,
+``--passphrase-file`` or a prompt), streams the attachments in and writes PKG.zip atomically
+(temp file, fsync, rename). ``--tsa CA_DIR`` time-stamps the signature with that CA's TSA
+credential (its passphrase from ``--tsa-passphrase-file``, else the same passphrase).
+
+``verify`` prints one line per check and exits 0 only when every check passed; 1 when any failed
+(``--json`` prints the whole report as one JSON object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from exchange_protocol.errors import PackageInputError
+from exchange_protocol.meta_json import parse_meta
+from exchange_protocol.package import PackageBuilder
+from exchange_protocol.package_verify import PackageReport, verify_package
+from pki import tsa
+from pki.ca import CertificateAuthority, load_certificates
+from pki.crl import load_crl
+from pki.revocation import CrlChecker
+from pki.seal_store import load_seal_credential
+
+from .exit_codes import VERIFY_FAILED
+from .passphrase import add_passphrase_option, get_passphrase
+
+_MARK = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip", "absent": "--  "}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack", help="seal a document and pack it with its metadata and attachments")
+    p.add_argument("--seal", required=True, type=Path, metavar="SEAL_DIR", help="seal directory (seal.esl/crt/key)")
+    p.add_argument("--meta", required=True, type=Path, metavar="META.json", help="document metadata")
+    p.add_argument("--body", required=True, type=Path, metavar="BODY.pdf", help="the document (PDF)")
+    p.add_argument("--attach", action="extend", nargs="+", type=Path, default=[], metavar="FILE",
+                   help="attachment(s) (附件), in order")
+    p.add_argument("--out", required=True, type=Path, metavar="PKG.zip", help="package to write")
+    p.add_argument("--seal-box", metavar="X1,Y1,X2,Y2",
+                   help="where the seal goes on the last page, in PDF points (default: over the date line)")
+    p.add_argument("--tsa", type=Path, metavar="CA_DIR", help="time-stamp the signature with this CA's TSA")
+    p.add_argument("--tsa-passphrase-file", metavar="FILE", help="passphrase of the TSA's CA directory")
+    add_passphrase_option(p)
+    p.set_defaults(func=_pack)
+
+    p = sub.add_parser("verify", help="verify a document package: signature, seals, digests, metadata")
+    p.add_argument("package", type=Path, metavar="PKG.zip")
+    p.add_argument("--trust", required=True, type=Path, action="append", metavar="ROOT.crt",
+                   help="trusted root certificate(s), PEM")
+    p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
+                   help="CRL(s), PEM or DER: every certificate judged must be covered by one")
+    p.add_argument("--at", help="judge at this time (ISO 8601 with offset; default now)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_verify)
+
+
+def _pack(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC)
+    passphrase = get_passphrase(args, what="seal key")
+    credential = load_seal_credential(args.seal, passphrase)
+    meta = parse_meta(_read(args.meta), now=now)
+    for w in meta.warnings:
+        print(f"warning: {w.code}: {w.message}", file=sys.stderr)
+    timestamper = _tsa(args, passphrase, now) if args.tsa else None
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        builder = PackageBuilder(metadata=meta.metadata, body=_read(args.body))
+        for path in args.attach:
+            builder = builder.with_attachment(path.name, stack.enter_context(path.open("rb")))
+        if args.seal_box:
+            builder = builder.with_seal_box(_parse_box(args.seal_box))
+        fd, tmp = tempfile.mkstemp(prefix=".gwx-pack-", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                built = builder.build(f, credential, at=now, timestamper=timestamper)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    digest = hashlib.sha256()
+    with out.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    print(f"package {out}: 公文标识 {built.document_id}")
+    print(f"  sealed with '{credential.seal.name}' ({credential.seal.unit_code}) at {now.isoformat()}")
+    for entry in built.manifest.entries:
+        print(f"  {entry.size:>12}  {entry.sha256[:16]}…  {entry.path}")
+    print(f"  time stamp: {'yes' if built.timestamp else 'no'}; package SHA-256 {digest.hexdigest()}")
+    return 0
+
+
+def _tsa(args: argparse.Namespace, passphrase: bytes, now: dt.datetime):
+    ca_pass = Path(args.tsa_passphrase_file).read_bytes().rstrip(b"\r\n") if args.tsa_passphrase_file \
+        else passphrase
+    ca = CertificateAuthority.open(args.tsa, ca_pass)
+    signer = ca.tsa_signer()
+    chain = tuple(ca.chain[:-1])
+    return lambda request: tsa.respond(request, signer, now, tsa.random_serial(), extra_certs=chain)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    roots = [c for path in args.trust for c in load_certificates(_read(path))]
+    crls = [load_crl(_read(path)) for path in args.crl]
+    at = _parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
+    with args.package.open("rb") as f:
+        report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        _print_report(args.package, report)
+    return 0 if report.ok else VERIFY_FAILED
+
+
+def _print_report(path: Path, report: PackageReport) -> None:
+    print(f"{path}: {'VALID' if report.ok else 'INVALID'}")
+    if report.document_id:
+        print(f"  公文标识 {report.document_id}  {report.title}")
+    if report.seal_name:
+        print(f"  seal '{report.seal_name}' ({report.seal_unit}), signed {report.signing_time}")
+    for check in report.checks:
+        line = f"  [{_MARK[check.status]}] {check.name}"
+        if check.code:
+            line += f": {check.code}: {check.message}"
+        print(line)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PackageInputError(f"cannot read {path}: {exc.strerror}", path=str(path)) from None
+
+
+def _parse_time(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise PackageInputError(f"--at {text!r} is not an ISO 8601 time") from None
+    if t.tzinfo is None:
+        raise PackageInputError("--at needs a UTC offset (e.g. 2026-01-20T09:00:00+08:00)")
+    return t
+
+
+def _parse_box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise PackageInputError(f"--seal-box {text!r} must be four numbers X1,Y1,X2,Y2") from None
+    return (x1, y1, x2, y2)
