@@ -16,6 +16,7 @@ __all__ = [
     "BlobDigestMismatch",
     "BlobMissing",
     "BlobTooLarge",
+    "ConfigError",
     "EnvelopeReplayed",
     "NodeError",
     "StoreConflict",
@@ -29,6 +30,12 @@ __all__ = [
 
 class NodeError(GwxError):
     code = "NODE_ERROR"
+
+
+class ConfigError(NodeError):
+    """node.toml (or a provisioning input) that cannot be used; the message names the key."""
+
+    code = "NODE_CONFIG"
 
 
 # --- storage (node.store) ---------------------------------------------------------------------
