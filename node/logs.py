@@ -12,7 +12,7 @@ import logging
 import sys
 
 CONTEXT_KEYS = ("node", "message_id", "destination", "origin", "doc_id", "unit", "peer", "code", "status",
-                "elapsed_ms", "attempt")
+                "elapsed_ms", "attempt", "request_id", "method", "path", "who")
 
 
 class JsonFormatter(logging.Formatter):
