@@ -1,0 +1,215 @@
+"""exchange_protocol.envelope: the routing header (strict canonical JSON) and the binary frame."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exchange_protocol import errors as E
+from exchange_protocol.envelope import (
+    PREFIX_LEN,
+    EnvelopeHeader,
+    FrameDecoder,
+    FrameLimits,
+    MessageType,
+    decode_frame,
+    decode_header,
+    encode_envelope,
+    encode_prefix,
+)
+from exchange_protocol.ids import IdGenerator
+
+from .strategies import unit_codes
+
+NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+IDS = IdGenerator()
+UNIT_A, UNIT_B = "91350100M000100Y43", "11100000000013127D"
+
+
+def header(**changes) -> EnvelopeHeader:
+    fields = dict(message_id=IDS.new(NOW), type="document", origin_node="a", destination_node="b",
+                  from_unit=UNIT_A, to_units=(UNIT_B,), created=NOW, expires=NOW + dt.timedelta(days=1),
+                  in_reply_to=None, max_hops=8, payload_length=1234, payload_sha256="ab" * 32)
+    fields.update(changes)
+    return EnvelopeHeader(**fields)
+
+
+def as_json(h: EnvelopeHeader) -> dict:
+    return json.loads(h.encode())
+
+
+def reencode(d: dict) -> bytes:
+    return json.dumps(d, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# ---- header ----------------------------------------------------------------------------------------
+def test_header_round_trips_through_its_canonical_bytes():
+    h = header(type="receipt", in_reply_to=IDS.new(NOW), to_units=(UNIT_B, UNIT_A))
+    data = h.encode()
+    assert decode_header(data) == h
+    assert data == reencode(json.loads(data))  # sorted keys, no spaces: the canonical form
+    assert json.loads(data)["type"] == "receipt"
+
+
+@settings(max_examples=60, deadline=None)
+@given(type=st.sampled_from(list(MessageType)), to=st.lists(unit_codes(), min_size=1, max_size=5, unique=True),
+       created=st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2090, 1, 1),
+                            timezones=st.just(dt.UTC)),
+       ttl=st.integers(1, 10**8), hops=st.integers(1, 64), length=st.integers(0, 2**62),
+       digest=st.binary(min_size=32, max_size=32), origin=st.from_regex(r"\A[a-z0-9][a-z0-9.-]{0,20}\Z"))
+def test_random_headers_round_trip(type, to, created, ttl, hops, length, digest, origin):
+    h = EnvelopeHeader(IDS.new(created), type, origin, "dest-1", UNIT_A, tuple(to), created,
+                       created + dt.timedelta(seconds=ttl),
+                       None if type is MessageType.DOCUMENT else IDS.new(created), hops, length, digest.hex())
+    assert decode_header(h.encode()) == h
+
+
+@pytest.mark.parametrize("mutate, error, code", [
+    (lambda d: d.update(extra=1), E.EnvelopeUnknownField, "ENV_UNKNOWN_FIELD"),
+    (lambda d: d.pop("expires"), E.EnvelopeMissingField, "ENV_MISSING_FIELD"),
+    (lambda d: d.update(max_hops=True), E.EnvelopeWrongType, "ENV_WRONG_TYPE"),
+    (lambda d: d.update(max_hops="8"), E.EnvelopeWrongType, "ENV_WRONG_TYPE"),
+    (lambda d: d.update(to=UNIT_B), E.EnvelopeWrongType, "ENV_WRONG_TYPE"),
+    (lambda d: d.update(to=[1]), E.EnvelopeWrongType, "ENV_WRONG_TYPE"),
+    (lambda d: d.update(id="not-a-uuid"), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(id=d["id"].upper()), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(id="6ba7b810-9dad-11d1-80b4-00c04fd430c8"), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(type="fax"), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(to=["91350100M000100Y44"]), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(to=[UNIT_B, UNIT_B]), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(to=[]), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(origin="Bad Node"), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(expires=d["created"]), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(created="2026-03-02 08:00:00"), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(created="2026-02-30T08:00:00Z"), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(max_hops=0), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(payload_length=-1), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(payload_sha256="AB" * 32), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(type="receipt"), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),  # no in_reply_to
+    (lambda d: d.update({"from": None}), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
+    (lambda d: d.update(v=2), E.EnvelopeInvalidField, "ENV_UNSUPPORTED_VERSION"),
+])
+def test_header_decoding_refuses_with_typed_errors(mutate, error, code):
+    d = as_json(header())
+    mutate(d)
+    with pytest.raises(error) as info:
+        decode_header(reencode(d))
+    assert info.value.code == code
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"[]", b"{", b"\xff\xfe", b'{"v":1,"v":1}', b"NaN",
+])
+def test_malformed_header_bytes_are_refused(data):
+    with pytest.raises(E.EnvelopeMalformedHeader):
+        decode_header(data)
+
+
+def test_non_canonical_header_bytes_are_refused():
+    data = header().encode()
+    spaced = json.dumps(json.loads(data), sort_keys=True, ensure_ascii=False).encode()  # ", " and ": "
+    with pytest.raises(E.EnvelopeMalformedHeader, match="canonical"):
+        decode_header(spaced)
+    with pytest.raises(E.EnvelopeMalformedHeader, match="canonical"):
+        decode_header(b"\xef\xbb\xbf" + data)
+
+
+def test_node_generated_messages_may_omit_the_unit_but_not_the_reference():
+    ack = header(type="transport-ack", from_unit=None, to_units=(), in_reply_to=IDS.new(NOW))
+    assert decode_header(ack.encode()) == ack
+    with pytest.raises(E.EnvelopeInvalidField):
+        header(type="bounce", from_unit=None, to_units=(), in_reply_to=IDS.new(NOW))  # a bounce is addressed to units
+
+
+def test_header_times_are_normalised_to_utc_seconds():
+    cst = dt.timezone(dt.timedelta(hours=8))
+    h = header(created=dt.datetime(2026, 3, 2, 16, 0, 0, 999999, tzinfo=cst))
+    assert as_json(h)["created"] == "2026-03-02T08:00:00Z"
+    with pytest.raises(E.EnvelopeInvalidField):
+        header(created=dt.datetime(2026, 3, 2, 8, 0))  # naive
+
+
+# ---- frame -------------------------------------------------------------------------------------------
+HB, SIG, PAYLOAD = b'{"h":1}', b"\x30\x03sig", bytes(range(256)) * 40
+
+
+def test_frame_layout_is_as_documented():
+    data = encode_envelope(HB, SIG, PAYLOAD, hops=3)
+    assert data[:4] == b"GWXE" and data[4] == 1 and data[5] == 3 and data[6:8] == b"\0\0"
+    assert struct.unpack(">IIQ", data[8:24]) == (len(HB), len(SIG), len(PAYLOAD))
+    assert data[24:24 + len(HB)] == HB and data[24 + len(HB):24 + len(HB) + len(SIG)] == SIG
+    assert data[PREFIX_LEN + len(HB) + len(SIG):] == PAYLOAD
+    head, payload, sha = decode_frame(data)
+    assert (head.hops, head.header_bytes, head.signature, payload) == (3, HB, SIG, PAYLOAD)
+    assert sha == hashlib.sha256(data).hexdigest()
+
+
+@settings(max_examples=40, deadline=None)
+@given(header_bytes=st.binary(max_size=300), sig=st.binary(max_size=300), payload=st.binary(max_size=3000),
+       cuts=st.lists(st.integers(0, 4000), max_size=8), hops=st.integers(0, 255))
+def test_frame_decodes_the_same_however_it_is_chunked(header_bytes, sig, payload, cuts, hops):
+    data = encode_envelope(header_bytes, sig, payload, hops)
+    dec = FrameDecoder()
+    got, last = b"", 0
+    for cut in sorted(c for c in cuts if c <= len(data)) + [len(data)]:
+        got += dec.feed(data[last:cut])
+        last = cut
+    assert dec.close() == hashlib.sha256(data).hexdigest()
+    assert (dec.head.header_bytes, dec.head.signature, dec.head.hops, got) == (header_bytes, sig, hops, payload)
+
+
+def test_identity_digest_ignores_hops_but_not_the_signed_bytes():
+    a = decode_frame(encode_envelope(HB, SIG, PAYLOAD, 0))[0]
+    b = decode_frame(encode_envelope(HB, SIG, PAYLOAD, 5))[0]
+    c = decode_frame(encode_envelope(HB, SIG + b"x", PAYLOAD, 0))[0]
+    assert a.identity_digest == b.identity_digest != c.identity_digest
+    assert b.prefix(hops=6)[5] == 6 and b.prefix(hops=6)[6:] == a.prefix()[6:]
+
+
+def _bad(data: bytes, limits=FrameLimits()):
+    dec = FrameDecoder(limits)
+    dec.feed(data)
+    return dec.close()
+
+
+@pytest.mark.parametrize("data, error, code", [
+    (b"GWXF" + encode_envelope(HB, SIG, PAYLOAD)[4:], E.EnvelopeBadMagic, "ENV_BAD_MAGIC"),
+    (b"PK\x03\x04", E.EnvelopeBadMagic, "ENV_BAD_MAGIC"),  # refused on the first bytes
+    (b"GWXE\x02" + encode_envelope(HB, SIG, PAYLOAD)[5:], E.EnvelopeUnsupportedVersion, "ENV_UNSUPPORTED_VERSION"),
+    (encode_envelope(HB, SIG, PAYLOAD)[:6] + b"\0\1" + encode_envelope(HB, SIG, PAYLOAD)[8:],
+     E.EnvelopeMalformedFrame, "ENV_MALFORMED_FRAME"),
+    (encode_envelope(HB, SIG, PAYLOAD) + b"\0", E.EnvelopeMalformedFrame, "ENV_MALFORMED_FRAME"),
+    (encode_envelope(HB, SIG, PAYLOAD)[:10], E.EnvelopeTruncated, "ENV_TRUNCATED"),
+    (encode_envelope(HB, SIG, PAYLOAD)[:PREFIX_LEN + 3], E.EnvelopeTruncated, "ENV_TRUNCATED"),
+    (encode_envelope(HB, SIG, PAYLOAD)[:-1], E.EnvelopeTruncated, "ENV_TRUNCATED"),
+    (b"", E.EnvelopeTruncated, "ENV_TRUNCATED"),
+])
+def test_hostile_frames_get_typed_errors(data, error, code):
+    with pytest.raises(error) as info:
+        _bad(data)
+    assert info.value.code == code
+
+
+@pytest.mark.parametrize("limits, error, code", [
+    (FrameLimits(max_header=len(HB) - 1), E.EnvelopeHeaderTooLarge, "ENV_HEADER_TOO_LARGE"),
+    (FrameLimits(max_signature=len(SIG) - 1), E.EnvelopeSignatureTooLarge, "ENV_SIGNATURE_TOO_LARGE"),
+    (FrameLimits(max_payload=len(PAYLOAD) - 1), E.EnvelopePayloadTooLarge, "ENV_PAYLOAD_TOO_LARGE"),
+])
+def test_caps_are_enforced_from_the_prefix_alone(limits, error, code):
+    # Only the 24-byte prefix is fed: the refusal must not wait for (or buffer) the oversized part.
+    prefix = encode_prefix(HB, SIG, len(PAYLOAD))[:PREFIX_LEN]
+    with pytest.raises(error) as info:
+        FrameDecoder(limits).feed(prefix)
+    assert info.value.code == code and isinstance(info.value, E.EnvelopeTooLarge)
+
+
+def test_a_claimed_four_gigabyte_header_is_refused_without_reading_it():
+    prefix = struct.pack(">4sBBHIIQ", b"GWXE", 1, 0, 0, 0xFFFFFFFF, 10, 10)
+    with pytest.raises(E.EnvelopeHeaderTooLarge):
+        FrameDecoder().feed(prefix)
