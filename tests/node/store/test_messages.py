@@ -1,0 +1,180 @@
+"""node.store.messages: exactly-once inbound with the original receipt, replay refusal, CAS, listings."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from exchange_protocol.errors import EnvelopeReplayed
+from exchange_protocol.kinds import Kind, Role
+from exchange_protocol.states import ReceiverStatus, SenderStatus
+from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
+from node.store import InboxRow, ListFilter, OutboxDocument, OutboxRecipient
+
+from .conftest import FakeClock, open_store, put_envelope
+
+U_SEND = "91350100M000100Y43"
+U_A = "11100000000013127D"
+U_B = "111000000000131358"
+
+
+def test_concurrent_identical_envelopes_one_row_one_receipt(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            env = await put_envelope(store, "m-1")
+            # each with its own freshly signed receipt, as two request handlers would make
+            copies = [replace(env, receipt=f"receipt-{i}".encode()) for i in range(8)]
+            direct = await asyncio.gather(*(store.messages.accept_inbound(c) for c in copies[:4]))
+            grouped = await asyncio.gather(*(store.accept_inbound(c) for c in copies[4:]))
+            results = direct + grouped
+            assert sum(r.new for r in results) == 1
+            first = next(r for r in results if r.new)
+            assert {r.receipt for r in results} == {first.receipt}
+            rows = await store.db.fetchall("SELECT COUNT(*) FROM received WHERE message_id = 'm-1'")
+            assert rows[0][0] == 1
+            assert [e.action for e in await store.audit.events(message_id="m-1")] == ["envelope.received"]
+    asyncio.run(main())
+
+
+def test_same_id_other_bytes_is_env_replayed_both_paths(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            env = await put_envelope(store, "m-1")
+            assert (await store.accept_inbound(env)).new
+            forged = await put_envelope(store, "m-1")  # same id, other bytes
+            with pytest.raises(EnvelopeReplayed) as info:
+                await store.messages.accept_inbound(forged)
+            assert info.value.code == "ENV_REPLAYED"
+            assert info.value.details["stored_digest"] == env.envelope_digest
+            # in a group-commit batch the replay fails alone; its batch-mates are accepted
+            other = await put_envelope(store, "m-2")
+            results = await asyncio.gather(store.accept_inbound(forged), store.accept_inbound(other),
+                                           return_exceptions=True)
+            assert isinstance(results[0], EnvelopeReplayed) and results[1].new
+            stored = await store.messages.get_received("m-1")
+            assert stored.envelope_digest == env.envelope_digest and stored.receipt == env.receipt
+    asyncio.run(main())
+
+
+def test_pending_inbound_until_marked(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            for m in ("m-1", "m-2"):
+                await store.accept_inbound(await put_envelope(store, m))
+            assert [r.message_id for r in await store.messages.pending_inbound()] == ["m-1", "m-2"]
+            await store.messages.mark_inbound("m-1", "done")
+            await store.messages.mark_inbound("m-2", "failed", error=EnvelopeReplayed("x"))
+            assert await store.messages.pending_inbound() == []
+            assert (await store.messages.get_received("m-2")).error_code == "ENV_REPLAYED"
+            with pytest.raises(StoreNotFound):
+                await store.messages.mark_inbound("m-9", "done")
+    asyncio.run(main())
+
+
+async def _send(store, doc_id, kind=Kind.NOTICE, deadline=None, units=(U_A, U_B)):
+    package = await store.blobs.put(doc_id.encode() * 100)
+    doc = OutboxDocument(doc_id=doc_id, from_unit=U_SEND, title=f"关于{doc_id}的通知", kind=kind,
+                         package_digest=package.digest, created_at=store.clock(),
+                         doc_number="闽财〔2026〕1号", deadline=deadline)
+    recipients = [OutboxRecipient(unit=u, role=Role.MAIN if i == 0 else Role.COPY, status=SenderStatus.QUEUED,
+                                  destination_node="node-b") for i, u in enumerate(units)]
+    await store.messages.add_outbox(doc, recipients, actor="clerk-1")
+
+
+def test_recipient_compare_and_set(tmp_path):
+    async def main():
+        clock = FakeClock()
+        async with open_store(tmp_path, clock) as store:
+            await _send(store, "d-1")
+            with pytest.raises(StoreDuplicate):
+                await _send(store, "d-1")
+            row = await store.messages.update_recipient("d-1", U_A, SenderStatus.QUEUED,
+                                                        {"status": SenderStatus.SENT}, actor="node")
+            assert row.status == "sent"
+            # two clerks' updates based on the same read: one wins, the other must re-read
+            results = await asyncio.gather(
+                store.messages.update_recipient("d-1", U_A, "sent", {"status": "signed_for", "who": "张三",
+                                                                     "when": clock.now}, actor="peer"),
+                store.messages.update_recipient("d-1", U_A, "sent", {"status": "recalled"}, actor="clerk-1"),
+                return_exceptions=True)
+            winners = [r for r in results if not isinstance(r, Exception)]
+            losers = [r for r in results if isinstance(r, StoreConflict)]
+            assert len(winners) == 1 and len(losers) == 1
+            assert losers[0].details["status"] == winners[0].status
+            doc = await store.messages.get_outbox("d-1")
+            assert {r.unit: r.status for r in doc.recipients} == {U_A: winners[0].status, U_B: "queued"}
+            with pytest.raises(StoreNotFound):
+                await store.messages.update_recipient("d-1", "91350100M000100Y43", "queued", {}, actor="x")
+            history = [(e.action, e.subjects.get("unit")) for e in await store.audit.events(doc_id="d-1")]
+            assert history == [("outbox.create", U_SEND), ("recipient.sent", U_A),
+                               (f"recipient.{winners[0].status}", U_A)]
+    asyncio.run(main())
+
+
+def test_outbox_listing_filters_and_keyset_paging(tmp_path):
+    async def main():
+        clock = FakeClock()
+        async with open_store(tmp_path, clock) as store:
+            for i in range(5):
+                await _send(store, f"d-{i}", kind=Kind.LETTER if i % 2 else Kind.NOTICE,
+                            deadline=clock.now + timedelta(days=1 if i < 3 else 10))
+            await store.messages.update_recipient("d-0", U_A, "queued", {"status": "signed_for", "who": "李四"},
+                                                  actor="peer")
+            await store.messages.update_recipient("d-0", U_B, "queued", {"status": "returned", "reason": "非本单位"},
+                                                  actor="peer")
+            page1 = await store.messages.list_outbox(ListFilter(limit=2))
+            page2 = await store.messages.list_outbox(ListFilter(limit=2, before_id=page1.next_before_id))
+            page3 = await store.messages.list_outbox(ListFilter(limit=2, before_id=page2.next_before_id))
+            assert [d.doc_id for p in (page1, page2, page3) for d in p.items] == [f"d-{i}" for i in (4, 3, 2, 1, 0)]
+            assert page3.next_before_id is None
+            letters = await store.messages.list_outbox(ListFilter(kind=Kind.LETTER))
+            assert [d.doc_id for d in letters.items] == ["d-3", "d-1"]
+            returned = await store.messages.list_outbox(ListFilter(status=SenderStatus.RETURNED))
+            assert [d.doc_id for d in returned.items] == ["d-0"]
+            clock.advance(days=2)
+            overdue = await store.messages.list_outbox(ListFilter(overdue=True, unit=U_SEND))
+            # d-0 is past its deadline but settled (签收 and 退回): no red light
+            assert [d.doc_id for d in overdue.items] == ["d-2", "d-1"]
+            assert await store.messages.list_outbox(ListFilter(unit=U_A)) == type(page1)([], None)
+    asyncio.run(main())
+
+
+def _inbox_row(store, doc_id, unit, **kw):
+    return InboxRow(doc_id=doc_id, unit=unit, role=Role.MAIN, from_unit=U_SEND, title="关于开展检查的通知",
+                    kind=kw.pop("kind", Kind.NOTICE), status=ReceiverStatus.PENDING, package_digest=kw.pop("digest"),
+                    received_at=store.clock(), message_id=f"msg-{doc_id}", **kw)
+
+
+def test_inbox_add_idempotent_cas_and_filters(tmp_path):
+    async def main():
+        clock = FakeClock()
+        async with open_store(tmp_path, clock) as store:
+            digest = (await store.blobs.put(b"package")).digest
+            report = {"seal": "ok", "signer": "某某市财政局"}
+            assert await store.messages.add_inbox(_inbox_row(store, "d-1", U_A, digest=digest, verification=report,
+                                                             deadline=clock.now + timedelta(days=1)))
+            assert not await store.messages.add_inbox(_inbox_row(store, "d-1", U_A, digest=digest))
+            assert await store.messages.add_inbox(_inbox_row(store, "d-2", U_A, digest=digest, kind=Kind.REQUEST))
+            assert await store.messages.add_inbox(_inbox_row(store, "d-1", U_B, digest=digest,
+                                                             deadline=clock.now + timedelta(days=1)))
+            row = await store.messages.update_inbox("d-1", U_A, ReceiverStatus.PENDING,
+                                                    {"status": ReceiverStatus.SIGNED_FOR, "signed_by": "王五",
+                                                     "signed_at": clock.now}, actor="clerk-a")
+            assert (row.status, row.signed_by, row.signed_at, row.verification) == ("signed_for", "王五",
+                                                                                    clock.now, report)
+            with pytest.raises(StoreConflict):
+                await store.messages.update_inbox("d-1", U_A, "pending", {"status": "returned",
+                                                                          "return_reason": "x"}, actor="clerk-a")
+            mine = await store.messages.list_inbox(ListFilter(unit=U_A))
+            assert [r.doc_id for r in mine.items] == ["d-2", "d-1"]
+            pending = await store.messages.list_inbox(ListFilter(unit=U_A, status="pending"))
+            assert [r.doc_id for r in pending.items] == ["d-2"]
+            requests = await store.messages.list_inbox(ListFilter(kind="请示"))
+            assert [r.doc_id for r in requests.items] == ["d-2"]
+            clock.advance(days=2)
+            overdue = await store.messages.list_inbox(ListFilter(overdue=True))
+            assert [(r.doc_id, r.unit) for r in overdue.items] == [("d-1", U_B)]
+    asyncio.run(main())
