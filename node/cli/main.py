@@ -17,14 +17,17 @@ from pki.errors import GwxError
 
 from .exit_codes import exit_code_for
 
-# (top-level command, module) — modules register their subcommands under the group's parser.
-GROUPS: list[tuple[str, str, list[str]]] = [
+# (top-level command, help, modules) — modules register their subcommands under the group's parser;
+# a group named None registers its commands at the top level (``gwx inbox``, not ``gwx x inbox``).
+GROUPS: list[tuple[str | None, str, list[str]]] = [
     ("pki", "PKI: root CA, node certificates, electronic seals, revocation",
      ["node.cli.pki_ca", "node.cli.pki_seal", "node.cli.pki_revocation"]),
     ("doc", "sealed document packages: pack and verify",
      ["node.cli.doc"]),
     ("node", "run and administer a gateway node",
      ["node.cli.node_admin", "node.cli.node_run"]),
+    (None, "clerks: send, inbox, outbox, show, sign-for, return, register, recall, urge, track",
+     ["node.cli.clerk"]),
 ]
 
 
@@ -32,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gwx", description="gwx — sealed official document exchange")
     top = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     for name, help_text, modules in GROUPS:
-        group = top.add_parser(name, help=help_text, description=help_text)
-        sub = group.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+        if name is None:
+            sub = top
+        else:
+            group = top.add_parser(name, help=help_text, description=help_text)
+            sub = group.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
         for module_name in modules:
             try:
                 module = importlib.import_module(module_name)

@@ -1,0 +1,198 @@
+"""A small synchronous client of the node's local API for the clerks' commands (stdlib only).
+
+Uploads are streamed: :class:`MultipartStream` is a file-like object that yields the multipart
+body piece by piece — part headers, then each file read in blocks — with its total length known
+in advance, so a 1 GiB attachment is sent with a Content-Length and never held in memory. A
+progress callback sees the bytes sent. Errors from the API (``{"error": {...}}``) become
+:class:`RemoteError` carrying the server's code, so the CLI prints ``gwx: CODE: message`` and
+exits by the same rules as for local errors.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pki.errors import GwxError
+
+from . import exit_codes
+
+DEFAULT_NODE = "http://127.0.0.1:7080"
+BLOCK = 256 * 1024
+
+
+class RemoteError(GwxError):
+    """An error reported by the node (its code and message) or on the way to it."""
+
+    def __init__(self, message: str, *, code: str, status: int | None = None, **details: Any) -> None:
+        super().__init__(message, code=code, **details)
+        self.status = status
+        self.exit_code = _exit_code(code, status)
+
+
+def _exit_code(code: str, status: int | None) -> int:
+    if code.endswith("_VERIFY_FAILED") or code in ("PKI_BAD_SIGNATURE", "SEAL_BAD_SIGNATURE"):
+        return exit_codes.VERIFY_FAILED
+    if status in (400, 413, 422) or code.startswith("API_BAD") or code == "CLI_BAD_INPUT":
+        return exit_codes.BAD_INPUT
+    return exit_codes.OTHER
+
+
+class MultipartStream:
+    """multipart/form-data as a readable stream of known length (``len()``), for http.client."""
+
+    def __init__(self, fields: list[tuple[str, bytes, str]], files: list[tuple[str, Path, str, str]],
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        self.boundary = "gwx-" + secrets.token_hex(16)
+        pieces: list[bytes | Path] = []
+        for name, data, media_type in fields:
+            pieces += [self._head(name, None, media_type), data, b"\r\n"]
+        for name, path, filename, media_type in files:
+            pieces += [self._head(name, filename, media_type), path, b"\r\n"]
+        pieces.append(f"--{self.boundary}--\r\n".encode())
+        self._pieces = pieces
+        self._length = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in pieces)
+        self._index = 0
+        self._file: BinaryIO | None = None
+        self._offset = 0  # within a bytes piece
+        self.sent = 0
+        self._progress = progress
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _head(self, name: str, filename: str | None, media_type: str) -> bytes:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            # RFC 7578 §4.2: a plain ASCII fallback plus the exact UTF-8 name in filename*.
+            fallback = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+            disposition += f"; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+        return (f"--{self.boundary}\r\nContent-Disposition: {disposition}\r\n"
+                f"Content-Type: {media_type}\r\n\r\n").encode()
+
+    def read(self, size: int = -1) -> bytes:
+        size = BLOCK if size is None or size < 0 else size
+        while self._index < len(self._pieces):
+            piece = self._pieces[self._index]
+            if isinstance(piece, Path):
+                if self._file is None:
+                    self._file = piece.open("rb")
+                data = self._file.read(size)
+                if data:
+                    return self._count(data)
+                self._file.close()
+                self._file = None
+            else:
+                data = piece[self._offset:self._offset + size]
+                if data:
+                    self._offset += len(data)
+                    return self._count(data)
+                self._offset = 0
+            self._index += 1
+        return b""
+
+    def _count(self, data: bytes) -> bytes:
+        self.sent += len(data)
+        if self._progress:
+            self._progress(self.sent, self._length)
+        return data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str | None, timeout: float = 300.0) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RemoteError(f"--node must be http://HOST:PORT or https://HOST:PORT, not {base_url!r}",
+                              code="CLI_BAD_INPUT")
+        self.parts = parts
+        self.token = token
+        self.timeout = timeout
+
+    def _connection(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.parts.scheme == "https" else http.client.HTTPConnection
+        return cls(self.parts.hostname, self.parts.port, timeout=self.timeout, blocksize=BLOCK)
+
+    def request(self, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
+                content_type: str | None = None, length: int | None = None) -> tuple[int, str, bytes]:
+        target = self.parts.path.rstrip("/") + path
+        if query:
+            target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        headers = {"Accept": "application/json", "User-Agent": "gwx-cli"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        conn = self._connection()
+        try:
+            try:
+                conn.request(method, target, body=body, headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                # The node may refuse an upload (413) before reading all of it and close the
+                # connection; its answer is usually waiting to be read.
+                pass
+            response = conn.getresponse()
+            return response.status, response.getheader("Content-Type", ""), response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise RemoteError(f"cannot reach the node at {self.parts.geturl()}: {exc}",
+                              code="CLI_NODE_UNREACHABLE") from None
+        finally:
+            conn.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        status, content_type, data = self.request(method, path, **kwargs)
+        if not content_type.startswith("application/json"):
+            if status >= 400:
+                raise RemoteError(f"the node answered {status} {data[:200].decode('utf-8', 'replace')}",
+                                  code=f"HTTP_{status}", status=status)
+            return data
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise RemoteError(f"the node answered {status} with malformed JSON", code="CLI_BAD_RESPONSE",
+                              status=status) from None
+        if status >= 400:
+            error = value.get("error") if isinstance(value, dict) else None
+            if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+                raise RemoteError(f"the node answered {status}", code=f"HTTP_{status}", status=status)
+            details = error.get("details") if isinstance(error.get("details"), dict) else {}
+            raise RemoteError(str(error.get("message", "")), code=error["code"], status=status, **details)
+        return value
+
+    def get(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        return self.call("GET", path, query=query)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body or {}, ensure_ascii=False).encode()
+        return self.call("POST", path, body=data, content_type="application/json", length=len(data))
+
+    def post_multipart(self, path: str, stream: MultipartStream) -> Any:
+        try:
+            return self.call("POST", path, body=stream, content_type=stream.content_type, length=len(stream))
+        finally:
+            stream.close()
+
+
+def read_token(token_file: str | None) -> str | None:
+    if token_file:
+        try:
+            return Path(token_file).read_text("utf-8").strip()
+        except OSError as exc:
+            raise RemoteError(f"cannot read the token file {token_file}: {exc.strerror}",
+                              code="CLI_BAD_INPUT") from None
+    return os.environ.get("GWX_TOKEN") or None

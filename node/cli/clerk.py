@@ -1,0 +1,291 @@
+"""The clerks' commands (收发员): ``gwx send``, ``inbox``, ``outbox``, ``show``, ``sign-for``,
+``return``, ``register``, ``recall``, ``urge``, ``track`` — clients of the node's local API.
+
+They are top-level commands (``gwx inbox``, not ``gwx doc inbox``): they are what a clerk types all
+day. Each takes ``--node URL`` (default $GWX_NODE or http://127.0.0.1:7080), ``--token-file FILE``
+(default $GWX_TOKEN) and ``--json``, which prints the node's JSON answer exactly as received, for
+scripts. Without ``--json`` the answer is a table aligned for a terminal: CJK characters take two
+columns (``unicodedata.east_asian_width``), so padding counts display columns, not characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import unicodedata
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from .api_client import DEFAULT_NODE, ApiClient, MultipartStream, RemoteError, read_token
+
+PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "send", "seal and send a document (发文) as your unit")
+    p.add_argument("--meta", required=True, type=Path, help="META.json: kind, title, issuers, to, cc, …")
+    p.add_argument("--body", required=True, type=Path, help="the document PDF (正文)")
+    p.add_argument("--attach", action="append", default=[], type=Path, metavar="FILE", help="an attachment (附件)")
+    p.set_defaults(func=_send)
+
+    for name, help_text, func, statuses in (
+            ("inbox", "received documents (收文箱)", _inbox, "pending signed_for registered returned recalled"),
+            ("outbox", "sent documents (发文箱)", _outbox, "queued sent delivered signed_for returned recalled failed")):
+        p = _command(sub, name, help_text)
+        p.add_argument("--status", choices=statuses.split())
+        p.add_argument("--kind", help="文种, e.g. 通知")
+        p.add_argument("--overdue", action="store_true", help="only overdue documents (超期)")
+        p.add_argument("--from" if name == "inbox" else "--to", dest="unit", metavar="UNIT",
+                       help="sending unit" if name == "inbox" else "recipient unit")
+        p.add_argument("--limit", type=int, default=None)
+        p.add_argument("--after", metavar="DOC_ID", help="the last id of the previous page")
+        p.set_defaults(func=func)
+
+    for name, help_text, func in (("show", "a document: metadata, verification, attachments", _show),
+                                  ("sign-for", "签收 a received document", _sign_for),
+                                  ("register", "登记 a signed-for document", _register),
+                                  ("track", "who has signed for a sent document (跟踪)", _track)):
+        p = _command(sub, name, help_text)
+        p.add_argument("doc_id", metavar="ID")
+        p.set_defaults(func=func)
+
+    p = _command(sub, "return", "退回 a received document with a reason")
+    p.add_argument("doc_id", metavar="ID")
+    p.add_argument("--reason", required=True, help="退回理由 (1–500 characters)")
+    p.set_defaults(func=_return)
+
+    for name, help_text, func in (("recall", "撤回 a sent document from recipients not yet signed for", _recall),
+                                  ("urge", "催办 recipients that have not signed for", _urge)):
+        p = _command(sub, name, help_text)
+        p.add_argument("doc_id", metavar="ID")
+        p.add_argument("--unit", action="append", dest="units", metavar="UNIT", help="only this recipient")
+        p.set_defaults(func=func)
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("--node", default=os.environ.get("GWX_NODE") or DEFAULT_NODE,
+                   help="the node's local API (default: $GWX_NODE or %(default)s)")
+    p.add_argument("--token-file", metavar="FILE", help="file holding your API token (default: $GWX_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print the node's JSON answer")
+    return p
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    return ApiClient(args.node, read_token(args.token_file))
+
+
+def _path(*segments: str) -> str:
+    return "/api/v1/" + "/".join(urllib.parse.quote(s, safe="") for s in segments)
+
+
+def _emit_json(value: Any) -> int:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+    return 0
+
+
+# --- commands -----------------------------------------------------------------------------------
+def _send(args: argparse.Namespace) -> int:
+    try:
+        meta = args.meta.read_bytes()
+        for path in (args.body, *args.attach):
+            if not path.is_file():
+                raise RemoteError(f"{path} is not a file", code="CLI_BAD_INPUT")
+    except OSError as exc:
+        raise RemoteError(f"cannot read {args.meta}: {exc.strerror}", code="CLI_BAD_INPUT") from None
+    files = [("body", args.body, args.body.name, "application/pdf")]
+    files += [("attachment", p, p.name, "application/octet-stream") for p in args.attach]
+    stream = MultipartStream([("meta", meta, "application/json")], files)
+    progress = _Progress(len(stream)) if len(stream) > PROGRESS_MIN_BYTES and sys.stderr.isatty() else None
+    if progress:
+        stream._progress = progress
+    try:
+        result = _client(args).post_multipart("/api/v1/documents", stream)
+    finally:
+        if progress:
+            progress.done()
+    if args.json:
+        return _emit_json(result)
+    print(f"已发送 {result['doc_id']}")
+    _print_recipients(result["recipients"])
+    return 0
+
+
+def _list_query(args: argparse.Namespace) -> dict[str, Any]:
+    return {"status": args.status, "kind": args.kind, "overdue": "true" if args.overdue else None,
+            "unit": args.unit, "limit": args.limit, "after": args.after}
+
+
+def _inbox(args: argparse.Namespace) -> int:
+    items = _client(args).get("/api/v1/inbox", _list_query(args))
+    if args.json:
+        return _emit_json(items)
+    rows = [[i["doc_id"], i["from_unit"], i["title"], i["kind"], i.get("urgency") or "",
+             i["status_label"] + (" 超期" if i.get("overdue") else ""), _when(i.get("deadline")),
+             _when(i.get("received_at"))] for i in items]
+    print(render_table(["公文标识", "来文单位", "标题", "文种", "紧急程度", "状态", "办理时限", "收到时间"], rows))
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    items = _client(args).get("/api/v1/outbox", _list_query(args))
+    if args.json:
+        return _emit_json(items)
+    rows = [[i["doc_id"], i["title"], i["kind"], i.get("doc_number") or "", _counts(i.get("counts", {})),
+             "超期" if i.get("overdue") else "", _when(i.get("created_at"))] for i in items]
+    print(render_table(["公文标识", "标题", "文种", "发文字号", "进度", "", "发文时间"], rows))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    doc = _client(args).get(_path("inbox", args.doc_id))
+    if args.json:
+        return _emit_json(doc)
+    if "recipients" in doc:  # one of our own sent documents
+        _print_tracking(doc)
+        return 0
+    meta = doc.get("metadata", {})
+    fields = [("公文标识", doc["doc_id"]), ("标题", doc["title"]), ("文种", doc["kind"]),
+              ("发文字号", meta.get("doc_number") or ""), ("发文机关", "、".join(meta.get("issuers", []))),
+              ("紧急程度", doc.get("urgency") or ""), ("成文日期", meta.get("written_on") or ""),
+              ("办理时限", _when(doc.get("deadline"))), ("状态", doc["status_label"]),
+              ("签收人", doc.get("signed_by") or ""), ("签收时间", _when(doc.get("signed_at"))),
+              ("退回理由", doc.get("return_reason") or ""), ("催办次数", str(doc.get("urge_count", 0))),
+              ("验证", _verification(doc.get("verification")))]
+    print(render_table(["项目", "内容"], [[k, v] for k, v in fields if v]))
+    attachments = doc.get("attachments") or []
+    if attachments:
+        print()
+        print(render_table(["附件", "大小", "类型"], [[a["name"], str(a["size"]), a["media_type"]]
+                                                  for a in attachments]))
+    return 0
+
+
+def _inbox_action(args: argparse.Namespace, action: str, body: dict[str, Any] | None, done: str) -> int:
+    item = _client(args).post(_path("inbox", args.doc_id, action), body)
+    if args.json:
+        return _emit_json(item)
+    print(f"{done} {item['doc_id']}  {item['title']}  ({item['status_label']})")
+    return 0
+
+
+def _sign_for(args: argparse.Namespace) -> int:
+    return _inbox_action(args, "sign-for", None, "已签收")
+
+
+def _return(args: argparse.Namespace) -> int:
+    return _inbox_action(args, "return", {"reason": args.reason}, "已退回")
+
+
+def _register(args: argparse.Namespace) -> int:
+    return _inbox_action(args, "register", None, "已登记")
+
+
+def _outbox_action(args: argparse.Namespace, action: str) -> int:
+    body = {"units": args.units} if args.units else {}
+    tracking = _client(args).post(_path("outbox", args.doc_id, action), body)
+    return _emit_json(tracking) if args.json else _print_tracking(tracking)
+
+
+def _recall(args: argparse.Namespace) -> int:
+    return _outbox_action(args, "recall")
+
+
+def _urge(args: argparse.Namespace) -> int:
+    return _outbox_action(args, "urge")
+
+
+def _track(args: argparse.Namespace) -> int:
+    tracking = _client(args).get(_path("outbox", args.doc_id))
+    return _emit_json(tracking) if args.json else _print_tracking(tracking)
+
+
+# --- presentation -------------------------------------------------------------------------------
+def _print_tracking(tracking: dict[str, Any]) -> int:
+    doc = tracking["doc"]
+    head = f"{doc['title']}  {doc.get('doc_number') or ''}  [{doc['kind']}]  {doc['doc_id']}"
+    if doc.get("deadline"):
+        head += f"  办理时限 {_when(doc['deadline'])}"
+    print(head)
+    _print_recipients(tracking["recipients"])
+    print(_counts(doc.get("counts", {})))
+    return 0
+
+
+def _print_recipients(recipients: list[dict[str, Any]]) -> None:
+    rows = [[r["unit"], r.get("unit_name") or "", r["role"],
+             r["status_label"] + (" 超期" if r.get("overdue") else ""), r.get("who") or "",
+             _when(r.get("when")), r.get("reason") or "", str(r.get("urge_count", 0))] for r in recipients]
+    print(render_table(["单位代码", "单位名称", "角色", "状态", "签收人", "时间", "原因", "催办"], rows))
+
+
+_STATUS_LABELS = {"queued": "待发送", "sent": "已发送", "delivered": "已送达", "signed_for": "已签收",
+                  "returned": "已退回", "recalled": "已撤回", "failed": "失败"}
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return "  ".join(f"{_STATUS_LABELS.get(k, k)} {v}" for k, v in counts.items() if v)
+
+
+def _when(value: str | None) -> str:
+    """ISO 8601 shortened to minutes for reading (``--json`` keeps the full value)."""
+    if not value:
+        return ""
+    return value[:16].replace("T", " ")
+
+
+def _verification(report: Any) -> str:
+    if not isinstance(report, dict):
+        return ""
+    ok = report.get("ok")
+    return ("通过" if ok else "未通过" if ok is False else "") + (f" ({report['summary']})" if report.get("summary") else "")
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide and full-width characters 2, combining marks 0."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def _clean(cell: str) -> str:
+    # A value from a remote party must not move the cursor or break the row.
+    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in str(cell))
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    cells = [[_clean(c) for c in row] for row in [header, *rows]]
+    widths = [max(display_width(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for row in cells:
+        padded = [c + " " * (w - display_width(c)) for c, w in zip(row, widths, strict=True)]
+        lines.append("  ".join(padded).rstrip())
+    if not rows:
+        lines.append("(无)")
+    return "\n".join(lines)
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.shown = -1
+
+    def __call__(self, sent: int, total: int) -> None:
+        percent = sent * 100 // max(total, 1)
+        if percent != self.shown:
+            self.shown = percent
+            bar = "#" * (percent // 4)
+            sys.stderr.write(f"\r上传 [{bar:<25}] {percent:3d}%  {sent >> 20}/{total >> 20} MiB")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
