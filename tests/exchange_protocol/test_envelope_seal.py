@@ -1,0 +1,221 @@
+"""exchange_protocol.envelope_seal: sealed envelopes between real nodes, checked by openssl, and a
+corpus of hostile envelopes generated from valid ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exchange_protocol import errors as E
+from exchange_protocol.envelope import PREFIX_LEN, decode_frame, encode_envelope
+from exchange_protocol.envelope_crypto import encrypt_bytes
+from exchange_protocol.envelope_seal import (
+    EnvelopeOpener,
+    RelayCheck,
+    open_envelope,
+    open_envelope_bytes,
+    seal_envelope,
+    seal_stream,
+    write_envelope,
+)
+from pki.errors import CertificateRevoked
+
+from .envelope_support import NOW, network, openssl
+
+BODY = "关于开展安全检查的通知".encode() * 200
+
+
+def sealed(origin="a", destination="b", body=BODY, **draft):
+    net = network()
+    sender = net.nodes["rogue-a" if origin == "rogue-a" else origin].sender
+    return seal_envelope(net.draft(origin="a" if origin == "rogue-a" else origin, destination=destination, **draft),
+                         body, sender, net.nodes[destination].recipient)
+
+
+def open_as(data: bytes, node="b", now=NOW, policy=None):
+    net = network()
+    return open_envelope_bytes(data, policy or net.policy, net.nodes[node].key, node, now)
+
+
+@pytest.mark.parametrize("origin, destination", [("a", "b"), ("c", "a"), ("a", "r"), ("r", "c")])
+def test_envelopes_open_at_their_destination(origin, destination):
+    env = sealed(origin, destination)
+    opened, plaintext = open_as(env.data, destination)
+    assert plaintext == BODY
+    assert opened.header == env.header and opened.plaintext_length == len(BODY)
+    assert opened.envelope_sha256 == hashlib.sha256(env.data).hexdigest()
+    assert opened.signer_certificate == network().nodes[origin].creds.signing_certificate
+
+
+@settings(max_examples=15, deadline=None)
+@given(body=st.binary(max_size=3000), type=st.sampled_from(["document", "urge", "reply", "recall"]))
+def test_random_envelopes_round_trip(body, type):
+    env = sealed(body=body, type=type, in_reply_to=None if type == "document" else network().draft().message_id)
+    opened, plaintext = open_as(env.data)
+    assert plaintext == body and opened.header.type == type
+
+
+def test_openssl_verifies_the_header_signature_and_opens_the_payload(tmp_path):
+    net = network()
+    for origin in ("a", "c"):  # c is issued by an intermediate, which travels in the signature
+        env = sealed(origin, "b")
+        head, payload, _ = decode_frame(env.data)
+        (tmp_path / "header.json").write_bytes(head.header_bytes)
+        (tmp_path / "sig.der").write_bytes(head.signature)
+        (tmp_path / "payload.der").write_bytes(payload)
+        verified = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
+                           "-content", tmp_path / "header.json", "-CAfile", net.base / "root.pem",
+                           "-purpose", "any", "-out", os.devnull)
+        assert verified.returncode == 0, verified.stderr.decode()
+        # Altered header bytes: openssl must disagree too.
+        (tmp_path / "header.json").write_bytes(head.header_bytes.replace(b'"max_hops":8', b'"max_hops":9'))
+        assert openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
+                       "-content", tmp_path / "header.json", "-CAfile", net.base / "root.pem",
+                       "-purpose", "any", "-out", os.devnull).returncode != 0
+        decrypted = openssl("cms", "-decrypt", "-binary", "-inform", "DER", "-in", tmp_path / "payload.der",
+                            "-recip", net.nodes["b"].creds.directory / "enc.leaf.pem",
+                            "-inkey", net.nodes["b"].enc_key_pem)
+        assert decrypted.returncode == 0 and decrypted.stdout == BODY
+
+
+def test_streamed_envelopes_from_file_to_file(tmp_path):
+    net = network()
+    body = os.urandom(3 * 1024 * 1024 + 5)
+    (tmp_path / "body").write_bytes(body)
+    with open(tmp_path / "body", "rb") as src, open(tmp_path / "spool", "w+b") as spool:
+        header, prefix = seal_stream(net.draft(), src, len(body), spool, net.nodes["a"].sender,
+                                     net.nodes["b"].recipient)
+        spool.seek(0)
+        with open(tmp_path / "env", "wb") as out:
+            sent_sha = write_envelope(prefix, spool, out)
+    with open(tmp_path / "env", "rb") as src, open(tmp_path / "plain.tmp", "wb") as dst:
+        opened = open_envelope(src, dst, net.policy, net.nodes["b"].key, "b", NOW, chunk_size=256 * 1024)
+    assert (tmp_path / "plain.tmp").read_bytes() == body
+    assert opened.envelope_sha256 == sent_sha == hashlib.sha256((tmp_path / "env").read_bytes()).hexdigest()
+    assert opened.header == header and header.payload_length == (tmp_path / "spool").stat().st_size
+
+
+def test_a_wrong_recipient_is_refused_before_any_payload_byte():
+    env = sealed("a", "b")
+    head_end = PREFIX_LEN + len(decode_frame(env.data)[0].header_bytes) + len(decode_frame(env.data)[0].signature)
+    net = network()
+    opener = EnvelopeOpener(net.policy, net.nodes["c"].key, "c", NOW)
+    with pytest.raises(E.EnvelopeWrongRecipient) as info:
+        opener.feed(env.data[:head_end])
+    assert info.value.code == "ENV_WRONG_RECIPIENT"
+
+
+# ---- the hostile corpus ------------------------------------------------------------------------------
+def _reframe(data: bytes, header_bytes=None, signature=None, payload=None, hops=None) -> bytes:
+    head, old_payload, _ = decode_frame(data)
+    return encode_envelope(head.header_bytes if header_bytes is None else header_bytes,
+                           head.signature if signature is None else signature,
+                           old_payload if payload is None else payload, head.hops if hops is None else hops)
+
+
+def _flip(data: bytes, index: int) -> bytes:
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1:]
+
+
+def _signed_by(signer_node: str, header) -> bytes:
+    return network().nodes[signer_node].sender.sign(header.encode())  # with its intermediates
+
+
+def _tag_failure_signed_by_origin() -> bytes:
+    # The origin signs the digest of a payload whose ciphertext is corrupt: digest fine, GCM tag not.
+    net = network()
+    payload = _flip(encrypt_bytes(BODY, net.nodes["b"].recipient), -100)
+    header = net.draft().complete(len(payload), hashlib.sha256(payload).digest())
+    return encode_envelope(header.encode(), _signed_by("a", header), payload)
+
+
+def _not_origin() -> bytes:
+    net = network()
+    payload = encrypt_bytes(BODY, net.nodes["b"].recipient)
+    header = net.draft(origin="a").complete(len(payload), hashlib.sha256(payload).digest())
+    return encode_envelope(header.encode(), _signed_by("c", header), payload)  # c signs for a
+
+
+def _revoked():
+    def check(cert, issuer, at):
+        raise CertificateRevoked("revoked in this test")
+    return dataclasses.replace(network().policy, revocation=check)
+
+
+def _altered_header() -> bytes:
+    env = sealed()
+    head = decode_frame(env.data)[0]
+    return _reframe(env.data, header_bytes=head.header_bytes.replace(b'"max_hops":8', b'"max_hops":9'))
+
+
+HOSTILE = {
+    "wrong-recipient": (lambda: sealed("a", "c").data, {}, E.EnvelopeWrongRecipient),
+    "expired": (lambda: sealed().data, {"now": NOW + dt.timedelta(days=1, seconds=1)}, E.EnvelopeExpired),
+    "hops-over-origin-limit": (lambda: _reframe(sealed(max_hops=2).data, hops=3), {}, E.EnvelopeTooManyHops),
+    "hops-over-our-limit": (lambda: _reframe(sealed(max_hops=64).data, hops=17), {}, E.EnvelopeTooManyHops),
+    "signature-byte-flipped": (lambda: _reframe(sealed().data, signature=_flip(decode_frame(sealed().data)[0].signature, -3)),
+                               {}, E.EnvelopeBadSignature),
+    "signature-garbage": (lambda: _reframe(sealed().data, signature=os.urandom(300)), {}, E.EnvelopeBadSignature),
+    "signature-empty": (lambda: _reframe(sealed().data, signature=b""), {}, E.EnvelopeBadSignature),
+    "header-altered": (_altered_header, {}, E.EnvelopeBadSignature),
+    "signer-untrusted-ca": (lambda: sealed("rogue-a").data, {}, E.EnvelopeSignerUntrusted),
+    "signer-not-origin": (_not_origin, {}, E.EnvelopeSignerNotOrigin),
+    "signer-certificate-expired": (lambda: sealed(ttl_days=2000).data, {"now": NOW + dt.timedelta(days=900)},
+                                   E.EnvelopeSignerUntrusted),
+    "signer-revoked": (lambda: sealed().data, {"policy": "revoked"}, E.EnvelopeSignerUntrusted),
+    "payload-byte-flipped": (lambda: _flip(sealed().data, -50), {}, E.EnvelopePayloadDigestMismatch),
+    "payload-swapped": (lambda: _reframe(sealed().data, payload=decode_frame(sealed().data)[1]), {},
+                        E.EnvelopePayloadDigestMismatch),
+    "payload-length-lies": (lambda: _reframe(sealed().data, payload=decode_frame(sealed().data)[1] + b"\0"), {},
+                            E.EnvelopeMalformedFrame),
+    "gcm-tag-failure": (_tag_failure_signed_by_origin, {}, E.EnvelopeTagMismatch),
+    "truncated-payload": (lambda: sealed().data[:-1], {}, E.EnvelopeTruncated),
+    "truncated-head": (lambda: sealed().data[:PREFIX_LEN + 10], {}, E.EnvelopeTruncated),
+    "trailing-bytes": (lambda: sealed().data + b"\n", {}, E.EnvelopeMalformedFrame),
+    "bad-magic": (lambda: b"GWXX" + sealed().data[4:], {}, E.EnvelopeBadMagic),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_envelopes_get_typed_errors(name):
+    make, kwargs, error = HOSTILE[name]
+    if kwargs.get("policy") == "revoked":
+        kwargs = {"policy": _revoked()}
+    with pytest.raises(error) as info:
+        open_as(make(), **kwargs)
+    assert isinstance(info.value, E.EnvelopeError)
+    assert info.value.code == error.code
+    if name == "signer-revoked":
+        assert info.value.details["cause"] == "PKI_CERT_REVOKED"
+
+
+# ---- relays ------------------------------------------------------------------------------------------
+def test_a_relay_checks_without_the_key_and_forwards_with_one_more_hop():
+    net = network()
+    env = sealed("a", "b")
+    relay = RelayCheck(net.policy, NOW)
+    payload = relay.feed(env.data)
+    verified, sha = relay.close()
+    assert sha == hashlib.sha256(env.data).hexdigest() and verified.header == env.header
+    forwarded = verified.head.prefix(hops=verified.head.hops + 1) + payload
+    opened, plaintext = open_as(forwarded)
+    assert plaintext == BODY and opened.hops == 1
+    assert opened.identity_digest == verified.identity_digest  # same envelope for duplicate detection
+
+
+def test_a_relay_refuses_a_corrupted_payload_and_a_last_hop():
+    net = network()
+    relay = RelayCheck(net.policy, NOW)
+    relay.feed(_flip(sealed().data, -7))
+    with pytest.raises(E.EnvelopePayloadDigestMismatch):
+        relay.close()
+    relay = RelayCheck(net.policy, NOW)
+    relay.feed(_reframe(sealed(max_hops=2).data, hops=2))
+    with pytest.raises(E.EnvelopeTooManyHops):
+        relay.close()
