@@ -258,7 +258,10 @@ def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at:
     Revocation is not judged here (no fetching): the caller checks the signer certificate with
     its own revocation information.
     """
-    reader = _open_reader(pdf)
+    try:
+        reader = _open_reader(pdf)
+    except PackageNotPdf as exc:
+        raise PackageSealInvalid(f"cannot validate the seal: {exc.message}", cause=exc.code) from None
     try:
         signatures = reader.embedded_signatures
     except Exception as exc:
