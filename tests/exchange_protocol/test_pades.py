@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import shutil
 import subprocess
 
 import pytest
@@ -44,14 +43,15 @@ def test_pdfsig_reports_a_valid_signature_and_trusted_certificate(sealed, pki_en
     out = subprocess.run(["pdfsig", str(pdf)], capture_output=True, text=True).stdout
     assert "Signature Validation: Signature is Valid." in out
     assert "Total document signed" in out
-    if shutil.which("certutil"):  # libnss3-tools: trust our root in a throwaway NSS db
-        db = tmp_path / "nss"
-        db.mkdir()
-        subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True)
-        subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "gwx-root", "-t", "CT,C,C",
-                        "-i", str(pki_env.root_pem)], check=True)
-        out = subprocess.run(["pdfsig", "-nssdir", f"sql:{db}", str(pdf)], capture_output=True, text=True).stdout
-        assert "Certificate Validation: Certificate is Trusted." in out, out
+    # certutil (libnss3-tools, in the Makefile's system packages): trust our root in a throwaway NSS db.
+    db = tmp_path / "nss"
+    db.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "gwx-root", "-t", "CT,C,C",
+                    "-i", str(pki_env.root_pem)], check=True)
+    out = subprocess.run(["pdfsig", "-nssdir", f"sql:{db}", str(pdf)], capture_output=True, text=True).stdout
+    assert "Signature Validation: Signature is Valid." in out
+    assert "Certificate Validation: Certificate is Trusted." in out, out
 
 
 def test_qpdf_check_passes(sealed, tmp_path):
