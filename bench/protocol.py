@@ -1,0 +1,235 @@
+"""Envelope throughput on this machine: 4 KiB envelopes sealed (encrypt + sign) and opened (verify +
+trust path + decrypt) per second, beside the bare primitives the same work needs, measured in the
+same run on one core, so the overhead of our structures is visible as a ratio to the floor.
+
+Floors: sealing = ECDSA sign + ephemeral EC keygen + ECDH + AES-256-GCM(4 KiB) + SHA-256(4 KiB);
+opening = 2 × ECDSA verify (header signature, node certificate under the root) + ECDH +
+AES-256-GCM(4 KiB) + SHA-256(4 KiB).
+
+Extending: append ``(key, label, setup)`` to :data:`BENCHMARKS`; ``setup(ctx)`` returns the zero-argument
+callable to time (``ctx`` holds the throw-away CA, nodes, and a cache for shared fixtures). ``--quick``
+shortens each measurement; the last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Run as a script, bench/ is sys.path[0] and this file would shadow packages: replace that entry.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+
+from exchange_protocol.envelope_crypto import (  # noqa: E402
+    DecryptionKey,
+    Recipient,
+    decrypt_stream,
+    encrypt_stream,
+)
+from exchange_protocol.envelope_seal import (  # noqa: E402
+    HeaderDraft,
+    Sender,
+    TrustPolicy,
+    open_envelope_bytes,
+    seal_envelope,
+)
+from pki.ca import CertificateAuthority  # noqa: E402
+from pki.keystore import read_private_key  # noqa: E402
+from pki.signer import SoftwareSigner  # noqa: E402
+from pki.trust import TrustStore  # noqa: E402
+
+PW = b"bench passphrase"
+PAYLOAD = os.urandom(4096)
+UNIT_A, UNIT_B = "91350100M000100Y43", "11100000000013127D"
+
+
+@dataclass
+class Context:
+    base: Path
+    now: dt.datetime
+    quick: bool
+    ca: CertificateAuthority
+    sender: Sender
+    recipient: Recipient
+    key: DecryptionKey
+    policy: TrustPolicy
+    cache: dict = field(default_factory=dict)
+
+    def draft(self) -> HeaderDraft:
+        return HeaderDraft.new("document", "a", "b", UNIT_A, [UNIT_B], self.now, dt.timedelta(days=1))
+
+
+def make_context(base: Path, quick: bool) -> Context:
+    now = dt.datetime.now(dt.UTC)
+    ca = CertificateAuthority.init_root(base / "ca", "Bench Root", PW)
+    a = ca.issue_node("a", "a.example", base / "a", PW)
+    b = ca.issue_node("b", "b.example", base / "b", PW)
+    sender = Sender("a", SoftwareSigner(read_private_key(base / "a" / "sign.key", PW), a.signing_certificate))
+    key = DecryptionKey(read_private_key(base / "b" / "enc.key", PW), b.encryption_certificate)
+    return Context(base, now, quick, ca, sender, Recipient(b.encryption_certificate), key,
+                   TrustPolicy(TrustStore.of([ca.root_certificate])))
+
+
+# ---- the benchmarks -----------------------------------------------------------------------------
+def _keys(ctx: Context):
+    if "keys" not in ctx.cache:
+        key = ec.generate_private_key(ec.SECP256R1())
+        sig = key.sign(b"h" * 400, ec.ECDSA(hashes.SHA256()))
+        ctx.cache["keys"] = key, sig, ec.generate_private_key(ec.SECP256R1()).public_key()
+    return ctx.cache["keys"]
+
+
+def b_ecdsa_sign(ctx):
+    key, _, _ = _keys(ctx)
+    return lambda: key.sign(b"h" * 400, ec.ECDSA(hashes.SHA256()))
+
+
+def b_ecdsa_verify(ctx):
+    key, sig, _ = _keys(ctx)
+    pub = key.public_key()
+    return lambda: pub.verify(sig, b"h" * 400, ec.ECDSA(hashes.SHA256()))
+
+
+def b_ecdh_keygen_derive(ctx):
+    _, _, peer = _keys(ctx)
+    return lambda: ec.generate_private_key(ec.SECP256R1()).exchange(ec.ECDH(), peer)
+
+
+def b_ecdh_derive(ctx):
+    key, _, peer = _keys(ctx)
+    return lambda: key.exchange(ec.ECDH(), peer)
+
+
+def b_aes_gcm_4k(ctx):
+    gcm, nonce = AESGCM(AESGCM.generate_key(256)), os.urandom(12)
+    return lambda: gcm.encrypt(nonce, PAYLOAD, None)
+
+
+def b_sha256_4k(ctx):
+    return lambda: hashlib.sha256(PAYLOAD).digest()
+
+
+def b_envelope_seal(ctx):
+    draft = ctx.draft()
+    return lambda: seal_envelope(draft, PAYLOAD, ctx.sender, ctx.recipient)
+
+
+def b_envelope_open(ctx):
+    data = seal_envelope(ctx.draft(), PAYLOAD, ctx.sender, ctx.recipient).data
+    return lambda: open_envelope_bytes(data, ctx.policy, ctx.key, "b", ctx.now)
+
+
+class _Zeros(io.RawIOBase):
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        b[:] = bytes(len(b))
+        return len(b)
+
+
+class _Null(io.RawIOBase):
+    def writable(self):
+        return True
+
+    def write(self, b):
+        return len(b)
+
+
+def b_stream_mib(ctx):
+    """Encrypt and decrypt a payload file to file; one call = one round of the whole size."""
+    size = (64 if ctx.quick else 1024) * 1024 * 1024
+    path = ctx.base / "stream.der"
+
+    def run():
+        with open(path, "wb") as spool:
+            sealed = encrypt_stream(_Zeros(), spool, size, ctx.recipient)
+        with open(path, "rb") as src:
+            decrypt_stream(src, _Null(), ctx.key, length=sealed.length)
+        path.unlink()
+    ctx.cache["stream_mib"] = size / (1024 * 1024)
+    return run
+
+
+# (key, label, setup); setup(ctx) returns the callable to time. Primitives first: they are the floor.
+BENCHMARKS: list[tuple[str, str, Callable[[Context], Callable[[], object]]]] = [
+    ("ecdsa_sign", "bare ECDSA P-256 sign", b_ecdsa_sign),
+    ("ecdsa_verify", "bare ECDSA P-256 verify", b_ecdsa_verify),
+    ("ecdh_keygen_derive", "bare EC keygen + ECDH", b_ecdh_keygen_derive),
+    ("ecdh_derive", "bare ECDH derive", b_ecdh_derive),
+    ("aes_gcm_4k", "bare AES-256-GCM 4 KiB", b_aes_gcm_4k),
+    ("sha256_4k", "bare SHA-256 4 KiB", b_sha256_4k),
+    ("envelope_seal", "envelope 4 KiB sealed (encrypt+sign)", b_envelope_seal),
+    ("envelope_open", "envelope 4 KiB opened (verify+trust+decrypt)", b_envelope_open),
+]
+STREAM = ("stream_roundtrip", "payload stream encrypt+decrypt", b_stream_mib)
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    fn()  # warm up
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        now = time.perf_counter()
+        if now - start >= seconds:
+            return n / (now - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="0.3 s per figure, 64 MiB stream instead of 1 GiB")
+    parser.add_argument("--profile", metavar="KEY", help="cProfile one benchmark instead of the table")
+    args = parser.parse_args()
+    seconds = 0.3 if args.quick else 2.0
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = make_context(Path(tmp), args.quick)
+        if args.profile:
+            import cProfile
+            import pstats
+            fn = dict((k, s) for k, _, s in [*BENCHMARKS, STREAM])[args.profile](ctx)
+            cProfile.runctx("for _ in range(200): fn()", globals(), {"fn": fn}, str(ctx.base / "prof"))
+            pstats.Stats(str(ctx.base / "prof")).sort_stats("tottime").print_stats(25)
+            return 0
+        figures: dict[str, float] = {}
+        print(f"{'figure':48} {'per second':>12} {'µs each':>10}")
+        for key, label, setup in BENCHMARKS:
+            figures[key] = rate(setup(ctx), seconds)
+            print(f"{label:48} {figures[key]:12.0f} {1e6 / figures[key]:10.1f}")
+        start = time.perf_counter()
+        b_stream_mib(ctx)()
+        elapsed = time.perf_counter() - start
+        figures["stream_mib_per_s"] = ctx.cache["stream_mib"] / elapsed
+        print(f"{STREAM[1] + ' (' + str(int(ctx.cache['stream_mib'])) + ' MiB)':48} "
+              f"{figures['stream_mib_per_s']:9.0f} MiB/s")
+
+    us = {k: 1e6 / v for k, v in figures.items() if k != "stream_mib_per_s"}
+    seal_floor = us["ecdsa_sign"] + us["ecdh_keygen_derive"] + us["aes_gcm_4k"] + us["sha256_4k"]
+    open_floor = 2 * us["ecdsa_verify"] + us["ecdh_derive"] + us["aes_gcm_4k"] + us["sha256_4k"]
+    figures["seal_floor_per_s"] = 1e6 / seal_floor
+    figures["open_floor_per_s"] = 1e6 / open_floor
+    figures["seal_x_floor"] = us["envelope_seal"] / seal_floor
+    figures["open_x_floor"] = us["envelope_open"] / open_floor
+    print(f"{'primitive floor, sealing':48} {figures['seal_floor_per_s']:12.0f} {seal_floor:10.1f}"
+          f"   envelope is {figures['seal_x_floor']:.1f}× the floor")
+    print(f"{'primitive floor, opening':48} {figures['open_floor_per_s']:12.0f} {open_floor:10.1f}"
+          f"   envelope is {figures['open_x_floor']:.1f}× the floor")
+    print(json.dumps({k: round(v, 2) for k, v in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
