@@ -33,10 +33,13 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
+from exchange_protocol.envelope import decode_header  # noqa: E402
 from exchange_protocol.envelope_crypto import (  # noqa: E402
     DecryptionKey,
     Recipient,
+    decrypt_bytes,
     decrypt_stream,
+    encrypt_bytes,
     encrypt_stream,
 )
 from exchange_protocol.envelope_seal import (  # noqa: E402
@@ -46,10 +49,11 @@ from exchange_protocol.envelope_seal import (  # noqa: E402
     open_envelope_bytes,
     seal_envelope,
 )
+from pki import cms  # noqa: E402
 from pki.ca import CertificateAuthority  # noqa: E402
 from pki.keystore import read_private_key  # noqa: E402
 from pki.signer import SoftwareSigner  # noqa: E402
-from pki.trust import TrustStore  # noqa: E402
+from pki.trust import Purpose, TrustStore  # noqa: E402
 
 PW = b"bench passphrase"
 PAYLOAD = os.urandom(4096)
@@ -132,6 +136,32 @@ def b_envelope_open(ctx):
     return lambda: open_envelope_bytes(data, ctx.policy, ctx.key, "b", ctx.now)
 
 
+def b_payload_encrypt(ctx):
+    return lambda: encrypt_bytes(PAYLOAD, ctx.recipient)
+
+
+def b_payload_decrypt(ctx):
+    payload = encrypt_bytes(PAYLOAD, ctx.recipient)
+    return lambda: decrypt_bytes(payload, ctx.key)
+
+
+def b_header_codec(ctx):
+    header = ctx.draft().complete(4400, b"\x01" * 32)
+    return lambda: decode_header(header.encode())
+
+
+def b_cms_sign(ctx):
+    data = ctx.draft().complete(4400, b"\x01" * 32).encode()
+    return lambda: cms.sign_detached(data, ctx.sender.signer)
+
+
+def b_cms_verify(ctx):
+    data = ctx.draft().complete(4400, b"\x01" * 32).encode()
+    sig = cms.sign_detached(data, ctx.sender.signer)
+    return lambda: cms.verify_detached(sig, data, trust_roots=ctx.policy.trust, now=ctx.now,
+                                       purpose=Purpose.SIGNING)
+
+
 class _Zeros(io.RawIOBase):
     def readable(self):
         return True
@@ -172,6 +202,11 @@ BENCHMARKS: list[tuple[str, str, Callable[[Context], Callable[[], object]]]] = [
     ("ecdh_derive", "bare ECDH derive", b_ecdh_derive),
     ("aes_gcm_4k", "bare AES-256-GCM 4 KiB", b_aes_gcm_4k),
     ("sha256_4k", "bare SHA-256 4 KiB", b_sha256_4k),
+    ("header_codec", "part: header encode + strict decode", b_header_codec),
+    ("payload_encrypt", "part: payload encrypt 4 KiB (CMS, ECDH)", b_payload_encrypt),
+    ("payload_decrypt", "part: payload decrypt 4 KiB (CMS, ECDH)", b_payload_decrypt),
+    ("cms_sign", "part: pki.cms.sign_detached (header)", b_cms_sign),
+    ("cms_verify", "part: pki.cms.verify_detached + trust path", b_cms_verify),
     ("envelope_seal", "envelope 4 KiB sealed (encrypt+sign)", b_envelope_seal),
     ("envelope_open", "envelope 4 KiB opened (verify+trust+decrypt)", b_envelope_open),
 ]

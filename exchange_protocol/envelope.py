@@ -80,7 +80,7 @@ PROTOCOL_VERSION = 1
 PREFIX_LEN = 24
 MAX_HOPS_LIMIT = 64
 _PREFIX = struct.Struct(">4sBBHIIQ")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -103,10 +103,11 @@ def format_time(value: dt.datetime) -> str:
 
 
 def parse_time(name: str, text: str) -> dt.datetime:
-    if not _TIME_RE.match(text):
+    match = _TIME_RE.match(text)
+    if not match:
         raise EnvelopeInvalidField(f"{name} must look like 2025-01-31T08:00:00Z", field=name)
-    try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    try:  # not strptime: it costs more than the rest of header decoding together
+        return dt.datetime(*map(int, match.groups()), tzinfo=dt.UTC)
     except ValueError:
         raise EnvelopeInvalidField(f"{name} is not a real date and time", field=name) from None
 

@@ -254,12 +254,18 @@ class PayloadDecryptor:
 
     def update(self, data: bytes) -> bytes:
         if self._state == "prefix":
-            self._buf += data
-            if not self._try_prefix():
+            # Parse in place when the prefix arrives whole (the common case): no copy of the payload.
+            if self._buf:
+                self._buf += data
+                data = self._buf
+            consumed = self._try_prefix(data)
+            if consumed is None:
+                if not self._buf:
+                    self._buf = bytearray(data)
                 if len(self._buf) > self._cap:
                     raise _malformed(f"no ciphertext within the first {self._cap} bytes")
                 return b""
-            data, self._buf = bytes(self._buf), bytearray()
+            data, self._buf = memoryview(data)[consumed:], bytearray()
         if self._state == "body":
             take = min(self._remaining, len(data))
             out = self._dec.update(data[:take]) if take else b""
@@ -288,8 +294,9 @@ class PayloadDecryptor:
             raise EnvelopeTagMismatch("AES-GCM tag does not verify: the payload was altered") from None
         self._state = "done"
 
-    def _try_prefix(self) -> bool:
-        r = Reader(self._buf, partial=True)
+    def _try_prefix(self, data: bytes | bytearray) -> int | None:
+        """Parse the prefix from ``data``: the number of prefix bytes, or None when more are needed."""
+        r = Reader(data, partial=True)
         try:
             ends = [r.header(0x30)]  # ContentInfo
             ends[0] += r.pos
@@ -323,7 +330,7 @@ class PayloadDecryptor:
             if len(nonce) != NONCE_LEN or icv != bytes([TAG_LEN]):
                 raise EnvelopeUnsupportedAlgorithm("GCM parameters must be a 12-byte nonce and a 16-byte tag")
         except NeedMore:
-            return False
+            return None
         except ValueError as exc:  # Reader's structural complaints
             raise _malformed(str(exc)) from None
         try:
@@ -331,10 +338,9 @@ class PayloadDecryptor:
         except ValueError as exc:
             raise _malformed(f"recipient info: {exc}") from None
         self._remaining = length
-        del self._buf[:r.pos]
         self._dec = Cipher(algorithms.AES(cek), modes.GCM(nonce)).decryptor()
         self._state = "body" if length else "tail"
-        return True
+        return r.pos
 
     def _recipient_key(self, infos: bytes) -> bytes:
         r = Reader(infos)
