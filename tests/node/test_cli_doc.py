@@ -1,0 +1,124 @@
+"""``gwx doc pack`` and ``gwx doc verify`` as a clerk runs them: real files, real seal, real exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+
+import pytest
+
+from node.cli.main import main
+from node.cli.passphrase import ENV_VAR
+from pki.ca import CertificateAuthority
+from pki.crl import build_crl, crl_pem
+from pki.seal_store import issue_seal
+from tests.exchange_protocol.package_fixtures import OTHER_UNIT, UNIT, make_pdf
+
+PASS = "a clerk's passphrase"
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def gwx(*args: str, env_pass: str = PASS) -> Run:
+    """Run the real entry point in-process (same argument parsing, error mapping and exit codes)."""
+    out, err = io.StringIO(), io.StringIO()
+    old = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = env_pass
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        if old is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = old
+    return Run(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli-doc")
+    ca = CertificateAuthority.init_root(d / "ca", "测试根CA", PASS.encode())
+    issue_seal(ca, UNIT, "某某市人民政府", d / "seal", PASS.encode())
+    (d / "META.json").write_text(json.dumps({
+        "kind": "通知", "title": "关于开展安全检查的通知", "doc_number": "某政发〔2026〕7号",
+        "issuers": [UNIT], "to": [OTHER_UNIT], "written_on": "2026-03-02"}, ensure_ascii=False), "utf-8")
+    (d / "BODY.pdf").write_bytes(make_pdf())
+    (d / "附件1 检查表.csv").write_text("项目,结果\n消防,合格\n", "utf-8")
+    (d / "附件2 名单.txt").write_text("张三\n李四\n", "utf-8")
+    return d, ca
+
+
+def test_pack_then_verify(setup):
+    d, _ = setup
+    r = gwx("doc", "pack", "--seal", str(d / "seal"), "--meta", str(d / "META.json"), "--body", str(d / "BODY.pdf"),
+            "--attach", str(d / "附件1 检查表.csv"), str(d / "附件2 名单.txt"), "--out", str(d / "pkg.zip"),
+            "--tsa", str(d / "ca"))
+    assert r.returncode == 0, r.stderr
+    assert "公文标识" in r.stdout and "attachments/附件1 检查表.csv" in r.stdout
+    with zipfile.ZipFile(d / "pkg.zip") as zf:
+        assert "META-INF/timestamp.tsr" in zf.namelist()
+        assert json.loads(zf.read("metadata.json"))["id"]  # assigned at packing
+    r = gwx("doc", "verify", str(d / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "VALID" in r.stdout and "[ok  ] timestamp" in r.stdout
+    r = gwx("doc", "verify", str(d / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"), "--json")
+    report = json.loads(r.stdout)
+    assert report["ok"] is True and report["seal_unit"] == UNIT
+    assert [c["status"] for c in report["checks"]] == ["pass"] * 7
+
+
+def test_verify_fails_with_exit_1_on_a_revoked_seal(setup, tmp_path):
+    d, _ = setup
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "吊销测试CA", PASS.encode())
+    cred = issue_seal(ca, UNIT, "某某市人民政府", tmp_path / "seal", PASS.encode())
+    r = gwx("doc", "pack", "--seal", str(tmp_path / "seal"), "--meta", str(d / "META.json"),
+            "--body", str(d / "BODY.pdf"), "--out", str(tmp_path / "pkg.zip"))
+    assert r.returncode == 0, r.stderr
+    ca.revoke(cred.certificate, "key_compromise")
+    (tmp_path / "ca.crl").write_bytes(crl_pem(build_crl(ca, dt.datetime.now(dt.UTC))))
+    r = gwx("doc", "verify", str(tmp_path / "pkg.zip"), "--trust", str(tmp_path / "ca" / "root.crt"),
+            "--crl", str(tmp_path / "ca.crl"))
+    assert r.returncode == 1
+    assert "INVALID" in r.stdout and "PKI_CERT_REVOKED" in r.stdout and "SEAL_REVOKED" in r.stdout
+
+
+def test_verify_a_tampered_package_and_a_non_package(setup, tmp_path):
+    d, _ = setup
+    src = tmp_path / "good.zip"
+    r = gwx("doc", "pack", "--seal", str(d / "seal"), "--meta", str(d / "META.json"), "--body", str(d / "BODY.pdf"),
+            "--attach", str(d / "附件2 名单.txt"), "--out", str(src))
+    assert r.returncode == 0, r.stderr
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp_path / "bad.zip", "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("附件2 名单.txt"):
+                data = data.replace("李四".encode(), "王五".encode())
+            zout.writestr(info, data)
+    r = gwx("doc", "verify", str(tmp_path / "bad.zip"), "--trust", str(d / "ca" / "root.crt"))
+    assert r.returncode == 1 and "PKG_DIGEST_MISMATCH" in r.stdout
+    (tmp_path / "junk.zip").write_bytes(b"not a zip at all")
+    r = gwx("doc", "verify", str(tmp_path / "junk.zip"), "--trust", str(d / "ca" / "root.crt"), "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["checks"][0]["code"] == "PKG_MALFORMED"
+
+
+def test_pack_input_errors(setup, tmp_path):
+    d, _ = setup
+    (tmp_path / "x.txt").write_text("not a pdf")
+    r = gwx("doc", "pack", "--seal", str(d / "seal"), "--meta", str(d / "META.json"), "--body", str(tmp_path / "x.txt"),
+            "--out", str(tmp_path / "p.zip"))
+    assert r.returncode == 2 and "PKG_NOT_PDF" in r.stderr and not (tmp_path / "p.zip").exists()
+    r = gwx("doc", "pack", "--seal", str(d / "seal"), "--meta", str(d / "META.json"), "--body", str(d / "BODY.pdf"),
+            "--out", str(tmp_path / "p.zip"), env_pass="wrong passphrase")
+    assert r.returncode == 3
+    assert not list(tmp_path.glob(".gwx-pack-*"))
