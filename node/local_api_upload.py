@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from exchange_protocol.canonical import load_json
 from exchange_protocol.errors import PackageError
@@ -33,6 +35,7 @@ from .errors import NodeError
 CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
 MAX_ATTACHMENTS = 1000
+_ABSOLUTE_FILENAME = re.compile(r';\s*filename\s*=\s*"([\\/](?:[^"\\]|\\.)*)"', re.IGNORECASE)
 
 
 class ApiError(NodeError):
@@ -96,8 +99,8 @@ async def _read_parts(reader, submission: Submission, directory: Path, limits: U
     while True:
         try:
             part = await reader.next()
-        except (ValueError, AssertionError, KeyError, UnicodeDecodeError) as exc:
-            raise ApiError(f"malformed multipart request: {exc}", code="API_BAD_MULTIPART") from None
+        except (ValueError, AssertionError, KeyError, UnicodeDecodeError, HttpProcessingError) as exc:
+            raise ApiError(f"malformed multipart request: {_one_line(exc)}", code="API_BAD_MULTIPART") from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader):
@@ -123,7 +126,7 @@ async def _read_parts(reader, submission: Submission, directory: Path, limits: U
             total += size
             submission.body = path
         elif name == "attachment":
-            display = _attachment_name(part.filename)
+            display = _attachment_name(part.filename, part.headers.get("Content-Disposition", ""))
             if name_key(display) in seen_names:
                 raise ApiError(f"two attachments are called {display!r}", code="API_BAD_FILENAME", name=display)
             if len(submission.attachments) >= MAX_ATTACHMENTS:
@@ -146,7 +149,13 @@ class _BadJson(ApiError):
     code = "API_BAD_JSON"
 
 
-def _attachment_name(filename: str | None) -> str:
+def _attachment_name(filename: str | None, disposition: str) -> str:
+    # aiohttp strips leading '/' and '\\' from a quoted filename; an absolute name is still refused.
+    absolute = _ABSOLUTE_FILENAME.search(disposition)
+    if absolute:
+        raw = re.sub(r"\\(.)", r"\1", absolute.group(1))
+        raise ApiError(f"attachment name {raw!r} is an absolute path; give a file name only",
+                       code="API_BAD_FILENAME", name=raw)
     if not filename:
         raise ApiError("an attachment part needs a filename", code="API_BAD_FILENAME")
     if "/" in filename or "\\" in filename:
@@ -201,8 +210,12 @@ async def _stream_to_file(part: BodyPartReader, directory: Path, submission: Sub
 async def _chunk(part: BodyPartReader) -> bytes:
     try:
         return await part.read_chunk(CHUNK)
-    except (ValueError, AssertionError) as exc:
-        raise ApiError(f"malformed multipart part: {exc}", code="API_BAD_MULTIPART") from None
+    except (ValueError, AssertionError, HttpProcessingError) as exc:
+        raise ApiError(f"malformed multipart part: {_one_line(exc)}", code="API_BAD_MULTIPART") from None
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def clear_stale_uploads(directory: Path) -> int:
