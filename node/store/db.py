@@ -75,7 +75,6 @@ class Transaction:
         # (seq, hash) of the newest audit event, loaded lazily by node.store.audit and kept for the
         # rest of the transaction so a batch of appends costs one read.
         self.audit_head: tuple[int, str] | None = None
-        self._after_commit: list[Any] = []
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
@@ -92,10 +91,6 @@ class Transaction:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = await self._conn.execute_fetchall(sql, params)
         return rows[0] if rows else None
-
-    def after_commit(self, callback: Any) -> None:
-        """Call ``callback()`` once the transaction has committed (not on rollback)."""
-        self._after_commit.append(callback)
 
 
 class Database:
@@ -149,8 +144,6 @@ class Database:
                 await _rollback(self._writer)
                 raise
             self.commits += 1
-        for callback in tx._after_commit:
-            callback()
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Read the last committed state (reader connection, never blocked by the writer)."""

@@ -167,6 +167,39 @@ MIGRATIONS: tuple[Migration, ...] = (
                UNION ALL SELECT package_digest FROM outbox
                UNION ALL SELECT package_digest FROM inbox""",
     )),
+    Migration(2, "envelope drafts, peer credentials, decrypted payloads of received envelopes", (
+        # A draft is a message whose envelope cannot be built yet: the destination's encryption
+        # certificate is not known (the peer has not been reached). The payload is durable; the
+        # destination queue builds the envelope once it has the certificate and swaps the draft
+        # for a queue row in one transaction.
+        """CREATE TABLE drafts (
+            message_id TEXT PRIMARY KEY,
+            destination TEXT NOT NULL,
+            type TEXT NOT NULL,
+            header TEXT NOT NULL,
+            payload_digest TEXT NOT NULL,
+            payload_size INTEGER NOT NULL CHECK (payload_size >= 0),
+            created_at TEXT NOT NULL,
+            expires_at TEXT
+        )""",
+        "CREATE INDEX drafts_destination ON drafts (destination, message_id)",
+        """CREATE TABLE peer_credentials (
+            node_id TEXT PRIMARY KEY,
+            signing_cert TEXT NOT NULL,
+            encryption_cert TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            fetched_at TEXT NOT NULL
+        )""",
+        "ALTER TABLE received ADD COLUMN payload_digest TEXT",
+        "DROP VIEW blob_refs",
+        """CREATE VIEW blob_refs (digest) AS
+               SELECT blob_digest FROM queue
+               UNION ALL SELECT blob_digest FROM received
+               UNION ALL SELECT payload_digest FROM received WHERE payload_digest IS NOT NULL
+               UNION ALL SELECT package_digest FROM outbox
+               UNION ALL SELECT package_digest FROM inbox
+               UNION ALL SELECT payload_digest FROM drafts""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

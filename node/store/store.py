@@ -62,17 +62,18 @@ class Store:
         self.queue = OutboundQueue(db, self.audit, clock)
         self.messages = Messages(db, self.audit, clock)
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
+        self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
 
     @classmethod
     async def open(cls, data_dir: str | Path, *, clock: Callable[[], datetime] = _utc_now,
                    max_blob_size: int | None = None, recover: bool = True,
-                   max_batch: int = 512) -> Store:
+                   max_batch: int = 512, blob_threads: int = 32) -> Store:
         data_dir = Path(data_dir)
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = await Database.open(data_dir / DB_NAME)
         try:
             await migrate(db, clock())
-            blobs = BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size)
+            blobs = BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads)
         except BaseException:
             await db.close()
             raise
@@ -85,8 +86,6 @@ class Store:
             await store.close()
             raise
         return store
-
-    last_recovery: RecoveryReport | None = None
 
     async def close(self) -> None:
         try:
