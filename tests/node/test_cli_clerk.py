@@ -9,8 +9,10 @@ import hashlib
 import http.client
 import json
 import os
+import pty
 import subprocess
 import sys
+import threading
 import unicodedata
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 
 from node.cli.api_client import MultipartStream
 from node.cli.clerk import display_width, render_table
+from node.config import Limits
 
 from .local_api_support import PDF, UNIT_B, UNIT_C, ThreadedServer, make_env, meta
 
@@ -145,8 +148,9 @@ def test_errors_print_the_code_and_exit_by_its_kind(node, files, tmp_path):
     env, server = node
     token_file = tmp_path / "token"
     token_file.write_text(env.operator + "\n")
-    # The body is over the node's 64 KiB limit: the node refuses mid-upload, the clerk sees why.
-    (files / "big.pdf").write_bytes(b"%PDF-1.7\n" + b"x" * (300 * 1024))
+    # The body is over the node's 64 KiB body limit (not its 256 KiB total): the node refuses it
+    # mid-upload, after reading 64 KiB, and the clerk still gets the reason.
+    (files / "big.pdf").write_bytes(b"%PDF-1.7\n" + b"x" * (150 * 1024))
     (files / "bad.json").write_text(json.dumps(meta(kind="指示")), "utf-8")
     missing, bad_unit, no_token, wrong_role, too_big, refused, empty_reason, unreachable = gwx_parallel(server, [
         (env.clerk_a, "track", "no-such-doc"),
@@ -164,7 +168,8 @@ def test_errors_print_the_code_and_exit_by_its_kind(node, files, tmp_path):
     assert no_token.returncode == 4 and "API_UNAUTHENTICATED" in no_token.stderr
     assert wrong_role.returncode == 4
     assert json.loads(wrong_role.stdout)["error"]["code"] == "API_FORBIDDEN"
-    assert too_big.returncode == 2 and too_big.stderr.startswith("gwx: API_TOO_LARGE: "), too_big.stderr
+    assert too_big.returncode == 2, too_big.stderr
+    assert too_big.stderr.startswith("gwx: API_TOO_LARGE: the body part is more than 65536 bytes")
     assert refused.returncode == 2 and refused.stderr.startswith("gwx: DOC_"), refused.stderr
     assert empty_reason.returncode == 2 and empty_reason.stderr.startswith("gwx: DOC_BAD_REASON: ")
     assert unreachable.returncode == 4 and "CLI_NODE_UNREACHABLE" in unreachable.stderr
@@ -202,3 +207,40 @@ def test_multipart_stream_has_its_announced_length_and_reads_in_blocks(tmp_path)
     assert "filename*=UTF-8''%E9%99%84%E4%BB%B6%20%221%22.bin" in head
     assert 'filename="__ _1_.bin"' in head
     assert data.endswith(f"--{stream.boundary}--\r\n".encode())
+
+
+def test_upload_progress_is_shown_on_a_terminal_only(tmp_path, files):
+    (tmp_path / "node").mkdir()
+    env = make_env(tmp_path / "node", Limits())
+    big = files / "scan.bin"
+    with big.open("wb") as f:
+        f.truncate(6 * 1024 * 1024)
+    args = ("send", "--meta", str(files / "META.json"), "--body", str(files / "body.pdf"), "--attach", str(big))
+    with ThreadedServer(env.app()) as server:
+        master, slave = pty.openpty()
+        argv, penv = _command(server, env.clerk_a, args)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=penv, cwd=ROOT)
+        os.close(slave)
+        seen = bytearray()
+
+        def drain() -> None:  # read the terminal while the command runs so it never blocks on it
+            while True:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                seen.extend(data)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        out, _ = proc.communicate(timeout=60)
+        reader.join(10)
+        os.close(master)
+        piped = gwx(server, env.clerk_a, *args)
+    terminal = seen.decode("utf-8", "replace")
+    assert proc.returncode == 0 and out.startswith(b"\xe5\xb7\xb2\xe5\x8f\x91\xe9\x80\x81 ")  # 已发送
+    assert "上传 [" in terminal and "100%" in terminal and "6/6 MiB" in terminal
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert [a[2] for a in env.service.received_files[0]["attachments"]] == [6 * 1024 * 1024]
