@@ -149,7 +149,10 @@ def _draw_arc_text(img: Image.Image, text: str, font_file: Path, centre: float, 
     n = len(text)
     # Long names spread over more of the circle; short ones stay on the upper arc.
     span = min(250.0, max(120.0, 22.0 * n))
-    char_px = min(img.width * 0.13, 2 * math.pi * radius * (span / 360) / max(n, 1) * 0.95)
+    # Arc length per character at the text's own radius (radius - c/2), with 15 % spacing:
+    # c = k (radius - c/2)  =>  c = k radius / (1 + k/2).
+    k = 2 * math.pi * (span / 360) / max(n, 1) * 0.85
+    char_px = min(img.width * 0.13, k * radius / (1 + k / 2))
     try:
         font = ImageFont.truetype(str(font_file), round(char_px))
     except OSError as exc:
