@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 SYSTEM_TOOLS := openssl pdfsig qpdf softhsm2-util certutil
-SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools
+SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools fonts-wqy-zenhei
 
 .PHONY: test lint pytest demo bench system-deps venv clean
 
