@@ -368,6 +368,20 @@ class FrameDecoder:
         return self._sha.hexdigest()
 
 
+def frame_length(prefix: bytes, limits: FrameLimits = FrameLimits()) -> int:
+    """The total length of the frame whose first :data:`PREFIX_LEN` bytes are ``prefix``.
+
+    Lets a reader split a stream of frames sent back to back; the prefix is checked (magic,
+    version, reserved bits, caps) exactly as :class:`FrameDecoder` checks it.
+    """
+    if len(prefix) < PREFIX_LEN:
+        raise EnvelopeTruncated("the envelope ends inside its prefix", received=len(prefix))
+    decoder = FrameDecoder(limits)
+    decoder.feed(bytes(prefix[:PREFIX_LEN]))  # raises the typed error for a bad prefix
+    _, _, _, _, h, s, p = _PREFIX.unpack_from(prefix)
+    return PREFIX_LEN + h + s + p
+
+
 def decode_frame(data: bytes, limits: FrameLimits = FrameLimits()) -> tuple[FrameHead, bytes, str]:
     """A whole frame held in memory → (head, payload, SHA-256 of the frame)."""
     dec = FrameDecoder(limits)

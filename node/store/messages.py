@@ -68,6 +68,7 @@ class InboundEnvelope:
     receipt: bytes        # the signed transport receipt binding envelope_digest
     type: str | None = None
     size: int | None = None
+    payload_digest: str | None = None  # the decrypted payload, durable beside the envelope
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class ReceivedEnvelope:
     state: str                     # new (to process) / done / failed / corrupt
     error_code: str | None
     error_message: str | None
+    payload_digest: str | None = None
 
 
 # --- outbox / inbox rows --------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class Messages:
         async with self._db.maybe_transaction(tx) as t:
             inserted = await t.execute(
                 "INSERT INTO received (message_id, envelope_digest, blob_digest, origin_node, type, size,"
-                " received_at, receipt) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (message_id) DO NOTHING",
+                " received_at, receipt, payload_digest) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (message_id) DO NOTHING",
                 self._received_row(env))
             row = await t.fetchone("SELECT envelope_digest, receipt FROM received WHERE message_id = ?",
                                    (env.message_id,))
@@ -224,14 +226,14 @@ class Messages:
         if fresh:
             await tx.executemany(
                 "INSERT INTO received (message_id, envelope_digest, blob_digest, origin_node, type, size,"
-                " received_at, receipt) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (message_id) DO NOTHING",
+                " received_at, receipt, payload_digest) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (message_id) DO NOTHING",
                 [self._received_row(env) for env in fresh])
             await self._audit.append_many(tx, [_received_event(env, actor) for env in fresh])
         return results
 
     def _received_row(self, env: InboundEnvelope) -> tuple[Any, ...]:
         return (env.message_id, env.envelope_digest, env.blob_digest, env.origin_node, env.type, env.size,
-                to_db_time(self._clock()), env.receipt)
+                to_db_time(self._clock()), env.receipt, env.payload_digest)
 
     async def get_received(self, message_id: str) -> ReceivedEnvelope | None:
         row = await self._db.fetchone("SELECT * FROM received WHERE message_id = ?", (message_id,))
@@ -453,7 +455,7 @@ def _received(row: Any) -> ReceivedEnvelope:
         message_id=row["message_id"], envelope_digest=row["envelope_digest"], blob_digest=row["blob_digest"],
         origin_node=row["origin_node"], type=row["type"], size=row["size"],
         received_at=from_db_time(row["received_at"]), receipt=row["receipt"], state=row["state"],  # type: ignore[arg-type]
-        error_code=row["error_code"], error_message=row["error_message"])
+        error_code=row["error_code"], error_message=row["error_message"], payload_digest=row["payload_digest"])
 
 
 def _recipient(row: Any) -> OutboxRecipient:

@@ -167,7 +167,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                UNION ALL SELECT package_digest FROM outbox
                UNION ALL SELECT package_digest FROM inbox""",
     )),
-    Migration(2, "envelope drafts, peer credentials, decrypted payloads of received envelopes", (
+    Migration(2, "envelope drafts, outgoing links, peer credentials, decrypted payloads of received envelopes", (
         # A draft is a message whose envelope cannot be built yet: the destination's encryption
         # certificate is not known (the peer has not been reached). The payload is durable; the
         # destination queue builds the envelope once it has the certificate and swaps the draft
@@ -183,6 +183,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             expires_at TEXT
         )""",
         "CREATE INDEX drafts_destination ON drafts (destination, message_id)",
+        # Which document and units each message we sent concerns: receipts, bounces and notices
+        # coming back are matched against it (a peer may only speak for the units we sent it).
+        """CREATE TABLE outgoing (
+            message_id TEXT PRIMARY KEY,
+            doc_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            units TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX outgoing_doc ON outgoing (doc_id, destination, type)",
         """CREATE TABLE peer_credentials (
             node_id TEXT PRIMARY KEY,
             signing_cert TEXT NOT NULL,

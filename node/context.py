@@ -1,0 +1,120 @@
+"""Everything a running node loads once at start, handed to the components that need it.
+
+:class:`NodeContext` holds the parsed configuration, the node's own credentials (the TLS files,
+the signing :class:`~pki.signer.Signer`, the decryption key), the trust store and revocation
+checker, the seals of the hosted units, the router and the clock. Components receive the
+context (or the parts of it they use) through their constructors — no global lookups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from exchange_protocol.envelope import FrameLimits
+from exchange_protocol.envelope_crypto import DecryptionKey
+from exchange_protocol.envelope_seal import Sender, TrustPolicy
+from pki.ca import load_certificate, load_certificates
+from pki.crl import load_crl
+from pki.errors import GwxError, RevocationUnknown
+from pki.keystore import read_private_key
+from pki.revocation import CrlChecker
+from pki.seal_store import SealCredential, load_seal_credential
+from pki.signer import SoftwareSigner
+from pki.trust import TrustStore
+
+from .config import NodeConfig
+from .errors import ConfigError
+from .routing import Router, StaticRouter
+
+log = logging.getLogger("gwx.node")
+Clock = Callable[[], dt.datetime]
+
+
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ReloadingCrlChecker:
+    """A CRL checker over ``path`` that picks up a replaced file (checked at most every few seconds).
+
+    Fails closed: no usable CRL for an issuer means :class:`~pki.errors.RevocationUnknown`.
+    """
+
+    def __init__(self, path: Path, recheck_seconds: float = 5.0) -> None:
+        self.path = path
+        self._recheck = recheck_seconds
+        self._lock = threading.Lock()
+        self._mtime: float | None = None
+        self._checked_at = 0.0
+        self._checker: CrlChecker | None = None
+        self._error: str | None = None
+
+    def _current(self) -> CrlChecker:
+        now = time.monotonic()
+        with self._lock:
+            if self._checker is None or now - self._checked_at > self._recheck:
+                self._checked_at = now
+                try:
+                    mtime = os.stat(self.path).st_mtime
+                    if mtime != self._mtime:
+                        self._checker = CrlChecker([load_crl(self.path.read_bytes())])
+                        self._mtime, self._error = mtime, None
+                except (OSError, GwxError) as exc:
+                    self._error = f"cannot read CRL {self.path}: {exc}"
+            if self._checker is None:
+                raise RevocationUnknown(self._error or f"no CRL at {self.path}")
+            return self._checker
+
+    def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
+        self._current()(cert, issuer, now)
+
+
+@dataclass
+class NodeContext:
+    config: NodeConfig
+    signer: SoftwareSigner
+    decryption_key: DecryptionKey
+    trust: TrustStore
+    intermediates: tuple[x509.Certificate, ...]
+    revocation: ReloadingCrlChecker
+    seals: dict[str, SealCredential]
+    router: Router
+    passphrase: bytes = field(repr=False, default=b"")
+    clock: Clock = system_clock
+
+    @property
+    def node_id(self) -> str:
+        return self.config.node_id
+
+    @property
+    def sender(self) -> Sender:
+        return Sender(self.node_id, self.signer, self.intermediates)
+
+    def trust_policy(self) -> TrustPolicy:
+        limits = FrameLimits(max_payload=self.config.limits.max_envelope_bytes)
+        return TrustPolicy(self.trust, self.intermediates, self.revocation, limits, self.config.limits.max_hops)
+
+    @classmethod
+    def load(cls, config: NodeConfig, passphrase: bytes, clock: Clock = system_clock) -> NodeContext:
+        creds = config.credentials_dir
+        try:
+            sign_chain = load_certificates((creds / "sign.crt").read_bytes())
+            enc_cert = load_certificates((creds / "enc.crt").read_bytes())[0]
+            root = load_certificate(config.trust_root_path.read_bytes())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"node credentials incomplete: {exc.filename} is missing") from None
+        signer = SoftwareSigner(read_private_key(creds / "sign.key", passphrase), sign_chain[0])
+        key = DecryptionKey(read_private_key(creds / "enc.key", passphrase), enc_cert)
+        seals = {u.code: load_seal_credential(u.seal_dir, passphrase) for u in config.units}
+        return cls(config=config, signer=signer, decryption_key=key, trust=TrustStore.of([root]),
+                   intermediates=tuple(sign_chain[1:]), revocation=ReloadingCrlChecker(config.crl_path),
+                   seals=seals, router=StaticRouter(config), passphrase=passphrase, clock=clock)
