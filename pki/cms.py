@@ -15,11 +15,21 @@ Verification checks, in order: structure, the digest of the data against message
 contentType attribute against eContentType, the ESS certificate hash when present, the signature
 with the certificate the SignerInfo names, then (when trust roots are given) the certificate path
 through :func:`pki.trust.verify_certificate`. Every failure is a typed error.
+
+Speed (an envelope is one signature and one verification): the SignedData DER is written by hand
+(asn1crypto construction re-encodes every nested value, ~10 ms a signature), and what depends only
+on the signer certificate — its DER, the issuer-and-serial identifier, the ESS attribute — is
+cached per certificate. Verification parses lazily and never asks asn1crypto for ``.native`` of a
+container, which would mark values as changed and make every ``.dump()`` re-encode: the signed
+attributes are verified over the bytes as received (tag swapped to SET), certificates are taken
+as the bytes they arrived as and loaded into pyca/cryptography through a bounded cache keyed by
+their DER. Every structural error met on the way is still a :class:`CmsMalformed`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +54,16 @@ from .trust import Purpose, RevocationCheck, TrustStore, verify_certificate
 
 RSA_ENCRYPTION_OID = "1.2.840.113549.1.1.1"  # what many CMS producers put for PKCS#1 v1.5
 _HASHLIB = {"sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
+# What asn1crypto raises from a lazily parsed value that turns out to be malformed.
+_ASN1_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+_CACHE_SIZE = 1024  # certificates; a node sees a few hundred peers, a bound keeps hostile input harmless
+
+_OID_SIGNED_DATA = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
+_OID_CONTENT_TYPE = core.ObjectIdentifier("1.2.840.113549.1.9.3").dump()
+_OID_MESSAGE_DIGEST = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
+_OID_SIGNING_TIME = core.ObjectIdentifier("1.2.840.113549.1.9.5").dump()
+_OID_SIGNING_CERT_V2 = core.ObjectIdentifier("1.2.840.113549.1.9.16.2.47").dump()
+_VERSION_1, _VERSION_3 = core.Integer(1).dump(), core.Integer(3).dump()
 
 
 @dataclass(frozen=True)
@@ -79,18 +99,77 @@ def _tlv(tag: int, content: bytes) -> bytes:
     return bytes([tag, 0x80 | len(size)]) + size + content
 
 
-def _attribute(oid: str, value_der: bytes) -> bytes:
-    return _tlv(0x30, core.ObjectIdentifier(oid).dump() + _tlv(0x31, value_der))
+def _attribute(oid_der: bytes, value_der: bytes) -> bytes:
+    return _tlv(0x30, oid_der + _tlv(0x31, value_der))
 
 
-def _ess_signing_certificate_v2(cert: x509.Certificate) -> bytes:
-    """DER SigningCertificateV2 {certs: [ESSCertIDv2 {certHash, issuerSerial}]}, SHA-256 (the default)."""
-    issuer_serial = _tlv(0x30, _tlv(0x30, _tlv(0xA4, cert.issuer.public_bytes()))  # GeneralNames{[4] Name}
-                         + core.Integer(cert.serial_number).dump())
-    cert_id = _tlv(0x30, core.OctetString(hashlib.sha256(_der(cert)).digest()).dump() + issuer_serial)
-    return _tlv(0x30, _tlv(0x30, cert_id))
+# ---- what depends only on a certificate, computed once per certificate ------------------------------
+@dataclass(frozen=True)
+class _CertFacts:
+    certificate: x509.Certificate
+    der: bytes
+    sha256: bytes
+    issuer_der: bytes
+    serial_number: int
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _facts_from_der(der: bytes) -> _CertFacts:
+    """Raises ValueError when ``der`` is not a certificate (not cached: lru_cache keeps no errors)."""
+    cert = x509.load_der_x509_certificate(der)
+    return _CertFacts(cert, der, hashlib.sha256(der).digest(), cert.issuer.public_bytes(), cert.serial_number)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _facts_of(cert: x509.Certificate) -> _CertFacts:
+    # Keyed by the certificate object, which hashes and compares by its DER: equal DER, same facts.
+    return _facts_from_der(_der(cert))
+
+
+def _subject_key_id(facts: _CertFacts) -> bytes | None:
+    try:
+        ext = facts.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    return ext.value.digest
+
+
+@dataclass(frozen=True)
+class _SignerParts:
+    """The DER pieces of a SignerInfo that depend only on the signer certificate."""
+
+    certificate_der: bytes
+    signer_id: bytes  # IssuerAndSerialNumber
+    signing_certificate_v2: bytes  # the whole signed attribute
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _signer_parts(cert: x509.Certificate) -> _SignerParts:
+    facts = _facts_of(cert)
+    serial = core.Integer(facts.serial_number).dump()
+    # SigningCertificateV2 {certs: [ESSCertIDv2 {certHash (SHA-256, the default), issuerSerial}]},
+    # issuerSerial = {GeneralNames{[4] Name}, serial}.
+    issuer_serial = _tlv(0x30, _tlv(0x30, _tlv(0xA4, facts.issuer_der)) + serial)
+    cert_id = _tlv(0x30, core.OctetString(facts.sha256).dump() + issuer_serial)
+    ess = _attribute(_OID_SIGNING_CERT_V2, _tlv(0x30, _tlv(0x30, cert_id)))
+    return _SignerParts(facts.der, _tlv(0x30, facts.issuer_der + serial), ess)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_type(name: str) -> tuple[str, str, bytes]:
+    """(asn1crypto name or dotted OID, dotted OID, DER) of a content type; ValueError if unknown."""
+    ct = acms.ContentType(name)
+    return ct.native, ct.dotted, ct.dump()
+
+
+@functools.lru_cache(maxsize=16)
+def _algorithm_ids(algorithm: SignatureAlgorithm) -> tuple[bytes, bytes]:
+    """DER AlgorithmIdentifiers (digest, signature) exactly as asn1crypto writes them (NULL params for RSA)."""
+    return (algos.DigestAlgorithm({"algorithm": algorithm.hash_name}).dump(),
+            algos.SignedDigestAlgorithm({"algorithm": algorithm.asn1crypto_name}).dump())
+
+
+# ---- signing -----------------------------------------------------------------------------------------
 def sign_detached(data: bytes | None, signer: Signer, *, digest: bytes | None = None,
                   content_type: str = "data", signing_time: dt.datetime | None = None,
                   extra_certs: Sequence[x509.Certificate] = (), include_signing_cert_v2: bool = True,
@@ -116,74 +195,80 @@ def sign_detached(data: bytes | None, signer: Signer, *, digest: bytes | None = 
     elif len(digest) != len(_digest(algorithm.hash_name, b"")):
         raise InvalidInput(f"digest is {len(digest)} bytes, not a {algorithm.hash_name} digest")
 
-    ct = acms.ContentType(content_type)
-    # The attributes are encoded by hand: asn1crypto re-encodes nested values it is given, which
-    # made a signature cost ~6 ms. DER SET OF order is the order of the encodings (X.690 §11.6).
-    attrs = [_attribute("1.2.840.113549.1.9.3", ct.dump()),
-             _attribute("1.2.840.113549.1.9.4", core.OctetString(digest).dump())]
+    ct_name, _, ct_der = _content_type(content_type)
+    parts = _signer_parts(cert)
+    # DER SET OF order is the order of the encodings (X.690 §11.6).
+    attrs = [_attribute(_OID_CONTENT_TYPE, ct_der), _attribute(_OID_MESSAGE_DIGEST, _tlv(0x04, digest))]
     if signing_time is not None:
         if signing_time.tzinfo is None:
             raise InvalidInput("signing_time must be timezone-aware")
         when = signing_time.astimezone(dt.UTC)
         # RFC 5652 §11.3: UTCTime for 1950–2049, GeneralizedTime otherwise.
         value = core.UTCTime(when) if 1950 <= when.year < 2050 else core.GeneralizedTime(when)
-        attrs.append(_attribute("1.2.840.113549.1.9.5", value.dump()))
+        attrs.append(_attribute(_OID_SIGNING_TIME, value.dump()))
     if include_signing_cert_v2:
-        attrs.append(_attribute("1.2.840.113549.1.9.16.2.47", _ess_signing_certificate_v2(cert)))
-    signed_attrs_der = _tlv(0x31, b"".join(sorted(attrs)))
+        attrs.append(parts.signing_certificate_v2)
+    attrs_content = b"".join(sorted(attrs))
     # The signature covers the attributes encoded as a universal SET (tag 0x31), not as [0].
-    signature = signer.sign(signed_attrs_der)
+    signature = signer.sign(_tlv(0x31, attrs_content))
 
-    signer_info = acms.SignerInfo({
-        "version": "v1",
-        "sid": acms.SignerIdentifier({"issuer_and_serial_number": acms.IssuerAndSerialNumber(
-            {"issuer": ax509.Name.load(cert.issuer.public_bytes()), "serial_number": cert.serial_number})}),
-        "digest_algorithm": algos.DigestAlgorithm({"algorithm": algorithm.hash_name}),
-        # Re-loaded from DER: asn1crypto then re-tags cached bytes instead of re-encoding the tree.
-        "signed_attrs": acms.CMSAttributes.load(signed_attrs_der),
-        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": algorithm.asn1crypto_name}),
-        "signature": signature,
-    })
-    certs, seen = [], set()
-    for c in ((cert,) if include_signer_certificate else ()) + tuple(extra_certs):
-        der = _der(c)
-        if der not in seen:
-            seen.add(der)
-            certs.append(acms.CertificateChoices(name="certificate", value=ax509.Certificate.load(der)))
-    encap = {"content_type": ct}
+    digest_alg, signature_alg = _algorithm_ids(algorithm)
+    signer_info = _tlv(0x30, _VERSION_1 + parts.signer_id + digest_alg + _tlv(0xA0, attrs_content)
+                       + signature_alg + _tlv(0x04, signature))
+    cert_ders = [parts.certificate_der] if include_signer_certificate else []
+    for c in extra_certs:
+        der = _facts_of(c).der
+        if der not in cert_ders:
+            cert_ders.append(der)
+    econtent = b""
     if encapsulate:
-        # asn1crypto wants known content types (TSTInfo) as their parsed class, others as bytes.
-        spec = acms.EncapsulatedContentInfo._oid_specs.get(ct.native)
-        try:
-            encap["content"] = data if spec is None or issubclass(spec, core.OctetString) else spec.load(data)
-        except ValueError as exc:
-            raise InvalidInput(f"content does not parse as {ct.native}: {exc}") from None
-    fields = {
+        # A content type asn1crypto knows (TSTInfo) must parse as such; others travel as given.
+        spec = acms.EncapsulatedContentInfo._oid_specs.get(ct_name)
+        if spec is not None and not issubclass(spec, core.OctetString):
+            try:
+                spec.load(data, strict=True)
+            except ValueError as exc:
+                raise InvalidInput(f"content does not parse as {ct_name}: {exc}") from None
+        econtent = _tlv(0xA0, _tlv(0x04, data))  # type: ignore[arg-type]
+    signed_data = _tlv(0x30, (
         # RFC 5652 §5.1: version 3 whenever eContentType is not id-data.
-        "version": "v1" if ct.native == "data" else "v3",
-        "digest_algorithms": [algos.DigestAlgorithm({"algorithm": algorithm.hash_name})],
-        "encap_content_info": encap,
-        "signer_infos": [signer_info],
-    }
-    if certs:
-        fields["certificates"] = certs
-    signed_data = acms.SignedData(fields)
-    return acms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+        (_VERSION_1 if ct_name == "data" else _VERSION_3)
+        + _tlv(0x31, digest_alg)
+        + _tlv(0x30, ct_der + econtent)
+        # [0] IMPLICIT CertificateSet, a SET OF: DER wants the encodings in ascending order.
+        + (_tlv(0xA0, b"".join(sorted(cert_ders))) if cert_ders else b"")
+        + _tlv(0x31, signer_info)))
+    return _tlv(0x30, _OID_SIGNED_DATA + _tlv(0xA0, signed_data))
 
 
-def parse_signed_data(cms_der: bytes) -> acms.SignedData:
-    """The SignedData inside a DER ContentInfo, fully parsed (typed error on anything else)."""
+# ---- verification ------------------------------------------------------------------------------------
+def _load_signed_data(cms_der: bytes) -> acms.SignedData:
+    """The SignedData of a ContentInfo, parsed lazily (fields decode when first read)."""
     try:
         info = acms.ContentInfo.load(cms_der, strict=True)
         if info["content_type"].native != "signed_data":
             raise CmsMalformed(f"CMS content is {info['content_type'].native}, not signed data")
         signed_data = info["content"]
-        _ = signed_data.native  # force a full parse now, so later access cannot raise
+        signed_data["signer_infos"]  # parses the SignedData's own fields: their tags and lengths
         return signed_data
     except CmsMalformed:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except _ASN1_ERRORS as exc:
         raise CmsMalformed(f"not a DER CMS SignedData: {exc}") from None
+
+
+def parse_signed_data(cms_der: bytes) -> acms.SignedData:
+    """The SignedData inside a DER ContentInfo, checked to decode completely (typed error otherwise).
+
+    The check decodes a second copy: ``.native`` marks asn1crypto values as changed, after which
+    every ``.dump()`` of the returned structure would re-encode instead of giving the bytes received.
+    """
+    signed_data = _load_signed_data(cms_der)
+    try:
+        _ = _load_signed_data(cms_der).native
+    except _ASN1_ERRORS as exc:
+        raise CmsMalformed(f"not a DER CMS SignedData: {exc}") from None
+    return signed_data
 
 
 def _signer_algorithm(sig_oid: str, cert: x509.Certificate) -> SignatureAlgorithm:
@@ -196,14 +281,32 @@ def _signer_algorithm(sig_oid: str, cert: x509.Certificate) -> SignatureAlgorith
     return declared
 
 
-def _find_signer_cert(sid: acms.SignerIdentifier, certs: list[ax509.Certificate]) -> ax509.Certificate:
-    for c in certs:
-        if sid.name == "issuer_and_serial_number":
-            if c.issuer == sid.chosen["issuer"] and c.serial_number == sid.chosen["serial_number"].native:
-                return c
-        elif c.key_identifier == sid.chosen.native:
-            return c
+def _find_signer_cert(sid: acms.SignerIdentifier, pool: Sequence[_CertFacts]) -> _CertFacts:
+    if sid.name == "issuer_and_serial_number":
+        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
+        issuer_der = issuer.dump()  # untouched since parsing: the bytes as received
+        for facts in pool:
+            if facts.serial_number == serial and facts.issuer_der == issuer_der:
+                return facts
+        for facts in pool:  # names equal under X.520 matching rules though encoded differently
+            if facts.serial_number == serial and ax509.Name.load(facts.issuer_der) == issuer:
+                return facts
+    else:
+        key_id = sid.chosen.native
+        for facts in pool:
+            if _subject_key_id(facts) == key_id:
+                return facts
     raise CmsBadSignature("the signer's certificate is not in the CMS signature")
+
+
+def _embedded_certificates(signed_data: acms.SignedData) -> list[_CertFacts]:
+    field = signed_data["certificates"]
+    if isinstance(field, core.Void):
+        return []
+    try:
+        return [_facts_from_der(c.chosen.dump()) for c in field if c.name == "certificate"]
+    except ValueError as exc:  # asn1crypto's or pyca's parser
+        raise CmsMalformed(f"a certificate in the CMS signature does not parse: {exc}") from None
 
 
 def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes | None = None,
@@ -218,24 +321,27 @@ def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes 
     certificate); without, only the cryptography is checked and the caller decides about the
     certificate.
     """
-    signed_data = parse_signed_data(cms_der)
-    encap = signed_data["encap_content_info"]
-    content_type = encap["content_type"].dotted
-    content = None if isinstance(encap["content"], core.Void) else encap["content"].contents
+    signed_data = _load_signed_data(cms_der)
+    try:
+        encap = signed_data["encap_content_info"]
+        content_type = encap["content_type"].dotted
+        content = None if isinstance(encap["content"], core.Void) else encap["content"].contents
+        certs = _embedded_certificates(signed_data)
+        signer_infos = list(signed_data["signer_infos"])
+    except _ASN1_ERRORS as exc:
+        raise CmsMalformed(f"not a DER CMS SignedData: {exc}") from None
     if data is None and digest is None:
         if content is None:
             raise InvalidInput("a detached CMS signature needs the signed data to verify")
         data = content
-    certs = [c.chosen for c in signed_data["certificates"] if c.name == "certificate"] \
-        if signed_data["certificates"].native is not None else []
-    if not signed_data["signer_infos"]:
+    if not signer_infos:
         raise CmsMalformed("CMS SignedData has no signer")
     # The signer certificate may travel outside the CMS (an RFC 3161 token made without certReq).
-    pool = certs + [ax509.Certificate.load(_der(c)) for c in intermediates]
+    pool = certs + [_facts_of(c) for c in intermediates]
     results = [_verify_signer_info(si, pool, data, digest, content_type, require_signing_cert_v2)
-               for si in signed_data["signer_infos"]]
+               for si in signer_infos]
     signer_cert, hash_name, message_digest, signing_time = results[0]
-    all_certs = tuple(x509.load_der_x509_certificate(c.dump()) for c in certs)
+    all_certs = tuple(f.certificate for f in certs)
     path: tuple[x509.Certificate, ...] = ()
     if trust_roots is not None:
         if now is None:
@@ -248,14 +354,24 @@ def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes 
                         all_certs, path)
 
 
-def _verify_signer_info(si: acms.SignerInfo, certs: list[ax509.Certificate], data: bytes | None,
+def _verify_signer_info(si: acms.SignerInfo, pool: Sequence[_CertFacts], data: bytes | None,
                         digest: bytes | None, content_type: str, require_ess: bool,
                         ) -> tuple[x509.Certificate, str, bytes, dt.datetime | None]:
-    acert = _find_signer_cert(si["sid"], certs)
     try:
-        cert = x509.load_der_x509_certificate(acert.dump())
-    except ValueError as exc:
-        raise CmsMalformed(f"signer certificate does not parse: {exc}") from None
+        return _check_signer_info(si, pool, data, digest, content_type, require_ess)
+    except _ASN1_ERRORS as exc:  # a field of the SignerInfo that only now turned out malformed
+        raise CmsMalformed(f"malformed CMS SignerInfo: {exc}") from None
+
+
+def _check_signer_info(si: acms.SignerInfo, pool: Sequence[_CertFacts], data: bytes | None,
+                       digest: bytes | None, content_type: str, require_ess: bool,
+                       ) -> tuple[x509.Certificate, str, bytes, dt.datetime | None]:
+    signed_attrs = si["signed_attrs"]
+    # What was signed is the attributes as a universal SET: the [0] IMPLICIT tag swapped back on
+    # the bytes as received, taken before reading any attribute can mark the value as changed.
+    signed_bytes = b"\x31" + signed_attrs.dump()[1:] if not isinstance(signed_attrs, core.Void) else None
+    facts = _find_signer_cert(si["sid"], pool)
+    cert = facts.certificate
     hash_name = si["digest_algorithm"]["algorithm"].native
     try:
         algorithm = _signer_algorithm(si["signature_algorithm"]["algorithm"].dotted, cert)
@@ -265,7 +381,6 @@ def _verify_signer_info(si: acms.SignerInfo, certs: list[ax509.Certificate], dat
         raise CmsBadSignature(f"digest algorithm {hash_name} does not match {algorithm.name}")
     actual = digest if digest is not None else _digest(hash_name, data)  # type: ignore[arg-type]
     signature = si["signature"].native
-    signed_attrs = si["signed_attrs"]
     signing_time = None
     if not signed_attrs:  # a bare signature over the content (openssl cms -noattr)
         if data is None:
@@ -288,27 +403,25 @@ def _verify_signer_info(si: acms.SignerInfo, certs: list[ax509.Certificate], dat
             signing_time = values["signing_time"].native
         ess = values.get("signing_certificate_v2")
         if ess is not None:
-            _check_ess(ess, acert)
+            _check_ess(ess, facts)
         elif require_ess:
             raise CmsBadSignature("the signature lacks the ESS signing-certificate-v2 attribute")
         if message_digest != actual:
             raise CmsDigestMismatch("the data is not what was signed (message digest differs)")
-        # What was signed is the attributes as a universal SET: swap the [0] IMPLICIT tag back.
-        raw = signed_attrs.dump()
-        signed_bytes = b"\x31" + raw[1:]
     try:
-        algorithm.verify(cert.public_key(), signature, signed_bytes)
+        algorithm.verify(cert.public_key(), signature, signed_bytes)  # type: ignore[arg-type]
     except BadSignature:
         raise CmsBadSignature("CMS signature does not verify with the signer's certificate",
                               subject=cert.subject.rfc4514_string()) from None
     return cert, hash_name, message_digest, signing_time
 
 
-def _check_ess(ess: tsp.SigningCertificateV2, acert: ax509.Certificate) -> None:
+def _check_ess(ess: tsp.SigningCertificateV2, facts: _CertFacts) -> None:
     ids = ess["certs"]
     if not ids:
         raise CmsMalformed("empty ESS signing-certificate-v2 attribute")
     first = ids[0]
     hash_name = first["hash_algorithm"]["algorithm"].native
-    if first["cert_hash"].native != _digest(hash_name, acert.dump()):
+    expected = facts.sha256 if hash_name == "sha256" else _digest(hash_name, facts.der)
+    if first["cert_hash"].native != expected:
         raise CmsBadSignature("the ESS signing certificate names another certificate than the signer's")

@@ -5,12 +5,19 @@ judged by the same rules. It builds the path leaf → intermediates → trust ro
 key identifier, checks each signature, validity window, CA flag and path length, then the leaf's
 key usage for the requested :class:`Purpose`. Revocation is a separate, injected check
 (``pki.revocation``): this module asks it about each non-root certificate and never fetches.
+
+Whether one certificate's signature verifies under another's key is remembered in a bounded
+cache keyed by the two certificates (which compare by their whole DER): for a fixed pair the
+answer never changes, and it was most of the cost of judging a path. Validity at ``at``, CA
+flags, path length, purpose and revocation depend on the time or the caller and are decided
+afresh on every call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -102,6 +109,13 @@ def _build_path(leaf: x509.Certificate, trust: TrustStore,
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     if cert.issuer != issuer.subject:
         return False
+    return _signed_by(cert, issuer)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    # Certificates hash and compare by their DER, so a hit is for these exact bytes: another key
+    # under the same name, or a changed signature, is another entry.
     try:
         cert.verify_directly_issued_by(issuer)
     except (InvalidSignature, ValueError, TypeError):  # bad signature, unsupported key, name mismatch
