@@ -7,8 +7,8 @@ because seals made by other products disagree on string types, time types and ta
 reject them, and re-encoding a parsed value could change the bytes the maker signed.
 
 ``SES_CertList`` is a CHOICE between two untagged ``SEQUENCE OF``; the alternatives share a tag,
-so it can only be told apart by ``certListType``. We construct it by alternative name and never
-let asn1crypto guess the alternative while parsing.
+so it can only be told apart by ``certListType``. We construct it by alternative name; when
+asn1crypto parses one (e.g. a seal nested in a ``TBS_Sign``) it reads the ``certs`` alternative.
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ class SESCertList(Choice):
         ("certs", CertInfoList),
         ("cert_digest_list", CertDigestList),
     ]
+
+    def _setup(self) -> None:
+        super()._setup()
+        # Both alternatives are a universal SEQUENCE; asn1crypto would map the tag to the last
+        # one. Parse as ``certs`` (certListType 1, what we emit); pki.seal's reader handles 2.
+        type(self)._id_map[(0, 16)] = 0
 
 
 class SESESPropertyInfo(Sequence):

@@ -2,7 +2,8 @@
 
 ``verify_seal`` takes the seal bytes (or a parsed :class:`~pki.seal.Seal`), the trust roots, the
 time to judge at, and revocation information the caller already has (CRL objects, or a
-``pki.trust.RevocationCheck`` callable such as an OCSP-backed checker). It returns a
+``pki.trust.RevocationCheck`` callable such as ``pki.revocation.OcspChecker``; CRLs are judged by
+``pki.revocation.CrlChecker``: issuer, signature, freshness). It returns a
 :class:`SealVerification` or raises exactly one typed error, checked in this order so that each
 kind of damage has its own stable code:
 
@@ -39,7 +40,6 @@ from .errors import (
     CertificateInvalid,
     CertificateRevoked,
     GwxError,
-    RevocationUnknown,
     SealBadSignature,
     SealCertInvalid,
     SealExpired,
@@ -51,15 +51,13 @@ from .errors import (
     SealWrongUnit,
     UnsupportedAlgorithm,
 )
+from .revocation import CrlChecker
 from .seal import Seal, describe_seal, parse_seal
 from .seal_picture import MAX_PICTURE_BYTES, MAX_PICTURE_PIXELS, validate_png
 from .trust import Purpose, RevocationCheck, TrustStore, verify_certificate
 from .unit_code import validate_unit_code
 
-__all__ = ["SealVerification", "check_picture", "crl_revocation_check", "describe_seal", "verify_seal"]
-
-# Revocation entries with these reasons void the certificate even before their date.
-_COMPROMISE = {x509.ReasonFlags.key_compromise, x509.ReasonFlags.ca_compromise}
+__all__ = ["SealVerification", "check_picture", "describe_seal", "verify_seal"]
 
 
 @dataclass(frozen=True)
@@ -129,7 +127,7 @@ def verify_seal(seal: bytes | Seal, *, trust_roots: Iterable[x509.Certificate],
             raise SealCertInvalid("the seal's validity extends beyond its certificate's "
                                   f"(serial {cert.serial_number:x})", serial=f"{cert.serial_number:x}")
 
-    check = revocation or (crl_revocation_check(crls) if crls is not None else None)
+    check = revocation or (CrlChecker(crls) if crls is not None else None)
     if check is not None:
         for path in paths:
             for cert, issuer in zip(path, path[1:], strict=False):
@@ -199,42 +197,3 @@ def _check_revocation(check: RevocationCheck, cert: x509.Certificate, issuer: x5
     except GwxError as exc:
         raise SealRevocationUnknown(f"no usable revocation status for serial {cert.serial_number:x}: "
                                     f"{exc.message}", serial=f"{cert.serial_number:x}") from None
-
-
-def crl_revocation_check(crls: Sequence[x509.CertificateRevocationList]) -> RevocationCheck:
-    """A ``RevocationCheck`` over CRLs already in hand: signature, freshness and entries checked."""
-    crls = list(crls)
-
-    def check(cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime) -> None:
-        problems = []
-        usable = []
-        for crl in crls:
-            if crl.issuer != issuer.subject:
-                continue
-            if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-                problems.append("CRL signature does not verify with its issuer's key")
-                continue
-            if crl.next_update_utc is not None and crl.next_update_utc < at:
-                problems.append(f"CRL is stale (next update {crl.next_update_utc.isoformat()})")
-                continue
-            usable.append(crl)
-        if not usable:
-            raise RevocationUnknown("; ".join(problems) or
-                                    f"no CRL from {issuer.subject.rfc4514_string()} was given")
-        for crl in usable:
-            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if entry is None:
-                continue
-            reason = _reason(entry)
-            if entry.revocation_date_utc <= at or reason in _COMPROMISE:
-                raise CertificateRevoked(f"revoked on {entry.revocation_date_utc.isoformat()}"
-                                         + (f" ({reason.name})" if reason else ""))
-
-    return check
-
-
-def _reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
-    try:
-        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
-    except x509.ExtensionNotFound:
-        return None

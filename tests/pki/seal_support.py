@@ -1,4 +1,4 @@
-"""Helpers shared by the seal tests: real seals from a real CA, CRLs signed by that CA."""
+"""Helpers shared by the seal tests: real seals from a real CA, and a forged CRL."""
 
 from __future__ import annotations
 
@@ -47,20 +47,12 @@ def make_seal(ca: CertificateAuthority, unit: str = UNIT, name: str = UNIT_NAME,
     return MadeSeal(seal, key, cert)
 
 
-def make_crl(ca: CertificateAuthority, revoked: list[x509.Certificate] = (), *,
-             this_update: dt.datetime | None = None, next_update: dt.datetime | None = None,
-             signer_ca: CertificateAuthority | None = None) -> x509.CertificateRevocationList:
-    """A CRL naming ``ca`` as issuer, signed by ``signer_ca`` (default: ``ca`` itself) with cryptography."""
-    now = this_update or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+def foreign_crl(ca: CertificateAuthority, signer_ca: CertificateAuthority) -> x509.CertificateRevocationList:
+    """A CRL that claims to be ``ca``'s but is signed with ``signer_ca``'s key (a forgery)."""
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     b = (x509.CertificateRevocationListBuilder().issuer_name(ca.certificate.subject)
-         .last_update(now).next_update(next_update or now + dt.timedelta(days=7)))
-    for cert in revoked:
-        b = b.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
-            .revocation_date(now - dt.timedelta(seconds=1))
-            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False).build())
-    key = (signer_ca or ca).signer().private_key_for_tls()
-    return b.sign(key, (signer_ca or ca).algorithm.hash())
+         .last_update(now).next_update(now + dt.timedelta(days=7)))
+    return b.sign(signer_ca.signer().private_key_for_tls(), signer_ca.algorithm.hash())
 
 
 def der(cert: x509.Certificate) -> bytes:

@@ -135,3 +135,10 @@ def test_sealed_signature_structures_encode_per_standard(made, certs_codec):
     assert d["toSign"]["dataHash"] == (b"\x11" * 32, 256)
     assert d["toSign"]["timeInfo"] == dt.datetime(2025, 1, 2, 3, 4, 5)
     assert d["timeStamp"] == (b"\x33" * 5, 40)
+
+
+def test_asn1crypto_classes_parse_our_seal_and_reencode_it_identically(made):
+    s = A.SESeal.load(made.der)
+    prop = s["e_seal_info"]["property"]
+    assert prop["name"].native == UNIT_NAME and prop["cert_list"].name == "certs"
+    assert s.dump(force=True) == made.der
