@@ -159,8 +159,8 @@ def _show(args: argparse.Namespace) -> int:
     attachments = doc.get("attachments") or []
     if attachments:
         print()
-        print(render_table(["附件", "大小", "类型"], [[a["name"], str(a["size"]), a["media_type"]]
-                                                  for a in attachments]))
+        print(render_table(["附件", "大小", "类型"], [[a.get("name", ""), str(a.get("size", "")),
+                                                    a.get("media_type") or ""] for a in attachments]))
     return 0
 
 
@@ -212,6 +212,8 @@ def _print_tracking(tracking: dict[str, Any]) -> int:
     print(head)
     _print_recipients(tracking["recipients"])
     print(_counts(doc.get("counts", {})))
+    for refusal in tracking.get("refused") or []:  # recipients the action could not apply to
+        print(f"未执行 {refusal.get('unit')}: {refusal.get('code')} {refusal.get('message')}", file=sys.stderr)
     return 0
 
 
