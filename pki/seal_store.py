@@ -23,11 +23,12 @@ from cryptography import x509
 
 from .algorithms import SignatureAlgorithm, by_name
 from .ca import CertificateAuthority, load_certificate, pem
-from .errors import KeyCertificateMismatch, SealMalformed
+from .errors import InvalidInput, KeyCertificateMismatch, SealMalformed, SealPictureInvalid
 from .keystore import read_private_key, write_private_key, write_public_file
 from .seal import Seal, SealBuilder, parse_seal
-from .seal_picture import STANDARD_DIAMETER_MM, render_round_seal
+from .seal_picture import STANDARD_DIAMETER_MM, render_round_seal, validate_png
 from .signer import SoftwareSigner
+from .unit_code import validate_unit_code
 
 SEAL_FILE = "seal.esl"
 CERT_FILE = "seal.crt"
@@ -69,6 +70,11 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
     algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or ca.algorithm)
     # Validate everything cheap before the CA issues (and records) a certificate.
     picture = image_png if image_png is not None else render_round_seal(name, diameter_mm=size_mm)
+    validate_unit_code(unit_code)
+    try:
+        validate_png(picture)
+    except SealPictureInvalid as exc:
+        raise InvalidInput(exc.message, code="SEAL_PICTURE_INVALID", field="picture") from None
     key = algorithm.generate()
     cert = ca.issue_seal_certificate(unit_code, name, key.public_key(), valid_days, now=now)
     seal = (SealBuilder().with_unit(unit_code, name).with_certificate(cert)
