@@ -34,13 +34,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from asn1crypto import algos, core, tsp  # tsp also registers the ESS attribute specs
+from asn1crypto import algos, core, tsp  # noqa: F401  (tsp registers the ESS attribute specs)
 from asn1crypto import cms as acms
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .algorithms import RSA3072_SHA256, SignatureAlgorithm, by_oid, for_public_key
+from .cms_view import AttributesView, SignedDataView, SignerView, read_common
 from .errors import (
     BadSignature,
     CmsBadSignature,
@@ -271,6 +272,57 @@ def parse_signed_data(cms_der: bytes) -> acms.SignedData:
     return signed_data
 
 
+def _general_view(cms_der: bytes) -> SignedDataView:
+    """The view through asn1crypto: any BER the common reader declines; raises the typed errors."""
+    signed_data = _load_signed_data(cms_der)
+    try:
+        encap = signed_data["encap_content_info"]
+        content = None if isinstance(encap["content"], core.Void) else encap["content"].contents
+        field = signed_data["certificates"]
+        certs = () if isinstance(field, core.Void) else \
+            tuple(c.chosen.dump() for c in field if c.name == "certificate")
+        signers = tuple(_general_signer(si) for si in signed_data["signer_infos"])
+        return SignedDataView(encap["content_type"].dotted, content, certs, signers)
+    except _ASN1_ERRORS as exc:
+        raise CmsMalformed(f"not a DER CMS SignedData: {exc}") from None
+
+
+def _general_signer(si: acms.SignerInfo) -> SignerView:
+    signed_attrs = si["signed_attrs"]
+    # What was signed is the attributes as a universal SET: the [0] IMPLICIT tag swapped back on
+    # the bytes as received, taken before reading any attribute can mark the value as changed.
+    signed_bytes = None if isinstance(signed_attrs, core.Void) else b"\x31" + signed_attrs.dump()[1:]
+    sid = si["sid"]
+    issuer = serial = key_id = None
+    if sid.name == "issuer_and_serial_number":
+        issuer, serial = sid.chosen["issuer"].dump(), sid.chosen["serial_number"].native
+    else:
+        key_id = sid.chosen.native
+    attributes = None
+    if signed_attrs:  # an empty set counts as none: a bare signature over the content
+        values = {}
+        for attr in signed_attrs:
+            name = attr["type"].native
+            if name in values or len(attr["values"]) != 1:
+                raise CmsMalformed(f"signed attribute {name} must occur once with one value")
+            values[name] = attr["values"][0]
+        ess = values.get("signing_certificate_v2")
+        if ess is not None:
+            if not ess["certs"]:
+                raise CmsMalformed("empty ESS signing-certificate-v2 attribute")
+            first = ess["certs"][0]
+            ess = (first["hash_algorithm"]["algorithm"].native, first["cert_hash"].native)
+        attributes = AttributesView(
+            values["content_type"].dotted if "content_type" in values else None,
+            values["message_digest"].native if "message_digest" in values else None,
+            values["signing_time"].native if "signing_time" in values else None, ess)
+    else:
+        signed_bytes = None
+    return SignerView(issuer, serial, key_id, si["digest_algorithm"]["algorithm"].native,
+                      si["signature_algorithm"]["algorithm"].dotted, si["signature"].native,
+                      signed_bytes, attributes)
+
+
 def _signer_algorithm(sig_oid: str, cert: x509.Certificate) -> SignatureAlgorithm:
     expected = for_public_key(cert.public_key())
     if sig_oid == RSA_ENCRYPTION_OID and expected.key_type == "rsa":
@@ -281,31 +333,28 @@ def _signer_algorithm(sig_oid: str, cert: x509.Certificate) -> SignatureAlgorith
     return declared
 
 
-def _find_signer_cert(sid: acms.SignerIdentifier, pool: Sequence[_CertFacts]) -> _CertFacts:
-    if sid.name == "issuer_and_serial_number":
-        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
-        issuer_der = issuer.dump()  # untouched since parsing: the bytes as received
+def _find_signer_cert(signer: SignerView, pool: Sequence[_CertFacts]) -> _CertFacts:
+    if signer.issuer is not None:
         for facts in pool:
-            if facts.serial_number == serial and facts.issuer_der == issuer_der:
+            if facts.serial_number == signer.serial and facts.issuer_der == signer.issuer:
                 return facts
+        issuer = None
         for facts in pool:  # names equal under X.520 matching rules though encoded differently
-            if facts.serial_number == serial and ax509.Name.load(facts.issuer_der) == issuer:
-                return facts
+            if facts.serial_number == signer.serial:
+                issuer = issuer or ax509.Name.load(signer.issuer)
+                if ax509.Name.load(facts.issuer_der) == issuer:
+                    return facts
     else:
-        key_id = sid.chosen.native
         for facts in pool:
-            if _subject_key_id(facts) == key_id:
+            if _subject_key_id(facts) == signer.key_id:
                 return facts
     raise CmsBadSignature("the signer's certificate is not in the CMS signature")
 
 
-def _embedded_certificates(signed_data: acms.SignedData) -> list[_CertFacts]:
-    field = signed_data["certificates"]
-    if isinstance(field, core.Void):
-        return []
+def _certificate_facts(ders: Sequence[bytes]) -> list[_CertFacts]:
     try:
-        return [_facts_from_der(c.chosen.dump()) for c in field if c.name == "certificate"]
-    except ValueError as exc:  # asn1crypto's or pyca's parser
+        return [_facts_from_der(der) for der in ders]
+    except ValueError as exc:
         raise CmsMalformed(f"a certificate in the CMS signature does not parse: {exc}") from None
 
 
@@ -321,25 +370,18 @@ def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes 
     certificate); without, only the cryptography is checked and the caller decides about the
     certificate.
     """
-    signed_data = _load_signed_data(cms_der)
-    try:
-        encap = signed_data["encap_content_info"]
-        content_type = encap["content_type"].dotted
-        content = None if isinstance(encap["content"], core.Void) else encap["content"].contents
-        certs = _embedded_certificates(signed_data)
-        signer_infos = list(signed_data["signer_infos"])
-    except _ASN1_ERRORS as exc:
-        raise CmsMalformed(f"not a DER CMS SignedData: {exc}") from None
+    view = read_common(cms_der) or _general_view(cms_der)
     if data is None and digest is None:
-        if content is None:
+        if view.content is None:
             raise InvalidInput("a detached CMS signature needs the signed data to verify")
-        data = content
-    if not signer_infos:
+        data = view.content
+    certs = _certificate_facts(view.certificates)
+    if not view.signers:
         raise CmsMalformed("CMS SignedData has no signer")
     # The signer certificate may travel outside the CMS (an RFC 3161 token made without certReq).
     pool = certs + [_facts_of(c) for c in intermediates]
-    results = [_verify_signer_info(si, pool, data, digest, content_type, require_signing_cert_v2)
-               for si in signer_infos]
+    results = [_verify_signer(si, pool, data, digest, view.content_type, require_signing_cert_v2)
+               for si in view.signers]
     signer_cert, hash_name, message_digest, signing_time = results[0]
     all_certs = tuple(f.certificate for f in certs)
     path: tuple[x509.Certificate, ...] = ()
@@ -350,78 +392,48 @@ def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes 
         paths = [verify_certificate(cert, store, now, [*all_certs, *intermediates], purpose, revocation)
                  for cert, *_ in results]
         path = tuple(paths[0])
-    return CmsSignature(signer_cert, content_type, hash_name, message_digest, signing_time, content,
-                        all_certs, path)
+    return CmsSignature(signer_cert, view.content_type, hash_name, message_digest, signing_time,
+                        view.content, all_certs, path)
 
 
-def _verify_signer_info(si: acms.SignerInfo, pool: Sequence[_CertFacts], data: bytes | None,
-                        digest: bytes | None, content_type: str, require_ess: bool,
-                        ) -> tuple[x509.Certificate, str, bytes, dt.datetime | None]:
-    try:
-        return _check_signer_info(si, pool, data, digest, content_type, require_ess)
-    except _ASN1_ERRORS as exc:  # a field of the SignerInfo that only now turned out malformed
-        raise CmsMalformed(f"malformed CMS SignerInfo: {exc}") from None
-
-
-def _check_signer_info(si: acms.SignerInfo, pool: Sequence[_CertFacts], data: bytes | None,
-                       digest: bytes | None, content_type: str, require_ess: bool,
-                       ) -> tuple[x509.Certificate, str, bytes, dt.datetime | None]:
-    signed_attrs = si["signed_attrs"]
-    # What was signed is the attributes as a universal SET: the [0] IMPLICIT tag swapped back on
-    # the bytes as received, taken before reading any attribute can mark the value as changed.
-    signed_bytes = b"\x31" + signed_attrs.dump()[1:] if not isinstance(signed_attrs, core.Void) else None
-    facts = _find_signer_cert(si["sid"], pool)
+def _verify_signer(si: SignerView, pool: Sequence[_CertFacts], data: bytes | None, digest: bytes | None,
+                   content_type: str, require_ess: bool) -> tuple[x509.Certificate, str, bytes, dt.datetime | None]:
+    facts = _find_signer_cert(si, pool)
     cert = facts.certificate
-    hash_name = si["digest_algorithm"]["algorithm"].native
+    hash_name = si.digest_algorithm
     try:
-        algorithm = _signer_algorithm(si["signature_algorithm"]["algorithm"].dotted, cert)
+        algorithm = _signer_algorithm(si.signature_algorithm, cert)
     except UnsupportedAlgorithm as exc:
         raise CmsBadSignature(f"unsupported CMS signature: {exc.message}") from None
     if hash_name != algorithm.hash_name:
         raise CmsBadSignature(f"digest algorithm {hash_name} does not match {algorithm.name}")
     actual = digest if digest is not None else _digest(hash_name, data)  # type: ignore[arg-type]
-    signature = si["signature"].native
+    attrs = si.attributes
     signing_time = None
-    if not signed_attrs:  # a bare signature over the content (openssl cms -noattr)
+    if attrs is None:  # a bare signature over the content (openssl cms -noattr)
         if data is None:
             raise InvalidInput("a CMS signature without signed attributes needs the data, not a digest")
         signed_bytes = data
         message_digest = actual
     else:
-        values = {}
-        for attr in signed_attrs:
-            name = attr["type"].native
-            if name in values or len(attr["values"]) != 1:
-                raise CmsMalformed(f"signed attribute {name} must occur once with one value")
-            values[name] = attr["values"][0]
-        if "message_digest" not in values or "content_type" not in values:
+        if attrs.message_digest is None or attrs.content_type is None:
             raise CmsMalformed("signed attributes lack messageDigest or contentType")
-        message_digest = values["message_digest"].native
-        if values["content_type"].dotted != content_type:
+        message_digest = attrs.message_digest
+        if attrs.content_type != content_type:
             raise CmsBadSignature("contentType attribute differs from the encapsulated content type")
-        if "signing_time" in values:
-            signing_time = values["signing_time"].native
-        ess = values.get("signing_certificate_v2")
-        if ess is not None:
-            _check_ess(ess, facts)
+        signing_time = attrs.signing_time
+        if attrs.ess is not None:
+            ess_hash, cert_hash = attrs.ess
+            if cert_hash != (facts.sha256 if ess_hash == "sha256" else _digest(ess_hash, facts.der)):
+                raise CmsBadSignature("the ESS signing certificate names another certificate than the signer's")
         elif require_ess:
             raise CmsBadSignature("the signature lacks the ESS signing-certificate-v2 attribute")
         if message_digest != actual:
             raise CmsDigestMismatch("the data is not what was signed (message digest differs)")
+        signed_bytes = si.signed_bytes  # type: ignore[assignment]
     try:
-        algorithm.verify(cert.public_key(), signature, signed_bytes)  # type: ignore[arg-type]
+        algorithm.verify(cert.public_key(), si.signature, signed_bytes)
     except BadSignature:
         raise CmsBadSignature("CMS signature does not verify with the signer's certificate",
                               subject=cert.subject.rfc4514_string()) from None
     return cert, hash_name, message_digest, signing_time
-
-
-def _check_ess(ess: tsp.SigningCertificateV2, facts: _CertFacts) -> None:
-    ids = ess["certs"]
-    if not ids:
-        raise CmsMalformed("empty ESS signing-certificate-v2 attribute")
-    first = ids[0]
-    hash_name = first["hash_algorithm"]["algorithm"].native
-    expected = facts.sha256 if hash_name == "sha256" else _digest(hash_name, facts.der)
-    if first["cert_hash"].native != expected:
-        raise CmsBadSignature("the ESS signing certificate names another certificate than the signer's")
