@@ -11,7 +11,10 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
-from pki.ca import CertificateAuthority
+from cryptography.hazmat.primitives import serialization
+
+from pki.ca import CertificateAuthority, utcnow
+from pki.crl import build_crl
 from pki.keystore import write_public_file, write_secret_file
 from pki.seal_store import issue_seal
 from pki.unit_code import validate_unit_code
@@ -85,7 +88,4 @@ def _url_host(host: str) -> str:
 
 def _crl_pem(ca: CertificateAuthority) -> bytes:
     """The CA's current CRL, so a new node checks revocation from its first minute."""
-    from cryptography.hazmat.primitives import serialization
-    from pki.crl import build_crl
-
-    return build_crl(ca).public_bytes(serialization.Encoding.PEM)
+    return build_crl(ca, utcnow()).public_bytes(serialization.Encoding.PEM)

@@ -109,6 +109,27 @@ def verify_peer_credentials(node_id: str, signing_pem: str, encryption_pem: str,
     return PeerCredentials(node_id, sign, enc, chain)
 
 
+class _NodeConnector(aiohttp.TCPConnector):
+    """A connector that checks, once per new TLS connection, that the server is the node we meant.
+
+    Hostname verification (done by ``ssl``) proves the address; this proves the node identity in
+    the certificate (``urn:gwx:node:ID``), which is what matters when nodes share a host.
+    """
+
+    def __init__(self, expected_node: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._expected = expected_node
+
+    async def _wrap_create_connection(self, *args, **kwargs):
+        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        cert = peer_certificate(transport.get_extra_info("ssl_object"))
+        if node_id_of(cert) != self._expected:
+            transport.close()
+            raise PeerIdentityMismatch(f"server presented a certificate for node {node_id_of(cert)!r}, "
+                                       f"not {self._expected!r}", peer=self._expected)
+        return transport, protocol
+
+
 class PeerClient:
     """HTTP client for all peers; one connection pool (keep-alive) per peer node."""
 
@@ -121,7 +142,7 @@ class PeerClient:
     def _session(self, peer: Peer) -> aiohttp.ClientSession:
         session = self._sessions.get(peer.node_id)
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=4, keepalive_timeout=120)
+            connector = _NodeConnector(peer.node_id, ssl=self._ssl, limit=4, keepalive_timeout=120)
             session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
             self._sessions[peer.node_id] = session
         return session
@@ -131,19 +152,9 @@ class PeerClient:
             await session.close()
         self._sessions.clear()
 
-    def _check_identity(self, peer: Peer, response: aiohttp.ClientResponse) -> None:
-        conn = response.connection
-        ssl_object = conn.transport.get_extra_info("ssl_object") if conn and conn.transport else None
-        cert = peer_certificate(ssl_object)
-        if node_id_of(cert) != peer.node_id:
-            raise PeerIdentityMismatch(
-                f"{peer.url} presented a certificate for node {node_id_of(cert)!r}, not {peer.node_id!r}",
-                peer=peer.node_id)
-
     async def fetch_credentials(self, peer: Peer, trust: TrustStore, now, revocation=None) -> PeerCredentials:
         try:
             async with self._session(peer).get(f"{peer.url}/peer/v1/node") as resp:
-                self._check_identity(peer, resp)
                 if resp.status != 200:
                     raise PeerServerError(f"{peer.node_id} answered {resp.status} to GET /peer/v1/node")
                 body = await resp.content.read(256 * 1024)
@@ -165,7 +176,6 @@ class PeerClient:
                     f"{peer.url}/peer/v1/envelopes", data=_stream(frames),
                     headers={"Content-Type": ENVELOPE_MEDIA_TYPE, "Content-Length": str(total),
                              "X-Gwx-Frames": str(len(frames))}) as resp:
-                self._check_identity(peer, resp)
                 body = await resp.content.read(16 * 1024 * 1024)
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

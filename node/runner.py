@@ -1,0 +1,140 @@
+"""Running a node: build the components, serve both listeners, drain and stop on SIGTERM.
+
+Start-up order: open the store (which recovers from a crash before anything else runs), load the
+node's credentials and seals, start the inbound processor and the destination queues, then open
+the peer listener (mutual TLS, our CA only) and the local listener. Shutdown runs in reverse: the
+peer API stops taking envelopes (503, senders retry later), in-flight requests finish, the queues
+finish their batch in flight, the processor finishes its message, the store closes. Whatever is
+left is on disk and resumes at the next start.
+
+``NODE_DIR/run/ready.json`` (pid, peer and local URLs) is written once both listeners are up and
+removed at exit: scripts and tests wait for it rather than for a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from pki.keystore import write_public_file
+
+from .auth import TokenStore
+from .config import NodeConfig
+from .context import NodeContext
+from .inbound import Acceptor
+from .local_api import make_local_app
+from .metrics import Registry
+from .outbound import Outbound
+from .peer_api import DRAINING, make_peer_app
+from .service import DocumentService
+from .store.store import Store
+from .tls import client_context, server_context
+from .transport import PeerClient
+
+log = logging.getLogger("gwx.node")
+SHUTDOWN_TIMEOUT = 10.0
+GAUGE_INTERVAL = 5.0
+
+
+def ready_path(config: NodeConfig) -> Path:
+    return config.directory / "run" / "ready.json"
+
+
+async def serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    ctx = NodeContext.load(config, passphrase)
+    registry = Registry()
+    creds = config.credentials_dir
+    store = await Store.open(config.data_dir, clock=ctx.clock, max_blob_size=config.limits.max_envelope_bytes)
+    client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, passphrase))
+    outbound = Outbound(ctx, store, client, registry)
+    service = DocumentService(ctx, store, outbound, registry)
+    acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake)
+    peer_app = make_peer_app(ctx, acceptor)
+    local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
+    local_app.cleanup_ctx.append(_gauges(store, outbound, registry))
+
+    peer_runner = web.AppRunner(peer_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    local_runner = web.AppRunner(local_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    try:
+        service.processor.start()
+        await outbound.start()
+        await peer_runner.setup()
+        await local_runner.setup()
+        peer_site = web.TCPSite(peer_runner, config.peer_api.host, config.peer_api.port,
+                                ssl_context=server_context(creds / "tls.crt", creds / "tls.key",
+                                                           config.trust_root_path, passphrase))
+        local_site = web.TCPSite(local_runner, config.local_api.host, config.local_api.port)
+        await peer_site.start()
+        await local_site.start()
+        _write_ready(config, peer_site, local_site)
+        log.info("node %s serving: peers on %s, local API on %s", ctx.node_id, peer_site.name, local_site.name)
+        await stop.wait()
+        log.info("node %s draining", ctx.node_id)
+    finally:
+        peer_app[DRAINING]["on"] = True
+        with contextlib.suppress(FileNotFoundError):
+            ready_path(config).unlink()
+        await peer_runner.cleanup()
+        await outbound.stop(SHUTDOWN_TIMEOUT)
+        await local_runner.cleanup()
+        await service.processor.stop()
+        await client.close()
+        await store.close()
+        log.info("node %s stopped", ctx.node_id)
+
+
+def _write_ready(config: NodeConfig, peer_site: web.TCPSite, local_site: web.TCPSite) -> None:
+    def port(site: web.TCPSite) -> int:
+        return site._server.sockets[0].getsockname()[1]  # the real port when the config says 0
+
+    host = config.peer_api.host
+    info = {"pid": os.getpid(), "node_id": config.node_id,
+            "peer_url": f"https://{host}:{port(peer_site)}",
+            "local_url": f"http://{config.local_api.host}:{port(local_site)}"}
+    write_public_file(ready_path(config), json.dumps(info).encode())
+
+
+def _gauges(store: Store, outbound: Outbound, registry: Registry):
+    depth = registry.gauge("gwx_queue_depth", "Outbound envelopes by destination and state")
+    peers = registry.gauge("gwx_peer_up", "1 when the peer is up, 0 when backing off or dead")
+    inbound = registry.gauge("gwx_inbound_messages", "Received envelopes by processing state")
+
+    async def refresh() -> None:
+        while True:
+            try:
+                series = {}
+                for dest, states in (await store.queue.depth()).items():
+                    for state, n in states.items():
+                        series[(("destination", dest), ("state", state))] = float(n)
+                for dest, n in (await outbound.exchange.draft_counts()).items():
+                    series[(("destination", dest), ("state", "draft"))] = float(n)
+                depth.replace(series)
+                peers.replace({(("peer", p.node_id),): 1.0 if p.state == "up" else 0.0
+                               for p in await store.queue.list_peers()})
+                rows = await store.db.fetchall("SELECT state, COUNT(*) FROM received GROUP BY state")
+                inbound.replace({(("state", r[0]),): float(r[1]) for r in rows})
+            except Exception:
+                log.exception("cannot refresh gauges")
+            await asyncio.sleep(GAUGE_INTERVAL)
+
+    async def ctx(app: web.Application):
+        task = asyncio.get_running_loop().create_task(refresh(), name="gwx-gauges")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
