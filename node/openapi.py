@@ -62,7 +62,8 @@ SCHEMAS: Json = {
     "InboxDocument": {"allOf": [_ref("InboxItem"), _object({
         "metadata": {"type": "object", "description": "META.json of the document"},
         "verification": {"type": "object", "description": "the receiver's verification report"},
-        "attachments": {"type": "array", "items": _object({"name": STR, "size": INT, "media_type": STR})}})]},
+        # media_type is in service_api's shape but not (yet) in every answer: optional here.
+        "attachments": {"type": "array", "items": _object({"name": STR, "size": INT}, {"media_type": STR})}})]},
     "SubmitResult": _object({"doc_id": STR, "recipients": {"type": "array", "items": _ref("RecipientView")}}),
     "NodeStatus": _object({
         "node_id": STR, "units": {"type": "array"},

@@ -21,8 +21,11 @@ import pytest
 from node.cli.api_client import MultipartStream
 from node.cli.clerk import display_width, render_table
 from node.config import Limits
+from node.localnet import LocalNetwork, wait_for
 
-from .local_api_support import PDF, UNIT_B, UNIT_C, ThreadedServer, make_env, meta
+from ..exchange_protocol.package_fixtures import make_pdf
+from .local_api_support import PDF, UNIT_A, UNIT_B, UNIT_C, ThreadedServer, make_env, meta
+from .test_openapi import check, response_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,8 +57,8 @@ def gwx_parallel(server: ThreadedServer, commands: list[tuple]) -> list[subproce
     return done
 
 
-def direct_get(server: ThreadedServer, token: str, path: str) -> object:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+def direct_get(server, token: str, path: str) -> object:
+    conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=10)
     conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
     return json.loads(conn.getresponse().read())
 
@@ -244,3 +247,50 @@ def test_upload_progress_is_shown_on_a_terminal_only(tmp_path, files):
     assert "上传 [" in terminal and "100%" in terminal and "6/6 MiB" in terminal
     assert piped.returncode == 0 and piped.stderr == ""
     assert [a[2] for a in env.service.received_files[0]["attachments"]] == [6 * 1024 * 1024]
+
+
+def test_the_clerk_cli_against_a_real_node(tmp_path):
+    """The real document service behind the real app: `gwx node run` as a child process, one node
+    hosting two units; clerk A sends a sealed document to B, B signs for it, A tracks it."""
+    network = LocalNetwork(tmp_path / "net")
+    units = [{"code": UNIT_A, "name": "福州市人民政府办公厅", "level": "city", "parent": None},
+             {"code": UNIT_B, "name": "临沂市人民政府办公室", "level": "city", "parent": None}]
+    local = network.add_node("city", units)
+    (tmp_path / "body.pdf").write_bytes(make_pdf())
+    (tmp_path / "META.json").write_text(json.dumps(meta(cc=[]), ensure_ascii=False), "utf-8")
+    (tmp_path / "附件一.txt").write_text("附件内容", "utf-8")
+    network.start(local)
+    try:
+        server = _Url(local.ready["local_url"])
+        sent = gwx(server, local.tokens[f"clerk-{UNIT_A}"], "send", "--meta", str(tmp_path / "META.json"),
+                   "--body", str(tmp_path / "body.pdf"), "--attach", str(tmp_path / "附件一.txt"), "--json")
+        assert sent.returncode == 0, sent.stderr + network.log_tail(local)
+        doc_id = json.loads(sent.stdout)["doc_id"]
+        clerk_b = local.tokens[f"clerk-{UNIT_B}"]
+        inbox = wait_for(lambda: json.loads(gwx(server, clerk_b, "inbox", "--json").stdout), what="delivery")
+        assert [i["doc_id"] for i in inbox] == [doc_id] and inbox[0]["title"] == meta()["title"]
+        show = gwx(server, clerk_b, "show", doc_id)
+        assert show.returncode == 0 and "附件一.txt" in show.stdout and "榕政办〔2026〕12号" in show.stdout
+        signed = gwx(server, clerk_b, "sign-for", doc_id)
+        assert signed.returncode == 0, signed.stderr
+        track = wait_for(lambda: (t := gwx(server, local.tokens[f"clerk-{UNIT_A}"], "track", doc_id)).returncode == 0
+                         and "已签收" in t.stdout and t, what="签收 on the sender side")
+        row = next(line for line in track.stdout.splitlines() if line.startswith(UNIT_B))
+        assert "临沂市人民政府办公室" in row and "主送" in row and "临沂市人民政府办公室收发员" in row
+        # What the real service answers has the shapes the OpenAPI description promises.
+        for path, template in ((f"/api/v1/inbox/{doc_id}", "/api/v1/inbox/{doc_id}"), ("/api/v1/inbox", "/api/v1/inbox")):
+            check(direct_get(server, clerk_b, path), response_schema(template, "get", 200), path)
+        for path, template in ((f"/api/v1/outbox/{doc_id}", "/api/v1/outbox/{doc_id}"), ("/api/v1/outbox", "/api/v1/outbox")):
+            check(direct_get(server, local.tokens[f"clerk-{UNIT_A}"], path), response_schema(template, "get", 200), path)
+        # A hostile request against the real stack: still the typed error, still serving.
+        bad = gwx(server, clerk_b, "inbox", "--from", "nonsense")
+        assert bad.returncode == 2 and bad.stderr.startswith("gwx: API_BAD_PARAMETER")
+    finally:
+        assert network.stop(local) == 0
+
+
+class _Url:
+    """What gwx() needs of a server: its URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url

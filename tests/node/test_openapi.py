@@ -38,14 +38,14 @@ def check(value: Any, schema: dict, where: str = "$") -> None:
     if "$ref" in schema:
         return check(value, resolve(schema["$ref"]), where)
     if "oneOf" in schema:
-        matches = 0
+        matches, reasons = 0, []
         for option in schema["oneOf"]:
             try:
                 check(value, option, where)
                 matches += 1
-            except AssertionError:
-                pass
-        assert matches == 1, f"{where}: {value!r} matches {matches} of oneOf"
+            except AssertionError as exc:
+                reasons.append(str(exc))
+        assert matches == 1, f"{where}: matches {matches} of oneOf ({'; '.join(reasons)[:500]})"
         return None
     for sub in schema.get("allOf", []):
         check(value, sub, where)
