@@ -92,6 +92,7 @@ class Peer:
     node_id: str
     url: str
     units: tuple[str, ...] = ()
+    unit_names: tuple[tuple[str, str], ...] = ()  # (code, name) for display; optional
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,13 @@ class NodeConfig:
 
     def unit(self, code: str) -> HostedUnit | None:
         return next((u for u in self.units if u.code == code), None)
+
+    def unit_name(self, code: str) -> str | None:
+        """The name of a unit hosted here or named in the peer list (display only)."""
+        hosted = self.unit(code)
+        if hosted is not None:
+            return hosted.name
+        return next((n for p in self.peers for c, n in p.unit_names if c == code), None)
 
 
 def load_config(directory: str | Path) -> NodeConfig:
@@ -218,8 +226,10 @@ def _peer(raw: Any) -> Peer:
     if not isinstance(raw, dict):
         raise ConfigError("each [[peers]] entry must be a table")
     raw = dict(raw)
+    names = _take(raw, "unit_names", dict, default={})
     peer = Peer(node_id=_take(raw, "node_id", str, required=True), url=_take(raw, "url", str, required=True),
-                units=tuple(validate_unit_code(u) for u in _take(raw, "units", list, default=[])))
+                units=tuple(validate_unit_code(u) for u in _take(raw, "units", list, default=[])),
+                unit_names=tuple((validate_unit_code(c), str(n)) for c, n in names.items()))
     if not peer.url.startswith("https://"):
         raise ConfigError(f"peer {peer.node_id}: url must be https:// (mutual TLS only)")
     if raw:
@@ -247,7 +257,10 @@ def dump_config(config: NodeConfig) -> str:
         lines.append("")
     for p in config.peers:
         lines += ["[[peers]]", f"node_id = {_q(p.node_id)}", f"url = {_q(p.url)}",
-                  "units = [" + ", ".join(_q(c) for c in p.units) + "]", ""]
+                  "units = [" + ", ".join(_q(c) for c in p.units) + "]"]
+        if p.unit_names:
+            lines.append("unit_names = { " + ", ".join(f"{_q(c)} = {_q(n)}" for c, n in p.unit_names) + " }")
+        lines.append("")
     return "\n".join(lines)
 
 

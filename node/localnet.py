@@ -81,7 +81,8 @@ class LocalNetwork:
             for other in self.nodes.values():
                 if other is not node:
                     url = load_config(other.directory).peer_api.public_url
-                    add_peer(node.directory, other.node_id, url, [u["code"] for u in other.units])
+                    add_peer(node.directory, other.node_id, url, [u["code"] for u in other.units],
+                             {u["code"]: u["name"] for u in other.units})
 
     def start(self, node: LocalNode, timeout: float = 60.0) -> LocalNode:
         node.log_path = node.directory / "node.log"

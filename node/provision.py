@@ -73,10 +73,12 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
     return load_config(directory), tokens
 
 
-def add_peer(directory: Path, node_id: str, url: str, units: list[str]) -> NodeConfig:
+def add_peer(directory: Path, node_id: str, url: str, units: list[str],
+             names: dict[str, str] | None = None) -> NodeConfig:
     config = load_config(directory)
     peers = [p for p in config.peers if p.node_id != node_id]
-    peers.append(Peer(node_id, url, tuple(validate_unit_code(u) for u in units)))
+    peers.append(Peer(node_id, url, tuple(validate_unit_code(u) for u in units),
+                      tuple((validate_unit_code(c), n) for c, n in (names or {}).items())))
     new = replace(config, peers=tuple(peers))
     write_public_file(new.directory / CONFIG_NAME, dump_config(new).encode())
     return load_config(directory)

@@ -272,8 +272,7 @@ class DocumentService:
 
     # ---- views --------------------------------------------------------------------------------------
     def _unit_name(self, code: str) -> str | None:
-        unit = self.ctx.config.unit(code)
-        return unit.name if unit else None
+        return self.ctx.config.unit_name(code)
 
     def _outbox_item(self, doc: OutboxDocument, now: dt.datetime) -> dict[str, Any]:
         counts: dict[str, int] = defaultdict(int)

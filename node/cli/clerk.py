@@ -11,6 +11,7 @@ columns (``unicodedata.east_asian_width``), so padding counts display columns, n
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -233,10 +234,13 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _when(value: str | None) -> str:
-    """ISO 8601 shortened to minutes for reading (``--json`` keeps the full value)."""
+    """An ISO 8601 time in this machine's time zone (``TZ``), to the minute (``--json`` keeps it whole)."""
     if not value:
         return ""
-    return value[:16].replace("T", " ")
+    try:
+        return dt.datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return value[:16].replace("T", " ")
 
 
 def _verification(report: Any) -> str:
