@@ -59,6 +59,7 @@ DATE_LINE = re.compile(r"(19|20)\d{2}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日")
 # Lower-right fallback: the seal's right edge this far from the page edge, its bottom this high.
 FALLBACK_RIGHT_PT = 90.0
 FALLBACK_BOTTOM_PT = 160.0
+MAX_TEXT_SCAN_BYTES = 256 * 1024
 
 Box = tuple[float, float, float, float]
 # A seal certificate signs documents: digitalSignature or nonRepudiation (pki.profiles.SEAL has both).
@@ -117,6 +118,8 @@ class PadesSealer:
         self.signer = signer
         self.seal = seal
         self._pyhanko_signer = _GwxPyHankoSigner(signer, chain)
+        cert_bytes = sum(len(c.public_bytes(Encoding.DER)) for c in (signer.certificate, *chain) if c)
+        self._reserved = 4096 + 2 * cert_bytes
         try:
             picture = Image.open(io.BytesIO(seal.picture.data))
             picture.load()
@@ -176,7 +179,10 @@ class PadesSealer:
                                      at=at.astimezone(dt.UTC))
         try:
             writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-            out = pdf_signer.sign_pdf(writer, output=io.BytesIO())
+            # Reserving the space up front spares pyHanko a dry-run CMS build to measure it (about
+            # half of its signing time): ample room for an ECDSA or RSA-3072 value, the attributes and
+            # the certificates, which we know.
+            out = pdf_signer.sign_pdf(writer, output=io.BytesIO(), bytes_reserved=self._reserved)
         except GwxError:
             raise
         except Exception as exc:  # pyHanko reports broken PDFs with many exception types
@@ -213,6 +219,11 @@ def _find_date_line(pdf: bytes, page_index: int) -> tuple[float, float] | None:
     try:
         from pypdf import PdfReader
         page = PdfReader(io.BytesIO(pdf)).pages[page_index]
+        contents = page.get_contents()
+        # pypdf's text extraction runs at about 1 µs a byte; a page whose content stream is huge (a
+        # vector drawing, a text dump) is not worth it: the seal goes to the corner instead.
+        if contents is None or len(contents.get_data()) > MAX_TEXT_SCAN_BYTES:
+            return None
         runs: list[tuple[str, float, float, float]] = []
 
         def visit(text, cm, tm, font_dict, font_size):
