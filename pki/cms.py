@@ -38,6 +38,7 @@ from asn1crypto import algos, core, tsp  # noqa: F401  (tsp registers the ESS at
 from asn1crypto import cms as acms
 from asn1crypto import x509 as ax509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from .algorithms import RSA3072_SHA256, SignatureAlgorithm, by_oid, for_public_key
@@ -118,6 +119,9 @@ class _CertFacts:
 def _facts_from_der(der: bytes) -> _CertFacts:
     """Raises ValueError when ``der`` is not a certificate (not cached: lru_cache keeps no errors)."""
     cert = x509.load_der_x509_certificate(der)
+    # pyca decodes names lazily: decode them now, so no later use (path building, messages) meets a
+    # name that does not decode.
+    cert.subject.rfc4514_string()
     return _CertFacts(cert, der, hashlib.sha256(der).digest(), cert.issuer.public_bytes(), cert.serial_number)
 
 
@@ -131,6 +135,8 @@ def _subject_key_id(facts: _CertFacts) -> bytes | None:
     try:
         ext = facts.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     except x509.ExtensionNotFound:
+        return None
+    except ValueError:  # pyca decodes extensions only now: a malformed one identifies nothing
         return None
     return ext.value.digest
 
@@ -324,7 +330,13 @@ def _general_signer(si: acms.SignerInfo) -> SignerView:
 
 
 def _signer_algorithm(sig_oid: str, cert: x509.Certificate) -> SignatureAlgorithm:
-    expected = for_public_key(cert.public_key())
+    try:
+        public_key = cert.public_key()  # pyca decodes the key only now
+    except ValueError as exc:
+        raise CmsMalformed(f"the signer certificate's public key does not decode: {exc}") from None
+    except PycaUnsupportedAlgorithm as exc:  # e.g. a curve pyca does not know
+        raise UnsupportedAlgorithm(f"the signer certificate's key: {exc}") from None
+    expected = for_public_key(public_key)
     if sig_oid == RSA_ENCRYPTION_OID and expected.key_type == "rsa":
         return RSA3072_SHA256
     declared = by_oid(sig_oid)
@@ -341,9 +353,12 @@ def _find_signer_cert(signer: SignerView, pool: Sequence[_CertFacts]) -> _CertFa
         issuer = None
         for facts in pool:  # names equal under X.520 matching rules though encoded differently
             if facts.serial_number == signer.serial:
-                issuer = issuer or ax509.Name.load(signer.issuer)
-                if ax509.Name.load(facts.issuer_der) == issuer:
-                    return facts
+                try:
+                    issuer = issuer or ax509.Name.load(signer.issuer)
+                    if ax509.Name.load(facts.issuer_der) == issuer:
+                        return facts
+                except ValueError as exc:  # a name whose strings do not decode
+                    raise CmsMalformed(f"malformed name in the CMS signature: {exc}") from None
     else:
         for facts in pool:
             if _subject_key_id(facts) == signer.key_id:
@@ -354,7 +369,7 @@ def _find_signer_cert(signer: SignerView, pool: Sequence[_CertFacts]) -> _CertFa
 def _certificate_facts(ders: Sequence[bytes]) -> list[_CertFacts]:
     try:
         return [_facts_from_der(der) for der in ders]
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CmsMalformed(f"a certificate in the CMS signature does not parse: {exc}") from None
 
 

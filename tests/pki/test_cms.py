@@ -8,18 +8,25 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms as acms
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pki import cms
+from pki import crl as crlmod
 from pki.ca import CertificateAuthority, pem
 from pki.errors import (
+    CertificateExpired,
+    CertificateRevoked,
     CertificateUntrusted,
     CmsBadSignature,
     CmsDigestMismatch,
     CmsMalformed,
     InvalidInput,
 )
+from pki.revocation import CrlChecker
 from pki.signer import SoftwareSigner
+from pki.trust import Purpose
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 PW = b"correct horse"
@@ -145,3 +152,94 @@ def test_signer_without_certificate_is_refused(pki_env):
     _, _, _, signer = pki_env
     with pytest.raises(InvalidInput):
         cms.sign_detached(DATA, SoftwareSigner(signer.private_key_for_tls()))
+
+
+def test_output_is_the_der_asn1crypto_would_write(pki_env):
+    # Re-encoding every value from scratch (force=True) gives back our bytes: the hand-written DER is canonical.
+    _, _, inter, signer = pki_env
+    for kwargs in ({}, {"signing_time": NOW, "extra_certs": [inter.certificate]},
+                   {"encapsulate": True, "include_signing_cert_v2": False}):
+        sig = cms.sign_detached(DATA, signer, **kwargs)
+        assert acms.ContentInfo.load(sig).dump(force=True) == sig
+
+
+# ---- the per-certificate caches (signer parts, certificate links) cannot be fooled ----------------------
+def test_tampered_signature_fails_after_the_same_certificate_verified(pki_env):
+    _, root, inter, signer = pki_env
+    sig = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate])
+    cms.verify_detached(sig, DATA, trust_roots=[root.certificate], now=NOW)
+    tampered = bytearray(sig)
+    tampered[-5] ^= 0x40
+    with pytest.raises(CmsBadSignature):
+        cms.verify_detached(bytes(tampered), DATA, trust_roots=[root.certificate], now=NOW)
+
+
+def test_two_certificates_of_one_key_each_sign_as_themselves(pki_env):
+    _, root, inter, signer = pki_env
+    other = inter.issue_seal_certificate("91350100M000100Y43", "测试县人民政府", signer.public_key)
+    for cert in (signer.certificate, other, signer.certificate):
+        sig = cms.sign_detached(DATA, signer.with_certificate(cert), extra_certs=[inter.certificate])
+        result = cms.verify_detached(sig, DATA, trust_roots=[root.certificate], now=NOW,
+                                     require_signing_cert_v2=True)  # ESS hash of *this* certificate
+        assert result.signer_certificate == cert
+
+
+def _forge(subject: x509.Name, issuer: x509.Name, public_key, issuer_key, template: x509.Certificate,
+           ) -> x509.Certificate:
+    """A certificate like ``template`` (same serial, validity, extensions) signed by ``issuer_key``."""
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+               .serial_number(template.serial_number).not_valid_before(template.not_valid_before_utc)
+               .not_valid_after(template.not_valid_after_utc))
+    for ext in template.extensions:
+        if ext.oid not in (x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+                           x509.oid.ExtensionOID.SUBJECT_KEY_IDENTIFIER):
+            builder = builder.add_extension(ext.value, ext.critical)
+    return builder.sign(issuer_key, template.signature_hash_algorithm)
+
+
+def test_same_names_with_another_key_fail_the_path_after_a_cached_success(pki_env):
+    _, root, inter, signer = pki_env
+    good = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate])
+    cms.verify_detached(good, DATA, trust_roots=[root.certificate], now=NOW, purpose=Purpose.SEAL)
+    # A look-alike intermediate (same subject, serial, extensions; another key, not issued by the root)
+    # and a look-alike leaf under it.
+    fake_key = inter.algorithm.generate()
+    fake_inter = _forge(inter.certificate.subject, root.certificate.subject, fake_key.public_key(), fake_key,
+                        inter.certificate)
+    leaf_key = inter.algorithm.generate()
+    fake_leaf = _forge(signer.certificate.subject, inter.certificate.subject, leaf_key.public_key(), fake_key,
+                       signer.certificate)
+    forged = cms.sign_detached(DATA, SoftwareSigner(leaf_key, fake_leaf), extra_certs=[fake_inter])
+    cms.verify_detached(forged, DATA)  # the cryptography alone is sound
+    for intermediates in ([], [inter.certificate]):
+        with pytest.raises(CertificateUntrusted):
+            cms.verify_detached(forged, DATA, trust_roots=[root.certificate], now=NOW,
+                                intermediates=intermediates, purpose=Purpose.SEAL)
+    # The real leaf's name and serial with another key under the real intermediate's name.
+    impostor = cms.sign_detached(DATA, SoftwareSigner(leaf_key, fake_leaf), extra_certs=[inter.certificate])
+    with pytest.raises(CertificateUntrusted):
+        cms.verify_detached(impostor, DATA, trust_roots=[root.certificate], now=NOW, purpose=Purpose.SEAL)
+
+
+def test_revocation_is_decided_afresh_after_a_cached_success(pki_env):
+    _, root, inter, _ = pki_env
+    key = inter.algorithm.generate()
+    signer = SoftwareSigner(key, inter.issue_seal_certificate("91350100M000100Y43", "测试县人民政府",
+                                                              key.public_key()))
+    sig = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate])
+    before = CrlChecker([crlmod.build_crl(inter, NOW), crlmod.build_crl(root, NOW)])
+    cms.verify_detached(sig, DATA, trust_roots=[root.certificate], now=NOW, revocation=before)
+    inter.revoke(signer.certificate, "key_compromise", NOW)
+    after = CrlChecker([crlmod.build_crl(inter, NOW + dt.timedelta(seconds=1)), crlmod.build_crl(root, NOW)])
+    with pytest.raises(CertificateRevoked):
+        cms.verify_detached(sig, DATA, trust_roots=[root.certificate], now=NOW + dt.timedelta(seconds=2),
+                            revocation=after)
+
+
+def test_expiry_is_decided_afresh_after_a_cached_success(pki_env):
+    _, root, inter, signer = pki_env
+    sig = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate])
+    cms.verify_detached(sig, DATA, trust_roots=[root.certificate], now=NOW)
+    with pytest.raises(CertificateExpired):
+        cms.verify_detached(sig, DATA, trust_roots=[root.certificate],
+                            now=signer.certificate.not_valid_after_utc + dt.timedelta(seconds=1))

@@ -1,0 +1,111 @@
+"""pki.cms_view: the hand-written DER reader reads what asn1crypto reads, and declines the rest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import subprocess
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from pki import cms
+from pki.ca import CertificateAuthority, pem
+from pki.cms_view import read_common
+from pki.errors import GwxError
+from pki.signer import SoftwareSigner
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+PW = b"correct horse"
+DATA = b"gwx envelope header\n" * 20
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("view")
+    root = CertificateAuthority.init_root(base / "root", "View Root", PW)
+    inter = root.create_intermediate(base / "int", "View County CA", PW)
+    key = inter.algorithm.generate()
+    signer = SoftwareSigner(key, inter.issue_seal_certificate("91350100M000100Y43", "测试县人民政府",
+                                                              key.public_key()))
+    return base, root, inter, signer
+
+
+def _ours(env) -> list[bytes]:
+    _, _, inter, signer = env
+    return [cms.sign_detached(DATA, signer),
+            cms.sign_detached(DATA, signer, signing_time=NOW, extra_certs=[inter.certificate]),
+            cms.sign_detached(DATA, signer, signing_time=dt.datetime(2051, 1, 1, tzinfo=dt.UTC),
+                              include_signing_cert_v2=False, content_type="1.2.156.1.2.3"),
+            cms.sign_detached(DATA, signer, encapsulate=True, include_signer_certificate=False)]
+
+
+def test_our_signatures_take_the_common_path_and_read_the_same_both_ways(env):
+    for sig in _ours(env):
+        view = read_common(sig)
+        assert view is not None
+        assert view == cms._general_view(sig)
+
+
+def _openssl_sign(env, *args: str) -> bytes:
+    base, _, inter, signer = env
+    key = signer.private_key_for_tls().private_bytes(serialization.Encoding.PEM,
+                                                     serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption())
+    (base / "k.pem").write_bytes(key)
+    (base / "c.pem").write_bytes(pem(signer.certificate))
+    (base / "chain.pem").write_bytes(pem(inter.certificate))
+    (base / "data").write_bytes(DATA)
+    subprocess.run(["openssl", "cms", "-sign", "-binary", "-outform", "DER", "-in", str(base / "data"),
+                    "-signer", str(base / "c.pem"), "-inkey", str(base / "k.pem"), "-certfile",
+                    str(base / "chain.pem"), "-md", "sha256", "-out", str(base / "o.p7s"), *args], check=True)
+    return (base / "o.p7s").read_bytes()
+
+
+@pytest.mark.parametrize("args", [(), ("-stream",), ("-noattr",)], ids=["attrs", "ber-stream", "noattr"])
+def test_other_producers_are_read_the_general_way_or_equally(env, args):
+    _, root, _, signer = env
+    sig = _openssl_sign(env, *args)
+    view = read_common(sig)
+    if args == ("-noattr",):  # no signed attributes at all: the common shape
+        assert view == cms._general_view(sig)
+    else:  # smimeCapabilities attribute, indefinite lengths: declined, never misread
+        assert view is None
+    result = cms.verify_detached(sig, DATA, trust_roots=[root.certificate], now=NOW)
+    assert result.signer_certificate == signer.certificate
+
+
+@pytest.mark.parametrize("damage", ["trailing byte", "long-form short length"])
+def test_non_der_encodings_are_declined(env, damage):
+    sig = _ours(env)[0]
+    if damage == "trailing byte":
+        bad = sig + b"\x00"
+    else:  # the outer length re-written with a superfluous length byte
+        assert sig[1] == 0x82
+        bad = b"\x30\x83\x00" + sig[2:]
+    assert read_common(bad) is None
+    try:
+        cms.verify_detached(bad, DATA)
+    except GwxError:
+        pass
+
+
+def test_random_damage_never_reads_differently_and_only_fails_typed(env):
+    """A view from the common reader is exactly the general reader's; failures are typed errors."""
+    rng = random.Random(20260302)
+    originals = _ours(env)
+    agreed = 0
+    for i in range(2000):
+        bad = bytearray(originals[i % len(originals)])
+        for _ in range(rng.randint(1, 3)):
+            bad[rng.randrange(len(bad))] = rng.randrange(256)
+        bad = bytes(bad[:rng.randrange(len(bad) // 2, len(bad) + 1)]) if i % 5 == 0 else bytes(bad)
+        view = read_common(bad)
+        if view is not None:
+            assert view == cms._general_view(bad)
+            agreed += 1
+        try:
+            cms.verify_detached(bad, DATA if i % 4 else None)
+        except GwxError:
+            pass
+    assert agreed > 50  # the damage often lands in values (signature, certificates, hashes), not structure
