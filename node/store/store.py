@@ -51,6 +51,7 @@ class RecoveryReport:
     corrupt_received: tuple[str, ...] = ()   # message ids moved to corrupt
     missing_packages: tuple[str, ...] = ()   # outbox/inbox doc ids whose package blob is gone
     orphan_blobs_removed: tuple[str, ...] = field(default=())
+    corrupt_drafts: tuple[str, ...] = ()     # draft message ids dropped: their payload blob is gone
 
 
 class Store:
@@ -119,12 +120,24 @@ class Store:
             error = BlobMissing("发送队列中的报文数据块丢失", digest=digest, message_id=message_id)
             log.error(error.message, extra={"message_id": message_id, "code": error.code})
             await self.queue.mark_corrupt(message_id, error)
+        # An acknowledged envelope still to be applied needs both its envelope and its payload blob.
         corrupt_received = await self._missing(
-            "SELECT message_id, blob_digest FROM received WHERE state = 'new'")
-        for message_id, digest in corrupt_received:
+            "SELECT message_id, blob_digest FROM received WHERE state = 'new'"
+            " UNION ALL SELECT message_id, payload_digest FROM received"
+            " WHERE state = 'new' AND payload_digest IS NOT NULL")
+        for message_id, digest in dict(corrupt_received).items():
             error = BlobMissing("已签收回执的接收报文数据块丢失", digest=digest, message_id=message_id)
             log.error(error.message, extra={"message_id": message_id, "code": error.code})
             await self.messages.mark_inbound(message_id, "corrupt", error=error)
+        corrupt_drafts = await self._missing("SELECT message_id, payload_digest FROM drafts")
+        for message_id, digest in corrupt_drafts:
+            # The draft can never be built; its queued recipients will show it was never sent.
+            error = BlobMissing("待发报文的数据块丢失", digest=digest, message_id=message_id)
+            log.error(error.message, extra={"message_id": message_id, "code": error.code})
+            async with self.db.transaction() as tx:
+                await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,))
+                await self.audit.append(tx, "node", "draft.corrupt", {"message_id": message_id},
+                                        {"error": error.code, "digest": digest})
         missing_packages = await self._missing(
             "SELECT doc_id, package_digest FROM outbox UNION SELECT doc_id, package_digest FROM inbox")
         for doc_id, digest in missing_packages:
@@ -133,9 +146,9 @@ class Store:
 
         orphans = await self.collect_garbage(grace_seconds=grace_seconds)
         report = RecoveryReport(temp_removed, requeued, tuple(m for m, _ in corrupt_queue),
-                                tuple(m for m, _ in corrupt_received), tuple(d for d, _ in missing_packages),
-                                tuple(orphans))
-        if temp_removed or requeued or corrupt_queue or corrupt_received or orphans:
+                                tuple(dict(corrupt_received)), tuple(d for d, _ in missing_packages),
+                                tuple(orphans), tuple(m for m, _ in corrupt_drafts))
+        if temp_removed or requeued or corrupt_queue or corrupt_received or corrupt_drafts or orphans:
             log.warning("store recovered: %s", report)
         return report
 
