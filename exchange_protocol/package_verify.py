@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -109,16 +110,19 @@ def _fail(name: str, exc: GwxError) -> Check:
     return Check(name, FAIL, exc.code, exc.message, {k: str(v) for k, v in exc.details.items()})
 
 
-def verify_package(source: BinaryIO, trust: TrustStore | Sequence[x509.Certificate], at: dt.datetime, *,
-                   revocation: RevocationCheck | None = None,
+def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Sequence[x509.Certificate],
+                   at: dt.datetime, *, revocation: RevocationCheck | None = None,
                    limits: PackageLimits = DEFAULT_LIMITS, validate_pdf: bool = True) -> PackageReport:
-    """Verify the package in the seekable binary file ``source`` at time ``at`` (see module doc).
+    """Verify the package in ``source`` (a seekable binary file, or a path) at ``at`` (see module doc).
 
     ``validate_pdf=False`` leaves out the PAdES validation (pyHanko, tens of milliseconds): a node
     accepting an envelope checks everything else before acknowledging, and validates the PDF seal
     afterwards, once per package digest. The check then reads SKIPPED, so ``report.ok`` is false
     and ``report.failures`` holds only real failures.
     """
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            return verify_package(f, trust, at, revocation=revocation, limits=limits, validate_pdf=validate_pdf)
     roots = tuple(trust.roots if isinstance(trust, TrustStore) else trust)
     checks: dict[str, Check] = {}
     info: dict[str, Any] = {"checked_at": at}

@@ -104,8 +104,9 @@ def test_untrusted_root(pki_env, tmp_path):
     assert s["pdf_seal"][0] == "fail" and s["seal"] == ("fail", "SEAL_MAKER_UNTRUSTED")
 
 
-def test_report_is_frozen_and_serialisable(pki_env):
-    report = verify_package(io.BytesIO(package(pki_env)), [pki_env.root], NOW)
+def test_report_is_frozen_and_serialisable(pki_env, tmp_path):
+    (tmp_path / "pkg.zip").write_bytes(package(pki_env))
+    report = verify_package(tmp_path / "pkg.zip", [pki_env.root], NOW)  # a path works as well as a file
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.title = "x"
     d = report.to_dict()
