@@ -34,6 +34,7 @@ def _command(server: ThreadedServer, token: str | None, args: tuple[str, ...]) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("GWX_")}
     env["GWX_NODE"] = server.url
     env["PYTHONPATH"] = str(ROOT)
+    env["TZ"] = "Asia/Shanghai"  # times are shown in the clerk's zone (the node answers in UTC)
     if token:
         env["GWX_TOKEN"] = token
     return [sys.executable, "-m", "node.cli.main", *args], env
@@ -134,7 +135,7 @@ def test_send_sign_for_urge_and_track_as_two_clerks(node, files):
     labels = ["单位代码", "单位名称", "角色", "状态", "签收人", "时间", "原因", "催办"]
     starts = header_starts(lines[1], labels)
     assert columns(lines[1], starts) == labels
-    assert columns(lines[2], starts) == [UNIT_B, "临沂市人民政府办公室", "主送", "已签收", "李四", "2026-11-21 09:30",
+    assert columns(lines[2], starts) == [UNIT_B, "临沂市人民政府办公室", "主送", "已签收", "李四", "2026-11-21 17:30",
                                          "", "0"]
     assert columns(lines[3], starts) == [UNIT_C, "", "抄送", "待发送", "", "", "", "1"]
     assert "已签收 1" in lines[-1] and "待发送 1" in lines[-1]
