@@ -1,0 +1,430 @@
+"""The running gateway on this machine: two real nodes on loopback (``node.localnet``), measured.
+
+1. Acceptance over the peer API. N small documents (one page, the unit's seal) are packaged and
+   sealed *beforehand* by the sending unit's seal credential, in a process pool (sealing is what
+   ``bench/protocol.py`` measures), and put into envelopes for the receiving node (signed with the
+   sender node's key, encrypted for the receiver's certificate), written as batch files of frames
+   back to back. A client in this process then POSTs the batches to the receiver's
+   ``/peer/v1/envelopes`` over mutual TLS with the sender node's TLS credentials, several batches
+   in flight as several senders would. Measured: envelopes accepted durably per second (TLS,
+   header signature and certificates, decryption, package checks, two fsynced blobs, group commit,
+   signed receipt), submit → receipt latency per envelope, and the receiver's CPU per document
+   (``/proc/PID/stat``); every receipt is then verified. The receiver's processor (full PAdES
+   validation, inbox rows, transport-acks) runs meanwhile, as in production, and shares the CPU.
+2. Beside it, the primitive floor measured in the same run: what one acceptance must at least cost
+   = 2 ECDSA verifications (header, manifest; certificate links are cached) + 1 ECDSA signature
+   (receipt) + 1 ECDH + AES-256-GCM twice (TLS record, payload) + SHA-256 three times (envelope,
+   payload digest, package members) over the envelope's size.
+3. PDF seal validation: full ``verify_package(validate_pdf=True)`` of one package, repeated; and
+   one document fanned out to 20 units of the receiver, counting ``gwx_pdf_validations_total``
+   on the receiver's ``/metrics`` (it must grow by one).
+4. One big attachment (1 GiB, ``--quick`` 256 MiB, random bytes named ``.mp4`` so it is stored,
+   not deflated) written to disk in chunks, submitted through the sender's local API (streamed
+   multipart), until it is in the receiver's inbox; peak RSS (``VmHWM``) of both node processes.
+
+Phases 3–4 run on a second, fresh pair of nodes: the first receiver still has a processing
+backlog and its peak RSS would include phase 1. ``--quick``: 2,000 documents, 256 MiB.
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import datetime as dt
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Run as a script, bench/ is sys.path[0] and this file would shadow the node package: replace it.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import aiohttp  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+
+from exchange_protocol.envelope_crypto import Recipient  # noqa: E402
+from exchange_protocol.envelope_seal import HeaderDraft, Sender, seal_envelope  # noqa: E402
+from exchange_protocol.meta_json import parse_meta  # noqa: E402
+from exchange_protocol.package import build_package  # noqa: E402
+from exchange_protocol.package_verify import verify_package  # noqa: E402
+from exchange_protocol.transport_receipt import verify_receipt  # noqa: E402
+from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, send_document, wait_for  # noqa: E402
+from node.tls import client_context  # noqa: E402
+from node.transport import ENVELOPE_MEDIA_TYPE  # noqa: E402
+from pki.ca import load_certificate, load_certificates  # noqa: E402
+from pki.crl import load_crl  # noqa: E402
+from pki.keystore import read_private_key  # noqa: E402
+from pki.revocation import CrlChecker  # noqa: E402
+from pki.seal_store import load_seal_credential  # noqa: E402
+from pki.signer import SoftwareSigner  # noqa: E402
+from pki.trust import TrustStore  # noqa: E402
+from pki.unit_code import make_unit_code  # noqa: E402
+
+SENDER, RECEIVER = "city", "county"
+SENDER_UNIT = make_unit_code("11371300MB0000001")
+RECEIVER_UNITS = [make_unit_code(f"11371302MB{i:07d}") for i in range(1, 21)]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MiB = 1024 * 1024
+
+
+# ---- the network ------------------------------------------------------------------------------
+def make_network(base: Path) -> tuple[LocalNetwork, LocalNode, LocalNode]:
+    net = LocalNetwork(base)
+    sender = net.add_node(SENDER, [{"code": SENDER_UNIT, "name": "临沂市人民政府办公室"}])
+    receiver = net.add_node(RECEIVER, [{"code": u, "name": f"兰山区第{i + 1}局"}
+                                       for i, u in enumerate(RECEIVER_UNITS)])
+    net.connect_all()
+    net.start_all()
+    return net, sender, receiver
+
+
+def body_pdf() -> bytes:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    c.setFont("STSong-Light", 16)
+    c.drawString(72, 720, "关于做好冬季安全生产工作的通知")
+    c.setFont("STSong-Light", 12)
+    c.drawString(72, 690, "各区县人民政府，市政府各部门：请按要求做好相关工作。")
+    c.save()
+    return buf.getvalue()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def metric(node: LocalNode, name: str) -> float:
+    """Sum of every series of ``name`` on the node's /metrics (operator token)."""
+    text = node.client("operator").get("/metrics").decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
+
+
+# ---- preparing the envelopes (process pool) --------------------------------------------------
+_W: dict = {}
+
+
+def _worker_init(sender_dir: str, receiver_dir: str, pdf: bytes) -> None:
+    s, r = Path(sender_dir), Path(receiver_dir)
+    chain = load_certificates((s / "credentials" / "sign.crt").read_bytes())
+    signer = SoftwareSigner(read_private_key(s / "credentials" / "sign.key", PASSPHRASE), chain[0])
+    _W.update(seal=load_seal_credential(s / "units" / SENDER_UNIT, PASSPHRASE), pdf=pdf,
+              sender=Sender(SENDER, signer, tuple(chain[1:])),
+              recipient=Recipient(load_certificates((r / "credentials" / "enc.crt").read_bytes())[0]))
+
+
+def _build_batch(path: str, first: int, count: int) -> list[tuple[str, str, int]]:
+    """Package, seal and envelope documents first..first+count-1 into one file of frames."""
+    now = dt.datetime.now(dt.UTC)
+    out = []
+    with open(path, "wb") as f:
+        for i in range(first, first + count):
+            meta = parse_meta({"kind": "通知", "title": f"关于做好冬季安全生产工作的通知（第{i}号）",
+                               "issuers": [SENDER_UNIT], "to": [RECEIVER_UNITS[0]],
+                               "written_on": "2026-11-20"}, now=now).metadata
+            package = io.BytesIO()
+            build_package(package, metadata=meta, body=_W["pdf"], seal_key=_W["seal"], at=now)
+            draft = HeaderDraft.new("document", SENDER, RECEIVER, SENDER_UNIT, [RECEIVER_UNITS[0]], now,
+                                    dt.timedelta(days=1))
+            envelope = seal_envelope(draft, package.getvalue(), _W["sender"], _W["recipient"]).data
+            f.write(envelope)
+            out.append((draft.message_id, hashlib.sha256(envelope).hexdigest(), len(envelope)))
+    return out
+
+
+@dataclass(frozen=True)
+class Batch:
+    path: Path
+    frames: list[tuple[str, str, int]]  # message id, envelope SHA-256, size
+
+
+def prepare(sender: LocalNode, receiver: LocalNode, n: int, batch_size: int, work: Path, pdf: bytes,
+            workers: int) -> list[Batch]:
+    work.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(work / f"batch-{k:05d}.frames"), first, min(batch_size, n - first))
+            for k, first in enumerate(range(0, n, batch_size))]
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                                initializer=_worker_init,
+                                                initargs=(str(sender.directory), str(receiver.directory),
+                                                          pdf)) as pool:
+        futures = [pool.submit(_build_batch, *job) for job in jobs]
+        return [Batch(Path(job[0]), fut.result()) for job, fut in zip(jobs, futures, strict=True)]
+
+
+# ---- phase 1: acceptance over the peer API ----------------------------------------------------
+async def submit_all(sender: LocalNode, receiver: LocalNode, batches: list[Batch], inflight: int):
+    creds = sender.directory / "credentials"
+    ssl_ctx = client_context(creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASSPHRASE)
+    url = receiver.ready["peer_url"] + "/peer/v1/envelopes"
+    latencies: list[float] = []
+    receipts: list[tuple[str, str, bytes]] = []
+    errors: dict[str, int] = {}
+    todo = iter(batches)
+    loop = asyncio.get_running_loop()
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=inflight),
+                                     timeout=timeout) as session:
+        async def client() -> None:
+            for batch in todo:
+                body = await loop.run_in_executor(None, batch.path.read_bytes)
+                t0 = time.perf_counter()
+                async with session.post(url, data=body, headers={"Content-Type": ENVELOPE_MEDIA_TYPE}) as resp:
+                    answer = await resp.read()
+                elapsed = time.perf_counter() - t0
+                if resp.status != 200:
+                    raise RuntimeError(f"receiver answered {resp.status}: {answer[:300]!r}")
+                for (message_id, sha, _), r in zip(batch.frames, json.loads(answer)["results"], strict=True):
+                    if "receipt" in r:
+                        receipts.append((message_id, sha, r["receipt"]))
+                        latencies.append(elapsed)
+                    else:
+                        errors[r["error"]["code"]] = errors.get(r["error"]["code"], 0) + 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(inflight)))
+        wall = time.perf_counter() - start
+    return wall, latencies, receipts, errors
+
+
+def verify_receipts(sender: LocalNode, receipts: list[tuple[str, str, str]]) -> int:
+    import base64
+    creds = sender.directory / "credentials"
+    trust = TrustStore.of([load_certificate((creds / "root.crt").read_bytes())])
+    revocation = CrlChecker([load_crl((sender.directory / "crl.pem").read_bytes())])
+    now = dt.datetime.now(dt.UTC)
+    for message_id, sha, receipt in receipts:
+        verify_receipt(base64.b64decode(receipt), trust=trust, now=now, message_id=message_id,
+                       envelope_sha256=sha, receiver_node=RECEIVER, revocation=revocation)
+    return len(receipts)
+
+
+def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
+    net, sender, receiver = make_network(base / "net1")
+    try:
+        t0 = time.perf_counter()
+        batches = prepare(sender, receiver, args.documents, args.batch, base / "frames", pdf, os.cpu_count() or 2)
+        fig["prepare_s"] = time.perf_counter() - t0
+        fig["envelope_bytes"] = statistics.mean(size for b in batches for _, _, size in b.frames)
+        print(f"prepared {args.documents} documents in {fig['prepare_s']:.0f} s "
+              f"({fig['envelope_bytes'] / 1024:.0f} KiB per envelope)", flush=True)
+        floor(fig, int(fig["envelope_bytes"]), args.quick)
+
+        pids = {"receiver": receiver.process.pid, "sender_node": sender.process.pid}
+        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        bench0 = os.times()
+        applied0 = metric(receiver, "gwx_pdf_validations_total")
+        wall, latencies, receipts, errors = asyncio.run(submit_all(sender, receiver, batches, args.inflight))
+        cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+        bench1 = os.times()
+        validated = metric(receiver, "gwx_pdf_validations_total") - applied0
+        accepted = len(receipts)
+        latencies.sort()
+        fig.update(accepted=accepted, refused=sum(errors.values()), refused_codes=errors,
+                   accept_per_s=accepted / wall, accept_wall_s=wall,
+                   latency_p50_ms=1000 * statistics.median(latencies),
+                   latency_p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))],
+                   receiver_cpu_ms_per_doc=1000 * cpu["receiver"] / accepted,
+                   receiver_cpu_cores=cpu["receiver"] / wall,
+                   sender_node_cpu_cores=cpu["sender_node"] / wall,
+                   client_cpu_cores=(bench1.user + bench1.system - bench0.user - bench0.system) / wall,
+                   pdf_validated_meanwhile=validated)
+        t0 = time.perf_counter()
+        fig["receipts_verified"] = verify_receipts(sender, receipts)
+        fig["receipt_verify_ms"] = 1000 * (time.perf_counter() - t0) / max(1, accepted)
+    finally:
+        net.stop_all()
+        shutil.rmtree(base / "frames", ignore_errors=True)
+
+
+# ---- the primitive floor --------------------------------------------------------------------
+def rate(fn, seconds: float) -> float:
+    fn()
+    n, start = 0, time.perf_counter()
+    while (now := time.perf_counter()) - start < seconds:
+        fn()
+        n += 1
+    return n / (now - start)
+
+
+def floor(fig: dict, size: int, quick: bool) -> None:
+    seconds = 0.3 if quick else 1.0
+    key = ec.generate_private_key(ec.SECP256R1())
+    peer = ec.generate_private_key(ec.SECP256R1()).public_key()
+    digest_input = b"h" * 400
+    sig = key.sign(digest_input, ec.ECDSA(hashes.SHA256()))
+    pub = key.public_key()
+    payload = os.urandom(size)
+    gcm, nonce = AESGCM(AESGCM.generate_key(256)), os.urandom(12)
+    us = {"ecdsa_verify": 1e6 / rate(lambda: pub.verify(sig, digest_input, ec.ECDSA(hashes.SHA256())), seconds),
+          "ecdsa_sign": 1e6 / rate(lambda: key.sign(digest_input, ec.ECDSA(hashes.SHA256())), seconds),
+          "ecdh": 1e6 / rate(lambda: key.exchange(ec.ECDH(), peer), seconds),
+          "aes_gcm": 1e6 / rate(lambda: gcm.encrypt(nonce, payload, None), seconds),
+          "sha256": 1e6 / rate(lambda: hashlib.sha256(payload).digest(), seconds)}
+    total = 2 * us["ecdsa_verify"] + us["ecdsa_sign"] + us["ecdh"] + 2 * us["aes_gcm"] + 3 * us["sha256"]
+    fig.update({f"floor_{k}_us": v for k, v in us.items()})
+    fig["floor_us_per_doc"] = total
+    fig["floor_per_s_one_core"] = 1e6 / total
+
+
+# ---- phase 3: PDF validation, once per package ------------------------------------------------
+def phase_pdf(args, sender: LocalNode, receiver: LocalNode, pdf: bytes, fig: dict) -> None:
+    _worker_init(str(sender.directory), str(receiver.directory), pdf)
+    now = dt.datetime.now(dt.UTC)
+    meta = parse_meta({"kind": "通知", "title": "关于印发《安全生产检查方案》的通知", "issuers": [SENDER_UNIT],
+                       "to": [RECEIVER_UNITS[0]], "written_on": "2026-11-20"}, now=now).metadata
+    package = io.BytesIO()
+    build_package(package, metadata=meta, body=pdf, seal_key=_W["seal"], at=now)
+    creds = receiver.directory / "credentials"
+    roots = [load_certificate((creds / "root.crt").read_bytes())]
+    revocation = CrlChecker([load_crl((receiver.directory / "crl.pem").read_bytes())])
+    data = package.getvalue()
+
+    def validate() -> None:
+        report = verify_package(io.BytesIO(data), roots, now, revocation=revocation, validate_pdf=True)
+        if not report.ok:
+            raise RuntimeError(f"package does not verify: {report.failures}")
+    fig["pdf_validations_per_s"] = rate(validate, 2.0 if args.quick else 5.0)
+
+    before = metric(receiver, "gwx_pdf_validations_total")
+    doc = document_meta("关于开展安全生产大检查的通知", RECEIVER_UNITS[:10], RECEIVER_UNITS[10:])
+    pdf_path = receiver.directory.parent / "fanout.pdf"
+    pdf_path.write_bytes(pdf)
+    doc_id = send_document(sender, SENDER_UNIT, doc, pdf_path)["doc_id"]
+    for unit in RECEIVER_UNITS:
+        wait_for(lambda u=unit: any(i["doc_id"] == doc_id for i in receiver.clerk(u).get("/api/v1/inbox")), 60,
+                 what=f"fan-out document in {unit}'s inbox")
+    fig["fanout_units"] = len(RECEIVER_UNITS)
+    fig["fanout_pdf_validations"] = metric(receiver, "gwx_pdf_validations_total") - before
+
+
+def document_meta(title: str, to: list[str], cc: list[str] = ()) -> dict:
+    return {"kind": "通知", "title": title, "doc_number": None, "issuers": [SENDER_UNIT], "signers": [],
+            "to": list(to), "cc": list(cc), "written_on": "2026-11-20", "urgency": None, "classification": "非密",
+            "deadline": None, "copy_number": None, "printed_by": "临沂市人民政府办公室", "printed_on": "2026-11-20",
+            "note": None, "attachments_note": None, "id": None}
+
+
+# ---- phase 4: one big attachment end to end ---------------------------------------------------
+def phase_big(args, sender: LocalNode, receiver: LocalNode, pdf: bytes, fig: dict) -> None:
+    size = (256 if args.quick else 1024) * MiB
+    directory = receiver.directory.parent / "upload"
+    directory.mkdir(exist_ok=True)
+    attachment = directory / "现场检查录像.mp4"
+    with open(attachment, "wb") as f:
+        for _ in range(size // MiB):
+            f.write(os.urandom(MiB))
+    pdf_path = directory / "正文.pdf"
+    pdf_path.write_bytes(pdf)
+    fig["big_attachment_mib"] = size / MiB
+    t0 = time.perf_counter()
+    doc_id = send_document(sender, SENDER_UNIT, document_meta("关于报送安全生产检查录像的函", [RECEIVER_UNITS[0]]),
+                           pdf_path, [attachment], timeout=1800)["doc_id"]
+    fig["big_submit_s"] = time.perf_counter() - t0
+    clerk = receiver.clerk(RECEIVER_UNITS[0])
+    wait_for(lambda: any(i["doc_id"] == doc_id for i in clerk.get("/api/v1/inbox")), 1800, interval=0.5,
+             what="big document in the receiver's inbox")
+    fig["big_end_to_end_s"] = time.perf_counter() - t0
+    fig["big_mib_per_s"] = size / MiB / fig["big_end_to_end_s"]
+    fig["peak_rss_sender_mib"] = peak_rss_mib(sender.process.pid)
+    fig["peak_rss_receiver_mib"] = peak_rss_mib(receiver.process.pid)
+    attachment.unlink()
+
+
+# ---- report ---------------------------------------------------------------------------------
+def table(fig: dict, args) -> None:
+    rows = [
+        ("documents sent over the peer API", f"{fig['accepted']:,} accepted", f"{fig['refused']} refused"),
+        ("envelope size", f"{fig['envelope_bytes'] / 1024:.0f} KiB", f"batches of {args.batch}, {args.inflight} in flight"),
+        ("accepted durably", f"{fig['accept_per_s']:.0f} /s", f"{fig['accept_wall_s']:.1f} s wall"),
+        ("latency submit → receipt p50", f"{fig['latency_p50_ms']:.0f} ms", "per envelope (its batch)"),
+        ("latency submit → receipt p99", f"{fig['latency_p99_ms']:.0f} ms", ""),
+        ("receiver CPU per document", f"{fig['receiver_cpu_ms_per_doc']:.2f} ms",
+         f"{fig['receiver_cpu_cores']:.2f} cores busy"),
+        ("  PAdES-validated meanwhile (processor)", f"{fig['pdf_validated_meanwhile']:.0f}", "documents"),
+        ("  sender node / bench client CPU", f"{fig['sender_node_cpu_cores']:.2f} / {fig['client_cpu_cores']:.2f}",
+         "cores"),
+        ("receipts verified afterwards", f"{fig['receipts_verified']:,}", f"{fig['receipt_verify_ms']:.2f} ms each"),
+        ("floor: ECDSA P-256 verify", f"{fig['floor_ecdsa_verify_us']:.0f} µs", "×2"),
+        ("floor: ECDSA P-256 sign", f"{fig['floor_ecdsa_sign_us']:.0f} µs", "×1"),
+        ("floor: ECDH", f"{fig['floor_ecdh_us']:.0f} µs", "×1"),
+        ("floor: AES-256-GCM, envelope size", f"{fig['floor_aes_gcm_us']:.0f} µs", "×2"),
+        ("floor: SHA-256, envelope size", f"{fig['floor_sha256_us']:.0f} µs", "×3"),
+        ("floor per acceptance", f"{fig['floor_us_per_doc'] / 1000:.2f} ms",
+         f"{fig['floor_per_s_one_core']:.0f} /s on one core; measured CPU is "
+         f"{fig['receiver_cpu_ms_per_doc'] * 1000 / fig['floor_us_per_doc']:.0f}× it"),
+        ("full package validation (PAdES)", f"{fig['pdf_validations_per_s']:.1f} /s", "one core, bench process"),
+        (f"one document to {fig['fanout_units']} units: validations", f"{fig['fanout_pdf_validations']:.0f}",
+         "gwx_pdf_validations_total"),
+        (f"{fig['big_attachment_mib']:.0f} MiB attachment: submit", f"{fig['big_submit_s']:.1f} s",
+         "sender's local API, package built"),
+        ("  end to end (in receiver's inbox)", f"{fig['big_end_to_end_s']:.1f} s", f"{fig['big_mib_per_s']:.0f} MiB/s"),
+        ("  peak RSS sender / receiver", f"{fig['peak_rss_sender_mib']:.0f} / {fig['peak_rss_receiver_mib']:.0f} MiB",
+         "VmHWM, aim ≤ 200 MB"),
+    ]
+    print()
+    print(f"{'figure':44} {'value':>16}  note")
+    for label, value, note in rows:
+        print(f"{label:44} {value:>16}  {note}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 documents, 256 MiB attachment")
+    parser.add_argument("--documents", type=int, help="documents for the acceptance run (20,000; quick 2,000)")
+    parser.add_argument("--batch", type=int, default=64, help="envelopes per POST (the node's batch_size)")
+    parser.add_argument("--inflight", type=int, default=4, help="POSTs in flight at once")
+    parser.add_argument("--skip", default="", help="comma-separated phases to leave out: accept,pdf,big")
+    args = parser.parse_args()
+    args.documents = args.documents or (2000 if args.quick else 20000)
+    skip = set(filter(None, args.skip.split(",")))
+    fig: dict = {"bench": "node", "documents": args.documents, "batch": args.batch, "inflight": args.inflight,
+                 "cores": os.cpu_count(), "quick": args.quick}
+    pdf = body_pdf()
+    with tempfile.TemporaryDirectory(prefix="gwx-bench-node-", dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
+        base = Path(tmp)
+        if "accept" not in skip:
+            phase_accept(args, base, pdf, fig)
+        if not {"pdf", "big"} <= skip:
+            net, sender, receiver = make_network(base / "net2")
+            try:
+                if "pdf" not in skip:
+                    phase_pdf(args, sender, receiver, pdf, fig)
+                if "big" not in skip:
+                    phase_big(args, sender, receiver, pdf, fig)
+            finally:
+                net.stop_all()
+    if not skip:
+        table(fig, args)
+    else:
+        print(json.dumps(fig, ensure_ascii=False, indent=1, default=str))
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
