@@ -19,11 +19,13 @@ through :func:`pki.trust.verify_certificate`. Every failure is a typed error.
 Speed (an envelope is one signature and one verification): the SignedData DER is written by hand
 (asn1crypto construction re-encodes every nested value, ~10 ms a signature), and what depends only
 on the signer certificate — its DER, the issuer-and-serial identifier, the ESS attribute — is
-cached per certificate. Verification parses lazily and never asks asn1crypto for ``.native`` of a
-container, which would mark values as changed and make every ``.dump()`` re-encode: the signed
-attributes are verified over the bytes as received (tag swapped to SET), certificates are taken
-as the bytes they arrived as and loaded into pyca/cryptography through a bounded cache keyed by
-their DER. Every structural error met on the way is still a :class:`CmsMalformed`.
+cached per certificate. Verification works from a :class:`~pki.cms_view.SignedDataView`: read by
+hand from DER in the common shape (:mod:`pki.cms_view`), through asn1crypto otherwise — lazily, and
+never asking for ``.native`` of a container, which would mark values as changed and make every
+``.dump()`` re-encode. The signed attributes are verified over the bytes as received (tag swapped
+to SET); certificates are the bytes they arrived as, loaded into pyca/cryptography through a
+bounded cache keyed by their DER; certificate links are cached in :mod:`pki.trust`. Every
+structural error met on the way is still a :class:`CmsMalformed`.
 """
 
 from __future__ import annotations
