@@ -27,6 +27,8 @@ EXACT: dict[str, int] = {
     "NODE_UNAVAILABLE": 503,
     "NODE_SHUTTING_DOWN": 503,
     "STORE_CORRUPT": 500,
+    "STORE_NOT_FOUND": 404,
+    "STORE_DUPLICATE": 409,
 }
 
 PREFIXES: tuple[tuple[str, int], ...] = (

@@ -19,7 +19,7 @@ Shapes (keys are a contract; Chinese values intact):
     "status" ("pending"|"signed_for"|"registered"|"returned"|"recalled"), "status_label",
     "signed_by"|null, "signed_at"|null, "return_reason"|null, "urge_count", "received_at", "overdue"}
 ``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
-    "attachments": [{"name", "size", "media_type"}]}
+    "attachments": [{"name", "size"}]}
 ``NodeStatus``: {"node_id", "units": [...], "queues": {destination: {state: n}},
     "peers": [{"node_id", "state", "since", "failures", "last_error"}], "inbound": {state: n},
     "last_errors": [...]}

@@ -51,3 +51,16 @@ def make_ca(tmp_path):
                                               algorithm=algorithm, now=now)
 
     return make
+
+
+def run_gwx(*args: str | Path, env: dict[str, str] | None = None, input: bytes | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the ``gwx`` command line as a user would (a separate process), with text output."""
+    import os
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if k != "GWX_PASSPHRASE"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "node.cli.main", *map(str, args)], env=full_env,
+                          input=input, capture_output=True, timeout=timeout,
+                          cwd=Path(__file__).resolve().parent.parent)

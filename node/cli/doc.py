@@ -21,11 +21,10 @@ import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exchange_protocol.errors import PackageInputError
 from exchange_protocol.meta_json import parse_meta
-from exchange_protocol.package import PackageBuilder
-from exchange_protocol.package_verify import PackageReport, verify_package
 from pki import tsa
 from pki.ca import CertificateAuthority, load_certificates
 from pki.crl import load_crl
@@ -34,6 +33,9 @@ from pki.seal_store import load_seal_credential
 
 from .exit_codes import VERIFY_FAILED
 from .passphrase import add_passphrase_option, get_passphrase
+
+if TYPE_CHECKING:
+    from exchange_protocol.package_verify import PackageReport
 
 _MARK = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip", "absent": "--  "}
 
@@ -75,6 +77,8 @@ def _pack(args: argparse.Namespace) -> int:
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        from exchange_protocol.package import PackageBuilder  # pyHanko: imported when a command needs it
+
         builder = PackageBuilder(metadata=meta.metadata, body=_read(args.body))
         for path in args.attach:
             builder = builder.with_attachment(path.name, stack.enter_context(path.open("rb")))
@@ -116,6 +120,8 @@ def _verify(args: argparse.Namespace) -> int:
     crls = [load_crl(_read(path)) for path in args.crl]
     at = _parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
     with args.package.open("rb") as f:
+        from exchange_protocol.package_verify import verify_package  # pyHanko: imported when needed
+
         report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))

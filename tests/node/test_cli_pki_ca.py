@@ -1,0 +1,70 @@
+"""``gwx pki init-root / issue-node / show``: the PKI admin's commands as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+from tests.conftest import run_gwx, run_openssl
+
+ENV = {"GWX_PASSPHRASE": "a long enough passphrase"}
+UNIT = "11100000000013127D"
+
+
+def test_init_root_issue_node_and_show(tmp_path):
+    ca = tmp_path / "ca"
+    out = run_gwx("pki", "init-root", "--dir", ca, "--name", "临沂市电子政务CA", env=ENV)
+    assert out.returncode == 0, out.stderr
+    assert "临沂市电子政务CA" in out.stdout.decode()
+    assert stat.S_IMODE((ca / "ca.key").stat().st_mode) == 0o600
+
+    node = tmp_path / "node"
+    out = run_gwx("pki", "issue-node", "--ca", ca, "--node-id", "lanshan", "--host", "127.0.0.1", "--out", node, env=ENV)
+    assert out.returncode == 0, out.stderr
+    for name in ("tls.crt", "sign.crt", "enc.crt", "tls.key", "sign.key", "enc.key"):
+        assert (node / name).exists()
+    run_openssl("verify", "-CAfile", ca / "root.crt", "-purpose", "sslserver", node / "tls.crt")
+
+    shown = run_gwx("pki", "show", node / "tls.crt", "--json")
+    info = json.loads(shown.stdout)
+    assert info["node_id"] == "lanshan" and info["issuer"]["organizationName"] == "临沂市电子政务CA"
+    assert "临沂市电子政务CA" in run_gwx("pki", "show", ca / "root.crt").stdout.decode()  # not escaped
+
+
+def test_show_reads_a_crl_and_a_seal(tmp_path):
+    ca = tmp_path / "ca"
+    assert run_gwx("pki", "init-root", "--dir", ca, "--name", "测试CA", env=ENV).returncode == 0
+    seal = tmp_path / "seal"
+    out = run_gwx("pki", "issue-seal", "--ca", ca, "--unit", UNIT, "--name", "临沂市人民政府办公室", "--out", seal, env=ENV)
+    assert out.returncode == 0, out.stderr
+    assert run_gwx("pki", "revoke", "--ca", ca, seal / "seal.crt", "--reason", "key_compromise", env=ENV).returncode == 0
+    assert run_gwx("pki", "crl", "--ca", ca, "--out", tmp_path / "crl.pem", env=ENV).returncode == 0
+
+    crl = json.loads(run_gwx("pki", "show", tmp_path / "crl.pem", "--json").stdout)
+    assert crl["type"] == "crl" and crl["revoked"][0]["reason"] == "key_compromise"
+    sealed = json.loads(run_gwx("pki", "show", seal / "seal.esl", "--json").stdout)
+    assert sealed["type"] == "seal" and sealed["name"] == "临沂市人民政府办公室"
+
+
+def test_passphrase_from_file_never_from_an_argument(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("passphrase from a file\n")
+    out = run_gwx("pki", "init-root", "--dir", tmp_path / "ca", "--name", "CA", "--passphrase-file", pw)
+    assert out.returncode == 0, out.stderr
+    # Without GWX_PASSPHRASE, a file or a terminal there is no passphrase: a typed error, exit 3.
+    out = run_gwx("pki", "issue-node", "--ca", tmp_path / "ca", "--node-id", "n", "--host", "127.0.0.1",
+                  "--out", tmp_path / "n")
+    assert out.returncode == 3 and b"PKI_NO_PASSPHRASE" in out.stderr
+    # The wrong passphrase: exit 3, the CA untouched.
+    out = run_gwx("pki", "issue-node", "--ca", tmp_path / "ca", "--node-id", "n", "--host", "127.0.0.1",
+                  "--out", tmp_path / "n", env={"GWX_PASSPHRASE": "not the passphrase"})
+    assert out.returncode == 3 and b"PKI_WRONG_PASSPHRASE" in out.stderr
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x30\x82\x01" + b"\x00" * 40)
+    out = run_gwx("pki", "show", garbage)
+    assert out.returncode == 2 and b"gwx: " in out.stderr and b"Traceback" not in out.stderr
+    out = run_gwx("pki", "init-root", "--dir", tmp_path / "ca", "--name", "", env=ENV)
+    assert out.returncode == 2 and b"PKI_INVALID_INPUT" in out.stderr
