@@ -74,7 +74,9 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
                        purpose: Purpose = Purpose.ANY,
                        revocation: RevocationCheck | None = None) -> list[x509.Certificate]:
     """Return the validated path ``[leaf, …, root]`` or raise a typed certificate error."""
-    path = _build_path(leaf, trust, intermediates)
+    if not _names_decode(leaf):
+        raise CertificateUntrusted(f"certificate {_describe(leaf)} has a subject or issuer that does not decode")
+    path = _build_path(leaf, trust, [c for c in intermediates if _names_decode(c)])
     for depth, cert in enumerate(path):
         _check_validity(cert, at, "certificate" if depth == 0 else "issuing CA certificate")
         if depth > 0:
@@ -101,7 +103,7 @@ def _build_path(leaf: x509.Certificate, trust: TrustStore,
         if issuer is None:
             raise CertificateUntrusted(
                 f"certificate {_describe(leaf)} does not chain to a trusted root",
-                subject=leaf.subject.rfc4514_string(), issuer=current.issuer.rfc4514_string())
+                subject=_name(leaf.subject), issuer=_name(current.issuer))
         path.append(issuer)
     raise CertificateUntrusted(f"certificate path for {_describe(leaf)} is longer than {MAX_PATH}")
 
@@ -176,5 +178,26 @@ def _check_purpose(cert: x509.Certificate, purpose: Purpose) -> None:
         raise CertificateWrongUsage(f"{_describe(cert)} is not allowed for {purpose.value}", purpose=purpose.value)
 
 
+def _names_decode(cert: x509.Certificate) -> bool:
+    """pyca decodes names lazily and raises on bad bytes; a peer's certificate must not crash us."""
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+    except ValueError:
+        return False
+    return True
+
+
+def _name(name: x509.Name) -> str:
+    try:
+        return name.rfc4514_string()
+    except ValueError:
+        return "<undecodable name>"
+
+
 def _describe(cert: x509.Certificate) -> str:
-    return f"'{cert.subject.rfc4514_string()}' (serial {cert.serial_number:x})"
+    try:
+        subject = _name(cert.subject)
+    except ValueError:
+        subject = "<undecodable name>"
+    return f"'{subject}' (serial {cert.serial_number:x})"

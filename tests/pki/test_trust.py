@@ -119,3 +119,16 @@ def test_revocation_check_is_asked_for_every_link(network):
                            [inter.certificate], revocation=revocation)
     assert asked == [(creds.tls_certificate.serial_number, inter.certificate.serial_number),
                      (inter.certificate.serial_number, root.certificate.serial_number)]
+
+
+def test_a_certificate_whose_name_does_not_decode_is_refused_not_a_crash(network):
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    root, inter, creds = network
+    der = creds.tls_certificate.public_bytes(Encoding.DER)
+    # "county" is the leaf's CN, a UTF8String: replace its bytes with invalid UTF-8 of the same length.
+    at = der.index(b"county")
+    broken = x509.load_der_x509_certificate(der[:at] + b"\xff\xfe\xfd\xfc\xfb\xfa" + der[at + 6:])
+    with pytest.raises(CertificateUntrusted):
+        verify_certificate(broken, TrustStore.of([root.certificate]), utcnow(), [inter.certificate])
