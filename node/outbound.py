@@ -202,7 +202,7 @@ class DestinationQueue:
     async def _wait(self) -> None:
         now = self.o.ctx.clock()
         wake_at = self._retry_at
-        due = await self.o.store.queue.next_due_at()
+        due = await self.o.store.queue.next_due_at(self.destination)
         if due is not None and (wake_at is None or due < wake_at):
             wake_at = due
         delay = 60.0 if wake_at is None else max(0.0, (wake_at - now).total_seconds())
@@ -309,9 +309,8 @@ class DestinationQueue:
             await self.o.store.queue.defer(entry.message_id, when, info)
 
     async def _bounce_expired(self) -> None:
-        for entry in await self.o.store.queue.expired(self.o.ctx.clock()):
-            if entry.destination == self.destination:
-                await self._bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
+        for entry in await self.o.store.queue.expired(self.o.ctx.clock(), destination=self.destination):
+            await self._bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
 
     async def _bounce(self, entry: QueueEntry, info: ErrorInfo) -> None:
         await self.o.store.queue.bounce(entry.message_id, info)

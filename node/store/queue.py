@@ -294,18 +294,23 @@ class OutboundQueue:
             (at, at))
         return [r[0] for r in rows]
 
-    async def next_due_at(self) -> datetime | None:
-        """When the earliest waiting envelope becomes due (for the scheduler's sleep)."""
-        row = await self._db.fetchone(
-            "SELECT MIN(next_attempt_at) FROM queue WHERE state IN ('incoming','deferred')")
+    async def next_due_at(self, destination: str | None = None) -> datetime | None:
+        """When the earliest waiting envelope (of ``destination``, or of any) becomes due."""
+        where, params = "state IN ('incoming','deferred')", []
+        if destination is not None:
+            where += " AND destination = ?"
+            params.append(destination)
+        row = await self._db.fetchone(f"SELECT MIN(next_attempt_at) FROM queue WHERE {where}", params)
         return from_db_time(row[0]) if row else None
 
-    async def expired(self, now: datetime | None = None, limit: int = 500) -> list[QueueEntry]:
-        """Unfinished envelopes past ``expires_at`` (not held): to be bounced."""
+    async def expired(self, now: datetime | None = None, limit: int = 500,
+                      destination: str | None = None) -> list[QueueEntry]:
+        """Unfinished envelopes past ``expires_at`` (not held), of ``destination`` or all: to be bounced."""
         at = to_db_time(now or self._clock())
+        extra, params = ("", [at, limit]) if destination is None else (" AND destination = ?", [at, destination, limit])
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM queue WHERE state IN ('incoming','active','deferred')"
-            " AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?", (at, limit))
+            f" AND expires_at IS NOT NULL AND expires_at <= ?{extra} ORDER BY expires_at LIMIT ?", params)
         return [_entry(r) for r in rows]
 
     async def depth(self) -> dict[str, dict[str, int]]:

@@ -142,3 +142,28 @@ def test_peer_state_persists_and_since_moves_only_on_change(tmp_path):
             assert peer.last_error.code == "TRANSPORT_REFUSED"
             assert [e.action for e in await store.audit.events()] == ["peer.up", "peer.backing-off"]
     asyncio.run(main())
+
+
+def test_due_times_and_expiry_are_per_destination(tmp_path):
+    """A destination's queue sleeps until its own next attempt and bounces only its own expired rows."""
+    from dataclasses import replace
+
+    async def main():
+        clock = FakeClock()
+        async with open_store(tmp_path, clock) as store:
+            b = await queued_item(store, "b1", "node-b")
+            c = await queued_item(store, "c1", "node-c")
+            await store.enqueue(replace(b, not_before=clock.now + timedelta(seconds=30),
+                                        expires_at=clock.now + timedelta(seconds=60)))
+            await store.enqueue(replace(c, not_before=clock.now + timedelta(seconds=5),
+                                        expires_at=clock.now + timedelta(seconds=10)))
+            assert await store.queue.next_due_at("node-b") == clock.now + timedelta(seconds=30)
+            assert await store.queue.next_due_at("node-c") == clock.now + timedelta(seconds=5)
+            assert await store.queue.next_due_at() == clock.now + timedelta(seconds=5)
+            assert await store.queue.next_due_at("node-d") is None
+            clock.advance(seconds=20)
+            assert [e.message_id for e in await store.queue.expired(destination="node-c")] == ["c1"]
+            assert await store.queue.expired(destination="node-b") == []
+            assert [e.message_id for e in await store.queue.expired()] == ["c1"]
+
+    asyncio.run(main())
