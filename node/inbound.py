@@ -23,6 +23,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import io
+import json
 import logging
 import tempfile
 from collections import OrderedDict
@@ -45,6 +46,7 @@ from pki.errors import GwxError
 from .context import NodeContext
 from .errors import NodeError
 from .metrics import Registry
+from .store.db import from_db_time
 from .store.exchange import Exchange
 from .store.messages import InboundEnvelope, InboxRow, ReceivedEnvelope
 from .store.store import Store
@@ -216,6 +218,7 @@ class Processor:
             await self.task
 
     async def _run(self) -> None:
+        await self.resume_local_deliveries()
         while not self._stopping:
             self._wakeup.clear()
             try:
@@ -233,6 +236,32 @@ class Processor:
                     await asyncio.wait_for(self._wakeup.wait(), 30.0)
                 except TimeoutError:
                     pass
+
+    async def resume_local_deliveries(self) -> None:
+        """Re-apply local deliveries a crash interrupted: outbox rows committed, inbox not reached.
+
+        A document for units of this same node is applied right after its outbox rows commit, in
+        the submitting request; a kill -9 in between would leave those recipients 待发送 for ever.
+        Applying again is harmless: an inbox row is added once, a second 已送达 is a duplicate.
+        """
+        try:
+            rows = await self.store.db.fetchall(
+                "SELECT o.message_id, o.units, o.created_at, b.from_unit, b.package_digest FROM outgoing o"
+                " JOIN outbox b ON b.doc_id = o.doc_id WHERE o.destination = ? AND o.type = 'document'"
+                " AND EXISTS (SELECT 1 FROM outbox_recipients r WHERE r.doc_id = o.doc_id"
+                " AND r.destination_node = ? AND r.status = 'queued')", (self.ctx.node_id, self.ctx.node_id))
+        except Exception:
+            log.exception("cannot look for interrupted local deliveries")
+            return
+        for message_id, units, created_at, from_unit, digest in rows:
+            log.warning("resuming local delivery %s interrupted by a crash", message_id,
+                        extra={"message_id": message_id})
+            try:
+                await self.apply(Delivery(message_id, MessageType.DOCUMENT, self.ctx.node_id, from_unit,
+                                          tuple(json.loads(units)), None, digest, from_db_time(created_at)))
+            except GwxError as exc:
+                log.error("cannot resume local delivery %s: %s", message_id, exc,
+                          extra={"message_id": message_id, "code": exc.code})
 
     async def _process(self, received: ReceivedEnvelope) -> None:
         try:
