@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+# The seal-making authority's extended key usage: only a certificate carrying it may sign SESeal
+# structures, so a unit's seal key cannot make seals for other units. A UUID-derived OID (X.667,
+# arc 2.25) needs no registration: uuid5(NAMESPACE_URL, "urn:gwx:eku:seal-making").
+SEAL_MAKING = x509.ObjectIdentifier("2.25.133215851074313270600976853293594904732")
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -50,7 +55,7 @@ NODE_SIGNING = Profile("node-signing", frozenset({"digital_signature", "content_
 NODE_ENCRYPTION = Profile("node-encryption", frozenset({"encryption"}), default_days=825)
 SEAL = Profile("seal", frozenset({"digital_signature", "content_commitment"}), default_days=3 * 365)
 SEAL_MAKER = Profile("seal-maker", frozenset({"digital_signature", "content_commitment"}),
-                     default_days=10 * 365)
+                     (SEAL_MAKING,), default_days=10 * 365)
 OCSP_RESPONDER = Profile("ocsp-responder", frozenset({"digital_signature"}),
                          (ExtendedKeyUsageOID.OCSP_SIGNING,), default_days=5 * 365, ocsp_nocheck=True)
 TIME_STAMPING = Profile("time-stamping", frozenset({"digital_signature", "content_commitment"}),

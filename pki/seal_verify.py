@@ -100,7 +100,7 @@ def verify_seal(seal: bytes | Seal, *, trust_roots: Iterable[x509.Certificate],
     check_picture(s)
 
     try:
-        maker_path = verify_certificate(maker, store, at, intermediates, Purpose.SIGNING)
+        maker_path = verify_certificate(maker, store, at, intermediates, Purpose.SEAL_MAKING)
     except CertificateInvalid as exc:
         raise SealMakerUntrusted(f"seal maker certificate: {exc.message}", cause=exc.code) from None
     if not maker.not_valid_before_utc <= s.create_date <= maker.not_valid_after_utc:

@@ -31,6 +31,7 @@ from .errors import (
     CertificateUntrusted,
     CertificateWrongUsage,
 )
+from .profiles import SEAL_MAKING
 
 MAX_PATH = 6
 
@@ -44,12 +45,14 @@ class Purpose(enum.Enum):
     TLS_CLIENT = "tls-client"
     SIGNING = "signing"  # documents, envelopes, receipts: digitalSignature + nonRepudiation
     SEAL = "seal"
+    SEAL_MAKING = "seal-making"  # the seal-making authority (制章者) signing SESeal structures
     ENCRYPTION = "encryption"
     OCSP_SIGNING = "ocsp-signing"
     TIME_STAMPING = "time-stamping"
 
 
-_EKU = {Purpose.TLS_SERVER: ExtendedKeyUsageOID.SERVER_AUTH,
+_EKU = {Purpose.SEAL_MAKING: SEAL_MAKING,
+        Purpose.TLS_SERVER: ExtendedKeyUsageOID.SERVER_AUTH,
         Purpose.TLS_CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH,
         Purpose.OCSP_SIGNING: ExtendedKeyUsageOID.OCSP_SIGNING,
         Purpose.TIME_STAMPING: ExtendedKeyUsageOID.TIME_STAMPING}
@@ -156,6 +159,19 @@ def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
         return None
 
 
+# Seal certificates carry no extended key usage; one issued for any of these is not a seal's.
+_NOT_A_SEAL = frozenset({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH,
+                         ExtendedKeyUsageOID.TIME_STAMPING, ExtendedKeyUsageOID.OCSP_SIGNING,
+                         ExtendedKeyUsageOID.EMAIL_PROTECTION, SEAL_MAKING})
+
+
+def _extended_key_usage(cert: x509.Certificate) -> x509.ExtendedKeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+
+
 def _check_purpose(cert: x509.Certificate, purpose: Purpose) -> None:
     if purpose is Purpose.ANY:
         return
@@ -163,6 +179,15 @@ def _check_purpose(cert: x509.Certificate, purpose: Purpose) -> None:
     if purpose in (Purpose.SIGNING, Purpose.SEAL):
         if ku is None or not (ku.digital_signature or ku.content_commitment):
             raise CertificateWrongUsage(f"{_describe(cert)} is not a signing certificate", purpose=purpose.value)
+        eku = _extended_key_usage(cert)
+        if purpose is Purpose.SIGNING and (eku is None or ExtendedKeyUsageOID.EMAIL_PROTECTION not in eku):
+            # A node's signing certificate carries emailProtection (what CMS verifiers expect); its
+            # TLS, time-stamping or OCSP keys, which also name the node, must not sign for it.
+            raise CertificateWrongUsage(f"{_describe(cert)} is not a node signing certificate",
+                                        purpose=purpose.value)
+        if purpose is Purpose.SEAL and eku is not None and set(eku) & _NOT_A_SEAL:
+            raise CertificateWrongUsage(f"{_describe(cert)} is issued for another purpose than sealing",
+                                        purpose=purpose.value)
         return
     if purpose is Purpose.ENCRYPTION:
         if ku is None or not (ku.key_agreement or ku.key_encipherment):

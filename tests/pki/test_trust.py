@@ -132,3 +132,39 @@ def test_a_certificate_whose_name_does_not_decode_is_refused_not_a_crash(network
     broken = x509.load_der_x509_certificate(der[:at] + b"\xff\xfe\xfd\xfc\xfb\xfa" + der[at + 6:])
     with pytest.raises(CertificateUntrusted):
         verify_certificate(broken, TrustStore.of([root.certificate]), utcnow(), [inter.certificate])
+
+
+def test_a_node_tls_or_service_key_cannot_pass_as_a_signing_or_seal_key(network, root_ca):
+    """The TLS certificate names the node too: it must not sign envelope headers or receipts."""
+    root, inter, creds = network
+    store = TrustStore.of([root.certificate])
+    for cert in (creds.tls_certificate,):
+        with pytest.raises(CertificateWrongUsage):
+            verify_certificate(cert, store, utcnow(), [inter.certificate], Purpose.SIGNING)
+        with pytest.raises(CertificateWrongUsage):
+            verify_certificate(cert, store, utcnow(), [inter.certificate], Purpose.SEAL)
+    # The node's own signing certificate is a signing certificate but not a seal's.
+    verify_certificate(creds.signing_certificate, store, utcnow(), [inter.certificate], Purpose.SIGNING)
+    with pytest.raises(CertificateWrongUsage):
+        verify_certificate(creds.signing_certificate, store, utcnow(), [inter.certificate], Purpose.SEAL)
+    roots = TrustStore.of([root_ca.certificate])
+    for service in (root_ca.tsa_signer().certificate, root_ca.ocsp_responder_signer().certificate):
+        for purpose in (Purpose.SIGNING, Purpose.SEAL):
+            with pytest.raises(CertificateWrongUsage):
+                verify_certificate(service, roots, utcnow(), (), purpose)
+    seal_cert = root_ca.issue_seal_certificate("11100000000013127D", "单位", root_ca.algorithm.generate().public_key())
+    verify_certificate(seal_cert, roots, utcnow(), (), Purpose.SEAL)
+    with pytest.raises(CertificateWrongUsage):
+        verify_certificate(seal_cert, roots, utcnow(), (), Purpose.SIGNING)
+
+
+def test_only_the_seal_maker_may_make_seals(root_ca):
+    """A unit's seal key must not be able to sign SESeal structures for other units."""
+    roots = TrustStore.of([root_ca.certificate])
+    maker = root_ca.seal_maker_signer().certificate
+    verify_certificate(maker, roots, utcnow(), (), Purpose.SEAL_MAKING)
+    with pytest.raises(CertificateWrongUsage):
+        verify_certificate(maker, roots, utcnow(), (), Purpose.SEAL)  # nor is the maker a unit's seal
+    seal_cert = root_ca.issue_seal_certificate("11100000000013127D", "单位", root_ca.algorithm.generate().public_key())
+    with pytest.raises(CertificateWrongUsage):
+        verify_certificate(seal_cert, roots, utcnow(), (), Purpose.SEAL_MAKING)
