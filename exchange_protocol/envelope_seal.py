@@ -29,7 +29,7 @@ from cryptography import x509
 
 from pki import cms
 from pki.ca import node_id_of
-from pki.errors import CertificateInvalid, PkiError
+from pki.errors import CertificateInvalid, PkiError, RevocationUnknown
 from pki.signer import Signer
 from pki.trust import Purpose, RevocationCheck, TrustStore
 
@@ -49,6 +49,7 @@ from .errors import (
     EnvelopeInvalidField,
     EnvelopeMalformedFrame,
     EnvelopePayloadDigestMismatch,
+    EnvelopeRevocationUnknown,
     EnvelopeSignerNotOrigin,
     EnvelopeSignerUntrusted,
     EnvelopeTooManyHops,
@@ -193,6 +194,9 @@ def verify_head(head: FrameHead, policy: TrustPolicy, now: dt.datetime,
         result = cms.verify_detached(head.signature, head.header_bytes, trust_roots=policy.trust, now=now,
                                      intermediates=policy.intermediates, purpose=Purpose.SIGNING,
                                      revocation=policy.revocation)
+    except RevocationUnknown as exc:  # our CRL is stale or missing: not the sender's fault, retry later
+        raise EnvelopeRevocationUnknown(f"cannot check the header signer's revocation: {exc.message}",
+                                        cause=exc.code) from None
     except CertificateInvalid as exc:
         raise EnvelopeSignerUntrusted(f"header signer is not trusted: {exc.message}", cause=exc.code) from None
     except PkiError as exc:

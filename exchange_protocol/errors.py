@@ -310,6 +310,12 @@ class EnvelopeBadSignature(EnvelopeError):
     code = "ENV_BAD_SIGNATURE"
 
 
+class EnvelopeRevocationUnknown(EnvelopeError):
+    """The receiver could not tell whether the signer is revoked (stale or missing CRL): transient."""
+
+    code = "ENV_REVOCATION_UNKNOWN"
+
+
 class EnvelopeSignerUntrusted(EnvelopeError):
     """The header's signer certificate does not chain to our roots (expired, revoked, wrong usage …)."""
 

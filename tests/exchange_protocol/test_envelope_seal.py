@@ -24,7 +24,7 @@ from exchange_protocol.envelope_seal import (
     seal_stream,
     write_envelope,
 )
-from pki.errors import CertificateRevoked
+from pki.errors import CertificateRevoked, RevocationStale
 
 from .envelope_support import NOW, network, openssl
 
@@ -148,6 +148,12 @@ def _revoked():
     return dataclasses.replace(network().policy, revocation=check)
 
 
+def _stale_crl():
+    def check(cert, issuer, at):
+        raise RevocationStale("the CRL's nextUpdate has passed")
+    return dataclasses.replace(network().policy, revocation=check)
+
+
 def _altered_header() -> bytes:
     env = sealed()
     head = decode_frame(env.data)[0]
@@ -169,6 +175,8 @@ HOSTILE = {
     "signer-certificate-expired": (lambda: sealed(ttl_days=2000).data, {"now": NOW + dt.timedelta(days=900)},
                                    E.EnvelopeSignerUntrusted),
     "signer-revoked": (lambda: sealed().data, {"policy": "revoked"}, E.EnvelopeSignerUntrusted),
+    # Our stale CRL is our problem, not the sender's: a transient code, never a bounce.
+    "our-crl-stale": (lambda: sealed().data, {"policy": "stale"}, E.EnvelopeRevocationUnknown),
     "payload-byte-flipped": (lambda: _flip(sealed().data, -50), {}, E.EnvelopePayloadDigestMismatch),
     "payload-swapped": (lambda: _reframe(sealed().data, payload=decode_frame(sealed().data)[1]), {},
                         E.EnvelopePayloadDigestMismatch),
@@ -187,6 +195,8 @@ def test_hostile_envelopes_get_typed_errors(name):
     make, kwargs, error = HOSTILE[name]
     if kwargs.get("policy") == "revoked":
         kwargs = {"policy": _revoked()}
+    elif kwargs.get("policy") == "stale":
+        kwargs = {"policy": _stale_crl()}
     with pytest.raises(error) as info:
         open_as(make(), **kwargs)
     assert isinstance(info.value, E.EnvelopeError)
