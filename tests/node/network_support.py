@@ -31,6 +31,7 @@ from typing import Any
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import HeaderDraft, Sender, seal_envelope
+from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice
 from node.config import load_config
 from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, wait_for
@@ -151,8 +152,7 @@ def verify_audit_chain(node: LocalNode) -> int:
 
 # --- speaking the peer protocol by hand ------------------------------------------------------------
 def tls_context_of(node: LocalNode) -> ssl.SSLContext:
-    creds = load_config(node.directory).credentials_dir
-    return client_context(creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASSPHRASE)
+    return tls_context_from(load_config(node.directory).credentials_dir)
 
 
 def peer_url(node: LocalNode) -> str:
@@ -171,7 +171,10 @@ class RawPeer:
                 headers: dict[str, str] | None = None) -> tuple[int, dict | None, bytes]:
         conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=30)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused before the body was read: the answer is waiting
             resp = conn.getresponse()
             data = resp.read()
             ctype = resp.getheader("Content-Type", "")
@@ -191,10 +194,17 @@ class RawPeer:
 
 def node_sender(node: LocalNode) -> Sender:
     """``node``'s signing identity, read from its credentials directory (as the node does)."""
-    creds = load_config(node.directory).credentials_dir
+    return sender_from(load_config(node.directory).credentials_dir, node.node_id)
+
+
+def sender_from(creds: Path, node_id: str) -> Sender:
     chain = load_certificates((creds / "sign.crt").read_bytes())
     key = read_private_key(creds / "sign.key", PASSPHRASE)
-    return Sender(node.node_id, SoftwareSigner(key, chain[0]), tuple(chain[1:]))
+    return Sender(node_id, SoftwareSigner(key, chain[0]), tuple(chain[1:]))
+
+
+def tls_context_from(creds: Path) -> ssl.SSLContext:
+    return client_context(creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASSPHRASE)
 
 
 def node_recipient(node: LocalNode) -> Recipient:
@@ -202,20 +212,23 @@ def node_recipient(node: LocalNode) -> Recipient:
     return Recipient(load_certificates((creds / "enc.crt").read_bytes())[0])
 
 
-def forge_envelope(signer_node: LocalNode, destination: LocalNode, *, from_unit: str | None,
+def forge_envelope(signer_node: LocalNode | None, destination: LocalNode, *, from_unit: str | None,
                    to_units: Sequence[str], payload: bytes | None = None,
                    type: MessageType = MessageType.URGE, message_id: str | None = None,
-                   sender: Sender | None = None) -> tuple[str, bytes]:
-    """An envelope signed with ``signer_node``'s key (its origin) for ``destination``."""
+                   sender: Sender | None = None, in_reply_to: str | None = None) -> tuple[str, bytes]:
+    """An envelope signed with ``signer_node``'s key (or ``sender``'s: its origin) for ``destination``."""
     now = dt.datetime.now(dt.UTC)
-    draft = HeaderDraft.new(type, signer_node.node_id, destination.node_id, from_unit, to_units, now,
-                            dt.timedelta(days=1))
+    sender = sender or node_sender(signer_node)
+    if in_reply_to is None and type is not MessageType.DOCUMENT:
+        in_reply_to = new_id(now)  # notices must name a message; one the receiver never saw
+    draft = HeaderDraft.new(type, sender.node_id, destination.node_id, from_unit, to_units, now,
+                            dt.timedelta(days=1), in_reply_to=in_reply_to)
     if message_id is not None:
         draft = HeaderDraft(message_id, draft.type, draft.origin_node, draft.destination_node, draft.from_unit,
                             draft.to_units, draft.created, draft.expires, draft.in_reply_to, draft.max_hops)
     if payload is None:
         payload = Notice(type, "forged-doc-0001", tuple(to_units), now).encode()
-    sealed = seal_envelope(draft, payload, sender or node_sender(signer_node), node_recipient(destination))
+    sealed = seal_envelope(draft, payload, sender, node_recipient(destination))
     return draft.message_id, sealed.data
 
 
@@ -248,6 +261,20 @@ def inbox_item(node: LocalNode, unit: str, doc_id: str, timeout: float = 30.0) -
     def find():
         return next((i for i in node.clerk(unit).get("/api/v1/inbox", {"limit": 500}) if i["doc_id"] == doc_id), None)
     return wait_for(find, timeout, what=f"{doc_id} in the inbox of {unit}")
+
+
+def blob_path(node: LocalNode, digest: str) -> Path:
+    return load_config(node.directory).data_dir / "blobs" / "sha256" / digest[:2] / digest[2:]
+
+
+def metric(node: LocalNode, name: str, **labels: str) -> float:
+    """A counter's value from the node's /metrics (0 when the series does not exist yet)."""
+    text = node.client("operator").get("/metrics")
+    text = text.decode() if isinstance(text, bytes) else text
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def log_text(node: LocalNode) -> str:
