@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import zipfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -81,9 +82,25 @@ def test_limits_are_enforced_on_the_bytes_that_come_out_not_only_on_headers(pki_
     assert seen < 3_200_000  # stopped before the end
 
 
+def _members(package: bytes) -> dict[str, bytes]:
+    """Every member's content as the reader delivers it, plus the manifest, signature and time stamp."""
+    with PackageReader(io.BytesIO(package)) as reader:
+        files = {e.path: b"".join(reader.iter_member(e.path)) for e in reader.manifest.entries}
+        return {**files, "<manifest>": reader.manifest_bytes, "<signature>": reader.signature,
+                "<timestamp>": reader.timestamp or b"",
+                "<names>": "\n".join(sorted(zipfile.ZipFile(io.BytesIO(package)).namelist())).encode()}
+
+
+_ORIGINAL_FIELDS = ("document_id", "title", "issuers", "seal_name", "seal_unit", "signer", "signing_time",
+                    "timestamp_time", "attachments")
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_random_damage_never_crashes_the_verifier(valid_package, pki_env, data):
+def test_random_damage_is_refused_or_changes_nothing_that_was_signed(valid_package, pki_env, data):
+    """Damage to the ZIP's unsigned bookkeeping (timestamps, extra fields, comments) may leave a
+    package that still verifies; then every member it delivers is byte for byte the original's and
+    the report says what it said for the original. Any other damage fails a check with a code."""
     damaged = bytearray(valid_package)
     for _ in range(data.draw(st.integers(1, 8))):
         pos = data.draw(st.integers(0, len(damaged) - 1))
@@ -95,3 +112,30 @@ def test_random_damage_never_crashes_the_verifier(valid_package, pki_env, data):
     for c in report.checks:
         assert c.status in ("pass", "fail", "skipped", "absent")
         assert c.status != "fail" or (c.code and c.code.isupper())
+    if report.ok:
+        assert _members(bytes(damaged)) == _members(valid_package)
+        original = verify_package(io.BytesIO(valid_package), [pki_env.root], NOW)
+        assert {f: getattr(report, f) for f in _ORIGINAL_FIELDS} == {f: getattr(original, f) for f in _ORIGINAL_FIELDS}
+
+
+def test_damage_to_a_members_data_is_refused_unless_it_decodes_to_the_same_bytes(valid_package, pki_env):
+    """Every member is covered by the manifest's digests, the manifest by the signature. A changed
+    byte of a stored member's data is a changed byte of content: refused. In deflated data a bit can
+    change nothing that comes out (the final-block flag of a stream that ends there anyway); then the
+    package must deliver exactly the original bytes."""
+    original = _members(valid_package)
+    stored = 0
+    for info in zipfile.ZipFile(io.BytesIO(valid_package)).infolist():
+        start = info.header_offset + 30 + len(info.orig_filename.encode()) + len(info.extra)
+        for pos in (start, start + info.compress_size // 2, start + info.compress_size - 1):
+            damaged = bytearray(valid_package)
+            damaged[pos] ^= 0x01
+            report = verify_package(io.BytesIO(bytes(damaged)), [pki_env.root], NOW)
+            if info.compress_type == zipfile.ZIP_STORED:
+                stored += 1
+                assert not report.ok, (info.filename, pos)
+            if not report.ok:
+                assert any(c.status == "fail" and c.code for c in report.checks), (info.filename, pos)
+            else:
+                assert _members(bytes(damaged)) == original, (info.filename, pos)
+    assert stored >= 3  # body.pdf is stored: at least one member's content was damaged directly
