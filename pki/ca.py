@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from . import profiles
 from .algorithms import DEFAULT, PrivateKey, PublicKey, SignatureAlgorithm, by_name, for_public_key
-from .errors import CaError, InvalidInput, MalformedEncoding, UnknownCertificate
+from .errors import CaError, InvalidInput, MalformedEncoding, UnknownCertificate, UnsupportedAlgorithm
 from .keystore import read_private_key, write_private_key, write_public_file
 from .profiles import Profile
 from .signer import SoftwareSigner
@@ -101,6 +101,24 @@ class NodeCredentials:
     tls_certificate: x509.Certificate
     signing_certificate: x509.Certificate
     encryption_certificate: x509.Certificate
+
+
+def _read_config(path: Path) -> dict:
+    """ca.json, checked for the fields the CA reads: a damaged file is a typed error, not a traceback."""
+    try:
+        config = json.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CaError(f"{path} is corrupt: {exc}", code="PKI_CA_CORRUPT", path=str(path)) from None
+    if (not isinstance(config, dict) or not isinstance(config.get("name"), str)
+            or not isinstance(config.get("algorithm"), str)
+            or not isinstance(config.get("next_crl_number", 1), int)):
+        raise CaError(f"{path} is corrupt: it needs a name, an algorithm and a CRL number",
+                      code="PKI_CA_CORRUPT", path=str(path))
+    try:
+        by_name(config["algorithm"])
+    except UnsupportedAlgorithm as exc:
+        raise CaError(f"{path} is corrupt: {exc.message}", code="PKI_CA_CORRUPT", path=str(path)) from None
+    return config
 
 
 class CertificateAuthority:
@@ -179,7 +197,7 @@ class CertificateAuthority:
         directory = Path(directory)
         if not (directory / "ca.json").exists():
             raise CaError(f"{directory} is not a gwx CA directory (no ca.json)", code="PKI_CA_MISSING")
-        config = json.loads((directory / "ca.json").read_text("utf-8"))
+        config = _read_config(directory / "ca.json")
         key = read_private_key(directory / "ca.key", passphrase)
         cert = load_certificate((directory / "ca.crt").read_bytes())
         chain = load_certificates((directory / "chain.pem").read_bytes())

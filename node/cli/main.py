@@ -3,7 +3,9 @@
 Each command group lives in its own module exposing ``register(subparsers)``; a command sets
 ``func`` and returns an exit code. Typed errors (:class:`pki.errors.GwxError`) are caught here,
 once, and printed as ``CODE: message`` (or JSON with ``--json``) with the exit code from
-``node.cli.exit_codes``.
+``node.cli.exit_codes``. An ``OSError`` that reaches this far (a file named on the command line
+that does not exist or cannot be read) is turned into the typed ``IO_ERROR`` here too, so no
+command needs its own try/except around every open().
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 
 from pki.errors import GwxError
 
-from .exit_codes import exit_code_for
+from .exit_codes import FileProblem, exit_code_for
 
 # (top-level command, help, modules) — modules register their subcommands under the group's parser;
 # a group named None registers its commands at the top level (``gwx inbox``, not ``gwx x inbox``).
@@ -57,13 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GwxError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": exc.to_dict()}, ensure_ascii=False))
-        else:
-            print(f"gwx: {exc.code}: {exc.message}", file=sys.stderr)
-        return exit_code_for(exc)
+        return _report(args, exc)
+    except OSError as exc:
+        return _report(args, FileProblem.from_os_error(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def _report(args: argparse.Namespace, exc: GwxError) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": exc.to_dict()}, ensure_ascii=False))
+    else:
+        print(f"gwx: {exc.code}: {exc.message}", file=sys.stderr)
+    return exit_code_for(exc)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""``gwx`` on files that are missing, unreadable or damaged: a typed message and exit code, no traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from node.cli.exit_codes import BAD_INPUT
+from pki.ca import CertificateAuthority
+from pki.errors import CaError
+from tests.conftest import run_gwx
+
+PASSPHRASE = "a long enough passphrase"
+ENV = {"GWX_PASSPHRASE": PASSPHRASE}
+
+
+@pytest.fixture(scope="module")
+def ca_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("errors") / "ca"
+    CertificateAuthority.init_root(directory, "错误测试CA", PASSPHRASE.encode())
+    return directory
+
+
+def assert_typed_failure(out, code: str, exit_code: int = BAD_INPUT) -> str:
+    stderr = out.stderr.decode()
+    assert "Traceback" not in stderr and "Traceback" not in out.stdout.decode()
+    assert out.returncode == exit_code, stderr
+    assert f"gwx: {code}: " in stderr
+    return stderr
+
+
+def test_verifying_a_package_that_does_not_exist(ca_dir, tmp_path):
+    missing = tmp_path / "no-such-package.zip"
+    out = run_gwx("doc", "verify", "--trust", ca_dir / "root.crt", missing)
+    stderr = assert_typed_failure(out, "IO_ERROR")
+    assert str(missing) in stderr  # the user is told which file
+
+
+def test_verifying_a_package_that_does_not_exist_in_json(ca_dir, tmp_path):
+    out = run_gwx("doc", "verify", "--json", "--trust", ca_dir / "root.crt", tmp_path / "missing.zip")
+    assert out.returncode == BAD_INPUT and "Traceback" not in out.stderr.decode()
+    error = json.loads(out.stdout)["error"]
+    assert error["code"] == "IO_ERROR" and error["details"]["path"] == str(tmp_path / "missing.zip")
+
+
+@pytest.mark.parametrize("what", ["missing", "a directory"])
+def test_showing_a_file_that_cannot_be_read(tmp_path, what):
+    target = tmp_path / "nothing.crt" if what == "missing" else tmp_path
+    assert_typed_failure(run_gwx("pki", "show", target), "IO_ERROR")
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[]", b'{"name": "x"}',
+                                     b'{"name": "x", "algorithm": "md5-rsa", "next_crl_number": 1}'],
+                         ids=["broken-json", "not-utf8", "not-an-object", "no-algorithm", "unknown-algorithm"])
+def test_a_corrupt_ca_json_is_a_typed_error(ca_dir, tmp_path, content):
+    damaged = tmp_path / "ca"
+    damaged.mkdir()
+    for f in ca_dir.iterdir():
+        if f.is_file():
+            (damaged / f.name).write_bytes(f.read_bytes())
+    (damaged / "issued").mkdir()
+    (damaged / "ca.json").write_bytes(content)
+    with pytest.raises(CaError) as err:
+        CertificateAuthority.open(damaged, PASSPHRASE.encode())
+    assert err.value.code == "PKI_CA_CORRUPT"
+    out = run_gwx("pki", "crl", "--ca", damaged, "--out", tmp_path / "crl.pem", env=ENV)
+    assert_typed_failure(out, "PKI_CA_CORRUPT", exit_code=4)
+    assert not (tmp_path / "crl.pem").exists()
+
+
+def test_a_ca_directory_missing_its_certificate(ca_dir, tmp_path):
+    partial = tmp_path / "ca"
+    partial.mkdir()
+    (partial / "ca.json").write_bytes((ca_dir / "ca.json").read_bytes())
+    (partial / "ca.key").write_bytes((ca_dir / "ca.key").read_bytes())
+    (partial / "ca.key").chmod(0o600)
+    out = run_gwx("pki", "crl", "--ca", partial, "--out", tmp_path / "crl.pem", env=ENV)
+    assert str(partial / "ca.crt") in assert_typed_failure(out, "IO_ERROR")
