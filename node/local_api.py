@@ -269,6 +269,9 @@ async def json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str,
     data = await request.read()  # raises 413 past client_max_size
     if not data.strip():
         return {}
+    if request.content_type != "application/json":
+        raise ApiError(f"the request body must be application/json, not {request.content_type}",
+                       code="API_UNSUPPORTED_MEDIA_TYPE")
     value = load_json(data, max_bytes=request.app[CONFIG].limits.max_request_bytes, what="the request body",
                       error=_BadJson)
     if not isinstance(value, dict):
