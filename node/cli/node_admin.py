@@ -1,8 +1,10 @@
-"""``gwx node init``, ``add-peer``, ``add-token`` (``run`` and ``status`` live in node_run)."""
+"""``gwx node init``, ``add-peer``, ``add-token``, ``tokens``, ``revoke-token`` (``run`` and ``status``
+live in node_run). A running node picks token changes up within a second, without a restart."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -38,6 +40,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="the person using it (recorded as 签收人)")
     p.add_argument("--unit", help="the unit a clerk acts for")
     p.set_defaults(func=_add_token)
+
+    p = sub.add_parser("tokens", help="list the local API tokens: id, name, role, unit (never the secrets)")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_list_tokens)
+
+    p = sub.add_parser("revoke-token", help="revoke a local API token by its id (see gwx node tokens)")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("token_id", metavar="TOKEN_ID")
+    p.set_defaults(func=_revoke_token)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -75,4 +87,37 @@ def _add_token(args: argparse.Namespace) -> int:
     config = load_config(args.dir)
     principal, token = TokenStore(config.tokens_path).issue(args.name, args.role, args.unit)
     print(token)
+    return 0
+
+
+def _token_store(directory: Path):
+    from node.auth import TokenStore
+    from node.config import load_config
+
+    return TokenStore(load_config(directory).tokens_path)
+
+
+def _list_tokens(args: argparse.Namespace) -> int:
+    principals = sorted(_token_store(args.dir).principals(), key=lambda p: (p.role, p.unit or "", p.name))
+    if args.json:
+        print(json.dumps([{"token_id": p.token_id, "name": p.name, "role": p.role, "unit": p.unit}
+                          for p in principals], ensure_ascii=False))
+        return 0
+    rows = [("ID", "ROLE", "UNIT", "NAME")] + [(p.token_id, p.role, p.unit or "-", p.name) for p in principals]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[3])
+    return 0
+
+
+def _revoke_token(args: argparse.Namespace) -> int:
+    from node.errors import NodeError
+
+    store = _token_store(args.dir)
+    principal = store.find(args.token_id)
+    if principal is None or not store.revoke(args.token_id):
+        raise NodeError(f"no token with id {args.token_id} (see gwx node tokens)", code="NODE_UNKNOWN_TOKEN",
+                        token_id=args.token_id)
+    print(f"revoked token {principal.token_id} of {principal.name} ({principal.role}"
+          + (f", {principal.unit})" if principal.unit else ")"))
     return 0
