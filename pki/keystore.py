@@ -1,14 +1,18 @@
 """Private keys at rest: PKCS#8 PEM, encrypted with a passphrase, files mode 0600.
 
 Writing goes through a temporary file in the same directory, fsync, then rename, so a crash
-never leaves a half-written key. Reading refuses a key file that others can read: a key that
+never leaves a half-written key. The temporary file is made by :func:`tempfile.mkstemp`
+(unpredictable name, ``O_EXCL``, mode 0600): nobody can plant a file or a symlink where it will be
+created, and a temp file a crash left behind is never reused. Reading refuses a key file that others can read: a key that
 leaked through permissions is a key to rotate, not to use silently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -33,31 +37,29 @@ def write_private_key(path: str | os.PathLike[str], key: PrivateKey, passphrase:
 
 def write_secret_file(path: str | os.PathLike[str], data: bytes) -> Path:
     """Durably write ``data`` readable by its owner only (0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a temp file left by a crashed write
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    return path
+    return _write_atomically(Path(path), data, 0o600)
 
 
 def write_public_file(path: str | os.PathLike[str], data: bytes) -> Path:
     """Durably write a non-secret file (certificates, seals, CRLs): temp, fsync, rename."""
-    path = Path(path)
+    return _write_atomically(Path(path), data, 0o644)
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # O_EXCL, 0600
+    try:
+        with os.fdopen(fd, "wb") as f:  # file.write loops over short writes
+            if mode != 0o600:
+                os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     _fsync_dir(path.parent)
     return path
 

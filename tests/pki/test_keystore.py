@@ -101,15 +101,47 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, ec_key, rsa_ke
     assert _mode(tmp_path / "token") == 0o600
 
 
-def test_leftover_temp_file_from_a_crash_cannot_widen_the_key(tmp_path, ec_key):
-    # A crashed earlier write (same pid after a restart in a container) left a world-readable temp file.
+def test_leftover_temp_file_from_a_crash_is_never_reused(tmp_path, ec_key):
+    # A crashed earlier write (same pid after a restart in a container) left a world-readable file
+    # under the temp name older versions used; temp names are unpredictable now, so it is left alone.
     stale = tmp_path / f".k.pem.tmp{os.getpid()}"
     stale.write_bytes(b"garbage from a crash")
     stale.chmod(0o644)
     path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
     assert _mode(path) == 0o600
-    assert not stale.exists()
+    assert stale.read_bytes() == b"garbage from a crash"
     assert _public_der(read_private_key(path, PASS)) == _public_der(ec_key)
+
+
+@pytest.mark.parametrize("writer", [write_secret_file, write_public_file])
+def test_a_symlink_planted_at_a_predictable_temp_name_is_not_followed(tmp_path, writer):
+    victim = tmp_path / "elsewhere" / "victim"
+    victim.parent.mkdir()
+    victim.write_bytes(b"untouched")
+    target_dir = tmp_path / "keys"
+    target_dir.mkdir()
+    for name in (f".k.pem.tmp{os.getpid()}", ".k.pem.tmp", ".k.pem."):
+        (target_dir / name).symlink_to(victim)
+    writer(target_dir / "k.pem", b"the new content")
+    assert victim.read_bytes() == b"untouched"
+    assert (target_dir / "k.pem").read_bytes() == b"the new content"
+    assert not (target_dir / "k.pem").is_symlink()
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "k.pem").mkdir()  # the rename onto a directory fails after the temp file was written
+    with pytest.raises(OSError):
+        write_secret_file(tmp_path / "k.pem", b"s3cret")
+    with pytest.raises(TypeError):
+        write_public_file(tmp_path / "ca.crt", "not bytes")  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.pem"]
+
+
+def test_large_contents_are_written_whole(tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    assert write_secret_file(tmp_path / "big", data).read_bytes() == data
+    assert _mode(tmp_path / "big") == 0o600
+    assert _mode(write_public_file(tmp_path / "pub", data)) == 0o644
 
 
 def test_missing_and_malformed_key_files_are_typed(tmp_path):
