@@ -78,6 +78,7 @@ class PackageReport:
     document_id: str | None = None
     title: str | None = None
     issuers: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()  # 主送 then 抄送 unit codes, as the document names them
     seal_name: str | None = None
     seal_unit: str | None = None
     signer: str | None = None
@@ -99,7 +100,7 @@ class PackageReport:
     def to_dict(self) -> dict[str, Any]:
         iso = (lambda t: t.isoformat() if t else None)  # noqa: E731
         return {"ok": self.ok, "checked_at": iso(self.checked_at), "document_id": self.document_id,
-                "title": self.title, "issuers": list(self.issuers), "seal_name": self.seal_name,
+                "title": self.title, "issuers": list(self.issuers), "recipients": list(self.recipients), "seal_name": self.seal_name,
                 "seal_unit": self.seal_unit, "signer": self.signer, "signing_time": iso(self.signing_time),
                 "timestamp_time": iso(self.timestamp_time),
                 "attachments": [{"path": p, "size": s} for p, s in self.attachments],
@@ -112,13 +113,15 @@ def _fail(name: str, exc: GwxError) -> Check:
 
 def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Sequence[x509.Certificate],
                    at: dt.datetime, *, revocation: RevocationCheck | None = None,
-                   limits: PackageLimits = DEFAULT_LIMITS, validate_pdf: bool = True) -> PackageReport:
+                   limits: PackageLimits = DEFAULT_LIMITS, validate_pdf: bool = True,
+                   allow_classified: bool = False) -> PackageReport:
     """Verify the package in ``source`` (a seekable binary file, or a path) at ``at`` (see module doc).
 
     ``validate_pdf=False`` leaves out the PAdES validation (pyHanko, tens of milliseconds): a node
     accepting an envelope checks everything else before acknowledging, and validates the PDF seal
     afterwards, once per package digest. The check then reads SKIPPED, so ``report.ok`` is false
-    and ``report.failures`` holds only real failures.
+    and ``report.failures`` holds only real failures. ``allow_classified`` is the node's policy
+    (``classified_network``): without it a document with a 密级 other than 非密 fails ``metadata``.
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
@@ -169,10 +172,10 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
 
         meta = None
         try:
-            meta = parse_meta(kept[METADATA_NAME]).metadata
+            meta = parse_meta(kept[METADATA_NAME], allow_classified=allow_classified).metadata
             if meta.id is None:
                 raise MissingMetadataField("metadata.json has no 公文标识 (id)", field="id")
-            info.update(document_id=meta.id, title=meta.title, issuers=meta.issuers)
+            info.update(document_id=meta.id, title=meta.title, issuers=meta.issuers, recipients=meta.to + meta.cc)
             checks["metadata"] = Check("metadata", PASS)
         except GwxError as exc:
             checks["metadata"] = _fail("metadata", exc)

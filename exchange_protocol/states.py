@@ -213,13 +213,18 @@ def allowed_events(state: Status) -> frozenset[Event]:
     return frozenset(e for (s, e) in table if s is state)
 
 
+def is_settled(status: Status) -> bool:
+    """Whether the recipient has finished with the document (no longer overdue, urged or recalled)."""
+    return status in _SETTLED
+
+
 def is_overdue(status: Status, deadline: datetime | None, now: datetime) -> bool:
     """Red light: the 办理时限 has passed and the recipient has not settled the document."""
     _aware(now, "now")
     if deadline is None:
         return False
     _aware(deadline, "deadline")
-    return now > deadline and status not in _SETTLED
+    return now > deadline and not is_settled(status)
 
 
 def _aware(value: object, name: str) -> None:

@@ -50,6 +50,7 @@ from pki.unit_code import validate_unit_code
 from .errors import ConfigError
 
 CONFIG_NAME = "node.toml"
+MAX_BATCH = 512  # node.peer_api.MAX_FRAMES: what one request to a peer may carry
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,10 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
     codes = [u.code for u in units]
     if len(set(codes)) != len(codes):
         raise ConfigError("a unit is listed twice in [[units]]")
+    if not 1 <= config.limits.batch_size <= MAX_BATCH:
+        raise ConfigError(f"limits.batch_size must be 1–{MAX_BATCH} (the most envelopes a peer takes per request)")
+    if config.limits.active_window < config.limits.batch_size:
+        raise ConfigError("limits.active_window must be at least limits.batch_size")
     if config.retry.min_seconds <= 0 or config.retry.max_seconds < config.retry.min_seconds:
         raise ConfigError("retry: need 0 < min_seconds <= max_seconds")
     return config

@@ -59,6 +59,7 @@ log = logging.getLogger("gwx.outbound")
 SMALL_PAYLOAD = 4 * 1024 * 1024  # sealed in memory below this; streamed through a spool file above
 BATCH_BYTES = 8 * 1024 * 1024
 DEAD_AFTER_FAILURES = 8
+REVERIFY_SECONDS = 300  # cached peer certificates are judged again (expiry, revocation) this often
 TRANSIENT = (PeerUnreachable, PeerServerError, PeerProtocolError, PeerIdentityMismatch)
 
 
@@ -163,6 +164,7 @@ class DestinationQueue:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._credentials: PeerCredentials | None = None
+        self._verified_at = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._failures = 0
         self._retry_at: dt.datetime | None = None
 
@@ -225,9 +227,11 @@ class DestinationQueue:
                     return
 
     async def _peer_credentials(self) -> PeerCredentials:
-        if self._credentials is not None:
-            return self._credentials
         ctx = self.o.ctx
+        if self._credentials is not None:
+            if (ctx.clock() - self._verified_at).total_seconds() < REVERIFY_SECONDS:
+                return self._credentials
+            self._credentials = None  # re-judged below: revoked or expired since is noticed
         stored = await self.o.exchange.peer_credentials(self.destination)
         now = ctx.clock()
         if stored is not None:
@@ -235,6 +239,7 @@ class DestinationQueue:
                 self._credentials = verify_peer_credentials(self.destination, stored.signing_cert,
                                                             stored.encryption_cert, [stored.chain] if stored.chain else [],
                                                             ctx.trust, now, ctx.revocation)
+                self._verified_at = now
                 return self._credentials
             except GwxError as exc:  # expired or revoked since: fetch afresh
                 self._log(logging.WARNING, "cached credentials of %s no longer valid: %s", self.destination, exc)
@@ -242,7 +247,7 @@ class DestinationQueue:
         await self.o.exchange.save_peer_credentials(StoredPeerCredentials(
             self.destination, pem(creds.signing_certificate).decode(), pem(creds.encryption_certificate).decode(),
             b"".join(pem(c) for c in creds.chain).decode(), now))
-        self._credentials = creds
+        self._credentials, self._verified_at = creds, now
         return creds
 
     async def _build_drafts(self) -> None:
@@ -253,12 +258,27 @@ class DestinationQueue:
         while drafts := await self.o.exchange.drafts_for(self.destination, 64):
             for d in drafts:
                 header = _header_draft(d, self.o.ctx.node_id)
-                ref = await asyncio.to_thread(_build_envelope, blobs, header, d, sender, recipient)
+                try:
+                    ref = await asyncio.to_thread(_build_envelope, blobs, header, d, sender, recipient)
+                except Exception as exc:  # one unbuildable draft must not block this destination
+                    await self._drop_draft(d, exc)
+                    continue
                 async with self.o.store.transaction() as tx:
                     await self.o.store.queue.enqueue(
                         OutboundItem(d.message_id, self.destination, ref.digest, ref.size, d.type,
                                      expires_at=d.expires_at), tx=tx)
                     await self.o.exchange.delete_draft(tx, d.message_id)
+
+    async def _drop_draft(self, d: Draft, exc: Exception) -> None:
+        info = ErrorInfo.of(exc) if isinstance(exc, GwxError) else ErrorInfo("STORE_CORRUPT", repr(exc))
+        self._log(logging.ERROR, "cannot build %s: %s", d.message_id, info.message, message_id=d.message_id,
+                  code=info.code)
+        async with self.o.store.transaction() as tx:
+            await self.o.exchange.delete_draft(tx, d.message_id)
+            await self.o.store.audit.append(tx, "node", "draft.failed", {"message_id": d.message_id},
+                                            {"error": info.code, "message": info.message})
+            await self._business(d.message_id, Event.FAILED, self.o.ctx.clock(),
+                                 reason=f"{info.code}: {info.message}", tx=tx)
 
     async def _send_batch(self, batch: list[QueueEntry]) -> None:
         ctx, store = self.o.ctx, self.o.store
@@ -287,9 +307,10 @@ class DestinationQueue:
                               message_id=entry.message_id, code=exc.code)
                     await self._defer_or_bounce(entry, exc, now)
                     continue
-                await store.queue.mark_sent([entry.message_id], r.receipt)
+                async with store.transaction() as tx:
+                    await store.queue.mark_sent([entry.message_id], r.receipt, tx=tx)
+                    await self._business(entry.message_id, Event.SENT, now, tx=tx)
                 self.o.sent.inc(destination=self.destination)
-                await self._business(entry.message_id, Event.SENT, now)
             elif is_permanent(r.error_code or ""):
                 self._log(logging.WARNING, "%s refused %s for good: %s %s", self.destination, entry.message_id,
                           r.error_code, r.error_message, message_id=entry.message_id, code=r.error_code)
@@ -313,22 +334,26 @@ class DestinationQueue:
             await self._bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
 
     async def _bounce(self, entry: QueueEntry, info: ErrorInfo) -> None:
-        await self.o.store.queue.bounce(entry.message_id, info)
+        async with self.o.store.transaction() as tx:
+            await self.o.store.queue.bounce(entry.message_id, info, tx=tx)
+            await self._business(entry.message_id, Event.FAILED, self.o.ctx.clock(),
+                                 reason=f"{info.code}: {info.message}", tx=tx)
         self.o.bounced.inc(destination=self.destination)
         self._log(logging.WARNING, "bounced %s: %s", entry.message_id, info.message, message_id=entry.message_id,
                   code=info.code)
-        await self._business(entry.message_id, Event.FAILED, self.o.ctx.clock(), reason=f"{info.code}: {info.message}")
 
-    async def _business(self, message_id: str, event: Event, now: dt.datetime, reason: str | None = None) -> None:
-        """Reflect a transport outcome on the sender-side rows of the document this message carried."""
+    async def _business(self, message_id: str, event: Event, now: dt.datetime, reason: str | None = None, *,
+                        tx) -> None:
+        """Reflect a transport outcome on the sender-side rows of the document this message carried
+        (inside ``tx``, with the queue change that records the outcome)."""
         link = await self.o.exchange.outgoing(message_id)
         if link is None or link.type != MessageType.DOCUMENT.value:
             return
         for unit in link.units:
             try:
                 await apply_sender_event(self.o.store, link.doc_id, unit, event, at=now, actor=f"node:{self.destination}",
-                                         reason=reason, details={"message_id": message_id})
-            except GwxError as exc:
+                                         reason=reason, details={"message_id": message_id}, tx=tx)
+            except GwxError as exc:  # raised before any write: the transaction stays usable
                 self._log(logging.WARNING, "cannot apply %s to %s/%s: %s", event.value, link.doc_id, unit, exc,
                           message_id=message_id, code=exc.code)
 

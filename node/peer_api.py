@@ -28,16 +28,18 @@ from pki.ca import pem
 from pki.errors import GwxError
 from pki.trust import Purpose, verify_certificate
 
+from .config import MAX_BATCH
 from .context import NodeContext
 from .error_mapping import http_status_for
 from .errors import NodeError
 from .inbound import Acceptor, StreamAcceptor
 from .tls import PeerIdentityError, peer_certificate, peer_node_id
+from .transport import ENVELOPE_MEDIA_TYPE
 
 log = logging.getLogger("gwx.peer_api")
 
 SMALL_FRAME = 4 * 1024 * 1024
-MAX_FRAMES = 512
+MAX_FRAMES = MAX_BATCH
 PEER_NODE = "gwx.peer_node"
 
 CONTEXT = web.AppKey("context", NodeContext)
@@ -90,6 +92,9 @@ async def envelopes(request: web.Request) -> web.Response:
         raise NodeError("this node is shutting down; try again shortly", code="NODE_SHUTTING_DOWN")
     ctx, acceptor = request.app[CONTEXT], request.app[ACCEPTOR]
     peer = request[PEER_NODE]
+    if request.content_type != ENVELOPE_MEDIA_TYPE:
+        raise NodeError(f"envelopes are sent as {ENVELOPE_MEDIA_TYPE}, not {request.content_type}",
+                        code="API_UNSUPPORTED_MEDIA_TYPE")
     if request.content_length is None:
         raise NodeError("Content-Length is required", code="API_LENGTH_REQUIRED")
     cap = ctx.config.limits.max_envelope_bytes * 2

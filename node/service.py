@@ -3,9 +3,10 @@
 Implements :class:`node.service_api.DocumentServiceApi`. Sending a document seals it with the
 unit's seal, stores the package once, writes the outbox rows and one draft per destination node in
 one transaction, then wakes those destinations' queues. Recipients hosted on this same node are
-delivered through the same :class:`~node.inbound.Processor` path as envelopes from peers (with an
-outgoing link whose destination is this node), so every rule — roles, state machine, audit — is
-applied once, whichever way a message travels.
+delivered through the same :class:`~node.processing.Processor` path as envelopes from peers (with
+an outgoing link whose destination is this node), so every rule — roles, state machine, audit — is
+applied once, whichever way a message travels. A clerk's 签收, 退回, 撤回 or 催办 commits in one
+transaction with the notice it sends (a draft, or its effect when the other unit is on this node).
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from exchange_protocol.ids import new_id
 from exchange_protocol.meta_json import meta_to_dict, parse_meta
 from exchange_protocol.notices import Notice
 from exchange_protocol.package import Attachment, build_package
-from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue
+from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue, is_settled
 
 from .auth import Forbidden, Principal
 from .context import NodeContext
 from .errors import NodeError
-from .inbound import Delivery, Processor
 from .metrics import Registry
 from .outbound import NewMessage, Outbound
+from .processing import Delivery, Processor
 from .store.exchange import Exchange, Outgoing
 from .store.messages import InboxRow, ListFilter, OutboxDocument, OutboxRecipient
 from .store.store import Store
@@ -55,7 +56,7 @@ class DocumentService:
         self.store = store
         self.outbound = outbound
         self.exchange = Exchange(store.db)
-        self.processor = Processor(ctx, store, registry, self.send_notice)
+        self.processor = Processor(ctx, store, registry, outbound)
         self.submitted = registry.counter("gwx_documents_submitted_total", "Documents sealed and sent")
 
     # ---- sending ---------------------------------------------------------------------------------
@@ -118,21 +119,6 @@ class DocumentService:
             for f in files:
                 f.close()
 
-    async def send_notice(self, notice: Notice, destination: str, from_unit: str | None,
-                          to_units: tuple[str, ...], in_reply_to: str | None) -> None:
-        """Send a notice to ``destination`` (or apply it here when that is this node)."""
-        payload = notice.encode()
-        ref = await self.store.blobs.put(payload)
-        now = self.ctx.clock()
-        if destination == self.ctx.node_id:
-            await self.processor.apply_notice(Delivery(new_id(now), notice.type, self.ctx.node_id, from_unit,
-                                                       to_units, in_reply_to, ref.digest, now), notice)
-            return
-        async with self.store.transaction() as tx:
-            await self.outbound.add(tx, [NewMessage(notice.type, destination, from_unit, to_units, ref.digest,
-                                                    ref.size, notice.doc_id, in_reply_to)], now)
-        self.outbound.wake(destination)
-
     # ---- the sender's view -------------------------------------------------------------------------
     async def _own_outbox(self, who: Principal, doc_id: str) -> OutboxDocument:
         who.require_role("clerk")
@@ -171,20 +157,29 @@ class DocumentService:
         unknown = [u for u in units or () if u not in known]
         if unknown:
             raise BadRequest(f"not recipients of {doc_id}: {', '.join(unknown)}", units=unknown)
-        targets = units or [r.unit for r in doc.recipients if not _settled(r.status)]
-        now = self.ctx.clock()
-        changed: dict[str, list[str]] = defaultdict(list)
-        refused = []
-        for unit in targets:
-            try:
-                await apply_sender_event(self.store, doc_id, unit, event, at=now, actor=f"clerk:{who.name}", by=who.name)
-                changed[known[unit].destination_node].append(unit)
-            except ProtocolError as exc:  # e.g. a recall after 签收
-                refused.append({"unit": unit, "code": exc.code, "message": exc.message})
+        # By default: every recipient still in the document's course (not settled, not failed).
+        targets = units or [r.unit for r in doc.recipients
+                            if not is_settled(SenderStatus(r.status)) and r.status != SenderStatus.FAILED.value]
         links = {o.destination: o.message_id for o in await self.exchange.outgoing_for(doc_id)}
-        for node, node_units in changed.items():
-            notice = Notice(kind, doc_id, tuple(node_units), now, by=who.name)
-            await self.send_notice(notice, node, who.unit, tuple(node_units), links.get(node))
+        now = self.ctx.clock()
+        refused, wake = [], []
+        async with self.store.transaction() as tx:
+            changed: dict[str, list[str]] = defaultdict(list)
+            for unit in targets:
+                try:
+                    await apply_sender_event(self.store, doc_id, unit, event, at=now, actor=f"clerk:{who.name}",
+                                             by=who.name, tx=tx)
+                    changed[known[unit].destination_node].append(unit)
+                except ProtocolError as exc:  # e.g. a recall after 签收
+                    refused.append({"unit": unit, "code": exc.code, "message": exc.message})
+            for node, node_units in changed.items():
+                notice = Notice(kind, doc_id, tuple(node_units), now, by=who.name)
+                ref = await self.store.blobs.put(notice.encode())
+                wake.append(await self.processor.queue_notice(tx, notice, ref, node, who.unit, tuple(node_units),
+                                                              links.get(node)))
+        for node in wake:
+            if node is not None:
+                self.outbound.wake(node)
         result = await self.track(who, doc_id)
         result["refused"] = refused
         return result
@@ -241,12 +236,20 @@ class DocumentService:
                             reason: str | None) -> dict[str, Any]:
         row = await self._own_inbox(who, doc_id)
         now = self.ctx.clock()
-        before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
-                                                   actor=f"clerk:{who.name}", by=who.name, reason=reason)
-        if notify is not None and after != before:
+        notice = ref = destination = None
+        if notify is not None:
+            destination = self.ctx.router.node_for(row.from_unit)  # before any change: fail cleanly
             notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason)
-            await self.send_notice(notice, self.ctx.router.node_for(row.from_unit), who.unit, (row.from_unit,),
-                                   row.message_id)
+            ref = await self.store.blobs.put(notice.encode())
+        wake = None
+        async with self.store.transaction() as tx:
+            before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
+                                                       actor=f"clerk:{who.name}", by=who.name, reason=reason, tx=tx)
+            if notice is not None and after != before:
+                wake = await self.processor.queue_notice(tx, notice, ref, destination, who.unit, (row.from_unit,),
+                                                         row.message_id)
+        if wake is not None:
+            self.outbound.wake(wake)
         return self._inbox_item(await self._own_inbox(who, doc_id), now)
 
     # ---- operators ---------------------------------------------------------------------------------
@@ -298,11 +301,6 @@ class DocumentService:
                 "signed_at": _iso(r.signed_at), "return_reason": r.return_reason, "urge_count": r.urge_count,
                 "received_at": _iso(r.received_at), "overdue": is_overdue(status, r.deadline, now),
                 "verified": bool((r.verification or {}).get("ok"))}
-
-
-def _settled(status: str) -> bool:
-    return SenderStatus(status) in (SenderStatus.SIGNED_FOR, SenderStatus.RETURNED, SenderStatus.RECALLED,
-                                    SenderStatus.FAILED)
 
 
 def _iso(value: dt.datetime | None) -> str | None:

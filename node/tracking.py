@@ -4,6 +4,11 @@
 updates. These two functions load a row, let the state machine compute the next one, and write it
 only if the stored status is still the one the decision was based on — retrying from a fresh read
 when another writer got there first. A duplicate or stale event writes nothing.
+
+With ``tx`` the write joins the caller's transaction (so a state change and the notice it causes,
+or a notice and the mark that it was applied, commit together). Inside a transaction the writer
+lock is held, so the committed state read beforehand cannot change under us; a conflict there is
+raised rather than retried.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from exchange_protocol.kinds import Role
 from exchange_protocol.states import Event, ReceiverStatus, RecipientRow, SenderStatus
 
 from .errors import StoreConflict, StoreNotFound
+from .store.db import Transaction
 from .store.messages import InboxRow, OutboxRecipient
 from .store.store import Store
 
@@ -34,7 +40,7 @@ def _receiver_row(r: InboxRow) -> RecipientRow:
 
 async def apply_sender_event(store: Store, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
                              actor: str, by: str | None = None, reason: str | None = None,
-                             details: dict[str, Any] | None = None) -> RecipientRow:
+                             details: dict[str, Any] | None = None, tx: Transaction | None = None) -> RecipientRow:
     """Move the sender-side row of ``unit`` for ``doc_id``; returns the row as stored afterwards."""
     for _ in range(ATTEMPTS):
         doc = await store.messages.get_outbox(doc_id)
@@ -49,16 +55,19 @@ async def apply_sender_event(store: Store, doc_id: str, unit: str, event: Event,
                    "urge_count": after.urge_count, "last_urged_at": after.last_urged_at}
         try:
             await store.messages.update_recipient(doc_id, unit, before.status.value, changes, actor=actor,
-                                                  action=f"recipient.{event.value}", details=details)
+                                                  action=f"recipient.{event.value}", details=details, tx=tx)
             return after
         except StoreConflict:
+            if tx is not None:
+                raise
             continue
     raise StoreConflict(f"recipient {unit} of {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)
 
 
 async def apply_receiver_event(store: Store, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
                                actor: str, by: str | None = None, reason: str | None = None,
-                               details: dict[str, Any] | None = None) -> tuple[RecipientRow, RecipientRow]:
+                               details: dict[str, Any] | None = None,
+                               tx: Transaction | None = None) -> tuple[RecipientRow, RecipientRow]:
     """Move ``unit``'s inbox row for ``doc_id``; returns (before, after)."""
     for _ in range(ATTEMPTS):
         current = await store.messages.get_inbox(doc_id, unit)
@@ -76,8 +85,10 @@ async def apply_receiver_event(store: Store, doc_id: str, unit: str, event: Even
             changes.update(return_reason=after.reason)
         try:
             await store.messages.update_inbox(doc_id, unit, before.status.value, changes, actor=actor,
-                                              action=f"inbox.{event.value}", details=details)
+                                              action=f"inbox.{event.value}", details=details, tx=tx)
             return before, after
         except StoreConflict:
+            if tx is not None:
+                raise
             continue
     raise StoreConflict(f"inbox row of {unit} for {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)

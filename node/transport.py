@@ -21,7 +21,7 @@ import asyncio
 import base64
 import json
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +43,19 @@ CHUNK = 256 * 1024
 PERMANENT_CODES = frozenset({
     "ENV_EXPIRED", "ENV_WRONG_RECIPIENT", "ENV_BAD_SIGNATURE", "ENV_SIGNER_UNTRUSTED", "ENV_SIGNER_NOT_ORIGIN",
     "ENV_PAYLOAD_DIGEST_MISMATCH", "ENV_TAG_MISMATCH", "ENV_DECRYPTION_FAILED", "ENV_REPLAYED",
-    "ENV_TOO_MANY_HOPS", "ENV_UNIT_NOT_HOSTED", "ENV_ORIGIN_MISMATCH", "ENV_PAYLOAD_TOO_LARGE",
+    "ENV_TOO_MANY_HOPS", "ENV_UNIT_NOT_HOSTED", "ENV_ORIGIN_MISMATCH", "ENV_PAYLOAD_TOO_LARGE", "ENV_TOO_LARGE",
+    "ENV_HEADER_TOO_LARGE", "ENV_SIGNATURE_TOO_LARGE", "PKI_CERT_REVOKED",
 })
-PERMANENT_PREFIXES = ("PKG_", "DOC_", "NOTICE_", "ENV_MALFORMED", "ENV_UNKNOWN", "ENV_MISSING", "ENV_WRONG_TYPE",
-                      "ENV_INVALID", "ENV_UNSUPPORTED")
+PERMANENT_PREFIXES = ("PKG_", "DOC_", "NOTICE_", "SEAL_", "CMS_", "ENV_MALFORMED", "ENV_UNKNOWN", "ENV_MISSING",
+                      "ENV_WRONG_TYPE", "ENV_INVALID", "ENV_UNSUPPORTED", "ENV_FROM_UNIT", "ENV_TO_UNIT")
 
 
 def is_permanent(code: str) -> bool:
     return code in PERMANENT_CODES or code.startswith(PERMANENT_PREFIXES)
+
+
+# Judges a server's TLS certificate (raises a typed error to refuse it).
+ServerJudge = Callable[[x509.Certificate], None]
 
 
 class PeerUnreachable(NodeError):
@@ -110,19 +115,28 @@ def verify_peer_credentials(node_id: str, signing_pem: str, encryption_pem: str,
 
 
 class _NodeConnector(aiohttp.TCPConnector):
-    """A connector that checks, once per new TLS connection, that the server is the node we meant.
+    """A connector that judges, once per new TLS connection, the server we reached.
 
-    Hostname verification (done by ``ssl``) proves the address; this proves the node identity in
-    the certificate (``urn:gwx:node:ID``), which is what matters when nodes share a host.
+    Hostname verification (done by ``ssl``) proves the address; ``judge`` (``pki.trust`` with the
+    node's CRL) decides the certificate as for any other peer, and the node identity in it
+    (``urn:gwx:node:ID``) must be the node we meant — what matters when nodes share a host.
     """
 
-    def __init__(self, expected_node: str, **kwargs) -> None:
+    def __init__(self, expected_node: str, judge: ServerJudge | None, **kwargs) -> None:
         super().__init__(**kwargs)
         self._expected = expected_node
+        self._judge = judge
 
     async def _wrap_create_connection(self, *args, **kwargs):
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
-        cert = peer_certificate(transport.get_extra_info("ssl_object"))
+        try:
+            cert = peer_certificate(transport.get_extra_info("ssl_object"))
+            if self._judge is not None:
+                self._judge(cert)
+        except GwxError as exc:
+            transport.close()
+            raise PeerIdentityMismatch(f"server certificate of {self._expected} refused: {exc.message}",
+                                       peer=self._expected, cause=exc.code) from None
         if node_id_of(cert) != self._expected:
             transport.close()
             raise PeerIdentityMismatch(f"server presented a certificate for node {node_id_of(cert)!r}, "
@@ -133,16 +147,17 @@ class _NodeConnector(aiohttp.TCPConnector):
 class PeerClient:
     """HTTP client for all peers; one connection pool (keep-alive) per peer node."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, *, connect_timeout: float = 10.0,
-                 read_timeout: float = 120.0) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext, *, judge: ServerJudge | None = None,
+                 connect_timeout: float = 10.0, read_timeout: float = 120.0) -> None:
         self._ssl = ssl_context
+        self._judge = judge
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
 
     def _session(self, peer: Peer) -> aiohttp.ClientSession:
         session = self._sessions.get(peer.node_id)
         if session is None or session.closed:
-            connector = _NodeConnector(peer.node_id, ssl=self._ssl, limit=4, keepalive_timeout=120)
+            connector = _NodeConnector(peer.node_id, self._judge, ssl=self._ssl, limit=4, keepalive_timeout=120)
             session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
             self._sessions[peer.node_id] = session
         return session
@@ -186,28 +201,42 @@ class PeerClient:
         except ValueError:
             payload = None
         if status >= 500 or status == 429 or not isinstance(payload, dict):
-            code = (payload or {}).get("error", {}).get("code", f"HTTP_{status}") if isinstance(payload, dict) else f"HTTP_{status}"
-            raise PeerServerError(f"{peer.node_id} answered {status} ({code})", peer=peer.node_id, status=status)
+            raise PeerServerError(f"{peer.node_id} answered {status} ({_error_code(payload, status)})",
+                                  peer=peer.node_id, status=status)
         if "results" not in payload:
             # The whole request was refused (e.g. 413, 403): every frame gets that answer.
-            err = payload.get("error", {})
-            return [FrameResult(f.message_id, error_code=err.get("code", f"HTTP_{status}"),
-                                error_message=err.get("message", "")) for f in frames]
+            code, message = _error(payload, status)
+            return [FrameResult(f.message_id, error_code=code, error_message=message) for f in frames]
         results = payload["results"]
         if not isinstance(results, list) or len(results) != len(frames):
             raise PeerProtocolError(f"{peer.node_id} answered {len(results) if isinstance(results, list) else '?'} "
-                                    f"results for {len(frames)} envelopes")
+                                    f"results for {len(frames)} envelopes", peer=peer.node_id)
         out = []
         for frame, r in zip(frames, results, strict=True):
             if not isinstance(r, dict) or r.get("message_id") != frame.message_id:
-                raise PeerProtocolError(f"{peer.node_id} answered results out of order")
+                raise PeerProtocolError(f"{peer.node_id} answered results out of order", peer=peer.node_id)
             if "receipt" in r:
-                out.append(FrameResult(frame.message_id, receipt=base64.b64decode(r["receipt"])))
+                try:
+                    receipt = base64.b64decode(r["receipt"], validate=True)
+                except (TypeError, ValueError):
+                    raise PeerProtocolError(f"{peer.node_id} sent a receipt that is not base64",
+                                            peer=peer.node_id) from None
+                out.append(FrameResult(frame.message_id, receipt=receipt))
             else:
-                err = r.get("error") or {}
-                out.append(FrameResult(frame.message_id, error_code=str(err.get("code", "UNKNOWN")),
-                                       error_message=str(err.get("message", ""))))
+                code, message = _error(r, status)
+                out.append(FrameResult(frame.message_id, error_code=code, error_message=message))
         return out
+
+
+def _error(payload: dict, status: int) -> tuple[str, str]:
+    err = payload.get("error")
+    if not isinstance(err, dict):
+        return f"HTTP_{status}", ""
+    return str(err.get("code") or f"HTTP_{status}")[:100], str(err.get("message") or "")[:1000]
+
+
+def _error_code(payload: object, status: int) -> str:
+    return _error(payload, status)[0] if isinstance(payload, dict) else f"HTTP_{status}"
 
 
 async def _stream(frames: Sequence[OutgoingFrame]) -> AsyncIterator[bytes]:

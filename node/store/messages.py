@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from exchange_protocol.errors import EnvelopeReplayed
-from exchange_protocol.states import ReceiverStatus, SenderStatus, is_overdue
+from exchange_protocol.states import ReceiverStatus, SenderStatus, is_settled
 
 from ..errors import StoreConflict, StoreDuplicate, StoreError, StoreNotFound
 from .audit import AuditLog, NewEvent
@@ -36,11 +36,9 @@ from .db import Database, Transaction, from_db_time, to_db_time
 
 T = TypeVar("T")
 
-# Statuses in which a passed deadline is no longer a red light, derived from states.is_overdue so
-# the rule lives in one place.
-_PAST, _LATER = datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC)
-SETTLED_SENDER = tuple(s.value for s in SenderStatus if not is_overdue(s, _PAST, _LATER))
-SETTLED_RECEIVER = tuple(s.value for s in ReceiverStatus if not is_overdue(s, _PAST, _LATER))
+# Statuses in which a passed deadline is no longer a red light (the rule lives in states.is_settled).
+SETTLED_SENDER = tuple(s.value for s in SenderStatus if is_settled(s))
+SETTLED_RECEIVER = tuple(s.value for s in ReceiverStatus if is_settled(s))
 
 
 def _v(value: Any) -> Any:
