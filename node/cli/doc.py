@@ -123,19 +123,25 @@ def _verify(args: argparse.Namespace) -> int:
         from exchange_protocol.package_verify import verify_package  # pyHanko: imported when needed
 
         report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None)
+    # VALID without a CRL says nothing about revocation: both outputs say so explicitly.
+    revocation = {"checked": bool(args.crl), "crls": [str(p) for p in args.crl]}
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        print(json.dumps({**report.to_dict(), "revocation": revocation}, ensure_ascii=False))
     else:
-        _print_report(args.package, report)
+        _print_report(args.package, report, revocation)
     return 0 if report.ok else VERIFY_FAILED
 
 
-def _print_report(path: Path, report: PackageReport) -> None:
+def _print_report(path: Path, report: PackageReport, revocation: dict) -> None:
     print(f"{path}: {'VALID' if report.ok else 'INVALID'}")
     if report.document_id:
         print(f"  公文标识 {report.document_id}  {report.title}")
     if report.seal_name:
         print(f"  seal '{report.seal_name}' ({report.seal_unit}), signed {report.signing_time}")
+    if revocation["checked"]:
+        print(f"  revocation: checked against {', '.join(revocation['crls'])}")
+    else:
+        print("  revocation: not checked (no --crl)")
     for check in report.checks:
         line = f"  [{_MARK[check.status]}] {check.name}"
         if check.code:

@@ -72,10 +72,27 @@ def test_pack_then_verify(setup):
     r = gwx("doc", "verify", str(d / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "VALID" in r.stdout and "[ok  ] timestamp" in r.stdout
+    assert "revocation: not checked (no --crl)" in r.stdout  # VALID must not read as "not revoked"
     r = gwx("doc", "verify", str(d / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"), "--json")
     report = json.loads(r.stdout)
     assert report["ok"] is True and report["seal_unit"] == UNIT
+    assert report["revocation"] == {"checked": False, "crls": []}
     assert [c["status"] for c in report["checks"]] == ["pass"] * 7
+
+
+def test_verify_with_a_crl_says_revocation_was_checked(setup, tmp_path):
+    d, ca = setup
+    (tmp_path / "ca.crl").write_bytes(crl_pem(build_crl(ca, dt.datetime.now(dt.UTC))))
+    r = gwx("doc", "pack", "--seal", str(d / "seal"), "--meta", str(d / "META.json"), "--body", str(d / "BODY.pdf"),
+            "--out", str(tmp_path / "pkg.zip"))
+    assert r.returncode == 0, r.stderr
+    args = ("doc", "verify", str(tmp_path / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"),
+            "--crl", str(tmp_path / "ca.crl"))
+    r = gwx(*args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"revocation: checked against {tmp_path / 'ca.crl'}" in r.stdout and "not checked" not in r.stdout
+    report = json.loads(gwx(*args, "--json").stdout)
+    assert report["ok"] is True and report["revocation"] == {"checked": True, "crls": [str(tmp_path / "ca.crl")]}
 
 
 def test_verify_fails_with_exit_1_on_a_revoked_seal(setup, tmp_path):
