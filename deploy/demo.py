@@ -78,6 +78,25 @@ def check(label: str, proc: subprocess.CompletedProcess, expect: str | None = No
     return ok
 
 
+def check_package(pkg: Path, data: bytes, unpacked: Path, root: Path) -> bool:
+    """The received package, checked by tools we did not write (and by gwx doc verify)."""
+    ok = True
+    pkg.write_bytes(data)
+    with zipfile.ZipFile(pkg) as z:
+        z.extractall(unpacked)
+    ok &= check("openssl cms -verify: the manifest signature (the unit's seal key)",
+                run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                     str(unpacked / "META-INF" / "signature.p7s"), "-content",
+                     str(unpacked / "META-INF" / "manifest.json"), "-CAfile", str(root), "-purpose", "any",
+                     "-out", os.devnull]), "Verification successful")
+    ok &= check("pdfsig: body.pdf carries a valid PAdES seal", run(["pdfsig", str(unpacked / "body.pdf")]),
+                "Signature is Valid")
+    ok &= check("qpdf --check: body.pdf is structurally sound", run(["qpdf", "--check", str(unpacked / "body.pdf")]))
+    ok &= check("gwx doc verify: manifest, digests, PDF seal, GB/T 38540 seal",
+                gwx("doc", "verify", str(pkg), "--trust", str(root)))
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, help="keep everything here (default: a temporary directory)")
@@ -143,22 +162,13 @@ def main() -> int:
         step("the received package, checked by tools we did not write")
         pkg = base / "received.zip"
         client = county_a.clerk(signer_unit)
-        status, _, data = client.request("GET", f"/api/v1/inbox/{doc_id}/package")
-        pkg.write_bytes(data)
-        unpacked = base / "received"
-        with zipfile.ZipFile(pkg) as z:
-            z.extractall(unpacked)
-        root = net.ca.directory / "root.crt"
-        ok &= check("openssl cms -verify: the manifest signature (the unit's seal key)",
-                    run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
-                         str(unpacked / "META-INF" / "signature.p7s"), "-content",
-                         str(unpacked / "META-INF" / "manifest.json"), "-CAfile", str(root), "-purpose", "any",
-                         "-out", os.devnull]), "Verification successful")
-        ok &= check("pdfsig: body.pdf carries a valid PAdES seal", run(["pdfsig", str(unpacked / "body.pdf")]),
-                    "Signature is Valid")
-        ok &= check("qpdf --check: body.pdf is structurally sound", run(["qpdf", "--check", str(unpacked / "body.pdf")]))
-        ok &= check("gwx doc verify: manifest, digests, PDF seal, GB/T 38540 seal",
-                    gwx("doc", "verify", str(pkg), "--trust", str(root)))
+        status, content_type, data = client.request("GET", f"/api/v1/inbox/{doc_id}/package")
+        if status != 200:  # an error body is not a package: say so rather than unzip it
+            print(f"  [FAIL] downloading the package: HTTP {status} ({content_type})")
+            print("    " + data[:2000].decode("utf-8", "replace").strip().replace("\n", "\n    "))
+            ok = False
+        else:
+            ok &= check_package(pkg, data, base / "received", net.ca.directory / "root.crt")
     finally:
         step("stopping the nodes (SIGTERM: drain, then exit)")
         codes = {n.node_id: net.stop(n) for n in net.nodes.values()}
