@@ -140,9 +140,9 @@ class PackageBuilder:
         signer, seal = seal_key.signer, seal_key.seal
         if signer.certificate is None or not seal.matches_certificate(signer.certificate):
             raise PackageInputError("the seal key's certificate is not one the seal lists")
-        if seal.unit_code not in meta.issuers:
-            raise PackageInputError(f"the seal belongs to unit {seal.unit_code}, which is not an issuing organ "
-                                    "(发文机关) of this document", code="PKG_SEAL_NOT_ISSUER",
+        if seal.unit_code != meta.issuers[0]:
+            raise PackageInputError(f"the seal belongs to unit {seal.unit_code}, not to the lead issuing organ "
+                                    f"(发文机关) {meta.issuers[0]}, who seals", code="PKG_SEAL_NOT_ISSUER",
                                     seal_unit=str(seal.unit_code))
 
         sealed_pdf = pades_sealer(signer, seal, self.chain).seal_pdf(

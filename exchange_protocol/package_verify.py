@@ -15,7 +15,7 @@ whose checks each pass, fail (with the typed error's stable code and message), a
 ``pdf_seal``            pyHanko validates body.pdf's PAdES seal against our roots, covering the
                         whole file, made with the same certificate as the manifest signature
 ``seal``                the SESeal (GB/T 38540) verifies (maker, validity, revocation), lists the
-                        signing certificate, and belongs to an issuing organ (发文机关) of the metadata
+                        signing certificate, and belongs to the first (lead) 发文机关 of the metadata
 ``timestamp``           when present: an RFC 3161 token from a TSA under our roots over the
                         SHA-256 of the signature value
 
@@ -205,10 +205,12 @@ def _check_seal(seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.dat
         if signer_cert is not None and not seal.matches_certificate(signer_cert):
             return Check("seal", FAIL, "SEAL_CERT_NOT_LISTED",
                          "the package was signed with a certificate the seal does not list")
-        if meta is not None and verified.unit_code not in meta.issuers:
+        if meta is not None and verified.unit_code != meta.issuers[0]:
+            # The first 发文机关 seals (META.json's contract): naming another unit as a joint issuer
+            # does not let its seal be implied, nor a co-issuer's seal stand for the lead organ's.
             return Check("seal", FAIL, "SEAL_WRONG_UNIT",
-                         f"the seal belongs to unit {verified.unit_code}, not to an issuing organ "
-                         f"(发文机关) of the document", {"seal_unit": str(verified.unit_code)})
+                         f"the seal belongs to unit {verified.unit_code}, not to the lead issuing organ "
+                         f"(发文机关) {meta.issuers[0]}", {"seal_unit": str(verified.unit_code)})
         if signer_cert is None or meta is None:
             return Check("seal", SKIPPED, message="the seal verifies, but the signer or the metadata "
                          "it must match failed")

@@ -17,14 +17,24 @@ import pytest
 
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.errors import ClassifiedRefused
-from exchange_protocol.manifest import BODY_NAME, MANIFEST_NAME, METADATA_NAME, SEAL_NAME, SIGNATURE_NAME
-from exchange_protocol.meta_json import meta_to_dict, parse_meta
+from exchange_protocol.manifest import (
+    BODY_NAME,
+    MANIFEST_NAME,
+    METADATA_NAME,
+    SEAL_NAME,
+    SIGNATURE_NAME,
+    Manifest,
+    parse_manifest,
+)
+from exchange_protocol.meta_json import meta_to_dict, meta_to_json, parse_meta
 from exchange_protocol.package import Attachment, PackageBuilder, build_package, signature_value
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.package_verify import verify_package
+from pki import cms
+from pki.errors import GwxError
 from pki.seal_store import SealCredential
 
-from .package_fixtures import NOW, make_meta, make_pdf, pki_env  # noqa: F401
+from .package_fixtures import NOW, OTHER_UNIT, UNIT, make_meta, make_pdf, pki_env  # noqa: F401
 
 MiB = 1024 * 1024
 
@@ -245,3 +255,33 @@ def test_output_may_be_a_non_seekable_stream(pki_env):
                   attachments=[Attachment("a.txt", b"hello")])
     report = verify_package(io.BytesIO(b"".join(pipe.parts)), [pki_env.root], NOW)
     assert report.ok, report.to_dict()
+
+
+def test_only_the_lead_issuer_seals_a_joint_document(pki_env, tmp_path):
+    """A co-issuer's clerk must not be able to put the lead organ first and seal with their own seal."""
+    with pytest.raises(GwxError) as refused:  # the builder: the seal must be the lead issuer's
+        build_package(io.BytesIO(), metadata=make_meta(issuers=[UNIT, OTHER_UNIT], to=["11100000000013127D"]),
+                      body=make_pdf(), seal_key=pki_env.other_seal, at=NOW)
+    assert refused.value.code == "PKG_SEAL_NOT_ISSUER"
+
+    # By hand: a valid joint package led by OTHER_UNIT, then the metadata reordered to put UNIT
+    # first and the manifest re-signed with OTHER_UNIT's seal key.
+    honest = io.BytesIO()
+    build_package(honest, metadata=make_meta(issuers=[OTHER_UNIT, UNIT], to=[UNIT]), body=make_pdf(),
+                  seal_key=pki_env.other_seal, at=NOW)
+    with zipfile.ZipFile(io.BytesIO(honest.getvalue())) as z:
+        members = {i.filename: z.read(i.filename) for i in z.infolist()}
+    members["metadata.json"] = meta_to_json(make_meta(issuers=[UNIT, OTHER_UNIT], to=[UNIT]))
+    manifest = parse_manifest(members["META-INF/manifest.json"])
+    entries = [dataclasses.replace(e, sha256=hashlib.sha256(members[e.path]).hexdigest(), size=len(members[e.path]))
+               for e in manifest.entries]
+    members["META-INF/manifest.json"] = Manifest.of(entries).to_bytes()
+    members["META-INF/signature.p7s"] = cms.sign_detached(members["META-INF/manifest.json"],
+                                                          pki_env.other_seal.signer, signing_time=NOW)
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(forged, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    report = verify_package(forged, [pki_env.root], NOW)
+    assert report.check("manifest_signature").status == "pass"  # everything else holds…
+    assert report.check("seal").code == "SEAL_WRONG_UNIT" and not report.ok  # …but not who sealed it
