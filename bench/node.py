@@ -22,6 +22,9 @@
    not deflated) written to disk in chunks, submitted through the sender's local API (streamed
    multipart), until it is in the receiver's inbox; peak RSS (``VmHWM``) of both node processes.
 
+``--py-spy OUT`` records the receiver with ``py-spy record`` (collapsed stacks) during phase 1
+(``GWX_SPY_GIL=1``: only the thread holding the GIL); ``--skip accept,pdf,big`` leaves phases out.
+
 Phases 3–4 run on a second, fresh pair of nodes: the first receiver still has a processing
 backlog and its peak RSS would include phase 1. ``--quick``: 2,000 documents, 256 MiB.
 The last line printed is one JSON object with every figure.
@@ -39,7 +42,9 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,10 +110,10 @@ def body_pdf() -> bytes:
     return buf.getvalue()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+def cpu_seconds(pid: int, kernel_only: bool = False) -> float:
+    """utime + stime (or stime alone) of a process, all its threads, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[12]) + (0 if kernel_only else int(fields[11]))) / CLK_TCK
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -236,10 +241,18 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
 
         pids = {"receiver": receiver.process.pid, "sender_node": sender.process.pid}
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        sys0 = cpu_seconds(receiver.process.pid, kernel_only=True)
         bench0 = os.times()
         applied0 = metric(receiver, "gwx_pdf_validations_total")
-        wall, latencies, receipts, errors = asyncio.run(submit_all(sender, receiver, batches, args.inflight))
+        spy = profiler(args.py_spy, receiver.process.pid)
+        try:
+            wall, latencies, receipts, errors = asyncio.run(submit_all(sender, receiver, batches, args.inflight))
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+        kernel = cpu_seconds(receiver.process.pid, kernel_only=True) - sys0
         bench1 = os.times()
         validated = metric(receiver, "gwx_pdf_validations_total") - applied0
         accepted = len(receipts)
@@ -250,6 +263,7 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
                    latency_p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))],
                    receiver_cpu_ms_per_doc=1000 * cpu["receiver"] / accepted,
                    receiver_cpu_cores=cpu["receiver"] / wall,
+                   receiver_cpu_kernel_share=kernel / cpu["receiver"],
                    sender_node_cpu_cores=cpu["sender_node"] / wall,
                    client_cpu_cores=(bench1.user + bench1.system - bench0.user - bench0.system) / wall,
                    pdf_validated_meanwhile=validated)
@@ -258,7 +272,22 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         fig["receipt_verify_ms"] = 1000 * (time.perf_counter() - t0) / max(1, accepted)
     finally:
         net.stop_all()
+        # Gigabytes of blobs and frames: gone, and the disk's write-back finished, before phases 3–4.
         shutil.rmtree(base / "frames", ignore_errors=True)
+        shutil.rmtree(base / "net1", ignore_errors=True)
+        os.sync()
+
+
+def profiler(out: str | None, pid: int) -> subprocess.Popen | None:
+    """``py-spy record`` of the receiver while the envelopes arrive (collapsed stacks in ``out``)."""
+    if not out:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", out, "--format", "raw", "-r", "200",
+                             "--nonblocking", *(["--gil"] if os.environ.get("GWX_SPY_GIL") else [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the first batch
+    return proc
 
 
 # ---- the primitive floor --------------------------------------------------------------------
@@ -316,7 +345,7 @@ def phase_pdf(args, sender: LocalNode, receiver: LocalNode, pdf: bytes, fig: dic
     pdf_path.write_bytes(pdf)
     doc_id = send_document(sender, SENDER_UNIT, doc, pdf_path)["doc_id"]
     for unit in RECEIVER_UNITS:
-        wait_for(lambda u=unit: any(i["doc_id"] == doc_id for i in receiver.clerk(u).get("/api/v1/inbox")), 60,
+        wait_for(lambda u=unit: any(i["doc_id"] == doc_id for i in receiver.clerk(u).get("/api/v1/inbox")), 300,
                  what=f"fan-out document in {unit}'s inbox")
     fig["fanout_units"] = len(RECEIVER_UNITS)
     fig["fanout_pdf_validations"] = metric(receiver, "gwx_pdf_validations_total") - before
@@ -355,6 +384,12 @@ def phase_big(args, sender: LocalNode, receiver: LocalNode, pdf: bytes, fig: dic
     attachment.unlink()
 
 
+def progress(phase: str, fig: dict) -> None:
+    """The figures so far, so a later phase that fails does not lose them."""
+    print(f"after {phase}: " + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()},
+                                          ensure_ascii=False), flush=True)
+
+
 # ---- report ---------------------------------------------------------------------------------
 def table(fig: dict, args) -> None:
     rows = [
@@ -364,7 +399,7 @@ def table(fig: dict, args) -> None:
         ("latency submit → receipt p50", f"{fig['latency_p50_ms']:.0f} ms", "per envelope (its batch)"),
         ("latency submit → receipt p99", f"{fig['latency_p99_ms']:.0f} ms", ""),
         ("receiver CPU per document", f"{fig['receiver_cpu_ms_per_doc']:.2f} ms",
-         f"{fig['receiver_cpu_cores']:.2f} cores busy"),
+         f"{fig['receiver_cpu_cores']:.2f} cores busy, {fig['receiver_cpu_kernel_share']:.0%} in the kernel"),
         ("  PAdES-validated meanwhile (processor)", f"{fig['pdf_validated_meanwhile']:.0f}", "documents"),
         ("  sender node / bench client CPU", f"{fig['sender_node_cpu_cores']:.2f} / {fig['client_cpu_cores']:.2f}",
          "cores"),
@@ -398,6 +433,7 @@ def main() -> int:
     parser.add_argument("--documents", type=int, help="documents for the acceptance run (20,000; quick 2,000)")
     parser.add_argument("--batch", type=int, default=64, help="envelopes per POST (the node's batch_size)")
     parser.add_argument("--inflight", type=int, default=4, help="POSTs in flight at once")
+    parser.add_argument("--py-spy", metavar="OUT", help="record the receiver with py-spy during phase 1")
     parser.add_argument("--skip", default="", help="comma-separated phases to leave out: accept,pdf,big")
     args = parser.parse_args()
     args.documents = args.documents or (2000 if args.quick else 20000)
@@ -409,13 +445,20 @@ def main() -> int:
         base = Path(tmp)
         if "accept" not in skip:
             phase_accept(args, base, pdf, fig)
+            progress("accept", fig)
         if not {"pdf", "big"} <= skip:
             net, sender, receiver = make_network(base / "net2")
             try:
                 if "pdf" not in skip:
                     phase_pdf(args, sender, receiver, pdf, fig)
+                    progress("pdf", fig)
                 if "big" not in skip:
                     phase_big(args, sender, receiver, pdf, fig)
+                    progress("big", fig)
+            except Exception:
+                for node in (sender, receiver):
+                    print(f"--- {node.node_id} log\n{net.log_tail(node, 30)}", file=sys.stderr)
+                raise
             finally:
                 net.stop_all()
     if not skip:
