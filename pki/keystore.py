@@ -60,11 +60,12 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new entry in ``directory`` durable (used by the node's blob store too)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pki.keystore import fsync_dir
+
 from ..errors import BadDigest, BlobDigestMismatch, BlobMissing, BlobTooLarge
 
 WRITE_BUFFER = 256 * 1024
@@ -57,14 +59,6 @@ def check_digest(digest: str) -> str:
     if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
         raise BadDigest("不是有效的 SHA-256 摘要", digest=repr(digest)[:80])
     return digest
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _TempBlob:
@@ -97,17 +91,18 @@ class _TempBlob:
             raise BlobDigestMismatch("数据的 SHA-256 与声明的摘要不符",
                                      expected=expected_digest, actual=digest)
         final = self._store.path_for(digest)
-        if final.exists():
+        if final.exists() and final.stat().st_size == self.size:
             # Same content already stored: keep the old file, refresh its age for the GC grace period.
+            # (A stored copy of another size is damaged: the fresh, verified bytes replace it below.)
             os.unlink(self.path)
             os.utime(final)
             return BlobRef(digest, self.size)
         fan_out = final.parent
         if not fan_out.is_dir():
             fan_out.mkdir(mode=0o700, exist_ok=True)
-            _fsync_dir(fan_out.parent)
+            fsync_dir(fan_out.parent)
         os.replace(self.path, final)
-        _fsync_dir(fan_out)
+        fsync_dir(fan_out)
         return BlobRef(digest, self.size)
 
     def abort(self) -> None:

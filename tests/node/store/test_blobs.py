@@ -164,3 +164,20 @@ def test_temp_leftovers_are_removed_and_orphans_collected_after_grace(tmp_path):
         finally:
             blobs.close()
     asyncio.run(main())
+
+
+def test_putting_the_same_content_again_repairs_a_damaged_copy(tmp_path):
+    async def main():
+        store = BlobStore(tmp_path / "blobs")
+        try:
+            data = b"an envelope worth keeping " * 100
+            ref = await store.put(data)
+            path = store.path_for(ref.digest)
+            path.write_bytes(data[:10])  # damaged on disk (a truncated copy)
+            again = await store.put(data)
+            assert again == ref and path.read_bytes() == data
+            assert (await store.verify(ref.digest)).size == len(data)
+        finally:
+            store.close()
+
+    asyncio.run(main())
