@@ -114,10 +114,10 @@ async def envelopes(request: web.Request) -> web.Response:
             rest = await _read_exactly(content, length - len(head))
             if len(head) + len(rest) != length:
                 raise NodeError("the request ends inside an envelope", code="ENV_TRUNCATED")
-            pending.append(asyncio.ensure_future(_outcome(message_id, acceptor.accept(head + rest, peer))))
+            pending.append(asyncio.ensure_future(_outcome(message_id, peer, acceptor.accept(head + rest, peer))))
         else:  # streamed: it must be consumed before the next frame can be read
             streamer = StreamAcceptor(acceptor)
-            outcome = await _outcome(message_id, streamer.accept(head, content, length, peer))
+            outcome = await _outcome(message_id, peer, streamer.accept(head, content, length, peer))
             if "error" in outcome:
                 await _discard(content, length - streamer.consumed)
             pending.append(asyncio.ensure_future(_done(outcome)))
@@ -125,10 +125,13 @@ async def envelopes(request: web.Request) -> web.Response:
     return web.Response(body=canonical_json({"results": results}), content_type="application/json")
 
 
-async def _outcome(message_id: str | None, accepting) -> dict:
+async def _outcome(message_id: str | None, peer: str, accepting) -> dict:
     try:
         receipt = await accepting
     except GwxError as exc:
+        # The operator must see who was refused and why (a revoked signer, a forged unit…).
+        log.warning("envelope %s from %s refused: %s", message_id, peer, exc,
+                    extra={"message_id": message_id, "peer": peer, "code": exc.code})
         return {"message_id": message_id, "error": exc.to_dict()}
     except Exception:
         log.exception("unexpected error accepting an envelope", extra={"message_id": message_id})
