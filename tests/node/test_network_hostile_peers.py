@@ -29,6 +29,7 @@ from .network_support import (
     db_value,
     forge_envelope,
     inbox_item,
+    log_text,
     make_body_pdf,
     metric,
     notice_meta,
@@ -80,6 +81,9 @@ def test_a_node_speaking_for_a_unit_it_does_not_host_is_refused(nodes):
     assert result["error"]["code"] == "ENV_UNIT_NOT_HOSTED"
     assert CITY in result["error"]["message"]
     assert not stored_anything(county_a, message_id)
+    logged = wait_for(lambda: next((line for line in log_text(county_a).splitlines()
+                                    if message_id in line and "refused" in line), None), 10)
+    assert "ENV_UNIT_NOT_HOSTED" in logged and "county-b" in logged
     # …and addressed to a unit the receiver does not host (the city's): refused the same way.
     message_id, envelope = forge_envelope(county_b, county_a, from_unit=B1, to_units=[CITY])
     result = single_result(*as_b.post_envelopes(envelope))

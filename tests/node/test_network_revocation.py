@@ -103,8 +103,11 @@ def test_revoked_tls_and_signing_certificates_are_refused_once_the_new_crl_is_in
     assert db_value(county, "SELECT COUNT(*) FROM received WHERE message_id = ?", [message_id]) == 0
     assert received_count(county) == before
 
-    # The refusal at the door is in the node's log, with the peer's code.
+    # Both refusals are in the node's log, with their codes (and the refused envelope's id).
     assert wait_for(lambda: "peer request refused" in log_text(county) and "PEER_IDENTITY" in log_text(county), 10)
+    refused_line = wait_for(lambda: next((line for line in log_text(county).splitlines()
+                                          if message_id in line and "refused" in line), None), 10)
+    assert "ENV_SIGNER_UNTRUSTED" in refused_line and "county-s" in refused_line
     # Nodes in good standing are unaffected by the new CRL.
     doc_id = send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"]
     assert inbox_item(county, A1, doc_id)["verified"] is True
