@@ -1,13 +1,29 @@
-"""Shared set-up for the local API and clerk CLI tests: a node config with small limits, tokens,
-a service double, raw multipart bodies (built by hand so hostile parts can be written exactly), and
-a way to run a scenario against the app with aiohttp's test server inside ``asyncio.run``."""
+"""Shared set-up for the local API and clerk CLI tests: the real document service behind the app.
+
+One node directory is provisioned per test process (a root CA, ``init_node`` hosting three units,
+so sending is local delivery and needs no peer) and its credentials loaded once; each test then
+gets its own data directory with a fresh :class:`~node.store.store.Store`, a real
+:class:`~node.service.DocumentService` and :class:`~node.outbound.Outbound` wired as
+:mod:`node.runner` wires them, and its own tokens. The only fake is the clock, frozen at the moment
+the node was provisioned, so times in tables can be predicted. Also: raw multipart bodies (built by
+hand so hostile parts can be written exactly), and ways to run a scenario against the app with
+aiohttp's test server inside ``asyncio.run`` or on a loopback port in a thread.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import dataclasses
+import datetime as dt
+import io
 import json
+import shutil
+import tempfile
 import threading
-from collections.abc import Awaitable, Callable
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,42 +32,109 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from node.auth import TokenStore
-from node.config import HostedUnit, Limits, Listener, NodeConfig
+from node.config import Limits, NodeConfig
+from node.context import NodeContext
 from node.local_api import make_local_app
 from node.metrics import Registry
+from node.outbound import Outbound
+from node.provision import init_node
+from node.service import DocumentService
+from node.store.store import Store
+from node.tls import client_context
+from node.transport import PeerClient
+from pki.ca import CertificateAuthority
 from pki.unit_code import make_unit_code
 
-from .service_double import ServiceDouble
+from ..exchange_protocol.package_fixtures import make_pdf
 
 UNIT_A = "91350100M000100Y43"
 UNIT_B = "11100000000013127D"
 UNIT_C = make_unit_code("11370000MB0000001")
-UNIT_NAMES = {UNIT_A: "福州市人民政府办公厅", UNIT_B: "临沂市人民政府办公室"}
+UNIT_NAMES = {UNIT_A: "福州市人民政府办公厅", UNIT_B: "临沂市人民政府办公室", UNIT_C: "临沂市应急管理局"}
+PASSPHRASE = b"local api test passphrase"
 SMALL_LIMITS = Limits(max_request_bytes=4096, max_body_pdf_bytes=64 * 1024, max_envelope_bytes=256 * 1024)
-PDF = b"%PDF-1.7\n" + b"0123456789abcdef" * 512 + b"\n%%EOF\n"
+PDF = make_pdf("关于做好冬季安全生产工作的通知", date_line="2026年11月20日")
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+_TODAY = dt.datetime.now(BEIJING)
 
 
 def meta(**overrides: Any) -> dict[str, Any]:
+    # Dates around the day the tests run: written yesterday, due in two days (Beijing time).
     base = {"kind": "通知", "title": "关于做好冬季安全生产工作的通知", "doc_number": "榕政办〔2026〕12号",
-            "issuers": [UNIT_A], "to": [UNIT_B], "cc": [UNIT_C], "written_on": "2026-11-20",
-            "deadline": "2026-11-23T17:00:00+08:00"}
+            "issuers": [UNIT_A], "to": [UNIT_B], "cc": [UNIT_C],
+            "written_on": (_TODAY - dt.timedelta(days=1)).date().isoformat(),
+            "deadline": (_TODAY + dt.timedelta(days=2)).replace(hour=17, minute=0, second=0, microsecond=0).isoformat()}
     base.update(overrides)
     return base
+
+
+@dataclass(frozen=True)
+class Template:
+    """The provisioned node: its config and loaded credentials, shared by every test."""
+
+    config: NodeConfig
+    ctx: NodeContext
+    now: dt.datetime  # what the node's clock says in these tests
+
+
+_template: Template | None = None
+_template_lock = threading.Lock()
+
+
+def template() -> Template:
+    global _template
+    with _template_lock:
+        if _template is None:
+            base = Path(tempfile.mkdtemp(prefix="gwx-local-api-"))
+            atexit.register(shutil.rmtree, base, True)
+            ca = CertificateAuthority.init_root(base / "ca", "本地接口测试CA", PASSPHRASE)
+            units = [{"code": c, "name": n} for c, n in UNIT_NAMES.items()]
+            config, _ = init_node(base / "node", "county-a", ca, units, PASSPHRASE, peer_port=0, local_port=0)
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)  # after every certificate's notBefore
+            _template = Template(config, NodeContext.load(config, PASSPHRASE, clock=lambda: now), now)
+        return _template
+
+
+def now_local() -> str:
+    """The node's (frozen) time as the clerks' CLI prints it."""
+    return template().now.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
 
 
 @dataclass
 class Env:
     tmp: Path
     config: NodeConfig
+    ctx: NodeContext
     tokens: TokenStore
-    service: ServiceDouble
     registry: Registry
     clerk_a: str
     clerk_b: str
     operator: str
+    store: Store | None = None  # while serving
+    service: DocumentService | None = None
 
-    def app(self) -> web.Application:
-        return make_local_app(self.service, self.tokens, self.registry, self.config)
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[web.Application]:
+        """The app over a real service, wired as node.runner wires it; everything closed afterwards."""
+        shared = template().config
+        store = await Store.open(self.config.data_dir, clock=self.ctx.clock,
+                                 max_blob_size=self.config.limits.max_envelope_bytes)
+        client = PeerClient(client_context(shared.credentials_dir / "tls.crt", shared.credentials_dir / "tls.key",
+                                           shared.trust_root_path, PASSPHRASE))
+        outbound = Outbound(self.ctx, store, client, self.registry)
+        service = DocumentService(self.ctx, store, outbound, self.registry)
+        service.processor.start()
+        await outbound.start()
+        self.store, self.service = store, service
+        try:
+            yield make_local_app(service, self.tokens, self.registry, self.config)
+        finally:
+            await outbound.stop(5)
+            await service.processor.stop()
+            await client.close()
+            with contextlib.suppress(Exception):  # a test may have broken the store on purpose
+                await store.close()
+            self.store = self.service = None
 
     @property
     def upload_dir(self) -> Path:
@@ -62,22 +145,26 @@ class Env:
 
 
 def make_env(tmp: Path, limits: Limits = SMALL_LIMITS) -> Env:
-    config = NodeConfig(directory=tmp, node_id="county-a", peer_api=Listener(), local_api=Listener(),
-                        units=tuple(HostedUnit(c, n, tmp / c) for c, n in UNIT_NAMES.items()), limits=limits)
+    shared = template()
+    config = dataclasses.replace(shared.config, directory=tmp, limits=limits)
+    ctx = dataclasses.replace(shared.ctx, config=config)
     tokens = TokenStore(config.tokens_path)
     _, clerk_a = tokens.issue("张三", "clerk", UNIT_A)
     _, clerk_b = tokens.issue("李四", "clerk", UNIT_B)
     _, operator = tokens.issue("王五", "operator")
-    work = tmp / "double"
-    work.mkdir()
-    return Env(tmp, config, tokens, ServiceDouble(dict(UNIT_NAMES), work), Registry(), clerk_a, clerk_b, operator)
+    return Env(tmp, config, ctx, tokens, Registry(), clerk_a, clerk_b, operator)
 
 
 def run(env: Env, scenario: Callable[[TestClient], Awaitable[None]]) -> None:
     async def main() -> None:
-        async with TestClient(TestServer(env.app())) as client:
+        async with env.serve() as app, TestClient(TestServer(app)) as client:
             await scenario(client)
     asyncio.run(main())
+
+
+def package_members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {name: z.read(name) for name in z.namelist()}
 
 
 def part(name: str, data: bytes, *, filename: str | None = None, content_type: str | None = None,
@@ -107,10 +194,10 @@ def submission(doc_meta: dict[str, Any] | None = None, body: bytes = PDF,
 
 
 class ThreadedServer:
-    """The app on a real loopback port in a background thread (for the CLI subprocess tests)."""
+    """The env's app on a real loopback port in a background thread (for the CLI subprocess tests)."""
 
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
+    def __init__(self, env: Env) -> None:
+        self.env = env
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.port = 0
@@ -118,7 +205,9 @@ class ThreadedServer:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        runner = web.AppRunner(self.app, access_log=None)
+        serving = self.env.serve()
+        app = self.loop.run_until_complete(serving.__aenter__())
+        runner = web.AppRunner(app, access_log=None)
         self.loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         self.loop.run_until_complete(site.start())
@@ -126,16 +215,17 @@ class ThreadedServer:
         self.ready.set()
         self.loop.run_forever()
         self.loop.run_until_complete(runner.cleanup())
+        self.loop.run_until_complete(serving.__aexit__(None, None, None))
         self.loop.close()
 
     def __enter__(self) -> ThreadedServer:
         self.thread.start()
-        self.ready.wait(10)
+        self.ready.wait(30)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.thread.join(30)
 
     @property
     def url(self) -> str:

@@ -1,15 +1,15 @@
 """The clerks' CLI as a clerk runs it: ``gwx`` subprocesses against a real local API server (the app
-on a loopback port in a thread, with the service double behind it). Checks what is printed — the
-tables with Chinese intact and columns aligned by display width — the ``--json`` output (the node's
-JSON exactly), error lines and exit codes."""
+on a loopback port in a thread, the real document service and store behind it, one node hosting
+units A, B and C). Checks what is printed — the tables with Chinese intact and columns aligned by
+display width — the ``--json`` output (the node's JSON exactly), error lines and exit codes."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
 import pty
+import random
 import subprocess
 import sys
 import threading
@@ -24,7 +24,17 @@ from node.config import Limits
 from node.localnet import LocalNetwork, wait_for
 
 from ..exchange_protocol.package_fixtures import make_pdf
-from .local_api_support import PDF, UNIT_A, UNIT_B, UNIT_C, ThreadedServer, make_env, meta
+from .local_api_support import (
+    PDF,
+    UNIT_A,
+    UNIT_B,
+    UNIT_C,
+    ThreadedServer,
+    make_env,
+    meta,
+    now_local,
+    package_members,
+)
 from .test_openapi import check, response_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,10 +68,15 @@ def gwx_parallel(server: ThreadedServer, commands: list[tuple]) -> list[subproce
     return done
 
 
-def direct_get(server, token: str, path: str) -> object:
-    conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=10)
+def direct_get(server, token: str, path: str, raw: bool = False) -> object:
+    conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=30)
     conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-    return json.loads(conn.getresponse().read())
+    response = conn.getresponse()
+    data = response.read()
+    if raw:
+        assert response.status == 200, data[:500]
+        return data
+    return json.loads(data)
 
 
 def columns(line: str, starts: list[int]) -> list[str]:
@@ -89,7 +104,7 @@ def header_starts(header: str, labels: list[str]) -> list[int]:
 @pytest.fixture
 def node(tmp_path):
     env = make_env(tmp_path)
-    with ThreadedServer(env.app()) as server:
+    with ThreadedServer(env) as server:
         yield env, server
 
 
@@ -111,9 +126,10 @@ def test_send_sign_for_urge_and_track_as_two_clerks(node, files):
     assert sent.returncode == 0, sent.stderr
     result = json.loads(sent.stdout)
     doc_id = result["doc_id"]
-    received = env.service.received_files[0]
-    assert received["body"] == hashlib.sha256(PDF).hexdigest()
-    assert [(n, s) for n, _, s in received["attachments"]] == [("附件1：检查表.xlsx", 1400), ("notes.txt", 6)]
+    members = package_members(direct_get(server, env.clerk_b, f"/api/v1/inbox/{doc_id}/package", raw=True))
+    assert members["body.pdf"].startswith(PDF)  # sealed by an incremental update after the clerk's bytes
+    assert members["attachments/附件1：检查表.xlsx"] == (files / "附件1：检查表.xlsx").read_bytes()
+    assert members["attachments/notes.txt"] == b"second"
 
     inbox, inbox_json = gwx_parallel(server, [(env.clerk_b, "inbox"),
                                               (env.clerk_b, "inbox", "--status", "pending", "--json")])
@@ -135,10 +151,10 @@ def test_send_sign_for_urge_and_track_as_two_clerks(node, files):
     labels = ["单位代码", "单位名称", "角色", "状态", "签收人", "时间", "原因", "催办"]
     starts = header_starts(lines[1], labels)
     assert columns(lines[1], starts) == labels
-    assert columns(lines[2], starts) == [UNIT_B, "临沂市人民政府办公室", "主送", "已签收", "李四", "2026-11-21 17:30",
-                                         "", "0"]
-    assert columns(lines[3], starts) == [UNIT_C, "", "抄送", "待发送", "", "", "", "1"]
-    assert "已签收 1" in lines[-1] and "待发送 1" in lines[-1]
+    assert columns(lines[2], starts) == [UNIT_B, "临沂市人民政府办公室", "主送", "已签收", "李四", now_local(), "", "0"]
+    assert columns(lines[3], starts)[:4] == [UNIT_C, "临沂市应急管理局", "抄送", "已送达"]
+    assert columns(lines[3], starts)[-1] == "1"
+    assert "已签收 1" in lines[-1] and "已送达 1" in lines[-1]
 
     assert json.loads(track_json.stdout) == direct_get(server, env.clerk_a, f"/api/v1/outbox/{doc_id}")
 
@@ -167,7 +183,7 @@ def test_errors_print_the_code_and_exit_by_its_kind(node, files, tmp_path):
         (env.clerk_a, "inbox", "--node", "http://127.0.0.1:1"),
     ])
     assert missing.returncode == 4 and missing.stdout == ""
-    assert missing.stderr.startswith("gwx: API_NOT_FOUND: 发文箱中没有公文 no-such-doc")
+    assert missing.stderr.startswith("gwx: API_NOT_FOUND: ") and "no-such-doc" in missing.stderr
     assert bad_unit.returncode == 2 and bad_unit.stderr.startswith("gwx: API_BAD_PARAMETER: ")
     assert no_token.returncode == 4 and "API_UNAUTHENTICATED" in no_token.stderr
     assert wrong_role.returncode == 4
@@ -175,9 +191,9 @@ def test_errors_print_the_code_and_exit_by_its_kind(node, files, tmp_path):
     assert too_big.returncode == 2, too_big.stderr
     assert too_big.stderr.startswith("gwx: API_TOO_LARGE: the body part is more than 65536 bytes")
     assert refused.returncode == 2 and refused.stderr.startswith("gwx: DOC_"), refused.stderr
-    assert empty_reason.returncode == 2 and empty_reason.stderr.startswith("gwx: DOC_BAD_REASON: ")
+    assert empty_reason.returncode == 2 and empty_reason.stderr.startswith("gwx: API_BAD_REQUEST: 退回 needs a reason")
     assert unreachable.returncode == 4 and "CLI_NODE_UNREACHABLE" in unreachable.stderr
-    assert env.service.sent == {}
+    assert direct_get(server, env.clerk_a, "/api/v1/outbox") == []  # nothing was sent
 
 
 def test_render_table_pads_by_display_width():
@@ -217,10 +233,9 @@ def test_upload_progress_is_shown_on_a_terminal_only(tmp_path, files):
     (tmp_path / "node").mkdir()
     env = make_env(tmp_path / "node", Limits())
     big = files / "scan.bin"
-    with big.open("wb") as f:
-        f.truncate(6 * 1024 * 1024)
+    big.write_bytes(random.Random(6).randbytes(6 * 1024 * 1024))  # incompressible: see test_local_api
     args = ("send", "--meta", str(files / "META.json"), "--body", str(files / "body.pdf"), "--attach", str(big))
-    with ThreadedServer(env.app()) as server:
+    with ThreadedServer(env) as server:
         master, slave = pty.openpty()
         argv, penv = _command(server, env.clerk_a, args)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=penv, cwd=ROOT)
@@ -242,12 +257,15 @@ def test_upload_progress_is_shown_on_a_terminal_only(tmp_path, files):
         out, _ = proc.communicate(timeout=60)
         reader.join(10)
         os.close(master)
+        doc_id = out.decode().split()[1]
+        members = package_members(direct_get(server, env.clerk_b, f"/api/v1/inbox/{doc_id}/package", raw=True))
+        (files / "META.json").write_text(json.dumps(meta(), ensure_ascii=False), "utf-8")  # a new 公文标识
         piped = gwx(server, env.clerk_a, *args)
     terminal = seen.decode("utf-8", "replace")
     assert proc.returncode == 0 and out.startswith(b"\xe5\xb7\xb2\xe5\x8f\x91\xe9\x80\x81 ")  # 已发送
     assert "上传 [" in terminal and "100%" in terminal and "6/6 MiB" in terminal
     assert piped.returncode == 0 and piped.stderr == ""
-    assert [a[2] for a in env.service.received_files[0]["attachments"]] == [6 * 1024 * 1024]
+    assert members["attachments/scan.bin"] == big.read_bytes()
 
 
 def test_the_clerk_cli_against_a_real_node(tmp_path):

@@ -90,7 +90,9 @@ def env(tmp_path):
 
 
 def test_every_route_is_described_and_every_description_is_a_route(env):
-    assert app_routes(env.app()) == doc_routes()
+    async def scenario(client):
+        assert app_routes(client.server.app) == doc_routes()
+    run(env, scenario)
 
 
 def test_the_roles_stated_are_the_roles_enforced(env):
