@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .errors import (
@@ -123,7 +123,7 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     # under the same name, or a changed signature, is another entry.
     try:
         cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):  # bad signature, unsupported key, name mismatch
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):  # bad signature, unknown curve…
         return False
     return True
 
