@@ -254,8 +254,8 @@ def list_filters(request: web.Request, statuses: tuple[str, ...]) -> dict[str, A
         out["limit"] = int(text)
     if "after" in query:
         after = query["after"]
-        if not _DOC_ID.fullmatch(after) or after.startswith(".") or ".." in after:
-            raise _bad_param("after", "after must be a document id (the last one of the previous page)")
+        if not _LIMIT.fullmatch(after) or len(after) > 18:
+            raise _bad_param("after", "after must be the id (a whole number) of the last item of the previous page")
         out["after"] = after
     return out
 

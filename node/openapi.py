@@ -122,7 +122,8 @@ def _filters(statuses: list[str], unit_meaning: str) -> list[Json]:
         {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
         {"name": "unit", "in": "query", "schema": STR, "description": unit_meaning},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-        {"name": "after", "in": "query", "schema": STR, "description": "the last doc_id of the previous page"},
+        {"name": "after", "in": "query", "schema": STR,
+         "description": "paging: the id (a whole number) of the last item of the previous page"},
     ]
 
 

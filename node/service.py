@@ -136,13 +136,10 @@ class DocumentService:
                      after=None) -> list[dict[str, Any]]:
         who.require_role("clerk")
         page = await self.store.messages.list_outbox(ListFilter(unit=who.unit, status=status, kind=kind,
-                                                                overdue=bool(overdue), before_id=_cursor(after),
-                                                                limit=limit))
+                                                                overdue=bool(overdue), counterpart=unit,
+                                                                before_id=_cursor(after), limit=limit))
         now = self.ctx.clock()
-        items = [self._outbox_item(d, now) for d in page.items]
-        if unit:
-            items = [i for i, d in zip(items, page.items, strict=True) if any(r.unit == unit for r in d.recipients)]
-        return items
+        return [self._outbox_item(d, now) for d in page.items]
 
     async def recall(self, who: Principal, doc_id: str, units: list[str] | None = None) -> dict[str, Any]:
         return await self._to_recipients(who, doc_id, units, Event.RECALLED, MessageType.RECALL)
@@ -196,10 +193,10 @@ class DocumentService:
                     after=None) -> list[dict[str, Any]]:
         who.require_role("clerk")
         page = await self.store.messages.list_inbox(ListFilter(unit=who.unit, status=status, kind=kind,
-                                                               overdue=bool(overdue), before_id=_cursor(after),
-                                                               limit=limit))
+                                                               overdue=bool(overdue), counterpart=unit,
+                                                               before_id=_cursor(after), limit=limit))
         now = self.ctx.clock()
-        return [self._inbox_item(r, now) for r in page.items if unit is None or r.from_unit == unit]
+        return [self._inbox_item(r, now) for r in page.items]
 
     async def show(self, who: Principal, doc_id: str) -> dict[str, Any]:
         who.require_role("clerk")

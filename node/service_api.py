@@ -20,7 +20,10 @@ Shapes (keys are a contract; Chinese values intact):
     "signed_by"|null, "signed_at"|null, "return_reason"|null, "urge_count", "received_at", "overdue"}
 ``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
     "attachments": [{"name", "size"}]}
-``NodeStatus``: {"node_id", "units": [...], "queues": {destination: {state: n}},
+Paging: items carry an ``id`` (a whole number); ``after`` is the ``id`` of the last item of the
+previous page. ``overdue=True`` keeps only overdue items; absent or False does not filter.
+
+``NodeStatus``: {"node_id", "units": [{"code", "name"}], "queues": {destination: {state: n}},
     "peers": [{"node_id", "state", "since", "failures", "last_error"}], "inbound": {state: n},
     "last_errors": [...]}
 """

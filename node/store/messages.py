@@ -152,6 +152,7 @@ class ListFilter:
     status: str | Enum | None = None  # outbox: documents with a recipient in this status
     kind: str | Enum | None = None
     overdue: bool = False          # deadline passed and not settled (states.is_overdue)
+    counterpart: str | None = None  # outbox: a recipient unit; inbox: the sending unit
     before_id: int | None = None   # keyset: the last id of the previous page
     limit: int = 50
 
@@ -338,6 +339,9 @@ class Messages:
         if flt.status is not None:
             where.append("EXISTS (SELECT 1 FROM outbox_recipients r WHERE r.doc_id = o.doc_id AND r.status = ?)")
             params.append(_v(flt.status))
+        if flt.counterpart is not None:
+            where.append("EXISTS (SELECT 1 FROM outbox_recipients r WHERE r.doc_id = o.doc_id AND r.unit_code = ?)")
+            params.append(flt.counterpart)
         if flt.overdue:
             where.append("o.deadline IS NOT NULL AND o.deadline < ? AND EXISTS (SELECT 1 FROM"
                          f" outbox_recipients r WHERE r.doc_id = o.doc_id AND r.status NOT IN ({_in(SETTLED_SENDER)}))")
@@ -421,7 +425,8 @@ class Messages:
 
     async def list_inbox(self, flt: ListFilter = ListFilter()) -> Page[InboxRow]:
         where, params = ["1 = 1"], []
-        for column, value in (("i.unit_code", flt.unit), ("i.status", flt.status), ("i.kind", flt.kind)):
+        for column, value in (("i.unit_code", flt.unit), ("i.status", flt.status), ("i.kind", flt.kind),
+                              ("i.from_unit", flt.counterpart)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(_v(value))

@@ -178,3 +178,21 @@ def test_inbox_add_idempotent_cas_and_filters(tmp_path):
             overdue = await store.messages.list_inbox(ListFilter(overdue=True))
             assert [(r.doc_id, r.unit) for r in overdue.items] == [("d-1", U_B)]
     asyncio.run(main())
+
+
+def test_counterpart_filters_page_in_sql(tmp_path):
+    """Filtering by the other unit happens before the limit: a page is never short while more match."""
+    async def main():
+        async with open_store(tmp_path, FakeClock()) as store:
+            for i in range(6):
+                await _send(store, f"d-{i}", units=(U_A,) if i % 2 else (U_B,))
+            to_a = await store.messages.list_outbox(ListFilter(counterpart=U_A, limit=2))
+            assert [d.doc_id for d in to_a.items] == ["d-5", "d-3"] and to_a.next_before_id is not None
+            rest = await store.messages.list_outbox(ListFilter(counterpart=U_A, limit=2, before_id=to_a.next_before_id))
+            assert [d.doc_id for d in rest.items] == ["d-1"] and rest.next_before_id is None
+            digest = (await store.blobs.put(b"package")).digest
+            await store.messages.add_inbox(_inbox_row(store, "in-1", U_A, digest=digest))
+            await store.messages.add_inbox(replace(_inbox_row(store, "in-2", U_A, digest=digest), from_unit=U_B))
+            from_b = await store.messages.list_inbox(ListFilter(counterpart=U_B, limit=1))
+            assert [r.doc_id for r in from_b.items] == ["in-2"] and from_b.next_before_id is None
+    asyncio.run(main())
