@@ -142,10 +142,13 @@ class ApiClient:
         try:
             try:
                 conn.request(method, target, body=body, headers=headers)
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError) as exc:
                 # The node may refuse an upload (413) before reading all of it and close the
-                # connection; its answer is usually waiting to be read.
-                pass
+                # connection; its answer is usually waiting to be read — unless http.client has
+                # already dropped the socket (the node went away), and then there is no answer.
+                if conn.sock is None:
+                    raise RemoteError(f"the node at {self.parts.geturl()} closed the connection: {exc}",
+                                      code="CLI_NODE_UNREACHABLE") from None
             response = conn.getresponse()
             return response.status, response.getheader("Content-Type", ""), response.read()
         except (OSError, http.client.HTTPException) as exc:
