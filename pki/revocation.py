@@ -29,7 +29,8 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupported
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as xocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -76,6 +77,26 @@ def _check_window(this_update: dt.datetime, next_update: dt.datetime | None, now
 
 # ---- CRL ------------------------------------------------------------------------------------------
 
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key signed ``crl``. A fixed pair never changes its answer, and every
+    certificate checked against the same CRL asks again: remembered, keyed by both DER digests."""
+    key = (hashlib.sha256(crl.public_bytes(serialization.Encoding.DER)).digest(),
+           issuer.fingerprint(hashes.SHA256()))
+    known = _CRL_SIGNED.get(key)
+    if known is None:
+        try:
+            known = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        except (TypeError, ValueError, PycaUnsupported):  # a key pyca cannot use: not signed by it
+            known = False
+        if len(_CRL_SIGNED) >= 256:
+            _CRL_SIGNED.pop(next(iter(_CRL_SIGNED)))
+        _CRL_SIGNED[key] = known
+    return known
+
+
+_CRL_SIGNED: dict[tuple[bytes, bytes], bool] = {}
+
+
 def check_crl(cert: x509.Certificate, issuer: x509.Certificate, crl: x509.CertificateRevocationList,
               now: dt.datetime) -> None:
     """Judge ``cert`` by ``crl``, which must be ``issuer``'s, authentic and current at ``now``."""
@@ -88,10 +109,7 @@ def check_crl(cert: x509.Certificate, issuer: x509.Certificate, crl: x509.Certif
             raise CrlBadSignature("the issuer's certificate does not allow CRL signing (keyUsage)")
     except x509.ExtensionNotFound:
         pass
-    try:
-        valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError, UnsupportedAlgorithm):
-        valid = False
+    valid = _crl_signed_by(crl, issuer)
     if not valid:
         raise CrlBadSignature("the CRL's signature does not verify with the issuer's key",
                               issuer=issuer.subject.rfc4514_string())

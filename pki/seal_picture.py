@@ -15,6 +15,7 @@ tofu boxes into an official seal.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import shutil
@@ -52,7 +53,29 @@ class PngInfo:
 
 def validate_png(data: bytes, *, max_bytes: int = MAX_PICTURE_BYTES,
                  max_pixels: int = MAX_PICTURE_PIXELS) -> PngInfo:
-    """Return the PNG's pixel size, or raise :class:`SealPictureInvalid`."""
+    """Return the PNG's pixel size, or raise :class:`SealPictureInvalid`.
+
+    Decoding a seal picture costs milliseconds and every document a unit sends carries the same
+    one: a picture that passed is remembered by its SHA-256 (with the limits it passed under).
+    """
+    if not isinstance(data, (bytes, bytearray)):
+        raise SealPictureInvalid("seal picture must be bytes")
+    key = (hashlib.sha256(data).digest(), max_bytes, max_pixels)
+    known = _VALID.get(key)
+    if known is not None:
+        return known
+    info = _validate_png(bytes(data), max_bytes, max_pixels)
+    if len(_VALID) >= _VALID_MAX:
+        _VALID.pop(next(iter(_VALID)))
+    _VALID[key] = info
+    return info
+
+
+_VALID: dict[tuple[bytes, int, int], PngInfo] = {}  # pictures that decoded cleanly (bounded, oldest out)
+_VALID_MAX = 256
+
+
+def _validate_png(data: bytes, max_bytes: int, max_pixels: int) -> PngInfo:
     if not isinstance(data, (bytes, bytearray)):
         raise SealPictureInvalid("seal picture must be bytes")
     if len(data) > max_bytes:

@@ -203,8 +203,10 @@ def _check_purpose(cert: x509.Certificate, purpose: Purpose) -> None:
         raise CertificateWrongUsage(f"{_describe(cert)} is not allowed for {purpose.value}", purpose=purpose.value)
 
 
+@functools.lru_cache(maxsize=1024)
 def _names_decode(cert: x509.Certificate) -> bool:
-    """pyca decodes names lazily and raises on bad bytes; a peer's certificate must not crash us."""
+    """pyca decodes names lazily and raises on bad bytes; a peer's certificate must not crash us.
+    (Remembered per certificate — they hash by their DER — since the same few recur.)"""
     try:
         cert.subject.rfc4514_string()
         cert.issuer.rfc4514_string()

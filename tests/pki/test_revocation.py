@@ -200,3 +200,18 @@ def test_ocsp_checker_refuses_a_replayed_response(env):
     with pytest.raises(RevocationUnknown) as err:
         OcspChecker(lambda request: old)(good, ca.certificate, NOW)
     assert err.value.code == "PKI_OCSP_NONCE_MISMATCH"
+
+
+def test_remembered_crl_signatures_cannot_vouch_for_another_crl(env):
+    """The authentic CRL is accepted (and its signature remembered); a CRL differing in one byte of
+    its signature is still refused afterwards, and an authentic CRL's answer never carries over."""
+    _, ca, good, bad = env
+    authentic = crlmod.build_crl(ca, NOW)
+    check_crl(good, ca.certificate, authentic, NOW)
+    check_crl(good, ca.certificate, authentic, NOW)  # remembered
+    der = bytearray(crlmod.crl_der(authentic))
+    der[-3] ^= 0x01
+    with pytest.raises(CrlBadSignature):
+        check_crl(good, ca.certificate, x509.load_der_x509_crl(bytes(der)), NOW)
+    with pytest.raises(CertificateRevoked):  # revocation itself is never remembered
+        check_crl(bad, ca.certificate, authentic, NOW)

@@ -127,3 +127,13 @@ def test_flipped_byte_in_image_data_is_refused():
 def test_picture_byte_limit():
     with pytest.raises(SealPictureInvalid):
         validate_png(_png(100, 100), max_bytes=100)
+
+
+def test_a_remembered_good_picture_does_not_vouch_for_a_damaged_one():
+    good = render_round_seal("临沂市人民政府办公室")
+    assert validate_png(good) == validate_png(good)  # the second answer comes from memory
+    damaged = good[:-40] + bytes(40)  # same header and size, broken data and CRCs
+    with pytest.raises(SealPictureInvalid):
+        validate_png(damaged)
+    with pytest.raises(SealPictureInvalid):  # the limits are part of what was remembered
+        validate_png(good, max_pixels=10)
