@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import logging
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,8 @@ class Processor:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.task: asyncio.Task | None = None
+        # Its own worker thread: delivery keeps moving while acceptance (the default pool) is busy.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwx-processing")
         self.validations = registry.counter("gwx_pdf_validations_total", "Full package validations (PAdES)")
         self.applied = registry.counter("gwx_messages_applied_total", "Messages applied, by type and outcome")
 
@@ -132,6 +135,10 @@ class Processor:
         self._wakeup.set()
         if self.task:
             await self.task
+        self._executor.shutdown(wait=True)
+
+    async def _in_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _run(self) -> None:
         await self.resume_local_deliveries()
@@ -155,7 +162,7 @@ class Processor:
 
     async def _process(self, received: ReceivedEnvelope) -> None:
         try:
-            header = await asyncio.to_thread(self._read_header, received.blob_digest)
+            header = await self._in_thread(self._read_header, received.blob_digest)
             await self.apply(Delivery.of(header, received.payload_digest, received.received_at),
                              mark=received.message_id)
             self.applied.inc(type=header.type.value, outcome="done")
@@ -231,7 +238,7 @@ class Processor:
         report = self.reports.get(package_digest)
         if report is None:
             path = self.store.blobs.path_for(package_digest)
-            report = await asyncio.to_thread(self._verify_file, path)
+            report = await self._in_thread(self._verify_file, path)
             self.validations.inc()
             self.reports.put(package_digest, report)
         return report
@@ -246,7 +253,7 @@ class Processor:
             with open(self.store.blobs.path_for(package_digest), "rb") as f, PackageReader(f) as reader:
                 return parse_meta(reader.read_member("metadata.json"),
                                   allow_classified=self.ctx.config.classified_network).metadata
-        return await asyncio.to_thread(read)
+        return await self._in_thread(read)
 
     async def _apply_document(self, d: Delivery, mark: str | None) -> None:
         meta = await self.read_metadata(d.payload_digest)
