@@ -103,6 +103,22 @@ async def envelopes(request: web.Request) -> web.Response:
     content = request.content
     limits = acceptor.policy.limits
     pending: list[asyncio.Future] = []
+    try:
+        await _read_frames(content, limits, acceptor, peer, pending)
+    except GwxError as exc:
+        if not pending:
+            raise
+        # Frames before the one that broke the stream were accepted (and committed): answer them,
+        # and the break. The sender sees fewer results than frames, a transient protocol error, and
+        # retries — getting the original receipts for the accepted ones — rather than bouncing them.
+        results = await asyncio.gather(*pending)
+        return web.json_response({"results": [*results, {"message_id": None, "error": exc.to_dict()}]},
+                                 status=http_status_for(exc))
+    results = await asyncio.gather(*pending)
+    return web.Response(body=canonical_json({"results": results}), content_type="application/json")
+
+
+async def _read_frames(content, limits, acceptor: Acceptor, peer: str, pending: list[asyncio.Future]) -> None:
     while prefix := await _read_exactly(content, PREFIX_LEN):
         if len(pending) >= MAX_FRAMES:
             raise NodeError(f"more than {MAX_FRAMES} envelopes in one request", code="API_TOO_MANY_FRAMES")
@@ -121,8 +137,6 @@ async def envelopes(request: web.Request) -> web.Response:
             if "error" in outcome:
                 await _discard(content, length - streamer.consumed)
             pending.append(asyncio.ensure_future(_done(outcome)))
-    results = await asyncio.gather(*pending)
-    return web.Response(body=canonical_json({"results": results}), content_type="application/json")
 
 
 async def _outcome(message_id: str | None, peer: str, accepting) -> dict:

@@ -23,6 +23,7 @@ from .network_support import (
     CITY,
     ENVELOPE_TYPE,
     RawPeer,
+    db_value,
     forge_envelope,
     inbox_item,
     make_body_pdf,
@@ -139,6 +140,21 @@ def test_a_frame_with_a_broken_header_is_refused_alone_in_its_batch(net, peer):
     first, second = parsed["results"]
     assert first["message_id"] is None and CODE.fullmatch(first["error"]["code"])
     assert second["message_id"] == good_id and "receipt" in second
+    assert peer.health()["ok"] is True
+
+
+def test_frames_accepted_before_a_break_in_the_stream_keep_their_receipts(net, peer):
+    """A stream that breaks after a good frame: the good frame was committed, so its receipt comes
+    back with the error — the sender retries (and gets it again) instead of bouncing a delivered
+    document."""
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    good_id, good = forge_envelope(city, county, from_unit=CITY, to_units=[A1])
+    status, parsed, raw = peer.post_envelopes(good + b"NOT A FRAME AT ALL, NOT EVEN A PREFIX")
+    assert 400 <= status < 500, raw[:300]
+    first, broken = parsed["results"]
+    assert first["message_id"] == good_id and "receipt" in first
+    assert broken["message_id"] is None and broken["error"]["code"] == "ENV_BAD_MAGIC"
+    assert db_value(county, "SELECT COUNT(*) FROM received WHERE message_id = ?", [good_id]) == 1
     assert peer.health()["ok"] is True
 
 
