@@ -26,6 +26,7 @@ from exchange_protocol.meta_json import meta_to_dict, parse_meta
 from exchange_protocol.notices import Notice
 from exchange_protocol.package import Attachment, build_package
 from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue, is_settled
+from pki.errors import GwxError
 
 from .auth import Forbidden, Principal
 from .context import NodeContext
@@ -98,8 +99,11 @@ class DocumentService:
             if node != self.ctx.node_id:
                 self.outbound.wake(node)
         if local_id is not None:
-            await self.processor.apply(Delivery(local_id, MessageType.DOCUMENT, self.ctx.node_id, who.unit,
-                                                tuple(by_node[self.ctx.node_id]), None, digest, now))
+            try:
+                await self.processor.apply(Delivery(local_id, MessageType.DOCUMENT, self.ctx.node_id, who.unit,
+                                                    tuple(by_node[self.ctx.node_id]), None, digest, now))
+            except GwxError as exc:  # the document is sent; its local part is retried at the next start
+                log.error("local delivery of %s failed: %s", doc.id, exc, extra={"doc_id": doc.id, "code": exc.code})
         self.submitted.inc(unit=who.unit)
         log.info("sent %s %s to %d units", doc.kind.value, doc.id, len(recipients), extra={"doc_id": doc.id})
         tracking = await self.track(who, doc.id)
