@@ -66,6 +66,8 @@ class Notice:
                 raise NoticeError(f"notice {name} longer than {MAX_TEXT} characters")
         if self.at.tzinfo is None:
             raise NoticeError("notice time must be timezone-aware")
+        if len(set(self.units)) != len(self.units):
+            raise NoticeError("a notice names a unit twice", code="NOTICE_DUPLICATE_UNIT")
 
     def encode(self) -> bytes:
         return canonical_json({"v": 1, "type": self.type.value, "doc_id": self.doc_id,

@@ -182,20 +182,20 @@ class DestinationQueue:
         while not self._stopping:
             self._wakeup.clear()
             try:
-                await self._step()
-            except TRANSIENT as exc:
-                await self._peer_failed(exc)
-            except GwxError as exc:
-                self._log(logging.ERROR, "send loop error: %s", exc, code=exc.code)
-                await self._pause(5.0)
+                try:
+                    await self._step()
+                except TRANSIENT as exc:
+                    await self._peer_failed(exc)
+                if not self._stopping:
+                    await self._wait()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except GwxError as exc:  # the store or a peer's answer: log, pause, carry on
+                self._log(logging.ERROR, "send loop error: %s", exc, code=exc.code)
+                await self._pause(5.0)
+            except Exception:  # never let the destination's task die
                 self._log(logging.ERROR, "unexpected error in the send loop", exc_info=True)
                 await self._pause(5.0)
-            if self._stopping:
-                break
-            await self._wait()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -206,15 +206,16 @@ class DestinationQueue:
         wake_at = self._retry_at
         due = await self.o.store.queue.next_due_at(self.destination)
         if due is not None and (wake_at is None or due < wake_at):
-            wake_at = due
+            # While the peer backs off nothing is sent before _retry_at, however due a row is.
+            wake_at = due if self._retry_at is None or self._retry_at <= now else self._retry_at
         delay = 60.0 if wake_at is None else max(0.0, (wake_at - now).total_seconds())
         await self._pause(min(delay, 60.0))
 
     # --- one round ----------------------------------------------------------------------------
     async def _step(self) -> None:
+        await self._bounce_expired()  # also while backing off: the retry window closes regardless
         if self._retry_at and self.o.ctx.clock() < self._retry_at:
             return
-        await self._bounce_expired()
         if await self.o.exchange.drafts_for(self.destination, 1):
             await self._build_drafts()
         while not self._stopping:
@@ -260,7 +261,7 @@ class DestinationQueue:
                 header = _header_draft(d, self.o.ctx.node_id)
                 try:
                     ref = await asyncio.to_thread(_build_envelope, blobs, header, d, sender, recipient)
-                except Exception as exc:  # one unbuildable draft must not block this destination
+                except (GwxError, FileNotFoundError) as exc:  # unbuildable for good: set it aside
                     await self._drop_draft(d, exc)
                     continue
                 async with self.o.store.transaction() as tx:
@@ -330,8 +331,13 @@ class DestinationQueue:
             await self.o.store.queue.defer(entry.message_id, when, info)
 
     async def _bounce_expired(self) -> None:
-        for entry in await self.o.store.queue.expired(self.o.ctx.clock(), destination=self.destination):
+        now = self.o.ctx.clock()
+        for entry in await self.o.store.queue.expired(now, destination=self.destination):
             await self._bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
+        for d in await self.o.exchange.expired_drafts(self.destination, now):
+            # Never built: the peer's certificate could not be had within the retry window.
+            await self._drop_draft(d, GwxError("retry window closed before the peer could be reached",
+                                               code="QUEUE_EXPIRED"))
 
     async def _bounce(self, entry: QueueEntry, info: ErrorInfo) -> None:
         async with self.o.store.transaction() as tx:

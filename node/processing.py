@@ -59,6 +59,18 @@ NOTICE_EVENTS_SENDER = {MessageType.RECEIPT: Event.SIGNED_FOR, MessageType.RETUR
 NOTICE_EVENTS_RECEIVER = {MessageType.RECALL: Event.RECALLED, MessageType.URGE: Event.URGED}
 
 
+# Applying an acknowledged message is retried (with backoff) after errors that may pass: the
+# database busy, a disk error, our stale CRL, a notice that overtook its document. Anything else
+# typed is a verdict on the message itself and is final.
+TRANSIENT_CODES = frozenset({"INTERNAL", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "STORE_CONFLICT",
+                             "STORE_ERROR", "PKI_REVOCATION_UNKNOWN", "PKI_REVOCATION_STALE"})
+RETRY_MIN, RETRY_MAX, MAX_ATTEMPTS = 5.0, 600.0, 200  # about a day of retries before giving up
+
+
+def is_transient(error: GwxError) -> bool:
+    return error.code in TRANSIENT_CODES or error.code.endswith("_REVOCATION_UNKNOWN")
+
+
 class NoticeNotOurs(NodeError):
     code = "NOTICE_NOT_OURS"
 
@@ -135,13 +147,16 @@ class Processor:
         self._wakeup.set()
         if self.task:
             await self.task
-        self._executor.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
     async def _in_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _run(self) -> None:
-        await self.resume_local_deliveries()
+        try:
+            await self.resume_local_deliveries()
+        except Exception:
+            log.exception("cannot resume interrupted local deliveries")
         while not self._stopping:
             self._wakeup.clear()
             try:
@@ -156,25 +171,59 @@ class Processor:
                 continue
             if not self._stopping:
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), 30.0)
+                    await asyncio.wait_for(self._wakeup.wait(), await self._idle_seconds())
                 except TimeoutError:
                     pass
 
+    async def _idle_seconds(self) -> float:
+        retry = await self.store.messages.next_inbound_retry()
+        if retry is None:
+            return 30.0
+        return min(30.0, max(0.05, (retry - self.ctx.clock()).total_seconds()))
+
     async def _process(self, received: ReceivedEnvelope) -> None:
+        header = None
         try:
             header = await self._in_thread(self._read_header, received.blob_digest)
             await self.apply(Delivery.of(header, received.payload_digest, received.received_at),
                              mark=received.message_id)
             self.applied.inc(type=header.type.value, outcome="done")
         except Exception as exc:  # one bad message must not block the ones behind it
-            error = exc if isinstance(exc, GwxError) else NodeError(f"internal error: {exc!r}", code="INTERNAL")
             if not isinstance(exc, GwxError):
                 log.exception("cannot apply %s", received.message_id, extra={"message_id": received.message_id})
-            else:
-                log.warning("cannot apply %s: %s", received.message_id, exc,
-                            extra={"message_id": received.message_id, "code": error.code})
-            await self.store.messages.mark_inbound(received.message_id, "failed", error=error)
+            error = exc if isinstance(exc, GwxError) else NodeError(f"internal error: {exc!r}", code="INTERNAL")
+            if is_transient(error) and received.attempts + 1 < MAX_ATTEMPTS:
+                delay = min(RETRY_MAX, RETRY_MIN * 2 ** received.attempts)
+                log.warning("cannot apply %s yet (%s); retrying in %.0f s", received.message_id, error,
+                            delay, extra={"message_id": received.message_id, "code": error.code})
+                await self.store.messages.defer_inbound(received.message_id,
+                                                        self.ctx.clock() + dt.timedelta(seconds=delay), error)
+                self.applied.inc(type=received.type or "?", outcome="deferred")
+                return
+            log.warning("cannot apply %s: %s", received.message_id, error,
+                        extra={"message_id": received.message_id, "code": error.code})
+            await self._refuse(received, header, error)
             self.applied.inc(type=received.type or "?", outcome="failed")
+
+    async def _refuse(self, received: ReceivedEnvelope, header: EnvelopeHeader | None, error: GwxError) -> None:
+        """Mark ``received`` failed; a refused document also sends a bounce back, in the same
+        transaction, so its sender does not wait on 已发送 for ever."""
+        notice = ref = None
+        if header is not None and header.type is MessageType.DOCUMENT and received.payload_digest:
+            try:
+                meta = await self.read_metadata(received.payload_digest)
+                notice = Notice(MessageType.BOUNCE, meta.id, tuple(header.to_units), self.ctx.clock(),
+                                reason=f"{error.code}: {error.message}"[:1900])
+                ref = await self.store.blobs.put(notice.encode())
+            except Exception:  # no readable document id: nothing the sender could match
+                log.warning("refused %s without a bounce (no readable 公文标识)", received.message_id,
+                            extra={"message_id": received.message_id})
+        wake = None
+        async with self.store.transaction() as tx:
+            if notice is not None:
+                wake = await self.queue_notice(tx, notice, ref, header.origin_node, None, (), header.message_id)
+            await self.store.messages.mark_inbound(received.message_id, "failed", error=error, tx=tx)
+        self._wake(wake)
 
     def _read_header(self, blob_digest: str) -> EnvelopeHeader:
         decoder = FrameDecoder(self.ctx.trust_policy().limits)
@@ -240,7 +289,8 @@ class Processor:
             path = self.store.blobs.path_for(package_digest)
             report = await self._in_thread(self._verify_file, path)
             self.validations.inc()
-            self.reports.put(package_digest, report)
+            if report["ok"]:  # a failure may be ours (a stale CRL): judged afresh next time
+                self.reports.put(package_digest, report)
         return report
 
     def _verify_file(self, path) -> dict[str, Any]:
@@ -260,6 +310,11 @@ class Processor:
         report = await self.full_report(d.payload_digest)
         now = self.ctx.clock()
         failed = [c for c in report["checks"] if c["status"] == "fail"]
+        unknown = [c for c in failed if "REVOCATION" in (c.get("code") or "") and "REVOKED" not in (c.get("code") or "")]
+        if unknown:
+            # Our CRL is stale or missing: our problem, not the document's. Try again later.
+            raise NodeError(f"cannot check revocation for {meta.id}: {unknown[0].get('message')}",
+                            code="NODE_REVOCATION_UNKNOWN", doc_id=meta.id)
         if failed:
             # Quarantined: never offered for 签收. The sender learns which check failed.
             reason = "; ".join(f"{c['name']}: {c.get('code')} {c.get('message') or ''}".strip() for c in failed)
@@ -296,6 +351,12 @@ class Processor:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
         self._wake(wake)
 
+    async def _document_still_pending(self, d: Delivery) -> bool:
+        """Whether the document a notice answers was accepted from the same origin but not yet applied."""
+        row = await self.store.db.fetchone(
+            "SELECT state FROM received WHERE message_id = ? AND origin_node = ?", (d.in_reply_to, d.origin_node))
+        return row is not None and row[0] == "new"
+
     def _wake(self, destination: str | None) -> None:
         if destination is not None:
             self.outbound.wake(destination)
@@ -325,6 +386,9 @@ class Processor:
         event = NOTICE_EVENTS_RECEIVER[notice.type]
         for unit in notice.units:
             row = await self.store.messages.get_inbox(notice.doc_id, unit)
+            if row is None and await self._document_still_pending(d):
+                raise NodeError(f"{notice.type.value} for {notice.doc_id} arrived before its document was applied",
+                                code="NOTICE_EARLY", doc_id=notice.doc_id)
             if row is None or row.message_id != d.in_reply_to or row.from_unit != d.from_unit:
                 raise NoticeNotOurs(f"{notice.type.value} for {notice.doc_id}/{unit} does not match what we hold",
                                     doc_id=notice.doc_id, unit=unit)

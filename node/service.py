@@ -102,8 +102,9 @@ class DocumentService:
             try:
                 await self.processor.apply(Delivery(local_id, MessageType.DOCUMENT, self.ctx.node_id, who.unit,
                                                     tuple(by_node[self.ctx.node_id]), None, digest, now))
-            except GwxError as exc:  # the document is sent; its local part is retried at the next start
-                log.error("local delivery of %s failed: %s", doc.id, exc, extra={"doc_id": doc.id, "code": exc.code})
+            except Exception as exc:  # the document is sent; its local part is retried at the next start
+                log.error("local delivery of %s failed: %r", doc.id, exc, extra={"doc_id": doc.id},
+                          exc_info=not isinstance(exc, GwxError))
         self.submitted.inc(unit=who.unit)
         log.info("sent %s %s to %d units", doc.kind.value, doc.id, len(recipients), extra={"doc_id": doc.id})
         tracking = await self.track(who, doc.id)
@@ -154,6 +155,7 @@ class DocumentService:
     async def _to_recipients(self, who: Principal, doc_id: str, units: list[str] | None, event: Event,
                              kind: MessageType) -> dict[str, Any]:
         doc = await self._own_outbox(who, doc_id)
+        units = list(dict.fromkeys(units)) if units else None  # the same unit twice is once
         known = {r.unit: r for r in doc.recipients}
         unknown = [u for u in units or () if u not in known]
         if unknown:

@@ -65,9 +65,13 @@ class Exchange:
     async def drafts_for(self, destination: str, limit: int = 100) -> list[Draft]:
         rows = await self._db.fetchall(
             "SELECT * FROM drafts WHERE destination = ? ORDER BY message_id LIMIT ?", (destination, limit))
-        return [Draft(r["message_id"], r["destination"], r["type"], json.loads(r["header"]), r["payload_digest"],
-                      r["payload_size"], from_db_time(r["created_at"]), from_db_time(r["expires_at"]))
-                for r in rows]
+        return [_draft(r) for r in rows]
+
+    async def expired_drafts(self, destination: str, now: datetime, limit: int = 100) -> list[Draft]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM drafts WHERE destination = ? AND expires_at IS NOT NULL AND expires_at <= ?"
+            " ORDER BY message_id LIMIT ?", (destination, to_db_time(now), limit))
+        return [_draft(r) for r in rows]
 
     async def delete_draft(self, tx: Transaction, message_id: str) -> None:
         await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,))
@@ -111,6 +115,11 @@ class Exchange:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET signing_cert = excluded.signing_cert,"
                 " encryption_cert = excluded.encryption_cert, chain = excluded.chain, fetched_at = excluded.fetched_at",
                 (creds.node_id, creds.signing_cert, creds.encryption_cert, creds.chain, to_db_time(creds.fetched_at)))
+
+
+def _draft(r) -> Draft:
+    return Draft(r["message_id"], r["destination"], r["type"], json.loads(r["header"]), r["payload_digest"],
+                 r["payload_size"], from_db_time(r["created_at"]), from_db_time(r["expires_at"]))
 
 
 def _outgoing(row) -> Outgoing:

@@ -90,6 +90,7 @@ class ReceivedEnvelope:
     error_code: str | None
     error_message: str | None
     payload_digest: str | None = None
+    attempts: int = 0
 
 
 # --- outbox / inbox rows --------------------------------------------------------------------------
@@ -239,10 +240,26 @@ class Messages:
         return _received(row) if row else None
 
     async def pending_inbound(self, limit: int = 100) -> list[ReceivedEnvelope]:
-        """Acknowledged envelopes not yet processed (decrypt, verify, deliver or forward), oldest first."""
+        """Acknowledged envelopes not yet processed and due (not waiting to be retried), oldest first."""
         rows = await self._db.fetchall(
-            "SELECT * FROM received WHERE state = 'new' ORDER BY received_at, message_id LIMIT ?", (limit,))
+            "SELECT * FROM received WHERE state = 'new' AND (retry_at IS NULL OR retry_at <= ?)"
+            " ORDER BY received_at, message_id LIMIT ?", (to_db_time(self._clock()), limit))
         return [_received(r) for r in rows]
+
+    async def next_inbound_retry(self) -> datetime | None:
+        row = await self._db.fetchone("SELECT MIN(retry_at) FROM received WHERE state = 'new'")
+        return from_db_time(row[0]) if row else None
+
+    async def defer_inbound(self, message_id: str, retry_at: datetime, error: Any) -> None:
+        """A transient failure applying ``message_id``: try again at ``retry_at`` (counted)."""
+        code = getattr(error, "code", "INTERNAL")
+        message = getattr(error, "message", str(error))
+        async with self._db.transaction() as t:
+            await t.execute(
+                "UPDATE received SET retry_at = ?, attempts = attempts + 1, error_code = ?, error_message = ?"
+                " WHERE message_id = ? AND state = 'new'", (to_db_time(retry_at), code, message, message_id))
+            await self._audit.append(t, "node", "envelope.deferred", {"message_id": message_id},
+                                     {"error": code, "retry_at": to_db_time(retry_at)})
 
     async def mark_inbound(self, message_id: str, state: str, *, error: Any = None,
                            tx: Transaction | None = None, actor: str = "node") -> None:
@@ -458,7 +475,8 @@ def _received(row: Any) -> ReceivedEnvelope:
         message_id=row["message_id"], envelope_digest=row["envelope_digest"], blob_digest=row["blob_digest"],
         origin_node=row["origin_node"], type=row["type"], size=row["size"],
         received_at=from_db_time(row["received_at"]), receipt=row["receipt"], state=row["state"],  # type: ignore[arg-type]
-        error_code=row["error_code"], error_message=row["error_message"], payload_digest=row["payload_digest"])
+        error_code=row["error_code"], error_message=row["error_message"], payload_digest=row["payload_digest"],
+        attempts=row["attempts"])
 
 
 def _recipient(row: Any) -> OutboxRecipient:

@@ -211,6 +211,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                UNION ALL SELECT package_digest FROM inbox
                UNION ALL SELECT payload_digest FROM drafts""",
     )),
+    Migration(3, "received envelopes retried after transient failures", (
+        # Applying an acknowledged envelope may fail for a while (a stale CRL, the database busy, a
+        # notice overtaking its document): it is tried again later, never given up at the first try.
+        "ALTER TABLE received ADD COLUMN retry_at TEXT",
+        "ALTER TABLE received ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -63,3 +63,13 @@ def test_malformed_notices_are_typed_errors(mutate):
 def test_garbage_is_a_typed_error(data):
     with pytest.raises(NoticeError):
         decode_notice(data)
+
+
+def test_a_unit_named_twice_is_refused():
+    with pytest.raises(NoticeError) as err:
+        Notice(MessageType.URGE, "d1", (UNIT, UNIT), AT, "张三")
+    assert err.value.code == "NOTICE_DUPLICATE_UNIT"
+    raw = _good()
+    raw["units"] = [UNIT, UNIT]
+    with pytest.raises(NoticeError):
+        decode_notice(json.dumps(raw).encode())

@@ -224,3 +224,104 @@ def test_a_notice_that_matches_nothing_we_sent_moves_nothing_and_leaves_no_trace
         finally:
             await _close(store, outbound)
     asyncio.run(run())
+
+
+def _envelope(node_dir, type, to, payload: bytes, in_reply_to=None):
+    """A real envelope from the city node to the county node (the city's signing key, the county's
+    encryption certificate)."""
+    import datetime as dt
+
+    from exchange_protocol.envelope_crypto import Recipient
+    from exchange_protocol.envelope_seal import HeaderDraft, seal_envelope
+    from pki.ca import load_certificates, utcnow
+
+    city = NodeContext.load(load_config(node_dir / "city"), PASS)
+    enc = load_certificates((node_dir / "county" / "credentials" / "enc.crt").read_bytes())[0]
+    draft = HeaderDraft.new(type, "city", "county", SENDER, to, utcnow(), dt.timedelta(days=1), in_reply_to=in_reply_to)
+    return seal_envelope(draft, payload, city.sender, Recipient(enc))
+
+
+async def _receive(store, sealed, payload: bytes):
+    env = await store.blobs.put(sealed.data)
+    plain = await store.blobs.put(payload)
+    await store.accept_inbound(InboundEnvelope(sealed.header.message_id, env.digest, env.digest, "city", b"receipt",
+                                               sealed.header.type.value, len(sealed.data), plain.digest))
+    return await store.messages.get_received(sealed.header.message_id)
+
+
+def test_a_notice_that_overtakes_its_document_waits_for_it(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            package = await asyncio.to_thread(_package, node_dir, [A])
+            doc = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], package)
+            doc_row = await _receive(store, doc, package)
+            with zipfile.ZipFile(io.BytesIO(package)) as z:
+                doc_id = json.loads(z.read("metadata.json"))["id"]
+            recall = Notice(MessageType.RECALL, doc_id, (A,), ctx.clock(), by="市政府办公室收发员").encode()
+            early = await asyncio.to_thread(_envelope, node_dir, MessageType.RECALL, [A], recall, doc.header.message_id)
+            recall_row = await _receive(store, early, recall)
+
+            await processor._process(recall_row)  # before the document: deferred, not failed
+            waiting = await store.messages.get_received(recall_row.message_id)
+            assert (waiting.state, waiting.attempts, waiting.error_code) == ("new", 1, "NOTICE_EARLY")
+            assert recall_row.message_id not in [r.message_id for r in await store.messages.pending_inbound()]
+
+            await processor._process(doc_row)
+            await processor._process(waiting)  # its turn again
+            assert (await store.messages.get_inbox(doc_id, A)).status == "recalled"
+            assert (await store.messages.get_received(recall_row.message_id)).state == "done"
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def test_a_stale_crl_after_acknowledgement_defers_and_never_bounces(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            from node.errors import NodeError
+            from pki.errors import RevocationStale
+
+            def stale(cert, issuer, at):
+                raise RevocationStale("our CRL's nextUpdate has passed")
+
+            processor.ctx = dataclasses.replace(ctx, revocation=stale)
+            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
+            with pytest.raises(NodeError) as err:
+                await processor.apply(_delivery(ref.digest, [A]))
+            assert err.value.code == "NODE_REVOCATION_UNKNOWN"
+            assert await Exchange(store.db).drafts_for("city") == []  # no bounce went back
+            assert processor.reports.get(ref.digest) is None  # nor was the verdict remembered
+            processor.ctx = ctx  # a fresh CRL: the same document goes through
+            await processor.apply(_delivery(ref.digest, [A]))
+            assert (await store.messages.get_inbox(_doc_id(store, ref.digest), A)).status == "pending"
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def test_a_refused_document_sends_a_bounce_back(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            package = await asyncio.to_thread(_package, node_dir, [A])
+            first = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], package)
+            await processor._process(await _receive(store, first, package))
+            # The same 公文标识 again in another package (re-zipped): refused, and the sender told.
+            with zipfile.ZipFile(io.BytesIO(package)) as z:
+                members = {i.filename: z.read(i.filename) for i in z.infolist()}
+            other = io.BytesIO()
+            with zipfile.ZipFile(other, "w") as z:
+                for name, data in members.items():
+                    z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+            second = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], other.getvalue())
+            row = await _receive(store, second, other.getvalue())
+            await processor._process(row)
+            refused = await store.messages.get_received(row.message_id)
+            assert (refused.state, refused.error_code) == ("failed", "DOC_ID_CONFLICT")
+            bounces = [d for d in await Exchange(store.db).drafts_for("city") if d.type == "bounce"]
+            assert [b.header["in_reply_to"] for b in bounces] == [second.header.message_id]
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
