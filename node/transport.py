@@ -204,17 +204,30 @@ class PeerClient:
             raise PeerServerError(f"{peer.node_id} answered {status} ({_error_code(payload, status)})",
                                   peer=peer.node_id, status=status)
         if "results" not in payload:
-            # The whole request was refused (e.g. 413, 403): every frame gets that answer.
             code, message = _error(payload, status)
-            return [FrameResult(f.message_id, error_code=code, error_message=message) for f in frames]
+            if len(frames) > 1:
+                # The whole request was refused (413, a frame that broke the stream…): judge each
+                # envelope on its own rather than let one condemn its batch.
+                return [r for f in frames for r in await self.send_frames(peer, [f])]
+            return [FrameResult(frames[0].message_id, error_code=code, error_message=message)]
         results = payload["results"]
-        if not isinstance(results, list) or len(results) != len(frames):
-            raise PeerProtocolError(f"{peer.node_id} answered {len(results) if isinstance(results, list) else '?'} "
-                                    f"results for {len(frames)} envelopes", peer=peer.node_id)
+        if not isinstance(results, list):
+            raise PeerProtocolError(f"{peer.node_id} answered without a result list", peer=peer.node_id)
         out = []
-        for frame, r in zip(frames, results, strict=True):
+        for i, frame in enumerate(frames):
+            r = results[i] if i < len(results) else None
+            if isinstance(r, dict) and r.get("message_id") is None and isinstance(r.get("error"), dict):
+                # The answer in this frame's place: the peer could not even read its header, or
+                # the stream broke here. Either way it is this frame's verdict.
+                code, message = _error(r, status)
+                out.append(FrameResult(frame.message_id, error_code=code, error_message=message))
+                continue
             if not isinstance(r, dict) or r.get("message_id") != frame.message_id:
-                raise PeerProtocolError(f"{peer.node_id} answered results out of order", peer=peer.node_id)
+                # The peer stopped reading at a break in the stream (or answered out of order):
+                # what it answered before is kept, the rest is tried again.
+                out.append(FrameResult(frame.message_id, error_code="PEER_BATCH_BROKEN",
+                                       error_message=f"{peer.node_id} gave no answer for this envelope"))
+                continue
             if "receipt" in r:
                 try:
                     receipt = base64.b64decode(r["receipt"], validate=True)

@@ -16,6 +16,7 @@ import struct
 import pytest
 
 from exchange_protocol.envelope import MAGIC, MessageType
+from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice
 from node.localnet import send_document, wait_for
 
@@ -33,6 +34,7 @@ from .network_support import (
     make_body_pdf,
     metric,
     notice_meta,
+    peer_url,
     start_network,
     tls_context_of,
     wait_status,
@@ -172,3 +174,37 @@ def test_forged_notices_only_touch_rows_of_the_origin(net, nodes):
                      15, what="the forged recall processed")
     assert state == ("failed", "NOTICE_NOT_OURS")
     assert county_a.clerk(A1).get(f"/api/v1/inbox/{doc_id}")["status"] == item["status"] == "pending"
+
+
+def test_one_bad_frame_never_condemns_its_batch(net, nodes, tmp_path):
+    """The sender's client against a real receiver: good envelopes keep their receipts whatever
+    frame breaks the stream, before or after them; the bad frame gets its own verdict."""
+    import asyncio
+
+    from node.config import Peer
+    from node.transport import OutgoingFrame, PeerClient
+
+    city, county_a, _ = nodes
+    frames = {}
+    for name in ("good1", "good2"):
+        message_id, envelope = forge_envelope(city, county_a, from_unit=CITY, to_units=[A1])
+        (tmp_path / name).write_bytes(envelope)
+        frames[name] = OutgoingFrame(message_id, tmp_path / name, len(envelope))
+    (tmp_path / "bad").write_bytes(b"NOT A FRAME AT ALL, NOT EVEN A PREFIX")
+    frames["bad"] = OutgoingFrame(new_id(dt.datetime.now(dt.UTC)), tmp_path / "bad", 37)
+    peer = Peer("county-a", peer_url(county_a), (A1,))
+
+    async def send(order):
+        client = PeerClient(tls_context_of(city))
+        try:
+            return await client.send_frames(peer, [frames[n] for n in order])
+        finally:
+            await client.close()
+
+    after = asyncio.run(send(["good1", "bad"]))  # the stream breaks after a good frame
+    assert after[0].receipt is not None and after[1].error_code == "ENV_BAD_MAGIC"
+    before = asyncio.run(send(["bad", "good2"]))  # the stream breaks at once: each judged alone
+    assert before[0].error_code == "ENV_BAD_MAGIC" and before[1].receipt is not None
+    for name in ("good1", "good2"):
+        assert db_value(county_a, "SELECT COUNT(*) FROM received WHERE message_id = ?",
+                        [frames[name].message_id]) == 1
