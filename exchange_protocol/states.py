@@ -22,6 +22,8 @@ Messages travel at least once and may overtake each other on the way (relays, re
   but a contradiction and raises :class:`ConflictingDuplicate`.
 - A STALE event (news of an earlier stage, e.g. the transport receipt arriving after the 签收) is
   absorbed: row unchanged. After a recall the transport's news (sent, delivered, failed) is stale too.
+- After ``failed`` (the sender gave up on an envelope), news from the receiver that it has the
+  document — delivered, 签收, 退回 — is the fact and moves the row on.
 - Race with recall: the receiver is the authority on what happened to the document it holds. If its
   签收 or 退回 happened before the recall reached it, the receiver refuses the recall (pending is
   gone) and its receipt wins on the sender side: recalled → signed_for and recalled → returned.
@@ -153,6 +155,11 @@ SENDER_TRANSITIONS = _table({
     (S.QUEUED, E.FAILED): (S.FAILED, CHANGE),
     (S.SENT, E.FAILED): (S.FAILED, CHANGE),
     (S.FAILED, E.FAILED): (S.FAILED, DUP),
+    # Our side gave up (retry window, a stale CRL of ours refusing receipts…) but the receiver
+    # says it has the document: its word is the fact.
+    (S.FAILED, E.DELIVERED): (S.DELIVERED, CHANGE),
+    (S.FAILED, E.SIGNED_FOR): (S.SIGNED_FOR, CHANGE),
+    (S.FAILED, E.RETURNED): (S.RETURNED, CHANGE),
     (S.RECALLED, E.FAILED): (S.RECALLED, STALE),
 
     (S.SENT, E.URGED): (S.SENT, COUNT),
