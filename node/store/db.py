@@ -26,6 +26,7 @@ person reading the database with ``sqlite3`` sees dates rather than epoch number
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -131,7 +132,11 @@ class Database:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """``async with db.transaction() as tx:`` — commit on success, roll back on any exception."""
         async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                await _to_the_end(self._writer, "BEGIN IMMEDIATE")
+            except BaseException:
+                await _rollback(self._writer)  # a BEGIN that went through before a cancel is undone
+                raise
             tx = Transaction(self._writer)
             try:
                 yield tx
@@ -139,7 +144,10 @@ class Database:
                 await _rollback(self._writer)
                 raise
             try:
-                await self._writer.execute("COMMIT")
+                await _to_the_end(self._writer, "COMMIT")
+            except asyncio.CancelledError:
+                self.commits += 1  # the COMMIT ran to its end: committed; the caller is cancelled all the same
+                raise
             except BaseException:
                 await _rollback(self._writer)
                 raise
@@ -181,9 +189,26 @@ async def _connect(path: Path, pragmas: Iterable[str]) -> aiosqlite.Connection:
     return conn
 
 
+async def _to_the_end(conn: aiosqlite.Connection, sql: str) -> None:
+    """Run ``sql`` to its end even if the caller is cancelled meanwhile.
+
+    aiosqlite runs a queued statement whatever happens to the awaiting task; without this a cancel
+    during BEGIN or COMMIT would leave the writer in a state nobody knows (a transaction open with
+    the lock released, or a commit the caller believes failed). A cancelled caller waits for the
+    statement, then sees the cancellation with the connection in a known state.
+    """
+    statement = asyncio.ensure_future(conn.execute(sql))
+    try:
+        await asyncio.shield(statement)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await statement
+        raise
+
+
 async def _rollback(conn: aiosqlite.Connection) -> None:
     try:
-        await conn.execute("ROLLBACK")
+        await _to_the_end(conn, "ROLLBACK")
     except sqlite3.OperationalError:
-        # SQLite already rolled back (e.g. after SQLITE_FULL); nothing left to undo.
+        # No transaction open (BEGIN never ran), or SQLite already rolled back (SQLITE_FULL).
         pass

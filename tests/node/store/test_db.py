@@ -82,3 +82,37 @@ def test_times_are_fixed_width_utc_and_sort_as_text():
     assert from_db_time(a) == datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(StoreError):
         to_db_time(datetime(2026, 1, 1))  # naive: whose local time?
+
+
+def test_a_transaction_cancelled_during_begin_leaves_the_writer_usable(tmp_path):
+    """Cancelled while BEGIN waits for another process's write lock: once that lock goes, the BEGIN
+    that still ran is undone, and the next transaction works (no 'transaction within a transaction')."""
+    import sqlite3
+
+    async def main():
+        db = await Database.open(tmp_path / "gwx.db")
+        try:
+            async with db.transaction() as tx:
+                await tx.execute("CREATE TABLE t (x INTEGER)")
+            other = sqlite3.connect(tmp_path / "gwx.db", isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+
+            async def write():
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO t VALUES (1)")
+
+            task = asyncio.create_task(write())
+            await asyncio.sleep(0.3)  # the BEGIN IMMEDIATE is waiting on the busy timeout
+            task.cancel()
+            await asyncio.sleep(0.1)
+            other.execute("COMMIT")  # the lock goes; the queued BEGIN runs
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            other.close()
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t VALUES (2)")
+            assert [tuple(r) for r in await db.fetchall("SELECT x FROM t")] == [(2,)]
+        finally:
+            await db.close()
+
+    asyncio.run(main())
