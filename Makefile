@@ -5,9 +5,13 @@ PY := .venv/bin/python
 SYSTEM_TOOLS := openssl pdfsig qpdf softhsm2-util certutil
 SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools fonts-wqy-zenhei
 
-.PHONY: test lint pytest demo bench system-deps venv clean
+.PHONY: test test-fast lint pytest demo bench system-deps venv clean
 
 test: venv system-deps lint pytest
+
+# The quick inner loop: everything but the tests marked slow (real node processes on loopback).
+test-fast: venv system-deps lint
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: venv
 	.venv/bin/ruff check .

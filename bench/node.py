@@ -65,9 +65,9 @@ from exchange_protocol.meta_json import parse_meta  # noqa: E402
 from exchange_protocol.package import build_package  # noqa: E402
 from exchange_protocol.package_verify import verify_package  # noqa: E402
 from exchange_protocol.transport_receipt import verify_receipt  # noqa: E402
+from node.federation.tls import client_context  # noqa: E402
+from node.federation.transport import ENVELOPE_MEDIA_TYPE  # noqa: E402
 from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, send_document, wait_for  # noqa: E402
-from node.tls import client_context  # noqa: E402
-from node.transport import ENVELOPE_MEDIA_TYPE  # noqa: E402
 from pki.ca import load_certificate, load_certificates  # noqa: E402
 from pki.crl import load_crl  # noqa: E402
 from pki.keystore import read_private_key  # noqa: E402

@@ -1,1 +1,29 @@
-"""(see package docstring, filled in by its issue)"""
+"""gwx's node: the running gateway, the imperative shell around :mod:`exchange_protocol` and :mod:`pki`.
+
+A node hosts units (单位), accepts their documents through the local API (and, later, adapters
+and the console), seals and sends them to the nodes hosting the addressees over mutual TLS,
+accepts what peers send it durably before answering with a signed receipt, and applies what it
+accepted to the units' inboxes and to the rows of what they sent. Data flows one way::
+
+    api/ (local API, CLI) ─> documents/ (the service) ─> federation/ (queues, transport) ─> peer
+    peer ─> federation/ (peer API, acceptor) ─> store/ ─> federation/processor ─> documents/ rows
+
+Rooms (each subpackage's docstring is its module map):
+
+- :mod:`node.documents` — the document service and its contract (what a clerk can do), tracking of
+  per-recipient rows. Adapters and the API call only the contract.
+- :mod:`node.federation` — talking to other nodes: per-destination outbound queues, the transport
+  client, TLS contexts, the peer API, the acceptor, the processor that applies what was accepted,
+  routing.
+- :mod:`node.api` — the local HTTP API (tokens, roles, upload, OpenAPI); the console will live here.
+- :mod:`node.store` — durable storage: a content-addressed blob store and the SQLite backend.
+- :mod:`node.ops` — structured logs and Prometheus metrics.
+- :mod:`node.cli` — the ``gwx`` command line (PKI, documents, node administration, clerks).
+
+Modules at this level are the node as a whole:
+
+- ``config``: ``node.toml`` parsed once into frozen dataclasses; ``context``: what a running node
+  loads once (configuration, credentials, trust) and hands to its components; ``provision``:
+  ``gwx node init``; ``runner``: start, serve, drain and stop; ``errors``: the node's typed errors;
+  ``localnet``: a real network of node processes on loopback for the demo, tests and benchmarks.
+"""

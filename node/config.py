@@ -45,12 +45,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from node.errors import ConfigError
 from pki.unit_code import validate_unit_code
 
-from .errors import ConfigError
-
 CONFIG_NAME = "node.toml"
-MAX_BATCH = 512  # node.peer_api.MAX_FRAMES: what one request to a peer may carry
+MAX_BATCH = 512  # node.federation.peer_api.MAX_FRAMES: what one request to a peer may carry
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from cryptography import x509
 from exchange_protocol.envelope import FrameLimits
 from exchange_protocol.envelope_crypto import DecryptionKey
 from exchange_protocol.envelope_seal import Sender, TrustPolicy
+from node.config import NodeConfig
+from node.errors import ConfigError
+from node.federation.routing import Router, StaticRouter
 from pki.ca import load_certificate, load_certificates
 from pki.crl import load_crl
 from pki.errors import GwxError, RevocationUnknown
@@ -30,10 +33,6 @@ from pki.revocation import CrlChecker
 from pki.seal_store import SealCredential, load_seal_credential
 from pki.signer import SoftwareSigner
 from pki.trust import TrustStore
-
-from .config import NodeConfig
-from .errors import ConfigError
-from .routing import Router, StaticRouter
 
 log = logging.getLogger("gwx.node")
 Clock = Callable[[], dt.datetime]

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from node.cli.api_client import ApiClient, MultipartStream
+from node.config import CONFIG_NAME, dump_config, load_config
+from node.provision import add_peer, init_node
+from node.runner import ready_path
 from pki.ca import CertificateAuthority
 from pki.keystore import write_public_file
-
-from .cli.api_client import ApiClient, MultipartStream
-from .config import CONFIG_NAME, dump_config, load_config
-from .provision import add_peer, init_node
-from .runner import ready_path
 
 PASSPHRASE = b"gwx local network"
 

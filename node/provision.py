@@ -13,15 +13,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from node.api.auth import TokenStore
+from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, Peer, dump_config, load_config
+from node.errors import ConfigError
 from pki.ca import CertificateAuthority, utcnow
 from pki.crl import build_crl
 from pki.keystore import write_public_file, write_secret_file
 from pki.seal_store import issue_seal
 from pki.unit_code import validate_unit_code
-
-from .auth import TokenStore
-from .config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, Peer, dump_config, load_config
-from .errors import ConfigError
 
 
 def read_units_file(path: Path) -> list[dict]:

@@ -23,21 +23,20 @@ from pathlib import Path
 
 from aiohttp import web
 
+from node.api.auth import TokenStore
+from node.api.local_api import make_local_app
+from node.config import NodeConfig
+from node.context import NodeContext
+from node.documents.service import DocumentService
+from node.federation.acceptor import Acceptor
+from node.federation.outbound import Outbound
+from node.federation.peer_api import DRAINING, make_peer_app
+from node.federation.tls import client_context, server_context
+from node.federation.transport import PeerClient
+from node.ops.metrics import Registry
+from node.store.sqlite.store import Store
 from pki.keystore import write_public_file
 from pki.trust import Purpose, verify_certificate
-
-from .auth import TokenStore
-from .config import NodeConfig
-from .context import NodeContext
-from .inbound import Acceptor
-from .local_api import make_local_app
-from .metrics import Registry
-from .outbound import Outbound
-from .peer_api import DRAINING, make_peer_app
-from .service import DocumentService
-from .store.store import Store
-from .tls import client_context, server_context
-from .transport import PeerClient
 
 log = logging.getLogger("gwx.node")
 SHUTDOWN_TIMEOUT = 10.0

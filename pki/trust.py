@@ -1,8 +1,9 @@
 """Trust decisions: is this certificate, for this purpose, at this time, anchored in our roots?
 
 The one module that decides certificate paths, so seals, packages, envelopes and TLS peers are
-judged by the same rules. It builds the path leaf → intermediates → trust root by issuer name and
-key identifier, checks each signature, validity window, CA flag and path length, then the leaf's
+judged by the same rules. It builds the path leaf → intermediates → trust root by matching each
+certificate's issuer name to a candidate's subject and checking that candidate's signature on it
+(key identifiers are not consulted), checks each signature, validity window, CA flag and path length, then the leaf's
 key usage for the requested :class:`Purpose`. Revocation is a separate, injected check
 (``pki.revocation``): this module asks it about each non-root certificate and never fetches.
 

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from node.cli import exit_codes
 from pki.errors import GwxError
-
-from . import exit_codes
 
 DEFAULT_NODE = "http://127.0.0.1:7080"
 BLOCK = 256 * 1024

@@ -20,7 +20,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from .api_client import DEFAULT_NODE, ApiClient, MultipartStream, RemoteError, read_token
+from node.cli.api_client import DEFAULT_NODE, ApiClient, MultipartStream, RemoteError, read_token
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 

@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING
 
 from exchange_protocol.errors import PackageInputError
 from exchange_protocol.meta_json import parse_meta
+from node.cli.exit_codes import VERIFY_FAILED
+from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import tsa
 from pki.ca import CertificateAuthority, load_certificates
 from pki.crl import load_crl
 from pki.revocation import CrlChecker
 from pki.seal_store import load_seal_credential
-
-from .exit_codes import VERIFY_FAILED
-from .passphrase import add_passphrase_option, get_passphrase
 
 if TYPE_CHECKING:
     from exchange_protocol.package_verify import PackageReport

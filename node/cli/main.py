@@ -15,9 +15,8 @@ import importlib
 import json
 import sys
 
+from node.cli.exit_codes import FileProblem, exit_code_for
 from pki.errors import GwxError
-
-from .exit_codes import FileProblem, exit_code_for
 
 # (top-level command, help, modules) — modules register their subcommands under the group's parser;
 # a group named None registers its commands at the top level (``gwx inbox``, not ``gwx x inbox``).

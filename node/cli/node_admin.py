@@ -8,9 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.ca import CertificateAuthority
-
-from .passphrase import add_passphrase_option, get_passphrase
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,7 +80,7 @@ def _add_peer(args: argparse.Namespace) -> int:
 
 
 def _add_token(args: argparse.Namespace) -> int:
-    from node.auth import TokenStore
+    from node.api.auth import TokenStore
     from node.config import load_config
 
     config = load_config(args.dir)
@@ -91,7 +90,7 @@ def _add_token(args: argparse.Namespace) -> int:
 
 
 def _token_store(directory: Path):
-    from node.auth import TokenStore
+    from node.api.auth import TokenStore
     from node.config import load_config
 
     return TokenStore(load_config(directory).tokens_path)

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .passphrase import add_passphrase_option, get_passphrase
+from node.cli.passphrase import add_passphrase_option, get_passphrase
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from node import logs
     from node.config import load_config
+    from node.ops import logs
     from node.runner import serve
 
     config = load_config(args.dir)

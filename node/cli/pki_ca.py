@@ -10,10 +10,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.ca import CertificateAuthority, node_id_of, unit_code_of
 from pki.errors import MalformedEncoding
-
-from .passphrase import add_passphrase_option, get_passphrase
 
 
 def register(sub: argparse._SubParsersAction) -> None:

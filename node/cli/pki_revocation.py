@@ -19,13 +19,12 @@ from pathlib import Path
 
 from cryptography import x509
 
+from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.ca import REVOCATION_REASONS, CertificateAuthority, load_certificate
 from pki.crl import build_crl, crl_der, crl_pem
 from pki.errors import InvalidInput, MalformedEncoding, UnknownCertificate
 from pki.keystore import write_public_file
 from pki.seal import parse_seal
-
-from .passphrase import add_passphrase_option, get_passphrase
 
 
 def register(sub: argparse._SubParsersAction) -> None:

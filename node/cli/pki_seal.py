@@ -19,13 +19,12 @@ from pathlib import Path
 
 from cryptography import x509
 
+from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.ca import CertificateAuthority, load_certificates
 from pki.errors import KeyStoreError, MalformedEncoding
 from pki.seal import describe_seal
 from pki.seal_store import CERT_FILE, KEY_FILE, SEAL_FILE, issue_seal
 from pki.seal_verify import verify_seal
-
-from .passphrase import add_passphrase_option, get_passphrase
 
 __all__ = ["describe_seal", "register"]
 

@@ -12,19 +12,19 @@ envelope blob first, then the ``queue`` row. So after any crash the disk tells t
 - a row in ``active`` was in flight: it goes back to the queue (at-least-once on the wire; the
   receiver's ``received`` table turns that into exactly-once in the inbox).
 
-Parts (one purpose each):
+Parts (one purpose each): :mod:`.blobs` here, the rows in the SQLite backend (:mod:`.sqlite`):
 
-- :mod:`.db` — connections, PRAGMAs (WAL, ``synchronous=FULL`` and why), transactions, time format.
-- :mod:`.migrations` — the schema, versioned, one transaction per step, idempotent on re-open.
+- :mod:`.sqlite.db` — connections, PRAGMAs (WAL, ``synchronous=FULL`` and why), transactions, time format.
+- :mod:`.sqlite.migrations` — the schema, versioned, one transaction per step, idempotent on re-open.
 - :mod:`.blobs` — the content-addressed blob store: streaming in and out, digest checks, GC.
-- :mod:`.queue` — the outbound queue per destination node (incoming/active/deferred/hold/corrupt/
+- :mod:`.sqlite.queue` — the outbound queue per destination node (incoming/active/deferred/hold/corrupt/
   sent/bounced) and the peers table.
-- :mod:`.messages` — inbound dedupe with the original receipt; outbox/recipient and inbox rows with
+- :mod:`.sqlite.messages` — inbound dedupe with the original receipt; outbox/recipient and inbox rows with
   compare-and-set updates and keyset-paged listings.
-- :mod:`.audit` — the append-only hash-chained audit log, written in the same transaction as the
+- :mod:`.sqlite.audit` — the append-only hash-chained audit log, written in the same transaction as the
   change it records; triggers refuse UPDATE/DELETE; ``verify_chain`` finds tampering.
-- :mod:`.group_commit` — many concurrent acceptances, one transaction, one fsync.
-- :mod:`.store` — :class:`Store`, which opens all of the above and recovers after a crash.
+- :mod:`.sqlite.group_commit` — many concurrent acceptances, one transaction, one fsync.
+- :mod:`.sqlite.store` — :class:`Store`, which opens all of the above and recovers after a crash.
 
 Every write API takes an optional ``tx``: several state changes (say, a 签收 receipt updating a
 recipient row and queueing the acknowledgement) commit together with
@@ -35,10 +35,10 @@ come one by one from many coroutines go through ``store.accept_inbound`` / ``sto
 The PostgreSQL backend planned for scale-out would implement the same method signatures.
 """
 
-from .audit import AuditEvent, AuditLog, NewEvent
-from .blobs import BlobRef, BlobStore
-from .db import Database, Transaction, from_db_time, to_db_time
-from .messages import (
+from node.store.blobs import BlobRef, BlobStore
+from node.store.sqlite.audit import AuditEvent, AuditLog, NewEvent
+from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
+from node.store.sqlite.messages import (
     Accepted,
     InboundEnvelope,
     InboxRow,
@@ -49,8 +49,8 @@ from .messages import (
     Page,
     ReceivedEnvelope,
 )
-from .queue import ErrorInfo, OutboundItem, OutboundQueue, PeerState, QueueEntry
-from .store import RecoveryReport, Store
+from node.store.sqlite.queue import ErrorInfo, OutboundItem, OutboundQueue, PeerState, QueueEntry
+from node.store.sqlite.store import RecoveryReport, Store
 
 __all__ = [
     "Accepted", "AuditEvent", "AuditLog", "BlobRef", "BlobStore", "Database", "ErrorInfo",

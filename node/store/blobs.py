@@ -38,9 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from node.errors import BadDigest, BlobDigestMismatch, BlobMissing, BlobTooLarge
 from pki.keystore import fsync_dir
-
-from ..errors import BadDigest, BlobDigestMismatch, BlobMissing, BlobTooLarge
 
 WRITE_BUFFER = 256 * 1024
 READ_CHUNK = 256 * 1024

@@ -24,8 +24,7 @@ from exchange_protocol.envelope import (
     encode_prefix,
 )
 from exchange_protocol.ids import IdGenerator
-
-from .strategies import unit_codes
+from tests.exchange_protocol.strategies import unit_codes
 
 NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 IDS = IdGenerator()

@@ -21,8 +21,7 @@ from exchange_protocol.envelope_crypto import (
     encrypt_bytes,
     encrypt_stream,
 )
-
-from .envelope_support import network, openssl
+from tests.exchange_protocol.envelope_support import network, openssl
 
 PLAINTEXT = "公文正文 body\r\n".encode() * 300
 

@@ -25,8 +25,7 @@ from exchange_protocol.envelope_seal import (
     write_envelope,
 )
 from pki.errors import CertificateRevoked, RevocationStale
-
-from .envelope_support import NOW, network, openssl
+from tests.exchange_protocol.envelope_support import NOW, network, openssl
 
 BODY = "关于开展安全检查的通知".encode() * 200
 

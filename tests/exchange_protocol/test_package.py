@@ -33,8 +33,7 @@ from exchange_protocol.package_verify import verify_package
 from pki import cms
 from pki.errors import GwxError
 from pki.seal_store import SealCredential
-
-from .package_fixtures import NOW, OTHER_UNIT, UNIT, make_meta, make_pdf, pki_env  # noqa: F401
+from tests.exchange_protocol.package_fixtures import NOW, OTHER_UNIT, UNIT, make_meta, make_pdf, pki_env  # noqa: F401
 
 MiB = 1024 * 1024
 

@@ -15,9 +15,8 @@ from exchange_protocol.errors import PackageError, PackageZipBomb
 from exchange_protocol.package import Attachment, build_package
 from exchange_protocol.package_reader import DEFAULT_LIMITS, PackageReader
 from exchange_protocol.package_verify import CHECKS, verify_package
-
-from .hostile.corpus import Case, build_corpus
-from .package_fixtures import NOW, make_meta, make_pdf, pki_env  # noqa: F401
+from tests.exchange_protocol.hostile.corpus import Case, build_corpus
+from tests.exchange_protocol.package_fixtures import NOW, make_meta, make_pdf, pki_env  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,17 @@ from exchange_protocol.package_verify import verify_package
 from exchange_protocol.sniff import archive_kind
 from pki.crl import build_crl
 from pki.revocation import CrlChecker
-
-from . import strategies
-from .hostile.corpus import assemble, members_of
-from .package_fixtures import NOW, OTHER_UNIT, UNIT, make_meta, make_pdf, make_pki, pki_env  # noqa: F401
+from tests.exchange_protocol import strategies
+from tests.exchange_protocol.hostile.corpus import assemble, members_of
+from tests.exchange_protocol.package_fixtures import (  # noqa: F401
+    NOW,
+    OTHER_UNIT,
+    UNIT,
+    make_meta,
+    make_pdf,
+    make_pki,
+    pki_env,
+)
 
 
 def package(pki, seal=None, **kw) -> bytes:

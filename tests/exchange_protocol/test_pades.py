@@ -19,8 +19,7 @@ from exchange_protocol.errors import PackageNotPdf, PackageSealInvalid
 from exchange_protocol.pades import MM_TO_PT, PadesSealer, pades_sealer, validate_sealed_pdf
 from pki.ca import CertificateAuthority
 from pki.signer import Signer
-
-from .package_fixtures import NOW, make_pdf, pki_env  # noqa: F401
+from tests.exchange_protocol.package_fixtures import NOW, make_pdf, pki_env  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from exchange_protocol.envelope import decode_frame
 from exchange_protocol.envelope_seal import seal_envelope
 from exchange_protocol.errors import EnvelopeReplayed
 from exchange_protocol.replay import SeenEnvelope, Verdict, classify_replay
-
-from .envelope_support import network
+from tests.exchange_protocol.envelope_support import network
 
 
 def test_new_then_duplicate_then_replay_with_real_envelopes():

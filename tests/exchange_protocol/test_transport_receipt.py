@@ -20,8 +20,7 @@ from exchange_protocol.transport_receipt import (
     verify_receipt,
 )
 from pki import cms
-
-from .envelope_support import NOW, network, openssl
+from tests.exchange_protocol.envelope_support import NOW, network, openssl
 
 
 def delivered():

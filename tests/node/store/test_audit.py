@@ -1,4 +1,4 @@
-"""node.store.audit: the chain verifies, tampering is found at the right seq, triggers refuse rewrites."""
+"""node.store.sqlite.audit: the chain verifies, tampering is found at the right seq, triggers refuse rewrites."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import pytest
 
 from exchange_protocol.canonical import canonical_json
 from node.errors import AuditChainBroken
-from node.store.audit import GENESIS_HASH, NewEvent
-
-from .conftest import open_store, queued_item
+from node.store.sqlite.audit import GENESIS_HASH, NewEvent
+from tests.node.store.conftest import open_store, queued_item
 
 
 async def _fill(store, n=12):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from node.store import InboundEnvelope
-from node.store.exchange import Draft, Exchange, Outgoing, StoredPeerCredentials
+from node.store.sqlite.exchange import Draft, Exchange, Outgoing, StoredPeerCredentials
 from tests.node.store.conftest import T0, open_store
 
 HEADER = {"message_id": "m1", "type": "document", "from_unit": None, "to_units": [], "created": T0.isoformat(),

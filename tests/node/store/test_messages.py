@@ -1,4 +1,4 @@
-"""node.store.messages: exactly-once inbound with the original receipt, replay refusal, CAS, listings."""
+"""node.store.sqlite.messages: exactly-once inbound with the original receipt, replay refusal, CAS, listings."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
 from node.store import InboxRow, ListFilter, OutboxDocument, OutboxRecipient
-
-from .conftest import FakeClock, open_store, put_envelope
+from tests.node.store.conftest import FakeClock, open_store, put_envelope
 
 U_SEND = "91350100M000100Y43"
 U_A = "11100000000013127D"

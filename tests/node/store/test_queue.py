@@ -1,4 +1,4 @@
-"""node.store.queue: enqueue, bounded windows oldest first, sent/defer/hold/bounce, depth, peers."""
+"""node.store.sqlite.queue: enqueue, bounded windows oldest first, sent/defer/hold/bounce, depth, peers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 
 from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
 from node.store import ErrorInfo
-
-from .conftest import FakeClock, open_store, queued_item
+from tests.node.store.conftest import FakeClock, open_store, queued_item
 
 
 def test_window_is_bounded_oldest_first_and_idempotent(tmp_path):

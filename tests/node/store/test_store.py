@@ -1,4 +1,4 @@
-"""node.store.store: recovery from disk (orphans, missing blobs, in-flight rows) and kill -9 safety."""
+"""node.store.sqlite.store: recovery from disk (orphans, missing blobs, in-flight rows) and kill -9 safety."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from node.store import OutboundItem
+import pytest
 
-from .conftest import open_store, put_envelope, queued_item
+from node.store import OutboundItem
+from tests.node.store.conftest import open_store, put_envelope, queued_item
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -77,6 +78,7 @@ def _read_lines(stream, sink, ready):
             ready.set()
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     rng = random.Random(20260302)
     acked: dict[str, str] = {}

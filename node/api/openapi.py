@@ -1,0 +1,191 @@
+"""The OpenAPI 3.1 description of the local API, built in code and served at /api/v1/openapi.json.
+
+Written out by hand rather than generated from the router, so it says what clients may rely on;
+tests keep it true: every route of the app is described and every description is a route, the
+roles in ``x-gwx-roles`` are the roles the app enforces, and responses match the schemas. The
+schemas are the shapes documented in :mod:`node.documents.contract`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exchange_protocol.kinds import Kind
+from exchange_protocol.states import ReceiverStatus, SenderStatus
+
+Json = dict[str, Any]
+
+SENDER_STATUSES = [s.value for s in SenderStatus]
+RECEIVER_STATUSES = [s.value for s in ReceiverStatus]
+KINDS = [k.value for k in Kind]
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Json) -> Json:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+STR = {"type": "string"}
+DATETIME = {"type": "string", "format": "date-time"}
+INT = {"type": "integer", "minimum": 0}
+COUNTS = {"type": "object", "additionalProperties": INT}
+
+
+def _object(required: dict[str, Json], optional: dict[str, Json] | None = None) -> Json:
+    return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}}
+
+
+SCHEMAS: Json = {
+    "Error": _object({"error": _object({"code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+                                        "message": STR, "details": {"type": "object"}})}),
+    "Health": _object({"ok": {"const": True}, "node_id": STR}),
+    "RecipientView": _object({
+        "unit": STR, "unit_name": _nullable(STR), "role": {"enum": ["主送", "抄送"]}, "node": _nullable(STR),
+        "status": {"enum": SENDER_STATUSES}, "status_label": STR, "who": _nullable(STR),
+        "when": _nullable(DATETIME), "reason": _nullable(STR), "urge_count": INT,
+        "last_urged_at": _nullable(DATETIME), "overdue": {"type": "boolean"}}),
+    "OutboxItem": _object({
+        "doc_id": STR, "from_unit": STR, "title": STR, "kind": {"enum": KINDS}, "doc_number": _nullable(STR),
+        "deadline": _nullable(DATETIME), "created_at": DATETIME, "counts": COUNTS,
+        "overdue": {"type": "boolean"}}),
+    "Tracking": _object({"doc": _ref("OutboxItem"), "recipients": {"type": "array", "items": _ref("RecipientView")}},
+                        {"metadata": {"type": "object"}}),
+    "InboxItem": _object({
+        "doc_id": STR, "unit": STR, "from_unit": STR, "title": STR, "kind": {"enum": KINDS},
+        "urgency": _nullable(STR), "deadline": _nullable(DATETIME), "status": {"enum": RECEIVER_STATUSES},
+        "status_label": STR, "signed_by": _nullable(STR), "signed_at": _nullable(DATETIME),
+        "return_reason": _nullable(STR), "urge_count": INT, "received_at": DATETIME,
+        "overdue": {"type": "boolean"}}),
+    "InboxDocument": {"allOf": [_ref("InboxItem"), _object({
+        "metadata": {"type": "object", "description": "META.json of the document"},
+        "verification": {"type": "object", "description": "the receiver's verification report"},
+        # media_type is in service_api's shape but not (yet) in every answer: optional here.
+        "attachments": {"type": "array", "items": _object({"name": STR, "size": INT}, {"media_type": STR})}})]},
+    "SubmitResult": _object({"doc_id": STR, "recipients": {"type": "array", "items": _ref("RecipientView")}}),
+    "NodeStatus": _object({
+        "node_id": STR, "units": {"type": "array"},
+        "queues": {"type": "object", "additionalProperties": COUNTS},
+        "peers": {"type": "array", "items": _object({"node_id": STR, "state": STR, "since": _nullable(STR),
+                                                     "failures": INT, "last_error": _nullable(STR)})},
+        "inbound": COUNTS, "last_errors": {"type": "array"}}),
+    "UnitsRequest": {"type": "object", "additionalProperties": False, "properties": {
+        "units": {"type": "array", "minItems": 1, "uniqueItems": True, "items": STR,
+                  "description": "recipient unit codes; left out: all that the action applies to"}}},
+    "ReturnRequest": {"type": "object", "additionalProperties": False, "required": ["reason"],
+                      "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
+    "EmptyRequest": {"type": "object", "additionalProperties": False, "maxProperties": 0},
+    "Submission": {"type": "object", "required": ["meta", "body"], "properties": {
+        "meta": {"type": "object", "description": "META.json (exchange_protocol.meta_json)"},
+        "body": {"type": "string", "contentMediaType": "application/pdf", "description": "正文 PDF"},
+        "attachment": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                       "description": "附件, each named by its part's filename (one file name, no path)"}}},
+}
+
+ERRORS = {
+    "400": "malformed request (API_BAD_*)", "401": "missing or unknown token (API_UNAUTHENTICATED)",
+    "403": "role or unit not allowed (API_FORBIDDEN)", "404": "no such document (API_NOT_FOUND)",
+    "409": "the document's state does not allow this (STATE_*)", "413": "too large (API_TOO_LARGE)",
+    "422": "well-formed but invalid content (DOC_*, PKG_*, SEAL_*)",
+}
+
+
+def _json_content(schema: Json) -> Json:
+    return {"application/json": {"schema": schema}}
+
+
+def _op(summary: str, roles: list[str], ok: Json, *, status: str = "200", params: list[Json] | None = None,
+        body: Json | None = None, errors: tuple[str, ...] = ("400", "401", "403"), ok_content: Json | None = None,
+        op_id: str) -> Json:
+    op: Json = {"operationId": op_id, "summary": summary, "x-gwx-roles": roles,
+                "responses": {status: {"description": "OK", "content": ok_content or _json_content(ok)}}}
+    op["security"] = [{"bearer": []}] if roles else []
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    for code in errors:
+        op["responses"][code] = {"description": ERRORS[code], "content": _json_content(_ref("Error"))}
+    return op
+
+
+DOC_ID = {"name": "doc_id", "in": "path", "required": True,
+          "schema": {"type": "string", "pattern": r"^[\w\-.:~〔〕()（）]{1,128}$"}, "description": "公文标识"}
+
+
+def _filters(statuses: list[str], unit_meaning: str) -> list[Json]:
+    return [
+        {"name": "status", "in": "query", "schema": {"enum": statuses}},
+        {"name": "kind", "in": "query", "schema": {"enum": KINDS}, "description": "文种"},
+        {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
+        {"name": "unit", "in": "query", "schema": STR, "description": unit_meaning},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+        {"name": "after", "in": "query", "schema": STR,
+         "description": "paging: the id (a whole number) of the last item of the previous page"},
+    ]
+
+
+def _json_body(schema: str, required: bool = False) -> Json:
+    return {"required": required, "content": _json_content(_ref(schema))}
+
+
+def build_openapi(node_id: str = "") -> Json:
+    clerk = ["clerk"]
+    operator = ["operator"]
+    doc_errors = ("400", "401", "403", "404", "409", "422")
+    paths: Json = {
+        "/healthz": {"get": _op("liveness", [], _ref("Health"), errors=(), op_id="healthz")},
+        "/metrics": {"get": _op("Prometheus metrics (text exposition format)", operator, {},
+                                ok_content={"text/plain": {"schema": STR}}, op_id="metrics")},
+        "/api/v1/openapi.json": {"get": _op("this document", [], {"type": "object"}, errors=(), op_id="openapi")},
+        "/api/v1/documents": {"post": _op(
+            "seal and send a document (发文) as the clerk's unit", clerk, _ref("SubmitResult"), status="201",
+            body={"required": True, "content": {"multipart/form-data": {
+                "schema": _ref("Submission"),
+                "encoding": {"meta": {"contentType": "application/json"}, "body": {"contentType": "application/pdf"}}}}},
+            errors=("400", "401", "403", "413", "422"), op_id="submit")},
+        "/api/v1/outbox": {"get": _op("sent documents (发文箱), newest first", clerk,
+                                      {"type": "array", "items": _ref("OutboxItem")},
+                                      params=_filters(SENDER_STATUSES, "recipient unit code"), op_id="outbox")},
+        "/api/v1/outbox/{doc_id}": {"get": _op("who has signed for a sent document (跟踪)", clerk, _ref("Tracking"),
+                                               params=[DOC_ID], errors=doc_errors, op_id="track")},
+        "/api/v1/outbox/{doc_id}/recall": {"post": _op(
+            "撤回 (recall) from all or the given recipients not yet signed for", clerk, _ref("Tracking"),
+            params=[DOC_ID], body=_json_body("UnitsRequest"), errors=(*doc_errors, "413"), op_id="recall")},
+        "/api/v1/outbox/{doc_id}/urge": {"post": _op(
+            "催办 (urge) all unsigned or the given recipients", clerk, _ref("Tracking"),
+            params=[DOC_ID], body=_json_body("UnitsRequest"), errors=(*doc_errors, "413"), op_id="urge")},
+        "/api/v1/inbox": {"get": _op("received documents (收文箱), newest first", clerk,
+                                     {"type": "array", "items": _ref("InboxItem")},
+                                     params=_filters(RECEIVER_STATUSES, "sending unit code"), op_id="inbox")},
+        "/api/v1/inbox/{doc_id}": {"get": _op(
+            "a document with its metadata and verification report", clerk,
+            {"oneOf": [_ref("InboxDocument"), _ref("Tracking")]}, params=[DOC_ID], errors=doc_errors, op_id="show")},
+        "/api/v1/inbox/{doc_id}/package": {"get": _op(
+            "the sealed package (ZIP)", clerk, {}, params=[DOC_ID], errors=doc_errors, op_id="package",
+            ok_content={"application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}})},
+        "/api/v1/inbox/{doc_id}/sign-for": {"post": _op(
+            "签收 (sign for) as the token's person", clerk, _ref("InboxItem"), params=[DOC_ID],
+            body=_json_body("EmptyRequest"), errors=doc_errors, op_id="signFor")},
+        "/api/v1/inbox/{doc_id}/return": {"post": _op(
+            "退回 (return) with a reason", clerk, _ref("InboxItem"), params=[DOC_ID],
+            body=_json_body("ReturnRequest", required=True), errors=(*doc_errors, "413"), op_id="returnDocument")},
+        "/api/v1/inbox/{doc_id}/register": {"post": _op(
+            "登记 (register) a signed-for document", clerk, _ref("InboxItem"), params=[DOC_ID],
+            body=_json_body("EmptyRequest"), errors=doc_errors, op_id="register")},
+        "/api/v1/node/status": {"get": _op("queues, peers and recent errors", operator, _ref("NodeStatus"),
+                                           op_id="nodeStatus")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gwx node local API", "version": "1",
+                 "description": "Clerks' tools, adapters and operators talk to their own node here. "
+                                "Errors are {\"error\": {\"code\", \"message\", \"details\"}}."
+                                + (f" Node: {node_id}." if node_id else "")},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "a token from `gwx node add-token`"}}},
+    }

@@ -1,0 +1,10 @@
+"""What clerks and their tools can do with documents, independent of how they reach the node.
+
+- ``contract``: :class:`DocumentServiceApi`, the contract the local API, the CLI and the adapters
+  call — send, list, show, 签收, 退回, 登记, 撤回, 催办, track — and the value types it returns.
+- ``service``: :class:`DocumentService`, its implementation: seals and packs a document, writes the
+  outbox rows and the drafts for each destination node in one transaction, delivers to units on
+  this node directly, and applies a clerk's act with the notice it sends.
+- ``tracking``: applies lifecycle events (decided by :mod:`exchange_protocol.states`) to the stored
+  sender and receiver rows with compare-and-set.
+"""

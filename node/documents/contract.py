@@ -1,0 +1,85 @@
+"""The contract between the local API (HTTP, CLI, adapters) and the node's document service.
+
+``node.documents.service.DocumentService`` implements it; ``node.api.local_api`` and the SOAP adapter call only
+these methods. Every method takes the authenticated :class:`node.api.auth.Principal` first and
+enforces what that principal may do (a clerk acts for their own unit only). Results are plain
+JSON-ready dicts whose shapes are documented here and in the OpenAPI description; errors are
+typed (``GwxError``) and mapped to HTTP statuses by ``node.api.error_mapping``.
+
+Shapes (keys are a contract; Chinese values intact):
+
+``RecipientView``: {"unit", "unit_name"|null, "role": "主送"|"抄送", "node", "status"
+    ("queued"|"sent"|"delivered"|"signed_for"|"returned"|"recalled"|"failed"), "status_label"
+    (待发送 …), "who"|null, "when"|null (ISO 8601), "reason"|null, "urge_count", "last_urged_at"|null,
+    "overdue": bool}
+``OutboxItem``: {"doc_id", "from_unit", "title", "kind", "doc_number"|null, "deadline"|null,
+    "created_at", "counts": {status: n}, "overdue": bool}
+``Tracking``: {"doc": OutboxItem, "recipients": [RecipientView, …]}
+``InboxItem``: {"doc_id", "unit", "from_unit", "title", "kind", "urgency"|null, "deadline"|null,
+    "status" ("pending"|"signed_for"|"registered"|"returned"|"recalled"), "status_label",
+    "signed_by"|null, "signed_at"|null, "return_reason"|null, "urge_count", "received_at", "overdue"}
+``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
+    "attachments": [{"name", "size"}]}
+Paging: items carry an ``id`` (a whole number); ``after`` is the ``id`` of the last item of the
+previous page. ``overdue=True`` keeps only overdue items; absent or False does not filter.
+
+``NodeStatus``: {"node_id", "units": [{"code", "name"}], "queues": {destination: {state: n}},
+    "peers": [{"node_id", "state", "since", "failures", "last_error"}], "inbound": {state: n},
+    "last_errors": [...]}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from node.api.auth import Principal
+
+Json = dict[str, Any]
+
+
+class DocumentServiceApi(Protocol):
+    async def submit(self, who: Principal, meta: Json, body_pdf: Path,
+                     attachments: list[tuple[str, Path]]) -> Json:
+        """Seal and send a document as ``who``'s unit. Returns {"doc_id", "recipients": [RecipientView]}.
+
+        ``meta`` is META.json (exchange_protocol's contract); its first issuer must be the
+        clerk's unit. Files are read from disk by streaming; the caller deletes them afterwards.
+        """
+
+    async def outbox(self, who: Principal, *, status: str | None = None, kind: str | None = None,
+                     overdue: bool | None = None, unit: str | None = None, limit: int = 50,
+                     after: str | None = None) -> list[Json]:
+        """OutboxItems of ``who``'s unit, newest first; ``unit`` filters by recipient unit."""
+
+    async def track(self, who: Principal, doc_id: str) -> Json:
+        """Tracking: the document and one RecipientView per recipient unit."""
+
+    async def recall(self, who: Principal, doc_id: str, units: list[str] | None = None) -> Json:
+        """撤回 for all (or the given) recipients not yet signed for; returns Tracking."""
+
+    async def urge(self, who: Principal, doc_id: str, units: list[str] | None = None) -> Json:
+        """催办 the given (or all unsigned) recipients; returns Tracking."""
+
+    async def inbox(self, who: Principal, *, status: str | None = None, kind: str | None = None,
+                    overdue: bool | None = None, unit: str | None = None, limit: int = 50,
+                    after: str | None = None) -> list[Json]:
+        """InboxItems of ``who``'s unit, newest first; ``unit`` filters by sending unit."""
+
+    async def show(self, who: Principal, doc_id: str) -> Json:
+        """InboxDocument (for a received document) — or Tracking with metadata for a sent one."""
+
+    async def package_path(self, who: Principal, doc_id: str) -> Path:
+        """The sealed package file of a document ``who`` may read (for streaming download)."""
+
+    async def sign_for(self, who: Principal, doc_id: str) -> Json:
+        """签收 as ``who`` (name and time recorded and sent to the sender); returns InboxItem."""
+
+    async def return_document(self, who: Principal, doc_id: str, reason: str) -> Json:
+        """退回 with a reason (required, 1–500 characters); returns InboxItem."""
+
+    async def register(self, who: Principal, doc_id: str) -> Json:
+        """登记 a signed-for document; returns InboxItem."""
+
+    async def node_status(self, who: Principal) -> Json:
+        """NodeStatus (operators)."""

@@ -1,0 +1,321 @@
+"""The document service: what clerks and operators can do, as the local API's contract says.
+
+Implements :class:`node.documents.contract.DocumentServiceApi`. Sending a document seals it with the
+unit's seal, stores the package once, writes the outbox rows and one draft per destination node in
+one transaction, then wakes those destinations' queues. Recipients hosted on this same node are
+delivered through the same :class:`~node.federation.processor.Processor` path as envelopes from peers (with
+an outgoing link whose destination is this node), so every rule — roles, state machine, audit — is
+applied once, whichever way a message travels. A clerk's 签收, 退回, 撤回 or 催办 commits in one
+transaction with the notice it sends (a draft, or its effect when the other unit is on this node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from exchange_protocol.envelope import MessageType
+from exchange_protocol.errors import ProtocolError
+from exchange_protocol.ids import new_id
+from exchange_protocol.meta_json import meta_to_dict, parse_meta
+from exchange_protocol.notices import Notice
+from exchange_protocol.package import Attachment, build_package
+from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue, is_settled
+from node.api.auth import Forbidden, Principal
+from node.context import NodeContext
+from node.documents.tracking import apply_receiver_event, apply_sender_event
+from node.errors import NodeError
+from node.federation.outbound import NewMessage, Outbound
+from node.federation.processor import Delivery, Processor
+from node.ops.metrics import Registry
+from node.store.sqlite.exchange import Exchange, Outgoing
+from node.store.sqlite.messages import InboxRow, ListFilter, OutboxDocument, OutboxRecipient
+from node.store.sqlite.store import Store
+from pki.errors import GwxError
+
+log = logging.getLogger("gwx.service")
+MAX_REASON = 500
+
+
+class NotFound(NodeError):
+    code = "API_NOT_FOUND"
+
+
+class BadRequest(NodeError):
+    code = "API_BAD_REQUEST"
+
+
+class DocumentService:
+    def __init__(self, ctx: NodeContext, store: Store, outbound: Outbound, registry: Registry) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.outbound = outbound
+        self.exchange = Exchange(store.db)
+        self.processor = Processor(ctx, store, registry, outbound)
+        self.submitted = registry.counter("gwx_documents_submitted_total", "Documents sealed and sent")
+
+    # ---- sending ---------------------------------------------------------------------------------
+    async def submit(self, who: Principal, meta: dict[str, Any], body_pdf: Path,
+                     attachments: list[tuple[str, Path]]) -> dict[str, Any]:
+        who.require_role("clerk")
+        now = self.ctx.clock()
+        parsed = parse_meta(meta, allow_classified=self.ctx.config.classified_network, now=now)
+        doc = parsed.metadata
+        if doc.issuers[0] != who.unit:
+            raise Forbidden(f"the first issuer (发文机关) must be your unit {who.unit}, not {doc.issuers[0]}")
+        if await self.store.messages.get_outbox(doc.id):
+            raise NodeError(f"document {doc.id} was already sent", code="STORE_DUPLICATE", doc_id=doc.id)
+        routes = {unit: self.ctx.router.node_for(unit) for unit, _ in doc.recipients()}  # refuse unknown units now
+        seal = self.ctx.seals.get(who.unit)
+        if seal is None:
+            raise NodeError(f"this node holds no seal for unit {who.unit}", code="NODE_NO_SEAL")
+        package = await asyncio.to_thread(self._build, doc, body_pdf, attachments, seal, now)
+        digest, size = package.digest, package.size
+        recipients = [OutboxRecipient(unit=unit, role=role.value, status=SenderStatus.QUEUED.value,
+                                      destination_node=routes[unit]) for unit, role in doc.recipients()]
+        by_node: dict[str, list[str]] = defaultdict(list)
+        for unit, _ in doc.recipients():
+            by_node[routes[unit]].append(unit)
+        local_id = None
+        async with self.store.transaction() as tx:
+            await self.store.messages.add_outbox(OutboxDocument(
+                doc_id=doc.id, from_unit=who.unit, title=doc.title, kind=doc.kind.value, package_digest=digest,
+                created_at=now, doc_number=doc.doc_number.format() if doc.doc_number else None,
+                deadline=doc.deadline), recipients, actor=f"clerk:{who.name}", tx=tx)
+            remote = [NewMessage(MessageType.DOCUMENT, node, who.unit, tuple(units), digest, size, doc.id)
+                      for node, units in by_node.items() if node != self.ctx.node_id]
+            await self.outbound.add(tx, remote, now)
+            if self.ctx.node_id in by_node:
+                local_id = new_id(now)
+                await self.exchange.add_outgoing(tx, [Outgoing(local_id, doc.id, MessageType.DOCUMENT.value,
+                                                               self.ctx.node_id, tuple(by_node[self.ctx.node_id]), now)])
+        for node in by_node:
+            if node != self.ctx.node_id:
+                self.outbound.wake(node)
+        if local_id is not None:
+            try:
+                await self.processor.apply(Delivery(local_id, MessageType.DOCUMENT, self.ctx.node_id, who.unit,
+                                                    tuple(by_node[self.ctx.node_id]), None, digest, now))
+            except Exception as exc:  # the document is sent; its local part is retried at the next start
+                log.error("local delivery of %s failed: %r", doc.id, exc, extra={"doc_id": doc.id},
+                          exc_info=not isinstance(exc, GwxError))
+        self.submitted.inc(unit=who.unit)
+        log.info("sent %s %s to %d units", doc.kind.value, doc.id, len(recipients), extra={"doc_id": doc.id})
+        tracking = await self.track(who, doc.id)
+        return {"doc_id": doc.id, "warnings": [w.message for w in parsed.warnings],
+                "recipients": tracking["recipients"]}
+
+    def _build(self, doc, body_pdf: Path, attachments: list[tuple[str, Path]], seal, now):
+        files = [open(path, "rb") for _, path in attachments]  # noqa: SIM115 — closed below
+        try:
+            with open(body_pdf, "rb") as body, tempfile.TemporaryFile(dir=self.store.blobs.tmp_dir) as out:
+                build_package(out, metadata=doc, body=body, seal_key=seal, at=now,
+                              attachments=[Attachment(name, f) for (name, _), f in zip(attachments, files, strict=True)],
+                              chain=self.ctx.intermediates)
+                out.seek(0)
+                return self.store.blobs.put_sync(out)
+        finally:
+            for f in files:
+                f.close()
+
+    # ---- the sender's view -------------------------------------------------------------------------
+    async def _own_outbox(self, who: Principal, doc_id: str) -> OutboxDocument:
+        who.require_role("clerk")
+        doc = await self.store.messages.get_outbox(doc_id)
+        if doc is None or doc.from_unit != who.unit:
+            raise NotFound(f"your unit has sent no document {doc_id}", doc_id=doc_id)
+        return doc
+
+    async def track(self, who: Principal, doc_id: str) -> dict[str, Any]:
+        doc = await self._own_outbox(who, doc_id)
+        now = self.ctx.clock()
+        return {"doc": self._outbox_item(doc, now), "recipients": [self._recipient_view(r, doc, now) for r in doc.recipients]}
+
+    async def outbox(self, who: Principal, *, status=None, kind=None, overdue=None, unit=None, limit=50,
+                     after=None) -> list[dict[str, Any]]:
+        who.require_role("clerk")
+        page = await self.store.messages.list_outbox(ListFilter(unit=who.unit, status=status, kind=kind,
+                                                                overdue=bool(overdue), counterpart=unit,
+                                                                before_id=_cursor(after), limit=limit))
+        now = self.ctx.clock()
+        return [self._outbox_item(d, now) for d in page.items]
+
+    async def recall(self, who: Principal, doc_id: str, units: list[str] | None = None) -> dict[str, Any]:
+        return await self._to_recipients(who, doc_id, units, Event.RECALLED, MessageType.RECALL)
+
+    async def urge(self, who: Principal, doc_id: str, units: list[str] | None = None) -> dict[str, Any]:
+        return await self._to_recipients(who, doc_id, units, Event.URGED, MessageType.URGE)
+
+    async def _to_recipients(self, who: Principal, doc_id: str, units: list[str] | None, event: Event,
+                             kind: MessageType) -> dict[str, Any]:
+        doc = await self._own_outbox(who, doc_id)
+        units = list(dict.fromkeys(units)) if units else None  # the same unit twice is once
+        known = {r.unit: r for r in doc.recipients}
+        unknown = [u for u in units or () if u not in known]
+        if unknown:
+            raise BadRequest(f"not recipients of {doc_id}: {', '.join(unknown)}", units=unknown)
+        # By default: every recipient still in the document's course (not settled, not failed).
+        targets = units or [r.unit for r in doc.recipients
+                            if not is_settled(SenderStatus(r.status)) and r.status != SenderStatus.FAILED.value]
+        links = {o.destination: o.message_id for o in await self.exchange.outgoing_for(doc_id)}
+        now = self.ctx.clock()
+        refused, wake = [], []
+        async with self.store.transaction() as tx:
+            changed: dict[str, list[str]] = defaultdict(list)
+            for unit in targets:
+                try:
+                    await apply_sender_event(self.store, doc_id, unit, event, at=now, actor=f"clerk:{who.name}",
+                                             by=who.name, tx=tx)
+                    changed[known[unit].destination_node].append(unit)
+                except ProtocolError as exc:  # e.g. a recall after 签收
+                    refused.append({"unit": unit, "code": exc.code, "message": exc.message})
+            for node, node_units in changed.items():
+                notice = Notice(kind, doc_id, tuple(node_units), now, by=who.name)
+                ref = await self.store.blobs.put(notice.encode())
+                wake.append(await self.processor.queue_notice(tx, notice, ref, node, who.unit, tuple(node_units),
+                                                              links.get(node)))
+        for node in wake:
+            if node is not None:
+                self.outbound.wake(node)
+        result = await self.track(who, doc_id)
+        result["refused"] = refused
+        return result
+
+    # ---- the receiver's view -----------------------------------------------------------------------
+    async def _own_inbox(self, who: Principal, doc_id: str) -> InboxRow:
+        who.require_role("clerk")
+        row = await self.store.messages.get_inbox(doc_id, who.unit)
+        if row is None:
+            raise NotFound(f"your unit has received no document {doc_id}", doc_id=doc_id)
+        return row
+
+    async def inbox(self, who: Principal, *, status=None, kind=None, overdue=None, unit=None, limit=50,
+                    after=None) -> list[dict[str, Any]]:
+        who.require_role("clerk")
+        page = await self.store.messages.list_inbox(ListFilter(unit=who.unit, status=status, kind=kind,
+                                                               overdue=bool(overdue), counterpart=unit,
+                                                               before_id=_cursor(after), limit=limit))
+        now = self.ctx.clock()
+        return [self._inbox_item(r, now) for r in page.items]
+
+    async def show(self, who: Principal, doc_id: str) -> dict[str, Any]:
+        who.require_role("clerk")
+        row = await self.store.messages.get_inbox(doc_id, who.unit)
+        if row is None:
+            tracking = await self.track(who, doc_id)  # a document we sent
+            doc = await self.store.messages.get_outbox(doc_id)
+            meta = await self.processor.read_metadata(doc.package_digest)
+            return {**tracking, "metadata": meta_to_dict(meta)}
+        meta = await self.processor.read_metadata(row.package_digest)
+        report = dict(row.verification or {})
+        return {**self._inbox_item(row, self.ctx.clock()), "metadata": meta_to_dict(meta), "verification": report,
+                "attachments": [{"name": a["path"].removeprefix("attachments/"), "size": a["size"]}
+                                for a in report.get("attachments", [])]}
+
+    async def package_path(self, who: Principal, doc_id: str) -> Path:
+        who.require_role("clerk")
+        row = await self.store.messages.get_inbox(doc_id, who.unit)
+        digest = row.package_digest if row else (await self._own_outbox(who, doc_id)).package_digest
+        return self.store.blobs.path_for(digest)
+
+    async def sign_for(self, who: Principal, doc_id: str) -> dict[str, Any]:
+        return await self._receiver_act(who, doc_id, Event.SIGNED_FOR, MessageType.RECEIPT, None)
+
+    async def return_document(self, who: Principal, doc_id: str, reason: str) -> dict[str, Any]:
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+            raise BadRequest(f"退回 needs a reason of 1–{MAX_REASON} characters", field="reason")
+        return await self._receiver_act(who, doc_id, Event.RETURNED, MessageType.RETURN, reason.strip())
+
+    async def register(self, who: Principal, doc_id: str) -> dict[str, Any]:
+        return await self._receiver_act(who, doc_id, Event.REGISTERED, None, None)
+
+    async def _receiver_act(self, who: Principal, doc_id: str, event: Event, notify: MessageType | None,
+                            reason: str | None) -> dict[str, Any]:
+        row = await self._own_inbox(who, doc_id)
+        now = self.ctx.clock()
+        notice = ref = destination = None
+        if notify is not None:
+            destination = self.ctx.router.node_for(row.from_unit)  # before any change: fail cleanly
+            notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason)
+            ref = await self.store.blobs.put(notice.encode())
+        wake = None
+        async with self.store.transaction() as tx:
+            before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
+                                                       actor=f"clerk:{who.name}", by=who.name, reason=reason, tx=tx)
+            if notice is not None and after != before:
+                wake = await self.processor.queue_notice(tx, notice, ref, destination, who.unit, (row.from_unit,),
+                                                         row.message_id)
+        if wake is not None:
+            self.outbound.wake(wake)
+        return self._inbox_item(await self._own_inbox(who, doc_id), now)
+
+    # ---- operators ---------------------------------------------------------------------------------
+    async def node_status(self, who: Principal) -> dict[str, Any]:
+        who.require_role("operator")
+        queues = await self.store.queue.depth()
+        for dest, n in (await self.exchange.draft_counts()).items():
+            queues.setdefault(dest, {})["draft"] = n
+        peers = await self.store.queue.list_peers()
+        rows = await self.store.db.fetchall("SELECT state, COUNT(*) FROM received GROUP BY state")
+        errors = await self.store.db.fetchall(
+            "SELECT message_id, origin_node, error_code, error_message, processed_at FROM received"
+            " WHERE state IN ('failed','corrupt') ORDER BY processed_at DESC LIMIT 10")
+        return {"node_id": self.ctx.node_id,
+                "units": [{"code": u.code, "name": u.name} for u in self.ctx.config.units],
+                "queues": queues,
+                "peers": [{"node_id": p.node_id, "state": p.state, "since": _iso(p.since), "failures": p.failures,
+                           "last_error": p.last_error.code + ": " + p.last_error.message if p.last_error else None}
+                          for p in peers],
+                "inbound": {r[0]: r[1] for r in rows},
+                "last_errors": [{"message_id": e[0], "origin": e[1], "code": e[2], "message": e[3], "at": e[4]}
+                                for e in errors]}
+
+    # ---- views --------------------------------------------------------------------------------------
+    def _unit_name(self, code: str) -> str | None:
+        return self.ctx.config.unit_name(code)
+
+    def _outbox_item(self, doc: OutboxDocument, now: dt.datetime) -> dict[str, Any]:
+        counts: dict[str, int] = defaultdict(int)
+        for r in doc.recipients:
+            counts[r.status] += 1
+        return {"id": doc.id, "doc_id": doc.doc_id, "from_unit": doc.from_unit, "title": doc.title, "kind": doc.kind,
+                "doc_number": doc.doc_number, "deadline": _iso(doc.deadline), "created_at": _iso(doc.created_at),
+                "counts": dict(counts),
+                "overdue": any(is_overdue(SenderStatus(r.status), doc.deadline, now) for r in doc.recipients)}
+
+    def _recipient_view(self, r: OutboxRecipient, doc: OutboxDocument, now: dt.datetime) -> dict[str, Any]:
+        status = SenderStatus(r.status)
+        return {"unit": r.unit, "unit_name": self._unit_name(r.unit), "role": r.role, "node": r.destination_node,
+                "status": r.status, "status_label": status.label, "who": r.who, "when": _iso(r.when),
+                "reason": r.reason, "urge_count": r.urge_count, "last_urged_at": _iso(r.last_urged_at),
+                "overdue": is_overdue(status, doc.deadline, now)}
+
+    def _inbox_item(self, r: InboxRow, now: dt.datetime) -> dict[str, Any]:
+        status = ReceiverStatus(r.status)
+        return {"id": r.id, "doc_id": r.doc_id, "unit": r.unit, "role": r.role, "from_unit": r.from_unit,
+                "title": r.title, "kind": r.kind, "urgency": r.urgency, "deadline": _iso(r.deadline),
+                "status": r.status, "status_label": status.label, "signed_by": r.signed_by,
+                "signed_at": _iso(r.signed_at), "return_reason": r.return_reason, "urge_count": r.urge_count,
+                "received_at": _iso(r.received_at), "overdue": is_overdue(status, r.deadline, now),
+                "verified": bool((r.verification or {}).get("ok"))}
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _cursor(after: str | None) -> int | None:
+    if after in (None, ""):
+        return None
+    try:
+        return int(after)
+    except (TypeError, ValueError):
+        raise BadRequest(f"bad paging cursor {after!r}", field="after") from None
+
+
+__all__ = ["DocumentService"]

@@ -1,0 +1,93 @@
+"""Applying lifecycle events to stored recipient rows: the state machine meets the database.
+
+``exchange_protocol.states`` decides what an event does to a row; the store offers compare-and-set
+updates. These two functions load a row, let the state machine compute the next one, and write it
+only if the stored status is still the one the decision was based on — retrying from a fresh read
+when another writer got there first. A duplicate or stale event writes nothing.
+
+With ``tx`` the write joins the caller's transaction (so a state change and the notice it causes,
+or a notice and the mark that it was applied, commit together). Inside a transaction the writer
+lock is held, so the committed state read beforehand cannot change under us; a conflict there is
+raised rather than retried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from exchange_protocol.kinds import Role
+from exchange_protocol.states import Event, ReceiverStatus, RecipientRow, SenderStatus
+from node.errors import StoreConflict, StoreNotFound
+from node.store.sqlite.db import Transaction
+from node.store.sqlite.messages import InboxRow, OutboxRecipient
+from node.store.sqlite.store import Store
+
+ATTEMPTS = 4
+
+
+def _sender_row(r: OutboxRecipient) -> RecipientRow:
+    return RecipientRow(unit=r.unit, role=Role(r.role), status=SenderStatus(r.status), who=r.who, when=r.when,
+                        reason=r.reason, urge_count=r.urge_count, last_urged_at=r.last_urged_at)
+
+
+def _receiver_row(r: InboxRow) -> RecipientRow:
+    return RecipientRow(unit=r.unit, role=Role(r.role), status=ReceiverStatus(r.status), who=r.signed_by,
+                        when=r.signed_at, reason=r.return_reason, urge_count=r.urge_count,
+                        last_urged_at=r.last_urged_at)
+
+
+async def apply_sender_event(store: Store, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
+                             actor: str, by: str | None = None, reason: str | None = None,
+                             details: dict[str, Any] | None = None, tx: Transaction | None = None) -> RecipientRow:
+    """Move the sender-side row of ``unit`` for ``doc_id``; returns the row as stored afterwards."""
+    for _ in range(ATTEMPTS):
+        doc = await store.messages.get_outbox(doc_id)
+        current = next((r for r in (doc.recipients if doc else ()) if r.unit == unit), None)
+        if current is None:
+            raise StoreNotFound(f"document {doc_id} has no recipient {unit}", doc_id=doc_id, unit=unit)
+        before = _sender_row(current)
+        after = before.apply(event, at=at, by=by, reason=reason)
+        if after == before:
+            return before
+        changes = {"status": after.status.value, "who": after.who, "when": after.when, "reason": after.reason,
+                   "urge_count": after.urge_count, "last_urged_at": after.last_urged_at}
+        try:
+            await store.messages.update_recipient(doc_id, unit, before.status.value, changes, actor=actor,
+                                                  action=f"recipient.{event.value}", details=details, tx=tx)
+            return after
+        except StoreConflict:
+            if tx is not None:
+                raise
+            continue
+    raise StoreConflict(f"recipient {unit} of {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)
+
+
+async def apply_receiver_event(store: Store, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
+                               actor: str, by: str | None = None, reason: str | None = None,
+                               details: dict[str, Any] | None = None,
+                               tx: Transaction | None = None) -> tuple[RecipientRow, RecipientRow]:
+    """Move ``unit``'s inbox row for ``doc_id``; returns (before, after)."""
+    for _ in range(ATTEMPTS):
+        current = await store.messages.get_inbox(doc_id, unit)
+        if current is None:
+            raise StoreNotFound(f"unit {unit} has no document {doc_id}", doc_id=doc_id, unit=unit)
+        before = _receiver_row(current)
+        after = before.apply(event, at=at, by=by, reason=reason)
+        if after == before:
+            return before, after
+        changes: dict[str, Any] = {"status": after.status.value, "urge_count": after.urge_count,
+                                   "last_urged_at": after.last_urged_at}
+        if event in (Event.SIGNED_FOR,):
+            changes.update(signed_by=after.who, signed_at=after.when)
+        if event is Event.RETURNED:
+            changes.update(return_reason=after.reason)
+        try:
+            await store.messages.update_inbox(doc_id, unit, before.status.value, changes, actor=actor,
+                                              action=f"inbox.{event.value}", details=details, tx=tx)
+            return before, after
+        except StoreConflict:
+            if tx is not None:
+                raise
+            continue
+    raise StoreConflict(f"inbox row of {unit} for {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)

@@ -1,0 +1,219 @@
+"""Receiving: accept an envelope durably, and only then sign the transport receipt.
+
+Before a receipt goes back, the node has: matched the TLS peer to the envelope's origin node;
+verified the header signature, the signer's certificate and its revocation; checked destination,
+expiry and hops; decrypted the payload (GCM tag verified); for a document, checked the package
+(structure, manifest signature and certificates, digests, metadata, seal — everything but the
+PDF's PAdES validation, done after acknowledgement once per package digest), that the origin
+node hosts the issuing unit, and that every addressee is hosted here and named in the document;
+for a notice, that it parses and its type matches the header; written the envelope and its
+decrypted payload as blobs (fsynced); and committed the ``received`` row (group commit).
+
+A duplicate (same id, same bytes, from the same origin) gets the original receipt back with no
+crypto; the same id with other bytes is ``ENV_REPLAYED``; another node presenting someone else's
+envelope is refused. What happens to an accepted envelope afterwards is ``node.federation.processor``.
+Small envelopes are handled in memory (:class:`Acceptor`), large ones streamed through temp
+files (:class:`StreamAcceptor`); both end in :meth:`Acceptor.commit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import io
+import logging
+import tempfile
+from typing import BinaryIO
+
+from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_frame, decode_header
+from exchange_protocol.envelope_seal import EnvelopeOpener, open_envelope_bytes
+from exchange_protocol.errors import EnvelopeReplayed, EnvelopeTruncated
+from exchange_protocol.notices import decode_notice
+from exchange_protocol.package_verify import verify_package
+from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
+from node.context import NodeContext
+from node.errors import NodeError
+from node.ops.metrics import Registry
+from node.store.blobs import BlobRef
+from node.store.sqlite.messages import InboundEnvelope
+from node.store.sqlite.store import Store
+from pki.errors import GwxError
+
+log = logging.getLogger("gwx.inbound")
+
+MAX_NOTICE_BYTES = 64 * 1024
+
+
+class OriginMismatch(NodeError):
+    code = "ENV_ORIGIN_MISMATCH"
+
+
+class UnitNotHosted(NodeError):
+    code = "ENV_UNIT_NOT_HOSTED"
+
+
+class Acceptor:
+    def __init__(self, ctx: NodeContext, store: Store, registry: Registry, on_accepted=None) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.policy = ctx.trust_policy()
+        self.on_accepted = on_accepted or (lambda: None)
+        self.accepted = registry.counter("gwx_envelopes_received_total", "Envelopes accepted durably, by type")
+        self.duplicates = registry.counter("gwx_envelopes_duplicate_total", "Duplicate envelopes answered again")
+        self.refused = registry.counter("gwx_envelopes_refused_total", "Envelopes refused, by code")
+        self.accept_seconds = registry.histogram("gwx_accept_seconds", "Time to accept one envelope durably")
+
+    async def accept(self, data: bytes, peer_node: str) -> bytes:
+        """Accept one whole envelope held in memory; returns the signed transport receipt."""
+        started = asyncio.get_running_loop().time()
+        try:
+            receipt = await self._accept(data, peer_node)
+        except GwxError as exc:
+            self.refused.inc(code=exc.code)
+            raise
+        self.accept_seconds.observe(asyncio.get_running_loop().time() - started)
+        return receipt
+
+    async def _accept(self, data: bytes, peer_node: str) -> bytes:
+        ctx = self.ctx
+        envelope_sha = hashlib.sha256(data).hexdigest()
+        head, _, _ = decode_frame(data, self.policy.limits)
+        message_id = decode_header(head.header_bytes, self.policy.limits.max_header).message_id
+        if (receipt := await self.seen_before(message_id, envelope_sha, peer_node)) is not None:
+            return receipt  # no crypto for a duplicate: the bytes were verified the first time
+        now = ctx.clock()
+        opened, plaintext = await asyncio.to_thread(open_envelope_bytes, data, self.policy, ctx.decryption_key,
+                                                    ctx.node_id, now)
+        header = opened.header
+        self.check_parties(header, peer_node)
+        if header.type is MessageType.DOCUMENT:
+            await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now)
+        else:
+            self.check_notice(header, plaintext)
+        env_ref, payload_ref = await asyncio.gather(self.store.blobs.put(data), self.store.blobs.put(plaintext))
+        return await self.commit(header, envelope_sha, env_ref, payload_ref, now)
+
+    async def seen_before(self, message_id: str, envelope_sha: str, peer_node: str) -> bytes | None:
+        """The original receipt for an exact duplicate from the same origin; None for a new message."""
+        seen = await self.store.messages.get_received(message_id)
+        if seen is None:
+            return None
+        if seen.origin_node != peer_node:
+            raise OriginMismatch(f"message {message_id} came from {seen.origin_node}, not from {peer_node}",
+                                 message_id=message_id, peer=peer_node)
+        if seen.envelope_digest != envelope_sha:
+            raise EnvelopeReplayed(f"message {message_id} was received before with other bytes",
+                                   message_id=message_id)
+        self.duplicates.inc()
+        return seen.receipt
+
+    async def commit(self, header: EnvelopeHeader, envelope_sha: str, env_ref: BlobRef, payload_ref: BlobRef,
+                     now: dt.datetime) -> bytes:
+        """Sign the receipt and commit the ``received`` row (blobs are already durable)."""
+        ctx = self.ctx
+        receipt = sign_receipt(TransportReceipt(header.message_id, envelope_sha, now, ctx.node_id), ctx.signer,
+                               ctx.intermediates)
+        accepted = await self.store.accept_inbound(InboundEnvelope(
+            header.message_id, envelope_sha, env_ref.digest, header.origin_node, receipt, header.type.value,
+            env_ref.size, payload_ref.digest))
+        if accepted.new:
+            self.accepted.inc(type=header.type.value)
+            self.on_accepted()
+            log.info("accepted %s from %s", header.type.value, header.origin_node,
+                     extra={"message_id": header.message_id, "origin": header.origin_node})
+        else:
+            self.duplicates.inc()
+        return accepted.receipt
+
+    def check_parties(self, header: EnvelopeHeader, peer_node: str) -> None:
+        if header.origin_node != peer_node:
+            raise OriginMismatch(f"envelope from node {header.origin_node} arrived over a connection of {peer_node}",
+                                 origin=header.origin_node, peer=peer_node)
+        if header.from_unit is not None and not self.ctx.router.hosts(header.origin_node, header.from_unit):
+            raise UnitNotHosted(f"node {header.origin_node} does not host unit {header.from_unit}",
+                                unit=header.from_unit, node=header.origin_node)
+        foreign = [u for u in header.to_units if self.ctx.config.unit(u) is None]
+        if foreign:
+            raise UnitNotHosted(f"this node does not host {', '.join(foreign)}", units=foreign)
+
+    def check_package(self, header: EnvelopeHeader, package: BinaryIO, now: dt.datetime) -> None:
+        """Everything but the PDF's PAdES validation, before acknowledging (``package``: a seekable file)."""
+        report = verify_package(package, self.ctx.trust, now, revocation=self.ctx.revocation, validate_pdf=False,
+                                allow_classified=self.ctx.config.classified_network)
+        if report.failures:
+            first = report.failures[0]
+            raise GwxError(f"package refused: {first.name}: {first.message}", code=first.code or "PKG_INVALID")
+        if not report.issuers or report.issuers[0] != header.from_unit:
+            raise UnitNotHosted(f"the package is issued by {report.issuers[:1]}, the envelope says {header.from_unit}",
+                                code="ENV_FROM_UNIT_MISMATCH")
+        unnamed = [u for u in header.to_units if u not in report.recipients]
+        if unnamed:
+            raise UnitNotHosted(f"the document does not name {', '.join(unnamed)} among its 主送/抄送",
+                                code="ENV_TO_UNIT_MISMATCH", units=unnamed)
+
+    def check_notice(self, header: EnvelopeHeader, payload: bytes) -> None:
+        notice = decode_notice(payload)  # a malformed notice is refused now, not discovered later
+        if notice.type is not header.type:
+            raise NodeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",
+                            code="NOTICE_TYPE_MISMATCH")
+
+
+class StreamAcceptor:
+    """Acceptance of an envelope too large to hold in memory (streamed to temp files).
+
+    The header is judged (signature, trust, parties) as soon as it has arrived, before the payload
+    is decrypted; plaintext and raw frame go to temporary files, become blobs only once the GCM tag
+    and the payload digest have verified, and the package is checked from its file.
+    """
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, acceptor: Acceptor) -> None:
+        self.a = acceptor
+        self.consumed = 0  # frame bytes taken from the stream (the caller drains the rest on error)
+
+    async def accept(self, prefix: bytes, content, length: int, peer_node: str) -> bytes:
+        try:
+            return await self._accept(prefix, content, length, peer_node)
+        except GwxError as exc:
+            self.a.refused.inc(code=exc.code)
+            raise
+
+    async def _accept(self, prefix: bytes, content, length: int, peer_node: str) -> bytes:
+        a, ctx = self.a, self.a.ctx
+        now = ctx.clock()
+        opener = EnvelopeOpener(a.policy, ctx.decryption_key, ctx.node_id, now)
+        sha = hashlib.sha256()
+        checked = False
+        with tempfile.TemporaryFile(dir=a.store.blobs.tmp_dir) as raw, \
+                tempfile.TemporaryFile(dir=a.store.blobs.tmp_dir) as plain:
+            chunk, remaining = prefix, length
+            while True:
+                self.consumed += len(chunk)
+                sha.update(chunk)
+                raw.write(chunk)
+                plain.write(opener.feed(chunk))
+                if not checked and opener.verified is not None:
+                    a.check_parties(opener.verified.header, peer_node)
+                    checked = True
+                remaining -= len(chunk)
+                if remaining <= 0:
+                    break
+                chunk = await content.read(min(self.CHUNK, remaining))
+                if not chunk:
+                    raise EnvelopeTruncated("the connection ended inside an envelope", missing=remaining)
+            header = opener.close().header
+            envelope_sha = sha.hexdigest()
+            if (receipt := await a.seen_before(header.message_id, envelope_sha, peer_node)) is not None:
+                return receipt
+            plain.seek(0)
+            if header.type is MessageType.DOCUMENT:
+                await asyncio.to_thread(a.check_package, header, plain, now)
+            else:
+                a.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
+            raw.seek(0)
+            plain.seek(0)
+            env_ref = await asyncio.to_thread(a.store.blobs.put_sync, raw)
+            payload_ref = await asyncio.to_thread(a.store.blobs.put_sync, plain)
+        return await a.commit(header, envelope_sha, env_ref, payload_ref, now)

@@ -1,0 +1,189 @@
+"""The peer API: what other nodes call, over mutual TLS only, under ``/peer/v1``.
+
+* ``GET /node`` — this node's signing and encryption certificates (and intermediates), so a
+  sender can encrypt for us; canonical JSON.
+* ``GET /health`` — liveness for peers.
+* ``POST /envelopes`` — one or more envelope frames back to back (``application/vnd.gwx.envelope``,
+  ``Content-Length`` required). Frames up to :data:`SMALL_FRAME` bytes are read whole and accepted
+  concurrently (their commits group); larger frames are streamed (:class:`~node.federation.acceptor.StreamAcceptor`).
+  The answer lists, in frame order, either the signed transport receipt (base64) or a typed error
+  for each frame; a frame that cannot even be delimited ends the batch with a 400.
+
+Every request first passes :func:`peer_identity`: the client certificate must chain to our root for
+TLS client use and not be revoked (``pki.trust`` + the node's CRL); its node id is what the
+envelope's origin must match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+
+from aiohttp import web
+
+from exchange_protocol.canonical import canonical_json
+from exchange_protocol.envelope import PREFIX_LEN, decode_header, frame_length
+from node.api.error_mapping import http_status_for
+from node.config import MAX_BATCH
+from node.context import NodeContext
+from node.errors import NodeError
+from node.federation.acceptor import Acceptor, StreamAcceptor
+from node.federation.tls import PeerIdentityError, peer_certificate, peer_node_id
+from node.federation.transport import ENVELOPE_MEDIA_TYPE
+from pki.ca import pem
+from pki.errors import GwxError
+from pki.trust import Purpose, verify_certificate
+
+log = logging.getLogger("gwx.peer_api")
+
+SMALL_FRAME = 4 * 1024 * 1024
+MAX_FRAMES = MAX_BATCH
+PEER_NODE = "gwx.peer_node"
+
+CONTEXT = web.AppKey("context", NodeContext)
+ACCEPTOR = web.AppKey("acceptor", Acceptor)
+DRAINING = web.AppKey("draining", dict)
+
+
+def error_response(exc: GwxError) -> web.Response:
+    return web.json_response({"error": exc.to_dict()}, status=http_status_for(exc))
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except GwxError as exc:
+        log.warning("peer request refused: %s", exc, extra={"peer": request.get(PEER_NODE), "code": exc.code})
+        return error_response(exc)
+    except web.HTTPException as exc:
+        return web.json_response({"error": {"code": f"API_HTTP_{exc.status}", "message": exc.reason}},
+                                 status=exc.status)
+
+
+@web.middleware
+async def peer_identity(request: web.Request, handler):
+    ctx = request.app[CONTEXT]
+    cert = peer_certificate(request.transport.get_extra_info("ssl_object") if request.transport else None)
+    try:
+        verify_certificate(cert, ctx.trust, ctx.clock(), ctx.intermediates, Purpose.TLS_CLIENT, ctx.revocation)
+    except GwxError as exc:
+        raise PeerIdentityError(f"peer certificate refused: {exc.message}", cause=exc.code) from None
+    request[PEER_NODE] = peer_node_id(cert)
+    return await handler(request)
+
+
+async def node_info(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    enc_pem = pem(ctx.decryption_key.certificate).decode()
+    body = canonical_json({"node_id": ctx.node_id, "signing_cert": pem(ctx.signer.certificate).decode(),
+                           "encryption_cert": enc_pem, "chain": [pem(c).decode() for c in ctx.intermediates]})
+    return web.Response(body=body, content_type="application/json")
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "node_id": request.app[CONTEXT].node_id})
+
+
+async def envelopes(request: web.Request) -> web.Response:
+    if request.app[DRAINING].get("on"):
+        raise NodeError("this node is shutting down; try again shortly", code="NODE_SHUTTING_DOWN")
+    ctx, acceptor = request.app[CONTEXT], request.app[ACCEPTOR]
+    peer = request[PEER_NODE]
+    if request.content_type != ENVELOPE_MEDIA_TYPE:
+        raise NodeError(f"envelopes are sent as {ENVELOPE_MEDIA_TYPE}, not {request.content_type}",
+                        code="API_UNSUPPORTED_MEDIA_TYPE")
+    if request.content_length is None:
+        raise NodeError("Content-Length is required", code="API_LENGTH_REQUIRED")
+    cap = ctx.config.limits.max_envelope_bytes * 2
+    if request.content_length > cap:
+        raise NodeError(f"request of {request.content_length} bytes exceeds {cap}", code="ENV_TOO_LARGE")
+    content = request.content
+    limits = acceptor.policy.limits
+    pending: list[asyncio.Future] = []
+    try:
+        await _read_frames(content, limits, acceptor, peer, pending)
+    except GwxError as exc:
+        if not pending:
+            raise
+        # Frames before the one that broke the stream were accepted (and committed): answer them,
+        # and the break. The sender sees fewer results than frames, a transient protocol error, and
+        # retries — getting the original receipts for the accepted ones — rather than bouncing them.
+        results = await asyncio.gather(*pending)
+        return web.json_response({"results": [*results, {"message_id": None, "error": exc.to_dict()}]},
+                                 status=http_status_for(exc))
+    results = await asyncio.gather(*pending)
+    return web.Response(body=canonical_json({"results": results}), content_type="application/json")
+
+
+async def _read_frames(content, limits, acceptor: Acceptor, peer: str, pending: list[asyncio.Future]) -> None:
+    while prefix := await _read_exactly(content, PREFIX_LEN):
+        if len(pending) >= MAX_FRAMES:
+            raise NodeError(f"more than {MAX_FRAMES} envelopes in one request", code="API_TOO_MANY_FRAMES")
+        length = frame_length(prefix, limits)  # a bad prefix: the stream cannot be resynchronised
+        header_len = int.from_bytes(prefix[8:12], "big")
+        head = prefix + await _read_exactly(content, min(header_len, length - PREFIX_LEN))
+        message_id = _peek_message_id(head[PREFIX_LEN:])
+        if length <= SMALL_FRAME:
+            rest = await _read_exactly(content, length - len(head))
+            if len(head) + len(rest) != length:
+                raise NodeError("the request ends inside an envelope", code="ENV_TRUNCATED")
+            pending.append(asyncio.ensure_future(_outcome(message_id, peer, acceptor.accept(head + rest, peer))))
+        else:  # streamed: it must be consumed before the next frame can be read
+            streamer = StreamAcceptor(acceptor)
+            outcome = await _outcome(message_id, peer, streamer.accept(head, content, length, peer))
+            if "error" in outcome:
+                await _discard(content, length - streamer.consumed)
+            pending.append(asyncio.ensure_future(_done(outcome)))
+
+
+async def _outcome(message_id: str | None, peer: str, accepting) -> dict:
+    try:
+        receipt = await accepting
+    except GwxError as exc:
+        # The operator must see who was refused and why (a revoked signer, a forged unit…).
+        log.warning("envelope %s from %s refused: %s", message_id, peer, exc,
+                    extra={"message_id": message_id, "peer": peer, "code": exc.code})
+        return {"message_id": message_id, "error": exc.to_dict()}
+    except Exception:
+        log.exception("unexpected error accepting an envelope", extra={"message_id": message_id})
+        return {"message_id": message_id, "error": {"code": "INTERNAL", "message": "internal error"}}
+    return {"message_id": message_id, "receipt": base64.b64encode(receipt).decode()}
+
+
+async def _done(value: dict) -> dict:
+    return value
+
+
+def _peek_message_id(header_bytes: bytes) -> str | None:
+    try:
+        return decode_header(header_bytes).message_id
+    except GwxError:
+        return None
+
+
+async def _discard(content, n: int) -> None:
+    while n > 0 and (chunk := await content.read(min(n, 1024 * 1024))):
+        n -= len(chunk)
+
+
+async def _read_exactly(content, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await content.read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def make_peer_app(ctx: NodeContext, acceptor: Acceptor) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, peer_identity], client_max_size=1024 * 1024)
+    app[CONTEXT] = ctx
+    app[ACCEPTOR] = acceptor
+    app[DRAINING] = {"on": False}
+    app.router.add_get("/peer/v1/node", node_info)
+    app.router.add_get("/peer/v1/health", health)
+    app.router.add_post("/peer/v1/envelopes", envelopes)
+    return app

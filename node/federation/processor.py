@@ -1,0 +1,403 @@
+"""Applying what was accepted: documents into inboxes, notices onto the rows they concern.
+
+Runs after acknowledgement, from the ``received`` rows still ``new`` (so a crash in between only
+delays it). Each message is applied in ONE transaction together with the mark that it was
+applied and with the notices it causes (drafts, or — for this same node — their effect): a crash
+leaves either nothing or everything, so nothing is lost and nothing (not even a 催办 count)
+happens twice. One bad message is marked failed and never blocks the ones behind it.
+
+* A document is validated in full (PAdES with pyHanko, once per package digest). If anything
+  fails it is quarantined — no inbox row — and a ``bounce`` with the failed check goes back, so
+  the sender's rows turn failed with the reason. Otherwise it goes into the addressed units'
+  inboxes with its report and a ``transport-ack`` goes back (sender: delivered). The same
+  公文标识 arriving again with another package or from another unit is refused.
+* Notices (签收, 退回, transport-ack, bounce, 答复) move only rows of documents we sent to the
+  notice's origin (the ``outgoing`` links); 撤回 and 催办 only inbox rows of the document that
+  origin delivered here. A recall that arrives after 签收/退回 is recorded as refused.
+Recipients on this same node are delivered through the same functions, without an envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from exchange_protocol.envelope import EnvelopeHeader, FrameDecoder, MessageType, decode_header
+from exchange_protocol.errors import IllegalTransition
+from exchange_protocol.ids import new_id
+from exchange_protocol.kinds import Role
+from exchange_protocol.meta_json import parse_meta
+from exchange_protocol.model import DocumentMetadata
+from exchange_protocol.notices import Notice, decode_notice
+from exchange_protocol.package_reader import PackageReader
+from exchange_protocol.package_verify import verify_package
+from exchange_protocol.states import Event, ReceiverStatus
+from node.context import NodeContext
+from node.documents.tracking import apply_receiver_event, apply_sender_event
+from node.errors import NodeError
+from node.federation.outbound import NewMessage, Outbound
+from node.ops.metrics import Registry
+from node.store.blobs import BlobRef
+from node.store.sqlite.db import Transaction, from_db_time
+from node.store.sqlite.exchange import Exchange
+from node.store.sqlite.messages import InboxRow, ReceivedEnvelope
+from node.store.sqlite.store import Store
+from pki.errors import GwxError
+
+log = logging.getLogger("gwx.processing")
+
+NOTICE_EVENTS_SENDER = {MessageType.RECEIPT: Event.SIGNED_FOR, MessageType.RETURN: Event.RETURNED,
+                        MessageType.TRANSPORT_ACK: Event.DELIVERED, MessageType.BOUNCE: Event.FAILED,
+                        MessageType.REPLY: None}
+NOTICE_EVENTS_RECEIVER = {MessageType.RECALL: Event.RECALLED, MessageType.URGE: Event.URGED}
+
+
+# Applying an acknowledged message is retried (with backoff) after errors that may pass: the
+# database busy, a disk error, our stale CRL, a notice that overtook its document. Anything else
+# typed is a verdict on the message itself and is final.
+TRANSIENT_CODES = frozenset({"INTERNAL", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "STORE_CONFLICT",
+                             "STORE_ERROR", "PKI_REVOCATION_UNKNOWN", "PKI_REVOCATION_STALE"})
+RETRY_MIN, RETRY_MAX, MAX_ATTEMPTS = 5.0, 600.0, 200  # about a day of retries before giving up
+
+
+def is_transient(error: GwxError) -> bool:
+    return error.code in TRANSIENT_CODES or error.code.endswith("_REVOCATION_UNKNOWN")
+
+
+class NoticeNotOurs(NodeError):
+    code = "NOTICE_NOT_OURS"
+
+
+class DocumentConflict(NodeError):
+    code = "DOC_ID_CONFLICT"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message to apply, whether it came in an envelope or from a unit on this same node."""
+
+    message_id: str
+    type: MessageType
+    origin_node: str
+    from_unit: str | None
+    to_units: tuple[str, ...]
+    in_reply_to: str | None
+    payload_digest: str
+    received_at: dt.datetime
+
+    @classmethod
+    def of(cls, header: EnvelopeHeader, payload_digest: str, received_at: dt.datetime) -> Delivery:
+        return cls(header.message_id, header.type, header.origin_node, header.from_unit, tuple(header.to_units),
+                   header.in_reply_to, payload_digest, received_at)
+
+
+class PdfValidationCache:
+    """Full verification reports by package digest: a document fanned out to many units of this
+    node is validated (PAdES with pyHanko, the slow part) once."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._size = size
+
+    def get(self, digest: str) -> dict[str, Any] | None:
+        report = self._reports.get(digest)
+        if report is not None:
+            self._reports.move_to_end(digest)
+        return report
+
+    def put(self, digest: str, report: dict[str, Any]) -> None:
+        self._reports[digest] = report
+        while len(self._reports) > self._size:
+            self._reports.popitem(last=False)
+
+
+class Processor:
+    """Applies accepted envelopes (and local deliveries) to inbox and outbox rows."""
+
+    def __init__(self, ctx: NodeContext, store: Store, registry: Registry, outbound: Outbound) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.outbound = outbound
+        self.exchange = Exchange(store.db)
+        self.reports = PdfValidationCache()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self.task: asyncio.Task | None = None
+        # Its own worker thread: delivery keeps moving while acceptance (the default pool) is busy.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwx-processing")
+        self.validations = registry.counter("gwx_pdf_validations_total", "Full package validations (PAdES)")
+        self.applied = registry.counter("gwx_messages_applied_total", "Messages applied, by type and outcome")
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name="gwx-processing")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        if self.task:
+            await self.task
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    async def _in_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _run(self) -> None:
+        try:
+            await self.resume_local_deliveries()
+        except Exception:
+            log.exception("cannot resume interrupted local deliveries")
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                while not self._stopping and (batch := await self.store.messages.pending_inbound(50)):
+                    for received in batch:
+                        await self._process(received)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database itself failing: wait and try again
+                log.exception("inbound processing failed; retrying shortly")
+                await asyncio.sleep(2.0)
+                continue
+            if not self._stopping:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), await self._idle_seconds())
+                except TimeoutError:
+                    pass
+
+    async def _idle_seconds(self) -> float:
+        retry = await self.store.messages.next_inbound_retry()
+        if retry is None:
+            return 30.0
+        return min(30.0, max(0.05, (retry - self.ctx.clock()).total_seconds()))
+
+    async def _process(self, received: ReceivedEnvelope) -> None:
+        header = None
+        try:
+            header = await self._in_thread(self._read_header, received.blob_digest)
+            await self.apply(Delivery.of(header, received.payload_digest, received.received_at),
+                             mark=received.message_id)
+            self.applied.inc(type=header.type.value, outcome="done")
+        except Exception as exc:  # one bad message must not block the ones behind it
+            if not isinstance(exc, GwxError):
+                log.exception("cannot apply %s", received.message_id, extra={"message_id": received.message_id})
+            error = exc if isinstance(exc, GwxError) else NodeError(f"internal error: {exc!r}", code="INTERNAL")
+            if is_transient(error) and received.attempts + 1 < MAX_ATTEMPTS:
+                delay = min(RETRY_MAX, RETRY_MIN * 2 ** received.attempts)
+                log.warning("cannot apply %s yet (%s); retrying in %.0f s", received.message_id, error,
+                            delay, extra={"message_id": received.message_id, "code": error.code})
+                await self.store.messages.defer_inbound(received.message_id,
+                                                        self.ctx.clock() + dt.timedelta(seconds=delay), error)
+                self.applied.inc(type=received.type or "?", outcome="deferred")
+                return
+            log.warning("cannot apply %s: %s", received.message_id, error,
+                        extra={"message_id": received.message_id, "code": error.code})
+            await self._refuse(received, header, error)
+            self.applied.inc(type=received.type or "?", outcome="failed")
+
+    async def _refuse(self, received: ReceivedEnvelope, header: EnvelopeHeader | None, error: GwxError) -> None:
+        """Mark ``received`` failed; a refused document also sends a bounce back, in the same
+        transaction, so its sender does not wait on 已发送 for ever."""
+        notice = ref = None
+        if header is not None and header.type is MessageType.DOCUMENT and received.payload_digest:
+            try:
+                meta = await self.read_metadata(received.payload_digest)
+                notice = Notice(MessageType.BOUNCE, meta.id, tuple(header.to_units), self.ctx.clock(),
+                                reason=f"{error.code}: {error.message}"[:1900])
+                ref = await self.store.blobs.put(notice.encode())
+            except Exception:  # no readable document id: nothing the sender could match
+                log.warning("refused %s without a bounce (no readable 公文标识)", received.message_id,
+                            extra={"message_id": received.message_id})
+        wake = None
+        async with self.store.transaction() as tx:
+            if notice is not None:
+                wake = await self.queue_notice(tx, notice, ref, header.origin_node, None, (), header.message_id)
+            await self.store.messages.mark_inbound(received.message_id, "failed", error=error, tx=tx)
+        self._wake(wake)
+
+    def _read_header(self, blob_digest: str) -> EnvelopeHeader:
+        decoder = FrameDecoder(self.ctx.trust_policy().limits)
+        with open(self.store.blobs.path_for(blob_digest), "rb") as f:
+            while decoder.head is None and (chunk := f.read(64 * 1024)):
+                decoder.feed(chunk)
+        if decoder.head is None:
+            raise NodeError("stored envelope has no complete header", code="STORE_CORRUPT")
+        return decode_header(decoder.head.header_bytes)
+
+    async def resume_local_deliveries(self) -> None:
+        """Re-apply local deliveries a crash interrupted: outbox rows committed, inbox not reached.
+
+        A document for units of this same node is applied right after its outbox rows commit, in
+        the submitting request; a kill -9 in between would leave those recipients 待发送 for ever.
+        Applying again is harmless: an inbox row is added once, a second 已送达 is a duplicate.
+        """
+        rows = await self.store.db.fetchall(
+            "SELECT o.message_id, o.units, o.created_at, b.from_unit, b.package_digest FROM outgoing o"
+            " JOIN outbox b ON b.doc_id = o.doc_id WHERE o.destination = ? AND o.type = 'document'"
+            " AND EXISTS (SELECT 1 FROM outbox_recipients r WHERE r.doc_id = o.doc_id"
+            " AND r.destination_node = ? AND r.status = 'queued')", (self.ctx.node_id, self.ctx.node_id))
+        for message_id, units, created_at, from_unit, digest in rows:
+            log.warning("resuming local delivery %s interrupted by a crash", message_id,
+                        extra={"message_id": message_id})
+            try:
+                await self.apply(Delivery(message_id, MessageType.DOCUMENT, self.ctx.node_id, from_unit,
+                                          tuple(json.loads(units)), None, digest, from_db_time(created_at)))
+            except GwxError as exc:
+                log.error("cannot resume local delivery %s: %s", message_id, exc,
+                          extra={"message_id": message_id, "code": exc.code})
+
+    # --- applying ----------------------------------------------------------------------------------
+    async def apply(self, d: Delivery, mark: str | None = None) -> None:
+        """Apply ``d``; with ``mark`` (a received message id) it is marked done in the same transaction."""
+        if d.type is MessageType.DOCUMENT:
+            await self._apply_document(d, mark)
+            return
+        notice = decode_notice(await self.store.blobs.read_bytes(d.payload_digest))
+        async with self.store.transaction() as tx:
+            await self.apply_notice(d, notice, tx)
+            if mark:
+                await self.store.messages.mark_inbound(mark, "done", tx=tx)
+
+    async def queue_notice(self, tx: Transaction, notice: Notice, ref: BlobRef, destination: str,
+                           from_unit: str | None, to_units: tuple[str, ...], in_reply_to: str | None) -> str | None:
+        """Inside ``tx``: apply ``notice`` here (this node) or record it as a draft for ``destination``.
+
+        Returns the destination whose queue to wake once ``tx`` has committed (None: nothing to wake).
+        """
+        now = self.ctx.clock()
+        if destination == self.ctx.node_id:
+            await self.apply_notice(Delivery(new_id(now), notice.type, destination, from_unit, to_units, in_reply_to,
+                                             ref.digest, now), notice, tx)
+            return None
+        await self.outbound.add(tx, [NewMessage(notice.type, destination, from_unit, to_units, ref.digest, ref.size,
+                                                notice.doc_id, in_reply_to)], now)
+        return destination
+
+    async def full_report(self, package_digest: str) -> dict[str, Any]:
+        report = self.reports.get(package_digest)
+        if report is None:
+            path = self.store.blobs.path_for(package_digest)
+            report = await self._in_thread(self._verify_file, path)
+            self.validations.inc()
+            if report["ok"]:  # a failure may be ours (a stale CRL): judged afresh next time
+                self.reports.put(package_digest, report)
+        return report
+
+    def _verify_file(self, path) -> dict[str, Any]:
+        with open(path, "rb") as f:
+            return verify_package(f, self.ctx.trust, self.ctx.clock(), revocation=self.ctx.revocation,
+                                  allow_classified=self.ctx.config.classified_network).to_dict()
+
+    async def read_metadata(self, package_digest: str) -> DocumentMetadata:
+        def read() -> DocumentMetadata:
+            with open(self.store.blobs.path_for(package_digest), "rb") as f, PackageReader(f) as reader:
+                return parse_meta(reader.read_member("metadata.json"),
+                                  allow_classified=self.ctx.config.classified_network).metadata
+        return await self._in_thread(read)
+
+    async def _apply_document(self, d: Delivery, mark: str | None) -> None:
+        meta = await self.read_metadata(d.payload_digest)
+        report = await self.full_report(d.payload_digest)
+        now = self.ctx.clock()
+        failed = [c for c in report["checks"] if c["status"] == "fail"]
+        unknown = [c for c in failed if "REVOCATION" in (c.get("code") or "") and "REVOKED" not in (c.get("code") or "")]
+        if unknown:
+            # Our CRL is stale or missing: our problem, not the document's. Try again later.
+            raise NodeError(f"cannot check revocation for {meta.id}: {unknown[0].get('message')}",
+                            code="NODE_REVOCATION_UNKNOWN", doc_id=meta.id)
+        if failed:
+            # Quarantined: never offered for 签收. The sender learns which check failed.
+            reason = "; ".join(f"{c['name']}: {c.get('code')} {c.get('message') or ''}".strip() for c in failed)
+            notice = Notice(MessageType.BOUNCE, meta.id, d.to_units, now, reason=reason[:1900])
+            ref = await self.store.blobs.put(notice.encode())
+            error = NodeError(f"document {meta.id} refused after acknowledgement: {reason}",
+                              code=failed[0].get("code") or "PKG_INVALID", doc_id=meta.id)
+            async with self.store.transaction() as tx:
+                wake = await self.queue_notice(tx, notice, ref, d.origin_node, None, (), d.message_id)
+                if mark:
+                    await self.store.messages.mark_inbound(mark, "failed", error=error, tx=tx)
+            self._wake(wake)
+            log.warning("quarantined document %s: %s", meta.id, reason,
+                        extra={"message_id": d.message_id, "doc_id": meta.id, "code": error.code})
+            return
+        ack = Notice(MessageType.TRANSPORT_ACK, meta.id, d.to_units, now)
+        ref = await self.store.blobs.put(ack.encode())
+        async with self.store.transaction() as tx:
+            for unit in d.to_units:
+                role = Role.MAIN if unit in meta.to else Role.COPY
+                inserted = await self.store.messages.add_inbox(InboxRow(
+                    doc_id=meta.id, unit=unit, role=role.value, from_unit=d.from_unit, title=meta.title,
+                    kind=meta.kind.value, status=ReceiverStatus.PENDING.value, package_digest=d.payload_digest,
+                    received_at=d.received_at, urgency=meta.urgency.value if meta.urgency else None,
+                    deadline=meta.deadline, verification=report, message_id=d.message_id),
+                    actor=f"node:{d.origin_node}", tx=tx)
+                if not inserted:
+                    held = await self.store.messages.get_inbox(meta.id, unit)
+                    if held and (held.package_digest != d.payload_digest or held.from_unit != d.from_unit):
+                        raise DocumentConflict(f"{unit} already holds a different document with id {meta.id}",
+                                               doc_id=meta.id, unit=unit)
+            wake = await self.queue_notice(tx, ack, ref, d.origin_node, None, (), d.message_id)
+            if mark:
+                await self.store.messages.mark_inbound(mark, "done", tx=tx)
+        self._wake(wake)
+
+    async def _document_still_pending(self, d: Delivery) -> bool:
+        """Whether the document a notice answers was accepted from the same origin but not yet applied."""
+        row = await self.store.db.fetchone(
+            "SELECT state FROM received WHERE message_id = ? AND origin_node = ?", (d.in_reply_to, d.origin_node))
+        return row is not None and row[0] == "new"
+
+    def _wake(self, destination: str | None) -> None:
+        if destination is not None:
+            self.outbound.wake(destination)
+
+    async def apply_notice(self, d: Delivery, notice: Notice, tx: Transaction) -> None:
+        """Apply a notice inside ``tx`` (the caller commits it with whatever caused or consumed it)."""
+        if notice.type is not d.type:
+            raise NoticeNotOurs(f"envelope type {d.type.value} carries a {notice.type.value} notice")
+        actor = f"node:{d.origin_node}"
+        if notice.type in NOTICE_EVENTS_SENDER:
+            link = await self.exchange.outgoing(d.in_reply_to or "")
+            if (link is None or link.destination != d.origin_node or link.doc_id != notice.doc_id
+                    or not set(notice.units) <= set(link.units)):
+                raise NoticeNotOurs(f"{notice.type.value} from {d.origin_node} does not match a message we sent it",
+                                    in_reply_to=d.in_reply_to, doc_id=notice.doc_id)
+            event = NOTICE_EVENTS_SENDER[notice.type]
+            if event is None:  # 答复: recorded against the document it answers
+                await self.store.audit.append(tx, actor, f"notice.{notice.type.value}",
+                                              {"doc_id": notice.doc_id, "message_id": d.message_id},
+                                              {"units": list(notice.units), "by": notice.by, "text": notice.text})
+                return
+            for unit in notice.units:
+                await apply_sender_event(self.store, notice.doc_id, unit, event, at=notice.at, actor=actor,
+                                         by=notice.by, reason=notice.reason, details={"message_id": d.message_id},
+                                         tx=tx)
+            return
+        event = NOTICE_EVENTS_RECEIVER[notice.type]
+        for unit in notice.units:
+            row = await self.store.messages.get_inbox(notice.doc_id, unit)
+            if row is None and await self._document_still_pending(d):
+                raise NodeError(f"{notice.type.value} for {notice.doc_id} arrived before its document was applied",
+                                code="NOTICE_EARLY", doc_id=notice.doc_id)
+            if row is None or row.message_id != d.in_reply_to or row.from_unit != d.from_unit:
+                raise NoticeNotOurs(f"{notice.type.value} for {notice.doc_id}/{unit} does not match what we hold",
+                                    doc_id=notice.doc_id, unit=unit)
+            try:
+                await apply_receiver_event(self.store, notice.doc_id, unit, event, at=notice.at, actor=actor,
+                                           by=notice.by, reason=notice.reason, details={"message_id": d.message_id},
+                                           tx=tx)
+            except IllegalTransition as exc:
+                # A recall that arrives after 签收 or 退回 has no effect; the sender already has (or
+                # will get) the receipt, which wins. Recorded, not an error of the envelope.
+                await self.store.audit.append(tx, actor, f"inbox.{event.value}.refused",
+                                              {"doc_id": notice.doc_id, "unit": unit},
+                                              {"reason": exc.message, "message_id": d.message_id})

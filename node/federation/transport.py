@@ -1,0 +1,259 @@
+"""The client side of the peer protocol: mutual TLS, one keep-alive session per peer node.
+
+Wire (all under the peer's ``/peer/v1``; the peer API module documents the server side):
+
+* ``GET /node`` → canonical JSON ``{"node_id", "signing_cert", "encryption_cert", "chain": [PEM…]}``;
+  we verify the certificates against our roots (signing / encryption purposes) and that they, and
+  the TLS certificate the server presented, all name the node we meant to reach.
+* ``POST /envelopes`` with a body of one or more envelope frames back to back (frames are
+  self-delimiting) → ``{"results": [{"message_id", "receipt": base64} | {"message_id", "error":
+  {"code", "message"}}]}`` in frame order. A batch is streamed from the blob files: nothing is
+  held whole in memory.
+
+Failures are typed by what the sender should do next: :class:`PeerUnreachable` and
+:class:`PeerServerError` are transient (retry with backoff); a per-envelope error with a
+permanent code bounces that envelope; :class:`PeerIdentityMismatch` means a misconfigured peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+
+from node.config import Peer
+from node.errors import NodeError
+from node.federation.tls import peer_certificate
+from pki.ca import load_certificate, load_certificates, node_id_of
+from pki.errors import GwxError
+from pki.trust import Purpose, TrustStore, verify_certificate
+
+ENVELOPE_MEDIA_TYPE = "application/vnd.gwx.envelope"
+CHUNK = 256 * 1024
+
+# Per-envelope answers that will not change on a retry: the sender bounces these.
+PERMANENT_CODES = frozenset({
+    "ENV_EXPIRED", "ENV_WRONG_RECIPIENT", "ENV_BAD_SIGNATURE", "ENV_SIGNER_UNTRUSTED", "ENV_SIGNER_NOT_ORIGIN",
+    "ENV_PAYLOAD_DIGEST_MISMATCH", "ENV_TAG_MISMATCH", "ENV_DECRYPTION_FAILED", "ENV_REPLAYED",
+    "ENV_TOO_MANY_HOPS", "ENV_UNIT_NOT_HOSTED", "ENV_ORIGIN_MISMATCH", "ENV_PAYLOAD_TOO_LARGE", "ENV_TOO_LARGE",
+    "ENV_HEADER_TOO_LARGE", "ENV_SIGNATURE_TOO_LARGE", "PKI_CERT_REVOKED",
+})
+PERMANENT_PREFIXES = ("PKG_", "DOC_", "NOTICE_", "SEAL_", "CMS_", "ENV_MALFORMED", "ENV_UNKNOWN", "ENV_MISSING",
+                      "ENV_WRONG_TYPE", "ENV_INVALID", "ENV_UNSUPPORTED", "ENV_FROM_UNIT", "ENV_TO_UNIT")
+
+
+def is_permanent(code: str) -> bool:
+    return code in PERMANENT_CODES or code.startswith(PERMANENT_PREFIXES)
+
+
+# Judges a server's TLS certificate (raises a typed error to refuse it).
+ServerJudge = Callable[[x509.Certificate], None]
+
+
+class PeerUnreachable(NodeError):
+    code = "PEER_UNREACHABLE"
+
+
+class PeerServerError(NodeError):
+    code = "PEER_SERVER_ERROR"
+
+
+class PeerIdentityMismatch(NodeError):
+    code = "PEER_IDENTITY_MISMATCH"
+
+
+class PeerProtocolError(NodeError):
+    code = "PEER_PROTOCOL_ERROR"
+
+
+@dataclass(frozen=True)
+class PeerCredentials:
+    node_id: str
+    signing_certificate: x509.Certificate
+    encryption_certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True)
+class OutgoingFrame:
+    message_id: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    message_id: str
+    receipt: bytes | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def verify_peer_credentials(node_id: str, signing_pem: str, encryption_pem: str, chain_pems: Sequence[str],
+                            trust: TrustStore, now, revocation=None) -> PeerCredentials:
+    try:
+        sign = load_certificate(signing_pem.encode())
+        enc = load_certificate(encryption_pem.encode())
+        chain = tuple(c for pem in chain_pems for c in load_certificates(pem.encode()))
+    except (GwxError, AttributeError) as exc:
+        raise PeerProtocolError(f"peer {node_id} sent unreadable certificates: {exc}") from None
+    verify_certificate(sign, trust, now, chain, Purpose.SIGNING, revocation)
+    verify_certificate(enc, trust, now, chain, Purpose.ENCRYPTION, revocation)
+    for cert in (sign, enc):
+        if node_id_of(cert) != node_id:
+            raise PeerIdentityMismatch(f"peer certificates name node {node_id_of(cert)!r}, expected {node_id!r}",
+                                       expected=node_id)
+    return PeerCredentials(node_id, sign, enc, chain)
+
+
+class _NodeConnector(aiohttp.TCPConnector):
+    """A connector that judges, once per new TLS connection, the server we reached.
+
+    Hostname verification (done by ``ssl``) proves the address; ``judge`` (``pki.trust`` with the
+    node's CRL) decides the certificate as for any other peer, and the node identity in it
+    (``urn:gwx:node:ID``) must be the node we meant — what matters when nodes share a host.
+    """
+
+    def __init__(self, expected_node: str, judge: ServerJudge | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._expected = expected_node
+        self._judge = judge
+
+    async def _wrap_create_connection(self, *args, **kwargs):
+        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        try:
+            cert = peer_certificate(transport.get_extra_info("ssl_object"))
+            if self._judge is not None:
+                self._judge(cert)
+        except GwxError as exc:
+            transport.close()
+            raise PeerIdentityMismatch(f"server certificate of {self._expected} refused: {exc.message}",
+                                       peer=self._expected, cause=exc.code) from None
+        if node_id_of(cert) != self._expected:
+            transport.close()
+            raise PeerIdentityMismatch(f"server presented a certificate for node {node_id_of(cert)!r}, "
+                                       f"not {self._expected!r}", peer=self._expected)
+        return transport, protocol
+
+
+class PeerClient:
+    """HTTP client for all peers; one connection pool (keep-alive) per peer node."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, *, judge: ServerJudge | None = None,
+                 connect_timeout: float = 10.0, read_timeout: float = 120.0) -> None:
+        self._ssl = ssl_context
+        self._judge = judge
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+
+    def _session(self, peer: Peer) -> aiohttp.ClientSession:
+        session = self._sessions.get(peer.node_id)
+        if session is None or session.closed:
+            connector = _NodeConnector(peer.node_id, self._judge, ssl=self._ssl, limit=4, keepalive_timeout=120)
+            session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._sessions[peer.node_id] = session
+        return session
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    async def fetch_credentials(self, peer: Peer, trust: TrustStore, now, revocation=None) -> PeerCredentials:
+        try:
+            async with self._session(peer).get(f"{peer.url}/peer/v1/node") as resp:
+                if resp.status != 200:
+                    raise PeerServerError(f"{peer.node_id} answered {resp.status} to GET /peer/v1/node")
+                body = await resp.content.read(256 * 1024)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise PeerUnreachable(f"cannot reach {peer.node_id} at {peer.url}: {exc or type(exc).__name__}",
+                                  peer=peer.node_id) from None
+        try:
+            info = json.loads(body)
+            return verify_peer_credentials(peer.node_id, info["signing_cert"], info["encryption_cert"],
+                                           info.get("chain", []), trust, now, revocation)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PeerProtocolError(f"{peer.node_id} sent malformed node information: {exc}") from None
+
+    async def send_frames(self, peer: Peer, frames: Sequence[OutgoingFrame]) -> list[FrameResult]:
+        """POST a batch; return one result per frame (in order), or raise a transient error."""
+        total = sum(f.size for f in frames)
+        try:
+            async with self._session(peer).post(
+                    f"{peer.url}/peer/v1/envelopes", data=_stream(frames),
+                    headers={"Content-Type": ENVELOPE_MEDIA_TYPE, "Content-Length": str(total),
+                             "X-Gwx-Frames": str(len(frames))}) as resp:
+                body = await resp.content.read(16 * 1024 * 1024)
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise PeerUnreachable(f"cannot deliver to {peer.node_id}: {exc or type(exc).__name__}",
+                                  peer=peer.node_id) from None
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if status >= 500 or status == 429 or not isinstance(payload, dict):
+            raise PeerServerError(f"{peer.node_id} answered {status} ({_error_code(payload, status)})",
+                                  peer=peer.node_id, status=status)
+        if "results" not in payload:
+            code, message = _error(payload, status)
+            if len(frames) > 1:
+                # The whole request was refused (413, a frame that broke the stream…): judge each
+                # envelope on its own rather than let one condemn its batch.
+                return [r for f in frames for r in await self.send_frames(peer, [f])]
+            return [FrameResult(frames[0].message_id, error_code=code, error_message=message)]
+        results = payload["results"]
+        if not isinstance(results, list):
+            raise PeerProtocolError(f"{peer.node_id} answered without a result list", peer=peer.node_id)
+        out = []
+        for i, frame in enumerate(frames):
+            r = results[i] if i < len(results) else None
+            if isinstance(r, dict) and r.get("message_id") is None and isinstance(r.get("error"), dict):
+                # The answer in this frame's place: the peer could not even read its header, or
+                # the stream broke here. Either way it is this frame's verdict.
+                code, message = _error(r, status)
+                out.append(FrameResult(frame.message_id, error_code=code, error_message=message))
+                continue
+            if not isinstance(r, dict) or r.get("message_id") != frame.message_id:
+                # The peer stopped reading at a break in the stream (or answered out of order):
+                # what it answered before is kept, the rest is tried again.
+                out.append(FrameResult(frame.message_id, error_code="PEER_BATCH_BROKEN",
+                                       error_message=f"{peer.node_id} gave no answer for this envelope"))
+                continue
+            if "receipt" in r:
+                try:
+                    receipt = base64.b64decode(r["receipt"], validate=True)
+                except (TypeError, ValueError):
+                    raise PeerProtocolError(f"{peer.node_id} sent a receipt that is not base64",
+                                            peer=peer.node_id) from None
+                out.append(FrameResult(frame.message_id, receipt=receipt))
+            else:
+                code, message = _error(r, status)
+                out.append(FrameResult(frame.message_id, error_code=code, error_message=message))
+        return out
+
+
+def _error(payload: dict, status: int) -> tuple[str, str]:
+    err = payload.get("error")
+    if not isinstance(err, dict):
+        return f"HTTP_{status}", ""
+    return str(err.get("code") or f"HTTP_{status}")[:100], str(err.get("message") or "")[:1000]
+
+
+def _error_code(payload: object, status: int) -> str:
+    return _error(payload, status)[0] if isinstance(payload, dict) else f"HTTP_{status}"
+
+
+async def _stream(frames: Sequence[OutgoingFrame]) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    for frame in frames:
+        with open(frame.path, "rb") as f:
+            while chunk := await loop.run_in_executor(None, f.read, CHUNK):
+                yield chunk

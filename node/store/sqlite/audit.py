@@ -1,0 +1,156 @@
+"""The append-only, hash-chained audit log (全程留痕).
+
+Every state change the node makes appends one event in the *same transaction* as the change, so the
+log can neither miss a committed change nor record one that rolled back. An event is
+``(seq, at, actor, action, subjects, details, prev_hash, hash)`` with
+
+    hash = SHA-256( canonical_json([prev_hash, seq, at, actor, action, subjects, details]) )
+
+(canonical JSON from :mod:`exchange_protocol.canonical`, the project's one canonical encoding), and
+``prev_hash`` the previous event's hash (64 zeros for the first). ``subjects`` names what the event
+is about (``doc_id``, ``message_id``, ``unit``, ``node`` …; the first two are indexed for history
+look-ups); ``details`` carries the facts (who signed, the reason, the error code).
+
+Two defences, for two threats: SQLite triggers refuse UPDATE and DELETE on ``audit`` so no code path
+(ours or a careless operator's ``sqlite3`` session) can rewrite history by accident; the hash chain
+makes deliberate tampering (dropping the triggers first) detectable by :func:`verify_chain`, which
+reports the first event whose hash or link does not match. Anchoring the head hash outside the node
+(e.g. in a signed receipt or a periodic timestamp) is what turns "detectable" into "provable";
+:meth:`AuditLog.head` exposes it for that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from exchange_protocol.canonical import canonical_json
+from node.errors import AuditChainBroken
+from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subjects: Mapping[str, Any]
+    details: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append; ``seq``, time and hashes are filled in by :meth:`AuditLog.append_many`."""
+
+    actor: str
+    action: str
+    subjects: Mapping[str, Any]
+    details: Mapping[str, Any] | None = None
+
+
+def event_hash(prev_hash: str, seq: int, at: str, actor: str, action: str,
+               subjects: Mapping[str, Any], details: Mapping[str, Any]) -> str:
+    payload = canonical_json([prev_hash, seq, at, actor, action, dict(subjects), dict(details)])
+    return hashlib.sha256(payload).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def append(self, tx: Transaction, actor: str, action: str, subjects: Mapping[str, Any],
+                     details: Mapping[str, Any] | None = None) -> int:
+        """Append one event inside ``tx``; returns its seq."""
+        return (await self.append_many(tx, [NewEvent(actor, action, subjects, details)]))[0]
+
+    async def append_many(self, tx: Transaction, events: Sequence[NewEvent]) -> list[int]:
+        """Append events in order with one ``executemany``; returns their seqs."""
+        if not events:
+            return []
+        if tx.audit_head is None:
+            row = await tx.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            tx.audit_head = (row["seq"], row["hash"]) if row else (0, GENESIS_HASH)
+        seq, prev = tx.audit_head
+        at = to_db_time(self._clock())
+        rows = []
+        seqs = []
+        for event in events:
+            seq += 1
+            details = dict(event.details or {})
+            subjects = dict(event.subjects)
+            digest = event_hash(prev, seq, at, event.actor, event.action, subjects, details)
+            rows.append((seq, at, event.actor, event.action, canonical_json(subjects).decode(),
+                         canonical_json(details).decode(), prev, digest))
+            seqs.append(seq)
+            prev = digest
+        await tx.executemany(
+            "INSERT INTO audit (seq, at, actor, action, subjects, details, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        tx.audit_head = (seq, prev)
+        return seqs
+
+    async def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest committed event; (0, 64 zeros) for an empty log."""
+        row = await self._db.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return (row["seq"], row["hash"]) if row else (0, GENESIS_HASH)
+
+    async def events(self, *, doc_id: str | None = None, message_id: str | None = None,
+                     after_seq: int = 0, limit: int = 100) -> list[AuditEvent]:
+        """Events in seq order, optionally only those about one document or one message."""
+        where, params = ["seq > ?"], [after_seq]
+        if doc_id is not None:
+            where.append("doc_id = ?")
+            params.append(doc_id)
+        if message_id is not None:
+            where.append("message_id = ?")
+            params.append(message_id)
+        rows = await self._db.fetchall(
+            f"SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit"
+            f" WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit))
+        return [_event(row) for row in rows]
+
+    async def verify_chain(self, *, page: int = 2000) -> int:
+        """Walk the whole log; returns the number of events, or raises :class:`AuditChainBroken`.
+
+        Reads in pages so a long log is checked in bounded memory.
+        """
+        prev, expected_seq, count = GENESIS_HASH, 1, 0
+        while True:
+            rows = await self._db.fetchall(
+                "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit"
+                " WHERE seq >= ? ORDER BY seq LIMIT ?", (expected_seq, page))
+            if not rows:
+                break
+            for row in rows:
+                seq = row["seq"]
+                if seq != expected_seq:
+                    raise AuditChainBroken(f"审计日志在序号 {expected_seq} 处缺失事件",
+                                           seq=expected_seq, reason="missing")
+                if row["prev_hash"] != prev:
+                    raise AuditChainBroken(f"审计日志在序号 {seq} 处链接断开", seq=seq, reason="link")
+                try:
+                    digest = event_hash(prev, seq, row["at"], row["actor"], row["action"],
+                                        json.loads(row["subjects"]), json.loads(row["details"]))
+                except Exception as exc:  # unreadable JSON, floats, anything canonical JSON refuses
+                    raise AuditChainBroken(f"审计日志序号 {seq} 的内容无法解析", seq=seq,
+                                           reason="unreadable", error=str(exc)) from None
+                if digest != row["hash"]:
+                    raise AuditChainBroken(f"审计日志序号 {seq} 的内容与其哈希不符", seq=seq, reason="hash")
+                prev, expected_seq, count = digest, seq + 1, count + 1
+        return count
+
+
+def _event(row: Any) -> AuditEvent:
+    return AuditEvent(seq=row["seq"], at=from_db_time(row["at"]), actor=row["actor"],  # type: ignore[arg-type]
+                      action=row["action"], subjects=json.loads(row["subjects"]),
+                      details=json.loads(row["details"]), prev_hash=row["prev_hash"], hash=row["hash"])

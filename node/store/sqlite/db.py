@@ -1,0 +1,214 @@
+"""The node's SQLite database: one writer connection, one reader connection, explicit transactions.
+
+Durability argument (why ``synchronous=FULL``):
+    In WAL mode ``synchronous=NORMAL`` survives a process crash (kill -9) but not a power cut:
+    commits sit in the WAL un-fsynced until the next checkpoint. A node acknowledges envelopes with
+    *signed* transport receipts (non-repudiation), so a committed row must survive the machine
+    losing power, or we would have signed for something we then lost. ``FULL`` fsyncs the WAL on
+    every commit; group commit (:mod:`node.store.sqlite.group_commit`) amortises that one fsync over every
+    envelope accepted in the same batch, which is what makes it affordable on the hot path.
+
+Concurrency model:
+    aiosqlite gives each connection its own thread and serialises calls on it. All writes go
+    through :meth:`Database.transaction`, which holds an :class:`asyncio.Lock` (so coroutines never
+    interleave statements of different transactions on the one writer connection) and starts with
+    ``BEGIN IMMEDIATE`` (so the SQLite write lock is taken up front and another process, e.g. a CLI
+    command, waits ``busy_timeout`` instead of failing half-way). Reads outside a transaction use a
+    second, ``query_only`` connection: in WAL mode it sees the last committed snapshot and never
+    waits for the writer. Do not open a transaction while holding one in the same task (deadlock);
+    pass the ``tx`` down instead: every write API takes an optional ``tx``.
+
+Times are stored as fixed-width UTC ISO-8601 strings (``2025-03-01T08:00:00.000000Z``): they sort
+as text exactly as they sort as times, so range filters and indexes work on them directly, and a
+person reading the database with ``sqlite3`` sees dates rather than epoch numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from node.errors import StoreError
+
+BUSY_TIMEOUT_MS = 10_000
+
+_WRITER_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    # Checkpoint often enough that the WAL (read by every reader) stays small.
+    "PRAGMA wal_autocheckpoint=1000",
+)
+_READER_PRAGMAS = (
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    "PRAGMA query_only=ON",
+)
+
+
+def to_db_time(value: datetime) -> str:
+    """A timezone-aware datetime as the fixed-width UTC text the database stores."""
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise StoreError("times given to the store must be timezone-aware datetimes", value=repr(value))
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_db_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class Transaction:
+    """One open write transaction. Statements run on the writer connection, in order."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        # (seq, hash) of the newest audit event, loaded lazily by node.store.sqlite.audit and kept for the
+        # rest of the transaction so a batch of appends costs one read.
+        self.audit_head: tuple[int, str] | None = None
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        cursor = await self._conn.executemany(sql, rows)
+        return cursor.rowcount
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self._conn.execute_fetchall(sql, params)
+        return rows[0] if rows else None
+
+
+class Database:
+    """The writer and reader connections of one node database file."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+        self.commits = 0  # how many transactions committed (for figures and tests of batching)
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Database:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path, _WRITER_PRAGMAS)
+        try:
+            mode = await writer.execute_fetchall("PRAGMA journal_mode")
+            if mode[0][0].lower() != "wal":
+                raise StoreError("the database refused WAL mode", path=str(path), mode=mode[0][0])
+            reader = await _connect(path, _READER_PRAGMAS)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        async with self._lock:
+            try:
+                # Fold the WAL back into the main file so a cleanly stopped node leaves one file.
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                await self._reader.close()
+                await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """``async with db.transaction() as tx:`` — commit on success, roll back on any exception."""
+        async with self._lock:
+            try:
+                await _to_the_end(self._writer, "BEGIN IMMEDIATE")
+            except BaseException:
+                await _rollback(self._writer)  # a BEGIN that went through before a cancel is undone
+                raise
+            tx = Transaction(self._writer)
+            try:
+                yield tx
+            except BaseException:
+                await _rollback(self._writer)
+                raise
+            try:
+                await _to_the_end(self._writer, "COMMIT")
+            except asyncio.CancelledError:
+                self.commits += 1  # the COMMIT ran to its end: committed; the caller is cancelled all the same
+                raise
+            except BaseException:
+                await _rollback(self._writer)
+                raise
+            self.commits += 1
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Read the last committed state (reader connection, never blocked by the writer)."""
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self._reader.execute_fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def pragma(self, name: str) -> Any:
+        """The writer connection's value of a PRAGMA (for status output and tests)."""
+        rows = await self._writer.execute_fetchall(f"PRAGMA {name}")
+        return rows[0][0] if rows else None
+
+    @asynccontextmanager
+    async def maybe_transaction(self, tx: Transaction | None) -> AsyncIterator[Transaction]:
+        """Use the caller's transaction if given, else open (and commit) one of our own."""
+        if tx is not None:
+            yield tx
+            return
+        async with self.transaction() as own:
+            yield own
+
+
+async def _connect(path: Path, pragmas: Iterable[str]) -> aiosqlite.Connection:
+    # isolation_level=None: no implicit BEGINs from the sqlite3 module; we issue BEGIN/COMMIT.
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in pragmas:
+            await conn.execute(pragma)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _to_the_end(conn: aiosqlite.Connection, sql: str) -> None:
+    """Run ``sql`` to its end even if the caller is cancelled meanwhile.
+
+    aiosqlite runs a queued statement whatever happens to the awaiting task; without this a cancel
+    during BEGIN or COMMIT would leave the writer in a state nobody knows (a transaction open with
+    the lock released, or a commit the caller believes failed). A cancelled caller waits for the
+    statement, then sees the cancellation with the connection in a known state.
+    """
+    statement = asyncio.ensure_future(conn.execute(sql))
+    try:
+        await asyncio.shield(statement)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await statement
+        raise
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await _to_the_end(conn, "ROLLBACK")
+    except sqlite3.OperationalError:
+        # No transaction open (BEGIN never ran), or SQLite already rolled back (SQLITE_FULL).
+        pass

@@ -1,0 +1,498 @@
+"""Inbound dedupe (``received``) and the business rows: outbox documents with their recipients, inbox.
+
+Exactly-once in the inbox over an at-least-once wire: ``received`` is keyed by message id and keeps
+the signed transport receipt we answered with. :meth:`Messages.accept_inbound` inserts with
+``INSERT … ON CONFLICT DO NOTHING`` and reads the row back in the same write transaction, so two
+identical envelopes racing in produce one row and both callers get the one stored receipt; the same
+id with other bytes (another envelope digest) is refused with ``ENV_REPLAYED``. The batch variant
+used by group commit does the same for many envelopes with a constant number of statements.
+
+Outbox and inbox statuses are the strings of :mod:`exchange_protocol.states` (Enum members are
+accepted and stored by value). Which transition is legal is decided there, not here: this layer
+stores what it is told, but only through compare-and-set updates (``expected_status``), so of two
+clerks acting on the same row at once, one wins and the other gets :class:`StoreConflict` and can
+re-read and re-decide instead of silently overwriting.
+
+Listings page by keyset on the rows' integer ``id`` (newest first): ``before_id`` of the next page
+is the last id of this one, stable while new rows arrive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from exchange_protocol.errors import EnvelopeReplayed
+from exchange_protocol.states import ReceiverStatus, SenderStatus, is_settled
+from node.errors import StoreConflict, StoreDuplicate, StoreError, StoreNotFound
+from node.store.blobs import check_digest
+from node.store.sqlite.audit import AuditLog, NewEvent
+from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
+
+T = TypeVar("T")
+
+# Statuses in which a passed deadline is no longer a red light (the rule lives in states.is_settled).
+SETTLED_SENDER = tuple(s.value for s in SenderStatus if is_settled(s))
+SETTLED_RECEIVER = tuple(s.value for s in ReceiverStatus if is_settled(s))
+
+
+def _v(value: Any) -> Any:
+    """Enums by value, datetimes as stored text, everything else as is."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return to_db_time(value)
+    return value
+
+
+def _in(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+# --- inbound --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InboundEnvelope:
+    """An envelope whose bytes are durable in the blob store, with the receipt we will answer."""
+
+    message_id: str
+    envelope_digest: str  # SHA-256 of the exact envelope bytes
+    blob_digest: str
+    origin_node: str
+    receipt: bytes        # the signed transport receipt binding envelope_digest
+    type: str | None = None
+    size: int | None = None
+    payload_digest: str | None = None  # the decrypted payload, durable beside the envelope
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str
+    new: bool        # False: a duplicate; ``receipt`` is the one answered the first time
+    receipt: bytes
+
+
+@dataclass(frozen=True)
+class ReceivedEnvelope:
+    message_id: str
+    envelope_digest: str
+    blob_digest: str
+    origin_node: str
+    type: str | None
+    size: int | None
+    received_at: datetime
+    receipt: bytes
+    state: str                     # new (to process) / done / failed / corrupt
+    error_code: str | None
+    error_message: str | None
+    payload_digest: str | None = None
+    attempts: int = 0
+
+
+# --- outbox / inbox rows --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutboxRecipient:
+    unit: str
+    role: str                      # 主送 / 抄送
+    status: str                    # exchange_protocol.states.SenderStatus value
+    destination_node: str | None = None
+    who: str | None = None
+    when: datetime | None = None
+    reason: str | None = None
+    urge_count: int = 0
+    last_urged_at: datetime | None = None
+    updated_at: datetime | None = None
+    doc_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxDocument:
+    doc_id: str
+    from_unit: str
+    title: str
+    kind: str                      # 文种
+    package_digest: str
+    created_at: datetime
+    doc_number: str | None = None  # 发文字号
+    deadline: datetime | None = None  # 办理时限 (the caller chooses the instant, e.g. end of day)
+    id: int | None = None
+    recipients: tuple[OutboxRecipient, ...] = ()
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    doc_id: str
+    unit: str                      # the receiving unit
+    role: str
+    from_unit: str
+    title: str
+    kind: str
+    status: str                    # exchange_protocol.states.ReceiverStatus value
+    package_digest: str
+    received_at: datetime
+    urgency: str | None = None
+    deadline: datetime | None = None
+    signed_by: str | None = None
+    signed_at: datetime | None = None
+    return_reason: str | None = None
+    urge_count: int = 0
+    last_urged_at: datetime | None = None
+    verification: Mapping[str, Any] | None = None  # the verification report, as JSON
+    message_id: str | None = None
+    id: int | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    unit: str | None = None        # outbox: the sending unit; inbox: the receiving unit
+    status: str | Enum | None = None  # outbox: documents with a recipient in this status
+    kind: str | Enum | None = None
+    overdue: bool = False          # deadline passed and not settled (states.is_overdue)
+    counterpart: str | None = None  # outbox: a recipient unit; inbox: the sending unit
+    before_id: int | None = None   # keyset: the last id of the previous page
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T] = field(default_factory=list)
+    next_before_id: int | None = None  # None: this was the last page
+
+
+_RECIPIENT_FIELDS = {"status": "status", "destination_node": "destination_node", "who": "status_by",
+                     "when": "status_at", "reason": "reason", "urge_count": "urge_count",
+                     "last_urged_at": "last_urged_at"}
+_INBOX_FIELDS = {"status", "signed_by", "signed_at", "return_reason", "urge_count", "last_urged_at",
+                 "verification"}
+
+
+class Messages:
+    def __init__(self, db: Database, audit: AuditLog, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._audit = audit
+        self._clock = clock
+
+    # --- inbound dedupe -----------------------------------------------------------------------
+    async def accept_inbound(self, env: InboundEnvelope, *, tx: Transaction | None = None,
+                             actor: str = "node") -> Accepted:
+        """Record an envelope once; a duplicate gets the original receipt, a replay ENV_REPLAYED."""
+        check_digest(env.blob_digest)
+        async with self._db.maybe_transaction(tx) as t:
+            inserted = await t.execute(
+                "INSERT INTO received (message_id, envelope_digest, blob_digest, origin_node, type, size,"
+                " received_at, receipt, payload_digest) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (message_id) DO NOTHING",
+                self._received_row(env))
+            row = await t.fetchone("SELECT envelope_digest, receipt FROM received WHERE message_id = ?",
+                                   (env.message_id,))
+            if row["envelope_digest"] != env.envelope_digest:
+                raise _replayed(env, row["envelope_digest"])
+            if inserted:
+                await self._audit.append_many(t, [_received_event(env, actor)])
+        return Accepted(env.message_id, bool(inserted), row["receipt"])
+
+    async def accept_inbound_batch(self, tx: Transaction, envs: Sequence[InboundEnvelope], *,
+                                   actor: str = "node") -> list[Accepted | EnvelopeReplayed]:
+        """Many envelopes in ``tx`` with a constant number of statements; results in input order.
+
+        Inside ``BEGIN IMMEDIATE`` nobody else can insert, so rows found by the first SELECT are
+        exactly the duplicates; the rest are inserted (ON CONFLICT DO NOTHING kept as a belt).
+        """
+        for env in envs:
+            check_digest(env.blob_digest)
+        ids = list(dict.fromkeys(env.message_id for env in envs))
+        stored: dict[str, tuple[str, bytes]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for row in await tx.fetchall(
+                    f"SELECT message_id, envelope_digest, receipt FROM received WHERE message_id IN ({_in(chunk)})",
+                    chunk):
+                stored[row["message_id"]] = (row["envelope_digest"], row["receipt"])
+        results: list[Accepted | EnvelopeReplayed] = []
+        fresh: list[InboundEnvelope] = []
+        for env in envs:
+            if env.message_id in stored:
+                digest, receipt = stored[env.message_id]
+                results.append(_replayed(env, digest) if digest != env.envelope_digest
+                               else Accepted(env.message_id, False, receipt))
+                continue
+            stored[env.message_id] = (env.envelope_digest, env.receipt)
+            fresh.append(env)
+            results.append(Accepted(env.message_id, True, env.receipt))
+        if fresh:
+            await tx.executemany(
+                "INSERT INTO received (message_id, envelope_digest, blob_digest, origin_node, type, size,"
+                " received_at, receipt, payload_digest) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (message_id) DO NOTHING",
+                [self._received_row(env) for env in fresh])
+            await self._audit.append_many(tx, [_received_event(env, actor) for env in fresh])
+        return results
+
+    def _received_row(self, env: InboundEnvelope) -> tuple[Any, ...]:
+        return (env.message_id, env.envelope_digest, env.blob_digest, env.origin_node, env.type, env.size,
+                to_db_time(self._clock()), env.receipt, env.payload_digest)
+
+    async def get_received(self, message_id: str) -> ReceivedEnvelope | None:
+        row = await self._db.fetchone("SELECT * FROM received WHERE message_id = ?", (message_id,))
+        return _received(row) if row else None
+
+    async def pending_inbound(self, limit: int = 100) -> list[ReceivedEnvelope]:
+        """Acknowledged envelopes not yet processed and due (not waiting to be retried), oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM received WHERE state = 'new' AND (retry_at IS NULL OR retry_at <= ?)"
+            " ORDER BY received_at, message_id LIMIT ?", (to_db_time(self._clock()), limit))
+        return [_received(r) for r in rows]
+
+    async def next_inbound_retry(self) -> datetime | None:
+        row = await self._db.fetchone("SELECT MIN(retry_at) FROM received WHERE state = 'new'")
+        return from_db_time(row[0]) if row else None
+
+    async def defer_inbound(self, message_id: str, retry_at: datetime, error: Any) -> None:
+        """A transient failure applying ``message_id``: try again at ``retry_at`` (counted)."""
+        code = getattr(error, "code", "INTERNAL")
+        message = getattr(error, "message", str(error))
+        async with self._db.transaction() as t:
+            await t.execute(
+                "UPDATE received SET retry_at = ?, attempts = attempts + 1, error_code = ?, error_message = ?"
+                " WHERE message_id = ? AND state = 'new'", (to_db_time(retry_at), code, message, message_id))
+            await self._audit.append(t, "node", "envelope.deferred", {"message_id": message_id},
+                                     {"error": code, "retry_at": to_db_time(retry_at)})
+
+    async def mark_inbound(self, message_id: str, state: str, *, error: Any = None,
+                           tx: Transaction | None = None, actor: str = "node") -> None:
+        """Record the outcome of processing: ``done``, ``failed`` or ``corrupt`` (with a typed error)."""
+        if state not in ("done", "failed", "corrupt"):
+            raise StoreError(f"未知的接收处理状态 {state!r}", state=state)
+        code = getattr(error, "code", None)
+        message = getattr(error, "message", None if error is None else str(error))
+        async with self._db.maybe_transaction(tx) as t:
+            changed = await t.execute(
+                "UPDATE received SET state = ?, error_code = ?, error_message = ?, processed_at = ?"
+                " WHERE message_id = ?", (state, code, message, to_db_time(self._clock()), message_id))
+            if not changed:
+                raise StoreNotFound("没有该接收报文", message_id=message_id)
+            await self._audit.append(t, actor, f"envelope.{state}", {"message_id": message_id},
+                                     {"error": code} if code else {})
+
+    # --- outbox ---------------------------------------------------------------------------------
+    async def add_outbox(self, doc: OutboxDocument, recipients: Sequence[OutboxRecipient], *, actor: str,
+                         tx: Transaction | None = None) -> int:
+        """Store a sent document and one row per recipient unit; returns the document's row id."""
+        check_digest(doc.package_digest)
+        now = to_db_time(self._clock())
+        async with self._db.maybe_transaction(tx) as t:
+            if await t.fetchone("SELECT 1 FROM outbox WHERE doc_id = ?", (doc.doc_id,)):
+                raise StoreDuplicate("发件箱中已有该公文", doc_id=doc.doc_id)
+            await t.execute(
+                "INSERT INTO outbox (doc_id, from_unit, title, kind, doc_number, deadline, created_at,"
+                " package_digest) VALUES (?,?,?,?,?,?,?,?)",
+                (doc.doc_id, doc.from_unit, doc.title, _v(doc.kind), doc.doc_number, _v(doc.deadline),
+                 _v(doc.created_at), doc.package_digest))
+            row = await t.fetchone("SELECT id FROM outbox WHERE doc_id = ?", (doc.doc_id,))
+            await t.executemany(
+                "INSERT INTO outbox_recipients (doc_id, unit_code, role, destination_node, status, status_by,"
+                " status_at, reason, urge_count, last_urged_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(doc.doc_id, r.unit, _v(r.role), r.destination_node, _v(r.status), r.who, _v(r.when),
+                  r.reason, r.urge_count, _v(r.last_urged_at), now) for r in recipients])
+            await self._audit.append(t, actor, "outbox.create", {"doc_id": doc.doc_id, "unit": doc.from_unit},
+                                     {"kind": _v(doc.kind), "title": doc.title,
+                                      "recipients": [[r.unit, _v(r.role)] for r in recipients]})
+        return row["id"]
+
+    async def update_recipient(self, doc_id: str, unit: str, expected_status: str | Enum,
+                               changes: Mapping[str, Any], *, actor: str, action: str | None = None,
+                               details: Mapping[str, Any] | None = None,
+                               tx: Transaction | None = None) -> OutboxRecipient:
+        """Compare-and-set one recipient row: applies ``changes`` only if its status is still
+        ``expected_status``; else :class:`StoreConflict` (``details['status']`` is the current one).
+
+        ``changes`` keys: status, who, when, reason, urge_count, last_urged_at, destination_node.
+        """
+        unknown = set(changes) - set(_RECIPIENT_FIELDS)
+        if unknown:
+            raise StoreError(f"收件单位记录没有这些字段：{sorted(unknown)}", fields=sorted(unknown))
+        sets = [f"{_RECIPIENT_FIELDS[k]} = ?" for k in changes] + ["updated_at = ?"]
+        params = [_v(v) for v in changes.values()] + [to_db_time(self._clock())]
+        new_status = _v(changes.get("status", expected_status))
+        event = NewEvent(actor, action or f"recipient.{new_status}", {"doc_id": doc_id, "unit": unit},
+                         {"from": _v(expected_status), **_jsonable(changes), **dict(details or {})})
+        async with self._db.maybe_transaction(tx) as t:
+            await self._cas(t, "outbox_recipients", sets, params, doc_id, unit, _v(expected_status), event)
+            row = await t.fetchone("SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code = ?",
+                                   (doc_id, unit))
+        return _recipient(row)
+
+    async def _cas(self, t: Transaction, table: str, sets: list[str], params: list[Any], doc_id: str,
+                   unit: str, expected: str, event: NewEvent) -> None:
+        changed = await t.execute(
+            f"UPDATE {table} SET {', '.join(sets)} WHERE doc_id = ? AND unit_code = ? AND status = ?",
+            (*params, doc_id, unit, expected))
+        if not changed:
+            row = await t.fetchone(f"SELECT status FROM {table} WHERE doc_id = ? AND unit_code = ?",
+                                   (doc_id, unit))
+            if row is None:
+                raise StoreNotFound("没有该公文的这个单位记录", doc_id=doc_id, unit=unit)
+            raise StoreConflict(f"记录状态已变为 {row['status']}（预期 {expected}），请刷新后重试",
+                                doc_id=doc_id, unit=unit, status=row["status"], expected=expected)
+        await self._audit.append_many(t, [event])
+
+    async def get_outbox(self, doc_id: str) -> OutboxDocument | None:
+        row = await self._db.fetchone("SELECT * FROM outbox WHERE doc_id = ?", (doc_id,))
+        if row is None:
+            return None
+        return (await self._with_recipients([row]))[0]
+
+    async def list_outbox(self, flt: ListFilter = ListFilter()) -> Page[OutboxDocument]:
+        where, params = ["1 = 1"], []
+        if flt.unit is not None:
+            where.append("o.from_unit = ?")
+            params.append(flt.unit)
+        if flt.kind is not None:
+            where.append("o.kind = ?")
+            params.append(_v(flt.kind))
+        if flt.status is not None:
+            where.append("EXISTS (SELECT 1 FROM outbox_recipients r WHERE r.doc_id = o.doc_id AND r.status = ?)")
+            params.append(_v(flt.status))
+        if flt.counterpart is not None:
+            where.append("EXISTS (SELECT 1 FROM outbox_recipients r WHERE r.doc_id = o.doc_id AND r.unit_code = ?)")
+            params.append(flt.counterpart)
+        if flt.overdue:
+            where.append("o.deadline IS NOT NULL AND o.deadline < ? AND EXISTS (SELECT 1 FROM"
+                         f" outbox_recipients r WHERE r.doc_id = o.doc_id AND r.status NOT IN ({_in(SETTLED_SENDER)}))")
+            params += [to_db_time(self._clock()), *SETTLED_SENDER]
+        rows = await self._page("outbox o", "o", where, params, flt)
+        items = await self._with_recipients(rows[:flt.limit])
+        return Page(items, items[-1].id if len(rows) > flt.limit else None)
+
+    async def _with_recipients(self, rows: Sequence[Any]) -> list[OutboxDocument]:
+        if not rows:
+            return []
+        ids = [r["doc_id"] for r in rows]
+        by_doc: dict[str, list[OutboxRecipient]] = {}
+        for r in await self._db.fetchall(
+                f"SELECT * FROM outbox_recipients WHERE doc_id IN ({_in(ids)}) ORDER BY doc_id, role, unit_code",
+                ids):
+            by_doc.setdefault(r["doc_id"], []).append(_recipient(r))
+        return [OutboxDocument(
+            doc_id=r["doc_id"], from_unit=r["from_unit"], title=r["title"], kind=r["kind"],
+            package_digest=r["package_digest"], created_at=from_db_time(r["created_at"]),  # type: ignore[arg-type]
+            doc_number=r["doc_number"], deadline=from_db_time(r["deadline"]), id=r["id"],
+            recipients=tuple(by_doc.get(r["doc_id"], ()))) for r in rows]
+
+    async def _page(self, table: str, alias: str, where: list[str], params: list[Any],
+                    flt: ListFilter) -> list[Any]:
+        if flt.before_id is not None:
+            where.append(f"{alias}.id < ?")
+            params.append(flt.before_id)
+        return await self._db.fetchall(
+            f"SELECT {alias}.* FROM {table} WHERE {' AND '.join(where)} ORDER BY {alias}.id DESC LIMIT ?",
+            (*params, flt.limit + 1))
+
+    # --- inbox ----------------------------------------------------------------------------------
+    async def add_inbox(self, row: InboxRow, *, actor: str = "node", tx: Transaction | None = None) -> bool:
+        """Place a document in a unit's inbox; False if it is there already (re-processing after a crash)."""
+        check_digest(row.package_digest)
+        now = to_db_time(self._clock())
+        async with self._db.maybe_transaction(tx) as t:
+            inserted = await t.execute(
+                "INSERT INTO inbox (doc_id, unit_code, role, from_unit, title, kind, urgency, deadline, status,"
+                " signed_by, signed_at, return_reason, urge_count, last_urged_at, package_digest, verification,"
+                " message_id, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (doc_id, unit_code) DO NOTHING",
+                (row.doc_id, row.unit, _v(row.role), row.from_unit, row.title, _v(row.kind), _v(row.urgency),
+                 _v(row.deadline), _v(row.status), row.signed_by, _v(row.signed_at), row.return_reason,
+                 row.urge_count, _v(row.last_urged_at), row.package_digest,
+                 None if row.verification is None else json.dumps(row.verification, ensure_ascii=False),
+                 row.message_id, _v(row.received_at), now))
+            if inserted:
+                await self._audit.append(t, actor, "inbox.add", {"doc_id": row.doc_id, "unit": row.unit},
+                                         {"from_unit": row.from_unit, "kind": _v(row.kind),
+                                          "message_id": row.message_id})
+        return bool(inserted)
+
+    async def update_inbox(self, doc_id: str, unit: str, expected_status: str | Enum,
+                           changes: Mapping[str, Any], *, actor: str, action: str | None = None,
+                           details: Mapping[str, Any] | None = None,
+                           tx: Transaction | None = None) -> InboxRow:
+        """Compare-and-set one inbox row (keys: status, signed_by, signed_at, return_reason,
+        urge_count, last_urged_at, verification); :class:`StoreConflict` if the status moved on."""
+        unknown = set(changes) - _INBOX_FIELDS
+        if unknown:
+            raise StoreError(f"收件箱记录没有这些字段：{sorted(unknown)}", fields=sorted(unknown))
+        values = {k: (json.dumps(v, ensure_ascii=False) if k == "verification" and v is not None else _v(v))
+                  for k, v in changes.items()}
+        sets = [f"{k} = ?" for k in values] + ["updated_at = ?"]
+        params = [*values.values(), to_db_time(self._clock())]
+        new_status = _v(changes.get("status", expected_status))
+        event = NewEvent(actor, action or f"inbox.{new_status}", {"doc_id": doc_id, "unit": unit},
+                         {"from": _v(expected_status),
+                          **_jsonable({k: v for k, v in changes.items() if k != "verification"}),
+                          **dict(details or {})})
+        async with self._db.maybe_transaction(tx) as t:
+            await self._cas(t, "inbox", sets, params, doc_id, unit, _v(expected_status), event)
+            row = await t.fetchone("SELECT * FROM inbox WHERE doc_id = ? AND unit_code = ?", (doc_id, unit))
+        return _inbox(row)
+
+    async def get_inbox(self, doc_id: str, unit: str) -> InboxRow | None:
+        row = await self._db.fetchone("SELECT * FROM inbox WHERE doc_id = ? AND unit_code = ?", (doc_id, unit))
+        return _inbox(row) if row else None
+
+    async def list_inbox(self, flt: ListFilter = ListFilter()) -> Page[InboxRow]:
+        where, params = ["1 = 1"], []
+        for column, value in (("i.unit_code", flt.unit), ("i.status", flt.status), ("i.kind", flt.kind),
+                              ("i.from_unit", flt.counterpart)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(_v(value))
+        if flt.overdue:
+            where.append(f"i.deadline IS NOT NULL AND i.deadline < ? AND i.status NOT IN ({_in(SETTLED_RECEIVER)})")
+            params += [to_db_time(self._clock()), *SETTLED_RECEIVER]
+        rows = await self._page("inbox i", "i", where, params, flt)
+        items = [_inbox(r) for r in rows[:flt.limit]]
+        return Page(items, items[-1].id if len(rows) > flt.limit else None)
+
+
+def _replayed(env: InboundEnvelope, stored_digest: str) -> EnvelopeReplayed:
+    return EnvelopeReplayed("同一报文标识已收到过内容不同的报文（重放或标识冲突）",
+                            message_id=env.message_id, stored_digest=stored_digest,
+                            digest=env.envelope_digest, origin=env.origin_node)
+
+
+def _received_event(env: InboundEnvelope, actor: str) -> NewEvent:
+    return NewEvent(actor, "envelope.received", {"message_id": env.message_id, "node": env.origin_node},
+                    {"digest": env.envelope_digest, "type": env.type, "size": env.size})
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _v(v) for k, v in values.items()}
+
+
+def _received(row: Any) -> ReceivedEnvelope:
+    return ReceivedEnvelope(
+        message_id=row["message_id"], envelope_digest=row["envelope_digest"], blob_digest=row["blob_digest"],
+        origin_node=row["origin_node"], type=row["type"], size=row["size"],
+        received_at=from_db_time(row["received_at"]), receipt=row["receipt"], state=row["state"],  # type: ignore[arg-type]
+        error_code=row["error_code"], error_message=row["error_message"], payload_digest=row["payload_digest"],
+        attempts=row["attempts"])
+
+
+def _recipient(row: Any) -> OutboxRecipient:
+    return OutboxRecipient(
+        doc_id=row["doc_id"], unit=row["unit_code"], role=row["role"], status=row["status"],
+        destination_node=row["destination_node"], who=row["status_by"], when=from_db_time(row["status_at"]),
+        reason=row["reason"], urge_count=row["urge_count"], last_urged_at=from_db_time(row["last_urged_at"]),
+        updated_at=from_db_time(row["updated_at"]))
+
+
+def _inbox(row: Any) -> InboxRow:
+    return InboxRow(
+        id=row["id"], doc_id=row["doc_id"], unit=row["unit_code"], role=row["role"], from_unit=row["from_unit"],
+        title=row["title"], kind=row["kind"], status=row["status"], package_digest=row["package_digest"],
+        received_at=from_db_time(row["received_at"]), urgency=row["urgency"],  # type: ignore[arg-type]
+        deadline=from_db_time(row["deadline"]), signed_by=row["signed_by"],
+        signed_at=from_db_time(row["signed_at"]), return_reason=row["return_reason"],
+        urge_count=row["urge_count"], last_urged_at=from_db_time(row["last_urged_at"]),
+        verification=json.loads(row["verification"]) if row["verification"] else None,
+        message_id=row["message_id"], updated_at=from_db_time(row["updated_at"]))

@@ -1,0 +1,262 @@
+"""Schema migrations: an ordered list of SQL statement lists, each applied in one transaction.
+
+``schema_version`` records every applied migration. :func:`migrate` reads the current version
+*inside* a ``BEGIN IMMEDIATE`` transaction before applying the next step, so two processes opening
+the same fresh database cannot both apply it, and re-opening an up-to-date database changes nothing.
+A database migrated by a newer gwx is refused (:class:`StoreSchemaTooNew`) rather than guessed at.
+
+Statements are kept as separate strings rather than one script because ``sqlite3.executescript``
+commits any open transaction first, which would break the one-transaction-per-migration rule.
+Append new migrations at the end; never edit a shipped one.
+
+Design of the tables (version 1):
+
+- ``queue``: the outbound queue, one logical queue per ``destination`` node. Envelope bytes live in
+  the blob store; the row holds the digest. States: incoming → active → sent, or deferred (retry
+  later), hold (operator), corrupt (blob missing/altered), bounced (gave up).
+- ``peers``: the transport's view of each peer node (up / backing-off / dead) so it survives restarts.
+- ``received``: inbound dedupe keyed by message id, with the signed transport receipt we answered
+  with, so a duplicate gets the original receipt back; ``state`` tracks post-acknowledgement
+  processing (new → done / failed / corrupt) so a restart resumes it.
+- ``outbox`` / ``outbox_recipients``: documents this node's units sent, one row per recipient unit.
+- ``inbox``: documents received, one row per receiving unit.
+- ``audit``: the append-only hash-chained log; triggers refuse UPDATE and DELETE.
+- ``blob_refs``: a view of every blob digest a row refers to (what garbage collection keeps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from node.errors import StoreSchemaTooNew
+from node.store.sqlite.db import Database, to_db_time
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_QUEUE_STATES = "'incoming','active','deferred','hold','corrupt','sent','bounced'"
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "queue, peers, received, outbox, inbox, audit", (
+        f"""CREATE TABLE queue (
+            message_id TEXT PRIMARY KEY,
+            destination TEXT NOT NULL,
+            blob_digest TEXT NOT NULL,
+            size INTEGER NOT NULL CHECK (size >= 0),
+            type TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ({_QUEUE_STATES})),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            first_attempt_at TEXT,
+            next_attempt_at TEXT NOT NULL,
+            last_error_code TEXT,
+            last_error_message TEXT,
+            receipt BLOB,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX queue_due ON queue (destination, state, next_attempt_at)",
+        "CREATE INDEX queue_state ON queue (state, next_attempt_at)",
+        "CREATE INDEX queue_blob ON queue (blob_digest)",
+        """CREATE TABLE peers (
+            node_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL CHECK (state IN ('up','backing-off','dead')),
+            since TEXT NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            last_error_code TEXT,
+            last_error_message TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE received (
+            message_id TEXT PRIMARY KEY,
+            envelope_digest TEXT NOT NULL,
+            blob_digest TEXT NOT NULL,
+            origin_node TEXT NOT NULL,
+            type TEXT,
+            size INTEGER,
+            received_at TEXT NOT NULL,
+            receipt BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new','done','failed','corrupt')),
+            error_code TEXT,
+            error_message TEXT,
+            processed_at TEXT
+        )""",
+        "CREATE INDEX received_state ON received (state, received_at)",
+        "CREATE INDEX received_blob ON received (blob_digest)",
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            doc_id TEXT NOT NULL UNIQUE,
+            from_unit TEXT NOT NULL,
+            title TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            doc_number TEXT,
+            deadline TEXT,
+            created_at TEXT NOT NULL,
+            package_digest TEXT NOT NULL
+        )""",
+        "CREATE INDEX outbox_unit ON outbox (from_unit, id)",
+        "CREATE INDEX outbox_blob ON outbox (package_digest)",
+        """CREATE TABLE outbox_recipients (
+            doc_id TEXT NOT NULL REFERENCES outbox (doc_id),
+            unit_code TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('主送','抄送')),
+            destination_node TEXT,
+            status TEXT NOT NULL,
+            status_by TEXT,
+            status_at TEXT,
+            reason TEXT,
+            urge_count INTEGER NOT NULL DEFAULT 0,
+            last_urged_at TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (doc_id, unit_code)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX outbox_recipients_status ON outbox_recipients (status, doc_id)",
+        """CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            doc_id TEXT NOT NULL,
+            unit_code TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('主送','抄送')),
+            from_unit TEXT NOT NULL,
+            title TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            urgency TEXT,
+            deadline TEXT,
+            status TEXT NOT NULL,
+            signed_by TEXT,
+            signed_at TEXT,
+            return_reason TEXT,
+            urge_count INTEGER NOT NULL DEFAULT 0,
+            last_urged_at TEXT,
+            package_digest TEXT NOT NULL,
+            verification TEXT,
+            message_id TEXT,
+            received_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (doc_id, unit_code)
+        )""",
+        "CREATE INDEX inbox_unit ON inbox (unit_code, id)",
+        "CREATE INDEX inbox_status ON inbox (status, id)",
+        "CREATE INDEX inbox_blob ON inbox (package_digest)",
+        """CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subjects TEXT NOT NULL,
+            details TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            doc_id TEXT GENERATED ALWAYS AS (json_extract(subjects, '$.doc_id')) VIRTUAL,
+            message_id TEXT GENERATED ALWAYS AS (json_extract(subjects, '$.message_id')) VIRTUAL
+        )""",
+        "CREATE INDEX audit_doc ON audit (doc_id, seq) WHERE doc_id IS NOT NULL",
+        "CREATE INDEX audit_message ON audit (message_id, seq) WHERE message_id IS NOT NULL",
+        """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+           BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END""",
+        """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+           BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END""",
+        """CREATE VIEW blob_refs (digest) AS
+               SELECT blob_digest FROM queue
+               UNION ALL SELECT blob_digest FROM received
+               UNION ALL SELECT package_digest FROM outbox
+               UNION ALL SELECT package_digest FROM inbox""",
+    )),
+    Migration(2, "envelope drafts, outgoing links, peer credentials, decrypted payloads of received envelopes", (
+        # A draft is a message whose envelope cannot be built yet: the destination's encryption
+        # certificate is not known (the peer has not been reached). The payload is durable; the
+        # destination queue builds the envelope once it has the certificate and swaps the draft
+        # for a queue row in one transaction.
+        """CREATE TABLE drafts (
+            message_id TEXT PRIMARY KEY,
+            destination TEXT NOT NULL,
+            type TEXT NOT NULL,
+            header TEXT NOT NULL,
+            payload_digest TEXT NOT NULL,
+            payload_size INTEGER NOT NULL CHECK (payload_size >= 0),
+            created_at TEXT NOT NULL,
+            expires_at TEXT
+        )""",
+        "CREATE INDEX drafts_destination ON drafts (destination, message_id)",
+        # Which document and units each message we sent concerns: receipts, bounces and notices
+        # coming back are matched against it (a peer may only speak for the units we sent it).
+        """CREATE TABLE outgoing (
+            message_id TEXT PRIMARY KEY,
+            doc_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            units TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX outgoing_doc ON outgoing (doc_id, destination, type)",
+        """CREATE TABLE peer_credentials (
+            node_id TEXT PRIMARY KEY,
+            signing_cert TEXT NOT NULL,
+            encryption_cert TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            fetched_at TEXT NOT NULL
+        )""",
+        "ALTER TABLE received ADD COLUMN payload_digest TEXT",
+        "DROP VIEW blob_refs",
+        """CREATE VIEW blob_refs (digest) AS
+               SELECT blob_digest FROM queue
+               UNION ALL SELECT blob_digest FROM received
+               UNION ALL SELECT payload_digest FROM received WHERE payload_digest IS NOT NULL
+               UNION ALL SELECT package_digest FROM outbox
+               UNION ALL SELECT package_digest FROM inbox
+               UNION ALL SELECT payload_digest FROM drafts""",
+    )),
+    Migration(3, "received envelopes retried after transient failures", (
+        # Applying an acknowledged envelope may fail for a while (a stale CRL, the database busy, a
+        # notice overtaking its document): it is tried again later, never given up at the first try.
+        "ALTER TABLE received ADD COLUMN retry_at TEXT",
+        "ALTER TABLE received ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    )),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+async def current_version(db: Database) -> int:
+    row = await db.fetchone(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+    if row is None:
+        return 0
+    row = await db.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+    return int(row[0])
+
+
+async def migrate(db: Database, now: datetime, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Bring the database to the newest schema; returns the versions applied (empty if none)."""
+    known = migrations[-1].version if migrations else 0
+    applied: list[int] = []
+    async with db.transaction() as tx:
+        await tx.execute("""CREATE TABLE IF NOT EXISTS schema_version (
+            version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
+    for migration in migrations:
+        async with db.transaction() as tx:
+            row = await tx.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            have = int(row[0])
+            if have > known:
+                raise StoreSchemaTooNew(
+                    f"数据库结构版本 {have} 比本程序支持的 {known} 新，请升级 gwx",
+                    path=str(db.path), version=have, supported=known)
+            if have >= migration.version:
+                continue
+            for statement in migration.statements:
+                await tx.execute(statement)
+            await tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                             (migration.version, migration.description, to_db_time(now)))
+            applied.append(migration.version)
+    if not applied:
+        version = await current_version(db)
+        if version > known:
+            raise StoreSchemaTooNew(
+                f"数据库结构版本 {version} 比本程序支持的 {known} 新，请升级 gwx",
+                path=str(db.path), version=version, supported=known)
+    return applied

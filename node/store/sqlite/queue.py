@@ -1,0 +1,363 @@
+"""Outbound queue persistence: one logical queue per destination node, plus the peers table.
+
+States (the Postfix queue, made durable)::
+
+    incoming ──load_active_window──▶ active ──mark_sent──▶ sent
+        ▲                              │ defer
+        └──────── release ◀── hold     ▼
+                                     deferred ──(due again)──▶ active …
+    any unfinished ──bounce──▶ bounced        any unfinished ──mark_corrupt──▶ corrupt
+
+- ``incoming``: accepted, never tried. ``deferred``: tried, waiting for ``next_attempt_at``.
+- ``active``: in the destination's bounded in-flight window. It is written down only so that the
+  window stays bounded across calls; after a restart :meth:`OutboundQueue.requeue_active` puts active
+  rows back (delivery is at-least-once; the receiver's dedupe makes it exactly-once). Claiming rows
+  for the window is therefore not an audited state change; every other transition is.
+- ``hold``: parked by an operator. ``corrupt``: its blob is missing or altered (found at start-up).
+- ``sent`` / ``bounced`` are final; :meth:`OutboundQueue.purge_finished` deletes old ones (the audit
+  log keeps their history) so the blobs they pinned can be collected.
+
+Retry timing (when ``next_attempt_at`` is) is decided by ``exchange_protocol.retry``; this module
+stores what it is told. Envelopes past ``expires_at`` never enter a window: :meth:`expired` lists
+them for the scheduler to bounce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
+from node.store.blobs import check_digest
+from node.store.sqlite.audit import AuditLog, NewEvent
+from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
+from pki.errors import GwxError
+
+INCOMING, ACTIVE, DEFERRED, HOLD, CORRUPT, SENT, BOUNCED = (
+    "incoming", "active", "deferred", "hold", "corrupt", "sent", "bounced")
+QUEUE_STATES = (INCOMING, ACTIVE, DEFERRED, HOLD, CORRUPT, SENT, BOUNCED)
+FINAL_STATES = frozenset({SENT, BOUNCED})
+UNFINISHED_STATES = frozenset({INCOMING, ACTIVE, DEFERRED, HOLD})
+
+PEER_UP, PEER_BACKING_OFF, PEER_DEAD = "up", "backing-off", "dead"
+PEER_STATES = (PEER_UP, PEER_BACKING_OFF, PEER_DEAD)
+
+_COLUMNS = ("message_id, destination, blob_digest, size, type, state, attempts, first_attempt_at,"
+            " next_attempt_at, last_error_code, last_error_message, receipt, created_at, expires_at,"
+            " updated_at")
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A failure as recorded on a row: the typed error's stable code and its human message."""
+
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, error: ErrorInfo | GwxError) -> ErrorInfo:
+        return error if isinstance(error, ErrorInfo) else cls(error.code, error.message)
+
+
+@dataclass(frozen=True)
+class OutboundItem:
+    """An envelope to send: its bytes are already durable in the blob store under ``blob_digest``."""
+
+    message_id: str
+    destination: str
+    blob_digest: str
+    size: int
+    type: str
+    expires_at: datetime | None = None
+    not_before: datetime | None = None  # first attempt no earlier than this (default: now)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    message_id: str
+    destination: str
+    blob_digest: str
+    size: int
+    type: str
+    state: str
+    attempts: int
+    first_attempt_at: datetime | None
+    next_attempt_at: datetime
+    last_error: ErrorInfo | None
+    receipt: bytes | None
+    created_at: datetime
+    expires_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PeerState:
+    node_id: str
+    state: str
+    since: datetime
+    failures: int
+    last_error: ErrorInfo | None
+    updated_at: datetime
+
+
+def _entry(row: Any) -> QueueEntry:
+    error = ErrorInfo(row["last_error_code"], row["last_error_message"]) if row["last_error_code"] else None
+    return QueueEntry(
+        message_id=row["message_id"], destination=row["destination"], blob_digest=row["blob_digest"],
+        size=row["size"], type=row["type"], state=row["state"], attempts=row["attempts"],
+        first_attempt_at=from_db_time(row["first_attempt_at"]),
+        next_attempt_at=from_db_time(row["next_attempt_at"]),  # type: ignore[arg-type]
+        last_error=error, receipt=row["receipt"], created_at=from_db_time(row["created_at"]),  # type: ignore[arg-type]
+        expires_at=from_db_time(row["expires_at"]), updated_at=from_db_time(row["updated_at"]))  # type: ignore[arg-type]
+
+
+def _in(values: Sequence[str]) -> str:
+    return ",".join("?" * len(values))
+
+
+class OutboundQueue:
+    def __init__(self, db: Database, audit: AuditLog, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._audit = audit
+        self._clock = clock
+
+    # --- writing ------------------------------------------------------------------------------
+    async def enqueue(self, item: OutboundItem, *, tx: Transaction | None = None,
+                      actor: str = "node") -> None:
+        await self.enqueue_many([item], tx=tx, actor=actor)
+
+    async def enqueue_many(self, items: Sequence[OutboundItem], *, tx: Transaction | None = None,
+                           actor: str = "node") -> None:
+        """Insert rows in state ``incoming``; a message id already queued raises :class:`StoreDuplicate`."""
+        if not items:
+            return
+        now = to_db_time(self._clock())
+        rows = []
+        for item in items:
+            check_digest(item.blob_digest)
+            rows.append((item.message_id, item.destination, item.blob_digest, item.size, item.type,
+                         INCOMING, to_db_time(item.not_before) if item.not_before else now, now,
+                         to_db_time(item.expires_at) if item.expires_at else None, now))
+        async with self._db.maybe_transaction(tx) as t:
+            ids = [item.message_id for item in items]
+            existing = await t.fetchall(f"SELECT message_id FROM queue WHERE message_id IN ({_in(ids)})", ids)
+            if existing or len(set(ids)) != len(ids):
+                dup = existing[0]["message_id"] if existing else ids[0]
+                raise StoreDuplicate("该报文已在发送队列中", message_id=dup)
+            await t.executemany(
+                "INSERT INTO queue (message_id, destination, blob_digest, size, type, state,"
+                " next_attempt_at, created_at, expires_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            await self._audit.append_many(t, [
+                NewEvent(actor, "queue.enqueue", {"message_id": i.message_id, "node": i.destination},
+                         {"type": i.type, "size": i.size, "blob": i.blob_digest}) for i in items])
+
+    async def load_active_window(self, destination: str, limit: int, *,
+                                 now: datetime | None = None) -> list[QueueEntry]:
+        """The destination's in-flight window, oldest first: active rows topped up with due ones.
+
+        At most ``limit`` rows are active per destination. Calling again before the window is
+        settled returns the same rows (safe: sending twice is absorbed by the receiver's dedupe).
+        """
+        at = to_db_time(now or self._clock())
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                "SELECT COUNT(*) FROM queue WHERE destination = ? AND state = 'active'", (destination,))
+            room = limit - row[0]
+            if room > 0:
+                await tx.execute(
+                    "UPDATE queue SET state = 'active', updated_at = ? WHERE message_id IN ("
+                    " SELECT message_id FROM queue WHERE destination = ? AND state IN ('incoming','deferred')"
+                    " AND next_attempt_at <= ? AND (expires_at IS NULL OR expires_at > ?)"
+                    " ORDER BY created_at, message_id LIMIT ?)", (at, destination, at, at, room))
+            rows = await tx.fetchall(
+                f"SELECT {_COLUMNS} FROM queue WHERE destination = ? AND state = 'active'"
+                " ORDER BY created_at, message_id LIMIT ?", (destination, limit))
+        return [_entry(r) for r in rows]
+
+    async def mark_sent(self, message_ids: Sequence[str], receipt: bytes | Mapping[str, bytes] | None,
+                        *, tx: Transaction | None = None, actor: str = "node") -> int:
+        """Record delivery to the next node (with its signed receipt); returns rows changed.
+
+        Ids already sent or bounced are left alone, so a repeated call after a crash is harmless.
+        """
+        if not message_ids:
+            return 0
+        now = to_db_time(self._clock())
+        per_id = receipt if isinstance(receipt, Mapping) else dict.fromkeys(message_ids, receipt)
+        async with self._db.maybe_transaction(tx) as t:
+            rows = await t.fetchall(
+                f"SELECT message_id, destination FROM queue WHERE message_id IN ({_in(message_ids)})"
+                " AND state IN ('incoming','active','deferred','hold')", list(message_ids))
+            await t.executemany(
+                "UPDATE queue SET state = 'sent', attempts = attempts + 1,"
+                " first_attempt_at = COALESCE(first_attempt_at, ?), receipt = ?, last_error_code = NULL,"
+                " last_error_message = NULL, updated_at = ? WHERE message_id = ?",
+                [(now, per_id.get(r["message_id"]), now, r["message_id"]) for r in rows])
+            await self._audit.append_many(t, [
+                NewEvent(actor, "queue.sent", {"message_id": r["message_id"], "node": r["destination"]})
+                for r in rows])
+        return len(rows)
+
+    async def defer(self, message_id: str, next_attempt_at: datetime, error: ErrorInfo | GwxError, *,
+                    tx: Transaction | None = None, actor: str = "node") -> None:
+        """A failed attempt: count it, remember the error, try again at ``next_attempt_at``."""
+        now = to_db_time(self._clock())
+        info = ErrorInfo.of(error)
+        await self._transition(
+            message_id, (INCOMING, ACTIVE, DEFERRED), tx,
+            "state = 'deferred', attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),"
+            " next_attempt_at = ?, last_error_code = ?, last_error_message = ?, updated_at = ?",
+            (now, to_db_time(next_attempt_at), info.code, info.message, now),
+            NewEvent(actor, "queue.defer", {"message_id": message_id},
+                     {"error": info.code, "message": info.message, "next_attempt_at": to_db_time(next_attempt_at)}))
+
+    async def hold(self, message_id: str, *, actor: str, reason: str = "",
+                   tx: Transaction | None = None) -> None:
+        now = to_db_time(self._clock())
+        await self._transition(message_id, (INCOMING, ACTIVE, DEFERRED), tx,
+                               "state = 'hold', updated_at = ?", (now,),
+                               NewEvent(actor, "queue.hold", {"message_id": message_id}, {"reason": reason}))
+
+    async def release(self, message_id: str, *, actor: str, tx: Transaction | None = None) -> None:
+        """Back from hold, due now (``incoming`` if never tried, else ``deferred``)."""
+        now = to_db_time(self._clock())
+        await self._transition(
+            message_id, (HOLD,), tx,
+            "state = CASE WHEN attempts = 0 THEN 'incoming' ELSE 'deferred' END,"
+            " next_attempt_at = ?, updated_at = ?", (now, now),
+            NewEvent(actor, "queue.release", {"message_id": message_id}))
+
+    async def bounce(self, message_id: str, reason: ErrorInfo | GwxError, *,
+                     tx: Transaction | None = None, actor: str = "node") -> None:
+        """Give up (retry window over, or refused for good); the caller sends the bounce notice."""
+        now = to_db_time(self._clock())
+        info = ErrorInfo.of(reason)
+        await self._transition(
+            message_id, tuple(UNFINISHED_STATES), tx,
+            "state = 'bounced', last_error_code = ?, last_error_message = ?, updated_at = ?",
+            (info.code, info.message, now),
+            NewEvent(actor, "queue.bounce", {"message_id": message_id},
+                     {"error": info.code, "message": info.message}))
+
+    async def mark_corrupt(self, message_id: str, error: ErrorInfo | GwxError, *,
+                           tx: Transaction | None = None, actor: str = "node") -> None:
+        now = to_db_time(self._clock())
+        info = ErrorInfo.of(error)
+        await self._transition(
+            message_id, tuple(UNFINISHED_STATES), tx,
+            "state = 'corrupt', last_error_code = ?, last_error_message = ?, updated_at = ?",
+            (info.code, info.message, now),
+            NewEvent(actor, "queue.corrupt", {"message_id": message_id},
+                     {"error": info.code, "message": info.message}))
+
+    async def _transition(self, message_id: str, allowed: Sequence[str], tx: Transaction | None,
+                          assignments: str, params: Sequence[Any], event: NewEvent) -> None:
+        async with self._db.maybe_transaction(tx) as t:
+            changed = await t.execute(
+                f"UPDATE queue SET {assignments} WHERE message_id = ? AND state IN ({_in(allowed)})",
+                (*params, message_id, *allowed))
+            if not changed:
+                row = await t.fetchone("SELECT state FROM queue WHERE message_id = ?", (message_id,))
+                if row is None:
+                    raise StoreNotFound("发送队列中没有该报文", message_id=message_id)
+                raise StoreConflict(f"报文处于 {row['state']} 状态，不能执行 {event.action}",
+                                    message_id=message_id, state=row["state"], action=event.action)
+            await self._audit.append_many(t, [event])
+
+    async def requeue_active(self, tx: Transaction) -> int:
+        """Start-up: nothing is in flight after a restart, so active rows go back to the queue."""
+        return await tx.execute(
+            "UPDATE queue SET state = CASE WHEN attempts = 0 THEN 'incoming' ELSE 'deferred' END"
+            " WHERE state = 'active'")
+
+    async def purge_finished(self, older_than: datetime) -> int:
+        """Delete sent/bounced rows last changed before ``older_than`` (their audit events remain)."""
+        async with self._db.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM queue WHERE state IN ('sent','bounced') AND updated_at < ?",
+                (to_db_time(older_than),))
+
+    # --- reading ------------------------------------------------------------------------------
+    async def get(self, message_id: str) -> QueueEntry | None:
+        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM queue WHERE message_id = ?", (message_id,))
+        return _entry(row) if row else None
+
+    async def destinations_due(self, now: datetime | None = None) -> list[str]:
+        """Destinations with at least one unexpired envelope due now (incoming or deferred)."""
+        at = to_db_time(now or self._clock())
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT destination FROM queue WHERE state IN ('incoming','deferred')"
+            " AND next_attempt_at <= ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY destination",
+            (at, at))
+        return [r[0] for r in rows]
+
+    async def next_due_at(self, destination: str | None = None) -> datetime | None:
+        """When the earliest waiting envelope (of ``destination``, or of any) becomes due."""
+        where, params = "state IN ('incoming','deferred')", []
+        if destination is not None:
+            where += " AND destination = ?"
+            params.append(destination)
+        row = await self._db.fetchone(f"SELECT MIN(next_attempt_at) FROM queue WHERE {where}", params)
+        return from_db_time(row[0]) if row else None
+
+    async def expired(self, now: datetime | None = None, limit: int = 500,
+                      destination: str | None = None) -> list[QueueEntry]:
+        """Unfinished envelopes past ``expires_at`` (not held), of ``destination`` or all: to be bounced."""
+        at = to_db_time(now or self._clock())
+        extra, params = ("", [at, limit]) if destination is None else (" AND destination = ?", [at, destination, limit])
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM queue WHERE state IN ('incoming','active','deferred')"
+            f" AND expires_at IS NOT NULL AND expires_at <= ?{extra} ORDER BY expires_at LIMIT ?", params)
+        return [_entry(r) for r in rows]
+
+    async def depth(self) -> dict[str, dict[str, int]]:
+        """{destination: {state: count}} for /metrics and ``gwx node status``."""
+        rows = await self._db.fetchall(
+            "SELECT destination, state, COUNT(*) FROM queue GROUP BY destination, state")
+        out: dict[str, dict[str, int]] = {}
+        for destination, state, count in rows:
+            out.setdefault(destination, {})[state] = count
+        return out
+
+    # --- peers --------------------------------------------------------------------------------
+    async def set_peer_state(self, node_id: str, state: str, *, failures: int = 0,
+                             error: ErrorInfo | GwxError | None = None,
+                             tx: Transaction | None = None, actor: str = "node") -> PeerState:
+        """Persist the transport's view of a peer; ``since`` moves only when the state changes."""
+        if state not in PEER_STATES:
+            raise StoreConflict(f"未知的对端状态 {state!r}", state=state)
+        now = to_db_time(self._clock())
+        info = ErrorInfo.of(error) if error is not None else None
+        async with self._db.maybe_transaction(tx) as t:
+            before = await t.fetchone("SELECT state FROM peers WHERE node_id = ?", (node_id,))
+            await t.execute(
+                "INSERT INTO peers (node_id, state, since, failures, last_error_code, last_error_message,"
+                " updated_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT (node_id) DO UPDATE SET"
+                " since = CASE WHEN peers.state = excluded.state THEN peers.since ELSE excluded.since END,"
+                " state = excluded.state, failures = excluded.failures,"
+                " last_error_code = COALESCE(excluded.last_error_code, peers.last_error_code),"
+                " last_error_message = COALESCE(excluded.last_error_message, peers.last_error_message),"
+                " updated_at = excluded.updated_at",
+                (node_id, state, now, failures, info.code if info else None,
+                 info.message if info else None, now))
+            if before is None or before["state"] != state:
+                await self._audit.append(t, actor, f"peer.{state}", {"node": node_id},
+                                         {"error": info.code} if info else {})
+            row = await t.fetchone("SELECT * FROM peers WHERE node_id = ?", (node_id,))
+        return _peer(row)
+
+    async def get_peer(self, node_id: str) -> PeerState | None:
+        row = await self._db.fetchone("SELECT * FROM peers WHERE node_id = ?", (node_id,))
+        return _peer(row) if row else None
+
+    async def list_peers(self) -> list[PeerState]:
+        return [_peer(r) for r in await self._db.fetchall("SELECT * FROM peers ORDER BY node_id")]
+
+
+def _peer(row: Any) -> PeerState:
+    error = ErrorInfo(row["last_error_code"], row["last_error_message"]) if row["last_error_code"] else None
+    return PeerState(node_id=row["node_id"], state=row["state"], since=from_db_time(row["since"]),  # type: ignore[arg-type]
+                     failures=row["failures"], last_error=error,
+                     updated_at=from_db_time(row["updated_at"]))  # type: ignore[arg-type]

@@ -1,0 +1,172 @@
+"""The node's store: database, blobs, queue, messages and audit log behind one object.
+
+``Store.open(data_dir)`` opens ``data_dir/gwx.db`` and ``data_dir/blobs``, applies migrations,
+rebuilds after a crash (:meth:`Store.recover`) and starts the group-commit writer. The rest of the
+node talks to the parts (``store.queue``, ``store.messages``, ``store.audit``, ``store.blobs``) and
+composes several changes atomically with ``async with store.transaction() as tx:`` passing ``tx=tx``.
+
+Recovery after a crash (even kill -9), in the Postfix spirit: the disk is the truth.
+- ``tmp/*.part`` files are interrupted writes: deleted.
+- ``active`` queue rows were in flight in a process that no longer exists: back to the queue.
+- A row whose blob is missing is corrupt: queue rows and unprocessed received envelopes move to
+  ``corrupt`` with ``STORE_BLOB_MISSING`` logged; inbox/outbox rows are reported and logged (they
+  have no corrupt state; their audit history says what they were).
+- Blobs no row names are the residue of writes whose row never committed: garbage, collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from node.errors import BlobMissing
+from node.store.blobs import BlobStore
+from node.store.sqlite.audit import AuditLog
+from node.store.sqlite.db import Database, Transaction
+from node.store.sqlite.group_commit import GroupCommitter
+from node.store.sqlite.messages import Accepted, InboundEnvelope, Messages
+from node.store.sqlite.migrations import migrate
+from node.store.sqlite.queue import OutboundItem, OutboundQueue
+
+log = logging.getLogger("gwx.store")
+
+DB_NAME = "gwx.db"
+BLOB_DIR = "blobs"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    temp_files_removed: int = 0
+    requeued: int = 0
+    corrupt_queue: tuple[str, ...] = ()      # message ids moved to corrupt
+    corrupt_received: tuple[str, ...] = ()   # message ids moved to corrupt
+    missing_packages: tuple[str, ...] = ()   # outbox/inbox doc ids whose package blob is gone
+    orphan_blobs_removed: tuple[str, ...] = field(default=())
+    corrupt_drafts: tuple[str, ...] = ()     # draft message ids dropped: their payload blob is gone
+
+
+class Store:
+    def __init__(self, db: Database, blobs: BlobStore, clock: Callable[[], datetime], max_batch: int) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.clock = clock
+        self.audit = AuditLog(db, clock)
+        self.queue = OutboundQueue(db, self.audit, clock)
+        self.messages = Messages(db, self.audit, clock)
+        self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
+        self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
+
+    @classmethod
+    async def open(cls, data_dir: str | Path, *, clock: Callable[[], datetime] = _utc_now,
+                   max_blob_size: int | None = None, recover: bool = True,
+                   max_batch: int = 512, blob_threads: int = 32) -> Store:
+        data_dir = Path(data_dir)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        db = await Database.open(data_dir / DB_NAME)
+        try:
+            await migrate(db, clock())
+            blobs = BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads)
+        except BaseException:
+            await db.close()
+            raise
+        store = cls(db, blobs, clock, max_batch)
+        try:
+            if recover:
+                store.last_recovery = await store.recover()
+            store.committer.start()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        try:
+            await self.committer.close()
+        finally:
+            self.blobs.close()
+            await self.db.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self.db.transaction() as tx:
+            yield tx
+
+    # --- hot path (group-committed) -----------------------------------------------------------
+    async def accept_inbound(self, envelope: InboundEnvelope, *, forward: OutboundItem | None = None) -> Accepted:
+        return await self.committer.accept_inbound(envelope, forward=forward)
+
+    async def enqueue(self, item: OutboundItem) -> None:
+        await self.committer.enqueue(item)
+
+    # --- recovery and garbage -----------------------------------------------------------------
+    async def recover(self, *, grace_seconds: float = 0.0) -> RecoveryReport:
+        """Rebuild a consistent state from disk; run at start-up before accepting anything."""
+        temp_removed = await asyncio.to_thread(self.blobs.cleanup_temp, 0.0)
+        async with self.db.transaction() as tx:
+            requeued = await self.queue.requeue_active(tx)
+
+        corrupt_queue = await self._missing(
+            "SELECT message_id, blob_digest FROM queue WHERE state IN ('incoming','deferred','hold')")
+        for message_id, digest in corrupt_queue:
+            error = BlobMissing("发送队列中的报文数据块丢失", digest=digest, message_id=message_id)
+            log.error(error.message, extra={"message_id": message_id, "code": error.code})
+            await self.queue.mark_corrupt(message_id, error)
+        # An acknowledged envelope still to be applied needs both its envelope and its payload blob.
+        corrupt_received = await self._missing(
+            "SELECT message_id, blob_digest FROM received WHERE state = 'new'"
+            " UNION ALL SELECT message_id, payload_digest FROM received"
+            " WHERE state = 'new' AND payload_digest IS NOT NULL")
+        for message_id, digest in dict(corrupt_received).items():
+            error = BlobMissing("已签收回执的接收报文数据块丢失", digest=digest, message_id=message_id)
+            log.error(error.message, extra={"message_id": message_id, "code": error.code})
+            await self.messages.mark_inbound(message_id, "corrupt", error=error)
+        corrupt_drafts = await self._missing("SELECT message_id, payload_digest FROM drafts")
+        for message_id, digest in corrupt_drafts:
+            # The draft can never be built; its queued recipients will show it was never sent.
+            error = BlobMissing("待发报文的数据块丢失", digest=digest, message_id=message_id)
+            log.error(error.message, extra={"message_id": message_id, "code": error.code})
+            async with self.db.transaction() as tx:
+                await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,))
+                await self.audit.append(tx, "node", "draft.corrupt", {"message_id": message_id},
+                                        {"error": error.code, "digest": digest})
+        missing_packages = await self._missing(
+            "SELECT doc_id, package_digest FROM outbox UNION SELECT doc_id, package_digest FROM inbox")
+        for doc_id, digest in missing_packages:
+            error = BlobMissing("公文包数据块丢失", digest=digest, doc_id=doc_id)
+            log.error(error.message, extra={"doc_id": doc_id, "code": error.code})
+
+        orphans = await self.collect_garbage(grace_seconds=grace_seconds)
+        report = RecoveryReport(temp_removed, requeued, tuple(m for m, _ in corrupt_queue),
+                                tuple(dict(corrupt_received)), tuple(d for d, _ in missing_packages),
+                                tuple(orphans), tuple(m for m, _ in corrupt_drafts))
+        if temp_removed or requeued or corrupt_queue or corrupt_received or corrupt_drafts or orphans:
+            log.warning("store recovered: %s", report)
+        return report
+
+    async def _missing(self, sql: str) -> list[tuple[str, str]]:
+        rows = [(r[0], r[1]) for r in await self.db.fetchall(sql)]
+        return await asyncio.to_thread(lambda: [(k, d) for k, d in rows if not self.blobs.exists(d)])
+
+    async def referenced(self, digests: list[str]) -> set[str]:
+        """Which of ``digests`` some row still refers to (the ``blob_refs`` view)."""
+        if not digests:
+            return set()
+        marks = ",".join("?" * len(digests))
+        rows = await self.db.fetchall(f"SELECT DISTINCT digest FROM blob_refs WHERE digest IN ({marks})", digests)
+        return {r[0] for r in rows}
+
+    async def collect_garbage(self, *, grace_seconds: float = 3600.0) -> list[str]:
+        """Delete unreferenced blobs older than ``grace_seconds`` (0 only when nothing is in flight)."""
+        removed = await self.blobs.collect_garbage(self.referenced, grace_seconds=grace_seconds)
+        if removed:
+            log.info("collected %d unreferenced blobs", len(removed))
+        return removed

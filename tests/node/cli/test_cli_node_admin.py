@@ -1,0 +1,91 @@
+"""``gwx node add-token / tokens / revoke-token`` as an operator runs them (separate processes)."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from node.api.auth import AuthError, TokenStore
+from node.provision import init_node
+from pki.ca import CertificateAuthority
+from tests.conftest import run_gwx
+
+PASSPHRASE = b"a long enough passphrase"
+UNIT = "91350100M000100Y43"
+
+
+@pytest.fixture(scope="module")
+def node_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("admin")
+    ca = CertificateAuthority.init_root(base / "ca", "令牌测试CA", PASSPHRASE)
+    config, _ = init_node(base / "node", "county-t", ca, [{"code": UNIT, "name": "福州市人民政府办公厅"}],
+                          PASSPHRASE, peer_port=0, local_port=0)
+    return config.directory
+
+
+def listed(node_dir) -> list[dict]:
+    out = run_gwx("node", "tokens", "--dir", node_dir, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_init_leaves_the_initial_tokens_as_private_files_for_the_operator(node_dir):
+    files = sorted(p.name for p in (node_dir / "tokens").iterdir())
+    assert files == ["clerk-91350100M000100Y43.token", "operator.token"]
+    assert stat.S_IMODE((node_dir / "tokens").stat().st_mode) == 0o700
+    for f in (node_dir / "tokens").iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+        assert f.read_text() not in (node_dir / "tokens.json").read_text()  # the store has hashes only
+
+
+def test_tokens_lists_names_roles_units_and_ids_but_never_a_secret(node_dir):
+    secrets_on_disk = [f.read_text() for f in (node_dir / "tokens").iterdir()]
+    rows = listed(node_dir)
+    assert {(r["role"], r["unit"]) for r in rows} >= {("operator", None), ("clerk", UNIT)}
+    assert all(set(r) == {"token_id", "name", "role", "unit"} for r in rows)
+    table = run_gwx("node", "tokens", "--dir", node_dir)
+    text = table.stdout.decode()
+    assert table.returncode == 0 and "福州市人民政府办公厅收发员" in text and UNIT in text
+    for r in rows:
+        assert r["token_id"] in text
+    for secret in secrets_on_disk:
+        assert secret not in text and secret not in json.dumps(rows)
+
+
+def test_add_then_revoke_a_token(node_dir):
+    out = run_gwx("node", "add-token", "--dir", node_dir, "--role", "clerk", "--name", "陈七", "--unit", UNIT)
+    assert out.returncode == 0, out.stderr
+    token = out.stdout.decode().strip()
+    store = TokenStore(node_dir / "tokens.json")
+    principal = store.authenticate(f"Bearer {token}")
+    assert principal.name == "陈七" and principal.token_id in {r["token_id"] for r in listed(node_dir)}
+
+    out = run_gwx("node", "revoke-token", "--dir", node_dir, principal.token_id)
+    assert out.returncode == 0, out.stderr
+    assert principal.token_id in out.stdout.decode() and "陈七" in out.stdout.decode()
+    assert principal.token_id not in {r["token_id"] for r in listed(node_dir)}
+    with pytest.raises(AuthError):
+        TokenStore(node_dir / "tokens.json").authenticate(f"Bearer {token}")
+
+
+def test_revoking_an_unknown_token_is_a_typed_error(node_dir):
+    before = (node_dir / "tokens.json").read_bytes()
+    out = run_gwx("node", "revoke-token", "--dir", node_dir, "000000000000")
+    assert out.returncode == 4 and "gwx: NODE_UNKNOWN_TOKEN: " in out.stderr.decode()
+    assert "Traceback" not in out.stderr.decode()
+    assert (node_dir / "tokens.json").read_bytes() == before
+
+
+def test_a_corrupt_token_store_is_reported_not_a_traceback(tmp_path, node_dir):
+    import shutil
+
+    copy = tmp_path / "node"
+    shutil.copytree(node_dir, copy)
+    (copy / "tokens.json").write_text('[{"sha256": "ab"}]')
+    text = (copy / "node.toml").read_text().replace(str(node_dir), str(copy))
+    (copy / "node.toml").write_text(text)
+    out = run_gwx("node", "tokens", "--dir", copy)
+    assert out.returncode != 0 and "gwx: NODE_TOKENS_CORRUPT: " in out.stderr.decode()
+    assert "Traceback" not in out.stderr.decode()

@@ -1,0 +1,327 @@
+"""node.federation.processor over a real node directory, store and CA: what happens after acknowledgement.
+
+A document that fails validation is quarantined and bounced, never offered for 签收; a poisoned
+message is set aside and the next one is applied; the same 公文标识 with another package is
+refused; a notice that matches nothing we sent moves nothing; notices commit atomically with
+the mark that they were applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import io
+import json
+import zipfile
+
+import pytest
+
+from exchange_protocol.envelope import MessageType
+from exchange_protocol.ids import new_id
+from exchange_protocol.manifest import Manifest, parse_manifest
+from exchange_protocol.meta_json import parse_meta
+from exchange_protocol.notices import Notice
+from exchange_protocol.package import build_package
+from node.config import load_config
+from node.context import NodeContext
+from node.federation.outbound import Outbound
+from node.federation.processor import Delivery, DocumentConflict, NoticeNotOurs, Processor
+from node.federation.tls import client_context
+from node.federation.transport import PeerClient
+from node.ops.metrics import Registry
+from node.provision import init_node
+from node.store import InboundEnvelope
+from node.store.sqlite.exchange import Exchange
+from node.store.sqlite.store import Store
+from pki import cms
+from pki.ca import CertificateAuthority
+from pki.unit_code import make_unit_code
+from tests.exchange_protocol.package_fixtures import make_pdf
+
+PASS = b"processing test passphrase"
+A, B = make_unit_code("11371302MB0000071"), make_unit_code("11371302MB0000072")
+SENDER = make_unit_code("11371300MB0000071")  # a unit of another node, "city"
+
+
+@pytest.fixture(scope="module")
+def node_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("processing")
+    ca = CertificateAuthority.init_root(base / "ca", "处理测试CA", PASS)
+    init_node(base / "county", "county", ca, [{"code": A, "name": "甲单位"}, {"code": B, "name": "乙单位"}], PASS)
+    # The sending unit's seal, as the city node would hold it.
+    init_node(base / "city", "city", ca, [{"code": SENDER, "name": "市政府办公室"}], PASS)
+    from node.provision import add_peer
+
+    add_peer(base / "county", "city", "https://127.0.0.1:1", [SENDER], {SENDER: "市政府办公室"})
+    return base
+
+
+async def _open(node_dir, tmp_path):
+    config = dataclasses.replace(load_config(node_dir / "county"), directory=node_dir / "county")
+    ctx = NodeContext.load(config, PASS)
+    store = await Store.open(tmp_path / "data")
+    creds = config.credentials_dir
+    outbound = Outbound(ctx, store, PeerClient(client_context(creds / "tls.crt", creds / "tls.key",
+                                                             config.trust_root_path, PASS)), Registry())
+    return ctx, store, outbound, Processor(ctx, store, Registry(), outbound)
+
+
+async def _close(store, outbound) -> None:
+    await outbound.stop(1.0)
+    await outbound.client.close()
+    await store.close()
+
+
+def _package(node_dir, to, *, tamper_pdf=False) -> bytes:
+    city = load_config(node_dir / "city")
+    ctx = NodeContext.load(city, PASS)
+    seal = ctx.seals[SENDER]
+    meta = parse_meta({"kind": "通知", "title": "关于处理测试的通知", "doc_number": None, "issuers": [SENDER],
+                       "signers": [], "to": to, "cc": [], "written_on": "2026-11-20", "urgency": None,
+                       "classification": "非密", "deadline": None, "copy_number": None, "printed_by": None,
+                       "printed_on": None, "note": None, "attachments_note": None, "id": None},
+                      now=ctx.clock()).metadata
+    out = io.BytesIO()
+    build_package(out, metadata=meta, body=make_pdf(), seal_key=seal, at=ctx.clock())
+    if not tamper_pdf:
+        return out.getvalue()
+    # Change a byte of the sealed PDF and re-sign the manifest with the same seal key: the
+    # manifest, digests and seal all verify; only the PDF's own PAdES seal does not.
+    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as z:
+        members = {i.filename: z.read(i.filename) for i in z.infolist()}
+    pdf = bytearray(members["body.pdf"])
+    at = len(pdf) // 3  # inside the signed byte range (the signature sits near the end)
+    pdf[at] ^= 0x01
+    members["body.pdf"] = bytes(pdf)
+    manifest = parse_manifest(members["META-INF/manifest.json"])
+    entries = [dataclasses.replace(e, sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf))
+               if e.path == "body.pdf" else e for e in manifest.entries]
+    members["META-INF/manifest.json"] = Manifest.of(entries).to_bytes()
+    members["META-INF/signature.p7s"] = cms.sign_detached(members["META-INF/manifest.json"], seal.signer,
+                                                          signing_time=ctx.clock())
+    rebuilt = io.BytesIO()
+    with zipfile.ZipFile(rebuilt, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return rebuilt.getvalue()
+
+
+def _delivery(payload_digest: str, to, message_id=None) -> Delivery:
+    from pki.ca import utcnow
+
+    return Delivery(message_id or new_id(utcnow()), MessageType.DOCUMENT, "city", SENDER, tuple(to), None,
+                    payload_digest, utcnow())
+
+
+def test_a_valid_document_reaches_the_inboxes_and_is_acknowledged(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A, B]))
+            d = _delivery(ref.digest, [A, B])
+            await processor.apply(d)
+            rows = [await store.messages.get_inbox(_doc_id(store, ref.digest), u) for u in (A, B)]
+            assert [r.status for r in rows] == ["pending", "pending"] and rows[0].verification["ok"]
+            [ack] = await Exchange(store.db).drafts_for("city")
+            assert ack.type == "transport-ack" and ack.header["in_reply_to"] == d.message_id
+            # Applying the same delivery again (a crash before the mark): one inbox row each.
+            await processor.apply(d)
+            assert (await store.messages.list_inbox()).items.__len__() == 2
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def _doc_id(store, digest):  # the 公文标识 inside a stored package
+    with open(store.blobs.path_for(digest), "rb") as f, zipfile.ZipFile(f) as z:
+        return json.loads(z.read("metadata.json"))["id"]
+
+
+def test_a_document_failing_its_pdf_seal_is_quarantined_and_bounced(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A], tamper_pdf=True))
+            env = await store.blobs.put(b"the envelope as received")
+            d = _delivery(ref.digest, [A])
+            await store.accept_inbound(InboundEnvelope(d.message_id, env.digest, env.digest, "city", b"receipt",
+                                                       "document", 24, ref.digest))
+            await processor.apply(d, mark=d.message_id)
+            assert await store.messages.get_inbox(_doc_id(store, ref.digest), A) is None  # never offered for 签收
+            received = await store.messages.get_received(d.message_id)
+            assert received.state == "failed" and received.error_code == "PKG_PDF_SEAL_INVALID"
+            [bounce] = await Exchange(store.db).drafts_for("city")
+            assert bounce.type == "bounce" and bounce.header["in_reply_to"] == d.message_id
+            notice = json.loads(await store.blobs.read_bytes(bounce.payload_digest))
+            assert "pdf_seal" in notice["reason"] and notice["units"] == [A]
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def test_the_same_document_id_with_another_package_is_refused(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            first = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
+            await processor.apply(_delivery(first.digest, [A]))
+            doc_id = _doc_id(store, first.digest)
+            # Another package claiming the same 公文标识 (a replayed id with other contents).
+            with zipfile.ZipFile(store.blobs.path_for(first.digest)) as z:
+                members = {i.filename: z.read(i.filename) for i in z.infolist()}
+            other = io.BytesIO()
+            with zipfile.ZipFile(other, "w") as z:
+                for name, data in members.items():
+                    z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+            second = await store.blobs.put(other.getvalue())
+            assert second.digest != first.digest
+            with pytest.raises(DocumentConflict):
+                await processor.apply(_delivery(second.digest, [A]))
+            assert (await store.messages.get_inbox(doc_id, A)).package_digest == first.digest
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def test_a_poisoned_message_is_set_aside_and_the_next_is_applied(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            garbage = await store.blobs.put(b"not an envelope at all")
+            await store.accept_inbound(InboundEnvelope(new_id(ctx.clock()), garbage.digest, garbage.digest, "city",
+                                                       b"receipt", "document", 22, garbage.digest))
+            processor.start()
+            for _ in range(100):
+                if not await store.messages.pending_inbound():
+                    break
+                await asyncio.sleep(0.05)
+            [row] = await store.db.fetchall("SELECT state, error_code FROM received")
+            assert tuple(row) == ("failed", "ENV_BAD_MAGIC")
+        finally:
+            await processor.stop()
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def test_a_notice_that_matches_nothing_we_sent_moves_nothing_and_leaves_no_trace(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
+            await processor.apply(_delivery(ref.digest, [A]))
+            doc_id = _doc_id(store, ref.digest)
+            forged = Notice(MessageType.URGE, doc_id, (A,), ctx.clock(), by="冒充者")
+            blob = await store.blobs.put(forged.encode())
+            d = Delivery(new_id(ctx.clock()), MessageType.URGE, "city", SENDER, (A,), "not-the-message-id",
+                         blob.digest, ctx.clock())
+            with pytest.raises(NoticeNotOurs):
+                async with store.transaction() as tx:
+                    await processor.apply_notice(d, forged, tx)
+            assert (await store.messages.get_inbox(doc_id, A)).urge_count == 0
+            # Rolled back whole: nothing recorded against the document beyond its arrival.
+            assert [e.action for e in await store.audit.events(doc_id=doc_id)] == ["inbox.add"]
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def _envelope(node_dir, type, to, payload: bytes, in_reply_to=None):
+    """A real envelope from the city node to the county node (the city's signing key, the county's
+    encryption certificate)."""
+    import datetime as dt
+
+    from exchange_protocol.envelope_crypto import Recipient
+    from exchange_protocol.envelope_seal import HeaderDraft, seal_envelope
+    from pki.ca import load_certificates, utcnow
+
+    city = NodeContext.load(load_config(node_dir / "city"), PASS)
+    enc = load_certificates((node_dir / "county" / "credentials" / "enc.crt").read_bytes())[0]
+    draft = HeaderDraft.new(type, "city", "county", SENDER, to, utcnow(), dt.timedelta(days=1), in_reply_to=in_reply_to)
+    return seal_envelope(draft, payload, city.sender, Recipient(enc))
+
+
+async def _receive(store, sealed, payload: bytes):
+    env = await store.blobs.put(sealed.data)
+    plain = await store.blobs.put(payload)
+    await store.accept_inbound(InboundEnvelope(sealed.header.message_id, env.digest, env.digest, "city", b"receipt",
+                                               sealed.header.type.value, len(sealed.data), plain.digest))
+    return await store.messages.get_received(sealed.header.message_id)
+
+
+def test_a_notice_that_overtakes_its_document_waits_for_it(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            package = await asyncio.to_thread(_package, node_dir, [A])
+            doc = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], package)
+            doc_row = await _receive(store, doc, package)
+            with zipfile.ZipFile(io.BytesIO(package)) as z:
+                doc_id = json.loads(z.read("metadata.json"))["id"]
+            recall = Notice(MessageType.RECALL, doc_id, (A,), ctx.clock(), by="市政府办公室收发员").encode()
+            early = await asyncio.to_thread(_envelope, node_dir, MessageType.RECALL, [A], recall, doc.header.message_id)
+            recall_row = await _receive(store, early, recall)
+
+            await processor._process(recall_row)  # before the document: deferred, not failed
+            waiting = await store.messages.get_received(recall_row.message_id)
+            assert (waiting.state, waiting.attempts, waiting.error_code) == ("new", 1, "NOTICE_EARLY")
+            assert recall_row.message_id not in [r.message_id for r in await store.messages.pending_inbound()]
+
+            await processor._process(doc_row)
+            await processor._process(waiting)  # its turn again
+            assert (await store.messages.get_inbox(doc_id, A)).status == "recalled"
+            assert (await store.messages.get_received(recall_row.message_id)).state == "done"
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def test_a_stale_crl_after_acknowledgement_defers_and_never_bounces(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            from node.errors import NodeError
+            from pki.errors import RevocationStale
+
+            def stale(cert, issuer, at):
+                raise RevocationStale("our CRL's nextUpdate has passed")
+
+            processor.ctx = dataclasses.replace(ctx, revocation=stale)
+            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
+            with pytest.raises(NodeError) as err:
+                await processor.apply(_delivery(ref.digest, [A]))
+            assert err.value.code == "NODE_REVOCATION_UNKNOWN"
+            assert await Exchange(store.db).drafts_for("city") == []  # no bounce went back
+            assert processor.reports.get(ref.digest) is None  # nor was the verdict remembered
+            processor.ctx = ctx  # a fresh CRL: the same document goes through
+            await processor.apply(_delivery(ref.digest, [A]))
+            assert (await store.messages.get_inbox(_doc_id(store, ref.digest), A)).status == "pending"
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
+
+
+def test_a_refused_document_sends_a_bounce_back(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            package = await asyncio.to_thread(_package, node_dir, [A])
+            first = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], package)
+            await processor._process(await _receive(store, first, package))
+            # The same 公文标识 again in another package (re-zipped): refused, and the sender told.
+            with zipfile.ZipFile(io.BytesIO(package)) as z:
+                members = {i.filename: z.read(i.filename) for i in z.infolist()}
+            other = io.BytesIO()
+            with zipfile.ZipFile(other, "w") as z:
+                for name, data in members.items():
+                    z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+            second = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], other.getvalue())
+            row = await _receive(store, second, other.getvalue())
+            await processor._process(row)
+            refused = await store.messages.get_received(row.message_id)
+            assert (refused.state, refused.error_code) == ("failed", "DOC_ID_CONFLICT")
+            bounces = [d for d in await Exchange(store.db).drafts_for("city") if d.type == "bounce"]
+            assert [b.header["in_reply_to"] for b in bounces] == [second.header.message_id]
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())

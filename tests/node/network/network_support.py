@@ -1,0 +1,289 @@
+"""Shared helpers of the network integration tests (tests/node/network/).
+
+Every test here runs real ``gwx node run`` processes on loopback (:mod:`node.localnet`): our own
+CA, mutual TLS between nodes, SQLite files on disk, clerks' tokens. Nothing is mocked. Helpers:
+
+* unit codes and :func:`notice_meta` (the metadata of a 通知), :func:`make_body_pdf` (a Chinese
+  PDF made with reportlab's STSong-Light CID font);
+* :func:`start_network` — build and start a topology once per module (retry windows shortened so
+  a restarted peer is retried within a second);
+* :func:`db_rows` / :func:`db_value` — read a node's SQLite file read-only (WAL lets us read while
+  the node runs), and :func:`verify_audit_chain`, which recomputes the hash chain from the file;
+* :class:`RawPeer` — speak the peer protocol by hand over mutual TLS with a node's own TLS
+  certificate (for hostile and malformed requests), and :func:`forge_envelope` to seal envelopes
+  with any node's signing key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from exchange_protocol.envelope import MessageType
+from exchange_protocol.envelope_crypto import Recipient
+from exchange_protocol.envelope_seal import HeaderDraft, Sender, seal_envelope
+from exchange_protocol.ids import new_id
+from exchange_protocol.notices import Notice
+from node.config import load_config
+from node.federation.tls import client_context
+from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, wait_for
+from node.store.sqlite.audit import GENESIS_HASH, event_hash
+from pki.ca import load_certificates
+from pki.keystore import read_private_key
+from pki.signer import SoftwareSigner
+from pki.unit_code import make_unit_code
+
+REPO = Path(__file__).resolve().parents[3]
+ENVELOPE_TYPE = "application/vnd.gwx.envelope"
+FAST_RETRY = {"min_seconds": 0.2, "max_seconds": 1.0, "window_seconds": 30}
+
+CITY = make_unit_code("11371300MB0000001")        # 临沂市人民政府办公室 (sender)
+CITY_LOCAL = make_unit_code("11371300MB0000002")  # 临沂市财政局, on the city node too
+A1 = make_unit_code("11371302MB0000001")
+A2 = make_unit_code("11371302MB0000002")
+B1 = make_unit_code("11371311MB0000001")
+
+UNIT_NAMES = {CITY: "临沂市人民政府办公室", CITY_LOCAL: "临沂市财政局", A1: "兰山区人民政府办公室",
+              A2: "兰山区财政局", B1: "罗庄区人民政府办公室"}
+
+
+def units(*codes: str) -> list[dict]:
+    return [{"code": c, "name": UNIT_NAMES[c]} for c in codes]
+
+
+def clerk_name(code: str) -> str:
+    """The name on a clerk's token (what 签收 records as 签收人)."""
+    return f"{UNIT_NAMES[code]}收发员"
+
+
+def make_body_pdf(path: Path, title: str = "关于做好冬季安全生产工作的通知") -> Path:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    c = canvas.Canvas(str(path))
+    c.setFont("STSong-Light", 18)
+    c.drawString(90, 720, title)
+    c.setFont("STSong-Light", 12)
+    c.drawString(72, 680, "各区县人民政府，市政府各部门：")
+    c.drawString(90, 660, "现将有关事项通知如下，请认真贯彻执行。")
+    c.drawString(372, 272, "2026年11月20日")
+    c.save()
+    return path
+
+
+_serial = iter(range(1, 100000))
+
+
+def notice_meta(from_unit: str, to: Sequence[str], cc: Sequence[str] = (), *, title: str | None = None,
+                deadline: str | None = None) -> dict[str, Any]:
+    n = next(_serial)
+    return {"kind": "通知", "title": title or f"关于做好冬季安全生产工作的通知（第{n}号）",
+            "doc_number": f"临政办发〔2026〕{n}号", "issuers": [from_unit], "signers": [], "to": list(to),
+            "cc": list(cc), "written_on": "2026-11-20", "urgency": None, "classification": "非密",
+            "deadline": deadline, "copy_number": None, "printed_by": UNIT_NAMES.get(from_unit, "临沂市"),
+            "printed_on": "2026-11-20", "note": None, "attachments_note": None, "id": None}
+
+
+def start_network(base: Path, topology: dict[str, tuple[list[str], dict]]) -> LocalNetwork:
+    """``topology``: node id → (unit codes, config overrides). All nodes know each other."""
+    net = LocalNetwork(base)
+    for node_id, (codes, overrides) in topology.items():
+        net.add_node(node_id, units(*codes), **{"retry": FAST_RETRY, **overrides})
+    net.connect_all()
+    try:
+        net.start_all()
+    except BaseException:
+        net.stop_all()
+        raise
+    return net
+
+
+def stop_network(net: LocalNetwork) -> None:
+    net.stop_all()
+
+
+def ensure_running(net: LocalNetwork, *nodes: LocalNode) -> None:
+    for node in nodes:
+        if not node.running:
+            net.start(node)
+
+
+# --- the SQLite files -----------------------------------------------------------------------------
+def db_path(node: LocalNode) -> Path:
+    return load_config(node.directory).data_dir / "gwx.db"
+
+
+def db_rows(node: LocalNode, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db_path(node)}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, tuple(params)).fetchall()
+    finally:
+        conn.close()
+
+
+def db_value(node: LocalNode, sql: str, params: Sequence[Any] = ()) -> Any:
+    rows = db_rows(node, sql, params)
+    return rows[0][0] if rows else None
+
+
+def verify_audit_chain(node: LocalNode) -> int:
+    """Recompute the audit log's hash chain from the file; returns the number of events."""
+    prev, count = GENESIS_HASH, 0
+    rows = db_rows(node, "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit ORDER BY seq")
+    for expected_seq, (seq, at, actor, action, subjects, details, prev_hash, digest) in enumerate(rows, 1):
+        assert seq == expected_seq, f"{node.node_id}: audit event {expected_seq} missing"
+        assert prev_hash == prev, f"{node.node_id}: audit chain broken at {seq}"
+        assert event_hash(prev, seq, at, actor, action, json.loads(subjects), json.loads(details)) == digest, \
+            f"{node.node_id}: audit event {seq} does not match its hash"
+        prev, count = digest, count + 1
+    return count
+
+
+# --- speaking the peer protocol by hand ------------------------------------------------------------
+def tls_context_of(node: LocalNode) -> ssl.SSLContext:
+    return tls_context_from(load_config(node.directory).credentials_dir)
+
+
+def peer_url(node: LocalNode) -> str:
+    return load_config(node.directory).peer_api.public_url
+
+
+class RawPeer:
+    """HTTP requests to ``target``'s peer API over mutual TLS, presenting ``context``'s certificate."""
+
+    def __init__(self, target: LocalNode, context: ssl.SSLContext) -> None:
+        url = peer_url(target)
+        host, port = url.removeprefix("https://").rsplit(":", 1)
+        self.host, self.port, self.context = host, int(port), context
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict | None, bytes]:
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=30)
+        try:
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused before the body was read: the answer is waiting
+            resp = conn.getresponse()
+            data = resp.read()
+            ctype = resp.getheader("Content-Type", "")
+        finally:
+            conn.close()
+        parsed = json.loads(data) if ctype.startswith("application/json") and data else None
+        return resp.status, parsed, data
+
+    def post_envelopes(self, body: bytes, content_type: str = ENVELOPE_TYPE) -> tuple[int, dict | None, bytes]:
+        return self.request("POST", "/peer/v1/envelopes", body, {"Content-Type": content_type})
+
+    def health(self) -> dict:
+        status, parsed, data = self.request("GET", "/peer/v1/health")
+        assert status == 200, data
+        return parsed
+
+
+def node_sender(node: LocalNode) -> Sender:
+    """``node``'s signing identity, read from its credentials directory (as the node does)."""
+    return sender_from(load_config(node.directory).credentials_dir, node.node_id)
+
+
+def sender_from(creds: Path, node_id: str) -> Sender:
+    chain = load_certificates((creds / "sign.crt").read_bytes())
+    key = read_private_key(creds / "sign.key", PASSPHRASE)
+    return Sender(node_id, SoftwareSigner(key, chain[0]), tuple(chain[1:]))
+
+
+def tls_context_from(creds: Path) -> ssl.SSLContext:
+    return client_context(creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASSPHRASE)
+
+
+def node_recipient(node: LocalNode) -> Recipient:
+    creds = load_config(node.directory).credentials_dir
+    return Recipient(load_certificates((creds / "enc.crt").read_bytes())[0])
+
+
+def forge_envelope(signer_node: LocalNode | None, destination: LocalNode, *, from_unit: str | None,
+                   to_units: Sequence[str], payload: bytes | None = None,
+                   type: MessageType = MessageType.URGE, message_id: str | None = None,
+                   sender: Sender | None = None, in_reply_to: str | None = None) -> tuple[str, bytes]:
+    """An envelope signed with ``signer_node``'s key (or ``sender``'s: its origin) for ``destination``."""
+    now = dt.datetime.now(dt.UTC)
+    sender = sender or node_sender(signer_node)
+    if in_reply_to is None and type is not MessageType.DOCUMENT:
+        in_reply_to = new_id(now)  # notices must name a message; one the receiver never saw
+    draft = HeaderDraft.new(type, sender.node_id, destination.node_id, from_unit, to_units, now,
+                            dt.timedelta(days=1), in_reply_to=in_reply_to)
+    if message_id is not None:
+        draft = HeaderDraft(message_id, draft.type, draft.origin_node, draft.destination_node, draft.from_unit,
+                            draft.to_units, draft.created, draft.expires, draft.in_reply_to, draft.max_hops)
+    if payload is None:
+        payload = Notice(type, "forged-doc-0001", tuple(to_units), now).encode()
+    sealed = seal_envelope(draft, payload, sender, node_recipient(destination))
+    return draft.message_id, sealed.data
+
+
+# --- the clerks' and operators' command line --------------------------------------------------------
+def gwx(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "node.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+                                                          "PYTHONIOENCODING": "utf-8"})
+
+
+def token_file(node: LocalNode, name: str) -> Path:
+    return node.directory / "tokens" / f"{name}.token"
+
+
+def recipients_by_unit(tracking: dict) -> dict[str, dict]:
+    return {r["unit"]: r for r in tracking["recipients"]}
+
+
+def wait_status(node: LocalNode, sender_unit: str, doc_id: str, expected: dict[str, str],
+                timeout: float = 30.0) -> dict:
+    """Wait until the sender's tracking shows ``expected`` (unit → status); returns the tracking."""
+    def check():
+        tracking = node.clerk(sender_unit).get(f"/api/v1/outbox/{doc_id}")
+        by_unit = recipients_by_unit(tracking)
+        return tracking if all(by_unit[u]["status"] == s for u, s in expected.items()) else None
+    return wait_for(check, timeout, interval=0.1, what=f"{doc_id} reaching {expected}")
+
+
+def inbox_item(node: LocalNode, unit: str, doc_id: str, timeout: float = 30.0) -> dict:
+    def find():
+        return next((i for i in node.clerk(unit).get("/api/v1/inbox", {"limit": 500}) if i["doc_id"] == doc_id), None)
+    return wait_for(find, timeout, what=f"{doc_id} in the inbox of {unit}")
+
+
+def blob_path(node: LocalNode, digest: str) -> Path:
+    return load_config(node.directory).data_dir / "blobs" / "sha256" / digest[:2] / digest[2:]
+
+
+def metric(node: LocalNode, name: str, **labels: str) -> float:
+    """A counter's value from the node's /metrics (0 when the series does not exist yet)."""
+    text = node.client("operator").get("/metrics")
+    text = text.decode() if isinstance(text, bytes) else text
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def log_text(node: LocalNode) -> str:
+    return node.log_path.read_text(errors="replace") if node.log_path and node.log_path.exists() else ""
+
+
+def wait_log(node: LocalNode, needle: str, timeout: float = 10.0) -> str:
+    return wait_for(lambda: needle in log_text(node) and log_text(node), timeout, what=f"{needle!r} in the log")
+
+
+def monotonic_deadline(seconds: float) -> float:
+    return time.monotonic() + seconds

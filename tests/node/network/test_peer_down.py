@@ -1,0 +1,97 @@
+"""A peer that is down for a while, then back: nothing is lost, the operator can see what waits.
+
+While the county node is stopped the city's clerk keeps sending; the operator's ``gwx node status``
+shows the peer backing off and the documents waiting — as drafts when the peer was never reached
+(its encryption certificate is not known yet), as deferred envelopes when it was. Once the county
+node is back, the queue drains by itself and every document is delivered.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from node.localnet import send_document, wait_for
+from tests.node.network.network_support import (
+    A1,
+    CITY,
+    db_rows,
+    gwx,
+    inbox_item,
+    make_body_pdf,
+    notice_meta,
+    recipients_by_unit,
+    start_network,
+    verify_audit_chain,
+    wait_status,
+)
+
+# Real node processes on loopback: `make test` runs them, `make test-fast` leaves them out.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    base = tmp_path_factory.mktemp("peerdown")
+    network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
+    network.body = make_body_pdf(base / "body.pdf")
+    yield network
+    network.stop_all()
+
+
+def status_of(node) -> dict:
+    out = gwx("node", "status", "--dir", str(node.directory), "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def peer_state(status: dict, peer: str) -> dict | None:
+    return next((p for p in status["peers"] if p["node_id"] == peer), None)
+
+
+def submit(net, n: int) -> list[str]:
+    city = net.nodes["city"]
+    return [send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"] for _ in range(n)]
+
+
+@pytest.mark.parametrize("phase,waiting_as", [("never-reached", "draft"), ("known", "deferred")])
+def test_documents_wait_while_the_peer_is_down_and_drain_when_it_returns(net, phase, waiting_as):
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    net.stop(county)
+    doc_ids = submit(net, 3)
+    for doc_id in doc_ids:
+        tracking = city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}")
+        assert recipients_by_unit(tracking)[A1]["status"] == "queued"
+
+    def backing_off():
+        status = status_of(city)
+        peer = peer_state(status, "county-a")
+        waiting = status["queues"].get("county-a", {}).get(waiting_as, 0)
+        return status if peer and peer["state"] in ("backing-off", "dead") and waiting >= 3 else None
+    status = wait_for(backing_off, 30, interval=0.3, what="county-a backing off with documents waiting")
+    peer = peer_state(status, "county-a")
+    assert peer["failures"] >= 1 and peer["last_error"].startswith("PEER_UNREACHABLE")
+
+    text = gwx("node", "status", "--dir", str(city.directory))
+    assert text.returncode == 0, text.stderr
+    assert "→ county-a: " in text.stdout and f"{waiting_as} " in text.stdout
+    assert "county-a: backing-off" in text.stdout or "county-a: dead" in text.stdout
+    assert "PEER_UNREACHABLE" in text.stdout
+
+    net.start(county)
+    for doc_id in doc_ids:
+        inbox_item(county, A1, doc_id)
+        wait_status(city, CITY, doc_id, {A1: "delivered"})
+
+    def drained():
+        status = status_of(city)
+        peer = peer_state(status, "county-a")
+        queue = status["queues"].get("county-a", {})
+        unfinished = {k: v for k, v in queue.items() if k not in ("sent", "bounced")}
+        return status if peer and peer["state"] == "up" and not unfinished else None
+    drained_status = wait_for(drained, 30, interval=0.3, what="the queue drained and the peer up")
+    assert drained_status["queues"]["county-a"].get("bounced", 0) == 0
+    rows = db_rows(county, "SELECT doc_id, COUNT(*) FROM inbox GROUP BY doc_id")
+    assert all(n == 1 for _, n in rows) and set(doc_ids) <= {d for d, _ in rows}
+    assert verify_audit_chain(city) > 0 and verify_audit_chain(county) > 0

@@ -1,0 +1,118 @@
+"""node.store.sqlite.db: PRAGMAs in force, transactions commit or roll back, readers see committed state."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from node.errors import StoreError
+from node.store.sqlite.db import Database, from_db_time, to_db_time
+
+
+def test_pragmas_wal_full_foreign_keys_busy_timeout(tmp_path):
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            assert (await db.pragma("journal_mode")).lower() == "wal"
+            assert await db.pragma("synchronous") == 2  # FULL
+            assert await db.pragma("foreign_keys") == 1
+            assert await db.pragma("busy_timeout") >= 1000
+        finally:
+            await db.close()
+    asyncio.run(main())
+    # Another process (the sqlite3 module here) sees WAL mode persisted in the file.
+    with sqlite3.connect(tmp_path / "n.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_transaction_commits_and_rolls_back(tmp_path):
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            async with db.transaction() as tx:
+                await tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+                await tx.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b")])
+            with pytest.raises(RuntimeError):
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO t VALUES (3, 'c')")
+                    raise RuntimeError("boom")
+            with pytest.raises(sqlite3.IntegrityError):
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO t VALUES (4, 'd')")
+                    await tx.execute("INSERT INTO t VALUES (1, 'dup')")
+            rows = await db.fetchall("SELECT k, v FROM t ORDER BY k")
+            assert [tuple(r) for r in rows] == [(1, "a"), (2, "b")]
+        finally:
+            await db.close()
+    asyncio.run(main())
+
+
+def test_reader_sees_only_committed_rows_and_writers_do_not_interleave(tmp_path):
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            async with db.transaction() as tx:
+                await tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            seen_inside = []
+
+            async def writer(base):
+                async with db.transaction() as tx:
+                    for k in range(base, base + 5):
+                        await tx.execute("INSERT INTO t VALUES (?)", (k,))
+                        await asyncio.sleep(0)
+                    seen_inside.append((await db.fetchone("SELECT COUNT(*) FROM t"))[0])
+
+            await asyncio.gather(writer(0), writer(100), writer(200))
+            # each reader snapshot inside a transaction saw only other, finished transactions
+            assert sorted(seen_inside) == [0, 5, 10]
+            assert (await db.fetchone("SELECT COUNT(*) FROM t"))[0] == 15
+        finally:
+            await db.close()
+    asyncio.run(main())
+
+
+def test_times_are_fixed_width_utc_and_sort_as_text():
+    east8 = timezone(timedelta(hours=8))
+    a = to_db_time(datetime(2026, 1, 1, 8, 0, tzinfo=east8))
+    b = to_db_time(datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))
+    assert a == "2026-01-01T00:00:00.000000Z" and a < b
+    assert from_db_time(a) == datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(StoreError):
+        to_db_time(datetime(2026, 1, 1))  # naive: whose local time?
+
+
+def test_a_transaction_cancelled_during_begin_leaves_the_writer_usable(tmp_path):
+    """Cancelled while BEGIN waits for another process's write lock: once that lock goes, the BEGIN
+    that still ran is undone, and the next transaction works (no 'transaction within a transaction')."""
+    import sqlite3
+
+    async def main():
+        db = await Database.open(tmp_path / "gwx.db")
+        try:
+            async with db.transaction() as tx:
+                await tx.execute("CREATE TABLE t (x INTEGER)")
+            other = sqlite3.connect(tmp_path / "gwx.db", isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+
+            async def write():
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO t VALUES (1)")
+
+            task = asyncio.create_task(write())
+            await asyncio.sleep(0.3)  # the BEGIN IMMEDIATE is waiting on the busy timeout
+            task.cancel()
+            await asyncio.sleep(0.1)
+            other.execute("COMMIT")  # the lock goes; the queued BEGIN runs
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            other.close()
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t VALUES (2)")
+            assert [tuple(r) for r in await db.fetchall("SELECT x FROM t")] == [(2,)]
+        finally:
+            await db.close()
+
+    asyncio.run(main())

@@ -1,0 +1,67 @@
+"""node.store.sqlite.migrations: from empty, idempotent re-open, one transaction per step, newer schema refused."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from node.errors import StoreSchemaTooNew
+from node.store.sqlite.db import Database
+from node.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, Migration, current_version, migrate
+from tests.node.store.conftest import T0
+
+
+def test_migrate_from_empty_then_reopen_changes_nothing(tmp_path):
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            assert await current_version(db) == 0
+            assert await migrate(db, T0) == [m.version for m in MIGRATIONS]
+            assert await current_version(db) == LATEST_VERSION
+        finally:
+            await db.close()
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            assert await migrate(db, T0) == []
+            rows = await db.fetchall("SELECT version FROM schema_version")
+            assert [r[0] for r in rows] == [m.version for m in MIGRATIONS]
+        finally:
+            await db.close()
+    asyncio.run(main())
+    with sqlite3.connect(tmp_path / "n.db") as raw:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")}
+    assert {"queue", "peers", "received", "outbox", "outbox_recipients", "inbox", "audit", "blob_refs"} <= tables
+
+
+def test_failed_migration_rolls_back_whole_step(tmp_path):
+    broken = MIGRATIONS + (Migration(LATEST_VERSION + 1, "broken", (
+        "CREATE TABLE extra (x INTEGER)", "THIS IS NOT SQL")),)
+
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            with pytest.raises(sqlite3.OperationalError):
+                await migrate(db, T0, broken)
+            assert await current_version(db) == LATEST_VERSION
+            assert await db.fetchone("SELECT name FROM sqlite_master WHERE name = 'extra'") is None
+        finally:
+            await db.close()
+    asyncio.run(main())
+
+
+def test_database_from_newer_gwx_is_refused(tmp_path):
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            await migrate(db, T0)
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO schema_version VALUES (?, 'future', '2030-01-01T00:00:00.000000Z')",
+                                 (LATEST_VERSION + 5,))
+            with pytest.raises(StoreSchemaTooNew) as info:
+                await migrate(db, T0)
+            assert info.value.details["version"] == LATEST_VERSION + 5
+        finally:
+            await db.close()
+    asyncio.run(main())
