@@ -37,6 +37,10 @@ Header fields (canonical JSON keys; every key always present, ``null`` where all
     payload_length  P, the length of the encrypted payload
     payload_sha256  lower-case hex SHA-256 of the P payload bytes as transmitted
 
+Before sealing, a message's header is a :class:`HeaderDraft`: the same fields but the payload's
+length and digest, which only encryption fixes. :class:`EnvelopeHeader` is the draft completed with
+them — one shape, so the node's drafts, local deliveries and received envelopes all carry it.
+
 The header carries only what routing needs; 签收 who/when, 退回 reasons and the package itself are
 inside the encrypted payload. Decoding is strict: unknown or missing keys, wrong JSON types, bad ids,
 non-canonical bytes (so one header has exactly one byte form) are typed errors.
@@ -49,7 +53,8 @@ import enum
 import hashlib
 import re
 import struct
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pki.ca import NODE_ID_RE
@@ -72,7 +77,7 @@ from .errors import (
     EnvelopeWrongType,
     InvalidId,
 )
-from .ids import parse_id
+from .ids import new_id, parse_id
 
 MAGIC = b"GWXE"
 FRAME_VERSION = 1
@@ -113,8 +118,14 @@ def parse_time(name: str, text: str) -> dt.datetime:
 
 
 @dataclass(frozen=True)
-class EnvelopeHeader:
-    """The signed routing header. Construction validates every field (typed errors)."""
+class HeaderDraft:
+    """The routing header before sealing: every header field but the payload's length and digest.
+
+    The one shape of a message's header in gwx: the node stores it as a draft (its JSON form,
+    :meth:`to_json` / :meth:`from_json`), applies local deliveries with it, and sealing turns it
+    into the :class:`EnvelopeHeader` by adding what only encryption knows (:meth:`complete`).
+    Construction validates every field (typed errors), so a draft that exists can be sealed.
+    """
 
     message_id: str
     type: MessageType
@@ -124,10 +135,8 @@ class EnvelopeHeader:
     to_units: tuple[str, ...]
     created: dt.datetime
     expires: dt.datetime
-    in_reply_to: str | None
-    max_hops: int
-    payload_length: int
-    payload_sha256: str
+    in_reply_to: str | None = None
+    max_hops: int = 8
     version: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
@@ -166,21 +175,53 @@ class EnvelopeHeader:
             _check_id("in_reply_to", self.in_reply_to)
         if type(self.max_hops) is not int or not 1 <= self.max_hops <= MAX_HOPS_LIMIT:
             raise EnvelopeInvalidField(f"max_hops must be 1..{MAX_HOPS_LIMIT}", field="max_hops")
-        if type(self.payload_length) is not int or self.payload_length < 0:
-            raise EnvelopeInvalidField("payload_length must be a non-negative integer", field="payload_length")
-        if not isinstance(self.payload_sha256, str) or not _HEX64_RE.match(self.payload_sha256):
-            raise EnvelopeInvalidField("payload_sha256 must be 64 lower-case hex digits", field="payload_sha256")
         if self.version != PROTOCOL_VERSION:
             raise EnvelopeInvalidField(f"protocol version {self.version!r} is not {PROTOCOL_VERSION}",
                                        field="v", code="ENV_UNSUPPORTED_VERSION")
+
+    @classmethod
+    def new(cls, type: MessageType | str, origin_node: str, destination_node: str,
+            from_unit: str | None, to_units: Sequence[str], now: dt.datetime, ttl: dt.timedelta,
+            in_reply_to: str | None = None, max_hops: int = 8) -> HeaderDraft:
+        """A draft with a fresh time-ordered message id, created ``now``, expiring ``now + ttl``."""
+        return cls(new_id(now), MessageType(type), origin_node, destination_node, from_unit,
+                   tuple(to_units), now, now + ttl, in_reply_to, max_hops)
+
+    def complete(self, payload_length: int, payload_sha256: bytes) -> EnvelopeHeader:
+        """The header to sign, once encryption has fixed the payload's length and digest."""
+        routing = {f.name: getattr(self, f.name) for f in fields(HeaderDraft)}
+        return EnvelopeHeader(**routing, payload_length=payload_length, payload_sha256=payload_sha256.hex())
 
     def to_json(self) -> dict[str, Any]:
         return {"v": self.version, "id": self.message_id, "type": self.type.value,
                 "origin": self.origin_node, "destination": self.destination_node,
                 "from": self.from_unit, "to": list(self.to_units),
                 "created": format_time(self.created), "expires": format_time(self.expires),
-                "in_reply_to": self.in_reply_to, "max_hops": self.max_hops,
-                "payload_length": self.payload_length, "payload_sha256": self.payload_sha256}
+                "in_reply_to": self.in_reply_to, "max_hops": self.max_hops}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> HeaderDraft:
+        """The draft from its JSON form (parsed), as strictly as :func:`decode_header` reads a header."""
+        return cls(**_routing_args(_checked_json(raw, _DRAFT_FIELDS)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvelopeHeader(HeaderDraft):
+    """The signed routing header: the draft's fields and the payload's. Construction validates."""
+
+    payload_length: int
+    payload_sha256: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if type(self.payload_length) is not int or self.payload_length < 0:
+            raise EnvelopeInvalidField("payload_length must be a non-negative integer", field="payload_length")
+        if not isinstance(self.payload_sha256, str) or not _HEX64_RE.match(self.payload_sha256):
+            raise EnvelopeInvalidField("payload_sha256 must be 64 lower-case hex digits", field="payload_sha256")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "payload_length": self.payload_length,
+                "payload_sha256": self.payload_sha256}
 
     def encode(self) -> bytes:
         """The canonical JSON bytes that are signed and transmitted."""
@@ -204,26 +245,27 @@ def _check_unit(name: str, code: Any) -> None:
 
 
 # JSON key -> (accepted JSON types, nullable)
-_FIELDS: dict[str, tuple[type, bool]] = {
+_DRAFT_FIELDS: dict[str, tuple[type, bool]] = {
     "v": (int, False), "id": (str, False), "type": (str, False), "origin": (str, False),
     "destination": (str, False), "from": (str, True), "to": (list, False), "created": (str, False),
     "expires": (str, False), "in_reply_to": (str, True), "max_hops": (int, False),
-    "payload_length": (int, False), "payload_sha256": (str, False),
+}
+_FIELDS: dict[str, tuple[type, bool]] = {
+    **_DRAFT_FIELDS, "payload_length": (int, False), "payload_sha256": (str, False),
 }
 
 
-def decode_header(data: bytes, max_bytes: int = 64 * 1024) -> EnvelopeHeader:
-    """Parse header bytes strictly (typed :class:`~exchange_protocol.errors.EnvelopeHeaderInvalid`)."""
-    raw = load_json(data, max_bytes=max_bytes, what="envelope header", error=EnvelopeMalformedHeader)
+def _checked_json(raw: Any, expected: dict[str, tuple[type, bool]]) -> dict[str, Any]:
+    """``raw`` if it has exactly the ``expected`` keys with the right JSON types (typed errors)."""
     if not isinstance(raw, dict):
         raise EnvelopeMalformedHeader("envelope header must be a JSON object")
-    unknown = sorted(set(raw) - set(_FIELDS))
+    unknown = sorted(set(raw) - set(expected))
     if unknown:
         raise EnvelopeUnknownField(f"unknown header field {unknown[0]!r}", field=unknown[0])
-    missing = sorted(set(_FIELDS) - set(raw))
+    missing = sorted(set(expected) - set(raw))
     if missing:
         raise EnvelopeMissingField(f"header field {missing[0]!r} is missing", field=missing[0])
-    for key, (kind, nullable) in _FIELDS.items():
+    for key, (kind, nullable) in expected.items():
         value = raw[key]
         if value is None and nullable:
             continue
@@ -235,12 +277,22 @@ def decode_header(data: bytes, max_bytes: int = 64 * 1024) -> EnvelopeHeader:
                                    code="ENV_UNSUPPORTED_VERSION")
     if not all(isinstance(u, str) for u in raw["to"]):
         raise EnvelopeWrongType("header field 'to' must be a list of strings", field="to")
-    header = EnvelopeHeader(
-        message_id=raw["id"], type=raw["type"], origin_node=raw["origin"],
-        destination_node=raw["destination"], from_unit=raw["from"], to_units=tuple(raw["to"]),
-        created=parse_time("created", raw["created"]), expires=parse_time("expires", raw["expires"]),
-        in_reply_to=raw["in_reply_to"], max_hops=raw["max_hops"], payload_length=raw["payload_length"],
-        payload_sha256=raw["payload_sha256"], version=raw["v"])
+    return raw
+
+
+def _routing_args(raw: dict[str, Any]) -> dict[str, Any]:
+    return dict(message_id=raw["id"], type=raw["type"], origin_node=raw["origin"],
+                destination_node=raw["destination"], from_unit=raw["from"], to_units=tuple(raw["to"]),
+                created=parse_time("created", raw["created"]), expires=parse_time("expires", raw["expires"]),
+                in_reply_to=raw["in_reply_to"], max_hops=raw["max_hops"], version=raw["v"])
+
+
+def decode_header(data: bytes, max_bytes: int = 64 * 1024) -> EnvelopeHeader:
+    """Parse header bytes strictly (typed :class:`~exchange_protocol.errors.EnvelopeHeaderInvalid`)."""
+    raw = load_json(data, max_bytes=max_bytes, what="envelope header", error=EnvelopeMalformedHeader)
+    _checked_json(raw, _FIELDS)
+    header = EnvelopeHeader(**_routing_args(raw), payload_length=raw["payload_length"],
+                            payload_sha256=raw["payload_sha256"])
     if header.encode() != bytes(data):
         raise EnvelopeMalformedHeader("envelope header is not in canonical form")
     return header

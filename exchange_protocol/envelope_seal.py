@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -38,7 +37,7 @@ from .envelope import (
     FrameDecoder,
     FrameHead,
     FrameLimits,
-    MessageType,
+    HeaderDraft,
     decode_header,
     encode_prefix,
 )
@@ -55,38 +54,8 @@ from .errors import (
     EnvelopeTooManyHops,
     EnvelopeWrongRecipient,
 )
-from .ids import new_id
 
 COPY_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class HeaderDraft:
-    """A header without its payload fields (known only after encryption)."""
-
-    message_id: str
-    type: MessageType
-    origin_node: str
-    destination_node: str
-    from_unit: str | None
-    to_units: tuple[str, ...]
-    created: dt.datetime
-    expires: dt.datetime
-    in_reply_to: str | None = None
-    max_hops: int = 8
-
-    @classmethod
-    def new(cls, type: MessageType | str, origin_node: str, destination_node: str,
-            from_unit: str | None, to_units: Sequence[str], now: dt.datetime, ttl: dt.timedelta,
-            in_reply_to: str | None = None, max_hops: int = 8) -> HeaderDraft:
-        """A draft with a fresh time-ordered message id, created ``now``, expiring ``now + ttl``."""
-        return cls(new_id(now), MessageType(type), origin_node, destination_node, from_unit,
-                   tuple(to_units), now, now + ttl, in_reply_to, max_hops)
-
-    def complete(self, payload_length: int, payload_sha256: bytes) -> EnvelopeHeader:
-        return EnvelopeHeader(self.message_id, self.type, self.origin_node, self.destination_node,
-                              self.from_unit, self.to_units, self.created, self.expires,
-                              self.in_reply_to, self.max_hops, payload_length, payload_sha256.hex())
 
 
 @dataclass(frozen=True)

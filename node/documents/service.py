@@ -21,7 +21,6 @@ from typing import Any
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.errors import ProtocolError
-from exchange_protocol.ids import new_id
 from exchange_protocol.meta_json import meta_to_dict, parse_meta
 from exchange_protocol.notices import Notice
 from exchange_protocol.package import Attachment, build_package
@@ -55,7 +54,7 @@ class DocumentService:
         self.ctx = ctx
         self.store = store
         self.outbound = outbound
-        self.exchange = Exchange(store.db)
+        self.exchange = Exchange(store.db, ctx.node_id)
         self.processor = Processor(ctx, store, registry, outbound)
         self.submitted = registry.counter("gwx_documents_submitted_total", "Documents sealed and sent")
 
@@ -81,26 +80,27 @@ class DocumentService:
         by_node: dict[str, list[str]] = defaultdict(list)
         for unit, _ in doc.recipients():
             by_node[routes[unit]].append(unit)
-        local_id = None
+        local = None
         async with self.store.transaction() as tx:
             await self.store.messages.add_outbox(OutboxDocument(
                 doc_id=doc.id, from_unit=who.unit, title=doc.title, kind=doc.kind.value, package_digest=digest,
                 created_at=now, doc_number=doc.doc_number.format() if doc.doc_number else None,
                 deadline=doc.deadline), recipients, actor=f"clerk:{who.name}", tx=tx)
-            remote = [NewMessage(MessageType.DOCUMENT, node, who.unit, tuple(units), digest, size, doc.id)
+            remote = [NewMessage(self.outbound.header(MessageType.DOCUMENT, node, who.unit, tuple(units), now),
+                                 digest, size, doc.id)
                       for node, units in by_node.items() if node != self.ctx.node_id]
             await self.outbound.add(tx, remote, now)
             if self.ctx.node_id in by_node:
-                local_id = new_id(now)
-                await self.exchange.add_outgoing(tx, [Outgoing(local_id, doc.id, MessageType.DOCUMENT.value,
-                                                               self.ctx.node_id, tuple(by_node[self.ctx.node_id]), now)])
+                local = self.outbound.header(MessageType.DOCUMENT, self.ctx.node_id, who.unit,
+                                             tuple(by_node[self.ctx.node_id]), now)
+                await self.exchange.add_outgoing(tx, [Outgoing(local.message_id, doc.id, MessageType.DOCUMENT.value,
+                                                               self.ctx.node_id, local.to_units, now)])
         for node in by_node:
             if node != self.ctx.node_id:
                 self.outbound.wake(node)
-        if local_id is not None:
+        if local is not None:
             try:
-                await self.processor.apply(Delivery(local_id, MessageType.DOCUMENT, self.ctx.node_id, who.unit,
-                                                    tuple(by_node[self.ctx.node_id]), None, digest, now))
+                await self.processor.apply(Delivery(local, digest, now))
             except Exception as exc:  # the document is sent; its local part is retried at the next start
                 log.error("local delivery of %s failed: %r", doc.id, exc, extra={"doc_id": doc.id},
                           exc_info=not isinstance(exc, GwxError))

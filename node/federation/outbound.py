@@ -26,9 +26,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from exchange_protocol.envelope import MessageType
+from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.envelope_crypto import Recipient
-from exchange_protocol.envelope_seal import HeaderDraft, seal_envelope, seal_stream
+from exchange_protocol.envelope_seal import seal_envelope, seal_stream
 from exchange_protocol.retry import GIVE_UP, RetryPolicy, next_attempt
 from exchange_protocol.states import Event
 from exchange_protocol.transport_receipt import verify_receipt
@@ -64,16 +64,13 @@ TRANSIENT = (PeerUnreachable, PeerServerError, PeerProtocolError, PeerIdentityMi
 
 @dataclass(frozen=True)
 class NewMessage:
-    """What the service asks to send: a payload already durable as a blob, and where it goes."""
+    """What the service asks to send: its header (:meth:`Outbound.header`), a payload already
+    durable as a blob, and the document it concerns."""
 
-    type: MessageType
-    destination: str
-    from_unit: str | None
-    to_units: tuple[str, ...]
+    header: HeaderDraft
     payload_digest: str
     payload_size: int
     doc_id: str
-    in_reply_to: str | None = None
 
 
 class Outbound:
@@ -83,7 +80,7 @@ class Outbound:
                  rand: Callable[[], float] = random.random) -> None:
         self.ctx = ctx
         self.store = store
-        self.exchange = Exchange(store.db)
+        self.exchange = Exchange(store.db, ctx.node_id)
         self.client = client
         self.rand = rand
         r = ctx.config.retry
@@ -132,27 +129,25 @@ class Outbound:
     def wake(self, destination: str) -> None:
         self._queue(destination).wake()
 
+    def header(self, type: MessageType, destination: str, from_unit: str | None, to_units: tuple[str, ...],
+               now: dt.datetime, in_reply_to: str | None = None) -> HeaderDraft:
+        """The header of a new message from this node: a fresh id, this node's lifetime and hop limit."""
+        ttl = dt.timedelta(seconds=self.ctx.config.retry.window_seconds) + dt.timedelta(days=1)
+        return HeaderDraft.new(type, self.ctx.node_id, destination, from_unit, to_units, now, ttl,
+                               in_reply_to=in_reply_to, max_hops=self.ctx.config.limits.max_hops)
+
     async def add(self, tx, messages: list[NewMessage], now: dt.datetime) -> list[str]:
         """Record messages as drafts inside the caller's transaction; returns their message ids.
 
         Call :meth:`wake` for their destinations after the transaction commits.
         """
-        ids = []
-        ttl = dt.timedelta(seconds=self.ctx.config.retry.window_seconds) + dt.timedelta(days=1)
+        window = dt.timedelta(seconds=self.ctx.config.retry.window_seconds)
         for m in messages:
-            draft = HeaderDraft.new(m.type, self.ctx.node_id, m.destination, m.from_unit, m.to_units, now, ttl,
-                                    in_reply_to=m.in_reply_to, max_hops=self.ctx.config.limits.max_hops)
-            header = {"message_id": draft.message_id, "type": draft.type.value, "from_unit": draft.from_unit,
-                      "to_units": list(draft.to_units), "created": draft.created.isoformat(),
-                      "expires": draft.expires.isoformat(), "in_reply_to": draft.in_reply_to,
-                      "max_hops": draft.max_hops}
-            await self.exchange.add_draft(tx, Draft(draft.message_id, m.destination, m.type.value, header,
-                                                    m.payload_digest, m.payload_size, now,
-                                                    now + dt.timedelta(seconds=self.ctx.config.retry.window_seconds)))
-            await self.exchange.add_outgoing(tx, [Outgoing(draft.message_id, m.doc_id, m.type.value, m.destination,
-                                                           m.to_units, now)])
-            ids.append(draft.message_id)
-        return ids
+            h = m.header
+            await self.exchange.add_draft(tx, Draft(h, m.payload_digest, m.payload_size, now, now + window))
+            await self.exchange.add_outgoing(tx, [Outgoing(h.message_id, m.doc_id, h.type.value, h.destination_node,
+                                                           h.to_units, now)])
+        return [m.header.message_id for m in messages]
 
 
 class DestinationQueue:
@@ -257,27 +252,27 @@ class DestinationQueue:
         blobs = self.o.store.blobs
         while drafts := await self.o.exchange.drafts_for(self.destination, 64):
             for d in drafts:
-                header = _header_draft(d, self.o.ctx.node_id)
                 try:
-                    ref = await asyncio.to_thread(_build_envelope, blobs, header, d, sender, recipient)
+                    ref = await asyncio.to_thread(_build_envelope, blobs, d, sender, recipient)
                 except (GwxError, FileNotFoundError) as exc:  # unbuildable for good: set it aside
                     await self._drop_draft(d, exc)
                     continue
                 async with self.o.store.transaction() as tx:
                     await self.o.store.queue.enqueue(
-                        OutboundItem(d.message_id, self.destination, ref.digest, ref.size, d.type,
+                        OutboundItem(d.header.message_id, self.destination, ref.digest, ref.size, d.header.type.value,
                                      expires_at=d.expires_at), tx=tx)
-                    await self.o.exchange.delete_draft(tx, d.message_id)
+                    await self.o.exchange.delete_draft(tx, d.header.message_id)
 
     async def _drop_draft(self, d: Draft, exc: Exception) -> None:
         info = ErrorInfo.of(exc) if isinstance(exc, GwxError) else ErrorInfo("STORE_CORRUPT", repr(exc))
-        self._log(logging.ERROR, "cannot build %s: %s", d.message_id, info.message, message_id=d.message_id,
+        message_id = d.header.message_id
+        self._log(logging.ERROR, "cannot build %s: %s", message_id, info.message, message_id=message_id,
                   code=info.code)
         async with self.o.store.transaction() as tx:
-            await self.o.exchange.delete_draft(tx, d.message_id)
-            await self.o.store.audit.append(tx, "node", "draft.failed", {"message_id": d.message_id},
+            await self.o.exchange.delete_draft(tx, message_id)
+            await self.o.store.audit.append(tx, "node", "draft.failed", {"message_id": message_id},
                                             {"error": info.code, "message": info.message})
-            await self._business(d.message_id, Event.FAILED, self.o.ctx.clock(),
+            await self._business(message_id, Event.FAILED, self.o.ctx.clock(),
                                  reason=f"{info.code}: {info.message}", tx=tx)
 
     async def _send_batch(self, batch: list[QueueEntry]) -> None:
@@ -395,23 +390,17 @@ def _batches(window: list[QueueEntry], max_count: int) -> Iterator[list[QueueEnt
         yield batch
 
 
-def _header_draft(d: Draft, origin: str) -> HeaderDraft:
-    h = d.header
-    return HeaderDraft(h["message_id"], MessageType(h["type"]), origin, d.destination, h["from_unit"],
-                       tuple(h["to_units"]), dt.datetime.fromisoformat(h["created"]),
-                       dt.datetime.fromisoformat(h["expires"]), h["in_reply_to"], h["max_hops"])
-
-
-def _build_envelope(blobs, header: HeaderDraft, d: Draft, sender, recipient: Recipient):
+def _build_envelope(blobs, d: Draft, sender, recipient: Recipient):
     """Encrypt, sign and store one envelope (in a worker thread); returns the blob reference."""
     src_path = blobs.path_for(d.payload_digest)
     if d.payload_size <= SMALL_PAYLOAD:
         plaintext = src_path.read_bytes()
         if hashlib.sha256(plaintext).hexdigest() != d.payload_digest:
-            raise GwxError(f"payload blob of {d.message_id} does not match its digest", code="STORE_BAD_DIGEST")
-        return blobs.put_sync(seal_envelope(header, plaintext, sender, recipient).data)
+            raise GwxError(f"payload blob of {d.header.message_id} does not match its digest",
+                           code="STORE_BAD_DIGEST")
+        return blobs.put_sync(seal_envelope(d.header, plaintext, sender, recipient).data)
     with open(src_path, "rb") as src, tempfile.TemporaryFile(dir=blobs.tmp_dir) as spool:
-        _, prefix = seal_stream(header, src, d.payload_size, spool, sender, recipient)
+        _, prefix = seal_stream(d.header, src, d.payload_size, spool, sender, recipient)
         spool.seek(0)
 
         def chunks() -> Iterator[bytes]:

@@ -28,9 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from exchange_protocol.envelope import EnvelopeHeader, FrameDecoder, MessageType, decode_header
+from exchange_protocol.envelope import EnvelopeHeader, FrameDecoder, HeaderDraft, MessageType, decode_header
 from exchange_protocol.errors import IllegalTransition
-from exchange_protocol.ids import new_id
 from exchange_protocol.kinds import Role
 from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.model import DocumentMetadata
@@ -80,21 +79,12 @@ class DocumentConflict(NodeError):
 
 @dataclass(frozen=True)
 class Delivery:
-    """One message to apply, whether it came in an envelope or from a unit on this same node."""
+    """One message to apply, whether it came in an envelope (``header`` is then its
+    :class:`EnvelopeHeader`) or from a unit on this same node (a draft that was never sealed)."""
 
-    message_id: str
-    type: MessageType
-    origin_node: str
-    from_unit: str | None
-    to_units: tuple[str, ...]
-    in_reply_to: str | None
+    header: HeaderDraft
     payload_digest: str
     received_at: dt.datetime
-
-    @classmethod
-    def of(cls, header: EnvelopeHeader, payload_digest: str, received_at: dt.datetime) -> Delivery:
-        return cls(header.message_id, header.type, header.origin_node, header.from_unit, tuple(header.to_units),
-                   header.in_reply_to, payload_digest, received_at)
 
 
 class PdfValidationCache:
@@ -124,7 +114,7 @@ class Processor:
         self.ctx = ctx
         self.store = store
         self.outbound = outbound
-        self.exchange = Exchange(store.db)
+        self.exchange = Exchange(store.db, ctx.node_id)
         self.reports = PdfValidationCache()
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -184,7 +174,7 @@ class Processor:
         header = None
         try:
             header = await self._in_thread(self._read_header, received.blob_digest)
-            await self.apply(Delivery.of(header, received.payload_digest, received.received_at),
+            await self.apply(Delivery(header, received.payload_digest, received.received_at),
                              mark=received.message_id)
             self.applied.inc(type=header.type.value, outcome="done")
         except Exception as exc:  # one bad message must not block the ones behind it
@@ -220,7 +210,9 @@ class Processor:
         wake = None
         async with self.store.transaction() as tx:
             if notice is not None:
-                wake = await self.queue_notice(tx, notice, ref, header.origin_node, None, (), header.message_id)
+                # Addressed to the unit that sent the document: the only one its node must host.
+                wake = await self.queue_notice(tx, notice, ref, header.origin_node, None, (header.from_unit,),
+                                               header.message_id)
             await self.store.messages.mark_inbound(received.message_id, "failed", error=error, tx=tx)
         self._wake(wake)
 
@@ -248,9 +240,11 @@ class Processor:
         for message_id, units, created_at, from_unit, digest in rows:
             log.warning("resuming local delivery %s interrupted by a crash", message_id,
                         extra={"message_id": message_id})
-            try:
-                await self.apply(Delivery(message_id, MessageType.DOCUMENT, self.ctx.node_id, from_unit,
-                                          tuple(json.loads(units)), None, digest, from_db_time(created_at)))
+            created = from_db_time(created_at)
+            try:  # never sealed: its lifetime only makes it a valid header
+                header = HeaderDraft(message_id, MessageType.DOCUMENT, self.ctx.node_id, self.ctx.node_id, from_unit,
+                                     tuple(json.loads(units)), created, created + dt.timedelta(days=1))
+                await self.apply(Delivery(header, digest, created))
             except GwxError as exc:
                 log.error("cannot resume local delivery %s: %s", message_id, exc,
                           extra={"message_id": message_id, "code": exc.code})
@@ -258,7 +252,7 @@ class Processor:
     # --- applying ----------------------------------------------------------------------------------
     async def apply(self, d: Delivery, mark: str | None = None) -> None:
         """Apply ``d``; with ``mark`` (a received message id) it is marked done in the same transaction."""
-        if d.type is MessageType.DOCUMENT:
+        if d.header.type is MessageType.DOCUMENT:
             await self._apply_document(d, mark)
             return
         notice = decode_notice(await self.store.blobs.read_bytes(d.payload_digest))
@@ -274,12 +268,11 @@ class Processor:
         Returns the destination whose queue to wake once ``tx`` has committed (None: nothing to wake).
         """
         now = self.ctx.clock()
+        header = self.outbound.header(notice.type, destination, from_unit, to_units, now, in_reply_to)
         if destination == self.ctx.node_id:
-            await self.apply_notice(Delivery(new_id(now), notice.type, destination, from_unit, to_units, in_reply_to,
-                                             ref.digest, now), notice, tx)
+            await self.apply_notice(Delivery(header, ref.digest, now), notice, tx)
             return None
-        await self.outbound.add(tx, [NewMessage(notice.type, destination, from_unit, to_units, ref.digest, ref.size,
-                                                notice.doc_id, in_reply_to)], now)
+        await self.outbound.add(tx, [NewMessage(header, ref.digest, ref.size, notice.doc_id)], now)
         return destination
 
     async def full_report(self, package_digest: str) -> dict[str, Any]:
@@ -317,35 +310,36 @@ class Processor:
         if failed:
             # Quarantined: never offered for 签收. The sender learns which check failed.
             reason = "; ".join(f"{c['name']}: {c.get('code')} {c.get('message') or ''}".strip() for c in failed)
-            notice = Notice(MessageType.BOUNCE, meta.id, d.to_units, now, reason=reason[:1900])
+            notice = Notice(MessageType.BOUNCE, meta.id, d.header.to_units, now, reason=reason[:1900])
             ref = await self.store.blobs.put(notice.encode())
             error = NodeError(f"document {meta.id} refused after acknowledgement: {reason}",
                               code=failed[0].get("code") or "PKG_INVALID", doc_id=meta.id)
             async with self.store.transaction() as tx:
-                wake = await self.queue_notice(tx, notice, ref, d.origin_node, None, (), d.message_id)
+                wake = await self.queue_notice(tx, notice, ref, d.header.origin_node, None, (d.header.from_unit,),
+                                               d.header.message_id)
                 if mark:
                     await self.store.messages.mark_inbound(mark, "failed", error=error, tx=tx)
             self._wake(wake)
             log.warning("quarantined document %s: %s", meta.id, reason,
-                        extra={"message_id": d.message_id, "doc_id": meta.id, "code": error.code})
+                        extra={"message_id": d.header.message_id, "doc_id": meta.id, "code": error.code})
             return
-        ack = Notice(MessageType.TRANSPORT_ACK, meta.id, d.to_units, now)
+        ack = Notice(MessageType.TRANSPORT_ACK, meta.id, d.header.to_units, now)
         ref = await self.store.blobs.put(ack.encode())
         async with self.store.transaction() as tx:
-            for unit in d.to_units:
+            for unit in d.header.to_units:
                 role = Role.MAIN if unit in meta.to else Role.COPY
                 inserted = await self.store.messages.add_inbox(InboxRow(
-                    doc_id=meta.id, unit=unit, role=role.value, from_unit=d.from_unit, title=meta.title,
+                    doc_id=meta.id, unit=unit, role=role.value, from_unit=d.header.from_unit, title=meta.title,
                     kind=meta.kind.value, status=ReceiverStatus.PENDING.value, package_digest=d.payload_digest,
                     received_at=d.received_at, urgency=meta.urgency.value if meta.urgency else None,
-                    deadline=meta.deadline, verification=report, message_id=d.message_id),
-                    actor=f"node:{d.origin_node}", tx=tx)
+                    deadline=meta.deadline, verification=report, message_id=d.header.message_id),
+                    actor=f"node:{d.header.origin_node}", tx=tx)
                 if not inserted:
                     held = await self.store.messages.get_inbox(meta.id, unit)
-                    if held and (held.package_digest != d.payload_digest or held.from_unit != d.from_unit):
+                    if held and (held.package_digest != d.payload_digest or held.from_unit != d.header.from_unit):
                         raise DocumentConflict(f"{unit} already holds a different document with id {meta.id}",
                                                doc_id=meta.id, unit=unit)
-            wake = await self.queue_notice(tx, ack, ref, d.origin_node, None, (), d.message_id)
+            wake = await self.queue_notice(tx, ack, ref, d.header.origin_node, None, (), d.header.message_id)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
         self._wake(wake)
@@ -353,7 +347,7 @@ class Processor:
     async def _document_still_pending(self, d: Delivery) -> bool:
         """Whether the document a notice answers was accepted from the same origin but not yet applied."""
         row = await self.store.db.fetchone(
-            "SELECT state FROM received WHERE message_id = ? AND origin_node = ?", (d.in_reply_to, d.origin_node))
+            "SELECT state FROM received WHERE message_id = ? AND origin_node = ?", (d.header.in_reply_to, d.header.origin_node))
         return row is not None and row[0] == "new"
 
     def _wake(self, destination: str | None) -> None:
@@ -362,24 +356,24 @@ class Processor:
 
     async def apply_notice(self, d: Delivery, notice: Notice, tx: Transaction) -> None:
         """Apply a notice inside ``tx`` (the caller commits it with whatever caused or consumed it)."""
-        if notice.type is not d.type:
-            raise NoticeNotOurs(f"envelope type {d.type.value} carries a {notice.type.value} notice")
-        actor = f"node:{d.origin_node}"
+        if notice.type is not d.header.type:
+            raise NoticeNotOurs(f"envelope type {d.header.type.value} carries a {notice.type.value} notice")
+        actor = f"node:{d.header.origin_node}"
         if notice.type in NOTICE_EVENTS_SENDER:
-            link = await self.exchange.outgoing(d.in_reply_to or "")
-            if (link is None or link.destination != d.origin_node or link.doc_id != notice.doc_id
+            link = await self.exchange.outgoing(d.header.in_reply_to or "")
+            if (link is None or link.destination != d.header.origin_node or link.doc_id != notice.doc_id
                     or not set(notice.units) <= set(link.units)):
-                raise NoticeNotOurs(f"{notice.type.value} from {d.origin_node} does not match a message we sent it",
-                                    in_reply_to=d.in_reply_to, doc_id=notice.doc_id)
+                raise NoticeNotOurs(f"{notice.type.value} from {d.header.origin_node} does not match a message we sent it",
+                                    in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
             event = NOTICE_EVENTS_SENDER[notice.type]
             if event is None:  # 答复: recorded against the document it answers
                 await self.store.audit.append(tx, actor, f"notice.{notice.type.value}",
-                                              {"doc_id": notice.doc_id, "message_id": d.message_id},
+                                              {"doc_id": notice.doc_id, "message_id": d.header.message_id},
                                               {"units": list(notice.units), "by": notice.by, "text": notice.text})
                 return
             for unit in notice.units:
                 await apply_sender_event(self.store, notice.doc_id, unit, event, at=notice.at, actor=actor,
-                                         by=notice.by, reason=notice.reason, details={"message_id": d.message_id},
+                                         by=notice.by, reason=notice.reason, details={"message_id": d.header.message_id},
                                          tx=tx)
             return
         event = NOTICE_EVENTS_RECEIVER[notice.type]
@@ -388,16 +382,16 @@ class Processor:
             if row is None and await self._document_still_pending(d):
                 raise NodeError(f"{notice.type.value} for {notice.doc_id} arrived before its document was applied",
                                 code="NOTICE_EARLY", doc_id=notice.doc_id)
-            if row is None or row.message_id != d.in_reply_to or row.from_unit != d.from_unit:
+            if row is None or row.message_id != d.header.in_reply_to or row.from_unit != d.header.from_unit:
                 raise NoticeNotOurs(f"{notice.type.value} for {notice.doc_id}/{unit} does not match what we hold",
                                     doc_id=notice.doc_id, unit=unit)
             try:
                 await apply_receiver_event(self.store, notice.doc_id, unit, event, at=notice.at, actor=actor,
-                                           by=notice.by, reason=notice.reason, details={"message_id": d.message_id},
+                                           by=notice.by, reason=notice.reason, details={"message_id": d.header.message_id},
                                            tx=tx)
             except IllegalTransition as exc:
                 # A recall that arrives after 签收 or 退回 has no effect; the sender already has (or
                 # will get) the receipt, which wins. Recorded, not an error of the envelope.
                 await self.store.audit.append(tx, actor, f"inbox.{event.value}.refused",
                                               {"doc_id": notice.doc_id, "unit": unit},
-                                              {"reason": exc.message, "message_id": d.message_id})
+                                              {"reason": exc.message, "message_id": d.header.message_id})

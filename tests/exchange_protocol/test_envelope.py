@@ -17,6 +17,7 @@ from exchange_protocol.envelope import (
     EnvelopeHeader,
     FrameDecoder,
     FrameLimits,
+    HeaderDraft,
     MessageType,
     decode_frame,
     decode_header,
@@ -65,8 +66,40 @@ def test_header_round_trips_through_its_canonical_bytes():
 def test_random_headers_round_trip(type, to, created, ttl, hops, length, digest, origin):
     h = EnvelopeHeader(IDS.new(created), type, origin, "dest-1", UNIT_A, tuple(to), created,
                        created + dt.timedelta(seconds=ttl),
-                       None if type is MessageType.DOCUMENT else IDS.new(created), hops, length, digest.hex())
+                       None if type is MessageType.DOCUMENT else IDS.new(created), hops,
+                       payload_length=length, payload_sha256=digest.hex())
     assert decode_header(h.encode()) == h
+
+
+def test_a_header_is_its_draft_completed_with_the_payload_fields():
+    draft = HeaderDraft.new("reply", "a", "b", UNIT_A, [UNIT_B], NOW, dt.timedelta(hours=2), in_reply_to=IDS.new(NOW))
+    sealed = draft.complete(99, b"\x07" * 32)
+    assert isinstance(sealed, HeaderDraft) and sealed.message_id == draft.message_id
+    assert sealed.to_json() == {**draft.to_json(), "payload_length": 99, "payload_sha256": "07" * 32}
+    assert HeaderDraft.from_json(json.loads(json.dumps(draft.to_json()))) == draft
+
+
+@pytest.mark.parametrize("mutate, code", [
+    (lambda d: d.update(payload_length=1), "ENV_UNKNOWN_FIELD"),  # a draft has no payload yet
+    (lambda d: d.pop("origin"), "ENV_MISSING_FIELD"),
+    (lambda d: d.update(to="x"), "ENV_WRONG_TYPE"),
+    (lambda d: d.update(max_hops=0), "ENV_INVALID_FIELD"),
+    (lambda d: d.update(v=2), "ENV_UNSUPPORTED_VERSION"),
+])
+def test_a_draft_is_read_as_strictly_as_a_header(mutate, code):
+    raw = HeaderDraft.new("document", "a", "b", UNIT_A, [UNIT_B], NOW, dt.timedelta(hours=2)).to_json()
+    mutate(raw)
+    with pytest.raises(E.EnvelopeHeaderInvalid) as info:
+        HeaderDraft.from_json(raw)
+    assert info.value.code == code
+    with pytest.raises(E.EnvelopeMalformedHeader):
+        HeaderDraft.from_json([raw])
+
+
+def test_a_draft_that_could_never_be_sealed_is_refused_when_made():
+    with pytest.raises(E.EnvelopeInvalidField) as info:
+        HeaderDraft.new("bounce", "a", "b", None, [], NOW, dt.timedelta(hours=2), in_reply_to=IDS.new(NOW))
+    assert info.value.details["field"] == "to"
 
 
 @pytest.mark.parametrize("mutate, error, code", [

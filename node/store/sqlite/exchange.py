@@ -3,6 +3,8 @@
 * drafts — messages whose envelope cannot be built yet because the destination's encryption
   certificate is unknown; the payload is already a durable blob. Once the envelope is built, the
   outbound queue deletes the draft (``delete_draft``) and enqueues the envelope in one transaction.
+  The ``header`` column holds the :class:`~exchange_protocol.envelope.HeaderDraft` in its JSON
+  form; rows written before that (keys ``message_id``, ``from_unit``…, no origin) are still read.
 * outgoing — which document and units each message we sent concerns, so what comes back (a
   transport receipt, a 签收, a bounce) is matched against what we actually sent to that node.
 * peer_credentials — a peer's signing and encryption certificates as last fetched and verified.
@@ -14,16 +16,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from exchange_protocol.canonical import canonical_json
+from exchange_protocol.envelope import HeaderDraft, format_time
 from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
 
 
 @dataclass(frozen=True)
 class Draft:
-    message_id: str
-    destination: str
-    type: str
-    header: dict  # the HeaderDraft fields as JSON (node.federation.outbound rebuilds the draft from it)
+    header: HeaderDraft  # message id, type and destination included
     payload_digest: str
     payload_size: int
     created_at: datetime
@@ -50,28 +52,32 @@ class StoredPeerCredentials:
 
 
 class Exchange:
-    def __init__(self, db: Database) -> None:
+    """``node_id``: this node, the origin of every draft (old rows did not record it)."""
+
+    def __init__(self, db: Database, node_id: str) -> None:
         self._db = db
+        self._node_id = node_id
 
     # --- drafts ---------------------------------------------------------------------------------
     async def add_draft(self, tx: Transaction, draft: Draft) -> None:
         await tx.execute(
             "INSERT INTO drafts (message_id, destination, type, header, payload_digest, payload_size,"
             " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (draft.message_id, draft.destination, draft.type, json.dumps(draft.header, ensure_ascii=False),
+            (draft.header.message_id, draft.header.destination_node, draft.header.type.value,
+             canonical_json(draft.header.to_json()).decode("utf-8"),
              draft.payload_digest, draft.payload_size, to_db_time(draft.created_at),
              to_db_time(draft.expires_at) if draft.expires_at else None))
 
     async def drafts_for(self, destination: str, limit: int = 100) -> list[Draft]:
         rows = await self._db.fetchall(
             "SELECT * FROM drafts WHERE destination = ? ORDER BY message_id LIMIT ?", (destination, limit))
-        return [_draft(r) for r in rows]
+        return [self._draft(r) for r in rows]
 
     async def expired_drafts(self, destination: str, now: datetime, limit: int = 100) -> list[Draft]:
         rows = await self._db.fetchall(
             "SELECT * FROM drafts WHERE destination = ? AND expires_at IS NOT NULL AND expires_at <= ?"
             " ORDER BY message_id LIMIT ?", (destination, to_db_time(now), limit))
-        return [_draft(r) for r in rows]
+        return [self._draft(r) for r in rows]
 
     async def delete_draft(self, tx: Transaction, message_id: str) -> None:
         await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,))
@@ -100,6 +106,11 @@ class Exchange:
             "SELECT * FROM outgoing WHERE doc_id = ? AND type = ? ORDER BY message_id", (doc_id, type))
         return [_outgoing(r) for r in rows]
 
+    def _draft(self, r) -> Draft:
+        raw = _legacy_header(json.loads(r["header"]), self._node_id, r["destination"])
+        return Draft(HeaderDraft.from_json(raw), r["payload_digest"], r["payload_size"],
+                     from_db_time(r["created_at"]), from_db_time(r["expires_at"]))
+
     # --- peer credentials -----------------------------------------------------------------------
     async def peer_credentials(self, node_id: str) -> StoredPeerCredentials | None:
         row = await self._db.fetchone("SELECT * FROM peer_credentials WHERE node_id = ?", (node_id,))
@@ -117,9 +128,18 @@ class Exchange:
                 (creds.node_id, creds.signing_cert, creds.encryption_cert, creds.chain, to_db_time(creds.fetched_at)))
 
 
-def _draft(r) -> Draft:
-    return Draft(r["message_id"], r["destination"], r["type"], json.loads(r["header"]), r["payload_digest"],
-                 r["payload_size"], from_db_time(r["created_at"]), from_db_time(r["expires_at"]))
+def _legacy_header(raw: dict[str, Any], origin: str, destination: str) -> dict[str, Any]:
+    """A header written before the drafts held the HeaderDraft's own JSON form, in that form."""
+    if "message_id" not in raw:
+        return raw
+    renamed = {"message_id": "id", "from_unit": "from", "to_units": "to"}
+    current = {renamed.get(k, k): v for k, v in raw.items()}
+    for name in ("created", "expires"):  # were ISO 8601 with microseconds and +00:00
+        try:
+            current[name] = format_time(datetime.fromisoformat(current[name]))
+        except (KeyError, TypeError, ValueError):
+            pass  # HeaderDraft.from_json names what is wrong
+    return {"v": 1, "origin": origin, "destination": destination, **current}
 
 
 def _outgoing(row) -> Outgoing:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import json
@@ -17,7 +18,7 @@ import zipfile
 
 import pytest
 
-from exchange_protocol.envelope import MessageType
+from exchange_protocol.envelope import HeaderDraft, MessageType, decode_header
 from exchange_protocol.ids import new_id
 from exchange_protocol.manifest import Manifest, parse_manifest
 from exchange_protocol.meta_json import parse_meta
@@ -110,8 +111,10 @@ def _package(node_dir, to, *, tamper_pdf=False) -> bytes:
 def _delivery(payload_digest: str, to, message_id=None) -> Delivery:
     from pki.ca import utcnow
 
-    return Delivery(message_id or new_id(utcnow()), MessageType.DOCUMENT, "city", SENDER, tuple(to), None,
-                    payload_digest, utcnow())
+    now = utcnow()
+    header = HeaderDraft(message_id or new_id(now), MessageType.DOCUMENT, "city", "county", SENDER, tuple(to), now,
+                         now + dt.timedelta(days=1))
+    return Delivery(header, payload_digest, now)
 
 
 def test_a_valid_document_reaches_the_inboxes_and_is_acknowledged(node_dir, tmp_path):
@@ -123,8 +126,8 @@ def test_a_valid_document_reaches_the_inboxes_and_is_acknowledged(node_dir, tmp_
             await processor.apply(d)
             rows = [await store.messages.get_inbox(_doc_id(store, ref.digest), u) for u in (A, B)]
             assert [r.status for r in rows] == ["pending", "pending"] and rows[0].verification["ok"]
-            [ack] = await Exchange(store.db).drafts_for("city")
-            assert ack.type == "transport-ack" and ack.header["in_reply_to"] == d.message_id
+            [ack] = await Exchange(store.db, "county").drafts_for("city")
+            assert ack.header.type == "transport-ack" and ack.header.in_reply_to == d.header.message_id
             # Applying the same delivery again (a crash before the mark): one inbox row each.
             await processor.apply(d)
             assert (await store.messages.list_inbox()).items.__len__() == 2
@@ -145,14 +148,20 @@ def test_a_document_failing_its_pdf_seal_is_quarantined_and_bounced(node_dir, tm
             ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A], tamper_pdf=True))
             env = await store.blobs.put(b"the envelope as received")
             d = _delivery(ref.digest, [A])
-            await store.accept_inbound(InboundEnvelope(d.message_id, env.digest, env.digest, "city", b"receipt",
+            message_id = d.header.message_id
+            await store.accept_inbound(InboundEnvelope(message_id, env.digest, env.digest, "city", b"receipt",
                                                        "document", 24, ref.digest))
-            await processor.apply(d, mark=d.message_id)
+            await processor.apply(d, mark=message_id)
             assert await store.messages.get_inbox(_doc_id(store, ref.digest), A) is None  # never offered for 签收
-            received = await store.messages.get_received(d.message_id)
+            received = await store.messages.get_received(message_id)
             assert received.state == "failed" and received.error_code == "PKG_PDF_SEAL_INVALID"
-            [bounce] = await Exchange(store.db).drafts_for("city")
-            assert bounce.type == "bounce" and bounce.header["in_reply_to"] == d.message_id
+            [bounce] = await Exchange(store.db, "county").drafts_for("city")
+            assert bounce.header.type == "bounce" and bounce.header.in_reply_to == message_id
+            # Addressed to the unit that sent the document, so the city node can seal and accept it
+            # (with no unit the envelope could never be built and the bounce never left).
+            assert bounce.header.to_units == (SENDER,)
+            sealed = bounce.header.complete(bounce.payload_size, b"\x00" * 32)
+            assert decode_header(sealed.encode()) == sealed
             notice = json.loads(await store.blobs.read_bytes(bounce.payload_digest))
             assert "pdf_seal" in notice["reason"] and notice["units"] == [A]
         finally:
@@ -213,8 +222,10 @@ def test_a_notice_that_matches_nothing_we_sent_moves_nothing_and_leaves_no_trace
             doc_id = _doc_id(store, ref.digest)
             forged = Notice(MessageType.URGE, doc_id, (A,), ctx.clock(), by="冒充者")
             blob = await store.blobs.put(forged.encode())
-            d = Delivery(new_id(ctx.clock()), MessageType.URGE, "city", SENDER, (A,), "not-the-message-id",
-                         blob.digest, ctx.clock())
+            now = ctx.clock()
+            header = HeaderDraft(new_id(now), MessageType.URGE, "city", "county", SENDER, (A,), now,
+                                 now + dt.timedelta(days=1), in_reply_to=new_id(now))  # not the document's message
+            d = Delivery(header, blob.digest, now)
             with pytest.raises(NoticeNotOurs):
                 async with store.transaction() as tx:
                     await processor.apply_notice(d, forged, tx)
@@ -229,10 +240,8 @@ def test_a_notice_that_matches_nothing_we_sent_moves_nothing_and_leaves_no_trace
 def _envelope(node_dir, type, to, payload: bytes, in_reply_to=None):
     """A real envelope from the city node to the county node (the city's signing key, the county's
     encryption certificate)."""
-    import datetime as dt
-
     from exchange_protocol.envelope_crypto import Recipient
-    from exchange_protocol.envelope_seal import HeaderDraft, seal_envelope
+    from exchange_protocol.envelope_seal import seal_envelope
     from pki.ca import load_certificates, utcnow
 
     city = NodeContext.load(load_config(node_dir / "city"), PASS)
@@ -291,7 +300,7 @@ def test_a_stale_crl_after_acknowledgement_defers_and_never_bounces(node_dir, tm
             with pytest.raises(NodeError) as err:
                 await processor.apply(_delivery(ref.digest, [A]))
             assert err.value.code == "NODE_REVOCATION_UNKNOWN"
-            assert await Exchange(store.db).drafts_for("city") == []  # no bounce went back
+            assert await Exchange(store.db, "county").drafts_for("city") == []  # no bounce went back
             assert processor.reports.get(ref.digest) is None  # nor was the verdict remembered
             processor.ctx = ctx  # a fresh CRL: the same document goes through
             await processor.apply(_delivery(ref.digest, [A]))
@@ -320,8 +329,8 @@ def test_a_refused_document_sends_a_bounce_back(node_dir, tmp_path):
             await processor._process(row)
             refused = await store.messages.get_received(row.message_id)
             assert (refused.state, refused.error_code) == ("failed", "DOC_ID_CONFLICT")
-            bounces = [d for d in await Exchange(store.db).drafts_for("city") if d.type == "bounce"]
-            assert [b.header["in_reply_to"] for b in bounces] == [second.header.message_id]
+            bounces = [d for d in await Exchange(store.db, "county").drafts_for("city") if d.header.type == "bounce"]
+            assert [b.header.in_reply_to for b in bounces] == [second.header.message_id]
         finally:
             await _close(store, outbound)
     asyncio.run(run())

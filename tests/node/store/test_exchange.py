@@ -4,30 +4,39 @@ is gone and marks acknowledged envelopes whose payload is gone as corrupt."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 
+import pytest
+
+from exchange_protocol.envelope import HeaderDraft, MessageType
+from exchange_protocol.errors import EnvelopeHeaderInvalid
+from exchange_protocol.ids import new_id
 from node.store import InboundEnvelope
+from node.store.sqlite.db import to_db_time
 from node.store.sqlite.exchange import Draft, Exchange, Outgoing, StoredPeerCredentials
 from tests.node.store.conftest import T0, open_store
 
-HEADER = {"message_id": "m1", "type": "document", "from_unit": None, "to_units": [], "created": T0.isoformat(),
-          "expires": T0.isoformat(), "in_reply_to": None, "max_hops": 8}
+UNIT_A, UNIT_B = "91350100M000100Y43", "11100000000013127D"
+HEADER = HeaderDraft.new(MessageType.DOCUMENT, "city", "county-a", UNIT_A, (UNIT_B,), T0, dt.timedelta(days=3))
+M1 = HEADER.message_id
 
 
 def test_drafts_links_and_credentials_persist(tmp_path):
     async def run():
         async with open_store(tmp_path) as store:
-            ex = Exchange(store.db)
+            ex = Exchange(store.db, "city")
             ref = await store.blobs.put(b"payload")
             async with store.transaction() as tx:
-                await ex.add_draft(tx, Draft("m1", "county-a", "document", HEADER, ref.digest, ref.size, T0, None))
-                await ex.add_outgoing(tx, [Outgoing("m1", "doc-1", "document", "county-a", ("U1", "U2"), T0)])
+                await ex.add_draft(tx, Draft(HEADER, ref.digest, ref.size, T0, None))
+                await ex.add_outgoing(tx, [Outgoing(M1, "doc-1", "document", "county-a", ("U1", "U2"), T0)])
             await ex.save_peer_credentials(StoredPeerCredentials("county-a", "S", "E", "", T0))
         async with open_store(tmp_path) as store:  # reopened: recovery keeps the draft's payload
-            ex = Exchange(store.db)
+            ex = Exchange(store.db, "city")
             [draft] = await ex.drafts_for("county-a")
             assert draft.header == HEADER and await store.blobs.read_bytes(draft.payload_digest) == b"payload"
-            assert (await ex.outgoing("m1")).units == ("U1", "U2")
-            assert [o.message_id for o in await ex.outgoing_for("doc-1")] == ["m1"]
+            assert (await ex.outgoing(M1)).units == ("U1", "U2")
+            assert [o.message_id for o in await ex.outgoing_for("doc-1")] == [M1]
             assert (await ex.peer_credentials("county-a")).encryption_cert == "E"
             assert await ex.draft_counts() == {"county-a": 1}
 
@@ -37,11 +46,10 @@ def test_drafts_links_and_credentials_persist(tmp_path):
 def test_recovery_drops_drafts_and_received_payloads_that_vanished(tmp_path):
     async def run():
         async with open_store(tmp_path) as store:
-            ex = Exchange(store.db)
+            ex = Exchange(store.db, "city")
             payload = await store.blobs.put(b"draft payload")
             async with store.transaction() as tx:
-                await ex.add_draft(tx, Draft("m1", "county-a", "document", HEADER, payload.digest, payload.size,
-                                             T0, None))
+                await ex.add_draft(tx, Draft(HEADER, payload.digest, payload.size, T0, None))
             envelope = await store.blobs.put(b"envelope bytes")
             plain = await store.blobs.put(b"decrypted payload")
             await store.accept_inbound(InboundEnvelope("r1", envelope.digest, envelope.digest, "city", b"receipt",
@@ -51,11 +59,53 @@ def test_recovery_drops_drafts_and_received_payloads_that_vanished(tmp_path):
             path.unlink()
         async with open_store(tmp_path) as store:
             report = store.last_recovery
-            assert report.corrupt_drafts == ("m1",)
+            assert report.corrupt_drafts == (M1,)
             assert report.corrupt_received == ("r1",)
-            assert await Exchange(store.db).drafts_for("county-a") == []
+            assert await Exchange(store.db, "city").drafts_for("county-a") == []
             assert (await store.messages.get_received("r1")).state == "corrupt"
-            assert [e.action for e in await store.audit.events(message_id="m1")] == ["draft.corrupt"]
+            assert [e.action for e in await store.audit.events(message_id=M1)] == ["draft.corrupt"]
             await store.audit.verify_chain()
+
+    asyncio.run(run())
+
+
+async def _legacy_draft(store, header: dict, destination: str = "county-a") -> None:
+    """A drafts row exactly as gwx wrote it before drafts held the HeaderDraft's JSON form."""
+    ref = await store.blobs.put(b"payload")
+    async with store.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO drafts (message_id, destination, type, header, payload_digest, payload_size, created_at,"
+            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (header["message_id"], destination, header["type"], json.dumps(header, ensure_ascii=False), ref.digest,
+             ref.size, to_db_time(T0), None))
+
+
+def test_a_draft_written_in_the_old_form_is_read_as_the_same_header(tmp_path):
+    created = T0 + dt.timedelta(microseconds=123456)  # the old form kept microseconds
+    reply_to = new_id(T0)
+    old = {"message_id": new_id(T0), "type": "receipt", "from_unit": UNIT_B, "to_units": [UNIT_A],
+           "created": created.isoformat(), "expires": (created + dt.timedelta(days=8)).isoformat(),
+           "in_reply_to": reply_to, "max_hops": 4}
+
+    async def run():
+        async with open_store(tmp_path) as store:
+            await _legacy_draft(store, old)
+            [draft] = await Exchange(store.db, "city").drafts_for("county-a")
+            assert draft.header == HeaderDraft(old["message_id"], MessageType.RECEIPT, "city", "county-a", UNIT_B,
+                                               (UNIT_A,), T0, T0 + dt.timedelta(days=8), reply_to, 4)
+            sealed = draft.header.complete(draft.payload_size, b"\x01" * 32)  # what the queue does next
+            assert sealed.origin_node == "city" and sealed.to_units == (UNIT_A,)
+
+    asyncio.run(run())
+
+
+def test_an_unreadable_draft_row_is_a_typed_error(tmp_path):
+    async def run():
+        async with open_store(tmp_path) as store:
+            await _legacy_draft(store, {"message_id": new_id(T0), "type": "document", "from_unit": UNIT_A,
+                                        "to_units": [UNIT_B], "created": "yesterday", "expires": None,
+                                        "in_reply_to": None, "max_hops": 8})
+            with pytest.raises(EnvelopeHeaderInvalid):
+                await Exchange(store.db, "city").drafts_for("county-a")
 
     asyncio.run(run())
