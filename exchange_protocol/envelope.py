@@ -78,6 +78,7 @@ from .errors import (
     InvalidId,
 )
 from .ids import new_id, parse_id
+from .replay import envelope_identity
 
 MAGIC = b"GWXE"
 FRAME_VERSION = 1
@@ -320,13 +321,9 @@ class FrameHead:
 
     @property
     def identity_digest(self) -> str:
-        """SHA-256 over the signed part (lengths, header, signature): the envelope's identity for
-        duplicate detection. The payload is bound through the header's payload digest; the hop
-        count is excluded because relays change it."""
-        h = hashlib.sha256(struct.pack(">II", len(self.header_bytes), len(self.signature)))
-        h.update(self.header_bytes)
-        h.update(self.signature)
-        return h.hexdigest()
+        """The envelope's identity for duplicate detection: hop count left out (see
+        :func:`exchange_protocol.replay.envelope_identity`, the one definition)."""
+        return envelope_identity(self.header_bytes, self.signature)
 
     def prefix(self, hops: int | None = None) -> bytes:
         """The bytes before the payload, with ``hops`` replaced (a relay forwards ``hops + 1``)."""

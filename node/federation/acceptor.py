@@ -9,7 +9,8 @@ node hosts the issuing unit, and that every addressee is hosted here and named i
 for a notice, that it parses and its type matches the header; written the envelope and its
 decrypted payload as blobs (fsynced); and committed the ``received`` row (group commit).
 
-A duplicate (same id, same bytes, from the same origin) gets the original receipt back with no
+A duplicate (same id, same envelope — the bytes but the hop count, see
+:mod:`exchange_protocol.replay` — from the same origin) gets the original receipt back with no
 crypto; the same id with other bytes is ``ENV_REPLAYED``; another node presenting someone else's
 envelope is refused. What happens to an accepted envelope afterwards is ``node.federation.processor``.
 Small envelopes are handled in memory (:class:`Acceptor`), large ones streamed through temp
@@ -26,14 +27,15 @@ import logging
 import tempfile
 from typing import BinaryIO
 
-from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_frame, decode_header
+from exchange_protocol.envelope import EnvelopeHeader, FrameDecoder, MessageType, decode_frame, decode_header
 from exchange_protocol.envelope_seal import EnvelopeOpener, open_envelope_bytes
-from exchange_protocol.errors import EnvelopeReplayed, EnvelopeTruncated
+from exchange_protocol.errors import EnvelopePayloadDigestMismatch, EnvelopeTruncated
 from exchange_protocol.notices import decode_notice
 from exchange_protocol.package_verify import verify_package
+from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.context import NodeContext
-from node.errors import NodeError
+from node.errors import BlobMissing, NodeError, StoreCorrupt
 from node.ops.metrics import Registry
 from node.store.blobs import BlobRef
 from node.store.sqlite.messages import InboundEnvelope
@@ -77,11 +79,11 @@ class Acceptor:
 
     async def _accept(self, data: bytes, peer_node: str) -> bytes:
         ctx = self.ctx
-        envelope_sha = hashlib.sha256(data).hexdigest()
-        head, _, _ = decode_frame(data, self.policy.limits)
-        message_id = decode_header(head.header_bytes, self.policy.limits.max_header).message_id
-        if (receipt := await self.seen_before(message_id, envelope_sha, peer_node)) is not None:
-            return receipt  # no crypto for a duplicate: the bytes were verified the first time
+        head, payload, envelope_sha = decode_frame(data, self.policy.limits)
+        claimed = decode_header(head.header_bytes, self.policy.limits.max_header)
+        if (receipt := await self.seen_before(claimed, head.identity_digest, envelope_sha, peer_node,
+                                              unchecked_payload=payload)) is not None:
+            return receipt  # no crypto for a duplicate: its head was verified the first time
         now = ctx.clock()
         opened, plaintext = await asyncio.to_thread(open_envelope_bytes, data, self.policy, ctx.decryption_key,
                                                     ctx.node_id, now)
@@ -92,31 +94,56 @@ class Acceptor:
         else:
             self.check_notice(header, plaintext)
         env_ref, payload_ref = await asyncio.gather(self.store.blobs.put(data), self.store.blobs.put(plaintext))
-        return await self.commit(header, envelope_sha, env_ref, payload_ref, now)
+        return await self.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)
 
-    async def seen_before(self, message_id: str, envelope_sha: str, peer_node: str) -> bytes | None:
-        """The original receipt for an exact duplicate from the same origin; None for a new message."""
+    async def seen_before(self, header: EnvelopeHeader, identity: str, envelope_sha: str, peer_node: str,
+                          unchecked_payload: bytes | None = None) -> bytes | None:
+        """The original receipt if this envelope (hops aside) came from this origin before; None if new.
+
+        ``unchecked_payload``: the payload bytes when nothing has compared them with the signed
+        digest yet — a copy that is not byte for byte the stored one must carry the signed payload.
+        """
+        message_id = header.message_id
         seen = await self.store.messages.get_received(message_id)
         if seen is None:
             return None
         if seen.origin_node != peer_node:
             raise OriginMismatch(f"message {message_id} came from {seen.origin_node}, not from {peer_node}",
                                  message_id=message_id, peer=peer_node)
-        if seen.envelope_digest != envelope_sha:
-            raise EnvelopeReplayed(f"message {message_id} was received before with other bytes",
-                                   message_id=message_id)
+        exact = seen.envelope_digest == envelope_sha
+        stored = identity if exact else seen.identity_digest or await self._stored_identity(seen.blob_digest)
+        decision = classify_replay(message_id, identity, SeenEnvelope(stored, seen.receipt))  # or ENV_REPLAYED
+        if not exact and unchecked_payload is not None \
+                and hashlib.sha256(unchecked_payload).hexdigest() != header.payload_sha256:
+            raise EnvelopePayloadDigestMismatch("payload bytes differ from the digest the origin signed",
+                                                message_id=message_id)
         self.duplicates.inc()
-        return seen.receipt
+        return decision.original_receipt
 
-    async def commit(self, header: EnvelopeHeader, envelope_sha: str, env_ref: BlobRef, payload_ref: BlobRef,
-                     now: dt.datetime) -> bytes:
+    async def _stored_identity(self, blob_digest: str) -> str:
+        """The identity of a stored envelope (rows received before migration 4 did not record it)."""
+        def read() -> str:
+            decoder = FrameDecoder(self.policy.limits)
+            try:
+                with open(self.store.blobs.path_for(blob_digest), "rb") as f:
+                    while decoder.head is None and (chunk := f.read(64 * 1024)):
+                        decoder.feed(chunk)
+            except FileNotFoundError:
+                raise BlobMissing("a received envelope's blob is missing", digest=blob_digest) from None
+            if decoder.head is None:
+                raise StoreCorrupt("a stored envelope has no complete head", digest=blob_digest)
+            return decoder.head.identity_digest
+        return await asyncio.to_thread(read)
+
+    async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, env_ref: BlobRef,
+                     payload_ref: BlobRef, now: dt.datetime) -> bytes:
         """Sign the receipt and commit the ``received`` row (blobs are already durable)."""
         ctx = self.ctx
         receipt = sign_receipt(TransportReceipt(header.message_id, envelope_sha, now, ctx.node_id), ctx.signer,
                                ctx.intermediates)
         accepted = await self.store.accept_inbound(InboundEnvelope(
             header.message_id, envelope_sha, env_ref.digest, header.origin_node, receipt, header.type.value,
-            env_ref.size, payload_ref.digest))
+            env_ref.size, payload_ref.digest, identity))
         if accepted.new:
             self.accepted.inc(type=header.type.value)
             self.on_accepted()
@@ -203,9 +230,10 @@ class StreamAcceptor:
                 chunk = await content.read(min(self.CHUNK, remaining))
                 if not chunk:
                     raise EnvelopeTruncated("the connection ended inside an envelope", missing=remaining)
-            header = opener.close().header
+            opened = opener.close()  # the payload has been checked against its signed digest
+            header = opened.header
             envelope_sha = sha.hexdigest()
-            if (receipt := await a.seen_before(header.message_id, envelope_sha, peer_node)) is not None:
+            if (receipt := await a.seen_before(header, opened.identity_digest, envelope_sha, peer_node)) is not None:
                 return receipt
             plain.seek(0)
             if header.type is MessageType.DOCUMENT:
@@ -216,4 +244,4 @@ class StreamAcceptor:
             plain.seek(0)
             env_ref = await asyncio.to_thread(a.store.blobs.put_sync, raw)
             payload_ref = await asyncio.to_thread(a.store.blobs.put_sync, plain)
-        return await a.commit(header, envelope_sha, env_ref, payload_ref, now)
+        return await a.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)

@@ -7,7 +7,7 @@ import pytest
 from exchange_protocol.envelope import decode_frame
 from exchange_protocol.envelope_seal import seal_envelope
 from exchange_protocol.errors import EnvelopeReplayed
-from exchange_protocol.replay import SeenEnvelope, Verdict, classify_replay
+from exchange_protocol.replay import SeenEnvelope, Verdict, classify_replay, envelope_identity
 from tests.exchange_protocol.envelope_support import network
 
 
@@ -17,22 +17,22 @@ def test_new_then_duplicate_then_replay_with_real_envelopes():
     first = seal_envelope(draft, b"body", net.nodes["a"].sender, net.nodes["b"].recipient)
     # The same draft sealed again: same message id, different bytes (fresh key, fresh signature).
     second = seal_envelope(draft, b"body", net.nodes["a"].sender, net.nodes["b"].recipient)
-    store: dict[str, SeenEnvelope] = {}
     head1, head2 = decode_frame(first.data)[0], decode_frame(second.data)[0]
 
-    decision = classify_replay(draft.message_id, head1.identity_digest, store.get)
+    decision = classify_replay(draft.message_id, head1.identity_digest, None)
     assert decision.verdict is Verdict.NEW and decision.original_receipt is None
-    store[draft.message_id] = SeenEnvelope(head1.identity_digest, b"original receipt")
+    seen = SeenEnvelope(head1.identity_digest, b"original receipt")
 
-    again = classify_replay(draft.message_id, decode_frame(first.data)[0].identity_digest, store.get)
+    relayed = decode_frame(head1.prefix(hops=5) + decode_frame(first.data)[1])[0]  # forwarded by relays
+    again = classify_replay(draft.message_id, relayed.identity_digest, seen)
     assert again.verdict is Verdict.DUPLICATE and again.original_receipt == b"original receipt"
 
     with pytest.raises(EnvelopeReplayed) as info:
-        classify_replay(draft.message_id, head2.identity_digest, store.get)
+        classify_replay(draft.message_id, head2.identity_digest, seen)
     assert info.value.code == "ENV_REPLAYED" and info.value.details["message_id"] == draft.message_id
 
 
-def test_lookup_is_asked_about_exactly_the_message_id():
-    asked = []
-    classify_replay("id-1", "00" * 32, lambda mid: asked.append(mid))
-    assert asked == ["id-1"]
+def test_the_identity_covers_header_and_signature_and_where_one_ends():
+    assert envelope_identity(b"ab", b"c") != envelope_identity(b"a", b"bc")
+    assert envelope_identity(b"ab", b"c") != envelope_identity(b"ab", b"d")
+    assert envelope_identity(b"ab", b"c") == envelope_identity(b"ab", b"c")

@@ -3,8 +3,9 @@
 Exactly-once in the inbox over an at-least-once wire: ``received`` is keyed by message id and keeps
 the signed transport receipt we answered with. :meth:`Messages.accept_inbound` inserts with
 ``INSERT … ON CONFLICT DO NOTHING`` and reads the row back in the same write transaction, so two
-identical envelopes racing in produce one row and both callers get the one stored receipt; the same
-id with other bytes (another envelope digest) is refused with ``ENV_REPLAYED``. The batch variant
+copies of an envelope racing in produce one row and both callers get the one stored receipt; the
+same id with another envelope (another identity, :mod:`exchange_protocol.replay`: the bytes but the
+hop count) is refused with ``ENV_REPLAYED``. The batch variant
 used by group commit does the same for many envelopes with a constant number of statements.
 
 Outbox and inbox statuses are the strings of :mod:`exchange_protocol.states` (Enum members are
@@ -66,6 +67,7 @@ class InboundEnvelope:
     type: str | None = None
     size: int | None = None
     payload_digest: str | None = None  # the decrypted payload, durable beside the envelope
+    identity_digest: str | None = None  # exchange_protocol.replay.envelope_identity (hops left out)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class ReceivedEnvelope:
     error_message: str | None
     payload_digest: str | None = None
     attempts: int = 0
+    identity_digest: str | None = None  # None for rows received before migration 4
 
 
 # --- outbox / inbox rows --------------------------------------------------------------------------
@@ -183,12 +186,11 @@ class Messages:
         check_digest(env.blob_digest)
         async with self._db.maybe_transaction(tx) as t:
             inserted = await t.execute(
-                "INSERT INTO received (message_id, envelope_digest, blob_digest, origin_node, type, size,"
-                " received_at, receipt, payload_digest) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (message_id) DO NOTHING",
-                self._received_row(env))
-            row = await t.fetchone("SELECT envelope_digest, receipt FROM received WHERE message_id = ?",
-                                   (env.message_id,))
-            if row["envelope_digest"] != env.envelope_digest:
+                f"INSERT INTO received ({_RECEIVED_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (message_id) DO NOTHING", self._received_row(env))
+            row = await t.fetchone("SELECT envelope_digest, identity_digest, receipt FROM received"
+                                   " WHERE message_id = ?", (env.message_id,))
+            if not _same_envelope(env, row["envelope_digest"], row["identity_digest"]):
                 raise _replayed(env, row["envelope_digest"])
             if inserted:
                 await self._audit.append_many(t, [_received_event(env, actor)])
@@ -204,35 +206,34 @@ class Messages:
         for env in envs:
             check_digest(env.blob_digest)
         ids = list(dict.fromkeys(env.message_id for env in envs))
-        stored: dict[str, tuple[str, bytes]] = {}
+        stored: dict[str, tuple[str, str | None, bytes]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             for row in await tx.fetchall(
-                    f"SELECT message_id, envelope_digest, receipt FROM received WHERE message_id IN ({_in(chunk)})",
-                    chunk):
-                stored[row["message_id"]] = (row["envelope_digest"], row["receipt"])
+                    "SELECT message_id, envelope_digest, identity_digest, receipt FROM received"
+                    f" WHERE message_id IN ({_in(chunk)})", chunk):
+                stored[row["message_id"]] = (row["envelope_digest"], row["identity_digest"], row["receipt"])
         results: list[Accepted | EnvelopeReplayed] = []
         fresh: list[InboundEnvelope] = []
         for env in envs:
             if env.message_id in stored:
-                digest, receipt = stored[env.message_id]
-                results.append(_replayed(env, digest) if digest != env.envelope_digest
-                               else Accepted(env.message_id, False, receipt))
+                digest, identity, receipt = stored[env.message_id]
+                results.append(Accepted(env.message_id, False, receipt) if _same_envelope(env, digest, identity)
+                               else _replayed(env, digest))
                 continue
-            stored[env.message_id] = (env.envelope_digest, env.receipt)
+            stored[env.message_id] = (env.envelope_digest, env.identity_digest, env.receipt)
             fresh.append(env)
             results.append(Accepted(env.message_id, True, env.receipt))
         if fresh:
             await tx.executemany(
-                "INSERT INTO received (message_id, envelope_digest, blob_digest, origin_node, type, size,"
-                " received_at, receipt, payload_digest) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (message_id) DO NOTHING",
-                [self._received_row(env) for env in fresh])
+                f"INSERT INTO received ({_RECEIVED_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (message_id) DO NOTHING", [self._received_row(env) for env in fresh])
             await self._audit.append_many(tx, [_received_event(env, actor) for env in fresh])
         return results
 
     def _received_row(self, env: InboundEnvelope) -> tuple[Any, ...]:
         return (env.message_id, env.envelope_digest, env.blob_digest, env.origin_node, env.type, env.size,
-                to_db_time(self._clock()), env.receipt, env.payload_digest)
+                to_db_time(self._clock()), env.receipt, env.payload_digest, env.identity_digest)
 
     async def get_received(self, message_id: str) -> ReceivedEnvelope | None:
         row = await self._db.fetchone("SELECT * FROM received WHERE message_id = ?", (message_id,))
@@ -454,6 +455,19 @@ class Messages:
         return Page(items, items[-1].id if len(rows) > flt.limit else None)
 
 
+_RECEIVED_COLUMNS = ("message_id, envelope_digest, blob_digest, origin_node, type, size, received_at, receipt,"
+                     " payload_digest, identity_digest")
+
+
+def _same_envelope(env: InboundEnvelope, stored_digest: str, stored_identity: str | None) -> bool:
+    """Whether ``env`` is the envelope stored under its id: the same identity (the acceptor has
+    decided this already with :func:`~exchange_protocol.replay.classify_replay`; this guards two
+    copies racing in, both past that check)."""
+    if stored_identity is not None and env.identity_digest is not None:
+        return stored_identity == env.identity_digest
+    return stored_digest == env.envelope_digest  # a row from before migration 4: its exact bytes
+
+
 def _replayed(env: InboundEnvelope, stored_digest: str) -> EnvelopeReplayed:
     return EnvelopeReplayed("同一报文标识已收到过内容不同的报文（重放或标识冲突）",
                             message_id=env.message_id, stored_digest=stored_digest,
@@ -475,7 +489,7 @@ def _received(row: Any) -> ReceivedEnvelope:
         origin_node=row["origin_node"], type=row["type"], size=row["size"],
         received_at=from_db_time(row["received_at"]), receipt=row["receipt"], state=row["state"],  # type: ignore[arg-type]
         error_code=row["error_code"], error_message=row["error_message"], payload_digest=row["payload_digest"],
-        attempts=row["attempts"])
+        attempts=row["attempts"], identity_digest=row["identity_digest"])
 
 
 def _recipient(row: Any) -> OutboxRecipient:

@@ -217,6 +217,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE received ADD COLUMN retry_at TEXT",
         "ALTER TABLE received ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
     )),
+    Migration(4, "the duplicate identity of received envelopes", (
+        # envelope_digest stays the SHA-256 of the exact bytes received (what the receipt binds);
+        # identity_digest is exchange_protocol.replay.envelope_identity, which leaves the hop count
+        # out, so a copy forwarded along another route is a duplicate. Rows received before have
+        # NULL here: the acceptor takes their identity from the stored envelope when it needs it.
+        "ALTER TABLE received ADD COLUMN identity_digest TEXT",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

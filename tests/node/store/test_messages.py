@@ -58,6 +58,22 @@ def test_same_id_other_bytes_is_env_replayed_both_paths(tmp_path):
     asyncio.run(main())
 
 
+def test_copies_racing_in_with_other_hop_counts_are_one_envelope_both_paths(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            env = replace(await put_envelope(store, "m-1"), identity_digest="1d" * 32)
+            relayed = replace(await put_envelope(store, "m-1"), identity_digest="1d" * 32)  # other frame bytes
+            assert (await store.messages.accept_inbound(env)).new
+            again = await store.messages.accept_inbound(relayed)
+            assert not again.new and again.receipt == env.receipt
+            [grouped] = await asyncio.gather(store.accept_inbound(relayed))
+            assert not grouped.new and grouped.receipt == env.receipt
+            with pytest.raises(EnvelopeReplayed):
+                await store.messages.accept_inbound(replace(relayed, identity_digest="2e" * 32))
+            assert (await store.messages.get_received("m-1")).identity_digest == "1d" * 32
+    asyncio.run(main())
+
+
 def test_pending_inbound_until_marked(tmp_path):
     async def main():
         async with open_store(tmp_path) as store:

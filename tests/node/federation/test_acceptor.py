@@ -1,0 +1,140 @@
+"""Acceptance dedupe: an envelope is the same envelope whatever hop count it arrives with.
+
+A real county node (its keys, its SQLite store) accepts envelopes sealed with the real city node's
+signing key. The same envelope arriving again with another hop count — as a relay would forward it
+— is a duplicate answered with the original receipt; other bytes under the same message id are
+``ENV_REPLAYED``; rows accepted before the identity was recorded still recognise their duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from exchange_protocol.envelope import HeaderDraft, MessageType, decode_frame
+from exchange_protocol.envelope_crypto import Recipient
+from exchange_protocol.envelope_seal import seal_envelope
+from exchange_protocol.errors import EnvelopePayloadDigestMismatch, EnvelopeReplayed
+from exchange_protocol.ids import new_id
+from exchange_protocol.notices import Notice
+from exchange_protocol.transport_receipt import parse_receipt
+from node.config import load_config
+from node.context import NodeContext
+from node.federation.acceptor import Acceptor, StreamAcceptor
+from node.ops.metrics import Registry
+from node.provision import add_peer, init_node
+from node.store.sqlite.store import Store
+from pki.ca import CertificateAuthority, load_certificates
+from pki.unit_code import make_unit_code
+
+PASS = b"acceptor test passphrase"
+A = make_unit_code("11371302MB0000071")
+SENDER = make_unit_code("11371300MB0000071")  # a unit of the city node
+
+
+@pytest.fixture(scope="module")
+def node_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("acceptor")
+    ca = CertificateAuthority.init_root(base / "ca", "接收测试CA", PASS)
+    init_node(base / "county", "county", ca, [{"code": A, "name": "甲单位"}], PASS)
+    init_node(base / "city", "city", ca, [{"code": SENDER, "name": "市政府办公室"}], PASS)
+    add_peer(base / "county", "city", "https://127.0.0.1:1", [SENDER], {SENDER: "市政府办公室"})
+    return base
+
+
+class County:
+    """The receiving node: its context, store and acceptor."""
+
+    def __init__(self, node_dir, tmp_path) -> None:
+        config = dataclasses.replace(load_config(node_dir / "county"), directory=node_dir / "county")
+        self.ctx = NodeContext.load(config, PASS)
+        self.tmp_path = tmp_path
+        city = load_config(node_dir / "city")
+        self.city = NodeContext.load(city, PASS)
+        enc = load_certificates((node_dir / "county" / "credentials" / "enc.crt").read_bytes())[0]
+        self.recipient = Recipient(enc)
+
+    async def __aenter__(self) -> County:
+        self.store = await Store.open(self.tmp_path / "data")
+        self.acceptor = Acceptor(self.ctx, self.store, Registry())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.store.close()
+
+    def seal(self, draft: HeaderDraft) -> bytes:
+        payload = Notice(draft.type, "doc-1", draft.to_units, draft.created).encode()
+        return seal_envelope(draft, payload, self.city.sender, self.recipient).data
+
+    def draft(self) -> HeaderDraft:
+        now = self.ctx.clock()
+        return HeaderDraft.new(MessageType.URGE, "city", "county", SENDER, (A,), now, dt.timedelta(days=1),
+                               in_reply_to=new_id(now))
+
+    async def received_count(self) -> int:
+        return (await self.store.db.fetchone("SELECT COUNT(*) FROM received"))[0]
+
+
+def with_hops(frame: bytes, hops: int) -> bytes:
+    """The same envelope as a relay forwards it: only the frame's hop count differs."""
+    head, payload, _ = decode_frame(frame)
+    return head.prefix(hops) + payload
+
+
+async def stream_accept(county: County, frame: bytes, prefix_len: int = 24) -> bytes:
+    content = asyncio.StreamReader()
+    content.feed_data(frame[prefix_len:])
+    content.feed_eof()
+    return await StreamAcceptor(county.acceptor).accept(frame[:prefix_len], content, len(frame), "city")
+
+
+def test_the_same_envelope_with_another_hop_count_gets_the_original_receipt(node_dir, tmp_path):
+    async def run():
+        async with County(node_dir, tmp_path) as county:
+            frame = county.seal(county.draft())
+            receipt = await county.acceptor.accept(frame, "city")
+            assert await county.acceptor.accept(with_hops(frame, 1), "city") == receipt
+            assert await stream_accept(county, with_hops(frame, 3)) == receipt
+            assert await county.received_count() == 1
+            # The receipt still binds the bytes first received: nothing about the copies was stored.
+            assert parse_receipt(receipt)[0].envelope_sha256 == decode_frame(frame)[2]
+    asyncio.run(run())
+
+
+def test_other_bytes_under_the_same_message_id_are_replayed(node_dir, tmp_path):
+    async def run():
+        async with County(node_dir, tmp_path) as county:
+            draft = county.draft()
+            first = county.seal(draft)
+            await county.acceptor.accept(first, "city")
+            resealed = county.seal(draft)  # same id, fresh key and signature: other bytes
+            for attempt in (county.acceptor.accept(resealed, "city"),
+                            county.acceptor.accept(with_hops(resealed, 1), "city"), stream_accept(county, resealed)):
+                with pytest.raises(EnvelopeReplayed):
+                    await attempt
+            # The signed head of the first envelope over another payload is not that envelope either.
+            head, payload, _ = decode_frame(first)
+            forged = head.prefix(1) + payload[:-1] + bytes([payload[-1] ^ 1])
+            with pytest.raises(EnvelopePayloadDigestMismatch):
+                await county.acceptor.accept(forged, "city")
+            assert await county.received_count() == 1
+    asyncio.run(run())
+
+
+def test_rows_accepted_before_the_identity_was_recorded_still_recognise_their_duplicates(node_dir, tmp_path):
+    async def run():
+        async with County(node_dir, tmp_path) as county:
+            draft = county.draft()
+            frame, other = county.seal(draft), county.seal(county.draft())
+            receipts = [await county.acceptor.accept(f, "city") for f in (frame, other)]
+            # As a node that received them before migration 4 holds them: no identity digest.
+            async with county.store.transaction() as tx:
+                await tx.execute("UPDATE received SET identity_digest = NULL")
+            assert await county.acceptor.accept(frame, "city") == receipts[0]
+            assert await county.acceptor.accept(with_hops(other, 2), "city") == receipts[1]
+            with pytest.raises(EnvelopeReplayed):
+                await county.acceptor.accept(county.seal(draft), "city")
+    asyncio.run(run())
