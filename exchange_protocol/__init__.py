@@ -28,6 +28,17 @@ Modules and what each one owns (one place decides each thing):
 - ``pades``: sealing body.pdf (PAdES through pyHanko) and validating such a seal.
 - packages (``package.py``): the sealed document package (ZIP with metadata.json, body, attachments,
   manifest and detached CMS signature), built and read.
-- envelopes (``envelope.py``): what one node hands another — routing header, encrypted payload, the
-  origin node's signature — and the receipts that come back.
+- ``envelope``: the frame one node hands another and its routing header — ONE header shape:
+  :class:`~exchange_protocol.envelope.HeaderDraft` (every field but the payload's, validated when
+  made; what the node's drafts, outgoing messages and local deliveries carry) and
+  :class:`~exchange_protocol.envelope.EnvelopeHeader`, the draft completed with the payload's length
+  and digest at sealing time.
+- ``envelope_crypto`` / ``envelope_seal``: payload encryption for the destination node; sealing a
+  draft (encrypt, complete, sign, frame) and opening an envelope (head judged before any payload byte).
+- ``replay``: the duplicate/replay identity of an envelope (header and signature, the relays' hop
+  count left out) and the new / duplicate / ``ENV_REPLAYED`` decision the receiver's dedupe takes.
+- ``transport_receipt``: the receiving node's signed proof that it holds these exact bytes.
+- ``batch_answer``: the peer protocol's answer to a batch of frames (receipts, per-frame refusals,
+  partial answers, a refusal of the whole request) — encoded by the receiver, decoded by the sender.
+- ``notices``: 签收, 退回, 撤回, 催办, 答复, transport-ack and bounce payloads.
 """

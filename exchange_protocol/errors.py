@@ -424,3 +424,26 @@ class InvalidRetryPolicy(ProtocolError):
 
 class InvalidRetryInput(ProtocolError):
     code = "RETRY_INVALID_INPUT"
+
+
+# --- the peer protocol's answer to a batch of frames (exchange_protocol.batch_answer) ----------
+class BatchAnswerInvalid(ProtocolError):
+    """A peer's answer to ``POST /peer/v1/envelopes`` that cannot be trusted to say what it did."""
+
+    code = "PEER_ANSWER_INVALID"
+
+
+class BatchAnswerMalformed(BatchAnswerInvalid):
+    """Not JSON, not the documented shape, a field of the wrong type, a receipt that is not base64."""
+
+    code = "PEER_ANSWER_MALFORMED"
+
+
+class BatchAnswerTooLarge(BatchAnswerInvalid):
+    code = "PEER_ANSWER_TOO_LARGE"
+
+
+class BatchAnswerMismatch(BatchAnswerInvalid):
+    """More answers than frames sent: the answer cannot be paired with the batch."""
+
+    code = "PEER_ANSWER_MISMATCH"

@@ -6,8 +6,9 @@
 * ``POST /envelopes`` — one or more envelope frames back to back (``application/vnd.gwx.envelope``,
   ``Content-Length`` required). Frames up to :data:`SMALL_FRAME` bytes are read whole and accepted
   concurrently (their commits group); larger frames are streamed (:class:`~node.federation.acceptor.StreamAcceptor`).
-  The answer lists, in frame order, either the signed transport receipt (base64) or a typed error
-  for each frame; a frame that cannot even be delimited ends the batch with a 400.
+  The answer (:mod:`exchange_protocol.batch_answer`, the one encoder) lists, in frame order, either
+  the signed transport receipt or a typed refusal for each frame; a frame that cannot even be
+  delimited ends the batch: the answers before it, then its refusal (status of that refusal).
 
 Every request first passes :func:`peer_identity`: the client certificate must chain to our root for
 TLS client use and not be revoked (``pki.trust`` + the node's CRL); its node id is what the
@@ -17,11 +18,11 @@ envelope's origin must match.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 
 from aiohttp import web
 
+from exchange_protocol.batch_answer import FrameAnswer, Refusal, encode_batch_answer, encode_refusal
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import PREFIX_LEN, decode_header, frame_length
 from node.api.error_mapping import http_status_for
@@ -47,7 +48,8 @@ DRAINING = web.AppKey("draining", dict)
 
 
 def error_response(exc: GwxError) -> web.Response:
-    return web.json_response({"error": exc.to_dict()}, status=http_status_for(exc))
+    return web.Response(body=encode_refusal(Refusal.of(exc)), status=http_status_for(exc),
+                        content_type="application/json")
 
 
 @web.middleware
@@ -58,8 +60,8 @@ async def errors_middleware(request: web.Request, handler):
         log.warning("peer request refused: %s", exc, extra={"peer": request.get(PEER_NODE), "code": exc.code})
         return error_response(exc)
     except web.HTTPException as exc:
-        return web.json_response({"error": {"code": f"API_HTTP_{exc.status}", "message": exc.reason}},
-                                 status=exc.status)
+        return web.Response(body=encode_refusal(Refusal(f"API_HTTP_{exc.status}", exc.reason or "")),
+                            status=exc.status, content_type="application/json")
 
 
 @web.middleware
@@ -110,11 +112,11 @@ async def envelopes(request: web.Request) -> web.Response:
         # Frames before the one that broke the stream were accepted (and committed): answer them,
         # and the break. The sender sees fewer results than frames, a transient protocol error, and
         # retries — getting the original receipts for the accepted ones — rather than bouncing them.
-        results = await asyncio.gather(*pending)
-        return web.json_response({"results": [*results, {"message_id": None, "error": exc.to_dict()}]},
-                                 status=http_status_for(exc))
-    results = await asyncio.gather(*pending)
-    return web.Response(body=canonical_json({"results": results}), content_type="application/json")
+        answers = await asyncio.gather(*pending)
+        return web.Response(body=encode_batch_answer([*answers, FrameAnswer(None, refusal=Refusal.of(exc))]),
+                            status=http_status_for(exc), content_type="application/json")
+    answers = await asyncio.gather(*pending)
+    return web.Response(body=encode_batch_answer(answers), content_type="application/json")
 
 
 async def _read_frames(content, limits, acceptor: Acceptor, peer: str, pending: list[asyncio.Future]) -> None:
@@ -133,26 +135,26 @@ async def _read_frames(content, limits, acceptor: Acceptor, peer: str, pending: 
         else:  # streamed: it must be consumed before the next frame can be read
             streamer = StreamAcceptor(acceptor)
             outcome = await _outcome(message_id, peer, streamer.accept(head, content, length, peer))
-            if "error" in outcome:
+            if outcome.refusal is not None:
                 await _discard(content, length - streamer.consumed)
             pending.append(asyncio.ensure_future(_done(outcome)))
 
 
-async def _outcome(message_id: str | None, peer: str, accepting) -> dict:
+async def _outcome(message_id: str | None, peer: str, accepting) -> FrameAnswer:
     try:
         receipt = await accepting
     except GwxError as exc:
         # The operator must see who was refused and why (a revoked signer, a forged unit…).
         log.warning("envelope %s from %s refused: %s", message_id, peer, exc,
                     extra={"message_id": message_id, "peer": peer, "code": exc.code})
-        return {"message_id": message_id, "error": exc.to_dict()}
+        return FrameAnswer(message_id, refusal=Refusal.of(exc))
     except Exception:
         log.exception("unexpected error accepting an envelope", extra={"message_id": message_id})
-        return {"message_id": message_id, "error": {"code": "INTERNAL", "message": "internal error"}}
-    return {"message_id": message_id, "receipt": base64.b64encode(receipt).decode()}
+        return FrameAnswer(message_id, refusal=Refusal("INTERNAL", "internal error"))
+    return FrameAnswer(message_id, receipt=receipt)  # accepted: its header, so its id, was read
 
 
-async def _done(value: dict) -> dict:
+async def _done(value: FrameAnswer) -> FrameAnswer:
     return value
 
 

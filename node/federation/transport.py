@@ -6,9 +6,10 @@ Wire (all under the peer's ``/peer/v1``; the peer API module documents the serve
   we verify the certificates against our roots (signing / encryption purposes) and that they, and
   the TLS certificate the server presented, all name the node we meant to reach.
 * ``POST /envelopes`` with a body of one or more envelope frames back to back (frames are
-  self-delimiting) → ``{"results": [{"message_id", "receipt": base64} | {"message_id", "error":
-  {"code", "message"}}]}`` in frame order. A batch is streamed from the blob files: nothing is
-  held whole in memory.
+  self-delimiting) → the batch answer of :mod:`exchange_protocol.batch_answer` (one decoder, the
+  format documented there): per frame in order a signed transport receipt or a typed refusal,
+  possibly partial, or a refusal of the whole request. A batch is streamed from the blob files:
+  nothing is held whole in memory.
 
 Failures are typed by what the sender should do next: :class:`PeerUnreachable` and
 :class:`PeerServerError` are transient (retry with backoff); a per-envelope error with a
@@ -18,7 +19,6 @@ permanent code bounces that envelope; :class:`PeerIdentityMismatch` means a misc
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -28,6 +28,8 @@ from pathlib import Path
 import aiohttp
 from cryptography import x509
 
+from exchange_protocol.batch_answer import BatchAnswer, answers_for, decode_batch_answer
+from exchange_protocol.errors import BatchAnswerInvalid
 from node.config import Peer
 from node.errors import NodeError
 from node.federation.tls import peer_certificate
@@ -195,60 +197,25 @@ class PeerClient:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PeerUnreachable(f"cannot deliver to {peer.node_id}: {exc or type(exc).__name__}",
                                   peer=peer.node_id) from None
+        if status >= 500 or status == 429:
+            raise PeerServerError(f"{peer.node_id} answered {status}", peer=peer.node_id, status=status)
         try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = None
-        if status >= 500 or status == 429 or not isinstance(payload, dict):
-            raise PeerServerError(f"{peer.node_id} answered {status} ({_error_code(payload, status)})",
-                                  peer=peer.node_id, status=status)
-        if "results" not in payload:
-            code, message = _error(payload, status)
+            answer = decode_batch_answer(body, max_answers=len(frames))
+        except BatchAnswerInvalid as exc:
+            raise PeerProtocolError(f"{peer.node_id} answered {status} with {exc.message}", peer=peer.node_id,
+                                    status=status, cause=exc.code) from None
+        if not isinstance(answer, BatchAnswer):
             if len(frames) > 1:
                 # The whole request was refused (413, a frame that broke the stream…): judge each
                 # envelope on its own rather than let one condemn its batch.
                 return [r for f in frames for r in await self.send_frames(peer, [f])]
-            return [FrameResult(frames[0].message_id, error_code=code, error_message=message)]
-        results = payload["results"]
-        if not isinstance(results, list):
-            raise PeerProtocolError(f"{peer.node_id} answered without a result list", peer=peer.node_id)
-        out = []
-        for i, frame in enumerate(frames):
-            r = results[i] if i < len(results) else None
-            if isinstance(r, dict) and r.get("message_id") is None and isinstance(r.get("error"), dict):
-                # The answer in this frame's place: the peer could not even read its header, or
-                # the stream broke here. Either way it is this frame's verdict.
-                code, message = _error(r, status)
-                out.append(FrameResult(frame.message_id, error_code=code, error_message=message))
-                continue
-            if not isinstance(r, dict) or r.get("message_id") != frame.message_id:
-                # The peer stopped reading at a break in the stream (or answered out of order):
-                # what it answered before is kept, the rest is tried again.
-                out.append(FrameResult(frame.message_id, error_code="PEER_BATCH_BROKEN",
-                                       error_message=f"{peer.node_id} gave no answer for this envelope"))
-                continue
-            if "receipt" in r:
-                try:
-                    receipt = base64.b64decode(r["receipt"], validate=True)
-                except (TypeError, ValueError):
-                    raise PeerProtocolError(f"{peer.node_id} sent a receipt that is not base64",
-                                            peer=peer.node_id) from None
-                out.append(FrameResult(frame.message_id, receipt=receipt))
-            else:
-                code, message = _error(r, status)
-                out.append(FrameResult(frame.message_id, error_code=code, error_message=message))
-        return out
-
-
-def _error(payload: dict, status: int) -> tuple[str, str]:
-    err = payload.get("error")
-    if not isinstance(err, dict):
-        return f"HTTP_{status}", ""
-    return str(err.get("code") or f"HTTP_{status}")[:100], str(err.get("message") or "")[:1000]
-
-
-def _error_code(payload: object, status: int) -> str:
-    return _error(payload, status)[0] if isinstance(payload, dict) else f"HTTP_{status}"
+            return [FrameResult(frames[0].message_id, error_code=answer.code, error_message=answer.message)]
+        # A frame the peer did not answer (the stream broke before it) is tried again; what it
+        # answered before the break is kept.
+        return [FrameResult(a.message_id, receipt=a.receipt) if a.refusal is None  # type: ignore[arg-type]
+                else FrameResult(a.message_id, error_code=a.refusal.code,  # type: ignore[arg-type]
+                                 error_message=a.refusal.message)
+                for a in answers_for([f.message_id for f in frames], answer)]
 
 
 async def _stream(frames: Sequence[OutgoingFrame]) -> AsyncIterator[bytes]:
