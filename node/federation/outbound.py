@@ -1,7 +1,7 @@
 """Sending: one queue object per destination node, one batch in flight per destination.
 
 The shape of Matrix Synapse's federation sender, with every state persisted (Postfix): messages
-enter as durable *drafts* (payload blob + header fields, written in the same transaction as the
+enter as durable *drafts* (payload blob + HeaderDraft, written in the same transaction as the
 business rows that caused them). A :class:`DestinationQueue` turns drafts into envelopes once it
 knows the peer's encryption certificate (fetched over mutual TLS and cached), stores each envelope
 as a blob and swaps the draft for a queue row in one transaction — so a retry always resends the
