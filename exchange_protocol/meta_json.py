@@ -68,9 +68,11 @@ LEGACY_KIND_MAPPED = "DOC_LEGACY_KIND_MAPPED"
 LEGACY_URGENCY_MAPPED = "DOC_LEGACY_URGENCY_MAPPED"
 DOC_NUMBER_NORMALISED = "DOC_NUMBER_NORMALISED"
 
-_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-_DATETIME_RE = re.compile(
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DATETIME_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})$")
+_DATE_RE = re.compile(DATE_PATTERN)
+_DATETIME_RE = re.compile(DATETIME_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ def parse_meta(data: bytes | Mapping[str, Any], *, allow_classified: bool = Fals
     """Parse META.json bytes (or an already-decoded dict) into metadata and warnings.
 
     ``legacy`` lets pre-2012 kinds and telegram urgency grades through the mapping tables (with a
-    warning each). With ``now``, a missing ``id`` is assigned (from ``ids`` or the process generator).
+    warning each). ``now`` means the document is being sent at that moment: a missing ``id`` is
+    assigned (from ``ids`` or the process generator) and a 办理时限 already past is refused.
     """
     obj = data if isinstance(data, Mapping) else load_json(data, max_bytes=MAX_META_BYTES, what="META.json",
                                                            error=MalformedMetadata)
@@ -148,10 +151,10 @@ def parse_meta(data: bytes | Mapping[str, Any], *, allow_classified: bool = Fals
         printed_by=_optional_text(obj, "printed_by"),
         note=_optional_text(obj, "note"),
         attachments_note=_optional_text(obj, "attachments_note"),
-        id=_optional_text(obj, "id"),
+        id=_optional_string(obj, "id"),  # exact: an id is a key, never tidied
     )
     meta = DocumentMetadata(**fields_)
-    warnings.extend(check_metadata(meta, allow_classified=allow_classified))
+    warnings.extend(check_metadata(meta, allow_classified=allow_classified, sending_at=now))
     if now is not None:
         meta = assign_id(meta, now, ids)
     return ParsedMeta(meta, tuple(warnings))

@@ -13,7 +13,11 @@ Field notes:
 - 发文字号 is optional: 纪要 and 命令(令) carry none (a 令 has a 令号 "第N号" instead).
 - 印发机关 is a name (the office that printed the document, e.g. 某某市人民政府办公室), not a code.
 - 公文标识 (``id``) is an opaque string; ``None`` until :func:`assign_id` gives it a time-ordered id.
-  A package must not be built from metadata without an id.
+  A package must not be built from metadata without an id. What an id may be is decided here once
+  (:data:`DOC_ID_PATTERN`, :func:`check_doc_id`) and used wherever an id enters: META.json, a
+  received package's metadata.json, notices from peers, the local API's routes and its OpenAPI
+  description. An id must be usable as one URL path segment and as a file name, so ``/``, ``?``,
+  ``#``, ``<``, spaces and ``..`` can never be part of one.
 - Sequences are tuples; lists given to the constructor are turned into tuples.
 """
 
@@ -31,7 +35,9 @@ from .doc_number import DocNumber
 from .errors import (
     ClassifiedRefused,
     CopyNumberRequired,
+    DeadlinePassed,
     DuplicateRecipient,
+    InvalidDocumentId,
     InvalidMetadataValue,
     InvalidRecipientCode,
     MetadataWrongType,
@@ -47,6 +53,13 @@ MAX_ID = 128
 MAX_SIGNERS = 50
 MAX_ISSUERS = 50
 MAX_RECIPIENTS = 10_000
+# 公文标识: letters, digits, CJK ideographs and a few marks legacy systems use (〔〕 in 发文字号-like
+# ids), in dot-separated runs — so no leading, trailing or doubled dot ("..", ".hidden"). Written
+# once in the common subset of Python and ECMA-262 regular expressions: the same text is the
+# OpenAPI and JSON Schema ``pattern`` (with maxLength MAX_ID).
+_DOC_ID_CHARS = r"0-9A-Za-z_~:\-〔〕()（）\u4e00-\u9fff"
+DOC_ID_PATTERN = rf"^[{_DOC_ID_CHARS}]+(?:\.[{_DOC_ID_CHARS}]+)*$"
+_DOC_ID_RE = re.compile(DOC_ID_PATTERN)
 _PERIOD_RE = re.compile(r"^(?:[1-9][0-9]{0,2}(?:年|个月)|长期)$")
 _COPY_RE = re.compile(r"^[0-9]{6}$")
 
@@ -70,6 +83,17 @@ def check_text(value: object, name: str, max_len: int, *, optional: bool = False
         raise InvalidMetadataValue(f"{name} has leading or trailing whitespace", field=name)
     if _has_control(value):
         raise InvalidMetadataValue(f"{name} contains control characters", field=name)
+
+
+def check_doc_id(value: object, name: str = "id") -> str:
+    """``value`` if it is a 公文标识 every route can address; :class:`InvalidDocumentId` otherwise."""
+    if not isinstance(value, str):
+        raise MetadataWrongType(f"{name} (公文标识) must be a string", field=name, type=type(value).__name__)
+    if not 1 <= len(value) <= MAX_ID or not _DOC_ID_RE.fullmatch(value):
+        raise InvalidDocumentId(
+            f"{name} (公文标识) {value[:40]!r} is not an id: 1–{MAX_ID} letters, digits, Chinese characters "
+            "or _ ~ : - 〔〕 () （）, in runs joined by single dots", field=name, value=value[:80])
+    return value
 
 
 def check_unit_code(value: object, name: str) -> str:
@@ -174,9 +198,7 @@ class DocumentMetadata:
         check_text(self.note, "note", MAX_NOTE, optional=True)
         check_text(self.attachments_note, "attachments_note", MAX_NOTE, optional=True)
         if self.id is not None:
-            check_text(self.id, "id", MAX_ID)
-            if any(c.isspace() for c in self.id):
-                raise InvalidMetadataValue("id (公文标识) must not contain whitespace", field="id")
+            check_doc_id(self.id)
 
     def _check_units(self) -> None:
         if not self.issuers:
@@ -244,12 +266,22 @@ PRINTED_BEFORE_WRITTEN = "DOC_PRINTED_BEFORE_WRITTEN"
 DEADLINE_BEFORE_WRITTEN = "DOC_DEADLINE_BEFORE_WRITTEN"
 
 
-def check_metadata(meta: DocumentMetadata, *, allow_classified: bool = False) -> tuple[MetadataWarning, ...]:
-    """Apply the node's policy (raises :class:`ClassifiedRefused`) and return the warnings."""
+def check_metadata(meta: DocumentMetadata, *, allow_classified: bool = False,
+                   sending_at: datetime | None = None) -> tuple[MetadataWarning, ...]:
+    """Apply the node's policy (raises :class:`ClassifiedRefused`) and return the warnings.
+
+    ``sending_at``: the document is being sealed and sent now, so a 办理时限 already past is
+    refused (:class:`DeadlinePassed`). A received document is judged without it: its deadline may
+    pass while it travels, and that makes it overdue, not invalid.
+    """
     if meta.classification.classified and not allow_classified:
         raise ClassifiedRefused(
             f"classification {meta.classification.format()}: this node exchanges 非密 documents only",
             field="classification", value=meta.classification.format())
+    if sending_at is not None and meta.deadline is not None and meta.deadline <= sending_at:
+        raise DeadlinePassed(f"办理时限 {meta.deadline.isoformat()} has already passed (now "
+                             f"{sending_at.astimezone(meta.deadline.tzinfo).isoformat(timespec='minutes')})",
+                             field="deadline", value=meta.deadline.isoformat())
     out: list[MetadataWarning] = []
     if meta.urgency is Urgency.EXTRA_URGENT and meta.deadline is None:
         out.append(MetadataWarning(URGENT_WITHOUT_DEADLINE, "deadline",

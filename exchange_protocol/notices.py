@@ -31,6 +31,7 @@ from pki.unit_code import validate_unit_code
 from .canonical import canonical_json, load_json
 from .envelope import MessageType, format_time
 from .errors import ProtocolError
+from .model import check_doc_id
 
 MAX_NOTICE_BYTES = 64 * 1024
 MAX_TEXT = 2000
@@ -54,8 +55,10 @@ class Notice:
     def __post_init__(self) -> None:
         if self.type is MessageType.DOCUMENT:
             raise NoticeError("a document is not a notice")
-        if not self.doc_id or len(self.doc_id) > 128:
-            raise NoticeError("notice needs a doc_id (1–128 characters)")
+        try:
+            check_doc_id(self.doc_id, "doc_id")
+        except ProtocolError as exc:  # a notice about an id no route could address concerns nothing of ours
+            raise NoticeError(f"notice: {exc.message}", code="NOTICE_BAD_DOC_ID") from None
         if self.type is MessageType.RETURN and not (self.reason or "").strip():
             raise NoticeError("退回 needs a reason", code="NOTICE_REASON_REQUIRED")
         if self.type in (MessageType.RECEIPT, MessageType.RETURN) and not (self.by or "").strip():

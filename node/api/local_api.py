@@ -39,6 +39,7 @@ from aiohttp import web
 from exchange_protocol.canonical import load_json
 from exchange_protocol.errors import ProtocolError
 from exchange_protocol.kinds import parse_kind
+from exchange_protocol.model import check_doc_id
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.api.auth import AuthError, Principal, TokenStore
 from node.api.error_mapping import http_status_for
@@ -75,7 +76,6 @@ ROUTE_ROLES: dict[str, tuple[str, ...]] = {
     "/api/v1/node/status": ("operator",),
 }
 MAX_LIMIT = 500
-_DOC_ID = re.compile(r"[\w\-.:~〔〕()（）]{1,128}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _LIMIT = re.compile(r"[0-9]{1,4}")
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
@@ -214,9 +214,11 @@ def _json(data: Any, status: int = 200) -> web.Response:
 # --- validation ---------------------------------------------------------------------------------
 def doc_id_of(request: web.Request) -> str:
     value = request.match_info["doc_id"]
-    if not _DOC_ID.fullmatch(value) or value.startswith(".") or ".." in value:
-        raise ApiError("that is not a document id (公文标识)", code="API_BAD_DOC_ID", value=value[:80])
-    return value
+    try:
+        return check_doc_id(value, "doc_id")  # the model's one rule: what it admits, every route can address
+    except ProtocolError as exc:
+        raise ApiError(f"that is not a document id (公文标识): {exc.message}", code="API_BAD_DOC_ID",
+                       value=value[:80]) from None
 
 
 def list_filters(request: web.Request, statuses: tuple[str, ...]) -> dict[str, Any]:
@@ -370,7 +372,7 @@ async def _show(request: web.Request) -> web.Response:
 async def _package(request: web.Request) -> web.StreamResponse:
     doc_id = doc_id_of(request)
     path = await request.app[SERVICE].package_path(request[PRINCIPAL], doc_id)
-    # The id matched _DOC_ID (no quotes, no separators); non-ASCII ids go in RFC 6266's filename*.
+    # The id passed check_doc_id (no quotes, no separators); non-ASCII ids go in RFC 6266's filename*.
     disposition = (f'attachment; filename="{doc_id}.zip"' if doc_id.isascii()
                    else f"attachment; filename*=UTF-8''{urllib.parse.quote(doc_id)}.zip")
     return web.FileResponse(path, headers={"Content-Type": "application/zip",

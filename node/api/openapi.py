@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from exchange_protocol.kinds import Kind
+from exchange_protocol.model import DOC_ID_PATTERN, MAX_ID
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 
 Json = dict[str, Any]
@@ -112,7 +113,8 @@ def _op(summary: str, roles: list[str], ok: Json, *, status: str = "200", params
 
 
 DOC_ID = {"name": "doc_id", "in": "path", "required": True,
-          "schema": {"type": "string", "pattern": r"^[\w\-.:~〔〕()（）]{1,128}$"}, "description": "公文标识"}
+          "schema": {"type": "string", "pattern": DOC_ID_PATTERN, "minLength": 1, "maxLength": MAX_ID},
+          "description": "公文标识"}
 
 
 def _filters(statuses: list[str], unit_meaning: str) -> list[Json]:

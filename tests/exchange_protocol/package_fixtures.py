@@ -5,6 +5,7 @@ Built once per session (a CA and a seal cost a few hundred milliseconds). Fakes 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 from dataclasses import dataclass
@@ -98,3 +99,10 @@ def make_meta(**overrides) -> DocumentMetadata:
            "id": "019cade2-11c0-7640-8aa8-958c96f2b6f2"}
     obj.update(overrides)
     return parse_meta(obj).metadata
+
+
+def with_forced_id(meta: DocumentMetadata, doc_id: str) -> DocumentMetadata:
+    """``meta`` carrying an id the model refuses — what an old or hostile peer could still seal."""
+    forged = dataclasses.replace(meta)
+    object.__setattr__(forged, "id", doc_id)  # past the frozen dataclass's check, on purpose
+    return forged

@@ -221,3 +221,14 @@ def test_legacy_brackets_in_the_doc_number_are_normalised_with_a_warning() -> No
 def test_extra_urgent_without_deadline_warns_through_parse() -> None:
     parsed = parse_meta(encode(example(deadline=None)))
     assert [w.code for w in parsed.warnings] == [URGENT_WITHOUT_DEADLINE]
+
+
+def test_a_deadline_already_past_is_refused_when_sending_but_not_when_received() -> None:
+    now = datetime(2026, 11, 24, 9, tzinfo=timezone(timedelta(hours=8)))
+    obj = encode(example(deadline="2026-11-23T17:00:00+08:00"))
+    with pytest.raises(InvalidMetadataValue) as info:
+        parse_meta(obj, now=now)
+    assert info.value.code == "DOC_DEADLINE_PASSED" and info.value.details["field"] == "deadline"
+    assert "2026-11-23T17:00:00+08:00" in info.value.message
+    # Judging a received package (no sending time): overdue is a state, not an invalid document.
+    assert parse_meta(obj).metadata.deadline.day == 23

@@ -1,0 +1,95 @@
+# ruff: noqa: F811  (pytest fixtures imported from package_fixtures are redefined as parameters)
+"""One rule for what a 公文标识 may be, applied wherever an id enters the protocol.
+
+An id that no route can address (a path, a query, markup, "..") must never be accepted: once a
+document carries one, the recipient cannot open, 签收 or 退回 it and the sender cannot track it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+
+import pytest
+
+from exchange_protocol.envelope import MessageType
+from exchange_protocol.errors import InvalidDocumentId
+from exchange_protocol.meta_json import parse_meta
+from exchange_protocol.model import DOC_ID_PATTERN, MAX_ID, check_doc_id
+from exchange_protocol.notices import Notice, NoticeError, decode_notice
+from exchange_protocol.package import build_package
+from exchange_protocol.package_verify import verify_package
+from tests.exchange_protocol.package_fixtures import (  # noqa: F401
+    NOW,
+    UNIT,
+    make_meta,
+    make_pdf,
+    pki_env,
+    with_forced_id,
+)
+
+UNADDRESSABLE = ["../../etc/passwd", "..", ".", "a?b=1#c", "<script>", "a/b", "a\\b", ".hidden", "trailing.",
+                 "a..b", "a b", "a\nb", "abc\n", "%2e%2e", "a&b", "x" * (MAX_ID + 1), ""]
+GOOD = ["019cade2-11c0-7640-8aa8-958c96f2b6f2", "legacy-OA-0001", "临政发〔2026〕12号", "OA:2026~0001",
+        "办公厅(2026)_7", "a.b.c", "x" * MAX_ID]
+AT = dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("doc_id", UNADDRESSABLE)
+def test_the_model_refuses_an_id_no_route_could_address(doc_id):
+    with pytest.raises(InvalidDocumentId) as info:
+        check_doc_id(doc_id)
+    assert info.value.code == "DOC_INVALID_ID" and info.value.details["field"] == "id"
+
+
+@pytest.mark.parametrize("doc_id", GOOD)
+def test_ids_gwx_and_legacy_systems_make_are_accepted(doc_id):
+    assert check_doc_id(doc_id) == doc_id
+    assert parse_meta(_meta_json(doc_id)).metadata.id == doc_id
+
+
+@pytest.mark.parametrize("doc_id", UNADDRESSABLE)
+def test_meta_json_with_such_an_id_is_refused_naming_the_field(doc_id):
+    with pytest.raises(InvalidDocumentId) as info:
+        parse_meta(_meta_json(doc_id))
+    assert info.value.details["field"] == "id"
+
+
+def test_the_pattern_text_means_the_same_to_json_schema_validators():
+    # The same text is published as the OpenAPI/JSON Schema pattern: no Python-only syntax in it.
+    assert "\\w" not in DOC_ID_PATTERN and "(?P" not in DOC_ID_PATTERN and "\\Z" not in DOC_ID_PATTERN
+    for doc_id in GOOD[:-1]:
+        assert re.search(DOC_ID_PATTERN, doc_id)
+    for doc_id in ("../../etc/passwd", "..", "a?b=1#c", "<script>", ".hidden", "a..b"):
+        assert not re.search(DOC_ID_PATTERN, doc_id)
+
+
+@pytest.mark.parametrize("doc_id", ["../../etc/passwd", "a?b=1#c", "<script>"])
+def test_a_notice_about_such_an_id_is_refused(doc_id):
+    with pytest.raises(NoticeError) as info:
+        Notice(MessageType.URGE, doc_id, (UNIT,), AT)
+    assert info.value.code == "NOTICE_BAD_DOC_ID"
+    raw = json.loads(Notice(MessageType.URGE, "d1", (UNIT,), AT).encode())
+    raw["doc_id"] = doc_id
+    with pytest.raises(NoticeError) as info:
+        decode_notice(json.dumps(raw).encode())
+    assert info.value.code == "NOTICE_BAD_DOC_ID"
+
+
+def test_a_sealed_package_carrying_such_an_id_fails_verification_on_its_metadata(pki_env):
+    # A peer running older code (or a hostile one) can still seal a package with such an id.
+    out = io.BytesIO()
+    build_package(out, metadata=with_forced_id(make_meta(), "../../etc/passwd"), body=make_pdf(),
+                  seal_key=pki_env.seal, at=NOW)
+    out.seek(0)
+    report = verify_package(out, [pki_env.root], NOW, validate_pdf=False)
+    assert not report.ok
+    assert report.check("metadata").status == "fail" and report.check("metadata").code == "DOC_INVALID_ID"
+
+
+def _meta_json(doc_id: str) -> bytes:
+    meta = json.loads(json.dumps({"kind": "通知", "title": "关于开展冬季安全生产检查的通知", "issuers": [UNIT],
+                                  "to": ["11100000000013127D"], "written_on": "2026-11-20", "id": doc_id}))
+    return json.dumps(meta, ensure_ascii=False).encode()
