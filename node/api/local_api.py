@@ -39,6 +39,7 @@ from aiohttp import web
 from exchange_protocol.canonical import load_json
 from exchange_protocol.errors import ProtocolError
 from exchange_protocol.kinds import parse_kind
+from exchange_protocol.meta_schema import meta_schema
 from exchange_protocol.model import check_doc_id
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.api.auth import AuthError, Principal, TokenStore
@@ -62,13 +63,14 @@ REGISTRY = web.AppKey("registry", metrics.Registry)
 UPLOAD_DIR = web.AppKey("upload_dir", Path)
 UPLOAD_LIMITS = web.AppKey("upload_limits", UploadLimits)
 OPENAPI = web.AppKey("openapi", bytes)
+META_SCHEMA = web.AppKey("meta_schema", bytes)
 REQUESTS = web.AppKey("requests", metrics.Counter)
 LATENCY = web.AppKey("latency", metrics.Histogram)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 
-OPEN_PATHS = frozenset({"/healthz", "/api/v1/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/schema/meta.json"})
 CLERK = ("clerk",)
 # Route template → roles admitted. The OpenAPI document states the same (x-gwx-roles); a test checks.
 ROUTE_ROLES: dict[str, tuple[str, ...]] = {
@@ -78,6 +80,7 @@ ROUTE_ROLES: dict[str, tuple[str, ...]] = {
 MAX_LIMIT = 500
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _LIMIT = re.compile(r"[0-9]{1,4}")
+_CURSOR = re.compile(r"[0-9]{1,18}")  # an item's ``id`` (a row number); OpenAPI: integer < 10**18
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
@@ -96,6 +99,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
                                       attachment=config.limits.max_envelope_bytes,
                                       meta=config.limits.max_request_bytes)
     app[OPENAPI] = json.dumps(build_openapi(config.node_id), ensure_ascii=False, indent=1).encode()
+    app[META_SCHEMA] = json.dumps(meta_schema(), ensure_ascii=False, indent=1).encode()
     app[REQUESTS] = registry.counter("gwx_local_api_requests_total", "Local API requests by route and status")
     app[LATENCY] = registry.histogram("gwx_local_api_request_seconds", "Local API request latency by route")
     app.cleanup_ctx.append(_upload_dir_ctx)
@@ -104,6 +108,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
     r.add_get("/healthz", _healthz, allow_head=False)
     r.add_get("/metrics", _metrics, allow_head=False)
     r.add_get("/api/v1/openapi.json", _openapi, allow_head=False)
+    r.add_get("/api/v1/schema/meta.json", _meta_schema, allow_head=False)
     r.add_post("/api/v1/documents", _submit)
     r.add_get("/api/v1/outbox", _outbox, allow_head=False)
     r.add_get("/api/v1/outbox/{doc_id}", _track, allow_head=False)
@@ -158,7 +163,10 @@ async def _errors(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error_response(_from_http_exception(request, exc), exc.status)
+        response = _error_response(_from_http_exception(request, exc), exc.status)
+        if "Allow" in exc.headers:  # RFC 9110 §15.5.6: a 405 says which methods the route has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         LOG.exception("unexpected error in %s %s", request.method, request.path,
                       extra={"request_id": request.get(REQUEST_ID)})
@@ -255,7 +263,7 @@ def list_filters(request: web.Request, statuses: tuple[str, ...]) -> dict[str, A
         out["limit"] = int(text)
     if "after" in query:
         after = query["after"]
-        if not _LIMIT.fullmatch(after) or len(after) > 18:
+        if not _CURSOR.fullmatch(after):
             raise _bad_param("after", "after must be the id (a whole number) of the last item of the previous page")
         out["after"] = after
     return out
@@ -289,7 +297,8 @@ class _BadJson(ApiError):
 
 
 def units_field(body: dict[str, Any]) -> list[str] | None:
-    if body.get("units") is None:
+    # Left out means "all"; null is refused, so a client bug sending null cannot act on everyone.
+    if "units" not in body:
         return None
     units = body["units"]
     if not isinstance(units, list) or not units:
@@ -321,6 +330,10 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI], content_type="application/json", charset="utf-8")
+
+
+async def _meta_schema(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[META_SCHEMA], content_type="application/schema+json", charset="utf-8")
 
 
 async def _submit(request: web.Request) -> web.Response:

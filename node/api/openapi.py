@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from exchange_protocol.kinds import Kind
+from exchange_protocol.meta_schema import meta_schema
 from exchange_protocol.model import DOC_ID_PATTERN, MAX_ID
 from exchange_protocol.states import ReceiverStatus, SenderStatus
+from pki.unit_code import UNIT_CODE_PATTERN
 
 Json = dict[str, Any]
 
@@ -30,6 +32,8 @@ def _nullable(schema: Json) -> Json:
 
 
 STR = {"type": "string"}
+UNIT = {"type": "string", "pattern": UNIT_CODE_PATTERN,
+        "description": "统一社会信用代码 (18 characters; the node also checks the check character)"}
 DATETIME = {"type": "string", "format": "date-time"}
 INT = {"type": "integer", "minimum": 0}
 COUNTS = {"type": "object", "additionalProperties": INT}
@@ -53,7 +57,7 @@ SCHEMAS: Json = {
         "deadline": _nullable(DATETIME), "created_at": DATETIME, "counts": COUNTS,
         "overdue": {"type": "boolean"}}),
     "Tracking": _object({"doc": _ref("OutboxItem"), "recipients": {"type": "array", "items": _ref("RecipientView")}},
-                        {"metadata": {"type": "object"}}),
+                        {"metadata": _ref("Meta")}),
     "InboxItem": _object({
         "doc_id": STR, "unit": STR, "from_unit": STR, "title": STR, "kind": {"enum": KINDS},
         "urgency": _nullable(STR), "deadline": _nullable(DATETIME), "status": {"enum": RECEIVER_STATUSES},
@@ -61,7 +65,7 @@ SCHEMAS: Json = {
         "return_reason": _nullable(STR), "urge_count": INT, "received_at": DATETIME,
         "overdue": {"type": "boolean"}}),
     "InboxDocument": {"allOf": [_ref("InboxItem"), _object({
-        "metadata": {"type": "object", "description": "META.json of the document"},
+        "metadata": _ref("Meta"),
         "verification": {"type": "object", "description": "the receiver's verification report"},
         # media_type is in service_api's shape but not (yet) in every answer: optional here.
         "attachments": {"type": "array", "items": _object({"name": STR, "size": INT}, {"media_type": STR})}})]},
@@ -73,13 +77,13 @@ SCHEMAS: Json = {
                                                      "failures": INT, "last_error": _nullable(STR)})},
         "inbound": COUNTS, "last_errors": {"type": "array"}}),
     "UnitsRequest": {"type": "object", "additionalProperties": False, "properties": {
-        "units": {"type": "array", "minItems": 1, "uniqueItems": True, "items": STR,
+        "units": {"type": "array", "minItems": 1, "uniqueItems": True, "items": UNIT,
                   "description": "recipient unit codes; left out: all that the action applies to"}}},
     "ReturnRequest": {"type": "object", "additionalProperties": False, "required": ["reason"],
                       "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
     "EmptyRequest": {"type": "object", "additionalProperties": False, "maxProperties": 0},
     "Submission": {"type": "object", "required": ["meta", "body"], "properties": {
-        "meta": {"type": "object", "description": "META.json (exchange_protocol.meta_json)"},
+        "meta": _ref("Meta"),
         "body": {"type": "string", "contentMediaType": "application/pdf", "description": "正文 PDF"},
         "attachment": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
                        "description": "附件, each named by its part's filename (one file name, no path)"}}},
@@ -122,10 +126,10 @@ def _filters(statuses: list[str], unit_meaning: str) -> list[Json]:
         {"name": "status", "in": "query", "schema": {"enum": statuses}},
         {"name": "kind", "in": "query", "schema": {"enum": KINDS}, "description": "文种"},
         {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
-        {"name": "unit", "in": "query", "schema": STR, "description": unit_meaning},
+        {"name": "unit", "in": "query", "schema": UNIT, "description": unit_meaning},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-        {"name": "after", "in": "query", "schema": STR,
-         "description": "paging: the id (a whole number) of the last item of the previous page"},
+        {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
+         "description": "paging: the ``id`` of the last item of the previous page"},
     ]
 
 
@@ -142,6 +146,9 @@ def build_openapi(node_id: str = "") -> Json:
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", operator, {},
                                 ok_content={"text/plain": {"schema": STR}}, op_id="metrics")},
         "/api/v1/openapi.json": {"get": _op("this document", [], {"type": "object"}, errors=(), op_id="openapi")},
+        "/api/v1/schema/meta.json": {"get": _op(
+            "the JSON Schema of META.json (also components/schemas/Meta)", [], {"type": "object"}, errors=(),
+            op_id="metaSchema", ok_content={"application/schema+json": {"schema": {"type": "object"}}})},
         "/api/v1/documents": {"post": _op(
             "seal and send a document (发文) as the clerk's unit", clerk, _ref("SubmitResult"), status="201",
             body={"required": True, "content": {"multipart/form-data": {
@@ -187,7 +194,7 @@ def build_openapi(node_id: str = "") -> Json:
                                 "Errors are {\"error\": {\"code\", \"message\", \"details\"}}."
                                 + (f" Node: {node_id}." if node_id else "")},
         "paths": paths,
-        "components": {"schemas": SCHEMAS,
+        "components": {"schemas": {**SCHEMAS, "Meta": meta_schema()},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                       "description": "a token from `gwx node add-token`"}}},
     }
