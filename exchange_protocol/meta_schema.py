@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pki.unit_code import UNIT_CODE_PATTERN
+from pki.unit_code import UNIT_CODE_FORMAT, UNIT_CODE_PATTERN
 
 from .kinds import UPWARD_KINDS, Kind, SecrecyLevel, Urgency
 from .meta_json import DATE_PATTERN, DATETIME_PATTERN, MAX_META_BYTES, REQUIRED
@@ -52,7 +52,7 @@ def _or_null(schema: Json) -> Json:
 
 def _units(description: str, *, max_items: int, min_items: int = 0) -> Json:
     return {"type": "array", "minItems": min_items, "maxItems": max_items, "uniqueItems": True,
-            "items": {"type": "string", "pattern": UNIT_CODE_PATTERN,
+            "items": {"type": "string", "pattern": UNIT_CODE_PATTERN, "format": UNIT_CODE_FORMAT,
                       "description": "统一社会信用代码 (GB 32100, 18 characters; the check character is checked "
                                      "by the node)"},
             "description": description}

@@ -14,6 +14,7 @@ ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 # cannot be written as a pattern, so validate_unit_code stays the judge.
 _CLASS = "0-9A-HJ-NP-RTUW-Ya-hj-np-rtuw-y"
 UNIT_CODE_PATTERN = f"^[{_CLASS}]{{2}}[0-9]{{6}}[{_CLASS}]{{10}}$"
+UNIT_CODE_FORMAT = "gb32100"  # the JSON Schema ``format`` naming the whole rule, check character included
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 

@@ -14,7 +14,7 @@ from exchange_protocol.kinds import Kind
 from exchange_protocol.meta_schema import meta_schema
 from exchange_protocol.model import DOC_ID_PATTERN, MAX_ID
 from exchange_protocol.states import ReceiverStatus, SenderStatus
-from pki.unit_code import UNIT_CODE_PATTERN
+from pki.unit_code import UNIT_CODE_FORMAT, UNIT_CODE_PATTERN
 
 Json = dict[str, Any]
 
@@ -32,7 +32,7 @@ def _nullable(schema: Json) -> Json:
 
 
 STR = {"type": "string"}
-UNIT = {"type": "string", "pattern": UNIT_CODE_PATTERN,
+UNIT = {"type": "string", "pattern": UNIT_CODE_PATTERN, "format": UNIT_CODE_FORMAT,
         "description": "统一社会信用代码 (18 characters; the node also checks the check character)"}
 DATETIME = {"type": "string", "format": "date-time"}
 INT = {"type": "integer", "minimum": 0}
@@ -82,7 +82,7 @@ SCHEMAS: Json = {
     "ReturnRequest": {"type": "object", "additionalProperties": False, "required": ["reason"],
                       "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
     "EmptyRequest": {"type": "object", "additionalProperties": False, "maxProperties": 0},
-    "Submission": {"type": "object", "required": ["meta", "body"], "properties": {
+    "Submission": {"type": "object", "required": ["meta", "body"], "additionalProperties": False, "properties": {
         "meta": _ref("Meta"),
         "body": {"type": "string", "contentMediaType": "application/pdf", "description": "正文 PDF"},
         "attachment": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},

@@ -158,7 +158,8 @@ class DocumentService:
         known = {r.unit: r for r in doc.recipients}
         unknown = [u for u in units or () if u not in known]
         if unknown:
-            raise BadRequest(f"not recipients of {doc_id}: {', '.join(unknown)}", units=unknown)
+            # Like a document id that is not ours: no such recipient here (404), not a malformed request.
+            raise NotFound(f"not recipients of {doc_id}: {', '.join(unknown)}", doc_id=doc_id, units=unknown)
         # By default: every recipient still in the document's course (not settled, not failed).
         targets = units or [r.unit for r in doc.recipients
                             if not is_settled(SenderStatus(r.status)) and r.status != SenderStatus.FAILED.value]
