@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import os
 import struct
 
 import pytest
 
+from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import MAGIC, MessageType
 from exchange_protocol.ids import new_id
+from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.notices import Notice
-from node.localnet import send_document, wait_for
+from exchange_protocol.package import build_package
+from node.config import load_config
+from node.localnet import PASSPHRASE, send_document, wait_for
+from pki.seal_store import load_seal_credential
+from tests.exchange_protocol.package_fixtures import with_forced_id
 from tests.node.network.network_support import (
     A1,
     B1,
@@ -174,6 +181,34 @@ def test_forged_notices_only_touch_rows_of_the_origin(net, nodes):
                      15, what="the forged recall processed")
     assert state == ("failed", "NOTICE_NOT_OURS")
     assert county_a.clerk(A1).get(f"/api/v1/inbox/{doc_id}")["status"] == item["status"] == "pending"
+
+
+def test_a_document_or_notice_with_an_unaddressable_id_is_refused_with_a_typed_code(net, nodes):
+    """A peer running older code (or a hostile one) seals a 公文标识 no route could address: the
+    receiver refuses it before acknowledging, so no clerk is left with a document they cannot open."""
+    city, county_a, _ = nodes
+    as_city = RawPeer(county_a, tls_context_of(city))
+    unit = next(u for u in load_config(city.directory).units if u.code == CITY)
+    seal = load_seal_credential(unit.seal_dir, PASSPHRASE)
+    meta = parse_meta(notice_meta(CITY, [A1])).metadata
+    for bad in ("../../etc/passwd", "a?b=1#c", "<script>"):
+        package = io.BytesIO()
+        build_package(package, metadata=with_forced_id(meta, bad), body=net.body.read_bytes(), seal_key=seal,
+                      at=dt.datetime.now(dt.UTC))
+        message_id, envelope = forge_envelope(city, county_a, from_unit=CITY, to_units=[A1],
+                                              payload=package.getvalue(), type=MessageType.DOCUMENT)
+        result = single_result(*as_city.post_envelopes(envelope))
+        assert "receipt" not in result and result["error"]["code"] == "DOC_INVALID_ID", result
+        assert not stored_anything(county_a, message_id)
+        # …and a notice about such an id.
+        notice = canonical_json({"v": 1, "type": "urge", "doc_id": bad, "units": [A1], "by": None,
+                                 "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "reason": None,
+                                 "text": None})
+        message_id, envelope = forge_envelope(city, county_a, from_unit=CITY, to_units=[A1], payload=notice)
+        result = single_result(*as_city.post_envelopes(envelope))
+        assert "receipt" not in result and result["error"]["code"] == "NOTICE_BAD_DOC_ID", result
+        assert not stored_anything(county_a, message_id)
+    assert as_city.health()["node_id"] == "county-a"
 
 
 def test_one_bad_frame_never_condemns_its_batch(net, nodes, tmp_path):
