@@ -130,9 +130,7 @@ class ApiClient:
         target = self.parts.path.rstrip("/") + path
         if query:
             target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-        headers = {"Accept": "application/json", "User-Agent": "gwx-cli"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        headers = self._headers()
         if content_type:
             headers["Content-Type"] = content_type
         if length is not None:
@@ -156,8 +154,48 @@ class ApiClient:
         finally:
             conn.close()
 
+    def download(self, path: str, out: BinaryIO) -> int:
+        """GET ``path`` into ``out`` block by block (never whole in memory); returns the bytes written.
+
+        An error answer (small JSON) is read whole and raised as :class:`RemoteError`; an error
+        writing ``out`` (a full disk) is the caller's, not the node's, and propagates as it is."""
+        conn = self._connection()
+        unreachable = (OSError, http.client.HTTPException)
+        try:
+            try:
+                conn.request("GET", self.parts.path.rstrip("/") + path, headers=self._headers("application/zip"))
+                response = conn.getresponse()
+                if response.status >= 400:
+                    return self._value(response.status, response.getheader("Content-Type", ""), response.read())
+                block = response.read(BLOCK)
+            except unreachable as exc:
+                raise self._unreachable(exc) from None
+            written = 0
+            while block:
+                out.write(block)
+                written += len(block)
+                try:
+                    block = response.read(BLOCK)
+                except unreachable as exc:
+                    raise self._unreachable(exc) from None
+            return written
+        finally:
+            conn.close()
+
+    def _unreachable(self, exc: BaseException) -> RemoteError:
+        return RemoteError(f"cannot reach the node at {self.parts.geturl()}: {exc}", code="CLI_NODE_UNREACHABLE")
+
+    def _headers(self, accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept, "User-Agent": "gwx-cli"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         status, content_type, data = self.request(method, path, **kwargs)
+        return self._value(status, content_type, data)
+
+    def _value(self, status: int, content_type: str, data: bytes) -> Any:
         if not content_type.startswith("application/json"):
             if status >= 400:
                 raise RemoteError(f"the node answered {status} {data[:200].decode('utf-8', 'replace')}",

@@ -2,9 +2,12 @@
 ``return``, ``register``, ``recall``, ``urge``, ``track`` — clients of the node's local API.
 
 They are top-level commands (``gwx inbox``, not ``gwx doc inbox``): they are what a clerk types all
-day. Each takes ``--node URL`` (default $GWX_NODE or http://127.0.0.1:7080), ``--token-file FILE``
-(default $GWX_TOKEN) and ``--json``, which prints the node's JSON answer exactly as received, for
-scripts. Without ``--json`` the answer is a table aligned for a terminal: CJK characters take two
+day. Each takes ``--node URL`` (default: the environment variable GWX_NODE, else
+http://127.0.0.1:7080), ``--token-file FILE`` (default: the token itself in the environment
+variable GWX_TOKEN) and ``--json``, which prints the node's JSON answer exactly as received, for
+scripts. Lists come a page at a time (``--limit``, default 50); under a full page the command
+prints the ``--after`` value of the next one. ``gwx download`` (:mod:`node.cli.download`) saves a
+document's files. Without ``--json`` the answer is a table aligned for a terminal: CJK characters take two
 columns (``unicodedata.east_asian_width``), so padding counts display columns, not characters.
 """
 
@@ -23,13 +26,15 @@ from typing import Any
 from node.cli.api_client import DEFAULT_NODE, ApiClient, MultipartStream, RemoteError, read_token
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+PAGE = 50  # the node's default page size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "send", "seal and send a document (发文) as your unit")
     p.add_argument("--meta", required=True, type=Path, help="META.json: kind, title, issuers, to, cc, …")
     p.add_argument("--body", required=True, type=Path, help="the document PDF (正文)")
-    p.add_argument("--attach", action="append", default=[], type=Path, metavar="FILE", help="an attachment (附件)")
+    p.add_argument("--attach", action="extend", nargs="+", default=[], type=Path, metavar="FILE",
+                   help="attachment(s) (附件), in order; repeat the option or list several files")
     p.set_defaults(func=_send)
 
     for name, help_text, func, statuses in (
@@ -41,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--overdue", action="store_true", help="only overdue documents (超期)")
         p.add_argument("--from" if name == "inbox" else "--to", dest="unit", metavar="UNIT",
                        help="sending unit" if name == "inbox" else "recipient unit")
-        p.add_argument("--limit", type=int, default=None)
-        p.add_argument("--after", metavar="DOC_ID", help="the last id of the previous page")
-        p.set_defaults(func=func)
+        p.add_argument("--limit", type=int, default=None, help=f"items per page (default {PAGE})")
+        p.add_argument("--after", metavar="N", help="the next page: the number printed under the previous one")
+        p.set_defaults(func=func, command_name=name)
 
     for name, help_text, func in (("show", "a document: metadata, verification, attachments", _show),
                                   ("sign-for", "签收 a received document", _sign_for),
@@ -66,24 +71,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=func)
 
 
+ENVIRONMENT = """environment:
+  GWX_NODE   the node's local API, e.g. http://127.0.0.1:7080 (what --node defaults to)
+  GWX_TOKEN  your API token itself (not a file); --token-file FILE reads it from a file instead"""
+
+
 def _command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument("--node", default=os.environ.get("GWX_NODE") or DEFAULT_NODE,
-                   help="the node's local API (default: $GWX_NODE or %(default)s)")
-    p.add_argument("--token-file", metavar="FILE", help="file holding your API token (default: $GWX_TOKEN)")
-    p.add_argument("--json", action="store_true", help="print the node's JSON answer")
+    add_common_options(p)
     return p
 
 
-def _client(args: argparse.Namespace) -> ApiClient:
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """--node, --token-file and --json, and the environment they default from (in --help)."""
+    p.epilog = ENVIRONMENT
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--node", default=os.environ.get("GWX_NODE") or DEFAULT_NODE,
+                   help=f"the node's local API (default: $GWX_NODE, else {DEFAULT_NODE})")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="a file holding your API token (default: the token in $GWX_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print the node's JSON answer")
+
+
+def client_for(args: argparse.Namespace) -> ApiClient:
     return ApiClient(args.node, read_token(args.token_file))
 
 
-def _path(*segments: str) -> str:
+def api_path(*segments: str) -> str:
     return "/api/v1/" + "/".join(urllib.parse.quote(s, safe="") for s in segments)
 
 
-def _emit_json(value: Any) -> int:
+def emit_json(value: Any) -> int:
     print(json.dumps(value, ensure_ascii=False, indent=2))
     return 0
 
@@ -104,12 +122,12 @@ def _send(args: argparse.Namespace) -> int:
     if progress:
         stream._progress = progress
     try:
-        result = _client(args).post_multipart("/api/v1/documents", stream)
+        result = client_for(args).post_multipart("/api/v1/documents", stream)
     finally:
         if progress:
             progress.done()
     if args.json:
-        return _emit_json(result)
+        return emit_json(result)
     print(f"已发送 {result['doc_id']}")
     _print_recipients(result["recipients"])
     return 0
@@ -121,30 +139,46 @@ def _list_query(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _inbox(args: argparse.Namespace) -> int:
-    items = _client(args).get("/api/v1/inbox", _list_query(args))
+    items = client_for(args).get("/api/v1/inbox", _list_query(args))
     if args.json:
-        return _emit_json(items)
+        return emit_json(items)
     rows = [[i["doc_id"], i["from_unit"], i["title"], i["kind"], i.get("urgency") or "",
              i["status_label"] + (" 超期" if i.get("overdue") else ""), _when(i.get("deadline")),
              _when(i.get("received_at"))] for i in items]
     print(render_table(["公文标识", "来文单位", "标题", "文种", "紧急程度", "状态", "办理时限", "收到时间"], rows))
+    _next_page(args, items)
     return 0
 
 
 def _outbox(args: argparse.Namespace) -> int:
-    items = _client(args).get("/api/v1/outbox", _list_query(args))
+    items = client_for(args).get("/api/v1/outbox", _list_query(args))
     if args.json:
-        return _emit_json(items)
+        return emit_json(items)
     rows = [[i["doc_id"], i["title"], i["kind"], i.get("doc_number") or "", _counts(i.get("counts", {})),
              "超期" if i.get("overdue") else "", _when(i.get("created_at"))] for i in items]
     print(render_table(["公文标识", "标题", "文种", "发文字号", "进度", "", "发文时间"], rows))
+    _next_page(args, items)
     return 0
 
 
+def _next_page(args: argparse.Namespace, items: list[dict[str, Any]]) -> None:
+    """Under a full page, the command for the next one (``after`` is the node's row number)."""
+    if items and len(items) >= (args.limit or PAGE) and items[-1].get("id") is not None:
+        again = [args.command_name, *(f"--{k} {v}".rstrip() for k, v in _shown_filters(args).items())]
+        print(f"（本页 {len(items)} 条；下一页：gwx {' '.join(again)} --after {items[-1]['id']}）")
+
+
+def _shown_filters(args: argparse.Namespace) -> dict[str, Any]:
+    unit_option = "from" if args.command_name == "inbox" else "to"
+    shown = {"status": args.status, "kind": args.kind, unit_option: args.unit, "limit": args.limit}
+    out = {k: v for k, v in shown.items() if v is not None}
+    return {**out, **({"overdue": ""} if args.overdue else {})}
+
+
 def _show(args: argparse.Namespace) -> int:
-    doc = _client(args).get(_path("inbox", args.doc_id))
+    doc = client_for(args).get(api_path("inbox", args.doc_id))
     if args.json:
-        return _emit_json(doc)
+        return emit_json(doc)
     if "recipients" in doc:  # one of our own sent documents
         _print_tracking(doc)
         return 0
@@ -166,9 +200,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _inbox_action(args: argparse.Namespace, action: str, body: dict[str, Any] | None, done: str) -> int:
-    item = _client(args).post(_path("inbox", args.doc_id, action), body)
+    item = client_for(args).post(api_path("inbox", args.doc_id, action), body)
     if args.json:
-        return _emit_json(item)
+        return emit_json(item)
     print(f"{done} {item['doc_id']}  {item['title']}  ({item['status_label']})")
     return 0
 
@@ -187,8 +221,8 @@ def _register(args: argparse.Namespace) -> int:
 
 def _outbox_action(args: argparse.Namespace, action: str) -> int:
     body = {"units": args.units} if args.units else {}
-    tracking = _client(args).post(_path("outbox", args.doc_id, action), body)
-    return _emit_json(tracking) if args.json else _print_tracking(tracking)
+    tracking = client_for(args).post(api_path("outbox", args.doc_id, action), body)
+    return emit_json(tracking) if args.json else _print_tracking(tracking)
 
 
 def _recall(args: argparse.Namespace) -> int:
@@ -200,8 +234,8 @@ def _urge(args: argparse.Namespace) -> int:
 
 
 def _track(args: argparse.Namespace) -> int:
-    tracking = _client(args).get(_path("outbox", args.doc_id))
-    return _emit_json(tracking) if args.json else _print_tracking(tracking)
+    tracking = client_for(args).get(api_path("outbox", args.doc_id))
+    return emit_json(tracking) if args.json else _print_tracking(tracking)
 
 
 # --- presentation -------------------------------------------------------------------------------
@@ -220,9 +254,18 @@ def _print_tracking(tracking: dict[str, Any]) -> int:
 
 def _print_recipients(recipients: list[dict[str, Any]]) -> None:
     rows = [[r["unit"], r.get("unit_name") or "", r["role"],
-             r["status_label"] + (" 超期" if r.get("overdue") else ""), r.get("who") or "",
+             r["status_label"] + (" 超期" if r.get("overdue") else ""), _who(r),
              _when(r.get("when")), r.get("reason") or "", str(r.get("urge_count", 0))] for r in recipients]
-    print(render_table(["单位代码", "单位名称", "角色", "状态", "签收人", "时间", "原因", "催办"], rows))
+    print(render_table(["单位代码", "单位名称", "角色", "状态", "经办人", "时间", "原因", "催办"], rows))
+
+
+# ``who`` is whoever moved the row last: the recipient's clerk for 签收/退回, our own for 撤回.
+_ACTS = {"signed_for": "签收", "returned": "退回", "recalled": "撤回"}
+
+
+def _who(recipient: dict[str, Any]) -> str:
+    who, act = recipient.get("who") or "", _ACTS.get(recipient.get("status", ""))
+    return f"{who}（{act}）" if who and act else who
 
 
 _STATUS_LABELS = {"queued": "待发送", "sent": "已发送", "delivered": "已送达", "signed_for": "已签收",

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import signal
 import sys
 
 from node.cli.exit_codes import FileProblem, exit_code_for
@@ -27,8 +29,8 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
      ["node.cli.doc"]),
     ("node", "run and administer a gateway node",
      ["node.cli.node_admin", "node.cli.node_run"]),
-    (None, "clerks: send, inbox, outbox, show, sign-for, return, register, recall, urge, track",
-     ["node.cli.clerk"]),
+    (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track",
+     ["node.cli.clerk", "node.cli.download"]),
 ]
 
 
@@ -56,13 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a reader that went away is noticed below, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except GwxError as exc:
         return _report(args, exc)
     except OSError as exc:
         return _report(args, FileProblem.from_os_error(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """stdout's reader left early (``gwx show ID --json | head``): stop quietly, as cat does.
+
+    Python would print a traceback when it flushes stdout at exit; pointing stdout at /dev/null
+    first leaves it nothing to complain about (the recipe in the signal module's documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def _report(args: argparse.Namespace, exc: GwxError) -> int:

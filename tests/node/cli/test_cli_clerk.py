@@ -147,10 +147,11 @@ def test_send_sign_for_urge_and_track_as_two_clerks(node, files):
     assert track.returncode == 0, track.stderr
     lines = track.stdout.splitlines()
     assert lines[0].startswith("关于做好冬季安全生产工作的通知  榕政办〔2026〕12号  [通知]")
-    labels = ["单位代码", "单位名称", "角色", "状态", "签收人", "时间", "原因", "催办"]
+    labels = ["单位代码", "单位名称", "角色", "状态", "经办人", "时间", "原因", "催办"]
     starts = header_starts(lines[1], labels)
     assert columns(lines[1], starts) == labels
-    assert columns(lines[2], starts) == [UNIT_B, "临沂市人民政府办公室", "主送", "已签收", "李四", now_local(), "", "0"]
+    assert columns(lines[2], starts) == [UNIT_B, "临沂市人民政府办公室", "主送", "已签收", "李四（签收）", now_local(), "",
+                                         "0"]
     assert columns(lines[3], starts)[:4] == [UNIT_C, "临沂市应急管理局", "抄送", "已送达"]
     assert columns(lines[3], starts)[-1] == "1"
     assert "已签收 1" in lines[-1] and "已送达 1" in lines[-1]
