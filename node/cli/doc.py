@@ -16,10 +16,12 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,7 @@ from pki.seal_store import load_seal_credential
 if TYPE_CHECKING:
     from exchange_protocol.package_verify import PackageReport
 
+_CHATTY_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
 _MARK = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip", "absent": "--  "}
 
 
@@ -118,7 +121,7 @@ def _verify(args: argparse.Namespace) -> int:
     roots = [c for path in args.trust for c in load_certificates(_read(path))]
     crls = [load_crl(_read(path)) for path in args.crl]
     at = _parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
-    with args.package.open("rb") as f:
+    with args.package.open("rb") as f, _library_logs_silenced():
         from exchange_protocol.package_verify import verify_package  # pyHanko: imported when needed
 
         report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None)
@@ -136,7 +139,9 @@ def _print_report(path: Path, report: PackageReport, revocation: dict) -> None:
     if report.document_id:
         print(f"  公文标识 {report.document_id}  {report.title}")
     if report.seal_name:
-        print(f"  seal '{report.seal_name}' ({report.seal_unit}), signed {report.signing_time}")
+        signed = (f"signed {report.signing_time.isoformat()}" if report.signing_time
+                  else "signing time unknown (the manifest signature did not verify)")
+        print(f"  seal '{report.seal_name}' ({report.seal_unit}), {signed}")
     if revocation["checked"]:
         print(f"  revocation: checked against {', '.join(revocation['crls'])}")
     else:
@@ -146,6 +151,21 @@ def _print_report(path: Path, report: PackageReport, revocation: dict) -> None:
         if check.code:
             line += f": {check.code}: {check.message}"
         print(line)
+
+
+@contextmanager
+def _library_logs_silenced() -> Iterator[None]:
+    """pyHanko logs each failure it finds (with a traceback) besides raising it; the report already
+    says what failed, with our codes, so its log records would only be stray lines on the terminal."""
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _read(path: Path) -> bytes:

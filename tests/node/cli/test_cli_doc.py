@@ -7,8 +7,11 @@ import datetime as dt
 import io
 import json
 import os
+import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +23,7 @@ from pki.seal_store import issue_seal
 from tests.exchange_protocol.package_fixtures import OTHER_UNIT, UNIT, make_pdf
 
 PASS = "a clerk's passphrase"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -139,3 +143,22 @@ def test_pack_input_errors(setup, tmp_path):
             "--out", str(tmp_path / "p.zip"), env_pass="wrong passphrase")
     assert r.returncode == 3
     assert not list(tmp_path.glob(".gwx-pack-*"))
+
+
+def test_verify_prints_only_its_report_no_library_log_lines_nor_signed_none(setup, tmp_path):
+    # A package sealed under another CA: every check that judges a certificate fails, and pyHanko
+    # logs each failure with a traceback. The clerk sees the report, nothing else.
+    d, _ = setup
+    other = CertificateAuthority.init_root(tmp_path / "ca", "另一个根CA", PASS.encode())
+    issue_seal(other, UNIT, "某某市人民政府", tmp_path / "seal", PASS.encode())
+    r = gwx("doc", "pack", "--seal", str(tmp_path / "seal"), "--meta", str(d / "META.json"),
+            "--body", str(d / "BODY.pdf"), "--out", str(tmp_path / "pkg.zip"))
+    assert r.returncode == 0, r.stderr
+    shown = subprocess.run([sys.executable, "-m", "node.cli.main", "doc", "verify", str(tmp_path / "pkg.zip"),
+                            "--trust", str(d / "ca" / "root.crt")], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert shown.returncode == 1
+    assert shown.stderr == ""
+    assert "[FAIL] pdf_seal: PKG_PDF_SEAL_INVALID" in shown.stdout
+    assert "signed None" not in shown.stdout
+    assert "seal '某某市人民政府' (91350100M000100Y43), signing time unknown" in shown.stdout
