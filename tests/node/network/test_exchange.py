@@ -212,12 +212,13 @@ def test_track_command_prints_the_table_in_chinese(net, nodes):
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "关于开展安全生产大检查的通知" in text and "[通知]" in text
-    assert "单位代码" in text and "签收人" in text
+    assert "单位代码" in text and "经办人" in text
     lines = text.splitlines()
     a1_line = next(line for line in lines if line.startswith(A1))
-    assert "主送" in a1_line and "已签收" in a1_line and clerk_name(A1) in a1_line
+    assert "主送" in a1_line and "已签收" in a1_line and f"{clerk_name(A1)}（签收）" in a1_line
     b1_line = next(line for line in lines if line.startswith(B1))
     assert "抄送" in b1_line and "已退回" in b1_line and "请改送罗庄区应急局" in b1_line
+    assert f"{clerk_name(B1)}（退回）" in b1_line
     assert "已签收 1" in text and "已退回 1" in text
 
     as_json = json.loads(gwx("track", doc_id, "--json", "--node", city.ready["local_url"], "--token-file",
