@@ -125,7 +125,8 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
-            return verify_package(f, trust, at, revocation=revocation, limits=limits, validate_pdf=validate_pdf)
+            return verify_package(f, trust, at, revocation=revocation, limits=limits, validate_pdf=validate_pdf,
+                                  allow_classified=allow_classified)
     roots = tuple(trust.roots if isinstance(trust, TrustStore) else trust)
     checks: dict[str, Check] = {}
     info: dict[str, Any] = {"checked_at": at}

@@ -103,6 +103,21 @@ def test_a_body_resealed_by_another_unit_is_caught(pki_env):
     assert statuses(report)["pdf_seal"] == ("fail", "PKG_PDF_SEAL_INVALID")
 
 
+def test_a_classified_package_read_from_a_path_keeps_the_classified_network_policy(pki_env, tmp_path):
+    files = {k: v for k, v in members_of(package(pki_env)).items() if not k.startswith("META-INF/") or k == SEAL_NAME}
+    classified = {**meta_to_dict(make_meta()), "classification": "秘密★1年", "copy_number": "000001"}
+    files[METADATA_NAME] = meta_to_json(parse_meta(classified, allow_classified=True).metadata)
+    (tmp_path / "pkg.zip").write_bytes(assemble(files, pki_env.seal.signer, NOW))
+    # On a classified network the document is acceptable, whether handed over as a file or a path.
+    with open(tmp_path / "pkg.zip", "rb") as f:
+        assert statuses(verify_package(f, [pki_env.root], NOW, allow_classified=True))["metadata"] == ("pass", None)
+    from_path = verify_package(tmp_path / "pkg.zip", [pki_env.root], NOW, allow_classified=True)
+    assert statuses(from_path)["metadata"] == ("pass", None) and from_path.ok, from_path.to_dict()
+    # Elsewhere it is refused, by either route.
+    refused = verify_package(tmp_path / "pkg.zip", [pki_env.root], NOW)
+    assert statuses(refused)["metadata"] == ("fail", "DOC_CLASSIFIED_REFUSED")
+
+
 def test_untrusted_root(pki_env, tmp_path):
     stranger = make_pki(tmp_path)
     report = verify_package(io.BytesIO(package(pki_env)), [stranger.root], NOW)
