@@ -8,7 +8,10 @@
   concurrently (their commits group); larger frames are streamed (:class:`~node.federation.acceptor.StreamAcceptor`).
   The answer (:mod:`exchange_protocol.batch_answer`, the one encoder) lists, in frame order, either
   the signed transport receipt or a typed refusal for each frame; a frame that cannot even be
-  delimited ends the batch: the answers before it, then its refusal (status of that refusal).
+  delimited ends the batch: the answers before it, then its refusal (status of that refusal). A
+  peer that hangs up before the body it announced has arrived is :class:`PeerHungUp`: one log
+  line, nothing of the frame it cut off kept or acknowledged (frames it sent whole before are, as
+  for any broken batch).
 
 Every request first passes :func:`peer_identity`: the client certificate must chain to our root for
 TLS client use and not be revoked (``pki.trust`` + the node's CRL); its node id is what the
@@ -21,6 +24,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from exchange_protocol.batch_answer import FrameAnswer, Refusal, encode_batch_answer, encode_refusal
 from exchange_protocol.canonical import canonical_json
@@ -45,6 +49,42 @@ PEER_NODE = "gwx.peer_node"
 CONTEXT = web.AppKey("context", NodeContext)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)
 DRAINING = web.AppKey("draining", dict)
+
+
+# What reading a request body raises when the peer goes away: the socket reset or closed, or
+# aiohttp's parser finding the payload shorter than its Content-Length.
+_HANG_UPS = (ConnectionError, HttpProcessingError)
+
+
+class PeerHungUp(NodeError):
+    """The peer closed the connection before the request body it announced had arrived."""
+
+    code = "PEER_HUNG_UP"
+
+
+class PeerBody:
+    """The request body as the frame readers see it (``read(n)``): however the peer goes away
+    mid-body — a reset, a close, a short payload — it is one typed :class:`PeerHungUp`."""
+
+    def __init__(self, content, announced: int) -> None:
+        self._content = content
+        self.announced = announced
+        self.received = 0
+        self.frame: str | None = None  # the message id of the frame being read, once its header is in
+
+    async def read(self, n: int = -1) -> bytes:
+        try:
+            chunk = await self._content.read(n)
+        except _HANG_UPS as exc:
+            raise self._hung_up(type(exc).__name__) from None
+        if not chunk and n != 0 and self.received < self.announced:
+            raise self._hung_up("end of stream")
+        self.received += len(chunk)
+        return chunk
+
+    def _hung_up(self, how: str) -> PeerHungUp:
+        return PeerHungUp(f"the peer hung up after {self.received} of the {self.announced} bytes it announced "
+                          f"({how})", received=self.received, announced=self.announced)
 
 
 def error_response(exc: GwxError) -> web.Response:
@@ -101,11 +141,18 @@ async def envelopes(request: web.Request) -> web.Response:
     cap = ctx.config.limits.max_envelope_bytes * 2
     if request.content_length > cap:
         raise NodeError(f"request of {request.content_length} bytes exceeds {cap}", code="ENV_TOO_LARGE")
-    content = request.content
+    body = PeerBody(request.content, request.content_length)
     limits = acceptor.policy.limits
     pending: list[asyncio.Future] = []
     try:
-        await _read_frames(content, limits, acceptor, peer, pending)
+        await _read_frames(body, limits, acceptor, peer, pending)
+    except PeerHungUp as exc:
+        # Nobody is left to answer. Frames read whole before the hang-up are accepted as usual (the
+        # sender's retry gets their original receipts); the one cut off was never acknowledged.
+        await asyncio.gather(*pending)
+        log.warning("peer %s hung up in the middle of a request: %s", peer, exc.message,
+                    extra={"peer": peer, "code": exc.code, "message_id": body.frame})
+        return error_response(exc)
     except GwxError as exc:
         if not pending:
             raise
@@ -119,14 +166,14 @@ async def envelopes(request: web.Request) -> web.Response:
     return web.Response(body=encode_batch_answer(answers), content_type="application/json")
 
 
-async def _read_frames(content, limits, acceptor: Acceptor, peer: str, pending: list[asyncio.Future]) -> None:
+async def _read_frames(content: PeerBody, limits, acceptor: Acceptor, peer: str, pending: list[asyncio.Future]) -> None:
     while prefix := await _read_exactly(content, PREFIX_LEN):
         if len(pending) >= MAX_FRAMES:
             raise NodeError(f"more than {MAX_FRAMES} envelopes in one request", code="API_TOO_MANY_FRAMES")
         length = frame_length(prefix, limits)  # a bad prefix: the stream cannot be resynchronised
         header_len = int.from_bytes(prefix[8:12], "big")
         head = prefix + await _read_exactly(content, min(header_len, length - PREFIX_LEN))
-        message_id = _peek_message_id(head[PREFIX_LEN:])
+        message_id = content.frame = _peek_message_id(head[PREFIX_LEN:])
         if length <= SMALL_FRAME:
             rest = await _read_exactly(content, length - len(head))
             if len(head) + len(rest) != length:
@@ -143,6 +190,8 @@ async def _read_frames(content, limits, acceptor: Acceptor, peer: str, pending: 
 async def _outcome(message_id: str | None, peer: str, accepting) -> FrameAnswer:
     try:
         receipt = await accepting
+    except PeerHungUp:
+        raise  # not a verdict on the envelope: the request handler logs it once
     except GwxError as exc:
         # The operator must see who was refused and why (a revoked signer, a forged unit…).
         log.warning("envelope %s from %s refused: %s", message_id, peer, exc,
