@@ -18,6 +18,7 @@ would replace only ``_sign``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -158,10 +159,24 @@ class CertificateAuthority:
         return ca
 
     def create_intermediate(self, directory: str | Path, name: str, passphrase: bytes,
-                            valid_days: int | None = None,
-                            now: dt.datetime | None = None) -> CertificateAuthority:
+                            valid_days: int | None = None, now: dt.datetime | None = None, *,
+                            levels_below: int = 0) -> CertificateAuthority:
+        """An intermediate CA under this one. ``levels_below`` is how many further levels of
+        intermediates it may create (its path length constraint): 0, the default, for a CA that
+        issues only nodes and seals; 1 for, say, a city CA whose counties have their own CAs.
+        This CA must itself allow that many levels below it, or it refuses (``PKI_CA_PATH_LENGTH``)
+        rather than issue a CA whose certificates no verifier would accept."""
         directory = Path(directory)
         _check_name(name)
+        allowed = self._levels_allowed_below()
+        if type(levels_below) is not int or levels_below < 0:
+            raise InvalidInput(f"levels_below must be a whole number ≥ 0, not {levels_below!r}",
+                               field="levels_below")
+        if allowed is not None and levels_below + 1 > allowed:
+            raise CaError(f"CA '{self.name}' may have {allowed} level(s) of CAs below it, so it cannot issue "
+                          f"an intermediate with {levels_below} more below that (create it with more "
+                          "levels_below, or issue from a CA higher up)",
+                          code="PKI_CA_PATH_LENGTH", allowed=allowed, levels_below=levels_below)
         if (directory / "ca.key").exists():
             raise CaError(f"{directory} already holds a CA; refusing to overwrite it", code="PKI_CA_EXISTS")
         now = now or utcnow()
@@ -169,7 +184,8 @@ class CertificateAuthority:
         subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
                              x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        cert = self.issue(key.public_key(), subject, profiles.INTERMEDIATE_CA, valid_days, now=now)
+        profile = dataclasses.replace(profiles.INTERMEDIATE_CA, path_length=levels_below)
+        cert = self.issue(key.public_key(), subject, profile, valid_days, now=now)
         config = {"name": name, "algorithm": self.algorithm.name, "next_crl_number": 1, "kind": "intermediate"}
         ca = self._write_new(directory, cert, key, [cert, *self.chain], self.root_certificate, config,
                              passphrase)
@@ -203,6 +219,13 @@ class CertificateAuthority:
         chain = load_certificates((directory / "chain.pem").read_bytes())
         root = load_certificate((directory / "root.crt").read_bytes())
         return cls(directory, cert, key, chain, root, config, passphrase)
+
+    def _levels_allowed_below(self) -> int | None:
+        """This CA's path length constraint (None: unconstrained, as for the root)."""
+        try:
+            return self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+        except x509.ExtensionNotFound:
+            return None
 
     # ---- properties -------------------------------------------------------------------------
     @property

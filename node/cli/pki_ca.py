@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", required=True, type=Path, help="new intermediate CA directory")
     p.add_argument("--name", required=True)
     p.add_argument("--valid-days", type=int)
+    p.add_argument("--levels-below", type=int, default=0, metavar="N",
+                   help="levels of intermediate CAs the new CA may itself create (default 0: it issues "
+                        "only nodes and seals; 1 for e.g. a city CA whose counties get their own CAs)")
     add_passphrase_option(p)
     p.set_defaults(func=_issue_intermediate)
 
@@ -58,7 +61,8 @@ def _init_root(args: argparse.Namespace) -> int:
 def _issue_intermediate(args: argparse.Namespace) -> int:
     passphrase = get_passphrase(args, what="CA key")
     parent = CertificateAuthority.open(args.ca, passphrase)
-    ca = parent.create_intermediate(args.dir, args.name, passphrase, args.valid_days)
+    ca = parent.create_intermediate(args.dir, args.name, passphrase, args.valid_days,
+                                    levels_below=args.levels_below)
     print(f"intermediate CA '{ca.name}' created in {args.dir} (issued by '{parent.name}')")
     return 0
 

@@ -9,9 +9,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from pki.ca import CertificateAuthority, node_id_of, unit_code_of
+from pki.ca import CertificateAuthority, load_certificates, node_id_of, unit_code_of
 from pki.errors import CaError, InvalidInput, InvalidUnitCode, UnknownCertificate, WrongPassphrase
 from pki.keystore import read_private_key
+from pki.trust import Purpose, TrustStore, verify_certificate
 from tests.conftest import PASSPHRASE, run_openssl
 
 UNIT = "11100000000013127D"
@@ -60,6 +61,33 @@ def test_intermediate_chain_verifies_with_openssl(root_ca, tmp_path):
     # The intermediate may not create further CAs (pathlen 0).
     bc = inter.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
     assert bc.ca and bc.path_length == 0
+
+
+def test_intermediates_per_level_chain_to_the_root(root_ca, tmp_path):
+    """A city CA allowed one level below it, county CAs under it: a county node verifies with
+    the root alone (openssl, and pki.trust the node uses)."""
+    city = root_ca.create_intermediate(tmp_path / "city", "临沂市CA", PASSPHRASE, levels_below=1)
+    county = city.create_intermediate(tmp_path / "county", "兰山区CA", PASSPHRASE)
+    creds = county.issue_node("lanshan", "127.0.0.1", tmp_path / "n", PASSPHRASE)
+    out = run_openssl("verify", "-CAfile", root_ca.directory / "root.crt", "-untrusted", tmp_path / "n" / "tls.crt",
+                      "-purpose", "sslclient", tmp_path / "n" / "tls.crt")
+    assert b": OK" in out.stdout
+    chain = load_certificates((tmp_path / "n" / "tls.crt").read_bytes())
+    path = verify_certificate(chain[0], TrustStore.of([root_ca.certificate]), dt.datetime.now(dt.UTC), chain[1:],
+                              Purpose.TLS_CLIENT)
+    assert [c.subject for c in path] == [creds.tls_certificate.subject, county.certificate.subject,
+                                        city.certificate.subject, root_ca.certificate.subject]
+
+
+def test_a_ca_refuses_to_issue_an_intermediate_no_verifier_would_accept(root_ca, tmp_path):
+    county = root_ca.create_intermediate(tmp_path / "county", "兰山区CA", PASSPHRASE)  # levels_below=0
+    with pytest.raises(CaError) as refused:
+        county.create_intermediate(tmp_path / "town", "枣园镇CA", PASSPHRASE)
+    assert refused.value.code == "PKI_CA_PATH_LENGTH"
+    assert not (tmp_path / "town" / "ca.key").exists()
+    city = root_ca.create_intermediate(tmp_path / "city", "临沂市CA", PASSPHRASE, levels_below=1)
+    with pytest.raises(CaError):  # one level below the city CA, not two
+        city.create_intermediate(tmp_path / "district", "兰山区CA", PASSPHRASE, levels_below=1)
 
 
 def test_rsa_ca_issues_rsa_certificates_openssl_accepts(make_ca, tmp_path):
