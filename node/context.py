@@ -26,7 +26,7 @@ from node.config import NodeConfig
 from node.errors import ConfigError
 from node.federation.routing import Router, StaticRouter
 from pki.ca import load_certificate, load_certificates
-from pki.crl import load_crl
+from pki.crl import load_crls
 from pki.errors import GwxError, RevocationUnknown
 from pki.keystore import read_private_key
 from pki.revocation import CrlChecker
@@ -44,6 +44,9 @@ def system_clock() -> dt.datetime:
 
 class ReloadingCrlChecker:
     """A CRL checker over ``path`` that picks up a replaced file (checked at most every few seconds).
+
+    The file holds one CRL per CA of the network, concatenated (PEM): the root's and every
+    intermediate's, since peers and seals may come from any of them.
 
     Fails closed: no usable CRL for an issuer means :class:`~pki.errors.RevocationUnknown`.
     """
@@ -65,7 +68,7 @@ class ReloadingCrlChecker:
                 try:
                     mtime = os.stat(self.path).st_mtime
                     if mtime != self._mtime:
-                        self._checker = CrlChecker([load_crl(self.path.read_bytes())])
+                        self._checker = CrlChecker(load_crls(self.path.read_bytes()))
                         self._mtime, self._error = mtime, None
                 except (OSError, GwxError) as exc:
                     self._error = f"cannot read CRL {self.path}: {exc}"

@@ -14,6 +14,7 @@ assembled and signed through ``Signer.sign`` instead; that is the one function t
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -76,6 +77,20 @@ def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
 
 def crl_der(crl: x509.CertificateRevocationList) -> bytes:
     return crl.public_bytes(serialization.Encoding.DER)
+
+
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
+
+
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL in ``data``: one DER CRL, or PEM holding one or more (a network with intermediate
+    CAs publishes one CRL per CA; a node keeps them concatenated in one file)."""
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        return [load_crl(data)]
+    blocks = _PEM_CRL.findall(data)
+    if not blocks:
+        raise MalformedEncoding("no PEM CRL in the data", code="PKI_CRL_MALFORMED")
+    return [load_crl(block) for block in blocks]
 
 
 def load_crl(data: bytes) -> x509.CertificateRevocationList:

@@ -31,7 +31,7 @@ from node.cli.exit_codes import VERIFY_FAILED
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import tsa
 from pki.ca import CertificateAuthority, load_certificates
-from pki.crl import load_crl
+from pki.crl import load_crls
 from pki.revocation import CrlChecker
 from pki.seal_store import load_seal_credential
 
@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust", required=True, type=Path, action="append", metavar="ROOT.crt",
                    help="trusted root certificate(s), PEM")
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
-                   help="CRL(s), PEM or DER: every certificate judged must be covered by one")
+                   help="CRL(s), PEM or DER (a PEM file may hold several, e.g. a node's crl.pem): every "
+                        "certificate judged must be covered by one")
     p.add_argument("--at", help="judge at this time (ISO 8601 with offset; default now)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_verify)
@@ -119,7 +120,7 @@ def _tsa(args: argparse.Namespace, passphrase: bytes, now: dt.datetime):
 
 def _verify(args: argparse.Namespace) -> int:
     roots = [c for path in args.trust for c in load_certificates(_read(path))]
-    crls = [load_crl(_read(path)) for path in args.crl]
+    crls = [crl for path in args.crl for crl in load_crls(_read(path))]
     at = _parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
     with args.package.open("rb") as f, _library_logs_silenced():
         from exchange_protocol.package_verify import verify_package  # pyHanko: imported when needed

@@ -21,6 +21,7 @@ from cryptography import x509
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.ca import CertificateAuthority, load_certificates
+from pki.crl import load_crls
 from pki.errors import KeyStoreError, MalformedEncoding
 from pki.seal import describe_seal
 from pki.seal_store import CERT_FILE, KEY_FILE, SEAL_FILE, issue_seal
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify-seal", help="verify an electronic seal (.esl) against trust roots")
     p.add_argument("seal", type=Path, help="SESeal file (DER)")
     p.add_argument("--trust", required=True, type=Path, action="append", help="trusted root certificate(s), PEM")
-    p.add_argument("--crl", type=Path, action="append", default=[], help="CRL file(s), PEM or DER")
+    p.add_argument("--crl", type=Path, action="append", default=[], help="CRL file(s), PEM (one or several) or DER")
     p.add_argument("--unit", help="require the seal to belong to this 统一社会信用代码")
     p.add_argument("--at", help="judge at this time (ISO 8601, default now)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -75,7 +76,7 @@ def _issue_seal(args: argparse.Namespace) -> int:
 def _verify_seal(args: argparse.Namespace) -> int:
     data = _read(args.seal)
     roots = [c for path in args.trust for c in load_certificates(_read(path))]
-    crls = [_load_crl(_read(path), path) for path in args.crl]
+    crls = [crl for path in args.crl for crl in _load_crls(_read(path), path)]
     at = _parse_time(args.at) if args.at else None
     result = verify_seal(data, trust_roots=roots, at=at, crls=crls if args.crl else None, unit_code=args.unit)
     if args.json:
@@ -96,13 +97,11 @@ def _read(path: Path) -> bytes:
         raise MalformedEncoding(f"cannot read {path}: {exc.strerror}", code="PKI_FILE_UNREADABLE") from None
 
 
-def _load_crl(data: bytes, path: Path) -> x509.CertificateRevocationList:
+def _load_crls(data: bytes, path: Path) -> list[x509.CertificateRevocationList]:
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
-        raise MalformedEncoding(f"{path} is not a CRL: {exc}") from None
+        return load_crls(data)
+    except MalformedEncoding as exc:
+        raise MalformedEncoding(f"{path} is not a CRL: {exc.message}") from None
 
 
 def _parse_time(text: str) -> dt.datetime:

@@ -91,3 +91,16 @@ def test_load_crl_round_trips_and_rejects_garbage(ca_pair):
     assert crlmod.load_crl(crlmod.crl_pem(crl)) == crlmod.load_crl(crlmod.crl_der(crl))
     with pytest.raises(MalformedEncoding):
         crlmod.load_crl(b"not a crl")
+
+
+def test_load_crls_reads_every_crl_of_a_concatenated_file(ca_pair, tmp_path):
+    """A node's crl.pem holds the root's CRL and each intermediate's, one after the other."""
+    _, root = ca_pair
+    inter = root.create_intermediate(tmp_path / "inter", "CRL County CA", PW)
+    root_crl, inter_crl = crlmod.build_crl(root, NOW), crlmod.build_crl(inter, NOW)
+    bundle = crlmod.crl_pem(root_crl) + b"\n" + crlmod.crl_pem(inter_crl)
+    assert [c.issuer for c in crlmod.load_crls(bundle)] == [root.certificate.subject, inter.certificate.subject]
+    assert crlmod.load_crls(crlmod.crl_der(inter_crl)) == [inter_crl]
+    with pytest.raises(MalformedEncoding) as refused:
+        crlmod.load_crls(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    assert refused.value.code == "PKI_CRL_MALFORMED"
