@@ -15,7 +15,8 @@ whose checks each pass, fail (with the typed error's stable code and message), a
 ``pdf_seal``            pyHanko validates body.pdf's PAdES seal against our roots, covering the
                         whole file, made with the same certificate as the manifest signature
 ``seal``                the SESeal (GB/T 38540) verifies (maker, validity, revocation), lists the
-                        signing certificate, and belongs to the first (lead) 发文机关 of the metadata
+                        signing certificate, and belongs to the first (lead) 发文机关 of the metadata;
+                        intermediate CAs are taken from the manifest signature's certificates
 ``timestamp``           when present: an RFC 3161 token from a TSA under our roots over the
                         SHA-256 of the signature value
 
@@ -146,6 +147,10 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
         info["attachments"] = tuple((e.path, e.size) for e in reader.attachments)
 
         signer_cert = None
+        try:  # the certificates the manifest signature carries: the issuers' chain, for the seal too
+            carried = cms.carried_certificates(reader.signature)
+        except GwxError:
+            carried = ()
         try:
             result = cms.verify_detached(reader.signature, reader.manifest_bytes, trust_roots=roots, now=at,
                                          purpose=Purpose.SEAL, revocation=revocation,
@@ -191,18 +196,20 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
             except GwxError as exc:
                 checks["pdf_seal"] = _fail("pdf_seal", exc)
 
-        checks["seal"] = _check_seal(kept[SEAL_NAME], roots, at, revocation, signer_cert, meta, info)
+        checks["seal"] = _check_seal(kept[SEAL_NAME], roots, at, revocation, signer_cert, meta, info, carried)
         checks["timestamp"] = _check_timestamp(reader.timestamp, reader.signature, roots, info)
     return finish()
 
 
 def _check_seal(seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.datetime,
                 revocation: RevocationCheck | None, signer_cert: x509.Certificate | None, meta,
-                info: dict[str, Any]) -> Check:
+                info: dict[str, Any], intermediates: Sequence[x509.Certificate] = ()) -> Check:
     try:
         seal = parse_seal(seal_der)
         info.update(seal_name=seal.name, seal_unit=seal.unit_code)
-        verified = verify_seal(seal, trust_roots=roots, at=at, revocation=revocation)
+        # An SESeal carries its maker's certificate alone; under an intermediate CA, the
+        # intermediates come from the manifest signature, which the sender's node fills with its chain.
+        verified = verify_seal(seal, trust_roots=roots, at=at, revocation=revocation, intermediates=intermediates)
         if signer_cert is not None and not seal.matches_certificate(signer_cert):
             return Check("seal", FAIL, "SEAL_CERT_NOT_LISTED",
                          "the package was signed with a certificate the seal does not list")

@@ -375,6 +375,13 @@ def _certificate_facts(ders: Sequence[bytes]) -> list[_CertFacts]:
         raise CmsMalformed(f"a certificate in the CMS signature does not parse: {exc}") from None
 
 
+def carried_certificates(cms_der: bytes) -> tuple[x509.Certificate, ...]:
+    """The certificates a SignedData carries, unjudged: the issuers' chain a signer sends along,
+    which other checks of the same object (its seal's maker) may need to reach the root."""
+    view = read_common(cms_der) or _general_view(cms_der)
+    return tuple(f.certificate for f in _certificate_facts(view.certificates))
+
+
 def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes | None = None,
                     trust_roots: TrustStore | Sequence[x509.Certificate] | None = None,
                     now: dt.datetime | None = None, intermediates: Sequence[x509.Certificate] = (),

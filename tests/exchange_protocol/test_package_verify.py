@@ -19,11 +19,13 @@ from exchange_protocol.package_verify import verify_package
 from exchange_protocol.sniff import archive_kind
 from pki.crl import build_crl
 from pki.revocation import CrlChecker
+from pki.seal_store import issue_seal
 from tests.exchange_protocol import strategies
 from tests.exchange_protocol.hostile.corpus import assemble, members_of
 from tests.exchange_protocol.package_fixtures import (  # noqa: F401
     NOW,
     OTHER_UNIT,
+    PASSPHRASE,
     UNIT,
     make_meta,
     make_pdf,
@@ -116,6 +118,26 @@ def test_a_classified_package_read_from_a_path_keeps_the_classified_network_poli
     # Elsewhere it is refused, by either route.
     refused = verify_package(tmp_path / "pkg.zip", [pki_env.root], NOW)
     assert statuses(refused)["metadata"] == ("fail", "DOC_CLASSIFIED_REFUSED")
+
+
+def test_a_package_sealed_under_intermediate_cas_verifies_with_the_root_alone(tmp_path):
+    """City CA under the root, county CA under the city CA: the unit's seal, its maker and the
+    manifest signer all hang two intermediates below the one root the receiver trusts."""
+    root = make_pki(tmp_path).ca
+    city = root.create_intermediate(tmp_path / "city", "市级CA", PASSPHRASE, now=NOW - dt.timedelta(days=1),
+                                    levels_below=1)
+    county = city.create_intermediate(tmp_path / "county", "县级CA", PASSPHRASE, now=NOW - dt.timedelta(days=1))
+    seal = issue_seal(county, UNIT, "某某县人民政府", tmp_path / "county-seal", PASSPHRASE,
+                      now=NOW - dt.timedelta(days=1))
+    data = package(None, seal=seal, chain=county.chain[:-1])
+    crls = CrlChecker([build_crl(ca, NOW) for ca in (root, city, county)])
+    report = verify_package(io.BytesIO(data), [root.root_certificate], NOW, revocation=crls)
+    assert report.ok, report.to_dict()
+    # A revocation by the county CA reaches the seal.
+    county.revoke(seal.certificate, "key_compromise", now=NOW - dt.timedelta(hours=1))
+    crls = CrlChecker([build_crl(ca, NOW) for ca in (root, city, county)])
+    s = statuses(verify_package(io.BytesIO(data), [root.root_certificate], NOW, revocation=crls))
+    assert s["manifest_signature"] == ("fail", "PKI_CERT_REVOKED") and s["seal"] == ("fail", "SEAL_REVOKED")
 
 
 def test_untrusted_root(pki_env, tmp_path):
