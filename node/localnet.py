@@ -4,10 +4,16 @@ Used by ``make demo``, the integration tests and ``bench/node.py``, so all three
 what an operator runs: ``gwx node init`` (through :func:`node.provision.init_node`), the static
 peer list, ``gwx node run`` as a child process with mutual TLS between nodes, and the local API
 with real tokens. Nothing is mocked; ports are picked free on 127.0.0.1.
+
+A network has one root CA; intermediate CAs (one per level, say) may issue some nodes instead
+(:meth:`LocalNetwork.add_intermediate`, ``add_node(..., ca=...)``). :meth:`LocalNetwork.publish_crls`
+writes every CA's current CRL, concatenated, into each node's ``crl.pem`` — what an operator does
+after a revocation, and what a node under an intermediate needs from the start.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -24,6 +30,7 @@ from node.config import CONFIG_NAME, dump_config, load_config
 from node.provision import add_peer, init_node
 from node.runner import ready_path
 from pki.ca import CertificateAuthority
+from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file
 
 PASSPHRASE = b"gwx local network"
@@ -61,12 +68,23 @@ class LocalNetwork:
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.ca = CertificateAuthority.init_root(self.base / "ca", ca_name, PASSPHRASE)
+        self.cas: list[CertificateAuthority] = [self.ca]  # the root, then intermediates as created
         self.nodes: dict[str, LocalNode] = {}
         self.env = env or {}
 
-    def add_node(self, node_id: str, units: list[dict], **overrides: Any) -> LocalNode:
+    def add_intermediate(self, directory_name: str, name: str, parent: CertificateAuthority | None = None,
+                         levels_below: int = 0) -> CertificateAuthority:
+        """An intermediate CA under ``parent`` (the root by default), e.g. one per administrative level."""
+        ca = (parent or self.ca).create_intermediate(self.base / directory_name, name, PASSPHRASE,
+                                                     levels_below=levels_below)
+        self.cas.append(ca)
+        return ca
+
+    def add_node(self, node_id: str, units: list[dict], *, ca: CertificateAuthority | None = None,
+                 **overrides: Any) -> LocalNode:
+        """Provision a node whose credentials and seals ``ca`` issues (the root CA by default)."""
         directory = self.base / node_id
-        _, tokens = init_node(directory, node_id, self.ca, units, PASSPHRASE, peer_port=free_port(),
+        _, tokens = init_node(directory, node_id, ca or self.ca, units, PASSPHRASE, peer_port=free_port(),
                               local_port=free_port())
         if overrides:
             _override(directory, overrides)
@@ -74,8 +92,18 @@ class LocalNetwork:
         self.nodes[node_id] = node
         return node
 
+    def publish_crls(self) -> None:
+        """Every CA of the network signs a fresh CRL; each node's ``crl.pem`` gets all of them."""
+        now = dt.datetime.now(dt.UTC)
+        bundle = b"".join(crl_pem(build_crl(ca, now)) for ca in self.cas)
+        for node in self.nodes.values():
+            write_public_file(node.directory / "crl.pem", bundle)
+
     def connect_all(self) -> None:
-        """Every node learns every other node (static peer lists with their units)."""
+        """Every node learns every other node (static peer lists with their units) and, when the
+        network has intermediate CAs, every CA's CRL (a node's own CA's alone would not do)."""
+        if len(self.cas) > 1:
+            self.publish_crls()
         for node in self.nodes.values():
             for other in self.nodes.values():
                 if other is not node:

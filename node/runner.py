@@ -59,8 +59,9 @@ async def serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | Non
     creds = config.credentials_dir
     store = await Store.open(config.data_dir, clock=ctx.clock, max_blob_size=config.limits.max_envelope_bytes)
     client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, passphrase),
-                        judge=lambda cert: verify_certificate(cert, ctx.trust, ctx.clock(), ctx.intermediates,
-                                                              Purpose.TLS_SERVER, ctx.revocation))
+                        judge=lambda cert, chain: verify_certificate(cert, ctx.trust, ctx.clock(),
+                                                                     (*chain, *ctx.intermediates),
+                                                                     Purpose.TLS_SERVER, ctx.revocation))
     outbound = Outbound(ctx, store, client, registry)
     service = DocumentService(ctx, store, outbound, registry)
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake)

@@ -34,7 +34,7 @@ from node.config import MAX_BATCH
 from node.context import NodeContext
 from node.errors import NodeError
 from node.federation.acceptor import Acceptor, StreamAcceptor
-from node.federation.tls import PeerIdentityError, peer_certificate, peer_node_id
+from node.federation.tls import PeerIdentityError, peer_chain, peer_node_id
 from node.federation.transport import ENVELOPE_MEDIA_TYPE
 from pki.ca import pem
 from pki.errors import GwxError
@@ -107,9 +107,12 @@ async def errors_middleware(request: web.Request, handler):
 @web.middleware
 async def peer_identity(request: web.Request, handler):
     ctx = request.app[CONTEXT]
-    cert = peer_certificate(request.transport.get_extra_info("ssl_object") if request.transport else None)
+    chain = peer_chain(request.transport.get_extra_info("ssl_object") if request.transport else None)
+    cert = chain[0]
     try:
-        verify_certificate(cert, ctx.trust, ctx.clock(), ctx.intermediates, Purpose.TLS_CLIENT, ctx.revocation)
+        # The peer's own intermediates (from the handshake) first: it may hang under another branch.
+        verify_certificate(cert, ctx.trust, ctx.clock(), (*chain[1:], *ctx.intermediates), Purpose.TLS_CLIENT,
+                           ctx.revocation)
     except GwxError as exc:
         raise PeerIdentityError(f"peer certificate refused: {exc.message}", cause=exc.code) from None
     request[PEER_NODE] = peer_node_id(cert)

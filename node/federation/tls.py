@@ -4,11 +4,14 @@ Both directions present the node's TLS certificate (serverAuth + clientAuth) and
 other side's, chained to the network root and nothing else (no system CA store). The peer's node
 id comes from its certificate (SAN ``urn:gwx:node:ID``); trust and revocation of that certificate
 are decided by ``pki.trust`` on each new connection, not by the ssl module, so the same rules
-apply to TLS peers as to signatures.
+apply to TLS peers as to signatures. A peer issued by an intermediate CA sends the intermediates
+in the handshake (its ``tls.crt`` is leaf + chain): :func:`peer_chain` hands them to ``pki.trust``,
+since ours are only the intermediates above our own certificates.
 """
 
 from __future__ import annotations
 
+import _ssl
 import ssl
 from pathlib import Path
 
@@ -51,6 +54,29 @@ def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> x509.C
     if not der:
         raise PeerIdentityError("peer presented no certificate")
     return x509.load_der_x509_certificate(der)
+
+
+def peer_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tuple[x509.Certificate, ...]:
+    """The certificates the other side presented on this connection, its own first.
+
+    The rest are untrusted hints (intermediates) for ``pki.trust``, which builds and judges the
+    path itself. Python 3.13 exposes the chain as ``get_unverified_chain()``; before that the same
+    method lives on the ``_sslobj`` underneath.
+    """
+    leaf = peer_certificate(ssl_object)
+    getter = getattr(ssl_object, "get_unverified_chain", None) \
+        or getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    presented = getter() if getter is not None else None
+    chain = [leaf]
+    for item in presented or ():
+        der = item if isinstance(item, bytes) else item.public_bytes(_ssl.ENCODING_DER)
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:  # an undecodable extra certificate is no help in building a path
+            continue
+        if cert not in chain:
+            chain.append(cert)
+    return tuple(chain)
 
 
 def peer_node_id(cert: x509.Certificate) -> str:

@@ -32,7 +32,7 @@ from exchange_protocol.batch_answer import BatchAnswer, answers_for, decode_batc
 from exchange_protocol.errors import BatchAnswerInvalid
 from node.config import Peer
 from node.errors import NodeError
-from node.federation.tls import peer_certificate
+from node.federation.tls import peer_chain
 from pki.ca import load_certificate, load_certificates, node_id_of
 from pki.errors import GwxError
 from pki.trust import Purpose, TrustStore, verify_certificate
@@ -55,8 +55,8 @@ def is_permanent(code: str) -> bool:
     return code in PERMANENT_CODES or code.startswith(PERMANENT_PREFIXES)
 
 
-# Judges a server's TLS certificate (raises a typed error to refuse it).
-ServerJudge = Callable[[x509.Certificate], None]
+# Judges a server's TLS certificate, given the intermediates it presented (raises a typed error to refuse it).
+ServerJudge = Callable[[x509.Certificate, Sequence[x509.Certificate]], None]
 
 
 class PeerUnreachable(NodeError):
@@ -131,9 +131,10 @@ class _NodeConnector(aiohttp.TCPConnector):
     async def _wrap_create_connection(self, *args, **kwargs):
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
         try:
-            cert = peer_certificate(transport.get_extra_info("ssl_object"))
+            chain = peer_chain(transport.get_extra_info("ssl_object"))
+            cert = chain[0]
             if self._judge is not None:
-                self._judge(cert)
+                self._judge(cert, chain[1:])
         except GwxError as exc:
             transport.close()
             raise PeerIdentityMismatch(f"server certificate of {self._expected} refused: {exc.message}",
