@@ -19,8 +19,10 @@ from cryptography import x509
 
 from node.errors import NodeError
 from pki.ca import node_id_of
+from pki.trust import MAX_PATH
 
 TLS_MIN = ssl.TLSVersion.TLSv1_2
+MAX_PRESENTED = MAX_PATH + 1  # certificates of a peer's chain worth looking at (leaf + path to the root)
 
 
 class PeerIdentityError(NodeError):
@@ -68,7 +70,7 @@ def peer_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tuple[x509.C
         or getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
     presented = getter() if getter is not None else None
     chain = [leaf]
-    for item in presented or ():
+    for item in (presented or ())[:MAX_PRESENTED]:  # a longer chain could not be a path anyway
         der = item if isinstance(item, bytes) else item.public_bytes(_ssl.ENCODING_DER)
         try:
             cert = x509.load_der_x509_certificate(der)
