@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("seal", type=Path, help="SESeal file (DER)")
     p.add_argument("--trust", required=True, type=Path, action="append", help="trusted root certificate(s), PEM")
     p.add_argument("--crl", type=Path, action="append", default=[], help="CRL file(s), PEM (one or several) or DER")
+    p.add_argument("--chain", type=Path, action="append", default=[], metavar="FILE",
+                   help="intermediate CA certificates (PEM, e.g. the issuing CA's chain.pem) for a seal "
+                        "made under an intermediate CA: an SESeal carries its maker's certificate alone")
     p.add_argument("--unit", help="require the seal to belong to this 统一社会信用代码")
     p.add_argument("--at", help="judge at this time (ISO 8601, default now)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -78,7 +81,9 @@ def _verify_seal(args: argparse.Namespace) -> int:
     roots = [c for path in args.trust for c in load_certificates(_read(path))]
     crls = [crl for path in args.crl for crl in _load_crls(_read(path), path)]
     at = _parse_time(args.at) if args.at else None
-    result = verify_seal(data, trust_roots=roots, at=at, crls=crls if args.crl else None, unit_code=args.unit)
+    intermediates = [c for path in args.chain for c in load_certificates(_read(path))]
+    result = verify_seal(data, trust_roots=roots, at=at, crls=crls if args.crl else None, unit_code=args.unit,
+                         intermediates=intermediates)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
     else:

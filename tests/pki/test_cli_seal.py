@@ -123,3 +123,16 @@ def test_show_describes_a_seal_with_chinese_intact(ca_dir, tmp_path, capsys):
     assert main(["pki", "show", str(tmp_path / "seal" / "seal.esl"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["type"] == "seal" and info["name"] == UNIT_NAME and info["seal_type_name"] == "单位印章"
+
+
+def test_a_seal_made_under_an_intermediate_verifies_with_its_chain(ca_dir, tmp_path, capsys):
+    sub = tmp_path / "sub"
+    assert main(["pki", "issue-intermediate", "--ca", str(ca_dir), "--dir", str(sub), "--name", "兰山区CA"]) == 0
+    out = tmp_path / "seal"
+    assert _issue(sub, out) == 0
+    capsys.readouterr()
+    # The SESeal carries its maker's certificate alone: with the root only, the maker cannot be placed.
+    assert _verify(out / "seal.esl", ca_dir, "--json") != 0
+    assert "SEAL_MAKER_UNTRUSTED" in capsys.readouterr().out
+    assert _verify(out / "seal.esl", ca_dir, "--chain", sub / "chain.pem", "--unit", UNIT) == 0
+    assert "seal OK" in capsys.readouterr().out
