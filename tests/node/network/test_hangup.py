@@ -39,24 +39,32 @@ def net(tmp_path_factory):
     network.stop_all()
 
 
-def send_half_and_hang_up(target, context, body: bytes) -> None:
-    """POST ``body``'s full length as Content-Length, send half of the body, close the socket."""
+def send_half_and_hang_up(target, context, body: bytes, politely: bool) -> None:
+    """POST ``body``'s full length as Content-Length, send half of the body, hang up — abruptly,
+    or ``politely`` (a TLS close_notify first: the node sees a clean end of stream)."""
     host, port = peer_url(target).removeprefix("https://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as raw, \
-            context.wrap_socket(raw, server_hostname=host) as tls:
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        tls = context.wrap_socket(raw, server_hostname=host)
         head = (f"POST /peer/v1/envelopes HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {ENVELOPE_TYPE}\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         tls.sendall(head + body[:len(body) // 2])
+        if politely:
+            try:
+                tls.unwrap()
+            except (OSError, ValueError):  # the node may close first; a hang-up either way
+                pass
+        tls.close()
 
 
+@pytest.mark.parametrize("politely", [False, True], ids=["reset", "close-notify"])
 @pytest.mark.parametrize("size", [0, 6 * 1024 * 1024], ids=["read-whole", "streamed"])
-def test_a_peer_hanging_up_mid_body_leaves_one_structured_line_and_no_receipt(net, size):
+def test_a_peer_hanging_up_mid_body_leaves_one_structured_line_and_no_receipt(net, size, politely):
     city, county = net.nodes["city"], net.nodes["county-a"]
     payload = os.urandom(size) if size else None  # above 4 MiB the receiver streams the frame
     message_id, envelope = forge_envelope(city, county, from_unit=CITY, to_units=[A1], payload=payload)
     log_offset = len(log_text(county))
 
-    send_half_and_hang_up(county, tls_context_of(city), envelope)
+    send_half_and_hang_up(county, tls_context_of(city), envelope, politely)
 
     def new_lines() -> list[dict]:
         return [json.loads(line) for line in log_text(county)[log_offset:].splitlines() if line.startswith("{")]
