@@ -8,16 +8,18 @@ seal per hosted unit; the node's keys are encrypted with the node passphrase.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from node.api.auth import TokenStore
 from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, Peer, dump_config, load_config
 from node.errors import ConfigError
 from pki.ca import CertificateAuthority, utcnow
-from pki.crl import build_crl
+from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file, write_secret_file
 from pki.seal_store import issue_seal
 from pki.unit_code import validate_unit_code
@@ -43,8 +45,13 @@ def read_units_file(path: Path) -> list[dict]:
 
 def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: list[dict],
               node_passphrase: bytes, *, host: str = "127.0.0.1", peer_port: int = 7443,
-              local_port: int = 7080, valid_days: int | None = None) -> tuple[NodeConfig, dict[str, str]]:
-    """Write a new node directory; returns its config and the tokens created (name → token text)."""
+              local_port: int = 7080, valid_days: int | None = None,
+              crls: Sequence[x509.CertificateRevocationList] = ()) -> tuple[NodeConfig, dict[str, str]]:
+    """Write a new node directory; returns its config and the tokens created (name → token text).
+
+    ``crl.pem`` gets ``ca``'s fresh CRL followed by ``crls``: the other CAs' of the network (the
+    root's and other intermediates'), which a node under an intermediate needs from the start.
+    """
     directory = Path(directory).resolve()
     if (directory / CONFIG_NAME).exists():
         raise ConfigError(f"{directory} already holds a node; refusing to overwrite it", code="NODE_EXISTS")
@@ -60,7 +67,7 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
                         peer_api=Listener(host, peer_port, f"https://{_url_host(host)}:{peer_port}"),
                         local_api=Listener("127.0.0.1", local_port), units=tuple(hosted))
     write_public_file(directory / CONFIG_NAME, dump_config(config).encode())
-    write_public_file(directory / "crl.pem", _crl_pem(ca))
+    write_public_file(directory / "crl.pem", _crl_pem(ca) + b"".join(crl_pem(c) for c in crls))
     tokens: dict[str, str] = {}
     store = TokenStore(config.tokens_path)
     _, tokens["operator"] = store.issue("值班员", "operator")
@@ -81,6 +88,13 @@ def add_peer(directory: Path, node_id: str, url: str, units: list[str],
     new = replace(config, peers=tuple(peers))
     write_public_file(new.directory / CONFIG_NAME, dump_config(new).encode())
     return load_config(directory)
+
+
+def cas_without_crl(ca: CertificateAuthority, crls: Sequence[x509.CertificateRevocationList]) -> list[str]:
+    """The CAs above ``ca`` (its issuers up to the root) that none of ``crls`` comes from: a node
+    ``ca`` issues refuses every certificate under them (its own peers included) until it has them."""
+    issuers = {c.issuer for c in crls}
+    return [cert.subject.rfc4514_string() for cert in ca.chain[1:] if cert.subject not in issuers]
 
 
 def _url_host(host: str) -> str:

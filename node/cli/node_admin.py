@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
+from node.errors import ConfigError
 from pki.ca import CertificateAuthority
+from pki.crl import load_crls
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--local-port", type=int, default=7080)
     p.add_argument("--node-passphrase-file", metavar="FILE",
                    help="passphrase for the node's own keys (default: the same as the CA passphrase)")
+    p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
+                   help="the other CAs' CRLs (PEM or DER), added to NODE_DIR/crl.pem after the issuing CA's "
+                        "own: with an intermediate CA, the root's and every other intermediate's")
     add_passphrase_option(p)
     p.set_defaults(func=_init)
 
@@ -52,22 +58,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from node.provision import init_node, read_units_file
+    from node.provision import cas_without_crl, init_node, read_units_file
 
     ca_passphrase = get_passphrase(args, what="CA key")
     node_passphrase = ca_passphrase
     if args.node_passphrase_file:
         node_passphrase = Path(args.node_passphrase_file).read_bytes().rstrip(b"\r\n")
     ca = CertificateAuthority.open(args.ca, ca_passphrase)
+    crls = [crl for path in args.crl for crl in load_crls(_read(path))]
     config, tokens = init_node(args.dir, args.node_id, ca, read_units_file(args.units), node_passphrase,
-                               host=args.host, peer_port=args.peer_port, local_port=args.local_port)
+                               host=args.host, peer_port=args.peer_port, local_port=args.local_port, crls=crls)
     print(f"node '{config.node_id}' created in {config.directory}")
     print(f"  peer API  {config.peer_api.public_url}  (mutual TLS)")
     print(f"  local API http://{config.local_api.host}:{config.local_api.port}")
     for u in config.units:
         print(f"  unit {u.code} {u.name}  seal {os.path.relpath(u.seal_dir / 'seal.esl')}")
     print(f"  tokens written to {config.directory / 'tokens'} ({len(tokens)} files, mode 600)")
+    missing = cas_without_crl(ca, crls)
+    if missing:
+        print(f"warning: {config.crl_path} has no CRL from {'; '.join(missing)}: until it has (gwx pki crl, "
+              "then append it there), this node refuses every peer, signer and seal under those CAs — its "
+              "own included", file=sys.stderr)
     return 0
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _add_peer(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ import pytest
 
 from node.api.auth import AuthError, TokenStore
 from node.provision import init_node
-from pki.ca import CertificateAuthority
+from pki.ca import CertificateAuthority, load_certificate
+from pki.crl import load_crls
 from tests.conftest import run_gwx
 
 PASSPHRASE = b"a long enough passphrase"
@@ -89,3 +90,32 @@ def test_a_corrupt_token_store_is_reported_not_a_traceback(tmp_path, node_dir):
     out = run_gwx("node", "tokens", "--dir", copy)
     assert out.returncode != 0 and "gwx: NODE_TOKENS_CORRUPT: " in out.stderr.decode()
     assert "Traceback" not in out.stderr.decode()
+
+
+def test_init_under_an_intermediate_ca_takes_the_other_cas_crls_and_warns_without_them(tmp_path):
+    env = {"GWX_PASSPHRASE": PASSPHRASE.decode()}
+    assert run_gwx("pki", "init-root", "--dir", tmp_path / "root", "--name", "临沂市电子政务CA", env=env).returncode == 0
+    assert run_gwx("pki", "issue-intermediate", "--ca", tmp_path / "root", "--dir", tmp_path / "lanshan",
+                   "--name", "兰山区CA", env=env).returncode == 0
+    assert run_gwx("pki", "crl", "--ca", tmp_path / "root", "--out", tmp_path / "root.crl.pem", env=env).returncode == 0
+    units = tmp_path / "UNITS.toml"
+    units.write_text(f'[[unit]]\ncode = "{UNIT}"\nname = "兰山区人民政府办公室"\n', "utf-8")
+
+    def init(name: str, *extra):
+        return run_gwx("node", "init", "--dir", tmp_path / name, "--node-id", name, "--ca", tmp_path / "lanshan",
+                       "--units", units, "--peer-port", "0", "--local-port", "0", *extra, env=env)
+
+    bare = init("county-a")
+    assert bare.returncode == 0, bare.stderr
+    assert "warning" in bare.stderr.decode() and "临沂市电子政务CA" in bare.stderr.decode()
+    assert [c.issuer for c in load_crls((tmp_path / "county-a" / "crl.pem").read_bytes())] == [
+        load_certificate((tmp_path / "lanshan" / "ca.crt").read_bytes()).subject]
+
+    complete = init("county-b", "--crl", tmp_path / "root.crl.pem")
+    assert complete.returncode == 0 and "warning" not in complete.stderr.decode(), complete.stderr
+    issuers = {c.issuer.rfc4514_string() for c in load_crls((tmp_path / "county-b" / "crl.pem").read_bytes())}
+    assert any("兰山区CA" in i for i in issuers) and any("临沂市电子政务CA" in i for i in issuers)
+
+    missing = init("county-c", "--crl", tmp_path / "no-such.crl")
+    assert missing.returncode != 0 and "NODE_CONFIG" in missing.stderr.decode() + missing.stdout.decode()
+    assert "Traceback" not in missing.stderr.decode()
