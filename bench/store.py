@@ -28,7 +28,8 @@ from pathlib import Path
 # Run as a script, bench/ is sys.path[0]; put the repository root there instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from node.store import InboundEnvelope, OutboundItem, Store  # noqa: E402
+from node.store import InboundEnvelope, OutboundItem  # noqa: E402
+from node.store.sqlite import Store  # noqa: E402
 
 
 async def _run(mode: str, n: int, concurrency: int, size: int) -> dict[str, float]:

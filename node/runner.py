@@ -34,7 +34,8 @@ from node.federation.peer_api import DRAINING, make_peer_app
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
 from node.ops.metrics import Registry
-from node.store.sqlite.store import Store
+from node.store import NodeStore
+from node.store.opener import open_store
 from pki.keystore import write_public_file
 from pki.trust import Purpose, verify_certificate
 
@@ -57,7 +58,8 @@ async def serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | Non
     ctx = NodeContext.load(config, passphrase)
     registry = Registry()
     creds = config.credentials_dir
-    store = await Store.open(config.data_dir, clock=ctx.clock, max_blob_size=config.limits.max_envelope_bytes)
+    store = await open_store(config.data_dir, node_id=config.node_id, clock=ctx.clock,
+                             max_blob_size=config.limits.max_envelope_bytes)
     client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, passphrase),
                         judge=lambda cert, chain: verify_certificate(cert, ctx.trust, ctx.clock(),
                                                                      (*chain, *ctx.intermediates),
@@ -110,7 +112,7 @@ def _write_ready(config: NodeConfig, peer_site: web.TCPSite, local_site: web.TCP
     write_public_file(ready_path(config), json.dumps(info).encode())
 
 
-def _gauges(store: Store, outbound: Outbound, registry: Registry):
+def _gauges(store: NodeStore, outbound: Outbound, registry: Registry):
     depth = registry.gauge("gwx_queue_depth", "Outbound envelopes by destination and state")
     peers = registry.gauge("gwx_peer_up", "1 when the peer is up, 0 when backing off or dead")
     inbound = registry.gauge("gwx_inbound_messages", "Received envelopes by processing state")
@@ -122,13 +124,13 @@ def _gauges(store: Store, outbound: Outbound, registry: Registry):
                 for dest, states in (await store.queue.depth()).items():
                     for state, n in states.items():
                         series[(("destination", dest), ("state", state))] = float(n)
-                for dest, n in (await outbound.exchange.draft_counts()).items():
+                for dest, n in (await store.drafts.draft_counts()).items():
                     series[(("destination", dest), ("state", "draft"))] = float(n)
                 depth.replace(series)
                 peers.replace({(("peer", p.node_id),): 1.0 if p.state == "up" else 0.0
-                               for p in await store.queue.list_peers()})
-                rows = await store.db.fetchall("SELECT state, COUNT(*) FROM received GROUP BY state")
-                inbound.replace({(("state", r[0]),): float(r[1]) for r in rows})
+                               for p in await store.peers.list_peers()})
+                inbound.replace({(("state", state),): float(n)
+                                 for state, n in (await store.messages.inbound_counts()).items()})
             except Exception:
                 log.exception("cannot refresh gauges")
             await asyncio.sleep(GAUGE_INTERVAL)

@@ -32,9 +32,7 @@ from node.errors import NodeError
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.processor import Delivery, Processor
 from node.ops.metrics import Registry
-from node.store.sqlite.exchange import Exchange, Outgoing
-from node.store.sqlite.messages import InboxRow, ListFilter, OutboxDocument, OutboxRecipient
-from node.store.sqlite.store import Store
+from node.store import InboxRow, ListFilter, NodeStore, OutboxDocument, OutboxRecipient, OutgoingLink
 from pki.errors import GwxError
 
 log = logging.getLogger("gwx.service")
@@ -50,11 +48,10 @@ class BadRequest(NodeError):
 
 
 class DocumentService:
-    def __init__(self, ctx: NodeContext, store: Store, outbound: Outbound, registry: Registry) -> None:
+    def __init__(self, ctx: NodeContext, store: NodeStore, outbound: Outbound, registry: Registry) -> None:
         self.ctx = ctx
         self.store = store
         self.outbound = outbound
-        self.exchange = Exchange(store.db, ctx.node_id)
         self.processor = Processor(ctx, store, registry, outbound)
         self.submitted = registry.counter("gwx_documents_submitted_total", "Documents sealed and sent")
 
@@ -93,8 +90,8 @@ class DocumentService:
             if self.ctx.node_id in by_node:
                 local = self.outbound.header(MessageType.DOCUMENT, self.ctx.node_id, who.unit,
                                              tuple(by_node[self.ctx.node_id]), now)
-                await self.exchange.add_outgoing(tx, [Outgoing(local.message_id, doc.id, MessageType.DOCUMENT.value,
-                                                               self.ctx.node_id, local.to_units, now)])
+                await self.store.links.add_links(tx, [OutgoingLink(local.message_id, doc.id, MessageType.DOCUMENT.value,
+                                                                   self.ctx.node_id, local.to_units, now)])
         for node in by_node:
             if node != self.ctx.node_id:
                 self.outbound.wake(node)
@@ -163,7 +160,7 @@ class DocumentService:
         # By default: every recipient still in the document's course (not settled, not failed).
         targets = units or [r.unit for r in doc.recipients
                             if not is_settled(SenderStatus(r.status)) and r.status != SenderStatus.FAILED.value]
-        links = {o.destination: o.message_id for o in await self.exchange.outgoing_for(doc_id)}
+        links = {o.destination: o.message_id for o in await self.store.links.links_for(doc_id)}
         now = self.ctx.clock()
         refused, wake = [], []
         async with self.store.transaction() as tx:
@@ -259,22 +256,20 @@ class DocumentService:
     async def node_status(self, who: Principal) -> dict[str, Any]:
         who.require_role("operator")
         queues = await self.store.queue.depth()
-        for dest, n in (await self.exchange.draft_counts()).items():
+        for dest, n in (await self.store.drafts.draft_counts()).items():
             queues.setdefault(dest, {})["draft"] = n
-        peers = await self.store.queue.list_peers()
-        rows = await self.store.db.fetchall("SELECT state, COUNT(*) FROM received GROUP BY state")
-        errors = await self.store.db.fetchall(
-            "SELECT message_id, origin_node, error_code, error_message, processed_at FROM received"
-            " WHERE state IN ('failed','corrupt') ORDER BY processed_at DESC LIMIT 10")
+        peers = await self.store.peers.list_peers()
+        inbound = await self.store.messages.inbound_counts()
+        errors = await self.store.messages.inbound_failures(limit=10)
         return {"node_id": self.ctx.node_id,
                 "units": [{"code": u.code, "name": u.name} for u in self.ctx.config.units],
                 "queues": queues,
                 "peers": [{"node_id": p.node_id, "state": p.state, "since": _iso(p.since), "failures": p.failures,
                            "last_error": p.last_error.code + ": " + p.last_error.message if p.last_error else None}
                           for p in peers],
-                "inbound": {r[0]: r[1] for r in rows},
-                "last_errors": [{"message_id": e[0], "origin": e[1], "code": e[2], "message": e[3], "at": e[4]}
-                                for e in errors]}
+                "inbound": inbound,
+                "last_errors": [{"message_id": e.message_id, "origin": e.origin_node, "code": e.error_code,
+                                 "message": e.error_message, "at": _iso(e.processed_at)} for e in errors]}
 
     # ---- views --------------------------------------------------------------------------------------
     def _unit_name(self, code: str) -> str | None:

@@ -19,9 +19,7 @@ from typing import Any
 from exchange_protocol.kinds import Role
 from exchange_protocol.states import Event, ReceiverStatus, RecipientRow, SenderStatus
 from node.errors import StoreConflict, StoreNotFound
-from node.store.sqlite.db import Transaction
-from node.store.sqlite.messages import InboxRow, OutboxRecipient
-from node.store.sqlite.store import Store
+from node.store import InboxRow, NodeStore, OutboxRecipient, Transaction
 
 ATTEMPTS = 4
 
@@ -37,7 +35,7 @@ def _receiver_row(r: InboxRow) -> RecipientRow:
                         last_urged_at=r.last_urged_at)
 
 
-async def apply_sender_event(store: Store, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
+async def apply_sender_event(store: NodeStore, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
                              actor: str, by: str | None = None, reason: str | None = None,
                              details: dict[str, Any] | None = None, tx: Transaction | None = None) -> RecipientRow:
     """Move the sender-side row of ``unit`` for ``doc_id``; returns the row as stored afterwards."""
@@ -63,7 +61,7 @@ async def apply_sender_event(store: Store, doc_id: str, unit: str, event: Event,
     raise StoreConflict(f"recipient {unit} of {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)
 
 
-async def apply_receiver_event(store: Store, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
+async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
                                actor: str, by: str | None = None, reason: str | None = None,
                                details: dict[str, Any] | None = None,
                                tx: Transaction | None = None) -> tuple[RecipientRow, RecipientRow]:

@@ -37,9 +37,7 @@ from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.context import NodeContext
 from node.errors import BlobMissing, NodeError, StoreCorrupt
 from node.ops.metrics import Registry
-from node.store.blobs import BlobRef
-from node.store.sqlite.messages import InboundEnvelope
-from node.store.sqlite.store import Store
+from node.store import BlobRef, InboundEnvelope, NodeStore
 from pki.errors import GwxError
 
 log = logging.getLogger("gwx.inbound")
@@ -56,7 +54,7 @@ class UnitNotHosted(NodeError):
 
 
 class Acceptor:
-    def __init__(self, ctx: NodeContext, store: Store, registry: Registry, on_accepted=None) -> None:
+    def __init__(self, ctx: NodeContext, store: NodeStore, registry: Registry, on_accepted=None) -> None:
         self.ctx = ctx
         self.store = store
         self.policy = ctx.trust_policy()

@@ -47,9 +47,19 @@ from node.federation.transport import (
     verify_peer_credentials,
 )
 from node.ops.metrics import Registry
-from node.store.sqlite.exchange import Draft, Exchange, Outgoing, StoredPeerCredentials
-from node.store.sqlite.queue import PEER_BACKING_OFF, PEER_DEAD, PEER_UP, ErrorInfo, OutboundItem, QueueEntry
-from node.store.sqlite.store import Store
+from node.store import (
+    PEER_BACKING_OFF,
+    PEER_DEAD,
+    PEER_UP,
+    Draft,
+    ErrorInfo,
+    NodeStore,
+    OutboundItem,
+    OutgoingLink,
+    QueueEntry,
+    StoredPeerCredentials,
+    Transaction,
+)
 from pki.ca import pem
 from pki.errors import GwxError
 
@@ -76,11 +86,10 @@ class NewMessage:
 class Outbound:
     """Owns the destination queues; the service hands it messages, the runner starts and stops it."""
 
-    def __init__(self, ctx: NodeContext, store: Store, client: PeerClient, registry: Registry,
+    def __init__(self, ctx: NodeContext, store: NodeStore, client: PeerClient, registry: Registry,
                  rand: Callable[[], float] = random.random) -> None:
         self.ctx = ctx
         self.store = store
-        self.exchange = Exchange(store.db, ctx.node_id)
         self.client = client
         self.rand = rand
         r = ctx.config.retry
@@ -101,7 +110,7 @@ class Outbound:
         return peer
 
     async def start(self) -> None:
-        destinations = set(await self.exchange.draft_destinations())
+        destinations = set(await self.store.drafts.draft_destinations())
         destinations |= set((await self.store.queue.depth()).keys())
         for dest in destinations | {p.node_id for p in self.ctx.config.peers}:
             self._queue(dest).wake()
@@ -136,7 +145,7 @@ class Outbound:
         return HeaderDraft.new(type, self.ctx.node_id, destination, from_unit, to_units, now, ttl,
                                in_reply_to=in_reply_to, max_hops=self.ctx.config.limits.max_hops)
 
-    async def add(self, tx, messages: list[NewMessage], now: dt.datetime) -> list[str]:
+    async def add(self, tx: Transaction, messages: list[NewMessage], now: dt.datetime) -> list[str]:
         """Record messages as drafts inside the caller's transaction; returns their message ids.
 
         Call :meth:`wake` for their destinations after the transaction commits.
@@ -144,9 +153,9 @@ class Outbound:
         window = dt.timedelta(seconds=self.ctx.config.retry.window_seconds)
         for m in messages:
             h = m.header
-            await self.exchange.add_draft(tx, Draft(h, m.payload_digest, m.payload_size, now, now + window))
-            await self.exchange.add_outgoing(tx, [Outgoing(h.message_id, m.doc_id, h.type.value, h.destination_node,
-                                                           h.to_units, now)])
+            await self.store.drafts.add_draft(tx, Draft(h, m.payload_digest, m.payload_size, now, now + window))
+            await self.store.links.add_links(tx, [OutgoingLink(h.message_id, m.doc_id, h.type.value,
+                                                               h.destination_node, h.to_units, now)])
         return [m.header.message_id for m in messages]
 
 
@@ -210,7 +219,7 @@ class DestinationQueue:
         await self._bounce_expired()  # also while backing off: the retry window closes regardless
         if self._retry_at and self.o.ctx.clock() < self._retry_at:
             return
-        if await self.o.exchange.drafts_for(self.destination, 1):
+        if await self.o.store.drafts.drafts_for(self.destination, 1):
             await self._build_drafts()
         while not self._stopping:
             window = await self.o.store.queue.load_active_window(self.destination, self.o.ctx.config.limits.active_window)
@@ -227,7 +236,7 @@ class DestinationQueue:
             if (ctx.clock() - self._verified_at).total_seconds() < REVERIFY_SECONDS:
                 return self._credentials
             self._credentials = None  # re-judged below: revoked or expired since is noticed
-        stored = await self.o.exchange.peer_credentials(self.destination)
+        stored = await self.o.store.peer_credentials.get(self.destination)
         now = ctx.clock()
         if stored is not None:
             try:
@@ -239,7 +248,7 @@ class DestinationQueue:
             except GwxError as exc:  # expired or revoked since: fetch afresh
                 self._log(logging.WARNING, "cached credentials of %s no longer valid: %s", self.destination, exc)
         creds = await self.o.client.fetch_credentials(self.o.peer(self.destination), ctx.trust, now, ctx.revocation)
-        await self.o.exchange.save_peer_credentials(StoredPeerCredentials(
+        await self.o.store.peer_credentials.save(StoredPeerCredentials(
             self.destination, pem(creds.signing_certificate).decode(), pem(creds.encryption_certificate).decode(),
             b"".join(pem(c) for c in creds.chain).decode(), now))
         self._credentials, self._verified_at = creds, now
@@ -250,7 +259,7 @@ class DestinationQueue:
         recipient = Recipient(creds.encryption_certificate)
         sender = self.o.ctx.sender
         blobs = self.o.store.blobs
-        while drafts := await self.o.exchange.drafts_for(self.destination, 64):
+        while drafts := await self.o.store.drafts.drafts_for(self.destination, 64):
             for d in drafts:
                 try:
                     ref = await asyncio.to_thread(_build_envelope, blobs, d, sender, recipient)
@@ -261,7 +270,7 @@ class DestinationQueue:
                     await self.o.store.queue.enqueue(
                         OutboundItem(d.header.message_id, self.destination, ref.digest, ref.size, d.header.type.value,
                                      expires_at=d.expires_at), tx=tx)
-                    await self.o.exchange.delete_draft(tx, d.header.message_id)
+                    await self.o.store.drafts.delete_draft(tx, d.header.message_id)
 
     async def _drop_draft(self, d: Draft, exc: Exception) -> None:
         info = ErrorInfo.of(exc) if isinstance(exc, GwxError) else ErrorInfo("STORE_CORRUPT", repr(exc))
@@ -269,7 +278,7 @@ class DestinationQueue:
         self._log(logging.ERROR, "cannot build %s: %s", message_id, info.message, message_id=message_id,
                   code=info.code)
         async with self.o.store.transaction() as tx:
-            await self.o.exchange.delete_draft(tx, message_id)
+            await self.o.store.drafts.delete_draft(tx, message_id)
             await self.o.store.audit.append(tx, "node", "draft.failed", {"message_id": message_id},
                                             {"error": info.code, "message": info.message})
             await self._business(message_id, Event.FAILED, self.o.ctx.clock(),
@@ -328,7 +337,7 @@ class DestinationQueue:
         now = self.o.ctx.clock()
         for entry in await self.o.store.queue.expired(now, destination=self.destination):
             await self._bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
-        for d in await self.o.exchange.expired_drafts(self.destination, now):
+        for d in await self.o.store.drafts.expired_drafts(self.destination, now):
             # Never built: the peer's certificate could not be had within the retry window.
             await self._drop_draft(d, GwxError("retry window closed before the peer could be reached",
                                                code="QUEUE_EXPIRED"))
@@ -346,7 +355,7 @@ class DestinationQueue:
                         tx) -> None:
         """Reflect a transport outcome on the sender-side rows of the document this message carried
         (inside ``tx``, with the queue change that records the outcome)."""
-        link = await self.o.exchange.outgoing(message_id)
+        link = await self.o.store.links.link(message_id)
         if link is None or link.type != MessageType.DOCUMENT.value:
             return
         for unit in link.units:
@@ -361,7 +370,7 @@ class DestinationQueue:
         if self._failures:
             self._log(logging.INFO, "peer %s is reachable again", self.destination)
         self._failures, self._retry_at = 0, None
-        await self.o.store.queue.set_peer_state(self.destination, PEER_UP)
+        await self.o.store.peers.set_peer_state(self.destination, PEER_UP)
 
     async def _peer_failed(self, exc: GwxError) -> None:
         self._failures += 1
@@ -372,7 +381,7 @@ class DestinationQueue:
             when = now + self.o.policy.max_delay
         self._retry_at = when
         state = PEER_DEAD if self._failures >= DEAD_AFTER_FAILURES else PEER_BACKING_OFF
-        await self.o.store.queue.set_peer_state(self.destination, state, failures=self._failures, error=exc)
+        await self.o.store.peers.set_peer_state(self.destination, state, failures=self._failures, error=exc)
         self._log(logging.WARNING, "peer %s %s (failure %d): %s; next try at %s", self.destination, state,
                   self._failures, exc.message, when.isoformat(), code=exc.code, attempt=self._failures)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -42,11 +41,7 @@ from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.errors import NodeError
 from node.federation.outbound import NewMessage, Outbound
 from node.ops.metrics import Registry
-from node.store.blobs import BlobRef
-from node.store.sqlite.db import Transaction, from_db_time
-from node.store.sqlite.exchange import Exchange
-from node.store.sqlite.messages import InboxRow, ReceivedEnvelope
-from node.store.sqlite.store import Store
+from node.store import BlobRef, InboxRow, NodeStore, ReceivedEnvelope, Transaction
 from pki.errors import GwxError
 
 log = logging.getLogger("gwx.processing")
@@ -110,11 +105,10 @@ class PdfValidationCache:
 class Processor:
     """Applies accepted envelopes (and local deliveries) to inbox and outbox rows."""
 
-    def __init__(self, ctx: NodeContext, store: Store, registry: Registry, outbound: Outbound) -> None:
+    def __init__(self, ctx: NodeContext, store: NodeStore, registry: Registry, outbound: Outbound) -> None:
         self.ctx = ctx
         self.store = store
         self.outbound = outbound
-        self.exchange = Exchange(store.db, ctx.node_id)
         self.reports = PdfValidationCache()
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -232,19 +226,15 @@ class Processor:
         the submitting request; a kill -9 in between would leave those recipients 待发送 for ever.
         Applying again is harmless: an inbox row is added once, a second 已送达 is a duplicate.
         """
-        rows = await self.store.db.fetchall(
-            "SELECT o.message_id, o.units, o.created_at, b.from_unit, b.package_digest FROM outgoing o"
-            " JOIN outbox b ON b.doc_id = o.doc_id WHERE o.destination = ? AND o.type = 'document'"
-            " AND EXISTS (SELECT 1 FROM outbox_recipients r WHERE r.doc_id = o.doc_id"
-            " AND r.destination_node = ? AND r.status = 'queued')", (self.ctx.node_id, self.ctx.node_id))
-        for message_id, units, created_at, from_unit, digest in rows:
+        for interrupted in await self.store.links.interrupted_local_deliveries(self.ctx.node_id):
+            message_id = interrupted.message_id
             log.warning("resuming local delivery %s interrupted by a crash", message_id,
                         extra={"message_id": message_id})
-            created = from_db_time(created_at)
+            created = interrupted.created_at
             try:  # never sealed: its lifetime only makes it a valid header
-                header = HeaderDraft(message_id, MessageType.DOCUMENT, self.ctx.node_id, self.ctx.node_id, from_unit,
-                                     tuple(json.loads(units)), created, created + dt.timedelta(days=1))
-                await self.apply(Delivery(header, digest, created))
+                header = HeaderDraft(message_id, MessageType.DOCUMENT, self.ctx.node_id, self.ctx.node_id,
+                                     interrupted.from_unit, interrupted.units, created, created + dt.timedelta(days=1))
+                await self.apply(Delivery(header, interrupted.package_digest, created))
             except GwxError as exc:
                 log.error("cannot resume local delivery %s: %s", message_id, exc,
                           extra={"message_id": message_id, "code": exc.code})
@@ -346,9 +336,9 @@ class Processor:
 
     async def _document_still_pending(self, d: Delivery) -> bool:
         """Whether the document a notice answers was accepted from the same origin but not yet applied."""
-        row = await self.store.db.fetchone(
-            "SELECT state FROM received WHERE message_id = ? AND origin_node = ?", (d.header.in_reply_to, d.header.origin_node))
-        return row is not None and row[0] == "new"
+        reply_to = d.header.in_reply_to
+        document = await self.store.messages.get_received(reply_to) if reply_to else None
+        return document is not None and document.origin_node == d.header.origin_node and document.state == "new"
 
     def _wake(self, destination: str | None) -> None:
         if destination is not None:
@@ -360,7 +350,7 @@ class Processor:
             raise NoticeNotOurs(f"envelope type {d.header.type.value} carries a {notice.type.value} notice")
         actor = f"node:{d.header.origin_node}"
         if notice.type in NOTICE_EVENTS_SENDER:
-            link = await self.exchange.outgoing(d.header.in_reply_to or "")
+            link = await self.store.links.link(d.header.in_reply_to or "")
             if (link is None or link.destination != d.header.origin_node or link.doc_id != notice.doc_id
                     or not set(notice.units) <= set(link.units)):
                 raise NoticeNotOurs(f"{notice.type.value} from {d.header.origin_node} does not match a message we sent it",

@@ -1,4 +1,4 @@
-"""Durable storage of a gwx node: SQLite (WAL) for rows, a content-addressed blob store for bytes.
+"""Durable storage of a gwx node: rows behind interfaces, bytes in a content-addressed blob store.
 
 The one rule (as in Postfix): **bytes durable, then the row committed, then the acknowledgement**.
 An envelope arriving from a peer is streamed into the blob store (temp file → fsync → rename to its
@@ -12,49 +12,72 @@ envelope blob first, then the ``queue`` row. So after any crash the disk tells t
 - a row in ``active`` was in flight: it goes back to the queue (at-least-once on the wire; the
   receiver's ``received`` table turns that into exactly-once in the inbox).
 
-Parts (one purpose each): :mod:`.blobs` here, the rows in the SQLite backend (:mod:`.sqlite`):
+The line callers see (import these from ``node.store``, never from ``node.store.sqlite``):
 
-- :mod:`.sqlite.db` — connections, PRAGMAs (WAL, ``synchronous=FULL`` and why), transactions, time format.
-- :mod:`.sqlite.migrations` — the schema, versioned, one transaction per step, idempotent on re-open.
+- :mod:`.interfaces` — one ``typing.Protocol`` per storage role (queue, peers, messages, drafts,
+  outgoing links, peer credentials, audit, blobs, group commit) and :class:`NodeStore` holding them,
+  with an opaque :class:`Transaction` handle.
+- :mod:`.values` — the frozen dataclasses those roles take and return (no database types).
 - :mod:`.blobs` — the content-addressed blob store: streaming in and out, digest checks, GC.
-- :mod:`.sqlite.queue` — the outbound queue per destination node (incoming/active/deferred/hold/corrupt/
-  sent/bounced) and the peers table.
-- :mod:`.sqlite.messages` — inbound dedupe with the original receipt; outbox/recipient and inbox rows with
-  compare-and-set updates and keyset-paged listings.
-- :mod:`.sqlite.audit` — the append-only hash-chained audit log, written in the same transaction as the
-  change it records; triggers refuse UPDATE/DELETE; ``verify_chain`` finds tampering.
-- :mod:`.sqlite.group_commit` — many concurrent acceptances, one transaction, one fsync.
-- :mod:`.sqlite.store` — :class:`Store`, which opens all of the above and recovers after a crash.
+- :mod:`.opener` — :func:`open_store`, the one place that picks the backend (SQLite today).
 
-Every write API takes an optional ``tx``: several state changes (say, a 签收 receipt updating a
-recipient row and queueing the acknowledgement) commit together with
-``async with store.transaction() as tx: …(tx=tx)``, audit events included. Hot-path writes that
-come one by one from many coroutines go through ``store.accept_inbound`` / ``store.enqueue`` instead
-(group commit). Reads use a separate connection and see the last committed state.
+Behind the line, :mod:`.sqlite` (its package docstring is its map) is the only code that speaks SQL;
+a test fails the build if SQL or a database driver appears anywhere else in ``node/``. A PostgreSQL
+backend for scale-out implements the same protocols and no caller changes.
 
-The PostgreSQL backend planned for scale-out would implement the same method signatures.
+Every write takes an optional ``tx``: several state changes (say, a 签收 receipt updating a recipient
+row and queueing the acknowledgement) commit together with ``async with store.transaction() as tx:
+…(tx=tx)``, audit events included. Hot-path writes that come one by one from many coroutines go
+through ``store.accept_inbound`` / ``store.enqueue`` instead (group commit). Reads see the last
+committed state.
 """
 
 from node.store.blobs import BlobRef, BlobStore
-from node.store.sqlite.audit import AuditEvent, AuditLog, NewEvent
-from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
-from node.store.sqlite.messages import (
+from node.store.interfaces import (
+    AuditTrail,
+    BlobStorage,
+    DraftStore,
+    GroupCommit,
+    MessageStore,
+    NodeStore,
+    OutgoingLinkStore,
+    PeerCredentialStore,
+    PeerStore,
+    QueueStore,
+    Transaction,
+)
+from node.store.values import (
+    PEER_BACKING_OFF,
+    PEER_DEAD,
+    PEER_STATES,
+    PEER_UP,
     Accepted,
+    AuditEvent,
+    Draft,
+    ErrorInfo,
     InboundEnvelope,
+    InboundFailure,
     InboxRow,
     ListFilter,
-    Messages,
+    LocalDelivery,
+    NewEvent,
+    OutboundItem,
     OutboxDocument,
     OutboxRecipient,
+    OutgoingLink,
     Page,
+    PeerState,
+    QueueEntry,
     ReceivedEnvelope,
+    RecoveryReport,
+    StoredPeerCredentials,
 )
-from node.store.sqlite.queue import ErrorInfo, OutboundItem, OutboundQueue, PeerState, QueueEntry
-from node.store.sqlite.store import RecoveryReport, Store
 
 __all__ = [
-    "Accepted", "AuditEvent", "AuditLog", "BlobRef", "BlobStore", "Database", "ErrorInfo",
-    "InboundEnvelope", "InboxRow", "ListFilter", "Messages", "NewEvent", "OutboundItem", "OutboundQueue",
-    "OutboxDocument", "OutboxRecipient", "Page", "PeerState", "QueueEntry", "ReceivedEnvelope",
-    "RecoveryReport", "Store", "Transaction", "from_db_time", "to_db_time",
+    "PEER_BACKING_OFF", "PEER_DEAD", "PEER_STATES", "PEER_UP", "Accepted", "AuditEvent", "AuditTrail",
+    "BlobRef", "BlobStorage", "BlobStore", "Draft", "DraftStore", "ErrorInfo", "GroupCommit", "InboundEnvelope",
+    "InboundFailure", "InboxRow", "ListFilter", "LocalDelivery", "MessageStore", "NewEvent", "NodeStore",
+    "OutboundItem", "OutboxDocument", "OutboxRecipient", "OutgoingLink", "OutgoingLinkStore", "Page",
+    "PeerCredentialStore", "PeerState", "PeerStore", "QueueEntry", "QueueStore", "ReceivedEnvelope",
+    "RecoveryReport", "StoredPeerCredentials", "Transaction",
 ]

@@ -1,11 +1,24 @@
-"""The SQLite backend of the node's store: the only code that speaks SQL.
+"""The SQLite backend of the node's store: the only code in gwx that speaks SQL.
 
-- ``db``: connections (one writer, one reader), PRAGMAs, explicit transactions, time format.
-- ``migrations``: the schema, versioned, one transaction per step.
-- ``queue``: the outbound queue per destination node and the peers table.
-- ``messages``: inbound dedupe with the original receipt; outbox, recipient and inbox rows.
-- ``exchange``: envelope drafts, links from sent messages to documents, peer credentials.
-- ``audit``: the append-only hash-chained audit log.
+It implements the protocols of :mod:`node.store.interfaces` with the values of
+:mod:`node.store.values`; nothing here (rows, ``?`` placeholders, the time encoding, the transaction
+object) is seen by callers. Only :mod:`node.store.opener` imports it (and the tests of this backend).
+
+- ``db``: connections (one writer, one reader), PRAGMAs (WAL, ``synchronous=FULL`` and why),
+  explicit transactions (:class:`~.db.SqliteTransaction`), time format.
+- ``migrations``: the schema, versioned, one transaction per step, idempotent on re-open.
+- ``queue``: the outbound queue per destination node; the legal moves come from
+  :mod:`node.store.queue_states`.
+- ``peers``: each peer's state as the sender sees it, and its certificates as last fetched.
+- ``messages``: inbound dedupe with the original receipt; outbox, recipient and inbox rows with
+  compare-and-set updates and keyset-paged listings; inbound counts for status.
+- ``exchange``: envelope drafts, and the links from sent messages to their documents.
+- ``audit``: the append-only hash-chained audit log (triggers refuse UPDATE/DELETE; ``verify_chain``).
 - ``group_commit``: many concurrent acceptances, one transaction, one fsync.
 - ``store``: :class:`Store`, which opens all of the above and recovers after a crash.
 """
+
+from node.store.sqlite.db import Database, SqliteTransaction
+from node.store.sqlite.store import Store
+
+__all__ = ["Database", "SqliteTransaction", "Store"]

@@ -24,37 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from exchange_protocol.canonical import canonical_json
 from node.errors import AuditChainBroken
-from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
+from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
+from node.store.values import AuditEvent, NewEvent
 
 GENESIS_HASH = "0" * 64
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    seq: int
-    at: datetime
-    actor: str
-    action: str
-    subjects: Mapping[str, Any]
-    details: Mapping[str, Any]
-    prev_hash: str
-    hash: str
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event to append; ``seq``, time and hashes are filled in by :meth:`AuditLog.append_many`."""
-
-    actor: str
-    action: str
-    subjects: Mapping[str, Any]
-    details: Mapping[str, Any] | None = None
 
 
 def event_hash(prev_hash: str, seq: int, at: str, actor: str, action: str,
@@ -68,12 +46,12 @@ class AuditLog:
         self._db = db
         self._clock = clock
 
-    async def append(self, tx: Transaction, actor: str, action: str, subjects: Mapping[str, Any],
+    async def append(self, tx: SqliteTransaction, actor: str, action: str, subjects: Mapping[str, Any],
                      details: Mapping[str, Any] | None = None) -> int:
         """Append one event inside ``tx``; returns its seq."""
         return (await self.append_many(tx, [NewEvent(actor, action, subjects, details)]))[0]
 
-    async def append_many(self, tx: Transaction, events: Sequence[NewEvent]) -> list[int]:
+    async def append_many(self, tx: SqliteTransaction, events: Sequence[NewEvent]) -> list[int]:
         """Append events in order with one ``executemany``; returns their seqs."""
         if not events:
             return []

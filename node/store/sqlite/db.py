@@ -68,7 +68,7 @@ def from_db_time(text: str | None) -> datetime | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-class Transaction:
+class SqliteTransaction:
     """One open write transaction. Statements run on the writer connection, in order."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -129,7 +129,7 @@ class Database:
                 await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
         """``async with db.transaction() as tx:`` — commit on success, roll back on any exception."""
         async with self._lock:
             try:
@@ -137,7 +137,7 @@ class Database:
             except BaseException:
                 await _rollback(self._writer)  # a BEGIN that went through before a cancel is undone
                 raise
-            tx = Transaction(self._writer)
+            tx = SqliteTransaction(self._writer)
             try:
                 yield tx
             except BaseException:
@@ -167,7 +167,7 @@ class Database:
         return rows[0][0] if rows else None
 
     @asynccontextmanager
-    async def maybe_transaction(self, tx: Transaction | None) -> AsyncIterator[Transaction]:
+    async def maybe_transaction(self, tx: SqliteTransaction | None) -> AsyncIterator[SqliteTransaction]:
         """Use the caller's transaction if given, else open (and commit) one of our own."""
         if tx is not None:
             yield tx

@@ -1,71 +1,44 @@
-"""Store parts of the exchange itself: envelope drafts, outgoing links, peer credentials.
+"""Records of the exchange itself: envelope drafts and the links from sent messages to documents.
 
-* drafts — messages whose envelope cannot be built yet because the destination's encryption
-  certificate is unknown; the payload is already a durable blob. Once the envelope is built, the
-  outbound queue deletes the draft (``delete_draft``) and enqueues the envelope in one transaction.
-  The ``header`` column holds the :class:`~exchange_protocol.envelope.HeaderDraft` in its JSON
-  form; rows written before that (keys ``message_id``, ``from_unit``…, no origin) are still read.
-* outgoing — which document and units each message we sent concerns, so what comes back (a
-  transport receipt, a 签收, a bounce) is matched against what we actually sent to that node.
-* peer_credentials — a peer's signing and encryption certificates as last fetched and verified.
+* :class:`Drafts` — messages whose envelope cannot be built yet because the destination's
+  encryption certificate is unknown; the payload is already a durable blob. Once the envelope is
+  built, the sender deletes the draft (``delete_draft``) and enqueues the envelope in one transaction.
+  The ``header`` column holds the :class:`~exchange_protocol.envelope.HeaderDraft` in its JSON form;
+  rows written before that (keys ``message_id``, ``from_unit``…, no origin) are still read, with
+  this node (``node_id``) as their origin.
+* :class:`OutgoingLinks` — which document and units each message we sent concerns, so what comes
+  back (a transport receipt, a 签收, a bounce) is matched against what we actually sent to that node.
+
+(Peers' certificates, the third record the sender keeps, live with the peers in :mod:`.peers`.)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import HeaderDraft, format_time
-from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
+from exchange_protocol.states import SenderStatus
+from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
+from node.store.values import Draft, LocalDelivery, OutgoingLink
 
 
-@dataclass(frozen=True)
-class Draft:
-    header: HeaderDraft  # message id, type and destination included
-    payload_digest: str
-    payload_size: int
-    created_at: datetime
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    message_id: str
-    doc_id: str
-    type: str
-    destination: str
-    units: tuple[str, ...]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class StoredPeerCredentials:
-    node_id: str
-    signing_cert: str
-    encryption_cert: str
-    chain: str
-    fetched_at: datetime
-
-
-class Exchange:
+class Drafts:
     """``node_id``: this node, the origin of every draft (old rows did not record it)."""
 
-    def __init__(self, db: Database, node_id: str) -> None:
+    def __init__(self, db: Database, node_id: str | None) -> None:
         self._db = db
         self._node_id = node_id
 
-    # --- drafts ---------------------------------------------------------------------------------
-    async def add_draft(self, tx: Transaction, draft: Draft) -> None:
+    async def add_draft(self, tx: SqliteTransaction, draft: Draft) -> None:
         await tx.execute(
             "INSERT INTO drafts (message_id, destination, type, header, payload_digest, payload_size,"
             " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (draft.header.message_id, draft.header.destination_node, draft.header.type.value,
-             canonical_json(draft.header.to_json()).decode("utf-8"),
-             draft.payload_digest, draft.payload_size, to_db_time(draft.created_at),
+             canonical_json(draft.header.to_json()).decode("utf-8"), draft.payload_digest, draft.payload_size, to_db_time(draft.created_at),
              to_db_time(draft.expires_at) if draft.expires_at else None))
 
     async def drafts_for(self, destination: str, limit: int = 100) -> list[Draft]:
@@ -79,7 +52,7 @@ class Exchange:
             " ORDER BY message_id LIMIT ?", (destination, to_db_time(now), limit))
         return [self._draft(r) for r in rows]
 
-    async def delete_draft(self, tx: Transaction, message_id: str) -> None:
+    async def delete_draft(self, tx: SqliteTransaction, message_id: str) -> None:
         await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,))
 
     async def draft_destinations(self) -> list[str]:
@@ -89,43 +62,41 @@ class Exchange:
         rows = await self._db.fetchall("SELECT destination, COUNT(*) FROM drafts GROUP BY destination")
         return {r[0]: r[1] for r in rows}
 
-    # --- outgoing links ---------------------------------------------------------------------------
-    async def add_outgoing(self, tx: Transaction, items: Sequence[Outgoing]) -> None:
+    def _draft(self, r: Any) -> Draft:
+        raw = _legacy_header(json.loads(r["header"]), self._node_id or "", r["destination"])
+        return Draft(HeaderDraft.from_json(raw), r["payload_digest"], r["payload_size"],
+                     from_db_time(r["created_at"]), from_db_time(r["expires_at"]))  # type: ignore[arg-type]
+
+
+class OutgoingLinks:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add_links(self, tx: SqliteTransaction, links: Sequence[OutgoingLink]) -> None:
         await tx.executemany(
             "INSERT INTO outgoing (message_id, doc_id, type, destination, units, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(o.message_id, o.doc_id, o.type, o.destination, json.dumps(list(o.units)), to_db_time(o.created_at))
-             for o in items])
+             for o in links])
 
-    async def outgoing(self, message_id: str) -> Outgoing | None:
+    async def link(self, message_id: str) -> OutgoingLink | None:
         row = await self._db.fetchone("SELECT * FROM outgoing WHERE message_id = ?", (message_id,))
-        return _outgoing(row) if row else None
+        return _link(row) if row else None
 
-    async def outgoing_for(self, doc_id: str, type: str = "document") -> list[Outgoing]:
+    async def links_for(self, doc_id: str, type: str = "document") -> list[OutgoingLink]:
         rows = await self._db.fetchall(
             "SELECT * FROM outgoing WHERE doc_id = ? AND type = ? ORDER BY message_id", (doc_id, type))
-        return [_outgoing(r) for r in rows]
+        return [_link(r) for r in rows]
 
-    def _draft(self, r) -> Draft:
-        raw = _legacy_header(json.loads(r["header"]), self._node_id, r["destination"])
-        return Draft(HeaderDraft.from_json(raw), r["payload_digest"], r["payload_size"],
-                     from_db_time(r["created_at"]), from_db_time(r["expires_at"]))
-
-    # --- peer credentials -----------------------------------------------------------------------
-    async def peer_credentials(self, node_id: str) -> StoredPeerCredentials | None:
-        row = await self._db.fetchone("SELECT * FROM peer_credentials WHERE node_id = ?", (node_id,))
-        if row is None:
-            return None
-        return StoredPeerCredentials(row["node_id"], row["signing_cert"], row["encryption_cert"], row["chain"],
-                                     from_db_time(row["fetched_at"]))
-
-    async def save_peer_credentials(self, creds: StoredPeerCredentials) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO peer_credentials (node_id, signing_cert, encryption_cert, chain, fetched_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET signing_cert = excluded.signing_cert,"
-                " encryption_cert = excluded.encryption_cert, chain = excluded.chain, fetched_at = excluded.fetched_at",
-                (creds.node_id, creds.signing_cert, creds.encryption_cert, creds.chain, to_db_time(creds.fetched_at)))
+    async def interrupted_local_deliveries(self, node_id: str) -> list[LocalDelivery]:
+        """Documents sent to units of ``node_id`` (this node) whose recipients are still queued."""
+        rows = await self._db.fetchall(
+            "SELECT o.message_id, o.units, o.created_at, b.from_unit, b.package_digest FROM outgoing o"
+            " JOIN outbox b ON b.doc_id = o.doc_id WHERE o.destination = ? AND o.type = 'document'"
+            " AND EXISTS (SELECT 1 FROM outbox_recipients r WHERE r.doc_id = o.doc_id"
+            " AND r.destination_node = ? AND r.status = ?)", (node_id, node_id, SenderStatus.QUEUED.value))
+        return [LocalDelivery(r["message_id"], r["from_unit"], tuple(json.loads(r["units"])), r["package_digest"],
+                              from_db_time(r["created_at"])) for r in rows]  # type: ignore[arg-type]
 
 
 def _legacy_header(raw: dict[str, Any], origin: str, destination: str) -> dict[str, Any]:
@@ -142,6 +113,6 @@ def _legacy_header(raw: dict[str, Any], origin: str, destination: str) -> dict[s
     return {"v": 1, "origin": origin, "destination": destination, **current}
 
 
-def _outgoing(row) -> Outgoing:
-    return Outgoing(row["message_id"], row["doc_id"], row["type"], row["destination"],
-                    tuple(json.loads(row["units"])), from_db_time(row["created_at"]))
+def _link(row: Any) -> OutgoingLink:
+    return OutgoingLink(row["message_id"], row["doc_id"], row["type"], row["destination"],
+                        tuple(json.loads(row["units"])), from_db_time(row["created_at"]))  # type: ignore[arg-type]

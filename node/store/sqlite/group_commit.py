@@ -23,9 +23,10 @@ from typing import Any
 
 from exchange_protocol.errors import EnvelopeReplayed
 from node.errors import StoreError
-from node.store.sqlite.db import Database, Transaction
-from node.store.sqlite.messages import Accepted, InboundEnvelope, Messages
-from node.store.sqlite.queue import OutboundItem, OutboundQueue
+from node.store.sqlite.db import Database, SqliteTransaction
+from node.store.sqlite.messages import Messages
+from node.store.sqlite.queue import OutboundQueue
+from node.store.values import Accepted, InboundEnvelope, OutboundItem
 
 log = logging.getLogger("gwx.store")
 
@@ -118,7 +119,7 @@ class GroupCommitter:
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             _settle(future, outcome)
 
-    async def _apply(self, tx: Transaction, requests: list[Any]) -> list[Any]:
+    async def _apply(self, tx: SqliteTransaction, requests: list[Any]) -> list[Any]:
         """Apply requests in one transaction; returns per-request results or typed errors."""
         accepts = [(i, r) for i, r in enumerate(requests) if isinstance(r, _Accept)]
         outcomes: list[Any] = [None] * len(requests)

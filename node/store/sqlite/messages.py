@@ -22,19 +22,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from exchange_protocol.errors import EnvelopeReplayed
 from exchange_protocol.states import ReceiverStatus, SenderStatus, is_settled
 from node.errors import StoreConflict, StoreDuplicate, StoreError, StoreNotFound
 from node.store.blobs import check_digest
-from node.store.sqlite.audit import AuditLog, NewEvent
-from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
-
-T = TypeVar("T")
+from node.store.sqlite.audit import AuditLog
+from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
+from node.store.values import (
+    Accepted,
+    InboundEnvelope,
+    InboundFailure,
+    InboxRow,
+    ListFilter,
+    NewEvent,
+    OutboxDocument,
+    OutboxRecipient,
+    Page,
+    ReceivedEnvelope,
+)
 
 # Statuses in which a passed deadline is no longer a red light (the rule lives in states.is_settled).
 SETTLED_SENDER = tuple(s.value for s in SenderStatus if is_settled(s))
@@ -54,118 +63,6 @@ def _in(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
 
-# --- inbound --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class InboundEnvelope:
-    """An envelope whose bytes are durable in the blob store, with the receipt we will answer."""
-
-    message_id: str
-    envelope_digest: str  # SHA-256 of the exact envelope bytes
-    blob_digest: str
-    origin_node: str
-    receipt: bytes        # the signed transport receipt binding envelope_digest
-    type: str | None = None
-    size: int | None = None
-    payload_digest: str | None = None  # the decrypted payload, durable beside the envelope
-    identity_digest: str | None = None  # exchange_protocol.replay.envelope_identity (hops left out)
-
-
-@dataclass(frozen=True)
-class Accepted:
-    message_id: str
-    new: bool        # False: a duplicate; ``receipt`` is the one answered the first time
-    receipt: bytes
-
-
-@dataclass(frozen=True)
-class ReceivedEnvelope:
-    message_id: str
-    envelope_digest: str
-    blob_digest: str
-    origin_node: str
-    type: str | None
-    size: int | None
-    received_at: datetime
-    receipt: bytes
-    state: str                     # new (to process) / done / failed / corrupt
-    error_code: str | None
-    error_message: str | None
-    payload_digest: str | None = None
-    attempts: int = 0
-    identity_digest: str | None = None  # None for rows received before migration 4
-
-
-# --- outbox / inbox rows --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OutboxRecipient:
-    unit: str
-    role: str                      # 主送 / 抄送
-    status: str                    # exchange_protocol.states.SenderStatus value
-    destination_node: str | None = None
-    who: str | None = None
-    when: datetime | None = None
-    reason: str | None = None
-    urge_count: int = 0
-    last_urged_at: datetime | None = None
-    updated_at: datetime | None = None
-    doc_id: str | None = None
-
-
-@dataclass(frozen=True)
-class OutboxDocument:
-    doc_id: str
-    from_unit: str
-    title: str
-    kind: str                      # 文种
-    package_digest: str
-    created_at: datetime
-    doc_number: str | None = None  # 发文字号
-    deadline: datetime | None = None  # 办理时限 (the caller chooses the instant, e.g. end of day)
-    id: int | None = None
-    recipients: tuple[OutboxRecipient, ...] = ()
-
-
-@dataclass(frozen=True)
-class InboxRow:
-    doc_id: str
-    unit: str                      # the receiving unit
-    role: str
-    from_unit: str
-    title: str
-    kind: str
-    status: str                    # exchange_protocol.states.ReceiverStatus value
-    package_digest: str
-    received_at: datetime
-    urgency: str | None = None
-    deadline: datetime | None = None
-    signed_by: str | None = None
-    signed_at: datetime | None = None
-    return_reason: str | None = None
-    urge_count: int = 0
-    last_urged_at: datetime | None = None
-    verification: Mapping[str, Any] | None = None  # the verification report, as JSON
-    message_id: str | None = None
-    id: int | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ListFilter:
-    unit: str | None = None        # outbox: the sending unit; inbox: the receiving unit
-    status: str | Enum | None = None  # outbox: documents with a recipient in this status
-    kind: str | Enum | None = None
-    overdue: bool = False          # deadline passed and not settled (states.is_overdue)
-    counterpart: str | None = None  # outbox: a recipient unit; inbox: the sending unit
-    before_id: int | None = None   # keyset: the last id of the previous page
-    limit: int = 50
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T] = field(default_factory=list)
-    next_before_id: int | None = None  # None: this was the last page
-
-
 _RECIPIENT_FIELDS = {"status": "status", "destination_node": "destination_node", "who": "status_by",
                      "when": "status_at", "reason": "reason", "urge_count": "urge_count",
                      "last_urged_at": "last_urged_at"}
@@ -180,7 +77,7 @@ class Messages:
         self._clock = clock
 
     # --- inbound dedupe -----------------------------------------------------------------------
-    async def accept_inbound(self, env: InboundEnvelope, *, tx: Transaction | None = None,
+    async def accept_inbound(self, env: InboundEnvelope, *, tx: SqliteTransaction | None = None,
                              actor: str = "node") -> Accepted:
         """Record an envelope once; a duplicate gets the original receipt, a replay ENV_REPLAYED."""
         check_digest(env.blob_digest)
@@ -196,7 +93,7 @@ class Messages:
                 await self._audit.append_many(t, [_received_event(env, actor)])
         return Accepted(env.message_id, bool(inserted), row["receipt"])
 
-    async def accept_inbound_batch(self, tx: Transaction, envs: Sequence[InboundEnvelope], *,
+    async def accept_inbound_batch(self, tx: SqliteTransaction, envs: Sequence[InboundEnvelope], *,
                                    actor: str = "node") -> list[Accepted | EnvelopeReplayed]:
         """Many envelopes in ``tx`` with a constant number of statements; results in input order.
 
@@ -262,7 +159,7 @@ class Messages:
                                      {"error": code, "retry_at": to_db_time(retry_at)})
 
     async def mark_inbound(self, message_id: str, state: str, *, error: Any = None,
-                           tx: Transaction | None = None, actor: str = "node") -> None:
+                           tx: SqliteTransaction | None = None, actor: str = "node") -> None:
         """Record the outcome of processing: ``done``, ``failed`` or ``corrupt`` (with a typed error)."""
         if state not in ("done", "failed", "corrupt"):
             raise StoreError(f"未知的接收处理状态 {state!r}", state=state)
@@ -277,9 +174,22 @@ class Messages:
             await self._audit.append(t, actor, f"envelope.{state}", {"message_id": message_id},
                                      {"error": code} if code else {})
 
+    async def inbound_counts(self) -> dict[str, int]:
+        """How many received envelopes are in each processing state (for status and /metrics)."""
+        rows = await self._db.fetchall("SELECT state, COUNT(*) FROM received GROUP BY state")
+        return {r[0]: r[1] for r in rows}
+
+    async def inbound_failures(self, limit: int = 10) -> list[InboundFailure]:
+        """The latest received envelopes that failed or were found corrupt, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT message_id, origin_node, error_code, error_message, processed_at FROM received"
+            " WHERE state IN ('failed','corrupt') ORDER BY processed_at DESC LIMIT ?", (limit,))
+        return [InboundFailure(r["message_id"], r["origin_node"], r["error_code"], r["error_message"],
+                               from_db_time(r["processed_at"])) for r in rows]
+
     # --- outbox ---------------------------------------------------------------------------------
     async def add_outbox(self, doc: OutboxDocument, recipients: Sequence[OutboxRecipient], *, actor: str,
-                         tx: Transaction | None = None) -> int:
+                         tx: SqliteTransaction | None = None) -> int:
         """Store a sent document and one row per recipient unit; returns the document's row id."""
         check_digest(doc.package_digest)
         now = to_db_time(self._clock())
@@ -305,7 +215,7 @@ class Messages:
     async def update_recipient(self, doc_id: str, unit: str, expected_status: str | Enum,
                                changes: Mapping[str, Any], *, actor: str, action: str | None = None,
                                details: Mapping[str, Any] | None = None,
-                               tx: Transaction | None = None) -> OutboxRecipient:
+                               tx: SqliteTransaction | None = None) -> OutboxRecipient:
         """Compare-and-set one recipient row: applies ``changes`` only if its status is still
         ``expected_status``; else :class:`StoreConflict` (``details['status']`` is the current one).
 
@@ -325,7 +235,7 @@ class Messages:
                                    (doc_id, unit))
         return _recipient(row)
 
-    async def _cas(self, t: Transaction, table: str, sets: list[str], params: list[Any], doc_id: str,
+    async def _cas(self, t: SqliteTransaction, table: str, sets: list[str], params: list[Any], doc_id: str,
                    unit: str, expected: str, event: NewEvent) -> None:
         changed = await t.execute(
             f"UPDATE {table} SET {', '.join(sets)} WHERE doc_id = ? AND unit_code = ? AND status = ?",
@@ -392,7 +302,7 @@ class Messages:
             (*params, flt.limit + 1))
 
     # --- inbox ----------------------------------------------------------------------------------
-    async def add_inbox(self, row: InboxRow, *, actor: str = "node", tx: Transaction | None = None) -> bool:
+    async def add_inbox(self, row: InboxRow, *, actor: str = "node", tx: SqliteTransaction | None = None) -> bool:
         """Place a document in a unit's inbox; False if it is there already (re-processing after a crash)."""
         check_digest(row.package_digest)
         now = to_db_time(self._clock())
@@ -416,7 +326,7 @@ class Messages:
     async def update_inbox(self, doc_id: str, unit: str, expected_status: str | Enum,
                            changes: Mapping[str, Any], *, actor: str, action: str | None = None,
                            details: Mapping[str, Any] | None = None,
-                           tx: Transaction | None = None) -> InboxRow:
+                           tx: SqliteTransaction | None = None) -> InboxRow:
         """Compare-and-set one inbox row (keys: status, signed_by, signed_at, return_reason,
         urge_count, last_urged_at, verification); :class:`StoreConflict` if the status moved on."""
         unknown = set(changes) - _INBOX_FIELDS

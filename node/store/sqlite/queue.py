@@ -1,4 +1,4 @@
-"""Outbound queue persistence: one logical queue per destination node, plus the peers table.
+"""Outbound queue persistence: one logical queue per destination node.
 
 States (the Postfix queue, made durable)::
 
@@ -25,14 +25,14 @@ them for the scheduler to bounce.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
 from node.store.blobs import check_digest
-from node.store.sqlite.audit import AuditLog, NewEvent
-from node.store.sqlite.db import Database, Transaction, from_db_time, to_db_time
+from node.store.sqlite.audit import AuditLog
+from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
+from node.store.values import ErrorInfo, NewEvent, OutboundItem, QueueEntry
 from pki.errors import GwxError
 
 INCOMING, ACTIVE, DEFERRED, HOLD, CORRUPT, SENT, BOUNCED = (
@@ -41,65 +41,9 @@ QUEUE_STATES = (INCOMING, ACTIVE, DEFERRED, HOLD, CORRUPT, SENT, BOUNCED)
 FINAL_STATES = frozenset({SENT, BOUNCED})
 UNFINISHED_STATES = frozenset({INCOMING, ACTIVE, DEFERRED, HOLD})
 
-PEER_UP, PEER_BACKING_OFF, PEER_DEAD = "up", "backing-off", "dead"
-PEER_STATES = (PEER_UP, PEER_BACKING_OFF, PEER_DEAD)
-
 _COLUMNS = ("message_id, destination, blob_digest, size, type, state, attempts, first_attempt_at,"
             " next_attempt_at, last_error_code, last_error_message, receipt, created_at, expires_at,"
             " updated_at")
-
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    """A failure as recorded on a row: the typed error's stable code and its human message."""
-
-    code: str
-    message: str
-
-    @classmethod
-    def of(cls, error: ErrorInfo | GwxError) -> ErrorInfo:
-        return error if isinstance(error, ErrorInfo) else cls(error.code, error.message)
-
-
-@dataclass(frozen=True)
-class OutboundItem:
-    """An envelope to send: its bytes are already durable in the blob store under ``blob_digest``."""
-
-    message_id: str
-    destination: str
-    blob_digest: str
-    size: int
-    type: str
-    expires_at: datetime | None = None
-    not_before: datetime | None = None  # first attempt no earlier than this (default: now)
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    message_id: str
-    destination: str
-    blob_digest: str
-    size: int
-    type: str
-    state: str
-    attempts: int
-    first_attempt_at: datetime | None
-    next_attempt_at: datetime
-    last_error: ErrorInfo | None
-    receipt: bytes | None
-    created_at: datetime
-    expires_at: datetime | None
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class PeerState:
-    node_id: str
-    state: str
-    since: datetime
-    failures: int
-    last_error: ErrorInfo | None
-    updated_at: datetime
 
 
 def _entry(row: Any) -> QueueEntry:
@@ -124,11 +68,11 @@ class OutboundQueue:
         self._clock = clock
 
     # --- writing ------------------------------------------------------------------------------
-    async def enqueue(self, item: OutboundItem, *, tx: Transaction | None = None,
+    async def enqueue(self, item: OutboundItem, *, tx: SqliteTransaction | None = None,
                       actor: str = "node") -> None:
         await self.enqueue_many([item], tx=tx, actor=actor)
 
-    async def enqueue_many(self, items: Sequence[OutboundItem], *, tx: Transaction | None = None,
+    async def enqueue_many(self, items: Sequence[OutboundItem], *, tx: SqliteTransaction | None = None,
                            actor: str = "node") -> None:
         """Insert rows in state ``incoming``; a message id already queued raises :class:`StoreDuplicate`."""
         if not items:
@@ -177,7 +121,7 @@ class OutboundQueue:
         return [_entry(r) for r in rows]
 
     async def mark_sent(self, message_ids: Sequence[str], receipt: bytes | Mapping[str, bytes] | None,
-                        *, tx: Transaction | None = None, actor: str = "node") -> int:
+                        *, tx: SqliteTransaction | None = None, actor: str = "node") -> int:
         """Record delivery to the next node (with its signed receipt); returns rows changed.
 
         Ids already sent or bounced are left alone, so a repeated call after a crash is harmless.
@@ -201,7 +145,7 @@ class OutboundQueue:
         return len(rows)
 
     async def defer(self, message_id: str, next_attempt_at: datetime, error: ErrorInfo | GwxError, *,
-                    tx: Transaction | None = None, actor: str = "node") -> None:
+                    tx: SqliteTransaction | None = None, actor: str = "node") -> None:
         """A failed attempt: count it, remember the error, try again at ``next_attempt_at``."""
         now = to_db_time(self._clock())
         info = ErrorInfo.of(error)
@@ -214,13 +158,13 @@ class OutboundQueue:
                      {"error": info.code, "message": info.message, "next_attempt_at": to_db_time(next_attempt_at)}))
 
     async def hold(self, message_id: str, *, actor: str, reason: str = "",
-                   tx: Transaction | None = None) -> None:
+                   tx: SqliteTransaction | None = None) -> None:
         now = to_db_time(self._clock())
         await self._transition(message_id, (INCOMING, ACTIVE, DEFERRED), tx,
                                "state = 'hold', updated_at = ?", (now,),
                                NewEvent(actor, "queue.hold", {"message_id": message_id}, {"reason": reason}))
 
-    async def release(self, message_id: str, *, actor: str, tx: Transaction | None = None) -> None:
+    async def release(self, message_id: str, *, actor: str, tx: SqliteTransaction | None = None) -> None:
         """Back from hold, due now (``incoming`` if never tried, else ``deferred``)."""
         now = to_db_time(self._clock())
         await self._transition(
@@ -230,7 +174,7 @@ class OutboundQueue:
             NewEvent(actor, "queue.release", {"message_id": message_id}))
 
     async def bounce(self, message_id: str, reason: ErrorInfo | GwxError, *,
-                     tx: Transaction | None = None, actor: str = "node") -> None:
+                     tx: SqliteTransaction | None = None, actor: str = "node") -> None:
         """Give up (retry window over, or refused for good); the caller sends the bounce notice."""
         now = to_db_time(self._clock())
         info = ErrorInfo.of(reason)
@@ -242,7 +186,7 @@ class OutboundQueue:
                      {"error": info.code, "message": info.message}))
 
     async def mark_corrupt(self, message_id: str, error: ErrorInfo | GwxError, *,
-                           tx: Transaction | None = None, actor: str = "node") -> None:
+                           tx: SqliteTransaction | None = None, actor: str = "node") -> None:
         now = to_db_time(self._clock())
         info = ErrorInfo.of(error)
         await self._transition(
@@ -252,7 +196,7 @@ class OutboundQueue:
             NewEvent(actor, "queue.corrupt", {"message_id": message_id},
                      {"error": info.code, "message": info.message}))
 
-    async def _transition(self, message_id: str, allowed: Sequence[str], tx: Transaction | None,
+    async def _transition(self, message_id: str, allowed: Sequence[str], tx: SqliteTransaction | None,
                           assignments: str, params: Sequence[Any], event: NewEvent) -> None:
         async with self._db.maybe_transaction(tx) as t:
             changed = await t.execute(
@@ -266,7 +210,7 @@ class OutboundQueue:
                                     message_id=message_id, state=row["state"], action=event.action)
             await self._audit.append_many(t, [event])
 
-    async def requeue_active(self, tx: Transaction) -> int:
+    async def requeue_active(self, tx: SqliteTransaction) -> int:
         """Start-up: nothing is in flight after a restart, so active rows go back to the queue."""
         return await tx.execute(
             "UPDATE queue SET state = CASE WHEN attempts = 0 THEN 'incoming' ELSE 'deferred' END"
@@ -320,44 +264,3 @@ class OutboundQueue:
         for destination, state, count in rows:
             out.setdefault(destination, {})[state] = count
         return out
-
-    # --- peers --------------------------------------------------------------------------------
-    async def set_peer_state(self, node_id: str, state: str, *, failures: int = 0,
-                             error: ErrorInfo | GwxError | None = None,
-                             tx: Transaction | None = None, actor: str = "node") -> PeerState:
-        """Persist the transport's view of a peer; ``since`` moves only when the state changes."""
-        if state not in PEER_STATES:
-            raise StoreConflict(f"未知的对端状态 {state!r}", state=state)
-        now = to_db_time(self._clock())
-        info = ErrorInfo.of(error) if error is not None else None
-        async with self._db.maybe_transaction(tx) as t:
-            before = await t.fetchone("SELECT state FROM peers WHERE node_id = ?", (node_id,))
-            await t.execute(
-                "INSERT INTO peers (node_id, state, since, failures, last_error_code, last_error_message,"
-                " updated_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT (node_id) DO UPDATE SET"
-                " since = CASE WHEN peers.state = excluded.state THEN peers.since ELSE excluded.since END,"
-                " state = excluded.state, failures = excluded.failures,"
-                " last_error_code = COALESCE(excluded.last_error_code, peers.last_error_code),"
-                " last_error_message = COALESCE(excluded.last_error_message, peers.last_error_message),"
-                " updated_at = excluded.updated_at",
-                (node_id, state, now, failures, info.code if info else None,
-                 info.message if info else None, now))
-            if before is None or before["state"] != state:
-                await self._audit.append(t, actor, f"peer.{state}", {"node": node_id},
-                                         {"error": info.code} if info else {})
-            row = await t.fetchone("SELECT * FROM peers WHERE node_id = ?", (node_id,))
-        return _peer(row)
-
-    async def get_peer(self, node_id: str) -> PeerState | None:
-        row = await self._db.fetchone("SELECT * FROM peers WHERE node_id = ?", (node_id,))
-        return _peer(row) if row else None
-
-    async def list_peers(self) -> list[PeerState]:
-        return [_peer(r) for r in await self._db.fetchall("SELECT * FROM peers ORDER BY node_id")]
-
-
-def _peer(row: Any) -> PeerState:
-    error = ErrorInfo(row["last_error_code"], row["last_error_message"]) if row["last_error_code"] else None
-    return PeerState(node_id=row["node_id"], state=row["state"], since=from_db_time(row["since"]),  # type: ignore[arg-type]
-                     failures=row["failures"], last_error=error,
-                     updated_at=from_db_time(row["updated_at"]))  # type: ignore[arg-type]

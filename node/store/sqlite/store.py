@@ -1,9 +1,11 @@
 """The node's store: database, blobs, queue, messages and audit log behind one object.
 
 ``Store.open(data_dir)`` opens ``data_dir/gwx.db`` and ``data_dir/blobs``, applies migrations,
-rebuilds after a crash (:meth:`Store.recover`) and starts the group-commit writer. The rest of the
-node talks to the parts (``store.queue``, ``store.messages``, ``store.audit``, ``store.blobs``) and
-composes several changes atomically with ``async with store.transaction() as tx:`` passing ``tx=tx``.
+rebuilds after a crash (:meth:`Store.recover`) and starts the group-commit writer. It implements
+:class:`node.store.interfaces.NodeStore`: the rest of the node talks to the parts (``store.queue``,
+``store.peers``, ``store.messages``, ``store.drafts``, ``store.links``, ``store.peer_credentials``,
+``store.audit``, ``store.blobs``) and composes several changes atomically with
+``async with store.transaction() as tx:`` passing ``tx=tx``.
 
 Recovery after a crash (even kill -9), in the Postfix spirit: the disk is the truth.
 - ``tmp/*.part`` files are interrupted writes: deleted.
@@ -20,18 +22,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from node.errors import BlobMissing
 from node.store.blobs import BlobStore
 from node.store.sqlite.audit import AuditLog
-from node.store.sqlite.db import Database, Transaction
+from node.store.sqlite.db import Database, SqliteTransaction
+from node.store.sqlite.exchange import Drafts, OutgoingLinks
 from node.store.sqlite.group_commit import GroupCommitter
-from node.store.sqlite.messages import Accepted, InboundEnvelope, Messages
+from node.store.sqlite.messages import Messages
 from node.store.sqlite.migrations import migrate
-from node.store.sqlite.queue import OutboundItem, OutboundQueue
+from node.store.sqlite.peers import PeerCredentials, Peers
+from node.store.sqlite.queue import OutboundQueue
+from node.store.values import Accepted, InboundEnvelope, OutboundItem, RecoveryReport
 
 log = logging.getLogger("gwx.store")
 
@@ -43,32 +47,28 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class RecoveryReport:
-    temp_files_removed: int = 0
-    requeued: int = 0
-    corrupt_queue: tuple[str, ...] = ()      # message ids moved to corrupt
-    corrupt_received: tuple[str, ...] = ()   # message ids moved to corrupt
-    missing_packages: tuple[str, ...] = ()   # outbox/inbox doc ids whose package blob is gone
-    orphan_blobs_removed: tuple[str, ...] = field(default=())
-    corrupt_drafts: tuple[str, ...] = ()     # draft message ids dropped: their payload blob is gone
-
-
 class Store:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Callable[[], datetime], max_batch: int) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, clock: Callable[[], datetime], max_batch: int,
+                 node_id: str | None = None) -> None:
         self.db = db
         self.blobs = blobs
         self.clock = clock
         self.audit = AuditLog(db, clock)
         self.queue = OutboundQueue(db, self.audit, clock)
+        self.peers = Peers(db, self.audit, clock)
         self.messages = Messages(db, self.audit, clock)
+        self.drafts = Drafts(db, node_id)
+        self.links = OutgoingLinks(db)
+        self.peer_credentials = PeerCredentials(db)
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
         self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
 
     @classmethod
     async def open(cls, data_dir: str | Path, *, clock: Callable[[], datetime] = _utc_now,
                    max_blob_size: int | None = None, recover: bool = True,
-                   max_batch: int = 512, blob_threads: int = 32) -> Store:
+                   max_batch: int = 512, blob_threads: int = 32, node_id: str | None = None) -> Store:
+        """``node_id``: the node this store belongs to (the origin of draft rows written before
+        drafts recorded it); tests of the store alone may leave it out."""
         data_dir = Path(data_dir)
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = await Database.open(data_dir / DB_NAME)
@@ -78,7 +78,7 @@ class Store:
         except BaseException:
             await db.close()
             raise
-        store = cls(db, blobs, clock, max_batch)
+        store = cls(db, blobs, clock, max_batch, node_id)
         try:
             if recover:
                 store.last_recovery = await store.recover()
@@ -96,7 +96,7 @@ class Store:
             await self.db.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
         async with self.db.transaction() as tx:
             yield tx
 
@@ -135,7 +135,7 @@ class Store:
             error = BlobMissing("待发报文的数据块丢失", digest=digest, message_id=message_id)
             log.error(error.message, extra={"message_id": message_id, "code": error.code})
             async with self.db.transaction() as tx:
-                await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,))
+                await self.drafts.delete_draft(tx, message_id)
                 await self.audit.append(tx, "node", "draft.corrupt", {"message_id": message_id},
                                         {"error": error.code, "digest": digest})
         missing_packages = await self._missing(

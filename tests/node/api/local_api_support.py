@@ -2,7 +2,7 @@
 
 One node directory is provisioned per test process (a root CA, ``init_node`` hosting three units,
 so sending is local delivery and needs no peer) and its credentials loaded once; each test then
-gets its own data directory with a fresh :class:`~node.store.sqlite.store.Store`, a real
+gets its own data directory with a fresh :class:`~node.store.NodeStore` (SQLite), a real
 :class:`~node.documents.service.DocumentService` and :class:`~node.federation.outbound.Outbound` wired as
 :mod:`node.runner` wires them, and its own tokens. The only fake is the clock, frozen at the moment
 the node was provisioned, so times in tables can be predicted. Also: raw multipart bodies (built by
@@ -41,7 +41,8 @@ from node.federation.tls import client_context
 from node.federation.transport import PeerClient
 from node.ops.metrics import Registry
 from node.provision import init_node
-from node.store.sqlite.store import Store
+from node.store import NodeStore
+from node.store.opener import open_store
 from pki.ca import CertificateAuthority
 from pki.unit_code import make_unit_code
 from tests.exchange_protocol.package_fixtures import make_pdf
@@ -109,14 +110,14 @@ class Env:
     clerk_a: str
     clerk_b: str
     operator: str
-    store: Store | None = None  # while serving
+    store: NodeStore | None = None  # while serving
     service: DocumentService | None = None
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[web.Application]:
         """The app over a real service, wired as node.runner wires it; everything closed afterwards."""
         shared = template().config
-        store = await Store.open(self.config.data_dir, clock=self.ctx.clock,
+        store = await open_store(self.config.data_dir, node_id=self.ctx.node_id, clock=self.ctx.clock,
                                  max_blob_size=self.config.limits.max_envelope_bytes)
         client = PeerClient(client_context(shared.credentials_dir / "tls.crt", shared.credentials_dir / "tls.key",
                                            shared.trust_root_path, PASSPHRASE))

@@ -26,7 +26,7 @@ from node.context import NodeContext
 from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.ops.metrics import Registry
 from node.provision import add_peer, init_node
-from node.store.sqlite.store import Store
+from node.store.opener import open_store
 from pki.ca import CertificateAuthority, load_certificates
 from pki.unit_code import make_unit_code
 
@@ -58,7 +58,7 @@ class County:
         self.recipient = Recipient(enc)
 
     async def __aenter__(self) -> County:
-        self.store = await Store.open(self.tmp_path / "data")
+        self.store = await open_store(self.tmp_path / "data")
         self.acceptor = Acceptor(self.ctx, self.store, Registry())
         return self
 
@@ -75,7 +75,7 @@ class County:
                                in_reply_to=new_id(now))
 
     async def received_count(self) -> int:
-        return (await self.store.db.fetchone("SELECT COUNT(*) FROM received"))[0]
+        return sum((await self.store.messages.inbound_counts()).values())
 
 
 def with_hops(frame: bytes, hops: int) -> bytes:

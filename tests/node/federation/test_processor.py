@@ -33,8 +33,7 @@ from node.federation.transport import PeerClient
 from node.ops.metrics import Registry
 from node.provision import init_node
 from node.store import InboundEnvelope
-from node.store.sqlite.exchange import Exchange
-from node.store.sqlite.store import Store
+from node.store.opener import open_store
 from pki import cms
 from pki.ca import CertificateAuthority
 from pki.unit_code import make_unit_code
@@ -61,7 +60,7 @@ def node_dir(tmp_path_factory):
 async def _open(node_dir, tmp_path):
     config = dataclasses.replace(load_config(node_dir / "county"), directory=node_dir / "county")
     ctx = NodeContext.load(config, PASS)
-    store = await Store.open(tmp_path / "data")
+    store = await open_store(tmp_path / "data", node_id=ctx.node_id)
     creds = config.credentials_dir
     outbound = Outbound(ctx, store, PeerClient(client_context(creds / "tls.crt", creds / "tls.key",
                                                              config.trust_root_path, PASS)), Registry())
@@ -126,7 +125,7 @@ def test_a_valid_document_reaches_the_inboxes_and_is_acknowledged(node_dir, tmp_
             await processor.apply(d)
             rows = [await store.messages.get_inbox(_doc_id(store, ref.digest), u) for u in (A, B)]
             assert [r.status for r in rows] == ["pending", "pending"] and rows[0].verification["ok"]
-            [ack] = await Exchange(store.db, "county").drafts_for("city")
+            [ack] = await store.drafts.drafts_for("city")
             assert ack.header.type == "transport-ack" and ack.header.in_reply_to == d.header.message_id
             # Applying the same delivery again (a crash before the mark): one inbox row each.
             await processor.apply(d)
@@ -155,7 +154,7 @@ def test_a_document_failing_its_pdf_seal_is_quarantined_and_bounced(node_dir, tm
             assert await store.messages.get_inbox(_doc_id(store, ref.digest), A) is None  # never offered for 签收
             received = await store.messages.get_received(message_id)
             assert received.state == "failed" and received.error_code == "PKG_PDF_SEAL_INVALID"
-            [bounce] = await Exchange(store.db, "county").drafts_for("city")
+            [bounce] = await store.drafts.drafts_for("city")
             assert bounce.header.type == "bounce" and bounce.header.in_reply_to == message_id
             # Addressed to the unit that sent the document, so the city node can seal and accept it
             # (with no unit the envelope could never be built and the bounce never left).
@@ -205,8 +204,8 @@ def test_a_poisoned_message_is_set_aside_and_the_next_is_applied(node_dir, tmp_p
                 if not await store.messages.pending_inbound():
                     break
                 await asyncio.sleep(0.05)
-            [row] = await store.db.fetchall("SELECT state, error_code FROM received")
-            assert tuple(row) == ("failed", "ENV_BAD_MAGIC")
+            [failure] = await store.messages.inbound_failures()
+            assert (await store.messages.inbound_counts(), failure.error_code) == ({"failed": 1}, "ENV_BAD_MAGIC")
         finally:
             await processor.stop()
             await _close(store, outbound)
@@ -300,7 +299,7 @@ def test_a_stale_crl_after_acknowledgement_defers_and_never_bounces(node_dir, tm
             with pytest.raises(NodeError) as err:
                 await processor.apply(_delivery(ref.digest, [A]))
             assert err.value.code == "NODE_REVOCATION_UNKNOWN"
-            assert await Exchange(store.db, "county").drafts_for("city") == []  # no bounce went back
+            assert await store.drafts.drafts_for("city") == []  # no bounce went back
             assert processor.reports.get(ref.digest) is None  # nor was the verdict remembered
             processor.ctx = ctx  # a fresh CRL: the same document goes through
             await processor.apply(_delivery(ref.digest, [A]))
@@ -329,7 +328,7 @@ def test_a_refused_document_sends_a_bounce_back(node_dir, tmp_path):
             await processor._process(row)
             refused = await store.messages.get_received(row.message_id)
             assert (refused.state, refused.error_code) == ("failed", "DOC_ID_CONFLICT")
-            bounces = [d for d in await Exchange(store.db, "county").drafts_for("city") if d.header.type == "bounce"]
+            bounces = [d for d in await store.drafts.drafts_for("city") if d.header.type == "bounce"]
             assert [b.header.in_reply_to for b in bounces] == [second.header.message_id]
         finally:
             await _close(store, outbound)

@@ -11,7 +11,8 @@ import os
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from node.store import InboundEnvelope, OutboundItem, Store
+from node.store import InboundEnvelope, OutboundItem
+from node.store.sqlite import Store
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

@@ -13,7 +13,8 @@ import os
 import random
 import sys
 
-from node.store import InboundEnvelope, OutboundItem, Store
+from node.store import InboundEnvelope, OutboundItem
+from node.store.sqlite import Store
 
 
 async def worker(store: Store, run: str, n: int, rng: random.Random) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from exchange_protocol.canonical import canonical_json
 from node.errors import AuditChainBroken
-from node.store.sqlite.audit import GENESIS_HASH, NewEvent
+from node.store import NewEvent
+from node.store.sqlite.audit import GENESIS_HASH
 from tests.node.store.conftest import open_store, queued_item
 
 

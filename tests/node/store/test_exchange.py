@@ -12,9 +12,8 @@ import pytest
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.errors import EnvelopeHeaderInvalid
 from exchange_protocol.ids import new_id
-from node.store import InboundEnvelope
+from node.store import Draft, InboundEnvelope, OutgoingLink, StoredPeerCredentials
 from node.store.sqlite.db import to_db_time
-from node.store.sqlite.exchange import Draft, Exchange, Outgoing, StoredPeerCredentials
 from tests.node.store.conftest import T0, open_store
 
 UNIT_A, UNIT_B = "91350100M000100Y43", "11100000000013127D"
@@ -24,32 +23,29 @@ M1 = HEADER.message_id
 
 def test_drafts_links_and_credentials_persist(tmp_path):
     async def run():
-        async with open_store(tmp_path) as store:
-            ex = Exchange(store.db, "city")
+        async with open_store(tmp_path, node_id="city") as store:
             ref = await store.blobs.put(b"payload")
             async with store.transaction() as tx:
-                await ex.add_draft(tx, Draft(HEADER, ref.digest, ref.size, T0, None))
-                await ex.add_outgoing(tx, [Outgoing(M1, "doc-1", "document", "county-a", ("U1", "U2"), T0)])
-            await ex.save_peer_credentials(StoredPeerCredentials("county-a", "S", "E", "", T0))
-        async with open_store(tmp_path) as store:  # reopened: recovery keeps the draft's payload
-            ex = Exchange(store.db, "city")
-            [draft] = await ex.drafts_for("county-a")
+                await store.drafts.add_draft(tx, Draft(HEADER, ref.digest, ref.size, T0, None))
+                await store.links.add_links(tx, [OutgoingLink(M1, "doc-1", "document", "county-a", ("U1", "U2"), T0)])
+            await store.peer_credentials.save(StoredPeerCredentials("county-a", "S", "E", "", T0))
+        async with open_store(tmp_path, node_id="city") as store:  # reopened: recovery keeps the draft's payload
+            [draft] = await store.drafts.drafts_for("county-a")
             assert draft.header == HEADER and await store.blobs.read_bytes(draft.payload_digest) == b"payload"
-            assert (await ex.outgoing(M1)).units == ("U1", "U2")
-            assert [o.message_id for o in await ex.outgoing_for("doc-1")] == [M1]
-            assert (await ex.peer_credentials("county-a")).encryption_cert == "E"
-            assert await ex.draft_counts() == {"county-a": 1}
+            assert (await store.links.link(M1)).units == ("U1", "U2")
+            assert [o.message_id for o in await store.links.links_for("doc-1")] == [M1]
+            assert (await store.peer_credentials.get("county-a")).encryption_cert == "E"
+            assert await store.drafts.draft_counts() == {"county-a": 1}
 
     asyncio.run(run())
 
 
 def test_recovery_drops_drafts_and_received_payloads_that_vanished(tmp_path):
     async def run():
-        async with open_store(tmp_path) as store:
-            ex = Exchange(store.db, "city")
+        async with open_store(tmp_path, node_id="city") as store:
             payload = await store.blobs.put(b"draft payload")
             async with store.transaction() as tx:
-                await ex.add_draft(tx, Draft(HEADER, payload.digest, payload.size, T0, None))
+                await store.drafts.add_draft(tx, Draft(HEADER, payload.digest, payload.size, T0, None))
             envelope = await store.blobs.put(b"envelope bytes")
             plain = await store.blobs.put(b"decrypted payload")
             await store.accept_inbound(InboundEnvelope("r1", envelope.digest, envelope.digest, "city", b"receipt",
@@ -57,11 +53,11 @@ def test_recovery_drops_drafts_and_received_payloads_that_vanished(tmp_path):
             lost = [store.blobs.path_for(payload.digest), store.blobs.path_for(plain.digest)]
         for path in lost:
             path.unlink()
-        async with open_store(tmp_path) as store:
+        async with open_store(tmp_path, node_id="city") as store:
             report = store.last_recovery
             assert report.corrupt_drafts == (M1,)
             assert report.corrupt_received == ("r1",)
-            assert await Exchange(store.db, "city").drafts_for("county-a") == []
+            assert await store.drafts.drafts_for("county-a") == []
             assert (await store.messages.get_received("r1")).state == "corrupt"
             assert [e.action for e in await store.audit.events(message_id=M1)] == ["draft.corrupt"]
             await store.audit.verify_chain()
@@ -88,9 +84,9 @@ def test_a_draft_written_in_the_old_form_is_read_as_the_same_header(tmp_path):
            "in_reply_to": reply_to, "max_hops": 4}
 
     async def run():
-        async with open_store(tmp_path) as store:
+        async with open_store(tmp_path, node_id="city") as store:
             await _legacy_draft(store, old)
-            [draft] = await Exchange(store.db, "city").drafts_for("county-a")
+            [draft] = await store.drafts.drafts_for("county-a")
             assert draft.header == HeaderDraft(old["message_id"], MessageType.RECEIPT, "city", "county-a", UNIT_B,
                                                (UNIT_A,), T0, T0 + dt.timedelta(days=8), reply_to, 4)
             sealed = draft.header.complete(draft.payload_size, b"\x01" * 32)  # what the queue does next
@@ -101,11 +97,11 @@ def test_a_draft_written_in_the_old_form_is_read_as_the_same_header(tmp_path):
 
 def test_an_unreadable_draft_row_is_a_typed_error(tmp_path):
     async def run():
-        async with open_store(tmp_path) as store:
+        async with open_store(tmp_path, node_id="city") as store:
             await _legacy_draft(store, {"message_id": new_id(T0), "type": "document", "from_unit": UNIT_A,
                                         "to_units": [UNIT_B], "created": "yesterday", "expires": None,
                                         "in_reply_to": None, "max_hops": 8})
             with pytest.raises(EnvelopeHeaderInvalid):
-                await Exchange(store.db, "city").drafts_for("county-a")
+                await store.drafts.drafts_for("county-a")
 
     asyncio.run(run())

@@ -126,17 +126,17 @@ def test_peer_state_persists_and_since_moves_only_on_change(tmp_path):
         clock = FakeClock()
         async with open_store(tmp_path, clock) as store:
             t0 = clock.now
-            await store.queue.set_peer_state("node-b", "up")
+            await store.peers.set_peer_state("node-b", "up")
             clock.advance(minutes=1)
-            await store.queue.set_peer_state("node-b", "up")
-            assert (await store.queue.get_peer("node-b")).since == t0
+            await store.peers.set_peer_state("node-b", "up")
+            assert (await store.peers.get_peer("node-b")).since == t0
             t1 = clock.advance(minutes=1)
-            await store.queue.set_peer_state("node-b", "backing-off", failures=3,
+            await store.peers.set_peer_state("node-b", "backing-off", failures=3,
                                              error=ErrorInfo("TRANSPORT_REFUSED", "连接被拒绝"))
             with pytest.raises(StoreConflict):
-                await store.queue.set_peer_state("node-b", "sleeping")
+                await store.peers.set_peer_state("node-b", "sleeping")
         async with open_store(tmp_path, clock) as store:
-            [peer] = await store.queue.list_peers()
+            [peer] = await store.peers.list_peers()
             assert (peer.node_id, peer.state, peer.since, peer.failures) == ("node-b", "backing-off", t1, 3)
             assert peer.last_error.code == "TRANSPORT_REFUSED"
             assert [e.action for e in await store.audit.events()] == ["peer.up", "peer.backing-off"]

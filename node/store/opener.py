@@ -1,0 +1,28 @@
+"""Opening the node's store: the one place outside :mod:`node.store.sqlite` that names a backend.
+
+Everything else receives a :class:`node.store.interfaces.NodeStore` and never learns which database
+is behind it; choosing PostgreSQL later changes this module only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from node.store.interfaces import NodeStore
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def open_store(data_dir: str | Path, *, node_id: str | None = None,
+                     clock: Callable[[], datetime] = _utc_now, max_blob_size: int | None = None,
+                     recover: bool = True) -> NodeStore:
+    """Open (creating, migrating and recovering as needed) the store of node ``node_id`` under
+    ``data_dir``."""
+    from node.store.sqlite.store import Store
+
+    return await Store.open(data_dir, clock=clock, max_blob_size=max_blob_size, recover=recover,
+                            node_id=node_id)

@@ -1,0 +1,282 @@
+"""The values the node and its store exchange: frozen dataclasses, no database types.
+
+Every storage role in :mod:`node.store.interfaces` takes and returns these, so a backend (SQLite
+today, PostgreSQL later) never leaks its row objects, placeholders or time encoding to callers.
+Times are timezone-aware datetimes; statuses are the strings of :mod:`exchange_protocol.states`
+(outbox and inbox) and of :mod:`node.store.queue_states` (the outbound queue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from exchange_protocol.envelope import HeaderDraft
+from pki.errors import GwxError
+
+T = TypeVar("T")
+
+PEER_UP, PEER_BACKING_OFF, PEER_DEAD = "up", "backing-off", "dead"
+PEER_STATES = (PEER_UP, PEER_BACKING_OFF, PEER_DEAD)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A failure as recorded on a row: the typed error's stable code and its human message."""
+
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, error: ErrorInfo | GwxError) -> ErrorInfo:
+        return error if isinstance(error, ErrorInfo) else cls(error.code, error.message)
+
+
+# --- the outbound queue and the peers -------------------------------------------------------------
+@dataclass(frozen=True)
+class OutboundItem:
+    """An envelope to send: its bytes are already durable in the blob store under ``blob_digest``."""
+
+    message_id: str
+    destination: str
+    blob_digest: str
+    size: int
+    type: str
+    expires_at: datetime | None = None
+    not_before: datetime | None = None  # first attempt no earlier than this (default: now)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    message_id: str
+    destination: str
+    blob_digest: str
+    size: int
+    type: str
+    state: str                     # a node.store.queue_states state
+    attempts: int
+    first_attempt_at: datetime | None
+    next_attempt_at: datetime
+    last_error: ErrorInfo | None
+    receipt: bytes | None
+    created_at: datetime
+    expires_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """The sender's view of a peer node, persisted so a restart remembers a peer backing off."""
+
+    node_id: str
+    state: str                     # PEER_UP / PEER_BACKING_OFF / PEER_DEAD
+    since: datetime
+    failures: int                  # consecutive failed attempts to reach it
+    last_error: ErrorInfo | None
+    updated_at: datetime
+
+
+# --- inbound ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InboundEnvelope:
+    """An envelope whose bytes are durable in the blob store, with the receipt we will answer."""
+
+    message_id: str
+    envelope_digest: str  # SHA-256 of the exact envelope bytes
+    blob_digest: str
+    origin_node: str
+    receipt: bytes        # the signed transport receipt binding envelope_digest
+    type: str | None = None
+    size: int | None = None
+    payload_digest: str | None = None  # the decrypted payload, durable beside the envelope
+    identity_digest: str | None = None  # exchange_protocol.replay.envelope_identity (hops left out)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str
+    new: bool        # False: a duplicate; ``receipt`` is the one answered the first time
+    receipt: bytes
+
+
+@dataclass(frozen=True)
+class ReceivedEnvelope:
+    message_id: str
+    envelope_digest: str
+    blob_digest: str
+    origin_node: str
+    type: str | None
+    size: int | None
+    received_at: datetime
+    receipt: bytes
+    state: str                     # new (to process) / done / failed / corrupt
+    error_code: str | None
+    error_message: str | None
+    payload_digest: str | None = None
+    attempts: int = 0
+    identity_digest: str | None = None  # None for rows received before migration 4
+
+
+@dataclass(frozen=True)
+class InboundFailure:
+    """A received envelope that could not be applied (``failed``) or lost its bytes (``corrupt``)."""
+
+    message_id: str
+    origin_node: str
+    error_code: str | None
+    error_message: str | None
+    processed_at: datetime | None
+
+
+# --- outbox / inbox rows ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutboxRecipient:
+    unit: str
+    role: str                      # 主送 / 抄送
+    status: str                    # exchange_protocol.states.SenderStatus value
+    destination_node: str | None = None
+    who: str | None = None
+    when: datetime | None = None
+    reason: str | None = None
+    urge_count: int = 0
+    last_urged_at: datetime | None = None
+    updated_at: datetime | None = None
+    doc_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxDocument:
+    doc_id: str
+    from_unit: str
+    title: str
+    kind: str                      # 文种
+    package_digest: str
+    created_at: datetime
+    doc_number: str | None = None  # 发文字号
+    deadline: datetime | None = None  # 办理时限 (the caller chooses the instant, e.g. end of day)
+    id: int | None = None
+    recipients: tuple[OutboxRecipient, ...] = ()
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    doc_id: str
+    unit: str                      # the receiving unit
+    role: str
+    from_unit: str
+    title: str
+    kind: str
+    status: str                    # exchange_protocol.states.ReceiverStatus value
+    package_digest: str
+    received_at: datetime
+    urgency: str | None = None
+    deadline: datetime | None = None
+    signed_by: str | None = None
+    signed_at: datetime | None = None
+    return_reason: str | None = None
+    urge_count: int = 0
+    last_urged_at: datetime | None = None
+    verification: Mapping[str, Any] | None = None  # the verification report, as JSON
+    message_id: str | None = None
+    id: int | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    unit: str | None = None        # outbox: the sending unit; inbox: the receiving unit
+    status: str | Enum | None = None  # outbox: documents with a recipient in this status
+    kind: str | Enum | None = None
+    overdue: bool = False          # deadline passed and not settled (states.is_overdue)
+    counterpart: str | None = None  # outbox: a recipient unit; inbox: the sending unit
+    before_id: int | None = None   # keyset: the last id of the previous page
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T] = field(default_factory=list)
+    next_before_id: int | None = None  # None: this was the last page
+
+
+# --- exchange records: drafts, outgoing links, peer credentials -------------------------------------
+@dataclass(frozen=True)
+class Draft:
+    """A message whose envelope cannot be built yet (the destination's certificate is unknown)."""
+
+    header: HeaderDraft  # message id, type and destination included
+    payload_digest: str
+    payload_size: int
+    created_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OutgoingLink:
+    """Which document and units a message we sent concerns (what comes back is matched against it)."""
+
+    message_id: str
+    doc_id: str
+    type: str
+    destination: str
+    units: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LocalDelivery:
+    """A document for units of this node whose delivery a crash interrupted (outbox rows committed,
+    recipients still queued): re-applied at start-up."""
+
+    message_id: str
+    from_unit: str
+    units: tuple[str, ...]
+    package_digest: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredPeerCredentials:
+    node_id: str
+    signing_cert: str
+    encryption_cert: str
+    chain: str
+    fetched_at: datetime
+
+
+# --- the audit log ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subjects: Mapping[str, Any]
+    details: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append; ``seq``, time and hashes are filled in by the audit log."""
+
+    actor: str
+    action: str
+    subjects: Mapping[str, Any]
+    details: Mapping[str, Any] | None = None
+
+
+# --- recovery -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecoveryReport:
+    temp_files_removed: int = 0
+    requeued: int = 0
+    corrupt_queue: tuple[str, ...] = ()      # message ids moved to corrupt
+    corrupt_received: tuple[str, ...] = ()   # message ids moved to corrupt
+    missing_packages: tuple[str, ...] = ()   # outbox/inbox doc ids whose package blob is gone
+    orphan_blobs_removed: tuple[str, ...] = field(default=())
+    corrupt_drafts: tuple[str, ...] = ()     # draft message ids dropped: their payload blob is gone
