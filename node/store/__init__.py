@@ -18,6 +18,8 @@ The line callers see (import these from ``node.store``, never from ``node.store.
   outgoing links, peer credentials, audit, blobs, group commit) and :class:`NodeStore` holding them,
   with an opaque :class:`Transaction` handle.
 - :mod:`.values` — the frozen dataclasses those roles take and return (no database types).
+- :mod:`.queue_states` — the outbound queue's lifecycle as a table: which event moves an envelope
+  from which state to which (the SQL asks it; no rule lives in a query string).
 - :mod:`.blobs` — the content-addressed blob store: streaming in and out, digest checks, GC.
 - :mod:`.opener` — :func:`open_store`, the one place that picks the backend (SQLite today).
 

@@ -1,25 +1,14 @@
 """Outbound queue persistence: one logical queue per destination node.
 
-States (the Postfix queue, made durable)::
-
-    incoming ──load_active_window──▶ active ──mark_sent──▶ sent
-        ▲                              │ defer
-        └──────── release ◀── hold     ▼
-                                     deferred ──(due again)──▶ active …
-    any unfinished ──bounce──▶ bounced        any unfinished ──mark_corrupt──▶ corrupt
-
-- ``incoming``: accepted, never tried. ``deferred``: tried, waiting for ``next_attempt_at``.
-- ``active``: in the destination's bounded in-flight window. It is written down only so that the
-  window stays bounded across calls; after a restart :meth:`OutboundQueue.requeue_active` puts active
-  rows back (delivery is at-least-once; the receiver's dedupe makes it exactly-once). Claiming rows
-  for the window is therefore not an audited state change; every other transition is.
-- ``hold``: parked by an operator. ``corrupt``: its blob is missing or altered (found at start-up).
-- ``sent`` / ``bounced`` are final; :meth:`OutboundQueue.purge_finished` deletes old ones (the audit
-  log keeps their history) so the blobs they pinned can be collected.
+Which move is legal from which state is :mod:`node.store.queue_states`'s table (read its header for
+the lifecycle); every ``WHERE state IN (…)`` here and every state written is asked of that table, so
+the rule lives in one place. A move from a state the table does not allow changes nothing and raises
+:class:`StoreConflict` (:class:`StoreNotFound` for an unknown id); claiming rows for the in-flight
+window is the one unaudited move.
 
 Retry timing (when ``next_attempt_at`` is) is decided by ``exchange_protocol.retry``; this module
 stores what it is told. Envelopes past ``expires_at`` never enter a window: :meth:`expired` lists
-them for the scheduler to bounce.
+them for the sender to bounce.
 """
 
 from __future__ import annotations
@@ -30,16 +19,21 @@ from typing import Any
 
 from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
 from node.store.blobs import check_digest
+from node.store.queue_states import (
+    AT_REST_STATES,
+    EXPIRABLE_STATES,
+    FINAL_STATES,
+    INCOMING,
+    WAITING_STATES,
+    QueueEvent,
+    ordered,
+    sources,
+    target,
+)
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
 from node.store.values import ErrorInfo, NewEvent, OutboundItem, QueueEntry
 from pki.errors import GwxError
-
-INCOMING, ACTIVE, DEFERRED, HOLD, CORRUPT, SENT, BOUNCED = (
-    "incoming", "active", "deferred", "hold", "corrupt", "sent", "bounced")
-QUEUE_STATES = (INCOMING, ACTIVE, DEFERRED, HOLD, CORRUPT, SENT, BOUNCED)
-FINAL_STATES = frozenset({SENT, BOUNCED})
-UNFINISHED_STATES = frozenset({INCOMING, ACTIVE, DEFERRED, HOLD})
 
 _COLUMNS = ("message_id, destination, blob_digest, size, type, state, attempts, first_attempt_at,"
             " next_attempt_at, last_error_code, last_error_message, receipt, created_at, expires_at,"
@@ -59,6 +53,14 @@ def _entry(row: Any) -> QueueEntry:
 
 def _in(values: Sequence[str]) -> str:
     return ",".join("?" * len(values))
+
+
+def _to_state(event: QueueEvent) -> tuple[str, list[str]]:
+    """The SQL expression (and its parameters) of the state ``event`` moves a row to."""
+    never_tried, tried = target(event, 0), target(event, 1)
+    if never_tried == tried:
+        return "?", [tried]
+    return "CASE WHEN attempts = 0 THEN ? ELSE ? END", [never_tried, tried]
 
 
 class OutboundQueue:
@@ -105,19 +107,21 @@ class OutboundQueue:
         settled returns the same rows (safe: sending twice is absorbed by the receiver's dedupe).
         """
         at = to_db_time(now or self._clock())
+        claimable = sources(QueueEvent.CLAIM)
+        active = target(QueueEvent.CLAIM, 0)
         async with self._db.transaction() as tx:
             row = await tx.fetchone(
-                "SELECT COUNT(*) FROM queue WHERE destination = ? AND state = 'active'", (destination,))
+                "SELECT COUNT(*) FROM queue WHERE destination = ? AND state = ?", (destination, active))
             room = limit - row[0]
             if room > 0:
                 await tx.execute(
-                    "UPDATE queue SET state = 'active', updated_at = ? WHERE message_id IN ("
-                    " SELECT message_id FROM queue WHERE destination = ? AND state IN ('incoming','deferred')"
+                    "UPDATE queue SET state = ?, updated_at = ? WHERE message_id IN ("
+                    f" SELECT message_id FROM queue WHERE destination = ? AND state IN ({_in(claimable)})"
                     " AND next_attempt_at <= ? AND (expires_at IS NULL OR expires_at > ?)"
-                    " ORDER BY created_at, message_id LIMIT ?)", (at, destination, at, at, room))
+                    " ORDER BY created_at, message_id LIMIT ?)", (active, at, destination, *claimable, at, at, room))
             rows = await tx.fetchall(
-                f"SELECT {_COLUMNS} FROM queue WHERE destination = ? AND state = 'active'"
-                " ORDER BY created_at, message_id LIMIT ?", (destination, limit))
+                f"SELECT {_COLUMNS} FROM queue WHERE destination = ? AND state = ?"
+                " ORDER BY created_at, message_id LIMIT ?", (destination, active, limit))
         return [_entry(r) for r in rows]
 
     async def mark_sent(self, message_ids: Sequence[str], receipt: bytes | Mapping[str, bytes] | None,
@@ -130,15 +134,17 @@ class OutboundQueue:
             return 0
         now = to_db_time(self._clock())
         per_id = receipt if isinstance(receipt, Mapping) else dict.fromkeys(message_ids, receipt)
+        movable = sources(QueueEvent.SENT)
         async with self._db.maybe_transaction(tx) as t:
             rows = await t.fetchall(
                 f"SELECT message_id, destination FROM queue WHERE message_id IN ({_in(message_ids)})"
-                " AND state IN ('incoming','active','deferred','hold')", list(message_ids))
+                f" AND state IN ({_in(movable)})", (*message_ids, *movable))
             await t.executemany(
-                "UPDATE queue SET state = 'sent', attempts = attempts + 1,"
+                "UPDATE queue SET state = ?, attempts = attempts + 1,"
                 " first_attempt_at = COALESCE(first_attempt_at, ?), receipt = ?, last_error_code = NULL,"
                 " last_error_message = NULL, updated_at = ? WHERE message_id = ?",
-                [(now, per_id.get(r["message_id"]), now, r["message_id"]) for r in rows])
+                [(target(QueueEvent.SENT, 1), now, per_id.get(r["message_id"]), now, r["message_id"])
+                 for r in rows])
             await self._audit.append_many(t, [
                 NewEvent(actor, "queue.sent", {"message_id": r["message_id"], "node": r["destination"]})
                 for r in rows])
@@ -150,8 +156,8 @@ class OutboundQueue:
         now = to_db_time(self._clock())
         info = ErrorInfo.of(error)
         await self._transition(
-            message_id, (INCOMING, ACTIVE, DEFERRED), tx,
-            "state = 'deferred', attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),"
+            message_id, QueueEvent.DEFER, tx,
+            "attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),"
             " next_attempt_at = ?, last_error_code = ?, last_error_message = ?, updated_at = ?",
             (now, to_db_time(next_attempt_at), info.code, info.message, now),
             NewEvent(actor, "queue.defer", {"message_id": message_id},
@@ -160,18 +166,14 @@ class OutboundQueue:
     async def hold(self, message_id: str, *, actor: str, reason: str = "",
                    tx: SqliteTransaction | None = None) -> None:
         now = to_db_time(self._clock())
-        await self._transition(message_id, (INCOMING, ACTIVE, DEFERRED), tx,
-                               "state = 'hold', updated_at = ?", (now,),
+        await self._transition(message_id, QueueEvent.HOLD, tx, "updated_at = ?", (now,),
                                NewEvent(actor, "queue.hold", {"message_id": message_id}, {"reason": reason}))
 
     async def release(self, message_id: str, *, actor: str, tx: SqliteTransaction | None = None) -> None:
         """Back from hold, due now (``incoming`` if never tried, else ``deferred``)."""
         now = to_db_time(self._clock())
-        await self._transition(
-            message_id, (HOLD,), tx,
-            "state = CASE WHEN attempts = 0 THEN 'incoming' ELSE 'deferred' END,"
-            " next_attempt_at = ?, updated_at = ?", (now, now),
-            NewEvent(actor, "queue.release", {"message_id": message_id}))
+        await self._transition(message_id, QueueEvent.RELEASE, tx, "next_attempt_at = ?, updated_at = ?",
+                               (now, now), NewEvent(actor, "queue.release", {"message_id": message_id}))
 
     async def bounce(self, message_id: str, reason: ErrorInfo | GwxError, *,
                      tx: SqliteTransaction | None = None, actor: str = "node") -> None:
@@ -179,8 +181,7 @@ class OutboundQueue:
         now = to_db_time(self._clock())
         info = ErrorInfo.of(reason)
         await self._transition(
-            message_id, tuple(UNFINISHED_STATES), tx,
-            "state = 'bounced', last_error_code = ?, last_error_message = ?, updated_at = ?",
+            message_id, QueueEvent.BOUNCE, tx, "last_error_code = ?, last_error_message = ?, updated_at = ?",
             (info.code, info.message, now),
             NewEvent(actor, "queue.bounce", {"message_id": message_id},
                      {"error": info.code, "message": info.message}))
@@ -190,18 +191,21 @@ class OutboundQueue:
         now = to_db_time(self._clock())
         info = ErrorInfo.of(error)
         await self._transition(
-            message_id, tuple(UNFINISHED_STATES), tx,
-            "state = 'corrupt', last_error_code = ?, last_error_message = ?, updated_at = ?",
+            message_id, QueueEvent.CORRUPT, tx, "last_error_code = ?, last_error_message = ?, updated_at = ?",
             (info.code, info.message, now),
             NewEvent(actor, "queue.corrupt", {"message_id": message_id},
                      {"error": info.code, "message": info.message}))
 
-    async def _transition(self, message_id: str, allowed: Sequence[str], tx: SqliteTransaction | None,
+    async def _transition(self, message_id: str, move: QueueEvent, tx: SqliteTransaction | None,
                           assignments: str, params: Sequence[Any], event: NewEvent) -> None:
+        """Apply ``move`` to one row if the table allows it from the row's state, with ``assignments``."""
+        allowed = sources(move)
+        state_sql, state_params = _to_state(move)
         async with self._db.maybe_transaction(tx) as t:
             changed = await t.execute(
-                f"UPDATE queue SET {assignments} WHERE message_id = ? AND state IN ({_in(allowed)})",
-                (*params, message_id, *allowed))
+                f"UPDATE queue SET state = {state_sql}, {assignments}"
+                f" WHERE message_id = ? AND state IN ({_in(allowed)})",
+                (*state_params, *params, message_id, *allowed))
             if not changed:
                 row = await t.fetchone("SELECT state FROM queue WHERE message_id = ?", (message_id,))
                 if row is None:
@@ -211,17 +215,26 @@ class OutboundQueue:
             await self._audit.append_many(t, [event])
 
     async def requeue_active(self, tx: SqliteTransaction) -> int:
-        """Start-up: nothing is in flight after a restart, so active rows go back to the queue."""
-        return await tx.execute(
-            "UPDATE queue SET state = CASE WHEN attempts = 0 THEN 'incoming' ELSE 'deferred' END"
-            " WHERE state = 'active'")
+        """Start-up: nothing is in flight after a restart, so active rows go back to waiting."""
+        allowed = sources(QueueEvent.RESTART)
+        state_sql, state_params = _to_state(QueueEvent.RESTART)
+        return await tx.execute(f"UPDATE queue SET state = {state_sql} WHERE state IN ({_in(allowed)})",
+                                (*state_params, *allowed))
 
     async def purge_finished(self, older_than: datetime) -> int:
         """Delete sent/bounced rows last changed before ``older_than`` (their audit events remain)."""
+        final = ordered(FINAL_STATES)
         async with self._db.transaction() as tx:
             return await tx.execute(
-                "DELETE FROM queue WHERE state IN ('sent','bounced') AND updated_at < ?",
-                (to_db_time(older_than),))
+                f"DELETE FROM queue WHERE state IN ({_in(final)}) AND updated_at < ?",
+                (*final, to_db_time(older_than)))
+
+    async def at_rest(self) -> list[tuple[str, str]]:
+        """(message id, blob digest) of every unfinished row not in flight: what recovery checks."""
+        states = ordered(AT_REST_STATES)
+        rows = await self._db.fetchall(
+            f"SELECT message_id, blob_digest FROM queue WHERE state IN ({_in(states)})", states)
+        return [(r[0], r[1]) for r in rows]
 
     # --- reading ------------------------------------------------------------------------------
     async def get(self, message_id: str) -> QueueEntry | None:
@@ -231,15 +244,17 @@ class OutboundQueue:
     async def destinations_due(self, now: datetime | None = None) -> list[str]:
         """Destinations with at least one unexpired envelope due now (incoming or deferred)."""
         at = to_db_time(now or self._clock())
+        waiting = ordered(WAITING_STATES)
         rows = await self._db.fetchall(
-            "SELECT DISTINCT destination FROM queue WHERE state IN ('incoming','deferred')"
+            f"SELECT DISTINCT destination FROM queue WHERE state IN ({_in(waiting)})"
             " AND next_attempt_at <= ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY destination",
-            (at, at))
+            (*waiting, at, at))
         return [r[0] for r in rows]
 
     async def next_due_at(self, destination: str | None = None) -> datetime | None:
         """When the earliest waiting envelope (of ``destination``, or of any) becomes due."""
-        where, params = "state IN ('incoming','deferred')", []
+        waiting = ordered(WAITING_STATES)
+        where, params = f"state IN ({_in(waiting)})", list(waiting)
         if destination is not None:
             where += " AND destination = ?"
             params.append(destination)
@@ -250,10 +265,12 @@ class OutboundQueue:
                       destination: str | None = None) -> list[QueueEntry]:
         """Unfinished envelopes past ``expires_at`` (not held), of ``destination`` or all: to be bounced."""
         at = to_db_time(now or self._clock())
+        expirable = ordered(EXPIRABLE_STATES)
         extra, params = ("", [at, limit]) if destination is None else (" AND destination = ?", [at, destination, limit])
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM queue WHERE state IN ('incoming','active','deferred')"
-            f" AND expires_at IS NOT NULL AND expires_at <= ?{extra} ORDER BY expires_at LIMIT ?", params)
+            f"SELECT {_COLUMNS} FROM queue WHERE state IN ({_in(expirable)})"
+            f" AND expires_at IS NOT NULL AND expires_at <= ?{extra} ORDER BY expires_at LIMIT ?",
+            (*expirable, *params))
         return [_entry(r) for r in rows]
 
     async def depth(self) -> dict[str, dict[str, int]]:

@@ -114,8 +114,7 @@ class Store:
         async with self.db.transaction() as tx:
             requeued = await self.queue.requeue_active(tx)
 
-        corrupt_queue = await self._missing(
-            "SELECT message_id, blob_digest FROM queue WHERE state IN ('incoming','deferred','hold')")
+        corrupt_queue = await self._missing_blobs(await self.queue.at_rest())
         for message_id, digest in corrupt_queue:
             error = BlobMissing("发送队列中的报文数据块丢失", digest=digest, message_id=message_id)
             log.error(error.message, extra={"message_id": message_id, "code": error.code})
@@ -153,7 +152,10 @@ class Store:
         return report
 
     async def _missing(self, sql: str) -> list[tuple[str, str]]:
-        rows = [(r[0], r[1]) for r in await self.db.fetchall(sql)]
+        return await self._missing_blobs([(r[0], r[1]) for r in await self.db.fetchall(sql)])
+
+    async def _missing_blobs(self, rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The (key, digest) pairs whose blob is not on disk."""
         return await asyncio.to_thread(lambda: [(k, d) for k, d in rows if not self.blobs.exists(d)])
 
     async def referenced(self, digests: list[str]) -> set[str]:

@@ -166,3 +166,25 @@ def test_due_times_and_expiry_are_per_destination(tmp_path):
             assert [e.message_id for e in await store.queue.expired()] == ["c1"]
 
     asyncio.run(main())
+
+
+def test_the_sql_asks_the_transition_table(tmp_path, monkeypatch):
+    """The rule lives in node.store.queue_states: a table that forbade holding a deferred row (and
+    sent a released row straight to deferred) would be obeyed by the SQLite queue as it stands."""
+    from node.store import queue_states as qs
+
+    async def main():
+        clock = FakeClock()
+        async with open_store(tmp_path, clock) as store:
+            for message_id in ("m1", "m2"):
+                await store.enqueue(await queued_item(store, message_id))
+            await store.queue.defer("m1", clock.now, ErrorInfo("TRANSPORT_TIMEOUT", "对端超时"))
+            monkeypatch.setitem(qs.TRANSITIONS, qs.QueueEvent.HOLD,
+                                qs.Move(frozenset({qs.INCOMING, qs.ACTIVE}), qs.HOLD))
+            monkeypatch.setitem(qs.TRANSITIONS, qs.QueueEvent.RELEASE, qs.Move(frozenset({qs.HOLD}), qs.DEFERRED))
+            with pytest.raises(StoreConflict):
+                await store.queue.hold("m1", actor="operator:zhang")
+            await store.queue.hold("m2", actor="operator:zhang")
+            await store.queue.release("m2", actor="operator:zhang")
+            assert (await store.queue.get("m2")).state == "deferred"  # never tried, yet the table said so
+    asyncio.run(main())
