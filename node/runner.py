@@ -89,7 +89,7 @@ async def serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | Non
         await stop.wait()
         log.info("node %s draining", ctx.node_id)
     finally:
-        peer_app[DRAINING]["on"] = True
+        peer_app[DRAINING].set()
         with contextlib.suppress(FileNotFoundError):
             ready_path(config).unlink()
         await peer_runner.cleanup()

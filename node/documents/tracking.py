@@ -9,17 +9,25 @@ With ``tx`` the write joins the caller's transaction (so a state change and the 
 or a notice and the mark that it was applied, commit together). Inside a transaction the writer
 lock is held, so the committed state read beforehand cannot change under us; a conflict there is
 raised rather than retried.
+
+:func:`apply_transport_outcome` is the sender's side of the wire: what happened to a message we
+sent (acknowledged, bounced, never buildable) moves the rows of the document it carried.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
+from exchange_protocol.envelope import MessageType
 from exchange_protocol.kinds import Role
 from exchange_protocol.states import Event, ReceiverStatus, RecipientRow, SenderStatus
 from node.errors import StoreConflict, StoreNotFound
 from node.store import InboxRow, NodeStore, OutboxRecipient, Transaction
+from pki.errors import GwxError
+
+log = logging.getLogger("gwx.outbound")
 
 ATTEMPTS = 4
 
@@ -89,3 +97,19 @@ async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: 
                 raise
             continue
     raise StoreConflict(f"inbox row of {unit} for {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)
+
+
+async def apply_transport_outcome(store: NodeStore, message_id: str, event: Event, *, at: dt.datetime,
+                                  actor: str, reason: str | None = None, tx: Transaction) -> None:
+    """Reflect what happened to a message we sent on the sender-side rows of the document it carried
+    (inside ``tx``, with the queue change that records the outcome). Notices carry no rows: nothing."""
+    link = await store.links.link(message_id)
+    if link is None or link.type != MessageType.DOCUMENT.value:
+        return
+    for unit in link.units:
+        try:
+            await apply_sender_event(store, link.doc_id, unit, event, at=at, actor=actor, reason=reason,
+                                     details={"message_id": message_id}, tx=tx)
+        except GwxError as exc:  # raised before any write: the transaction stays usable
+            log.warning("cannot apply %s to %s/%s: %s", event.value, link.doc_id, unit, exc,
+                        extra={"destination": link.destination, "message_id": message_id, "code": exc.code})

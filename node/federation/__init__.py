@@ -1,10 +1,19 @@
 """Talking to other nodes: everything that crosses the mutual-TLS link, in both directions.
 
-Sending:
+Sending (the shape of Synapse's federation sender, every state in the store):
 
 - ``routing``: which node hosts a unit (:class:`Router`; the static peer list today).
-- ``outbound``: one queue per destination node, one batch in flight each, backoff from
-  :mod:`exchange_protocol.retry`, drafts turned into envelopes once the peer's certificate is known.
+- ``outbound``: :class:`Outbound`, the sender — records messages as drafts in the caller's
+  transaction, owns one queue per destination node, starts and stops them.
+- ``destination_queue``: the per-destination loop — one task per peer, one batch in flight, sleeps
+  until a wake-up, the next row due or the end of the peer's backoff.
+- ``envelope_builder``: drafts sealed into envelopes once the peer's certificate is known (fetched
+  over mutual TLS, verified, cached), swapped for queue rows so every retry resends the same bytes.
+- ``batch_sender``: one batch over the wire; each envelope's receipt verified and recorded, or its
+  refusal deferred or bounced; the document rows follow.
+- ``retry_limiter``: a peer that cannot be reached is backed off, the backoff persisted so a restart
+  remembers it. Every delay here and in ``processor`` is :func:`exchange_protocol.retry.next_attempt`
+  with the node's one policy (``retry_policy``).
 - ``transport``: the peer protocol's client — one keep-alive mutual-TLS session per peer, batches of
   envelope frames out, signed transport receipts back.
 - ``tls``: TLS contexts that trust the network root only, and the peer's node identity.
@@ -15,5 +24,5 @@ Receiving:
 - ``acceptor``: accept an envelope durably — verify, decrypt, check the package, blobs and row
   committed — and only then sign the transport receipt.
 - ``processor``: after acknowledgement, apply what was accepted: documents into inboxes, notices
-  onto the rows they concern, bounces for what is refused.
+  onto the rows they concern, bounces for what is refused; what may pass is retried.
 """

@@ -195,24 +195,24 @@ class StreamAcceptor:
     CHUNK = 256 * 1024
 
     def __init__(self, acceptor: Acceptor) -> None:
-        self.a = acceptor
+        self.acceptor = acceptor
         self.consumed = 0  # frame bytes taken from the stream (the caller drains the rest on error)
 
     async def accept(self, prefix: bytes, content, length: int, peer_node: str) -> bytes:
         try:
             return await self._accept(prefix, content, length, peer_node)
         except GwxError as exc:
-            self.a.refused.inc(code=exc.code)
+            self.acceptor.refused.inc(code=exc.code)
             raise
 
     async def _accept(self, prefix: bytes, content, length: int, peer_node: str) -> bytes:
-        a, ctx = self.a, self.a.ctx
+        acceptor, ctx = self.acceptor, self.acceptor.ctx
         now = ctx.clock()
-        opener = EnvelopeOpener(a.policy, ctx.decryption_key, ctx.node_id, now)
+        opener = EnvelopeOpener(acceptor.policy, ctx.decryption_key, ctx.node_id, now)
         sha = hashlib.sha256()
         checked = False
-        with tempfile.TemporaryFile(dir=a.store.blobs.tmp_dir) as raw, \
-                tempfile.TemporaryFile(dir=a.store.blobs.tmp_dir) as plain:
+        with tempfile.TemporaryFile(dir=acceptor.store.blobs.tmp_dir) as raw, \
+                tempfile.TemporaryFile(dir=acceptor.store.blobs.tmp_dir) as plain:
             chunk, remaining = prefix, length
             while True:
                 self.consumed += len(chunk)
@@ -220,7 +220,7 @@ class StreamAcceptor:
                 raw.write(chunk)
                 plain.write(opener.feed(chunk))
                 if not checked and opener.verified is not None:
-                    a.check_parties(opener.verified.header, peer_node)
+                    acceptor.check_parties(opener.verified.header, peer_node)
                     checked = True
                 remaining -= len(chunk)
                 if remaining <= 0:
@@ -231,15 +231,15 @@ class StreamAcceptor:
             opened = opener.close()  # the payload has been checked against its signed digest
             header = opened.header
             envelope_sha = sha.hexdigest()
-            if (receipt := await a.seen_before(header, opened.identity_digest, envelope_sha, peer_node)) is not None:
+            if (receipt := await acceptor.seen_before(header, opened.identity_digest, envelope_sha, peer_node)) is not None:
                 return receipt
             plain.seek(0)
             if header.type is MessageType.DOCUMENT:
-                await asyncio.to_thread(a.check_package, header, plain, now)
+                await asyncio.to_thread(acceptor.check_package, header, plain, now)
             else:
-                a.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
+                acceptor.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
             raw.seek(0)
             plain.seek(0)
-            env_ref = await asyncio.to_thread(a.store.blobs.put_sync, raw)
-            payload_ref = await asyncio.to_thread(a.store.blobs.put_sync, plain)
-        return await a.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)
+            env_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, raw)
+            payload_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, plain)
+        return await acceptor.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)

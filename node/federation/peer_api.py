@@ -48,7 +48,7 @@ PEER_NODE = "gwx.peer_node"
 
 CONTEXT = web.AppKey("context", NodeContext)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)
-DRAINING = web.AppKey("draining", dict)
+DRAINING = web.AppKey("draining", asyncio.Event)  # set: shutting down, refuse new envelopes
 
 
 # What reading a request body raises when the peer goes away: the socket reset or closed, or
@@ -132,7 +132,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def envelopes(request: web.Request) -> web.Response:
-    if request.app[DRAINING].get("on"):
+    if request.app[DRAINING].is_set():
         raise NodeError("this node is shutting down; try again shortly", code="NODE_SHUTTING_DOWN")
     ctx, acceptor = request.app[CONTEXT], request.app[ACCEPTOR]
     peer = request[PEER_NODE]
@@ -236,7 +236,7 @@ def make_peer_app(ctx: NodeContext, acceptor: Acceptor) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, peer_identity], client_max_size=1024 * 1024)
     app[CONTEXT] = ctx
     app[ACCEPTOR] = acceptor
-    app[DRAINING] = {"on": False}
+    app[DRAINING] = asyncio.Event()
     app.router.add_get("/peer/v1/node", node_info)
     app.router.add_get("/peer/v1/health", health)
     app.router.add_post("/peer/v1/envelopes", envelopes)

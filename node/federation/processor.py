@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -35,11 +37,13 @@ from exchange_protocol.model import DocumentMetadata
 from exchange_protocol.notices import Notice, decode_notice
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.package_verify import verify_package
+from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import Event, ReceiverStatus
 from node.context import NodeContext
 from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.errors import NodeError
 from node.federation.outbound import NewMessage, Outbound
+from node.federation.retry_limiter import retry_policy
 from node.ops.metrics import Registry
 from node.store import BlobRef, InboxRow, NodeStore, ReceivedEnvelope, Transaction
 from pki.errors import GwxError
@@ -54,10 +58,10 @@ NOTICE_EVENTS_RECEIVER = {MessageType.RECALL: Event.RECALLED, MessageType.URGE: 
 
 # Applying an acknowledged message is retried (with backoff) after errors that may pass: the
 # database busy, a disk error, our stale CRL, a notice that overtook its document. Anything else
-# typed is a verdict on the message itself and is final.
+# typed is a verdict on the message itself and is final. When to retry, and when to stop (the retry
+# window, counted from acknowledgement), is exchange_protocol.retry's, with the node's one policy.
 TRANSIENT_CODES = frozenset({"INTERNAL", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "STORE_CONFLICT",
                              "STORE_ERROR", "PKI_REVOCATION_UNKNOWN", "PKI_REVOCATION_STALE"})
-RETRY_MIN, RETRY_MAX, MAX_ATTEMPTS = 5.0, 600.0, 200  # about a day of retries before giving up
 
 
 def is_transient(error: GwxError) -> bool:
@@ -105,10 +109,13 @@ class PdfValidationCache:
 class Processor:
     """Applies accepted envelopes (and local deliveries) to inbox and outbox rows."""
 
-    def __init__(self, ctx: NodeContext, store: NodeStore, registry: Registry, outbound: Outbound) -> None:
+    def __init__(self, ctx: NodeContext, store: NodeStore, registry: Registry, outbound: Outbound,
+                 rand: Callable[[], float] = random.random) -> None:
         self.ctx = ctx
         self.store = store
         self.outbound = outbound
+        self.policy = retry_policy(ctx.config.retry)
+        self.rand = rand
         self.reports = PdfValidationCache()
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -175,12 +182,14 @@ class Processor:
             if not isinstance(exc, GwxError):
                 log.exception("cannot apply %s", received.message_id, extra={"message_id": received.message_id})
             error = exc if isinstance(exc, GwxError) else NodeError(f"internal error: {exc!r}", code="INTERNAL")
-            if is_transient(error) and received.attempts + 1 < MAX_ATTEMPTS:
-                delay = min(RETRY_MAX, RETRY_MIN * 2 ** received.attempts)
+            now = self.ctx.clock()
+            retry_at = (next_attempt(received.attempts + 1, received.received_at, now, self.policy, self.rand())
+                        if is_transient(error) else GIVE_UP)
+            if retry_at is not GIVE_UP:
                 log.warning("cannot apply %s yet (%s); retrying in %.0f s", received.message_id, error,
-                            delay, extra={"message_id": received.message_id, "code": error.code})
-                await self.store.messages.defer_inbound(received.message_id,
-                                                        self.ctx.clock() + dt.timedelta(seconds=delay), error)
+                            (retry_at - now).total_seconds(),
+                            extra={"message_id": received.message_id, "code": error.code})
+                await self.store.messages.defer_inbound(received.message_id, retry_at, error)
                 self.applied.inc(type=received.type or "?", outcome="deferred")
                 return
             log.warning("cannot apply %s: %s", received.message_id, error,

@@ -77,6 +77,7 @@ class PeerState:
     failures: int                  # consecutive failed attempts to reach it
     last_error: ErrorInfo | None
     updated_at: datetime
+    retry_at: datetime | None = None  # nothing is sent to it before this (None: no backoff)
 
 
 # --- inbound ----------------------------------------------------------------------------------------

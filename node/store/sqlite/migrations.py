@@ -224,6 +224,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         # NULL here: the acceptor takes their identity from the stored envelope when it needs it.
         "ALTER TABLE received ADD COLUMN identity_digest TEXT",
     )),
+    Migration(5, "peer backoff persisted", (
+        # When a peer that could not be reached may be tried again (node.federation.retry_limiter):
+        # a restart must not forget that a peer is backing off. NULL: no backoff.
+        "ALTER TABLE peers ADD COLUMN retry_at TEXT",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

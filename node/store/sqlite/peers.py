@@ -1,7 +1,8 @@
 """What this node knows about its peers: their state as the sender sees it, and their certificates.
 
-* ``peers`` — up / backing-off / dead, consecutive failures and the last error, so that the view
-  survives a restart (``gwx node status`` and ``/metrics`` read it too).
+* ``peers`` — up / backing-off / dead, consecutive failures, the last error and when the peer may
+  be tried again (``retry_at``, migration 5), so that a restart does not forget a peer is backing
+  off (``gwx node status`` and ``/metrics`` read it too).
 * ``peer_credentials`` — a peer's signing and encryption certificates as last fetched and verified,
   so envelopes can be built at start-up without asking the peer first.
 """
@@ -26,9 +27,11 @@ class Peers:
         self._clock = clock
 
     async def set_peer_state(self, node_id: str, state: str, *, failures: int = 0,
-                             error: ErrorInfo | GwxError | None = None,
+                             error: ErrorInfo | GwxError | None = None, retry_at: datetime | None = None,
                              tx: SqliteTransaction | None = None, actor: str = "node") -> PeerState:
-        """Persist the sender's view of a peer; ``since`` moves only when the state changes."""
+        """Persist the sender's view of a peer; ``since`` moves only when the state changes.
+
+        ``retry_at`` is when it may be tried again (None: now); it is written every time."""
         if state not in PEER_STATES:
             raise StoreConflict(f"未知的对端状态 {state!r}", state=state)
         now = to_db_time(self._clock())
@@ -37,14 +40,14 @@ class Peers:
             before = await t.fetchone("SELECT state FROM peers WHERE node_id = ?", (node_id,))
             await t.execute(
                 "INSERT INTO peers (node_id, state, since, failures, last_error_code, last_error_message,"
-                " updated_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT (node_id) DO UPDATE SET"
+                " updated_at, retry_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (node_id) DO UPDATE SET"
                 " since = CASE WHEN peers.state = excluded.state THEN peers.since ELSE excluded.since END,"
                 " state = excluded.state, failures = excluded.failures,"
                 " last_error_code = COALESCE(excluded.last_error_code, peers.last_error_code),"
                 " last_error_message = COALESCE(excluded.last_error_message, peers.last_error_message),"
-                " updated_at = excluded.updated_at",
+                " updated_at = excluded.updated_at, retry_at = excluded.retry_at",
                 (node_id, state, now, failures, info.code if info else None,
-                 info.message if info else None, now))
+                 info.message if info else None, now, to_db_time(retry_at) if retry_at else None))
             if before is None or before["state"] != state:
                 await self._audit.append(t, actor, f"peer.{state}", {"node": node_id},
                                          {"error": info.code} if info else {})
@@ -84,4 +87,5 @@ def _peer(row: Any) -> PeerState:
     error = ErrorInfo(row["last_error_code"], row["last_error_message"]) if row["last_error_code"] else None
     return PeerState(node_id=row["node_id"], state=row["state"], since=from_db_time(row["since"]),  # type: ignore[arg-type]
                      failures=row["failures"], last_error=error,
-                     updated_at=from_db_time(row["updated_at"]))  # type: ignore[arg-type]
+                     updated_at=from_db_time(row["updated_at"]),  # type: ignore[arg-type]
+                     retry_at=from_db_time(row["retry_at"]))

@@ -1,0 +1,144 @@
+"""Sending one batch of envelopes to a peer and recording what became of each (Synapse's
+``TransactionManager``).
+
+A batch is a slice of the destination's in-flight window (at most ``limits.batch_size`` envelopes
+and :data:`BATCH_BYTES`), posted as frames over the keep-alive mutual-TLS session. For each
+envelope the peer answers with a signed transport receipt or a refusal:
+
+- a receipt that verifies (our trust, the envelope's digest, the peer's node id) marks the row
+  ``sent`` and the document's recipients 已送达 in one transaction;
+- a refusal for good (:func:`node.federation.transport.is_permanent`) bounces it at once;
+- anything else — a transient refusal, a receipt that does not verify — defers it to the time
+  :func:`exchange_protocol.retry.next_attempt` gives, or bounces it once its retry window is over.
+
+If the request fails as a whole (the peer unreachable, a 5xx, a garbled answer), every envelope of
+the batch is deferred the same way and the error is raised for the destination's retry limiter.
+A bounce turns the rows of the document the envelope carried ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from exchange_protocol.retry import GIVE_UP, next_attempt
+from exchange_protocol.states import Event
+from exchange_protocol.transport_receipt import verify_receipt
+from node.documents.tracking import apply_transport_outcome
+from node.federation.transport import (
+    OutgoingFrame,
+    PeerIdentityMismatch,
+    PeerProtocolError,
+    PeerServerError,
+    PeerUnreachable,
+    is_permanent,
+)
+from node.store import ErrorInfo, QueueEntry
+from pki.errors import GwxError
+
+if TYPE_CHECKING:
+    from node.federation.outbound import Outbound
+
+log = logging.getLogger("gwx.outbound")
+
+BATCH_BYTES = 8 * 1024 * 1024
+# Failures of the request as a whole: the peer, not the envelopes, is the problem (back off).
+TRANSIENT = (PeerUnreachable, PeerServerError, PeerProtocolError, PeerIdentityMismatch)
+
+
+def batches(window: list[QueueEntry], max_count: int) -> Iterator[list[QueueEntry]]:
+    """The window in order, cut into batches of at most ``max_count`` envelopes and BATCH_BYTES."""
+    batch: list[QueueEntry] = []
+    size = 0
+    for e in window:
+        if batch and (len(batch) >= max_count or size + e.size > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(e)
+        size += e.size
+    if batch:
+        yield batch
+
+
+class BatchSender:
+    """Sends batches to one destination and records each envelope's outcome."""
+
+    def __init__(self, outbound: Outbound, destination: str) -> None:
+        self.outbound = outbound
+        self.destination = destination
+
+    def _log(self, level: int, msg: str, *args, **extra) -> None:
+        log.log(level, msg, *args, extra={"destination": self.destination, **extra})
+
+    async def send(self, batch: list[QueueEntry]) -> None:
+        """Send ``batch``; raises one of :data:`TRANSIENT` if the request failed as a whole."""
+        outbound, ctx, store = self.outbound, self.outbound.ctx, self.outbound.store
+        frames = [OutgoingFrame(e.message_id, store.blobs.path_for(e.blob_digest), e.size) for e in batch]
+        started = asyncio.get_running_loop().time()
+        try:
+            results = await outbound.client.send_frames(outbound.peer(self.destination), frames)
+        except TRANSIENT as exc:
+            now = ctx.clock()
+            for e in batch:
+                await self.defer_or_bounce(e, exc, now)
+            raise
+        outbound.latency.observe(asyncio.get_running_loop().time() - started)
+        now = ctx.clock()
+        by_id = {e.message_id: e for e in batch}
+        for r in results:
+            entry = by_id[r.message_id]
+            if r.receipt is not None:
+                try:
+                    verify_receipt(r.receipt, trust=ctx.trust, now=now, message_id=entry.message_id,
+                                   envelope_sha256=entry.blob_digest, receiver_node=self.destination,
+                                   intermediates=ctx.intermediates, revocation=ctx.revocation)
+                except GwxError as exc:
+                    self._log(logging.ERROR, "receipt for %s does not verify: %s", entry.message_id, exc,
+                              message_id=entry.message_id, code=exc.code)
+                    await self.defer_or_bounce(entry, exc, now)
+                    continue
+                await self._sent(entry, r.receipt, now)
+            elif is_permanent(r.error_code or ""):
+                self._log(logging.WARNING, "%s refused %s for good: %s %s", self.destination, entry.message_id,
+                          r.error_code, r.error_message, message_id=entry.message_id, code=r.error_code)
+                await self.bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""))
+            else:
+                await self.defer_or_bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""), now)
+
+    async def _sent(self, entry: QueueEntry, receipt: bytes, now: dt.datetime) -> None:
+        store = self.outbound.store
+        async with store.transaction() as tx:
+            await store.queue.mark_sent([entry.message_id], receipt, tx=tx)
+            await apply_transport_outcome(store, entry.message_id, Event.SENT, at=now,
+                                          actor=f"node:{self.destination}", tx=tx)
+        self.outbound.sent.inc(destination=self.destination)
+
+    async def defer_or_bounce(self, entry: QueueEntry, error: ErrorInfo | GwxError, now: dt.datetime) -> None:
+        """A failed attempt at ``entry``: try again when the retry function says, or give up."""
+        info = ErrorInfo.of(error)
+        self.outbound.failures.inc(destination=self.destination, code=info.code)
+        first = entry.first_attempt_at or now
+        when = next_attempt(entry.attempts + 1, first, now, self.outbound.policy, self.outbound.rand())
+        if when is GIVE_UP:
+            await self.bounce(entry, info)
+        else:
+            await self.outbound.store.queue.defer(entry.message_id, when, info)
+
+    async def bounce_expired(self, now: dt.datetime) -> None:
+        """Envelopes whose retry window closed before delivery (also while the peer backs off)."""
+        for entry in await self.outbound.store.queue.expired(now, destination=self.destination):
+            await self.bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
+
+    async def bounce(self, entry: QueueEntry, info: ErrorInfo) -> None:
+        store = self.outbound.store
+        async with store.transaction() as tx:
+            await store.queue.bounce(entry.message_id, info, tx=tx)
+            await apply_transport_outcome(store, entry.message_id, Event.FAILED, at=self.outbound.ctx.clock(),
+                                          actor=f"node:{self.destination}", reason=f"{info.code}: {info.message}",
+                                          tx=tx)
+        self.outbound.bounced.inc(destination=self.destination)
+        self._log(logging.WARNING, "bounced %s: %s", entry.message_id, info.message, message_id=entry.message_id,
+                  code=info.code)

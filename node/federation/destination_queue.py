@@ -1,0 +1,111 @@
+"""The per-destination loop (Synapse's ``PerDestinationQueue``): one task per peer node, one batch in
+flight at a time.
+
+Each round: bounce what expired (the retry window closes whether or not the peer answers); if the
+peer is backing off, wait; else seal the waiting drafts (:mod:`.envelope_builder`), then claim the
+due window from the queue and send it batch by batch (:mod:`.batch_sender`). A failure of the peer
+itself is handed to the :class:`~node.federation.retry_limiter.RetryLimiter`, which persists when
+to try again; the first batch that gets through clears it. Between rounds the loop sleeps until
+the earliest of: a wake-up (a new message for this peer), the next row due, the end of the backoff
+— never polling while the peer backs off, never sleeping past a due row otherwise.
+
+Errors are caught by type at the loop boundary (:meth:`DestinationQueue.run`): peer and transport
+errors mean back off; anything else is logged with its traceback and the loop carries on after a
+pause, so a destination's task never dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from node.federation.batch_sender import TRANSIENT, BatchSender, batches
+from node.federation.envelope_builder import EnvelopeBuilder
+from node.federation.retry_limiter import RetryLimiter
+from node.federation.transport import PeerIdentityMismatch
+from pki.errors import GwxError
+
+if TYPE_CHECKING:
+    from node.federation.outbound import Outbound
+
+log = logging.getLogger("gwx.outbound")
+
+IDLE_SECONDS = 60.0   # the longest sleep between rounds (a clock that jumps is noticed this soon)
+PAUSE_SECONDS = 5.0   # after an unexpected error, before the next round
+
+
+class DestinationQueue:
+    def __init__(self, outbound: Outbound, destination: str) -> None:
+        self.outbound = outbound
+        self.destination = destination
+        self.task: asyncio.Task | None = None
+        self.builder = EnvelopeBuilder(outbound, destination)
+        self.sender = BatchSender(outbound, destination)
+        self.limiter = RetryLimiter(outbound.store, destination, outbound.policy, outbound.ctx.clock, outbound.rand)
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                try:
+                    await self._round()
+                except TRANSIENT as exc:
+                    if isinstance(exc, PeerIdentityMismatch):
+                        self.builder.forget_credentials()
+                    await self.limiter.failed(exc)
+                if not self._stopping:
+                    await self._sleep()
+            except asyncio.CancelledError:
+                raise
+            except GwxError as exc:  # the store or a peer's answer: log, pause, carry on
+                log.error("send loop error: %s", exc, extra={"destination": self.destination, "code": exc.code})
+                await self._pause(PAUSE_SECONDS)
+            except Exception:  # never let the destination's task die
+                log.error("unexpected error in the send loop", exc_info=True, extra={"destination": self.destination})
+                await self._pause(PAUSE_SECONDS)
+
+    async def _round(self) -> None:
+        await self.limiter.load()
+        now = self.outbound.ctx.clock()
+        await self.sender.bounce_expired(now)  # also while backing off: the retry window closes regardless
+        await self.builder.drop_expired(now)
+        if self.limiter.backing_off():
+            return
+        if await self.builder.has_drafts():
+            await self.builder.build_drafts()
+        limits = self.outbound.ctx.config.limits
+        while not self._stopping:
+            window = await self.outbound.store.queue.load_active_window(self.destination, limits.active_window)
+            if not window:
+                break
+            for batch in batches(window, limits.batch_size):
+                await self.sender.send(batch)
+                await self.limiter.succeeded()
+                if self._stopping:
+                    return
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
+
+    async def _sleep(self) -> None:
+        now = self.outbound.ctx.clock()
+        retry_at = self.limiter.retry_at
+        wake_at = retry_at
+        due = await self.outbound.store.queue.next_due_at(self.destination)
+        if due is not None and (wake_at is None or due < wake_at):
+            # While the peer backs off nothing is sent before retry_at, however due a row is.
+            wake_at = due if retry_at is None or retry_at <= now else retry_at
+        delay = IDLE_SECONDS if wake_at is None else max(0.0, (wake_at - now).total_seconds())
+        await self._pause(min(delay, IDLE_SECONDS))
