@@ -56,7 +56,7 @@ class BlobRef:
 
 def check_digest(digest: str) -> str:
     if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
-        raise BadDigest("不是有效的 SHA-256 摘要", digest=repr(digest)[:80])
+        raise BadDigest("not a SHA-256 digest (64 lower-case hex characters)", digest=repr(digest)[:80])
     return digest
 
 
@@ -74,7 +74,7 @@ class _TempBlob:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.size += len(data)
         if self._max_size is not None and self.size > self._max_size:
-            raise BlobTooLarge(f"数据超过上限 {self._max_size} 字节", limit=self._max_size)
+            raise BlobTooLarge(f"the data is more than the limit of {self._max_size} bytes", limit=self._max_size)
         self._hash.update(data)  # releases the GIL for large buffers
         view = memoryview(data)
         while view:
@@ -87,7 +87,7 @@ class _TempBlob:
         self._fd = -1
         digest = self._hash.hexdigest()
         if expected_digest is not None and digest != expected_digest:
-            raise BlobDigestMismatch("数据的 SHA-256 与声明的摘要不符",
+            raise BlobDigestMismatch("the SHA-256 of the data is not the digest announced",
                                      expected=expected_digest, actual=digest)
         final = self._store.path_for(digest)
         if final.exists() and final.stat().st_size == self.size:
@@ -144,7 +144,7 @@ class BlobStore:
         try:
             return self.path_for(digest).stat().st_size
         except FileNotFoundError:
-            raise BlobMissing("数据块不存在", digest=digest) from None
+            raise BlobMissing("no such blob", digest=digest) from None
 
     def iter_digests(self) -> Iterator[str]:
         """Every blob on disk (names that are not digests — stray files — are skipped)."""
@@ -213,7 +213,7 @@ class BlobStore:
         try:
             return open(self.path_for(digest), "rb")  # the caller closes it
         except FileNotFoundError:
-            raise BlobMissing("数据块不存在", digest=digest) from None
+            raise BlobMissing("no such blob", digest=digest) from None
 
     async def chunks(self, digest: str, chunk_size: int = READ_CHUNK) -> AsyncIterable[bytes]:
         """Stream a blob's bytes in chunks, reading in the worker pool."""
@@ -240,7 +240,7 @@ class BlobStore:
                 hasher.update(chunk)
                 size += len(chunk)
         if hasher.hexdigest() != digest:
-            raise BlobDigestMismatch("存储的数据块已被改动", digest=digest, actual=hasher.hexdigest())
+            raise BlobDigestMismatch("the stored blob has been altered", digest=digest, actual=hasher.hexdigest())
         return BlobRef(digest, size)
 
     async def verify(self, digest: str) -> BlobRef:

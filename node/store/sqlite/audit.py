@@ -112,18 +112,18 @@ class AuditLog:
             for row in rows:
                 seq = row["seq"]
                 if seq != expected_seq:
-                    raise AuditChainBroken(f"审计日志在序号 {expected_seq} 处缺失事件",
+                    raise AuditChainBroken(f"the audit log misses the event at seq {expected_seq}",
                                            seq=expected_seq, reason="missing")
                 if row["prev_hash"] != prev:
-                    raise AuditChainBroken(f"审计日志在序号 {seq} 处链接断开", seq=seq, reason="link")
+                    raise AuditChainBroken(f"the audit log chain breaks at seq {seq}", seq=seq, reason="link")
                 try:
                     digest = event_hash(prev, seq, row["at"], row["actor"], row["action"],
                                         json.loads(row["subjects"]), json.loads(row["details"]))
                 except Exception as exc:  # unreadable JSON, floats, anything canonical JSON refuses
-                    raise AuditChainBroken(f"审计日志序号 {seq} 的内容无法解析", seq=seq,
+                    raise AuditChainBroken(f"the audit log event at seq {seq} does not parse", seq=seq,
                                            reason="unreadable", error=str(exc)) from None
                 if digest != row["hash"]:
-                    raise AuditChainBroken(f"审计日志序号 {seq} 的内容与其哈希不符", seq=seq, reason="hash")
+                    raise AuditChainBroken(f"the audit log event at seq {seq} does not match its hash", seq=seq, reason="hash")
                 prev, expected_seq, count = digest, seq + 1, count + 1
         return count
 

@@ -80,7 +80,7 @@ class GroupCommitter:
 
     async def _submit(self, request: Any) -> Any:
         if self._closing or self._task is None:
-            raise StoreError("存储正在关闭或未启动，不能再接收写入")
+            raise StoreError("the store is closing or not started; no more writes")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests.put_nowait((request, future))
         return await future

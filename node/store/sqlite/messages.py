@@ -162,7 +162,7 @@ class Messages:
                            tx: SqliteTransaction | None = None, actor: str = "node") -> None:
         """Record the outcome of processing: ``done``, ``failed`` or ``corrupt`` (with a typed error)."""
         if state not in ("done", "failed", "corrupt"):
-            raise StoreError(f"未知的接收处理状态 {state!r}", state=state)
+            raise StoreError(f"unknown processing state {state!r} of a received message", state=state)
         code = getattr(error, "code", None)
         message = getattr(error, "message", None if error is None else str(error))
         async with self._db.maybe_transaction(tx) as t:
@@ -170,7 +170,7 @@ class Messages:
                 "UPDATE received SET state = ?, error_code = ?, error_message = ?, processed_at = ?"
                 " WHERE message_id = ?", (state, code, message, to_db_time(self._clock()), message_id))
             if not changed:
-                raise StoreNotFound("没有该接收报文", message_id=message_id)
+                raise StoreNotFound("no such received message", message_id=message_id)
             await self._audit.append(t, actor, f"envelope.{state}", {"message_id": message_id},
                                      {"error": code} if code else {})
 
@@ -195,7 +195,7 @@ class Messages:
         now = to_db_time(self._clock())
         async with self._db.maybe_transaction(tx) as t:
             if await t.fetchone("SELECT 1 FROM outbox WHERE doc_id = ?", (doc.doc_id,)):
-                raise StoreDuplicate("发件箱中已有该公文", doc_id=doc.doc_id)
+                raise StoreDuplicate("the outbox already holds this document", doc_id=doc.doc_id)
             await t.execute(
                 "INSERT INTO outbox (doc_id, from_unit, title, kind, doc_number, deadline, created_at,"
                 " package_digest) VALUES (?,?,?,?,?,?,?,?)",
@@ -223,7 +223,7 @@ class Messages:
         """
         unknown = set(changes) - set(_RECIPIENT_FIELDS)
         if unknown:
-            raise StoreError(f"收件单位记录没有这些字段：{sorted(unknown)}", fields=sorted(unknown))
+            raise StoreError(f"a recipient row has no fields {sorted(unknown)}", fields=sorted(unknown))
         sets = [f"{_RECIPIENT_FIELDS[k]} = ?" for k in changes] + ["updated_at = ?"]
         params = [_v(v) for v in changes.values()] + [to_db_time(self._clock())]
         new_status = _v(changes.get("status", expected_status))
@@ -244,8 +244,8 @@ class Messages:
             row = await t.fetchone(f"SELECT status FROM {table} WHERE doc_id = ? AND unit_code = ?",
                                    (doc_id, unit))
             if row is None:
-                raise StoreNotFound("没有该公文的这个单位记录", doc_id=doc_id, unit=unit)
-            raise StoreConflict(f"记录状态已变为 {row['status']}（预期 {expected}），请刷新后重试",
+                raise StoreNotFound("no row for this unit of this document", doc_id=doc_id, unit=unit)
+            raise StoreConflict(f"the row is now {row['status']} (expected {expected}); refresh and try again",
                                 doc_id=doc_id, unit=unit, status=row["status"], expected=expected)
         await self._audit.append_many(t, [event])
 
@@ -331,7 +331,7 @@ class Messages:
         urge_count, last_urged_at, verification); :class:`StoreConflict` if the status moved on."""
         unknown = set(changes) - _INBOX_FIELDS
         if unknown:
-            raise StoreError(f"收件箱记录没有这些字段：{sorted(unknown)}", fields=sorted(unknown))
+            raise StoreError(f"an inbox row has no fields {sorted(unknown)}", fields=sorted(unknown))
         values = {k: (json.dumps(v, ensure_ascii=False) if k == "verification" and v is not None else _v(v))
                   for k, v in changes.items()}
         sets = [f"{k} = ?" for k in values] + ["updated_at = ?"]
@@ -379,7 +379,7 @@ def _same_envelope(env: InboundEnvelope, stored_digest: str, stored_identity: st
 
 
 def _replayed(env: InboundEnvelope, stored_digest: str) -> EnvelopeReplayed:
-    return EnvelopeReplayed("同一报文标识已收到过内容不同的报文（重放或标识冲突）",
+    return EnvelopeReplayed("a message with this id was already received with other bytes (a replay or an id collision)",
                             message_id=env.message_id, stored_digest=stored_digest,
                             digest=env.envelope_digest, origin=env.origin_node)
 

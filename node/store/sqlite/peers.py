@@ -33,7 +33,7 @@ class Peers:
 
         ``retry_at`` is when it may be tried again (None: now); it is written every time."""
         if state not in PEER_STATES:
-            raise StoreConflict(f"未知的对端状态 {state!r}", state=state)
+            raise StoreConflict(f"unknown peer state {state!r}", state=state)
         now = to_db_time(self._clock())
         info = ErrorInfo.of(error) if error is not None else None
         async with self._db.maybe_transaction(tx) as t:

@@ -91,7 +91,7 @@ class OutboundQueue:
             existing = await t.fetchall(f"SELECT message_id FROM queue WHERE message_id IN ({_in(ids)})", ids)
             if existing or len(set(ids)) != len(ids):
                 dup = existing[0]["message_id"] if existing else ids[0]
-                raise StoreDuplicate("该报文已在发送队列中", message_id=dup)
+                raise StoreDuplicate("the message is already in the send queue", message_id=dup)
             await t.executemany(
                 "INSERT INTO queue (message_id, destination, blob_digest, size, type, state,"
                 " next_attempt_at, created_at, expires_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
@@ -209,8 +209,8 @@ class OutboundQueue:
             if not changed:
                 row = await t.fetchone("SELECT state FROM queue WHERE message_id = ?", (message_id,))
                 if row is None:
-                    raise StoreNotFound("发送队列中没有该报文", message_id=message_id)
-                raise StoreConflict(f"报文处于 {row['state']} 状态，不能执行 {event.action}",
+                    raise StoreNotFound("no such message in the send queue", message_id=message_id)
+                raise StoreConflict(f"the message is {row['state']}; cannot {event.action} it",
                                     message_id=message_id, state=row["state"], action=event.action)
             await self._audit.append_many(t, [event])
 
