@@ -36,13 +36,19 @@ from typing import Any
 from pki.errors import GwxError
 
 from .canonical import canonical_json, load_json
-from .errors import BatchAnswerMalformed, BatchAnswerMismatch, BatchAnswerTooLarge, InvalidId
+from .errors import (
+    BatchAnswerMalformed,
+    BatchAnswerMismatch,
+    BatchAnswerMissing,
+    BatchAnswerTooLarge,
+    InvalidId,
+)
 from .ids import parse_id
 from .transport_receipt import MAX_RECEIPT_BYTES
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 MAX_MESSAGE = 1000
-NO_ANSWER = "PEER_BATCH_BROKEN"  # the code given to a frame the peer did not answer
+NO_ANSWER = BatchAnswerMissing.code  # the code given to a frame the peer did not answer
 _CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,99}$")
 _MAX_RECEIPT_B64 = (MAX_RECEIPT_BYTES + 2) // 3 * 4
 

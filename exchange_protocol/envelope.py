@@ -177,8 +177,8 @@ class HeaderDraft:
         if type(self.max_hops) is not int or not 1 <= self.max_hops <= MAX_HOPS_LIMIT:
             raise EnvelopeInvalidField(f"max_hops must be 1..{MAX_HOPS_LIMIT}", field="max_hops")
         if self.version != PROTOCOL_VERSION:
-            raise EnvelopeInvalidField(f"protocol version {self.version!r} is not {PROTOCOL_VERSION}",
-                                       field="v", code="ENV_UNSUPPORTED_VERSION")
+            raise EnvelopeUnsupportedVersion(f"protocol version {self.version!r} is not {PROTOCOL_VERSION}",
+                                             field="v")
 
     @classmethod
     def new(cls, type: MessageType | str, origin_node: str, destination_node: str,
@@ -274,8 +274,7 @@ def _checked_json(raw: Any, expected: dict[str, tuple[type, bool]]) -> dict[str,
         if not isinstance(value, kind) or isinstance(value, bool):
             raise EnvelopeWrongType(f"header field {key!r} must be a {kind.__name__}", field=key)
     if raw["v"] != PROTOCOL_VERSION:
-        raise EnvelopeInvalidField(f"protocol version {raw['v']} is not {PROTOCOL_VERSION}", field="v",
-                                   code="ENV_UNSUPPORTED_VERSION")
+        raise EnvelopeUnsupportedVersion(f"protocol version {raw['v']} is not {PROTOCOL_VERSION}", field="v")
     if not all(isinstance(u, str) for u in raw["to"]):
         raise EnvelopeWrongType("header field 'to' must be a list of strings", field="to")
     return raw

@@ -25,7 +25,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from pki.errors import InvalidUnitCode
+from pki.errors import ErrorKind, InvalidUnitCode
 from pki.unit_code import validate_unit_code
 
 from .canonical import canonical_json, load_json
@@ -40,6 +40,8 @@ _KEYS = frozenset({"v", "type", "doc_id", "units", "by", "at", "reason", "text"}
 
 class NoticeError(ProtocolError):
     code = "NOTICE_INVALID"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("NOTICE_REASON_REQUIRED", "NOTICE_BY_REQUIRED", "NOTICE_DUPLICATE_UNIT", "NOTICE_TYPE_MISMATCH")
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,34 @@
-"""Machine-readable errors of the running node (storage, queues, audit log).
+"""Machine-readable errors of the running node (config, requests, storage, queues, audit log).
 
-All derive from :class:`NodeError` (a :class:`pki.errors.GwxError`): a stable ``code`` and a human
-``message``. Envelope-level refusals that a peer matches on (``ENV_REPLAYED``) live in
-:mod:`exchange_protocol.errors` and are re-exported here for the node's convenience.
+All derive from :class:`NodeError` (a :class:`pki.errors.GwxError`): a stable ``code``, a human
+``message`` and a ``kind`` set in each class's own body (what HTTP status, exit code and retry
+decision follow from it is :mod:`node.error_kinds`). The request errors shared by the local and
+the peer API live here so that neither imports the other. Envelope-level refusals that a peer
+matches on (``ENV_REPLAYED``) live in :mod:`exchange_protocol.errors` and are re-exported here.
 """
 
 from __future__ import annotations
 
 from exchange_protocol.errors import EnvelopeReplayed
-from pki.errors import GwxError
+from pki.errors import ErrorKind, GwxError
 
 __all__ = [
+    "ApiError",
     "AuditChainBroken",
     "BadDigest",
     "BlobDigestMismatch",
     "BlobMissing",
+    "BadJson",
     "BlobTooLarge",
     "ConfigError",
     "EnvelopeReplayed",
     "NodeError",
+    "NodeExists",
+    "NodeUnavailable",
+    "NotFound",
+    "QueueExpired",
     "StoreConflict",
+    "StoreContended",
     "StoreCorrupt",
     "StoreDuplicate",
     "StoreError",
@@ -30,68 +39,137 @@ __all__ = [
 
 class NodeError(GwxError):
     code = "NODE_ERROR"
+    kind = ErrorKind.INTERNAL
+    subcodes = ("INTERNAL",)  # an exception nobody typed, reported without its traceback
 
 
 class ConfigError(NodeError):
     """node.toml (or a provisioning input) that cannot be used; the message names the key."""
 
     code = "NODE_CONFIG"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("NODE_TOKENS_CORRUPT",)
+
+
+class NodeExists(ConfigError):
+    code = "NODE_EXISTS"
+    kind = ErrorKind.CONFLICT
+
+
+class NodeUnavailable(NodeError):
+    """The node cannot do this now but may shortly, with nothing changed in the request: it is
+    shutting down or out of disk, its CRL is stale, a notice arrived ahead of its document."""
+
+    code = "NODE_UNAVAILABLE"
+    kind = ErrorKind.TRANSIENT
+    subcodes = ("NODE_SHUTTING_DOWN", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY")
+
+
+class QueueExpired(NodeError):
+    """The retry window closed before the next node took the message; the cause was transient."""
+
+    code = "QUEUE_EXPIRED"
+    kind = ErrorKind.TRANSIENT
+
+
+# --- requests (local API, peer API) ------------------------------------------------------------
+class ApiError(NodeError):
+    """A request that cannot be used as given; the code names what is wrong with it."""
+
+    code = "API_BAD_REQUEST"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("API_BAD_MULTIPART", "API_BAD_FILENAME", "API_BAD_PARAMETER", "API_BAD_DOC_ID",
+                "API_UNKNOWN_FIELD", "API_BAD_FIELD", "API_BAD_ROLE", "API_UNSUPPORTED_MEDIA_TYPE",
+                "API_METHOD_NOT_ALLOWED", "API_LENGTH_REQUIRED", "API_TOO_MANY_FRAMES")
+
+
+class BadJson(ApiError):
+    """A request body (or the meta part) that is not the JSON object it must be."""
+
+    code = "API_BAD_JSON"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class NotFound(NodeError):
+    """No such route, or no such document, token or row for the one asking."""
+
+    code = "API_NOT_FOUND"
+    kind = ErrorKind.NOT_FOUND
+    subcodes = ("NODE_UNKNOWN_TOKEN",)
 
 
 # --- storage (node.store) ---------------------------------------------------------------------
 class StoreError(NodeError):
     code = "STORE_ERROR"
+    kind = ErrorKind.INTERNAL
 
 
 class StoreCorrupt(StoreError):
     """Stored state that contradicts itself: a queue or inbox row whose blob is gone or altered."""
 
     code = "STORE_CORRUPT"
+    kind = ErrorKind.INTERNAL
 
 
 class BlobDigestMismatch(StoreCorrupt):
     """Blob bytes whose SHA-256 is not the digest they were announced or stored under."""
 
     code = "STORE_BLOB_DIGEST_MISMATCH"
+    kind = ErrorKind.INTERNAL
 
 
 class BlobMissing(StoreCorrupt):
     code = "STORE_BLOB_MISSING"
+    kind = ErrorKind.INTERNAL
 
 
 class BlobTooLarge(StoreError):
     code = "STORE_BLOB_TOO_LARGE"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class BadDigest(StoreError):
     """A blob digest that is not 64 lower-case hex characters (never turned into a path)."""
 
     code = "STORE_BAD_DIGEST"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class StoreConflict(StoreError):
     """A compare-and-set update found a different state than expected: someone changed it first."""
 
     code = "STORE_CONFLICT"
+    kind = ErrorKind.CONFLICT
+
+
+class StoreContended(StoreConflict):
+    """A row that kept changing under every retry of a compare-and-set: busy, try again shortly."""
+
+    code = "STORE_CONTENDED"
+    kind = ErrorKind.TRANSIENT
 
 
 class StoreDuplicate(StoreConflict):
     """A row with this key exists already (e.g. enqueueing a message id twice)."""
 
     code = "STORE_DUPLICATE"
+    kind = ErrorKind.CONFLICT
 
 
 class StoreNotFound(StoreError):
     code = "STORE_NOT_FOUND"
+    kind = ErrorKind.NOT_FOUND
 
 
 class StoreSchemaTooNew(StoreError):
     """The database was migrated by a newer gwx than this one; refusing to touch it."""
 
     code = "STORE_SCHEMA_TOO_NEW"
+    kind = ErrorKind.INTERNAL
 
 
 class AuditChainBroken(StoreError):
     """The audit log's hash chain does not verify; ``details['seq']`` is the first broken event."""
 
     code = "AUDIT_CHAIN_BROKEN"
+    kind = ErrorKind.INTERNAL

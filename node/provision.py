@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from node.api.auth import TokenStore
 from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, Peer, dump_config, load_config
-from node.errors import ConfigError
+from node.errors import ConfigError, NodeExists
 from pki.ca import CertificateAuthority, utcnow
 from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file, write_secret_file
@@ -54,7 +54,7 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
     """
     directory = Path(directory).resolve()
     if (directory / CONFIG_NAME).exists():
-        raise ConfigError(f"{directory} already holds a node; refusing to overwrite it", code="NODE_EXISTS")
+        raise NodeExists(f"{directory} already holds a node; refusing to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     ca.issue_node(node_id, host, directory / "credentials", node_passphrase, valid_days=valid_days)

@@ -32,7 +32,15 @@ from cryptography.x509.oid import NameOID
 
 from . import profiles
 from .algorithms import DEFAULT, PrivateKey, PublicKey, SignatureAlgorithm, by_name, for_public_key
-from .errors import CaError, InvalidInput, MalformedEncoding, UnknownCertificate, UnsupportedAlgorithm
+from .errors import (
+    CaError,
+    CaExists,
+    CaMissing,
+    InvalidInput,
+    MalformedEncoding,
+    UnknownCertificate,
+    UnsupportedAlgorithm,
+)
 from .keystore import read_private_key, write_private_key, write_public_file
 from .profiles import Profile
 from .signer import SoftwareSigner
@@ -145,7 +153,7 @@ class CertificateAuthority:
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
         _check_name(name)
         if (directory / "ca.key").exists():
-            raise CaError(f"{directory} already holds a CA; refusing to overwrite it", code="PKI_CA_EXISTS")
+            raise CaExists(f"{directory} already holds a CA; refusing to overwrite it")
         now = now or utcnow()
         key = algorithm.generate()
         subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
@@ -178,7 +186,7 @@ class CertificateAuthority:
                           "levels_below, or issue from a CA higher up)",
                           code="PKI_CA_PATH_LENGTH", allowed=allowed, levels_below=levels_below)
         if (directory / "ca.key").exists():
-            raise CaError(f"{directory} already holds a CA; refusing to overwrite it", code="PKI_CA_EXISTS")
+            raise CaExists(f"{directory} already holds a CA; refusing to overwrite it")
         now = now or utcnow()
         key = self.algorithm.generate()
         subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
@@ -212,7 +220,7 @@ class CertificateAuthority:
     def open(cls, directory: str | Path, passphrase: bytes) -> CertificateAuthority:
         directory = Path(directory)
         if not (directory / "ca.json").exists():
-            raise CaError(f"{directory} is not a gwx CA directory (no ca.json)", code="PKI_CA_MISSING")
+            raise CaMissing(f"{directory} is not a gwx CA directory (no ca.json)")
         config = _read_config(directory / "ca.json")
         key = read_private_key(directory / "ca.key", passphrase)
         cert = load_certificate((directory / "ca.crt").read_bytes())

@@ -1,20 +1,58 @@
-"""Machine-readable errors of the PKI layer.
+"""Machine-readable errors of the PKI layer, and the kinds every gwx error falls into.
 
 Every error gwx raises on purpose derives from :class:`GwxError`: a stable ``code`` (upper snake
-case, never reworded once shipped), a human ``message`` and optional ``details`` for reports.
-The mapping from codes to HTTP statuses, SOAP faults and CLI exit codes lives in one place in
-``node``; this module only names what went wrong.
+case, never reworded once shipped), a human ``message``, optional ``details`` for reports, and a
+``kind`` (:class:`ErrorKind`) that every class sets in its own body. What a caller does about an
+error — the HTTP status, the CLI exit code, the SOAP fault, retrying or giving up — is a table over
+the kind in :mod:`node.error_kinds`; this module only names what went wrong and which kind it is.
+
+A class may be raised with a more precise code than its own (``code=`` at the raise site) only if
+it declares that code in ``subcodes``: every code is then known at import time, so a node can tell
+the kind of a code a peer answered with (:func:`registered_codes`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+import re
+from typing import Any, ClassVar
+
+CODE_FORMAT = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*")
+
+
+class ErrorKind(enum.Enum):
+    """What kind of failure an error is: the one thing callers decide on."""
+
+    INVALID_INPUT = "invalid_input"  # the request or file cannot be used as given
+    VERIFICATION_FAILED = "verification_failed"  # well-formed, but a signature, seal or check said no
+    UNAUTHENTICATED = "unauthenticated"  # who is asking (or answering) is not established
+    FORBIDDEN = "forbidden"  # who is asking is known and may not do this
+    NOT_FOUND = "not_found"  # what was named does not exist here
+    CONFLICT = "conflict"  # the state of things does not allow this (already exists, already done)
+    TRANSIENT = "transient"  # may pass without anyone changing the request: try again later
+    INTERNAL = "internal"  # our own fault: a bug, corrupt state, a broken environment
+
+
+_CODES: dict[str, list[type[GwxError]]] = {}
+
+
+def registered_codes() -> dict[str, tuple[type[GwxError], ...]]:
+    """Every code of every error class imported so far (own code and ``subcodes``) and its classes."""
+    return {code: tuple(classes) for code, classes in _CODES.items()}
 
 
 class GwxError(Exception):
     """Base of all typed gwx errors. ``code`` is the contract; ``message`` is for people."""
 
     code: str = "GWX_ERROR"
+    kind: ErrorKind = ErrorKind.INTERNAL
+    subcodes: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = [cls.__dict__["code"]] if "code" in cls.__dict__ else []
+        for code in own + list(cls.__dict__.get("subcodes", ())):
+            _CODES.setdefault(code, []).append(cls)
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
@@ -33,6 +71,9 @@ class GwxError(Exception):
         return out
 
 
+_CODES[GwxError.code] = [GwxError]
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
@@ -43,175 +84,258 @@ def _jsonable(value: Any) -> Any:
 
 class PkiError(GwxError):
     code = "PKI_ERROR"
+    kind = ErrorKind.INTERNAL
 
 
 class InvalidInput(PkiError):
     """A builder was given values that cannot make a valid object (caught at ``build()``)."""
 
     code = "PKI_INVALID_INPUT"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class UnsupportedAlgorithm(PkiError):
     code = "PKI_UNSUPPORTED_ALGORITHM"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class KeyStoreError(PkiError):
+    """The key that proves who the user is cannot be had: missing, unreadable, no passphrase given."""
+
     code = "PKI_KEYSTORE"
+    kind = ErrorKind.UNAUTHENTICATED
+    subcodes = ("PKI_KEY_MISSING", "PKI_KEY_MALFORMED", "PKI_NO_PASSPHRASE")
+
+
+class WeakPassphrase(KeyStoreError):
+    """A passphrase chosen for a new key that is too short to protect it."""
+
+    code = "PKI_WEAK_PASSPHRASE"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class WrongPassphrase(KeyStoreError):
     code = "PKI_WRONG_PASSPHRASE"
+    kind = ErrorKind.UNAUTHENTICATED
 
 
 class InsecureKeyFile(KeyStoreError):
     code = "PKI_INSECURE_KEY_FILE"
+    kind = ErrorKind.FORBIDDEN
 
 
 class CaError(PkiError):
+    """A CA directory that cannot be used (a corrupt ca.json, a missing file)."""
+
     code = "PKI_CA"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("PKI_CA_CORRUPT",)
+
+
+class CaExists(CaError):
+    code = "PKI_CA_EXISTS"
+    kind = ErrorKind.CONFLICT
+
+
+class CaMissing(CaError):
+    code = "PKI_CA_MISSING"
+    kind = ErrorKind.NOT_FOUND
 
 
 class UnknownCertificate(CaError):
     code = "PKI_UNKNOWN_CERTIFICATE"
+    kind = ErrorKind.NOT_FOUND
 
 
 class InvalidUnitCode(PkiError):
     """A 统一社会信用代码 that is malformed or whose check character is wrong (GB 32100)."""
 
     code = "PKI_INVALID_UNIT_CODE"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class MalformedEncoding(PkiError):
     """Bytes that do not decode as the expected DER/PEM structure."""
 
     code = "PKI_MALFORMED"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("PKI_CRL_MALFORMED", "PKI_FILE_UNREADABLE")
 
 
 class CertificateInvalid(PkiError):
     """Base for certificate path failures; subclasses name the precise cause."""
 
     code = "PKI_CERT_INVALID"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class CertificateUntrusted(CertificateInvalid):
     code = "PKI_CERT_UNTRUSTED"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class CertificateExpired(CertificateInvalid):
     code = "PKI_CERT_EXPIRED"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class CertificateNotYetValid(CertificateInvalid):
     code = "PKI_CERT_NOT_YET_VALID"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class CertificateRevoked(CertificateInvalid):
     code = "PKI_CERT_REVOKED"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class CertificateWrongUsage(CertificateInvalid):
     code = "PKI_CERT_WRONG_USAGE"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class RevocationUnknown(CertificateInvalid):
     """No usable revocation information (stale CRL, OCSP unknown) where it was required."""
 
     code = "PKI_REVOCATION_UNKNOWN"
+    kind = ErrorKind.TRANSIENT  # a fresh CRL or OCSP answer settles it; the certificate is not at fault
+    subcodes = ("PKI_OCSP_MALFORMED", "PKI_OCSP_NONCE_MISMATCH")
 
 
 class BadSignature(PkiError):
     code = "PKI_BAD_SIGNATURE"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class KeyCertificateMismatch(PkiError):
     """A certificate given for a key certifies a different public key."""
 
     code = "PKI_KEY_CERT_MISMATCH"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class HsmError(PkiError):
     """A PKCS#11 token or its module failed; ``details`` carry the PKCS#11 error name, never the PIN."""
 
     code = "PKI_HSM_ERROR"
+    kind = ErrorKind.INTERNAL
+    subcodes = ("PKI_HSM_CLOSED",)
+
+
+class HsmKeyAmbiguous(HsmError):
+    """Several keys on the token match the label or id given."""
+
+    code = "PKI_HSM_KEY_AMBIGUOUS"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class HsmKeyExists(HsmError):
+    code = "PKI_HSM_KEY_EXISTS"
+    kind = ErrorKind.CONFLICT
 
 
 class HsmTokenNotFound(HsmError):
     code = "PKI_HSM_TOKEN_NOT_FOUND"
+    kind = ErrorKind.NOT_FOUND
 
 
 class HsmKeyNotFound(HsmError):
     code = "PKI_HSM_KEY_NOT_FOUND"
+    kind = ErrorKind.NOT_FOUND
 
 
 class HsmBadPin(HsmError):
     code = "PKI_HSM_BAD_PIN"
+    kind = ErrorKind.UNAUTHENTICATED
 
 
 # --- Electronic seals (GB/T 38540, pki.seal*) -------------------------------------------------
-# Seal verification failures exit 1 on the command line like other "verification said no" errors.
 
 
 class SealError(PkiError):
     code = "SEAL_ERROR"
+    kind = ErrorKind.INTERNAL
 
 
 class SealMalformed(SealError, MalformedEncoding):
     """Bytes that are not a seal we can read: truncated, garbage, wrong header, oversized."""
 
     code = "SEAL_MALFORMED"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("SEAL_MISSING",)
+
+
+class SealExists(SealError):
+    """A directory that already holds a seal: refusing to overwrite it."""
+
+    code = "SEAL_EXISTS"
+    kind = ErrorKind.CONFLICT
 
 
 class SealUnsupportedVersion(SealError, MalformedEncoding):
     code = "SEAL_UNSUPPORTED_VERSION"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class SealFontMissing(SealError):
     """No CJK font to draw a generated seal picture with (install fonts-wqy-zenhei)."""
 
     code = "SEAL_FONT_MISSING"
+    kind = ErrorKind.INTERNAL
 
 
 class SealVerificationFailed(SealError):
     code = "SEAL_VERIFY_FAILED"
-    exit_code = 1
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class SealBadSignature(SealVerificationFailed):
     code = "SEAL_BAD_SIGNATURE"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class SealMakerUntrusted(SealVerificationFailed):
     code = "SEAL_MAKER_UNTRUSTED"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class SealExpired(SealVerificationFailed):
     code = "SEAL_EXPIRED"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class SealNotYetValid(SealVerificationFailed):
     code = "SEAL_NOT_YET_VALID"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class SealCertInvalid(SealVerificationFailed):
     code = "SEAL_CERT_INVALID"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class SealRevoked(SealVerificationFailed):
     code = "SEAL_REVOKED"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class SealRevocationUnknown(SealVerificationFailed):
     """CRLs were given but none usable covers a certificate (stale, badly signed, wrong issuer)."""
 
     code = "SEAL_REVOCATION_UNKNOWN"
+    kind = ErrorKind.TRANSIENT
 
 
 class SealWrongUnit(SealVerificationFailed):
     code = "SEAL_WRONG_UNIT"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
-class SealPictureInvalid(SealVerificationFailed):
+class SealPictureInvalid(SealVerificationFailed, InvalidInput):
+    """The seal's picture is not a sane image: refused when making a seal and when verifying one."""
+
     code = "SEAL_PICTURE_INVALID"
+    kind = ErrorKind.INVALID_INPUT  # bad content, not a signature or certificate that failed
 
 
 # --- Revocation (pki.crl, pki.ocsp, pki.revocation) ---------------------------------------------
@@ -222,16 +346,19 @@ class RevocationStale(RevocationUnknown):
     """The CRL's nextUpdate or the OCSP response's nextUpdate has passed (or thisUpdate is in the future)."""
 
     code = "PKI_REVOCATION_STALE"
+    kind = ErrorKind.TRANSIENT
 
 
 class CrlBadSignature(RevocationUnknown):
     code = "PKI_CRL_BAD_SIGNATURE"
+    kind = ErrorKind.TRANSIENT
 
 
 class OcspBadSignature(RevocationUnknown):
     """The OCSP response is not signed by the issuer or by a responder the issuer delegated to."""
 
     code = "PKI_OCSP_BAD_SIGNATURE"
+    kind = ErrorKind.TRANSIENT
 
 
 # --- CMS SignedData (pki.cms) ---------------------------------------------------------------------
@@ -239,20 +366,24 @@ class OcspBadSignature(RevocationUnknown):
 
 class CmsError(PkiError):
     code = "CMS_ERROR"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class CmsMalformed(CmsError, MalformedEncoding):
     code = "CMS_MALFORMED"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class CmsBadSignature(CmsError, BadSignature):
     code = "CMS_BAD_SIGNATURE"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class CmsDigestMismatch(CmsError, BadSignature):
     """The signed message digest is not the digest of the data given to verify."""
 
     code = "CMS_DIGEST_MISMATCH"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 # --- RFC 3161 time stamps (pki.tsa) ----------------------------------------------------------------
@@ -260,28 +391,42 @@ class CmsDigestMismatch(CmsError, BadSignature):
 
 class TsaError(PkiError):
     code = "TSA_ERROR"
-    exit_code = 1
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class TsaMalformed(TsaError, MalformedEncoding):
     code = "TSA_MALFORMED"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class TsaRejected(TsaError):
     """The TSA answered with a PKIStatus other than granted."""
 
     code = "TSA_REJECTED"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class TsaBadSignature(TsaError, BadSignature):
     code = "TSA_BAD_SIGNATURE"
+    kind = ErrorKind.VERIFICATION_FAILED
 
 
 class TsaDigestMismatch(TsaError, BadSignature):
     """The token time-stamps other data (message imprint mismatch) or answers another nonce."""
 
     code = "TSA_DIGEST_MISMATCH"
+    kind = ErrorKind.VERIFICATION_FAILED
+    subcodes = ("TSA_NONCE_MISMATCH",)
 
 
 class TsaUntrusted(TsaError, CertificateUntrusted):
     code = "TSA_UNTRUSTED"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
+def error_for_code(code: str, message: str, **details: Any) -> GwxError:
+    """An error of the class that owns ``code`` — for a code read from a report or a peer's answer,
+    so that it keeps its kind. A code no imported class declares becomes a plain :class:`GwxError`."""
+    classes = _CODES.get(code)
+    cls = classes[0] if classes else GwxError
+    return cls(message, code=code, **details)

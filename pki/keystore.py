@@ -18,15 +18,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from .algorithms import PrivateKey
-from .errors import InsecureKeyFile, KeyStoreError, WrongPassphrase
+from .errors import InsecureKeyFile, KeyStoreError, WeakPassphrase, WrongPassphrase
 
 MIN_PASSPHRASE_LEN = 8
 
 
 def write_private_key(path: str | os.PathLike[str], key: PrivateKey, passphrase: bytes) -> Path:
     if len(passphrase) < MIN_PASSPHRASE_LEN:
-        raise KeyStoreError(f"passphrase must be at least {MIN_PASSPHRASE_LEN} bytes",
-                            code="PKI_WEAK_PASSPHRASE")
+        raise WeakPassphrase(f"passphrase must be at least {MIN_PASSPHRASE_LEN} bytes")
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

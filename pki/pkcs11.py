@@ -50,6 +50,8 @@ from .errors import (
     BadSignature,
     HsmBadPin,
     HsmError,
+    HsmKeyAmbiguous,
+    HsmKeyExists,
     HsmKeyNotFound,
     HsmTokenNotFound,
     InvalidInput,
@@ -81,8 +83,7 @@ def _token_errors(action: str, **details: object) -> Iterator[None]:
     except p11e.NoSuchKey:
         raise HsmKeyNotFound(f"{action}: no such key on the token", **details) from None
     except p11e.MultipleObjectsReturned:
-        raise HsmError(f"{action}: several keys match; use a unique label or the key id",
-                       code="PKI_HSM_KEY_AMBIGUOUS", **details) from None
+        raise HsmKeyAmbiguous(f"{action}: several keys match; use a unique label or the key id", **details) from None
     except p11e.PKCS11Error as exc:
         raise HsmError(f"{action}: {type(exc).__name__} {exc}".rstrip(),
                        pkcs11_error=type(exc).__name__, **details) from None
@@ -408,8 +409,7 @@ def generate_keypair_on_token(module_path: str | os.PathLike[str], token_label: 
         with _user_session(module, token, pin, rw=True) as session:
             for template in ({Attribute.LABEL: key_label}, {Attribute.ID: key_id}):
                 if list(session.get_objects(template)):
-                    raise HsmError("the token already has an object with this label or id",
-                                   code="PKI_HSM_KEY_EXISTS", **details)
+                    raise HsmKeyExists("the token already has an object with this label or id", **details)
             private_template = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
                                 Attribute.PRIVATE: True, Attribute.SIGN: True,
                                 Attribute.DECRYPT: False, Attribute.UNWRAP: False, Attribute.DERIVE: False}

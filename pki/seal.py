@@ -378,7 +378,7 @@ class SealBuilder:
         try:
             validate_png(self.picture_png)
         except SealPictureInvalid as exc:
-            raise InvalidInput(exc.message, code="SEAL_PICTURE_INVALID", field="picture") from None
+            raise SealPictureInvalid(exc.message, field="picture") from None
         for side in (self.width_mm, self.height_mm):
             if not isinstance(side, int) or not 5 <= side <= 200:
                 raise InvalidInput(f"picture size {side} mm must be 5–200 mm", field="picture")

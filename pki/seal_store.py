@@ -23,7 +23,7 @@ from cryptography import x509
 
 from .algorithms import SignatureAlgorithm, by_name
 from .ca import CertificateAuthority, load_certificate, pem
-from .errors import InvalidInput, KeyCertificateMismatch, SealMalformed, SealPictureInvalid
+from .errors import KeyCertificateMismatch, SealExists, SealMalformed, SealPictureInvalid
 from .keystore import read_private_key, write_private_key, write_public_file
 from .seal import Seal, SealBuilder, parse_seal
 from .seal_picture import STANDARD_DIAMETER_MM, render_round_seal, validate_png
@@ -65,8 +65,7 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
     """
     out = Path(out_dir)
     if (out / SEAL_FILE).exists() or (out / KEY_FILE).exists():
-        raise SealMalformed(f"{out} already holds a seal; refusing to overwrite it",
-                            code="SEAL_EXISTS")
+        raise SealExists(f"{out} already holds a seal; refusing to overwrite it")
     algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or ca.algorithm)
     # Validate everything cheap before the CA issues (and records) a certificate.
     picture = image_png if image_png is not None else render_round_seal(name, diameter_mm=size_mm)
@@ -74,7 +73,7 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
     try:
         validate_png(picture)
     except SealPictureInvalid as exc:
-        raise InvalidInput(exc.message, code="SEAL_PICTURE_INVALID", field="picture") from None
+        raise SealPictureInvalid(exc.message, field="picture") from None
     key = algorithm.generate()
     cert = ca.issue_seal_certificate(unit_code, name, key.public_key(), valid_days, now=now)
     seal = (SealBuilder().with_unit(unit_code, name).with_certificate(cert)

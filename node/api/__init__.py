@@ -5,5 +5,5 @@
 - ``upload``: a document submission as multipart/form-data, streamed part by part to disk.
 - ``auth``: bearer tokens (hashed at rest) and roles — a clerk of one unit, an operator.
 - ``openapi``: the OpenAPI 3.1 description served at ``/api/v1/openapi.json``.
-- ``error_mapping``: error codes to HTTP statuses and the JSON error body.
+- HTTP statuses come from the error's kind, in :mod:`node.error_kinds` (shared with the CLI and the peer API).
 """

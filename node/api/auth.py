@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from node.errors import ConfigError, NodeError
+from node.errors import ApiError, ConfigError, NodeError
+from pki.errors import ErrorKind
 from pki.keystore import write_secret_file
 from pki.unit_code import validate_unit_code
 
@@ -44,10 +45,12 @@ RELOAD_INTERVAL = 1.0  # seconds between looks at tokens.json from authenticate(
 
 class AuthError(NodeError):
     code = "API_UNAUTHENTICATED"
+    kind = ErrorKind.UNAUTHENTICATED
 
 
 class Forbidden(NodeError):
     code = "API_FORBIDDEN"
+    kind = ErrorKind.FORBIDDEN
 
 
 @dataclass(frozen=True)
@@ -117,13 +120,13 @@ class TokenStore:
     def issue(self, name: str, role: str, unit: str | None = None) -> tuple[Principal, str]:
         """Create a token; returns the principal and the token text (shown once, never stored)."""
         if role not in ROLES:
-            raise NodeError(f"unknown role {role!r}; one of {', '.join(ROLES)}", code="API_BAD_ROLE")
+            raise ApiError(f"unknown role {role!r}; one of {', '.join(ROLES)}", code="API_BAD_ROLE")
         if role == "clerk":
             if not unit:
-                raise NodeError("a clerk token needs a unit", code="API_BAD_ROLE")
+                raise ApiError("a clerk token needs a unit", code="API_BAD_ROLE")
             unit = validate_unit_code(unit)
         if not name.strip():
-            raise NodeError("a token needs the name of the person who uses it", code="API_BAD_ROLE")
+            raise ApiError("a token needs the name of the person who uses it", code="API_BAD_ROLE")
         token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         principal = Principal(secrets.token_hex(6), name.strip(), role, unit)
         self._by_hash[_digest(token)] = (_digest(token), principal)

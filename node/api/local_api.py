@@ -15,7 +15,7 @@ handlers here only translate HTTP into service calls and back. What this layer o
   ``{"unit": …}`` for ``{"units": …}`` cannot silently recall every recipient), and the multipart
   submission (:mod:`node.api.upload`).
 * **One error shape.** Every failure is ``{"error": {"code", "message", "details"}}`` with the
-  status from :func:`node.api.error_mapping.http_status_for`; aiohttp's own HTTP errors get API_* codes;
+  status from :func:`node.error_kinds.http_status_for`; aiohttp's own HTTP errors get API_* codes;
   anything unexpected is a logged 500 ``INTERNAL`` carrying only the request id, never a traceback.
 * **An access log** line per request (JSON via :mod:`node.ops.logs`) and request counters/latencies in
   the Prometheus registry, labelled by route template so ids never become label values.
@@ -43,11 +43,12 @@ from exchange_protocol.meta_schema import meta_schema
 from exchange_protocol.model import check_doc_id
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.api.auth import AuthError, Principal, TokenStore
-from node.api.error_mapping import http_status_for
 from node.api.openapi import build_openapi
-from node.api.upload import ApiError, TooLarge, UploadLimits, clear_stale_uploads, receive_submission
+from node.api.upload import TooLarge, UploadLimits, clear_stale_uploads, receive_submission
 from node.config import NodeConfig
 from node.documents.contract import DocumentServiceApi
+from node.error_kinds import http_status_for
+from node.errors import ApiError, BadJson, NodeError, NodeUnavailable, NotFound
 from node.ops import metrics
 from pki.errors import GwxError, InvalidUnitCode
 from pki.unit_code import validate_unit_code
@@ -170,8 +171,8 @@ async def _errors(request: web.Request, handler):
     except Exception:
         LOG.exception("unexpected error in %s %s", request.method, request.path,
                       extra={"request_id": request.get(REQUEST_ID)})
-        error = ApiError("internal error; the node's log has the details under this request id",
-                         code="INTERNAL", request_id=request.get(REQUEST_ID))
+        error = NodeError("internal error; the node's log has the details under this request id",
+                          code="INTERNAL", request_id=request.get(REQUEST_ID))
         return _error_response(error, 500)
 
 
@@ -201,7 +202,7 @@ def _error_response(exc: GwxError, status: int) -> web.Response:
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> GwxError:
     if exc.status == 404:
-        return ApiError(f"no such route: {request.method} {request.path}", code="API_NOT_FOUND")
+        return NotFound(f"no such route: {request.method} {request.path}")
     if exc.status == 405:
         return ApiError(f"{request.method} is not allowed on {request.path}", code="API_METHOD_NOT_ALLOWED")
     if exc.status == 413:
@@ -282,18 +283,14 @@ async def json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str,
         raise ApiError(f"the request body must be application/json, not {request.content_type}",
                        code="API_UNSUPPORTED_MEDIA_TYPE")
     value = load_json(data, max_bytes=request.app[CONFIG].limits.max_request_bytes, what="the request body",
-                      error=_BadJson)
+                      error=BadJson)
     if not isinstance(value, dict):
-        raise ApiError("the request body must be a JSON object", code="API_BAD_JSON")
+        raise BadJson("the request body must be a JSON object")
     unknown = sorted(set(value) - set(allowed))
     if unknown:
         raise ApiError(f"unknown field {unknown[0]!r}; known: {', '.join(allowed) or 'none'}",
                        code="API_UNKNOWN_FIELD", field=unknown[0])
     return value
-
-
-class _BadJson(ApiError):
-    code = "API_BAD_JSON"
 
 
 def units_field(body: dict[str, Any]) -> list[str] | None:
@@ -342,7 +339,7 @@ async def _submit(request: web.Request) -> web.Response:
         upload_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     free = shutil.disk_usage(upload_dir).free
     if request.content_length is not None and request.content_length > free:
-        raise ApiError("not enough disk space for this submission", code="NODE_UNAVAILABLE")
+        raise NodeUnavailable("not enough disk space for this submission")
     submission = await receive_submission(request, upload_dir, request.app[UPLOAD_LIMITS])
     try:
         result = await request.app[SERVICE].submit(request[PRINCIPAL], submission.meta, submission.body,

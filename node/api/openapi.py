@@ -90,10 +90,13 @@ SCHEMAS: Json = {
 }
 
 ERRORS = {
-    "400": "malformed request (API_BAD_*)", "401": "missing or unknown token (API_UNAUTHENTICATED)",
+    "400": "the request cannot be used as given (API_BAD_*, DOC_* in META.json, PKG_BAD_INPUT …)",
+    "401": "missing or unknown token (API_UNAUTHENTICATED)",
     "403": "role or unit not allowed (API_FORBIDDEN)", "404": "no such document (API_NOT_FOUND)",
-    "409": "the document's state does not allow this (STATE_*)", "413": "too large (API_TOO_LARGE)",
-    "422": "well-formed but invalid content (DOC_*, PKG_*, SEAL_*)",
+    "409": "the state does not allow this (STATE_*, STORE_DUPLICATE, NODE_NO_SEAL)",
+    "413": "too large (API_TOO_LARGE)",
+    "422": "a verification said no (PKG_*, SEAL_*, PKI_CERT_*)",
+    "503": "try again later (NODE_UNAVAILABLE, STORE_CONTENDED)",
 }
 
 
@@ -140,7 +143,7 @@ def _json_body(schema: str, required: bool = False) -> Json:
 def build_openapi(node_id: str = "") -> Json:
     clerk = ["clerk"]
     operator = ["operator"]
-    doc_errors = ("400", "401", "403", "404", "409", "422")
+    doc_errors = ("400", "401", "403", "404", "409", "422", "503")
     paths: Json = {
         "/healthz": {"get": _op("liveness", [], _ref("Health"), errors=(), op_id="healthz")},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", operator, {},
@@ -154,7 +157,7 @@ def build_openapi(node_id: str = "") -> Json:
             body={"required": True, "content": {"multipart/form-data": {
                 "schema": _ref("Submission"),
                 "encoding": {"meta": {"contentType": "application/json"}, "body": {"contentType": "application/pdf"}}}}},
-            errors=("400", "401", "403", "413", "422"), op_id="submit")},
+            errors=("400", "401", "403", "409", "413", "422", "503"), op_id="submit")},
         "/api/v1/outbox": {"get": _op("sent documents (发文箱), newest first", clerk,
                                       {"type": "array", "items": _ref("OutboxItem")},
                                       params=_filters(SENDER_STATUSES, "recipient unit code"), op_id="outbox")},

@@ -29,7 +29,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from exchange_protocol.canonical import load_json
 from exchange_protocol.errors import PackageError
 from exchange_protocol.manifest import attachment_member, name_key
-from node.errors import NodeError
+from node.errors import ApiError, BadJson
+from pki.errors import ErrorKind
 
 CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
@@ -37,14 +38,9 @@ MAX_ATTACHMENTS = 1000
 _ABSOLUTE_FILENAME = re.compile(r';\s*filename\s*=\s*"([\\/](?:[^"\\]|\\.)*)"', re.IGNORECASE)
 
 
-class ApiError(NodeError):
-    """A request the local API refuses before it reaches the service (code chosen per case)."""
-
-    code = "API_BAD_REQUEST"
-
-
 class TooLarge(ApiError):
     code = "API_TOO_LARGE"
+    kind = ErrorKind.INVALID_INPUT
 
 
 @dataclass(frozen=True)
@@ -110,9 +106,9 @@ async def _read_parts(reader, submission: Submission, directory: Path, limits: U
                 raise ApiError("more than one meta part", code="API_BAD_MULTIPART", part="meta")
             data = await _read_small(part, limits.meta)
             total += len(data)
-            meta = load_json(data, max_bytes=limits.meta, what="the meta part (META.json)", error=_BadJson)
+            meta = load_json(data, max_bytes=limits.meta, what="the meta part (META.json)", error=BadJson)
             if not isinstance(meta, dict):
-                raise ApiError("the meta part must be a JSON object (META.json)", code="API_BAD_JSON")
+                raise BadJson("the meta part must be a JSON object (META.json)")
             submission.meta = meta
         elif name == "body":
             if submission.body is not None:
@@ -142,10 +138,6 @@ async def _read_parts(reader, submission: Submission, directory: Path, limits: U
         raise ApiError("the meta part (META.json) is missing", code="API_BAD_MULTIPART", part="meta")
     if submission.body is None:
         raise ApiError("the body part (the PDF) is missing", code="API_BAD_MULTIPART", part="body")
-
-
-class _BadJson(ApiError):
-    code = "API_BAD_JSON"
 
 
 def _attachment_name(filename: str | None, disposition: str) -> str:

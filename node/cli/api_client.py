@@ -4,8 +4,8 @@ Uploads are streamed: :class:`MultipartStream` is a file-like object that yields
 body piece by piece — part headers, then each file read in blocks — with its total length known
 in advance, so a 1 GiB attachment is sent with a Content-Length and never held in memory. A
 progress callback sees the bytes sent. Errors from the API (``{"error": {...}}``) become
-:class:`RemoteError` carrying the server's code, so the CLI prints ``gwx: CODE: message`` and
-exits by the same rules as for local errors.
+:class:`RemoteError` carrying the server's code and the kind behind its HTTP status, so the CLI
+prints ``gwx: CODE: message`` and exits by the same table as for local errors.
 """
 
 from __future__ import annotations
@@ -19,28 +19,49 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from node.cli import exit_codes
-from pki.errors import GwxError
+from node.error_kinds import kind_for_status, kind_of_code
+from pki.errors import ErrorKind, GwxError
 
 DEFAULT_NODE = "http://127.0.0.1:7080"
 BLOCK = 256 * 1024
 
 
 class RemoteError(GwxError):
-    """An error reported by the node (its code and message) or on the way to it."""
+    """An error reported by the node (its code and message) or on the way to it.
 
-    def __init__(self, message: str, *, code: str, status: int | None = None, **details: Any) -> None:
+    Its kind is the node's: the node chose the HTTP status from the error's kind, so the status
+    gives it back (:func:`node.error_kinds.kind_for_status`); without a status, the code's own."""
+
+    code = "CLI_REMOTE_ERROR"
+    kind = ErrorKind.INTERNAL  # replaced per error by the kind the node reported
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 **details: Any) -> None:
         super().__init__(message, code=code, **details)
         self.status = status
-        self.exit_code = _exit_code(code, status)
+        if status is not None:
+            self.kind = kind_for_status(status)
+        elif code is not None and code != type(self).code:
+            self.kind = kind_of_code(code) or self.kind
 
 
-def _exit_code(code: str, status: int | None) -> int:
-    if code.endswith("_VERIFY_FAILED") or code in ("PKI_BAD_SIGNATURE", "SEAL_BAD_SIGNATURE"):
-        return exit_codes.VERIFY_FAILED
-    if status in (400, 413, 422) or code.startswith("API_BAD") or code == "CLI_BAD_INPUT":
-        return exit_codes.BAD_INPUT
-    return exit_codes.OTHER
+class BadInput(RemoteError):
+    """A clerk's command given something it cannot send (a --node URL, a file that is not one)."""
+
+    code = "CLI_BAD_INPUT"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class NodeUnreachable(RemoteError):
+    code = "CLI_NODE_UNREACHABLE"
+    kind = ErrorKind.TRANSIENT
+
+
+class BadResponse(RemoteError):
+    """The node answered with something that is not its JSON (a proxy's page, a truncated body)."""
+
+    code = "CLI_BAD_RESPONSE"
+    kind = ErrorKind.INTERNAL
 
 
 class MultipartStream:
@@ -115,8 +136,7 @@ class ApiClient:
     def __init__(self, base_url: str, token: str | None, timeout: float = 300.0) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RemoteError(f"--node must be http://HOST:PORT or https://HOST:PORT, not {base_url!r}",
-                              code="CLI_BAD_INPUT")
+            raise BadInput(f"--node must be http://HOST:PORT or https://HOST:PORT, not {base_url!r}")
         self.parts = parts
         self.token = token
         self.timeout = timeout
@@ -144,13 +164,11 @@ class ApiClient:
                 # connection; its answer is usually waiting to be read — unless http.client has
                 # already dropped the socket (the node went away), and then there is no answer.
                 if conn.sock is None:
-                    raise RemoteError(f"the node at {self.parts.geturl()} closed the connection: {exc}",
-                                      code="CLI_NODE_UNREACHABLE") from None
+                    raise NodeUnreachable(f"the node at {self.parts.geturl()} closed the connection: {exc}") from None
             response = conn.getresponse()
             return response.status, response.getheader("Content-Type", ""), response.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise RemoteError(f"cannot reach the node at {self.parts.geturl()}: {exc}",
-                              code="CLI_NODE_UNREACHABLE") from None
+            raise NodeUnreachable(f"cannot reach the node at {self.parts.geturl()}: {exc}") from None
         finally:
             conn.close()
 
@@ -204,8 +222,7 @@ class ApiClient:
         try:
             value = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise RemoteError(f"the node answered {status} with malformed JSON", code="CLI_BAD_RESPONSE",
-                              status=status) from None
+            raise BadResponse(f"the node answered {status} with malformed JSON", status=status) from None
         if status >= 400:
             error = value.get("error") if isinstance(value, dict) else None
             if not isinstance(error, dict) or not isinstance(error.get("code"), str):
@@ -233,6 +250,5 @@ def read_token(token_file: str | None) -> str | None:
         try:
             return Path(token_file).read_text("utf-8").strip()
         except OSError as exc:
-            raise RemoteError(f"cannot read the token file {token_file}: {exc.strerror}",
-                              code="CLI_BAD_INPUT") from None
+            raise BadInput(f"cannot read the token file {token_file}: {exc.strerror}") from None
     return os.environ.get("GWX_TOKEN") or None

@@ -23,7 +23,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from node.cli.api_client import DEFAULT_NODE, ApiClient, MultipartStream, RemoteError, read_token
+from node.cli.api_client import DEFAULT_NODE, ApiClient, BadInput, MultipartStream, read_token
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 PAGE = 50  # the node's default page size
@@ -112,9 +112,9 @@ def _send(args: argparse.Namespace) -> int:
         meta = args.meta.read_bytes()
         for path in (args.body, *args.attach):
             if not path.is_file():
-                raise RemoteError(f"{path} is not a file", code="CLI_BAD_INPUT")
+                raise BadInput(f"{path} is not a file")
     except OSError as exc:
-        raise RemoteError(f"cannot read {args.meta}: {exc.strerror}", code="CLI_BAD_INPUT") from None
+        raise BadInput(f"cannot read {args.meta}: {exc.strerror}") from None
     files = [("body", args.body, args.body.name, "application/pdf")]
     files += [("attachment", p, p.name, "application/octet-stream") for p in args.attach]
     stream = MultipartStream([("meta", meta, "application/json")], files)
@@ -248,7 +248,7 @@ def _print_tracking(tracking: dict[str, Any]) -> int:
     _print_recipients(tracking["recipients"])
     print(_counts(doc.get("counts", {})))
     for refusal in tracking.get("refused") or []:  # recipients the action could not apply to
-        print(f"未执行 {refusal.get('unit')}: {refusal.get('code')} {refusal.get('message')}", file=sys.stderr)
+        print(f"refused for {refusal.get('unit')}: {refusal.get('code')}: {refusal.get('message')}", file=sys.stderr)
     return 0
 
 

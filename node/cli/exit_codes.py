@@ -1,26 +1,27 @@
-"""The one place that maps typed errors to CLI exit codes.
+"""``gwx`` exit codes: the table over error kinds in :mod:`node.error_kinds`, re-exported here.
 
 0 success; 1 a verification said no (bad signature, revoked, expired, digest mismatch);
-2 usage or input errors, including files that cannot be read or written (``IO_ERROR``);
-3 key/passphrase problems; 4 anything else typed.
+2 the input cannot be used as given — bad or missing files (``IO_ERROR``), usage errors, config
+errors, something named that does not exist or already does; 3 refused: a wrong passphrase or PIN,
+a key file others can read, a token the node does not accept; 4 try again later (the node is
+unreachable or busy, a CRL is stale); 5 an internal error.
 """
 
 from __future__ import annotations
 
-from pki.errors import (
-    BadSignature,
-    CertificateInvalid,
-    GwxError,
-    InvalidInput,
-    InvalidUnitCode,
-    KeyStoreError,
-    MalformedEncoding,
+from node.error_kinds import (
+    BAD_INPUT,
+    INTERNAL,
+    REFUSED,
+    SUCCESS,
+    TRY_AGAIN,
+    VERIFY_FAILED,
+    exit_code_for,
 )
+from pki.errors import ErrorKind, GwxError
 
-VERIFY_FAILED = 1
-BAD_INPUT = 2
-KEY_PROBLEM = 3
-OTHER = 4
+__all__ = ["BAD_INPUT", "INTERNAL", "REFUSED", "SUCCESS", "TRY_AGAIN", "VERIFY_FAILED", "FileProblem",
+           "exit_code_for"]
 
 
 class FileProblem(GwxError):
@@ -28,7 +29,7 @@ class FileProblem(GwxError):
     reported as a typed error so the user sees what and where instead of a traceback."""
 
     code = "IO_ERROR"
-    exit_code = BAD_INPUT
+    kind = ErrorKind.INVALID_INPUT  # the path given cannot be used; the message says why
 
     @classmethod
     def from_os_error(cls, exc: OSError) -> FileProblem:
@@ -36,13 +37,3 @@ class FileProblem(GwxError):
         what = exc.strerror or str(exc) or type(exc).__name__
         details = {"path": str(where)} if where else {}
         return cls(f"{what}: {where}" if where else what, errno=exc.errno, **details)
-
-
-def exit_code_for(exc: GwxError) -> int:
-    if isinstance(exc, (BadSignature, CertificateInvalid)) or exc.code.endswith("_VERIFY_FAILED"):
-        return VERIFY_FAILED
-    if isinstance(exc, (InvalidInput, InvalidUnitCode, MalformedEncoding)):
-        return BAD_INPUT
-    if isinstance(exc, KeyStoreError):
-        return KEY_PROBLEM
-    return getattr(exc, "exit_code", OTHER)

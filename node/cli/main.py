@@ -2,10 +2,11 @@
 
 Each command group lives in its own module exposing ``register(subparsers)``; a command sets
 ``func`` and returns an exit code. Typed errors (:class:`pki.errors.GwxError`) are caught here,
-once, and printed as ``CODE: message`` (or JSON with ``--json``) with the exit code from
-``node.cli.exit_codes``. An ``OSError`` that reaches this far (a file named on the command line
-that does not exist or cannot be read) is turned into the typed ``IO_ERROR`` here too, so no
-command needs its own try/except around every open().
+once, and printed as ``gwx: CODE: message`` (or JSON with ``--json``) with the exit code of
+their kind (``node.error_kinds``, re-exported by ``node.cli.exit_codes``; README "Command line").
+An ``OSError`` that reaches this far (a file named on the command line that does not exist or
+cannot be read) is turned into the typed ``IO_ERROR`` here too, so no command needs its own
+try/except around every open().
 """
 
 from __future__ import annotations
@@ -34,8 +35,14 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
 ]
 
 
+EXIT_CODES_HELP = ("Errors print 'gwx: CODE: message' on stderr. Exit codes: 0 success; 1 a verification said no; "
+                   "2 the input cannot be used as given (file, option, config); 3 refused (passphrase, PIN, "
+                   "token); 4 try again later (node unreachable or busy, stale CRL); 5 internal error.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gwx", description="gwx — sealed official document exchange")
+    parser = argparse.ArgumentParser(prog="gwx", description="gwx — sealed official document exchange",
+                                     epilog=EXIT_CODES_HELP)
     top = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     for name, help_text, modules in GROUPS:
         if name is None:

@@ -129,13 +129,13 @@ def _list_tokens(args: argparse.Namespace) -> int:
 
 
 def _revoke_token(args: argparse.Namespace) -> int:
-    from node.errors import NodeError
+    from node.errors import NotFound
 
     store = _token_store(args.dir)
     principal = store.find(args.token_id)
     if principal is None or not store.revoke(args.token_id):
-        raise NodeError(f"no token with id {args.token_id} (see gwx node tokens)", code="NODE_UNKNOWN_TOKEN",
-                        token_id=args.token_id)
+        raise NotFound(f"no token with id {args.token_id} (see gwx node tokens)", code="NODE_UNKNOWN_TOKEN",
+                       token_id=args.token_id)
     print(f"revoked token {principal.token_id} of {principal.name} ({principal.role}"
           + (f", {principal.unit})" if principal.unit else ")"))
     return 0

@@ -39,15 +39,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from node.config import load_config
-    from node.errors import NodeError
+    from node.errors import NodeUnavailable
     from node.runner import ready_path
 
     config = load_config(args.dir)
     try:
         ready = json.loads(ready_path(config).read_text())
     except FileNotFoundError:
-        raise NodeError(f"node {config.node_id} is not running (no {ready_path(config)})",
-                        code="NODE_UNAVAILABLE") from None
+        raise NodeUnavailable(f"node {config.node_id} is not running (no {ready_path(config)})") from None
     token = (config.directory / "tokens" / "operator.token").read_text().strip()
     req = urllib.request.Request(f"{ready['local_url']}/api/v1/node/status",
                                  headers={"Authorization": f"Bearer {token}"})
@@ -55,7 +54,7 @@ def _status(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(req, timeout=10) as resp:
             status = json.loads(resp.read())
     except (urllib.error.URLError, OSError) as exc:
-        raise NodeError(f"cannot reach node {config.node_id}: {exc}", code="NODE_UNAVAILABLE") from None
+        raise NodeUnavailable(f"cannot reach node {config.node_id}: {exc}") from None
     if args.json:
         print(json.dumps(status, ensure_ascii=False, indent=2))
         return 0

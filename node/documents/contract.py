@@ -4,7 +4,7 @@
 these methods. Every method takes the authenticated :class:`node.api.auth.Principal` first and
 enforces what that principal may do (a clerk acts for their own unit only). Results are plain
 JSON-ready dicts whose shapes are documented here and in the OpenAPI description; errors are
-typed (``GwxError``) and mapped to HTTP statuses by ``node.api.error_mapping``.
+typed (``GwxError``) and mapped to HTTP statuses by their kind in ``node.error_kinds``.
 
 Shapes (keys are a contract; Chinese values intact):
 

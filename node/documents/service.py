@@ -28,23 +28,23 @@ from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_ove
 from node.api.auth import Forbidden, Principal
 from node.context import NodeContext
 from node.documents.tracking import apply_receiver_event, apply_sender_event
-from node.errors import NodeError
+from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.processor import Delivery, Processor
 from node.ops.metrics import Registry
 from node.store import InboxRow, ListFilter, NodeStore, OutboxDocument, OutboxRecipient, OutgoingLink
-from pki.errors import GwxError
+from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.service")
 MAX_REASON = 500
 
 
-class NotFound(NodeError):
-    code = "API_NOT_FOUND"
+class NoSeal(NodeError):
+    """The clerk's unit is hosted here but the operator has not installed its seal: the node's
+    state, not the request, is what must change (409, like any other state that forbids it)."""
 
-
-class BadRequest(NodeError):
-    code = "API_BAD_REQUEST"
+    code = "NODE_NO_SEAL"
+    kind = ErrorKind.CONFLICT
 
 
 class DocumentService:
@@ -65,11 +65,11 @@ class DocumentService:
         if doc.issuers[0] != who.unit:
             raise Forbidden(f"the first issuer (发文机关) must be your unit {who.unit}, not {doc.issuers[0]}")
         if await self.store.messages.get_outbox(doc.id):
-            raise NodeError(f"document {doc.id} was already sent", code="STORE_DUPLICATE", doc_id=doc.id)
+            raise StoreDuplicate(f"document {doc.id} was already sent", doc_id=doc.id)
         routes = {unit: self.ctx.router.node_for(unit) for unit, _ in doc.recipients()}  # refuse unknown units now
         seal = self.ctx.seals.get(who.unit)
         if seal is None:
-            raise NodeError(f"this node holds no seal for unit {who.unit}", code="NODE_NO_SEAL")
+            raise NoSeal(f"this node holds no seal for unit {who.unit}", unit=who.unit)
         package = await asyncio.to_thread(self._build, doc, body_pdf, attachments, seal, now)
         digest, size = package.digest, package.size
         recipients = [OutboxRecipient(unit=unit, role=role.value, status=SenderStatus.QUEUED.value,
@@ -226,7 +226,7 @@ class DocumentService:
 
     async def return_document(self, who: Principal, doc_id: str, reason: str) -> dict[str, Any]:
         if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-            raise BadRequest(f"退回 needs a reason of 1–{MAX_REASON} characters", field="reason")
+            raise ApiError(f"退回 needs a reason of 1–{MAX_REASON} characters", field="reason")
         return await self._receiver_act(who, doc_id, Event.RETURNED, MessageType.RETURN, reason.strip())
 
     async def register(self, who: Principal, doc_id: str) -> dict[str, Any]:
@@ -311,7 +311,7 @@ def _cursor(after: str | None) -> int | None:
     try:
         return int(after)
     except (TypeError, ValueError):
-        raise BadRequest(f"bad paging cursor {after!r}", field="after") from None
+        raise ApiError(f"bad paging cursor {after!r}", field="after") from None
 
 
 __all__ = ["DocumentService"]

@@ -30,7 +30,7 @@ from typing import BinaryIO
 from exchange_protocol.envelope import EnvelopeHeader, FrameDecoder, MessageType, decode_frame, decode_header
 from exchange_protocol.envelope_seal import EnvelopeOpener, open_envelope_bytes
 from exchange_protocol.errors import EnvelopePayloadDigestMismatch, EnvelopeTruncated
-from exchange_protocol.notices import decode_notice
+from exchange_protocol.notices import NoticeError, decode_notice
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
@@ -38,7 +38,7 @@ from node.context import NodeContext
 from node.errors import BlobMissing, NodeError, StoreCorrupt
 from node.ops.metrics import Registry
 from node.store import BlobRef, InboundEnvelope, NodeStore
-from pki.errors import GwxError
+from pki.errors import ErrorKind, GwxError, error_for_code
 
 log = logging.getLogger("gwx.inbound")
 
@@ -46,11 +46,18 @@ MAX_NOTICE_BYTES = 64 * 1024
 
 
 class OriginMismatch(NodeError):
+    """A peer sending on behalf of a node or unit that is not its own."""
+
     code = "ENV_ORIGIN_MISMATCH"
+    kind = ErrorKind.FORBIDDEN
 
 
 class UnitNotHosted(NodeError):
+    """The envelope names units that this node does not host, or that its package does not name."""
+
     code = "ENV_UNIT_NOT_HOSTED"
+    kind = ErrorKind.FORBIDDEN
+    subcodes = ("ENV_FROM_UNIT_MISMATCH", "ENV_TO_UNIT_MISMATCH")
 
 
 class Acceptor:
@@ -168,7 +175,7 @@ class Acceptor:
                                 allow_classified=self.ctx.config.classified_network)
         if report.failures:
             first = report.failures[0]
-            raise GwxError(f"package refused: {first.name}: {first.message}", code=first.code or "PKG_INVALID")
+            raise error_for_code(first.code or "PKG_INVALID", f"package refused: {first.name}: {first.message}")
         if not report.issuers or report.issuers[0] != header.from_unit:
             raise UnitNotHosted(f"the package is issued by {report.issuers[:1]}, the envelope says {header.from_unit}",
                                 code="ENV_FROM_UNIT_MISMATCH")
@@ -180,8 +187,8 @@ class Acceptor:
     def check_notice(self, header: EnvelopeHeader, payload: bytes) -> None:
         notice = decode_notice(payload)  # a malformed notice is refused now, not discovered later
         if notice.type is not header.type:
-            raise NodeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",
-                            code="NOTICE_TYPE_MISMATCH")
+            raise NoticeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",
+                              code="NOTICE_TYPE_MISMATCH")
 
 
 class StreamAcceptor:

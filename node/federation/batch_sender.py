@@ -7,7 +7,7 @@ envelope the peer answers with a signed transport receipt or a refusal:
 
 - a receipt that verifies (our trust, the envelope's digest, the peer's node id) marks the row
   ``sent`` and the document's recipients 已送达 in one transaction;
-- a refusal for good (:func:`node.federation.transport.is_permanent`) bounces it at once;
+- a refusal whose code's kind gives up (:func:`node.error_kinds.gives_up_on_code`) bounces it at once;
 - anything else — a transient refusal, a receipt that does not verify — defers it to the time
   :func:`exchange_protocol.retry.next_attempt` gives, or bounces it once its retry window is over.
 
@@ -28,13 +28,13 @@ from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import Event
 from exchange_protocol.transport_receipt import verify_receipt
 from node.documents.tracking import apply_transport_outcome
+from node.error_kinds import gives_up_on_code
 from node.federation.transport import (
     OutgoingFrame,
     PeerIdentityMismatch,
     PeerProtocolError,
     PeerServerError,
     PeerUnreachable,
-    is_permanent,
 )
 from node.store import ErrorInfo, QueueEntry
 from pki.errors import GwxError
@@ -101,7 +101,7 @@ class BatchSender:
                     await self.defer_or_bounce(entry, exc, now)
                     continue
                 await self._sent(entry, r.receipt, now)
-            elif is_permanent(r.error_code or ""):
+            elif gives_up_on_code(r.error_code or ""):
                 self._log(logging.WARNING, "%s refused %s for good: %s %s", self.destination, entry.message_id,
                           r.error_code, r.error_message, message_id=entry.message_id, code=r.error_code)
                 await self.bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""))

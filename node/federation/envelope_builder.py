@@ -26,6 +26,7 @@ from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import seal_envelope, seal_stream
 from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
+from node.errors import BlobDigestMismatch, QueueExpired
 from node.federation.transport import PeerCredentials, verify_peer_credentials
 from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials
 from pki.ca import pem
@@ -77,8 +78,7 @@ class EnvelopeBuilder:
     async def drop_expired(self, now: dt.datetime) -> None:
         """Drafts never built within their retry window (the peer's certificate could not be had)."""
         for d in await self.outbound.store.drafts.expired_drafts(self.destination, now):
-            await self.drop_draft(d, GwxError("retry window closed before the peer could be reached",
-                                              code="QUEUE_EXPIRED"))
+            await self.drop_draft(d, QueueExpired("retry window closed before the peer could be reached"))
 
     async def drop_draft(self, d: Draft, exc: Exception) -> None:
         store = self.outbound.store
@@ -127,8 +127,7 @@ def _build_envelope(blobs, d: Draft, sender, recipient: Recipient):
     if d.payload_size <= SMALL_PAYLOAD:
         plaintext = src_path.read_bytes()
         if hashlib.sha256(plaintext).hexdigest() != d.payload_digest:
-            raise GwxError(f"payload blob of {d.header.message_id} does not match its digest",
-                           code="STORE_BAD_DIGEST")
+            raise BlobDigestMismatch(f"payload blob of {d.header.message_id} does not match its digest")
         return blobs.put_sync(seal_envelope(d.header, plaintext, sender, recipient).data)
     with open(src_path, "rb") as src, tempfile.TemporaryFile(dir=blobs.tmp_dir) as spool:
         _, prefix = seal_stream(d.header, src, d.payload_size, spool, sender, recipient)

@@ -29,15 +29,16 @@ from aiohttp.http_exceptions import HttpProcessingError
 from exchange_protocol.batch_answer import FrameAnswer, Refusal, encode_batch_answer, encode_refusal
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import PREFIX_LEN, decode_header, frame_length
-from node.api.error_mapping import http_status_for
+from exchange_protocol.errors import EnvelopeTooLarge, EnvelopeTruncated
 from node.config import MAX_BATCH
 from node.context import NodeContext
-from node.errors import NodeError
+from node.error_kinds import http_status_for
+from node.errors import ApiError, NodeError, NodeUnavailable
 from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.federation.tls import PeerIdentityError, peer_chain, peer_node_id
 from node.federation.transport import ENVELOPE_MEDIA_TYPE
 from pki.ca import pem
-from pki.errors import GwxError
+from pki.errors import ErrorKind, GwxError
 from pki.trust import Purpose, verify_certificate
 
 log = logging.getLogger("gwx.peer_api")
@@ -60,6 +61,7 @@ class PeerHungUp(NodeError):
     """The peer closed the connection before the request body it announced had arrived."""
 
     code = "PEER_HUNG_UP"
+    kind = ErrorKind.TRANSIENT  # a cut connection, not a verdict on the envelope: sent again, it may pass
 
 
 class PeerBody:
@@ -133,17 +135,17 @@ async def health(request: web.Request) -> web.Response:
 
 async def envelopes(request: web.Request) -> web.Response:
     if request.app[DRAINING].is_set():
-        raise NodeError("this node is shutting down; try again shortly", code="NODE_SHUTTING_DOWN")
+        raise NodeUnavailable("this node is shutting down; try again shortly", code="NODE_SHUTTING_DOWN")
     ctx, acceptor = request.app[CONTEXT], request.app[ACCEPTOR]
     peer = request[PEER_NODE]
     if request.content_type != ENVELOPE_MEDIA_TYPE:
-        raise NodeError(f"envelopes are sent as {ENVELOPE_MEDIA_TYPE}, not {request.content_type}",
-                        code="API_UNSUPPORTED_MEDIA_TYPE")
+        raise ApiError(f"envelopes are sent as {ENVELOPE_MEDIA_TYPE}, not {request.content_type}",
+                       code="API_UNSUPPORTED_MEDIA_TYPE")
     if request.content_length is None:
-        raise NodeError("Content-Length is required", code="API_LENGTH_REQUIRED")
+        raise ApiError("Content-Length is required", code="API_LENGTH_REQUIRED")
     cap = ctx.config.limits.max_envelope_bytes * 2
     if request.content_length > cap:
-        raise NodeError(f"request of {request.content_length} bytes exceeds {cap}", code="ENV_TOO_LARGE")
+        raise EnvelopeTooLarge(f"request of {request.content_length} bytes exceeds {cap}")
     body = PeerBody(request.content, request.content_length)
     limits = acceptor.policy.limits
     pending: list[asyncio.Future] = []
@@ -172,7 +174,7 @@ async def envelopes(request: web.Request) -> web.Response:
 async def _read_frames(content: PeerBody, limits, acceptor: Acceptor, peer: str, pending: list[asyncio.Future]) -> None:
     while prefix := await _read_exactly(content, PREFIX_LEN):
         if len(pending) >= MAX_FRAMES:
-            raise NodeError(f"more than {MAX_FRAMES} envelopes in one request", code="API_TOO_MANY_FRAMES")
+            raise ApiError(f"more than {MAX_FRAMES} envelopes in one request", code="API_TOO_MANY_FRAMES")
         length = frame_length(prefix, limits)  # a bad prefix: the stream cannot be resynchronised
         header_len = int.from_bytes(prefix[8:12], "big")
         head = prefix + await _read_exactly(content, min(header_len, length - PREFIX_LEN))
@@ -180,7 +182,7 @@ async def _read_frames(content: PeerBody, limits, acceptor: Acceptor, peer: str,
         if length <= SMALL_FRAME:
             rest = await _read_exactly(content, length - len(head))
             if len(head) + len(rest) != length:
-                raise NodeError("the request ends inside an envelope", code="ENV_TRUNCATED")
+                raise EnvelopeTruncated("the request ends inside an envelope")
             pending.append(asyncio.ensure_future(_outcome(message_id, peer, acceptor.accept(head + rest, peer))))
         else:  # streamed: it must be consumed before the next frame can be read
             streamer = StreamAcceptor(acceptor)

@@ -41,12 +41,13 @@ from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import Event, ReceiverStatus
 from node.context import NodeContext
 from node.documents.tracking import apply_receiver_event, apply_sender_event
-from node.errors import NodeError
+from node.error_kinds import Disposition, disposition, kind_of_code
+from node.errors import NodeError, NodeUnavailable, StoreCorrupt
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.retry_limiter import retry_policy
 from node.ops.metrics import Registry
 from node.store import BlobRef, InboxRow, NodeStore, ReceivedEnvelope, Transaction
-from pki.errors import GwxError
+from pki.errors import ErrorKind, GwxError, error_for_code
 
 log = logging.getLogger("gwx.processing")
 
@@ -56,24 +57,25 @@ NOTICE_EVENTS_SENDER = {MessageType.RECEIPT: Event.SIGNED_FOR, MessageType.RETUR
 NOTICE_EVENTS_RECEIVER = {MessageType.RECALL: Event.RECALLED, MessageType.URGE: Event.URGED}
 
 
-# Applying an acknowledged message is retried (with backoff) after errors that may pass: the
-# database busy, a disk error, our stale CRL, a notice that overtook its document. Anything else
-# typed is a verdict on the message itself and is final. When to retry, and when to stop (the retry
-# window, counted from acknowledgement), is exchange_protocol.retry's, with the node's one policy.
-TRANSIENT_CODES = frozenset({"INTERNAL", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "STORE_CONFLICT",
-                             "STORE_ERROR", "PKI_REVOCATION_UNKNOWN", "PKI_REVOCATION_STALE"})
-
-
-def is_transient(error: GwxError) -> bool:
-    return error.code in TRANSIENT_CODES or error.code.endswith("_REVOCATION_UNKNOWN")
+# Applying an acknowledged message is retried (with backoff) after errors whose kind may pass (the
+# database busy, a disk error, our stale CRL, a notice that overtook its document: node.error_kinds).
+# Anything else typed is a verdict on the message itself and is final. When to retry, and when to
+# stop (the retry window, counted from acknowledgement), is exchange_protocol.retry's, with the
+# node's one policy.
 
 
 class NoticeNotOurs(NodeError):
+    """A notice about rows its origin has no say over (not the sender, not the unit it delivered to)."""
+
     code = "NOTICE_NOT_OURS"
+    kind = ErrorKind.FORBIDDEN
 
 
 class DocumentConflict(NodeError):
+    """The same 公文标识 again with another package or from another unit."""
+
     code = "DOC_ID_CONFLICT"
+    kind = ErrorKind.CONFLICT
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class Processor:
             error = exc if isinstance(exc, GwxError) else NodeError(f"internal error: {exc!r}", code="INTERNAL")
             now = self.ctx.clock()
             retry_at = (next_attempt(received.attempts + 1, received.received_at, now, self.policy, self.rand())
-                        if is_transient(error) else GIVE_UP)
+                        if disposition(error) is Disposition.RETRY else GIVE_UP)
             if retry_at is not GIVE_UP:
                 log.warning("cannot apply %s yet (%s); retrying in %.0f s", received.message_id, error,
                             (retry_at - now).total_seconds(),
@@ -225,7 +227,7 @@ class Processor:
             while decoder.head is None and (chunk := f.read(64 * 1024)):
                 decoder.feed(chunk)
         if decoder.head is None:
-            raise NodeError("stored envelope has no complete header", code="STORE_CORRUPT")
+            raise StoreCorrupt("stored envelope has no complete header")
         return decode_header(decoder.head.header_bytes)
 
     async def resume_local_deliveries(self) -> None:
@@ -301,18 +303,19 @@ class Processor:
         report = await self.full_report(d.payload_digest)
         now = self.ctx.clock()
         failed = [c for c in report["checks"] if c["status"] == "fail"]
-        unknown = [c for c in failed if "REVOCATION" in (c.get("code") or "") and "REVOKED" not in (c.get("code") or "")]
+        unknown = [c for c in failed if kind_of_code(c.get("code") or "") is ErrorKind.TRANSIENT]
         if unknown:
-            # Our CRL is stale or missing: our problem, not the document's. Try again later.
-            raise NodeError(f"cannot check revocation for {meta.id}: {unknown[0].get('message')}",
-                            code="NODE_REVOCATION_UNKNOWN", doc_id=meta.id)
+            # Our CRL is stale or missing (a check whose kind is transient): our problem, not the
+            # document's. Try again later.
+            raise NodeUnavailable(f"cannot check revocation for {meta.id}: {unknown[0].get('message')}",
+                                  code="NODE_REVOCATION_UNKNOWN", doc_id=meta.id)
         if failed:
             # Quarantined: never offered for 签收. The sender learns which check failed.
             reason = "; ".join(f"{c['name']}: {c.get('code')} {c.get('message') or ''}".strip() for c in failed)
             notice = Notice(MessageType.BOUNCE, meta.id, d.header.to_units, now, reason=reason[:1900])
             ref = await self.store.blobs.put(notice.encode())
-            error = NodeError(f"document {meta.id} refused after acknowledgement: {reason}",
-                              code=failed[0].get("code") or "PKG_INVALID", doc_id=meta.id)
+            error = error_for_code(failed[0].get("code") or "PKG_INVALID",
+                                   f"document {meta.id} refused after acknowledgement: {reason}", doc_id=meta.id)
             async with self.store.transaction() as tx:
                 wake = await self.queue_notice(tx, notice, ref, d.header.origin_node, None, (d.header.from_unit,),
                                                d.header.message_id)
@@ -379,8 +382,8 @@ class Processor:
         for unit in notice.units:
             row = await self.store.messages.get_inbox(notice.doc_id, unit)
             if row is None and await self._document_still_pending(d):
-                raise NodeError(f"{notice.type.value} for {notice.doc_id} arrived before its document was applied",
-                                code="NOTICE_EARLY", doc_id=notice.doc_id)
+                raise NodeUnavailable(f"{notice.type.value} for {notice.doc_id} arrived before its document was "
+                                      "applied", code="NOTICE_EARLY", doc_id=notice.doc_id)
             if row is None or row.message_id != d.header.in_reply_to or row.from_unit != d.header.from_unit:
                 raise NoticeNotOurs(f"{notice.type.value} for {notice.doc_id}/{unit} does not match what we hold",
                                     doc_id=notice.doc_id, unit=unit)

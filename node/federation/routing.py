@@ -10,10 +10,14 @@ from typing import Protocol
 
 from node.config import NodeConfig
 from node.errors import NodeError
+from pki.errors import ErrorKind
 
 
 class UnknownUnit(NodeError):
+    """A recipient unit no node in the routing table hosts: the sender named a unit we cannot reach."""
+
     code = "ROUTE_UNKNOWN_UNIT"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class Router(Protocol):

@@ -19,6 +19,7 @@ from cryptography import x509
 
 from node.errors import NodeError
 from pki.ca import node_id_of
+from pki.errors import ErrorKind
 from pki.trust import MAX_PATH
 
 TLS_MIN = ssl.TLSVersion.TLSv1_2
@@ -26,7 +27,10 @@ MAX_PRESENTED = MAX_PATH + 1  # certificates of a peer's chain worth looking at 
 
 
 class PeerIdentityError(NodeError):
+    """A TLS client certificate this node does not accept as a peer's (untrusted, revoked, not a node)."""
+
     code = "PEER_IDENTITY"
+    kind = ErrorKind.UNAUTHENTICATED
 
 
 def server_context(cert_path: Path, key_path: Path, root_path: Path, passphrase: bytes) -> ssl.SSLContext:

@@ -12,8 +12,9 @@ Wire (all under the peer's ``/peer/v1``; the peer API module documents the serve
   nothing is held whole in memory.
 
 Failures are typed by what the sender should do next: :class:`PeerUnreachable` and
-:class:`PeerServerError` are transient (retry with backoff); a per-envelope error with a
-permanent code bounces that envelope; :class:`PeerIdentityMismatch` means a misconfigured peer.
+:class:`PeerServerError` are transient (retry with backoff); :class:`PeerIdentityMismatch` means a
+misconfigured peer (retried too). A per-envelope error carries the peer's code, and the kind of that
+code decides between retrying and bouncing the envelope (:func:`node.error_kinds.gives_up_on_code`).
 """
 
 from __future__ import annotations
@@ -34,26 +35,11 @@ from node.config import Peer
 from node.errors import NodeError
 from node.federation.tls import peer_chain
 from pki.ca import load_certificate, load_certificates, node_id_of
-from pki.errors import GwxError
+from pki.errors import ErrorKind, GwxError
 from pki.trust import Purpose, TrustStore, verify_certificate
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.gwx.envelope"
 CHUNK = 256 * 1024
-
-# Per-envelope answers that will not change on a retry: the sender bounces these.
-PERMANENT_CODES = frozenset({
-    "ENV_EXPIRED", "ENV_WRONG_RECIPIENT", "ENV_BAD_SIGNATURE", "ENV_SIGNER_UNTRUSTED", "ENV_SIGNER_NOT_ORIGIN",
-    "ENV_PAYLOAD_DIGEST_MISMATCH", "ENV_TAG_MISMATCH", "ENV_DECRYPTION_FAILED", "ENV_REPLAYED",
-    "ENV_TOO_MANY_HOPS", "ENV_UNIT_NOT_HOSTED", "ENV_ORIGIN_MISMATCH", "ENV_PAYLOAD_TOO_LARGE", "ENV_TOO_LARGE",
-    "ENV_HEADER_TOO_LARGE", "ENV_SIGNATURE_TOO_LARGE", "PKI_CERT_REVOKED",
-})
-PERMANENT_PREFIXES = ("PKG_", "DOC_", "NOTICE_", "SEAL_", "CMS_", "ENV_MALFORMED", "ENV_UNKNOWN", "ENV_MISSING",
-                      "ENV_WRONG_TYPE", "ENV_INVALID", "ENV_UNSUPPORTED", "ENV_FROM_UNIT", "ENV_TO_UNIT")
-
-
-def is_permanent(code: str) -> bool:
-    return code in PERMANENT_CODES or code.startswith(PERMANENT_PREFIXES)
-
 
 # Judges a server's TLS certificate, given the intermediates it presented (raises a typed error to refuse it).
 ServerJudge = Callable[[x509.Certificate, Sequence[x509.Certificate]], None]
@@ -61,18 +47,29 @@ ServerJudge = Callable[[x509.Certificate, Sequence[x509.Certificate]], None]
 
 class PeerUnreachable(NodeError):
     code = "PEER_UNREACHABLE"
+    kind = ErrorKind.TRANSIENT
 
 
 class PeerServerError(NodeError):
+    """The peer answered 5xx or 429, or not with JSON: its trouble, not the envelope's."""
+
     code = "PEER_SERVER_ERROR"
+    kind = ErrorKind.TRANSIENT
 
 
 class PeerIdentityMismatch(NodeError):
+    """The server reached is not the node we meant, or its certificate is refused: we could not
+    establish who answers. An operator fixes the peer's configuration; the envelope is not at fault."""
+
     code = "PEER_IDENTITY_MISMATCH"
+    kind = ErrorKind.UNAUTHENTICATED
 
 
 class PeerProtocolError(NodeError):
+    """An answer we cannot read (no result list, a receipt that is not base64, unreadable certificates)."""
+
     code = "PEER_PROTOCOL_ERROR"
+    kind = ErrorKind.TRANSIENT
 
 
 @dataclass(frozen=True)

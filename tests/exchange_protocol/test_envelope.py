@@ -125,7 +125,7 @@ def test_a_draft_that_could_never_be_sealed_is_refused_when_made():
     (lambda d: d.update(payload_sha256="AB" * 32), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
     (lambda d: d.update(type="receipt"), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),  # no in_reply_to
     (lambda d: d.update({"from": None}), E.EnvelopeInvalidField, "ENV_INVALID_FIELD"),
-    (lambda d: d.update(v=2), E.EnvelopeInvalidField, "ENV_UNSUPPORTED_VERSION"),
+    (lambda d: d.update(v=2), E.EnvelopeUnsupportedVersion, "ENV_UNSUPPORTED_VERSION"),
 ])
 def test_header_decoding_refuses_with_typed_errors(mutate, error, code):
     d = as_json(header())

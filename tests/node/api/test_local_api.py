@@ -211,9 +211,9 @@ HOSTILE_SUBMISSIONS = {
     "attachment without filename": (*submission(attachments=(("", b"x"),)), 400, "API_BAD_FILENAME"),
     "duplicate attachment names": (*submission(attachments=(("a.txt", b"1"), ("A.TXT", b"2"))),
                                    400, "API_BAD_FILENAME"),
-    "invalid META.json content": (*submission(meta(to=["12345"])), 422, None),
+    "invalid META.json content": (*submission(meta(to=["12345"])), 400, "DOC_INVALID_UNIT_CODE"),
     "issuer is not the clerk's unit": (*submission(meta(issuers=[UNIT_B], to=[UNIT_A], cc=[])), 403, "API_FORBIDDEN"),
-    "body is not a PDF": (*submission(body=b"<html>"), 422, None),
+    "body is not a PDF": (*submission(body=b"<html>"), 400, "PKG_NOT_PDF"),
 }
 
 

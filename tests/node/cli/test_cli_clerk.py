@@ -182,17 +182,17 @@ def test_errors_print_the_code_and_exit_by_its_kind(node, files, tmp_path):
         (env.clerk_b, "return", "x", "--reason", ""),
         (env.clerk_a, "inbox", "--node", "http://127.0.0.1:1"),
     ])
-    assert missing.returncode == 4 and missing.stdout == ""
+    assert missing.returncode == 2 and missing.stdout == ""  # not found
     assert missing.stderr.startswith("gwx: API_NOT_FOUND: ") and "no-such-doc" in missing.stderr
     assert bad_unit.returncode == 2 and bad_unit.stderr.startswith("gwx: API_BAD_PARAMETER: ")
-    assert no_token.returncode == 4 and "API_UNAUTHENTICATED" in no_token.stderr
-    assert wrong_role.returncode == 4
+    assert no_token.returncode == 3 and "API_UNAUTHENTICATED" in no_token.stderr  # refused
+    assert wrong_role.returncode == 3
     assert json.loads(wrong_role.stdout)["error"]["code"] == "API_FORBIDDEN"
     assert too_big.returncode == 2, too_big.stderr
     assert too_big.stderr.startswith("gwx: API_TOO_LARGE: the body part is more than 65536 bytes")
     assert refused.returncode == 2 and refused.stderr.startswith("gwx: DOC_"), refused.stderr
     assert empty_reason.returncode == 2 and empty_reason.stderr.startswith("gwx: API_BAD_REQUEST: 退回 needs a reason")
-    assert unreachable.returncode == 4 and "CLI_NODE_UNREACHABLE" in unreachable.stderr
+    assert unreachable.returncode == 4 and "CLI_NODE_UNREACHABLE" in unreachable.stderr  # try again
     assert direct_get(server, env.clerk_a, "/api/v1/outbox") == []  # nothing was sent
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
+from node import error_kinds
 from node.cli.exit_codes import BAD_INPUT
 from pki.ca import CertificateAuthority
 from pki.errors import CaError
@@ -65,7 +68,7 @@ def test_a_corrupt_ca_json_is_a_typed_error(ca_dir, tmp_path, content):
         CertificateAuthority.open(damaged, PASSPHRASE.encode())
     assert err.value.code == "PKI_CA_CORRUPT"
     out = run_gwx("pki", "crl", "--ca", damaged, "--out", tmp_path / "crl.pem", env=ENV)
-    assert_typed_failure(out, "PKI_CA_CORRUPT", exit_code=4)
+    assert_typed_failure(out, "PKI_CA_CORRUPT")  # the CA directory given cannot be used: exit 2
     assert not (tmp_path / "crl.pem").exists()
 
 
@@ -77,3 +80,35 @@ def test_a_ca_directory_missing_its_certificate(ca_dir, tmp_path):
     (partial / "ca.key").chmod(0o600)
     out = run_gwx("pki", "crl", "--ca", partial, "--out", tmp_path / "crl.pem", env=ENV)
     assert str(partial / "ca.crt") in assert_typed_failure(out, "IO_ERROR")
+
+
+# --- exit codes by kind: what README "Command line" promises -------------------------------------
+
+
+def test_a_config_error_exits_2_as_documented(tmp_path):
+    (tmp_path / "node.toml").write_text('node_id = "county-a"\nretry_windw = 5\n', "utf-8")
+    stderr = assert_typed_failure(run_gwx("node", "status", "--dir", tmp_path), "NODE_CONFIG", exit_code=2)
+    assert "retry_windw" in stderr
+    stderr = assert_typed_failure(run_gwx("node", "status", "--dir", tmp_path / "nowhere"), "NODE_CONFIG", 2)
+    assert "gwx node init" in stderr
+
+
+def test_a_wrong_passphrase_exits_3(ca_dir, tmp_path):
+    out = run_gwx("pki", "crl", "--ca", ca_dir, "--out", tmp_path / "crl.pem",
+                  env={"GWX_PASSPHRASE": "not the passphrase at all"})
+    assert_typed_failure(out, "PKI_WRONG_PASSPHRASE", exit_code=3)
+
+
+def test_a_node_that_is_not_running_exits_4_try_again(tmp_path):
+    (tmp_path / "node.toml").write_text('node_id = "county-a"\n', "utf-8")
+    out = run_gwx("node", "status", "--dir", tmp_path)
+    assert_typed_failure(out, "NODE_UNAVAILABLE", exit_code=4)
+
+
+def test_the_readme_exit_code_table_is_the_code_s():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text("utf-8")
+    documented = {int(m) for m in re.findall(r"^\| (\d) \| ", readme, re.MULTILINE)}
+    assert documented == {0, *error_kinds.EXIT_CODE.values()}
+    assert "Errors print `gwx: CODE: message`" in readme
+    help_text = run_gwx("--help").stdout.decode()
+    assert "gwx: CODE: message" in help_text and "4 try again later" in help_text

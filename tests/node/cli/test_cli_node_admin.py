@@ -74,7 +74,7 @@ def test_add_then_revoke_a_token(node_dir):
 def test_revoking_an_unknown_token_is_a_typed_error(node_dir):
     before = (node_dir / "tokens.json").read_bytes()
     out = run_gwx("node", "revoke-token", "--dir", node_dir, "000000000000")
-    assert out.returncode == 4 and "gwx: NODE_UNKNOWN_TOKEN: " in out.stderr.decode()
+    assert out.returncode == 2 and "gwx: NODE_UNKNOWN_TOKEN: " in out.stderr.decode()  # not found
     assert "Traceback" not in out.stderr.decode()
     assert (node_dir / "tokens.json").read_bytes() == before
 

@@ -169,7 +169,7 @@ def test_the_peer_api_refuses_a_client_without_a_certificate(net):
     except (ssl.SSLError, ConnectionError):
         pass  # refused in the handshake: the certificate is required
     else:
-        assert status == 403 and parsed["error"]["code"] == "PEER_IDENTITY"
+        assert status == 401 and parsed["error"]["code"] == "PEER_IDENTITY"
     assert RawPeer(county, tls_context_of(net.nodes["city"])).health()["ok"] is True
 
 

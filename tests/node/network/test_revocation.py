@@ -28,11 +28,14 @@ from tests.node.network.network_support import (
     inbox_item,
     log_text,
     make_body_pdf,
+    metric,
     notice_meta,
+    recipients_by_unit,
     sender_from,
     start_network,
     tls_context_from,
     tls_context_of,
+    wait_status,
 )
 
 # Real node processes on loopback: `make test` runs them, `make test-fast` leaves them out.
@@ -83,7 +86,7 @@ def test_revoked_tls_and_signing_certificates_are_refused_once_the_new_crl_is_in
 
     def tls_refused():
         status, parsed, _ = as_t.request("GET", "/peer/v1/health")
-        return status == 403 and parsed
+        return status == 401 and parsed
     refusal = wait_for(tls_refused, 15, interval=0.5, what="the revoked TLS certificate refused")
     assert refusal["error"]["code"] == "PEER_IDENTITY"
     assert "revoked" in refusal["error"]["message"].lower() or "吊销" in refusal["error"]["message"]
@@ -92,7 +95,7 @@ def test_revoked_tls_and_signing_certificates_are_refused_once_the_new_crl_is_in
     message_id, envelope = forge_envelope(None, county, from_unit=None, to_units=[], type=ACK,
                                           sender=sender_from(tls_revoked, "county-t"))
     status, parsed, _ = as_t.post_envelopes(envelope)
-    assert status == 403 and parsed["error"]["code"] == "PEER_IDENTITY"
+    assert status == 401 and parsed["error"]["code"] == "PEER_IDENTITY"
     assert db_value(county, "SELECT COUNT(*) FROM received WHERE message_id = ?", [message_id]) == 0
 
     message_id, envelope = forge_envelope(None, county, from_unit=None, to_units=[], type=ACK,
@@ -132,3 +135,30 @@ def test_an_expired_node_certificate_cannot_connect_or_sign(net):
     assert parsed["results"][0]["error"]["code"] == "ENV_SIGNER_UNTRUSTED"
     assert received_count(county) == before
     assert valid_peer.health()["ok"] is True
+
+
+def test_a_receiver_whose_crl_is_stale_makes_the_sender_wait_never_bounce(net):
+    """Not knowing whether a peer is revoked is transient: the receiver refuses (PEER_IDENTITY, 401)
+    until its CRL is fresh again, and the sender keeps the document queued and retries meanwhile."""
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    now = dt.datetime.now(dt.UTC)
+    write_public_file(county.directory / "crl.pem",
+                      crl_pem(build_crl(net.ca, now - dt.timedelta(days=10), next_update_in=dt.timedelta(days=1))))
+    as_city = RawPeer(county, tls_context_of(city))
+
+    def stale_refused():
+        status, parsed, _ = as_city.request("GET", "/peer/v1/health")
+        return status == 401 and parsed
+    refusal = wait_for(stale_refused, 15, interval=0.5, what="the county refusing while its CRL is stale")
+    assert refusal["error"]["code"] == "PEER_IDENTITY"
+
+    failures = metric(city, "gwx_send_failures_total", destination="county-a", code="PEER_IDENTITY")
+    doc_id = send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"]
+    wait_for(lambda: metric(city, "gwx_send_failures_total", destination="county-a",
+                            code="PEER_IDENTITY") >= failures + 2, 15, interval=0.2, what="the city retrying")
+    tracking = city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}")
+    assert recipients_by_unit(tracking)[A1]["status"] == "queued"  # waiting, not failed
+
+    write_public_file(county.directory / "crl.pem", crl_pem(build_crl(net.ca, dt.datetime.now(dt.UTC))))
+    wait_status(city, CITY, doc_id, {A1: "delivered"}, timeout=25)
+    assert inbox_item(county, A1, doc_id)["verified"] is True
