@@ -305,11 +305,6 @@ class EnvelopeBadMagic(EnvelopeError):
     kind = ErrorKind.INVALID_INPUT
 
 
-class EnvelopeUnsupportedVersion(EnvelopeError):
-    code = "ENV_UNSUPPORTED_VERSION"
-    kind = ErrorKind.INVALID_INPUT
-
-
 class EnvelopeTooLarge(EnvelopeError):
     code = "ENV_TOO_LARGE"
     kind = ErrorKind.INVALID_INPUT
@@ -362,6 +357,13 @@ class EnvelopeInvalidField(EnvelopeHeaderInvalid):
     """A field of the right type with a value not allowed (bad id, bad unit code, expiry before creation)."""
 
     code = "ENV_INVALID_FIELD"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class EnvelopeUnsupportedVersion(EnvelopeInvalidField):
+    """A protocol version we do not speak: the header's ``v`` or the frame's version byte."""
+
+    code = "ENV_UNSUPPORTED_VERSION"
     kind = ErrorKind.INVALID_INPUT
 
 
