@@ -37,13 +37,13 @@ HTTP_STATUS: dict[ErrorKind, int] = {
 # A few codes have an HTTP status of their own that HTTP clients, proxies and load balancers act
 # on (405 wants an Allow header, 411 and 413 tell the client to change how it sends, 415 names the
 # media type, 421 tells a proxy it sent the request to the wrong server). Each is still its kind
-# (invalid input) for everything else.
+# (invalid input) for everything else. A package that unpacks too large (PKG_TOO_LARGE) is not a
+# request that is: it fails verification like any other package check (422).
 HTTP_STATUS_BY_CODE: dict[str, int] = {
     "API_METHOD_NOT_ALLOWED": 405,
     "API_LENGTH_REQUIRED": 411,
     "API_TOO_LARGE": 413,
     "ENV_TOO_LARGE": 413,
-    "PKG_TOO_LARGE": 413,
     "API_UNSUPPORTED_MEDIA_TYPE": 415,
     "ENV_WRONG_RECIPIENT": 421,
 }
@@ -113,12 +113,11 @@ def kind_of_code(code: str) -> ErrorKind | None:
 
 
 def kind_for_status(status: int) -> ErrorKind:
-    """The kind behind an HTTP status a gwx node answered with (the inverse of the tables above)."""
+    """The kind behind an HTTP status a gwx node answered with (the inverse of the tables above;
+    the code-level statuses are all invalid input, as is any other 4xx)."""
     for kind, kind_status in HTTP_STATUS.items():
         if kind_status == status:
             return kind
-    if status in HTTP_STATUS_BY_CODE.values():
-        return ErrorKind.INVALID_INPUT
     return ErrorKind.INVALID_INPUT if 400 <= status < 500 else ErrorKind.INTERNAL
 
 

@@ -138,3 +138,11 @@ def test_a_code_from_a_peer_is_classed_by_its_kind():
     assert error_kinds.gives_up_on_code("NOTICE_REASON_REQUIRED")
     assert error_kinds.gives_up_on_code("CMS_MALFORMED")
     assert not error_kinds.gives_up_on_code("SOMETHING_A_NEWER_PEER_SAYS")
+
+
+def test_the_kind_behind_a_status_is_the_kind_that_chose_it():
+    for kind, status in error_kinds.HTTP_STATUS.items():
+        assert error_kinds.kind_for_status(status) is kind
+    for code, status in error_kinds.HTTP_STATUS_BY_CODE.items():
+        assert error_kinds.kind_for_status(status) is error_kinds.kind_of_code(code), code
+    assert error_kinds.kind_for_status(502) is ErrorKind.INTERNAL
