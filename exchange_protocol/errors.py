@@ -55,12 +55,14 @@ class InvalidDocumentId(InvalidMetadataValue):
     """A 公文标识 outside :data:`exchange_protocol.model.DOC_ID_PATTERN` (it could never be addressed)."""
 
     code = "DOC_INVALID_ID"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class DeadlinePassed(InvalidMetadataValue):
     """A document sent with a 办理时限 already past: every recipient would be overdue on arrival."""
 
     code = "DOC_DEADLINE_PASSED"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class UnknownKind(MetadataError):

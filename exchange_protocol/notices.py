@@ -41,7 +41,8 @@ _KEYS = frozenset({"v", "type", "doc_id", "units", "by", "at", "reason", "text"}
 class NoticeError(ProtocolError):
     code = "NOTICE_INVALID"
     kind = ErrorKind.INVALID_INPUT
-    subcodes = ("NOTICE_REASON_REQUIRED", "NOTICE_BY_REQUIRED", "NOTICE_DUPLICATE_UNIT", "NOTICE_TYPE_MISMATCH")
+    subcodes = ("NOTICE_REASON_REQUIRED", "NOTICE_BY_REQUIRED", "NOTICE_DUPLICATE_UNIT", "NOTICE_TYPE_MISMATCH",
+                "NOTICE_BAD_DOC_ID")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME, METADATA_NAME
 from exchange_protocol.package_reader import PackageReader
-from node.cli.api_client import RemoteError
+from node.cli.api_client import BadInput
 from node.cli.clerk import add_common_options, api_path, client_for, emit_json
 
 PACKAGE_NAME = "package.zip"
@@ -49,8 +49,7 @@ def _download(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     taken = [name for name in (BODY_NAME, METADATA_NAME, PACKAGE_NAME, "attachments") if (out / name).exists()]
     if taken:
-        raise RemoteError(f"{out} already holds {', '.join(taken)}; choose an empty directory",
-                          code="CLI_BAD_INPUT", path=str(out))
+        raise BadInput(f"{out} already holds {', '.join(taken)}; choose an empty directory", path=str(out))
     partial = out / (PACKAGE_NAME + ".part")
     written: list[Path] = []
     try:

@@ -27,7 +27,7 @@ def test_a_submission_with_an_id_no_route_could_address_is_refused_and_nothing_i
         for doc_id in UNADDRESSABLE:
             data, headers = submission(meta(id=doc_id))
             error = await expect_error(await client.post("/api/v1/documents", data=data, headers={**headers, **a}),
-                                       422, "DOC_INVALID_ID")
+                                       400, "DOC_INVALID_ID")
             assert error["details"]["field"] == "id"
         assert await (await client.get("/api/v1/outbox", headers=a)).json() == []
         assert await (await client.get("/api/v1/inbox", headers=env.auth(env.clerk_b))).json() == []
@@ -47,7 +47,7 @@ def test_a_deadline_already_past_is_refused_at_submission(env):
         data, headers = submission(meta(deadline="2020-01-01T17:00:00+08:00"))
         error = await expect_error(await client.post("/api/v1/documents", data=data,
                                                      headers={**headers, **env.auth(env.clerk_a)}),
-                                   422, "DOC_DEADLINE_PASSED")
+                                   400, "DOC_DEADLINE_PASSED")
         assert error["details"]["field"] == "deadline"
     run(env, scenario)
 

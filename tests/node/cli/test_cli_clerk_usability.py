@@ -68,7 +68,7 @@ def test_download_saves_body_attachments_and_metadata_after_send_attach_a_b(node
     again, other = gwx_parallel(server, [(env.clerk_b, "download", doc_id, "--out", str(out)),
                                          (env.clerk_b, "download", "no-such-doc", "--out", str(tmp_path / "x"))])
     assert again.returncode == 2 and again.stderr.startswith("gwx: CLI_BAD_INPUT: ")
-    assert other.returncode == 4 and other.stderr.startswith("gwx: API_NOT_FOUND: ")
+    assert other.returncode == 2 and other.stderr.startswith("gwx: API_NOT_FOUND: ")  # not found
     assert list((tmp_path / "x").iterdir()) == []
 
 
