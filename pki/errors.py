@@ -125,11 +125,12 @@ class InsecureKeyFile(KeyStoreError):
 
 
 class CaError(PkiError):
-    """A CA directory that cannot be used (a corrupt ca.json, a missing file)."""
+    """A CA directory that cannot be used (a corrupt ca.json, a missing file), or a request the CA
+    cannot honour (an intermediate deeper than its own path length allows)."""
 
     code = "PKI_CA"
     kind = ErrorKind.INVALID_INPUT
-    subcodes = ("PKI_CA_CORRUPT",)
+    subcodes = ("PKI_CA_CORRUPT", "PKI_CA_PATH_LENGTH")
 
 
 class CaExists(CaError):

@@ -115,7 +115,7 @@ def extra_credentials(net, ca, node_id: str):
 
 def refused_with_revocation(peer: RawPeer):
     status, parsed, _ = peer.request("GET", "/peer/v1/health")
-    return status == 403 and parsed
+    return status == 401 and parsed  # PEER_IDENTITY: the peer is not authenticated
 
 
 def test_a_revocation_by_an_intermediate_is_checked(net):
