@@ -256,7 +256,7 @@ async def migrate(db: Database, now: datetime, migrations: tuple[Migration, ...]
             have = int(row[0])
             if have > known:
                 raise StoreSchemaTooNew(
-                    f"数据库结构版本 {have} 比本程序支持的 {known} 新，请升级 gwx",
+                    f"the database is at schema version {have}, newer than the {known} this gwx knows; upgrade gwx",
                     path=str(db.path), version=have, supported=known)
             if have >= migration.version:
                 continue
@@ -269,6 +269,6 @@ async def migrate(db: Database, now: datetime, migrations: tuple[Migration, ...]
         version = await current_version(db)
         if version > known:
             raise StoreSchemaTooNew(
-                f"数据库结构版本 {version} 比本程序支持的 {known} 新，请升级 gwx",
+                f"the database is at schema version {version}, newer than the {known} this gwx knows; upgrade gwx",
                 path=str(db.path), version=version, supported=known)
     return applied

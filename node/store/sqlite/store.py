@@ -116,7 +116,7 @@ class Store:
 
         corrupt_queue = await self._missing_blobs(await self.queue.at_rest())
         for message_id, digest in corrupt_queue:
-            error = BlobMissing("发送队列中的报文数据块丢失", digest=digest, message_id=message_id)
+            error = BlobMissing("the blob of a queued envelope is missing", digest=digest, message_id=message_id)
             log.error(error.message, extra={"message_id": message_id, "code": error.code})
             await self.queue.mark_corrupt(message_id, error)
         # An acknowledged envelope still to be applied needs both its envelope and its payload blob.
@@ -125,13 +125,13 @@ class Store:
             " UNION ALL SELECT message_id, payload_digest FROM received"
             " WHERE state = 'new' AND payload_digest IS NOT NULL")
         for message_id, digest in dict(corrupt_received).items():
-            error = BlobMissing("已签收回执的接收报文数据块丢失", digest=digest, message_id=message_id)
+            error = BlobMissing("the blob of a received envelope we gave a receipt for is missing", digest=digest, message_id=message_id)
             log.error(error.message, extra={"message_id": message_id, "code": error.code})
             await self.messages.mark_inbound(message_id, "corrupt", error=error)
         corrupt_drafts = await self._missing("SELECT message_id, payload_digest FROM drafts")
         for message_id, digest in corrupt_drafts:
             # The draft can never be built; its queued recipients will show it was never sent.
-            error = BlobMissing("待发报文的数据块丢失", digest=digest, message_id=message_id)
+            error = BlobMissing("the payload blob of a draft is missing", digest=digest, message_id=message_id)
             log.error(error.message, extra={"message_id": message_id, "code": error.code})
             async with self.db.transaction() as tx:
                 await self.drafts.delete_draft(tx, message_id)
@@ -140,7 +140,7 @@ class Store:
         missing_packages = await self._missing(
             "SELECT doc_id, package_digest FROM outbox UNION SELECT doc_id, package_digest FROM inbox")
         for doc_id, digest in missing_packages:
-            error = BlobMissing("公文包数据块丢失", digest=digest, doc_id=doc_id)
+            error = BlobMissing("the package blob of a document (公文包) is missing", digest=digest, doc_id=doc_id)
             log.error(error.message, extra={"doc_id": doc_id, "code": error.code})
 
         orphans = await self.collect_garbage(grace_seconds=grace_seconds)
