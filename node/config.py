@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from node.errors import ConfigError
+from pki.ca import NODE_ID_RE
 from pki.unit_code import validate_unit_code
 
 CONFIG_NAME = "node.toml"
@@ -153,7 +154,9 @@ def load_config(directory: str | Path) -> NodeConfig:
 
 def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
     raw = dict(raw)
-    node_id = _take(raw, "node_id", str, required=True)
+    node_id = _node_id(_take(raw, "node_id", str, required=True), "node_id")
+    if "unit" in raw:
+        raise ConfigError("[[unit]] is not a node.toml table: hosted units are listed as [[units]]", key="unit")
     units = tuple(_unit(u, directory) for u in _take(raw, "units", list, default=[]))
     peers = tuple(_peer(p) for p in _take(raw, "peers", list, default=[]))
     config = NodeConfig(
@@ -168,76 +171,127 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         classified_network=_take(raw, "classified_network", bool, default=False),
     )
     if raw:
-        raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}")
-    codes = [u.code for u in units]
-    if len(set(codes)) != len(codes):
-        raise ConfigError("a unit is listed twice in [[units]]")
-    if not 1 <= config.limits.batch_size <= MAX_BATCH:
-        raise ConfigError(f"limits.batch_size must be 1–{MAX_BATCH} (the most envelopes a peer takes per request)")
-    if config.limits.active_window < config.limits.batch_size:
-        raise ConfigError("limits.active_window must be at least limits.batch_size")
-    if config.retry.min_seconds <= 0 or config.retry.max_seconds < config.retry.min_seconds:
-        raise ConfigError("retry: need 0 < min_seconds <= max_seconds")
+        raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
+    _check_ranges(config)
+    _check_units_and_peers(config)
     return config
+
+
+def _check_ranges(config: NodeConfig) -> None:
+    for name in ("peer_api", "local_api"):
+        port = getattr(config, name).port
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"[{name}] port must be 0–65535 (0: any free port), got {port}", key=f"{name}.port")
+    for f in fields(Limits):
+        if getattr(config.limits, f.name) <= 0:
+            raise ConfigError(f"[limits] {f.name} must be positive", key=f"limits.{f.name}")
+    if not 1 <= config.limits.batch_size <= MAX_BATCH:
+        raise ConfigError(f"limits.batch_size must be 1–{MAX_BATCH} (the most envelopes a peer takes per request)",
+                          key="limits.batch_size")
+    if config.limits.active_window < config.limits.batch_size:
+        raise ConfigError("limits.active_window must be at least limits.batch_size", key="limits.active_window")
+    r = config.retry
+    if r.min_seconds <= 0 or r.max_seconds < r.min_seconds:
+        raise ConfigError("retry: need 0 < min_seconds <= max_seconds", key="retry.min_seconds")
+    if r.multiplier < 1 or not 0 <= r.jitter <= 1 or r.window_seconds <= 0:
+        raise ConfigError("retry: need multiplier >= 1, 0 <= jitter <= 1 and window_seconds > 0", key="retry")
+
+
+def _check_units_and_peers(config: NodeConfig) -> None:
+    """The routing table must be unambiguous: every unit code leads to exactly one node."""
+    codes = [u.code for u in config.units]
+    if len(set(codes)) != len(codes):
+        raise ConfigError("a unit is listed twice in [[units]]", key="units")
+    owner = {code: config.node_id for code in codes}
+    for peer in config.peers:
+        if peer.node_id == config.node_id:
+            raise ConfigError(f"[[peers]] {peer.node_id} is this node itself", key="peers.node_id")
+        if sum(p.node_id == peer.node_id for p in config.peers) > 1:
+            raise ConfigError(f"[[peers]] {peer.node_id} is listed twice", key="peers.node_id")
+        for code in peer.units:
+            if code in owner:
+                where = "this node hosts it" if owner[code] == config.node_id else f"peer {owner[code]} claims it"
+                raise ConfigError(f"[[peers]] {peer.node_id} claims unit {code}, but {where}", key="peers.units",
+                                  unit=code)
+            owner[code] = peer.node_id
+
+
+def _node_id(value: str, key: str) -> str:
+    if not NODE_ID_RE.match(value):
+        raise ConfigError(f"{key} {value!r} must be lower-case letters, digits, '.' or '-' "
+                          "(at most 63, starting with a letter or digit)", key=key)
+    return value
+
+
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "str | None": (str,), "bool": (bool,)}
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "str | None": "a string",
+               "bool": "true or false"}
 
 
 def _take(raw: dict, key: str, kind: type, *, required: bool = False, default: Any = None) -> Any:
     if key not in raw:
         if required:
-            raise ConfigError(f"configuration key {key!r} is required")
+            raise ConfigError(f"configuration key {key!r} is required", key=key)
         return default
     value = raw.pop(key)
-    if not isinstance(value, kind):
-        raise ConfigError(f"configuration key {key!r} must be a {kind.__name__}")
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"configuration key {key!r} must be a {kind.__name__}, got {value!r}", key=key)
     return value
 
 
 def _section(raw: dict, cls: type, name: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"[{name}] must be a table")
+        raise ConfigError(f"[{name}] must be a table", key=name)
     known = {f.name: f for f in fields(cls)}
     unknown = set(raw) - set(known)
     if unknown:
-        raise ConfigError(f"unknown keys in [{name}]: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown keys in [{name}]: {', '.join(sorted(unknown))}", key=name,
+                          keys=sorted(unknown))
     values = {}
     for key, value in raw.items():
-        expected = known[key].type
-        if expected in ("int", "float") and isinstance(value, bool):
-            raise ConfigError(f"[{name}] {key} must be a number")
-        if expected == "float" and isinstance(value, int):
-            value = float(value)
-        values[key] = value
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[{name}]: {exc}") from None
+        expected = str(known[key].type)
+        # bool is an int subclass in Python; `port = true` is a mistake, not port 1.
+        if isinstance(value, bool) or not isinstance(value, _TYPES[expected]):
+            raise ConfigError(f"[{name}] {key} must be {_TYPE_NAMES[expected]}, got {value!r}",
+                              key=f"{name}.{key}")
+        values[key] = float(value) if expected == "float" else value
+    return cls(**values)
 
 
 def _unit(raw: Any, directory: Path) -> HostedUnit:
     if not isinstance(raw, dict):
-        raise ConfigError("each [[units]] entry must be a table")
+        raise ConfigError("each [[units]] entry must be a table", key="units")
     raw = dict(raw)
     code = validate_unit_code(_take(raw, "code", str, required=True))
     unit = HostedUnit(code=code, name=_take(raw, "name", str, required=True),
                       seal_dir=directory / _take(raw, "seal_dir", str, default=f"units/{code}"),
                       level=_take(raw, "level", str, default=""), parent=_take(raw, "parent", str))
     if raw:
-        raise ConfigError(f"unknown keys in [[units]] {code}: {', '.join(sorted(raw))}")
+        raise ConfigError(f"unknown keys in [[units]] {code}: {', '.join(sorted(raw))}", key="units",
+                          keys=sorted(raw))
     return unit
 
 
 def _peer(raw: Any) -> Peer:
     if not isinstance(raw, dict):
-        raise ConfigError("each [[peers]] entry must be a table")
+        raise ConfigError("each [[peers]] entry must be a table", key="peers")
     raw = dict(raw)
+    node_id = _node_id(_take(raw, "node_id", str, required=True), "[[peers]] node_id")
     names = _take(raw, "unit_names", dict, default={})
-    peer = Peer(node_id=_take(raw, "node_id", str, required=True), url=_take(raw, "url", str, required=True),
-                units=tuple(validate_unit_code(u) for u in _take(raw, "units", list, default=[])),
-                unit_names=tuple((validate_unit_code(c), str(n)) for c, n in names.items()))
-    if not peer.url.startswith("https://"):
-        raise ConfigError(f"peer {peer.node_id}: url must be https:// (mutual TLS only)")
+    codes = _take(raw, "units", list, default=[])
+    if not all(isinstance(c, str) for c in codes) or not all(isinstance(n, str) for n in names.values()):
+        raise ConfigError(f"[[peers]] {node_id}: units and unit_names hold strings", key="peers.units")
+    peer = Peer(node_id=node_id, url=_take(raw, "url", str, required=True),
+                units=tuple(validate_unit_code(u) for u in codes),
+                unit_names=tuple((validate_unit_code(c), n) for c, n in names.items()))
+    if not peer.url.startswith("https://") or len(peer.url) <= len("https://") or " " in peer.url:
+        raise ConfigError(f"[[peers]] {peer.node_id}: url must be https://HOST:PORT (mutual TLS only), "
+                          f"got {peer.url!r}", key="peers.url")
+    if len(set(peer.units)) != len(peer.units):
+        raise ConfigError(f"[[peers]] {peer.node_id} lists a unit twice", key="peers.units")
     if raw:
-        raise ConfigError(f"unknown keys in [[peers]] {peer.node_id}: {', '.join(sorted(raw))}")
+        raise ConfigError(f"unknown keys in [[peers]] {peer.node_id}: {', '.join(sorted(raw))}", key="peers",
+                          keys=sorted(raw))
     return peer
 
 
@@ -265,7 +319,7 @@ def dump_config(config: NodeConfig) -> str:
         if p.unit_names:
             lines.append("unit_names = { " + ", ".join(f"{_q(c)} = {_q(n)}" for c, n in p.unit_names) + " }")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def _q(value: Any) -> str:

@@ -21,12 +21,13 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from node.cli.api_client import ApiClient, MultipartStream
-from node.config import CONFIG_NAME, dump_config, load_config
+from node.config import load_config
+from node.config_edit import edit_config, set_section_values
 from node.provision import add_peer, init_node
 from node.runner import ready_path
 from pki.ca import CertificateAuthority
@@ -188,8 +189,9 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str 
 
 
 def _override(directory: Path, overrides: dict[str, dict[str, Any]]) -> None:
-    """Adjust sections of a fresh node.toml (tests shorten retry windows, limits…)."""
-    config = load_config(directory)
-    for section, values in overrides.items():
-        config = replace(config, **{section: replace(getattr(config, section), **values)})
-    write_public_file(directory / CONFIG_NAME, dump_config(config).encode())
+    """Adjust sections of a fresh node.toml (tests shorten retry windows, limits…), validated like any edit."""
+    def edit(document) -> None:
+        for section, values in overrides.items():
+            set_section_values(document, section, values)
+
+    edit_config(directory, edit)

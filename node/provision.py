@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from node.api.auth import TokenStore
-from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, Peer, dump_config, load_config
+from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, dump_config, load_config
+from node.config_edit import edit_config, set_peer
 from node.errors import ConfigError, NodeExists
 from pki.ca import CertificateAuthority, utcnow
 from pki.crl import build_crl, crl_pem
@@ -24,22 +24,43 @@ from pki.keystore import write_public_file, write_secret_file
 from pki.seal_store import issue_seal
 from pki.unit_code import validate_unit_code
 
+UNIT_KEYS = ("code", "name", "level", "parent")
+
 
 def read_units_file(path: Path) -> list[dict]:
-    """UNITS.toml: ``[[unit]]`` (or ``[[units]]``) tables with code, name, optional level, parent."""
+    """UNITS.toml: ``[[units]]`` tables with code and name, optional level and parent — the same
+    spelling as node.toml's ``[[units]]``. Unknown keys are errors, as in node.toml."""
     try:
         raw = tomllib.loads(Path(path).read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read units file {path}: {exc}") from None
-    entries = raw.get("unit", raw.get("units"))
+        raise ConfigError(f"cannot read units file {path}: {exc}", path=str(path)) from None
+    if "unit" in raw:
+        raise ConfigError(f"{path}: write the hosted units as [[units]] (the spelling node.toml uses), "
+                          "not [[unit]]", key="unit", path=str(path))
+    unknown = sorted(set(raw) - {"units"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {', '.join(unknown)} (only [[units]] tables belong here)",
+                          keys=unknown, path=str(path))
+    entries = raw.get("units")
     if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{path} lists no [[unit]] tables")
+        raise ConfigError(f"{path} lists no [[units]] tables", key="units", path=str(path))
     units = []
     for e in entries:
         if not isinstance(e, dict) or not isinstance(e.get("code"), str) or not isinstance(e.get("name"), str):
-            raise ConfigError(f"{path}: each [[unit]] needs a code and a name")
+            raise ConfigError(f"{path}: each [[units]] needs a code and a name (strings)", key="units",
+                              path=str(path))
+        extra = sorted(set(e) - set(UNIT_KEYS))
+        if extra:
+            raise ConfigError(f"{path}: unknown keys in [[units]] {e['code']}: {', '.join(extra)}",
+                              keys=extra, path=str(path))
+        for key in ("level", "parent"):
+            if key in e and not isinstance(e[key], str):
+                raise ConfigError(f"{path}: [[units]] {e['code']} {key} must be a string", key=f"units.{key}",
+                                  path=str(path))
         units.append({"code": validate_unit_code(e["code"]), "name": e["name"],
                       "level": e.get("level", ""), "parent": e.get("parent")})
+    if len({u["code"] for u in units}) != len(units):
+        raise ConfigError(f"{path}: a unit is listed twice", key="units", path=str(path))
     return units
 
 
@@ -53,6 +74,9 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
     root's and other intermediates'), which a node under an intermediate needs from the start.
     """
     directory = Path(directory).resolve()
+    for name, port in (("peer port", peer_port), ("local port", local_port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name} must be 0–65535, got {port}", key=name.replace(" ", "_"))
     if (directory / CONFIG_NAME).exists():
         raise NodeExists(f"{directory} already holds a node; refusing to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
@@ -81,13 +105,8 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
 
 def add_peer(directory: Path, node_id: str, url: str, units: list[str],
              names: dict[str, str] | None = None) -> NodeConfig:
-    config = load_config(directory)
-    peers = [p for p in config.peers if p.node_id != node_id]
-    peers.append(Peer(node_id, url, tuple(validate_unit_code(u) for u in units),
-                      tuple((validate_unit_code(c), n) for c, n in (names or {}).items())))
-    new = replace(config, peers=tuple(peers))
-    write_public_file(new.directory / CONFIG_NAME, dump_config(new).encode())
-    return load_config(directory)
+    """Add or replace a peer in ``node.toml``, validated first and with the file's comments kept."""
+    return edit_config(directory, lambda doc: set_peer(doc, node_id, url, units, names))
 
 
 def cas_without_crl(ca: CertificateAuthority, crls: Sequence[x509.CertificateRevocationList]) -> list[str]:

@@ -154,13 +154,15 @@ class CertificateAuthority:
         _check_name(name)
         if (directory / "ca.key").exists():
             raise CaExists(f"{directory} already holds a CA; refusing to overwrite it")
+        if valid_days is not None and (isinstance(valid_days, bool) or valid_days <= 0):
+            raise InvalidInput(f"validity must be at least one day, got {valid_days}", field="valid_days")
         now = now or utcnow()
         key = algorithm.generate()
         subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
                              x509.NameAttribute(NameOID.COMMON_NAME, name)])
         cert = _build(subject, key.public_key(), subject, key, profiles.ROOT_CA,
-                      valid_days or profiles.ROOT_CA.default_days, now, algorithm)
+                      valid_days if valid_days is not None else profiles.ROOT_CA.default_days, now, algorithm)
         config = {"name": name, "algorithm": algorithm.name, "next_crl_number": 1, "kind": "root"}
         ca = cls._write_new(directory, cert, key, [cert], cert, config, passphrase)
         ca._create_service_credentials(now)

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", required=True, type=Path, help="node directory to create")
     p.add_argument("--node-id", required=True)
     p.add_argument("--ca", required=True, type=Path, help="CA directory (the PKI admin's)")
-    p.add_argument("--units", required=True, type=Path, help="UNITS.toml: [[unit]] code, name, level, parent")
+    p.add_argument("--units", required=True, type=Path,
+                   help="UNITS.toml: [[units]] tables with code, name, optional level and parent "
+                        "(see deploy/examples/UNITS.toml)")
     p.add_argument("--host", default="127.0.0.1", help="address peers reach this node at (in its TLS cert)")
     p.add_argument("--peer-port", type=int, default=7443)
     p.add_argument("--local-port", type=int, default=7080)
@@ -32,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_passphrase_option(p)
     p.set_defaults(func=_init)
 
-    p = sub.add_parser("add-peer", help="add or replace a peer in the static peer list")
+    p = sub.add_parser("add-peer", help="add or replace a peer in the static peer list (node.toml is checked "
+                                        "before it is written; its comments are kept)")
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--node-id", required=True)
     p.add_argument("--url", required=True, help="https://HOST:PORT of the peer's peer API")

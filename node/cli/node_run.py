@@ -15,7 +15,8 @@ from node.cli.passphrase import add_passphrase_option, get_passphrase
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="serve the peer API (mutual TLS) and the local API until SIGTERM")
     p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="how much the node logs (JSON lines on stderr; default INFO)")
     add_passphrase_option(p)
     p.set_defaults(func=_run)
 

@@ -1,0 +1,146 @@
+"""node.toml and UNITS.toml as an operator writes them: wrong types, unknown keys and ambiguous peer
+lists are typed errors naming the key; ``add-peer`` validates before writing and keeps comments."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.config import CONFIG_NAME, load_config
+from node.errors import ConfigError
+from node.provision import add_peer, init_node, read_units_file
+from pki.ca import CertificateAuthority
+from pki.unit_code import make_unit_code
+from tests.conftest import run_gwx
+
+PASSPHRASE = b"a long enough passphrase"
+HERE = make_unit_code("91350100M00020000")
+THERE = make_unit_code("91350100M00030000")
+ELSEWHERE = make_unit_code("91350100M00040000")
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return CertificateAuthority.init_root(tmp_path_factory.mktemp("cfg") / "ca", "配置测试CA", PASSPHRASE)
+
+
+@pytest.fixture
+def node_dir(ca, tmp_path):
+    config, _ = init_node(tmp_path / "node", "county-c", ca, [{"code": HERE, "name": "福州市人民政府办公厅"}],
+                          PASSPHRASE, peer_port=0, local_port=0)
+    path = config.directory / CONFIG_NAME
+    # What an operator does with the file: comments of their own, above and beside keys.
+    path.write_text("# 福州 county node — ask 王工 before changing ports\n" + path.read_text()
+                    .replace("[retry]", "# shortened for the pilot\n[retry]"), "utf-8")
+    return config.directory
+
+
+def write_config(node_dir, replace: tuple[str, str] | None = None, append: str = "") -> None:
+    path = node_dir / CONFIG_NAME
+    text = path.read_text("utf-8")
+    if replace:
+        assert replace[0] in text
+        text = text.replace(*replace)
+    path.write_text(text + append, "utf-8")
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ("min_seconds = 1.0", 'min_seconds = "x"', "retry.min_seconds"),
+    ("port = 0", 'port = "abc"', "peer_api.port"),
+    ("port = 0", "port = true", "peer_api.port"),
+    ("port = 0", "port = 70000", "peer_api.port"),
+    ("batch_size = 64", "batch_size = 2.5", "limits.batch_size"),
+    ("max_hops = 8", "max_hops = -1", "limits.max_hops"),
+    ("jitter = 0.5", "jitter = 3", "retry"),
+    ('host = "127.0.0.1"', "host = 127", "peer_api.host"),
+])
+def test_a_value_of_the_wrong_type_or_range_is_a_config_error_naming_the_key(node_dir, old, new, key):
+    write_config(node_dir, (old, new))
+    with pytest.raises(ConfigError) as err:
+        load_config(node_dir)
+    assert err.value.details["key"] == key and key.split(".")[-1] in err.value.message
+    out = run_gwx("node", "tokens", "--dir", node_dir)
+    assert out.returncode != 0 and "Traceback" not in out.stderr.decode()
+    assert "gwx: NODE_CONFIG: " in out.stderr.decode()
+
+
+def test_the_old_unit_spelling_in_node_toml_is_named(node_dir):
+    write_config(node_dir, append=f'\n[[unit]]\ncode = "{THERE}"\nname = "x"\n')
+    with pytest.raises(ConfigError, match=r"\[\[units\]\]"):
+        load_config(node_dir)
+
+
+def test_add_peer_refuses_what_the_node_would_refuse_and_leaves_the_file_alone(node_dir):
+    before = (node_dir / CONFIG_NAME).read_bytes()
+    attempts = [
+        ("plain http", dict(node_id="city", url="http://127.0.0.1:7443", units=[THERE]), "https"),
+        ("the node itself", dict(node_id="county-c", url="https://127.0.0.1:7443", units=[THERE]), "itself"),
+        ("an id with spaces", dict(node_id="city hall", url="https://127.0.0.1:7443", units=[THERE]), "node_id"),
+        ("a unit hosted here", dict(node_id="city", url="https://127.0.0.1:7443", units=[HERE]), "hosts it"),
+    ]
+    for what, kwargs, words in attempts:
+        with pytest.raises(ConfigError, match=words):
+            add_peer(node_dir, **kwargs)
+        assert (node_dir / CONFIG_NAME).read_bytes() == before, what
+    add_peer(node_dir, "city", "https://127.0.0.1:7443", [THERE])
+    with pytest.raises(ConfigError, match="peer city claims it"):
+        add_peer(node_dir, "county-b", "https://127.0.0.1:7444", [THERE])
+    assert [p.node_id for p in load_config(node_dir).peers] == ["city"]
+
+
+def test_add_peer_over_the_cli_is_a_typed_error_and_every_command_still_works(node_dir):
+    out = run_gwx("node", "add-peer", "--dir", node_dir, "--node-id", "city", "--url", "http://127.0.0.1:7443",
+                  "--units", THERE)
+    assert out.returncode == 2 and "gwx: NODE_CONFIG: " in out.stderr.decode(), out.stderr
+    assert "https" in out.stderr.decode() and "Traceback" not in out.stderr.decode()
+    assert run_gwx("node", "tokens", "--dir", node_dir).returncode == 0
+    out = run_gwx("node", "add-peer", "--dir", node_dir, "--node-id", "city", "--url", "https://127.0.0.1:7443",
+                  "--units", THERE)
+    assert out.returncode == 0, out.stderr
+    assert load_config(node_dir).peers[0].units == (THERE,)
+
+
+def test_add_peer_keeps_the_operators_comments_and_replaces_a_peer_in_place(node_dir):
+    add_peer(node_dir, "city", "https://127.0.0.1:7443", [THERE], {THERE: "福州市财政局"})
+    write_config(node_dir, ('node_id = "city"', '# the city hall, reached over the e-gov network\nnode_id = "city"'))
+    add_peer(node_dir, "county-b", "https://127.0.0.1:7445", [ELSEWHERE])
+    add_peer(node_dir, "city", "https://10.0.0.1:7443", [THERE])
+    text = (node_dir / CONFIG_NAME).read_text("utf-8")
+    assert text.startswith("# 福州 county node — ask 王工 before changing ports\n")
+    assert "# shortened for the pilot\n[retry]" in text
+    assert "# the city hall, reached over the e-gov network" in text
+    assert text.index("the city hall") < text.index("https://10.0.0.1:7443") < text.index("county-b")
+    config = load_config(node_dir)
+    assert [(p.node_id, p.url) for p in config.peers] == [("city", "https://10.0.0.1:7443"),
+                                                          ("county-b", "https://127.0.0.1:7445")]
+    assert config.unit_name(THERE) == "福州市财政局"
+
+
+def units_file(tmp_path, text: str):
+    path = tmp_path / "UNITS.toml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_units_file_uses_the_node_toml_spelling_and_refuses_unknown_keys(tmp_path):
+    good = units_file(tmp_path, f'[[units]]\ncode = "{HERE}"\nname = "福州市人民政府办公厅"\nlevel = "市级"\n')
+    assert read_units_file(good) == [{"code": HERE, "name": "福州市人民政府办公厅", "level": "市级", "parent": None}]
+    with pytest.raises(ConfigError, match=r"\[\[units\]\].*not \[\[unit\]\]"):
+        read_units_file(units_file(tmp_path, f'[[unit]]\ncode = "{HERE}"\nname = "x"\n'))
+    with pytest.raises(ConfigError, match="nmae"):
+        read_units_file(units_file(tmp_path, f'[[units]]\ncode = "{HERE}"\nname = "x"\nnmae = "y"\n'))
+    with pytest.raises(ConfigError, match="level must be a string"):
+        read_units_file(units_file(tmp_path, f'[[units]]\ncode = "{HERE}"\nname = "x"\nlevel = 3\n'))
+
+
+@pytest.mark.parametrize("days", ["-5", "0"])
+def test_init_root_refuses_a_validity_that_is_not_positive(tmp_path, days):
+    out = run_gwx("pki", "init-root", "--dir", tmp_path / "ca", "--name", "测试CA", "--valid-days", days,
+                  env={"GWX_PASSPHRASE": PASSPHRASE.decode()})
+    assert out.returncode == 2 and "gwx: PKI_INVALID_INPUT: " in out.stderr.decode(), out.stderr
+    assert "Traceback" not in out.stderr.decode() and not (tmp_path / "ca" / "root.crt").exists()
+
+
+def test_an_unknown_log_level_is_a_usage_error(node_dir):
+    out = run_gwx("node", "run", "--dir", node_dir, "--log-level", "verbose")
+    assert out.returncode == 2 and "Traceback" not in out.stderr.decode()
+    assert "--log-level" in out.stderr.decode()
