@@ -7,6 +7,7 @@ peer API stops taking envelopes (503, senders retry later), in-flight requests f
 finish their batch in flight, the processor finishes its message, the store closes. Whatever is
 left is on disk and resumes at the next start.
 
+Only one process serves a node directory: :mod:`node.run_lock` is taken before anything else.
 ``NODE_DIR/run/ready.json`` (pid, peer and local URLs) is written once both listeners are up and
 removed at exit: scripts and tests wait for it rather than for a log line.
 """
@@ -34,6 +35,7 @@ from node.federation.peer_api import DRAINING, make_peer_app
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
 from node.ops.metrics import Registry
+from node.run_lock import NodeLock
 from node.store import NodeStore
 from node.store.opener import open_store
 from pki.keystore import write_public_file
@@ -49,6 +51,16 @@ def ready_path(config: NodeConfig) -> Path:
 
 
 async def serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT). Raises :class:`NodeAlreadyRunning` when another
+    process serves the directory — before the store, the listeners or ``run/ready.json`` are touched."""
+    lock = NodeLock.acquire(config.directory)
+    try:
+        await _serve(config, passphrase, stop)
+    finally:
+        lock.release()
+
+
+async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

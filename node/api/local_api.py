@@ -71,7 +71,7 @@ LATENCY = web.AppKey("latency", metrics.Histogram)
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 
-OPEN_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/schema/meta.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/openapi.json", "/api/v1/schema/meta.json"})
 CLERK = ("clerk",)
 # Route template → roles admitted. The OpenAPI document states the same (x-gwx-roles); a test checks.
 ROUTE_ROLES: dict[str, tuple[str, ...]] = {
@@ -107,6 +107,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
 
     r = app.router
     r.add_get("/healthz", _healthz, allow_head=False)
+    r.add_get("/readyz", _readyz, allow_head=False)
     r.add_get("/metrics", _metrics, allow_head=False)
     r.add_get("/api/v1/openapi.json", _openapi, allow_head=False)
     r.add_get("/api/v1/schema/meta.json", _meta_schema, allow_head=False)
@@ -318,6 +319,12 @@ def units_field(body: dict[str, Any]) -> list[str] | None:
 # --- handlers -----------------------------------------------------------------------------------
 async def _healthz(request: web.Request) -> web.Response:
     return _json({"ok": True, "node_id": request.app[CONFIG].node_id})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    """Readiness, unlike /healthz: 503 with the failing checks when something blocks the node's work."""
+    report = await request.app[SERVICE].readiness()
+    return _json(report, status=200 if report["ready"] else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:

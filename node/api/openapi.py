@@ -70,11 +70,15 @@ SCHEMAS: Json = {
         # media_type is in service_api's shape but not (yet) in every answer: optional here.
         "attachments": {"type": "array", "items": _object({"name": STR, "size": INT}, {"media_type": STR})}})]},
     "SubmitResult": _object({"doc_id": STR, "recipients": {"type": "array", "items": _ref("RecipientView")}}),
+    "Readiness": _object({"ready": {"type": "boolean"}, "checks": {"type": "array", "items": _object(
+        {"name": {"enum": ["revocation", "certificates", "seals", "store", "disk"]},
+         "verdict": {"enum": ["ok", "warn", "fail"]}, "message": STR}, {"code": STR})}}),
     "NodeStatus": _object({
-        "node_id": STR, "units": {"type": "array"},
+        "node_id": STR, "units": {"type": "array"}, "readiness": _ref("Readiness"),
         "queues": {"type": "object", "additionalProperties": COUNTS},
-        "peers": {"type": "array", "items": _object({"node_id": STR, "state": STR, "since": _nullable(STR),
-                                                     "failures": INT, "last_error": _nullable(STR)})},
+        "peers": {"type": "array", "items": _object({
+            "node_id": STR, "state": STR, "since": _nullable(STR), "failures": INT, "last_error": _nullable(STR),
+            "refusal": _nullable(_object({"code": STR, "message": _nullable(STR), "at": STR, "envelopes": INT}))})},
         "inbound": COUNTS, "last_errors": {"type": "array"}}),
     "UnitsRequest": {"type": "object", "additionalProperties": False, "properties": {
         "units": {"type": "array", "minItems": 1, "uniqueItems": True, "items": UNIT,
@@ -119,6 +123,13 @@ def _op(summary: str, roles: list[str], ok: Json, *, status: str = "200", params
     return op
 
 
+def _readyz_op() -> Json:
+    op = _op("readiness: 200 when nothing blocks the node, 503 naming each failing check", [],
+             _ref("Readiness"), errors=(), op_id="readyz")
+    op["responses"]["503"] = {"description": "not ready", "content": _json_content(_ref("Readiness"))}
+    return op
+
+
 DOC_ID = {"name": "doc_id", "in": "path", "required": True,
           "schema": {"type": "string", "pattern": DOC_ID_PATTERN, "minLength": 1, "maxLength": MAX_ID},
           "description": "公文标识"}
@@ -146,6 +157,7 @@ def build_openapi(node_id: str = "") -> Json:
     doc_errors = ("400", "401", "403", "404", "409", "422", "503")
     paths: Json = {
         "/healthz": {"get": _op("liveness", [], _ref("Health"), errors=(), op_id="healthz")},
+        "/readyz": {"get": _readyz_op()},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", operator, {},
                                 ok_content={"text/plain": {"schema": STR}}, op_id="metrics")},
         "/api/v1/openapi.json": {"get": _op("this document", [], {"type": "object"}, errors=(), op_id="openapi")},

@@ -1,12 +1,18 @@
-"""``gwx node run`` and ``gwx node status``."""
+"""``gwx node run``, ``gwx node stop`` and ``gwx node status``.
+
+``status`` reads the node directory (read-only) rather than asking the running node: whoever can
+read the directory can read the store anyway, so a token adds nothing, and the report is there
+when the node is stopped or wedged — which is when an operator needs it most."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import urllib.error
-import urllib.request
+import os
+import signal
+import time
 from pathlib import Path
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
@@ -20,7 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_passphrase_option(p)
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("status", help="queues, peers (up, backing off, dead) and the last errors")
+    p = sub.add_parser("stop", help="stop the node running in a node directory (SIGTERM, then wait while "
+                                     "it drains: in-flight requests, batches and messages finish)")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to exit (default 60)")
+    p.set_defaults(func=_stop)
+
+    p = sub.add_parser("status", help="readiness (CRL, certificates, seals, store, disk), queues, peers with "
+                                       "the last refusal, last errors — read from the node directory, no token")
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
@@ -29,37 +42,81 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from node.config import load_config
     from node.ops import logs
+    from node.run_lock import ensure_not_running
     from node.runner import serve
 
     config = load_config(args.dir)
+    ensure_not_running(config.directory)  # before the passphrase prompt; serve() takes the lock itself
     passphrase = get_passphrase(args, what="node key")
     logs.configure(config.node_id, args.log_level)
     asyncio.run(serve(config, passphrase))
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _stop(args: argparse.Namespace) -> int:
     from node.config import load_config
-    from node.errors import NodeUnavailable
-    from node.runner import ready_path
+    from node.run_lock import NodeStopTimeout, holder
 
     config = load_config(args.dir)
+    pid = holder(config.directory)
+    if pid is None:
+        print(f"node {config.node_id} is not running in {config.directory}")
+        return 0
+    if pid:
+        with contextlib.suppress(ProcessLookupError):  # exited between the look and the signal
+            os.kill(pid, signal.SIGTERM)
+    print(f"stopping node {config.node_id} (pid {pid or '?'}): draining…", flush=True)
+    deadline = time.monotonic() + args.timeout
+    # Drained when the lock is free (the store is closed before it is released); done when the
+    # process is gone too.
+    while holder(config.directory) is not None or (pid and _alive(pid)):
+        if time.monotonic() > deadline:
+            raise NodeStopTimeout(f"node {config.node_id} (pid {pid}) still running after {args.timeout:g}s; it may "
+                                  "be finishing a large transfer — wait, or run `gwx node stop` again", pid=pid)
+        if not pid:  # it was still starting: it has written its pid by now
+            pid = holder(config.directory) or 0
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        time.sleep(0.1)
+    print(f"node {config.node_id} stopped")
+    return 0
+
+
+def _alive(pid: int) -> bool:
     try:
-        ready = json.loads(ready_path(config).read_text())
-    except FileNotFoundError:
-        raise NodeUnavailable(f"node {config.node_id} is not running (no {ready_path(config)})") from None
-    token = (config.directory / "tokens" / "operator.token").read_text().strip()
-    req = urllib.request.Request(f"{ready['local_url']}/api/v1/node/status",
-                                 headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            status = json.loads(resp.read())
-    except (urllib.error.URLError, OSError) as exc:
-        raise NodeUnavailable(f"cannot reach node {config.node_id}: {exc}") from None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) has finished
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _status(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from node.config import load_config
+    from node.ops.status import from_directory
+
+    config = load_config(args.dir)
+    status = from_directory(config, dt.datetime.now(dt.UTC))
     if args.json:
         print(json.dumps(status, ensure_ascii=False, indent=2))
         return 0
-    print(f"node {status['node_id']}  units: " + ", ".join(f"{u['code']} {u['name']}" for u in status["units"]))
+    running = status["running"]
+    state = f"running (pid {running['pid']})" if running else "not running"
+    print(f"node {status['node_id']}  {state}  units: " + ", ".join(f"{u['code']} {u['name']}" for u in status["units"]))
+    if running and running.get("local_url"):
+        print(f"  local API {running['local_url']}  peer API {running.get('peer_url', '?')}")
+    readiness = status["readiness"]
+    print("ready: " + ("yes" if readiness["ready"] else "NO"))
+    for c in readiness["checks"]:
+        code = f"  [{c['code']}]" if c.get("code") else ""
+        print(f"  {_MARKS[c['verdict']]} {c['name']}: {c['message']}{code}")
     print("queues:" if status["queues"] else "queues: (empty)")
     for dest, states in sorted(status["queues"].items()):
         print(f"  → {dest}: " + ", ".join(f"{s} {n}" for s, n in sorted(states.items())))
@@ -67,7 +124,13 @@ def _status(args: argparse.Namespace) -> int:
     for p in status["peers"]:
         err = f"  last error: {p['last_error']}" if p["last_error"] else ""
         print(f"  {p['node_id']}: {p['state']} since {p['since']} (failures {p['failures']}){err}")
+        if p["refusal"]:
+            r = p["refusal"]
+            print(f"    {r['envelopes']} waiting; last answer {r['at']}: {r['code']} {r['message'] or ''}")
     print("inbound: " + (", ".join(f"{s} {n}" for s, n in sorted(status["inbound"].items())) or "(none)"))
     for e in status["last_errors"]:
         print(f"  ! {e['message_id']} from {e['origin']}: {e['code']} {e['message']}")
     return 0
+
+
+_MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}

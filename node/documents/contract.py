@@ -82,4 +82,7 @@ class DocumentServiceApi(Protocol):
         """登记 a signed-for document; returns InboxItem."""
 
     async def node_status(self, who: Principal) -> Json:
-        """NodeStatus (operators)."""
+        """NodeStatus (operators): readiness, queues, peers with the last refusal, last errors."""
+
+    async def readiness(self) -> Json:
+        """Readiness (no token: like /healthz): {"ready", "checks": [{"name", "verdict", "message", "code"?}]}."""

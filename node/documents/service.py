@@ -32,6 +32,7 @@ from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.processor import Delivery, Processor
 from node.ops.metrics import Registry
+from node.ops.status import of_running_node, readiness_of_running_node
 from node.store import InboxRow, ListFilter, NodeStore, OutboxDocument, OutboxRecipient, OutgoingLink
 from pki.errors import ErrorKind, GwxError
 
@@ -255,21 +256,10 @@ class DocumentService:
     # ---- operators ---------------------------------------------------------------------------------
     async def node_status(self, who: Principal) -> dict[str, Any]:
         who.require_role("operator")
-        queues = await self.store.queue.depth()
-        for dest, n in (await self.store.drafts.draft_counts()).items():
-            queues.setdefault(dest, {})["draft"] = n
-        peers = await self.store.peers.list_peers()
-        inbound = await self.store.messages.inbound_counts()
-        errors = await self.store.messages.inbound_failures(limit=10)
-        return {"node_id": self.ctx.node_id,
-                "units": [{"code": u.code, "name": u.name} for u in self.ctx.config.units],
-                "queues": queues,
-                "peers": [{"node_id": p.node_id, "state": p.state, "since": _iso(p.since), "failures": p.failures,
-                           "last_error": p.last_error.code + ": " + p.last_error.message if p.last_error else None}
-                          for p in peers],
-                "inbound": inbound,
-                "last_errors": [{"message_id": e.message_id, "origin": e.origin_node, "code": e.error_code,
-                                 "message": e.error_message, "at": _iso(e.processed_at)} for e in errors]}
+        return await of_running_node(self.ctx.config, self.ctx.clock())
+
+    async def readiness(self) -> dict[str, Any]:
+        return await readiness_of_running_node(self.ctx.config, self.ctx.clock())
 
     # ---- views --------------------------------------------------------------------------------------
     def _unit_name(self, code: str) -> str | None:

@@ -29,7 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from exchange_protocol.batch_answer import FrameAnswer, Refusal, encode_batch_answer, encode_refusal
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import PREFIX_LEN, decode_header, frame_length
-from exchange_protocol.errors import EnvelopeTooLarge, EnvelopeTruncated
+from exchange_protocol.errors import EnvelopeRevocationUnknown, EnvelopeTooLarge, EnvelopeTruncated
 from node.config import MAX_BATCH
 from node.context import NodeContext
 from node.error_kinds import http_status_for
@@ -38,7 +38,7 @@ from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.federation.tls import PeerIdentityError, peer_chain, peer_node_id
 from node.federation.transport import ENVELOPE_MEDIA_TYPE
 from pki.ca import pem
-from pki.errors import ErrorKind, GwxError
+from pki.errors import ErrorKind, GwxError, RevocationUnknown
 from pki.trust import Purpose, verify_certificate
 
 log = logging.getLogger("gwx.peer_api")
@@ -115,6 +115,12 @@ async def peer_identity(request: web.Request, handler):
         # The peer's own intermediates (from the handshake) first: it may hang under another branch.
         verify_certificate(cert, ctx.trust, ctx.clock(), (*chain[1:], *ctx.intermediates), Purpose.TLS_CLIENT,
                            ctx.revocation)
+    except RevocationUnknown as exc:
+        # Our CRL cannot tell (stale, missing): our problem, not the peer's — a transient 503 that
+        # names it, never a 403 that blames the peer's certificate (docs/architecture.md).
+        raise EnvelopeRevocationUnknown(f"{ctx.node_id} cannot check revocation right now ({exc.message}); "
+                                        "its operator must install a current CRL — try again later",
+                                        cause=exc.code) from None
     except GwxError as exc:
         raise PeerIdentityError(f"peer certificate refused: {exc.message}", cause=exc.code) from None
     request[PEER_NODE] = peer_node_id(cert)

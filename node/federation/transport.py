@@ -35,7 +35,7 @@ from node.config import Peer
 from node.errors import NodeError
 from node.federation.tls import peer_chain
 from pki.ca import load_certificate, load_certificates, node_id_of
-from pki.errors import ErrorKind, GwxError
+from pki.errors import CODE_FORMAT, ErrorKind, GwxError
 from pki.trust import Purpose, TrustStore, verify_certificate
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.gwx.envelope"
@@ -54,6 +54,14 @@ class PeerServerError(NodeError):
     """The peer answered 5xx or 429, or not with JSON: its trouble, not the envelope's."""
 
     code = "PEER_SERVER_ERROR"
+    kind = ErrorKind.TRANSIENT
+
+
+class PeerRefused(PeerServerError):
+    """The peer refused a whole request (5xx, 429) and said why: the error carries the peer's own
+    code (``ENV_REVOCATION_UNKNOWN`` when its CRL is stale …), so the sender's status names the reason
+    rather than a bare status; transient like its base, whatever the peer's code."""
+
     kind = ErrorKind.TRANSIENT
 
 
@@ -169,9 +177,9 @@ class PeerClient:
     async def fetch_credentials(self, peer: Peer, trust: TrustStore, now, revocation=None) -> PeerCredentials:
         try:
             async with self._session(peer).get(f"{peer.url}/peer/v1/node") as resp:
-                if resp.status != 200:
-                    raise PeerServerError(f"{peer.node_id} answered {resp.status} to GET /peer/v1/node")
                 body = await resp.content.read(256 * 1024)
+                if resp.status != 200:
+                    raise _refused(peer, resp.status, body, "GET /peer/v1/node")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PeerUnreachable(f"cannot reach {peer.node_id} at {peer.url}: {exc or type(exc).__name__}",
                                   peer=peer.node_id) from None
@@ -196,7 +204,7 @@ class PeerClient:
             raise PeerUnreachable(f"cannot deliver to {peer.node_id}: {exc or type(exc).__name__}",
                                   peer=peer.node_id) from None
         if status >= 500 or status == 429:
-            raise PeerServerError(f"{peer.node_id} answered {status}", peer=peer.node_id, status=status)
+            raise _refused(peer, status, body, "POST /peer/v1/envelopes")
         try:
             answer = decode_batch_answer(body, max_answers=len(frames))
         except BatchAnswerInvalid as exc:
@@ -214,6 +222,20 @@ class PeerClient:
                 else FrameResult(a.message_id, error_code=a.refusal.code,  # type: ignore[arg-type]
                                  error_message=a.refusal.message)
                 for a in answers_for([f.message_id for f in frames], answer)]
+
+
+def _refused(peer: Peer, status: int, body: bytes, what: str) -> PeerRefused:
+    """The peer's own word (its error code and message) in the error the sender records, so the
+    operator's status says why the peer refuses — not just a bare HTTP status. The peer's code, when
+    it gave one, is the code recorded (ENV_REVOCATION_UNKNOWN says more than PEER_SERVER_ERROR); the
+    class keeps it transient for the queues."""
+    try:
+        error = json.loads(body).get("error")
+        code, message = str(error["code"])[:100], str(error.get("message") or "")[:1000]
+    except (ValueError, AttributeError, TypeError, KeyError):
+        code, message = None, ""
+    return PeerRefused(f"{peer.node_id} answered {status} to {what}" + (f": {message}" if message else ""),
+                       code=code if code and CODE_FORMAT.fullmatch(code) else None, peer=peer.node_id, status=status)
 
 
 async def _stream(frames: Sequence[OutgoingFrame]) -> AsyncIterator[bytes]:

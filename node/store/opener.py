@@ -26,3 +26,10 @@ async def open_store(data_dir: str | Path, *, node_id: str | None = None,
 
     return await Store.open(data_dir, clock=clock, max_blob_size=max_blob_size, recover=recover,
                             node_id=node_id)
+
+
+def read_status_rows(data_dir: str | Path) -> dict[str, list[tuple]] | None:
+    """Read-only rows for the status report (None: no database yet); see node.ops.status."""
+    from node.store.sqlite.status_rows import read_status_rows as read
+
+    return read(Path(data_dir))

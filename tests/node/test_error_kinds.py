@@ -28,6 +28,7 @@ COMPUTED_CODES = {
     ("node/api/local_api.py", "ApiError"),  # API_HTTP_<status> for aiohttp's own HTTP errors, status kept
     ("node/cli/api_client.py", "RemoteError"),  # the node's own code, kind from its HTTP status
     ("node/cli/api_client.py", "__init__"),  # RemoteError handing that code on to GwxError
+    ("node/federation/transport.py", "PeerRefused"),  # the code a peer refused a whole request with
 }
 
 

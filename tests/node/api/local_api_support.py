@@ -147,6 +147,9 @@ class Env:
 def make_env(tmp: Path, limits: Limits = SMALL_LIMITS) -> Env:
     shared = template()
     config = dataclasses.replace(shared.config, directory=tmp, limits=limits)
+    # The node directory's credentials and CRL, so the node's readiness judges real files.
+    shutil.copytree(shared.config.credentials_dir, config.credentials_dir, dirs_exist_ok=True)
+    shutil.copy(shared.config.crl_path, config.crl_path)
     ctx = dataclasses.replace(shared.ctx, config=config)
     tokens = TokenStore(config.tokens_path)
     _, clerk_a = tokens.issue("张三", "clerk", UNIT_A)

@@ -147,6 +147,7 @@ def test_responses_match_the_declared_schemas(env):
         doc_id = result["doc_id"]
         for method, template, url, headers_, body in (
                 ("get", "/healthz", "/healthz", {}, None),
+                ("get", "/readyz", "/readyz", {}, None),
                 ("get", "/api/v1/outbox", "/api/v1/outbox", a, None),
                 ("get", "/api/v1/outbox/{doc_id}", f"/api/v1/outbox/{doc_id}", a, None),
                 ("post", "/api/v1/outbox/{doc_id}/urge", f"/api/v1/outbox/{doc_id}/urge", a, {"units": [UNIT_B]}),

@@ -1,0 +1,158 @@
+"""Readiness: can this node do its work right now, and if not, what blocks it?
+
+Liveness (``/healthz``: the process answers) says nothing about whether a peer's envelope would
+be accepted. A node whose CRL is out of date refuses every envelope (``ENV_REVOCATION_UNKNOWN``)
+while looking perfectly alive; readiness names that. Each check has a verdict:
+
+* ``ok``   — nothing to do;
+* ``warn`` — works today, needs the operator soon (a certificate or seal expiring within
+  :data:`EXPIRY_WARNING`, the disk too full for one envelope of ``limits.max_envelope_bytes``);
+* ``fail`` — blocks the node's work now; the node is *not ready*.
+
+The checks, all read from the node directory (so ``gwx node status`` gives the same answer
+whether or not the node is running):
+
+* ``revocation`` — ``crl.pem`` judged exactly as the acceptor judges a peer: the node's own
+  signing certificate is checked against it. Stale, unreadable or from another CA fails.
+* ``certificates`` — the node's TLS, signing and encryption certificates are within validity.
+* ``seals`` — each hosted unit's seal (SESeal validity and its certificate) is within validity.
+* ``store`` — the database can be read and its schema is one this gwx knows (given by the caller:
+  the running node asks its open store, the CLI opens the file read-only).
+* ``disk`` — free space where blobs are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cryptography import x509
+
+from node.config import NodeConfig
+from pki.ca import load_certificate, load_certificates
+from pki.crl import load_crl
+from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
+from pki.revocation import CrlChecker
+from pki.seal import parse_seal
+from pki.seal_store import CERT_FILE, SEAL_FILE
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+EXPIRY_WARNING = dt.timedelta(days=14)
+MIN_FREE_BYTES = 512 * 1024**2  # below this a blob write may fail half-way through a batch
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: str  # ok / warn / fail
+    message: str
+    code: str | None = None  # the typed error behind a failure, when there is one
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def report(checks: Iterable[Check]) -> dict[str, Any]:
+    checks = list(checks)
+    return {"ready": all(c.verdict != FAIL for c in checks), "checks": [c.to_dict() for c in checks]}
+
+
+def file_checks(config: NodeConfig, now: dt.datetime) -> list[Check]:
+    """Every check that needs only the node directory (all but ``store``)."""
+    return [_revocation(config, now), _certificates(config, now), _seals(config, now), _disk(config)]
+
+
+def store_check(problem: GwxError | Exception | None) -> Check:
+    if problem is None:
+        return Check("store", OK, "the database answers")
+    return Check("store", FAIL, f"the database cannot be read: {problem}", getattr(problem, "code", "STORE_ERROR"))
+
+
+def _revocation(config: NodeConfig, now: dt.datetime) -> Check:
+    try:
+        crl = load_crl(config.crl_path.read_bytes())
+        chain = load_certificates((config.credentials_dir / "sign.crt").read_bytes())
+        root = load_certificate(config.trust_root_path.read_bytes())
+    except FileNotFoundError as exc:
+        return Check("revocation", FAIL, f"{exc.filename} is missing: every envelope is refused",
+                     "ENV_REVOCATION_UNKNOWN")
+    except (OSError, GwxError, ValueError) as exc:
+        return Check("revocation", FAIL, f"cannot read the CRL or the node's certificates: {exc}",
+                     "ENV_REVOCATION_UNKNOWN")
+    issuer = chain[1] if len(chain) > 1 else root
+    try:
+        CrlChecker([crl])(chain[0], issuer, now)
+    except CertificateRevoked as exc:
+        return Check("revocation", FAIL, f"this node's own signing certificate is revoked: {exc.message}", exc.code)
+    except RevocationUnknown as exc:
+        return Check("revocation", FAIL, f"{config.crl_path.name}: {exc.message}; envelopes are refused with "
+                     "ENV_REVOCATION_UNKNOWN until a current CRL from the CA is put in its place", exc.code)
+    due = crl.next_update_utc
+    if due is not None and due - now < dt.timedelta(days=1):
+        return Check("revocation", WARN, f"the CRL must be replaced before {due.isoformat()}")
+    return Check("revocation", OK, f"CRL current until {due.isoformat() if due else '?'}")
+
+
+Verdict = tuple[str, str, dt.datetime]  # verdict, message, end of validity (to name the first to expire)
+NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _validity(what: str, not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime) -> Verdict:
+    if now < not_before:
+        return FAIL, f"{what} is not valid before {not_before.isoformat()}", not_after
+    if now > not_after:
+        return FAIL, f"{what} expired on {not_after.isoformat()}", not_after
+    if not_after - now < EXPIRY_WARNING:
+        return WARN, f"{what} expires on {not_after.isoformat()}", not_after
+    return OK, f"{what} valid until {not_after.isoformat()}", not_after
+
+
+def _worst(name: str, results: list[Verdict], code: str, empty: str) -> Check:
+    for verdict in (FAIL, WARN):
+        bad = [m for v, m, _ in results if v == verdict]
+        if bad:
+            return Check(name, verdict, "; ".join(bad), code if verdict == FAIL else None)
+    if not results:
+        return Check(name, OK, empty)
+    return Check(name, OK, "first to expire: " + min(results, key=lambda r: r[2])[1])
+
+
+def _certificates(config: NodeConfig, now: dt.datetime) -> Check:
+    results: list[Verdict] = []
+    for role in ("tls", "sign", "enc"):
+        try:
+            cert: x509.Certificate = load_certificates((config.credentials_dir / f"{role}.crt").read_bytes())[0]
+        except (OSError, GwxError, ValueError, IndexError) as exc:
+            results.append((FAIL, f"{role}.crt cannot be read: {exc}", NEVER))
+            continue
+        results.append(_validity(f"{role}.crt", cert.not_valid_before_utc, cert.not_valid_after_utc, now))
+    return _worst("certificates", results, "PKI_CERT_EXPIRED", "")
+
+
+def _seals(config: NodeConfig, now: dt.datetime) -> Check:
+    results: list[Verdict] = []
+    for unit in config.units:
+        try:
+            seal = parse_seal((unit.seal_dir / SEAL_FILE).read_bytes())
+            cert = load_certificate((unit.seal_dir / CERT_FILE).read_bytes())
+        except (OSError, GwxError, ValueError) as exc:
+            results.append((FAIL, f"seal of {unit.code} cannot be read: {exc}", NEVER))
+            continue
+        start = max(seal.valid_start, cert.not_valid_before_utc)
+        end = min(seal.valid_end, cert.not_valid_after_utc)
+        results.append(_validity(f"seal of {unit.code} {unit.name}", start, end, now))
+    return _worst("seals", results, "SEAL_EXPIRED", "no hosted units")
+
+
+def _disk(config: NodeConfig) -> Check:
+    path = config.data_dir if config.data_dir.exists() else config.directory
+    free = shutil.disk_usage(path).free
+    text = f"{free / 1024**3:.1f} GiB free in {path}"
+    if free < MIN_FREE_BYTES:
+        return Check("disk", FAIL, text + f" (needs at least {MIN_FREE_BYTES // 1024**2} MiB)", "STORE_DISK_FULL")
+    if free < config.limits.max_envelope_bytes:
+        return Check("disk", WARN, text + " — less than one envelope of limits.max_envelope_bytes")
+    return Check("disk", OK, text)
