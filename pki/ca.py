@@ -23,6 +23,7 @@ import datetime as dt
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from cryptography.x509.oid import NameOID
 from . import profiles
 from .algorithms import DEFAULT, PrivateKey, PublicKey, SignatureAlgorithm, by_name, for_public_key
 from .errors import (
+    AlreadyIssued,
     CaError,
     CaExists,
     CaMissing,
@@ -269,11 +271,22 @@ class CertificateAuthority:
 
     def issue_node(self, node_id: str, host: str, out_dir: str | Path, key_passphrase: bytes,
                    algorithm: SignatureAlgorithm | str | None = None, valid_days: int | None = None,
-                   now: dt.datetime | None = None) -> NodeCredentials:
-        """TLS, signing and encryption credentials for a node, written to ``out_dir``."""
+                   now: dt.datetime | None = None, *, replace: bool = False) -> NodeCredentials:
+        """TLS, signing and encryption credentials for a node, written to ``out_dir``.
+
+        A node id names one set of keys: while this CA's earlier certificates for ``node_id`` are
+        valid and unrevoked, issuing again is :class:`AlreadyIssued` unless ``replace`` — and then
+        the earlier certificates are revoked (``superseded``) once the new ones exist, taking
+        effect with the next CRL the admin publishes."""
         if not NODE_ID_RE.match(node_id or ""):
             raise InvalidInput(f"node id {node_id!r} must be lower-case letters, digits, '.' or '-' "
                                "(at most 63, starting with a letter or digit)", field="node_id")
+        earlier = self.active_certificates(lambda c: node_id_of(c) == node_id, now)
+        if earlier and not replace:
+            raise AlreadyIssued(f"this CA already issued credentials for node {node_id!r} (valid until "
+                                f"{max(c.not_valid_after_utc for c in earlier):%Y-%m-%d}); to issue new ones "
+                                "and revoke those, replace them explicitly (--replace)", node_id=node_id,
+                                serials=[f"{c.serial_number:x}" for c in earlier])
         sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), _host_name(host)]
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
         out = Path(out_dir)
@@ -292,6 +305,8 @@ class CertificateAuthority:
             write_public_file(out / f"{role}.crt", pem(cert) + b"".join(pem(c) for c in self.chain[:-1]))
             certs[role] = cert
         write_public_file(out / "root.crt", pem(self.root_certificate))
+        for cert in earlier:
+            self.revoke(cert, "superseded", now=now)
         return NodeCredentials(node_id, out, certs["tls"], certs["sign"], certs["enc"])
 
     def issue_seal_certificate(self, unit_code: str, unit_name: str, public_key: PublicKey,
@@ -344,6 +359,14 @@ class CertificateAuthority:
 
     def issued(self) -> list[x509.Certificate]:
         return [load_certificate(p.read_bytes()) for p in sorted((self.directory / "issued").glob("*.pem"))]
+
+    def active_certificates(self, match: Callable[[x509.Certificate], bool],
+                            now: dt.datetime | None = None) -> list[x509.Certificate]:
+        """Certificates this CA issued that ``match``, are unrevoked and have not expired at ``now``."""
+        now = now or utcnow()
+        revoked = self.revocations()
+        return [c for c in self.issued()
+                if c.serial_number not in revoked and c.not_valid_after_utc > now and match(c)]
 
     def revocations(self) -> dict[int, Revocation]:
         path = self.directory / "revocations.json"

@@ -148,6 +148,14 @@ class UnknownCertificate(CaError):
     kind = ErrorKind.NOT_FOUND
 
 
+class AlreadyIssued(CaError):
+    """The CA already holds a valid, unrevoked certificate for this node id (or seal for this unit);
+    issuing another needs an explicit replacement (``--replace``)."""
+
+    code = "PKI_ALREADY_ISSUED"
+    kind = ErrorKind.CONFLICT
+
+
 class InvalidUnitCode(PkiError):
     """A 统一社会信用代码 that is malformed or whose check character is wrong (GB 32100)."""
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from cryptography import x509
 
 from .algorithms import SignatureAlgorithm, by_name
-from .ca import CertificateAuthority, load_certificate, pem
-from .errors import KeyCertificateMismatch, SealExists, SealMalformed, SealPictureInvalid
+from .ca import CertificateAuthority, load_certificate, pem, unit_code_of
+from .errors import AlreadyIssued, KeyCertificateMismatch, SealExists, SealMalformed, SealPictureInvalid
 from .keystore import read_private_key, write_private_key, write_public_file
 from .seal import Seal, SealBuilder, parse_seal
 from .seal_picture import STANDARD_DIAMETER_MM, render_round_seal, validate_png
@@ -57,11 +57,17 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
                key_passphrase: bytes, *, image_png: bytes | None = None,
                size_mm: int = STANDARD_DIAMETER_MM, valid_days: int | None = None,
                algorithm: SignatureAlgorithm | str | None = None,
-               now: dt.datetime | None = None) -> SealCredential:
+               now: dt.datetime | None = None, replace: bool = False) -> SealCredential:
     """Make a unit seal: key, CA-issued seal certificate, signed SESeal, written to ``out_dir``.
 
     Without ``image_png`` the standard red round seal is drawn for ``name``. The seal's validity
     is the certificate's: a seal cannot outlive the key that signs under it.
+
+    A unit has one seal from a CA at a time: while an earlier seal certificate for ``unit_code`` is
+    valid and unrevoked this is :class:`~pki.errors.AlreadyIssued`, unless ``replace``. Replacing
+    does *not* revoke the earlier seal: documents already sealed with it must keep verifying (a
+    revoked seal certificate fails every later verification of them), so it stays valid until it
+    expires; a compromised seal is revoked explicitly (``gwx pki revoke OLD.esl``).
     """
     out = Path(out_dir)
     if (out / SEAL_FILE).exists() or (out / KEY_FILE).exists():
@@ -70,6 +76,12 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
     # Validate everything cheap before the CA issues (and records) a certificate.
     picture = image_png if image_png is not None else render_round_seal(name, diameter_mm=size_mm)
     validate_unit_code(unit_code)
+    earlier = ca.active_certificates(lambda c: unit_code_of(c) == unit_code, now)  # only seal certs name a unit
+    if earlier and not replace:
+        raise AlreadyIssued(f"this CA already made a seal for unit {unit_code} (valid until "
+                            f"{max(c.not_valid_after_utc for c in earlier):%Y-%m-%d}); to make another, replace it "
+                            "explicitly (--replace): the earlier seal stays valid until it expires unless revoked",
+                            unit=unit_code, serials=[f"{c.serial_number:x}" for c in earlier])
     try:
         validate_png(picture)
     except SealPictureInvalid as exc:

@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", required=True, help="DNS name or IP address the node listens on")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--valid-days", type=int)
+    p.add_argument("--replace", action="store_true",
+                   help="the CA already issued credentials for this node id that are still valid: issue new ones "
+                        "and revoke the old (reason superseded). The old keys stop working once you publish the "
+                        "next CRL (gwx pki crl) — install the new credentials on the node first. Without this "
+                        "flag a second issue for a node id is refused (PKI_ALREADY_ISSUED)")
     add_passphrase_option(p)
     p.set_defaults(func=_issue_node)
 
@@ -70,11 +75,17 @@ def _issue_intermediate(args: argparse.Namespace) -> int:
 def _issue_node(args: argparse.Namespace) -> int:
     passphrase = get_passphrase(args, what="CA key")
     ca = CertificateAuthority.open(args.ca, passphrase)
-    creds = ca.issue_node(args.node_id, args.host, args.out, passphrase, valid_days=args.valid_days)
+    before = set(ca.revocations())
+    creds = ca.issue_node(args.node_id, args.host, args.out, passphrase, valid_days=args.valid_days,
+                          replace=args.replace)
     print(f"node '{creds.node_id}' credentials written to {args.out}:")
     for role, cert in (("tls", creds.tls_certificate), ("sign", creds.signing_certificate),
                        ("enc", creds.encryption_certificate)):
         print(f"  {role}.crt  serial {cert.serial_number:x}  valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+    superseded = sorted(set(ca.revocations()) - before)
+    if superseded:
+        print("revoked the replaced certificates (superseded): " + ", ".join(f"{s:x}" for s in superseded))
+        print("  publish a new CRL (gwx pki crl) once the node runs with the new credentials")
     return 0
 
 

@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help=f"directory for {SEAL_FILE}, {CERT_FILE}, {KEY_FILE}")
     p.add_argument("--key-passphrase-file", metavar="FILE",
                    help="encrypt the seal key with this passphrase instead of the CA passphrase")
+    p.add_argument("--replace", action="store_true",
+                   help="the unit already has a valid seal from this CA: make a new one anyway. The old seal is "
+                        "NOT revoked — documents already sealed with it keep verifying until it expires; if its "
+                        "key is lost or stolen, revoke it yourself (gwx pki revoke OLD/seal.esl). Without this "
+                        "flag a second seal for a unit is refused (PKI_ALREADY_ISSUED)")
     add_passphrase_option(p)
     p.set_defaults(func=_issue_seal)
 
@@ -67,7 +72,7 @@ def _issue_seal(args: argparse.Namespace) -> int:
     image = _read(args.image) if args.image else None
     ca = CertificateAuthority.open(args.ca, passphrase)
     cred = issue_seal(ca, args.unit, args.name, args.out, key_passphrase, image_png=image,
-                      size_mm=args.size_mm, valid_days=args.valid_days)
+                      size_mm=args.size_mm, valid_days=args.valid_days, replace=args.replace)
     s = cred.seal
     print(f"seal '{s.name}' ({s.unit_code}) written to {args.out}:")
     print(f"  {SEAL_FILE}  esID {s.es_id}, valid {s.valid_start:%Y-%m-%d} – {s.valid_end:%Y-%m-%d}")

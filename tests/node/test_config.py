@@ -18,9 +18,9 @@ THERE = make_unit_code("91350100M00030000")
 ELSEWHERE = make_unit_code("91350100M00040000")
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory):
-    return CertificateAuthority.init_root(tmp_path_factory.mktemp("cfg") / "ca", "配置测试CA", PASSPHRASE)
+@pytest.fixture
+def ca(tmp_path):
+    return CertificateAuthority.init_root(tmp_path / "ca", "配置测试CA", PASSPHRASE)
 
 
 @pytest.fixture

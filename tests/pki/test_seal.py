@@ -251,7 +251,8 @@ def test_random_bytes_only_raise_seal_errors(data):
 
 
 def test_issue_seal_writes_a_directory_that_loads_as_a_signer(root_ca, tmp_path):
-    cred = issue_seal(root_ca, UNIT, UNIT_NAME, tmp_path / "seal", PASSPHRASE, valid_days=30)
+    # replace: the shared CA already made seals for UNIT in other tests.
+    cred = issue_seal(root_ca, UNIT, UNIT_NAME, tmp_path / "seal", PASSPHRASE, valid_days=30, replace=True)
     key_path = tmp_path / "seal" / "seal.key"
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600 and b"ENCRYPTED" in key_path.read_bytes()
     with pytest.raises(WrongPassphrase):
@@ -267,8 +268,8 @@ def test_issue_seal_writes_a_directory_that_loads_as_a_signer(root_ca, tmp_path)
 
 
 def test_seal_directory_with_a_foreign_certificate_is_refused(root_ca, tmp_path):
-    issue_seal(root_ca, UNIT, UNIT_NAME, tmp_path / "a", PASSPHRASE, valid_days=30)
-    issue_seal(root_ca, UNIT, UNIT_NAME, tmp_path / "b", PASSPHRASE, valid_days=30)
+    issue_seal(root_ca, UNIT, UNIT_NAME, tmp_path / "a", PASSPHRASE, valid_days=30, replace=True)
+    issue_seal(root_ca, UNIT, UNIT_NAME, tmp_path / "b", PASSPHRASE, valid_days=30, replace=True)
     (tmp_path / "a" / "seal.crt").write_bytes((tmp_path / "b" / "seal.crt").read_bytes())
     with pytest.raises(KeyCertificateMismatch):
         load_seal_credential(tmp_path / "a", PASSPHRASE)

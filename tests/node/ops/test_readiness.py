@@ -68,7 +68,7 @@ def test_an_expired_seal_and_a_seal_about_to_expire(node):
     unit = config.units[0]
     shutil.rmtree(unit.seal_dir)
     issue_seal(ca, unit.code, unit.name, unit.seal_dir, PASSPHRASE, valid_days=10,
-               now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+               now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3), replace=True)
     check = next(c for c in readiness.file_checks(config, dt.datetime.now(dt.UTC)) if c.name == "seals")
     assert check.verdict == "warn" and unit.code in check.message and "expires" in check.message
     report = readiness.report(readiness.file_checks(config, dt.datetime.now(dt.UTC) + dt.timedelta(days=8)))
