@@ -4,38 +4,8 @@ Paths in the file are relative to the node directory. Components receive the par
 through their constructors; nothing reads the file again at run time. Unknown keys are refused so
 a typo (``retry_windw``) is an error at start, not a silent default.
 
-Example::
-
-    node_id = "county-a"
-    classified_network = false
-
-    [peer_api]            # mutual TLS, our CA only
-    host = "127.0.0.1"
-    port = 7443
-    public_url = "https://127.0.0.1:7443"
-
-    [local_api]           # clerks, adapters, operators (bearer tokens)
-    host = "127.0.0.1"
-    port = 7080
-
-    [limits]
-    max_envelope_bytes = 2_147_483_648
-    max_request_bytes = 1_048_576
-
-    [retry]
-    min_seconds = 1.0
-    max_seconds = 300.0
-    window_seconds = 172800     # after this, the sender gets a bounce
-
-    [[units]]
-    code = "11100000000013127D"
-    name = "临沂市人民政府办公室"
-    seal_dir = "units/11100000000013127D"
-
-    [[peers]]
-    node_id = "city"
-    url = "https://127.0.0.1:7443"
-    units = ["..."]
+A commented example of every option is ``deploy/examples/node.toml`` (a test loads it, so it stays
+true). Changes to an existing file go through :mod:`node.config_edit`.
 """
 
 from __future__ import annotations
