@@ -199,8 +199,8 @@ def build_openapi(node_id: str = "") -> Json:
         "/api/v1/inbox/{doc_id}/register": {"post": _op(
             "登记 (register) a signed-for document", clerk, _ref("InboxItem"), params=[DOC_ID],
             body=_json_body("EmptyRequest"), errors=doc_errors, op_id="register")},
-        "/api/v1/node/status": {"get": _op("queues, peers and recent errors", operator, _ref("NodeStatus"),
-                                           op_id="nodeStatus")},
+        "/api/v1/node/status": {"get": _op("readiness, queues, peers (with their last refusal) and recent errors",
+                                           operator, _ref("NodeStatus"), op_id="nodeStatus")},
     }
     return {
         "openapi": "3.1.0",
