@@ -12,8 +12,8 @@ while looking perfectly alive; readiness names that. Each check has a verdict:
 The checks, all read from the node directory (so ``gwx node status`` gives the same answer
 whether or not the node is running):
 
-* ``revocation`` — ``crl.pem`` judged exactly as the acceptor judges a peer: the node's own
-  signing certificate is checked against it. Stale, unreadable or from another CA fails.
+* ``revocation`` — every CRL in ``crl.pem`` is current, and the node's own signing chain is judged
+  by them as a peer's is. Stale, unreadable, or no CRL for a CA of the chain fails.
 * ``certificates`` — the node's TLS, signing and encryption certificates are within validity.
 * ``seals`` — each hosted unit's seal (SESeal validity and its certificate) is within validity.
 * ``store`` — the database can be read and its schema is one this gwx knows (given by the caller:
@@ -33,7 +33,7 @@ from cryptography import x509
 
 from node.config import NodeConfig
 from pki.ca import load_certificate, load_certificates
-from pki.crl import load_crl
+from pki.crl import load_crls
 from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
 from pki.revocation import CrlChecker
 from pki.seal import parse_seal
@@ -73,7 +73,7 @@ def store_check(problem: GwxError | Exception | None) -> Check:
 
 def _revocation(config: NodeConfig, now: dt.datetime) -> Check:
     try:
-        crl = load_crl(config.crl_path.read_bytes())
+        crls = load_crls(config.crl_path.read_bytes())
         chain = load_certificates((config.credentials_dir / "sign.crt").read_bytes())
         root = load_certificate(config.trust_root_path.read_bytes())
     except FileNotFoundError as exc:
@@ -82,18 +82,29 @@ def _revocation(config: NodeConfig, now: dt.datetime) -> Check:
     except (OSError, GwxError, ValueError) as exc:
         return Check("revocation", FAIL, f"cannot read the CRL or the node's certificates: {exc}",
                      "ENV_REVOCATION_UNKNOWN")
-    issuer = chain[1] if len(chain) > 1 else root
+    refused = ("; envelopes are refused with ENV_REVOCATION_UNKNOWN until a current CRL from the CA is put "
+               f"in {config.crl_path.name}")
+    # Every CRL in the file must be current: a stale one blocks whatever its CA issued.
+    stale = [c for c in crls if c.next_update_utc is None or c.next_update_utc < now]
+    if stale:
+        names = ", ".join(f"'{c.issuer.rfc4514_string()}' (next update was due "
+                          f"{c.next_update_utc.isoformat() if c.next_update_utc else 'never'})" for c in stale)
+        return Check("revocation", FAIL, f"{config.crl_path.name}: the CRL of {names} is out of date" + refused,
+                     "PKI_REVOCATION_STALE")
+    # This node's own signing chain, judged as a peer judges it.
+    checker = CrlChecker(crls)
     try:
-        CrlChecker([crl])(chain[0], issuer, now)
+        for cert, issuer in zip(chain, [*chain[1:], root], strict=True):
+            if cert != issuer:
+                checker(cert, issuer, now)
     except CertificateRevoked as exc:
-        return Check("revocation", FAIL, f"this node's own signing certificate is revoked: {exc.message}", exc.code)
+        return Check("revocation", FAIL, f"this node's own signing chain is revoked: {exc.message}", exc.code)
     except RevocationUnknown as exc:
-        return Check("revocation", FAIL, f"{config.crl_path.name}: {exc.message}; envelopes are refused with "
-                     "ENV_REVOCATION_UNKNOWN until a current CRL from the CA is put in its place", exc.code)
-    due = crl.next_update_utc
-    if due is not None and due - now < dt.timedelta(days=1):
-        return Check("revocation", WARN, f"the CRL must be replaced before {due.isoformat()}")
-    return Check("revocation", OK, f"CRL current until {due.isoformat() if due else '?'}")
+        return Check("revocation", FAIL, f"{config.crl_path.name}: {exc.message}" + refused, exc.code)
+    due = min(c.next_update_utc for c in crls)  # all have one: none is stale
+    if due - now < dt.timedelta(days=1):
+        return Check("revocation", WARN, f"a CRL must be replaced before {due.isoformat()}")
+    return Check("revocation", OK, f"{len(crls)} CRL(s) current until {due.isoformat()}")
 
 
 Verdict = tuple[str, str, dt.datetime]  # verdict, message, end of validity (to name the first to expire)
