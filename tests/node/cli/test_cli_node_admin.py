@@ -11,6 +11,7 @@ from node.api.auth import AuthError, TokenStore
 from node.provision import init_node
 from pki.ca import CertificateAuthority, load_certificate
 from pki.crl import load_crls
+from pki.unit_code import make_unit_code
 from tests.conftest import run_gwx
 
 PASSPHRASE = b"a long enough passphrase"
@@ -98,10 +99,11 @@ def test_init_under_an_intermediate_ca_takes_the_other_cas_crls_and_warns_withou
     assert run_gwx("pki", "issue-intermediate", "--ca", tmp_path / "root", "--dir", tmp_path / "lanshan",
                    "--name", "兰山区CA", env=env).returncode == 0
     assert run_gwx("pki", "crl", "--ca", tmp_path / "root", "--out", tmp_path / "root.crl.pem", env=env).returncode == 0
-    units = tmp_path / "UNITS.toml"
-    units.write_text(f'[[unit]]\ncode = "{UNIT}"\nname = "兰山区人民政府办公室"\n', "utf-8")
-
     def init(name: str, *extra):
+        # Each node hosts a unit of its own: the CA makes one seal per unit.
+        units = tmp_path / f"{name}.UNITS.toml"
+        code = make_unit_code(f"91371302MB00000{ord(name[-1]) - 96:02d}")
+        units.write_text(f'[[units]]\ncode = "{code}"\nname = "兰山区人民政府办公室"\n', "utf-8")
         return run_gwx("node", "init", "--dir", tmp_path / name, "--node-id", name, "--ca", tmp_path / "lanshan",
                        "--units", units, "--peer-port", "0", "--local-port", "0", *extra, env=env)
 
