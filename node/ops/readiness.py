@@ -16,8 +16,8 @@ whether or not the node is running):
   by them as a peer's is. Stale, unreadable, or no CRL for a CA of the chain fails.
 * ``certificates`` — the node's TLS, signing and encryption certificates are within validity.
 * ``seals`` — each hosted unit's seal (SESeal validity and its certificate) is within validity.
-* ``store`` — the database can be read and its schema is one this gwx knows (given by the caller:
-  the running node asks its open store, the CLI opens the file read-only).
+* ``store`` — the database can be read (read-only, see :mod:`node.ops.status`) and its schema is one
+  this gwx knows.
 * ``disk`` — free space where blobs are written.
 """
 
