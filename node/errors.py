@@ -16,14 +16,16 @@ __all__ = [
     "ApiError",
     "AuditChainBroken",
     "BadDigest",
+    "BadJson",
     "BlobDigestMismatch",
     "BlobMissing",
-    "BadJson",
     "BlobTooLarge",
     "ConfigError",
     "EnvelopeReplayed",
+    "NodeAlreadyRunning",
     "NodeError",
     "NodeExists",
+    "NodeStopTimeout",
     "NodeUnavailable",
     "NotFound",
     "QueueExpired",
@@ -63,6 +65,20 @@ class NodeUnavailable(NodeError):
     code = "NODE_UNAVAILABLE"
     kind = ErrorKind.TRANSIENT
     subcodes = ("NODE_SHUTTING_DOWN", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY")
+
+
+class NodeAlreadyRunning(NodeError):
+    """Another process serves this node directory (node.run_lock); ``details['pid']`` names it."""
+
+    code = "NODE_ALREADY_RUNNING"
+    kind = ErrorKind.CONFLICT
+
+
+class NodeStopTimeout(NodeError):
+    """`gwx node stop` waited and the node has not exited yet (it may be finishing a large transfer)."""
+
+    code = "NODE_STOP_TIMEOUT"
+    kind = ErrorKind.TRANSIENT
 
 
 class QueueExpired(NodeError):

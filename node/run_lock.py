@@ -19,25 +19,10 @@ import os
 import time
 from pathlib import Path
 
-from node.errors import NodeError
-from pki.errors import ErrorKind
+from node.errors import NodeAlreadyRunning
 
 LOCK_NAME = "node.lock"
 PATIENCE = 2.0
-
-
-class NodeAlreadyRunning(NodeError):
-    """Another process serves this node directory; ``details['pid']`` names it."""
-
-    code = "NODE_ALREADY_RUNNING"
-    kind = ErrorKind.CONFLICT
-
-
-class NodeStopTimeout(NodeError):
-    """`gwx node stop` waited and the node has not exited yet (it may be finishing a large transfer)."""
-
-    code = "NODE_STOP_TIMEOUT"
-    kind = ErrorKind.TRANSIENT
 
 
 def lock_path(directory: Path) -> Path:

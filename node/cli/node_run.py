@@ -55,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _stop(args: argparse.Namespace) -> int:
     from node.config import load_config
-    from node.run_lock import NodeStopTimeout, holder
+    from node.errors import NodeStopTimeout
+    from node.run_lock import holder
 
     config = load_config(args.dir)
     pid = holder(config.directory)

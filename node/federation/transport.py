@@ -62,6 +62,7 @@ class PeerRefused(PeerServerError):
     code (``ENV_REVOCATION_UNKNOWN`` when its CRL is stale …), so the sender's status names the reason
     rather than a bare status; transient like its base, whatever the peer's code."""
 
+    code = "PEER_REFUSED"  # when the peer's answer names no code of its own
     kind = ErrorKind.TRANSIENT
 
 

@@ -100,9 +100,10 @@ def test_a_wrong_passphrase_exits_3(ca_dir, tmp_path):
 
 
 def test_a_node_that_is_not_running_exits_4_try_again(tmp_path):
-    (tmp_path / "node.toml").write_text('node_id = "county-a"\n', "utf-8")
-    out = run_gwx("node", "status", "--dir", tmp_path)
-    assert_typed_failure(out, "NODE_UNAVAILABLE", exit_code=4)
+    # (`gwx node status` reads the node directory and works on a stopped node; a clerk's command
+    # needs the node's local API.)
+    out = run_gwx("inbox", "--node", "http://127.0.0.1:9", env={"GWX_TOKEN": "x"})
+    assert_typed_failure(out, "CLI_NODE_UNREACHABLE", exit_code=4)
 
 
 def test_the_readme_exit_code_table_is_the_code_s():

@@ -15,8 +15,8 @@ import urllib.request
 import pytest
 
 from node.config import load_config
+from node.errors import NodeAlreadyRunning
 from node.localnet import PASSPHRASE, send_document, wait_for
-from node.run_lock import NodeAlreadyRunning
 from node.runner import ready_path, serve
 from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file
