@@ -138,8 +138,9 @@ def test_an_expired_node_certificate_cannot_connect_or_sign(net):
 
 
 def test_a_receiver_whose_crl_is_stale_makes_the_sender_wait_never_bounce(net):
-    """Not knowing whether a peer is revoked is transient: the receiver refuses (PEER_IDENTITY, 401)
-    until its CRL is fresh again, and the sender keeps the document queued and retries meanwhile."""
+    """Not knowing whether a peer is revoked is transient and the receiver's own problem: it answers
+    ENV_REVOCATION_UNKNOWN (503, not an identity refusal that blames the sender) until its CRL is fresh
+    again, and the sender keeps the document queued, records that code and retries meanwhile."""
     city, county = net.nodes["city"], net.nodes["county-a"]
     now = dt.datetime.now(dt.UTC)
     write_public_file(county.directory / "crl.pem",
@@ -148,14 +149,15 @@ def test_a_receiver_whose_crl_is_stale_makes_the_sender_wait_never_bounce(net):
 
     def stale_refused():
         status, parsed, _ = as_city.request("GET", "/peer/v1/health")
-        return status == 401 and parsed
+        return status == 503 and parsed
     refusal = wait_for(stale_refused, 15, interval=0.5, what="the county refusing while its CRL is stale")
-    assert refusal["error"]["code"] == "PEER_IDENTITY"
+    assert refusal["error"]["code"] == "ENV_REVOCATION_UNKNOWN" and "CRL" in refusal["error"]["message"]
 
-    failures = metric(city, "gwx_send_failures_total", destination="county-a", code="PEER_IDENTITY")
+    failures = metric(city, "gwx_send_failures_total", destination="county-a", code="ENV_REVOCATION_UNKNOWN")
     doc_id = send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"]
     wait_for(lambda: metric(city, "gwx_send_failures_total", destination="county-a",
-                            code="PEER_IDENTITY") >= failures + 2, 15, interval=0.2, what="the city retrying")
+                            code="ENV_REVOCATION_UNKNOWN") >= failures + 2, 15, interval=0.2,
+                     what="the city retrying")
     tracking = city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}")
     assert recipients_by_unit(tracking)[A1]["status"] == "queued"  # waiting, not failed
 
