@@ -13,7 +13,8 @@ whose checks each pass, fail (with the typed error's stable code and message), a
 ``digests``             every file streamed: size and SHA-256 as listed, limits, no nested archive
 ``metadata``            metadata.json is a valid DocumentMetadata with a 公文标识
 ``pdf_seal``            pyHanko validates body.pdf's PAdES seal against our roots, covering the
-                        whole file, made with the same certificate as the manifest signature
+                        whole file, made with the same certificate as the manifest signature,
+                        not revoked (the same revocation verdict as ``manifest_signature``)
 ``seal``                the SESeal (GB/T 38540) verifies (maker, validity, revocation), lists the
                         signing certificate, and belongs to the first (lead) 发文机关 of the metadata;
                         intermediate CAs are taken from the manifest signature's certificates
@@ -190,7 +191,8 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
             checks["pdf_seal"] = Check("pdf_seal", SKIPPED, message="validated after acceptance")
         else:
             try:
-                status = validate_sealed_pdf(kept[BODY_NAME], roots, at, expected_certificate=signer_cert)
+                status = validate_sealed_pdf(kept[BODY_NAME], roots, at, expected_certificate=signer_cert,
+                                             revocation=revocation, intermediates=carried)
                 checks["pdf_seal"] = Check("pdf_seal", PASS, details={
                     "field": status.field_name, "signer": status.signer_certificate.subject.rfc4514_string()})
             except GwxError as exc:

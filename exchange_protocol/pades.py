@@ -50,6 +50,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pki.errors import GwxError
 from pki.seal import Seal
 from pki.signer import Signer
+from pki.trust import Purpose, RevocationCheck, TrustStore, verify_certificate
 
 from .errors import PackageInputError, PackageNotPdf, PackageSealInvalid
 
@@ -260,14 +261,19 @@ class PdfSealStatus:
 
 
 def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at: dt.datetime, *,
-                        expected_certificate: x509.Certificate | None = None) -> PdfSealStatus:
+                        expected_certificate: x509.Certificate | None = None,
+                        revocation: RevocationCheck | None = None,
+                        intermediates: Sequence[x509.Certificate] = ()) -> PdfSealStatus:
     """Validate the last signature of ``pdf`` with pyHanko, trusting only ``trust_roots``, at ``at``.
 
     It must be intact, cryptographically valid, chain to a root, cover the entire file (nothing
     appended after sealing), and — with ``expected_certificate`` — be made with that certificate.
     Raises :class:`PackageSealInvalid` (``PKG_PDF_SEAL_INVALID``) with the reason otherwise.
-    Revocation is not judged here (no fetching): the caller checks the signer certificate with
-    its own revocation information.
+    ``intermediates`` help build the path when the PDF's own CMS does not carry them.
+
+    Revocation: pyHanko never fetches here; with ``revocation`` the signer's path is then judged
+    by :func:`pki.trust.verify_certificate` — the same rules and the same verdict (and error
+    codes: ``PKI_CERT_REVOKED``, ``PKI_REVOCATION_UNKNOWN`` …) as the manifest signature gets.
     """
     try:
         reader = _open_reader(pdf)
@@ -281,7 +287,8 @@ def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at:
         raise PackageSealInvalid("body.pdf carries no seal (no PDF signature)")
     sig = signatures[-1]
     roots = [a_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in trust_roots]
-    context = ValidationContext(trust_roots=roots, moment=at, allow_fetching=False,
+    others = [a_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in intermediates]
+    context = ValidationContext(trust_roots=roots, other_certs=others, moment=at, allow_fetching=False,
                                 revocation_mode="soft-fail")
     try:
         status = validate_pdf_signature(sig, context, key_usage_settings=_SEAL_KEY_USAGE)
@@ -300,6 +307,11 @@ def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at:
     if expected_certificate is not None and cert != expected_certificate:
         raise PackageSealInvalid("body.pdf was sealed with another certificate than the package's seal",
                                  subject=cert.subject.rfc4514_string())
+    if revocation is not None:
+        carried = [x509.load_der_x509_certificate(c.chosen.dump()) for c in sig.signed_data["certificates"]
+                   if c.name == "certificate"]
+        verify_certificate(cert, TrustStore.of(trust_roots), at, [*carried, *intermediates], Purpose.SEAL,
+                           revocation)
     return PdfSealStatus(cert, status.signer_reported_dt, sig.field_name, len(signatures))
 
 

@@ -17,6 +17,7 @@ from exchange_protocol.package import Attachment, build_package
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.sniff import archive_kind
+from pki.ca import CertificateAuthority
 from pki.crl import build_crl
 from pki.revocation import CrlChecker
 from pki.seal_store import issue_seal
@@ -57,6 +58,19 @@ def test_a_revoked_seal_certificate_fails_signature_and_seal(tmp_path):
     assert s["manifest_signature"] == ("fail", "PKI_CERT_REVOKED")
     assert s["seal"] == ("fail", "SEAL_REVOKED")
     assert s["digests"] == ("pass", None)
+    # The PDF's PAdES seal is made with the same certificate: the same verdict, not [ok].
+    assert s["pdf_seal"] == ("fail", "PKI_CERT_REVOKED")
+
+
+def test_the_pdf_seal_without_a_crl_for_its_issuer_is_not_judged_valid(tmp_path):
+    pki = make_pki(tmp_path)
+    # A CRL, but of another CA: no evidence about ours.
+    other = CertificateAuthority.init_root(tmp_path / "other", "另一个根CA", PASSPHRASE, now=NOW - dt.timedelta(days=1))
+    report = verify_package(io.BytesIO(package(pki)), [pki.root], NOW,
+                            revocation=CrlChecker([build_crl(other, NOW)]))
+    s = statuses(report)
+    assert s["manifest_signature"][0] == "fail" and "REVOCATION" in s["manifest_signature"][1]
+    assert s["pdf_seal"] == s["manifest_signature"]
 
 
 def test_a_stale_crl_is_no_evidence(pki_env):
@@ -138,6 +152,7 @@ def test_a_package_sealed_under_intermediate_cas_verifies_with_the_root_alone(tm
     crls = CrlChecker([build_crl(ca, NOW) for ca in (root, city, county)])
     s = statuses(verify_package(io.BytesIO(data), [root.root_certificate], NOW, revocation=crls))
     assert s["manifest_signature"] == ("fail", "PKI_CERT_REVOKED") and s["seal"] == ("fail", "SEAL_REVOKED")
+    assert s["pdf_seal"] == ("fail", "PKI_CERT_REVOKED")
 
 
 def test_untrusted_root(pki_env, tmp_path):

@@ -112,6 +112,7 @@ def test_verify_fails_with_exit_1_on_a_revoked_seal(setup, tmp_path):
             "--crl", str(tmp_path / "ca.crl"))
     assert r.returncode == 1
     assert "INVALID" in r.stdout and "PKI_CERT_REVOKED" in r.stdout and "SEAL_REVOKED" in r.stdout
+    assert "[FAIL] pdf_seal: PKI_CERT_REVOKED" in r.stdout  # the PAdES seal: the same certificate, same verdict
 
 
 def test_verify_a_tampered_package_and_a_non_package(setup, tmp_path):

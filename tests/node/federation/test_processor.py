@@ -333,3 +333,29 @@ def test_a_refused_document_sends_a_bounce_back(node_dir, tmp_path):
         finally:
             await _close(store, outbound)
     asyncio.run(run())
+
+
+def test_a_revoked_seal_after_acknowledgement_fails_the_pdf_seal_too(node_dir, tmp_path):
+    """The PAdES validation after acknowledgement asks the node's revocation the same question as the
+    manifest signature: a revoked seal certificate fails pdf_seal with the same code, not [ok]."""
+    async def run():
+        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        try:
+            from pki.errors import CertificateRevoked
+
+            sender_cert = NodeContext.load(load_config(node_dir / "city"), PASS).seals[SENDER].certificate
+
+            def revoked(cert, issuer, at):
+                if cert == sender_cert:
+                    raise CertificateRevoked("the seal certificate is revoked (key_compromise)")
+
+            processor.ctx = dataclasses.replace(ctx, revocation=revoked)
+            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
+            await processor.apply(_delivery(ref.digest, [A]))
+            assert await store.messages.get_inbox(_doc_id(store, ref.digest), A) is None
+            report = await processor.full_report(ref.digest)
+            checks = {c["name"]: (c["status"], c.get("code")) for c in report["checks"]}
+            assert checks["pdf_seal"] == ("fail", "PKI_CERT_REVOKED") == checks["manifest_signature"]
+        finally:
+            await _close(store, outbound)
+    asyncio.run(run())
