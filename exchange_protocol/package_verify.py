@@ -116,7 +116,8 @@ def _fail(name: str, exc: GwxError) -> Check:
 def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Sequence[x509.Certificate],
                    at: dt.datetime, *, revocation: RevocationCheck | None = None,
                    limits: PackageLimits = DEFAULT_LIMITS, validate_pdf: bool = True,
-                   allow_classified: bool = False) -> PackageReport:
+                   allow_classified: bool = False,
+                   intermediates: Sequence[x509.Certificate] = ()) -> PackageReport:
     """Verify the package in ``source`` (a seekable binary file, or a path) at ``at`` (see module doc).
 
     ``validate_pdf=False`` leaves out the PAdES validation (pyHanko, tens of milliseconds): a node
@@ -124,11 +125,13 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
     afterwards, once per package digest. The check then reads SKIPPED, so ``report.ok`` is false
     and ``report.failures`` holds only real failures. ``allow_classified`` is the node's policy
     (``classified_network``): without it a document with a 密级 other than 非密 fails ``metadata``.
+    ``intermediates`` are CA certificates given by the verifier, for a package whose manifest
+    signature does not carry the chain of a seal made under an intermediate CA.
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
             return verify_package(f, trust, at, revocation=revocation, limits=limits, validate_pdf=validate_pdf,
-                                  allow_classified=allow_classified)
+                                  allow_classified=allow_classified, intermediates=intermediates)
     roots = tuple(trust.roots if isinstance(trust, TrustStore) else trust)
     checks: dict[str, Check] = {}
     info: dict[str, Any] = {"checked_at": at}
@@ -149,13 +152,13 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
 
         signer_cert = None
         try:  # the certificates the manifest signature carries: the issuers' chain, for the seal too
-            carried = cms.carried_certificates(reader.signature)
+            carried = (*cms.carried_certificates(reader.signature), *intermediates)
         except GwxError:
-            carried = ()
+            carried = tuple(intermediates)
         try:
             result = cms.verify_detached(reader.signature, reader.manifest_bytes, trust_roots=roots, now=at,
                                          purpose=Purpose.SEAL, revocation=revocation,
-                                         require_signing_cert_v2=True)
+                                         intermediates=intermediates, require_signing_cert_v2=True)
             signer_cert = result.signer_certificate
             info["signer"] = signer_cert.subject.rfc4514_string()
             info["signing_time"] = result.signing_time

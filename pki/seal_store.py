@@ -3,7 +3,10 @@
 A seal directory holds three files::
 
     seal.esl   the SESeal, DER (GB/T 38540 v4) — public, travels inside sealed documents
-    seal.crt   the unit's seal certificate (PEM), the one listed in the seal's certList
+    seal.crt   the unit's seal certificate (PEM), the one listed in the seal's certList, followed
+               by the intermediate CAs above it when it was issued under one (not the root): an
+               SESeal carries its own certificate alone, and a package sealed with it carries
+               these so that a verifier needs nothing but the root
     seal.key   the seal certificate's private key, encrypted PKCS#8, mode 0600
 
 :func:`issue_seal` asks the CA for a seal certificate, builds and signs the SESeal with the
@@ -22,7 +25,7 @@ from pathlib import Path
 from cryptography import x509
 
 from .algorithms import SignatureAlgorithm, by_name
-from .ca import CertificateAuthority, load_certificate, pem, unit_code_of
+from .ca import CertificateAuthority, load_certificate, load_certificates, pem, unit_code_of
 from .errors import AlreadyIssued, KeyCertificateMismatch, SealExists, SealMalformed, SealPictureInvalid
 from .keystore import read_private_key, write_private_key, write_public_file
 from .seal import Seal, SealBuilder, parse_seal
@@ -43,6 +46,7 @@ class SealCredential:
     seal: Seal
     certificate: x509.Certificate
     signer: SoftwareSigner  # signer.certificate is ``certificate``
+    chain: tuple[x509.Certificate, ...] = ()  # intermediate CAs above ``certificate``, root excluded
 
     @property
     def seal_der(self) -> bytes:
@@ -93,9 +97,10 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)  # holds a private key, like a node's credential directory
     write_private_key(out / KEY_FILE, key, key_passphrase)
-    write_public_file(out / CERT_FILE, pem(cert))
+    chain = tuple(ca.chain[:-1])  # the issuing CA and those above it, up to (not with) the root
+    write_public_file(out / CERT_FILE, pem(cert) + b"".join(pem(c) for c in chain))
     write_public_file(out / SEAL_FILE, seal.der)
-    return SealCredential(out, seal, cert, SoftwareSigner(key, cert))
+    return SealCredential(out, seal, cert, SoftwareSigner(key, cert), chain)
 
 
 def load_seal_credential(directory: str | Path, passphrase: bytes) -> SealCredential:
@@ -107,10 +112,12 @@ def load_seal_credential(directory: str | Path, passphrase: bytes) -> SealCreden
     except FileNotFoundError as exc:
         raise SealMalformed(f"seal directory {d} lacks {Path(exc.filename).name}", code="SEAL_MISSING") from None
     seal = parse_seal(seal_der)
-    cert = load_certificate(cert_pem)
+    certs = load_certificates(cert_pem) if cert_pem.lstrip().startswith(b"-----BEGIN") \
+        else [load_certificate(cert_pem)]
+    cert, chain = certs[0], tuple(certs[1:])
     key = read_private_key(d / KEY_FILE, passphrase)
     if key.public_key() != cert.public_key():
         raise KeyCertificateMismatch(f"{d / KEY_FILE} is not the key of {d / CERT_FILE}")
     if not seal.matches_certificate(cert):
         raise KeyCertificateMismatch(f"{d / CERT_FILE} is not one of the certificates {d / SEAL_FILE} lists")
-    return SealCredential(d, seal, cert, SoftwareSigner(key, cert))
+    return SealCredential(d, seal, cert, SoftwareSigner(key, cert), chain)

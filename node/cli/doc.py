@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="PKG.zip", help="package to write")
     p.add_argument("--seal-box", metavar="X1,Y1,X2,Y2",
                    help="where the seal goes on the last page, in PDF points (default: over the date line)")
+    p.add_argument("--chain", type=Path, action="append", default=[], metavar="FILE",
+                   help="intermediate CA certificates (PEM) to carry in the package, for a seal made under an "
+                        "intermediate CA whose seal.crt does not already list them (seals issued by gwx do)")
     p.add_argument("--tsa", type=Path, metavar="CA_DIR", help="time-stamp the signature with this CA's TSA")
     p.add_argument("--tsa-passphrase-file", metavar="FILE", help="passphrase of the TSA's CA directory")
     add_passphrase_option(p)
@@ -61,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("package", type=Path, metavar="PKG.zip")
     p.add_argument("--trust", required=True, type=Path, action="append", metavar="ROOT.crt",
                    help="trusted root certificate(s), PEM")
+    p.add_argument("--chain", type=Path, action="append", default=[], metavar="FILE",
+                   help="intermediate CA certificates (PEM, e.g. a CA's chain.pem), for a package that does "
+                        "not carry the chain of a seal made under an intermediate CA")
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
                    help="CRL(s), PEM or DER (a PEM file may hold several, e.g. a node's crl.pem): every "
                         "certificate judged must be covered by one")
@@ -82,7 +88,8 @@ def _pack(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         from exchange_protocol.package import PackageBuilder  # pyHanko: imported when a command needs it
 
-        builder = PackageBuilder(metadata=meta.metadata, body=_read(args.body))
+        chain = [*credential.chain, *(c for path in args.chain for c in load_certificates(_read(path)))]
+        builder = PackageBuilder(metadata=meta.metadata, body=_read(args.body)).with_chain(chain)
         for path in args.attach:
             builder = builder.with_attachment(path.name, stack.enter_context(path.open("rb")))
         if args.seal_box:
@@ -121,11 +128,13 @@ def _tsa(args: argparse.Namespace, passphrase: bytes, now: dt.datetime):
 def _verify(args: argparse.Namespace) -> int:
     roots = [c for path in args.trust for c in load_certificates(_read(path))]
     crls = [crl for path in args.crl for crl in load_crls(_read(path))]
+    intermediates = [c for path in args.chain for c in load_certificates(_read(path))]
     at = _parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
     with args.package.open("rb") as f, _library_logs_silenced():
         from exchange_protocol.package_verify import verify_package  # pyHanko: imported when needed
 
-        report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None)
+        report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None,
+                                intermediates=intermediates)
     # VALID without a CRL says nothing about revocation: both outputs say so explicitly.
     revocation = {"checked": bool(args.crl), "crls": [str(p) for p in args.crl]}
     if args.json:

@@ -163,3 +163,38 @@ def test_verify_prints_only_its_report_no_library_log_lines_nor_signed_none(setu
     assert "[FAIL] pdf_seal: PKG_PDF_SEAL_INVALID" in shown.stdout
     assert "signed None" not in shown.stdout
     assert "seal '某某市人民政府' (91350100M000100Y43), signing time unknown" in shown.stdout
+
+
+def test_a_package_sealed_under_an_intermediate_ca_verifies_with_the_root_alone(setup, tmp_path):
+    """gwx pki issue-seal --ca SUB_CA writes the intermediates into seal.crt; gwx doc pack carries
+    them, so the receiver needs only root.crt (an SESeal carries its own certificate alone)."""
+    d, ca = setup
+    sub = ca.create_intermediate(tmp_path / "sub", "市级CA", PASS.encode())
+    r = gwx("pki", "issue-seal", "--ca", str(tmp_path / "sub"), "--unit", UNIT, "--name", "某某市人民政府",
+            "--out", str(tmp_path / "seal"))
+    assert r.returncode == 0, r.stderr
+    r = gwx("doc", "pack", "--seal", str(tmp_path / "seal"), "--meta", str(d / "META.json"),
+            "--body", str(d / "BODY.pdf"), "--out", str(tmp_path / "pkg.zip"))
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "crl.pem").write_bytes(b"".join(crl_pem(build_crl(c, dt.datetime.now(dt.UTC))) for c in (ca, sub)))
+    r = gwx("doc", "verify", str(tmp_path / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"),
+            "--crl", str(tmp_path / "crl.pem"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "VALID" in r.stdout and "FAIL" not in r.stdout
+
+
+def test_verify_chain_supplies_the_intermediates_a_package_does_not_carry(setup, tmp_path):
+    d, ca = setup
+    sub = ca.create_intermediate(tmp_path / "sub", "区级CA", PASS.encode())
+    issue_seal(sub, UNIT, "某某市人民政府", tmp_path / "seal", PASS.encode())
+    # A seal directory from before seal.crt carried the chain: the certificate alone.
+    cert = (tmp_path / "seal" / "seal.crt").read_bytes()
+    (tmp_path / "seal" / "seal.crt").write_bytes(cert[:cert.index(b"-----END CERTIFICATE-----") + 26])
+    r = gwx("doc", "pack", "--seal", str(tmp_path / "seal"), "--meta", str(d / "META.json"),
+            "--body", str(d / "BODY.pdf"), "--out", str(tmp_path / "pkg.zip"))
+    assert r.returncode == 0, r.stderr
+    args = ("doc", "verify", str(tmp_path / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"))
+    r = gwx(*args)
+    assert r.returncode == 1 and "does not chain" in r.stdout
+    r = gwx(*args, "--chain", str(tmp_path / "sub" / "chain.pem"))
+    assert r.returncode == 0, r.stdout + r.stderr
