@@ -97,7 +97,9 @@ ERRORS = {
     "400": "the request cannot be used as given (API_BAD_*, DOC_* in META.json, PKG_BAD_INPUT …)",
     "401": "missing or unknown token (API_UNAUTHENTICATED)",
     "403": "role or unit not allowed (API_FORBIDDEN)", "404": "no such document (API_NOT_FOUND)",
-    "409": "the state does not allow this (STATE_*, STORE_DUPLICATE, NODE_NO_SEAL)",
+    "409": "the state does not allow this (STATE_*, STORE_DUPLICATE, NODE_NO_SEAL); 撤回/催办 that applies "
+           "to no recipient (DOC_NO_ELIGIBLE_RECIPIENT); a document recalled (撤回) from your unit, whose "
+           "content is withdrawn (DOC_RECALLED)",
     "413": "too large (API_TOO_LARGE)",
     "422": "a verification said no (PKG_*, SEAL_*, PKI_CERT_*)",
     "503": "try again later (NODE_UNAVAILABLE, STORE_CONTENDED)",

@@ -228,8 +228,16 @@ class ApiClient:
             if not isinstance(error, dict) or not isinstance(error.get("code"), str):
                 raise RemoteError(f"the node answered {status}", code=f"HTTP_{status}", status=status)
             details = error.get("details") if isinstance(error.get("details"), dict) else {}
-            raise RemoteError(str(error.get("message", "")), code=error["code"], status=status, **details)
+            message = str(error.get("message", ""))
+            if error["code"] == "API_UNAUTHENTICATED" and self._token_looks_like_a_path():
+                message += (f" — the token given looks like a file name ({self.token!r}): $GWX_TOKEN holds "
+                            "the token itself; to read it from a file, use --token-file FILE")
+            raise RemoteError(message, code=error["code"], status=status, **details)
         return value
+
+    def _token_looks_like_a_path(self) -> bool:
+        # Tokens are URL-safe base64 (no "/"); a path is the usual mix-up with --token-file.
+        return bool(self.token) and ("/" in self.token or os.path.exists(self.token))
 
     def get(self, path: str, query: dict[str, Any] | None = None) -> Any:
         return self.call("GET", path, query=query)

@@ -23,10 +23,13 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from node import error_kinds
 from node.cli.api_client import DEFAULT_NODE, ApiClient, BadInput, MultipartStream, read_token
+from pki.errors import ErrorKind
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 PAGE = 50  # the node's default page size
+PARTLY_DONE = error_kinds.EXIT_CODE[ErrorKind.CONFLICT]  # a 撤回/催办 some recipients refused
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -220,9 +223,19 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _outbox_action(args: argparse.Namespace, action: str) -> int:
+    """撤回/催办. Refused for every recipient: the node's typed error (DOC_NO_ELIGIBLE_RECIPIENT).
+    Refused for some: the tracking, the 未执行 lines, and the exit status of a conflict (PARTLY_DONE)."""
     body = {"units": args.units} if args.units else {}
     tracking = client_for(args).post(api_path("outbox", args.doc_id, action), body)
-    return emit_json(tracking) if args.json else _print_tracking(tracking)
+    if args.json:
+        emit_json(tracking)
+    else:
+        _print_tracking(tracking)
+    refused = tracking.get("refused") or []
+    if refused and not args.json:
+        print(f"gwx: DOC_PARTLY_DONE: {'撤回' if action == 'recall' else '催办'} not done for "
+              f"{len(refused)} recipient(s), listed above", file=sys.stderr)
+    return PARTLY_DONE if refused else 0
 
 
 def _recall(args: argparse.Namespace) -> int:

@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _download(args: argparse.Namespace) -> int:
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file, expected a directory (one is created if missing)",
+                       path=str(out))
+    created = [p for p in (out, *out.parents) if not p.exists()]  # removed again if nothing is saved
     out.mkdir(parents=True, exist_ok=True)
     taken = [name for name in (BODY_NAME, METADATA_NAME, PACKAGE_NAME, "attachments") if (out / name).exists()]
     if taken:
@@ -72,6 +76,9 @@ def _download(args: argparse.Namespace) -> int:
             path.unlink(missing_ok=True)
         if (out / "attachments").is_dir() and not any((out / "attachments").iterdir()):
             (out / "attachments").rmdir()
+        for directory in created:  # innermost first: an unknown id leaves no empty directory behind
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
         raise
     files = [p.relative_to(out).as_posix() for p in written] + [PACKAGE_NAME]
     if args.json:

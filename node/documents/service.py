@@ -48,6 +48,20 @@ class NoSeal(NodeError):
     kind = ErrorKind.CONFLICT
 
 
+class NoEligibleRecipient(NodeError):
+    """撤回 or 催办 that applied to no recipient: every one asked for refused it, or none was left."""
+
+    code = "DOC_NO_ELIGIBLE_RECIPIENT"
+    kind = ErrorKind.CONFLICT
+
+
+class DocumentRecalled(NodeError):
+    """The sender recalled (撤回) the document from this unit: its body and package are withdrawn."""
+
+    code = "DOC_RECALLED"
+    kind = ErrorKind.CONFLICT  # 409: the document's state (已撤回) forbids handing out its content
+
+
 class DocumentService:
     def __init__(self, ctx: NodeContext, store: NodeStore, outbound: Outbound, registry: Registry) -> None:
         self.ctx = ctx
@@ -181,6 +195,12 @@ class DocumentService:
         for node in wake:
             if node is not None:
                 self.outbound.wake(node)
+        if not changed:
+            act = "撤回" if event is Event.RECALLED else "催办"
+            why = "; ".join(f"{r['unit']}: {r['message']}" for r in refused) or \
+                "every recipient has already signed for, returned, been recalled or failed"
+            raise NoEligibleRecipient(f"{act} not done: no recipient of {doc_id} it applies to ({why})",
+                                      doc_id=doc_id, refused=", ".join(f"{r['unit']} {r['code']}" for r in refused))
         result = await self.track(who, doc_id)
         result["refused"] = refused
         return result
@@ -202,10 +222,18 @@ class DocumentService:
         now = self.ctx.clock()
         return [self._inbox_item(r, now) for r in page.items]
 
+    async def _sent_by_us(self, who: Principal, doc_id: str) -> OutboxDocument:
+        """A document this unit sent, for show/download when it has not received it either."""
+        doc = await self.store.messages.get_outbox(doc_id)
+        if doc is None or doc.from_unit != who.unit:
+            raise NotFound(f"your unit has neither received nor sent a document {doc_id}", doc_id=doc_id)
+        return doc
+
     async def show(self, who: Principal, doc_id: str) -> dict[str, Any]:
         who.require_role("clerk")
         row = await self.store.messages.get_inbox(doc_id, who.unit)
         if row is None:
+            await self._sent_by_us(who, doc_id)
             tracking = await self.track(who, doc_id)  # a document we sent
             doc = await self.store.messages.get_outbox(doc_id)
             meta = await self.processor.read_metadata(doc.package_digest)
@@ -219,7 +247,11 @@ class DocumentService:
     async def package_path(self, who: Principal, doc_id: str) -> Path:
         who.require_role("clerk")
         row = await self.store.messages.get_inbox(doc_id, who.unit)
-        digest = row.package_digest if row else (await self._own_outbox(who, doc_id)).package_digest
+        if row is not None and row.status == ReceiverStatus.RECALLED.value:
+            # 撤回 withdraws the document: the recipient keeps its record (show, 已撤回), not its content.
+            raise DocumentRecalled(f"document {doc_id} was recalled (已撤回) by its sender; its body and "
+                                   "package are no longer available to your unit", doc_id=doc_id)
+        digest = row.package_digest if row else (await self._sent_by_us(who, doc_id)).package_digest
         return self.store.blobs.path_for(digest)
 
     async def sign_for(self, who: Principal, doc_id: str) -> dict[str, Any]:

@@ -410,13 +410,21 @@ def test_outbox_actions_and_inbox_lifecycle(env):
                            409, "STATE_ILLEGAL_TRANSITION")
         tracking = await (await client.get(f"/api/v1/outbox/{doc_id}", headers=a)).json()
         assert tracking["recipients"][0]["status_label"] == "已签收" and tracking["recipients"][0]["who"] == "李四"
-        # Recalling a signed-for recipient is refused by the state tables: the service answers with
-        # the tracking and says which recipients it refused and why.
+        # Recalling a signed-for recipient is refused by the state tables: nothing was done, so the
+        # answer is a typed error that says which recipients refused and why.
         recalled = await client.post(f"/api/v1/outbox/{doc_id}/recall", json={"units": [UNIT_B]}, headers=a)
+        error = await expect_error(recalled, 409, "DOC_NO_ELIGIBLE_RECIPIENT")
+        assert UNIT_B in error["message"] and "STATE_ILLEGAL_TRANSITION" in error["details"]["refused"]
+        tracking = await (await client.get(f"/api/v1/outbox/{doc_id}", headers=a)).json()
+        assert tracking["recipients"][0]["status"] == "signed_for"
+        # Recalling one signed-for and one still pending: done for the one, refused for the other.
+        recalled = await client.post(f"/api/v1/outbox/{doc_id}/recall", json={"units": [UNIT_B, UNIT_C]}, headers=a)
         assert recalled.status == 200
         result = await recalled.json()
         assert [(r["unit"], r["code"]) for r in result["refused"]] == [(UNIT_B, "STATE_ILLEGAL_TRANSITION")]
-        assert result["recipients"][0]["status"] == "signed_for"
+        # Nobody left to urge: a typed error, not an empty success.
+        await expect_error(await client.post(f"/api/v1/outbox/{doc_id}/urge", headers=a), 409,
+                           "DOC_NO_ELIGIBLE_RECIPIENT")
         package = await client.get(f"/api/v1/inbox/{doc_id}/package", headers=b)
         assert package.headers["Content-Disposition"] == f'attachment; filename="{doc_id}.zip"'
         members = await received_package(client, env, doc_id)

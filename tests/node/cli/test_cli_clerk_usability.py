@@ -69,7 +69,7 @@ def test_download_saves_body_attachments_and_metadata_after_send_attach_a_b(node
                                          (env.clerk_b, "download", "no-such-doc", "--out", str(tmp_path / "x"))])
     assert again.returncode == 2 and again.stderr.startswith("gwx: CLI_BAD_INPUT: ")
     assert other.returncode == 2 and other.stderr.startswith("gwx: API_NOT_FOUND: ")  # not found
-    assert list((tmp_path / "x").iterdir()) == []
+    assert not (tmp_path / "x").exists()  # not even an empty directory
 
 
 def test_download_streams_instead_of_holding_the_files_in_memory(tmp_path, monkeypatch):
