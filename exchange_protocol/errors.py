@@ -125,6 +125,13 @@ class PackageInputError(PackageError):
     subcodes = ("PKG_SEAL_NOT_ISSUER",)
 
 
+class PackageExists(PackageError):
+    """``gwx doc pack --out`` names a package that exists: replaced only when asked (--force)."""
+
+    code = "PKG_EXISTS"
+    kind = ErrorKind.CONFLICT
+
+
 class PackageBodyTooLarge(PackageInputError):
     code = "PKG_BODY_TOO_LARGE"
     kind = ErrorKind.INVALID_INPUT

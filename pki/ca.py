@@ -40,6 +40,7 @@ from .errors import (
     CaMissing,
     InvalidInput,
     MalformedEncoding,
+    NodeCredentialsExist,
     UnknownCertificate,
     UnsupportedAlgorithm,
 )
@@ -290,6 +291,11 @@ class CertificateAuthority:
         sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), _host_name(host)]
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
         out = Path(out_dir)
+        held = [f"{role}.{ext}" for role in ("tls", "sign", "enc") for ext in ("key", "crt")
+                if (out / f"{role}.{ext}").exists()]
+        if held and not replace:  # like init-root and issue-seal: keys in use are never replaced silently
+            raise NodeCredentialsExist(f"{out} already holds node credentials ({', '.join(held)}); refusing "
+                                       "to overwrite them — choose another directory, or --replace")
         out.mkdir(parents=True, exist_ok=True)
         out.chmod(0o700)
         certs = {}

@@ -138,6 +138,13 @@ class CaExists(CaError):
     kind = ErrorKind.CONFLICT
 
 
+class NodeCredentialsExist(CaError):
+    """A directory that already holds a node's keys: issuing again would replace them silently."""
+
+    code = "PKI_NODE_CREDENTIALS_EXIST"
+    kind = ErrorKind.CONFLICT
+
+
 class CaMissing(CaError):
     code = "PKI_CA_MISSING"
     kind = ErrorKind.NOT_FOUND

@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exchange_protocol.errors import PackageInputError
+from exchange_protocol.errors import PackageExists, PackageInputError
 from exchange_protocol.meta_json import parse_meta
 from node.cli.exit_codes import VERIFY_FAILED
 from node.cli.passphrase import add_passphrase_option, get_passphrase
@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--body", required=True, type=Path, metavar="BODY.pdf", help="the document (PDF)")
     p.add_argument("--attach", action="extend", nargs="+", type=Path, default=[], metavar="FILE",
                    help="attachment(s) (附件), in order")
-    p.add_argument("--out", required=True, type=Path, metavar="PKG.zip", help="package to write")
+    p.add_argument("--out", required=True, type=Path, metavar="PKG.zip",
+                   help="package to write (an existing file is refused unless --force)")
+    p.add_argument("--force", action="store_true", help="replace PKG.zip if it exists")
     p.add_argument("--seal-box", metavar="X1,Y1,X2,Y2",
                    help="where the seal goes on the last page, in PDF points (default: over the date line)")
     p.add_argument("--chain", type=Path, action="append", default=[], metavar="FILE",
@@ -77,6 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _pack(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
+    if args.out.is_dir():
+        raise PackageInputError(f"--out {args.out} is a directory, expected the package file to write",
+                                path=str(args.out))
+    if args.out.exists() and not args.force:
+        raise PackageExists(f"{args.out} already exists; refusing to replace it (--force replaces it)",
+                            path=str(args.out))
     passphrase = get_passphrase(args, what="seal key")
     credential = load_seal_credential(args.seal, passphrase)
     meta = parse_meta(_read(args.meta), now=now)

@@ -37,9 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("issue-node", help="issue a node's TLS, signing and encryption credentials")
     p.add_argument("--ca", required=True, type=Path, help="CA directory")
-    p.add_argument("--node-id", required=True)
+    p.add_argument("--node-id", required=True,
+                   help="the node's id: lower-case letters, digits, '.' or '-' (it names the node to its peers)")
     p.add_argument("--host", required=True, help="DNS name or IP address the node listens on")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="directory for tls/sign/enc .crt and .key and root.crt (one already holding node "
+                        "keys is refused unless --replace)")
     p.add_argument("--valid-days", type=int)
     p.add_argument("--replace", action="store_true",
                    help="the CA already issued credentials for this node id that are still valid: issue new ones "

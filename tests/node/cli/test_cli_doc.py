@@ -198,3 +198,16 @@ def test_verify_chain_supplies_the_intermediates_a_package_does_not_carry(setup,
     assert r.returncode == 1 and "does not chain" in r.stdout
     r = gwx(*args, "--chain", str(tmp_path / "sub" / "chain.pem"))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_pack_refuses_to_replace_a_package_unless_forced(setup, tmp_path):
+    d, _ = setup
+    (tmp_path / "pkg.zip").write_bytes(b"an earlier package")
+    args = ("doc", "pack", "--seal", str(d / "seal"), "--meta", str(d / "META.json"), "--body", str(d / "BODY.pdf"),
+            "--out", str(tmp_path / "pkg.zip"))
+    r = gwx(*args)
+    assert r.returncode == 2 and "PKG_EXISTS" in r.stderr and "--force" in r.stderr
+    assert (tmp_path / "pkg.zip").read_bytes() == b"an earlier package"
+    r = gwx(*args, "--force")
+    assert r.returncode == 0, r.stderr
+    assert zipfile.is_zipfile(tmp_path / "pkg.zip")

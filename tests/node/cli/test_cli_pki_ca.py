@@ -24,6 +24,12 @@ def test_init_root_issue_node_and_show(tmp_path):
     for name in ("tls.crt", "sign.crt", "enc.crt", "tls.key", "sign.key", "enc.key"):
         assert (node / name).exists()
     run_openssl("verify", "-CAfile", ca / "root.crt", "-purpose", "sslserver", node / "tls.crt")
+    # Another node's credentials into the same directory would replace keys in use: refused.
+    before = {p.name: p.read_bytes() for p in node.iterdir()}
+    out = run_gwx("pki", "issue-node", "--ca", ca, "--node-id", "luozhuang", "--host", "127.0.0.1", "--out", node,
+                  env=ENV)
+    assert out.returncode == 2 and b"PKI_NODE_CREDENTIALS_EXIST" in out.stderr
+    assert {p.name: p.read_bytes() for p in node.iterdir()} == before
 
     shown = run_gwx("pki", "show", node / "tls.crt", "--json")
     info = json.loads(shown.stdout)
