@@ -7,6 +7,9 @@ seal per hosted unit; the node's keys are encrypted with the node passphrase.
 
 from __future__ import annotations
 
+import logging
+import shutil
+import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,13 +21,16 @@ from node.api.auth import TokenStore
 from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, dump_config, load_config
 from node.config_edit import edit_config, set_peer
 from node.errors import ConfigError, NodeExists
-from pki.ca import CertificateAuthority, utcnow
+from pki.ca import CertificateAuthority, node_id_of, unit_code_of, utcnow
 from pki.crl import build_crl, crl_pem
+from pki.errors import GwxError
 from pki.keystore import write_public_file, write_secret_file
 from pki.seal_store import issue_seal
 from pki.unit_code import validate_unit_code
 
 UNIT_KEYS = ("code", "name", "level", "parent")
+
+log = logging.getLogger("gwx.provision")
 
 
 def read_units_file(path: Path) -> list[dict]:
@@ -64,11 +70,22 @@ def read_units_file(path: Path) -> list[dict]:
     return units
 
 
+# What init writes into a node directory, node.toml last: a directory holding any of these without a
+# node.toml was left by an interrupted init of an older gwx (this one builds beside it and renames).
+NODE_ENTRIES = ("credentials", "units", "tokens", "tokens.json", "crl.pem")
+
+
 def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: list[dict],
               node_passphrase: bytes, *, host: str = "127.0.0.1", peer_port: int = 7443,
               local_port: int = 7080, valid_days: int | None = None,
               crls: Sequence[x509.CertificateRevocationList] = ()) -> tuple[NodeConfig, dict[str, str]]:
     """Write a new node directory; returns its config and the tokens created (name → token text).
+
+    All or nothing: everything is built in a temporary directory beside ``directory`` and renamed
+    into place (into an existing directory entry by entry, node.toml last), so an interruption
+    (Ctrl-C, a full disk, a bad unit) leaves no half-made node behind and a second run starts clean.
+    The certificates the CA issued for the failed attempt are revoked (cessationOfOperation): their
+    keys are gone, and the CA would otherwise refuse the second run as a duplicate issuance.
 
     ``crl.pem`` gets ``ca``'s fresh CRL followed by ``crls``: the other CAs' of the network (the
     root's and other intermediates'), which a node under an intermediate needs from the start.
@@ -77,10 +94,51 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
     for name, port in (("peer port", peer_port), ("local port", local_port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} must be 0–65535, got {port}", key=name.replace(" ", "_"))
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--dir {directory} is a file, expected a directory (one is created if missing)",
+                          path=str(directory))
     if (directory / CONFIG_NAME).exists():
         raise NodeExists(f"{directory} already holds a node; refusing to overwrite it")
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    leftovers = [name for name in NODE_ENTRIES if (directory / name).exists()]
+    if leftovers:
+        raise NodeExists(f"{directory} holds {', '.join(leftovers)} but no {CONFIG_NAME}: what an interrupted "
+                         "gwx node init leaves behind. Remove them and run it again (revoke the certificates "
+                         "it issued if the keys may have been copied)", leftovers=", ".join(leftovers))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.init-", dir=directory.parent))  # mode 0700
+    issued_before = {c.serial_number for c in ca.issued()}
+    try:
+        tokens = _build_node(staging, node_id, ca, units, node_passphrase, host=host, peer_port=peer_port,
+                             local_port=local_port, valid_days=valid_days, crls=crls)
+        if directory.exists():  # an existing (e.g. empty) directory: move in, node.toml last
+            directory.chmod(0o700)
+            for entry in sorted(staging.iterdir(), key=lambda e: e.name == CONFIG_NAME):
+                entry.rename(directory / entry.name)
+            staging.rmdir()
+        else:
+            staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _withdraw_issued(ca, issued_before, node_id, {u["code"] for u in units})
+        raise
+    return load_config(directory), tokens
+
+
+def _withdraw_issued(ca: CertificateAuthority, issued_before: set[int], node_id: str, units: set[str]) -> None:
+    """Revoke what the CA issued for this node and its units since ``issued_before`` (a failed init's
+    certificates, whose keys were deleted with the staging directory)."""
+    try:
+        for cert in ca.issued():
+            if cert.serial_number not in issued_before and (node_id_of(cert) == node_id
+                                                             or unit_code_of(cert) in units):
+                ca.revoke(cert, "cessation_of_operation")
+    except (GwxError, OSError) as exc:  # the failure being reported matters more; say what is left
+        log.warning("could not revoke the certificates of the failed node init: %s", exc)
+
+
+def _build_node(directory: Path, node_id: str, ca: CertificateAuthority, units: list[dict],
+                node_passphrase: bytes, *, host: str, peer_port: int, local_port: int, valid_days: int | None,
+                crls: Sequence[x509.CertificateRevocationList]) -> dict[str, str]:
     ca.issue_node(node_id, host, directory / "credentials", node_passphrase, valid_days=valid_days)
     hosted = []
     for u in units:
@@ -90,7 +148,6 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
     config = NodeConfig(directory=directory, node_id=node_id,
                         peer_api=Listener(host, peer_port, f"https://{_url_host(host)}:{peer_port}"),
                         local_api=Listener("127.0.0.1", local_port), units=tuple(hosted))
-    write_public_file(directory / CONFIG_NAME, dump_config(config).encode())
     write_public_file(directory / "crl.pem", _crl_pem(ca) + b"".join(crl_pem(c) for c in crls))
     tokens: dict[str, str] = {}
     store = TokenStore(config.tokens_path)
@@ -100,7 +157,8 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
     for name, token in tokens.items():
         write_secret_file(directory / "tokens" / f"{name}.token", token.encode())
     (directory / "tokens").chmod(0o700)
-    return load_config(directory), tokens
+    write_public_file(directory / CONFIG_NAME, dump_config(config).encode())  # last: the node exists
+    return tokens
 
 
 def add_peer(directory: Path, node_id: str, url: str, units: list[str],

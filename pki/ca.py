@@ -60,6 +60,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _expect_directory(path: Path) -> None:
+    """A directory to create or fill must not be a file (mkdir would say only "File exists")."""
+    if path.exists() and not path.is_dir():
+        raise InvalidInput(f"{path} is a file, expected a directory (one is created if missing)", path=str(path))
+
+
 def load_certificate(data: bytes) -> x509.Certificate:
     """A certificate from PEM or DER bytes (typed error on anything else)."""
     try:
@@ -155,6 +161,7 @@ class CertificateAuthority:
         directory = Path(directory)
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
         _check_name(name)
+        _expect_directory(directory)
         if (directory / "ca.key").exists():
             raise CaExists(f"{directory} already holds a CA; refusing to overwrite it")
         if valid_days is not None and (isinstance(valid_days, bool) or valid_days <= 0):
@@ -190,6 +197,7 @@ class CertificateAuthority:
                           f"an intermediate with {levels_below} more below that (create it with more "
                           "levels_below, or issue from a CA higher up)",
                           code="PKI_CA_PATH_LENGTH", allowed=allowed, levels_below=levels_below)
+        _expect_directory(directory)
         if (directory / "ca.key").exists():
             raise CaExists(f"{directory} already holds a CA; refusing to overwrite it")
         now = now or utcnow()
@@ -291,6 +299,7 @@ class CertificateAuthority:
         sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), _host_name(host)]
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
         out = Path(out_dir)
+        _expect_directory(out)
         held = [f"{role}.{ext}" for role in ("tls", "sign", "enc") for ext in ("key", "crt")
                 if (out / f"{role}.{ext}").exists()]
         if held and not replace:  # like init-root and issue-seal: keys in use are never replaced silently
