@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.ca import CertificateAuthority, node_id_of, unit_code_of
-from pki.errors import MalformedEncoding
+from pki.errors import GwxError, MalformedEncoding
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,6 +102,13 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+SHOWN_KINDS = ("gwx pki show reads certificates (.crt, PEM or DER), CRLs (.crl or crl.pem, PEM or DER) "
+               "and seals (.esl, DER)")
+# Files a user may well point show at by mistake, by their first bytes: what they are and what reads them.
+_OTHER_KINDS = ((b"%PDF-", "a PDF document (to check a sealed document, gwx doc verify its package)"),
+                (b"PK\x03\x04", "a ZIP archive (a document package? gwx doc verify PKG.zip)"))
+
+
 def describe_file(data: bytes) -> dict[str, Any]:
     """Recognise a certificate, CRL or seal (PEM or DER) and describe it."""
     stripped = data.lstrip()
@@ -109,6 +116,13 @@ def describe_file(data: bytes) -> dict[str, Any]:
         return describe_certificate(x509.load_pem_x509_certificate(data))
     if stripped.startswith(b"-----BEGIN X509 CRL"):
         return describe_crl(x509.load_pem_x509_crl(data))
+    if stripped.startswith(b"-----BEGIN "):
+        label = stripped[len(b"-----BEGIN "):].split(b"-----", 1)[0].decode("ascii", "replace").lower()
+        what = "a private key (never shown)" if "private key" in label else f"PEM '{label}'"
+        raise MalformedEncoding(f"this file is {what}, none of the kinds show reads: {SHOWN_KINDS}")
+    for magic, what in _OTHER_KINDS:
+        if stripped.startswith(magic):
+            raise MalformedEncoding(f"this file is {what}, none of the kinds show reads: {SHOWN_KINDS}")
     for loader, describe in ((x509.load_der_x509_certificate, describe_certificate),
                              (x509.load_der_x509_crl, describe_crl)):
         try:
@@ -120,7 +134,12 @@ def describe_file(data: bytes) -> dict[str, Any]:
         from pki.seal_verify import describe_seal
     except ImportError:  # seal support not installed in this build
         raise MalformedEncoding("not a certificate or CRL") from None
-    return {"type": "seal", **describe_seal(parse_seal(data))}
+    try:
+        seal = parse_seal(data)
+    except GwxError as exc:  # not a certificate or CRL either: say what show reads (and, for DER, why not a seal)
+        why = f"; as a seal: {exc.message}" if data[:1] == b"\x30" else ""
+        raise MalformedEncoding(f"not a certificate, CRL or seal — {SHOWN_KINDS}{why}", seal_error=exc.code) from None
+    return {"type": "seal", **describe_seal(seal)}
 
 
 def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:

@@ -74,3 +74,16 @@ def test_bad_input_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and b"gwx: " in out.stderr and b"Traceback" not in out.stderr
     out = run_gwx("pki", "init-root", "--dir", tmp_path / "ca", "--name", "", env=ENV)
     assert out.returncode == 2 and b"PKI_INVALID_INPUT" in out.stderr
+
+
+def test_show_says_what_it_reads_when_given_something_else(tmp_path):
+    ca = tmp_path / "ca"
+    assert run_gwx("pki", "init-root", "--dir", ca, "--name", "测试CA", env=ENV).returncode == 0
+    (tmp_path / "body.pdf").write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")
+    (tmp_path / "random.bin").write_bytes(b"\x00\x01not anything at all")
+    for path, what in ((tmp_path / "body.pdf", b"a PDF document"), (ca / "ca.key", b"a private key"),
+                       (tmp_path / "random.bin", b"not a certificate, CRL or seal")):
+        out = run_gwx("pki", "show", path)
+        assert out.returncode == 2, out.stderr
+        assert what in out.stderr and b"reads certificates" in out.stderr, out.stderr
+        assert b"trailing bytes" not in out.stderr.split(b";")[0] and b"is binary DER" not in out.stderr
