@@ -4,7 +4,8 @@ Real processes with mutual TLS between them, real SQLite files, a real seal: the
 office sends a 通知 to five county units (主送 and 抄送), one signs for it (签收), one returns it
 (退回) with a reason, the sender's per-recipient table is printed by the clerks' CLI, and the
 package a county unit received is checked with tools we did not write (openssl, pdfsig, qpdf).
-Everything runs under a temporary directory (or --dir) and stops cleanly.
+Everything runs under a new temporary directory (or --dir), which is kept afterwards for a look
+(the last line says where), and stops cleanly.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def check_package(pkg: Path, data: bytes, unpacked: Path, root: Path) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, help="keep everything here (default: a temporary directory)")
+    parser.add_argument("--dir", type=Path, help="where to put everything, emptied first (default: a new "
+                        "temporary directory); kept afterwards either way")
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="gwx-demo-"))
     if args.dir and base.exists():
@@ -174,9 +176,9 @@ def main() -> int:
         codes = {n.node_id: net.stop(n) for n in net.nodes.values()}
         print("  exit codes: " + json.dumps(codes))
         ok &= all(c == 0 for c in codes.values())
-    print(f"\ndemo {'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s (files in {base})")
-    if not args.dir and ok:
-        shutil.rmtree(base, ignore_errors=True)
+    # The directory is kept (the nodes, their logs, the received package) for a look afterwards.
+    print(f"\ndemo {'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    print(f"files kept in {base} (nodes, logs, the received package); remove with: rm -r {base}")
     return 0 if ok else 1
 
 

@@ -1,0 +1,30 @@
+"""``make demo`` as a new user runs it: it succeeds, quickly, and the files it says it kept are there."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_demo_keeps_the_directory_it_names():
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, str(ROOT / "deploy" / "demo.py")], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    took = time.monotonic() - started
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "demo succeeded" in out.stdout
+    [kept] = re.findall(r"files kept in (\S+)", out.stdout)
+    base = Path(kept)
+    try:
+        assert (base / "received.zip").is_file() and (base / "network").is_dir()
+    finally:
+        subprocess.run(["rm", "-r", str(base)], check=False)
+    assert took < 120, took  # about 15 s on a quiet machine; generous under a loaded one
