@@ -29,6 +29,7 @@ from pki.errors import ErrorKind
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 PAGE = 50  # the node's default page size
+DOC_ID_HELP = "the document's 公文标识, as inbox/outbox list it"
 PARTLY_DONE = error_kinds.EXIT_CODE[ErrorKind.CONFLICT]  # a 撤回/催办 some recipients refused
 
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("inbox", "received documents (收文箱)", _inbox, "pending signed_for registered returned recalled"),
             ("outbox", "sent documents (发文箱)", _outbox, "queued sent delivered signed_for returned recalled failed")):
         p = _command(sub, name, help_text)
-        p.add_argument("--status", choices=statuses.split())
+        p.add_argument("--status", choices=statuses.split(), help="only documents in this state")
         p.add_argument("--kind", help="文种, e.g. 通知")
         p.add_argument("--overdue", action="store_true", help="only overdue documents (超期)")
         p.add_argument("--from" if name == "inbox" else "--to", dest="unit", metavar="UNIT",
@@ -53,23 +54,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--after", metavar="N", help="the next page: the number printed under the previous one")
         p.set_defaults(func=func, command_name=name)
 
-    for name, help_text, func in (("show", "a document: metadata, verification, attachments", _show),
+    for name, help_text, func in (("show", "a document: its metadata; for one received, its verification and attachments; "
+                                   "for one sent, each recipient's progress", _show),
                                   ("sign-for", "签收 a received document", _sign_for),
                                   ("register", "登记 a signed-for document", _register),
                                   ("track", "who has signed for a sent document (跟踪)", _track)):
         p = _command(sub, name, help_text)
-        p.add_argument("doc_id", metavar="ID")
+        p.add_argument("doc_id", metavar="ID", help=DOC_ID_HELP)
         p.set_defaults(func=func)
 
     p = _command(sub, "return", "退回 a received document with a reason")
-    p.add_argument("doc_id", metavar="ID")
+    p.add_argument("doc_id", metavar="ID", help=DOC_ID_HELP)
     p.add_argument("--reason", required=True, help="退回理由 (1–500 characters)")
     p.set_defaults(func=_return)
 
     for name, help_text, func in (("recall", "撤回 a sent document from recipients not yet signed for", _recall),
                                   ("urge", "催办 recipients that have not signed for", _urge)):
         p = _command(sub, name, help_text)
-        p.add_argument("doc_id", metavar="ID")
+        p.add_argument("doc_id", metavar="ID", help=DOC_ID_HELP)
         p.add_argument("--unit", action="append", dest="units", metavar="UNIT", help="only this recipient")
         p.set_defaults(func=func)
 
@@ -182,10 +184,18 @@ def _show(args: argparse.Namespace) -> int:
     doc = client_for(args).get(api_path("inbox", args.doc_id))
     if args.json:
         return emit_json(doc)
-    if "recipients" in doc:  # one of our own sent documents
+    meta = doc.get("metadata", {})
+    if "recipients" in doc:  # one of our own sent documents: its metadata, then who has done what
+        sent = doc["doc"]
+        fields = [("公文标识", sent["doc_id"]), ("标题", sent["title"]), ("文种", sent["kind"]),
+                  ("发文字号", meta.get("doc_number") or ""), ("发文机关", "、".join(meta.get("issuers", []))),
+                  ("紧急程度", meta.get("urgency") or ""), ("密级", meta.get("classification") or ""),
+                  ("成文日期", meta.get("written_on") or ""), ("办理时限", _when(sent.get("deadline"))),
+                  ("附注", meta.get("attachments_note") or "")]
+        print(render_table(["项目", "内容"], [[k, v] for k, v in fields if v]))
+        print()
         _print_tracking(doc)
         return 0
-    meta = doc.get("metadata", {})
     fields = [("公文标识", doc["doc_id"]), ("标题", doc["title"]), ("文种", doc["kind"]),
               ("发文字号", meta.get("doc_number") or ""), ("发文机关", "、".join(meta.get("issuers", []))),
               ("紧急程度", doc.get("urgency") or ""), ("成文日期", meta.get("written_on") or ""),

@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_pack)
 
     p = sub.add_parser("verify", help="verify a document package: signature, seals, digests, metadata")
-    p.add_argument("package", type=Path, metavar="PKG.zip")
+    p.add_argument("package", type=Path, metavar="PKG.zip", help="the document package to verify")
     p.add_argument("--trust", required=True, type=Path, action="append", metavar="ROOT.crt",
                    help="trusted root certificate(s), PEM")
     p.add_argument("--chain", type=Path, action="append", default=[], metavar="FILE",

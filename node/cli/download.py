@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     help_text = "save a document's 正文, 附件 and metadata to a directory"
     p = sub.add_parser("download", help=help_text, description=DESCRIPTION)
     add_common_options(p)
-    p.add_argument("doc_id", metavar="ID")
+    p.add_argument("doc_id", metavar="ID", help="the document's 公文标识, as inbox/outbox list it")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="where to write the files")
     p.set_defaults(func=_download)
 

@@ -14,18 +14,24 @@ from node.errors import ConfigError
 from pki.ca import CertificateAuthority
 from pki.crl import load_crls
 
+NODE_DIR_HELP = "the node directory (the one gwx node init created)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create a node: config, credentials from the CA, unit seals, tokens")
     p.add_argument("--dir", required=True, type=Path, help="node directory to create")
-    p.add_argument("--node-id", required=True)
+    p.add_argument("--node-id", required=True,
+                   help="this node's id: lower-case letters, digits, '.' or '-' (its peers know it by it)")
     p.add_argument("--ca", required=True, type=Path, help="CA directory (the PKI admin's)")
     p.add_argument("--units", required=True, type=Path,
                    help="UNITS.toml: [[units]] tables with code, name, optional level and parent "
                         "(see deploy/examples/UNITS.toml)")
-    p.add_argument("--host", default="127.0.0.1", help="address peers reach this node at (in its TLS cert)")
-    p.add_argument("--peer-port", type=int, default=7443)
-    p.add_argument("--local-port", type=int, default=7080)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address peers reach this node at (in its TLS cert; default 127.0.0.1)")
+    p.add_argument("--peer-port", type=int, default=7443, metavar="PORT",
+                   help="port of the peer API, mutual TLS between nodes (default 7443)")
+    p.add_argument("--local-port", type=int, default=7080, metavar="PORT",
+                   help="port of the local API for clerks and OA systems, on 127.0.0.1 (default 7080)")
     p.add_argument("--node-passphrase-file", metavar="FILE",
                    help="passphrase for the node's own keys (default: the same as the CA passphrase)")
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
@@ -36,27 +42,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("add-peer", help="add or replace a peer in the static peer list (node.toml is checked "
                                         "before it is written; its comments are kept)")
-    p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("--node-id", required=True)
+    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
+    p.add_argument("--node-id", required=True, help="the peer's node id (as in its TLS certificate)")
     p.add_argument("--url", required=True, help="https://HOST:PORT of the peer's peer API")
-    p.add_argument("--units", default="", help="comma-separated unit codes the peer hosts")
+    p.add_argument("--units", default="", help="comma-separated unit codes the peer hosts (default: none)")
     p.set_defaults(func=_add_peer)
 
     p = sub.add_parser("add-token", help="create a local API token (printed once)")
-    p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("--role", required=True, choices=["clerk", "operator", "pki_admin"])
+    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
+    p.add_argument("--role", required=True, choices=["clerk", "operator", "pki_admin"],
+                   help="clerk: a unit's documents (needs --unit); operator: node status and metrics; "
+                        "pki_admin: PKI operations")
     p.add_argument("--name", required=True, help="the person using it (recorded as 签收人)")
     p.add_argument("--unit", help="the unit a clerk acts for")
     p.set_defaults(func=_add_token)
 
     p = sub.add_parser("tokens", help="list the local API tokens: id, name, role, unit (never the secrets)")
-    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_list_tokens)
 
     p = sub.add_parser("revoke-token", help="revoke a local API token by its id (see gwx node tokens)")
-    p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("token_id", metavar="TOKEN_ID")
+    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
+    p.add_argument("token_id", metavar="TOKEN_ID", help="the token's id, as gwx node tokens lists it")
     p.set_defaults(func=_revoke_token)
 
 

@@ -20,7 +20,7 @@ from node.cli.passphrase import add_passphrase_option, get_passphrase
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="serve the peer API (mutual TLS) and the local API until SIGTERM")
-    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--dir", required=True, type=Path, help="the node directory (the one gwx node init created)")
     p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="how much the node logs (JSON lines on stderr; default INFO)")
     add_passphrase_option(p)
@@ -28,14 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("stop", help="stop the node running in a node directory (SIGTERM, then wait while "
                                      "it drains: in-flight requests, batches and messages finish)")
-    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--dir", required=True, type=Path, help="the node directory (the one gwx node init created)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to exit (default 60)")
     p.set_defaults(func=_stop)
 
     p = sub.add_parser("status", help="readiness (CRL, certificates, seals, store, disk), queues, peers with "
                                        "the last refusal, last errors — read from the node directory, no token")
-    p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--dir", required=True, type=Path, help="the node directory (the one gwx node init created)")
+    p.add_argument("--json", action="store_true", help="print the status as one JSON object, for scripts")
     p.set_defaults(func=_status)
 
 

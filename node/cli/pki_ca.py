@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
+from pki import profiles
 from pki.ca import CertificateAuthority, node_id_of, unit_code_of
 from pki.errors import GwxError, MalformedEncoding
 
@@ -20,15 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", required=True, type=Path, help="CA directory to create")
     p.add_argument("--name", required=True, help="CA name, e.g. 临沂市电子政务CA")
     p.add_argument("--algorithm", default="ecdsa-p256-sha256", help="ecdsa-p256-sha256 (default) or rsa3072-sha256")
-    p.add_argument("--valid-days", type=int)
+    p.add_argument("--valid-days", type=int, metavar="N",
+                   help=f"validity of the root certificate in days (default {profiles.ROOT_CA.default_days})")
     add_passphrase_option(p)
     p.set_defaults(func=_init_root)
 
     p = sub.add_parser("issue-intermediate", help="create an intermediate CA under an existing CA")
     p.add_argument("--ca", required=True, type=Path, help="issuing CA directory")
     p.add_argument("--dir", required=True, type=Path, help="new intermediate CA directory")
-    p.add_argument("--name", required=True)
-    p.add_argument("--valid-days", type=int)
+    p.add_argument("--name", required=True, help="the intermediate CA's name, e.g. 兰山区CA")
+    p.add_argument("--valid-days", type=int, metavar="N", help=f"validity in days (default "
+                   f"{profiles.INTERMEDIATE_CA.default_days}, within the issuing CA's own)")
     p.add_argument("--levels-below", type=int, default=0, metavar="N",
                    help="levels of intermediate CAs the new CA may itself create (default 0: it issues "
                         "only nodes and seals; 1 for e.g. a city CA whose counties get their own CAs)")
@@ -43,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="directory for tls/sign/enc .crt and .key and root.crt (one already holding node "
                         "keys is refused unless --replace)")
-    p.add_argument("--valid-days", type=int)
+    p.add_argument("--valid-days", type=int, metavar="N",
+                   help=f"validity of the three certificates in days (default {profiles.NODE_TLS.default_days})")
     p.add_argument("--replace", action="store_true",
                    help="the CA already issued credentials for this node id that are still valid: issue new ones "
                         "and revoke the old (reason superseded). The old keys stop working once you publish the "
@@ -53,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_issue_node)
 
     p = sub.add_parser("show", help="show a certificate, CRL or seal in human form")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, metavar="FILE", help="a certificate (.crt), CRL or seal (.esl)")
+
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_show)
 

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ca", required=True, type=Path, help="CA directory that issued the certificate")
     p.add_argument("target", type=Path, metavar="CERT_OR_SEAL", help="certificate (PEM/DER) or seal (.esl)")
     p.add_argument("--reason", default="unspecified",
-                   help="RFC 5280 reason: " + ", ".join(sorted(REVOCATION_REASONS)) + " (keyCompromise also works)")
+                   help="RFC 5280 reason: " + ", ".join(sorted(REVOCATION_REASONS)) + " (keyCompromise also works; default unspecified)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_passphrase_option(p)
     p.set_defaults(func=cmd_revoke)

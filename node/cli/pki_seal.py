@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography import x509
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
+from pki import profiles
 from pki.ca import CertificateAuthority, load_certificates
 from pki.crl import load_crls
 from pki.errors import KeyStoreError, MalformedEncoding
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="seal name, normally the unit's full name")
     p.add_argument("--image", type=Path, help="seal picture (PNG); default: a drawn red round seal")
     p.add_argument("--size-mm", type=int, default=42, help="displayed diameter in mm (default 42)")
-    p.add_argument("--valid-days", type=int, help="validity of the seal and its certificate")
+    p.add_argument("--valid-days", type=int, metavar="N", help="validity of the seal and its certificate in days "
+                   f"(default {profiles.SEAL.default_days})")
     p.add_argument("--out", required=True, type=Path, help=f"directory for {SEAL_FILE}, {CERT_FILE}, {KEY_FILE}")
     p.add_argument("--key-passphrase-file", metavar="FILE",
                    help="encrypt the seal key with this passphrase instead of the CA passphrase")

@@ -80,3 +80,15 @@ def test_a_token_variable_holding_a_path_gets_a_hint(node, tmp_path):
     listed = gwx(server, str(token_file), "inbox")
     assert listed.returncode != 0 and "API_UNAUTHENTICATED" in listed.stderr
     assert "--token-file" in listed.stderr and "token itself" in listed.stderr
+
+
+def test_show_on_a_sent_document_prints_its_metadata_as_its_help_says(node, tmp_path):
+    env, server = node
+    doc_id = send(server, env, tmp_path)
+    shown = gwx(server, env.clerk_a, "show", doc_id)
+    assert shown.returncode == 0, shown.stderr
+    sent_meta = meta()
+    assert "发文字号" in shown.stdout and sent_meta["doc_number"] in shown.stdout
+    assert "成文日期" in shown.stdout and UNIT_B in shown.stdout  # and the recipients' table
+    helped = gwx(server, env.clerk_a, "show", "--help")
+    assert "for one sent" in helped.stdout
