@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _rearm_keyboard_interrupt()
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, so a reader that went away is noticed below, not at exit
@@ -76,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args, FileProblem.from_os_error(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def _rearm_keyboard_interrupt() -> None:
+    """Ctrl-C is KeyboardInterrupt again once the command runs (see node.cli's docstring)."""
+    from node.cli import _interrupted_while_loading
+
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        except ValueError:  # not the main thread
+            pass
 
 
 def _reader_gone() -> int:
