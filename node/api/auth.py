@@ -28,7 +28,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,14 +117,24 @@ class TokenStore:
                 log.error("%s; refusing every token until it is repaired", exc.message)
             self._by_hash, self._broken = {}, exc
 
-    def issue(self, name: str, role: str, unit: str | None = None) -> tuple[Principal, str]:
-        """Create a token; returns the principal and the token text (shown once, never stored)."""
+    def issue(self, name: str, role: str, unit: str | None = None,
+              hosted: Collection[str] | None = None) -> tuple[Principal, str]:
+        """Create a token; returns the principal and the token text (shown once, never stored).
+
+        ``hosted``: the units this node hosts; a clerk token for any other unit could never be used.
+        """
         if role not in ROLES:
             raise ApiError(f"unknown role {role!r}; one of {', '.join(ROLES)}", code="API_BAD_ROLE")
         if role == "clerk":
             if not unit:
                 raise ApiError("a clerk token needs a unit", code="API_BAD_ROLE")
             unit = validate_unit_code(unit)
+            if hosted is not None and unit not in hosted:
+                raise ApiError(f"this node does not host unit {unit} (it hosts {', '.join(sorted(hosted))}); "
+                               "a clerk token acts for a unit of this node", code="API_BAD_ROLE", unit=unit)
+        elif unit:
+            raise ApiError(f"only a clerk token names a unit; a {role} token acts for the node, not for {unit}",
+                           code="API_BAD_ROLE", unit=unit)
         if not name.strip():
             raise ApiError("a token needs the name of the person who uses it", code="API_BAD_ROLE")
         token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")

@@ -114,7 +114,8 @@ def _add_token(args: argparse.Namespace) -> int:
     from node.config import load_config
 
     config = load_config(args.dir)
-    principal, token = TokenStore(config.tokens_path).issue(args.name, args.role, args.unit)
+    principal, token = TokenStore(config.tokens_path).issue(args.name, args.role, args.unit,
+                                                            hosted={u.code for u in config.units})
     print(token)
     return 0
 

@@ -121,3 +121,13 @@ def test_init_under_an_intermediate_ca_takes_the_other_cas_crls_and_warns_withou
     missing = init("county-c", "--crl", tmp_path / "no-such.crl")
     assert missing.returncode != 0 and "NODE_CONFIG" in missing.stderr.decode() + missing.stdout.decode()
     assert "Traceback" not in missing.stderr.decode()
+
+
+def test_add_token_refuses_a_unit_the_node_does_not_host_and_a_unit_on_an_operator(node_dir):
+    before = listed(node_dir)
+    other = "11100000000013127D"  # a valid unit code, hosted elsewhere
+    out = run_gwx("node", "add-token", "--dir", node_dir, "--role", "clerk", "--name", "错人", "--unit", other)
+    assert out.returncode == 2 and b"does not host unit" in out.stderr, out.stderr
+    out = run_gwx("node", "add-token", "--dir", node_dir, "--role", "operator", "--name", "值班员二", "--unit", UNIT)
+    assert out.returncode == 2 and b"only a clerk token names a unit" in out.stderr, out.stderr
+    assert listed(node_dir) == before  # nothing was issued
