@@ -65,6 +65,14 @@ class DeadlinePassed(InvalidMetadataValue):
     kind = ErrorKind.INVALID_INPUT
 
 
+class DatesOutOfOrder(InvalidMetadataValue):
+    """A document sent with a 成文日期 after the day it is sent, or a 印发日期 before its 成文日期:
+    a document is printed and sent after it is signed, never before (GB/T 9704)."""
+
+    code = "DOC_DATES_OUT_OF_ORDER"
+    kind = ErrorKind.INVALID_INPUT
+
+
 class UnknownKind(MetadataError):
     code = "DOC_UNKNOWN_KIND"
     kind = ErrorKind.INVALID_INPUT

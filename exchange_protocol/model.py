@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from pki.errors import InvalidUnitCode
 from pki.unit_code import validate_unit_code
@@ -35,6 +35,7 @@ from .doc_number import DocNumber
 from .errors import (
     ClassifiedRefused,
     CopyNumberRequired,
+    DatesOutOfOrder,
     DeadlinePassed,
     DuplicateRecipient,
     InvalidDocumentId,
@@ -261,6 +262,7 @@ class MetadataWarning:
     message: str
 
 
+BEIJING = timezone(timedelta(hours=8), "CST")  # the zone of a 公文's dates
 URGENT_WITHOUT_DEADLINE = "DOC_URGENT_NO_DEADLINE"
 PRINTED_BEFORE_WRITTEN = "DOC_PRINTED_BEFORE_WRITTEN"
 DEADLINE_BEFORE_WRITTEN = "DOC_DEADLINE_BEFORE_WRITTEN"
@@ -271,8 +273,11 @@ def check_metadata(meta: DocumentMetadata, *, allow_classified: bool = False,
     """Apply the node's policy (raises :class:`ClassifiedRefused`) and return the warnings.
 
     ``sending_at``: the document is being sealed and sent now, so a 办理时限 already past is
-    refused (:class:`DeadlinePassed`). A received document is judged without it: its deadline may
-    pass while it travels, and that makes it overdue, not invalid.
+    refused (:class:`DeadlinePassed`), and so are a 成文日期 after today (Beijing time, the date a
+    公文 carries) and a 印发日期 before the 成文日期 (:class:`DatesOutOfOrder`): a clerk dates a
+    document the day it is signed and prints it after. A received document is judged without it:
+    its deadline may pass while it travels, and that makes it overdue, not invalid; its dates only
+    warn.
     """
     if meta.classification.classified and not allow_classified:
         raise ClassifiedRefused(
@@ -282,6 +287,16 @@ def check_metadata(meta: DocumentMetadata, *, allow_classified: bool = False,
         raise DeadlinePassed(f"办理时限 {meta.deadline.isoformat()} has already passed (now "
                              f"{sending_at.astimezone(meta.deadline.tzinfo).isoformat(timespec='minutes')})",
                              field="deadline", value=meta.deadline.isoformat())
+    if sending_at is not None:
+        today = sending_at.astimezone(BEIJING).date()
+        if meta.written_on > today:
+            raise DatesOutOfOrder(f"成文日期 {meta.written_on} is after today ({today}, Beijing time): a "
+                                  "document is dated the day it is signed", field="written_on",
+                                  value=meta.written_on.isoformat())
+        if meta.printed_on is not None and meta.printed_on < meta.written_on:
+            raise DatesOutOfOrder(f"印发日期 {meta.printed_on} is before 成文日期 {meta.written_on}: a document "
+                                  "is printed after it is signed", field="printed_on",
+                                  value=meta.printed_on.isoformat())
     out: list[MetadataWarning] = []
     if meta.urgency is Urgency.EXTRA_URGENT and meta.deadline is None:
         out.append(MetadataWarning(URGENT_WITHOUT_DEADLINE, "deadline",

@@ -232,3 +232,21 @@ def test_a_deadline_already_past_is_refused_when_sending_but_not_when_received()
     assert "2026-11-23T17:00:00+08:00" in info.value.message
     # Judging a received package (no sending time): overdue is a state, not an invalid document.
     assert parse_meta(obj).metadata.deadline.day == 23
+
+
+def test_dates_out_of_order_are_refused_when_sending_and_warned_when_received() -> None:
+    now = datetime(2026, 11, 21, 1, tzinfo=UTC)  # 09:00 on the 21st in Beijing
+    future = encode(example(written_on="2027-03-01", printed_on=None, deadline="2027-03-05T17:00:00+08:00"))
+    with pytest.raises(InvalidMetadataValue) as info:
+        parse_meta(future, now=now)
+    assert info.value.code == "DOC_DATES_OUT_OF_ORDER" and info.value.details["field"] == "written_on"
+    # Dated today in Beijing while it is still yesterday in UTC: that is today, not the future.
+    late_utc = datetime(2026, 11, 20, 17, tzinfo=UTC)  # 01:00 on the 21st in Beijing
+    assert parse_meta(encode(example(written_on="2026-11-21", printed_on=None)), now=late_utc).metadata
+    printed_first = encode(example(written_on="2026-11-20", printed_on="2026-11-19"))
+    with pytest.raises(InvalidMetadataValue) as info:
+        parse_meta(printed_first, now=now)
+    assert info.value.code == "DOC_DATES_OUT_OF_ORDER" and info.value.details["field"] == "printed_on"
+    assert "印发日期" in info.value.message
+    # A received document keeps its dates: a warning for the clerk, not a refusal.
+    assert [w.code for w in parse_meta(printed_first).warnings] == ["DOC_PRINTED_BEFORE_WRITTEN"]
