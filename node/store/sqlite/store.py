@@ -147,8 +147,12 @@ class Store:
         report = RecoveryReport(temp_removed, requeued, tuple(m for m, _ in corrupt_queue),
                                 tuple(dict(corrupt_received)), tuple(d for d, _ in missing_packages),
                                 tuple(orphans), tuple(m for m, _ in corrupt_drafts))
-        if temp_removed or requeued or corrupt_queue or corrupt_received or corrupt_drafts or orphans:
-            log.warning("store recovered: %s", report)
+        # A warning only when something was wrong (a crash mid-write or mid-send, blobs gone); blobs
+        # no row needs any more are what every run leaves (delivered messages), collected quietly.
+        if temp_removed or requeued or corrupt_queue or corrupt_received or corrupt_drafts:
+            log.warning("store recovered after an unclean stop: %s", report)
+        elif orphans:
+            log.info("store: %d blobs no longer referenced removed", len(orphans))
         return report
 
     async def _missing(self, sql: str) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -127,3 +128,23 @@ async def _check_after_crash(path, acked, run):
         await store.audit.verify_chain()
         probe = await store.blobs.put(b"probe %d" % run)
         await store.enqueue(OutboundItem(f"probe-{run}", "node-x", probe.digest, probe.size, "document"))
+
+
+def test_a_clean_restart_warns_of_nothing_and_a_crash_is_warned_of(tmp_path, caplog):
+    async def main():
+        async with open_store(tmp_path) as store:
+            await store.blobs.put(b"a delivered message's payload, its row gone: collected at the next start")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="gwx"):
+            async with open_store(tmp_path) as store:
+                assert len(store.last_recovery.orphan_blobs_removed) == 1
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+        async with open_store(tmp_path) as store:
+            await store.enqueue(await queued_item(store, "flying"))
+            await store.queue.load_active_window("node-b", 1)  # in flight when the process "dies"
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="gwx"):
+            async with open_store(tmp_path) as store:
+                assert store.last_recovery.requeued == 1
+        assert any(r.levelno == logging.WARNING and "recovered" in r.getMessage() for r in caplog.records)
+    asyncio.run(main())
