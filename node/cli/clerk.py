@@ -300,13 +300,17 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _when(value: str | None) -> str:
-    """An ISO 8601 time in this machine's time zone (``TZ``), to the minute (``--json`` keeps it whole)."""
+    """An ISO 8601 time in this machine's time zone (``TZ``), to the minute, with its UTC offset —
+    a 17:00+08:00 办理时限 reads "09:00 +00:00" on a UTC machine, never a bare "09:00" (``--json``
+    keeps the node's value whole)."""
     if not value:
         return ""
     try:
-        return dt.datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M")
+        local = dt.datetime.fromisoformat(value).astimezone()
     except ValueError:
         return value[:16].replace("T", " ")
+    offset = local.strftime("%z")  # +0800 (Python 3.11 has no %:z)
+    return f"{local:%Y-%m-%d %H:%M} {offset[:3]}:{offset[3:]}"
 
 
 def _verification(report: Any) -> str:

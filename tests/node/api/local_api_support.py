@@ -97,7 +97,7 @@ def template() -> Template:
 
 def now_local() -> str:
     """The node's (frozen) time as the clerks' CLI prints it."""
-    return template().now.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+    return template().now.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M +08:00")
 
 
 @dataclass

@@ -8,11 +8,12 @@ port (one node hosting units A, B and C).
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 from tests.node.api.local_api_support import PDF, UNIT_B, UNIT_C, ThreadedServer, make_env, meta
-from tests.node.cli.test_cli_clerk import gwx, gwx_parallel
+from tests.node.cli.test_cli_clerk import ROOT, _command, gwx, gwx_parallel
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +93,16 @@ def test_show_on_a_sent_document_prints_its_metadata_as_its_help_says(node, tmp_
     assert "成文日期" in shown.stdout and UNIT_B in shown.stdout  # and the recipients' table
     helped = gwx(server, env.clerk_a, "show", "--help")
     assert "for one sent" in helped.stdout
+
+
+def test_times_carry_their_offset_whatever_the_machines_zone(node, tmp_path):
+    """A 17:00+08:00 办理时限 on a UTC machine: 09:00 with +00:00 said, not a bare 09:00."""
+    env, server = node
+    doc_id = send(server, env, tmp_path)
+    deadline = meta()["deadline"]  # 17:00 Beijing time
+    argv, cmd_env = _command(server, env.clerk_b, ("show", doc_id))
+    shown = subprocess.run(argv, env={**cmd_env, "TZ": "UTC"}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{deadline[:10]} 09:00 +00:00" in shown.stdout, shown.stdout
+    beijing = gwx(server, env.clerk_b, "show", doc_id)  # TZ=Asia/Shanghai
+    assert f"{deadline[:10]} 17:00 +08:00" in beijing.stdout
