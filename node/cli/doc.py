@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from exchange_protocol.package_verify import PackageReport
 
 _CHATTY_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
+_JUDGES_CERTIFICATES = ("manifest_signature", "pdf_seal", "seal")
 _MARK = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip", "absent": "--  "}
 
 
@@ -168,6 +169,8 @@ def _print_report(path: Path, report: PackageReport, revocation: dict) -> None:
         line = f"  [{_MARK[check.status]}] {check.name}"
         if check.code:
             line += f": {check.code}: {check.message}"
+        elif check.status == "pass" and check.name in _JUDGES_CERTIFICATES and not revocation["checked"]:
+            line += " (revocation: not checked)"  # each line that says ok of a certificate, the same
         print(line)
 
 

@@ -77,6 +77,8 @@ def test_pack_then_verify(setup):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "VALID" in r.stdout and "[ok  ] timestamp" in r.stdout
     assert "revocation: not checked (no --crl)" in r.stdout  # VALID must not read as "not revoked"
+    for name in ("manifest_signature", "pdf_seal", "seal"):  # each certificate's ok line says it too
+        assert f"[ok  ] {name} (revocation: not checked)" in r.stdout
     r = gwx("doc", "verify", str(d / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"), "--json")
     report = json.loads(r.stdout)
     assert report["ok"] is True and report["seal_unit"] == UNIT
