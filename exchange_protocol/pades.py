@@ -260,6 +260,15 @@ class PdfSealStatus:
     signatures: int
 
 
+def _carried_certificates(sig) -> list[x509.Certificate]:
+    """The certificates the PDF signature's CMS carries (its chain), or none if it has no readable set."""
+    try:
+        return [x509.load_der_x509_certificate(c.chosen.dump()) for c in sig.signed_data["certificates"]
+                if c.name == "certificate"]
+    except Exception:  # absent or malformed: the path is then built from what the caller gave
+        return []
+
+
 def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at: dt.datetime, *,
                         expected_certificate: x509.Certificate | None = None,
                         revocation: RevocationCheck | None = None,
@@ -308,10 +317,8 @@ def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at:
         raise PackageSealInvalid("body.pdf was sealed with another certificate than the package's seal",
                                  subject=cert.subject.rfc4514_string())
     if revocation is not None:
-        carried = [x509.load_der_x509_certificate(c.chosen.dump()) for c in sig.signed_data["certificates"]
-                   if c.name == "certificate"]
-        verify_certificate(cert, TrustStore.of(trust_roots), at, [*carried, *intermediates], Purpose.SEAL,
-                           revocation)
+        verify_certificate(cert, TrustStore.of(trust_roots), at, [*_carried_certificates(sig), *intermediates],
+                           Purpose.SEAL, revocation)
     return PdfSealStatus(cert, status.signer_reported_dt, sig.field_name, len(signatures))
 
 
