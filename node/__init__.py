@@ -16,14 +16,17 @@ Rooms (each subpackage's docstring is its module map):
   client, TLS contexts, the peer API, the acceptor, the processor that applies what was accepted,
   routing.
 - :mod:`node.api` — the local HTTP API (tokens, roles, upload, OpenAPI); the console will live here.
-- :mod:`node.store` — durable storage: a content-addressed blob store and the SQLite backend.
-- :mod:`node.ops` — structured logs and Prometheus metrics.
+- :mod:`node.store` — durable storage behind ``Protocol``s: the blob store and the SQLite backend.
+- :mod:`node.ops` — structured logs, Prometheus metrics, readiness and the status report.
 - :mod:`node.cli` — the ``gwx`` command line (PKI, documents, node administration, clerks).
 
 Modules at this level are the node as a whole:
 
 - ``config``: ``node.toml`` parsed once into frozen dataclasses; ``context``: what a running node
   loads once (configuration, credentials, trust) and hands to its components; ``provision``:
-  ``gwx node init``; ``runner``: start, serve, drain and stop; ``errors``: the node's typed errors;
-  ``localnet``: a real network of node processes on loopback for the demo, tests and benchmarks.
+  ``gwx node init``; ``config_edit``: changing ``node.toml`` with comments kept, checked before it
+  is written; ``run_lock``: one running node per directory; ``runner``: start, serve, drain and
+  stop; ``errors``: the node's typed errors; ``error_kinds``: the one error taxonomy — HTTP status,
+  exit code, SOAP fault and retry-or-give-up by kind; ``localnet``: a real network of node processes
+  on loopback for the demo, tests and benchmarks.
 """

@@ -1,5 +1,9 @@
-"""What an operator watches: structured logs and metrics.
+"""What an operator watches: structured logs, metrics, readiness and the status report.
 
 - ``logs``: one JSON object a line, with the message id and destination when known.
 - ``metrics``: a small Prometheus registry (counters, gauges, histograms) served at ``/metrics``.
+- ``readiness``: what blocks the node right now (CRL freshness, certificate and seal expiry, the
+  store, free disk), served at ``/readyz`` and shown by ``gwx node status``.
+- ``status``: the status report (queues, peers, inbound, last errors, readiness) in one shape,
+  from the running node or read-only from its directory.
 """
