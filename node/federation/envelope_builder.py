@@ -7,9 +7,10 @@ against our root and the peer's node id, and cached in the store (re-judged ever
 stored as a blob, and swapped for a queue row in one transaction with the draft's deletion — so
 every retry resends the *same bytes* and the receiver's dedupe recognises them.
 
-A draft that can never be built (its payload blob gone or altered, a header refused) is dropped
-and the document rows it carried turn ``failed`` with the reason; so is one whose retry window
-closed before the peer's certificate could be had.
+A draft that can never be built (its payload blob gone or altered, a header refused — also a row
+an older gwx wrote that the header check now refuses) is dropped, one at a time and without
+holding up the others, and the document rows it carried turn ``failed`` with the reason; so is one
+whose retry window closed before the peer's certificate could be had.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.errors import BlobDigestMismatch, QueueExpired
 from node.federation.transport import PeerCredentials, verify_peer_credentials
-from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials
+from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
 from pki.ca import pem
 from pki.errors import GwxError
 
@@ -60,14 +61,17 @@ class EnvelopeBuilder:
     async def build_drafts(self) -> None:
         """Seal every draft of the destination into a queued envelope (or drop it, if it never can be)."""
         store, ctx = self.outbound.store, self.outbound.ctx
-        creds = await self._peer_credentials()
-        recipient = Recipient(creds.encryption_certificate)
-        while drafts := await store.drafts.drafts_for(self.destination, 64):
+        while rows := await store.drafts.drafts_for(self.destination, 64):
+            drafts = await self._set_aside_unreadable(rows)
+            if not drafts:
+                continue
+            creds = await self._peer_credentials()
+            recipient = Recipient(creds.encryption_certificate)
             for d in drafts:
                 try:
                     ref = await asyncio.to_thread(_build_envelope, store.blobs, d, ctx.sender, recipient)
                 except (GwxError, FileNotFoundError) as exc:  # unbuildable for good: set it aside
-                    await self.drop_draft(d, exc)
+                    await self.drop_draft(d.header.message_id, exc)
                     continue
                 async with store.transaction() as tx:
                     await store.queue.enqueue(
@@ -77,13 +81,22 @@ class EnvelopeBuilder:
 
     async def drop_expired(self, now: dt.datetime) -> None:
         """Drafts never built within their retry window (the peer's certificate could not be had)."""
-        for d in await self.outbound.store.drafts.expired_drafts(self.destination, now):
-            await self.drop_draft(d, QueueExpired("retry window closed before the peer could be reached"))
+        rows = await self.outbound.store.drafts.expired_drafts(self.destination, now)
+        for d in await self._set_aside_unreadable(rows):
+            await self.drop_draft(d.header.message_id,
+                                  QueueExpired("retry window closed before the peer could be reached"))
 
-    async def drop_draft(self, d: Draft, exc: Exception) -> None:
+    async def _set_aside_unreadable(self, rows: list[Draft | UnreadableDraft]) -> list[Draft]:
+        """Drop the rows the header check refuses (e.g. an older gwx's bounce with no recipient unit);
+        return the drafts that can be built."""
+        for row in rows:
+            if isinstance(row, UnreadableDraft):
+                await self.drop_draft(row.message_id, row.error)
+        return [row for row in rows if isinstance(row, Draft)]
+
+    async def drop_draft(self, message_id: str, exc: Exception) -> None:
         store = self.outbound.store
         info = ErrorInfo.of(exc) if isinstance(exc, GwxError) else ErrorInfo("STORE_CORRUPT", repr(exc))
-        message_id = d.header.message_id
         log.error("cannot build %s: %s", message_id, info.message,
                   extra={"destination": self.destination, "message_id": message_id, "code": info.code})
         async with store.transaction() as tx:

@@ -73,6 +73,7 @@ from node.store.values import (
     ReceivedEnvelope,
     RecoveryReport,
     StoredPeerCredentials,
+    UnreadableDraft,
 )
 
 __all__ = [
@@ -81,5 +82,5 @@ __all__ = [
     "InboundFailure", "InboxRow", "ListFilter", "LocalDelivery", "MessageStore", "NewEvent", "NodeStore",
     "OutboundItem", "OutboxDocument", "OutboxRecipient", "OutgoingLink", "OutgoingLinkStore", "Page",
     "PeerCredentialStore", "PeerState", "PeerStore", "QueueEntry", "QueueStore", "ReceivedEnvelope",
-    "RecoveryReport", "StoredPeerCredentials", "Transaction",
+    "RecoveryReport", "StoredPeerCredentials", "Transaction", "UnreadableDraft",
 ]

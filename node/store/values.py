@@ -216,6 +216,18 @@ class Draft:
 
 
 @dataclass(frozen=True)
+class UnreadableDraft:
+    """A drafts row whose header the current code refuses (written by an older gwx, or damaged).
+
+    Returned in its place so that one bad row never blocks the destination's other drafts; the
+    sender sets it aside (deletes it, with an audit event and the document's rows failed)."""
+
+    message_id: str
+    destination: str
+    error: GwxError
+
+
+@dataclass(frozen=True)
 class OutgoingLink:
     """Which document and units a message we sent concerns (what comes back is matched against it)."""
 

@@ -5,7 +5,9 @@
   built, the sender deletes the draft (``delete_draft``) and enqueues the envelope in one transaction.
   The ``header`` column holds the :class:`~exchange_protocol.envelope.HeaderDraft` in its JSON form;
   rows written before that (keys ``message_id``, ``from_unit``…, no origin) are still read, with
-  this node (``node_id``) as their origin.
+  this node (``node_id``) as their origin. A row the header check refuses (an older gwx queued
+  bounces with no recipient unit) is returned as an :class:`UnreadableDraft`, one row at a time,
+  so it never blocks the destination's other drafts.
 * :class:`OutgoingLinks` — which document and units each message we sent concerns, so what comes
   back (a transport receipt, a 签收, a bounce) is matched against what we actually sent to that node.
 
@@ -22,8 +24,10 @@ from typing import Any
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import HeaderDraft, format_time
 from exchange_protocol.states import SenderStatus
+from node.errors import StoreCorrupt
 from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
-from node.store.values import Draft, LocalDelivery, OutgoingLink
+from node.store.values import Draft, LocalDelivery, OutgoingLink, UnreadableDraft
+from pki.errors import GwxError
 
 
 class Drafts:
@@ -41,12 +45,15 @@ class Drafts:
              canonical_json(draft.header.to_json()).decode("utf-8"), draft.payload_digest, draft.payload_size, to_db_time(draft.created_at),
              to_db_time(draft.expires_at) if draft.expires_at else None))
 
-    async def drafts_for(self, destination: str, limit: int = 100) -> list[Draft]:
+    async def drafts_for(self, destination: str, limit: int = 100) -> list[Draft | UnreadableDraft]:
+        """The destination's drafts, oldest first; a row that cannot be read comes back as an
+        :class:`UnreadableDraft` in its place, never as an error that hides the others."""
         rows = await self._db.fetchall(
             "SELECT * FROM drafts WHERE destination = ? ORDER BY message_id LIMIT ?", (destination, limit))
         return [self._draft(r) for r in rows]
 
-    async def expired_drafts(self, destination: str, now: datetime, limit: int = 100) -> list[Draft]:
+    async def expired_drafts(self, destination: str, now: datetime,
+                             limit: int = 100) -> list[Draft | UnreadableDraft]:
         rows = await self._db.fetchall(
             "SELECT * FROM drafts WHERE destination = ? AND expires_at IS NOT NULL AND expires_at <= ?"
             " ORDER BY message_id LIMIT ?", (destination, to_db_time(now), limit))
@@ -62,9 +69,18 @@ class Drafts:
         rows = await self._db.fetchall("SELECT destination, COUNT(*) FROM drafts GROUP BY destination")
         return {r[0]: r[1] for r in rows}
 
-    def _draft(self, r: Any) -> Draft:
-        raw = _legacy_header(json.loads(r["header"]), self._node_id or "", r["destination"])
-        return Draft(HeaderDraft.from_json(raw), r["payload_digest"], r["payload_size"],
+    def _draft(self, r: Any) -> Draft | UnreadableDraft:
+        try:
+            raw = json.loads(r["header"])
+            if not isinstance(raw, dict):
+                raise StoreCorrupt(f"draft {r['message_id']} has a header that is not a JSON object")
+            header = HeaderDraft.from_json(_legacy_header(raw, self._node_id or "", r["destination"]))
+        except GwxError as exc:
+            return UnreadableDraft(r["message_id"], r["destination"], exc)
+        except ValueError as exc:  # not JSON at all
+            return UnreadableDraft(r["message_id"], r["destination"],
+                                   StoreCorrupt(f"draft {r['message_id']} has an unreadable header: {exc}"))
+        return Draft(header, r["payload_digest"], r["payload_size"],
                      from_db_time(r["created_at"]), from_db_time(r["expires_at"]))  # type: ignore[arg-type]
 
 
