@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 from cryptography import x509
 
 from pki import cms, tsa
-from pki.errors import GwxError
+from pki.errors import GwxError, SealCertNotListed, SealWrongUnit
 from pki.seal import parse_seal
 from pki.seal_verify import verify_seal
 from pki.trust import Purpose, TrustStore
@@ -216,14 +216,14 @@ def _check_seal(seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.dat
         # intermediates come from the manifest signature, which the sender's node fills with its chain.
         verified = verify_seal(seal, trust_roots=roots, at=at, revocation=revocation, intermediates=intermediates)
         if signer_cert is not None and not seal.matches_certificate(signer_cert):
-            return Check("seal", FAIL, "SEAL_CERT_NOT_LISTED",
-                         "the package was signed with a certificate the seal does not list")
+            return _fail("seal", SealCertNotListed(
+                "the package was signed with a certificate the seal does not list"))
         if meta is not None and verified.unit_code != meta.issuers[0]:
             # The first 发文机关 seals (META.json's contract): naming another unit as a joint issuer
             # does not let its seal be implied, nor a co-issuer's seal stand for the lead organ's.
-            return Check("seal", FAIL, "SEAL_WRONG_UNIT",
-                         f"the seal belongs to unit {verified.unit_code}, not to the lead issuing organ "
-                         f"(发文机关) {meta.issuers[0]}", {"seal_unit": str(verified.unit_code)})
+            return _fail("seal", SealWrongUnit(
+                f"the seal belongs to unit {verified.unit_code}, not to the lead issuing organ (发文机关) "
+                f"{meta.issuers[0]}", seal_unit=str(verified.unit_code)))
         if signer_cert is None or meta is None:
             return Check("seal", SKIPPED, message="the seal verifies, but the signer or the metadata "
                          "it must match failed")

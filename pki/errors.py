@@ -347,6 +347,13 @@ class SealWrongUnit(SealVerificationFailed):
     kind = ErrorKind.VERIFICATION_FAILED
 
 
+class SealCertNotListed(SealVerificationFailed):
+    """The package was signed with a certificate the seal (印章) does not list as its signer's."""
+
+    code = "SEAL_CERT_NOT_LISTED"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
 class SealPictureInvalid(SealVerificationFailed, InvalidInput):
     """The seal's picture is not a sane image: refused when making a seal and when verifying one."""
 

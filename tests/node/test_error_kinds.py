@@ -129,6 +129,56 @@ def test_every_code_given_at_a_raise_site_is_declared_by_the_class_raised():
         assert code in declared, f"{where}: {callee} raised with {code}, which it does not declare"
 
 
+# Strings shaped like an error code that are not one: metadata warnings (MetadataWarning.code, which
+# never travel as an error), environment variables, export names and argparse metavars.
+NOT_ERROR_CODES = {
+    "DOC_LEGACY_KIND_MAPPED", "DOC_LEGACY_URGENCY_MAPPED", "DOC_NUMBER_NORMALISED",  # meta_json warnings
+    "DOC_URGENT_NO_DEADLINE", "DOC_PRINTED_BEFORE_WRITTEN", "DOC_DEADLINE_BEFORE_WRITTEN",  # model warnings
+    "GWX_TOKEN", "GWX_NODE", "GWX_PASSPHRASE",  # environment variables
+    "ROUTE_ROLES", "PEER_BACKING_OFF", "PEER_DEAD", "PEER_STATES", "PEER_UP", "QUEUE_STATES",  # __all__ names
+    "SEAL_DIR",  # a metavar
+}
+
+
+def _code_shaped_literals():
+    """(file, line, string) for every string literal in our packages shaped like an error code with
+    a prefix some declared code has — wherever it is written: ``code=``, a positional argument
+    (``Check("seal", FAIL, "SEAL_…")``), a constant, a table key."""
+    declared = set(registered_codes())
+    prefixes = {code.split("_")[0] for code in declared}
+    for package in PACKAGES:
+        for path in sorted(Path(package.__path__[0]).rglob("*.py")):
+            for node_ in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if (isinstance(node_, ast.Constant) and isinstance(node_.value, str) and "_" in node_.value
+                        and CODE_FORMAT.fullmatch(node_.value) and node_.value.split("_")[0] in prefixes):
+                    yield str(path.relative_to(ROOT)), node_.lineno, node_.value
+
+
+def test_every_code_written_anywhere_is_declared_by_a_class():
+    """A code no class declares has no kind: kind_of_code gives None, so a peer's refusal with it is
+    retried for the whole window and our own answer with it is an internal error."""
+    error_kinds.kind_of_code("X")  # loads every error module
+    literals = list(_code_shaped_literals())
+    assert len(literals) > 100
+    undeclared = [f"{where}:{line} {code}" for where, line, code in literals
+                  if code not in registered_codes() and code not in NOT_ERROR_CODES]
+    assert not undeclared, "codes no error class declares: " + ", ".join(undeclared)
+
+
+def test_every_code_a_package_check_reports_has_a_kind():
+    """Check(...) takes its code positionally (not as ``code=``): each must still have a kind."""
+    sites = []
+    for path in sorted(Path(exchange_protocol.__path__[0]).rglob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Check":
+                args = [*call.args[2:3], *(kw.value for kw in call.keywords if kw.arg == "code")]
+                sites += [a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    for code in sites:
+        assert error_kinds.kind_of_code(code) is not None, f"Check code {code} has no kind"
+    assert error_kinds.kind_of_code("SEAL_CERT_NOT_LISTED") is ErrorKind.VERIFICATION_FAILED
+    assert error_kinds.gives_up_on_code("SEAL_CERT_NOT_LISTED")
+
+
 def test_a_code_from_a_peer_is_classed_by_its_kind():
     assert error_kinds.kind_of_code("ENV_REVOCATION_UNKNOWN") is ErrorKind.TRANSIENT
     assert not error_kinds.gives_up_on_code("ENV_REVOCATION_UNKNOWN")

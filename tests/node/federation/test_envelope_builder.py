@@ -33,8 +33,8 @@ async def _old_bounce_row(store, expires_at: dt.datetime | None, now: dt.datetim
     ref = await store.blobs.put(b"an old bounce notice")
     async with store.transaction() as tx:
         await tx.execute(
-            "INSERT INTO drafts (message_id, destination, type, header, payload_digest, payload_size, created_at,"
-            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO drafts (message_id, destination, type, header, payload_digest, payload_size,"
+            " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (message_id, "city", "bounce", json.dumps(header), ref.digest, ref.size, to_db_time(now),
              to_db_time(expires_at) if expires_at else None))
     return message_id
@@ -48,7 +48,8 @@ async def _know_the_city(node_dir, store, now) -> None:
         b"".join(pem(c) for c in city.intermediates).decode(), now))
 
 
-def test_an_old_draft_the_header_check_refuses_is_set_aside_and_the_others_are_sent(node_dir, tmp_path, caplog):
+def test_an_old_draft_the_header_check_refuses_is_set_aside_and_the_others_are_built(node_dir, tmp_path,
+                                                                                     caplog):
     async def run():
         ctx, store, outbound, _ = await _open(node_dir, tmp_path)
         try:
@@ -58,8 +59,10 @@ def test_an_old_draft_the_header_check_refuses_is_set_aside_and_the_others_are_s
             waiting = await _old_bounce_row(store, None, now)
             payload = await store.blobs.put(b"a receipt for the city")
             async with store.transaction() as tx:
-                header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
-                [good] = await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], now)
+                header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now,
+                                         in_reply_to=new_id(now))
+                [good] = await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")],
+                                            now)
 
             queue = DestinationQueue(outbound, "city")
             with caplog.at_level(logging.ERROR, logger="gwx.outbound"):
