@@ -40,6 +40,8 @@ from pki.trust import Purpose, TrustStore, verify_certificate
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.gwx.envelope"
 CHUNK = 256 * 1024
+MAX_BATCH_ANSWER = 16 * 1024 * 1024  # a batch answer's receipts are ~2.5 KB each; far above any batch
+MAX_NODE_INFO = 256 * 1024  # GET /peer/v1/node: two certificates and a chain
 
 # Judges a server's TLS certificate, given the intermediates it presented (raises a typed error to refuse it).
 ServerJudge = Callable[[x509.Certificate, Sequence[x509.Certificate]], None]
@@ -51,7 +53,8 @@ class PeerUnreachable(NodeError):
 
 
 class PeerServerError(NodeError):
-    """The peer answered 5xx or 429, or not with JSON: its trouble, not the envelope's."""
+    """The peer answered 5xx or 429: its trouble, not the envelope's. (An answer that is not a batch
+    answer is a :class:`PeerProtocolError`.)"""
 
     code = "PEER_SERVER_ERROR"
     kind = ErrorKind.TRANSIENT
@@ -178,7 +181,7 @@ class PeerClient:
     async def fetch_credentials(self, peer: Peer, trust: TrustStore, now, revocation=None) -> PeerCredentials:
         try:
             async with self._session(peer).get(f"{peer.url}/peer/v1/node") as resp:
-                body = await resp.content.read(256 * 1024)
+                body = await _read_body(resp, peer, MAX_NODE_INFO)
                 if resp.status != 200:
                     raise _refused(peer, resp.status, body, "GET /peer/v1/node")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -199,7 +202,7 @@ class PeerClient:
                     f"{peer.url}/peer/v1/envelopes", data=_stream(frames),
                     headers={"Content-Type": ENVELOPE_MEDIA_TYPE, "Content-Length": str(total),
                              "X-Gwx-Frames": str(len(frames))}) as resp:
-                body = await resp.content.read(16 * 1024 * 1024)
+                body = await _read_body(resp, peer, MAX_BATCH_ANSWER)
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PeerUnreachable(f"cannot deliver to {peer.node_id}: {exc or type(exc).__name__}",
@@ -237,6 +240,23 @@ def _refused(peer: Peer, status: int, body: bytes, what: str) -> PeerRefused:
         code, message = None, ""
     return PeerRefused(f"{peer.node_id} answered {status} to {what}" + (f": {message}" if message else ""),
                        code=code if code and CODE_FORMAT.fullmatch(code) else None, peer=peer.node_id, status=status)
+
+
+async def _read_body(resp: aiohttp.ClientResponse, peer: Peer, limit: int) -> bytes:
+    """The whole body, however many TCP reads it arrives in, refused past ``limit`` bytes.
+
+    (``resp.content.read(n)`` returns what has arrived so far, not ``n`` bytes: a 150 KB batch
+    answer came back cut, read as malformed, and was retried for ever.)"""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise PeerProtocolError(f"{peer.node_id} answered with {resp.content_length} bytes, over {limit}",
+                                peer=peer.node_id, status=resp.status)
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise PeerProtocolError(f"{peer.node_id} answered with more than {limit} bytes",
+                                    peer=peer.node_id, status=resp.status)
+    return bytes(body)
 
 
 async def _stream(frames: Sequence[OutgoingFrame]) -> AsyncIterator[bytes]:

@@ -18,6 +18,7 @@ from aiohttp import web
 from exchange_protocol.batch_answer import FrameAnswer, Refusal, encode_batch_answer
 from exchange_protocol.ids import new_id
 from node.config import Peer
+from node.federation import transport
 from node.federation.tls import client_context, server_context
 from node.federation.transport import OutgoingFrame, PeerClient, PeerProtocolError, PeerServerError
 from node.provision import init_node
@@ -45,12 +46,23 @@ def _frames(tmp_path, n: int) -> list[OutgoingFrame]:
     return frames
 
 
-async def _send(node_dir, frames, answer):
-    """POST ``frames`` to a county peer whose handler is ``answer(ids posted) -> (status, body)``."""
-    async def envelopes(request: web.Request) -> web.Response:
+async def _send(node_dir, frames, answer, *, piece: int | None = None):
+    """POST ``frames`` to a county peer whose handler is ``answer(ids posted) -> (status, body)``;
+    with ``piece``, the peer writes the body in pieces of that size, pausing between them, so it
+    reaches the client in several TCP reads."""
+    async def envelopes(request: web.Request) -> web.StreamResponse:
         data = await request.read()
         status, body = answer([data[i:i + 36].decode() for i in range(0, len(data), 36)])
-        return web.Response(body=body, status=status, content_type="application/json")
+        if piece is None:
+            return web.Response(body=body, status=status, content_type="application/json")
+        resp = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        for at in range(0, len(body), piece):
+            await resp.write(body[at:at + piece])
+            await asyncio.sleep(0.01)
+        await resp.write_eof()
+        return resp
 
     county, city = node_dir / "county" / "credentials", node_dir / "city" / "credentials"
     app = web.Application()
@@ -67,6 +79,29 @@ async def _send(node_dir, frames, answer):
     finally:
         await client.close()
         await runner.cleanup()
+
+
+def test_a_full_batch_answer_arriving_in_many_reads_is_read_whole(node_dir, tmp_path):
+    """64 receipts (~150 KB) sent in 8 KB pieces: every frame gets its receipt, none is retried."""
+    frames = _frames(tmp_path, 64)
+    receipts = {f.message_id: f.message_id.encode() * 60 for f in frames}  # ~2.2 KB each, as real ones
+
+    def answer(ids):
+        return 200, encode_batch_answer([FrameAnswer(i, receipt=receipts[i]) for i in ids])
+    results = asyncio.run(_send(node_dir, frames, answer, piece=8 * 1024))
+    assert len(encode_batch_answer([FrameAnswer(i, receipt=r) for i, r in receipts.items()])) > 150_000
+    assert [(r.message_id, r.receipt, r.error_code) for r in results] == [
+        (f.message_id, receipts[f.message_id], None) for f in frames]
+
+
+def test_an_answer_over_the_cap_is_a_typed_transient_error(node_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(transport, "MAX_BATCH_ANSWER", 4096)
+    frames = _frames(tmp_path, 4)
+
+    def answer(ids):
+        return 200, encode_batch_answer([FrameAnswer(i, receipt=b"r" * 2000) for i in ids])
+    with pytest.raises(PeerProtocolError, match="over 4096"):
+        asyncio.run(_send(node_dir, frames, answer, piece=1024))
 
 
 def test_a_partial_answer_keeps_its_receipts_and_the_rest_is_tried_again(node_dir, tmp_path):
