@@ -9,9 +9,11 @@ to try again; the first batch that gets through clears it. Between rounds the lo
 the earliest of: a wake-up (a new message for this peer), the next row due, the end of the backoff
 — never polling while the peer backs off, never sleeping past a due row otherwise.
 
-Errors are caught by type at the loop boundary (:meth:`DestinationQueue.run`): peer and transport
-errors mean back off; anything else is logged with its traceback and the loop carries on after a
-pause, so a destination's task never dies.
+Errors are judged by kind at the loop boundary (:meth:`DestinationQueue.run`): an error
+:func:`node.error_kinds.disposition` says to retry (the peer down or answering badly, our own CRL
+stale, our HSM away, the store busy) means back off; any other is logged, and an exception that is
+no GwxError with its traceback, and the loop carries on after a pause, so a destination's task
+never dies.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from node.federation.batch_sender import TRANSIENT, BatchSender, batches
+from node.error_kinds import Disposition, disposition
+from node.federation.batch_sender import BatchSender, batches
 from node.federation.envelope_builder import EnvelopeBuilder
 from node.federation.retry_limiter import RetryLimiter
 from node.federation.transport import PeerIdentityMismatch
@@ -60,7 +63,11 @@ class DestinationQueue:
             try:
                 try:
                     await self._round()
-                except TRANSIENT as exc:
+                except GwxError as exc:
+                    if disposition(exc) is not Disposition.RETRY:
+                        raise
+                    # The peer, our credentials or our store will do better later: back off
+                    # (error_kinds decides, so our own stale CRL waits like a peer that is down).
                     if isinstance(exc, PeerIdentityMismatch):
                         self.builder.forget_credentials()
                     await self.limiter.failed(exc)
@@ -68,7 +75,7 @@ class DestinationQueue:
                     await self._sleep()
             except asyncio.CancelledError:
                 raise
-            except GwxError as exc:  # the store or a peer's answer: log, pause, carry on
+            except GwxError as exc:  # an error retrying cannot fix: log, pause, carry on
                 log.error("send loop error: %s", exc, extra={"destination": self.destination, "code": exc.code})
                 await self._pause(PAUSE_SECONDS)
             except Exception:  # never let the destination's task die

@@ -10,7 +10,9 @@ every retry resends the *same bytes* and the receiver's dedupe recognises them.
 A draft that can never be built (its payload blob gone or altered, a header refused — also a row
 an older gwx wrote that the header check now refuses) is dropped, one at a time and without
 holding up the others, and the document rows it carried turn ``failed`` with the reason; so is one
-whose retry window closed before the peer's certificate could be had.
+whose retry window closed before the peer's certificate could be had. An error the kinds' table
+says to retry (:func:`node.error_kinds.disposition`: our HSM away, our own CRL stale) leaves the
+draft where it is: it is raised to the destination's loop, which backs off and tries again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import seal_envelope, seal_stream
 from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
-from node.errors import BlobDigestMismatch, QueueExpired
+from node.error_kinds import Disposition, disposition
+from node.errors import BlobDigestMismatch, QueueExpired, StoreCorrupt
 from node.federation.transport import PeerCredentials, verify_peer_credentials
 from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
 from pki.ca import pem
@@ -70,7 +73,12 @@ class EnvelopeBuilder:
             for d in drafts:
                 try:
                     ref = await asyncio.to_thread(_build_envelope, store.blobs, d, ctx.sender, recipient)
-                except (GwxError, FileNotFoundError) as exc:  # unbuildable for good: set it aside
+                except FileNotFoundError as exc:  # its payload is gone: unbuildable for good
+                    await self.drop_draft(d.header.message_id, exc)
+                    continue
+                except GwxError as exc:
+                    if not _for_good(exc):
+                        raise  # ours to fix (an HSM away, a stale CRL): the draft waits, the loop backs off
                     await self.drop_draft(d.header.message_id, exc)
                     continue
                 async with store.transaction() as tx:
@@ -132,6 +140,13 @@ class EnvelopeBuilder:
             b"".join(pem(c) for c in creds.chain).decode(), now))
         self._credentials, self._verified_at = creds, now
         return creds
+
+
+def _for_good(error: GwxError) -> bool:
+    """Whether a draft that failed to build with ``error`` can never be built: the error kinds' table
+    decides (:func:`node.error_kinds.disposition`), except that a damaged payload blob (an internal
+    error, retried elsewhere) does not heal by waiting."""
+    return isinstance(error, StoreCorrupt) or disposition(error) is Disposition.GIVE_UP
 
 
 def _build_envelope(blobs, d: Draft, sender, recipient: Recipient):

@@ -1,25 +1,40 @@
-"""The envelope builder over a real store and real certificates: a drafts row an older gwx wrote,
-which the header check now refuses, is set aside on its own (deleted, audited, logged with its id
-and code) and never stops the destination's other drafts from being sealed and queued."""
+"""The envelope builder and the destination's loop over a real store and real certificates.
+
+A drafts row an older gwx wrote, which the header check now refuses, is set aside on its own
+(deleted, audited, logged with its id and code) and never stops the destination's other drafts
+from being sealed and queued. An error the kinds' table says to retry — our HSM away while
+sealing, our own CRL stale when judging the peer's certificates — leaves the drafts waiting and
+backs the destination off, instead of failing documents or calling the peer every few seconds."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
+
+import pytest
+from aiohttp import web
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.ids import new_id
 from node.config import load_config
 from node.context import NodeContext
 from node.federation.destination_queue import DestinationQueue
-from node.federation.outbound import NewMessage
-from node.store import Draft, StoredPeerCredentials
+from node.federation.outbound import NewMessage, Outbound
+from node.federation.tls import client_context, server_context
+from node.federation.transport import PeerClient
+from node.ops.metrics import Registry
+from node.store import Draft, PeerState, StoredPeerCredentials
+from node.store.opener import open_store
 from node.store.sqlite.db import to_db_time
 from pki.ca import pem
+from pki.errors import HsmError
+from pki.pkcs11 import Pkcs11Signer
 from tests.node.federation import test_processor as processing
 from tests.node.federation.test_processor import PASS, SENDER, A, _close, _open
+from tests.node.store.conftest import FakeClock
 
 node_dir = processing.node_dir  # the county and city nodes of the processor's tests (a fixture)
 
@@ -104,3 +119,103 @@ def test_an_unreadable_row_comes_back_in_its_place_not_as_an_error(node_dir, tmp
 
     asyncio.run(run())
 
+
+
+async def _wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def _run_until_backing_off(queue: DestinationQueue, store) -> PeerState:
+    async def backing_off() -> bool:
+        peer = await store.peers.get_peer("city")
+        return peer is not None and peer.state == "backing-off"
+
+    task = asyncio.create_task(queue.run())
+    try:
+        await _wait_until(backing_off)
+    finally:
+        queue.stop()
+        await asyncio.wait_for(task, 5)
+    return await store.peers.get_peer("city")
+
+
+def test_an_hsm_away_while_sealing_leaves_the_draft_and_backs_off(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, _ = await _open(node_dir, tmp_path)
+        try:
+            now = ctx.clock()
+            await _know_the_city(node_dir, store, now)
+            payload = await store.blobs.put(b"a receipt for the city")
+            header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
+            async with store.transaction() as tx:
+                await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], now)
+            # The node's signing key on a token whose module cannot be loaded now (an HSM away).
+            ctx.signer = Pkcs11Signer(tmp_path / "no-such-pkcs11.so", "gwx", "pin", "sign",
+                                      certificate=ctx.signer.certificate)
+
+            queue = DestinationQueue(outbound, "city")
+            with pytest.raises(HsmError):
+                await queue.builder.build_drafts()
+            peer = await _run_until_backing_off(queue, store)
+            assert (peer.failures, peer.last_error.code, peer.retry_at > now) == (1, "PKI_HSM_ERROR", True)
+            [draft] = await store.drafts.drafts_for("city")  # still there, built once the HSM is back
+            assert draft.header == header
+            assert await store.audit.events(message_id=header.message_id) == []
+        finally:
+            await _close(store, outbound)
+
+    asyncio.run(run())
+
+
+def test_our_stale_crl_when_fetching_the_peers_certificates_backs_off(node_dir, tmp_path):
+    """The peer answers GET /peer/v1/node with valid certificates, but our CRL is past its
+    nextUpdate: the loop backs off (PKI_REVOCATION_STALE) and calls the peer once, not every 5 s."""
+    city = NodeContext.load(load_config(node_dir / "city"), PASS)
+    node_info = json.dumps({"node_id": "city", "signing_cert": pem(city.signer.certificate).decode(),
+                            "encryption_cert": pem(city.decryption_key.certificate).decode(),
+                            "chain": [pem(c).decode() for c in city.intermediates]})
+
+    async def run():
+        calls = []
+
+        async def info(request: web.Request) -> web.Response:
+            calls.append(request.path)
+            return web.Response(text=node_info, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/peer/v1/node", info)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        creds = node_dir / "city" / "credentials"
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(
+            creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASS))
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+
+        config = load_config(node_dir / "county")
+        config = dataclasses.replace(config, directory=node_dir / "county", peers=tuple(
+            dataclasses.replace(p, url=f"https://127.0.0.1:{port}") for p in config.peers))
+        clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=8))  # CRL: 7 days
+        ctx = NodeContext.load(config, PASS, clock=clock)
+        store = await open_store(tmp_path / "data", node_id="county", clock=clock)
+        own = config.credentials_dir
+        client = PeerClient(client_context(own / "tls.crt", own / "tls.key", config.trust_root_path, PASS))
+        outbound = Outbound(ctx, store, client, Registry(), rand=lambda: 0.0)
+        try:
+            payload = await store.blobs.put(b"a receipt for the city")
+            header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), clock(), in_reply_to=new_id(clock()))
+            async with store.transaction() as tx:
+                await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], clock())
+            peer = await _run_until_backing_off(DestinationQueue(outbound, "city"), store)
+            assert (peer.failures, peer.last_error.code) == (1, "PKI_REVOCATION_STALE")
+            assert peer.retry_at == clock() + outbound.policy.min_delay
+            assert calls == ["/peer/v1/node"]
+            assert len(await store.drafts.drafts_for("city")) == 1
+        finally:
+            await _close(store, outbound)
+            await runner.cleanup()
+
+    asyncio.run(run())
