@@ -8,7 +8,8 @@ when another writer got there first. A duplicate or stale event writes nothing.
 With ``tx`` the write joins the caller's transaction (so a state change and the notice it causes,
 or a notice and the mark that it was applied, commit together). Inside a transaction the writer
 lock is held, so the committed state read beforehand cannot change under us; a conflict there is
-raised rather than retried.
+raised rather than retried. A row that changed under every one of the :data:`ATTEMPTS` is
+:class:`~node.errors.StoreContended`: busy, transient — the caller tries again later.
 
 :func:`apply_transport_outcome` is the sender's side of the wire: what happened to a message we
 sent (acknowledged, bounced, never buildable) moves the rows of the document it carried.
@@ -23,7 +24,7 @@ from typing import Any
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.kinds import Role
 from exchange_protocol.states import Event, ReceiverStatus, RecipientRow, SenderStatus
-from node.errors import StoreConflict, StoreNotFound
+from node.errors import StoreConflict, StoreContended, StoreNotFound
 from node.store import InboxRow, NodeStore, OutboxRecipient, Transaction
 from pki.errors import GwxError
 
@@ -66,7 +67,7 @@ async def apply_sender_event(store: NodeStore, doc_id: str, unit: str, event: Ev
             if tx is not None:
                 raise
             continue
-    raise StoreConflict(f"recipient {unit} of {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)
+    raise StoreContended(f"recipient {unit} of {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)
 
 
 async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
@@ -96,7 +97,8 @@ async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: 
             if tx is not None:
                 raise
             continue
-    raise StoreConflict(f"inbox row of {unit} for {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)
+    raise StoreContended(f"inbox row of {unit} for {doc_id} keeps changing; try again", doc_id=doc_id,
+                         unit=unit)
 
 
 async def apply_transport_outcome(store: NodeStore, message_id: str, event: Event, *, at: dt.datetime,
