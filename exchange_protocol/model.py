@@ -16,14 +16,15 @@ Field notes:
   A package must not be built from metadata without an id. What an id may be is decided here once
   (:data:`DOC_ID_PATTERN`, :func:`check_doc_id`) and used wherever an id enters: META.json, a
   received package's metadata.json, notices from peers, the local API's routes and its OpenAPI
-  description. An id must be usable as one URL path segment and as a file name, so ``/``, ``?``,
-  ``#``, ``<``, spaces and ``..`` can never be part of one.
+  description. An id must be usable as one URL path segment and as a file name, so ``/``, ``\\``,
+  ``?``, ``#``, ``%``, ``<``, spaces and ``..`` can never be part of one.
 - Sequences are tuples; lists given to the constructor are turned into tuples.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta, timezone
 
@@ -54,13 +55,16 @@ MAX_ID = 128
 MAX_SIGNERS = 50
 MAX_ISSUERS = 50
 MAX_RECIPIENTS = 10_000
-# 公文标识: letters, digits, CJK ideographs and a few marks legacy systems use (〔〕 in 发文字号-like
-# ids), in dot-separated runs — so no leading, trailing or doubled dot ("..", ".hidden"). Written
-# once in the common subset of Python and ECMA-262 regular expressions: the same text is the
-# OpenAPI and JSON Schema ``pattern`` (with maxLength MAX_ID).
-_DOC_ID_CHARS = r"0-9A-Za-z_~:\-〔〕()（）\u4e00-\u9fff"
+# 公文标识: any Unicode letter or digit and the marks legacy systems put in ids (〔〕 and 【】 in
+# 发文字号-like ids, [2024], 、 · ＿), in dot-separated runs — so never ``.`` or ``..`` as the id,
+# no leading, trailing or doubled dot, and never a path separator, whitespace, a control character
+# or anything URLs or markup give a meaning to (/ \ ? # % < > & " '). The rule is this set and
+# "letter or digit" (Unicode general categories L and N); the published JSON Schema / OpenAPI
+# ``pattern`` spells it with ``\p{L}\p{N}`` (ECMA-262 with the u flag), and :func:`check_doc_id`
+# applies it with :mod:`unicodedata` (Python's ``re`` has no ``\p``).
+DOC_ID_PUNCTUATION = "_~:-〔〕()（）[]【】、·＿"
+_DOC_ID_CHARS = r"\p{L}\p{N}" + "".join("\\" + c if c in "-()[]" else c for c in DOC_ID_PUNCTUATION)
 DOC_ID_PATTERN = rf"^[{_DOC_ID_CHARS}]+(?:\.[{_DOC_ID_CHARS}]+)*$"
-_DOC_ID_RE = re.compile(DOC_ID_PATTERN)
 _PERIOD_RE = re.compile(r"^(?:[1-9][0-9]{0,2}(?:年|个月)|长期)$")
 _COPY_RE = re.compile(r"^[0-9]{6}$")
 
@@ -90,11 +94,17 @@ def check_doc_id(value: object, name: str = "id") -> str:
     """``value`` if it is a 公文标识 every route can address; :class:`InvalidDocumentId` otherwise."""
     if not isinstance(value, str):
         raise MetadataWrongType(f"{name} (公文标识) must be a string", field=name, type=type(value).__name__)
-    if not 1 <= len(value) <= MAX_ID or not _DOC_ID_RE.fullmatch(value):
+    runs = value.split(".")
+    if not 1 <= len(value) <= MAX_ID or not all(run and all(map(_doc_id_char, run)) for run in runs):
         raise InvalidDocumentId(
-            f"{name} (公文标识) {value[:40]!r} is not an id: 1–{MAX_ID} letters, digits, Chinese characters "
-            "or _ ~ : - 〔〕 () （）, in runs joined by single dots", field=name, value=value[:80])
+            f"{name} (公文标识) {value[:40]!r} is not an id: 1–{MAX_ID} letters, digits (Chinese characters "
+            "included) or _ ~ : - 〔〕 () （） [] 【】 、 · ＿, in runs joined by single dots",
+            field=name, value=value[:80])
     return value
+
+
+def _doc_id_char(c: str) -> bool:
+    return c in DOC_ID_PUNCTUATION or unicodedata.category(c)[0] in "LN"
 
 
 def check_unit_code(value: object, name: str) -> str:
