@@ -25,7 +25,8 @@ The line callers see (import these from ``node.store``, never from ``node.store.
 
 Behind the line, :mod:`.sqlite` (its package docstring is its map) is the only code that speaks SQL;
 a test fails the build if SQL or a database driver appears anywhere else in ``node/``. A PostgreSQL
-backend for scale-out implements the same protocols and no caller changes.
+backend for scale-out is planned (a later issue), not built; it would implement the same protocols
+and no caller would change.
 
 Every write takes an optional ``tx``: several state changes (say, a 签收 receipt updating a recipient
 row and queueing the acknowledgement) commit together with ``async with store.transaction() as tx:

@@ -52,7 +52,7 @@ def test_a_failed_attempt_defers_and_a_receipt_settles() -> None:
         assert qs.next_state(state, QueueEvent.SENT) == qs.SENT
 
 
-def test_every_state_but_incoming_is_reachable_and_sources_come_in_lifecycle_order() -> None:
+def test_every_state_incoming_included_is_reachable_and_sources_come_in_lifecycle_order() -> None:
     reachable = {qs.target(event, attempts) for event in QueueEvent for attempts in (0, 1)}
     assert reachable == set(qs.QUEUE_STATES)  # incoming too: a released, never-tried row
     for event in QueueEvent:
