@@ -19,6 +19,8 @@ from aiohttp import web
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.ids import new_id
+from exchange_protocol.kinds import Kind, Role
+from exchange_protocol.states import SenderStatus
 from node.config import load_config
 from node.context import NodeContext
 from node.federation.destination_queue import DestinationQueue
@@ -26,7 +28,7 @@ from node.federation.outbound import NewMessage, Outbound
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
 from node.ops.metrics import Registry
-from node.store import Draft, PeerState, StoredPeerCredentials
+from node.store import Draft, OutboxDocument, OutboxRecipient, OutgoingLink, PeerState, StoredPeerCredentials
 from node.store.opener import open_store
 from node.store.sqlite.db import to_db_time
 from pki.ca import pem
@@ -39,18 +41,19 @@ from tests.node.store.conftest import FakeClock
 node_dir = processing.node_dir  # the county and city nodes of the processor's tests (a fixture)
 
 
-async def _old_bounce_row(store, expires_at: dt.datetime | None, now: dt.datetime) -> str:
-    """A bounce notice queued with no recipient unit, exactly as the old processor wrote it."""
+async def _old_bounce_row(store, expires_at: dt.datetime | None, now: dt.datetime, *, type: str = "bounce",
+                          from_unit: str | None = None) -> str:
+    """A message queued with no recipient unit, exactly as the old processor wrote its bounces."""
     message_id = new_id(now)
-    header = {"message_id": message_id, "type": "bounce", "from_unit": None, "to_units": [],
+    header = {"message_id": message_id, "type": type, "from_unit": from_unit, "to_units": [],
               "created": now.isoformat(), "expires": (now + dt.timedelta(days=8)).isoformat(),
-              "in_reply_to": new_id(now), "max_hops": 8}
-    ref = await store.blobs.put(b"an old bounce notice")
+              "in_reply_to": None if type == "document" else new_id(now), "max_hops": 8}
+    ref = await store.blobs.put(f"an old {type}".encode())
     async with store.transaction() as tx:
         await tx.execute(
             "INSERT INTO drafts (message_id, destination, type, header, payload_digest, payload_size,"
             " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (message_id, "city", "bounce", json.dumps(header), ref.digest, ref.size, to_db_time(now),
+            (message_id, "city", type, json.dumps(header), ref.digest, ref.size, to_db_time(now),
              to_db_time(expires_at) if expires_at else None))
     return message_id
 
@@ -93,6 +96,33 @@ def test_an_old_draft_the_header_check_refuses_is_set_aside_and_the_others_are_b
                 assert (event.action, event.details["error"]) == ("draft.failed", "ENV_INVALID_FIELD")
                 assert any(r.message_id == bad and r.code == "ENV_INVALID_FIELD" for r in caplog.records)
             await store.audit.verify_chain()
+        finally:
+            await _close(store, outbound)
+
+    asyncio.run(run())
+
+
+def test_the_document_an_unreadable_draft_carried_fails_for_its_recipients(node_dir, tmp_path):
+    """Its sender sees the document failed, with the reason, instead of queued for ever."""
+    async def run():
+        ctx, store, outbound, _ = await _open(node_dir, tmp_path)
+        try:
+            now = ctx.clock()
+            message_id = await _old_bounce_row(store, None, now, type="document", from_unit=A)
+            package = await store.blobs.put(b"package")
+            doc = OutboxDocument(doc_id="doc-1", from_unit=A, title="关于测试的通知", kind=Kind.NOTICE,
+                                 package_digest=package.digest, created_at=now)
+            await store.messages.add_outbox(doc, [OutboxRecipient(unit=SENDER, role=Role.MAIN,
+                                                                  status=SenderStatus.QUEUED, destination_node="city")],
+                                            actor="clerk-1")
+            async with store.transaction() as tx:
+                await store.links.add_links(tx, [OutgoingLink(message_id, "doc-1", "document", "city", (SENDER,), now)])
+
+            await DestinationQueue(outbound, "city").builder.build_drafts()  # no peer needed to set it aside
+
+            [row] = (await store.messages.get_outbox("doc-1")).recipients
+            assert row.status == SenderStatus.FAILED.value and row.reason.startswith("ENV_INVALID_FIELD")
+            assert await store.drafts.drafts_for("city") == []
         finally:
             await _close(store, outbound)
 
