@@ -32,6 +32,7 @@ __all__ = [
     "StoreConflict",
     "StoreContended",
     "StoreCorrupt",
+    "StoreDiskFull",
     "StoreDuplicate",
     "StoreError",
     "StoreNotFound",
@@ -149,6 +150,14 @@ class BadDigest(StoreError):
 
     code = "STORE_BAD_DIGEST"
     kind = ErrorKind.INVALID_INPUT
+
+
+class StoreDiskFull(StoreError):
+    """Less free space where the store lives than the node needs to accept an envelope (what
+    readiness reports, ``node.ops.readiness``): an operator frees space, the node carries on."""
+
+    code = "STORE_DISK_FULL"
+    kind = ErrorKind.TRANSIENT
 
 
 class StoreConflict(StoreError):
