@@ -11,9 +11,11 @@ the earliest of: a wake-up (a new message for this peer), the next row due, the 
 
 Errors are judged by kind at the loop boundary (:meth:`DestinationQueue.run`): an error
 :func:`node.error_kinds.disposition` says to retry (the peer down or answering badly, our own CRL
-stale, our HSM away, the store busy) means back off; any other is logged, and an exception that is
-no GwxError with its traceback, and the loop carries on after a pause, so a destination's task
-never dies.
+stale, our HSM away, the store busy) means back off; one it says to give up on (the peer's
+certificate expired) is logged as needing an operator and backs off too — there is no message to
+give up on there, they bounce by their own windows — so the peer is never called every few
+seconds. An exception that is no GwxError is logged with its traceback and the loop carries on
+after a pause, so a destination's task never dies.
 """
 
 from __future__ import annotations
@@ -64,12 +66,15 @@ class DestinationQueue:
                 try:
                     await self._round()
                 except GwxError as exc:
-                    if disposition(exc) is not Disposition.RETRY:
-                        raise
                     # The peer, our credentials or our store will do better later: back off
                     # (error_kinds decides, so our own stale CRL waits like a peer that is down).
                     if isinstance(exc, PeerIdentityMismatch):
                         self.builder.forget_credentials()
+                    if disposition(exc) is not Disposition.RETRY:
+                        # Nothing here to give up (messages bounce by their own windows): the
+                        # destination waits for an operator, e.g. the peer's certificate expired.
+                        log.error("cannot serve %s until an operator acts: %s", self.destination, exc,
+                                  extra={"destination": self.destination, "code": exc.code})
                     await self.limiter.failed(exc)
                 if not self._stopping:
                     await self._sleep()

@@ -200,9 +200,13 @@ def test_an_hsm_away_while_sealing_leaves_the_draft_and_backs_off(node_dir, tmp_
     asyncio.run(run())
 
 
-def test_our_stale_crl_when_fetching_the_peers_certificates_backs_off(node_dir, tmp_path):
-    """The peer answers GET /peer/v1/node with valid certificates, but our CRL is past its
-    nextUpdate: the loop backs off (PKI_REVOCATION_STALE) and calls the peer once, not every 5 s."""
+@pytest.mark.parametrize(("later", "code"), [
+    (dt.timedelta(days=8), "PKI_REVOCATION_STALE"),  # our CRL is good for 7 days: a kind that retries
+    (dt.timedelta(days=365 * 30), "PKI_CERT_EXPIRED"),  # the peer's certificate expired: one that gives up
+])
+def test_a_peer_whose_certificates_we_cannot_accept_is_backed_off(node_dir, tmp_path, later, code):
+    """The peer answers GET /peer/v1/node, but we cannot accept its certificates — our CRL is past
+    its nextUpdate, or they have expired: the loop backs off and calls the peer once, not every 5 s."""
     city = NodeContext.load(load_config(node_dir / "city"), PASS)
     node_info = json.dumps({"node_id": "city", "signing_cert": pem(city.signer.certificate).decode(),
                             "encryption_cert": pem(city.decryption_key.certificate).decode(),
@@ -228,7 +232,7 @@ def test_our_stale_crl_when_fetching_the_peers_certificates_backs_off(node_dir, 
         config = load_config(node_dir / "county")
         config = dataclasses.replace(config, directory=node_dir / "county", peers=tuple(
             dataclasses.replace(p, url=f"https://127.0.0.1:{port}") for p in config.peers))
-        clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=8))  # CRL: 7 days
+        clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0) + later)
         ctx = NodeContext.load(config, PASS, clock=clock)
         store = await open_store(tmp_path / "data", node_id="county", clock=clock)
         own = config.credentials_dir
@@ -240,7 +244,7 @@ def test_our_stale_crl_when_fetching_the_peers_certificates_backs_off(node_dir, 
             async with store.transaction() as tx:
                 await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], clock())
             peer = await _run_until_backing_off(DestinationQueue(outbound, "city"), store)
-            assert (peer.failures, peer.last_error.code) == (1, "PKI_REVOCATION_STALE")
+            assert (peer.failures, peer.last_error.code) == (1, code)
             assert peer.retry_at == clock() + outbound.policy.min_delay
             assert calls == ["/peer/v1/node"]
             assert len(await store.drafts.drafts_for("city")) == 1
