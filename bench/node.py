@@ -67,7 +67,7 @@ from exchange_protocol.package_verify import verify_package  # noqa: E402
 from exchange_protocol.transport_receipt import verify_receipt  # noqa: E402
 from node.federation.tls import client_context  # noqa: E402
 from node.federation.transport import ENVELOPE_MEDIA_TYPE  # noqa: E402
-from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, send_document, wait_for  # noqa: E402
+from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, notice_pdf, send_document, wait_for  # noqa: E402
 from pki.ca import load_certificate, load_certificates  # noqa: E402
 from pki.crl import load_crl  # noqa: E402
 from pki.keystore import read_private_key  # noqa: E402
@@ -93,21 +93,6 @@ def make_network(base: Path) -> tuple[LocalNetwork, LocalNode, LocalNode]:
     net.connect_all()
     net.start_all()
     return net, sender, receiver
-
-
-def body_pdf() -> bytes:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    buf = io.BytesIO()
-    c = canvas.Canvas(buf)
-    c.setFont("STSong-Light", 16)
-    c.drawString(72, 720, "关于做好冬季安全生产工作的通知")
-    c.setFont("STSong-Light", 12)
-    c.drawString(72, 690, "各区县人民政府，市政府各部门：请按要求做好相关工作。")
-    c.save()
-    return buf.getvalue()
 
 
 def cpu_seconds(pid: int, kernel_only: bool = False) -> float:
@@ -440,7 +425,7 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     fig: dict = {"bench": "node", "documents": args.documents, "batch": args.batch, "inflight": args.inflight,
                  "cores": os.cpu_count(), "quick": args.quick}
-    pdf = body_pdf()
+    pdf = notice_pdf()
     with tempfile.TemporaryDirectory(prefix="gwx-bench-node-", dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
         base = Path(tmp)
         if "accept" not in skip:

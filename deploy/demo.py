@@ -23,12 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.pdfgen import canvas
-
-from node.localnet import LocalNetwork, send_document, wait_for
+from node.localnet import LocalNetwork, notice_pdf, send_document, wait_for
 from pki.unit_code import make_unit_code
 
 CITY_OFFICE = make_unit_code("11371300MB0000001")
@@ -42,23 +37,6 @@ TITLE = "关于做好2026年冬季安全生产工作的通知"
 
 def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
-
-
-def make_pdf(path: Path) -> None:
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    c = canvas.Canvas(str(path), pagesize=A4)
-    c.setFont("STSong-Light", 22)
-    c.drawCentredString(A4[0] / 2, 760, "临沂市人民政府办公室")
-    c.setFont("STSong-Light", 16)
-    c.drawCentredString(A4[0] / 2, 720, TITLE)
-    c.setFont("STSong-Light", 12)
-    lines = ["各区人民政府办公室，市直有关部门：", "    为切实做好今冬明春安全生产工作，现将有关事项通知如下：",
-             "    一、压实安全生产责任。", "    二、加强重点行业领域隐患排查。", "    三、做好应急值守和信息报送。",
-             "", "                                              临沂市人民政府办公室",
-             "                                                2026年11月20日"]
-    for i, line in enumerate(lines):
-        c.drawString(72, 680 - 22 * i, line)
-    c.save()
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -127,7 +105,10 @@ def main() -> int:
 
         step("the city office sends a sealed 通知 to five county units")
         body = base / "body.pdf"
-        make_pdf(body)
+        body.write_bytes(notice_pdf(TITLE, issuer="临沂市人民政府办公室", greeting="各区人民政府办公室，市直有关部门：",
+                                    body=["为切实做好今冬明春安全生产工作，现将有关事项通知如下：",
+                                          "一、压实安全生产责任。", "二、加强重点行业领域隐患排查。",
+                                          "三、做好应急值守和信息报送。"]))
         attachment = base / "冬季安全生产检查表.csv"
         attachment.write_text("单位,检查项目,责任人\n", encoding="utf-8")
         meta = {"kind": "通知", "title": TITLE, "doc_number": "临政办发〔2026〕12号", "issuers": [CITY_OFFICE],

@@ -9,6 +9,9 @@ A network has one root CA; intermediate CAs (one per level, say) may issue some 
 (:meth:`LocalNetwork.add_intermediate`, ``add_node(..., ca=...)``). :meth:`LocalNetwork.publish_crls`
 writes every CA's current CRL, concatenated, into each node's ``crl.pem`` — what an operator does
 after a revocation, and what a node under an intermediate needs from the start.
+
+:func:`notice_pdf` is the sample 公文 body all three send (and every test that needs a PDF): one
+maker, so a change to what a document looks like is made once.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +179,44 @@ def send_document(node: LocalNode, unit_code: str, meta: dict, body_pdf: Path,
                              [("body", body_pdf, body_pdf.name, "application/pdf"),
                               *[("attachment", a, a.name, "application/octet-stream") for a in attachments]])
     return node.client(f"clerk-{unit_code}", timeout).post_multipart("/api/v1/documents", stream)
+
+
+def notice_pdf(title: str = "关于做好冬季安全生产工作的通知", *, issuer: str = "某某市人民政府",
+               greeting: str = "各县（市、区）人民政府，市直各单位：",
+               body: Sequence[str] = ("现将有关事项通知如下。",), date_line: str | None = "2026年11月20日",
+               pages: int = 1) -> bytes:
+    """A 通知 laid out in the GB/T 9704 manner, Chinese text in reportlab's STSong-Light CID font.
+
+    Every page has the title, the greeting and the ``body`` lines (marked 第N页 when there are
+    several pages); the last page ends with the issuing organ at (380, 300) and the date line at
+    (372, 272), where a seal is placed. ``date_line=None`` leaves the date out.
+    """
+    # reportlab is a test and demo dependency, not the node's: imported only when a sample is made.
+    import io
+
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    if "STSong-Light" not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)  # A4, reportlab's default page size
+    for page in range(pages):
+        c.setFont("STSong-Light", 22)
+        c.drawCentredString(297, 720, title)
+        c.setFont("STSong-Light", 16)
+        c.drawString(90, 660, greeting)
+        for i, line in enumerate(body):
+            mark = f"（第{page + 1}页）" if pages > 1 and i == len(body) - 1 else ""
+            c.drawString(122, 630 - 26 * i, line + mark)
+        if page == pages - 1:
+            c.drawString(380, 300, issuer)
+            if date_line:
+                c.drawString(372, 272, date_line)
+        c.showPage()
+    c.save()
+    return buf.getvalue()
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):

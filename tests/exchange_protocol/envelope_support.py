@@ -22,8 +22,8 @@ from pki.ca import CertificateAuthority, NodeCredentials, pem
 from pki.keystore import read_private_key
 from pki.signer import SoftwareSigner
 from pki.trust import TrustStore
+from tests.support import PASSPHRASE
 
-PW = b"envelope-tests"
 NOW = dt.datetime(2026, 3, 2, 8, 0, 0, tzinfo=dt.UTC)
 UNIT_A = "91350100M000100Y43"
 UNIT_B = "11100000000013127D"
@@ -59,10 +59,10 @@ class Network:
 def _node(ca: CertificateAuthority, node_id: str, base: Path, algorithm: str | None = None,
           chain: tuple[x509.Certificate, ...] = ()) -> Node:
     out = base / f"{node_id}-{ca.name}"
-    creds = ca.issue_node(node_id, f"{node_id}.example", out, PW, algorithm=algorithm,
+    creds = ca.issue_node(node_id, f"{node_id}.example", out, PASSPHRASE, algorithm=algorithm,
                           now=NOW - dt.timedelta(days=1))
-    sign_key = read_private_key(out / "sign.key", PW)
-    enc_key = read_private_key(out / "enc.key", PW)
+    sign_key = read_private_key(out / "sign.key", PASSPHRASE)
+    enc_key = read_private_key(out / "enc.key", PASSPHRASE)
     pem_path = out / "enc.plain.pem"
     pem_path.write_bytes(enc_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
@@ -76,9 +76,9 @@ def _node(ca: CertificateAuthority, node_id: str, base: Path, algorithm: str | N
 def network() -> Network:
     base = Path(tempfile.mkdtemp(prefix="gwx-envelope-"))
     atexit.register(shutil.rmtree, base, True)
-    root = CertificateAuthority.init_root(base / "root", "测试网", PW, now=NOW - dt.timedelta(days=2))
-    inter = root.create_intermediate(base / "inter", "测试县", PW, now=NOW - dt.timedelta(days=2))
-    rogue = CertificateAuthority.init_root(base / "rogue", "Rogue", PW, now=NOW - dt.timedelta(days=2))
+    root = CertificateAuthority.init_root(base / "root", "测试网", PASSPHRASE, now=NOW - dt.timedelta(days=2))
+    inter = root.create_intermediate(base / "inter", "测试县", PASSPHRASE, now=NOW - dt.timedelta(days=2))
+    rogue = CertificateAuthority.init_root(base / "rogue", "Rogue", PASSPHRASE, now=NOW - dt.timedelta(days=2))
     nodes = {
         "a": _node(root, "a", base),
         "b": _node(root, "b", base),

@@ -1,4 +1,4 @@
-"""Real PKI and real PDFs for the package tests: our CA, an issued seal, reportlab documents.
+"""Real PKI for the package tests: our CA, issued seals, valid metadata (the PDF is node.localnet.notice_pdf).
 
 Built once per session (a CA and a seal cost a few hundred milliseconds). Fakes only for time.
 """
@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.pdfgen import canvas
 
 from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.model import DocumentMetadata
 from pki import tsa
 from pki.ca import CertificateAuthority
 from pki.seal_store import SealCredential, issue_seal
+from tests.support import PASSPHRASE
 
-PASSPHRASE = b"correct horse battery"
 UNIT = "91350100M000100Y43"
 OTHER_UNIT = "11100000000013127D"
 NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -59,37 +55,6 @@ def make_pki(directory: Path) -> Pki:
 @pytest.fixture(scope="session")
 def pki_env(tmp_path_factory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pkg-pki"))
-
-
-_font_registered = False
-
-
-def make_pdf(title: str = "关于做好2026年春季安全生产工作的通知", pages: int = 1,
-             date_line: str | None = "2026年3月2日", filler_bytes: int = 0) -> bytes:
-    """A GB/T 9704-ish PDF with Chinese text; ``filler_bytes`` of incompressible image data."""
-    global _font_registered
-    if not _font_registered:
-        pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-        _font_registered = True
-    buf = io.BytesIO()
-    c = canvas.Canvas(buf)
-    for page in range(pages):
-        c.setFont("STSong-Light", 22)
-        c.drawCentredString(297, 720, title)
-        c.setFont("STSong-Light", 16)
-        c.drawString(90, 660, "各县（市、区）人民政府，市直各单位：")
-        c.drawString(122, 630, f"现将有关事项通知如下。（第{page + 1}页）")
-        if page == pages - 1:
-            c.drawString(380, 300, "某某市人民政府")
-            if date_line:
-                c.drawString(372, 272, date_line)
-        if filler_bytes and page == 0:
-            c.setFont("Helvetica", 1)
-            import os
-            c.drawString(10, 10, os.urandom(filler_bytes // 2).hex())
-        c.showPage()
-    c.save()
-    return buf.getvalue()
 
 
 def make_meta(**overrides) -> DocumentMetadata:

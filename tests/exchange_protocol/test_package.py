@@ -30,10 +30,11 @@ from exchange_protocol.meta_json import meta_to_dict, meta_to_json, parse_meta
 from exchange_protocol.package import Attachment, PackageBuilder, build_package, signature_value
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.package_verify import verify_package
+from node.localnet import notice_pdf
 from pki import cms
 from pki.errors import GwxError
 from pki.seal_store import SealCredential
-from tests.exchange_protocol.package_fixtures import NOW, OTHER_UNIT, UNIT, make_meta, make_pdf, pki_env  # noqa: F401
+from tests.exchange_protocol.package_fixtures import NOW, OTHER_UNIT, UNIT, make_meta, pki_env  # noqa: F401
 
 MiB = 1024 * 1024
 
@@ -41,7 +42,7 @@ MiB = 1024 * 1024
 def build(pki, **kw) -> bytes:
     out = io.BytesIO()
     kw.setdefault("metadata", make_meta())
-    kw.setdefault("body", make_pdf())
+    kw.setdefault("body", notice_pdf())
     build_package(out, seal_key=pki.seal, at=NOW, **kw)
     return out.getvalue()
 
@@ -163,7 +164,7 @@ def test_large_attachment_is_streamed_with_bounded_memory(pki_env, tmp_path):
     tracemalloc.start()
     try:
         with pkg.open("wb") as out:
-            build_package(out, metadata=make_meta(), body=make_pdf(), seal_key=pki_env.seal, at=NOW,
+            build_package(out, metadata=make_meta(), body=notice_pdf(), seal_key=pki_env.seal, at=NOW,
                           attachments=[Attachment("附件3 现场录像.mp4", _Generated(size))])
         _, build_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
@@ -180,7 +181,7 @@ def test_large_attachment_is_streamed_with_bounded_memory(pki_env, tmp_path):
 
 
 def test_builder_is_immutable_and_validates_at_build(pki_env):
-    base = PackageBuilder().with_metadata(make_meta()).with_body(make_pdf())
+    base = PackageBuilder().with_metadata(make_meta()).with_body(notice_pdf())
     more = base.with_attachment("a.txt", b"a")
     assert base.attachments == () and len(more.attachments) == 1
     out = io.BytesIO()
@@ -204,7 +205,7 @@ def test_builder_is_immutable_and_validates_at_build(pki_env):
      "PKG_NESTED_ARCHIVE"),
 ])
 def test_builder_refusals(pki_env, change, code):
-    builder = change(PackageBuilder(metadata=make_meta(), body=make_pdf()))
+    builder = change(PackageBuilder(metadata=make_meta(), body=notice_pdf()))
     with pytest.raises(Exception) as info:
         builder.build(io.BytesIO(), pki_env.seal, at=NOW)
     assert getattr(info.value, "code", None) == code, info.value
@@ -226,14 +227,14 @@ def test_classified_documents_are_refused(pki_env):
                        "classification": "秘密★1年", "copy_number": "000001"},
                       allow_classified=True, now=NOW).metadata
     with pytest.raises(ClassifiedRefused):
-        PackageBuilder(metadata=meta, body=make_pdf()).build(io.BytesIO(), pki_env.seal, at=NOW)
+        PackageBuilder(metadata=meta, body=notice_pdf()).build(io.BytesIO(), pki_env.seal, at=NOW)
 
 
 def test_a_key_that_does_not_belong_to_the_seal_is_refused(pki_env):
     mixed = SealCredential(pki_env.seal.directory, pki_env.seal.seal, pki_env.other_seal.certificate,
                            pki_env.other_seal.signer)
     with pytest.raises(Exception) as info:
-        PackageBuilder(metadata=make_meta(), body=make_pdf()).build(io.BytesIO(), mixed, at=NOW)
+        PackageBuilder(metadata=make_meta(), body=notice_pdf()).build(io.BytesIO(), mixed, at=NOW)
     assert info.value.code == "PKG_BAD_INPUT"
 
 
@@ -250,7 +251,7 @@ def test_output_may_be_a_non_seekable_stream(pki_env):
             return len(b)
 
     pipe = Pipe()
-    build_package(pipe, metadata=make_meta(), body=make_pdf(), seal_key=pki_env.seal, at=NOW,
+    build_package(pipe, metadata=make_meta(), body=notice_pdf(), seal_key=pki_env.seal, at=NOW,
                   attachments=[Attachment("a.txt", b"hello")])
     report = verify_package(io.BytesIO(b"".join(pipe.parts)), [pki_env.root], NOW)
     assert report.ok, report.to_dict()
@@ -260,13 +261,13 @@ def test_only_the_lead_issuer_seals_a_joint_document(pki_env, tmp_path):
     """A co-issuer's clerk must not be able to put the lead organ first and seal with their own seal."""
     with pytest.raises(GwxError) as refused:  # the builder: the seal must be the lead issuer's
         build_package(io.BytesIO(), metadata=make_meta(issuers=[UNIT, OTHER_UNIT], to=["11100000000013127D"]),
-                      body=make_pdf(), seal_key=pki_env.other_seal, at=NOW)
+                      body=notice_pdf(), seal_key=pki_env.other_seal, at=NOW)
     assert refused.value.code == "PKG_SEAL_NOT_ISSUER"
 
     # By hand: a valid joint package led by OTHER_UNIT, then the metadata reordered to put UNIT
     # first and the manifest re-signed with OTHER_UNIT's seal key.
     honest = io.BytesIO()
-    build_package(honest, metadata=make_meta(issuers=[OTHER_UNIT, UNIT], to=[UNIT]), body=make_pdf(),
+    build_package(honest, metadata=make_meta(issuers=[OTHER_UNIT, UNIT], to=[UNIT]), body=notice_pdf(),
                   seal_key=pki_env.other_seal, at=NOW)
     with zipfile.ZipFile(io.BytesIO(honest.getvalue())) as z:
         members = {i.filename: z.read(i.filename) for i in z.infolist()}

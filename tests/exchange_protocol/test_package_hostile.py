@@ -15,14 +15,15 @@ from exchange_protocol.errors import PackageError, PackageZipBomb
 from exchange_protocol.package import Attachment, build_package
 from exchange_protocol.package_reader import DEFAULT_LIMITS, PackageReader
 from exchange_protocol.package_verify import CHECKS, verify_package
+from node.localnet import notice_pdf
 from tests.exchange_protocol.hostile.corpus import Case, build_corpus
-from tests.exchange_protocol.package_fixtures import NOW, make_meta, make_pdf, pki_env  # noqa: F401
+from tests.exchange_protocol.package_fixtures import NOW, make_meta, pki_env  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def valid_package(pki_env) -> bytes:
     out = io.BytesIO()
-    build_package(out, metadata=make_meta(), body=make_pdf(), seal_key=pki_env.seal, at=NOW,
+    build_package(out, metadata=make_meta(), body=notice_pdf(), seal_key=pki_env.seal, at=NOW,
                   attachments=[Attachment("附件1 名单.csv", "姓名\n张三\n".encode())])
     return out.getvalue()
 
@@ -69,7 +70,7 @@ def test_structural_defences_raise_typed_errors_from_the_reader(corpus):
 
 def test_limits_are_enforced_on_the_bytes_that_come_out_not_only_on_headers(pki_env):
     out = io.BytesIO()
-    build_package(out, metadata=make_meta(), body=make_pdf(), seal_key=pki_env.seal, at=NOW,
+    build_package(out, metadata=make_meta(), body=notice_pdf(), seal_key=pki_env.seal, at=NOW,
                   attachments=[Attachment("报表.csv", b"1,2,3,4,5,6,7,8\n" * 200_000)])
     reader = PackageReader(io.BytesIO(out.getvalue()))  # passes with the default limits
     # Tighter limits after the header check: streaming must stop the member on its own.

@@ -17,6 +17,7 @@ from exchange_protocol.package import Attachment, build_package
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.sniff import archive_kind
+from node.localnet import notice_pdf
 from pki.ca import CertificateAuthority
 from pki.crl import build_crl
 from pki.revocation import CrlChecker
@@ -29,7 +30,6 @@ from tests.exchange_protocol.package_fixtures import (  # noqa: F401
     PASSPHRASE,
     UNIT,
     make_meta,
-    make_pdf,
     make_pki,
     pki_env,
 )
@@ -38,7 +38,7 @@ from tests.exchange_protocol.package_fixtures import (  # noqa: F401
 def package(pki, seal=None, **kw) -> bytes:
     out = io.BytesIO()
     kw.setdefault("metadata", make_meta())
-    build_package(out, body=make_pdf(), seal_key=seal or pki.seal, at=NOW, **kw)
+    build_package(out, body=notice_pdf(), seal_key=seal or pki.seal, at=NOW, **kw)
     return out.getvalue()
 
 

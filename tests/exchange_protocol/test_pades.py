@@ -17,14 +17,15 @@ from pypdf import PdfReader
 
 from exchange_protocol.errors import PackageNotPdf, PackageSealInvalid
 from exchange_protocol.pades import MM_TO_PT, PadesSealer, pades_sealer, validate_sealed_pdf
+from node.localnet import notice_pdf
 from pki.ca import CertificateAuthority
 from pki.signer import Signer
-from tests.exchange_protocol.package_fixtures import NOW, make_pdf, pki_env  # noqa: F401
+from tests.exchange_protocol.package_fixtures import NOW, pki_env  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def sealed(pki_env) -> bytes:
-    return pades_sealer(pki_env.seal.signer, pki_env.seal.seal).seal_pdf(make_pdf(pages=2), at=NOW)
+    return pades_sealer(pki_env.seal.signer, pki_env.seal.seal).seal_pdf(notice_pdf(pages=2), at=NOW)
 
 
 def test_pyhanko_validator_trusting_our_root_accepts_the_seal(sealed, pki_env):
@@ -68,7 +69,7 @@ def test_seal_appearance_sits_over_the_date_line_on_the_last_page(sealed, pki_en
     x1, y1, x2, y2 = (float(v) for v in widget["/Rect"])
     diameter = 42 * MM_TO_PT
     assert x2 - x1 == pytest.approx(diameter, abs=0.5) and y2 - y1 == pytest.approx(diameter, abs=0.5)
-    # make_pdf writes the date at (372, 272): the seal covers it, the date in its lower half.
+    # notice_pdf writes the date at (372, 272): the seal covers it, the date in its lower half.
     assert x1 < 372 + 40 < x2 and y1 < 272 < (y1 + y2) / 2
     assert "/Image" in str(widget["/AP"]["/N"].get_object()["/Resources"]["/XObject"]) or \
         widget["/AP"]["/N"].get_object()["/Resources"]["/XObject"]
@@ -77,7 +78,7 @@ def test_seal_appearance_sits_over_the_date_line_on_the_last_page(sealed, pki_en
 
 def test_without_a_date_line_the_seal_goes_lower_right(pki_env):
     sealer = pades_sealer(pki_env.seal.signer, pki_env.seal.seal)
-    where = sealer.placement(make_pdf(date_line=None))
+    where = sealer.placement(notice_pdf(date_line=None))
     assert not where.found_date_line
     x1, y1, x2, _ = where.box
     assert x2 > 595 / 2 and y1 < 842 / 2
@@ -85,7 +86,7 @@ def test_without_a_date_line_the_seal_goes_lower_right(pki_env):
 
 def test_seal_box_places_the_seal(pki_env):
     sealer = pades_sealer(pki_env.seal.signer, pki_env.seal.seal)
-    out = sealer.seal_pdf(make_pdf(), at=NOW, seal_box=(100, 100, 200, 200))
+    out = sealer.seal_pdf(notice_pdf(), at=NOW, seal_box=(100, 100, 200, 200))
     widget = next(a.get_object() for a in PdfReader(io.BytesIO(out)).pages[0]["/Annots"])
     assert [float(v) for v in widget["/Rect"]] == [100, 100, 200, 200]
     validate_sealed_pdf(out, [pki_env.root], NOW)
@@ -114,7 +115,7 @@ class CountingSigner(Signer):
 
 def test_signatures_come_from_our_signer_interface(pki_env):
     signer = CountingSigner(pki_env.seal.signer)
-    out = PadesSealer(signer, pki_env.seal.seal).seal_pdf(make_pdf(), at=NOW)
+    out = PadesSealer(signer, pki_env.seal.seal).seal_pdf(notice_pdf(), at=NOW)
     assert signer.calls >= 1
     assert validate_sealed_pdf(out, [pki_env.root], NOW).signer_certificate == pki_env.seal.certificate
 
@@ -143,7 +144,7 @@ def test_untrusted_root_wrong_certificate_and_expiry(sealed, pki_env, tmp_path):
 
 def test_unsealed_and_non_pdf_bodies(pki_env):
     with pytest.raises(PackageSealInvalid):
-        validate_sealed_pdf(make_pdf(), [pki_env.root], NOW)
+        validate_sealed_pdf(notice_pdf(), [pki_env.root], NOW)
     with pytest.raises(PackageNotPdf):
         pades_sealer(pki_env.seal.signer, pki_env.seal.seal).seal_pdf(b"%PDF-1.7\ngarbage", at=NOW)
     with pytest.raises(PackageSealInvalid):

@@ -13,7 +13,7 @@ from pki.ca import CertificateAuthority, load_certificates, node_id_of, unit_cod
 from pki.errors import CaError, InvalidInput, InvalidUnitCode, UnknownCertificate, WrongPassphrase
 from pki.keystore import read_private_key
 from pki.trust import Purpose, TrustStore, verify_certificate
-from tests.conftest import PASSPHRASE, run_openssl
+from tests.support import PASSPHRASE, run_openssl
 
 UNIT = "11100000000013127D"
 

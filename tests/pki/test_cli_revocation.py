@@ -9,14 +9,13 @@ import pytest
 from node.cli.main import main
 from pki.ca import CertificateAuthority, pem
 from pki.seal_store import issue_seal
-
-PW = "correct horse"
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT
 
 
 @pytest.fixture
 def ca(tmp_path, monkeypatch):
-    monkeypatch.setenv("GWX_PASSPHRASE", PW)
-    return CertificateAuthority.init_root(tmp_path / "ca", "CLI Root", PW.encode())
+    monkeypatch.setenv("GWX_PASSPHRASE", PASSPHRASE_TEXT)
+    return CertificateAuthority.init_root(tmp_path / "ca", "CLI Root", PASSPHRASE)
 
 
 def openssl_crl(path, ca_dir, *extra) -> subprocess.CompletedProcess:
@@ -37,7 +36,7 @@ def test_revoke_certificate_then_publish_crl(ca, tmp_path, capsys):
 
 
 def test_revoke_a_seal_revokes_its_certificate(ca, tmp_path, capsys):
-    credential = issue_seal(ca, "91350100M000100Y43", "测试县财政局", tmp_path / "seal", PW.encode())
+    credential = issue_seal(ca, "91350100M000100Y43", "测试县财政局", tmp_path / "seal", PASSPHRASE)
     seal_file = next((tmp_path / "seal").glob("*.esl"))
     assert main(["pki", "revoke", "--ca", str(ca.directory), str(seal_file), "--reason", "cessation_of_operation",
                  "--json"]) == 0
@@ -51,7 +50,7 @@ def test_revoke_a_seal_revokes_its_certificate(ca, tmp_path, capsys):
 
 
 def test_bad_reason_foreign_certificate_and_garbage_are_typed_errors(ca, tmp_path, capsys):
-    other = CertificateAuthority.init_root(tmp_path / "other", "Other Root", PW.encode())
+    other = CertificateAuthority.init_root(tmp_path / "other", "Other Root", PASSPHRASE)
     foreign = other.issue_seal_certificate("91350100M000100Y43", "外单位", other.algorithm.generate().public_key())
     (tmp_path / "foreign.pem").write_bytes(pem(foreign))
     assert main(["pki", "revoke", "--ca", str(ca.directory), str(tmp_path / "foreign.pem")]) != 0

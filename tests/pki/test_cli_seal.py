@@ -11,8 +11,8 @@ from PIL import Image
 
 from node.cli.main import main
 from pki.seal import parse_seal
-from tests.conftest import PASSPHRASE, run_openssl
 from tests.pki.seal_support import OTHER_UNIT, UNIT, UNIT_NAME
+from tests.support import PASSPHRASE, run_openssl
 
 
 @pytest.fixture

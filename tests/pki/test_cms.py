@@ -27,17 +27,17 @@ from pki.errors import (
 from pki.revocation import CrlChecker
 from pki.signer import SoftwareSigner
 from pki.trust import Purpose
+from tests.support import PASSPHRASE
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-PW = b"correct horse"
 DATA = b"\xe5\x85\xac\xe6\x96\x87 manifest\r\nline two\n" * 50
 
 
 @pytest.fixture(scope="module", params=["ecdsa-p256-sha256", "rsa3072-sha256"])
 def pki_env(request, tmp_path_factory):
     base = tmp_path_factory.mktemp(request.param)
-    root = CertificateAuthority.init_root(base / "root", "Test Root", PW, algorithm=request.param)
-    inter = root.create_intermediate(base / "int", "Test County CA", PW)
+    root = CertificateAuthority.init_root(base / "root", "Test Root", PASSPHRASE, algorithm=request.param)
+    inter = root.create_intermediate(base / "int", "Test County CA", PASSPHRASE)
     key = inter.algorithm.generate()
     cert = inter.issue_seal_certificate("91350100M000100Y43", "测试县人民政府", key.public_key())
     (base / "root.pem").write_bytes(pem(root.certificate))
@@ -121,7 +121,7 @@ def test_encapsulated_content_verifies_without_separate_data(pki_env):
 
 def test_untrusted_root_is_refused(pki_env, tmp_path):
     _, _, inter, signer = pki_env
-    other = CertificateAuthority.init_root(tmp_path / "other", "Other Root", PW)
+    other = CertificateAuthority.init_root(tmp_path / "other", "Other Root", PASSPHRASE)
     sig = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate])
     with pytest.raises(CertificateUntrusted):
         cms.verify_detached(sig, DATA, trust_roots=[other.certificate], now=NOW)

@@ -14,17 +14,17 @@ from pki.ca import CertificateAuthority, pem
 from pki.cms_view import read_common
 from pki.errors import GwxError
 from pki.signer import SoftwareSigner
+from tests.support import PASSPHRASE
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-PW = b"correct horse"
 DATA = b"gwx envelope header\n" * 20
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("view")
-    root = CertificateAuthority.init_root(base / "root", "View Root", PW)
-    inter = root.create_intermediate(base / "int", "View County CA", PW)
+    root = CertificateAuthority.init_root(base / "root", "View Root", PASSPHRASE)
+    inter = root.create_intermediate(base / "int", "View County CA", PASSPHRASE)
     key = inter.algorithm.generate()
     signer = SoftwareSigner(key, inter.issue_seal_certificate("91350100M000100Y43", "测试县人民政府",
                                                               key.public_key()))

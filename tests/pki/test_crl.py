@@ -11,15 +11,15 @@ from cryptography import x509
 from pki import crl as crlmod
 from pki.ca import CertificateAuthority
 from pki.errors import MalformedEncoding
+from tests.support import PASSPHRASE
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-PW = b"correct horse"
 
 
 @pytest.fixture(params=["ecdsa-p256-sha256", "rsa3072-sha256"], scope="module")
 def ca_pair(request, tmp_path_factory):
     base = tmp_path_factory.mktemp("crl")
-    root = CertificateAuthority.init_root(base / "root", "CRL Root", PW, algorithm=request.param)
+    root = CertificateAuthority.init_root(base / "root", "CRL Root", PASSPHRASE, algorithm=request.param)
     return base, root
 
 

@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pki.errors import InsecureKeyFile, KeyStoreError, WrongPassphrase
 from pki.keystore import read_private_key, write_private_key, write_public_file, write_secret_file
-
-PASS = b"correct horse battery"
+from tests.support import PASSPHRASE
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +39,15 @@ def test_round_trip_and_owner_only_mode(request, tmp_path, key_fixture):
     key = request.getfixturevalue(key_fixture)
     old = os.umask(0)  # even a careless umask must not widen a key file
     try:
-        path = write_private_key(tmp_path / "keys" / "node.key", key, PASS)
+        path = write_private_key(tmp_path / "keys" / "node.key", key, PASSPHRASE)
     finally:
         os.umask(old)
     assert _mode(path) == 0o600
-    assert _public_der(read_private_key(path, PASS)) == _public_der(key)
+    assert _public_der(read_private_key(path, PASSPHRASE)) == _public_der(key)
 
 
 def test_key_is_encrypted_at_rest_per_openssl(tmp_path, ec_key):
-    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASSPHRASE)
     text = path.read_text()
     assert "-----BEGIN ENCRYPTED PRIVATE KEY-----" in text
     der = ec_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
@@ -57,18 +56,18 @@ def test_key_is_encrypted_at_rest_per_openssl(tmp_path, ec_key):
     wrong = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin", "pass:wrong-passphrase", "-noout"],
                            capture_output=True)
     assert wrong.returncode != 0
-    right = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin", f"pass:{PASS.decode()}",
+    right = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin", f"pass:{PASSPHRASE.decode()}",
                             "-pubout", "-outform", "DER"], capture_output=True)
     assert right.returncode == 0, right.stderr
     assert right.stdout == _public_der(ec_key)
 
 
 def test_wrong_passphrase_is_typed(tmp_path, ec_key):
-    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASSPHRASE)
     with pytest.raises(WrongPassphrase) as err:
         read_private_key(path, b"not the passphrase")
     assert err.value.code == "PKI_WRONG_PASSPHRASE"
-    assert PASS.decode() not in str(err.value)
+    assert PASSPHRASE.decode() not in str(err.value)
 
 
 @pytest.mark.parametrize("passphrase", [b"", b"short", b"7chars!"])
@@ -81,23 +80,23 @@ def test_short_passphrase_is_refused_and_nothing_written(tmp_path, ec_key, passp
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o700 | 0o004, 0o620])
 def test_key_readable_or_writable_by_others_is_refused(tmp_path, ec_key, mode):
-    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASSPHRASE)
     path.chmod(mode)
     with pytest.raises(InsecureKeyFile) as err:
-        read_private_key(path, PASS)
+        read_private_key(path, PASSPHRASE)
     assert err.value.code == "PKI_INSECURE_KEY_FILE"
     assert "chmod 600" in err.value.message
     path.chmod(0o400)  # owner read-only is fine
-    assert _public_der(read_private_key(path, PASS)) == _public_der(ec_key)
+    assert _public_der(read_private_key(path, PASSPHRASE)) == _public_der(ec_key)
 
 
 def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, ec_key, rsa_key):
-    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
-    write_private_key(path, rsa_key, PASS)  # replacing a key is a rename, not a rewrite in place
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASSPHRASE)
+    write_private_key(path, rsa_key, PASSPHRASE)  # replacing a key is a rename, not a rewrite in place
     write_secret_file(tmp_path / "token", b"s3cret")
     write_public_file(tmp_path / "ca.crt", b"-----BEGIN CERTIFICATE-----\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "k.pem", "token"]
-    assert _public_der(read_private_key(path, PASS)) == _public_der(rsa_key)
+    assert _public_der(read_private_key(path, PASSPHRASE)) == _public_der(rsa_key)
     assert _mode(tmp_path / "token") == 0o600
 
 
@@ -107,10 +106,10 @@ def test_leftover_temp_file_from_a_crash_is_never_reused(tmp_path, ec_key):
     stale = tmp_path / f".k.pem.tmp{os.getpid()}"
     stale.write_bytes(b"garbage from a crash")
     stale.chmod(0o644)
-    path = write_private_key(tmp_path / "k.pem", ec_key, PASS)
+    path = write_private_key(tmp_path / "k.pem", ec_key, PASSPHRASE)
     assert _mode(path) == 0o600
     assert stale.read_bytes() == b"garbage from a crash"
-    assert _public_der(read_private_key(path, PASS)) == _public_der(ec_key)
+    assert _public_der(read_private_key(path, PASSPHRASE)) == _public_der(ec_key)
 
 
 @pytest.mark.parametrize("writer", [write_secret_file, write_public_file])
@@ -146,9 +145,9 @@ def test_large_contents_are_written_whole(tmp_path):
 
 def test_missing_and_malformed_key_files_are_typed(tmp_path):
     with pytest.raises(KeyStoreError) as err:
-        read_private_key(tmp_path / "absent.key", PASS)
+        read_private_key(tmp_path / "absent.key", PASSPHRASE)
     assert err.value.code == "PKI_KEY_MISSING"
     junk = write_secret_file(tmp_path / "junk.key", b"-----BEGIN PRIVATE KEY-----\nnot base64\n")
     with pytest.raises(KeyStoreError) as err:
-        read_private_key(junk, PASS)
+        read_private_key(junk, PASSPHRASE)
     assert err.value.code == "PKI_KEY_MALFORMED"

@@ -15,16 +15,16 @@ from hypothesis import strategies as st
 
 from pki import ocsp
 from pki.ca import CertificateAuthority, pem
+from tests.support import PASSPHRASE
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-PW = b"correct horse"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("ocsp")
-    root = CertificateAuthority.init_root(base / "root", "OCSP Root", PW)
-    ca = root.create_intermediate(base / "int", "County CA", PW)
+    root = CertificateAuthority.init_root(base / "root", "OCSP Root", PASSPHRASE)
+    ca = root.create_intermediate(base / "int", "County CA", PASSPHRASE)
     good = ca.issue_seal_certificate("91350100M000100Y43", "好单位", ca.algorithm.generate().public_key())
     bad = ca.issue_seal_certificate("91350100M000100Y43", "坏单位", ca.algorithm.generate().public_key())
     ca.revoke(bad, "key_compromise", NOW - dt.timedelta(hours=1))
@@ -75,7 +75,7 @@ def test_openssl_notices_a_response_to_another_nonce(env):
 
 def test_openssl_rejects_response_signed_by_a_stranger(env, tmp_path):
     base, _, ca, _, _, _ = env
-    stranger = CertificateAuthority.init_root(tmp_path / "x", "Stranger", PW).ocsp_responder_signer()
+    stranger = CertificateAuthority.init_root(tmp_path / "x", "Stranger", PASSPHRASE).ocsp_responder_signer()
     openssl("-reqout", str(base / "s.der"), "-issuer", str(base / "int" / "ca.crt"), "-cert", str(base / "good.pem"))
     resp = answer(base, ca, stranger, base / "s.der", "rs.der")
     out = openssl("-respin", str(resp), "-CAfile", str(base / "root" / "root.crt"),
@@ -85,7 +85,7 @@ def test_openssl_rejects_response_signed_by_a_stranger(env, tmp_path):
 
 def test_unknown_for_foreign_issuer_and_never_issued_serial(env, tmp_path):
     _, root, ca, good, _, signer = env
-    other = CertificateAuthority.init_root(tmp_path / "o", "Other", PW)
+    other = CertificateAuthority.init_root(tmp_path / "o", "Other", PASSPHRASE)
     foreign = other.issue_seal_certificate("91350100M000100Y43", "外单位", other.algorithm.generate().public_key())
     request = ocsp.make_request(foreign, other.certificate)  # right serial space, wrong issuer
     single = next(xocsp.load_der_ocsp_response(ocsp.respond(request, ca, signer, NOW)).responses)

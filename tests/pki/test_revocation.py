@@ -20,16 +20,16 @@ from pki.errors import (
 )
 from pki.revocation import CrlChecker, OcspChecker, check_crl, check_ocsp, first_conclusive
 from pki.trust import TrustStore, verify_certificate
+from tests.support import PASSPHRASE
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-PW = b"correct horse"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("rev")
-    root = CertificateAuthority.init_root(base / "root", "Rev Root", PW)
-    ca = root.create_intermediate(base / "int", "County CA", PW)
+    root = CertificateAuthority.init_root(base / "root", "Rev Root", PASSPHRASE)
+    ca = root.create_intermediate(base / "int", "County CA", PASSPHRASE)
     new = lambda: ca.issue_seal_certificate(  # noqa: E731
         "91350100M000100Y43", "单位", ca.algorithm.generate().public_key())
     good, bad = new(), new()
@@ -59,7 +59,7 @@ def test_tampered_crl_is_a_bad_signature(env):
 
 def test_crl_signed_by_another_key_with_the_same_name_is_refused(env, tmp_path):
     _, ca, good, _ = env
-    impostor = CertificateAuthority.init_root(tmp_path / "imp", "County CA", PW)  # different key
+    impostor = CertificateAuthority.init_root(tmp_path / "imp", "County CA", PASSPHRASE)  # different key
     forged = crlmod.build_crl(impostor, NOW)
     with pytest.raises(RevocationUnknown):  # other issuer DN (O differs) or bad signature: never "good"
         check_crl(good, ca.certificate, forged, NOW)
@@ -123,7 +123,7 @@ def test_ocsp_signed_by_the_issuer_itself_is_accepted(env):
 def test_ocsp_from_wrong_responders_is_a_bad_signature(env, tmp_path):
     root, ca, good, _ = env
     request = ocsp.make_request(good, ca.certificate)
-    stranger = CertificateAuthority.init_root(tmp_path / "s", "Stranger", PW).ocsp_responder_signer()
+    stranger = CertificateAuthority.init_root(tmp_path / "s", "Stranger", PASSPHRASE).ocsp_responder_signer()
     with pytest.raises(OcspBadSignature):
         check_ocsp(good, ca.certificate, ocsp.respond(request, ca, stranger, NOW), NOW)
     # the root's responder is real, but delegated by the root, not by the certificate's issuer
@@ -156,7 +156,7 @@ def test_tampered_and_stale_ocsp(env):
 
 def test_ocsp_unknown_malformed_and_error_statuses(env, tmp_path):
     _, ca, good, _ = env
-    other = CertificateAuthority.init_root(tmp_path / "o", "Other", PW)
+    other = CertificateAuthority.init_root(tmp_path / "o", "Other", PASSPHRASE)
     foreign = other.issue_seal_certificate("91350100M000100Y43", "x", other.algorithm.generate().public_key())
     resp = ocsp.respond(ocsp.make_request(foreign, other.certificate), other, other.ocsp_responder_signer(), NOW)
     with pytest.raises(RevocationUnknown):  # a valid response, but about another certificate

@@ -25,8 +25,8 @@ from pki.keystore import read_private_key
 from pki.seal import SealBuilder, describe_seal, parse_seal
 from pki.seal_store import issue_seal, load_seal_credential
 from pki.seal_verify import verify_seal
-from tests.conftest import PASSPHRASE
 from tests.pki.seal_support import OTHER_UNIT, UNIT, UNIT_NAME, der, make_seal, picture
+from tests.support import PASSPHRASE
 
 # --- a tiny DER writer, so these tests build foreign-shaped seals without our encoder ---------
 

@@ -16,8 +16,8 @@ import pytest
 
 from pki import seal_asn1 as A
 from pki.seal import SealBuilder
-from tests.conftest import run_openssl
 from tests.pki.seal_support import UNIT, UNIT_NAME, der, make_seal, picture
+from tests.support import run_openssl
 
 SPEC = """
 GBT38540 DEFINITIONS ::= BEGIN

@@ -15,8 +15,8 @@ from pki.errors import CertificateRevoked, SealError
 from pki.seal import SealBuilder, SealPicture, encode_seal, parse_seal
 from pki.seal_der import read_single
 from pki.seal_verify import verify_seal
-from tests.conftest import run_openssl
 from tests.pki.seal_support import OTHER_UNIT, UNIT, UNIT_NAME, der, foreign_crl, make_seal, picture
+from tests.support import run_openssl
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -34,7 +34,7 @@ def roots(root_ca):
 @pytest.fixture(scope="module")
 def other_ca(tmp_path_factory):
     from pki.ca import CertificateAuthority
-    from tests.conftest import PASSPHRASE
+    from tests.support import PASSPHRASE
     return CertificateAuthority.init_root(tmp_path_factory.mktemp("other") / "ca", "另一网络根CA", PASSPHRASE)
 
 

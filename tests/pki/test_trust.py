@@ -15,7 +15,7 @@ from pki.errors import (
     CertificateWrongUsage,
 )
 from pki.trust import Purpose, TrustStore, verify_certificate
-from tests.conftest import PASSPHRASE
+from tests.support import PASSPHRASE
 
 UNIT = "11100000000013127D"
 

@@ -21,17 +21,17 @@ from pki.errors import (
     TsaRejected,
     TsaUntrusted,
 )
+from tests.support import PASSPHRASE
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-PW = b"correct horse"
 DATA = "关于开展2026年度公文交换测试的通知".encode() * 20
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("tsa")
-    root = CertificateAuthority.init_root(base / "root", "TSA Test Root", PW)
-    inter = root.create_intermediate(base / "int", "County CA", PW)
+    root = CertificateAuthority.init_root(base / "root", "TSA Test Root", PASSPHRASE)
+    inter = root.create_intermediate(base / "int", "County CA", PASSPHRASE)
     signer = inter.tsa_signer()
     (base / "root.pem").write_bytes(pem(root.certificate))
     (base / "untrusted.pem").write_bytes(pem(signer.certificate) + pem(inter.certificate))
@@ -141,7 +141,7 @@ certs = {base}/chain.pem
 
 def test_untrusted_root_and_non_tsa_signer_are_refused(env, tmp_path):
     _, root, inter, signer = env
-    other = CertificateAuthority.init_root(tmp_path / "other", "Other Root", PW)
+    other = CertificateAuthority.init_root(tmp_path / "other", "Other Root", PASSPHRASE)
     response = tsa.respond(tsa.make_request(DATA), signer, NOW, 1, extra_certs=[inter.certificate])
     with pytest.raises(TsaUntrusted):
         tsa.verify_response(response, DATA, trust_roots=[other.certificate])

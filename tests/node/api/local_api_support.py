@@ -39,21 +39,21 @@ from node.documents.service import DocumentService
 from node.federation.outbound import Outbound
 from node.federation.tls import client_context
 from node.federation.transport import PeerClient
+from node.localnet import notice_pdf
 from node.ops.metrics import Registry
 from node.provision import init_node
 from node.store import NodeStore
 from node.store.opener import open_store
 from pki.ca import CertificateAuthority
 from pki.unit_code import make_unit_code
-from tests.exchange_protocol.package_fixtures import make_pdf
+from tests.support import PASSPHRASE, FakeClock
 
 UNIT_A = "91350100M000100Y43"
 UNIT_B = "11100000000013127D"
 UNIT_C = make_unit_code("11370000MB0000001")
 UNIT_NAMES = {UNIT_A: "福州市人民政府办公厅", UNIT_B: "临沂市人民政府办公室", UNIT_C: "临沂市应急管理局"}
-PASSPHRASE = b"local api test passphrase"
 SMALL_LIMITS = Limits(max_request_bytes=4096, max_body_pdf_bytes=64 * 1024, max_envelope_bytes=256 * 1024)
-PDF = make_pdf("关于做好冬季安全生产工作的通知", date_line="2026年11月20日")
+PDF = notice_pdf()
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 _TODAY = dt.datetime.now(BEIJING)
 
@@ -91,7 +91,7 @@ def template() -> Template:
             units = [{"code": c, "name": n} for c, n in UNIT_NAMES.items()]
             config, _ = init_node(base / "node", "county-a", ca, units, PASSPHRASE, peer_port=0, local_port=0)
             now = dt.datetime.now(dt.UTC).replace(microsecond=0)  # after every certificate's notBefore
-            _template = Template(config, NodeContext.load(config, PASSPHRASE, clock=lambda: now), now)
+            _template = Template(config, NodeContext.load(config, PASSPHRASE, clock=FakeClock(now)), now)
         return _template
 
 

@@ -10,18 +10,9 @@ import pytest
 
 from node.api.auth import RELOAD_INTERVAL, AuthError, TokenStore
 from node.errors import ConfigError
+from tests.support import FakeClock
 
 UNIT = "91350100M000100Y43"
-
-
-class Clock:
-    """The only fake: monotonic seconds the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def bearer(token: str) -> str:
@@ -38,24 +29,24 @@ def test_the_file_keeps_hashes_only_and_is_private(tmp_path):
 
 
 def test_a_token_added_by_another_process_is_accepted_after_a_second(tmp_path):
-    clock = Clock()
+    clock = FakeClock.monotonic()
     running = TokenStore(tmp_path / "tokens.json", clock=clock)  # what the node loaded at start
     _, token = TokenStore(tmp_path / "tokens.json").issue("李四", "operator")  # gwx node add-token
     with pytest.raises(AuthError):
         running.authenticate(bearer(token))  # checked at most once a second
-    clock.now += RELOAD_INTERVAL
+    clock.advance(seconds=RELOAD_INTERVAL)
     assert running.authenticate(bearer(token)).name == "李四"
 
 
 def test_a_token_revoked_by_another_process_is_refused_after_a_second(tmp_path):
-    clock = Clock()
+    clock = FakeClock.monotonic()
     admin = TokenStore(tmp_path / "tokens.json")
     kept, kept_token = admin.issue("王五", "operator")
     gone, gone_token = admin.issue("赵六", "clerk", UNIT)
     running = TokenStore(tmp_path / "tokens.json", clock=clock)
     assert running.authenticate(bearer(gone_token)) == gone
     assert TokenStore(tmp_path / "tokens.json").revoke(gone.token_id)
-    clock.now += RELOAD_INTERVAL
+    clock.advance(seconds=RELOAD_INTERVAL)
     with pytest.raises(AuthError):
         running.authenticate(bearer(gone_token))
     assert running.authenticate(bearer(kept_token)) == kept
@@ -72,17 +63,17 @@ def test_a_corrupt_token_store_is_a_config_error_at_start(tmp_path, content):
 
 
 def test_a_store_damaged_while_running_refuses_every_token_until_repaired(tmp_path):
-    clock = Clock()
+    clock = FakeClock.monotonic()
     path = tmp_path / "tokens.json"
     _, token = TokenStore(path).issue("王五", "operator")
     good = path.read_bytes()
     running = TokenStore(path, clock=clock)
     path.write_bytes(good[: len(good) // 2])
-    clock.now += RELOAD_INTERVAL
+    clock.advance(seconds=RELOAD_INTERVAL)
     with pytest.raises(ConfigError):  # never keeps honouring tokens the damaged file may have revoked
         running.authenticate(bearer(token))
     path.write_bytes(good)
-    clock.now += RELOAD_INTERVAL
+    clock.advance(seconds=RELOAD_INTERVAL)
     assert running.authenticate(bearer(token)).name == "王五"
 
 

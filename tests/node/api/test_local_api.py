@@ -37,6 +37,7 @@ from tests.node.api.local_api_support import (
     submission,
     template,
 )
+from tests.support import FakeClock
 
 DOC_ROUTES = [
     ("GET", "/api/v1/outbox"), ("GET", "/api/v1/outbox/D1"), ("POST", "/api/v1/outbox/D1/recall"),
@@ -118,17 +119,17 @@ def test_every_protected_route_refuses_missing_malformed_and_unknown_tokens(env)
 
 
 def test_tokens_added_or_revoked_by_gwx_node_take_effect_without_a_restart(env):
-    ticks = [0.0]
-    env.tokens = TokenStore(env.config.tokens_path, clock=lambda: ticks[0])  # what the node loaded at start
+    clock = FakeClock.monotonic()
+    env.tokens = TokenStore(env.config.tokens_path, clock=clock)  # what the node loaded at start
 
     async def scenario(client):
         admin = TokenStore(env.config.tokens_path)  # what `gwx node add-token` / `revoke-token` open
         newcomer, token = admin.issue("赵六", "clerk", UNIT_C)
-        ticks[0] += RELOAD_INTERVAL
+        clock.advance(seconds=RELOAD_INTERVAL)
         response = await client.get("/api/v1/inbox", headers=env.auth(token))
         assert response.status == 200, await response.text()
         assert admin.revoke(newcomer.token_id)
-        ticks[0] += RELOAD_INTERVAL
+        clock.advance(seconds=RELOAD_INTERVAL)
         await expect_error(await client.get("/api/v1/inbox", headers=env.auth(token)), 401, "API_UNAUTHENTICATED")
         assert (await client.get("/api/v1/inbox", headers=env.auth(env.clerk_b))).status == 200
     run(env, scenario)

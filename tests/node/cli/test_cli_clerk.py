@@ -21,8 +21,7 @@ import pytest
 from node.cli.api_client import MultipartStream
 from node.cli.clerk import display_width, render_table
 from node.config import Limits
-from node.localnet import LocalNetwork, wait_for
-from tests.exchange_protocol.package_fixtures import make_pdf
+from node.localnet import LocalNetwork, notice_pdf, wait_for
 from tests.node.api.local_api_support import (
     PDF,
     UNIT_A,
@@ -276,7 +275,7 @@ def test_the_clerk_cli_against_a_real_node(tmp_path):
     units = [{"code": UNIT_A, "name": "福州市人民政府办公厅", "level": "city", "parent": None},
              {"code": UNIT_B, "name": "临沂市人民政府办公室", "level": "city", "parent": None}]
     local = network.add_node("city", units)
-    (tmp_path / "body.pdf").write_bytes(make_pdf())
+    (tmp_path / "body.pdf").write_bytes(notice_pdf())
     (tmp_path / "META.json").write_text(json.dumps(meta(cc=[]), ensure_ascii=False), "utf-8")
     (tmp_path / "附件一.txt").write_text("附件内容", "utf-8")
     network.start(local)

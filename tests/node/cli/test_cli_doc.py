@@ -7,23 +7,19 @@ import datetime as dt
 import io
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from node.cli.main import main
 from node.cli.passphrase import ENV_VAR
+from node.localnet import notice_pdf
 from pki.ca import CertificateAuthority
 from pki.crl import build_crl, crl_pem
 from pki.seal_store import issue_seal
-from tests.exchange_protocol.package_fixtures import OTHER_UNIT, UNIT, make_pdf
-
-PASS = "a clerk's passphrase"
-ROOT = Path(__file__).resolve().parents[3]
+from tests.exchange_protocol.package_fixtures import OTHER_UNIT, UNIT
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
 
 @dataclass
@@ -33,7 +29,7 @@ class Run:
     stderr: str
 
 
-def gwx(*args: str, env_pass: str = PASS) -> Run:
+def gwx(*args: str, env_pass: str = PASSPHRASE_TEXT) -> Run:
     """Run the real entry point in-process (same argument parsing, error mapping and exit codes)."""
     out, err = io.StringIO(), io.StringIO()
     old = os.environ.get(ENV_VAR)
@@ -52,12 +48,12 @@ def gwx(*args: str, env_pass: str = PASS) -> Run:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli-doc")
-    ca = CertificateAuthority.init_root(d / "ca", "测试根CA", PASS.encode())
-    issue_seal(ca, UNIT, "某某市人民政府", d / "seal", PASS.encode())
+    ca = CertificateAuthority.init_root(d / "ca", "测试根CA", PASSPHRASE)
+    issue_seal(ca, UNIT, "某某市人民政府", d / "seal", PASSPHRASE)
     (d / "META.json").write_text(json.dumps({
         "kind": "通知", "title": "关于开展安全检查的通知", "doc_number": "某政发〔2026〕7号",
         "issuers": [UNIT], "to": [OTHER_UNIT], "written_on": "2026-03-02"}, ensure_ascii=False), "utf-8")
-    (d / "BODY.pdf").write_bytes(make_pdf())
+    (d / "BODY.pdf").write_bytes(notice_pdf())
     (d / "附件1 检查表.csv").write_text("项目,结果\n消防,合格\n", "utf-8")
     (d / "附件2 名单.txt").write_text("张三\n李四\n", "utf-8")
     return d, ca
@@ -103,8 +99,8 @@ def test_verify_with_a_crl_says_revocation_was_checked(setup, tmp_path):
 
 def test_verify_fails_with_exit_1_on_a_revoked_seal(setup, tmp_path):
     d, _ = setup
-    ca = CertificateAuthority.init_root(tmp_path / "ca", "吊销测试CA", PASS.encode())
-    cred = issue_seal(ca, UNIT, "某某市人民政府", tmp_path / "seal", PASS.encode())
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "吊销测试CA", PASSPHRASE)
+    cred = issue_seal(ca, UNIT, "某某市人民政府", tmp_path / "seal", PASSPHRASE)
     r = gwx("doc", "pack", "--seal", str(tmp_path / "seal"), "--meta", str(d / "META.json"),
             "--body", str(d / "BODY.pdf"), "--out", str(tmp_path / "pkg.zip"))
     assert r.returncode == 0, r.stderr
@@ -152,14 +148,12 @@ def test_verify_prints_only_its_report_no_library_log_lines_nor_signed_none(setu
     # A package sealed under another CA: every check that judges a certificate fails, and pyHanko
     # logs each failure with a traceback. The clerk sees the report, nothing else.
     d, _ = setup
-    other = CertificateAuthority.init_root(tmp_path / "ca", "另一个根CA", PASS.encode())
-    issue_seal(other, UNIT, "某某市人民政府", tmp_path / "seal", PASS.encode())
+    other = CertificateAuthority.init_root(tmp_path / "ca", "另一个根CA", PASSPHRASE)
+    issue_seal(other, UNIT, "某某市人民政府", tmp_path / "seal", PASSPHRASE)
     r = gwx("doc", "pack", "--seal", str(tmp_path / "seal"), "--meta", str(d / "META.json"),
             "--body", str(d / "BODY.pdf"), "--out", str(tmp_path / "pkg.zip"))
     assert r.returncode == 0, r.stderr
-    shown = subprocess.run([sys.executable, "-m", "node.cli.main", "doc", "verify", str(tmp_path / "pkg.zip"),
-                            "--trust", str(d / "ca" / "root.crt")], capture_output=True, text=True, cwd=ROOT,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    shown = run_gwx("doc", "verify", tmp_path / "pkg.zip", "--trust", d / "ca" / "root.crt", text=True)
     assert shown.returncode == 1
     assert shown.stderr == ""
     assert "[FAIL] pdf_seal: PKG_PDF_SEAL_INVALID" in shown.stdout

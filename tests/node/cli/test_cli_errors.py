@@ -12,16 +12,15 @@ from node import error_kinds
 from node.cli.exit_codes import BAD_INPUT
 from pki.ca import CertificateAuthority
 from pki.errors import CaError
-from tests.conftest import run_gwx
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
-PASSPHRASE = "a long enough passphrase"
-ENV = {"GWX_PASSPHRASE": PASSPHRASE}
+ENV = {"GWX_PASSPHRASE": PASSPHRASE_TEXT}
 
 
 @pytest.fixture(scope="module")
 def ca_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("errors") / "ca"
-    CertificateAuthority.init_root(directory, "错误测试CA", PASSPHRASE.encode())
+    CertificateAuthority.init_root(directory, "错误测试CA", PASSPHRASE)
     return directory
 
 
@@ -65,7 +64,7 @@ def test_a_corrupt_ca_json_is_a_typed_error(ca_dir, tmp_path, content):
     (damaged / "issued").mkdir()
     (damaged / "ca.json").write_bytes(content)
     with pytest.raises(CaError) as err:
-        CertificateAuthority.open(damaged, PASSPHRASE.encode())
+        CertificateAuthority.open(damaged, PASSPHRASE)
     assert err.value.code == "PKI_CA_CORRUPT"
     out = run_gwx("pki", "crl", "--ca", damaged, "--out", tmp_path / "crl.pem", env=ENV)
     assert_typed_failure(out, "PKI_CA_CORRUPT")  # the CA directory given cannot be used: exit 2

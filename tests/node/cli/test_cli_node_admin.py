@@ -12,9 +12,8 @@ from node.provision import init_node
 from pki.ca import CertificateAuthority, load_certificate
 from pki.crl import load_crls
 from pki.unit_code import make_unit_code
-from tests.conftest import run_gwx
+from tests.support import PASSPHRASE, run_gwx
 
-PASSPHRASE = b"a long enough passphrase"
 UNIT = "91350100M000100Y43"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import stat
 
-from tests.conftest import run_gwx, run_openssl
+from tests.support import PASSPHRASE_TEXT, run_gwx, run_openssl
 
-ENV = {"GWX_PASSPHRASE": "a long enough passphrase"}
+ENV = {"GWX_PASSPHRASE": PASSPHRASE_TEXT}
 UNIT = "11100000000013127D"
 
 

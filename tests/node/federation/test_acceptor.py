@@ -29,8 +29,8 @@ from node.provision import add_peer, init_node
 from node.store.opener import open_store
 from pki.ca import CertificateAuthority, load_certificates
 from pki.unit_code import make_unit_code
+from tests.support import PASSPHRASE
 
-PASS = b"acceptor test passphrase"
 A = make_unit_code("11371302MB0000071")
 SENDER = make_unit_code("11371300MB0000071")  # a unit of the city node
 
@@ -38,9 +38,9 @@ SENDER = make_unit_code("11371300MB0000071")  # a unit of the city node
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory):
     base = tmp_path_factory.mktemp("acceptor")
-    ca = CertificateAuthority.init_root(base / "ca", "接收测试CA", PASS)
-    init_node(base / "county", "county", ca, [{"code": A, "name": "甲单位"}], PASS)
-    init_node(base / "city", "city", ca, [{"code": SENDER, "name": "市政府办公室"}], PASS)
+    ca = CertificateAuthority.init_root(base / "ca", "接收测试CA", PASSPHRASE)
+    init_node(base / "county", "county", ca, [{"code": A, "name": "甲单位"}], PASSPHRASE)
+    init_node(base / "city", "city", ca, [{"code": SENDER, "name": "市政府办公室"}], PASSPHRASE)
     add_peer(base / "county", "city", "https://127.0.0.1:1", [SENDER], {SENDER: "市政府办公室"})
     return base
 
@@ -50,10 +50,10 @@ class County:
 
     def __init__(self, node_dir, tmp_path) -> None:
         config = dataclasses.replace(load_config(node_dir / "county"), directory=node_dir / "county")
-        self.ctx = NodeContext.load(config, PASS)
+        self.ctx = NodeContext.load(config, PASSPHRASE)
         self.tmp_path = tmp_path
         city = load_config(node_dir / "city")
-        self.city = NodeContext.load(city, PASS)
+        self.city = NodeContext.load(city, PASSPHRASE)
         enc = load_certificates((node_dir / "county" / "credentials" / "enc.crt").read_bytes())[0]
         self.recipient = Recipient(enc)
 

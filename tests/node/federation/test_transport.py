@@ -23,16 +23,15 @@ from node.federation.tls import client_context, server_context
 from node.federation.transport import OutgoingFrame, PeerClient, PeerProtocolError, PeerServerError
 from node.provision import init_node
 from pki.ca import CertificateAuthority, utcnow
-
-PASS = b"transport test passphrase"
+from tests.support import PASSPHRASE
 
 
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory):
     base = tmp_path_factory.mktemp("transport")
-    ca = CertificateAuthority.init_root(base / "ca", "传输测试CA", PASS)
-    init_node(base / "county", "county", ca, [], PASS)
-    init_node(base / "city", "city", ca, [], PASS)
+    ca = CertificateAuthority.init_root(base / "ca", "传输测试CA", PASSPHRASE)
+    init_node(base / "county", "county", ca, [], PASSPHRASE)
+    init_node(base / "city", "city", ca, [], PASSPHRASE)
     return base
 
 
@@ -70,10 +69,10 @@ async def _send(node_dir, frames, answer, *, piece: int | None = None):
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(
-        county / "tls.crt", county / "tls.key", county / "root.crt", PASS))
+        county / "tls.crt", county / "tls.key", county / "root.crt", PASSPHRASE))
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    client = PeerClient(client_context(city / "tls.crt", city / "tls.key", city / "root.crt", PASS))
+    client = PeerClient(client_context(city / "tls.crt", city / "tls.key", city / "root.crt", PASSPHRASE))
     try:
         return await client.send_frames(Peer("county", f"https://127.0.0.1:{port}"), frames)
     finally:

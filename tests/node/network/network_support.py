@@ -3,10 +3,10 @@
 Every test here runs real ``gwx node run`` processes on loopback (:mod:`node.localnet`): our own
 CA, mutual TLS between nodes, SQLite files on disk, clerks' tokens. Nothing is mocked. Helpers:
 
-* unit codes and :func:`notice_meta` (the metadata of a 通知), :func:`make_body_pdf` (a Chinese
-  PDF made with reportlab's STSong-Light CID font);
+* unit codes and :func:`notice_meta` (the metadata of a 通知);
 * :func:`start_network` — build and start a topology once per module (retry windows shortened so
-  a restarted peer is retried within a second);
+  a restarted peer is retried within a second), with ``net.body``, a sample 公文 PDF
+  (:func:`node.localnet.notice_pdf`) to send;
 * :func:`db_rows` / :func:`db_value` — read a node's SQLite file read-only (WAL lets us read while
   the node runs), and :func:`verify_audit_chain`, which recomputes the hash chain from the file;
 * :class:`RawPeer` — speak the peer protocol by hand over mutual TLS with a node's own TLS
@@ -35,7 +35,7 @@ from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice
 from node.config import load_config
 from node.federation.tls import client_context
-from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, wait_for
+from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, notice_pdf, wait_for
 from node.store.sqlite.audit import GENESIS_HASH, event_hash
 from pki.ca import load_certificates
 from pki.keystore import read_private_key
@@ -65,23 +65,6 @@ def clerk_name(code: str) -> str:
     return f"{UNIT_NAMES[code]}收发员"
 
 
-def make_body_pdf(path: Path, title: str = "关于做好冬季安全生产工作的通知") -> Path:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    c = canvas.Canvas(str(path))
-    c.setFont("STSong-Light", 18)
-    c.drawString(90, 720, title)
-    c.setFont("STSong-Light", 12)
-    c.drawString(72, 680, "各区县人民政府，市政府各部门：")
-    c.drawString(90, 660, "现将有关事项通知如下，请认真贯彻执行。")
-    c.drawString(372, 272, "2026年11月20日")
-    c.save()
-    return path
-
-
 _serial = iter(range(1, 100000))
 
 
@@ -96,8 +79,11 @@ def notice_meta(from_unit: str, to: Sequence[str], cc: Sequence[str] = (), *, ti
 
 
 def start_network(base: Path, topology: dict[str, tuple[list[str], dict]]) -> LocalNetwork:
-    """``topology``: node id → (unit codes, config overrides). All nodes know each other."""
+    """``topology``: node id → (unit codes, config overrides). All nodes know each other; ``net.body``
+    is a sample 公文 PDF under ``base``."""
     net = LocalNetwork(base)
+    net.body = base / "body.pdf"
+    net.body.write_bytes(notice_pdf())
     for node_id, (codes, overrides) in topology.items():
         net.add_node(node_id, units(*codes), **{"retry": FAST_RETRY, **overrides})
     net.connect_all()

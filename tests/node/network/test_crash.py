@@ -30,7 +30,6 @@ from tests.node.network.network_support import (
     db_rows,
     db_value,
     ensure_running,
-    make_body_pdf,
     notice_meta,
     start_network,
     verify_audit_chain,
@@ -46,7 +45,6 @@ def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("crash")
     network = start_network(base, {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}}),
                                    "county-a": ([A1, A2], {})})
-    network.body = make_body_pdf(base / "body.pdf")
     yield network
     network.stop_all()
 

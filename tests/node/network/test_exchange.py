@@ -26,7 +26,6 @@ from tests.node.network.network_support import (
     db_value,
     gwx,
     inbox_item,
-    make_body_pdf,
     notice_meta,
     recipients_by_unit,
     start_network,
@@ -44,7 +43,6 @@ def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("exchange")
     network = start_network(base, {"city": ([CITY, CITY_LOCAL], {}), "county-a": ([A1, A2], {}),
                                    "county-b": ([B1], {})})
-    network.body = make_body_pdf(base / "body.pdf")
     yield network
     network.stop_all()
     for node in network.nodes.values():  # after a clean stop, every node's audit chain still verifies

@@ -37,7 +37,6 @@ from tests.node.network.network_support import (
     forge_envelope,
     inbox_item,
     log_text,
-    make_body_pdf,
     metric,
     notice_meta,
     peer_url,
@@ -57,7 +56,6 @@ def net(tmp_path_factory):
     network = start_network(base, {"city": ([CITY], {}),
                                    "county-a": ([A1], {"limits": {"max_envelope_bytes": MAX_ENVELOPE}}),
                                    "county-b": ([B1], {})})
-    network.body = make_body_pdf(base / "body.pdf")
     yield network
     network.stop_all()
 

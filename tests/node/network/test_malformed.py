@@ -25,7 +25,6 @@ from tests.node.network.network_support import (
     db_value,
     forge_envelope,
     inbox_item,
-    make_body_pdf,
     notice_meta,
     start_network,
     tls_context_of,
@@ -40,7 +39,6 @@ CODE = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+")
 def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("malformed")
     network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
-    network.body = make_body_pdf(base / "body.pdf")
     yield network
     # After everything below, the two nodes still exchange a document.
     city, county = network.nodes["city"], network.nodes["county-a"]

@@ -19,7 +19,6 @@ from tests.node.network.network_support import (
     db_rows,
     gwx,
     inbox_item,
-    make_body_pdf,
     notice_meta,
     recipients_by_unit,
     start_network,
@@ -35,7 +34,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("peerdown")
     network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
-    network.body = make_body_pdf(base / "body.pdf")
     yield network
     network.stop_all()
 

@@ -27,7 +27,6 @@ from tests.node.network.network_support import (
     forge_envelope,
     inbox_item,
     log_text,
-    make_body_pdf,
     metric,
     notice_meta,
     recipients_by_unit,
@@ -47,7 +46,6 @@ ACK = MessageType.TRANSPORT_ACK  # node-generated: needs no sending unit, so any
 def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("revocation")
     network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
-    network.body = make_body_pdf(base / "body.pdf")
     yield network
     network.stop_all()
 

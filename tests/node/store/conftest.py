@@ -1,4 +1,4 @@
-"""Shared helpers for the store tests: a settable clock and a store opened in a tmp dir.
+"""Shared helpers for the store tests: a store opened in a tmp dir on a hand-moved clock (tests.support).
 
 Tests are plain functions that call ``asyncio.run`` (no pytest-asyncio); each test opens and closes
 its own store so no aiosqlite thread outlives it.
@@ -9,24 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 
 from node.store import InboundEnvelope, OutboundItem
 from node.store.sqlite import Store
-
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> datetime:
-        self.now += timedelta(**kwargs)
-        return self.now
+from tests.support import FakeClock
 
 
 @asynccontextmanager

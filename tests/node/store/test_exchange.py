@@ -12,7 +12,8 @@ from exchange_protocol.errors import EnvelopeHeaderInvalid
 from exchange_protocol.ids import new_id
 from node.store import Draft, InboundEnvelope, OutgoingLink, StoredPeerCredentials, UnreadableDraft
 from node.store.sqlite.db import to_db_time
-from tests.node.store.conftest import T0, open_store
+from tests.node.store.conftest import open_store
+from tests.support import T0
 
 UNIT_A, UNIT_B = "91350100M000100Y43", "11100000000013127D"
 HEADER = HeaderDraft.new(MessageType.DOCUMENT, "city", "county-a", UNIT_A, (UNIT_B,), T0, dt.timedelta(days=3))

@@ -13,7 +13,8 @@ from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
 from node.store import InboxRow, ListFilter, OutboxDocument, OutboxRecipient
-from tests.node.store.conftest import FakeClock, open_store, put_envelope
+from tests.node.store.conftest import open_store, put_envelope
+from tests.support import FakeClock
 
 U_SEND = "91350100M000100Y43"
 U_A = "11100000000013127D"

@@ -9,7 +9,8 @@ import pytest
 
 from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
 from node.store import ErrorInfo
-from tests.node.store.conftest import FakeClock, open_store, queued_item
+from tests.node.store.conftest import open_store, queued_item
+from tests.support import FakeClock
 
 
 def test_window_is_bounded_oldest_first_and_idempotent(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from node.errors import StoreSchemaTooNew
 from node.store.sqlite.db import Database
 from node.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, Migration, current_version, migrate
-from tests.node.store.conftest import T0
+from tests.support import T0
 
 
 def test_migrate_from_empty_then_reopen_changes_nothing(tmp_path):

@@ -1,0 +1,76 @@
+"""What many tests share, written once: the passphrase of test keys, the hand-moved clock, tool runners.
+
+* :data:`PASSPHRASE` protects every key file a test makes (CAs, seals, nodes); :data:`PASSPHRASE_TEXT`
+  is the same passphrase as the clerks' CLI reads it from ``GWX_PASSPHRASE``. Nodes started by
+  :mod:`node.localnet` are the exception: they are the local network's, under its own passphrase.
+* :class:`FakeClock` is the suite's only fake: a clock the test moves by hand, telling datetimes or
+  monotonic seconds.
+* :func:`run_openssl` and :func:`run_gwx` run a tool as a user would, in a separate process.
+
+The sample 公文 PDF every test, the demo and the benchmarks use is :func:`node.localnet.notice_pdf`
+(bench/ and deploy/ cannot import tests/).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PASSPHRASE = b"correct horse battery"
+PASSPHRASE_TEXT = PASSPHRASE.decode()
+
+T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)  # where a datetime clock starts
+REPO = Path(__file__).resolve().parent.parent
+
+
+class FakeClock:
+    """A clock that tells ``now`` until the test moves it (``advance`` or assigning ``now``).
+
+    ``FakeClock()`` tells aware UTC datetimes, from :data:`T0` (what the store and a node's context
+    read); ``FakeClock.monotonic()`` tells seconds (what the token store's reload interval reads).
+    ``advance`` takes :class:`datetime.timedelta`'s keywords whichever it tells.
+    """
+
+    def __init__(self, now: dt.datetime | float = T0) -> None:
+        self.now = now
+
+    @classmethod
+    def monotonic(cls, start: float = 1000.0) -> FakeClock:
+        return cls(start)
+
+    def __call__(self) -> dt.datetime | float:
+        return self.now
+
+    def advance(self, **delta: float) -> dt.datetime | float:
+        step = dt.timedelta(**delta)
+        self.now += step if isinstance(self.now, dt.datetime) else step.total_seconds()
+        return self.now
+
+
+def run_openssl(*args: str | Path, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the system openssl (a tool we did not write) and return the completed process."""
+    exe = shutil.which("openssl")
+    if exe is None:
+        pytest.fail("openssl is not installed; `make test` installs it")
+    proc = subprocess.run([exe, *map(str, args)], input=input, capture_output=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"openssl {' '.join(map(str, args))} failed:\n{proc.stderr.decode(errors='replace')}")
+    return proc
+
+
+def run_gwx(*args: str | Path, env: dict[str, str] | None = None, input: bytes | None = None,
+            timeout: float = 120, text: bool = False) -> subprocess.CompletedProcess:
+    """Run the ``gwx`` command line as a user would (a separate process); bytes, or str with ``text``.
+
+    The caller's ``GWX_PASSPHRASE`` is not passed on: a test gives the passphrase it means in ``env``.
+    """
+    full_env = {k: v for k, v in os.environ.items() if k != "GWX_PASSPHRASE"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "node.cli.main", *map(str, args)], env=full_env,
+                          input=input, capture_output=True, timeout=timeout, cwd=REPO, text=text)
