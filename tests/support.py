@@ -53,14 +53,19 @@ class FakeClock:
         return self.now
 
 
-def run_openssl(*args: str | Path, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the system openssl (a tool we did not write) and return the completed process."""
+def run_openssl(*args: str | Path, input: bytes | None = None, check: bool = True,
+                text: bool = False) -> subprocess.CompletedProcess:
+    """Run the system openssl (a tool we did not write) and return the completed process.
+
+    ``check``: a non-zero exit fails the test with openssl's own message; ``text``: str output.
+    """
     exe = shutil.which("openssl")
     if exe is None:
         pytest.fail("openssl is not installed; `make test` installs it")
-    proc = subprocess.run([exe, *map(str, args)], input=input, capture_output=True, timeout=60)
+    proc = subprocess.run([exe, *map(str, args)], input=input, capture_output=True, timeout=60, text=text)
     if check and proc.returncode != 0:
-        raise AssertionError(f"openssl {' '.join(map(str, args))} failed:\n{proc.stderr.decode(errors='replace')}")
+        stderr = proc.stderr if text else proc.stderr.decode(errors="replace")
+        raise AssertionError(f"openssl {' '.join(map(str, args))} failed:\n{stderr}")
     return proc
 
 

@@ -8,7 +8,6 @@ import atexit
 import datetime as dt
 import functools
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +88,3 @@ def network() -> Network:
     (base / "root.pem").write_bytes(pem(root.certificate))
     return Network(base, root, inter, nodes, TrustPolicy(TrustStore.of([root.certificate])))
 
-
-def openssl(*args: str | Path, input: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["openssl", *map(str, args)], capture_output=True, input=input)

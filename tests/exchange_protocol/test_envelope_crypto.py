@@ -21,7 +21,8 @@ from exchange_protocol.envelope_crypto import (
     encrypt_bytes,
     encrypt_stream,
 )
-from tests.exchange_protocol.envelope_support import network, openssl
+from tests.exchange_protocol.envelope_support import network
+from tests.support import run_openssl
 
 PLAINTEXT = "公文正文 body\r\n".encode() * 300
 
@@ -33,8 +34,9 @@ def node(request):
 
 def openssl_decrypt(node, payload: bytes, tmp_path) -> bytes:
     (tmp_path / "p.der").write_bytes(payload)
-    result = openssl("cms", "-decrypt", "-binary", "-inform", "DER", "-in", tmp_path / "p.der",
-                     "-recip", node.creds.directory / "enc.leaf.pem", "-inkey", node.enc_key_pem)
+    result = run_openssl("cms", "-decrypt", "-binary", "-inform", "DER", "-in", tmp_path / "p.der",
+                         "-recip", node.creds.directory / "enc.leaf.pem", "-inkey", node.enc_key_pem,
+                         check=False)
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout
 
@@ -42,7 +44,8 @@ def openssl_decrypt(node, payload: bytes, tmp_path) -> bytes:
 def test_openssl_opens_what_we_encrypt(node, tmp_path):
     payload = encrypt_bytes(PLAINTEXT, node.recipient)
     assert openssl_decrypt(node, payload, tmp_path) == PLAINTEXT
-    printed = openssl("cms", "-cmsout", "-print", "-inform", "DER", "-in", tmp_path / "p.der").stdout.decode()
+    printed = run_openssl("cms", "-cmsout", "-print", "-inform", "DER", "-in", tmp_path / "p.der",
+                          text=True).stdout
     assert "authEnvelopedData" in printed and "aes-256-gcm" in printed
     assert ("dhSinglePass-stdDH-sha256kdf-scheme" in printed) == (node.id == "b")
     assert ("rsaesOaep" in printed) == (node.id == "r")
@@ -60,8 +63,9 @@ def test_we_open_what_openssl_encrypts(node, tmp_path):
     (tmp_path / "in").write_bytes(PLAINTEXT)
     opts = (["-keyopt", "ecdh_kdf_md:sha256"] if node.id == "b" else
             ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-keyopt", "rsa_mgf1_md:sha256"])
-    result = openssl("cms", "-encrypt", "-aes-256-gcm", "-binary", "-in", tmp_path / "in", "-outform", "DER",
-                     "-out", tmp_path / "o.der", "-recip", node.creds.directory / "enc.leaf.pem", *opts)
+    result = run_openssl("cms", "-encrypt", "-aes-256-gcm", "-binary", "-in", tmp_path / "in",
+                         "-outform", "DER", "-out", tmp_path / "o.der",
+                         "-recip", node.creds.directory / "enc.leaf.pem", *opts, check=False)
     assert result.returncode == 0, result.stderr.decode()
     assert decrypt_bytes((tmp_path / "o.der").read_bytes(), node.key) == PLAINTEXT
 
@@ -69,8 +73,8 @@ def test_we_open_what_openssl_encrypts(node, tmp_path):
 def test_openssl_defaults_we_refuse_are_refused_with_typed_errors(node, tmp_path):
     # openssl's defaults: SHA-1 KDF for ECDH, PKCS#1 v1.5 key transport for RSA (padding-oracle history).
     (tmp_path / "in").write_bytes(b"x")
-    openssl("cms", "-encrypt", "-aes-256-gcm", "-binary", "-in", tmp_path / "in", "-outform", "DER",
-            "-out", tmp_path / "o.der", "-recip", node.creds.directory / "enc.leaf.pem")
+    run_openssl("cms", "-encrypt", "-aes-256-gcm", "-binary", "-in", tmp_path / "in", "-outform", "DER",
+                "-out", tmp_path / "o.der", "-recip", node.creds.directory / "enc.leaf.pem", check=False)
     with pytest.raises(E.EnvelopeUnsupportedAlgorithm):
         decrypt_bytes((tmp_path / "o.der").read_bytes(), node.key)
 

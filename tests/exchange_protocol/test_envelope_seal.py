@@ -25,7 +25,8 @@ from exchange_protocol.envelope_seal import (
     write_envelope,
 )
 from pki.errors import CertificateRevoked, RevocationStale
-from tests.exchange_protocol.envelope_support import NOW, network, openssl
+from tests.exchange_protocol.envelope_support import NOW, network
+from tests.support import run_openssl
 
 BODY = "关于开展安全检查的通知".encode() * 200
 
@@ -68,18 +69,19 @@ def test_openssl_verifies_the_header_signature_and_opens_the_payload(tmp_path):
         (tmp_path / "header.json").write_bytes(head.header_bytes)
         (tmp_path / "sig.der").write_bytes(head.signature)
         (tmp_path / "payload.der").write_bytes(payload)
-        verified = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
-                           "-content", tmp_path / "header.json", "-CAfile", net.base / "root.pem",
-                           "-purpose", "any", "-out", os.devnull)
+        verified = run_openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
+                               "-content", tmp_path / "header.json", "-CAfile", net.base / "root.pem",
+                               "-purpose", "any", "-out", os.devnull, check=False)
         assert verified.returncode == 0, verified.stderr.decode()
         # Altered header bytes: openssl must disagree too.
         (tmp_path / "header.json").write_bytes(head.header_bytes.replace(b'"max_hops":8', b'"max_hops":9'))
-        assert openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
-                       "-content", tmp_path / "header.json", "-CAfile", net.base / "root.pem",
-                       "-purpose", "any", "-out", os.devnull).returncode != 0
-        decrypted = openssl("cms", "-decrypt", "-binary", "-inform", "DER", "-in", tmp_path / "payload.der",
-                            "-recip", net.nodes["b"].creds.directory / "enc.leaf.pem",
-                            "-inkey", net.nodes["b"].enc_key_pem)
+        assert run_openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
+                           "-content", tmp_path / "header.json", "-CAfile", net.base / "root.pem",
+                           "-purpose", "any", "-out", os.devnull, check=False).returncode != 0
+        decrypted = run_openssl("cms", "-decrypt", "-binary", "-inform", "DER",
+                                "-in", tmp_path / "payload.der",
+                                "-recip", net.nodes["b"].creds.directory / "enc.leaf.pem",
+                                "-inkey", net.nodes["b"].enc_key_pem, check=False)
         assert decrypted.returncode == 0 and decrypted.stdout == BODY
 
 

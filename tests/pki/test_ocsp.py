@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pki import ocsp
 from pki.ca import CertificateAuthority, pem
-from tests.support import PASSPHRASE
+from tests.support import PASSPHRASE, run_openssl
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -34,7 +34,7 @@ def env(tmp_path_factory):
 
 
 def openssl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["openssl", "ocsp", *args], capture_output=True, text=True)
+    return run_openssl("ocsp", *args, check=False, text=True)
 
 
 def answer(base: Path, ca, signer, request: Path, out: str) -> Path:

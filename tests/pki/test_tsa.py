@@ -21,7 +21,7 @@ from pki.errors import (
     TsaRejected,
     TsaUntrusted,
 )
-from tests.support import PASSPHRASE
+from tests.support import PASSPHRASE, run_openssl
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DATA = "关于开展2026年度公文交换测试的通知".encode() * 20
@@ -39,12 +39,13 @@ def env(tmp_path_factory):
     return base, root, inter, signer
 
 
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=check)
+def ts(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``openssl ts``: the time-stamping tool we did not write."""
+    return run_openssl("ts", *args, check=check, text=True)
 
 
 def openssl_query(base: Path, *extra: str) -> bytes:
-    run("ts", "-query", "-data", str(base / "data"), "-sha256", *extra, "-out", str(base / "req.tsq"))
+    ts("-query", "-data", str(base / "data"), "-sha256", *extra, "-out", str(base / "req.tsq"))
     return (base / "req.tsq").read_bytes()
 
 
@@ -53,11 +54,11 @@ def test_openssl_request_answered_and_verified_by_openssl(env):
     request = openssl_query(base, "-cert")
     response = tsa.respond(request, signer, NOW, serial=0x1234567890ABCDEF1, extra_certs=[inter.certificate])
     (base / "resp.tsr").write_bytes(response)
-    verified = run("ts", "-verify", "-in", str(base / "resp.tsr"), "-data", str(base / "data"),
-                   "-CAfile", str(base / "root.pem"), "-untrusted", str(base / "untrusted.pem"), check=False)
+    verified = ts("-verify", "-in", str(base / "resp.tsr"), "-data", str(base / "data"),
+                  "-CAfile", str(base / "root.pem"), "-untrusted", str(base / "untrusted.pem"), check=False)
     assert verified.returncode == 0, verified.stderr
     assert "Verification: OK" in verified.stdout
-    text = run("ts", "-reply", "-in", str(base / "resp.tsr"), "-text").stdout
+    text = ts("-reply", "-in", str(base / "resp.tsr"), "-text").stdout
     assert "Status: Granted." in text
     assert "Serial number: 0x01234567890ABCDEF1" in text
     assert f"Policy OID: {tsa.DEFAULT_POLICY}" in text
@@ -70,8 +71,8 @@ def test_openssl_rejects_our_token_for_other_data(env):
     response = tsa.respond(openssl_query(base, "-cert"), signer, NOW, 7, extra_certs=[inter.certificate])
     (base / "resp.tsr").write_bytes(response)
     (base / "other").write_bytes(DATA + b"!")
-    result = run("ts", "-verify", "-in", str(base / "resp.tsr"), "-data", str(base / "other"),
-                 "-CAfile", str(base / "root.pem"), "-untrusted", str(base / "untrusted.pem"), check=False)
+    result = ts("-verify", "-in", str(base / "resp.tsr"), "-data", str(base / "other"),
+                "-CAfile", str(base / "root.pem"), "-untrusted", str(base / "untrusted.pem"), check=False)
     assert result.returncode != 0
 
 
@@ -108,8 +109,8 @@ def test_token_without_certificate_needs_it_supplied(env):
                              tsa_certificates=[signer.certificate, inter.certificate])
     assert stamp.serial == 8
     (base / "resp.tsr").write_bytes(response)
-    result = run("ts", "-verify", "-in", str(base / "resp.tsr"), "-data", str(base / "data"),
-                 "-CAfile", str(base / "root.pem"), "-untrusted", str(base / "untrusted.pem"), check=False)
+    result = ts("-verify", "-in", str(base / "resp.tsr"), "-data", str(base / "data"),
+                "-CAfile", str(base / "root.pem"), "-untrusted", str(base / "untrusted.pem"), check=False)
     assert result.returncode == 0, result.stderr
 
 
@@ -133,8 +134,8 @@ certs = {base}/chain.pem
 """)
     (base / "serial").write_text("05\n")
     openssl_query(base, "-cert")
-    run("ts", "-reply", "-config", str(base / "ts.cnf"), "-queryfile", str(base / "req.tsq"),
-        "-inkey", str(base / "tsa.key"), "-signer", str(base / "tsa.crt"), "-out", str(base / "ossl.tsr"))
+    ts("-reply", "-config", str(base / "ts.cnf"), "-queryfile", str(base / "req.tsq"),
+       "-inkey", str(base / "tsa.key"), "-signer", str(base / "tsa.crt"), "-out", str(base / "ossl.tsr"))
     stamp = tsa.verify_response((base / "ossl.tsr").read_bytes(), DATA, trust_roots=[root.certificate])
     assert stamp.serial == 6 and stamp.policy == "1.2.3.4.1"  # openssl increments the file first
 
