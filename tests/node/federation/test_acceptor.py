@@ -9,7 +9,6 @@ signing key. The same envelope arriving again with another hop count — as a re
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 
 import pytest
@@ -21,15 +20,12 @@ from exchange_protocol.errors import EnvelopePayloadDigestMismatch, EnvelopeRepl
 from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice
 from exchange_protocol.transport_receipt import parse_receipt
-from node.config import load_config
-from node.context import NodeContext
 from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.ops.metrics import Registry
-from node.provision import add_peer, init_node
 from node.store.opener import open_store
-from pki.ca import CertificateAuthority, load_certificates
+from pki.ca import load_certificates
 from pki.unit_code import make_unit_code
-from tests.support import PASSPHRASE
+from tests.node.federation.federation_support import node_context, provision_county_and_city
 
 A = make_unit_code("11371302MB0000071")
 SENDER = make_unit_code("11371300MB0000071")  # a unit of the city node
@@ -37,23 +33,17 @@ SENDER = make_unit_code("11371300MB0000071")  # a unit of the city node
 
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("acceptor")
-    ca = CertificateAuthority.init_root(base / "ca", "接收测试CA", PASSPHRASE)
-    init_node(base / "county", "county", ca, [{"code": A, "name": "甲单位"}], PASSPHRASE)
-    init_node(base / "city", "city", ca, [{"code": SENDER, "name": "市政府办公室"}], PASSPHRASE)
-    add_peer(base / "county", "city", "https://127.0.0.1:1", [SENDER], {SENDER: "市政府办公室"})
-    return base
+    return provision_county_and_city(tmp_path_factory.mktemp("acceptor"), "接收测试CA", {A: "甲单位"},
+                                     {SENDER: "市政府办公室"})
 
 
 class County:
     """The receiving node: its context, store and acceptor."""
 
     def __init__(self, node_dir, tmp_path) -> None:
-        config = dataclasses.replace(load_config(node_dir / "county"), directory=node_dir / "county")
-        self.ctx = NodeContext.load(config, PASSPHRASE)
+        self.ctx = node_context(node_dir / "county")
         self.tmp_path = tmp_path
-        city = load_config(node_dir / "city")
-        self.city = NodeContext.load(city, PASSPHRASE)
+        self.city = node_context(node_dir / "city")
         enc = load_certificates((node_dir / "county" / "credentials" / "enc.crt").read_bytes())[0]
         self.recipient = Recipient(enc)
 

@@ -24,20 +24,17 @@ from exchange_protocol.manifest import Manifest, parse_manifest
 from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.notices import Notice
 from exchange_protocol.package import build_package
-from node.config import load_config
-from node.context import NodeContext
 from node.federation.outbound import Outbound
 from node.federation.processor import Delivery, DocumentConflict, NoticeNotOurs, Processor
 from node.federation.tls import client_context
 from node.federation.transport import PeerClient
 from node.localnet import notice_pdf
 from node.ops.metrics import Registry
-from node.provision import init_node
 from node.store import InboundEnvelope
 from node.store.opener import open_store
 from pki import cms
-from pki.ca import CertificateAuthority
 from pki.unit_code import make_unit_code
+from tests.node.federation.federation_support import node_context, provision_county_and_city
 from tests.support import PASSPHRASE
 
 A, B = make_unit_code("11371302MB0000071"), make_unit_code("11371302MB0000072")
@@ -46,20 +43,14 @@ SENDER = make_unit_code("11371300MB0000071")  # a unit of another node, "city"
 
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("processing")
-    ca = CertificateAuthority.init_root(base / "ca", "处理测试CA", PASSPHRASE)
-    init_node(base / "county", "county", ca, [{"code": A, "name": "甲单位"}, {"code": B, "name": "乙单位"}], PASSPHRASE)
-    # The sending unit's seal, as the city node would hold it.
-    init_node(base / "city", "city", ca, [{"code": SENDER, "name": "市政府办公室"}], PASSPHRASE)
-    from node.provision import add_peer
-
-    add_peer(base / "county", "city", "https://127.0.0.1:1", [SENDER], {SENDER: "市政府办公室"})
-    return base
+    # The city node holds the sending unit's seal.
+    return provision_county_and_city(tmp_path_factory.mktemp("processing"), "处理测试CA",
+                                     {A: "甲单位", B: "乙单位"}, {SENDER: "市政府办公室"})
 
 
 async def _open(node_dir, tmp_path):
-    config = dataclasses.replace(load_config(node_dir / "county"), directory=node_dir / "county")
-    ctx = NodeContext.load(config, PASSPHRASE)
+    ctx = node_context(node_dir / "county")
+    config = ctx.config
     store = await open_store(tmp_path / "data", node_id=ctx.node_id)
     creds = config.credentials_dir
     outbound = Outbound(ctx, store, PeerClient(client_context(creds / "tls.crt", creds / "tls.key",
@@ -74,8 +65,7 @@ async def _close(store, outbound) -> None:
 
 
 def _package(node_dir, to, *, tamper_pdf=False) -> bytes:
-    city = load_config(node_dir / "city")
-    ctx = NodeContext.load(city, PASSPHRASE)
+    ctx = node_context(node_dir / "city")
     seal = ctx.seals[SENDER]
     meta = parse_meta({"kind": "通知", "title": "关于处理测试的通知", "doc_number": None, "issuers": [SENDER],
                        "signers": [], "to": to, "cc": [], "written_on": "2026-11-20", "urgency": None,
@@ -243,7 +233,7 @@ def _envelope(node_dir, type, to, payload: bytes, in_reply_to=None):
     from exchange_protocol.envelope_seal import seal_envelope
     from pki.ca import load_certificates, utcnow
 
-    city = NodeContext.load(load_config(node_dir / "city"), PASSPHRASE)
+    city = node_context(node_dir / "city")
     enc = load_certificates((node_dir / "county" / "credentials" / "enc.crt").read_bytes())[0]
     draft = HeaderDraft.new(type, "city", "county", SENDER, to, utcnow(), dt.timedelta(days=1), in_reply_to=in_reply_to)
     return seal_envelope(draft, payload, city.sender, Recipient(enc))

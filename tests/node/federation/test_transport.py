@@ -21,18 +21,14 @@ from node.config import Peer
 from node.federation import transport
 from node.federation.tls import client_context, server_context
 from node.federation.transport import OutgoingFrame, PeerClient, PeerProtocolError, PeerServerError
-from node.provision import init_node
-from pki.ca import CertificateAuthority, utcnow
+from pki.ca import utcnow
+from tests.node.federation.federation_support import provision_county_and_city
 from tests.support import PASSPHRASE
 
 
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("transport")
-    ca = CertificateAuthority.init_root(base / "ca", "传输测试CA", PASSPHRASE)
-    init_node(base / "county", "county", ca, [], PASSPHRASE)
-    init_node(base / "city", "city", ca, [], PASSPHRASE)
-    return base
+    return provision_county_and_city(tmp_path_factory.mktemp("transport"), "传输测试CA", {}, {})
 
 
 def _frames(tmp_path, n: int) -> list[OutgoingFrame]:
