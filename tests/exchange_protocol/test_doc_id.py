@@ -21,11 +21,11 @@ from exchange_protocol.model import DOC_ID_PATTERN, MAX_ID, check_doc_id
 from exchange_protocol.notices import Notice, NoticeError, decode_notice
 from exchange_protocol.package import build_package
 from exchange_protocol.package_verify import verify_package
+from node.localnet import notice_pdf
 from tests.exchange_protocol.package_fixtures import (  # noqa: F401
     NOW,
     UNIT,
     make_meta,
-    make_pdf,
     pki_env,
     with_forced_id,
 )
@@ -102,7 +102,7 @@ def test_a_notice_about_such_an_id_is_refused(doc_id):
 def test_a_sealed_package_carrying_such_an_id_fails_verification_on_its_metadata(pki_env):
     # A peer running older code (or a hostile one) can still seal a package with such an id.
     out = io.BytesIO()
-    build_package(out, metadata=with_forced_id(make_meta(), "../../etc/passwd"), body=make_pdf(),
+    build_package(out, metadata=with_forced_id(make_meta(), "../../etc/passwd"), body=notice_pdf(),
                   seal_key=pki_env.seal, at=NOW)
     out.seek(0)
     report = verify_package(out, [pki_env.root], NOW, validate_pdf=False)

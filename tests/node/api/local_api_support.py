@@ -7,7 +7,8 @@ gets its own data directory with a fresh :class:`~node.store.NodeStore` (SQLite)
 :mod:`node.runner` wires them, and its own tokens. The only fake is the clock, frozen at the moment
 the node was provisioned, so times in tables can be predicted. Also: raw multipart bodies (built by
 hand so hostile parts can be written exactly), and ways to run a scenario against the app with
-aiohttp's test server inside ``asyncio.run`` or on a loopback port in a thread.
+aiohttp's test server inside ``asyncio.run`` or on a loopback port in a thread; :func:`send` (clerk A
+sends a valid document) and :func:`expect_error` (the error body every refusal carries).
 """
 
 from __future__ import annotations
@@ -233,3 +234,22 @@ class ThreadedServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+async def expect_error(response, status: int, code: str) -> dict:
+    """``response`` is the refusal ``status`` with ``code``, in the one error shape; returns the error."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    return body["error"]
+
+
+async def send(client, env, **kwargs) -> str:
+    """Clerk A sends a document (``submission``'s keywords); returns its 公文标识."""
+    data, headers = submission(**kwargs)
+    response = await client.post("/api/v1/documents", data=data, headers={**headers, **env.auth(env.clerk_a)})
+    assert response.status == 201, await response.text()
+    return (await response.json())["doc_id"]

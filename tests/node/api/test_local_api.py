@@ -28,12 +28,14 @@ from tests.node.api.local_api_support import (
     UNIT_A,
     UNIT_B,
     UNIT_C,
+    expect_error,
     make_env,
     meta,
     multipart,
     package_members,
     part,
     run,
+    send,
     submission,
     template,
 )
@@ -48,26 +50,9 @@ DOC_ROUTES = [
 OPERATOR_ROUTES = [("GET", "/metrics"), ("GET", "/api/v1/node/status")]
 
 
-async def expect_error(response, status: int, code: str) -> dict:
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/json"
-    body = await response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code, body
-    assert body["error"]["message"]
-    return body["error"]
-
-
 async def still_serving(client) -> None:
     response = await client.get("/healthz")
     assert response.status == 200 and (await response.json()) == {"ok": True, "node_id": "county-a"}
-
-
-async def send(client, env, **kwargs) -> str:
-    data, headers = submission(**kwargs)
-    response = await client.post("/api/v1/documents", data=data, headers={**headers, **env.auth(env.clerk_a)})
-    assert response.status == 201, await response.text()
-    return (await response.json())["doc_id"]
 
 
 async def received_package(client, env, doc_id: str) -> dict[str, bytes]:

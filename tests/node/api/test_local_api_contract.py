@@ -10,8 +10,7 @@ import pytest
 
 from exchange_protocol.meta_schema import meta_schema
 from node.api.openapi import build_openapi
-from tests.node.api.local_api_support import UNIT_B, make_env, meta, run, submission
-from tests.node.api.test_local_api import expect_error, send
+from tests.node.api.local_api_support import UNIT_B, expect_error, make_env, meta, run, send, submission
 
 UNADDRESSABLE = ["../../etc/passwd", "..", "a?b=1#c", "<script>", ".hidden", "a b"]
 

@@ -5,16 +5,13 @@ display width — the ``--json`` output (the node's JSON exactly), error lines a
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import pty
 import random
 import subprocess
-import sys
 import threading
 import unicodedata
-from pathlib import Path
 
 import pytest
 
@@ -33,48 +30,9 @@ from tests.node.api.local_api_support import (
     now_local,
     package_members,
 )
-from tests.node.api.test_openapi import check, response_schema
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _command(server: ThreadedServer, token: str | None, args: tuple[str, ...]) -> tuple[list[str], dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GWX_")}
-    env["GWX_NODE"] = server.url
-    env["PYTHONPATH"] = str(ROOT)
-    env["TZ"] = "Asia/Shanghai"  # times are shown in the clerk's zone (the node answers in UTC)
-    if token:
-        env["GWX_TOKEN"] = token
-    return [sys.executable, "-m", "node.cli.main", *args], env
-
-
-def gwx(server: ThreadedServer, token: str | None, *args: str) -> subprocess.CompletedProcess:
-    return gwx_parallel(server, [(token, *args)])[0]
-
-
-def gwx_parallel(server: ThreadedServer, commands: list[tuple]) -> list[subprocess.CompletedProcess]:
-    """Run independent ``gwx`` commands at the same time (each start costs about a second)."""
-    running = []
-    for token, *args in commands:
-        argv, env = _command(server, token, tuple(args))
-        running.append((argv, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                               env=env, cwd=ROOT)))
-    done = []
-    for argv, proc in running:
-        out, err = proc.communicate(timeout=60)
-        done.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
-    return done
-
-
-def direct_get(server, token: str, path: str, raw: bool = False) -> object:
-    conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=30)
-    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-    response = conn.getresponse()
-    data = response.read()
-    if raw:
-        assert response.status == 200, data[:500]
-        return data
-    return json.loads(data)
+from tests.node.api.openapi_check import check, response_schema
+from tests.node.cli.clerk_support import clerk_command, direct_get, gwx, gwx_parallel
+from tests.support import REPO
 
 
 def columns(line: str, starts: list[int]) -> list[str]:
@@ -97,24 +55,6 @@ def header_starts(header: str, labels: list[str]) -> list[int]:
         starts.append(display_width(header[:index]))
         search_from = index + len(label)
     return starts
-
-
-@pytest.fixture
-def node(tmp_path):
-    env = make_env(tmp_path)
-    with ThreadedServer(env) as server:
-        yield env, server
-
-
-@pytest.fixture
-def files(tmp_path):
-    d = tmp_path / "files"
-    d.mkdir()
-    (d / "META.json").write_text(json.dumps(meta(), ensure_ascii=False), "utf-8")
-    (d / "body.pdf").write_bytes(PDF)
-    (d / "附件1：检查表.xlsx").write_bytes(b"attachment one" * 100)
-    (d / "notes.txt").write_bytes(b"second")
-    return d
 
 
 def test_send_sign_for_urge_and_track_as_two_clerks(node, files):
@@ -236,8 +176,8 @@ def test_upload_progress_is_shown_on_a_terminal_only(tmp_path, files):
     args = ("send", "--meta", str(files / "META.json"), "--body", str(files / "body.pdf"), "--attach", str(big))
     with ThreadedServer(env) as server:
         master, slave = pty.openpty()
-        argv, penv = _command(server, env.clerk_a, args)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=penv, cwd=ROOT)
+        argv, penv = clerk_command(server, env.clerk_a, args)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=penv, cwd=REPO)
         os.close(slave)
         seen = bytearray()
 

@@ -12,33 +12,13 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import tracemalloc
-
-import pytest
 
 from node.cli.main import main as gwx_main
 from node.config import Limits
 from tests.node.api.local_api_support import PDF, UNIT_B, UNIT_C, ThreadedServer, make_env, meta
-from tests.node.cli.test_cli_clerk import ROOT, _command, direct_get, gwx, gwx_parallel
-
-
-@pytest.fixture
-def node(tmp_path):
-    env = make_env(tmp_path)
-    with ThreadedServer(env) as server:
-        yield env, server
-
-
-@pytest.fixture
-def files(tmp_path):
-    d = tmp_path / "files"
-    d.mkdir()
-    (d / "META.json").write_text(json.dumps(meta(), ensure_ascii=False), "utf-8")
-    (d / "body.pdf").write_bytes(PDF)
-    (d / "附件1：检查表.xlsx").write_bytes(os.urandom(3000))
-    (d / "notes.txt").write_bytes(b"second")
-    return d
+from tests.node.cli.clerk_support import clerk_command, direct_get, gwx, gwx_parallel
+from tests.support import REPO, run_gwx
 
 
 def send(server, env, files, *attachments: str) -> str:
@@ -113,8 +93,7 @@ def test_paging_prints_the_next_pages_command_and_it_works(node, files):
 
 def test_help_says_what_gwx_node_and_gwx_token_hold():
     for command in ("inbox", "send", "download", "track"):
-        shown = subprocess.run([sys.executable, "-m", "node.cli.main", command, "--help"], capture_output=True, text=True,
-                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+        shown = run_gwx(command, "--help", env={"COLUMNS": "200"}, text=True)
         assert shown.returncode == 0
         assert "GWX_NODE" in shown.stdout and "your API token itself (not a file)" in shown.stdout
         assert "a file holding your API token (default: the token in $GWX_TOKEN)" in shown.stdout
@@ -123,8 +102,8 @@ def test_help_says_what_gwx_node_and_gwx_token_hold():
 def test_a_reader_that_stops_early_gets_no_traceback(node, files):
     env, server = node
     doc_id = send(server, env, files, "notes.txt")
-    argv, cmd_env = _command(server, env.clerk_b, ("show", doc_id, "--json"))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cmd_env, cwd=ROOT)
+    argv, cmd_env = clerk_command(server, env.clerk_b, ("show", doc_id, "--json"))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cmd_env, cwd=REPO)
     proc.stdout.close()  # like `| head` that has already had enough
     _, err = proc.communicate(timeout=60)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from node.localnet import send_document
-from tests.node.network.network_support import A1, CITY, REPO, make_body_pdf, notice_meta, start_network
+from tests.node.network.network_support import A1, CITY, REPO, notice_meta, start_network
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 HERE = Path(__file__).resolve().parent
@@ -31,7 +31,7 @@ def node(tmp_path_factory):
     base = tmp_path_factory.mktemp("schemathesis")
     net = start_network(base, {"city": ([CITY, A1], {})})
     node = net.nodes["city"]
-    send_document(node, CITY, notice_meta(CITY, [A1]), make_body_pdf(base / "body.pdf"))
+    send_document(node, CITY, notice_meta(CITY, [A1]), net.body)
     yield node
     net.stop_all()
 
