@@ -96,7 +96,7 @@ def test_load_crl_round_trips_and_rejects_garbage(ca_pair):
 def test_load_crls_reads_every_crl_of_a_concatenated_file(ca_pair, tmp_path):
     """A node's crl.pem holds the root's CRL and each intermediate's, one after the other."""
     _, root = ca_pair
-    inter = root.create_intermediate(tmp_path / "inter", "CRL County CA", PW)
+    inter = root.create_intermediate(tmp_path / "inter", "CRL County CA", PASSPHRASE)
     root_crl, inter_crl = crlmod.build_crl(root, NOW), crlmod.build_crl(inter, NOW)
     bundle = crlmod.crl_pem(root_crl) + b"\n" + crlmod.crl_pem(inter_crl)
     assert [c.issuer for c in crlmod.load_crls(bundle)] == [root.certificate.subject, inter.certificate.subject]

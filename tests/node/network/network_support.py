@@ -5,7 +5,8 @@ CA, mutual TLS between nodes, SQLite files on disk, clerks' tokens. Nothing is m
 
 * unit codes and :func:`notice_meta` (the metadata of a 通知);
 * :func:`start_network` — build and start a topology once per module (retry windows shortened so
-  a restarted peer is retried within a second), with ``net.body``, a sample 公文 PDF
+  a restarted peer is retried within a second); :func:`new_network` and :func:`connect_and_start`
+  for topologies it cannot say (intermediate CAs). ``net.body`` is a sample 公文 PDF
   (:func:`node.localnet.notice_pdf`) to send;
 * :func:`db_rows` / :func:`db_value` — read a node's SQLite file read-only (WAL lets us read while
   the node runs), and :func:`verify_audit_chain`, which recomputes the hash chain from the file;
@@ -79,13 +80,23 @@ def notice_meta(from_unit: str, to: Sequence[str], cc: Sequence[str] = (), *, ti
 
 
 def start_network(base: Path, topology: dict[str, tuple[list[str], dict]]) -> LocalNetwork:
-    """``topology``: node id → (unit codes, config overrides). All nodes know each other; ``net.body``
-    is a sample 公文 PDF under ``base``."""
+    """``topology``: node id → (unit codes, config overrides). All nodes know each other."""
+    net = new_network(base)
+    for node_id, (codes, overrides) in topology.items():
+        net.add_node(node_id, units(*codes), **{"retry": FAST_RETRY, **overrides})
+    return connect_and_start(net)
+
+
+def new_network(base: Path) -> LocalNetwork:
+    """A network with its root CA and no node yet; ``net.body`` is a sample 公文 PDF to send."""
     net = LocalNetwork(base)
     net.body = base / "body.pdf"
     net.body.write_bytes(notice_pdf())
-    for node_id, (codes, overrides) in topology.items():
-        net.add_node(node_id, units(*codes), **{"retry": FAST_RETRY, **overrides})
+    return net
+
+
+def connect_and_start(net: LocalNetwork) -> LocalNetwork:
+    """Every node learns every other, then all start; if one cannot, those started are stopped."""
     net.connect_all()
     try:
         net.start_all()

@@ -35,7 +35,6 @@ from tests.node.network.network_support import (
     ensure_running,
     gwx,
     inbox_item,
-    make_body_pdf,
     notice_meta,
     recipients_by_unit,
     start_network,
@@ -51,7 +50,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("bounce")
     network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {}), "county-b": ([B1], {})})
-    network.body = make_body_pdf(base / "body.pdf")
     yield network
     network.stop_all()
 

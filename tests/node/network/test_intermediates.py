@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from node.localnet import PASSPHRASE, LocalNetwork, send_document, wait_for
+from node.localnet import PASSPHRASE, send_document, wait_for
 from pki.ca import load_certificates
 from tests.node.network.network_support import (
     A1,
@@ -23,9 +23,10 @@ from tests.node.network.network_support import (
     FAST_RETRY,
     RawPeer,
     clerk_name,
+    connect_and_start,
     gwx,
     inbox_item,
-    make_body_pdf,
+    new_network,
     notice_meta,
     recipients_by_unit,
     tls_context_from,
@@ -40,21 +41,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("intermediates")
-    network = LocalNetwork(base)
+    network = new_network(base)
     network.lanshan = network.add_intermediate("ca-lanshan", "兰山区CA")
     counties = network.add_intermediate("ca-counties", "临沂市区县CA", levels_below=1)
     network.luozhuang = network.add_intermediate("ca-luozhuang", "罗庄区CA", parent=counties)
     network.add_node("city", units(CITY), retry=FAST_RETRY)
     network.add_node("county-a", units(A1), ca=network.lanshan, retry=FAST_RETRY)
     network.add_node("county-b", units(B1), ca=network.luozhuang, retry=FAST_RETRY)
-    network.connect_all()
-    try:
-        network.start_all()
-    except BaseException:
-        network.stop_all()
-        raise
-    network.body = make_body_pdf(base / "body.pdf")
-    yield network
+    yield connect_and_start(network)
     network.stop_all()
 
 
