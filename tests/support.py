@@ -6,6 +6,8 @@
 * :class:`FakeClock` is the suite's only fake: a clock the test moves by hand, telling datetimes or
   monotonic seconds.
 * :func:`run_openssl` and :func:`run_gwx` run a tool as a user would, in a separate process.
+* :func:`absolute_imports` lists what a module's source imports, for the tests that keep a package
+  from importing what it must not (exchange_protocol's sans-I/O rule, SQL only in the store backend).
 
 The sample 公文 PDF every test, the demo and the benchmarks use is :func:`node.localnet.notice_pdf`
 (bench/ and deploy/ cannot import tests/).
@@ -13,6 +15,7 @@ The sample 公文 PDF every test, the demo and the benchmarks use is :func:`node
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import os
 import shutil
@@ -79,3 +82,15 @@ def run_gwx(*args: str | Path, env: dict[str, str] | None = None, input: bytes |
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "node.cli.main", *map(str, args)], env=full_env,
                           input=input, capture_output=True, timeout=timeout, cwd=REPO, text=text)
+
+
+def absolute_imports(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, module) for every absolute import in ``tree``, nested ones included; relative imports
+    stay inside their own package and are left out."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.append((node.lineno, node.module or ""))
+    return found

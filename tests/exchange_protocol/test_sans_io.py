@@ -10,25 +10,15 @@ from pathlib import Path
 import pytest
 
 import exchange_protocol
+from tests.support import absolute_imports
 
 PACKAGE_DIR = Path(exchange_protocol.__file__).parent
 FORBIDDEN = ("asyncio", "aiohttp", "aiosqlite", "sqlite3", "socket", "node", "adapters")
 
 
 def forbidden_imports(source: str, filename: str) -> list[str]:
-    found = []
-    for node in ast.walk(ast.parse(source, filename)):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            # relative imports (level > 0) stay inside exchange_protocol
-            names = [node.module or ""] if node.level == 0 else []
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in FORBIDDEN:
-                found.append(f"{filename}:{node.lineno}: {name}")
-    return found
+    return [f"{filename}:{line}: {name}" for line, name in absolute_imports(ast.parse(source, filename))
+            if name.split(".")[0] in FORBIDDEN]
 
 
 def modules() -> list[Path]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import node
+from tests.support import absolute_imports
 
 ROOT = Path(node.__file__).parent.parent
 BACKEND = ROOT / "node" / "store" / "sqlite"
@@ -21,22 +22,14 @@ SQL = re.compile(r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+(OR\s+\w+\s+)?INTO\b|\bU
 
 
 def violations(source: str, filename: str, *, may_open_backend: bool = False) -> list[str]:
-    found = []
-    for item in ast.walk(ast.parse(source, filename)):
-        if isinstance(item, ast.Import):
-            names = [alias.name for alias in item.names]
-        elif isinstance(item, ast.ImportFrom):
-            names = [item.module or ""] if item.level == 0 else []
-        elif isinstance(item, ast.Constant) and isinstance(item.value, str) and SQL.search(item.value):
-            found.append(f"{filename}:{item.lineno}: SQL in a string: {item.value[:60]!r}")
+    tree = ast.parse(source, filename)
+    found = [f"{filename}:{item.lineno}: SQL in a string: {item.value[:60]!r}" for item in ast.walk(tree)
+             if isinstance(item, ast.Constant) and isinstance(item.value, str) and SQL.search(item.value)]
+    for line, name in absolute_imports(tree):
+        if may_open_backend and name.startswith("node.store.sqlite"):
             continue
-        else:
-            continue
-        for name in names:
-            if may_open_backend and name.startswith("node.store.sqlite"):
-                continue
-            if any(name == m or name.startswith(m + ".") for m in FORBIDDEN_MODULES):
-                found.append(f"{filename}:{item.lineno}: imports {name}")
+        if any(name == m or name.startswith(m + ".") for m in FORBIDDEN_MODULES):
+            found.append(f"{filename}:{line}: imports {name}")
     return found
 
 
