@@ -8,7 +8,8 @@ gets its own data directory with a fresh :class:`~node.store.NodeStore` (SQLite)
 the node was provisioned, so times in tables can be predicted. Also: raw multipart bodies (built by
 hand so hostile parts can be written exactly), and ways to run a scenario against the app with
 aiohttp's test server inside ``asyncio.run`` or on a loopback port in a thread; :func:`send` (clerk A
-sends a valid document) and :func:`expect_error` (the error body every refusal carries).
+sends a valid document), :func:`expect_error` (the error body every refusal carries),
+:func:`still_serving` and :func:`outbox_of_a`.
 """
 
 from __future__ import annotations
@@ -253,3 +254,16 @@ async def send(client, env, **kwargs) -> str:
     response = await client.post("/api/v1/documents", data=data, headers={**headers, **env.auth(env.clerk_a)})
     assert response.status == 201, await response.text()
     return (await response.json())["doc_id"]
+
+
+async def still_serving(client) -> None:
+    """The node still answers its health check (a refusal broke nothing)."""
+    response = await client.get("/healthz")
+    assert response.status == 200 and (await response.json()) == {"ok": True, "node_id": "county-a"}
+
+
+async def outbox_of_a(client, env) -> list:
+    """Clerk A's outbox as the API lists it."""
+    response = await client.get("/api/v1/outbox", headers=env.auth(env.clerk_a))
+    assert response.status == 200
+    return await response.json()

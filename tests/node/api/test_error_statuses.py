@@ -21,8 +21,15 @@ from node.errors import NodeUnavailable
 from node.federation.processor import NoticeNotOurs
 from node.federation.transport import PeerIdentityMismatch
 from pki.errors import CmsBadSignature, CmsDigestMismatch, CmsMalformed, RevocationStale
-from tests.node.api.local_api_support import UNIT_A, make_env, run, submission
-from tests.node.api.test_local_api import expect_error, outbox_of_a, still_serving
+from tests.node.api.local_api_support import (
+    UNIT_A,
+    expect_error,
+    make_env,
+    outbox_of_a,
+    run,
+    still_serving,
+    submission,
+)
 
 
 def test_a_clerk_whose_unit_has_no_seal_gets_409_and_nothing_is_sent(tmp_path):

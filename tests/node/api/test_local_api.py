@@ -32,10 +32,12 @@ from tests.node.api.local_api_support import (
     make_env,
     meta,
     multipart,
+    outbox_of_a,
     package_members,
     part,
     run,
     send,
+    still_serving,
     submission,
     template,
 )
@@ -50,11 +52,6 @@ DOC_ROUTES = [
 OPERATOR_ROUTES = [("GET", "/metrics"), ("GET", "/api/v1/node/status")]
 
 
-async def still_serving(client) -> None:
-    response = await client.get("/healthz")
-    assert response.status == 200 and (await response.json()) == {"ok": True, "node_id": "county-a"}
-
-
 async def received_package(client, env, doc_id: str) -> dict[str, bytes]:
     """The package as clerk B downloads it, checked by the package verifier against the CA root."""
     response = await client.get(f"/api/v1/inbox/{doc_id}/package", headers=env.auth(env.clerk_b))
@@ -65,12 +62,6 @@ async def received_package(client, env, doc_id: str) -> dict[str, bytes]:
     report = await asyncio.to_thread(verify_package, io.BytesIO(data), roots, template().now)
     assert report.ok, [c for c in report.checks if c.status == "fail"]
     return package_members(data)
-
-
-async def outbox_of_a(client, env) -> list:
-    response = await client.get("/api/v1/outbox", headers=env.auth(env.clerk_a))
-    assert response.status == 200
-    return await response.json()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import hashlib
 import io
 import json
 import zipfile
@@ -20,100 +19,34 @@ import pytest
 
 from exchange_protocol.envelope import HeaderDraft, MessageType, decode_header
 from exchange_protocol.ids import new_id
-from exchange_protocol.manifest import Manifest, parse_manifest
-from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.notices import Notice
-from exchange_protocol.package import build_package
-from node.federation.outbound import Outbound
-from node.federation.processor import Delivery, DocumentConflict, NoticeNotOurs, Processor
-from node.federation.tls import client_context
-from node.federation.transport import PeerClient
-from node.localnet import notice_pdf
-from node.ops.metrics import Registry
+from node.federation.processor import Delivery, DocumentConflict, NoticeNotOurs
 from node.store import InboundEnvelope
-from node.store.opener import open_store
-from pki import cms
-from pki.unit_code import make_unit_code
-from tests.node.federation.federation_support import node_context, provision_county_and_city
-from tests.support import PASSPHRASE
+from tests.node.federation import processing_support
+from tests.node.federation.processing_support import (
+    SENDER,
+    A,
+    B,
+    city_envelope,
+    city_package,
+    close_processor,
+    delivery,
+    doc_id_in,
+    open_processor,
+    receive,
+)
 
-A, B = make_unit_code("11371302MB0000071"), make_unit_code("11371302MB0000072")
-SENDER = make_unit_code("11371300MB0000071")  # a unit of another node, "city"
-
-
-@pytest.fixture(scope="module")
-def node_dir(tmp_path_factory):
-    # The city node holds the sending unit's seal.
-    return provision_county_and_city(tmp_path_factory.mktemp("processing"), "处理测试CA",
-                                     {A: "甲单位", B: "乙单位"}, {SENDER: "市政府办公室"})
-
-
-async def _open(node_dir, tmp_path):
-    ctx = node_context(node_dir / "county")
-    config = ctx.config
-    store = await open_store(tmp_path / "data", node_id=ctx.node_id)
-    creds = config.credentials_dir
-    outbound = Outbound(ctx, store, PeerClient(client_context(creds / "tls.crt", creds / "tls.key",
-                                                             config.trust_root_path, PASSPHRASE)), Registry())
-    return ctx, store, outbound, Processor(ctx, store, Registry(), outbound)
-
-
-async def _close(store, outbound) -> None:
-    await outbound.stop(1.0)
-    await outbound.client.close()
-    await store.close()
-
-
-def _package(node_dir, to, *, tamper_pdf=False) -> bytes:
-    ctx = node_context(node_dir / "city")
-    seal = ctx.seals[SENDER]
-    meta = parse_meta({"kind": "通知", "title": "关于处理测试的通知", "doc_number": None, "issuers": [SENDER],
-                       "signers": [], "to": to, "cc": [], "written_on": "2026-11-20", "urgency": None,
-                       "classification": "非密", "deadline": None, "copy_number": None, "printed_by": None,
-                       "printed_on": None, "note": None, "attachments_note": None, "id": None},
-                      now=ctx.clock()).metadata
-    out = io.BytesIO()
-    build_package(out, metadata=meta, body=notice_pdf(), seal_key=seal, at=ctx.clock())
-    if not tamper_pdf:
-        return out.getvalue()
-    # Change a byte of the sealed PDF and re-sign the manifest with the same seal key: the
-    # manifest, digests and seal all verify; only the PDF's own PAdES seal does not.
-    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as z:
-        members = {i.filename: z.read(i.filename) for i in z.infolist()}
-    pdf = bytearray(members["body.pdf"])
-    at = len(pdf) // 3  # inside the signed byte range (the signature sits near the end)
-    pdf[at] ^= 0x01
-    members["body.pdf"] = bytes(pdf)
-    manifest = parse_manifest(members["META-INF/manifest.json"])
-    entries = [dataclasses.replace(e, sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf))
-               if e.path == "body.pdf" else e for e in manifest.entries]
-    members["META-INF/manifest.json"] = Manifest.of(entries).to_bytes()
-    members["META-INF/signature.p7s"] = cms.sign_detached(members["META-INF/manifest.json"], seal.signer,
-                                                          signing_time=ctx.clock())
-    rebuilt = io.BytesIO()
-    with zipfile.ZipFile(rebuilt, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return rebuilt.getvalue()
-
-
-def _delivery(payload_digest: str, to, message_id=None) -> Delivery:
-    from pki.ca import utcnow
-
-    now = utcnow()
-    header = HeaderDraft(message_id or new_id(now), MessageType.DOCUMENT, "city", "county", SENDER, tuple(to), now,
-                         now + dt.timedelta(days=1))
-    return Delivery(header, payload_digest, now)
+node_dir = processing_support.node_dir  # the county and city nodes (a module fixture)
 
 
 def test_a_valid_document_reaches_the_inboxes_and_is_acknowledged(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
-            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A, B]))
-            d = _delivery(ref.digest, [A, B])
+            ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A, B]))
+            d = delivery(ref.digest, [A, B])
             await processor.apply(d)
-            rows = [await store.messages.get_inbox(_doc_id(store, ref.digest), u) for u in (A, B)]
+            rows = [await store.messages.get_inbox(doc_id_in(store, ref.digest), u) for u in (A, B)]
             assert [r.status for r in rows] == ["pending", "pending"] and rows[0].verification["ok"]
             [ack] = await store.drafts.drafts_for("city")
             assert ack.header.type == "transport-ack" and ack.header.in_reply_to == d.header.message_id
@@ -121,27 +54,22 @@ def test_a_valid_document_reaches_the_inboxes_and_is_acknowledged(node_dir, tmp_
             await processor.apply(d)
             assert (await store.messages.list_inbox()).items.__len__() == 2
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
-
-
-def _doc_id(store, digest):  # the 公文标识 inside a stored package
-    with open(store.blobs.path_for(digest), "rb") as f, zipfile.ZipFile(f) as z:
-        return json.loads(z.read("metadata.json"))["id"]
 
 
 def test_a_document_failing_its_pdf_seal_is_quarantined_and_bounced(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
-            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A], tamper_pdf=True))
+            ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A], tamper_pdf=True))
             env = await store.blobs.put(b"the envelope as received")
-            d = _delivery(ref.digest, [A])
+            d = delivery(ref.digest, [A])
             message_id = d.header.message_id
             await store.accept_inbound(InboundEnvelope(message_id, env.digest, env.digest, "city", b"receipt",
                                                        "document", 24, ref.digest))
             await processor.apply(d, mark=message_id)
-            assert await store.messages.get_inbox(_doc_id(store, ref.digest), A) is None  # never offered for 签收
+            assert await store.messages.get_inbox(doc_id_in(store, ref.digest), A) is None  # never offered for 签收
             received = await store.messages.get_received(message_id)
             assert received.state == "failed" and received.error_code == "PKG_PDF_SEAL_INVALID"
             [bounce] = await store.drafts.drafts_for("city")
@@ -154,17 +82,17 @@ def test_a_document_failing_its_pdf_seal_is_quarantined_and_bounced(node_dir, tm
             notice = json.loads(await store.blobs.read_bytes(bounce.payload_digest))
             assert "pdf_seal" in notice["reason"] and notice["units"] == [A]
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
 
 
 def test_the_same_document_id_with_another_package_is_refused(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
-            first = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
-            await processor.apply(_delivery(first.digest, [A]))
-            doc_id = _doc_id(store, first.digest)
+            first = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A]))
+            await processor.apply(delivery(first.digest, [A]))
+            doc_id = doc_id_in(store, first.digest)
             # Another package claiming the same 公文标识 (a replayed id with other contents).
             with zipfile.ZipFile(store.blobs.path_for(first.digest)) as z:
                 members = {i.filename: z.read(i.filename) for i in z.infolist()}
@@ -175,16 +103,16 @@ def test_the_same_document_id_with_another_package_is_refused(node_dir, tmp_path
             second = await store.blobs.put(other.getvalue())
             assert second.digest != first.digest
             with pytest.raises(DocumentConflict):
-                await processor.apply(_delivery(second.digest, [A]))
+                await processor.apply(delivery(second.digest, [A]))
             assert (await store.messages.get_inbox(doc_id, A)).package_digest == first.digest
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
 
 
 def test_a_poisoned_message_is_set_aside_and_the_next_is_applied(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
             garbage = await store.blobs.put(b"not an envelope at all")
             await store.accept_inbound(InboundEnvelope(new_id(ctx.clock()), garbage.digest, garbage.digest, "city",
@@ -198,17 +126,17 @@ def test_a_poisoned_message_is_set_aside_and_the_next_is_applied(node_dir, tmp_p
             assert (await store.messages.inbound_counts(), failure.error_code) == ({"failed": 1}, "ENV_BAD_MAGIC")
         finally:
             await processor.stop()
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
 
 
 def test_a_notice_that_matches_nothing_we_sent_moves_nothing_and_leaves_no_trace(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
-            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
-            await processor.apply(_delivery(ref.digest, [A]))
-            doc_id = _doc_id(store, ref.digest)
+            ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A]))
+            await processor.apply(delivery(ref.digest, [A]))
+            doc_id = doc_id_in(store, ref.digest)
             forged = Notice(MessageType.URGE, doc_id, (A,), ctx.clock(), by="冒充者")
             blob = await store.blobs.put(forged.encode())
             now = ctx.clock()
@@ -222,43 +150,22 @@ def test_a_notice_that_matches_nothing_we_sent_moves_nothing_and_leaves_no_trace
             # Rolled back whole: nothing recorded against the document beyond its arrival.
             assert [e.action for e in await store.audit.events(doc_id=doc_id)] == ["inbox.add"]
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
-
-
-def _envelope(node_dir, type, to, payload: bytes, in_reply_to=None):
-    """A real envelope from the city node to the county node (the city's signing key, the county's
-    encryption certificate)."""
-    from exchange_protocol.envelope_crypto import Recipient
-    from exchange_protocol.envelope_seal import seal_envelope
-    from pki.ca import load_certificates, utcnow
-
-    city = node_context(node_dir / "city")
-    enc = load_certificates((node_dir / "county" / "credentials" / "enc.crt").read_bytes())[0]
-    draft = HeaderDraft.new(type, "city", "county", SENDER, to, utcnow(), dt.timedelta(days=1), in_reply_to=in_reply_to)
-    return seal_envelope(draft, payload, city.sender, Recipient(enc))
-
-
-async def _receive(store, sealed, payload: bytes):
-    env = await store.blobs.put(sealed.data)
-    plain = await store.blobs.put(payload)
-    await store.accept_inbound(InboundEnvelope(sealed.header.message_id, env.digest, env.digest, "city", b"receipt",
-                                               sealed.header.type.value, len(sealed.data), plain.digest))
-    return await store.messages.get_received(sealed.header.message_id)
 
 
 def test_a_notice_that_overtakes_its_document_waits_for_it(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
-            package = await asyncio.to_thread(_package, node_dir, [A])
-            doc = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], package)
-            doc_row = await _receive(store, doc, package)
+            package = await asyncio.to_thread(city_package, node_dir, [A])
+            doc = await asyncio.to_thread(city_envelope, node_dir, MessageType.DOCUMENT, [A], package)
+            doc_row = await receive(store, doc, package)
             with zipfile.ZipFile(io.BytesIO(package)) as z:
                 doc_id = json.loads(z.read("metadata.json"))["id"]
             recall = Notice(MessageType.RECALL, doc_id, (A,), ctx.clock(), by="市政府办公室收发员").encode()
-            early = await asyncio.to_thread(_envelope, node_dir, MessageType.RECALL, [A], recall, doc.header.message_id)
-            recall_row = await _receive(store, early, recall)
+            early = await asyncio.to_thread(city_envelope, node_dir, MessageType.RECALL, [A], recall, doc.header.message_id)
+            recall_row = await receive(store, early, recall)
 
             await processor._process(recall_row)  # before the document: deferred, not failed
             waiting = await store.messages.get_received(recall_row.message_id)
@@ -270,13 +177,13 @@ def test_a_notice_that_overtakes_its_document_waits_for_it(node_dir, tmp_path):
             assert (await store.messages.get_inbox(doc_id, A)).status == "recalled"
             assert (await store.messages.get_received(recall_row.message_id)).state == "done"
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
 
 
 def test_a_stale_crl_after_acknowledgement_defers_and_never_bounces(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
             from node.errors import NodeError
             from pki.errors import RevocationStale
@@ -285,27 +192,27 @@ def test_a_stale_crl_after_acknowledgement_defers_and_never_bounces(node_dir, tm
                 raise RevocationStale("our CRL's nextUpdate has passed")
 
             processor.ctx = dataclasses.replace(ctx, revocation=stale)
-            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
+            ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A]))
             with pytest.raises(NodeError) as err:
-                await processor.apply(_delivery(ref.digest, [A]))
+                await processor.apply(delivery(ref.digest, [A]))
             assert err.value.code == "NODE_REVOCATION_UNKNOWN"
             assert await store.drafts.drafts_for("city") == []  # no bounce went back
             assert processor.reports.get(ref.digest) is None  # nor was the verdict remembered
             processor.ctx = ctx  # a fresh CRL: the same document goes through
-            await processor.apply(_delivery(ref.digest, [A]))
-            assert (await store.messages.get_inbox(_doc_id(store, ref.digest), A)).status == "pending"
+            await processor.apply(delivery(ref.digest, [A]))
+            assert (await store.messages.get_inbox(doc_id_in(store, ref.digest), A)).status == "pending"
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
 
 
 def test_a_refused_document_sends_a_bounce_back(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
-            package = await asyncio.to_thread(_package, node_dir, [A])
-            first = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], package)
-            await processor._process(await _receive(store, first, package))
+            package = await asyncio.to_thread(city_package, node_dir, [A])
+            first = await asyncio.to_thread(city_envelope, node_dir, MessageType.DOCUMENT, [A], package)
+            await processor._process(await receive(store, first, package))
             # The same 公文标识 again in another package (re-zipped): refused, and the sender told.
             with zipfile.ZipFile(io.BytesIO(package)) as z:
                 members = {i.filename: z.read(i.filename) for i in z.infolist()}
@@ -313,15 +220,15 @@ def test_a_refused_document_sends_a_bounce_back(node_dir, tmp_path):
             with zipfile.ZipFile(other, "w") as z:
                 for name, data in members.items():
                     z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
-            second = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], other.getvalue())
-            row = await _receive(store, second, other.getvalue())
+            second = await asyncio.to_thread(city_envelope, node_dir, MessageType.DOCUMENT, [A], other.getvalue())
+            row = await receive(store, second, other.getvalue())
             await processor._process(row)
             refused = await store.messages.get_received(row.message_id)
             assert (refused.state, refused.error_code) == ("failed", "DOC_ID_CONFLICT")
             bounces = [d for d in await store.drafts.drafts_for("city") if d.header.type == "bounce"]
             assert [b.header.in_reply_to for b in bounces] == [second.header.message_id]
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
 
 

@@ -20,11 +20,19 @@ from node.federation.tls import client_context
 from node.federation.transport import PeerClient, PeerUnreachable
 from node.ops.metrics import Registry
 from node.store.opener import open_store
-from tests.node.federation import test_processor as processing
-from tests.node.federation.test_processor import PASS, SENDER, A
-from tests.node.store.conftest import FakeClock
+from tests.node.federation import processing_support
+from tests.node.federation.processing_support import (
+    SENDER,
+    A,
+    city_envelope,
+    city_package,
+    close_processor,
+    open_processor,
+    receive,
+)
+from tests.support import PASSPHRASE, FakeClock
 
-node_dir = processing.node_dir  # the county and city nodes of the processor's tests (a fixture)
+node_dir = processing_support.node_dir  # the county and city nodes (a module fixture)
 
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0)  # certificates in node_dir are valid now
 
@@ -94,12 +102,12 @@ def test_a_restarted_sender_does_not_call_a_peer_that_is_backing_off(node_dir, t
         config = dataclasses.replace(config, directory=node_dir / "county", peers=tuple(
             dataclasses.replace(p, url=f"https://127.0.0.1:{port}") for p in config.peers))
         clock = FakeClock(T0)
-        ctx = NodeContext.load(config, PASS, clock=clock)
+        ctx = NodeContext.load(config, PASSPHRASE, clock=clock)
         creds = config.credentials_dir
 
         async def start():
             store = await open_store(tmp_path / "data", clock=clock)
-            client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, PASS))
+            client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, PASSPHRASE))
             outbound = Outbound(ctx, store, client, Registry(), rand=lambda: 0.0)
             return store, client, outbound
 
@@ -157,21 +165,20 @@ def test_the_processor_retries_by_the_same_function_and_stops_at_the_window(node
     import zipfile
 
     from exchange_protocol.notices import Notice
-    from tests.node.federation.test_processor import _close, _envelope, _open, _package, _receive
 
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         processor.rand = lambda: 0.25
         try:
-            package = await asyncio.to_thread(_package, node_dir, [A])
-            doc = await asyncio.to_thread(_envelope, node_dir, MessageType.DOCUMENT, [A], package)
-            await _receive(store, doc, package)  # accepted, not yet applied
+            package = await asyncio.to_thread(city_package, node_dir, [A])
+            doc = await asyncio.to_thread(city_envelope, node_dir, MessageType.DOCUMENT, [A], package)
+            await receive(store, doc, package)  # accepted, not yet applied
             with zipfile.ZipFile(io.BytesIO(package)) as z:
                 doc_id = json.loads(z.read("metadata.json"))["id"]
             recall = Notice(MessageType.RECALL, doc_id, (A,), ctx.clock(), by="市政府办公室收发员").encode()
-            early = await asyncio.to_thread(_envelope, node_dir, MessageType.RECALL, [A], recall,
+            early = await asyncio.to_thread(city_envelope, node_dir, MessageType.RECALL, [A], recall,
                                             doc.header.message_id)
-            received = await _receive(store, early, recall)
+            received = await receive(store, early, recall)
 
             before = ctx.clock()
             await processor._process(received)
@@ -188,6 +195,6 @@ def test_the_processor_retries_by_the_same_function_and_stops_at_the_window(node
             row = await store.messages.get_received(received.message_id)
             assert (row.state, row.attempts, row.error_code) == ("failed", 1, "NOTICE_EARLY")
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
 
     asyncio.run(run())
