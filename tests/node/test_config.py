@@ -10,9 +10,8 @@ from node.errors import ConfigError
 from node.provision import add_peer, init_node, read_units_file
 from pki.ca import CertificateAuthority
 from pki.unit_code import make_unit_code
-from tests.conftest import run_gwx
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
-PASSPHRASE = b"a long enough passphrase"
 HERE = make_unit_code("91350100M00020000")
 THERE = make_unit_code("91350100M00030000")
 ELSEWHERE = make_unit_code("91350100M00040000")
@@ -135,7 +134,7 @@ def test_units_file_uses_the_node_toml_spelling_and_refuses_unknown_keys(tmp_pat
 @pytest.mark.parametrize("days", ["-5", "0"])
 def test_init_root_refuses_a_validity_that_is_not_positive(tmp_path, days):
     out = run_gwx("pki", "init-root", "--dir", tmp_path / "ca", "--name", "测试CA", "--valid-days", days,
-                  env={"GWX_PASSPHRASE": PASSPHRASE.decode()})
+                  env={"GWX_PASSPHRASE": PASSPHRASE_TEXT})
     assert out.returncode == 2 and "gwx: PKI_INVALID_INPUT: " in out.stderr.decode(), out.stderr
     assert "Traceback" not in out.stderr.decode() and not (tmp_path / "ca" / "root.crt").exists()
 

@@ -11,10 +11,9 @@ from pathlib import Path
 from node.config import CONFIG_NAME, Limits, Listener, RetrySettings, load_config
 from node.provision import add_peer, read_units_file
 from pki.ca import CertificateAuthority
-from tests.conftest import run_gwx
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
-PW = "a long enough passphrase"
 
 
 def test_the_example_node_toml_loads_and_documents_every_option(tmp_path):
@@ -39,9 +38,9 @@ def test_the_example_node_toml_loads_and_documents_every_option(tmp_path):
 def test_the_example_units_file_makes_a_node(tmp_path):
     units = read_units_file(EXAMPLES / "UNITS.toml")
     assert [u["name"] for u in units] == ["临沂市人民政府办公室", "临沂市财政局"]
-    CertificateAuthority.init_root(tmp_path / "ca", "示例CA", PW.encode())
+    CertificateAuthority.init_root(tmp_path / "ca", "示例CA", PASSPHRASE)
     out = run_gwx("node", "init", "--dir", tmp_path / "node", "--node-id", "city", "--ca", tmp_path / "ca",
-                  "--units", EXAMPLES / "UNITS.toml", env={"GWX_PASSPHRASE": PW})
+                  "--units", EXAMPLES / "UNITS.toml", env={"GWX_PASSPHRASE": PASSPHRASE_TEXT})
     assert out.returncode == 0, out.stderr.decode()
     config = load_config(tmp_path / "node")
     assert [(u.code, u.parent) for u in config.units] == [(u["code"], u["parent"]) for u in units]

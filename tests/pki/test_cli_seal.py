@@ -12,12 +12,12 @@ from PIL import Image
 from node.cli.main import main
 from pki.seal import parse_seal
 from tests.pki.seal_support import OTHER_UNIT, UNIT, UNIT_NAME
-from tests.support import PASSPHRASE, run_openssl
+from tests.support import PASSPHRASE_TEXT, run_openssl
 
 
 @pytest.fixture
 def ca_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("GWX_PASSPHRASE", PASSPHRASE.decode())
+    monkeypatch.setenv("GWX_PASSPHRASE", PASSPHRASE_TEXT)
     assert main(["pki", "init-root", "--dir", str(tmp_path / "ca"), "--name", "测试网络根CA"]) == 0
     return tmp_path / "ca"
 
@@ -39,7 +39,7 @@ def test_issue_then_verify(ca_dir, tmp_path, capsys):
     # openssl: the seal certificate chains to the root and the key belongs to it
     assert b": OK" in run_openssl("verify", "-CAfile", ca_dir / "root.crt", out / "seal.crt").stdout
     pub_cert = run_openssl("x509", "-in", out / "seal.crt", "-pubkey", "-noout").stdout
-    pub_key = run_openssl("pkey", "-in", out / "seal.key", "-passin", f"pass:{PASSPHRASE.decode()}",
+    pub_key = run_openssl("pkey", "-in", out / "seal.key", "-passin", f"pass:{PASSPHRASE_TEXT}",
                           "-pubout").stdout
     assert pub_cert == pub_key
     seal = parse_seal((out / "seal.esl").read_bytes())
@@ -101,7 +101,7 @@ def test_issue_with_own_png_and_separate_key_passphrase(ca_dir, tmp_path):
     assert seal.picture.data == buf.getvalue() and seal.picture.width_mm == 40
     assert run_openssl("pkey", "-in", out / "seal.key", "-passin", "pass:a different passphrase",
                        "-noout").returncode == 0
-    assert run_openssl("pkey", "-in", out / "seal.key", "-passin", f"pass:{PASSPHRASE.decode()}",
+    assert run_openssl("pkey", "-in", out / "seal.key", "-passin", f"pass:{PASSPHRASE_TEXT}",
                        "-noout", check=False).returncode != 0
 
 

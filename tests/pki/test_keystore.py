@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pki.errors import InsecureKeyFile, KeyStoreError, WrongPassphrase
 from pki.keystore import read_private_key, write_private_key, write_public_file, write_secret_file
-from tests.support import PASSPHRASE
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_key_is_encrypted_at_rest_per_openssl(tmp_path, ec_key):
     wrong = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin", "pass:wrong-passphrase", "-noout"],
                            capture_output=True)
     assert wrong.returncode != 0
-    right = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin", f"pass:{PASSPHRASE.decode()}",
+    right = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin", f"pass:{PASSPHRASE_TEXT}",
                             "-pubout", "-outform", "DER"], capture_output=True)
     assert right.returncode == 0, right.stderr
     assert right.stdout == _public_der(ec_key)
@@ -67,7 +67,7 @@ def test_wrong_passphrase_is_typed(tmp_path, ec_key):
     with pytest.raises(WrongPassphrase) as err:
         read_private_key(path, b"not the passphrase")
     assert err.value.code == "PKI_WRONG_PASSPHRASE"
-    assert PASSPHRASE.decode() not in str(err.value)
+    assert PASSPHRASE_TEXT not in str(err.value)
 
 
 @pytest.mark.parametrize("passphrase", [b"", b"short", b"7chars!"])

@@ -13,16 +13,15 @@ from pki.errors import AlreadyIssued
 from pki.seal_store import issue_seal
 from pki.seal_verify import verify_seal
 from pki.unit_code import make_unit_code
-from tests.conftest import run_gwx
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
-PW = "a long enough passphrase"
 UNIT = make_unit_code("91350100M00060000")
-ENV = {"GWX_PASSPHRASE": PW}
+ENV = {"GWX_PASSPHRASE": PASSPHRASE_TEXT}
 
 
 @pytest.fixture
 def ca(tmp_path):
-    CertificateAuthority.init_root(tmp_path / "ca", "重发测试CA", PW.encode())
+    CertificateAuthority.init_root(tmp_path / "ca", "重发测试CA", PASSPHRASE)
     return tmp_path / "ca"
 
 
@@ -48,7 +47,7 @@ def test_replacing_a_node_revokes_the_old_certificates_as_superseded(ca, tmp_pat
                   "--out", tmp_path / "n2", "--replace", env=ENV)
     assert out.returncode == 0, out.stderr.decode()
     assert "superseded" in out.stdout.decode() and "gwx pki crl" in out.stdout.decode()
-    authority = CertificateAuthority.open(ca, PW.encode())
+    authority = CertificateAuthority.open(ca, PASSPHRASE)
     revoked = authority.revocations()
     assert serials(tmp_path / "n1") <= set(revoked) and not serials(tmp_path / "n2") & set(revoked)
     assert {revoked[s].reason for s in serials(tmp_path / "n1")} == {"superseded"}
@@ -56,14 +55,14 @@ def test_replacing_a_node_revokes_the_old_certificates_as_superseded(ca, tmp_pat
     assert {e.serial_number for e in crl} == serials(tmp_path / "n1")
     # Now that the replacement is the only live identity, a third plain issue is refused again.
     with pytest.raises(AlreadyIssued):
-        authority.issue_node("county-a", "127.0.0.1", tmp_path / "n3", PW.encode())
+        authority.issue_node("county-a", "127.0.0.1", tmp_path / "n3", PASSPHRASE)
 
 
 def test_an_expired_identity_can_be_renewed_without_replace(ca, tmp_path):
-    authority = CertificateAuthority.open(ca, PW.encode())
-    authority.issue_node("county-x", "127.0.0.1", tmp_path / "old", PW.encode(), valid_days=2,
+    authority = CertificateAuthority.open(ca, PASSPHRASE)
+    authority.issue_node("county-x", "127.0.0.1", tmp_path / "old", PASSPHRASE, valid_days=2,
                          now=dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
-    authority.issue_node("county-x", "127.0.0.1", tmp_path / "new", PW.encode())
+    authority.issue_node("county-x", "127.0.0.1", tmp_path / "new", PASSPHRASE)
     assert not authority.revocations()
 
 
@@ -77,7 +76,7 @@ def test_a_second_seal_for_a_unit_is_refused_and_a_replacement_keeps_the_old_one
     assert "--replace" in help_text and "NOT revoked" in help_text
     out = run_gwx(*args, "--out", tmp_path / "s2", "--replace", env=ENV)
     assert out.returncode == 0, out.stderr.decode()
-    authority = CertificateAuthority.open(ca, PW.encode())
+    authority = CertificateAuthority.open(ca, PASSPHRASE)
     assert not authority.revocations()
     crl = build_crl(authority, dt.datetime.now(dt.UTC))
     for seal in ("s1", "s2"):  # documents sealed with the old seal keep verifying, with revocation checked
@@ -85,7 +84,7 @@ def test_a_second_seal_for_a_unit_is_refused_and_a_replacement_keeps_the_old_one
                              crls=[crl], unit_code=UNIT)
         assert result.revocation_checked
     with pytest.raises(AlreadyIssued):
-        issue_seal(authority, UNIT, "x", tmp_path / "s3", PW.encode())
+        issue_seal(authority, UNIT, "x", tmp_path / "s3", PASSPHRASE)
 
 
 def test_issue_node_help_says_what_replacing_does():

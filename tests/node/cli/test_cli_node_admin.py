@@ -12,7 +12,7 @@ from node.provision import init_node
 from pki.ca import CertificateAuthority, load_certificate
 from pki.crl import load_crls
 from pki.unit_code import make_unit_code
-from tests.support import PASSPHRASE, run_gwx
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
 UNIT = "91350100M000100Y43"
 
@@ -93,7 +93,7 @@ def test_a_corrupt_token_store_is_reported_not_a_traceback(tmp_path, node_dir):
 
 
 def test_init_under_an_intermediate_ca_takes_the_other_cas_crls_and_warns_without_them(tmp_path):
-    env = {"GWX_PASSPHRASE": PASSPHRASE.decode()}
+    env = {"GWX_PASSPHRASE": PASSPHRASE_TEXT}
     assert run_gwx("pki", "init-root", "--dir", tmp_path / "root", "--name", "临沂市电子政务CA", env=env).returncode == 0
     assert run_gwx("pki", "issue-intermediate", "--ca", tmp_path / "root", "--dir", tmp_path / "lanshan",
                    "--name", "兰山区CA", env=env).returncode == 0

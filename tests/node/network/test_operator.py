@@ -20,17 +20,16 @@ from node.localnet import PASSPHRASE, send_document, wait_for
 from node.runner import ready_path, serve
 from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file
-from tests.conftest import run_gwx
 from tests.node.network.network_support import (
     A1,
     CITY,
     RawPeer,
     inbox_item,
-    make_body_pdf,
     notice_meta,
     start_network,
     tls_context_of,
 )
+from tests.support import run_gwx
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -39,7 +38,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("operator")
     network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
-    network.body = make_body_pdf(base / "body.pdf")
     # The docs tell the operator to delete the initial token files once handed out.
     for node in network.nodes.values():
         (node.directory / "tokens" / "operator.token").unlink()

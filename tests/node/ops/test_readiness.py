@@ -16,9 +16,8 @@ from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file
 from pki.seal_store import issue_seal
 from pki.unit_code import make_unit_code
-from tests.conftest import run_gwx
+from tests.support import PASSPHRASE, run_gwx
 
-PASSPHRASE = b"a long enough passphrase"
 UNIT = make_unit_code("91350100M00050000")
 
 
