@@ -165,7 +165,7 @@ def test_a_package_sealed_under_an_intermediate_ca_verifies_with_the_root_alone(
     """gwx pki issue-seal --ca SUB_CA writes the intermediates into seal.crt; gwx doc pack carries
     them, so the receiver needs only root.crt (an SESeal carries its own certificate alone)."""
     d, ca = setup
-    sub = ca.create_intermediate(tmp_path / "sub", "市级CA", PASS.encode())
+    sub = ca.create_intermediate(tmp_path / "sub", "市级CA", PASSPHRASE)
     r = gwx("pki", "issue-seal", "--ca", str(tmp_path / "sub"), "--unit", UNIT, "--name", "某某市人民政府",
             "--out", str(tmp_path / "seal"))
     assert r.returncode == 0, r.stderr
@@ -181,8 +181,8 @@ def test_a_package_sealed_under_an_intermediate_ca_verifies_with_the_root_alone(
 
 def test_verify_chain_supplies_the_intermediates_a_package_does_not_carry(setup, tmp_path):
     d, ca = setup
-    sub = ca.create_intermediate(tmp_path / "sub", "区级CA", PASS.encode())
-    issue_seal(sub, UNIT, "某某市人民政府", tmp_path / "seal", PASS.encode())
+    sub = ca.create_intermediate(tmp_path / "sub", "区级CA", PASSPHRASE)
+    issue_seal(sub, UNIT, "某某市人民政府", tmp_path / "seal", PASSPHRASE)
     # A seal directory from before seal.crt carried the chain: the certificate alone.
     cert = (tmp_path / "seal" / "seal.crt").read_bytes()
     (tmp_path / "seal" / "seal.crt").write_bytes(cert[:cert.index(b"-----END CERTIFICATE-----") + 26])

@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from tests.node.api.local_api_support import PDF, UNIT_B, UNIT_C, ThreadedServer, make_env, meta
-from tests.node.cli.test_cli_clerk import ROOT, _command, gwx, gwx_parallel
+from tests.node.cli.clerk_support import clerk_command, gwx, gwx_parallel
+from tests.support import REPO
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,8 @@ def test_times_carry_their_offset_whatever_the_machines_zone(node, tmp_path):
     env, server = node
     doc_id = send(server, env, tmp_path)
     deadline = meta()["deadline"]  # 17:00 Beijing time
-    argv, cmd_env = _command(server, env.clerk_b, ("show", doc_id))
-    shown = subprocess.run(argv, env={**cmd_env, "TZ": "UTC"}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    argv, cmd_env = clerk_command(server, env.clerk_b, ("show", doc_id))
+    shown = subprocess.run(argv, env={**cmd_env, "TZ": "UTC"}, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert f"{deadline[:10]} 09:00 +00:00" in shown.stdout, shown.stdout
     beijing = gwx(server, env.clerk_b, "show", doc_id)  # TZ=Asia/Shanghai

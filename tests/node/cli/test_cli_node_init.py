@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,10 +15,8 @@ from node.provision import init_node
 from pki.ca import CertificateAuthority
 from pki.errors import GwxError
 from pki.unit_code import make_unit_code
-from tests.conftest import run_gwx
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT, REPO, run_gwx
 
-PASSPHRASE = b"a long enough passphrase"
-ROOT = Path(__file__).resolve().parents[3]
 UNITS = [{"code": make_unit_code(f"1137130{i:02d}MB00000{i:02d}"[:17]), "name": f"测试单位{i}"} for i in range(1, 13)]
 
 
@@ -49,12 +46,12 @@ def test_init_into_an_existing_empty_directory_and_onto_a_file(ca, tmp_path):
     (tmp_path / "a-file").write_text("x")
     (tmp_path / "UNITS.toml").write_text(f'[[units]]\ncode = "{UNITS[1]["code"]}"\nname = "单位"\n', "utf-8")
     out = run_gwx("node", "init", "--dir", tmp_path / "a-file", "--node-id", "z", "--ca", ca.directory,
-                  "--units", tmp_path / "UNITS.toml", env={"GWX_PASSPHRASE": PASSPHRASE.decode()})
+                  "--units", tmp_path / "UNITS.toml", env={"GWX_PASSPHRASE": PASSPHRASE_TEXT})
     assert out.returncode == 2 and b"is a file, expected a directory" in out.stderr, out.stderr
     for command in (("pki", "init-root", "--dir", tmp_path / "a-file", "--name", "某CA"),
                     ("pki", "issue-node", "--ca", ca.directory, "--node-id", "z", "--host", "127.0.0.1",
                      "--out", tmp_path / "a-file")):
-        out = run_gwx(*command, env={"GWX_PASSPHRASE": PASSPHRASE.decode()})
+        out = run_gwx(*command, env={"GWX_PASSPHRASE": PASSPHRASE_TEXT})
         assert out.returncode == 2 and b"is a file, expected a directory" in out.stderr, out.stderr
     assert (tmp_path / "a-file").read_text() == "x"
 
@@ -67,8 +64,8 @@ def test_ctrl_c_during_init_then_init_again(ca, tmp_path):
     node = work / "node"
     args = ["node", "init", "--dir", str(node), "--node-id", "county-c", "--ca", str(ca.directory),
             "--units", str(units)]
-    env = {**os.environ, "GWX_PASSPHRASE": PASSPHRASE.decode(), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "node.cli.main", *args], env=env, cwd=ROOT,
+    env = {**os.environ, "GWX_PASSPHRASE": PASSPHRASE_TEXT, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "node.cli.main", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not any(work.rglob("seal.esl")):  # some seals are made: interrupt half way through
@@ -81,6 +78,6 @@ def test_ctrl_c_during_init_then_init_again(ca, tmp_path):
         assert len(load_config(node).units) == len(UNITS)
         return
     assert proc.returncode == 130 and list(work.iterdir()) == []  # nothing left behind
-    again = run_gwx(*args, env={"GWX_PASSPHRASE": PASSPHRASE.decode()})
+    again = run_gwx(*args, env={"GWX_PASSPHRASE": PASSPHRASE_TEXT})
     assert again.returncode == 0, again.stderr
     assert len(load_config(node).units) == len(UNITS)

@@ -23,6 +23,7 @@ from exchange_protocol.notices import Notice
 from node.federation.processor import Delivery, DocumentConflict, NoticeNotOurs
 from node.store import InboundEnvelope
 from tests.node.federation import processing_support
+from tests.node.federation.federation_support import node_context
 from tests.node.federation.processing_support import (
     SENDER,
     A,
@@ -236,23 +237,23 @@ def test_a_revoked_seal_after_acknowledgement_fails_the_pdf_seal_too(node_dir, t
     """The PAdES validation after acknowledgement asks the node's revocation the same question as the
     manifest signature: a revoked seal certificate fails pdf_seal with the same code, not [ok]."""
     async def run():
-        ctx, store, outbound, processor = await _open(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
             from pki.errors import CertificateRevoked
 
-            sender_cert = NodeContext.load(load_config(node_dir / "city"), PASS).seals[SENDER].certificate
+            sender_cert = node_context(node_dir / "city").seals[SENDER].certificate
 
             def revoked(cert, issuer, at):
                 if cert == sender_cert:
                     raise CertificateRevoked("the seal certificate is revoked (key_compromise)")
 
             processor.ctx = dataclasses.replace(ctx, revocation=revoked)
-            ref = await store.blobs.put(await asyncio.to_thread(_package, node_dir, [A]))
-            await processor.apply(_delivery(ref.digest, [A]))
-            assert await store.messages.get_inbox(_doc_id(store, ref.digest), A) is None
+            ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A]))
+            await processor.apply(delivery(ref.digest, [A]))
+            assert await store.messages.get_inbox(doc_id_in(store, ref.digest), A) is None
             report = await processor.full_report(ref.digest)
             checks = {c["name"]: (c["status"], c.get("code")) for c in report["checks"]}
             assert checks["pdf_seal"] == ("fail", "PKI_CERT_REVOKED") == checks["manifest_signature"]
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
     asyncio.run(run())
