@@ -34,11 +34,12 @@ from node.store.sqlite.db import to_db_time
 from pki.ca import pem
 from pki.errors import HsmError
 from pki.pkcs11 import Pkcs11Signer
-from tests.node.federation import test_processor as processing
-from tests.node.federation.test_processor import PASS, SENDER, A, _close, _open
-from tests.node.store.conftest import FakeClock
+from tests.node.federation import processing_support
+from tests.node.federation.federation_support import node_context
+from tests.node.federation.processing_support import SENDER, A, close_processor, open_processor
+from tests.support import PASSPHRASE, FakeClock
 
-node_dir = processing.node_dir  # the county and city nodes of the processor's tests (a fixture)
+node_dir = processing_support.node_dir  # the county and city nodes (a module fixture)
 
 
 async def _old_bounce_row(store, expires_at: dt.datetime | None, now: dt.datetime, *, type: str = "bounce",
@@ -60,7 +61,7 @@ async def _old_bounce_row(store, expires_at: dt.datetime | None, now: dt.datetim
 
 async def _know_the_city(node_dir, store, now) -> None:
     """The city's certificates as a first contact would have cached them (no network needed)."""
-    city = NodeContext.load(load_config(node_dir / "city"), PASS)
+    city = node_context(node_dir / "city")
     await store.peer_credentials.save(StoredPeerCredentials(
         "city", pem(city.signer.certificate).decode(), pem(city.decryption_key.certificate).decode(),
         b"".join(pem(c) for c in city.intermediates).decode(), now))
@@ -69,7 +70,7 @@ async def _know_the_city(node_dir, store, now) -> None:
 def test_an_old_draft_the_header_check_refuses_is_set_aside_and_the_others_are_built(node_dir, tmp_path,
                                                                                      caplog):
     async def run():
-        ctx, store, outbound, _ = await _open(node_dir, tmp_path)
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
             await _know_the_city(node_dir, store, now)
@@ -97,7 +98,7 @@ def test_an_old_draft_the_header_check_refuses_is_set_aside_and_the_others_are_b
                 assert any(r.message_id == bad and r.code == "ENV_INVALID_FIELD" for r in caplog.records)
             await store.audit.verify_chain()
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
 
     asyncio.run(run())
 
@@ -105,7 +106,7 @@ def test_an_old_draft_the_header_check_refuses_is_set_aside_and_the_others_are_b
 def test_the_document_an_unreadable_draft_carried_fails_for_its_recipients(node_dir, tmp_path):
     """Its sender sees the document failed, with the reason, instead of queued for ever."""
     async def run():
-        ctx, store, outbound, _ = await _open(node_dir, tmp_path)
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
             message_id = await _old_bounce_row(store, None, now, type="document", from_unit=A)
@@ -124,14 +125,14 @@ def test_the_document_an_unreadable_draft_carried_fails_for_its_recipients(node_
             assert row.status == SenderStatus.FAILED.value and row.reason.startswith("ENV_INVALID_FIELD")
             assert await store.drafts.drafts_for("city") == []
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
 
     asyncio.run(run())
 
 
 def test_an_unreadable_row_comes_back_in_its_place_not_as_an_error(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, _ = await _open(node_dir, tmp_path)
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
             bad = await _old_bounce_row(store, None, now)
@@ -145,7 +146,7 @@ def test_an_unreadable_row_comes_back_in_its_place_not_as_an_error(node_dir, tmp
             assert unreadable[0].error.code == "ENV_INVALID_FIELD"
             assert [r.header for r in rows if isinstance(r, Draft)] == [header]
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
 
     asyncio.run(run())
 
@@ -174,7 +175,7 @@ async def _run_until_backing_off(queue: DestinationQueue, store) -> PeerState:
 
 def test_an_hsm_away_while_sealing_leaves_the_draft_and_backs_off(node_dir, tmp_path):
     async def run():
-        ctx, store, outbound, _ = await _open(node_dir, tmp_path)
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
             await _know_the_city(node_dir, store, now)
@@ -195,7 +196,7 @@ def test_an_hsm_away_while_sealing_leaves_the_draft_and_backs_off(node_dir, tmp_
             assert draft.header == header
             assert await store.audit.events(message_id=header.message_id) == []
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
 
     asyncio.run(run())
 
@@ -207,7 +208,7 @@ def test_an_hsm_away_while_sealing_leaves_the_draft_and_backs_off(node_dir, tmp_
 def test_a_peer_whose_certificates_we_cannot_accept_is_backed_off(node_dir, tmp_path, later, code):
     """The peer answers GET /peer/v1/node, but we cannot accept its certificates — our CRL is past
     its nextUpdate, or they have expired: the loop backs off and calls the peer once, not every 5 s."""
-    city = NodeContext.load(load_config(node_dir / "city"), PASS)
+    city = node_context(node_dir / "city")
     node_info = json.dumps({"node_id": "city", "signing_cert": pem(city.signer.certificate).decode(),
                             "encryption_cert": pem(city.decryption_key.certificate).decode(),
                             "chain": [pem(c).decode() for c in city.intermediates]})
@@ -225,7 +226,7 @@ def test_a_peer_whose_certificates_we_cannot_accept_is_backed_off(node_dir, tmp_
         await runner.setup()
         creds = node_dir / "city" / "credentials"
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(
-            creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASS))
+            creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASSPHRASE))
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
 
@@ -233,10 +234,10 @@ def test_a_peer_whose_certificates_we_cannot_accept_is_backed_off(node_dir, tmp_
         config = dataclasses.replace(config, directory=node_dir / "county", peers=tuple(
             dataclasses.replace(p, url=f"https://127.0.0.1:{port}") for p in config.peers))
         clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0) + later)
-        ctx = NodeContext.load(config, PASS, clock=clock)
+        ctx = NodeContext.load(config, PASSPHRASE, clock=clock)
         store = await open_store(tmp_path / "data", node_id="county", clock=clock)
         own = config.credentials_dir
-        client = PeerClient(client_context(own / "tls.crt", own / "tls.key", config.trust_root_path, PASS))
+        client = PeerClient(client_context(own / "tls.crt", own / "tls.key", config.trust_root_path, PASSPHRASE))
         outbound = Outbound(ctx, store, client, Registry(), rand=lambda: 0.0)
         try:
             payload = await store.blobs.put(b"a receipt for the city")
@@ -249,7 +250,7 @@ def test_a_peer_whose_certificates_we_cannot_accept_is_backed_off(node_dir, tmp_
             assert calls == ["/peer/v1/node"]
             assert len(await store.drafts.drafts_for("city")) == 1
         finally:
-            await _close(store, outbound)
+            await close_processor(store, outbound)
             await runner.cleanup()
 
     asyncio.run(run())
