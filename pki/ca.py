@@ -9,6 +9,8 @@ Layout of a CA directory (every key encrypted with the CA passphrase, mode 0600)
     issued/SERIAL.pem every certificate this CA issued (what revocation and OCSP look up)
     revocations.json  serial → reason and time, rewritten atomically on each revocation
     sealmaker.*       the seal-making authority (制章者) that signs SESeal structures
+    dirsigner.*       the network directory's signer (CAs made before it existed: gwx pki
+                      issue-directory-signer, pki.directory_signer)
     ocsp.*, tsa.*     the delegated OCSP responder and the RFC 3161 time-stamping unit
 
 Serial numbers are random (159 bits). Every write is temp file, fsync, rename. The CA signs
@@ -338,6 +340,7 @@ class CertificateAuthority:
 
     # ---- service credentials (seal maker, OCSP responder, TSA) --------------------------------
     _SERVICES = {"sealmaker": (profiles.SEAL_MAKER, "电子印章制作"),
+                 "dirsigner": (profiles.DIRECTORY_SIGNER, "网络目录签发"),
                  "ocsp": (profiles.OCSP_RESPONDER, "OCSP"),
                  "tsa": (profiles.TIME_STAMPING, "TSA")}
 
@@ -357,6 +360,10 @@ class CertificateAuthority:
 
     def seal_maker_signer(self) -> SoftwareSigner:
         return self._service_signer("sealmaker")
+
+    def directory_signer(self) -> SoftwareSigner:
+        """The network directory's signer kept with this CA (pki.directory_signer.from_ca checks it exists)."""
+        return self._service_signer("dirsigner")
 
     def ocsp_responder_signer(self) -> SoftwareSigner:
         return self._service_signer("ocsp")

@@ -15,6 +15,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 # structures, so a unit's seal key cannot make seals for other units. A UUID-derived OID (X.667,
 # arc 2.25) needs no registration: uuid5(NAMESPACE_URL, "urn:gwx:eku:seal-making").
 SEAL_MAKING = x509.ObjectIdentifier("2.25.133215851074313270600976853293594904732")
+# The network directory signer's: only a certificate carrying it may sign the network directory
+# (exchange_protocol.directory), and it carries nothing else, so it cannot sign envelopes, seals or
+# TLS handshakes, and a node's signing key cannot sign a directory.
+# uuid5(NAMESPACE_URL, "urn:gwx:eku:directory-signing").
+DIRECTORY_SIGNING = x509.ObjectIdentifier("2.25.313261549175959191073069586593629093356")
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,12 @@ NODE_ENCRYPTION = Profile("node-encryption", frozenset({"encryption"}), default_
 SEAL = Profile("seal", frozenset({"digital_signature", "content_commitment"}), default_days=3 * 365)
 SEAL_MAKER = Profile("seal-maker", frozenset({"digital_signature", "content_commitment"}),
                      (SEAL_MAKING,), default_days=10 * 365)
+DIRECTORY_SIGNER = Profile("directory-signer", frozenset({"digital_signature", "content_commitment"}),
+                           (DIRECTORY_SIGNING,), default_days=5 * 365)
 OCSP_RESPONDER = Profile("ocsp-responder", frozenset({"digital_signature"}),
                          (ExtendedKeyUsageOID.OCSP_SIGNING,), default_days=5 * 365, ocsp_nocheck=True)
 TIME_STAMPING = Profile("time-stamping", frozenset({"digital_signature", "content_commitment"}),
                         (ExtendedKeyUsageOID.TIME_STAMPING,), eku_critical=True, default_days=10 * 365)
 
 BY_NAME = {p.name: p for p in (ROOT_CA, INTERMEDIATE_CA, NODE_TLS, NODE_SIGNING, NODE_ENCRYPTION, SEAL,
-                               SEAL_MAKER, OCSP_RESPONDER, TIME_STAMPING)}
+                               SEAL_MAKER, DIRECTORY_SIGNER, OCSP_RESPONDER, TIME_STAMPING)}

@@ -32,7 +32,7 @@ from .errors import (
     CertificateUntrusted,
     CertificateWrongUsage,
 )
-from .profiles import SEAL_MAKING
+from .profiles import DIRECTORY_SIGNING, SEAL_MAKING
 
 MAX_PATH = 6
 
@@ -47,12 +47,14 @@ class Purpose(enum.Enum):
     SIGNING = "signing"  # documents, envelopes, receipts: digitalSignature + nonRepudiation
     SEAL = "seal"
     SEAL_MAKING = "seal-making"  # the seal-making authority (制章者) signing SESeal structures
+    DIRECTORY_SIGNING = "directory-signing"  # the network directory's signer (exchange_protocol.directory)
     ENCRYPTION = "encryption"
     OCSP_SIGNING = "ocsp-signing"
     TIME_STAMPING = "time-stamping"
 
 
 _EKU = {Purpose.SEAL_MAKING: SEAL_MAKING,
+        Purpose.DIRECTORY_SIGNING: DIRECTORY_SIGNING,
         Purpose.TLS_SERVER: ExtendedKeyUsageOID.SERVER_AUTH,
         Purpose.TLS_CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH,
         Purpose.OCSP_SIGNING: ExtendedKeyUsageOID.OCSP_SIGNING,
@@ -163,7 +165,7 @@ def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
 # Seal certificates carry no extended key usage; one issued for any of these is not a seal's.
 _NOT_A_SEAL = frozenset({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH,
                          ExtendedKeyUsageOID.TIME_STAMPING, ExtendedKeyUsageOID.OCSP_SIGNING,
-                         ExtendedKeyUsageOID.EMAIL_PROTECTION, SEAL_MAKING})
+                         ExtendedKeyUsageOID.EMAIL_PROTECTION, SEAL_MAKING, DIRECTORY_SIGNING})
 
 
 def _extended_key_usage(cert: x509.Certificate) -> x509.ExtendedKeyUsage | None:

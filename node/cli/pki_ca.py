@@ -1,4 +1,4 @@
-"""``gwx pki init-root``, ``issue-node``, ``issue-intermediate`` and ``show``."""
+"""``gwx pki init-root``, ``issue-node``, ``issue-intermediate``, ``issue-directory-signer`` and ``show``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
-from pki import profiles
+from pki import directory_signer, profiles
 from pki.ca import CertificateAuthority, node_id_of, unit_code_of
 from pki.errors import GwxError, MalformedEncoding
 
@@ -56,6 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_passphrase_option(p)
     p.set_defaults(func=_issue_node)
 
+    p = sub.add_parser("issue-directory-signer",
+                       help="issue a key that signs the network directory (gwx net build --signer)",
+                       description="Issue a directory signer: a key whose certificate may sign the network "
+                                   "directory and nothing else (no envelopes, seals or TLS), written to --out as "
+                                   "signer.key (encrypted with the CA passphrase), signer.crt and root.crt. "
+                                   "CAs made by this version already hold one (dirsigner.*, gwx net build --ca); "
+                                   "this gives one to an older CA, or to an operator who should sign directories "
+                                   "without holding the CA.")
+    p.add_argument("--ca", required=True, type=Path, help="issuing CA directory")
+    p.add_argument("--out", required=True, type=Path, help="signer directory to write")
+    p.add_argument("--valid-days", type=int)
+    add_passphrase_option(p)
+    p.set_defaults(func=_issue_directory_signer)
+
     p = sub.add_parser("show", help="show a certificate, CRL or seal in human form")
     p.add_argument("file", type=Path, metavar="FILE", help="a certificate (.crt), CRL or seal (.esl)")
 
@@ -94,6 +108,16 @@ def _issue_node(args: argparse.Namespace) -> int:
     if superseded:
         print("revoked the replaced certificates (superseded): " + ", ".join(f"{s:x}" for s in superseded))
         print("  publish a new CRL (gwx pki crl) once the node runs with the new credentials")
+    return 0
+
+
+def _issue_directory_signer(args: argparse.Namespace) -> int:
+    passphrase = get_passphrase(args, what="CA key")
+    ca = CertificateAuthority.open(args.ca, passphrase)
+    signer = directory_signer.issue(ca, args.out, passphrase, valid_days=args.valid_days)
+    cert = signer.certificate
+    print(f"directory signer written to {args.out} (serial {cert.serial_number:x}, "
+          f"valid until {cert.not_valid_after_utc:%Y-%m-%d}); sign with gwx net build --signer {args.out}")
     return 0
 
 
