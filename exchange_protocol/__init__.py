@@ -40,5 +40,9 @@ Modules and what each one owns (one place decides each thing):
 - ``transport_receipt``: the receiving node's signed proof that it holds these exact bytes.
 - ``batch_answer``: the peer protocol's answer to a batch of frames (receipts, per-frame refusals,
   partial answers, a refusal of the whole request) — encoded by the receiver, decoded by the sender.
+- ``directory`` / ``directory_signing``: the network directory as a value (every node and unit, the
+  tree, direct links, revocation points, a version that only grows, expiry as a status) and its
+  signed file — signed by the directory signer (``pki.directory_signer``), verified for signature,
+  chain, purpose, well-formedness and rollback.
 - ``notices``: 签收, 退回, 撤回, 催办, 答复, transport-ack and bounce payloads.
 """

@@ -577,3 +577,96 @@ class BatchAnswerMissing(BatchAnswerInvalid):
 
     code = "PEER_BATCH_BROKEN"
     kind = ErrorKind.TRANSIENT
+
+
+# --- the network directory (exchange_protocol.directory) -------------------------------------
+class DirectoryError(ProtocolError):
+    """A network directory that cannot be used: its content (the root operator's input or a copy
+    received) is not a well-formed directory."""
+
+    code = "DIR_INVALID"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryMalformed(DirectoryError):
+    """Not a bounded, well-formed UTF-8 JSON object of the directory's shape."""
+
+    code = "DIR_MALFORMED"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryTooLarge(DirectoryMalformed):
+    code = "DIR_TOO_LARGE"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryBadField(DirectoryError):
+    """A field missing, unknown, of the wrong type or with a value not allowed; ``path`` names it."""
+
+    code = "DIR_BAD_FIELD"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryBadUnitCode(DirectoryBadField):
+    """A unit's 统一社会信用代码 that is not one (shape or check character)."""
+
+    code = "DIR_BAD_UNIT_CODE"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryBadCertificate(DirectoryBadField):
+    """A node's certificate that does not parse, names another node, or (when built) is not valid
+    for its role under the network's root."""
+
+    code = "DIR_BAD_CERTIFICATE"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryDuplicate(DirectoryError):
+    """Two nodes with one id, two units with one code, a direct link listed twice."""
+
+    code = "DIR_DUPLICATE"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryUnknownReference(DirectoryError):
+    """A unit hosted by a node the directory does not list, a parent or supervisor that is not there."""
+
+    code = "DIR_UNKNOWN_REFERENCE"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryCycle(DirectoryError):
+    """Nodes (or units) that are their own ancestors: no tree, so no route up or down it."""
+
+    code = "DIR_CYCLE"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DirectoryBadSignature(DirectoryError):
+    """The signature does not verify over the directory: forged, or the content changed since."""
+
+    code = "DIR_BAD_SIGNATURE"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
+class DirectorySignerUntrusted(DirectoryError):
+    """The signer's certificate does not chain to our root, has expired, is revoked, or is not a
+    directory signer's (a node's signing key, a seal maker…); ``cause`` is the certificate's code."""
+
+    code = "DIR_SIGNER_UNTRUSTED"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
+class DirectoryRollback(DirectoryError):
+    """A version lower than the one we hold: an old directory replayed, refused."""
+
+    code = "DIR_ROLLBACK"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
+class DirectoryVersionReused(DirectoryError):
+    """The version we hold with other content: versions only grow, each names one content."""
+
+    code = "DIR_VERSION_REUSED"
+    kind = ErrorKind.VERIFICATION_FAILED
