@@ -135,8 +135,8 @@ class Directory:
             "issued_at": format_time(self.issued_at), "next_update": format_time(self.next_update),
             "expires": format_time(self.expires),
             "nodes": [{"id": n.id, "urls": list(n.urls), "level": n.level, "parent": n.parent,
-                       "certificates": {role: _b64(n.certificate(role)) for role in ROLES},
-                       "chain": [_b64(c) for c in n.chain]} for n in self.nodes],
+                       "certificates": {role: encode_certificate(n.certificate(role)) for role in ROLES},
+                       "chain": [encode_certificate(c) for c in n.chain]} for n in self.nodes],
             "units": [{"code": u.code, "name": u.name, "level": u.level, "node": u.node, "parent": u.parent,
                        "supervisor": u.supervisor} for u in self.units],
             "links": [list(pair) for pair in self.links],
@@ -382,7 +382,8 @@ def _certificate(value: Any, path: str) -> x509.Certificate:
         raise DirectoryBadCertificate(f"{path} is not a certificate: {exc}", path=path) from None
 
 
-def _b64(cert: x509.Certificate) -> str:
+def encode_certificate(cert: x509.Certificate) -> str:
+    """A certificate as the directory writes it: base64 of its DER."""
     return base64.b64encode(cert.public_bytes(Encoding.DER)).decode("ascii")
 
 

@@ -117,6 +117,12 @@ def verify_directory(data: bytes, trust: TrustStore | Sequence[x509.Certificate]
                              hashlib.sha256(content).hexdigest(), unchanged)
 
 
+def read_unverified(data: bytes) -> Directory:
+    """The directory a file holds, well-formedness checked but its signature NOT: for showing and
+    comparing files by hand (``gwx net show`` without ``--trust``), never for routing."""
+    return Directory.from_json(_outer(data)["directory"])
+
+
 def _outer(data: bytes) -> dict[str, Any]:
     if isinstance(data, (bytes, bytearray)) and len(data) > _MAX_FILE:
         raise DirectoryTooLarge(f"directory file is {len(data)} bytes, more than the {_MAX_FILE} allowed",

@@ -24,7 +24,8 @@ Modules at this level are the node as a whole:
 
 - ``config``: ``node.toml`` parsed once into frozen dataclasses; ``context``: what a running node
   loads once (configuration, credentials, trust) and hands to its components; ``provision``:
-  ``gwx node init``; ``config_edit``: changing ``node.toml`` with comments kept, checked before it
+  ``gwx node init``; ``directory_source``: the root operator's network source (TOML) read into
+  a network directory for ``gwx net build``; ``config_edit``: changing ``node.toml`` with comments kept, checked before it
   is written; ``run_lock``: one running node per directory; ``runner``: start, serve, drain and
   stop; ``errors``: the node's typed errors; ``error_kinds``: the one error taxonomy — HTTP status,
   exit code, SOAP fault and retry-or-give-up by kind; ``localnet``: a real network of node processes

@@ -13,6 +13,8 @@ Modules and what each one owns:
 - ``keystore``: private keys at rest — encrypted PKCS#8, mode 0600, temp + fsync + rename.
 - ``profiles``: what each kind of certificate gwx issues may be used for (key usages, EKUs).
 - ``ca``: the network CA as a directory — root, intermediates, issued certificates, revocations.
+- ``directory_signer``: the key that signs the network directory (a purpose of its own), kept with
+  the CA or in a signer directory.
 - ``trust``: **the one place that judges certificate paths** (chain by issuer name and signature,
   validity, CA flag, path length, purpose); revocation is an injected callable.
 - ``crl``, ``ocsp``: revocation lists and an OCSP responder as pure functions; ``revocation``: the

@@ -1,5 +1,10 @@
 """The ``gwx`` command line: one module per command group, registered in ``main``.
 
+``pki_ca``, ``pki_seal``, ``pki_revocation`` (``gwx pki``: CA, node credentials, directory signer,
+seals, revocation); ``net`` (``gwx net``: the network directory — build, show, diff); ``doc``
+(``gwx doc``); ``node_admin``, ``node_run`` (``gwx node``); ``clerk``, ``download`` (the clerks'
+top-level commands); ``api_client``, ``passphrase``, ``exit_codes``: what they share.
+
 Started as a command (``gwx …`` or ``python -m node.cli.main …``), Ctrl-C while the modules are
 still loading ends the process quietly with status 130: there is nothing to clean up yet, and
 Python would print a traceback of whichever import it interrupted. :func:`node.cli.main.main`

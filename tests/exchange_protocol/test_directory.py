@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from exchange_protocol import errors as E
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.directory import MAX_DIRECTORY_BYTES, Directory, DirectoryStatus, UnitEntry, check
+from exchange_protocol.directory_diff import diff, is_empty
 from exchange_protocol.directory_signing import signed_parts, verify_directory
 from pki import directory_signer
 from pki.signer import Signer, SoftwareSigner
@@ -243,3 +244,19 @@ def test_the_unit_entries_say_who_hosts_whom():
     assert [u.code for u in d.units if u.node == "b"] == [COUNTY_B, VILLAGE]
     assert d.unit(COUNTY_B).supervisor == CITY and d.unit(VILLAGE).parent == COUNTY_B
     assert Directory.from_bytes(d.canonical()) == d
+
+
+def test_diff_names_what_changed():
+    old = directory(1)
+    rotated = dataclasses.replace(old.nodes[1], tls=old.nodes[2].tls, urls=("https://b2.example",))
+    new = directory(2, nodes=(old.nodes[0], rotated), links=(),
+                    units=(dataclasses.replace(old.units[0], name="市政府办"), old.units[1],
+                           dataclasses.replace(old.units[3], node="a")))
+    changes = diff(old, new)
+    assert changes["version"] == {"from": 1, "to": 2}
+    assert changes["nodes"] == {"added": [], "removed": ["c"], "changed": {"b": ["urls", "tls"]}}
+    assert changes["units"]["removed"] == [old.units[2].code]
+    assert changes["units"]["moved"] == {VILLAGE: {"from": "b", "to": "a"}}
+    assert changes["units"]["changed"] == {CITY: ["name"]}
+    assert changes["links"] == {"added": [], "removed": [["b", "c"]]} and not is_empty(changes)
+    assert is_empty(diff(old, directory(2)))

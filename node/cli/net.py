@@ -1,0 +1,198 @@
+"""``gwx net build``, ``show`` and ``diff``: the network's root operator and its signed directory.
+
+``build`` reads the source (:mod:`node.directory_source`), checks every node certificate under the
+network's root, signs with the directory signer (the CA's own with ``--ca``, or a signer directory
+from ``gwx pki issue-directory-signer`` with ``--signer``) and writes the file atomically; with
+``--current`` it refuses a version that does not grow. ``show`` and ``diff`` read directory files;
+with ``--trust ROOT.crt`` they verify the signature, chain and purpose first, without it they say
+the signature was not checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from exchange_protocol.directory import Directory, check_certificates
+from exchange_protocol.directory_diff import diff, is_empty
+from exchange_protocol.directory_signing import read_unverified, sign_directory, verify_directory
+from exchange_protocol.envelope import format_time
+from exchange_protocol.errors import DirectoryRollback
+from node.cli.passphrase import add_passphrase_option, get_passphrase
+from node.directory_source import read_source
+from pki import directory_signer
+from pki.ca import CertificateAuthority, load_certificates, utcnow
+from pki.keystore import write_public_file
+from pki.trust import TrustStore
+
+SOURCE_HELP = ("SOURCE.toml lists the network's [[nodes]] (id, urls, level, parent, credentials = the directory "
+               "gwx pki issue-node wrote for it) and [[units]] (code, name, level, node, parent, supervisor), "
+               "with network, version, next_update_days, valid_days, optional links and [revocation]; "
+               "see deploy/examples/network.toml.")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build and sign the network directory from its source",
+                       description="Build the signed network directory. " + SOURCE_HELP + " Every node certificate "
+                                   "must be valid now, for its role, under the network's root; the directory is "
+                                   "signed by the directory signer and written atomically to --out.")
+    p.add_argument("--source", required=True, type=Path, metavar="SOURCE.toml")
+    signer = p.add_mutually_exclusive_group(required=True)
+    signer.add_argument("--ca", type=Path, metavar="CA_DIR", help="sign with the CA's own directory signer")
+    signer.add_argument("--signer", type=Path, metavar="DIR",
+                        help="sign with a signer directory from gwx pki issue-directory-signer")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the signed directory file to write")
+    p.add_argument("--current", type=Path, metavar="FILE",
+                   help="the directory published now: the new version must be above its version (DIR_ROLLBACK)")
+    add_passphrase_option(p)
+    p.set_defaults(func=_build)
+
+    p = sub.add_parser("show", help="show a directory: version, age, expiry, nodes, units, whether current",
+                       description="Show a signed directory file. With --trust the signature, chain and "
+                                   "directory-signing purpose are verified first (exit 1 when they fail).")
+    p.add_argument("file", type=Path)
+    p.add_argument("--trust", type=Path, metavar="ROOT.crt", help="the network's root certificate")
+    p.add_argument("--units", action="store_true", help="list every unit (the JSON form always does)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_show)
+
+    p = sub.add_parser("diff", help="what changed between two directories (nodes, units, moves, links)")
+    p.add_argument("old", type=Path)
+    p.add_argument("new", type=Path)
+    p.add_argument("--trust", type=Path, metavar="ROOT.crt", help="verify both files first")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_diff)
+
+
+def _build(args: argparse.Namespace) -> int:
+    now = utcnow().replace(microsecond=0)
+    passphrase = get_passphrase(args, what="CA key" if args.ca else "directory signer key")
+    if args.ca:
+        signer = directory_signer.from_ca(CertificateAuthority.open(args.ca, passphrase))
+    else:
+        signer = directory_signer.open_directory(args.signer, passphrase)
+    roots = [signer.root]
+    directory = read_source(args.source, now)
+    check_certificates(directory, TrustStore.of(roots), now)
+    if args.current:
+        current = verify_directory(args.current.read_bytes(), roots, now).directory
+        if directory.version <= current.version:
+            raise DirectoryRollback(f"version {directory.version} must be above the current directory's "
+                                    f"{current.version}: raise version in {args.source}",
+                                    version=directory.version, current=current.version)
+    data = sign_directory(directory, signer.signer, signer.chain, signing_time=now)
+    verify_directory(data, roots, now)  # what we publish must pass the check every node applies
+    write_public_file(args.out, data)
+    print(f"directory '{directory.network}' version {directory.version} written to {args.out}: "
+          f"{len(directory.nodes)} nodes, {len(directory.units)} units, next update due "
+          f"{format_time(directory.next_update)}, expires {format_time(directory.expires)}")
+    return 0
+
+
+def _read(path: Path, trust: Path | None, now: dt.datetime) -> tuple[Directory, dict[str, Any]]:
+    data = path.read_bytes()
+    if trust is None:
+        return read_unverified(data), {"checked": False}
+    verified = verify_directory(data, load_certificates(trust.read_bytes()), now)
+    return verified.directory, {"checked": True, "signer": verified.signer_certificate.subject.rfc4514_string(),
+                                "content_sha256": verified.content_sha256}
+
+
+def describe(directory: Directory, now: dt.datetime, signature: dict[str, Any]) -> dict[str, Any]:
+    hosted = Counter(u.node for u in directory.units)
+    return {
+        "network": directory.network, "version": directory.version,
+        "status": directory.status(now).value, "signature": signature,
+        "issued_at": format_time(directory.issued_at), "age": _duration(now - directory.issued_at),
+        "next_update": format_time(directory.next_update), "expires": format_time(directory.expires),
+        "nodes": [{"id": n.id, "level": n.level, "parent": n.parent, "urls": list(n.urls),
+                   "units": hosted[n.id]} for n in directory.nodes],
+        "units": [{"code": u.code, "name": u.name, "level": u.level, "node": u.node, "parent": u.parent,
+                   "supervisor": u.supervisor} for u in directory.units],
+        "links": [list(pair) for pair in directory.links],
+        "revocation": {"crl": list(directory.crl_urls), "ocsp": list(directory.ocsp_urls)},
+    }
+
+
+def _show(args: argparse.Namespace) -> int:
+    now = utcnow()
+    directory, signature = _read(args.file, args.trust, now)
+    info = describe(directory, now, signature)
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return 0
+    status = {"current": "current", "due": "DUE — a newer directory should have been published",
+              "expired": "EXPIRED — still used for routing; publish a new one"}[info["status"]]
+    print(f"network   {info['network']}")
+    print(f"version   {info['version']}  ({status})")
+    print(f"issued    {info['issued_at']}  ({info['age']} ago)")
+    print(f"next      {info['next_update']}    expires {info['expires']}")
+    if signature["checked"]:
+        print(f"signature verified: {signature['signer']}")
+    else:
+        print("signature NOT checked (give --trust ROOT.crt)")
+    print(f"nodes     {len(info['nodes'])}")
+    for n in info["nodes"]:
+        print(f"  {n['id']:<24} {n['level']:<9} parent {n['parent'] or '-':<20} units {n['units']:<5} "
+              f"{' '.join(n['urls'])}")
+    levels = Counter(u["level"] for u in info["units"])
+    print(f"units     {len(info['units'])}  (" + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())) + ")")
+    if args.units:
+        for u in info["units"]:
+            print(f"  {u['code']}  {u['node']:<20} {u['level']:<9} {u['name']}")
+    if info["links"]:
+        print("links     " + ", ".join("–".join(pair) for pair in info["links"]))
+    for kind, urls in info["revocation"].items():
+        if urls:
+            print(f"{kind:<9} " + " ".join(urls))
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    now = utcnow()
+    old, _ = _read(args.old, args.trust, now)
+    new, _ = _read(args.new, args.trust, now)
+    changes = diff(old, new)
+    if args.json:
+        print(json.dumps(changes, ensure_ascii=False, indent=2))
+        return 0
+    print(f"version {old.version} → {new.version}")
+    if changes["network"]:
+        print(f"network {changes['network']['from']} → {changes['network']['to']}")
+    names = {u.code: u.name for u in (*old.units, *new.units)}
+    nodes, units, links = changes["nodes"], changes["units"], changes["links"]
+    for node_id in nodes["added"]:
+        print(f"+ node {node_id}")
+    for node_id in nodes["removed"]:
+        print(f"- node {node_id}")
+    for node_id, fields in nodes["changed"].items():
+        print(f"~ node {node_id}: {', '.join(fields)}")
+    for code in units["added"]:
+        print(f"+ unit {code} {names[code]} on {new.unit(code).node}")  # type: ignore[union-attr]
+    for code in units["removed"]:
+        print(f"- unit {code} {names[code]}")
+    for code, move in units["moved"].items():
+        print(f"→ unit {code} {names[code]} moved from {move['from']} to {move['to']}")
+    for code, fields in units["changed"].items():
+        print(f"~ unit {code} {names[code]}: {', '.join(fields)}")
+    for pair in links["added"]:
+        print(f"+ link {'–'.join(pair)}")
+    for pair in links["removed"]:
+        print(f"- link {'–'.join(pair)}")
+    if changes["revocation_changed"]:
+        print("~ revocation points")
+    if is_empty(changes):
+        print("no node, unit or link changed")
+    return 0
+
+
+def _duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, minutes = rest // 3600, rest % 3600 // 60
+    return sign + (f"{days}d {hours}h" if days else f"{hours}h {minutes}m")

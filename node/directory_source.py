@@ -1,0 +1,141 @@
+"""The root operator's source of the network directory: one TOML file of nodes and units.
+
+``gwx net build`` reads it (:func:`read_source`) into an :class:`~exchange_protocol.directory.Directory`,
+which checks it as any received directory is checked (types, 统一社会信用代码 with check character,
+unique ids and codes, every unit's hosting node listed, parents listed, no cycle, one root node);
+then :func:`~exchange_protocol.directory.check_certificates` judges every node certificate under the
+network's root, and the directory signer signs it. ``deploy/examples/network.toml`` is a commented
+example. The shape::
+
+    network = "常德市电子政务外网"     version = 7     next_update_days = 1     valid_days = 30
+    links = [["county-a", "county-b"]]                 # direct links besides the tree (optional)
+    [revocation]  crl = ["https://…/crl.pem"]  ocsp = ["https://…/ocsp"]
+    [[nodes]]  id, urls, level, parent (omitted for the root node), credentials
+    [[units]]  code, name, level, node, parent, supervisor (the last two optional)
+
+Certificates come from the paths the source names, not from a CA's records: ``credentials`` is the
+directory ``gwx pki issue-node --out`` wrote for that node (``tls.crt``, ``sign.crt``, ``enc.crt``,
+each the leaf then its intermediates), relative to the source file. So a network whose counties have
+CAs of their own builds the same way, and the operator sees which files went in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from exchange_protocol.directory import Directory, encode_certificate
+from exchange_protocol.envelope import format_time
+from node.errors import ConfigError
+from pki.ca import load_certificates
+from pki.errors import ErrorKind, MalformedEncoding
+
+# Chinese level names as UNITS.toml writes them, read as the directory's own.
+LEVEL_ALIASES = {"中央": "central", "省级": "province", "市级": "city", "县级": "county", "乡级": "township",
+                 "乡镇": "township", "村级": "village"}
+TOP_KEYS = {"network", "version", "next_update_days", "valid_days", "links", "revocation", "nodes", "units"}
+NODE_KEYS = {"id", "urls", "level", "parent", "credentials"}
+UNIT_KEYS = {"code", "name", "level", "node", "parent", "supervisor"}
+CREDENTIAL_FILES = {"tls": "tls.crt", "signing": "sign.crt", "encryption": "enc.crt"}
+
+
+class DirectorySourceInvalid(ConfigError):
+    """The network source (TOML) cannot be read or names something that is not there; the message
+    names the table and key. What the directory itself refuses keeps its DIR_* code."""
+
+    code = "NET_SOURCE_INVALID"
+    kind = ErrorKind.INVALID_INPUT
+
+
+def read_source(path: Path, now: dt.datetime) -> Directory:
+    """The directory the source at ``path`` describes, issued at ``now`` (not yet signed)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise DirectorySourceInvalid(f"{path} is not valid TOML: {exc}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise DirectorySourceInvalid(f"{path} is not UTF-8", path=str(path)) from None
+    _known(raw, TOP_KEYS, str(path))
+    version = _take(raw, "version", int, str(path))
+    next_days = _take(raw, "next_update_days", int, str(path), default=1)
+    valid_days = _take(raw, "valid_days", int, str(path), default=30)
+    if not 0 < next_days <= valid_days:
+        raise DirectorySourceInvalid(f"{path}: need 0 < next_update_days ≤ valid_days, have {next_days} and "
+                                     f"{valid_days}", path=str(path))
+    issued = now.astimezone(dt.UTC).replace(microsecond=0)
+    nodes = raw.get("nodes")
+    units = raw.get("units")
+    if not isinstance(nodes, list) or not isinstance(units, list):
+        raise DirectorySourceInvalid(f"{path} needs [[nodes]] and [[units]] tables", path=str(path))
+    revocation = raw.get("revocation", {})
+    if not isinstance(revocation, dict):
+        raise DirectorySourceInvalid(f"{path}: [revocation] must be a table", path=str(path))
+    _known(revocation, {"crl", "ocsp"}, f"{path} [revocation]")
+    value = {
+        "format": "gwx-directory/1", "network": raw.get("network"), "version": version,
+        "issued_at": format_time(issued), "next_update": format_time(issued + dt.timedelta(days=next_days)),
+        "expires": format_time(issued + dt.timedelta(days=valid_days)),
+        "nodes": [_node(n, i, path) for i, n in enumerate(nodes)],
+        "units": [_unit(u, i, path) for i, u in enumerate(units)],
+        "links": raw.get("links", []),
+        "revocation": {"crl": revocation.get("crl", []), "ocsp": revocation.get("ocsp", [])},
+    }
+    return Directory.from_json(value)
+
+
+def _node(raw: Any, index: int, source: Path) -> dict[str, Any]:
+    where = f"{source} [[nodes]] #{index + 1}"
+    if not isinstance(raw, dict):
+        raise DirectorySourceInvalid(f"{where} must be a table", path=str(source))
+    _known(raw, NODE_KEYS, where)
+    credentials = _take(raw, "credentials", str, where)
+    folder = (source.parent / credentials).resolve()
+    certificates, chain = {}, []
+    for role, name in CREDENTIAL_FILES.items():
+        file = folder / name
+        try:
+            certs = load_certificates(file.read_bytes())
+        except OSError as exc:
+            raise DirectorySourceInvalid(f"{where} ({raw.get('id')}): cannot read {file}: {exc.strerror}",
+                                         path=str(file)) from None
+        except MalformedEncoding:
+            certs = []
+        if not certs:
+            raise DirectorySourceInvalid(f"{where} ({raw.get('id')}): {file} holds no PEM certificate",
+                                         path=str(file))
+        certificates[role] = encode_certificate(certs[0])
+        if role == "tls":
+            chain = [encode_certificate(c) for c in certs[1:]]
+    return {"id": raw.get("id"), "urls": raw.get("urls"), "level": _level(raw.get("level")),
+            "parent": raw.get("parent"), "certificates": certificates, "chain": chain}
+
+
+def _unit(raw: Any, index: int, source: Path) -> dict[str, Any]:
+    where = f"{source} [[units]] #{index + 1}"
+    if not isinstance(raw, dict):
+        raise DirectorySourceInvalid(f"{where} must be a table", path=str(source))
+    _known(raw, UNIT_KEYS, where)
+    return {"code": raw.get("code"), "name": raw.get("name"), "level": _level(raw.get("level")),
+            "node": raw.get("node"), "parent": raw.get("parent"), "supervisor": raw.get("supervisor")}
+
+
+def _level(value: Any) -> Any:
+    return LEVEL_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+def _known(table: dict, keys: set[str], where: str) -> None:
+    unknown = sorted(set(table) - keys)
+    if unknown:
+        raise DirectorySourceInvalid(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(keys))})",
+                                     keys=unknown)
+
+
+def _take(table: dict, key: str, kind: type, where: str, default: Any = None) -> Any:
+    value = table.get(key, default)
+    if value is None or not isinstance(value, kind) or isinstance(value, bool):
+        raise DirectorySourceInvalid(f"{where}: {key} must be {'an integer' if kind is int else 'a string'}",
+                                     key=key)
+    return value

@@ -1,0 +1,166 @@
+"""``gwx net build / show / diff``: the root operator builds the signed directory from the example
+source, openssl verifies its signature, and bad input is a typed error with no traceback."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exchange_protocol.directory_signing import signed_parts, verify_directory
+from node.directory_source import read_source
+from pki.ca import CertificateAuthority, load_certificate, utcnow
+from tests.conftest import run_gwx, run_openssl
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "examples"
+PW = "a long enough passphrase"
+ENV = {"GWX_PASSPHRASE": PW}
+NODES = ("city", "county-wuling", "county-dingcheng")
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory) -> Path:
+    """A CA, credentials for the example's three nodes, and the example source beside them."""
+    base = tmp_path_factory.mktemp("net")
+    ca = CertificateAuthority.init_root(base / "ca", "常德市电子政务CA", PW.encode())
+    for node_id in NODES:
+        ca.issue_node(node_id, f"{node_id}.example", base / "credentials" / node_id, PW.encode())
+    shutil.copy(EXAMPLES / "network.toml", base / "network.toml")
+    return base
+
+
+def source(network: Path, tmp_path: Path, edit=lambda text: text) -> Path:
+    """A copy of the example source with ``edit`` applied, its credentials paths still valid."""
+    text = (network / "network.toml").read_text("utf-8").replace('"credentials/', f'"{network}/credentials/')
+    path = tmp_path / "network.toml"
+    path.write_text(edit(text), "utf-8")
+    return path
+
+
+def build(network: Path, src: Path, out: Path, *extra, env=ENV):
+    return run_gwx("net", "build", "--source", src, "--ca", network / "ca", "--out", out, *extra, env=env)
+
+
+def test_the_example_source_loads_with_every_key_documented(network):
+    directory = read_source(network / "network.toml", utcnow())
+    assert [n.id for n in directory.nodes] == list(NODES)
+    assert directory.unit("11430703MB1766308K").parent == "11430703MB1766307G"
+    assert directory.links == (("county-dingcheng", "county-wuling"),) and directory.crl_urls
+    text = (EXAMPLES / "network.toml").read_text("utf-8")
+    for key in ("next_update_days", "valid_days", "links", "[revocation]", "supervisor", "parent", "credentials"):
+        assert key in text
+
+
+def test_build_then_show_then_openssl_verifies(network, tmp_path):
+    out = tmp_path / "directory.json"
+    proc = build(network, network / "network.toml", out)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "3 nodes, 4 units" in proc.stdout.decode()
+    root = network / "ca" / "root.crt"
+    verified = verify_directory(out.read_bytes(), [load_certificate(root.read_bytes())], utcnow())
+    assert verified.directory.version == 1 and verified.directory.network == "常德市电子政务外网"
+
+    content, signature = signed_parts(out.read_bytes())
+    (tmp_path / "content").write_bytes(content)
+    (tmp_path / "sig.der").write_bytes(signature)
+    proc = run_openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
+                       "-content", tmp_path / "content", "-CAfile", root, "-purpose", "any", "-out", tmp_path / "o")
+    assert b"Verification successful" in proc.stderr
+
+    shown = run_gwx("net", "show", out, "--trust", root)
+    text = shown.stdout.decode()
+    assert shown.returncode == 0 and "version   1  (current)" in text and "signature verified" in text
+    assert re.search(r"county-dingcheng\s+county\s+parent city\s+units 2", text)
+    info = json.loads(run_gwx("net", "show", out, "--json").stdout)
+    assert info["status"] == "current" and info["signature"] == {"checked": False}
+    assert len(info["units"]) == 4 and info["age"].endswith("m") and info["expires"] > info["next_update"]
+
+
+def test_a_tampered_file_fails_show_with_trust(network, tmp_path):
+    out = tmp_path / "directory.json"
+    assert build(network, network / "network.toml", out).returncode == 0
+    out.write_bytes(out.read_bytes().replace("鼎城区某镇".encode(), "鼎城区别镇".encode()))
+    shown = run_gwx("net", "show", out, "--trust", network / "ca" / "root.crt")
+    assert shown.returncode == 1 and b"DIR_BAD_SIGNATURE" in shown.stderr and b"Traceback" not in shown.stderr
+
+
+def test_diff_shows_a_unit_moving_to_its_own_node(network, tmp_path):
+    old = tmp_path / "v1.json"
+    assert build(network, network / "network.toml", old).returncode == 0
+    CertificateAuthority.open(network / "ca", PW.encode()).issue_node(
+        "town-x", "town-x.example", tmp_path / "credentials" / "town-x", PW.encode())
+    township = ('\n[[nodes]]\nid = "town-x"\nurls = ["https://10.43.2.9:7443"]\nlevel = "乡镇"\n'
+                f'parent = "county-dingcheng"\ncredentials = "{tmp_path}/credentials/town-x"\n')
+
+    def v2(text):
+        text = text.replace("version = 1", "version = 2")
+        text = text.replace('node = "county-dingcheng"          # hosted', 'node = "town-x"  # hosted')
+        return text + township
+
+    new = tmp_path / "v2.json"
+    proc = build(network, source(network, tmp_path, v2), new, "--current", old)
+    assert proc.returncode == 0, proc.stderr.decode()
+    text = run_gwx("net", "diff", old, new, "--trust", network / "ca" / "root.crt").stdout.decode()
+    assert "version 1 → 2" in text and "+ node town-x" in text
+    assert "→ unit 11430703MB1766308K 鼎城区某镇人民政府 moved from county-dingcheng to town-x" in text
+    changes = json.loads(run_gwx("net", "diff", old, new, "--json").stdout)
+    assert changes["units"]["moved"] == {"11430703MB1766308K": {"from": "county-dingcheng", "to": "town-x"}}
+    # Building version 2 again over the published version 2 is a rollback the operator is told about.
+    again = build(network, source(network, tmp_path, v2), tmp_path / "v2b.json", "--current", new)
+    assert again.returncode == 1 and b"DIR_ROLLBACK" in again.stderr and b"raise version" in again.stderr
+
+
+BAD_SOURCES = {
+    "unit on a missing node": (lambda t: t.replace('node = "county-wuling"', 'node = "county-nowhere"'),
+                               "DIR_UNKNOWN_REFERENCE", 2, "county-nowhere"),
+    "duplicate unit code": (lambda t: t.replace('code = "11430702MB1766306Y"', 'code = "11430700MB1766305Y"'),
+                            "DIR_DUPLICATE", 2, "11430700MB1766305Y"),
+    "bad check character": (lambda t: t.replace('code = "11430702MB1766306Y"', 'code = "11430702MB1766306X"'),
+                            "DIR_BAD_UNIT_CODE", 2, "check character"),
+    "unknown key": (lambda t: t.replace('level = "county"\nparent', 'levle = "county"\nparent', 1),
+                    "NET_SOURCE_INVALID", 2, "levle"),
+    "not TOML": (lambda t: t + "\n[[nodes\n", "NET_SOURCE_INVALID", 2, "TOML"),
+    "missing credentials": (lambda t: t.replace("credentials/county-wuling", "credentials/nope"),
+                            "NET_SOURCE_INVALID", 2, "nope"),
+    "the root given a parent": (lambda t: t.replace('level = "city"\ncredentials', 'level = "city"\nparent = "county-wuling"\n'
+                                       'credentials'), "DIR_BAD_FIELD", 2, "exactly one root"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SOURCES, ids=list(BAD_SOURCES))
+def test_bad_sources_are_typed_errors(network, tmp_path, case):
+    edit, code, exit_code, mention = BAD_SOURCES[case]
+    proc = build(network, source(network, tmp_path, edit), tmp_path / "out.json")
+    err = proc.stderr.decode()
+    assert proc.returncode == exit_code, err
+    assert f"gwx: {code}:" in err and mention in err and "Traceback" not in err
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_wrong_passphrase_and_a_missing_signer_are_refused(network, tmp_path):
+    proc = build(network, network / "network.toml", tmp_path / "o.json", env={"GWX_PASSPHRASE": "not the one"})
+    assert proc.returncode == 3 and b"PKI_WRONG_PASSPHRASE" in proc.stderr and b"Traceback" not in proc.stderr
+    proc = run_gwx("net", "build", "--source", network / "network.toml", "--signer", tmp_path / "none",
+                   "--out", tmp_path / "o.json", env=ENV)
+    assert proc.returncode == 2 and b"PKI_CA_MISSING" in proc.stderr and b"issue-directory-signer" in proc.stderr
+
+
+def test_a_signer_directory_signs_without_the_ca(network, tmp_path):
+    """The signer directory (key encrypted with the passphrase it was issued with) is all build needs."""
+    assert run_gwx("pki", "issue-directory-signer", "--ca", network / "ca", "--out", tmp_path / "signer",
+                   env=ENV).returncode == 0
+    out = tmp_path / "d.json"
+    proc = run_gwx("net", "build", "--source", network / "network.toml", "--signer", tmp_path / "signer",
+                   "--out", out, env=ENV)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert run_gwx("net", "show", out, "--trust", tmp_path / "signer" / "root.crt").returncode == 0
+
+
+def test_help_says_what_the_source_holds():
+    text = run_gwx("net", "build", "--help").stdout.decode()
+    for word in ("[[nodes]]", "[[units]]", "credentials", "--current", "deploy/examples/network.toml"):
+        assert word in text
+    assert "whether current" in " ".join(run_gwx("net", "--help").stdout.decode().split())
