@@ -96,6 +96,11 @@ class NodeConfig:
         return self.directory / "crl.pem"
 
     @property
+    def network_directory_path(self) -> Path:
+        """The signed network directory this node holds and serves to its children (gwx net)."""
+        return self.directory / "directory.json"
+
+    @property
     def tokens_path(self) -> Path:
         return self.directory / "tokens.json"
 

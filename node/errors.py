@@ -22,6 +22,7 @@ __all__ = [
     "BlobTooLarge",
     "ConfigError",
     "EnvelopeReplayed",
+    "NoDirectory",
     "NodeAlreadyRunning",
     "NodeError",
     "NodeExists",
@@ -105,6 +106,13 @@ class BadJson(ApiError):
 
     code = "API_BAD_JSON"
     kind = ErrorKind.INVALID_INPUT
+
+
+class NoDirectory(NodeError):
+    """This node holds no network directory (``NODE_DIR/directory.json``) to serve or show."""
+
+    code = "NODE_NO_DIRECTORY"
+    kind = ErrorKind.NOT_FOUND
 
 
 class NotFound(NodeError):

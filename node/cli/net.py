@@ -1,4 +1,4 @@
-"""``gwx net build``, ``show`` and ``diff``: the network's root operator and its signed directory.
+"""``gwx net build``, ``show``, ``install`` and ``diff``: the network's root operator and its signed directory.
 
 ``build`` reads the source (:mod:`node.directory_source`), checks every node certificate under the
 network's root, signs with the directory signer (the CA's own with ``--ca``, or a signer directory
@@ -23,7 +23,9 @@ from exchange_protocol.directory_signing import read_unverified, sign_directory,
 from exchange_protocol.envelope import format_time
 from exchange_protocol.errors import DirectoryRollback
 from node.cli.passphrase import add_passphrase_option, get_passphrase
+from node.config import load_config
 from node.directory_source import read_source
+from node.errors import NoDirectory
 from pki import directory_signer
 from pki.ca import CertificateAuthority, load_certificates, utcnow
 from pki.keystore import write_public_file
@@ -52,13 +54,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_build)
 
     p = sub.add_parser("show", help="show a directory: version, age, expiry, nodes, units, whether current",
-                       description="Show a signed directory file. With --trust the signature, chain and "
-                                   "directory-signing purpose are verified first (exit 1 when they fail).")
-    p.add_argument("file", type=Path)
+                       description="Show a signed directory file, or with --dir the copy a node holds "
+                                   "(NODE_DIR/directory.json, verified against the node's own root). With --trust "
+                                   "the signature, chain and directory-signing purpose are verified first (exit 1 "
+                                   "when they fail).")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("file", type=Path, nargs="?")
+    where.add_argument("--dir", type=Path, metavar="NODE_DIR", help="the node directory whose copy to show")
     p.add_argument("--trust", type=Path, metavar="ROOT.crt", help="the network's root certificate")
     p.add_argument("--units", action="store_true", help="list every unit (the JSON form always does)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_show)
+
+    p = sub.add_parser("install", help="install a directory on a node (verified; never an older version)",
+                       description="Install a signed directory as the copy NODE_DIR holds and serves to its "
+                                   "children at GET /peer/v1/directory (a running node serves the new copy at "
+                                   "once). It is verified against the node's own root first, and refused if its "
+                                   "version is below the installed one (DIR_ROLLBACK) or reuses it with other "
+                                   "content (DIR_VERSION_REUSED); the file is replaced atomically.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--dir", required=True, type=Path, metavar="NODE_DIR")
+    p.set_defaults(func=_install)
 
     p = sub.add_parser("diff", help="what changed between two directories (nodes, units, moves, links)")
     p.add_argument("old", type=Path)
@@ -93,6 +109,28 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _install(args: argparse.Namespace) -> int:
+    now = utcnow()
+    config = load_config(args.dir)
+    roots = load_certificates(config.trust_root_path.read_bytes())
+    target = config.network_directory_path
+    current = None
+    if target.exists():
+        # The installed copy was verified when installed; its signer may have expired since, and
+        # it still names the version we must not go below.
+        current = read_unverified(target.read_bytes())
+    data = args.file.read_bytes()
+    verified = verify_directory(data, roots, now, current=current)
+    if verified.unchanged:
+        print(f"node {config.node_id} already holds directory version {verified.directory.version}")
+        return 0
+    write_public_file(target, data)
+    print(f"node {config.node_id} now holds directory version {verified.directory.version} "
+          f"({verified.status.value}), served at /peer/v1/directory"
+          + (f"; it had version {current.version}" if current else ""))
+    return 0
+
+
 def _read(path: Path, trust: Path | None, now: dt.datetime) -> tuple[Directory, dict[str, Any]]:
     data = path.read_bytes()
     if trust is None:
@@ -120,6 +158,12 @@ def describe(directory: Directory, now: dt.datetime, signature: dict[str, Any]) 
 
 def _show(args: argparse.Namespace) -> int:
     now = utcnow()
+    if args.dir is not None:
+        config = load_config(args.dir)
+        args.file, args.trust = config.network_directory_path, args.trust or config.trust_root_path
+        if not args.file.exists():
+            raise NoDirectory(f"node {config.node_id} holds no network directory ({args.file})",
+                              path=str(args.file))
     directory, signature = _read(args.file, args.trust, now)
     info = describe(directory, now, signature)
     if args.json:

@@ -20,7 +20,8 @@ Sending (the shape of Synapse's federation sender, every state in the store):
 
 Receiving:
 
-- ``peer_api``: the aiohttp app peers call under ``/peer/v1`` (node credentials, envelope batches).
+- ``peer_api``: the aiohttp app peers call under ``/peer/v1`` (node credentials, envelope batches, the
+  network directory this node holds).
 - ``acceptor``: accept an envelope durably — verify, decrypt, check the package, blobs and row
   committed — and only then sign the transport receipt.
 - ``processor``: after acknowledgement, apply what was accepted: documents into inboxes, notices

@@ -3,6 +3,11 @@
 * ``GET /node`` — this node's signing and encryption certificates (and intermediates), so a
   sender can encrypt for us; canonical JSON.
 * ``GET /health`` — liveness for peers.
+* ``GET /directory`` — the signed network directory this node holds (``NODE_DIR/directory.json``),
+  as installed: whoever fetches it verifies it (:func:`exchange_protocol.directory_signing.verify_directory`).
+  Its ETag is the SHA-256 of the file; ``If-None-Match`` with it answers 304 and no body, so a child
+  polling its parent costs a few hundred bytes while nothing changed. 404 ``NODE_NO_DIRECTORY``
+  while none is installed.
 * ``POST /envelopes`` — one or more envelope frames back to back (``application/vnd.gwx.envelope``,
   ``Content-Length`` required). Frames up to :data:`SMALL_FRAME` bytes are read whole and accepted
   concurrently (their commits group); larger frames are streamed (:class:`~node.federation.acceptor.StreamAcceptor`).
@@ -21,6 +26,7 @@ envelope's origin must match.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 from aiohttp import web
@@ -33,7 +39,7 @@ from exchange_protocol.errors import EnvelopeRevocationUnknown, EnvelopeTooLarge
 from node.config import MAX_BATCH
 from node.context import NodeContext
 from node.error_kinds import http_status_for
-from node.errors import ApiError, NodeError, NodeUnavailable
+from node.errors import ApiError, NodeError, NodeUnavailable, NoDirectory
 from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.federation.tls import PeerIdentityError, peer_chain, peer_node_id
 from node.federation.transport import ENVELOPE_MEDIA_TYPE
@@ -133,6 +139,19 @@ async def node_info(request: web.Request) -> web.Response:
     body = canonical_json({"node_id": ctx.node_id, "signing_cert": pem(ctx.signer.certificate).decode(),
                            "encryption_cert": enc_pem, "chain": [pem(c).decode() for c in ctx.intermediates]})
     return web.Response(body=body, content_type="application/json")
+
+
+async def network_directory(request: web.Request) -> web.Response:
+    path = request.app[CONTEXT].config.network_directory_path
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except FileNotFoundError:
+        raise NoDirectory("this node holds no network directory") from None
+    etag = f'"{hashlib.sha256(data).hexdigest()}"'
+    asked = {tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")}
+    if etag in asked or "*" in asked:
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(body=data, content_type="application/json", headers={"ETag": etag})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -247,5 +266,6 @@ def make_peer_app(ctx: NodeContext, acceptor: Acceptor) -> web.Application:
     app[DRAINING] = asyncio.Event()
     app.router.add_get("/peer/v1/node", node_info)
     app.router.add_get("/peer/v1/health", health)
+    app.router.add_get("/peer/v1/directory", network_directory)
     app.router.add_post("/peer/v1/envelopes", envelopes)
     return app
