@@ -185,6 +185,10 @@ def check(directory: Directory) -> Directory:
         raise DirectoryBadField("a directory lists at least one node", path="$.nodes")
     nodes = _unique((n.id for n in directory.nodes), "node id")
     for i, n in enumerate(directory.nodes):
+        # What from_json checked field by field, checked again for values built in code.
+        if not NODE_ID_RE.match(n.id) or n.level not in LEVELS:
+            raise DirectoryBadField(f"node {n.id!r} needs a node id and one of the levels {', '.join(LEVELS)}",
+                                    path=f"$.nodes[{i}]")
         if n.parent is not None and n.parent not in nodes:
             raise DirectoryUnknownReference(f"node {n.id}'s parent {n.parent} is not in the directory",
                                             path=f"$.nodes[{i}].parent", node=n.id, parent=n.parent)
@@ -200,6 +204,9 @@ def check(directory: Directory) -> Directory:
     _no_cycle({n.id: n.parent for n in directory.nodes}, "node")
     codes = _unique((u.code for u in directory.units), "unit code")
     for i, u in enumerate(directory.units):
+        if _code(u.code, f"$.units[{i}].code") != u.code or u.level not in LEVELS:
+            raise DirectoryBadField(f"unit {u.code} must be written in capitals with one of the levels "
+                                    f"{', '.join(LEVELS)}", path=f"$.units[{i}]")
         if u.node not in nodes:
             raise DirectoryUnknownReference(f"unit {u.code} ({u.name}) is hosted by node {u.node}, which the "
                                             "directory does not list", path=f"$.units[{i}].node",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import functools
 import json
 
 import pytest
@@ -196,6 +197,12 @@ def test_a_directory_built_in_code_is_checked_too():
         check(directory(units=(UnitEntry(COUNTY_B, "乙县", "county", "nowhere"),)))
     with pytest.raises(E.DirectoryCycle):
         check(directory(units=(UnitEntry(COUNTY_B, "乙县", "county", "b", parent=COUNTY_B),)))
+    with pytest.raises(E.DirectoryBadUnitCode):
+        check(directory(units=(UnitEntry(COUNTY_B[:17] + "0", "乙县", "county", "b"),)))
+    with pytest.raises(E.DirectoryBadField):
+        check(directory(units=(UnitEntry(COUNTY_B.lower(), "乙县", "county", "b"),)))
+    with pytest.raises(E.DirectoryBadField):
+        check(directory(nodes=(dataclasses.replace(directory().nodes[0], level="metropolis"),)))
 
 
 @pytest.mark.parametrize("data, error", [
@@ -226,7 +233,7 @@ def test_an_oversized_file_is_refused_before_parsing():
 @settings(max_examples=60, deadline=None)
 @given(position=st.integers(min_value=0), byte=st.integers(min_value=0, max_value=255))
 def test_any_changed_byte_is_a_typed_refusal_or_the_same_directory(position, byte):
-    data = bytearray(_SIGNED_ONCE)
+    data = bytearray(_signed_once())
     position %= len(data)
     data[position] = byte
     try:
@@ -236,7 +243,9 @@ def test_any_changed_byte_is_a_typed_refusal_or_the_same_directory(position, byt
     assert result.directory == directory()  # a change JSON does not see (e.g. whitespace)
 
 
-_SIGNED_ONCE = signed()
+@functools.cache
+def _signed_once() -> bytes:
+    return signed()
 
 
 def test_the_unit_entries_say_who_hosts_whom():
