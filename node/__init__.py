@@ -18,7 +18,8 @@ Rooms (each subpackage's docstring is its module map):
 - :mod:`node.api` — the local HTTP API (tokens, roles, upload, OpenAPI); the console will live here.
 - :mod:`node.store` — durable storage behind ``Protocol``s: the blob store and the SQLite backend.
 - :mod:`node.ops` — structured logs, Prometheus metrics, readiness and the status report.
-- :mod:`node.cli` — the ``gwx`` command line (PKI, documents, node administration, clerks).
+- :mod:`node.cli` — the ``gwx`` command line (PKI, the network directory, documents, node
+  administration, clerks).
 
 Modules at this level are the node as a whole:
 

@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from . import profiles
 from .ca import CertificateAuthority, load_certificate, load_certificates, pem
-from .errors import CaMissing
+from .errors import CaMissing, DirectorySignerExists
 from .keystore import read_private_key, write_private_key, write_public_file
 from .signer import SoftwareSigner
 
@@ -62,6 +62,9 @@ def issue(ca: CertificateAuthority, out_dir: str | Path, key_passphrase: bytes, 
           valid_days: int | None = None, now: dt.datetime | None = None) -> DirectorySigner:
     """A new directory signer issued by ``ca``, written to ``out_dir`` (layout above)."""
     out = Path(out_dir)
+    if (out / "signer.key").exists():  # like issue-node: a key in use is never replaced silently
+        raise DirectorySignerExists(f"{out} already holds a directory signer (signer.key); refusing to "
+                                    "overwrite it — choose another directory", path=str(out))
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)
     key = ca.algorithm.generate()

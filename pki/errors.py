@@ -138,6 +138,13 @@ class CaExists(CaError):
     kind = ErrorKind.CONFLICT
 
 
+class DirectorySignerExists(CaError):
+    """A signer directory that already holds a directory signer's key: issuing again would replace it."""
+
+    code = "PKI_SIGNER_EXISTS"
+    kind = ErrorKind.CONFLICT
+
+
 class NodeCredentialsExist(CaError):
     """A directory that already holds a node's keys: issuing again would replace them silently."""
 

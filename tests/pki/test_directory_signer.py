@@ -13,7 +13,7 @@ from exchange_protocol import errors as E
 from exchange_protocol.envelope_seal import Sender, open_envelope_bytes, seal_envelope
 from pki import directory_signer, profiles
 from pki.ca import NODE_URI_PREFIX, CertificateAuthority, utcnow
-from pki.errors import CaMissing, CertificateWrongUsage, WrongPassphrase
+from pki.errors import CaMissing, CertificateWrongUsage, DirectorySignerExists, WrongPassphrase
 from pki.profiles import DIRECTORY_SIGNING
 from pki.signer import SoftwareSigner
 from pki.trust import Purpose, TrustStore, verify_certificate
@@ -73,6 +73,9 @@ def test_an_intermediate_issues_a_signer_directory_that_chains_to_the_root(root_
     assert path[-1] == root_ca.certificate
     with pytest.raises(WrongPassphrase):
         directory_signer.open_directory(tmp_path / "signer", b"not it")
+    with pytest.raises(DirectorySignerExists):
+        directory_signer.issue(inter, tmp_path / "signer", b"another passphrase")
+    assert directory_signer.open_directory(tmp_path / "signer", b"another passphrase").certificate == signer.certificate
     with pytest.raises(CaMissing):
         directory_signer.open_directory(tmp_path / "nothing-here", PASSPHRASE)
 
