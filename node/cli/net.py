@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Build the signed network directory. " + SOURCE_HELP + " Every node certificate "
                                    "must be valid now, for its role, under the network's root; the directory is "
                                    "signed by the directory signer and written atomically to --out.")
-    p.add_argument("--source", required=True, type=Path, metavar="SOURCE.toml")
+    p.add_argument("--source", required=True, type=Path, metavar="SOURCE.toml",
+                   help="the network's nodes and units (see above)")
     signer = p.add_mutually_exclusive_group(required=True)
     signer.add_argument("--ca", type=Path, metavar="CA_DIR", help="sign with the CA's own directory signer")
     signer.add_argument("--signer", type=Path, metavar="DIR",
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the signature, chain and directory-signing purpose are verified first (exit 1 "
                                    "when they fail).")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("file", type=Path, nargs="?")
+    where.add_argument("file", type=Path, nargs="?", help="a signed directory file")
     where.add_argument("--dir", type=Path, metavar="NODE_DIR", help="the node directory whose copy to show")
     p.add_argument("--trust", type=Path, metavar="ROOT.crt", help="the network's root certificate")
     p.add_argument("--units", action="store_true", help="list every unit (the JSON form always does)")
@@ -72,13 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "once). It is verified against the node's own root first, and refused if its "
                                    "version is below the installed one (DIR_ROLLBACK) or reuses it with other "
                                    "content (DIR_VERSION_REUSED); the file is replaced atomically.")
-    p.add_argument("file", type=Path)
-    p.add_argument("--dir", required=True, type=Path, metavar="NODE_DIR")
+    p.add_argument("file", type=Path, help="the signed directory file to install")
+    p.add_argument("--dir", required=True, type=Path, metavar="NODE_DIR", help="the node directory")
     p.set_defaults(func=_install)
 
     p = sub.add_parser("diff", help="what changed between two directories (nodes, units, moves, links)")
-    p.add_argument("old", type=Path)
-    p.add_argument("new", type=Path)
+    p.add_argument("old", type=Path, help="the earlier directory file")
+    p.add_argument("new", type=Path, help="the later directory file")
     p.add_argument("--trust", type=Path, metavar="ROOT.crt", help="verify both files first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_diff)

@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "without holding the CA.")
     p.add_argument("--ca", required=True, type=Path, help="issuing CA directory")
     p.add_argument("--out", required=True, type=Path, help="signer directory to write")
-    p.add_argument("--valid-days", type=int)
+    p.add_argument("--valid-days", type=int, metavar="N",
+                   help=f"validity in days (default {profiles.DIRECTORY_SIGNER.default_days}, never beyond the CA's)")
     add_passphrase_option(p)
     p.set_defaults(func=_issue_directory_signer)
 
