@@ -17,8 +17,8 @@ from pki.errors import CaMissing, CertificateWrongUsage, DirectorySignerExists, 
 from pki.profiles import DIRECTORY_SIGNING
 from pki.signer import SoftwareSigner
 from pki.trust import Purpose, TrustStore, verify_certificate
-from tests.conftest import PASSPHRASE, run_gwx, run_openssl
 from tests.exchange_protocol.envelope_support import NOW, network
+from tests.support import PASSPHRASE, run_gwx, run_openssl
 
 OTHER_PURPOSES = (Purpose.SIGNING, Purpose.SEAL, Purpose.SEAL_MAKING, Purpose.TLS_SERVER, Purpose.TLS_CLIENT,
                   Purpose.OCSP_SIGNING, Purpose.TIME_STAMPING)

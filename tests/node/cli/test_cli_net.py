@@ -13,10 +13,10 @@ import pytest
 from exchange_protocol.directory_signing import signed_parts, verify_directory
 from node.directory_source import read_source
 from pki.ca import CertificateAuthority, load_certificate, utcnow
-from tests.conftest import run_gwx, run_openssl
+from tests.support import PASSPHRASE_TEXT, run_gwx, run_openssl
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "examples"
-PW = "a long enough passphrase"
+PW = PASSPHRASE_TEXT
 ENV = {"GWX_PASSPHRASE": PW}
 NODES = ("city", "county-wuling", "county-dingcheng")
 
