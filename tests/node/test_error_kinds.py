@@ -136,7 +136,7 @@ NOT_ERROR_CODES = {
     "DOC_URGENT_NO_DEADLINE", "DOC_PRINTED_BEFORE_WRITTEN", "DOC_DEADLINE_BEFORE_WRITTEN",  # model warnings
     "GWX_TOKEN", "GWX_NODE", "GWX_PASSPHRASE",  # environment variables
     "ROUTE_ROLES", "PEER_BACKING_OFF", "PEER_DEAD", "PEER_STATES", "PEER_UP", "QUEUE_STATES",  # __all__ names
-    "SEAL_DIR",  # a metavar
+    "SEAL_DIR", "NODE_DIR",  # metavars
 }
 
 
