@@ -67,6 +67,16 @@ class Peer:
 
 
 @dataclass(frozen=True)
+class ParentSettings:
+    """The node this one fetches the network directory from (``[parent]``). Named here, not taken
+    from the directory, because a node with no directory yet must know where to get its first one."""
+
+    node_id: str
+    url: str
+    refresh_seconds: float = 600.0  # how often to ask; never later than the directory's next_update
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     directory: Path
     node_id: str
@@ -77,6 +87,7 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)
     retry: RetrySettings = field(default_factory=RetrySettings)
     classified_network: bool = False
+    parent: ParentSettings | None = None
 
     # Well-known paths inside the node directory.
     @property
@@ -144,6 +155,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         limits=_section(raw.pop("limits", {}), Limits, "limits"),
         retry=_section(raw.pop("retry", {}), RetrySettings, "retry"),
         classified_network=_take(raw, "classified_network", bool, default=False),
+        parent=_parent(raw.pop("parent", None)),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
@@ -247,6 +259,24 @@ def _unit(raw: Any, directory: Path) -> HostedUnit:
     return unit
 
 
+def _parent(raw: Any) -> ParentSettings | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not {"node_id", "url"} <= set(raw):
+        raise ConfigError("[parent] is a table with node_id and url", key="parent")
+    parent = _section(raw, ParentSettings, "parent")
+    _node_id(parent.node_id, "parent.node_id")
+    _https_url(parent.url, "[parent]", "parent.url")
+    if parent.refresh_seconds <= 0:
+        raise ConfigError("[parent] refresh_seconds must be positive", key="parent.refresh_seconds")
+    return parent
+
+
+def _https_url(url: str, where: str, key: str) -> None:
+    if not url.startswith("https://") or len(url) <= len("https://") or " " in url:
+        raise ConfigError(f"{where}: url must be https://HOST:PORT (mutual TLS only), got {url!r}", key=key)
+
+
 def _peer(raw: Any) -> Peer:
     if not isinstance(raw, dict):
         raise ConfigError("each [[peers]] entry must be a table", key="peers")
@@ -259,9 +289,7 @@ def _peer(raw: Any) -> Peer:
     peer = Peer(node_id=node_id, url=_take(raw, "url", str, required=True),
                 units=tuple(validate_unit_code(u) for u in codes),
                 unit_names=tuple((validate_unit_code(c), n) for c, n in names.items()))
-    if not peer.url.startswith("https://") or len(peer.url) <= len("https://") or " " in peer.url:
-        raise ConfigError(f"[[peers]] {peer.node_id}: url must be https://HOST:PORT (mutual TLS only), "
-                          f"got {peer.url!r}", key="peers.url")
+    _https_url(peer.url, f"[[peers]] {peer.node_id}", "peers.url")
     if len(set(peer.units)) != len(peer.units):
         raise ConfigError(f"[[peers]] {peer.node_id} lists a unit twice", key="peers.units")
     if raw:
@@ -280,6 +308,9 @@ def dump_config(config: NodeConfig) -> str:
             if value is not None:
                 lines.append(f"{f.name} = {_q(value)}")
         lines.append("")
+    if config.parent is not None:
+        lines += ["[parent]", f"node_id = {_q(config.parent.node_id)}", f"url = {_q(config.parent.url)}",
+                  f"refresh_seconds = {_q(config.parent.refresh_seconds)}", ""]
     for u in config.units:
         lines += ["[[units]]", f"code = {_q(u.code)}", f"name = {_q(u.name)}",
                   f"seal_dir = {_q(str(u.seal_dir.relative_to(config.directory)))}"]

@@ -30,10 +30,12 @@ from node.config import NodeConfig
 from node.context import NodeContext
 from node.documents.service import DocumentService
 from node.federation.acceptor import Acceptor
+from node.federation.directory_fetch import DirectoryFetcher
 from node.federation.outbound import Outbound
 from node.federation.peer_api import DRAINING, make_peer_app
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
+from node.ops.directory_state import directory_figures
 from node.ops.metrics import Registry
 from node.run_lock import NodeLock
 from node.store import NodeStore
@@ -81,7 +83,9 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake)
     peer_app = make_peer_app(ctx, acceptor)
     local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
-    local_app.cleanup_ctx.append(_gauges(store, outbound, registry))
+    local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))
+    fetcher = DirectoryFetcher(ctx, client, registry) if config.parent is not None else None
+    fetching: asyncio.Task | None = None
 
     peer_runner = web.AppRunner(peer_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     local_runner = web.AppRunner(local_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -96,12 +100,18 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         local_site = web.TCPSite(local_runner, config.local_api.host, config.local_api.port)
         await peer_site.start()
         await local_site.start()
+        if fetcher is not None:  # once our own listener is up: our children may ask us at once
+            fetching = loop.create_task(fetcher.run(), name="gwx-directory-fetch")
         _write_ready(config, peer_site, local_site)
         log.info("node %s serving: peers on %s, local API on %s", ctx.node_id, peer_site.name, local_site.name)
         await stop.wait()
         log.info("node %s draining", ctx.node_id)
     finally:
         peer_app[DRAINING].set()
+        if fetching is not None:
+            fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetching
         with contextlib.suppress(FileNotFoundError):
             ready_path(config).unlink()
         await peer_runner.cleanup()
@@ -124,10 +134,15 @@ def _write_ready(config: NodeConfig, peer_site: web.TCPSite, local_site: web.TCP
     write_public_file(ready_path(config), json.dumps(info).encode())
 
 
-def _gauges(store: NodeStore, outbound: Outbound, registry: Registry):
+def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, registry: Registry):
     depth = registry.gauge("gwx_queue_depth", "Outbound envelopes by destination and state")
     peers = registry.gauge("gwx_peer_up", "1 when the peer is up, 0 when backing off or dead")
     inbound = registry.gauge("gwx_inbound_messages", "Received envelopes by processing state")
+    directory = {name: registry.gauge(f"gwx_directory_{name}", text) for name, text in (
+        ("version", "Version of the network directory this node holds (absent: it holds none)"),
+        ("age", "Seconds since the held network directory was issued"),
+        ("expires_in", "Seconds until the held network directory expires (negative: expired, still used)"),
+        ("expired", "1 when the held network directory has expired (routing goes on; publish a new one)"))}
 
     async def refresh() -> None:
         while True:
@@ -143,6 +158,9 @@ def _gauges(store: NodeStore, outbound: Outbound, registry: Registry):
                                for p in await store.peers.list_peers()})
                 inbound.replace({(("state", state),): float(n)
                                  for state, n in (await store.messages.inbound_counts()).items()})
+                figures = await asyncio.to_thread(directory_figures, config, clock())
+                for name, gauge in directory.items():
+                    gauge.replace({(): figures[name]} if name in figures else {})
             except Exception:
                 log.exception("cannot refresh gauges")
             await asyncio.sleep(GAUGE_INTERVAL)

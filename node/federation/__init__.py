@@ -16,6 +16,8 @@ Sending (the shape of Synapse's federation sender, every state in the store):
   with the node's one policy (``retry_policy``).
 - ``transport``: the peer protocol's client — one keep-alive mutual-TLS session per peer, batches of
   envelope frames out, signed transport receipts back.
+- ``directory_fetch``: a node with a ``[parent]`` fetches the signed network directory from it
+  (conditional GET, verified, swapped in atomically) at start and on a timer.
 - ``tls``: TLS contexts that trust the network root only, and the peer's node identity.
 
 Receiving:

@@ -42,6 +42,7 @@ ENVELOPE_MEDIA_TYPE = "application/vnd.gwx.envelope"
 CHUNK = 256 * 1024
 MAX_BATCH_ANSWER = 16 * 1024 * 1024  # a batch answer's receipts are ~2.5 KB each; far above any batch
 MAX_NODE_INFO = 256 * 1024  # GET /peer/v1/node: two certificates and a chain
+MAX_DIRECTORY_FILE = 64 * 1024**2  # GET /peer/v1/directory: exchange_protocol refuses what is larger still
 
 # Judges a server's TLS certificate, given the intermediates it presented (raises a typed error to refuse it).
 ServerJudge = Callable[[x509.Certificate, Sequence[x509.Certificate]], None]
@@ -193,6 +194,22 @@ class PeerClient:
                                            info.get("chain", []), trust, now, revocation)
         except (ValueError, KeyError, TypeError) as exc:
             raise PeerProtocolError(f"{peer.node_id} sent malformed node information: {exc}") from None
+
+    async def fetch_directory(self, peer: Peer, etag: str | None) -> tuple[bytes | None, str | None]:
+        """GET the peer's signed network directory, conditionally: (None, etag) when it still holds
+        the copy ``etag`` names (304), else (the file, its new ETag). Judging it is the caller's."""
+        try:
+            async with self._session(peer).get(f"{peer.url}/peer/v1/directory",
+                                               headers={"If-None-Match": etag} if etag else {}) as resp:
+                body = await _read_body(resp, peer, MAX_DIRECTORY_FILE)
+                if resp.status == 304:
+                    return None, etag
+                if resp.status != 200:
+                    raise _refused(peer, resp.status, body, "GET /peer/v1/directory")
+                return body, resp.headers.get("ETag")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise PeerUnreachable(f"cannot reach {peer.node_id} at {peer.url}: {exc or type(exc).__name__}",
+                                  peer=peer.node_id) from None
 
     async def send_frames(self, peer: Peer, frames: Sequence[OutgoingFrame]) -> list[FrameResult]:
         """POST a batch; return one result per frame (in order), or raise a transient error."""

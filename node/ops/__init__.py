@@ -3,7 +3,9 @@
 - ``logs``: one JSON object a line, with the message id and destination when known.
 - ``metrics``: a small Prometheus registry (counters, gauges, histograms) served at ``/metrics``.
 - ``readiness``: what blocks the node right now (CRL freshness, certificate and seal expiry, the
-  store, free disk), served at ``/readyz`` and shown by ``gwx node status``.
+  store, the network directory's age and expiry, free disk), served at ``/readyz`` and shown by
+  ``gwx node status``.
+- ``directory_state``: the network directory the node holds, read for readiness and /metrics.
 - ``status``: the status report (queues, peers, inbound, last errors, readiness) in one shape,
   from the running node or read-only from its directory.
 """

@@ -18,6 +18,10 @@ whether or not the node is running):
 * ``seals`` — each hosted unit's seal (SESeal validity and its certificate) is within validity.
 * ``store`` — the database can be read (read-only, see :mod:`node.ops.status`) and its schema is one
   this gwx knows.
+* ``directory`` — the network directory held (:mod:`node.ops.directory_state`): its version, age and
+  expiry. Past its next update or expired it is ``warn``, never ``fail``: the node keeps routing on
+  its last good copy (an expired directory never stops the exchange). A node with a ``[parent]``
+  that has fetched none yet is ``warn`` too.
 * ``disk`` — free space where blobs are written.
 """
 
@@ -31,7 +35,10 @@ from typing import Any
 
 from cryptography import x509
 
+from exchange_protocol.directory import DirectoryStatus
+from exchange_protocol.envelope import format_time
 from node.config import NodeConfig
+from node.ops.directory_state import held_directory
 from pki.ca import load_certificate, load_certificates
 from pki.crl import load_crls
 from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
@@ -62,7 +69,8 @@ def report(checks: Iterable[Check]) -> dict[str, Any]:
 
 def file_checks(config: NodeConfig, now: dt.datetime) -> list[Check]:
     """Every check that needs only the node directory (all but ``store``)."""
-    return [_revocation(config, now), _certificates(config, now), _seals(config, now), _disk(config)]
+    return [_revocation(config, now), _certificates(config, now), _seals(config, now), _directory(config, now),
+            _disk(config)]
 
 
 def store_check(problem: GwxError | Exception | None) -> Check:
@@ -156,6 +164,37 @@ def _seals(config: NodeConfig, now: dt.datetime) -> Check:
         end = min(seal.valid_end, cert.not_valid_after_utc)
         results.append(_validity(f"seal of {unit.code} {unit.name}", start, end, now))
     return _worst("seals", results, "SEAL_EXPIRED", "no hosted units")
+
+
+def _directory(config: NodeConfig, now: dt.datetime) -> Check:
+    try:
+        directory = held_directory(config)
+    except (OSError, GwxError) as exc:
+        return Check("directory", WARN, f"{config.network_directory_path.name} cannot be read ({exc}); "
+                     "routing uses the static peers", getattr(exc, "code", None))
+    if directory is None:
+        if config.parent is not None:
+            return Check("directory", WARN, f"no network directory yet: none fetched from the parent "
+                         f"{config.parent.node_id} so far", "NODE_NO_DIRECTORY")
+        return Check("directory", OK, "no network directory: static peers only")
+    age = _days(now - directory.issued_at)
+    what = f"network directory '{directory.network}' version {directory.version} (issued {age} ago"
+    status = directory.status(now)
+    if status is DirectoryStatus.EXPIRED:
+        return Check("directory", WARN, f"{what}) EXPIRED on {format_time(directory.expires)}; still used for "
+                     "routing — the root operator must publish a new one")
+    if status is DirectoryStatus.DUE:
+        return Check("directory", WARN, f"{what}) is past its next update ({format_time(directory.next_update)}); "
+                     f"it expires on {format_time(directory.expires)}")
+    return Check("directory", OK, f"{what}), current until {format_time(directory.next_update)}, "
+                 f"expires {format_time(directory.expires)}")
+
+
+def _days(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400:
+        return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _disk(config: NodeConfig) -> Check:

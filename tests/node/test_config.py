@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.config import CONFIG_NAME, load_config
+from node.config import CONFIG_NAME, dump_config, load_config
 from node.errors import ConfigError
 from node.provision import add_peer, init_node, read_units_file
 from pki.ca import CertificateAuthority
@@ -143,3 +143,26 @@ def test_an_unknown_log_level_is_a_usage_error(node_dir):
     out = run_gwx("node", "run", "--dir", node_dir, "--log-level", "verbose")
     assert out.returncode == 2 and "Traceback" not in out.stderr.decode()
     assert "--log-level" in out.stderr.decode()
+
+
+def test_a_parent_is_read_and_written_back(node_dir):
+    write_config(node_dir, append='\n[parent]\nnode_id = "city"\nurl = "https://10.1.0.1:7443"\n')
+    config = load_config(node_dir)
+    assert (config.parent.node_id, config.parent.url, config.parent.refresh_seconds) == \
+        ("city", "https://10.1.0.1:7443", 600.0)
+    (node_dir / CONFIG_NAME).write_text(dump_config(config), "utf-8")
+    assert load_config(node_dir).parent == config.parent
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ('node_id = "city"', "parent"),
+    ('node_id = "City!"\nurl = "https://10.1.0.1:7443"', "parent.node_id"),
+    ('node_id = "city"\nurl = "http://10.1.0.1:7443"', "parent.url"),
+    ('node_id = "city"\nurl = "https://10.1.0.1:7443"\nrefresh_seconds = 0', "parent.refresh_seconds"),
+    ('node_id = "city"\nurl = "https://10.1.0.1:7443"\nrefresh = 5', "parent"),
+])
+def test_a_wrong_parent_is_a_config_error_naming_the_key(node_dir, table, key):
+    write_config(node_dir, append=f"\n[parent]\n{table}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(node_dir)
+    assert err.value.details["key"] == key

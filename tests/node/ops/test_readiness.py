@@ -9,8 +9,12 @@ import shutil
 
 import pytest
 
+from exchange_protocol.directory_signing import sign_directory
+from node.config_edit import edit_config, set_section_values
+from node.directory_source import read_source
 from node.ops import readiness
 from node.provision import init_node
+from pki import directory_signer
 from pki.ca import CertificateAuthority
 from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file
@@ -44,7 +48,8 @@ def test_a_new_node_that_never_ran_is_ready_and_not_running(node):
     _, config = node
     report = status(config)
     assert report["running"] is None and report["readiness"]["ready"] is True
-    assert verdicts(report) == {"revocation": "ok", "certificates": "ok", "seals": "ok", "store": "ok", "disk": "ok"}
+    assert verdicts(report) == {"revocation": "ok", "certificates": "ok", "seals": "ok", "directory": "ok",
+                                "store": "ok", "disk": "ok"}
     assert report["queues"] == {} and report["peers"] == []
 
 
@@ -74,3 +79,65 @@ def test_an_expired_seal_and_a_seal_about_to_expire(node):
     assert report["ready"] is False
     seals = next(c for c in report["checks"] if c["name"] == "seals")
     assert seals["verdict"] == "fail" and "expired" in seals["message"] and seals["code"] == "SEAL_EXPIRED"
+
+
+def install_directory(ca, config, version: int, issued: dt.datetime) -> None:
+    """A directory of this one node, issued at ``issued`` (next update after 1 day, expiry after 30)."""
+    source = config.directory.parent / "network.toml"
+    source.write_text(f'''network = "福州市电子政务外网"
+version = {version}
+[[nodes]]
+id = "county-r"
+urls = ["https://127.0.0.1:7443"]
+level = "county"
+credentials = "{config.credentials_dir}"
+[[units]]
+code = "{UNIT}"
+name = "福州市鼓楼区人民政府办公室"
+level = "county"
+node = "county-r"
+''', "utf-8")
+    signer = directory_signer.from_ca(ca)
+    data = sign_directory(read_source(source, issued), signer.signer, signer.chain)
+    write_public_file(config.network_directory_path, data)
+
+
+def directory_check(report: dict) -> dict:
+    return next(c for c in report["readiness"]["checks"] if c["name"] == "directory")
+
+
+def test_a_current_directory_is_named_with_its_version_and_expiry(node):
+    ca, config = node
+    install_directory(ca, config, 4, dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    check = directory_check(status(config))
+    assert check["verdict"] == "ok"
+    assert "version 4 (issued 2 h 0 min ago)" in check["message"] and "expires" in check["message"]
+
+
+def test_an_expired_directory_is_a_warning_that_names_it_never_a_stop(node):
+    ca, config = node
+    install_directory(ca, config, 7, dt.datetime.now(dt.UTC) - dt.timedelta(days=31))
+    report = status(config)
+    check = directory_check(report)
+    assert check["verdict"] == "warn" and report["readiness"]["ready"] is True
+    assert "version 7 (issued 31 d 0 h ago) EXPIRED on" in check["message"]
+    assert "still used for routing" in check["message"]
+    text = run_gwx("node", "status", "--dir", config.directory)
+    assert text.returncode == 0 and "ready: yes" in text.stdout.decode()
+    assert "EXPIRED" in text.stdout.decode()
+
+
+def test_a_directory_past_its_next_update_is_a_warning(node):
+    ca, config = node
+    install_directory(ca, config, 8, dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+    check = directory_check(status(config))
+    assert check["verdict"] == "warn" and "past its next update" in check["message"]
+
+
+def test_a_node_with_a_parent_and_no_directory_yet_is_warned(node):
+    _, config = node
+    edit_config(config.directory, lambda doc: set_section_values(
+        doc, "parent", {"node_id": "city", "url": "https://127.0.0.1:7443"}))
+    check = directory_check(status(config))
+    assert check["verdict"] == "warn" and check["code"] == "NODE_NO_DIRECTORY"
+    assert "parent city" in check["message"]
