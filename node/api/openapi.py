@@ -71,7 +71,7 @@ SCHEMAS: Json = {
         "attachments": {"type": "array", "items": _object({"name": STR, "size": INT}, {"media_type": STR})}})]},
     "SubmitResult": _object({"doc_id": STR, "recipients": {"type": "array", "items": _ref("RecipientView")}}),
     "Readiness": _object({"ready": {"type": "boolean"}, "checks": {"type": "array", "items": _object(
-        {"name": {"enum": ["revocation", "certificates", "seals", "store", "disk"]},
+        {"name": {"enum": ["revocation", "certificates", "seals", "directory", "store", "disk"]},
          "verdict": {"enum": ["ok", "warn", "fail"]}, "message": STR}, {"code": STR})}}),
     "NodeStatus": _object({
         "node_id": STR, "units": {"type": "array"}, "readiness": _ref("Readiness"),
