@@ -24,7 +24,7 @@ from exchange_protocol.envelope_crypto import DecryptionKey
 from exchange_protocol.envelope_seal import Sender, TrustPolicy
 from node.config import NodeConfig
 from node.errors import ConfigError
-from node.federation.routing import Router, StaticRouter
+from node.federation.routing import DirectoryRouter, Router
 from pki.ca import load_certificate, load_certificates
 from pki.crl import load_crls
 from pki.errors import GwxError, RevocationUnknown
@@ -119,4 +119,4 @@ class NodeContext:
         seals = {u.code: load_seal_credential(u.seal_dir, passphrase) for u in config.units}
         return cls(config=config, signer=signer, decryption_key=key, trust=TrustStore.of([root]),
                    intermediates=tuple(sign_chain[1:]), revocation=ReloadingCrlChecker(config.crl_path),
-                   seals=seals, router=StaticRouter(config), passphrase=passphrase, clock=clock)
+                   seals=seals, router=DirectoryRouter(config), passphrase=passphrase, clock=clock)

@@ -2,7 +2,8 @@
 
 Sending (the shape of Synapse's federation sender, every state in the store):
 
-- ``routing``: which node hosts a unit (:class:`Router`; the static peer list today).
+- ``routing``: which node hosts a unit and where it is (:class:`Router`; the static peer list first,
+  then the network directory the node holds).
 - ``outbound``: :class:`Outbound`, the sender — records messages as drafts in the caller's
   transaction, owns one queue per destination node, starts and stops them.
 - ``destination_queue``: the per-destination loop — one task per peer, one batch in flight, sleeps

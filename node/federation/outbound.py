@@ -63,9 +63,10 @@ class Outbound:
         self._stopping = False
 
     def peer(self, node_id: str) -> Peer:
-        peer = next((p for p in self.ctx.config.peers if p.node_id == node_id), None)
+        peer = self.ctx.router.peer(node_id)
         if peer is None:
-            raise PeerUnreachable(f"node {node_id} is not in this node's peer list", peer=node_id)
+            raise PeerUnreachable(f"node {node_id} is neither in this node's peer list nor in its network "
+                                  "directory", peer=node_id)
         return peer
 
     async def start(self) -> None:
