@@ -87,7 +87,8 @@ def test_status_works_from_the_node_directory_without_a_token(net):
     assert report["running"]["pid"] == node.process.pid
     assert report["running"]["local_url"] == node.ready["local_url"]
     assert report["readiness"]["ready"] is True
-    assert {c["name"] for c in report["readiness"]["checks"]} == {"revocation", "certificates", "seals", "store", "disk"}
+    assert {c["name"] for c in report["readiness"]["checks"]} == {"revocation", "certificates", "seals", "directory",
+                                                                  "store", "disk"}
     text = run_gwx("node", "status", "--dir", node.directory)
     assert text.returncode == 0 and f"running (pid {node.process.pid})" in text.stdout.decode()
     assert "ready: yes" in text.stdout.decode()
