@@ -284,3 +284,31 @@ def wait_log(node: LocalNode, needle: str, timeout: float = 10.0) -> str:
 
 def monotonic_deadline(seconds: float) -> float:
     return time.monotonic() + seconds
+
+
+def signed_directory(net: LocalNetwork, version: int, nodes: Sequence[tuple[str, str, str | None]],
+                     units: Sequence[dict[str, str]], *, issued: dt.datetime | None = None,
+                     signer: Any = None) -> bytes:
+    """The root operator's network directory of running nodes, as ``gwx net build`` makes it: a
+    source written out (``nodes`` as (node id, level, parent); ``units`` as their source tables),
+    read and signed by the network CA's directory signer, or by ``signer`` when a test forges one."""
+    from exchange_protocol.directory_signing import sign_directory
+    from node.directory_source import read_source
+    from pki import directory_signer
+    from pki.ca import utcnow
+
+    lines = ['network = "临沂市电子政务外网"', f"version = {version}"]
+    for node_id, level, parent in nodes:
+        config = load_config(net.nodes[node_id].directory)
+        lines += ["[[nodes]]", f'id = "{node_id}"', f'urls = ["{config.peer_api.public_url}"]',
+                  f'level = "{level}"', f'credentials = "{config.credentials_dir}"']
+        lines += [f'parent = "{parent}"'] if parent else []
+    for unit in units:
+        lines += ["[[units]]", *(f'{key} = "{value}"' for key, value in unit.items())]
+    source = net.base / f"network-{version}.toml"
+    source.write_text("\n".join(lines) + "\n", "utf-8")
+    directory = read_source(source, issued or utcnow())
+    if signer is not None:
+        return sign_directory(directory, signer)
+    official = directory_signer.from_ca(net.ca)
+    return sign_directory(directory, official.signer, official.chain)

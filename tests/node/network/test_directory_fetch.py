@@ -10,13 +10,9 @@ import time
 
 import pytest
 
-from exchange_protocol.directory_signing import sign_directory
 from node.config import load_config
 from node.config_edit import edit_config, set_section_values
-from node.directory_source import read_source
 from node.localnet import send_document, wait_for
-from pki import directory_signer
-from pki.ca import utcnow
 from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file
 from tests.node.network.network_support import (
@@ -31,6 +27,7 @@ from tests.node.network.network_support import (
     new_network,
     notice_meta,
     sender_from,
+    signed_directory,
     units,
 )
 
@@ -55,41 +52,12 @@ def tree(tmp_path_factory):
 def build(net, version: int, *, issued: dt.datetime | None = None, signer=None) -> bytes:
     """The root operator's directory of the three running nodes, signed (by the directory signer
     unless another ``signer`` is given)."""
-    configs = {n: load_config(net.nodes[n].directory) for n in ("city", "county-a", "town-a")}
-    nodes = "".join(f'''
-[[nodes]]
-id = "{n}"
-urls = ["{c.peer_api.public_url}"]
-level = "{level}"
-credentials = "{c.credentials_dir}"
-''' + (f'parent = "{parent}"\n' if parent else "") for (n, c), (level, parent) in zip(
-        configs.items(), (("city", None), ("county", "city"), ("township", "county-a")), strict=True))
-    source = net.base / f"network-{version}.toml"
-    source.write_text(f'''network = "临沂市电子政务外网"
-version = {version}
-{nodes}
-[[units]]
-code = "{CITY}"
-name = "临沂市人民政府办公室"
-level = "city"
-node = "city"
-[[units]]
-code = "{A1}"
-name = "兰山区人民政府办公室"
-level = "county"
-node = "county-a"
-[[units]]
-code = "{A2}"
-name = "兰山区枣园镇人民政府"
-level = "township"
-node = "town-a"
-parent = "{A1}"
-''', "utf-8")
-    directory = read_source(source, issued or utcnow())
-    if signer is None:
-        official = directory_signer.from_ca(net.ca)
-        return sign_directory(directory, official.signer, official.chain)
-    return sign_directory(directory, signer)
+    return signed_directory(
+        net, version, [("city", "city", None), ("county-a", "county", "city"), ("town-a", "township", "county-a")],
+        [{"code": CITY, "name": "临沂市人民政府办公室", "level": "city", "node": "city"},
+         {"code": A1, "name": "兰山区人民政府办公室", "level": "county", "node": "county-a"},
+         {"code": A2, "name": "兰山区枣园镇人民政府", "level": "township", "node": "town-a", "parent": A1}],
+        issued=issued, signer=signer)
 
 
 def held(net, node_id: str) -> bytes | None:

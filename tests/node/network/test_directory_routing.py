@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from exchange_protocol.directory_signing import sign_directory
 from node.config import load_config
-from node.directory_source import read_source
 from node.localnet import send_document
 from node.provision import add_peer
-from pki import directory_signer
-from pki.ca import utcnow
 from pki.errors import GwxError
 from pki.keystore import write_public_file
 from tests.node.network.network_support import (
@@ -22,6 +18,7 @@ from tests.node.network.network_support import (
     inbox_item,
     new_network,
     notice_meta,
+    signed_directory,
     units,
 )
 
@@ -43,34 +40,9 @@ def net(tmp_path_factory):
 
 
 def directory_of(net) -> bytes:
-    city, county = (load_config(net.nodes[n].directory) for n in ("city", "county-a"))
-    source = net.base / "network.toml"
-    source.write_text(f'''network = "临沂市电子政务外网"
-version = 1
-[[nodes]]
-id = "city"
-urls = ["{city.peer_api.public_url}"]
-level = "city"
-credentials = "{city.credentials_dir}"
-[[nodes]]
-id = "county-a"
-urls = ["{county.peer_api.public_url}"]
-level = "county"
-parent = "city"
-credentials = "{county.credentials_dir}"
-[[units]]
-code = "{CITY}"
-name = "临沂市人民政府办公室"
-level = "city"
-node = "city"
-[[units]]
-code = "{A1}"
-name = "兰山区人民政府办公室"
-level = "county"
-node = "county-a"
-''', "utf-8")
-    signer = directory_signer.from_ca(net.ca)
-    return sign_directory(read_source(source, utcnow()), signer.signer, signer.chain)
+    return signed_directory(net, 1, [("city", "city", None), ("county-a", "county", "city")], [
+        {"code": CITY, "name": "临沂市人民政府办公室", "level": "city", "node": "city"},
+        {"code": A1, "name": "兰山区人民政府办公室", "level": "county", "node": "county-a"}])
 
 
 def test_a_unit_named_only_by_the_directory_is_reached(net):

@@ -8,13 +8,19 @@ import hashlib
 
 import pytest
 
-from exchange_protocol.directory_signing import sign_directory, verify_directory
+from exchange_protocol.directory_signing import verify_directory
 from node.config import load_config
-from node.directory_source import read_source
-from pki import directory_signer
 from pki.ca import utcnow
 from pki.keystore import write_public_file
-from tests.node.network.network_support import A1, CITY, RawPeer, gwx, start_network, tls_context_of
+from tests.node.network.network_support import (
+    A1,
+    CITY,
+    RawPeer,
+    gwx,
+    signed_directory,
+    start_network,
+    tls_context_of,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -29,36 +35,10 @@ def net(tmp_path_factory):
 
 def publish(net, version: int) -> bytes:
     """The root operator builds a directory of the running nodes and installs it on the city node."""
-    city, county = (load_config(net.nodes[n].directory) for n in ("city", "county-a"))
-    source = net.base / "network.toml"
-    source.write_text(f'''network = "临沂市电子政务外网"
-version = {version}
-[[nodes]]
-id = "city"
-urls = ["{city.peer_api.public_url}"]
-level = "city"
-credentials = "{city.credentials_dir}"
-[[nodes]]
-id = "county-a"
-urls = ["{county.peer_api.public_url}"]
-level = "county"
-parent = "city"
-credentials = "{county.credentials_dir}"
-[[units]]
-code = "{CITY}"
-name = "临沂市人民政府办公室"
-level = "city"
-node = "city"
-[[units]]
-code = "{A1}"
-name = "兰山区人民政府办公室"
-level = "county"
-node = "county-a"
-supervisor = "{CITY}"
-''', "utf-8")
-    signer = directory_signer.from_ca(net.ca)
-    data = sign_directory(read_source(source, utcnow()), signer.signer, signer.chain)
-    write_public_file(city.network_directory_path, data)
+    data = signed_directory(net, version, [("city", "city", None), ("county-a", "county", "city")], [
+        {"code": CITY, "name": "临沂市人民政府办公室", "level": "city", "node": "city"},
+        {"code": A1, "name": "兰山区人民政府办公室", "level": "county", "node": "county-a", "supervisor": CITY}])
+    write_public_file(load_config(net.nodes["city"].directory).network_directory_path, data)
     return data
 
 
