@@ -178,23 +178,20 @@ class OutboundQueue:
     async def bounce(self, message_id: str, reason: ErrorInfo | GwxError, *,
                      tx: SqliteTransaction | None = None, actor: str = "node") -> None:
         """Give up (retry window over, or refused for good); the caller sends the bounce notice."""
-        now = to_db_time(self._clock())
-        info = ErrorInfo.of(reason)
-        await self._transition(
-            message_id, QueueEvent.BOUNCE, tx, "last_error_code = ?, last_error_message = ?, updated_at = ?",
-            (info.code, info.message, now),
-            NewEvent(actor, "queue.bounce", {"message_id": message_id},
-                     {"error": info.code, "message": info.message}))
+        await self._end_with_error(message_id, QueueEvent.BOUNCE, "queue.bounce", reason, tx, actor)
 
     async def mark_corrupt(self, message_id: str, error: ErrorInfo | GwxError, *,
                            tx: SqliteTransaction | None = None, actor: str = "node") -> None:
-        now = to_db_time(self._clock())
+        await self._end_with_error(message_id, QueueEvent.CORRUPT, "queue.corrupt", error, tx, actor)
+
+    async def _end_with_error(self, message_id: str, move: QueueEvent, audit_kind: str,
+                              error: ErrorInfo | GwxError, tx: SqliteTransaction | None, actor: str) -> None:
+        """A final move that records why (bounced or corrupt), with its audit event."""
         info = ErrorInfo.of(error)
         await self._transition(
-            message_id, QueueEvent.CORRUPT, tx, "last_error_code = ?, last_error_message = ?, updated_at = ?",
-            (info.code, info.message, now),
-            NewEvent(actor, "queue.corrupt", {"message_id": message_id},
-                     {"error": info.code, "message": info.message}))
+            message_id, move, tx, "last_error_code = ?, last_error_message = ?, updated_at = ?",
+            (info.code, info.message, to_db_time(self._clock())),
+            NewEvent(actor, audit_kind, {"message_id": message_id}, {"error": info.code, "message": info.message}))
 
     async def _transition(self, message_id: str, move: QueueEvent, tx: SqliteTransaction | None,
                           assignments: str, params: Sequence[Any], event: NewEvent) -> None:
