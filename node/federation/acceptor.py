@@ -25,6 +25,7 @@ import hashlib
 import io
 import logging
 import tempfile
+from collections.abc import AsyncIterator
 from typing import BinaryIO
 
 from exchange_protocol.envelope import EnvelopeHeader, FrameDecoder, MessageType, decode_frame, decode_header
@@ -36,6 +37,7 @@ from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.context import NodeContext
 from node.errors import BlobMissing, NodeError, StoreCorrupt
+from node.federation.relay import OriginMismatch, Relay, check_peer, chunks_of
 from node.ops.metrics import Registry
 from node.store import BlobRef, InboundEnvelope, NodeStore
 from pki.errors import ErrorKind, GwxError, error_for_code
@@ -43,13 +45,6 @@ from pki.errors import ErrorKind, GwxError, error_for_code
 log = logging.getLogger("gwx.inbound")
 
 MAX_NOTICE_BYTES = 64 * 1024
-
-
-class OriginMismatch(NodeError):
-    """A peer sending on behalf of a node or unit that is not its own."""
-
-    code = "ENV_ORIGIN_MISMATCH"
-    kind = ErrorKind.FORBIDDEN
 
 
 class UnitNotHosted(NodeError):
@@ -61,11 +56,14 @@ class UnitNotHosted(NodeError):
 
 
 class Acceptor:
-    def __init__(self, ctx: NodeContext, store: NodeStore, registry: Registry, on_accepted=None) -> None:
+    def __init__(self, ctx: NodeContext, store: NodeStore, registry: Registry, on_accepted=None,
+                 on_relayed=None) -> None:
         self.ctx = ctx
         self.store = store
+        self.registry = registry
         self.policy = ctx.trust_policy()
         self.on_accepted = on_accepted or (lambda: None)
+        self.relay = Relay(self, on_relayed or (lambda hop: None))
         self.accepted = registry.counter("gwx_envelopes_received_total", "Envelopes accepted durably, by type")
         self.duplicates = registry.counter("gwx_envelopes_duplicate_total", "Duplicate envelopes answered again")
         self.refused = registry.counter("gwx_envelopes_refused_total", "Envelopes refused, by code")
@@ -89,11 +87,13 @@ class Acceptor:
         if (receipt := await self.seen_before(claimed, head.identity_digest, envelope_sha, peer_node,
                                               unchecked_payload=payload)) is not None:
             return receipt  # no crypto for a duplicate: its head was verified the first time
+        if claimed.destination_node != ctx.node_id:
+            return await self.relay.accept(chunks_of(data), peer_node)
         now = ctx.clock()
         opened, plaintext = await asyncio.to_thread(open_envelope_bytes, data, self.policy, ctx.decryption_key,
                                                     ctx.node_id, now)
         header = opened.header
-        self.check_parties(header, peer_node)
+        self.check_parties(header, opened.hops, peer_node)
         if header.type is MessageType.DOCUMENT:
             await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now)
         else:
@@ -112,8 +112,8 @@ class Acceptor:
         seen = await self.store.messages.get_received(message_id)
         if seen is None:
             return None
-        if seen.origin_node != peer_node:
-            raise OriginMismatch(f"message {message_id} came from {seen.origin_node}, not from {peer_node}",
+        if seen.origin_node != header.origin_node:
+            raise OriginMismatch(f"message {message_id} came from {seen.origin_node}, not from {header.origin_node}",
                                  message_id=message_id, peer=peer_node)
         exact = seen.envelope_digest == envelope_sha
         stored = identity if exact else seen.identity_digest or await self._stored_identity(seen.blob_digest)
@@ -158,10 +158,8 @@ class Acceptor:
             self.duplicates.inc()
         return accepted.receipt
 
-    def check_parties(self, header: EnvelopeHeader, peer_node: str) -> None:
-        if header.origin_node != peer_node:
-            raise OriginMismatch(f"envelope from node {header.origin_node} arrived over a connection of {peer_node}",
-                                 origin=header.origin_node, peer=peer_node)
+    def check_parties(self, header: EnvelopeHeader, hops: int, peer_node: str) -> None:
+        check_peer(header, hops, peer_node)
         if header.from_unit is not None and not self.ctx.router.hosts(header.origin_node, header.from_unit):
             raise UnitNotHosted(f"node {header.origin_node} does not host unit {header.from_unit}",
                                 unit=header.from_unit, node=header.origin_node)
@@ -212,29 +210,37 @@ class StreamAcceptor:
             self.acceptor.refused.inc(code=exc.code)
             raise
 
+    async def _chunks(self, prefix: bytes, content, length: int) -> AsyncIterator[bytes]:
+        """The frame's bytes: ``prefix`` (already read), then the rest from ``content``, counted."""
+        chunk, remaining = prefix, length
+        while True:
+            self.consumed += len(chunk)
+            yield chunk
+            remaining -= len(chunk)
+            if remaining <= 0:
+                return
+            chunk = await content.read(min(self.CHUNK, remaining))
+            if not chunk:
+                raise EnvelopeTruncated("the connection ended inside an envelope", missing=remaining)
+
     async def _accept(self, prefix: bytes, content, length: int, peer_node: str) -> bytes:
         acceptor, ctx = self.acceptor, self.acceptor.ctx
+        destination = _destination(prefix, acceptor.policy)
+        if destination is not None and destination != ctx.node_id:
+            return await acceptor.relay.accept(self._chunks(prefix, content, length), peer_node)
         now = ctx.clock()
         opener = EnvelopeOpener(acceptor.policy, ctx.decryption_key, ctx.node_id, now)
         sha = hashlib.sha256()
         checked = False
         with tempfile.TemporaryFile(dir=acceptor.store.blobs.tmp_dir) as raw, \
                 tempfile.TemporaryFile(dir=acceptor.store.blobs.tmp_dir) as plain:
-            chunk, remaining = prefix, length
-            while True:
-                self.consumed += len(chunk)
+            async for chunk in self._chunks(prefix, content, length):
                 sha.update(chunk)
                 raw.write(chunk)
                 plain.write(opener.feed(chunk))
                 if not checked and opener.verified is not None:
-                    acceptor.check_parties(opener.verified.header, peer_node)
+                    acceptor.check_parties(opener.verified.header, opener.verified.head.hops, peer_node)
                     checked = True
-                remaining -= len(chunk)
-                if remaining <= 0:
-                    break
-                chunk = await content.read(min(self.CHUNK, remaining))
-                if not chunk:
-                    raise EnvelopeTruncated("the connection ended inside an envelope", missing=remaining)
             opened = opener.close()  # the payload has been checked against its signed digest
             header = opened.header
             envelope_sha = sha.hexdigest()
@@ -250,3 +256,16 @@ class StreamAcceptor:
             env_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, raw)
             payload_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, plain)
         return await acceptor.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)
+
+
+def _destination(head_bytes: bytes, policy) -> str | None:
+    """The destination node the header in ``head_bytes`` names (None if the header is not all there:
+    the opener then reads it and refuses what is wrong with it)."""
+    decoder = FrameDecoder(policy.limits)
+    try:
+        decoder.feed(head_bytes)
+        if decoder.head is None:
+            return None
+        return decode_header(decoder.head.header_bytes, policy.limits.max_header).destination_node
+    except GwxError:
+        return None

@@ -1,5 +1,5 @@
-"""The per-destination loop (Synapse's ``PerDestinationQueue``): one task per peer node, one batch in
-flight at a time.
+"""The per-destination loop (Synapse's ``PerDestinationQueue``): one task per peer node this node hands
+envelopes to (a next hop: the destination itself, or a relay on the way), one batch in flight at a time.
 
 Each round: bounce what expired (the retry window closes whether or not the peer answers); if the
 peer is backing off, wait; else seal the waiting drafts (:mod:`.envelope_builder`), then claim the

@@ -1,9 +1,11 @@
-"""Turning a destination's drafts into envelopes, once its encryption certificate is known.
+"""Turning drafts into envelopes, once their destination's encryption certificate is known.
 
 A draft is a message whose payload is durable but whose envelope cannot be sealed yet: that needs
-the peer's encryption certificate, fetched from ``GET /peer/v1/node`` over mutual TLS, verified
-against our root and the peer's node id, and cached in the store (re-judged every
-:data:`REVERIFY_SECONDS` so a revocation or an expiry is noticed). Each envelope is sealed once,
+the destination node's encryption certificate — from the network directory for a node beyond the
+next hop, else fetched from the node itself (``GET /peer/v1/node`` over mutual TLS) and cached in
+the store — verified against our root and the node id, and re-judged every
+:data:`REVERIFY_SECONDS` so a revocation or an expiry is noticed. Drafts are kept per destination
+node; the queue that seals them is their route's first hop (:meth:`Router.next_hop`). Each envelope is sealed once,
 stored as a blob, and swapped for a queue row in one transaction with the draft's deletion — so
 every retry resends the *same bytes* and the receiver's dedupe recognises them.
 
@@ -31,7 +33,7 @@ from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
 from node.errors import BlobDigestMismatch, QueueExpired, StoreCorrupt
-from node.federation.transport import PeerCredentials, verify_peer_credentials
+from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
 from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
 from pki.ca import pem
 from pki.errors import GwxError
@@ -46,99 +48,123 @@ REVERIFY_SECONDS = 300  # cached peer certificates are judged again (expiry, rev
 
 
 class EnvelopeBuilder:
-    """Seals the drafts of one destination; keeps its verified credentials between rounds."""
+    """Seals the drafts routed through one next hop; keeps each destination's verified credentials.
 
-    def __init__(self, outbound: Outbound, destination: str) -> None:
+    The drafts of every destination node whose route starts with this hop are sealed here, each for
+    its own destination: the hop itself (its credentials from ``GET /peer/v1/node``, as for any
+    static peer) or a node beyond it (its credentials from the network directory — a relay on the
+    way can then carry what it cannot read).
+    """
+
+    def __init__(self, outbound: Outbound, hop: str) -> None:
         self.outbound = outbound
-        self.destination = destination
-        self._credentials: PeerCredentials | None = None
-        self._verified_at = dt.datetime.min.replace(tzinfo=dt.UTC)
+        self.hop = hop
+        self._credentials: dict[str, tuple[PeerCredentials, dt.datetime]] = {}
 
     def forget_credentials(self) -> None:
         """The peer answered as another node: fetch its certificates afresh next time."""
-        self._credentials = None
+        self._credentials.clear()
+
+    async def destinations(self) -> list[str]:
+        """The destination nodes with drafts whose route starts with this hop."""
+        router = self.outbound.ctx.router
+        return [d for d in await self.outbound.store.drafts.draft_destinations() if router.next_hop(d) == self.hop]
 
     async def has_drafts(self) -> bool:
-        return bool(await self.outbound.store.drafts.drafts_for(self.destination, 1))
+        return bool(await self.destinations())
 
     async def build_drafts(self) -> None:
-        """Seal every draft of the destination into a queued envelope (or drop it, if it never can be)."""
+        """Seal every draft routed through this hop into a queued envelope (or drop it, if it never can be)."""
+        for destination in await self.destinations():
+            await self._build_for(destination)
+
+    async def _build_for(self, destination: str) -> None:
         store, ctx = self.outbound.store, self.outbound.ctx
-        while rows := await store.drafts.drafts_for(self.destination, 64):
-            drafts = await self._set_aside_unreadable(rows)
+        while rows := await store.drafts.drafts_for(destination, 64):
+            drafts = await self._set_aside_unreadable(rows, destination)
             if not drafts:
                 continue
-            creds = await self._peer_credentials()
+            creds = await self._destination_credentials(destination)
             recipient = Recipient(creds.encryption_certificate)
             for d in drafts:
                 try:
                     ref = await asyncio.to_thread(_build_envelope, store.blobs, d, ctx.sender, recipient)
                 except FileNotFoundError as exc:  # its payload is gone: unbuildable for good
-                    await self.drop_draft(d.header.message_id, exc)
+                    await self.drop_draft(d.header.message_id, exc, destination)
                     continue
                 except GwxError as exc:
                     if not _for_good(exc):
                         raise  # ours to fix (an HSM away, a stale CRL): the draft waits, the loop backs off
-                    await self.drop_draft(d.header.message_id, exc)
+                    await self.drop_draft(d.header.message_id, exc, destination)
                     continue
                 async with store.transaction() as tx:
                     await store.queue.enqueue(
-                        OutboundItem(d.header.message_id, self.destination, ref.digest, ref.size,
+                        OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size,
                                      d.header.type.value, expires_at=d.expires_at), tx=tx)
                     await store.drafts.delete_draft(tx, d.header.message_id)
 
     async def drop_expired(self, now: dt.datetime) -> None:
         """Drafts never built within their retry window (the peer's certificate could not be had)."""
-        rows = await self.outbound.store.drafts.expired_drafts(self.destination, now)
-        for d in await self._set_aside_unreadable(rows):
-            await self.drop_draft(d.header.message_id,
-                                  QueueExpired("retry window closed before the peer could be reached"))
+        for destination in await self.destinations():
+            rows = await self.outbound.store.drafts.expired_drafts(destination, now)
+            for d in await self._set_aside_unreadable(rows, destination):
+                await self.drop_draft(d.header.message_id,
+                                      QueueExpired("retry window closed before the peer could be reached"),
+                                      destination)
 
-    async def _set_aside_unreadable(self, rows: list[Draft | UnreadableDraft]) -> list[Draft]:
+    async def _set_aside_unreadable(self, rows: list[Draft | UnreadableDraft], destination: str) -> list[Draft]:
         """Drop the rows the header check refuses (e.g. an older gwx's bounce with no recipient unit);
         return the drafts that can be built."""
         for row in rows:
             if isinstance(row, UnreadableDraft):
-                await self.drop_draft(row.message_id, row.error)
+                await self.drop_draft(row.message_id, row.error, destination)
         return [row for row in rows if isinstance(row, Draft)]
 
-    async def drop_draft(self, message_id: str, exc: Exception) -> None:
+    async def drop_draft(self, message_id: str, exc: Exception, destination: str) -> None:
         store = self.outbound.store
         info = ErrorInfo.of(exc) if isinstance(exc, GwxError) else ErrorInfo("STORE_CORRUPT", repr(exc))
         log.error("cannot build %s: %s", message_id, info.message,
-                  extra={"destination": self.destination, "message_id": message_id, "code": info.code})
+                  extra={"destination": destination, "message_id": message_id, "code": info.code})
         async with store.transaction() as tx:
             await store.drafts.delete_draft(tx, message_id)
             await store.audit.append(tx, "node", "draft.failed", {"message_id": message_id},
                                      {"error": info.code, "message": info.message})
             await apply_transport_outcome(store, message_id, Event.FAILED, at=self.outbound.ctx.clock(),
-                                          actor=f"node:{self.destination}", reason=f"{info.code}: {info.message}",
+                                          actor=f"node:{destination}", reason=f"{info.code}: {info.message}",
                                           tx=tx)
 
-    async def _peer_credentials(self) -> PeerCredentials:
+    async def _destination_credentials(self, destination: str) -> PeerCredentials:
+        ctx = self.outbound.ctx
+        cached = self._credentials.get(destination)
+        if cached is not None and (ctx.clock() - cached[1]).total_seconds() < REVERIFY_SECONDS:
+            return cached[0]
+        # Re-judged from here on: a revocation or an expiry since is noticed.
+        entry = ctx.router.node_entry(destination) if destination != self.hop else None
+        if entry is not None:
+            creds = judge_credentials(destination, entry.signing, entry.encryption, entry.chain, ctx.trust,
+                                      ctx.clock(), ctx.revocation)
+        else:
+            creds = await self._fetched_credentials(destination)
+        self._credentials[destination] = (creds, ctx.clock())
+        return creds
+
+    async def _fetched_credentials(self, destination: str) -> PeerCredentials:
+        """A neighbour's certificates: cached in the store, else fetched from the neighbour itself."""
         ctx, store = self.outbound.ctx, self.outbound.store
-        if self._credentials is not None:
-            if (ctx.clock() - self._verified_at).total_seconds() < REVERIFY_SECONDS:
-                return self._credentials
-            self._credentials = None  # re-judged below: revoked or expired since is noticed
-        stored = await store.peer_credentials.get(self.destination)
+        stored = await store.peer_credentials.get(destination)
         now = ctx.clock()
         if stored is not None:
             try:
-                self._credentials = verify_peer_credentials(self.destination, stored.signing_cert,
-                                                            stored.encryption_cert, [stored.chain] if stored.chain else [],
-                                                            ctx.trust, now, ctx.revocation)
-                self._verified_at = now
-                return self._credentials
+                return verify_peer_credentials(destination, stored.signing_cert, stored.encryption_cert,
+                                               [stored.chain] if stored.chain else [], ctx.trust, now, ctx.revocation)
             except GwxError as exc:  # expired or revoked since: fetch afresh
-                log.warning("cached credentials of %s no longer valid: %s", self.destination, exc,
-                            extra={"destination": self.destination})
-        creds = await self.outbound.client.fetch_credentials(self.outbound.peer(self.destination), ctx.trust, now,
+                log.warning("cached credentials of %s no longer valid: %s", destination, exc,
+                            extra={"destination": destination})
+        creds = await self.outbound.client.fetch_credentials(self.outbound.peer(destination), ctx.trust, now,
                                                              ctx.revocation)
         await store.peer_credentials.save(StoredPeerCredentials(
-            self.destination, pem(creds.signing_certificate).decode(), pem(creds.encryption_certificate).decode(),
+            destination, pem(creds.signing_certificate).decode(), pem(creds.encryption_certificate).decode(),
             b"".join(pem(c) for c in creds.chain).decode(), now))
-        self._credentials, self._verified_at = creds, now
         return creds
 
 

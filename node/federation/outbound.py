@@ -1,4 +1,9 @@
-"""Sending: the federation sender, which owns one queue per destination node.
+"""Sending: the federation sender, which owns one queue per next hop.
+
+A message is addressed to its destination node (the node hosting its units) and queued at the
+first hop of its route (:meth:`node.federation.routing.Router.next_hop`): the destination itself
+when it is a neighbour or a static peer, else the relay the directory's tree gives. Relayed
+envelopes this node forwards for others join the same queues.
 
 The shape of Matrix Synapse's federation sender, with every state persisted (Postfix). Messages
 enter as durable *drafts* (payload blob + HeaderDraft), written by :meth:`Outbound.add` in the
@@ -70,10 +75,10 @@ class Outbound:
         return peer
 
     async def start(self) -> None:
-        destinations = set(await self.store.drafts.draft_destinations())
-        destinations |= set((await self.store.queue.depth()).keys())
+        destinations = set(await self.store.drafts.draft_destinations())  # destination nodes
+        destinations |= set((await self.store.queue.depth()).keys())  # hops
         for dest in destinations | {p.node_id for p in self.ctx.config.peers}:
-            self._queue(dest).wake()
+            self.wake(dest)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish the batches in flight (up to ``timeout``), then stop; the rest waits on disk."""
@@ -96,7 +101,8 @@ class Outbound:
         return q
 
     def wake(self, destination: str) -> None:
-        self._queue(destination).wake()
+        """Something waits for ``destination`` (a destination node, or a hop): wake its route's first hop."""
+        self._queue(self.ctx.router.next_hop(destination)).wake()
 
     def header(self, type: MessageType, destination: str, from_unit: str | None, to_units: tuple[str, ...],
                now: dt.datetime, in_reply_to: str | None = None) -> HeaderDraft:

@@ -1,22 +1,27 @@
-"""Which node hosts a unit, and where that node is: the routing decision behind one interface.
+"""Which node hosts a unit, which neighbour an envelope goes to next, and where that node is: the
+routing decisions behind one interface (nothing else reads peers or the directory's tree).
 
-:class:`StaticRouter` reads the static peer list of node.toml. :class:`DirectoryRouter` (what a
-node runs) reads it first and, for a unit no static peer names, the network directory the node
-holds (``NODE_DIR/directory.json``, verified when it was installed or fetched): the unit's hosting
-node, and that node's first URL. A directory swapped in while the node runs is read at the next
-decision (the file's size and mtime are watched), so a new unit is reachable without a restart.
-Relaying along the tree (``next_hop``) is later work: today the hosting node is reached directly.
+:class:`StaticRouter` reads the static peer list of node.toml: every peer is reached directly.
+:class:`DirectoryRouter` (what a node runs) reads it first and, for a unit or node no static peer
+names, the network directory the node holds (``NODE_DIR/directory.json``, verified when it was
+installed or fetched): the unit's hosting node, and the next hop towards that node along the tree
+or a direct link (:class:`exchange_protocol.routes.RouteTable`, the one place the route rules
+live). A node the directory does not list, or a directory that does not list this node, is reached
+directly. A directory swapped in while the node runs is read at the next decision (the file's size
+and mtime are watched), so a new unit or a moved one is routed anew without a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from exchange_protocol.directory import Directory
+from exchange_protocol.directory import Directory, NodeEntry, UnitEntry
 from exchange_protocol.directory_signing import read_unverified
+from exchange_protocol.routes import RouteTable
 from node.config import NodeConfig, Peer
 from node.errors import NodeError
 from pki.errors import ErrorKind, GwxError
@@ -31,6 +36,22 @@ class UnknownUnit(NodeError):
     kind = ErrorKind.INVALID_INPUT
 
 
+class NoRoute(NodeError):
+    """A relay that knows no route to an envelope's destination node: its directory may be older than
+    the sender's (a node just added), so the sender tries again until its retry window closes."""
+
+    code = "ROUTE_NO_PATH"
+    kind = ErrorKind.TRANSIENT
+
+
+class RouteLoop(NodeError):
+    """An envelope our route would send straight back to the node that handed it to us: two nodes'
+    directories disagree about the tree. Given up on at once (the origin hears a bounce)."""
+
+    code = "ROUTE_LOOP"
+    kind = ErrorKind.CONFLICT
+
+
 class Router(Protocol):
     def node_for(self, unit_code: str) -> str:
         """The node id that hosts ``unit_code`` (raise :class:`UnknownUnit` when none does)."""
@@ -40,6 +61,14 @@ class Router(Protocol):
 
     def peer(self, node_id: str) -> Peer | None:
         """Where to reach ``node_id`` (None when this router knows no address for it)."""
+
+    def next_hop(self, destination_node: str) -> str:
+        """The node to hand an envelope for ``destination_node`` to: that node itself when it is a
+        neighbour (or a static peer), else the next node on the route."""
+
+    def on_route(self, node_id: str, destination_node: str) -> bool:
+        """Whether ``node_id`` is a node our envelopes for ``destination_node`` pass through (a relay
+        that may bounce them back to us), the destination itself included."""
 
 
 class StaticRouter:
@@ -65,22 +94,48 @@ class StaticRouter:
     def peer(self, node_id: str) -> Peer | None:
         return self._peers.get(node_id)
 
+    def next_hop(self, destination_node: str) -> str:
+        return destination_node
+
+    def on_route(self, node_id: str, destination_node: str) -> bool:
+        return node_id == destination_node
+
+
+@dataclass(frozen=True)
+class _Held:
+    """One directory as routing reads it: indexed, with this node's routes."""
+
+    directory: Directory
+    nodes: dict[str, NodeEntry]
+    units: dict[str, UnitEntry]
+    hosted: dict[str, tuple[str, ...]]
+    routes: RouteTable
+
+    @classmethod
+    def of(cls, directory: Directory, me: str) -> _Held:
+        hosted: dict[str, list[str]] = {}
+        for u in directory.units:
+            hosted.setdefault(u.node, []).append(u.code)
+        return cls(directory, {n.id: n for n in directory.nodes}, {u.code: u for u in directory.units},
+                   {node: tuple(codes) for node, codes in hosted.items()}, RouteTable.of(directory, me))
+
 
 class DirectoryRouter:
     """The static peers first (a two-node setup, tests, an operator's override), then the directory."""
 
     def __init__(self, config: NodeConfig) -> None:
+        self._me = config.node_id
         self._static = StaticRouter(config)
         self._path: Path = config.network_directory_path
         self._lock = threading.Lock()  # decisions come from the event loop and from worker threads
         self._seen: tuple[int, int] | None = None
-        self._directory: Directory | None = None
+        self._held_now: _Held | None = None
 
     def node_for(self, unit_code: str) -> str:
         if self._static.knows(unit_code):
             return self._static.node_for(unit_code)
-        directory = self._held()
-        unit = directory.unit(unit_code) if directory is not None else None
+        held = self._held()
+        unit = held.units.get(unit_code) if held is not None else None
         if unit is None:
             raise UnknownUnit(f"no known node hosts unit {unit_code} (neither a static peer nor the network "
                               "directory names it)", unit=unit_code)
@@ -89,21 +144,45 @@ class DirectoryRouter:
     def hosts(self, node_id: str, unit_code: str) -> bool:
         if self._static.knows(unit_code):
             return self._static.hosts(node_id, unit_code)
-        directory = self._held()
-        unit = directory.unit(unit_code) if directory is not None else None
+        held = self._held()
+        unit = held.units.get(unit_code) if held is not None else None
         return unit is not None and unit.node == node_id
 
     def peer(self, node_id: str) -> Peer | None:
         static = self._static.peer(node_id)
         if static is not None:
             return static
-        directory = self._held()
-        entry = directory.node(node_id) if directory is not None else None
+        held = self._held()
+        entry = held.nodes.get(node_id) if held is not None else None
         if entry is None:
             return None
-        return Peer(node_id, entry.urls[0], tuple(u.code for u in directory.units if u.node == node_id))
+        return Peer(node_id, entry.urls[0], held.hosted.get(node_id, ()))
 
-    def _held(self) -> Directory | None:
+    def next_hop(self, destination_node: str) -> str:
+        if self._static.peer(destination_node) is not None:
+            return destination_node
+        held = self._held()
+        hop = held.routes.next_hop(destination_node) if held is not None else None
+        return destination_node if hop is None else hop
+
+    def on_route(self, node_id: str, destination_node: str) -> bool:
+        if node_id == destination_node:
+            return True
+        if self._static.peer(destination_node) is not None:
+            return False
+        held = self._held()
+        return held is not None and node_id in held.routes.path(destination_node)
+
+    def node_entry(self, node_id: str) -> NodeEntry | None:
+        """The directory's entry for ``node_id`` (its certificates), or None."""
+        held = self._held()
+        return held.nodes.get(node_id) if held is not None else None
+
+    def directory(self) -> Directory | None:
+        held = self._held()
+        return held.directory if held is not None else None
+
+    def _held(self) -> _Held | None:
         try:
             stat = self._path.stat()
         except FileNotFoundError:
@@ -113,7 +192,7 @@ class DirectoryRouter:
             if key != self._seen:
                 self._seen = key
                 try:
-                    self._directory = read_unverified(self._path.read_bytes())
+                    self._held_now = _Held.of(read_unverified(self._path.read_bytes()), self._me)
                 except (OSError, GwxError) as exc:  # keep routing on what we read before
                     log.error("cannot read the network directory %s: %s", self._path, exc)
-            return self._directory
+            return self._held_now

@@ -116,6 +116,14 @@ def verify_peer_credentials(node_id: str, signing_pem: str, encryption_pem: str,
         chain = tuple(c for pem in chain_pems for c in load_certificates(pem.encode()))
     except (GwxError, AttributeError) as exc:
         raise PeerProtocolError(f"peer {node_id} sent unreadable certificates: {exc}") from None
+    return judge_credentials(node_id, sign, enc, chain, trust, now, revocation)
+
+
+def judge_credentials(node_id: str, sign: x509.Certificate, enc: x509.Certificate,
+                      chain: Sequence[x509.Certificate], trust: TrustStore, now, revocation=None) -> PeerCredentials:
+    """A node's signing and encryption certificates, judged now (chain, purpose, revocation, node id),
+    wherever they came from: the node itself or the network directory."""
+    chain = tuple(chain)
     verify_certificate(sign, trust, now, chain, Purpose.SIGNING, revocation)
     verify_certificate(enc, trust, now, chain, Purpose.ENCRYPTION, revocation)
     for cert in (sign, enc):

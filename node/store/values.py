@@ -94,6 +94,7 @@ class InboundEnvelope:
     size: int | None = None
     payload_digest: str | None = None  # the decrypted payload, durable beside the envelope
     identity_digest: str | None = None  # exchange_protocol.replay.envelope_identity (hops left out)
+    relayed_to: str | None = None  # for another node: the next hop it is queued for (nothing to apply here)
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ class Messages:
         check_digest(env.blob_digest)
         async with self._db.maybe_transaction(tx) as t:
             inserted = await t.execute(
-                f"INSERT INTO received ({_RECEIVED_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                f"INSERT INTO received ({_RECEIVED_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (message_id) DO NOTHING", self._received_row(env))
             row = await t.fetchone("SELECT envelope_digest, identity_digest, receipt FROM received"
                                    " WHERE message_id = ?", (env.message_id,))
@@ -123,14 +123,15 @@ class Messages:
             results.append(Accepted(env.message_id, True, env.receipt))
         if fresh:
             await tx.executemany(
-                f"INSERT INTO received ({_RECEIVED_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                f"INSERT INTO received ({_RECEIVED_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (message_id) DO NOTHING", [self._received_row(env) for env in fresh])
             await self._audit.append_many(tx, [_received_event(env, actor) for env in fresh])
         return results
 
     def _received_row(self, env: InboundEnvelope) -> tuple[Any, ...]:
         return (env.message_id, env.envelope_digest, env.blob_digest, env.origin_node, env.type, env.size,
-                to_db_time(self._clock()), env.receipt, env.payload_digest, env.identity_digest)
+                to_db_time(self._clock()), env.receipt, env.payload_digest, env.identity_digest, env.relayed_to,
+                "new" if env.relayed_to is None else "done")
 
     async def get_received(self, message_id: str) -> ReceivedEnvelope | None:
         row = await self._db.fetchone("SELECT * FROM received WHERE message_id = ?", (message_id,))
@@ -366,7 +367,7 @@ class Messages:
 
 
 _RECEIVED_COLUMNS = ("message_id, envelope_digest, blob_digest, origin_node, type, size, received_at, receipt,"
-                     " payload_digest, identity_digest")
+                     " payload_digest, identity_digest, relayed_to, state")
 
 
 def _same_envelope(env: InboundEnvelope, stored_digest: str, stored_identity: str | None) -> bool:

@@ -229,6 +229,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         # a restart must not forget that a peer is backing off. NULL: no backoff.
         "ALTER TABLE peers ADD COLUMN retry_at TEXT",
     )),
+    Migration(6, "envelopes relayed for other nodes", (
+        # The next hop a relayed envelope was queued for (node.federation.relay); NULL for envelopes
+        # addressed to this node. A relayed row is 'done' from the start: nothing here applies it.
+        "ALTER TABLE received ADD COLUMN relayed_to TEXT",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,128 @@
+"""Relaying: keeping an envelope for another node durably, queueing it onward, and giving up on one.
+
+A relay stores and forwards what it cannot read: the payload is encrypted end to end for the
+destination node, and this module never holds a decryption key. Before its custody receipt goes
+back (the same rule as for its own mail: fsync, then receipt) the relay has
+
+- judged the head as any receiver does, but for the destination and the decryption
+  (:class:`exchange_protocol.envelope_seal.RelayCheck`: header syntax, expiry, the hop count, the
+  origin's signature, its trust path and revocation, the signer naming the origin), so junk is
+  refused at the first hop and never travels further;
+- checked that the peer is the origin when the envelope has passed no relay yet;
+- checked the payload against the digest the origin signed;
+- found the next hop (:meth:`node.federation.routing.Router.next_hop`): never the node the envelope
+  came from (two directories that disagree would otherwise pass it back and forth), and within
+  the hop limit (one more hop must not exceed it);
+- written the frame with its hop count raised as a blob (fsynced), and committed in one
+  transaction the ``received`` row (so a resend gets the original receipt: duplicates are judged
+  by the envelope's identity, hops left out, whatever the route) and the queue row for the next hop.
+
+The relay's receipt tells the previous hop it has custody; the destination's own ``transport-ack``
+(signed by it, end to end) travels back later like any notice. When a relay gives up on an envelope
+— the next hop refused it for good, or its retry window closed — :func:`bounce_notice` is what the
+origin hears: a ``bounce`` routed back along the tree, naming the message and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+from exchange_protocol.envelope import EnvelopeHeader
+from exchange_protocol.envelope_seal import RelayCheck
+from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
+from node.errors import NodeError
+from node.federation.routing import NoRoute, RouteLoop
+from node.store import InboundEnvelope, OutboundItem
+from pki.errors import ErrorKind
+
+if TYPE_CHECKING:
+    from node.federation.acceptor import Acceptor
+
+SPOOL_IN_MEMORY = 4 * 1024 * 1024  # larger frames are spooled to a temporary file before they become a blob
+
+
+class OriginMismatch(NodeError):
+    """A peer sending on behalf of a node that is not its own (not as a relay: no hop counted)."""
+
+    code = "ENV_ORIGIN_MISMATCH"
+    kind = ErrorKind.FORBIDDEN
+
+
+def check_peer(header: EnvelopeHeader, hops: int, peer_node: str) -> None:
+    """From its origin an envelope comes with no hop counted; after that, any relay may hand it on."""
+    if hops == 0 and header.origin_node != peer_node:
+        raise OriginMismatch(f"envelope from node {header.origin_node} arrived over a connection of {peer_node} "
+                             "without passing a relay", origin=header.origin_node, peer=peer_node)
+
+
+async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class Relay:
+    """Takes custody of envelopes addressed to other nodes (one per node, beside its :class:`Acceptor`)."""
+
+    def __init__(self, acceptor: Acceptor, on_queued: Callable[[str], None]) -> None:
+        self.acceptor = acceptor
+        self.on_queued = on_queued
+        self.relayed = acceptor.registry.counter("gwx_envelopes_relayed_total",
+                                                 "Envelopes taken in custody for another node, by next hop")
+
+    def next_hop(self, header: EnvelopeHeader, peer_node: str) -> str:
+        """Where to forward an envelope for ``header.destination_node`` that ``peer_node`` handed us."""
+        router = self.acceptor.ctx.router
+        hop = router.next_hop(header.destination_node)
+        if hop == peer_node:
+            raise RouteLoop(f"node {peer_node} handed us an envelope for {header.destination_node}, but our route "
+                            f"to {header.destination_node} goes back through {peer_node}: the two nodes' network "
+                            "directories disagree", destination=header.destination_node, peer=peer_node)
+        if router.peer(hop) is None:
+            raise NoRoute(f"this node knows no route to node {header.destination_node} (its network directory "
+                          "may be older than the sender's)", destination=header.destination_node)
+        return hop
+
+    async def accept(self, chunks: AsyncIterator[bytes], peer_node: str) -> bytes:
+        """Take custody of one frame read from ``chunks``; returns the signed transport receipt."""
+        acceptor, ctx = self.acceptor, self.acceptor.ctx
+        now = ctx.clock()
+        check = RelayCheck(acceptor.policy, now)
+        hop: str | None = None
+        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=acceptor.store.blobs.tmp_dir) as onward:
+            async for chunk in chunks:
+                payload = check.feed(chunk)
+                if hop is None and check.verified is not None:
+                    check_peer(check.verified.header, check.verified.head.hops, peer_node)
+                    hop = self.next_hop(check.verified.header, peer_node)
+                    onward.write(check.verified.head.prefix(check.verified.head.hops + 1))
+                onward.write(payload)
+            verified, envelope_sha = check.close()  # the payload matches its signed digest; one more hop allowed
+            header = verified.header
+            if (receipt := await acceptor.seen_before(header, verified.identity_digest, envelope_sha,
+                                                      peer_node)) is not None:
+                return receipt
+            onward.seek(0)
+            ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, onward)
+        assert hop is not None  # a complete frame has a verified head
+        return await self.commit(header, verified.identity_digest, envelope_sha, ref.digest, ref.size, hop, now)
+
+    async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, blob_digest: str, size: int,
+                     hop: str, now: dt.datetime) -> bytes:
+        ctx, store = self.acceptor.ctx, self.acceptor.store
+        receipt = sign_receipt(TransportReceipt(header.message_id, envelope_sha, now, ctx.node_id), ctx.signer,
+                               ctx.intermediates)
+        accepted = await store.accept_inbound(
+            InboundEnvelope(header.message_id, envelope_sha, blob_digest, header.origin_node, receipt,
+                            header.type.value, size, None, identity, relayed_to=hop),
+            forward=OutboundItem(header.message_id, hop, blob_digest, size, header.type.value,
+                                 expires_at=header.expires))
+        if accepted.new:
+            self.relayed.inc(hop=hop)
+            self.on_queued(hop)
+        return accepted.receipt
+
+
+__all__ = ["Relay"]

@@ -1,0 +1,121 @@
+"""Relays that store and forward what they cannot read: city → county → township, real processes.
+
+No node has a static peer: each holds the same signed directory (city at the root, the county under
+it, the township under the county) and reaches only its parent and children. A 通知 from the city
+to a township unit goes through the county, which keeps it durably, signs a custody receipt and
+forwards it; the township's delivery notice and its 签收 come back the same way. The county's disk
+never holds the document in clear.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from node.localnet import send_document
+from pki.keystore import write_public_file
+from pki.unit_code import make_unit_code
+from tests.node.network.network_support import (
+    A1,
+    CITY,
+    FAST_RETRY,
+    UNIT_NAMES,
+    RawPeer,
+    db_rows,
+    forge_envelope,
+    inbox_item,
+    new_network,
+    notice_meta,
+    signed_directory,
+    tls_context_of,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+TOWN = make_unit_code("11371302MB0000101")  # 兰山区某街道办事处, on the township node
+UNIT_NAMES.setdefault(TOWN, "兰山街道办事处")
+TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-a", "township", "county-a")]
+UNITS = [{"code": CITY, "name": UNIT_NAMES[CITY], "level": "city", "node": "city"},
+         {"code": A1, "name": UNIT_NAMES[A1], "level": "county", "node": "county-a"},
+         {"code": TOWN, "name": UNIT_NAMES[TOWN], "level": "township", "node": "town-a", "parent": A1}]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    net = new_network(tmp_path_factory.mktemp("relay"))
+    net.add_node("city", [{"code": CITY, "name": UNIT_NAMES[CITY]}], retry=FAST_RETRY)
+    net.add_node("county-a", [{"code": A1, "name": UNIT_NAMES[A1]}], retry=FAST_RETRY)
+    net.add_node("town-a", [{"code": TOWN, "name": UNIT_NAMES[TOWN]}], retry=FAST_RETRY)
+    directory = signed_directory(net, 1, TREE, UNITS)
+    for node in net.nodes.values():
+        write_public_file(node.directory / "directory.json", directory)
+    try:
+        net.start_all()
+        yield net
+    finally:
+        net.stop_all()
+
+
+def relayed(node, message_id: str) -> list[tuple]:
+    return db_rows(node, "SELECT relayed_to, state FROM received WHERE message_id = ?", [message_id])
+
+
+def outgoing_message(node, doc_id: str) -> str:
+    return db_rows(node, "SELECT message_id FROM outgoing WHERE doc_id = ? AND type = 'document'", [doc_id])[0][0]
+
+
+def test_a_document_reaches_a_township_through_its_county_and_the_sign_for_comes_back(net):
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
+    meta = notice_meta(CITY, [TOWN], title="关于做好冬季森林防火工作的通知")
+    doc_id = send_document(city, CITY, meta, net.body)["doc_id"]
+
+    item = inbox_item(town, TOWN, doc_id)
+    assert item["from_unit"] == CITY and item["status"] == "pending"
+    message_id = outgoing_message(city, doc_id)
+    assert relayed(county, message_id) == [("town-a", "done")]  # the county kept it for the township
+    # The city handed it to the county (custody), never to the township directly …
+    assert db_rows(city, "SELECT destination FROM queue WHERE message_id = ?", [message_id]) == [("county-a",)]
+    # … and learns of the delivery end to end, from the township's own notice, through the county.
+    wait_status(city, CITY, doc_id, {TOWN: "delivered"})
+
+    town.clerk(TOWN).post(f"/api/v1/inbox/{doc_id}/sign-for", {})
+    tracking = wait_status(city, CITY, doc_id, {TOWN: "signed_for"})
+    assert tracking["recipients"][0]["who"]
+    # The county relayed the notices back: the transport-ack and the 签收 receipt.
+    back = db_rows(county, "SELECT type FROM received WHERE origin_node = 'town-a' AND relayed_to = 'city'")
+    assert sorted(t for (t,) in back) == ["receipt", "transport-ack"]
+
+
+def test_the_relay_never_holds_the_document_in_clear(net):
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
+    title = "关于开展安全隐患排查整治的通知"
+    doc_id = send_document(city, CITY, notice_meta(CITY, [TOWN], title=title), net.body)["doc_id"]
+    inbox_item(town, TOWN, doc_id)
+    body = net.body.read_bytes()
+    needles = [title.encode(), body[len(body) // 2:len(body) // 2 + 64], doc_id.encode()]
+    seen = []
+    for path in county.directory.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            seen += [n for n in needles if n in data]
+    assert seen == [], "the relay's disk holds the document in clear"
+    # The township holds it in clear, of course: the needles are real.
+    town_files = b"".join(p.read_bytes() for p in (town.directory / "data").rglob("*") if p.is_file())
+    assert needles[0] in town_files or needles[1] in town_files
+
+
+def test_a_relay_refuses_junk_at_the_first_hop(net):
+    """An envelope for the township whose origin signature does not verify, or whose origin is not
+    the node handing it over, never travels past the county, though the county cannot read it."""
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
+    message_id, data = forge_envelope(city, town, from_unit=CITY, to_units=[TOWN])
+    header_len, signature_len = int.from_bytes(data[8:12], "big"), int.from_bytes(data[12:16], "big")
+    broken = bytearray(data)
+    broken[24 + header_len + signature_len - 1] ^= 0x01  # the last byte of the signature value
+    status, answer, raw = RawPeer(county, tls_context_of(city)).post_envelopes(bytes(broken))
+    assert answer["results"][0]["error"]["code"] == "ENV_BAD_SIGNATURE", raw
+    # The genuine bytes, but handed over by the township as if it were the origin (no hop counted).
+    status, answer, raw = RawPeer(county, tls_context_of(town)).post_envelopes(data)
+    assert answer["results"][0]["error"]["code"] == "ENV_ORIGIN_MISMATCH", raw
+    assert relayed(county, message_id) == []
+    assert town.running and county.running
