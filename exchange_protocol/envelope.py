@@ -55,7 +55,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, BinaryIO
 
 from pki.ca import NODE_ID_RE
 from pki.errors import InvalidUnitCode
@@ -435,3 +435,11 @@ def decode_frame(data: bytes, limits: FrameLimits = FrameLimits()) -> tuple[Fram
     dec = FrameDecoder(limits)
     payload = dec.feed(data)
     return dec.head, payload, dec.close()  # type: ignore[return-value]
+
+
+def read_head(src: BinaryIO, limits: FrameLimits = FrameLimits()) -> FrameHead | None:
+    """The head of the frame stored in ``src`` (read up to the payload), or None if it ends first."""
+    decoder = FrameDecoder(limits)
+    while decoder.head is None and (chunk := src.read(64 * 1024)):
+        decoder.feed(chunk)
+    return decoder.head

@@ -7,7 +7,8 @@ envelope it answers (``in_reply_to``). Fields (every key always present, ``null`
     v        1
     type     receipt (签收) | return (退回) | recall (撤回) | urge (催办) | reply (答复)
              | transport-ack (delivered into the unit's inbox) | bounce (undeliverable)
-    doc_id   the 公文标识 concerned
+    doc_id   the 公文标识 concerned; null only in a bounce from a relay, which cannot read the
+             document (the origin finds it by the bounced message: the header's ``in_reply_to``)
     units    the units concerned: for receipt/return/transport-ack the receiving units that act,
              for recall/urge the recipient units addressed, for bounce the units not reached
     by       the person acting (签收人, 退回人, 撤回人…) or null for node-generated notices
@@ -48,7 +49,7 @@ class NoticeError(ProtocolError):
 @dataclass(frozen=True)
 class Notice:
     type: MessageType
-    doc_id: str
+    doc_id: str | None
     units: tuple[str, ...]
     at: dt.datetime
     by: str | None = None
@@ -58,10 +59,11 @@ class Notice:
     def __post_init__(self) -> None:
         if self.type is MessageType.DOCUMENT:
             raise NoticeError("a document is not a notice")
-        try:
-            check_doc_id(self.doc_id, "doc_id")
-        except ProtocolError as exc:  # a notice about an id no route could address concerns nothing of ours
-            raise NoticeError(f"notice: {exc.message}", code="NOTICE_BAD_DOC_ID") from None
+        if not (self.doc_id is None and self.type is MessageType.BOUNCE):  # a relay's bounce has none
+            try:
+                check_doc_id(self.doc_id, "doc_id")
+            except ProtocolError as exc:  # a notice about an id no route could address concerns nothing of ours
+                raise NoticeError(f"notice: {exc.message}", code="NOTICE_BAD_DOC_ID") from None
         if self.type is MessageType.RETURN and not (self.reason or "").strip():
             raise NoticeError("退回 needs a reason", code="NOTICE_REASON_REQUIRED")
         if self.type in (MessageType.RECEIPT, MessageType.RETURN) and not (self.by or "").strip():
@@ -102,7 +104,7 @@ def decode_notice(data: bytes) -> Notice:
     except InvalidUnitCode as exc:
         raise NoticeError(f"notice names a bad unit code: {exc.message}") from None
     for key in ("doc_id", "at"):
-        if not isinstance(raw[key], str):
+        if not isinstance(raw[key], str) and not (key == "doc_id" and raw[key] is None):
             raise NoticeError(f"notice {key} must be a string")
     for key in ("by", "reason", "text"):
         if raw[key] is not None and not isinstance(raw[key], str):

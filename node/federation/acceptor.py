@@ -28,7 +28,14 @@ import tempfile
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
-from exchange_protocol.envelope import EnvelopeHeader, FrameDecoder, MessageType, decode_frame, decode_header
+from exchange_protocol.envelope import (
+    EnvelopeHeader,
+    FrameDecoder,
+    MessageType,
+    decode_frame,
+    decode_header,
+    read_head,
+)
 from exchange_protocol.envelope_seal import EnvelopeOpener, open_envelope_bytes
 from exchange_protocol.errors import EnvelopePayloadDigestMismatch, EnvelopeTruncated
 from exchange_protocol.notices import NoticeError, decode_notice
@@ -128,16 +135,14 @@ class Acceptor:
     async def _stored_identity(self, blob_digest: str) -> str:
         """The identity of a stored envelope (rows received before migration 4 did not record it)."""
         def read() -> str:
-            decoder = FrameDecoder(self.policy.limits)
             try:
                 with open(self.store.blobs.path_for(blob_digest), "rb") as f:
-                    while decoder.head is None and (chunk := f.read(64 * 1024)):
-                        decoder.feed(chunk)
+                    head = read_head(f, self.policy.limits)
             except FileNotFoundError:
                 raise BlobMissing("a received envelope's blob is missing", digest=blob_digest) from None
-            if decoder.head is None:
+            if head is None:
                 raise StoreCorrupt("a stored envelope has no complete head", digest=blob_digest)
-            return decoder.head.identity_digest
+            return head.identity_digest
         return await asyncio.to_thread(read)
 
     async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, env_ref: BlobRef,

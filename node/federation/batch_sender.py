@@ -22,6 +22,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from exchange_protocol.retry import GIVE_UP, next_attempt
@@ -29,6 +30,7 @@ from exchange_protocol.states import Event
 from exchange_protocol.transport_receipt import verify_receipt
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import gives_up_on_code
+from node.federation.relay import bounce_draft
 from node.federation.transport import (
     OutgoingFrame,
     PeerIdentityMismatch,
@@ -121,7 +123,13 @@ class BatchSender:
         info = ErrorInfo.of(error)
         self.outbound.failures.inc(destination=self.destination, code=info.code)
         first = entry.first_attempt_at or now
-        when = next_attempt(entry.attempts + 1, first, now, self.outbound.policy, self.outbound.rand())
+        policy = self.outbound.policy
+        if entry.expires_at is not None and entry.expires_at > first:
+            # The envelope's own lifetime is the window: for our messages it is our window, for one
+            # relayed it is the origin's (a child offline for a day is waited for, not given up on
+            # after the relay's own window).
+            policy = replace(policy, max_age=entry.expires_at - first)
+        when = next_attempt(entry.attempts + 1, first, now, policy, self.outbound.rand())
         if when is GIVE_UP:
             await self.bounce(entry, info)
         else:
@@ -133,12 +141,18 @@ class BatchSender:
             await self.bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
 
     async def bounce(self, entry: QueueEntry, info: ErrorInfo) -> None:
+        """Give up on ``entry``: our own message's rows turn failed; a relayed one's origin is told."""
         store = self.outbound.store
+        back = await bounce_draft(self.outbound, entry, info)
         async with store.transaction() as tx:
             await store.queue.bounce(entry.message_id, info, tx=tx)
             await apply_transport_outcome(store, entry.message_id, Event.FAILED, at=self.outbound.ctx.clock(),
                                           actor=f"node:{self.destination}", reason=f"{info.code}: {info.message}",
                                           tx=tx)
+            if back is not None:
+                await store.drafts.add_draft(tx, back)
         self.outbound.bounced.inc(destination=self.destination)
+        if back is not None:
+            self.outbound.wake(back.header.destination_node)
         self._log(logging.WARNING, "bounced %s: %s", entry.message_id, info.message, message_id=entry.message_id,
                   code=info.code)

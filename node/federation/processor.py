@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from exchange_protocol.envelope import EnvelopeHeader, FrameDecoder, HeaderDraft, MessageType, decode_header
+from exchange_protocol.envelope import EnvelopeHeader, HeaderDraft, MessageType, decode_header, read_head
 from exchange_protocol.errors import IllegalTransition
 from exchange_protocol.kinds import Role
 from exchange_protocol.meta_json import parse_meta
@@ -46,7 +46,7 @@ from node.errors import NodeError, NodeUnavailable, StoreCorrupt
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.retry_limiter import retry_policy
 from node.ops.metrics import Registry
-from node.store import BlobRef, InboxRow, NodeStore, ReceivedEnvelope, Transaction
+from node.store import BlobRef, InboxRow, NodeStore, OutgoingLink, ReceivedEnvelope, Transaction
 from pki.errors import ErrorKind, GwxError, error_for_code
 
 log = logging.getLogger("gwx.processing")
@@ -222,13 +222,11 @@ class Processor:
         self._wake(wake)
 
     def _read_header(self, blob_digest: str) -> EnvelopeHeader:
-        decoder = FrameDecoder(self.ctx.trust_policy().limits)
         with open(self.store.blobs.path_for(blob_digest), "rb") as f:
-            while decoder.head is None and (chunk := f.read(64 * 1024)):
-                decoder.feed(chunk)
-        if decoder.head is None:
+            head = read_head(f, self.ctx.trust_policy().limits)
+        if head is None:
             raise StoreCorrupt("stored envelope has no complete header")
-        return decode_header(decoder.head.header_bytes)
+        return decode_header(head.header_bytes)
 
     async def resume_local_deliveries(self) -> None:
         """Re-apply local deliveries a crash interrupted: outbox rows committed, inbox not reached.
@@ -356,6 +354,17 @@ class Processor:
         if destination is not None:
             self.outbound.wake(destination)
 
+    def _may_notify(self, link: OutgoingLink, notice: Notice, origin: str) -> bool:
+        """Whether ``origin`` may tell us ``notice`` about the message ``link`` records: the node we sent
+        it to, about that document and its units; or, for a bounce, a relay on the way there (which
+        cannot name the document: the bounced message does)."""
+        if not set(notice.units) <= set(link.units):
+            return False
+        if origin == link.destination:
+            return notice.doc_id == link.doc_id
+        return (notice.type is MessageType.BOUNCE and notice.doc_id is None
+                and self.ctx.router.on_route(origin, link.destination))
+
     async def apply_notice(self, d: Delivery, notice: Notice, tx: Transaction) -> None:
         """Apply a notice inside ``tx`` (the caller commits it with whatever caused or consumed it)."""
         if notice.type is not d.header.type:
@@ -363,18 +372,17 @@ class Processor:
         actor = f"node:{d.header.origin_node}"
         if notice.type in NOTICE_EVENTS_SENDER:
             link = await self.store.links.link(d.header.in_reply_to or "")
-            if (link is None or link.destination != d.header.origin_node or link.doc_id != notice.doc_id
-                    or not set(notice.units) <= set(link.units)):
+            if link is None or not self._may_notify(link, notice, d.header.origin_node):
                 raise NoticeNotOurs(f"{notice.type.value} from {d.header.origin_node} does not match a message we sent it",
                                     in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
             event = NOTICE_EVENTS_SENDER[notice.type]
             if event is None:  # 答复: recorded against the document it answers
                 await self.store.audit.append(tx, actor, f"notice.{notice.type.value}",
-                                              {"doc_id": notice.doc_id, "message_id": d.header.message_id},
+                                              {"doc_id": link.doc_id, "message_id": d.header.message_id},
                                               {"units": list(notice.units), "by": notice.by, "text": notice.text})
                 return
             for unit in notice.units:
-                await apply_sender_event(self.store, notice.doc_id, unit, event, at=notice.at, actor=actor,
+                await apply_sender_event(self.store, link.doc_id, unit, event, at=notice.at, actor=actor,
                                          by=notice.by, reason=notice.reason, details={"message_id": d.header.message_id},
                                          tx=tx)
             return

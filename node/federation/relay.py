@@ -31,16 +31,18 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-from exchange_protocol.envelope import EnvelopeHeader
+from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header, read_head
 from exchange_protocol.envelope_seal import RelayCheck
+from exchange_protocol.notices import MAX_TEXT, Notice
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.errors import NodeError
 from node.federation.routing import NoRoute, RouteLoop
-from node.store import InboundEnvelope, OutboundItem
-from pki.errors import ErrorKind
+from node.store import Draft, ErrorInfo, InboundEnvelope, OutboundItem, QueueEntry
+from pki.errors import ErrorKind, GwxError
 
 if TYPE_CHECKING:
     from node.federation.acceptor import Acceptor
+    from node.federation.outbound import Outbound
 
 SPOOL_IN_MEMORY = 4 * 1024 * 1024  # larger frames are spooled to a temporary file before they become a blob
 
@@ -125,4 +127,31 @@ class Relay:
         return accepted.receipt
 
 
-__all__ = ["Relay"]
+async def bounce_draft(outbound: Outbound, entry: QueueEntry, info: ErrorInfo) -> Draft | None:
+    """The bounce to send when this node gives up on ``entry``, if it is an envelope relayed for
+    another node (None for our own, which the origin's rows record, and for notices that concern no
+    unit's document: a bounce about a bounce or a delivery notice would only echo)."""
+    ctx, store = outbound.ctx, outbound.store
+
+    def read() -> EnvelopeHeader | None:
+        with open(store.blobs.path_for(entry.blob_digest), "rb") as f:
+            head = read_head(f, ctx.trust_policy().limits)
+        return decode_header(head.header_bytes) if head is not None else None
+    try:
+        header = await asyncio.to_thread(read)
+    except (OSError, GwxError):  # nothing readable to bounce: the queue row records why
+        return None
+    if header is None or header.origin_node == ctx.node_id or header.from_unit is None \
+            or header.type in (MessageType.TRANSPORT_ACK, MessageType.BOUNCE):
+        return None
+    now = ctx.clock()
+    reason = f"{info.code}: {info.message} (relay {ctx.node_id}, next hop {entry.destination})"
+    notice = Notice(MessageType.BOUNCE, None, header.to_units, now, reason=reason[:MAX_TEXT])
+    ref = await store.blobs.put(notice.encode())
+    bounce = outbound.header(MessageType.BOUNCE, header.origin_node, None, (header.from_unit,), now,
+                             in_reply_to=header.message_id)
+    window = dt.timedelta(seconds=ctx.config.retry.window_seconds)
+    return Draft(bounce, ref.digest, ref.size, now, now + window)
+
+
+__all__ = ["OriginMismatch", "Relay", "bounce_draft", "check_peer"]

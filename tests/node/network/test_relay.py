@@ -9,9 +9,14 @@ never holds the document in clear.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
-from node.localnet import send_document
+from exchange_protocol.envelope import HeaderDraft, MessageType
+from exchange_protocol.envelope_seal import seal_envelope
+from exchange_protocol.notices import Notice
+from node.localnet import send_document, wait_for
 from pki.keystore import write_public_file
 from pki.unit_code import make_unit_code
 from tests.node.network.network_support import (
@@ -21,9 +26,12 @@ from tests.node.network.network_support import (
     UNIT_NAMES,
     RawPeer,
     db_rows,
+    db_value,
     forge_envelope,
     inbox_item,
     new_network,
+    node_recipient,
+    node_sender,
     notice_meta,
     signed_directory,
     tls_context_of,
@@ -33,11 +41,14 @@ from tests.node.network.network_support import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 TOWN = make_unit_code("11371302MB0000101")  # 兰山区某街道办事处, on the township node
+GHOST = make_unit_code("11371302MB0000102")  # the directory says the township hosts it; the township does not
 UNIT_NAMES.setdefault(TOWN, "兰山街道办事处")
+UNIT_NAMES.setdefault(GHOST, "兰山区某村委会")
 TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-a", "township", "county-a")]
 UNITS = [{"code": CITY, "name": UNIT_NAMES[CITY], "level": "city", "node": "city"},
          {"code": A1, "name": UNIT_NAMES[A1], "level": "county", "node": "county-a"},
-         {"code": TOWN, "name": UNIT_NAMES[TOWN], "level": "township", "node": "town-a", "parent": A1}]
+         {"code": TOWN, "name": UNIT_NAMES[TOWN], "level": "township", "node": "town-a", "parent": A1},
+         {"code": GHOST, "name": UNIT_NAMES[GHOST], "level": "village", "node": "town-a", "parent": TOWN}]
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +130,48 @@ def test_a_relay_refuses_junk_at_the_first_hop(net):
     assert answer["results"][0]["error"]["code"] == "ENV_ORIGIN_MISMATCH", raw
     assert relayed(county, message_id) == []
     assert town.running and county.running
+
+
+def test_a_child_offline_is_waited_for_and_drains_when_it_returns(net):
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
+    net.stop(town)
+    try:
+        doc_ids = [send_document(city, CITY, notice_meta(CITY, [TOWN]), net.body)["doc_id"] for _ in range(3)]
+        # The county took custody (the city's rows say 已发送) and keeps trying the township.
+        for doc_id in doc_ids:
+            wait_status(city, CITY, doc_id, {TOWN: "sent"})
+        wait_for(lambda: db_value(county, "SELECT COUNT(*) FROM queue WHERE destination = 'town-a'"
+                                          " AND state = 'deferred'") >= 1, 30, what="the county retrying the township")
+    finally:
+        net.start(town)
+    for doc_id in doc_ids:
+        inbox_item(town, TOWN, doc_id)
+        wait_status(city, CITY, doc_id, {TOWN: "delivered"})
+
+
+def test_a_refusal_beyond_the_relay_bounces_back_along_the_tree(net):
+    """The township refuses for good a document for a unit it does not host (the directory says it
+    does): the county gives up and bounces it to the city, whose row turns failed with the reason."""
+    city = net.nodes["city"]
+    doc_id = send_document(city, CITY, notice_meta(CITY, [GHOST]), net.body)["doc_id"]
+    tracking = wait_status(city, CITY, doc_id, {GHOST: "failed"})
+    reason = tracking["recipients"][0]["reason"]
+    assert "ENV_UNIT_NOT_HOSTED" in reason and "county-a" in reason, reason
+
+
+def test_the_hop_limit_stops_an_envelope_at_the_relay(net):
+    """An envelope that has used up its hops is refused by the relay, never forwarded."""
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
+    now = dt.datetime.now(dt.UTC)
+    draft = HeaderDraft.new(MessageType.URGE, "city", "town-a", CITY, [TOWN], now, dt.timedelta(days=1),
+                            in_reply_to=HeaderDraft.new(MessageType.DOCUMENT, "city", "town-a", CITY, [TOWN], now,
+                                                        dt.timedelta(days=1)).message_id, max_hops=1)
+    payload = Notice(MessageType.URGE, "forged-doc-0001", (TOWN,), now).encode()
+    sealed = seal_envelope(draft, payload, node_sender(city), node_recipient(town)).data
+    used_up = sealed[:5] + bytes([1]) + sealed[6:]  # the frame says: one relay passed already
+    status, answer, raw = RawPeer(county, tls_context_of(city)).post_envelopes(used_up)
+    assert answer["results"][0]["error"]["code"] == "ENV_TOO_MANY_HOPS", raw
+    assert relayed(county, draft.message_id) == []
+    # With the hop still unused the same envelope is taken in custody.
+    status, answer, raw = RawPeer(county, tls_context_of(city)).post_envelopes(sealed)
+    assert "receipt" in answer["results"][0], raw
