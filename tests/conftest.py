@@ -9,9 +9,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import settings
 
 from pki.ca import CertificateAuthority
 from tests.support import PASSPHRASE
+
+# Property tests judge behaviour, never speed: on a 2-core machine shared with node processes one
+# example can take half a second, which hypothesis's default 200 ms deadline would call a failure.
+settings.register_profile("gwx", deadline=None)
+settings.load_profile("gwx")
 
 
 @pytest.fixture(scope="session")

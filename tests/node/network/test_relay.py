@@ -35,6 +35,7 @@ from tests.node.network.network_support import (
     notice_meta,
     signed_directory,
     tls_context_of,
+    verify_audit_chain,
     wait_status,
 )
 
@@ -175,3 +176,47 @@ def test_the_hop_limit_stops_an_envelope_at_the_relay(net):
     # With the hop still unused the same envelope is taken in custody.
     status, answer, raw = RawPeer(county, tls_context_of(city)).post_envelopes(sealed)
     assert "receipt" in answer["results"][0], raw
+
+
+def test_kill_9_of_the_relay_mid_stream_loses_and_duplicates_nothing(net):
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
+    before = db_value(county, "SELECT COUNT(*) FROM received WHERE relayed_to = 'town-a'")
+    doc_ids = []
+    for i in range(24):
+        doc_ids.append(send_document(city, CITY, notice_meta(CITY, [TOWN]), net.body)["doc_id"])
+        if i == 5:
+            wait_for(lambda: db_value(county, "SELECT COUNT(*) FROM received WHERE relayed_to = 'town-a'") > before,
+                     30, interval=0.02, what="the county relaying")
+            net.kill(county)  # SIGKILL, in the middle of the city's stream
+    net.start(county)
+    try:
+        for doc_id in doc_ids:
+            wait_status(city, CITY, doc_id, {TOWN: "delivered"}, timeout=60)
+    except TimeoutError:
+        print("CITY", city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}"))
+        print("CITYQ", db_rows(city, "SELECT message_id, destination, state, last_error_code, last_error_message FROM queue WHERE state != 'sent'"))
+        print("COUNTYQ", db_rows(county, "SELECT message_id, destination, state, last_error_code, last_error_message FROM queue WHERE state != 'sent'"))
+        print("TOWNR", db_rows(town, "SELECT message_id, state, error_code, error_message FROM received WHERE state != 'done'"))
+        print(net.log_tail(county, 30))
+        print(net.log_tail(city, 30))
+        raise
+    rows = db_rows(town, "SELECT doc_id, COUNT(*) FROM inbox WHERE unit_code = ? GROUP BY doc_id", [TOWN])
+    held = {doc_id: n for doc_id, n in rows}
+    assert all(held.get(doc_id) == 1 for doc_id in doc_ids), held
+    verify_audit_chain(county)
+
+
+def test_a_loop_between_directories_that_disagree_is_given_up_on(net):
+    """The county holds a hand-made directory in which the township hangs under the city, the city one
+    in which it hangs under the county: each would hand the envelope to the other. The county
+    refuses it (ROUTE_LOOP) and the city's row turns failed with that reason."""
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    held = (county.directory / "directory.json").read_bytes()
+    crooked = [TREE[0], TREE[1], ("town-a", "township", "city")]
+    write_public_file(county.directory / "directory.json", signed_directory(net, 2, crooked, UNITS))
+    try:
+        doc_id = send_document(city, CITY, notice_meta(CITY, [TOWN]), net.body)["doc_id"]
+        tracking = wait_status(city, CITY, doc_id, {TOWN: "failed"})
+        assert "ROUTE_LOOP" in tracking["recipients"][0]["reason"]
+    finally:
+        write_public_file(county.directory / "directory.json", held)
