@@ -28,13 +28,16 @@ Modules and what each one owns (one place decides each thing):
 - ``pades``: sealing body.pdf (PAdES through pyHanko) and validating such a seal.
 - packages (``package.py``): the sealed document package (ZIP with metadata.json, body, attachments,
   manifest and detached CMS signature), built and read.
-- ``envelope``: the frame one node hands another and its routing header — ONE header shape:
+- ``envelope``: the routing header — ONE header shape:
   :class:`~exchange_protocol.envelope.HeaderDraft` (every field but the payload's, validated when
   made; what the node's drafts, outgoing messages and local deliveries carry) and
   :class:`~exchange_protocol.envelope.EnvelopeHeader`, the draft completed with the payload's length
-  and digest at sealing time.
-- ``envelope_crypto`` / ``envelope_seal``: payload encryption for the destination node; sealing a
-  draft (encrypt, complete, sign, frame) and opening an envelope (head judged before any payload byte).
+  and digest at sealing time — and ``check_bundle``, the rules between the headers of one bundle.
+- ``frame``: the binary frame one node hands another (version 2): K ≥ 1 signed headers and one
+  payload; K = 1 is the ordinary envelope, K > 1 a bundle (fan-out) a relay splits by next hop.
+- ``envelope_crypto`` / ``envelope_seal``: payload encryption, once for every destination node;
+  sealing drafts (encrypt, complete, sign each header, frame) and opening a frame (every header
+  judged before any payload byte), a relay's check and the prefix of a subset of a bundle.
 - ``replay``: the duplicate/replay identity of an envelope (header and signature, the relays' hop
   count left out) and the new / duplicate / ``ENV_REPLAYED`` decision the receiver's dedupe takes.
 - ``transport_receipt``: the receiving node's signed proof that it holds these exact bytes.

@@ -1,25 +1,9 @@
-"""The envelope one node hands another: the routing header and the binary frame around it.
+"""The envelope's routing header: what one node tells another about a message, signed by its origin.
 
-Frame, byte for byte (all integers unsigned big-endian)::
-
-    offset  size  field
-    0       4     magic, ASCII "GWXE" (47 57 58 45)
-    4       1     frame version, 0x01
-    5       1     hops: relays this envelope has passed (0 from the origin). Not signed: each relay
-                  increments it, as IP does its TTL, and the signed header's ``max_hops`` bounds it
-    6       2     reserved, 0x0000 (a reader refuses anything else)
-    8       4     H, length of the header
-    12      4     S, length of the header signature
-    16      8     P, length of the payload
-    24      H     header: canonical JSON (UTF-8), see below
-    24+H    S     header signature: DER CMS ContentInfo/SignedData, detached over the H header bytes,
-                  made by the origin node's signing key (``openssl cms -verify -binary`` checks it)
-    24+H+S  P     payload: DER CMS AuthEnvelopedData for the destination node (envelope_crypto)
-
-Nothing follows the payload; the frame is exactly 24+H+S+P bytes. A reader takes the 24-byte prefix,
-refuses H, S and P over the caller's caps before reading them, reads header and signature (small,
-bounded) and then streams the payload: :class:`FrameDecoder` is a push parser (``feed(bytes)``) so the
-node can decide about the header before the first payload byte is stored.
+An envelope is one or more signed headers and one encrypted payload in a binary frame
+(:mod:`exchange_protocol.frame`, byte for byte there). This module is the header: its fields, their
+validation, its one canonical byte form, and the rules between the headers of one bundle
+(:func:`check_bundle`).
 
 Header fields (canonical JSON keys; every key always present, ``null`` where allowed)::
 
@@ -27,14 +11,15 @@ Header fields (canonical JSON keys; every key always present, ``null`` where all
     id              message id: UUIDv7 text (exchange_protocol.ids), time-ordered, unique
     type            document | receipt | return | recall | urge | reply | transport-ack | bounce
     origin          node id of the node that built and signed the envelope
-    destination     node id the payload is encrypted for
+    destination     node id this header is for; the payload is encrypted for it (in a bundle, for
+                    the destination of every header)
     from            统一社会信用代码 of the sending unit; null only for transport-ack and bounce
     to              list of recipient unit codes, unique; empty only for transport-ack
     created         UTC, "YYYY-MM-DDTHH:MM:SSZ"
     expires         UTC, same form, later than created
     in_reply_to     message id this one answers; required for every type except document
     max_hops        1..64: the most relays the origin allows (the frame's hops may not exceed it)
-    payload_length  P, the length of the encrypted payload
+    payload_length  P, the length of the encrypted payload (the same in every header of a bundle)
     payload_sha256  lower-case hex SHA-256 of the P payload bytes as transmitted
 
 Before sealing, a message's header is a :class:`HeaderDraft`: the same fields but the payload's
@@ -50,12 +35,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 import re
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, BinaryIO
+from typing import Any
 
 from pki.ca import NODE_ID_RE
 from pki.errors import InvalidUnitCode
@@ -63,29 +46,22 @@ from pki.unit_code import validate_unit_code
 
 from .canonical import canonical_json, load_json
 from .errors import (
-    EnvelopeBadMagic,
-    EnvelopeHeaderTooLarge,
+    EnvelopeBundleDuplicateDestination,
+    EnvelopeBundleDuplicateId,
+    EnvelopeBundleMixedOrigins,
+    EnvelopeBundlePayloadMismatch,
     EnvelopeInvalidField,
-    EnvelopeMalformedFrame,
     EnvelopeMalformedHeader,
     EnvelopeMissingField,
-    EnvelopePayloadTooLarge,
-    EnvelopeSignatureTooLarge,
-    EnvelopeTruncated,
     EnvelopeUnknownField,
     EnvelopeUnsupportedVersion,
     EnvelopeWrongType,
     InvalidId,
 )
 from .ids import new_id, parse_id
-from .replay import envelope_identity
 
-MAGIC = b"GWXE"
-FRAME_VERSION = 1
 PROTOCOL_VERSION = 1
-PREFIX_LEN = 24
 MAX_HOPS_LIMIT = 64
-_PREFIX = struct.Struct(">4sBBHIIQ")
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -229,6 +205,26 @@ class EnvelopeHeader(HeaderDraft):
         return canonical_json(self.to_json())
 
 
+def check_bundle(headers: Sequence[HeaderDraft]) -> None:
+    """The rules between the headers of one frame (a bundle when there are several), typed errors:
+    one origin seals a bundle; destinations are unique (a relay splits by destination) and so are
+    message ids; completed headers share one payload, so all carry the same length and digest.
+    The sealer checks its drafts with it, every reader the headers it received."""
+    if len({h.origin_node for h in headers}) > 1:
+        raise EnvelopeBundleMixedOrigins("the headers of one bundle name different origins",
+                                         origins=sorted({h.origin_node for h in headers}))
+    for name, key, error in (("destination", lambda h: h.destination_node, EnvelopeBundleDuplicateDestination),
+                             ("message id", lambda h: h.message_id, EnvelopeBundleDuplicateId)):
+        seen: set[str] = set()
+        for h in headers:
+            if key(h) in seen:
+                raise error(f"{name} {key(h)} appears twice in one bundle", value=key(h))
+            seen.add(key(h))
+    payloads = {(h.payload_length, h.payload_sha256) for h in headers if isinstance(h, EnvelopeHeader)}
+    if len(payloads) > 1:
+        raise EnvelopeBundlePayloadMismatch("the headers of one bundle disagree on the payload they share")
+
+
 def _check_id(name: str, value: Any) -> None:
     try:
         parse_id(value)
@@ -296,150 +292,3 @@ def decode_header(data: bytes, max_bytes: int = 64 * 1024) -> EnvelopeHeader:
     if header.encode() != bytes(data):
         raise EnvelopeMalformedHeader("envelope header is not in canonical form")
     return header
-
-
-# ---- the frame ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FrameLimits:
-    """Hard caps a reader enforces before reading (bytes)."""
-
-    max_header: int = 16 * 1024
-    max_signature: int = 32 * 1024
-    max_payload: int = 4 * 1024 ** 3
-
-
-@dataclass(frozen=True)
-class FrameHead:
-    """Everything before the payload: read, size-checked, not yet verified."""
-
-    version: int
-    hops: int
-    header_bytes: bytes
-    signature: bytes
-    payload_length: int
-
-    @property
-    def identity_digest(self) -> str:
-        """The envelope's identity for duplicate detection: hop count left out (see
-        :func:`exchange_protocol.replay.envelope_identity`, the one definition)."""
-        return envelope_identity(self.header_bytes, self.signature)
-
-    def prefix(self, hops: int | None = None) -> bytes:
-        """The bytes before the payload, with ``hops`` replaced (a relay forwards ``hops + 1``)."""
-        return encode_prefix(self.header_bytes, self.signature, self.payload_length,
-                             self.hops if hops is None else hops)
-
-
-def encode_prefix(header_bytes: bytes, signature: bytes, payload_length: int, hops: int = 0) -> bytes:
-    """Frame prefix, header and signature: write this, then the payload bytes."""
-    if not 0 <= hops <= 255:
-        raise EnvelopeMalformedFrame(f"hops {hops} does not fit the frame")
-    return _PREFIX.pack(MAGIC, FRAME_VERSION, hops, 0, len(header_bytes), len(signature),
-                        payload_length) + header_bytes + signature
-
-
-def encode_envelope(header_bytes: bytes, signature: bytes, payload: bytes, hops: int = 0) -> bytes:
-    return encode_prefix(header_bytes, signature, len(payload), hops) + payload
-
-
-class FrameDecoder:
-    """Push parser for one frame. ``feed`` returns payload bytes; ``head`` appears once read.
-
-    Callers check :attr:`head` after every ``feed`` and decide about it before using the payload
-    bytes returned with it. ``close()`` raises unless exactly one whole frame arrived and returns
-    the SHA-256 of all its bytes (what a transport receipt binds).
-    """
-
-    def __init__(self, limits: FrameLimits = FrameLimits()) -> None:
-        self._limits = limits
-        self._buf = bytearray()
-        self._sha = hashlib.sha256()
-        self._remaining = 0
-        self.head: FrameHead | None = None
-        self.received = 0
-
-    def feed(self, data: bytes) -> bytes:
-        self.received += len(data)
-        if self.head is not None:
-            if len(data) > self._remaining:
-                raise EnvelopeMalformedFrame("bytes after the end of the envelope frame")
-            self._remaining -= len(data)
-            self._sha.update(data)
-            return data
-        self._buf += data
-        if len(self._buf) < PREFIX_LEN:
-            self._check_magic()
-            return b""
-        magic, version, hops, reserved, h, s, p = _PREFIX.unpack_from(self._buf)
-        self._check_magic()
-        if version != FRAME_VERSION:
-            raise EnvelopeUnsupportedVersion(f"envelope frame version {version} is not {FRAME_VERSION}",
-                                             version=version)
-        if reserved:
-            raise EnvelopeMalformedFrame("reserved frame bits are set")
-        if h > self._limits.max_header:
-            raise EnvelopeHeaderTooLarge(f"header of {h} bytes exceeds {self._limits.max_header}",
-                                         size=h, limit=self._limits.max_header)
-        if s > self._limits.max_signature:
-            raise EnvelopeSignatureTooLarge(f"signature of {s} bytes exceeds {self._limits.max_signature}",
-                                            size=s, limit=self._limits.max_signature)
-        if p > self._limits.max_payload:
-            raise EnvelopePayloadTooLarge(f"payload of {p} bytes exceeds {self._limits.max_payload}",
-                                          size=p, limit=self._limits.max_payload)
-        end = PREFIX_LEN + h + s
-        if len(self._buf) < end:
-            return b""
-        buf, self._buf = bytes(self._buf), bytearray()
-        self.head = FrameHead(version, hops, buf[PREFIX_LEN:PREFIX_LEN + h], buf[PREFIX_LEN + h:end], p)
-        self._sha.update(buf[:end])
-        rest = buf[end:]
-        if len(rest) > p:
-            raise EnvelopeMalformedFrame("bytes after the end of the envelope frame")
-        self._remaining = p - len(rest)
-        self._sha.update(rest)
-        return rest
-
-    def _check_magic(self) -> None:
-        n = min(len(self._buf), 4)
-        if self._buf[:n] != MAGIC[:n]:
-            raise EnvelopeBadMagic("not a gwx envelope (bad magic)")
-
-    @property
-    def complete(self) -> bool:
-        return self.head is not None and self._remaining == 0
-
-    def close(self) -> str:
-        if not self.complete:
-            missing = self._remaining if self.head is not None else None
-            raise EnvelopeTruncated("the envelope ends early", received=self.received,
-                                    payload_missing=missing)
-        return self._sha.hexdigest()
-
-
-def frame_length(prefix: bytes, limits: FrameLimits = FrameLimits()) -> int:
-    """The total length of the frame whose first :data:`PREFIX_LEN` bytes are ``prefix``.
-
-    Lets a reader split a stream of frames sent back to back; the prefix is checked (magic,
-    version, reserved bits, caps) exactly as :class:`FrameDecoder` checks it.
-    """
-    if len(prefix) < PREFIX_LEN:
-        raise EnvelopeTruncated("the envelope ends inside its prefix", received=len(prefix))
-    decoder = FrameDecoder(limits)
-    decoder.feed(bytes(prefix[:PREFIX_LEN]))  # raises the typed error for a bad prefix
-    _, _, _, _, h, s, p = _PREFIX.unpack_from(prefix)
-    return PREFIX_LEN + h + s + p
-
-
-def decode_frame(data: bytes, limits: FrameLimits = FrameLimits()) -> tuple[FrameHead, bytes, str]:
-    """A whole frame held in memory → (head, payload, SHA-256 of the frame)."""
-    dec = FrameDecoder(limits)
-    payload = dec.feed(data)
-    return dec.head, payload, dec.close()  # type: ignore[return-value]
-
-
-def read_head(src: BinaryIO, limits: FrameLimits = FrameLimits()) -> FrameHead | None:
-    """The head of the frame stored in ``src`` (read up to the payload), or None if it ends first."""
-    decoder = FrameDecoder(limits)
-    while decoder.head is None and (chunk := src.read(64 * 1024)):
-        decoder.feed(chunk)
-    return decoder.head

@@ -6,12 +6,15 @@ key-agreement design. What we write (DER, definite lengths)::
 
     ContentInfo { id-ct-authEnvelopedData,
       [0] AuthEnvelopedData { version 0,
-            recipientInfos SET { one RecipientInfo for the destination node },
+            recipientInfos SET { one RecipientInfo per destination node, DER-sorted },
             authEncryptedContentInfo { id-data, aes256-GCM { nonce (12 bytes), icvLen 16 },
                                         [0] IMPLICIT ciphertext },
             mac OCTET STRING (the 16-byte GCM tag) } }
 
-RecipientInfo by key type of the destination's encryption certificate:
+One content key encrypts the payload once, however many destination nodes a bundle has (issue 8
+§4: a 通知 to many nodes is encrypted once); the key is wrapped for each of them. A reader looks
+for the RecipientInfo naming its own certificate by issuer and serial among them all. RecipientInfo
+by key type of the destination's encryption certificate:
 
 - EC P-256 → KeyAgreeRecipientInfo v3 (RFC 5753): an ephemeral originator key (id-ecPublicKey,
   uncompressed point), dhSinglePass-stdDH-sha256kdf-scheme with aes256-wrap, the recipient named
@@ -20,7 +23,8 @@ RecipientInfo by key type of the destination's encryption certificate:
   transport is refused on reading (padding-oracle history).
 
 Streaming: GCM ciphertext is as long as the plaintext, so every DER length is known from the
-plaintext length before the first byte is encrypted. The bytes before the ciphertext (the *prefix*)
+plaintext length (and the recipients' RecipientInfo lengths, fixed per certificate) before the
+first byte is encrypted. The bytes before the ciphertext (the *prefix*)
 and after it (the tag) are assembled by hand from precomputed fragments; asn1crypto is used once
 per recipient certificate (its issuer/serial), never per byte. Decryption is a push parser
 (:class:`PayloadDecryptor`): it buffers the prefix up to a hard cap, then passes ciphertext through
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -69,7 +73,9 @@ NONCE_LEN = 12
 TAG_LEN = 16
 CEK_LEN = 32
 DEFAULT_CHUNK = 1 << 20
-DEFAULT_PREFIX_CAP = 64 * 1024
+# Everything before the ciphertext, RecipientInfos included: ~200 bytes each for P-256, ~600 for
+# RSA-3072, so a payload for a thousand destination nodes still fits.
+DEFAULT_PREFIX_CAP = 1024 * 1024
 
 _AES_WRAP_ALG = tlv(0x30, OID_AES256_WRAP)
 # ECC-CMS-SharedInfo { keyInfo aes256-wrap, suppPubInfo [2] { OCTET STRING 00000100 (256 bits) } }
@@ -111,7 +117,7 @@ class Recipient:
         except x509.ExtensionNotFound:
             usage = None
         self.certificate = certificate
-        self._rid = _issuer_and_serial(certificate)
+        self.rid = _issuer_and_serial(certificate)
         if isinstance(key, ec.EllipticCurvePublicKey):
             if key.curve.name != "secp256r1":
                 raise EnvelopeRecipientUnusable(f"unsupported curve {key.curve.name}")
@@ -121,7 +127,7 @@ class Recipient:
             self.kind = "ec"
             # The KARI with zero placeholders; only the ephemeral point and the wrapped key vary.
             orig = tlv(0xA0, tlv(0xA1, tlv(0x30, OID_EC_PUBLIC_KEY) + tlv(0x03, bytes(66))))
-            reks = tlv(0x30, tlv(0x30, self._rid + tlv(0x04, bytes(40))))
+            reks = tlv(0x30, tlv(0x30, self.rid + tlv(0x04, bytes(40))))
             body = b"\x02\x01\x03" + orig + _KARI_KEA + reks
             template = tlv(0xA1, body)
             point_at = len(template) - len(body) + 3 + len(orig) - 65
@@ -138,7 +144,7 @@ class Recipient:
             raise EnvelopeRecipientUnusable(f"cannot encrypt for a {type(key).__name__}")
 
     def _ktri(self, encrypted_key: bytes) -> bytes:
-        return tlv(0x30, b"\x02\x01\x00" + self._rid + _OAEP_ALG + tlv(0x04, encrypted_key))
+        return tlv(0x30, b"\x02\x01\x00" + self.rid + _OAEP_ALG + tlv(0x04, encrypted_key))
 
     def recipient_info(self, cek: bytes) -> bytes:
         """The DER RecipientInfo carrying ``cek`` for this recipient (fresh ephemeral key for EC)."""
@@ -153,18 +159,46 @@ class Recipient:
 
     def encrypted_length(self, plaintext_length: int) -> int:
         """The exact DER length of the payload for ``plaintext_length`` bytes of plaintext."""
-        return len(_prefix(bytes(self._ri_len), bytes(NONCE_LEN), plaintext_length)) \
-            + plaintext_length + 2 + TAG_LEN
+        return encrypted_length(plaintext_length, [self])
+
+    @property
+    def recipient_info_length(self) -> int:
+        return self._ri_len
 
 
-def _prefix(recipient_info: bytes, nonce: bytes, length: int) -> bytes:
+Recipients = Recipient | Sequence[Recipient]
+
+
+def _as_list(recipients: Recipients) -> list[Recipient]:
+    """One recipient or several, as a non-empty list with each certificate once."""
+    listed = [recipients] if isinstance(recipients, Recipient) else list(recipients)
+    if not listed:
+        raise EnvelopeRecipientUnusable("a payload needs at least one recipient")
+    if len({r.rid for r in listed}) != len(listed):
+        raise EnvelopeRecipientUnusable("a recipient certificate is listed twice")
+    return listed
+
+
+def encrypted_length(plaintext_length: int, recipients: Recipients) -> int:
+    """The exact DER length of the payload for ``plaintext_length`` bytes encrypted for ``recipients``."""
+    infos = bytes(sum(r.recipient_info_length for r in _as_list(recipients)))
+    return len(_prefix(infos, bytes(NONCE_LEN), plaintext_length)) + plaintext_length + 2 + TAG_LEN
+
+
+def _recipient_infos(recipients: list[Recipient], cek: bytes) -> bytes:
+    """The content of the recipientInfos SET OF: every recipient's RecipientInfo, sorted as DER wants."""
+    return b"".join(sorted(r.recipient_info(cek) for r in recipients))
+
+
+def _prefix(recipient_infos: bytes, nonce: bytes, length: int) -> bytes:
     alg = tlv(0x30, OID_AES256_GCM + _GCM_PARAMS_HEAD + nonce + _ICV_LEN)
     eci_head_body = OID_DATA + alg
     content_head = _header(0x80, length)
     eci_len = len(eci_head_body) + len(content_head) + length
     eci_head = _header(0x30, eci_len) + eci_head_body + content_head
-    aed_len = 3 + len(tlv(0x31, recipient_info)) + len(_header(0x30, eci_len)) + eci_len + 2 + TAG_LEN
-    aed_head = _header(0x30, aed_len) + b"\x02\x01\x00" + tlv(0x31, recipient_info)
+    infos = tlv(0x31, recipient_infos)
+    aed_len = 3 + len(infos) + len(_header(0x30, eci_len)) + eci_len + 2 + TAG_LEN
+    aed_head = _header(0x30, aed_len) + b"\x02\x01\x00" + infos
     explicit_len = len(_header(0x30, aed_len)) + aed_len
     ci_len = len(OID_AUTH_ENVELOPED) + len(_header(0xA0, explicit_len)) + explicit_len
     return (_header(0x30, ci_len) + OID_AUTH_ENVELOPED + _header(0xA0, explicit_len)
@@ -176,19 +210,23 @@ def _header(tag: int, length: int) -> bytes:
 
 
 # ---- encryption ---------------------------------------------------------------------------------
-def encrypt_bytes(plaintext: bytes, recipient: Recipient) -> bytes:
-    """The whole payload for a small plaintext (receipts, notices, benchmarks)."""
+def encrypt_bytes(plaintext: bytes, recipients: Recipients) -> bytes:
+    """The whole payload for a small plaintext (receipts, notices, benchmarks), for one recipient or
+    several (each can open it)."""
+    listed = _as_list(recipients)
     cek, nonce = AESGCM.generate_key(256), os.urandom(NONCE_LEN)
     sealed = AESGCM(cek).encrypt(nonce, plaintext, None)
-    return b"".join((_prefix(recipient.recipient_info(cek), nonce, len(plaintext)),
+    return b"".join((_prefix(_recipient_infos(listed, cek), nonce, len(plaintext)),
                      sealed[:-TAG_LEN], _MAC_HEAD, sealed[-TAG_LEN:]))
 
 
-def encrypt_stream(src: BinaryIO, dst: BinaryIO, length: int, recipient: Recipient,
+def encrypt_stream(src: BinaryIO, dst: BinaryIO, length: int, recipients: Recipients,
                    chunk_size: int = DEFAULT_CHUNK) -> SealedPayload:
-    """Encrypt exactly ``length`` bytes from ``src`` into ``dst``; memory stays at one chunk."""
+    """Encrypt exactly ``length`` bytes from ``src`` into ``dst`` for one recipient or several;
+    memory stays at one chunk (plus the RecipientInfos)."""
     if length < 0:
         raise ValueError("length must not be negative")
+    listed = _as_list(recipients)
     cek, nonce = AESGCM.generate_key(256), os.urandom(NONCE_LEN)
     enc = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
     digest = hashlib.sha256()
@@ -200,7 +238,7 @@ def encrypt_stream(src: BinaryIO, dst: BinaryIO, length: int, recipient: Recipie
         dst.write(data)
         written += len(data)
 
-    out(_prefix(recipient.recipient_info(cek), nonce, length))
+    out(_prefix(_recipient_infos(listed, cek), nonce, length))
     remaining = length
     while remaining:
         chunk = src.read(min(chunk_size, remaining))

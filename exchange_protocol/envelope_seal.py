@@ -1,19 +1,31 @@
-"""Sealing (sign + encrypt) and opening (verify + decrypt) envelopes; sans-I/O.
+"""Sealing (sign + encrypt) and opening (verify + decrypt) envelopes and bundles; sans-I/O.
 
-Sealing order: encrypt the payload for the destination node (its digest and length are then known),
-complete the header with them, sign the header bytes with the origin node's signing key (detached CMS
-through :mod:`pki.cms`), frame. Streaming senders encrypt into a caller-provided spool file first,
-because the frame puts the signed header — which carries the payload digest — before the payload.
+Sealing order: encrypt the payload once for every destination node (its digest and length are then
+known), complete each destination's header with them, sign each header with the origin node's
+signing key (detached CMS through :mod:`pki.cms`), frame. One draft gives the ordinary envelope
+(:func:`seal_envelope`, :func:`seal_stream`); several give a bundle (:func:`seal_bundle`,
+:func:`seal_bundle_stream`): one payload, one signed header per destination node. Streaming senders
+encrypt into a caller-provided spool file first, because the frame puts the signed headers — which
+carry the payload digest — before the payload.
 
-Opening is a push pipeline (:class:`EnvelopeOpener`): the frame decoder yields the head; the head is
-judged *before any payload byte is used*, cheapest checks first — header syntax, frame/header payload
-length, destination is this node, not expired, hop count, then the CMS signature, the signer's trust
-path (purpose signing, at ``now``, revocation injected) and that the signer certificate names the
-header's origin node. Then payload bytes stream through SHA-256 and AES-GCM; ``close()`` raises
-unless the frame is complete, the digest equals the signed one and the GCM tag verifies. Plaintext
-handed out before ``close()`` returns is unauthenticated: write it to a temp file, rename on success.
+Opening is a push pipeline. The frame decoder yields the head; *every* header in it is judged
+before any payload byte is used (:func:`verify_head`), cheapest checks first — header syntax, the
+rules between a bundle's headers and the frame's payload length, that one header is for this node
+(when opening), not expired, hop count, then each CMS signature, its signer's trust path (purpose
+signing, at ``now``, revocation injected) and that the signer certificate names the header's origin
+node. One bad header refuses the whole frame: its origin made all of them. Then payload bytes stream
+through SHA-256 (and AES-GCM); ``close()`` raises unless the frame is complete, the digest equals the
+signed one and (when decrypting) the GCM tag verifies. Plaintext handed out before ``close()``
+returns is unauthenticated: write it to a temp file, rename on success.
 
-A relay uses the same head checks without the destination and decryption (:class:`RelayCheck`).
+- :class:`EnvelopeOpener` — this node is the destination of one of the headers: decrypts, and
+  :class:`OpenedEnvelope` gives that header and (``verified``) every header of the frame, so a node
+  that also relays the others forwards them from there without judging them twice.
+- :class:`RelayCheck` — a relay (no key, no decryption): the same head checks, any destinations.
+- :meth:`VerifiedHead.subset_prefix` — the bytes before the payload for the headers of some
+  destinations, hop count given: a relay writes it and then the same payload bytes, one frame per
+  next hop, without re-encrypting or re-signing.
+
 Every failure is a typed :class:`~exchange_protocol.errors.EnvelopeError`.
 """
 
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -32,15 +45,7 @@ from pki.errors import CertificateInvalid, PkiError, RevocationUnknown
 from pki.signer import Signer
 from pki.trust import Purpose, RevocationCheck, TrustStore
 
-from .envelope import (
-    EnvelopeHeader,
-    FrameDecoder,
-    FrameHead,
-    FrameLimits,
-    HeaderDraft,
-    decode_header,
-    encode_prefix,
-)
+from .envelope import EnvelopeHeader, HeaderDraft, check_bundle, decode_header
 from .envelope_crypto import DecryptionKey, PayloadDecryptor, Recipient, encrypt_bytes, encrypt_stream
 from .errors import (
     EnvelopeBadSignature,
@@ -51,9 +56,11 @@ from .errors import (
     EnvelopeRevocationUnknown,
     EnvelopeSignerNotOrigin,
     EnvelopeSignerUntrusted,
+    EnvelopeTooManyHeaders,
     EnvelopeTooManyHops,
     EnvelopeWrongRecipient,
 )
+from .frame import FrameDecoder, FrameHead, FrameLimits, SignedHeader, encode_prefix
 
 COPY_CHUNK = 1 << 20
 
@@ -82,35 +89,72 @@ class SealedEnvelope:
     data: bytes  # the whole frame
 
 
-def _check_draft(draft: HeaderDraft, sender: Sender, recipient: Recipient) -> None:
-    if draft.origin_node != sender.node_id:
-        raise EnvelopeInvalidField("origin is not the signing node", field="origin")
-    if node_id_of(recipient.certificate) != draft.destination_node:
-        raise EnvelopeInvalidField("the encryption certificate is not the destination node's",
+@dataclass(frozen=True)
+class SealedBundle:
+    headers: tuple[EnvelopeHeader, ...]  # in the order of the drafts
+    data: bytes  # the whole frame
+
+
+def _check_drafts(drafts: Sequence[HeaderDraft], sender: Sender, recipients: Sequence[Recipient],
+                  limits: FrameLimits) -> None:
+    if not drafts or len(drafts) != len(recipients):
+        raise EnvelopeInvalidField(f"{len(drafts)} drafts and {len(recipients)} recipients: one recipient per draft",
                                    field="destination")
+    if len(drafts) > limits.max_headers:
+        raise EnvelopeTooManyHeaders(f"{len(drafts)} destinations exceed the {limits.max_headers} a reader accepts "
+                                     "in one frame", size=len(drafts), limit=limits.max_headers)
+    check_bundle(drafts)
+    for draft, recipient in zip(drafts, recipients, strict=True):
+        if draft.origin_node != sender.node_id:
+            raise EnvelopeInvalidField("origin is not the signing node", field="origin")
+        if node_id_of(recipient.certificate) != draft.destination_node:
+            raise EnvelopeInvalidField(f"the encryption certificate is not destination {draft.destination_node}'s",
+                                       field="destination")
+
+
+def _sign(drafts: Sequence[HeaderDraft], sender: Sender, length: int,
+          sha256: bytes) -> tuple[tuple[EnvelopeHeader, ...], bytes]:
+    """Complete and sign every header for the payload of ``length`` and ``sha256``; (headers, prefix)."""
+    headers = tuple(d.complete(length, sha256) for d in drafts)
+    signed = []
+    for header in headers:
+        header_bytes = header.encode()
+        signed.append(SignedHeader(header_bytes, sender.sign(header_bytes)))
+    return headers, encode_prefix(signed, length)
+
+
+def seal_bundle(drafts: Sequence[HeaderDraft], plaintext: bytes, sender: Sender, recipients: Sequence[Recipient],
+                limits: FrameLimits = FrameLimits()) -> SealedBundle:
+    """One payload held in memory, encrypted once for every draft's destination (``recipients[i]``
+    is ``drafts[i]``'s destination node's encryption certificate), one signed header per draft."""
+    _check_drafts(drafts, sender, recipients, limits)
+    payload = encrypt_bytes(plaintext, recipients)
+    headers, prefix = _sign(drafts, sender, len(payload), hashlib.sha256(payload).digest())
+    return SealedBundle(headers, prefix + payload)
+
+
+def seal_bundle_stream(drafts: Sequence[HeaderDraft], src: BinaryIO, length: int, spool: BinaryIO, sender: Sender,
+                       recipients: Sequence[Recipient],
+                       limits: FrameLimits = FrameLimits()) -> tuple[tuple[EnvelopeHeader, ...], bytes]:
+    """Encrypt ``length`` bytes from ``src`` into ``spool`` once for every draft's destination;
+    return the signed headers and the frame prefix. The frame is the prefix followed by the
+    spool's bytes (see :func:`write_envelope`); memory stays at one chunk plus the heads."""
+    _check_drafts(drafts, sender, recipients, limits)
+    sealed = encrypt_stream(src, spool, length, recipients)
+    return _sign(drafts, sender, sealed.length, sealed.sha256)
 
 
 def seal_envelope(draft: HeaderDraft, plaintext: bytes, sender: Sender, recipient: Recipient) -> SealedEnvelope:
-    """Encrypt, sign and frame a payload held in memory (notices, receipts, small documents)."""
-    _check_draft(draft, sender, recipient)
-    payload = encrypt_bytes(plaintext, recipient)
-    header = draft.complete(len(payload), hashlib.sha256(payload).digest())
-    header_bytes = header.encode()
-    prefix = encode_prefix(header_bytes, sender.sign(header_bytes), len(payload))
-    return SealedEnvelope(header, prefix + payload)
+    """Encrypt, sign and frame a payload held in memory for one destination (notices, receipts, small documents)."""
+    sealed = seal_bundle([draft], plaintext, sender, [recipient])
+    return SealedEnvelope(sealed.headers[0], sealed.data)
 
 
 def seal_stream(draft: HeaderDraft, src: BinaryIO, length: int, spool: BinaryIO, sender: Sender,
                 recipient: Recipient) -> tuple[EnvelopeHeader, bytes]:
-    """Encrypt ``length`` bytes from ``src`` into ``spool``; return the header and the frame prefix.
-
-    The envelope is the prefix followed by the spool's bytes (see :func:`write_envelope`).
-    """
-    _check_draft(draft, sender, recipient)
-    sealed = encrypt_stream(src, spool, length, recipient)
-    header = draft.complete(sealed.length, sealed.sha256)
-    header_bytes = header.encode()
-    return header, encode_prefix(header_bytes, sender.sign(header_bytes), sealed.length)
+    """:func:`seal_bundle_stream` for one destination: (its header, the frame prefix)."""
+    headers, prefix = seal_bundle_stream([draft], src, length, spool, sender, [recipient])
+    return headers[0], prefix
 
 
 def write_envelope(prefix: bytes, payload: BinaryIO, out: BinaryIO, chunk_size: int = COPY_CHUNK) -> str:
@@ -136,31 +180,91 @@ class TrustPolicy:
 
 
 @dataclass(frozen=True)
-class VerifiedHead:
+class VerifiedHeader:
+    """One header of a frame, its signature verified and its signer trusted."""
+
     header: EnvelopeHeader
-    head: FrameHead
+    signed: SignedHeader
     signer_certificate: x509.Certificate
-    identity_digest: str
+
+    @property
+    def identity_digest(self) -> str:
+        """For duplicate detection (replay.classify_replay): this header and its signature only."""
+        return self.signed.identity_digest
 
 
-def verify_head(head: FrameHead, policy: TrustPolicy, now: dt.datetime,
-                destination: str | None) -> VerifiedHead:
-    """Judge a frame head. ``destination`` is our node id, or None for a relay (any destination)."""
-    header = decode_header(head.header_bytes, policy.limits.max_header)
-    if header.payload_length != head.payload_length:
+@dataclass(frozen=True)
+class VerifiedHead:
+    """Every header of a frame verified (in frame order), and the frame head they came in."""
+
+    head: FrameHead
+    headers: tuple[VerifiedHeader, ...]
+    hop_ceiling: int  # the policy's own ceiling, whatever the origin allowed
+
+    def for_node(self, node: str) -> VerifiedHeader:
+        """The header whose destination is ``node`` (destinations are unique); ENV_WRONG_RECIPIENT if none."""
+        for v in self.headers:
+            if v.header.destination_node == node:
+                return v
+        raise EnvelopeWrongRecipient(_not_for(self.headers, node), destination=self.headers[0].header.destination_node,
+                                     me=node)
+
+    def check_hops(self, hops: int, headers: Iterable[VerifiedHeader] | None = None) -> None:
+        """ENV_TOO_MANY_HOPS unless each of ``headers`` (all by default) allows ``hops`` relays."""
+        for v in self.headers if headers is None else headers:
+            allowed = min(v.header.max_hops, self.hop_ceiling)
+            if hops > allowed:
+                raise EnvelopeTooManyHops(f"envelope {v.header.message_id} would pass {hops} relays, more than "
+                                          f"the {allowed} allowed", hops=hops, max_hops=allowed)
+
+    def subset_prefix(self, destinations: Iterable[str], hops: int) -> bytes:
+        """The frame prefix carrying only the headers for ``destinations`` (in frame order), with
+        ``hops`` (a relay forwards ``head.hops + 1``): write it, then the same payload bytes. No
+        re-encryption, no re-signing: the payload is encrypted for all of the original destinations
+        and each header stays the origin's. ENV_TOO_MANY_HOPS if a chosen header forbids ``hops``."""
+        wanted = set(destinations)
+        chosen = [v for v in self.headers if v.header.destination_node in wanted]
+        missing = wanted - {v.header.destination_node for v in chosen}
+        if not chosen or missing:
+            raise ValueError(f"no header in this frame for {sorted(missing) or 'an empty set of destinations'}")
+        self.check_hops(hops, chosen)
+        return self.head.prefix(hops, [v.signed for v in chosen])
+
+
+def _not_for(headers: Sequence[VerifiedHeader] | Sequence[EnvelopeHeader], node: str) -> str:
+    names = sorted(getattr(h, "header", h).destination_node for h in headers)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"envelope is for node{'s' if len(names) > 1 else ''} {shown}, not {node}"
+
+
+def verify_head(head: FrameHead, policy: TrustPolicy, now: dt.datetime, destination: str | None) -> VerifiedHead:
+    """Judge every header of a frame head. ``destination`` is our node id (one header must be for
+    it), or None for a relay (any destinations). One bad header refuses the whole frame."""
+    headers = [decode_header(s.header_bytes, policy.limits.max_header) for s in head.signed]
+    check_bundle(headers)
+    if headers[0].payload_length != head.payload_length:
         raise EnvelopeMalformedFrame("frame and header disagree on the payload length",
-                                     frame=head.payload_length, header=header.payload_length)
-    if destination is not None and header.destination_node != destination:
-        raise EnvelopeWrongRecipient(f"envelope is for node {header.destination_node}, not {destination}",
-                                     destination=header.destination_node, me=destination)
-    if header.expires < now:
-        raise EnvelopeExpired(f"envelope {header.message_id} expired at {header.expires.isoformat()}",
-                              message_id=header.message_id, expires=header.expires.isoformat())
-    if head.hops > min(header.max_hops, policy.max_hops):
-        raise EnvelopeTooManyHops(f"envelope has passed {head.hops} relays, more than allowed",
-                                  hops=head.hops, max_hops=min(header.max_hops, policy.max_hops))
+                                     frame=head.payload_length, header=headers[0].payload_length)
+    if destination is not None and all(h.destination_node != destination for h in headers):
+        raise EnvelopeWrongRecipient(_not_for(headers, destination), destination=headers[0].destination_node,
+                                     me=destination)
+    for header in headers:
+        if header.expires < now:
+            raise EnvelopeExpired(f"envelope {header.message_id} expired at {header.expires.isoformat()}",
+                                  message_id=header.message_id, expires=header.expires.isoformat())
+        if head.hops > min(header.max_hops, policy.max_hops):
+            raise EnvelopeTooManyHops(f"envelope has passed {head.hops} relays, more than allowed",
+                                      hops=head.hops, max_hops=min(header.max_hops, policy.max_hops))
+    verified = tuple(VerifiedHeader(h, s, _verify_signature(h, s, policy, now))
+                     for h, s in zip(headers, head.signed, strict=True))
+    return VerifiedHead(head, verified, policy.max_hops)
+
+
+def _verify_signature(header: EnvelopeHeader, signed: SignedHeader, policy: TrustPolicy,
+                      now: dt.datetime) -> x509.Certificate:
+    """The signer certificate of ``signed``, trusted and naming ``header``'s origin (typed errors)."""
     try:
-        result = cms.verify_detached(head.signature, head.header_bytes, trust_roots=policy.trust, now=now,
+        result = cms.verify_detached(signed.signature, signed.header_bytes, trust_roots=policy.trust, now=now,
                                      intermediates=policy.intermediates, purpose=Purpose.SIGNING,
                                      revocation=policy.revocation)
     except RevocationUnknown as exc:  # our CRL is stale or missing: not the sender's fault, retry later
@@ -174,17 +278,18 @@ def verify_head(head: FrameHead, policy: TrustPolicy, now: dt.datetime,
     if signer_node != header.origin_node:
         raise EnvelopeSignerNotOrigin(f"header signed by node {signer_node!r}, origin says {header.origin_node!r}",
                                       signer=signer_node, origin=header.origin_node)
-    return VerifiedHead(header, head, result.signer_certificate, head.identity_digest)
+    return result.signer_certificate
 
 
 @dataclass(frozen=True)
 class OpenedEnvelope:
-    header: EnvelopeHeader
+    header: EnvelopeHeader  # the header addressed to this node
     signer_certificate: x509.Certificate
     envelope_sha256: str  # of every frame byte received: what the transport receipt binds
-    identity_digest: str  # for duplicate detection (replay.classify_replay)
+    identity_digest: str  # of this node's header, for duplicate detection (replay.classify_replay)
     hops: int
     plaintext_length: int
+    verified: VerifiedHead  # every header of the frame: those for other nodes are a relay's to forward
 
 
 class _Pipeline:
@@ -205,19 +310,29 @@ class _Pipeline:
     def _close(self) -> str:
         envelope_sha = self._frame.close()
         assert self.verified is not None  # a complete frame has a verified head
-        if self._payload_sha.hexdigest() != self.verified.header.payload_sha256:
+        header = self.verified.headers[0].header  # all headers carry the same digest (check_bundle)
+        if self._payload_sha.hexdigest() != header.payload_sha256:
             raise EnvelopePayloadDigestMismatch("payload bytes differ from the digest the origin signed",
-                                                message_id=self.verified.header.message_id)
+                                                message_id=header.message_id)
         return envelope_sha
 
 
 class EnvelopeOpener(_Pipeline):
-    """Receive one envelope for this node: ``feed(bytes) -> plaintext``, then ``close()``."""
+    """Receive one frame with a header for this node: ``feed(bytes) -> plaintext``, then ``close()``.
+
+    :attr:`mine` is this node's verified header once the head has been judged (before any payload
+    byte is returned); :attr:`verified` all of them.
+    """
 
     def __init__(self, policy: TrustPolicy, key: DecryptionKey, my_node: str, now: dt.datetime) -> None:
         super().__init__(policy, now, my_node)
         self._key = key
+        self._my_node = my_node
         self._decryptor: PayloadDecryptor | None = None
+
+    @property
+    def mine(self) -> VerifiedHeader | None:
+        return None if self.verified is None else self.verified.for_node(self._my_node)
 
     def feed(self, data: bytes) -> bytes:
         payload = self._payload(data)
@@ -232,13 +347,13 @@ class EnvelopeOpener(_Pipeline):
         if self._decryptor is None:  # an empty payload cannot be a valid CMS structure
             self._decryptor = PayloadDecryptor(self._key, expected_length=0)
         self._decryptor.finalize()
-        v = self.verified
-        return OpenedEnvelope(v.header, v.signer_certificate, envelope_sha, v.identity_digest, v.head.hops,
-                              self._decryptor.plaintext_length)
+        v, mine = self.verified, self.mine
+        return OpenedEnvelope(mine.header, mine.signer_certificate, envelope_sha, mine.identity_digest, v.head.hops,
+                              self._decryptor.plaintext_length, v)
 
 
 class RelayCheck(_Pipeline):
-    """What a relay checks while storing an envelope it cannot read: ``feed`` returns payload bytes."""
+    """What a relay checks while storing a frame it cannot read: ``feed`` returns payload bytes."""
 
     def __init__(self, policy: TrustPolicy, now: dt.datetime) -> None:
         super().__init__(policy, now, None)
@@ -247,17 +362,16 @@ class RelayCheck(_Pipeline):
         return self._payload(data)
 
     def close(self) -> tuple[VerifiedHead, str]:
-        """(verified head, SHA-256 of the frame received). Forward ``head.prefix(hops + 1)`` + payload."""
+        """(verified head, SHA-256 of the frame received). Forward ``subset_prefix(destinations,
+        hops + 1)`` + payload per next hop; refused here if any header forbids one more hop."""
         envelope_sha = self._close()
-        head = self.verified
-        if head.head.hops + 1 > min(head.header.max_hops, self._policy.max_hops):
-            raise EnvelopeTooManyHops("forwarding would exceed the hop limit", hops=head.head.hops + 1)
-        return head, envelope_sha
+        self.verified.check_hops(self.verified.head.hops + 1)
+        return self.verified, envelope_sha
 
 
 def open_envelope(src: BinaryIO, dst: BinaryIO, policy: TrustPolicy, key: DecryptionKey, my_node: str,
                   now: dt.datetime, chunk_size: int = COPY_CHUNK) -> OpenedEnvelope:
-    """Read one envelope from ``src`` to its end, writing plaintext to ``dst`` (discard it on error)."""
+    """Read one frame from ``src`` to its end, writing plaintext to ``dst`` (discard it on error)."""
     opener = EnvelopeOpener(policy, key, my_node, now)
     while chunk := src.read(chunk_size):
         dst.write(opener.feed(chunk))

@@ -342,6 +342,61 @@ class EnvelopePayloadTooLarge(EnvelopeTooLarge):
     kind = ErrorKind.INVALID_INPUT
 
 
+class EnvelopeTooManyHeaders(EnvelopeTooLarge):
+    """More signed headers in one frame (a bundle's K) than the reader accepts."""
+
+    code = "ENV_TOO_MANY_HEADERS"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class EnvelopeHeadTooLarge(EnvelopeTooLarge):
+    """A frame's headers and signatures together are more bytes than the reader holds in memory."""
+
+    code = "ENV_HEAD_TOO_LARGE"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class EnvelopeBundleUnsupported(EnvelopeError):
+    """A bundle (several signed headers) where the reader handles one destination per frame."""
+
+    code = "ENV_BUNDLE_UNSUPPORTED"
+    kind = ErrorKind.INVALID_INPUT
+
+
+# The rules between the headers of one bundle (exchange_protocol.envelope.check_bundle).
+class EnvelopeBundleInvalid(EnvelopeError):
+    code = "ENV_BUNDLE_INVALID"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class EnvelopeBundleMixedOrigins(EnvelopeBundleInvalid):
+    """Headers of one bundle naming different origin nodes: one origin seals a bundle."""
+
+    code = "ENV_BUNDLE_MIXED_ORIGINS"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class EnvelopeBundleDuplicateDestination(EnvelopeBundleInvalid):
+    """Two headers of one bundle for the same destination node."""
+
+    code = "ENV_BUNDLE_DUPLICATE_DESTINATION"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class EnvelopeBundleDuplicateId(EnvelopeBundleInvalid):
+    """Two headers of one bundle with the same message id."""
+
+    code = "ENV_BUNDLE_DUPLICATE_ID"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class EnvelopeBundlePayloadMismatch(EnvelopeBundleInvalid):
+    """Headers of one bundle disagreeing on the payload's length or digest: they share one payload."""
+
+    code = "ENV_BUNDLE_PAYLOAD_MISMATCH"
+    kind = ErrorKind.INVALID_INPUT
+
+
 # The routing header (canonical JSON).
 class EnvelopeHeaderInvalid(EnvelopeError):
     code = "ENV_BAD_HEADER"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from exchange_protocol.envelope import FrameLimits
 from exchange_protocol.envelope_crypto import DecryptionKey
 from exchange_protocol.envelope_seal import Sender, TrustPolicy
+from exchange_protocol.frame import FrameLimits
 from node.config import NodeConfig
 from node.errors import ConfigError
 from node.federation.routing import DirectoryRouter, Router

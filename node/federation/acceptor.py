@@ -28,16 +28,10 @@ import tempfile
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
-from exchange_protocol.envelope import (
-    EnvelopeHeader,
-    FrameDecoder,
-    MessageType,
-    decode_frame,
-    decode_header,
-    read_head,
-)
+from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header
 from exchange_protocol.envelope_seal import EnvelopeOpener, open_envelope_bytes
 from exchange_protocol.errors import EnvelopePayloadDigestMismatch, EnvelopeTruncated
+from exchange_protocol.frame import FrameDecoder, decode_frame, read_head
 from exchange_protocol.notices import NoticeError, decode_notice
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.replay import SeenEnvelope, classify_replay
@@ -90,8 +84,9 @@ class Acceptor:
     async def _accept(self, data: bytes, peer_node: str) -> bytes:
         ctx = self.ctx
         head, payload, envelope_sha = decode_frame(data, self.policy.limits)
-        claimed = decode_header(head.header_bytes, self.policy.limits.max_header)
-        if (receipt := await self.seen_before(claimed, head.identity_digest, envelope_sha, peer_node,
+        signed = head.single()  # bundles (fan-out, several headers) are not accepted yet: ENV_BUNDLE_UNSUPPORTED
+        claimed = decode_header(signed.header_bytes, self.policy.limits.max_header)
+        if (receipt := await self.seen_before(claimed, signed.identity_digest, envelope_sha, peer_node,
                                               unchecked_payload=payload)) is not None:
             return receipt  # no crypto for a duplicate: its head was verified the first time
         if claimed.destination_node != ctx.node_id:
@@ -142,7 +137,7 @@ class Acceptor:
                 raise BlobMissing("a received envelope's blob is missing", digest=blob_digest) from None
             if head is None:
                 raise StoreCorrupt("a stored envelope has no complete head", digest=blob_digest)
-            return head.identity_digest
+            return head.single().identity_digest
         return await asyncio.to_thread(read)
 
     async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, env_ref: BlobRef,
@@ -244,7 +239,8 @@ class StreamAcceptor:
                 raw.write(chunk)
                 plain.write(opener.feed(chunk))
                 if not checked and opener.verified is not None:
-                    acceptor.check_parties(opener.verified.header, opener.verified.head.hops, peer_node)
+                    opener.verified.head.single()  # bundles are not accepted yet: ENV_BUNDLE_UNSUPPORTED
+                    acceptor.check_parties(opener.mine.header, opener.verified.head.hops, peer_node)
                     checked = True
             opened = opener.close()  # the payload has been checked against its signed digest
             header = opened.header
@@ -271,6 +267,6 @@ def _destination(head_bytes: bytes, policy) -> str | None:
         decoder.feed(head_bytes)
         if decoder.head is None:
             return None
-        return decode_header(decoder.head.header_bytes, policy.limits.max_header).destination_node
+        return decode_header(decoder.head.signed[0].header_bytes, policy.limits.max_header).destination_node
     except GwxError:
         return None

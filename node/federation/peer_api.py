@@ -34,8 +34,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from exchange_protocol.batch_answer import FrameAnswer, Refusal, encode_batch_answer, encode_refusal
 from exchange_protocol.canonical import canonical_json
-from exchange_protocol.envelope import PREFIX_LEN, decode_header, frame_length
+from exchange_protocol.envelope import decode_header
 from exchange_protocol.errors import EnvelopeRevocationUnknown, EnvelopeTooLarge, EnvelopeTruncated
+from exchange_protocol.frame import FIXED_LEN, prefix_length, read_layout
 from node.config import MAX_BATCH
 from node.context import NodeContext
 from node.error_kinds import http_status_for
@@ -197,13 +198,15 @@ async def envelopes(request: web.Request) -> web.Response:
 
 
 async def _read_frames(content: PeerBody, limits, acceptor: Acceptor, peer: str, pending: list[asyncio.Future]) -> None:
-    while prefix := await _read_exactly(content, PREFIX_LEN):
+    while fixed := await _read_exactly(content, FIXED_LEN):
         if len(pending) >= MAX_FRAMES:
             raise ApiError(f"more than {MAX_FRAMES} envelopes in one request", code="API_TOO_MANY_FRAMES")
-        length = frame_length(prefix, limits)  # a bad prefix: the stream cannot be resynchronised
-        header_len = int.from_bytes(prefix[8:12], "big")
-        head = prefix + await _read_exactly(content, min(header_len, length - PREFIX_LEN))
-        message_id = content.frame = _peek_message_id(head[PREFIX_LEN:])
+        # A bad prefix (fixed part or header table): the stream cannot be resynchronised.
+        prefix = fixed + await _read_exactly(content, prefix_length(fixed, limits) - FIXED_LEN)
+        layout = read_layout(prefix, limits)
+        length = layout.frame_length
+        head = prefix + await _read_exactly(content, layout.lengths[0][0])  # the first header: its message id
+        message_id = content.frame = _peek_message_id(head[layout.table_end:])
         if length <= SMALL_FRAME:
             rest = await _read_exactly(content, length - len(head))
             if len(head) + len(rest) != length:

@@ -29,8 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from exchange_protocol.envelope import EnvelopeHeader, HeaderDraft, MessageType, decode_header, read_head
+from exchange_protocol.envelope import EnvelopeHeader, HeaderDraft, MessageType, decode_header
 from exchange_protocol.errors import IllegalTransition
+from exchange_protocol.frame import read_head
 from exchange_protocol.kinds import Role
 from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.model import DocumentMetadata
@@ -226,7 +227,7 @@ class Processor:
             head = read_head(f, self.ctx.trust_policy().limits)
         if head is None:
             raise StoreCorrupt("stored envelope has no complete header")
-        return decode_header(head.header_bytes)
+        return decode_header(head.single().header_bytes)
 
     async def resume_local_deliveries(self) -> None:
         """Re-apply local deliveries a crash interrupted: outbox rows committed, inbox not reached.

@@ -31,8 +31,9 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header, read_head
+from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header
 from exchange_protocol.envelope_seal import RelayCheck
+from exchange_protocol.frame import read_head
 from exchange_protocol.notices import MAX_TEXT, Notice
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.errors import NodeError
@@ -97,19 +98,21 @@ class Relay:
             async for chunk in chunks:
                 payload = check.feed(chunk)
                 if hop is None and check.verified is not None:
-                    check_peer(check.verified.header, check.verified.head.hops, peer_node)
-                    hop = self.next_hop(check.verified.header, peer_node)
+                    first = check.verified.headers[0].header
+                    check.verified.head.single()  # bundles are relayed by the fan-out path (later)
+                    check_peer(first, check.verified.head.hops, peer_node)
+                    hop = self.next_hop(first, peer_node)
                     onward.write(check.verified.head.prefix(check.verified.head.hops + 1))
                 onward.write(payload)
             verified, envelope_sha = check.close()  # the payload matches its signed digest; one more hop allowed
-            header = verified.header
-            if (receipt := await acceptor.seen_before(header, verified.identity_digest, envelope_sha,
+            header = verified.headers[0].header
+            if (receipt := await acceptor.seen_before(header, verified.headers[0].identity_digest, envelope_sha,
                                                       peer_node)) is not None:
                 return receipt
             onward.seek(0)
             ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, onward)
         assert hop is not None  # a complete frame has a verified head
-        return await self.commit(header, verified.identity_digest, envelope_sha, ref.digest, ref.size, hop, now)
+        return await self.commit(header, verified.headers[0].identity_digest, envelope_sha, ref.digest, ref.size, hop, now)
 
     async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, blob_digest: str, size: int,
                      hop: str, now: dt.datetime) -> bytes:
@@ -136,7 +139,7 @@ async def bounce_draft(outbound: Outbound, entry: QueueEntry, info: ErrorInfo) -
     def read() -> EnvelopeHeader | None:
         with open(store.blobs.path_for(entry.blob_digest), "rb") as f:
             head = read_head(f, ctx.trust_policy().limits)
-        return decode_header(head.header_bytes) if head is not None else None
+        return decode_header(head.signed[0].header_bytes) if head is not None else None
     try:
         header = await asyncio.to_thread(read)
     except (OSError, GwxError):  # nothing readable to bounce: the queue row records why

@@ -14,10 +14,13 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from exchange_protocol.envelope_crypto import DecryptionKey, Recipient
 from exchange_protocol.envelope_seal import HeaderDraft, Sender, TrustPolicy
-from pki.ca import CertificateAuthority, NodeCredentials, pem
+from pki import profiles
+from pki.ca import NODE_URI_PREFIX, CertificateAuthority, NodeCredentials, pem
 from pki.keystore import read_private_key
 from pki.signer import SoftwareSigner
 from pki.trust import TrustStore
@@ -88,3 +91,28 @@ def network() -> Network:
     (base / "root.pem").write_bytes(pem(root.certificate))
     return Network(base, root, inter, nodes, TrustPolicy(TrustStore.of([root.certificate])))
 
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A destination node with only what a bundle needs of it: its encryption certificate and key."""
+
+    id: str
+    recipient: Recipient
+    key: DecryptionKey
+
+
+@functools.cache
+def destinations(count: int) -> tuple[Destination, ...]:
+    """``count`` destination nodes d0, d1, … (encryption certificates from the root, P-256 keys held
+    in memory: no key files, so hundreds take a second)."""
+    net = network()
+    out = []
+    for i in range(count):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"d{i}")])
+        cert = net.root.issue(key.public_key(), subject, profiles.NODE_ENCRYPTION,
+                              sans=[x509.UniformResourceIdentifier(NODE_URI_PREFIX + f"d{i}")],
+                              now=NOW - dt.timedelta(days=1))
+        out.append(Destination(f"d{i}", Recipient(cert), DecryptionKey(key, cert)))
+    return tuple(out)

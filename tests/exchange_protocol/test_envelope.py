@@ -1,11 +1,9 @@
-"""exchange_protocol.envelope: the routing header (strict canonical JSON) and the binary frame."""
+"""exchange_protocol.envelope: the routing header (strict canonical JSON) and the rules between a bundle's headers."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import struct
 
 import pytest
 from hypothesis import given, settings
@@ -13,16 +11,11 @@ from hypothesis import strategies as st
 
 from exchange_protocol import errors as E
 from exchange_protocol.envelope import (
-    PREFIX_LEN,
     EnvelopeHeader,
-    FrameDecoder,
-    FrameLimits,
     HeaderDraft,
     MessageType,
-    decode_frame,
+    check_bundle,
     decode_header,
-    encode_envelope,
-    encode_prefix,
 )
 from exchange_protocol.ids import IdGenerator
 from tests.exchange_protocol.strategies import unit_codes
@@ -167,81 +160,23 @@ def test_header_times_are_normalised_to_utc_seconds():
         header(created=dt.datetime(2026, 3, 2, 8, 0))  # naive
 
 
-# ---- frame -------------------------------------------------------------------------------------------
-HB, SIG, PAYLOAD = b'{"h":1}', b"\x30\x03sig", bytes(range(256)) * 40
+# ---- the rules between a bundle's headers ------------------------------------------------------------
+def test_a_bundle_of_headers_for_distinct_destinations_sharing_one_payload_is_accepted():
+    check_bundle([header(destination_node=f"n{i}") for i in range(5)])
+    check_bundle([header()])
 
 
-def test_frame_layout_is_as_documented():
-    data = encode_envelope(HB, SIG, PAYLOAD, hops=3)
-    assert data[:4] == b"GWXE" and data[4] == 1 and data[5] == 3 and data[6:8] == b"\0\0"
-    assert struct.unpack(">IIQ", data[8:24]) == (len(HB), len(SIG), len(PAYLOAD))
-    assert data[24:24 + len(HB)] == HB and data[24 + len(HB):24 + len(HB) + len(SIG)] == SIG
-    assert data[PREFIX_LEN + len(HB) + len(SIG):] == PAYLOAD
-    head, payload, sha = decode_frame(data)
-    assert (head.hops, head.header_bytes, head.signature, payload) == (3, HB, SIG, PAYLOAD)
-    assert sha == hashlib.sha256(data).hexdigest()
-
-
-@settings(max_examples=40, deadline=None)
-@given(header_bytes=st.binary(max_size=300), sig=st.binary(max_size=300), payload=st.binary(max_size=3000),
-       cuts=st.lists(st.integers(0, 4000), max_size=8), hops=st.integers(0, 255))
-def test_frame_decodes_the_same_however_it_is_chunked(header_bytes, sig, payload, cuts, hops):
-    data = encode_envelope(header_bytes, sig, payload, hops)
-    dec = FrameDecoder()
-    got, last = b"", 0
-    for cut in sorted(c for c in cuts if c <= len(data)) + [len(data)]:
-        got += dec.feed(data[last:cut])
-        last = cut
-    assert dec.close() == hashlib.sha256(data).hexdigest()
-    assert (dec.head.header_bytes, dec.head.signature, dec.head.hops, got) == (header_bytes, sig, hops, payload)
-
-
-def test_identity_digest_ignores_hops_but_not_the_signed_bytes():
-    a = decode_frame(encode_envelope(HB, SIG, PAYLOAD, 0))[0]
-    b = decode_frame(encode_envelope(HB, SIG, PAYLOAD, 5))[0]
-    c = decode_frame(encode_envelope(HB, SIG + b"x", PAYLOAD, 0))[0]
-    assert a.identity_digest == b.identity_digest != c.identity_digest
-    assert b.prefix(hops=6)[5] == 6 and b.prefix(hops=6)[6:] == a.prefix()[6:]
-
-
-def _bad(data: bytes, limits=FrameLimits()):
-    dec = FrameDecoder(limits)
-    dec.feed(data)
-    return dec.close()
-
-
-@pytest.mark.parametrize("data, error, code", [
-    (b"GWXF" + encode_envelope(HB, SIG, PAYLOAD)[4:], E.EnvelopeBadMagic, "ENV_BAD_MAGIC"),
-    (b"PK\x03\x04", E.EnvelopeBadMagic, "ENV_BAD_MAGIC"),  # refused on the first bytes
-    (b"GWXE\x02" + encode_envelope(HB, SIG, PAYLOAD)[5:], E.EnvelopeUnsupportedVersion, "ENV_UNSUPPORTED_VERSION"),
-    (encode_envelope(HB, SIG, PAYLOAD)[:6] + b"\0\1" + encode_envelope(HB, SIG, PAYLOAD)[8:],
-     E.EnvelopeMalformedFrame, "ENV_MALFORMED_FRAME"),
-    (encode_envelope(HB, SIG, PAYLOAD) + b"\0", E.EnvelopeMalformedFrame, "ENV_MALFORMED_FRAME"),
-    (encode_envelope(HB, SIG, PAYLOAD)[:10], E.EnvelopeTruncated, "ENV_TRUNCATED"),
-    (encode_envelope(HB, SIG, PAYLOAD)[:PREFIX_LEN + 3], E.EnvelopeTruncated, "ENV_TRUNCATED"),
-    (encode_envelope(HB, SIG, PAYLOAD)[:-1], E.EnvelopeTruncated, "ENV_TRUNCATED"),
-    (b"", E.EnvelopeTruncated, "ENV_TRUNCATED"),
+@pytest.mark.parametrize("second, error, code", [
+    (dict(destination_node="b"), E.EnvelopeBundleDuplicateDestination, "ENV_BUNDLE_DUPLICATE_DESTINATION"),
+    (dict(destination_node="c", origin_node="x"), E.EnvelopeBundleMixedOrigins, "ENV_BUNDLE_MIXED_ORIGINS"),
+    (dict(destination_node="c", payload_length=1235), E.EnvelopeBundlePayloadMismatch, "ENV_BUNDLE_PAYLOAD_MISMATCH"),
+    (dict(destination_node="c", payload_sha256="cd" * 32), E.EnvelopeBundlePayloadMismatch,
+     "ENV_BUNDLE_PAYLOAD_MISMATCH"),
+    ("same id", E.EnvelopeBundleDuplicateId, "ENV_BUNDLE_DUPLICATE_ID"),
 ])
-def test_hostile_frames_get_typed_errors(data, error, code):
+def test_headers_that_break_a_bundle_rule_get_typed_errors(second, error, code):
+    first = header()
+    other = header(destination_node="c", message_id=first.message_id) if second == "same id" else header(**second)
     with pytest.raises(error) as info:
-        _bad(data)
-    assert info.value.code == code
-
-
-@pytest.mark.parametrize("limits, error, code", [
-    (FrameLimits(max_header=len(HB) - 1), E.EnvelopeHeaderTooLarge, "ENV_HEADER_TOO_LARGE"),
-    (FrameLimits(max_signature=len(SIG) - 1), E.EnvelopeSignatureTooLarge, "ENV_SIGNATURE_TOO_LARGE"),
-    (FrameLimits(max_payload=len(PAYLOAD) - 1), E.EnvelopePayloadTooLarge, "ENV_PAYLOAD_TOO_LARGE"),
-])
-def test_caps_are_enforced_from_the_prefix_alone(limits, error, code):
-    # Only the 24-byte prefix is fed: the refusal must not wait for (or buffer) the oversized part.
-    prefix = encode_prefix(HB, SIG, len(PAYLOAD))[:PREFIX_LEN]
-    with pytest.raises(error) as info:
-        FrameDecoder(limits).feed(prefix)
-    assert info.value.code == code and isinstance(info.value, E.EnvelopeTooLarge)
-
-
-def test_a_claimed_four_gigabyte_header_is_refused_without_reading_it():
-    prefix = struct.pack(">4sBBHIIQ", b"GWXE", 1, 0, 0, 0xFFFFFFFF, 10, 10)
-    with pytest.raises(E.EnvelopeHeaderTooLarge):
-        FrameDecoder().feed(prefix)
+        check_bundle([first, other])
+    assert info.value.code == code and isinstance(info.value, E.EnvelopeBundleInvalid)

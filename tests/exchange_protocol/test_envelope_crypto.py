@@ -20,6 +20,7 @@ from exchange_protocol.envelope_crypto import (
     decrypt_stream,
     encrypt_bytes,
     encrypt_stream,
+    encrypted_length,
 )
 from tests.exchange_protocol.envelope_support import network
 from tests.support import run_openssl
@@ -167,6 +168,29 @@ def test_a_payload_for_another_node_is_not_for_us():
     with pytest.raises(E.EnvelopeNotForMe) as info:
         decrypt_bytes(payload, net.nodes["b"].key)
     assert info.value.code == "ENV_NO_RECIPIENT_INFO"
+
+
+def test_one_payload_for_several_recipients_opens_with_each_key_and_is_as_long_as_announced():
+    net = network()
+    nodes = [net.nodes[n] for n in ("a", "c", "r")]
+    recipients = [n.recipient for n in nodes]
+    payload = encrypt_bytes(PLAINTEXT, recipients)
+    assert len(payload) == encrypted_length(len(PLAINTEXT), recipients)
+    for node in nodes:
+        assert decrypt_bytes(payload, node.key) == PLAINTEXT
+    out = io.BytesIO()
+    sealed = encrypt_stream(io.BytesIO(PLAINTEXT), out, len(PLAINTEXT), recipients, chunk_size=1000)
+    assert sealed.length == len(out.getvalue()) == len(payload)
+    assert decrypt_bytes(out.getvalue(), net.nodes["r"].key) == PLAINTEXT
+    with pytest.raises(E.EnvelopeNotForMe):
+        decrypt_bytes(payload, net.nodes["b"].key)
+
+
+def test_recipients_must_be_some_and_each_once():
+    net = network()
+    for recipients in ([], [net.nodes["b"].recipient, Recipient(net.nodes["b"].creds.encryption_certificate)]):
+        with pytest.raises(E.EnvelopeRecipientUnusable):
+            encrypt_bytes(b"x", recipients)
 
 
 def test_a_key_that_does_not_match_its_certificate_is_refused():

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange_protocol import errors as E
-from exchange_protocol.envelope import PREFIX_LEN, decode_frame, encode_envelope
 from exchange_protocol.envelope_crypto import encrypt_bytes
 from exchange_protocol.envelope_seal import (
     EnvelopeOpener,
@@ -24,6 +23,7 @@ from exchange_protocol.envelope_seal import (
     seal_stream,
     write_envelope,
 )
+from exchange_protocol.frame import SignedHeader, decode_frame, encode_envelope
 from pki.errors import CertificateRevoked, RevocationStale
 from tests.exchange_protocol.envelope_support import NOW, network
 from tests.support import run_openssl
@@ -66,15 +66,15 @@ def test_openssl_verifies_the_header_signature_and_opens_the_payload(tmp_path):
     for origin in ("a", "c"):  # c is issued by an intermediate, which travels in the signature
         env = sealed(origin, "b")
         head, payload, _ = decode_frame(env.data)
-        (tmp_path / "header.json").write_bytes(head.header_bytes)
-        (tmp_path / "sig.der").write_bytes(head.signature)
+        (tmp_path / "header.json").write_bytes(head.single().header_bytes)
+        (tmp_path / "sig.der").write_bytes(head.single().signature)
         (tmp_path / "payload.der").write_bytes(payload)
         verified = run_openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
                                "-content", tmp_path / "header.json", "-CAfile", net.base / "root.pem",
                                "-purpose", "any", "-out", os.devnull, check=False)
         assert verified.returncode == 0, verified.stderr.decode()
         # Altered header bytes: openssl must disagree too.
-        (tmp_path / "header.json").write_bytes(head.header_bytes.replace(b'"max_hops":8', b'"max_hops":9'))
+        (tmp_path / "header.json").write_bytes(head.single().header_bytes.replace(b'"max_hops":8', b'"max_hops":9'))
         assert run_openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
                            "-content", tmp_path / "header.json", "-CAfile", net.base / "root.pem",
                            "-purpose", "any", "-out", os.devnull, check=False).returncode != 0
@@ -104,7 +104,7 @@ def test_streamed_envelopes_from_file_to_file(tmp_path):
 
 def test_a_wrong_recipient_is_refused_before_any_payload_byte():
     env = sealed("a", "b")
-    head_end = PREFIX_LEN + len(decode_frame(env.data)[0].header_bytes) + len(decode_frame(env.data)[0].signature)
+    head_end = len(decode_frame(env.data)[0].prefix())
     net = network()
     opener = EnvelopeOpener(net.policy, net.nodes["c"].key, "c", NOW)
     with pytest.raises(E.EnvelopeWrongRecipient) as info:
@@ -115,8 +115,9 @@ def test_a_wrong_recipient_is_refused_before_any_payload_byte():
 # ---- the hostile corpus ------------------------------------------------------------------------------
 def _reframe(data: bytes, header_bytes=None, signature=None, payload=None, hops=None) -> bytes:
     head, old_payload, _ = decode_frame(data)
-    return encode_envelope(head.header_bytes if header_bytes is None else header_bytes,
-                           head.signature if signature is None else signature,
+    signed = head.single()
+    return encode_envelope([SignedHeader(signed.header_bytes if header_bytes is None else header_bytes,
+                                         signed.signature if signature is None else signature)],
                            old_payload if payload is None else payload, head.hops if hops is None else hops)
 
 
@@ -133,14 +134,14 @@ def _tag_failure_signed_by_origin() -> bytes:
     net = network()
     payload = _flip(encrypt_bytes(BODY, net.nodes["b"].recipient), -100)
     header = net.draft().complete(len(payload), hashlib.sha256(payload).digest())
-    return encode_envelope(header.encode(), _signed_by("a", header), payload)
+    return encode_envelope([SignedHeader(header.encode(), _signed_by("a", header))], payload)
 
 
 def _not_origin() -> bytes:
     net = network()
     payload = encrypt_bytes(BODY, net.nodes["b"].recipient)
     header = net.draft(origin="a").complete(len(payload), hashlib.sha256(payload).digest())
-    return encode_envelope(header.encode(), _signed_by("c", header), payload)  # c signs for a
+    return encode_envelope([SignedHeader(header.encode(), _signed_by("c", header))], payload)  # c signs for a
 
 
 def _revoked():
@@ -158,7 +159,7 @@ def _stale_crl():
 def _altered_header() -> bytes:
     env = sealed()
     head = decode_frame(env.data)[0]
-    return _reframe(env.data, header_bytes=head.header_bytes.replace(b'"max_hops":8', b'"max_hops":9'))
+    return _reframe(env.data, header_bytes=head.single().header_bytes.replace(b'"max_hops":8', b'"max_hops":9'))
 
 
 HOSTILE = {
@@ -166,7 +167,7 @@ HOSTILE = {
     "expired": (lambda: sealed().data, {"now": NOW + dt.timedelta(days=1, seconds=1)}, E.EnvelopeExpired),
     "hops-over-origin-limit": (lambda: _reframe(sealed(max_hops=2).data, hops=3), {}, E.EnvelopeTooManyHops),
     "hops-over-our-limit": (lambda: _reframe(sealed(max_hops=64).data, hops=17), {}, E.EnvelopeTooManyHops),
-    "signature-byte-flipped": (lambda: _reframe(sealed().data, signature=_flip(decode_frame(sealed().data)[0].signature, -3)),
+    "signature-byte-flipped": (lambda: _reframe(sealed().data, signature=_flip(decode_frame(sealed().data)[0].single().signature, -3)),
                                {}, E.EnvelopeBadSignature),
     "signature-garbage": (lambda: _reframe(sealed().data, signature=os.urandom(300)), {}, E.EnvelopeBadSignature),
     "signature-empty": (lambda: _reframe(sealed().data, signature=b""), {}, E.EnvelopeBadSignature),
@@ -185,7 +186,7 @@ HOSTILE = {
                             E.EnvelopeMalformedFrame),
     "gcm-tag-failure": (_tag_failure_signed_by_origin, {}, E.EnvelopeTagMismatch),
     "truncated-payload": (lambda: sealed().data[:-1], {}, E.EnvelopeTruncated),
-    "truncated-head": (lambda: sealed().data[:PREFIX_LEN + 10], {}, E.EnvelopeTruncated),
+    "truncated-head": (lambda: sealed().data[:24 + 10], {}, E.EnvelopeTruncated),
     "trailing-bytes": (lambda: sealed().data + b"\n", {}, E.EnvelopeMalformedFrame),
     "bad-magic": (lambda: b"GWXX" + sealed().data[4:], {}, E.EnvelopeBadMagic),
 }
@@ -213,11 +214,12 @@ def test_a_relay_checks_without_the_key_and_forwards_with_one_more_hop():
     relay = RelayCheck(net.policy, NOW)
     payload = relay.feed(env.data)
     verified, sha = relay.close()
-    assert sha == hashlib.sha256(env.data).hexdigest() and verified.header == env.header
-    forwarded = verified.head.prefix(hops=verified.head.hops + 1) + payload
+    assert sha == hashlib.sha256(env.data).hexdigest() and verified.headers[0].header == env.header
+    forwarded = verified.subset_prefix(["b"], hops=verified.head.hops + 1) + payload
+    assert forwarded == env.data[:5] + b"\x01" + env.data[6:]  # one more hop, nothing else changed
     opened, plaintext = open_as(forwarded)
     assert plaintext == BODY and opened.hops == 1
-    assert opened.identity_digest == verified.identity_digest  # same envelope for duplicate detection
+    assert opened.identity_digest == verified.headers[0].identity_digest  # same envelope for duplicate detection
 
 
 def test_a_relay_refuses_a_corrupted_payload_and_a_last_hop():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from exchange_protocol.envelope import decode_frame
 from exchange_protocol.envelope_seal import seal_envelope
 from exchange_protocol.errors import EnvelopeReplayed
+from exchange_protocol.frame import decode_frame
 from exchange_protocol.replay import SeenEnvelope, Verdict, classify_replay, envelope_identity
 from tests.exchange_protocol.envelope_support import network
 
@@ -17,13 +17,14 @@ def test_new_then_duplicate_then_replay_with_real_envelopes():
     first = seal_envelope(draft, b"body", net.nodes["a"].sender, net.nodes["b"].recipient)
     # The same draft sealed again: same message id, different bytes (fresh key, fresh signature).
     second = seal_envelope(draft, b"body", net.nodes["a"].sender, net.nodes["b"].recipient)
-    head1, head2 = decode_frame(first.data)[0], decode_frame(second.data)[0]
+    head1, head2 = decode_frame(first.data)[0].single(), decode_frame(second.data)[0].single()
 
     decision = classify_replay(draft.message_id, head1.identity_digest, None)
     assert decision.verdict is Verdict.NEW and decision.original_receipt is None
     seen = SeenEnvelope(head1.identity_digest, b"original receipt")
 
-    relayed = decode_frame(head1.prefix(hops=5) + decode_frame(first.data)[1])[0]  # forwarded by relays
+    head, payload, _ = decode_frame(first.data)
+    relayed = decode_frame(head.prefix(hops=5) + payload)[0].single()  # forwarded by relays
     again = classify_replay(draft.message_id, relayed.identity_digest, seen)
     assert again.verdict is Verdict.DUPLICATE and again.original_receipt == b"original receipt"
 

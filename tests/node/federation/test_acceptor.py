@@ -13,10 +13,15 @@ import datetime as dt
 
 import pytest
 
-from exchange_protocol.envelope import HeaderDraft, MessageType, decode_frame
+from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.envelope_crypto import Recipient
-from exchange_protocol.envelope_seal import seal_envelope
-from exchange_protocol.errors import EnvelopePayloadDigestMismatch, EnvelopeReplayed
+from exchange_protocol.envelope_seal import seal_bundle, seal_envelope
+from exchange_protocol.errors import (
+    EnvelopeBundleUnsupported,
+    EnvelopePayloadDigestMismatch,
+    EnvelopeReplayed,
+)
+from exchange_protocol.frame import decode_frame
 from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice
 from exchange_protocol.transport_receipt import parse_receipt
@@ -74,7 +79,7 @@ def with_hops(frame: bytes, hops: int) -> bytes:
     return head.prefix(hops) + payload
 
 
-async def stream_accept(county: County, frame: bytes, prefix_len: int = 24) -> bytes:
+async def stream_accept(county: County, frame: bytes, prefix_len: int = 24) -> bytes:  # fixed part + one table row
     content = asyncio.StreamReader()
     content.feed_data(frame[prefix_len:])
     content.feed_eof()
@@ -127,4 +132,22 @@ def test_rows_accepted_before_the_identity_was_recorded_still_recognise_their_du
             assert await county.acceptor.accept(with_hops(other, 2), "city") == receipts[1]
             with pytest.raises(EnvelopeReplayed):
                 await county.acceptor.accept(county.seal(draft), "city")
+    asyncio.run(run())
+
+
+def test_a_bundle_is_refused_as_unsupported_until_the_node_handles_fan_out(node_dir, tmp_path):
+    async def run():
+        async with County(node_dir, tmp_path) as county:
+            city_enc = load_certificates((node_dir / "city" / "credentials" / "enc.crt").read_bytes())[0]
+            draft = county.draft()
+            to_city = HeaderDraft.new(MessageType.URGE, "city", "city", SENDER, (SENDER,), draft.created,
+                                      dt.timedelta(days=1), in_reply_to=draft.in_reply_to)
+            payload = Notice(draft.type, "doc-1", draft.to_units, draft.created).encode()
+            bundle = seal_bundle([draft, to_city], payload, county.city.sender,
+                                 [county.recipient, Recipient(city_enc)]).data
+            for attempt in (county.acceptor.accept(bundle, "city"), stream_accept(county, bundle)):
+                with pytest.raises(EnvelopeBundleUnsupported) as info:
+                    await attempt
+                assert info.value.code == "ENV_BUNDLE_UNSUPPORTED"
+            assert await county.received_count() == 0
     asyncio.run(run())

@@ -17,7 +17,8 @@ import struct
 import pytest
 
 from exchange_protocol.canonical import canonical_json
-from exchange_protocol.envelope import MAGIC, MessageType
+from exchange_protocol.envelope import MessageType
+from exchange_protocol.frame import MAGIC
 from exchange_protocol.ids import new_id
 from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.notices import Notice
@@ -149,7 +150,7 @@ def test_an_oversized_request_is_refused_with_413_and_the_node_keeps_serving(net
     assert as_city.health()["ok"] is True
 
     # A small request whose frame declares a payload over the limit is refused from its prefix.
-    prefix = struct.pack(">4sBBHIIQ", MAGIC, 1, 0, 0, 100, 100, MAX_ENVELOPE + 1)
+    prefix = struct.pack(">4sBBHQII", MAGIC, 2, 0, 1, MAX_ENVELOPE + 1, 100, 100)
     status, parsed, raw = as_city.post_envelopes(prefix + b"\0" * 200)
     assert 400 <= status < 500, raw[:300]
     assert parsed["error"]["code"] == "ENV_PAYLOAD_TOO_LARGE"

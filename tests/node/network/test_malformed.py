@@ -15,7 +15,7 @@ import struct
 
 import pytest
 
-from exchange_protocol.envelope import MAGIC
+from exchange_protocol.frame import MAGIC
 from node.localnet import send_document
 from tests.node.network.network_support import (
     A1,
@@ -78,8 +78,9 @@ def peer_call(peer: RawPeer, method: str, path: str, body: bytes | None = None,
         conn.close()
 
 
-def prefix(header_len: int, sig_len: int, payload_len: int, magic: bytes = MAGIC, version: int = 1) -> bytes:
-    return struct.pack(">4sBBHIIQ", magic, version, 0, 0, header_len, sig_len, payload_len)
+def prefix(header_len: int, sig_len: int, payload_len: int, magic: bytes = MAGIC, version: int = 2,
+           headers: int = 1) -> bytes:
+    return struct.pack(">4sBBHQ", magic, version, 0, headers, payload_len) + struct.pack(">II", header_len, sig_len)
 
 
 PEER_CASES = [
@@ -92,8 +93,12 @@ PEER_CASES = [
      "ENV_TRUNCATED", None),
     ("unknown frame version", "POST", "/peer/v1/envelopes", prefix(10, 10, 10, version=9) + b"x" * 30,
      ENVELOPE_TYPE, None, None),
-    ("reserved bits", "POST", "/peer/v1/envelopes", struct.pack(">4sBBHIIQ", MAGIC, 1, 0, 7, 10, 10, 10) + b"x" * 30,
+    ("no header", "POST", "/peer/v1/envelopes", prefix(10, 10, 10, headers=0) + b"x" * 30,
      ENVELOPE_TYPE, "ENV_MALFORMED_FRAME", None),
+    ("too many headers", "POST", "/peer/v1/envelopes", prefix(10, 10, 10, headers=60000) + b"x" * 30,
+     ENVELOPE_TYPE, "ENV_TOO_MANY_HEADERS", None),
+    ("header table cut short", "POST", "/peer/v1/envelopes", prefix(10, 10, 10, headers=3) + b"x" * 4,
+     ENVELOPE_TYPE, "ENV_TRUNCATED", None),
     ("header too large", "POST", "/peer/v1/envelopes", prefix(1 << 30, 10, 10) + b"x" * 30, ENVELOPE_TYPE,
      None, None),
     ("unknown route", "GET", "/peer/v1/nothing-here", None, None, None, 404),
