@@ -6,12 +6,15 @@ that breaks a rule is refused with a typed error before any payload byte is used
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import time
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exchange_protocol import errors as E
 from exchange_protocol.envelope_crypto import decrypt_bytes, encrypt_bytes
@@ -90,6 +93,26 @@ def test_a_bundle_for_two_hundred_nodes_is_sealed_once_and_opens_at_each():
         opened, plaintext = open_envelope_bytes(sealed.data, net.policy, d.key, d.id, NOW)
         assert plaintext == BODY and opened.header.destination_node == d.id
     assert sealing < 30  # ~1 signature and one key wrap per destination, on a loaded 2-core machine
+
+
+@functools.cache
+def _sealed_once():
+    return bundle("b", "c", "r", body=os.urandom(5000))
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(0, 20000), max_size=10), node=st.sampled_from(["b", "c", "r"]))
+def test_a_bundle_opens_the_same_however_it_is_chunked(cuts, node):
+    sealed = _sealed_once()
+    data = sealed.data
+    opener = EnvelopeOpener(network().policy, network().nodes[node].key, node, NOW)
+    got, last = b"", 0
+    for cut in sorted(c for c in cuts if c <= len(data)) + [len(data)]:
+        got += opener.feed(data[last:cut])
+        last = cut
+    opened = opener.close()
+    assert opened.header.destination_node == node
+    assert got == open_as(data, node)[1] and len(got) == 5000
 
 
 # ---- relays ----------------------------------------------------------------------------------------
