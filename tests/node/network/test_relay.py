@@ -121,7 +121,8 @@ def test_a_relay_refuses_junk_at_the_first_hop(net):
     the node handing it over, never travels past the county, though the county cannot read it."""
     city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
     message_id, data = forge_envelope(city, town, from_unit=CITY, to_units=[TOWN])
-    header_len, signature_len = int.from_bytes(data[8:12], "big"), int.from_bytes(data[12:16], "big")
+    # One header (K = 1): its lengths are the table's first entry, its bytes follow the table.
+    header_len, signature_len = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     broken = bytearray(data)
     broken[24 + header_len + signature_len - 1] ^= 0x01  # the last byte of the signature value
     status, answer, raw = RawPeer(county, tls_context_of(city)).post_envelopes(bytes(broken))
