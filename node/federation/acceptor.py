@@ -30,7 +30,11 @@ from typing import BinaryIO
 
 from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header
 from exchange_protocol.envelope_seal import EnvelopeOpener, open_envelope_bytes
-from exchange_protocol.errors import EnvelopePayloadDigestMismatch, EnvelopeTruncated
+from exchange_protocol.errors import (
+    EnvelopeBundleUnsupported,
+    EnvelopePayloadDigestMismatch,
+    EnvelopeTruncated,
+)
 from exchange_protocol.frame import FrameDecoder, decode_frame, read_head
 from exchange_protocol.notices import NoticeError, decode_notice
 from exchange_protocol.package_verify import verify_package
@@ -71,26 +75,40 @@ class Acceptor:
         self.accept_seconds = registry.histogram("gwx_accept_seconds", "Time to accept one envelope durably")
 
     async def accept(self, data: bytes, peer_node: str) -> bytes:
-        """Accept one whole envelope held in memory; returns the signed transport receipt."""
+        """Accept one whole envelope (one header) held in memory; returns its signed transport receipt."""
+        receipts = await self.accept_frame(data, peer_node)
+        if len(receipts) != 1:
+            raise EnvelopeBundleUnsupported("a bundle where one envelope was expected", headers=len(receipts))
+        return next(iter(receipts.values()))
+
+    async def accept_frame(self, data: bytes, peer_node: str) -> dict[str, bytes]:
+        """Accept one whole frame held in memory; returns each header's signed transport receipt."""
         started = asyncio.get_running_loop().time()
         try:
-            receipt = await self._accept(data, peer_node)
+            receipts = await self._accept(data, peer_node)
         except GwxError as exc:
             self.refused.inc(code=exc.code)
             raise
         self.accept_seconds.observe(asyncio.get_running_loop().time() - started)
-        return receipt
+        return receipts
 
-    async def _accept(self, data: bytes, peer_node: str) -> bytes:
+    async def _accept(self, data: bytes, peer_node: str) -> dict[str, bytes]:
         ctx = self.ctx
         head, payload, envelope_sha = decode_frame(data, self.policy.limits)
-        signed = head.single()  # bundles (fan-out, several headers) are not accepted yet: ENV_BUNDLE_UNSUPPORTED
-        claimed = decode_header(signed.header_bytes, self.policy.limits.max_header)
-        if (receipt := await self.seen_before(claimed, signed.identity_digest, envelope_sha, peer_node,
-                                              unchecked_payload=payload)) is not None:
-            return receipt  # no crypto for a duplicate: its head was verified the first time
-        if claimed.destination_node != ctx.node_id:
-            return await self.relay.accept(chunks_of(data), peer_node)
+        claimed = [decode_header(s.header_bytes, self.policy.limits.max_header) for s in head.signed]
+        seen = {h.message_id: r for h, s in zip(claimed, head.signed, strict=True)
+                if (r := await self.seen_before(h, s.identity_digest, envelope_sha, peer_node,
+                                                unchecked_payload=payload)) is not None}
+        if len(seen) == len(claimed):
+            return seen  # no crypto for a duplicate: its head was verified the first time
+        if len(claimed) > 1 or claimed[0].destination_node != ctx.node_id:
+            mine = any(h.destination_node == ctx.node_id for h in claimed)
+            return await self.relay.accept(chunks_of(data), peer_node, mine=mine)
+        return {claimed[0].message_id: await self._accept_one(data, envelope_sha, peer_node)}
+
+    async def _accept_one(self, data: bytes, envelope_sha: str, peer_node: str) -> bytes:
+        """The common case, fast: a frame with one header, for this node, held in memory."""
+        ctx = self.ctx
         now = ctx.clock()
         opened, plaintext = await asyncio.to_thread(open_envelope_bytes, data, self.policy, ctx.decryption_key,
                                                     ctx.node_id, now)
@@ -203,7 +221,8 @@ class StreamAcceptor:
         self.acceptor = acceptor
         self.consumed = 0  # frame bytes taken from the stream (the caller drains the rest on error)
 
-    async def accept(self, prefix: bytes, content, length: int, peer_node: str) -> bytes:
+    async def accept(self, prefix: bytes, content, length: int, peer_node: str) -> dict[str, bytes]:
+        """Accept one frame from ``prefix`` (its whole head) and ``content``; each header's receipt."""
         try:
             return await self._accept(prefix, content, length, peer_node)
         except GwxError as exc:
@@ -223,11 +242,16 @@ class StreamAcceptor:
             if not chunk:
                 raise EnvelopeTruncated("the connection ended inside an envelope", missing=remaining)
 
-    async def _accept(self, prefix: bytes, content, length: int, peer_node: str) -> bytes:
+    async def _accept(self, prefix: bytes, content, length: int, peer_node: str) -> dict[str, bytes]:
         acceptor, ctx = self.acceptor, self.acceptor.ctx
-        destination = _destination(prefix, acceptor.policy)
-        if destination is not None and destination != ctx.node_id:
-            return await acceptor.relay.accept(self._chunks(prefix, content, length), peer_node)
+        destinations = _destinations(prefix, acceptor.policy)
+        if destinations is not None and destinations != [ctx.node_id]:
+            return await acceptor.relay.accept(self._chunks(prefix, content, length), peer_node,
+                                               mine=ctx.node_id in destinations)
+        return await self._accept_one(prefix, content, length, peer_node)
+
+    async def _accept_one(self, prefix: bytes, content, length: int, peer_node: str) -> dict[str, bytes]:
+        acceptor, ctx = self.acceptor, self.acceptor.ctx
         now = ctx.clock()
         opener = EnvelopeOpener(acceptor.policy, ctx.decryption_key, ctx.node_id, now)
         sha = hashlib.sha256()
@@ -239,14 +263,13 @@ class StreamAcceptor:
                 raw.write(chunk)
                 plain.write(opener.feed(chunk))
                 if not checked and opener.verified is not None:
-                    opener.verified.head.single()  # bundles are not accepted yet: ENV_BUNDLE_UNSUPPORTED
                     acceptor.check_parties(opener.mine.header, opener.verified.head.hops, peer_node)
                     checked = True
             opened = opener.close()  # the payload has been checked against its signed digest
             header = opened.header
             envelope_sha = sha.hexdigest()
             if (receipt := await acceptor.seen_before(header, opened.identity_digest, envelope_sha, peer_node)) is not None:
-                return receipt
+                return {header.message_id: receipt}
             plain.seek(0)
             if header.type is MessageType.DOCUMENT:
                 await asyncio.to_thread(acceptor.check_package, header, plain, now)
@@ -256,17 +279,19 @@ class StreamAcceptor:
             plain.seek(0)
             env_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, raw)
             payload_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, plain)
-        return await acceptor.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)
+        return {header.message_id: await acceptor.commit(header, opened.identity_digest, envelope_sha, env_ref,
+                                                         payload_ref, now)}
 
 
-def _destination(head_bytes: bytes, policy) -> str | None:
-    """The destination node the header in ``head_bytes`` names (None if the header is not all there:
-    the opener then reads it and refuses what is wrong with it)."""
+def _destinations(head_bytes: bytes, policy) -> list[str] | None:
+    """The destination nodes the headers in ``head_bytes`` name (None if the head is not all there
+    or not readable: the opener then reads it and refuses what is wrong with it)."""
     decoder = FrameDecoder(policy.limits)
     try:
         decoder.feed(head_bytes)
         if decoder.head is None:
             return None
-        return decode_header(decoder.head.signed[0].header_bytes, policy.limits.max_header).destination_node
+        return [decode_header(s.header_bytes, policy.limits.max_header).destination_node
+                for s in decoder.head.signed]
     except GwxError:
         return None

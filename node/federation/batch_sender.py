@@ -52,17 +52,33 @@ TRANSIENT = (PeerUnreachable, PeerServerError, PeerProtocolError, PeerIdentityMi
 
 
 def batches(window: list[QueueEntry], max_count: int) -> Iterator[list[QueueEntry]]:
-    """The window in order, cut into batches of at most ``max_count`` envelopes and BATCH_BYTES."""
-    batch: list[QueueEntry] = []
-    size = 0
+    """The window in order, cut into batches of at most ``max_count`` frames and BATCH_BYTES. The
+    rows of one bundle (the headers of a fan-out frame: one blob) stay together in one batch."""
+    by_frame: dict[str, list[QueueEntry]] = {}
     for e in window:
-        if batch and (len(batch) >= max_count or size + e.size > BATCH_BYTES):
+        by_frame.setdefault(e.blob_digest, []).append(e)
+    batch: list[QueueEntry] = []
+    count = size = 0
+    for rows in by_frame.values():
+        if batch and (count >= max_count or size + rows[0].size > BATCH_BYTES):
             yield batch
-            batch, size = [], 0
-        batch.append(e)
-        size += e.size
+            batch, count, size = [], 0, 0
+        batch += rows
+        count += 1
+        size += rows[0].size
     if batch:
         yield batch
+
+
+def _frames(batch: list[QueueEntry], path_for) -> list[OutgoingFrame]:
+    """One frame per blob: the queue rows of a bundle share it, each with its own message id, listed
+    in the frame's header order (bundles are sealed in message id order, and a relay's subset keeps
+    it), which is the order the peer answers in."""
+    by_frame: dict[str, list[QueueEntry]] = {}
+    for e in sorted(batch, key=lambda e: e.message_id):
+        by_frame.setdefault(e.blob_digest, []).append(e)
+    return [OutgoingFrame(rows[0].message_id, path_for(digest), rows[0].size, tuple(r.message_id for r in rows[1:]))
+            for digest, rows in by_frame.items()]
 
 
 class BatchSender:
@@ -78,7 +94,7 @@ class BatchSender:
     async def send(self, batch: list[QueueEntry]) -> None:
         """Send ``batch``; raises one of :data:`TRANSIENT` if the request failed as a whole."""
         outbound, ctx, store = self.outbound, self.outbound.ctx, self.outbound.store
-        frames = [OutgoingFrame(e.message_id, store.blobs.path_for(e.blob_digest), e.size) for e in batch]
+        frames = _frames(batch, store.blobs.path_for)
         started = asyncio.get_running_loop().time()
         try:
             results = await outbound.client.send_frames(outbound.peer(self.destination), frames)

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from exchange_protocol.envelope_crypto import Recipient
-from exchange_protocol.envelope_seal import seal_envelope, seal_stream
+from exchange_protocol.envelope_seal import seal_bundle, seal_bundle_stream
 from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gwx.outbound")
 
+DRAFTS_PER_ROUND = 64  # per destination node, each round
+MAX_BUNDLE = 512  # headers in one fan-out frame (the protocol's cap is higher; answers stay small)
 SMALL_PAYLOAD = 4 * 1024 * 1024  # sealed in memory below this; streamed through a spool file above
 REVERIFY_SECONDS = 300  # cached peer certificates are judged again (expiry, revocation) this often
 
@@ -74,34 +76,42 @@ class EnvelopeBuilder:
         return bool(await self.destinations())
 
     async def build_drafts(self) -> None:
-        """Seal every draft routed through this hop into a queued envelope (or drop it, if it never can be)."""
-        for destination in await self.destinations():
-            await self._build_for(destination)
+        """Seal every draft routed through this hop into a queued envelope (or drop it, if it never can be).
 
-    async def _build_for(self, destination: str) -> None:
+        Drafts that carry the same payload (one document fanned out to many nodes) are sealed
+        together: one bundle, its payload encrypted once for all their destinations, one header
+        each (:func:`exchange_protocol.envelope_seal.seal_bundle`); its queue rows share the frame.
+        """
+        while drafts := await self._waiting():
+            for group in _bundles(drafts):
+                await self._build(group)
+
+    async def _waiting(self) -> list[Draft]:
+        """The next drafts to seal, up to DRAFTS_PER_ROUND per destination (unreadable ones set aside)."""
+        drafts: list[Draft] = []
+        for destination in await self.destinations():
+            rows = await self.outbound.store.drafts.drafts_for(destination, DRAFTS_PER_ROUND)
+            drafts += await self._set_aside_unreadable(rows, destination)
+        return drafts
+
+    async def _build(self, group: list[Draft]) -> None:
         store, ctx = self.outbound.store, self.outbound.ctx
-        while rows := await store.drafts.drafts_for(destination, 64):
-            drafts = await self._set_aside_unreadable(rows, destination)
-            if not drafts:
-                continue
-            creds = await self._destination_credentials(destination)
-            recipient = Recipient(creds.encryption_certificate)
-            for d in drafts:
-                try:
-                    ref = await asyncio.to_thread(_build_envelope, store.blobs, d, ctx.sender, recipient)
-                except FileNotFoundError as exc:  # its payload is gone: unbuildable for good
-                    await self.drop_draft(d.header.message_id, exc, destination)
-                    continue
-                except GwxError as exc:
-                    if not _for_good(exc):
-                        raise  # ours to fix (an HSM away, a stale CRL): the draft waits, the loop backs off
-                    await self.drop_draft(d.header.message_id, exc, destination)
-                    continue
-                async with store.transaction() as tx:
-                    await store.queue.enqueue(
-                        OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size,
-                                     d.header.type.value, expires_at=d.expires_at), tx=tx)
-                    await store.drafts.delete_draft(tx, d.header.message_id)
+        recipients = [Recipient((await self._destination_credentials(d.header.destination_node)).encryption_certificate)
+                      for d in group]
+        try:
+            ref = await asyncio.to_thread(_build_bundle, store.blobs, group, ctx.sender, recipients)
+        except (FileNotFoundError, GwxError) as exc:
+            if isinstance(exc, GwxError) and not _for_good(exc):
+                raise  # ours to fix (an HSM away, a stale CRL): the drafts wait, the loop backs off
+            for d in group:  # its payload is gone or refused: unbuildable for good
+                await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
+            return
+        async with store.transaction() as tx:
+            await store.queue.enqueue_many(
+                [OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size, d.header.type.value,
+                              expires_at=d.expires_at) for d in group], tx=tx)
+            for d in group:
+                await store.drafts.delete_draft(tx, d.header.message_id)
 
     async def drop_expired(self, now: dt.datetime) -> None:
         """Drafts never built within their retry window (the peer's certificate could not be had)."""
@@ -175,16 +185,31 @@ def _for_good(error: GwxError) -> bool:
     return isinstance(error, StoreCorrupt) or disposition(error) is Disposition.GIVE_UP
 
 
-def _build_envelope(blobs, d: Draft, sender, recipient: Recipient):
-    """Encrypt, sign and store one envelope (in a worker thread); returns the blob reference."""
-    src_path = blobs.path_for(d.payload_digest)
-    if d.payload_size <= SMALL_PAYLOAD:
+def _bundles(drafts: list[Draft]) -> list[list[Draft]]:
+    """Drafts grouped by payload (at most MAX_BUNDLE each), each group in message id order — the order
+    of the bundle's headers, which the peer answers in (:func:`node.federation.batch_sender._frames`)."""
+    by_payload: dict[tuple[str, str], list[Draft]] = {}
+    for d in drafts:
+        by_payload.setdefault((d.payload_digest, d.header.type.value), []).append(d)
+    groups = []
+    for same in by_payload.values():
+        same.sort(key=lambda d: d.header.message_id)
+        groups += [same[i:i + MAX_BUNDLE] for i in range(0, len(same), MAX_BUNDLE)]
+    return groups
+
+
+def _build_bundle(blobs, group: list[Draft], sender, recipients: list[Recipient]):
+    """Encrypt once, sign each header and store the frame (in a worker thread); returns the blob reference."""
+    first = group[0]
+    headers = [d.header for d in group]
+    src_path = blobs.path_for(first.payload_digest)
+    if first.payload_size <= SMALL_PAYLOAD:
         plaintext = src_path.read_bytes()
-        if hashlib.sha256(plaintext).hexdigest() != d.payload_digest:
-            raise BlobDigestMismatch(f"payload blob of {d.header.message_id} does not match its digest")
-        return blobs.put_sync(seal_envelope(d.header, plaintext, sender, recipient).data)
+        if hashlib.sha256(plaintext).hexdigest() != first.payload_digest:
+            raise BlobDigestMismatch(f"payload blob of {first.header.message_id} does not match its digest")
+        return blobs.put_sync(seal_bundle(headers, plaintext, sender, recipients).data)
     with open(src_path, "rb") as src, tempfile.TemporaryFile(dir=blobs.tmp_dir) as spool:
-        _, prefix = seal_stream(d.header, src, d.payload_size, spool, sender, recipient)
+        _, prefix = seal_bundle_stream(headers, src, first.payload_size, spool, sender, recipients)
         spool.seek(0)
 
         def chunks() -> Iterator[bytes]:

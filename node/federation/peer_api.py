@@ -11,8 +11,9 @@
 * ``POST /envelopes`` — one or more envelope frames back to back (``application/vnd.gwx.envelope``,
   ``Content-Length`` required). Frames up to :data:`SMALL_FRAME` bytes are read whole and accepted
   concurrently (their commits group); larger frames are streamed (:class:`~node.federation.acceptor.StreamAcceptor`).
-  The answer (:mod:`exchange_protocol.batch_answer`, the one encoder) lists, in frame order, either
-  the signed transport receipt or a typed refusal for each frame; a frame that cannot even be
+  The answer (:mod:`exchange_protocol.batch_answer`, the one encoder) lists, in frame order and
+  within a frame in header order (a fan-out bundle carries several headers), either the signed
+  transport receipt or a typed refusal for each header; a frame that cannot even be
   delimited ends the batch: the answers before it, then its refusal (status of that refusal). A
   peer that hangs up before the body it announced has arrived is :class:`PeerHungUp`: one log
   line, nothing of the frame it cut off kept or acknowledged (frames it sent whole before are, as
@@ -190,10 +191,10 @@ async def envelopes(request: web.Request) -> web.Response:
         # Frames before the one that broke the stream were accepted (and committed): answer them,
         # and the break. The sender sees fewer results than frames, a transient protocol error, and
         # retries — getting the original receipts for the accepted ones — rather than bouncing them.
-        answers = await asyncio.gather(*pending)
+        answers = [a for frame in await asyncio.gather(*pending) for a in frame]
         return web.Response(body=encode_batch_answer([*answers, FrameAnswer(None, refusal=Refusal.of(exc))]),
                             status=http_status_for(exc), content_type="application/json")
-    answers = await asyncio.gather(*pending)
+    answers = [a for frame in await asyncio.gather(*pending) for a in frame]
     return web.Response(body=encode_batch_answer(answers), content_type="application/json")
 
 
@@ -205,38 +206,43 @@ async def _read_frames(content: PeerBody, limits, acceptor: Acceptor, peer: str,
         prefix = fixed + await _read_exactly(content, prefix_length(fixed, limits) - FIXED_LEN)
         layout = read_layout(prefix, limits)
         length = layout.frame_length
-        head = prefix + await _read_exactly(content, layout.lengths[0][0])  # the first header: its message id
-        message_id = content.frame = _peek_message_id(head[layout.table_end:])
+        head = prefix + await _read_exactly(content, layout.head_length - len(prefix))  # every header
+        message_ids = [_peek_message_id(s.header_bytes) for s in layout.signed_headers(head)]
+        content.frame = message_ids[0]
         if length <= SMALL_FRAME:
             rest = await _read_exactly(content, length - len(head))
             if len(head) + len(rest) != length:
                 raise EnvelopeTruncated("the request ends inside an envelope")
-            pending.append(asyncio.ensure_future(_outcome(message_id, peer, acceptor.accept(head + rest, peer))))
+            pending.append(asyncio.ensure_future(_outcomes(message_ids, peer,
+                                                           acceptor.accept_frame(head + rest, peer))))
         else:  # streamed: it must be consumed before the next frame can be read
             streamer = StreamAcceptor(acceptor)
-            outcome = await _outcome(message_id, peer, streamer.accept(head, content, length, peer))
-            if outcome.refusal is not None:
+            outcomes = await _outcomes(message_ids, peer, streamer.accept(head, content, length, peer))
+            if any(o.refusal is not None for o in outcomes):
                 await _discard(content, length - streamer.consumed)
-            pending.append(asyncio.ensure_future(_done(outcome)))
+            pending.append(asyncio.ensure_future(_done(outcomes)))
 
 
-async def _outcome(message_id: str | None, peer: str, accepting) -> FrameAnswer:
+async def _outcomes(message_ids: list[str | None], peer: str, accepting) -> list[FrameAnswer]:
+    """One answer per header of a frame: its receipt, or the frame's refusal (a frame is accepted or
+    refused whole)."""
     try:
-        receipt = await accepting
+        receipts = await accepting
     except PeerHungUp:
         raise  # not a verdict on the envelope: the request handler logs it once
     except GwxError as exc:
         # The operator must see who was refused and why (a revoked signer, a forged unit…).
-        log.warning("envelope %s from %s refused: %s", message_id, peer, exc,
-                    extra={"message_id": message_id, "peer": peer, "code": exc.code})
-        return FrameAnswer(message_id, refusal=Refusal.of(exc))
+        log.warning("envelope %s from %s refused: %s", message_ids[0], peer, exc,
+                    extra={"message_id": message_ids[0], "peer": peer, "code": exc.code, "headers": len(message_ids)})
+        return [FrameAnswer(m, refusal=Refusal.of(exc)) for m in message_ids]
     except Exception:
-        log.exception("unexpected error accepting an envelope", extra={"message_id": message_id})
-        return FrameAnswer(message_id, refusal=Refusal("INTERNAL", "internal error"))
-    return FrameAnswer(message_id, receipt=receipt)  # accepted: its header, so its id, was read
+        log.exception("unexpected error accepting an envelope", extra={"message_id": message_ids[0]})
+        return [FrameAnswer(m, refusal=Refusal("INTERNAL", "internal error")) for m in message_ids]
+    # Accepted: every header, so every id, was read.
+    return [FrameAnswer(m, receipt=receipts[m]) for m in message_ids]  # type: ignore[index]
 
 
-async def _done(value: FrameAnswer) -> FrameAnswer:
+async def _done(value: list[FrameAnswer]) -> list[FrameAnswer]:
     return value
 
 

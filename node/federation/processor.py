@@ -177,7 +177,7 @@ class Processor:
     async def _process(self, received: ReceivedEnvelope) -> None:
         header = None
         try:
-            header = await self._in_thread(self._read_header, received.blob_digest)
+            header = await self._in_thread(self._read_header, received.blob_digest, received.message_id)
             await self.apply(Delivery(header, received.payload_digest, received.received_at),
                              mark=received.message_id)
             self.applied.inc(type=header.type.value, outcome="done")
@@ -222,12 +222,17 @@ class Processor:
             await self.store.messages.mark_inbound(received.message_id, "failed", error=error, tx=tx)
         self._wake(wake)
 
-    def _read_header(self, blob_digest: str) -> EnvelopeHeader:
+    def _read_header(self, blob_digest: str, message_id: str) -> EnvelopeHeader:
+        """The header of ``message_id`` in the stored frame (a bundle carries several)."""
         with open(self.store.blobs.path_for(blob_digest), "rb") as f:
             head = read_head(f, self.ctx.trust_policy().limits)
         if head is None:
             raise StoreCorrupt("stored envelope has no complete header")
-        return decode_header(head.single().header_bytes)
+        for signed in head.signed:
+            header = decode_header(signed.header_bytes)
+            if header.message_id == message_id:
+                return header
+        raise StoreCorrupt(f"stored envelope has no header for {message_id}", message_id=message_id)
 
     async def resume_local_deliveries(self) -> None:
         """Re-apply local deliveries a crash interrupted: outbox rows committed, inbox not reached.

@@ -28,13 +28,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header
-from exchange_protocol.envelope_seal import RelayCheck
+from exchange_protocol.envelope_seal import EnvelopeOpener, RelayCheck, VerifiedHead, VerifiedHeader
 from exchange_protocol.frame import read_head
-from exchange_protocol.notices import MAX_TEXT, Notice
+from exchange_protocol.notices import MAX_NOTICE_BYTES, MAX_TEXT, Notice
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.errors import NodeError
 from node.federation.routing import NoRoute, RouteLoop
@@ -66,6 +66,13 @@ async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+def _then(prefix: bytes, rest) -> Iterator[bytes]:
+    """``prefix``, then what is left of the file ``rest``, in chunks."""
+    yield prefix
+    while chunk := rest.read(1024 * 1024):
+        yield chunk
+
+
 class Relay:
     """Takes custody of envelopes addressed to other nodes (one per node, beside its :class:`Acceptor`)."""
 
@@ -88,31 +95,80 @@ class Relay:
                           "may be older than the sender's)", destination=header.destination_node)
         return hop
 
-    async def accept(self, chunks: AsyncIterator[bytes], peer_node: str) -> bytes:
-        """Take custody of one frame read from ``chunks``; returns the signed transport receipt."""
+    def routes(self, verified: VerifiedHead, peer_node: str) -> dict[str, list[VerifiedHeader]]:
+        """The headers not for this node, by the next hop each goes to (one frame per hop)."""
+        by_hop: dict[str, list[VerifiedHeader]] = {}
+        for v in verified.headers:
+            if v.header.destination_node != self.acceptor.ctx.node_id:
+                by_hop.setdefault(self.next_hop(v.header, peer_node), []).append(v)
+        return by_hop
+
+    async def accept(self, chunks: AsyncIterator[bytes], peer_node: str, *, mine: bool) -> dict[str, bytes]:
+        """Accept one frame read from ``chunks`` that is not only for this node: take custody of the
+        headers for other nodes (one frame per next hop, the same payload bytes) and, when ``mine``,
+        accept this node's own header as :class:`Acceptor` does. Returns each header's receipt."""
         acceptor, ctx = self.acceptor, self.acceptor.ctx
         now = ctx.clock()
-        check = RelayCheck(acceptor.policy, now)
-        hop: str | None = None
-        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=acceptor.store.blobs.tmp_dir) as onward:
+        pipeline = (EnvelopeOpener(acceptor.policy, ctx.decryption_key, ctx.node_id, now) if mine
+                    else RelayCheck(acceptor.policy, now))
+        routes: dict[str, list[VerifiedHeader]] | None = None
+        tmp = acceptor.store.blobs.tmp_dir
+        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=tmp) as raw, \
+                tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=tmp) as plain:
             async for chunk in chunks:
-                payload = check.feed(chunk)
-                if hop is None and check.verified is not None:
-                    first = check.verified.headers[0].header
-                    check.verified.head.single()  # bundles are relayed by the fan-out path (later)
-                    check_peer(first, check.verified.head.hops, peer_node)
-                    hop = self.next_hop(first, peer_node)
-                    onward.write(check.verified.head.prefix(check.verified.head.hops + 1))
-                onward.write(payload)
-            verified, envelope_sha = check.close()  # the payload matches its signed digest; one more hop allowed
-            header = verified.headers[0].header
-            if (receipt := await acceptor.seen_before(header, verified.headers[0].identity_digest, envelope_sha,
-                                                      peer_node)) is not None:
-                return receipt
-            onward.seek(0)
-            ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, onward)
-        assert hop is not None  # a complete frame has a verified head
-        return await self.commit(header, verified.headers[0].identity_digest, envelope_sha, ref.digest, ref.size, hop, now)
+                raw.write(chunk)
+                out = pipeline.feed(chunk)
+                if mine:
+                    plain.write(out)
+                if routes is None and pipeline.verified is not None:  # judged before any payload byte is kept
+                    verified = pipeline.verified
+                    check_peer(verified.headers[0].header, verified.head.hops, peer_node)
+                    if mine:
+                        acceptor.check_parties(pipeline.mine.header, verified.head.hops, peer_node)
+                    routes = self.routes(verified, peer_node)
+                    for headers in routes.values():
+                        verified.check_hops(verified.head.hops + 1, headers)
+            if mine:
+                opened = pipeline.close()
+                verified, envelope_sha = opened.verified, opened.envelope_sha256
+            else:
+                verified, envelope_sha = pipeline.close()
+            assert routes is not None  # a complete frame has a verified head
+            receipts: dict[str, bytes] = {}
+            for v in verified.headers:
+                seen = await acceptor.seen_before(v.header, v.identity_digest, envelope_sha, peer_node)
+                if seen is not None:
+                    receipts[v.header.message_id] = seen
+            if mine and opened.header.message_id not in receipts:
+                receipts[opened.header.message_id] = await self._accept_mine(opened, raw, plain, envelope_sha, now)
+            payload_at = len(verified.head.prefix())
+            for hop, headers in routes.items():
+                headers = [v for v in headers if v.header.message_id not in receipts]
+                if not headers:
+                    continue
+                prefix = verified.subset_prefix([v.header.destination_node for v in headers], verified.head.hops + 1)
+                raw.seek(payload_at)
+                ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, _then(prefix, raw))
+                committed = await asyncio.gather(*(self.commit(v.header, v.identity_digest, envelope_sha, ref.digest,
+                                                               ref.size, hop, now) for v in headers))
+                receipts.update(zip((v.header.message_id for v in headers), committed, strict=True))
+        return receipts
+
+    async def _accept_mine(self, opened, raw, plain, envelope_sha: str, now: dt.datetime) -> bytes:
+        """This node's own header of a frame that also carries others': checked and committed as the
+        acceptor commits any envelope (the whole frame is kept as its envelope blob)."""
+        acceptor = self.acceptor
+        header = opened.header
+        plain.seek(0)
+        if header.type is MessageType.DOCUMENT:
+            await asyncio.to_thread(acceptor.check_package, header, plain, now)
+        else:
+            acceptor.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
+        raw.seek(0)
+        plain.seek(0)
+        env_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, raw)
+        payload_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, plain)
+        return await acceptor.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)
 
     async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, blob_digest: str, size: int,
                      hop: str, now: dt.datetime) -> bytes:

@@ -95,9 +95,16 @@ class PeerCredentials:
 
 @dataclass(frozen=True)
 class OutgoingFrame:
+    """One frame to send: its first header's message id, and those of the other headers of a bundle."""
+
     message_id: str
     path: Path
     size: int
+    also: tuple[str, ...] = ()
+
+    @property
+    def message_ids(self) -> tuple[str, ...]:
+        return (self.message_id, *self.also)
 
 
 @dataclass(frozen=True)
@@ -220,7 +227,7 @@ class PeerClient:
                                   peer=peer.node_id) from None
 
     async def send_frames(self, peer: Peer, frames: Sequence[OutgoingFrame]) -> list[FrameResult]:
-        """POST a batch; return one result per frame (in order), or raise a transient error."""
+        """POST a batch; return one result per header of each frame (in order), or raise a transient error."""
         total = sum(f.size for f in frames)
         try:
             async with self._session(peer).post(
@@ -235,7 +242,8 @@ class PeerClient:
         if status >= 500 or status == 429:
             raise _refused(peer, status, body, "POST /peer/v1/envelopes")
         try:
-            answer = decode_batch_answer(body, max_answers=len(frames))
+            ids = [m for f in frames for m in f.message_ids]
+            answer = decode_batch_answer(body, max_answers=len(ids))
         except BatchAnswerInvalid as exc:
             raise PeerProtocolError(f"{peer.node_id} answered {status} with {exc.message}", peer=peer.node_id,
                                     status=status, cause=exc.code) from None
@@ -244,13 +252,13 @@ class PeerClient:
                 # The whole request was refused (413, a frame that broke the stream…): judge each
                 # envelope on its own rather than let one condemn its batch.
                 return [r for f in frames for r in await self.send_frames(peer, [f])]
-            return [FrameResult(frames[0].message_id, error_code=answer.code, error_message=answer.message)]
+            return [FrameResult(m, error_code=answer.code, error_message=answer.message) for m in ids]
         # A frame the peer did not answer (the stream broke before it) is tried again; what it
         # answered before the break is kept.
         return [FrameResult(a.message_id, receipt=a.receipt) if a.refusal is None  # type: ignore[arg-type]
                 else FrameResult(a.message_id, error_code=a.refusal.code,  # type: ignore[arg-type]
                                  error_message=a.refusal.message)
-                for a in answers_for([f.message_id for f in frames], answer)]
+                for a in answers_for(ids, answer)]
 
 
 def _refused(peer: Peer, status: int, body: bytes, what: str) -> PeerRefused:

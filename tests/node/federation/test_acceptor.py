@@ -17,15 +17,15 @@ from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import seal_bundle, seal_envelope
 from exchange_protocol.errors import (
-    EnvelopeBundleUnsupported,
     EnvelopePayloadDigestMismatch,
     EnvelopeReplayed,
 )
-from exchange_protocol.frame import decode_frame
+from exchange_protocol.frame import decode_frame, read_layout
 from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice
 from exchange_protocol.transport_receipt import parse_receipt
 from node.federation.acceptor import Acceptor, StreamAcceptor
+from node.federation.routing import RouteLoop
 from node.ops.metrics import Registry
 from node.store.opener import open_store
 from pki.ca import load_certificates
@@ -83,7 +83,18 @@ async def stream_accept(county: County, frame: bytes, prefix_len: int = 24) -> b
     content = asyncio.StreamReader()
     content.feed_data(frame[prefix_len:])
     content.feed_eof()
-    return await StreamAcceptor(county.acceptor).accept(frame[:prefix_len], content, len(frame), "city")
+    receipts = await StreamAcceptor(county.acceptor).accept(frame[:prefix_len], content, len(frame), "city")
+    assert len(receipts) == 1  # one header: one receipt
+    return next(iter(receipts.values()))
+
+
+async def stream_accept_head(county: County, frame: bytes) -> dict[str, bytes]:
+    """As the peer API streams a frame: its whole head first, then the payload from the stream."""
+    head_len = read_layout(frame).head_length
+    content = asyncio.StreamReader()
+    content.feed_data(frame[head_len:])
+    content.feed_eof()
+    return await StreamAcceptor(county.acceptor).accept(frame[:head_len], content, len(frame), "city")
 
 
 def test_the_same_envelope_with_another_hop_count_gets_the_original_receipt(node_dir, tmp_path):
@@ -135,7 +146,10 @@ def test_rows_accepted_before_the_identity_was_recorded_still_recognise_their_du
     asyncio.run(run())
 
 
-def test_a_bundle_is_refused_as_unsupported_until_the_node_handles_fan_out(node_dir, tmp_path):
+def test_a_bundle_with_a_header_that_would_go_back_where_it_came_from_is_refused_whole(node_dir, tmp_path):
+    """A bundle from the city carrying the county's header and one for the city itself: forwarding
+    the second would send it straight back. The frame is refused (ROUTE_LOOP) in memory and streamed,
+    and nothing of it is kept — not even the county's own header."""
     async def run():
         async with County(node_dir, tmp_path) as county:
             city_enc = load_certificates((node_dir / "city" / "credentials" / "enc.crt").read_bytes())[0]
@@ -145,9 +159,9 @@ def test_a_bundle_is_refused_as_unsupported_until_the_node_handles_fan_out(node_
             payload = Notice(draft.type, "doc-1", draft.to_units, draft.created).encode()
             bundle = seal_bundle([draft, to_city], payload, county.city.sender,
                                  [county.recipient, Recipient(city_enc)]).data
-            for attempt in (county.acceptor.accept(bundle, "city"), stream_accept(county, bundle)):
-                with pytest.raises(EnvelopeBundleUnsupported) as info:
+            for attempt in (county.acceptor.accept_frame(bundle, "city"), stream_accept_head(county, bundle)):
+                with pytest.raises(RouteLoop) as info:
                     await attempt
-                assert info.value.code == "ENV_BUNDLE_UNSUPPORTED"
+                assert info.value.code == "ROUTE_LOOP"
             assert await county.received_count() == 0
     asyncio.run(run())
