@@ -3,7 +3,9 @@
 A sender posts one or more frames back to back (``POST /peer/v1/envelopes``); the receiver answers
 with canonical JSON, one of::
 
-    {"results": [ANSWER, ...]}      one answer per frame read, in frame order
+    {"results": [ANSWER, ...]}      one answer per header of each frame read, in frame order and
+                                    header order (an ordinary envelope has one header; a fan-out
+                                    bundle several, accepted or refused together)
     {"error": REFUSAL}              the request as a whole was refused (nothing was accepted)
 
     ANSWER  = {"message_id": "<UUIDv7>" | null, "receipt": "<base64 of the signed transport receipt>"}

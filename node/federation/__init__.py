@@ -2,14 +2,17 @@
 
 Sending (the shape of Synapse's federation sender, every state in the store):
 
-- ``routing``: which node hosts a unit and where it is (:class:`Router`; the static peer list first,
-  then the network directory the node holds).
+- ``routing``: which node hosts a unit, the next hop towards it and where that hop is
+  (:class:`Router`; the static peer list first, then the network directory the node holds and
+  its routes, :class:`exchange_protocol.routes.RouteTable`).
 - ``outbound``: :class:`Outbound`, the sender — records messages as drafts in the caller's
-  transaction, owns one queue per destination node, starts and stops them.
+  transaction, owns one queue per next hop, starts and stops them.
 - ``destination_queue``: the per-destination loop — one task per peer, one batch in flight, sleeps
   until a wake-up, the next row due or the end of the peer's backoff.
-- ``envelope_builder``: drafts sealed into envelopes once the peer's certificate is known (fetched
-  over mutual TLS, verified, cached), swapped for queue rows so every retry resends the same bytes.
+- ``envelope_builder``: drafts sealed into envelopes once the destination's certificate is known
+  (from the directory, or fetched from a neighbour over mutual TLS; verified, cached) — the drafts
+  of one document sealed as one fan-out bundle per hop — swapped for queue rows so every retry
+  resends the same bytes.
 - ``batch_sender``: one batch over the wire; each envelope's receipt verified and recorded, or its
   refusal deferred or bounced; the document rows follow.
 - ``retry_limiter``: a peer that cannot be reached is backed off, the backoff persisted so a restart
@@ -27,6 +30,8 @@ Receiving:
   network directory this node holds).
 - ``acceptor``: accept an envelope durably — verify, decrypt, check the package, blobs and row
   committed — and only then sign the transport receipt.
+- ``relay``: custody of what is for other nodes — judged without a key, one frame per next hop
+  kept durably and queued before the receipt; a bounce to the origin when the relay gives up.
 - ``processor``: after acknowledgement, apply what was accepted: documents into inboxes, notices
   onto the rows they concern, bounces for what is refused; what may pass is retried.
 """
