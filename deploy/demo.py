@@ -1,8 +1,14 @@
-"""`make demo`: a root CA, a city node and two county nodes on loopback, one sealed 通知 end to end.
+"""`make demo`: a three-level network on loopback — a city, two counties, a township under one of
+them — and one sealed 通知 end to end, through a relay.
 
-Real processes with mutual TLS between them, real SQLite files, a real seal: the city government
-office sends a 通知 to five county units (主送 and 抄送), one signs for it (签收), one returns it
-(退回) with a reason, the sender's per-recipient table is printed by the clerks' CLI, and the
+Real processes with mutual TLS between them, real SQLite files, a real seal. The root operator
+builds and signs the network directory (`gwx net build`) and installs it on the city only; the
+counties fetch it from the city and the township from its county, by themselves. No node lists a
+static peer: the township can reach only its county. The city government office sends a 通知 to
+five county units and the township (主送 and 抄送); the county relays the township's copy without
+being able to read it. One county unit signs for it (签收), one returns it (退回) with a reason, the
+township signs for it — its 签收 comes back through the county —, the sender's per-recipient table
+is printed by the clerks' CLI, the relay's disk is searched for the document in clear, and the
 package a county unit received is checked with tools we did not write (openssl, pdfsig, qpdf).
 Everything runs under a new temporary directory (or --dir), which is kept afterwards for a look
 (the last line says where), and stops cleanly.
@@ -11,9 +17,11 @@ Everything runs under a new temporary directory (or --dir), which is kept afterw
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,7 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.localnet import LocalNetwork, notice_pdf, send_document, wait_for
+from node.config import load_config
+from node.config_edit import edit_config, set_section_values
+from node.localnet import PASSPHRASE, LocalNetwork, notice_pdf, send_document, wait_for
 from pki.unit_code import make_unit_code
 
 CITY_OFFICE = make_unit_code("11371300MB0000001")
@@ -32,6 +42,8 @@ COUNTY_A = [(make_unit_code("11371302MB0000001"), "兰山区人民政府办公�
             (make_unit_code("11371302MB0000003"), "兰山区财政局")]
 COUNTY_B = [(make_unit_code("11371311MB0000001"), "罗庄区人民政府办公室"),
             (make_unit_code("11371311MB0000002"), "罗庄区应急管理局")]
+TOWNSHIP = (make_unit_code("11371302MB0000101"), "兰山区枣园镇人民政府")
+BEIJING = dt.timezone(dt.timedelta(hours=8))
 TITLE = "关于做好2026年冬季安全生产工作的通知"
 
 
@@ -76,6 +88,42 @@ def check_package(pkg: Path, data: bytes, unpacked: Path, root: Path) -> bool:
     return ok
 
 
+def report(label: str, passed: bool) -> bool:
+    print(f"  [{'ok' if passed else 'FAIL'}] {label}")
+    return passed
+
+
+def write_network_source(path: Path, net: LocalNetwork, tree: dict[str, tuple[str, str | None]]) -> Path:
+    """The root operator's source of the network (see deploy/examples/network.toml)."""
+    lines = ['network = "临沂市电子政务外网（演示）"', "version = 1", "next_update_days = 1", "valid_days = 30"]
+    for node_id, (level, parent) in tree.items():
+        config = load_config(net.nodes[node_id].directory)
+        lines += ["", "[[nodes]]", f'id = "{node_id}"', f'urls = ["{config.peer_api.public_url}"]',
+                  f'level = "{level}"', f'credentials = "{config.credentials_dir}"']
+        lines += [f'parent = "{parent}"'] if parent else []
+    for node_id, (level, _) in tree.items():
+        for unit in net.nodes[node_id].units:
+            lines += ["", "[[units]]", f'code = "{unit["code"]}"', f'name = "{unit["name"]}"', f'level = "{level}"',
+                      f'node = "{node_id}"']
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    return path
+
+
+def relayed_count(node, for_node: str) -> int:
+    db = sqlite3.connect(f"file:{load_config(node.directory).data_dir / 'gwx.db'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM received WHERE relayed_to IS NOT NULL AND (relayed_to = ? OR"
+                          " origin_node = ?)", (for_node, for_node)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def files_holding(root: Path, needles: list[bytes]) -> list[str]:
+    """The files under ``root`` that contain any of ``needles`` (the document in clear)."""
+    return [str(p.relative_to(root)) for p in root.rglob("*")
+            if p.is_file() and any(n in p.read_bytes() for n in needles)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, help="where to put everything, emptied first (default: a new "
@@ -91,19 +139,39 @@ def main() -> int:
     city = net.add_node("city", [{"code": CITY_OFFICE, "name": "临沂市人民政府办公室", "level": "city"}])
     county_a = net.add_node("lanshan", [{"code": c, "name": n, "level": "county"} for c, n in COUNTY_A])
     county_b = net.add_node("luozhuang", [{"code": c, "name": n, "level": "county"} for c, n in COUNTY_B])
-    net.connect_all()
-    print(f"  root CA '{net.ca.name}', 3 nodes, {1 + len(COUNTY_A) + len(COUNTY_B)} unit seals (GB/T 38540)")
+    township = net.add_node("zaoyuan", [{"code": TOWNSHIP[0], "name": TOWNSHIP[1], "level": "township"}])
+    print(f"  root CA '{net.ca.name}', 4 nodes, {2 + len(COUNTY_A) + len(COUNTY_B)} unit seals (GB/T 38540)")
     seal = city.directory / "units" / CITY_OFFICE / "seal.esl"
     ok = check("the city office's seal verifies (gwx pki verify-seal)",
                gwx("pki", "verify-seal", str(seal), "--trust", str(net.ca.directory / "root.crt")))
 
-    step("starting three nodes (mutual TLS between them)")
+    step("the network directory: built and signed by the root operator, installed on the city only")
+    tree = {"city": ("city", None), "lanshan": ("county", "city"), "luozhuang": ("county", "city"),
+            "zaoyuan": ("township", "lanshan")}
+    source = write_network_source(base / "network.toml", net, tree)
+    directory = base / "directory.json"
+    env = {"GWX_PASSPHRASE": PASSPHRASE}
+    ok &= check("gwx net build: every node and unit, signed by the directory signer",
+                gwx("net", "build", "--source", str(source), "--ca", str(net.ca.directory), "--out", str(directory),
+                    env=env))
+    ok &= check("gwx net install --dir city", gwx("net", "install", str(directory), "--dir", str(city.directory)))
+    for child, (_, parent) in tree.items():  # each node below fetches it from its parent, by itself
+        if parent is not None:
+            url = load_config(net.nodes[parent].directory).peer_api.public_url
+            edit_config(net.nodes[child].directory, lambda doc, p=parent, u=url: set_section_values(
+                doc, "parent", {"node_id": p, "url": u, "refresh_seconds": 1}))
+
+    step("starting four nodes (mutual TLS; the township reaches only its county)")
     try:
         net.start_all()
         for n in net.nodes.values():
             print(f"  {n.node_id:10} peer API {n.ready['peer_url']}  local API {n.ready['local_url']}")
+        for n in (county_a, county_b, township):
+            wait_for(lambda n=n: (n.directory / "directory.json").is_file(), 30, what=f"the directory at {n.node_id}")
+        ok &= check("the directory reached the township through its county (gwx net show --dir zaoyuan)",
+                    gwx("net", "show", "--dir", str(township.directory)), "current")
 
-        step("the city office sends a sealed 通知 to five county units")
+        step("the city office sends a sealed 通知 to five county units and a township")
         body = base / "body.pdf"
         body.write_bytes(notice_pdf(TITLE, issuer="临沂市人民政府办公室", greeting="各区人民政府办公室，市直有关部门：",
                                     body=["为切实做好今冬明春安全生产工作，现将有关事项通知如下：",
@@ -111,10 +179,13 @@ def main() -> int:
                                           "三、做好应急值守和信息报送。"]))
         attachment = base / "冬季安全生产检查表.csv"
         attachment.write_text("单位,检查项目,责任人\n", encoding="utf-8")
+        # 办理时限: three days from now, 17:00 Beijing time.
+        deadline = (dt.datetime.now(BEIJING) + dt.timedelta(days=3)).replace(hour=17, minute=0, second=0,
+                                                                             microsecond=0).isoformat()
         meta = {"kind": "通知", "title": TITLE, "doc_number": "临政办发〔2026〕12号", "issuers": [CITY_OFFICE],
-                "signers": [], "to": [COUNTY_A[0][0], COUNTY_B[0][0], COUNTY_A[1][0]],
+                "signers": [], "to": [COUNTY_A[0][0], COUNTY_B[0][0], COUNTY_A[1][0], TOWNSHIP[0]],
                 "cc": [COUNTY_A[2][0], COUNTY_B[1][0]], "written_on": "2026-11-20", "urgency": "加急",
-                "classification": "非密", "deadline": "2026-11-30T17:00:00+08:00", "copy_number": None,
+                "classification": "非密", "deadline": deadline, "copy_number": None,
                 "printed_by": "临沂市人民政府办公室", "printed_on": "2026-11-20", "note": None,
                 "attachments_note": "附件：冬季安全生产检查表", "id": None}
         sent = send_document(city, CITY_OFFICE, meta, body, [attachment])
@@ -122,10 +193,11 @@ def main() -> int:
         print(f"  公文标识 {doc_id}")
 
         signer_unit, returner_unit = COUNTY_A[0][0], COUNTY_B[1][0]
-        for node, unit in ((county_a, signer_unit), (county_b, returner_unit)):
+        for node, unit in ((county_a, signer_unit), (county_b, returner_unit), (township, TOWNSHIP[0])):
             wait_for(lambda n=node, u=unit: n.clerk(u).get("/api/v1/inbox"), 30, what=f"{unit} inbox")
-        step("兰山区人民政府办公室 signs for it (签收); 罗庄区应急管理局 returns it (退回)")
+        step("兰山区人民政府办公室 and 枣园镇 sign for it (签收); 罗庄区应急管理局 returns it (退回)")
         county_a.clerk(signer_unit).post(f"/api/v1/inbox/{doc_id}/sign-for")
+        township.clerk(TOWNSHIP[0]).post(f"/api/v1/inbox/{doc_id}/sign-for")
         county_b.clerk(returner_unit).post(f"/api/v1/inbox/{doc_id}/return",
                                            {"reason": "非本单位职责范围，请转市应急管理局"})
 
@@ -133,6 +205,7 @@ def main() -> int:
             rows = city.clerk(CITY_OFFICE).get(f"/api/v1/outbox/{doc_id}")["recipients"]
             by_unit = {r["unit"]: r["status"] for r in rows}
             return (by_unit[signer_unit] == "signed_for" and by_unit[returner_unit] == "returned"
+                    and by_unit[TOWNSHIP[0]] == "signed_for"
                     and all(s != "queued" and s != "sent" for s in by_unit.values()))
 
         wait_for(settled, 30, what="the sender's rows")
@@ -141,6 +214,26 @@ def main() -> int:
         track = gwx("track", doc_id, "--node", city.ready["local_url"], "--token-file", str(token_file))
         print(track.stdout.rstrip() or track.stderr)
         ok &= track.returncode == 0
+
+        step("the relay: a 函 for the township alone passes the county, which cannot read it")
+        letter_title = "关于枣园镇冬季森林防火检查情况的函"
+        letter = base / "letter.pdf"
+        letter.write_bytes(notice_pdf(letter_title, issuer="临沂市人民政府办公室", greeting="兰山区枣园镇人民政府：",
+                                      body=["请于本月底前报送冬季森林防火检查情况。"]))
+        letter_meta = {**meta, "kind": "函", "title": letter_title, "doc_number": "临政办函〔2026〕31号",
+                       "to": [TOWNSHIP[0]], "cc": [], "urgency": None, "attachments_note": None}
+        letter_id = send_document(city, CITY_OFFICE, letter_meta, letter)["doc_id"]
+        wait_for(lambda: any(i["doc_id"] == letter_id for i in township.clerk(TOWNSHIP[0]).get("/api/v1/inbox")),
+                 30, what="the 函 in the township's inbox")
+        relayed = relayed_count(county_a, township.node_id)
+        ok &= report(f"lanshan relayed {relayed} envelopes for zaoyuan (documents down; 送达 and 签收 notices up)",
+                     relayed >= 4)
+        needles = [letter_title.encode(), letter_id.encode()]
+        ok &= report("the township holds the 函 (its title and 公文标识 are in its files)",
+                     bool(files_holding(township.directory, needles)))
+        found = files_holding(county_a.directory, needles)
+        ok &= report("no file under lanshan's directory holds the 函's title or 公文标识"
+                     + (f" (found in: {', '.join(found)})" if found else ""), not found)
 
         step("the received package, checked by tools we did not write")
         pkg = base / "received.zip"

@@ -295,7 +295,7 @@ class DocumentService:
 
     # ---- views --------------------------------------------------------------------------------------
     def _unit_name(self, code: str) -> str | None:
-        return self.ctx.config.unit_name(code)
+        return self.ctx.router.unit_name(code)
 
     def _outbox_item(self, doc: OutboxDocument, now: dt.datetime) -> dict[str, Any]:
         counts: dict[str, int] = defaultdict(int)

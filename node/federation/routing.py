@@ -70,9 +70,13 @@ class Router(Protocol):
         """Whether ``node_id`` is a node our envelopes for ``destination_node`` pass through (a relay
         that may bounce them back to us), the destination itself included."""
 
+    def unit_name(self, unit_code: str) -> str | None:
+        """The unit's name, as node.toml or the network directory gives it (None if neither does)."""
+
 
 class StaticRouter:
     def __init__(self, config: NodeConfig) -> None:
+        self._config = config
         self._peers = {p.node_id: p for p in config.peers}
         self._table: dict[str, str] = {u.code: config.node_id for u in config.units}
         for peer in config.peers:
@@ -99,6 +103,9 @@ class StaticRouter:
 
     def on_route(self, node_id: str, destination_node: str) -> bool:
         return node_id == destination_node
+
+    def unit_name(self, unit_code: str) -> str | None:
+        return self._config.unit_name(unit_code)
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,14 @@ class DirectoryRouter:
             return False
         held = self._held()
         return held is not None and node_id in held.routes.path(destination_node)
+
+    def unit_name(self, unit_code: str) -> str | None:
+        name = self._static.unit_name(unit_code)
+        if name is None:
+            held = self._held()
+            unit = held.units.get(unit_code) if held is not None else None
+            name = unit.name if unit is not None else None
+        return name
 
     def node_entry(self, node_id: str) -> NodeEntry | None:
         """The directory's entry for ``node_id`` (its certificates), or None."""
