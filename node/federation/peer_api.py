@@ -206,9 +206,10 @@ async def _read_frames(content: PeerBody, limits, acceptor: Acceptor, peer: str,
         prefix = fixed + await _read_exactly(content, prefix_length(fixed, limits) - FIXED_LEN)
         layout = read_layout(prefix, limits)
         length = layout.frame_length
-        head = prefix + await _read_exactly(content, layout.head_length - len(prefix))  # every header
+        head = prefix + await _read_exactly(content, layout.lengths[0][0])  # the first header: its message id
+        content.frame = _peek_message_id(head[layout.table_end:])  # named if the peer hangs up from here on
+        head += await _read_exactly(content, layout.head_length - len(head))  # every other header
         message_ids = [_peek_message_id(s.header_bytes) for s in layout.signed_headers(head)]
-        content.frame = message_ids[0]
         if length <= SMALL_FRAME:
             rest = await _read_exactly(content, length - len(head))
             if len(head) + len(rest) != length:
