@@ -65,6 +65,9 @@ FORMAT = "gwx-directory/1"
 # 163 nodes and 3,600 units (a city like 常德) make about 1.5 MB; room for a province.
 MAX_DIRECTORY_BYTES = 32 * 1024 * 1024
 LEVELS = ("central", "province", "city", "county", "township", "village")
+# The Chinese names UNITS.toml, node.toml and the network source may use instead (one vocabulary).
+LEVEL_ALIASES = {"中央": "central", "省级": "province", "市级": "city", "县级": "county", "乡级": "township",
+                 "乡镇": "township", "村级": "village"}
 ROLES = ("tls", "signing", "encryption")
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$")
 _MAX_NAME = 200
@@ -177,6 +180,12 @@ class Directory:
 
 
 # ---- well-formedness ------------------------------------------------------------------------
+def level_of(text: str) -> str | None:
+    """The level ``text`` names (one of :data:`LEVELS`, or its Chinese name), or None if it names none."""
+    level = LEVEL_ALIASES.get(text, text)
+    return level if level in LEVELS else None
+
+
 def check(directory: Directory) -> Directory:
     """Return ``directory`` if well formed, else raise the typed error naming the first fault."""
     if not directory.issued_at <= directory.next_update <= directory.expires:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from exchange_protocol.directory import LEVELS, level_of
 from node.errors import ConfigError
 from pki.ca import NODE_ID_RE
 from pki.unit_code import validate_unit_code
@@ -245,6 +246,18 @@ def _section(raw: dict, cls: type, name: str) -> Any:
     return cls(**values)
 
 
+def _unit_level(text: str, code: str) -> str:
+    """A unit's level in the network directory's vocabulary (``exchange_protocol.directory.LEVELS``,
+    or its Chinese name: 市级 is city); empty when not given."""
+    if not text:
+        return ""
+    level = level_of(text)
+    if level is None:
+        raise ConfigError(f"unit {code}: level {text!r} is none of {', '.join(LEVELS)} (or 中央, 省级, 市级, 县级, "
+                          "乡镇, 村级)", key="units.level", unit=code)
+    return level
+
+
 def _unit(raw: Any, directory: Path) -> HostedUnit:
     if not isinstance(raw, dict):
         raise ConfigError("each [[units]] entry must be a table", key="units")
@@ -252,7 +265,8 @@ def _unit(raw: Any, directory: Path) -> HostedUnit:
     code = validate_unit_code(_take(raw, "code", str, required=True))
     unit = HostedUnit(code=code, name=_take(raw, "name", str, required=True),
                       seal_dir=directory / _take(raw, "seal_dir", str, default=f"units/{code}"),
-                      level=_take(raw, "level", str, default=""), parent=_take(raw, "parent", str))
+                      level=_unit_level(_take(raw, "level", str, default=""), code),
+                      parent=_take(raw, "parent", str))
     if raw:
         raise ConfigError(f"unknown keys in [[units]] {code}: {', '.join(sorted(raw))}", key="units",
                           keys=sorted(raw))

@@ -26,15 +26,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from exchange_protocol.directory import Directory, encode_certificate
+from exchange_protocol.directory import Directory, encode_certificate, level_of
 from exchange_protocol.envelope import format_time
 from node.errors import ConfigError
 from pki.ca import load_certificates
 from pki.errors import ErrorKind, MalformedEncoding
 
-# Chinese level names as UNITS.toml writes them, read as the directory's own.
-LEVEL_ALIASES = {"中央": "central", "省级": "province", "市级": "city", "县级": "county", "乡级": "township",
-                 "乡镇": "township", "村级": "village"}
 TOP_KEYS = {"network", "version", "next_update_days", "valid_days", "links", "revocation", "nodes", "units"}
 NODE_KEYS = {"id", "urls", "level", "parent", "credentials"}
 UNIT_KEYS = {"code", "name", "level", "node", "parent", "supervisor"}
@@ -123,7 +120,9 @@ def _unit(raw: Any, index: int, source: Path) -> dict[str, Any]:
 
 
 def _level(value: Any) -> Any:
-    return LEVEL_ALIASES.get(value, value) if isinstance(value, str) else value
+    """A level as the directory names it (Chinese names read as their English ones; anything else
+    is left for the directory's check to refuse with its path)."""
+    return (level_of(value) or value) if isinstance(value, str) else value
 
 
 def _known(table: dict, keys: set[str], where: str) -> None:

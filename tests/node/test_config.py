@@ -166,3 +166,16 @@ def test_a_wrong_parent_is_a_config_error_naming_the_key(node_dir, table, key):
     with pytest.raises(ConfigError) as err:
         load_config(node_dir)
     assert err.value.details["key"] == key
+
+
+@pytest.mark.parametrize(("written", "read"), [("市级", "city"), ("乡镇", "township"), ("county", "county")])
+def test_a_units_level_is_read_in_the_directorys_vocabulary(node_dir, written, read):
+    write_config(node_dir, append=f'\n[[units]]\ncode = "{THERE}"\nname = "某县政府办公室"\nlevel = "{written}"\n')
+    assert load_config(node_dir).unit(THERE).level == read
+
+
+def test_a_level_the_directory_does_not_know_is_a_config_error(node_dir):
+    write_config(node_dir, append=f'\n[[units]]\ncode = "{THERE}"\nname = "某县政府办公室"\nlevel = "地级"\n')
+    with pytest.raises(ConfigError, match="地级") as err:
+        load_config(node_dir)
+    assert err.value.details["key"] == "units.level"
