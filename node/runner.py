@@ -80,7 +80,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
                                                                      Purpose.TLS_SERVER, ctx.revocation))
     outbound = Outbound(ctx, store, client, registry)
     service = DocumentService(ctx, store, outbound, registry)
-    acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake)
+    acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)
     peer_app = make_peer_app(ctx, acceptor)
     local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
     local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))

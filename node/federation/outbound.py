@@ -75,10 +75,12 @@ class Outbound:
         return peer
 
     async def start(self) -> None:
-        destinations = set(await self.store.drafts.draft_destinations())  # destination nodes
-        destinations |= set((await self.store.queue.depth()).keys())  # hops
-        for dest in destinations | {p.node_id for p in self.ctx.config.peers}:
+        destinations = set(await self.store.drafts.draft_destinations()) | {p.node_id for p in self.ctx.config.peers}
+        for dest in destinations:  # destination nodes: their route's first hop
             self.wake(dest)
+        # Sealed rows wait for the hop they were queued for, even if the route has changed since.
+        for hop in await self.store.queue.depth():
+            self.wake_hop(hop)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish the batches in flight (up to ``timeout``), then stop; the rest waits on disk."""
@@ -103,6 +105,10 @@ class Outbound:
     def wake(self, destination: str) -> None:
         """Something waits for ``destination`` (a destination node, or a hop): wake its route's first hop."""
         self._queue(self.ctx.router.next_hop(destination)).wake()
+
+    def wake_hop(self, hop: str) -> None:
+        """Rows were queued for ``hop`` itself (a relay's custody): wake that queue."""
+        self._queue(hop).wake()
 
     def header(self, type: MessageType, destination: str, from_unit: str | None, to_units: tuple[str, ...],
                now: dt.datetime, in_reply_to: str | None = None) -> HeaderDraft:
