@@ -36,6 +36,7 @@ from node.federation.peer_api import DRAINING, make_peer_app
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
 from node.ops.directory_state import directory_figures
+from node.ops.housekeeping import housekeeping
 from node.ops.metrics import Registry
 from node.run_lock import NodeLock
 from node.store import NodeStore
@@ -84,6 +85,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     peer_app = make_peer_app(ctx, acceptor)
     local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
     local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))
+    local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
     fetcher = DirectoryFetcher(ctx, client, registry) if config.parent is not None else None
     fetching: asyncio.Task | None = None
 

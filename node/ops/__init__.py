@@ -6,6 +6,8 @@
   store, the network directory's age and expiry, free disk), served at ``/readyz`` and shown by
   ``gwx node status``.
 - ``directory_state``: the network directory the node holds, read for readiness and /metrics.
+- ``housekeeping``: finished queue rows purged and unreferenced blobs collected, hourly, while the
+  node runs.
 - ``status``: the status report (queues, peers, inbound, last errors, readiness) in one shape,
   from the running node or read-only from its directory.
 """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,13 @@ log = logging.getLogger("gwx.store")
 class _Accept:
     envelope: InboundEnvelope
     forward: OutboundItem | None
+
+
+@dataclass(frozen=True)
+class _Relay:
+    """Envelopes of one frame a relay takes in custody, each with its onward queue row: all or none."""
+
+    pairs: tuple[tuple[InboundEnvelope, OutboundItem], ...]
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,12 @@ class GroupCommitter:
         for a duplicate). Raises ``ENV_REPLAYED`` for the same id with other bytes.
         """
         return await self._submit(_Accept(envelope, forward))
+
+    async def relay_inbound(self, pairs: Sequence[tuple[InboundEnvelope, OutboundItem]]) -> list[Accepted | EnvelopeReplayed]:
+        """Record the envelopes of one frame taken in custody, each queued onward, in ONE transaction
+        (a crash keeps all of them or none); per envelope the result ``accept_inbound`` gives, a
+        replay as its error value."""
+        return await self._submit(_Relay(tuple(pairs)))
 
     async def enqueue(self, item: OutboundItem) -> None:
         """Queue an outbound envelope durably (its blob must already be stored)."""
@@ -121,15 +135,20 @@ class GroupCommitter:
 
     async def _apply(self, tx: SqliteTransaction, requests: list[Any]) -> list[Any]:
         """Apply requests in one transaction; returns per-request results or typed errors."""
-        accepts = [(i, r) for i, r in enumerate(requests) if isinstance(r, _Accept)]
+        # Every envelope of the batch, flattened: (request index, envelope, onward row or None).
+        flat = [(i, r.envelope, r.forward) for i, r in enumerate(requests) if isinstance(r, _Accept)]
+        flat += [(i, env, fwd) for i, r in enumerate(requests) if isinstance(r, _Relay) for env, fwd in r.pairs]
         outcomes: list[Any] = [None] * len(requests)
         forwards: list[OutboundItem] = []
-        if accepts:
-            results = await self._messages.accept_inbound_batch(tx, [r.envelope for _, r in accepts])
-            for (i, request), result in zip(accepts, results, strict=True):
-                outcomes[i] = result
-                if isinstance(result, Accepted) and result.new and request.forward is not None:
-                    forwards.append(request.forward)
+        if flat:
+            results = await self._messages.accept_inbound_batch(tx, [env for _, env, _ in flat])
+            for (i, _, forward), result in zip(flat, results, strict=True):
+                if isinstance(requests[i], _Relay):
+                    outcomes[i] = [*(outcomes[i] or []), result]
+                else:
+                    outcomes[i] = result
+                if isinstance(result, Accepted) and result.new and forward is not None:
+                    forwards.append(forward)
         enqueues = [r.item for r in requests if isinstance(r, _Enqueue)]
         if forwards or enqueues:
             await self._queue.enqueue_many(forwards + enqueues, tx=tx)

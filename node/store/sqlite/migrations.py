@@ -234,6 +234,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         # addressed to this node. A relayed row is 'done' from the start: nothing here applies it.
         "ALTER TABLE received ADD COLUMN relayed_to TEXT",
     )),
+    Migration(7, "a relayed frame's blob is kept while it is queued, not for ever", (
+        # A relayed row keeps its identity for duplicate detection; its frame is needed only until
+        # the next hop has it (the queue row refers to it meanwhile). Without this every payload a
+        # relay ever carried stayed on its disk, once per next hop.
+        "DROP VIEW blob_refs",
+        """CREATE VIEW blob_refs (digest) AS
+               SELECT blob_digest FROM queue
+               UNION ALL SELECT blob_digest FROM received WHERE relayed_to IS NULL
+               UNION ALL SELECT payload_digest FROM received WHERE payload_digest IS NOT NULL
+               UNION ALL SELECT package_digest FROM outbox
+               UNION ALL SELECT package_digest FROM inbox
+               UNION ALL SELECT payload_digest FROM drafts""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

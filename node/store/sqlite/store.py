@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from node.errors import BlobMissing
 from node.store.blobs import BlobStore
@@ -103,6 +104,9 @@ class Store:
     # --- hot path (group-committed) -----------------------------------------------------------
     async def accept_inbound(self, envelope: InboundEnvelope, *, forward: OutboundItem | None = None) -> Accepted:
         return await self.committer.accept_inbound(envelope, forward=forward)
+
+    async def relay_inbound(self, pairs: Sequence[tuple[InboundEnvelope, OutboundItem]]) -> list[Any]:
+        return await self.committer.relay_inbound(pairs)
 
     async def enqueue(self, item: OutboundItem) -> None:
         await self.committer.enqueue(item)
