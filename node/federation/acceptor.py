@@ -76,13 +76,17 @@ class Acceptor:
 
     async def accept(self, data: bytes, peer_node: str) -> bytes:
         """Accept one whole envelope (one header) held in memory; returns its signed transport receipt."""
-        receipts = await self.accept_frame(data, peer_node)
-        if len(receipts) != 1:
-            raise EnvelopeBundleUnsupported("a bundle where one envelope was expected", headers=len(receipts))
-        return next(iter(receipts.values()))
+        outcomes = await self.accept_frame(data, peer_node)
+        if len(outcomes) != 1:
+            raise EnvelopeBundleUnsupported("a bundle where one envelope was expected", headers=len(outcomes))
+        outcome = next(iter(outcomes.values()))
+        if isinstance(outcome, GwxError):
+            raise outcome
+        return outcome
 
-    async def accept_frame(self, data: bytes, peer_node: str) -> dict[str, bytes]:
-        """Accept one whole frame held in memory; returns each header's signed transport receipt."""
+    async def accept_frame(self, data: bytes, peer_node: str) -> dict[str, bytes | GwxError]:
+        """Accept one whole frame held in memory; per header its signed transport receipt, or the
+        error refusing that header alone (a frame refused as a whole raises)."""
         started = asyncio.get_running_loop().time()
         try:
             receipts = await self._accept(data, peer_node)
@@ -92,7 +96,7 @@ class Acceptor:
         self.accept_seconds.observe(asyncio.get_running_loop().time() - started)
         return receipts
 
-    async def _accept(self, data: bytes, peer_node: str) -> dict[str, bytes]:
+    async def _accept(self, data: bytes, peer_node: str) -> dict[str, bytes | GwxError]:
         ctx = self.ctx
         head, payload, envelope_sha = decode_frame(data, self.policy.limits)
         claimed = [decode_header(s.header_bytes, self.policy.limits.max_header) for s in head.signed]
@@ -143,7 +147,13 @@ class Acceptor:
             raise EnvelopePayloadDigestMismatch("payload bytes differ from the digest the origin signed",
                                                 message_id=message_id)
         self.duplicates.inc()
-        return decision.original_receipt
+        if exact:
+            return decision.original_receipt
+        # The same envelope in other bytes (another hop count, or in another bundle after a relay's
+        # crash): the receipt must bind the bytes the sender holds, or it would refuse it
+        # (TRANSPORT_RECEIPT_MISMATCH) and give up on a message we have.
+        return sign_receipt(TransportReceipt(message_id, envelope_sha, self.ctx.clock(), self.ctx.node_id),
+                            self.ctx.signer, self.ctx.intermediates)
 
     async def _stored_identity(self, blob_digest: str) -> str:
         """The identity of a stored envelope (rows received before migration 4 did not record it)."""
@@ -177,7 +187,7 @@ class Acceptor:
         return accepted.receipt
 
     def check_parties(self, header: EnvelopeHeader, hops: int, peer_node: str) -> None:
-        check_peer(header, hops, peer_node)
+        check_peer(header, hops, peer_node, self.ctx.router)
         if header.from_unit is not None and not self.ctx.router.hosts(header.origin_node, header.from_unit):
             raise UnitNotHosted(f"node {header.origin_node} does not host unit {header.from_unit}",
                                 unit=header.from_unit, node=header.origin_node)
@@ -221,8 +231,9 @@ class StreamAcceptor:
         self.acceptor = acceptor
         self.consumed = 0  # frame bytes taken from the stream (the caller drains the rest on error)
 
-    async def accept(self, prefix: bytes, content, length: int, peer_node: str) -> dict[str, bytes]:
-        """Accept one frame from ``prefix`` (its whole head) and ``content``; each header's receipt."""
+    async def accept(self, prefix: bytes, content, length: int, peer_node: str) -> dict[str, bytes | GwxError]:
+        """Accept one frame from ``prefix`` (its whole head) and ``content``; per header its receipt
+        or the error refusing it alone."""
         try:
             return await self._accept(prefix, content, length, peer_node)
         except GwxError as exc:
@@ -242,7 +253,7 @@ class StreamAcceptor:
             if not chunk:
                 raise EnvelopeTruncated("the connection ended inside an envelope", missing=remaining)
 
-    async def _accept(self, prefix: bytes, content, length: int, peer_node: str) -> dict[str, bytes]:
+    async def _accept(self, prefix: bytes, content, length: int, peer_node: str) -> dict[str, bytes | GwxError]:
         acceptor, ctx = self.acceptor, self.acceptor.ctx
         destinations = _destinations(prefix, acceptor.policy)
         if destinations is not None and destinations != [ctx.node_id]:

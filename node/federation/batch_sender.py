@@ -19,12 +19,15 @@ A bounce turns the rows of the document the envelope carried ``failed`` with the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from exchange_protocol.envelope import decode_header
+from exchange_protocol.frame import FrameLimits, read_head
 from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import Event
 from exchange_protocol.transport_receipt import verify_receipt
@@ -70,15 +73,22 @@ def batches(window: list[QueueEntry], max_count: int) -> Iterator[list[QueueEntr
         yield batch
 
 
-def _frames(batch: list[QueueEntry], path_for) -> list[OutgoingFrame]:
-    """One frame per blob: the queue rows of a bundle share it, each with its own message id, listed
-    in the frame's header order (bundles are sealed in message id order, and a relay's subset keeps
-    it), which is the order the peer answers in."""
-    by_frame: dict[str, list[QueueEntry]] = {}
-    for e in sorted(batch, key=lambda e: e.message_id):
-        by_frame.setdefault(e.blob_digest, []).append(e)
-    return [OutgoingFrame(rows[0].message_id, path_for(digest), rows[0].size, tuple(r.message_id for r in rows[1:]))
-            for digest, rows in by_frame.items()]
+def _frames(batch: list[QueueEntry], path_for, limits: FrameLimits) -> list[OutgoingFrame]:
+    """One frame per blob (the queue rows of a bundle share it), with the message ids of ALL its
+    headers in the frame's order — read from the frame itself, since the peer answers every header
+    in that order, whether or not each of its rows is in this batch (a row of the bundle already
+    sent, or left out by the window). Blocking: call in a thread."""
+    frames = []
+    for digest, entry in {e.blob_digest: e for e in batch}.items():
+        path = path_for(digest)
+        ids: list[str] = []
+        with contextlib.suppress(OSError, GwxError), open(path, "rb") as f:
+            head = read_head(f, limits)
+            ids = [decode_header(s.header_bytes).message_id for s in head.signed] if head is not None else []
+        if entry.message_id not in ids:  # unreadable: send it; the peer's refusal will say why
+            ids = [entry.message_id]
+        frames.append(OutgoingFrame(ids[0], path, entry.size, tuple(ids[1:])))
+    return frames
 
 
 class BatchSender:
@@ -94,7 +104,7 @@ class BatchSender:
     async def send(self, batch: list[QueueEntry]) -> None:
         """Send ``batch``; raises one of :data:`TRANSIENT` if the request failed as a whole."""
         outbound, ctx, store = self.outbound, self.outbound.ctx, self.outbound.store
-        frames = _frames(batch, store.blobs.path_for)
+        frames = await asyncio.to_thread(_frames, batch, store.blobs.path_for, ctx.trust_policy().limits)
         started = asyncio.get_running_loop().time()
         try:
             results = await outbound.client.send_frames(outbound.peer(self.destination), frames)
@@ -107,7 +117,9 @@ class BatchSender:
         now = ctx.clock()
         by_id = {e.message_id: e for e in batch}
         for r in results:
-            entry = by_id[r.message_id]
+            entry = by_id.get(r.message_id)
+            if entry is None:  # another header of a bundle in this batch: its row is settled elsewhere
+                continue
             if r.receipt is not None:
                 try:
                     verify_receipt(r.receipt, trust=ctx.trust, now=now, message_id=entry.message_id,

@@ -219,8 +219,7 @@ async def _read_frames(content: PeerBody, limits, acceptor: Acceptor, peer: str,
         else:  # streamed: it must be consumed before the next frame can be read
             streamer = StreamAcceptor(acceptor)
             outcomes = await _outcomes(message_ids, peer, streamer.accept(head, content, length, peer))
-            if any(o.refusal is not None for o in outcomes):
-                await _discard(content, length - streamer.consumed)
+            await _discard(content, length - streamer.consumed)  # nothing left if it was read whole
             pending.append(asyncio.ensure_future(_done(outcomes)))
 
 
@@ -239,8 +238,17 @@ async def _outcomes(message_ids: list[str | None], peer: str, accepting) -> list
     except Exception:
         log.exception("unexpected error accepting an envelope", extra={"message_id": message_ids[0]})
         return [FrameAnswer(m, refusal=Refusal("INTERNAL", "internal error")) for m in message_ids]
-    # Accepted: every header, so every id, was read.
-    return [FrameAnswer(m, receipt=receipts[m]) for m in message_ids]  # type: ignore[index]
+    # Judged header by header: every header, so every id, was read.
+    answers = []
+    for m in message_ids:
+        outcome = receipts[m]  # type: ignore[index]
+        if isinstance(outcome, GwxError):
+            log.warning("envelope %s from %s refused: %s", m, peer, outcome,
+                        extra={"message_id": m, "peer": peer, "code": outcome.code})
+            answers.append(FrameAnswer(m, refusal=Refusal.of(outcome)))
+        else:
+            answers.append(FrameAnswer(m, receipt=outcome))
+    return answers
 
 
 async def _done(value: list[FrameAnswer]) -> list[FrameAnswer]:

@@ -362,14 +362,17 @@ class Processor:
 
     def _may_notify(self, link: OutgoingLink, notice: Notice, origin: str) -> bool:
         """Whether ``origin`` may tell us ``notice`` about the message ``link`` records: the node we sent
-        it to, about that document and its units; or, for a bounce, a relay on the way there (which
-        cannot name the document: the bounced message does)."""
+        it to, about that document and its units; or, for a bounce, a relay (which cannot name the
+        document: the bounced message does)."""
         if not set(notice.units) <= set(link.units):
             return False
         if origin == link.destination:
             return notice.doc_id == link.doc_id
-        return (notice.type is MessageType.BOUNCE and notice.doc_id is None
-                and self.ctx.router.on_route(origin, link.destination))
+        # A relay's bounce. Only nodes on the message's path have seen its id (headers travel nowhere
+        # else), and such a node could as well drop the envelope; the destination's own notices
+        # still win afterwards (states: after failed, delivered and 签收 move the row on). Which
+        # nodes the path took is not checked: routes change with the directory, ties have choices.
+        return notice.type is MessageType.BOUNCE and notice.doc_id is None
 
     async def apply_notice(self, d: Delivery, notice: Notice, tx: Transaction) -> None:
         """Apply a notice inside ``tx`` (the caller commits it with whatever caused or consumed it)."""

@@ -55,11 +55,23 @@ class OriginMismatch(NodeError):
     kind = ErrorKind.FORBIDDEN
 
 
-def check_peer(header: EnvelopeHeader, hops: int, peer_node: str) -> None:
-    """From its origin an envelope comes with no hop counted; after that, any relay may hand it on."""
+class NotNeighbour(NodeError):
+    """A node that is not our parent, child, direct link or static peer handing us an envelope that
+    passed a relay, or asking us to relay one: the tree's edges are the only ways in."""
+
+    code = "ROUTE_NOT_NEIGHBOUR"
+    kind = ErrorKind.FORBIDDEN
+
+
+def check_peer(header: EnvelopeHeader, hops: int, peer_node: str, router) -> None:
+    """From its origin an envelope comes with no hop counted; after that, only a neighbour (a relay
+    on the tree) may hand it on."""
     if hops == 0 and header.origin_node != peer_node:
         raise OriginMismatch(f"envelope from node {header.origin_node} arrived over a connection of {peer_node} "
                              "without passing a relay", origin=header.origin_node, peer=peer_node)
+    if hops > 0 and not router.is_neighbour(peer_node):
+        raise NotNeighbour(f"node {peer_node} is not a neighbour of this node in the network directory: it may "
+                           "not hand on envelopes of other nodes", peer=peer_node)
 
 
 async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
@@ -95,23 +107,21 @@ class Relay:
                           "may be older than the sender's)", destination=header.destination_node)
         return hop
 
-    def routes(self, verified: VerifiedHead, peer_node: str) -> dict[str, list[VerifiedHeader]]:
-        """The headers not for this node, by the next hop each goes to (one frame per hop)."""
-        by_hop: dict[str, list[VerifiedHeader]] = {}
-        for v in verified.headers:
-            if v.header.destination_node != self.acceptor.ctx.node_id:
-                by_hop.setdefault(self.next_hop(v.header, peer_node), []).append(v)
-        return by_hop
-
-    async def accept(self, chunks: AsyncIterator[bytes], peer_node: str, *, mine: bool) -> dict[str, bytes]:
+    async def accept(self, chunks: AsyncIterator[bytes], peer_node: str, *,
+                     mine: bool) -> dict[str, bytes | GwxError]:
         """Accept one frame read from ``chunks`` that is not only for this node: take custody of the
         headers for other nodes (one frame per next hop, the same payload bytes) and, when ``mine``,
-        accept this node's own header as :class:`Acceptor` does. Returns each header's receipt."""
+        accept this node's own header as :class:`Acceptor` does.
+
+        Returns, per header, its receipt or the error that refuses it alone (no route, a loop, the
+        hop limit, this node's own header refused). What refuses the frame as a whole — a bad
+        signature, a payload that is not the signed one, a peer that may not hand it over — raises.
+        """
         acceptor, ctx = self.acceptor, self.acceptor.ctx
         now = ctx.clock()
         pipeline = (EnvelopeOpener(acceptor.policy, ctx.decryption_key, ctx.node_id, now) if mine
                     else RelayCheck(acceptor.policy, now))
-        routes: dict[str, list[VerifiedHeader]] | None = None
+        judged = False
         tmp = acceptor.store.blobs.tmp_dir
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=tmp) as raw, \
                 tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=tmp) as plain:
@@ -120,45 +130,59 @@ class Relay:
                 out = pipeline.feed(chunk)
                 if mine:
                     plain.write(out)
-                if routes is None and pipeline.verified is not None:  # judged before any payload byte is kept
-                    verified = pipeline.verified
-                    check_peer(verified.headers[0].header, verified.head.hops, peer_node)
-                    if mine:
-                        acceptor.check_parties(pipeline.mine.header, verified.head.hops, peer_node)
-                    routes = self.routes(verified, peer_node)
-                    for headers in routes.values():
-                        verified.check_hops(verified.head.hops + 1, headers)
+                if not judged and pipeline.verified is not None:  # before any payload byte is kept
+                    judged = True
+                    head = pipeline.verified
+                    check_peer(head.headers[0].header, head.head.hops, peer_node, ctx.router)
+                    if not ctx.router.is_neighbour(peer_node):
+                        raise NotNeighbour(f"node {peer_node} is not a neighbour of this node in the network "
+                                           "directory: it may not use this node as a relay", peer=peer_node)
             if mine:
                 opened = pipeline.close()
                 verified, envelope_sha = opened.verified, opened.envelope_sha256
             else:
-                verified, envelope_sha = pipeline.close()
-            assert routes is not None  # a complete frame has a verified head
-            receipts: dict[str, bytes] = {}
-            for v in verified.headers:
+                verified, envelope_sha = pipeline.close(hop_check=False)
+            outcomes: dict[str, bytes | GwxError] = {}
+            for v in verified.headers:  # duplicates first: what we hold is answered, never routed again
                 seen = await acceptor.seen_before(v.header, v.identity_digest, envelope_sha, peer_node)
                 if seen is not None:
-                    receipts[v.header.message_id] = seen
-            if mine and opened.header.message_id not in receipts:
-                receipts[opened.header.message_id] = await self._accept_mine(opened, raw, plain, envelope_sha, now)
+                    outcomes[v.header.message_id] = seen
+            if mine and opened.header.message_id not in outcomes:
+                try:
+                    outcomes[opened.header.message_id] = await self._accept_mine(opened, raw, plain, envelope_sha,
+                                                                                 peer_node, now)
+                except GwxError as exc:  # our own header alone: the others still go on
+                    outcomes[opened.header.message_id] = exc
+            by_hop = self._routes([v for v in verified.headers if v.header.message_id not in outcomes
+                                   and v.header.destination_node != ctx.node_id], verified, peer_node, outcomes)
             payload_at = len(verified.head.prefix())
-            for hop, headers in routes.items():
-                headers = [v for v in headers if v.header.message_id not in receipts]
-                if not headers:
-                    continue
+            for hop, headers in by_hop.items():
                 prefix = verified.subset_prefix([v.header.destination_node for v in headers], verified.head.hops + 1)
                 raw.seek(payload_at)
                 ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, _then(prefix, raw))
-                committed = await asyncio.gather(*(self.commit(v.header, v.identity_digest, envelope_sha, ref.digest,
-                                                               ref.size, hop, now) for v in headers))
-                receipts.update(zip((v.header.message_id for v in headers), committed, strict=True))
-        return receipts
+                outcomes.update(await self.commit(headers, envelope_sha, ref.digest, ref.size, hop, now))
+        return outcomes
 
-    async def _accept_mine(self, opened, raw, plain, envelope_sha: str, now: dt.datetime) -> bytes:
+    def _routes(self, headers: list[VerifiedHeader], verified: VerifiedHead, peer_node: str,
+                outcomes: dict[str, bytes | GwxError]) -> dict[str, list[VerifiedHeader]]:
+        """``headers`` by the next hop each goes to; one that cannot go on gets its error in ``outcomes``."""
+        by_hop: dict[str, list[VerifiedHeader]] = {}
+        for v in headers:
+            try:
+                hop = self.next_hop(v.header, peer_node)
+                verified.check_hops(verified.head.hops + 1, [v])
+            except GwxError as exc:
+                outcomes[v.header.message_id] = exc
+                continue
+            by_hop.setdefault(hop, []).append(v)
+        return by_hop
+
+    async def _accept_mine(self, opened, raw, plain, envelope_sha: str, peer_node: str, now: dt.datetime) -> bytes:
         """This node's own header of a frame that also carries others': checked and committed as the
         acceptor commits any envelope (the whole frame is kept as its envelope blob)."""
         acceptor = self.acceptor
         header = opened.header
+        acceptor.check_parties(header, opened.hops, peer_node)
         plain.seek(0)
         if header.type is MessageType.DOCUMENT:
             await asyncio.to_thread(acceptor.check_package, header, plain, now)
@@ -170,20 +194,30 @@ class Relay:
         payload_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, plain)
         return await acceptor.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)
 
-    async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, blob_digest: str, size: int,
-                     hop: str, now: dt.datetime) -> bytes:
+    async def commit(self, headers: list[VerifiedHeader], envelope_sha: str, blob_digest: str, size: int, hop: str,
+                     now: dt.datetime) -> dict[str, bytes | GwxError]:
+        """Custody of ``headers`` (one onward frame for ``hop``, durable as ``blob_digest``) in one
+        transaction; each header's receipt (or its replay error)."""
         ctx, store = self.acceptor.ctx, self.acceptor.store
-        receipt = sign_receipt(TransportReceipt(header.message_id, envelope_sha, now, ctx.node_id), ctx.signer,
-                               ctx.intermediates)
-        accepted = await store.accept_inbound(
-            InboundEnvelope(header.message_id, envelope_sha, blob_digest, header.origin_node, receipt,
-                            header.type.value, size, None, identity, relayed_to=hop),
-            forward=OutboundItem(header.message_id, hop, blob_digest, size, header.type.value,
-                                 expires_at=header.expires))
-        if accepted.new:
-            self.relayed.inc(hop=hop)
+        # We keep it as long as its origin allows, but no longer than our own retry window.
+        until = now + dt.timedelta(seconds=ctx.config.retry.window_seconds)
+        pairs = []
+        for v in headers:
+            h = v.header
+            receipt = sign_receipt(TransportReceipt(h.message_id, envelope_sha, now, ctx.node_id), ctx.signer,
+                                   ctx.intermediates)
+            pairs.append((InboundEnvelope(h.message_id, envelope_sha, blob_digest, h.origin_node, receipt, h.type.value,
+                                          size, None, v.identity_digest, relayed_to=hop),
+                          OutboundItem(h.message_id, hop, blob_digest, size, h.type.value,
+                                       expires_at=min(h.expires, until))))
+        results = await store.relay_inbound(pairs)
+        outcomes: dict[str, bytes | GwxError] = {}
+        for (env, _), result in zip(pairs, results, strict=True):
+            outcomes[env.message_id] = result if isinstance(result, GwxError) else result.receipt
+        if any(not isinstance(r, GwxError) and r.new for r in results):
+            self.relayed.inc(len(headers), hop=hop)
             self.on_queued(hop)
-        return accepted.receipt
+        return outcomes
 
 
 async def bounce_draft(outbound: Outbound, entry: QueueEntry, info: ErrorInfo) -> Draft | None:
@@ -195,7 +229,8 @@ async def bounce_draft(outbound: Outbound, entry: QueueEntry, info: ErrorInfo) -
     def read() -> EnvelopeHeader | None:
         with open(store.blobs.path_for(entry.blob_digest), "rb") as f:
             head = read_head(f, ctx.trust_policy().limits)
-        return decode_header(head.signed[0].header_bytes) if head is not None else None
+        headers = [decode_header(s.header_bytes) for s in head.signed] if head is not None else []
+        return next((h for h in headers if h.message_id == entry.message_id), None)  # a bundle's own header
     try:
         header = await asyncio.to_thread(read)
     except (OSError, GwxError):  # nothing readable to bounce: the queue row records why

@@ -66,9 +66,9 @@ class Router(Protocol):
         """The node to hand an envelope for ``destination_node`` to: that node itself when it is a
         neighbour (or a static peer), else the next node on the route."""
 
-    def on_route(self, node_id: str, destination_node: str) -> bool:
-        """Whether ``node_id`` is a node our envelopes for ``destination_node`` pass through (a relay
-        that may bounce them back to us), the destination itself included."""
+    def is_neighbour(self, node_id: str) -> bool:
+        """Whether ``node_id`` may hand us envelopes of other nodes (and use us as a relay): a static
+        peer, or our parent, child or direct link in the directory (any node when we hold none)."""
 
     def unit_name(self, unit_code: str) -> str | None:
         """The unit's name, as node.toml or the network directory gives it (None if neither does)."""
@@ -101,8 +101,8 @@ class StaticRouter:
     def next_hop(self, destination_node: str) -> str:
         return destination_node
 
-    def on_route(self, node_id: str, destination_node: str) -> bool:
-        return node_id == destination_node
+    def is_neighbour(self, node_id: str) -> bool:
+        return node_id in self._peers
 
     def unit_name(self, unit_code: str) -> str | None:
         return self._config.unit_name(unit_code)
@@ -172,13 +172,13 @@ class DirectoryRouter:
         hop = held.routes.next_hop(destination_node) if held is not None else None
         return destination_node if hop is None else hop
 
-    def on_route(self, node_id: str, destination_node: str) -> bool:
-        if node_id == destination_node:
+    def is_neighbour(self, node_id: str) -> bool:
+        if self._static.is_neighbour(node_id):
             return True
-        if self._static.peer(destination_node) is not None:
-            return False
         held = self._held()
-        return held is not None and node_id in held.routes.path(destination_node)
+        if held is None or not held.routes.listed:
+            return True  # no tree to hold it to (a static network): the peer's certificate is what counts
+        return node_id in held.routes.neighbours()
 
     def unit_name(self, unit_code: str) -> str | None:
         name = self._static.unit_name(unit_code)

@@ -97,16 +97,22 @@ async def stream_accept_head(county: County, frame: bytes) -> dict[str, bytes]:
     return await StreamAcceptor(county.acceptor).accept(frame[:head_len], content, len(frame), "city")
 
 
-def test_the_same_envelope_with_another_hop_count_gets_the_original_receipt(node_dir, tmp_path):
+def test_the_same_envelope_with_another_hop_count_is_a_duplicate_receipted_for_those_bytes(node_dir, tmp_path):
+    """A copy that came another way (another hop count) is the same envelope: stored once. Its receipt
+    binds the bytes the sender holds — a receipt for other bytes would be refused by the sender
+    (TRANSPORT_RECEIPT_MISMATCH), which would then give up on a message we have. The exact bytes
+    again get the original receipt."""
     async def run():
         async with County(node_dir, tmp_path) as county:
             frame = county.seal(county.draft())
             receipt = await county.acceptor.accept(frame, "city")
-            assert await county.acceptor.accept(with_hops(frame, 1), "city") == receipt
-            assert await stream_accept(county, with_hops(frame, 3)) == receipt
+            copies = [with_hops(frame, 1), with_hops(frame, 3)]
+            answers = [await county.acceptor.accept(copies[0], "city"), await stream_accept(county, copies[1])]
             assert await county.received_count() == 1
-            # The receipt still binds the bytes first received: nothing about the copies was stored.
-            assert parse_receipt(receipt)[0].envelope_sha256 == decode_frame(frame)[2]
+            for copy, answer in zip([frame, *copies], [receipt, *answers], strict=True):
+                parsed = parse_receipt(answer)[0]
+                assert parsed.envelope_sha256 == decode_frame(copy)[2] and parsed.receiver_node == "county"
+            assert await county.acceptor.accept(frame, "city") == receipt
     asyncio.run(run())
 
 
@@ -140,28 +146,37 @@ def test_rows_accepted_before_the_identity_was_recorded_still_recognise_their_du
             async with county.store.transaction() as tx:
                 await tx.execute("UPDATE received SET identity_digest = NULL")
             assert await county.acceptor.accept(frame, "city") == receipts[0]
-            assert await county.acceptor.accept(with_hops(other, 2), "city") == receipts[1]
+            copy = with_hops(other, 2)
+            answer = parse_receipt(await county.acceptor.accept(copy, "city"))[0]  # a duplicate, receipted
+            assert (answer.message_id, answer.envelope_sha256) == (parse_receipt(receipts[1])[0].message_id,
+                                                                    decode_frame(copy)[2])
+            assert await county.received_count() == 2
             with pytest.raises(EnvelopeReplayed):
                 await county.acceptor.accept(county.seal(draft), "city")
     asyncio.run(run())
 
 
-def test_a_bundle_with_a_header_that_would_go_back_where_it_came_from_is_refused_whole(node_dir, tmp_path):
+def test_a_header_that_would_go_back_where_it_came_from_is_refused_alone(node_dir, tmp_path):
     """A bundle from the city carrying the county's header and one for the city itself: forwarding
-    the second would send it straight back. The frame is refused (ROUTE_LOOP) in memory and streamed,
-    and nothing of it is kept — not even the county's own header."""
+    the second would send it straight back. That header alone is refused (ROUTE_LOOP) — in memory
+    and streamed —, the county's own is accepted, and nothing is relayed."""
     async def run():
         async with County(node_dir, tmp_path) as county:
             city_enc = load_certificates((node_dir / "city" / "credentials" / "enc.crt").read_bytes())[0]
-            draft = county.draft()
-            to_city = HeaderDraft.new(MessageType.URGE, "city", "city", SENDER, (SENDER,), draft.created,
-                                      dt.timedelta(days=1), in_reply_to=draft.in_reply_to)
-            payload = Notice(draft.type, "doc-1", draft.to_units, draft.created).encode()
-            bundle = seal_bundle([draft, to_city], payload, county.city.sender,
-                                 [county.recipient, Recipient(city_enc)]).data
-            for attempt in (county.acceptor.accept_frame(bundle, "city"), stream_accept_head(county, bundle)):
-                with pytest.raises(RouteLoop) as info:
-                    await attempt
-                assert info.value.code == "ROUTE_LOOP"
-            assert await county.received_count() == 0
+
+            def bundle() -> tuple[str, str, bytes]:
+                draft = county.draft()
+                to_city = HeaderDraft.new(MessageType.URGE, "city", "city", SENDER, (SENDER,), draft.created,
+                                          dt.timedelta(days=1), in_reply_to=draft.in_reply_to)
+                payload = Notice(draft.type, "doc-1", draft.to_units, draft.created).encode()
+                return draft.message_id, to_city.message_id, seal_bundle(
+                    [draft, to_city], payload, county.city.sender, [county.recipient, Recipient(city_enc)]).data
+
+            for accept in (lambda data: county.acceptor.accept_frame(data, "city"),
+                           lambda data: stream_accept_head(county, data)):
+                mine, looping, data = bundle()
+                outcomes = await accept(data)
+                assert parse_receipt(outcomes[mine])[0].message_id == mine
+                assert isinstance(outcomes[looping], RouteLoop) and outcomes[looping].code == "ROUTE_LOOP"
+            assert await county.received_count() == 2  # the county's own two; nothing relayed
     asyncio.run(run())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.localnet import send_document
+from node.localnet import send_document, wait_for
 from pki.keystore import write_public_file
 from pki.unit_code import make_unit_code
 from tests.node.network.network_support import (
@@ -46,7 +46,10 @@ NODES = [("city", "city", None, CITY), ("county-a", "county", "city", A1), ("cou
 def net(tmp_path_factory):
     net = new_network(tmp_path_factory.mktemp("fanout"))
     for node_id, _, _, code in NODES:
-        net.add_node(node_id, [{"code": code, "name": NAMES[code]}], retry=FAST_RETRY)
+        # The city's in-flight window (2) is smaller than its bundle to county-a (3 headers): the
+        # window cuts the bundle, and its frame goes out twice, answered for every header each time.
+        limits = {"limits": {"batch_size": 2, "active_window": 2}} if node_id == "city" else {}
+        net.add_node(node_id, [{"code": code, "name": NAMES[code]}], retry=FAST_RETRY, **limits)
     directory = signed_directory(net, 1, [(n, level, parent) for n, level, parent, _ in NODES],
                                  [{"code": code, "name": NAMES[code], "level": level, "node": n}
                                   for n, level, _, code in NODES])
@@ -77,6 +80,11 @@ def test_one_document_to_five_nodes_leaves_the_city_once_per_child_link(net):
                                 " AND origin_node = 'city' AND type = 'document'")
     assert sorted(hop for hop, _ in relayed) == ["town-a1", "town-a2"]
     assert len({blob for _, blob in relayed}) == 2  # one frame per township, each with its own header
+
+    # Every row of both bundles gets its receipt at the city, the cut bundle's too.
+    wait_for(lambda: db_rows(city, "SELECT DISTINCT q.state FROM queue q JOIN outgoing o ON o.message_id ="
+                                   " q.message_id WHERE o.doc_id = ? AND o.type = 'document'", [doc_id]) == [("sent",)],
+             30, what="every queue row of the document sent")
 
     for node_id, _, _, code in NODES[1:]:
         net.nodes[node_id].clerk(code).post(f"/api/v1/inbox/{doc_id}/sign-for", {})

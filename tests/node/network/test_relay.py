@@ -221,3 +221,17 @@ def test_a_loop_between_directories_that_disagree_is_given_up_on(net):
         assert "ROUTE_LOOP" in tracking["recipients"][0]["reason"]
     finally:
         write_public_file(county.directory / "directory.json", held)
+
+
+def test_only_a_neighbour_may_hand_on_what_passed_a_relay(net):
+    """The township is not the city's neighbour (its county is between): an envelope that claims to
+    have passed a relay, handed to the city by the township, is refused."""
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
+    message_id, data = forge_envelope(county, city, from_unit=A1, to_units=[CITY])
+    relayed_once = data[:5] + bytes([1]) + data[6:]
+    status, answer, raw = RawPeer(city, tls_context_of(town)).post_envelopes(relayed_once)
+    assert answer["results"][0]["error"]["code"] == "ROUTE_NOT_NEIGHBOUR", raw
+    assert db_rows(city, "SELECT 1 FROM received WHERE message_id = ?", [message_id]) == []
+    # From the county (the city's child) the same bytes are taken.
+    status, answer, raw = RawPeer(city, tls_context_of(county)).post_envelopes(relayed_once)
+    assert "receipt" in answer["results"][0], raw
