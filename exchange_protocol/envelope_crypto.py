@@ -267,6 +267,10 @@ class DecryptionKey:
         self.kind = "ec" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "rsa"
 
 
+# Our encryption key, or our keys during a renewal's overlap (the current one first).
+DecryptionKeys = DecryptionKey | Sequence[DecryptionKey]
+
+
 def _malformed(what: str) -> EnvelopeMalformedPayload:
     return EnvelopeMalformedPayload(f"payload is not a gwx AuthEnvelopedData: {what}")
 
@@ -278,9 +282,13 @@ class PayloadDecryptor:
     against it. Plaintext returned before ``finalize`` succeeds is unauthenticated.
     """
 
-    def __init__(self, key: DecryptionKey, expected_length: int | None = None,
+    def __init__(self, key: DecryptionKeys, expected_length: int | None = None,
                  prefix_cap: int = DEFAULT_PREFIX_CAP) -> None:
-        self._key = key
+        # Several keys while a renewed node keeps its previous encryption key (the current first):
+        # an envelope sealed for the old certificate by a peer still caching it opens too.
+        self._keys = (key,) if isinstance(key, DecryptionKey) else tuple(key)
+        if not self._keys:
+            raise ValueError("a decryptor needs at least one key")
         self._expected = expected_length
         self._cap = prefix_cap
         self._buf = bytearray()
@@ -385,18 +393,19 @@ class PayloadDecryptor:
         while not r.at_end():
             tag = r.peek_tag()
             body = r.element(tag)
-            if tag == 0xA1 and self._key.kind == "ec":
-                cek = self._kari(body)
-            elif tag == 0x30 and self._key.kind == "rsa":
-                cek = self._ktri(body)
-            else:
-                continue
-            if cek is not None:
-                return cek
+            for key in self._keys:
+                if tag == 0xA1 and key.kind == "ec":
+                    cek = self._kari(body, key)
+                elif tag == 0x30 and key.kind == "rsa":
+                    cek = self._ktri(body, key)
+                else:
+                    continue
+                if cek is not None:
+                    return cek
         raise EnvelopeNotForMe("no RecipientInfo in the payload names our encryption certificate",
-                               issuer_serial=self._key.rid.hex()[:64])
+                               issuer_serial=self._keys[0].rid.hex()[:64])
 
-    def _kari(self, body: bytes) -> bytes | None:
+    def _kari(self, body: bytes, key: DecryptionKey) -> bytes | None:
         r = Reader(body)
         if r.element(0x02) != b"\x03":
             raise _malformed("KeyAgreeRecipientInfo version is not 3")
@@ -413,13 +422,13 @@ class PayloadDecryptor:
             rek = Reader(keys.element(0x30))
             rid = rek.raw(0x30) if rek.peek_tag() == 0x30 else rek.raw(rek.peek_tag())
             wrapped = rek.element(0x04)
-            if rid != self._key.rid:
+            if rid != key.rid:
                 continue
             if bits[:1] != b"\x00":
                 raise _malformed("originator public key BIT STRING has unused bits")
             try:
                 eph = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bits[1:])
-                z = self._key.private_key.exchange(ec.ECDH(), eph)
+                z = key.private_key.exchange(ec.ECDH(), eph)
             except ValueError:
                 raise EnvelopeDecryptionFailed("originator public key is not a valid P-256 point") from None
             info = _SHARED_INFO if ukm is None else _shared_info_with_ukm(Reader(ukm).element(0x04))
@@ -427,18 +436,18 @@ class PayloadDecryptor:
             return _unwrap(kek, wrapped)
         return None
 
-    def _ktri(self, body: bytes) -> bytes | None:
+    def _ktri(self, body: bytes, key: DecryptionKey) -> bytes | None:
         r = Reader(body)
         if r.element(0x02) != b"\x00":
             return None  # v2 names the recipient by key identifier; we write and read issuer/serial
-        if r.raw(0x30) != self._key.rid:
+        if r.raw(0x30) != key.rid:
             return None
         if r.raw(0x30) != _OAEP_ALG:
             raise EnvelopeUnsupportedAlgorithm("RSA key transport must be RSAES-OAEP with SHA-256 and MGF1-SHA-256")
         encrypted = r.element(0x04)
         r.end()
         try:
-            cek = self._key.private_key.decrypt(encrypted, _OAEP)
+            cek = key.private_key.decrypt(encrypted, _OAEP)
         except ValueError:
             raise EnvelopeDecryptionFailed("RSA-OAEP key transport failed with our key") from None
         if len(cek) != CEK_LEN:
@@ -460,7 +469,7 @@ def _unwrap(kek: bytes, wrapped: bytes) -> bytes:
     return cek
 
 
-def decrypt_bytes(payload: bytes, key: DecryptionKey) -> bytes:
+def decrypt_bytes(payload: bytes, key: DecryptionKeys) -> bytes:
     """Decrypt a whole payload held in memory; raises unless the tag verifies."""
     dec = PayloadDecryptor(key, expected_length=len(payload))
     out = dec.update(payload)
@@ -468,7 +477,7 @@ def decrypt_bytes(payload: bytes, key: DecryptionKey) -> bytes:
     return out
 
 
-def decrypt_stream(src: BinaryIO, dst: BinaryIO, key: DecryptionKey, length: int | None = None,
+def decrypt_stream(src: BinaryIO, dst: BinaryIO, key: DecryptionKeys, length: int | None = None,
                    chunk_size: int = DEFAULT_CHUNK) -> int:
     """Decrypt ``src`` (``length`` bytes, or to EOF) into ``dst``; returns the plaintext length.
 

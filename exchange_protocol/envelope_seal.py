@@ -46,7 +46,7 @@ from pki.signer import Signer
 from pki.trust import Purpose, RevocationCheck, TrustStore
 
 from .envelope import EnvelopeHeader, HeaderDraft, check_bundle, decode_header
-from .envelope_crypto import DecryptionKey, PayloadDecryptor, Recipient, encrypt_bytes, encrypt_stream
+from .envelope_crypto import DecryptionKeys, PayloadDecryptor, Recipient, encrypt_bytes, encrypt_stream
 from .errors import (
     EnvelopeBadSignature,
     EnvelopeExpired,
@@ -324,7 +324,7 @@ class EnvelopeOpener(_Pipeline):
     byte is returned); :attr:`verified` all of them.
     """
 
-    def __init__(self, policy: TrustPolicy, key: DecryptionKey, my_node: str, now: dt.datetime) -> None:
+    def __init__(self, policy: TrustPolicy, key: DecryptionKeys, my_node: str, now: dt.datetime) -> None:
         super().__init__(policy, now, my_node)
         self._key = key
         self._my_node = my_node
@@ -371,7 +371,7 @@ class RelayCheck(_Pipeline):
         return self.verified, envelope_sha
 
 
-def open_envelope(src: BinaryIO, dst: BinaryIO, policy: TrustPolicy, key: DecryptionKey, my_node: str,
+def open_envelope(src: BinaryIO, dst: BinaryIO, policy: TrustPolicy, key: DecryptionKeys, my_node: str,
                   now: dt.datetime, chunk_size: int = COPY_CHUNK) -> OpenedEnvelope:
     """Read one frame from ``src`` to its end, writing plaintext to ``dst`` (discard it on error)."""
     opener = EnvelopeOpener(policy, key, my_node, now)
@@ -380,7 +380,7 @@ def open_envelope(src: BinaryIO, dst: BinaryIO, policy: TrustPolicy, key: Decryp
     return opener.close()
 
 
-def open_envelope_bytes(data: bytes, policy: TrustPolicy, key: DecryptionKey, my_node: str,
+def open_envelope_bytes(data: bytes, policy: TrustPolicy, key: DecryptionKeys, my_node: str,
                         now: dt.datetime) -> tuple[OpenedEnvelope, bytes]:
     opener = EnvelopeOpener(policy, key, my_node, now)
     plaintext = opener.feed(data)

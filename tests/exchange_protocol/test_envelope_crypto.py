@@ -193,6 +193,23 @@ def test_recipients_must_be_some_and_each_once():
             encrypt_bytes(b"x", recipients)
 
 
+def test_a_payload_for_a_previous_key_opens_with_the_keys_held_during_a_renewal():
+    # A renewed node holds its new key first and its previous one until the overlap ends: what a
+    # peer sealed for either certificate opens (EC and RSA keys side by side), anything else is not for it.
+    net = network()
+    current, previous = net.nodes["b"].key, net.nodes["r"].key
+    for sealed_for in ("b", "r"):
+        payload = encrypt_bytes(b"secret", net.nodes[sealed_for].recipient)
+        assert decrypt_bytes(payload, [current, previous]) == b"secret"
+        out = io.BytesIO()
+        assert decrypt_stream(io.BytesIO(payload), out, (previous, current), chunk_size=7) == len(b"secret")
+        assert out.getvalue() == b"secret"
+    with pytest.raises(E.EnvelopeNotForMe):  # the previous key dropped: the old certificate's envelopes stop
+        decrypt_bytes(encrypt_bytes(b"secret", net.nodes["r"].recipient), [current])
+    with pytest.raises(E.EnvelopeNotForMe):
+        decrypt_bytes(encrypt_bytes(b"secret", net.nodes["a"].recipient), [current, previous])
+
+
 def test_a_key_that_does_not_match_its_certificate_is_refused():
     net = network()
     with pytest.raises(E.EnvelopeRecipientUnusable):
