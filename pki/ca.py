@@ -282,21 +282,29 @@ class CertificateAuthority:
 
     def issue_node(self, node_id: str, host: str, out_dir: str | Path, key_passphrase: bytes,
                    algorithm: SignatureAlgorithm | str | None = None, valid_days: int | None = None,
-                   now: dt.datetime | None = None, *, replace: bool = False) -> NodeCredentials:
+                   now: dt.datetime | None = None, *, replace: bool = False,
+                   renew: bool = False) -> NodeCredentials:
         """TLS, signing and encryption credentials for a node, written to ``out_dir``.
 
         A node id names one set of keys: while this CA's earlier certificates for ``node_id`` are
         valid and unrevoked, issuing again is :class:`AlreadyIssued` unless ``replace`` — and then
         the earlier certificates are revoked (``superseded``) once the new ones exist, taking
-        effect with the next CRL the admin publishes."""
+        effect with the next CRL the admin publishes — or ``renew``: the node installs the new
+        credentials while it runs (``gwx node renew``) and its peers accept both sets during an
+        overlap, so the earlier certificates are *not* revoked; they end with their validity, and
+        the node destroys their keys when the overlap ends."""
         if not NODE_ID_RE.match(node_id or ""):
             raise InvalidInput(f"node id {node_id!r} must be lower-case letters, digits, '.' or '-' "
                                "(at most 63, starting with a letter or digit)", field="node_id")
+        if replace and renew:
+            raise InvalidInput("a renewal keeps the earlier certificates valid, a replacement revokes them: "
+                               "choose one", field="renew")
         earlier = self.active_certificates(lambda c: node_id_of(c) == node_id, now)
-        if earlier and not replace:
+        if earlier and not (replace or renew):
             raise AlreadyIssued(f"this CA already issued credentials for node {node_id!r} (valid until "
-                                f"{max(c.not_valid_after_utc for c in earlier):%Y-%m-%d}); to issue new ones "
-                                "and revoke those, replace them explicitly (--replace)", node_id=node_id,
+                                f"{max(c.not_valid_after_utc for c in earlier):%Y-%m-%d}); to renew them "
+                                "while the node runs (both valid for an overlap) say --renew, to issue new "
+                                "ones and revoke those say --replace", node_id=node_id,
                                 serials=[f"{c.serial_number:x}" for c in earlier])
         sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), _host_name(host)]
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
@@ -322,8 +330,9 @@ class CertificateAuthority:
             write_public_file(out / f"{role}.crt", pem(cert) + b"".join(pem(c) for c in self.chain[:-1]))
             certs[role] = cert
         write_public_file(out / "root.crt", pem(self.root_certificate))
-        for cert in earlier:
-            self.revoke(cert, "superseded", now=now)
+        if replace:
+            for cert in earlier:
+                self.revoke(cert, "superseded", now=now)
         return NodeCredentials(node_id, out, certs["tls"], certs["sign"], certs["enc"])
 
     def issue_seal_certificate(self, unit_code: str, unit_name: str, public_key: PublicKey,

@@ -53,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "and revoke the old (reason superseded). The old keys stop working once you publish the "
                         "next CRL (gwx pki crl) — install the new credentials on the node first. Without this "
                         "flag a second issue for a node id is refused (PKI_ALREADY_ISSUED)")
+    p.add_argument("--renew", action="store_true",
+                   help="renew a running node's credentials: issue new ones and keep the old valid (not "
+                        "revoked) so that peers accept both during an overlap; the node operator installs them "
+                        "with gwx node renew, no restart. Write them to a new --out directory")
     add_passphrase_option(p)
     p.set_defaults(func=_issue_node)
 
@@ -100,7 +104,7 @@ def _issue_node(args: argparse.Namespace) -> int:
     ca = CertificateAuthority.open(args.ca, passphrase)
     before = set(ca.revocations())
     creds = ca.issue_node(args.node_id, args.host, args.out, passphrase, valid_days=args.valid_days,
-                          replace=args.replace)
+                          replace=args.replace, renew=args.renew)
     print(f"node '{creds.node_id}' credentials written to {args.out}:")
     for role, cert in (("tls", creds.tls_certificate), ("sign", creds.signing_certificate),
                        ("enc", creds.encryption_certificate)):
@@ -109,6 +113,8 @@ def _issue_node(args: argparse.Namespace) -> int:
     if superseded:
         print("revoked the replaced certificates (superseded): " + ", ".join(f"{s:x}" for s in superseded))
         print("  publish a new CRL (gwx pki crl) once the node runs with the new credentials")
+    if args.renew:
+        print(f"  the earlier certificates stay valid; on the node: gwx node renew --dir NODE_DIR --from {args.out}")
     return 0
 
 

@@ -90,3 +90,22 @@ def test_a_second_seal_for_a_unit_is_refused_and_a_replacement_keeps_the_old_one
 def test_issue_node_help_says_what_replacing_does():
     text = run_gwx("pki", "issue-node", "--help").stdout.decode()
     assert "--replace" in text and "superseded" in text and "CRL" in text
+
+
+def test_renewing_a_node_issues_new_credentials_and_keeps_the_old_valid(ca, tmp_path):
+    run_gwx("pki", "issue-node", "--ca", ca, "--node-id", "county-a", "--host", "127.0.0.1", "--out", tmp_path / "n1",
+            env=ENV)
+    out = run_gwx("pki", "issue-node", "--ca", ca, "--node-id", "county-a", "--host", "127.0.0.1",
+                  "--out", tmp_path / "n2", "--renew", env=ENV)
+    assert out.returncode == 0, out.stderr.decode()
+    assert "gwx node renew" in out.stdout.decode() and "superseded" not in out.stdout.decode()
+    authority = CertificateAuthority.open(ca, PASSPHRASE)
+    assert not authority.revocations() and not serials(tmp_path / "n1") & serials(tmp_path / "n2")
+    live = {c.serial_number for c in authority.active_certificates(lambda c: True)}
+    assert serials(tmp_path / "n1") | serials(tmp_path / "n2") <= live  # both sets valid: the overlap
+    refused = run_gwx("pki", "issue-node", "--ca", ca, "--node-id", "county-a", "--host", "127.0.0.1",
+                      "--out", tmp_path / "n3", "--renew", "--replace", env=ENV)
+    assert refused.returncode == 2 and "PKI_" in refused.stderr.decode() and not (tmp_path / "n3").exists()
+    held = run_gwx("pki", "issue-node", "--ca", ca, "--node-id", "county-a", "--host", "127.0.0.1",
+                   "--out", tmp_path / "n1", "--renew", env=ENV)  # never over keys in use
+    assert held.returncode != 0 and "--replace" in held.stderr.decode()
