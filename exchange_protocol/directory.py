@@ -24,9 +24,17 @@ The JSON form (canonical JSON, :mod:`exchange_protocol.canonical`; certificates 
     {"format": "gwx-directory/1", "network": "常德市电子政务外网", "version": 7,
      "issued_at": "…Z", "next_update": "…Z", "expires": "…Z",
      "nodes": [{"id", "urls": [...], "level", "parent": id|null,
-                "certificates": {"tls", "signing", "encryption"}, "chain": [intermediates]}],
+                "certificates": {"tls", "signing", "encryption"}, "chain": [intermediates],
+                "previous": [{"tls", "signing", "encryption"}]}],   # optional, see below
      "units": [{"code", "name", "level", "node", "parent": code|null, "supervisor": code|null}],
      "links": [[node, node]], "revocation": {"crl": [url], "ocsp": [url]}}
+
+A node that renewed its certificates while running (``gwx node renew``) keeps accepting the
+previous ones for an overlap; ``previous`` lists those sets (under the same ``chain``) while it
+lasts, so that whoever reads the directory accepts both. The key is left out when no node has one,
+so a directory without renewals is byte for byte what this format always was (same signature, and
+still readable by nodes older than ``previous``; a directory that carries it is refused by those
+as an unknown field — upgrade the nodes before publishing one). The format name stays ``/1``.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.ca import NODE_ID_RE, node_id_of
@@ -71,12 +80,25 @@ LEVEL_ALIASES = {"中央": "central", "省级": "province", "市级": "city", "�
 ROLES = ("tls", "signing", "encryption")
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$")
 _MAX_NAME = 200
+_SHA256 = SHA256()
 
 
 class DirectoryStatus(enum.Enum):
     CURRENT = "current"  # before next_update
     DUE = "due"  # past next_update: a newer one should have come; still valid
     EXPIRED = "expired"  # past expiry: still used (routing never stops on it), the alarm is raised
+
+
+@dataclass(frozen=True)
+class CertificateSet:
+    """A node's TLS, signing and encryption certificates replaced by a renewal, still in their overlap."""
+
+    tls: x509.Certificate
+    signing: x509.Certificate
+    encryption: x509.Certificate
+
+    def certificate(self, role: str) -> x509.Certificate:
+        return {"tls": self.tls, "signing": self.signing, "encryption": self.encryption}[role]
 
 
 @dataclass(frozen=True)
@@ -89,9 +111,14 @@ class NodeEntry:
     signing: x509.Certificate
     encryption: x509.Certificate
     chain: tuple[x509.Certificate, ...] = ()  # intermediates between these certificates and the root
+    previous: tuple[CertificateSet, ...] = ()  # replaced by a renewal, accepted until their overlap ends
 
     def certificate(self, role: str) -> x509.Certificate:
         return {"tls": self.tls, "signing": self.signing, "encryption": self.encryption}[role]
+
+    def certificates(self, role: str) -> tuple[x509.Certificate, ...]:
+        """Every certificate of ``role`` the node answers to now: the current one, then the previous."""
+        return (self.certificate(role), *(p.certificate(role) for p in self.previous))
 
 
 @dataclass(frozen=True)
@@ -137,9 +164,7 @@ class Directory:
             "format": FORMAT, "network": self.network, "version": self.version,
             "issued_at": format_time(self.issued_at), "next_update": format_time(self.next_update),
             "expires": format_time(self.expires),
-            "nodes": [{"id": n.id, "urls": list(n.urls), "level": n.level, "parent": n.parent,
-                       "certificates": {role: encode_certificate(n.certificate(role)) for role in ROLES},
-                       "chain": [encode_certificate(c) for c in n.chain]} for n in self.nodes],
+            "nodes": [_node_json(n) for n in self.nodes],
             "units": [{"code": u.code, "name": u.name, "level": u.level, "node": u.node, "parent": u.parent,
                        "supervisor": u.supervisor} for u in self.units],
             "links": [list(pair) for pair in self.links],
@@ -179,6 +204,18 @@ class Directory:
                                        error=DirectoryMalformed))
 
 
+def _node_json(n: NodeEntry) -> dict[str, Any]:
+    value = {"id": n.id, "urls": list(n.urls), "level": n.level, "parent": n.parent,
+             "certificates": _certificates_json(n), "chain": [encode_certificate(c) for c in n.chain]}
+    if n.previous:  # absent when empty: a directory without renewals reads (and signs) as before
+        value["previous"] = [_certificates_json(p) for p in n.previous]
+    return value
+
+
+def _certificates_json(holder: NodeEntry | CertificateSet) -> dict[str, str]:
+    return {role: encode_certificate(holder.certificate(role)) for role in ROLES}
+
+
 # ---- well-formedness ------------------------------------------------------------------------
 def level_of(text: str) -> str | None:
     """The level ``text`` names (one of :data:`LEVELS`, or its Chinese name), or None if it names none."""
@@ -202,10 +239,18 @@ def check(directory: Directory) -> Directory:
             raise DirectoryUnknownReference(f"node {n.id}'s parent {n.parent} is not in the directory",
                                             path=f"$.nodes[{i}].parent", node=n.id, parent=n.parent)
         for role in ROLES:
-            named = node_id_of(n.certificate(role))
-            if named != n.id:
-                raise DirectoryBadCertificate(f"node {n.id}'s {role} certificate names node {named!r}",
-                                              path=f"$.nodes[{i}].certificates.{role}", node=n.id)
+            for k, cert in enumerate(n.certificates(role)):
+                named = node_id_of(cert)
+                if named != n.id:
+                    where = "certificates" if k == 0 else f"previous[{k - 1}]"
+                    raise DirectoryBadCertificate(f"node {n.id}'s {'' if k == 0 else 'previous '}{role} certificate "
+                                                  f"names node {named!r}", path=f"$.nodes[{i}].{where}.{role}",
+                                                  node=n.id)
+        current = {n.certificate(role).fingerprint(_SHA256) for role in ROLES}
+        for k, previous in enumerate(n.previous):
+            if current & {previous.certificate(role).fingerprint(_SHA256) for role in ROLES}:
+                raise DirectoryDuplicate(f"node {n.id}'s previous certificates include a current one",
+                                         path=f"$.nodes[{i}].previous[{k}]", node=n.id)
     roots = [n.id for n in directory.nodes if n.parent is None]
     if len(roots) != 1:
         raise DirectoryBadField(f"the node tree needs exactly one root (a node without parent), has {len(roots)}"
@@ -246,11 +291,14 @@ def check_certificates(directory: Directory, trust: TrustStore, now: dt.datetime
     purposes = {"tls": Purpose.TLS_SERVER, "signing": Purpose.SIGNING, "encryption": Purpose.ENCRYPTION}
     for n in directory.nodes:
         for role in ROLES:
-            try:
-                verify_certificate(n.certificate(role), trust, now, n.chain, purposes[role])
-            except PkiError as exc:
-                raise DirectoryBadCertificate(f"node {n.id}'s {role} certificate: {exc.message}", node=n.id,
-                                              role=role, cause=exc.code) from None
+            for k, cert in enumerate(n.certificates(role)):
+                try:
+                    verify_certificate(cert, trust, now, n.chain, purposes[role])
+                except PkiError as exc:
+                    what = f"{role} certificate" if k == 0 else (
+                        f"previous {role} certificate (drop it from the source once its overlap is over)")
+                    raise DirectoryBadCertificate(f"node {n.id}'s {what}: {exc.message}", node=n.id,
+                                                  role=role, previous=k > 0, cause=exc.code) from None
 
 
 def _unique(values: Iterable[str], what: str) -> set[str]:
@@ -347,7 +395,7 @@ class _Reader:
 
 
 def _node(value: Any, path: str) -> NodeEntry:
-    r = _Reader(value, path, ("id", "urls", "level", "parent", "certificates"), ("chain",))
+    r = _Reader(value, path, ("id", "urls", "level", "parent", "certificates"), ("chain", "previous"))
     node_id = r.str("id")
     if not NODE_ID_RE.match(node_id):
         raise DirectoryBadField(f"{path}.id {node_id!r} is not a node id (lower-case letters, digits, '.', '-')",
@@ -356,11 +404,17 @@ def _node(value: Any, path: str) -> NodeEntry:
     for i, url in enumerate(urls):
         if not url.startswith("https://"):
             raise DirectoryBadField(f"{path}.urls[{i}]: a peer URL must be https", path=f"{path}.urls[{i}]")
-    certs = _Reader(r.get("certificates"), f"{path}.certificates", ROLES, ())
     chain = tuple(_certificate(c, f"{path}.chain[{i}]") for i, c in enumerate(r.list("chain", [])))
+    previous = tuple(CertificateSet(*_role_certificates(item, f"{path}.previous[{i}]"))
+                     for i, item in enumerate(r.list("previous", [])))
     return NodeEntry(node_id, urls, r.level(), r.optional_str("parent"),
-                     *(_certificate(certs.get(role), f"{path}.certificates.{role}") for role in ROLES),
-                     chain=chain)
+                     *_role_certificates(r.get("certificates"), f"{path}.certificates"), chain=chain,
+                     previous=previous)
+
+
+def _role_certificates(value: Any, path: str) -> list[x509.Certificate]:
+    certs = _Reader(value, path, ROLES, ())
+    return [_certificate(certs.get(role), f"{path}.{role}") for role in ROLES]
 
 
 def _unit(value: Any, path: str) -> UnitEntry:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .directory import Directory
 
-NODE_FIELDS = ("urls", "level", "parent", "tls", "signing", "encryption", "chain")
+NODE_FIELDS = ("urls", "level", "parent", "tls", "signing", "encryption", "chain", "previous")
 UNIT_FIELDS = ("name", "level", "parent", "supervisor")
 
 

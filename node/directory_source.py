@@ -10,13 +10,16 @@ example. The shape::
     network = "常德市电子政务外网"     version = 7     next_update_days = 1     valid_days = 30
     links = [["county-a", "county-b"]]                 # direct links besides the tree (optional)
     [revocation]  crl = ["https://…/crl.pem"]  ocsp = ["https://…/ocsp"]
-    [[nodes]]  id, urls, level, parent (omitted for the root node), credentials
+    [[nodes]]  id, urls, level, parent (omitted for the root node), credentials, previous (optional)
     [[units]]  code, name, level, node, parent, supervisor (the last two optional)
 
 Certificates come from the paths the source names, not from a CA's records: ``credentials`` is the
 directory ``gwx pki issue-node --out`` wrote for that node (``tls.crt``, ``sign.crt``, ``enc.crt``,
 each the leaf then its intermediates), relative to the source file. So a network whose counties have
-CAs of their own builds the same way, and the operator sees which files went in.
+CAs of their own builds the same way, and the operator sees which files went in. ``previous`` lists
+the credential directories a node's renewal replaced (``gwx node renew``): their certificates are
+published beside the current ones until the operator drops them after the overlap (the build
+refuses one that has expired).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pki.ca import load_certificates
 from pki.errors import ErrorKind, MalformedEncoding
 
 TOP_KEYS = {"network", "version", "next_update_days", "valid_days", "links", "revocation", "nodes", "units"}
-NODE_KEYS = {"id", "urls", "level", "parent", "credentials"}
+NODE_KEYS = {"id", "urls", "level", "parent", "credentials", "previous"}
 UNIT_KEYS = {"code", "name", "level", "node", "parent", "supervisor"}
 CREDENTIAL_FILES = {"tls": "tls.crt", "signing": "sign.crt", "encryption": "enc.crt"}
 
@@ -88,26 +91,35 @@ def _node(raw: Any, index: int, source: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise DirectorySourceInvalid(f"{where} must be a table", path=str(source))
     _known(raw, NODE_KEYS, where)
-    credentials = _take(raw, "credentials", str, where)
-    folder = (source.parent / credentials).resolve()
+    where = f"{where} ({raw.get('id')})"
+    certificates, chain = _credentials(source.parent / _take(raw, "credentials", str, where), where)
+    previous = raw.get("previous", [])
+    if not isinstance(previous, list) or not all(isinstance(p, str) for p in previous):
+        raise DirectorySourceInvalid(f"{where}: previous must be a list of credential directories", key="previous")
+    node = {"id": raw.get("id"), "urls": raw.get("urls"), "level": _level(raw.get("level")),
+            "parent": raw.get("parent"), "certificates": certificates, "chain": chain}
+    if previous:
+        node["previous"] = [_credentials(source.parent / p, where)[0] for p in previous]
+    return node
+
+
+def _credentials(folder: Path, where: str) -> tuple[dict[str, str], list[str]]:
+    """The leaf certificates of a credential directory by role, and the intermediates after tls.crt's."""
     certificates, chain = {}, []
     for role, name in CREDENTIAL_FILES.items():
-        file = folder / name
+        file = folder.resolve() / name
         try:
             certs = load_certificates(file.read_bytes())
         except OSError as exc:
-            raise DirectorySourceInvalid(f"{where} ({raw.get('id')}): cannot read {file}: {exc.strerror}",
-                                         path=str(file)) from None
+            raise DirectorySourceInvalid(f"{where}: cannot read {file}: {exc.strerror}", path=str(file)) from None
         except MalformedEncoding:
             certs = []
         if not certs:
-            raise DirectorySourceInvalid(f"{where} ({raw.get('id')}): {file} holds no PEM certificate",
-                                         path=str(file))
+            raise DirectorySourceInvalid(f"{where}: {file} holds no PEM certificate", path=str(file))
         certificates[role] = encode_certificate(certs[0])
         if role == "tls":
             chain = [encode_certificate(c) for c in certs[1:]]
-    return {"id": raw.get("id"), "urls": raw.get("urls"), "level": _level(raw.get("level")),
-            "parent": raw.get("parent"), "certificates": certificates, "chain": chain}
+    return certificates, chain
 
 
 def _unit(raw: Any, index: int, source: Path) -> dict[str, Any]:

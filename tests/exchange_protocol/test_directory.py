@@ -16,11 +16,20 @@ from hypothesis import strategies as st
 
 from exchange_protocol import errors as E
 from exchange_protocol.canonical import canonical_json
-from exchange_protocol.directory import MAX_DIRECTORY_BYTES, Directory, DirectoryStatus, UnitEntry, check
+from exchange_protocol.directory import (
+    MAX_DIRECTORY_BYTES,
+    CertificateSet,
+    Directory,
+    DirectoryStatus,
+    UnitEntry,
+    check,
+    check_certificates,
+)
 from exchange_protocol.directory_diff import diff, is_empty
 from exchange_protocol.directory_signing import signed_parts, verify_directory
 from pki import directory_signer
 from pki.signer import Signer, SoftwareSigner
+from pki.trust import TrustStore
 from pki.unit_code import make_unit_code
 from tests.exchange_protocol.directory_support import CITY, COUNTY_B, VILLAGE, directory, signed, signed_json
 from tests.exchange_protocol.envelope_support import NOW, network
@@ -270,3 +279,77 @@ def test_diff_names_what_changed():
     assert changes["units"]["changed"] == {CITY: ["name"]}
     assert changes["links"] == {"added": [], "removed": [["b", "c"]]} and not is_empty(changes)
     assert is_empty(diff(old, directory(2)))
+
+
+# ---- a node's previous certificates during a renewal's overlap ---------------------------------------
+@functools.cache
+def renewed_b():
+    """Node b renewed: new credentials from the same CA (the earlier stay valid), and the directory
+    listing the new ones with the earlier beside them."""
+    net = network()
+    creds = net.root.issue_node("b", "b.example", net.base / "b-renewed", PASSPHRASE, renew=True,
+                                now=NOW - dt.timedelta(hours=2))
+    old = directory().node("b")
+    entry = dataclasses.replace(old, tls=creds.tls_certificate, signing=creds.signing_certificate,
+                                encryption=creds.encryption_certificate,
+                                previous=(CertificateSet(old.tls, old.signing, old.encryption),))
+    return old, entry, directory(2, nodes=tuple(entry if n.id == "b" else n for n in directory().nodes))
+
+
+def test_a_renewed_node_is_listed_with_its_previous_certificates_and_reads_back_the_same():
+    old, entry, renewed = renewed_b()
+    result = verify_directory(signed(2, nodes=renewed.nodes), roots(), NOW)
+    b = result.directory.node("b")
+    assert b == entry and b.certificates("encryption") == (entry.encryption, old.encryption)
+    assert b.certificates("signing") == (entry.signing, old.signing)
+    check_certificates(result.directory, TrustStore.of(roots()), NOW)  # both sets valid now, for their roles
+    assert diff(directory(1), result.directory)["nodes"]["changed"] == {
+        "b": ["tls", "signing", "encryption", "previous"]}
+
+
+def test_a_directory_without_previous_certificates_is_byte_for_byte_the_old_format():
+    # Nodes without a renewal carry no "previous" key: a directory signed before the key existed
+    # verifies and reads the same, and older nodes can read what is published without renewals.
+    content = json.loads(signed_parts(signed())[0])
+    assert all("previous" not in n for n in content["nodes"]) and content["format"] == "gwx-directory/1"
+    assert Directory.from_json(content) == directory()
+    _, _, renewed = renewed_b()
+    nodes = renewed.to_json()["nodes"]
+    assert [("previous" in n) for n in nodes] == [False, True, False]
+
+
+@pytest.mark.parametrize("case", ["another node's", "the current one again", "not an object", "unknown role"])
+def test_ill_formed_previous_certificates_are_refused(case):
+    _, _, renewed = renewed_b()
+    value = renewed.to_json()
+    b = value["nodes"][1]
+    if case == "another node's":
+        b["previous"][0]["encryption"] = value["nodes"][2]["certificates"]["encryption"]
+        error = E.DirectoryBadCertificate
+    elif case == "the current one again":
+        b["previous"][0]["signing"] = b["certificates"]["signing"]
+        error = E.DirectoryDuplicate
+    elif case == "not an object":
+        b["previous"] = [b["previous"][0]["tls"]]
+        error = E.DirectoryBadField
+    else:
+        b["previous"][0]["seal"] = b["previous"][0]["tls"]
+        error = E.DirectoryBadField
+    with pytest.raises(error) as info:
+        Directory.from_json(value)
+    assert "previous" in info.value.details.get("path", "") or "previous" in info.value.message
+    with pytest.raises(error):
+        verify_directory(signed_json(value), roots(), NOW)
+
+
+def test_the_build_refuses_previous_certificates_past_their_validity():
+    _, entry, renewed = renewed_b()
+    net = network()
+    expired = net.root.issue_node("b", "b.example", net.base / "b-short", PASSPHRASE, renew=True, valid_days=1,
+                                  now=NOW - dt.timedelta(days=5))
+    stale = dataclasses.replace(entry, previous=(CertificateSet(expired.tls_certificate, expired.signing_certificate,
+                                                                expired.encryption_certificate),))
+    with pytest.raises(E.DirectoryBadCertificate) as info:
+        check_certificates(directory(2, nodes=(renewed.nodes[0], stale, renewed.nodes[2])), TrustStore.of(roots()),
+                           NOW)
+    assert "previous" in info.value.message and info.value.details["previous"] is True

@@ -28,6 +28,9 @@ def network(tmp_path_factory) -> Path:
     ca = CertificateAuthority.init_root(base / "ca", "常德市电子政务CA", PW.encode())
     for node_id in NODES:
         ca.issue_node(node_id, f"{node_id}.example", base / "credentials" / node_id, PW.encode())
+    # The example's county-wuling has renewed: the new set, and the old one published beside it.
+    ca.issue_node("county-wuling", "county-wuling.example", base / "credentials" / "county-wuling-2027",
+                  PW.encode(), renew=True)
     shutil.copy(EXAMPLES / "network.toml", base / "network.toml")
     return base
 
@@ -50,8 +53,36 @@ def test_the_example_source_loads_with_every_key_documented(network):
     assert directory.unit("11430703MB1766308K").parent == "11430703MB1766307G"
     assert directory.links == (("county-dingcheng", "county-wuling"),) and directory.crl_urls
     text = (EXAMPLES / "network.toml").read_text("utf-8")
-    for key in ("next_update_days", "valid_days", "links", "[revocation]", "supervisor", "parent", "credentials"):
+    for key in ("next_update_days", "valid_days", "links", "[revocation]", "supervisor", "parent", "credentials",
+                "previous"):
         assert key in text
+
+
+def test_a_renewed_node_is_published_with_its_previous_certificates_beside_the_new(network, tmp_path):
+    directory = read_source(network / "network.toml", utcnow())
+    wuling = directory.node("county-wuling")
+    new = load_certificate((network / "credentials" / "county-wuling-2027" / "enc.crt").read_bytes())
+    old = load_certificate((network / "credentials" / "county-wuling" / "enc.crt").read_bytes())
+    assert wuling.encryption == new and [p.encryption for p in wuling.previous] == [old]
+    assert wuling.certificates("encryption") == (new, old) and not directory.node("city").previous
+    out = tmp_path / "directory.json"
+    assert build(network, network / "network.toml", out).returncode == 0
+    root = load_certificate((network / "ca" / "root.crt").read_bytes())
+    published = verify_directory(out.read_bytes(), [root], utcnow()).directory.node("county-wuling")
+    assert published.certificates("signing") == wuling.certificates("signing")
+    # Only a node with previous certificates carries the key: the others read as they always did.
+    nodes = json.loads(signed_parts(out.read_bytes())[0])["nodes"]
+    assert [("previous" in n) for n in nodes] == [False, True, False]
+
+
+def test_a_previous_credentials_entry_that_is_not_a_list_or_not_there_is_a_typed_error(network, tmp_path):
+    bad = source(network, tmp_path, lambda t: t.replace('previous = ["', 'previous = "', 1)
+                 .replace('county-wuling"]', 'county-wuling"', 1))
+    proc = build(network, bad, tmp_path / "o.json")
+    assert proc.returncode == 2 and "NET_SOURCE_INVALID" in proc.stderr.decode() and "previous" in proc.stderr.decode()
+    gone = source(network, tmp_path, lambda t: t.replace('credentials/county-wuling"]', 'credentials/nowhere"]'))
+    proc = build(network, gone, tmp_path / "o.json")
+    assert proc.returncode == 2 and "nowhere" in proc.stderr.decode() and "Traceback" not in proc.stderr.decode()
 
 
 def test_build_then_show_then_openssl_verifies(network, tmp_path):
