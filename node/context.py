@@ -3,7 +3,9 @@
 :class:`NodeContext` holds the parsed configuration, the node's own credentials (the TLS files,
 the signing :class:`~pki.signer.Signer`, the decryption key), the trust store and revocation
 checker, the seals of the hosted units, the router and the clock. Components receive the
-context (or the parts of it they use) through their constructors — no global lookups.
+context (or the parts of it they use) through their constructors — no global lookups — and read
+the credentials from it each time they use them: a renewal (:mod:`node.renewal`) swaps them in a
+running node with :meth:`NodeContext.adopt`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from exchange_protocol.frame import FrameLimits
 from node.config import NodeConfig
 from node.errors import ConfigError
 from node.federation.routing import DirectoryRouter, Router
+from node.renewal import PreviousSet, finish_pending, previous_sets
 from pki.ca import load_certificate, load_certificates
 from pki.crl import load_crls
 from pki.errors import GwxError, RevocationUnknown
@@ -80,6 +83,34 @@ class ReloadingCrlChecker:
         self._current()(cert, issuer, now)
 
 
+@dataclass(frozen=True)
+class NodeCredentials:
+    """The node's own keys as loaded from ``credentials/`` (:mod:`node.renewal` describes the layout)."""
+
+    signer: SoftwareSigner
+    decryption_key: DecryptionKey
+    intermediates: tuple[x509.Certificate, ...]
+    previous: tuple[PreviousSet, ...] = ()  # sets a renewal replaced, while their overlap runs
+    previous_keys: tuple[DecryptionKey, ...] = ()  # their encryption keys, newest first
+
+    @classmethod
+    def load(cls, config: NodeConfig, passphrase: bytes, now: dt.datetime) -> NodeCredentials:
+        """The current set, and the previous ones still overlapping (those past their overlap are
+        destroyed here); an interrupted renewal is completed or discarded first."""
+        creds = config.credentials_dir
+        finish_pending(creds)
+        try:
+            sign_chain = load_certificates((creds / "sign.crt").read_bytes())
+            enc_cert = load_certificates((creds / "enc.crt").read_bytes())[0]
+        except FileNotFoundError as exc:
+            raise ConfigError(f"node credentials incomplete: {exc.filename} is missing") from None
+        signer = SoftwareSigner(read_private_key(creds / "sign.key", passphrase), sign_chain[0])
+        key = DecryptionKey(read_private_key(creds / "enc.key", passphrase), enc_cert)
+        previous = tuple(p for p in previous_sets(creds, now) if p.certificates["enc"] != enc_cert)
+        return cls(signer, key, tuple(sign_chain[1:]), previous,
+                   tuple(p.decryption_key(passphrase) for p in previous))
+
+
 @dataclass
 class NodeContext:
     config: NodeConfig
@@ -92,6 +123,8 @@ class NodeContext:
     router: Router
     passphrase: bytes = field(repr=False, default=b"")
     clock: Clock = system_clock
+    previous: tuple[PreviousSet, ...] = ()
+    previous_keys: tuple[DecryptionKey, ...] = ()
 
     @property
     def node_id(self) -> str:
@@ -101,22 +134,32 @@ class NodeContext:
     def sender(self) -> Sender:
         return Sender(self.node_id, self.signer, self.intermediates)
 
+    @property
+    def decryption_keys(self) -> tuple[DecryptionKey, ...]:
+        """Every key an envelope for us may be sealed for: the current, then those of a renewal's overlap."""
+        return (self.decryption_key, *self.previous_keys)
+
     def trust_policy(self) -> TrustPolicy:
         limits = FrameLimits(max_payload=self.config.limits.max_envelope_bytes)
         return TrustPolicy(self.trust, self.intermediates, self.revocation, limits, self.config.limits.max_hops)
 
+    def adopt(self, creds: NodeCredentials) -> None:
+        """Use ``creds`` from now on (a renewal picked up while running). Each attribute is swapped
+        whole, between awaits, so every envelope, receipt and answer uses one set or the other."""
+        self.signer, self.decryption_key, self.intermediates = creds.signer, creds.decryption_key, creds.intermediates
+        self.previous, self.previous_keys = creds.previous, creds.previous_keys
+
     @classmethod
     def load(cls, config: NodeConfig, passphrase: bytes, clock: Clock = system_clock) -> NodeContext:
-        creds = config.credentials_dir
         try:
-            sign_chain = load_certificates((creds / "sign.crt").read_bytes())
-            enc_cert = load_certificates((creds / "enc.crt").read_bytes())[0]
             root = load_certificate(config.trust_root_path.read_bytes())
         except FileNotFoundError as exc:
             raise ConfigError(f"node credentials incomplete: {exc.filename} is missing") from None
-        signer = SoftwareSigner(read_private_key(creds / "sign.key", passphrase), sign_chain[0])
-        key = DecryptionKey(read_private_key(creds / "enc.key", passphrase), enc_cert)
+        creds = NodeCredentials.load(config, passphrase, clock())
         seals = {u.code: load_seal_credential(u.seal_dir, passphrase) for u in config.units}
-        return cls(config=config, signer=signer, decryption_key=key, trust=TrustStore.of([root]),
-                   intermediates=tuple(sign_chain[1:]), revocation=ReloadingCrlChecker(config.crl_path),
-                   seals=seals, router=DirectoryRouter(config), passphrase=passphrase, clock=clock)
+        ctx = cls(config=config, signer=creds.signer, decryption_key=creds.decryption_key,
+                  trust=TrustStore.of([root]), intermediates=creds.intermediates,
+                  revocation=ReloadingCrlChecker(config.crl_path), seals=seals, router=DirectoryRouter(config),
+                  passphrase=passphrase, clock=clock)
+        ctx.adopt(creds)
+        return ctx

@@ -7,6 +7,9 @@ peer API stops taking envelopes (503, senders retry later), in-flight requests f
 finish their batch in flight, the processor finishes its message, the store closes. Whatever is
 left is on disk and resumes at the next start.
 
+SIGHUP loads the node's credentials again (:mod:`node.credential_reload`): ``gwx node renew``
+sends it after installing renewed ones, which the node then uses without a restart.
+
 Only one process serves a node directory: :mod:`node.run_lock` is taken before anything else.
 ``NODE_DIR/run/ready.json`` (pid, peer and local URLs) is written once both listeners are up and
 removed at exit: scripts and tests wait for it rather than for a log line.
@@ -28,6 +31,7 @@ from node.api.auth import TokenStore
 from node.api.local_api import make_local_app
 from node.config import NodeConfig
 from node.context import NodeContext
+from node.credential_reload import CredentialReloader
 from node.documents.service import DocumentService
 from node.federation.acceptor import Acceptor
 from node.federation.directory_fetch import DirectoryFetcher
@@ -69,13 +73,18 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    reload_requested = asyncio.Event()  # before anything is loaded: a SIGHUP must never kill a starting node
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, reload_requested.set)  # gwx node renew: pick up the new set
 
     ctx = NodeContext.load(config, passphrase)
     registry = Registry()
     creds = config.credentials_dir
     store = await open_store(config.data_dir, node_id=config.node_id, clock=ctx.clock,
                              max_blob_size=config.limits.max_envelope_bytes)
-    client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, passphrase),
+    client_tls = client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, passphrase)
+    server_tls = server_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, passphrase)
+    client = PeerClient(client_tls,
                         judge=lambda cert, chain: verify_certificate(cert, ctx.trust, ctx.clock(),
                                                                      (*chain, *ctx.intermediates),
                                                                      Purpose.TLS_SERVER, ctx.revocation))
@@ -88,6 +97,8 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
     fetcher = DirectoryFetcher(ctx, client, registry) if config.parent is not None else None
     fetching: asyncio.Task | None = None
+    reloader = CredentialReloader(ctx, [server_tls, client_tls], client, reload_requested)
+    reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")
 
     peer_runner = web.AppRunner(peer_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     local_runner = web.AppRunner(local_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -97,8 +108,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await peer_runner.setup()
         await local_runner.setup()
         peer_site = web.TCPSite(peer_runner, config.peer_api.host, config.peer_api.port,
-                                ssl_context=server_context(creds / "tls.crt", creds / "tls.key",
-                                                           config.trust_root_path, passphrase))
+                                ssl_context=server_tls)
         local_site = web.TCPSite(local_runner, config.local_api.host, config.local_api.port)
         await peer_site.start()
         await local_site.start()
@@ -110,10 +120,11 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         log.info("node %s draining", ctx.node_id)
     finally:
         peer_app[DRAINING].set()
-        if fetching is not None:
-            fetching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetching
+        for task in (fetching, reloading):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(FileNotFoundError):
             ready_path(config).unlink()
         await peer_runner.cleanup()

@@ -31,7 +31,7 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
     ("doc", "sealed document packages: pack and verify",
      ["node.cli.doc"]),
     ("node", "run and administer a gateway node",
-     ["node.cli.node_admin", "node.cli.node_run"]),
+     ["node.cli.node_admin", "node.cli.node_run", "node.cli.node_renew"]),
     (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track",
      ["node.cli.clerk", "node.cli.download"]),
 ]

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from typing import BinaryIO
 
 from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header
-from exchange_protocol.envelope_seal import EnvelopeOpener, open_envelope_bytes
+from exchange_protocol.envelope_seal import EnvelopeOpener, TrustPolicy, open_envelope_bytes
 from exchange_protocol.errors import (
     EnvelopeBundleUnsupported,
     EnvelopePayloadDigestMismatch,
@@ -66,13 +66,16 @@ class Acceptor:
         self.ctx = ctx
         self.store = store
         self.registry = registry
-        self.policy = ctx.trust_policy()
         self.on_accepted = on_accepted or (lambda: None)
         self.relay = Relay(self, on_relayed or (lambda hop: None))
         self.accepted = registry.counter("gwx_envelopes_received_total", "Envelopes accepted durably, by type")
         self.duplicates = registry.counter("gwx_envelopes_duplicate_total", "Duplicate envelopes answered again")
         self.refused = registry.counter("gwx_envelopes_refused_total", "Envelopes refused, by code")
         self.accept_seconds = registry.histogram("gwx_accept_seconds", "Time to accept one envelope durably")
+
+    @property
+    def policy(self) -> TrustPolicy:
+        return self.ctx.trust_policy()  # read each time: a renewal may change our intermediates
 
     async def accept(self, data: bytes, peer_node: str) -> bytes:
         """Accept one whole envelope (one header) held in memory; returns its signed transport receipt."""
@@ -114,7 +117,7 @@ class Acceptor:
         """The common case, fast: a frame with one header, for this node, held in memory."""
         ctx = self.ctx
         now = ctx.clock()
-        opened, plaintext = await asyncio.to_thread(open_envelope_bytes, data, self.policy, ctx.decryption_key,
+        opened, plaintext = await asyncio.to_thread(open_envelope_bytes, data, self.policy, ctx.decryption_keys,
                                                     ctx.node_id, now)
         header = opened.header
         self.check_parties(header, opened.hops, peer_node)
@@ -264,7 +267,7 @@ class StreamAcceptor:
     async def _accept_one(self, prefix: bytes, content, length: int, peer_node: str) -> dict[str, bytes]:
         acceptor, ctx = self.acceptor, self.acceptor.ctx
         now = ctx.clock()
-        opener = EnvelopeOpener(acceptor.policy, ctx.decryption_key, ctx.node_id, now)
+        opener = EnvelopeOpener(acceptor.policy, ctx.decryption_keys, ctx.node_id, now)
         sha = hashlib.sha256()
         checked = False
         with tempfile.TemporaryFile(dir=acceptor.store.blobs.tmp_dir) as raw, \

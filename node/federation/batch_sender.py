@@ -6,8 +6,11 @@ and :data:`BATCH_BYTES`), posted as frames over the keep-alive mutual-TLS sessio
 envelope the peer answers with a signed transport receipt or a refusal:
 
 - a receipt that verifies (our trust, the envelope's digest, the peer's node id) marks the row
-  ``sent`` and the document's recipients 已送达 in one transaction;
+  ``sent`` and the document's recipients 已送达 in one transaction; one signed by a certificate
+  other than the peer's we cached says the peer renewed, and its certificates are fetched again;
 - a refusal whose code's kind gives up (:func:`node.error_kinds.gives_up_on_code`) bounces it at once;
+  one saying the peer cannot open it (:data:`STALE_RECIPIENT_CODES`: it renewed its encryption key
+  and the overlap is over) also makes the destination fetch the peer's certificates afresh;
 - anything else — a transient refusal, a receipt that does not verify — defers it to the time
   :func:`exchange_protocol.retry.next_attempt` gives, or bounces it once its retry window is over.
 
@@ -22,9 +25,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from cryptography import x509
 
 from exchange_protocol.envelope import decode_header
 from exchange_protocol.frame import FrameLimits, read_head
@@ -43,6 +48,9 @@ from node.federation.transport import (
 )
 from node.store import ErrorInfo, QueueEntry
 from pki.errors import GwxError
+
+# A peer's answers that say the envelope was sealed for an encryption certificate it no longer holds.
+STALE_RECIPIENT_CODES = ("ENV_NO_RECIPIENT_INFO", "ENV_DECRYPTION_FAILED")
 
 if TYPE_CHECKING:
     from node.federation.outbound import Outbound
@@ -94,9 +102,13 @@ def _frames(batch: list[QueueEntry], path_for, limits: FrameLimits) -> list[Outg
 class BatchSender:
     """Sends batches to one destination and records each envelope's outcome."""
 
-    def __init__(self, outbound: Outbound, destination: str) -> None:
+    def __init__(self, outbound: Outbound, destination: str,
+                 on_stale_recipient: Callable[[], None] = lambda: None,
+                 on_receipt_signer: Callable[[x509.Certificate], None] = lambda cert: None) -> None:
         self.outbound = outbound
         self.destination = destination
+        self.on_stale_recipient = on_stale_recipient
+        self.on_receipt_signer = on_receipt_signer  # a signer we have not cached: the peer renewed
 
     def _log(self, level: int, msg: str, *args, **extra) -> None:
         log.log(level, msg, *args, extra={"destination": self.destination, **extra})
@@ -122,7 +134,7 @@ class BatchSender:
                 continue
             if r.receipt is not None:
                 try:
-                    verify_receipt(r.receipt, trust=ctx.trust, now=now, message_id=entry.message_id,
+                    verified = verify_receipt(r.receipt, trust=ctx.trust, now=now, message_id=entry.message_id,
                                    envelope_sha256=entry.blob_digest, receiver_node=self.destination,
                                    intermediates=ctx.intermediates, revocation=ctx.revocation)
                 except GwxError as exc:
@@ -130,8 +142,13 @@ class BatchSender:
                               message_id=entry.message_id, code=exc.code)
                     await self.defer_or_bounce(entry, exc, now)
                     continue
+                self.on_receipt_signer(verified.signer_certificate)
                 await self._sent(entry, r.receipt, now)
             elif gives_up_on_code(r.error_code or ""):
+                if r.error_code in STALE_RECIPIENT_CODES:
+                    # The peer renewed its encryption key and the overlap is over: this envelope is
+                    # sealed and lost, but the next drafts must use the peer's current certificate.
+                    self.on_stale_recipient()
                 self._log(logging.WARNING, "%s refused %s for good: %s %s", self.destination, entry.message_id,
                           r.error_code, r.error_message, message_id=entry.message_id, code=r.error_code)
                 await self.bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""))

@@ -47,7 +47,8 @@ class DestinationQueue:
         self.destination = destination
         self.task: asyncio.Task | None = None
         self.builder = EnvelopeBuilder(outbound, destination)
-        self.sender = BatchSender(outbound, destination)
+        self.sender = BatchSender(outbound, destination, on_stale_recipient=self.builder.forget_credentials,
+                                  on_receipt_signer=self.builder.notice_signer)
         self.limiter = RetryLimiter(outbound.store, destination, outbound.policy, outbound.ctx.clock, outbound.rand)
         self._wakeup = asyncio.Event()
         self._stopping = False

@@ -4,7 +4,10 @@ A draft is a message whose payload is durable but whose envelope cannot be seale
 the destination node's encryption certificate — from the network directory for a node beyond the
 next hop, else fetched from the node itself (``GET /peer/v1/node`` over mutual TLS) and cached in
 the store — verified against our root and the node id, and re-judged every
-:data:`REVERIFY_SECONDS` so a revocation or an expiry is noticed. Drafts are kept per destination
+:data:`REVERIFY_SECONDS` so a revocation or an expiry is noticed. A neighbour's certificates are
+fetched again every :data:`REFETCH_SECONDS`, and at once when its receipt comes signed by another
+certificate than the one cached or when it cannot open what we sealed for it — so a neighbour's
+renewed encryption certificate is used well within its overlap (``gwx node renew``). Drafts are kept per destination
 node; the queue that seals them is their route's first hop (:meth:`Router.next_hop`). Each envelope is sealed once,
 stored as a blob, and swapped for a queue row in one transaction with the draft's deletion — so
 every retry resends the *same bytes* and the receiver's dedupe recognises them.
@@ -20,12 +23,15 @@ draft where it is: it is raised to the destination's loop, which backs off and t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from cryptography import x509
 
 from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import seal_bundle, seal_bundle_stream
@@ -47,6 +53,7 @@ DRAFTS_PER_ROUND = 64  # per destination node, each round
 MAX_BUNDLE = 512  # headers in one fan-out frame (the protocol's cap is higher; answers stay small)
 SMALL_PAYLOAD = 4 * 1024 * 1024  # sealed in memory below this; streamed through a spool file above
 REVERIFY_SECONDS = 300  # cached peer certificates are judged again (expiry, revocation) this often
+REFETCH_SECONDS = 3600  # and asked of the peer again this often: a peer's renewal is seen within the hour
 
 
 class EnvelopeBuilder:
@@ -62,10 +69,28 @@ class EnvelopeBuilder:
         self.outbound = outbound
         self.hop = hop
         self._credentials: dict[str, tuple[PeerCredentials, dt.datetime]] = {}
+        self._refetch = False  # ask the hop for its certificates, not the stored copy
+        self._seen_signer: x509.Certificate | None = None  # what the hop's last receipt was signed with
 
     def forget_credentials(self) -> None:
-        """The peer answered as another node: fetch its certificates afresh next time."""
+        """The peer answered as another node, or could not open what we sealed for it: fetch its
+        certificates afresh next time (not from the stored copy)."""
         self._credentials.clear()
+        self._refetch = True
+
+    def notice_signer(self, certificate: x509.Certificate) -> None:
+        """The hop signed (a receipt) with ``certificate``: if it is not the signing certificate we
+        hold for it, it renewed — fetch its certificates before sealing the next drafts, well within
+        the overlap during which it still opens what we sealed for the old ones."""
+        self._seen_signer = certificate
+        cached = self._credentials.get(self.hop)
+        if cached is not None and certificate != cached[0].signing_certificate:
+            self._renewed(certificate)
+            self.forget_credentials()
+
+    def _renewed(self, certificate: x509.Certificate) -> None:
+        log.info("%s signs with a new certificate (serial %x): fetching its certificates again",
+                 self.hop, certificate.serial_number, extra={"destination": self.hop})
 
     async def destinations(self) -> list[str]:
         """The destination nodes with drafts whose route starts with this hop."""
@@ -159,23 +184,43 @@ class EnvelopeBuilder:
         return creds
 
     async def _fetched_credentials(self, destination: str) -> PeerCredentials:
-        """A neighbour's certificates: cached in the store, else fetched from the neighbour itself."""
+        """A neighbour's certificates: the copy cached in the store while fresh, else asked of the
+        neighbour itself (and the copy, if still valid, when it cannot be reached)."""
         ctx, store = self.outbound.ctx, self.outbound.store
         stored = await store.peer_credentials.get(destination)
         now = ctx.clock()
-        if stored is not None:
-            try:
-                return verify_peer_credentials(destination, stored.signing_cert, stored.encryption_cert,
-                                               [stored.chain] if stored.chain else [], ctx.trust, now, ctx.revocation)
-            except GwxError as exc:  # expired or revoked since: fetch afresh
-                log.warning("cached credentials of %s no longer valid: %s", destination, exc,
-                            extra={"destination": destination})
-        creds = await self.outbound.client.fetch_credentials(self.outbound.peer(destination), ctx.trust, now,
-                                                             ctx.revocation)
+        hop = destination == self.hop
+        refetch = hop and self._refetch
+        fresh = stored is not None and (now - stored.fetched_at).total_seconds() < REFETCH_SECONDS
+        if stored is not None and fresh and not refetch:
+            with contextlib.suppress(GwxError):  # expired or revoked since: fetched afresh below
+                creds = self._use_stored(stored, now)
+                if not hop or self._seen_signer in (None, creds.signing_certificate):
+                    return creds
+                self._renewed(self._seen_signer)  # its receipts are signed by another certificate
+        try:
+            creds = await self.outbound.client.fetch_credentials(self.outbound.peer(destination), ctx.trust, now,
+                                                                 ctx.revocation)
+        except GwxError as exc:
+            if stored is None or refetch or disposition(exc) is not Disposition.RETRY:
+                raise
+            return self._use_stored(stored, now)  # the neighbour cannot be asked just now
         await store.peer_credentials.save(StoredPeerCredentials(
             destination, pem(creds.signing_certificate).decode(), pem(creds.encryption_certificate).decode(),
             b"".join(pem(c) for c in creds.chain).decode(), now))
+        if hop:
+            self._refetch = False
         return creds
+
+    def _use_stored(self, stored: StoredPeerCredentials, now: dt.datetime) -> PeerCredentials:
+        ctx = self.outbound.ctx
+        try:
+            return verify_peer_credentials(stored.node_id, stored.signing_cert, stored.encryption_cert,
+                                           [stored.chain] if stored.chain else [], ctx.trust, now, ctx.revocation)
+        except GwxError as exc:
+            log.warning("cached credentials of %s no longer valid: %s", stored.node_id, exc,
+                        extra={"destination": stored.node_id})
+            raise
 
 
 def _for_good(error: GwxError) -> bool:

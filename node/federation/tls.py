@@ -52,6 +52,15 @@ def client_context(cert_path: Path, key_path: Path, root_path: Path, passphrase:
     return ctx
 
 
+def reload_certificate(contexts: list[ssl.SSLContext], cert_path: Path, key_path: Path, passphrase: bytes) -> None:
+    """Present the certificate now in ``cert_path`` on every later handshake of ``contexts`` (a renewal,
+    no restart; connections already up keep theirs). Tried on a scratch context first, so a file that
+    cannot be loaded leaves the contexts as they were (``ssl.SSLError``/``OSError`` raised)."""
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert_path), str(key_path), password=passphrase)
+    for ctx in contexts:
+        ctx.load_cert_chain(str(cert_path), str(key_path), password=passphrase)
+
+
 def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> x509.Certificate:
     """The certificate the other side presented on this connection."""
     if ssl_object is None:

@@ -179,7 +179,9 @@ class PeerClient:
         self._ssl = ssl_context
         self._judge = judge
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._retiring: set[aiohttp.ClientSession] = set()
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._read_timeout = read_timeout
 
     def _session(self, peer: Peer) -> aiohttp.ClientSession:
         session = self._sessions.get(peer.node_id)
@@ -190,9 +192,24 @@ class PeerClient:
         return session
 
     async def close(self) -> None:
-        for session in self._sessions.values():
+        for session in (*self._sessions.values(), *self._retiring):
             await session.close()
         self._sessions.clear()
+        self._retiring.clear()
+
+    def renew_connections(self) -> None:
+        """Our TLS certificate changed (a renewal): later requests open new connections, which present
+        it; the pooled ones finish what they carry and are closed once a read would have timed out."""
+        loop = asyncio.get_running_loop()
+        for session in self._sessions.values():
+            self._retiring.add(session)
+            loop.call_later(self._read_timeout + 30, lambda s=session: loop.create_task(self._retire(s)))
+        self._sessions.clear()
+
+    async def _retire(self, session: aiohttp.ClientSession) -> None:
+        if session in self._retiring:
+            self._retiring.discard(session)
+            await session.close()
 
     async def fetch_credentials(self, peer: Peer, trust: TrustStore, now, revocation=None) -> PeerCredentials:
         try:
