@@ -24,6 +24,7 @@ from exchange_protocol.states import SenderStatus
 from node.config import load_config
 from node.context import NodeContext
 from node.federation.destination_queue import DestinationQueue
+from node.federation.envelope_builder import REFETCH_SECONDS
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
@@ -249,6 +250,78 @@ def test_a_peer_whose_certificates_we_cannot_accept_is_backed_off(node_dir, tmp_
             assert peer.retry_at == clock() + outbound.policy.min_delay
             assert calls == ["/peer/v1/node"]
             assert len(await store.drafts.drafts_for("city")) == 1
+        finally:
+            await close_processor(store, outbound)
+            await runner.cleanup()
+
+    asyncio.run(run())
+
+
+def test_a_peers_certificates_are_fetched_again_when_it_may_have_renewed(node_dir, tmp_path):
+    """The stored copy of the city's certificates serves while it is fresh; they are asked of the
+    city again when a receipt came signed by another certificate (it renewed), after it could not
+    open what we sealed (forget_credentials), and once the copy is an hour old — except that an old
+    copy still serves while the city cannot be reached."""
+    city = node_context(node_dir / "city")
+    node_info = json.dumps({"node_id": "city", "signing_cert": pem(city.signer.certificate).decode(),
+                            "encryption_cert": pem(city.decryption_key.certificate).decode(),
+                            "chain": [pem(c).decode() for c in city.intermediates]})
+
+    async def run():
+        calls = []
+
+        async def info(request: web.Request) -> web.Response:
+            calls.append(request.path)
+            return web.Response(text=node_info, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/peer/v1/node", info)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        creds = node_dir / "city" / "credentials"
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(
+            creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASSPHRASE))
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        config = load_config(node_dir / "county")
+        config = dataclasses.replace(config, directory=node_dir / "county", peers=tuple(
+            dataclasses.replace(p, url=f"https://127.0.0.1:{port}") for p in config.peers))
+        ctx = NodeContext.load(config, PASSPHRASE)
+        store = await open_store(tmp_path / "data", node_id="county")
+        own = config.credentials_dir
+        client = PeerClient(client_context(own / "tls.crt", own / "tls.key", config.trust_root_path, PASSPHRASE))
+        outbound = Outbound(ctx, store, client, Registry(), rand=lambda: 0.0)
+
+        async def build(builder) -> int:
+            now = ctx.clock()
+            payload = await store.blobs.put(b"a receipt for the city")
+            header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
+            async with store.transaction() as tx:
+                await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], now)
+            await builder.build_drafts()
+            assert await store.drafts.drafts_for("city") == []  # sealed and queued
+            return len(calls)
+
+        try:
+            await _know_the_city(node_dir, store, ctx.clock())
+            builder = DestinationQueue(outbound, "city").builder
+            assert await build(builder) == 0  # a fresh stored copy: the city is not asked
+            builder.notice_signer(city.signer.certificate)  # a receipt signed as we expect
+            assert await build(builder) == 0
+            builder.notice_signer(ctx.signer.certificate)  # signed by a certificate we do not hold for it
+            assert await build(builder) == 1
+            assert await build(builder) == 1
+            builder.forget_credentials()  # what ENV_NO_RECIPIENT_INFO from the city does
+            assert await build(builder) == 2  # not from the stored copy, fresh as it is
+            restarted = DestinationQueue(outbound, "city").builder
+            assert await build(restarted) == 2
+            await _know_the_city(node_dir, store, ctx.clock() - dt.timedelta(seconds=REFETCH_SECONDS + 1))
+            assert await build(DestinationQueue(outbound, "city").builder) == 3  # an hour old: asked again
+            stored = await store.peer_credentials.get("city")
+            assert (ctx.clock() - stored.fetched_at).total_seconds() < 60
+            await runner.cleanup()  # the city away: an old copy still serves
+            await _know_the_city(node_dir, store, ctx.clock() - dt.timedelta(seconds=REFETCH_SECONDS + 1))
+            assert await build(DestinationQueue(outbound, "city").builder) == 3
         finally:
             await close_processor(store, outbound)
             await runner.cleanup()

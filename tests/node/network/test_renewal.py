@@ -4,14 +4,17 @@ renew`` while it serves. Without a restart it presents the new TLS certificate, 
 /peer/v1/node`` with the new certificates and signs with the new key; the city's sends succeed
 before, during and after; an envelope the city sealed for the old encryption certificate and held
 in its queue across the renewal still opens; when the overlap ends the old key is destroyed and an
-envelope sealed for it is refused (ENV_NO_RECIPIENT_INFO)."""
+envelope sealed for it is refused (ENV_NO_RECIPIENT_INFO) — and a sender still holding the old
+certificate then fails that one document and fetches the new certificates at once."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from exchange_protocol.envelope import FrameLimits, decode_frame
 from exchange_protocol.envelope_crypto import DecryptionKey, decrypt_bytes
@@ -25,6 +28,7 @@ from tests.node.network.network_support import (
     CITY,
     RawPeer,
     blob_path,
+    db_path,
     db_rows,
     db_value,
     forge_envelope,
@@ -142,4 +146,19 @@ def test_a_certificate_renewed_while_the_node_runs(net, tmp_path):
     with pytest.raises(EnvelopeNotForMe):  # what the county holds now opens nothing sealed for the old certificate
         decrypt_bytes(payload, DecryptionKey(read_private_key(county_creds / "enc.key", PASSPHRASE), new["enc"]))
     send_and_deliver(net, "续期之后")
+
+    # A sender that still holds the old certificate after the overlap (it saw no receipt since):
+    # its next document is refused as not for the county and fails, and it fetches the county's
+    # certificates at once, so the one after is delivered.
+    net.stop(city)
+    with sqlite3.connect(db_path(city)) as db:
+        db.execute("UPDATE peer_credentials SET encryption_cert = ?, fetched_at = ? WHERE node_id = 'county-a'",
+                   (old["enc"].public_bytes(Encoding.PEM).decode(),
+                    db.execute("SELECT fetched_at FROM peer_credentials WHERE node_id = 'county-a'").fetchone()[0]))
+    net.start(city)
+    stale_doc = send_document(city, CITY, notice_meta(CITY, [A1], title="旧证书封装"), net.body)["doc_id"]
+    tracking = wait_status(city, CITY, stale_doc, {A1: "failed"}, timeout=60)
+    assert "ENV_NO_RECIPIENT_INFO" in tracking["recipients"][0]["reason"]
+    send_and_deliver(net, "重新获取证书之后")
+    assert cached_encryption_cert(city, "county-a") == new["enc"]
     assert county.process.poll() is None and city.process.poll() is None
