@@ -194,15 +194,17 @@ def finish_pending(credentials_dir: Path) -> None:
     shutil.rmtree(incoming)
 
 
-def previous_sets(credentials_dir: Path, now: dt.datetime) -> list[PreviousSet]:
+def previous_sets(credentials_dir: Path, now: dt.datetime, *, prune: bool = True) -> list[PreviousSet]:
     """The previous sets whose overlap still runs at ``now``, newest first. Those whose overlap
     ended are deleted — the encryption key with them — and so are leftovers of an interrupted
-    renewal; a set that cannot be read is left on disk, logged, and not used."""
+    renewal (unless ``prune`` is False: a reader such as ``gwx node status`` changes nothing); a set
+    that cannot be read is left on disk, logged, and not used."""
     base = Path(credentials_dir) / PREVIOUS
     held = []
     for path in sorted(base.iterdir(), reverse=True) if base.is_dir() else ():
         if path.name.startswith("."):  # staged by a renewal that did not finish
-            shutil.rmtree(path, ignore_errors=True)
+            if prune:
+                shutil.rmtree(path, ignore_errors=True)
             continue
         try:
             until = dt.datetime.fromisoformat(
@@ -212,6 +214,8 @@ def previous_sets(credentials_dir: Path, now: dt.datetime) -> list[PreviousSet]:
             log.error("cannot read the previous credentials in %s: %s", path, exc)
             continue
         if until <= now:
+            if not prune:
+                continue
             shutil.rmtree(path)
             log.info("overlap of the previous credentials ended at %s: their encryption key is destroyed "
                      "(%s)", format_time(until), path.name)

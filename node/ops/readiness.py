@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from cryptography import x509
@@ -39,6 +39,7 @@ from exchange_protocol.directory import DirectoryStatus
 from exchange_protocol.envelope import format_time
 from node.config import NodeConfig
 from node.ops.directory_state import held_directory
+from node.renewal import previous_sets
 from pki.ca import load_certificate, load_certificates
 from pki.crl import load_crls
 from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
@@ -148,7 +149,13 @@ def _certificates(config: NodeConfig, now: dt.datetime) -> Check:
             results.append((FAIL, f"{role}.crt cannot be read: {exc}", NEVER))
             continue
         results.append(_validity(f"{role}.crt", cert.not_valid_before_utc, cert.not_valid_after_utc, now))
-    return _worst("certificates", results, "PKI_CERT_EXPIRED", "")
+    check = _worst("certificates", results, "PKI_CERT_EXPIRED", "")
+    overlapping = previous_sets(config.credentials_dir, now, prune=False)
+    if overlapping:  # a renewal's overlap: say until when the previous encryption key still opens envelopes
+        until = min(p.until for p in overlapping)
+        check = replace(check, message=f"{check.message}; renewed: the previous encryption key opens "
+                                       f"envelopes until {format_time(until)}")
+    return check
 
 
 def _seals(config: NodeConfig, now: dt.datetime) -> Check:

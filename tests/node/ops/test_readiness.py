@@ -53,6 +53,22 @@ def test_a_new_node_that_never_ran_is_ready_and_not_running(node):
     assert report["queues"] == {} and report["peers"] == []
 
 
+def test_a_renewed_node_says_until_when_its_previous_encryption_key_serves(node, tmp_path):
+    ca, config = node
+    ca.issue_node("county-r", "127.0.0.1", tmp_path / "renewed", PASSPHRASE, renew=True)
+    out = run_gwx("node", "renew", "--dir", config.directory, "--from", tmp_path / "renewed", "--overlap", "2h",
+                  env={"GWX_PASSPHRASE": PASSPHRASE.decode()})
+    assert out.returncode == 0, out.stderr.decode()
+    [kept] = (config.credentials_dir / "previous").iterdir()
+    until = json.loads((kept / "overlap.json").read_text())["until"]
+    check = {c["name"]: c for c in status(config)["readiness"]["checks"]}["certificates"]
+    assert check["verdict"] == "ok" and f"previous encryption key opens envelopes until {until}" in check["message"]
+    # Past the overlap the status says nothing of it, and reading it destroys nothing (the node does that).
+    assert readiness._certificates(config, dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)).message.count(
+        "previous") == 0
+    assert kept.exists()
+
+
 def test_a_stale_crl_is_named_as_what_blocks_the_node(node):
     ca, config = node
     write_public_file(config.crl_path, crl_pem(build_crl(ca, dt.datetime.now(dt.UTC) - dt.timedelta(days=9),
