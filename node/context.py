@@ -27,7 +27,7 @@ from exchange_protocol.frame import FrameLimits
 from node.config import NodeConfig
 from node.errors import ConfigError
 from node.federation.routing import DirectoryRouter, Router
-from node.renewal import PreviousSet, finish_pending, previous_sets
+from node.renewal import PreviousSet, credentials_lock, finish_pending, previous_sets
 from pki.ca import load_certificate, load_certificates
 from pki.crl import load_crls
 from pki.errors import GwxError, RevocationUnknown
@@ -98,17 +98,20 @@ class NodeCredentials:
         """The current set, and the previous ones still overlapping (those past their overlap are
         destroyed here); an interrupted renewal is completed or discarded first."""
         creds = config.credentials_dir
-        finish_pending(creds)
-        try:
-            sign_chain = load_certificates((creds / "sign.crt").read_bytes())
-            enc_cert = load_certificates((creds / "enc.crt").read_bytes())[0]
-        except FileNotFoundError as exc:
-            raise ConfigError(f"node credentials incomplete: {exc.filename} is missing") from None
-        signer = SoftwareSigner(read_private_key(creds / "sign.key", passphrase), sign_chain[0])
-        key = DecryptionKey(read_private_key(creds / "enc.key", passphrase), enc_cert)
-        previous = tuple(p for p in previous_sets(creds, now) if p.certificates["enc"] != enc_cert)
-        return cls(signer, key, tuple(sign_chain[1:]), previous,
-                   tuple(p.decryption_key(passphrase) for p in previous))
+        if not creds.is_dir():
+            raise ConfigError(f"node credentials incomplete: {creds} is missing")
+        with credentials_lock(creds):
+            finish_pending(creds)
+            try:
+                sign_chain = load_certificates((creds / "sign.crt").read_bytes())
+                enc_cert = load_certificates((creds / "enc.crt").read_bytes())[0]
+            except FileNotFoundError as exc:
+                raise ConfigError(f"node credentials incomplete: {exc.filename} is missing") from None
+            signer = SoftwareSigner(read_private_key(creds / "sign.key", passphrase), sign_chain[0])
+            key = DecryptionKey(read_private_key(creds / "enc.key", passphrase), enc_cert)
+            previous = tuple(p for p in previous_sets(creds, now) if p.certificates["enc"] != enc_cert)
+            previous_keys = tuple(p.decryption_key(passphrase) for p in previous)
+        return cls(signer, key, tuple(sign_chain[1:]), previous, previous_keys)
 
 
 @dataclass

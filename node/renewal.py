@@ -26,18 +26,21 @@ same step takes credentials issued by the CA (``gwx pki issue-node --renew``, re
 Crash safety: the new set is written whole under ``incoming/`` first, the previous set next, then
 ``incoming/ready`` marks it complete and its files are moved into place one by one.
 :func:`finish_pending` (run before every load) completes a marked ``incoming/`` and discards an
-unmarked one, so a crash at any step leaves one consistent current set.
+unmarked one, so a crash at any step leaves one consistent current set. A renewal and a node's load
+both hold :func:`credentials_lock` (``credentials/.lock``), so a load never sees a renewal midway.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +65,7 @@ PREVIOUS = "previous"
 INCOMING = "incoming"
 READY = "ready"
 OVERLAP_FILE = "overlap.json"
+LOCK_FILE = ".lock"
 # Long enough for every peer to fetch the new certificates (they re-fetch hourly and at once on
 # ENV_NO_RECIPIENT_INFO) and for envelopes already sealed for the old one to arrive (the default
 # retry window is two days).
@@ -140,7 +144,13 @@ def install_renewal(credentials_dir: Path, node_id: str, new: CredentialSet, pas
     creds = Path(credentials_dir)
     if overlap < dt.timedelta(0):
         raise RenewalRefused("the overlap cannot be negative", overlap=str(overlap))
-    finish_pending(creds)
+    with credentials_lock(creds):
+        return _install(creds, node_id, new, passphrase, overlap, now)
+
+
+def _install(creds: Path, node_id: str, new: CredentialSet, passphrase: bytes, overlap: dt.timedelta,
+             now: dt.datetime) -> PreviousSet:
+    _finish_pending(creds)
     root = load_certificate((creds / "root.crt").read_bytes())
     check_credential_set(new, node_id, TrustStore.of([root]), now)
     current = {role: load_certificates((creds / f"{role}.crt").read_bytes())[0] for role in ROLES}
@@ -157,7 +167,7 @@ def install_renewal(credentials_dir: Path, node_id: str, new: CredentialSet, pas
     until = min(now + overlap, current["enc"].not_valid_after_utc).replace(microsecond=0)
     previous = _keep_previous(creds, current, until, now)
     write_public_file(incoming / READY, b"")
-    finish_pending(creds)
+    _finish_pending(creds)
     log.info("node %s renewed its credentials; the previous encryption key is kept until %s",
              node_id, format_time(until))
     return previous
@@ -180,8 +190,26 @@ def _keep_previous(creds: Path, current: dict[str, x509.Certificate], until: dt.
     return PreviousSet(target, until, current)
 
 
+@contextlib.contextmanager
+def credentials_lock(credentials_dir: Path) -> Iterator[None]:
+    """Held while a renewal writes ``credentials/`` and while a node reads it
+    (:meth:`node.context.NodeCredentials.load`): a node loading at that moment waits the few milliseconds it takes, rather than read
+    half a set or take a renewal being written for an interrupted one."""
+    fd = os.open(Path(credentials_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def finish_pending(credentials_dir: Path) -> None:
-    """Complete a renewal that marked its new set ready, discard one that did not (see the module)."""
+    """Complete a renewal that marked its new set ready, discard one that did not (see the module).
+    The caller holds :func:`credentials_lock`."""
+    _finish_pending(Path(credentials_dir))
+
+
+def _finish_pending(credentials_dir: Path) -> None:
     incoming = Path(credentials_dir) / INCOMING
     if not incoming.is_dir():
         return

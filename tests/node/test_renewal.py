@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from node.renewal import (
     INCOMING,
     READY,
     RenewalRefused,
+    credentials_lock,
     finish_pending,
     install_renewal,
     previous_sets,
@@ -90,7 +92,7 @@ def test_the_overlap_never_outlasts_the_previous_encryption_certificate(node, no
 def test_credentials_the_node_cannot_use_are_refused_and_change_nothing(node, tmp_path, now):
     ca, config, renewed = node
     creds = config.credentials_dir
-    before = {p.name: p.read_bytes() for p in creds.iterdir() if p.is_file()}
+    before = {p.name: p.read_bytes() for p in creds.iterdir() if p.is_file() and p.name != ".lock"}
     other = tmp_path / "other"
     ca.issue_node("county-x", "127.0.0.1", other, PASSPHRASE)
     mixed = tmp_path / "mixed"
@@ -108,7 +110,7 @@ def test_credentials_the_node_cannot_use_are_refused_and_change_nothing(node, tm
         install_renewal(creds, config.node_id, read_credential_set(renewed, PASSPHRASE), b"not the passphrase",
                         now=now)
     assert wrong.value.code == "PKI_WRONG_PASSPHRASE"
-    assert {p.name: p.read_bytes() for p in creds.iterdir() if p.is_file()} == before
+    assert {p.name: p.read_bytes() for p in creds.iterdir() if p.is_file() and p.name != ".lock"} == before
     assert not (creds / "previous").exists() and not (creds / INCOMING).exists()
 
 
@@ -159,3 +161,23 @@ def test_gwx_node_renew_installs_on_a_stopped_node_and_says_what_follows(node, t
     assert dt.timedelta(hours=35) < until - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=36)
     again = run_gwx("node", "renew", "--dir", config.directory, "--from", renewed, env=env)
     assert again.returncode == 2 and "nothing to renew" in again.stderr.decode()
+
+
+def test_a_node_loading_while_a_renewal_is_being_written_waits_for_it(node, now):
+    """Without the lock a node reloading mid-install would take the unmarked incoming/ for the
+    leftover of a crash and delete it under the renewal's feet."""
+    _, config, renewed = node
+    creds = config.credentials_dir
+    result: list = []
+    with credentials_lock(creds):
+        incoming = creds / INCOMING
+        incoming.mkdir()
+        for name in ("tls.key", "tls.crt", "sign.key", "sign.crt", "enc.key", "enc.crt"):
+            shutil.copy(renewed / name, incoming / name)
+        loader = threading.Thread(target=lambda: result.append(NodeCredentials.load(config, PASSPHRASE, now)))
+        loader.start()
+        loader.join(0.5)
+        assert loader.is_alive() and incoming.exists()  # waiting, and the renewal's files untouched
+        write_public_file(incoming / READY, b"")
+    loader.join(10)
+    assert result[0].signer.certificate.serial_number == serials(renewed)["sign"]
