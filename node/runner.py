@@ -98,13 +98,14 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     fetcher = DirectoryFetcher(ctx, client, registry) if config.parent is not None else None
     fetching: asyncio.Task | None = None
     reloader = CredentialReloader(ctx, [server_tls, client_tls], client, reload_requested)
-    reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")
+    reloading: asyncio.Task | None = None
 
     peer_runner = web.AppRunner(peer_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     local_runner = web.AppRunner(local_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     try:
         service.processor.start()
         await outbound.start()
+        reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")
         await peer_runner.setup()
         await local_runner.setup()
         peer_site = web.TCPSite(peer_runner, config.peer_api.host, config.peer_api.port,

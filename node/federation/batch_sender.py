@@ -135,8 +135,8 @@ class BatchSender:
             if r.receipt is not None:
                 try:
                     verified = verify_receipt(r.receipt, trust=ctx.trust, now=now, message_id=entry.message_id,
-                                   envelope_sha256=entry.blob_digest, receiver_node=self.destination,
-                                   intermediates=ctx.intermediates, revocation=ctx.revocation)
+                                              envelope_sha256=entry.blob_digest, receiver_node=self.destination,
+                                              intermediates=ctx.intermediates, revocation=ctx.revocation)
                 except GwxError as exc:
                     self._log(logging.ERROR, "receipt for %s does not verify: %s", entry.message_id, exc,
                               message_id=entry.message_id, code=exc.code)
