@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -120,8 +121,13 @@ def read_credential_set(directory: Path, passphrase: bytes) -> CredentialSet:
     return CredentialSet(keys, chains)
 
 
-def check_credential_set(new: CredentialSet, node_id: str, trust: TrustStore, now: dt.datetime) -> None:
-    """Refuse (:class:`RenewalRefused`) a set this node could not present, sign or decrypt with."""
+def check_credential_set(new: CredentialSet, node_id: str, trust: TrustStore, now: dt.datetime,
+                         host: str | None = None) -> None:
+    """Refuse (:class:`RenewalRefused`) a set this node could not present, sign or decrypt with;
+    ``host``: the name peers reach the node by (its public URL's), which the TLS certificate must carry."""
+    if host is not None and not _names_host(new.leaf("tls"), host):
+        raise RenewalRefused(f"tls.crt does not name {host}, where peers reach this node (node.toml "
+                             "peer_api.public_url): issue it with --host " + host, host=host)
     for role in ROLES:
         leaf = new.leaf(role)
         if leaf.public_key() != new.keys[role].public_key():
@@ -138,21 +144,23 @@ def check_credential_set(new: CredentialSet, node_id: str, trust: TrustStore, no
 
 
 def install_renewal(credentials_dir: Path, node_id: str, new: CredentialSet, passphrase: bytes, *,
-                    overlap: dt.timedelta = DEFAULT_OVERLAP, now: dt.datetime) -> PreviousSet:
+                    overlap: dt.timedelta = DEFAULT_OVERLAP, now: dt.datetime,
+                    host: str | None = None) -> PreviousSet:
     """Make ``new`` the node's current set, keeping the current one under ``previous/`` for the
-    overlap; returns that previous set. The caller signals a running node (:func:`signal_node`)."""
+    overlap; returns that previous set. ``host``: see :func:`check_credential_set`. The caller
+    signals a running node (:func:`signal_node`)."""
     creds = Path(credentials_dir)
     if overlap < dt.timedelta(0):
         raise RenewalRefused("the overlap cannot be negative", overlap=str(overlap))
     with credentials_lock(creds):
-        return _install(creds, node_id, new, passphrase, overlap, now)
+        return _install(creds, node_id, new, passphrase, overlap, now, host)
 
 
 def _install(creds: Path, node_id: str, new: CredentialSet, passphrase: bytes, overlap: dt.timedelta,
-             now: dt.datetime) -> PreviousSet:
+             now: dt.datetime, host: str | None) -> PreviousSet:
     _finish_pending(creds)
     root = load_certificate((creds / "root.crt").read_bytes())
-    check_credential_set(new, node_id, TrustStore.of([root]), now)
+    check_credential_set(new, node_id, TrustStore.of([root]), now, host)
     current = {role: load_certificates((creds / f"{role}.crt").read_bytes())[0] for role in ROLES}
     same = [role for role in ROLES if current[role].serial_number == new.leaf(role).serial_number]
     if same:
@@ -171,6 +179,17 @@ def _install(creds: Path, node_id: str, new: CredentialSet, passphrase: bytes, o
     log.info("node %s renewed its credentials; the previous encryption key is kept until %s",
              node_id, format_time(until))
     return previous
+
+
+def _names_host(cert: x509.Certificate, host: str) -> bool:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        return ipaddress.ip_address(host) in san.get_values_for_type(x509.IPAddress)
+    except ValueError:
+        return host.lower().rstrip(".") in {name.lower() for name in san.get_values_for_type(x509.DNSName)}
 
 
 def _keep_previous(creds: Path, current: dict[str, x509.Certificate], until: dt.datetime,

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from node.renewal import DEFAULT_OVERLAP, RenewalRefused, install_renewal, read_credential_set, signal_node
@@ -55,7 +56,10 @@ def _renew(args: argparse.Namespace) -> int:
         source_passphrase = get_passphrase(argparse.Namespace(passphrase_file=args.from_passphrase_file))
     new = read_credential_set(args.source, source_passphrase)
     now = dt.datetime.now(dt.UTC)
-    previous = install_renewal(config.credentials_dir, config.node_id, new, passphrase, overlap=overlap, now=now)
+    # Peers check the TLS certificate against the host they dial: the renewed one must carry it too.
+    host = urlsplit(config.peer_api.public_url).hostname if config.peer_api.public_url else None
+    previous = install_renewal(config.credentials_dir, config.node_id, new, passphrase, overlap=overlap, now=now,
+                               host=host)
     print(f"node {config.node_id}: renewed credentials installed in {config.credentials_dir}")
     for role in ("tls", "sign", "enc"):
         leaf = new.leaf(role)

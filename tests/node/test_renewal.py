@@ -106,6 +106,13 @@ def test_credentials_the_node_cannot_use_are_refused_and_change_nothing(node, tm
         with pytest.raises(RenewalRefused) as info:
             install_renewal(creds, config.node_id, read_credential_set(source, PASSPHRASE), PASSPHRASE, now=now)
         assert info.value.code == "NODE_RENEWAL_REFUSED" and words in info.value.message
+    elsewhere = tmp_path / "elsewhere"
+    ca.issue_node("county-r", "10.9.9.9", elsewhere, PASSPHRASE, renew=True)
+    for host in ("127.0.0.1", "county-r.example"):  # where peers reach the node: the new tls.crt must name it
+        with pytest.raises(RenewalRefused) as info:
+            install_renewal(creds, config.node_id, read_credential_set(elsewhere, PASSPHRASE), PASSPHRASE, now=now,
+                            host=host)
+        assert f"does not name {host}" in info.value.message
     with pytest.raises(GwxError) as wrong:  # the node passphrase must open the node's keys before anything is written
         install_renewal(creds, config.node_id, read_credential_set(renewed, PASSPHRASE), b"not the passphrase",
                         now=now)
@@ -145,11 +152,14 @@ def test_a_previous_set_that_cannot_be_read_is_kept_on_disk_and_not_used(node, t
 
 
 def test_gwx_node_renew_installs_on_a_stopped_node_and_says_what_follows(node, tmp_path):
-    _, config, renewed = node
+    ca, config, renewed = node
     env = {"GWX_PASSPHRASE": PASSPHRASE_TEXT}
     bad = run_gwx("node", "renew", "--dir", config.directory, "--from", renewed, "--overlap", "a week", env=env)
     assert bad.returncode == 2 and "NODE_RENEWAL_REFUSED" in bad.stderr.decode() and "Traceback" not in bad.stderr.decode()
     (tmp_path / "ca-pass").write_text(PASSPHRASE_TEXT)
+    ca.issue_node("county-r", "10.9.9.9", tmp_path / "elsewhere", PASSPHRASE, renew=True)
+    wrong_host = run_gwx("node", "renew", "--dir", config.directory, "--from", tmp_path / "elsewhere", env=env)
+    assert wrong_host.returncode == 2 and "does not name 127.0.0.1" in wrong_host.stderr.decode()
     out = run_gwx("node", "renew", "--dir", config.directory, "--from", renewed, "--overlap", "36h",
                   "--from-passphrase-file", tmp_path / "ca-pass", env=env)
     assert out.returncode == 0, out.stderr.decode()
