@@ -16,9 +16,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from exchange_protocol.envelope import FrameLimits, decode_frame
 from exchange_protocol.envelope_crypto import DecryptionKey, decrypt_bytes
 from exchange_protocol.errors import EnvelopeNotForMe
+from exchange_protocol.frame import FrameLimits, decode_frame
 from node.config import load_config
 from node.localnet import PASSPHRASE, send_document, wait_for
 from pki.ca import load_certificates
