@@ -37,6 +37,7 @@ from node.federation.acceptor import Acceptor
 from node.federation.directory_fetch import DirectoryFetcher
 from node.federation.outbound import Outbound
 from node.federation.peer_api import DRAINING, make_peer_app
+from node.federation.reroute import Rerouter
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
 from node.ops.directory_state import directory_figures
@@ -91,7 +92,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     outbound = Outbound(ctx, store, client, registry)
     service = DocumentService(ctx, store, outbound, registry)
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)
-    peer_app = make_peer_app(ctx, acceptor)
+    peer_app = make_peer_app(ctx, acceptor, service.whereabouts)
     local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
     local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))
     local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
@@ -99,6 +100,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     fetching: asyncio.Task | None = None
     reloader = CredentialReloader(ctx, [server_tls, client_tls], client, reload_requested)
     reloading: asyncio.Task | None = None
+    rerouting: asyncio.Task | None = None
 
     peer_runner = web.AppRunner(peer_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     local_runner = web.AppRunner(local_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -106,6 +108,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         service.processor.start()
         await outbound.start()
         reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")
+        rerouting = loop.create_task(Rerouter(outbound).run(), name="gwx-reroute")
         await peer_runner.setup()
         await local_runner.setup()
         peer_site = web.TCPSite(peer_runner, config.peer_api.host, config.peer_api.port,
@@ -121,7 +124,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         log.info("node %s draining", ctx.node_id)
     finally:
         peer_app[DRAINING].set()
-        for task in (fetching, reloading):
+        for task in (fetching, reloading, rerouting):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

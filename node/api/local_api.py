@@ -362,7 +362,7 @@ async def _outbox(request: web.Request) -> web.Response:
 
 
 async def _track(request: web.Request) -> web.Response:
-    return _json(await request.app[SERVICE].track(request[PRINCIPAL], doc_id_of(request)))
+    return _json(await request.app[SERVICE].track(request[PRINCIPAL], doc_id_of(request), where=True))
 
 
 async def _recall(request: web.Request) -> web.Response:

@@ -51,7 +51,18 @@ SCHEMAS: Json = {
         "unit": STR, "unit_name": _nullable(STR), "role": {"enum": ["主送", "抄送"]}, "node": _nullable(STR),
         "status": {"enum": SENDER_STATUSES}, "status_label": STR, "who": _nullable(STR),
         "when": _nullable(DATETIME), "reason": _nullable(STR), "urge_count": INT,
-        "last_urged_at": _nullable(DATETIME), "overdue": {"type": "boolean"}}),
+        "last_urged_at": _nullable(DATETIME), "overdue": {"type": "boolean"}},
+        {"where": _nullable(_ref("Whereabouts"))}),
+    "Whereabouts": _object({
+        "message_id": STR, "line": {"type": "string", "description": "where it waits, in one plain line"},
+        "stops": {"type": "array", "items": _object(
+            {"node": STR, "state": {"enum": ["drafted", "waiting", "handed-on", "given-up", "delivered", "unknown"]}},
+            {"next_hop": _nullable(STR), "since": _nullable(DATETIME), "attempts": INT,
+             "next_attempt_at": _nullable(DATETIME), "queue_state": STR, "destination": STR,
+             "error": _nullable(_object({"code": STR, "message": STR})),
+             "next_hop_state": _nullable(_object({"state": STR, "since": _nullable(DATETIME), "failures": INT},
+                                                 {"retry_at": _nullable(DATETIME),
+                                                  "error": _nullable(_object({"code": STR, "message": STR}))}))})}}),
     "OutboxItem": _object({
         "doc_id": STR, "from_unit": STR, "title": STR, "kind": {"enum": KINDS}, "doc_number": _nullable(STR),
         "deadline": _nullable(DATETIME), "created_at": DATETIME, "counts": COUNTS,
@@ -175,8 +186,9 @@ def build_openapi(node_id: str = "") -> Json:
         "/api/v1/outbox": {"get": _op("sent documents (发文箱), newest first", clerk,
                                       {"type": "array", "items": _ref("OutboxItem")},
                                       params=_filters(SENDER_STATUSES, "recipient unit code"), op_id="outbox")},
-        "/api/v1/outbox/{doc_id}": {"get": _op("who has signed for a sent document (跟踪)", clerk, _ref("Tracking"),
-                                               params=[DOC_ID], errors=doc_errors, op_id="track")},
+        "/api/v1/outbox/{doc_id}": {"get": _op(
+            "who has signed for a sent document (跟踪), and where the message for each recipient not yet "
+            "delivered waits", clerk, _ref("Tracking"), params=[DOC_ID], errors=doc_errors, op_id="track")},
         "/api/v1/outbox/{doc_id}/recall": {"post": _op(
             "撤回 (recall) from all or the given recipients not yet signed for", clerk, _ref("Tracking"),
             params=[DOC_ID], body=_json_body("UnitsRequest"), errors=(*doc_errors, "413"), op_id="recall")},

@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "for one sent, each recipient's progress", _show),
                                   ("sign-for", "签收 a received document", _sign_for),
                                   ("register", "登记 a signed-for document", _register),
-                                  ("track", "who has signed for a sent document (跟踪)", _track)):
+                                  ("track", "who has signed for a sent document (跟踪), and where each message "
+                                   "not yet delivered waits (去向)", _track)):
         p = _command(sub, name, help_text)
         p.add_argument("doc_id", metavar="ID", help=DOC_ID_HELP)
         p.set_defaults(func=func)
@@ -269,6 +270,9 @@ def _print_tracking(tracking: dict[str, Any]) -> int:
         head += f"  办理时限 {_when(doc['deadline'])}"
     print(head)
     _print_recipients(tracking["recipients"])
+    for r in tracking["recipients"]:  # not yet delivered: where its message waits (asked along the route)
+        if r.get("where"):
+            print(f"去向 {r['unit']}：{r['where']['line']}")
     print(_counts(doc.get("counts", {})))
     for refusal in tracking.get("refused") or []:  # recipients the action could not apply to
         print(f"refused for {refusal.get('unit')}: {refusal.get('code')}: {refusal.get('message')}", file=sys.stderr)

@@ -52,8 +52,10 @@ class DocumentServiceApi(Protocol):
                      after: str | None = None) -> list[Json]:
         """OutboxItems of ``who``'s unit, newest first; ``unit`` filters by recipient unit."""
 
-    async def track(self, who: Principal, doc_id: str) -> Json:
-        """Tracking: the document and one RecipientView per recipient unit."""
+    async def track(self, who: Principal, doc_id: str, *, where: bool = False) -> Json:
+        """Tracking: the document and one RecipientView per recipient unit; with ``where``, each view
+        also says where the message for a recipient not yet delivered waits (``where``: its stops
+        from this node on and one plain line; null for the others)."""
 
     async def recall(self, who: Principal, doc_id: str, units: list[str] | None = None) -> Json:
         """撤回 for all (or the given) recipients not yet signed for; returns Tracking."""

@@ -31,6 +31,7 @@ from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.processor import Delivery, Processor
+from node.federation.whereabouts import Whereabouts
 from node.ops.metrics import Registry
 from node.ops.status import of_running_node, readiness_of_running_node
 from node.store import InboxRow, ListFilter, NodeStore, OutboxDocument, OutboxRecipient, OutgoingLink
@@ -68,6 +69,7 @@ class DocumentService:
         self.store = store
         self.outbound = outbound
         self.processor = Processor(ctx, store, registry, outbound)
+        self.whereabouts = Whereabouts(ctx, store, outbound.client)
         self.submitted = registry.counter("gwx_documents_submitted_total", "Documents sealed and sent")
 
     # ---- sending ---------------------------------------------------------------------------------
@@ -143,10 +145,27 @@ class DocumentService:
             raise NotFound(f"your unit has sent no document {doc_id}", doc_id=doc_id)
         return doc
 
-    async def track(self, who: Principal, doc_id: str) -> dict[str, Any]:
+    async def track(self, who: Principal, doc_id: str, *, where: bool = False) -> dict[str, Any]:
+        """The document's rows; with ``where``, for each recipient not yet delivered, where the
+        envelope carrying it waits (asking the relays on its way: :mod:`node.federation.whereabouts`)."""
         doc = await self._own_outbox(who, doc_id)
         now = self.ctx.clock()
-        return {"doc": self._outbox_item(doc, now), "recipients": [self._recipient_view(r, doc, now) for r in doc.recipients]}
+        views = [self._recipient_view(r, doc, now) for r in doc.recipients]
+        if where:
+            pending = {r.unit: r.destination_node for r in doc.recipients
+                       if r.status in (SenderStatus.QUEUED.value, SenderStatus.SENT.value)}
+            links = await self.store.links.links_for(doc_id) if pending else []
+            traced: dict[str, dict[str, Any]] = {}
+            for view in views:
+                link = next((o for o in links if o.destination == pending.get(view["unit"])
+                             and view["unit"] in o.units), None)
+                if link is not None and link.destination != self.ctx.node_id:
+                    if link.message_id not in traced:  # one envelope carries every unit of its node
+                        traced[link.message_id] = await self.whereabouts.for_message(link.message_id)
+                    view["where"] = traced[link.message_id]
+                else:
+                    view["where"] = None
+        return {"doc": self._outbox_item(doc, now), "recipients": views}
 
     async def outbox(self, who: Principal, *, status=None, kind=None, overdue=None, unit=None, limit=50,
                      after=None) -> list[dict[str, Any]]:

@@ -18,6 +18,10 @@
   peer that hangs up before the body it announced has arrived is :class:`PeerHungUp`: one log
   line, nothing of the frame it cut off kept or acknowledged (frames it sent whole before are, as
   for any broken batch).
+* ``GET /messages/{message_id}/whereabouts?depth=N`` — where a message this node holds for others
+  is (queued here for which hop, handed on when, delivered here), following it up to ``depth``
+  hops further (:mod:`node.federation.whereabouts`, which says who may ask): routing facts only.
+  A malformed id is 400 ``API_BAD_MESSAGE_ID``; an id this node does not hold for the asker, 404.
 
 Every request first passes :func:`peer_identity`: the client certificate must chain to our root for
 TLS client use and not be revoked (``pki.trust`` + the node's CRL); its node id is what the
@@ -45,6 +49,7 @@ from node.errors import ApiError, NodeError, NodeUnavailable, NoDirectory
 from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.federation.tls import PeerIdentityError, peer_chain, peer_node_id
 from node.federation.transport import ENVELOPE_MEDIA_TYPE
+from node.federation.whereabouts import Whereabouts, check_message_id
 from pki.ca import pem
 from pki.errors import ErrorKind, GwxError, RevocationUnknown
 from pki.trust import Purpose, verify_certificate
@@ -57,6 +62,7 @@ PEER_NODE = "gwx.peer_node"
 
 CONTEXT = web.AppKey("context", NodeContext)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)
+WHEREABOUTS = web.AppKey("whereabouts", Whereabouts)
 DRAINING = web.AppKey("draining", asyncio.Event)  # set: shutting down, refuse new envelopes
 
 
@@ -158,6 +164,17 @@ async def network_directory(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "node_id": request.app[CONTEXT].node_id})
+
+
+async def whereabouts(request: web.Request) -> web.Response:
+    message_id = check_message_id(request.match_info["message_id"])
+    ctx = request.app[CONTEXT]
+    raw = request.query.get("depth", "1")
+    if not raw.isdigit() or not 0 <= int(raw) <= ctx.config.limits.max_hops:
+        raise ApiError(f"depth must be a whole number 0..{ctx.config.limits.max_hops}", code="API_BAD_PARAMETER",
+                       field="depth")
+    answer = await request.app[WHEREABOUTS].answer_peer(request[PEER_NODE], message_id, int(raw))
+    return web.Response(body=canonical_json(answer), content_type="application/json")
 
 
 async def envelopes(request: web.Request) -> web.Response:
@@ -277,13 +294,15 @@ async def _read_exactly(content, n: int) -> bytes:
     return bytes(buf)
 
 
-def make_peer_app(ctx: NodeContext, acceptor: Acceptor) -> web.Application:
+def make_peer_app(ctx: NodeContext, acceptor: Acceptor, where: Whereabouts) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, peer_identity], client_max_size=1024 * 1024)
     app[CONTEXT] = ctx
     app[ACCEPTOR] = acceptor
     app[DRAINING] = asyncio.Event()
+    app[WHEREABOUTS] = where
     app.router.add_get("/peer/v1/node", node_info)
     app.router.add_get("/peer/v1/health", health)
     app.router.add_get("/peer/v1/directory", network_directory)
     app.router.add_post("/peer/v1/envelopes", envelopes)
+    app.router.add_get("/peer/v1/messages/{message_id}/whereabouts", whereabouts, allow_head=False)
     return app

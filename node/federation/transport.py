@@ -243,6 +243,27 @@ class PeerClient:
             raise PeerUnreachable(f"cannot reach {peer.node_id} at {peer.url}: {exc or type(exc).__name__}",
                                   peer=peer.node_id) from None
 
+    async def fetch_whereabouts(self, peer: Peer, message_id: str, depth: int, timeout: float) -> dict:
+        """GET where ``peer`` says message ``message_id`` is (:mod:`node.federation.whereabouts`),
+        asking it to follow the message ``depth`` hops further; gives up after ``timeout`` seconds."""
+        try:
+            async with self._session(peer).get(f"{peer.url}/peer/v1/messages/{message_id}/whereabouts",
+                                               params={"depth": str(depth)},
+                                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                body = await _read_body(resp, peer, MAX_NODE_INFO)
+                if resp.status != 200:
+                    raise _refused(peer, resp.status, body, "GET /peer/v1/messages/…/whereabouts")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise PeerUnreachable(f"cannot reach {peer.node_id} at {peer.url}: {exc or type(exc).__name__}",
+                                  peer=peer.node_id) from None
+        try:
+            answer = json.loads(body)
+            if not isinstance(answer, dict) or not isinstance(answer.get("stops"), list):
+                raise ValueError("no list of stops")
+            return answer
+        except ValueError as exc:
+            raise PeerProtocolError(f"{peer.node_id} sent a malformed whereabouts answer: {exc}") from None
+
     async def send_frames(self, peer: Peer, frames: Sequence[OutgoingFrame]) -> list[FrameResult]:
         """POST a batch; return one result per header of each frame (in order), or raise a transient error."""
         total = sum(f.size for f in frames)

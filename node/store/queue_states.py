@@ -22,6 +22,9 @@ Pure (no I/O), like :mod:`exchange_protocol.states`. The SQLite backend asks thi
   (``sent``). ``corrupt``: its blob is missing or altered (found at start-up).
 - ``sent`` / ``bounced`` are final: no event moves them; old ones are purged (the audit log keeps
   their history) so the blobs they pinned can be collected.
+- Withdrawal: a waiting row (never in flight at that moment) of our own message may be taken out
+  of the queue altogether when its units have moved to another node (:mod:`node.federation.reroute`
+  re-addresses the message as a new draft); an active row is left alone until it is waiting again.
 - Expiry: a waiting or active row past ``expires_at`` is bounced by the sender; a held row is not
   (an operator holds it on purpose).
 
@@ -43,6 +46,7 @@ UNFINISHED_STATES = frozenset({INCOMING, ACTIVE, DEFERRED, HOLD})
 WAITING_STATES = frozenset({INCOMING, DEFERRED})     # claimed into the window once due
 EXPIRABLE_STATES = frozenset({INCOMING, ACTIVE, DEFERRED})  # bounced when past expires_at
 AT_REST_STATES = frozenset({INCOMING, DEFERRED, HOLD})  # unfinished and not in flight (after a restart)
+WITHDRAWABLE_STATES = WAITING_STATES  # may be taken out of the queue to be re-addressed (not held, not in flight)
 
 BACK_TO_WAITING = "back to waiting"  # a target: incoming if never tried, else deferred
 
@@ -108,5 +112,5 @@ def next_state(state: str, event: QueueEvent, attempts: int = 0) -> str:
 __all__ = [
     "ACTIVE", "AT_REST_STATES", "BACK_TO_WAITING", "BOUNCED", "CORRUPT", "DEFERRED", "EXPIRABLE_STATES",
     "FINAL_STATES", "HOLD", "INCOMING", "QUEUE_STATES", "SENT", "TRANSITIONS", "UNFINISHED_STATES",
-    "WAITING_STATES", "IllegalQueueMove", "Move", "QueueEvent", "next_state", "ordered", "sources", "target",
+    "WAITING_STATES", "WITHDRAWABLE_STATES", "IllegalQueueMove", "Move", "QueueEvent", "next_state", "ordered", "sources", "target",
 ]

@@ -120,6 +120,7 @@ class ReceivedEnvelope:
     payload_digest: str | None = None
     attempts: int = 0
     identity_digest: str | None = None  # None for rows received before migration 4
+    relayed_to: str | None = None  # kept for another node: the next hop it was queued for
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from typing import Any
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import HeaderDraft, format_time
 from exchange_protocol.states import SenderStatus
-from node.errors import StoreCorrupt
+from node.errors import StoreContended, StoreCorrupt
+from node.store.queue_states import WITHDRAWABLE_STATES, ordered
 from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
 from node.store.values import Draft, LocalDelivery, OutgoingLink, UnreadableDraft
 from pki.errors import GwxError
@@ -60,7 +61,15 @@ class Drafts:
         return [self._draft(r) for r in rows]
 
     async def delete_draft(self, tx: SqliteTransaction, message_id: str) -> None:
-        await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,))
+        """Delete a draft; :class:`StoreContended` (transient) if it is gone — re-addressed by
+        :mod:`node.federation.reroute` while it was being sealed — so the envelope sealed from it is
+        rolled back with this transaction instead of being queued beside its re-addressed copy."""
+        if not await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,)):
+            raise StoreContended(f"draft {message_id} was re-addressed or dropped meanwhile", message_id=message_id)
+
+    async def get_draft(self, message_id: str) -> Draft | UnreadableDraft | None:
+        row = await self._db.fetchone("SELECT * FROM drafts WHERE message_id = ?", (message_id,))
+        return self._draft(row) if row else None
 
     async def draft_destinations(self) -> list[str]:
         return [r[0] for r in await self._db.fetchall("SELECT DISTINCT destination FROM drafts")]
@@ -102,6 +111,18 @@ class OutgoingLinks:
     async def links_for(self, doc_id: str, type: str = "document") -> list[OutgoingLink]:
         rows = await self._db.fetchall(
             "SELECT * FROM outgoing WHERE doc_id = ? AND type = ? ORDER BY message_id", (doc_id, type))
+        return [_link(r) for r in rows]
+
+    async def remove_link(self, tx: SqliteTransaction, message_id: str) -> None:
+        """A message that will never be sent (re-addressed as new ones before it left)."""
+        await tx.execute("DELETE FROM outgoing WHERE message_id = ?", (message_id,))
+
+    async def waiting_documents(self) -> list[OutgoingLink]:
+        """Documents we sent whose envelope waits in the queue, sealed but never handed on."""
+        waiting = ordered(WITHDRAWABLE_STATES)
+        rows = await self._db.fetchall(
+            "SELECT o.* FROM outgoing o JOIN queue q ON q.message_id = o.message_id WHERE o.type = 'document'"
+            f" AND q.state IN ({','.join('?' * len(waiting))}) ORDER BY o.message_id", waiting)
         return [_link(r) for r in rows]
 
     async def interrupted_local_deliveries(self, node_id: str) -> list[LocalDelivery]:

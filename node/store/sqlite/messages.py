@@ -400,7 +400,7 @@ def _received(row: Any) -> ReceivedEnvelope:
         origin_node=row["origin_node"], type=row["type"], size=row["size"],
         received_at=from_db_time(row["received_at"]), receipt=row["receipt"], state=row["state"],  # type: ignore[arg-type]
         error_code=row["error_code"], error_message=row["error_message"], payload_digest=row["payload_digest"],
-        attempts=row["attempts"], identity_digest=row["identity_digest"])
+        attempts=row["attempts"], identity_digest=row["identity_digest"], relayed_to=row["relayed_to"])
 
 
 def _recipient(row: Any) -> OutboxRecipient:

@@ -25,6 +25,7 @@ from node.store.queue_states import (
     FINAL_STATES,
     INCOMING,
     WAITING_STATES,
+    WITHDRAWABLE_STATES,
     QueueEvent,
     ordered,
     sources,
@@ -225,6 +226,20 @@ class OutboundQueue:
             return await tx.execute(
                 f"DELETE FROM queue WHERE state IN ({_in(final)}) AND updated_at < ?",
                 (*final, to_db_time(older_than)))
+
+    async def withdraw(self, tx: SqliteTransaction, message_id: str, reason: str, *, actor: str = "node") -> bool:
+        """Take a waiting row out of the queue (its message is re-addressed); False when it is not
+        waiting (in flight, held, sent, gone) and so stays where it is."""
+        allowed = ordered(WITHDRAWABLE_STATES)
+        row = await tx.fetchone(f"SELECT destination FROM queue WHERE message_id = ? AND state IN ({_in(allowed)})",
+                                (message_id, *allowed))
+        if row is None:
+            return False
+        await tx.execute(f"DELETE FROM queue WHERE message_id = ? AND state IN ({_in(allowed)})", (message_id, *allowed))
+        await self._audit.append_many(tx, [NewEvent(actor, "queue.withdrawn", {"message_id": message_id,
+                                                                               "node": row["destination"]},
+                                                    {"reason": reason})])
+        return True
 
     async def at_rest(self) -> list[tuple[str, str]]:
         """(message id, blob digest) of every unfinished row not in flight: what recovery checks."""

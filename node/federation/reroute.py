@@ -1,0 +1,182 @@
+"""Re-addressing what is still here for a unit that moved to another node (a township got its own node).
+
+The network directory names each unit's hosting node. When the directory this node holds changes
+(installed by hand or fetched from the parent: :class:`Rerouter` watches the router's copy, as the
+router itself does) and at start-up, every document of ours that has not left this node yet and
+names a unit the directory now places elsewhere is re-addressed:
+
+- a *draft* (not sealed yet: a document waits as a draft per destination node, with the units it
+  carries) is replaced by one new draft per node now hosting its units — split when its units now
+  belong to different nodes;
+- a *sealed envelope still waiting in the queue* (never handed on: ``incoming`` or ``deferred``) is
+  withdrawn from the queue and turned back into new drafts the same way: it was sealed for the old
+  node, which alone could open it, but the document's package — the plaintext the draft was sealed
+  from — is still held (the outbox keeps it for show and download), so it is sealed afresh for the
+  new node. An envelope in flight at that moment is left alone and looked at again a second later;
+  one an operator holds stays held (re-address it by releasing it). If the package were gone the
+  envelope stays queued for the old node, and the log says why.
+
+Each new message has a new id (the old one was never handed on, so no receiver knows it); the
+document's outgoing links and its recipients' ``destination_node`` follow in the same transaction
+as the withdrawal, so the tracking shows the new node, and nothing is lost or sent twice: a draft
+that was being sealed meanwhile makes the sealing roll back (the store refuses to delete a draft
+that is gone), and an envelope that was claimed for sending stays in the queue untouched.
+
+What already left this node (handed to a relay or to the old node) is not ours to move any more:
+the old node, no longer hosting the unit under the new directory, refuses it for good
+(``ENV_UNIT_NOT_HOSTED``), the refusal or the relay's bounce comes back, and the recipient's row
+turns failed with that reason — the clerk sends it again, and it goes to the new node. Notices
+(签收, 催办, 撤回…) are not re-addressed: they concern a document the old node already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from exchange_protocol.envelope import MessageType
+from node.errors import StoreContended
+from node.federation.outbound import NewMessage, Outbound
+from node.federation.routing import UnknownUnit
+from node.store import OutgoingLink, Transaction, UnreadableDraft
+
+log = logging.getLogger("gwx.reroute")
+
+POLL_SECONDS = 1.0  # how often the held directory is looked at (a stat; the router re-reads it only if it changed)
+DRAFTS_PER_PASS = 10_000
+
+
+class Rerouter:
+    """Re-addresses our waiting documents whenever the held directory moves a unit to another node."""
+
+    def __init__(self, outbound: Outbound) -> None:
+        self.outbound = outbound
+        self.ctx = outbound.ctx
+        self.store = outbound.store
+
+    async def run(self) -> None:
+        """At start-up, then on every change of the directory (and again while envelopes to move were
+        in flight); until cancelled."""
+        seen: object = object()
+        again = True
+        while True:
+            held = self._directory_key()
+            if held != seen or again:
+                seen = held
+                try:
+                    again = await self.reroute_once() > 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug or a busy store must not end the watch: try again shortly
+                    log.exception("re-routing after a directory change failed; trying again")
+                    again = True
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _directory_key(self) -> object:
+        directory = getattr(self.ctx.router, "directory", lambda: None)()
+        return None if directory is None else (directory.version, directory.issued_at)
+
+    async def reroute_once(self) -> int:
+        """One pass; returns how many messages should move but could not yet (in flight, being sealed)."""
+        return await self._drafts() + await self._queued()
+
+    def _regroup(self, units: tuple[str, ...], destination: str) -> dict[str, tuple[str, ...]] | None:
+        """The units by the node now hosting them; None when they all still belong to ``destination``
+        (or when one is now on this very node: delivered here by a new send, not re-addressed)."""
+        groups: dict[str, list[str]] = {}
+        for unit in units:
+            try:
+                node = self.ctx.router.node_for(unit)
+            except UnknownUnit:  # no longer listed at all: it stays where it was going (and bounces there)
+                node = destination
+            groups.setdefault(node, []).append(unit)
+        if set(groups) == {destination}:
+            return None
+        if self.ctx.node_id in groups:
+            log.warning("unit(s) %s moved onto this node; their document stays addressed to %s",
+                        ", ".join(groups[self.ctx.node_id]), destination)
+            return None
+        return {node: tuple(codes) for node, codes in groups.items()}
+
+    async def _drafts(self) -> int:
+        left = 0
+        for destination in await self.store.drafts.draft_destinations():
+            for row in await self.store.drafts.drafts_for(destination, DRAFTS_PER_PASS):
+                if isinstance(row, UnreadableDraft) or row.header.type is not MessageType.DOCUMENT:
+                    continue
+                groups = self._regroup(row.header.to_units, destination)
+                link = await self.store.links.link(row.header.message_id)
+                if groups is None or link is None:
+                    continue
+                message_id = row.header.message_id
+
+                async def take(tx: Transaction, message_id: str = message_id) -> bool:
+                    await self.store.drafts.delete_draft(tx, message_id)
+                    return True
+                try:
+                    await self._readdress(message_id, link, groups, row.payload_digest, row.payload_size, take)
+                except StoreContended:  # sealed meanwhile: found in the queue at the next pass
+                    left += 1
+        return left
+
+    async def _queued(self) -> int:
+        left = 0
+        for link in await self.store.links.waiting_documents():
+            groups = self._regroup(link.units, link.destination)
+            if groups is None:
+                continue
+            doc = await self.store.messages.get_outbox(link.doc_id)
+            if doc is None:
+                continue
+            try:
+                size = self.store.blobs.path_for(doc.package_digest).stat().st_size
+            except OSError:
+                log.error("cannot re-address %s (document %s) to %s: its package is no longer held; it stays "
+                          "queued for %s", link.message_id, link.doc_id, ", ".join(groups), link.destination,
+                          extra={"message_id": link.message_id, "doc_id": link.doc_id})
+                continue
+            async def take(tx: Transaction, message_id: str = link.message_id) -> bool:
+                return await self.store.queue.withdraw(tx, message_id, "its units moved to another node")
+            if not await self._readdress(link.message_id, link, groups, doc.package_digest, size, take):
+                left += 1  # in flight (or held) right now
+        return left
+
+    async def _readdress(self, old_id: str, link: OutgoingLink, groups: dict[str, tuple[str, ...]],
+                         payload_digest: str, payload_size: int,
+                         take: Callable[[Transaction], Awaitable[bool]]) -> bool:
+        """In one transaction: take the old message out (``take``), add one draft per new node, move the
+        links and the recipients' destination node. False when ``take`` found nothing to take."""
+        store, outbound = self.store, self.outbound
+        now = self.ctx.clock()
+        doc = await store.messages.get_outbox(link.doc_id)
+        if doc is None:
+            return True  # no document rows (cannot happen for a link of ours): nothing to move
+        new = [NewMessage(outbound.header(MessageType.DOCUMENT, node, doc.from_unit, units, now),
+                          payload_digest, payload_size, link.doc_id) for node, units in groups.items()]
+        async with store.transaction() as tx:
+            if not await take(tx):
+                return False
+            await store.links.remove_link(tx, old_id)
+            await outbound.add(tx, new, now)
+            doc = await store.messages.get_outbox(link.doc_id)  # read inside the writer's lock
+            status = {r.unit: r.status for r in (doc.recipients if doc else ())}
+            for m in new:
+                for unit in m.header.to_units:
+                    if unit in status:
+                        await store.messages.update_recipient(
+                            link.doc_id, unit, status[unit], {"destination_node": m.header.destination_node},
+                            actor="node", action="recipient.rerouted",
+                            details={"from_node": link.destination, "message_id": m.header.message_id}, tx=tx)
+            await store.audit.append(tx, "node", "message.rerouted", {"message_id": old_id, "doc_id": link.doc_id},
+                                     {"from_node": link.destination,
+                                      "to": {m.header.message_id: m.header.destination_node for m in new}})
+        log.info("document %s: message %s for %s re-addressed to %s (its units moved)", link.doc_id, old_id,
+                 link.destination, ", ".join(f"{m.header.destination_node} ({m.header.message_id})" for m in new),
+                 extra={"doc_id": link.doc_id, "message_id": old_id})
+        for m in new:
+            outbound.wake(m.header.destination_node)
+        return True
+
+
+__all__ = ["Rerouter"]
