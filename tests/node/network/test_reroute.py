@@ -1,0 +1,140 @@
+"""A unit moves to another node while documents for it wait: they follow it. Real processes, real TLS.
+
+The shape of test_relay's directory: the city at the root, county-a under it, and a new township
+node town-b (under the city: it must be reachable while county-a is down). Two units hosted by
+county-a in version 1 move to town-b in later versions. With county-a stopped, the city holds
+documents for them — as drafts (county-a's certificate never fetched) and as sealed envelopes
+waiting in its queue (the certificate cached) — and a new directory installed at the city sends
+them to town-b: each delivered there once, none lost, the tracking naming town-b, and a document
+for a unit that stayed with county-a still waiting for it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from node.localnet import send_document, wait_for
+from pki.keystore import write_public_file
+from pki.unit_code import make_unit_code
+from tests.node.network.network_support import (
+    A1,
+    CITY,
+    FAST_RETRY,
+    UNIT_NAMES,
+    db_rows,
+    db_value,
+    inbox_item,
+    new_network,
+    notice_meta,
+    recipients_by_unit,
+    signed_directory,
+    verify_audit_chain,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+MOVED = make_unit_code("11371302MB0000401")   # 兰山区某镇人民政府: county-a hosts it, then town-b
+LATER = make_unit_code("11371302MB0000402")   # 兰山区某镇财政所: moves in the second step
+UNIT_NAMES.setdefault(MOVED, "兰山区某镇人民政府")
+UNIT_NAMES.setdefault(LATER, "兰山区某镇财政所")
+TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-b", "township", "city")]
+
+
+def units(moved: tuple[str, ...]) -> list[dict]:
+    rows = [{"code": CITY, "name": UNIT_NAMES[CITY], "level": "city", "node": "city"},
+            {"code": A1, "name": UNIT_NAMES[A1], "level": "county", "node": "county-a"}]
+    return rows + [{"code": code, "name": UNIT_NAMES[code], "level": "township",
+                    "node": "town-b" if code in moved else "county-a", "parent": A1} for code in (MOVED, LATER)]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    net = new_network(tmp_path_factory.mktemp("reroute"))
+    net.add_node("city", [{"code": CITY, "name": UNIT_NAMES[CITY]}], retry=FAST_RETRY)
+    net.add_node("county-a", [{"code": A1, "name": UNIT_NAMES[A1]}], retry=FAST_RETRY)
+    net.add_node("town-b", [{"code": MOVED, "name": UNIT_NAMES[MOVED]},
+                            {"code": LATER, "name": UNIT_NAMES[LATER]}], retry=FAST_RETRY)
+    directory = signed_directory(net, 1, TREE, units(()))
+    for node in net.nodes.values():
+        write_public_file(node.directory / "directory.json", directory)
+    try:
+        net.start_all()
+        yield net
+    finally:
+        net.stop_all()
+
+
+def install(net, node, version: int, moved: tuple[str, ...]) -> None:
+    write_public_file(node.directory / "directory.json", signed_directory(net, version, TREE, units(moved)))
+
+
+def town_copies(town, unit: str, doc_id: str) -> int:
+    return db_value(town, "SELECT COUNT(*) FROM inbox WHERE unit_code = ? AND doc_id = ?", [unit, doc_id])
+
+
+def test_drafts_for_a_moved_unit_go_to_its_new_node_split_from_the_units_that_stayed(net):
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-b"]
+    net.stop(county)
+    try:
+        only_moved = send_document(city, CITY, notice_meta(CITY, [MOVED]), net.body)["doc_id"]
+        both = send_document(city, CITY, notice_meta(CITY, [MOVED, A1]), net.body)["doc_id"]
+        # county-a was never reached: its certificate is unknown, both documents wait as drafts.
+        wait_for(lambda: db_value(city, "SELECT state FROM peers WHERE node_id = 'county-a'") in ("backing-off", "dead"),
+                 30, what="the city backing off county-a")
+        assert db_value(city, "SELECT COUNT(*) FROM drafts WHERE destination = 'county-a'") == 2
+
+        install(net, city, 2, (MOVED,))
+        for doc_id in (only_moved, both):
+            inbox_item(town, MOVED, doc_id)
+            tracking = wait_status(city, CITY, doc_id, {MOVED: "delivered"})
+            assert recipients_by_unit(tracking)[MOVED]["node"] == "town-b"
+        # The unit that stayed with county-a still waits for it, in a draft of its own.
+        tracking = city.clerk(CITY).get(f"/api/v1/outbox/{both}")
+        stayed = recipients_by_unit(tracking)[A1]
+        assert (stayed["status"], stayed["node"]) == ("queued", "county-a")
+        assert stayed["where"]["stops"][0]["state"] == "drafted"
+        assert db_rows(city, "SELECT destination, COUNT(*) FROM outgoing WHERE doc_id = ? GROUP BY destination",
+                       [both]) == [("county-a", 1), ("town-b", 1)]
+    finally:
+        net.start(county)
+    inbox_item(county, A1, both)
+    wait_status(city, CITY, both, {A1: "delivered", MOVED: "delivered"})
+    assert town_copies(town, MOVED, only_moved) == 1 and town_copies(town, MOVED, both) == 1
+    assert db_value(county, "SELECT COUNT(*) FROM inbox WHERE unit_code = ?", [MOVED]) == 0
+    verify_audit_chain(city)
+
+
+def test_sealed_envelopes_waiting_for_the_old_node_are_sealed_again_for_the_new_one(net):
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-b"]
+    # county-a's certificate is cached by now (the first test delivered to it): what the city holds
+    # for LATER is sealed for county-a and waits in the queue while county-a is down.
+    net.stop(county)
+    try:
+        doc_ids = [send_document(city, CITY, notice_meta(CITY, [LATER]), net.body)["doc_id"] for _ in range(3)]
+        old = {doc_id: db_rows(city, "SELECT message_id FROM outgoing WHERE doc_id = ?", [doc_id])[0][0]
+               for doc_id in doc_ids}
+        wait_for(lambda: db_value(city, "SELECT COUNT(*) FROM queue WHERE destination = 'county-a' AND state = "
+                                        "'deferred' AND message_id IN (?, ?, ?)", list(old.values())) == 3,
+                 30, what="the three envelopes sealed and deferred at the city")
+
+        install(net, city, 3, (MOVED, LATER))
+        for doc_id in doc_ids:
+            inbox_item(town, LATER, doc_id)
+            tracking = wait_status(city, CITY, doc_id, {LATER: "delivered"})
+            assert recipients_by_unit(tracking)[LATER]["node"] == "town-b"
+            assert recipients_by_unit(tracking)[LATER]["where"] is None
+        # The envelopes sealed for county-a left the queue without being sent; the audit says why.
+        assert db_value(city, f"SELECT COUNT(*) FROM queue WHERE message_id IN ({','.join('?' * 3)})",
+                        list(old.values())) == 0
+        withdrawn = db_rows(city, "SELECT subjects FROM audit WHERE action = 'queue.withdrawn'")
+        assert all(any(m in s for (s,) in withdrawn) for m in old.values())
+    finally:
+        net.start(county)
+    # county-a, back, never receives them (they were never handed on); town-b holds each once.
+    wait_for(lambda: db_value(city, "SELECT state FROM peers WHERE node_id = 'county-a'") == "up"
+             or db_value(city, "SELECT COUNT(*) FROM queue WHERE destination = 'county-a' AND state != 'sent'") == 0,
+             30, what="the city's queue for county-a settled")
+    assert db_value(county, "SELECT COUNT(*) FROM inbox WHERE unit_code = ?", [LATER]) == 0
+    assert all(town_copies(town, LATER, doc_id) == 1 for doc_id in doc_ids)
+    verify_audit_chain(city)
