@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from exchange_protocol.envelope import MessageType
@@ -102,13 +103,15 @@ async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: 
 
 
 async def apply_transport_outcome(store: NodeStore, message_id: str, event: Event, *, at: dt.datetime,
-                                  actor: str, reason: str | None = None, tx: Transaction) -> None:
+                                  actor: str, reason: str | None = None, tx: Transaction,
+                                  except_units: Collection[str] = ()) -> None:
     """Reflect what happened to a message we sent on the sender-side rows of the document it carried
-    (inside ``tx``, with the queue change that records the outcome). Notices carry no rows: nothing."""
+    (inside ``tx``, with the queue change that records the outcome), but for ``except_units`` (sent
+    on by another message meanwhile). Notices carry no rows: nothing."""
     link = await store.links.link(message_id)
     if link is None or link.type != MessageType.DOCUMENT.value:
         return
-    for unit in link.units:
+    for unit in (u for u in link.units if u not in except_units):
         try:
             await apply_sender_event(store, link.doc_id, unit, event, at=at, actor=actor, reason=reason,
                                      details={"message_id": message_id}, tx=tx)

@@ -39,6 +39,7 @@ from exchange_protocol.transport_receipt import verify_receipt
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import gives_up_on_code
 from node.federation.relay import bounce_draft
+from node.federation.reroute import readdress_failed
 from node.federation.transport import (
     OutgoingFrame,
     PeerIdentityMismatch,
@@ -191,11 +192,15 @@ class BatchSender:
         back = await bounce_draft(self.outbound, entry, info)
         async with store.transaction() as tx:
             await store.queue.bounce(entry.message_id, info, tx=tx)
+            # Units that moved to another node since (the old one refused them): sent there instead.
+            moved = await readdress_failed(self.outbound, tx, entry.message_id)
             await apply_transport_outcome(store, entry.message_id, Event.FAILED, at=self.outbound.ctx.clock(),
                                           actor=f"node:{self.destination}", reason=f"{info.code}: {info.message}",
-                                          tx=tx)
+                                          tx=tx, except_units={u for units in moved.values() for u in units})
             if back is not None:
                 await store.drafts.add_draft(tx, back)
+        for node in moved:
+            self.outbound.wake(node)
         self.outbound.bounced.inc(destination=self.destination)
         if back is not None:
             self.outbound.wake(back.header.destination_node)

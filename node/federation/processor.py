@@ -45,6 +45,7 @@ from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.error_kinds import Disposition, disposition, kind_of_code
 from node.errors import NodeError, NodeUnavailable, StoreCorrupt
 from node.federation.outbound import NewMessage, Outbound
+from node.federation.reroute import readdress_failed
 from node.federation.retry_limiter import retry_policy
 from node.ops.metrics import Registry
 from node.store import BlobRef, InboxRow, NodeStore, OutgoingLink, ReceivedEnvelope, Transaction
@@ -262,9 +263,11 @@ class Processor:
             return
         notice = decode_notice(await self.store.blobs.read_bytes(d.payload_digest))
         async with self.store.transaction() as tx:
-            await self.apply_notice(d, notice, tx)
+            resent_to = await self.apply_notice(d, notice, tx)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
+        for node in resent_to:
+            self._wake(node)
 
     async def queue_notice(self, tx: Transaction, notice: Notice, ref: BlobRef, destination: str,
                            from_unit: str | None, to_units: tuple[str, ...], in_reply_to: str | None) -> str | None:
@@ -374,8 +377,11 @@ class Processor:
         # nodes the path took is not checked: routes change with the directory, ties have choices.
         return notice.type is MessageType.BOUNCE and notice.doc_id is None
 
-    async def apply_notice(self, d: Delivery, notice: Notice, tx: Transaction) -> None:
-        """Apply a notice inside ``tx`` (the caller commits it with whatever caused or consumed it)."""
+    async def apply_notice(self, d: Delivery, notice: Notice, tx: Transaction) -> tuple[str, ...]:
+        """Apply a notice inside ``tx`` (the caller commits it with whatever caused or consumed it).
+
+        Returns the nodes to wake once ``tx`` has committed: a bounce of our document for units that
+        have moved to another node since sends them there instead (:func:`readdress_failed`)."""
         if notice.type is not d.header.type:
             raise NoticeNotOurs(f"envelope type {d.header.type.value} carries a {notice.type.value} notice")
         actor = f"node:{d.header.origin_node}"
@@ -389,12 +395,16 @@ class Processor:
                 await self.store.audit.append(tx, actor, f"notice.{notice.type.value}",
                                               {"doc_id": link.doc_id, "message_id": d.header.message_id},
                                               {"units": list(notice.units), "by": notice.by, "text": notice.text})
-                return
-            for unit in notice.units:
+                return ()
+            moved: dict[str, tuple[str, ...]] = {}
+            if notice.type is MessageType.BOUNCE:
+                moved = await readdress_failed(self.outbound, tx, link.message_id, notice.units)
+            resent = {u for units in moved.values() for u in units}
+            for unit in (u for u in notice.units if u not in resent):
                 await apply_sender_event(self.store, link.doc_id, unit, event, at=notice.at, actor=actor,
                                          by=notice.by, reason=notice.reason, details={"message_id": d.header.message_id},
                                          tx=tx)
-            return
+            return tuple(moved)
         event = NOTICE_EVENTS_RECEIVER[notice.type]
         for unit in notice.units:
             row = await self.store.messages.get_inbox(notice.doc_id, unit)
@@ -414,3 +424,4 @@ class Processor:
                 await self.store.audit.append(tx, actor, f"inbox.{event.value}.refused",
                                               {"doc_id": notice.doc_id, "unit": unit},
                                               {"reason": exc.message, "message_id": d.header.message_id})
+        return ()

@@ -23,23 +23,30 @@ that was being sealed meanwhile makes the sealing roll back (the store refuses t
 that is gone), and an envelope that was claimed for sending stays in the queue untouched.
 
 What already left this node (handed to a relay or to the old node) is not ours to move any more:
-the old node, no longer hosting the unit under the new directory, refuses it for good
-(``ENV_UNIT_NOT_HOSTED``), the refusal or the relay's bounce comes back, and the recipient's row
-turns failed with that reason — the clerk sends it again, and it goes to the new node. Notices
-(签收, 催办, 撤回…) are not re-addressed: they concern a document the old node already has.
+the old node, no longer hosting the unit, refuses it for good (``ENV_UNIT_NOT_HOSTED``) and the
+refusal — or the relay's bounce — comes back. Before the recipients' rows turn failed,
+:func:`readdress_failed` sends the units the directory now places at another node there (a new
+draft, in the transaction that records the refusal); a unit still hosted by the node that refused
+it fails as before, so a refusal never loops. What a clerk expects: the document arrives at the
+unit's new node, with no action from them. Notices (签收, 催办, 撤回…) are not re-addressed: they
+concern a document the old node already has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from typing import TYPE_CHECKING
 
 from exchange_protocol.envelope import MessageType
+from node.context import NodeContext
 from node.errors import StoreContended
-from node.federation.outbound import NewMessage, Outbound
 from node.federation.routing import UnknownUnit
 from node.store import OutgoingLink, Transaction, UnreadableDraft
+
+if TYPE_CHECKING:
+    from node.federation.outbound import Outbound
 
 log = logging.getLogger("gwx.reroute")
 
@@ -81,31 +88,13 @@ class Rerouter:
         """One pass; returns how many messages should move but could not yet (in flight, being sealed)."""
         return await self._drafts() + await self._queued()
 
-    def _regroup(self, units: tuple[str, ...], destination: str) -> dict[str, tuple[str, ...]] | None:
-        """The units by the node now hosting them; None when they all still belong to ``destination``
-        (or when one is now on this very node: delivered here by a new send, not re-addressed)."""
-        groups: dict[str, list[str]] = {}
-        for unit in units:
-            try:
-                node = self.ctx.router.node_for(unit)
-            except UnknownUnit:  # no longer listed at all: it stays where it was going (and bounces there)
-                node = destination
-            groups.setdefault(node, []).append(unit)
-        if set(groups) == {destination}:
-            return None
-        if self.ctx.node_id in groups:
-            log.warning("unit(s) %s moved onto this node; their document stays addressed to %s",
-                        ", ".join(groups[self.ctx.node_id]), destination)
-            return None
-        return {node: tuple(codes) for node, codes in groups.items()}
-
     async def _drafts(self) -> int:
         left = 0
         for destination in await self.store.drafts.draft_destinations():
             for row in await self.store.drafts.drafts_for(destination, DRAFTS_PER_PASS):
                 if isinstance(row, UnreadableDraft) or row.header.type is not MessageType.DOCUMENT:
                     continue
-                groups = self._regroup(row.header.to_units, destination)
+                groups = regroup(self.ctx, row.header.to_units, destination)
                 link = await self.store.links.link(row.header.message_id)
                 if groups is None or link is None:
                     continue
@@ -123,7 +112,7 @@ class Rerouter:
     async def _queued(self) -> int:
         left = 0
         for link in await self.store.links.waiting_documents():
-            groups = self._regroup(link.units, link.destination)
+            groups = regroup(self.ctx, link.units, link.destination)
             if groups is None:
                 continue
             doc = await self.store.messages.get_outbox(link.doc_id)
@@ -147,36 +136,89 @@ class Rerouter:
                          take: Callable[[Transaction], Awaitable[bool]]) -> bool:
         """In one transaction: take the old message out (``take``), add one draft per new node, move the
         links and the recipients' destination node. False when ``take`` found nothing to take."""
-        store, outbound = self.store, self.outbound
-        now = self.ctx.clock()
-        doc = await store.messages.get_outbox(link.doc_id)
-        if doc is None:
-            return True  # no document rows (cannot happen for a link of ours): nothing to move
-        new = [NewMessage(outbound.header(MessageType.DOCUMENT, node, doc.from_unit, units, now),
-                          payload_digest, payload_size, link.doc_id) for node, units in groups.items()]
-        async with store.transaction() as tx:
+        async with self.store.transaction() as tx:
             if not await take(tx):
                 return False
-            await store.links.remove_link(tx, old_id)
-            await outbound.add(tx, new, now)
-            doc = await store.messages.get_outbox(link.doc_id)  # read inside the writer's lock
-            status = {r.unit: r.status for r in (doc.recipients if doc else ())}
-            for m in new:
-                for unit in m.header.to_units:
-                    if unit in status:
-                        await store.messages.update_recipient(
-                            link.doc_id, unit, status[unit], {"destination_node": m.header.destination_node},
-                            actor="node", action="recipient.rerouted",
-                            details={"from_node": link.destination, "message_id": m.header.message_id}, tx=tx)
-            await store.audit.append(tx, "node", "message.rerouted", {"message_id": old_id, "doc_id": link.doc_id},
-                                     {"from_node": link.destination,
-                                      "to": {m.header.message_id: m.header.destination_node for m in new}})
-        log.info("document %s: message %s for %s re-addressed to %s (its units moved)", link.doc_id, old_id,
-                 link.destination, ", ".join(f"{m.header.destination_node} ({m.header.message_id})" for m in new),
-                 extra={"doc_id": link.doc_id, "message_id": old_id})
-        for m in new:
-            outbound.wake(m.header.destination_node)
+            await self.store.links.remove_link(tx, old_id)
+            await add_readdressed(self.outbound, tx, link, groups, payload_digest, payload_size)
+        for node in groups:
+            self.outbound.wake(node)
         return True
 
 
-__all__ = ["Rerouter"]
+def regroup(ctx: NodeContext, units: tuple[str, ...], destination: str) -> dict[str, tuple[str, ...]] | None:
+    """The units by the node now hosting them; None when they all still belong to ``destination``
+    (or when one is now on this very node: delivered here by a new send, not re-addressed)."""
+    groups: dict[str, list[str]] = {}
+    for unit in units:
+        try:
+            node = ctx.router.node_for(unit)
+        except UnknownUnit:  # no longer listed at all: it stays where it was going (and bounces there)
+            node = destination
+        groups.setdefault(node, []).append(unit)
+    if set(groups) == {destination}:
+        return None
+    if ctx.node_id in groups:
+        log.warning("unit(s) %s moved onto this node; their document stays addressed to %s",
+                    ", ".join(groups[ctx.node_id]), destination)
+        return None
+    return {node: tuple(codes) for node, codes in groups.items()}
+
+
+async def add_readdressed(outbound: Outbound, tx: Transaction, link: OutgoingLink,
+                          groups: dict[str, tuple[str, ...]], payload_digest: str, payload_size: int) -> None:
+    """Inside ``tx``: one new draft of ``link``'s document per node of ``groups``, its link, and the
+    recipients' destination node moved; the caller wakes those nodes once ``tx`` has committed."""
+    from node.federation.outbound import NewMessage  # outbound → queues → batch sender → here
+
+    store, now = outbound.store, outbound.ctx.clock()
+    doc = await store.messages.get_outbox(link.doc_id)  # read while this transaction holds the writer
+    if doc is None:
+        return
+    new = [NewMessage(outbound.header(MessageType.DOCUMENT, node, doc.from_unit, units, now),
+                      payload_digest, payload_size, link.doc_id) for node, units in groups.items()]
+    await outbound.add(tx, new, now)
+    status = {r.unit: r.status for r in doc.recipients}
+    for m in new:
+        for unit in m.header.to_units:
+            if unit in status:
+                await store.messages.update_recipient(
+                    link.doc_id, unit, status[unit], {"destination_node": m.header.destination_node},
+                    actor="node", action="recipient.rerouted",
+                    details={"from_node": link.destination, "message_id": m.header.message_id}, tx=tx)
+    await store.audit.append(tx, "node", "message.rerouted", {"message_id": link.message_id, "doc_id": link.doc_id},
+                             {"from_node": link.destination,
+                              "to": {m.header.message_id: m.header.destination_node for m in new}})
+    log.info("document %s: message %s for %s re-addressed to %s (its units moved)", link.doc_id,
+             link.message_id, link.destination,
+             ", ".join(f"{m.header.destination_node} ({m.header.message_id})" for m in new),
+             extra={"doc_id": link.doc_id, "message_id": link.message_id})
+
+
+async def readdress_failed(outbound: Outbound, tx: Transaction, message_id: str,
+                           units: Collection[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Our document ``message_id`` was given up on for ``units`` (default: all it carried; refused for good, bounced by a relay,
+    its window closed): those the directory now places at another node than the one it was addressed
+    to are re-addressed there inside ``tx`` instead of failing — the old node refused them because
+    they moved. Returns them by new node (the caller fails only the rest and wakes these nodes once
+    ``tx`` has committed). A unit still hosted where it was sent fails as before, so this never loops."""
+    store, ctx = outbound.store, outbound.ctx
+    link = await store.links.link(message_id)
+    if link is None or link.type != MessageType.DOCUMENT.value or link.destination == ctx.node_id:
+        return {}
+    groups = regroup(ctx, tuple(u for u in link.units if units is None or u in units), link.destination)
+    if groups is None:
+        return {}
+    groups.pop(link.destination, None)
+    doc = await store.messages.get_outbox(link.doc_id)
+    if not groups or doc is None:
+        return {}
+    try:
+        size = store.blobs.path_for(doc.package_digest).stat().st_size
+    except OSError:
+        return {}
+    await add_readdressed(outbound, tx, link, groups, doc.package_digest, size)
+    return groups
+
+
+__all__ = ["Rerouter", "add_readdressed", "readdress_failed", "regroup"]

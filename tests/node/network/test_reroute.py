@@ -1,12 +1,14 @@
 """A unit moves to another node while documents for it wait: they follow it. Real processes, real TLS.
 
-The shape of test_relay's directory: the city at the root, county-a under it, and a new township
-node town-b (under the city: it must be reachable while county-a is down). Two units hosted by
-county-a in version 1 move to town-b in later versions. With county-a stopped, the city holds
-documents for them — as drafts (county-a's certificate never fetched) and as sealed envelopes
-waiting in its queue (the certificate cached) — and a new directory installed at the city sends
-them to town-b: each delivered there once, none lost, the tracking naming town-b, and a document
-for a unit that stayed with county-a still waiting for it.
+The shape of test_relay's directory: the city at the root, county-a under it with its township
+node town-a, and a new township node town-b (under the city: it must be reachable while county-a
+is down). Two units hosted by county-a in version 1 move to town-b in later versions. With county-a
+stopped, the city holds documents for them — as drafts (county-a's certificate never fetched) and
+as sealed envelopes waiting in its queue (the certificate cached) — and a new directory installed
+at the city sends them to town-b: each delivered there once, none lost, the tracking naming
+town-b, and a document for a unit that stayed with county-a still waiting for it. A document that
+had already left (held by county-a for town-a, offline) is refused by town-a once the unit is no
+longer its own, bounced back by county-a, and sent on to town-b by the city.
 """
 
 from __future__ import annotations
@@ -36,16 +38,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 MOVED = make_unit_code("11371302MB0000401")   # 兰山区某镇人民政府: county-a hosts it, then town-b
 LATER = make_unit_code("11371302MB0000402")   # 兰山区某镇财政所: moves in the second step
+GONE = make_unit_code("11371302MB0000403")    # 兰山区某村委会: town-a hosts it, then town-b
+TOWN_A = make_unit_code("11371302MB0000404")  # 兰山区某街道办事处, stays on town-a
 UNIT_NAMES.setdefault(MOVED, "兰山区某镇人民政府")
 UNIT_NAMES.setdefault(LATER, "兰山区某镇财政所")
-TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-b", "township", "city")]
+UNIT_NAMES.setdefault(GONE, "兰山区某村委会")
+UNIT_NAMES.setdefault(TOWN_A, "兰山区某街道办事处")
+TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-a", "township", "county-a"),
+        ("town-b", "township", "city")]
+FIRST_HOST = {MOVED: "county-a", LATER: "county-a", GONE: "town-a", TOWN_A: "town-a"}
 
 
 def units(moved: tuple[str, ...]) -> list[dict]:
     rows = [{"code": CITY, "name": UNIT_NAMES[CITY], "level": "city", "node": "city"},
             {"code": A1, "name": UNIT_NAMES[A1], "level": "county", "node": "county-a"}]
     return rows + [{"code": code, "name": UNIT_NAMES[code], "level": "township",
-                    "node": "town-b" if code in moved else "county-a", "parent": A1} for code in (MOVED, LATER)]
+                    "node": "town-b" if code in moved else host, "parent": A1} for code, host in FIRST_HOST.items()]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +61,10 @@ def net(tmp_path_factory):
     net = new_network(tmp_path_factory.mktemp("reroute"))
     net.add_node("city", [{"code": CITY, "name": UNIT_NAMES[CITY]}], retry=FAST_RETRY)
     net.add_node("county-a", [{"code": A1, "name": UNIT_NAMES[A1]}], retry=FAST_RETRY)
-    net.add_node("town-b", [{"code": MOVED, "name": UNIT_NAMES[MOVED]},
-                            {"code": LATER, "name": UNIT_NAMES[LATER]}], retry=FAST_RETRY)
+    # town-a's operator has already taken GONE off its node (the directory still names town-a).
+    net.add_node("town-a", [{"code": TOWN_A, "name": UNIT_NAMES[TOWN_A]}], retry=FAST_RETRY)
+    net.add_node("town-b", [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE)],
+                 retry=FAST_RETRY)
     directory = signed_directory(net, 1, TREE, units(()))
     for node in net.nodes.values():
         write_public_file(node.directory / "directory.json", directory)
@@ -137,4 +147,25 @@ def test_sealed_envelopes_waiting_for_the_old_node_are_sealed_again_for_the_new_
              30, what="the city's queue for county-a settled")
     assert db_value(county, "SELECT COUNT(*) FROM inbox WHERE unit_code = ?", [LATER]) == 0
     assert all(town_copies(town, LATER, doc_id) == 1 for doc_id in doc_ids)
+    verify_audit_chain(city)
+
+
+def test_a_document_refused_by_the_old_node_after_the_move_is_sent_to_the_new_one(net):
+    city, old, town = net.nodes["city"], net.nodes["town-a"], net.nodes["town-b"]
+    net.stop(old)
+    try:
+        doc_id = send_document(city, CITY, notice_meta(CITY, [GONE]), net.body)["doc_id"]
+        wait_status(city, CITY, doc_id, {GONE: "sent"})  # county-a holds it for town-a: it has left the city
+        install(net, city, 4, (MOVED, LATER, GONE))
+    finally:
+        net.start(old)
+    # town-a refuses it for good (ENV_UNIT_NOT_HOSTED), county-a bounces it to the city, and the
+    # city — whose directory now places GONE at town-b — sends it there instead of failing it.
+    inbox_item(town, GONE, doc_id, timeout=60)
+    tracking = wait_status(city, CITY, doc_id, {GONE: "delivered"})
+    assert recipients_by_unit(tracking)[GONE]["node"] == "town-b"
+    assert town_copies(town, GONE, doc_id) == 1
+    assert db_value(old, "SELECT COUNT(*) FROM inbox WHERE doc_id = ?", [doc_id]) == 0
+    rerouted = db_rows(city, "SELECT details FROM audit WHERE action = 'message.rerouted' AND doc_id = ?", [doc_id])
+    assert len(rerouted) == 1 and "town-a" in rerouted[0][0], rerouted
     verify_audit_chain(city)
