@@ -40,13 +40,15 @@ MOVED = make_unit_code("11371302MB0000401")   # 兰山区某镇人民政府: cou
 LATER = make_unit_code("11371302MB0000402")   # 兰山区某镇财政所: moves in the second step
 GONE = make_unit_code("11371302MB0000403")    # 兰山区某村委会: town-a hosts it, then town-b
 TOWN_A = make_unit_code("11371302MB0000404")  # 兰山区某街道办事处, stays on town-a
+ASLEEP = make_unit_code("11371302MB0000405")  # 兰山区某镇司法所: moves while the city is stopped
 UNIT_NAMES.setdefault(MOVED, "兰山区某镇人民政府")
 UNIT_NAMES.setdefault(LATER, "兰山区某镇财政所")
 UNIT_NAMES.setdefault(GONE, "兰山区某村委会")
 UNIT_NAMES.setdefault(TOWN_A, "兰山区某街道办事处")
+UNIT_NAMES.setdefault(ASLEEP, "兰山区某镇司法所")
 TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-a", "township", "county-a"),
         ("town-b", "township", "city")]
-FIRST_HOST = {MOVED: "county-a", LATER: "county-a", GONE: "town-a", TOWN_A: "town-a"}
+FIRST_HOST = {MOVED: "county-a", LATER: "county-a", GONE: "town-a", TOWN_A: "town-a", ASLEEP: "county-a"}
 
 
 def units(moved: tuple[str, ...]) -> list[dict]:
@@ -63,7 +65,7 @@ def net(tmp_path_factory):
     net.add_node("county-a", [{"code": A1, "name": UNIT_NAMES[A1]}], retry=FAST_RETRY)
     # town-a's operator has already taken GONE off its node (the directory still names town-a).
     net.add_node("town-a", [{"code": TOWN_A, "name": UNIT_NAMES[TOWN_A]}], retry=FAST_RETRY)
-    net.add_node("town-b", [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE)],
+    net.add_node("town-b", [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP)],
                  retry=FAST_RETRY)
     directory = signed_directory(net, 1, TREE, units(()))
     for node in net.nodes.values():
@@ -169,3 +171,22 @@ def test_a_document_refused_by_the_old_node_after_the_move_is_sent_to_the_new_on
     rerouted = db_rows(city, "SELECT details FROM audit WHERE action = 'message.rerouted' AND doc_id = ?", [doc_id])
     assert len(rerouted) == 1 and "town-a" in rerouted[0][0], rerouted
     verify_audit_chain(city)
+
+
+def test_a_directory_installed_while_the_node_was_stopped_is_acted_on_at_start_up(net):
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-b"]
+    net.stop(county)
+    try:
+        doc_id = send_document(city, CITY, notice_meta(CITY, [ASLEEP]), net.body)["doc_id"]
+        wait_for(lambda: db_value(city, "SELECT COUNT(*) FROM queue q JOIN outgoing o USING (message_id) WHERE"
+                                        " o.doc_id = ? AND q.state = 'deferred'", [doc_id]) == 1,
+                 30, what="the envelope deferred at the city")
+        net.stop(city)
+        install(net, city, 5, (MOVED, LATER, GONE, ASLEEP))
+        net.start(city)
+        inbox_item(town, ASLEEP, doc_id)
+        tracking = wait_status(city, CITY, doc_id, {ASLEEP: "delivered"})
+        assert recipients_by_unit(tracking)[ASLEEP]["node"] == "town-b"
+    finally:
+        net.start(county)
+    assert town_copies(town, ASLEEP, doc_id) == 1
