@@ -39,6 +39,7 @@ from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.service")
 MAX_REASON = 500
+WHEREABOUTS_AT_ONCE = 8  # messages of one document followed at the same time by a tracking request
 
 
 class NoSeal(NodeError):
@@ -155,16 +156,19 @@ class DocumentService:
             pending = {r.unit: r.destination_node for r in doc.recipients
                        if r.status in (SenderStatus.QUEUED.value, SenderStatus.SENT.value)}
             links = await self.store.links.links_for(doc_id) if pending else []
-            traced: dict[str, dict[str, Any]] = {}
+            carrying = {view["unit"]: next((o.message_id for o in links if o.destination == pending.get(view["unit"])
+                                            and view["unit"] in o.units and o.destination != self.ctx.node_id), None)
+                        for view in views}
+            # One envelope carries every unit of its node: each is followed once, a few at a time.
+            messages = sorted({m for m in carrying.values() if m is not None})
+            limit = asyncio.Semaphore(WHEREABOUTS_AT_ONCE)
+
+            async def follow(message_id: str) -> dict[str, Any]:
+                async with limit:
+                    return await self.whereabouts.for_message(message_id)
+            traced = dict(zip(messages, await asyncio.gather(*(follow(m) for m in messages)), strict=True))
             for view in views:
-                link = next((o for o in links if o.destination == pending.get(view["unit"])
-                             and view["unit"] in o.units), None)
-                if link is not None and link.destination != self.ctx.node_id:
-                    if link.message_id not in traced:  # one envelope carries every unit of its node
-                        traced[link.message_id] = await self.whereabouts.for_message(link.message_id)
-                    view["where"] = traced[link.message_id]
-                else:
-                    view["where"] = None
+                view["where"] = traced.get(carrying[view["unit"]] or "")
         return {"doc": self._outbox_item(doc, now), "recipients": views}
 
     async def outbox(self, who: Principal, *, status=None, kind=None, overdue=None, unit=None, limit=50,

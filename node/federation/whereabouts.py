@@ -31,7 +31,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-from exchange_protocol.envelope import MessageType
 from exchange_protocol.errors import ProtocolError
 from exchange_protocol.ids import parse_id
 from node.context import NodeContext
@@ -133,8 +132,8 @@ class Whereabouts:
     async def answer_peer(self, peer_node: str, message_id: str, depth: int) -> dict[str, Any]:
         """The peer route's answer; 404 for a message this node does not hold for ``peer_node``."""
         received = await self.store.messages.get_received(message_id)
-        if received is None or received.type == MessageType.TRANSPORT_ACK.value or not (
-                peer_node == received.origin_node or self.ctx.router.on_route(peer_node, received.origin_node)):
+        if received is None or not (peer_node == received.origin_node
+                                    or self.ctx.router.on_route(peer_node, received.origin_node)):
             raise NotFound(f"{self.ctx.node_id} holds no message {message_id} that {peer_node} may ask about",
                            message_id=message_id)
         depth = min(depth, self.ctx.config.limits.max_hops)
