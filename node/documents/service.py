@@ -156,19 +156,21 @@ class DocumentService:
             pending = {r.unit: r.destination_node for r in doc.recipients
                        if r.status in (SenderStatus.QUEUED.value, SenderStatus.SENT.value)}
             links = await self.store.links.links_for(doc_id) if pending else []
-            carrying = {view["unit"]: next((o.message_id for o in links if o.destination == pending.get(view["unit"])
+            carrying = {view["unit"]: next((o for o in links if o.destination == pending.get(view["unit"])
                                             and view["unit"] in o.units and o.destination != self.ctx.node_id), None)
                         for view in views}
             # One envelope carries every unit of its node: each is followed once, a few at a time.
-            messages = sorted({m for m in carrying.values() if m is not None})
+            messages = {o.message_id: o.destination for o in carrying.values() if o is not None}
             limit = asyncio.Semaphore(WHEREABOUTS_AT_ONCE)
 
-            async def follow(message_id: str) -> dict[str, Any]:
+            async def follow(message_id: str, destination: str) -> dict[str, Any]:
                 async with limit:
-                    return await self.whereabouts.for_message(message_id)
-            traced = dict(zip(messages, await asyncio.gather(*(follow(m) for m in messages)), strict=True))
+                    return await self.whereabouts.for_message(message_id, destination)
+            found = await asyncio.gather(*(follow(m, d) for m, d in messages.items()))
+            traced = dict(zip(messages, found, strict=True))
             for view in views:
-                view["where"] = traced.get(carrying[view["unit"]] or "")
+                link = carrying[view["unit"]]
+                view["where"] = traced[link.message_id] if link is not None else None
         return {"doc": self._outbox_item(doc, now), "recipients": views}
 
     async def outbox(self, who: Principal, *, status=None, kind=None, overdue=None, unit=None, limit=50,

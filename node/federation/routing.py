@@ -72,6 +72,8 @@ class Router(Protocol):
 
     def unit_name(self, unit_code: str) -> str | None:
         """The unit's name, as node.toml or the network directory gives it (None if neither does)."""
+    def path(self, destination_node: str) -> tuple[str, ...]:
+        """The nodes our envelopes for ``destination_node`` pass, from the next hop to the destination."""
 
 
 class StaticRouter:
@@ -106,6 +108,9 @@ class StaticRouter:
 
     def unit_name(self, unit_code: str) -> str | None:
         return self._config.unit_name(unit_code)
+
+    def path(self, destination_node: str) -> tuple[str, ...]:
+        return (destination_node,)
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,12 @@ class DirectoryRouter:
             unit = held.units.get(unit_code) if held is not None else None
             name = unit.name if unit is not None else None
         return name
+
+    def path(self, destination_node: str) -> tuple[str, ...]:
+        if self._static.peer(destination_node) is not None:
+            return (destination_node,)
+        held = self._held()
+        return (held.routes.path(destination_node) if held is not None else ()) or (destination_node,)
 
     def node_entry(self, node_id: str) -> NodeEntry | None:
         """The directory's entry for ``node_id`` (its certificates), or None."""

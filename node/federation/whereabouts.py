@@ -42,7 +42,7 @@ from pki.errors import GwxError
 
 log = logging.getLogger("gwx.whereabouts")
 
-ASK_SECONDS = 2.0  # per hop still to follow: a question that follows N hops gives up after N × this
+ASK_SECONDS = 2.0  # per hop still to follow: a question that follows N hops gives up after (N + 1) × this
 Stop = dict[str, Any]
 
 
@@ -121,7 +121,7 @@ class Whereabouts:
             return [*stops, {"node": hop, "state": "unknown", "error": {"code": "ROUTE_NO_PATH", "message":
                                                                          f"no address known for {hop}"}}]
         try:
-            answer = await self.client.fetch_whereabouts(peer, message_id, depth - 1, ASK_SECONDS * depth)
+            answer = await self.client.fetch_whereabouts(peer, message_id, depth - 1, ASK_SECONDS * (depth + 1))
             further = [s for s in answer["stops"] if isinstance(s, dict)]
         except GwxError as exc:
             log.info("cannot ask %s where %s is: %s", hop, message_id, exc, extra={"message_id": message_id})
@@ -139,9 +139,12 @@ class Whereabouts:
         depth = min(depth, self.ctx.config.limits.max_hops)
         return {"message_id": message_id, "stops": await self.trace(message_id, depth)}
 
-    async def for_message(self, message_id: str) -> dict[str, Any]:
-        """Our own message: its stops, followed as far as the hop limit, and one plain line."""
-        stops = await self.trace(message_id, self.ctx.config.limits.max_hops)
+    async def for_message(self, message_id: str, destination: str) -> dict[str, Any]:
+        """Our own message for ``destination``: its stops, followed as far as our route to it is long
+        (within the hop limit: so a node that hangs costs seconds, not the whole hop limit's), and
+        one plain line."""
+        depth = min(len(self.ctx.router.path(destination)), self.ctx.config.limits.max_hops)
+        stops = await self.trace(message_id, depth)
         return {"message_id": message_id, "stops": stops, "line": describe(stops, self.ctx.node_id)}
 
 

@@ -150,3 +150,26 @@ def test_the_peer_route_refuses_bad_input_and_nodes_off_the_route(net):
     status, answer, raw = RawPeer(county, tls_context_of(town)).request(
         "GET", f"/peer/v1/messages/{message_id}/whereabouts")
     assert (status, answer["error"]["code"]) == (404, "API_NOT_FOUND"), raw
+
+
+def test_a_relay_that_cannot_be_asked_is_an_unknown_stop_not_an_error(net):
+    """The county took the document and went down before the township came back: the city's tracking
+    still answers, promptly, with what it knows and why it knows no more."""
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
+    net.stop(town)
+    try:
+        doc_id = send_document(city, CITY, notice_meta(CITY, [TOWN]), net.body)["doc_id"]
+        wait_status(city, CITY, doc_id, {TOWN: "sent"})
+        net.stop(county)
+        try:
+            started = dt.datetime.now(dt.UTC)
+            where = city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}")["recipients"][0]["where"]
+            assert (dt.datetime.now(dt.UTC) - started).total_seconds() < 10
+            assert [(s["node"], s["state"]) for s in where["stops"]] == [("city", "handed-on"), ("county-a", "unknown")]
+            assert where["stops"][1]["error"]["code"] == "PEER_UNREACHABLE"
+            assert where["line"].startswith("已由本节点交给 county-a，此后去向不明（无法询问 county-a"), where
+        finally:
+            net.start(county)
+    finally:
+        net.start(town)
+    wait_status(city, CITY, doc_id, {TOWN: "delivered"})
