@@ -12,7 +12,10 @@ names a unit the directory now places elsewhere is re-addressed:
   withdrawn from the queue and turned back into new drafts the same way: it was sealed for the old
   node, which alone could open it, but the document's package — the plaintext the draft was sealed
   from — is still held (the outbox keeps it for show and download), so it is sealed afresh for the
-  new node. An envelope in flight at that moment is left alone and looked at again a second later;
+  new node. A bundle (one frame with a header per destination behind the same hop, one queue row
+  each) is sent whole, so all its rows are withdrawn together and drafted again, the units that did
+  not move for the node they were going to. An envelope in flight at that moment is left alone and
+  looked at again a second later;
   one an operator holds stays held (re-address it by releasing it). If the package were gone the
   envelope stays queued for the old node, and the log says why.
 
@@ -52,6 +55,10 @@ log = logging.getLogger("gwx.reroute")
 
 POLL_SECONDS = 1.0  # how often the held directory is looked at (a stat; the router re-reads it only if it changed)
 DRAFTS_PER_PASS = 10_000
+
+
+class _InFlight(Exception):
+    """A row of the frame to withdraw is no longer waiting (claimed for sending, held)."""
 
 
 class Rerouter:
@@ -111,12 +118,13 @@ class Rerouter:
 
     async def _queued(self) -> int:
         left = 0
+        done: set[str] = set()
         for link in await self.store.links.waiting_documents():
-            groups = regroup(self.ctx, link.units, link.destination)
-            if groups is None:
+            if link.message_id in done:
                 continue
+            groups = regroup(self.ctx, link.units, link.destination)
             doc = await self.store.messages.get_outbox(link.doc_id)
-            if doc is None:
+            if groups is None or doc is None:
                 continue
             try:
                 size = self.store.blobs.path_for(doc.package_digest).stat().st_size
@@ -125,11 +133,37 @@ class Rerouter:
                           "queued for %s", link.message_id, link.doc_id, ", ".join(groups), link.destination,
                           extra={"message_id": link.message_id, "doc_id": link.doc_id})
                 continue
-            async def take(tx: Transaction, message_id: str = link.message_id) -> bool:
-                return await self.store.queue.withdraw(tx, message_id, "its units moved to another node")
-            if not await self._readdress(link.message_id, link, groups, doc.package_digest, size, take):
-                left += 1  # in flight (or held) right now
+            # The envelope may be one header of a bundle (one frame for several destinations behind
+            # the same hop, several queue rows): the frame is sent whole, so all its rows are taken
+            # back together and sealed again — moved units for their new node, the others for
+            # the node they were going to.
+            plans: list[tuple[OutgoingLink, dict[str, tuple[str, ...]]]] = []
+            for mate_id in await self.store.queue.frame_rows(link.message_id):
+                mate = link if mate_id == link.message_id else await self.store.links.link(mate_id)
+                if mate is None or mate.type != MessageType.DOCUMENT.value or mate.doc_id != link.doc_id:
+                    break  # not a bundle of our document's headers: leave the frame alone
+                plans.append((mate, regroup(self.ctx, mate.units, mate.destination) or {mate.destination: mate.units}))
+            else:
+                try:
+                    await self._withdraw_frame(plans, doc.package_digest, size)
+                except _InFlight:
+                    left += 1  # in flight (or held) right now: looked at again shortly
+                done |= {mate.message_id for mate, _ in plans}
         return left
+
+    async def _withdraw_frame(self, plans: list[tuple[OutgoingLink, dict[str, tuple[str, ...]]]],
+                              package_digest: str, size: int) -> None:
+        """In one transaction: every row of a waiting frame withdrawn and drafted again as ``plans`` say."""
+        async with self.store.transaction() as tx:
+            for mate, groups in plans:
+                if not await self.store.queue.withdraw(tx, mate.message_id, "its frame carries units that moved "
+                                                       "to another node"):
+                    raise _InFlight  # rolls back the rows of this frame withdrawn so far
+                await self.store.links.remove_link(tx, mate.message_id)
+                await add_readdressed(self.outbound, tx, mate, groups, package_digest, size)
+        for _, groups in plans:
+            for node in groups:
+                self.outbound.wake(node)
 
     async def _readdress(self, old_id: str, link: OutgoingLink, groups: dict[str, tuple[str, ...]],
                          payload_digest: str, payload_size: int,

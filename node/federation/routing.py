@@ -72,6 +72,7 @@ class Router(Protocol):
 
     def unit_name(self, unit_code: str) -> str | None:
         """The unit's name, as node.toml or the network directory gives it (None if neither does)."""
+
     def path(self, destination_node: str) -> tuple[str, ...]:
         """The nodes our envelopes for ``destination_node`` pass, from the next hop to the destination."""
 

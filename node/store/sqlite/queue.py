@@ -24,6 +24,7 @@ from node.store.queue_states import (
     EXPIRABLE_STATES,
     FINAL_STATES,
     INCOMING,
+    UNFINISHED_STATES,
     WAITING_STATES,
     WITHDRAWABLE_STATES,
     QueueEvent,
@@ -240,6 +241,16 @@ class OutboundQueue:
                                                                                "node": row["destination"]},
                                                     {"reason": reason})])
         return True
+
+    async def frame_rows(self, message_id: str) -> list[str]:
+        """The unfinished rows sent in one frame with ``message_id`` (the headers of one bundle, itself
+        included), in message id order: a frame goes out whole, so they are withdrawn together."""
+        unfinished = ordered(UNFINISHED_STATES)
+        rows = await self._db.fetchall(
+            "SELECT q.message_id FROM queue q JOIN queue m ON m.blob_digest = q.blob_digest"
+            f" AND m.destination = q.destination WHERE m.message_id = ? AND q.state IN ({_in(unfinished)})"
+            " ORDER BY q.message_id", (message_id, *unfinished))
+        return [r[0] for r in rows]
 
     async def at_rest(self) -> list[tuple[str, str]]:
         """(message id, blob digest) of every unfinished row not in flight: what recovery checks."""

@@ -41,14 +41,17 @@ LATER = make_unit_code("11371302MB0000402")   # 兰山区某镇财政所: moves 
 GONE = make_unit_code("11371302MB0000403")    # 兰山区某村委会: town-a hosts it, then town-b
 TOWN_A = make_unit_code("11371302MB0000404")  # 兰山区某街道办事处, stays on town-a
 ASLEEP = make_unit_code("11371302MB0000405")  # 兰山区某镇司法所: moves while the city is stopped
+SPLIT = make_unit_code("11371302MB0000406")   # 兰山区某镇派出所: moves out of a bundle
 UNIT_NAMES.setdefault(MOVED, "兰山区某镇人民政府")
 UNIT_NAMES.setdefault(LATER, "兰山区某镇财政所")
 UNIT_NAMES.setdefault(GONE, "兰山区某村委会")
 UNIT_NAMES.setdefault(TOWN_A, "兰山区某街道办事处")
 UNIT_NAMES.setdefault(ASLEEP, "兰山区某镇司法所")
+UNIT_NAMES.setdefault(SPLIT, "兰山区某镇派出所")
 TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-a", "township", "county-a"),
         ("town-b", "township", "city")]
-FIRST_HOST = {MOVED: "county-a", LATER: "county-a", GONE: "town-a", TOWN_A: "town-a", ASLEEP: "county-a"}
+FIRST_HOST = {MOVED: "county-a", LATER: "county-a", GONE: "town-a", TOWN_A: "town-a", ASLEEP: "county-a",
+              SPLIT: "county-a"}
 
 
 def units(moved: tuple[str, ...]) -> list[dict]:
@@ -65,7 +68,7 @@ def net(tmp_path_factory):
     net.add_node("county-a", [{"code": A1, "name": UNIT_NAMES[A1]}], retry=FAST_RETRY)
     # town-a's operator has already taken GONE off its node (the directory still names town-a).
     net.add_node("town-a", [{"code": TOWN_A, "name": UNIT_NAMES[TOWN_A]}], retry=FAST_RETRY)
-    net.add_node("town-b", [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP)],
+    net.add_node("town-b", [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP, SPLIT)],
                  retry=FAST_RETRY)
     directory = signed_directory(net, 1, TREE, units(()))
     for node in net.nodes.values():
@@ -190,3 +193,33 @@ def test_a_directory_installed_while_the_node_was_stopped_is_acted_on_at_start_u
     finally:
         net.start(county)
     assert town_copies(town, ASLEEP, doc_id) == 1
+
+
+def test_a_bundle_waiting_for_the_county_is_taken_back_whole_and_nothing_is_doubled(net):
+    """One document for a unit of county-a and one of town-a: both behind county-a, sealed as one
+    bundle (one frame, two queue rows). The county-a unit moves: the frame is taken back whole — the
+    moved unit's part goes to town-b, the township's is sealed again for town-a and waits. (county-a's
+    certificate is cached since the first test, town-a's comes from the directory: both are sealed.)"""
+    city, county, old_town, town = (net.nodes[n] for n in ("city", "county-a", "town-a", "town-b"))
+    net.stop(county)
+    try:
+        doc_id = send_document(city, CITY, notice_meta(CITY, [SPLIT, TOWN_A]), net.body)["doc_id"]
+        frame = wait_for(lambda: (rows := db_rows(
+            city, "SELECT q.blob_digest, q.state FROM queue q JOIN outgoing o USING (message_id) WHERE o.doc_id = ?",
+            [doc_id])) and len(rows) == 2 and rows[0][0] == rows[1][0] and {r[1] for r in rows} == {"deferred"}
+            and rows[0][0], 30, what="one bundle of two rows deferred at the city")
+
+        install(net, city, 6, (MOVED, LATER, GONE, ASLEEP, SPLIT))
+        inbox_item(town, SPLIT, doc_id)
+        tracking = wait_status(city, CITY, doc_id, {SPLIT: "delivered"})
+        waiting = recipients_by_unit(tracking)[TOWN_A]
+        assert (waiting["status"], waiting["node"]) == ("queued", "town-a")
+        assert db_value(city, "SELECT COUNT(*) FROM queue WHERE blob_digest = ? AND state NOT IN ('sent', 'bounced')",
+                        [frame]) == 0
+    finally:
+        net.start(county)
+    inbox_item(old_town, TOWN_A, doc_id)
+    wait_status(city, CITY, doc_id, {SPLIT: "delivered", TOWN_A: "delivered"})
+    assert town_copies(town, SPLIT, doc_id) == 1 and town_copies(old_town, TOWN_A, doc_id) == 1
+    assert db_value(county, "SELECT COUNT(*) FROM inbox WHERE doc_id = ?", [doc_id]) == 0
+    verify_audit_chain(city)
