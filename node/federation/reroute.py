@@ -16,7 +16,7 @@ names a unit the directory now places elsewhere is re-addressed:
   each) is sent whole, so all its rows are withdrawn together and drafted again, the units that did
   not move for the node they were going to. An envelope in flight at that moment is left alone and
   looked at again a second later;
-  one an operator holds stays held (re-address it by releasing it). If the package were gone the
+  one an operator holds stays held, and is re-addressed once released. If the package were gone the
   envelope stays queued for the old node, and the log says why.
 
 Each new message has a new id (the old one was never handed on, so no receiver knows it); the
