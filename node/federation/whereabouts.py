@@ -133,7 +133,7 @@ class Whereabouts:
         """The peer route's answer; 404 for a message this node does not hold for ``peer_node``."""
         received = await self.store.messages.get_received(message_id)
         if received is None or not (peer_node == received.origin_node
-                                    or self.ctx.router.on_route(peer_node, received.origin_node)):
+                                    or peer_node in self.ctx.router.path(received.origin_node)):
             raise NotFound(f"{self.ctx.node_id} holds no message {message_id} that {peer_node} may ask about",
                            message_id=message_id)
         depth = min(depth, self.ctx.config.limits.max_hops)
