@@ -89,6 +89,14 @@ def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def check_node_id(node_id: str) -> str:
+    """A node id as the CA accepts it (it is a URI, a file name and a log field), else InvalidInput."""
+    if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
+        raise InvalidInput(f"node id {node_id!r} must be lower-case letters, digits, '.' or '-' "
+                           "(at most 63, starting with a letter or digit)", field="node_id")
+    return node_id
+
+
 def node_id_of(cert: x509.Certificate) -> str | None:
     """The node id a gwx node certificate names (SAN URI ``urn:gwx:node:ID``), or None."""
     try:
@@ -293,47 +301,68 @@ class CertificateAuthority:
         credentials while it runs (``gwx node renew``) and its peers accept both sets during an
         overlap, so the earlier certificates are *not* revoked; they end with their validity, and
         the node destroys their keys when the overlap ends."""
-        if not NODE_ID_RE.match(node_id or ""):
-            raise InvalidInput(f"node id {node_id!r} must be lower-case letters, digits, '.' or '-' "
-                               "(at most 63, starting with a letter or digit)", field="node_id")
         if replace and renew:
             raise InvalidInput("a renewal keeps the earlier certificates valid, a replacement revokes them: "
                                "choose one", field="renew")
+        earlier = self.node_certificates_in_force(node_id, now, replace=replace or renew)
+        algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
+        out = Path(out_dir)
+        _expect_directory(out)
+        held = [f"{role}.{ext}" for role in profiles.NODE_ROLES for ext in ("key", "crt")
+                if (out / f"{role}.{ext}").exists()]
+        if held and not replace:  # like init-root and issue-seal: keys in use are never replaced silently
+            raise NodeCredentialsExist(f"{out} already holds node credentials ({', '.join(held)}); refusing "
+                                       "to overwrite them — choose another directory, or --replace")
+        _host_name(host)  # a bad host is refused before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        out.chmod(0o700)
+        certs = {}
+        for role in profiles.NODE_ROLES:
+            key = algorithm.generate()
+            cert = self.issue_node_certificate(node_id, host, role, key.public_key(), valid_days, now)
+            write_private_key(out / f"{role}.key", key, key_passphrase)
+            write_public_file(out / f"{role}.crt", self.certificate_file(cert))
+            certs[role] = cert
+        write_public_file(out / "root.crt", pem(self.root_certificate))
+        if replace:
+            self.supersede(earlier, now)
+        return NodeCredentials(node_id, out, certs["tls"], certs["sign"], certs["enc"])
+
+    def node_certificates_in_force(self, node_id: str, now: dt.datetime | None = None, *,
+                                   replace: bool = False) -> list[x509.Certificate]:
+        """Check ``node_id`` and return this CA's earlier certificates for it that are still valid:
+        :class:`AlreadyIssued` if there are any, unless ``replace`` (a replacement or a renewal: the
+        caller decides what becomes of them)."""
+        check_node_id(node_id)
         earlier = self.active_certificates(lambda c: node_id_of(c) == node_id, now)
-        if earlier and not (replace or renew):
+        if earlier and not replace:
             raise AlreadyIssued(f"this CA already issued credentials for node {node_id!r} (valid until "
                                 f"{max(c.not_valid_after_utc for c in earlier):%Y-%m-%d}); to renew them "
                                 "while the node runs (both valid for an overlap) say --renew, to issue new "
                                 "ones and revoke those say --replace", node_id=node_id,
                                 serials=[f"{c.serial_number:x}" for c in earlier])
+        return earlier
+
+    def issue_node_certificate(self, node_id: str, host: str, role: str, public_key: PublicKey,
+                               valid_days: int | None = None, now: dt.datetime | None = None) -> x509.Certificate:
+        """One of a node's certificates (``role`` in :data:`profiles.NODE_ROLES`): the subject, the
+        names (``urn:gwx:node:ID`` and the host) and the profile are this CA's to decide."""
+        check_node_id(node_id)
         sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), _host_name(host)]
-        algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
-        out = Path(out_dir)
-        _expect_directory(out)
-        held = [f"{role}.{ext}" for role in ("tls", "sign", "enc") for ext in ("key", "crt")
-                if (out / f"{role}.{ext}").exists()]
-        if held and not replace:  # like init-root and issue-seal: keys in use are never replaced silently
-            raise NodeCredentialsExist(f"{out} already holds node credentials ({', '.join(held)}); refusing "
-                                       "to overwrite them — choose another directory, or --replace")
-        out.mkdir(parents=True, exist_ok=True)
-        out.chmod(0o700)
-        certs = {}
-        for role, profile in (("tls", profiles.NODE_TLS), ("sign", profiles.NODE_SIGNING),
-                              ("enc", profiles.NODE_ENCRYPTION)):
-            key = algorithm.generate()
-            subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
-                                 x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
-                                 x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
-            cert = self.issue(key.public_key(), subject, profile, valid_days, sans=sans, now=now)
-            write_private_key(out / f"{role}.key", key, key_passphrase)
-            # The leaf first, then the intermediates: what a TLS server presents.
-            write_public_file(out / f"{role}.crt", pem(cert) + b"".join(pem(c) for c in self.chain[:-1]))
-            certs[role] = cert
-        write_public_file(out / "root.crt", pem(self.root_certificate))
-        if replace:
-            for cert in earlier:
-                self.revoke(cert, "superseded", now=now)
-        return NodeCredentials(node_id, out, certs["tls"], certs["sign"], certs["enc"])
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
+                             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+                             x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
+        return self.issue(public_key, subject, profiles.NODE_ROLES[role], valid_days, sans=sans, now=now)
+
+    def supersede(self, earlier: list[x509.Certificate], now: dt.datetime | None = None) -> None:
+        """Revoke a node's replaced certificates (``superseded``): effective with the next CRL."""
+        for cert in earlier:
+            self.revoke(cert, "superseded", now=now)
+
+    def certificate_file(self, cert: x509.Certificate) -> bytes:
+        """``cert`` followed by this CA and those above it, root excluded: the leaf first, then the
+        intermediates — what a TLS server presents and what a node's ``*.crt`` files hold."""
+        return pem(cert) + b"".join(pem(c) for c in self.chain[:-1])
 
     def issue_seal_certificate(self, unit_code: str, unit_name: str, public_key: PublicKey,
                                valid_days: int | None = None,

@@ -170,6 +170,43 @@ class AlreadyIssued(CaError):
     kind = ErrorKind.CONFLICT
 
 
+class RequestInvalid(PkiError):
+    """A certificate request (PKCS#10, ``gwx node request``) the CA will not sign: malformed, a key
+    type or size the network does not use, asking for extensions or attributes (the CA decides every
+    one), node ids or roles that do not add up, or naming another node or unit than the admin said."""
+
+    code = "PKI_REQUEST_INVALID"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("PKI_REQUEST_MALFORMED", "PKI_REQUEST_KEY_TYPE", "PKI_REQUEST_EXTENSIONS",
+                "PKI_REQUEST_ROLES", "PKI_REQUEST_NODE_MISMATCH", "PKI_REQUEST_KEY_REUSED",
+                "PKI_REQUEST_SUBJECT", "PKI_REQUEST_UNIT_MISMATCH", "PKI_REQUEST_PENDING")
+
+
+class RequestBadSignature(RequestInvalid):
+    """A request whose self-signature does not verify: forged (signed by another key than the one it
+    names) or altered after it was signed."""
+
+    code = "PKI_REQUEST_BAD_SIGNATURE"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
+class ResponseInvalid(PkiError):
+    """What the CA sent back (``gwx node install-certs``) cannot be installed: not certificates, none
+    for this node's keys (an answer to another request), the wrong purpose, another node or unit."""
+
+    code = "PKI_RESPONSE_INVALID"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("PKI_RESPONSE_MALFORMED", "PKI_RESPONSE_KEY_MISMATCH", "PKI_RESPONSE_WRONG_PURPOSE",
+                "PKI_RESPONSE_NODE_MISMATCH", "PKI_RESPONSE_UNIT_MISMATCH", "PKI_RESPONSE_NO_REQUEST")
+
+
+class ResponseUntrusted(ResponseInvalid):
+    """A response whose certificates (or seal) do not verify under the node's own root certificate."""
+
+    code = "PKI_RESPONSE_UNTRUSTED"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
 class InvalidUnitCode(PkiError):
     """A 统一社会信用代码 that is malformed or whose check character is wrong (GB 32100)."""
 

@@ -44,6 +44,32 @@ def write_public_file(path: str | os.PathLike[str], data: bytes) -> Path:
     return _write_atomically(Path(path), data, 0o644)
 
 
+def write_public_files(files: dict[Path, bytes]) -> None:
+    """Several non-secret files replaced together: every one is written and fsynced under a temporary
+    name first, then all are renamed in a row, so a failure while writing changes none of them (only a
+    crash between the renames, a matter of microseconds, can leave some replaced)."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+    for directory in {path.parent for path in files}:
+        fsync_dir(directory)
+
+
 def _write_atomically(path: Path, data: bytes, mode: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # O_EXCL, 0600

@@ -68,5 +68,10 @@ OCSP_RESPONDER = Profile("ocsp-responder", frozenset({"digital_signature"}),
 TIME_STAMPING = Profile("time-stamping", frozenset({"digital_signature", "content_commitment"}),
                         (ExtendedKeyUsageOID.TIME_STAMPING,), eku_critical=True, default_days=10 * 365)
 
+# A node's three certificates by role — the stem of its key and certificate files in a credentials
+# directory (tls.key, tls.crt, …) and the subject's OU — and the profile each is issued with, whether
+# the CA makes the keys (gwx pki issue-node) or the node does (gwx node request, pki.node_enrolment).
+NODE_ROLES: dict[str, Profile] = {"tls": NODE_TLS, "sign": NODE_SIGNING, "enc": NODE_ENCRYPTION}
+
 BY_NAME = {p.name: p for p in (ROOT_CA, INTERMEDIATE_CA, NODE_TLS, NODE_SIGNING, NODE_ENCRYPTION, SEAL,
                                SEAL_MAKER, DIRECTORY_SIGNER, OCSP_RESPONDER, TIME_STAMPING)}

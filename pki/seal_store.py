@@ -24,8 +24,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from .algorithms import SignatureAlgorithm, by_name
-from .ca import CertificateAuthority, load_certificate, load_certificates, pem, unit_code_of
+from .algorithms import PublicKey, SignatureAlgorithm, by_name
+from .ca import CertificateAuthority, load_certificate, load_certificates, unit_code_of
 from .errors import AlreadyIssued, KeyCertificateMismatch, SealExists, SealMalformed, SealPictureInvalid
 from .keystore import read_private_key, write_private_key, write_public_file
 from .seal import Seal, SealBuilder, parse_seal
@@ -77,6 +77,24 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
     if (out / SEAL_FILE).exists() or (out / KEY_FILE).exists():
         raise SealExists(f"{out} already holds a seal; refusing to overwrite it")
     algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or ca.algorithm)
+    key = algorithm.generate()
+    cert, seal = make_seal(ca, unit_code, name, key.public_key(), image_png=image_png, size_mm=size_mm,
+                           valid_days=valid_days, now=now, replace=replace)
+    out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o700)  # holds a private key, like a node's credential directory
+    write_private_key(out / KEY_FILE, key, key_passphrase)
+    write_public_file(out / CERT_FILE, ca.certificate_file(cert))
+    write_public_file(out / SEAL_FILE, seal.der)
+    chain = tuple(ca.chain[:-1])  # the issuing CA and those above it, up to (not with) the root
+    return SealCredential(out, seal, cert, SoftwareSigner(key, cert), chain)
+
+
+def make_seal(ca: CertificateAuthority, unit_code: str, name: str, public_key: PublicKey, *,
+              image_png: bytes | None = None, size_mm: int = STANDARD_DIAMETER_MM,
+              valid_days: int | None = None, now: dt.datetime | None = None,
+              replace: bool = False) -> tuple[x509.Certificate, Seal]:
+    """The seal certificate for ``public_key`` and the SESeal the CA's seal maker signs over it —
+    whether the CA made the key (:func:`issue_seal`) or the unit did (pki.seal_enrolment)."""
     # Validate everything cheap before the CA issues (and records) a certificate.
     picture = image_png if image_png is not None else render_round_seal(name, diameter_mm=size_mm)
     validate_unit_code(unit_code)
@@ -90,17 +108,10 @@ def issue_seal(ca: CertificateAuthority, unit_code: str, name: str, out_dir: str
         validate_png(picture)
     except SealPictureInvalid as exc:
         raise SealPictureInvalid(exc.message, field="picture") from None
-    key = algorithm.generate()
-    cert = ca.issue_seal_certificate(unit_code, name, key.public_key(), valid_days, now=now)
+    cert = ca.issue_seal_certificate(unit_code, name, public_key, valid_days, now=now)
     seal = (SealBuilder().with_unit(unit_code, name).with_certificate(cert)
             .with_picture(picture, size_mm).build(ca.seal_maker_signer(), now=now))
-    out.mkdir(parents=True, exist_ok=True)
-    out.chmod(0o700)  # holds a private key, like a node's credential directory
-    write_private_key(out / KEY_FILE, key, key_passphrase)
-    chain = tuple(ca.chain[:-1])  # the issuing CA and those above it, up to (not with) the root
-    write_public_file(out / CERT_FILE, pem(cert) + b"".join(pem(c) for c in chain))
-    write_public_file(out / SEAL_FILE, seal.der)
-    return SealCredential(out, seal, cert, SoftwareSigner(key, cert), chain)
+    return cert, seal
 
 
 def load_seal_credential(directory: str | Path, passphrase: bytes) -> SealCredential:
