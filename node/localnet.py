@@ -56,6 +56,7 @@ class LocalNode:
     process: subprocess.Popen | None = None
     log_path: Path | None = None
     ready: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. an enrolled node's own GWX_PASSPHRASE
 
     def client(self, token_name: str, timeout: float = 120.0) -> ApiClient:
         return ApiClient(self.ready["local_url"], self.tokens[token_name], timeout=timeout)
@@ -97,6 +98,17 @@ class LocalNetwork:
         self.nodes[node_id] = node
         return node
 
+    def adopt(self, node_id: str, directory: Path, units: list[dict], *, env: dict[str, str] | None = None,
+              **overrides: Any) -> LocalNode:
+        """Take into the network a node directory made otherwise — enrolled, say (gwx node request,
+        install-certs, init without --ca) — with its tokens as init wrote them."""
+        if overrides:
+            _override(directory, overrides)
+        tokens = {p.stem: p.read_text("utf-8").strip() for p in (directory / "tokens").glob("*.token")}
+        node = LocalNode(node_id, directory, units, tokens, env=env or {})
+        self.nodes[node_id] = node
+        return node
+
     def publish_crls(self) -> None:
         """Every CA of the network signs a fresh CRL; each node's ``crl.pem`` gets all of them."""
         now = dt.datetime.now(dt.UTC)
@@ -119,7 +131,7 @@ class LocalNetwork:
     def start(self, node: LocalNode, timeout: float = 60.0) -> LocalNode:
         node.log_path = node.directory / "node.log"
         log = open(node.log_path, "ab")  # noqa: SIM115 — owned by the child for its lifetime
-        env = {**os.environ, "GWX_PASSPHRASE": PASSPHRASE.decode(), **self.env}
+        env = {**os.environ, "GWX_PASSPHRASE": PASSPHRASE.decode(), **self.env, **node.env}
         ready_path(load_config(node.directory)).unlink(missing_ok=True)
         node.process = subprocess.Popen([sys.executable, "-m", "node.cli.main", "node", "run", "--dir",
                                          str(node.directory)], stdout=log, stderr=subprocess.STDOUT, env=env,

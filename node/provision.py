@@ -1,8 +1,10 @@
 """Creating a node directory: configuration, credentials, unit seals, tokens.
 
 ``gwx node init`` is a thin wrapper around :func:`init_node`; the demo and the integration tests
-call it directly. The PKI admin's CA issues the node's TLS/signing/encryption credentials and one
-seal per hosted unit; the node's keys are encrypted with the node passphrase.
+call it directly. Either the node was enrolled first (its own keys, certificates the PKI admin signed
+from its requests: pki.node_enrolment, pki.seal_enrolment) and init writes the rest, or — the PKI
+admin's shortcut — init is given the CA, which issues the node's TLS/signing/encryption credentials
+and one seal per hosted unit here. The node's keys are encrypted with the node passphrase.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from node.api.auth import TokenStore
 from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, dump_config, load_config
 from node.config_edit import edit_config, set_peer
 from node.errors import ConfigError, NodeExists
-from pki.ca import CertificateAuthority, node_id_of, unit_code_of, utcnow
+from pki.ca import CertificateAuthority, load_certificates, node_id_of, unit_code_of, utcnow
 from pki.crl import build_crl, crl_pem
 from pki.errors import GwxError
 from pki.keystore import write_public_file, write_secret_file
-from pki.seal_store import issue_seal
+from pki.node_enrolment import REQUEST_FILE, installed_node_id
+from pki.seal_store import issue_seal, load_seal_credential
 from pki.unit_code import validate_unit_code
 
 UNIT_KEYS = ("code", "name", "level", "parent")
@@ -73,13 +76,23 @@ def read_units_file(path: Path) -> list[dict]:
 # What init writes into a node directory, node.toml last: a directory holding any of these without a
 # node.toml was left by an interrupted init of an older gwx (this one builds beside it and renames).
 NODE_ENTRIES = ("credentials", "units", "tokens", "tokens.json", "crl.pem")
+# What enrolment put there before init (gwx node request, request-seal, install-certs).
+ENROLLED_ENTRIES = ("credentials", "units")
 
 
-def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: list[dict],
-              node_passphrase: bytes, *, host: str = "127.0.0.1", peer_port: int = 7443,
+def init_node(directory: Path, node_id: str, ca: CertificateAuthority | None, units: list[dict],
+              node_passphrase: bytes, *, host: str | None = None, peer_port: int = 7443,
               local_port: int = 7080, valid_days: int | None = None,
               crls: Sequence[x509.CertificateRevocationList] = ()) -> tuple[NodeConfig, dict[str, str]]:
     """Write a new node directory; returns its config and the tokens created (name → token text).
+
+    With ``ca`` the CA issues the node's credentials and its units' seals here (the PKI admin's
+    shortcut, for tests and the demo). Without it — enrolment, the way for real networks — the
+    directory already holds what ``gwx node request``/``request-seal`` made and ``gwx node
+    install-certs`` installed (``credentials/``, ``units/CODE/``): each key must open with
+    ``node_passphrase`` and match its certificate, the certificates must name ``node_id`` and each
+    seal its unit; ``crls`` must then hold the network's CRLs (there is no CA here to make one), and
+    ``host`` defaults to the address the TLS certificate names.
 
     All or nothing: everything is built in a temporary directory beside ``directory`` and renamed
     into place (into an existing directory entry by entry, node.toml last), so an interruption
@@ -99,14 +112,18 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
                           path=str(directory))
     if (directory / CONFIG_NAME).exists():
         raise NodeExists(f"{directory} already holds a node; refusing to overwrite it")
-    leftovers = [name for name in NODE_ENTRIES if (directory / name).exists()]
+    if ca is None:
+        host = _check_enrolled(directory, node_id, units, node_passphrase, host, crls)
+    host = host or "127.0.0.1"
+    leftovers = [name for name in NODE_ENTRIES if (directory / name).exists()
+                 and not (ca is None and name in ENROLLED_ENTRIES)]
     if leftovers:
         raise NodeExists(f"{directory} holds {', '.join(leftovers)} but no {CONFIG_NAME}: what an interrupted "
                          "gwx node init leaves behind. Remove them and run it again (revoke the certificates "
                          "it issued if the keys may have been copied)", leftovers=", ".join(leftovers))
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.init-", dir=directory.parent))  # mode 0700
-    issued_before = {c.serial_number for c in ca.issued()}
+    issued_before = {c.serial_number for c in ca.issued()} if ca is not None else set()
     try:
         tokens = _build_node(staging, node_id, ca, units, node_passphrase, host=host, peer_port=peer_port,
                              local_port=local_port, valid_days=valid_days, crls=crls)
@@ -119,7 +136,8 @@ def init_node(directory: Path, node_id: str, ca: CertificateAuthority, units: li
             staging.rename(directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        _withdraw_issued(ca, issued_before, node_id, {u["code"] for u in units})
+        if ca is not None:
+            _withdraw_issued(ca, issued_before, node_id, {u["code"] for u in units})
         raise
     return load_config(directory), tokens
 
@@ -136,19 +154,22 @@ def _withdraw_issued(ca: CertificateAuthority, issued_before: set[int], node_id:
         log.warning("could not revoke the certificates of the failed node init: %s", exc)
 
 
-def _build_node(directory: Path, node_id: str, ca: CertificateAuthority, units: list[dict],
+def _build_node(directory: Path, node_id: str, ca: CertificateAuthority | None, units: list[dict],
                 node_passphrase: bytes, *, host: str, peer_port: int, local_port: int, valid_days: int | None,
                 crls: Sequence[x509.CertificateRevocationList]) -> dict[str, str]:
-    ca.issue_node(node_id, host, directory / "credentials", node_passphrase, valid_days=valid_days)
+    if ca is not None:
+        ca.issue_node(node_id, host, directory / "credentials", node_passphrase, valid_days=valid_days)
     hosted = []
     for u in units:
         seal_dir = directory / "units" / u["code"]
-        issue_seal(ca, u["code"], u["name"], seal_dir, node_passphrase, valid_days=valid_days)
+        if ca is not None:
+            issue_seal(ca, u["code"], u["name"], seal_dir, node_passphrase, valid_days=valid_days)
         hosted.append(HostedUnit(u["code"], u["name"], seal_dir, u.get("level") or "", u.get("parent")))
     config = NodeConfig(directory=directory, node_id=node_id,
                         peer_api=Listener(host, peer_port, f"https://{_url_host(host)}:{peer_port}"),
                         local_api=Listener("127.0.0.1", local_port), units=tuple(hosted))
-    write_public_file(directory / "crl.pem", _crl_pem(ca) + b"".join(crl_pem(c) for c in crls))
+    own = _crl_pem(ca) if ca is not None else b""
+    write_public_file(directory / "crl.pem", own + b"".join(crl_pem(c) for c in crls))
     tokens: dict[str, str] = {}
     store = TokenStore(config.tokens_path)
     _, tokens["operator"] = store.issue("值班员", "operator")
@@ -159,6 +180,39 @@ def _build_node(directory: Path, node_id: str, ca: CertificateAuthority, units: 
     (directory / "tokens").chmod(0o700)
     write_public_file(directory / CONFIG_NAME, dump_config(config).encode())  # last: the node exists
     return tokens
+
+
+def _check_enrolled(directory: Path, node_id: str, units: list[dict], passphrase: bytes, host: str | None,
+                    crls: Sequence[x509.CertificateRevocationList]) -> str:
+    """Init without a CA: the enrolled credentials and seals are complete and this node's; the host
+    the TLS certificate names when none is given."""
+    credentials = directory / "credentials"
+    if not (credentials / REQUEST_FILE).exists() and not (credentials / "tls.crt").exists():
+        raise ConfigError(f"{credentials} holds no credentials: without --ca, make them first (gwx node request, "
+                          "the PKI admin's gwx pki sign-request, gwx node install-certs), or give --ca",
+                          path=str(credentials))
+    enrolled = installed_node_id(credentials, passphrase)
+    if enrolled != node_id:
+        raise ConfigError(f"the certificates in {credentials} are node {enrolled!r}'s, not {node_id!r}",
+                          key="node_id")
+    for u in units:
+        seal_dir = directory / "units" / u["code"]
+        if not (seal_dir / "seal.esl").exists():
+            raise ConfigError(f"unit {u['code']} has no seal in {seal_dir}: gwx node request-seal, then install "
+                              "the seal maker's response (gwx node install-certs)", key="units", unit=u["code"])
+        seal = load_seal_credential(seal_dir, passphrase)
+        if seal.seal.unit_code != u["code"]:
+            raise ConfigError(f"{seal_dir} holds the seal of unit {seal.seal.unit_code}, not {u['code']}",
+                              key="units", unit=u["code"])
+    if not crls:
+        raise ConfigError("without --ca, give the network's CRLs (--crl FILE, from the PKI admin's gwx pki crl): "
+                          "a node without them refuses every peer", key="crl")
+    if host is None:
+        tls = load_certificates((credentials / "tls.crt").read_bytes())[0]
+        san = tls.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = [str(v) for v in san.get_values_for_type(x509.IPAddress)] + san.get_values_for_type(x509.DNSName)
+        host = names[0] if names else None
+    return host or "127.0.0.1"
 
 
 def add_peer(directory: Path, node_id: str, url: str, units: list[str],

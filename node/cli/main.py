@@ -24,14 +24,15 @@ from pki.errors import GwxError
 # (top-level command, help, modules) — modules register their subcommands under the group's parser;
 # a group named None registers its commands at the top level (``gwx inbox``, not ``gwx x inbox``).
 GROUPS: list[tuple[str | None, str, list[str]]] = [
-    ("pki", "PKI: root CA, node certificates, directory signer, electronic seals, revocation",
-     ["node.cli.pki_ca", "node.cli.pki_seal", "node.cli.pki_revocation"]),
+    ("pki", "PKI: root CA, node certificates (signing nodes' requests), directory signer, electronic seals, "
+            "revocation",
+     ["node.cli.pki_ca", "node.cli.pki_requests", "node.cli.pki_seal", "node.cli.pki_revocation"]),
     ("net", "the network directory (root operator): build and sign it, show it, diff two versions",
      ["node.cli.net"]),
     ("doc", "sealed document packages: pack and verify",
      ["node.cli.doc"]),
-    ("node", "run and administer a gateway node",
-     ["node.cli.node_admin", "node.cli.node_run", "node.cli.node_renew"]),
+    ("node", "enrol, run, renew and administer a gateway node",
+     ["node.cli.node_admin", "node.cli.node_enrol", "node.cli.node_run", "node.cli.node_renew"]),
     (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track",
      ["node.cli.clerk", "node.cli.download"]),
 ]

@@ -18,22 +18,33 @@ NODE_DIR_HELP = "the node directory (the one gwx node init created)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("init", help="create a node: config, credentials from the CA, unit seals, tokens")
-    p.add_argument("--dir", required=True, type=Path, help="node directory to create")
+    p = sub.add_parser("init", help="create a node: config, tokens, CRLs — on enrolled credentials and seals, "
+                                    "or with credentials and seals from the CA (--ca)",
+                       description="Write a node's node.toml, tokens and crl.pem. Enrolled (the way for real "
+                                   "networks): NODE_DIR already holds the credentials and unit seals made with gwx "
+                                   "node request / request-seal and installed with gwx node install-certs; give "
+                                   "the network's CRLs with --crl and no --ca. With --ca (the PKI admin's "
+                                   "shortcut, for tests and demos), the CA issues the node's credentials and "
+                                   "seals here, which needs the CA directory and its passphrase.")
+    p.add_argument("--dir", required=True, type=Path, help="node directory to create (or the enrolled one)")
     p.add_argument("--node-id", required=True,
                    help="this node's id: lower-case letters, digits, '.' or '-' (its peers know it by it)")
-    p.add_argument("--ca", required=True, type=Path, help="CA directory (the PKI admin's)")
+    p.add_argument("--ca", type=Path,
+                   help="CA directory (the PKI admin's): issue credentials and seals here. Without it, NODE_DIR "
+                        "must hold enrolled ones (gwx node request, install-certs) and the passphrase is the "
+                        "node's")
     p.add_argument("--units", required=True, type=Path,
                    help="UNITS.toml: [[units]] tables with code, name, optional level and parent "
                         "(see deploy/examples/UNITS.toml)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address peers reach this node at (in its TLS cert; default 127.0.0.1)")
+    p.add_argument("--host",
+                   help="address peers reach this node at (in its TLS cert; default: the address the enrolled TLS "
+                        "certificate names, else 127.0.0.1)")
     p.add_argument("--peer-port", type=int, default=7443, metavar="PORT",
                    help="port of the peer API, mutual TLS between nodes (default 7443)")
     p.add_argument("--local-port", type=int, default=7080, metavar="PORT",
                    help="port of the local API for clerks and OA systems, on 127.0.0.1 (default 7080)")
     p.add_argument("--node-passphrase-file", metavar="FILE",
-                   help="passphrase for the node's own keys (default: the same as the CA passphrase)")
+                   help="with --ca: passphrase for the node's own keys (default: the same as the CA passphrase)")
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
                    help="the other CAs' CRLs (PEM or DER), added to NODE_DIR/crl.pem after the issuing CA's "
                         "own: with an intermediate CA, the root's and every other intermediate's")
@@ -71,12 +82,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _init(args: argparse.Namespace) -> int:
     from node.provision import cas_without_crl, init_node, read_units_file
 
-    ca_passphrase = get_passphrase(args, what="CA key")
-    node_passphrase = ca_passphrase
-    if args.node_passphrase_file:
-        node_passphrase = Path(args.node_passphrase_file).read_bytes().rstrip(b"\r\n")
-    ca = CertificateAuthority.open(args.ca, ca_passphrase)
     crls = [crl for path in args.crl for crl in load_crls(_read(path))]
+    if args.ca is None:  # enrolled: the passphrase is the node's own, no CA anywhere
+        if args.node_passphrase_file:
+            raise ConfigError("--node-passphrase-file goes with --ca; without it the passphrase (GWX_PASSPHRASE, "
+                              "--passphrase-file or a prompt) is the node's", key="node_passphrase_file")
+        ca, node_passphrase = None, get_passphrase(args, what="node key")
+    else:
+        ca_passphrase = get_passphrase(args, what="CA key")
+        node_passphrase = ca_passphrase
+        if args.node_passphrase_file:
+            node_passphrase = Path(args.node_passphrase_file).read_bytes().rstrip(b"\r\n")
+        ca = CertificateAuthority.open(args.ca, ca_passphrase)
     config, tokens = init_node(args.dir, args.node_id, ca, read_units_file(args.units), node_passphrase,
                                host=args.host, peer_port=args.peer_port, local_port=args.local_port, crls=crls)
     print(f"node '{config.node_id}' created in {config.directory}")
@@ -85,7 +102,7 @@ def _init(args: argparse.Namespace) -> int:
     for u in config.units:
         print(f"  unit {u.code} {u.name}  seal {os.path.relpath(u.seal_dir / 'seal.esl')}")
     print(f"  tokens written to {config.directory / 'tokens'} ({len(tokens)} files, mode 600)")
-    missing = cas_without_crl(ca, crls)
+    missing = cas_without_crl(ca, crls) if ca is not None else []
     if missing:
         print(f"warning: {config.crl_path} has no CRL from {'; '.join(missing)}: until it has (gwx pki crl, "
               "then append it there), this node refuses every peer, signer and seal under those CAs — its "

@@ -1,5 +1,9 @@
 """``gwx pki issue-seal`` and ``gwx pki verify-seal``.
 
+``issue-seal --request REQ`` makes the seal for a key the unit made itself (pki.seal_enrolment): the
+unit's request is checked, the seal certificate and SESeal are written to the response file ``--out``
+and no key is made here.
+
 Passphrases: the CA key passphrase comes from the usual source (``GWX_PASSPHRASE``,
 ``--passphrase-file`` or a prompt). The new seal key is encrypted with the same passphrase
 unless ``--key-passphrase-file`` is given — which is the better choice whenever the unit, not
@@ -18,13 +22,16 @@ import json
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import profiles
 from pki.ca import CertificateAuthority, load_certificates
 from pki.crl import load_crls
-from pki.errors import KeyStoreError, MalformedEncoding
+from pki.errors import InvalidInput, KeyStoreError, MalformedEncoding
+from pki.keystore import write_public_file
 from pki.seal import describe_seal
+from pki.seal_enrolment import issue_seal_for_request, read_seal_request
 from pki.seal_store import CERT_FILE, KEY_FILE, SEAL_FILE, issue_seal
 from pki.seal_verify import verify_seal
 
@@ -40,9 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size-mm", type=int, default=42, help="displayed diameter in mm (default 42)")
     p.add_argument("--valid-days", type=int, metavar="N", help="validity of the seal and its certificate in days "
                    f"(default {profiles.SEAL.default_days})")
-    p.add_argument("--out", required=True, type=Path, help=f"directory for {SEAL_FILE}, {CERT_FILE}, {KEY_FILE}")
+    p.add_argument("--out", required=True, type=Path,
+                   help=f"directory for {SEAL_FILE}, {CERT_FILE}, {KEY_FILE}; with --request, the response file "
+                        "(seal certificate, CA chain, SESeal) to send back")
+    p.add_argument("--request", type=Path, metavar="REQUEST",
+                   help="the unit made its seal key itself (gwx node request-seal, or on its token) and sent this "
+                        "request: check it (self-signature, key type, names --unit) and make the seal for that "
+                        "key. The key never comes here; the unit installs the response (gwx node install-certs)")
     p.add_argument("--key-passphrase-file", metavar="FILE",
-                   help="encrypt the seal key with this passphrase instead of the CA passphrase")
+                   help="encrypt the seal key with this passphrase instead of the CA passphrase (not with --request)")
     p.add_argument("--replace", action="store_true",
                    help="the unit already has a valid seal from this CA: make a new one anyway. The old seal is "
                         "NOT revoked — documents already sealed with it keep verifying until it expires; if its "
@@ -65,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _issue_seal(args: argparse.Namespace) -> int:
+    if args.request:
+        return _issue_seal_for_request(args)
     passphrase = get_passphrase(args, what="CA key")
     key_passphrase = passphrase
     if args.key_passphrase_file:
@@ -80,6 +95,27 @@ def _issue_seal(args: argparse.Namespace) -> int:
     print(f"  {SEAL_FILE}  esID {s.es_id}, valid {s.valid_start:%Y-%m-%d} – {s.valid_end:%Y-%m-%d}")
     print(f"  {CERT_FILE}  serial {cred.certificate.serial_number:x}")
     print(f"  {KEY_FILE}  encrypted, owner-only")
+    return 0
+
+
+def _issue_seal_for_request(args: argparse.Namespace) -> int:
+    if args.key_passphrase_file:
+        raise InvalidInput("--key-passphrase-file is for a key this command makes; with --request the unit "
+                           "holds its key", field="key_passphrase_file")
+    data = _read(args.request)
+    request = read_seal_request(data, args.unit)  # refused before the CA passphrase is asked for
+    print(f"seal request for unit {request.unit_code} ({request.common_name}), key fingerprint "
+          f"{request.key_fingerprint}", flush=True)
+    image = _read(args.image) if args.image else None
+    ca = CertificateAuthority.open(args.ca, get_passphrase(args, what="CA key"))
+    issued = issue_seal_for_request(ca, data, args.unit, args.name, image_png=image, size_mm=args.size_mm,
+                                    valid_days=args.valid_days, replace=args.replace)
+    write_public_file(args.out, issued.response)
+    s, cert = issued.seal, issued.certificate
+    print(f"seal '{s.name}' ({s.unit_code}) made by '{ca.name}': esID {s.es_id}, valid "
+          f"{s.valid_start:%Y-%m-%d} – {s.valid_end:%Y-%m-%d}")
+    print(f"  seal certificate serial {cert.serial_number:x}, SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}")
+    print(f"response written to {args.out}: send it to the unit (gwx node install-certs)")
     return 0
 
 

@@ -1,0 +1,134 @@
+"""``gwx node request``, ``request-seal`` and ``install-certs``: enrolment on the node's side.
+
+The node operator makes the node's keys and its units' seal keys here, hands the PKI admin request
+files, and installs what comes back. None of these commands reads a CA directory or its passphrase:
+the passphrase asked for is the node's own (``GWX_PASSPHRASE``, ``--passphrase-file`` or a prompt),
+the one ``gwx node run`` opens the keys with. The PKI admin's side is ``gwx pki sign-request`` and
+``gwx pki issue-seal --request`` (pki.node_enrolment, pki.seal_enrolment).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+
+from node.cli.passphrase import add_passphrase_option, get_passphrase
+from pki.ca import load_certificate
+from pki.errors import ResponseInvalid
+from pki.keystore import write_public_file
+from pki.node_enrolment import REQUEST_FILE, ROOT_FILE, create_node_request, install_node_response
+from pki.seal_enrolment import (
+    SEAL_REQUEST_FILE,
+    create_seal_request,
+    install_seal_response,
+    is_seal_response,
+    seal_key_of,
+    seal_response_unit,
+)
+from pki.unit_code import validate_unit_code
+
+FLOW = ("Enrolment: gwx node request (here) → the PKI admin's gwx pki sign-request → gwx node install-certs "
+        "(here); for each unit's seal: gwx node request-seal → gwx pki issue-seal --request → gwx node "
+        "install-certs. Then gwx node init without --ca. The CA directory and its passphrase never come here.")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("request", help="make this node's keys and one certificate request for the PKI admin",
+                       description="Make the node's TLS, signing and encryption keys in NODE_DIR/credentials "
+                                   "(encrypted with the node passphrase, mode 600) and write one request file "
+                                   "(three PKCS#10 requests, PEM) for the PKI admin, who signs it with gwx pki "
+                                   "sign-request. The request names the node id; the CA decides everything "
+                                   "else. " + FLOW, epilog=FLOW)
+    p.add_argument("--dir", required=True, type=Path, help="the node directory (created if missing)")
+    p.add_argument("--node-id", required=True,
+                   help="this node's id: lower-case letters, digits, '.' or '-' (its peers know it by it)")
+    p.add_argument("--root", required=True, type=Path, metavar="ROOT.crt",
+                   help="the network's root certificate, from the PKI admin: compare the SHA-256 fingerprint "
+                        "printed with the one the admin gives you another way. Kept as credentials/root.crt; "
+                        "install-certs checks the response against it")
+    p.add_argument("--out", required=True, type=Path, metavar="REQUEST",
+                   help=f"the request file to hand the PKI admin (a copy stays in credentials/{REQUEST_FILE})")
+    p.add_argument("--algorithm", default="ecdsa-p256-sha256",
+                   help="key type: ecdsa-p256-sha256 (default) or rsa3072-sha256")
+    add_passphrase_option(p)
+    p.set_defaults(func=_request)
+
+    p = sub.add_parser("request-seal", help="make a unit's seal key on this node and a seal request",
+                       description="Make a hosted unit's seal key in NODE_DIR/units/CODE (seal.key, encrypted "
+                                   "with the node passphrase, mode 600) and a request for the seal maker (gwx "
+                                   "pki issue-seal --request). " + FLOW)
+    p.add_argument("--dir", required=True, type=Path, help="the node directory (as given to gwx node request)")
+    p.add_argument("--unit", required=True, help="统一社会信用代码 of the unit")
+    p.add_argument("--name", required=True, help="the unit's full name (the PKI admin decides the seal's name)")
+    p.add_argument("--out", required=True, type=Path, metavar="REQUEST",
+                   help=f"the request file to hand the PKI admin (a copy stays in units/CODE/{SEAL_REQUEST_FILE})")
+    add_passphrase_option(p)
+    p.set_defaults(func=_request_seal)
+
+    p = sub.add_parser("install-certs", help="install the certificates (or a seal) the PKI admin sent back",
+                       description="Check a response from gwx pki sign-request (the node's three certificates) or "
+                                   "gwx pki issue-seal --request (a unit's seal certificate and SESeal) against "
+                                   "this node's keys, request and root certificate — each certificate certifies "
+                                   "its key, chains to credentials/root.crt, has its purpose and names this node "
+                                   "or unit — then install it, all files together. Nothing is written when a "
+                                   "check fails. " + FLOW)
+    p.add_argument("--dir", required=True, type=Path, help="the node directory (as given to gwx node request)")
+    p.add_argument("response", type=Path, metavar="RESPONSE", help="the response file the PKI admin sent")
+    add_passphrase_option(p)
+    p.set_defaults(func=_install)
+
+
+def _request(args: argparse.Namespace) -> int:
+    root = load_certificate(args.root.read_bytes())
+    passphrase = get_passphrase(args, confirm=True, what="node key")
+    args.dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it will hold keys and tokens
+    request = create_node_request(args.dir / "credentials", args.node_id, root, passphrase, args.algorithm)
+    write_public_file(args.out, request.pem)
+    print(f"node '{request.node_id}': keys made in {args.dir / 'credentials'} (encrypted, mode 600)")
+    print(f"  trusting root {_subject(root)}  SHA-256 {root.fingerprint(hashes.SHA256()).hex(':')}")
+    print("    (compare with the fingerprint the PKI admin gives you another way)")
+    print(f"  request written to {args.out}; key fingerprint {request.key_fingerprint}")
+    print(f"next: the PKI admin runs gwx pki sign-request --ca CA_DIR --request {args.out.name} --host HOST "
+          f"--out RESPONSE; then gwx node install-certs --dir {args.dir} RESPONSE")
+    return 0
+
+
+def _request_seal(args: argparse.Namespace) -> int:
+    code = validate_unit_code(args.unit)
+    passphrase = get_passphrase(args, confirm=True, what="node key")
+    seal_dir = args.dir / "units" / code
+    text = create_seal_request(seal_dir, code, args.name, passphrase)
+    write_public_file(args.out, text)
+    print(f"unit {code} {args.name}: seal key made in {seal_dir} (encrypted, mode 600)")
+    print(f"  request written to {args.out}")
+    print(f"next: the PKI admin runs gwx pki issue-seal --ca CA_DIR --request {args.out.name} --unit {code} "
+          f"--name NAME --out RESPONSE; then gwx node install-certs --dir {args.dir} RESPONSE")
+    return 0
+
+
+def _install(args: argparse.Namespace) -> int:
+    data = args.response.read_bytes()
+    root_path = args.dir / "credentials" / ROOT_FILE
+    if not root_path.exists():
+        raise ResponseInvalid(f"{args.dir} has made no request ({root_path} is missing): gwx node request first",
+                              code="PKI_RESPONSE_NO_REQUEST")
+    passphrase = get_passphrase(args, what="node key")
+    root = load_certificate(root_path.read_bytes())
+    if is_seal_response(data):
+        code = seal_response_unit(data)
+        seal_dir = args.dir / "units" / code
+        seal = install_seal_response(seal_dir, data, root, seal_key_of(seal_dir, passphrase))
+        print(f"seal '{seal.name}' of unit {code} installed in {seal_dir}: esID {seal.es_id}, valid "
+              f"{seal.valid_start:%Y-%m-%d} – {seal.valid_end:%Y-%m-%d}")
+        return 0
+    installed = install_node_response(args.dir / "credentials", data, passphrase)
+    print(f"certificates installed in {args.dir / 'credentials'}:")
+    for role, cert in installed.items():
+        print(f"  {role}.crt  serial {cert.serial_number:x}  valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+    return 0
+
+
+def _subject(cert) -> str:
+    return ", ".join(f"{a.oid._name}={a.value}" for a in cert.subject)
