@@ -15,11 +15,12 @@ example. The shape::
 
 Certificates come from the paths the source names, not from a CA's records: ``credentials`` is the
 directory ``gwx pki issue-node --out`` wrote for that node (``tls.crt``, ``sign.crt``, ``enc.crt``,
-each the leaf then its intermediates), relative to the source file. So a network whose counties have
-CAs of their own builds the same way, and the operator sees which files went in. ``previous`` lists
-the credential directories a node's renewal replaced (``gwx node renew``): their certificates are
-published beside the current ones until the operator drops them after the overlap (the build
-refuses one that has expired).
+each the leaf then its intermediates), or for an enrolled node the response file ``gwx pki
+sign-request --out`` wrote (its three certificates, then the intermediates), relative to the source
+file. So a network whose counties have CAs of their own builds the same way, and the operator sees
+which files went in. ``previous`` lists the credential directories (or responses) a node's renewal
+replaced (``gwx node renew``): their certificates are published beside the current ones until the
+operator drops them after the overlap (the build refuses one that has expired).
 """
 
 from __future__ import annotations
@@ -29,15 +30,20 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from cryptography.x509.oid import NameOID
+
 from exchange_protocol.directory import Directory, encode_certificate, level_of
 from exchange_protocol.envelope import format_time
 from node.errors import ConfigError
 from pki.ca import load_certificates
-from pki.errors import ErrorKind, MalformedEncoding
+from pki.errors import ErrorKind, MalformedEncoding, ResponseInvalid
+from pki.node_enrolment import split_response
+from pki.profiles import NODE_ROLES
 
 TOP_KEYS = {"network", "version", "next_update_days", "valid_days", "links", "revocation", "nodes", "units"}
 NODE_KEYS = {"id", "urls", "level", "parent", "credentials", "previous"}
 UNIT_KEYS = {"code", "name", "level", "node", "parent", "supervisor"}
+ORGANIZATIONAL_UNIT = NameOID.ORGANIZATIONAL_UNIT_NAME
 CREDENTIAL_FILES = {"tls": "tls.crt", "signing": "sign.crt", "encryption": "enc.crt"}
 
 
@@ -104,7 +110,11 @@ def _node(raw: Any, index: int, source: Path) -> dict[str, Any]:
 
 
 def _credentials(folder: Path, where: str) -> tuple[dict[str, str], list[str]]:
-    """The leaf certificates of a credential directory by role, and the intermediates after tls.crt's."""
+    """The leaf certificates of a credential directory (or of a response file) by role, and the
+    intermediates after tls.crt's."""
+    if folder.resolve().is_file():  # an enrolled node's response: its credentials stay on the node
+        found = _from_response(folder.resolve(), where)
+        return found["certificates"], found["chain"]
     certificates, chain = {}, []
     for role, name in CREDENTIAL_FILES.items():
         file = folder.resolve() / name
@@ -120,6 +130,23 @@ def _credentials(folder: Path, where: str) -> tuple[dict[str, str], list[str]]:
         if role == "tls":
             chain = [encode_certificate(c) for c in certs[1:]]
     return certificates, chain
+
+
+def _from_response(file: Path, where: str) -> dict[str, Any]:
+    """A node's certificates from the response ``gwx pki sign-request`` wrote for it (an enrolled
+    node's credentials directory is on the node): each leaf by the role its subject's OU names."""
+    try:
+        leaves, cas = split_response(file.read_bytes())
+    except ResponseInvalid as exc:
+        raise DirectorySourceInvalid(f"{where}: {file} is neither a credentials directory nor a response of gwx "
+                                     f"pki sign-request: {exc.message}", path=str(file)) from None
+    by_ou = {str(a.value): c for c in leaves for a in c.subject.get_attributes_for_oid(ORGANIZATIONAL_UNIT)}
+    missing = [ou for ou in NODE_ROLES if ou not in by_ou]
+    if missing:
+        raise DirectorySourceInvalid(f"{where}: {file} lacks the {', '.join(missing)} certificate(s)", path=str(file))
+    return {"certificates": {role: encode_certificate(by_ou[ou]) for role, ou in zip(CREDENTIAL_FILES, NODE_ROLES,
+                                                                                      strict=True)},
+            "chain": [encode_certificate(c) for c in cas]}
 
 
 def _unit(raw: Any, index: int, source: Path) -> dict[str, Any]:

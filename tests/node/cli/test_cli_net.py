@@ -144,6 +144,25 @@ def test_diff_shows_a_unit_moving_to_its_own_node(network, tmp_path):
     assert again.returncode == 1 and b"DIR_ROLLBACK" in again.stderr and b"raise version" in again.stderr
 
 
+def test_an_enrolled_node_is_listed_by_the_response_its_request_got(network, tmp_path):
+    from pki.node_enrolment import create_node_request, sign_node_request
+
+    ca = CertificateAuthority.open(network / "ca", PW.encode())
+    request = create_node_request(tmp_path / "on-the-node", "town-y", ca.root_certificate, b"node passphrase")
+    response = tmp_path / "town-y.resp"
+    signed = sign_node_request(ca, request.pem, "town-y.example")
+    response.write_bytes(signed.response)
+    township = ('\n[[nodes]]\nid = "town-y"\nurls = ["https://10.43.2.10:7443"]\nlevel = "乡镇"\n'
+                f'parent = "county-dingcheng"\ncredentials = "{response}"\n')
+    directory = read_source(source(network, tmp_path, lambda t: t + township), utcnow())
+    node = next(n for n in directory.nodes if n.id == "town-y")
+    assert node.certificate("signing") == signed.certificates["sign"]
+    assert node.certificate("encryption") == signed.certificates["enc"]
+    response.write_bytes(b"# not a response\n")
+    proc = build(network, source(network, tmp_path, lambda t: t + township), tmp_path / "d.json")
+    assert proc.returncode == 2 and b"neither a credentials directory nor a response" in proc.stderr
+
+
 BAD_SOURCES = {
     "unit on a missing node": (lambda t: t.replace('node = "county-wuling"', 'node = "county-nowhere"'),
                                "DIR_UNKNOWN_REFERENCE", 2, "county-nowhere"),
