@@ -15,6 +15,9 @@ Modules and what each one owns:
 - ``ca``: the network CA as a directory — root, intermediates, issued certificates, revocations.
 - ``directory_signer``: the key that signs the network directory (a purpose of its own), kept with
   the CA or in a signer directory.
+- ``csr``: certificate requests (PKCS#10) made through a ``Signer`` and checked by the CA (signature,
+  key type, nothing asked for); ``node_enrolment`` and ``seal_enrolment``: enrolment without handing
+  out the CA — a node's or a unit's own keys, their requests, the CA signing them, the checked install.
 - ``trust``: **the one place that judges certificate paths** (chain by issuer name and signature,
   validity, CA flag, path length, purpose); revocation is an injected callable.
 - ``crl``, ``ocsp``: revocation lists and an OCSP responder as pure functions; ``revocation``: the

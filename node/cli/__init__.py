@@ -1,8 +1,9 @@
 """The ``gwx`` command line: one module per command group, registered in ``main``.
 
-``pki_ca``, ``pki_seal``, ``pki_revocation`` (``gwx pki``: CA, node credentials, directory signer,
-seals, revocation); ``net`` (``gwx net``: the network directory — build, show, diff); ``doc``
-(``gwx doc``); ``node_admin``, ``node_run`` (``gwx node``); ``clerk``, ``download`` (the clerks'
+``pki_ca``, ``pki_requests``, ``pki_seal``, ``pki_revocation`` (``gwx pki``: CA, node credentials,
+signing nodes' requests, directory signer, seals, revocation); ``net`` (``gwx net``: the network
+directory — build, show, diff); ``doc`` (``gwx doc``); ``node_admin``, ``node_enrol`` (request,
+request-seal, install-certs), ``node_run`` (``gwx node``); ``clerk``, ``download`` (the clerks'
 top-level commands); ``api_client``, ``passphrase``, ``exit_codes``: what they share.
 
 Started as a command (``gwx …`` or ``python -m node.cli.main …``), Ctrl-C while the modules are
