@@ -224,8 +224,20 @@ def add_peer(directory: Path, node_id: str, url: str, units: list[str],
 def cas_without_crl(ca: CertificateAuthority, crls: Sequence[x509.CertificateRevocationList]) -> list[str]:
     """The CAs above ``ca`` (its issuers up to the root) that none of ``crls`` comes from: a node
     ``ca`` issues refuses every certificate under them (its own peers included) until it has them."""
+    return _without_crl(ca.chain[1:], crls)
+
+
+def enrolled_cas_without_crl(directory: Path, crls: Sequence[x509.CertificateRevocationList]) -> list[str]:
+    """The same for an enrolled node, whose CA's own CRL is not added for it: the CAs its TLS
+    certificate's chain names, and its root."""
+    credentials = Path(directory) / "credentials"
+    chain = load_certificates((credentials / "tls.crt").read_bytes())[1:]
+    return _without_crl([*chain, *load_certificates((credentials / "root.crt").read_bytes())], crls)
+
+
+def _without_crl(cas: Sequence[x509.Certificate], crls: Sequence[x509.CertificateRevocationList]) -> list[str]:
     issuers = {c.issuer for c in crls}
-    return [cert.subject.rfc4514_string() for cert in ca.chain[1:] if cert.subject not in issuers]
+    return [cert.subject.rfc4514_string() for cert in cas if cert.subject not in issuers]
 
 
 def _url_host(host: str) -> str:

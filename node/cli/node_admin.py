@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from node.provision import cas_without_crl, init_node, read_units_file
+    from node.provision import cas_without_crl, enrolled_cas_without_crl, init_node, read_units_file
 
     crls = [crl for path in args.crl for crl in load_crls(_read(path))]
     if args.ca is None:  # enrolled: the passphrase is the node's own, no CA anywhere
@@ -102,7 +102,7 @@ def _init(args: argparse.Namespace) -> int:
     for u in config.units:
         print(f"  unit {u.code} {u.name}  seal {os.path.relpath(u.seal_dir / 'seal.esl')}")
     print(f"  tokens written to {config.directory / 'tokens'} ({len(tokens)} files, mode 600)")
-    missing = cas_without_crl(ca, crls) if ca is not None else []
+    missing = cas_without_crl(ca, crls) if ca is not None else enrolled_cas_without_crl(config.directory, crls)
     if missing:
         print(f"warning: {config.crl_path} has no CRL from {'; '.join(missing)}: until it has (gwx pki crl, "
               "then append it there), this node refuses every peer, signer and seal under those CAs — its "

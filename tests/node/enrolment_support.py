@@ -63,8 +63,9 @@ class Parties:
 
 
 def enrol_node(parties: Parties, node_dir: Path, node_id: str, units: list[dict], *, host: str = "127.0.0.1",
-               peer_port: int = 0, local_port: int = 0) -> None:
-    """The whole enrolment of one node and its units' seals, then ``gwx node init`` without ``--ca``."""
+               peer_port: int = 0, local_port: int = 0, other_crls: tuple[Path, ...] = ()):
+    """The whole enrolment of one node and its units' seals, then ``gwx node init`` without ``--ca``
+    (given the issuing CA's CRL and ``other_crls``); returns what init printed."""
     hand = parties.hand_over
     hand.mkdir(parents=True, exist_ok=True)
     root, crl = parties.root, hand / "crl.pem"
@@ -84,5 +85,6 @@ def enrol_node(parties: Parties, node_dir: Path, node_id: str, units: list[dict]
         lines += ["[[units]]", f'code = "{u["code"]}"', f'name = "{u["name"]}"', ""]
     units_file = hand / f"{node_id}-units.toml"
     units_file.write_text("\n".join(lines), "utf-8")
-    parties.operator("node", "init", "--dir", node_dir, "--node-id", node_id, "--units", units_file,
-                     "--crl", crl, "--peer-port", str(peer_port), "--local-port", str(local_port))
+    more = [arg for path in other_crls for arg in ("--crl", path)]
+    return parties.operator("node", "init", "--dir", node_dir, "--node-id", node_id, "--units", units_file,
+                            "--crl", crl, *more, "--peer-port", str(peer_port), "--local-port", str(local_port))

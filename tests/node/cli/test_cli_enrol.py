@@ -154,3 +154,16 @@ def test_issue_seal_with_a_request_refuses_a_key_passphrase_and_another_unit(tmp
                   "--name", UNIT_NAME, "--out", tmp_path / "u.resp", env=parties.admin_env)
     assert out.returncode == 2 and b"PKI_REQUEST_ROLES" in out.stderr
     assert not (tmp_path / "u.resp").exists()
+
+
+def test_init_warns_when_the_crls_miss_a_ca_above_an_enrolled_node(tmp_path):
+    root = CertificateAuthority.init_root(tmp_path / "admin" / "root", "临沂市电子政务CA", PASSPHRASE)
+    county = root.create_intermediate(tmp_path / "admin" / "county", "兰山区CA", PASSPHRASE)
+    parties = Parties(county.directory, PASSPHRASE_TEXT, NODE_PASSPHRASE, tmp_path / "hand-over")
+    unit = [{"code": UNIT, "name": UNIT_NAME}]
+    out = enrol_node(parties, tmp_path / "a", "county-a", unit)
+    assert b"warning" in out.stderr and "临沂市电子政务CA" in out.stderr.decode()
+    run_gwx("pki", "crl", "--ca", root.directory, "--out", tmp_path / "root.crl", env=parties.admin_env)
+    unit = [{"code": "91350100M000100Y43", "name": "福州市鼓楼区人民政府办公室"}]
+    out = enrol_node(parties, tmp_path / "b", "county-b", unit, other_crls=(tmp_path / "root.crl",))
+    assert b"warning" not in out.stderr, out.stderr.decode()
