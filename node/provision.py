@@ -9,6 +9,7 @@ and one seal per hosted unit here. The node's keys are encrypted with the node p
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import shutil
 import tempfile
@@ -207,12 +208,23 @@ def _check_enrolled(directory: Path, node_id: str, units: list[dict], passphrase
     if not crls:
         raise ConfigError("without --ca, give the network's CRLs (--crl FILE, from the PKI admin's gwx pki crl): "
                           "a node without them refuses every peer", key="crl")
+    tls = load_certificates((credentials / "tls.crt").read_bytes())[0]
+    san = tls.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = [str(v) for v in san.get_values_for_type(x509.IPAddress)] + san.get_values_for_type(x509.DNSName)
     if host is None:
-        tls = load_certificates((credentials / "tls.crt").read_bytes())[0]
-        san = tls.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = [str(v) for v in san.get_values_for_type(x509.IPAddress)] + san.get_values_for_type(x509.DNSName)
-        host = names[0] if names else None
-    return host or "127.0.0.1"
+        return names[0] if names else "127.0.0.1"
+    if _normal_host(host) not in {_normal_host(n) for n in names}:
+        raise ConfigError(f"--host {host} is not in the node's TLS certificate ({', '.join(names)}): peers check it "
+                          "and would refuse every connection. Leave --host out, or have the request signed again "
+                          "with gwx pki sign-request --host", key="host")
+    return host
+
+
+def _normal_host(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
 
 
 def add_peer(directory: Path, node_id: str, url: str, units: list[str],

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(see deploy/examples/UNITS.toml)")
     p.add_argument("--host",
                    help="address peers reach this node at (in its TLS cert; default: the address the enrolled TLS "
-                        "certificate names, else 127.0.0.1)")
+                        "certificate names — another is refused —, else 127.0.0.1)")
     p.add_argument("--peer-port", type=int, default=7443, metavar="PORT",
                    help="port of the peer API, mutual TLS between nodes (default 7443)")
     p.add_argument("--local-port", type=int, default=7080, metavar="PORT",

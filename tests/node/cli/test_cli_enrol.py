@@ -133,6 +133,8 @@ def test_init_without_the_ca_needs_every_seal_and_the_crls(tmp_path, parties):
     parties.operator("node", "install-certs", "--dir", node_dir, hand / "u.resp")
     out = run_gwx(*init, env=parties.operator_env)
     assert out.returncode == 2 and b"--crl" in out.stderr
+    out = run_gwx(*init, "--crl", hand / "crl.pem", "--host", "10.9.9.9", env=parties.operator_env)
+    assert out.returncode == 2 and b"not in the node's TLS certificate (127.0.0.1)" in out.stderr
     assert not (node_dir / "node.toml").exists()
     parties.operator(*init, "--crl", hand / "crl.pem")
     assert load_config(node_dir).node_id == "county-a"
