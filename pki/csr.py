@@ -126,8 +126,12 @@ def check_request(der: bytes, index: int = 1) -> CheckedRequest:
         raise RequestInvalid(f"{where} holds a key this CA does not sign for ({exc})",
                              code="PKI_REQUEST_KEY_TYPE") from None
     _check_key(public_key, where)
-    if not isinstance(csr.signature_hash_algorithm, _SHA2):
-        name = csr.signature_hash_algorithm.name if csr.signature_hash_algorithm else "none"
+    try:
+        digest = csr.signature_hash_algorithm
+    except CryptographyUnsupported:  # a signature algorithm the library does not know
+        digest = None
+    if not isinstance(digest, _SHA2):
+        name = digest.name if digest is not None else csr.signature_algorithm_oid.dotted_string
         raise RequestInvalid(f"{where} is signed with {name}; the CA accepts SHA-256, -384 or -512",
                              code="PKI_REQUEST_KEY_TYPE")
     if not csr.is_signature_valid:

@@ -297,3 +297,15 @@ def test_a_response_without_a_request_or_certificates_is_refused(tmp_path, ca):
     assert error_of(install_node_response, creds, b"# no certificates here\n", NODE_PASSPHRASE).code == \
         "PKI_RESPONSE_MALFORMED"
     assert error_of(install_node_response, creds, request.pem, NODE_PASSPHRASE).code == "PKI_RESPONSE_MALFORMED"
+
+
+def test_a_signature_algorithm_nobody_knows_is_refused_not_a_traceback(ca):
+    from asn1crypto import csr as a_csr
+
+    der = make_request(SoftwareSigner(ECDSA_P256_SHA256.generate()), common_name="county-a", role="tls")
+    request = a_csr.CertificationRequest.load(der)
+    request["signature_algorithm"] = {"algorithm": "1.2.3.4.5"}
+    others = [make_request(SoftwareSigner(ECDSA_P256_SHA256.generate()), common_name="county-a", role=r)
+              for r in ("sign", "enc")]
+    err = error_of(sign_node_request, ca, bundle(request.dump(force=True), *others), "10.1.2.3")
+    assert err.code == "PKI_REQUEST_KEY_TYPE" and "1.2.3.4.5" in err.message
