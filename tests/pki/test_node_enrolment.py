@@ -309,3 +309,29 @@ def test_a_signature_algorithm_nobody_knows_is_refused_not_a_traceback(ca):
               for r in ("sign", "enc")]
     err = error_of(sign_node_request, ca, bundle(request.dump(force=True), *others), "10.1.2.3")
     assert err.code == "PKI_REQUEST_KEY_TYPE" and "1.2.3.4.5" in err.message
+
+
+def test_rsa_keys_enrol_too_and_their_encryption_certificate_enciphers(tmp_path, ca):
+    creds = tmp_path / "rsa-node"
+    request = create_node_request(creds, "county-r", ca.root_certificate, NODE_PASSPHRASE, "rsa3072-sha256")
+    installed = install_node_response(creds, sign_node_request(ca, request.pem, "10.1.2.9").response,
+                                      NODE_PASSPHRASE)
+    usage = installed["enc"].extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_encipherment and not usage.key_agreement
+    assert installed["tls"].public_key().key_size == 3072
+    run_openssl("verify", "-CAfile", ca.directory / "root.crt", "-purpose", "sslserver", creds / "tls.crt")
+
+
+def test_the_root_a_node_trusts_must_be_a_root(tmp_path, ca):
+    county_ca = ca.create_intermediate(tmp_path / "county-ca", "兰山区CA", PASSPHRASE)
+    err = error_of(create_node_request, tmp_path / "n1", "county-a", county_ca.certificate, NODE_PASSPHRASE)
+    assert err.code == "PKI_INVALID_INPUT" and "root" in err.message
+    leaf = ca.issue_node("county-l", "10.1.2.3", tmp_path / "l", PASSPHRASE).tls_certificate
+    assert error_of(create_node_request, tmp_path / "n2", "county-a", leaf, NODE_PASSPHRASE).code == \
+        "PKI_INVALID_INPUT"
+    assert not (tmp_path / "n1").exists() and not (tmp_path / "n2").exists()
+    der = bytearray(ca.root_certificate.public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01  # inside the signature value
+    err = error_of(create_node_request, tmp_path / "n3", "county-a", x509.load_der_x509_certificate(bytes(der)),
+                   NODE_PASSPHRASE)
+    assert err.code == "PKI_INVALID_INPUT" and "self-signature" in err.message
