@@ -305,6 +305,7 @@ class CertificateAuthority:
             raise InvalidInput("a renewal keeps the earlier certificates valid, a replacement revokes them: "
                                "choose one", field="renew")
         earlier = self.node_certificates_in_force(node_id, now, replace=replace or renew)
+        _host_name(host)  # a bad host is refused before anything is written
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
         out = Path(out_dir)
         _expect_directory(out)
@@ -313,7 +314,6 @@ class CertificateAuthority:
         if held and not replace:  # like init-root and issue-seal: keys in use are never replaced silently
             raise NodeCredentialsExist(f"{out} already holds node credentials ({', '.join(held)}); refusing "
                                        "to overwrite them — choose another directory, or --replace")
-        _host_name(host)  # a bad host is refused before anything is written
         out.mkdir(parents=True, exist_ok=True)
         out.chmod(0o700)
         certs = {}

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(encrypted with the node passphrase, mode 600) and write one request file "
                                    "(three PKCS#10 requests, PEM) for the PKI admin, who signs it with gwx pki "
                                    "sign-request. The request names the node id; the CA decides everything "
-                                   "else. " + FLOW, epilog=FLOW)
+                                   "else. " + FLOW)
     p.add_argument("--dir", required=True, type=Path, help="the node directory (created if missing)")
     p.add_argument("--node-id", required=True,
                    help="this node's id: lower-case letters, digits, '.' or '-' (its peers know it by it)")
