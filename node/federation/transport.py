@@ -34,6 +34,7 @@ from exchange_protocol.errors import BatchAnswerInvalid
 from node.config import Peer
 from node.errors import NodeError
 from node.federation.tls import peer_chain
+from node.ops.metrics import Counter, Registry
 from pki.ca import load_certificate, load_certificates, node_id_of
 from pki.errors import CODE_FORMAT, ErrorKind, GwxError
 from pki.trust import Purpose, TrustStore, verify_certificate
@@ -175,9 +176,13 @@ class PeerClient:
     """HTTP client for all peers; one connection pool (keep-alive) per peer node."""
 
     def __init__(self, ssl_context: ssl.SSLContext, *, judge: ServerJudge | None = None,
-                 connect_timeout: float = 10.0, read_timeout: float = 120.0) -> None:
+                 connect_timeout: float = 10.0, read_timeout: float = 120.0, registry: Registry | None = None) -> None:
         self._ssl = ssl_context
         self._judge = judge
+        # What this node puts on its uplink: the envelope bytes of every POST, resends included
+        # (HTTP headers and TLS framing left out). A fan-out's cost at the origin shows here.
+        self._bytes_sent = (registry or Registry()).counter(
+            "gwx_peer_bytes_sent_total", "Envelope bytes sent to peer nodes (request bodies, resends included)")
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._retiring: set[aiohttp.ClientSession] = set()
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
@@ -269,7 +274,7 @@ class PeerClient:
         total = sum(f.size for f in frames)
         try:
             async with self._session(peer).post(
-                    f"{peer.url}/peer/v1/envelopes", data=_stream(frames),
+                    f"{peer.url}/peer/v1/envelopes", data=_stream(frames, peer.node_id, self._bytes_sent),
                     headers={"Content-Type": ENVELOPE_MEDIA_TYPE, "Content-Length": str(total),
                              "X-Gwx-Frames": str(len(frames))}) as resp:
                 body = await _read_body(resp, peer, MAX_BATCH_ANSWER)
@@ -330,9 +335,10 @@ async def _read_body(resp: aiohttp.ClientResponse, peer: Peer, limit: int) -> by
     return bytes(body)
 
 
-async def _stream(frames: Sequence[OutgoingFrame]) -> AsyncIterator[bytes]:
+async def _stream(frames: Sequence[OutgoingFrame], peer: str, sent: Counter) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     for frame in frames:
         with open(frame.path, "rb") as f:
             while chunk := await loop.run_in_executor(None, f.read, CHUNK):
                 yield chunk
+                sent.inc(len(chunk), peer=peer)  # once the connection has taken it

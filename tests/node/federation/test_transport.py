@@ -21,6 +21,7 @@ from node.config import Peer
 from node.federation import transport
 from node.federation.tls import client_context, server_context
 from node.federation.transport import OutgoingFrame, PeerClient, PeerProtocolError, PeerServerError
+from node.ops.metrics import Registry
 from pki.ca import utcnow
 from tests.node.federation.federation_support import provision_county_and_city
 from tests.support import PASSPHRASE
@@ -41,7 +42,7 @@ def _frames(tmp_path, n: int) -> list[OutgoingFrame]:
     return frames
 
 
-async def _send(node_dir, frames, answer, *, piece: int | None = None):
+async def _send(node_dir, frames, answer, *, piece: int | None = None, registry: Registry | None = None):
     """POST ``frames`` to a county peer whose handler is ``answer(ids posted) -> (status, body)``;
     with ``piece``, the peer writes the body in pieces of that size, pausing between them, so it
     reaches the client in several TCP reads."""
@@ -68,7 +69,8 @@ async def _send(node_dir, frames, answer, *, piece: int | None = None):
         county / "tls.crt", county / "tls.key", county / "root.crt", PASSPHRASE))
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    client = PeerClient(client_context(city / "tls.crt", city / "tls.key", city / "root.crt", PASSPHRASE))
+    client = PeerClient(client_context(city / "tls.crt", city / "tls.key", city / "root.crt", PASSPHRASE),
+                        registry=registry)
     try:
         return await client.send_frames(Peer("county", f"https://127.0.0.1:{port}"), frames)
     finally:
@@ -141,3 +143,18 @@ def test_a_request_refused_whole_is_sent_again_envelope_by_envelope(node_dir, tm
         return 200, encode_batch_answer([FrameAnswer(ids[0], receipt=base64.b64decode("cmVjZWlwdA=="))])
     results = asyncio.run(_send(node_dir, frames, answer))
     assert [r.receipt for r in results] == [b"receipt", b"receipt"]
+
+
+def test_the_bytes_sent_to_a_peer_count_every_post_resends_included(node_dir, tmp_path):
+    """gwx_peer_bytes_sent_total: what the node put on its uplink — a batch refused whole and sent
+    again envelope by envelope is on the wire twice."""
+    frames = _frames(tmp_path, 3)
+
+    def answer(ids):
+        if len(ids) > 1:
+            return 413, json.dumps({"error": {"code": "ENV_TOO_LARGE", "message": "too large"}}).encode()
+        return 200, encode_batch_answer([FrameAnswer(ids[0], receipt=b"receipt")])
+    registry = Registry()
+    asyncio.run(_send(node_dir, frames, answer, registry=registry))
+    size = sum(f.size for f in frames)
+    assert f'gwx_peer_bytes_sent_total{{peer="county"}} {2 * size}' in registry.render()
