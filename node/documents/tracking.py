@@ -50,8 +50,7 @@ async def apply_sender_event(store: NodeStore, doc_id: str, unit: str, event: Ev
                              details: dict[str, Any] | None = None, tx: Transaction | None = None) -> RecipientRow:
     """Move the sender-side row of ``unit`` for ``doc_id``; returns the row as stored afterwards."""
     for _ in range(ATTEMPTS):
-        doc = await store.messages.get_outbox(doc_id)
-        current = next((r for r in (doc.recipients if doc else ()) if r.unit == unit), None)
+        current = await store.messages.get_outbox_recipient(doc_id, unit)
         if current is None:
             raise StoreNotFound(f"document {doc_id} has no recipient {unit}", doc_id=doc_id, unit=unit)
         before = _sender_row(current)

@@ -256,6 +256,12 @@ class Messages:
             return None
         return (await self._with_recipients([row]))[0]
 
+    async def get_outbox_recipient(self, doc_id: str, unit: str) -> OutboxRecipient | None:
+        """One recipient's row: what an event about that recipient needs (not the document's whole list)."""
+        row = await self._db.fetchone("SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code = ?",
+                                      (doc_id, unit))
+        return _recipient(row) if row is not None else None
+
     async def list_outbox(self, flt: ListFilter = ListFilter()) -> Page[OutboxDocument]:
         where, params = ["1 = 1"], []
         if flt.unit is not None:
