@@ -3,7 +3,9 @@
 Used by ``make demo``, the integration tests and ``bench/node.py``, so all three exercise exactly
 what an operator runs: ``gwx node init`` (through :func:`node.provision.init_node`), the static
 peer list, ``gwx node run`` as a child process with mutual TLS between nodes, and the local API
-with real tokens. Nothing is mocked; ports are picked free on 127.0.0.1.
+with real tokens. Nothing is mocked; ports are picked free on 127.0.0.1. A network larger than the
+machine has cores (``bench/network.py``: a whole city) runs groups of nodes in one process each
+(:meth:`LocalNetwork.start_cohosted`, :mod:`node.cohost`).
 
 A network has one root CA; intermediate CAs (one per level, say) may issue some nodes instead
 (:meth:`LocalNetwork.add_intermediate`, ``add_node(..., ca=...)``). :meth:`LocalNetwork.publish_crls`
@@ -87,11 +89,12 @@ class LocalNetwork:
         return ca
 
     def add_node(self, node_id: str, units: list[dict], *, ca: CertificateAuthority | None = None,
-                 **overrides: Any) -> LocalNode:
-        """Provision a node whose credentials and seals ``ca`` issues (the root CA by default)."""
+                 seal_picture: bytes | None = None, **overrides: Any) -> LocalNode:
+        """Provision a node whose credentials and seals ``ca`` issues (the root CA by default);
+        ``seal_picture``: one PNG for all its units' seals instead of one drawn per unit (fast)."""
         directory = self.base / node_id
         _, tokens = init_node(directory, node_id, ca or self.ca, units, PASSPHRASE, peer_port=free_port(),
-                              local_port=free_port())
+                              local_port=free_port(), seal_picture=seal_picture)
         if overrides:
             _override(directory, overrides)
         node = LocalNode(node_id, directory, units, tokens)
@@ -153,6 +156,43 @@ class LocalNetwork:
     def start_all(self) -> None:
         for node in self.nodes.values():
             self.start(node)
+
+    def start_cohosted(self, groups: Sequence[Sequence[LocalNode]], timeout: float = 120.0) -> list[subprocess.Popen]:
+        """Start each group of nodes in one process (:mod:`node.cohost`): one event loop, each node
+        with its own keys, store and listeners. A node's ``process`` is its group's, so stopping or
+        killing one node of a group stops them all; ``log_path`` is the group's log."""
+        env = {**os.environ, "GWX_PASSPHRASE": PASSPHRASE.decode(), **self.env}
+        processes = []
+        for index, group in enumerate(groups):
+            log_path = self.base / f"cohost-{index}.log"
+            for node in group:
+                ready_path(load_config(node.directory)).unlink(missing_ok=True)
+            with open(log_path, "ab") as log:
+                process = subprocess.Popen([sys.executable, "-m", "node.cohost", *(str(n.directory) for n in group)],
+                                           stdout=log, stderr=subprocess.STDOUT, env=env,
+                                           cwd=Path(__file__).resolve().parent.parent)
+            for node in group:
+                node.process, node.log_path = process, log_path
+            processes.append(process)
+        waiting = {node.node_id: (node, ready_path(load_config(node.directory))) for group in groups for node in group}
+        deadline = time.monotonic() + timeout
+        while waiting:
+            for node_id, (node, path) in list(waiting.items()):
+                if node.process.poll() is not None:
+                    self.stop_all()
+                    raise RuntimeError(f"the process hosting {node_id} exited with {node.process.returncode}:\n"
+                                       f"{self.log_tail(node)}")
+                if path.exists():
+                    info = json.loads(path.read_text())
+                    if info.get("pid") == node.process.pid:
+                        node.ready = info
+                        del waiting[node_id]
+            if time.monotonic() > deadline:
+                self.stop_all()
+                raise TimeoutError(f"{len(waiting)} cohosted nodes not ready after {timeout}s "
+                                   f"({', '.join(sorted(waiting)[:5])}…)")
+            time.sleep(0.1)
+        return processes
 
     def stop(self, node: LocalNode, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait: the node drains and exits cleanly (returns its exit code)."""

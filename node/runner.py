@@ -59,8 +59,11 @@ def ready_path(config: NodeConfig) -> Path:
 
 
 async def serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | None = None) -> None:
-    """Serve until ``stop`` is set (or SIGTERM/SIGINT). Raises :class:`NodeAlreadyRunning` when another
-    process serves the directory — before the store, the listeners or ``run/ready.json`` are touched."""
+    """Serve until ``stop`` is set; without ``stop``, until SIGTERM/SIGINT. A caller that passes ``stop``
+    owns the process's signals: several nodes can then share one process and one event loop
+    (:mod:`node.cohost`), each with its own keys, store and listeners. Raises
+    :class:`NodeAlreadyRunning` when another process serves the directory — before the store, the
+    listeners or ``run/ready.json`` are touched."""
     lock = NodeLock.acquire(config.directory)
     try:
         await _serve(config, passphrase, stop)
@@ -69,14 +72,15 @@ async def serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | Non
 
 
 async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | None) -> None:
-    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    reload_requested = asyncio.Event()  # before anything is loaded: a SIGHUP must never kill a starting node
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, reload_requested.set)  # gwx node renew: pick up the new set
+    reload_requested = asyncio.Event()  # gwx node renew: pick up the new set
+    if stop is None:  # the process is this node's alone: its signals stop it, and SIGHUP reloads it
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # before anything is loaded: a SIGHUP
+            loop.add_signal_handler(signal.SIGHUP, reload_requested.set)  # must never kill a starting node
 
     ctx = NodeContext.load(config, passphrase)
     registry = Registry()
@@ -88,7 +92,8 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     client = PeerClient(client_tls,
                         judge=lambda cert, chain: verify_certificate(cert, ctx.trust, ctx.clock(),
                                                                      (*chain, *ctx.intermediates),
-                                                                     Purpose.TLS_SERVER, ctx.revocation))
+                                                                     Purpose.TLS_SERVER, ctx.revocation),
+                        registry=registry)
     outbound = Outbound(ctx, store, client, registry)
     service = DocumentService(ctx, store, outbound, registry)
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)

@@ -1,0 +1,445 @@
+"""A whole city on one machine: 常德's network, and one sealed 1 MiB 通知 from the city to every unit.
+
+The network (``--quick``: 1 city, 2 counties, 4 townships, 60 units):
+
+* 1 city node, 9 county nodes (武陵区 … 津市市), 153 township nodes — 163 nodes, parent links
+  forming the tree; 3,600 units: the city government office and city bureaus on the city node,
+  each county's office and bureaus on its county node, each township government and its villages
+  (村民委员会, hosted by their township) on the township's node.
+* Real certificates: the root CA (常德市) issues the city node and its units' seals; each county
+  has an intermediate CA of its own that issues its county node, its townships' nodes and all
+  their units' seals (one CA per county keeps the CA's record small enough to issue ~400
+  certificates quickly). Provisioning runs in a process pool, one county at a time per worker.
+  Every seal shares one picture (drawing 3,600 seal pictures takes ten minutes); keys,
+  certificates and seals are each unit's own.
+* The signed network directory, built by ``gwx net build`` from a source file as a root operator
+  does, installed on every node. ``--routing direct`` (the default) also lists a direct link
+  from the city to every node below its counties: what today's ``DirectoryRouter`` does anyway
+  (it sends straight to the hosting node), made explicit. ``--routing tree`` lists only the tree;
+  it needs relaying along the tree (``Router.next_hop``), and refuses to run until that exists.
+* Real TLS between real node stores: the nodes run in ``--processes`` OS processes
+  (:mod:`node.cohost`), the city alone in the first, each node with its own keys, SQLite store,
+  peer listener and local API.
+
+The exchange: the city government office sends one 通知 (a sealed PDF body and a 1 MiB
+attachment of random bytes) to every other unit through its local API. A clerk script then, for
+every node, waits until the document is in one of its units' inboxes and signs for (签收) it for
+every unit of that node, each with that unit's own token, through the node's local API. Measured:
+``delivered_s`` (submission start → the last inbox's ``received_at``), ``signed_back_s`` (→ the
+sender's tracking shows every recipient 已签收; the sender is polled every 0.25 s),
+``origin_bytes`` (the city's ``gwx_peer_bytes_sent_total``) beside ``package_bytes`` × the city's
+``child_links`` (its children in the tree: what the origin would send with relays and fan-out
+bundles), and peak RSS and CPU of every process. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import datetime as dt
+import io
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: the repository, not bench/, goes first on sys.path
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import aiohttp
+
+from node.config import load_config
+from node.federation.routing import DirectoryRouter
+from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, free_port, notice_pdf, send_document
+from node.provision import init_node
+from pki.keystore import write_public_file
+from pki.seal_picture import render_round_seal
+from pki.unit_code import make_unit_code
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# The nodes' event loops lag under a city's load: a local API answer may take a minute, not forever.
+CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=300)
+CITY_REGION, CITY_NAME = "430700", "常德市"
+COUNTIES = [("wuling", "430702", "武陵区"), ("dingcheng", "430703", "鼎城区"), ("anxiang", "430721", "安乡县"),
+            ("hanshou", "430722", "汉寿县"), ("lixian", "430723", "澧县"), ("linli", "430724", "临澧县"),
+            ("taoyuan", "430725", "桃源县"), ("shimen", "430726", "石门县"), ("jinshi", "430781", "津市市")]
+BUREAUS = ["发展和改革局", "教育局", "科学技术局", "工业和信息化局", "公安局", "民政局", "司法局", "财政局",
+           "人力资源和社会保障局", "自然资源和规划局", "生态环境局", "住房和城乡建设局", "交通运输局", "水利局",
+           "农业农村局", "商务局", "文化旅游广电体育局", "卫生健康局", "退役军人事务局", "应急管理局", "审计局",
+           "市场监督管理局", "统计局", "医疗保障局", "林业局", "城市管理和综合执法局", "信访局", "机关事务局"]
+OFFICE = make_unit_code(f"11{CITY_REGION}MB0000001")  # 常德市人民政府办公室, the sender
+
+
+@dataclass(frozen=True)
+class Shape:
+    counties: int
+    townships: int       # in all, spread over the counties
+    city_units: int      # the government office and the city bureaus
+    county_units: int    # per county: its office and bureaus
+    units: int           # in all; what is left goes to the townships (the township and its villages)
+
+
+FULL = Shape(counties=9, townships=153, city_units=60, county_units=30, units=3600)
+QUICK = Shape(counties=2, townships=4, city_units=6, county_units=6, units=60)
+
+
+@dataclass
+class NodePlan:
+    node_id: str
+    level: str
+    parent: str | None
+    ca: int  # index into the network's CAs: 0 the root, k the k-th county's
+    units: list[dict] = field(default_factory=list)
+
+
+def _organ(region: str, n: int) -> str:
+    return make_unit_code(f"11{region}MB{n:07d}")
+
+
+def plan(shape: Shape) -> list[NodePlan]:
+    """The nodes of the network, parents before children, with the units each hosts."""
+    if shape.counties > len(COUNTIES):
+        raise ValueError(f"at most {len(COUNTIES)} counties")
+    city = NodePlan("city", "city", None, 0)
+    city.units = [{"code": OFFICE, "name": f"{CITY_NAME}人民政府办公室", "level": "city"}]
+    city.units += [{"code": _organ(CITY_REGION, i + 2), "name": _bureau(CITY_NAME, i), "level": "city"}
+                   for i in range(shape.city_units - 1)]
+    nodes = [city]
+    left = shape.units - shape.city_units - shape.counties * shape.county_units
+    per_township, extra = divmod(left, shape.townships)
+    township_index = 0
+    for k, (slug, region, name) in enumerate(COUNTIES[:shape.counties]):
+        county = NodePlan(f"county-{slug}", "county", "city", k + 1)
+        office = _organ(region, 1)
+        county.units = [{"code": office, "name": f"{name}人民政府办公室", "level": "county"}]
+        county.units += [{"code": _organ(region, i + 2), "name": _bureau(name, i), "level": "county"}
+                         for i in range(shape.county_units - 1)]
+        nodes.append(county)
+        count = shape.townships // shape.counties + (1 if k < shape.townships % shape.counties else 0)
+        for j in range(1, count + 1):
+            township = NodePlan(f"{slug}-t{j:02d}", "township", county.node_id, k + 1)
+            code, town = _organ(region, 1000 * j), f"{name}第{j}镇"
+            township.units = [{"code": code, "name": f"{town}人民政府", "level": "township", "parent": office}]
+            villages = per_township + (1 if township_index < extra else 0) - 1
+            township.units += [{"code": make_unit_code(f"54{region}MA{1000 * j + v:07d}"),
+                                "name": f"{town}第{v}村村民委员会", "level": "village", "parent": code}
+                               for v in range(1, villages + 1)]
+            township_index += 1
+            nodes.append(township)
+    return nodes
+
+
+def _bureau(place: str, i: int) -> str:
+    return f"{place}{BUREAUS[i]}" if i < len(BUREAUS) else f"{place}第{i + 1}直属单位"
+
+
+# ---- provisioning (a process pool; each worker issues from one CA at a time) -----------------------
+_POOL: dict = {}
+
+
+def _provision(jobs: list[tuple[NodePlan, int, int]]) -> dict[str, dict[str, str]]:
+    """Node directories for ``jobs`` (plan, peer port, local port); returns each node's tokens."""
+    net: LocalNetwork = _POOL["net"]
+    tokens = {}
+    for node, peer_port, local_port in jobs:
+        units = [{"code": u["code"], "name": u["name"], "level": u["level"], "parent": u.get("parent")}
+                 for u in node.units]
+        _, tokens[node.node_id] = init_node(net.base / node.node_id, node.node_id, net.cas[node.ca], units,
+                                            PASSPHRASE, peer_port=peer_port, local_port=local_port,
+                                            seal_picture=_POOL["picture"])
+    return tokens
+
+
+def provision(base: Path, nodes: list[NodePlan], shape: Shape, workers: int) -> LocalNetwork:
+    net = LocalNetwork(base, f"{CITY_NAME}电子政务CA")
+    for slug, _, name in COUNTIES[:shape.counties]:
+        net.add_intermediate(f"ca-{slug}", f"{name}电子政务CA")
+    ports: set[int] = set()
+    while len(ports) < 2 * len(nodes):
+        ports.add(free_port())
+    ports_left = list(ports)
+    groups: dict[int, list] = {}
+    for node in nodes:
+        groups.setdefault(node.ca, []).append((node, ports_left.pop(), ports_left.pop()))
+    _POOL.update(net=net, picture=render_round_seal(CITY_NAME))
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        results = list(pool.map(_provision, groups.values()))
+    tokens = {k: v for result in results for k, v in result.items()}
+    for node in nodes:
+        net.nodes[node.node_id] = LocalNode(node.node_id, base / node.node_id, node.units, tokens[node.node_id])
+    net.publish_crls()  # every node checks certificates from all eleven CAs
+    return net
+
+
+def publish_directory(net: LocalNetwork, nodes: list[NodePlan], routing: str) -> int:
+    """``gwx net build`` from a source file, as the root operator would; installed on every node.
+    Returns the directory's size in bytes."""
+    by_id = {n.node_id: n for n in nodes}
+    lines = [f'network = "{CITY_NAME}电子政务外网"', "version = 1"]
+    if routing == "direct":  # the city reaches every node below its counties directly
+        links = [f'["city", "{n.node_id}"]' for n in nodes if n.parent not in (None, "city")]
+        lines.append(f"links = [{', '.join(links)}]")
+    for node in nodes:
+        lines += ["[[nodes]]", f'id = "{node.node_id}"', f'urls = ["{_peer_url(net.nodes[node.node_id])}"]',
+                  f'level = "{node.level}"', f'credentials = "{node.node_id}/credentials"']
+        lines += [f'parent = "{node.parent}"'] if node.parent else []
+    for node in nodes:
+        for unit in node.units:
+            lines += ["[[units]]", f'code = "{unit["code"]}"', f'name = "{unit["name"]}"',
+                      f'level = "{unit["level"]}"', f'node = "{node.node_id}"']
+            lines += [f'parent = "{unit["parent"]}"'] if unit.get("parent") else []
+    source, out = net.base / "network.toml", net.base / "directory.json"
+    source.write_text("\n".join(lines) + "\n", "utf-8")
+    done = subprocess.run([sys.executable, "-m", "node.cli.main", "net", "build", "--source", str(source),
+                           "--ca", str(net.base / "ca"), "--out", str(out)], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "GWX_PASSPHRASE": PASSPHRASE.decode()}, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"gwx net build failed ({done.returncode}): {done.stderr or done.stdout}")
+    data = out.read_bytes()
+    for node_id in by_id:
+        write_public_file(net.nodes[node_id].directory / "directory.json", data)
+    return len(data)
+
+
+def _peer_url(node: LocalNode) -> str:
+    return load_config(node.directory).peer_api.public_url
+
+
+@dataclass
+class City:
+    net: LocalNetwork
+    nodes: list[NodePlan]
+    processes: list[subprocess.Popen]
+    figures: dict
+
+
+def build_network(base: Path, shape: Shape, *, routing: str = "direct", processes: int = 4,
+                  workers: int = 2, start_timeout: float = 300.0) -> City:
+    """Provision, publish the directory and start every node; the caller stops ``city.net``."""
+    if routing == "tree" and not hasattr(DirectoryRouter, "next_hop"):
+        raise NotImplementedError("--routing tree needs relaying along the tree (Router.next_hop, issue 8 "
+                                  "section 3), which this gwx does not have yet; use --routing direct")
+    figures: dict = {}
+    t0 = time.perf_counter()
+    nodes = plan(shape)
+    net = provision(base, nodes, shape, workers)
+    figures["provision_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    figures["directory_bytes"] = publish_directory(net, nodes, routing)
+    figures["directory_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    others = [net.nodes[n.node_id] for n in nodes[1:]]
+    slices = max(1, processes - 1)
+    groups = [[net.nodes["city"]]] + [others[i::slices] for i in range(slices) if others[i::slices]]
+    started = net.start_cohosted(groups, timeout=start_timeout)
+    figures["start_s"] = time.perf_counter() - t0
+    return City(net, nodes, started, figures)
+
+
+# ---- the exchange: one 通知 to every unit, signed for through each node's local API --------------
+def notice_meta(to: list[str]) -> dict:
+    return {"kind": "通知", "title": "关于做好冬季森林防火工作的通知", "doc_number": "常政办发〔2026〕17号",
+            "issuers": [OFFICE], "signers": [], "to": to, "cc": [], "written_on": "2026-11-20", "urgency": None,
+            "classification": "非密", "deadline": None, "copy_number": None, "printed_by": "常德市人民政府办公室",
+            "printed_on": "2026-11-20", "note": None, "attachments_note": None, "id": None}
+
+
+async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: dict[str, str]) -> None:
+    """For every node: wait until the document reaches one of its units, then 签收 for each unit."""
+    limit = asyncio.Semaphore(8)
+    async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
+        async def call(node: LocalNode, unit: str, method: str, path: str) -> tuple[int, dict]:
+            async with limit, session.request(method, node.ready["local_url"] + path,
+                                              headers={"Authorization": f"Bearer {node.tokens['clerk-' + unit]}"},
+                                              **({"json": {}} if method == "POST" else {})) as resp:
+                body = await resp.json(content_type=None)
+                if resp.status not in (200, 404):
+                    raise RuntimeError(f"{node.node_id} {method} {path} for {unit}: {resp.status} {body}")
+                return resp.status, body
+
+        async def clerk(node: LocalNode, units: list[str]) -> None:
+            while (await call(node, units[0], "GET", f"/api/v1/inbox/{doc_id}"))[0] != 200:
+                if time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(poll)
+            pending = units
+            while pending and time.monotonic() < deadline:
+                later = []
+                for unit in pending:
+                    status, item = await call(node, unit, "POST", f"/api/v1/inbox/{doc_id}/sign-for")
+                    if status == 200:
+                        seen[unit] = item["received_at"]
+                    else:
+                        later.append(unit)
+                pending = later
+                if pending:
+                    await asyncio.sleep(poll)
+
+        hosted = {n.node_id: [u["code"] for u in n.units if u["code"] != OFFICE] for n in city.nodes}
+        await asyncio.gather(*(clerk(city.net.nodes[node_id], units) for node_id, units in hosted.items() if units))
+
+
+async def _sender(city: City, doc_id: str, recipients: int, start: float, deadline: float, fig: dict) -> None:
+    """Poll the sender's tracking until every recipient shows 已签收 (or one failed, or time is up).
+    Its answer lists every recipient (~0.1 s of the city's CPU for 3,600): looked at every 2 s then."""
+    node = city.net.nodes["city"]
+    interval = 0.25 if recipients < 500 else 2.0
+    async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{node.ready['local_url']}/api/v1/outbox/{doc_id}",
+                                   headers={"Authorization": f"Bearer {node.tokens['clerk-' + OFFICE]}"}) as resp:
+                counts = (await resp.json())["doc"]["counts"]
+            fig["sender_counts"] = counts
+            now = time.monotonic() - start
+            if counts.get("delivered", 0) + counts.get("signed_for", 0) == recipients:
+                fig.setdefault("delivered_ack_s", now)
+            if counts.get("signed_for", 0) == recipients:
+                fig["signed_back_s"] = now
+                return
+            if counts.get("failed"):
+                raise RuntimeError(f"the sender shows failed recipients: {counts}")
+            await asyncio.sleep(interval)
+
+
+def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, package_mib: float = 1.0) -> dict:
+    """Send the 通知 to every unit but the sender, let the clerks sign for it; the figures."""
+    fig: dict = {}
+    node = city.net.nodes["city"]
+    recipients = [u["code"] for n in city.nodes for u in n.units if u["code"] != OFFICE]
+    body, attachment = work / "正文.pdf", work / "附件-森林防火责任区划图.bin"
+    body.write_bytes(notice_pdf("关于做好冬季森林防火工作的通知", issuer="常德市人民政府办公室",
+                                greeting="各区县（市）人民政府，市直各单位："))
+    # The package (sealed body, attachment, metadata) about ``package_mib``: the attachment makes up the rest.
+    attachment.write_bytes(os.urandom(max(0, int(package_mib * MiB) - body.stat().st_size - 48 * 1024)))
+    bytes_before = _metric(node, "gwx_peer_bytes_sent_total")
+    started_at, start = dt.datetime.now(dt.UTC), time.monotonic()
+    doc_id = send_document(node, OFFICE, notice_meta(recipients), body, [attachment], timeout=600)["doc_id"]
+    fig["submit_s"] = time.monotonic() - start
+    deadline = start + timeout
+    seen: dict[str, str] = {}
+
+    async def both() -> None:
+        await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen),
+                             _sender(city, doc_id, len(recipients), start, deadline, fig))
+    asyncio.run(both())
+    fig.update(recipients=len(recipients), received=len(seen), signed_back=fig.get("sender_counts", {})
+               .get("signed_for", 0))
+    if seen:
+        arrivals = sorted((dt.datetime.fromisoformat(t) - started_at).total_seconds() for t in seen.values())
+        fig.update(first_delivered_s=arrivals[0], delivered_s=arrivals[-1],
+                   delivered_p50_s=arrivals[len(arrivals) // 2])
+    fig["origin_bytes"] = _metric(node, "gwx_peer_bytes_sent_total") - bytes_before
+    one = next(n for n in city.nodes if n.node_id != "city")
+    package = io.BytesIO()
+    unit = one.units[0]["code"]
+    fig["package_bytes"] = city.net.nodes[one.node_id].clerk(unit).download(f"/api/v1/inbox/{doc_id}/package",
+                                                                            package)
+    fig["doc_id"] = doc_id
+    return fig
+
+
+def _metric(node: LocalNode, name: str) -> float:
+    text = node.client("operator").get("/metrics")
+    text = text.decode() if isinstance(text, bytes) else text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
+
+
+def process_figures(processes: list[subprocess.Popen]) -> list[dict]:
+    out = []
+    for p in processes:
+        status = Path(f"/proc/{p.pid}/status").read_text().splitlines()
+        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        stat = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out.append({"pid": p.pid, "peak_rss_mib": round(hwm / 1024, 1),
+                    "cpu_s": round((int(stat[11]) + int(stat[12])) / CLK_TCK, 1)})
+    return out
+
+
+# ---- report ---------------------------------------------------------------------------------------
+def table(fig: dict) -> None:
+    per = fig["processes"]
+    rows = [
+        ("nodes / units / recipients", f"{fig['nodes']} / {fig['units']:,} / {fig['recipients']:,}",
+         f"{fig['counties']} counties, {fig['townships']} townships; routing {fig['routing']}"),
+        ("provision (certificates, seals, tokens)", f"{fig['provision_s']:.1f} s",
+         f"{fig['workers']} workers, {fig['cas']} CAs"),
+        ("directory (gwx net build)", f"{fig['directory_s']:.1f} s", f"{fig['directory_bytes'] / 1024:.0f} KiB"),
+        ("start every node", f"{fig['start_s']:.1f} s", f"{len(per)} processes"),
+        ("submit (seal, package, queue)", f"{fig['submit_s']:.1f} s", "city's local API"),
+        ("first unit has it", f"{fig.get('first_delivered_s', float('nan')):.1f} s", "inbox received_at"),
+        ("every unit has it (delivered_s)", f"{fig.get('delivered_s', float('nan')):.1f} s",
+         f"{fig['received']:,} of {fig['recipients']:,} received; median {fig.get('delivered_p50_s', 0):.1f} s"),
+        ("every 签收 back (signed_back_s)", f"{fig.get('signed_back_s', float('nan')):.1f} s",
+         f"{fig['signed_back']:,} of {fig['recipients']:,} 已签收 at the sender"),
+        ("bytes sent by the origin", f"{fig['origin_bytes'] / MiB:.1f} MiB",
+         f"{fig['origin_bytes'] / fig['package_bytes']:.1f} × the package"),
+        ("package × child links", f"{fig['package_bytes'] * fig['child_links'] / MiB:.1f} MiB",
+         f"{fig['package_bytes'] / MiB:.2f} MiB × {fig['child_links']} (aim: origin ≤ 1.2 ×)"),
+        ("peak RSS per process", " / ".join(f"{p['peak_rss_mib']:.0f}" for p in per) + " MiB",
+         "the city's first"),
+        ("CPU per process", " / ".join(f"{p['cpu_s']:.0f}" for p in per) + " s", ""),
+    ]
+    print()
+    print(f"{'figure':40} {'value':>20}  note")
+    for label, value, note in rows:
+        print(f"{label:40} {value:>20}  {note}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 city, 2 counties, 4 townships, 60 units")
+    parser.add_argument("--routing", choices=["direct", "tree"], default="direct",
+                        help="direct: the city links to every node (today's routing); tree: parent/child links only "
+                             "(needs relays, not yet built)")
+    parser.add_argument("--processes", type=int, help="OS processes hosting the nodes (the city alone in one; "
+                                                      "default 4, quick 3)")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for every 签收 (default 420, quick 120)")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between a clerk's looks at an inbox")
+    args = parser.parse_args()
+    shape = QUICK if args.quick else FULL
+    processes = args.processes or (3 if args.quick else 4)
+    fig: dict = {"bench": "network", "quick": args.quick, "routing": args.routing, "cores": os.cpu_count(),
+                 "nodes": 1 + shape.counties + shape.townships, "units": shape.units, "counties": shape.counties,
+                 "townships": shape.townships, "child_links": shape.counties, "cas": 1 + shape.counties,
+                 "workers": 2}
+    with tempfile.TemporaryDirectory(prefix="gwx-bench-network-", dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
+        base = Path(tmp)
+        try:
+            city = build_network(base / "net", shape, routing=args.routing, processes=processes)
+        except NotImplementedError as exc:
+            print(f"bench/network.py: {exc}", file=sys.stderr)
+            return 2
+        try:
+            fig.update(city.figures)
+            print(f"{fig['nodes']} nodes up in {len(city.processes)} processes: provision {fig['provision_s']:.0f} s, "
+                  f"directory {fig['directory_s']:.0f} s, start {fig['start_s']:.0f} s", flush=True)
+            fig.update(exchange(city, base, timeout=args.timeout or (120 if args.quick else 420), poll=args.poll))
+            fig["processes"] = process_figures(city.processes)
+        except Exception:
+            for i, p in enumerate(city.processes):
+                log = base / "net" / f"cohost-{i}.log"
+                tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+                print(f"--- process {i} (pid {p.pid}) log\n" + "\n".join(tail), file=sys.stderr)
+            raise
+        finally:
+            city.net.stop_all()
+    fig["origin_bytes_per_child_link_package"] = fig["origin_bytes"] / (fig["package_bytes"] * fig["child_links"])
+    table(fig)
+    complete = fig["received"] == fig["recipients"] and fig["signed_back"] == fig["recipients"]
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()
+                      if k != "sender_counts"}, ensure_ascii=False))
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
