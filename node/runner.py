@@ -40,7 +40,7 @@ from node.federation.peer_api import DRAINING, make_peer_app
 from node.federation.reroute import Rerouter
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
-from node.ops.directory_state import directory_figures
+from node.ops.directory_state import HeldDirectoryReader, directory_figures
 from node.ops.housekeeping import housekeeping
 from node.ops.metrics import Registry
 from node.run_lock import NodeLock
@@ -166,6 +166,8 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
         ("expires_in", "Seconds until the held network directory expires (negative: expired, still used)"),
         ("expired", "1 when the held network directory has expired (routing goes on; publish a new one)"))}
 
+    held = HeldDirectoryReader(config)
+
     async def refresh() -> None:
         while True:
             try:
@@ -180,7 +182,7 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
                                for p in await store.peers.list_peers()})
                 inbound.replace({(("state", state),): float(n)
                                  for state, n in (await store.messages.inbound_counts()).items()})
-                figures = await asyncio.to_thread(directory_figures, config, clock())
+                figures = await asyncio.to_thread(directory_figures, config, clock(), held)
                 for name, gauge in directory.items():
                     gauge.replace({(): figures[name]} if name in figures else {})
             except Exception:

@@ -12,7 +12,7 @@ import pytest
 from exchange_protocol.directory_signing import sign_directory
 from node.config_edit import edit_config, set_section_values
 from node.directory_source import read_source
-from node.ops import readiness
+from node.ops import directory_state, readiness
 from node.provision import init_node
 from pki import directory_signer
 from pki.ca import CertificateAuthority
@@ -157,3 +157,22 @@ def test_a_node_with_a_parent_and_no_directory_yet_is_warned(node):
     check = directory_check(status(config))
     assert check["verdict"] == "warn" and check["code"] == "NODE_NO_DIRECTORY"
     assert "parent city" in check["message"]
+
+
+def test_the_gauges_parse_the_held_directory_once_per_version(node, monkeypatch):
+    """/metrics looks every 5 s: the directory is parsed again only when the file changes (a city's
+    directory costs ~0.1 s of CPU to parse; 163 nodes parsing it every 5 s saturated two cores)."""
+    ca, config = node
+    parsed = []
+    real = directory_state.read_unverified
+    monkeypatch.setattr(directory_state, "read_unverified", lambda data: parsed.append(len(data)) or real(data))
+    reader = directory_state.HeldDirectoryReader(config)
+    now = dt.datetime.now(dt.UTC)
+    assert directory_state.directory_figures(config, now, reader) == {}  # none held yet
+    install_directory(ca, config, 4, now - dt.timedelta(hours=2))
+    for _ in range(5):
+        assert directory_state.directory_figures(config, now, reader)["version"] == 4.0
+    assert len(parsed) == 1
+    install_directory(ca, config, 5, now - dt.timedelta(hours=1))
+    assert directory_state.directory_figures(config, now, reader)["version"] == 5.0
+    assert len(parsed) == 2
