@@ -42,6 +42,9 @@ import io
 import json
 import multiprocessing
 import os
+import random
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -56,8 +59,9 @@ import aiohttp
 
 from node.config import load_config
 from node.federation.routing import DirectoryRouter
-from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, free_port, notice_pdf, send_document
+from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, notice_pdf, send_document
 from node.provision import init_node
+from pki.ca import CertificateAuthority
 from pki.keystore import write_public_file
 from pki.seal_picture import render_round_seal
 from pki.unit_code import make_unit_code
@@ -68,6 +72,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The nodes' event loops lag under a city's load: a local API answer may take a minute, not forever.
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=300)
+CLERKS_AT_ONCE = 48  # requests in flight to the local APIs, all nodes together
 CITY_REGION, CITY_NAME = "430700", "常德市"
 COUNTIES = [("wuling", "430702", "武陵区"), ("dingcheng", "430703", "鼎城区"), ("anxiang", "430721", "安乡县"),
             ("hanshou", "430722", "汉寿县"), ("lixian", "430723", "澧县"), ("linli", "430724", "临澧县"),
@@ -160,24 +165,61 @@ def _provision(jobs: list[tuple[NodePlan, int, int]]) -> dict[str, dict[str, str
 
 
 def provision(base: Path, nodes: list[NodePlan], shape: Shape, workers: int) -> LocalNetwork:
-    net = LocalNetwork(base, f"{CITY_NAME}电子政务CA")
-    for slug, _, name in COUNTIES[:shape.counties]:
-        net.add_intermediate(f"ca-{slug}", f"{name}电子政务CA")
-    ports: set[int] = set()
-    while len(ports) < 2 * len(nodes):
-        ports.add(free_port())
-    ports_left = list(ports)
-    groups: dict[int, list] = {}
-    for node in nodes:
-        groups.setdefault(node.ca, []).append((node, ports_left.pop(), ports_left.pop()))
-    _POOL.update(net=net, picture=render_round_seal(CITY_NAME))
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        results = list(pool.map(_provision, groups.values()))
-    tokens = {k: v for result in results for k, v in result.items()}
-    for node in nodes:
-        net.nodes[node.node_id] = LocalNode(node.node_id, base / node.node_id, node.units, tokens[node.node_id])
-    net.publish_crls()  # every node checks certificates from all eleven CAs
-    return net
+    """The CAs and every node directory, with their CRLs, in ``base``.
+
+    Built on tmpfs (``/dev/shm``) when there is one, then copied: every key, certificate and token
+    file is fsynced as it is written (~13 fsyncs per unit), which on this disk is half the time of
+    3,600 units. The nodes then run from ``base``, where their stores fsync as they always do."""
+    shm = Path("/dev/shm")
+    scratch = (Path(tempfile.mkdtemp(prefix="gwx-bench-provision-", dir=shm))
+               if shm.is_dir() and os.access(shm, os.W_OK) else None)
+    build = scratch / "net" if scratch else base
+    try:
+        net = LocalNetwork(build, f"{CITY_NAME}电子政务CA")
+        for slug, _, name in COUNTIES[:shape.counties]:
+            net.add_intermediate(f"ca-{slug}", f"{name}电子政务CA")
+        ports_left = listening_ports(2 * len(nodes))
+        groups: dict[int, list] = {}
+        for node in nodes:
+            groups.setdefault(node.ca, []).append((node, ports_left.pop(), ports_left.pop()))
+        _POOL.update(net=net, picture=render_round_seal(CITY_NAME))
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_provision, groups.values()))
+        tokens = {k: v for result in results for k, v in result.items()}
+        for node in nodes:
+            net.nodes[node.node_id] = LocalNode(node.node_id, build / node.node_id, node.units, tokens[node.node_id])
+        net.publish_crls()  # every node checks certificates from all the CAs
+        if scratch is not None:
+            shutil.copytree(build, base, symlinks=True)
+            net.base = base
+            net.cas = [CertificateAuthority.open(base / ca.directory.relative_to(build), PASSPHRASE) for ca in net.cas]
+            net.ca = net.cas[0]
+            for node in net.nodes.values():
+                node.directory = base / node.node_id
+        return net
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def listening_ports(count: int) -> list[int]:
+    """``count`` free ports below the kernel's ephemeral range. The nodes start minutes after their
+    ports are chosen; a port the kernel may hand to any outgoing connection meanwhile (what
+    ``free_port`` returns) is taken by then often enough to stop a 163-node start."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(10000, low))
+    random.shuffle(candidates)  # two benches (or a bench and its test) at once pick apart
+    ports = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"fewer than {count} free ports between 10000 and {low}")
 
 
 def publish_directory(net: LocalNetwork, nodes: list[NodePlan], routing: str) -> int:
@@ -255,7 +297,7 @@ def notice_meta(to: list[str]) -> dict:
 
 async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: dict[str, str]) -> None:
     """For every node: wait until the document reaches one of its units, then 签收 for each unit."""
-    limit = asyncio.Semaphore(8)
+    limit = asyncio.Semaphore(CLERKS_AT_ONCE)
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
         async def call(node: LocalNode, unit: str, method: str, path: str) -> tuple[int, dict]:
             async with limit, session.request(method, node.ready["local_url"] + path,
@@ -271,18 +313,14 @@ async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: d
                 if time.monotonic() > deadline:
                     return
                 await asyncio.sleep(poll)
-            pending = units
-            while pending and time.monotonic() < deadline:
-                later = []
-                for unit in pending:
+            async def sign_for(unit: str) -> None:  # every unit's clerk at once, as in a real city
+                while time.monotonic() < deadline:
                     status, item = await call(node, unit, "POST", f"/api/v1/inbox/{doc_id}/sign-for")
                     if status == 200:
                         seen[unit] = item["received_at"]
-                    else:
-                        later.append(unit)
-                pending = later
-                if pending:
-                    await asyncio.sleep(poll)
+                        return
+                    await asyncio.sleep(poll)  # not applied to this unit's inbox yet
+            await asyncio.gather(*(sign_for(unit) for unit in units))
 
         hosted = {n.node_id: [u["code"] for u in n.units if u["code"] != OFFICE] for n in city.nodes}
         await asyncio.gather(*(clerk(city.net.nodes[node_id], units) for node_id, units in hosted.items() if units))
@@ -319,7 +357,7 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
     body.write_bytes(notice_pdf("关于做好冬季森林防火工作的通知", issuer="常德市人民政府办公室",
                                 greeting="各区县（市）人民政府，市直各单位："))
     # The package (sealed body, attachment, metadata) about ``package_mib``: the attachment makes up the rest.
-    attachment.write_bytes(os.urandom(max(0, int(package_mib * MiB) - body.stat().st_size - 48 * 1024)))
+    attachment.write_bytes(os.urandom(max(0, int(package_mib * MiB) - body.stat().st_size - 104 * 1024)))
     bytes_before = _metric(node, "gwx_peer_bytes_sent_total")
     started_at, start = dt.datetime.now(dt.UTC), time.monotonic()
     doc_id = send_document(node, OFFICE, notice_meta(recipients), body, [attachment], timeout=600)["doc_id"]
@@ -433,7 +471,9 @@ def main() -> int:
             raise
         finally:
             city.net.stop_all()
-    fig["origin_bytes_per_child_link_package"] = fig["origin_bytes"] / (fig["package_bytes"] * fig["child_links"])
+    # The aim (issue 8): origin_bytes ≤ 1.2 × package_bytes × child_links; direct routing sends once per node.
+    fig["origin_over_package_links"] = fig["origin_bytes"] / (fig["package_bytes"] * fig["child_links"])
+    fig["origin_over_package"] = fig["origin_bytes"] / fig["package_bytes"]
     table(fig)
     complete = fig["received"] == fig["recipients"] and fig["signed_back"] == fig["recipients"]
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()
