@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from bench.network import OFFICE, Shape, build_network, exchange, plan
-from node.federation.routing import DirectoryRouter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -36,21 +35,18 @@ def test_every_unit_receives_the_notice_and_every_signature_comes_back(tmp_path)
     assert all(r["who"] == f"{units[code]}收发员" for code, r in by_unit.items())  # each unit's own clerk
     # The city alone in one process, the county and its townships in the other.
     assert len(set(hosts.values())) == 2 and hosts["city"] not in {hosts[n] for n in hosts if n != "city"}
-    # Direct routing (before relays): one envelope carrying the package to every other node.
+    # Direct routing: one envelope carrying the package to every other node, straight from the city.
+    assert figures["origin_peers"] == sorted(set(hosts) - {"city"})
     assert figures["origin_bytes"] >= figures["package_bytes"] * (len(hosts) - 1)
 
 
-def test_tree_routing_runs_only_where_relays_exist(tmp_path):
-    """--routing tree lists only parent/child links: without relaying along the tree the city could
-    not reach a township, so the builder refuses clearly instead of measuring direct routing."""
-    if hasattr(DirectoryRouter, "next_hop"):  # relays have landed: the tree must carry the exchange
-        city = build_network(tmp_path / "net", TINY, routing="tree", processes=2)
-        try:
-            figures = exchange(city, tmp_path, timeout=120, poll=0.2)
-        finally:
-            city.net.stop_all()
-        assert figures["received"] == figures["signed_back"] == figures["recipients"] == 13
-    else:
-        with pytest.raises(NotImplementedError, match="Router.next_hop"):
-            build_network(tmp_path / "net", TINY, routing="tree")
-        assert not (tmp_path / "net").exists()  # refused before anything was provisioned
+def test_along_the_tree_the_city_sends_only_to_its_counties_and_they_relay(tmp_path):
+    """--routing tree lists only parent/child links: the townships' units get the 通知 through their
+    county, and their 签收 come back the same way."""
+    city = build_network(tmp_path / "net", TINY, routing="tree", processes=2)
+    try:
+        figures = exchange(city, tmp_path, timeout=120, poll=0.2)
+    finally:
+        city.net.stop_all()
+    assert figures["received"] == figures["signed_back"] == figures["recipients"] == 13
+    assert figures["origin_peers"] == ["county-wuling"]
