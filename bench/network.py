@@ -277,7 +277,8 @@ def build_network(base: Path, shape: Shape, *, routing: str = "direct", processe
     figures["directory_bytes"] = publish_directory(net, nodes, routing)
     figures["directory_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    others = [net.nodes[n.node_id] for n in nodes[1:]]
+    # Counties first, dealt round: the relays (and the county bureaus) spread over the processes.
+    others = [net.nodes[n.node_id] for n in sorted(nodes[1:], key=lambda n: n.level != "county")]
     slices = max(1, processes - 1)
     groups = [[net.nodes["city"]]] + [others[i::slices] for i in range(slices) if others[i::slices]]
     started = net.start_cohosted(groups, timeout=start_timeout)
