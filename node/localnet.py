@@ -89,12 +89,11 @@ class LocalNetwork:
         return ca
 
     def add_node(self, node_id: str, units: list[dict], *, ca: CertificateAuthority | None = None,
-                 seal_picture: bytes | None = None, **overrides: Any) -> LocalNode:
-        """Provision a node whose credentials and seals ``ca`` issues (the root CA by default);
-        ``seal_picture``: one PNG for all its units' seals instead of one drawn per unit (fast)."""
+                 **overrides: Any) -> LocalNode:
+        """Provision a node whose credentials and seals ``ca`` issues (the root CA by default)."""
         directory = self.base / node_id
         _, tokens = init_node(directory, node_id, ca or self.ca, units, PASSPHRASE, peer_port=free_port(),
-                              local_port=free_port(), seal_picture=seal_picture)
+                              local_port=free_port())
         if overrides:
             _override(directory, overrides)
         node = LocalNode(node_id, directory, units, tokens)
