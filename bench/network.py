@@ -28,8 +28,8 @@ every node, waits until the document is in one of its units' inboxes and signs f
 every unit of that node, each with that unit's own token, through the node's local API. Measured:
 ``delivered_s`` (submission start → the last inbox's ``received_at``), ``signed_back_s`` (→ the
 sender's tracking shows every recipient 已签收; the sender is polled every 0.25 s, 2 s for a city),
-``origin_bytes`` (the city's ``gwx_peer_bytes_sent_total``) and ``origin_peers`` (the nodes it sent
-to) beside ``package_bytes`` × the city's ``child_links`` (its children in the tree: what the origin
+``origin_bytes`` (the city's ``gwx_peer_bytes_sent_total``) and ``origin_peers`` (how many nodes
+it sent to) beside ``package_bytes`` × the city's ``child_links`` (its children in the tree: what the origin
 sends once fan-out bundles carry one copy per next hop), and peak RSS and CPU of every process.
 The last line is one JSON object.
 """
@@ -376,7 +376,8 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
                    delivered_p50_s=arrivals[len(arrivals) // 2])
     sent = {peer: n - bytes_before.get(peer, 0.0) for peer, n in _series(node, "gwx_peer_bytes_sent_total").items()}
     fig["origin_bytes"] = sum(sent.values())
-    fig["origin_peers"] = sorted(peer for peer, n in sent.items() if n > 0)
+    fig["origin_peer_ids"] = sorted(peer for peer, n in sent.items() if n > 0)
+    fig["origin_peers"] = len(fig["origin_peer_ids"])
     one = next(n for n in city.nodes if n.node_id != "city")
     package = io.BytesIO()
     unit = one.units[0]["code"]
@@ -422,7 +423,7 @@ def table(fig: dict) -> None:
         ("every 签收 back (signed_back_s)", f"{fig.get('signed_back_s', float('nan')):.1f} s",
          f"{fig['signed_back']:,} of {fig['recipients']:,} 已签收 at the sender"),
         ("bytes sent by the origin", f"{fig['origin_bytes'] / MiB:.1f} MiB",
-         f"{fig['origin_bytes'] / fig['package_bytes']:.1f} × the package, to {len(fig['origin_peers'])} nodes"),
+         f"{fig['origin_bytes'] / fig['package_bytes']:.1f} × the package, to {fig['origin_peers']} nodes"),
         ("package × child links", f"{fig['package_bytes'] * fig['child_links'] / MiB:.1f} MiB",
          f"{fig['package_bytes'] / MiB:.2f} MiB × {fig['child_links']} (aim: origin ≤ 1.2 ×)"),
         ("peak RSS per process", " / ".join(f"{p['peak_rss_mib']:.0f}" for p in per) + " MiB",
@@ -475,7 +476,7 @@ def main() -> int:
     table(fig)
     complete = fig["received"] == fig["recipients"] and fig["signed_back"] == fig["recipients"]
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()
-                      if k != "sender_counts"}, ensure_ascii=False))
+                      if k not in ("sender_counts", "origin_peer_ids")}, ensure_ascii=False))
     return 0 if complete else 1
 
 

@@ -36,7 +36,7 @@ def test_every_unit_receives_the_notice_and_every_signature_comes_back(tmp_path)
     # The city alone in one process, the county and its townships in the other.
     assert len(set(hosts.values())) == 2 and hosts["city"] not in {hosts[n] for n in hosts if n != "city"}
     # Direct routing: one envelope carrying the package to every other node, straight from the city.
-    assert figures["origin_peers"] == sorted(set(hosts) - {"city"})
+    assert figures["origin_peer_ids"] == sorted(set(hosts) - {"city"})
     assert figures["origin_bytes"] >= figures["package_bytes"] * (len(hosts) - 1)
 
 
@@ -49,4 +49,4 @@ def test_along_the_tree_the_city_sends_only_to_its_counties_and_they_relay(tmp_p
     finally:
         city.net.stop_all()
     assert figures["received"] == figures["signed_back"] == figures["recipients"] == 13
-    assert figures["origin_peers"] == ["county-wuling"]
+    assert figures["origin_peer_ids"] == ["county-wuling"]
