@@ -42,7 +42,7 @@ def test_every_unit_receives_the_notice_and_every_signature_comes_back(tmp_path)
 
 def test_along_the_tree_the_city_sends_only_to_its_counties_and_they_relay(tmp_path):
     """--routing tree lists only parent/child links: the townships' units get the 通知 through their
-    county, and their 签收 come back the same way."""
+    county, which relays one bundle for all of them, and their 签收 come back the same way."""
     city = build_network(tmp_path / "net", TINY, routing="tree", processes=2)
     try:
         figures = exchange(city, tmp_path, timeout=120, poll=0.2)
@@ -50,3 +50,6 @@ def test_along_the_tree_the_city_sends_only_to_its_counties_and_they_relay(tmp_p
         city.net.stop_all()
     assert figures["received"] == figures["signed_back"] == figures["recipients"] == 13
     assert figures["origin_peer_ids"] == ["county-wuling"]
+    # Fan-out: one bundle for everything below the county, the package on the origin's uplink once
+    # per child link (issue 8's aim: at most 1.2 × package × child links).
+    assert figures["origin_bytes"] <= 1.2 * figures["package_bytes"] * 1
