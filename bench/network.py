@@ -29,8 +29,9 @@ every unit of that node, each with that unit's own token, through the node's loc
 ``delivered_s`` (submission start → the last inbox's ``received_at``), ``signed_back_s`` (→ the
 sender's tracking shows every recipient 已签收; the sender is polled every 0.25 s, 2 s for a city),
 ``origin_bytes`` (the city's ``gwx_peer_bytes_sent_total``) and ``origin_peers`` (how many nodes
-it sent to) beside ``package_bytes`` × the city's ``child_links`` (its children in the tree: what the origin
-sends once fan-out bundles carry one copy per next hop), and peak RSS and CPU of every process.
+it sent to) beside ``package_bytes`` × the city's ``child_links`` (its children in the tree: along
+the tree one fan-out bundle goes to each, issue 8's aim is at most 1.2 × that), and peak RSS and
+CPU of every process.
 The last line is one JSON object.
 """
 
