@@ -78,6 +78,19 @@ class ParentSettings:
 
 
 @dataclass(frozen=True)
+class RevocationSettings:
+    """``[revocation]``: a plain-HTTP listener serving this node's CRL (``GET /crl``) and, with an
+    ``ocsp_signer`` (a directory from ``gwx pki issue-ocsp-signer``, relative to the node directory),
+    OCSP (``POST /ocsp``, RFC 6960). Plain HTTP as is usual for CRLs and OCSP: the answers are signed
+    objects, and OCSP clients (``openssl ocsp``) cannot present a client certificate. Over mutual
+    TLS the peer API serves the same at ``/peer/v1/crl`` and ``/peer/v1/ocsp`` whatever this says."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    ocsp_signer: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     directory: Path
     node_id: str
@@ -89,6 +102,7 @@ class NodeConfig:
     retry: RetrySettings = field(default_factory=RetrySettings)
     classified_network: bool = False
     parent: ParentSettings | None = None
+    revocation: RevocationSettings | None = None
 
     # Well-known paths inside the node directory.
     @property
@@ -105,7 +119,20 @@ class NodeConfig:
 
     @property
     def crl_path(self) -> Path:
+        """The CRLs this node judges by and serves to its children: on the root node the CA operator
+        writes it (``gwx pki crl --out``), below it :mod:`node.federation.crl_fetch` does."""
         return self.directory / "crl.pem"
+
+    @property
+    def crl_fetch_state_path(self) -> Path:
+        """The outcome of the last CRL fetch from the parent (what readiness names when the CRL is stale)."""
+        return self.directory / "run" / "crl-fetch.json"
+
+    @property
+    def ocsp_signer_dir(self) -> Path | None:
+        if self.revocation is None or self.revocation.ocsp_signer is None:
+            return None
+        return self.directory / self.revocation.ocsp_signer
 
     @property
     def network_directory_path(self) -> Path:
@@ -157,6 +184,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         retry=_section(raw.pop("retry", {}), RetrySettings, "retry"),
         classified_network=_take(raw, "classified_network", bool, default=False),
         parent=_parent(raw.pop("parent", None)),
+        revocation=_revocation(raw.pop("revocation", None)),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
@@ -286,6 +314,16 @@ def _parent(raw: Any) -> ParentSettings | None:
     return parent
 
 
+def _revocation(raw: Any) -> RevocationSettings | None:
+    if raw is None:
+        return None
+    settings = _section(raw, RevocationSettings, "revocation")
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError(f"[revocation] port must be 0–65535 (0: any free port), got {settings.port}",
+                          key="revocation.port")
+    return settings
+
+
 def _https_url(url: str, where: str, key: str) -> None:
     if not url.startswith("https://") or len(url) <= len("https://") or " " in url:
         raise ConfigError(f"{where}: url must be https://HOST:PORT (mutual TLS only), got {url!r}", key=key)
@@ -325,6 +363,13 @@ def dump_config(config: NodeConfig) -> str:
     if config.parent is not None:
         lines += ["[parent]", f"node_id = {_q(config.parent.node_id)}", f"url = {_q(config.parent.url)}",
                   f"refresh_seconds = {_q(config.parent.refresh_seconds)}", ""]
+    if config.revocation is not None:
+        lines.append("[revocation]")
+        for f in fields(config.revocation):
+            value = getattr(config.revocation, f.name)
+            if value is not None:
+                lines.append(f"{f.name} = {_q(value)}")
+        lines.append("")
     for u in config.units:
         lines += ["[[units]]", f"code = {_q(u.code)}", f"name = {_q(u.name)}",
                   f"seal_dir = {_q(str(u.seal_dir.relative_to(config.directory)))}"]

@@ -30,7 +30,7 @@ from node.federation.routing import DirectoryRouter, Router
 from node.renewal import PreviousSet, credentials_lock, finish_pending, previous_sets
 from pki.ca import load_certificate, load_certificates
 from pki.crl import load_crls
-from pki.errors import GwxError, RevocationUnknown
+from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
 from pki.keystore import read_private_key
 from pki.revocation import CrlChecker
 from pki.seal_store import SealCredential, load_seal_credential
@@ -52,6 +52,9 @@ class ReloadingCrlChecker:
     intermediate's, since peers and seals may come from any of them.
 
     Fails closed: no usable CRL for an issuer means :class:`~pki.errors.RevocationUnknown`.
+
+    :meth:`revoked_only` is the one exception, for fetching a fresh CRL (the chicken and the egg:
+    a node whose CRL is stale must still reach the parent that has the next one).
     """
 
     def __init__(self, path: Path, recheck_seconds: float = 5.0) -> None:
@@ -81,6 +84,31 @@ class ReloadingCrlChecker:
 
     def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
         self._current()(cert, issuer, now)
+
+    def reload(self) -> None:
+        """Read the file again at the next check (a fetched CRL was just installed)."""
+        with self._lock:
+            self._checked_at, self._mtime = float("-inf"), None
+
+    def crls(self) -> tuple[x509.CertificateRevocationList, ...]:
+        """The CRLs held now (empty when none can be read)."""
+        try:
+            return self._current().crls
+        except RevocationUnknown:
+            return ()
+
+    def revoked_only(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
+        """Refuse ``cert`` only when a CRL we hold lists it, however stale that CRL is; pass when
+        ours cannot tell (stale, missing). Used to judge the parent's TLS certificate, and a child's,
+        when a CRL is fetched: what travels there is a CRL whose own signature decides its worth, so
+        our stale CRL must not stop the fetch that cures it — while a node we know to be revoked
+        still gets nothing."""
+        try:
+            CrlChecker(self.crls(), accept_stale=True)(cert, issuer, now)
+        except CertificateRevoked:
+            raise
+        except RevocationUnknown:
+            return
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "EnvelopeReplayed",
     "NoDirectory",
+    "NoRevocationService",
     "NodeAlreadyRunning",
     "NodeError",
     "NodeExists",
@@ -98,7 +99,7 @@ class ApiError(NodeError):
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("API_BAD_MULTIPART", "API_BAD_FILENAME", "API_BAD_PARAMETER", "API_BAD_DOC_ID", "API_BAD_MESSAGE_ID",
                 "API_UNKNOWN_FIELD", "API_BAD_FIELD", "API_BAD_ROLE", "API_UNSUPPORTED_MEDIA_TYPE",
-                "API_METHOD_NOT_ALLOWED", "API_LENGTH_REQUIRED", "API_TOO_MANY_FRAMES")
+                "API_METHOD_NOT_ALLOWED", "API_LENGTH_REQUIRED", "API_TOO_MANY_FRAMES", "API_OCSP_TOO_LARGE")
 
 
 class BadJson(ApiError):
@@ -113,6 +114,15 @@ class NoDirectory(NodeError):
 
     code = "NODE_NO_DIRECTORY"
     kind = ErrorKind.NOT_FOUND
+
+
+class NoRevocationService(NodeError):
+    """This node has no CRL to serve (``NODE_NO_CRL``: none in ``crl.pem`` yet) or answers no OCSP
+    (``NODE_NO_OCSP``: no ``[revocation] ocsp_signer``; the root node answers it)."""
+
+    code = "NODE_NO_CRL"
+    kind = ErrorKind.NOT_FOUND
+    subcodes = ("NODE_NO_OCSP",)
 
 
 class NotFound(NodeError):

@@ -34,12 +34,15 @@ from node.context import NodeContext
 from node.credential_reload import CredentialReloader
 from node.documents.service import DocumentService
 from node.federation.acceptor import Acceptor
+from node.federation.crl_fetch import CrlFetcher
 from node.federation.directory_fetch import DirectoryFetcher
 from node.federation.outbound import Outbound
-from node.federation.peer_api import DRAINING, make_peer_app
+from node.federation.peer_api import DRAINING, errors_middleware, make_peer_app
 from node.federation.reroute import Rerouter
+from node.federation.revocation_api import RevocationService, make_revocation_app
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
+from node.ops.crl_state import crl_figures
 from node.ops.directory_state import HeldDirectoryReader, directory_figures
 from node.ops.housekeeping import housekeeping
 from node.ops.metrics import Registry
@@ -94,21 +97,33 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
                                                                      (*chain, *ctx.intermediates),
                                                                      Purpose.TLS_SERVER, ctx.revocation),
                         registry=registry)
+    # Fetching CRLs judges the parent by revoked_only (a stale CRL must not stop the fetch that cures
+    # it): a client of its own, so no connection judged that way carries anything else. It shares
+    # the TLS context, so a renewal's reload reaches it too.
+    crl_client = PeerClient(client_tls, judge=lambda cert, chain: verify_certificate(
+        cert, ctx.trust, ctx.clock(), (*chain, *ctx.intermediates), Purpose.TLS_SERVER, ctx.revocation.revoked_only))
+    revocation = RevocationService(ctx)
+    if revocation.configured:
+        revocation.load()  # a missing OCSP signer or a wrong passphrase stops the start, not the first request
     outbound = Outbound(ctx, store, client, registry)
     service = DocumentService(ctx, store, outbound, registry)
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)
-    peer_app = make_peer_app(ctx, acceptor, service.whereabouts)
+    peer_app = make_peer_app(ctx, acceptor, service.whereabouts, revocation)
     local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
     local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))
     local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
-    fetcher = DirectoryFetcher(ctx, client, registry) if config.parent is not None else None
-    fetching: asyncio.Task | None = None
+    fetchers = ([DirectoryFetcher(ctx, client, registry), CrlFetcher(ctx, crl_client, registry)]
+                if config.parent is not None else [])
+    fetching: list[asyncio.Task] = []
     reloader = CredentialReloader(ctx, [server_tls, client_tls], client, reload_requested)
     reloading: asyncio.Task | None = None
     rerouting: asyncio.Task | None = None
 
     peer_runner = web.AppRunner(peer_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     local_runner = web.AppRunner(local_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    revocation_runner = (web.AppRunner(make_revocation_app(revocation, errors_middleware), access_log=None,
+                                       shutdown_timeout=SHUTDOWN_TIMEOUT) if config.revocation is not None else None)
+    revocation_site: web.TCPSite | None = None
     try:
         service.processor.start()
         await outbound.start()
@@ -121,15 +136,19 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         local_site = web.TCPSite(local_runner, config.local_api.host, config.local_api.port)
         await peer_site.start()
         await local_site.start()
-        if fetcher is not None:  # once our own listener is up: our children may ask us at once
-            fetching = loop.create_task(fetcher.run(), name="gwx-directory-fetch")
-        _write_ready(config, peer_site, local_site)
+        if revocation_runner is not None and config.revocation is not None:
+            await revocation_runner.setup()
+            revocation_site = web.TCPSite(revocation_runner, config.revocation.host, config.revocation.port)
+            await revocation_site.start()
+        # Once our own listener is up: our children may ask us at once.
+        fetching = [loop.create_task(f.run(), name=f"gwx-{type(f).__name__}") for f in fetchers]
+        _write_ready(config, peer_site, local_site, revocation_site)
         log.info("node %s serving: peers on %s, local API on %s", ctx.node_id, peer_site.name, local_site.name)
         await stop.wait()
         log.info("node %s draining", ctx.node_id)
     finally:
         peer_app[DRAINING].set()
-        for task in (fetching, reloading, rerouting):
+        for task in (*fetching, reloading, rerouting):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -139,13 +158,17 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await peer_runner.cleanup()
         await outbound.stop(SHUTDOWN_TIMEOUT)
         await local_runner.cleanup()
+        if revocation_runner is not None:
+            await revocation_runner.cleanup()
         await service.processor.stop()
         await client.close()
+        await crl_client.close()
         await store.close()
         log.info("node %s stopped", ctx.node_id)
 
 
-def _write_ready(config: NodeConfig, peer_site: web.TCPSite, local_site: web.TCPSite) -> None:
+def _write_ready(config: NodeConfig, peer_site: web.TCPSite, local_site: web.TCPSite,
+                 revocation_site: web.TCPSite | None) -> None:
     def port(site: web.TCPSite) -> int:
         return site._server.sockets[0].getsockname()[1]  # the real port when the config says 0
 
@@ -153,6 +176,8 @@ def _write_ready(config: NodeConfig, peer_site: web.TCPSite, local_site: web.TCP
     info = {"pid": os.getpid(), "node_id": config.node_id,
             "peer_url": f"https://{host}:{port(peer_site)}",
             "local_url": f"http://{config.local_api.host}:{port(local_site)}"}
+    if revocation_site is not None and config.revocation is not None:
+        info["revocation_url"] = f"http://{config.revocation.host}:{port(revocation_site)}"
     write_public_file(ready_path(config), json.dumps(info).encode())
 
 
@@ -165,6 +190,11 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
         ("age", "Seconds since the held network directory was issued"),
         ("expires_in", "Seconds until the held network directory expires (negative: expired, still used)"),
         ("expired", "1 when the held network directory has expired (routing goes on; publish a new one)"))}
+    crl = {name: registry.gauge(f"gwx_crl_{name}", text) for name, text in (
+        ("number", "CRL number of each CA's CRL held (crl.pem), by issuer"),
+        ("next_update_in", "Seconds until the held CRL's next update, by issuer (negative: stale, envelopes "
+                           "are refused with ENV_REVOCATION_UNKNOWN until a fresh one arrives)"),
+        ("stale", "1 when the held CRL of an issuer is past its next update"))}
 
     held = HeldDirectoryReader(config)
 
@@ -185,6 +215,9 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
                 figures = await asyncio.to_thread(directory_figures, config, clock(), held)
                 for name, gauge in directory.items():
                     gauge.replace({(): figures[name]} if name in figures else {})
+                by_issuer = await asyncio.to_thread(crl_figures, config, clock())
+                for name, gauge in crl.items():
+                    gauge.replace({(("issuer", issuer),): values[name] for issuer, values in by_issuer.items()})
             except Exception:
                 log.exception("cannot refresh gauges")
             await asyncio.sleep(GAUGE_INTERVAL)

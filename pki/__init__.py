@@ -18,9 +18,11 @@ Modules and what each one owns:
 - ``csr``: certificate requests (PKCS#10) made through a ``Signer`` and checked by the CA (signature,
   key type, nothing asked for); ``node_enrolment`` and ``seal_enrolment``: enrolment without handing
   out the CA — a node's or a unit's own keys, their requests, the CA signing them, the checked install.
+- ``ocsp_signer``: the delegated OCSP responder key a root node answers with (the CA key stays offline).
 - ``trust``: **the one place that judges certificate paths** (chain by issuer name and signature,
   validity, CA flag, path length, purpose); revocation is an injected callable.
-- ``crl``, ``ocsp``: revocation lists and an OCSP responder as pure functions; ``revocation``: the
+- ``crl``, ``ocsp``: revocation lists (and whether one may replace another) and an OCSP responder as
+  pure functions; ``revocation``: the
   checkers that fail closed (every "could not tell" is a ``RevocationUnknown``).
 - ``cms``: the one CMS SignedData implementation; ``cms_view``: what verifying one needs, read
   straight from DER.

@@ -417,6 +417,10 @@ class CertificateAuthority:
         path = self.directory / "issued" / f"{serial:x}.pem"
         return load_certificate(path.read_bytes()) if path.exists() else None
 
+    def has_issued(self, serial: int) -> bool:
+        """Whether this CA issued ``serial`` (what its OCSP answers ``unknown`` for when not)."""
+        return (self.directory / "issued" / f"{serial:x}.pem").exists()
+
     def issued(self) -> list[x509.Certificate]:
         return [load_certificate(p.read_bytes()) for p in sorted((self.directory / "issued").glob("*.pem"))]
 

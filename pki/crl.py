@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .ca import BACKDATE, Revocation
-from .errors import InvalidInput, MalformedEncoding
+from .errors import CrlUpdateRefused, InvalidInput, MalformedEncoding
 from .signer import Signer
 
 DEFAULT_NEXT_UPDATE = dt.timedelta(days=7)
@@ -101,3 +101,66 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
         return x509.load_der_x509_crl(data)
     except ValueError as exc:
         raise MalformedEncoding(f"not a CRL: {exc}", code="PKI_CRL_MALFORMED") from None
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    """The CRL's number (RFC 5280 §5.2.3); 0 for a CRL without one (older than any numbered one)."""
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return 0
+
+
+def judge_crl_update(offered: bytes, held: Sequence[x509.CertificateRevocationList],
+                     cas: Iterable[x509.Certificate]) -> list[x509.CertificateRevocationList] | None:
+    """Whether the CRLs in ``offered`` (one or more, as a node's ``crl.pem`` holds them) may replace
+    ``held``: the new list, or None when they are no newer (nothing to install). Refused, with a
+    :class:`~pki.errors.CrlUpdateRefused` and the held ones kept, when
+
+    * a CRL is not signed by one of ``cas`` (the CA certificates this node trusts: its root and the
+      intermediates it knows), under that CA's name — ``PKI_CRL_UNTRUSTED``;
+    * a CA's CRL carries a lower CRL number than the one held for it (a rollback would un-revoke
+      what the newer one revoked) — ``PKI_CRL_ROLLBACK``;
+    * a CA whose CRL is held has none in ``offered`` — ``PKI_CRL_INCOMPLETE``.
+
+    Staleness is not judged here: a newer CRL is installed even when late, and the node reports
+    whether what it holds is current. Malformed bytes are ``PKI_CRL_MALFORMED``.
+    """
+    crls = load_crls(offered)
+    by_name: dict[x509.Name, list[x509.Certificate]] = {}
+    for ca in cas:
+        by_name.setdefault(ca.subject, []).append(ca)
+    newest: dict[x509.Name, x509.CertificateRevocationList] = {}
+    for crl in crls:
+        issuer = crl.issuer
+        if not any(_signed_by(crl, ca) for ca in by_name.get(issuer, ())):
+            raise CrlUpdateRefused(f"the CRL of '{issuer.rfc4514_string()}' is not signed by a CA this node trusts",
+                                   issuer=issuer.rfc4514_string())
+        if issuer not in newest or crl_number(crl) > crl_number(newest[issuer]):
+            newest[issuer] = crl
+    held_newest: dict[x509.Name, x509.CertificateRevocationList] = {}
+    for crl in held:
+        if crl.issuer not in held_newest or crl_number(crl) > crl_number(held_newest[crl.issuer]):
+            held_newest[crl.issuer] = crl
+    newer = False
+    for issuer, mine in held_newest.items():
+        theirs = newest.get(issuer)
+        if theirs is None:
+            raise CrlUpdateRefused(f"the CRLs offered leave out '{issuer.rfc4514_string()}' (number "
+                                   f"{crl_number(mine)} held)", code="PKI_CRL_INCOMPLETE",
+                                   issuer=issuer.rfc4514_string())
+        if crl_number(theirs) < crl_number(mine):
+            raise CrlUpdateRefused(f"the CRL of '{issuer.rfc4514_string()}' offered is number {crl_number(theirs)}, "
+                                   f"older than number {crl_number(mine)} held", code="PKI_CRL_ROLLBACK",
+                                   issuer=issuer.rfc4514_string(), offered=crl_number(theirs),
+                                   held=crl_number(mine))
+        newer = newer or crl_number(theirs) > crl_number(mine)
+    newer = newer or any(issuer not in held_newest for issuer in newest)
+    return list(newest.values()) if newer else None
+
+
+def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False

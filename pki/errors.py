@@ -139,7 +139,7 @@ class CaExists(CaError):
 
 
 class DirectorySignerExists(CaError):
-    """A signer directory that already holds a directory signer's key: issuing again would replace it."""
+    """A signer directory that already holds a (directory or OCSP) signer's key: issuing again would replace it."""
 
     code = "PKI_SIGNER_EXISTS"
     kind = ErrorKind.CONFLICT
@@ -419,6 +419,14 @@ class RevocationStale(RevocationUnknown):
 class CrlBadSignature(RevocationUnknown):
     code = "PKI_CRL_BAD_SIGNATURE"
     kind = ErrorKind.TRANSIENT
+
+
+class CrlUpdateRefused(PkiError):
+    """A CRL offered to replace the one held is refused: the held one stays (pki.crl.judge_crl_update)."""
+
+    code = "PKI_CRL_UNTRUSTED"  # signed by no CA this node trusts (another CA, a forged signature)
+    kind = ErrorKind.VERIFICATION_FAILED
+    subcodes = ("PKI_CRL_ROLLBACK", "PKI_CRL_INCOMPLETE")  # an older CRL number; a CA's CRL left out
 
 
 class OcspBadSignature(RevocationUnknown):

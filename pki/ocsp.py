@@ -8,7 +8,7 @@ store (``ca_view`` raised) gets ``internalError``. For each certificate asked ab
 * ``good`` — the CA issued that serial and has not revoked it;
 * ``revoked`` — with the revocation time and reason (no reason for ``unspecified``);
 * ``unknown`` — the issuer name/key hashes are not this CA's, the hash algorithm is not one we
-  compute, or the CA never issued that serial.
+  compute, or the CA never issued that serial (as far as the view knows: see :class:`CrlView`).
 
 pyca's ``OCSPResponseBuilder`` answers one certificate per response and needs the raw private
 key; building with asn1crypto answers every certificate in the request and signs through the
@@ -19,8 +19,10 @@ by the CA: ``CertificateAuthority.ocsp_responder_signer()``), whose certificate 
 ``certs``; the responder is named by key hash. thisUpdate is ``now``, nextUpdate ``now + validity``.
 A nonce in the request is echoed byte for byte.
 
-:class:`CaView` is what the responder reads: a CA directory satisfies it, and a node can back it
-by its own store.
+:class:`CaView` is what the responder reads: a CA directory satisfies it (it knows every serial it
+issued). A node holds only the CA's CRL, not its records: :class:`CrlView` answers from the CRL,
+where ``good`` means "not revoked" without a claim that the serial was ever issued — what RFC 6960
+§2.2 allows ("this state does not necessarily mean that the certificate was ever issued").
 """
 
 from __future__ import annotations
@@ -54,9 +56,34 @@ class CaView(Protocol):
     @property
     def certificate(self) -> x509.Certificate: ...
 
-    def lookup(self, serial: int) -> x509.Certificate | None: ...
+    def has_issued(self, serial: int) -> bool: ...
 
     def revocations(self) -> Mapping[int, Revocation]: ...
+
+
+class CrlView:
+    """A CA as its CRL shows it (the node's OCSP responder: the CA's records stay with the CA).
+
+    Every serial counts as issued (RFC 6960 §2.2), so a serial not on the CRL is ``good``; the
+    caller must not answer from a CRL past its nextUpdate (the node answers ``tryLater`` then)."""
+
+    def __init__(self, certificate: x509.Certificate, crl: x509.CertificateRevocationList) -> None:
+        self.certificate = certificate
+        self._revocations = {entry.serial_number: _revocation_of(entry) for entry in crl}
+
+    def has_issued(self, serial: int) -> bool:
+        return True
+
+    def revocations(self) -> Mapping[int, Revocation]:
+        return self._revocations
+
+
+def _revocation_of(entry: x509.RevokedCertificate) -> Revocation:
+    try:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+    except x509.ExtensionNotFound:
+        reason = "unspecified"
+    return Revocation(entry.serial_number, reason, entry.revocation_date_utc)
 
 
 def public_key_bits(cert: x509.Certificate) -> bytes:
@@ -82,7 +109,9 @@ def make_request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bytes 
     return builder.build().public_bytes(serialization.Encoding.DER)
 
 
-def _status_only(status: str) -> bytes:
+def status_only(status: str) -> bytes:
+    """An OCSPResponse with no answer, only a status: ``malformed_request``, ``internal_error``,
+    ``try_later`` (RFC 6960 §4.2.1)."""
     return aocsp.OCSPResponse({"response_status": status}).dump()
 
 
@@ -95,7 +124,7 @@ def respond(request_der: bytes, ca_view: CaView, responder_signer: Signer, now: 
     if now.tzinfo is None:
         raise InvalidInput("now must be timezone-aware")
     if len(request_der) > MAX_REQUEST_BYTES:
-        return _status_only("malformed_request")
+        return status_only("malformed_request")
     try:
         request = aocsp.OCSPRequest.load(request_der, strict=True)
         tbs = request["tbs_request"]
@@ -103,14 +132,14 @@ def respond(request_der: bytes, ca_view: CaView, responder_signer: Signer, now: 
         items = list(tbs["request_list"])
         nonce_ext = next((e for e in (tbs["request_extensions"] or []) if e["extn_id"].native == "nonce"), None)
     except (ValueError, TypeError, KeyError, OverflowError):
-        return _status_only("malformed_request")
+        return status_only("malformed_request")
     if not items or len(items) > MAX_REQUESTS:
-        return _status_only("malformed_request")
+        return status_only("malformed_request")
 
     try:
         singles = [_single_response(item["req_cert"], ca_view, now, validity) for item in items]
     except Exception:  # the store behind ca_view failed: tell the client, do not crash the node
-        return _status_only("internal_error")
+        return status_only("internal_error")
 
     response_data = {
         "responder_id": aocsp.ResponderId(
@@ -149,7 +178,7 @@ def _single_response(cert_id: aocsp.CertId, ca_view: CaView, now: dt.datetime,
     if hash_name in _HASHES:
         name_hash, key_hash = issuer_hashes(ca_view.certificate, hash_name)
         if (cert_id["issuer_name_hash"].native == name_hash and cert_id["issuer_key_hash"].native == key_hash
-                and ca_view.lookup(serial) is not None):
+                and ca_view.has_issued(serial)):
             revoked = ca_view.revocations().get(serial)
             if revoked is None:
                 status = aocsp.CertStatus(name="good", value=core.Null())

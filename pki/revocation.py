@@ -98,8 +98,12 @@ _CRL_SIGNED: dict[tuple[bytes, bytes], bool] = {}
 
 
 def check_crl(cert: x509.Certificate, issuer: x509.Certificate, crl: x509.CertificateRevocationList,
-              now: dt.datetime) -> None:
-    """Judge ``cert`` by ``crl``, which must be ``issuer``'s, authentic and current at ``now``."""
+              now: dt.datetime, *, accept_stale: bool = False) -> None:
+    """Judge ``cert`` by ``crl``, which must be ``issuer``'s, authentic and current at ``now``.
+
+    With ``accept_stale`` a CRL past its nextUpdate still judges: what it lists stays revoked, and
+    what it does not list passes. Only for fetching a fresh CRL, whose own signature decides its
+    worth — never for accepting a peer's envelopes."""
     if crl.issuer != issuer.subject or cert.issuer != issuer.subject:
         raise RevocationUnknown(f"the CRL is issued by '{crl.issuer.rfc4514_string()}', not by the "
                                 f"certificate's issuer '{cert.issuer.rfc4514_string()}'")
@@ -113,7 +117,8 @@ def check_crl(cert: x509.Certificate, issuer: x509.Certificate, crl: x509.Certif
     if not valid:
         raise CrlBadSignature("the CRL's signature does not verify with the issuer's key",
                               issuer=issuer.subject.rfc4514_string())
-    _check_window(crl.last_update_utc, crl.next_update_utc, now, "the CRL")
+    if not accept_stale:
+        _check_window(crl.last_update_utc, crl.next_update_utc, now, "the CRL")
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is None:
         return
@@ -128,11 +133,17 @@ class CrlChecker:
     """A checker backed by a set of CRLs (several issuers, or several generations of one).
 
     The CRL with the latest thisUpdate that is authentic and current decides; CRLs for other
-    issuers are ignored; if none is usable, the most telling failure is raised.
+    issuers are ignored; if none is usable, the most telling failure is raised. ``accept_stale``
+    is :func:`check_crl`'s.
     """
 
-    def __init__(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
+    def __init__(self, crls: Iterable[x509.CertificateRevocationList], *, accept_stale: bool = False) -> None:
         self._crls = tuple(crls)
+        self._accept_stale = accept_stale
+
+    @property
+    def crls(self) -> tuple[x509.CertificateRevocationList, ...]:
+        return self._crls
 
     def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
         candidates = sorted((c for c in self._crls if c.issuer == issuer.subject),
@@ -140,7 +151,7 @@ class CrlChecker:
         failure: RevocationUnknown | None = None
         for crl in candidates:
             try:
-                check_crl(cert, issuer, crl, now)
+                check_crl(cert, issuer, crl, now, accept_stale=self._accept_stale)
                 return
             except CertificateRevoked:
                 raise

@@ -1,4 +1,4 @@
-"""``gwx pki revoke`` and ``gwx pki crl``.
+"""``gwx pki revoke``, ``gwx pki crl`` and ``gwx pki issue-ocsp-signer``.
 
 ``revoke`` takes a certificate (PEM or DER) or an electronic seal (``.esl``, DER SESeal): for a
 seal, every seal certificate in its certList that this CA issued is revoked (for a seal listing
@@ -6,7 +6,12 @@ certificate digests, the CA's issued certificates are matched against the digest
 twice keeps the first date (``CertificateAuthority.revoke``). Nothing is published here: run
 ``gwx pki crl`` afterwards, and the OCSP responder answers from the same records at once.
 
-``crl`` writes a freshly numbered CRL, PEM by default, DER with ``--der``.
+``crl`` writes a freshly numbered CRL, PEM by default, DER with ``--der``. To publish it, write it
+into the root node's directory (``--out ROOT_NODE_DIR/crl.pem``): the root node re-reads it within
+seconds and every node below fetches it from its parent (:mod:`node.federation.crl_fetch`).
+
+``issue-ocsp-signer`` writes a delegated OCSP responder key (:mod:`pki.ocsp_signer`) for the root
+node's ``[revocation] ocsp_signer``: the node answers OCSP without the CA key.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pki.ca import REVOCATION_REASONS, CertificateAuthority, load_certificate
 from pki.crl import build_crl, crl_der, crl_pem
 from pki.errors import InvalidInput, MalformedEncoding, UnknownCertificate
 from pki.keystore import write_public_file
+from pki.ocsp_signer import issue as issue_ocsp_signer
+from pki.profiles import OCSP_RESPONDER
 from pki.seal import parse_seal
 
 
@@ -44,6 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--next-update-days", type=int, default=7, help="days until the next CRL is due (default 7)")
     add_passphrase_option(p)
     p.set_defaults(func=cmd_crl)
+
+    p = sub.add_parser("issue-ocsp-signer", help="issue the delegated OCSP responder key a root node answers with",
+                       description="Issue an OCSP signer: a key whose certificate may sign OCSP answers for this "
+                                   "CA and nothing else, written to --out as signer.key (encrypted with the "
+                                   "passphrase, like issue-node's keys), signer.crt and ca.crt. Copy the directory "
+                                   "to the root node and name it in node.toml ([revocation] ocsp_signer): the node "
+                                   "answers OCSP from the CRL it holds, and the CA key stays offline.")
+    p.add_argument("--ca", required=True, type=Path, help="issuing CA directory (the CA the responder answers for)")
+    p.add_argument("--out", required=True, type=Path, help="signer directory to write (refused if it holds a key)")
+    p.add_argument("--valid-days", type=int, metavar="N",
+                   help=f"validity in days (default {OCSP_RESPONDER.default_days}, never beyond the CA's)")
+    add_passphrase_option(p)
+    p.set_defaults(func=cmd_issue_ocsp_signer)
 
 
 def normalise_reason(text: str) -> str:
@@ -99,4 +119,15 @@ def cmd_crl(args: argparse.Namespace) -> int:
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     print(f"CRL #{number} of '{ca.name}' written to {args.out}: {len(crl)} revoked, "
           f"next update {crl.next_update_utc:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+def cmd_issue_ocsp_signer(args: argparse.Namespace) -> int:
+    passphrase = get_passphrase(args, what="CA key")
+    ca = CertificateAuthority.open(args.ca, passphrase)
+    signer = issue_ocsp_signer(ca, args.out, passphrase, valid_days=args.valid_days)
+    cert = signer.certificate
+    print(f"OCSP signer for '{ca.name}' written to {args.out} (serial {cert.serial_number:x}, valid until "
+          f"{cert.not_valid_after_utc:%Y-%m-%d}); name it in the root node's node.toml: "
+          f"[revocation] ocsp_signer = \"…\"")
     return 0

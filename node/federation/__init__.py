@@ -22,12 +22,16 @@ Sending (the shape of Synapse's federation sender, every state in the store):
   envelope frames out, signed transport receipts back.
 - ``directory_fetch``: a node with a ``[parent]`` fetches the signed network directory from it
   (conditional GET, verified, swapped in atomically) at start and on a timer.
+- ``crl_fetch``: the same for CRLs — fetched from the parent before their next update, judged by CA
+  signature and CRL number, swapped in atomically; a stale CRL does not stop the fetch that cures it.
 - ``tls``: TLS contexts that trust the network root only, and the peer's node identity.
 
 Receiving:
 
 - ``peer_api``: the aiohttp app peers call under ``/peer/v1`` (node credentials, envelope batches, the
   network directory this node holds).
+- ``revocation_api``: the CRL this node holds (``/peer/v1/crl``) and, on the root node, OCSP answers
+  from it with a delegated signer; also on a plain-HTTP listener with ``[revocation]``.
 - ``acceptor``: accept an envelope durably — verify, decrypt, check the package, blobs and row
   committed — and only then sign the transport receipt.
 - ``relay``: custody of what is for other nodes — judged without a key, one frame per next hop

@@ -8,6 +8,8 @@
   Its ETag is the SHA-256 of the file; ``If-None-Match`` with it answers 304 and no body, so a child
   polling its parent costs a few hundred bytes while nothing changed. 404 ``NODE_NO_DIRECTORY``
   while none is installed.
+* ``GET /crl`` and ``POST /ocsp`` — the CRL this node holds (ETag, 304) and, on the root node, OCSP
+  answers: :mod:`node.federation.revocation_api`.
 * ``POST /envelopes`` — one or more envelope frames back to back (``application/vnd.gwx.envelope``,
   ``Content-Length`` required). Frames up to :data:`SMALL_FRAME` bytes are read whole and accepted
   concurrently (their commits group); larger frames are streamed (:class:`~node.federation.acceptor.StreamAcceptor`).
@@ -25,13 +27,14 @@
 
 Every request first passes :func:`peer_identity`: the client certificate must chain to our root for
 TLS client use and not be revoked (``pki.trust`` + the node's CRL); its node id is what the
-envelope's origin must match.
+envelope's origin must match. On the revocation routes a stale CRL of ours does not refuse the
+peer (only a CRL listing its certificate does): a child must get the CRL we hold however old ours
+is, and we must not refuse the fetch that would cure our own (``ReloadingCrlChecker.revoked_only``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 
 from aiohttp import web
@@ -47,6 +50,7 @@ from node.context import NodeContext
 from node.error_kinds import http_status_for
 from node.errors import ApiError, NodeError, NodeUnavailable, NoDirectory
 from node.federation.acceptor import Acceptor, StreamAcceptor
+from node.federation.revocation_api import RevocationService, add_routes, conditional
 from node.federation.tls import PeerIdentityError, peer_chain, peer_node_id
 from node.federation.transport import ENVELOPE_MEDIA_TYPE
 from node.federation.whereabouts import Whereabouts, check_message_id
@@ -59,6 +63,7 @@ log = logging.getLogger("gwx.peer_api")
 SMALL_FRAME = 4 * 1024 * 1024
 MAX_FRAMES = MAX_BATCH
 PEER_NODE = "gwx.peer_node"
+REVOCATION_ROUTES = ("/peer/v1/crl", "/peer/v1/ocsp")
 
 CONTEXT = web.AppKey("context", NodeContext)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)
@@ -125,20 +130,28 @@ async def peer_identity(request: web.Request, handler):
     ctx = request.app[CONTEXT]
     chain = peer_chain(request.transport.get_extra_info("ssl_object") if request.transport else None)
     cert = chain[0]
+    revocation = ctx.revocation.revoked_only if request.path in REVOCATION_ROUTES else ctx.revocation
     try:
         # The peer's own intermediates (from the handshake) first: it may hang under another branch.
         verify_certificate(cert, ctx.trust, ctx.clock(), (*chain[1:], *ctx.intermediates), Purpose.TLS_CLIENT,
-                           ctx.revocation)
+                           revocation)
     except RevocationUnknown as exc:
         # Our CRL cannot tell (stale, missing): our problem, not the peer's — a transient 503 that
         # names it, never a 403 that blames the peer's certificate (docs/architecture.md).
         raise EnvelopeRevocationUnknown(f"{ctx.node_id} cannot check revocation right now ({exc.message}); "
-                                        "its operator must install a current CRL — try again later",
+                                        f"{_who_cures(ctx)} — try again later",
                                         cause=exc.code) from None
     except GwxError as exc:
         raise PeerIdentityError(f"peer certificate refused: {exc.message}", cause=exc.code) from None
     request[PEER_NODE] = peer_node_id(cert)
     return await handler(request)
+
+
+def _who_cures(ctx: NodeContext) -> str:
+    parent = ctx.config.parent
+    if parent is not None:
+        return f"it fetches a current CRL from its parent {parent.node_id} by itself"
+    return "its CA operator must publish a current CRL (gwx pki crl) into the root node's crl.pem"
 
 
 async def node_info(request: web.Request) -> web.Response:
@@ -155,11 +168,7 @@ async def network_directory(request: web.Request) -> web.Response:
         data = await asyncio.to_thread(path.read_bytes)
     except FileNotFoundError:
         raise NoDirectory("this node holds no network directory") from None
-    etag = f'"{hashlib.sha256(data).hexdigest()}"'
-    asked = {tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")}
-    if etag in asked or "*" in asked:
-        return web.Response(status=304, headers={"ETag": etag})
-    return web.Response(body=data, content_type="application/json", headers={"ETag": etag})
+    return conditional(request, data, "application/json")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -294,7 +303,8 @@ async def _read_exactly(content, n: int) -> bytes:
     return bytes(buf)
 
 
-def make_peer_app(ctx: NodeContext, acceptor: Acceptor, where: Whereabouts) -> web.Application:
+def make_peer_app(ctx: NodeContext, acceptor: Acceptor, where: Whereabouts,
+                  revocation: RevocationService | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, peer_identity], client_max_size=1024 * 1024)
     app[CONTEXT] = ctx
     app[ACCEPTOR] = acceptor
@@ -305,4 +315,5 @@ def make_peer_app(ctx: NodeContext, acceptor: Acceptor, where: Whereabouts) -> w
     app.router.add_get("/peer/v1/directory", network_directory)
     app.router.add_post("/peer/v1/envelopes", envelopes)
     app.router.add_get("/peer/v1/messages/{message_id}/whereabouts", whereabouts, allow_head=False)
+    add_routes(app, revocation or RevocationService(ctx), "/peer/v1")
     return app

@@ -44,6 +44,7 @@ CHUNK = 256 * 1024
 MAX_BATCH_ANSWER = 16 * 1024 * 1024  # a batch answer's receipts are ~2.5 KB each; far above any batch
 MAX_NODE_INFO = 256 * 1024  # GET /peer/v1/node: two certificates and a chain
 MAX_DIRECTORY_FILE = 64 * 1024**2  # GET /peer/v1/directory: exchange_protocol refuses what is larger still
+MAX_CRL_FILE = 64 * 1024**2  # GET /peer/v1/crl: ~40 bytes per revoked certificate, every CA's CRL
 
 # Judges a server's TLS certificate, given the intermediates it presented (raises a typed error to refuse it).
 ServerJudge = Callable[[x509.Certificate, Sequence[x509.Certificate]], None]
@@ -235,14 +236,22 @@ class PeerClient:
     async def fetch_directory(self, peer: Peer, etag: str | None) -> tuple[bytes | None, str | None]:
         """GET the peer's signed network directory, conditionally: (None, etag) when it still holds
         the copy ``etag`` names (304), else (the file, its new ETag). Judging it is the caller's."""
+        return await self._fetch_conditional(peer, "/peer/v1/directory", etag, MAX_DIRECTORY_FILE)
+
+    async def fetch_crl(self, peer: Peer, etag: str | None) -> tuple[bytes | None, str | None]:
+        """GET the CRLs the peer holds (``/peer/v1/crl``), conditionally, as :meth:`fetch_directory`."""
+        return await self._fetch_conditional(peer, "/peer/v1/crl", etag, MAX_CRL_FILE)
+
+    async def _fetch_conditional(self, peer: Peer, path: str, etag: str | None,
+                                 limit: int) -> tuple[bytes | None, str | None]:
         try:
-            async with self._session(peer).get(f"{peer.url}/peer/v1/directory",
+            async with self._session(peer).get(f"{peer.url}{path}",
                                                headers={"If-None-Match": etag} if etag else {}) as resp:
-                body = await _read_body(resp, peer, MAX_DIRECTORY_FILE)
+                body = await _read_body(resp, peer, limit)
                 if resp.status == 304:
                     return None, etag
                 if resp.status != 200:
-                    raise _refused(peer, resp.status, body, "GET /peer/v1/directory")
+                    raise _refused(peer, resp.status, body, f"GET {path}")
                 return body, resp.headers.get("ETag")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PeerUnreachable(f"cannot reach {peer.node_id} at {peer.url}: {exc or type(exc).__name__}",

@@ -13,7 +13,10 @@ The checks, all read from the node directory (so ``gwx node status`` gives the s
 whether or not the node is running):
 
 * ``revocation`` — every CRL in ``crl.pem`` is current, and the node's own signing chain is judged
-  by them as a peer's is. Stale, unreadable, or no CRL for a CA of the chain fails.
+  by them as a peer's is. Stale, unreadable, or no CRL for a CA of the chain fails; a stale CRL's
+  message names when its next update passed and why no newer one is here (the last fetch from the
+  parent, :mod:`node.ops.crl_state`). Envelopes meanwhile are refused with ``ENV_REVOCATION_UNKNOWN``,
+  a *try again* (:mod:`node.error_kinds`): senders keep them queued, nothing bounces.
 * ``certificates`` — the node's TLS, signing and encryption certificates are within validity.
 * ``seals`` — each hosted unit's seal (SESeal validity and its certificate) is within validity.
 * ``store`` — the database can be read (read-only, see :mod:`node.ops.status`) and its schema is one
@@ -38,10 +41,11 @@ from cryptography import x509
 from exchange_protocol.directory import DirectoryStatus
 from exchange_protocol.envelope import format_time
 from node.config import NodeConfig
+from node.ops.crl_state import fetch_note
 from node.ops.directory_state import held_directory
 from node.renewal import previous_sets
 from pki.ca import load_certificate, load_certificates
-from pki.crl import load_crls
+from pki.crl import crl_number, load_crls
 from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
 from pki.revocation import CrlChecker
 from pki.seal import parse_seal
@@ -91,15 +95,20 @@ def _revocation(config: NodeConfig, now: dt.datetime) -> Check:
     except (OSError, GwxError, ValueError) as exc:
         return Check("revocation", FAIL, f"cannot read the CRL or the node's certificates: {exc}",
                      "ENV_REVOCATION_UNKNOWN")
-    refused = ("; envelopes are refused with ENV_REVOCATION_UNKNOWN until a current CRL from the CA is put "
-               f"in {config.crl_path.name}")
-    # Every CRL in the file must be current: a stale one blocks whatever its CA issued.
-    stale = [c for c in crls if c.next_update_utc is None or c.next_update_utc < now]
+    refused = ("; envelopes are refused with ENV_REVOCATION_UNKNOWN (senders keep them and try again) until a "
+               f"current CRL is in {config.crl_path.name}")
+    # Every CRL in the file must be current: a stale one blocks whatever its CA issued. (Of one CA's
+    # several generations, the newest decides.)
+    newest: dict[x509.Name, x509.CertificateRevocationList] = {}
+    for crl in crls:
+        if crl.issuer not in newest or crl_number(crl) > crl_number(newest[crl.issuer]):
+            newest[crl.issuer] = crl
+    stale = [c for c in newest.values() if c.next_update_utc is None or c.next_update_utc < now]
     if stale:
-        names = ", ".join(f"'{c.issuer.rfc4514_string()}' (next update was due "
-                          f"{c.next_update_utc.isoformat() if c.next_update_utc else 'never'})" for c in stale)
-        return Check("revocation", FAIL, f"{config.crl_path.name}: the CRL of {names} is out of date" + refused,
-                     "PKI_REVOCATION_STALE")
+        names = "; ".join(f"the CRL of '{c.issuer.rfc4514_string()}' #{crl_number(c)} is out of date: next-update "
+                          + (f"passed at {format_time(c.next_update_utc)}" if c.next_update_utc else "never announced")
+                          for c in stale)
+        return Check("revocation", FAIL, f"{names}; {fetch_note(config)}" + refused, "PKI_REVOCATION_STALE")
     # This node's own signing chain, judged as a peer judges it.
     checker = CrlChecker(crls)
     try:
@@ -110,7 +119,7 @@ def _revocation(config: NodeConfig, now: dt.datetime) -> Check:
         return Check("revocation", FAIL, f"this node's own signing chain is revoked: {exc.message}", exc.code)
     except RevocationUnknown as exc:
         return Check("revocation", FAIL, f"{config.crl_path.name}: {exc.message}" + refused, exc.code)
-    due = min(c.next_update_utc for c in crls)  # all have one: none is stale
+    due = min(c.next_update_utc for c in newest.values())  # all have one: none is stale
     if due - now < dt.timedelta(days=1):
         return Check("revocation", WARN, f"a CRL must be replaced before {due.isoformat()}")
     return Check("revocation", OK, f"{len(crls)} CRL(s) current until {due.isoformat()}")
