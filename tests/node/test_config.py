@@ -179,3 +179,25 @@ def test_a_level_the_directory_does_not_know_is_a_config_error(node_dir):
     with pytest.raises(ConfigError, match="地级") as err:
         load_config(node_dir)
     assert err.value.details["key"] == "units.level"
+
+
+def test_a_revocation_listener_is_read_and_written_back(node_dir):
+    write_config(node_dir, append='\n[revocation]\nhost = "0.0.0.0"\nport = 7480\nocsp_signer = "ocsp"\n')
+    config = load_config(node_dir)
+    assert (config.revocation.host, config.revocation.port) == ("0.0.0.0", 7480)
+    assert config.ocsp_signer_dir == node_dir / "ocsp"
+    (node_dir / CONFIG_NAME).write_text(dump_config(config), "utf-8")
+    assert load_config(node_dir).revocation == config.revocation
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ("port = 70000", "revocation.port"),
+    ('port = "7480"', "revocation.port"),
+    ('host = 7480', "revocation.host"),
+    ('ocsp = "ocsp"', "revocation"),
+])
+def test_a_wrong_revocation_table_is_a_config_error_naming_the_key(node_dir, table, key):
+    write_config(node_dir, append=f"\n[revocation]\n{table}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(node_dir)
+    assert err.value.details["key"] == key

@@ -68,3 +68,19 @@ def test_wrong_passphrase_exits_3(ca, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GWX_PASSPHRASE", "not the passphrase")
     assert main(["pki", "crl", "--ca", str(ca.directory), "--out", str(tmp_path / "x.crl")]) == 3
     assert not (tmp_path / "x.crl").exists()
+
+
+def test_issue_ocsp_signer_writes_a_responder_key_openssl_accepts_and_never_overwrites_it(ca, tmp_path, capsys):
+    out = tmp_path / "ocsp"
+    assert main(["pki", "issue-ocsp-signer", "--ca", str(ca.directory), "--out", str(out)]) == 0
+    assert "ocsp_signer" in capsys.readouterr().out
+    result = subprocess.run(["openssl", "verify", "-purpose", "ocsphelper", "-CAfile", str(ca.directory / "root.crt"),
+                             str(out / "signer.crt")], capture_output=True, text=True)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr
+    text = subprocess.run(["openssl", "x509", "-in", str(out / "signer.crt"), "-noout", "-text"],
+                          capture_output=True, text=True).stdout
+    assert "OCSP Signing" in text and "OCSP No Check" in text
+    key = (out / "signer.key").read_bytes()
+    assert main(["pki", "issue-ocsp-signer", "--ca", str(ca.directory), "--out", str(out)]) == 2
+    assert "PKI_SIGNER_EXISTS" in capsys.readouterr().err
+    assert (out / "signer.key").read_bytes() == key

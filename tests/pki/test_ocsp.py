@@ -115,7 +115,7 @@ def test_failing_store_gets_internal_error(env):
     class BrokenStore:
         certificate = ca.certificate
 
-        def lookup(self, serial):
+        def has_issued(self, serial):
             raise OSError("disk gone")
 
         def revocations(self):

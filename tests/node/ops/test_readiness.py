@@ -10,9 +10,11 @@ import shutil
 import pytest
 
 from exchange_protocol.directory_signing import sign_directory
+from node.config import load_config
 from node.config_edit import edit_config, set_section_values
 from node.directory_source import read_source
 from node.ops import directory_state, readiness
+from node.ops.crl_state import record_fetch
 from node.provision import init_node
 from pki import directory_signer
 from pki.ca import CertificateAuthority
@@ -79,8 +81,32 @@ def test_a_stale_crl_is_named_as_what_blocks_the_node(node):
     assert revocation["verdict"] == "fail" and revocation["code"] == "PKI_REVOCATION_STALE"
     text = run_gwx("node", "status", "--dir", config.directory).stdout.decode()
     assert "ready: NO" in text and "FAIL revocation" in text and "not running" in text
+    # A root node (no [parent]): the CA operator is who publishes the next one.
+    assert "next-update passed at" in revocation["message"] and "the CA operator publishes" in revocation["message"]
     config.crl_path.unlink()
     assert verdicts(status(config))["revocation"] == "fail"
+
+
+def test_a_stale_crl_names_the_last_fetch_from_the_parent(node):
+    ca, config = node
+    edit_config(config.directory, lambda doc: set_section_values(
+        doc, "parent", {"node_id": "city", "url": "https://127.0.0.1:7443"}))
+    write_public_file(config.crl_path, crl_pem(build_crl(ca, dt.datetime.now(dt.UTC) - dt.timedelta(days=9),
+                                                         dt.timedelta(days=2))))
+
+    def message() -> str:
+        return next(c for c in status(config)["readiness"]["checks"] if c["name"] == "revocation")["message"]
+    assert "no fetch from the parent city has completed yet" in message()
+    config_now = load_config(config.directory)
+    record_fetch(config_now, "city", dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC), "unchanged")
+    assert "the parent city had nothing newer at 2026-11-30T08:00:00Z" in message()
+    record_fetch(config_now, "city", dt.datetime(2026, 11, 30, 8, 5, tzinfo=dt.UTC), "try-again",
+                 "PEER_UNREACHABLE", "cannot reach city at https://127.0.0.1:7443")
+    text = message()
+    assert "is out of date: next-update passed at" in text
+    assert ("last fetch from city failed at 2026-11-30T08:05:00Z: PEER_UNREACHABLE: cannot reach city at "
+            "https://127.0.0.1:7443 (last success 2026-11-30T08:00:00Z)") in text
+    assert "ENV_REVOCATION_UNKNOWN (senders keep them and try again)" in text
 
 
 def test_an_expired_seal_and_a_seal_about_to_expire(node):
