@@ -134,7 +134,8 @@ def judge_crl_update(offered: bytes, held: Sequence[x509.CertificateRevocationLi
     for crl in crls:
         issuer = crl.issuer
         if not any(_signed_by(crl, ca) for ca in by_name.get(issuer, ())):
-            raise CrlUpdateRefused(f"the CRL of '{issuer.rfc4514_string()}' is not signed by a CA this node trusts",
+            raise CrlUpdateRefused(f"the CRL of '{issuer.rfc4514_string()}' is not signed by a CA this node trusts "
+                                   "(its root, its own intermediates, those the network directory lists)",
                                    issuer=issuer.rfc4514_string())
         if issuer not in newest or crl_number(crl) > crl_number(newest[issuer]):
             newest[issuer] = crl

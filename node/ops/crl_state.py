@@ -72,8 +72,8 @@ def fetch_note(config: NodeConfig) -> str:
     """Why a stale CRL is still held, in words: what the last fetch from the parent did; for the root
     node, that the CA operator publishes it."""
     if config.parent is None:
-        return (f"this is the root node: the CA operator publishes the CRL into {config.crl_path} "
-                "(gwx pki crl --out …)")
+        return (f"no [parent] to fetch from (the root node, or static peers only): the CA operator publishes "
+                f"the CRL into {config.crl_path} (gwx pki crl --out …)")
     state = last_fetch(config)
     parent = config.parent.node_id
     if state is None:

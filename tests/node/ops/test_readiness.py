@@ -82,7 +82,8 @@ def test_a_stale_crl_is_named_as_what_blocks_the_node(node):
     text = run_gwx("node", "status", "--dir", config.directory).stdout.decode()
     assert "ready: NO" in text and "FAIL revocation" in text and "not running" in text
     # A root node (no [parent]): the CA operator is who publishes the next one.
-    assert "next-update passed at" in revocation["message"] and "the CA operator publishes" in revocation["message"]
+    assert "next-update passed at" in revocation["message"] and "no [parent] to fetch from" in revocation["message"]
+    assert "the CA operator publishes" in revocation["message"]
     config.crl_path.unlink()
     assert verdicts(status(config))["revocation"] == "fail"
 
