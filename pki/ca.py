@@ -460,7 +460,10 @@ class CertificateAuthority:
         return entry
 
     def take_crl_number(self) -> int:
-        """The next CRL number, persisted before it is used so numbers never repeat."""
+        """The next CRL number, persisted before it is used so numbers never repeat. Read from ca.json
+        each time: another opening of this CA (``gwx pki crl`` while a process holds it open) may have
+        taken numbers since this one was opened, and a repeated number looks like a rollback."""
+        self._config = _read_config(self.directory / "ca.json")
         number = int(self._config.get("next_crl_number", 1))
         self._config["next_crl_number"] = number + 1
         self._save_config()

@@ -104,3 +104,13 @@ def test_load_crls_reads_every_crl_of_a_concatenated_file(ca_pair, tmp_path):
     with pytest.raises(MalformedEncoding) as refused:
         crlmod.load_crls(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     assert refused.value.code == "PKI_CRL_MALFORMED"
+
+
+def test_crl_numbers_never_repeat_across_two_openings_of_one_ca(ca_pair):
+    """A node's test harness keeps the CA open while the operator runs `gwx pki crl` on the same
+    directory: each must take a number the other has not (a repeated or lower number would be
+    refused downstream as a rollback, pki.crl.judge_crl_update)."""
+    _, ca = ca_pair
+    other = CertificateAuthority.open(ca.directory, PASSPHRASE)
+    numbers = [crlmod.crl_number(crlmod.build_crl(opened, NOW)) for opened in (ca, other, ca, other)]
+    assert numbers == sorted(set(numbers)), numbers
