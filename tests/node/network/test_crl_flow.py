@@ -73,11 +73,6 @@ def tree(tmp_path_factory):
     net.stop_all()
 
 
-def the_ca(net) -> CertificateAuthority:
-    """The CA as its directory holds it now (``gwx pki crl`` has taken CRL numbers since net.ca was opened)."""
-    return CertificateAuthority.open(net.base / "ca", PASSPHRASE)
-
-
 def crl_of(net, node_id: str) -> bytes:
     return (net.nodes[node_id].directory / "crl.pem").read_bytes()
 
@@ -145,7 +140,7 @@ def test_a_revoked_signing_certificate_reaches_the_township_through_the_county_b
 
 def test_a_crl_signed_by_another_ca_or_older_is_refused_and_the_held_one_kept(tree):
     county = tree.nodes["county-a"]
-    older = crl_pem(build_crl(the_ca(tree), dt.datetime.now(dt.UTC)))  # a lower number than the next one
+    older = crl_pem(build_crl(tree.ca, dt.datetime.now(dt.UTC)))  # a lower number than the next one
     good = publish(tree)
     wait_held(tree, "town-a", good, "the good CRL reaching the township")
     # Another CA under the very same name: only the signature tells them apart.
@@ -167,7 +162,7 @@ def test_a_stale_crl_is_surfaced_then_refreshed_by_itself(tree):
     # A CRL that goes stale soon reaches everyone; then the county goes down, and the CA operator's
     # next CRL cannot reach the township.
     now = dt.datetime.now(dt.UTC)
-    short = crl_pem(build_crl(the_ca(tree), now, next_update_in=dt.timedelta(seconds=8)))
+    short = crl_pem(build_crl(tree.ca, now, next_update_in=dt.timedelta(seconds=8)))
     write_public_file(city.directory / "crl.pem", short)
     wait_held(tree, "town-a", short, "the short-lived CRL reaching the township")
     tree.stop(county)
@@ -187,7 +182,8 @@ def test_a_stale_crl_is_surfaced_then_refreshed_by_itself(tree):
     checks = {c["name"]: c for c in json.loads(status.stdout)["readiness"]["checks"]}
     assert checks["revocation"]["verdict"] == "fail" and "last fetch from county-a failed" in \
         checks["revocation"]["message"]
-    assert metric(town, "gwx_crl_stale") == 1 and metric(town, "gwx_crl_next_update_in") < 0
+    wait_for(lambda: metric(town, "gwx_crl_stale") == 1, 15, what="the township's gauges (refreshed every 5 s)")
+    assert metric(town, "gwx_crl_next_update_in") < 0 and metric(town, "gwx_crl_number") > 0
 
     # Meanwhile the city's 通知 to the township is "try again": kept, not bounced, and the city's
     # operator sees why.
