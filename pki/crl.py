@@ -129,7 +129,8 @@ def judge_crl_update(offered: bytes, held: Sequence[x509.CertificateRevocationLi
     crls = load_crls(offered)
     by_name: dict[x509.Name, list[x509.Certificate]] = {}
     for ca in cas:
-        by_name.setdefault(ca.subject, []).append(ca)
+        if _may_sign_crls(ca):
+            by_name.setdefault(ca.subject, []).append(ca)
     newest: dict[x509.Name, x509.CertificateRevocationList] = {}
     for crl in crls:
         issuer = crl.issuer
@@ -158,6 +159,19 @@ def judge_crl_update(offered: bytes, held: Sequence[x509.CertificateRevocationLi
         newer = newer or crl_number(theirs) > crl_number(mine)
     newer = newer or any(issuer not in held_newest for issuer in newest)
     return list(newest.values()) if newer else None
+
+
+def _may_sign_crls(cert: x509.Certificate) -> bool:
+    """A CA certificate whose key usage (when it states one) allows CRL signing."""
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value.crl_sign
+    except x509.ExtensionNotFound:
+        return True
 
 
 def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:

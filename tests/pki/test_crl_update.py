@@ -10,7 +10,7 @@ import pytest
 from cryptography.x509 import ocsp as xocsp
 
 from pki import crl as crlmod
-from pki import ocsp, ocsp_signer
+from pki import ocsp, ocsp_signer, profiles
 from pki.ca import CertificateAuthority
 from pki.errors import (
     CertificateRevoked,
@@ -72,6 +72,18 @@ def test_a_crl_of_another_ca_under_the_same_name_is_untrusted(env, tmp_path):
     assert err.value.code == "PKI_CRL_UNTRUSTED"
     with pytest.raises(CrlUpdateRefused):  # nor is a CRL of a CA this node does not know at all
         crlmod.judge_crl_update(pem_of(crlmod.build_crl(impostor, NOW)), [], [])
+
+
+def test_only_a_ca_certificate_may_vouch_for_a_crl(env):
+    _, root, _, _, _ = env
+    crl = crlmod.build_crl(root, NOW)
+    assert crlmod.judge_crl_update(pem_of(crl), [], [root.certificate])
+    # A leaf certificate under the CA's very name and key (not a CA, no cRLSign) does not vouch for it.
+    leaf = root.issue(root.certificate.public_key(), root.certificate.subject, profiles.SEAL)
+    assert crl.is_signature_valid(leaf.public_key())
+    with pytest.raises(CrlUpdateRefused) as err:
+        crlmod.judge_crl_update(pem_of(crl), [], [leaf])
+    assert err.value.code == "PKI_CRL_UNTRUSTED"
 
 
 def test_a_crl_leaving_a_ca_out_is_incomplete_and_garbage_is_malformed(env):
