@@ -44,9 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_passphrase_option(p)
     p.set_defaults(func=cmd_revoke)
 
-    p = sub.add_parser("crl", help="write a new certificate revocation list signed by the CA")
+    p = sub.add_parser("crl", help="write a new certificate revocation list signed by the CA",
+                       description="Write a freshly numbered CRL of everything the CA revoked. To publish it, "
+                                   "write it into the root node's directory (--out ROOT_NODE_DIR/crl.pem): the "
+                                   "root node re-reads it within seconds and every node below fetches it from its "
+                                   "parent by itself.")
     p.add_argument("--ca", required=True, type=Path, help="CA directory")
-    p.add_argument("--out", required=True, type=Path, help="CRL file to write")
+    p.add_argument("--out", required=True, type=Path,
+                   help="CRL file to write (ROOT_NODE_DIR/crl.pem publishes it to the whole network)")
     p.add_argument("--der", action="store_true", help="write DER instead of PEM")
     p.add_argument("--next-update-days", type=int, default=7, help="days until the next CRL is due (default 7)")
     add_passphrase_option(p)
