@@ -140,6 +140,9 @@ def main() -> int:
     county_a = net.add_node("lanshan", [{"code": c, "name": n, "level": "county"} for c, n in COUNTY_A])
     county_b = net.add_node("luozhuang", [{"code": c, "name": n, "level": "county"} for c, n in COUNTY_B])
     township = net.add_node("zaoyuan", [{"code": TOWNSHIP[0], "name": TOWNSHIP[1], "level": "township"}])
+    # One CRL for every node, as the CA operator publishes it (each node init above minted its own,
+    # numbered after the root's: the counties would refuse the city's as a rollback).
+    net.publish_crls()
     print(f"  root CA '{net.ca.name}', 4 nodes, {2 + len(COUNTY_A) + len(COUNTY_B)} unit seals (GB/T 38540)")
     seal = city.directory / "units" / CITY_OFFICE / "seal.esl"
     ok = check("the city office's seal verifies (gwx pki verify-seal)",
