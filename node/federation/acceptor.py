@@ -36,7 +36,7 @@ from exchange_protocol.errors import (
     EnvelopeTruncated,
 )
 from exchange_protocol.frame import FrameDecoder, decode_frame, read_head
-from exchange_protocol.notices import NoticeError, decode_notice
+from exchange_protocol.notices import MAX_NOTICE_BYTES, NoticeError, decode_notice
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
@@ -49,7 +49,6 @@ from pki.errors import ErrorKind, GwxError, error_for_code
 
 log = logging.getLogger("gwx.inbound")
 
-MAX_NOTICE_BYTES = 64 * 1024
 
 
 class UnitNotHosted(NodeError):
@@ -171,6 +170,21 @@ class Acceptor:
             return head.single().identity_digest
         return await asyncio.to_thread(read)
 
+    async def keep(self, header: EnvelopeHeader, identity: str, envelope_sha: str, raw: BinaryIO, plain: BinaryIO,
+                   now: dt.datetime) -> bytes:
+        """A frame spooled to ``raw`` with this node's payload decrypted to ``plain`` (both verified):
+        check the package or notice from the file, keep both as blobs, commit, sign the receipt."""
+        plain.seek(0)
+        if header.type is MessageType.DOCUMENT:
+            await asyncio.to_thread(self.check_package, header, plain, now)
+        else:
+            self.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
+        raw.seek(0)
+        plain.seek(0)
+        env_ref = await asyncio.to_thread(self.store.blobs.put_sync, raw)
+        payload_ref = await asyncio.to_thread(self.store.blobs.put_sync, plain)
+        return await self.commit(header, identity, envelope_sha, env_ref, payload_ref, now)
+
     async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, env_ref: BlobRef,
                      payload_ref: BlobRef, now: dt.datetime) -> bytes:
         """Sign the receipt and commit the ``received`` row (blobs are already durable)."""
@@ -284,17 +298,8 @@ class StreamAcceptor:
             envelope_sha = sha.hexdigest()
             if (receipt := await acceptor.seen_before(header, opened.identity_digest, envelope_sha, peer_node)) is not None:
                 return {header.message_id: receipt}
-            plain.seek(0)
-            if header.type is MessageType.DOCUMENT:
-                await asyncio.to_thread(acceptor.check_package, header, plain, now)
-            else:
-                acceptor.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
-            raw.seek(0)
-            plain.seek(0)
-            env_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, raw)
-            payload_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, plain)
-        return {header.message_id: await acceptor.commit(header, opened.identity_digest, envelope_sha, env_ref,
-                                                         payload_ref, now)}
+            return {header.message_id: await acceptor.keep(header, opened.identity_digest, envelope_sha, raw,
+                                                           plain, now)}
 
 
 def _destinations(head_bytes: bytes, policy) -> list[str] | None:

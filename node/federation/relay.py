@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header
 from exchange_protocol.envelope_seal import EnvelopeOpener, RelayCheck, VerifiedHead, VerifiedHeader
 from exchange_protocol.frame import read_head
-from exchange_protocol.notices import MAX_NOTICE_BYTES, MAX_TEXT, Notice
+from exchange_protocol.notices import MAX_TEXT, Notice
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.errors import NodeError
 from node.federation.routing import NoRoute, RouteLoop
@@ -180,19 +180,8 @@ class Relay:
     async def _accept_mine(self, opened, raw, plain, envelope_sha: str, peer_node: str, now: dt.datetime) -> bytes:
         """This node's own header of a frame that also carries others': checked and committed as the
         acceptor commits any envelope (the whole frame is kept as its envelope blob)."""
-        acceptor = self.acceptor
-        header = opened.header
-        acceptor.check_parties(header, opened.hops, peer_node)
-        plain.seek(0)
-        if header.type is MessageType.DOCUMENT:
-            await asyncio.to_thread(acceptor.check_package, header, plain, now)
-        else:
-            acceptor.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
-        raw.seek(0)
-        plain.seek(0)
-        env_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, raw)
-        payload_ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, plain)
-        return await acceptor.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)
+        self.acceptor.check_parties(opened.header, opened.hops, peer_node)
+        return await self.acceptor.keep(opened.header, opened.identity_digest, envelope_sha, raw, plain, now)
 
     async def commit(self, headers: list[VerifiedHeader], envelope_sha: str, blob_digest: str, size: int, hop: str,
                      now: dt.datetime) -> dict[str, bytes | GwxError]:
