@@ -37,7 +37,7 @@ from node.config_edit import edit_config, set_section_values
 from node.provision import add_peer, init_node
 from node.runner import ready_path
 from pki.ca import CertificateAuthority
-from pki.crl import build_crl, crl_pem
+from pki.crl import crl_pem, publish_crl
 from pki.keystore import write_public_file
 
 PASSPHRASE = b"gwx local network"
@@ -114,7 +114,7 @@ class LocalNetwork:
     def publish_crls(self) -> None:
         """Every CA of the network signs a fresh CRL; each node's ``crl.pem`` gets all of them."""
         now = dt.datetime.now(dt.UTC)
-        bundle = b"".join(crl_pem(build_crl(ca, now)) for ca in self.cas)
+        bundle = b"".join(crl_pem(publish_crl(ca, now)) for ca in self.cas)
         for node in self.nodes.values():
             write_public_file(node.directory / "crl.pem", bundle)
 

@@ -25,7 +25,7 @@ from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, dump_conf
 from node.config_edit import edit_config, set_peer
 from node.errors import ConfigError, NodeExists
 from pki.ca import CertificateAuthority, load_certificates, node_id_of, unit_code_of, utcnow
-from pki.crl import build_crl, crl_pem
+from pki.crl import crl_pem, current_crl
 from pki.errors import GwxError
 from pki.keystore import write_public_file, write_secret_file
 from pki.node_enrolment import REQUEST_FILE, installed_node_id
@@ -263,4 +263,4 @@ def _url_host(host: str) -> str:
 
 def _crl_pem(ca: CertificateAuthority) -> bytes:
     """The CA's current CRL, so a new node checks revocation from its first minute."""
-    return build_crl(ca, utcnow()).public_bytes(serialization.Encoding.PEM)
+    return current_crl(ca, utcnow()).public_bytes(serialization.Encoding.PEM)

@@ -6,6 +6,12 @@ from the CA (persisted before use, so numbers never repeat) and the CA's key ide
 so a verifier finds the right key when the CA has renewed. Only the CA's own records are read;
 publishing (files, HTTP) is the caller's business.
 
+:func:`publish_crl` also keeps the CRL it made in the CA directory (``crl-latest.pem``), and
+:func:`current_crl` hands that one out again while it lists every revocation and has at least half
+its life ahead. A node made with the CA (``gwx node init --ca``) is given the network's *current*
+CRL that way, not a newly numbered one: a CRL numbered past the one the root node serves would
+make the new node refuse the root's as a rollback until the operator published again.
+
 The CA key signs through pyca's ``CertificateRevocationListBuilder``, which needs the private key
 object: the CA's software signer hands it over. A CA key on a token would need the TBSCertList
 assembled and signed through ``Signer.sign`` instead; that is the one function to change.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
@@ -23,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .ca import BACKDATE, Revocation
 from .errors import CrlUpdateRefused, InvalidInput, MalformedEncoding
+from .keystore import write_public_file
 from .signer import Signer
 
 DEFAULT_NEXT_UPDATE = dt.timedelta(days=7)
@@ -32,6 +40,7 @@ class CrlIssuer(Protocol):
     """What :func:`build_crl` needs of a CA (``pki.ca.CertificateAuthority`` is one)."""
 
     certificate: x509.Certificate
+    directory: Path
 
     def signer(self) -> Signer: ...
 
@@ -69,6 +78,39 @@ def build_crl(ca: CrlIssuer, now: dt.datetime,
             revoked = revoked.add_extension(x509.CRLReason(x509.ReasonFlags[entry.reason]), critical=False)
         builder = builder.add_revoked_certificate(revoked.build())
     return builder.sign(key_getter(), signer.algorithm.hash())
+
+
+LATEST_CRL = "crl-latest.pem"
+
+
+def publish_crl(ca: CrlIssuer, now: dt.datetime,
+                next_update_in: dt.timedelta = DEFAULT_NEXT_UPDATE) -> x509.CertificateRevocationList:
+    """:func:`build_crl`, kept in the CA directory as the CA's latest (what :func:`current_crl` reuses)."""
+    crl = build_crl(ca, now, next_update_in)
+    write_public_file(ca.directory / LATEST_CRL, crl_pem(crl))
+    return crl
+
+
+def current_crl(ca: CrlIssuer, now: dt.datetime) -> x509.CertificateRevocationList:
+    """The CA's latest CRL while it lists exactly what the CA revoked and half its life is still
+    ahead (a node given it has time to fetch the next); otherwise a newly published one."""
+    path = ca.directory / LATEST_CRL
+    if path.exists():
+        try:
+            latest = load_crl(path.read_bytes())
+        except MalformedEncoding:
+            latest = None
+        if latest is not None and _still_current(ca, latest, now):
+            return latest
+    return publish_crl(ca, now)
+
+
+def _still_current(ca: CrlIssuer, crl: x509.CertificateRevocationList, now: dt.datetime) -> bool:
+    if crl.next_update_utc is None or crl.issuer != ca.certificate.subject or not _signed_by(crl, ca.certificate):
+        return False
+    half_life = (crl.next_update_utc - crl.last_update_utc) / 2
+    listed = {entry.serial_number for entry in crl}
+    return now < crl.next_update_utc - half_life and listed == set(ca.revocations())
 
 
 def crl_pem(crl: x509.CertificateRevocationList) -> bytes:

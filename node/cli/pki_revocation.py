@@ -26,7 +26,7 @@ from cryptography import x509
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.ca import REVOCATION_REASONS, CertificateAuthority, load_certificate
-from pki.crl import build_crl, crl_der, crl_pem
+from pki.crl import crl_der, crl_pem, publish_crl
 from pki.errors import InvalidInput, MalformedEncoding, UnknownCertificate
 from pki.keystore import write_public_file
 from pki.ocsp_signer import issue as issue_ocsp_signer
@@ -119,7 +119,7 @@ def cmd_crl(args: argparse.Namespace) -> int:
     if args.next_update_days <= 0:
         raise InvalidInput("--next-update-days must be at least 1")
     ca = CertificateAuthority.open(args.ca, get_passphrase(args, what="CA key"))
-    crl = build_crl(ca, dt.datetime.now(dt.UTC), dt.timedelta(days=args.next_update_days))
+    crl = publish_crl(ca, dt.datetime.now(dt.UTC), dt.timedelta(days=args.next_update_days))
     write_public_file(args.out, crl_der(crl) if args.der else crl_pem(crl))
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     print(f"CRL #{number} of '{ca.name}' written to {args.out}: {len(crl)} revoked, "

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from pki import crl as crlmod
 from pki.ca import CertificateAuthority
@@ -114,3 +115,24 @@ def test_crl_numbers_never_repeat_across_two_openings_of_one_ca(ca_pair):
     other = CertificateAuthority.open(ca.directory, PASSPHRASE)
     numbers = [crlmod.crl_number(crlmod.build_crl(opened, NOW)) for opened in (ca, other, ca, other)]
     assert numbers == sorted(set(numbers)), numbers
+
+
+def test_current_crl_is_the_latest_published_until_something_is_revoked(tmp_path):
+    ca = CertificateAuthority.init_root(tmp_path / "root", "Latest Root", PASSPHRASE)
+    published = crlmod.publish_crl(ca, NOW)
+    again = crlmod.current_crl(ca, NOW + dt.timedelta(days=1))
+    # the same CRL, same number: a node made now agrees with what the root node serves
+    assert crlmod.crl_number(again) == crlmod.crl_number(published)
+    assert again.public_bytes(serialization.Encoding.DER) == published.public_bytes(serialization.Encoding.DER)
+    ca.revoke(_leaf(ca), "key_compromise", NOW)
+    fresh = crlmod.current_crl(ca, NOW + dt.timedelta(days=1))
+    assert crlmod.crl_number(fresh) > crlmod.crl_number(published)
+    assert len(fresh) == 1
+
+
+def test_current_crl_is_renewed_past_half_its_life(tmp_path):
+    ca = CertificateAuthority.init_root(tmp_path / "root", "Aging Root", PASSPHRASE)
+    published = crlmod.publish_crl(ca, NOW, dt.timedelta(days=7))
+    later = crlmod.current_crl(ca, NOW + dt.timedelta(days=4))
+    assert crlmod.crl_number(later) > crlmod.crl_number(published)
+    assert later.next_update_utc > published.next_update_utc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -81,3 +82,14 @@ def test_ctrl_c_during_init_then_init_again(ca, tmp_path):
     again = run_gwx(*args, env={"GWX_PASSPHRASE": PASSPHRASE_TEXT})
     assert again.returncode == 0, again.stderr
     assert len(load_config(node).units) == len(UNITS)
+
+
+def test_nodes_made_with_the_ca_carry_the_network_s_current_crl_not_a_newer_one(ca, tmp_path):
+    # The root node serves the CRL the operator published; a node made later with the same CA must
+    # not hold a higher-numbered one, or it refuses the root's as a rollback (PKI_CRL_ROLLBACK).
+    from pki.crl import crl_number, load_crls, publish_crl
+    served = publish_crl(ca, dt.datetime.now(dt.UTC))
+    init_node(tmp_path / "a", "county-a", ca, UNITS[:1], PASSPHRASE, peer_port=0, local_port=0)
+    init_node(tmp_path / "b", "county-b", ca, UNITS[1:2], PASSPHRASE, peer_port=0, local_port=0)
+    numbers = {crl_number(c) for n in ("a", "b") for c in load_crls((tmp_path / n / "crl.pem").read_bytes())}
+    assert numbers == {crl_number(served)}
