@@ -25,7 +25,8 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from node.federation.tls import client_context
 from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, notice_pdf, wait_for
 from node.store.sqlite.audit import GENESIS_HASH, event_hash
 from pki.ca import load_certificates
-from pki.keystore import read_private_key
+from pki.keystore import read_private_key, write_public_file
 from pki.signer import SoftwareSigner
 from pki.unit_code import make_unit_code
 
@@ -93,6 +94,27 @@ def new_network(base: Path) -> LocalNetwork:
     net.body = base / "body.pdf"
     net.body.write_bytes(notice_pdf())
     return net
+
+
+@contextmanager
+def directory_network(base: Path, hosted: Mapping[str, list[dict]], tree: Sequence[tuple[str, str, str | None]],
+                      directory_units: Sequence[dict[str, str]],
+                      overrides: Mapping[str, dict] | None = None) -> Iterator[LocalNetwork]:
+    """Nodes that route by the network directory, running: ``hosted`` is node id → the units it
+    hosts (as ``add_node`` takes them), ``tree`` and ``directory_units`` what the directory says
+    (see :func:`signed_directory`), ``overrides`` node id → config overrides. Every node holds
+    version 1 of the directory from the start; all are stopped afterwards."""
+    net = new_network(base)
+    for node_id, its_units in hosted.items():
+        net.add_node(node_id, its_units, **{"retry": FAST_RETRY, **(overrides or {}).get(node_id, {})})
+    directory = signed_directory(net, 1, tree, directory_units)
+    for node in net.nodes.values():
+        write_public_file(node.directory / "directory.json", directory)
+    try:
+        net.start_all()
+        yield net
+    finally:
+        net.stop_all()
 
 
 def connect_and_start(net: LocalNetwork) -> LocalNetwork:

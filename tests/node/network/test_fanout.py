@@ -15,19 +15,16 @@ from __future__ import annotations
 import pytest
 
 from node.localnet import send_document, wait_for
-from pki.keystore import write_public_file
 from pki.unit_code import make_unit_code
 from tests.node.network.network_support import (
     A1,
     B1,
     CITY,
-    FAST_RETRY,
     UNIT_NAMES,
     db_rows,
+    directory_network,
     inbox_item,
-    new_network,
     notice_meta,
-    signed_directory,
     wait_status,
 )
 
@@ -44,22 +41,14 @@ NODES = [("city", "city", None, CITY), ("county-a", "county", "city", A1), ("cou
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    net = new_network(tmp_path_factory.mktemp("fanout"))
-    for node_id, _, _, code in NODES:
-        # The city's in-flight window (2) is smaller than its bundle to county-a (3 headers): the
-        # window cuts the bundle, and its frame goes out twice, answered for every header each time.
-        limits = {"limits": {"batch_size": 2, "active_window": 2}} if node_id == "city" else {}
-        net.add_node(node_id, [{"code": code, "name": NAMES[code]}], retry=FAST_RETRY, **limits)
-    directory = signed_directory(net, 1, [(n, level, parent) for n, level, parent, _ in NODES],
-                                 [{"code": code, "name": NAMES[code], "level": level, "node": n}
-                                  for n, level, _, code in NODES])
-    for node in net.nodes.values():
-        write_public_file(node.directory / "directory.json", directory)
-    try:
-        net.start_all()
+    hosted = {node_id: [{"code": code, "name": NAMES[code]}] for node_id, _, _, code in NODES}
+    # The city's in-flight window (2) is smaller than its bundle to county-a (3 headers): the
+    # window cuts the bundle, and its frame goes out twice, answered for every header each time.
+    overrides = {"city": {"limits": {"batch_size": 2, "active_window": 2}}}
+    with directory_network(tmp_path_factory.mktemp("fanout"), hosted, [(n, level, parent) for n, level, parent, _ in NODES],
+                           [{"code": code, "name": NAMES[code], "level": level, "node": n} for n, level, _, code in NODES],
+                           overrides) as net:
         yield net
-    finally:
-        net.stop_all()
 
 
 def test_one_document_to_five_nodes_leaves_the_city_once_per_child_link(net):

@@ -22,14 +22,13 @@ from pki.unit_code import make_unit_code
 from tests.node.network.network_support import (
     A1,
     CITY,
-    FAST_RETRY,
     UNIT_NAMES,
     RawPeer,
     db_rows,
     db_value,
+    directory_network,
     forge_envelope,
     inbox_item,
-    new_network,
     node_recipient,
     node_sender,
     notice_meta,
@@ -54,18 +53,10 @@ UNITS = [{"code": CITY, "name": UNIT_NAMES[CITY], "level": "city", "node": "city
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    net = new_network(tmp_path_factory.mktemp("relay"))
-    net.add_node("city", [{"code": CITY, "name": UNIT_NAMES[CITY]}], retry=FAST_RETRY)
-    net.add_node("county-a", [{"code": A1, "name": UNIT_NAMES[A1]}], retry=FAST_RETRY)
-    net.add_node("town-a", [{"code": TOWN, "name": UNIT_NAMES[TOWN]}], retry=FAST_RETRY)
-    directory = signed_directory(net, 1, TREE, UNITS)
-    for node in net.nodes.values():
-        write_public_file(node.directory / "directory.json", directory)
-    try:
-        net.start_all()
+    hosted = {"city": [{"code": CITY, "name": UNIT_NAMES[CITY]}], "county-a": [{"code": A1, "name": UNIT_NAMES[A1]}],
+              "town-a": [{"code": TOWN, "name": UNIT_NAMES[TOWN]}]}
+    with directory_network(tmp_path_factory.mktemp("relay"), hosted, TREE, UNITS) as net:
         yield net
-    finally:
-        net.stop_all()
 
 
 def relayed(node, message_id: str) -> list[tuple]:

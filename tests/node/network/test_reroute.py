@@ -21,12 +21,11 @@ from pki.unit_code import make_unit_code
 from tests.node.network.network_support import (
     A1,
     CITY,
-    FAST_RETRY,
     UNIT_NAMES,
     db_rows,
     db_value,
+    directory_network,
     inbox_item,
-    new_network,
     notice_meta,
     recipients_by_unit,
     signed_directory,
@@ -63,21 +62,12 @@ def units(moved: tuple[str, ...]) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    net = new_network(tmp_path_factory.mktemp("reroute"))
-    net.add_node("city", [{"code": CITY, "name": UNIT_NAMES[CITY]}], retry=FAST_RETRY)
-    net.add_node("county-a", [{"code": A1, "name": UNIT_NAMES[A1]}], retry=FAST_RETRY)
     # town-a's operator has already taken GONE off its node (the directory still names town-a).
-    net.add_node("town-a", [{"code": TOWN_A, "name": UNIT_NAMES[TOWN_A]}], retry=FAST_RETRY)
-    net.add_node("town-b", [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP, SPLIT)],
-                 retry=FAST_RETRY)
-    directory = signed_directory(net, 1, TREE, units(()))
-    for node in net.nodes.values():
-        write_public_file(node.directory / "directory.json", directory)
-    try:
-        net.start_all()
+    hosted = {"city": [{"code": CITY, "name": UNIT_NAMES[CITY]}], "county-a": [{"code": A1, "name": UNIT_NAMES[A1]}],
+              "town-a": [{"code": TOWN_A, "name": UNIT_NAMES[TOWN_A]}],
+              "town-b": [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP, SPLIT)]}
+    with directory_network(tmp_path_factory.mktemp("reroute"), hosted, TREE, units(())) as net:
         yield net
-    finally:
-        net.stop_all()
 
 
 def install(net, node, version: int, moved: tuple[str, ...]) -> None:
