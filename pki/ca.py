@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from . import profiles
-from .algorithms import DEFAULT, PrivateKey, PublicKey, SignatureAlgorithm, by_name, for_public_key
+from .algorithms import DEFAULT, PrivateKey, PublicKey, SignatureAlgorithm, by_name
 from .errors import (
     AlreadyIssued,
     CaError,
@@ -47,15 +47,13 @@ from .errors import (
     UnsupportedAlgorithm,
 )
 from .keystore import read_private_key, write_private_key, write_public_file
-from .profiles import Profile
+from .profiles import Profile, build_certificate
 from .signer import SoftwareSigner
 from .unit_code import validate_unit_code
 
 NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 NODE_URI_PREFIX = "urn:gwx:node:"
 REVOCATION_REASONS = {r.name: r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl}
-# A little slack so a certificate issued "now" is valid on a peer whose clock lags.
-BACKDATE = dt.timedelta(minutes=5)
 
 
 def utcnow() -> dt.datetime:
@@ -181,8 +179,8 @@ class CertificateAuthority:
         subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
                              x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        cert = _build(subject, key.public_key(), subject, key, profiles.ROOT_CA,
-                      valid_days if valid_days is not None else profiles.ROOT_CA.default_days, now, algorithm)
+        cert = build_certificate(subject, key.public_key(), subject, key, profiles.ROOT_CA,
+                                 valid_days if valid_days is not None else profiles.ROOT_CA.default_days, now, algorithm)
         config = {"name": name, "algorithm": algorithm.name, "next_crl_number": 1, "kind": "root"}
         ca = cls._write_new(directory, cert, key, [cert], cert, config, passphrase)
         ca._create_service_credentials(now)
@@ -282,9 +280,9 @@ class CertificateAuthority:
         not_after = now + dt.timedelta(days=days)
         # A certificate never outlives its issuer: verifiers would reject the tail anyway.
         not_after = min(not_after, self.certificate.not_valid_after_utc)
-        cert = _build(subject, public_key, self.certificate.subject, self._key, profile,
-                      None, now, self.algorithm, sans=sans, not_after=not_after,
-                      issuer_cert=self.certificate)
+        cert = build_certificate(subject, public_key, self.certificate.subject, self._key, profile,
+                                 None, now, self.algorithm, sans=sans, not_after=not_after,
+                                 issuer_cert=self.certificate)
         self._record(cert)
         return cert
 
@@ -488,29 +486,3 @@ def _host_name(host: str) -> x509.GeneralName:
         raise InvalidInput(f"host {host!r} is neither an IP address nor a DNS name", field="host")
     return x509.DNSName(host.lower())
 
-
-def _build(subject: x509.Name, public_key: PublicKey, issuer: x509.Name, issuer_key: PrivateKey,
-           profile: Profile, valid_days: int | None, now: dt.datetime,
-           algorithm: SignatureAlgorithm, sans: list[x509.GeneralName] | None = None,
-           not_after: dt.datetime | None = None,
-           issuer_cert: x509.Certificate | None = None) -> x509.Certificate:
-    not_after = not_after or now + dt.timedelta(days=valid_days or profile.default_days)
-    key_type = for_public_key(public_key).key_type
-    b = (x509.CertificateBuilder()
-         .subject_name(subject).issuer_name(issuer).public_key(public_key)
-         .serial_number(x509.random_serial_number())
-         .not_valid_before(now - BACKDATE).not_valid_after(not_after)
-         .add_extension(x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length), critical=True)
-         .add_extension(profiles.key_usage_extension(profile, key_type), critical=True)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
-    if issuer_cert is not None:
-        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-    if profile.extended_key_usage:
-        b = b.add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usage)),
-                            critical=profile.eku_critical)
-    if profile.ocsp_nocheck:
-        b = b.add_extension(x509.OCSPNoCheck(), critical=False)
-    if sans:
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return b.sign(issuer_key, algorithm.hash())

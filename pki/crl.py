@@ -28,9 +28,10 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .ca import BACKDATE, Revocation
+from .ca import Revocation
 from .errors import CrlUpdateRefused, InvalidInput, MalformedEncoding
 from .keystore import write_public_file
+from .profiles import BACKDATE
 from .signer import Signer
 
 DEFAULT_NEXT_UPDATE = dt.timedelta(days=7)

@@ -1,15 +1,19 @@
 """Certificate profiles: what each kind of certificate gwx issues may be used for.
 
 One table decides key usages and extended key usages, so the CA never improvises them and the
-verifiers (pki.trust) check the same purposes the CA granted.
+verifiers (pki.trust) check the same purposes the CA granted; :func:`build_certificate` is the one
+place a certificate is made from a profile.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from .algorithms import PrivateKey, PublicKey, SignatureAlgorithm, for_public_key
 
 # The seal-making authority's extended key usage: only a certificate carrying it may sign SESeal
 # structures, so a unit's seal key cannot make seals for other units. A UUID-derived OID (X.667,
@@ -20,6 +24,9 @@ SEAL_MAKING = x509.ObjectIdentifier("2.25.13321585107431327060097685329359490473
 # TLS handshakes, and a node's signing key cannot sign a directory.
 # uuid5(NAMESPACE_URL, "urn:gwx:eku:directory-signing").
 DIRECTORY_SIGNING = x509.ObjectIdentifier("2.25.313261549175959191073069586593629093356")
+
+# A little slack so a certificate issued "now" is valid on a peer whose clock lags.
+BACKDATE = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -75,3 +82,32 @@ NODE_ROLES: dict[str, Profile] = {"tls": NODE_TLS, "sign": NODE_SIGNING, "enc": 
 
 BY_NAME = {p.name: p for p in (ROOT_CA, INTERMEDIATE_CA, NODE_TLS, NODE_SIGNING, NODE_ENCRYPTION, SEAL,
                                SEAL_MAKER, DIRECTORY_SIGNER, OCSP_RESPONDER, TIME_STAMPING)}
+
+
+def build_certificate(subject: x509.Name, public_key: PublicKey, issuer: x509.Name, issuer_key: PrivateKey,
+                      profile: Profile, valid_days: int | None, now: dt.datetime,
+                      algorithm: SignatureAlgorithm, sans: list[x509.GeneralName] | None = None,
+                      not_after: dt.datetime | None = None,
+                      issuer_cert: x509.Certificate | None = None) -> x509.Certificate:
+    """A certificate of ``profile``: its basic constraints, key usages, EKUs and OCSP no-check
+    exactly as the table says, key identifiers, ``sans``, valid from :data:`BACKDATE` ago."""
+    not_after = not_after or now + dt.timedelta(days=valid_days or profile.default_days)
+    key_type = for_public_key(public_key).key_type
+    b = (x509.CertificateBuilder()
+         .subject_name(subject).issuer_name(issuer).public_key(public_key)
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(now - BACKDATE).not_valid_after(not_after)
+         .add_extension(x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length), critical=True)
+         .add_extension(key_usage_extension(profile, key_type), critical=True)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+    if issuer_cert is not None:
+        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    if profile.extended_key_usage:
+        b = b.add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usage)),
+                            critical=profile.eku_critical)
+    if profile.ocsp_nocheck:
+        b = b.add_extension(x509.OCSPNoCheck(), critical=False)
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return b.sign(issuer_key, algorithm.hash())

@@ -2,7 +2,7 @@
 
 Several modules judge at a module-level ``NOW = dt.datetime.now(...)``, computed when pytest imports
 them at collection, while their fixtures issue certificates at the wall clock when they run (backdated
-five minutes, ``pki.ca.BACKDATE``). In the whole suite the network tests run first and take minutes,
+five minutes, ``pki.profiles.BACKDATE``). In the whole suite the network tests run first and take minutes,
 so by the time such a module runs its ``NOW`` can lie before its own certificates' notBefore. Fixed
 dates (``NOW = dt.datetime(2026, 3, 2, …)``) are left alone: only a ``NOW`` within an hour of the
 clock is one read from it.
