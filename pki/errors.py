@@ -505,3 +505,11 @@ def error_for_code(code: str, message: str, **details: Any) -> GwxError:
     classes = _CODES.get(code)
     cls = classes[0] if classes else GwxError
     return cls(message, code=code, **details)
+
+
+class TokenConfigInvalid(HsmError):
+    """``token.toml`` missing a field, or its PIN source unusable (absent, readable by others)."""
+
+    code = "SEAL_TOKEN_CONFIG"
+    kind = ErrorKind.INVALID_INPUT
+    subcodes = ("SEAL_TOKEN_PIN_MISSING", "SEAL_TOKEN_PIN_EXPOSED")

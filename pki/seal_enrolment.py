@@ -41,6 +41,7 @@ from .node_enrolment import same_key, split_response, verified_path
 from .seal import Seal
 from .seal_picture import STANDARD_DIAMETER_MM
 from .seal_store import CERT_FILE, KEY_FILE, SEAL_FILE, make_seal
+from .seal_token import TOKEN_FILE, TokenRef, make_token_key, read_token_ref, token_public_key
 from .seal_verify import verify_seal
 from .signer import Signer, SoftwareSigner
 from .trust import Purpose
@@ -61,14 +62,18 @@ class IssuedSeal:
 
 def seal_request(signer: Signer, unit_code: str, name: str) -> bytes:
     """The request file (PEM, with a header for people) for a seal key held by ``signer``."""
-    validate_unit_code(unit_code)
-    if not isinstance(name, str) or not name.strip() or len(name) > 64:
-        raise InvalidInput(f"seal name {name!r} must be 1–64 characters", field="name")
+    _check_request_fields(unit_code, name)
     der = make_request(signer, common_name=name, unit_code=unit_code)
     fingerprint = read_requests(pem_block(REQUEST_LABEL, der))[0].key_fingerprint
     return (f"# gwx seal request: unit {unit_code} {name}\n"
             f"# key fingerprint {fingerprint} — the PKI admin's gwx pki issue-seal --request prints the same\n"
             ).encode() + pem_block(REQUEST_LABEL, der)
+
+
+def _check_request_fields(unit_code: str, name: str) -> None:
+    validate_unit_code(unit_code)
+    if not isinstance(name, str) or not name.strip() or len(name) > 64:
+        raise InvalidInput(f"seal name {name!r} must be 1–64 characters", field="name")
 
 
 def create_seal_request(seal_dir: str | Path, unit_code: str, name: str, passphrase: bytes,
@@ -90,6 +95,18 @@ def create_seal_request(seal_dir: str | Path, unit_code: str, name: str, passphr
         raise
 
 
+def create_token_seal_request(seal_dir: str | Path, unit_code: str, name: str, ref: TokenRef,
+                              algorithm: SignatureAlgorithm | str = DEFAULT) -> bytes:
+    """Make a seal key on the token ``ref`` names (non-extractable), ``token.toml`` saying where it is
+    (:mod:`pki.seal_token`), and its request (``seal.req.pem``), signed on the token."""
+    out = Path(seal_dir)
+    _refuse_made(out)
+    algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
+    _check_request_fields(unit_code, name)  # before the key is made
+    with make_token_key(out, ref, algorithm) as signer:
+        return write_seal_request(out, signer, unit_code, name)
+
+
 def write_seal_request(seal_dir: str | Path, signer: Signer, unit_code: str, name: str) -> bytes:
     """The request for a seal key ``signer`` holds — software, or a token's (pki.pkcs11.Pkcs11Signer,
     the key never leaving it) — written to ``seal_dir``/``seal.req.pem``, where the install looks."""
@@ -102,7 +119,7 @@ def write_seal_request(seal_dir: str | Path, signer: Signer, unit_code: str, nam
 
 
 def _refuse_made(out: Path) -> None:
-    held = [n for n in (KEY_FILE, SEAL_FILE, SEAL_REQUEST_FILE) if (out / n).exists()]
+    held = [n for n in (KEY_FILE, TOKEN_FILE, SEAL_FILE, SEAL_REQUEST_FILE) if (out / n).exists()]
     if held:
         raise SealExists(f"{out} already holds {', '.join(held)}: this unit has made its seal key. Hand in "
                          f"{out / SEAL_REQUEST_FILE} again if the PKI admin needs it", held=held)
@@ -166,7 +183,11 @@ def requested_unit(seal_dir: str | Path) -> str:
 
 
 def seal_key_of(seal_dir: str | Path, passphrase: bytes) -> PublicKey:
-    """The public half of the seal key a node keeps in ``seal_dir`` (opening it proves the passphrase)."""
+    """The public half of the seal key of ``seal_dir``: read from its token when ``token.toml`` says
+    it is on one, else from ``seal.key`` (opening it proves the passphrase)."""
+    ref = read_token_ref(seal_dir)
+    if ref is not None:
+        return token_public_key(ref)
     return read_private_key(Path(seal_dir) / KEY_FILE, passphrase).public_key()
 
 

@@ -30,7 +30,8 @@ from .errors import AlreadyIssued, KeyCertificateMismatch, SealExists, SealMalfo
 from .keystore import read_private_key, write_private_key, write_public_file
 from .seal import Seal, SealBuilder, parse_seal
 from .seal_picture import STANDARD_DIAMETER_MM, render_round_seal, validate_png
-from .signer import SoftwareSigner
+from .seal_token import read_token_ref
+from .signer import Signer, SoftwareSigner
 from .unit_code import validate_unit_code
 
 SEAL_FILE = "seal.esl"
@@ -45,7 +46,7 @@ class SealCredential:
     directory: Path
     seal: Seal
     certificate: x509.Certificate
-    signer: SoftwareSigner  # signer.certificate is ``certificate``
+    signer: Signer  # software, or a token's (pki.seal_token); signer.certificate is ``certificate``
     chain: tuple[x509.Certificate, ...] = ()  # intermediate CAs above ``certificate``, root excluded
 
     @property
@@ -126,9 +127,12 @@ def load_seal_credential(directory: str | Path, passphrase: bytes) -> SealCreden
     certs = load_certificates(cert_pem) if cert_pem.lstrip().startswith(b"-----BEGIN") \
         else [load_certificate(cert_pem)]
     cert, chain = certs[0], tuple(certs[1:])
+    if not seal.matches_certificate(cert):
+        raise KeyCertificateMismatch(f"{d / CERT_FILE} is not one of the certificates {d / SEAL_FILE} lists")
+    token = read_token_ref(d)
+    if token is not None:  # the key stays on the token; the signer logs in now and checks it is cert's key
+        return SealCredential(d, seal, cert, token.signer(cert).open(), chain)
     key = read_private_key(d / KEY_FILE, passphrase)
     if key.public_key() != cert.public_key():
         raise KeyCertificateMismatch(f"{d / KEY_FILE} is not the key of {d / CERT_FILE}")
-    if not seal.matches_certificate(cert):
-        raise KeyCertificateMismatch(f"{d / CERT_FILE} is not one of the certificates {d / SEAL_FILE} lists")
     return SealCredential(d, seal, cert, SoftwareSigner(key, cert), chain)

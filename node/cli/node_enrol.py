@@ -16,17 +16,19 @@ from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.ca import load_certificate
-from pki.errors import ResponseInvalid
+from pki.errors import InvalidInput, ResponseInvalid
 from pki.keystore import write_public_file
 from pki.node_enrolment import REQUEST_FILE, ROOT_FILE, create_node_request, install_node_response
 from pki.seal_enrolment import (
     SEAL_REQUEST_FILE,
     create_seal_request,
+    create_token_seal_request,
     install_seal_response,
     is_seal_response,
     seal_key_of,
     seal_response_unit,
 )
+from pki.seal_token import TOKEN_FILE, TokenRef
 from pki.unit_code import validate_unit_code
 
 FLOW = ("Enrolment: gwx node request (here) → the PKI admin's gwx pki sign-request → gwx node install-certs "
@@ -55,15 +57,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_passphrase_option(p)
     p.set_defaults(func=_request)
 
-    p = sub.add_parser("request-seal", help="make a unit's seal key on this node and a seal request",
+    p = sub.add_parser("request-seal", help="make a unit's seal key (on this node or its token) and a seal request",
                        description="Make a hosted unit's seal key in NODE_DIR/units/CODE (seal.key, encrypted "
-                                   "with the node passphrase, mode 600) and a request for the seal maker (gwx "
+                                   "with the node passphrase, mode 600) — or, with --token-module, on the unit's "
+                                   "PKCS#11 token (UKey, HSM), where it is made non-extractable and stays; "
+                                   "units/CODE/token.toml then says where it is and where the node reads the PIN "
+                                   "(--pin-file, owner-only, or --pin-env) — and a request for the seal maker (gwx "
                                    "pki issue-seal --request). " + FLOW)
     p.add_argument("--dir", required=True, type=Path, help="the node directory (as given to gwx node request)")
     p.add_argument("--unit", required=True, help="统一社会信用代码 of the unit")
     p.add_argument("--name", required=True, help="the unit's full name (the PKI admin decides the seal's name)")
     p.add_argument("--out", required=True, type=Path, metavar="REQUEST",
                    help=f"the request file to hand the PKI admin (a copy stays in units/CODE/{SEAL_REQUEST_FILE})")
+    token = p.add_argument_group("seal key on a PKCS#11 token (all of --token-module, --token, --key-label and "
+                                 "one PIN source)")
+    token.add_argument("--token-module", metavar="LIB.so", help="the token's PKCS#11 library")
+    token.add_argument("--token", metavar="LABEL", help="the token's label")
+    token.add_argument("--key-label", metavar="LABEL", help="the label to give the new key on the token")
+    pin = token.add_mutually_exclusive_group()
+    pin.add_argument("--pin-file", type=Path, metavar="FILE",
+                     help="file holding the token's user PIN (mode 600); the node reads it when it starts")
+    pin.add_argument("--pin-env", metavar="VAR", help="environment variable holding the PIN (set for the node too)")
     add_passphrase_option(p)
     p.set_defaults(func=_request_seal)
 
@@ -97,15 +111,31 @@ def _request(args: argparse.Namespace) -> int:
 
 def _request_seal(args: argparse.Namespace) -> int:
     code = validate_unit_code(args.unit)
-    passphrase = get_passphrase(args, confirm=True, what="node key")
     seal_dir = args.dir / "units" / code
-    text = create_seal_request(seal_dir, code, args.name, passphrase)
+    ref = _token_ref(args)
+    if ref is not None:
+        text = create_token_seal_request(seal_dir, code, args.name, ref)
+        where = f"on token '{ref.token}' as '{ref.key_label}' (non-extractable; {seal_dir}/{TOKEN_FILE} says where)"
+    else:
+        passphrase = get_passphrase(args, confirm=True, what="node key")
+        text = create_seal_request(seal_dir, code, args.name, passphrase)
+        where = f"in {seal_dir} (encrypted, mode 600)"
     write_public_file(args.out, text)
-    print(f"unit {code} {args.name}: seal key made in {seal_dir} (encrypted, mode 600)")
+    print(f"unit {code} {args.name}: seal key made {where}")
     print(f"  request written to {args.out}")
     print(f"next: the PKI admin runs gwx pki issue-seal --ca CA_DIR --request {args.out.name} --unit {code} "
           f"--name NAME --out RESPONSE; then gwx node install-certs --dir {args.dir} RESPONSE")
     return 0
+
+
+def _token_ref(args: argparse.Namespace) -> TokenRef | None:
+    given = [args.token_module, args.token, args.key_label]
+    if not any(given) and args.pin_file is None and args.pin_env is None:
+        return None
+    if not all(given):
+        raise InvalidInput("a seal key on a token needs --token-module, --token and --key-label together")
+    pin_file = str(args.pin_file.resolve()) if args.pin_file is not None else None
+    return TokenRef(args.token_module, args.token, args.key_label, pin_file, args.pin_env)
 
 
 def _install(args: argparse.Namespace) -> int:

@@ -63,9 +63,11 @@ class Parties:
 
 
 def enrol_node(parties: Parties, node_dir: Path, node_id: str, units: list[dict], *, host: str = "127.0.0.1",
-               peer_port: int = 0, local_port: int = 0, other_crls: tuple[Path, ...] = ()):
+               peer_port: int = 0, local_port: int = 0, other_crls: tuple[Path, ...] = (),
+               seal_options: dict[str, list[str]] | None = None):
     """The whole enrolment of one node and its units' seals, then ``gwx node init`` without ``--ca``
-    (given the issuing CA's CRL and ``other_crls``); returns what init printed."""
+    (given the issuing CA's CRL and ``other_crls``); returns what init printed. ``seal_options``:
+    unit code → more ``gwx node request-seal`` arguments (a seal key on a token, say)."""
     hand = parties.hand_over
     hand.mkdir(parents=True, exist_ok=True)
     root, crl = parties.root, hand / "crl.pem"
@@ -78,7 +80,7 @@ def enrol_node(parties: Parties, node_dir: Path, node_id: str, units: list[dict]
     lines = []
     for u in units:
         parties.operator("node", "request-seal", "--dir", node_dir, "--unit", u["code"], "--name", u["name"],
-                         "--out", hand / f"{u['code']}.req")
+                         "--out", hand / f"{u['code']}.req", *(seal_options or {}).get(u["code"], []))
         parties.admin("pki", "issue-seal", "--ca", parties.ca_dir, "--request", hand / f"{u['code']}.req",
                       "--unit", u["code"], "--name", u["name"], "--out", hand / f"{u['code']}.resp")
         parties.operator("node", "install-certs", "--dir", node_dir, hand / f"{u['code']}.resp")

@@ -169,3 +169,16 @@ def test_init_warns_when_the_crls_miss_a_ca_above_an_enrolled_node(tmp_path):
     unit = [{"code": "91350100M000100Y43", "name": "福州市鼓楼区人民政府办公室"}]
     out = enrol_node(parties, tmp_path / "b", "county-b", unit, other_crls=(tmp_path / "root.crl",))
     assert b"warning" not in out.stderr, out.stderr.decode()
+
+
+def test_request_seal_on_a_token_needs_the_token_the_key_label_and_a_pin_source(tmp_path, parties):
+    node_dir = tmp_path / "operator" / "county-a"
+    half = run_gwx("node", "request-seal", "--dir", node_dir, "--unit", UNIT, "--name", UNIT_NAME,
+                   "--out", tmp_path / "seal.req", "--token-module", "/usr/lib/softhsm/libsofthsm2.so",
+                   "--token", "ukey", env=parties.operator_env)
+    assert half.returncode == 2 and b"INVALID_INPUT" in half.stderr and b"--key-label" in half.stderr
+    no_pin = run_gwx("node", "request-seal", "--dir", node_dir, "--unit", UNIT, "--name", UNIT_NAME,
+                     "--out", tmp_path / "seal.req", "--token-module", "/usr/lib/softhsm/libsofthsm2.so",
+                     "--token", "ukey", "--key-label", "seal-1", env=parties.operator_env)
+    assert no_pin.returncode == 2 and b"SEAL_TOKEN_PIN_MISSING" in no_pin.stderr
+    assert not (node_dir / "units").exists() and not (tmp_path / "seal.req").exists()

@@ -1,6 +1,8 @@
 """Two nodes enrolled by certificate request — their operators never held the CA directory or its
 passphrase — run as real processes and exchange sealed documents with each other and with a node
 provisioned the PKI admin's way (``gwx node init --ca``), over mutual TLS, exactly as issued nodes do.
+County-a's unit keeps its seal key on a PKCS#11 token (softhsm2 playing the unit's UKey): the key is
+made there, never leaves it, and the running node seals with it, unlocked by a PIN file.
 
 Each enrolled node is made through the command line (tests/node/enrolment_support.py): ``gwx node
 request``, ``gwx pki sign-request``, ``gwx node install-certs``, the same for each unit's seal, then
@@ -9,6 +11,8 @@ command runs, and a node passphrase of its own.
 """
 
 from __future__ import annotations
+
+import stat
 
 import pytest
 
@@ -29,6 +33,7 @@ from tests.node.network.network_support import (
     units,
     wait_status,
 )
+from tests.pki.softhsm import softhsm_fixture  # noqa: F401  (the fixture: one token per test process)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -36,12 +41,18 @@ NODE_PASSPHRASE = "a county operator's own passphrase"
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def net(tmp_path_factory, softhsm):
     base = tmp_path_factory.mktemp("enrolment")
     network = new_network(base)
     parties = Parties(network.ca.directory, PASSPHRASE.decode(), NODE_PASSPHRASE, base / "hand-over")
+    pin_file = base / "county-a-ukey.pin"
+    pin_file.write_text(softhsm.pin + "\n")
+    pin_file.chmod(0o600)
+    on_token = {A1: ["--token-module", softhsm.module, "--token", softhsm.token_label,
+                     "--key-label", f"enrolment-seal-{A1}", "--pin-file", str(pin_file)]}
     for node_id, codes in (("city", [CITY]), ("county-a", [A1])):
-        enrol_node(parties, base / node_id, node_id, units(*codes), peer_port=free_port(), local_port=free_port())
+        enrol_node(parties, base / node_id, node_id, units(*codes), peer_port=free_port(), local_port=free_port(),
+                   seal_options=on_token)
         network.adopt(node_id, base / node_id, units(*codes), env={"GWX_PASSPHRASE": NODE_PASSPHRASE},
                       retry=FAST_RETRY)
     network.add_node("county-b", units(B1), retry=FAST_RETRY)  # issued by gwx node init --ca
@@ -67,6 +78,14 @@ def test_enrolled_nodes_hold_keys_no_ca_operator_saw(net):
         assert (creds / "request.pem").exists()  # their keys were made there, not at the CA
         leaf = load_certificates((creds / "tls.crt").read_bytes())[0]
         assert leaf.issuer == net.ca.certificate.subject
+
+
+def test_a_seal_key_on_a_token_never_reaches_the_node_s_disk(net):
+    seal_dir = net.nodes["county-a"].directory / "units" / A1
+    assert not (seal_dir / "seal.key").exists()
+    token = (seal_dir / "token.toml").read_text("utf-8")
+    assert f'key_label = "enrolment-seal-{A1}"' in token and "pin_file" in token
+    assert stat.S_IMODE(seal_dir.stat().st_mode) == 0o700
 
 
 def test_enrolled_nodes_exchange_sealed_documents_with_each_other_and_with_an_issued_node(net):
