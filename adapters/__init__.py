@@ -3,6 +3,18 @@
 Every adapter is a client of the document service's contract
 (:class:`node.documents.contract.DocumentServiceApi`), the same one the local API uses, so an OA
 system sending over SOAP, a watched folder or a webhook gets exactly the checks, errors and audit
-events a clerk at the console gets. None is built yet: the SOAP endpoint and client, the watched
-folder and webhooks are the adapters issue's work.
+events a clerk at the console gets.
+
+What happens to a unit's documents reaches the adapters through ONE core, never through hooks in
+the processor: the node's audit log is the journal (every state change appends its event in the
+same transaction), and each consumer follows it with its own durable cursor.
+
+- :mod:`adapters.events` — the one table from audit actions to :class:`~adapters.events.AdapterEvent`
+  (``document.received``, ``document.signed_for`` …, for which unit, with a stable ``event_id``).
+- :mod:`adapters.outbox` — the :class:`~adapters.outbox.Consumer` protocol every adapter implements
+  and the :class:`~adapters.outbox.Outbox`: fan-out into per-consumer rows persisted before any
+  attempt, one delivery loop per consumer (in order, backoff from :mod:`exchange_protocol.retry`,
+  dead letters after the consumer's window, operator replay). An adapter registers its consumers
+  with ``await outbox.add(consumer, policy, attempt_timeout=…)`` before ``node.runner`` starts it
+  (or at any time after).
 """

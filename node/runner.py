@@ -27,6 +27,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from adapters.outbox import Outbox
 from node.api.auth import TokenStore
 from node.api.local_api import make_local_app
 from node.config import NodeConfig
@@ -110,6 +111,8 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)
     peer_app = make_peer_app(ctx, acceptor, service.whereabouts, revocation)
     local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
+    # Adapters (issue 9): consumers of the audit log, each with its durable outbox (adapters.outbox).
+    adapters = Outbox(store, ctx.node_id, ctx.clock, registry=registry)
     local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))
     local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
     fetchers = ([DirectoryFetcher(ctx, client, registry), CrlFetcher(ctx, crl_client, registry)]
@@ -127,6 +130,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     try:
         service.processor.start()
         await outbound.start()
+        await adapters.start()
         reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")
         rerouting = loop.create_task(Rerouter(outbound).run(), name="gwx-reroute")
         await peer_runner.setup()
@@ -158,6 +162,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await peer_runner.cleanup()
         await outbound.stop(SHUTDOWN_TIMEOUT)
         await local_runner.cleanup()
+        await adapters.stop()
         if revocation_runner is not None:
             await revocation_runner.cleanup()
         await service.processor.stop()
@@ -185,6 +190,7 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
     depth = registry.gauge("gwx_queue_depth", "Outbound envelopes by destination and state")
     peers = registry.gauge("gwx_peer_up", "1 when the peer is up, 0 when backing off or dead")
     inbound = registry.gauge("gwx_inbound_messages", "Received envelopes by processing state")
+    adapter_rows = registry.gauge("gwx_adapter_outbox", "Adapter outbox rows by consumer and state (pending, done, dead)")
     directory = {name: registry.gauge(f"gwx_directory_{name}", text) for name, text in (
         ("version", "Version of the network directory this node holds (absent: it holds none)"),
         ("age", "Seconds since the held network directory was issued"),
@@ -212,6 +218,9 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
                                for p in await store.peers.list_peers()})
                 inbound.replace({(("state", state),): float(n)
                                  for state, n in (await store.messages.inbound_counts()).items()})
+                adapter_rows.replace({(("consumer", consumer), ("state", state)): float(n)
+                                      for consumer, states in (await store.adapter_outbox.counts()).items()
+                                      for state, n in states.items()})
                 figures = await asyncio.to_thread(directory_figures, config, clock(), held)
                 for name, gauge in directory.items():
                     gauge.replace({(): figures[name]} if name in figures else {})

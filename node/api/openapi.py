@@ -90,7 +90,10 @@ SCHEMAS: Json = {
         "peers": {"type": "array", "items": _object({
             "node_id": STR, "state": STR, "since": _nullable(STR), "failures": INT, "last_error": _nullable(STR),
             "refusal": _nullable(_object({"code": STR, "message": _nullable(STR), "at": STR, "envelopes": INT}))})},
-        "inbound": COUNTS, "last_errors": {"type": "array"}}),
+        "inbound": COUNTS, "last_errors": {"type": "array"},
+        "adapters": {"type": "object", "description": "adapter outbox rows by consumer and state (issue 9)",
+                     "additionalProperties": _object({"pending": INT, "done": INT, "dead": INT, "last_dead": _nullable(
+                         _object({"code": STR, "message": _nullable(STR), "at": STR}))})}}),
     "UnitsRequest": {"type": "object", "additionalProperties": False, "properties": {
         "units": {"type": "array", "minItems": 1, "uniqueItems": True, "items": UNIT,
                   "description": "recipient unit codes; left out: all that the action applies to"}}},

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_stop)
 
     p = sub.add_parser("status", help="readiness (CRL, certificates, seals, store, disk), queues, peers with "
-                                       "the last refusal, last errors — read from the node directory, no token")
+                                       "the last refusal, last errors, adapters' outboxes — read from the node directory, no token")
     p.add_argument("--dir", required=True, type=Path, help="the node directory (the one gwx node init created)")
     p.add_argument("--json", action="store_true", help="print the status as one JSON object, for scripts")
     p.set_defaults(func=_status)
@@ -131,6 +131,12 @@ def _status(args: argparse.Namespace) -> int:
     print("inbound: " + (", ".join(f"{s} {n}" for s, n in sorted(status["inbound"].items())) or "(none)"))
     for e in status["last_errors"]:
         print(f"  ! {e['message_id']} from {e['origin']}: {e['code']} {e['message']}")
+    print("adapters:" if status["adapters"] else "adapters: (none)")
+    for consumer, a in sorted(status["adapters"].items()):
+        print(f"  {consumer}: pending {a['pending']}, done {a['done']}, dead {a['dead']}")
+        if a["last_dead"]:
+            d = a["last_dead"]
+            print(f"    last dead letter {d['at']}: {d['code']} {d['message'] or ''}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Housekeeping while the node runs: finished queue rows purged, blobs no row needs collected.
 
-Every :data:`INTERVAL` seconds: queue rows that reached a final state (sent, bounced) more than
+Every :data:`INTERVAL` seconds: queue rows that reached a final state (sent, bounced) and adapter
+outbox rows delivered (``done``; dead ones wait for the operator) more than
 :data:`KEEP_FINISHED` ago are deleted — the audit log keeps their history, the document rows their
 outcome — and then every blob no row refers to any more (``blob_refs``) and older than an hour is
 removed. Without it the store only shrank at start-up (recovery collects garbage once), and a relay
@@ -28,9 +29,11 @@ KEEP_FINISHED = dt.timedelta(days=7)
 async def tidy(store: NodeStore, now: dt.datetime) -> tuple[int, int]:
     """One round: (queue rows purged, blobs removed)."""
     purged = await store.queue.purge_finished(now - KEEP_FINISHED)
+    delivered = await store.adapter_outbox.purge_finished(now - KEEP_FINISHED)  # dead rows wait for replay
     removed = await store.collect_garbage()
-    if purged or removed:
-        log.info("housekeeping: %d finished queue rows purged, %d blobs removed", purged, len(removed))
+    if purged or removed or delivered:
+        log.info("housekeeping: %d finished queue rows and %d delivered adapter rows purged, %d blobs removed",
+                 purged, delivered, len(removed))
     return purged, len(removed)
 
 

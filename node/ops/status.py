@@ -28,7 +28,8 @@ from node.store.opener import read_status_rows
 from pki.errors import GwxError
 
 Rows = dict[str, list[tuple]]
-NO_ROWS: Rows = {name: [] for name in ("queues", "drafts", "peers", "waiting", "inbound", "errors")}
+NO_ROWS: Rows = {name: [] for name in ("queues", "drafts", "peers", "waiting", "inbound", "errors", "adapters",
+                                        "adapter_dead")}
 
 
 def assemble(config: NodeConfig, rows: Rows, checks: list[readiness.Check]) -> dict[str, Any]:
@@ -41,13 +42,22 @@ def assemble(config: NodeConfig, rows: Rows, checks: list[readiness.Check]) -> d
     peers = [{"node_id": p[0], "state": p[1], "since": p[2], "failures": p[3],
               "last_error": f"{p[4]}: {p[5]}" if p[4] else None, "refusal": waiting.get(p[0])}
              for p in rows["peers"]]
+    adapters: dict[str, dict[str, Any]] = {}
+    for consumer, state, n in rows["adapters"]:
+        adapters.setdefault(consumer, {"pending": 0, "done": 0, "dead": 0, "last_dead": None})
+        if state is not None:
+            adapters[consumer][state] = n
+    for consumer, code, message, at in rows["adapter_dead"]:
+        if consumer in adapters:
+            adapters[consumer]["last_dead"] = {"code": code, "message": message, "at": at}
     return {"node_id": config.node_id,
             "units": [{"code": u.code, "name": u.name} for u in config.units],
             "readiness": readiness.report(checks),
             "queues": queues, "peers": peers,
             "inbound": {r[0]: r[1] for r in rows["inbound"]},
             "last_errors": [{"message_id": e[0], "origin": e[1], "code": e[2], "message": e[3], "at": e[4]}
-                            for e in rows["errors"]]}
+                            for e in rows["errors"]],
+            "adapters": adapters}
 
 
 def _rows_and_store_check(config: NodeConfig) -> tuple[Rows, readiness.Check]:

@@ -15,7 +15,7 @@ envelope blob first, then the ``queue`` row. So after any crash the disk tells t
 The line callers see (import these from ``node.store``, never from ``node.store.sqlite``):
 
 - :mod:`.interfaces` — one ``typing.Protocol`` per storage role (queue, peers, messages, drafts,
-  outgoing links, peer credentials, audit, blobs, group commit) and :class:`NodeStore` holding them,
+  outgoing links, peer credentials, adapters' outbox, audit, blobs, group commit) and :class:`NodeStore` holding them,
   with an opaque :class:`Transaction` handle.
 - :mod:`.values` — the frozen dataclasses those roles take and return (no database types).
 - :mod:`.queue_states` — the outbound queue's lifecycle as a table: which event moves an envelope
@@ -37,6 +37,7 @@ committed state.
 
 from node.store.blobs import BlobRef, BlobStore
 from node.store.interfaces import (
+    AdapterOutboxStore,
     AuditTrail,
     BlobStorage,
     DraftStore,
@@ -55,12 +56,14 @@ from node.store.values import (
     PEER_STATES,
     PEER_UP,
     Accepted,
+    AdapterOutboxRow,
     AuditEvent,
     Draft,
     ErrorInfo,
     InboundEnvelope,
     InboundFailure,
     InboxRow,
+    JournalEntry,
     ListFilter,
     LocalDelivery,
     NewEvent,
@@ -75,9 +78,11 @@ from node.store.values import (
     RecoveryReport,
     StoredPeerCredentials,
     UnreadableDraft,
+    WebhookSubscription,
 )
 
 __all__ = [
+    "AdapterOutboxRow", "AdapterOutboxStore", "JournalEntry", "WebhookSubscription",
     "PEER_BACKING_OFF", "PEER_DEAD", "PEER_STATES", "PEER_UP", "Accepted", "AuditEvent", "AuditTrail",
     "BlobRef", "BlobStorage", "BlobStore", "Draft", "DraftStore", "ErrorInfo", "GroupCommit", "InboundEnvelope",
     "InboundFailure", "InboxRow", "ListFilter", "LocalDelivery", "MessageStore", "NewEvent", "NodeStore",

@@ -18,6 +18,8 @@ Roles (attributes of :class:`NodeStore`):
 - ``drafts`` (:class:`DraftStore`): messages waiting for their destination's certificate.
 - ``links`` (:class:`OutgoingLinkStore`): which document and units each message we sent concerns.
 - ``peer_credentials`` (:class:`PeerCredentialStore`): peers' certificates as last fetched.
+- ``adapter_outbox`` (:class:`AdapterOutboxStore`): adapters following the audit log, a cursor and
+  an outbox per consumer, and webhook subscriptions (``adapters.outbox``).
 - ``audit`` (:class:`AuditTrail`): the append-only hash-chained log, written inside the change's tx.
 - group commit (:class:`GroupCommit`): the acceptance hot path, many writes per transaction.
 """
@@ -34,12 +36,14 @@ from typing import Any, BinaryIO, Protocol
 from node.store.blobs import BlobRef, BlobSource
 from node.store.values import (
     Accepted,
+    AdapterOutboxRow,
     AuditEvent,
     Draft,
     ErrorInfo,
     InboundEnvelope,
     InboundFailure,
     InboxRow,
+    JournalEntry,
     ListFilter,
     LocalDelivery,
     NewEvent,
@@ -54,6 +58,7 @@ from node.store.values import (
     RecoveryReport,
     StoredPeerCredentials,
     UnreadableDraft,
+    WebhookSubscription,
 )
 from pki.errors import GwxError
 
@@ -181,6 +186,31 @@ class PeerCredentialStore(Protocol):
     async def save(self, credentials: StoredPeerCredentials) -> None: ...
 
 
+class AdapterOutboxStore(Protocol):
+    """What :mod:`adapters.outbox` keeps: per consumer a cursor into the audit log and its rows."""
+
+    async def head(self) -> int: ...
+    async def journal(self, after_seq: int, actions: Sequence[str],
+                      limit: int = 200) -> tuple[list[JournalEntry], int]: ...
+    async def cursor(self, consumer: str) -> int | None: ...
+    async def start_cursor(self, consumer: str, *, tx: Transaction | None = None) -> int: ...
+    async def fan_out(self, consumer: str, expected_cursor: int, new_cursor: int,
+                      events: Sequence[tuple[int, str]]) -> int: ...
+    async def oldest_pending(self, consumer: str) -> AdapterOutboxRow | None: ...
+    async def mark_done(self, row_id: int) -> None: ...
+    async def mark_retry(self, row_id: int, next_attempt_at: datetime, first_failure_at: datetime,
+                         error: ErrorInfo | GwxError) -> None: ...
+    async def mark_dead(self, row_id: int, error: ErrorInfo | GwxError, *, first_failure_at: datetime) -> None: ...
+    async def replay(self, consumer: str, row_ids: Sequence[int] | None = None, *, actor: str = ...) -> int: ...
+    async def rows(self, consumer: str, *, state: str | None = None, limit: int = 100) -> list[AdapterOutboxRow]: ...
+    async def counts(self) -> dict[str, dict[str, int]]: ...
+    async def forget(self, consumer: str, *, tx: Transaction | None = None) -> int: ...
+    async def purge_finished(self, older_than: datetime) -> int: ...
+    async def add_webhook(self, sub: WebhookSubscription, *, actor: str = ...) -> None: ...
+    async def remove_webhook(self, webhook_id: str, *, actor: str = ...) -> WebhookSubscription: ...
+    async def webhooks(self) -> list[WebhookSubscription]: ...
+
+
 class GroupCommit(Protocol):
     """The hot path: writes from many coroutines, committed many to a transaction (one fsync)."""
 
@@ -201,6 +231,7 @@ class NodeStore(GroupCommit, Protocol):
     drafts: DraftStore
     links: OutgoingLinkStore
     peer_credentials: PeerCredentialStore
+    adapter_outbox: AdapterOutboxStore
     clock: Callable[[], datetime]
     last_recovery: RecoveryReport | None
 

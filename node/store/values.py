@@ -285,6 +285,53 @@ class NewEvent:
     details: Mapping[str, Any] | None = None
 
 
+# --- adapters: the audit log followed, an outbox per consumer ------------------------------------------
+ADAPTER_PENDING, ADAPTER_DONE, ADAPTER_DEAD = "pending", "done", "dead"
+ADAPTER_STATES = (ADAPTER_PENDING, ADAPTER_DONE, ADAPTER_DEAD)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """An audit event as adapters read it, with the document facts its subjects do not carry: the
+    unit that sent the document (``sent_by``, when this node sent it) and its title."""
+
+    seq: int
+    at: datetime
+    action: str
+    subjects: Mapping[str, Any]
+    details: Mapping[str, Any]
+    sent_by: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class AdapterOutboxRow:
+    """One event for one consumer: ``event`` is the adapter event's JSON text, kept as written."""
+
+    id: int
+    consumer: str
+    seq: int
+    event: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    first_failure_at: datetime | None
+    last_error: ErrorInfo | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    """A webhook: events of ``types`` for ``unit`` POSTed to ``url`` (its secret is kept apart)."""
+
+    id: str
+    unit: str
+    url: str
+    types: tuple[str, ...]
+    created_at: datetime
+
+
 # --- recovery -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RecoveryReport:

@@ -247,6 +247,41 @@ MIGRATIONS: tuple[Migration, ...] = (
                UNION ALL SELECT package_digest FROM inbox
                UNION ALL SELECT payload_digest FROM drafts""",
     )),
+    Migration(8, "adapters: a cursor per consumer into the audit log, its outbox rows, webhook subscriptions", (
+        # Adapters (SOAP push, watched folders, webhooks) follow the audit log by seq, each consumer
+        # with its own cursor (node.store.sqlite.adapter_outbox); every event a consumer wants is a
+        # row here before the first attempt to deliver it. UNIQUE (consumer, seq): never twice.
+        """CREATE TABLE adapter_cursors (
+            consumer TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL CHECK (seq >= 0),
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE adapter_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            consumer TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending','done','dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            first_failure_at TEXT,
+            last_error_code TEXT,
+            last_error_message TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            UNIQUE (consumer, seq)
+        )""",
+        "CREATE INDEX adapter_outbox_due ON adapter_outbox (consumer, state, seq)",
+        "CREATE INDEX adapter_outbox_state ON adapter_outbox (state, consumer)",
+        # A webhook's secret is not stored here: it is a 0600 file beside the database.
+        """CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            unit TEXT NOT NULL,
+            url TEXT NOT NULL,
+            types TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -28,6 +28,15 @@ QUERIES = {
     "errors": "SELECT message_id, origin_node, error_code, error_message, processed_at FROM received"
               " WHERE state IN ('failed','corrupt') ORDER BY processed_at DESC LIMIT 10",
 }
+# Adapters' outbox rows per consumer and state, and each consumer's newest dead letter (migration 8;
+# a database an older gwx left behind has neither table until the node runs once).
+ADAPTER_QUERIES = {
+    "adapters": "SELECT c.consumer, o.state, COUNT(o.id) FROM adapter_cursors c"
+                " LEFT JOIN adapter_outbox o ON o.consumer = c.consumer GROUP BY c.consumer, o.state",
+    "adapter_dead": "SELECT consumer, last_error_code, last_error_message, MAX(finished_at) FROM adapter_outbox"
+                    " WHERE state = 'dead' GROUP BY consumer",
+}
+ADAPTERS_SINCE = 8
 SCHEMA_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
 
 
@@ -43,7 +52,9 @@ def read_status_rows(data_dir: Path) -> dict[str, list[tuple]] | None:
             if version > LATEST_VERSION:
                 raise StoreSchemaTooNew(f"{path} has schema version {version}; this gwx knows {LATEST_VERSION}",
                                         version=version)
-            return {name: conn.execute(sql).fetchall() for name, sql in QUERIES.items()}
+            queries = QUERIES | (ADAPTER_QUERIES if version >= ADAPTERS_SINCE else {})
+            rows = {name: conn.execute(sql).fetchall() for name, sql in queries.items()}
+            return {name: [] for name in ADAPTER_QUERIES} | rows
         finally:
             conn.close()
     except sqlite3.Error as exc:
