@@ -16,8 +16,10 @@ An :class:`AdapterEvent` is ``(seq, type, unit, doc_id, at, data, event_id)``:
 * ``at`` — when the change was committed (the audit event's time, aware UTC);
 * ``data`` — the facts a receiver needs without asking back (title, kind, sender, recipient,
   who signed, the reason …), plain JSON values;
-* ``event_id`` — ``<node id>-<seq>``: stable for ever on this node, so every attempt to deliver
-  the event carries the same id and a receiver de-duplicates on it (with the 公文标识).
+* ``event_id`` — ``<node id>-<incarnation>-<seq>``: stable for ever, so every attempt to deliver
+  the event carries the same id and a receiver de-duplicates on it (with the 公文标识). The
+  incarnation (8 random hex digits drawn when the node's database was made) tells apart the lives
+  of a node id: a node made again under the same id (``--replace``) starts its seqs at 1 again.
 
 Change from the first sketch in ISSUE9.md: ``event_id`` is a field (last, so the six named there
 keep their order), because the node id it derives from is not known to a consumer otherwise.
@@ -105,13 +107,13 @@ class AdapterEvent:
             raise BadAdapterEvent(f"not an adapter event: {exc}", error=str(exc)) from None
 
 
-def make_event_id(node_id: str, seq: int) -> str:
-    return f"{node_id}-{seq}"
+def make_event_id(node_id: str, seq: int, incarnation: str) -> str:
+    return f"{node_id}-{incarnation}-{seq}"
 
 
 def adapter_event(node_id: str, seq: int, at: datetime, action: str, subjects: Mapping[str, Any],
                   details: Mapping[str, Any], *, sent_by: str | None = None,
-                  title: str | None = None) -> AdapterEvent | None:
+                  title: str | None = None, incarnation: str = "0") -> AdapterEvent | None:
     """The adapter event an audit event means, or None (most audit events concern no adapter).
 
     ``sent_by`` is the unit that sent the document (the store reads it beside the audit event; the
@@ -134,4 +136,4 @@ def adapter_event(node_id: str, seq: int, at: datetime, action: str, subjects: M
         if sent_by and "from_unit" not in data:
             data["from_unit"] = sent_by
     return AdapterEvent(seq=seq, type=type_, unit=unit, doc_id=doc_id, at=at, data=data,
-                        event_id=make_event_id(node_id, seq))
+                        event_id=make_event_id(node_id, seq, incarnation))

@@ -13,24 +13,35 @@ retryable kinds) are tried again with backoff from :mod:`exchange_protocol.retry
 consumer's window closes, then dead-lettered; INVALID_INPUT, NOT_FOUND … are dead at once. Any other
 exception is a defect in the consumer: logged, and retried like an internal error.
 
-For each consumer the :class:`Outbox` runs two steps, over and over:
+The :class:`Outbox` runs two steps, over and over:
 
-1. **fan-out** — read the audit log after the consumer's cursor (:mod:`adapters.events` says which
-   actions are events), keep what ``wants`` accepts, and write those rows and the new cursor in one
-   transaction. So an event is on disk before anything is attempted, and a restart resumes exactly
-   where the cursor stands.
-2. **delivery** — the oldest pending row, one at a time (an OA sees a document before its status
-   changes): when it is due, ``deliver`` it; mark it done only after ``deliver`` returned. A kill -9
-   between the receiver's answer and that commit leaves the row pending: it is delivered again
-   with the same ``event_id``, which is what the receiver de-duplicates on. At-least-once on the
-   wire, exactly-once at a receiver that keeps the ids it has seen.
+1. **fan-out** (one task for all consumers) — read the audit log once after the lowest cursor
+   (:mod:`adapters.events` says which actions are events), give each consumer what its ``wants``
+   accepts past its own cursor, and write every consumer's rows, with its new cursor, in one
+   transaction. So an event is on disk before anything is attempted, and a restart resumes from the
+   saved cursors. A consumer that wants nothing of what passed writes nothing: its cursor moves in
+   memory and is saved with its next rows, or every :data:`CURSOR_SAVE_EVERY` events (after a
+   restart those events are read and passed over again; ``UNIQUE (consumer, seq)`` keeps a row
+   from being queued twice). A ``wants`` that raises queues the event undecided: the attempt asks
+   again and dead-letters it if it still cannot tell, so one bad event neither blocks the others
+   nor leaks to a consumer that did not want it.
+2. **delivery** (one task per consumer) — the oldest pending row, one at a time (an OA sees a
+   document before its status changes): when it is due, ask ``wants`` again (a subscription may
+   have changed: a row no longer wanted is closed without delivery), then ``deliver`` it; mark it
+   done only after ``deliver`` returned. A kill -9 between the receiver's answer and that commit
+   leaves the row pending: it is delivered again with the same ``event_id``, which is what the
+   receiver de-duplicates on. At-least-once on the wire, exactly-once at a receiver that keeps the
+   ids it has seen. A row whose document has an earlier event dead for this consumer is
+   dead-lettered too (``ADAPTER_EARLIER_EVENT_DEAD``): an OA never hears of a 撤回 or a 签收 about a
+   document it was never given; replaying the consumer's dead rows delivers them in their order.
 
 A dead row waits for the operator: :meth:`Outbox.replay` (``gwx webhook replay``) puts it back,
 due now, with a fresh window. ``gwx node status`` and ``gwx_adapter_outbox{consumer,state}`` count
 rows per consumer and state.
 
-The loops wake when the audit log's head moves (one watcher polls it for all consumers, every
-``poll`` seconds) or when a row falls due. Tests drive :meth:`Outbox.step` on a fake clock instead.
+The fan-out task polls the log's head every ``poll`` seconds (only while a consumer is registered)
+and wakes the consumers it queued rows for; a consumer's loop also wakes when a row falls due. Tests
+drive :meth:`Outbox.step` on a fake clock instead.
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ from adapters.events import ACTIONS, AdapterEvent, BadAdapterEvent, adapter_even
 from exchange_protocol.retry import GIVE_UP, RetryPolicy, next_attempt
 from node.error_kinds import Disposition, disposition
 from node.errors import StoreConflict
-from node.store import AdapterOutboxRow, NodeStore
+from node.store import AdapterOutboxRow, JournalEntry, NodeStore
 from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.adapters")
@@ -59,7 +70,8 @@ DEFAULT_POLICY = RetryPolicy(min_delay=timedelta(seconds=10), max_delay=timedelt
 DEFAULT_ATTEMPT_TIMEOUT = 60.0
 POLL_SECONDS = 0.25
 IDLE_SECONDS = 5.0  # an idle loop looks again this often even without a wake-up (belt and braces)
-FAN_OUT_BATCH = 200
+FAN_OUT_BATCH = 500
+CURSOR_SAVE_EVERY = 5000  # audit events a consumer may pass over before its cursor is saved anyway
 
 
 class Consumer(Protocol):
@@ -89,11 +101,20 @@ class UnknownConsumer(GwxError):
     kind = ErrorKind.NOT_FOUND
 
 
+class EarlierEventDead(GwxError):
+    """An earlier event of the same document is dead for this consumer: this one waits with it."""
+
+    code = "ADAPTER_EARLIER_EVENT_DEAD"
+    kind = ErrorKind.CONFLICT
+
+
 @dataclass
 class _Registered:
     consumer: Consumer
     policy: RetryPolicy
     attempt_timeout: float
+    cursor: int = 0  # audit seq up to which events were offered to the consumer (in memory)
+    saved: int = 0  # the cursor as the store holds it
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
 
@@ -108,6 +129,7 @@ class Outbox:
         self._rand = rand
         self._poll = poll
         self._consumers: dict[str, _Registered] = {}
+        self._incarnation: str | None = None  # which life of this node's database (event ids)
         self._running = False
         self._watcher: asyncio.Task | None = None
         self._attempts = registry.counter("gwx_adapter_attempts_total",
@@ -122,8 +144,8 @@ class Outbox:
         its loop starts now if the outbox runs, else with :meth:`start`."""
         if consumer.name in self._consumers:
             raise StoreConflict(f"a consumer named {consumer.name} is registered already", consumer=consumer.name)
-        await self._store.adapter_outbox.start_cursor(consumer.name)
-        registered = _Registered(consumer, policy, attempt_timeout)
+        cursor = await self._store.adapter_outbox.start_cursor(consumer.name)
+        registered = _Registered(consumer, policy, attempt_timeout, cursor=cursor, saved=cursor)
         self._consumers[consumer.name] = registered
         if self._running:
             self._start_loop(registered)
@@ -166,15 +188,12 @@ class Outbox:
             self._loop(registered), name=f"gwx-adapter-{registered.consumer.name}")
 
     async def _watch_head(self) -> None:
-        seen = -1
         while True:
             try:
-                head = await self._store.adapter_outbox.head()
-                if head != seen:
-                    seen = head
-                    self.wake()
+                if self._consumers:
+                    await self.fan_out()
             except Exception:
-                log.exception("cannot read the audit log's head")
+                log.exception("adapters: fan-out from the audit log failed")
             await asyncio.sleep(self._poll)
 
     async def _loop(self, registered: _Registered) -> None:
@@ -182,7 +201,7 @@ class Outbox:
         while True:
             registered.wake.clear()
             try:
-                due = await self.step(name)
+                due = await self.deliver_due(name)
             except Exception:  # a store hiccup: log it, never stop delivering for good
                 log.exception("adapter %s: step failed", name, extra={"consumer": name})
                 due = None
@@ -193,9 +212,12 @@ class Outbox:
 
     # --- one step (what the loop repeats; tests call it on a fake clock) -------------------------
     async def step(self, name: str) -> datetime | None:
-        """Fan out what is new, then deliver every due row in order. Returns when the oldest pending
-        row falls due (it blocks those after it), or None when nothing is pending."""
-        await self.fan_out(name)
+        """Fan out what is new, then deliver every due row of ``name`` in order. Returns when the
+        oldest pending row falls due (it blocks those after it), or None when nothing is pending."""
+        await self.fan_out()
+        return await self.deliver_due(name)
+
+    async def deliver_due(self, name: str) -> datetime | None:
         while True:
             row = await self._store.adapter_outbox.oldest_pending(name)
             if row is None:
@@ -204,23 +226,54 @@ class Outbox:
                 return row.next_attempt_at
             await self.attempt(name, row)
 
-    async def fan_out(self, name: str) -> int:
-        """Queue the consumer's new events; returns how many rows it wrote."""
-        registered = self._registered(name)
+    async def fan_out(self, name: str | None = None) -> int:
+        """Queue the new events of every consumer (or of ``name``); returns how many rows were written."""
         outbox = self._store.adapter_outbox
+        targets = [self._registered(name)] if name is not None else list(self._consumers.values())
         queued = 0
-        while True:
-            cursor = await outbox.start_cursor(name)
-            entries, covered = await outbox.journal(cursor, ACTIONS, FAN_OUT_BATCH)
-            if covered <= cursor:
+        while targets:
+            since = min(r.cursor for r in targets)
+            entries, covered = await outbox.journal(since, ACTIONS, FAN_OUT_BATCH)
+            if covered <= since:
                 return queued
-            rows = []
-            for entry in entries:
-                event = adapter_event(self._node_id, entry.seq, entry.at, entry.action, entry.subjects,
-                                      entry.details, sent_by=entry.sent_by, title=entry.title)
-                if event is not None and registered.consumer.wants(event):
-                    rows.append((event.seq, event.to_text()))
-            queued += await outbox.fan_out(name, cursor, covered, rows)
+            if entries and self._incarnation is None:
+                self._incarnation = await outbox.incarnation()
+            events = [e for e in (self._event(entry) for entry in entries) if e is not None]
+            moves = []
+            for registered in targets:
+                rows = [(e.seq, e.to_text()) for e in events if e.seq > registered.cursor and self._wanted(registered, e)]
+                new_cursor = max(registered.cursor, covered)
+                if rows or new_cursor - registered.saved >= CURSOR_SAVE_EVERY:
+                    moves.append((registered, rows, new_cursor))
+                else:
+                    registered.cursor = new_cursor
+            if moves:
+                try:
+                    written = await outbox.fan_out_many([(r.consumer.name, r.saved, cursor, rows)
+                                                         for r, rows, cursor in moves])
+                except StoreConflict:  # a cursor moved or went (a consumer forgotten): read them again
+                    for registered in targets:
+                        registered.cursor = registered.saved = await outbox.start_cursor(registered.consumer.name)
+                    continue
+                queued += written
+                for registered, rows, cursor in moves:
+                    registered.cursor = registered.saved = cursor
+                    if rows:
+                        registered.wake.set()
+
+    def _event(self, entry: JournalEntry) -> AdapterEvent | None:
+        assert self._incarnation is not None  # read with the first entries
+        return adapter_event(self._node_id, entry.seq, entry.at, entry.action, entry.subjects, entry.details,
+                             sent_by=entry.sent_by, title=entry.title, incarnation=self._incarnation)
+
+    def _wanted(self, registered: _Registered, event: AdapterEvent) -> bool:
+        """Whether to queue ``event``; a ``wants`` that raises queues it undecided (asked again when due)."""
+        try:
+            return bool(registered.consumer.wants(event))
+        except Exception:
+            log.exception("adapter %s: wants() raised on event %s; queued for the attempt to decide",
+                          registered.consumer.name, event.event_id, extra={"consumer": registered.consumer.name})
+            return True
 
     async def attempt(self, name: str, row: AdapterOutboxRow) -> bool:
         """One attempt at ``row``; True when delivered. The outcome is committed before returning."""
@@ -230,6 +283,24 @@ class Outbox:
             event = AdapterEvent.from_json(row.event)
         except BadAdapterEvent as exc:
             await outbox.mark_dead(row.id, exc, first_failure_at=self._clock())
+            self._count(name, "dead")
+            return False
+        try:
+            wanted = registered.consumer.wants(event)
+        except Exception as exc:
+            defect = ConsumerDefect(f"could not tell whether it wants this event: {type(exc).__name__}: {exc}",
+                                    consumer=name)
+            await outbox.mark_dead(row.id, defect, first_failure_at=self._clock())
+            self._count(name, "dead")
+            return False
+        if not wanted:  # the subscription changed since the event was queued
+            await outbox.mark_done(row.id)
+            self._count(name, "skipped")
+            return False
+        if await outbox.earlier_dead(name, event.doc_id, row.seq):
+            await outbox.mark_dead(row.id, EarlierEventDead(
+                f"an earlier event of {event.doc_id} is dead-lettered for {name}; replay them together",
+                consumer=name, doc_id=event.doc_id), first_failure_at=self._clock())
             self._count(name, "dead")
             return False
         try:

@@ -19,10 +19,11 @@ from tests.support import T0
 
 def test_received_is_for_the_receiving_unit_with_its_facts():
     event = adapter_event("node-a", 7, T0, "inbox.add", {"doc_id": "D1", "unit": U_A},
-                          {"from_unit": U_SEND, "kind": "通知", "message_id": "m1"}, title="关于…的通知")
+                          {"from_unit": U_SEND, "kind": "通知", "message_id": "m1"}, title="关于…的通知",
+                          incarnation="5f2c09aa")
     assert event == AdapterEvent(7, RECEIVED, U_A, "D1", T0,
                                  {"from_unit": U_SEND, "kind": "通知", "message_id": "m1", "title": "关于…的通知"},
-                                 "node-a-7")
+                                 "node-a-5f2c09aa-7")
 
 
 def test_signed_for_is_for_the_sending_unit_naming_the_recipient():

@@ -33,7 +33,7 @@ def test_status_counts_rows_per_consumer_and_names_the_last_dead_letter(tmp_path
             outbox = Outbox(store, "county-s", clock)
             await outbox.add(Recorder("oa:demo", fail=lambda e: OaRefuses("未知的文种") if e.doc_id == "D2" else None),
                              RetryPolicy(max_age=timedelta(minutes=1)))
-            await outbox.add(Recorder("folder:idle"))
+            await outbox.add(Recorder("folder:idle", wants=lambda e: False))  # another unit's folder
             for doc_id in ("D1", "D2", "D3"):
                 await receive(store, doc_id)
             await outbox.step("oa:demo")

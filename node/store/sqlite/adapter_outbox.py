@@ -79,25 +79,44 @@ class AdapterOutbox:
             row = await t.fetchone("SELECT seq FROM adapter_cursors WHERE consumer = ?", (consumer,))
         return int(row[0])
 
+    async def incarnation(self) -> str:
+        """Which life of this database (8 random hex digits drawn when it was made)."""
+        row = await self._db.fetchone("SELECT incarnation FROM store_identity")
+        return row[0]
+
     async def fan_out(self, consumer: str, expected_cursor: int, new_cursor: int,
                       events: Sequence[tuple[int, str]]) -> int:
-        """Queue ``events`` (seq, event JSON) for ``consumer`` and move its cursor from
-        ``expected_cursor`` to ``new_cursor``, in one transaction; :class:`StoreConflict` if the
-        cursor moved meanwhile. Returns how many rows were queued."""
+        """:meth:`fan_out_many` for one consumer."""
+        return await self.fan_out_many([(consumer, expected_cursor, new_cursor, events)])
+
+    async def fan_out_many(self, moves: Sequence[tuple[str, int, int, Sequence[tuple[int, str]]]]) -> int:
+        """For each ``(consumer, expected_cursor, new_cursor, events)``: queue ``events`` (seq, event
+        JSON) and move the cursor from ``expected_cursor`` to ``new_cursor`` — all in one transaction;
+        :class:`StoreConflict` (nothing written) if a cursor moved or went meanwhile. Returns how many
+        rows were queued."""
         now = to_db_time(self._clock())
+        queued = 0
         async with self._db.transaction() as t:
-            moved = await t.execute(
-                "UPDATE adapter_cursors SET seq = ?, updated_at = ? WHERE consumer = ? AND seq = ?",
-                (new_cursor, now, consumer, expected_cursor))
-            if not moved:
-                raise StoreConflict("the consumer's cursor moved (another fan-out ran)", consumer=consumer,
-                                    expected=expected_cursor)
-            if not events:
-                return 0
-            return await t.executemany(
-                "INSERT INTO adapter_outbox (consumer, seq, event, state, attempts, next_attempt_at, created_at)"
-                " VALUES (?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (consumer, seq) DO NOTHING",
-                [(consumer, seq, text, now, now) for seq, text in events])
+            for consumer, expected_cursor, new_cursor, events in moves:
+                moved = await t.execute(
+                    "UPDATE adapter_cursors SET seq = ?, updated_at = ? WHERE consumer = ? AND seq = ?",
+                    (new_cursor, now, consumer, expected_cursor))
+                if not moved:
+                    raise StoreConflict("the consumer's cursor moved (another fan-out ran, or it was forgotten)",
+                                        consumer=consumer, expected=expected_cursor)
+                if events:
+                    queued += await t.executemany(
+                        "INSERT INTO adapter_outbox (consumer, seq, event, state, attempts, next_attempt_at,"
+                        " created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (consumer, seq) DO NOTHING",
+                        [(consumer, seq, text, now, now) for seq, text in events])
+        return queued
+
+    async def earlier_dead(self, consumer: str, doc_id: str, seq: int) -> bool:
+        """Whether an event of ``doc_id`` before ``seq`` is dead for ``consumer``."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM adapter_outbox WHERE consumer = ? AND state = 'dead' AND seq < ?"
+            " AND json_extract(event, '$.doc_id') = ? LIMIT 1", (consumer, seq, doc_id))
+        return row is not None
 
     # --- delivering ------------------------------------------------------------------------------
     async def oldest_pending(self, consumer: str) -> AdapterOutboxRow | None:

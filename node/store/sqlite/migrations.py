@@ -273,6 +273,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX adapter_outbox_due ON adapter_outbox (consumer, state, seq)",
         "CREATE INDEX adapter_outbox_state ON adapter_outbox (state, consumer)",
+        # Which life of this database: adapters' event ids carry it, because a node made again
+        # under the same id starts its audit seqs at 1 again and a receiver de-duplicates on ids.
+        "CREATE TABLE store_identity (incarnation TEXT NOT NULL)",
+        "INSERT INTO store_identity (incarnation) VALUES (lower(hex(randomblob(4))))",
         # A webhook's secret is not stored here: it is a 0600 file beside the database.
         """CREATE TABLE webhooks (
             id TEXT PRIMARY KEY,
