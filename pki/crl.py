@@ -7,10 +7,11 @@ so a verifier finds the right key when the CA has renewed. Only the CA's own rec
 publishing (files, HTTP) is the caller's business.
 
 :func:`publish_crl` also keeps the CRL it made in the CA directory (``crl-latest.pem``), and
-:func:`current_crl` hands that one out again while it lists every revocation and has at least half
-its life ahead. A node made with the CA (``gwx node init --ca``) is given the network's *current*
-CRL that way, not a newly numbered one: a CRL numbered past the one the root node serves would
-make the new node refuse the root's as a rollback until the operator published again.
+:func:`current_crl` hands that one out again while it lists every revocation and has not expired.
+A node made with the CA (``gwx node init --ca``) is given the network's *current* CRL that way —
+what the operator published to the root node — not a newly numbered one: a CRL numbered past the
+one the root node serves would make the new node refuse the root's as a rollback until the operator
+published again. (The node fetches the next one from its parent before this one's next-update.)
 
 The CA key signs through pyca's ``CertificateRevocationListBuilder``, which needs the private key
 object: the CA's software signer hands it over. A CA key on a token would need the TBSCertList
@@ -93,8 +94,9 @@ def publish_crl(ca: CrlIssuer, now: dt.datetime,
 
 
 def current_crl(ca: CrlIssuer, now: dt.datetime) -> x509.CertificateRevocationList:
-    """The CA's latest CRL while it lists exactly what the CA revoked and half its life is still
-    ahead (a node given it has time to fetch the next); otherwise a newly published one."""
+    """The CA's latest CRL while it lists exactly what the CA revoked and has not expired (an hour
+    to spare); otherwise a newly published one — which the operator must then publish to the root
+    node too (``gwx pki crl``)."""
     path = ca.directory / LATEST_CRL
     if path.exists():
         try:
@@ -109,9 +111,8 @@ def current_crl(ca: CrlIssuer, now: dt.datetime) -> x509.CertificateRevocationLi
 def _still_current(ca: CrlIssuer, crl: x509.CertificateRevocationList, now: dt.datetime) -> bool:
     if crl.next_update_utc is None or crl.issuer != ca.certificate.subject or not _signed_by(crl, ca.certificate):
         return False
-    half_life = (crl.next_update_utc - crl.last_update_utc) / 2
     listed = {entry.serial_number for entry in crl}
-    return now < crl.next_update_utc - half_life and listed == set(ca.revocations())
+    return now < crl.next_update_utc - dt.timedelta(hours=1) and listed == set(ca.revocations())
 
 
 def crl_pem(crl: x509.CertificateRevocationList) -> bytes:

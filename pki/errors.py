@@ -295,8 +295,11 @@ class HsmKeyExists(HsmError):
 
 
 class HsmTokenNotFound(HsmError):
+    """No token with that label is present: a wrong label, or a UKey pulled out — which putting it
+    back mends, so a clerk's sealing is told to try again (503) and an adapter retries."""
+
     code = "PKI_HSM_TOKEN_NOT_FOUND"
-    kind = ErrorKind.NOT_FOUND
+    kind = ErrorKind.TRANSIENT
 
 
 class HsmKeyNotFound(HsmError):
@@ -305,6 +308,9 @@ class HsmKeyNotFound(HsmError):
 
 
 class HsmBadPin(HsmError):
+    """The token refused the PIN. A signer that met this refuses to try the same PIN again (each
+    try spends one of the token's few retries before it locks)."""
+
     code = "PKI_HSM_BAD_PIN"
     kind = ErrorKind.UNAUTHENTICATED
 

@@ -230,6 +230,7 @@ class Pkcs11Signer(Signer):
         self._public_key: PublicKey | None = None
         self._algorithm: SignatureAlgorithm | None = None
         self._closed = False
+        self._pin_refused: HsmBadPin | None = None  # the token said no to this PIN once: never again
 
     def __repr__(self) -> str:
         key = self._template.get(Attribute.LABEL) or self._template[Attribute.ID].hex()
@@ -253,11 +254,18 @@ class Pkcs11Signer(Signer):
         if self._private_key is not None:
             return self._private_key
         details = self._details()
+        if self._pin_refused is not None:
+            raise HsmBadPin(f"{self._pin_refused.message} (not tried again: each try spends one of the token's "
+                            "retries; fix the PIN and reload)", **self._pin_refused.details)
         if self._module is None:
             self._module = load_module(self._module_path)
-        with _token_errors("opening token", **details):
-            self._token = self._module.get_token(token_label=self._token_label)
-            _logins.acquire(self._module, self._token, self.__pin)
+        try:
+            with _token_errors("opening token", **details):
+                self._token = self._module.get_token(token_label=self._token_label)
+                _logins.acquire(self._module, self._token, self.__pin)
+        except HsmBadPin as exc:
+            self._pin_refused = exc
+            raise
         try:
             with _token_errors("finding key", **details):
                 self._session = self._token.open()
@@ -374,6 +382,20 @@ class Pkcs11Signer(Signer):
         if self._algorithm.key_type == "rsa" and self._algorithm.hash_name == "sha256":
             return key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS)
         raise UnsupportedAlgorithm(f"{self._algorithm.name} is not supported on tokens")
+
+
+def delete_token_key(module_path: str | os.PathLike[str], token_label: str, pin: str, key_label: str) -> int:
+    """Destroy the key pair labelled ``key_label`` on the token (a key made for a request that then
+    failed); returns how many objects went."""
+    details = {"token": token_label, "key": key_label}
+    module = load_module(module_path)
+    with _token_errors("deleting key pair", **details):
+        token = module.get_token(token_label=token_label)
+        with _user_session(module, token, pin, rw=True) as session:
+            found = list(session.get_objects({Attribute.LABEL: key_label}))
+            for obj in found:
+                obj.destroy()
+    return len(found)
 
 
 @dataclass(frozen=True)

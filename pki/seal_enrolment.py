@@ -28,6 +28,8 @@ from .algorithms import DEFAULT, PublicKey, SignatureAlgorithm, by_name
 from .ca import CertificateAuthority, pem, unit_code_of, utcnow
 from .csr import REQUEST_LABEL, CheckedRequest, make_request, pem_block, pem_blocks, read_requests
 from .errors import (
+    GwxError,
+    HsmKeyExists,
     InvalidInput,
     MalformedEncoding,
     RequestInvalid,
@@ -38,6 +40,7 @@ from .errors import (
 )
 from .keystore import read_private_key, write_private_key, write_public_file, write_public_files
 from .node_enrolment import same_key, split_response, verified_path
+from .pkcs11 import delete_token_key
 from .seal import Seal
 from .seal_picture import STANDARD_DIAMETER_MM
 from .seal_store import CERT_FILE, KEY_FILE, SEAL_FILE, make_seal
@@ -103,8 +106,18 @@ def create_token_seal_request(seal_dir: str | Path, unit_code: str, name: str, r
     _refuse_made(out)
     algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
     _check_request_fields(unit_code, name)  # before the key is made
-    with make_token_key(out, ref, algorithm) as signer:
-        return write_seal_request(out, signer, unit_code, name)
+    try:
+        with make_token_key(out, ref, algorithm) as signer:
+            return write_seal_request(out, signer, unit_code, name)
+    except HsmKeyExists:
+        raise  # not ours to delete: a key of that label was there before
+    except BaseException:
+        # The key was made but no request came of it: a retry must find the token and the
+        # directory as they were, not a key in the way and a token.toml without a request.
+        (out / TOKEN_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(GwxError):
+            delete_token_key(ref.module, ref.token, ref.pin(), ref.key_label)
+        raise
 
 
 def write_seal_request(seal_dir: str | Path, signer: Signer, unit_code: str, name: str) -> bytes:

@@ -252,3 +252,12 @@ def test_signer_recovers_when_the_token_drops_its_session(softhsm, ec_key):
         signer.sign(b"before")
         signer._session.close()  # what a re-inserted token or a restarted HSM daemon looks like
         ECDSA_P256_SHA256.verify(ec_key.public_key, signer.sign(b"after"), b"after")
+
+
+def test_a_refused_pin_is_not_tried_again_by_the_same_signer(softhsm, ec_key):
+    signer = Pkcs11Signer(softhsm.module, softhsm.token_label, "not-the-pin-7070", ec_key.key_label)
+    with pytest.raises(HsmBadPin):
+        signer.sign(DATA)
+    with pytest.raises(HsmBadPin) as again:
+        signer.sign(DATA)
+    assert "not tried again" in again.value.message

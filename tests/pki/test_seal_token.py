@@ -77,10 +77,34 @@ def test_a_seal_key_made_on_the_token_signs_the_unit_s_request_and_its_seal(tmp_
     response = issue_seal_for_request(ca, request, UNIT, "测试单位")
     install_seal_response(seal_dir, response.response, ca.certificate, seal_key_of(seal_dir, PASSPHRASE))
     credential = load_seal_credential(seal_dir, b"not the node passphrase: the token needs its PIN only")
-    signature = credential.signer.sign(b"a document's signed bytes")
-    credential.certificate.public_key().verify(signature, b"a document's signed bytes",
-                                               ec.ECDSA(credential.signer.algorithm.hash()))
+    try:
+        signature = credential.signer.sign(b"a document's signed bytes")
+        credential.certificate.public_key().verify(signature, b"a document's signed bytes",
+                                                   ec.ECDSA(credential.signer.algorithm.hash()))
+    finally:
+        credential.signer.close()  # its login would outlive the test (other tests check a wrong PIN)
     # A second key under the same label would shadow this one: refused, nothing written.
     with pytest.raises(GwxError) as caught:
         create_token_seal_request(tmp_path / "other", UNIT, "测试单位", ref)
     assert caught.value.code == "PKI_HSM_KEY_EXISTS" and not (tmp_path / "other" / TOKEN_FILE).exists()
+
+
+def test_a_request_that_fails_after_the_key_was_made_leaves_neither_key_nor_token_toml(tmp_path, softhsm,
+                                                                                        monkeypatch):
+    import pki.seal_enrolment as enrolment
+
+    ref = TokenRef(softhsm.module, softhsm.token_label, "seal-failed-request",
+                   pin_file=str(_pin_file(tmp_path / "pin", softhsm.pin)))
+    seal_dir = tmp_path / "units" / UNIT
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(enrolment, "write_seal_request", broken)
+    with pytest.raises(OSError):
+        create_token_seal_request(seal_dir, UNIT, "测试单位", ref)
+    assert not (seal_dir / TOKEN_FILE).exists()
+    monkeypatch.undo()
+    # The retry, same label, finds the token as it was.
+    create_token_seal_request(seal_dir, UNIT, "测试单位", ref)
+    assert read_token_ref(seal_dir) == ref and (seal_dir / "seal.req.pem").exists()
