@@ -17,4 +17,5 @@ same transaction), and each consumer follows it with its own durable cursor.
   dead letters after the consumer's window, operator replay). An adapter registers its consumers
   with ``await outbox.add(consumer, policy, attempt_timeout=…)`` before ``node.runner`` starts it
   (or at any time after).
+- :mod:`adapters.webhooks` — webhooks: a unit's events POSTed as signed JSON (``gwx webhook …``).
 """

@@ -10,6 +10,8 @@ being able to read it. One county unit signs for it (签收), one returns it (�
 township signs for it — its 签收 comes back through the county —, the sender's per-recipient table
 is printed by the clerks' CLI, the relay's disk is searched for the document in clear, and the
 package a county unit received is checked with tools we did not write (openssl, pdfsig, qpdf).
+An SMS gateway (``deploy/examples/webhook_receiver.py``, a webhook receiver that verifies each
+delivery's signature) texts 兰山区人民政府办公室's clerk "您有文件要处理: <title>" when the 通知 arrives.
 Everything runs under a new temporary directory (or --dir), which is kept afterwards for a look
 (the last line says where), and stops cleanly.
 """
@@ -17,6 +19,7 @@ Everything runs under a new temporary directory (or --dir), which is kept afterw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -25,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -33,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.config import load_config
 from node.config_edit import edit_config, set_section_values
-from node.localnet import PASSPHRASE, LocalNetwork, notice_pdf, send_document, wait_for
+from node.localnet import PASSPHRASE, LocalNetwork, free_port, notice_pdf, send_document, wait_for
 from pki.unit_code import make_unit_code
 
 CITY_OFFICE = make_unit_code("11371300MB0000001")
@@ -91,6 +95,26 @@ def check_package(pkg: Path, data: bytes, unpacked: Path, root: Path) -> bool:
 def report(label: str, passed: bool) -> bool:
     print(f"  [{'ok' if passed else 'FAIL'}] {label}")
     return passed
+
+
+def start_sms_gateway(base: Path, node_dir: Path, unit: str) -> tuple[subprocess.Popen | None, list[str], bool]:
+    """A webhook for ``unit``'s received documents (gwx webhook add) to the example SMS gateway, started
+    with the secret add printed; returns the gateway process, the lines it prints, and whether all went well."""
+    port = free_port()
+    added = gwx("webhook", "add", "--dir", str(node_dir), "--unit", unit, "--url", f"http://127.0.0.1:{port}/sms",
+                "--event", "document.received", "--json")
+    if not check("gwx webhook add: 兰山区人民政府办公室's received documents → the SMS gateway", added):
+        return None, [], False
+    secret_file = base / "sms-gateway.secret"
+    secret_file.write_text(json.loads(added.stdout)["secret"] + "\n")
+    secret_file.chmod(0o600)
+    gateway = subprocess.Popen([sys.executable, str(Path(__file__).parent / "examples" / "webhook_receiver.py"),
+                                "--port", str(port), "--secret-file", str(secret_file)],
+                               stdout=subprocess.PIPE, text=True, encoding="utf-8")
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(line.rstrip("\n") for line in gateway.stdout), daemon=True).start()
+    wait_for(lambda: lines, 30, what="the SMS gateway listening")
+    return gateway, lines, True
 
 
 def write_network_source(path: Path, net: LocalNetwork, tree: dict[str, tuple[str, str | None]]) -> Path:
@@ -165,6 +189,7 @@ def main() -> int:
                 doc, "parent", {"node_id": p, "url": u, "refresh_seconds": 1}))
 
     step("starting four nodes (mutual TLS; the township reaches only its county)")
+    gateway: subprocess.Popen | None = None
     try:
         net.start_all()
         for n in net.nodes.values():
@@ -173,6 +198,10 @@ def main() -> int:
             wait_for(lambda n=n: (n.directory / "directory.json").is_file(), 30, what=f"the directory at {n.node_id}")
         ok &= check("the directory reached the township through its county (gwx net show --dir zaoyuan)",
                     gwx("net", "show", "--dir", str(township.directory)), "current")
+
+        step("an SMS gateway for 兰山区人民政府办公室: a webhook receiver that verifies each signature")
+        gateway, texts, fine = start_sms_gateway(base, county_a.directory, COUNTY_A[0][0])
+        ok &= fine
 
         step("the city office sends a sealed 通知 to five county units and a township")
         body = base / "body.pdf"
@@ -198,6 +227,13 @@ def main() -> int:
         signer_unit, returner_unit = COUNTY_A[0][0], COUNTY_B[1][0]
         for node, unit in ((county_a, signer_unit), (county_b, returner_unit), (township, TOWNSHIP[0])):
             wait_for(lambda n=node, u=unit: n.clerk(u).get("/api/v1/inbox"), 30, what=f"{unit} inbox")
+        sms = f"您有文件要处理: {TITLE}"
+        if gateway is not None:
+            with contextlib.suppress(TimeoutError):
+                wait_for(lambda: sms in texts, 30, what="the SMS")
+        print("  SMS gateway: " + (texts[-1] if len(texts) > 1 else "(nothing)"))
+        ok &= report("the SMS gateway texted the clerk (signed webhook, verified)", sms in texts)
+
         step("兰山区人民政府办公室 and 枣园镇 sign for it (签收); 罗庄区应急管理局 returns it (退回)")
         county_a.clerk(signer_unit).post(f"/api/v1/inbox/{doc_id}/sign-for")
         township.clerk(TOWNSHIP[0]).post(f"/api/v1/inbox/{doc_id}/sign-for")
@@ -249,6 +285,9 @@ def main() -> int:
         else:
             ok &= check_package(pkg, data, base / "received", net.ca.directory / "root.crt")
     finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.wait(timeout=10)
         step("stopping the nodes (SIGTERM: drain, then exit)")
         codes = {n.node_id: net.stop(n) for n in net.nodes.values()}
         print("  exit codes: " + json.dumps(codes))

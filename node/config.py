@@ -51,6 +51,16 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """``[webhooks]``: how long a webhook's event is retried, and each attempt's timeout (adapters.webhooks)."""
+
+    min_seconds: float = 5.0
+    max_seconds: float = 600.0
+    window_seconds: float = 24 * 3600
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class HostedUnit:
     code: str
     name: str
@@ -100,6 +110,7 @@ class NodeConfig:
     peers: tuple[Peer, ...] = ()
     limits: Limits = field(default_factory=Limits)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     classified_network: bool = False
     parent: ParentSettings | None = None
     revocation: RevocationSettings | None = None
@@ -182,6 +193,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         peers=peers,
         limits=_section(raw.pop("limits", {}), Limits, "limits"),
         retry=_section(raw.pop("retry", {}), RetrySettings, "retry"),
+        webhooks=_section(raw.pop("webhooks", {}), WebhookSettings, "webhooks"),
         classified_network=_take(raw, "classified_network", bool, default=False),
         parent=_parent(raw.pop("parent", None)),
         revocation=_revocation(raw.pop("revocation", None)),
@@ -211,6 +223,10 @@ def _check_ranges(config: NodeConfig) -> None:
         raise ConfigError("retry: need 0 < min_seconds <= max_seconds", key="retry.min_seconds")
     if r.multiplier < 1 or not 0 <= r.jitter <= 1 or r.window_seconds <= 0:
         raise ConfigError("retry: need multiplier >= 1, 0 <= jitter <= 1 and window_seconds > 0", key="retry")
+    w = config.webhooks
+    if not 0 < w.min_seconds <= w.max_seconds or w.window_seconds <= 0 or w.timeout_seconds <= 0:
+        raise ConfigError("webhooks: need 0 < min_seconds <= max_seconds, window_seconds > 0 and timeout_seconds > 0",
+                          key="webhooks")
 
 
 def _check_units_and_peers(config: NodeConfig) -> None:

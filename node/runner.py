@@ -28,6 +28,7 @@ from pathlib import Path
 from aiohttp import web
 
 from adapters.outbox import Outbox
+from adapters.webhooks.service import Webhooks
 from node.api.auth import TokenStore
 from node.api.local_api import make_local_app
 from node.config import NodeConfig
@@ -113,6 +114,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
     # Adapters (issue 9): consumers of the audit log, each with its durable outbox (adapters.outbox).
     adapters = Outbox(store, ctx.node_id, ctx.clock, registry=registry)
+    webhooks = Webhooks(config, store, adapters, ctx.clock)
     local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))
     local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
     fetchers = ([DirectoryFetcher(ctx, client, registry), CrlFetcher(ctx, crl_client, registry)]
@@ -130,6 +132,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     try:
         service.processor.start()
         await outbound.start()
+        await webhooks.start()
         await adapters.start()
         reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")
         rerouting = loop.create_task(Rerouter(outbound).run(), name="gwx-reroute")
@@ -163,6 +166,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await outbound.stop(SHUTDOWN_TIMEOUT)
         await local_runner.cleanup()
         await adapters.stop()
+        await webhooks.stop()
         if revocation_runner is not None:
             await revocation_runner.cleanup()
         await service.processor.stop()

@@ -33,6 +33,8 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
      ["node.cli.doc"]),
     ("node", "enrol, run, renew and administer a gateway node",
      ["node.cli.node_admin", "node.cli.node_enrol", "node.cli.node_run", "node.cli.node_renew"]),
+    ("webhook", "webhooks: a unit's events POSTed, signed, to an HTTP receiver (an SMS gateway …): add, list, "
+                "remove, test, replay", ["node.cli.webhook"]),
     (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track",
      ["node.cli.clerk", "node.cli.download"]),
 ]

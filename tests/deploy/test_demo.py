@@ -21,6 +21,7 @@ def test_the_demo_keeps_the_directory_it_names():
     took = time.monotonic() - started
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "demo succeeded" in out.stdout
+    assert "SMS gateway: 您有文件要处理: 关于做好2026年冬季安全生产工作的通知" in out.stdout  # the webhook step
     [kept] = re.findall(r"files kept in (\S+)", out.stdout)
     base = Path(kept)
     try:

@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from node.config import CONFIG_NAME, Limits, Listener, RetrySettings, load_config
+from node.config import CONFIG_NAME, Limits, Listener, RetrySettings, WebhookSettings, load_config
 from node.provision import add_peer, read_units_file
 from pki.ca import CertificateAuthority
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
@@ -23,7 +23,7 @@ def test_the_example_node_toml_loads_and_documents_every_option(tmp_path):
     assert config.unit_name("11371302MB0000001X") == "兰山区人民政府办公室"
     raw = tomllib.loads((EXAMPLES / "node.toml").read_text("utf-8"))
     for section, cls in (("peer_api", Listener), ("local_api", Listener), ("limits", Limits),
-                         ("retry", RetrySettings)):
+                         ("retry", RetrySettings), ("webhooks", WebhookSettings)):
         missing = {f.name for f in fields(cls)} - set(raw[section]) - ({"public_url"} if section == "local_api" else set())
         assert not missing, f"[{section}] of the example lacks {missing}"
     assert {"code", "name", "seal_dir", "level", "parent"} <= {k for u in raw["units"] for k in u}

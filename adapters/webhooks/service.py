@@ -1,0 +1,89 @@
+"""Webhooks in the running node: one outbox consumer per subscription, kept in step with the store.
+
+:class:`Webhooks` reads the subscriptions at start and again every :data:`SYNC_SECONDS`, so ``gwx
+webhook add`` and ``remove`` (which write the store directly, running node or not) take effect
+within a second: a new subscription gets its consumer (its cursor was started when it was added,
+so nothing that happened in between is lost), a removed one loses it. One HTTP client session
+serves every webhook. The retry policy and the per-attempt timeout are node.toml's ``[webhooks]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import aiohttp
+
+from adapters.outbox import Outbox
+from adapters.webhooks.delivery import WebhookConsumer, consumer_name
+from adapters.webhooks.subscriptions import read_secret
+from exchange_protocol.retry import RetryPolicy
+from node.config import NodeConfig
+from node.store import NodeStore, WebhookSubscription
+
+log = logging.getLogger("gwx.adapters.webhooks")
+SYNC_SECONDS = 1.0
+
+
+def retry_policy(config: NodeConfig) -> RetryPolicy:
+    s = config.webhooks
+    return RetryPolicy(min_delay=timedelta(seconds=s.min_seconds), max_delay=timedelta(seconds=s.max_seconds),
+                       multiplier=2.0, jitter=0.5, max_age=timedelta(seconds=s.window_seconds))
+
+
+class Webhooks:
+    def __init__(self, config: NodeConfig, store: NodeStore, outbox: Outbox, clock: Callable[[], datetime]) -> None:
+        self._config = config
+        self._store = store
+        self._outbox = outbox
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task | None = None
+        self._known: dict[str, WebhookSubscription] = {}
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        await self.sync()
+        self._task = asyncio.get_running_loop().create_task(self._keep_in_step(), name="gwx-webhooks-sync")
+
+    async def stop(self) -> None:
+        """After the outbox stopped (its loops use the session)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    async def sync(self) -> None:
+        current = {s.id: s for s in await self._store.adapter_outbox.webhooks()}
+        for webhook_id in set(self._known) - set(current):
+            await self._outbox.remove(consumer_name(webhook_id))
+            del self._known[webhook_id]
+            log.info("webhook %s removed", webhook_id, extra={"webhook": webhook_id})
+        for webhook_id, sub in current.items():
+            if webhook_id in self._known:
+                continue
+            await self._outbox.add(self._consumer(sub), retry_policy(self._config),
+                                   attempt_timeout=self._config.webhooks.timeout_seconds + 5)
+            self._known[webhook_id] = sub
+            log.info("webhook %s: %s events of %s to %s", webhook_id, ",".join(sub.types), sub.unit, sub.url,
+                     extra={"webhook": webhook_id})
+
+    def _consumer(self, sub: WebhookSubscription) -> WebhookConsumer:
+        assert self._session is not None
+        # The secret is read at each attempt: a file restored after WEBHOOK_SECRET_MISSING serves the
+        # replay without a restart.
+        return WebhookConsumer(sub, lambda: read_secret(self._config, sub.id), self._session, self._clock,
+                               self._config.webhooks.timeout_seconds)
+
+    async def _keep_in_step(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_SECONDS)
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("cannot read the webhook subscriptions")
