@@ -252,8 +252,12 @@ class Outbox:
                     written = await outbox.fan_out_many([(r.consumer.name, r.saved, cursor, rows)
                                                          for r, rows, cursor in moves])
                 except StoreConflict:  # a cursor moved or went (a consumer forgotten): read them again
-                    for registered in targets:
-                        registered.cursor = registered.saved = await outbox.start_cursor(registered.consumer.name)
+                    for registered in list(targets):
+                        cursor = await outbox.cursor(registered.consumer.name)
+                        if cursor is None:  # forgotten (a webhook removed): never make its cursor again
+                            targets.remove(registered)
+                        else:
+                            registered.cursor = registered.saved = cursor
                     continue
                 queued += written
                 for registered, rows, cursor in moves:

@@ -320,3 +320,25 @@ def test_consumers_that_want_nothing_write_nothing_and_event_ids_name_the_databa
         assert ids[0] != ids[1] and ids[0].rsplit("-", 1)[1] == ids[1].rsplit("-", 1)[1]
 
     asyncio.run(main())
+
+
+def test_a_consumer_forgotten_in_the_store_is_not_brought_back_by_the_fan_out(tmp_path):
+    """`gwx webhook remove` forgets a consumer in the store while the running node still has it for up
+    to a second: the fan-out must neither make its cursor again nor stop serving the others."""
+    async def main():
+        clock = FakeClock()
+        store = await Store.open(tmp_path, clock=clock)
+        try:
+            outbox = _outbox(store, clock)
+            gone, staying = Recorder("test:gone"), Recorder("test:staying")
+            await outbox.add(gone, POLICY)
+            await outbox.add(staying, POLICY)
+            await store.adapter_outbox.forget("test:gone")
+            await receive(store, "D1")
+            assert await outbox.step("test:staying") is None
+            assert [e.doc_id for e in staying.delivered] == ["D1"]
+            assert await store.adapter_outbox.cursor("test:gone") is None
+            assert await store.adapter_outbox.counts() == {"test:staying": {"done": 1}}
+        finally:
+            await store.close()
+    asyncio.run(main())
