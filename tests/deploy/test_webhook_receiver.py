@@ -62,4 +62,4 @@ def test_the_gateway_texts_a_received_document_once_and_refuses_the_rest(gateway
     proc.kill()
     out = proc.stdout.read().splitlines()
     assert out == ["您有文件要处理: 关于做好冬季安全生产工作的通知", "您有文件被催办: 关于…"]
-    assert json.loads(body)["event_id"] == "lanshan-41"
+    assert json.loads(body)["event_id"] == "lanshan-0-41"

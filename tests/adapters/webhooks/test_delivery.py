@@ -56,7 +56,7 @@ def test_wants_the_unit_and_types_subscribed():
 
 def test_a_verified_delivery_is_done(receiver):
     deliver(receiver.url)
-    assert [e["event_id"] for e in receiver.effects] == ["node-a-7"]
+    assert [e["event_id"] for e in receiver.effects] == [EVENT.event_id]
     assert receiver.effects[0]["data"]["title"] == "关于…的通知"
 
 
@@ -71,7 +71,7 @@ def test_each_answer_is_its_typed_error(receiver, mode, code, final):
         deliver(receiver.url, timeout=0.5)
     assert info.value.code == code, info.value
     assert (disposition(info.value) is Disposition.GIVE_UP) is final
-    assert receiver.requests == ["node-a-7"]  # a redirect is not followed: one request only
+    assert receiver.requests == [EVENT.event_id]  # a redirect is not followed: one request only
     assert receiver.effects == []
 
 
