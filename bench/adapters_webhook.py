@@ -12,8 +12,8 @@ Measured per document, from the county's own records (read-only from its databas
   row: the document has arrived at the node) → the receiver holds the verified event. It includes
   the county's processing of the document (PAdES validation, the inbox row) and the adapter's
   fan-out and POST.
-* ``webhook_after_inbox_p50_s`` / ``_p99_s`` — the inbox row's time (the audit event the adapter
-  follows) → the receiver: the adapters' own share.
+* ``webhook_after_inbox_p50_s`` / ``_p99_s`` — the commit of the inbox row (the time of the
+  ``inbox.add`` audit event the adapters follow) → the receiver: the adapters' own share.
 
 Written as a function (:func:`measure_webhooks`) so ``bench/adapters.py`` can run it beside its SOAP
 figures; run alone it prints its table and, last, one JSON line.
@@ -136,9 +136,12 @@ def measure_webhooks(base: Path, documents: int, interval: float = 0.25) -> dict
         db = load_config(county.directory).data_dir / "gwx.db"
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
+            # the envelope's acceptance, and the commit of the inbox row (its audit event's time)
             rows = conn.execute(
-                "SELECT i.doc_id, r.received_at, i.received_at FROM inbox i JOIN received r"
-                " ON r.message_id = i.message_id WHERE i.unit_code = ?", (COUNTY_OFFICE,)).fetchall()
+                "SELECT i.doc_id, r.received_at, a.at FROM inbox i JOIN received r ON r.message_id = i.message_id"
+                " JOIN audit a ON a.doc_id = i.doc_id AND a.action = 'inbox.add'"
+                " AND json_extract(a.subjects, '$.unit') = i.unit_code WHERE i.unit_code = ?",
+                (COUNTY_OFFICE,)).fetchall()
         finally:
             conn.close()
         from_arrival = [receiver.arrived[d] - _epoch(accepted) for d, accepted, _ in rows if d in receiver.arrived]
