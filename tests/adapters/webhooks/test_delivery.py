@@ -63,7 +63,8 @@ def test_a_verified_delivery_is_done(receiver):
 @pytest.mark.parametrize("mode, code, final", [
     ("503", "WEBHOOK_RECEIVER_UNAVAILABLE", False), ("500", "WEBHOOK_RECEIVER_UNAVAILABLE", False),
     ("429", "WEBHOOK_RECEIVER_UNAVAILABLE", False), ("400", "WEBHOOK_REFUSED", True),
-    ("redirect", "WEBHOOK_REDIRECTED", True), ("slow", "WEBHOOK_TIMEOUT", False)])
+    ("redirect", "WEBHOOK_REDIRECTED", True), ("slow", "WEBHOOK_TIMEOUT", False),
+    ("huge", "WEBHOOK_RECEIVER_UNAVAILABLE", False)])
 def test_each_answer_is_its_typed_error(receiver, mode, code, final):
     receiver.mode = mode
     receiver.slow_seconds = 3.0
@@ -73,6 +74,7 @@ def test_each_answer_is_its_typed_error(receiver, mode, code, final):
     assert (disposition(info.value) is Disposition.GIVE_UP) is final
     assert receiver.requests == [EVENT.event_id]  # a redirect is not followed: one request only
     assert receiver.effects == []
+    assert len(info.value.message) < 400  # a huge answer is not read, let alone quoted
 
 
 def test_a_wrong_secret_is_refused_by_the_receiver_and_final(receiver):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 
 import pytest
 
@@ -147,5 +148,26 @@ def test_kill_9_after_the_receiver_acted_and_before_the_node_committed_is_one_ef
         # sent again after the crash, with the same id (more than twice if the held attempt timed out first)
         assert receiver.requests.count(event_id) >= 2 and set(receiver.requests) == {event_id}
         assert [e["doc_id"] for e in receiver.effects] == [doc_id]  # one effect
+    finally:
+        receiver.stop()
+
+
+def test_a_webhook_removed_while_the_node_runs_gets_nothing_more_and_leaves_no_trace(net):
+    node = net.nodes["city"]
+    receiver = Receiver()
+    try:
+        hook = add_webhook(node, CITY_LOCAL, receiver, "document.received")
+        send_local(net, "关于删除网络钩子之前的通知")
+        wait_for(lambda: receiver.effects, 30, what="the first event")
+        removed = gwx("webhook", "remove", "--dir", str(node.directory), hook)
+        assert removed.returncode == 0, removed.stderr
+        assert not (node.directory / "webhooks" / f"{hook}.secret").exists()
+        later = send_local(net, "关于删除网络钩子之后的通知")
+        inbox_item(node, CITY_LOCAL, later)
+        time.sleep(2)  # the node re-reads its subscriptions every second
+        assert len(receiver.effects) == 1 and later not in {e["doc_id"] for e in receiver.effects}
+        status = json.loads(gwx("node", "status", "--dir", str(node.directory), "--json").stdout)
+        assert f"webhook:{hook}" not in status["adapters"]
+        assert db_rows(node, "SELECT COUNT(*) FROM adapter_cursors WHERE consumer = ?", (f"webhook:{hook}",)) == [(0,)]
     finally:
         receiver.stop()
