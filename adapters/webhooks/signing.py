@@ -14,12 +14,15 @@ slip past de-duplication. A receiver:
 
 1. recomputes the MAC over the exact bytes received and compares in constant time;
 2. refuses a timestamp more than ``tolerance`` seconds (default 300) away from its own clock;
-3. checks the header's event id is the body's, and remembers ids it has acted on for longer than
-   the tolerance: a repeated id within the window is a duplicate (our retry, or a replay), answered
-   2xx without acting again.
+3. checks the header's event id is the body's, and remembers the ids it has *acted on* — after it
+   acted, not before, so that an action that failed is done when gwx tries again — for as long as
+   gwx may send them again: the retry window (``[webhooks]``, a day by default) and an operator's
+   ``gwx webhook replay`` at any time later, so keep them on disk. A known id is a duplicate (our
+   retry, or a replay), answered 2xx without acting again.
 
-:func:`verify` does 1–3 (3 with the receiver's own ``seen`` set); ``deploy/examples/
-webhook_receiver.py`` is a complete receiver built on it.
+:func:`verify` does 1–3 (3 against the receiver's own ``seen`` set, which it only reads: the
+receiver adds the id once it has acted); ``deploy/examples/webhook_receiver.py`` is a complete
+receiver built on it.
 """
 
 from __future__ import annotations
@@ -82,13 +85,16 @@ def sign(secret: str, timestamp: int, body: bytes, event_id: str, event_type: st
 def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float, *,
            tolerance: float = DEFAULT_TOLERANCE, seen: MutableSet[str] | None = None) -> dict[str, Any]:
     """Check one delivery; returns the event (the parsed body). ``headers`` is matched without regard
-    to case. With ``seen``, an id in it is :class:`WebhookDuplicate` and a fresh id is added to it
-    (after every other check passed). Raises the typed errors above."""
+    to case. With ``seen``, an id in it is :class:`WebhookDuplicate` (after every other check
+    passed); adding the id once the delivery was acted on is the caller's part. Raises only the
+    typed errors above, whatever the headers hold."""
     lower = {k.lower(): v for k, v in headers.items()}
     given, stamp = lower.get(SIGNATURE_HEADER.lower(), ""), lower.get(TIMESTAMP_HEADER.lower(), "")
-    if not stamp.isdigit() or not given.startswith(SCHEME + "="):
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if not (stamp.isascii() and stamp.isdigit()) or not given.startswith(SCHEME + "="):
         raise WebhookSignatureInvalid("the delivery has no timestamp or no v1 signature")
-    if not hmac.compare_digest(signature(secret, int(stamp), body), given):
+    # Compared as bytes: compare_digest refuses str holding anything but ASCII.
+    if not hmac.compare_digest(signature(secret, int(stamp), body).encode(), given.encode("utf-8", "replace")):
         raise WebhookSignatureInvalid("the signature does not match the body (wrong secret, or altered)")
     if abs(now - int(stamp)) > tolerance:
         raise WebhookTooOld(f"signed {now - int(stamp):.0f}s from now; more than {tolerance:g}s is refused",
@@ -100,8 +106,6 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float, *,
         raise WebhookSignatureInvalid("the signed body is not an event") from None
     if lower.get(EVENT_ID_HEADER.lower()) != event_id:
         raise WebhookSignatureInvalid("the event id header is not the signed body's")
-    if seen is not None:
-        if event_id in seen:
-            raise WebhookDuplicate(f"event {event_id} was delivered before", event_id=event_id)
-        seen.add(event_id)
+    if seen is not None and event_id in seen:
+        raise WebhookDuplicate(f"event {event_id} was delivered before", event_id=event_id)
     return event

@@ -80,6 +80,7 @@ class Receiver:
             return web.Response(status=401, text=exc.code)
         self.arrived_at.setdefault(event["event_id"], time.time())
         self.effects.append(event)
+        self._seen.add(event["event_id"])  # acted on: a later delivery of it is a duplicate
         if self.mode == "act_then_hold":  # acted, and the answer never leaves: the node is killed meanwhile
             await asyncio.sleep(3600)
         return web.Response(text="ok")
