@@ -65,8 +65,10 @@ class Webhooks:
             del self._known[webhook_id]
             log.info("webhook %s removed", webhook_id, extra={"webhook": webhook_id})
         for webhook_id, sub in current.items():
-            if webhook_id in self._known:
+            if self._known.get(webhook_id) == sub:
                 continue
+            if webhook_id in self._known:  # its URL changed (gwx webhook change): same name, cursor and rows
+                await self._outbox.remove(consumer_name(webhook_id))
             await self._outbox.add(self._consumer(sub), retry_policy(self._config),
                                    attempt_timeout=self._config.webhooks.timeout_seconds + 5)
             self._known[webhook_id] = sub

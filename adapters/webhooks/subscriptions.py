@@ -25,7 +25,7 @@ from adapters.events import TYPES
 from adapters.webhooks.signing import SECRET_PREFIX, new_secret
 from node.config import NodeConfig
 from node.store import NodeStore, WebhookSubscription
-from pki.errors import ErrorKind, GwxError
+from pki.errors import ErrorKind, GwxError, InvalidInput
 from pki.keystore import write_secret_file
 
 SECRETS_DIR = "webhooks"
@@ -135,6 +135,23 @@ async def add(store: NodeStore, config: NodeConfig, unit: str, url: str, types: 
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    return sub, secret
+
+
+async def change(store: NodeStore, config: NodeConfig, webhook_id: str, *, url: str | None = None,
+                 new_secret_too: bool = False) -> tuple[WebhookSubscription, str | None]:
+    """Point a webhook at another URL and/or give it a new secret, keeping its id — so its cursor and
+    the events queued for it (pending and dead) stay and go to the new URL, with the new secret from
+    the next attempt on. Returns it and the new secret (None when kept)."""
+    sub = await get(store, webhook_id)
+    if url is None and not new_secret_too:
+        raise InvalidInput("say what to change: --url, --new-secret or both")
+    if url is not None:
+        sub = await store.adapter_outbox.change_webhook_url(webhook_id, check_url(url))
+    secret = None
+    if new_secret_too:
+        secret = new_secret()
+        write_secret_file(secret_path(config, webhook_id), secret.encode() + b"\n")
     return sub, secret
 
 

@@ -42,6 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_list)
 
+    p = sub.add_parser("change", help="point a webhook at another URL and/or give it a new secret, keeping "
+                                      "the events queued for it (remove + add would drop them)")
+    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
+    p.add_argument("id", help="the webhook id (gwx webhook list)")
+    p.add_argument("--url", help="the new URL: http(s)://host[:port]/path (no user:password)")
+    p.add_argument("--new-secret", action="store_true",
+                   help="make a new secret (printed this once; used from the next attempt on)")
+    p.set_defaults(func=_change)
+
     p = sub.add_parser("remove", help="delete a webhook, its queued events and its secret")
     p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
     p.add_argument("id", help="the webhook id (gwx webhook list)")
@@ -131,6 +140,18 @@ def _list(args: argparse.Namespace) -> int:
     for w in listing:
         print(f"{w['id']}  {w['unit']} → {w['url']}  [{', '.join(w['events'])}]")
         print(f"    pending {w['pending']}, done {w['done']}, dead {w['dead']}")
+    return 0
+
+
+def _change(args: argparse.Namespace) -> int:
+    from adapters.webhooks import subscriptions
+
+    sub, secret = _in_store(args, lambda store, config: subscriptions.change(
+        store, config, args.id, url=args.url, new_secret_too=args.new_secret))
+    print(f"webhook {sub.id}: {', '.join(sub.types)} of {sub.unit} → {sub.url} (queued events kept)")
+    if secret is not None:
+        print(f"new secret: {secret}")
+        print("  (shown this once; the running node signs with it from its next attempt on)")
     return 0
 
 

@@ -230,6 +230,17 @@ class AdapterOutbox:
             await self._audit.append(t, actor, "webhook.remove", {"unit": row["unit"], "webhook": webhook_id})
         return _webhook(row)
 
+    async def change_webhook_url(self, webhook_id: str, url: str, *, actor: str = "operator") -> WebhookSubscription:
+        async with self._db.transaction() as t:
+            row = await t.fetchone("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
+            if row is None:
+                raise StoreNotFound(f"no webhook {webhook_id}", webhook=webhook_id)
+            await t.execute("UPDATE webhooks SET url = ? WHERE id = ?", (url, webhook_id))
+            await self._audit.append(t, actor, "webhook.change", {"unit": row["unit"], "webhook": webhook_id},
+                                     {"from": row["url"], "to": url})
+            row = await t.fetchone("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
+        return _webhook(row)
+
     async def webhooks(self) -> list[WebhookSubscription]:
         return [_webhook(r) for r in await self._db.fetchall("SELECT * FROM webhooks ORDER BY created_at, id")]
 

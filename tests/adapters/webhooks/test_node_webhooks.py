@@ -132,6 +132,25 @@ def test_dead_letters_after_the_window_then_the_operator_replays(net):
         receiver.stop()
 
 
+def test_a_gateway_that_moved_gets_what_was_queued_for_the_old_url_under_a_new_secret(net):
+    node = net.nodes["city"]
+    old, new = Receiver(mode="503"), Receiver()
+    try:
+        hook = add_webhook(node, CITY_LOCAL, old, "document.received")
+        doc_id = send_local(net, "关于短信网关迁移期间的通知")
+        wait_for(lambda: any(r[1] >= 2 for r in rows(node, hook)), 30, what="failed attempts at the old URL")
+        out = gwx("webhook", "change", "--dir", str(node.directory), hook, "--url", new.url, "--new-secret")
+        assert out.returncode == 0 and "queued events kept" in out.stdout, out.stderr
+        new.secret = out.stdout.split("new secret: ")[1].split()[0]
+        assert new.secret != old.secret
+        wait_for(lambda: new.effects, 30, what="the queued event at the new URL")
+        assert [e["doc_id"] for e in new.effects] == [doc_id] and new.refused == []  # signed with the new secret
+        wait_for(lambda: rows(node, hook)[0][0] == "done", 10, what="the row marked done")
+    finally:
+        old.stop()
+        new.stop()
+
+
 def test_kill_9_after_the_receiver_acted_and_before_the_node_committed_is_one_effect(net):
     node = net.nodes["city"]
     receiver = Receiver(mode="act_then_hold")
