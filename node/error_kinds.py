@@ -98,6 +98,7 @@ ERROR_MODULES = (
     "node.federation.peer_api", "node.federation.relay", "node.federation.routing", "node.federation.tls", "node.federation.transport",
     "node.cli.exit_codes", "node.cli.api_client", "node.renewal", "adapters.events", "adapters.outbox",
     "adapters.webhooks.signing", "adapters.webhooks.subscriptions", "adapters.webhooks.delivery",
+    "adapters.soapserver.errors",
 )
 _loaded = False
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from aiohttp import web
 
 from adapters.outbox import Outbox
+from adapters.soapserver.endpoint import mount_soap
 from adapters.webhooks.service import Webhooks
 from node.api.auth import TokenStore
 from node.api.local_api import make_local_app
@@ -111,7 +112,9 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     service = DocumentService(ctx, store, outbound, registry)
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)
     peer_app = make_peer_app(ctx, acceptor, service.whereabouts, revocation)
-    local_app = make_local_app(service, TokenStore(config.tokens_path), registry, config)
+    tokens = TokenStore(config.tokens_path)
+    local_app = make_local_app(service, tokens, registry, config)
+    mount_soap(local_app, service, tokens, config)  # SOAP for OA systems, beside the JSON API
     # Adapters (issue 9): consumers of the audit log, each with its durable outbox (adapters.outbox).
     adapters = Outbox(store, ctx.node_id, ctx.clock, registry=registry)
     webhooks = Webhooks(config, store, adapters, ctx.clock)

@@ -1,0 +1,240 @@
+"""The SOAP endpoint as an aiohttp application, mounted on the node's local API listener.
+
+``POST /soap/v1/documents`` takes SOAP 1.1 (``text/xml``, ``SOAPAction``), SOAP 1.2
+(``application/soap+xml; action=…``) and either as MTOM (``multipart/related``); ``GET`` on it
+(``?wsdl``) answers the WSDL with the address it was asked at, ``GET /soap/v1/gwx-oa.xsd`` the
+messages' schema. One request goes, in this order, and stops at the first refusal, which is a
+SOAP fault in the request's SOAP version carrying the error's code (:func:`messages.fault`):
+
+1. the media type; the declared Content-Length against the caps (a 2 GB claim is refused before a
+   byte is read); the envelope read under :data:`ENVELOPE_MAX` (inline base64 included);
+2. hardened parsing (:mod:`adapters.soapserver.envelope`), a few at a time, in a thread;
+3. the operation (the Body's element) and the SOAPAction or action parameter, which may be empty
+   but may not name another operation;
+4. the caller: a WS-Security UsernameToken whose PasswordText is a clerk's token and/or
+   ``Authorization: Bearer`` (both given: the same token), checked by the node's
+   :class:`~node.api.auth.TokenStore`; only clerks; their unit is the service's business;
+5. the message against ``gwx-oa.xsd``; only then are MTOM parts read to disk;
+6. the operation (:mod:`adapters.soapserver.operations`), which calls the document service.
+
+Temp files are removed whatever happens. A refusal that leaves part of the request unread closes
+the connection. The local API's middlewares log each request and count it in the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.helpers import parse_mimetype
+from lxml import etree
+
+from adapters.soapserver import messages as m
+from adapters.soapserver import operations
+from adapters.soapserver.envelope import WSSE_NS, Envelope, parse_xml, read_envelope
+from adapters.soapserver.errors import SoapError, SoapTooLarge
+from adapters.soapserver.mtom import MtomRequest, take_includes, write_mtom
+from node.api.auth import AuthError, Principal, TokenStore
+from node.api.local_api import PRINCIPAL, SELF_AUTHENTICATED
+from node.config import NodeConfig
+from node.documents.contract import DocumentServiceApi
+from node.error_kinds import soap_fault_for
+from node.errors import NodeError, NodeUnavailable
+from pki.errors import GwxError
+
+LOG = logging.getLogger("gwx.soap")
+
+PREFIX = "/soap/v1"
+ENVELOPE_MAX = 8 * 1024 * 1024
+PARSING_AT_ONCE = 4  # envelopes parsed at the same time: memory stays a few envelopes' worth
+MULTIPART_OVERHEAD = 1024 * 1024  # part headers and boundaries, beyond the files and the envelope
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_MEDIA_VERSION = {"text/xml": "1.1", "application/soap+xml": "1.2"}
+_PASSWORD_TEXT = "#PasswordText"
+
+SERVICE = web.AppKey("soap_service", DocumentServiceApi)
+TOKENS = web.AppKey("soap_tokens", TokenStore)
+CONFIG = web.AppKey("soap_config", NodeConfig)
+SETTINGS = web.AppKey("soap_settings", dict)
+PARSING = web.AppKey("soap_parsing", asyncio.Semaphore)
+
+
+def make_soap_app(service: DocumentServiceApi, tokens: TokenStore, config: NodeConfig, *,
+                  upload_dir: Path | None = None, envelope_max: int = ENVELOPE_MAX) -> web.Application:
+    app = web.Application()
+    app[SELF_AUTHENTICATED] = True
+    app[SERVICE], app[TOKENS], app[CONFIG] = service, tokens, config
+    app[SETTINGS] = {"upload_dir": upload_dir or config.data_dir / "uploads", "envelope_max": envelope_max}
+    app[PARSING] = asyncio.Semaphore(PARSING_AT_ONCE)
+    app.router.add_post("/documents", _post)
+    app.router.add_get("/documents", _wsdl, allow_head=False)
+    app.router.add_get("/gwx-oa.xsd", _xsd, allow_head=False)
+    return app
+
+
+def mount_soap(local_app: web.Application, service: DocumentServiceApi, tokens: TokenStore,
+               config: NodeConfig) -> None:
+    """Serve the endpoint at ``/soap/v1/documents`` on the local API's listener."""
+    local_app.add_subapp(PREFIX, make_soap_app(service, tokens, config))
+
+
+def _resource(name: str) -> bytes:
+    return resources.files(__package__).joinpath(name).read_bytes()
+
+
+async def _wsdl(request: web.Request) -> web.Response:
+    host = request.host if _HOST.fullmatch(request.host or "") else \
+        f"{request.app[CONFIG].local_api.host}:{request.app[CONFIG].local_api.port}"
+    address = f"{request.scheme}://{host}{PREFIX}/documents"
+    body = _resource("gwx-oa.wsdl").replace(b"http://GWX-NODE/soap/v1/documents", address.encode())
+    return web.Response(body=body, content_type="text/xml", charset="utf-8")
+
+
+async def _xsd(request: web.Request) -> web.Response:
+    return web.Response(body=_resource("gwx-oa.xsd"), content_type="text/xml", charset="utf-8")
+
+
+async def _post(request: web.Request) -> web.StreamResponse:
+    media = request.content_type
+    version = _MEDIA_VERSION.get(media, "1.1")
+    if media == "multipart/related":
+        start_info = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("start-info", "")
+        version = _MEDIA_VERSION.get(start_info.lower(), "1.1")
+    mtom = MtomRequest(request, request.app[SETTINGS]["upload_dir"]) if media == "multipart/related" else None
+    call: operations.Call | None = None
+    try:
+        envelope, action, version = await _receive(request, media, mtom, version)
+        call = await _prepare(request, envelope, action, mtom)
+        answer = await operations.HANDLERS[m.operation_name(call.element)](call)
+        if isinstance(answer, operations.MtomAnswer):
+            return await write_mtom(request, m.serialise(answer.envelope), version, answer.parts)
+        return _xml(m.serialise(answer), version, 200)
+    except GwxError as exc:
+        return _fault(request, exc, version, unread=not request.content.at_eof())
+    except Exception:
+        LOG.exception("unexpected error in the SOAP endpoint")
+        error = NodeError("internal error; the node's log has the details", code="INTERNAL")
+        return _fault(request, error, version, unread=not request.content.at_eof())
+    finally:
+        if mtom is not None:
+            mtom.cleanup()
+        for path in call.temp if call is not None else ():
+            path.unlink(missing_ok=True)
+
+
+async def _receive(request: web.Request, media: str, mtom: MtomRequest | None,
+                   version: str) -> tuple[Envelope, str | None, str]:
+    settings = request.app[SETTINGS]
+    limits = request.app[CONFIG].limits
+    cap = settings["envelope_max"]
+    declared = request.content_length
+    if mtom is None and media not in _MEDIA_VERSION:
+        raise SoapError(f"a SOAP request is text/xml (SOAP 1.1), application/soap+xml (SOAP 1.2) or "
+                        f"multipart/related (MTOM), not {media or 'untyped'}", code="SOAP_BAD_CONTENT_TYPE")
+    most = cap if mtom is None else cap + limits.max_envelope_bytes + MULTIPART_OVERHEAD
+    if declared is not None and declared > most:
+        raise SoapTooLarge(f"the request says it is {declared} bytes, more than the {most} this endpoint takes",
+                           size=declared, limit=most)
+    if declared is not None and mtom is not None:
+        free = shutil.disk_usage(settings["upload_dir"]).free
+        if declared > free:
+            raise NodeUnavailable("not enough disk space for this request")
+    if mtom is None:
+        data = await _read_capped(request, cap)
+        content_version = _MEDIA_VERSION[media]
+        action = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("action")
+    else:
+        data, content_version, action = await mtom.root(cap)
+    if content_version == "1.1":
+        action = request.headers.get("SOAPAction")
+    async with request.app[PARSING]:
+        root = await asyncio.to_thread(parse_xml, data)
+    del data
+    envelope = read_envelope(root, content_version)
+    return envelope, action, envelope.version
+
+
+async def _read_capped(request: web.Request, cap: int) -> bytes:
+    data = bytearray()
+    while chunk := await request.content.read(256 * 1024):
+        data += chunk
+        if len(data) > cap:
+            raise SoapTooLarge(f"the SOAP envelope is more than {cap} bytes; send large files as MTOM parts",
+                               limit=cap)
+    return bytes(data)
+
+
+async def _prepare(request: web.Request, envelope: Envelope, action: str | None,
+                   mtom: MtomRequest | None) -> operations.Call:
+    name = m.operation_name(envelope.operation)
+    action = (action or "").strip().strip('"')
+    if action and action != m.ACTION_PREFIX + name:
+        raise SoapError(f"the SOAP action {action[:100]!r} does not name the operation in the Body ({name})",
+                        code="SOAP_ACTION_MISMATCH")
+    who = _authenticate(request.app[TOKENS], envelope.header, request.headers.get("Authorization"))
+    request[PRINCIPAL] = who  # for the access log
+    who.require_role("clerk")
+    includes = take_includes(envelope.operation) if mtom is not None else {}
+    if any(element.tag not in operations.BINARY_ELEMENTS for element in includes.values()):
+        raise SoapError("only body and attachment content may be MTOM parts", code="SOAP_BAD_MTOM")
+    await asyncio.to_thread(m.validate, envelope.operation)
+    settings, limits = request.app[SETTINGS], request.app[CONFIG].limits
+    call = operations.Call(who, envelope.version, envelope.operation, request.app[SERVICE], settings["upload_dir"],
+                           meta_cap=limits.max_request_bytes,
+                           mtom_answer=mtom is not None or "multipart/related" in request.headers.get("Accept", ""))
+    settings["upload_dir"].mkdir(parents=True, exist_ok=True, mode=0o700)
+    if includes:
+        caps = {cid: ((limits.max_body_pdf_bytes, "the body") if element.tag == m.q("body")
+                      else (limits.max_envelope_bytes, "an attachment")) for cid, element in includes.items()}
+        files = await mtom.receive_parts(caps, limits.max_envelope_bytes)
+        call.mtom_files = {includes[cid]: path for cid, path in files.items()}
+    elif mtom is not None:
+        await mtom.receive_parts({}, 0)  # no part may follow an envelope that refers to none
+    return call
+
+
+def _authenticate(tokens: TokenStore, header: etree._Element | None, authorization: str | None) -> Principal:
+    token = _username_token(header) if header is not None else None
+    by_token = tokens.authenticate(f"Bearer {token}") if token is not None else None
+    by_header = tokens.authenticate(authorization) if authorization else None
+    if by_token is None and by_header is None:
+        raise AuthError("missing credentials: a WS-Security UsernameToken whose password is your token, "
+                        "or Authorization: Bearer <token>")
+    if by_token is not None and by_header is not None and by_token != by_header:
+        raise AuthError("the UsernameToken and the Authorization header carry two different tokens")
+    return by_token or by_header
+
+
+def _username_token(header: etree._Element) -> str | None:
+    security = header.find(f"{{{WSSE_NS}}}Security")
+    if security is None:
+        return None
+    password = security.find(f"{{{WSSE_NS}}}UsernameToken/{{{WSSE_NS}}}Password")
+    if password is None:
+        raise SoapError("the WS-Security header holds no UsernameToken with a Password",
+                        code="SOAP_BAD_SECURITY_HEADER")
+    kind = password.get("Type", _PASSWORD_TEXT)
+    if not kind.endswith(_PASSWORD_TEXT):
+        raise SoapError("only PasswordText is accepted: the node keeps a hash of each token, not the token, so "
+                        "a PasswordDigest cannot be checked", code="SOAP_BAD_SECURITY_HEADER")
+    return (password.text or "").strip()
+
+
+def _xml(body: bytes, version: str, status: int) -> web.Response:
+    media = "text/xml" if version == "1.1" else "application/soap+xml"
+    return web.Response(body=body, status=status, content_type=media, charset="utf-8")
+
+
+def _fault(request: web.Request, error: GwxError, version: str, unread: bool) -> web.Response:
+    # SOAP 1.1 over HTTP: every fault is a 500; SOAP 1.2: the sender's fault a 400, ours a 500.
+    status = 500 if version == "1.1" or soap_fault_for(error, "1.2") == "Receiver" else 400
+    response = _xml(m.fault(error, version), version, status)
+    response.headers["X-Gwx-Error"] = error.code
+    if unread:
+        response.force_close()  # the rest of the request is not read; do not reuse the connection
+    return response

@@ -1,0 +1,119 @@
+"""Reading a SOAP envelope that may attack: hardened parsing, then the envelope's shape.
+
+The XML a SOAP request carries is parsed by lxml with everything that makes XML dangerous off:
+no entity substitution, no DTD loading, no network, no huge-tree mode (libxml2's own limits on
+text nodes and names stay on). The bytes are fed to a pull parser in slices, and parsing stops at
+the first thing a SOAP message may not have (SOAP 1.1 §3, SOAP 1.2 part 1 §5: no DTD):
+
+* a document type declaration of any kind — which is where XXE (external entities, external DTDs),
+  billion laughs and the quadratic blow-up all live — is ``SOAP_DTD_FORBIDDEN`` as soon as the
+  root element starts, before any entity could be used;
+* nesting deeper than :data:`MAX_DEPTH` is ``SOAP_TOO_DEEP`` at the element that crosses it (our
+  messages are seven deep);
+* anything not well-formed is ``SOAP_MALFORMED_XML``.
+
+Text nodes cannot be larger than the envelope, which the endpoint caps while the bytes arrive.
+Then :func:`read_envelope` checks the shape: an Envelope in the SOAP 1.1 or 1.2 namespace, the
+version matching the HTTP content type, at most one Header, exactly one Body with exactly one
+element in it; header blocks the node does not understand that say mustUnderstand are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from adapters.soapserver.errors import SoapError
+
+SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
+VERSION_OF_NS = {SOAP11_NS: "1.1", SOAP12_NS: "1.2"}
+NS_OF_VERSION = {v: k for k, v in VERSION_OF_NS.items()}
+WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+MAX_DEPTH = 32
+FEED = 64 * 1024
+
+
+@dataclass
+class Envelope:
+    version: str  # "1.1" | "1.2"
+    header: etree._Element | None
+    operation: etree._Element  # the one element in the Body
+
+
+def parse_xml(data: bytes) -> etree._Element:
+    """The root element of ``data``, parsed with every XML danger off, or a typed refusal."""
+    parser = etree.XMLPullParser(events=("start", "end"), resolve_entities=False, load_dtd=False,
+                                 no_network=True, dtd_validation=False, huge_tree=False, remove_pis=True,
+                                 collect_ids=False)
+    depth = 0
+    root = None
+    try:
+        for offset in range(0, max(len(data), 1), FEED):
+            parser.feed(data[offset:offset + FEED])
+            for event, element in parser.read_events():
+                if event == "end":
+                    depth -= 1
+                    continue
+                depth += 1
+                if root is None:
+                    root = element
+                    if root.getroottree().docinfo.doctype:
+                        raise SoapError("a SOAP message may not contain a document type declaration (DTD); "
+                                        "entities and external references are refused", code="SOAP_DTD_FORBIDDEN")
+                if depth > MAX_DEPTH:
+                    raise SoapError(f"the XML is nested more than {MAX_DEPTH} elements deep", code="SOAP_TOO_DEEP")
+        parser.close()
+    except etree.XMLSyntaxError as exc:
+        if "excessive depth" in str(exc).lower():  # libxml2's own limit, met inside one slice
+            raise SoapError(f"the XML is nested more than {MAX_DEPTH} elements deep", code="SOAP_TOO_DEEP") from None
+        if "doctype" in str(exc).lower() or "entity" in str(exc).lower():
+            raise SoapError("a SOAP message may not contain a document type declaration (DTD) or entities",
+                            code="SOAP_DTD_FORBIDDEN") from None
+        raise SoapError(f"the request is not well-formed XML: {_one_line(exc)}", code="SOAP_MALFORMED_XML") from None
+    if root is None:
+        raise SoapError("the request holds no XML element", code="SOAP_MALFORMED_XML")
+    return root
+
+
+def read_envelope(root: etree._Element, content_version: str | None) -> Envelope:
+    """The envelope's version, header and single operation element (content_version: what the HTTP
+    content type says, None when it does not say)."""
+    qname = etree.QName(root)
+    version = VERSION_OF_NS.get(qname.namespace or "")
+    if qname.localname != "Envelope" or version is None:
+        raise SoapError(f"the root element is {{{qname.namespace or ''}}}{qname.localname}, not a SOAP 1.1 or 1.2 "
+                        "Envelope", code="SOAP_VERSION_MISMATCH")
+    if content_version is not None and content_version != version:
+        media = "text/xml" if version == "1.1" else "application/soap+xml"
+        raise SoapError(f"a SOAP {version} envelope is sent as {media}, not as SOAP {content_version}'s media type",
+                        code="SOAP_VERSION_MISMATCH")
+    ns = NS_OF_VERSION[version]
+    children = [c for c in root if isinstance(c.tag, str)]
+    header = children[0] if children and children[0].tag == f"{{{ns}}}Header" else None
+    rest = children[1:] if header is not None else children
+    if len(rest) != 1 or rest[0].tag != f"{{{ns}}}Body":
+        raise SoapError("a SOAP envelope holds an optional Header and then exactly one Body",
+                        code="SOAP_INVALID_MESSAGE")
+    operations = [c for c in rest[0] if isinstance(c.tag, str)]
+    if len(operations) != 1:
+        raise SoapError(f"the Body must hold exactly one request element, not {len(operations)}",
+                        code="SOAP_INVALID_MESSAGE")
+    if header is not None:
+        _check_must_understand(header, ns)
+    return Envelope(version, header, operations[0])
+
+
+def _check_must_understand(header: etree._Element, ns: str) -> None:
+    for block in header:
+        if not isinstance(block.tag, str) or block.tag == f"{{{WSSE_NS}}}Security":
+            continue
+        flag = block.get(f"{{{ns}}}mustUnderstand", "").strip()
+        if flag in ("1", "true"):
+            raise SoapError(f"the header block {block.tag} says mustUnderstand and this node does not understand "
+                            "it", code="SOAP_MUST_UNDERSTAND")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200]
