@@ -67,7 +67,8 @@ class MtomRequest:
         if start and _content_id(part) != _strip_angles(start):
             raise _bad("the root part (the SOAP envelope) must come first, as start names it")
         inner = parse_mimetype(part.headers.get("Content-Type", ""))
-        if f"{inner.type}/{inner.subtype}".lower() != "application/xop+xml":
+        media = f"{inner.type}/{inner.subtype}" + (f"+{inner.suffix}" if inner.suffix else "")  # xop + xml
+        if media.lower() != "application/xop+xml":
             raise _bad("the root part must be application/xop+xml")
         soap_type = (inner.parameters.get("type") or outer.parameters.get("start-info") or "").lower()
         action = inner.parameters.get("action") or outer.parameters.get("action")

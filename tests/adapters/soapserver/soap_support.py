@@ -9,6 +9,7 @@ checks every fault must pass (:func:`expect_fault`), and schema validation of wh
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -18,6 +19,7 @@ from typing import Any
 
 import xmlschema
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 
 import adapters.soapserver
@@ -128,3 +130,34 @@ def validate_body(envelope_xml: bytes | etree._Element) -> str:
     element = next(c for c in root.find(f"{{{soap}}}Body") if isinstance(c.tag, str))
     schema().validate(etree.tostring(element).decode())
     return etree.QName(element).localname
+
+
+def run_soap(env: Env, scenario) -> None:
+    """``scenario(client)`` against the app with the SOAP endpoint, in-process (aiohttp's test server)."""
+    async def main() -> None:
+        async with SoapEnv(env).serve() as app, TestClient(TestServer(app)) as client:
+            await scenario(client)
+    asyncio.run(main())
+
+
+async def call(client, operation: str, children: str = "", *, token: str | None, version: str = "1.1",
+               **extra_headers: str):
+    """POST one hand-written envelope; returns the response."""
+    return await client.post(ENDPOINT, data=envelope(operation, children, token=token, version=version),
+                             headers={**headers(operation, version), **extra_headers})
+
+
+async def ok(response) -> etree._Element:
+    """A successful answer: 200, valid per the schema (xmlschema); its operation's answer element."""
+    body = await response.read()
+    assert response.status == 200, body[:800]
+    validate_body(body)
+    root = etree.fromstring(body)
+    soap = etree.QName(root).namespace
+    return next(e for e in root.find(f"{{{soap}}}Body") if isinstance(e.tag, str))
+
+
+def nothing_stored(env: Env) -> None:
+    """No temp file left in the upload directory (what a refusal may have written is gone)."""
+    leftovers = list(env.upload_dir.glob("*")) if env.upload_dir.exists() else []
+    assert leftovers == [], leftovers
