@@ -87,8 +87,8 @@ def read_envelope(root: etree._Element, content_version: str | None) -> Envelope
                         "Envelope", code="SOAP_VERSION_MISMATCH")
     if content_version is not None and content_version != version:
         media = "text/xml" if version == "1.1" else "application/soap+xml"
-        raise SoapError(f"a SOAP {version} envelope is sent as {media}, not as SOAP {content_version}'s media type",
-                        code="SOAP_VERSION_MISMATCH")
+        raise SoapError(f"this is a SOAP {version} envelope sent as SOAP {content_version}; SOAP {version} is sent "
+                        f"as {media}", code="SOAP_VERSION_MISMATCH")
     ns = NS_OF_VERSION[version]
     children = [c for c in root if isinstance(c.tag, str)]
     header = children[0] if children and children[0].tag == f"{{{ns}}}Header" else None
