@@ -7,7 +7,10 @@ messages' schema. One request goes, in this order, and stops at the first refusa
 SOAP fault in the request's SOAP version carrying the error's code (:func:`messages.fault`):
 
 1. the media type; the declared Content-Length against the caps (a 2 GB claim is refused before a
-   byte is read); the envelope read under :data:`ENVELOPE_MAX` (inline base64 included);
+   byte is read); the envelope read under :data:`ENVELOPE_MAX` (inline base64 included), its bytes
+   counted against :data:`ENVELOPES_IN_MEMORY` for all requests together — past it, a request is
+   refused as transient (``NODE_UNAVAILABLE``, a Server fault: send again later), so memory stays
+   bounded however many large envelopes arrive at once;
 2. hardened parsing (:mod:`adapters.soapserver.envelope`), a few at a time, in a thread;
 3. the operation (the Body's element) and the SOAPAction or action parameter, which may be empty
    but may not name another operation;
@@ -27,6 +30,7 @@ import asyncio
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -51,7 +55,8 @@ LOG = logging.getLogger("gwx.soap")
 
 PREFIX = "/soap/v1"
 ENVELOPE_MAX = 8 * 1024 * 1024
-PARSING_AT_ONCE = 4  # envelopes parsed at the same time: memory stays a few envelopes' worth
+PARSING_AT_ONCE = 2  # envelopes parsed and validated at the same time (each tree up to ~3 × its bytes)
+ENVELOPES_IN_MEMORY = 48 * 1024 * 1024  # envelope bytes held by all requests together, at most
 MULTIPART_OVERHEAD = 1024 * 1024  # part headers and boundaries, beyond the files and the envelope
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 _MEDIA_VERSION = {"text/xml": "1.1", "application/soap+xml": "1.2"}
@@ -62,15 +67,42 @@ TOKENS = web.AppKey("soap_tokens", TokenStore)
 CONFIG = web.AppKey("soap_config", NodeConfig)
 SETTINGS = web.AppKey("soap_settings", dict)
 PARSING = web.AppKey("soap_parsing", asyncio.Semaphore)
+BUDGET = web.AppKey("soap_budget", "EnvelopeBudget")
+HELD = web.RequestKey("soap_held", "Held")
+
+
+class EnvelopeBudget:
+    """Envelope bytes held in memory by all requests together, refused past ``total``."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.held = 0
+
+    def take(self, held: Held, n: int) -> None:
+        if self.held + n > self.total:
+            raise NodeUnavailable("too many large SOAP envelopes are arriving at once; send again shortly "
+                                  "(or send large files as MTOM parts)", code="NODE_UNAVAILABLE")
+        self.held += n
+        held.bytes += n
+
+    def give_back(self, held: Held) -> None:
+        self.held -= held.bytes
+        held.bytes = 0
+
+
+class Held:
+    bytes = 0
 
 
 def make_soap_app(service: DocumentServiceApi, tokens: TokenStore, config: NodeConfig, *,
-                  upload_dir: Path | None = None, envelope_max: int = ENVELOPE_MAX) -> web.Application:
+                  upload_dir: Path | None = None, envelope_max: int = ENVELOPE_MAX,
+                  envelopes_in_memory: int = ENVELOPES_IN_MEMORY) -> web.Application:
     app = web.Application()
     app[SELF_AUTHENTICATED] = True
     app[SERVICE], app[TOKENS], app[CONFIG] = service, tokens, config
     app[SETTINGS] = {"upload_dir": upload_dir or config.data_dir / "uploads", "envelope_max": envelope_max}
     app[PARSING] = asyncio.Semaphore(PARSING_AT_ONCE)
+    app[BUDGET] = EnvelopeBudget(envelopes_in_memory)
     app.router.add_post("/documents", _post)
     app.router.add_get("/documents", _wsdl, allow_head=False)
     app.router.add_get("/gwx-oa.xsd", _xsd, allow_head=False)
@@ -78,9 +110,10 @@ def make_soap_app(service: DocumentServiceApi, tokens: TokenStore, config: NodeC
 
 
 def mount_soap(local_app: web.Application, service: DocumentServiceApi, tokens: TokenStore,
-               config: NodeConfig) -> None:
-    """Serve the endpoint at ``/soap/v1/documents`` on the local API's listener."""
-    local_app.add_subapp(PREFIX, make_soap_app(service, tokens, config))
+               config: NodeConfig, **settings: int) -> None:
+    """Serve the endpoint at ``/soap/v1/documents`` on the local API's listener (``settings``: the
+    caps of :func:`make_soap_app`)."""
+    local_app.add_subapp(PREFIX, make_soap_app(service, tokens, config, **settings))
 
 
 def _resource(name: str) -> bytes:
@@ -107,6 +140,7 @@ async def _post(request: web.Request) -> web.StreamResponse:
         version = _MEDIA_VERSION.get(start_info.lower(), "1.1")
     mtom = MtomRequest(request, request.app[SETTINGS]["upload_dir"]) if media == "multipart/related" else None
     call: operations.Call | None = None
+    request[HELD] = Held()
     try:
         envelope, action, version = await _receive(request, media, mtom, version)
         call = await _prepare(request, envelope, action, mtom)
@@ -121,6 +155,7 @@ async def _post(request: web.Request) -> web.StreamResponse:
         error = NodeError("internal error; the node's log has the details", code="INTERNAL")
         return _fault(request, error, version, unread=not request.content.at_eof())
     finally:
+        request.app[BUDGET].give_back(request[HELD])
         if mtom is not None:
             mtom.cleanup()
         for path in call.temp if call is not None else ():
@@ -144,12 +179,13 @@ async def _receive(request: web.Request, media: str, mtom: MtomRequest | None,
         free = shutil.disk_usage(settings["upload_dir"]).free
         if declared > free:
             raise NodeUnavailable("not enough disk space for this request")
+    budget, held = request.app[BUDGET], request[HELD]
     if mtom is None:
-        data = await _read_capped(request, cap)
+        data = await _read_capped(request, cap, lambda n: budget.take(held, n))
         content_version = _MEDIA_VERSION[media]
         action = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("action")
     else:
-        data, content_version, action = await mtom.root(cap)
+        data, content_version, action = await mtom.root(cap, lambda n: budget.take(held, n))
     if content_version == "1.1":
         action = request.headers.get("SOAPAction")
     async with request.app[PARSING]:
@@ -159,14 +195,15 @@ async def _receive(request: web.Request, media: str, mtom: MtomRequest | None,
     return envelope, action, envelope.version
 
 
-async def _read_capped(request: web.Request, cap: int) -> bytes:
+async def _read_capped(request: web.Request, cap: int, take: Callable[[int], None]) -> bytearray:
     data = bytearray()
     while chunk := await request.content.read(256 * 1024):
+        take(len(chunk))
         data += chunk
         if len(data) > cap:
             raise SoapTooLarge(f"the SOAP envelope is more than {cap} bytes; send large files as MTOM parts",
                                limit=cap)
-    return bytes(data)
+    return data  # not copied: the parser reads it slice by slice
 
 
 async def _prepare(request: web.Request, envelope: Envelope, action: str | None,

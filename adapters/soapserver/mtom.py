@@ -51,8 +51,9 @@ class MtomRequest:
         self.files: list[Path] = []
         self._reader: MultipartReader | None = None
 
-    async def root(self, cap: int) -> tuple[bytes, str | None, str | None]:
-        """The envelope's bytes, the SOAP version its type names, and the action it names (SOAP 1.2)."""
+    async def root(self, cap: int, take: Callable[[int], None]) -> tuple[bytearray, str | None, str | None]:
+        """The envelope's bytes, the SOAP version its type names, and the action it names (SOAP 1.2).
+        ``take(n)`` is told of every n bytes held (and may refuse them)."""
         outer = parse_mimetype(self.request.headers.get("Content-Type", ""))
         if outer.parameters.get("type", "").lower() != "application/xop+xml":
             raise _bad('an MTOM request is multipart/related; type="application/xop+xml"')
@@ -74,11 +75,12 @@ class MtomRequest:
         action = inner.parameters.get("action") or outer.parameters.get("action")
         data = bytearray()
         while chunk := await _chunk(part):
+            take(len(chunk))
             data += chunk
             if len(data) > cap:
                 raise SoapTooLarge(f"the SOAP envelope is more than {cap} bytes; send large files as MTOM parts",
                                    limit=cap)
-        return bytes(data), _VERSION_OF_TYPE.get(soap_type), action
+        return data, _VERSION_OF_TYPE.get(soap_type), action
 
     async def receive_parts(self, caps: dict[str, tuple[int, str]], total_cap: int) -> dict[str, Path]:
         """Read the remaining parts: content id → temp file. ``caps``: content id → (cap, what)."""

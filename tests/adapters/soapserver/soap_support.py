@@ -38,13 +38,14 @@ XSD = PACKAGE_DIR / "gwx-oa.xsd"
 class SoapEnv:
     """``env``'s app with the SOAP endpoint mounted (what :class:`ThreadedServer` serves)."""
 
-    def __init__(self, env: Env) -> None:
+    def __init__(self, env: Env, **settings: int) -> None:
         self.env = env
+        self.settings = settings
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[web.Application]:
         async with self.env.serve() as app:
-            mount_soap(app, self.env.service, self.env.tokens, self.env.config)
+            mount_soap(app, self.env.service, self.env.tokens, self.env.config, **self.settings)
             yield app
 
 
@@ -132,10 +133,11 @@ def validate_body(envelope_xml: bytes | etree._Element) -> str:
     return etree.QName(element).localname
 
 
-def run_soap(env: Env, scenario) -> None:
-    """``scenario(client)`` against the app with the SOAP endpoint, in-process (aiohttp's test server)."""
+def run_soap(env: Env, scenario, **settings: int) -> None:
+    """``scenario(client)`` against the app with the SOAP endpoint, in-process (aiohttp's test server);
+    ``settings``: the endpoint's caps, when a test needs them small."""
     async def main() -> None:
-        async with SoapEnv(env).serve() as app, TestClient(TestServer(app)) as client:
+        async with SoapEnv(env, **settings).serve() as app, TestClient(TestServer(app)) as client:
             await scenario(client)
     asyncio.run(main())
 

@@ -220,3 +220,20 @@ def xml_with_include(xml: bytes) -> bytes:
     end = xml.index(b"</gwx:body>")
     return (xml[:start] + b'<xop:Include xmlns:xop="http://www.w3.org/2004/08/xop/include" href="cid:p1"/>'
             + xml[end:])
+
+
+def test_envelopes_held_in_memory_by_all_requests_together_are_bounded(tmp_path):
+    """Past the budget a request is refused as transient (a Server fault: send again later), and the
+    bytes of a finished request are given back."""
+    env = make_env(tmp_path)
+
+    async def scenario(client):
+        doc_id = await sent_document(client, env)
+        padding = f"<!-- {'x' * (2 * 1024 * 1024)} -->"
+        response = await client.post(ENDPOINT, data=envelope("ListInbox", padding, token=env.clerk_b),
+                                     headers=headers("ListInbox"))
+        await expect_fault(response, "NODE_UNAVAILABLE", soap_code="Server")
+        for _ in range(20):  # each well under the budget, one after the other: all taken
+            await ok(await call(client, "ListInbox", f"<!-- {'x' * 500_000} -->", token=env.clerk_b))
+        await untouched(client, env, doc_id)
+    run_soap(env, scenario, envelopes_in_memory=1024 * 1024)

@@ -1,0 +1,108 @@
+"""Memory stays bounded on a real node process (``gwx node run``), measured by its peak RSS
+(``VmHWM``): a large MTOM attachment is streamed in and out, never held whole, and a volley of
+hostile envelopes at once costs a few envelopes' worth, after which the node still serves."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import aiohttp
+import pytest
+
+from adapters.soapserver.endpoint import ENVELOPE_MAX
+from bench.adapters import (
+    BUREAU,
+    OFFICE,
+    Bench,
+    mtom_submit,
+    peak_rss_mib,
+    soap_envelope,
+    soap_headers,
+    start,
+)
+from tests.adapters.soapserver.test_xml_attacks import laughs, with_doctype
+
+pytestmark = pytest.mark.slow
+MiB = 1024 * 1024
+BIG = 128 * MiB
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    base = tmp_path_factory.mktemp("soap-memory")
+    net, node = start(base / "net")
+    yield Bench(net, node, base, quick=True, inflight=1, documents=0)
+    net.stop_all()
+
+
+async def fetch_to_hash(bench: Bench, doc_id: str) -> tuple[str, int]:
+    """FetchDocument as MTOM, the answer read in slices; the sha256 and size of the whole answer's
+    largest part (the attachment), hashed as it arrives."""
+    data = soap_envelope(bench.token(BUREAU), "FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>")
+    async with aiohttp.ClientSession(bench.url, timeout=aiohttp.ClientTimeout(total=600)) as http, \
+            http.post("/soap/v1/documents", data=data,
+                      headers={**soap_headers("FetchDocument"), "Accept": "multipart/related"}) as r:
+        assert r.status == 200 and r.content_type == "multipart/related"
+        reader = aiohttp.MultipartReader.from_response(r)
+        largest = ("", 0)
+        while (part := await reader.next()) is not None:
+            digest, size = hashlib.sha256(), 0
+            while chunk := await part.read_chunk(MiB):
+                digest.update(chunk)
+                size += len(chunk)
+            largest = max(largest, (digest.hexdigest(), size), key=lambda x: x[1])
+        return largest
+
+
+def test_a_large_mtom_attachment_is_streamed_in_and_out(bench):
+    attachment = bench.work / "录像.mp4"
+    digest = hashlib.sha256()
+    with open(attachment, "wb") as f:
+        for _ in range(BIG // MiB):
+            block = os.urandom(MiB)
+            digest.update(block)
+            f.write(block)
+    before = peak_rss_mib(bench.node.process.pid)
+    doc_id = asyncio.run(mtom_submit(bench, attachment))
+    assert asyncio.run(fetch_to_hash(bench, doc_id)) == (digest.hexdigest(), BIG)
+    growth = peak_rss_mib(bench.node.process.pid) - before
+    print(f"peak RSS growth for {BIG // MiB} MiB in and out: {growth:.0f} MiB")
+    assert growth < BIG / MiB / 4, f"peak RSS grew by {growth:.0f} MiB for a {BIG // MiB} MiB attachment"
+
+
+async def volley(bench: Bench) -> list[bytes]:
+    huge = soap_envelope(bench.token(BUREAU), "SignFor", "<gwx:docId>" + "x" * ENVELOPE_MAX + "</gwx:docId>")
+    near_cap = soap_envelope(bench.token(BUREAU), "SignFor", "<gwx:docId>" + "x" * (ENVELOPE_MAX - 4096) + "</gwx:docId>")
+    deep = soap_envelope(bench.token(BUREAU), "ListInbox", "<a>" * 200_000 + "</a>" * 200_000)
+    bombs = [with_doctype(laughs(12)), huge, near_cap, deep] * 6
+    async with aiohttp.ClientSession(bench.url, timeout=aiohttp.ClientTimeout(total=300)) as http:
+        async def one(data: bytes) -> bytes:
+            try:
+                async with http.post("/soap/v1/documents", data=data, headers=soap_headers("SignFor")) as r:
+                    return r.headers.get("X-Gwx-Error", "").encode()
+            except aiohttp.ClientError:  # refused before the whole body was sent: the node hung up
+                return b"closed"
+        return await asyncio.gather(*(one(d) for d in bombs))
+
+
+def test_a_volley_of_hostile_envelopes_keeps_memory_bounded_and_the_node_serving(bench):
+    before = peak_rss_mib(bench.node.process.pid)
+    codes = asyncio.run(volley(bench))
+    assert set(codes) <= {b"SOAP_DTD_FORBIDDEN", b"SOAP_TOO_LARGE", b"SOAP_TOO_DEEP", b"SOAP_INVALID_MESSAGE",
+                          b"NODE_UNAVAILABLE", b"closed"}, codes
+    assert b"SOAP_DTD_FORBIDDEN" in codes and b"SOAP_TOO_DEEP" in codes
+    growth = peak_rss_mib(bench.node.process.pid) - before
+    print(f"peak RSS growth under the volley: {growth:.0f} MiB")
+    # 24 requests of up to 8 MiB each at once (192 MiB): what is held is bounded by the endpoint's
+    # budget for envelopes in memory (48 MiB) and the trees of those parsed at once.
+    assert growth < 128, f"peak RSS grew by {growth:.0f} MiB"
+
+    async def still_serving() -> int:
+        data = soap_envelope(bench.token(OFFICE), "ListInbox", "")
+        async with aiohttp.ClientSession(bench.url) as http, \
+                http.post("/soap/v1/documents", data=data, headers=soap_headers("ListInbox")) as r:
+            return r.status
+    assert asyncio.run(still_serving()) == 200
+    assert bench.node.running
