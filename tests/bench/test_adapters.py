@@ -1,0 +1,20 @@
+"""bench/adapters.py, smaller: every measurement runs against a real node and its figures are there."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from bench.adapters import MEASUREMENTS, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def test_every_measurement_gives_its_figures(tmp_path):
+    args = argparse.Namespace(quick=True, inflight=2, documents=3, mtom_mib=8)
+    fig, rows = run(tmp_path, args, list(MEASUREMENTS))
+    for key in ("soap_submit_per_s", "soap_fetch_per_s", "api_submit_per_s", "mtom_8mib_peak_rss_mb"):
+        assert fig[key] > 0, key
+    assert fig["mtom_8mib_peak_rss_mb"] >= fig["mtom_start_rss_mb"]
+    assert len(rows) == 5 and all(value for _, value, _ in rows)
