@@ -18,4 +18,6 @@ same transaction), and each consumer follows it with its own durable cursor.
   with ``await outbox.add(consumer, policy, attempt_timeout=…)`` before ``node.runner`` starts it
   (or at any time after).
 - :mod:`adapters.webhooks` — webhooks: a unit's events POSTed as signed JSON (``gwx webhook …``).
+- :mod:`adapters.soapserver` — the SOAP endpoint every node serves for OA systems that call us
+  (SOAP 1.1/1.2, WSDL, MTOM, WS-Security tokens; hostile XML refused).
 """

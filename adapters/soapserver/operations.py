@@ -7,6 +7,7 @@ to a temp file here) and leaves inline or as MTOM parts read from the sealed pac
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -139,9 +140,7 @@ async def fetch(call: Call) -> Answer:
         return envelope
     package = await call.service.package_path(call.who, doc_id)
     members = [(BODY_NAME, None)] + [(ATTACHMENTS_DIR + a["name"], a["name"]) for a in shown["attachments"]]
-    with zipfile.ZipFile(package) as z:
-        size = sum(z.getinfo(member).file_size for member, _ in members)
-        inline = {} if call.mtom_answer or size > INLINE_ANSWER_MAX else {mb: z.read(mb) for mb, _ in members}
+    inline = await asyncio.to_thread(_read_inline, package, [member for member, _ in members], call.mtom_answer)
     parts = []
     for n, (member, name) in enumerate(members):
         if name is None:
@@ -158,6 +157,14 @@ async def fetch(call: Call) -> Answer:
             parts.append((cid, "application/pdf" if name is None else "application/octet-stream",
                           _member_opener(package, member)))
     return MtomAnswer(envelope, parts) if parts else envelope
+
+
+def _read_inline(package: Path, members: list[str], mtom_answer: bool) -> dict[str, bytes]:
+    """The members' bytes when the answer carries them inline; none when they go as MTOM parts."""
+    with zipfile.ZipFile(package) as z:
+        if mtom_answer or sum(z.getinfo(member).file_size for member in members) > INLINE_ANSWER_MAX:
+            return {}
+        return {member: z.read(member) for member in members}
 
 
 def _member_opener(package: Path, member: str) -> Callable[[], Any]:

@@ -205,6 +205,11 @@ def test_bad_mtom_is_refused_and_leaves_no_file(tmp_path):
         await expect_fault(await client.post(ENDPOINT, data=data, headers=hdrs), "SOAP_TOO_LARGE")
         data, hdrs = mtom_submit(env, (), body=b"%PDF" + b"z" * (70 * 1024))  # over the 64 KiB body limit
         await expect_fault(await client.post(ENDPOINT, data=data, headers=hdrs), "SOAP_TOO_LARGE")
+        # Nobody unauthenticated makes the node write: the parts are not read before the token is known.
+        data, hdrs = mtom_submit(env, (("a.bin", b"x" * 100_000),))
+        response = await client.post(ENDPOINT, data=data.replace(env.clerk_a.encode(), b"stolen"), headers=hdrs)
+        await expect_fault(response, "API_UNAUTHENTICATED")
+        assert response.headers.get("Connection") == "close"  # the parts left unread
         assert await outbox_of_a(client, env) == []
         nothing_stored(env)
         await still_serving(client)
