@@ -175,6 +175,8 @@ async def _receive(request: web.Request, media: str, mtom: MtomRequest | None,
     if declared is not None and declared > most:
         raise SoapTooLarge(f"the request says it is {declared} bytes, more than the {most} this endpoint takes",
                            size=declared, limit=most)
+    if mtom is not None:
+        settings["upload_dir"].mkdir(parents=True, exist_ok=True, mode=0o700)
     if declared is not None and mtom is not None:
         free = shutil.disk_usage(settings["upload_dir"]).free
         if declared > free:
@@ -224,7 +226,7 @@ async def _prepare(request: web.Request, envelope: Envelope, action: str | None,
     call = operations.Call(who, envelope.version, envelope.operation, request.app[SERVICE], settings["upload_dir"],
                            meta_cap=limits.max_request_bytes,
                            mtom_answer=mtom is not None or "multipart/related" in request.headers.get("Accept", ""))
-    settings["upload_dir"].mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings["upload_dir"].mkdir(parents=True, exist_ok=True, mode=0o700)  # inline files are written there too
     if includes:
         caps = {cid: ((limits.max_body_pdf_bytes, "the body") if element.tag == m.q("body")
                       else (limits.max_envelope_bytes, "an attachment")) for cid, element in includes.items()}

@@ -207,9 +207,17 @@ def test_a_declared_length_of_2_gb_is_refused_before_anything_is_read(tmp_path):
         reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
         writer.write(head.encode() + body)
         await writer.drain()
-        await asyncio.sleep(0.5)
+        for _ in range(100):  # the node has the envelope and is writing the part to a temp file
+            if list(env.upload_dir.glob("upload-*.part")):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the node never started writing the MTOM part")
         writer.close()
-        await asyncio.sleep(0.5)
+        for _ in range(200):  # the node sees the connection end and removes what it wrote
+            if not list(env.upload_dir.glob("*")):
+                break
+            await asyncio.sleep(0.05)
         await untouched(client, env, doc_id)
     run_soap(env, scenario)
 
