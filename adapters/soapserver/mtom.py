@@ -15,10 +15,12 @@ and then each file, read from its source in slices in a thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import tempfile
 import urllib.parse
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +32,7 @@ from lxml import etree
 
 from adapters.soapserver.errors import SoapError, SoapTooLarge
 
+LOG = logging.getLogger("gwx.soap")
 XOP_NS = "http://www.w3.org/2004/08/xop/include"
 XOP_INCLUDE = f"{{{XOP_NS}}}Include"
 CHUNK = 256 * 1024
@@ -194,15 +197,24 @@ async def write_mtom(request: web.Request, envelope: bytes, soap_version: str,
     await response.prepare(request)
     await response.write(f'--{boundary}\r\nContent-Type: application/xop+xml; charset=UTF-8; type="{soap_type}"\r\n'
                          f"Content-Transfer-Encoding: binary\r\nContent-ID: <root@gwx>\r\n\r\n".encode() + envelope)
-    for cid, media_type, opener in parts:
-        await response.write(f"\r\n--{boundary}\r\nContent-Type: {media_type}\r\nContent-Transfer-Encoding: binary\r\n"
-                             f"Content-ID: <{cid}>\r\n\r\n".encode())
-        source = await asyncio.to_thread(opener)
-        try:
-            while chunk := await asyncio.to_thread(source.read, CHUNK):
-                await response.write(chunk)
-        finally:
-            source.close()
+    try:
+        for cid, media_type, opener in parts:
+            await response.write(f"\r\n--{boundary}\r\nContent-Type: {media_type}\r\n"
+                                 f"Content-Transfer-Encoding: binary\r\nContent-ID: <{cid}>\r\n\r\n".encode())
+            source = await asyncio.to_thread(opener)
+            try:
+                while chunk := await asyncio.to_thread(source.read, CHUNK):
+                    await response.write(chunk)
+            finally:
+                source.close()
+    except ConnectionResetError:  # the asker hung up
+        return response
+    except (OSError, ValueError, zipfile.BadZipFile):
+        # The status line is sent: no fault can follow. Hang up, so the asker sees a broken answer.
+        LOG.exception("an MTOM answer was broken off while streaming %s", cid)
+        if request.transport is not None:
+            request.transport.close()
+        return response
     await response.write(f"\r\n--{boundary}--\r\n".encode())
     await response.write_eof()
     return response

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import os
 
+import aiohttp
+import pytest
 from lxml import etree
 
 from adapters.soapserver.envelope import MAX_DEPTH
@@ -222,4 +224,30 @@ def test_nesting_is_limited_below_anything_libxml2_would_take(tmp_path):
     async def scenario(client):
         deep = "<gwx:x>" * MAX_DEPTH + "</gwx:x>" * MAX_DEPTH
         await expect_fault(await call(client, "ListInbox", deep, token=env.clerk_b), "SOAP_TOO_DEEP")
+    run_soap(env, scenario)
+
+
+@pytest.mark.timeout(60)  # before the fix the asker waited forever for the rest of the answer
+def test_a_package_that_breaks_while_streamed_ends_the_answer_and_the_node_serves_on(tmp_path):
+    """The status line of an MTOM answer is sent before the files are read: a package whose bytes
+    turn out bad mid-way (CRC) cannot become a fault any more; the node hangs up, so the asker sees
+    a broken answer, never a complete-looking one, and goes on serving."""
+    env = make_env(tmp_path)
+    big = os.urandom(150 * 1024)
+
+    async def scenario(client):
+        data, hdrs = mtom_submit(env, (("录像.bin", big),))
+        doc_id = g(await ok(await client.post(ENDPOINT, data=data, headers=hdrs)), "docId")
+        package = await env.service.package_path(env.tokens.authenticate(f"Bearer {env.clerk_b}"), doc_id)
+        content = package.read_bytes()
+        middle = content.index(big[70_000:71_000])
+        package.chmod(0o600)
+        package.write_bytes(content[:middle] + bytes(1000) + content[middle + 1000:])
+        response = await client.post(ENDPOINT, data=envelope("FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>",
+                                                             token=env.clerk_b),
+                                     headers={**headers("FetchDocument"), "Accept": "multipart/related"})
+        assert response.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+        await still_serving(client)
     run_soap(env, scenario)
