@@ -14,8 +14,11 @@ is adding a function. Measured here:
 2. ``mtom`` — one 200 MiB attachment (random bytes) submitted over SOAP as MTOM, streamed from disk
    by the client, after a restart of the node so its peak RSS (``VmHWM``) is this submission's:
    seconds until the answer, and the peak against the RSS the node started with.
+3. ``webhooks`` — arrival of a document at a second node → a verifying webhook receiver has its
+   event, p50/p99 (:mod:`bench.adapters_webhook`, two nodes of their own).
 
-``--quick``: 100 documents per rate instead of 1,000 (the MTOM attachment stays 200 MiB).
+``--quick``: 100 documents per rate instead of 1,000 (the MTOM attachment stays 200 MiB), 20
+webhook documents instead of 200.
 The table is for people; the last line printed is one JSON object with every figure.
 """
 
@@ -243,8 +246,20 @@ def mtom(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
              f"{fig['mtom_start_rss_mb']:.0f} MiB at start")]
 
 
+def webhooks(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
+    from bench.adapters_webhook import measure_webhooks
+
+    documents = min(bench.documents, 20) if bench.quick else 200
+    fig.update(measure_webhooks(bench.work / "webhooks", documents))
+    return [(f"webhook, arrival → receiver ({documents} docs)", f"{fig['webhook_p50_s']:.3f} s",
+             f"p50; p99 {fig['webhook_p99_s']:.3f} s"),
+            ("  of which the adapters' own (inbox row → receiver)", f"{fig['webhook_after_inbox_p50_s']:.3f} s",
+             f"p50; p99 {fig['webhook_after_inbox_p99_s']:.3f} s")]
+
+
 # Each takes the bench and the figures, adds its figures, returns table rows (label, value, note).
-MEASUREMENTS: dict[str, Callable[[Bench, dict], list[tuple[str, str, str]]]] = {"rates": rates, "mtom": mtom}
+MEASUREMENTS: dict[str, Callable[[Bench, dict], list[tuple[str, str, str]]]] = {
+    "rates": rates, "mtom": mtom, "webhooks": webhooks}
 
 
 def start(base: Path) -> tuple[LocalNetwork, LocalNode]:
