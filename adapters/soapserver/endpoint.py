@@ -142,8 +142,8 @@ async def _post(request: web.Request) -> web.StreamResponse:
     call: operations.Call | None = None
     request[HELD] = Held()
     try:
-        envelope, action, version = await _receive(request, media, mtom, version)
-        call = await _prepare(request, envelope, action, mtom)
+        envelope, actions, version = await _receive(request, media, mtom, version)
+        call = await _prepare(request, envelope, actions, mtom)
         answer = await operations.HANDLERS[m.operation_name(call.element)](call)
         if isinstance(answer, operations.MtomAnswer):
             return await write_mtom(request, m.serialise(answer.envelope), version, answer.parts)
@@ -163,7 +163,7 @@ async def _post(request: web.Request) -> web.StreamResponse:
 
 
 async def _receive(request: web.Request, media: str, mtom: MtomRequest | None,
-                   version: str) -> tuple[Envelope, str | None, str]:
+                   version: str) -> tuple[Envelope, list[str | None], str]:
     settings = request.app[SETTINGS]
     limits = request.app[CONFIG].limits
     cap = settings["envelope_max"]
@@ -181,20 +181,23 @@ async def _receive(request: web.Request, media: str, mtom: MtomRequest | None,
         free = shutil.disk_usage(settings["upload_dir"]).free
         if declared > free:
             raise NodeUnavailable("not enough disk space for this request")
+    authorization = request.headers.get("Authorization")
+    if authorization:  # an unknown bearer is refused before it may hold any of the memory budget
+        request.app[TOKENS].authenticate(authorization)
     budget, held = request.app[BUDGET], request[HELD]
     if mtom is None:
         data = await _read_capped(request, cap, lambda n: budget.take(held, n))
-        content_version = _MEDIA_VERSION[media]
-        action = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("action")
+        content_version: str | None = _MEDIA_VERSION[media]
+        actions = [parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("action")]
     else:
-        data, content_version, action = await mtom.root(cap, lambda n: budget.take(held, n))
-    if content_version == "1.1":
-        action = request.headers.get("SOAPAction")
+        data, content_version, actions = await mtom.root(cap, lambda n: budget.take(held, n))
     async with request.app[PARSING]:
         root = await asyncio.to_thread(parse_xml, data)
     del data
     envelope = read_envelope(root, content_version)
-    return envelope, action, envelope.version
+    # Every action the request states is checked against the Body, whatever its SOAP version
+    # (SOAP 1.1: the SOAPAction header; SOAP 1.2: the action parameter): none may name another operation.
+    return envelope, [*actions, request.headers.get("SOAPAction")], envelope.version
 
 
 async def _read_capped(request: web.Request, cap: int, take: Callable[[int], None]) -> bytearray:
@@ -208,13 +211,14 @@ async def _read_capped(request: web.Request, cap: int, take: Callable[[int], Non
     return data  # not copied: the parser reads it slice by slice
 
 
-async def _prepare(request: web.Request, envelope: Envelope, action: str | None,
+async def _prepare(request: web.Request, envelope: Envelope, actions: list[str | None],
                    mtom: MtomRequest | None) -> operations.Call:
     name = m.operation_name(envelope.operation)
-    action = (action or "").strip().strip('"')
-    if action and action != m.ACTION_PREFIX + name:
-        raise SoapError(f"the SOAP action {action[:100]!r} does not name the operation in the Body ({name})",
-                        code="SOAP_ACTION_MISMATCH")
+    for action in actions:
+        action = (action or "").strip().strip('"')
+        if action and action != m.ACTION_PREFIX + name:
+            raise SoapError(f"the SOAP action {action[:100]!r} does not name the operation in the Body ({name})",
+                            code="SOAP_ACTION_MISMATCH")
     who = _authenticate(request.app[TOKENS], envelope.header, request.headers.get("Authorization"))
     request[PRINCIPAL] = who  # for the access log
     who.require_role("clerk")
@@ -224,7 +228,8 @@ async def _prepare(request: web.Request, envelope: Envelope, action: str | None,
     await asyncio.to_thread(m.validate, envelope.operation)
     settings, limits = request.app[SETTINGS], request.app[CONFIG].limits
     call = operations.Call(who, envelope.version, envelope.operation, request.app[SERVICE], settings["upload_dir"],
-                           meta_cap=limits.max_request_bytes,
+                           meta_cap=limits.max_request_bytes, body_cap=limits.max_body_pdf_bytes,
+                           attachment_cap=limits.max_envelope_bytes,
                            mtom_answer=mtom is not None or "multipart/related" in request.headers.get("Accept", ""))
     settings["upload_dir"].mkdir(parents=True, exist_ok=True, mode=0o700)  # inline files are written there too
     if includes:

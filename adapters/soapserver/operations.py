@@ -22,7 +22,7 @@ from typing import Any
 from lxml import etree
 
 from adapters.soapserver import messages as m
-from adapters.soapserver.errors import SoapError
+from adapters.soapserver.errors import SoapError, SoapTooLarge
 from adapters.soapserver.mtom import include
 from exchange_protocol.canonical import load_json
 from exchange_protocol.kinds import parse_kind
@@ -49,22 +49,31 @@ class Call:
     meta_cap: int
     mtom_files: dict[Any, Path] = field(default_factory=dict)  # element → its MTOM part on disk
     mtom_answer: bool = False  # the asker reads MTOM (asked in MTOM or Accept: multipart/related)
+    body_cap: int = 0  # the body PDF at most, inline or MTOM (Limits.max_body_pdf_bytes)
+    attachment_cap: int = 0  # one attachment at most (Limits.max_envelope_bytes)
     temp: list[Path] = field(default_factory=list)
 
-    def file_of(self, element: etree._Element) -> Path:
-        """The content of a base64Binary element as a file: its MTOM part, or its text decoded."""
+    async def file_of(self, element: etree._Element, cap: int, what: str) -> Path:
+        """The content of a base64Binary element as a file: its MTOM part (read under ``cap`` as it
+        arrived), or its text decoded — in a thread, under the same ``cap`` as an MTOM part."""
         if element in self.mtom_files:
             return self.mtom_files[element]
-        try:
-            data = base64.b64decode("".join((element.text or "").split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise SoapError("base64 content that does not decode", code="SOAP_INVALID_MESSAGE") from None
-        element.text = None  # the decoded copy is what we keep
+        text, element.text = element.text or "", None  # the decoded copy is what we keep
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.upload_dir)
         self.temp.append(Path(name))
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        await asyncio.to_thread(_decode_to, fd, text, cap, what)
         return Path(name)
+
+
+def _decode_to(fd: int, text: str, cap: int, what: str) -> None:
+    with os.fdopen(fd, "wb") as out:
+        try:
+            data = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise SoapError("base64 content that does not decode", code="SOAP_INVALID_MESSAGE") from None
+        if len(data) > cap:
+            raise SoapTooLarge(f"{what} is more than {cap} bytes", size=len(data), limit=cap)
+        out.write(data)
 
 
 @dataclass
@@ -85,7 +94,7 @@ async def submit(call: Call) -> Answer:
                      what="metaJson (META.json)", error=BadJson)
     if not isinstance(meta, dict):
         raise BadJson("metaJson must be a JSON object (META.json)")
-    body = call.file_of(call.element.find(m.q("body")))
+    body = await call.file_of(call.element.find(m.q("body")), call.body_cap, "the body")
     attachments: list[tuple[str, Path]] = []
     seen: set[str] = set()
     for element in call.element.findall(m.q("attachment")):
@@ -94,7 +103,8 @@ async def submit(call: Call) -> Answer:
         if name_key(name) in seen:
             raise SoapError(f"two attachments are called {name!r}", code="SOAP_INVALID_MESSAGE")
         seen.add(name_key(name))
-        attachments.append((name, call.file_of(element.find(m.q("content")))))
+        attachments.append((name, await call.file_of(element.find(m.q("content")), call.attachment_cap,
+                                                     "an attachment")))
     result = await call.service.submit(call.who, meta, body, attachments)
     envelope, out = m.answer(call.version, "SubmitDocument")
     m.add(out, "docId", result["doc_id"])
