@@ -7,13 +7,16 @@ messages' schema. One request goes, in this order, and stops at the first refusa
 SOAP fault in the request's SOAP version carrying the error's code (:func:`messages.fault`):
 
 1. the media type; the declared Content-Length against the caps (a 2 GB claim is refused before a
-   byte is read); the envelope read under :data:`ENVELOPE_MAX` (inline base64 included), its bytes
-   counted against :data:`ENVELOPES_IN_MEMORY` for all requests together — past it, a request is
-   refused as transient (``NODE_UNAVAILABLE``, a Server fault: send again later), so memory stays
-   bounded however many large envelopes arrive at once;
-2. hardened parsing (:mod:`adapters.soapserver.envelope`), a few at a time, in a thread;
-3. the operation (the Body's element) and the SOAPAction or action parameter, which may be empty
-   but may not name another operation;
+   byte is read); an ``Authorization: Bearer`` header, when given, checked; the envelope read under
+   :data:`ENVELOPE_MAX` (inline base64 included), its bytes counted against
+   :data:`ENVELOPES_IN_MEMORY` for all requests together — past it, a request is refused as
+   transient (``NODE_UNAVAILABLE``, a Server fault: send again later), so memory stays bounded
+   however many large envelopes arrive at once (inline FetchDocument answers count there too, until
+   sent: :class:`HeldAnswer`);
+2. hardened parsing (:mod:`adapters.soapserver.envelope`), a few at a time, in a thread; the SOAP
+   version is the envelope namespace's;
+3. the operation (the Body's element) and every action the request states (the SOAPAction header,
+   the action parameters), each of which may be empty but may not name another operation;
 4. the caller: a WS-Security UsernameToken whose PasswordText is a clerk's token and/or
    ``Authorization: Bearer`` (both given: the same token), checked by the node's
    :class:`~node.api.auth.TokenStore`; only clerks; their unit is the service's business;
@@ -30,6 +33,7 @@ import asyncio
 import logging
 import re
 import shutil
+import weakref
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -72,16 +76,16 @@ HELD = web.RequestKey("soap_held", "Held")
 
 
 class EnvelopeBudget:
-    """Envelope bytes held in memory by all requests together, refused past ``total``."""
+    """Envelope bytes held in memory by all requests and inline answers together, refused past ``total``."""
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.held = 0
 
-    def take(self, held: Held, n: int) -> None:
+    def take(self, held: Held, n: int, why: str = "too many large SOAP envelopes are arriving at once; send "
+             "again shortly (or send large files as MTOM parts)") -> None:
         if self.held + n > self.total:
-            raise NodeUnavailable("too many large SOAP envelopes are arriving at once; send again shortly "
-                                  "(or send large files as MTOM parts)", code="NODE_UNAVAILABLE")
+            raise NodeUnavailable(why, code="NODE_UNAVAILABLE")
         self.held += n
         held.bytes += n
 
@@ -92,6 +96,20 @@ class EnvelopeBudget:
 
 class Held:
     bytes = 0
+
+
+class HeldAnswer(web.Response):
+    """An answer whose bytes stay counted in the budget until it is sent (``write_eof`` returns once
+    the kernel has taken all but a little of it) or, if it never is, until it is dropped."""
+
+    def hold_until_sent(self, budget: EnvelopeBudget, held: Held) -> None:
+        self._release = weakref.finalize(self, budget.give_back, held)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        try:
+            await super().write_eof(data)
+        finally:
+            self._release()
 
 
 def make_soap_app(service: DocumentServiceApi, tokens: TokenStore, config: NodeConfig, *,
@@ -147,7 +165,10 @@ async def _post(request: web.Request) -> web.StreamResponse:
         answer = await operations.HANDLERS[m.operation_name(call.element)](call)
         if isinstance(answer, operations.MtomAnswer):
             return await write_mtom(request, m.serialise(answer.envelope), version, answer.parts)
-        return _xml(m.serialise(answer), version, 200)
+        response = _xml(m.serialise(answer), version, 200, HeldAnswer)
+        response.hold_until_sent(request.app[BUDGET], request[HELD])  # an inline FetchDocument's content
+        request[HELD] = Held()  # handed over to the answer: not given back below
+        return response
     except GwxError as exc:
         return _fault(request, exc, version, unread=not request.content.at_eof())
     except Exception:
@@ -227,9 +248,11 @@ async def _prepare(request: web.Request, envelope: Envelope, actions: list[str |
         raise SoapError("only body and attachment content may be MTOM parts", code="SOAP_BAD_MTOM")
     await asyncio.to_thread(m.validate, envelope.operation)
     settings, limits = request.app[SETTINGS], request.app[CONFIG].limits
+    budget, held = request.app[BUDGET], request[HELD]
     call = operations.Call(who, envelope.version, envelope.operation, request.app[SERVICE], settings["upload_dir"],
                            meta_cap=limits.max_request_bytes, body_cap=limits.max_body_pdf_bytes,
                            attachment_cap=limits.max_envelope_bytes,
+                           hold=lambda n, why: budget.take(held, n, why),
                            mtom_answer=mtom is not None or "multipart/related" in request.headers.get("Accept", ""))
     settings["upload_dir"].mkdir(parents=True, exist_ok=True, mode=0o700)  # inline files are written there too
     if includes:
@@ -269,9 +292,9 @@ def _username_token(header: etree._Element) -> str | None:
     return (password.text or "").strip()
 
 
-def _xml(body: bytes, version: str, status: int) -> web.Response:
+def _xml(body: bytes, version: str, status: int, kind: type[web.Response] = web.Response) -> web.Response:
     media = "text/xml" if version == "1.1" else "application/soap+xml"
-    return web.Response(body=body, status=status, content_type=media, charset="utf-8")
+    return kind(body=body, status=status, content_type=media, charset="utf-8")
 
 
 def _fault(request: web.Request, error: GwxError, version: str, unread: bool) -> web.Response:

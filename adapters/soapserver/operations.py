@@ -35,6 +35,10 @@ from node.errors import BadJson, NotFound
 from pki.unit_code import validate_unit_code
 
 INLINE_ANSWER_MAX = 4 * 1024 * 1024  # binary content a FetchDocument answers inline at most (base64: 5.3 MiB)
+# An inline answer holds its content about this many times over at its peak (the bytes and their base64
+# while the tree is built; then the tree's text and the serialised answer until it is sent): what it
+# counts against the endpoint's memory budget.
+INLINE_ANSWER_COPIES = 4
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Call:
     service: DocumentServiceApi
     upload_dir: Path
     meta_cap: int
+    hold: Callable[[int, str], None]  # count n bytes against the endpoint's memory budget, or refuse (why)
     mtom_files: dict[Any, Path] = field(default_factory=dict)  # element → its MTOM part on disk
     mtom_answer: bool = False  # the asker reads MTOM (asked in MTOM or Accept: multipart/related)
     body_cap: int = 0  # the body PDF at most, inline or MTOM (Limits.max_body_pdf_bytes)
@@ -150,7 +155,12 @@ async def fetch(call: Call) -> Answer:
         return envelope
     package = await call.service.package_path(call.who, doc_id)
     members = [(BODY_NAME, None)] + [(ATTACHMENTS_DIR + a["name"], a["name"]) for a in shown["attachments"]]
-    inline = await asyncio.to_thread(_read_inline, package, [member for member, _ in members], call.mtom_answer)
+    size = await asyncio.to_thread(_content_size, package, [member for member, _ in members])
+    inline: dict[str, bytes] = {}
+    if not call.mtom_answer and size <= INLINE_ANSWER_MAX:
+        call.hold(size * INLINE_ANSWER_COPIES, "too many FetchDocument answers carry their content inline at "
+                  "once; ask again shortly (or ask for MTOM: Accept: multipart/related)")
+        inline = await asyncio.to_thread(_read_members, package, [member for member, _ in members])
     parts = []
     for n, (member, name) in enumerate(members):
         if name is None:
@@ -160,7 +170,7 @@ async def fetch(call: Call) -> Answer:
             m.add(attachment, "name", name)
             content = etree.SubElement(attachment, m.q("content"))
         if member in inline:
-            content.text = base64.b64encode(inline[member]).decode()
+            content.text = base64.b64encode(inline.pop(member))  # ASCII bytes: no str copy
         else:
             cid = f"part{n}@gwx"
             include(content, cid)
@@ -169,11 +179,13 @@ async def fetch(call: Call) -> Answer:
     return MtomAnswer(envelope, parts) if parts else envelope
 
 
-def _read_inline(package: Path, members: list[str], mtom_answer: bool) -> dict[str, bytes]:
-    """The members' bytes when the answer carries them inline; none when they go as MTOM parts."""
+def _content_size(package: Path, members: list[str]) -> int:
     with zipfile.ZipFile(package) as z:
-        if mtom_answer or sum(z.getinfo(member).file_size for member in members) > INLINE_ANSWER_MAX:
-            return {}
+        return sum(z.getinfo(member).file_size for member in members)
+
+
+def _read_members(package: Path, members: list[str]) -> dict[str, bytes]:
+    with zipfile.ZipFile(package) as z:
         return {member: z.read(member) for member in members}
 
 

@@ -1,17 +1,21 @@
 """Memory stays bounded on a real node process (``gwx node run``), measured by its peak RSS
 (``VmHWM``): a large MTOM attachment is streamed in and out, never held whole, and a volley of
-hostile envelopes at once costs a few envelopes' worth, after which the node still serves."""
+hostile envelopes at once costs a few envelopes' worth, after which the node still serves, and so
+does a volley of FetchDocument answers carrying their content inline to askers that read slowly."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from adapters.soapserver.endpoint import ENVELOPE_MAX
+from adapters.soapserver.operations import INLINE_ANSWER_MAX
 from bench.adapters import (
     BUREAU,
     OFFICE,
@@ -106,3 +110,49 @@ def test_a_volley_of_hostile_envelopes_keeps_memory_bounded_and_the_node_serving
             return r.status
     assert asyncio.run(still_serving()) == 200
     assert bench.node.running
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start the process's peak RSS (VmHWM) afresh from its RSS now (Linux: clear_refs 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+async def inline_volley(bench: Bench, doc_id: str, askers: int) -> list[tuple[int, str, bytes]]:
+    """``askers`` FetchDocuments at once, answered inline (no Accept: multipart/related), each asker
+    reading its answer only some seconds after it started (an OA system busy elsewhere)."""
+    data = soap_envelope(bench.token(BUREAU), "FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>")
+
+    async def one(http: aiohttp.ClientSession) -> tuple[int, str, bytes]:
+        async with http.post("/soap/v1/documents", data=data, headers=soap_headers("FetchDocument")) as r:
+            await asyncio.sleep(4)
+            return r.status, r.headers.get("X-Gwx-Error", ""), await r.read()
+    connector = aiohttp.TCPConnector(limit=askers)
+    async with aiohttp.ClientSession(bench.url, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=300)) as http:
+        return await asyncio.gather(*(one(http) for _ in range(askers)))
+
+
+def test_a_volley_of_inline_fetches_keeps_memory_bounded(bench):
+    """Each inline answer is its content about four times over (bytes, base64, tree, serialised);
+    the endpoint counts that against its budget for envelopes in memory and holds it until the answer
+    is sent, so however many ask at once, what is held stays bounded: those past the budget are told
+    to ask again shortly (or to ask for MTOM)."""
+    content = os.urandom(INLINE_ANSWER_MAX - 256 * 1024)  # with the body PDF, just under the inline cap
+    attachment = bench.work / "inline.bin"
+    attachment.write_bytes(content)
+    doc_id = asyncio.run(mtom_submit(bench, attachment))
+    pid = bench.node.process.pid
+    reset_peak_rss(pid)
+    before = peak_rss_mib(pid)
+    answers = asyncio.run(inline_volley(bench, doc_id, 32))
+    growth = peak_rss_mib(pid) - before
+    print(f"peak RSS growth under 32 inline fetches of {len(content) // MiB} MiB: {growth:.0f} MiB")
+    served = [body for status, _, body in answers if status == 200]
+    print(f"{len(served)} of {len(answers)} answered at once, the others told to ask again")
+    assert {code for status, code, _ in answers if status != 200} <= {"NODE_UNAVAILABLE"}, answers[0][:2]
+    assert served, "no fetch was answered"
+    for body in served:
+        inline = body.split(b"<gwx:content>")[1].split(b"</gwx:content>")[0]
+        assert base64.b64decode(inline) == content
+    # 32 answers of ~5 MiB each at once would be 160 MiB; the budget (48 MiB) bounds what is held.
+    assert growth < 80, f"peak RSS grew by {growth:.0f} MiB"
