@@ -45,7 +45,7 @@ from lxml import etree
 from adapters.soapserver import messages as m
 from adapters.soapserver import operations
 from adapters.soapserver.envelope import WSSE_NS, Envelope, parse_xml, read_envelope
-from adapters.soapserver.errors import SoapError, SoapTooLarge
+from adapters.soapserver.errors import SoapError, SoapTooLarge, out_of_disk
 from adapters.soapserver.mtom import MtomRequest, take_includes, write_mtom
 from node.api.auth import AuthError, Principal, TokenStore
 from node.api.local_api import PRINCIPAL, SELF_AUTHENTICATED
@@ -201,7 +201,7 @@ async def _receive(request: web.Request, media: str, mtom: MtomRequest | None,
     if declared is not None and mtom is not None:
         free = shutil.disk_usage(settings["upload_dir"]).free
         if declared > free:
-            raise NodeUnavailable("not enough disk space for this request")
+            raise out_of_disk()
     authorization = request.headers.get("Authorization")
     if authorization:  # an unknown bearer is refused before it may hold any of the memory budget
         request.app[TOKENS].authenticate(authorization)

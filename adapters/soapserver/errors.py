@@ -7,7 +7,9 @@ the clerk's, a document that does not exist, META.json that is wrong) keep their
 
 from __future__ import annotations
 
-from node.errors import NodeError
+import errno
+
+from node.errors import NodeError, NodeUnavailable
 from pki.errors import ErrorKind
 
 
@@ -26,3 +28,12 @@ class SoapTooLarge(NodeError):
 
     code = "SOAP_TOO_LARGE"
     kind = ErrorKind.INVALID_INPUT
+
+
+def out_of_disk(exc: OSError | None = None) -> NodeUnavailable | None:
+    """The refusal of a request the upload directory has no room for, whether found by checking free
+    space first (``exc`` None) or by a write failing (``exc``: None unless it is the disk being full):
+    transient, so the OA sends again later."""
+    if exc is not None and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return NodeUnavailable("not enough disk space for this request")

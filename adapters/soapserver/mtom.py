@@ -6,7 +6,8 @@ the endpoint parses it, authenticates the caller and validates the message, and 
 binary parts read, each written in slices to its own temp file (0600, in the node's upload
 directory) with its cap checked as bytes arrive. Each part must be one the envelope refers to by
 ``xop:Include href="cid:…"``, at most once; transfer encodings other than binary/8bit are refused.
-Every failure is ``SOAP_BAD_MTOM`` or ``SOAP_TOO_LARGE``, and every temp file is removed.
+Every failure is ``SOAP_BAD_MTOM`` or ``SOAP_TOO_LARGE`` (or, the disk full, the transient
+``NODE_UNAVAILABLE`` of :func:`~adapters.soapserver.errors.out_of_disk`), and every temp file is removed.
 
 Outgoing (:func:`write_mtom`): an answer whose binary elements carry ``xop:Include``; the root part
 and then each file, read from its source in slices in a thread.
@@ -29,7 +30,7 @@ from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import HttpProcessingError
 from lxml import etree
 
-from adapters.soapserver.errors import SoapError, SoapTooLarge
+from adapters.soapserver.errors import SoapError, SoapTooLarge, out_of_disk
 
 LOG = logging.getLogger("gwx.soap")
 XOP_NS = "http://www.w3.org/2004/08/xop/include"
@@ -121,19 +122,24 @@ class MtomRequest:
         self.files.append(path)
         size = 0
         pending: list[bytes] = []
-        with os.fdopen(fd, "wb") as out:
-            while chunk := await _chunk(part):
-                size += len(chunk)
-                if size > cap:
-                    raise SoapTooLarge(f"{what} is more than {cap} bytes", limit=cap)
-                if size > room:
-                    raise SoapTooLarge("the request's files together are more than the node takes", limit=room)
-                pending.append(chunk)
-                if sum(map(len, pending)) >= WRITE_BATCH:
-                    await asyncio.to_thread(out.write, b"".join(pending))  # a slow disk stalls no other request
-                    pending = []
-            if pending:
-                await asyncio.to_thread(out.write, b"".join(pending))
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := await _chunk(part):
+                    size += len(chunk)
+                    if size > cap:
+                        raise SoapTooLarge(f"{what} is more than {cap} bytes", limit=cap)
+                    if size > room:
+                        raise SoapTooLarge("the request's files together are more than the node takes", limit=room)
+                    pending.append(chunk)
+                    if sum(map(len, pending)) >= WRITE_BATCH:
+                        await asyncio.to_thread(out.write, b"".join(pending))  # a slow disk stalls no other request
+                        pending = []
+                if pending:
+                    await asyncio.to_thread(out.write, b"".join(pending))
+        except OSError as exc:  # a chunked request (no Content-Length) could not be checked for space first
+            if (full := out_of_disk(exc)) is not None:
+                raise full from None
+            raise
         return path, size
 
     def cleanup(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from lxml import etree
 
 from adapters.soapserver import messages as m
-from adapters.soapserver.errors import SoapError, SoapTooLarge
+from adapters.soapserver.errors import SoapError, SoapTooLarge, out_of_disk
 from adapters.soapserver.mtom import include
 from exchange_protocol.canonical import load_json
 from exchange_protocol.kinds import parse_kind
@@ -71,14 +71,19 @@ class Call:
 
 
 def _decode_to(fd: int, text: str, cap: int, what: str) -> None:
-    with os.fdopen(fd, "wb") as out:
-        try:
-            data = base64.b64decode("".join(text.split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise SoapError("base64 content that does not decode", code="SOAP_INVALID_MESSAGE") from None
-        if len(data) > cap:
-            raise SoapTooLarge(f"{what} is more than {cap} bytes", size=len(data), limit=cap)
-        out.write(data)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                data = base64.b64decode("".join(text.split()), validate=True)
+            except (binascii.Error, ValueError):
+                raise SoapError("base64 content that does not decode", code="SOAP_INVALID_MESSAGE") from None
+            if len(data) > cap:
+                raise SoapTooLarge(f"{what} is more than {cap} bytes", size=len(data), limit=cap)
+            out.write(data)
+    except OSError as exc:
+        if (full := out_of_disk(exc)) is not None:
+            raise full from None
+        raise
 
 
 @dataclass

@@ -8,7 +8,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import json
 import os
+import shutil
+import subprocess
+import sys
 import zipfile
 
 import aiohttp
@@ -123,6 +127,22 @@ def test_an_inline_body_past_the_body_limit_is_refused_as_an_mtom_one_is(tmp_pat
         assert await outbox_of_a(client, env) == []
         nothing_stored(env)
     run_soap(env, scenario)
+
+
+def test_a_chunked_mtom_upload_that_fills_the_disk_is_the_typed_disk_full_refusal(tmp_path):
+    """Without a Content-Length the endpoint cannot check free space first: the disk filling while a
+    part is written is the same transient refusal as the checked path (send again later), not an
+    internal error, and leaves no file. A 2 MiB tmpfs on the upload directory, in a mount namespace
+    of the child's own."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-Urm", "true"]).returncode != 0:
+        pytest.skip("needs unshare -Urm (user and mount namespaces) to mount a small tmpfs")
+    run = subprocess.run(["unshare", "-Urm", sys.executable, "-m", "tests.adapters.soapserver.disk_full_child",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"status": 500, "code": "NODE_UNAVAILABLE", "soap": "soap:Server",
+                      "message": "not enough disk space for this request", "left": [], "sent": 0,
+                      "serving": True}, result
 
 
 def test_an_unknown_bearer_is_refused_before_it_may_hold_envelope_memory(tmp_path):
