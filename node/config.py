@@ -101,6 +101,16 @@ class RevocationSettings:
 
 
 @dataclass(frozen=True)
+class FolderSettings:
+    """``[[folders]]``: a watched folder for one hosted unit's OA system (:mod:`adapters.folder`).
+    ``path`` holds ``outgoing/``, ``results/``, ``rejects/``, ``inbox/`` and the node's own ``work/``."""
+
+    unit: str
+    path: Path
+    poll_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     directory: Path
     node_id: str
@@ -114,6 +124,7 @@ class NodeConfig:
     classified_network: bool = False
     parent: ParentSettings | None = None
     revocation: RevocationSettings | None = None
+    folders: tuple[FolderSettings, ...] = ()
 
     # Well-known paths inside the node directory.
     @property
@@ -197,11 +208,13 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         classified_network=_take(raw, "classified_network", bool, default=False),
         parent=_parent(raw.pop("parent", None)),
         revocation=_revocation(raw.pop("revocation", None)),
+        folders=tuple(_folder(f, directory) for f in _take(raw, "folders", list, default=[])),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
     _check_ranges(config)
     _check_units_and_peers(config)
+    _check_folders(config)
     return config
 
 
@@ -340,6 +353,37 @@ def _revocation(raw: Any) -> RevocationSettings | None:
     return settings
 
 
+def _folder(raw: Any, directory: Path) -> FolderSettings:
+    if not isinstance(raw, dict) or "unit" not in raw:
+        raise ConfigError("each [[folders]] entry is a table with at least unit", key="folders")
+    raw = dict(raw)
+    unit = validate_unit_code(_take(raw, "unit", str, required=True))
+    path = directory / _take(raw, "path", str, default=f"folders/{unit}")
+    poll = raw.pop("poll_seconds", 2.0)
+    if raw:
+        raise ConfigError(f"unknown keys in [[folders]] {unit}: {', '.join(sorted(raw))}", key="folders",
+                          keys=sorted(raw))
+    if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not 0.05 <= poll <= 3600:
+        raise ConfigError(f"[[folders]] {unit}: poll_seconds must be 0.05–3600, got {poll!r}",
+                          key="folders.poll_seconds")
+    return FolderSettings(unit=unit, path=path.resolve(), poll_seconds=float(poll))
+
+
+def _check_folders(config: NodeConfig) -> None:
+    """One folder per hosted unit, and no folder inside another's (a drop must not be claimed twice)."""
+    for f in config.folders:
+        if config.unit(f.unit) is None:
+            raise ConfigError(f"[[folders]] unit {f.unit} is not hosted on this node", key="folders.unit",
+                              unit=f.unit)
+    for i, a in enumerate(config.folders):
+        for b in config.folders[i + 1:]:
+            if a.unit == b.unit:
+                raise ConfigError(f"[[folders]] lists unit {a.unit} twice", key="folders.unit", unit=a.unit)
+            if a.path == b.path or a.path in b.path.parents or b.path in a.path.parents:
+                raise ConfigError(f"[[folders]] {a.unit} and {b.unit} share a folder ({a.path}, {b.path})",
+                                  key="folders.path")
+
+
 def _https_url(url: str, where: str, key: str) -> None:
     if not url.startswith("https://") or len(url) <= len("https://") or " " in url:
         raise ConfigError(f"{where}: url must be https://HOST:PORT (mutual TLS only), got {url!r}", key=key)
@@ -394,6 +438,10 @@ def dump_config(config: NodeConfig) -> str:
         if u.parent:
             lines.append(f"parent = {_q(u.parent)}")
         lines.append("")
+    for f in config.folders:
+        path = f.path.relative_to(config.directory) if f.path.is_relative_to(config.directory) else f.path
+        lines += ["[[folders]]", f"unit = {_q(f.unit)}", f"path = {_q(str(path))}",
+                  f"poll_seconds = {_q(f.poll_seconds)}", ""]
     for p in config.peers:
         lines += ["[[peers]]", f"node_id = {_q(p.node_id)}", f"url = {_q(p.url)}",
                   "units = [" + ", ".join(_q(c) for c in p.units) + "]"]

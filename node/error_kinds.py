@@ -99,6 +99,7 @@ ERROR_MODULES = (
     "node.cli.exit_codes", "node.cli.api_client", "node.renewal", "adapters.events", "adapters.outbox",
     "adapters.webhooks.signing", "adapters.webhooks.subscriptions", "adapters.webhooks.delivery",
     "adapters.soapserver.errors",
+    "adapters.folder.errors",
 )
 _loaded = False
 

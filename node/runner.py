@@ -27,6 +27,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from adapters.folder.watcher import FolderWatchers
 from adapters.outbox import Outbox
 from adapters.soapserver.endpoint import mount_soap
 from adapters.webhooks.service import Webhooks
@@ -110,6 +111,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         revocation.load()  # a missing OCSP signer or a wrong passphrase stops the start, not the first request
     outbound = Outbound(ctx, store, client, registry)
     service = DocumentService(ctx, store, outbound, registry)
+    folders = FolderWatchers(config, service, registry, ctx.clock)  # [[folders]]: OA drops, adapters.folder
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)
     peer_app = make_peer_app(ctx, acceptor, service.whereabouts, revocation)
     tokens = TokenStore(config.tokens_path)
@@ -152,12 +154,14 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
             await revocation_site.start()
         # Once our own listener is up: our children may ask us at once.
         fetching = [loop.create_task(f.run(), name=f"gwx-{type(f).__name__}") for f in fetchers]
+        folders.start()
         _write_ready(config, peer_site, local_site, revocation_site)
         log.info("node %s serving: peers on %s, local API on %s", ctx.node_id, peer_site.name, local_site.name)
         await stop.wait()
         log.info("node %s draining", ctx.node_id)
     finally:
         peer_app[DRAINING].set()
+        await folders.stop()
         for task in (*fetching, reloading, rerouting):
             if task is not None:
                 task.cancel()

@@ -28,6 +28,8 @@ def test_the_example_node_toml_loads_and_documents_every_option(tmp_path):
         assert not missing, f"[{section}] of the example lacks {missing}"
     assert {"code", "name", "seal_dir", "level", "parent"} <= {k for u in raw["units"] for k in u}
     assert {"node_id", "url", "units", "unit_names"} <= {k for p in raw["peers"] for k in p}
+    assert [(f.unit, f.path, f.poll_seconds) for f in config.folders] == [
+        ("11371300MB00000011", tmp_path.resolve() / "folders" / "11371300MB00000011", 2.0)]
     # Its comments survive an edit with gwx node add-peer.
     add_peer(tmp_path, "county-c", "https://10.1.2.5:7443", [])
     text = (tmp_path / CONFIG_NAME).read_text("utf-8")

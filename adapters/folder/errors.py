@@ -1,0 +1,82 @@
+"""Why a drop in a watched folder was refused: the codes an OA system reads in ``error.json``.
+
+Every refusal of the drop itself is a :class:`DropRefused` (invalid input: the drop moves to
+``rejects/`` at once and nothing is sent); the document service's own refusals (``DOC_*``,
+``PKG_*``, ``API_FORBIDDEN`` …) reach ``error.json`` with their codes unchanged. Codes are a
+contract with the OA integrator: never reworded once shipped.
+"""
+
+from __future__ import annotations
+
+from pki.errors import ErrorKind, GwxError
+
+
+class DropRefused(GwxError):
+    """A drop that cannot be sent as it is; ``details`` name the file or member at fault."""
+
+    code = "DROP_REFUSED"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropNoMeta(DropRefused):
+    code = "DROP_NO_META"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropNoBody(DropRefused):
+    code = "DROP_NO_BODY"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropSymlink(DropRefused):
+    """A symbolic link anywhere in a drop (or a zip member that is one): it could point out of the folder."""
+
+    code = "DROP_SYMLINK"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropHardLink(DropRefused):
+    """A file that has other names elsewhere: its content may not be the OA's to send."""
+
+    code = "DROP_HARD_LINK"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropUnexpectedEntry(DropRefused):
+    """Something in a drop that is none of META.json, body.pdf, attachments/<file>, .ready."""
+
+    code = "DROP_UNEXPECTED_ENTRY"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropBadName(DropRefused):
+    """A name that climbs out (``..``), is absolute, has control characters or cannot be an attachment's."""
+
+    code = "DROP_BAD_NAME"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropTooLarge(DropRefused):
+    code = "DROP_TOO_LARGE"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropBadZip(DropRefused):
+    """Not a zip we can read: truncated, encrypted, an unknown compression, a checksum that fails."""
+
+    code = "DROP_BAD_ZIP"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropZipBomb(DropRefused):
+    """A member that inflates far beyond its compressed size, or more members than a drop may have."""
+
+    code = "DROP_ZIP_BOMB"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DropAlreadySent(DropRefused):
+    """META.json names a 公文标识 this unit has already sent (the OA dropped the same document again)."""
+
+    code = "DROP_ALREADY_SENT"
+    kind = ErrorKind.CONFLICT

@@ -1,0 +1,124 @@
+"""A unit's watched folder on disk, and the few file operations that must survive a kill -9.
+
+``ROOT`` (``[[folders]] path``) holds::
+
+    outgoing/   the OA writes drops here (NAME/ with .ready, or NAME.zip renamed into place)
+    results/    NAME.json for each drop sent: 公文标识 and status      (written by the node)
+    rejects/    NAME/ with the drop as it was and error.json           (written by the node)
+    inbox/      documents received and event files                     (written by the node)
+    work/       the node's own: drops it has claimed (0700, not for the OA)
+
+Everything the node writes for the OA appears whole: written under a name starting with ``.``
+(which the OA is told to ignore), fsynced, renamed into place, and the directory fsynced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pki.keystore import fsync_dir, write_public_file
+
+DONE_PREFIX = ".done-"  # a claim being removed after its outcome is durable
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    root: Path
+
+    @property
+    def outgoing(self) -> Path:
+        return self.root / "outgoing"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / "rejects"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    def create(self) -> None:
+        for path in (self.outgoing, self.results, self.rejects, self.inbox):
+            path.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(mode=0o700, exist_ok=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """``path`` appears whole or not at all (temp ``.name.*``, fsync, rename, fsync of the directory)."""
+    write_public_file(path, json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8") + b"\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text("utf-8"))
+
+
+def move(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` (same file system: atomic) and make both directories durable."""
+    os.rename(source, target)
+    fsync_dir(target.parent)
+    if source.parent != target.parent:
+        fsync_dir(source.parent)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a finished claim: first renamed out of the way (one atomic step, so a kill -9 in the
+    middle never leaves half a drop that looks like a new one), then deleted."""
+    if not path.exists():
+        return
+    doomed = path.with_name(DONE_PREFIX + path.name)
+    if doomed.exists():
+        shutil.rmtree(doomed)
+    move(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def free_name(directory: Path, name: str, suffix: str = "", same=None) -> Path:
+    """``directory/name+suffix``, or ``name.1+suffix``, ``name.2+suffix``… when taken — unless
+    ``same(existing)`` says the taken one is this very outcome (written again after a crash)."""
+    for n in range(10_000):
+        candidate = directory / (f"{name}{suffix}" if n == 0 else f"{name}.{n}{suffix}")
+        if not os.path.lexists(candidate) or (same is not None and same(candidate)):
+            return candidate
+    raise FileExistsError(f"{directory}: 10,000 outcomes named {name}; remove what has been read")
+
+
+def write_tree(target: Path, files: dict[str, bytes | Path]) -> None:
+    """A directory ``target`` of ``files`` (relative name → bytes, or a file to copy) that appears
+    whole: built as a hidden sibling, every file fsynced, then renamed into place."""
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        for rel, content in files.items():
+            path = staging / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as out:
+                if isinstance(content, Path):
+                    with open(content, "rb") as source:
+                        shutil.copyfileobj(source, out, 1024 * 1024)
+                else:
+                    out.write(content)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(path, 0o644)
+        for directory in sorted({(staging / rel).parent for rel in files}, reverse=True):
+            fsync_dir(directory)
+        os.chmod(staging, 0o755)
+        move(staging, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(staging)
+        raise

@@ -1,0 +1,126 @@
+"""Unpacking a zipped drop into the node's own work folder, refusing zips that attack.
+
+A member name must be relative, without ``..``, backslashes, drive letters or control characters;
+a member may not be a symbolic link, encrypted, or use a compression we do not know. The sizes the
+zip declares are checked before anything is written (count of members, total against the node's
+limit, each member's inflation ratio), and the bytes actually inflated are counted while they are
+written — zipfile stops a member at its declared size and then fails its CRC, so a zip that lies
+about a size is refused too. Files are created with ``O_EXCL | O_NOFOLLOW`` under a directory only
+the node writes, so two members of one name, or a member that tries to land on a link, fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import zipfile
+import zlib
+from pathlib import Path
+
+from adapters.folder.drop import MAX_ATTACHMENTS, DropLimits
+from adapters.folder.errors import DropBadName, DropBadZip, DropSymlink, DropTooLarge, DropZipBomb
+
+MAX_MEMBERS = MAX_ATTACHMENTS + 8  # META.json, body.pdf, .ready and a few directory entries
+MAX_RATIO = 200  # inflated / compressed bytes of one member; PDFs and office files stay far below
+RATIO_FLOOR = 1024 * 1024  # members smaller than this may inflate as they like
+CHUNK = 1024 * 1024
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
+
+
+def unpack(zip_path: Path, target: Path, limits: DropLimits) -> Path:
+    """Unpack ``zip_path`` into the new directory ``target``; returns the drop folder inside it
+    (``target`` itself, or the one top folder every member is in)."""
+    target.mkdir(mode=0o700)
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (*_ZIP_READ_ERRORS, OSError) as exc:
+        raise DropBadZip(f"{zip_path.name} is not a readable zip: {_one_line(exc)}", file=zip_path.name) from None
+    with archive:
+        infos = archive.infolist()
+        _check_declared(infos, limits)
+        for info in infos:
+            parts = _member_parts(info)
+            if info.is_dir():
+                _make_dirs(target, parts)
+                continue
+            _make_dirs(target, parts[:-1])
+            _extract(archive, info, target.joinpath(*parts))
+    return _drop_root(target)
+
+
+def _check_declared(infos: list[zipfile.ZipInfo], limits: DropLimits) -> None:
+    if len(infos) > MAX_MEMBERS:
+        raise DropZipBomb(f"the zip has {len(infos)} members, more than the {MAX_MEMBERS} a drop may have",
+                          members=len(infos), limit=MAX_MEMBERS)
+    declared = sum(i.file_size for i in infos)
+    if declared > limits.total:
+        raise DropTooLarge(f"the zip unpacks to {declared} bytes, more than the {limits.total} a document may have",
+                           size=declared, limit=limits.total)
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise DropBadZip(f"zip member {info.filename!r} is encrypted", member=info.filename)
+        if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise DropZipBomb(f"zip member {info.filename!r} inflates {info.compress_size} bytes to "
+                              f"{info.file_size} (more than {MAX_RATIO} times)", member=info.filename)
+
+
+def _member_parts(info: zipfile.ZipInfo) -> list[str]:
+    name = info.filename
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise DropSymlink(f"zip member {name!r} is a symbolic link; a drop is real files", member=name)
+    if (not name or "\\" in name or name.startswith("/") or _DRIVE.match(name)
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise DropBadName(f"zip member name {name!r} is absolute, has a backslash, a drive or control "
+                          "characters", member=name)
+    parts = name.rstrip("/").split("/") if info.is_dir() else name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise DropBadName(f"zip member name {name!r} has an empty, '.' or '..' segment", member=name)
+    return parts
+
+
+def _make_dirs(target: Path, parts: list[str]) -> None:
+    path = target
+    for part in parts:
+        path = path / part
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise DropBadName(f"zip member {'/'.join(parts)!r} is both a file and a folder",
+                                  member="/".join(parts)) from None
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise DropBadName(f"the zip holds {info.filename!r} twice", member=info.filename) from None
+    written = 0
+    with os.fdopen(fd, "wb") as out:
+        try:
+            with archive.open(info) as member:
+                while chunk := member.read(CHUNK):
+                    written += len(chunk)
+                    if written > info.file_size:  # zipfile stops at the declared size; belt and braces
+                        raise DropZipBomb(f"zip member {info.filename!r} inflates past its declared size",
+                                          member=info.filename)
+                    out.write(chunk)
+        except _ZIP_READ_ERRORS as exc:
+            raise DropBadZip(f"zip member {info.filename!r} cannot be read: {_one_line(exc)}",
+                             member=info.filename) from None
+
+
+def _drop_root(target: Path) -> Path:
+    """A zip made by zipping the drop folder itself has one top folder: the drop is inside it."""
+    entries = list(target.iterdir())
+    if len(entries) == 1 and entries[0].is_dir() and entries[0].name.lower() != "attachments":
+        return entries[0]
+    return target
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__

@@ -1,0 +1,66 @@
+"""The watched folders of a running node: one polling task per ``[[folders]]`` entry.
+
+Polling, not inotify: it works the same on every file system an OA may share (NFS and SMB mounts
+included, where change notification is unreliable), needs no extra library, and a round costs one
+directory listing. Every ``poll_seconds`` a unit's task finishes the claims left in ``work/`` and
+sends each complete drop (:mod:`adapters.folder.outgoing`). A round that fails (the folder
+unmounted, say) is logged and the next one tried: the watcher itself never stops while the node runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from adapters.folder.drop import DropLimits
+from adapters.folder.layout import FolderLayout
+from adapters.folder.outgoing import Outgoing
+from node.config import FolderSettings, NodeConfig
+from node.documents.contract import DocumentServiceApi
+from node.ops.metrics import Registry
+
+log = logging.getLogger("gwx.folder")
+
+
+class FolderWatchers:
+    def __init__(self, config: NodeConfig, service: DocumentServiceApi, registry: Registry,
+                 clock: Callable[[], datetime]) -> None:
+        self.config = config
+        outcomes = registry.counter("gwx_folder_drops_total",
+                                    "Drops taken from watched folders, by unit and outcome (sent, rejected, retried)")
+        limits = DropLimits(body=config.limits.max_body_pdf_bytes, total=config.limits.max_envelope_bytes)
+        self.outgoing = {f.unit: Outgoing(FolderLayout(f.path), f.unit, service, limits, clock, f.poll_seconds,
+                                          outcomes) for f in config.folders}
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._watch(f), name=f"gwx-folder-{f.unit}") for f in self.config.folders]
+
+    async def stop(self) -> None:
+        """Cancel the watchers; a drop cut off mid-way stays claimed and is finished at the next start."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _watch(self, settings: FolderSettings) -> None:
+        outgoing = self.outgoing[settings.unit]
+        ready = False
+        while True:
+            try:
+                if not ready:
+                    await asyncio.to_thread(outgoing.layout.create)
+                    ready = True
+                    log.info("folder %s: watching %s every %.1f s", settings.unit, settings.path,
+                             settings.poll_seconds)
+                await outgoing.tick()
+            except Exception:
+                log.exception("folder %s: a round over %s failed; trying again in %.1f s", settings.unit,
+                              settings.path, settings.poll_seconds)
+            await asyncio.sleep(settings.poll_seconds)

@@ -1,0 +1,87 @@
+"""kill -9 of a node in the middle of a drop: the drop is neither lost nor sent twice.
+
+The city node is started with ``GWX_FOLDER_HOLD`` so that its watcher stops a drop exactly at a
+critical point — its key recorded but nothing submitted yet (``claimed``), or submitted but its
+result not yet written (``submitted``) — and is then killed with SIGKILL there. Restarted without
+the hold, it must finish the drop: one result naming the key, and on the receiving node exactly
+one inbox row (and one ``inbox.add`` audit event) per addressed unit.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.adapters.folder.folder_support import Dropper, add_folder, wait_result
+from tests.node.network.network_support import (
+    A1,
+    A2,
+    CITY,
+    FAST_RETRY,
+    connect_and_start,
+    db_rows,
+    db_value,
+    new_network,
+    notice_meta,
+    units,
+    verify_audit_chain,
+    wait_log,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    base = tmp_path_factory.mktemp("folder-crash")
+    network = new_network(base)
+    city = network.add_node("city", units(CITY), retry=FAST_RETRY)
+    network.add_node("county-a", units(A1, A2), retry=FAST_RETRY)
+    network.folder = add_folder(city, CITY)
+    network.dropper = Dropper(network.folder, base / "staging")
+    connect_and_start(network)
+    yield network
+    network.stop_all()
+
+
+def restart(net, env: dict[str, str]) -> None:
+    city = net.nodes["city"]
+    if city.running:
+        net.stop(city)
+    city.env = env
+    net.start(city)
+
+
+@pytest.mark.parametrize("point,oa_id", [("claimed", None), ("submitted", None), ("submitted", "oa-crash-0001")],
+                         ids=["before-submit", "after-submit-before-result", "after-submit-oa-gave-the-id"])
+def test_a_drop_killed_at_a_critical_point_is_sent_exactly_once(net, point, oa_id):
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    restart(net, {"GWX_FOLDER_HOLD": point})
+    name = f"crash-{point}-{oa_id or 'new'}"
+    title = f"关于崩溃测试的通知（{name}）"
+    meta = {**notice_meta(CITY, [A1], [A2], title=title), "id": oa_id}
+    net.dropper.folder(name, meta, net.body.read_bytes(), {"附件.txt": "附件".encode()})
+    wait_log(city, f"holding drop {name} at {point}", timeout=30)
+    claim = json.loads((net.folder / "work" / name / "claim.json").read_text("utf-8"))
+    if oa_id:
+        assert claim["doc_id"] == oa_id
+    sent_before_kill = db_value(city, "SELECT COUNT(*) FROM outbox WHERE title = ?", (title,))
+    assert sent_before_kill == (1 if point == "submitted" else 0)
+
+    net.kill(city)  # kill -9 exactly there
+    assert not (net.folder / "results" / f"{name}.json").exists()
+    restart(net, {})
+
+    result = wait_result(net.folder, name)
+    assert result["doc_id"] == claim["doc_id"] and result["status"] == "sent"
+    wait_status(city, CITY, result["doc_id"], {A1: "delivered", A2: "delivered"})
+    assert db_value(city, "SELECT COUNT(*) FROM outbox WHERE title = ?", (title,)) == 1
+    rows = db_rows(county, "SELECT unit_code, doc_id FROM inbox WHERE title = ? ORDER BY unit_code", (title,))
+    assert rows == [(A1, claim["doc_id"]), (A2, claim["doc_id"])]
+    adds = db_value(county, "SELECT COUNT(*) FROM audit WHERE action = 'inbox.add' AND doc_id = ?", (claim["doc_id"],))
+    assert adds == 2
+    assert list((net.folder / "results").glob(f"{name}*")) == [net.folder / "results" / f"{name}.json"]
+    assert not list((net.folder / "work").iterdir()) and not (net.folder / "rejects" / name).exists()
+    verify_audit_chain(city)

@@ -1,0 +1,82 @@
+"""Unpacking zipped drops on real files: the attacks a network test does not reach one by one."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+
+import pytest
+
+from adapters.folder.drop import DropLimits, read_folder
+from adapters.folder.errors import DropBadName, DropBadZip, DropTooLarge, DropZipBomb
+from adapters.folder.unzip import MAX_MEMBERS, unpack
+
+pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name")  # a zip with one name twice, on purpose
+LIMITS = DropLimits(body=1024 * 1024, total=8 * 1024 * 1024)
+META = b'{"kind": "\xe9\x80\x9a\xe7\x9f\xa5"}'
+
+
+def make_zip(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_well_formed_zip_unpacks_to_its_drop(tmp_path):
+    make_zip(tmp_path / "d.zip", [("META.json", META), ("body.pdf", b"%PDF-1.7"), ("attachments/a.txt", b"a")])
+    root = unpack(tmp_path / "d.zip", tmp_path / "out", LIMITS)
+    contents = read_folder(root, LIMITS)
+    assert contents.meta == {"kind": "通知"} and [n for n, _ in contents.attachments] == ["a.txt"]
+
+
+@pytest.mark.parametrize(("members", "error"), [
+    ([("body.pdf", b"1"), ("body.pdf", b"2")], DropBadName),  # the second would overwrite the first
+    ([("attachments", b"file"), ("attachments/a.txt", b"a")], DropBadName),  # a file and a folder
+    ([("C:/Windows/x", b"x")], DropBadName),
+    ([("attachments\\..\\x", b"x")], DropBadName),
+    ([("a/./b", b"x")], DropBadName),
+    ([("bell\x07", b"x")], DropBadName),
+    ([(f"attachments/{i}.txt", b"") for i in range(MAX_MEMBERS + 1)], DropZipBomb),
+])
+def test_a_zip_that_attacks_is_refused_and_writes_nothing_outside(tmp_path, members, error):
+    make_zip(tmp_path / "d.zip", members)
+    with pytest.raises(error):
+        unpack(tmp_path / "d.zip", tmp_path / "out", LIMITS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.zip", "out"]
+
+
+def test_a_zip_declaring_more_than_a_document_may_have_is_refused_before_unpacking(tmp_path):
+    make_zip(tmp_path / "d.zip", [("attachments/big.bin", bytes(LIMITS.total + 1))], zipfile.ZIP_STORED)
+    with pytest.raises(DropTooLarge):
+        unpack(tmp_path / "d.zip", tmp_path / "out", LIMITS)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_zip_that_lies_about_a_members_size_is_refused(tmp_path):
+    data = b"x" * 4096
+    path = make_zip(tmp_path / "d.zip", [("body.pdf", data)])
+    raw = bytearray(path.read_bytes())
+    # Declare 16 bytes in both the local header (offset 22) and the central directory entry (offset 24).
+    raw[22:26] = struct.pack("<I", 16)
+    central = raw.rindex(b"PK\x01\x02")
+    raw[central + 24:central + 28] = struct.pack("<I", 16)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DropBadZip):
+        unpack(path, tmp_path / "out", LIMITS)
+
+
+def test_an_encrypted_member_is_refused(tmp_path):
+    path = make_zip(tmp_path / "d.zip", [("body.pdf", b"%PDF")])
+    raw = bytearray(path.read_bytes())
+    raw[6] |= 0x1  # the "encrypted" flag in the local header and in the central directory entry
+    raw[raw.rindex(b"PK\x01\x02") + 8] |= 0x1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DropBadZip, match="encrypted"):
+        unpack(path, tmp_path / "out", LIMITS)
+
+
+def test_a_member_inflating_past_the_ratio_is_a_bomb(tmp_path):
+    path = make_zip(tmp_path / "d.zip", [("attachments/zeros", bytes(4 * 1024 * 1024))], zipfile.ZIP_DEFLATED)
+    with pytest.raises(DropZipBomb):
+        unpack(path, tmp_path / "out", LIMITS)
