@@ -138,6 +138,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         service.processor.start()
         await outbound.start()
         await webhooks.start()
+        await folders.register(adapters)  # each unit's inbox folder: a consumer of the adapters' outbox
         await adapters.start()
         reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")
         rerouting = loop.create_task(Rerouter(outbound).run(), name="gwx-reroute")

@@ -80,3 +80,10 @@ class DropAlreadySent(DropRefused):
 
     code = "DROP_ALREADY_SENT"
     kind = ErrorKind.CONFLICT
+
+
+class InboxUnwritable(GwxError):
+    """The inbox folder cannot be written (disk full, unmounted share): the event is tried again later."""
+
+    code = "FOLDER_INBOX_UNWRITABLE"
+    kind = ErrorKind.TRANSIENT

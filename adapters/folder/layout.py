@@ -5,7 +5,7 @@
     outgoing/   the OA writes drops here (NAME/ with .ready, or NAME.zip renamed into place)
     results/    NAME.json for each drop sent: 公文标识 and status      (written by the node)
     rejects/    NAME/ with the drop as it was and error.json           (written by the node)
-    inbox/      documents received and event files                     (written by the node)
+    inbox/      DOC_ID/ for each document received, events/ for every event  (written by the node)
     work/       the node's own: drops it has claimed (0700, not for the OA)
 
 Everything the node writes for the OA appears whole: written under a name starting with ``.``
@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,15 @@ class FolderLayout:
         return self.root / "inbox"
 
     @property
+    def events(self) -> Path:
+        return self.inbox / "events"
+
+    @property
     def work(self) -> Path:
         return self.root / "work"
 
     def create(self) -> None:
-        for path in (self.outgoing, self.results, self.rejects, self.inbox):
+        for path in (self.outgoing, self.results, self.rejects, self.inbox, self.events):
             path.mkdir(parents=True, exist_ok=True)
         self.work.mkdir(mode=0o700, exist_ok=True)
 
@@ -97,20 +102,19 @@ def free_name(directory: Path, name: str, suffix: str = "", same=None) -> Path:
     raise FileExistsError(f"{directory}: 10,000 outcomes named {name}; remove what has been read")
 
 
-def write_tree(target: Path, files: dict[str, bytes | Path]) -> None:
-    """A directory ``target`` of ``files`` (relative name → bytes, or a file to copy) that appears
-    whole: built as a hidden sibling, every file fsynced, then renamed into place."""
+def write_tree(target: Path, files: dict[str, bytes | Iterable[bytes]]) -> None:
+    """A directory ``target`` of ``files`` (relative name → bytes, or chunks streamed to disk) that
+    appears whole: built as a hidden sibling, every file and directory fsynced, renamed into place."""
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         for rel, content in files.items():
+            if rel.startswith("/") or ".." in rel.split("/"):  # names come from packages: never outside
+                raise ValueError(f"{rel!r} is not a name inside the folder")
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as out:
-                if isinstance(content, Path):
-                    with open(content, "rb") as source:
-                        shutil.copyfileobj(source, out, 1024 * 1024)
-                else:
-                    out.write(content)
+                for chunk in [content] if isinstance(content, bytes) else content:
+                    out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(path, 0o644)
@@ -122,3 +126,18 @@ def write_tree(target: Path, files: dict[str, bytes | Path]) -> None:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)
         raise
+
+
+def clear_staging(directory: Path) -> int:
+    """Remove what a kill -9 left half-written in ``directory`` (hidden ``.NAME.*`` temp entries)."""
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    for entry in directory.iterdir():
+        if entry.name.startswith(".") and entry.name.count(".") >= 2:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+    return removed

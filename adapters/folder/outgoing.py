@@ -21,7 +21,7 @@ until its outcome is durable) and never sent twice (one key, looked up before ea
 An error the document service would retry (a busy or full store) leaves the claim for later, with
 backoff; every other refusal is the drop's and moves it to ``rejects/``.
 
-``GWX_FOLDER_HOLD=claimed|submitted`` stops a drop at that point (logged) until the process is
+``GWX_FOLDER_HOLD=claimed|submitted`` (and ``inbox-written``, :mod:`adapters.folder.inbox`) stops a drop at that point (logged) until the process is
 killed: the crash tests' way of landing a kill -9 exactly there.
 """
 
@@ -78,6 +78,14 @@ MAX_OUTCOME_NAME = 200  # bytes of a drop's name kept in results/ and rejects/ (
 def folder_principal(unit: str) -> Principal:
     """Who the watched folder acts as: a clerk of its unit (recorded as ``clerk:folder:<unit>``)."""
     return Principal(token_id=f"folder:{unit}", name=f"folder:{unit}", role="clerk", unit=unit)
+
+
+async def hold(point: str, what: str, unit: str) -> None:
+    """Stop here for good when ``GWX_FOLDER_HOLD`` names ``point``: how a crash test lands its kill -9."""
+    if os.environ.get(HOLD_ENV) == point:
+        log.warning("folder %s: holding %s at %s (%s is set: a crash test's stop point)", unit, what, point,
+                    HOLD_ENV)
+        await asyncio.Event().wait()
 
 
 class Outgoing:
@@ -148,10 +156,10 @@ class Outgoing:
         contents = await asyncio.to_thread(self._read, name)
         if record is None:
             record = await self._key(name, contents)
-        await self._hold("claimed", name)
+        await hold("claimed", f"drop {name}", self.unit)
         meta = {**contents.meta, "id": record["doc_id"]}
         result = await self.service.submit(self.principal, meta, contents.body, contents.attachments)
-        await self._hold("submitted", name)
+        await hold("submitted", f"drop {name}", self.unit)
         await asyncio.to_thread(self._succeed, name, result["doc_id"], result["recipients"],
                                 result.get("warnings", []))
 
@@ -186,12 +194,6 @@ class Outgoing:
         if os.path.lexists(unpacked):
             shutil.rmtree(unpacked)  # half unpacked before a crash
         return read_folder(unpack(drop, unpacked, self.limits), self.limits)
-
-    async def _hold(self, point: str, name: str) -> None:
-        if os.environ.get(HOLD_ENV) == point:
-            log.warning("folder %s: holding drop %s at %s (%s is set: a crash test's stop point)",
-                        self.unit, name, point, HOLD_ENV)
-            await asyncio.Event().wait()
 
     # ---- outcomes (blocking: run in a thread) ----------------------------------------------------------
     def _succeed(self, name: str, doc_id: str, recipients: list[dict[str, Any]], warnings: list[str]) -> None:

@@ -3,7 +3,9 @@
 Polling, not inotify: it works the same on every file system an OA may share (NFS and SMB mounts
 included, where change notification is unreliable), needs no extra library, and a round costs one
 directory listing. Every ``poll_seconds`` a unit's task finishes the claims left in ``work/`` and
-sends each complete drop (:mod:`adapters.folder.outgoing`). A round that fails (the folder
+sends each complete drop (:mod:`adapters.folder.outgoing`). The receiving side needs no task of
+its own: each unit's :class:`~adapters.folder.inbox.FolderInbox` is a consumer of the adapters'
+outbox, registered with :meth:`FolderWatchers.register` before the node starts that. A round that fails (the folder
 unmounted, say) is logged and the next one tried: the watcher itself never stops while the node runs.
 """
 
@@ -16,8 +18,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from adapters.folder.drop import DropLimits
-from adapters.folder.layout import FolderLayout
+from adapters.folder.inbox import FolderInbox
+from adapters.folder.layout import FolderLayout, clear_staging
 from adapters.folder.outgoing import Outgoing
+from adapters.outbox import Outbox
 from node.config import FolderSettings, NodeConfig
 from node.documents.contract import DocumentServiceApi
 from node.ops.metrics import Registry
@@ -34,7 +38,20 @@ class FolderWatchers:
         limits = DropLimits(body=config.limits.max_body_pdf_bytes, total=config.limits.max_envelope_bytes)
         self.outgoing = {f.unit: Outgoing(FolderLayout(f.path), f.unit, service, limits, clock, f.poll_seconds,
                                           outcomes) for f in config.folders}
+        self.inboxes = [FolderInbox(FolderLayout(f.path), f.unit, service, clock) for f in config.folders]
         self._tasks: list[asyncio.Task] = []
+
+    async def register(self, outbox: Outbox) -> None:
+        """Each unit's inbox becomes a consumer of the adapters' outbox (``folder:<unit>``), after what
+        a kill -9 left half-written there is cleared away."""
+        for inbox in self.inboxes:
+            try:
+                await asyncio.to_thread(inbox.layout.create)
+                await asyncio.to_thread(clear_staging, inbox.layout.inbox)
+                await asyncio.to_thread(clear_staging, inbox.layout.events)
+            except OSError as exc:  # an unmounted share: the events wait in the outbox, retried
+                log.error("folder %s: cannot prepare %s: %s", inbox.unit, inbox.layout.inbox, exc)
+            await outbox.add(inbox)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
