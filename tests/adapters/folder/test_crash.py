@@ -85,3 +85,41 @@ def test_a_drop_killed_at_a_critical_point_is_sent_exactly_once(net, point, oa_i
     assert list((net.folder / "results").glob(f"{name}*")) == [net.folder / "results" / f"{name}.json"]
     assert not list((net.folder / "work").iterdir()) and not (net.folder / "rejects" / name).exists()
     verify_audit_chain(city)
+
+
+def test_every_state_a_kill_can_leave_in_work_is_finished_at_the_next_start(net):
+    """What a kill -9 leaves between the durable steps, made on disk while the node is down."""
+    city = net.nodes["city"]
+    restart(net, {})
+    net.stop(city)
+    work, outgoing = net.folder / "work", net.folder / "outgoing"
+    titles = {}
+
+    def drop_in(name: str, where) -> None:
+        titles[name] = f"关于重启恢复的通知（{name}）"
+        path = net.dropper.folder(name, notice_meta(CITY, [A1], title=titles[name]), net.body.read_bytes(),
+                                  place=False)
+        where.mkdir(parents=True, exist_ok=True)
+        path.rename(where / name)
+
+    drop_in("taken-not-keyed", work / "taken-not-keyed")  # renamed into work/, no claim.json yet
+    drop_in("rejected-not-moved", work / "rejected-not-moved")  # error.json written, the move cut off
+    (work / "rejected-not-moved" / "error.json").write_text(json.dumps(
+        {"drop": "rejected-not-moved", "code": "DROP_NO_BODY", "message": "the drop has no body.pdf"}), "utf-8")
+    drop_in("half-removed", work / ".done-half-removed")  # its result written, the removal cut off
+    (work / "mkdir-only").mkdir()  # the claim made, the drop not yet renamed into it
+    drop_in("mkdir-only", outgoing)
+    (outgoing / "mkdir-only" / ".ready").write_bytes(b"")
+    net.start(city)
+
+    for name in ("taken-not-keyed", "mkdir-only"):
+        result = wait_result(net.folder, name)
+        wait_status(city, CITY, result["doc_id"], {A1: "delivered"})
+    assert json.loads((net.folder / "rejects" / "rejected-not-moved" / "error.json").read_text())["code"] == \
+        "DROP_NO_BODY"
+    assert (net.folder / "rejects" / "rejected-not-moved" / "rejected-not-moved" / "META.json").exists()
+    assert not list(work.iterdir()) and not list(outgoing.iterdir())
+    for name, title in titles.items():
+        expected = 1 if name in ("taken-not-keyed", "mkdir-only") else 0
+        assert db_value(city, "SELECT COUNT(*) FROM outbox WHERE title = ?", (title,)) == expected, name
+        assert db_value(net.nodes["county-a"], "SELECT COUNT(*) FROM inbox WHERE title = ?", (title,)) == expected, name

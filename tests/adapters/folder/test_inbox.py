@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from node.localnet import wait_for
+from node.localnet import send_document, wait_for
 from tests.adapters.folder.folder_support import Dropper, add_folder, wait_result
 from tests.node.network.network_support import (
     A1,
@@ -130,3 +130,27 @@ def test_a_kill_while_writing_the_inbox_leaves_each_document_and_event_once(net)
     assert [p.name for p in (net.a1_folder / "inbox").iterdir() if doc_id in p.name] == [doc_id]
     assert not [p for p in os.listdir(net.a1_folder / "inbox") if p.startswith(".")]
     assert not [p for p in os.listdir(net.a1_folder / "inbox" / "events") if p.startswith(".")]
+
+
+def test_a_bounce_reaches_the_senders_folder_as_a_delivery_failed_event(net):
+    # A2 has sent A1 a document under an id; CITY's drop reuses it: the county refuses CITY's copy
+    # after acknowledging it (DOC_ID_CONFLICT) and bounces it back to the city.
+    county = net.nodes["county-a"]
+    taken = f"oa-bounce-{os.getpid()}"
+    send_document(county, A2, {**notice_meta(A2, [A1], title="先到的同号文件"), "id": taken}, net.body)
+    inbox_item(county, A1, taken)
+    net.dropper.folder("inbox-005", {**notice_meta(CITY, [A1], title="后到的同号文件"), "id": taken},
+                       net.body.read_bytes())
+    assert wait_result(net.city_folder, "inbox-005")["doc_id"] == taken
+    failed = wait_event(net.city_folder, taken, "delivery.failed")
+    assert failed["unit"] == CITY and failed["data"]["recipient"] == A1
+    assert "DOC_ID_CONFLICT" in json.dumps(failed, ensure_ascii=False)
+    # A1's folder holds the first document only: the second never became an inbox row.
+    record = json.loads((net.a1_folder / "inbox" / taken / "document.json").read_text("utf-8"))
+    assert record["title"] == "先到的同号文件"
+
+
+def test_the_folders_consumers_are_counted_in_node_status(net):
+    status = net.nodes["county-a"].client("operator").get("/api/v1/node/status")
+    assert status["adapters"][f"folder:{A1}"]["dead"] == 0
+    assert status["adapters"][f"folder:{A1}"]["done"] >= 1
