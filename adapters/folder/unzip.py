@@ -11,11 +11,14 @@ the node writes, so two members of one name, or a member that tries to land on a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
+import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from adapters.folder.drop import MAX_ATTACHMENTS, DropLimits
@@ -26,7 +29,8 @@ MAX_RATIO = 200  # inflated / compressed bytes of one member; PDFs and office fi
 RATIO_FLOOR = 1024 * 1024  # members smaller than this may inflate as they like
 CHUNK = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, EOFError,
+                    NotImplementedError, RuntimeError, ValueError)
 
 
 def unpack(zip_path: Path, target: Path, limits: DropLimits) -> Path:
@@ -101,17 +105,30 @@ def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Non
         raise DropBadName(f"the zip holds {info.filename!r} twice", member=info.filename) from None
     written = 0
     with os.fdopen(fd, "wb") as out:
-        try:
-            with archive.open(info) as member:
-                while chunk := member.read(CHUNK):
-                    written += len(chunk)
-                    if written > info.file_size:  # zipfile stops at the declared size; belt and braces
-                        raise DropZipBomb(f"zip member {info.filename!r} inflates past its declared size",
-                                          member=info.filename)
-                    out.write(chunk)
-        except _ZIP_READ_ERRORS as exc:
-            raise DropBadZip(f"zip member {info.filename!r} cannot be read: {_one_line(exc)}",
-                             member=info.filename) from None
+        with _reading(info):
+            member = archive.open(info)
+        with member:
+            while True:
+                with _reading(info):
+                    chunk = member.read(CHUNK)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > info.file_size:  # zipfile stops at the declared size; belt and braces
+                    raise DropZipBomb(f"zip member {info.filename!r} inflates past its declared size",
+                                      member=info.filename)
+                out.write(chunk)  # our disk: an error here is ours (retried), not the zip's
+
+
+@contextlib.contextmanager
+def _reading(info: zipfile.ZipInfo) -> Iterator[None]:
+    """Whatever reading a hostile member raises — a negative seek from a forged offset is an OSError
+    too — is the zip's fault: a typed refusal, never a retry."""
+    try:
+        yield
+    except (*_ZIP_READ_ERRORS, OSError) as exc:
+        raise DropBadZip(f"zip member {info.filename!r} cannot be read: {_one_line(exc)}",
+                         member=info.filename) from None
 
 
 def _drop_root(target: Path) -> Path:

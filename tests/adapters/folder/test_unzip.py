@@ -80,3 +80,16 @@ def test_a_member_inflating_past_the_ratio_is_a_bomb(tmp_path):
     path = make_zip(tmp_path / "d.zip", [("attachments/zeros", bytes(4 * 1024 * 1024))], zipfile.ZIP_DEFLATED)
     with pytest.raises(DropZipBomb):
         unpack(path, tmp_path / "out", LIMITS)
+
+
+def test_a_zip_whose_offsets_point_before_its_start_is_refused_not_retried(tmp_path):
+    """A forged central-directory offset makes zipfile seek before the file's start (an OSError, not a
+    BadZipFile): still the zip's fault, refused with its code rather than retried for ever."""
+    path = make_zip(tmp_path / "d.zip", [("META.json", META), ("body.pdf", b"%PDF-1.7")])
+    raw = bytearray(path.read_bytes())
+    end = raw.rindex(b"PK\x05\x06")
+    (offset,) = struct.unpack_from("<I", raw, end + 16)
+    struct.pack_into("<I", raw, end + 16, offset + 1000)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DropBadZip):
+        unpack(path, tmp_path / "out", LIMITS)
