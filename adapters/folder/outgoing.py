@@ -41,6 +41,7 @@ from adapters.folder.drop import (
     DropContents,
     DropLimits,
     check_drop_name,
+    in_progress,
     is_complete,
     read_folder,
     refuse_if_symlink,
@@ -113,6 +114,7 @@ class Outgoing:
             if os.path.lexists(self.layout.work / name):
                 continue  # an earlier drop of this name is still waiting to be retried
             if await asyncio.to_thread(self._claim, name):
+                self._ignored.discard(name)
                 log.info("folder %s: took drop %s", self.unit, name)
                 done += await self._handle(name)
         return done
@@ -258,10 +260,13 @@ class Outgoing:
             entries = list(it)
         for entry in entries:
             verdict = is_complete(Path(entry.path))
-            if verdict is None and entry.name not in self._ignored:
-                self._ignored.add(entry.name)
-                log.info("folder %s: leaving outgoing/%s alone: a drop is NAME.zip or a folder NAME/ with "
-                         ".ready", self.unit, entry.name)
+            if not verdict and entry.name not in self._ignored and not in_progress(entry.name):
+                self._ignored.add(entry.name)  # said once per name: an OA that forgot .ready is visible
+                if verdict is None:
+                    log.info("folder %s: leaving outgoing/%s alone: a drop is NAME.zip or a folder NAME/ with "
+                             ".ready", self.unit, entry.name)
+                else:
+                    log.info("folder %s: outgoing/%s/ has no .ready yet: waiting for it", self.unit, entry.name)
             if verdict:
                 try:
                     ready.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))

@@ -34,6 +34,7 @@ from tests.node.network.network_support import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 MAX_BODY = 4 * 1024 * 1024  # the city's [limits] max_body_pdf_bytes, so a "huge" body is cheap to make
+MAX_TOTAL = 16 * 1024 * 1024  # and its max_envelope_bytes: what a whole document may be
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("folder")
     network = new_network(base)
     city = network.add_node("city", units(CITY, CITY_LOCAL), retry=FAST_RETRY,
-                            limits={"max_body_pdf_bytes": MAX_BODY})
+                            limits={"max_body_pdf_bytes": MAX_BODY, "max_envelope_bytes": MAX_TOTAL})
     network.add_node("county-a", units(A1, A2), retry=FAST_RETRY)
     network.folder = add_folder(city, CITY)
     network.dropper = Dropper(network.folder, base / "staging")
@@ -90,6 +91,7 @@ def test_a_drop_counts_only_once_it_is_complete(net):
     (net.folder / "outgoing" / "notice-004.zip.part").write_bytes(b"PK\x03\x04 half a zip")
     (net.folder / "outgoing" / "readme.txt").write_text("not a drop")
     wait_for(lambda: "leaving outgoing/readme.txt alone" in log_text(net.nodes["city"]), 10, what="a round")
+    assert "outgoing/notice-003/ has no .ready yet" in log_text(net.nodes["city"])
     for _ in range(3):  # several rounds (0.2 s each) pass
         wait_for(lambda: True, 0.3)
     assert path.exists() and sent_count(net) == before
@@ -139,7 +141,7 @@ def _symlink_zip(net, name):
 
 def _zip_bomb(net, name):
     members = zip_members(notice_meta(CITY, [A1]), net.body.read_bytes())
-    return net.dropper.zip(name, {**members, "attachments/zeros.bin": bytes(64 * 1024 * 1024)})
+    return net.dropper.zip(name, {**members, "attachments/zeros.bin": bytes(12 * 1024 * 1024)})
 
 
 def _truncated_zip(net, name):
@@ -198,6 +200,14 @@ def _huge_body(net, name):
     return net.dropper.place(path)
 
 
+def _huge_attachment(net, name):
+    path = net.dropper.folder(name, notice_meta(CITY, [A1]), net.body.read_bytes(), {"small.txt": b"x"},
+                              place=False)
+    with open(path / "attachments" / "scan.tif", "wb") as f:
+        f.truncate(MAX_TOTAL + 1)
+    return net.dropper.place(path)
+
+
 def _stray_folder(net, name):
     path = net.dropper.folder(name, notice_meta(CITY, [A1]), net.body.read_bytes(), place=False)
     (path / "drafts").mkdir()
@@ -227,6 +237,7 @@ HOSTILE = {
     "no-body": (_no_body, "DROP_NO_BODY"),
     "no-meta": (_no_meta, "DROP_NO_META"),
     "huge-body": (_huge_body, "DROP_TOO_LARGE"),
+    "huge-attachment": (_huge_attachment, "DROP_TOO_LARGE"),
     "stray-folder": (_stray_folder, "DROP_UNEXPECTED_ENTRY"),
     "another-units-document": (_another_units_document, "API_FORBIDDEN"),
 }
