@@ -45,6 +45,7 @@ ATTACHMENTS_DIR = "attachments"
 READY_MARKER = ".ready"
 IN_PROGRESS_SUFFIXES = (".part", ".tmp")
 MAX_ATTACHMENTS = 1000  # as the local API (node.api.upload)
+RESERVED_NAME = "error.json"  # rejects/NAME/ holds the drop beside error.json: no drop takes that name
 MAX_NAME = 200  # characters of a drop's name (results and rejects are named after it)
 
 
@@ -72,11 +73,13 @@ def is_zip_name(name: str) -> bool:
 
 def is_complete(path: Path) -> bool | None:
     """Whether the entry ``outgoing/NAME`` is a complete drop to claim now; None: not a drop at all
-    (a stray file, left alone). A symbolic link counts as complete so that it is refused and moved
-    out of the way rather than followed."""
+    (a stray file, or the one name a reject's error.json needs: left alone). A symbolic link counts
+    as complete so that it is refused and moved out of the way rather than followed."""
     name = path.name
     if in_progress(name):
         return False
+    if name.lower() == RESERVED_NAME:
+        return None
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -4,7 +4,7 @@ One drop at a time per unit, in four durable steps (a kill -9 may land between a
 
 1. **claim** — ``outgoing/NAME`` is renamed to ``work/NAME/NAME`` (one atomic rename: the OA can no
    longer change it, and a second watcher could not take it too);
-2. **key** — before anything is sent, ``work/NAME/claim.json`` records the drop's 公文标识 (META.json's
+2. **key** — before anything is sent, ``work/NAME/.claim.json`` records the drop's 公文标识 (META.json's
    ``id`` if the OA gave one, else a new one): the idempotency key of this drop. A 公文标识 the unit
    has already sent is refused here (``DROP_ALREADY_SENT``), so any document found under the key
    later can only be this drop's;
@@ -69,9 +69,12 @@ from pki.keystore import fsync_dir
 
 log = logging.getLogger("gwx.folder")
 HOLD_ENV = "GWX_FOLDER_HOLD"
-CLAIM = "claim.json"
+# The node's own files in a claim start with '.', a name no drop has (drop.in_progress): a drop called
+# claim.json or unpacked cannot be mistaken for them. error.json takes its public name as the reject moves.
+CLAIM = ".claim.json"
+PENDING_ERROR = ".error.json"
 ERROR = "error.json"
-UNPACKED = "unpacked"
+UNPACKED = ".unpacked"
 RETRY_MAX_SECONDS = 300.0
 MAX_OUTCOME_NAME = 200  # bytes of a drop's name kept in results/ and rejects/ (file names stop at 255)
 
@@ -141,7 +144,7 @@ class Outgoing:
 
     async def _process(self, name: str) -> None:
         claim_dir = self.layout.work / name
-        if os.path.lexists(claim_dir / ERROR):  # rejected, but the move was cut off
+        if os.path.lexists(claim_dir / PENDING_ERROR) or os.path.lexists(claim_dir / ERROR):  # a reject cut off
             await asyncio.to_thread(self._finish_reject, name)
             return
         if not os.path.lexists(claim_dir / name):  # cut off between making the claim and taking the drop
@@ -211,7 +214,8 @@ class Outgoing:
 
     def _reject(self, name: str, error: GwxError) -> None:
         claim_dir = self.layout.work / name
-        write_json(claim_dir / ERROR, {"drop": name, **error.to_dict(), "rejected_at": self.clock().isoformat()})
+        write_json(claim_dir / PENDING_ERROR, {"drop": name, **error.to_dict(),
+                                               "rejected_at": self.clock().isoformat()})
         log.warning("folder %s: drop %s refused: %s %s", self.unit, name, error.code, error.message)
         self._finish_reject(name)
         if self.outcomes is not None:
@@ -224,6 +228,8 @@ class Outgoing:
                 shutil.rmtree(derived)
             elif os.path.lexists(derived):
                 derived.unlink()
+        if os.path.lexists(claim_dir / PENDING_ERROR):
+            os.rename(claim_dir / PENDING_ERROR, claim_dir / ERROR)
         target = free_name(self.layout.rejects, _outcome_name(name))
         os.chmod(claim_dir, 0o755)
         move(claim_dir, target)

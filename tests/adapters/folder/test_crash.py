@@ -64,7 +64,7 @@ def test_a_drop_killed_at_a_critical_point_is_sent_exactly_once(net, point, oa_i
     meta = {**notice_meta(CITY, [A1], [A2], title=title), "id": oa_id}
     net.dropper.folder(name, meta, net.body.read_bytes(), {"附件.txt": "附件".encode()})
     wait_log(city, f"holding drop {name} at {point}", timeout=30)
-    claim = json.loads((net.folder / "work" / name / "claim.json").read_text("utf-8"))
+    claim = json.loads((net.folder / "work" / name / ".claim.json").read_text("utf-8"))
     if oa_id:
         assert claim["doc_id"] == oa_id
     sent_before_kill = db_value(city, "SELECT COUNT(*) FROM outbox WHERE title = ?", (title,))
@@ -102,7 +102,7 @@ def test_every_state_a_kill_can_leave_in_work_is_finished_at_the_next_start(net)
         where.mkdir(parents=True, exist_ok=True)
         path.rename(where / name)
 
-    drop_in("taken-not-keyed", work / "taken-not-keyed")  # renamed into work/, no claim.json yet
+    drop_in("taken-not-keyed", work / "taken-not-keyed")  # renamed into work/, no .claim.json yet
     drop_in("rejected-not-moved", work / "rejected-not-moved")  # error.json written, the move cut off
     (work / "rejected-not-moved" / "error.json").write_text(json.dumps(
         {"drop": "rejected-not-moved", "code": "DROP_NO_BODY", "message": "the drop has no body.pdf"}), "utf-8")

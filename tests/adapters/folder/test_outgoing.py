@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import zipfile
 
@@ -255,7 +256,8 @@ def test_a_hostile_drop_is_rejected_with_its_code_and_nothing_is_sent(net, name)
     # The drop is kept as it was, next to its error, for the OA's operator.
     kept = net.folder / "rejects" / name / name
     assert os.path.lexists(kept)
-    assert not os.path.lexists(net.folder / "rejects" / name / "claim.json")
+    assert not os.path.lexists(net.folder / "rejects" / name / ".claim.json")
+    assert not os.path.lexists(net.folder / "rejects" / name / ".unpacked")
     for escaped in (net.folder / "escaped.txt", net.folder.parent / "escaped.txt", net.folder / "work" / "escaped.txt"):
         assert not escaped.exists()
     assert not os.path.exists("/tmp/gwx-absolute.txt")
@@ -268,6 +270,19 @@ def test_a_body_that_is_not_a_pdf_is_rejected_by_the_service_with_its_code(net):
     error = wait_reject(net.folder, "not-a-pdf")
     assert error["code"].startswith(("PKG_", "DOC_")), error
     assert sent_count(net) == before
+
+
+def test_drops_named_like_the_nodes_own_files_are_the_oas(net):
+    net.dropper.folder("claim.json", notice_meta(CITY, [A1], title="名为claim.json的文件"), net.body.read_bytes())
+    assert wait_result(net.folder, "claim.json")["status"] == "sent"
+    net.dropper.folder("unpacked", notice_meta(CITY, [A1]), None)
+    assert wait_reject(net.folder, "unpacked")["code"] == "DROP_NO_BODY"
+    assert (net.folder / "rejects" / "unpacked" / "unpacked" / "META.json").exists()
+    # error.json is the one name a drop cannot have: its reject would need it twice.
+    net.dropper.folder("error.json", notice_meta(CITY, [A1]), net.body.read_bytes())
+    wait_for(lambda: "leaving outgoing/error.json alone" in log_text(net.nodes["city"]), 10, what="a round")
+    assert (net.folder / "outgoing" / "error.json").is_dir()
+    shutil.rmtree(net.folder / "outgoing" / "error.json")
 
 
 def test_the_watcher_keeps_sending_after_hostile_drops(net):
