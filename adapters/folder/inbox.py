@@ -28,8 +28,6 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +58,11 @@ def event_file_name(event: AdapterEvent) -> str:
 
 
 class FolderInbox:
-    def __init__(self, layout: FolderLayout, unit: str, service: DocumentServiceApi,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(self, layout: FolderLayout, unit: str, service: DocumentServiceApi) -> None:
         self.name = f"folder:{unit}"
         self.layout = layout
         self.unit = unit
         self.service = service
-        self.clock = clock
         self.principal = folder_principal(unit)
 
     def wants(self, event: AdapterEvent) -> bool:
@@ -114,11 +110,7 @@ def _write_document(target: Path, shown: dict[str, Any], record: dict[str, Any],
         write_tree(target, files)
         return
     with open(package, "rb") as f, PackageReader(f) as reader:
-        files["body.pdf"] = _chunks(reader, BODY_NAME)
+        files["body.pdf"] = reader.iter_member(BODY_NAME)  # streamed, checked against the manifest
         for entry in reader.attachments:
-            files[f"attachments/{entry.path.removeprefix(ATTACHMENTS_DIR)}"] = _chunks(reader, entry.path)
+            files[f"attachments/{entry.path.removeprefix(ATTACHMENTS_DIR)}"] = reader.iter_member(entry.path)
         write_tree(target, files)
-
-
-def _chunks(reader: PackageReader, path: str) -> Iterator[bytes]:
-    yield from reader.iter_member(path)

@@ -38,7 +38,7 @@ class FolderWatchers:
         limits = DropLimits(body=config.limits.max_body_pdf_bytes, total=config.limits.max_envelope_bytes)
         self.outgoing = {f.unit: Outgoing(FolderLayout(f.path), f.unit, service, limits, clock, f.poll_seconds,
                                           outcomes) for f in config.folders}
-        self.inboxes = [FolderInbox(FolderLayout(f.path), f.unit, service, clock) for f in config.folders]
+        self.inboxes = [FolderInbox(FolderLayout(f.path), f.unit, service) for f in config.folders]
         self._tasks: list[asyncio.Task] = []
 
     async def register(self, outbox: Outbox) -> None:
