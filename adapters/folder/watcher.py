@@ -69,14 +69,23 @@ class FolderWatchers:
     async def _watch(self, settings: FolderSettings) -> None:
         outgoing = self.outgoing[settings.unit]
         ready = False
+        trouble = None  # what went wrong in the last round, said once until it changes or passes
         while True:
             try:
-                if not ready:
+                if not ready:  # only at start: a share unmounted later must not be re-created underneath
                     await asyncio.to_thread(outgoing.layout.create)
                     ready = True
                     log.info("folder %s: watching %s every %.1f s", settings.unit, settings.path,
                              settings.poll_seconds)
                 await outgoing.tick()
+                if trouble is not None:
+                    log.info("folder %s: %s can be read again", settings.unit, settings.path)
+                    trouble = None
+            except OSError as exc:  # the folder gone, unmounted, unreadable: the operator's to fix
+                if str(exc) != trouble:
+                    trouble = str(exc)
+                    log.error("folder %s: cannot use %s (%s); trying every %.1f s", settings.unit, settings.path,
+                              exc, settings.poll_seconds)
             except Exception:
                 log.exception("folder %s: a round over %s failed; trying again in %.1f s", settings.unit,
                               settings.path, settings.poll_seconds)

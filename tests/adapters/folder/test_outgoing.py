@@ -291,3 +291,17 @@ def test_the_watcher_keeps_sending_after_hostile_drops(net):
     result = wait_result(net.folder, "after-the-attacks")
     assert inbox_item(net.nodes["county-a"], A1, result["doc_id"])["title"] == "攻击之后的正常文件"
     assert json.loads((net.folder / "results" / "after-the-attacks.json").read_text("utf-8"))["status"] == "sent"
+
+
+def test_a_folder_that_goes_away_is_reported_and_used_again_when_it_is_back(net):
+    outgoing, away = net.folder / "outgoing", net.folder / "outgoing.away"
+    outgoing.rename(away)
+    try:
+        wait_for(lambda: "cannot use" in log_text(net.nodes["city"]), 10, what="the missing folder reported")
+    finally:
+        away.rename(outgoing)
+    wait_for(lambda: "can be read again" in log_text(net.nodes["city"]), 10, what="the folder back")
+    net.dropper.folder("after-the-outage", notice_meta(CITY, [A1], title="恢复之后的文件"), net.body.read_bytes())
+    assert wait_result(net.folder, "after-the-outage")["status"] == "sent"
+    assert log_text(net.nodes["city"]).count("cannot use") == 1  # said once, not every round
+    assert "Traceback" not in log_text(net.nodes["city"])
