@@ -21,4 +21,5 @@ same transaction), and each consumer follows it with its own durable cursor.
 - :mod:`adapters.soapserver` — the SOAP endpoint every node serves for OA systems that call us
   (SOAP 1.1/1.2, WSDL, MTOM, WS-Security tokens; hostile XML refused).
 - :mod:`adapters.folder` — watched folders: OA drops sent exactly once, results and rejects (issue 9 §4).
+- :mod:`adapters.oa_push` — the SOAP client pushing received documents and status changes to OA systems.
 """

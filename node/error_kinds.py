@@ -100,6 +100,7 @@ ERROR_MODULES = (
     "adapters.webhooks.signing", "adapters.webhooks.subscriptions", "adapters.webhooks.delivery",
     "adapters.soapserver.errors",
     "adapters.folder.errors",
+    "adapters.oa_push.errors",
 )
 _loaded = False
 
