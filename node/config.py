@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from adapters.oa_push.settings import OaPushSettings, parse_oa_push
 from exchange_protocol.directory import LEVELS, level_of
 from node.errors import ConfigError
 from pki.ca import NODE_ID_RE
@@ -125,6 +126,7 @@ class NodeConfig:
     parent: ParentSettings | None = None
     revocation: RevocationSettings | None = None
     folders: tuple[FolderSettings, ...] = ()
+    oa_push: tuple[OaPushSettings, ...] = ()  # per unit, the OA documents are pushed to (adapters.oa_push)
 
     # Well-known paths inside the node directory.
     @property
@@ -209,6 +211,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         parent=_parent(raw.pop("parent", None)),
         revocation=_revocation(raw.pop("revocation", None)),
         folders=tuple(_folder(f, directory) for f in _take(raw, "folders", list, default=[])),
+        oa_push=parse_oa_push(raw.pop("oa_push", []), directory, tuple(u.code for u in units)),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))

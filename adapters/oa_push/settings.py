@@ -1,0 +1,116 @@
+"""``[[oa_push]]`` in node.toml: per hosted unit, the OA system documents are pushed to.
+
+::
+
+    [[oa_push]]
+    unit = "<a unit hosted here>"
+    wsdl = "http://oa.example.gov.cn:8080/gwjh/GongwenService?wsdl"   # a URL, or a file in the node directory
+    received_operation = "ReceiveGongwen"   # called once per document the unit receives
+    status_operation = "UpdateZhuangtai"    # optional: 签收/退回/failed deliveries of what the unit sent
+    mapping = "oa-mapping.toml"             # the field mapping (adapters.oa_push.mapping), node directory
+    endpoint = "http://10.1.2.3:8080/gwjh/GongwenService"   # optional: instead of the WSDL's address
+    service = "GongwenService"              # optional: which service and port of the WSDL
+    port = "GongwenServiceSoap"
+    timeout_seconds = 30.0                  # one call; a slower answer is retried
+    window_seconds = 172800.0               # how long a push is retried before it is dead-lettered
+
+The mapping file is loaded here, so a bad one is refused when the configuration is (``gwx node run``
+and every command that reads node.toml), not at the first push. Whether the WSDL offers the named
+operations is known only once the OA answers, so that is checked at the first call
+(:class:`~.errors.OaWsdlMismatch`, retried until node.toml is corrected).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pki.errors import InvalidUnitCode
+from pki.unit_code import validate_unit_code
+
+from .errors import OaMappingInvalid
+from .mapping import OaMapping, load_mapping
+
+_KEYS = {"unit", "wsdl", "received_operation", "status_operation", "mapping", "endpoint", "service", "port",
+         "timeout_seconds", "window_seconds"}
+_REQUIRED = ("unit", "wsdl", "received_operation", "mapping")
+
+
+@dataclass(frozen=True)
+class OaPushSettings:
+    unit: str
+    wsdl: str  # a URL or an absolute path
+    received_operation: str
+    mapping_path: Path
+    mapping: OaMapping
+    status_operation: str | None = None
+    endpoint: str | None = None
+    service: str | None = None
+    port: str | None = None
+    timeout_seconds: float = 30.0
+    window_seconds: float = 2 * 24 * 3600.0
+
+    @property
+    def consumer_name(self) -> str:
+        """The outbox consumer (and cursor) of this OA: one per unit."""
+        return f"oa:{self.unit}"
+
+
+def parse_oa_push(raw: Any, directory: Path, hosted_units: tuple[str, ...]) -> tuple[OaPushSettings, ...]:
+    if not isinstance(raw, list):
+        raise OaMappingInvalid("[[oa_push]] is a list of tables, one per unit", key="oa_push")
+    entries = tuple(_entry(item, directory, hosted_units) for item in raw)
+    units = [e.unit for e in entries]
+    twice = sorted({u for u in units if units.count(u) > 1})
+    if twice:
+        raise OaMappingInvalid(f"[[oa_push]] names unit {twice[0]} twice: one OA per unit", key="oa_push.unit",
+                               unit=twice[0])
+    return entries
+
+
+def _entry(raw: Any, directory: Path, hosted_units: tuple[str, ...]) -> OaPushSettings:
+    if not isinstance(raw, dict):
+        raise OaMappingInvalid("each [[oa_push]] entry must be a table", key="oa_push")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise OaMappingInvalid(f"unknown keys in [[oa_push]]: {', '.join(unknown)}", key="oa_push", keys=unknown)
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        raise OaMappingInvalid(f"[[oa_push]] needs {', '.join(missing)}", key=f"oa_push.{missing[0]}")
+    for key in _KEYS - {"timeout_seconds", "window_seconds"}:
+        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
+            raise OaMappingInvalid(f"[[oa_push]] {key} must be a non-empty string", key=f"oa_push.{key}")
+    try:
+        unit = validate_unit_code(raw["unit"])
+    except InvalidUnitCode as exc:
+        raise OaMappingInvalid(f"[[oa_push]] unit: {exc.message}", key="oa_push.unit") from None
+    if unit not in hosted_units:
+        raise OaMappingInvalid(f"[[oa_push]] unit {unit} is not hosted on this node ([[units]])",
+                               key="oa_push.unit", unit=unit)
+    seconds = {}
+    for key, default in (("timeout_seconds", 30.0), ("window_seconds", 2 * 24 * 3600.0)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise OaMappingInvalid(f"[[oa_push]] {unit}: {key} must be a positive number, got {value!r}",
+                                   key=f"oa_push.{key}")
+        seconds[key] = float(value)
+    mapping_path = directory / raw["mapping"]
+    mapping = load_mapping(mapping_path)
+    status_operation = raw.get("status_operation")
+    if (status_operation is None) != (mapping.status_change is None):
+        raise OaMappingInvalid(
+            f"[[oa_push]] {unit}: status_operation and the mapping's [status_change] go together "
+            f"({'no' if status_operation is None else 'a'} status_operation, "
+            f"{'no' if mapping.status_change is None else 'a'} [status_change] in {mapping_path})",
+            key="oa_push.status_operation", unit=unit)
+    wsdl = raw["wsdl"]
+    if not wsdl.startswith(("http://", "https://")):
+        wsdl = str(directory / wsdl)
+        if not Path(wsdl).is_file():
+            raise OaMappingInvalid(f"[[oa_push]] {unit}: wsdl {raw['wsdl']!r} is neither an http(s) URL nor a "
+                                   "file in the node directory", key="oa_push.wsdl", unit=unit)
+    return OaPushSettings(unit=unit, wsdl=wsdl, received_operation=raw["received_operation"],
+                          mapping_path=mapping_path, mapping=mapping, status_operation=status_operation,
+                          endpoint=raw.get("endpoint"), service=raw.get("service"), port=raw.get("port"),
+                          **seconds)

@@ -1,0 +1,87 @@
+"""[[oa_push]] in node.toml: the example block loads with the example mapping, and a bad entry or a
+bad mapping file stops the configuration from loading (what `gwx node run` reads at start)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from adapters.oa_push.errors import OaMappingInvalid
+from node.config import CONFIG_NAME, load_config
+from node.errors import ConfigError
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "examples"
+UNIT = "11371300MB00000024"
+
+
+def example_node(tmp_path: Path, *edits: tuple[str, str]) -> Path:
+    """The example node.toml with its [[oa_push]] block uncommented, and the example mapping beside it."""
+    text = (EXAMPLES / "node.toml").read_text("utf-8")
+    head, block = text.split("# OA push", 1)
+    text = head + "# OA push" + re.sub(r"^# (\[\[oa_push\]\]|[a-z_]+ = .*)$", r"\1", block, flags=re.M)
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / CONFIG_NAME).write_text(text, "utf-8")
+    shutil.copy(EXAMPLES / "oa-mapping.toml", tmp_path / "oa-mapping.toml")
+    return tmp_path
+
+
+def test_the_example_block_loads(tmp_path):
+    config = load_config(example_node(tmp_path))
+    (push,) = config.oa_push
+    assert push.unit == UNIT and push.consumer_name == f"oa:{UNIT}"
+    assert push.received_operation == "ReceiveGongwen" and push.status_operation == "UpdateZhuangtai"
+    assert push.wsdl.startswith("http://") and push.mapping_path == tmp_path / "oa-mapping.toml"
+    assert push.timeout_seconds == 30.0 and push.window_seconds == 172800.0 and push.port == "GongwenServiceSoap"
+    assert push.mapping.received  # the mapping file was loaded with the configuration
+
+
+def test_without_oa_push_there_is_none(tmp_path):
+    shutil.copy(EXAMPLES / "node.toml", tmp_path / CONFIG_NAME)
+    assert load_config(tmp_path).oa_push == ()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('unit = "11371300MB00000024"\nwsdl', 'unit = "11371302MB0000001X"\nwsdl'), "not hosted on this node"),
+    (('unit = "11371300MB00000024"\nwsdl', 'unit = "1137"\nwsdl'), "18 characters"),
+    (('mapping = "oa-mapping.toml"', 'mapping = "oa-mapig.toml"'), "does not exist"),
+    (('timeout_seconds = 30.0', 'timeout_seconds = 0'), "positive number"),
+    (('window_seconds = 172800.0', 'window_seconds = "2d"'), "positive number"),
+    (('received_operation = "ReceiveGongwen"', 'recieved_operation = "ReceiveGongwen"'), "unknown keys"),
+    (('status_operation = "UpdateZhuangtai"', ''), "go together"),
+    (('wsdl = "http://10.1.9.20:8080/gwjh/GongwenService?wsdl"', 'wsdl = "oa.wsdl"'), "neither an http(s) URL"),
+    (('port = "GongwenServiceSoap"', 'port = ""'), "non-empty string"),
+])
+def test_a_bad_entry_stops_the_configuration(tmp_path, edit, message):
+    with pytest.raises(OaMappingInvalid, match=re.escape(message)) as caught:
+        load_config(example_node(tmp_path, edit))
+    assert isinstance(caught.value, ConfigError)  # the node's start reports it like any node.toml error
+
+
+def test_a_bad_mapping_file_stops_the_configuration(tmp_path):
+    node = example_node(tmp_path)
+    mapping = node / "oa-mapping.toml"
+    mapping.write_text(mapping.read_text("utf-8").replace('"%Y%m%d"', '"%d.%m."'), "utf-8")
+    with pytest.raises(OaMappingInvalid, match="lacks %Y") as caught:
+        load_config(node)
+    assert caught.value.details["file"] == str(mapping)
+
+
+def test_one_oa_per_unit(tmp_path):
+    node = example_node(tmp_path)
+    text = (node / CONFIG_NAME).read_text("utf-8")
+    block = text[text.index("[[oa_push]]"):]
+    (node / CONFIG_NAME).write_text(text + "\n" + block, "utf-8")
+    with pytest.raises(OaMappingInvalid, match="twice"):
+        load_config(node)
+
+
+def test_a_wsdl_file_in_the_node_directory(tmp_path):
+    node = example_node(tmp_path, ('wsdl = "http://10.1.9.20:8080/gwjh/GongwenService?wsdl"', 'wsdl = "oa/gw.wsdl"'))
+    (node / "oa").mkdir()
+    (node / "oa" / "gw.wsdl").write_text("<definitions/>", "utf-8")
+    assert load_config(node).oa_push[0].wsdl == str(node / "oa" / "gw.wsdl")
