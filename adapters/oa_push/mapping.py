@@ -13,7 +13,7 @@ The file (``deploy/examples/oa-mapping.toml`` is a commented example a test load
     [dates]    # date = "%Y%m%d", datetime = "%Y-%m-%d %H:%M:%S", timezone = "+08:00"
     [unit_codes]  # format = "gb32100" | "organization_code" | "organization_code_dashed"; [unit_codes.names]
     [received]       # the OA's parameter = one of RECEIVED_SOURCES, or { const = "…" },
-                     # or { attachments = { its field = "name" | "content" } } for a list of attachments
+                     # or { attachments = { its field = "name" | "content" }, item = "…" } for the attachments
     [status_change]  # the OA's parameter = one of STATUS_SOURCES or { const = "…" } (optional section)
 
 Everything is checked when the file is loaded (:func:`load_mapping`, called while node.toml is
@@ -88,6 +88,7 @@ class Argument:
     source: str | None = None  # one of the *_SOURCES
     const: str | None = None
     attachment_fields: tuple[tuple[str, str], ...] | None = None  # (the OA's field, an ATTACHMENT_SOURCE)
+    attachment_item: str | None = None  # the element each attachment is wrapped in (an array type's item)
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,9 @@ def _build(arguments: tuple[Argument, ...], values: Mapping[str, Callable[[], An
         if arg.const is not None:
             out[arg.param] = arg.const
         elif arg.attachment_fields is not None:
-            out[arg.param] = [{field: _attachment_value(source, name, content)
-                               for field, source in arg.attachment_fields} for name, content in attachments]
+            items = [{field: _attachment_value(source, name, content) for field, source in arg.attachment_fields}
+                     for name, content in attachments]
+            out[arg.param] = items if arg.attachment_item is None else {arg.attachment_item: items}
         else:
             out[arg.param] = values[arg.source]()  # type: ignore[index]
     return out
@@ -178,12 +180,14 @@ def _arguments(raw: Any, section: str, sources: tuple[str, ...]) -> tuple[Argume
             out.append(Argument(param, source=spec))
         elif isinstance(spec, dict) and set(spec) == {"const"} and isinstance(spec["const"], str):
             out.append(Argument(param, const=spec["const"]))
-        elif isinstance(spec, dict) and set(spec) == {"attachments"} and section == "received":
-            fields = spec["attachments"]
-            if not isinstance(fields, dict) or not fields or any(v not in ATTACHMENT_SOURCES for v in fields.values()):
+        elif isinstance(spec, dict) and "attachments" in spec and set(spec) <= {"attachments", "item"} \
+                and section == "received":
+            fields, item = spec["attachments"], spec.get("item")
+            if not isinstance(fields, dict) or not fields or any(v not in ATTACHMENT_SOURCES for v in fields.values()) \
+                    or not (item is None or (isinstance(item, str) and item)):
                 raise OaMappingInvalid(f"[{section}] {param}: attachments = {{ the OA's field = "
-                                       f"{' | '.join(ATTACHMENT_SOURCES)} }}", key=key)
-            out.append(Argument(param, attachment_fields=tuple(fields.items())))
+                                       f"{' | '.join(ATTACHMENT_SOURCES)} }}, item = \"its array's element\"", key=key)
+            out.append(Argument(param, attachment_fields=tuple(fields.items()), attachment_item=item))
         else:
             raise OaMappingInvalid(f"[{section}] {param} must be one of our values, {{ const = \"…\" }}"
                                    + (" or { attachments = {…} }" if section == "received" else ""), key=key)

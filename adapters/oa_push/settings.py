@@ -11,6 +11,7 @@
     endpoint = "http://10.1.2.3:8080/gwjh/GongwenService"   # optional: instead of the WSDL's address
     service = "GongwenService"              # optional: which service and port of the WSDL
     port = "GongwenServiceSoap"
+    duplicate_fault = "公文已存在"            # optional: the OA's fault text for a push it already has
     timeout_seconds = 30.0                  # one call; a slower answer is retried
     window_seconds = 172800.0               # how long a push is retried before it is dead-lettered
 
@@ -33,7 +34,7 @@ from .errors import OaMappingInvalid
 from .mapping import OaMapping, load_mapping
 
 _KEYS = {"unit", "wsdl", "received_operation", "status_operation", "mapping", "endpoint", "service", "port",
-         "timeout_seconds", "window_seconds"}
+         "duplicate_fault", "timeout_seconds", "window_seconds"}
 _REQUIRED = ("unit", "wsdl", "received_operation", "mapping")
 
 
@@ -48,6 +49,7 @@ class OaPushSettings:
     endpoint: str | None = None
     service: str | None = None
     port: str | None = None
+    duplicate_fault: str | None = None  # a fault text by which the OA says it already has this push
     timeout_seconds: float = 30.0
     window_seconds: float = 2 * 24 * 3600.0
 
@@ -113,4 +115,5 @@ def _entry(raw: Any, directory: Path, hosted_units: tuple[str, ...]) -> OaPushSe
     return OaPushSettings(unit=unit, wsdl=wsdl, received_operation=raw["received_operation"],
                           mapping_path=mapping_path, mapping=mapping, status_operation=status_operation,
                           endpoint=raw.get("endpoint"), service=raw.get("service"), port=raw.get("port"),
+                          duplicate_fault=raw.get("duplicate_fault"),
                           **seconds)

@@ -39,7 +39,8 @@ def test_example_codes_every_field_of_a_received_document():
         "swdw": f"{RECEIVER[8:16]}-{RECEIVER[16]}", "cwrq": "20261120",
         "blsx": "2026-11-23 17:00:00",  # +08:00, as the OA reads times
         "sdsj": "2026-11-30 10:03:04", "zw": b"%PDF-1.7 body",
-        "fj": [{"fjmc": "附件1.pdf", "fjnr": b"one"}, {"fjmc": "附件2.ofd", "fjnr": b"two"}], "lyxt": "GWX"}
+        "fj": {"Fujian": [{"fjmc": "附件1.pdf", "fjnr": b"one"}, {"fjmc": "附件2.ofd", "fjnr": b"two"}]},
+        "lyxt": "GWX"}
 
 
 @pytest.mark.parametrize(("kind", "code"), [
@@ -85,6 +86,15 @@ def test_status_change_arguments():
                     "czr": "王五", "czsj": "2026-11-30 09:00:00", "yy": "非本单位职责"}
 
 
+def test_attachments_as_a_plain_list_and_as_base64():
+    raw = example_raw()
+    raw["received"]["fj"] = {"attachments": {"mc": "name", "nr": "content_base64"}}
+    raw["received"]["zw"] = "body_base64"
+    args = parse_mapping(raw).received_arguments(document())
+    assert args["fj"] == [{"mc": "附件1.pdf", "nr": "b25l"}, {"mc": "附件2.ofd", "nr": "dHdv"}]
+    assert args["zw"] == "JVBERi0xLjcgYm9keQ=="
+
+
 def test_unit_code_formats_and_the_oas_own_ids():
     raw = example_raw()
     raw["unit_codes"] = {"format": "organization_code", "names": {SENDER.lower(): "OA-0007"}}
@@ -127,6 +137,7 @@ def _refused(change, key_fragment: str, message_fragment: str) -> None:
     (lambda r: r["status_change"].update({"fj": {"attachments": {"mc": "name"}}}), "status_change.fj",
      "must be one of our values"),
     (lambda r: r["received"].update({"fj": {"attachments": {"mc": "filename"}}}), "received.fj", "attachments ="),
+    (lambda r: r["received"].update({"fj": {"attachments": {"mc": "name"}, "item": ""}}), "received.fj", "item"),
     (lambda r: r.update({"recieved": {}}), "recieved", "unknown keys"),
     (lambda r: r.pop("received"), "received", "must be a table"),
 ])

@@ -1,0 +1,143 @@
+"""Calling one OA over SOAP with zeep's async client: load its WSDL, check it offers what node.toml
+and the mapping name, call an operation, and turn every way that can fail into a typed error.
+
+zeep loads a WSDL synchronously (its AsyncTransport says so), so loading runs in a worker thread
+and the node's event loop never waits on the OA; the WSDL is loaded at the first call, not at
+start, so an OA that is down when the node starts delays nothing else, and it is loaded again after
+a failure. Calls go through httpx's async client with ``timeout_seconds`` for the whole call.
+
+What a call ends in (the kinds decide retry or dead letter, see :mod:`.errors`):
+
+- the OA's answer (any value): done. A fault whose text contains ``duplicate_fault`` is an OA
+  saying it already has this push (some answer a repeat that way): done too.
+- a Client/Sender fault → :class:`OaFault` (dead at once) carrying the OA's faultstring;
+  a Server/Receiver (or unnamed) fault → :class:`OaServerFault` (retried);
+- no connection, a timeout, an HTTP error status or an answer that is not SOAP → :class:`OaUnavailable`;
+- an operation or parameter the WSDL lacks → :class:`OaWsdlMismatch` (retried: node.toml is fixed
+  without the push changing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+from zeep import AsyncClient, Settings
+from zeep import exceptions as zeep_errors
+from zeep.proxy import AsyncServiceProxy
+from zeep.transports import AsyncTransport
+
+from .errors import OaFault, OaServerFault, OaUnavailable, OaWsdlMismatch
+from .settings import OaPushSettings
+
+log = logging.getLogger(__name__)
+_CLIENT_FAULTS = ("client", "sender")
+
+
+def _local(code: str | None) -> str:
+    """'soap11env:Client', '{ns}Sender', 'Client.Validation' → 'client' / 'sender' / …"""
+    text = (code or "").rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+    return text.split(".", 1)[0].lower()
+
+
+class OaClient:
+    """One OA system: the WSDL loaded once, the operations checked against it, calls made async."""
+
+    def __init__(self, settings: OaPushSettings) -> None:
+        self.settings = settings
+        self._client: AsyncClient | None = None
+        self._proxy: AsyncServiceProxy | None = None
+        self._params: dict[str, set[str] | None] = {}
+        self._lock = asyncio.Lock()
+
+    def _load(self) -> tuple[AsyncClient, AsyncServiceProxy, dict[str, set[str] | None]]:
+        """In a worker thread: the blocking WSDL load and the checks of what the operator named."""
+        s = self.settings
+        transport = AsyncTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds),
+                                   wsdl_client=httpx.Client(timeout=s.timeout_seconds))
+        try:
+            client = AsyncClient(s.wsdl, transport=transport, settings=Settings(forbid_dtd=True))
+        except (httpx.HTTPError, zeep_errors.TransportError, OSError) as exc:
+            raise OaUnavailable(f"the OA's WSDL {s.wsdl} could not be fetched: {exc}", unit=s.unit) from None
+        except (zeep_errors.Error, ValueError) as exc:
+            raise OaWsdlMismatch(f"the OA's WSDL {s.wsdl} cannot be used: {exc}", unit=s.unit) from None
+        services = client.wsdl.services
+        if not services or (s.service is not None and s.service not in services):
+            raise OaWsdlMismatch(f"the OA's WSDL has no service {s.service or ''} (it has "
+                                 f"{', '.join(services) or 'none'})", unit=s.unit)
+        service = services[s.service] if s.service else next(iter(services.values()))
+        if s.port is not None and s.port not in service.ports:
+            raise OaWsdlMismatch(f"the OA's service {service.name} has no port {s.port} (it has "
+                                 f"{', '.join(service.ports)})", unit=s.unit)
+        port = service.ports[s.port] if s.port else next(iter(service.ports.values()))
+        operations = port.binding.all()
+        params: dict[str, set[str] | None] = {}
+        wanted = [(s.received_operation, s.mapping.received), (s.status_operation, s.mapping.status_change)]
+        for name, arguments in wanted:
+            if name is None:
+                continue
+            if name not in operations:
+                raise OaWsdlMismatch(f"the OA's WSDL has no operation {name} (it has {', '.join(sorted(operations))})",
+                                     unit=s.unit, operation=name)
+            params[name] = _parameter_names(operations[name])
+            unknown = sorted({a.param for a in arguments or ()} - params[name]) if params[name] is not None else []
+            if unknown:
+                raise OaWsdlMismatch(f"the OA's {name} takes no parameter {', '.join(unknown)} (it takes "
+                                     f"{', '.join(sorted(params[name]))}); correct the mapping "
+                                     f"{s.mapping_path}", unit=s.unit, operation=name)
+        address = s.endpoint or port.binding_options.get("address")
+        return client, AsyncServiceProxy(client, port.binding, address=address), params
+
+    async def _ready(self) -> AsyncServiceProxy:
+        async with self._lock:
+            if self._proxy is None:
+                self._client, self._proxy, self._params = await asyncio.to_thread(self._load)
+                log.info("OA of %s: WSDL %s loaded", self.settings.unit, self.settings.wsdl)
+            return self._proxy
+
+    async def call(self, operation: str, arguments: dict[str, Any]) -> Any:
+        """Call ``operation`` with ``arguments``; the OA's answer, or a typed error."""
+        s = self.settings
+        where = {"unit": s.unit, "operation": operation}
+        try:
+            async with asyncio.timeout(s.timeout_seconds):
+                proxy = await self._ready()
+                return await proxy[operation](**arguments)
+        except zeep_errors.Fault as fault:
+            text = (fault.message or "").strip() or "(no fault text)"
+            if s.duplicate_fault and s.duplicate_fault in text:
+                log.info("OA of %s already had this %s push: %s", s.unit, operation, text)
+                return None
+            error = OaFault if _local(fault.code) in _CLIENT_FAULTS else OaServerFault
+            raise error(f"the OA refused {operation}: {text}", fault_code=fault.code, fault=text, **where) from None
+        except TimeoutError:
+            raise OaUnavailable(f"the OA did not answer {operation} within {s.timeout_seconds:g} s",
+                                code="OA_TIMEOUT", **where) from None
+        except httpx.TimeoutException as exc:
+            raise OaUnavailable(f"the OA did not answer {operation} in time: {exc or type(exc).__name__}",
+                                code="OA_TIMEOUT", **where) from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise OaUnavailable(f"the OA could not be reached for {operation}: {exc or type(exc).__name__}",
+                                **where) from None
+        except zeep_errors.TransportError as exc:
+            raise OaUnavailable(f"the OA answered {operation} with HTTP {exc.status_code}", **where) from None
+        except (zeep_errors.XMLSyntaxError, zeep_errors.XMLParseError) as exc:
+            raise OaUnavailable(f"the OA's answer to {operation} is not SOAP: {exc}", **where) from None
+        except (TypeError, zeep_errors.ValidationError) as exc:
+            raise OaWsdlMismatch(f"the OA's {operation} does not take these arguments: {exc}", **where) from None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.transport.aclose()
+            self._client.transport.wsdl_client.close()
+            self._client = self._proxy = None
+
+
+def _parameter_names(operation: Any) -> set[str] | None:
+    """The parameters of a document/literal (wrapped) or rpc operation; None when zeep cannot say."""
+    try:
+        return {name for name, _ in operation.input.body.type.elements}
+    except AttributeError:
+        return None

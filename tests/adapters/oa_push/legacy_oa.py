@@ -1,0 +1,159 @@
+"""A legacy OA system that wants documents pushed to it: a real SOAP server (spyne, used only in the
+tests) on loopback with its OWN WSDL, in the style of a 2009 vendor — service GongwenService,
+operations ReceiveGongwen and UpdateZhuangtai, pinyin parameter names (gwbs 公文标识, wjbt 文件标题,
+fwdw 发文单位, jjcd 紧急程度 …).
+
+It behaves as such an OA does: it records each document once by its 公文标识 (a second push with the
+same gwbs is answered "重复" and not recorded again) and each status change once by its event id
+(sjbs), while logging every call it gets. The tests steer it: ``down()``/``up()`` stop and restart
+it on the same port, ``fault_next`` answers the next calls with a SOAP fault of the given code and
+text, ``slow_next`` delays the next answers, ``on_receive`` runs a hook as a document is recorded
+(before the answer leaves: the kill -9 test kills the node there).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from spyne import Application, ComplexModel, ServiceBase, Unicode, rpc
+from spyne.model.binary import ByteArray
+from spyne.model.complex import Array
+from spyne.model.fault import Fault
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiApplication
+
+NAMESPACE = "http://gwjh.oa-vendor.example/2009/"
+
+
+class Fujian(ComplexModel):
+    """附件: 附件名称, 附件内容."""
+
+    __namespace__ = NAMESPACE
+    fjmc = Unicode
+    fjnr = ByteArray
+
+
+@dataclass
+class OaState:
+    """What the OA has recorded, every call it got, and how the tests want it to misbehave."""
+
+    documents: dict[str, dict] = field(default_factory=dict)  # gwbs → the fields of the first push
+    statuses: dict[str, dict] = field(default_factory=dict)  # sjbs → the fields
+    calls: list[tuple[str, str, str, float]] = field(default_factory=list)  # (operation, gwbs, sjbs, when)
+    fault_next: list[tuple[str, str]] = field(default_factory=list)  # (faultcode, faultstring) per call
+    slow_next: list[float] = field(default_factory=list)  # seconds to wait before answering, per call
+    duplicate_fault: str | None = None  # fault (Client) on a duplicate instead of answering 重复
+    on_receive: object = None  # callable(gwbs) run once a document is recorded, before the answer
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keys_of(self, operation: str) -> list[str]:
+        return [gwbs for op, gwbs, _, _ in self.calls if op == operation]
+
+
+STATE_KEY = "legacy_oa_state"
+
+
+def _misbehave(ctx, operation: str, gwbs: str, sjbs: str) -> OaState:
+    state: OaState = ctx.app.user_data[STATE_KEY]
+    with state.lock:
+        state.calls.append((operation, gwbs or "", sjbs or "", time.time()))
+        delay = state.slow_next.pop(0) if state.slow_next else 0.0
+        fault = state.fault_next.pop(0) if state.fault_next else None
+    if delay:
+        time.sleep(delay)
+    if fault is not None:
+        raise Fault(faultcode=fault[0], faultstring=fault[1])
+    return state
+
+
+class GongwenService(ServiceBase):
+    @rpc(Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, Unicode,
+         Unicode, Unicode, ByteArray, Array(Fujian), Unicode,
+         _returns=Unicode, _args=(
+             "gwbs", "sjbs", "wjbt", "wz", "jjcd", "mj", "fwzh", "fwdw", "fwdwmc", "swdw", "cwrq", "blsx",
+             "sdsj", "zw", "fj", "lyxt"))
+    def ReceiveGongwen(ctx, gwbs, sjbs, wjbt, wz, jjcd, mj, fwzh, fwdw, fwdwmc, swdw, cwrq, blsx, sdsj, zw, fj,
+                       lyxt):
+        state = _misbehave(ctx, "ReceiveGongwen", gwbs, sjbs)
+        if not gwbs:
+            raise Fault(faultcode="Client", faultstring="公文标识(gwbs)不能为空")
+        with state.lock:
+            if gwbs in state.documents:
+                if state.duplicate_fault:
+                    raise Fault(faultcode="Client", faultstring=state.duplicate_fault)
+                return "重复"
+            state.documents[gwbs] = {
+                "sjbs": sjbs, "wjbt": wjbt, "wz": wz, "jjcd": jjcd, "mj": mj, "fwzh": fwzh, "fwdw": fwdw,
+                "fwdwmc": fwdwmc, "swdw": swdw, "cwrq": cwrq, "blsx": blsx, "sdsj": sdsj,
+                "zw": b"".join(zw) if zw else b"", "lyxt": lyxt, "received": time.time(),
+                "fj": [(f.fjmc, b"".join(f.fjnr) if f.fjnr else b"") for f in (fj or [])]}
+        if callable(state.on_receive):
+            state.on_receive(gwbs)
+        return "成功"
+
+    @rpc(Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, _returns=Unicode,
+         _args=("gwbs", "sjbs", "zt", "jsdw", "czr", "czsj", "yy"))
+    def UpdateZhuangtai(ctx, gwbs, sjbs, zt, jsdw, czr, czsj, yy):
+        state = _misbehave(ctx, "UpdateZhuangtai", gwbs, sjbs)
+        with state.lock:
+            if sjbs in state.statuses:
+                return "重复"
+            state.statuses[sjbs] = {"gwbs": gwbs, "zt": zt, "jsdw": jsdw, "czr": czr, "czsj": czsj, "yy": yy}
+        return "成功"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class LegacyOa:
+    """The OA on 127.0.0.1: ``url`` is its endpoint, ``wsdl_url`` its WSDL."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.state = OaState()
+        app = Application([GongwenService], tns=NAMESPACE, name="GongwenService",
+                          in_protocol=Soap11(validator="lxml"), out_protocol=Soap11())
+        app.user_data = {STATE_KEY: self.state}
+        self._wsgi = WsgiApplication(app)
+        self._server: _ThreadingServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = port
+        self.up()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/gwjh/GongwenService"
+
+    @property
+    def wsdl_url(self) -> str:
+        return self.url + "?wsdl"
+
+    def up(self) -> None:
+        self._server = make_server("127.0.0.1", self.port, self._wsgi, server_class=_ThreadingServer,
+                                   handler_class=_QuietHandler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="legacy-oa")
+        self._thread.start()
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+            self._server = None
+
+    def __enter__(self) -> LegacyOa:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()

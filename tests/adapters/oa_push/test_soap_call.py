@@ -1,0 +1,164 @@
+"""zeep's async client against a real legacy OA (spyne on loopback, its own WSDL): a mapped document
+arrives field by field; the OA's faults, slowness, absence and a WSDL that lacks what node.toml
+names each end in the typed error whose kind makes the outbox retry or dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+import pytest
+
+from adapters.oa_push.errors import OaFault, OaServerFault, OaUnavailable, OaWsdlMismatch
+from adapters.oa_push.mapping import StatusChange, load_mapping
+from adapters.oa_push.settings import OaPushSettings
+from adapters.oa_push.soap_call import OaClient
+from node.error_kinds import Disposition, disposition
+from tests.adapters.oa_push.legacy_oa import LegacyOa
+from tests.adapters.oa_push.test_mapping import EXAMPLE, RECEIVER, SENDER, document
+
+logging.getLogger("spyne").setLevel(logging.CRITICAL)
+
+
+@pytest.fixture
+def oa():
+    with LegacyOa() as server:
+        yield server
+
+
+def settings(oa: LegacyOa, **changes) -> OaPushSettings:
+    base = OaPushSettings(unit=RECEIVER, wsdl=oa.wsdl_url, received_operation="ReceiveGongwen",
+                          status_operation="UpdateZhuangtai", mapping_path=EXAMPLE, mapping=load_mapping(EXAMPLE),
+                          timeout_seconds=5.0)
+    return replace(base, **changes)
+
+
+def push(client: OaClient, doc=None):
+    doc = doc or document()
+    return client.call("ReceiveGongwen", client.settings.mapping.received_arguments(doc))
+
+
+def run(coro_fn):
+    """Run ``coro_fn(client)`` and close the client."""
+    async def main(client):
+        try:
+            return await coro_fn(client)
+        finally:
+            await client.close()
+    return main
+
+
+def test_a_document_arrives_field_by_field(oa):
+    async def go(client):
+        assert await push(client, document(kind="纪要", urgency="特急", classification="秘密★6个月")) == "成功"
+        change = StatusChange(doc_id="gw.9", event_id="n:30", unit=SENDER, status="signed_for",
+                              recipient_unit=RECEIVER, when="2026-11-30T01:00:00Z", who="李四")
+        assert await client.call("UpdateZhuangtai", client.settings.mapping.status_arguments(change)) == "成功"
+    asyncio.run(run(go)(OaClient(settings(oa))))
+    got = oa.state.documents["gw.2026.0001"]
+    assert (got["wz"], got["jjcd"], got["mj"], got["cwrq"], got["blsx"]) == ("06", "1", "1", "20261120",
+                                                                              "2026-11-23 17:00:00")
+    assert got["wjbt"] == "关于做好冬季防火工作的通知" and got["fwdw"] == f"{SENDER[8:16]}-{SENDER[16]}"
+    assert got["zw"] == b"%PDF-1.7 body" and got["fj"] == [("附件1.pdf", b"one"), ("附件2.ofd", b"two")]
+    assert got["sjbs"] == "node-a:17" and got["lyxt"] == "GWX"
+    assert oa.state.statuses["n:30"] == {"gwbs": "gw.9", "zt": "QS", "jsdw": f"{RECEIVER[8:16]}-{RECEIVER[16]}",
+                                         "czr": "李四", "czsj": "2026-11-30 09:00:00", "yy": ""}
+
+
+def test_a_duplicate_is_answered_and_recorded_once(oa):
+    async def go(client):
+        return [await push(client), await push(client)]
+    assert asyncio.run(run(go)(OaClient(settings(oa)))) == ["成功", "重复"]
+    assert oa.state.keys_of("ReceiveGongwen") == ["gw.2026.0001"] * 2 and len(oa.state.documents) == 1
+
+
+def test_an_oa_that_faults_on_a_duplicate_is_understood_when_told(oa):
+    oa.state.duplicate_fault = "公文已存在,请勿重复发送"
+
+    async def go(client):
+        await push(client)
+        return await push(client)
+    assert asyncio.run(run(go)(OaClient(settings(oa, duplicate_fault="公文已存在")))) is None
+    with pytest.raises(OaFault, match="公文已存在"):  # without duplicate_fault it is a refusal
+        asyncio.run(run(go)(OaClient(settings(oa))))
+
+
+def test_a_client_fault_is_final_with_the_oas_text(oa):
+    oa.state.fault_next.append(("Client", "文种代码[06]不存在"))
+    with pytest.raises(OaFault) as caught:
+        asyncio.run(run(push)(OaClient(settings(oa))))
+    assert caught.value.code == "OA_FAULT" and "文种代码[06]不存在" in caught.value.message
+    assert caught.value.details["fault"] == "文种代码[06]不存在" and caught.value.details["operation"] == "ReceiveGongwen"
+    assert disposition(caught.value) is Disposition.GIVE_UP
+
+
+def test_a_server_fault_is_retried(oa):
+    oa.state.fault_next.append(("Server", "数据库连接失败"))
+    with pytest.raises(OaServerFault, match="数据库连接失败") as caught:
+        asyncio.run(run(push)(OaClient(settings(oa))))
+    assert disposition(caught.value) is Disposition.RETRY
+
+
+def test_a_slow_oa_times_out_and_the_next_call_passes(oa):
+    oa.state.slow_next.append(1.5)
+
+    async def go(client):
+        with pytest.raises(OaUnavailable) as caught:
+            await push(client)
+        assert caught.value.code == "OA_TIMEOUT" and disposition(caught.value) is Disposition.RETRY
+        return await push(client)
+    assert asyncio.run(run(go)(OaClient(settings(oa, timeout_seconds=0.5)))) in {"成功", "重复"}
+    assert len(oa.state.documents) == 1
+
+
+def test_an_oa_down_is_transient_and_is_reached_again_when_up(oa):
+    async def go(client):
+        await push(client, document())  # the WSDL is loaded while the OA is up
+        oa.down()
+        with pytest.raises(OaUnavailable, match="could not be reached") as caught:
+            await push(client, replace(document(), doc_id="gw.2"))
+        assert disposition(caught.value) is Disposition.RETRY
+        oa.up()
+        return await push(client, replace(document(), doc_id="gw.2"))
+    assert asyncio.run(run(go)(OaClient(settings(oa)))) == "成功"
+    assert sorted(oa.state.documents) == ["gw.2", "gw.2026.0001"]
+
+
+def test_a_wsdl_that_cannot_be_fetched_is_fetched_at_the_next_call(oa):
+    oa.down()
+
+    async def go(client):
+        with pytest.raises(OaUnavailable, match="WSDL"):
+            await push(client)
+        oa.up()
+        return await push(client)
+    assert asyncio.run(run(go)(OaClient(settings(oa)))) == "成功"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"received_operation": "ReceiveDocument"}, "no operation ReceiveDocument (it has ReceiveGongwen, UpdateZhuangtai)"),
+    ({"service": "DocService"}, "no service DocService"),
+    ({"port": "GongwenSoap12"}, "no port GongwenSoap12"),
+])
+def test_a_wsdl_without_what_node_toml_names(oa, changes, message):
+    with pytest.raises(OaWsdlMismatch, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        asyncio.run(run(push)(OaClient(settings(oa, **changes))))
+    assert disposition(caught.value) is Disposition.RETRY  # kept until node.toml is corrected
+    assert oa.state.calls == []
+
+
+def test_a_mapping_parameter_the_oa_does_not_take(oa):
+    import tomllib
+
+    from adapters.oa_push.mapping import parse_mapping
+    raw = tomllib.loads(EXAMPLE.read_text("utf-8"))
+    raw["received"]["wenjianbiaoti"] = "title"
+    with pytest.raises(OaWsdlMismatch, match="takes no parameter wenjianbiaoti"):
+        asyncio.run(run(push)(OaClient(settings(oa, mapping=parse_mapping(raw)))))
+
+
+def test_the_endpoint_overrides_the_wsdls_address(oa):
+    with LegacyOa() as other:
+        asyncio.run(run(push)(OaClient(settings(oa, wsdl=oa.wsdl_url, endpoint=other.url))))
+        assert list(other.state.documents) == ["gw.2026.0001"] and oa.state.documents == {}
