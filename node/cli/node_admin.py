@@ -1,4 +1,4 @@
-"""``gwx node init``, ``add-peer``, ``add-token``, ``tokens``, ``revoke-token`` (``run`` and ``status``
+"""``gwx node init``, ``add-peer``, ``add-token``, ``tokens``, ``revoke-token``, ``check`` (``run`` and ``status``
 live in node_run). A running node picks token changes up within a second, without a restart."""
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="the person using it (recorded as 签收人)")
     p.add_argument("--unit", help="the unit a clerk acts for")
     p.set_defaults(func=_add_token)
+
+    p = sub.add_parser("check", help="check node.toml and the files it names (OA mapping files) as the node "
+                                     "would at start, without starting it")
+    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("tokens", help="list the local API tokens: id, name, role, unit (never the secrets)")
     p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
@@ -142,6 +147,20 @@ def _token_store(directory: Path):
     from node.config import load_config
 
     return TokenStore(load_config(directory).tokens_path)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from node.config import load_config
+
+    config = load_config(args.dir)  # a ConfigError (OA_MAPPING_INVALID …) exits 2 naming the key
+    print(f"{config.directory / 'node.toml'}: valid — node {config.node_id}, {len(config.units)} units, "
+          f"{len(config.peers)} peers, OA push for {len(config.oa_push)} units")
+    for push in config.oa_push:
+        operations = " and ".join(filter(None, (push.received_operation, push.status_operation)))
+        print(f"  {push.consumer_name}: {operations} at {push.wsdl}, mapping {push.mapping_path}")
+        for note in push.mapping.notes:
+            print(f"    note: {note}")
+    return 0
 
 
 def _list_tokens(args: argparse.Namespace) -> int:

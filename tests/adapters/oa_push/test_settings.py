@@ -85,3 +85,18 @@ def test_a_wsdl_file_in_the_node_directory(tmp_path):
     (node / "oa").mkdir()
     (node / "oa" / "gw.wsdl").write_text("<definitions/>", "utf-8")
     assert load_config(node).oa_push[0].wsdl == str(node / "oa" / "gw.wsdl")
+
+
+def test_gwx_node_check_reports_the_oa_push_and_refuses_a_bad_mapping(tmp_path):
+    from tests.support import run_gwx
+
+    node = example_node(tmp_path)
+    out = run_gwx("node", "check", "--dir", node)
+    assert out.returncode == 0, out.stderr.decode()
+    text = out.stdout.decode()
+    assert f"oa:{UNIT}: ReceiveGongwen and UpdateZhuangtai" in text and "note: 指示 stands for 意见" in text
+    mapping = node / "oa-mapping.toml"
+    mapping.write_text(mapping.read_text("utf-8").replace('"平件" = "3"', ""), "utf-8")
+    out = run_gwx("node", "check", "--dir", node)
+    assert out.returncode == 2 and "OA_MAPPING_INVALID" in out.stderr.decode()
+    assert "平件 (no urgency)" in out.stderr.decode() and "Traceback" not in out.stderr.decode()
