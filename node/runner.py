@@ -28,6 +28,7 @@ from pathlib import Path
 from aiohttp import web
 
 from adapters.folder.watcher import FolderWatchers
+from adapters.oa_push.consumer import oa_push_consumers
 from adapters.outbox import Outbox
 from adapters.soapserver.endpoint import mount_soap
 from adapters.webhooks.service import Webhooks
@@ -139,6 +140,8 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await outbound.start()
         await webhooks.start()
         await folders.register(adapters)  # each unit's inbox folder: a consumer of the adapters' outbox
+        for consumer, policy, timeout in oa_push_consumers(config, service):  # [[oa_push]]: oa:<unit>
+            await adapters.add(consumer, policy, attempt_timeout=timeout)
         await adapters.start()
         reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")
         rerouting = loop.create_task(Rerouter(outbound).run(), name="gwx-reroute")

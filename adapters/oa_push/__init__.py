@@ -17,4 +17,8 @@ Modules:
   loading each mapping file so a bad one stops the node at start.
 - :mod:`.soap_call`: the zeep ``AsyncClient`` layer — WSDL loading, one operation call, the OA's fault
   → :class:`~.errors.OaFault` with its text, timeouts and connection failures → transient.
+- :mod:`.consumer`: the outbox consumer ``oa:<unit>`` (:mod:`adapters.outbox`): which events the OA
+  is told, the document read through the service contract, one call per event; and
+  :func:`~.consumer.oa_push_consumers`, what ``node.runner`` registers. ``gwx oa dead | replay``
+  (:mod:`node.cli.oa`) show and resend its dead letters.
 """

@@ -35,6 +35,7 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
      ["node.cli.node_admin", "node.cli.node_enrol", "node.cli.node_run", "node.cli.node_renew"]),
     ("webhook", "webhooks: a unit's events POSTed, signed, to an HTTP receiver (an SMS gateway …): add, list, "
                 "remove, test, replay", ["node.cli.webhook"]),
+    ("oa", "pushes to units' OA systems ([[oa_push]]): dead letters and replay", ["node.cli.oa"]),
     (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track",
      ["node.cli.clerk", "node.cli.download"]),
 ]

@@ -1,0 +1,111 @@
+"""The outbox consumer ``oa:<unit>``: what one unit's OA is told, and how each event becomes a call.
+
+It wants the documents the unit receives (``document.received``) and, when node.toml names a
+``status_operation``, the status changes of what the unit sent (``document.signed_for``,
+``document.returned``, ``delivery.failed``). The outbox (:mod:`adapters.outbox`) persists each
+before any attempt, delivers them one at a time in order (the OA sees a document before its status
+changes), retries and dead-letters by the kind of the error :meth:`OaPushConsumer.deliver` raises.
+
+A received document is read through the document service's contract as the unit's own system
+principal (never the store): its metadata from ``show``, its body and attachments from the sealed
+package (``package_path``), read in a worker thread. Every call carries the 公文标识 and the event id
+(the mapping names the OA's parameters for them), so a push resent after a kill -9 between the OA's
+answer and the outbox's commit is recognised by the OA as the one it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+from adapters.events import DELIVERY_FAILED, RECEIVED, RETURNED, SIGNED_FOR, AdapterEvent
+from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME
+from exchange_protocol.package_reader import PackageReader
+from exchange_protocol.retry import RetryPolicy
+from node.api.auth import Principal
+from node.config import NodeConfig
+from node.documents.contract import DocumentServiceApi
+from node.documents.service import DocumentRecalled
+
+from .mapping import ReceivedDocument, StatusChange
+from .settings import OaPushSettings
+from .soap_call import OaClient
+
+log = logging.getLogger("gwx.adapters.oa_push")
+
+STATUS_OF_EVENT = {SIGNED_FOR: "signed_for", RETURNED: "returned", DELIVERY_FAILED: "failed"}
+
+
+class OaPushConsumer:
+    def __init__(self, settings: OaPushSettings, service: DocumentServiceApi,
+                 unit_name: Callable[[str], str | None] = lambda code: None, client: OaClient | None = None) -> None:
+        self.settings = settings
+        self.name = settings.consumer_name
+        self._service = service
+        self._unit_name = unit_name
+        self._client = client or OaClient(settings)
+        self._principal = Principal(token_id=self.name, name=f"OA push of {settings.unit}", role="clerk",
+                                    unit=settings.unit)
+
+    def wants(self, event: AdapterEvent) -> bool:
+        if event.unit != self.settings.unit:
+            return False
+        return event.type == RECEIVED or (event.type in STATUS_OF_EVENT and self.settings.status_operation is not None)
+
+    async def deliver(self, event: AdapterEvent) -> None:
+        s = self.settings
+        if event.type == RECEIVED:
+            document = await self._received(event)
+            if document is None:
+                return
+            await self._client.call(s.received_operation, s.mapping.received_arguments(document))
+        elif event.type in STATUS_OF_EVENT and s.status_operation is not None:
+            recipient = str(event.data.get("recipient") or "")
+            change = StatusChange(doc_id=event.doc_id, event_id=event.event_id, unit=event.unit,
+                                  status=STATUS_OF_EVENT[event.type], recipient_unit=recipient, when=event.at,
+                                  who=event.data.get("by"), reason=event.data.get("reason"),
+                                  recipient_unit_name=self._unit_name(recipient))
+            await self._client.call(s.status_operation, s.mapping.status_arguments(change))
+
+    async def _received(self, event: AdapterEvent) -> ReceivedDocument | None:
+        shown = await self._service.show(self._principal, event.doc_id)
+        try:
+            package = await self._service.package_path(self._principal, event.doc_id)
+        except DocumentRecalled:
+            # Withdrawn before its push: the OA never gets a document its sender took back.
+            log.info("OA of %s: %s was recalled before it was pushed; not pushed", self.settings.unit, event.doc_id)
+            return None
+        body, attachments = await asyncio.to_thread(_read_package, package)
+        return ReceivedDocument(doc_id=event.doc_id, event_id=event.event_id, unit=event.unit,
+                                from_unit=shown["from_unit"], received_at=shown.get("received_at") or event.at,
+                                meta=shown["metadata"], body=body, attachments=attachments,
+                                from_unit_name=self._unit_name(shown["from_unit"]))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _read_package(path: Path) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+    """The body and the attachments of a sealed package, each checked against its manifest."""
+    with open(path, "rb") as file, PackageReader(file) as reader:
+        body = reader.read_member(BODY_NAME)
+        attachments = tuple((entry.path.removeprefix(ATTACHMENTS_DIR), b"".join(reader.iter_member(entry.path)))
+                            for entry in reader.attachments)
+    return body, attachments
+
+
+def oa_push_consumers(config: NodeConfig, service: DocumentServiceApi
+                      ) -> Iterator[tuple[OaPushConsumer, RetryPolicy, float]]:
+    """One consumer per ``[[oa_push]]`` entry, with its retry policy — the node's ``[retry]`` backoff,
+    the entry's window — and the outbox's guard on one attempt (reading the package, loading the
+    WSDL and the call, each bounded by ``timeout_seconds``)."""
+    r = config.retry
+    for push in config.oa_push:
+        policy = RetryPolicy(min_delay=timedelta(seconds=r.min_seconds), max_delay=timedelta(seconds=r.max_seconds),
+                             multiplier=r.multiplier, jitter=r.jitter, max_age=timedelta(seconds=push.window_seconds))
+        for note in push.mapping.notes:
+            log.info("OA of %s: %s", push.unit, note)
+        yield OaPushConsumer(push, service, config.unit_name), policy, 2 * push.timeout_seconds + 30.0

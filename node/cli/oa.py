@@ -1,0 +1,75 @@
+"""``gwx oa dead | replay``: the pushes to a unit's OA that were dead-lettered, and sending them again.
+
+Like ``gwx node status`` these work on the node directory itself, running node or not: they open
+the store without its start-up recovery (the node may be running: recovery is its business) and
+change it in one transaction; a running node delivers replayed rows within seconds, with the
+same 公文标识 and event id as before. ``gwx node status`` counts each OA's rows (``oa:<unit>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from node.cli.node_admin import NODE_DIR_HELP
+from node.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dead", help="list the pushes to a unit's OA that were dead-lettered, with the OA's fault")
+    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
+    p.add_argument("--unit", required=True, help="the unit whose OA it is ([[oa_push]] unit)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_dead)
+
+    p = sub.add_parser("replay", help="push a unit's dead letters to its OA again (all, or those of --row), "
+                                      "due now, with a fresh retry window")
+    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
+    p.add_argument("--unit", required=True, help="the unit whose OA it is ([[oa_push]] unit)")
+    p.add_argument("--row", dest="rows", type=int, action="append", metavar="ID",
+                   help="only this dead letter (as gwx oa dead lists it); repeatable")
+    p.set_defaults(func=_replay)
+
+
+def _in_store(args: argparse.Namespace, work):
+    """Run ``work(store, consumer name)`` on the node's store, for a unit that has an OA push."""
+    from node.config import load_config
+    from node.store.opener import open_store
+    from pki.unit_code import validate_unit_code
+
+    config = load_config(args.dir)
+    unit = validate_unit_code(args.unit)
+    push = next((p for p in config.oa_push if p.unit == unit), None)
+    if push is None:
+        raise ConfigError(f"node.toml has no [[oa_push]] for unit {unit}", key="oa_push.unit", unit=unit)
+
+    async def main():
+        store = await open_store(config.data_dir, node_id=config.node_id, recover=False)
+        try:
+            return await work(store, push.consumer_name)
+        finally:
+            await store.close()
+    return push.consumer_name, asyncio.run(main())
+
+
+def _dead(args: argparse.Namespace) -> int:
+    consumer, dead = _in_store(args, lambda store, name: store.adapter_outbox.rows(name, state="dead", limit=1000))
+    rows = [{"row": r.id, "seq": r.seq, "event": json.loads(r.event), "attempts": r.attempts,
+             "error": {"code": r.last_error.code, "message": r.last_error.message} if r.last_error else None,
+             "dead_since": r.finished_at.isoformat() if r.finished_at else None} for r in dead]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{consumer}: {len(rows)} dead letter(s)" + (" — gwx oa replay pushes them again" if rows else ""))
+    for r in rows:
+        error = f"{r['error']['code']}: {r['error']['message']}" if r["error"] else "?"
+        print(f"  row {r['row']}  {r['event']['type']} {r['event']['doc_id']}  after {r['attempts']} attempt(s)  {error}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    consumer, n = _in_store(args, lambda store, name: store.adapter_outbox.replay(name, args.rows))
+    print(f"{consumer}: {n} dead letter(s) queued again" + ("" if n else " (none were dead)"))
+    return 0
