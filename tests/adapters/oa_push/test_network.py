@@ -1,7 +1,7 @@
 """OA push between real node processes on loopback: a legacy OA (spyne, its own WSDL) per unit,
 pushed to by the node through the durable outbox.
 
-The city sends to 兰山区 (A1, on county-a); county-a pushes each document to A1's OA, and the city
+The city sends to 兰山区 (A1, on county-a; A2 beside it has no OA); county-a pushes each document to A1's OA, and the city
 pushes 签收/退回 of what it sent to the city's OA. Scenarios: the document arrives field by field
 and its 签收 follows; the OA down for a while, then drained in order; a Client fault dead-letters
 with the OA's text (shown by `gwx node status` and the metrics) until replayed; a slow OA is timed
@@ -110,7 +110,7 @@ def test_a_document_reaches_the_oa_and_its_sign_for_reaches_the_senders_oa(nodes
     net, city, county, oa_a1, oa_city = nodes
     attachment = net.base / "防火检查表.txt"
     attachment.write_bytes("检查单位、检查项目、整改期限\n".encode() * 200)
-    doc_id = send(net, [A1], [attachment], title="关于做好冬季防火工作的通知", urgency="特急")
+    doc_id = send(net, [A1, A2], [attachment], title="关于做好冬季防火工作的通知", urgency="特急")
     got = wait_for(lambda: oa_a1.state.documents.get(doc_id), 30, what="the push to A1's OA")
     assert got["wjbt"] == "关于做好冬季防火工作的通知" and got["wz"] == "01" and got["jjcd"] == "1"
     assert got["fwdw"] == f"{CITY[8:16]}-{CITY[16]}" and got["swdw"] == f"{A1[8:16]}-{A1[16]}"
@@ -123,6 +123,10 @@ def test_a_document_reaches_the_oa_and_its_sign_for_reaches_the_senders_oa(nodes
     status = wait_for(lambda: next((s for s in oa_city.state.statuses.values() if s["gwbs"] == doc_id), None), 30,
                       what="the 签收 pushed to the city's OA")
     assert status["zt"] == "QS" and status["czr"] == clerk_name(A1) and status["jsdw"] == f"{A1[8:16]}-{A1[16]}"
+    county.clerk(A2).post(f"/api/v1/inbox/{doc_id}/return", {"reason": "非本单位职责"})
+    returned = wait_for(lambda: next((s for s in oa_city.state.statuses.values()
+                                      if s["gwbs"] == doc_id and s["zt"] == "TH"), None), 30, what="the 退回")
+    assert returned["yy"] == "非本单位职责" and returned["jsdw"] == f"{A2[8:16]}-{A2[16]}"
     assert oa_a1.state.keys_of("UpdateZhuangtai") == []  # A1's OA is told only what A1 receives
     assert wait_for(lambda: status_of(county, f"oa:{A1}").get("done", 0) >= 1, 20, what="done counted")
 
