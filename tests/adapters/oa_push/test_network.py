@@ -149,17 +149,18 @@ def test_the_oa_down_for_a_while_gets_everything_in_order_once(nodes):
 
 def test_a_fault_is_dead_lettered_with_the_oas_text_until_replayed(nodes):
     net, city, county, oa_a1, oa_city = nodes
-    oa_a1.state.fault_next.append(("Client", "文种代码[01]在本系统中已停用"))
-    doc_id = send(net, [A1])
     consumer = f"oa:{A1}"
     before = status_of(county, consumer).get("dead", 0)
+    oa_a1.state.fault_next.append(("Client", "文种代码[01]在本系统中已停用"))
+    doc_id = send(net, [A1])
     status = wait_for(lambda: (s := status_of(county, consumer)).get("dead", 0) > before and s, 30,
                       what="the dead letter")
     assert "文种代码[01]在本系统中已停用" in (status["last_dead"]["message"] or "")
     assert status["last_dead"]["code"] == "OA_FAULT"
     text = gwx("node", "status", "--dir", str(county.directory)).stdout
     assert "文种代码[01]在本系统中已停用" in text
-    assert metric(county, "gwx_adapter_outbox", consumer=consumer, state="dead") >= 1
+    wait_for(lambda: metric(county, "gwx_adapter_outbox", consumer=consumer, state="dead") > before, 15,
+             what="the gauge (refreshed every few seconds)")
     assert doc_id not in oa_a1.state.documents
 
     dead = json.loads(gwx("oa", "dead", "--dir", str(county.directory), "--unit", A1, "--json").stdout)
