@@ -16,6 +16,9 @@ The file (``deploy/examples/oa-mapping.toml`` is a commented example a test load
                      # or { attachments = { its field = "name" | "content" }, item = "…" } for the attachments
     [status_change]  # the OA's parameter = one of STATUS_SOURCES or { const = "…" } (optional section)
 
+[received] must pass ``doc_id`` (the 公文标识: how the OA knows a repeated push) and
+[status_change] ``doc_id`` and ``event_id`` (one document has several status changes).
+
 Everything is checked when the file is loaded (:func:`load_mapping`, called while node.toml is
 parsed), so a bad file stops ``gwx node run`` with :class:`OaMappingInvalid` naming the key, not the
 first push.
@@ -205,14 +208,24 @@ def parse_mapping(raw: Mapping[str, Any]) -> OaMapping:
     if status_change is None and "status" in raw:
         raise OaMappingInvalid("[status] codes without a [status_change] section: say which parameters "
                                "the OA's status operation takes", key="status")
+    received = _arguments(raw.get("received"), "received", RECEIVED_SOURCES)
+    status_arguments = None if status_change is None else _arguments(status_change, "status_change", STATUS_SOURCES)
+    # The idempotency keys: a document is the OA's once by its 公文标识; a status change by its event id.
+    for section, arguments, keys in (("received", received, ("doc_id",)),
+                                     ("status_change", status_arguments or (), ("doc_id", "event_id"))):
+        lacking = [key for key in keys if section in raw and not any(a.source == key for a in arguments)]
+        if lacking:
+            raise OaMappingInvalid(f"[{section}] must give the OA {' and '.join(lacking)} (its key for a repeated "
+                                   f"push): name the parameter that takes it, e.g. gwbs = \"doc_id\"",
+                                   key=section)
     return OaMapping(
         kinds=KindCodes.parse(raw.get("kinds"), raw.get("kind_other")),
         urgency=UrgencyCodes.parse(raw.get("urgency")),
         secrecy=SecrecyCodes.parse(raw.get("secrecy")),
         dates=DateFormats.parse(raw.get("dates")),
         unit_codes=UnitCodes.parse(raw.get("unit_codes")),
-        received=_arguments(raw.get("received"), "received", RECEIVED_SOURCES),
-        status_change=None if status_change is None else _arguments(status_change, "status_change", STATUS_SOURCES),
+        received=received,
+        status_change=status_arguments,
         status=None if status_change is None else StatusCodes.parse(raw.get("status")),
         list_separator=separator,
     )

@@ -138,6 +138,8 @@ def _refused(change, key_fragment: str, message_fragment: str) -> None:
      "must be one of our values"),
     (lambda r: r["received"].update({"fj": {"attachments": {"mc": "filename"}}}), "received.fj", "attachments ="),
     (lambda r: r["received"].update({"fj": {"attachments": {"mc": "name"}, "item": ""}}), "received.fj", "item"),
+    (lambda r: r["received"].pop("gwbs"), "received", "must give the OA doc_id"),
+    (lambda r: r["status_change"].pop("sjbs"), "status_change", "must give the OA event_id"),
     (lambda r: r.update({"recieved": {}}), "recieved", "unknown keys"),
     (lambda r: r.pop("received"), "received", "must be a table"),
 ])
