@@ -5,6 +5,7 @@ and a replay once the OA is back delivers each under the same 公文标识 and e
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import replace
 from datetime import timedelta
@@ -52,7 +53,8 @@ def test_down_past_the_window_then_replayed_and_a_fault_dead_at_once(tmp_path):
 
             oa.up()
             oa.state.fault_next.append(("Client", "接收单位代码不存在"))
-            await signed_for(store, "D1", U_B, by="李四")
+            await send(store, "D2")
+            await signed_for(store, "D2", U_B, by="李四")
             assert await outbox.step(name) is None
             rows = {r.seq: r for r in await store.adapter_outbox.rows(name)}
             faulted = rows[max(rows)]
@@ -62,9 +64,9 @@ def test_down_past_the_window_then_replayed_and_a_fault_dead_at_once(tmp_path):
             assert await outbox.replay(name) == 2
             assert await outbox.step(name) is None
             assert {r.state for r in await store.adapter_outbox.rows(name)} == {"done"}
-            by_event = oa.state.statuses  # keyed by the event id (sjbs)
-            assert sorted(by_event) == sorted(f"node-a-{seq}" for seq in rows)
-            assert sorted(s["czr"] for s in by_event.values()) == ["张三", "李四"]
+            event_ids = sorted(json.loads(r.event)["event_id"] for r in rows.values())
+            assert sorted(oa.state.statuses) == event_ids  # the OA keeps them by sjbs: our event ids
+            assert sorted(s["czr"] for s in oa.state.statuses.values()) == ["张三", "李四"]
             assert [op for op, *_ in oa.state.calls] == ["UpdateZhuangtai"] * 3  # the faulted call, then two
         finally:
             await consumer.close()
