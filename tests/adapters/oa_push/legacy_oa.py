@@ -8,7 +8,8 @@ same gwbs is answered "重复" and not recorded again) and each status change on
 (sjbs), while logging every call it gets. The tests steer it: ``down()``/``up()`` stop and restart
 it on the same port, ``fault_next`` answers the next calls with a SOAP fault of the given code and
 text, ``slow_next`` delays the next answers, ``on_receive`` runs a hook as a document is recorded
-(before the answer leaves: the kill -9 test kills the node there).
+(before the answer leaves) and ``after_answer`` once an answer is on the socket (the kill -9 test
+uses both).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class OaState:
     slow_next: list[float] = field(default_factory=list)  # seconds to wait before answering, per call
     duplicate_fault: str | None = None  # fault (Client) on a duplicate instead of answering 重复
     on_receive: object = None  # callable(gwbs) run once a document is recorded, before the answer
+    after_answer: object = None  # callable() run once an answer has been written to the socket
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys_of(self, operation: str) -> list[str]:
@@ -106,6 +108,37 @@ class GongwenService(ServiceBase):
         return "成功"
 
 
+class _AfterAnswer:
+    """WSGI middleware: runs ``state.after_answer`` once the whole answer is on the socket (wsgiref
+    closes the result after writing it), so a test can act between the OA's answer and what the
+    caller does with it."""
+
+    def __init__(self, app, state: OaState) -> None:
+        self.app, self.state = app, state
+
+    def __call__(self, environ, start_response):
+        result = self.app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return _Answer(body, self.state)
+
+
+class _Answer:
+    def __init__(self, body: bytes, state: OaState) -> None:
+        self.body, self.state = body, state
+
+    def __iter__(self):
+        yield self.body
+
+    def close(self) -> None:
+        hook = self.state.after_answer
+        if callable(hook):
+            hook()
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format, *args):
         pass
@@ -124,7 +157,7 @@ class LegacyOa:
         app = Application([GongwenService], tns=NAMESPACE, name="GongwenService",
                           in_protocol=Soap11(validator="lxml"), out_protocol=Soap11())
         app.user_data = {STATE_KEY: self.state}
-        self._wsgi = WsgiApplication(app)
+        self._wsgi = _AfterAnswer(WsgiApplication(app), self.state)
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
         self.port = port

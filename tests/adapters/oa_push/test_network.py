@@ -1,12 +1,14 @@
 """OA push between real node processes on loopback: a legacy OA (spyne, its own WSDL) per unit,
 pushed to by the node through the durable outbox.
 
-The city sends to 兰山区 (A1, on county-a; A2 beside it has no OA); county-a pushes each document to A1's OA, and the city
-pushes 签收/退回 of what it sent to the city's OA. Scenarios: the document arrives field by field
-and its 签收 follows; the OA down for a while, then drained in order; a Client fault dead-letters
-with the OA's text (shown by `gwx node status` and the metrics) until replayed; a slow OA is timed
-out and retried under the same key; and kill -9 of the node after the OA recorded a push and before
-the node committed it: the OA sees the same 公文标识 and event id twice and records the document once.
+The city sends to 兰山区 (A1, on county-a; A2 beside it has no OA); county-a pushes each document
+to A1's OA, and the city pushes 签收/退回 of what it sent to the city's OA. Scenarios: the document
+arrives field by field and its 签收 and 退回 follow; the OA down for a while, then drained in order;
+a Client fault dead-letters with the OA's text (shown by `gwx node status` and the metrics) until
+replayed; a slow OA is timed out and retried under the same key; and kill -9 of the node between
+the OA's answer and the node's commit (the test holds the node's SQLite write lock while the OA
+answers, so the node waits there): the OA sees the same 公文标识 and event id twice and records the
+document once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import io
 import json
 import logging
 import shutil
+import sqlite3
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -30,6 +34,8 @@ from tests.node.network.network_support import (
     CITY,
     clerk_name,
     connect_and_start,
+    db_path,
+    db_rows,
     ensure_running,
     gwx,
     inbox_item,
@@ -84,6 +90,7 @@ def nodes(world):
         oa.state.fault_next.clear()
         oa.state.slow_next.clear()
         oa.state.on_receive = None
+        oa.state.after_answer = None
         if oa._server is None:
             oa.up()
     return world
@@ -182,25 +189,42 @@ def test_a_slow_oa_is_timed_out_and_the_resend_is_recognised(nodes):
     wait_for(lambda: status_of(county, f"oa:{A1}").get("pending") == 0, 20, what="the row done")
 
 
-def test_kill_9_after_the_oa_recorded_the_push_resends_the_same_key(nodes):
+def test_kill_9_between_the_oas_answer_and_our_commit_resends_the_same_key(nodes):
     net, city, county, oa_a1, oa_city = nodes
+    held: dict = {}
     killed = threading.Event()
 
-    def kill_the_node(gwbs: str) -> None:
-        # The OA has recorded the document; its answer is on the way and the node has not committed
-        # the row done: kill -9 it there, once.
-        if not killed.is_set():
-            killed.set()
-            net.kill(county)
+    def hold_the_nodes_store(gwbs: str) -> None:
+        # The OA has recorded the document and is about to answer: take the node's SQLite write
+        # lock, so that the node, once it has the answer, waits to commit the row done.
+        oa_a1.state.on_receive = None
+        held["lock"] = sqlite3.connect(db_path(county), timeout=10, isolation_level=None, check_same_thread=False)
+        held["lock"].execute("BEGIN IMMEDIATE")
 
-    oa_a1.state.on_receive = kill_the_node
+    def kill_while_it_waits() -> None:
+        # The answer is on the socket; the node has read it and waits for the lock: kill -9 there.
+        if "lock" not in held:
+            return  # an earlier answer (the WSDL, fetched at the first push)
+        oa_a1.state.after_answer = None
+        time.sleep(1.0)
+        net.kill(county)
+        held["lock"].rollback()
+        held["lock"].close()
+        killed.set()
+
+    oa_a1.state.on_receive = hold_the_nodes_store
+    oa_a1.state.after_answer = kill_while_it_waits
     doc_id = send(net, [A1])
-    wait_for(killed.is_set, 30, what="the kill")
-    oa_a1.state.on_receive = None
+    assert killed.wait(60), "the node was not killed"
     first = [(gwbs, sjbs) for op, gwbs, sjbs, _ in oa_a1.state.calls if gwbs == doc_id]
+    assert len(first) == 1 and doc_id in oa_a1.state.documents
+    event = db_rows(county, "SELECT state, event FROM adapter_outbox WHERE consumer = ? ORDER BY id DESC LIMIT 1",
+                    (f"oa:{A1}",))[0]
+    assert event[0] == "pending" and json.loads(event[1])["doc_id"] == doc_id  # answered, never committed
+
     net.start(county)
     wait_for(lambda: oa_a1.state.keys_of("ReceiveGongwen").count(doc_id) == 2, 30, what="the resend after restart")
     calls = [(gwbs, sjbs) for op, gwbs, sjbs, _ in oa_a1.state.calls if gwbs == doc_id]
     assert calls == first * 2  # the same 公文标识 and the same event id
-    assert list(oa_a1.state.documents).count(doc_id) == 1
+    assert list(oa_a1.state.documents).count(doc_id) == 1  # recorded once; the repeat was answered 重复
     wait_for(lambda: status_of(county, f"oa:{A1}").get("pending") == 0, 20, what="the row done after restart")
