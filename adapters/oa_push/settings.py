@@ -12,6 +12,8 @@
     service = "GongwenService"              # optional: which service and port of the WSDL
     port = "GongwenServiceSoap"
     duplicate_fault = "公文已存在"            # optional: the OA's fault text for a push it already has
+    username = "gwx"                        # optional: HTTP Basic authentication to the OA, with
+    password_file = "oa-password"           # the password in this file (node directory, not world-readable)
     timeout_seconds = 30.0                  # one call; a slower answer is retried
     window_seconds = 172800.0               # how long a push is retried before it is dead-lettered
 
@@ -23,7 +25,7 @@ operations is known only once the OA answers, so that is checked at the first ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from .errors import OaMappingInvalid
 from .mapping import OaMapping, load_mapping
 
 _KEYS = {"unit", "wsdl", "received_operation", "status_operation", "mapping", "endpoint", "service", "port",
-         "duplicate_fault", "timeout_seconds", "window_seconds"}
+         "duplicate_fault", "username", "password_file", "timeout_seconds", "window_seconds"}
 _REQUIRED = ("unit", "wsdl", "received_operation", "mapping")
 
 
@@ -50,6 +52,8 @@ class OaPushSettings:
     service: str | None = None
     port: str | None = None
     duplicate_fault: str | None = None  # a fault text by which the OA says it already has this push
+    username: str | None = None  # HTTP Basic authentication to the OA (WSDL and calls)
+    password: str | None = field(default=None, repr=False)  # read from password_file at load
     timeout_seconds: float = 30.0
     window_seconds: float = 2 * 24 * 3600.0
 
@@ -112,8 +116,30 @@ def _entry(raw: Any, directory: Path, hosted_units: tuple[str, ...]) -> OaPushSe
         if not Path(wsdl).is_file():
             raise OaMappingInvalid(f"[[oa_push]] {unit}: wsdl {raw['wsdl']!r} is neither an http(s) URL nor a "
                                    "file in the node directory", key="oa_push.wsdl", unit=unit)
+    username, password = _credentials(raw, directory, unit)
     return OaPushSettings(unit=unit, wsdl=wsdl, received_operation=raw["received_operation"],
                           mapping_path=mapping_path, mapping=mapping, status_operation=status_operation,
                           endpoint=raw.get("endpoint"), service=raw.get("service"), port=raw.get("port"),
-                          duplicate_fault=raw.get("duplicate_fault"),
+                          duplicate_fault=raw.get("duplicate_fault"), username=username, password=password,
                           **seconds)
+
+
+def _credentials(raw: dict, directory: Path, unit: str) -> tuple[str | None, str | None]:
+    if ("username" in raw) != ("password_file" in raw):
+        raise OaMappingInvalid(f"[[oa_push]] {unit}: username and password_file go together",
+                               key="oa_push.password_file", unit=unit)
+    if "username" not in raw:
+        return None, None
+    path = directory / raw["password_file"]
+    try:
+        if path.stat().st_mode & 0o004:
+            raise OaMappingInvalid(f"[[oa_push]] {unit}: {path} is readable by everyone; chmod 600 it",
+                                   key="oa_push.password_file", unit=unit)
+        password = path.read_text("utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OaMappingInvalid(f"[[oa_push]] {unit}: password_file {path} cannot be read: {exc}",
+                               key="oa_push.password_file", unit=unit) from None
+    if not password:
+        raise OaMappingInvalid(f"[[oa_push]] {unit}: password_file {path} is empty", key="oa_push.password_file",
+                               unit=unit)
+    return raw["username"], password

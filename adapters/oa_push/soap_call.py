@@ -55,11 +55,15 @@ class OaClient:
     def _load(self) -> tuple[AsyncClient, AsyncServiceProxy, dict[str, set[str] | None]]:
         """In a worker thread: the blocking WSDL load and the checks of what the operator named."""
         s = self.settings
-        transport = AsyncTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds),
-                                   wsdl_client=httpx.Client(timeout=s.timeout_seconds))
+        auth = httpx.BasicAuth(s.username, s.password) if s.username and s.password else None
+        transport = AsyncTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds, auth=auth),
+                                   wsdl_client=httpx.Client(timeout=s.timeout_seconds, auth=auth))
         try:
             client = AsyncClient(s.wsdl, transport=transport, settings=Settings(forbid_dtd=True))
-        except (httpx.HTTPError, zeep_errors.TransportError, OSError) as exc:
+        except zeep_errors.TransportError as exc:
+            raise OaUnavailable(f"the OA's WSDL {s.wsdl} could not be fetched: HTTP {exc.status_code}"
+                                + _refused_credentials(exc.status_code), unit=s.unit) from None
+        except (httpx.HTTPError, OSError) as exc:
             raise OaUnavailable(f"the OA's WSDL {s.wsdl} could not be fetched: {exc}", unit=s.unit) from None
         except (zeep_errors.Error, ValueError) as exc:
             raise OaWsdlMismatch(f"the OA's WSDL {s.wsdl} cannot be used: {exc}", unit=s.unit) from None
@@ -122,7 +126,8 @@ class OaClient:
             raise OaUnavailable(f"the OA could not be reached for {operation}: {exc or type(exc).__name__}",
                                 **where) from None
         except zeep_errors.TransportError as exc:
-            raise OaUnavailable(f"the OA answered {operation} with HTTP {exc.status_code}", **where) from None
+            raise OaUnavailable(f"the OA answered {operation} with HTTP {exc.status_code}"
+                                + _refused_credentials(exc.status_code), **where) from None
         except (zeep_errors.XMLSyntaxError, zeep_errors.XMLParseError) as exc:
             raise OaUnavailable(f"the OA's answer to {operation} is not SOAP: {exc}", **where) from None
         except (TypeError, zeep_errors.ValidationError) as exc:
@@ -133,6 +138,11 @@ class OaClient:
             await self._client.transport.aclose()
             self._client.transport.wsdl_client.close()
             self._client = self._proxy = None
+
+
+def _refused_credentials(status: int) -> str:
+    return (" (it refused our credentials: check username and password_file in [[oa_push]])"
+            if status in (401, 403) else "")
 
 
 def _parameter_names(operation: Any) -> set[str] | None:

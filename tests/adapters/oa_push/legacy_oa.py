@@ -14,6 +14,7 @@ uses both).
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class OaState:
     duplicate_fault: str | None = None  # fault (Client) on a duplicate instead of answering 重复
     on_receive: object = None  # callable(gwbs) run once a document is recorded, before the answer
     after_answer: object = None  # callable() run once an answer has been written to the socket
+    basic_auth: tuple[str, str] | None = None  # (user, password) the OA's web server demands, if any
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys_of(self, operation: str) -> list[str]:
@@ -109,14 +111,20 @@ class GongwenService(ServiceBase):
 
 
 class _AfterAnswer:
-    """WSGI middleware: runs ``state.after_answer`` once the whole answer is on the socket (wsgiref
-    closes the result after writing it), so a test can act between the OA's answer and what the
-    caller does with it."""
+    """WSGI middleware: the web server's HTTP Basic authentication (``state.basic_auth``), and
+    ``state.after_answer`` run once the whole answer is on the socket (wsgiref closes the result
+    after writing it), so a test can act between the OA's answer and what the caller does with it."""
 
     def __init__(self, app, state: OaState) -> None:
         self.app, self.state = app, state
 
     def __call__(self, environ, start_response):
+        if self.state.basic_auth is not None:
+            expected = "Basic " + base64.b64encode(":".join(self.state.basic_auth).encode()).decode()
+            if environ.get("HTTP_AUTHORIZATION") != expected:
+                start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="gwjh"'),
+                                                    ("Content-Type", "text/html; charset=utf-8")])
+                return _Answer("<html><body>401 未授权</body></html>".encode(), self.state)
         result = self.app(environ, start_response)
         try:
             body = b"".join(result)

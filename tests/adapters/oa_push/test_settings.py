@@ -27,6 +27,8 @@ def example_node(tmp_path: Path, *edits: tuple[str, str]) -> Path:
         text = text.replace(old, new)
     (tmp_path / CONFIG_NAME).write_text(text, "utf-8")
     shutil.copy(EXAMPLES / "oa-mapping.toml", tmp_path / "oa-mapping.toml")
+    (tmp_path / "oa-password").write_text("口令-2009\n", "utf-8")
+    (tmp_path / "oa-password").chmod(0o600)
     return tmp_path
 
 
@@ -100,3 +102,20 @@ def test_gwx_node_check_reports_the_oa_push_and_refuses_a_bad_mapping(tmp_path):
     out = run_gwx("node", "check", "--dir", node)
     assert out.returncode == 2 and "OA_MAPPING_INVALID" in out.stderr.decode()
     assert "平件 (no urgency)" in out.stderr.decode() and "Traceback" not in out.stderr.decode()
+
+
+def test_credentials_from_a_private_password_file(tmp_path):
+    node = example_node(tmp_path)
+    secret = node / "oa-password"
+    push = load_config(node).oa_push[0]
+    assert (push.username, push.password) == ("gwx", "口令-2009") and "口令" not in repr(push)
+    secret.chmod(0o644)
+    with pytest.raises(OaMappingInvalid, match="readable by everyone"):
+        load_config(node)
+    secret.unlink()
+    with pytest.raises(OaMappingInvalid, match="cannot be read"):
+        load_config(node)
+    text = (node / CONFIG_NAME).read_text("utf-8").replace('password_file = "oa-password"', "")
+    (node / CONFIG_NAME).write_text(text, "utf-8")
+    with pytest.raises(OaMappingInvalid, match="go together"):
+        load_config(node)

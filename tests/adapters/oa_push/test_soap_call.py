@@ -160,3 +160,13 @@ def test_the_endpoint_overrides_the_wsdls_address(oa):
     with LegacyOa() as other:
         asyncio.run(run(push)(OaClient(settings(oa, wsdl=oa.wsdl_url, endpoint=other.url))))
         assert list(other.state.documents) == ["gw.2026.0001"] and oa.state.documents == {}
+
+
+def test_http_basic_authentication_to_the_oa(oa):
+    oa.state.basic_auth = ("gwx", "口令-2009")
+    with pytest.raises(OaUnavailable, match="refused our credentials") as caught:
+        asyncio.run(run(push)(OaClient(settings(oa))))
+    assert "HTTP 401" in caught.value.message
+    with pytest.raises(OaUnavailable, match="refused our credentials"):
+        asyncio.run(run(push)(OaClient(settings(oa, username="gwx", password="wrong"))))
+    assert asyncio.run(run(push)(OaClient(settings(oa, username="gwx", password="口令-2009")))) == "成功"
