@@ -269,3 +269,49 @@ class UnitCodes:
         if self.format == "organization_code_dashed":
             return f"{unit[8:16]}-{unit[16]}"
         return unit
+
+
+@dataclass(frozen=True)
+class AnswerCodes:
+    """An OA that answers a result instead of faulting: which answers mean done (``accepted``), which
+    mean "busy, try later" (``busy``); any other answer is a refusal carrying the answer's text.
+    ``field`` names the part of a structured answer that holds the result."""
+
+    accepted: tuple[str, ...]
+    busy: tuple[str, ...] = ()
+    field: str | None = None
+
+    @classmethod
+    def parse(cls, raw: Any) -> AnswerCodes | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise OaMappingInvalid("[answer] must be a table (accepted, busy, field)", key="answer")
+        unknown = sorted(set(raw) - {"accepted", "busy", "field"})
+        if unknown:
+            raise OaMappingInvalid(f"unknown keys in [answer]: {', '.join(unknown)}", key="answer")
+        lists = {}
+        for key in ("accepted", "busy"):
+            value = raw.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise OaMappingInvalid(f"[answer] {key} must be a list of the OA's answers (strings)",
+                                       key=f"answer.{key}")
+            lists[key] = tuple(value)
+        if not lists["accepted"]:
+            raise OaMappingInvalid("[answer] accepted must name at least one answer that means done",
+                                   key="answer.accepted")
+        both = set(lists["accepted"]) & set(lists["busy"])
+        if both:
+            raise OaMappingInvalid(f"[answer] {sorted(both)[0]!r} is both accepted and busy", key="answer.busy")
+        field = raw.get("field")
+        if field is not None and (not isinstance(field, str) or not field):
+            raise OaMappingInvalid("[answer] field must name a part of the OA's answer", key="answer.field")
+        return cls(lists["accepted"], lists["busy"], field)
+
+    def text_of(self, answer: Any) -> str:
+        if self.field is not None:
+            try:
+                answer = answer[self.field]
+            except (KeyError, TypeError, IndexError, AttributeError):
+                answer = getattr(answer, self.field, answer)
+        return "" if answer is None else str(answer).strip()

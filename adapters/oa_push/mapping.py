@@ -15,6 +15,8 @@ The file (``deploy/examples/oa-mapping.toml`` is a commented example a test load
     [received]       # the OA's parameter = one of RECEIVED_SOURCES, or { const = "…" },
                      # or { attachments = { its field = "name" | "content" }, item = "…" } for the attachments
     [status_change]  # the OA's parameter = one of STATUS_SOURCES or { const = "…" } (optional section)
+    [answer]   # optional, for an OA that answers a result code instead of faulting:
+               # accepted = ["1"], busy = ["2"], field = "jg" (the answer's part holding it)
 
 [received] must pass ``doc_id`` (the 公文标识: how the OA knows a repeated push) and
 [status_change] ``doc_id`` and ``event_id`` (one document has several status changes).
@@ -34,7 +36,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .codes import STATUS_NAMES, DateFormats, KindCodes, SecrecyCodes, StatusCodes, UnitCodes, UrgencyCodes
+from .codes import (
+    STATUS_NAMES,
+    AnswerCodes,
+    DateFormats,
+    KindCodes,
+    SecrecyCodes,
+    StatusCodes,
+    UnitCodes,
+    UrgencyCodes,
+)
 from .errors import OaMappingInvalid
 
 # Values for a document received by the unit (the OA's parameter may take any of these).
@@ -50,7 +61,7 @@ STATUS_SOURCES = (
 )
 ATTACHMENT_SOURCES = ("name", "content", "content_base64")
 _TOP_KEYS = {"kind_other", "list_separator", "kinds", "urgency", "secrecy", "status", "dates", "unit_codes",
-             "received", "status_change"}
+             "received", "status_change", "answer"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ class OaMapping:
     status_change: tuple[Argument, ...] | None  # None: status changes are not pushed to this OA
     status: StatusCodes | None
     list_separator: str = ","
+    answer: AnswerCodes | None = None  # None: any answer is done, only a fault is not
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -228,6 +240,7 @@ def parse_mapping(raw: Mapping[str, Any]) -> OaMapping:
         status_change=status_arguments,
         status=None if status_change is None else StatusCodes.parse(raw.get("status")),
         list_separator=separator,
+        answer=AnswerCodes.parse(raw.get("answer")),
     )
 
 

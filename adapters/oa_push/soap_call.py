@@ -8,8 +8,9 @@ a failure. Calls go through httpx's async client with ``timeout_seconds`` for th
 
 What a call ends in (the kinds decide retry or dead letter, see :mod:`.errors`):
 
-- the OA's answer (any value): done. A fault whose text contains ``duplicate_fault`` is an OA
-  saying it already has this push (some answer a repeat that way): done too.
+- the OA's answer (any value): done — or, with the mapping's ``[answer]`` table, an answer among
+  ``accepted``; one among ``busy`` is retried, any other is a refusal with the answer's text. A fault
+  whose text contains ``duplicate_fault`` is an OA saying it already has this push: done too.
 - a Client/Sender fault → :class:`OaFault` (dead at once) carrying the OA's faultstring;
   a Server/Receiver (or unnamed) fault → :class:`OaServerFault` (retried);
 - no connection, a timeout, an HTTP error status or an answer that is not SOAP → :class:`OaUnavailable`;
@@ -108,7 +109,7 @@ class OaClient:
         try:
             async with asyncio.timeout(s.timeout_seconds):
                 proxy = await self._ready()
-                return await proxy[operation](**arguments)
+                answer = await proxy[operation](**arguments)
         except zeep_errors.Fault as fault:
             text = (fault.message or "").strip() or "(no fault text)"
             if s.duplicate_fault and s.duplicate_fault in text:
@@ -132,6 +133,20 @@ class OaClient:
             raise OaUnavailable(f"the OA's answer to {operation} is not SOAP: {exc}", **where) from None
         except (TypeError, zeep_errors.ValidationError) as exc:
             raise OaWsdlMismatch(f"the OA's {operation} does not take these arguments: {exc}", **where) from None
+        return self._judge(operation, answer)
+
+    def _judge(self, operation: str, answer: Any) -> Any:
+        """With an [answer] table, the OA's result code decides (done, busy, or a refusal)."""
+        codes = self.settings.mapping.answer
+        if codes is None:
+            return answer
+        text = codes.text_of(answer)
+        where = {"unit": self.settings.unit, "operation": operation, "answer": text[:500]}
+        if text in codes.accepted:
+            return answer
+        if text in codes.busy:
+            raise OaServerFault(f"the OA answered {operation} with {text!r}: busy, try later", **where)
+        raise OaFault(f"the OA refused {operation}: it answered {text[:500]!r}", **where)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -51,6 +51,7 @@ class OaState:
     duplicate_fault: str | None = None  # fault (Client) on a duplicate instead of answering 重复
     on_receive: object = None  # callable(gwbs) run once a document is recorded, before the answer
     after_answer: object = None  # callable() run once an answer has been written to the socket
+    answer_next: list[str] = field(default_factory=list)  # result texts instead of 成功, per recorded call
     basic_auth: tuple[str, str] | None = None  # (user, password) the OA's web server demands, if any
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,7 +98,8 @@ class GongwenService(ServiceBase):
                 "fj": [(f.fjmc, b"".join(f.fjnr) if f.fjnr else b"") for f in (fj or [])]}
         if callable(state.on_receive):
             state.on_receive(gwbs)
-        return "成功"
+        with state.lock:
+            return state.answer_next.pop(0) if state.answer_next else "成功"
 
     @rpc(Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, Unicode, _returns=Unicode,
          _args=("gwbs", "sjbs", "zt", "jsdw", "czr", "czsj", "yy"))

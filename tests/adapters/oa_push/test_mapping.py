@@ -140,6 +140,10 @@ def _refused(change, key_fragment: str, message_fragment: str) -> None:
     (lambda r: r["received"].update({"fj": {"attachments": {"mc": "name"}, "item": ""}}), "received.fj", "item"),
     (lambda r: r["received"].pop("gwbs"), "received", "must give the OA doc_id"),
     (lambda r: r["status_change"].pop("sjbs"), "status_change", "must give the OA event_id"),
+    (lambda r: r.update({"answer": {"busy": ["2"]}}), "answer.accepted", "at least one"),
+    (lambda r: r.update({"answer": {"accepted": ["1"], "busy": ["1"]}}), "answer.busy", "both accepted and busy"),
+    (lambda r: r.update({"answer": {"accepted": [1]}}), "answer.accepted", "list of the OA's answers"),
+    (lambda r: r.update({"answer": {"accepted": ["1"], "ok": ["1"]}}), "answer", "unknown keys in [answer]"),
     (lambda r: r.update({"recieved": {}}), "recieved", "unknown keys"),
     (lambda r: r.pop("received"), "received", "must be a table"),
 ])

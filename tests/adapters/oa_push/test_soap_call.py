@@ -170,3 +170,23 @@ def test_http_basic_authentication_to_the_oa(oa):
     with pytest.raises(OaUnavailable, match="refused our credentials"):
         asyncio.run(run(push)(OaClient(settings(oa, username="gwx", password="wrong"))))
     assert asyncio.run(run(push)(OaClient(settings(oa, username="gwx", password="口令-2009")))) == "成功"
+
+
+def test_an_oa_that_answers_result_codes_instead_of_faults(oa):
+    import tomllib
+
+    from adapters.oa_push.mapping import parse_mapping
+    raw = tomllib.loads(EXAMPLE.read_text("utf-8"))
+    raw["answer"] = {"accepted": ["成功", "重复"], "busy": ["系统繁忙"]}
+    mapping = parse_mapping(raw)
+    oa.state.answer_next += ["系统繁忙", "-1:公文标识格式错误"]
+
+    async def go(client):
+        with pytest.raises(OaServerFault, match="系统繁忙") as busy:
+            await push(client, replace(document(), doc_id="gw.busy"))
+        assert disposition(busy.value) is Disposition.RETRY
+        with pytest.raises(OaFault, match="-1:公文标识格式错误") as refused:
+            await push(client, replace(document(), doc_id="gw.bad"))
+        assert disposition(refused.value) is Disposition.GIVE_UP and refused.value.details["answer"] == "-1:公文标识格式错误"
+        return await push(client)
+    assert asyncio.run(run(go)(OaClient(settings(oa, mapping=mapping)))) == "成功"
