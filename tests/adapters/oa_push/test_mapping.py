@@ -175,3 +175,12 @@ def test_load_names_the_file(tmp_path):
     with pytest.raises(OaMappingInvalid) as caught:
         load_mapping(broken)
     assert str(broken) in caught.value.message and caught.value.details["key"] == "secrecy"
+
+
+def test_the_examples_commented_answer_table_loads_when_uncommented():
+    text = EXAMPLE.read_text("utf-8")
+    head, tail = text.split("# [answer]", 1)
+    text = head + "[answer]" + tail.replace("\n# ", "\n")
+    answer = parse_mapping(tomllib.loads(text)).answer
+    assert answer.accepted == ("成功", "重复", "1") and answer.busy == ("系统繁忙",) and answer.field == "jg"
+    assert answer.text_of({"jg": " 1 "}) == "1"
