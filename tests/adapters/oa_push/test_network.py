@@ -154,6 +154,22 @@ def test_the_oa_down_for_a_while_gets_everything_in_order_once(nodes):
     assert wait_for(lambda: status_of(county, f"oa:{A1}").get("pending") == 0, 20, what="nothing pending")
 
 
+def test_a_document_recalled_before_its_push_never_reaches_the_oa(nodes):
+    net, city, county, oa_a1, oa_city = nodes
+    dead_before = status_of(county, f"oa:{A1}").get("dead", 0)
+    oa_a1.down()
+    recalled, kept = send(net, [A1]), send(net, [A1])
+    inbox_item(county, A1, recalled)
+    city.clerk(CITY).post(f"/api/v1/outbox/{recalled}/recall", {"units": [A1]})
+    wait_for(lambda: county.clerk(A1).get(f"/api/v1/inbox/{recalled}")["status"] == "recalled", 30,
+             what="the recall at county-a")
+    oa_a1.up()
+    wait_for(lambda: kept in oa_a1.state.documents, 30, what="the document after it")
+    assert recalled not in oa_a1.state.documents
+    assert wait_for(lambda: status_of(county, f"oa:{A1}").get("pending") == 0, 20, what="nothing pending")
+    assert status_of(county, f"oa:{A1}").get("dead", 0) == dead_before  # done, not a dead letter to replay
+
+
 def test_a_fault_is_dead_lettered_with_the_oas_text_until_replayed(nodes):
     net, city, county, oa_a1, oa_city = nodes
     consumer = f"oa:{A1}"
