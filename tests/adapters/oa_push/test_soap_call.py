@@ -190,3 +190,22 @@ def test_an_oa_that_answers_result_codes_instead_of_faults(oa):
         assert disposition(refused.value) is Disposition.GIVE_UP and refused.value.details["answer"] == "-1:公文标识格式错误"
         return await push(client)
     assert asyncio.run(run(go)(OaClient(settings(oa, mapping=mapping)))) == "成功"
+
+
+def test_a_wsdl_kept_as_a_file_in_the_node_directory(oa, tmp_path):
+    import httpx
+
+    wsdl = tmp_path / "GongwenService.wsdl"
+    wsdl.write_bytes(httpx.get(oa.wsdl_url).content)  # what an operator saves from the vendor
+    assert asyncio.run(run(push)(OaClient(settings(oa, wsdl=str(wsdl))))) == "成功"
+    assert [op for op, *_ in oa.state.calls] == ["ReceiveGongwen"]
+
+
+def test_a_wsdl_with_a_dtd_is_refused_unread(oa, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("机密", "utf-8")
+    wsdl = tmp_path / "evil.wsdl"
+    wsdl.write_text(f'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file://{secret}">]>'
+                    '<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" name="&x;"/>', "utf-8")
+    with pytest.raises(OaWsdlMismatch, match="cannot be used"):
+        asyncio.run(run(push)(OaClient(settings(oa, wsdl=str(wsdl)))))
