@@ -16,9 +16,11 @@ is adding a function. Measured here:
    seconds until the answer, and the peak against the RSS the node started with.
 3. ``webhooks`` — arrival of a document at a second node → a verifying webhook receiver has its
    event, p50/p99 (:mod:`bench.adapters_webhook`, two nodes of their own).
+4. ``oa_push`` — arrival of a document at a second node → the unit's OA (the tests' legacy OA, a
+   spyne SOAP server) has the push, p50/p99 (:mod:`bench.adapters_oapush`, two nodes of their own).
 
 ``--quick``: 100 documents per rate instead of 1,000 (the MTOM attachment stays 200 MiB), 20
-webhook documents instead of 200.
+webhook and OA push documents instead of 200.
 The table is for people; the last line printed is one JSON object with every figure.
 """
 
@@ -257,9 +259,20 @@ def webhooks(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
              f"p50; p99 {fig['webhook_after_inbox_p99_s']:.3f} s")]
 
 
+def oa_push(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
+    from bench.adapters_oapush import measure_oa_push
+
+    documents = min(bench.documents, 20) if bench.quick else 200
+    fig.update(measure_oa_push(bench.work / "oa_push", documents))
+    return [(f"OA push, arrival → the OA has it ({documents} docs)", f"{fig['oa_push_p50_s']:.3f} s",
+             f"p50; p99 {fig['oa_push_p99_s']:.3f} s"),
+            ("  of which the adapter's own (inbox row → OA)", f"{fig['oa_push_after_inbox_p50_s']:.3f} s",
+             f"p50; p99 {fig['oa_push_after_inbox_p99_s']:.3f} s")]
+
+
 # Each takes the bench and the figures, adds its figures, returns table rows (label, value, note).
 MEASUREMENTS: dict[str, Callable[[Bench, dict], list[tuple[str, str, str]]]] = {
-    "rates": rates, "mtom": mtom, "webhooks": webhooks}
+    "rates": rates, "mtom": mtom, "webhooks": webhooks, "oa_push": oa_push}
 
 
 def start(base: Path) -> tuple[LocalNetwork, LocalNode]:

@@ -34,13 +34,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-# Run as a script, bench/ is sys.path[0] and this file would shadow the node package: replace it.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+if __package__ in (None, ""):  # run as a script: the repository, not bench/, goes first on sys.path
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from node.config import CONFIG_NAME, load_config  # noqa: E402
-from node.localnet import send_document, wait_for  # noqa: E402
-from tests.adapters.oa_push.legacy_oa import LegacyOa  # noqa: E402  (spyne: in requirements.lock)
-from tests.node.network.network_support import (  # noqa: E402
+from node.config import CONFIG_NAME, load_config
+from node.localnet import send_document, wait_for
+from tests.adapters.oa_push.legacy_oa import LegacyOa  # spyne: in requirements.lock
+from tests.node.network.network_support import (
     A1,
     CITY,
     FAST_RETRY,
@@ -98,7 +98,7 @@ def measure_oa_push(base: Path, documents: int, interval: float = 0.25) -> dict[
     pushed = {d: oa.state.documents[d]["received"] for d in ids}
     from_arrival = [pushed[d] - _epoch(arrived[d]) for d in ids]
     after_inbox = [pushed[d] - _epoch(filed[seqs[d]]) for d in ids]
-    return {"documents": documents, "interval_s": interval, "oa_calls": len(oa.state.calls),
+    return {"oa_push_documents": documents, "oa_push_interval_s": interval, "oa_push_calls": len(oa.state.calls),
             "oa_push_p50_s": statistics.median(from_arrival), "oa_push_p99_s": _quantile(from_arrival, 0.99),
             "oa_push_after_inbox_p50_s": statistics.median(after_inbox),
             "oa_push_after_inbox_p99_s": _quantile(after_inbox, 0.99)}
@@ -114,8 +114,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gwx-bench-oapush-", dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
         fig = {"bench": "adapters_oapush", "cores": os.cpu_count(), "quick": args.quick,
                **measure_oa_push(Path(tmp), documents, args.interval)}
-    rows = [("documents city → 兰山区", f"{fig['documents']}", f"one every {fig['interval_s']:g} s"),
-            ("SOAP calls the OA got", f"{fig['oa_calls']}", "one per document when nothing failed"),
+    rows = [("documents city → 兰山区", f"{fig['oa_push_documents']}", f"one every {fig['oa_push_interval_s']:g} s"),
+            ("SOAP calls the OA got", f"{fig['oa_push_calls']}", "one per document when nothing failed"),
             ("arrival → OA push, p50", f"{fig['oa_push_p50_s']:.3f} s", "envelope accepted → OA recorded it"),
             ("arrival → OA push, p99", f"{fig['oa_push_p99_s']:.3f} s", ""),
             ("inbox row → OA push, p50", f"{fig['oa_push_after_inbox_p50_s']:.3f} s", "the adapter's share"),

@@ -21,4 +21,7 @@ def test_every_measurement_gives_its_figures(tmp_path):
     # figures are what they say: arrival at the node → receiver, never negative, p99 ≥ p50
     assert fig["webhook_documents"] == 3
     assert 0 < fig["webhook_after_inbox_p50_s"] <= fig["webhook_p50_s"] <= fig["webhook_p99_s"] < 60
-    assert len(rows) == 7 and all(value for _, value, _ in rows)
+    # every document reached the test OA once (else measure_oa_push times out), the same way
+    assert fig["oa_push_documents"] == 3 and fig["oa_push_calls"] == 3
+    assert 0 < fig["oa_push_after_inbox_p50_s"] <= fig["oa_push_p50_s"] <= fig["oa_push_p99_s"] < 60
+    assert len(rows) == 9 and all(value for _, value, _ in rows)
