@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapters.events import DELIVERY_FAILED, RECEIVED, RETURNED, SIGNED_FOR, AdapterEvent
 from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME
@@ -32,7 +33,9 @@ from node.documents.service import DocumentRecalled
 
 from .mapping import ReceivedDocument, StatusChange
 from .settings import OaPushSettings
-from .soap_call import OaClient
+
+if TYPE_CHECKING:
+    from .soap_call import OaClient
 
 log = logging.getLogger("gwx.adapters.oa_push")
 
@@ -46,7 +49,13 @@ class OaPushConsumer:
         self.name = settings.consumer_name
         self._service = service
         self._unit_name = unit_name
-        self._client = client or OaClient(settings)
+        if client is None:
+            # zeep and httpx are loaded only by a node that pushes to an OA: loaded in every node
+            # they raise the SOAP endpoint's peak RSS under a volley of inline fetches (measured:
+            # tests/adapters/soapserver/test_soap_memory.py: 137 MiB, over its 80 MiB bound).
+            from .soap_call import OaClient
+            client = OaClient(settings)
+        self._client = client
         self._principal = Principal(token_id=self.name, name=f"OA push of {settings.unit}", role="clerk",
                                     unit=settings.unit)
 
