@@ -38,7 +38,7 @@ INLINE_ANSWER_MAX = 4 * 1024 * 1024  # binary content a FetchDocument answers in
 # An inline answer holds its content about this many times over at its peak (the bytes and their base64
 # while the tree is built; then the tree's text and the serialised answer until it is sent): what it
 # counts against the endpoint's memory budget.
-INLINE_ANSWER_COPIES = 4
+INLINE_ANSWER_COPIES = 6
 
 
 @dataclass
