@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pki.errors import InvalidUnitCode
 from pki.unit_code import validate_unit_code
@@ -111,6 +112,12 @@ def _entry(raw: Any, directory: Path, hosted_units: tuple[str, ...]) -> OaPushSe
             f"{'no' if mapping.status_change is None else 'a'} [status_change] in {mapping_path})",
             key="oa_push.status_operation", unit=unit)
     wsdl = raw["wsdl"]
+    for key in ("wsdl", "endpoint"):
+        value = raw.get(key)
+        if isinstance(value, str) and value.startswith(("http://", "https://")) and urlsplit(value).password:
+            # it would show in logs, dead letters and gwx node check: credentials go in password_file
+            raise OaMappingInvalid(f"[[oa_push]] {unit}: {key} carries a user:password; name the user in "
+                                   "username and the password in password_file", key=f"oa_push.{key}", unit=unit)
     if not wsdl.startswith(("http://", "https://")):
         wsdl = str(directory / wsdl)
         if not Path(wsdl).is_file():
@@ -132,8 +139,8 @@ def _credentials(raw: dict, directory: Path, unit: str) -> tuple[str | None, str
         return None, None
     path = directory / raw["password_file"]
     try:
-        if path.stat().st_mode & 0o004:
-            raise OaMappingInvalid(f"[[oa_push]] {unit}: {path} is readable by everyone; chmod 600 it",
+        if path.stat().st_mode & 0o077:
+            raise OaMappingInvalid(f"[[oa_push]] {unit}: {path} is open to others than its owner; chmod 600 it",
                                    key="oa_push.password_file", unit=unit)
         password = path.read_text("utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:

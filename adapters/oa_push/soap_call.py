@@ -43,6 +43,28 @@ def _local(code: str | None) -> str:
     return text.split(".", 1)[0].lower()
 
 
+def _oa_hosts(s: OaPushSettings) -> frozenset[tuple[str, int | None]]:
+    """The (host, port) pairs the operator named — the WSDL's URL and the endpoint — the only ones the
+    OA's password is sent to."""
+    named = [u for u in (s.wsdl, s.endpoint) if u and u.startswith(("http://", "https://"))]
+    return frozenset((httpx.URL(u).host, httpx.URL(u).port) for u in named)
+
+
+class _OaHostAuth(httpx.Auth):
+    """HTTP Basic for the OA's own host only: a schema the WSDL imports from elsewhere, or a
+    soap:address pointing to another host, never receives the OA's password."""
+
+    def __init__(self, username: str, password: str, hosts: frozenset[tuple[str, int | None]]) -> None:
+        self._basic = httpx.BasicAuth(username, password)
+        self._hosts = hosts
+
+    def auth_flow(self, request: httpx.Request):
+        if (request.url.host, request.url.port) in self._hosts:
+            yield from self._basic.auth_flow(request)
+        else:
+            yield request
+
+
 class OaClient:
     """One OA system: the WSDL loaded once, the operations checked against it, calls made async."""
 
@@ -56,7 +78,7 @@ class OaClient:
     def _load(self) -> tuple[AsyncClient, AsyncServiceProxy, dict[str, set[str] | None]]:
         """In a worker thread: the blocking WSDL load and the checks of what the operator named."""
         s = self.settings
-        auth = httpx.BasicAuth(s.username, s.password) if s.username and s.password else None
+        auth = _OaHostAuth(s.username, s.password, _oa_hosts(s)) if s.username and s.password else None
         transport = AsyncTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds, auth=auth),
                                    wsdl_client=httpx.Client(timeout=s.timeout_seconds, auth=auth))
         try:

@@ -109,9 +109,10 @@ def test_credentials_from_a_private_password_file(tmp_path):
     secret = node / "oa-password"
     push = load_config(node).oa_push[0]
     assert (push.username, push.password) == ("gwx", "口令-2009") and "口令" not in repr(push)
-    secret.chmod(0o644)
-    with pytest.raises(OaMappingInvalid, match="readable by everyone"):
-        load_config(node)
+    for mode in (0o644, 0o640, 0o604):  # group-readable is as refused as world-readable
+        secret.chmod(mode)
+        with pytest.raises(OaMappingInvalid, match="open to others than its owner"):
+            load_config(node)
     secret.unlink()
     with pytest.raises(OaMappingInvalid, match="cannot be read"):
         load_config(node)
@@ -119,3 +120,32 @@ def test_credentials_from_a_private_password_file(tmp_path):
     (node / CONFIG_NAME).write_text(text, "utf-8")
     with pytest.raises(OaMappingInvalid, match="go together"):
         load_config(node)
+
+
+def test_a_wsdl_or_endpoint_url_carrying_a_password_is_refused(tmp_path):
+    node = example_node(tmp_path)
+    text = (node / CONFIG_NAME).read_text("utf-8")
+    for key in ("wsdl", "endpoint"):
+        changed = re.sub(rf'^{key} = "http://', f'{key} = "http://gwx:口令@', text, flags=re.M)
+        if changed == text:
+            changed = text.replace("[[oa_push]]", f'[[oa_push]]\n{key} = "http://gwx:pw@10.1.2.3/x"', 1)
+        (node / CONFIG_NAME).write_text(changed, "utf-8")
+        with pytest.raises(OaMappingInvalid, match="carries a user:password") as caught:
+            load_config(node)
+        assert "口令" not in caught.value.message and "pw@" not in caught.value.message
+
+
+def test_the_oa_password_goes_to_the_hosts_the_operator_named_only():
+    import httpx
+
+    from adapters.oa_push.soap_call import _OaHostAuth
+
+    auth = _OaHostAuth("gwx", "口令-2009", frozenset({("oa.example.gov.cn", 8080)}))
+
+    def sent(url: str) -> str | None:
+        flow = auth.auth_flow(httpx.Request("GET", url))
+        return next(flow).headers.get("Authorization")
+
+    assert sent("http://oa.example.gov.cn:8080/gwjh/GongwenService?wsdl").startswith("Basic ")
+    assert sent("http://schemas.elsewhere.example/common.xsd") is None  # an import from another host
+    assert sent("http://oa.example.gov.cn:9090/other") is None  # another port is another server
