@@ -30,8 +30,9 @@ every unit of that node, each with that unit's own token, through the node's loc
 sender's tracking shows every recipient 已签收; the sender is polled every 0.25 s, 2 s for a city),
 ``origin_bytes`` (the city's ``gwx_peer_bytes_sent_total``) and ``origin_peers`` (how many nodes
 it sent to) beside ``package_bytes`` × the city's ``child_links`` (its children in the tree: along
-the tree one fan-out bundle goes to each, issue 8's aim is at most 1.2 × that), and peak RSS and
-CPU of every process.
+the tree one fan-out bundle goes to each, issue 8's aim is at most 1.2 × that), peak RSS and
+CPU of every process, and what the notices coming back cost in envelopes: ``city_envelopes_in``
+(what the city accepted, by type) and ``relayed_envelopes`` (headers the counties took in custody).
 The last line is one JSON object.
 """
 
@@ -388,12 +389,21 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
     return fig
 
 
-def _series(node: LocalNode, name: str) -> dict[str, float]:
-    """A counter's series on the node's /metrics, by their ``peer`` label."""
+def _series(node: LocalNode, name: str, label: str = "peer") -> dict[str, float]:
+    """A counter's series on the node's /metrics, by their ``label`` label."""
     text = node.client("operator").get("/metrics")
     text = text.decode() if isinstance(text, bytes) else text
-    return {line.split('peer="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line.startswith(name + "{") and 'peer="' in line}
+    return {line.split(f'{label}="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith(name + "{") and f'{label}="' in line}
+
+
+def envelope_counts(city: City) -> dict:
+    """How many envelopes the notices coming back cost: what the city accepted, by type, and what
+    the counties took in custody for others (each relayed header is one envelope of one hop)."""
+    received = _series(city.net.nodes["city"], "gwx_envelopes_received_total", "type")
+    relayed = sum(sum(_series(city.net.nodes[n.node_id], "gwx_envelopes_relayed_total", "hop").values())
+                  for n in city.nodes if n.level == "county")
+    return {"city_envelopes_in": {k: int(v) for k, v in sorted(received.items())}, "relayed_envelopes": int(relayed)}
 
 
 def process_figures(processes: list[subprocess.Popen]) -> list[dict]:
@@ -430,6 +440,9 @@ def table(fig: dict) -> None:
         ("peak RSS per process", " / ".join(f"{p['peak_rss_mib']:.0f}" for p in per) + " MiB",
          "the city's first"),
         ("CPU per process", " / ".join(f"{p['cpu_s']:.0f}" for p in per) + " s", ""),
+        ("envelopes the city accepted", f"{sum(fig['city_envelopes_in'].values()):,}",
+         ", ".join(f"{k} {v:,}" for k, v in fig["city_envelopes_in"].items())),
+        ("envelopes relayed by the counties", f"{fig['relayed_envelopes']:,}", "both ways, one per header and hop"),
     ]
     print()
     print(f"{'figure':40} {'value':>20}  note")
@@ -462,6 +475,7 @@ def main() -> int:
             print(f"{fig['nodes']} nodes up in {len(city.processes)} processes: provision {fig['provision_s']:.0f} s, "
                   f"directory {fig['directory_s']:.0f} s, start {fig['start_s']:.0f} s", flush=True)
             fig.update(exchange(city, base, timeout=args.timeout or (120 if args.quick else 420), poll=args.poll))
+            fig.update(envelope_counts(city))
             fig["processes"] = process_figures(city.processes)
         except Exception:
             for i, p in enumerate(city.processes):
