@@ -2,7 +2,8 @@
 
 A notice is small canonical JSON (``canonical.canonical_json``), encrypted for the destination node
 like any payload; the envelope header (signed by the origin node) says who sends it and which
-envelope it answers (``in_reply_to``). Fields (every key always present, ``null`` where allowed)::
+envelope it answers (``in_reply_to``). Fields of one notice, version 1 (every key always present,
+``null`` where allowed)::
 
     v        1
     type     receipt (签收) | return (退回) | recall (撤回) | urge (催办) | reply (答复)
@@ -16,6 +17,28 @@ envelope it answers (``in_reply_to``). Fields (every key always present, ``null`
     reason   退回 reason, bounce reason, recall note, or null
     text     答复 text or urge note, or null
 
+**Batches** (version 2). Several notices answering the same message go in one payload, so 3,600
+签收 of one 通知 cost one envelope per node that signs, not one each::
+
+    v        2
+    type     receipt | return | reply (:data:`BATCHABLE`: what receiving units say, each on its own)
+    doc_id   the 公文标识 they all concern
+    notices  1..MAX_BATCH objects with exactly the keys units, by, at, reason, text (as above);
+             no unit appears in two of them
+
+Each entry keeps its own units, 签收人 and time, and the receiving node authorises and applies it
+as if it had come alone. A single notice is always written as version 1, so a batch is the only
+thing a node that knows version 1 alone cannot read. The whole payload stays within
+:data:`MAX_NOTICE_BYTES`; :func:`pack_notices` cuts a longer run into several.
+
+Which notices may share an envelope (:func:`batch_key`): same destination node, same batchable
+type, same answered message (``in_reply_to``, hence the same document) and the same addressed
+units. The sender (``node.federation.envelope_builder``) coalesces such drafts when it seals:
+there is no timer — a notice finding its hop idle leaves at once, and the ones written while a
+frame is in flight to that hop (one batch in flight per hop) wait for it and leave together in
+the next (Nagle's rule). A batch's header names the first entry's unit as ``from`` (a header
+needs one); the receiver reads every entry's units from the payload, never from the header.
+
 The receiving node applies a notice to its per-recipient rows through ``states``; the rules
 (e.g. a recall after 签收 has no effect) live there, not here.
 """
@@ -23,6 +46,7 @@ The receiving node applies a notice to its per-recipient rows through ``states``
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,20 +54,25 @@ from pki.errors import ErrorKind, InvalidUnitCode
 from pki.unit_code import validate_unit_code
 
 from .canonical import canonical_json, load_json
-from .envelope import MessageType, format_time
+from .envelope import HeaderDraft, MessageType, format_time
 from .errors import ProtocolError
 from .model import check_doc_id
 
-MAX_NOTICE_BYTES = 64 * 1024
+MAX_NOTICE_BYTES = 64 * 1024  # a notice payload, single or batch (the acceptor reads no more)
 MAX_TEXT = 2000
+MAX_BATCH = 256  # notices in one batch payload
+BATCHABLE = frozenset({MessageType.RECEIPT, MessageType.RETURN, MessageType.REPLY})
 _KEYS = frozenset({"v", "type", "doc_id", "units", "by", "at", "reason", "text"})
+_BATCH_KEYS = frozenset({"v", "type", "doc_id", "notices"})
+_ENTRY_KEYS = frozenset({"units", "by", "at", "reason", "text"})
 
 
 class NoticeError(ProtocolError):
     code = "NOTICE_INVALID"
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("NOTICE_REASON_REQUIRED", "NOTICE_BY_REQUIRED", "NOTICE_DUPLICATE_UNIT", "NOTICE_TYPE_MISMATCH",
-                "NOTICE_BAD_DOC_ID")
+                "NOTICE_BAD_DOC_ID", "NOTICE_BATCH_EMPTY", "NOTICE_BATCH_TOO_LARGE", "NOTICE_BATCH_MIXED",
+                "NOTICE_NOT_BATCHABLE")
 
 
 @dataclass(frozen=True)
@@ -78,15 +107,84 @@ class Notice:
             raise NoticeError("a notice names a unit twice", code="NOTICE_DUPLICATE_UNIT")
 
     def encode(self) -> bytes:
-        return canonical_json({"v": 1, "type": self.type.value, "doc_id": self.doc_id,
-                               "units": list(self.units), "by": self.by, "at": format_time(self.at),
-                               "reason": self.reason, "text": self.text})
+        return canonical_json({"v": 1, "type": self.type.value, "doc_id": self.doc_id, **_entry(self)})
+
+
+def _entry(notice: Notice) -> dict[str, Any]:
+    """What each notice of a batch says on its own (the type and the document are the batch's)."""
+    return {"units": list(notice.units), "by": notice.by, "at": format_time(notice.at),
+            "reason": notice.reason, "text": notice.text}
+
+
+def encode_notices(notices: Sequence[Notice]) -> bytes:
+    """One notice as version 1; several, of one batchable type about one document, as a batch."""
+    if len(notices) == 1:
+        return notices[0].encode()
+    _check_batch(notices)
+    data = canonical_json({"v": 2, "type": notices[0].type.value, "doc_id": notices[0].doc_id,
+                           "notices": [_entry(n) for n in notices]})
+    if len(data) > MAX_NOTICE_BYTES:
+        raise NoticeError(f"a batch of {len(notices)} notices is {len(data)} bytes, more than the "
+                          f"{MAX_NOTICE_BYTES} allowed", code="NOTICE_BATCH_TOO_LARGE", size=len(data))
+    return data
+
+
+def _check_batch(notices: Sequence[Notice]) -> None:
+    if not notices:
+        raise NoticeError("a batch holds no notice", code="NOTICE_BATCH_EMPTY")
+    if len(notices) > MAX_BATCH:
+        raise NoticeError(f"a batch holds {len(notices)} notices, more than the {MAX_BATCH} allowed",
+                          code="NOTICE_BATCH_TOO_LARGE", count=len(notices))
+    first = notices[0]
+    if first.type not in BATCHABLE:
+        raise NoticeError(f"{first.type.value} notices are not batched", code="NOTICE_NOT_BATCHABLE")
+    if any(n.type is not first.type or n.doc_id != first.doc_id for n in notices):
+        raise NoticeError("a batch mixes notices of different types or documents", code="NOTICE_BATCH_MIXED")
+    seen: set[str] = set()
+    for n in notices:
+        twice = seen.intersection(n.units)
+        if twice:
+            raise NoticeError(f"a batch names unit {min(twice)} in two notices", code="NOTICE_DUPLICATE_UNIT",
+                              unit=min(twice))
+        seen.update(n.units)
+
+
+def decode_notices(data: bytes) -> tuple[Notice, ...]:
+    """The notices in a payload: one (version 1) or a batch (version 2); typed errors otherwise."""
+    raw = _load(data)
+    if raw.get("v") != 2:
+        return (_notice(raw),)
+    if set(raw) != _BATCH_KEYS:
+        raise NoticeError(f"notice batch keys differ: missing {sorted(_BATCH_KEYS - set(raw))}, "
+                          f"unknown {sorted(set(raw) - _BATCH_KEYS)}")
+    entries = raw["notices"]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise NoticeError("notice batch entries must be a list of objects")
+    if len(entries) > MAX_BATCH:  # before any entry is read
+        raise NoticeError(f"a batch holds {len(entries)} notices, more than the {MAX_BATCH} allowed",
+                          code="NOTICE_BATCH_TOO_LARGE", count=len(entries))
+    for entry in entries:
+        if set(entry) != _ENTRY_KEYS:
+            raise NoticeError(f"notice batch entry keys differ: missing {sorted(_ENTRY_KEYS - set(entry))}, "
+                              f"unknown {sorted(set(entry) - _ENTRY_KEYS)}")
+    notices = tuple(_notice({"v": 1, "type": raw["type"], "doc_id": raw["doc_id"], **entry}) for entry in entries)
+    _check_batch(notices)
+    return notices
 
 
 def decode_notice(data: bytes) -> Notice:
+    """One notice (version 1): what a bounce or a recall carries; a batch here is a typed error."""
+    return _notice(_load(data))
+
+
+def _load(data: bytes) -> dict[str, Any]:
     raw = load_json(data, max_bytes=MAX_NOTICE_BYTES, what="notice", error=NoticeError)
     if not isinstance(raw, dict):
         raise NoticeError("notice must be a JSON object")
+    return raw
+
+
+def _notice(raw: dict[str, Any]) -> Notice:
     if set(raw) != _KEYS:
         raise NoticeError(f"notice keys differ: missing {sorted(_KEYS - set(raw))}, "
                           f"unknown {sorted(set(raw) - _KEYS)}")
@@ -114,6 +212,44 @@ def decode_notice(data: bytes) -> Notice:
     except ValueError:
         raise NoticeError(f"notice time {raw['at']!r} is not YYYY-MM-DDTHH:MM:SSZ") from None
     return Notice(kind, raw["doc_id"], codes, at, raw["by"], raw["reason"], raw["text"])
+
+
+def batch_key(header: HeaderDraft) -> tuple[Any, ...] | None:
+    """What drafts must share to travel in one batch (None: this one travels alone): the
+    destination, a batchable type, the answered message and the addressed units."""
+    if header.type not in BATCHABLE:
+        return None
+    return header.destination_node, header.type, header.in_reply_to, header.to_units
+
+
+def pack_notices(notices: Sequence[Notice], max_bytes: int = MAX_NOTICE_BYTES,
+                 max_count: int = MAX_BATCH) -> list[tuple[Notice, ...]]:
+    """``notices`` (one batchable type, one document) cut in order into as few runs as fit one
+    payload each: at most ``max_count`` notices and ``max_bytes`` encoded, no unit twice in a run.
+    A notice that fits no batch by itself still gets its own run (version 1, as it always could)."""
+    runs: list[tuple[Notice, ...]] = []
+    run: list[Notice] = []
+    units: set[str] = set()
+    size = 0
+    for notice in notices:
+        entry = len(canonical_json(_entry(notice)))
+        if run and (len(run) >= max_count or units.intersection(notice.units)
+                    or _batch_size(run[0], size + entry, len(run) + 1) > max_bytes):
+            runs.append(tuple(run))
+            run, units, size = [], set(), 0
+        run.append(notice)
+        units.update(notice.units)
+        size += entry
+    if run:
+        runs.append(tuple(run))
+    return runs
+
+
+def _batch_size(first: Notice, entries_bytes: int, count: int) -> int:
+    """The encoded size of a batch whose entries take ``entries_bytes`` (canonical JSON is compact:
+    the envelope around the entries, plus a comma between two)."""
+    frame = canonical_json({"v": 2, "type": first.type.value, "doc_id": first.doc_id, "notices": []})
+    return len(frame) + entries_bytes + count - 1
 
 
 def notice_dict(notice: Notice) -> dict[str, Any]:

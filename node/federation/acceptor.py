@@ -36,7 +36,7 @@ from exchange_protocol.errors import (
     EnvelopeTruncated,
 )
 from exchange_protocol.frame import FrameDecoder, decode_frame, read_head
-from exchange_protocol.notices import MAX_NOTICE_BYTES, NoticeError, decode_notice
+from exchange_protocol.notices import MAX_NOTICE_BYTES, NoticeError, decode_notices
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
@@ -228,10 +228,11 @@ class Acceptor:
                                 code="ENV_TO_UNIT_MISMATCH", units=unnamed)
 
     def check_notice(self, header: EnvelopeHeader, payload: bytes) -> None:
-        notice = decode_notice(payload)  # a malformed notice is refused now, not discovered later
-        if notice.type is not header.type:
-            raise NoticeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",
-                              code="NOTICE_TYPE_MISMATCH")
+        # A malformed notice (or batch of notices) is refused now, not discovered later.
+        for notice in decode_notices(payload):
+            if notice.type is not header.type:
+                raise NoticeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",
+                                  code="NOTICE_TYPE_MISMATCH")
 
 
 class StreamAcceptor:

@@ -35,7 +35,7 @@ from exchange_protocol.frame import read_head
 from exchange_protocol.kinds import Role
 from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.model import DocumentMetadata
-from exchange_protocol.notices import Notice, decode_notice
+from exchange_protocol.notices import Notice, decode_notices
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.retry import GIVE_UP, next_attempt
@@ -261,13 +261,40 @@ class Processor:
         if d.header.type is MessageType.DOCUMENT:
             await self._apply_document(d, mark)
             return
-        notice = decode_notice(await self.store.blobs.read_bytes(d.payload_digest))
+        notices = decode_notices(await self.store.blobs.read_bytes(d.payload_digest))
         async with self.store.transaction() as tx:
-            resent_to = await self.apply_notice(d, notice, tx)
+            resent_to = await self._apply_notices(d, notices, tx)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
         for node in resent_to:
             self._wake(node)
+
+    async def _apply_notices(self, d: Delivery, notices: tuple[Notice, ...], tx: Transaction) -> set[str]:
+        """Apply the notices of one payload inside ``tx``, each authorised on its own.
+
+        A single notice the origin has no say over refuses its message (:class:`NoticeNotOurs`). In
+        a batch such a notice is left out and recorded in the audit trail, and the others apply;
+        only a batch with no notice left refuses the message. (The check runs before any write for
+        that notice, so the transaction stays usable.)"""
+        resent_to: set[str] = set()
+        refused: list[NoticeNotOurs] = []
+        for notice in notices:
+            try:
+                resent_to.update(await self.apply_notice(d, notice, tx))
+            except NoticeNotOurs as exc:
+                if len(notices) == 1:
+                    raise
+                refused.append(exc)
+                await self.store.audit.append(tx, f"node:{d.header.origin_node}", f"notice.{notice.type.value}.refused",
+                                              {"doc_id": notice.doc_id, "message_id": d.header.message_id},
+                                              {"units": list(notice.units), "by": notice.by, "error": exc.code,
+                                               "reason": exc.message})
+        if refused:
+            log.warning("%d of %d notices in %s refused: %s", len(refused), len(notices), d.header.message_id,
+                        refused[0].message, extra={"message_id": d.header.message_id, "code": refused[0].code})
+            if len(refused) == len(notices):
+                raise refused[0]
+        return resent_to
 
     async def queue_notice(self, tx: Transaction, notice: Notice, ref: BlobRef, destination: str,
                            from_unit: str | None, to_units: tuple[str, ...], in_reply_to: str | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Notices (签收, 退回, 撤回, 催办, 答复 …) round-trip exactly and refuse malformed input."""
+"""Notices (签收, 退回, 撤回, 催办, 答复 …) and their batches round-trip exactly and refuse malformed input
+with typed codes; packing keeps every run within one payload."""
 
 from __future__ import annotations
 
@@ -9,8 +10,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exchange_protocol.envelope import MessageType
-from exchange_protocol.notices import Notice, NoticeError, decode_notice
+from exchange_protocol.envelope import HeaderDraft, MessageType
+from exchange_protocol.notices import (
+    BATCHABLE,
+    MAX_BATCH,
+    MAX_NOTICE_BYTES,
+    Notice,
+    NoticeError,
+    batch_key,
+    decode_notice,
+    decode_notices,
+    encode_notices,
+    pack_notices,
+)
+from pki.unit_code import make_unit_code
 from tests.exchange_protocol.strategies import unit_codes
 
 AT = dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)
@@ -73,3 +86,147 @@ def test_a_unit_named_twice_is_refused():
     raw["units"] = [UNIT, UNIT]
     with pytest.raises(NoticeError):
         decode_notice(json.dumps(raw).encode())
+
+
+# ---- batches (version 2): several notices answering one message in one payload --------------------
+DOC = "0193a5b2-0000-7000-8000-000000000001"
+
+
+def _receipts(count: int, *, by: str = "收发员") -> list[Notice]:
+    return [Notice(MessageType.RECEIPT, DOC, (make_unit_code(f"54430702MA{1000 + i:07d}"),),
+                   AT + dt.timedelta(seconds=i), f"{by}{i}") for i in range(count)]
+
+
+@given(kind=st.sampled_from(sorted(BATCHABLE)),
+       units=st.lists(unit_codes(), min_size=1, max_size=12, unique=True),
+       by=st.lists(st.text(min_size=1, max_size=20).filter(str.strip), min_size=12, max_size=12),
+       reason=st.text(min_size=1, max_size=50).filter(str.strip),
+       text=st.none() | st.text(max_size=50))
+def test_a_batch_round_trips_with_each_notice_its_own_units_person_and_time(kind, units, by, reason, text):
+    notices = tuple(Notice(kind, DOC, (u,), AT + dt.timedelta(minutes=i), by[i], reason, text)
+                    for i, u in enumerate(units))
+    data = encode_notices(notices)
+    assert json.loads(data)["v"] == (1 if len(notices) == 1 else 2)
+    assert decode_notices(data) == notices
+
+
+def test_a_single_notice_is_written_as_version_1_and_both_readers_agree():
+    [one] = _receipts(1)
+    assert encode_notices([one]) == one.encode()
+    assert decode_notices(one.encode()) == (one,) and decode_notice(one.encode()) == one
+
+
+def test_a_batch_is_one_payload_smaller_than_its_notices_apart():
+    notices = _receipts(25)
+    batch = encode_notices(notices)
+    assert len(batch) < sum(len(n.encode()) for n in notices)
+    with pytest.raises(NoticeError):  # a reader of single notices does not take a batch for one
+        decode_notice(batch)
+
+
+def _batch(count: int = 3) -> dict:
+    return json.loads(encode_notices(_receipts(count)))
+
+
+@pytest.mark.parametrize(("mutate", "code"), [
+    (lambda d: d.update(notices=[]), "NOTICE_BATCH_EMPTY"),
+    (lambda d: d["notices"].append(dict(d["notices"][0])), "NOTICE_DUPLICATE_UNIT"),
+    (lambda d: d["notices"][1].update(units=d["notices"][0]["units"] + d["notices"][1]["units"]),
+     "NOTICE_DUPLICATE_UNIT"),
+    (lambda d: d.update(type="recall"), "NOTICE_NOT_BATCHABLE"),
+    (lambda d: d.update(type="transport-ack"), "NOTICE_NOT_BATCHABLE"),
+    (lambda d: d["notices"][0].update(by=None), "NOTICE_BY_REQUIRED"),
+    (lambda d: d.update(doc_id="not a 公文标识"), "NOTICE_BAD_DOC_ID"),
+    (lambda d: d.pop("doc_id"), "NOTICE_INVALID"),
+    (lambda d: d.update(extra=1), "NOTICE_INVALID"),
+    (lambda d: d.update(v=3), "NOTICE_INVALID"),
+    (lambda d: d.update(notices={"units": []}), "NOTICE_INVALID"),
+    (lambda d: d["notices"][0].update(v=1), "NOTICE_INVALID"),
+    (lambda d: d["notices"][0].update(type="receipt"), "NOTICE_INVALID"),
+    (lambda d: d["notices"][0].pop("at"), "NOTICE_INVALID"),
+    (lambda d: d["notices"][0].update(at="yesterday"), "NOTICE_INVALID"),
+    (lambda d: d["notices"][0].update(units=["11100000000013127A"]), "NOTICE_INVALID"),
+])
+def test_malformed_batches_are_refused_with_their_code(mutate, code):
+    raw = _batch()
+    mutate(raw)
+    with pytest.raises(NoticeError) as err:
+        decode_notices(json.dumps(raw, ensure_ascii=False).encode())
+    assert err.value.code == code
+
+
+def test_oversized_batches_are_refused_before_they_are_read():
+    raw = _batch(2)
+    raw["notices"] = [dict(raw["notices"][0], units=[make_unit_code(f"54430702MA{i:07d}")])
+                      for i in range(MAX_BATCH + 1)]
+    with pytest.raises(NoticeError) as err:
+        decode_notices(json.dumps(raw, ensure_ascii=False).encode())
+    assert err.value.code == "NOTICE_BATCH_TOO_LARGE"
+    with pytest.raises(NoticeError) as err:
+        encode_notices(_receipts(MAX_BATCH + 1))
+    assert err.value.code == "NOTICE_BATCH_TOO_LARGE"
+    wordy = _receipts(60, by="签" * 1900)  # ~5.7 KB each: 60 of them are far past the payload's cap
+    with pytest.raises(NoticeError) as err:
+        encode_notices(wordy)
+    assert err.value.code == "NOTICE_BATCH_TOO_LARGE"
+    with pytest.raises(NoticeError) as err:  # and on reading: more bytes than a notice payload may have
+        decode_notices(json.dumps({"v": 2, "type": "receipt", "doc_id": DOC,
+                                   "notices": [_entry_of(n) for n in wordy]}, ensure_ascii=False).encode())
+    assert "more than the" in err.value.message
+
+
+def _entry_of(notice: Notice) -> dict:
+    return {k: v for k, v in json.loads(notice.encode()).items() if k not in ("v", "type", "doc_id")}
+
+
+def test_a_batch_cannot_mix_types_or_documents():
+    receipts = _receipts(2)
+    other_doc = Notice(MessageType.RECEIPT, "0193a5b2-0000-7000-8000-000000000002", (UNIT,), AT, "张三")
+    returned = Notice(MessageType.RETURN, DOC, (UNIT,), AT, "张三", "不属本单位")
+    for mixed in ([*receipts, other_doc], [*receipts, returned]):
+        with pytest.raises(NoticeError) as err:
+            encode_notices(mixed)
+        assert err.value.code == "NOTICE_BATCH_MIXED"
+
+
+@given(count=st.integers(1, 700), by_len=st.integers(1, 1900), max_count=st.integers(1, MAX_BATCH))
+def test_packing_keeps_order_and_every_run_fits_one_payload(count, by_len, max_count):
+    notices = _receipts(count, by="签" * by_len)
+    runs = pack_notices(notices, max_count=max_count)
+    assert [n for run in runs for n in run] == notices
+    for run in runs:
+        assert len(run) <= max_count
+        assert len(encode_notices(run)) <= MAX_NOTICE_BYTES
+    # As few runs as the byte cap allows: each run but the last was full or could not take the next.
+    for run, following in zip(runs, runs[1:], strict=False):
+        assert len(run) == max_count or len(encode_notices_unchecked([*run, following[0]])) > MAX_NOTICE_BYTES
+
+
+def encode_notices_unchecked(notices: list[Notice]) -> bytes:
+    return json.dumps({"v": 2, "type": notices[0].type.value, "doc_id": notices[0].doc_id,
+                       "notices": [_entry_of(n) for n in notices]}, ensure_ascii=False,
+                      separators=(",", ":"), sort_keys=True).encode()
+
+
+def test_packing_never_puts_one_unit_twice_in_a_run():
+    first, second = _receipts(2)
+    again = Notice(MessageType.RECEIPT, DOC, first.units, AT, "李四")
+    assert pack_notices([first, second, again]) == [(first, second), (again,)]
+
+
+def test_which_drafts_may_share_an_envelope():
+    now = AT
+    ttl = dt.timedelta(days=1)
+    reply_to = "0193a5b2-0000-7000-8000-0000000000aa"
+
+    def header(kind, destination="city", in_reply_to=reply_to, to=(UNIT,)):
+        return HeaderDraft.new(kind, "county", destination, make_unit_code("54430702MA0001001"), to, now, ttl,
+                               in_reply_to=in_reply_to)
+    key = batch_key(header(MessageType.RECEIPT))
+    assert key is not None and key == batch_key(header(MessageType.RECEIPT))
+    assert key != batch_key(header(MessageType.RETURN))
+    assert key != batch_key(header(MessageType.RECEIPT, destination="town"))
+    assert key != batch_key(header(MessageType.RECEIPT, in_reply_to="0193a5b2-0000-7000-8000-0000000000bb"))
+    assert key != batch_key(header(MessageType.RECEIPT, to=(make_unit_code("11100000000013128"),)))
+    assert batch_key(header(MessageType.RECALL)) is None
+    assert batch_key(header(MessageType.URGE)) is None
