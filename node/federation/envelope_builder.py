@@ -10,7 +10,11 @@ certificate than the one cached or when it cannot open what we sealed for it —
 renewed encryption certificate is used well within its overlap (``gwx node renew``). Drafts are kept per destination
 node; the queue that seals them is their route's first hop (:meth:`Router.next_hop`). Each envelope is sealed once,
 stored as a blob, and swapped for a queue row in one transaction with the draft's deletion — so
-every retry resends the *same bytes* and the receiver's dedupe recognises them.
+every retry resends the *same bytes* and the receiver's dedupe recognises them. Drafts of one
+payload for several destinations are sealed as one fan-out bundle; notices answering one message
+(e.g. the 签收 of a node's units for one 通知) are merged into one envelope
+(:mod:`exchange_protocol.notices` states the rule: no timer, whatever waits when the hop's queue
+gets to it).
 
 A draft that can never be built (its payload blob gone or altered, a header refused — also a row
 an older gwx wrote that the header check now refuses) is dropped, one at a time and without
@@ -29,12 +33,21 @@ import hashlib
 import logging
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import seal_bundle, seal_bundle_stream
+from exchange_protocol.notices import (
+    Notice,
+    NoticeError,
+    batch_key,
+    decode_notice,
+    encode_notices,
+    pack_notices,
+)
 from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
@@ -106,9 +119,15 @@ class EnvelopeBuilder:
         Drafts that carry the same payload (one document fanned out to many nodes) are sealed
         together: one bundle, its payload encrypted once for all their destinations, one header
         each (:func:`exchange_protocol.envelope_seal.seal_bundle`); its queue rows share the frame.
+        Notices that answer the same message for the same destination (the 签收 of its units,
+        :func:`exchange_protocol.notices.batch_key`) are merged into one payload and one envelope
+        (:meth:`_build_notices`): what accumulated while this hop's last batch was in flight.
         """
         while drafts := await self._waiting():
-            for group in _bundles(drafts):
+            alone, batches = _coalesce(drafts)
+            for group in batches:
+                await self._build_notices(group)
+            for group in _bundles(alone):
                 await self._build(group)
 
     async def _waiting(self) -> list[Draft]:
@@ -137,6 +156,50 @@ class EnvelopeBuilder:
                               expires_at=d.expires_at) for d in group], tx=tx)
             for d in group:
                 await store.drafts.delete_draft(tx, d.header.message_id)
+
+    async def _build_notices(self, group: list[Draft]) -> None:
+        """Seal notice drafts of one :func:`~exchange_protocol.notices.batch_key` as few envelopes.
+
+        Each envelope carries a batch (:func:`~exchange_protocol.notices.pack_notices` cuts runs
+        that fit one payload) under the header of its run's first — oldest — draft; in one
+        transaction its queue row is added and every draft of the run deleted, with the outgoing
+        links of the drafts it absorbed (those ids never travel). A draft whose notice cannot be
+        read is dropped on its own; a run of one is sealed as it always was."""
+        store, ctx = self.outbound.store, self.outbound.ctx
+        read = await asyncio.to_thread(_read_notices, store.blobs, group)
+        for d, exc in read.unreadable:
+            await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
+        if not read.drafts:
+            return
+        recipient = Recipient((await self._destination_credentials(group[0].header.destination_node))
+                              .encryption_certificate)
+        for run in read.runs():
+            if len(run) == 1:
+                await self._build([run[0][0]])
+                continue
+            drafts = [d for d, _ in run]
+            first = drafts[0]
+            try:
+                ref = await asyncio.to_thread(_seal_notices, store.blobs, first, [n for _, n in run], ctx.sender,
+                                              recipient)
+            except GwxError as exc:
+                if not _for_good(exc):
+                    raise  # ours to fix (an HSM away, a stale CRL): the drafts wait, the loop backs off
+                for d in drafts:
+                    await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
+                continue
+            expiries = [d.expires_at for d in drafts if d.expires_at is not None]
+            async with store.transaction() as tx:
+                await store.queue.enqueue(OutboundItem(first.header.message_id, self.hop, ref.digest, ref.size,
+                                                       first.header.type.value,
+                                                       expires_at=min(expiries) if expiries else None), tx=tx)
+                for d in drafts:
+                    await store.drafts.delete_draft(tx, d.header.message_id)
+                    if d is not first:
+                        await store.links.remove_link(tx, d.header.message_id)
+            log.debug("%d %s notices for %s in one envelope %s", len(drafts), first.header.type.value,
+                      first.header.destination_node, first.header.message_id,
+                      extra={"destination": first.header.destination_node, "message_id": first.header.message_id})
 
     async def drop_expired(self, now: dt.datetime) -> None:
         """Drafts never built within their retry window (the peer's certificate could not be had)."""
@@ -241,6 +304,70 @@ def _bundles(drafts: list[Draft]) -> list[list[Draft]]:
         same.sort(key=lambda d: d.header.message_id)
         groups += [same[i:i + MAX_BUNDLE] for i in range(0, len(same), MAX_BUNDLE)]
     return groups
+
+
+def _coalesce(drafts: list[Draft]) -> tuple[list[Draft], list[list[Draft]]]:
+    """The drafts that travel alone, and the groups of notice drafts that may share an envelope
+    (two or more of one :func:`~exchange_protocol.notices.batch_key`), each in message id order."""
+    keyed: dict[tuple, list[Draft]] = {}
+    alone: list[Draft] = []
+    for d in drafts:
+        key = batch_key(d.header)
+        if key is None:
+            alone.append(d)
+        else:
+            keyed.setdefault(key, []).append(d)
+    groups = []
+    for same in keyed.values():
+        if len(same) == 1:
+            alone += same
+        else:
+            groups.append(sorted(same, key=lambda d: d.header.message_id))
+    return alone, groups
+
+
+@dataclass
+class _ReadNotices:
+    drafts: list[tuple[Draft, Notice]] = field(default_factory=list)
+    unreadable: list[tuple[Draft, Exception]] = field(default_factory=list)
+
+    def runs(self) -> list[list[tuple[Draft, Notice]]]:
+        """The readable drafts cut into runs of one payload each (per document, in order)."""
+        by_doc: dict[tuple, list[tuple[Draft, Notice]]] = {}
+        for pair in self.drafts:
+            by_doc.setdefault((pair[1].type, pair[1].doc_id), []).append(pair)
+        runs = []
+        for pairs in by_doc.values():
+            start = 0
+            for packed in pack_notices([n for _, n in pairs]):
+                runs.append(pairs[start:start + len(packed)])
+                start += len(packed)
+        return runs
+
+
+def _read_notices(blobs, group: list[Draft]) -> _ReadNotices:
+    """Each draft's notice from its payload blob (in a worker thread); the ones that cannot be read
+    (blob gone or altered, not one notice of the draft's type) apart."""
+    read = _ReadNotices()
+    for d in group:
+        try:
+            data = blobs.path_for(d.payload_digest).read_bytes()
+            if hashlib.sha256(data).hexdigest() != d.payload_digest:
+                raise BlobDigestMismatch(f"payload blob of {d.header.message_id} does not match its digest")
+            notice = decode_notice(data)
+            if notice.type is not d.header.type:
+                raise NoticeError(f"a {d.header.type.value} draft carries a {notice.type.value} notice",
+                                  code="NOTICE_TYPE_MISMATCH")
+        except (OSError, GwxError) as exc:
+            read.unreadable.append((d, exc))
+            continue
+        read.drafts.append((d, notice))
+    return read
+
+
+def _seal_notices(blobs, first: Draft, notices: list[Notice], sender, recipient: Recipient):
+    """One batch payload sealed under ``first``'s header and stored (in a worker thread)."""
+    return blobs.put_sync(seal_bundle([first.header], encode_notices(notices), sender, [recipient]).data)
 
 
 def _build_bundle(blobs, group: list[Draft], sender, recipients: list[Recipient]):

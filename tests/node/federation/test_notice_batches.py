@@ -1,0 +1,228 @@
+"""Notices batched per destination (issue 8 §4): the county's 签收 for one 通知 from the city leave in
+one envelope, and the city applies each of them on its own — real stores, keys and processors.
+
+The county signs for the city's document for each of its units; the drafts waiting for the city
+are sealed as one envelope carrying a batch (``exchange_protocol.notices``), under the header of
+the oldest, and the other drafts' ids never travel. The city opens it with its own key and its
+processor moves one row per 签收, each with its own 签收人 and time, exactly once; a notice in a
+batch that its origin may not send is left out (and recorded) while the others apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from exchange_protocol.envelope import HeaderDraft, MessageType
+from exchange_protocol.envelope_crypto import Recipient
+from exchange_protocol.envelope_seal import open_envelope_bytes, seal_envelope
+from exchange_protocol.ids import new_id
+from exchange_protocol.kinds import Kind, Role
+from exchange_protocol.notices import Notice, decode_notices, encode_notices
+from exchange_protocol.states import SenderStatus
+from node.federation.destination_queue import DestinationQueue
+from node.federation.outbound import Outbound
+from node.federation.processor import Processor
+from node.federation.tls import client_context
+from node.federation.transport import PeerClient
+from node.ops.metrics import Registry
+from node.store import InboundEnvelope, OutboxDocument, OutboxRecipient, OutgoingLink, StoredPeerCredentials
+from node.store.opener import open_store
+from pki.ca import load_certificates, pem
+from pki.unit_code import make_unit_code
+from tests.node.federation.federation_support import node_context, provision_county_and_city
+from tests.support import PASSPHRASE
+
+UNITS = [make_unit_code(f"54371302MA{1000 + i:07d}") for i in range(6)]  # the county's villages
+SENDER = make_unit_code("11371300MB0000071")  # the city government office
+
+
+@pytest.fixture(scope="module")
+def node_dir(tmp_path_factory):
+    return provision_county_and_city(tmp_path_factory.mktemp("notice-batches"), "批量回执测试CA",
+                                     {u: f"第{i}村村民委员会" for i, u in enumerate(UNITS)}, {SENDER: "市政府办公室"})
+
+
+class Node:
+    """One node's context, store, outbound queue and processor, as the running node wires them."""
+
+    @classmethod
+    async def open(cls, node_dir, node_id: str, data) -> Node:
+        self = cls()
+        self.ctx = node_context(node_dir / node_id)
+        creds = self.ctx.config.credentials_dir
+        self.store = await open_store(data, node_id=node_id)
+        self.outbound = Outbound(self.ctx, self.store, PeerClient(client_context(
+            creds / "tls.crt", creds / "tls.key", self.ctx.config.trust_root_path, PASSPHRASE)), Registry())
+        self.processor = Processor(self.ctx, self.store, Registry(), self.outbound)
+        return self
+
+    async def close(self) -> None:
+        await self.outbound.stop(1.0)
+        await self.outbound.client.close()
+        await self.store.close()
+
+
+async def _sign_for(county: Node, doc_id: str, answered: str, units, at: dt.datetime, type=MessageType.RECEIPT):
+    """Each unit's clerk signs for the document: a draft each, written as the service writes it."""
+    for i, unit in enumerate(units):
+        notice = Notice(type, doc_id, (unit,), at + dt.timedelta(seconds=i), by=f"收发员{i}",
+                        reason="不属本单位办理" if type is MessageType.RETURN else None)
+        ref = await county.store.blobs.put(notice.encode())
+        async with county.store.transaction() as tx:
+            await county.processor.queue_notice(tx, notice, ref, "city", unit, (SENDER,), answered)
+
+
+async def _know_the_city(node_dir, county: Node) -> None:
+    """The city's certificates as a first contact would have cached them (no network needed)."""
+    city = node_context(node_dir / "city")
+    await county.store.peer_credentials.save(StoredPeerCredentials(
+        "city", pem(city.signer.certificate).decode(), pem(city.decryption_key.certificate).decode(),
+        b"".join(pem(c) for c in city.intermediates).decode(), county.ctx.clock()))
+
+
+async def _city_sent(city: Node, units) -> tuple[str, str]:
+    """The city's outbox: a 通知 from SENDER to ``units``, delivered to the county by one message."""
+    now = city.ctx.clock()
+    doc_id, message_id = new_id(now), new_id(now)
+    package = await city.store.blobs.put(b"the package")
+    await city.store.messages.add_outbox(
+        OutboxDocument(doc_id=doc_id, from_unit=SENDER, title="关于批量签收的通知", kind=Kind.NOTICE,
+                       package_digest=package.digest, created_at=now),
+        [OutboxRecipient(unit=u, role=Role.MAIN, status=SenderStatus.DELIVERED, destination_node="county")
+         for u in units], actor="clerk-1")
+    async with city.store.transaction() as tx:
+        await city.store.links.add_links(tx, [OutgoingLink(message_id, doc_id, "document", "county", tuple(units),
+                                                           now)])
+    return doc_id, message_id
+
+
+async def _arrive(city: Node, frame: bytes):
+    """``frame`` opened with the city's key and stored as accepted, not yet applied."""
+    opened, plaintext = open_envelope_bytes(frame, city.ctx.trust_policy(), city.ctx.decryption_keys, "city",
+                                            city.ctx.clock())
+    env = await city.store.blobs.put(frame)
+    plain = await city.store.blobs.put(plaintext)
+    await city.store.accept_inbound(InboundEnvelope(opened.header.message_id, env.digest, env.digest, "county",
+                                                    b"receipt", opened.header.type.value, len(frame), plain.digest))
+    return await city.store.messages.get_received(opened.header.message_id), plaintext
+
+
+def test_the_signatures_of_one_document_leave_in_one_envelope_and_move_one_row_each(node_dir, tmp_path):
+    async def run():
+        county = await Node.open(node_dir, "county", tmp_path / "county")
+        city = await Node.open(node_dir, "city", tmp_path / "city")
+        try:
+            await _know_the_city(node_dir, county)
+            doc_id, answered = await _city_sent(city, UNITS)
+            at = county.ctx.clock().replace(microsecond=0)
+            await _sign_for(county, doc_id, answered, UNITS, at)
+            drafts = await county.store.drafts.drafts_for("city")
+            ids = sorted(d.header.message_id for d in drafts)
+            assert len(ids) == len(UNITS)
+
+            await DestinationQueue(county.outbound, "city").builder.build_drafts()
+
+            [row] = await county.store.queue.load_active_window("city", 100)
+            assert row.message_id == ids[0] and row.type == "receipt"  # the oldest draft's header
+            assert await county.store.drafts.drafts_for("city") == []
+            assert await county.store.links.link(ids[0]) is not None
+            assert [await county.store.links.link(i) for i in ids[1:]] == [None] * (len(ids) - 1)  # never travel
+
+            received, plaintext = await _arrive(city, county.store.blobs.path_for(row.blob_digest).read_bytes())
+            notices = decode_notices(plaintext)
+            assert [(n.units, n.by, n.at) for n in notices] == \
+                [((u,), f"收发员{i}", at + dt.timedelta(seconds=i)) for i, u in enumerate(UNITS)]
+
+            await city.processor._process(received)
+            assert (await city.store.messages.get_received(received.message_id)).state == "done"
+            rows = {r.unit: r for r in (await city.store.messages.get_outbox(doc_id)).recipients}
+            assert [(rows[u].status, rows[u].who, rows[u].when) for u in UNITS] == \
+                [("signed_for", f"收发员{i}", at + dt.timedelta(seconds=i)) for i in range(len(UNITS))]
+            signed = [e for e in await city.store.audit.events(doc_id=doc_id) if e.action == "recipient.signed_for"]
+            assert len(signed) == len(UNITS)
+
+            # Applied again (a crash before the mark, a duplicate): nothing moves twice.
+            await city.processor._process(received)
+            again = [e for e in await city.store.audit.events(doc_id=doc_id) if e.action == "recipient.signed_for"]
+            assert len(again) == len(UNITS)
+        finally:
+            await county.close()
+            await city.close()
+    asyncio.run(run())
+
+
+def test_only_notices_answering_the_same_message_share_an_envelope(node_dir, tmp_path):
+    """Two documents' 签收, a 退回 and a 催办-like notice that never batches: one envelope per kind
+    and message; a draft whose payload was altered is dropped on its own and the rest still leave."""
+    async def run():
+        county = await Node.open(node_dir, "county", tmp_path / "county")
+        try:
+            await _know_the_city(node_dir, county)
+            now = county.ctx.clock()
+            first, second = (new_id(now), new_id(now)), (new_id(now), new_id(now))
+            await _sign_for(county, *first, UNITS[:3], now)
+            await _sign_for(county, *second, UNITS[:4], now)
+            await _sign_for(county, *first, UNITS[3:5], now, type=MessageType.RETURN)
+            await _sign_for(county, *first, UNITS[5:], now)  # a batch of one more: still the same envelope
+            [altered] = [d for d in await county.store.drafts.drafts_for("city")
+                         if d.header.in_reply_to == second[1]][:1]
+            county.store.blobs.path_for(altered.payload_digest).write_bytes(b"{}")  # damaged on disk
+
+            await DestinationQueue(county.outbound, "city").builder.build_drafts()
+
+            rows = await county.store.queue.load_active_window("city", 100)
+            kinds = sorted((r.type, len(decode_notices(_opened(node_dir, county, r)))) for r in rows)
+            assert kinds == [("receipt", 3), ("receipt", 4), ("return", 2)]
+            assert await county.store.drafts.drafts_for("city") == []
+            failed = [e for e in await county.store.audit.events(message_id=altered.header.message_id)
+                      if e.action == "draft.failed"]
+            assert len(failed) == 1
+        finally:
+            await county.close()
+    asyncio.run(run())
+
+
+def _opened(node_dir, county: Node, row) -> bytes:
+    city = node_context(node_dir / "city")
+    frame = county.store.blobs.path_for(row.blob_digest).read_bytes()
+    return open_envelope_bytes(frame, city.trust_policy(), city.decryption_keys, "city", city.clock())[1]
+
+
+def _batch_from_county(node_dir, answered: str, notices: list[Notice]) -> bytes:
+    """A batch envelope as the county seals it (its signing key, the city's encryption certificate)."""
+    county = node_context(node_dir / "county")
+    enc = load_certificates((node_dir / "city" / "credentials" / "enc.crt").read_bytes())[0]
+    draft = HeaderDraft.new(notices[0].type, "county", "city", notices[0].units[0], (SENDER,), county.clock(),
+                            dt.timedelta(days=1), in_reply_to=answered)
+    return seal_envelope(draft, encode_notices(notices), county.sender, Recipient(enc)).data
+
+
+def test_a_notice_its_origin_may_not_send_is_left_out_of_a_batch_and_the_others_apply(node_dir, tmp_path):
+    async def run():
+        city = await Node.open(node_dir, "city", tmp_path / "city")
+        try:
+            doc_id, answered = await _city_sent(city, UNITS[:3])  # UNITS[3] was never sent this document
+            now = city.ctx.clock()
+            notices = [Notice(MessageType.RECEIPT, doc_id, (u,), now, by="收发员") for u in UNITS[:4]]
+            received, _ = await _arrive(city, _batch_from_county(node_dir, answered, notices))
+            await city.processor._process(received)
+            assert (await city.store.messages.get_received(received.message_id)).state == "done"
+            rows = {r.unit: r.status for r in (await city.store.messages.get_outbox(doc_id)).recipients}
+            assert rows == {u: "signed_for" for u in UNITS[:3]}
+            [refused] = [e for e in await city.store.audit.events(doc_id=doc_id) if e.action == "notice.receipt.refused"]
+            assert refused.details["units"] == [UNITS[3]] and refused.details["error"] == "NOTICE_NOT_OURS"
+
+            # A batch with nothing its origin may say is refused whole, as a single notice would be.
+            forged = [Notice(MessageType.RECEIPT, doc_id, (u,), now, by="冒充者") for u in UNITS[3:]]
+            received, _ = await _arrive(city, _batch_from_county(node_dir, answered, forged))
+            await city.processor._process(received)
+            refused_row = await city.store.messages.get_received(received.message_id)
+            assert (refused_row.state, refused_row.error_code) == ("failed", "NOTICE_NOT_OURS")
+            assert {r.unit: r.status for r in (await city.store.messages.get_outbox(doc_id)).recipients} == rows
+        finally:
+            await city.close()
+    asyncio.run(run())
+
