@@ -24,10 +24,28 @@ def check_character(first17: str) -> str:
     return ALPHABET[(31 - total % 31) % 31]
 
 
+_VALID: dict[str, str] = {}  # code as given -> normalised, for codes that passed
+_VALID_MAX = 1 << 16  # a network's units, many times over; cleared whole when full
+
+
 def validate_unit_code(code: str) -> str:
-    """Return ``code`` normalised (upper case, stripped) or raise :class:`InvalidUnitCode`."""
+    """Return ``code`` normalised (upper case, stripped) or raise :class:`InvalidUnitCode`.
+
+    A code that passed is remembered: a 通知 to a whole city names 3,600 units, and every node it
+    reaches reads that list several times (the package check, the metadata, the full validation)."""
     if not isinstance(code, str):
         raise InvalidUnitCode("unit code must be a string", value=repr(code))
+    known = _VALID.get(code)
+    if known is not None:
+        return known
+    norm = _validate(code)
+    if len(_VALID) >= _VALID_MAX:
+        _VALID.clear()
+    _VALID[code] = norm
+    return norm
+
+
+def _validate(code: str) -> str:
     norm = code.strip().upper()
     if len(norm) != 18:
         raise InvalidUnitCode(f"unit code {code!r} must have 18 characters, has {len(norm)}", value=code)

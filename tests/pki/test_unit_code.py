@@ -88,3 +88,16 @@ def test_check_character_formula_by_hand():
     # Σ value×weight over 11100000000013127 (weights 1 3 9 27 19 26 16 17 20 29 25 13 8 24 10 30 28)
     total = 1 * 1 + 1 * 3 + 1 * 9 + 1 * 8 + 3 * 24 + 1 * 10 + 2 * 30 + 7 * 28
     assert ALPHABET[(31 - total % 31) % 31] == check_character("11100000000013127") == "D"
+
+
+def test_a_code_checked_again_gets_the_same_answer():
+    """Codes that passed are remembered (a 通知 to a whole city names 3,600 units, read several
+    times on every node): the second answer is the first, normalised; a wrong one stays refused."""
+    code = make_unit_code("91350100M000100Y4")
+    lower = f" {code.lower()} "
+    assert validate_unit_code(lower) == validate_unit_code(lower) == code
+    assert validate_unit_code(code) == code
+    wrong = code[:17] + ("A" if code[17] != "A" else "B")
+    for _ in range(2):
+        with pytest.raises(InvalidUnitCode):
+            validate_unit_code(wrong)
