@@ -296,8 +296,10 @@ def notice_meta(to: list[str]) -> dict:
             "printed_on": "2026-11-20", "note": None, "attachments_note": None, "id": None}
 
 
-async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: dict[str, str]) -> None:
-    """For every node: wait until the document reaches one of its units, then 签收 for each unit."""
+async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: dict[str, str],
+                  signed: list[float]) -> None:
+    """For every node: wait until the document reaches one of its units, then 签收 for each unit
+    (``signed``: when each 签收 was answered, monotonic)."""
     limit = asyncio.Semaphore(CLERKS_AT_ONCE)
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
         async def call(node: LocalNode, unit: str, method: str, path: str) -> tuple[int, dict]:
@@ -319,6 +321,7 @@ async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: d
                     status, item = await call(node, unit, "POST", f"/api/v1/inbox/{doc_id}/sign-for")
                     if status == 200:
                         seen[unit] = item["received_at"]
+                        signed.append(time.monotonic())
                         return
                     await asyncio.sleep(poll)  # not applied to this unit's inbox yet
             await asyncio.gather(*(sign_for(unit) for unit in units))
@@ -365,13 +368,16 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
     fig["submit_s"] = time.monotonic() - start
     deadline = start + timeout
     seen: dict[str, str] = {}
+    signed: list[float] = []
 
     async def both() -> None:
-        await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen),
+        await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen, signed),
                              _sender(city, doc_id, len(recipients), start, deadline, fig))
     asyncio.run(both())
     fig.update(recipients=len(recipients), received=len(seen), signed_back=fig.get("sender_counts", {})
                .get("signed_for", 0))
+    if signed:  # the clerks' side: when their 签收 was taken by their own node
+        fig.update(clerks_signed_s=max(signed) - start, clerks_signed_p50_s=sorted(signed)[len(signed) // 2] - start)
     if seen:
         arrivals = sorted((dt.datetime.fromisoformat(t) - started_at).total_seconds() for t in seen.values())
         fig.update(first_delivered_s=arrivals[0], delivered_s=arrivals[-1],
@@ -431,6 +437,8 @@ def table(fig: dict) -> None:
         ("first unit has it", f"{fig.get('first_delivered_s', float('nan')):.1f} s", "inbox received_at"),
         ("every unit has it (delivered_s)", f"{fig.get('delivered_s', float('nan')):.1f} s",
          f"{fig['received']:,} of {fig['recipients']:,} received; median {fig.get('delivered_p50_s', 0):.1f} s"),
+        ("every clerk has signed (local API)", f"{fig.get('clerks_signed_s', float('nan')):.1f} s",
+         f"median {fig.get('clerks_signed_p50_s', float('nan')):.1f} s"),
         ("every 签收 back (signed_back_s)", f"{fig.get('signed_back_s', float('nan')):.1f} s",
          f"{fig['signed_back']:,} of {fig['recipients']:,} 已签收 at the sender"),
         ("bytes sent by the origin", f"{fig['origin_bytes'] / MiB:.1f} MiB",
