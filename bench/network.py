@@ -297,16 +297,21 @@ def notice_meta(to: list[str]) -> dict:
 
 
 async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: dict[str, str],
-                  signed: list[float]) -> None:
+                  signed: list[float], signed_latency: list[float]) -> None:
     """For every node: wait until the document reaches one of its units, then 签收 for each unit
-    (``signed``: when each 签收 was answered, monotonic)."""
+    (``signed``: when each 签收 was answered, monotonic; ``signed_latency``: how long each took)."""
     limit = asyncio.Semaphore(CLERKS_AT_ONCE)
+    latencies = signed_latency
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
         async def call(node: LocalNode, unit: str, method: str, path: str) -> tuple[int, dict]:
-            async with limit, session.request(method, node.ready["local_url"] + path,
-                                              headers={"Authorization": f"Bearer {node.tokens['clerk-' + unit]}"},
-                                              **({"json": {}} if method == "POST" else {})) as resp:
-                body = await resp.json(content_type=None)
+            async with limit:
+                began = time.monotonic()
+                async with session.request(method, node.ready["local_url"] + path,
+                                           headers={"Authorization": f"Bearer {node.tokens['clerk-' + unit]}"},
+                                           **({"json": {}} if method == "POST" else {})) as resp:
+                    body = await resp.json(content_type=None)
+                if method == "POST":
+                    latencies.append(time.monotonic() - began)
                 if resp.status not in (200, 404):
                     raise RuntimeError(f"{node.node_id} {method} {path} for {unit}: {resp.status} {body}")
                 return resp.status, body
@@ -369,15 +374,20 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
     deadline = start + timeout
     seen: dict[str, str] = {}
     signed: list[float] = []
+    latency: list[float] = []
 
     async def both() -> None:
-        await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen, signed),
+        await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen, signed, latency),
                              _sender(city, doc_id, len(recipients), start, deadline, fig))
     asyncio.run(both())
     fig.update(recipients=len(recipients), received=len(seen), signed_back=fig.get("sender_counts", {})
                .get("signed_for", 0))
     if signed:  # the clerks' side: when their 签收 was taken by their own node
-        fig.update(clerks_signed_s=max(signed) - start, clerks_signed_p50_s=sorted(signed)[len(signed) // 2] - start)
+        fig.update(clerks_signed_s=max(signed) - start, clerks_signed_p50_s=sorted(signed)[len(signed) // 2] - start,
+                   sign_for_p50_s=sorted(latency)[len(latency) // 2], sign_for_max_s=max(latency))
+        served = [_histogram(city.net.nodes[n.node_id], "gwx_local_api_request_seconds", SIGN_FOR_ROUTE)
+                  for n in city.nodes if n.level != "city"]
+        fig["sign_for_served_mean_s"] = sum(s for s, _ in served) / max(1, sum(c for _, c in served))
     if seen:
         arrivals = sorted((dt.datetime.fromisoformat(t) - started_at).total_seconds() for t in seen.values())
         fig.update(first_delivered_s=arrivals[0], delivered_s=arrivals[-1],
@@ -401,6 +411,18 @@ def _series(node: LocalNode, name: str, label: str = "peer") -> dict[str, float]
     text = text.decode() if isinstance(text, bytes) else text
     return {line.split(f'{label}="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
             for line in text.splitlines() if line.startswith(name + "{") and f'{label}="' in line}
+
+
+SIGN_FOR_ROUTE = "/api/v1/inbox/{doc_id}/sign-for"
+
+
+def _histogram(node: LocalNode, name: str, route: str) -> tuple[float, int]:
+    """A histogram's sum and count for one route on the node's /metrics."""
+    text = node.client("operator").get("/metrics")
+    text = text.decode() if isinstance(text, bytes) else text
+    label = f'{{route="{route}"}} '
+    found = {line.split("{", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if label in line}
+    return found.get(name + "_sum", 0.0), int(found.get(name + "_count", 0))
 
 
 def envelope_counts(city: City) -> dict:
@@ -439,6 +461,9 @@ def table(fig: dict) -> None:
          f"{fig['received']:,} of {fig['recipients']:,} received; median {fig.get('delivered_p50_s', 0):.1f} s"),
         ("every clerk has signed (local API)", f"{fig.get('clerks_signed_s', float('nan')):.1f} s",
          f"median {fig.get('clerks_signed_p50_s', float('nan')):.1f} s"),
+        ("one 签收 at the local API, p50 / max", f"{fig.get('sign_for_p50_s', float('nan')):.2f} s",
+         f"max {fig.get('sign_for_max_s', float('nan')):.1f} s; served in {fig.get('sign_for_served_mean_s', 0):.3f} s"
+         f" on average ({CLERKS_AT_ONCE} requests in flight)"),
         ("every 签收 back (signed_back_s)", f"{fig.get('signed_back_s', float('nan')):.1f} s",
          f"{fig['signed_back']:,} of {fig['recipients']:,} 已签收 at the sender"),
         ("bytes sent by the origin", f"{fig['origin_bytes'] / MiB:.1f} MiB",
