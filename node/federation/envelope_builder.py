@@ -346,8 +346,9 @@ class _ReadNotices:
 
 
 def _read_notices(blobs, group: list[Draft]) -> _ReadNotices:
-    """Each draft's notice from its payload blob (in a worker thread); the ones that cannot be read
-    (blob gone or altered, not one notice of the draft's type) apart."""
+    """Each draft's notice from its payload blob (in a worker thread); the ones that can never be
+    read (blob gone or altered, not one notice of the draft's type) apart. Another error (the disk
+    failing) is raised: the drafts wait and the destination backs off, as for any draft."""
     read = _ReadNotices()
     for d in group:
         try:
@@ -358,7 +359,9 @@ def _read_notices(blobs, group: list[Draft]) -> _ReadNotices:
             if notice.type is not d.header.type:
                 raise NoticeError(f"a {d.header.type.value} draft carries a {notice.type.value} notice",
                                   code="NOTICE_TYPE_MISMATCH")
-        except (OSError, GwxError) as exc:
+        except (FileNotFoundError, GwxError) as exc:
+            if isinstance(exc, GwxError) and not _for_good(exc):
+                raise
             read.unreadable.append((d, exc))
             continue
         read.drafts.append((d, notice))
