@@ -25,14 +25,19 @@ The network (``--quick``: 1 city, 2 counties, 4 townships, 60 units):
 The exchange: the city government office sends one 通知 (a sealed PDF body and a 1 MiB
 attachment of random bytes) to every other unit through its local API. A clerk script then, for
 every node, waits until the document is in one of its units' inboxes and signs for (签收) it for
-every unit of that node, each with that unit's own token, through the node's local API. Measured:
+every unit of that node, each with that unit's own token, through the node's local API (48
+requests in flight over the whole city; ``--clerks-per-node N``: N at each node, every node at
+once). Measured:
 ``delivered_s`` (submission start → the last inbox's ``received_at``), ``signed_back_s`` (→ the
 sender's tracking shows every recipient 已签收; the sender is polled every 0.25 s, 2 s for a city),
 ``origin_bytes`` (the city's ``gwx_peer_bytes_sent_total``) and ``origin_peers`` (how many nodes
 it sent to) beside ``package_bytes`` × the city's ``child_links`` (its children in the tree: along
 the tree one fan-out bundle goes to each, issue 8's aim is at most 1.2 × that), peak RSS and
-CPU of every process, and what the notices coming back cost in envelopes: ``city_envelopes_in``
-(what the city accepted, by type) and ``relayed_envelopes`` (headers the counties took in custody).
+CPU of every process (from its start, and ``exchange_cpu_s`` during the exchange alone), what
+the notices coming back cost in envelopes: ``city_envelopes_in`` (what the city accepted, by
+type) and ``relayed_envelopes`` (headers the counties took in custody), and the clerks' side:
+``clerks_signed_s`` (→ the last 签收 taken by its own node), ``sign_for_p50_s`` (one 签收 as the
+clerk waits for it) and ``sign_for_served_mean_s`` (as the nodes served it, their histogram).
 The last line is one JSON object.
 """
 
