@@ -18,7 +18,7 @@ envelope it answers (``in_reply_to``). Fields of one notice, version 1 (every ke
     text     答复 text or urge note, or null
 
 **Batches** (version 2). Several notices answering the same message go in one payload, so 3,600
-签收 of one 通知 cost one envelope per node that signs, not one each::
+签收 of one 通知 cost a few envelopes per node that signs, not one each::
 
     v        2
     type     receipt | return | reply (:data:`BATCHABLE`: what receiving units say, each on its own)
