@@ -13,7 +13,9 @@ happens twice. One bad message is marked failed and never blocks the ones behind
   公文标识 arriving again with another package or from another unit is refused.
 * Notices (签收, 退回, transport-ack, bounce, 答复) move only rows of documents we sent to the
   notice's origin (the ``outgoing`` links); 撤回 and 催办 only inbox rows of the document that
-  origin delivered here. A recall that arrives after 签收/退回 is recorded as refused.
+  origin delivered here. A recall that arrives after 签收/退回 is recorded as refused. A batch of
+  签收 (several notices in one payload, ``exchange_protocol.notices``) is applied in one
+  transaction, each notice checked on its own; one its origin may not send is audited and left out.
 Recipients on this same node are delivered through the same functions, without an envelope.
 """
 
