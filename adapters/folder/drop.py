@@ -93,7 +93,20 @@ def is_complete(path: Path) -> bool | None:
     return None
 
 
+def printable(name: str) -> str:
+    """A file name as an OA and a log can show it: bytes that are not UTF-8 (a GBK name from a Windows
+    share arrives as surrogates, which no UTF-8 file or log can hold) written as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def not_utf8(name: str, shown: str) -> None:
+    if printable(name) != name:
+        raise DropBadName(f"{printable(shown)!r} is not a UTF-8 name (GBK?); name files in UTF-8 (Unicode)",
+                          file=printable(shown))
+
+
 def check_drop_name(name: str) -> None:
+    not_utf8(name, name)
     if len(name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise DropBadName(f"the drop's name {name[:60]!r} is longer than {MAX_NAME} characters or has control "
                           "characters", name=name[:MAX_NAME])
@@ -105,6 +118,7 @@ def read_folder(path: Path, limits: DropLimits) -> DropContents:
     attachments: list[tuple[str, Path]] = []
     total = 0
     for entry in _entries(path):
+        not_utf8(entry.name, entry.name)
         lower = entry.name.lower()
         if lower == READY_MARKER:
             regular_file(entry, entry.name)
@@ -184,6 +198,7 @@ def _attachments(directory: Path) -> tuple[list[tuple[str, Path]], int]:
     total = 0
     for entry in _entries(directory):
         shown = f"{ATTACHMENTS_DIR}/{entry.name}"
+        not_utf8(entry.name, shown)
         total += regular_file(entry, shown).st_size
         try:
             attachment_member(entry.name)

@@ -65,7 +65,12 @@ class FolderLayout:
 
 def write_json(path: Path, value: Any) -> None:
     """``path`` appears whole or not at all (temp ``.name.*``, fsync, rename, fsync of the directory)."""
-    write_public_file(path, json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8") + b"\n")
+    text = json.dumps(value, ensure_ascii=False, indent=1)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 somewhere in it: escaped, never an error here
+        data = json.dumps(value, ensure_ascii=True, indent=1).encode("ascii")
+    write_public_file(path, data + b"\n")
 
 
 def read_json(path: Path) -> Any:

@@ -1,0 +1,66 @@
+"""Drops that must be one drop's problem, never the unit's: run on the sending side alone, in-process.
+
+These drops are refused before the document service is asked anything, so the watcher runs here
+with no node behind it (``service=None``): a refusal that reached the service would fail loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapters.folder.drop import DropLimits
+from adapters.folder.layout import FolderLayout
+from adapters.folder.outgoing import Outgoing
+
+ROOT = Path(__file__).resolve().parents[3]
+GBK = "文件".encode("gbk")  # what an OA on a Chinese Windows share writes: not UTF-8
+assert GBK == b"\xce\xc4\xbc\xfe"  # and not valid UTF-8 by chance (some GBK pairs are)
+
+
+def watcher(root: Path) -> Outgoing:
+    layout = FolderLayout(root)
+    layout.create()
+    return Outgoing(layout, "CITY", None, DropLimits(body=1 << 20, total=4 << 20),  # type: ignore[arg-type]
+                    lambda: datetime.now(UTC), poll_seconds=0.01)
+
+
+def make_drop(path: bytes, attachments: dict[bytes, bytes] | None = None, meta: bytes = b"{}") -> None:
+    os.mkdir(path)
+    for name, data in {b"META.json": meta, b"body.pdf": b"%PDF-1.4", b".ready": b""}.items():
+        with open(os.path.join(path, name), "wb") as f:
+            f.write(data)
+    if attachments:
+        os.mkdir(os.path.join(path, b"attachments"))
+        for name, data in attachments.items():
+            with open(os.path.join(path, b"attachments", name), "wb") as f:
+                f.write(data)
+
+
+def error_of(root: Path) -> list[dict]:
+    return [json.loads((Path(os.fsdecode(entry.path)) / "error.json").read_text("utf-8"))
+            for entry in os.scandir(root / "rejects")]
+
+
+def test_a_drop_whose_name_is_not_utf8_is_rejected_not_retried_for_ever(tmp_path):
+    out = watcher(tmp_path)
+    make_drop(os.fsencode(tmp_path / "outgoing") + b"/" + GBK + b"-001")
+    assert asyncio.run(out.tick()) == 1
+    assert os.listdir(tmp_path / "work") == [] and os.listdir(tmp_path / "outgoing") == []
+    [error] = error_of(tmp_path)
+    assert error["code"] == "DROP_BAD_NAME" and "UTF-8" in error["message"]
+
+
+def test_an_attachment_not_named_in_utf8_is_rejected_and_later_drops_go_on(tmp_path):
+    out = watcher(tmp_path)
+    outgoing = os.fsencode(tmp_path / "outgoing")
+    make_drop(outgoing + b"/a-first", {GBK + b".pdf": b"%PDF-1.4"})
+    assert asyncio.run(out.tick()) == 1
+    [error] = error_of(tmp_path)
+    assert error["code"] == "DROP_BAD_NAME" and os.listdir(tmp_path / "work") == []
+    make_drop(outgoing + b"/b-second", meta=b"not json")  # the next drop is looked at, and refused for itself
+    assert asyncio.run(out.tick()) == 1
+    assert sorted(e["code"] for e in error_of(tmp_path)) == ["DOC_MALFORMED_JSON", "DROP_BAD_NAME"]
