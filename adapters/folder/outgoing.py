@@ -3,7 +3,8 @@
 One drop at a time per unit, in four durable steps (a kill -9 may land between any two):
 
 1. **claim** — ``outgoing/NAME`` is renamed to ``work/NAME/NAME`` (one atomic rename: the OA can no
-   longer change it, and a second watcher could not take it too);
+   longer change it, and a second watcher could not take it too); a drop that cannot be moved (another
+   user's folder: EACCES) is left where it is, logged once, and the other drops go on;
 2. **key** — before anything is sent, ``work/NAME/.claim.json`` records the drop's 公文标识 (META.json's
    ``id`` if the OA gave one, else a new one): the idempotency key of this drop. A 公文标识 the unit
    has already sent is refused here (``DROP_ALREADY_SENT``), so any document found under the key
@@ -105,6 +106,7 @@ class Outgoing:
         self.principal = folder_principal(unit)
         self._retry: dict[str, tuple[int, float]] = {}  # claim → (failures, monotonic time it is due)
         self._ignored: set[str] = set()
+        self._unclaimable: set[str] = set()  # drops in outgoing/ the node could not move (said once)
 
     async def tick(self) -> int:
         """Finish the claims in ``work/`` that are due, then claim and send each complete drop.
@@ -128,7 +130,12 @@ class Outgoing:
             await self._process(name)
         except GwxError as exc:
             if disposition(exc) is Disposition.GIVE_UP:
-                await asyncio.to_thread(self._reject, name, exc)
+                try:
+                    await asyncio.to_thread(self._reject, name, exc)
+                except Exception as failed:  # our disk (or a bug): the reject is finished next time
+                    log.exception("folder %s: the reject of drop %s could not be written", self.unit, name)
+                    self._later(name, failed)
+                    return 0
                 self._retry.pop(name, None)
                 return 1
             self._later(name, exc)
@@ -264,6 +271,9 @@ class Outgoing:
         ready = []
         with os.scandir(self.layout.outgoing) as it:
             entries = list(it)
+        present = {entry.name for entry in entries}
+        self._ignored &= present  # names the OA has removed are forgotten: the sets stay as small as the folder
+        self._unclaimable &= present
         for entry in entries:
             verdict = is_complete(Path(entry.path))
             if not verdict and entry.name not in self._ignored and not in_progress(entry.name):
@@ -291,6 +301,14 @@ class Outgoing:
         except FileNotFoundError:  # the OA took it back
             os.rmdir(claim_dir)
             return False
+        except OSError as exc:  # this drop's trouble (EACCES: another user's folder), not the unit's
+            os.rmdir(claim_dir)
+            if name not in self._unclaimable:  # said once; tried again each round in case it is fixed
+                self._unclaimable.add(name)
+                log.error("folder %s: cannot take outgoing/%s (%s); it is left there and the other drops go "
+                          "on", self.unit, name, exc.strerror or exc)
+            return False
+        self._unclaimable.discard(name)
         fsync_dir(claim_dir)
         fsync_dir(self.layout.outgoing)
         fsync_dir(self.layout.work)

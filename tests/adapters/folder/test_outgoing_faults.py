@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,3 +68,48 @@ def test_an_attachment_not_named_in_utf8_is_rejected_and_later_drops_go_on(tmp_p
     make_drop(outgoing + b"/b-second", meta=b"not json")  # the next drop is looked at, and refused for itself
     assert asyncio.run(out.tick()) == 1
     assert sorted(e["code"] for e in error_of(tmp_path)) == ["DOC_MALFORMED_JSON", "DROP_BAD_NAME"]
+
+
+CHILD = """
+import asyncio, json, logging, sys
+sys.path.insert(0, sys.argv[2])
+from tests.adapters.folder.test_outgoing_faults import watcher
+from pathlib import Path
+logging.basicConfig(level=logging.INFO)
+out = watcher(Path(sys.argv[1]))
+print(json.dumps([asyncio.run(out.tick()) for _ in range(3)]))
+"""
+
+
+def test_a_drop_the_node_cannot_move_is_skipped_and_later_drops_go_on(tmp_path):
+    """A drop folder another user owns with mode 0755 cannot be renamed (moving a directory needs write
+    permission on it): EACCES. Checked as an unprivileged user (root may move anything)."""
+    if os.geteuid() == 0:
+        root = Path(tempfile.mkdtemp(prefix="gwx-folder-"))
+        os.chmod(root, 0o755)
+        as_user = {"user": 65534, "group": 65534, "extra_groups": []}
+    else:
+        root, as_user = tmp_path, {}
+    try:
+        for part in ("outgoing", "results", "rejects", "inbox", "inbox/events", "work"):
+            (root / part).mkdir()
+        outgoing = os.fsencode(root / "outgoing")
+        make_drop(outgoing + b"/a-locked")
+        make_drop(outgoing + b"/b-next", meta=b"not json")
+        os.utime(root / "outgoing" / "a-locked", (1, 1))  # the oldest: first in every round
+        if as_user:
+            for path in [root, *root.rglob("*")]:
+                os.chown(path, 65534, 65534)
+            os.chown(root / "outgoing" / "a-locked", 0, 0)
+        else:
+            os.chmod(root / "outgoing" / "a-locked", 0o555)
+        child = subprocess.run([sys.executable, "-c", CHILD, str(root), str(ROOT)], capture_output=True,
+                               text=True, timeout=60, cwd="/", **as_user)
+        assert child.returncode == 0, child.stderr
+        assert json.loads(child.stdout) == [1, 0, 0]
+        assert [e["code"] for e in error_of(root)] == ["DOC_MALFORMED_JSON"]
+        assert os.listdir(root / "work") == [] and os.listdir(root / "outgoing") == ["a-locked"]
+        assert child.stderr.count("cannot take outgoing/a-locked") == 1, child.stderr
+    finally:
+        os.chmod(root / "outgoing" / "a-locked", 0o755)
+        shutil.rmtree(root)
