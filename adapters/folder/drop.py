@@ -15,10 +15,17 @@ anywhere (the drop itself included), files with other names (hard links), anythi
 above, attachment names a package cannot carry, a missing META.json or body, and sizes past the
 node's limits (``[limits] max_body_pdf_bytes`` for the body, ``max_envelope_bytes`` for all).
 META.json is read with a cap before it is parsed, never whole into memory when it is huge.
+
+A claimed folder is never read twice by path: :func:`copy_folder` opens each entry once, relative
+to its directory's descriptor and without following links (``O_NOFOLLOW``), checks it on the open
+descriptor and copies it into the claim's private ``.unpacked/``; that copy is what is checked and
+sent. Swapping a file for a link after the checks (the OA runs as the same user, or holds the drop
+as its working directory) changes nothing the node sends.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -147,6 +154,70 @@ def read_folder(path: Path, limits: DropLimits) -> DropContents:
     if body is None:
         raise DropNoBody("the drop has no body.pdf (the 正文 to seal and send)")
     return DropContents(read_meta(meta_path), body, attachments, total)
+
+
+def copy_folder(source: Path, target: Path, limits: DropLimits) -> Path:
+    """Copy the drop folder ``source`` into the new private directory ``target``, each entry opened once
+    without following links; returns ``target``. At most ``limits.total`` bytes are read."""
+    fd = _open_dir(source, source.name, None)
+    try:
+        os.mkdir(target, 0o700)
+        _copy_dir(fd, target, "", [limits.total], limits)
+    finally:
+        os.close(fd)
+    return target
+
+
+def _open_dir(name: Path | str, shown: str, dir_fd: int | None) -> int:
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link (or a file) where a folder was
+            raise DropSymlink(f"{shown!r} is not a real folder (a symbolic link?); a drop is real files",
+                              file=shown) from None
+        raise
+
+
+def _copy_dir(dir_fd: int, target: Path, prefix: str, budget: list[int], limits: DropLimits) -> None:
+    for name in sorted(os.listdir(dir_fd)):
+        shown = prefix + name
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode) and not prefix and name.lower() == ATTACHMENTS_DIR:
+            sub = _open_dir(name, shown, dir_fd)
+            try:
+                os.mkdir(target / name, 0o700)
+                _copy_dir(sub, target / name, shown + "/", budget, limits)
+            finally:
+                os.close(sub)
+        elif stat.S_ISLNK(st.st_mode):
+            raise DropSymlink(f"{shown!r} is a symbolic link; a drop is real files", file=shown)
+        elif not stat.S_ISREG(st.st_mode):
+            raise DropUnexpectedEntry(f"{shown!r} is not a regular file", file=shown)
+        else:
+            _copy_file(dir_fd, name, shown, target / name, budget, limits)
+
+
+def _copy_file(dir_fd: int, name: str, shown: str, target: Path, budget: list[int], limits: DropLimits) -> None:
+    try:  # O_NONBLOCK: a FIFO swapped in cannot hang the watcher
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DropSymlink(f"{shown!r} is a symbolic link; a drop is real files", file=shown) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())  # the file actually opened, not the name checked a moment ago
+        if not stat.S_ISREG(st.st_mode):
+            raise DropUnexpectedEntry(f"{shown!r} is not a regular file", file=shown)
+        if st.st_nlink > 1:
+            raise DropHardLink(f"{shown!r} has {st.st_nlink - 1} other name(s) on this disk (a hard link); "
+                               "copy the file into the drop instead", file=shown)
+        with open(target, "xb") as out:
+            while chunk := f.read(min(1 << 20, budget[0] + 1)):
+                budget[0] -= len(chunk)
+                if budget[0] < 0:  # counted on the bytes read: a file growing after fstat is caught too
+                    raise DropTooLarge(f"the drop is more than the {limits.total} bytes a document may have",
+                                       limit=limits.total)
+                out.write(chunk)
 
 
 def read_meta(path: Path) -> dict[str, Any]:

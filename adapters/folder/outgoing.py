@@ -42,6 +42,7 @@ from adapters.folder.drop import (
     DropContents,
     DropLimits,
     check_drop_name,
+    copy_folder,
     in_progress,
     is_complete,
     read_folder,
@@ -199,12 +200,12 @@ class Outgoing:
         drop = claim_dir / name
         refuse_if_symlink(drop)
         check_drop_name(name)
-        if drop.is_dir():
-            return read_folder(drop, self.limits)
-        regular_file(drop, name)
-        unpacked = claim_dir / UNPACKED
+        unpacked = claim_dir / UNPACKED  # the private copy that is checked and sent (drop.copy_folder)
         if os.path.lexists(unpacked):
             shutil.rmtree(unpacked)  # half unpacked before a crash
+        if drop.is_dir():
+            return read_folder(copy_folder(drop, unpacked, self.limits), self.limits)
+        regular_file(drop, name)
         return read_folder(unpack(drop, unpacked, self.limits), self.limits)
 
     # ---- outcomes (blocking: run in a thread) ----------------------------------------------------------

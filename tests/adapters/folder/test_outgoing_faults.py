@@ -113,3 +113,24 @@ def test_a_drop_the_node_cannot_move_is_skipped_and_later_drops_go_on(tmp_path):
     finally:
         os.chmod(root / "outgoing" / "a-locked", 0o755)
         shutil.rmtree(root)
+
+
+def test_files_swapped_for_links_after_the_checks_are_not_what_is_sent(tmp_path):
+    """The OA (same user, or holding the drop as its working directory) swaps body.pdf and attachments/
+    for links to another unit's received document after the node has checked the drop: what the node
+    submits is still the bytes it checked."""
+    out = watcher(tmp_path)
+    other = tmp_path / "inbox" / "DOC-OTHER"
+    (other / "attachments").mkdir(parents=True)
+    (other / "body.pdf").write_bytes(b"%PDF-1.4 another unit's secret")
+    (other / "attachments" / "a.pdf").write_bytes(b"%PDF-1.4 secret attachment")
+    make_drop(os.fsencode(tmp_path / "outgoing" / "mine"), {b"a.pdf": b"%PDF-1.4 my attachment"})
+    assert out._claim("mine")
+    contents = out._read("mine")  # checked: what submit is given next
+    drop = tmp_path / "work" / "mine" / "mine"
+    (drop / "body.pdf").unlink()
+    (drop / "body.pdf").symlink_to(other / "body.pdf")
+    shutil.rmtree(drop / "attachments")
+    (drop / "attachments").symlink_to(other / "attachments")
+    assert contents.body.read_bytes() == b"%PDF-1.4"
+    assert [(name, path.read_bytes()) for name, path in contents.attachments] == [("a.pdf", b"%PDF-1.4 my attachment")]
