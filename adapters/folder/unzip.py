@@ -7,11 +7,15 @@ limit, each member's inflation ratio), and the bytes actually inflated are count
 written — zipfile stops a member at its declared size and then fails its CRC, so a zip that lies
 about a size is refused too. Files are created with ``O_EXCL | O_NOFOLLOW`` under a directory only
 the node writes, so two members of one name, or a member that tries to land on a link, fail.
+Before zipfile parses anything, the zip's own size and its end record's member count and directory
+size are checked (read cheaply from the file's tail), and the zip is opened once without following
+links: what is checked is what is unpacked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -20,12 +24,15 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from adapters.folder.drop import MAX_ATTACHMENTS, DropLimits
 from adapters.folder.errors import DropBadName, DropBadZip, DropSymlink, DropTooLarge, DropZipBomb
 
 MAX_MEMBERS = MAX_ATTACHMENTS + 8  # META.json, body.pdf, .ready and a few directory entries
 MAX_RATIO = 200  # inflated / compressed bytes of one member; PDFs and office files stay far below
+MAX_DIRECTORY = MAX_MEMBERS * 1024  # bytes of central directory: 46 per entry + name and extras
+END_SIZE = struct.calcsize(zipfile.structEndArchive)
 RATIO_FLOOR = 1024 * 1024  # members smaller than this may inflate as they like
 CHUNK = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -37,10 +44,58 @@ def unpack(zip_path: Path, target: Path, limits: DropLimits) -> Path:
     """Unpack ``zip_path`` into the new directory ``target``; returns the drop folder inside it
     (``target`` itself, or the one top folder every member is in)."""
     target.mkdir(mode=0o700)
-    try:
-        archive = zipfile.ZipFile(zip_path)
-    except (*_ZIP_READ_ERRORS, OSError) as exc:
-        raise DropBadZip(f"{zip_path.name} is not a readable zip: {_one_line(exc)}", file=zip_path.name) from None
+    try:  # opened once, never through a link: what is checked below is what is unpacked
+        fd = os.open(zip_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DropSymlink(f"{zip_path.name!r} is a symbolic link; a drop is real files",
+                              file=zip_path.name) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        _check_end_record(f, zip_path.name, limits)
+        try:
+            archive = zipfile.ZipFile(f)
+        except (*_ZIP_READ_ERRORS, OSError) as exc:
+            raise DropBadZip(f"{zip_path.name} is not a readable zip: {_one_line(exc)}",
+                             file=zip_path.name) from None
+        _unpack(archive, target, limits)
+    return _drop_root(target)
+
+
+def _check_end_record(f: BinaryIO, shown: str, limits: DropLimits) -> None:
+    """The zip's own size, and the member count and directory size its end record declares, checked
+    before zipfile reads the central directory (it builds an object per entry, whatever the count):
+    a small zip of 200,000 empty members would otherwise cost 100 MiB and seconds to refuse."""
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode):
+        raise DropBadZip(f"{shown!r} is not a regular file", file=shown)
+    if st.st_size > limits.total + MAX_DIRECTORY:
+        raise DropTooLarge(f"the zip is {st.st_size} bytes, more than the {limits.total} a document may have",
+                           size=st.st_size, limit=limits.total)
+    tail_size = min(st.st_size, END_SIZE + 0xFFFF)  # the end record, and a comment of at most 64 KiB
+    f.seek(st.st_size - tail_size)
+    tail = f.read(tail_size)
+    at = tail.rfind(zipfile.stringEndArchive)
+    if at < 0 or len(tail) - at < END_SIZE:
+        raise DropBadZip(f"{shown} is not a zip (no end of central directory record)", file=shown)
+    fields = struct.unpack(zipfile.structEndArchive, tail[at:at + END_SIZE])
+    count, directory_size = fields[4], fields[5]
+    locator = tail[at - 20:at] if at >= 20 else b""
+    if locator[:4] == zipfile.stringEndArchive64Locator:  # zip64: the real figures are in its own record
+        offset = struct.unpack(zipfile.structEndArchive64Locator, locator)[2]
+        f.seek(offset)
+        record = f.read(56)
+        if len(record) < 56 or record[:4] != zipfile.stringEndArchive64:
+            raise DropBadZip(f"{shown} has a broken zip64 end record", file=shown)
+        fields64 = struct.unpack(zipfile.structEndArchive64, record)
+        count, directory_size = fields64[7], fields64[8]
+    if count > MAX_MEMBERS or directory_size > MAX_DIRECTORY:  # the size bounds a count that lies
+        raise DropZipBomb(f"the zip declares {count} members in a {directory_size}-byte directory, more than "
+                          f"the {MAX_MEMBERS} a drop may have", members=count, limit=MAX_MEMBERS)
+    f.seek(0)
+
+
+def _unpack(archive: zipfile.ZipFile, target: Path, limits: DropLimits) -> None:
     with archive:
         infos = archive.infolist()
         _check_declared(infos, limits)
@@ -51,7 +106,6 @@ def unpack(zip_path: Path, target: Path, limits: DropLimits) -> Path:
                 continue
             _make_dirs(target, parts[:-1])
             _extract(archive, info, target.joinpath(*parts))
-    return _drop_root(target)
 
 
 def _check_declared(infos: list[zipfile.ZipInfo], limits: DropLimits) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 import zipfile
 
 import pytest
@@ -93,3 +94,34 @@ def test_a_zip_whose_offsets_point_before_its_start_is_refused_not_retried(tmp_p
     path.write_bytes(bytes(raw))
     with pytest.raises(DropBadZip):
         unpack(path, tmp_path / "out", LIMITS)
+
+
+def _central_directory_only(count: int, declared: int | None = None) -> bytes:
+    """A zip that is nothing but a central directory of ``count`` empty members (what a 17 MB zip of 200k
+    members mostly is); its end record declares ``declared`` entries (default: the truth)."""
+    entries = []
+    for i in range(count):
+        name = f"attachments/{i}.txt".encode()
+        entries.append(struct.pack(zipfile.structCentralDir, zipfile.stringCentralDir, 20, 3, 20, 0, 0, 0, 0, 0,
+                                   0, 0, 0, len(name), 0, 0, 0, 0, 0o644 << 16, 0) + name)
+    directory = b"".join(entries)
+    declared = count if declared is None else declared
+    return directory + struct.pack(zipfile.structEndArchive, zipfile.stringEndArchive, 0, 0, declared, declared,
+                                   len(directory), 0, 0)
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    (_central_directory_only(60_000), DropZipBomb),  # counted in the end record, before zipfile reads it
+    (_central_directory_only(60_000, declared=3), DropZipBomb),  # a lying count: the directory's size tells
+    (b"\0" * (LIMITS.total + 2 * 1024 * 1024), DropTooLarge),  # the zip itself larger than any document
+])
+def test_a_zip_with_a_huge_directory_is_refused_before_it_is_parsed(tmp_path, data, error):
+    (tmp_path / "d.zip").write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(error):
+            unpack(tmp_path / "d.zip", tmp_path / "out", LIMITS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 1024 * 1024, f"{peak} bytes held to refuse it"
