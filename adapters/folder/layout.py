@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pki.keystore import fsync_dir, write_public_file
+from pki.keystore import fsync_dir
 
 DONE_PREFIX = ".done-"  # a claim being removed after its outcome is durable
 
@@ -64,13 +64,28 @@ class FolderLayout:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """``path`` appears whole or not at all (temp ``.name.*``, fsync, rename, fsync of the directory)."""
+    """``path`` appears whole or not at all (temp ``.name.*``, fsync, rename, fsync of the directory);
+    its directory must exist."""
     text = json.dumps(value, ensure_ascii=False, indent=1)
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:  # a name that is not UTF-8 somewhere in it: escaped, never an error here
         data = json.dumps(value, ensure_ascii=True, indent=1).encode("ascii")
-    write_public_file(path, data + b"\n")
+    # Never creates a missing directory: under an unmounted share that would write beneath the bare
+    # mount point, where the OA never looks once the share is back. Failing is retried instead.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)
+            f.write(data + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
 
 
 def read_json(path: Path) -> Any:

@@ -16,7 +16,12 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from adapters.events import SIGNED_FOR, AdapterEvent
 from adapters.folder.drop import DropLimits
+from adapters.folder.errors import InboxUnwritable
+from adapters.folder.inbox import FolderInbox
 from adapters.folder.layout import FolderLayout
 from adapters.folder.outgoing import Outgoing
 
@@ -134,3 +139,21 @@ def test_files_swapped_for_links_after_the_checks_are_not_what_is_sent(tmp_path)
     (drop / "attachments").symlink_to(other / "attachments")
     assert contents.body.read_bytes() == b"%PDF-1.4"
     assert [(name, path.read_bytes()) for name, path in contents.attachments] == [("a.pdf", b"%PDF-1.4 my attachment")]
+
+
+def test_an_event_for_an_unmounted_share_fails_and_is_retried_never_written_under_the_mount_point(tmp_path):
+    """The share is unmounted: ROOT is gone (or the bare mount point is empty). The event must fail (the
+    outbox retries it) rather than re-create ROOT/inbox/events under the mount point, where the OA,
+    after the remount, would never see it."""
+    root = tmp_path / "share"
+    FolderLayout(root).create()
+    inbox = FolderInbox(FolderLayout(root), "CITY", None)  # type: ignore[arg-type]
+    event = AdapterEvent(7, SIGNED_FOR, "CITY", "DOC-1", datetime.now(UTC), {"recipient": "A1"}, "n1-7")
+    shutil.rmtree(root)
+    with pytest.raises(InboxUnwritable):
+        asyncio.run(inbox.deliver(event))
+    assert not root.exists()
+    root.mkdir()  # the bare mount point: there, but not the share
+    with pytest.raises(InboxUnwritable):
+        asyncio.run(inbox.deliver(event))
+    assert os.listdir(root) == []
