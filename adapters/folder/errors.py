@@ -82,6 +82,14 @@ class DropAlreadySent(DropRefused):
     kind = ErrorKind.CONFLICT
 
 
+class DropDuplicateId(DropRefused):
+    """META.json names a 公文标识 another drop of this unit, claimed and not yet sent, already holds:
+    sending this one under it would let the other drop be reported as sent with this one's content."""
+
+    code = "DROP_DUPLICATE_ID"
+    kind = ErrorKind.CONFLICT
+
+
 class InboxUnwritable(GwxError):
     """The inbox folder cannot be written (disk full, unmounted share): the event is tried again later."""
 

@@ -7,8 +7,8 @@ One drop at a time per unit, in four durable steps (a kill -9 may land between a
    user's folder: EACCES) is left where it is, logged once, and the other drops go on;
 2. **key** — before anything is sent, ``work/NAME/.claim.json`` records the drop's 公文标识 (META.json's
    ``id`` if the OA gave one, else a new one): the idempotency key of this drop. A 公文标识 the unit
-   has already sent is refused here (``DROP_ALREADY_SENT``), so any document found under the key
-   later can only be this drop's;
+   has already sent is refused here (``DROP_ALREADY_SENT``), and so is one another claimed drop, not yet
+   sent, holds (``DROP_DUPLICATE_ID``), so any document found under the key later can only be this drop's;
 3. **submit** — the document service's ``submit`` (:mod:`node.documents.contract`) as a clerk
    principal of the unit, with the key as the document's id: the outbox rows and the messages to
    every recipient commit in one transaction, so the key is sent completely or not at all;
@@ -29,6 +29,7 @@ killed: the crash tests' way of landing a kill -9 exactly there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -49,7 +50,7 @@ from adapters.folder.drop import (
     refuse_if_symlink,
     regular_file,
 )
-from adapters.folder.errors import DropAlreadySent
+from adapters.folder.errors import DropAlreadySent, DropDuplicateId
 from adapters.folder.layout import (
     DONE_PREFIX,
     FolderLayout,
@@ -180,6 +181,10 @@ class Outgoing:
         """The drop's idempotency key, durable before it is submitted under it."""
         doc_id = contents.meta.get("id")
         if isinstance(doc_id, str):
+            holder = await asyncio.to_thread(self._claim_holding, doc_id, name)
+            if holder is not None:
+                raise DropDuplicateId(f"the drop {holder!r}, not sent yet, already has the id {doc_id} (META.json "
+                                      "id); nothing was sent for this one", doc_id=doc_id, drop=holder)
             if await self._sent(doc_id) is not None:
                 raise DropAlreadySent(f"this unit has already sent a document {doc_id} (META.json id); nothing "
                                       "was sent again", doc_id=doc_id)
@@ -188,6 +193,16 @@ class Outgoing:
         record = {"drop": name, "doc_id": doc_id, "claimed_at": self.clock().isoformat()}
         await asyncio.to_thread(write_json, self.layout.work / name / CLAIM, record)
         return record
+
+    def _claim_holding(self, doc_id: str, name: str) -> str | None:
+        """The other claim in ``work/`` keyed with ``doc_id``, if any: a key identifies one drop only."""
+        for other in self._claims():
+            if other != name:
+                with contextlib.suppress(OSError, ValueError):
+                    record = _read_record(self.layout.work / other / CLAIM)
+                    if isinstance(record, dict) and record.get("doc_id") == doc_id:
+                        return other
+        return None
 
     async def _sent(self, doc_id: str) -> dict[str, Any] | None:
         try:

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from adapters.events import SIGNED_FOR, AdapterEvent
 from adapters.folder.drop import DropLimits
 from adapters.folder.errors import InboxUnwritable
 from adapters.folder.inbox import FolderInbox
-from adapters.folder.layout import FolderLayout
-from adapters.folder.outgoing import Outgoing
+from adapters.folder.layout import FolderLayout, write_json
+from adapters.folder.outgoing import CLAIM, Outgoing
 
 ROOT = Path(__file__).resolve().parents[3]
 GBK = "文件".encode("gbk")  # what an OA on a Chinese Windows share writes: not UTF-8
@@ -157,3 +158,21 @@ def test_an_event_for_an_unmounted_share_fails_and_is_retried_never_written_unde
     with pytest.raises(InboxUnwritable):
         asyncio.run(inbox.deliver(event))
     assert os.listdir(root) == []
+
+
+def test_a_second_drop_with_the_id_of_a_drop_still_waiting_is_refused_not_sent_in_its_place(tmp_path):
+    """Drop A (META.json id X) is claimed and keyed, then waits in backoff (the store was busy). Drop B,
+    another name with the same X, must not be sent under X: A's retry would find X sent and report A
+    as sent while A's own content was never sent."""
+    out = watcher(tmp_path)
+    outgoing = os.fsencode(tmp_path / "outgoing")
+    make_drop(outgoing + b"/a-first", meta=b'{"id": "oa-2026-0042"}')
+    assert out._claim("a-first")
+    write_json(tmp_path / "work" / "a-first" / CLAIM, {"drop": "a-first", "doc_id": "oa-2026-0042",
+                                                       "claimed_at": "2026-11-30T12:00:00+00:00"})
+    out._retry["a-first"] = (1, time.monotonic() + 3600)  # in backoff: not tried in this round
+    make_drop(outgoing + b"/b-second", meta=b'{"id": "oa-2026-0042"}')
+    assert asyncio.run(out.tick()) == 1
+    [error] = error_of(tmp_path)
+    assert error["code"] == "DROP_DUPLICATE_ID" and "a-first" in error["message"]
+    assert os.listdir(tmp_path / "work") == ["a-first"]  # A keeps its claim and its key
