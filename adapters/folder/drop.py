@@ -124,9 +124,14 @@ def read_folder(path: Path, limits: DropLimits) -> DropContents:
     meta_path = body = None
     attachments: list[tuple[str, Path]] = []
     total = 0
+    seen: dict[str, str] = {}
     for entry in _entries(path):
         not_utf8(entry.name, entry.name)
         lower = entry.name.lower()
+        if lower in seen:  # META.json and meta.json on a case-sensitive disk: never pick one silently
+            raise DropBadName(f"the drop has {lower!r} twice (spelt {seen[lower]!r} and {entry.name!r})",
+                              file=entry.name)
+        seen[lower] = entry.name
         if lower == READY_MARKER:
             regular_file(entry, entry.name)
         elif lower == META_NAME:

@@ -176,3 +176,22 @@ def test_a_second_drop_with_the_id_of_a_drop_still_waiting_is_refused_not_sent_i
     [error] = error_of(tmp_path)
     assert error["code"] == "DROP_DUPLICATE_ID" and "a-first" in error["message"]
     assert os.listdir(tmp_path / "work") == ["a-first"]  # A keeps its claim and its key
+
+
+@pytest.mark.parametrize("second", [b"meta.json", b"BODY.PDF", b"Attachments"])
+def test_a_drop_with_two_spellings_of_one_part_is_refused_not_picked_from(tmp_path, second):
+    """Names match without regard to case, so on a case-sensitive disk META.json and meta.json could
+    both be there: which one is sent must not depend on the order of a listing."""
+    out = watcher(tmp_path)
+    drop = os.fsencode(tmp_path / "outgoing" / "two")
+    make_drop(drop, {b"a.pdf": b"%PDF-1.4"})
+    if second == b"Attachments":
+        os.mkdir(os.path.join(drop, second))
+        with open(os.path.join(drop, second, b"b.pdf"), "wb") as f:
+            f.write(b"%PDF-1.4")
+    else:
+        with open(os.path.join(drop, second), "wb") as f:
+            f.write(b"{}" if second == b"meta.json" else b"%PDF-1.4 other")
+    assert asyncio.run(out.tick()) == 1
+    [error] = error_of(tmp_path)
+    assert error["code"] == "DROP_BAD_NAME" and "twice" in error["message"]
