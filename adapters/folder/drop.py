@@ -40,6 +40,7 @@ from adapters.folder.errors import (
     DropSymlink,
     DropTooLarge,
     DropUnexpectedEntry,
+    DropUnreadable,
 )
 from exchange_protocol.canonical import load_json
 from exchange_protocol.errors import MalformedMetadata, PackageError
@@ -180,7 +181,15 @@ def _open_dir(name: Path | str, shown: str, dir_fd: int | None) -> int:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link (or a file) where a folder was
             raise DropSymlink(f"{shown!r} is not a real folder (a symbolic link?); a drop is real files",
                               file=shown) from None
+        refuse_if_unreadable(exc, shown)
         raise
+
+
+def refuse_if_unreadable(exc: OSError, shown: str) -> None:
+    """EACCES/EPERM opening a file of the drop: the OA's permissions, which no retry changes."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        raise DropUnreadable(f"the node may not read {shown!r} ({exc.strerror}); let the node's user read the "
+                             "drop", file=shown) from None
 
 
 def _copy_dir(dir_fd: int, target: Path, prefix: str, budget: list[int], limits: DropLimits) -> None:
@@ -208,6 +217,7 @@ def _copy_file(dir_fd: int, name: str, shown: str, target: Path, budget: list[in
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise DropSymlink(f"{shown!r} is a symbolic link; a drop is real files", file=shown) from None
+        refuse_if_unreadable(exc, shown)
         raise
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())  # the file actually opened, not the name checked a moment ago

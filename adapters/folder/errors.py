@@ -61,6 +61,13 @@ class DropTooLarge(DropRefused):
     kind = ErrorKind.INVALID_INPUT
 
 
+class DropUnreadable(DropRefused):
+    """A file of the drop the node may not open (another user's, mode 0600): retrying would not help."""
+
+    code = "DROP_UNREADABLE"
+    kind = ErrorKind.INVALID_INPUT
+
+
 class DropBadZip(DropRefused):
     """Not a zip we can read: truncated, encrypted, an unknown compression, a checksum that fails."""
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from adapters.folder.drop import MAX_ATTACHMENTS, DropLimits
+from adapters.folder.drop import MAX_ATTACHMENTS, DropLimits, refuse_if_unreadable
 from adapters.folder.errors import DropBadName, DropBadZip, DropSymlink, DropTooLarge, DropZipBomb
 
 MAX_MEMBERS = MAX_ATTACHMENTS + 8  # META.json, body.pdf, .ready and a few directory entries
@@ -50,6 +50,7 @@ def unpack(zip_path: Path, target: Path, limits: DropLimits) -> Path:
         if exc.errno == errno.ELOOP:
             raise DropSymlink(f"{zip_path.name!r} is a symbolic link; a drop is real files",
                               file=zip_path.name) from None
+        refuse_if_unreadable(exc, zip_path.name)
         raise
     with os.fdopen(fd, "rb") as f:
         _check_end_record(f, zip_path.name, limits)

@@ -195,3 +195,41 @@ def test_a_drop_with_two_spellings_of_one_part_is_refused_not_picked_from(tmp_pa
     assert asyncio.run(out.tick()) == 1
     [error] = error_of(tmp_path)
     assert error["code"] == "DROP_BAD_NAME" and "twice" in error["message"]
+
+
+def test_a_drop_the_node_cannot_read_is_rejected_not_retried_for_ever(tmp_path):
+    """A zip, or a file in a drop folder, another user owns with mode 0600: the node can move it (its
+    folder is writable) but never read it. Each is refused once as DROP_UNREADABLE."""
+    if os.geteuid() == 0:
+        root = Path(tempfile.mkdtemp(prefix="gwx-folder-"))
+        os.chmod(root, 0o755)
+        as_user = {"user": 65534, "group": 65534, "extra_groups": []}
+    else:
+        root, as_user = tmp_path, {}
+    try:
+        for part in ("outgoing", "results", "rejects", "inbox", "inbox/events", "work"):
+            (root / part).mkdir()
+        outgoing = os.fsencode(root / "outgoing")
+        make_drop(outgoing + b"/folder-drop")
+        (root / "outgoing" / "zipped.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+        unreadable = (root / "outgoing" / "zipped.zip", root / "outgoing" / "folder-drop" / "body.pdf")
+        if as_user:
+            for path in [root, *root.rglob("*")]:
+                os.chown(path, 65534, 65534)
+            for path in unreadable:
+                os.chown(path, 0, 0)
+                os.chmod(path, 0o600)
+        else:
+            for path in unreadable:
+                os.chmod(path, 0)
+        child = subprocess.run([sys.executable, "-c", CHILD, str(root), str(ROOT)], capture_output=True,
+                               text=True, timeout=60, cwd="/", **as_user)
+        assert child.returncode == 0, child.stderr
+        assert json.loads(child.stdout) == [2, 0, 0], child.stderr
+        assert sorted(e["code"] for e in error_of(root)) == ["DROP_UNREADABLE", "DROP_UNREADABLE"]
+        assert os.listdir(root / "work") == []
+    finally:
+        if not as_user:
+            for path in root.rglob("*"):
+                os.chmod(path, 0o755)
+        shutil.rmtree(root)
