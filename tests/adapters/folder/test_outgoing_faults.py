@@ -233,3 +233,18 @@ def test_a_drop_the_node_cannot_read_is_rejected_not_retried_for_ever(tmp_path):
             for path in root.rglob("*"):
                 os.chmod(path, 0o755)
         shutil.rmtree(root)
+
+
+def test_a_stray_file_is_logged_once_and_forgotten_once_it_is_gone(tmp_path, caplog):
+    """The names the watcher has said it leaves alone are forgotten when the OA removes them: the set
+    stays as small as the folder, and a name that comes back is said again."""
+    out = watcher(tmp_path)
+    stray = tmp_path / "outgoing" / "readme.txt"
+    caplog.set_level("INFO", logger="gwx.folder")
+    for present in (True, True, False, True):
+        if present:
+            stray.write_text("not a drop")
+        else:
+            stray.unlink()
+        asyncio.run(out.tick())
+    assert caplog.text.count("leaving outgoing/readme.txt alone") == 2
