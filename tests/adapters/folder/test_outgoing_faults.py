@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,37 +87,32 @@ print(json.dumps([asyncio.run(out.tick()) for _ in range(3)]))
 
 
 def test_a_drop_the_node_cannot_move_is_skipped_and_later_drops_go_on(tmp_path):
-    """A drop folder another user owns with mode 0755 cannot be renamed (moving a directory needs write
-    permission on it): EACCES. Checked as an unprivileged user (root may move anything)."""
+    """A drop folder another user owns with mode 0555 cannot be renamed (moving a directory needs write
+    permission on it): EACCES. As root, the node runs in a user namespace of its own (``unshare -U``):
+    it keeps its uid for the files it owns but loses root's power over another user's."""
+    root = tmp_path
+    for part in ("outgoing", "results", "rejects", "inbox", "inbox/events", "work"):
+        (root / part).mkdir()
+    outgoing = os.fsencode(root / "outgoing")
+    make_drop(outgoing + b"/a-locked")
+    make_drop(outgoing + b"/b-next", meta=b"not json")
+    locked = root / "outgoing" / "a-locked"
+    os.utime(locked, (1, 1))  # the oldest: first in every round
+    prefix: list[str] = []
     if os.geteuid() == 0:
-        root = Path(tempfile.mkdtemp(prefix="gwx-folder-"))
-        os.chmod(root, 0o755)
-        as_user = {"user": 65534, "group": 65534, "extra_groups": []}
-    else:
-        root, as_user = tmp_path, {}
+        os.chown(locked, 65534, 65534)
+        prefix = ["unshare", "-U"]
+    os.chmod(locked, 0o555)
     try:
-        for part in ("outgoing", "results", "rejects", "inbox", "inbox/events", "work"):
-            (root / part).mkdir()
-        outgoing = os.fsencode(root / "outgoing")
-        make_drop(outgoing + b"/a-locked")
-        make_drop(outgoing + b"/b-next", meta=b"not json")
-        os.utime(root / "outgoing" / "a-locked", (1, 1))  # the oldest: first in every round
-        if as_user:
-            for path in [root, *root.rglob("*")]:
-                os.chown(path, 65534, 65534)
-            os.chown(root / "outgoing" / "a-locked", 0, 0)
-        else:
-            os.chmod(root / "outgoing" / "a-locked", 0o555)
-        child = subprocess.run([sys.executable, "-c", CHILD, str(root), str(ROOT)], capture_output=True,
-                               text=True, timeout=60, cwd="/", **as_user)
+        child = subprocess.run([*prefix, sys.executable, "-c", CHILD, str(root), str(ROOT)], capture_output=True,
+                               text=True, timeout=60, cwd="/")
         assert child.returncode == 0, child.stderr
         assert json.loads(child.stdout) == [1, 0, 0]
         assert [e["code"] for e in error_of(root)] == ["DOC_MALFORMED_JSON"]
         assert os.listdir(root / "work") == [] and os.listdir(root / "outgoing") == ["a-locked"]
         assert child.stderr.count("cannot take outgoing/a-locked") == 1, child.stderr
     finally:
-        os.chmod(root / "outgoing" / "a-locked", 0o755)
-        shutil.rmtree(root)
+        os.chmod(locked, 0o755)
 
 
 def test_files_swapped_for_links_after_the_checks_are_not_what_is_sent(tmp_path):
@@ -199,40 +193,32 @@ def test_a_drop_with_two_spellings_of_one_part_is_refused_not_picked_from(tmp_pa
 
 def test_a_drop_the_node_cannot_read_is_rejected_not_retried_for_ever(tmp_path):
     """A zip, or a file in a drop folder, another user owns with mode 0600: the node can move it (its
-    folder is writable) but never read it. Each is refused once as DROP_UNREADABLE."""
+    folder is writable) but never read it. Each is refused once as DROP_UNREADABLE. As root, the node
+    runs in a user namespace of its own (``unshare -U``), without root's power over another's files."""
+    root = tmp_path
+    for part in ("outgoing", "results", "rejects", "inbox", "inbox/events", "work"):
+        (root / part).mkdir()
+    outgoing = os.fsencode(root / "outgoing")
+    make_drop(outgoing + b"/folder-drop")
+    (root / "outgoing" / "zipped.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    unreadable = (root / "outgoing" / "zipped.zip", root / "outgoing" / "folder-drop" / "body.pdf")
+    prefix: list[str] = []
+    for path in unreadable:
+        if os.geteuid() == 0:
+            os.chown(path, 65534, 65534)
+        os.chmod(path, 0o600 if os.geteuid() == 0 else 0)
     if os.geteuid() == 0:
-        root = Path(tempfile.mkdtemp(prefix="gwx-folder-"))
-        os.chmod(root, 0o755)
-        as_user = {"user": 65534, "group": 65534, "extra_groups": []}
-    else:
-        root, as_user = tmp_path, {}
+        prefix = ["unshare", "-U"]
     try:
-        for part in ("outgoing", "results", "rejects", "inbox", "inbox/events", "work"):
-            (root / part).mkdir()
-        outgoing = os.fsencode(root / "outgoing")
-        make_drop(outgoing + b"/folder-drop")
-        (root / "outgoing" / "zipped.zip").write_bytes(b"PK\x05\x06" + bytes(18))
-        unreadable = (root / "outgoing" / "zipped.zip", root / "outgoing" / "folder-drop" / "body.pdf")
-        if as_user:
-            for path in [root, *root.rglob("*")]:
-                os.chown(path, 65534, 65534)
-            for path in unreadable:
-                os.chown(path, 0, 0)
-                os.chmod(path, 0o600)
-        else:
-            for path in unreadable:
-                os.chmod(path, 0)
-        child = subprocess.run([sys.executable, "-c", CHILD, str(root), str(ROOT)], capture_output=True,
-                               text=True, timeout=60, cwd="/", **as_user)
+        child = subprocess.run([*prefix, sys.executable, "-c", CHILD, str(root), str(ROOT)], capture_output=True,
+                               text=True, timeout=60, cwd="/")
         assert child.returncode == 0, child.stderr
         assert json.loads(child.stdout) == [2, 0, 0], child.stderr
         assert sorted(e["code"] for e in error_of(root)) == ["DROP_UNREADABLE", "DROP_UNREADABLE"]
         assert os.listdir(root / "work") == []
     finally:
-        if not as_user:
-            for path in root.rglob("*"):
-                os.chmod(path, 0o755)
-        shutil.rmtree(root)
+        for path in root.rglob("*"):
+            os.chmod(path, 0o755)
 
 
 def test_a_stray_file_is_logged_once_and_forgotten_once_it_is_gone(tmp_path, caplog):
