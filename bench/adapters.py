@@ -248,26 +248,27 @@ def mtom(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
              f"{fig['mtom_start_rss_mb']:.0f} MiB at start")]
 
 
+def _latency(bench: Bench, fig: dict, key: str, what: str, measure) -> list[tuple[str, str, str]]:
+    """A latency measured on nodes of its own (``measure(base, documents)`` → figures named
+    ``{key}_p50_s``, ``{key}_p99_s`` and ``{key}_after_inbox_…``): its figures and two table rows."""
+    documents = min(bench.documents, 20) if bench.quick else 200
+    fig.update(measure(bench.work / key, documents))
+    return [(f"{what}, arrival → delivered ({documents} docs)", f"{fig[f'{key}_p50_s']:.3f} s",
+             f"p50; p99 {fig[f'{key}_p99_s']:.3f} s"),
+            ("  of which the adapter's own (inbox row → delivered)", f"{fig[f'{key}_after_inbox_p50_s']:.3f} s",
+             f"p50; p99 {fig[f'{key}_after_inbox_p99_s']:.3f} s")]
+
+
 def webhooks(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
     from bench.adapters_webhook import measure_webhooks
 
-    documents = min(bench.documents, 20) if bench.quick else 200
-    fig.update(measure_webhooks(bench.work / "webhooks", documents))
-    return [(f"webhook, arrival → receiver ({documents} docs)", f"{fig['webhook_p50_s']:.3f} s",
-             f"p50; p99 {fig['webhook_p99_s']:.3f} s"),
-            ("  of which the adapters' own (inbox row → receiver)", f"{fig['webhook_after_inbox_p50_s']:.3f} s",
-             f"p50; p99 {fig['webhook_after_inbox_p99_s']:.3f} s")]
+    return _latency(bench, fig, "webhook", "webhook to a verifying receiver", measure_webhooks)
 
 
 def oa_push(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
     from bench.adapters_oapush import measure_oa_push
 
-    documents = min(bench.documents, 20) if bench.quick else 200
-    fig.update(measure_oa_push(bench.work / "oa_push", documents))
-    return [(f"OA push, arrival → the OA has it ({documents} docs)", f"{fig['oa_push_p50_s']:.3f} s",
-             f"p50; p99 {fig['oa_push_p99_s']:.3f} s"),
-            ("  of which the adapter's own (inbox row → OA)", f"{fig['oa_push_after_inbox_p50_s']:.3f} s",
-             f"p50; p99 {fig['oa_push_after_inbox_p99_s']:.3f} s")]
+    return _latency(bench, fig, "oa_push", "OA push, the OA has it", measure_oa_push)
 
 
 # Each takes the bench and the figures, adds its figures, returns table rows (label, value, note).

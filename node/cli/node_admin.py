@@ -17,6 +17,23 @@ from pki.crl import load_crls
 NODE_DIR_HELP = "the node directory (the one gwx node init created)"
 
 
+def in_node_store(config, work):
+    """Run ``work(store)`` on the node's store, opened without start-up recovery (the node may be
+    running: recovery is its business); for commands that read or change the store of a node
+    directory, running node or not (``gwx webhook …``, ``gwx oa …``)."""
+    import asyncio
+
+    from node.store.opener import open_store
+
+    async def main():
+        store = await open_store(config.data_dir, node_id=config.node_id, recover=False)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+    return asyncio.run(main())
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create a node: config, tokens, CRLs — on enrolled credentials and seals, "
                                     "or with credentials and seals from the CA (--ca)",

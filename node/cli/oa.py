@@ -9,11 +9,10 @@ same 公文标识 and event id as before. ``gwx node status`` counts each OA's r
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 
-from node.cli.node_admin import NODE_DIR_HELP
+from node.cli.node_admin import NODE_DIR_HELP, in_node_store
 from node.errors import ConfigError
 
 
@@ -36,7 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _in_store(args: argparse.Namespace, work):
     """Run ``work(store, consumer name)`` on the node's store, for a unit that has an OA push."""
     from node.config import load_config
-    from node.store.opener import open_store
     from pki.unit_code import validate_unit_code
 
     config = load_config(args.dir)
@@ -45,13 +43,7 @@ def _in_store(args: argparse.Namespace, work):
     if push is None:
         raise ConfigError(f"node.toml has no [[oa_push]] for unit {unit}", key="oa_push.unit", unit=unit)
 
-    async def main():
-        store = await open_store(config.data_dir, node_id=config.node_id, recover=False)
-        try:
-            return await work(store, push.consumer_name)
-        finally:
-            await store.close()
-    return push.consumer_name, asyncio.run(main())
+    return push.consumer_name, in_node_store(config, lambda store: work(store, push.consumer_name))
 
 
 def _dead(args: argparse.Namespace) -> int:

@@ -9,12 +9,11 @@ secret is printed by ``add`` only, once; it is kept in a 0600 file the node read
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 from pathlib import Path
 
-from node.cli.node_admin import NODE_DIR_HELP
+from node.cli.node_admin import NODE_DIR_HELP, in_node_store
 
 EVENTS_HELP = ("document.received, document.signed_for, document.returned, document.registered, "
                "document.recalled, document.urged, delivery.failed")
@@ -73,20 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _in_store(args: argparse.Namespace, work):
-    """Run ``work(store, config)`` on the node's store, opened without start-up recovery (the node may
-    be running: recovery is its business)."""
+    """Run ``work(store, config)`` on the node's store (:func:`node.cli.node_admin.in_node_store`)."""
     from node.config import load_config
-    from node.store.opener import open_store
 
     config = load_config(args.dir)
-
-    async def main():
-        store = await open_store(config.data_dir, node_id=config.node_id, recover=False)
-        try:
-            return await work(store, config)
-        finally:
-            await store.close()
-    return asyncio.run(main())
+    return in_node_store(config, lambda store: work(store, config))
 
 
 def _add(args: argparse.Namespace) -> int:
