@@ -101,6 +101,7 @@ ERROR_MODULES = (
     "adapters.soapserver.errors",
     "adapters.folder.errors",
     "adapters.oa_push.errors",
+    "node.console.errors",
 )
 _loaded = False
 

@@ -36,6 +36,8 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
     ("webhook", "webhooks: a unit's events POSTed, signed, to an HTTP receiver (an SMS gateway …): add, list, "
                 "remove, test, replay", ["node.cli.webhook"]),
     ("oa", "pushes to units' OA systems ([[oa_push]]): dead letters and replay", ["node.cli.oa"]),
+    ("user", "the web console's users (/console/ on the local API): add, disable, enable, passwd, list",
+     ["node.cli.user"]),
     (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track",
      ["node.cli.clerk", "node.cli.download"]),
 ]

@@ -20,6 +20,7 @@ Roles (attributes of :class:`NodeStore`):
 - ``peer_credentials`` (:class:`PeerCredentialStore`): peers' certificates as last fetched.
 - ``adapter_outbox`` (:class:`AdapterOutboxStore`): adapters following the audit log, a cursor and
   an outbox per consumer, and webhook subscriptions (``adapters.outbox``).
+- ``accounts`` (:class:`ConsoleAccountStore`): the console's users and sessions (``node.console``).
 - ``audit`` (:class:`AuditTrail`): the append-only hash-chained log, written inside the change's tx.
 - group commit (:class:`GroupCommit`): the acceptance hot path, many writes per transaction.
 """
@@ -38,6 +39,8 @@ from node.store.values import (
     Accepted,
     AdapterOutboxRow,
     AuditEvent,
+    ConsoleSession,
+    ConsoleUser,
     Draft,
     ErrorInfo,
     InboundEnvelope,
@@ -215,6 +218,25 @@ class AdapterOutboxStore(Protocol):
     async def webhooks(self) -> list[WebhookSubscription]: ...
 
 
+class ConsoleAccountStore(Protocol):
+    """The console's users and sessions (:mod:`node.console.accounts` decides the rules); every change
+    is audited in its own transaction, sign-ins good and bad included."""
+
+    async def add_user(self, login: str, name: str, role: str, units: Sequence[str], password_hash: str,
+                       *, actor: str) -> ConsoleUser: ...
+    async def get_user(self, login: str) -> ConsoleUser | None: ...
+    async def list_users(self) -> list[ConsoleUser]: ...
+    async def set_password(self, login: str, password_hash: str, *, actor: str) -> ConsoleUser: ...
+    async def set_disabled(self, login: str, disabled: bool, *, actor: str) -> ConsoleUser: ...
+    async def refuse_sign_in(self, login: str, user: ConsoleUser | None, reason: str, *, now: datetime,
+                             lock_after: int | None = None, lock_until: datetime | None = None) -> ConsoleUser | None: ...
+    async def open_session(self, user: ConsoleUser, id_hash: str, csrf_token: str, now: datetime,
+                           expires_at: datetime, details: Mapping[str, Any]) -> ConsoleSession: ...
+    async def get_session(self, id_hash: str) -> ConsoleSession | None: ...
+    async def touch_session(self, id_hash: str, now: datetime) -> None: ...
+    async def close_session(self, session: ConsoleSession, reason: str) -> None: ...
+
+
 class GroupCommit(Protocol):
     """The hot path: writes from many coroutines, committed many to a transaction (one fsync)."""
 
@@ -236,6 +258,7 @@ class NodeStore(GroupCommit, Protocol):
     links: OutgoingLinkStore
     peer_credentials: PeerCredentialStore
     adapter_outbox: AdapterOutboxStore
+    accounts: ConsoleAccountStore
     clock: Callable[[], datetime]
     last_recovery: RecoveryReport | None
 

@@ -342,3 +342,32 @@ class RecoveryReport:
     missing_packages: tuple[str, ...] = ()   # outbox/inbox doc ids whose package blob is gone
     orphan_blobs_removed: tuple[str, ...] = field(default=())
     corrupt_drafts: tuple[str, ...] = ()     # draft message ids dropped: their payload blob is gone
+
+
+# --- the console's accounts (node.console) -----------------------------------------------------------
+@dataclass(frozen=True)
+class ConsoleUser:
+    """A person who signs in to the console: ``login`` to sign in, ``name`` as recorded (签收人)."""
+
+    id: int
+    login: str
+    name: str
+    role: str                      # clerk | supervisor | operator
+    units: tuple[str, ...]         # a clerk's one unit, a supervisor's units, () for an operator
+    password_hash: str
+    disabled: bool
+    failed_sign_ins: int
+    locked_until: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A signed-in browser: found by the SHA-256 of the cookie's id; ``csrf_token`` is its forms' token."""
+
+    id_hash: str
+    user: ConsoleUser
+    csrf_token: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime

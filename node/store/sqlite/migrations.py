@@ -286,6 +286,35 @@ MIGRATIONS: tuple[Migration, ...] = (
             created_at TEXT NOT NULL
         )""",
     )),
+    Migration(9, "console: users and their sessions", (
+        # The clerks' web console (node.console). A password is kept only as its scrypt hash
+        # (parameters inside the text, so they can be raised later); units is a JSON list (a clerk's
+        # one unit, a supervisor's units, none for an operator).
+        """CREATE TABLE console_users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            login TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('clerk','supervisor','operator')),
+            units TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            failed_sign_ins INTEGER NOT NULL DEFAULT 0,
+            locked_until TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        # A session is found by the SHA-256 of its id (the cookie's value is never stored).
+        """CREATE TABLE console_sessions (
+            id_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES console_users (id),
+            csrf_token TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX console_sessions_user ON console_sessions (user_id)",
+        "CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

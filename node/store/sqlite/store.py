@@ -4,7 +4,7 @@
 rebuilds after a crash (:meth:`Store.recover`) and starts the group-commit writer. It implements
 :class:`node.store.interfaces.NodeStore`: the rest of the node talks to the parts (``store.queue``,
 ``store.peers``, ``store.messages``, ``store.drafts``, ``store.links``, ``store.peer_credentials``,
-``store.adapter_outbox``, ``store.audit``, ``store.blobs``) and composes several changes atomically with
+``store.adapter_outbox``, ``store.accounts``, ``store.audit``, ``store.blobs``) and composes several changes atomically with
 ``async with store.transaction() as tx:`` passing ``tx=tx``.
 
 Recovery after a crash (even kill -9), in the Postfix spirit: the disk is the truth.
@@ -28,6 +28,7 @@ from typing import Any
 
 from node.errors import BlobMissing
 from node.store.blobs import BlobStore
+from node.store.sqlite.accounts import ConsoleAccounts
 from node.store.sqlite.adapter_outbox import AdapterOutbox
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import Database, SqliteTransaction
@@ -63,6 +64,7 @@ class Store:
         self.links = OutgoingLinks(db)
         self.peer_credentials = PeerCredentials(db)
         self.adapter_outbox = AdapterOutbox(db, self.audit, clock)
+        self.accounts = ConsoleAccounts(db, self.audit, clock)  # the console's users and sessions
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
         self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
 

@@ -1,0 +1,203 @@
+"""Who may use the console, and the rules of signing in: the one place that decides them.
+
+* **Users** (``gwx user add | disable | enable | passwd | list``, the operator's): a ``login`` to
+  sign in with (lower-case letters, digits, ``.``, ``_``, ``-``), a ``name`` recorded as 签收人, and
+  a role — ``clerk`` of one unit this node hosts, ``supervisor`` of one or more units, ``operator``
+  (node status, no documents). Passwords are kept as scrypt hashes (:mod:`node.console.passwords`).
+* **Lockout**: :data:`LOCK_AFTER` wrong passwords in a row lock the account for
+  :data:`LOCK_SECONDS`; it unlocks by itself then (or at once with ``gwx user passwd``). A good
+  sign-in starts the count again.
+* **Sessions**: a random 256-bit id in the cookie, its SHA-256 in the store; the session ends after
+  :data:`IDLE_SECONDS` without a request or :data:`ABSOLUTE_SECONDS` after sign-in, whichever
+  comes first, at sign-out, and when the user is disabled or given a new password. Each session
+  has its own CSRF token (:mod:`node.console.security` checks it on every form).
+
+Every sign-in, good or refused (with why: unknown login, wrong password, locked, disabled), and
+every change to a user is in the audit log, written by the store in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from node.api.auth import Principal
+from node.console.errors import (
+    AccountDisabled,
+    AccountLocked,
+    BadUser,
+    NoSuchUser,
+    NotSignedIn,
+    SignInRefused,
+    UserExists,
+)
+from node.console.passwords import AT_ONCE, DUMMY_HASH, check_password_rules, hash_password, verify_password
+from node.errors import StoreDuplicate, StoreNotFound
+from node.store.interfaces import ConsoleAccountStore
+from node.store.values import ConsoleSession, ConsoleUser
+from pki.errors import InvalidUnitCode
+from pki.unit_code import validate_unit_code
+
+ROLES = ("clerk", "supervisor", "operator")
+LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
+MAX_NAME = 64
+LOCK_AFTER = 5
+LOCK_SECONDS = 15 * 60
+IDLE_SECONDS = 30 * 60
+ABSOLUTE_SECONDS = 12 * 3600
+TOUCH_SECONDS = 60  # a session's last_seen_at is written at most this often (not at every request)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    session: ConsoleSession
+    cookie: str  # the session id itself: goes to the browser once, never stored
+
+
+def principal_of(user: ConsoleUser) -> Principal:
+    """The principal the document service sees for a console user: 签收人 is the user's name."""
+    unit = user.units[0] if user.role == "clerk" else None
+    return Principal(f"console:{user.login}", user.name, user.role, unit)
+
+
+def session_hash(cookie: str) -> str:
+    return hashlib.sha256(cookie.encode("utf-8", "replace")).hexdigest()
+
+
+class Accounts:
+    def __init__(self, store: ConsoleAccountStore, clock: Callable[[], dt.datetime],
+                 hosted_units: Collection[str] | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.hosted_units = frozenset(hosted_units) if hosted_units is not None else None
+        self._hashing = asyncio.Semaphore(AT_ONCE)
+
+    # ---- the operator's commands -------------------------------------------------------------------
+    async def add(self, login: str, name: str, role: str, units: Sequence[str], password: str, *,
+                  actor: str = "operator") -> ConsoleUser:
+        login = check_login(login)
+        name = (name or "").strip()
+        if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+            raise BadUser(f"a user needs a name (签收人) of 1 to {MAX_NAME} printable characters", field="name")
+        units = self._check_units(role, units)
+        password_hash = await self._hash(check_password_rules(password))
+        try:
+            return await self.store.add_user(login, name, role, units, password_hash, actor=actor)
+        except StoreDuplicate:
+            raise UserExists(f"there is already a user {login}", login=login) from None
+
+    async def set_password(self, login: str, password: str, *, actor: str = "operator") -> ConsoleUser:
+        password_hash = await self._hash(check_password_rules(password))
+        try:
+            return await self.store.set_password(check_login(login), password_hash, actor=actor)
+        except StoreNotFound:
+            raise NoSuchUser(f"there is no user {login}", login=login) from None
+
+    async def set_disabled(self, login: str, disabled: bool, *, actor: str = "operator") -> ConsoleUser:
+        try:
+            return await self.store.set_disabled(check_login(login), disabled, actor=actor)
+        except StoreNotFound:
+            raise NoSuchUser(f"there is no user {login}", login=login) from None
+
+    async def users(self) -> list[ConsoleUser]:
+        return await self.store.list_users()
+
+    def _check_units(self, role: str, units: Sequence[str]) -> tuple[str, ...]:
+        if role not in ROLES:
+            raise BadUser(f"unknown role {role!r}; one of {', '.join(ROLES)}", field="role")
+        checked: list[str] = []
+        for unit in units:
+            try:
+                code = validate_unit_code(unit)
+            except InvalidUnitCode as exc:
+                raise BadUser(f"unit {unit!r}: {exc.message}", field="unit") from None
+            if code not in checked:
+                checked.append(code)
+        if role == "clerk":
+            if len(checked) != 1:
+                raise BadUser("a clerk acts for exactly one unit (--unit CODE)", field="unit")
+            if self.hosted_units is not None and checked[0] not in self.hosted_units:
+                raise BadUser(f"this node does not host unit {checked[0]} (it hosts "
+                              f"{', '.join(sorted(self.hosted_units))})", field="unit", unit=checked[0])
+        elif role == "supervisor" and not checked:
+            raise BadUser("a supervisor supervises one or more units (--unit CODE, repeated)", field="unit")
+        elif role == "operator" and checked:
+            raise BadUser("an operator acts for the node, not for units: leave --unit out", field="unit")
+        return tuple(checked)
+
+    async def _hash(self, password: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def _verify(self, password: str, stored: str) -> bool:
+        async with self._hashing:
+            return await asyncio.to_thread(verify_password, password, stored)
+
+    # ---- signing in and out ------------------------------------------------------------------------
+    async def sign_in(self, login: str, password: str, *, client: str = "") -> SignedIn:
+        login = (login or "").strip().lower()
+        user = await self.store.get_user(login) if LOGIN.fullmatch(login) else None
+        now = self.clock()
+        shown = login[:64]
+        if user is not None and user.locked_until is not None and user.locked_until > now:
+            await self.store.refuse_sign_in(shown, user, "locked", now=now)
+            raise _locked(user.locked_until)
+        # An unknown login costs the same hash as a known one: timing does not tell which exist.
+        good = await self._verify(password or "", user.password_hash if user else DUMMY_HASH)
+        if user is None:
+            await self.store.refuse_sign_in(shown, None, "unknown_login", now=now)
+            raise SignInRefused("wrong login or password")
+        if not good:
+            after = await self.store.refuse_sign_in(shown, user, "wrong_password", now=now, lock_after=LOCK_AFTER,
+                                                    lock_until=now + dt.timedelta(seconds=LOCK_SECONDS))
+            if after is not None and after.locked_until is not None and after.locked_until > now:
+                raise _locked(after.locked_until)
+            left = LOCK_AFTER - (after.failed_sign_ins if after else 0)
+            raise SignInRefused("wrong login or password", attempts_left=max(left, 0))
+        if user.disabled:
+            await self.store.refuse_sign_in(shown, user, "disabled", now=now)
+            raise AccountDisabled(f"the account {login} is disabled; the node's operator can enable it", login=login)
+        cookie = secrets.token_urlsafe(32)
+        session = await self.store.open_session(
+            user, session_hash(cookie), secrets.token_urlsafe(32), now,
+            now + dt.timedelta(seconds=ABSOLUTE_SECONDS), {"client": client[:64]})
+        return SignedIn(session, cookie)
+
+    async def session(self, cookie: str | None) -> ConsoleSession:
+        """The live session the cookie names; :class:`NotSignedIn` (``CONSOLE_SESSION_EXPIRED`` when
+        it names one that has ended) otherwise. Ending one for a timeout is audited."""
+        if not cookie:
+            raise NotSignedIn("not signed in")
+        session = await self.store.get_session(session_hash(cookie))
+        if session is None:
+            raise NotSignedIn("the session has ended; sign in again", code="CONSOLE_SESSION_EXPIRED")
+        now = self.clock()
+        reason = ("expired" if now >= session.expires_at else
+                  "idle" if (now - session.last_seen_at).total_seconds() >= IDLE_SECONDS else
+                  "disabled" if session.user.disabled else None)
+        if reason is not None:
+            await self.store.close_session(session, reason)
+            raise NotSignedIn(f"the session has ended ({reason}); sign in again", code="CONSOLE_SESSION_EXPIRED")
+        if (now - session.last_seen_at).total_seconds() >= TOUCH_SECONDS:
+            await self.store.touch_session(session.id_hash, now)
+        return session
+
+    async def sign_out(self, session: ConsoleSession) -> None:
+        await self.store.close_session(session, "signed_out")
+
+
+def check_login(login: str) -> str:
+    if not isinstance(login, str) or not LOGIN.fullmatch(login):
+        raise BadUser("a login has 2 to 32 characters: lower-case letters, digits, '.', '_' or '-', "
+                      "starting with a letter or digit", field="login")
+    return login
+
+
+def _locked(until: dt.datetime) -> AccountLocked:
+    return AccountLocked(f"the account is locked after {LOCK_AFTER} wrong passwords until {until.isoformat()}",
+                         until=until.isoformat())
