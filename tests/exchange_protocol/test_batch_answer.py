@@ -110,7 +110,7 @@ REFUSED = {"message_id": M1, "error": {"code": "ENV_EXPIRED", "message": "expire
     _results({**REFUSED, "error": {"code": "X", "message": "x", "why": "extra"}}),
     b'{"results": [], "results": []}',  # duplicate keys
     b'{"results": [' * 40 + b"]" * 40 + b"}",  # nested too deep
-])
+], ids=lambda body: body.replace(M1.encode(), b"M1").replace(M1.upper().encode(), b"M1-UPPER").decode("utf-8", "replace")[:80])  # stable across workers
 def test_hostile_answers_are_refused_with_typed_errors(body):
     with pytest.raises(BatchAnswerMalformed):
         decode_batch_answer(body, max_answers=4)

@@ -78,8 +78,9 @@ def test_bad_times_are_refused(bad) -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    "", "not-an-id", str(uuid.uuid4()), new_id(T0).upper(), new_id(T0) + " ", 7, None,
-])
+    "", "not-an-id", pytest.param(str(uuid.uuid4()), id="uuid4"), pytest.param(new_id(T0).upper(), id="upper-case"),
+    pytest.param(new_id(T0) + " ", id="trailing-space"), 7, None,
+])  # ids of their own where the value is random: pytest-xdist's workers must collect the same names
 def test_parse_id_refuses_what_we_did_not_make(bad) -> None:
     with pytest.raises(InvalidId) as info:
         parse_id(bad)
