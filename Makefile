@@ -16,8 +16,11 @@ test-fast: venv system-deps lint
 lint: venv
 	.venv/bin/ruff check .
 
+# Two workers, one per core: most of the suite waits on node processes, TLS and fsync rather than
+# computing, so two test processes halve the wall time. A module's tests stay on one worker
+# (--dist loadscope), so a module-scoped network of nodes is started once.
 pytest: venv system-deps
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadscope
 
 demo: venv system-deps
 	$(PY) deploy/demo.py

@@ -37,3 +37,13 @@ def make_ca(tmp_path):
                                               algorithm=algorithm, now=now)
 
     return make
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Captured output as UTF-8 can carry it: a test about a file name that is not UTF-8 logs it as
+    surrogates, which pytest-xdist cannot send from its worker (the worker would crash)."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+                       for title, text in report.sections]
