@@ -52,6 +52,14 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class SoapSettings:
+    """``[soap]``: the SOAP endpoint for OA systems (:mod:`adapters.soapserver`). ``enabled = false``
+    takes it off the local API's listener: ``/soap/v1/…`` (the WSDL included) answers 404."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     """``[webhooks]``: how long a webhook's event is retried, and each attempt's timeout (adapters.webhooks)."""
 
@@ -122,6 +130,7 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)
     retry: RetrySettings = field(default_factory=RetrySettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    soap: SoapSettings = field(default_factory=SoapSettings)
     classified_network: bool = False
     parent: ParentSettings | None = None
     revocation: RevocationSettings | None = None
@@ -207,6 +216,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         limits=_section(raw.pop("limits", {}), Limits, "limits"),
         retry=_section(raw.pop("retry", {}), RetrySettings, "retry"),
         webhooks=_section(raw.pop("webhooks", {}), WebhookSettings, "webhooks"),
+        soap=_section(raw.pop("soap", {}), SoapSettings, "soap"),
         classified_network=_take(raw, "classified_network", bool, default=False),
         parent=_parent(raw.pop("parent", None)),
         revocation=_revocation(raw.pop("revocation", None)),
@@ -299,7 +309,7 @@ def _section(raw: dict, cls: type, name: str) -> Any:
     for key, value in raw.items():
         expected = str(known[key].type)
         # bool is an int subclass in Python; `port = true` is a mistake, not port 1.
-        if isinstance(value, bool) or not isinstance(value, _TYPES[expected]):
+        if (isinstance(value, bool) and expected != "bool") or not isinstance(value, _TYPES[expected]):
             raise ConfigError(f"[{name}] {key} must be {_TYPE_NAMES[expected]}, got {value!r}",
                               key=f"{name}.{key}")
         values[key] = float(value) if expected == "float" else value
@@ -423,6 +433,8 @@ def dump_config(config: NodeConfig) -> str:
             if value is not None:
                 lines.append(f"{f.name} = {_q(value)}")
         lines.append("")
+    if config.soap != SoapSettings():
+        lines += ["[soap]", f"enabled = {_q(config.soap.enabled)}", ""]
     if config.parent is not None:
         lines += ["[parent]", f"node_id = {_q(config.parent.node_id)}", f"url = {_q(config.parent.url)}",
                   f"refresh_seconds = {_q(config.parent.refresh_seconds)}", ""]

@@ -75,6 +75,15 @@ SOAP11_FAULT: dict[ErrorKind, str] = {kind: "Client" for kind in ErrorKind} | {
 SOAP12_FAULT: dict[ErrorKind, str] = {kind: "Sender" for kind in ErrorKind} | {
     ErrorKind.TRANSIENT: "Receiver", ErrorKind.INTERNAL: "Receiver"}
 
+# Two refusals have a fault code of their own in both SOAP versions, which SOAP stacks act on
+# (SOAP 1.1 §4.4.1; SOAP 1.2 part 1 §5.4.6): an Envelope in a namespace that is not the version's
+# (VersionMismatch: the client should send the other version), a mustUnderstand header block we do
+# not understand (MustUnderstand). Each is still its kind (invalid input) for everything else.
+SOAP_FAULT_BY_CODE: dict[str, str] = {
+    "SOAP_VERSION_MISMATCH": "VersionMismatch",
+    "SOAP_MUST_UNDERSTAND": "MustUnderstand",
+}
+
 # Retry or give up, for a message already on its way. Authentication between nodes fails on
 # credentials (a CRL to refresh, a certificate to renew, a peer to reconfigure) that operators fix
 # without the message changing, so it is retried; a verdict on the message itself is final.
@@ -136,8 +145,9 @@ def exit_code_for(error: GwxError) -> int:
 
 
 def soap_fault_for(error: GwxError, soap_version: str = "1.1") -> str:
+    """The SOAP 1.1 faultcode or SOAP 1.2 Code/Value (local name) ``error`` is answered with."""
     table = SOAP12_FAULT if soap_version == "1.2" else SOAP11_FAULT
-    return table[error.kind]
+    return SOAP_FAULT_BY_CODE.get(error.code) or table[error.kind]
 
 
 def disposition(error: GwxError) -> Disposition:

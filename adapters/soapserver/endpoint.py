@@ -45,7 +45,7 @@ from lxml import etree
 from adapters.soapserver import messages as m
 from adapters.soapserver import operations
 from adapters.soapserver.envelope import WSSE_NS, Envelope, parse_xml, read_envelope
-from adapters.soapserver.errors import SoapError, SoapTooLarge, out_of_disk
+from adapters.soapserver.errors import SoapDisabled, SoapError, SoapTooLarge, out_of_disk
 from adapters.soapserver.mtom import MtomRequest, take_includes, write_mtom
 from node.api.auth import AuthError, Principal, TokenStore
 from node.api.local_api import PRINCIPAL, SELF_AUTHENTICATED
@@ -130,8 +130,21 @@ def make_soap_app(service: DocumentServiceApi, tokens: TokenStore, config: NodeC
 def mount_soap(local_app: web.Application, service: DocumentServiceApi, tokens: TokenStore,
                config: NodeConfig, **settings: int) -> None:
     """Serve the endpoint at ``/soap/v1/documents`` on the local API's listener (``settings``: the
-    caps of :func:`make_soap_app`)."""
-    local_app.add_subapp(PREFIX, make_soap_app(service, tokens, config, **settings))
+    caps of :func:`make_soap_app`) — unless the operator turned it off (``[soap] enabled = false``):
+    then every ``/soap/v1/…`` path, the WSDL's included, answers 404 ``SOAP_DISABLED``, token or not
+    (an OA is told the endpoint is off, not that its token is wrong)."""
+    if config.soap.enabled:
+        local_app.add_subapp(PREFIX, make_soap_app(service, tokens, config, **settings))
+        return
+    LOG.info("the SOAP endpoint is off ([soap] enabled = false): %s answers 404", PREFIX)
+    off = web.Application()
+    off[SELF_AUTHENTICATED] = True
+    off.router.add_route("*", "/{tail:.*}", _disabled)
+    local_app.add_subapp(PREFIX, off)
+
+
+async def _disabled(request: web.Request) -> web.Response:
+    raise SoapDisabled("the SOAP endpoint is turned off on this node ([soap] enabled = false in node.toml)")
 
 
 def _resource(name: str) -> bytes:
@@ -170,6 +183,7 @@ async def _post(request: web.Request) -> web.StreamResponse:
         request[HELD] = Held()  # handed over to the answer: not given back below
         return response
     except GwxError as exc:
+        version = getattr(exc, "answer_version", version)  # a VersionMismatch may answer in the other version
         return _fault(request, exc, version, unread=not request.content.at_eof())
     except Exception:
         LOG.exception("unexpected error in the SOAP endpoint")
@@ -298,8 +312,9 @@ def _xml(body: bytes, version: str, status: int, kind: type[web.Response] = web.
 
 
 def _fault(request: web.Request, error: GwxError, version: str, unread: bool) -> web.Response:
-    # SOAP 1.1 over HTTP: every fault is a 500; SOAP 1.2: the sender's fault a 400, ours a 500.
-    status = 500 if version == "1.1" or soap_fault_for(error, "1.2") == "Receiver" else 400
+    # SOAP 1.1 over HTTP: every fault is a 500; SOAP 1.2 (part 2, the HTTP binding): a Sender fault is a 400,
+    # every other (Receiver, VersionMismatch, MustUnderstand) a 500.
+    status = 400 if version == "1.2" and soap_fault_for(error, "1.2") == "Sender" else 500
     response = _xml(m.fault(error, version), version, status)
     response.headers["X-Gwx-Error"] = error.code
     if unread:

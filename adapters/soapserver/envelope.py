@@ -14,7 +14,8 @@ the first thing a SOAP message may not have (SOAP 1.1 §3, SOAP 1.2 part 1 §5: 
 
 Text nodes cannot be larger than the envelope, which the endpoint caps while the bytes arrive.
 Then :func:`read_envelope` checks the shape: an Envelope in the SOAP 1.1 or 1.2 namespace, the
-version matching the HTTP content type, at most one Header, exactly one Body with exactly one
+version matching the HTTP content type (else a VersionMismatch fault, with an Upgrade header naming
+both envelopes), at most one Header, exactly one Body with exactly one
 element in it; header blocks the node does not understand that say mustUnderstand are refused.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from adapters.soapserver.errors import SoapError
+from adapters.soapserver.errors import SoapError, SoapVersionMismatch
 
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
@@ -84,13 +85,16 @@ def read_envelope(root: etree._Element, content_version: str | None) -> Envelope
     content type says, None when it does not say)."""
     qname = etree.QName(root)
     version = VERSION_OF_NS.get(qname.namespace or "")
+    # A mismatch is answered in SOAP 1.1 when the envelope is SOAP 1.1 (SOAP 1.2 part 1, appendix A),
+    # else in the version of the binding it came by (SOAP 1.1 §4.1.2: a SOAP 1.1 binding answers 1.1).
+    answer = "1.1" if version == "1.1" else content_version or "1.1"
     if qname.localname != "Envelope" or version is None:
-        raise SoapError(f"the root element is {{{qname.namespace or ''}}}{qname.localname}, not a SOAP 1.1 or 1.2 "
-                        "Envelope", code="SOAP_VERSION_MISMATCH")
+        raise SoapVersionMismatch(f"the root element is {{{qname.namespace or ''}}}{qname.localname}, not a SOAP "
+                                  f"1.1 ({SOAP11_NS}) or 1.2 ({SOAP12_NS}) Envelope", answer_version=answer)
     if content_version is not None and content_version != version:
         media = "text/xml" if version == "1.1" else "application/soap+xml"
-        raise SoapError(f"this is a SOAP {version} envelope sent as SOAP {content_version}; SOAP {version} is sent "
-                        f"as {media}", code="SOAP_VERSION_MISMATCH")
+        raise SoapVersionMismatch(f"this is a SOAP {version} envelope sent as SOAP {content_version}; SOAP "
+                                  f"{version} is sent as {media}", answer_version=answer)
     ns = NS_OF_VERSION[version]
     children = [c for c in root if isinstance(c.tag, str)]
     header = children[0] if children and children[0].tag == f"{{{ns}}}Header" else None

@@ -19,8 +19,31 @@ class SoapError(NodeError):
     code = "SOAP_BAD_REQUEST"
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("SOAP_BAD_CONTENT_TYPE", "SOAP_MALFORMED_XML", "SOAP_DTD_FORBIDDEN", "SOAP_TOO_DEEP",
-                "SOAP_VERSION_MISMATCH", "SOAP_UNKNOWN_OPERATION", "SOAP_ACTION_MISMATCH",
+                "SOAP_UNKNOWN_OPERATION", "SOAP_ACTION_MISMATCH",
                 "SOAP_INVALID_MESSAGE", "SOAP_MUST_UNDERSTAND", "SOAP_BAD_MTOM", "SOAP_BAD_SECURITY_HEADER")
+
+
+class SoapVersionMismatch(SoapError):
+    """An Envelope that is not the SOAP version of the binding it came by (an unknown namespace, or
+    SOAP 1.2 sent as text/xml, or SOAP 1.1 as application/soap+xml): a VersionMismatch fault
+    (``node.error_kinds.SOAP_FAULT_BY_CODE``) in ``answer_version`` — SOAP 1.1 §4.1.2 answers a
+    SOAP 1.1 binding in SOAP 1.1; SOAP 1.2 part 1 appendix A answers a SOAP 1.1 envelope in SOAP 1.1
+    whatever it came by."""
+
+    code = "SOAP_VERSION_MISMATCH"
+    kind = ErrorKind.INVALID_INPUT
+
+    def __init__(self, message: str, *, answer_version: str = "1.1", **details: object) -> None:
+        super().__init__(message, **details)
+        self.answer_version = answer_version
+
+
+class SoapDisabled(NodeError):
+    """The operator turned the SOAP endpoint off (``[soap] enabled = false``): every ``/soap/v1/…``
+    path, the WSDL included, is not found."""
+
+    code = "SOAP_DISABLED"
+    kind = ErrorKind.NOT_FOUND
 
 
 class SoapTooLarge(NodeError):

@@ -17,7 +17,7 @@ from typing import Any
 
 from lxml import etree
 
-from adapters.soapserver.envelope import NS_OF_VERSION
+from adapters.soapserver.envelope import NS_OF_VERSION, SOAP11_NS, SOAP12_NS
 from adapters.soapserver.errors import SoapError
 from node.error_kinds import soap_fault_for
 from pki.errors import GwxError
@@ -132,9 +132,11 @@ def serialise(envelope: etree._Element) -> bytes:
 def fault(error: GwxError, version: str) -> bytes:
     soap = NS_OF_VERSION[version]
     envelope = etree.Element(f"{{{soap}}}Envelope", nsmap={"soap": soap, "gwx": NS})
+    code = "soap:" + soap_fault_for(error, version)
+    if code == "soap:VersionMismatch":
+        _upgrade(etree.SubElement(envelope, f"{{{soap}}}Header"))
     body = etree.SubElement(envelope, f"{{{soap}}}Body")
     element = etree.SubElement(body, f"{{{soap}}}Fault")
-    code = "soap:" + soap_fault_for(error, version)
     if version == "1.1":
         etree.SubElement(element, "faultcode").text = code
         etree.SubElement(element, "faultstring").text = error.message
@@ -149,3 +151,12 @@ def fault(error: GwxError, version: str) -> bytes:
     add(gwx, "code", error.code)
     add(gwx, "message", error.message)
     return serialise(envelope)
+
+
+def _upgrade(header: etree._Element) -> None:
+    """The SOAP 1.2 Upgrade header block (part 1 §5.4.7, and appendix A in a SOAP 1.1 fault): the
+    envelopes this endpoint takes, SOAP 1.2 first."""
+    upgrade = etree.SubElement(header, f"{{{SOAP12_NS}}}Upgrade", nsmap={"upg": SOAP12_NS})
+    for prefix, namespace in (("v12", SOAP12_NS), ("v11", SOAP11_NS)):
+        supported = etree.SubElement(upgrade, f"{{{SOAP12_NS}}}SupportedEnvelope", nsmap={prefix: namespace})
+        supported.set("qname", f"{prefix}:Envelope")

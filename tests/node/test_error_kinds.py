@@ -84,8 +84,8 @@ def test_every_kind_answers_every_caller(cls):
     error = cls("x")
     assert http_status_for(error) in {400, 401, 403, 404, 405, 409, 411, 413, 415, 421, 422, 500, 503}
     assert exit_code_for(error) in {1, 2, 3, 4, 5}
-    assert soap_fault_for(error, "1.1") in {"Client", "Server"}
-    assert soap_fault_for(error, "1.2") in {"Sender", "Receiver"}
+    assert soap_fault_for(error, "1.1") in {"Client", "Server", "VersionMismatch", "MustUnderstand"}
+    assert soap_fault_for(error, "1.2") in {"Sender", "Receiver", "VersionMismatch", "MustUnderstand"}
     assert disposition(error) in set(Disposition)
 
 
@@ -94,6 +94,7 @@ def test_the_tables_cover_every_kind():
                   error_kinds.SOAP12_FAULT, error_kinds.DISPOSITION):
         assert set(table) == set(ErrorKind)
     assert set(error_kinds.HTTP_STATUS_BY_CODE) <= set(registered_codes())
+    assert set(error_kinds.SOAP_FAULT_BY_CODE) <= set(registered_codes())
 
 
 def test_error_modules_lists_every_module_that_defines_an_error():

@@ -151,7 +151,7 @@ def test_refusals_of_the_service_and_of_the_schema_are_faults_with_their_codes(t
                            "SOAP_INVALID_MESSAGE")
         must = '<x:Trace xmlns:x="urn:other" soap:mustUnderstand="1"/>'
         response = await client.post(ENDPOINT, data=envelope("ListInbox", header=must), headers=headers("ListInbox"))
-        await expect_fault(response, "SOAP_MUST_UNDERSTAND")
+        await expect_fault(response, "SOAP_MUST_UNDERSTAND", soap_code="MustUnderstand")
         response = await client.post(ENDPOINT, data=b"{}", headers={"Content-Type": "application/json"})
         await expect_fault(response, "SOAP_BAD_CONTENT_TYPE")
         assert await outbox_of_a(client, env) == []
