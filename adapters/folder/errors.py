@@ -102,3 +102,12 @@ class InboxUnwritable(GwxError):
 
     code = "FOLDER_INBOX_UNWRITABLE"
     kind = ErrorKind.TRANSIENT
+
+
+class FolderRootMissing(GwxError):
+    """A watched folder's configured root is not there (the share not mounted, the path mistyped). The
+    node never creates it — under a bare mount point the tree would land on the wrong disk, where the
+    OA never looks — and tries again each round until the operator mounts or creates it."""
+
+    code = "FOLDER_ROOT_MISSING"
+    kind = ErrorKind.TRANSIENT

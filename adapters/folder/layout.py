@@ -8,6 +8,9 @@
     inbox/      DOC_ID/ for each document received, events/ for every event  (written by the node)
     work/       the node's own: drops it has claimed (0700, not for the OA)
 
+``ROOT`` itself is the operator's (a share mounted there, or a folder made for it): the node creates
+only the subfolders, and only under a root that is there (:meth:`FolderLayout.create`).
+
 Everything the node writes for the OA appears whole: written under a name starting with ``.``
 (which the OA is told to ignore), fsynced, renamed into place, and the directory fsynced.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.folder.errors import FolderRootMissing
 from pki.keystore import fsync_dir
 
 DONE_PREFIX = ".done-"  # a claim being removed after its outcome is durable
@@ -57,9 +61,18 @@ class FolderLayout:
     def work(self) -> Path:
         return self.root / "work"
 
+    def check_root(self) -> None:
+        """Raise :class:`FolderRootMissing` unless the configured root is a directory."""
+        if not self.root.is_dir():
+            raise FolderRootMissing(f"the watched folder {self.root} is not there (a share not mounted?); the node "
+                                    "never creates it: mount the share or create the folder", path=str(self.root))
+
     def create(self) -> None:
+        """The subfolders, under a root that must already be there (:meth:`check_root`): never the root
+        itself nor anything above it, so an unmounted share is reported, not filled in underneath."""
+        self.check_root()
         for path in (self.outgoing, self.results, self.rejects, self.inbox, self.events):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(exist_ok=True)  # no parents: each one's parent is the root or made just before
         self.work.mkdir(mode=0o700, exist_ok=True)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from adapters.folder.drop import DropLimits
+from adapters.folder.errors import FolderRootMissing
 from adapters.folder.inbox import FolderInbox
 from adapters.folder.layout import FolderLayout, clear_staging
 from adapters.folder.outgoing import Outgoing
@@ -49,7 +50,7 @@ class FolderWatchers:
                 await asyncio.to_thread(inbox.layout.create)
                 await asyncio.to_thread(clear_staging, inbox.layout.inbox)
                 await asyncio.to_thread(clear_staging, inbox.layout.events)
-            except OSError as exc:  # an unmounted share: the events wait in the outbox, retried
+            except (OSError, FolderRootMissing) as exc:  # an unmounted share: the events wait in the outbox
                 log.error("folder %s: cannot prepare %s: %s", inbox.unit, inbox.layout.inbox, exc)
             await outbox.add(inbox)
 
@@ -81,7 +82,7 @@ class FolderWatchers:
                 if trouble is not None:
                     log.info("folder %s: %s can be read again", settings.unit, settings.path)
                     trouble = None
-            except OSError as exc:  # the folder gone, unmounted, unreadable: the operator's to fix
+            except (OSError, FolderRootMissing) as exc:  # gone, unmounted, unreadable: the operator's to fix
                 if str(exc) != trouble:
                     trouble = str(exc)
                     log.error("folder %s: cannot use %s (%s); trying every %.1f s", settings.unit, settings.path,

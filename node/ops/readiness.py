@@ -26,6 +26,9 @@ whether or not the node is running):
   its last good copy (an expired directory never stops the exchange). A node with a ``[parent]``
   that has fetched none yet is ``warn`` too.
 * ``disk`` — free space where blobs are written.
+* ``folders`` (only with ``[[folders]]``) — every watched folder's root is there; one that is not (a
+  share not mounted) fails with ``FOLDER_ROOT_MISSING``: that unit's drops wait and what it receives
+  is not written, until the operator mounts it (the node never creates a root, :mod:`adapters.folder.layout`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 
 from cryptography import x509
 
+from adapters.folder.layout import FolderLayout
 from exchange_protocol.directory import DirectoryStatus
 from exchange_protocol.envelope import format_time
 from node.config import NodeConfig
@@ -74,8 +78,9 @@ def report(checks: Iterable[Check]) -> dict[str, Any]:
 
 def file_checks(config: NodeConfig, now: dt.datetime) -> list[Check]:
     """Every check that needs only the node directory (all but ``store``)."""
-    return [_revocation(config, now), _certificates(config, now), _seals(config, now), _directory(config, now),
-            _disk(config)]
+    checks = [_revocation(config, now), _certificates(config, now), _seals(config, now), _directory(config, now),
+              _disk(config)]
+    return checks + ([_folders(config)] if config.folders else [])
 
 
 def store_check(problem: GwxError | Exception | None) -> Check:
@@ -222,3 +227,16 @@ def _disk(config: NodeConfig) -> Check:
     if free < config.limits.max_envelope_bytes:
         return Check("disk", WARN, text + " — less than one envelope of limits.max_envelope_bytes")
     return Check("disk", OK, text)
+
+
+def _folders(config: NodeConfig) -> Check:
+    missing = []
+    for folder in config.folders:
+        try:
+            FolderLayout(folder.path).check_root()
+        except GwxError as exc:
+            missing.append((folder.unit, exc))
+    if missing:
+        return Check("folders", FAIL, "; ".join(f"unit {unit}: {exc.message}" for unit, exc in missing),
+                     missing[0][1].code)
+    return Check("folders", OK, f"{len(config.folders)} watched folder(s) present")

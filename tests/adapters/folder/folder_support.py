@@ -20,7 +20,8 @@ from node.localnet import LocalNode, wait_for
 
 
 def add_folder(node: LocalNode, unit: str, poll_seconds: float = 0.2) -> Path:
-    """A [[folders]] entry for ``unit`` (default path ``folders/<unit>``); returns the folder's root."""
+    """A [[folders]] entry for ``unit`` (default path ``folders/<unit>``), its root made as an operator
+    makes it; returns the folder's root."""
     def edit(document) -> None:
         folders = document.get("folders")
         if folders is None:
@@ -32,7 +33,9 @@ def add_folder(node: LocalNode, unit: str, poll_seconds: float = 0.2) -> Path:
         folders.append(entry)
 
     config = edit_config(node.directory, edit)
-    return next(f.path for f in config.folders if f.unit == unit)
+    root = next(f.path for f in config.folders if f.unit == unit)
+    root.mkdir(parents=True, exist_ok=True)  # the operator's part: the node never creates a folder's root
+    return root
 
 
 class Dropper:

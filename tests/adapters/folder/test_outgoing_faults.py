@@ -141,6 +141,7 @@ def test_an_event_for_an_unmounted_share_fails_and_is_retried_never_written_unde
     outbox retries it) rather than re-create ROOT/inbox/events under the mount point, where the OA,
     after the remount, would never see it."""
     root = tmp_path / "share"
+    root.mkdir()
     FolderLayout(root).create()
     inbox = FolderInbox(FolderLayout(root), "CITY", None)  # type: ignore[arg-type]
     event = AdapterEvent(7, SIGNED_FOR, "CITY", "DOC-1", datetime.now(UTC), {"recipient": "A1"}, "n1-7")
