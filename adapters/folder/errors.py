@@ -97,6 +97,14 @@ class DropDuplicateId(DropRefused):
     kind = ErrorKind.CONFLICT
 
 
+class DropIdTaken(DropRefused):
+    """The drop's 公文标识 was sent meanwhile with other content (a clerk sent a document under the same
+    id through the API after the drop was keyed): the drop was not sent, and is not reported as sent."""
+
+    code = "DROP_ID_TAKEN"
+    kind = ErrorKind.CONFLICT
+
+
 class InboxUnwritable(GwxError):
     """The inbox folder cannot be written (disk full, unmounted share): the event is tried again later."""
 

@@ -16,8 +16,10 @@ One drop at a time per unit, in four durable steps (a kill -9 may land between a
    as it was and ``error.json`` with the GwxError's code and message), then the claim is removed.
 
 At every start (and every round) claims left in ``work/`` are finished first: a claim with a key
-asks the service whether the key was sent (``track``) — if so only the result is written, if not
-the drop is submitted again under the same key. Hence never lost (the drop stays in ``work/``
+asks the service whether the key was sent (``track``) — if so, and what was sent under it is this
+drop (same content digest, :mod:`adapters.folder.content`), only the result is written; sent with
+other content (a clerk used the id through the API meanwhile) the drop is refused (``DROP_ID_TAKEN``);
+not sent, the drop is submitted again under the same key. Hence never lost (the drop stays in ``work/``
 until its outcome is durable) and never sent twice (one key, looked up before each submission).
 An error the document service would retry (a busy or full store) leaves the claim for later, with
 backoff; every other refusal is the drop's and moves it to ``rejects/``.
@@ -50,7 +52,8 @@ from adapters.folder.drop import (
     refuse_if_symlink,
     regular_file,
 )
-from adapters.folder.errors import DropAlreadySent, DropDuplicateId
+from adapters.folder.content import drop_digest, sent_digest
+from adapters.folder.errors import DropAlreadySent, DropDuplicateId, DropIdTaken
 from adapters.folder.layout import (
     DONE_PREFIX,
     FolderLayout,
@@ -160,14 +163,12 @@ class Outgoing:
             await asyncio.to_thread(shutil.rmtree, claim_dir)
             return
         record = await asyncio.to_thread(_read_record, claim_dir / CLAIM)
+        contents = await asyncio.to_thread(self._read, name)
         if record is not None:
             tracking = await self._sent(record["doc_id"])
             if tracking is not None:
-                log.info("folder %s: drop %s was sent as %s before the node stopped; writing its result",
-                         self.unit, name, record["doc_id"], extra={"doc_id": record["doc_id"]})
-                await asyncio.to_thread(self._succeed, name, record["doc_id"], tracking["recipients"], [])
+                await self._adopt(name, record["doc_id"], contents, tracking)
                 return
-        contents = await asyncio.to_thread(self._read, name)
         if record is None:
             record = await self._key(name, contents)
         await hold("claimed", f"drop {name}", self.unit)
@@ -176,6 +177,20 @@ class Outgoing:
         await hold("submitted", f"drop {name}", self.unit)
         await asyncio.to_thread(self._succeed, name, result["doc_id"], result["recipients"],
                                 result.get("warnings", []))
+
+    async def _adopt(self, name: str, doc_id: str, contents: DropContents, tracking: dict[str, Any]) -> None:
+        """``doc_id``, the drop's key, is found sent: the drop's result is written only if what was sent
+        under it is this drop (:mod:`adapters.folder.content`), else the drop is refused."""
+        package = await self.service.package_path(self.principal, doc_id)
+        mine = await asyncio.to_thread(drop_digest, contents, doc_id)
+        sent = await asyncio.to_thread(sent_digest, package, contents.body.stat().st_size)
+        if mine != sent:
+            raise DropIdTaken(f"a document with other content was sent as {doc_id} (META.json id or this drop's "
+                              "key) while this drop waited; this drop was not sent: give it another id",
+                              doc_id=doc_id)
+        log.info("folder %s: drop %s was sent as %s before the node stopped (same content); writing its result",
+                 self.unit, name, doc_id, extra={"doc_id": doc_id})
+        await asyncio.to_thread(self._succeed, name, doc_id, tracking["recipients"], [])
 
     async def _key(self, name: str, contents: DropContents) -> dict[str, Any]:
         """The drop's idempotency key, durable before it is submitted under it."""

@@ -1,0 +1,116 @@
+"""A drop whose key was sent meanwhile by someone else is not reported as sent unless it is the same document.
+
+The drop is claimed and keyed (``.claim.json`` names its 公文标识), and before the watcher submits it a
+clerk sends a document under that very id through the local API. The watcher then finds the key sent.
+Same content (the OA's document was also sent by hand; or the node itself submitted it and was killed
+before the result): the drop is adopted — its result names the id, nothing is sent again. Other
+content (metadata, body or an attachment): refused as ``DROP_ID_TAKEN``, no result, nothing sent.
+In-process over a real document service and SQLite (``tests/node/api/local_api_support.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from pyhanko.pdf_utils.generic import TextStringObject
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+from adapters.folder.drop import DropLimits
+from adapters.folder.layout import FolderLayout, write_json
+from adapters.folder.outgoing import CLAIM, Outgoing
+from tests.node.api.local_api_support import PDF, UNIT_A, make_env, meta, outbox_of_a, run, send
+
+DOC_ID = "oa-2026-adopt-0001"
+ATTACHMENT = ("名单.txt", "第一批名单".encode())
+
+
+def keyed_drop(root: Path, name: str, doc_meta: dict, body: bytes, attachment: tuple[str, bytes]) -> None:
+    """A drop as the watcher leaves it once claimed and keyed: ``work/NAME/NAME`` and ``.claim.json``."""
+    drop = root / "work" / name / name
+    (drop / "attachments").mkdir(parents=True)
+    (drop / "META.json").write_text(json.dumps(doc_meta, ensure_ascii=False), "utf-8")
+    (drop / "body.pdf").write_bytes(body)
+    (drop / ".ready").write_bytes(b"")
+    (drop / "attachments" / attachment[0]).write_bytes(attachment[1])
+    write_json(root / "work" / name / CLAIM, {"drop": name, "doc_id": DOC_ID, "claimed_at": "2026-11-30T12:00:00Z"})
+
+
+def later_revision(pdf: bytes) -> bytes:
+    """``pdf`` with one more revision appended (an incremental update, as an editor saves): the drop's
+    body is then a byte-for-byte prefix of it."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    writer.root["/Lang"] = TextStringObject("zh-CN")
+    writer.update_root()
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+SAME = {}
+OTHER_TITLE = {"meta": meta(id=DOC_ID, title="关于另一件事的通知")}
+OTHER_BODY = {"body": PDF.replace(b"%%EOF", b"%%EOF\n%% another revision\n%%EOF", 1)}
+LONGER_BODY = {"body": later_revision(PDF)}
+OTHER_ATTACHMENT = {"attachment": (ATTACHMENT[0], "第二批名单".encode())}
+
+
+@pytest.mark.parametrize("drop_differs", [SAME, OTHER_TITLE, OTHER_BODY, LONGER_BODY, OTHER_ATTACHMENT],
+                         ids=["same-content", "other-title", "other-body", "body-sent-went-on", "other-attachment"])
+def test_a_key_sent_meanwhile_is_adopted_only_for_the_same_content(tmp_path, drop_differs):
+    env = make_env(tmp_path / "node")
+    root = tmp_path / "share"
+    root.mkdir()
+    layout = FolderLayout(root)
+    layout.create()
+    doc_meta = meta(id=DOC_ID)
+    drop = {"meta": doc_meta, "body": PDF, "attachment": ATTACHMENT}
+    sent = {"meta": doc_meta, "body": PDF, "attachment": ATTACHMENT}
+    if drop_differs is LONGER_BODY:  # the clerk sent a later revision of the drop's body
+        sent["body"] = LONGER_BODY["body"]
+    else:
+        drop.update(drop_differs)
+    keyed_drop(root, "d1", drop["meta"], drop["body"], drop["attachment"])
+
+    async def scenario(client):
+        assert await send(client, env, doc_meta=sent["meta"], body=sent["body"],
+                          attachments=(sent["attachment"],)) == DOC_ID
+        watcher = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
+                           poll_seconds=0.05)
+        assert await watcher.tick() == 1
+        assert [d["doc_id"] for d in await outbox_of_a(client, env)] == [DOC_ID]  # nothing sent again
+        assert os.listdir(root / "work") == []
+        if drop_differs is SAME:
+            result = json.loads((root / "results" / "d1.json").read_text("utf-8"))
+            assert (result["doc_id"], result["status"]) == (DOC_ID, "sent")
+            assert os.listdir(root / "rejects") == []
+        else:
+            error = json.loads((root / "rejects" / "d1" / "error.json").read_text("utf-8"))
+            assert error["code"] == "DROP_ID_TAKEN" and DOC_ID in error["message"]
+            assert (root / "rejects" / "d1" / "d1" / "META.json").exists()  # the drop as it was
+            assert os.listdir(root / "results") == []
+    run(env, scenario)
+
+
+def test_a_drop_the_node_itself_sent_before_a_kill_is_adopted(tmp_path):
+    """The crash case the adoption exists for: the watcher's own submission, its result not yet written."""
+    env = make_env(tmp_path / "node")
+    root = tmp_path / "share"
+    root.mkdir()
+    layout = FolderLayout(root)
+    layout.create()
+    keyed_drop(root, "d2", meta(), PDF, ATTACHMENT)  # no id in META.json: the key is the claim's
+
+    async def scenario(client):
+        watcher = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
+                           poll_seconds=0.05)
+        contents = await asyncio.to_thread(watcher._read, "d2")
+        await env.service.submit(watcher.principal, {**contents.meta, "id": DOC_ID}, contents.body,
+                                 contents.attachments)  # submitted; then the node was killed
+        assert await watcher.tick() == 1
+        assert json.loads((root / "results" / "d2.json").read_text("utf-8"))["doc_id"] == DOC_ID
+        assert len(await outbox_of_a(client, env)) == 1
+    run(env, scenario)
