@@ -41,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.folder.content import drop_digest, sent_digest
 from adapters.folder.drop import (
     DropContents,
     DropLimits,
@@ -52,7 +53,6 @@ from adapters.folder.drop import (
     refuse_if_symlink,
     regular_file,
 )
-from adapters.folder.content import drop_digest, sent_digest
 from adapters.folder.errors import DropAlreadySent, DropDuplicateId, DropIdTaken
 from adapters.folder.layout import (
     DONE_PREFIX,
