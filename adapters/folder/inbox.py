@@ -34,7 +34,7 @@ from typing import Any
 from adapters.events import RECEIVED, AdapterEvent
 from adapters.folder.errors import InboxUnwritable
 from adapters.folder.layout import FolderLayout, write_json, write_tree
-from adapters.folder.outgoing import folder_principal, hold
+from adapters.folder.outgoing import folder_principal
 from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME
 from exchange_protocol.package_reader import PackageReader
 from node.documents.contract import DocumentServiceApi
@@ -74,7 +74,6 @@ class FolderInbox:
             body: dict[str, Any] = event.to_json()
             if event.type == RECEIVED:
                 body["document"] = await self._document(event.doc_id)
-            await hold("inbox-written", f"event {event.event_id}", self.unit)
             path = self.layout.events / event_file_name(event)
             await asyncio.to_thread(write_json, path, body)
         except OSError as exc:

@@ -23,9 +23,6 @@ not sent, the drop is submitted again under the same key. Hence never lost (the 
 until its outcome is durable) and never sent twice (one key, looked up before each submission).
 An error the document service would retry (a busy or full store) leaves the claim for later, with
 backoff; every other refusal is the drop's and moves it to ``rejects/``.
-
-``GWX_FOLDER_HOLD=claimed|submitted`` (and ``inbox-written``, :mod:`adapters.folder.inbox`) stops a drop at that point (logged) until the process is
-killed: the crash tests' way of landing a kill -9 exactly there.
 """
 
 from __future__ import annotations
@@ -74,7 +71,6 @@ from pki.errors import GwxError
 from pki.keystore import fsync_dir
 
 log = logging.getLogger("gwx.folder")
-HOLD_ENV = "GWX_FOLDER_HOLD"
 # The node's own files in a claim start with '.', a name no drop has (drop.in_progress): a drop called
 # claim.json or unpacked cannot be mistaken for them. error.json takes its public name as the reject moves.
 CLAIM = ".claim.json"
@@ -88,14 +84,6 @@ MAX_OUTCOME_NAME = 200  # bytes of a drop's name kept in results/ and rejects/ (
 def folder_principal(unit: str) -> Principal:
     """Who the watched folder acts as: a clerk of its unit (recorded as ``clerk:folder:<unit>``)."""
     return Principal(token_id=f"folder:{unit}", name=f"folder:{unit}", role="clerk", unit=unit)
-
-
-async def hold(point: str, what: str, unit: str) -> None:
-    """Stop here for good when ``GWX_FOLDER_HOLD`` names ``point``: how a crash test lands its kill -9."""
-    if os.environ.get(HOLD_ENV) == point:
-        log.warning("folder %s: holding %s at %s (%s is set: a crash test's stop point)", unit, what, point,
-                    HOLD_ENV)
-        await asyncio.Event().wait()
 
 
 class Outgoing:
@@ -171,10 +159,8 @@ class Outgoing:
                 return
         if record is None:
             record = await self._key(name, contents)
-        await hold("claimed", f"drop {name}", self.unit)
         meta = {**contents.meta, "id": record["doc_id"]}
         result = await self.service.submit(self.principal, meta, contents.body, contents.attachments)
-        await hold("submitted", f"drop {name}", self.unit)
         await asyncio.to_thread(self._succeed, name, result["doc_id"], result["recipients"],
                                 result.get("warnings", []))
 

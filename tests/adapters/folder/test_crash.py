@@ -1,18 +1,22 @@
 """kill -9 of a node in the middle of a drop: the drop is neither lost nor sent twice.
 
-The city node is started with ``GWX_FOLDER_HOLD`` so that its watcher stops a drop exactly at a
-critical point — its key recorded but nothing submitted yet (``claimed``), or submitted but its
-result not yet written (``submitted``) — and is then killed with SIGKILL there. Restarted without
-the hold, it must finish the drop: one result naming the key, and on the receiving node exactly
-one inbox row (and one ``inbox.add`` audit event) per addressed unit.
+The city node is killed (SIGKILL) with a drop at a critical point — its key recorded but nothing
+submitted yet (the claim as the watcher leaves it, made on disk while the node is down), or
+submitted but its result not yet written (the real watcher, with ``results/`` unwritable so the
+result fails after the submission). Restarted, it must finish the drop: one result naming the
+key, and on the receiving node exactly one inbox row (and one ``inbox.add`` audit event) per
+addressed unit. No hook in the node: what it meets is what a crash or a full disk leaves.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime
 
 import pytest
 
+from exchange_protocol.ids import new_id
 from tests.adapters.folder.folder_support import Dropper, add_folder, wait_result
 from tests.node.network.network_support import (
     A1,
@@ -46,41 +50,69 @@ def net(tmp_path_factory):
     network.stop_all()
 
 
-def restart(net, env: dict[str, str]) -> None:
+def restart(net) -> None:
     city = net.nodes["city"]
     if city.running:
         net.stop(city)
-    city.env = env
     net.start(city)
 
 
-@pytest.mark.parametrize("point,oa_id", [("claimed", None), ("submitted", None), ("submitted", "oa-crash-0001")],
+def kill_once_keyed(net, name: str, meta: dict) -> str:
+    """The city killed right after it recorded the drop's key and before it submitted anything: the
+    state made on disk while the node is down (the watcher's claim is a rename, its key a file);
+    returns the key."""
+    net.kill(net.nodes["city"])
+    key = meta.get("id") or new_id(datetime.now(UTC))
+    drop = net.dropper.folder(name, meta, net.body.read_bytes(), {"附件.txt": "附件".encode()}, place=False)
+    (net.folder / "work" / name).mkdir(mode=0o700)
+    drop.rename(net.folder / "work" / name / name)
+    (net.folder / "work" / name / ".claim.json").write_text(json.dumps(
+        {"drop": name, "doc_id": key, "claimed_at": datetime.now(UTC).isoformat()}), "utf-8")
+    return key
+
+
+def kill_once_submitted(net, name: str, meta: dict) -> str:
+    """The city killed after its watcher submitted the drop and before the result was on disk: the
+    watcher runs for real with results/ unwritable (a file where the folder was), so it submits, fails
+    to write the result and keeps the claim; then kill -9, and results/ is a folder again. Returns the key."""
+    city = net.nodes["city"]
+    results = net.folder / "results"
+    os.rename(results, net.folder / "results.aside")
+    results.write_bytes(b"")  # not a folder: writing the result fails (ENOTDIR), after the submission
+    try:
+        net.dropper.folder(name, meta, net.body.read_bytes(), {"附件.txt": "附件".encode()})
+        wait_log(city, f"drop {name} not sent yet", timeout=30)
+        net.kill(city)
+    finally:
+        results.unlink()
+        os.rename(net.folder / "results.aside", results)
+    return json.loads((net.folder / "work" / name / ".claim.json").read_text("utf-8"))["doc_id"]
+
+
+@pytest.mark.parametrize("kill,oa_id", [(kill_once_keyed, None), (kill_once_submitted, None),
+                                        (kill_once_submitted, "oa-crash-0001")],
                          ids=["before-submit", "after-submit-before-result", "after-submit-oa-gave-the-id"])
-def test_a_drop_killed_at_a_critical_point_is_sent_exactly_once(net, point, oa_id):
+def test_a_drop_killed_at_a_critical_point_is_sent_exactly_once(net, kill, oa_id):
     city, county = net.nodes["city"], net.nodes["county-a"]
-    restart(net, {"GWX_FOLDER_HOLD": point})
-    name = f"crash-{point}-{oa_id or 'new'}"
+    restart(net)
+    name = f"crash-{kill.__name__}-{oa_id or 'new'}"
     title = f"关于崩溃测试的通知（{name}）"
     meta = {**notice_meta(CITY, [A1], [A2], title=title), "id": oa_id}
-    net.dropper.folder(name, meta, net.body.read_bytes(), {"附件.txt": "附件".encode()})
-    wait_log(city, f"holding drop {name} at {point}", timeout=30)
-    claim = json.loads((net.folder / "work" / name / ".claim.json").read_text("utf-8"))
+    key = kill(net, name, meta)
     if oa_id:
-        assert claim["doc_id"] == oa_id
+        assert key == oa_id
     sent_before_kill = db_value(city, "SELECT COUNT(*) FROM outbox WHERE title = ?", (title,))
-    assert sent_before_kill == (1 if point == "submitted" else 0)
-
-    net.kill(city)  # kill -9 exactly there
+    assert sent_before_kill == (1 if kill is kill_once_submitted else 0)
     assert not (net.folder / "results" / f"{name}.json").exists()
-    restart(net, {})
+    restart(net)
 
     result = wait_result(net.folder, name)
-    assert result["doc_id"] == claim["doc_id"] and result["status"] == "sent"
+    assert result["doc_id"] == key and result["status"] == "sent"
     wait_status(city, CITY, result["doc_id"], {A1: "delivered", A2: "delivered"})
     assert db_value(city, "SELECT COUNT(*) FROM outbox WHERE title = ?", (title,)) == 1
     rows = db_rows(county, "SELECT unit_code, doc_id FROM inbox WHERE title = ? ORDER BY unit_code", (title,))
-    assert rows == [(A1, claim["doc_id"]), (A2, claim["doc_id"])]
-    adds = db_value(county, "SELECT COUNT(*) FROM audit WHERE action = 'inbox.add' AND doc_id = ?", (claim["doc_id"],))
+    assert rows == [(A1, key), (A2, key)]
+    adds = db_value(county, "SELECT COUNT(*) FROM audit WHERE action = 'inbox.add' AND doc_id = ?", (key,))
     assert adds == 2
     assert list((net.folder / "results").glob(f"{name}*")) == [net.folder / "results" / f"{name}.json"]
     assert not list((net.folder / "work").iterdir()) and not (net.folder / "rejects" / name).exists()
@@ -90,7 +122,7 @@ def test_a_drop_killed_at_a_critical_point_is_sent_exactly_once(net, point, oa_i
 def test_every_state_a_kill_can_leave_in_work_is_finished_at_the_next_start(net):
     """What a kill -9 leaves between the durable steps, made on disk while the node is down."""
     city = net.nodes["city"]
-    restart(net, {})
+    restart(net)
     net.stop(city)
     work, outgoing = net.folder / "work", net.folder / "outgoing"
     titles = {}

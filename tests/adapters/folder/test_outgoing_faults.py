@@ -235,3 +235,12 @@ def test_a_stray_file_is_logged_once_and_forgotten_once_it_is_gone(tmp_path, cap
             stray.unlink()
         asyncio.run(out.tick())
     assert caplog.text.count("leaving outgoing/readme.txt alone") == 2
+
+
+def test_the_folder_adapter_reads_no_environment_variable():
+    """What the watcher does is node.toml's and the folder's business only: no test hook or switch in
+    the environment (the crash tests reach their kill points with real files, test_crash.py)."""
+    package = ROOT / "adapters" / "folder"
+    readers = [path.name for path in sorted(package.glob("*.py"))
+               if "environ" in path.read_text("utf-8") or "getenv" in path.read_text("utf-8")]
+    assert readers == []
