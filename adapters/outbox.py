@@ -39,9 +39,12 @@ A dead row waits for the operator: :meth:`Outbox.replay` (``gwx webhook replay``
 due now, with a fresh window. ``gwx node status`` and ``gwx_adapter_outbox{consumer,state}`` count
 rows per consumer and state.
 
-The fan-out task polls the log's head every ``poll`` seconds (only while a consumer is registered)
-and wakes the consumers it queued rows for; a consumer's loop also wakes when a row falls due. Tests
-drive :meth:`Outbox.step` on a fake clock instead.
+The fan-out task wakes when the store commits audit events (``store.audit.watch``: the store's
+write path says so, in this process, after the commit) and wakes the consumers it queued rows for;
+it also looks every ``poll`` seconds (:data:`BACKSTOP_SECONDS`), as a backstop for events another
+process committed (a ``gwx`` command on the node's database) and a notification lost to a bug. A
+consumer's loop also wakes when a row falls due. Tests drive :meth:`Outbox.step` on a fake clock
+instead.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ log = logging.getLogger("gwx.adapters")
 DEFAULT_POLICY = RetryPolicy(min_delay=timedelta(seconds=10), max_delay=timedelta(minutes=10),
                              multiplier=2.0, jitter=0.5, max_age=timedelta(days=1))
 DEFAULT_ATTEMPT_TIMEOUT = 60.0
-POLL_SECONDS = 0.25
+BACKSTOP_SECONDS = 2.0  # the fan-out looks at the log this often even when no commit woke it
 IDLE_SECONDS = 5.0  # an idle loop looks again this often even without a wake-up (belt and braces)
 FAN_OUT_BATCH = 500
 CURSOR_SAVE_EVERY = 5000  # audit events a consumer may pass over before its cursor is saved anyway
@@ -122,7 +125,7 @@ class _Registered:
 class Outbox:
     def __init__(self, store: NodeStore, node_id: str, clock: Callable[[], datetime], *,
                  rand: Callable[[], float] = random.random, registry=None,
-                 poll: float = POLL_SECONDS) -> None:
+                 poll: float = BACKSTOP_SECONDS) -> None:
         self._store = store
         self._node_id = node_id
         self._clock = clock
@@ -132,6 +135,8 @@ class Outbox:
         self._incarnation: str | None = None  # which life of this node's database (event ids)
         self._running = False
         self._watcher: asyncio.Task | None = None
+        self._head_moved = asyncio.Event()  # set by the store after a commit that appended audit events
+        self._unwatch: Callable[[], None] | None = None
         self._attempts = registry.counter("gwx_adapter_attempts_total",
                                           "Adapter delivery attempts by consumer and outcome") if registry else None
         self._latency = registry.histogram("gwx_adapter_delivery_seconds",
@@ -164,12 +169,16 @@ class Outbox:
         self._running = True
         for registered in self._consumers.values():
             self._start_loop(registered)
+        self._unwatch = self._store.audit.watch(lambda seq: self._head_moved.set())
         self._watcher = asyncio.get_running_loop().create_task(self._watch_head(), name="gwx-adapter-journal")
 
     async def stop(self) -> None:
         """Cancel every loop; an attempt in flight is abandoned and its row stays pending (tried again,
         with the same event id, at the next start)."""
         self._running = False
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         tasks = [r.task for r in self._consumers.values() if r.task is not None]
         if self._watcher is not None:
             tasks.append(self._watcher)
@@ -189,12 +198,14 @@ class Outbox:
 
     async def _watch_head(self) -> None:
         while True:
+            self._head_moved.clear()  # before reading: a commit during the fan-out wakes the next round
             try:
                 if self._consumers:
                     await self.fan_out()
             except Exception:
                 log.exception("adapters: fan-out from the audit log failed")
-            await asyncio.sleep(self._poll)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._head_moved.wait(), self._poll)
 
     async def _loop(self, registered: _Registered) -> None:
         name = registered.consumer.name

@@ -77,6 +77,11 @@ class AuditLog:
         tx.audit_head = (seq, prev)
         return seqs
 
+    def watch(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """``callback(seq)`` after each commit that appended events (in this process); returns the
+        unsubscribe. See :meth:`node.store.sqlite.db.Database.watch_audit`."""
+        return self._db.watch_audit(callback)
+
     async def head(self) -> tuple[int, str]:
         """(seq, hash) of the newest committed event; (0, 64 zeros) for an empty log."""
         row = await self._db.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")

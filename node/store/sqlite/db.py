@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,8 @@ from typing import Any
 import aiosqlite
 
 from node.errors import StoreError
+
+log = logging.getLogger("gwx.store")
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -103,6 +106,7 @@ class Database:
         self._reader = reader
         self._lock = asyncio.Lock()
         self.commits = 0  # how many transactions committed (for figures and tests of batching)
+        self._audit_watchers: list[Callable[[int], None]] = []
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
@@ -146,12 +150,29 @@ class Database:
             try:
                 await _to_the_end(self._writer, "COMMIT")
             except asyncio.CancelledError:
-                self.commits += 1  # the COMMIT ran to its end: committed; the caller is cancelled all the same
+                self._committed(tx)  # the COMMIT ran to its end: committed; the caller is cancelled all the same
                 raise
             except BaseException:
                 await _rollback(self._writer)
                 raise
-            self.commits += 1
+            self._committed(tx)
+
+    def watch_audit(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``callback(seq)`` after every commit that appended audit events (``seq``: the newest),
+        on the event loop, in this process; returns what stops it. The one place that says "the audit
+        log grew": its followers (``adapters.outbox``) wake on it instead of polling."""
+        self._audit_watchers.append(callback)
+        return lambda: self._audit_watchers.remove(callback) if callback in self._audit_watchers else None
+
+    def _committed(self, tx: SqliteTransaction) -> None:
+        self.commits += 1
+        if tx.audit_head is None:  # no audit event appended in this transaction
+            return
+        for callback in list(self._audit_watchers):
+            try:
+                callback(tx.audit_head[0])
+            except Exception:  # a follower's bug must not look like a failed commit
+                log.exception("an audit watcher failed")
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Read the last committed state (reader connection, never blocked by the writer)."""
