@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from node.config import CONFIG_NAME, dump_config, load_config
+from node.config import (
+    CONFIG_NAME,
+    ParentSettings,
+    RevocationSettings,
+    SoapSettings,
+    dump_config,
+    load_config,
+)
 from node.errors import ConfigError
 from node.provision import add_peer, init_node, read_units_file
 from pki.ca import CertificateAuthority
@@ -145,29 +152,6 @@ def test_an_unknown_log_level_is_a_usage_error(node_dir):
     assert "--log-level" in out.stderr.decode()
 
 
-def test_a_parent_is_read_and_written_back(node_dir):
-    write_config(node_dir, append='\n[parent]\nnode_id = "city"\nurl = "https://10.1.0.1:7443"\n')
-    config = load_config(node_dir)
-    assert (config.parent.node_id, config.parent.url, config.parent.refresh_seconds) == \
-        ("city", "https://10.1.0.1:7443", 600.0)
-    (node_dir / CONFIG_NAME).write_text(dump_config(config), "utf-8")
-    assert load_config(node_dir).parent == config.parent
-
-
-@pytest.mark.parametrize(("table", "key"), [
-    ('node_id = "city"', "parent"),
-    ('node_id = "City!"\nurl = "https://10.1.0.1:7443"', "parent.node_id"),
-    ('node_id = "city"\nurl = "http://10.1.0.1:7443"', "parent.url"),
-    ('node_id = "city"\nurl = "https://10.1.0.1:7443"\nrefresh_seconds = 0', "parent.refresh_seconds"),
-    ('node_id = "city"\nurl = "https://10.1.0.1:7443"\nrefresh = 5', "parent"),
-])
-def test_a_wrong_parent_is_a_config_error_naming_the_key(node_dir, table, key):
-    write_config(node_dir, append=f"\n[parent]\n{table}\n")
-    with pytest.raises(ConfigError) as err:
-        load_config(node_dir)
-    assert err.value.details["key"] == key
-
-
 @pytest.mark.parametrize(("written", "read"), [("市级", "city"), ("乡镇", "township"), ("county", "county")])
 def test_a_units_level_is_read_in_the_directorys_vocabulary(node_dir, written, read):
     write_config(node_dir, append=f'\n[[units]]\ncode = "{THERE}"\nname = "某县政府办公室"\nlevel = "{written}"\n')
@@ -181,23 +165,39 @@ def test_a_level_the_directory_does_not_know_is_a_config_error(node_dir):
     assert err.value.details["key"] == "units.level"
 
 
-def test_a_revocation_listener_is_read_and_written_back(node_dir):
-    write_config(node_dir, append='\n[revocation]\nhost = "0.0.0.0"\nport = 7480\nocsp_signer = "ocsp"\n')
+@pytest.mark.parametrize(("table", "section", "expected"), [
+    ('[parent]\nnode_id = "city"\nurl = "https://10.1.0.1:7443"', "parent",
+     ParentSettings("city", "https://10.1.0.1:7443", refresh_seconds=600.0)),
+    ('[revocation]\nhost = "0.0.0.0"\nport = 7480\nocsp_signer = "ocsp"', "revocation",
+     RevocationSettings("0.0.0.0", 7480, ocsp_signer="ocsp")),
+    ("[soap]\nenabled = false", "soap", SoapSettings(enabled=False)),
+], ids=["parent", "revocation", "soap"])
+def test_a_section_is_read_and_written_back(node_dir, table, section, expected):
+    write_config(node_dir, append=f"\n{table}\n")
     config = load_config(node_dir)
-    assert (config.revocation.host, config.revocation.port) == ("0.0.0.0", 7480)
-    assert config.ocsp_signer_dir == node_dir / "ocsp"
+    assert getattr(config, section) == expected
+    if section == "revocation":
+        assert config.ocsp_signer_dir == node_dir / "ocsp"
     (node_dir / CONFIG_NAME).write_text(dump_config(config), "utf-8")
-    assert load_config(node_dir).revocation == config.revocation
+    assert getattr(load_config(node_dir), section) == expected
 
 
-@pytest.mark.parametrize(("table", "key"), [
-    ("port = 70000", "revocation.port"),
-    ('port = "7480"', "revocation.port"),
-    ('host = 7480', "revocation.host"),
-    ('ocsp = "ocsp"', "revocation"),
+@pytest.mark.parametrize(("section", "table", "key"), [
+    ("parent", 'node_id = "city"', "parent"),
+    ("parent", 'node_id = "City!"\nurl = "https://10.1.0.1:7443"', "parent.node_id"),
+    ("parent", 'node_id = "city"\nurl = "http://10.1.0.1:7443"', "parent.url"),
+    ("parent", 'node_id = "city"\nurl = "https://10.1.0.1:7443"\nrefresh_seconds = 0', "parent.refresh_seconds"),
+    ("parent", 'node_id = "city"\nurl = "https://10.1.0.1:7443"\nrefresh = 5', "parent"),
+    ("revocation", "port = 70000", "revocation.port"),
+    ("revocation", 'port = "7480"', "revocation.port"),
+    ("revocation", 'host = 7480', "revocation.host"),
+    ("revocation", 'ocsp = "ocsp"', "revocation"),
+    ("soap", 'enabled = "no"', "soap.enabled"),
+    ("soap", "enabled = 0", "soap.enabled"),
+    ("soap", "on = true", "soap"),
 ])
-def test_a_wrong_revocation_table_is_a_config_error_naming_the_key(node_dir, table, key):
-    write_config(node_dir, append=f"\n[revocation]\n{table}\n")
+def test_a_wrong_section_is_a_config_error_naming_the_key(node_dir, section, table, key):
+    write_config(node_dir, append=f"\n[{section}]\n{table}\n")
     with pytest.raises(ConfigError) as err:
         load_config(node_dir)
     assert err.value.details["key"] == key
