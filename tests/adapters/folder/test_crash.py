@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 
 from exchange_protocol.ids import new_id
+from node.localnet import wait_for
 from tests.adapters.folder.folder_support import Dropper, add_folder, wait_result
 from tests.node.network.network_support import (
     A1,
@@ -26,6 +27,7 @@ from tests.node.network.network_support import (
     connect_and_start,
     db_rows,
     db_value,
+    log_text,
     new_network,
     notice_meta,
     units,
@@ -51,10 +53,15 @@ def net(tmp_path_factory):
 
 
 def restart(net) -> None:
+    """Stop and start the city; return once its watcher has made its folder's subfolders (its first
+    round), so a test that then makes one of them unwritable meets a running watcher, not its start."""
     city = net.nodes["city"]
+    watching = f"folder {CITY}: watching"
+    started = log_text(city).count(watching)
     if city.running:
         net.stop(city)
     net.start(city)
+    wait_for(lambda: log_text(city).count(watching) > started, 30, what="the city's watcher")
 
 
 def kill_once_keyed(net, name: str, meta: dict) -> str:
