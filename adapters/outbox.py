@@ -154,6 +154,7 @@ class Outbox:
         self._consumers[consumer.name] = registered
         if self._running:
             self._start_loop(registered)
+            self._head_moved.set()  # what was committed since its cursor is queued now, not at the backstop
 
     async def remove(self, name: str) -> None:
         """Stop delivering to ``name`` (its rows and cursor stay: ``forget`` them in the store)."""

@@ -73,6 +73,27 @@ def test_a_committed_event_is_delivered_without_waiting_for_the_poll(tmp_path):
     asyncio.run(main())
 
 
+def test_a_consumer_added_while_running_gets_what_passed_since_its_cursor_at_once(tmp_path):
+    """A webhook added by ``gwx webhook add`` has its cursor from the moment it was added; the running
+    node registers its consumer a moment later: what was committed in between is queued at once."""
+    async def main():
+        store = await Store.open(tmp_path)
+        try:
+            outbox = Outbox(store, "node-a", store.clock, poll=LONG_BACKSTOP)
+            await outbox.start()
+            await asyncio.sleep(0.1)
+            await store.adapter_outbox.start_cursor("test:late")  # what `gwx webhook add` does
+            await receive(store, "D1")  # committed before the node has the consumer
+            late = Recorder("test:late")
+            await outbox.add(late)
+            took = await delivered_within(late, 2.0)
+            assert took is not None and took < 0.5, took
+            await outbox.stop()
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
 def test_what_another_process_commits_is_found_by_the_backstop_poll(tmp_path):
     async def main():
         store = await Store.open(tmp_path)
