@@ -119,3 +119,19 @@ class FolderRootMissing(GwxError):
 
     code = "FOLDER_ROOT_MISSING"
     kind = ErrorKind.TRANSIENT
+
+
+class FolderRootUnreadable(FolderRootMissing):
+    """A watched folder's root cannot even be looked at (EACCES on a folder above it, a stale NFS
+    handle, EIO): as good as missing for the node, said with the system's reason."""
+
+    code = "FOLDER_ROOT_UNREADABLE"
+    kind = ErrorKind.TRANSIENT
+
+
+class FolderIncomplete(FolderRootMissing):
+    """The root is there but a subfolder is not (the share came back empty, an operator recreated the
+    root): the watcher makes them again within a round; until then the OA's drops are not looked at."""
+
+    code = "FOLDER_SUBFOLDERS_MISSING"
+    kind = ErrorKind.TRANSIENT

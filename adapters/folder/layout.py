@@ -21,13 +21,14 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.folder.errors import FolderRootMissing
+from adapters.folder.errors import FolderIncomplete, FolderRootMissing, FolderRootUnreadable
 from pki.keystore import fsync_dir
 
 DONE_PREFIX = ".done-"  # a claim being removed after its outcome is durable
@@ -61,11 +62,38 @@ class FolderLayout:
     def work(self) -> Path:
         return self.root / "work"
 
+    @property
+    def subfolders(self) -> tuple[Path, ...]:
+        return (self.outgoing, self.results, self.rejects, self.inbox, self.events, self.work)
+
     def check_root(self) -> None:
-        """Raise :class:`FolderRootMissing` unless the configured root is a directory."""
-        if not self.root.is_dir():
+        """Raise :class:`FolderRootMissing` unless the configured root is a directory; one that cannot be
+        looked at (EACCES above it, a stale NFS handle, EIO) is :class:`FolderRootUnreadable`, never a
+        bare OSError (readiness reports it, ``gwx node status`` prints it)."""
+        try:
+            is_dir = stat.S_ISDIR(os.stat(self.root).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            is_dir = False
+        except OSError as exc:
+            raise FolderRootUnreadable(f"the watched folder {self.root} cannot be read ({exc.strerror or exc}): a "
+                                       "share gone stale or a permission above it", path=str(self.root)) from exc
+        if not is_dir:
             raise FolderRootMissing(f"the watched folder {self.root} is not there (a share not mounted?); the node "
                                     "never creates it: mount the share or create the folder", path=str(self.root))
+
+    def check(self) -> None:
+        """:meth:`check_root`, and every subfolder there (:class:`FolderIncomplete` names the first missing)."""
+        self.check_root()
+        for path in self.subfolders:
+            try:
+                present = stat.S_ISDIR(os.stat(path).st_mode)
+            except (FileNotFoundError, NotADirectoryError):
+                present = False
+            except OSError as exc:
+                raise FolderRootUnreadable(f"{path} cannot be read ({exc.strerror or exc})", path=str(path)) from exc
+            if not present:
+                raise FolderIncomplete(f"{path} is missing (the share came back empty?): the running node makes "
+                                       "it again within a round", path=str(path))
 
     def create(self) -> None:
         """The subfolders, under a root that must already be there (:meth:`check_root`): never the root

@@ -73,8 +73,8 @@ class FolderWatchers:
         trouble = None  # what went wrong in the last round, said once until it changes or passes
         while True:
             try:
-                if not ready:  # only at start: a share unmounted later must not be re-created underneath
-                    await asyncio.to_thread(outgoing.layout.create)
+                if not ready:  # at start, and after the root was gone or unreadable: it may come back empty
+                    await asyncio.to_thread(outgoing.layout.create)  # never the root itself (check_root)
                     ready = True
                     log.info("folder %s: watching %s every %.1f s", settings.unit, settings.path,
                              settings.poll_seconds)
@@ -83,6 +83,7 @@ class FolderWatchers:
                     log.info("folder %s: %s can be read again", settings.unit, settings.path)
                     trouble = None
             except (OSError, FolderRootMissing) as exc:  # gone, unmounted, unreadable: the operator's to fix
+                ready = False  # once it is back, its subfolders are made again before the next round
                 if str(exc) != trouble:
                     trouble = str(exc)
                     log.error("folder %s: cannot use %s (%s); trying every %.1f s", settings.unit, settings.path,

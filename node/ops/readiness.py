@@ -26,9 +26,12 @@ whether or not the node is running):
   its last good copy (an expired directory never stops the exchange). A node with a ``[parent]``
   that has fetched none yet is ``warn`` too.
 * ``disk`` — free space where blobs are written.
-* ``folders`` (only with ``[[folders]]``) — every watched folder's root is there; one that is not (a
-  share not mounted) fails with ``FOLDER_ROOT_MISSING``: that unit's drops wait and what it receives
-  is not written, until the operator mounts it (the node never creates a root, :mod:`adapters.folder.layout`).
+* ``folders`` (only with ``[[folders]]``) — every watched folder's root and its subfolders are there;
+  a root that is not (a share not mounted) fails with ``FOLDER_ROOT_MISSING`` (``FOLDER_ROOT_UNREADABLE``
+  when it cannot even be looked at: EACCES, a stale NFS handle), one whose subfolders are gone (the
+  share came back empty) with ``FOLDER_SUBFOLDERS_MISSING`` until the watcher has made them again:
+  meanwhile that unit's drops wait and what it receives is not written (the node never creates a
+  root, :mod:`adapters.folder.layout`).
 """
 
 from __future__ import annotations
@@ -233,7 +236,7 @@ def _folders(config: NodeConfig) -> Check:
     missing = []
     for folder in config.folders:
         try:
-            FolderLayout(folder.path).check_root()
+            FolderLayout(folder.path).check()
         except GwxError as exc:
             missing.append((folder.unit, exc))
     if missing:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 
 import pytest
 
@@ -63,6 +64,9 @@ def test_readiness_names_a_missing_root_and_is_ok_once_it_is_there(tmp_path):
     assert UNIT_A in check.message and str(root) in check.message
     assert readiness.report(readiness.file_checks(config, template().now))["ready"] is False
     root.mkdir(parents=True)
+    check = folders_check(config)  # there, but the node has not made its subfolders yet
+    assert (check.verdict, check.code) == (readiness.FAIL, "FOLDER_SUBFOLDERS_MISSING")
+    FolderLayout(root).create()
     assert folders_check(config).verdict == readiness.OK
     assert not [c for c in readiness.file_checks(dataclasses.replace(config, folders=()), template().now)
                 if c.name == "folders"]  # no [[folders]]: no check
@@ -89,3 +93,49 @@ def test_the_watcher_waits_for_the_root_and_then_makes_its_subfolders(tmp_path):
         finally:
             await watchers.stop()
     asyncio.run(scenario())
+
+
+def test_a_root_that_comes_back_empty_gets_its_subfolders_again_and_readiness_says_so_meanwhile(tmp_path):
+    """The share is unmounted while the node runs and mounted again empty (or the operator recreates
+    the root): the watcher makes the subfolders again, and until it has, readiness is not ok."""
+    root = tmp_path / "mnt" / "oa"
+    root.mkdir(parents=True)
+    config = folder_config(tmp_path, root)
+
+    async def until(condition, what: str) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await asyncio.sleep(0.025)
+        raise AssertionError(what)
+
+    async def scenario() -> None:
+        watchers = FolderWatchers(config, None, Registry(), lambda: template().now)  # type: ignore[arg-type]
+        watchers.start()
+        try:
+            await until(lambda: sorted(os.listdir(root)) == SUBFOLDERS, "subfolders made at start")
+            assert folders_check(config).verdict == readiness.OK
+            shutil.rmtree(root)  # the share goes away…
+            await asyncio.sleep(0.3)  # …for a few rounds
+            root.mkdir()  # …and comes back empty
+            check = folders_check(config)
+            assert (check.verdict, check.code) == (readiness.FAIL, "FOLDER_SUBFOLDERS_MISSING")
+            await until(lambda: sorted(os.listdir(root)) == SUBFOLDERS, "subfolders made again")
+            await until(lambda: folders_check(config).verdict == readiness.OK, "readiness ok again")
+        finally:
+            await watchers.stop()
+    asyncio.run(scenario())
+
+
+def test_readiness_reports_a_root_it_cannot_look_at_instead_of_raising(tmp_path):
+    """An OSError other than 'not there' when the root is looked at (EACCES on a folder above it, a
+    stale NFS handle, EIO) is a failed check with a code, never a traceback in ``gwx node status`` or a
+    500 from /readyz. ENAMETOOLONG is the one such error a test can make as any user on any disk; it
+    takes the same path."""
+    root = tmp_path / ("共享" * 50) / "oa"  # a component of 300 bytes: stat fails with ENAMETOOLONG
+    config = folder_config(tmp_path, root)
+    check = folders_check(config)
+    assert (check.verdict, check.code) == (readiness.FAIL, "FOLDER_ROOT_UNREADABLE")
+    assert UNIT_A in check.message and "cannot be read" in check.message
+    with pytest.raises(FolderRootMissing):  # what the watcher catches, so it retries each round
+        FolderLayout(root).create()
