@@ -167,7 +167,7 @@ class Outgoing:
     async def _adopt(self, name: str, doc_id: str, contents: DropContents, tracking: dict[str, Any]) -> None:
         """``doc_id``, the drop's key, is found sent: the drop's result is written only if what was sent
         under it is this drop (:mod:`adapters.folder.content`), else the drop is refused."""
-        package = await self.service.package_path(self.principal, doc_id)
+        package = await self.service.sent_package_path(self.principal, doc_id)  # not one received under the id
         mine = await asyncio.to_thread(drop_digest, contents, doc_id)
         sent = await asyncio.to_thread(sent_digest, package, contents.body.stat().st_size)
         if mine != sent:

@@ -74,6 +74,10 @@ class DocumentServiceApi(Protocol):
     async def package_path(self, who: Principal, doc_id: str) -> Path:
         """The sealed package file of a document ``who`` may read (for streaming download)."""
 
+    async def sent_package_path(self, who: Principal, doc_id: str) -> Path:
+        """The sealed package of the document ``who``'s unit *sent* as ``doc_id`` — never one it received
+        under the same id (which :meth:`package_path` prefers); NotFound if the unit sent none."""
+
     async def sign_for(self, who: Principal, doc_id: str) -> Json:
         """签收 as ``who`` (name and time recorded and sent to the sender); returns InboxItem."""
 

@@ -279,6 +279,10 @@ class DocumentService:
         digest = row.package_digest if row else (await self._sent_by_us(who, doc_id)).package_digest
         return self.store.blobs.path_for(digest)
 
+    async def sent_package_path(self, who: Principal, doc_id: str) -> Path:
+        who.require_role("clerk")
+        return self.store.blobs.path_for((await self._sent_by_us(who, doc_id)).package_digest)
+
     async def sign_for(self, who: Principal, doc_id: str) -> dict[str, Any]:
         return await self._receiver_act(who, doc_id, Event.SIGNED_FOR, MessageType.RECEIPT, None)
 

@@ -23,7 +23,10 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from adapters.folder.drop import DropLimits
 from adapters.folder.layout import FolderLayout, write_json
 from adapters.folder.outgoing import CLAIM, Outgoing
-from tests.node.api.local_api_support import PDF, UNIT_A, make_env, meta, outbox_of_a, run, send
+from exchange_protocol.kinds import Kind, Role
+from exchange_protocol.states import ReceiverStatus
+from node.store import InboxRow
+from tests.node.api.local_api_support import PDF, UNIT_A, UNIT_B, make_env, meta, outbox_of_a, run, send
 
 DOC_ID = "oa-2026-adopt-0001"
 ATTACHMENT = ("名单.txt", "第一批名单".encode())
@@ -113,4 +116,32 @@ def test_a_drop_the_node_itself_sent_before_a_kill_is_adopted(tmp_path):
         assert await watcher.tick() == 1
         assert json.loads((root / "results" / "d2.json").read_text("utf-8"))["doc_id"] == DOC_ID
         assert len(await outbox_of_a(client, env)) == 1
+    run(env, scenario)
+
+
+@pytest.mark.parametrize("status", [ReceiverStatus.PENDING, ReceiverStatus.RECALLED], ids=["received", "recalled"])
+def test_a_drop_sent_is_adopted_though_the_unit_also_received_a_document_under_its_id(tmp_path, status):
+    """Another node's unit sent this unit a document whose 公文标识 is the drop's (the OA's id, or a
+    coincidence): what the drop is compared with is what the unit *sent* under the id, never what it
+    received under it (nor refused as recalled because the received one was)."""
+    env = make_env(tmp_path / "node")
+    root = tmp_path / "share"
+    root.mkdir()
+    layout = FolderLayout(root)
+    layout.create()
+    keyed_drop(root, "d3", meta(), PDF, ATTACHMENT)
+
+    async def scenario(client):
+        ref = await env.store.blobs.put(b"another node's package " + os.urandom(64))
+        await env.store.messages.add_inbox(InboxRow(
+            doc_id=DOC_ID, unit=UNIT_A, role=Role.MAIN, from_unit=UNIT_B, title="另一个节点的通知", kind=Kind.NOTICE,
+            status=status, package_digest=ref.digest, received_at=env.ctx.clock(), message_id=f"msg-{DOC_ID}"))
+        watcher = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
+                           poll_seconds=0.05)
+        contents = await asyncio.to_thread(watcher._read, "d3")
+        await env.service.submit(watcher.principal, {**contents.meta, "id": DOC_ID}, contents.body,
+                                 contents.attachments)  # submitted; then the node was killed
+        assert await watcher.tick() == 1
+        assert json.loads((root / "results" / "d3.json").read_text("utf-8"))["doc_id"] == DOC_ID
+        assert os.listdir(root / "rejects") == []
     run(env, scenario)
