@@ -263,8 +263,10 @@ class Outgoing:
         failures = self._retry.get(name, (0, 0.0))[0] + 1
         delay = min(RETRY_MAX_SECONDS, self.poll_seconds * 2 ** failures)
         self._retry[name] = (failures, time.monotonic() + delay)
-        log.warning("folder %s: drop %s not sent yet (%s); it stays claimed and is tried again in %.0f s",
-                    self.unit, name, error, delay)
+        # Not "not sent": the failure may come after the submission (the result not written), and the
+        # key finds that out next time, so an operator is not told a sent document was not.
+        log.warning("folder %s: drop %s not finished (%s); it stays claimed and is tried again in %.0f s (sent "
+                    "at most once: its key is looked up first)", self.unit, name, error, delay)
         if self.outcomes is not None:
             self.outcomes.inc(unit=self.unit, outcome="retried")
 

@@ -1,9 +1,9 @@
 """kill -9 of a node in the middle of a drop: the drop is neither lost nor sent twice.
 
-The city node is killed (SIGKILL) with a drop at a critical point — its key recorded but nothing
-submitted yet (the claim as the watcher leaves it, made on disk while the node is down), or
-submitted but its result not yet written (the real watcher, with ``results/`` unwritable so the
-result fails after the submission). Restarted, it must finish the drop: one result naming the
+The city node is killed (SIGKILL) with a drop at a critical point, reached by the real watcher —
+its key recorded but nothing submitted yet (the store's blob temp folder unwritable, so the
+submission fails before it commits), or submitted but its result not yet written (``results/``
+unwritable, so the result fails after the submission). Restarted, it must finish the drop: one result naming the
 key, and on the receiving node exactly one inbox row (and one ``inbox.add`` audit event) per
 addressed unit. No hook in the node: what it meets is what a crash or a full disk leaves.
 """
@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 
 import pytest
 
-from exchange_protocol.ids import new_id
 from node.localnet import wait_for
 from tests.adapters.folder.folder_support import Dropper, add_folder, wait_result
 from tests.node.network.network_support import (
@@ -64,36 +62,35 @@ def restart(net) -> None:
     wait_for(lambda: log_text(city).count(watching) > started, 30, what="the city's watcher")
 
 
+def kill_while_unusable(net, name: str, meta: dict, folder) -> str:
+    """The real watcher takes the drop with ``folder`` replaced by a file (so whatever writes there fails
+    with ENOTDIR, and the watcher keeps its claim to try again); once it says so, kill -9 and the folder
+    is back. Returns the key the watcher recorded."""
+    city = net.nodes["city"]
+    aside = folder.with_name(folder.name + ".aside")
+    os.rename(folder, aside)
+    folder.write_bytes(b"")
+    try:
+        net.dropper.folder(name, meta, net.body.read_bytes(), {"附件.txt": "附件".encode()})
+        wait_log(city, f"drop {name} not finished", timeout=30)
+        net.kill(city)
+    finally:
+        folder.unlink()
+        os.rename(aside, folder)
+    return json.loads((net.folder / "work" / name / ".claim.json").read_text("utf-8"))["doc_id"]
+
+
 def kill_once_keyed(net, name: str, meta: dict) -> str:
-    """The city killed right after it recorded the drop's key and before it submitted anything: the
-    state made on disk while the node is down (the watcher's claim is a rename, its key a file);
-    returns the key."""
-    net.kill(net.nodes["city"])
-    key = meta.get("id") or new_id(datetime.now(UTC))
-    drop = net.dropper.folder(name, meta, net.body.read_bytes(), {"附件.txt": "附件".encode()}, place=False)
-    (net.folder / "work" / name).mkdir(mode=0o700)
-    drop.rename(net.folder / "work" / name / name)
-    (net.folder / "work" / name / ".claim.json").write_text(json.dumps(
-        {"drop": name, "doc_id": key, "claimed_at": datetime.now(UTC).isoformat()}), "utf-8")
-    return key
+    """The city killed after its watcher claimed the drop and recorded its key, and before anything was
+    sent: the store's blob temp folder is a file, so the submission fails while it builds the package,
+    before it commits anything. Were the key written only after submitting, there would be none."""
+    return kill_while_unusable(net, name, meta, net.nodes["city"].directory / "data" / "blobs" / "tmp")
 
 
 def kill_once_submitted(net, name: str, meta: dict) -> str:
-    """The city killed after its watcher submitted the drop and before the result was on disk: the
-    watcher runs for real with results/ unwritable (a file where the folder was), so it submits, fails
-    to write the result and keeps the claim; then kill -9, and results/ is a folder again. Returns the key."""
-    city = net.nodes["city"]
-    results = net.folder / "results"
-    os.rename(results, net.folder / "results.aside")
-    results.write_bytes(b"")  # not a folder: writing the result fails (ENOTDIR), after the submission
-    try:
-        net.dropper.folder(name, meta, net.body.read_bytes(), {"附件.txt": "附件".encode()})
-        wait_log(city, f"drop {name} not sent yet", timeout=30)
-        net.kill(city)
-    finally:
-        results.unlink()
-        os.rename(net.folder / "results.aside", results)
-    return json.loads((net.folder / "work" / name / ".claim.json").read_text("utf-8"))["doc_id"]
+    """The city killed after its watcher submitted the drop and before the result was on disk:
+    results/ is a file, so writing the result fails after the submission."""
+    return kill_while_unusable(net, name, meta, net.folder / "results")
 
 
 @pytest.mark.parametrize("kill,oa_id", [(kill_once_keyed, None), (kill_once_submitted, None),
