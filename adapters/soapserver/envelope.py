@@ -16,7 +16,8 @@ Text nodes cannot be larger than the envelope, which the endpoint caps while the
 Then :func:`read_envelope` checks the shape: an Envelope in the SOAP 1.1 or 1.2 namespace, the
 version matching the HTTP content type (else a VersionMismatch fault, with an Upgrade header naming
 both envelopes), at most one Header, exactly one Body with exactly one
-element in it; header blocks the node does not understand that say mustUnderstand are refused.
+element in it; header blocks aimed at this node (no actor/role, next, ultimateReceiver) that say
+mustUnderstand are refused, since the node understands none but WS-Security.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from adapters.soapserver.errors import SoapError, SoapVersionMismatch
+from adapters.soapserver.errors import SoapError, SoapMustUnderstand, SoapVersionMismatch
 
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
@@ -111,14 +112,26 @@ def read_envelope(root: etree._Element, content_version: str | None) -> Envelope
     return Envelope(version, header, operations[0])
 
 
+# The actors/roles that name this node (SOAP 1.1 §4.2.2, SOAP 1.2 part 1 §5.2.2): absent is the
+# ultimate receiver, which the endpoint is; a block for any other role (1.2's "none" included) is not
+# this node's to understand, mustUnderstand or not (SOAP 1.1 §4.2.3, SOAP 1.2 part 1 §5.2.3).
+OUR_ROLES = {SOAP11_NS: {"", "http://schemas.xmlsoap.org/soap/actor/next"},
+             SOAP12_NS: {"", f"{SOAP12_NS}/role/next", f"{SOAP12_NS}/role/ultimateReceiver"}}
+TARGET_ATTRIBUTE = {SOAP11_NS: "actor", SOAP12_NS: "role"}
+
+
 def _check_must_understand(header: etree._Element, ns: str) -> None:
+    not_understood = []
     for block in header:
         if not isinstance(block.tag, str) or block.tag == f"{{{WSSE_NS}}}Security":
             continue
-        flag = block.get(f"{{{ns}}}mustUnderstand", "").strip()
-        if flag in ("1", "true"):
-            raise SoapError(f"the header block {block.tag} says mustUnderstand and this node does not understand "
-                            "it", code="SOAP_MUST_UNDERSTAND")
+        if block.get(f"{{{ns}}}{TARGET_ATTRIBUTE[ns]}", "").strip() not in OUR_ROLES[ns]:
+            continue
+        if block.get(f"{{{ns}}}mustUnderstand", "").strip() in ("1", "true"):
+            not_understood.append(block.tag)
+    if not_understood:
+        raise SoapMustUnderstand(f"the header block(s) {', '.join(not_understood)} say mustUnderstand and this node "
+                                 "does not understand them", not_understood=tuple(not_understood))
 
 
 def _one_line(exc: Exception) -> str:

@@ -20,7 +20,7 @@ class SoapError(NodeError):
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("SOAP_BAD_CONTENT_TYPE", "SOAP_MALFORMED_XML", "SOAP_DTD_FORBIDDEN", "SOAP_TOO_DEEP",
                 "SOAP_UNKNOWN_OPERATION", "SOAP_ACTION_MISMATCH",
-                "SOAP_INVALID_MESSAGE", "SOAP_MUST_UNDERSTAND", "SOAP_BAD_MTOM", "SOAP_BAD_SECURITY_HEADER")
+                "SOAP_INVALID_MESSAGE", "SOAP_BAD_MTOM", "SOAP_BAD_SECURITY_HEADER")
 
 
 class SoapVersionMismatch(SoapError):
@@ -36,6 +36,21 @@ class SoapVersionMismatch(SoapError):
     def __init__(self, message: str, *, answer_version: str = "1.1", **details: object) -> None:
         super().__init__(message, **details)
         self.answer_version = answer_version
+
+
+class SoapMustUnderstand(SoapError):
+    """Header blocks aimed at this node (no actor/role, or next, or ultimateReceiver) that say
+    mustUnderstand and that the node does not understand: a MustUnderstand fault naming each of them
+    (``not_understood``: their names in Clark notation, ``{namespace}local``). The error belongs to
+    the header, so a SOAP 1.1 fault carries it in a header entry, not in ``detail`` (SOAP 1.1 §4.4)."""
+
+    code = "SOAP_MUST_UNDERSTAND"
+    kind = ErrorKind.INVALID_INPUT
+    header_fault = True
+
+    def __init__(self, message: str, *, not_understood: tuple[str, ...] = (), **details: object) -> None:
+        super().__init__(message, **details)
+        self.not_understood = not_understood
 
 
 class SoapDisabled(NodeError):

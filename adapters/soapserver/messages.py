@@ -133,14 +133,21 @@ def fault(error: GwxError, version: str) -> bytes:
     soap = NS_OF_VERSION[version]
     envelope = etree.Element(f"{{{soap}}}Envelope", nsmap={"soap": soap, "gwx": NS})
     code = "soap:" + soap_fault_for(error, version)
+    header = etree.SubElement(envelope, f"{{{soap}}}Header")
     if code == "soap:VersionMismatch":
-        _upgrade(etree.SubElement(envelope, f"{{{soap}}}Header"))
+        _upgrade(header)
+    if version == "1.2":
+        for name in getattr(error, "not_understood", ()):  # SOAP 1.2 part 1 §5.4.8
+            qname = etree.QName(name)
+            etree.SubElement(header, f"{{{soap}}}NotUnderstood", nsmap={"nu": qname.namespace}).set(
+                "qname", f"nu:{qname.localname}")
     body = etree.SubElement(envelope, f"{{{soap}}}Body")
     element = etree.SubElement(body, f"{{{soap}}}Fault")
     if version == "1.1":
         etree.SubElement(element, "faultcode").text = code
         etree.SubElement(element, "faultstring").text = error.message
-        detail = etree.SubElement(element, "detail")
+        # SOAP 1.1 §4.4: detail carries errors of the Body only; a header's error goes in a header entry.
+        detail = header if getattr(error, "header_fault", False) else etree.SubElement(element, "detail")
     else:
         etree.SubElement(etree.SubElement(element, f"{{{soap}}}Code"), f"{{{soap}}}Value").text = code
         reason = etree.SubElement(etree.SubElement(element, f"{{{soap}}}Reason"), f"{{{soap}}}Text")
@@ -150,6 +157,8 @@ def fault(error: GwxError, version: str) -> bytes:
     gwx = etree.SubElement(detail, q("GwxFault"))
     add(gwx, "code", error.code)
     add(gwx, "message", error.message)
+    if not len(header):
+        envelope.remove(header)
     return serialise(envelope)
 
 

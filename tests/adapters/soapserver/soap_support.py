@@ -94,6 +94,8 @@ def fault_of(body: bytes) -> dict[str, str]:
         code = fault.findtext(f"{{{soap}}}Code/{{{soap}}}Value")
         reason = fault.findtext(f"{{{soap}}}Reason/{{{soap}}}Text")
         detail = fault.find(f"{{{soap}}}Detail")
+    if detail is None and soap == SOAP11:  # a header's fault: its code in a header entry (SOAP 1.1 §4.4)
+        detail = root.find(f"{{{soap}}}Header")
     gwx = detail.find(f"{{{GWX}}}GwxFault")
     schema().validate(etree.tostring(gwx).decode())
     return {"soap": soap, "code": code, "reason": reason, "gwx_code": gwx.findtext(f"{{{GWX}}}code"),

@@ -110,3 +110,60 @@ def test_zeep_reads_a_version_mismatch_fault(tmp_path, port):
             service.SignFor(docId="no-such-document")
         assert fault.value.code == "soap:VersionMismatch"
         assert "SOAP 1.1" in fault.value.message and "1.2" in fault.value.message
+
+
+NEXT = {"1.1": "http://schemas.xmlsoap.org/soap/actor/next", "1.2": f"{SOAP12}/role/next"}
+
+
+def with_block(body: bytes, block: str) -> bytes:
+    return body.replace(b"</soap:Header>", block.encode() + b"</soap:Header>", 1)
+
+
+@pytest.mark.parametrize(("version", "target", "ours"), [
+    ("1.1", None, True), ("1.1", NEXT["1.1"], True), ("1.1", "urn:the-oa-gateway", False),
+    ("1.2", None, True), ("1.2", NEXT["1.2"], True), ("1.2", f"{SOAP12}/role/ultimateReceiver", True),
+    ("1.2", f"{SOAP12}/role/none", False), ("1.2", "urn:the-oa-gateway", False),
+], ids=["1.1-no-actor", "1.1-next", "1.1-other-actor", "1.2-no-role", "1.2-next", "1.2-ultimate-receiver",
+        "1.2-none", "1.2-other-role"])
+def test_must_understand_binds_only_blocks_aimed_at_this_node(tmp_path, version, target, ours):
+    """SOAP 1.1 §4.2.2–4.2.3, SOAP 1.2 part 1 §2.2, §5.2.2–5.2.3: a block whose actor/role is another
+    node (or 'none') is not this node's to understand, mustUnderstand or not; the request is served."""
+    env = make_env(tmp_path)
+    soap = SOAP11 if version == "1.1" else SOAP12
+    aim = "" if target is None else f' s:{"actor" if version == "1.1" else "role"}="{target}"'
+    block = f'<x:Trace xmlns:x="urn:other" xmlns:s="{soap}" s:mustUnderstand="1"{aim}/>'
+    body = with_block(envelope("ListInbox", token=env.clerk_b, version=version), block)
+
+    async def scenario(client):
+        response = await client.post(ENDPOINT, data=body, headers=headers("ListInbox", version))
+        if ours:
+            await expect_fault(response, "SOAP_MUST_UNDERSTAND", version=version, soap_code="MustUnderstand")
+        else:
+            assert response.status == 200, await response.text()
+    run_soap(env, scenario)
+
+
+def test_a_must_understand_fault_names_the_blocks_and_keeps_soap_11_detail_for_the_body(tmp_path):
+    """SOAP 1.2 part 1 §5.4.8: a NotUnderstood header block per block not understood, its qname
+    resolving to the block's name. SOAP 1.1 §4.4: detail is for errors of the Body only, so a header's
+    fault carries its code in a header entry of the fault instead."""
+    env = make_env(tmp_path)
+    blocks = {"1.1": f'<x:Trace xmlns:x="urn:other" xmlns:s="{SOAP11}" s:mustUnderstand="1"/>',
+              "1.2": f'<x:Trace xmlns:x="urn:other" xmlns:s="{SOAP12}" s:mustUnderstand="true"/>'
+                     f'<y:Audit xmlns:y="urn:another" xmlns:s="{SOAP12}" s:mustUnderstand="1"/>'}
+
+    async def scenario(client):
+        for version in ("1.1", "1.2"):
+            body = with_block(envelope("ListInbox", token=env.clerk_b, version=version), blocks[version])
+            response = await client.post(ENDPOINT, data=body, headers=headers("ListInbox", version))
+            await expect_fault(response, "SOAP_MUST_UNDERSTAND", version=version, soap_code="MustUnderstand")
+            root = etree.fromstring(await response.read())
+            if version == "1.1":
+                assert root.find(f"{{{SOAP11}}}Body/{{{SOAP11}}}Fault/detail") is None
+                continue
+            named = []
+            for block in root.findall(f"{{{SOAP12}}}Header/{{{SOAP12}}}NotUnderstood"):
+                prefix, _, local = block.get("qname").partition(":")
+                named.append(f"{{{block.nsmap[prefix]}}}{local}")
+            assert named == ["{urn:other}Trace", "{urn:another}Audit"]
+    run_soap(env, scenario)
