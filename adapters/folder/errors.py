@@ -105,6 +105,16 @@ class DropIdTaken(DropRefused):
     kind = ErrorKind.CONFLICT
 
 
+class DropSentUnreadable(GwxError):
+    """A drop whose key is found sent can no longer be read as a drop (the operator lowered [limits]
+    after it was sent, say), so it cannot be compared with what was sent: it is neither adopted nor
+    refused — it was sent, and a reject would tell the OA otherwise. Its claim stays in ``work/`` and
+    it is tried again (adopted once it can be read), or the operator removes it."""
+
+    code = "DROP_SENT_UNREADABLE"
+    kind = ErrorKind.TRANSIENT
+
+
 class InboxUnwritable(GwxError):
     """The inbox folder cannot be written (disk full, unmounted share): the event is tried again later."""
 

@@ -19,7 +19,9 @@ At every start (and every round) claims left in ``work/`` are finished first: a 
 asks the service whether the key was sent (``track``) — if so, and what was sent under it is this
 drop (same content digest, :mod:`adapters.folder.content`), only the result is written; sent with
 other content (a clerk used the id through the API meanwhile) the drop is refused (``DROP_ID_TAKEN``);
-not sent, the drop is submitted again under the same key. Hence never lost (the drop stays in ``work/``
+not sent, the drop is submitted again under the same key. A drop found sent that can no longer be
+read as a drop (``[limits]`` lowered since) is neither adopted nor refused: its claim stays
+(``DROP_SENT_UNREADABLE`` in the log) until it can be compared. Hence never lost (the drop stays in ``work/``
 until its outcome is durable) and never sent twice (one key, looked up before each submission).
 An error the document service would retry (a busy or full store) leaves the claim for later, with
 backoff; every other refusal is the drop's and moves it to ``rejects/``.
@@ -46,11 +48,12 @@ from adapters.folder.drop import (
     copy_folder,
     in_progress,
     is_complete,
+    printable,
     read_folder,
     refuse_if_symlink,
     regular_file,
 )
-from adapters.folder.errors import DropAlreadySent, DropDuplicateId, DropIdTaken
+from adapters.folder.errors import DropAlreadySent, DropDuplicateId, DropIdTaken, DropSentUnreadable
 from adapters.folder.layout import (
     DONE_PREFIX,
     FolderLayout,
@@ -151,12 +154,19 @@ class Outgoing:
             await asyncio.to_thread(shutil.rmtree, claim_dir)
             return
         record = await asyncio.to_thread(_read_record, claim_dir / CLAIM)
-        contents = await asyncio.to_thread(self._read, name)
-        if record is not None:
-            tracking = await self._sent(record["doc_id"])
-            if tracking is not None:
-                await self._adopt(name, record["doc_id"], contents, tracking)
-                return
+        tracking = await self._sent(record["doc_id"]) if record is not None else None
+        try:
+            contents = await asyncio.to_thread(self._read, name)
+        except GwxError as exc:
+            if tracking is None or disposition(exc) is not Disposition.GIVE_UP:
+                raise
+            # Sent under its key: a refusal now (limits lowered since) must not move it to rejects.
+            raise DropSentUnreadable(f"drop {printable(name)} was sent as {record['doc_id']} but cannot be read "
+                                     f"again to compare it with what was sent ({exc.code}: {exc.message}); its "
+                                     "claim stays in work/", doc_id=record["doc_id"], cause=exc.code) from exc
+        if tracking is not None:
+            await self._adopt(name, record["doc_id"], contents, tracking)
+            return
         if record is None:
             record = await self._key(name, contents)
         meta = {**contents.meta, "id": record["doc_id"]}

@@ -145,3 +145,32 @@ def test_a_drop_sent_is_adopted_though_the_unit_also_received_a_document_under_i
         assert json.loads((root / "results" / "d3.json").read_text("utf-8"))["doc_id"] == DOC_ID
         assert os.listdir(root / "rejects") == []
     run(env, scenario)
+
+
+def test_a_sent_drop_the_lowered_limits_refuse_keeps_its_claim_until_it_can_be_compared(tmp_path, caplog):
+    """The node submitted the drop and was killed; before the restart the operator lowered [limits]
+    below the drop's body. The drop was sent: it is not moved to rejects (the OA would think it was
+    not); its claim stays, said in the log, and it is adopted once the drop can be read again."""
+    env = make_env(tmp_path / "node")
+    root = tmp_path / "share"
+    root.mkdir()
+    layout = FolderLayout(root)
+    layout.create()
+    keyed_drop(root, "d4", meta(), PDF, ATTACHMENT)
+
+    async def scenario(client):
+        roomy = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
+                         poll_seconds=0.05)
+        contents = await asyncio.to_thread(roomy._read, "d4")
+        await env.service.submit(roomy.principal, {**contents.meta, "id": DOC_ID}, contents.body,
+                                 contents.attachments)  # submitted; then the node was killed
+        narrow = Outgoing(layout, UNIT_A, env.service, DropLimits(body=len(PDF) // 2, total=1 << 26),
+                          env.ctx.clock, poll_seconds=0.05)
+        assert await narrow.tick() == 0
+        assert os.listdir(root / "rejects") == [] and os.listdir(root / "results") == []
+        assert (root / "work" / "d4" / CLAIM).exists()
+        assert "DROP_SENT_UNREADABLE" in caplog.text and DOC_ID in caplog.text
+        assert await roomy.tick() == 1  # the limits raised again: compared, the same, adopted
+        assert json.loads((root / "results" / "d4.json").read_text("utf-8"))["doc_id"] == DOC_ID
+        assert len(await outbox_of_a(client, env)) == 1
+    run(env, scenario)
