@@ -13,7 +13,7 @@ store holds under its key), the drop's digest must equal the sent document's:
   body's first ``len(body.pdf)`` bytes (sealing appends one incremental PAdES update and leaves what
   came before it byte for byte) and how many revisions (``%%EOF``) follow them — one, the seal's; more
   means the sent body went on past the drop's (the drop is an earlier revision of it) —, and the
-  manifest's attachment digests.
+  manifest's attachment digests, in the manifest's order (the drop's: by name, as it is sent).
 
 Equal digests: the same document (the node was killed after submitting, or the OA's document was
 also sent by hand) — adopted, idempotently. Different: ``DROP_ID_TAKEN`` (:mod:`adapters.folder.errors`).
@@ -70,8 +70,9 @@ def sent_digest(package: Path, body_size: int) -> str:
 
 
 def _digest(metadata: bytes, body_fact: str, attachments: list[tuple[str, str]]) -> str:
+    # In their order: 附件1, 附件2 … are numbered by it, so the same files in another order are another document.
     facts = {"metadata": hashlib.sha256(metadata).hexdigest(), "body": body_fact,
-             "attachments": sorted(attachments)}
+             "attachments": [list(a) for a in attachments]}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 

@@ -174,3 +174,28 @@ def test_a_sent_drop_the_lowered_limits_refuse_keeps_its_claim_until_it_can_be_c
         assert json.loads((root / "results" / "d4.json").read_text("utf-8"))["doc_id"] == DOC_ID
         assert len(await outbox_of_a(client, env)) == 1
     run(env, scenario)
+
+
+def test_the_same_attachments_in_another_order_are_another_document(tmp_path):
+    """附件1 and 附件2 are numbered by their order: a clerk who sent the drop's files in the other order
+    sent another document, so the drop is refused (DROP_ID_TAKEN), not reported as sent."""
+    env = make_env(tmp_path / "node")
+    root = tmp_path / "share"
+    root.mkdir()
+    layout = FolderLayout(root)
+    layout.create()
+    second = ("通知正文附表.txt", "附表".encode())
+    keyed_drop(root, "d5", meta(id=DOC_ID), PDF, ATTACHMENT)  # the drop sends 名单.txt, then 通知正文附表.txt
+    (root / "work" / "d5" / "d5" / "attachments" / second[0]).write_bytes(second[1])
+
+    async def scenario(client):
+        assert await send(client, env, doc_meta=meta(id=DOC_ID), body=PDF, attachments=(second, ATTACHMENT)) == DOC_ID
+        watcher = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
+                           poll_seconds=0.05)
+        assert [name for name, _ in (await asyncio.to_thread(watcher._read, "d5")).attachments] == \
+            [ATTACHMENT[0], second[0]]
+        assert await watcher.tick() == 1
+        error = json.loads((root / "rejects" / "d5" / "error.json").read_text("utf-8"))
+        assert error["code"] == "DROP_ID_TAKEN"
+        assert os.listdir(root / "results") == []
+    run(env, scenario)
