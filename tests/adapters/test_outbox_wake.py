@@ -64,8 +64,11 @@ def test_a_committed_event_is_delivered_without_waiting_for_the_poll(tmp_path):
             await receive(store, "D1")
             took = await delivered_within(consumer, 2.0)
             assert took is not None and took < 0.5, took
+            watchers = store.audit._db._audit_watchers  # the store's list of commit callbacks
+            assert len(watchers) == 1
             await outbox.stop()
-            await receive(store, "D2")  # stopped: no watcher left behind
+            assert watchers == []  # stopped: no watcher left behind (a callback per start would pile up)
+            await receive(store, "D2")
             await asyncio.sleep(0.1)
             assert [e.doc_id for e in consumer.delivered] == ["D1"]
         finally:
