@@ -100,7 +100,10 @@ class Held:
 
 class HeldAnswer(web.Response):
     """An answer whose bytes stay counted in the budget until it is sent (``write_eof`` returns once
-    the kernel has taken all but a little of it) or, if it never is, until it is dropped."""
+    the kernel has taken all but a little of it) or, if it never is, until it is dropped. Once sent,
+    its bytes are let go: aiohttp's server keeps a keep-alive connection's last response until the
+    next request on it (up to the keep-alive timeout), and an answer's bytes held there by every idle
+    OA connection would be memory the budget no longer counts."""
 
     def hold_until_sent(self, budget: EnvelopeBudget, held: Held) -> None:
         self._release = weakref.finalize(self, budget.give_back, held)
@@ -109,6 +112,7 @@ class HeldAnswer(web.Response):
         try:
             await super().write_eof(data)
         finally:
+            self.body = None  # sent (or never to be): nothing reads it again
             self._release()
 
 

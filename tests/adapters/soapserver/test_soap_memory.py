@@ -156,3 +156,41 @@ def test_a_volley_of_inline_fetches_keeps_memory_bounded(bench):
         assert base64.b64decode(inline) == content
     # 32 answers of ~5 MiB each at once would be 160 MiB; the budget (48 MiB) bounds what is held.
     assert growth < 80, f"peak RSS grew by {growth:.0f} MiB"
+
+
+async def fetch_inline_and_stay(bench: Bench, doc_id: str, sessions: list[aiohttp.ClientSession]) -> bytes:
+    """One inline FetchDocument read whole on a connection of its own, which is then left open and idle
+    (an OA system's HTTP client keeps its connections alive for the next call)."""
+    data = soap_envelope(bench.token(BUREAU), "FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>")
+    http = aiohttp.ClientSession(bench.url, timeout=aiohttp.ClientTimeout(total=120))
+    sessions.append(http)
+    async with http.post("/soap/v1/documents", data=data, headers=soap_headers("FetchDocument")) as r:
+        assert r.status == 200, r.headers.get("X-Gwx-Error")
+        return await r.read()
+
+
+def test_an_inline_answer_sent_is_not_kept_by_its_idle_connection(bench):
+    """aiohttp's server keeps the last response of a keep-alive connection until the next request on
+    it (or the keep-alive timeout, 75 s): an answer whose bytes stayed in it would hold ~5 MiB per idle
+    OA connection, outside the endpoint's budget (released once the answer is sent). Twelve inline
+    fetches one after the other, each leaving its connection open: what is held is one answer's worth."""
+    content = os.urandom(INLINE_ANSWER_MAX - 256 * 1024)
+    attachment = bench.work / "idle.bin"
+    attachment.write_bytes(content)
+    doc_id = asyncio.run(mtom_submit(bench, attachment))
+    pid = bench.node.process.pid
+
+    async def twelve() -> None:
+        sessions: list[aiohttp.ClientSession] = []
+        try:
+            for _ in range(12):
+                assert len(await fetch_inline_and_stay(bench, doc_id, sessions)) > len(content)
+            growth = peak_rss_mib(pid) - before
+            print(f"peak RSS growth after 12 inline fetches on 12 idle connections: {growth:.0f} MiB")
+            assert growth < 40, f"peak RSS grew by {growth:.0f} MiB: the answers stay with their connections"
+        finally:
+            for http in sessions:
+                await http.close()
+    reset_peak_rss(pid)
+    before = peak_rss_mib(pid)
+    asyncio.run(twelve())
