@@ -73,7 +73,7 @@ from node.ops.metrics import Counter
 from pki.errors import GwxError
 from pki.keystore import fsync_dir
 
-log = logging.getLogger("gwx.folder")
+log = logging.getLogger("gwx.folder")  # every drop or file name it is given goes through printable() (drop.py)
 # The node's own files in a claim start with '.', a name no drop has (drop.in_progress): a drop called
 # claim.json or unpacked cannot be mistaken for them. error.json takes its public name as the reject moves.
 CLAIM = ".claim.json"
@@ -116,7 +116,7 @@ class Outgoing:
                 continue  # an earlier drop of this name is still waiting to be retried
             if await asyncio.to_thread(self._claim, name):
                 self._ignored.discard(name)
-                log.info("folder %s: took drop %s", self.unit, name)
+                log.info("folder %s: took drop %s", self.unit, printable(name))
                 done += await self._handle(name)
         return done
 
@@ -129,7 +129,7 @@ class Outgoing:
                 try:
                     await asyncio.to_thread(self._reject, name, exc)
                 except Exception as failed:  # our disk (or a bug): the reject is finished next time
-                    log.exception("folder %s: the reject of drop %s could not be written", self.unit, name)
+                    log.exception("folder %s: the reject of drop %s could not be written", self.unit, printable(name))
                     self._later(name, failed)
                     return 0
                 self._retry.pop(name, None)
@@ -138,7 +138,7 @@ class Outgoing:
         except OSError as exc:  # the node's disk (full, unwritable): the drop stays claimed
             self._later(name, exc)
         except Exception as exc:  # a bug: logged whole, the drop stays claimed, the watcher goes on
-            log.exception("folder %s: drop %s failed unexpectedly", self.unit, name)
+            log.exception("folder %s: drop %s failed unexpectedly", self.unit, printable(name))
             self._later(name, exc)
         else:
             self._retry.pop(name, None)
@@ -185,7 +185,7 @@ class Outgoing:
                               "key) while this drop waited; this drop was not sent: give it another id",
                               doc_id=doc_id)
         log.info("folder %s: drop %s was sent as %s before the node stopped (same content); writing its result",
-                 self.unit, name, doc_id, extra={"doc_id": doc_id})
+                 self.unit, printable(name), doc_id, extra={"doc_id": doc_id})
         await asyncio.to_thread(self._succeed, name, doc_id, tracking["recipients"], [])
 
     async def _key(self, name: str, contents: DropContents) -> dict[str, Any]:
@@ -241,8 +241,8 @@ class Outgoing:
         write_json(path, {"drop": name, "doc_id": doc_id, "status": "sent", "recipients": recipients,
                           "warnings": warnings, "written_at": self.clock().isoformat()})
         remove_tree(self.layout.work / name)
-        log.info("folder %s: drop %s sent as %s to %d units; result in %s", self.unit, name, doc_id,
-                 len(recipients), path.name, extra={"doc_id": doc_id})
+        log.info("folder %s: drop %s sent as %s to %d units; result in %s", self.unit, printable(name), doc_id,
+                 len(recipients), printable(path.name), extra={"doc_id": doc_id})
         if self.outcomes is not None:
             self.outcomes.inc(unit=self.unit, outcome="sent")
 
@@ -250,7 +250,7 @@ class Outgoing:
         claim_dir = self.layout.work / name
         write_json(claim_dir / PENDING_ERROR, {"drop": name, **error.to_dict(),
                                                "rejected_at": self.clock().isoformat()})
-        log.warning("folder %s: drop %s refused: %s %s", self.unit, name, error.code, error.message)
+        log.warning("folder %s: drop %s refused: %s %s", self.unit, printable(name), error.code, error.message)
         self._finish_reject(name)
         if self.outcomes is not None:
             self.outcomes.inc(unit=self.unit, outcome="rejected")
@@ -267,7 +267,7 @@ class Outgoing:
         target = free_name(self.layout.rejects, _outcome_name(name))
         os.chmod(claim_dir, 0o755)
         move(claim_dir, target)
-        log.info("folder %s: drop %s moved to rejects/%s", self.unit, name, target.name)
+        log.info("folder %s: drop %s moved to rejects/%s", self.unit, printable(name), printable(target.name))
 
     def _later(self, name: str, error: BaseException) -> None:
         failures = self._retry.get(name, (0, 0.0))[0] + 1
@@ -276,7 +276,7 @@ class Outgoing:
         # Not "not sent": the failure may come after the submission (the result not written), and the
         # key finds that out next time, so an operator is not told a sent document was not.
         log.warning("folder %s: drop %s not finished (%s); it stays claimed and is tried again in %.0f s (sent "
-                    "at most once: its key is looked up first)", self.unit, name, error, delay)
+                    "at most once: its key is looked up first)", self.unit, printable(name), error, delay)
         if self.outcomes is not None:
             self.outcomes.inc(unit=self.unit, outcome="retried")
 
@@ -309,9 +309,10 @@ class Outgoing:
                 self._ignored.add(entry.name)  # said once per name: an OA that forgot .ready is visible
                 if verdict is None:
                     log.info("folder %s: leaving outgoing/%s alone: a drop is NAME.zip or a folder NAME/ with "
-                             ".ready", self.unit, entry.name)
+                             ".ready", self.unit, printable(entry.name))
                 else:
-                    log.info("folder %s: outgoing/%s/ has no .ready yet: waiting for it", self.unit, entry.name)
+                    log.info("folder %s: outgoing/%s/ has no .ready yet: waiting for it", self.unit,
+                             printable(entry.name))
             if verdict:
                 try:
                     ready.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
@@ -335,7 +336,7 @@ class Outgoing:
             if name not in self._unclaimable:  # said once; tried again each round in case it is fixed
                 self._unclaimable.add(name)
                 log.error("folder %s: cannot take outgoing/%s (%s); it is left there and the other drops go "
-                          "on", self.unit, name, exc.strerror or exc)
+                          "on", self.unit, printable(name), exc.strerror or exc)
             return False
         self._unclaimable.discard(name)
         fsync_dir(claim_dir)

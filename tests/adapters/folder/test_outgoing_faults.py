@@ -244,3 +244,23 @@ def test_the_folder_adapter_reads_no_environment_variable():
     readers = [path.name for path in sorted(package.glob("*.py"))
                if "environ" in path.read_text("utf-8") or "getenv" in path.read_text("utf-8")]
     assert readers == []
+
+
+def test_names_that_are_not_utf8_are_logged_escaped_so_every_log_record_encodes_as_utf8(tmp_path, caplog):
+    """A GBK name arrives as surrogates; a log line holding one cannot be written to a UTF-8 log (nor
+    sent by pytest-xdist's workers): every name the watcher logs is printable, \\xNN for such bytes."""
+    out = watcher(tmp_path)
+    outgoing = os.fsencode(tmp_path / "outgoing")
+    caplog.set_level("INFO", logger="gwx.folder")
+    make_drop(outgoing + b"/" + GBK + b"-drop")  # taken, refused, moved to rejects
+    with open(outgoing + b"/" + GBK + b".txt", "wb") as f:  # a stray file, left alone
+        f.write(b"not a drop")
+    os.mkdir(outgoing + b"/" + GBK + b"-waiting")  # a folder without .ready yet
+    asyncio.run(out.tick())
+    records = [r for r in caplog.records if r.name == "gwx.folder"]
+    assert len(records) >= 5  # took, refused, moved, left alone, waiting
+    for record in records:
+        record.getMessage().encode("utf-8")  # raises UnicodeEncodeError on a surrogate
+    shown = "\\xceļ\\xfe"  # GBK's c4 bc happens to be UTF-8 (ļ); ce and fe are not
+    assert f"took drop {shown}-drop" in caplog.text
+    assert f"leaving outgoing/{shown}.txt alone" in caplog.text
