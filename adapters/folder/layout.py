@@ -95,13 +95,21 @@ class FolderLayout:
                 raise FolderIncomplete(f"{path} is missing (the share came back empty?): the running node makes "
                                        "it again within a round", path=str(path))
 
-    def create(self) -> None:
+    def create(self, *, mounted: bool = False) -> bool:
         """The subfolders, under a root that must already be there (:meth:`check_root`): never the root
-        itself nor anything above it, so an unmounted share is reported, not filled in underneath."""
+        itself nor anything above it, so an unmounted share is reported, not filled in underneath.
+        ``mounted``: the root was a mount point when they were first made (``path`` is the share's
+        mount point itself), so it must be one again — a bare mount point is a directory too, and the
+        subfolders made there would be hidden once the share is back. Returns whether it is one."""
         self.check_root()
+        is_mount = os.path.ismount(self.root)
+        if mounted and not is_mount:
+            raise FolderRootMissing(f"the watched folder {self.root} was a mounted share and is now a bare mount "
+                                    "point (the share not mounted?): the node waits for it", path=str(self.root))
         for path in (self.outgoing, self.results, self.rejects, self.inbox, self.events):
             path.mkdir(exist_ok=True)  # no parents: each one's parent is the root or made just before
         self.work.mkdir(mode=0o700, exist_ok=True)
+        return is_mount
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -70,11 +71,13 @@ class FolderWatchers:
     async def _watch(self, settings: FolderSettings) -> None:
         outgoing = self.outgoing[settings.unit]
         ready = False
+        mounted = False  # the root was a mount point when its subfolders were made: it must be one again
         trouble = None  # what went wrong in the last round, said once until it changes or passes
         while True:
             try:
                 if not ready:  # at start, and after the root was gone or unreadable: it may come back empty
-                    await asyncio.to_thread(outgoing.layout.create)  # never the root itself (check_root)
+                    # never the root itself (check_root), nor a bare mount point where a share was (mounted)
+                    mounted = await asyncio.to_thread(functools.partial(outgoing.layout.create, mounted=mounted))
                     ready = True
                     log.info("folder %s: watching %s every %.1f s", settings.unit, settings.path,
                              settings.poll_seconds)

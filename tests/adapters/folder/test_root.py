@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +29,7 @@ from node.ops.metrics import Registry
 from tests.node.api.local_api_support import UNIT_A, make_env, template
 
 SUBFOLDERS = ["inbox", "outgoing", "rejects", "results", "work"]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_create_makes_the_subfolders_under_a_root_that_is_there(tmp_path):
@@ -139,3 +144,16 @@ def test_readiness_reports_a_root_it_cannot_look_at_instead_of_raising(tmp_path)
     assert UNIT_A in check.message and "cannot be read" in check.message
     with pytest.raises(FolderRootMissing):  # what the watcher catches, so it retries each round
         FolderLayout(root).create()
+
+
+def test_a_share_mounted_at_path_itself_is_waited_for_not_filled_in_at_its_bare_mount_point(tmp_path):
+    """``path`` is the share's mount point (README advises against it, but it is done): unmounted while
+    the node runs, the bare mount point is an empty directory — the subfolders are not made there
+    (they would be hidden, with whatever the node wrote, once the share is back), only on the share."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-Urm", "true"]).returncode != 0:
+        pytest.skip("needs unshare -Urm (user and mount namespaces) to mount a tmpfs")
+    run = subprocess.run(["unshare", "-Urm", sys.executable, "-m", "tests.adapters.folder.mount_point_child",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"made": SUBFOLDERS, "bare": [], "back": SUBFOLDERS, "under": []}, result
