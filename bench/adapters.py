@@ -18,9 +18,12 @@ is adding a function. Measured here:
    event, p50/p99 (:mod:`bench.adapters_webhook`, two nodes of their own).
 4. ``oa_push`` — arrival of a document at a second node → the unit's OA (the tests' legacy OA, a
    spyne SOAP server) has the push, p50/p99 (:mod:`bench.adapters_oapush`, two nodes of their own).
+5. ``oa_push_memory`` — one 200 MiB attachment pushed to an OA (the legacy OA reading it as a
+   stream), by a node restarted just before so its peak RSS is the push's
+   (``oa_push_200mib_peak_rss_mb``, :mod:`tests.adapters.oa_push.push_memory`, a node of its own).
 
 ``--quick``: 100 documents per rate instead of 1,000 (the MTOM attachment stays 200 MiB), 20
-webhook and OA push documents instead of 200.
+webhook and OA push documents instead of 200, and a 64 MiB push (``oa_push_64mib_peak_rss_mb``).
 The table is for people; the last line printed is one JSON object with every figure.
 """
 
@@ -271,9 +274,22 @@ def oa_push(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
     return _latency(bench, fig, "oa_push", "OA push, the OA has it", measure_oa_push)
 
 
+def oa_push_memory(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
+    from tests.adapters.oa_push.push_memory import push_large_attachment
+
+    mib = 64 if bench.quick else 200
+    (bench.work / "oa_push_memory").mkdir()
+    run = push_large_attachment(bench.work / "oa_push_memory", mib * MiB)
+    assert run["received"]["fj"][0][1:] == (run["sha256"], mib * MiB), "the OA did not get the attachment whole"
+    fig[f"oa_push_{mib}mib_peak_rss_mb"] = run["peak_rss_mb"]
+    fig["oa_push_memory_start_rss_mb"], fig["oa_push_memory_s"] = run["start_rss_mb"], run["push_s"]
+    return [(f"OA push, {mib} MiB attachment (streamed)", f"{run['push_s']:.1f} s", "restart → the OA has it whole"),
+            ("  node peak RSS (VmHWM)", f"{run['peak_rss_mb']:.0f} MiB", f"{run['start_rss_mb']:.0f} MiB at start")]
+
+
 # Each takes the bench and the figures, adds its figures, returns table rows (label, value, note).
 MEASUREMENTS: dict[str, Callable[[Bench, dict], list[tuple[str, str, str]]]] = {
-    "rates": rates, "mtom": mtom, "webhooks": webhooks, "oa_push": oa_push}
+    "rates": rates, "mtom": mtom, "webhooks": webhooks, "oa_push": oa_push, "oa_push_memory": oa_push_memory}
 
 
 def start(base: Path) -> tuple[LocalNetwork, LocalNode]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from aiohttp import web
 
 from adapters.folder.watcher import FolderWatchers
-from adapters.oa_push.consumer import oa_push_consumers
+from adapters.oa_push.consumer import check_against_wsdls, oa_push_consumers
 from adapters.outbox import Outbox
 from adapters.soapserver.endpoint import mount_soap
 from adapters.webhooks.service import Webhooks
@@ -145,7 +145,9 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await outbound.start()
         await webhooks.start()
         await folders.register(adapters)  # each unit's inbox folder: a consumer of the adapters' outbox
-        for consumer, policy, timeout in oa_push_consumers(config, service):  # [[oa_push]]: oa:<unit>
+        oa_pushes = list(oa_push_consumers(config, service))  # [[oa_push]]: oa:<unit>
+        await check_against_wsdls([consumer for consumer, _, _ in oa_pushes])  # a misfit stops the start
+        for consumer, policy, timeout in oa_pushes:
             await adapters.add(consumer, policy, attempt_timeout=timeout)
         await adapters.start()
         reloading = loop.create_task(reloader.run(), name="gwx-credential-reload")

@@ -15,8 +15,14 @@ Modules:
   document or a status change. Pure.
 - :mod:`.settings`: the ``[[oa_push]]`` entries of node.toml (WSDL, operations, timeout, window),
   loading each mapping file so a bad one stops the node at start.
-- :mod:`.soap_call`: the zeep ``AsyncClient`` layer — WSDL loading, one operation call, the OA's fault
-  → :class:`~.errors.OaFault` with its text, timeouts and connection failures → transient.
+- :mod:`.signature`: the mapping against the types of the OA's operation signature (the body into
+  ``xs:base64Binary``, a code into ``xs:int`` …), naming the field that does not fit.
+- :mod:`.streaming`: the transport that sends the envelope zeep built with each file's base64
+  streamed from the sealed package in its place, and reads the OA's answer with a bound (an HTML
+  error page → its status and an excerpt).
+- :mod:`.soap_call`: the zeep ``AsyncClient`` layer — WSDL loading (one at a time per OA, checked at
+  node start), one operation call, the OA's fault → :class:`~.errors.OaFault` with its text,
+  HTTP 413 → :class:`~.errors.OaTooLarge`, timeouts and connection failures → transient.
 - :mod:`.consumer`: the outbox consumer ``oa:<unit>`` (:mod:`adapters.outbox`): which events the OA
   is told, the document read through the service contract, one call per event; and
   :func:`~.consumer.oa_push_consumers`, what ``node.runner`` registers. ``gwx oa dead | replay``

@@ -8,7 +8,9 @@ changes), retries and dead-letters by the kind of the error :meth:`OaPushConsume
 
 A received document is read through the document service's contract as the unit's own system
 principal (never the store): its metadata from ``show``, its body and attachments from the sealed
-package (``package_path``), read in a worker thread. Every call carries the 公文标识 and the event id
+package (``package_path``). Their content is never read into memory here: the mapping is given a
+placeholder for each (:class:`~.streaming.PackagePart`), and the call streams the file's base64 from
+the package into the message where the placeholder stands. Every call carries the 公文标识 and the event id
 (the mapping names the OA's parameters for them), so a push resent after a kill -9 between the OA's
 answer and the outbox's commit is recognised by the OA as the one it has.
 """
@@ -32,13 +34,17 @@ from node.documents.contract import DocumentServiceApi
 from node.documents.service import DocumentRecalled
 
 from .mapping import ReceivedDocument, StatusChange
-from .settings import OaPushSettings
+from .settings import MIN_SEND_RATE, OaPushSettings
+
+if TYPE_CHECKING:
+    from .streaming import PackagePart
 
 if TYPE_CHECKING:
     from .soap_call import OaClient
 
 log = logging.getLogger("gwx.adapters.oa_push")
 
+START_CHECK_SECONDS = 5.0  # an OA slower than this at node start is checked at its first push instead
 STATUS_OF_EVENT = {SIGNED_FOR: "signed_for", RETURNED: "returned", DELIVERY_FAILED: "failed"}
 
 
@@ -67,10 +73,11 @@ class OaPushConsumer:
     async def deliver(self, event: AdapterEvent) -> None:
         s = self.settings
         if event.type == RECEIVED:
-            document = await self._received(event)
-            if document is None:
+            received = await self._received(event)
+            if received is None:
                 return
-            await self._client.call(s.received_operation, s.mapping.received_arguments(document))
+            document, parts = received
+            await self._client.call(s.received_operation, s.mapping.received_arguments(document), parts)
         elif event.type in STATUS_OF_EVENT and s.status_operation is not None:
             recipient = str(event.data.get("recipient") or "")
             change = StatusChange(doc_id=event.doc_id, event_id=event.event_id, unit=event.unit,
@@ -79,7 +86,11 @@ class OaPushConsumer:
                                   recipient_unit_name=self._unit_name(recipient))
             await self._client.call(s.status_operation, s.mapping.status_arguments(change))
 
-    async def _received(self, event: AdapterEvent) -> ReceivedDocument | None:
+    async def check(self, limit: float) -> None:
+        """Load the OA's WSDL and check the mapping against it (node start): see ``OaClient.check``."""
+        await self._client.check(limit)
+
+    async def _received(self, event: AdapterEvent) -> tuple[ReceivedDocument, tuple[PackagePart, ...]] | None:
         shown = await self._service.show(self._principal, event.doc_id)
         try:
             package = await self._service.package_path(self._principal, event.doc_id)
@@ -87,34 +98,59 @@ class OaPushConsumer:
             # Withdrawn before its push: the OA never gets a document its sender took back.
             log.info("OA of %s: %s was recalled before it was pushed; not pushed", self.settings.unit, event.doc_id)
             return None
-        body, attachments = await asyncio.to_thread(_read_package, package)
-        return ReceivedDocument(doc_id=event.doc_id, event_id=event.event_id, unit=event.unit,
-                                from_unit=shown["from_unit"], received_at=shown.get("received_at") or event.at,
-                                meta=shown["metadata"], body=body, attachments=attachments,
-                                from_unit_name=self._unit_name(shown["from_unit"]))
+        body, attachments = await asyncio.to_thread(_package_parts, package)
+        document = ReceivedDocument(doc_id=event.doc_id, event_id=event.event_id, unit=event.unit,
+                                    from_unit=shown["from_unit"], received_at=shown.get("received_at") or event.at,
+                                    meta=shown["metadata"], body=body.token,
+                                    attachments=tuple((name, part.token) for name, part in attachments),
+                                    from_unit_name=self._unit_name(shown["from_unit"]))
+        return document, (body, *(part for _, part in attachments))
 
     async def close(self) -> None:
         await self._client.close()
 
 
-def _read_package(path: Path) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
-    """The body and the attachments of a sealed package, each checked against its manifest."""
+def _package_parts(path: Path) -> tuple[PackagePart, tuple[tuple[str, PackagePart], ...]]:
+    """The body and the attachments of a sealed package, as parts to stream (their content is read,
+    and checked against the manifest, while the call sends it)."""
     with open(path, "rb") as file, PackageReader(file) as reader:
-        body = reader.read_member(BODY_NAME)
-        attachments = tuple((entry.path.removeprefix(ATTACHMENTS_DIR), b"".join(reader.iter_member(entry.path)))
+        body = reader.manifest.get(BODY_NAME)
+        if body is None:  # PackageReader's layout check requires it; a typed refusal all the same
+            reader.iter_member(BODY_NAME)
+        from .streaming import PackagePart  # zeep is loaded only by a node that pushes to an OA
+
+        attachments = tuple((entry.path.removeprefix(ATTACHMENTS_DIR), PackagePart(path, entry.path, entry.size))
                             for entry in reader.attachments)
-    return body, attachments
+    return PackagePart(path, BODY_NAME, body.size), attachments
+
+
+async def check_against_wsdls(consumers: list[OaPushConsumer]) -> None:
+    """At node start: each OA's WSDL loaded (all at once, waiting at most :data:`START_CHECK_SECONDS`)
+    and the mapping checked against it. A WSDL that does not fit stops the start with its typed error
+    (:class:`~.errors.OaWsdlMismatch`, :class:`~.errors.OaParameterTypeMismatch` naming the field),
+    as a bad mapping file does; an OA that cannot be reached now is checked at its first push."""
+    from .errors import OaWsdlMismatch
+
+    outcomes = await asyncio.gather(*(c.check(START_CHECK_SECONDS) for c in consumers), return_exceptions=True)
+    for consumer, outcome in zip(consumers, outcomes, strict=True):
+        if isinstance(outcome, OaWsdlMismatch):
+            raise outcome
+        if isinstance(outcome, BaseException):
+            log.warning("OA of %s: its WSDL could not be checked at start (%s); checked at the first push",
+                        consumer.settings.unit, getattr(outcome, "message", outcome))
 
 
 def oa_push_consumers(config: NodeConfig, service: DocumentServiceApi
                       ) -> Iterator[tuple[OaPushConsumer, RetryPolicy, float]]:
     """One consumer per ``[[oa_push]]`` entry, with its retry policy — the node's ``[retry]`` backoff,
     the entry's window — and the outbox's guard on one attempt (reading the package, loading the
-    WSDL and the call, each bounded by ``timeout_seconds``)."""
+    WSDL and the call, each bounded by ``timeout_seconds``, and sending the largest package the
+    node accepts at the call's least rate)."""
+    largest = config.limits.max_envelope_bytes * 4 / 3 / MIN_SEND_RATE
     r = config.retry
     for push in config.oa_push:
         policy = RetryPolicy(min_delay=timedelta(seconds=r.min_seconds), max_delay=timedelta(seconds=r.max_seconds),
                              multiplier=r.multiplier, jitter=r.jitter, max_age=timedelta(seconds=push.window_seconds))
         for note in push.mapping.notes:
             log.info("OA of %s: %s", push.unit, note)
-        yield OaPushConsumer(push, service, config.unit_name), policy, 2 * push.timeout_seconds + 30.0
+        yield OaPushConsumer(push, service, config.unit_name), policy, 2 * push.timeout_seconds + 30.0 + largest

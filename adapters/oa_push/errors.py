@@ -66,3 +66,21 @@ class OaWsdlMismatch(OaPushError):
 
     code = "OA_WSDL_MISMATCH"
     kind = ErrorKind.INTERNAL
+
+
+class OaParameterTypeMismatch(OaWsdlMismatch):
+    """A mapped value does not fit the type the OA's WSDL gives its parameter (a title into an xs:int,
+    the body into an xs:string). ``details`` name the field (``field``, the mapping's ``key``) and the
+    WSDL's type. Refused at node start and by ``gwx node check``; at a push, retried like any WSDL
+    mismatch until the mapping is corrected."""
+
+    code = "OA_PARAMETER_TYPE"
+
+
+class OaTooLarge(OaPushError):
+    """The OA (or a proxy before it) answered HTTP 413: the push is larger than it accepts. Sending
+    the same bytes again cannot pass, so it is dead-lettered at once, with the OA's page excerpt;
+    the operator raises the OA's limit and replays it."""
+
+    code = "OA_TOO_LARGE"
+    kind = ErrorKind.INVALID_INPUT

@@ -19,7 +19,8 @@
 
 The mapping file is loaded here, so a bad one is refused when the configuration is (``gwx node run``
 and every command that reads node.toml), not at the first push. Whether the WSDL offers the named
-operations is known only once the OA answers, so that is checked at the first call
+operations, and whether each mapped value fits its parameter's type, is known only once the OA
+answers: checked at node start and by ``gwx node check`` when it does, else at the first call
 (:class:`~.errors.OaWsdlMismatch`, retried until node.toml is corrected).
 """
 
@@ -39,6 +40,8 @@ from .mapping import OaMapping, load_mapping
 _KEYS = {"unit", "wsdl", "received_operation", "status_operation", "mapping", "endpoint", "service", "port",
          "duplicate_fault", "username", "password_file", "timeout_seconds", "window_seconds"}
 _REQUIRED = ("unit", "wsdl", "received_operation", "mapping")
+# A push may take timeout_seconds plus the time to send its files' base64 at this rate (bytes/s).
+MIN_SEND_RATE = 1024 * 1024
 
 
 @dataclass(frozen=True)

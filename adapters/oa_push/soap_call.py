@@ -2,9 +2,14 @@
 and the mapping name, call an operation, and turn every way that can fail into a typed error.
 
 zeep loads a WSDL synchronously (its AsyncTransport says so), so loading runs in a worker thread
-and the node's event loop never waits on the OA; the WSDL is loaded at the first call, not at
-start, so an OA that is down when the node starts delays nothing else, and it is loaded again after
-a failure. Calls go through httpx's async client with ``timeout_seconds`` for the whole call.
+and the node's event loop never waits on the OA; one load per OA at a time: a call (or the check at
+node start) that finds a load under way waits for that one instead of starting another, so an OA
+whose WSDL answers slowly costs one worker thread however often its pushes time out. The WSDL is
+loaded at node start if the OA answers then (:meth:`OaClient.check`), else at the first call, and
+again after a failure. Loading checks the named service, port and operations and every mapped
+parameter's type (:mod:`.signature`). Calls go through httpx's async client, the envelope sent by
+:class:`~.streaming.StreamingTransport` with the document's files streamed into it; a call may take
+``timeout_seconds`` plus the time to send its files at :data:`MIN_SEND_RATE`.
 
 What a call ends in (the kinds decide retry or dead letter, see :mod:`.errors`):
 
@@ -13,25 +18,29 @@ What a call ends in (the kinds decide retry or dead letter, see :mod:`.errors`):
   whose text contains ``duplicate_fault`` is an OA saying it already has this push: done too.
 - a Client/Sender fault → :class:`OaFault` (dead at once) carrying the OA's faultstring;
   a Server/Receiver (or unnamed) fault → :class:`OaServerFault` (retried);
-- no connection, a timeout, an HTTP error status or an answer that is not SOAP → :class:`OaUnavailable`;
-- an operation or parameter the WSDL lacks → :class:`OaWsdlMismatch` (retried: node.toml is fixed
-  without the push changing).
+- no connection, a timeout, an HTTP error status or an answer that is not SOAP → :class:`OaUnavailable`,
+  the status and an excerpt of the page in its message (an HTML error page says what went wrong);
+  HTTP 413 → :class:`OaTooLarge` (dead at once: the same bytes cannot pass);
+- an operation or parameter the WSDL lacks, or a value whose type does not fit →
+  :class:`OaWsdlMismatch` (retried: node.toml is fixed without the push changing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from zeep import AsyncClient, Settings
 from zeep import exceptions as zeep_errors
 from zeep.proxy import AsyncServiceProxy
-from zeep.transports import AsyncTransport
 
-from .errors import OaFault, OaServerFault, OaUnavailable, OaWsdlMismatch
-from .settings import OaPushSettings
+from .errors import OaFault, OaServerFault, OaTooLarge, OaUnavailable, OaWsdlMismatch
+from .settings import MIN_SEND_RATE, OaPushSettings
+from .signature import check_parameters
+from .streaming import HttpAnswerNotSoap, PackagePart, StreamingTransport, sending
 
 log = logging.getLogger(__name__)
 _CLIENT_FAULTS = ("client", "sender")
@@ -73,14 +82,14 @@ class OaClient:
         self._client: AsyncClient | None = None
         self._proxy: AsyncServiceProxy | None = None
         self._params: dict[str, set[str] | None] = {}
-        self._lock = asyncio.Lock()
+        self._loading: asyncio.Future | None = None  # the one WSDL load under way, shared by its waiters
 
     def _load(self) -> tuple[AsyncClient, AsyncServiceProxy, dict[str, set[str] | None]]:
         """In a worker thread: the blocking WSDL load and the checks of what the operator named."""
         s = self.settings
         auth = _OaHostAuth(s.username, s.password, _oa_hosts(s)) if s.username and s.password else None
-        transport = AsyncTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds, auth=auth),
-                                   wsdl_client=httpx.Client(timeout=s.timeout_seconds, auth=auth))
+        transport = StreamingTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds, auth=auth),
+                                       wsdl_client=httpx.Client(timeout=s.timeout_seconds, auth=auth))
         try:
             client = AsyncClient(s.wsdl, transport=transport, settings=Settings(forbid_dtd=True))
         except zeep_errors.TransportError as exc:
@@ -101,8 +110,9 @@ class OaClient:
         port = service.ports[s.port] if s.port else next(iter(service.ports.values()))
         operations = port.binding.all()
         params: dict[str, set[str] | None] = {}
-        wanted = [(s.received_operation, s.mapping.received), (s.status_operation, s.mapping.status_change)]
-        for name, arguments in wanted:
+        wanted = [(s.received_operation, "received", s.mapping.received),
+                  (s.status_operation, "status_change", s.mapping.status_change)]
+        for name, section, arguments in wanted:
             if name is None:
                 continue
             if name not in operations:
@@ -114,24 +124,54 @@ class OaClient:
                 raise OaWsdlMismatch(f"the OA's {name} takes no parameter {', '.join(unknown)} (it takes "
                                      f"{', '.join(sorted(params[name]))}); correct the mapping "
                                      f"{s.mapping_path}", unit=s.unit, operation=name)
+            if params[name] is not None:
+                check_parameters(name, section, arguments or (), dict(operations[name].input.body.type.elements),
+                                 s.mapping, s.unit)
         address = s.endpoint or port.binding_options.get("address")
         return client, AsyncServiceProxy(client, port.binding, address=address), params
 
-    async def _ready(self) -> AsyncServiceProxy:
-        async with self._lock:
-            if self._proxy is None:
-                self._client, self._proxy, self._params = await asyncio.to_thread(self._load)
-                log.info("OA of %s: WSDL %s loaded", self.settings.unit, self.settings.wsdl)
-            return self._proxy
+    def _loaded(self, loading: asyncio.Future) -> None:
+        """The load ended (whoever still waits for it): keep what it loaded, or forget the failure."""
+        self._loading = None
+        if not loading.cancelled() and loading.exception() is None:
+            self._client, self._proxy, self._params = loading.result()
+            log.info("OA of %s: WSDL %s loaded", self.settings.unit, self.settings.wsdl)
 
-    async def call(self, operation: str, arguments: dict[str, Any]) -> Any:
-        """Call ``operation`` with ``arguments``; the OA's answer, or a typed error."""
+    async def _ready(self) -> AsyncServiceProxy:
+        if self._proxy is not None:
+            return self._proxy
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
+            self._loading.add_done_callback(self._loaded)
+        # A caller that gives up (its timeout) leaves the load running for the next one: shielded.
+        await asyncio.shield(self._loading)
+        assert self._proxy is not None
+        return self._proxy
+
+    async def check(self, limit: float | None = None) -> None:
+        """Load the WSDL and check the operations and the mapping's types against it (node start,
+        ``gwx node check``), waiting at most ``limit`` seconds (default ``timeout_seconds``): a typed
+        error if the OA cannot be reached or its WSDL does not fit. A load not done in time goes on
+        for the first push."""
+        seconds = self.settings.timeout_seconds if limit is None else limit
+        try:
+            async with asyncio.timeout(seconds):
+                await self._ready()
+        except TimeoutError:
+            raise OaUnavailable(f"the OA's WSDL {self.settings.wsdl} did not arrive within {seconds:g} s",
+                                code="OA_TIMEOUT", unit=self.settings.unit) from None
+
+    async def call(self, operation: str, arguments: dict[str, Any], parts: Sequence[PackagePart] = ()) -> Any:
+        """Call ``operation`` with ``arguments``, each part's content streamed in where its
+        placeholder stands (:mod:`.streaming`); the OA's answer, or a typed error."""
         s = self.settings
         where = {"unit": s.unit, "operation": operation}
+        seconds = s.timeout_seconds + sum(p.encoded_size for p in parts) / MIN_SEND_RATE
         try:
-            async with asyncio.timeout(s.timeout_seconds):
+            async with asyncio.timeout(seconds):
                 proxy = await self._ready()
-                answer = await proxy[operation](**arguments)
+                with sending(parts):
+                    answer = await proxy[operation](**arguments)
         except zeep_errors.Fault as fault:
             text = (fault.message or "").strip() or "(no fault text)"
             if s.duplicate_fault and s.duplicate_fault in text:
@@ -140,8 +180,10 @@ class OaClient:
             error = OaFault if _local(fault.code) in _CLIENT_FAULTS else OaServerFault
             raise error(f"the OA refused {operation}: {text}", fault_code=fault.code, fault=text, **where) from None
         except TimeoutError:
-            raise OaUnavailable(f"the OA did not answer {operation} within {s.timeout_seconds:g} s",
+            raise OaUnavailable(f"the OA did not answer {operation} within {seconds:g} s",
                                 code="OA_TIMEOUT", **where) from None
+        except HttpAnswerNotSoap as exc:
+            raise _not_soap(operation, exc, where) from None
         except httpx.TimeoutException as exc:
             raise OaUnavailable(f"the OA did not answer {operation} in time: {exc or type(exc).__name__}",
                                 code="OA_TIMEOUT", **where) from None
@@ -175,6 +217,19 @@ class OaClient:
             await self._client.transport.aclose()
             self._client.transport.wsdl_client.close()
             self._client = self._proxy = None
+
+
+def _not_soap(operation: str, answer: HttpAnswerNotSoap, where: dict) -> OaUnavailable | OaTooLarge:
+    """An answer that is not SOAP, with its status and the page's text as the OA wrote it."""
+    page = f": {answer.excerpt}" if answer.excerpt else " (no text)"
+    details = {**where, "http_status": answer.status, "excerpt": answer.excerpt}
+    if answer.status == 413:
+        return OaTooLarge(f"the OA refused {operation} as too large: HTTP 413{page}", **details)
+    if answer.status in (200, 201, 202):
+        return OaUnavailable(f"the OA's answer to {operation} is not SOAP (HTTP {answer.status}, "
+                             f"{answer.media_type or 'no type'}){page}", **details)
+    return OaUnavailable(f"the OA answered {operation} with HTTP {answer.status}"
+                         f"{_refused_credentials(answer.status)}{page}", **details)
 
 
 def _refused_credentials(status: int) -> str:

@@ -9,7 +9,11 @@ same gwbs is answered "重复" and not recorded again) and each status change on
 it on the same port, ``fault_next`` answers the next calls with a SOAP fault of the given code and
 text, ``slow_next`` delays the next answers, ``on_receive`` runs a hook as a document is recorded
 (before the answer leaves) and ``after_answer`` once an answer is on the socket (the kill -9 test
-uses both).
+uses both). Its web server can misbehave too: ``wsdl_delay`` trickles WSDL answers over that many seconds
+(counted in ``wsdl_fetches``), ``max_request_bytes`` refuses larger requests with nginx's 413 page, and
+``html_error_next`` answers the next calls with an HTML error page of the given status. With
+``streamed`` it reads ReceiveGongwen as a stream (:mod:`.digest_receiver`), keeping the digests of
+the body and attachments instead of their bytes, for pushes far larger than spyne can take.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ class OaState:
     after_answer: object = None  # callable() run once an answer has been written to the socket
     answer_next: list[str] = field(default_factory=list)  # result texts instead of 成功, per recorded call
     basic_auth: tuple[str, str] | None = None  # (user, password) the OA's web server demands, if any
+    wsdl_delay: float = 0.0  # seconds before a WSDL request is answered
+    wsdl_fetches: int = 0
+    max_request_bytes: int | None = None  # a larger request is answered 413 (nginx's page)
+    html_error_next: list[int] = field(default_factory=list)  # HTTP statuses answered with an HTML page
+    streamed: bool = False  # ReceiveGongwen read by digest_receiver: digests, not bytes
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys_of(self, operation: str) -> list[str]:
@@ -121,6 +130,19 @@ class _AfterAnswer:
         self.app, self.state = app, state
 
     def __call__(self, environ, start_response):
+        state = self.state
+        wsdl = environ.get("QUERY_STRING", "").lower() == "wsdl"
+        if wsdl:
+            with state.lock:
+                state.wsdl_fetches += 1
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if environ["REQUEST_METHOD"] == "POST":
+            refusal = self._refusal(environ, length)
+            if refusal is not None:
+                start_response(refusal[0], [("Content-Type", "text/html")])
+                return _Answer(refusal[1].encode(), state)
+            if state.streamed:
+                return self._streamed(environ, length, start_response)
         if self.state.basic_auth is not None:
             expected = "Basic " + base64.b64encode(":".join(self.state.basic_auth).encode()).decode()
             if environ.get("HTTP_AUTHORIZATION") != expected:
@@ -133,7 +155,55 @@ class _AfterAnswer:
         finally:
             if hasattr(result, "close"):
                 result.close()
+        if wsdl and state.wsdl_delay:
+            return _Trickle(body, state.wsdl_delay)
         return _Answer(body, self.state)
+
+    def _refusal(self, environ, length: int) -> tuple[str, str] | None:
+        """What a web server or proxy before the OA answers instead of it (the body read first)."""
+        state = self.state
+        with state.lock:
+            status = state.html_error_next.pop(0) if state.html_error_next else None
+        if status is None and state.max_request_bytes is not None and length > state.max_request_bytes:
+            status = 413
+        if status is None:
+            return None
+        left = length
+        while left > 0 and (piece := environ["wsgi.input"].read(min(left, 1 << 20))):
+            left -= len(piece)
+        with state.lock:
+            state.calls.append(("HTTP", str(status), "", time.time()))
+        reason = {413: "Request Entity Too Large", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
+                  504: "Gateway Time-out"}.get(status, "Error")
+        return f"{status} {reason}", (
+            f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}"
+            "</h1></center>\r\n<hr><center>nginx/1.0.15</center>\r\n</body>\r\n</html>\r\n")
+
+    def _streamed(self, environ, length: int, start_response):
+        from tests.adapters.oa_push.digest_receiver import ANSWER, read_push
+
+        state = self.state
+        fields = read_push(environ["wsgi.input"], length)
+        gwbs = fields.get("gwbs", "")
+        with state.lock:
+            state.calls.append(("ReceiveGongwen", gwbs, fields.get("sjbs", ""), time.time()))
+            answer = "重复" if gwbs in state.documents else "成功"
+            state.documents.setdefault(gwbs, {**fields, "received": time.time()})
+        start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8")])
+        return _Answer(ANSWER.format(answer).encode(), state)
+
+
+class _Trickle:
+    """A slow web server: the answer in 20 pieces over ``seconds``, each well within a read timeout."""
+
+    def __init__(self, body: bytes, seconds: float) -> None:
+        self.body, self.seconds = body, seconds
+
+    def __iter__(self):
+        step = -(-len(self.body) // 20)
+        for at in range(0, len(self.body), step):
+            time.sleep(self.seconds / 20)
+            yield self.body[at:at + step]
 
 
 class _Answer:
@@ -167,7 +237,7 @@ class LegacyOa:
         app = Application([GongwenService], tns=NAMESPACE, name="GongwenService",
                           in_protocol=Soap11(validator="lxml"), out_protocol=Soap11())
         app.user_data = {STATE_KEY: self.state}
-        self._wsgi = _AfterAnswer(WsgiApplication(app), self.state)
+        self._wsgi = _AfterAnswer(WsgiApplication(app, max_content_length=32 * 1024 * 1024), self.state)
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
         self.port = port

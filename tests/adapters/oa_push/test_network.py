@@ -91,6 +91,8 @@ def nodes(world):
         oa.state.slow_next.clear()
         oa.state.on_receive = None
         oa.state.after_answer = None
+        oa.state.max_request_bytes = None
+        oa.state.html_error_next.clear()
         if oa._server is None:
             oa.up()
     return world
@@ -194,6 +196,36 @@ def test_a_fault_is_dead_lettered_with_the_oas_text_until_replayed(nodes):
     assert "1 dead letter(s) queued again" in replay.stdout
     wait_for(lambda: doc_id in oa_a1.state.documents, 30, what="the replayed push")
     assert oa_a1.state.keys_of("ReceiveGongwen").count(doc_id) == 2  # the faulted call, then the replay
+
+
+def test_a_413_from_the_oas_web_server_is_dead_lettered_with_its_page(nodes):
+    net, city, county, oa_a1, oa_city = nodes
+    consumer = f"oa:{A1}"
+    before = status_of(county, consumer).get("dead", 0)
+    oa_a1.state.max_request_bytes = 4096  # nginx's client_max_body_size, before the OA
+    doc_id = send(net, [A1])
+    status = wait_for(lambda: (s := status_of(county, consumer)).get("dead", 0) > before and s, 30,
+                      what="the dead letter")
+    assert status["last_dead"]["code"] == "OA_TOO_LARGE"  # not retried: the same bytes cannot pass
+    assert "HTTP 413: 413 Request Entity Too Large" in gwx("node", "status", "--dir", str(county.directory)).stdout
+    dead = json.loads(gwx("oa", "dead", "--dir", str(county.directory), "--unit", A1, "--json").stdout)
+    row = next(r for r in dead if r["event"]["doc_id"] == doc_id)
+    # Sent once and dead (A1's OA times out at 1 s, so a first attempt on a loaded machine may end
+    # OA_TIMEOUT while the WSDL loads; that one never reached the OA).
+    assert [gwbs for op, gwbs, *_ in oa_a1.state.calls if op == "HTTP"] == ["413"]
+    assert "HTTP 413: 413 Request Entity Too Large" in row["error"]["message"]
+    assert "nginx/1.0.15" in row["error"]["message"] and doc_id not in oa_a1.state.documents
+    oa_a1.state.max_request_bytes = None  # the OA's operator raised the limit
+    gwx("oa", "replay", "--dir", str(county.directory), "--unit", A1, "--row", str(row["row"]))
+    wait_for(lambda: doc_id in oa_a1.state.documents, 30, what="the replayed push")
+
+
+def test_a_gateway_error_page_is_retried(nodes):
+    net, city, county, oa_a1, oa_city = nodes
+    oa_a1.state.html_error_next += [502, 503]
+    doc_id = send(net, [A1])
+    wait_for(lambda: doc_id in oa_a1.state.documents, 30, what="the push after the proxy's errors")
+    assert [gwbs for op, gwbs, *_ in oa_a1.state.calls if op == "HTTP"][-2:] == ["502", "503"]
 
 
 def test_a_slow_oa_is_timed_out_and_the_resend_is_recognised(nodes):

@@ -5,15 +5,17 @@ names each end in the typed error whose kind makes the outbox retry or dead-lett
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import replace
 
 import pytest
 
-from adapters.oa_push.errors import OaFault, OaServerFault, OaUnavailable, OaWsdlMismatch
+from adapters.oa_push.errors import OaFault, OaServerFault, OaTooLarge, OaUnavailable, OaWsdlMismatch
 from adapters.oa_push.mapping import StatusChange, load_mapping
 from adapters.oa_push.settings import OaPushSettings
 from adapters.oa_push.soap_call import OaClient
+from adapters.oa_push.streaming import EXCERPT_CHARS, excerpt_of
 from node.error_kinds import Disposition, disposition
 from tests.adapters.oa_push.legacy_oa import LegacyOa
 from tests.adapters.oa_push.test_mapping import EXAMPLE, RECEIVER, SENDER, document
@@ -102,8 +104,12 @@ def test_a_server_fault_is_retried(oa):
 
 def test_a_slow_oa_times_out_and_the_next_call_passes(oa):
     oa.state.slow_next.append(2.0)
+
+    async def go(client):
+        await client.check(30.0)  # the WSDL first (a loaded machine takes its time): the timeout is the call's
+        return await push(client)
     with pytest.raises(OaUnavailable) as caught:
-        asyncio.run(run(push)(OaClient(settings(oa, timeout_seconds=0.5))))
+        asyncio.run(run(go)(OaClient(settings(oa, timeout_seconds=0.5))))
     assert caught.value.code == "OA_TIMEOUT" and disposition(caught.value) is Disposition.RETRY
     # The retry (a client with time to wait, as a loaded test machine needs) is the same push.
     assert asyncio.run(run(push)(OaClient(settings(oa, timeout_seconds=10.0)))) in {"成功", "重复"}
@@ -209,3 +215,54 @@ def test_a_wsdl_with_a_dtd_is_refused_unread(oa, tmp_path):
                     '<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" name="&x;"/>', "utf-8")
     with pytest.raises(OaWsdlMismatch, match="cannot be used"):
         asyncio.run(run(push)(OaClient(settings(oa, wsdl=str(wsdl)))))
+
+
+def test_a_slow_wsdl_is_loaded_once_however_often_the_pushes_time_out(oa):
+    # The OA's web server trickles its WSDL over 6 s (each piece well within the read timeout):
+    # every push times out at 1 s, and each used to start a load of its own in a worker thread.
+    oa.state.wsdl_delay = 6.0
+
+    async def go(client):
+        for _ in range(4):
+            with pytest.raises(OaUnavailable) as caught:
+                await push(client)
+            assert caught.value.code == "OA_TIMEOUT"
+        assert oa.state.wsdl_fetches == 1  # the others waited for that one load
+        for _ in range(30):  # once the load is done, a push passes with it
+            with contextlib.suppress(OaUnavailable):
+                return await push(client)
+        raise AssertionError("the WSDL never finished loading")
+    assert asyncio.run(run(go)(OaClient(settings(oa, timeout_seconds=1.0)))) == "成功"
+    assert oa.state.wsdl_fetches == 1
+
+
+def test_a_413_page_is_final_and_keeps_the_oas_status_and_text(oa):
+    oa.state.max_request_bytes = 500  # nginx before the OA: client_max_body_size
+    with pytest.raises(OaTooLarge) as caught:
+        asyncio.run(run(push)(OaClient(settings(oa))))
+    error = caught.value
+    assert error.code == "OA_TOO_LARGE" and disposition(error) is Disposition.GIVE_UP  # the same bytes cannot pass
+    assert "HTTP 413: 413 Request Entity Too Large 413 Request Entity Too Large nginx/1.0.15" in error.message
+    assert error.details["http_status"] == 413 and oa.state.documents == {}
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_gateway_error_page_is_retried_with_its_status_and_text(oa, status):
+    oa.state.html_error_next.append(status)
+
+    async def go(client):
+        with pytest.raises(OaUnavailable) as caught:
+            await push(client)
+        assert disposition(caught.value) is Disposition.RETRY and caught.value.details["http_status"] == status
+        assert f"with HTTP {status}: {status} " in caught.value.message and "nginx/1.0.15" in caught.value.message
+        return await push(client)  # the proxy's trouble passed
+    assert asyncio.run(run(go)(OaClient(settings(oa)))) == "成功"
+
+
+def test_an_error_page_is_cut_to_its_text():
+    page = ("<html><head><meta charset=gbk><title>系统错误</title><style>p{color:red}</style>"
+            "<script>var x = '<b>';</script></head><body><p>上传文件超过限制&nbsp;(10MB)</p>"
+            + "<p>详细信息</p>" * 200 + "</body></html>").encode("gbk")
+    text = excerpt_of(page, "text/html", None)
+    assert text.startswith("系统错误 上传文件超过限制 (10MB) 详细信息") and len(text) == EXCERPT_CHARS
+    assert "color" not in text and "var x" not in text and text.endswith("…")
