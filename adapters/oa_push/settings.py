@@ -14,6 +14,8 @@
     duplicate_fault = "公文已存在"            # optional: the OA's fault text for a push it already has
     username = "gwx"                        # optional: HTTP Basic authentication to the OA, with
     password_file = "oa-password"           # the password in this file (node directory, not world-readable)
+    authentication = "http_basic"           # or "ws_security" (a UsernameToken, PasswordText, in each
+                                            # call's SOAP header) or "ws_security_digest" (PasswordDigest)
     timeout_seconds = 30.0                  # one call; a slower answer is retried
     window_seconds = 172800.0               # how long a push is retried before it is dead-lettered
 
@@ -38,7 +40,8 @@ from .errors import OaMappingInvalid
 from .mapping import OaMapping, load_mapping
 
 _KEYS = {"unit", "wsdl", "received_operation", "status_operation", "mapping", "endpoint", "service", "port",
-         "duplicate_fault", "username", "password_file", "timeout_seconds", "window_seconds"}
+         "duplicate_fault", "username", "password_file", "authentication", "timeout_seconds", "window_seconds"}
+AUTHENTICATIONS = ("http_basic", "ws_security", "ws_security_digest")
 _REQUIRED = ("unit", "wsdl", "received_operation", "mapping")
 # A push may take timeout_seconds plus the time to send its files' base64 at this rate (bytes/s).
 MIN_SEND_RATE = 1024 * 1024
@@ -56,8 +59,9 @@ class OaPushSettings:
     service: str | None = None
     port: str | None = None
     duplicate_fault: str | None = None  # a fault text by which the OA says it already has this push
-    username: str | None = None  # HTTP Basic authentication to the OA (WSDL and calls)
+    username: str | None = None  # authentication to the OA: HTTP Basic (WSDL and calls) or WS-Security
     password: str | None = field(default=None, repr=False)  # read from password_file at load
+    authentication: str = "http_basic"  # one of AUTHENTICATIONS
     timeout_seconds: float = 30.0
     window_seconds: float = 2 * 24 * 3600.0
 
@@ -127,10 +131,18 @@ def _entry(raw: Any, directory: Path, hosted_units: tuple[str, ...]) -> OaPushSe
             raise OaMappingInvalid(f"[[oa_push]] {unit}: wsdl {raw['wsdl']!r} is neither an http(s) URL nor a "
                                    "file in the node directory", key="oa_push.wsdl", unit=unit)
     username, password = _credentials(raw, directory, unit)
+    authentication = raw.get("authentication", "http_basic")
+    if authentication not in AUTHENTICATIONS:
+        raise OaMappingInvalid(f"[[oa_push]] {unit}: authentication {authentication!r} is none of "
+                               f"{', '.join(AUTHENTICATIONS)}", key="oa_push.authentication", unit=unit)
+    if "authentication" in raw and username is None:
+        raise OaMappingInvalid(f"[[oa_push]] {unit}: authentication needs username and password_file",
+                               key="oa_push.authentication", unit=unit)
     return OaPushSettings(unit=unit, wsdl=wsdl, received_operation=raw["received_operation"],
                           mapping_path=mapping_path, mapping=mapping, status_operation=status_operation,
                           endpoint=raw.get("endpoint"), service=raw.get("service"), port=raw.get("port"),
                           duplicate_fault=raw.get("duplicate_fault"), username=username, password=password,
+                          authentication=authentication,
                           **seconds)
 
 

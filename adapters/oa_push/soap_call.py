@@ -36,6 +36,7 @@ import httpx
 from zeep import AsyncClient, Settings
 from zeep import exceptions as zeep_errors
 from zeep.proxy import AsyncServiceProxy
+from zeep.wsse.username import UsernameToken
 
 from .errors import OaFault, OaServerFault, OaTooLarge, OaUnavailable, OaWsdlMismatch
 from .settings import MIN_SEND_RATE, OaPushSettings
@@ -44,6 +45,7 @@ from .streaming import HttpAnswerNotSoap, PackagePart, StreamingTransport, sendi
 
 log = logging.getLogger(__name__)
 _CLIENT_FAULTS = ("client", "sender")
+_SECURITY_FAULTS = ("failedauthentication", "invalidsecurity", "invalidsecuritytoken", "failedcheck")
 
 
 def _local(code: str | None) -> str:
@@ -87,11 +89,16 @@ class OaClient:
     def _load(self) -> tuple[AsyncClient, AsyncServiceProxy, dict[str, set[str] | None]]:
         """In a worker thread: the blocking WSDL load and the checks of what the operator named."""
         s = self.settings
-        auth = _OaHostAuth(s.username, s.password, _oa_hosts(s)) if s.username and s.password else None
+        basic = s.authentication == "http_basic" and s.username and s.password
+        auth = _OaHostAuth(s.username, s.password, _oa_hosts(s)) if basic else None
+        # WS-Security: a UsernameToken in every call's header (zeep adds it before the transport
+        # serialises the envelope), nothing on the WSDL's fetch.
+        wsse = (UsernameToken(s.username, s.password, use_digest=s.authentication == "ws_security_digest")
+                if s.authentication != "http_basic" and s.username and s.password else None)
         transport = StreamingTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds, auth=auth),
                                        wsdl_client=httpx.Client(timeout=s.timeout_seconds, auth=auth))
         try:
-            client = AsyncClient(s.wsdl, transport=transport, settings=Settings(forbid_dtd=True))
+            client = AsyncClient(s.wsdl, transport=transport, settings=Settings(forbid_dtd=True), wsse=wsse)
         except zeep_errors.TransportError as exc:
             raise OaUnavailable(f"the OA's WSDL {s.wsdl} could not be fetched: HTTP {exc.status_code}"
                                 + _refused_credentials(exc.status_code), unit=s.unit) from None
@@ -177,6 +184,11 @@ class OaClient:
             if s.duplicate_fault and s.duplicate_fault in text:
                 log.info("OA of %s already had this %s push: %s", s.unit, operation, text)
                 return None
+            codes = [fault.code, *map(str, getattr(fault, "subcodes", None) or ())]  # SOAP 1.2: a Subcode
+            if any(_local(code) in _SECURITY_FAULTS for code in codes):  # WS-Security §12: as a 401, retried
+                raise OaServerFault(f"the OA refused {operation}: {text} (it refused our credentials: check "
+                                    "username, password_file and authentication in [[oa_push]])",
+                                    fault_code=fault.code, fault=text, **where) from None
             error = OaFault if _local(fault.code) in _CLIENT_FAULTS else OaServerFault
             raise error(f"the OA refused {operation}: {text}", fault_code=fault.code, fault=text, **where) from None
         except TimeoutError:

@@ -19,6 +19,8 @@ the body and attachments instead of their bytes, for pushes far larger than spyn
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from spyne import Application, ComplexModel, ServiceBase, Unicode, rpc
 from spyne.model.binary import ByteArray
 from spyne.model.complex import Array
 from spyne.model.fault import Fault
-from spyne.protocol.soap import Soap11
+from spyne.protocol.soap import Soap11, Soap12
 from spyne.server.wsgi import WsgiApplication
 
 NAMESPACE = "http://gwjh.oa-vendor.example/2009/"
@@ -62,6 +64,8 @@ class OaState:
     max_request_bytes: int | None = None  # a larger request is answered 413 (nginx's page)
     html_error_next: list[int] = field(default_factory=list)  # HTTP statuses answered with an HTML page
     streamed: bool = False  # ReceiveGongwen read by digest_receiver: digests, not bytes
+    wsse: tuple[str, str] | None = None  # (user, password) a WS-Security UsernameToken must carry
+    wsse_seen: list[str] = field(default_factory=list)  # the password Type of each token checked
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys_of(self, operation: str) -> list[str]:
@@ -143,6 +147,11 @@ class _AfterAnswer:
                 return _Answer(refusal[1].encode(), state)
             if state.streamed:
                 return self._streamed(environ, length, start_response)
+            if state.wsse is not None:
+                environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
+                if not _username_token_ok(environ["wsgi.input"].getvalue(), state):
+                    start_response("500 Internal Server Error", [("Content-Type", "text/xml; charset=utf-8")])
+                    return _Answer(WSSE_FAULT.encode(), state)
         if self.state.basic_auth is not None:
             expected = "Basic " + base64.b64encode(":".join(self.state.basic_auth).encode()).decode()
             if environ.get("HTTP_AUTHORIZATION") != expected:
@@ -193,6 +202,34 @@ class _AfterAnswer:
         return _Answer(ANSWER.format(answer).encode(), state)
 
 
+WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+WSSE_FAULT = ('<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault>'
+              f'<faultcode xmlns:wsse="{WSSE_NS}">wsse:FailedAuthentication</faultcode>'
+              "<faultstring>用户名或口令错误</faultstring></soap:Fault></soap:Body></soap:Envelope>")
+
+
+def _username_token_ok(request: bytes, state: OaState) -> bool:
+    """A WS-Security 1.0 UsernameToken with the OA's user and password, as text or as a digest
+    (Base64(SHA-1(nonce + created + password)))."""
+    from lxml import etree
+
+    token = etree.fromstring(request).find(f".//{{{WSSE_NS}}}UsernameToken")
+    if token is None:
+        return False
+    password = token.find(f"{{{WSSE_NS}}}Password")
+    kind = (password.get("Type") or "#PasswordText").rsplit("#", 1)[-1] if password is not None else ""
+    state.wsse_seen.append(kind)
+    user, secret = state.wsse
+    if token.findtext(f"{{{WSSE_NS}}}Username") != user or password is None:
+        return False
+    if kind == "PasswordText":
+        return password.text == secret
+    nonce = base64.b64decode(token.findtext(f"{{{WSSE_NS}}}Nonce") or "")
+    created = (token.findtext(f"{{{WSU_NS}}}Created") or "").encode()
+    return password.text == base64.b64encode(hashlib.sha1(nonce + created + secret.encode()).digest()).decode()
+
+
 class _Trickle:
     """A slow web server: the answer in 20 pieces over ``seconds``, each well within a read timeout."""
 
@@ -232,10 +269,11 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 class LegacyOa:
     """The OA on 127.0.0.1: ``url`` is its endpoint, ``wsdl_url`` its WSDL."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, soap12: bool = False) -> None:
         self.state = OaState()
         app = Application([GongwenService], tns=NAMESPACE, name="GongwenService",
-                          in_protocol=Soap11(validator="lxml"), out_protocol=Soap11())
+                          in_protocol=(Soap12 if soap12 else Soap11)(validator="lxml"),
+                          out_protocol=Soap12() if soap12 else Soap11())
         app.user_data = {STATE_KEY: self.state}
         self._wsgi = _AfterAnswer(WsgiApplication(app, max_content_length=32 * 1024 * 1024), self.state)
         self._server: _ThreadingServer | None = None

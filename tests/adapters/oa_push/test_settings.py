@@ -149,3 +149,20 @@ def test_the_oa_password_goes_to_the_hosts_the_operator_named_only():
     assert sent("http://oa.example.gov.cn:8080/gwjh/GongwenService?wsdl").startswith("Basic ")
     assert sent("http://schemas.elsewhere.example/common.xsd") is None  # an import from another host
     assert sent("http://oa.example.gov.cn:9090/other") is None  # another port is another server
+
+
+def test_ws_security_instead_of_http_basic(tmp_path):
+    assert load_config(example_node(tmp_path)).oa_push[0].authentication == "http_basic"
+    node = example_node(tmp_path, ('authentication = "http_basic"', 'authentication = "ws_security_digest"'))
+    push = load_config(node).oa_push[0]
+    assert (push.username, push.authentication) == ("gwx", "ws_security_digest")
+    for value, message in (('"wsse"', "authentication 'wsse' is none of http_basic, ws_security"),
+                           ('"ws_security"\n#', None)):
+        text = (node / CONFIG_NAME).read_text("utf-8")
+        text = re.sub(r'authentication = .*', f"authentication = {value}", text)
+        if message is None:  # authentication without a user to authenticate as
+            text = re.sub(r'^(username|password_file) = .*$', "", text, flags=re.M)
+            message = "authentication needs username and password_file"
+        (node / CONFIG_NAME).write_text(text, "utf-8")
+        with pytest.raises(OaMappingInvalid, match=message):
+            load_config(node)

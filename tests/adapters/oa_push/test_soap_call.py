@@ -266,3 +266,38 @@ def test_an_error_page_is_cut_to_its_text():
     text = excerpt_of(page, "text/html", None)
     assert text.startswith("系统错误 上传文件超过限制 (10MB) 详细信息") and len(text) == EXCERPT_CHARS
     assert "color" not in text and "var x" not in text and text.endswith("…")
+
+
+@pytest.mark.parametrize(("authentication", "kind"), [("ws_security", "PasswordText"),
+                                                      ("ws_security_digest", "PasswordDigest")])
+def test_ws_security_username_token_to_the_oa(oa, authentication, kind):
+    oa.state.wsse = ("gwx", "口令-2009")
+    with pytest.raises(OaServerFault, match="用户名或口令错误 \\(it refused our credentials") as caught:
+        asyncio.run(run(push)(OaClient(settings(oa, username="gwx", password="wrong",
+                                                authentication=authentication))))
+    assert disposition(caught.value) is Disposition.RETRY  # as a 401: fixed in node.toml, then it passes
+    assert oa.state.documents == {}
+    ok = settings(oa, username="gwx", password="口令-2009", authentication=authentication)
+    assert asyncio.run(run(push)(OaClient(ok))) == "成功"
+    assert oa.state.wsse_seen == [kind, kind] and list(oa.state.documents) == ["gw.2026.0001"]
+
+
+def test_an_oa_whose_wsdl_offers_only_soap_1_2():
+    with LegacyOa(soap12=True) as oa12:
+        import httpx
+        from lxml import etree
+
+        wsdl = etree.fromstring(httpx.get(oa12.wsdl_url).content)
+        assert wsdl.findall(".//{http://schemas.xmlsoap.org/wsdl/soap12/}binding")
+        assert not wsdl.findall(".//{http://schemas.xmlsoap.org/wsdl/soap/}binding")  # no SOAP 1.1 binding
+        oa12.state.fault_next += [("Client", "文种代码[06]不存在"), ("Server", "数据库连接失败")]
+
+        async def go(client):
+            with pytest.raises(OaFault, match="文种代码") as sender:
+                await push(client)
+            with pytest.raises(OaServerFault, match="数据库连接失败") as receiver:
+                await push(client)
+            assert disposition(sender.value) is Disposition.GIVE_UP and disposition(receiver.value) is Disposition.RETRY
+            return await push(client)
+        assert asyncio.run(run(go)(OaClient(settings(oa12)))) == "成功"
+        assert oa12.state.documents["gw.2026.0001"]["fj"] == [("附件1.pdf", b"one"), ("附件2.ofd", b"two")]
