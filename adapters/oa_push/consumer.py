@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapters.events import DELIVERY_FAILED, RECEIVED, RETURNED, SIGNED_FOR, AdapterEvent
+from exchange_protocol.errors import PackageMissingFile
 from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.retry import RetryPolicy
@@ -115,8 +116,8 @@ def _package_parts(path: Path) -> tuple[PackagePart, tuple[tuple[str, PackagePar
     and checked against the manifest, while the call sends it)."""
     with open(path, "rb") as file, PackageReader(file) as reader:
         body = reader.manifest.get(BODY_NAME)
-        if body is None:  # PackageReader's layout check requires it; a typed refusal all the same
-            reader.iter_member(BODY_NAME)
+        if body is None:  # PackageReader's layout check refuses such a package already
+            raise PackageMissingFile(f"{BODY_NAME} is not a file of this package", name=BODY_NAME)
         from .streaming import PackagePart  # zeep is loaded only by a node that pushes to an OA
 
         attachments = tuple((entry.path.removeprefix(ATTACHMENTS_DIR), PackagePart(path, entry.path, entry.size))

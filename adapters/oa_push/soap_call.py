@@ -151,9 +151,8 @@ class OaClient:
             self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
             self._loading.add_done_callback(self._loaded)
         # A caller that gives up (its timeout) leaves the load running for the next one: shielded.
-        await asyncio.shield(self._loading)
-        assert self._proxy is not None
-        return self._proxy
+        _, proxy, _ = await asyncio.shield(self._loading)
+        return proxy
 
     async def check(self, limit: float | None = None) -> None:
         """Load the WSDL and check the operations and the mapping's types against it (node start,

@@ -160,9 +160,14 @@ def excerpt_of(content: bytes, media_type: str, charset: str | None) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 1] + "…"
 
 
+_ENVELOPE = re.compile(rb"<([A-Za-z_][\w.-]*:)?Envelope[\s>/]")
+_HTML = re.compile(rb"(?i)<(!doctype\s+)?html\b")
+
+
 def _looks_like_soap(content: bytes) -> bool:
+    """An answer whose first element (after a declaration or comments) is a SOAP Envelope."""
     head = content[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"<") and b"Envelope" in head and not re.match(rb"(?i)<(!doctype\s+)?html", head)
+    return head.startswith(b"<") and not _HTML.search(head) and _ENVELOPE.search(head) is not None
 
 
 class StreamingTransport(AsyncTransport):

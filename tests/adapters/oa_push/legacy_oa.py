@@ -14,6 +14,8 @@ uses both). Its web server can misbehave too: ``wsdl_delay`` trickles WSDL answe
 ``html_error_next`` answers the next calls with an HTML error page of the given status. With
 ``streamed`` it reads ReceiveGongwen as a stream (:mod:`.digest_receiver`), keeping the digests of
 the body and attachments instead of their bytes, for pushes far larger than spyne can take.
+With ``wsse`` it wants a WS-Security UsernameToken (text or digest) and faults
+wsse:FailedAuthentication without one; ``LegacyOa(soap12=True)`` serves SOAP 1.2 alone.
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ class _AfterAnswer:
             left -= len(piece)
         with state.lock:
             state.calls.append(("HTTP", str(status), "", time.time()))
-        reason = {413: "Request Entity Too Large", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
+        reason = {200: "OK", 413: "Request Entity Too Large", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
                   504: "Gateway Time-out"}.get(status, "Error")
         return f"{status} {reason}", (
             f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}"

@@ -46,6 +46,12 @@ TYPED_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+class LegacyOaStub:
+    """settings() wants an OA for its URLs; the typed WSDL is a file and never called."""
+
+    wsdl_url = "http://127.0.0.1:9/oa?wsdl"
+
+
 @pytest.fixture
 def oa():
     with LegacyOa() as server:
@@ -108,12 +114,6 @@ def test_codes_and_dates_must_parse_as_the_oas_simple_types(tmp_path):
     assert caught.value.details["field"] == "jjcd"
     with pytest.raises(OaParameterTypeMismatch, match="jjcd as int.*the constant 'x'"):
         check(client({**good, "received": {**fields, "jjcd": {"const": "x"}}}))
-
-
-class LegacyOaStub:
-    """settings() wants an OA for its URLs; the typed WSDL is a file and never called."""
-
-    wsdl_url = "http://127.0.0.1:9/oa?wsdl"
 
 
 def test_gwx_node_check_checks_the_mapping_against_the_oas_wsdl(oa, tmp_path):

@@ -259,6 +259,14 @@ def test_a_gateway_error_page_is_retried_with_its_status_and_text(oa, status):
     assert asyncio.run(run(go)(OaClient(settings(oa)))) == "成功"
 
 
+def test_a_page_that_is_not_soap_is_retried_with_its_text(oa):
+    oa.state.html_error_next.append(200)  # a maintenance page answered 200, as some portals do
+    with pytest.raises(OaUnavailable) as caught:
+        asyncio.run(run(push)(OaClient(settings(oa))))
+    assert "is not SOAP (HTTP 200, text/html): 200 OK 200 OK nginx/1.0.15" in caught.value.message
+    assert disposition(caught.value) is Disposition.RETRY
+
+
 def test_an_error_page_is_cut_to_its_text():
     page = ("<html><head><meta charset=gbk><title>系统错误</title><style>p{color:red}</style>"
             "<script>var x = '<b>';</script></head><body><p>上传文件超过限制&nbsp;(10MB)</p>"
