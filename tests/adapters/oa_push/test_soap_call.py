@@ -232,8 +232,9 @@ def test_a_slow_wsdl_is_loaded_once_however_often_the_pushes_time_out(oa):
             with contextlib.suppress(OaUnavailable):
                 return await push(client)
         raise AssertionError("the WSDL never finished loading")
-    assert asyncio.run(run(go)(OaClient(settings(oa, timeout_seconds=1.0)))) == "成功"
-    assert oa.state.wsdl_fetches == 1
+    # 重复 when a push that timed out on our side had reached the OA after the load (a loaded machine)
+    assert asyncio.run(run(go)(OaClient(settings(oa, timeout_seconds=1.0)))) in {"成功", "重复"}
+    assert oa.state.wsdl_fetches == 1 and list(oa.state.documents) == ["gw.2026.0001"]
 
 
 def test_a_413_page_is_final_and_keeps_the_oas_status_and_text(oa):
