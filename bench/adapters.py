@@ -70,6 +70,7 @@ class Bench:
     inflight: int
     documents: int
     mtom_mib: int = 200
+    oa_push_mib: int = 200
     pdf: bytes = field(default_factory=notice_pdf)
     received: list[str] = field(default_factory=list)  # doc ids in the bureau's inbox
 
@@ -277,7 +278,7 @@ def oa_push(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
 def oa_push_memory(bench: Bench, fig: dict) -> list[tuple[str, str, str]]:
     from tests.adapters.oa_push.push_memory import push_large_attachment
 
-    mib = 64 if bench.quick else 200
+    mib = bench.oa_push_mib
     (bench.work / "oa_push_memory").mkdir()
     run = push_large_attachment(bench.work / "oa_push_memory", mib * MiB)
     assert run["received"]["fj"][0][1:] == (run["sha256"], mib * MiB), "the OA did not get the attachment whole"
@@ -302,7 +303,7 @@ def start(base: Path) -> tuple[LocalNetwork, LocalNode]:
 
 def run(base: Path, args: argparse.Namespace, only: list[str]) -> tuple[dict, list[tuple[str, str, str]]]:
     net, node = start(base / "net")
-    bench = Bench(net, node, base, args.quick, args.inflight, args.documents, args.mtom_mib)
+    bench = Bench(net, node, base, args.quick, args.inflight, args.documents, args.mtom_mib, args.oa_push_mib)
     fig: dict = {"bench": "adapters", "quick": args.quick, "cores": os.cpu_count()}
     rows: list[tuple[str, str, str]] = []
     try:
@@ -327,10 +328,12 @@ def main() -> int:
     parser.add_argument("--documents", type=int, help="documents per rate (1,000; quick 100)")
     parser.add_argument("--inflight", type=int, default=4, help="requests in flight at once")
     parser.add_argument("--mtom-mib", type=int, default=200, help="size of the MTOM attachment (MiB)")
+    parser.add_argument("--oa-push-mib", type=int, help="size of the attachment pushed to an OA (MiB; 200, quick 64)")
     parser.add_argument("--only", default=",".join(MEASUREMENTS),
                         help=f"comma-separated measurements to run: {', '.join(MEASUREMENTS)}")
     args = parser.parse_args()
     args.documents = args.documents or (100 if args.quick else 1000)
+    args.oa_push_mib = args.oa_push_mib or (64 if args.quick else 200)
     only = [name for name in args.only.split(",") if name]
     unknown = [name for name in only if name not in MEASUREMENTS]
     if unknown:

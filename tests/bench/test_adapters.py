@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_every_measurement_gives_its_figures(tmp_path):
-    args = argparse.Namespace(quick=True, inflight=2, documents=3, mtom_mib=8)
+    args = argparse.Namespace(quick=True, inflight=2, documents=3, mtom_mib=8, oa_push_mib=8)
     fig, rows = run(tmp_path, args, list(MEASUREMENTS))
     for key in ("soap_submit_per_s", "soap_fetch_per_s", "api_submit_per_s", "mtom_8mib_peak_rss_mb"):
         assert fig[key] > 0, key
@@ -24,4 +24,6 @@ def test_every_measurement_gives_its_figures(tmp_path):
     # every document reached the test OA once (else measure_oa_push times out), the same way
     assert fig["oa_push_documents"] == 3 and fig["oa_push_calls"] == 3
     assert 0 < fig["oa_push_after_inbox_p50_s"] <= fig["oa_push_p50_s"] <= fig["oa_push_p99_s"] < 60
-    assert len(rows) == 9 and all(value for _, value, _ in rows)
+    # the attachment pushed to the OA arrived whole (else oa_push_memory raises), with the node's peak
+    assert fig["oa_push_8mib_peak_rss_mb"] >= fig["oa_push_memory_start_rss_mb"] > 0
+    assert len(rows) == 11 and all(value for _, value, _ in rows)
