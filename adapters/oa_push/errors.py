@@ -75,6 +75,7 @@ class OaParameterTypeMismatch(OaWsdlMismatch):
     mismatch until the mapping is corrected."""
 
     code = "OA_PARAMETER_TYPE"
+    kind = ErrorKind.INTERNAL
 
 
 class OaTooLarge(OaPushError):
