@@ -129,7 +129,8 @@ async def check_against_wsdls(consumers: list[OaPushConsumer]) -> None:
     """At node start: each OA's WSDL loaded (all at once, waiting at most :data:`START_CHECK_SECONDS`)
     and the mapping checked against it. A WSDL that does not fit stops the start with its typed error
     (:class:`~.errors.OaWsdlMismatch`, :class:`~.errors.OaParameterTypeMismatch` naming the field),
-    as a bad mapping file does; an OA that cannot be reached now is checked at its first push."""
+    as a bad mapping file does; an OA that cannot be reached now, or answers its WSDL's URL with
+    a page that is not a WSDL (a maintenance page), is checked at its first push."""
     from .errors import OaWsdlMismatch
 
     outcomes = await asyncio.gather(*(c.check(START_CHECK_SECONDS) for c in consumers), return_exceptions=True)

@@ -20,8 +20,9 @@ What a call ends in (the kinds decide retry or dead letter, see :mod:`.errors`):
   a Server/Receiver (or unnamed) fault → :class:`OaServerFault` (retried);
 - no connection, a timeout, an HTTP error status or an answer that is not SOAP → :class:`OaUnavailable`,
   the status and an excerpt of the page in its message (an HTML error page says what went wrong);
+  so is a WSDL's URL answered with a page that is not a WSDL (系统维护中): the OA is away, not wrong;
   HTTP 413 → :class:`OaTooLarge` (dead at once: the same bytes cannot pass);
-- an operation or parameter the WSDL lacks, or a value whose type does not fit →
+- an operation or parameter a WSDL that parsed lacks, or a value whose type does not fit →
   :class:`OaWsdlMismatch` (retried: node.toml is fixed without the push changing).
 """
 
@@ -41,7 +42,7 @@ from zeep.wsse.username import UsernameToken
 from .errors import OaFault, OaServerFault, OaTooLarge, OaUnavailable, OaWsdlMismatch
 from .settings import MIN_SEND_RATE, OaPushSettings
 from .signature import check_parameters
-from .streaming import HttpAnswerNotSoap, PackagePart, StreamingTransport, sending
+from .streaming import HttpAnswerNotSoap, PackagePart, StreamingTransport, WsdlNotAWsdl, sending
 
 log = logging.getLogger(__name__)
 _CLIENT_FAULTS = ("client", "sender")
@@ -104,6 +105,14 @@ class OaClient:
                                 + _refused_credentials(exc.status_code), unit=s.unit) from None
         except (httpx.HTTPError, OSError) as exc:
             raise OaUnavailable(f"the OA's WSDL {s.wsdl} could not be fetched: {exc}", unit=s.unit) from None
+        except zeep_errors.XMLSyntaxError as exc:
+            if not s.wsdl.startswith(("http://", "https://")):  # the operator's file: it stays as it is
+                raise OaWsdlMismatch(f"the OA's WSDL {s.wsdl} cannot be used: {exc}", unit=s.unit) from None
+            # fetched cut short, or a page that breaks XML's rules only past its first tag
+            raise OaUnavailable(f"the OA's WSDL {s.wsdl} could not be read: {exc}", unit=s.unit) from None
+        except WsdlNotAWsdl as exc:  # a maintenance page: checked again at the next push, the node runs on
+            raise OaUnavailable(f"the OA answered its WSDL's URL {s.wsdl} with a page that is not a WSDL: "
+                                f"{exc.excerpt or '(no text)'}", unit=s.unit, excerpt=exc.excerpt) from None
         except (zeep_errors.Error, ValueError) as exc:
             raise OaWsdlMismatch(f"the OA's WSDL {s.wsdl} cannot be used: {exc}", unit=s.unit) from None
         services = client.wsdl.services

@@ -160,6 +160,24 @@ def excerpt_of(content: bytes, media_type: str, charset: str | None) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 1] + "…"
 
 
+def first_element(head: bytes) -> str | None:
+    """The local name of the first element of an XML text (read from its head only: a declaration,
+    comments or a doctype may come before it), or None when the head is not XML up to there (an HTML
+    page that breaks XML's rules before its first tag, an empty answer). Read by lxml without a DTD,
+    entities or the network."""
+    from lxml import etree
+
+    parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True, load_dtd=False,
+                                 huge_tree=False)
+    try:
+        parser.feed(head)
+        for _, element in parser.read_events():
+            return etree.QName(element).localname
+    except etree.XMLSyntaxError:
+        return None
+    return None
+
+
 _ENVELOPE = re.compile(rb"<([A-Za-z_][\w.-]*:)?Envelope[\s>/]")
 _HTML = re.compile(rb"(?i)<(!doctype\s+)?html\b")
 
@@ -170,9 +188,29 @@ def _looks_like_soap(content: bytes) -> bool:
     return head.startswith(b"<") and not _HTML.search(head) and _ENVELOPE.search(head) is not None
 
 
+class WsdlNotAWsdl(Exception):
+    """The OA's web server answered its WSDL's URL with something that is not a WSDL (a maintenance
+    page, a login form): the OA is not there now, its WSDL was not found wrong."""
+
+    def __init__(self, url: str, excerpt: str) -> None:
+        super().__init__(f"{url} is not a WSDL")
+        self.url, self.excerpt = url, excerpt
+
+
 class StreamingTransport(AsyncTransport):
     """zeep's async transport, sending the envelope as pieces with each part streamed in (see the
-    module docstring), and refusing answers that are too large or are not SOAP."""
+    module docstring), and refusing answers that are too large or are not SOAP; the WSDL's own URL
+    answered with a page that is not a WSDL raises :class:`WsdlNotAWsdl` before zeep reads it."""
+
+    def load(self, url):
+        content = super().load(url)
+        if (not self._wsdl_checked and url.startswith(("http://", "https://"))  # zeep loads the WSDL first
+                and first_element(content[:64 * 1024]) not in ("definitions", "description")):
+            raise WsdlNotAWsdl(url, excerpt_of(content, "", None))
+        self._wsdl_checked = True
+        return content
+
+    _wsdl_checked = False
 
     async def post_xml(self, address, envelope, headers):
         pieces = split_envelope(etree_to_string(envelope), _parts.get())

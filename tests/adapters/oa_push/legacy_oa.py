@@ -10,7 +10,7 @@ it on the same port, ``fault_next`` answers the next calls with a SOAP fault of 
 text, ``slow_next`` delays the next answers, ``on_receive`` runs a hook as a document is recorded
 (before the answer leaves) and ``after_answer`` once an answer is on the socket (the kill -9 test
 uses both). Its web server can misbehave too: ``wsdl_delay`` trickles WSDL answers over that many seconds
-(counted in ``wsdl_fetches``), ``max_request_bytes`` refuses larger requests with nginx's 413 page, and
+(counted in ``wsdl_fetches``), ``wsdl_page`` answers them with an HTML page instead, ``max_request_bytes`` refuses larger requests with nginx's 413 page, and
 ``html_error_next`` answers the next calls with an HTML error page of the given status. With
 ``streamed`` it reads ReceiveGongwen as a stream (:mod:`.digest_receiver`), keeping the digests of
 the body and attachments instead of their bytes, for pushes far larger than spyne can take.
@@ -63,6 +63,7 @@ class OaState:
     basic_auth: tuple[str, str] | None = None  # (user, password) the OA's web server demands, if any
     wsdl_delay: float = 0.0  # seconds before a WSDL request is answered
     wsdl_fetches: int = 0
+    wsdl_page: bytes | None = None  # answered (200, text/html) instead of the WSDL: a maintenance page
     max_request_bytes: int | None = None  # a larger request is answered 413 (nginx's page)
     html_error_next: list[int] = field(default_factory=list)  # HTTP statuses answered with an HTML page
     streamed: bool = False  # ReceiveGongwen read by digest_receiver: digests, not bytes
@@ -141,6 +142,9 @@ class _AfterAnswer:
         if wsdl:
             with state.lock:
                 state.wsdl_fetches += 1
+        if wsdl and state.wsdl_page is not None:
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return _Answer(state.wsdl_page, state)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if environ["REQUEST_METHOD"] == "POST":
             refusal = self._refusal(environ, length)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from adapters.oa_push.errors import OaFault, OaServerFault, OaTooLarge, OaUnavailable, OaWsdlMismatch
@@ -136,6 +137,45 @@ def test_a_wsdl_that_cannot_be_fetched_is_fetched_at_the_next_call(oa):
         with pytest.raises(OaUnavailable, match="WSDL"):
             await push(client)
         oa.up()
+        return await push(client)
+    assert asyncio.run(run(go)(OaClient(settings(oa)))) == "成功"
+
+
+MAINTENANCE = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>维护</title></head>"
+               "<body><h1>系统维护中</h1><p>预计22:00恢复<br></p></body></html>")
+
+
+@pytest.mark.parametrize("page", [MAINTENANCE, MAINTENANCE.replace("<br>", "<br/>"),  # HTML, and XHTML
+                                  "<html><body><h1>系统维护中</h1></body></html>"])
+def test_a_maintenance_page_for_the_wsdl_lets_the_node_start_and_is_checked_again(oa, page, caplog):
+    from adapters.oa_push.consumer import OaPushConsumer, check_against_wsdls
+
+    oa.state.wsdl_page = page.encode()
+    consumer = OaPushConsumer(settings(oa), service=None)
+
+    async def go():
+        try:
+            with caplog.at_level(logging.WARNING):
+                await check_against_wsdls([consumer])  # the node starts: the OA is away, not wrong
+            with pytest.raises(OaUnavailable, match="not a WSDL: .*系统维护中") as caught:
+                await push(consumer._client)
+            assert disposition(caught.value) is Disposition.RETRY
+            oa.state.wsdl_page = None  # the OA is back
+            return await push(consumer._client)
+        finally:
+            await consumer.close()
+    assert asyncio.run(go()) == "成功"
+    assert "系统维护中" in caplog.text and "checked at the first push" in caplog.text
+
+
+def test_a_wsdl_cut_short_is_fetched_again(oa):
+    whole = httpx.get(oa.wsdl_url).content
+    oa.state.wsdl_page = whole[:len(whole) // 2]
+
+    async def go(client):
+        with pytest.raises(OaUnavailable, match="could not be read"):
+            await client.check()
+        oa.state.wsdl_page = None
         return await push(client)
     assert asyncio.run(run(go)(OaClient(settings(oa)))) == "成功"
 
