@@ -8,8 +8,11 @@ What fits what (our values are text, except the body's and attachments' content)
 
 - ``body`` and an attachment's ``content`` are bytes sent as base64: ``xs:base64Binary`` only (the
   push streams their base64 into the message, :mod:`.streaming`).
-- free text (a title, a 公文标识, a name, ``body_base64`` …): a string type (``xs:string`` and what
-  derives from it, ``xs:anySimpleType``, ``xs:anyType``).
+- ``body_base64`` and an attachment's ``content_base64`` (the same bytes as base64 text): a string type
+  or ``xs:base64Binary`` (zeep writes a text given to a base64Binary as it is, so the OA gets the
+  same base64 as with ``body``).
+- free text (a title, a 公文标识, a name …): a string type (``xs:string`` and what derives from it,
+  ``xs:anySimpleType``, ``xs:anyType``).
 - a code from a table (文种, 紧急程度, 密级, status) or a constant: every code the table may send
   must parse as the parameter's type (``"1"`` fits ``xs:int``, ``"QS"`` does not).
 - a date or time: the mapping's pattern applied to a sample must parse as the type (``%Y%m%d``
@@ -36,6 +39,7 @@ from .errors import OaParameterTypeMismatch
 from .mapping import Argument, OaMapping
 
 BINARY_SOURCES = {"body", "content"}
+BASE64_TEXT_SOURCES = {"body_base64", "content_base64"}
 DATE_SOURCES = {"written_on", "printed_on"}
 DATETIME_SOURCES = {"deadline", "received_at", "when"}
 # XSD's lexical forms (zeep's isodate also reads ISO 8601's basic forms, which an OA's XSD parser refuses).
@@ -87,6 +91,10 @@ class _Checker:
         if source in BINARY_SOURCES:
             if not isinstance(xsd_type, xs.Base64Binary):
                 raise self.refuse(field, spec + " (bytes)", xsd_type, "xs:base64Binary")
+            return
+        if source in BASE64_TEXT_SOURCES:
+            if not (isinstance(xsd_type, xs.Base64Binary) or _is_text(xsd_type)):
+                raise self.refuse(field, spec + " (base64 text)", xsd_type, "xs:base64Binary or a string type")
             return
         samples = self._samples(source)
         if samples is None:  # free text
