@@ -1,7 +1,7 @@
 """Calling one OA over SOAP with zeep's async client: load its WSDL, check it offers what node.toml
 and the mapping name, call an operation, and turn every way that can fail into a typed error.
 
-zeep loads a WSDL synchronously (its AsyncTransport says so), so loading runs in a worker thread
+zeep loads a WSDL synchronously (its AsyncTransport says so), so loading runs in a daemon thread
 and the node's event loop never waits on the OA; one load per OA at a time: a call (or the check at
 node start) that finds a load under way waits for that one instead of starting another, so an OA
 whose WSDL answers slowly costs one worker thread however often its pushes time out. The WSDL is
@@ -29,8 +29,10 @@ What a call ends in (the kinds decide retry or dead letter, see :mod:`.errors`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -157,7 +159,7 @@ class OaClient:
         if self._proxy is not None:
             return self._proxy
         if self._loading is None:
-            self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
+            self._loading = _in_daemon_thread(self._load, f"oa-wsdl-{self.settings.unit}")
             self._loading.add_done_callback(self._loaded)
         # A caller that gives up (its timeout) leaves the load running for the next one: shielded.
         _, proxy, _ = await asyncio.shield(self._loading)
@@ -237,6 +239,29 @@ class OaClient:
             await self._client.transport.aclose()
             self._client.transport.wsdl_client.close()
             self._client = self._proxy = None
+
+
+def _in_daemon_thread(load: Callable[[], Any], name: str) -> asyncio.Future:
+    """``load()`` in a daemon thread of its own, its outcome in the returned future. Not the loop's
+    default executor: asyncio.run waits for that one's threads at exit, so a WSDL trickling in would
+    hold ``gwx node check`` (and a node's stop) past every limit until the OA finished sending it."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(setter: Callable[[Any], None], value: Any) -> None:
+        if not future.done():
+            setter(value)
+
+    def run() -> None:
+        try:
+            outcome = (future.set_result, load())
+        except Exception as exc:  # handed to the waiters as it is
+            outcome = (future.set_exception, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this load any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def _not_soap(operation: str, answer: HttpAnswerNotSoap, where: dict) -> OaUnavailable | OaTooLarge:

@@ -148,6 +148,19 @@ def test_gwx_node_check_checks_the_mapping_against_the_oas_wsdl(oa, tmp_path):
     assert out.returncode == 0 and "WSDL not checked" in out.stdout, out.stderr
 
 
+def test_gwx_node_check_keeps_its_limit_on_a_wsdl_that_trickles_in(oa, tmp_path):
+    import time
+
+    node = example_node(tmp_path, ('wsdl = "http://10.1.9.20:8080/gwjh/GongwenService?wsdl"',
+                                   f'wsdl = "{oa.wsdl_url}"'))
+    oa.state.wsdl_delay = 60.0  # each piece well within the read timeout: only the check's 10 s ends it
+    started = time.monotonic()
+    out = run_gwx("node", "check", "--dir", node, text=True)
+    took = time.monotonic() - started
+    assert out.returncode == 0 and "WSDL not checked" in out.stdout and "within 10 s" in out.stdout, out.stderr
+    assert took < 30.0, f"gwx node check took {took:.1f} s on a WSDL that trickles in over 60 s (limit 10 s)"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_node_whose_mapping_does_not_fit_the_oa_refuses_to_start(oa, tmp_path):
