@@ -3,8 +3,9 @@
 One node hosts the city office and 兰山区 (local delivery); 兰山区's OA is the legacy OA reading
 pushes as a stream (``streamed``: it keeps the SHA-256 of what it received, not the bytes). The
 city sends a 通知 with one attachment of ``size`` random bytes while the OA is down, so the push
-waits in the outbox; the node is then restarted (its VmHWM is the new process's alone), the OA
-comes up, and the push goes. The node's peak RSS is read from /proc/PID/status before and after.
+waits in the outbox; the node is then restarted (its VmHWM is the new process's alone) with the OA
+still down, its peak RSS read from /proc/PID/status, then the OA comes up and the push goes; the
+peak RSS is read again once the OA has the document.
 
 Used by ``test_push_memory.py`` and by ``bench/adapters.py`` (``oa_push_<N>mib_peak_rss_mb``).
 """
@@ -74,9 +75,9 @@ def push_large_attachment(base: Path, size: int) -> dict:
             doc_id = send_document(node, CITY, notice_meta(CITY, [A1]), net.body, [attachment])["doc_id"]
             wait_for(lambda: node.clerk(A1).get(f"/api/v1/inbox/{doc_id}"), 120, what="the document in 兰山区's inbox")
             net.stop(node)  # a fresh process: its VmHWM is the push's
-            oa.up()
-            net.start(node)
+            net.start(node)  # the OA still down: nothing is pushed before the baseline is read
             start_rss = peak_rss_mib(node.process.pid)
+            oa.up()
             started = time.monotonic()
             got = wait_for(lambda: oa.state.documents.get(doc_id), 300, 0.2, what="the push at the OA")
             seconds = time.monotonic() - started
