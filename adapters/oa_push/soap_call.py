@@ -48,6 +48,10 @@ from .streaming import HttpAnswerNotSoap, PackagePart, StreamingTransport, WsdlN
 
 log = logging.getLogger(__name__)
 _CLIENT_FAULTS = ("client", "sender")
+# A WSDL's fetch waits this long for each read at least: timeout_seconds bounds one call, and the load
+# runs apart from the calls (each waiter keeps its own limit), so a slow WSDL is loaded once, not
+# refetched at every push because one of its pieces came after a short call timeout.
+WSDL_READ_SECONDS = 30.0
 _SECURITY_FAULTS = ("failedauthentication", "invalidsecurity", "invalidsecuritytoken", "failedcheck")
 
 
@@ -99,7 +103,8 @@ class OaClient:
         wsse = (UsernameToken(s.username, s.password, use_digest=s.authentication == "ws_security_digest")
                 if s.authentication != "http_basic" and s.username and s.password else None)
         transport = StreamingTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds, auth=auth),
-                                       wsdl_client=httpx.Client(timeout=s.timeout_seconds, auth=auth))
+                                       wsdl_client=httpx.Client(timeout=max(s.timeout_seconds, WSDL_READ_SECONDS),
+                                                                auth=auth))
         try:
             client = AsyncClient(s.wsdl, transport=transport, settings=Settings(forbid_dtd=True), wsse=wsse)
         except zeep_errors.TransportError as exc:

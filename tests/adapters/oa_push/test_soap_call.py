@@ -107,7 +107,7 @@ def test_a_slow_oa_times_out_and_the_next_call_passes(oa):
     oa.state.slow_next.append(2.0)
 
     async def go(client):
-        await client.check(30.0)  # the WSDL first (a loaded machine takes its time): the timeout is the call's
+        await client.check(30.0)  # the WSDL first, its reads not bound by the call's 0.5 s (a loaded machine)
         return await push(client)
     with pytest.raises(OaUnavailable) as caught:
         asyncio.run(run(go)(OaClient(settings(oa, timeout_seconds=0.5))))
@@ -115,6 +115,21 @@ def test_a_slow_oa_times_out_and_the_next_call_passes(oa):
     # The retry (a client with time to wait, as a loaded test machine needs) is the same push.
     assert asyncio.run(run(push)(OaClient(settings(oa, timeout_seconds=10.0)))) in {"成功", "重复"}
     assert len(oa.state.documents) == 1 and oa.state.keys_of("ReceiveGongwen") == ["gw.2026.0001"] * 2
+
+
+def test_a_wsdl_slower_than_a_calls_timeout_is_loaded_and_then_called(oa):
+    # Each of the WSDL's 20 pieces takes 0.4 s, longer than the call's 0.25 s timeout: the load,
+    # apart from the calls, waits for them, and a call after it has its own 0.25 s.
+    oa.state.wsdl_delay = 8.0
+    oa.state.slow_next.append(2.0)
+
+    async def go(client):
+        await client.check(60.0)
+        assert oa.state.wsdl_fetches == 1
+        with pytest.raises(OaUnavailable) as caught:
+            await push(client)
+        assert caught.value.code == "OA_TIMEOUT"
+    asyncio.run(run(go)(OaClient(settings(oa, timeout_seconds=0.25))))
 
 
 def test_an_oa_down_is_transient_and_is_reached_again_when_up(oa):
