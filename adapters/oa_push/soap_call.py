@@ -100,7 +100,8 @@ class OaClient:
         auth = _OaHostAuth(s.username, s.password, _oa_hosts(s)) if basic else None
         # WS-Security: a UsernameToken in every call's header (zeep adds it before the transport
         # serialises the envelope), nothing on the WSDL's fetch.
-        wsse = (UsernameToken(s.username, s.password, use_digest=s.authentication == "ws_security_digest")
+        wsse = (UsernameToken(s.username, s.password, use_digest=s.authentication == "ws_security_digest",
+                              zulu_timestamp=True)  # wsu:Created in Z: legacy stacks refuse +00:00
                 if s.authentication != "http_basic" and s.username and s.password else None)
         transport = StreamingTransport(client=httpx.AsyncClient(timeout=s.timeout_seconds, auth=auth),
                                        wsdl_client=httpx.Client(timeout=max(s.timeout_seconds, WSDL_READ_SECONDS),

@@ -69,6 +69,7 @@ class OaState:
     streamed: bool = False  # ReceiveGongwen read by digest_receiver: digests, not bytes
     wsse: tuple[str, str] | None = None  # (user, password) a WS-Security UsernameToken must carry
     wsse_seen: list[str] = field(default_factory=list)  # the password Type of each token checked
+    wsse_digests: list[tuple[str, str]] = field(default_factory=list)  # (Created, Nonce) of each digest token
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys_of(self, operation: str) -> list[str]:
@@ -231,6 +232,7 @@ def _username_token_ok(request: bytes, state: OaState) -> bool:
         return False
     if kind == "PasswordText":
         return password.text == secret
+    state.wsse_digests.append((token.findtext(f"{{{WSU_NS}}}Created") or "", token.findtext(f"{{{WSSE_NS}}}Nonce") or ""))
     nonce = base64.b64decode(token.findtext(f"{{{WSSE_NS}}}Nonce") or "")
     created = (token.findtext(f"{{{WSU_NS}}}Created") or "").encode()
     return password.text == base64.b64encode(hashlib.sha1(nonce + created + secret.encode()).digest()).decode()

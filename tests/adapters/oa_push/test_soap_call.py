@@ -346,6 +346,19 @@ def test_ws_security_username_token_to_the_oa(oa, authentication, kind):
     assert oa.state.wsse_seen == [kind, kind] and list(oa.state.documents) == ["gw.2026.0001"]
 
 
+def test_a_password_digest_carries_a_utc_created_in_z_and_a_fresh_nonce_per_call(oa):
+    # Legacy WS-Security stacks (WSS4J 1.5, WSE 3) read wsu:Created as xs:dateTime ending in Z only.
+    oa.state.wsse = ("gwx", "口令-2009")
+    ok = settings(oa, username="gwx", password="口令-2009", authentication="ws_security_digest")
+
+    async def go(client):
+        return [await push(client), await push(client)]
+    assert asyncio.run(run(go)(OaClient(ok))) == ["成功", "重复"]
+    (created_1, nonce_1), (created_2, nonce_2) = oa.state.wsse_digests
+    assert created_1.endswith("Z") and created_2.endswith("Z") and "+00:00" not in created_1 + created_2
+    assert nonce_1 and nonce_1 != nonce_2  # a replay of one token would be refused by such a stack
+
+
 def test_an_oa_whose_wsdl_offers_only_soap_1_2():
     with LegacyOa(soap12=True) as oa12:
         import httpx
