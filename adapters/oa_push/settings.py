@@ -28,6 +28,7 @@ answers: checked at node start and by ``gwx node check`` when it does, else at t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ AUTHENTICATIONS = ("http_basic", "ws_security", "ws_security_digest")
 _REQUIRED = ("unit", "wsdl", "received_operation", "mapping")
 # A push may take timeout_seconds plus the time to send its files' base64 at this rate (bytes/s).
 MIN_SEND_RATE = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,25 @@ def _entry(raw: Any, directory: Path, hosted_units: tuple[str, ...]) -> OaPushSe
     if "authentication" in raw and username is None:
         raise OaMappingInvalid(f"[[oa_push]] {unit}: authentication needs username and password_file",
                                key="oa_push.authentication", unit=unit)
+    _warn_if_in_clear(raw, unit, username, authentication)
     return OaPushSettings(unit=unit, wsdl=wsdl, received_operation=raw["received_operation"],
                           mapping_path=mapping_path, mapping=mapping, status_operation=status_operation,
                           endpoint=raw.get("endpoint"), service=raw.get("service"), port=raw.get("port"),
                           duplicate_fault=raw.get("duplicate_fault"), username=username, password=password,
                           authentication=authentication,
                           **seconds)
+
+
+def _warn_if_in_clear(raw: dict, unit: str, username: str | None, authentication: str) -> None:
+    """HTTP Basic and a PasswordText token carry the password as it is: over http:// anyone on the way
+    reads it. Allowed (many OAs sit on an internal network without TLS), but said at every load."""
+    plain = [key for key in ("wsdl", "endpoint") if str(raw.get(key) or "").startswith("http://")]
+    if username is None or authentication == "ws_security_digest" or not plain:
+        return
+    how = "HTTP Basic" if authentication == "http_basic" else "a WS-Security PasswordText token"
+    log.warning("[[oa_push]] %s: the OA's password goes as %s over plain http (%s), readable on the way; "
+                "use https, or authentication = \"ws_security_digest\" if the OA takes it", unit, how,
+                ", ".join(plain))
 
 
 def _credentials(raw: dict, directory: Path, unit: str) -> tuple[str | None, str | None]:

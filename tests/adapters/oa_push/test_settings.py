@@ -166,3 +166,22 @@ def test_ws_security_instead_of_http_basic(tmp_path):
         (node / CONFIG_NAME).write_text(text, "utf-8")
         with pytest.raises(OaMappingInvalid, match=message):
             load_config(node)
+
+
+@pytest.mark.parametrize(("authentication", "warned"), [("http_basic", "HTTP Basic"),
+                                                        ("ws_security", "a WS-Security PasswordText token"),
+                                                        ("ws_security_digest", None)])
+def test_a_password_sent_in_clear_over_http_is_warned_of_at_load(tmp_path, caplog, authentication, warned):
+    node = example_node(tmp_path, ('authentication = "http_basic"', f'authentication = "{authentication}"'))
+    with caplog.at_level("WARNING", logger="adapters.oa_push.settings"):
+        load_config(node)
+    if warned is None:  # a digest does not show the password
+        assert "plain http" not in caplog.text
+        return
+    assert f"the OA's password goes as {warned} over plain http (wsdl, endpoint)" in caplog.text
+    caplog.clear()
+    text = (node / CONFIG_NAME).read_text("utf-8").replace('"http://10.1.9.20', '"https://10.1.9.20')
+    (node / CONFIG_NAME).write_text(text, "utf-8")
+    with caplog.at_level("WARNING", logger="adapters.oa_push.settings"):
+        load_config(node)
+    assert "plain http" not in caplog.text
