@@ -178,14 +178,10 @@ def first_element(head: bytes) -> str | None:
     return None
 
 
-_ENVELOPE = re.compile(rb"<([A-Za-z_][\w.-]*:)?Envelope[\s>/]")
-_HTML = re.compile(rb"(?i)<(!doctype\s+)?html\b")
-
-
 def _looks_like_soap(content: bytes) -> bool:
-    """An answer whose first element (after a declaration or comments) is a SOAP Envelope."""
-    head = content[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"<") and not _HTML.search(head) and _ENVELOPE.search(head) is not None
+    """An answer whose first element (after a declaration, comments or a doctype) is a SOAP Envelope,
+    read by an XML parser: an error page that quotes an Envelope further in is not SOAP."""
+    return first_element(content[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")) == "Envelope"
 
 
 class WsdlNotAWsdl(Exception):

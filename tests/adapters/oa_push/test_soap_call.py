@@ -323,6 +323,19 @@ def test_a_page_that_is_not_soap_is_retried_with_its_text(oa):
     assert disposition(caught.value) is Disposition.RETRY
 
 
+def test_an_xml_page_that_quotes_an_envelope_is_not_taken_for_soap(oa):
+    # An ESB before the OA answers its own error, quoting the request: an Envelope in the first
+    # 2 KiB, but not the first element.
+    page = ('<?xml version="1.0" encoding="UTF-8"?><esb:error xmlns:esb="urn:esb:2010"><esb:request>'
+            '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>'
+            '</esb:request><esb:reason>后端服务不可用</esb:reason></esb:error>')
+    oa.state.xml_page_next.append(("500 Internal Server Error", page.encode()))  # where a SOAP fault comes
+    with pytest.raises(OaUnavailable) as caught:
+        asyncio.run(run(push)(OaClient(settings(oa))))
+    assert caught.value.details["http_status"] == 500 and "后端服务不可用" in caught.value.message
+    assert disposition(caught.value) is Disposition.RETRY
+
+
 def test_an_error_page_is_cut_to_its_text():
     page = ("<html><head><meta charset=gbk><title>系统错误</title><style>p{color:red}</style>"
             "<script>var x = '<b>';</script></head><body><p>上传文件超过限制&nbsp;(10MB)</p>"
