@@ -21,7 +21,7 @@ What a call ends in (the kinds decide retry or dead letter, see :mod:`.errors`):
 - no connection, a timeout, an HTTP error status or an answer that is not SOAP → :class:`OaUnavailable`,
   the status and an excerpt of the page in its message (an HTML error page says what went wrong);
   so is a WSDL's URL answered with a page that is not a WSDL (系统维护中): the OA is away, not wrong;
-  HTTP 413 → :class:`OaTooLarge` (dead at once: the same bytes cannot pass);
+  HTTP 413, or IIS's 404.13 → :class:`OaTooLarge` (dead at once: the same bytes cannot pass);
 - an operation or parameter a WSDL that parsed lacks, or a value whose type does not fit →
   :class:`OaWsdlMismatch` (retried: node.toml is fixed without the push changing).
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -274,13 +275,18 @@ def _not_soap(operation: str, answer: HttpAnswerNotSoap, where: dict) -> OaUnava
     """An answer that is not SOAP, with its status and the page's text as the OA wrote it."""
     page = f": {answer.excerpt}" if answer.excerpt else " (no text)"
     details = {**where, "http_status": answer.status, "excerpt": answer.excerpt}
-    if answer.status == 413:
+    if answer.status == 413 or (answer.status == 404 and _IIS_TOO_LARGE.search(answer.excerpt)):
         return OaTooLarge(f"the OA refused {operation} as too large: HTTP 413{page}", **details)
     if answer.status in (200, 201, 202):
         return OaUnavailable(f"the OA's answer to {operation} is not SOAP (HTTP {answer.status}, "
                              f"{answer.media_type or 'no type'}){page}", **details)
     return OaUnavailable(f"the OA answered {operation} with HTTP {answer.status}"
                          f"{_refused_credentials(answer.status)}{page}", **details)
+
+
+# IIS's request filtering refuses a request over maxAllowedContentLength as 404 with substatus 13,
+# which only its page names ("HTTP Error 404.13 - Not Found"): the same case as a 413.
+_IIS_TOO_LARGE = re.compile(r"\b404\.13\b")
 
 
 def _refused_credentials(status: int) -> str:

@@ -12,7 +12,7 @@ text, ``slow_next`` delays the next answers, ``on_receive`` runs a hook as a doc
 uses both). Its web server can misbehave too: ``wsdl_delay`` trickles WSDL answers over that many seconds
 (counted in ``wsdl_fetches``), ``wsdl_page`` answers them with an HTML page instead, ``max_request_bytes`` refuses larger requests with nginx's 413 page, and
 ``html_error_next`` answers the next calls with an HTML error page of the given status,
-``xml_page_next`` with an XML page (status, bytes). With
+``page_next`` with a page of its own (status, Content-Type, bytes). With
 ``streamed`` it reads ReceiveGongwen as a stream (:mod:`.digest_receiver`), keeping the digests of
 the body and attachments instead of their bytes, for pushes far larger than spyne can take.
 With ``wsse`` it wants a WS-Security UsernameToken (text or digest) and faults
@@ -67,7 +67,7 @@ class OaState:
     wsdl_page: bytes | None = None  # answered (200, text/html) instead of the WSDL: a maintenance page
     max_request_bytes: int | None = None  # a larger request is answered 413 (nginx's page)
     html_error_next: list[int] = field(default_factory=list)  # HTTP statuses answered with an HTML page
-    xml_page_next: list[tuple[str, bytes]] = field(default_factory=list)  # (status, text/xml page) per call
+    page_next: list[tuple[str, str, bytes]] = field(default_factory=list)  # (status, type, page) per call
     streamed: bool = False  # ReceiveGongwen read by digest_receiver: digests, not bytes
     wsse: tuple[str, str] | None = None  # (user, password) a WS-Security UsernameToken must carry
     wsse_seen: list[str] = field(default_factory=list)  # the password Type of each token checked
@@ -149,10 +149,10 @@ class _AfterAnswer:
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return _Answer(state.wsdl_page, state)
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        if environ["REQUEST_METHOD"] == "POST" and state.xml_page_next:  # an ESB or gateway before the OA
+        if environ["REQUEST_METHOD"] == "POST" and state.page_next:  # an ESB, a gateway, IIS before the OA
             environ["wsgi.input"].read(length)
-            status, page = state.xml_page_next.pop(0)
-            start_response(status, [("Content-Type", "text/xml; charset=utf-8")])
+            status, media_type, page = state.page_next.pop(0)
+            start_response(status, [("Content-Type", media_type)])
             return _Answer(page, state)
         if environ["REQUEST_METHOD"] == "POST":
             refusal = self._refusal(environ, length)

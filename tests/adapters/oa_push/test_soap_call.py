@@ -302,6 +302,55 @@ def test_a_413_page_is_final_and_keeps_the_oas_status_and_text(oa):
     assert error.details["http_status"] == 413 and oa.state.documents == {}
 
 
+IIS_404_13 = ("<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" \"\">"
+              "<html><head><title>IIS 8.5 详细错误 - 404.13 - Not Found</title></head><body><div id=\"content\">"
+              "<h3>HTTP 错误 404.13 - Not Found</h3><h4>请求筛选模块被配置为拒绝超过请求内容长度的请求。</h4>"
+              "</div></body></html>")
+
+
+def test_iis_refusing_a_push_as_too_large_404_13_is_final(oa):
+    # IIS's request filtering (maxAllowedContentLength) answers 404 with substatus 13 in its page.
+    oa.state.page_next.append(("404 Not Found", "text/html; charset=utf-8", IIS_404_13.encode()))
+    with pytest.raises(OaTooLarge) as caught:
+        asyncio.run(run(push)(OaClient(settings(oa))))
+    assert disposition(caught.value) is Disposition.GIVE_UP and caught.value.details["http_status"] == 404
+    assert "404.13" in caught.value.message and "拒绝超过请求内容长度" in caught.value.message
+    oa.state.page_next.append(("404 Not Found", "text/html", b"<html><body>404 - File or directory not found.</body></html>"))
+    with pytest.raises(OaUnavailable):  # a plain 404 (a wrong endpoint, fixed in node.toml) is retried
+        asyncio.run(run(push)(OaClient(settings(oa))))
+
+
+def test_a_413_sent_before_the_body_is_read_is_final(oa):
+    # nginx refuses on the Content-Length alone: it answers 413 at once, then reads and drops the rest.
+    import socket
+    import threading
+
+    page = b"<html><head><title>413 Request Entity Too Large</title></head><body>nginx</body></html>"
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def nginx() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: text/html\r\n"
+                         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(page), page))
+            conn.shutdown(socket.SHUT_WR)  # its lingering close: the answer is out, the rest is drained
+            conn.settimeout(10)
+            with contextlib.suppress(OSError):
+                while conn.recv(1 << 16):
+                    pass
+    threading.Thread(target=nginx, daemon=True).start()
+    big = replace(document(), body=b"%PDF" + b"x" * (8 << 20))
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}/gwjh/GongwenService"
+    try:
+        with pytest.raises(OaTooLarge, match="HTTP 413: 413 Request Entity Too Large nginx"):
+            asyncio.run(run(lambda c: push(c, big))(OaClient(settings(oa, endpoint=endpoint))))
+    finally:
+        listener.close()
+
+
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_a_gateway_error_page_is_retried_with_its_status_and_text(oa, status):
     oa.state.html_error_next.append(status)
@@ -329,7 +378,7 @@ def test_an_xml_page_that_quotes_an_envelope_is_not_taken_for_soap(oa):
     page = ('<?xml version="1.0" encoding="UTF-8"?><esb:error xmlns:esb="urn:esb:2010"><esb:request>'
             '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>'
             '</esb:request><esb:reason>后端服务不可用</esb:reason></esb:error>')
-    oa.state.xml_page_next.append(("500 Internal Server Error", page.encode()))  # where a SOAP fault comes
+    oa.state.page_next.append(("500 Internal Server Error", "text/xml; charset=utf-8", page.encode()))  # where a SOAP fault comes
     with pytest.raises(OaUnavailable) as caught:
         asyncio.run(run(push)(OaClient(settings(oa))))
     assert caught.value.details["http_status"] == 500 and "后端服务不可用" in caught.value.message
