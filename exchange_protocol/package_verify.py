@@ -79,6 +79,7 @@ class PackageReport:
     checked_at: dt.datetime
     document_id: str | None = None
     title: str | None = None
+    doc_number: str | None = None  # 发文字号, as the metadata gives it
     issuers: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()  # 主送 then 抄送 unit codes, as the document names them
     seal_name: str | None = None
@@ -102,7 +103,7 @@ class PackageReport:
     def to_dict(self) -> dict[str, Any]:
         iso = (lambda t: t.isoformat() if t else None)  # noqa: E731
         return {"ok": self.ok, "checked_at": iso(self.checked_at), "document_id": self.document_id,
-                "title": self.title, "issuers": list(self.issuers), "recipients": list(self.recipients), "seal_name": self.seal_name,
+                "title": self.title, "doc_number": self.doc_number, "issuers": list(self.issuers), "recipients": list(self.recipients), "seal_name": self.seal_name,
                 "seal_unit": self.seal_unit, "signer": self.signer, "signing_time": iso(self.signing_time),
                 "timestamp_time": iso(self.timestamp_time),
                 "attachments": [{"path": p, "size": s} for p, s in self.attachments],
@@ -185,7 +186,8 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
             meta = parse_meta(kept[METADATA_NAME], allow_classified=allow_classified).metadata
             if meta.id is None:
                 raise MissingMetadataField("metadata.json has no 公文标识 (id)", field="id")
-            info.update(document_id=meta.id, title=meta.title, issuers=meta.issuers, recipients=meta.to + meta.cc)
+            info.update(document_id=meta.id, title=meta.title, issuers=meta.issuers, recipients=meta.to + meta.cc,
+                        doc_number=meta.doc_number.format() if meta.doc_number else None)
             checks["metadata"] = Check("metadata", PASS)
         except GwxError as exc:
             checks["metadata"] = _fail("metadata", exc)

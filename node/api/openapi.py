@@ -74,7 +74,7 @@ SCHEMAS: Json = {
         "urgency": _nullable(STR), "deadline": _nullable(DATETIME), "status": {"enum": RECEIVER_STATUSES},
         "status_label": STR, "signed_by": _nullable(STR), "signed_at": _nullable(DATETIME),
         "return_reason": _nullable(STR), "urge_count": INT, "received_at": DATETIME,
-        "overdue": {"type": "boolean"}}),
+        "overdue": {"type": "boolean"}}, {"doc_number": _nullable(STR)}),
     "InboxDocument": {"allOf": [_ref("InboxItem"), _object({
         "metadata": _ref("Meta"),
         "verification": {"type": "object", "description": "the receiver's verification report"},

@@ -23,7 +23,7 @@ import jinja2
 from aiohttp import web
 
 from node.api.local_api import PRINCIPAL, SELF_AUTHENTICATED
-from node.console import security
+from node.console import folders, pages, security
 from node.console.accounts import Accounts, SignedIn
 from node.console.errors import NoSuchPage
 from node.console.security import (
@@ -32,6 +32,7 @@ from node.console.security import (
     PRE_COOKIE,
     PREFIX,
     RENDER,
+    SERVICE,
     SESSION,
     SESSION_COOKIE,
     clear_cookie,
@@ -44,7 +45,6 @@ from node.documents.contract import DocumentServiceApi
 from node.error_kinds import http_status_for
 from pki.errors import GwxError
 
-SERVICE = web.AppKey("service", DocumentServiceApi)
 UNIT_NAME = web.AppKey("unit_name", Callable)
 NODE_ID = web.AppKey("node_id", str)
 CLOCK = web.AppKey("clock", Callable)
@@ -68,6 +68,7 @@ def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id
     r.add_post("/sign-out", _sign_out, name="sign_out")
     r.add_get("/", _home, name="home", allow_head=False)
     r.add_get("/static/{name}", _static, name="static", allow_head=False)
+    r.add_routes(pages.routes())
     r.add_route("*", "/{tail:.*}", _no_such_page, name="no_such_page")  # last: a typed page, not the API's JSON
     return app
 
@@ -85,6 +86,8 @@ def _renderer(unit_name: Callable[[str], str | None]):
     env.globals.update(role_label=ROLE_LABEL, prefix=PREFIX)
     env.filters["unit"] = lambda code: f"{unit_name(code) or code}" if code else ""
     env.filters["when"] = _beijing
+    env.filters["doc_path"] = pages.doc_path
+    env.globals.update(link=folders.link, folders=folders.FOLDERS, kinds=folders.KINDS, urgencies=folders.URGENCIES)
 
     def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
         session = request.get(SESSION)
@@ -147,9 +150,10 @@ async def _sign_out(request: web.Request) -> web.Response:
 # --- pages --------------------------------------------------------------------------------------------
 async def _home(request: web.Request) -> web.Response:
     user = request[SESSION].user
-    context: dict[str, Any] = {"pending": [], "readiness": None}
+    context: dict[str, Any] = {"pending": [], "readiness": None, "counts": None}
     if user.role == "clerk":
         context["pending"] = await request.app[SERVICE].inbox(request[PRINCIPAL], status="pending", limit=20)
+        context["counts"] = await request.app[SERVICE].folder_counts(request[PRINCIPAL])
     elif user.role == "operator":
         context["readiness"] = await request.app[SERVICE].readiness()
     return render(request, "home.html", **context)

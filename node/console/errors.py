@@ -86,3 +86,24 @@ class WrongRole(ConsoleError):
 
     code = "CONSOLE_WRONG_ROLE"
     kind = ErrorKind.FORBIDDEN
+
+
+class BadFilter(ConsoleError):
+    """A list's query parameter the console does not know, or with a value it cannot use."""
+
+    code = "CONSOLE_BAD_FILTER"
+    kind = ErrorKind.INVALID_INPUT
+
+
+class NoSuchAttachment(ConsoleError):
+    """An attachment name the document does not list (a guessed or forged one, ``../`` included)."""
+
+    code = "CONSOLE_NO_SUCH_ATTACHMENT"
+    kind = ErrorKind.NOT_FOUND
+
+
+class BodyUnreadable(ConsoleError):
+    """The body PDF could not be turned into page images (poppler failed or took too long)."""
+
+    code = "CONSOLE_BODY_UNREADABLE"
+    kind = ErrorKind.INTERNAL

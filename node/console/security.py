@@ -33,6 +33,7 @@ from node.api.local_api import PRINCIPAL, REQUEST_ID
 from node.console.accounts import Accounts, principal_of
 from node.console.errors import BadForm, CsrfRefused, NoSuchPage, NotSignedIn
 from node.console.wording import error_text
+from node.documents.contract import DocumentServiceApi
 from node.error_kinds import http_status_for
 from node.errors import NodeError
 from node.store.values import ConsoleSession
@@ -49,6 +50,7 @@ MAX_FIELDS = 32
 PUBLIC_ROUTES = frozenset({"sign_in", "sign_in_post", "static", "no_such_page"})
 
 ACCOUNTS = web.AppKey("accounts", Accounts)
+SERVICE = web.AppKey("service", DocumentServiceApi)
 RENDER = web.AppKey("render", Any)  # (request, template, status, **context) -> web.Response
 SESSION = web.RequestKey("console_session", ConsoleSession)
 FORM = web.RequestKey("console_form", dict)

@@ -39,3 +39,28 @@ KIND_TEXT: dict[ErrorKind, str] = {
 
 def error_text(error: GwxError) -> str:
     return ERROR_TEXT.get(error.code) or KIND_TEXT.get(error.kind, "操作未执行。")
+
+
+# The seal verification report (exchange_protocol.package_verify) in plain words: for each check,
+# what was checked, and what passing or failing means for the clerk.
+CHECK_WORDS: dict[str, tuple[str, str, str]] = {
+    "structure": ("公文包的结构", "完整", "不完整"),
+    "manifest_signature": ("发文方的数字签名", "有效", "无效"),
+    "digests": ("正文、附件和元数据", "与盖章时一致，未被改动", "与盖章时不一致，可能被改动"),
+    "metadata": ("公文元数据（标题、发文字号、主送抄送等）", "符合规范", "不符合规范"),
+    "pdf_seal": ("正文 PDF 上的电子签章", "有效", "无效"),
+    "seal": ("电子印章", "由可信的制章机构制作，属于发文机关", "无效"),
+    "timestamp": ("可信时间戳", "有效", "无效"),
+}
+
+
+def report_lines(report: dict) -> list[dict[str, str]]:
+    """One line per check: what, the verdict in words, and the reason when it failed."""
+    lines = []
+    for check in report.get("checks", []):
+        what, good, bad = CHECK_WORDS.get(check.get("name", ""), (check.get("name", ""), "通过", "未通过"))
+        status = check.get("status")
+        verdict = {"pass": good, "fail": bad, "absent": "没有（发文方未加）", "skipped": "尚未检查"}.get(status, status)
+        lines.append({"what": what, "verdict": verdict, "status": status or "",
+                      "why": check.get("message", "") if status == "fail" else ""})
+    return lines

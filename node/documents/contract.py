@@ -17,11 +17,14 @@ Shapes (keys are a contract; Chinese values intact):
 ``Tracking``: {"doc": OutboxItem, "recipients": [RecipientView, …]}
 ``InboxItem``: {"doc_id", "unit", "from_unit", "title", "kind", "urgency"|null, "deadline"|null,
     "status" ("pending"|"signed_for"|"registered"|"returned"|"recalled"), "status_label",
-    "signed_by"|null, "signed_at"|null, "return_reason"|null, "urge_count", "received_at", "overdue"}
+    "signed_by"|null, "signed_at"|null, "return_reason"|null, "urge_count", "received_at", "overdue",
+    "doc_number"|null (发文字号; null for documents received before the report kept it)}
 ``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
     "attachments": [{"name", "size"}]}
 Paging: items carry an ``id`` (a whole number); ``after`` is the ``id`` of the last item of the
 previous page. ``overdue=True`` keeps only overdue items; absent or False does not filter.
+
+``FolderCounts``: {"inbox": {status: n}, "overdue": n (past 办理时限, not settled), "outbox": n}
 
 ``NodeStatus``: {"node_id", "units": [{"code", "name"}], "queues": {destination: {state: n}},
     "peers": [{"node_id", "state", "since", "failures", "last_error"}], "inbound": {state: n},
@@ -30,6 +33,7 @@ previous page. ``overdue=True`` keeps only overdue items; absent or False does n
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,8 +53,10 @@ class DocumentServiceApi(Protocol):
 
     async def outbox(self, who: Principal, *, status: str | None = None, kind: str | None = None,
                      overdue: bool | None = None, unit: str | None = None, limit: int = 50,
-                     after: str | None = None) -> list[Json]:
-        """OutboxItems of ``who``'s unit, newest first; ``unit`` filters by recipient unit."""
+                     after: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
+                     search: str | None = None) -> list[Json]:
+        """OutboxItems of ``who``'s unit, newest first; ``unit`` filters by recipient unit; ``since`` /
+        ``until`` by when it was sent; ``search`` keeps those whose title or 发文字号 contains it."""
 
     async def track(self, who: Principal, doc_id: str, *, where: bool = False) -> Json:
         """Tracking: the document and one RecipientView per recipient unit; with ``where``, each view
@@ -65,8 +71,14 @@ class DocumentServiceApi(Protocol):
 
     async def inbox(self, who: Principal, *, status: str | None = None, kind: str | None = None,
                     overdue: bool | None = None, unit: str | None = None, limit: int = 50,
-                    after: str | None = None) -> list[Json]:
-        """InboxItems of ``who``'s unit, newest first; ``unit`` filters by sending unit."""
+                    after: str | None = None, urgency: str | None = None, since: dt.datetime | None = None,
+                    until: dt.datetime | None = None, search: str | None = None) -> list[Json]:
+        """InboxItems of ``who``'s unit, newest first; ``unit`` filters by sending unit, ``urgency`` by
+        紧急程度, ``since`` / ``until`` by when it was received; ``search`` keeps those whose title or
+        发文字号 contains it (documents received before gwx kept the 发文字号 are found by title only)."""
+
+    async def folder_counts(self, who: Principal) -> Json:
+        """FolderCounts of ``who``'s unit (the console's folders)."""
 
     async def show(self, who: Principal, doc_id: str) -> Json:
         """InboxDocument (for a received document) — or Tracking with metadata for a sent one."""

@@ -174,11 +174,12 @@ class DocumentService:
         return {"doc": self._outbox_item(doc, now), "recipients": views}
 
     async def outbox(self, who: Principal, *, status=None, kind=None, overdue=None, unit=None, limit=50,
-                     after=None) -> list[dict[str, Any]]:
+                     after=None, since=None, until=None, search=None) -> list[dict[str, Any]]:
         who.require_role("clerk")
         page = await self.store.messages.list_outbox(ListFilter(unit=who.unit, status=status, kind=kind,
                                                                 overdue=bool(overdue), counterpart=unit,
-                                                                before_id=_cursor(after), limit=limit))
+                                                                before_id=_cursor(after), limit=limit,
+                                                                since=since, until=until, search=search or None))
         now = self.ctx.clock()
         return [self._outbox_item(d, now) for d in page.items]
 
@@ -239,13 +240,20 @@ class DocumentService:
         return row
 
     async def inbox(self, who: Principal, *, status=None, kind=None, overdue=None, unit=None, limit=50,
-                    after=None) -> list[dict[str, Any]]:
+                    after=None, urgency=None, since=None, until=None, search=None) -> list[dict[str, Any]]:
         who.require_role("clerk")
         page = await self.store.messages.list_inbox(ListFilter(unit=who.unit, status=status, kind=kind,
                                                                overdue=bool(overdue), counterpart=unit,
-                                                               before_id=_cursor(after), limit=limit))
+                                                               before_id=_cursor(after), limit=limit, urgency=urgency,
+                                                               since=since, until=until, search=search or None))
         now = self.ctx.clock()
         return [self._inbox_item(r, now) for r in page.items]
+
+    async def folder_counts(self, who: Principal) -> dict[str, Any]:
+        who.require_role("clerk")
+        inbox = await self.store.messages.count_inbox(who.unit)
+        overdue = inbox.pop("overdue", 0)
+        return {"inbox": inbox, "overdue": overdue, "outbox": await self.store.messages.count_outbox(who.unit)}
 
     async def _sent_by_us(self, who: Principal, doc_id: str) -> OutboxDocument:
         """A document this unit sent, for show/download when it has not received it either."""
@@ -349,7 +357,8 @@ class DocumentService:
                 "status": r.status, "status_label": status.label, "signed_by": r.signed_by,
                 "signed_at": _iso(r.signed_at), "return_reason": r.return_reason, "urge_count": r.urge_count,
                 "received_at": _iso(r.received_at), "overdue": is_overdue(status, r.deadline, now),
-                "verified": bool((r.verification or {}).get("ok"))}
+                "verified": bool((r.verification or {}).get("ok")),
+                "doc_number": (r.verification or {}).get("doc_number")}
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -197,6 +197,12 @@ class ListFilter:
     counterpart: str | None = None  # outbox: a recipient unit; inbox: the sending unit
     before_id: int | None = None   # keyset: the last id of the previous page
     limit: int = 50
+    # The console's filters (node.console): 紧急程度; received (inbox) or sent (outbox) at or after
+    # ``since`` and before ``until``; ``search`` a part of the title or of the 发文字号.
+    urgency: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str | None = None
 
 
 @dataclass(frozen=True)

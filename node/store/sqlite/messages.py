@@ -280,9 +280,14 @@ class Messages:
             where.append("o.deadline IS NOT NULL AND o.deadline < ? AND EXISTS (SELECT 1 FROM"
                          f" outbox_recipients r WHERE r.doc_id = o.doc_id AND r.status NOT IN ({_in(SETTLED_SENDER)}))")
             params += [to_db_time(self._clock()), *SETTLED_SENDER]
+        _narrow(where, params, flt, "o.created_at", "o.doc_number")
         rows = await self._page("outbox o", "o", where, params, flt)
         items = await self._with_recipients(rows[:flt.limit])
         return Page(items, items[-1].id if len(rows) > flt.limit else None)
+
+    async def count_outbox(self, unit: str) -> int:
+        row = await self._db.fetchone("SELECT COUNT(*) FROM outbox WHERE from_unit = ?", (unit,))
+        return int(row[0])
 
     async def _with_recipients(self, rows: Sequence[Any]) -> list[OutboxDocument]:
         if not rows:
@@ -367,9 +372,38 @@ class Messages:
         if flt.overdue:
             where.append(f"i.deadline IS NOT NULL AND i.deadline < ? AND i.status NOT IN ({_in(SETTLED_RECEIVER)})")
             params += [to_db_time(self._clock()), *SETTLED_RECEIVER]
+        if flt.urgency is not None:
+            where.append("i.urgency = ?")
+            params.append(flt.urgency)
+        # A received document's 发文字号 is in its verification report (PackageReport.doc_number).
+        _narrow(where, params, flt, "i.received_at", "json_extract(i.verification, '$.doc_number')")
         rows = await self._page("inbox i", "i", where, params, flt)
         items = [_inbox(r) for r in rows[:flt.limit]]
         return Page(items, items[-1].id if len(rows) > flt.limit else None)
+
+    async def count_inbox(self, unit: str) -> dict[str, int]:
+        """A unit's received documents by status, and ``overdue``: past their deadline, not settled."""
+        counts = {r[0]: int(r[1]) for r in await self._db.fetchall(
+            "SELECT status, COUNT(*) FROM inbox WHERE unit_code = ? GROUP BY status", (unit,))}
+        row = await self._db.fetchone(
+            f"SELECT COUNT(*) FROM inbox WHERE unit_code = ? AND deadline IS NOT NULL AND deadline < ?"
+            f" AND status NOT IN ({_in(SETTLED_RECEIVER)})", (unit, to_db_time(self._clock()), *SETTLED_RECEIVER))
+        counts["overdue"] = int(row[0])
+        return counts
+
+
+def _narrow(where: list[str], params: list[Any], flt: ListFilter, time_column: str, number: str) -> None:
+    """The console's date range and search (``ListFilter.since``, ``until``, ``search``)."""
+    if flt.since is not None:
+        where.append(f"{time_column} >= ?")
+        params.append(to_db_time(flt.since))
+    if flt.until is not None:
+        where.append(f"{time_column} < ?")
+        params.append(to_db_time(flt.until))
+    if flt.search:
+        pattern = "%" + flt.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(f"({time_column.split('.')[0]}.title LIKE ? ESCAPE '\\' OR {number} LIKE ? ESCAPE '\\')")
+        params += [pattern, pattern]
 
 
 _RECEIVED_COLUMNS = ("message_id, envelope_digest, blob_digest, origin_node, type, size, received_at, receipt,"

@@ -35,16 +35,16 @@ class Browser:
                 else:
                     self.cookies[name] = morsel.value
 
-    def _cookie_header(self) -> dict[str, str]:
+    def cookie_header(self) -> dict[str, str]:
         return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
 
     async def get(self, path: str):
-        response = await self.client.get(path, headers=self._cookie_header(), allow_redirects=False)
+        response = await self.client.get(path, headers=self.cookie_header(), allow_redirects=False)
         self._keep(response)
         return response, await response.text()
 
     async def post(self, path: str, form: dict[str, str], *, origin: str | None = "same", **kw):
-        headers = {**self._cookie_header(), **kw.pop("headers", {})}
+        headers = {**self.cookie_header(), **kw.pop("headers", {})}
         if origin is not None:
             headers["Origin"] = self.origin if origin == "same" else origin
         response = await self.client.post(path, data=form, headers=headers, allow_redirects=False, **kw)

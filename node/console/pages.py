@@ -1,0 +1,156 @@
+"""The clerk's pages: the folders (收文, 发文) and the document page with its acts.
+
+Each handler reads what the request names, calls the document service's contract as the signed-in
+user (:data:`node.api.local_api.PRINCIPAL`, set by :mod:`node.console.security`) and renders. What
+a clerk may see or do is the service's decision: another unit's document is 404, as through the
+API, so a guessed id tells nothing. An act (签收, 退回 with its reason, 登记, 催办, 撤回) is a POST
+whose form :mod:`node.console.security` has already checked (CSRF, origin, size); afterwards the
+browser is sent back to the document page (303), which says what was done.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from aiohttp import web
+
+from exchange_protocol.errors import ProtocolError
+from exchange_protocol.model import check_doc_id
+from node.api.local_api import PRINCIPAL
+from node.console import body_pages, folders
+from node.console.errors import BadForm, NoSuchPage, WrongRole
+from node.console.security import FORM, RENDER, SERVICE, SESSION, see_other
+from node.console.wording import report_lines
+from pki.errors import InvalidUnitCode
+from pki.unit_code import validate_unit_code
+
+DONE = {"sign_for": "已签收。", "return": "已退回，退回理由已告知发文单位。", "register": "已登记。",
+        "urge": "已催办。", "recall": "已撤回。"}
+
+
+def routes() -> list[web.RouteDef]:
+    def with_service(handler):
+        async def bound(request: web.Request) -> web.StreamResponse:
+            _clerk_only(request)
+            return await handler(request, request.app[SERVICE])
+        bound.__name__ = handler.__name__
+        return bound
+
+    return [
+        web.get("/inbox", with_service(_inbox), name="inbox", allow_head=False),
+        web.get("/outbox", with_service(_outbox), name="outbox", allow_head=False),
+        web.get("/doc/{doc_id}", with_service(_document), name="document", allow_head=False),
+        web.get("/doc/{doc_id}/page/{number:[0-9]{1,3}}.png", with_service(_page), name="page", allow_head=False),
+        web.get("/doc/{doc_id}/attachment", with_service(_attachment), name="attachment", allow_head=False),
+        *[web.post(f"/doc/{{doc_id}}/{act}", with_service(_act(act)), name=f"act_{act.replace('-', '_')}")
+          for act in ("sign-for", "return", "register", "urge", "recall")],
+    ]
+
+
+def render(request: web.Request, template: str, **context) -> web.Response:
+    return request.app[RENDER](request, template, 200, **context)
+
+
+def _clerk_only(request: web.Request) -> None:
+    user = request[SESSION].user
+    if user.role != "clerk":
+        raise WrongRole(f"{user.login} is a {user.role}; this page is a clerk's", role=user.role)
+
+
+def _doc_id(request: web.Request) -> str:
+    value = request.match_info["doc_id"]
+    try:
+        return check_doc_id(value, "doc_id")
+    except ProtocolError:
+        raise NoSuchPage(f"no document {value[:80]!r}") from None
+
+
+def doc_path(doc_id: str) -> str:
+    return f"/console/doc/{urllib.parse.quote(doc_id, safe='')}"
+
+
+async def _inbox(request: web.Request, service) -> web.Response:
+    context = await folders.received(service, request[PRINCIPAL], request.query)
+    return render(request, "inbox.html", **context)
+
+
+async def _outbox(request: web.Request, service) -> web.Response:
+    context = await folders.sent(service, request[PRINCIPAL], request.query)
+    return render(request, "outbox.html", **context)
+
+
+async def _document(request: web.Request, service) -> web.Response:
+    doc_id = _doc_id(request)
+    who = request[PRINCIPAL]
+    shown = await service.show(who, doc_id)
+    received = "verification" in shown
+    pages = 0
+    if not received or shown["status"] != "recalled":
+        async with body_pages.body_file(await service.package_path(who, doc_id)) as pdf:
+            pages = await body_pages.page_count(pdf)
+    report = shown.get("verification") or {}
+    return render(
+        request, "document.html", doc=shown, doc_id=doc_id, received=received, pages=pages,
+        report=report, lines=report_lines(report), done=DONE.get(request.query.get("done", ""), ""),
+        path=doc_path(doc_id))
+
+
+async def _page(request: web.Request, service) -> web.Response:
+    doc_id = _doc_id(request)
+    number = int(request.match_info["number"])
+    async with body_pages.body_file(await service.package_path(request[PRINCIPAL], doc_id)) as pdf:
+        if not 1 <= number <= await body_pages.page_count(pdf):
+            raise NoSuchPage(f"the body of {doc_id} has no page {number}")
+        png = await body_pages.page_png(pdf, number)
+    return web.Response(body=png, content_type="image/png")
+
+
+async def _attachment(request: web.Request, service) -> web.StreamResponse:
+    doc_id = _doc_id(request)
+    who = request[PRINCIPAL]
+    if list(request.query) != ["name"]:
+        raise NoSuchPage("an attachment is asked for by ?name= alone")
+    shown = await service.show(who, doc_id)
+    listed = [a["name"] for a in shown.get("attachments", [])]
+    async with body_pages.attachment_file(await service.package_path(who, doc_id), request.query["name"],
+                                          listed) as path:
+        name = request.query["name"]
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"})
+        response.content_length = path.stat().st_size
+        await response.prepare(request)
+        with open(path, "rb") as f:
+            while chunk := f.read(256 * 1024):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+def _act(act: str):
+    async def handler(request: web.Request, service) -> web.Response:
+        doc_id = _doc_id(request)
+        who = request[PRINCIPAL]
+        form = request[FORM]
+        if act == "sign-for":
+            await service.sign_for(who, doc_id)
+        elif act == "register":
+            await service.register(who, doc_id)
+        elif act == "return":
+            reason = form.get("reason", "")
+            if not reason.strip():
+                raise BadForm("退回 needs a reason (退回理由); nothing was done", field="reason")
+            await service.return_document(who, doc_id, reason)
+        else:
+            units = [_unit(form["unit"])] if form.get("unit") else None
+            await (service.urge if act == "urge" else service.recall)(who, doc_id, units)
+        return see_other(f"{doc_path(doc_id)}?done={act.replace('-', '_')}")
+    handler.__name__ = f"_act_{act.replace('-', '_')}"
+    return handler
+
+
+def _unit(value: str) -> str:
+    try:
+        return validate_unit_code(value)
+    except InvalidUnitCode as exc:
+        raise BadForm(f"unit: {exc.message}", field="unit") from None

@@ -1,0 +1,117 @@
+"""A clerk's day in a real browser, between two real nodes: a sealed 通知 and a 函 sent by the city's
+office reach a county unit; its clerk finds them in the folders, opens one — metadata, the body
+rendered in the page, the seal report in words, the attachment —, signs for it and registers it,
+returns the other with a reason; the city's clerk sees both in 发文 with who did what, and the
+reason. Debian's chromium, driven by Playwright, at desk and phone width.
+
+With ``GWX_SCREENSHOTS=1`` the test also writes the screenshots kept in docs/ (docs/console-*.png).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from node.localnet import send_document
+from tests.node.console.browser_support import DESK, PHONE, REPO, add_user, chromium, sign_in
+from tests.node.network.network_support import A1, CITY, inbox_item, notice_meta, start_network, wait_status
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+SCREENSHOTS = os.environ.get("GWX_SCREENSHOTS") == "1"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    base = tmp_path_factory.mktemp("console-pages")
+    network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
+    try:
+        add_user(network.nodes["county-a"].directory, "liuyang", "刘洋", "clerk", [A1], base)
+        add_user(network.nodes["city"].directory, "sunli", "孙丽", "clerk", [CITY], base)
+        yield network
+    finally:
+        network.stop_all()
+
+
+def shoot(page, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=str(REPO / "docs" / f"console-{name}.png"), full_page=True)
+
+
+def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, tmp_path):
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    attachment = tmp_path / "值班安排表.txt"
+    attachment.write_text("12月1日 张三\n12月2日 李四\n", "utf-8")
+    notice = send_document(city, CITY, notice_meta(CITY, [A1], title="关于做好冬季安全生产工作的通知"), net.body,
+                           [attachment])["doc_id"]
+    letter_meta = {**notice_meta(CITY, [A1], title="关于商请提供防汛物资储备情况的函"), "kind": "函", "urgency": "加急"}
+    letter = send_document(city, CITY, letter_meta, net.body)["doc_id"]
+    inbox_item(county, A1, notice)
+    inbox_item(county, A1, letter)
+    county_url, city_url = county.ready["local_url"], city.ready["local_url"]
+
+    with chromium() as browser:
+        desk = browser.new_context(viewport=DESK, locale="zh-CN")
+        page = desk.new_page()
+        sign_in(page, county_url, "liuyang")
+        page.wait_for_url(f"{county_url}/console/")
+        assert page.inner_text("#tile-pending .tile-count") == "2"
+        page.click("#tile-pending")
+        page.select_option("select[name=kind]", "函")
+        page.click("text=筛选")
+        rows = page.locator("#documents tbody tr")
+        assert rows.count() == 1 and "关于商请提供防汛物资储备情况的函" in rows.first.inner_text()
+        page.fill("input[name=q]", "冬季安全")
+        page.select_option("select[name=kind]", "")
+        page.click("text=筛选")
+        assert page.locator("#documents tbody tr").count() == 1
+        page.click("text=关于做好冬季安全生产工作的通知")
+
+        # The document page: metadata, the seal report in words, the body as page images, the attachment.
+        assert page.inner_text("#doc-title") == "关于做好冬季安全生产工作的通知"
+        assert "验证通过" in page.inner_text("#report-summary")
+        assert "临沂市人民政府办公室" in page.inner_text("#report-summary")
+        body = page.locator("#body img.page").first
+        body.scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 800", arg=body.element_handle())
+        with page.expect_download() as download:
+            page.click("text=值班安排表.txt")
+        assert download.value.path().read_text("utf-8").startswith("12月1日 张三")
+        shoot(page, "document-desk")
+        page.click("#sign-for")
+        assert page.inner_text("#done") == "已签收。"
+        assert "签收人 刘洋" in page.inner_text("#doc-status")
+        page.click("#register")
+        assert "已登记" in page.inner_text("#doc-status")
+
+        # The 函 goes back with a reason; the browser will not send an empty one.
+        phone = browser.new_context(viewport=PHONE, locale="zh-CN")
+        mobile = phone.new_page()
+        sign_in(mobile, county_url, "liuyang")
+        mobile.wait_for_url(f"{county_url}/console/")
+        mobile.click("text=关于商请提供防汛物资储备情况的函")
+        mobile.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        assert mobile.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than a phone
+        shoot(mobile, "document-phone")
+        mobile.click("#return")
+        assert mobile.locator("#done").count() == 0  # not sent: the reason is required
+        assert "待签收" in mobile.inner_text("#doc-status")
+        mobile.fill("textarea[name=reason]", "本单位无防汛物资储备职责，请转应急管理局")
+        mobile.click("#return")
+        assert mobile.inner_text("#done").startswith("已退回")
+        phone.close()
+
+        # The city's clerk sees who did what, and the reason, in 发文.
+        wait_status(city, CITY, notice, {A1: "signed_for"})
+        wait_status(city, CITY, letter, {A1: "returned"})
+        sender = browser.new_context(viewport=DESK, locale="zh-CN").new_page()
+        sign_in(sender, city_url, "sunli")
+        sender.click("#tile-outbox")
+        listing = sender.inner_text("#documents")
+        assert re.search(r"兰山区人民政府办公室（主送）\s*已签收\s*刘洋", listing), listing
+        assert "已退回" in listing
+        shoot(sender, "outbox-desk")
+        sender.click("text=关于商请提供防汛物资储备情况的函")
+        assert "本单位无防汛物资储备职责，请转应急管理局" in sender.inner_text("#track")
+        desk.close()

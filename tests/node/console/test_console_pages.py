@@ -1,0 +1,146 @@
+"""The clerk's pages in process, over the real document service: folders with counts and filters,
+the document page with its acts, and every kind of bad request answered with a typed page that
+changes nothing. (tests/node/console/test_browser_pages.py does a clerk's task in a real browser
+between two real nodes.)"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.parse
+
+from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, make_env, meta, send
+from tests.node.console.console_support import PASSWORD, Browser, console, csrf_of
+
+
+def run(tmp_path, scenario):
+    env = make_env(tmp_path)
+
+    async def main():
+        async with console(env) as (client, accounts):
+            await accounts.add("lisi", "李四", "clerk", [UNIT_B], PASSWORD)
+            await accounts.add("zhang", "张三", "clerk", [UNIT_A], PASSWORD)
+            await accounts.add("chen", "陈六", "clerk", [UNIT_C], PASSWORD)
+            await accounts.add("ops", "王五", "operator", [], PASSWORD)
+            await scenario(env, client)
+    asyncio.run(main())
+
+
+def path_of(doc_id: str) -> str:
+    return f"/console/doc/{urllib.parse.quote(doc_id, safe='')}"
+
+
+def tile(page: str, key: str) -> int:
+    return int(re.search(rf'id="tile-{key}".*?class="tile-count">(\d+)<', page, re.S).group(1))
+
+
+async def signed_in(client, login) -> Browser:
+    browser = Browser(client)
+    response, _ = await browser.sign_in(login)
+    assert response.status == 303
+    return browser
+
+
+def test_folders_count_filter_and_search(tmp_path):
+    async def scenario(env, client):
+        await send(client, env, doc_meta=meta(title="关于防汛工作的通知", doc_number="榕政办〔2026〕31号"))
+        await send(client, env, doc_meta=meta(kind="函", title="关于商请支持的函", doc_number="榕政办函〔2026〕7号",
+                                               urgency="加急"))
+        lisi = await signed_in(client, "lisi")
+        _, home = await lisi.get("/console/")
+        assert (tile(home, "pending"), tile(home, "signed_for"), tile(home, "overdue"), tile(home, "outbox")) == (2, 0, 0, 0)
+        _, page = await lisi.get("/console/inbox?folder=pending&kind=函")
+        assert "关于商请支持的函" in page and "关于防汛工作的通知" not in page
+        _, page = await lisi.get("/console/inbox?folder=all&urgency=加急")
+        assert "关于商请支持的函" in page and "关于防汛工作的通知" not in page
+        _, page = await lisi.get("/console/inbox?folder=all&q=" + urllib.parse.quote("〔2026〕31号"))
+        assert "关于防汛工作的通知" in page and "关于商请支持的函" not in page  # found by its 发文字号
+        _, page = await lisi.get("/console/inbox?folder=all&q=" + urllib.parse.quote("支持"))
+        assert "关于商请支持的函" in page and "关于防汛工作的通知" not in page  # by its title
+        _, page = await lisi.get(f"/console/inbox?folder=all&from={UNIT_C}")
+        assert "没有符合条件的公文" in page
+        _, page = await lisi.get(f"/console/inbox?folder=all&from={UNIT_A}&since=2000-01-01&until=2099-12-31")
+        assert "关于商请支持的函" in page and "关于防汛工作的通知" in page
+        _, page = await lisi.get("/console/inbox?folder=all&until=2000-01-01")
+        assert "没有符合条件的公文" in page
+        for bad in ("folder=trash", "kind=报表", "since=2026-02-30", "from=123", "sort=title", "q=" + "x" * 101,
+                    "folder=all&folder=pending"):
+            response, page = await lisi.get("/console/inbox?" + bad)
+            assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_FILTER", bad
+        zhang = await signed_in(client, "zhang")
+        _, page = await zhang.get("/console/outbox")
+        assert tile(page, "outbox") == 2 and "已签收 0/2" in page and "临沂市人民政府办公室" in page
+        _, page = await zhang.get("/console/outbox?q=" + urllib.parse.quote("防汛"))
+        assert "关于防汛工作的通知" in page and "关于商请支持的函" not in page
+    run(tmp_path, scenario)
+
+
+def test_the_document_page_shows_the_report_and_the_body_and_takes_the_clerks_acts(tmp_path):
+    async def scenario(env, client):
+        doc_id = await send(client, env, attachments=(("附件1.txt", "值班表".encode()),))
+        lisi = await signed_in(client, "lisi")
+        response, page = await lisi.get(path_of(doc_id))
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
+        assert "验证通过" in page and "福州市人民政府办公厅" in page and "内容自盖章后未被改动" in page
+        assert 'src="' + path_of(doc_id) + '/page/1.png"' in page
+        response = await lisi.client.get(path_of(doc_id) + "/page/1.png", headers=lisi.cookie_header())
+        assert response.status == 200 and response.content_type == "image/png"
+        assert (await response.read()).startswith(b"\x89PNG")
+        response, text = await lisi.get(path_of(doc_id) + "/attachment?name=" + urllib.parse.quote("附件1.txt"))
+        assert response.status == 200 and text == "值班表"
+        token = csrf_of(page)
+        response, page = await lisi.post(path_of(doc_id) + "/return", {"csrf": token, "reason": "  "})
+        assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_FORM"
+        response, _ = await lisi.post(path_of(doc_id) + "/sign-for", {"csrf": token})
+        assert response.status == 303 and response.headers["Location"] == path_of(doc_id) + "?done=sign_for"
+        _, page = await lisi.get(response.headers["Location"])
+        assert "已签收。" in page and "签收人 李四" in page and 'id="register"' in page
+        response, page = await lisi.post(path_of(doc_id) + "/return", {"csrf": token, "reason": "不属于本单位职责"})
+        assert response.status == 409 and "CONSOLE" not in response.headers["X-Gwx-Error"]  # 签收 came first
+        item = await env.service.show(principal("李四", UNIT_B), doc_id)
+        assert item["status"] == "signed_for" and item["signed_by"] == "李四"
+        zhang = await signed_in(client, "zhang")
+        _, page = await zhang.get(path_of(doc_id))
+        assert "各单位办理情况" in page and "李四" in page
+    run(tmp_path, scenario)
+
+
+def test_bad_requests_on_the_document_routes_get_typed_pages_and_lose_nothing(tmp_path):
+    async def scenario(env, client):
+        doc_id = await send(client, env, attachments=(("附件1.txt", b"x"),))
+        lisi = await signed_in(client, "lisi")
+        _, page = await lisi.get(path_of(doc_id))
+        token = csrf_of(page)
+        other = await send(client, env, doc_meta=meta(to=[UNIT_C], cc=[]))  # not for lisi's unit
+        for path in (path_of(other), path_of(other) + "/page/1.png", path_of(other) + "/attachment?name=x"):
+            response, page = await lisi.get(path)
+            assert response.status == 404 and "未找到" in page, path  # 404, not 403: nothing leaks
+        response, _ = await lisi.post(path_of(other) + "/sign-for", {"csrf": token})
+        assert response.status == 404
+        for name in ("../../metadata.json", "../body.pdf", "附件2.txt", "/etc/passwd"):
+            response, page = await lisi.get(path_of(doc_id) + "/attachment?name=" + urllib.parse.quote(name))
+            assert response.status == 404 and response.headers["X-Gwx-Error"] == "CONSOLE_NO_SUCH_ATTACHMENT", name
+        response, _ = await lisi.get(path_of(doc_id) + "/page/9.png")
+        assert response.status == 404
+        response, _ = await lisi.get("/console/doc/" + urllib.parse.quote("../../etc", safe=""))
+        assert response.status == 404
+        response, _ = await lisi.post(path_of(doc_id) + "/sign-for", {"csrf": "forged"})
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
+        response, _ = await lisi.post(path_of(doc_id) + "/return", {"csrf": token, "reason": "x" * 20000})
+        assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_FORM_TOO_LARGE"
+        response, _ = await lisi.post(path_of(doc_id) + "/sign-for", {"csrf": token}, origin="https://evil.example")
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_ORIGIN"
+        ops = await signed_in(client, "ops")
+        response, _ = await ops.get(path_of(doc_id))
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_WRONG_ROLE"
+        # Nothing of the above changed the document, for lisi, for the 抄送 unit or at the sender.
+        for who in (principal("李四", UNIT_B), principal("陈六", UNIT_C)):
+            assert (await env.service.show(who, doc_id))["status"] == "pending"
+        track = await env.service.track(principal("张三", UNIT_A), doc_id)
+        assert {r["status"] for r in track["recipients"]} == {"delivered"}
+    run(tmp_path, scenario)
+
+
+def principal(name: str, unit: str):
+    from node.api.auth import Principal
+    return Principal("test", name, "clerk", unit)
