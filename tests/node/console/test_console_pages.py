@@ -144,3 +144,33 @@ def test_bad_requests_on_the_document_routes_get_typed_pages_and_lose_nothing(tm
 def principal(name: str, unit: str):
     from node.api.auth import Principal
     return Principal("test", name, "clerk", unit)
+
+
+def test_the_sender_urges_and_recalls_per_unit_from_the_document_page(tmp_path):
+    async def scenario(env, client):
+        doc_id = await send(client, env)  # 主送 UNIT_B, 抄送 UNIT_C
+        lisi = await signed_in(client, "lisi")
+        _, page = await lisi.get(path_of(doc_id))
+        await lisi.post(path_of(doc_id) + "/sign-for", {"csrf": csrf_of(page)})
+        zhang = await signed_in(client, "zhang")
+        _, page = await zhang.get(path_of(doc_id))
+        token = csrf_of(page)
+        assert page.count(">催办</button>") == 1  # only the unit that has not signed for it
+        response, _ = await zhang.post(path_of(doc_id) + "/urge", {"csrf": token, "unit": UNIT_C})
+        assert response.status == 303 and response.headers["Location"].endswith("?done=urge")
+        response, _ = await zhang.post(path_of(doc_id) + "/recall", {"csrf": token, "unit": UNIT_B})
+        assert response.status == 409 and response.headers["X-Gwx-Error"] == "DOC_NO_ELIGIBLE_RECIPIENT"
+        response, _ = await zhang.post(path_of(doc_id) + "/recall", {"csrf": token, "unit": "not-a-unit"})
+        assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_FORM"
+        response, _ = await zhang.post(path_of(doc_id) + "/recall", {"csrf": token, "unit": UNIT_C})
+        _, page = await zhang.get(response.headers["Location"])
+        assert "已撤回。" in page
+        by_unit = {r["unit"]: r for r in (await env.service.track(principal("张三", UNIT_A), doc_id))["recipients"]}
+        assert (by_unit[UNIT_B]["status"], by_unit[UNIT_C]["status"], by_unit[UNIT_C]["urge_count"]) == \
+            ("signed_for", "recalled", 1)
+        chen = await signed_in(client, "chen")  # the recalled unit keeps the record, not the body
+        response, page = await chen.get(path_of(doc_id))
+        assert response.status == 200 and "已撤回" in page and "正文不再提供" in page
+        response, _ = await chen.get(path_of(doc_id) + "/page/1.png")
+        assert response.status == 409 and response.headers["X-Gwx-Error"] == "DOC_RECALLED"
+    run(tmp_path, scenario)
