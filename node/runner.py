@@ -37,6 +37,7 @@ from node.api.local_api import make_local_app
 from node.config import NodeConfig
 from node.console.accounts import Accounts
 from node.console.app import mount_console
+from node.console.unit_tree import known_units
 from node.context import NodeContext
 from node.credential_reload import CredentialReloader
 from node.documents.service import DocumentService
@@ -121,8 +122,10 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     local_app = make_local_app(service, tokens, registry, config)
     mount_soap(local_app, service, tokens, config)  # SOAP for OA systems, beside the JSON API
     # The clerks' web console at /console/ (node.console): users sign in with a password, not a token.
+    held_directory = HeldDirectoryReader(config)  # the send page's unit tree
     mount_console(local_app, service, Accounts(store.accounts, ctx.clock, [u.code for u in config.units]),
-                  node_id=config.node_id, unit_name=lambda code: ctx.router.unit_name(code), clock=ctx.clock)
+                  node_id=config.node_id, unit_name=lambda code: ctx.router.unit_name(code), clock=ctx.clock,
+                  units=lambda: known_units(config, held_directory.read))
     # Adapters (issue 9): consumers of the audit log, each with its durable outbox (adapters.outbox).
     adapters = Outbox(store, ctx.node_id, ctx.clock, registry=registry)
     webhooks = Webhooks(config, store, adapters, ctx.clock)

@@ -23,7 +23,7 @@ import jinja2
 from aiohttp import web
 
 from node.api.local_api import PRINCIPAL, SELF_AUTHENTICATED
-from node.console import folders, pages, security
+from node.console import folders, pages, security, send
 from node.console.accounts import Accounts, SignedIn
 from node.console.errors import NoSuchPage
 from node.console.security import (
@@ -40,6 +40,7 @@ from node.console.security import (
     see_other,
     set_cookie,
 )
+from node.console.unit_tree import KnownUnit
 from node.console.wording import ERROR_TEXT, ROLE_LABEL, error_text
 from node.documents.contract import DocumentServiceApi
 from node.error_kinds import http_status_for
@@ -53,7 +54,9 @@ BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id: str,
-                     unit_name: Callable[[str], str | None], clock: Callable[[], dt.datetime]) -> web.Application:
+                     unit_name: Callable[[str], str | None], clock: Callable[[], dt.datetime],
+                     units: Callable[[], list[KnownUnit]] = list) -> web.Application:
+    """``units``: the units one can send to (:func:`node.console.unit_tree.known_units`)."""
     app = web.Application(middlewares=[security.pages, security.guard])
     app[SELF_AUTHENTICATED] = True
     app[SERVICE] = service
@@ -61,6 +64,7 @@ def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id
     app[UNIT_NAME] = unit_name
     app[NODE_ID] = node_id
     app[CLOCK] = clock
+    app[send.UNITS] = units
     app[RENDER] = _renderer(unit_name)
     r = app.router
     r.add_get("/sign-in", _sign_in_page, name="sign_in", allow_head=False)
@@ -69,14 +73,17 @@ def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id
     r.add_get("/", _home, name="home", allow_head=False)
     r.add_get("/static/{name}", _static, name="static", allow_head=False)
     r.add_routes(pages.routes())
+    r.add_get("/send", send.send_page, name="send", allow_head=False)
+    r.add_post("/send", send.send, name="send_post")
     r.add_route("*", "/{tail:.*}", _no_such_page, name="no_such_page")  # last: a typed page, not the API's JSON
     return app
 
 
 def mount_console(local_app: web.Application, service: DocumentServiceApi, accounts: Accounts, *, node_id: str,
-                  unit_name: Callable[[str], str | None], clock: Callable[[], dt.datetime]) -> None:
+                  unit_name: Callable[[str], str | None], clock: Callable[[], dt.datetime],
+                  units: Callable[[], list[KnownUnit]] = list) -> None:
     local_app.add_subapp(PREFIX, make_console_app(service, accounts, node_id=node_id, unit_name=unit_name,
-                                                  clock=clock))
+                                                  clock=clock, units=units))
 
 
 def _renderer(unit_name: Callable[[str], str | None]):

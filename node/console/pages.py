@@ -25,13 +25,13 @@ from pki.errors import InvalidUnitCode
 from pki.unit_code import validate_unit_code
 
 DONE = {"sign_for": "已签收。", "return": "已退回，退回理由已告知发文单位。", "register": "已登记。",
-        "urge": "已催办。", "recall": "已撤回。"}
+        "urge": "已催办。", "recall": "已撤回。", "sent": "已盖章发送。"}
 
 
 def routes() -> list[web.RouteDef]:
     def with_service(handler):
         async def bound(request: web.Request) -> web.StreamResponse:
-            _clerk_only(request)
+            clerk_only(request)
             return await handler(request, request.app[SERVICE])
         bound.__name__ = handler.__name__
         return bound
@@ -51,7 +51,7 @@ def render(request: web.Request, template: str, **context) -> web.Response:
     return request.app[RENDER](request, template, 200, **context)
 
 
-def _clerk_only(request: web.Request) -> None:
+def clerk_only(request: web.Request) -> None:
     user = request[SESSION].user
     if user.role != "clerk":
         raise WrongRole(f"{user.login} is a {user.role}; this page is a clerk's", role=user.role)

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.console.accounts import Accounts
 from node.console.app import mount_console
+from node.console.unit_tree import known_units
 from tests.node.api.local_api_support import UNIT_NAMES, Env
 
 PASSWORD = "correct horse 42"
@@ -51,6 +52,14 @@ class Browser:
         self._keep(response)
         return response, await response.text()
 
+    async def post_multipart(self, path: str, data, *, origin: str | None = "same"):
+        headers = self.cookie_header()
+        if origin is not None:
+            headers["Origin"] = self.origin if origin == "same" else origin
+        response = await self.client.post(path, data=data, headers=headers, allow_redirects=False)
+        self._keep(response)
+        return response, await response.text()
+
     async def sign_in(self, login: str, password: str = PASSWORD):
         _, page = await self.get("/console/sign-in")
         return await self.post("/console/sign-in", {"csrf": csrf_of(page), "login": login, "password": password,
@@ -67,6 +76,6 @@ async def console(env: Env, clock=None) -> AsyncIterator[tuple[TestClient, Accou
     async with env.serve() as app:
         accounts = Accounts(env.store.accounts, clock or env.ctx.clock, [u.code for u in env.config.units])
         mount_console(app, env.service, accounts, node_id=env.config.node_id, unit_name=UNIT_NAMES.get,
-                      clock=env.ctx.clock)
+                      clock=env.ctx.clock, units=lambda: known_units(env.config, lambda: None))
         async with TestClient(TestServer(app)) as client:
             yield client, accounts

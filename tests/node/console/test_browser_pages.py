@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from node.localnet import send_document
+from node.localnet import send_document, wait_for
 from tests.node.console.browser_support import DESK, PHONE, REPO, add_user, chromium, sign_in
 from tests.node.network.network_support import A1, CITY, inbox_item, notice_meta, start_network, wait_status
 
@@ -115,3 +115,29 @@ def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, 
         sender.click("text=关于商请提供防汛物资储备情况的函")
         assert "本单位无防汛物资储备职责，请转应急管理局" in sender.inner_text("#track")
         desk.close()
+
+
+def test_the_city_clerk_sends_from_the_console_and_the_county_receives_it(net, tmp_path):
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    city_url = city.ready["local_url"]
+    attachment = tmp_path / "检查表.txt"
+    attachment.write_text("检查项目\n", "utf-8")
+    with chromium() as browser:
+        page = browser.new_context(viewport=PHONE, locale="zh-CN").new_page()
+        sign_in(page, city_url, "sunli")
+        page.click("text=拟发文")
+        page.select_option("select[name=kind]", "通知")
+        page.fill("input[name=title]", "关于开展冬季消防安全检查的通知")
+        page.fill("input[name=doc_number]", "临政办发〔2026〕99号")
+        page.set_input_files("input[name=body]", str(net.body))
+        page.set_input_files("input[name=attachment]", str(attachment))
+        page.fill("#unit-filter", "兰山")  # find the unit by name
+        assert page.locator("#unit-list tbody tr:not([hidden])").count() == 1
+        page.check(f"input[name=to][value='{A1}']")
+        page.click("#send")
+        assert page.inner_text("#done") == "已盖章发送。"
+        assert "兰山区人民政府办公室" in page.inner_text("#track")
+    item = wait_for(lambda: next((i for i in county.clerk(A1).get("/api/v1/inbox", {"limit": 500})
+                                  if i["title"] == "关于开展冬季消防安全检查的通知"), None), 60, what="the county's copy")
+    shown = county.clerk(A1).get(f"/api/v1/inbox/{item['doc_id']}")
+    assert shown["verification"]["ok"] and [a["name"] for a in shown["attachments"]] == ["检查表.txt"]

@@ -1,0 +1,104 @@
+"""The send page in process, over the real document service: a clerk seals and sends a document
+with an attachment to units picked as 主送 and 抄送; the metadata is checked by the API's own rules,
+and every refusal shows the form again (or a typed page) with nothing sent and no upload left behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from tests.node.api.local_api_support import PDF, UNIT_A, UNIT_B, UNIT_C, make_env, multipart, part
+from tests.node.console.console_support import PASSWORD, Browser, console, csrf_of
+
+
+def run(tmp_path, scenario):
+    env = make_env(tmp_path)
+
+    async def main():
+        async with console(env) as (client, accounts):
+            await accounts.add("zhang", "张三", "clerk", [UNIT_A], PASSWORD)
+            await accounts.add("lisi", "李四", "clerk", [UNIT_B], PASSWORD)
+            zhang = Browser(client)
+            await zhang.sign_in("zhang")
+            await scenario(env, client, zhang)
+            assert not [p for p in env.upload_dir.iterdir() if p.is_file()]  # no upload left behind
+    asyncio.run(main())
+
+
+def form(csrf: str, *, title="关于开展冬季消防检查的通知", to=(UNIT_B,), cc=(UNIT_C,), body=PDF,
+         attachments=(("检查表.txt", "检查项目".encode()),), csrf_first=True, **fields) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    if csrf_first:
+        data.add_field("csrf", csrf)
+    for name, value in {"kind": "通知", "title": title, "doc_number": "榕政办〔2026〕88号", **fields}.items():
+        data.add_field(name, value)
+    for unit in to:
+        data.add_field("to", unit)
+    for unit in cc:
+        data.add_field("cc", unit)
+    if body is not None:
+        data.add_field("body", body, filename="正文.pdf", content_type="application/pdf")
+    for name, content in attachments:
+        data.add_field("attachment", content, filename=name, content_type="application/octet-stream")
+    if not csrf_first:
+        data.add_field("csrf", csrf)
+    return data
+
+
+def test_a_clerk_sends_from_the_console_and_the_recipients_receive_it(tmp_path):
+    async def scenario(env, client, zhang):
+        _, page = await zhang.get("/console/send")
+        assert "临沂市人民政府办公室" in page and 'name="to"' in page and 'name="cc"' in page
+        response, _ = await zhang.post_multipart("/console/send", form(csrf_of(page)))
+        assert response.status == 303, await response.text()
+        assert response.headers["Location"].endswith("?done=sent")
+        _, page = await zhang.get(response.headers["Location"])
+        assert "已盖章发送。" in page and "各单位办理情况" in page
+        lisi = Browser(client)
+        await lisi.sign_in("lisi")
+        _, home = await lisi.get("/console/")
+        assert "关于开展冬季消防检查的通知" in home
+        sent = (await env.service.outbox(_principal("张三", UNIT_A)))[0]
+        assert (sent["title"], sent["doc_number"]) == ("关于开展冬季消防检查的通知", "榕政办〔2026〕88号")
+        tracking = await env.service.track(_principal("张三", UNIT_A), sent["doc_id"])
+        assert {(r["unit"], r["role"]) for r in tracking["recipients"]} == {(UNIT_B, "主送"), (UNIT_C, "抄送")}
+    run(tmp_path, scenario)
+
+
+def test_refused_sends_show_why_keep_what_was_typed_and_send_nothing(tmp_path):
+    async def scenario(env, client, zhang):
+        _, page = await zhang.get("/console/send")
+        token = csrf_of(page)
+        response, page = await zhang.post_multipart("/console/send", form(token, title=""))
+        assert response.status in (400, 422) and 'id="send-error"' in page
+        assert "榕政办〔2026〕88号" in page  # what was typed is still there
+        response, page = await zhang.post_multipart("/console/send", form(token, to=(), cc=()))
+        assert response.status in (400, 422) and 'id="send-error"' in page
+        response, page = await zhang.post_multipart("/console/send", form(token, to=(UNIT_B,), cc=(UNIT_B,)))
+        assert response.status in (400, 422) and 'id="send-error"' in page
+        response, page = await zhang.post_multipart("/console/send", form(token, body=None))
+        assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_FORM"
+        response, page = await zhang.post_multipart("/console/send", form(token, body=b"not a pdf"))
+        assert response.status in (400, 422) and 'id="send-error"' in page
+        for name in ("../../etc/passwd", "a/b.txt", "/abs.txt"):  # as a browser could send them
+            body, headers = multipart(part("csrf", token.encode()), part("kind", "通知".encode()),
+                                      part("title", "标题".encode()), part("to", UNIT_B.encode()),
+                                      part("body", PDF, filename="b.pdf", content_type="application/pdf"),
+                                      part("attachment", b"x", filename=name))
+            response = await zhang.client.post("/console/send", data=body, allow_redirects=False,
+                                               headers={**headers, **zhang.cookie_header(), "Origin": zhang.origin})
+            assert response.status == 400 and response.headers["X-Gwx-Error"] == "API_BAD_FILENAME", name
+        response, page = await zhang.post_multipart("/console/send", form("forged"))
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
+        response, page = await zhang.post_multipart("/console/send", form(token, csrf_first=False))
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
+        response, page = await zhang.post_multipart("/console/send", form(token), origin="https://evil.example")
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_ORIGIN"
+        assert await env.service.outbox(_principal("张三", UNIT_A)) == []  # nothing was sent
+    run(tmp_path, scenario)
+
+
+def _principal(name: str, unit: str):
+    from node.api.auth import Principal
+    return Principal("test", name, "clerk", unit)
