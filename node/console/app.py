@@ -28,6 +28,7 @@ from node.console.accounts import Accounts, SignedIn
 from node.console.errors import NoSuchPage
 from node.console.security import (
     ACCOUNTS,
+    CLOCK,
     FORM,
     PRE_COOKIE,
     PREFIX,
@@ -48,7 +49,6 @@ from pki.errors import GwxError
 
 UNIT_NAME = web.AppKey("unit_name", Callable)
 NODE_ID = web.AppKey("node_id", str)
-CLOCK = web.AppKey("clock", Callable)
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".png": "image/png", ".svg": "image/svg+xml"}
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 
@@ -75,6 +75,7 @@ def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id
     r.add_routes(pages.routes())
     r.add_get("/send", send.send_page, name="send", allow_head=False)
     r.add_post("/send", send.send, name="send_post")
+    r.add_post("/send/check", send.check, name="send_check")
     r.add_route("*", "/{tail:.*}", _no_such_page, name="no_such_page")  # last: a typed page, not the API's JSON
     return app
 

@@ -25,6 +25,7 @@ import hmac
 import logging
 import secrets
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -52,6 +53,7 @@ MULTIPART_ROUTES = frozenset({"send_post"})  # their handlers check the CSRF tok
 
 ACCOUNTS = web.AppKey("accounts", Accounts)
 SERVICE = web.AppKey("service", DocumentServiceApi)
+CLOCK = web.AppKey("clock", Callable)
 RENDER = web.AppKey("render", Any)  # (request, template, status, **context) -> web.Response
 SESSION = web.RequestKey("console_session", ConsoleSession)
 FORM = web.RequestKey("console_form", dict)

@@ -13,7 +13,9 @@ not. A refusal shows the form again, with what was typed, the reason in words an
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -21,12 +23,13 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from exchange_protocol.meta_json import parse_meta
 from node.api.local_api import PRINCIPAL, UPLOAD_DIR, UPLOAD_LIMITS
 from node.api.upload import Submission, TooLarge, _attachment_name, _read_small, _stream_to_file
 from node.console.errors import BadForm, CsrfRefused
 from node.console.folders import KINDS, URGENCIES
 from node.console.pages import clerk_only, doc_path
-from node.console.security import RENDER, SERVICE, SESSION, see_other
+from node.console.security import CLOCK, FORM, RENDER, SERVICE, SESSION, see_other
 from node.console.wording import error_text
 from node.error_kinds import http_status_for
 from pki.errors import GwxError
@@ -38,6 +41,7 @@ MAX_FIELD = 2000
 MAX_RECIPIENTS = 5000
 _DEADLINE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
 UNITS = web.AppKey("units", Callable)  # () -> list[KnownUnit]
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
 async def send_page(request: web.Request) -> web.Response:
@@ -61,6 +65,22 @@ async def send(request: web.Request) -> web.Response:
     finally:
         submission.cleanup()
     return see_other(f"{doc_path(result['doc_id'])}?done=sent")
+
+
+async def check(request: web.Request) -> web.Response:
+    """The metadata as typed so far, checked by the rules ``submit`` applies (``parse_meta``), for the
+    send page's script: {"ok", "code", "message", "text", "field"}. Nothing is kept or sent."""
+    clerk_only(request)
+    form = request[FORM]
+    fields: dict[str, Any] = {k: v.strip() for k, v in form.items() if k in TEXT_FIELDS}
+    for name in LIST_FIELDS:  # the script sends each list as one comma-separated field
+        fields[name] = [u for u in form.get(name, "").split(",") if u]
+    try:
+        parse_meta(_meta(fields, request[PRINCIPAL].unit), now=request.app[CLOCK]())
+    except GwxError as exc:
+        return web.json_response({"ok": False, "code": exc.code, "message": exc.message, "text": error_text(exc),
+                                  "field": str(exc.details.get("field", ""))}, dumps=_dumps)
+    return web.json_response({"ok": True}, dumps=_dumps)
 
 
 def _render(request: web.Request, fields: dict[str, Any], error: GwxError | None, status: int = 200) -> web.Response:

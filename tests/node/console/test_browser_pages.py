@@ -128,12 +128,16 @@ def test_the_city_clerk_sends_from_the_console_and_the_county_receives_it(net, t
         page.click("text=拟发文")
         page.select_option("select[name=kind]", "通知")
         page.fill("input[name=title]", "关于开展冬季消防安全检查的通知")
+        page.fill("input[name=doc_number]", "临政办发2026")  # checked as it is typed, by the node's rules
+        page.wait_for_selector("#meta-check.problem")
+        assert "DOC_INVALID_DOC_NUMBER" in page.inner_text("#meta-check")
         page.fill("input[name=doc_number]", "临政办发〔2026〕99号")
         page.set_input_files("input[name=body]", str(net.body))
         page.set_input_files("input[name=attachment]", str(attachment))
         page.fill("#unit-filter", "兰山")  # find the unit by name
         assert page.locator("#unit-list tbody tr:not([hidden])").count() == 1
         page.check(f"input[name=to][value='{A1}']")
+        page.wait_for_selector("#meta-check.good")
         page.click("#send")
         assert page.inner_text("#done") == "已盖章发送。"
         assert "兰山区人民政府办公室" in page.inner_text("#track")

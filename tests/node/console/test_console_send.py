@@ -102,3 +102,21 @@ def test_refused_sends_show_why_keep_what_was_typed_and_send_nothing(tmp_path):
 def _principal(name: str, unit: str):
     from node.api.auth import Principal
     return Principal("test", name, "clerk", unit)
+
+
+def test_the_metadata_is_checked_as_typed_by_the_same_rules_and_needs_the_csrf_token(tmp_path):
+    async def scenario(env, client, zhang):
+        _, page = await zhang.get("/console/send")
+        fields = {"csrf": csrf_of(page), "kind": "通知", "title": "关于开展冬季消防检查的通知",
+                  "doc_number": "榕政办2026", "to": f"{UNIT_B},{UNIT_C}"}
+        response, text = await zhang.post("/console/send/check", fields)
+        assert response.status == 200 and response.content_type == "application/json"
+        assert '"code": "DOC_INVALID_DOC_NUMBER"' in text and '"ok": false' in text
+        response, text = await zhang.post("/console/send/check", {**fields, "doc_number": "榕政办〔2026〕9号"})
+        assert text == '{"ok": true}'
+        response, text = await zhang.post("/console/send/check", {**fields, "to": ""})
+        assert '"ok": false' in text
+        response, _ = await zhang.post("/console/send/check", {**fields, "csrf": "forged"})
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
+        assert await env.service.outbox(_principal("张三", UNIT_A)) == []
+    run(tmp_path, scenario)
