@@ -280,7 +280,7 @@ class Messages:
             where.append("o.deadline IS NOT NULL AND o.deadline < ? AND EXISTS (SELECT 1 FROM"
                          f" outbox_recipients r WHERE r.doc_id = o.doc_id AND r.status NOT IN ({_in(SETTLED_SENDER)}))")
             params += [to_db_time(self._clock()), *SETTLED_SENDER]
-        _narrow(where, params, flt, "o.created_at", "o.doc_number")
+        _narrow(where, params, flt, "o", "o.created_at", "o.doc_number")
         rows = await self._page("outbox o", "o", where, params, flt)
         items = await self._with_recipients(rows[:flt.limit])
         return Page(items, items[-1].id if len(rows) > flt.limit else None)
@@ -376,7 +376,7 @@ class Messages:
             where.append("i.urgency = ?")
             params.append(flt.urgency)
         # A received document's 发文字号 is in its verification report (PackageReport.doc_number).
-        _narrow(where, params, flt, "i.received_at", "json_extract(i.verification, '$.doc_number')")
+        _narrow(where, params, flt, "i", "i.received_at", "json_extract(i.verification, '$.doc_number')")
         rows = await self._page("inbox i", "i", where, params, flt)
         items = [_inbox(r) for r in rows[:flt.limit]]
         return Page(items, items[-1].id if len(rows) > flt.limit else None)
@@ -392,8 +392,9 @@ class Messages:
         return counts
 
 
-def _narrow(where: list[str], params: list[Any], flt: ListFilter, time_column: str, number: str) -> None:
-    """The console's date range and search (``ListFilter.since``, ``until``, ``search``)."""
+def _narrow(where: list[str], params: list[Any], flt: ListFilter, alias: str, time_column: str, number: str) -> None:
+    """The console's date range and search (``ListFilter.since``, ``until``, ``search``): ``alias`` is
+    the table's, ``time_column`` when a row was sent or received, ``number`` its 发文字号."""
     if flt.since is not None:
         where.append(f"{time_column} >= ?")
         params.append(to_db_time(flt.since))
@@ -402,7 +403,7 @@ def _narrow(where: list[str], params: list[Any], flt: ListFilter, time_column: s
         params.append(to_db_time(flt.until))
     if flt.search:
         pattern = "%" + flt.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(f"({time_column.split('.')[0]}.title LIKE ? ESCAPE '\\' OR {number} LIKE ? ESCAPE '\\')")
+        where.append(f"({alias}.title LIKE ? ESCAPE '\\' OR {number} LIKE ? ESCAPE '\\')")
         params += [pattern, pattern]
 
 
