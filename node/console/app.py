@@ -58,6 +58,7 @@ def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id
                      units: Callable[[], list[KnownUnit]] = list) -> web.Application:
     """``units``: the units one can send to (:func:`node.console.unit_tree.known_units`)."""
     app = web.Application(middlewares=[security.pages, security.guard])
+    app.on_response_prepare.append(security.security_headers)
     app[SELF_AUTHENTICATED] = True
     app[SERVICE] = service
     app[ACCOUNTS] = accounts

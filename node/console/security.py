@@ -9,10 +9,11 @@
   read here, once, bounded (:data:`MAX_FORM_BYTES`), and handed to the handler as ``request[FORM]``.
 * :func:`pages` (middleware, outermost): every failure becomes a page in Chinese with its code —
   the status from :mod:`node.error_kinds`; no session sends the browser to the sign-in page;
-  anything unexpected is logged and shown with the request id only — and every response gets the
-  security headers: a CSP without inline script or style, ``frame-ancestors 'none'`` and
-  ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy: same-origin``, and ``no-store`` on
-  everything but the static files.
+  anything unexpected is logged and shown with the request id only.
+* :func:`security_headers` (``on_response_prepare``): every response, a streamed download too, gets
+  the security headers and its request id: a CSP without inline script or style,
+  ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy:
+  same-origin``, and ``no-store`` on everything but the static files.
 
 Cookies are ``HttpOnly; Secure; SameSite=Strict; Path=/console/``. Browsers keep Secure cookies
 from http://127.0.0.1 and http://localhost (secure contexts); anywhere else the console must be
@@ -93,10 +94,17 @@ async def pages(request: web.Request, handler) -> web.StreamResponse:
                       extra={"request_id": request.get(REQUEST_ID)})
         response = error_page(request, NodeError("internal error; the node's log has the details under this "
                                                  "request id", code="INTERNAL", request_id=request.get(REQUEST_ID)))
+    return response
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The console's headers on every response (``on_response_prepare``: they are set just before the
+    first byte goes out, so a streamed download gets them as well as a page)."""
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
     response.headers.setdefault("Cache-Control", "no-store")
-    return response
+    if request.get(REQUEST_ID):
+        response.headers.setdefault("X-Request-Id", request[REQUEST_ID])
 
 
 def error_page(request: web.Request, error: GwxError) -> web.Response:

@@ -88,6 +88,11 @@ def test_the_document_page_shows_the_report_and_the_body_and_takes_the_clerks_ac
         assert (await response.read()).startswith(b"\x89PNG")
         response, text = await lisi.get(path_of(doc_id) + "/attachment?name=" + urllib.parse.quote("附件1.txt"))
         assert response.status == 200 and text == "值班表"
+        # A streamed download carries the same headers as a page (set before its first byte goes out).
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Request-Id"]
         token = csrf_of(page)
         response, page = await lisi.post(path_of(doc_id) + "/return", {"csrf": token, "reason": "  "})
         assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_FORM"
