@@ -6,7 +6,10 @@
   (node status, no documents). Passwords are kept as scrypt hashes (:mod:`node.console.passwords`).
 * **Lockout**: :data:`LOCK_AFTER` wrong passwords in a row lock the account for
   :data:`LOCK_SECONDS`; it unlocks by itself then (or at once with ``gwx user passwd``). A good
-  sign-in starts the count again.
+  sign-in starts the count again, but never lifts a lock: the lock is read again when an attempt's
+  turn to hash comes, and the session opens only if the account is still unlocked then (one
+  transaction in the store), so a burst of parallel guesses is checked at most
+  :data:`LOCK_AFTER` + ``AT_ONCE`` − 1 times.
 * **Sessions**: a random 256-bit id in the cookie, its SHA-256 in the store; the session ends after
   :data:`IDLE_SECONDS` without a request or :data:`ABSOLUTE_SECONDS` after sign-in, whichever
   comes first, at sign-out, and when the user is disabled or given a new password. Each session
@@ -134,39 +137,49 @@ class Accounts:
         async with self._hashing:
             return await asyncio.to_thread(hash_password, password)
 
-    async def _verify(self, password: str, stored: str) -> bool:
-        async with self._hashing:
-            return await asyncio.to_thread(verify_password, password, stored)
-
     # ---- signing in and out ------------------------------------------------------------------------
     async def sign_in(self, login: str, password: str, *, client: str = "") -> SignedIn:
         login = (login or "").strip().lower()
-        user = await self.store.get_user(login) if LOGIN.fullmatch(login) else None
-        now = self.clock()
+        known = LOGIN.fullmatch(login) is not None
         shown = login[:64]
-        if user is not None and user.locked_until is not None and user.locked_until > now:
-            await self.store.refuse_sign_in(shown, user, "locked", now=now)
-            raise _locked(user.locked_until)
-        # An unknown login costs the same hash as a known one: timing does not tell which exist.
-        good = await self._verify(password or "", user.password_hash if user else DUMMY_HASH)
-        if user is None:
-            await self.store.refuse_sign_in(shown, None, "unknown_login", now=now)
-            raise SignInRefused("wrong login or password")
-        if not good:
-            after = await self.store.refuse_sign_in(shown, user, "wrong_password", now=now, lock_after=LOCK_AFTER,
-                                                    lock_until=now + dt.timedelta(seconds=LOCK_SECONDS))
-            if after is not None and after.locked_until is not None and after.locked_until > now:
-                raise _locked(after.locked_until)
-            left = LOCK_AFTER - (after.failed_sign_ins if after else 0)
-            raise SignInRefused("wrong login or password", attempts_left=max(left, 0))
-        if user.disabled:
-            await self.store.refuse_sign_in(shown, user, "disabled", now=now)
-            raise AccountDisabled(f"the account {login} is disabled; the node's operator can enable it", login=login)
-        cookie = secrets.token_urlsafe(32)
-        session = await self.store.open_session(
-            user, session_hash(cookie), secrets.token_urlsafe(32), now,
-            now + dt.timedelta(seconds=ABSOLUTE_SECONDS), {"client": client[:64]})
-        return SignedIn(session, cookie)
+        async with self._hashing:
+            # The lock is read once it is this attempt's turn to hash, and the outcome is recorded
+            # before the next one's turn: attempts queued behind a burst that has locked the account
+            # are refused without being checked.
+            user = await self.store.get_user(login) if known else None
+            now = self.clock()
+            if user is not None and user.locked_until is not None and user.locked_until > now:
+                await self.store.refuse_sign_in(shown, user, "locked", now=now)
+                raise _locked(user.locked_until)
+            # An unknown login costs the same hash as a known one: timing does not tell which exist.
+            good = await asyncio.to_thread(verify_password, password or "",
+                                           user.password_hash if user else DUMMY_HASH)
+            now = self.clock()
+            if user is None:
+                await self.store.refuse_sign_in(shown, None, "unknown_login", now=now)
+                raise SignInRefused("wrong login or password")
+            if not good:
+                # Counted in one statement; a failure that finds the account locked answers "locked"
+                # whatever the password, so guesses checked in parallel tell nothing once it has locked.
+                after = await self.store.refuse_sign_in(shown, user, "wrong_password", now=now, lock_after=LOCK_AFTER,
+                                                        lock_until=now + dt.timedelta(seconds=LOCK_SECONDS))
+                if after is not None and after.locked_until is not None and after.locked_until > now:
+                    raise _locked(after.locked_until)
+                left = LOCK_AFTER - (after.failed_sign_ins if after else 0)
+                raise SignInRefused("wrong login or password", attempts_left=max(left, 0))
+            if user.disabled:
+                await self.store.refuse_sign_in(shown, user, "disabled", now=now)
+                raise AccountDisabled(f"the account {login} is disabled; the node's operator can enable it", login=login)
+            cookie = secrets.token_urlsafe(32)
+            # The store opens the session only if the account is not locked now (failures checked at the
+            # same time as this password may have locked it): a good password never lifts a lock.
+            session = await self.store.open_session(
+                user, session_hash(cookie), secrets.token_urlsafe(32), now,
+                now + dt.timedelta(seconds=ABSOLUTE_SECONDS), {"client": client[:64]})
+            if session is None:
+                locked = await self.store.get_user(login)
+                raise _locked(locked.locked_until if locked and locked.locked_until else now)
+            return SignedIn(session, cookie)
 
     async def session(self, cookie: str | None) -> ConsoleSession:
         """The live session the cookie names; :class:`NotSignedIn` (``CONSOLE_SESSION_EXPIRED`` when

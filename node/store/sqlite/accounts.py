@@ -99,12 +99,22 @@ class ConsoleAccounts:
 
     # ---- sessions --------------------------------------------------------------------------------
     async def open_session(self, user: ConsoleUser, id_hash: str, csrf_token: str, now: datetime,
-                           expires_at: datetime, details: Mapping[str, Any]) -> ConsoleSession:
-        """A good sign-in: the failure count starts again, sessions long expired are cleared away."""
+                           expires_at: datetime, details: Mapping[str, Any]) -> ConsoleSession | None:
+        """A good sign-in: the failure count starts again, sessions long expired are cleared away.
+
+        ``None`` (audited as refused, ``locked``) when the account is locked at ``now``: failures that
+        came in while this password was being checked may have locked it, and a good password must
+        not lift a lock."""
         async with self._db.transaction() as t:
+            unlocked = await t.fetchone(
+                "UPDATE console_users SET failed_sign_ins = 0, locked_until = NULL"
+                " WHERE id = ? AND (locked_until IS NULL OR locked_until <= ?) RETURNING id",
+                (user.id, to_db_time(now)))
+            if unlocked is None:
+                await self._audit.append(t, "console", "console.sign_in_refused", {"user": user.login},
+                                         {"reason": "locked"})
+                return None
             await t.execute("DELETE FROM console_sessions WHERE expires_at < ?", (to_db_time(now),))
-            await t.execute("UPDATE console_users SET failed_sign_ins = 0, locked_until = NULL WHERE id = ?",
-                            (user.id,))
             await t.execute("INSERT INTO console_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at,"
                             " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
                             (id_hash, user.id, csrf_token, to_db_time(now), to_db_time(now), to_db_time(expires_at)))

@@ -28,6 +28,7 @@ from node.console.errors import (
     SignInRefused,
     UserExists,
 )
+from node.console.passwords import AT_ONCE
 from node.store.sqlite.store import Store
 from pki.unit_code import make_unit_code
 from tests.support import T0, FakeClock
@@ -113,6 +114,37 @@ def test_wrong_passwords_are_audited_and_lock_the_account_until_it_unlocks_by_it
         # After a timed unlock the count starts again: one more wrong password does not lock.
         with pytest.raises(SignInRefused):
             await accounts.sign_in("zhangsan", "wrong password")
+    scenario(tmp_path, body)
+
+
+def test_a_burst_of_sign_ins_cannot_pass_the_lock(tmp_path):
+    """12 wrong passwords and then the right one, all at once: the account locks after LOCK_AFTER
+    failures, the attempts still waiting are refused unchecked, and the right password gets no session."""
+    async def body(store, accounts, clock):
+        await accounts.add("zhangsan", "张三", "clerk", [UNIT], PASSWORD)
+        attempts = ["wrong password"] * 12 + [PASSWORD]
+        results = await asyncio.gather(*(accounts.sign_in("zhangsan", p) for p in attempts), return_exceptions=True)
+        assert isinstance(results[-1], AccountLocked)
+        assert all(isinstance(r, SignInRefused | AccountLocked) for r in results)
+        refused = [d["reason"] for a, d in await audit_actions(store, "zhangsan") if a == "console.sign_in_refused"]
+        # Only the hashes already running when the lock fell are checked past the limit.
+        assert LOCK_AFTER <= refused.count("wrong_password") <= LOCK_AFTER + AT_ONCE - 1
+        assert len(refused) == len(attempts)
+        assert (await store.db.fetchone("SELECT COUNT(*) FROM console_sessions"))[0] == 0
+    scenario(tmp_path, body)
+
+
+def test_a_good_password_checked_while_the_account_was_being_locked_opens_no_session(tmp_path):
+    async def body(store, accounts, clock):
+        user = await accounts.add("zhangsan", "张三", "clerk", [UNIT], PASSWORD)
+        # The account locks between the moment the user was read and the moment a session would open.
+        for _ in range(LOCK_AFTER):
+            await store.accounts.refuse_sign_in("zhangsan", user, "wrong_password", now=T0, lock_after=LOCK_AFTER,
+                                                lock_until=T0 + dt.timedelta(seconds=LOCK_SECONDS))
+        opened = await store.accounts.open_session(user, "0" * 64, "token", T0, T0 + dt.timedelta(hours=1), {})
+        assert opened is None
+        assert (await store.accounts.get_user("zhangsan")).locked_until is not None  # the lock stays
+        assert (await store.db.fetchone("SELECT COUNT(*) FROM console_sessions"))[0] == 0
     scenario(tmp_path, body)
 
 
