@@ -10,6 +10,10 @@
   turn to hash comes, and the session opens only if the account is still unlocked then (one
   transaction in the store), so a burst of parallel guesses is checked at most
   :data:`LOCK_AFTER` + ``AT_ONCE`` − 1 times.
+* **What a refusal tells**: a wrong password and an unknown login get the same answer after the same
+  scrypt work (an unknown login is checked against a dummy hash), with no count of tries left. A
+  lock does tell that its login exists (unknown logins are never locked): the price of telling a
+  clerk why the right password is refused; it reveals a login only after :data:`LOCK_AFTER` guesses.
 * **Sessions**: a random 256-bit id in the cookie, its SHA-256 in the store; the session ends after
   :data:`IDLE_SECONDS` without a request or :data:`ABSOLUTE_SECONDS` after sign-in, whichever
   comes first, at sign-out, and when the user is disabled or given a new password. Each session
@@ -165,8 +169,8 @@ class Accounts:
                                                         lock_until=now + dt.timedelta(seconds=LOCK_SECONDS))
                 if after is not None and after.locked_until is not None and after.locked_until > now:
                     raise _locked(after.locked_until)
-                left = LOCK_AFTER - (after.failed_sign_ins if after else 0)
-                raise SignInRefused("wrong login or password", attempts_left=max(left, 0))
+                # Said exactly as for an unknown login: how many tries are left would tell that it exists.
+                raise SignInRefused("wrong login or password")
             if user.disabled:
                 await self.store.refuse_sign_in(shown, user, "disabled", now=now)
                 raise AccountDisabled(f"the account {login} is disabled; the node's operator can enable it", login=login)

@@ -94,10 +94,10 @@ def test_wrong_passwords_are_audited_and_lock_the_account_until_it_unlocks_by_it
         await accounts.add("zhangsan", "张三", "clerk", [UNIT], PASSWORD)
         with pytest.raises(SignInRefused):
             await accounts.sign_in("nobody", PASSWORD, client="127.0.0.1")
-        for attempt in range(1, LOCK_AFTER):
+        for _ in range(1, LOCK_AFTER):
             with pytest.raises(SignInRefused) as caught:
                 await accounts.sign_in("zhangsan", "wrong password", client="127.0.0.1")
-            assert caught.value.details["attempts_left"] == LOCK_AFTER - attempt
+            assert "attempts_left" not in caught.value.details  # it would tell that the login exists
         with pytest.raises(AccountLocked):
             await accounts.sign_in("zhangsan", "wrong password")
         with pytest.raises(AccountLocked):  # the right password too, while it is locked

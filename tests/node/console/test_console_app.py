@@ -9,6 +9,7 @@ saying so; a locked account is told so in words; every page carries the security
 from __future__ import annotations
 
 import asyncio
+import re
 
 from node.console.accounts import IDLE_SECONDS, LOCK_AFTER
 from tests.node.api.local_api_support import UNIT_B, make_env, send, template
@@ -125,6 +126,22 @@ def test_a_locked_account_is_told_in_words_and_wrong_passwords_are_audited(tmp_p
         refused = await audited(env, "console.sign_in_refused")
         assert [e.details["reason"] for e in refused] == ["wrong_password"] * LOCK_AFTER + ["locked"]
         assert all(e.subjects["user"] == "lisi" for e in refused)
+    run(tmp_path, scenario)
+
+
+def test_a_wrong_password_and_an_unknown_login_get_the_same_page(tmp_path):
+    """Nothing on the page tells whether a login exists (no count of attempts left for real ones)."""
+    def comparable(page: str, login: str) -> str:
+        return re.sub(r'name="csrf" value="[^"]*"', "", page).replace(f'value="{login}"', 'value=""')
+
+    async def scenario(env, client, accounts):
+        browser = Browser(client)
+        known, known_page = await browser.sign_in("lisi", "not the password")
+        unknown, unknown_page = await browser.sign_in("nobody", "not the password")
+        assert known.status == unknown.status == 401
+        assert known.headers["X-Gwx-Error"] == unknown.headers["X-Gwx-Error"] == "CONSOLE_SIGN_IN_REFUSED"
+        assert comparable(known_page, "lisi") == comparable(unknown_page, "nobody")
+        assert "还可尝试" not in known_page
     run(tmp_path, scenario)
 
 
