@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hmac
 import json
 import re
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from node.api.upload import Submission, TooLarge, _attachment_name, _read_small,
 from node.console.errors import BadForm, CsrfRefused
 from node.console.folders import KINDS, URGENCIES
 from node.console.pages import clerk_only, doc_path
-from node.console.security import CLOCK, FORM, RENDER, SERVICE, SESSION, see_other
+from node.console.security import CLOCK, FORM, RENDER, SERVICE, SESSION, same_token, see_other
 from node.console.wording import error_text
 from node.error_kinds import http_status_for
 from pki.errors import GwxError
@@ -110,7 +109,7 @@ async def _read(request: web.Request, fields: dict[str, Any], submission: Submis
             name = part.name or ""
             if first:  # nothing is read or written before the form has shown this session's token
                 token = (await _read_small(part, 200)).decode("utf-8", "replace") if name == "csrf" else ""
-                if not hmac.compare_digest(token, request[SESSION].csrf_token):
+                if not same_token(token, request[SESSION].csrf_token):
                     raise CsrfRefused("the form does not carry this session's CSRF token; nothing was done")
                 first = False
             elif name in TEXT_FIELDS or name in LIST_FIELDS:

@@ -76,6 +76,8 @@ def test_a_forged_csrf_token_is_refused_with_403_and_does_nothing(tmp_path):
         assert await audited(env, "console.signed_out") == []
         response, page = await browser.post("/console/sign-out", {})
         assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
+        response, page = await browser.post("/console/sign-out", {"csrf": "令牌"})  # not a 500 either
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
     run(tmp_path, scenario)
 
 
@@ -148,8 +150,10 @@ def test_a_wrong_password_and_an_unknown_login_get_the_same_page(tmp_path):
 def test_the_sign_in_form_needs_its_own_token_and_never_redirects_off_site(tmp_path):
     async def scenario(env, client, accounts):
         browser = Browser(client)
-        response, page = await browser.post("/console/sign-in", {"csrf": "x", "login": "lisi", "password": PASSWORD})
-        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
+        for forged in ("x", "令牌"):
+            response, page = await browser.post("/console/sign-in", {"csrf": forged, "login": "lisi",
+                                                                      "password": PASSWORD})
+            assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
         _, page = await browser.get("/console/sign-in?next=//evil.example/x")
         response, _ = await browser.post("/console/sign-in", {"csrf": csrf_of(page), "login": "lisi",
                                                               "password": PASSWORD, "next": "//evil.example/x"})

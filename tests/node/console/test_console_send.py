@@ -89,8 +89,9 @@ def test_refused_sends_show_why_keep_what_was_typed_and_send_nothing(tmp_path):
             response = await zhang.client.post("/console/send", data=body, allow_redirects=False,
                                                headers={**headers, **zhang.cookie_header(), "Origin": zhang.origin})
             assert response.status == 400 and response.headers["X-Gwx-Error"] == "API_BAD_FILENAME", name
-        response, page = await zhang.post_multipart("/console/send", form("forged"))
-        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
+        for forged in ("forged", "令牌"):  # a non-ASCII token is refused the same way, not a 500
+            response, page = await zhang.post_multipart("/console/send", form(forged))
+            assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
         response, page = await zhang.post_multipart("/console/send", form(token, csrf_first=False))
         assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
         response, page = await zhang.post_multipart("/console/send", form(token), origin="https://evil.example")
