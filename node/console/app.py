@@ -14,16 +14,18 @@ autoescaping; pages are in Chinese; static files are a fixed set shipped in ``st
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
-from node.api.local_api import PRINCIPAL, SELF_AUTHENTICATED
-from node.console import folders, pages, security, send
+from node.api.local_api import PRINCIPAL, SELF_AUTHENTICATED, UPLOAD_DIR
+from node.console import body_pages, folders, pages, security, send
 from node.console.accounts import Accounts, SignedIn
 from node.console.errors import NoSuchPage
 from node.console.security import (
@@ -36,6 +38,7 @@ from node.console.security import (
     SERVICE,
     SESSION,
     SESSION_COOKIE,
+    TMP,
     clear_cookie,
     safe_next,
     see_other,
@@ -55,10 +58,13 @@ BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id: str,
                      unit_name: Callable[[str], str | None], clock: Callable[[], dt.datetime],
-                     units: Callable[[], list[KnownUnit]] = list) -> web.Application:
-    """``units``: the units one can send to (:func:`node.console.unit_tree.known_units`)."""
+                     tmp: Path, units: Callable[[], list[KnownUnit]] = list) -> web.Application:
+    """``units``: the units one can send to (:func:`node.console.unit_tree.known_units`); ``tmp``: the
+    node's directory for the bodies and attachments being shown (cleared at start)."""
     app = web.Application(middlewares=[security.pages, security.guard])
     app.on_response_prepare.append(security.security_headers)
+    app[TMP] = tmp
+    app.on_startup.append(_clear_tmp)
     app[SELF_AUTHENTICATED] = True
     app[SERVICE] = service
     app[ACCOUNTS] = accounts
@@ -85,7 +91,11 @@ def mount_console(local_app: web.Application, service: DocumentServiceApi, accou
                   unit_name: Callable[[str], str | None], clock: Callable[[], dt.datetime],
                   units: Callable[[], list[KnownUnit]] = list) -> None:
     local_app.add_subapp(PREFIX, make_console_app(service, accounts, node_id=node_id, unit_name=unit_name,
-                                                  clock=clock, units=units))
+                                                  clock=clock, tmp=local_app[UPLOAD_DIR] / "console", units=units))
+
+
+async def _clear_tmp(app: web.Application) -> None:
+    await asyncio.to_thread(body_pages.clear_leftovers, app[TMP])
 
 
 def _renderer(unit_name: Callable[[str], str | None]):

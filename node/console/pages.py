@@ -19,7 +19,7 @@ from exchange_protocol.model import check_doc_id
 from node.api.local_api import PRINCIPAL
 from node.console import body_pages, folders
 from node.console.errors import BadForm, NoSuchPage, WrongRole
-from node.console.security import FORM, RENDER, SERVICE, SESSION, see_other
+from node.console.security import FORM, RENDER, SERVICE, SESSION, TMP, see_other
 from node.console.wording import report_lines
 from pki.errors import InvalidUnitCode
 from pki.unit_code import validate_unit_code
@@ -86,8 +86,7 @@ async def _document(request: web.Request, service) -> web.Response:
     received = "verification" in shown
     pages = 0
     if not received or shown["status"] != "recalled":
-        async with body_pages.body_file(await service.package_path(who, doc_id)) as pdf:
-            pages = await body_pages.page_count(pdf)
+        pages = (await body_pages.body_info(await service.package_path(who, doc_id), request.app[TMP])).pages
     report = shown.get("verification") or {}
     return render(
         request, "document.html", doc=shown, doc_id=doc_id, received=received, pages=pages,
@@ -98,10 +97,9 @@ async def _document(request: web.Request, service) -> web.Response:
 async def _page(request: web.Request, service) -> web.Response:
     doc_id = _doc_id(request)
     number = int(request.match_info["number"])
-    async with body_pages.body_file(await service.package_path(request[PRINCIPAL], doc_id)) as pdf:
-        if not 1 <= number <= await body_pages.page_count(pdf):
-            raise NoSuchPage(f"the body of {doc_id} has no page {number}")
-        png = await body_pages.page_png(pdf, number)
+    png = await body_pages.page_png(await service.package_path(request[PRINCIPAL], doc_id), number, request.app[TMP])
+    if png is None:
+        raise NoSuchPage(f"the body of {doc_id} has no page {number}")
     return web.Response(body=png, content_type="image/png")
 
 
@@ -113,7 +111,7 @@ async def _attachment(request: web.Request, service) -> web.StreamResponse:
     shown = await service.show(who, doc_id)
     listed = [a["name"] for a in shown.get("attachments", [])]
     async with body_pages.attachment_file(await service.package_path(who, doc_id), request.query["name"],
-                                          listed) as path:
+                                          listed, request.app[TMP]) as path:
         name = request.query["name"]
         response = web.StreamResponse(headers={
             "Content-Type": "application/octet-stream",

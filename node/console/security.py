@@ -27,6 +27,7 @@ import logging
 import secrets
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -55,6 +56,7 @@ MULTIPART_ROUTES = frozenset({"send_post"})  # their handlers check the CSRF tok
 ACCOUNTS = web.AppKey("accounts", Accounts)
 SERVICE = web.AppKey("service", DocumentServiceApi)
 CLOCK = web.AppKey("clock", Callable)
+TMP = web.AppKey("tmp", Path)  # the node's directory for bodies and attachments being shown
 RENDER = web.AppKey("render", Any)  # (request, template, status, **context) -> web.Response
 SESSION = web.RequestKey("console_session", ConsoleSession)
 FORM = web.RequestKey("console_form", dict)

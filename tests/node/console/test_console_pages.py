@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 import urllib.parse
 
+from node.console.body_pages import MAX_PIXELS
 from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, make_env, meta, send
 from tests.node.console.console_support import PASSWORD, Browser, console, csrf_of
 
@@ -144,6 +146,50 @@ def test_bad_requests_on_the_document_routes_get_typed_pages_and_lose_nothing(tm
         track = await env.service.track(principal("张三", UNIT_A), doc_id)
         assert {r["status"] for r in track["recipients"]} == {"delivered"}
     run(tmp_path, scenario)
+
+
+def huge_page_pdf(size: float = 5000.0) -> bytes:
+    import io
+
+    from reportlab.pdfgen import canvas
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(size, size))
+    c.drawString(100, 100, "a page 5000 pt square")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    assert png.startswith(b"\x89PNG")
+    return struct.unpack(">II", png[16:24])
+
+
+def test_a_huge_page_is_drawn_no_larger_than_a_desk_needs_and_an_a4_page_as_before(tmp_path):
+    async def scenario(env, client):
+        lisi = await signed_in(client, "lisi")
+        for body, biggest in ((huge_page_pdf(), MAX_PIXELS), (None, None)):
+            doc_id = await send(client, env, **({"body": body} if body else {}))
+            response = await lisi.client.get(path_of(doc_id) + "/page/1.png", headers=lisi.cookie_header())
+            assert response.status == 200
+            width, height = png_size(await response.read())
+            if biggest:  # 5000 pt at 110 dpi would be 7639 px a side, 175 MB in memory
+                assert max(width, height) <= MAX_PIXELS
+            else:
+                assert (width, height) == (910, 1287)  # A4 at 110 dpi, as before
+    run(tmp_path, scenario)
+
+
+def test_bodies_being_shown_are_copied_under_the_nodes_directory_and_leftovers_cleared_at_start(tmp_path):
+    env = make_env(tmp_path)
+    leftover = env.config.data_dir / "uploads" / "console" / "gwx-console-crashed"
+    leftover.mkdir(parents=True)
+    (leftover / "body.pdf").write_bytes(b"%PDF left by a crash")
+
+    async def main():
+        async with console(env):
+            assert not leftover.exists()
+    asyncio.run(main())
 
 
 def principal(name: str, unit: str):
