@@ -100,7 +100,7 @@ class DocumentService:
             await self.store.messages.add_outbox(OutboxDocument(
                 doc_id=doc.id, from_unit=who.unit, title=doc.title, kind=doc.kind.value, package_digest=digest,
                 created_at=now, doc_number=doc.doc_number.format() if doc.doc_number else None,
-                deadline=doc.deadline), recipients, actor=f"clerk:{who.name}", tx=tx)
+                deadline=doc.deadline), recipients, actor=clerk_actor(who), tx=tx)
             remote = [NewMessage(self.outbound.header(MessageType.DOCUMENT, node, who.unit, tuple(units), now),
                                  digest, size, doc.id)
                       for node, units in by_node.items() if node != self.ctx.node_id]
@@ -208,7 +208,7 @@ class DocumentService:
             changed: dict[str, list[str]] = defaultdict(list)
             for unit in targets:
                 try:
-                    await apply_sender_event(self.store, doc_id, unit, event, at=now, actor=f"clerk:{who.name}",
+                    await apply_sender_event(self.store, doc_id, unit, event, at=now, actor=clerk_actor(who),
                                              by=who.name, tx=tx)
                     changed[known[unit].destination_node].append(unit)
                 except ProtocolError as exc:  # e.g. a recall after 签收
@@ -314,7 +314,7 @@ class DocumentService:
         wake = None
         async with self.store.transaction() as tx:
             before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
-                                                       actor=f"clerk:{who.name}", by=who.name, reason=reason, tx=tx)
+                                                       actor=clerk_actor(who), by=who.name, reason=reason, tx=tx)
             if notice is not None and after != before:
                 wake = await self.processor.queue_notice(tx, notice, ref, destination, who.unit, (row.from_unit,),
                                                          row.message_id)
@@ -359,6 +359,12 @@ class DocumentService:
                 "received_at": _iso(r.received_at), "overdue": is_overdue(status, r.deadline, now),
                 "verified": bool((r.verification or {}).get("ok")),
                 "doc_number": (r.verification or {}).get("doc_number")}
+
+
+def clerk_actor(who: Principal) -> str:
+    """Who acted, in the audit log: the token id (``console:LOGIN`` for a console user), which is
+    unique, then the name (签收人), which two users may share; once when they are the same."""
+    return f"clerk:{who.token_id}" if who.name == who.token_id else f"clerk:{who.token_id} ({who.name})"
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -106,6 +106,10 @@ def test_the_document_page_shows_the_report_and_the_body_and_takes_the_clerks_ac
         assert response.status == 409 and "CONSOLE" not in response.headers["X-Gwx-Error"]  # 签收 came first
         item = await env.service.show(principal("李四", UNIT_B), doc_id)
         assert item["status"] == "signed_for" and item["signed_by"] == "李四"
+        # The audit log says which login acted, not only a display name two users may share.
+        signed = [e for e in await env.store.audit.events(doc_id=doc_id, limit=100)
+                  if e.actor.startswith("clerk:") and "李四" in e.actor]
+        assert signed and all("console:lisi" in e.actor for e in signed)
         zhang = await signed_in(client, "zhang")
         _, page = await zhang.get(path_of(doc_id))
         assert "各单位办理情况" in page and "李四" in page
