@@ -38,6 +38,13 @@ class SignInRefused(ConsoleError):
     kind = ErrorKind.UNAUTHENTICATED
 
 
+class SignInBusy(ConsoleError):
+    """More sign-ins are waiting for a password check than the node lets wait: try again shortly."""
+
+    code = "CONSOLE_BUSY"
+    kind = ErrorKind.TRANSIENT
+
+
 class AccountLocked(ConsoleError):
     """Too many wrong passwords in a row: the account waits until ``details['until']``."""
 

@@ -10,6 +10,7 @@ ROLE_LABEL = {"clerk": "收发员", "supervisor": "督办人员", "operator": "�
 ERROR_TEXT: dict[str, str] = {
     "CONSOLE_SIGN_IN_REFUSED": "用户名或密码错误。",
     "CONSOLE_ACCOUNT_LOCKED": "密码连续输错次数过多，账户已暂时锁定。",
+    "CONSOLE_BUSY": "同时登录的人过多，请稍后再试。",
     "CONSOLE_ACCOUNT_DISABLED": "该账户已被停用，请联系本节点的系统管理员。",
     "CONSOLE_SIGN_IN_NEEDED": "请先登录。",
     "CONSOLE_SESSION_EXPIRED": "登录已过期，请重新登录。",

@@ -16,7 +16,9 @@ from node.console.accounts import (
     IDLE_SECONDS,
     LOCK_AFTER,
     LOCK_SECONDS,
+    MAX_WAITING,
     Accounts,
+    SignedIn,
     principal_of,
 )
 from node.console.errors import (
@@ -25,10 +27,12 @@ from node.console.errors import (
     BadUser,
     NoSuchUser,
     NotSignedIn,
+    SignInBusy,
     SignInRefused,
     UserExists,
 )
 from node.console.passwords import AT_ONCE
+from node.error_kinds import http_status_for
 from node.store.sqlite.store import Store
 from pki.unit_code import make_unit_code
 from tests.support import T0, FakeClock
@@ -131,6 +135,20 @@ def test_a_burst_of_sign_ins_cannot_pass_the_lock(tmp_path):
         assert LOCK_AFTER <= refused.count("wrong_password") <= LOCK_AFTER + AT_ONCE - 1
         assert len(refused) == len(attempts)
         assert (await store.db.fetchone("SELECT COUNT(*) FROM console_sessions"))[0] == 0
+    scenario(tmp_path, body)
+
+
+def test_sign_ins_beyond_what_may_wait_for_a_hash_are_turned_away_at_once(tmp_path):
+    """A flood of sign-ins cannot queue unbounded scrypt work: past MAX_WAITING they get a 503 error."""
+    async def body(store, accounts, clock):
+        await accounts.add("zhangsan", "张三", "clerk", [UNIT], PASSWORD)
+        flood = AT_ONCE + MAX_WAITING + 6
+        results = await asyncio.gather(*(accounts.sign_in(f"nobody{i}", "wrong password") for i in range(flood)),
+                                       return_exceptions=True)
+        busy = [r for r in results if isinstance(r, SignInBusy)]
+        assert len(busy) == 6 and all(http_status_for(r) == 503 for r in busy)
+        assert all(isinstance(r, SignInRefused) for r in results if not isinstance(r, SignInBusy))
+        assert isinstance(await accounts.sign_in("zhangsan", PASSWORD), SignedIn)  # the flood is over
     scenario(tmp_path, body)
 
 
