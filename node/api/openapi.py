@@ -68,7 +68,8 @@ SCHEMAS: Json = {
         "deadline": _nullable(DATETIME), "created_at": DATETIME, "counts": COUNTS,
         "overdue": {"type": "boolean"}}),
     "Tracking": _object({"doc": _ref("OutboxItem"), "recipients": {"type": "array", "items": _ref("RecipientView")}},
-                        {"metadata": _ref("Meta")}),
+                        {"metadata": _ref("Meta"),  # these two in GET /documents/{id} of a document sent
+                         "attachments": {"type": "array", "items": _object({"name": STR, "size": INT})}}),
     "InboxItem": _object({
         "doc_id": STR, "unit": STR, "from_unit": STR, "title": STR, "kind": {"enum": KINDS},
         "urgency": _nullable(STR), "deadline": _nullable(DATETIME), "status": {"enum": RECEIVER_STATUSES},

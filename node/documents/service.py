@@ -21,9 +21,11 @@ from typing import Any
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.errors import ProtocolError
+from exchange_protocol.manifest import ATTACHMENTS_DIR
 from exchange_protocol.meta_json import meta_to_dict, parse_meta
 from exchange_protocol.notices import Notice
 from exchange_protocol.package import Attachment, build_package
+from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue, is_settled
 from node.api.auth import Forbidden, Principal
 from node.context import NodeContext
@@ -270,7 +272,8 @@ class DocumentService:
             tracking = await self.track(who, doc_id)  # a document we sent
             doc = await self.store.messages.get_outbox(doc_id)
             meta = await self.processor.read_metadata(doc.package_digest)
-            return {**tracking, "metadata": meta_to_dict(meta)}
+            attachments = await asyncio.to_thread(_attachments_in, self.store.blobs.path_for(doc.package_digest))
+            return {**tracking, "metadata": meta_to_dict(meta), "attachments": attachments}
         meta = await self.processor.read_metadata(row.package_digest)
         report = dict(row.verification or {})
         return {**self._inbox_item(row, self.ctx.clock()), "metadata": meta_to_dict(meta), "verification": report,
@@ -359,6 +362,12 @@ class DocumentService:
                 "received_at": _iso(r.received_at), "overdue": is_overdue(status, r.deadline, now),
                 "verified": bool((r.verification or {}).get("ok")),
                 "doc_number": (r.verification or {}).get("doc_number")}
+
+
+def _attachments_in(package: Path) -> list[dict[str, Any]]:
+    """A package's attachments as :meth:`DocumentService.show` lists them (names and sizes, from its manifest)."""
+    with open(package, "rb") as f, PackageReader(f) as reader:
+        return [{"name": e.path.removeprefix(ATTACHMENTS_DIR), "size": e.size} for e in reader.attachments]
 
 
 def clerk_actor(who: Principal) -> str:

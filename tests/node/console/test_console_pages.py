@@ -113,6 +113,10 @@ def test_the_document_page_shows_the_report_and_the_body_and_takes_the_clerks_ac
         zhang = await signed_in(client, "zhang")
         _, page = await zhang.get(path_of(doc_id))
         assert "各单位办理情况" in page and "李四" in page
+        # The sender's page lists the attachments too, and they download.
+        assert 'id="attachments"' in page and "附件1.txt" in page
+        response, text = await zhang.get(path_of(doc_id) + "/attachment?name=" + urllib.parse.quote("附件1.txt"))
+        assert response.status == 200 and text == "值班表"
     run(tmp_path, scenario)
 
 
