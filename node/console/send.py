@@ -29,6 +29,7 @@ from node.console.errors import BadForm, CsrfRefused
 from node.console.folders import KINDS, URGENCIES
 from node.console.pages import clerk_only, doc_path
 from node.console.security import CLOCK, FORM, RENDER, SERVICE, SESSION, same_token, see_other
+from node.console.unit_tree import levels_of
 from node.console.wording import error_text
 from node.error_kinds import http_status_for
 from pki.errors import GwxError
@@ -83,9 +84,10 @@ async def check(request: web.Request) -> web.Response:
 
 
 def _render(request: web.Request, fields: dict[str, Any], error: GwxError | None, status: int = 200) -> web.Response:
+    units = request.app[UNITS]()
     response = request.app[RENDER](request, "send.html", status, fields=fields, error=error,
-                                   error_text=error_text(error) if error else "", units=request.app[UNITS](),
-                                   kinds=KINDS, urgencies=URGENCIES)
+                                   error_text=error_text(error) if error else "", units=units,
+                                   levels=levels_of(units), kinds=KINDS, urgencies=URGENCIES)
     if error is not None:
         response.headers["X-Gwx-Error"] = error.code
     return response

@@ -54,3 +54,11 @@ def known_units(config: NodeConfig, held: Callable[[], Directory | None]) -> lis
             walk(code, depth + 1)
     walk(None, 0)
     return out
+
+
+def levels_of(units: list[KnownUnit]) -> list[tuple[str, str]]:
+    """The levels the units have, as (level, label), from the highest down: the send page's level filter."""
+    present = {u.level for u in units}
+    order = [level for level in LEVEL_LABEL if level in present]
+    order += sorted(present - set(LEVEL_LABEL))
+    return [(level, LEVEL_LABEL.get(level, level)) for level in order]

@@ -1,18 +1,46 @@
 // The console's one script (served by the node; the CSP allows no other). It only helps: every
-// page works without it. On the send page: find units by name in the recipient list, and check
-// the metadata as it is typed (the node's own rules, POST send/check; nothing is kept or sent).
+// page works without it. On the send page: find units by name or by level in the recipient list,
+// make every unit listed 主送 or 抄送 at once, and check the metadata as it is typed (the node's own
+// rules, POST send/check; nothing is kept or sent).
 "use strict";
 (function () {
   var filter = document.getElementById("unit-filter");
-  if (filter) {
-    var rows = document.querySelectorAll("#unit-list tbody tr");
-    filter.addEventListener("input", function () {
-      var text = filter.value.trim();
-      rows.forEach(function (row) {
-        var checked = row.querySelector("input:checked") !== null;
-        row.hidden = text !== "" && !checked && row.getAttribute("data-name").indexOf(text) < 0;
-      });
+  var level = document.getElementById("level-filter");
+  var rows = document.querySelectorAll("#unit-list tbody tr");
+  function matches(row) {
+    var text = filter ? filter.value.trim() : "";
+    var wanted = level ? level.value : "*";  // "*": every level ("" is the level of units without one)
+    return (text === "" || row.getAttribute("data-name").indexOf(text) >= 0)
+      && (wanted === "*" || row.getAttribute("data-level") === wanted);
+  }
+  function narrow() {
+    var narrowed = (filter && filter.value.trim() !== "") || (level && level.value !== "*");
+    rows.forEach(function (row) {
+      var checked = row.querySelector("input:checked") !== null;
+      row.hidden = narrowed && !checked && !matches(row);
     });
+  }
+  function pickAll(column, other) {
+    // Every unit the filters list becomes 主送 (or 抄送), and no longer the other.
+    rows.forEach(function (row) {
+      if (!matches(row)) { return; }
+      row.querySelector("input[name=" + column + "]").checked = true;
+      row.querySelector("input[name=" + other + "]").checked = false;
+    });
+    var form = document.getElementById("send-form");
+    if (form) { form.dispatchEvent(new Event("input")); }  // the metadata check sees the new recipients
+  }
+  if (filter) { filter.addEventListener("input", narrow); }
+  if (level) { level.addEventListener("change", narrow); }
+  var pickTo = document.getElementById("pick-to");
+  var pickCc = document.getElementById("pick-cc");
+  if (pickTo) {
+    pickTo.hidden = false;
+    pickTo.addEventListener("click", function () { pickAll("to", "cc"); });
+  }
+  if (pickCc) {
+    pickCc.hidden = false;
+    pickCc.addEventListener("click", function () { pickAll("cc", "to"); });
   }
 
   var form = document.getElementById("send-form");
@@ -43,7 +71,9 @@
       .catch(function () { verdict.textContent = ""; });
   }
   form.addEventListener("input", function (event) {
-    if (event.target.type === "file" || event.target.id === "unit-filter") { return; }
+    if (event.target.type === "file" || event.target.id === "unit-filter" || event.target.id === "level-filter") {
+      return;
+    }
     clearTimeout(timer);
     timer = setTimeout(check, 400);
   });

@@ -13,10 +13,21 @@ import os
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from node.localnet import send_document, wait_for
 from tests.node.console.browser_support import DESK, PHONE, REPO, add_user, chromium, sign_in
-from tests.node.network.network_support import A1, CITY, inbox_item, notice_meta, start_network, wait_status
+from tests.node.network.network_support import (
+    A1,
+    CITY,
+    FAST_RETRY,
+    connect_and_start,
+    inbox_item,
+    new_network,
+    notice_meta,
+    units,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 SCREENSHOTS = os.environ.get("GWX_SCREENSHOTS") == "1"
@@ -25,7 +36,12 @@ SCREENSHOTS = os.environ.get("GWX_SCREENSHOTS") == "1"
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("console-pages")
-    network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
+    network = new_network(base)
+    # The city's unit says its level (市级); the county's, known from node.toml's peers, has none
+    # (其他): two levels for the send page's level filter.
+    network.add_node("city", [{**units(CITY)[0], "level": "city"}], retry=FAST_RETRY)
+    network.add_node("county-a", units(A1), retry=FAST_RETRY)
+    connect_and_start(network)
     try:
         add_user(network.nodes["county-a"].directory, "liuyang", "刘洋", "clerk", [A1], base)
         add_user(network.nodes["city"].directory, "sunli", "孙丽", "clerk", [CITY], base)
@@ -134,9 +150,18 @@ def test_the_city_clerk_sends_from_the_console_and_the_county_receives_it(net, t
         page.fill("input[name=doc_number]", "临政办发〔2026〕99号")
         page.set_input_files("input[name=body]", str(net.body))
         page.set_input_files("input[name=attachment]", str(attachment))
-        page.fill("#unit-filter", "兰山")  # find the unit by name
-        assert page.locator("#unit-list tbody tr:not([hidden])").count() == 1
-        page.check(f"input[name=to][value='{A1}']")
+        # Pick by level: the county's level lists its units only, and one click makes them all 主送.
+        rows = page.locator("#unit-list tbody tr:not([hidden])")
+        expect(rows).to_have_count(2)
+        level = page.get_attribute(f"#unit-list tr:has(input[value='{A1}'])", "data-level")
+        page.select_option("#level-filter", level)
+        expect(rows).to_have_count(1)
+        page.click("#pick-to")
+        expect(page.locator("input[name=to]:checked")).to_have_count(1)
+        expect(page.locator(f"input[name=to][value='{A1}']")).to_be_checked()
+        page.select_option("#level-filter", "*")
+        page.fill("#unit-filter", "兰山")  # and by name
+        expect(rows).to_have_count(1)
         page.wait_for_selector("#meta-check.good")
         page.click("#send")
         assert page.inner_text("#done") == "已盖章发送。"
