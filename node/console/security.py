@@ -135,7 +135,9 @@ def see_other(location: str) -> web.Response:
 
 def safe_next(value: str | None) -> str:
     """Where to go after signing in: a console path only (never another site: no open redirect)."""
-    if value and value.startswith(COOKIE_PATH) and "//" not in value and "\\" not in value:
+    # No control characters either: a CR or LF in a Location header would split the response.
+    if (value and value.startswith(COOKIE_PATH) and "//" not in value and "\\" not in value
+            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)):
         return value
     return COOKIE_PATH
 

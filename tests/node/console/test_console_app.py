@@ -158,6 +158,11 @@ def test_the_sign_in_form_needs_its_own_token_and_never_redirects_off_site(tmp_p
         response, _ = await browser.post("/console/sign-in", {"csrf": csrf_of(page), "login": "lisi",
                                                               "password": PASSWORD, "next": "//evil.example/x"})
         assert response.status == 303 and response.headers["Location"] == "/console/"
+        for bad_next in ("/console/inbox\r\nSet-Cookie: x=1", "/console/\tinbox", "/console/inbox\x00"):
+            _, page = await browser.get("/console/sign-in")
+            response, _ = await browser.post("/console/sign-in", {"csrf": csrf_of(page), "login": "lisi",
+                                                                  "password": PASSWORD, "next": bad_next})
+            assert response.status == 303 and response.headers["Location"] == "/console/", repr(bad_next)
     run(tmp_path, scenario)
 
 
