@@ -30,6 +30,8 @@ class Listener:
     host: str = "127.0.0.1"
     port: int = 0
     public_url: str | None = None
+    # [local_api] only: the host names browsers reach the console by (node.console.security.allowed_hosts)
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -281,9 +283,10 @@ def _node_id(value: str, key: str) -> str:
     return value
 
 
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "str | None": (str,), "bool": (bool,)}
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "str | None": (str,), "bool": (bool,),
+          "tuple[str, ...]": (list,)}
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "str | None": "a string",
-               "bool": "true or false"}
+               "bool": "true or false", "tuple[str, ...]": "a list of strings"}
 
 
 def _take(raw: dict, key: str, kind: type, *, required: bool = False, default: Any = None) -> Any:
@@ -312,6 +315,10 @@ def _section(raw: dict, cls: type, name: str) -> Any:
         if (isinstance(value, bool) and expected != "bool") or not isinstance(value, _TYPES[expected]):
             raise ConfigError(f"[{name}] {key} must be {_TYPE_NAMES[expected]}, got {value!r}",
                               key=f"{name}.{key}")
+        if expected == "tuple[str, ...]":
+            if not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"[{name}] {key} must be a list of strings, got {value!r}", key=f"{name}.{key}")
+            value = tuple(value)
         values[key] = float(value) if expected == "float" else value
     return cls(**values)
 
@@ -430,7 +437,10 @@ def dump_config(config: NodeConfig) -> str:
         lines.append(f"[{name}]")
         for f in fields(getattr(config, name)):
             value = getattr(getattr(config, name), f.name)
-            if value is not None:
+            if isinstance(value, tuple):  # [local_api] hosts: written only when given
+                if value:
+                    lines.append(f"{f.name} = [{', '.join(_q(v) for v in value)}]")
+            elif value is not None:
                 lines.append(f"{f.name} = {_q(value)}")
         lines.append("")
     if config.soap != SoapSettings():

@@ -37,6 +37,7 @@ from node.api.local_api import make_local_app
 from node.config import NodeConfig
 from node.console.accounts import Accounts
 from node.console.app import mount_console
+from node.console.security import allowed_hosts
 from node.console.unit_tree import known_units
 from node.context import NodeContext
 from node.credential_reload import CredentialReloader
@@ -125,7 +126,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     held_directory = HeldDirectoryReader(config)  # the send page's unit tree
     mount_console(local_app, service, Accounts(store.accounts, ctx.clock, [u.code for u in config.units]),
                   node_id=config.node_id, unit_name=lambda code: ctx.router.unit_name(code), clock=ctx.clock,
-                  units=lambda: known_units(config, held_directory.read))
+                  units=lambda: known_units(config, held_directory.read), hosts=allowed_hosts(config.local_api))
     # Adapters (issue 9): consumers of the audit log, each with its durable outbox (adapters.outbox).
     adapters = Outbox(store, ctx.node_id, ctx.clock, registry=registry)
     webhooks = Webhooks(config, store, adapters, ctx.clock)

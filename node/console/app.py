@@ -32,6 +32,7 @@ from node.console.security import (
     ACCOUNTS,
     CLOCK,
     FORM,
+    HOSTS,
     PRE_COOKIE,
     PREFIX,
     RENDER,
@@ -58,12 +59,14 @@ BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id: str,
                      unit_name: Callable[[str], str | None], clock: Callable[[], dt.datetime],
-                     tmp: Path, units: Callable[[], list[KnownUnit]] = list) -> web.Application:
+                     tmp: Path, units: Callable[[], list[KnownUnit]] = list,
+                     hosts: frozenset[str] = frozenset()) -> web.Application:
     """``units``: the units one can send to (:func:`node.console.unit_tree.known_units`); ``tmp``: the
     node's directory for the bodies and attachments being shown (cleared at start)."""
     app = web.Application(middlewares=[security.pages, security.guard])
     app.on_response_prepare.append(security.security_headers)
     app[TMP] = tmp
+    app[HOSTS] = hosts
     app.on_startup.append(_clear_tmp)
     app[SELF_AUTHENTICATED] = True
     app[SERVICE] = service
@@ -89,9 +92,11 @@ def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id
 
 def mount_console(local_app: web.Application, service: DocumentServiceApi, accounts: Accounts, *, node_id: str,
                   unit_name: Callable[[str], str | None], clock: Callable[[], dt.datetime],
-                  units: Callable[[], list[KnownUnit]] = list) -> None:
+                  units: Callable[[], list[KnownUnit]] = list, hosts: frozenset[str] = frozenset()) -> None:
+    """``hosts``: :func:`node.console.security.allowed_hosts` of the local listener (empty: any)."""
     local_app.add_subapp(PREFIX, make_console_app(service, accounts, node_id=node_id, unit_name=unit_name,
-                                                  clock=clock, tmp=local_app[UPLOAD_DIR] / "console", units=units))
+                                                  clock=clock, tmp=local_app[UPLOAD_DIR] / "console", units=units,
+                                                  hosts=hosts))
 
 
 async def _clear_tmp(app: web.Application) -> None:

@@ -3,7 +3,8 @@
 * :func:`guard` (middleware): every route but the sign-in page, the static files and the not-found
   page needs a live session (:meth:`node.console.accounts.Accounts.session`); the session and the
   principal the document service will see are put on the request. Every POST must come from this
-  site — its ``Origin`` (else its ``Referer``) names the host the request was sent to — and carry
+  site — its ``Origin`` (else its ``Referer``) names the host the request was sent to, one of the
+  node's own names (:func:`allowed_hosts`; every request is checked for that) — and carry
   the form field ``csrf`` equal to the session's token (synchronizer token; the sign-in form,
   before any session, carries the token of a short-lived pre-session cookie instead). A form is
   read here, once, bounded (:data:`MAX_FORM_BYTES`), and handed to the handler as ``request[FORM]``.
@@ -33,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from node.api.local_api import PRINCIPAL, REQUEST_ID
+from node.config import Listener
 from node.console.accounts import Accounts, principal_of
 from node.console.errors import BadForm, CsrfRefused, NoSuchPage, NotSignedIn
 from node.console.wording import error_text
@@ -56,6 +58,7 @@ MULTIPART_ROUTES = frozenset({"send_post"})  # their handlers check the CSRF tok
 ACCOUNTS = web.AppKey("accounts", Accounts)
 SERVICE = web.AppKey("service", DocumentServiceApi)
 CLOCK = web.AppKey("clock", Callable)
+HOSTS = web.AppKey("hosts", frozenset)  # the host names the console answers to; empty: any
 TMP = web.AppKey("tmp", Path)  # the node's directory for bodies and attachments being shown
 RENDER = web.AppKey("render", Any)  # (request, template, status, **context) -> web.Response
 SESSION = web.RequestKey("console_session", ConsoleSession)
@@ -142,9 +145,38 @@ def safe_next(value: str | None) -> str:
     return COOKIE_PATH
 
 
+def allowed_hosts(listener: Listener) -> frozenset[str]:
+    """The host names the console answers to: ``[local_api] hosts`` when given, else the listener's
+    host and its ``public_url``'s (with the loopback names when it listens on loopback). A listener on
+    every address (0.0.0.0, ::) with neither says nothing of its names: then any (see README)."""
+    if listener.hosts:
+        return frozenset(h.lower() for h in listener.hosts)
+    names = set()
+    if listener.public_url:
+        names.add((urllib.parse.urlsplit(listener.public_url).hostname or "").lower())
+    if listener.host in ("127.0.0.1", "::1", "localhost"):
+        names |= {"127.0.0.1", "::1", "localhost"}
+    elif listener.host not in ("", "0.0.0.0", "::"):
+        names.add(listener.host.lower())
+    elif not names:
+        return frozenset()
+    return frozenset(names - {""})
+
+
+def check_host(request: web.Request) -> None:
+    """The request names this node by one of its names: a page whose name was pointed at this node
+    (DNS rebinding) sends its own name as Host and as Origin, which the Origin check alone lets by."""
+    allowed = request.app[HOSTS]
+    name = (urllib.parse.urlsplit("//" + request.host).hostname or "") if request.host else ""
+    if allowed and name not in allowed:
+        raise CsrfRefused(f"this node is not reached as {request.host[:80]!r}; nothing was done",
+                          code="CONSOLE_BAD_ORIGIN")
+
+
 @web.middleware
 async def guard(request: web.Request, handler) -> web.StreamResponse:
     route = request.match_info.route.name
+    check_host(request)
     multipart = request.method == "POST" and route in MULTIPART_ROUTES and request.content_type == "multipart/form-data"
     if request.method == "POST":
         check_origin(request)

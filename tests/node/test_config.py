@@ -152,6 +152,18 @@ def test_an_unknown_log_level_is_a_usage_error(node_dir):
     assert "--log-level" in out.stderr.decode()
 
 
+def test_the_consoles_host_names_are_read_and_written_back_and_checked(node_dir):
+    write_config(node_dir, ("[local_api]\n", '[local_api]\nhosts = ["gwx.fz.gov.cn", "10.1.0.5"]\n'))
+    config = load_config(node_dir)
+    assert config.local_api.hosts == ("gwx.fz.gov.cn", "10.1.0.5")
+    (node_dir / CONFIG_NAME).write_text(dump_config(config), "utf-8")
+    assert load_config(node_dir).local_api == config.local_api
+    write_config(node_dir, ('hosts = ["gwx.fz.gov.cn", "10.1.0.5"]', "hosts = [1]"))
+    with pytest.raises(ConfigError) as err:
+        load_config(node_dir)
+    assert err.value.details["key"] == "local_api.hosts"
+
+
 @pytest.mark.parametrize(("written", "read"), [("市级", "city"), ("乡镇", "township"), ("county", "county")])
 def test_a_units_level_is_read_in_the_directorys_vocabulary(node_dir, written, read):
     write_config(node_dir, append=f'\n[[units]]\ncode = "{THERE}"\nname = "某县政府办公室"\nlevel = "{written}"\n')

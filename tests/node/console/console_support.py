@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.console.accounts import Accounts
 from node.console.app import mount_console
+from node.console.security import allowed_hosts
 from node.console.unit_tree import known_units
 from tests.node.api.local_api_support import UNIT_NAMES, Env
 
@@ -39,8 +40,9 @@ class Browser:
     def cookie_header(self) -> dict[str, str]:
         return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
 
-    async def get(self, path: str):
-        response = await self.client.get(path, headers=self.cookie_header(), allow_redirects=False)
+    async def get(self, path: str, *, headers: dict[str, str] | None = None):
+        response = await self.client.get(path, headers={**self.cookie_header(), **(headers or {})},
+                                         allow_redirects=False)
         self._keep(response)
         return response, await response.text()
 
@@ -76,6 +78,7 @@ async def console(env: Env, clock=None) -> AsyncIterator[tuple[TestClient, Accou
     async with env.serve() as app:
         accounts = Accounts(env.store.accounts, clock or env.ctx.clock, [u.code for u in env.config.units])
         mount_console(app, env.service, accounts, node_id=env.config.node_id, unit_name=UNIT_NAMES.get,
-                      clock=env.ctx.clock, units=lambda: known_units(env.config, lambda: None))
+                      clock=env.ctx.clock, units=lambda: known_units(env.config, lambda: None),
+                      hosts=allowed_hosts(env.config.local_api))
         async with TestClient(TestServer(app)) as client:
             yield client, accounts

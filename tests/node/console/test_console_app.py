@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
+from node.config import Listener
 from node.console.accounts import IDLE_SECONDS, LOCK_AFTER
+from node.console.security import allowed_hosts
 from tests.node.api.local_api_support import UNIT_B, make_env, send, template
 from tests.node.console.console_support import PASSWORD, Browser, console, csrf_of
 from tests.support import FakeClock
@@ -164,6 +168,37 @@ def test_the_sign_in_form_needs_its_own_token_and_never_redirects_off_site(tmp_p
                                                                   "password": PASSWORD, "next": bad_next})
             assert response.status == 303 and response.headers["Location"] == "/console/", repr(bad_next)
     run(tmp_path, scenario)
+
+
+def test_a_request_for_another_host_name_is_refused_even_from_that_origin(tmp_path):
+    """DNS rebinding: a page at rebound.example whose name now points at this node sends Host and
+    Origin both rebound.example. Only the host names the node is reached by are answered."""
+    async def scenario(env, client, accounts):
+        browser = Browser(client)
+        _, page = await browser.get("/console/sign-in")
+        port = client.server.port
+        rebound = {"Host": f"rebound.example:{port}"}
+        response, page = await browser.post("/console/sign-in", {"csrf": csrf_of(page), "login": "lisi",
+                                                                  "password": PASSWORD},
+                                            origin=f"http://rebound.example:{port}", headers=rebound)
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_ORIGIN"
+        assert "gwx_console" not in browser.cookies
+        response, _ = await browser.get("/console/sign-in", headers=rebound)
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_ORIGIN"
+        response, _ = await browser.sign_in("lisi")  # by the listener's own name: as before
+        assert response.status == 303
+    run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize(("listener", "names"), [
+    (Listener("127.0.0.1", 8080), {"127.0.0.1", "::1", "localhost"}),
+    (Listener("10.1.0.5", 8080, "https://gwx.fz.gov.cn/"), {"10.1.0.5", "gwx.fz.gov.cn"}),
+    (Listener("0.0.0.0", 8080, "https://gwx.fz.gov.cn/"), {"gwx.fz.gov.cn"}),
+    (Listener("0.0.0.0", 8080), set()),  # says nothing of its names: any (README)
+    (Listener("0.0.0.0", 8080, hosts=("GWX.example",)), {"gwx.example"}),
+])
+def test_the_console_answers_to_the_listeners_names(listener, names):
+    assert allowed_hosts(listener) == names
 
 
 def test_bad_requests_get_typed_pages_not_tracebacks(tmp_path):
