@@ -222,6 +222,13 @@ class Accounts:
     async def sign_out(self, session: ConsoleSession) -> None:
         await self.store.close_session(session, "signed_out")
 
+    async def replaced(self, cookie: str | None) -> None:
+        """A new sign-in from a browser that still holds a cookie: the session it names ends (one
+        browser, one session; an old cookie left behind would otherwise stay good for hours)."""
+        session = await self.store.get_session(session_hash(cookie)) if cookie else None
+        if session is not None:
+            await self.store.close_session(session, "signed_in_again")
+
 
 def check_login(login: str) -> str:
     if not isinstance(login, str) or not LOGIN.fullmatch(login):

@@ -158,6 +158,7 @@ async def _sign_in(request: web.Request) -> web.Response:
         response = await _sign_in_page(request, error=exc, status=http_status_for(exc))
         response.headers["X-Gwx-Error"] = exc.code
         return response
+    await request.app[ACCOUNTS].replaced(request.cookies.get(SESSION_COOKIE))
     response = see_other(safe_next(form.get("next")))
     set_cookie(response, SESSION_COOKIE, signed_in.cookie)
     clear_cookie(response, PRE_COOKIE)

@@ -201,6 +201,23 @@ def test_the_console_answers_to_the_listeners_names(listener, names):
     assert allowed_hosts(listener) == names
 
 
+def test_signing_in_again_ends_the_session_the_old_cookie_named(tmp_path):
+    async def scenario(env, client, accounts):
+        browser = Browser(client)
+        await browser.sign_in("lisi")
+        old = browser.cookies["gwx_console"]
+        response, _ = await browser.sign_in("lisi")
+        assert response.status == 303 and browser.cookies["gwx_console"] != old
+        stale = Browser(client)
+        stale.cookies["gwx_console"] = old
+        response, _ = await stale.get("/console/")
+        assert response.status == 303  # the old session is over: to the sign-in page
+        assert [e.details["reason"] for e in await audited(env, "console.signed_out")] == ["signed_in_again"]
+        response, _ = await browser.get("/console/")
+        assert response.status == 200
+    run(tmp_path, scenario)
+
+
 def test_bad_requests_get_typed_pages_not_tracebacks(tmp_path):
     async def scenario(env, client, accounts):
         browser = Browser(client)
