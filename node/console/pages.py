@@ -84,12 +84,14 @@ async def _document(request: web.Request, service) -> web.Response:
     who = request[PRINCIPAL]
     shown = await service.show(who, doc_id)
     received = "verification" in shown
-    pages = 0
+    pages = total_pages = 0
     if not received or shown["status"] != "recalled":
-        pages = (await body_pages.body_info(await service.package_path(who, doc_id), request.app[TMP])).pages
+        info = await body_pages.body_info(await service.package_path(who, doc_id), request.app[TMP])
+        pages, total_pages = info.pages, info.total
     report = shown.get("verification") or {}
     return render(
         request, "document.html", doc=shown, doc_id=doc_id, received=received, pages=pages,
+        total_pages=total_pages,
         report=report, lines=report_lines(report), done=DONE.get(request.query.get("done", ""), ""),
         path=doc_path(doc_id))
 

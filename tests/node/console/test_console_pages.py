@@ -10,7 +10,7 @@ import re
 import struct
 import urllib.parse
 
-from node.console.body_pages import MAX_PIXELS
+from node.console.body_pages import MAX_PAGES, MAX_PIXELS
 from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, make_env, meta, send
 from tests.node.console.console_support import PASSWORD, Browser, console, csrf_of
 
@@ -156,6 +156,25 @@ def test_bad_requests_on_the_document_routes_get_typed_pages_and_lose_nothing(tm
     run(tmp_path, scenario)
 
 
+def blank_pages_pdf(count: int) -> bytes:
+    """A long body under the test node's 64 KiB body limit: ``count`` A4 pages sharing one empty
+    content stream, written by hand (reportlab spends 400 bytes a page)."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % (4 + n) for n in range(count))
+               + b"] /Count %d >>" % count,
+               b"<< /Length 0 >>\nstream\n\nendstream"]
+    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 3 0 R /Resources << >> >>"] * count
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
 def huge_page_pdf(size: float = 5000.0) -> bytes:
     import io
 
@@ -185,6 +204,16 @@ def test_a_huge_page_is_drawn_no_larger_than_a_desk_needs_and_an_a4_page_as_befo
                 assert max(width, height) <= MAX_PIXELS
             else:
                 assert (width, height) == (910, 1287)  # A4 at 110 dpi, as before
+    run(tmp_path, scenario)
+
+
+def test_a_body_longer_than_the_page_shows_says_so(tmp_path):
+    async def scenario(env, client):
+        lisi = await signed_in(client, "lisi")
+        doc_id = await send(client, env, body=blank_pages_pdf(MAX_PAGES + 3))
+        _, page = await lisi.get(path_of(doc_id))
+        assert page.count('class="page"') == MAX_PAGES
+        assert f"正文共 {MAX_PAGES + 3} 页，此处只显示前 {MAX_PAGES} 页" in page
     run(tmp_path, scenario)
 
 
