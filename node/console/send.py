@@ -56,7 +56,7 @@ async def send(request: web.Request) -> web.Response:
     submission = Submission()
     try:
         await _read(request, fields, submission)
-        meta = _meta(fields, who.unit)
+        meta = _meta(fields, who.unit, request.app[CLOCK]())
         result = await request.app[SERVICE].submit(who, meta, submission.body, submission.attachments)
     except (CsrfRefused, TooLarge):
         raise  # a forged form or an oversized one: the typed page, not the form again
@@ -76,7 +76,8 @@ async def check(request: web.Request) -> web.Response:
     for name in LIST_FIELDS:  # the script sends each list as one comma-separated field
         fields[name] = [u for u in form.get(name, "").split(",") if u]
     try:
-        parse_meta(_meta(fields, request[PRINCIPAL].unit), now=request.app[CLOCK]())
+        now = request.app[CLOCK]()
+        parse_meta(_meta(fields, request[PRINCIPAL].unit, now), now=now)
     except GwxError as exc:
         return web.json_response({"ok": False, "code": exc.code, "message": exc.message, "text": error_text(exc),
                                   "field": str(exc.details.get("field", ""))}, dumps=_dumps)
@@ -155,14 +156,15 @@ async def _read(request: web.Request, fields: dict[str, Any], submission: Submis
         raise BadForm("choose the body (正文) PDF", field="body")
 
 
-def _meta(fields: dict[str, Any], unit: str) -> dict[str, Any]:
-    """META.json from the form: what the clerk left empty is null; the clerk's unit issues it."""
+def _meta(fields: dict[str, Any], unit: str, now: dt.datetime) -> dict[str, Any]:
+    """META.json from the form: what the clerk left empty is null (成文日期: ``now``'s day in Beijing);
+    the clerk's unit issues it."""
     deadline = fields.get("deadline") or None
     if deadline is not None:
         if not _DEADLINE.fullmatch(deadline):
             raise BadForm("办理时限 is a date and a time", field="deadline")
         deadline = f"{deadline}:00+08:00"
-    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+    today = now.astimezone(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
     return {"kind": fields.get("kind", ""), "title": fields.get("title", ""),
             "doc_number": fields.get("doc_number") or None, "issuers": [unit],
             "signers": [n.strip() for n in re.split(r"[、,，]", fields.get("signers", "")) if n.strip()],

@@ -5,6 +5,7 @@ and every refusal shows the form again (or a typed page) with nothing sent and n
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import aiohttp
 
@@ -63,6 +64,21 @@ def test_a_clerk_sends_from_the_console_and_the_recipients_receive_it(tmp_path):
         assert (sent["title"], sent["doc_number"]) == ("关于开展冬季消防检查的通知", "榕政办〔2026〕88号")
         tracking = await env.service.track(_principal("张三", UNIT_A), sent["doc_id"])
         assert {(r["unit"], r["role"]) for r in tracking["recipients"]} == {(UNIT_B, "主送"), (UNIT_C, "抄送")}
+    run(tmp_path, scenario)
+
+
+def test_an_empty_written_on_is_the_nodes_today_in_beijing(tmp_path):
+    """成文日期 left empty is the day the node's clock says (its only clock), not the machine's."""
+    async def scenario(env, client, zhang):
+        env.ctx.clock.advance(days=3)
+        await zhang.sign_in("zhang")  # the session went idle meanwhile
+        _, page = await zhang.get("/console/send")
+        response, _ = await zhang.post_multipart("/console/send", form(csrf_of(page)))
+        assert response.status == 303
+        sent = (await env.service.outbox(_principal("张三", UNIT_A)))[0]
+        shown = await env.service.show(_principal("张三", UNIT_A), sent["doc_id"])
+        beijing = (env.ctx.clock() + dt.timedelta(hours=8)).date().isoformat()
+        assert shown["metadata"]["written_on"] == beijing
     run(tmp_path, scenario)
 
 
