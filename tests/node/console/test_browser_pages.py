@@ -74,14 +74,19 @@ def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, 
         page.wait_for_url(f"{county_url}/console/")
         assert page.inner_text("#tile-pending .tile-count") == "2"
         page.click("#tile-pending")
+        rows = page.locator("#documents tbody tr")
+        expect(rows).to_have_count(2)
         page.select_option("select[name=kind]", "函")
         page.click("text=筛选")
-        rows = page.locator("#documents tbody tr")
-        assert rows.count() == 1 and "关于商请提供防汛物资储备情况的函" in rows.first.inner_text()
+        page.wait_for_url(re.compile(r"kind=%E5%87%BD"))  # the filtered page, not the one before it
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("关于商请提供防汛物资储备情况的函")
         page.fill("input[name=q]", "冬季安全")
         page.select_option("select[name=kind]", "")
         page.click("text=筛选")
-        assert page.locator("#documents tbody tr").count() == 1
+        page.wait_for_url(re.compile(r"q=%E5%86%AC"))
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("关于做好冬季安全生产工作的通知")  # found by the search, not the 函
         page.click("text=关于做好冬季安全生产工作的通知")
 
         # The document page: metadata, the seal report in words, the body as page images, the attachment.
@@ -110,8 +115,12 @@ def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, 
         mobile.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         assert mobile.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than a phone
         shoot(mobile, "document-phone")
+        before = mobile.url
         mobile.click("#return")
-        assert mobile.locator("#done").count() == 0  # not sent: the reason is required
+        # Not sent: the browser holds the form back while the required reason is empty.
+        assert mobile.eval_on_selector("textarea[name=reason]", "t => t.validity.valueMissing")
+        expect(mobile).to_have_url(before)
+        expect(mobile.locator("#done")).to_have_count(0)
         assert "待签收" in mobile.inner_text("#doc-status")
         mobile.fill("textarea[name=reason]", "本单位无防汛物资储备职责，请转应急管理局")
         mobile.click("#return")
