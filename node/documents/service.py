@@ -5,8 +5,11 @@ unit's seal, stores the package once, writes the outbox rows and one draft per d
 one transaction, then wakes those destinations' queues. Recipients hosted on this same node are
 delivered through the same :class:`~node.federation.processor.Processor` path as envelopes from peers (with
 an outgoing link whose destination is this node), so every rule — roles, state machine, audit — is
-applied once, whichever way a message travels. A clerk's 签收, 退回, 撤回 or 催办 commits in one
-transaction with the notice it sends (a draft, or its effect when the other unit is on this node).
+applied once, whichever way a message travels. A clerk's 签收, 退回, 登记, 撤回 or 催办 commits in one
+transaction with the notice it sends (a draft, or its effect when the other unit is on this node),
+and that transaction is shared with the other clerks' actions arriving meanwhile
+(:meth:`~node.store.interfaces.GroupCommit.write_together`: one commit, one fsync for a township's
+clerks signing at once); each clerk still gets their own answer or their own error.
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ from node.federation.processor import Delivery, Processor
 from node.federation.whereabouts import Whereabouts
 from node.ops.metrics import Registry
 from node.ops.status import of_running_node, readiness_of_running_node
-from node.store import InboxRow, ListFilter, NodeStore, OutboxDocument, OutboxRecipient, OutgoingLink
+from node.store import (
+    InboxRow,
+    ListFilter,
+    NodeStore,
+    OutboxDocument,
+    OutboxRecipient,
+    OutgoingLink,
+    Transaction,
+)
 from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.service")
@@ -205,9 +216,10 @@ class DocumentService:
                             if not is_settled(SenderStatus(r.status)) and r.status != SenderStatus.FAILED.value]
         links = {o.destination: o.message_id for o in await self.store.links.links_for(doc_id)}
         now = self.ctx.clock()
-        refused, wake = [], []
-        async with self.store.transaction() as tx:
+
+        async def record(tx: Transaction) -> tuple[dict[str, list[str]], list[dict[str, str]], list[str | None]]:
             changed: dict[str, list[str]] = defaultdict(list)
+            refused, wake = [], []
             for unit in targets:
                 try:
                     await apply_sender_event(self.store, doc_id, unit, event, at=now, actor=clerk_actor(who),
@@ -220,6 +232,8 @@ class DocumentService:
                 ref = await self.store.blobs.put(notice.encode())
                 wake.append(await self.processor.queue_notice(tx, notice, ref, node, who.unit, tuple(node_units),
                                                               links.get(node)))
+            return changed, refused, wake
+        changed, refused, wake = await self.store.write_together(record)
         for node in wake:
             if node is not None:
                 self.outbound.wake(node)
@@ -314,13 +328,15 @@ class DocumentService:
             destination = self.ctx.router.node_for(row.from_unit)  # before any change: fail cleanly
             notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason)
             ref = await self.store.blobs.put(notice.encode())
-        wake = None
-        async with self.store.transaction() as tx:
+
+        async def record(tx: Transaction) -> str | None:
             before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
                                                        actor=clerk_actor(who), by=who.name, reason=reason, tx=tx)
-            if notice is not None and after != before:
-                wake = await self.processor.queue_notice(tx, notice, ref, destination, who.unit, (row.from_unit,),
-                                                         row.message_id)
+            if notice is None or after == before:
+                return None
+            return await self.processor.queue_notice(tx, notice, ref, destination, who.unit, (row.from_unit,),
+                                                     row.message_id)
+        wake = await self.store.write_together(record)  # with the node's other clerks' actions: one commit
         if wake is not None:
             self.outbound.wake(wake)
         return self._inbox_item(await self._own_inbox(who, doc_id), now)

@@ -22,17 +22,18 @@ Roles (attributes of :class:`NodeStore`):
   an outbox per consumer, and webhook subscriptions (``adapters.outbox``).
 - ``accounts`` (:class:`ConsoleAccountStore`): the console's users and sessions (``node.console``).
 - ``audit`` (:class:`AuditTrail`): the append-only hash-chained log, written inside the change's tx.
-- group commit (:class:`GroupCommit`): the acceptance hot path, many writes per transaction.
+- group commit (:class:`GroupCommit`): the hot paths — acceptance, and the clerks' actions
+  (``write_together``) — many writes per transaction and fsync.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from node.store.blobs import BlobRef, BlobSource
 from node.store.values import (
@@ -64,6 +65,8 @@ from node.store.values import (
     WebhookSubscription,
 )
 from pki.errors import GwxError
+
+T = TypeVar("T")
 
 
 class Transaction(Protocol):
@@ -248,6 +251,11 @@ class GroupCommit(Protocol):
                              forward: OutboundItem | None = None) -> Accepted: ...
     async def relay_inbound(self, pairs: Sequence[tuple[InboundEnvelope, OutboundItem]]) -> list[Any]: ...
     async def enqueue(self, item: OutboundItem) -> None: ...
+    async def write_together(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run ``work(tx)`` in a transaction shared with other writes arriving meanwhile; its result
+        once committed, or its own error (its writes undone, the others' kept). ``work`` passes
+        ``tx`` to every write and opens no transaction of its own."""
+        ...
 
 
 class NodeStore(GroupCommit, Protocol):

@@ -1,4 +1,4 @@
-"""Group commit for the hot path "accept an envelope durably".
+"""Group commit for the hot paths: accepting envelopes durably, and the clerks' own actions.
 
 Each acceptance would otherwise cost a transaction of its own: half a dozen aiosqlite round trips
 (~100 µs each) and, with ``synchronous=FULL``, one WAL fsync. Instead callers put a request on a
@@ -12,24 +12,36 @@ others. If the batch transaction itself fails (e.g. a duplicate enqueue violatin
 rolled back and every request is retried in a transaction of its own, so only the culprit fails.
 A caller that gives up (cancelled) does not cancel the write: its row may still commit, which is
 harmless because the peer will retry and get the original receipt.
+
+:meth:`GroupCommitter.write_together` does the same for any unit of work written against a
+transaction — the clerks' 签收, 退回, 登记, 撤回 and 催办 (:mod:`node.documents.service`), where a
+township's twenty clerks signing at once used to queue for the writer one transaction and one
+fsync each. Each work runs inside a SAVEPOINT of the batch's transaction: one that raises is rolled
+back to its savepoint and its caller gets the error, the others commit. A work reads through the
+store's reader connection, which does not see what earlier works of the same batch wrote; so one
+that stumbles on such a write (:class:`~node.errors.StoreConflict`: the same row changed by another
+work of the batch, a clerk's double click) is run once more on its own after the batch commits, as
+it would have run had it come a moment later. A work must pass the transaction it is given to every
+write and open none of its own (the writer is held: that would wait for ever).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from exchange_protocol.errors import EnvelopeReplayed
-from node.errors import StoreError
+from node.errors import StoreConflict, StoreError
 from node.store.sqlite.db import Database, SqliteTransaction
 from node.store.sqlite.messages import Messages
 from node.store.sqlite.queue import OutboundQueue
 from node.store.values import Accepted, InboundEnvelope, OutboundItem
 
 log = logging.getLogger("gwx.store")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,13 @@ class _Enqueue:
     item: OutboundItem
 
 
+@dataclass(frozen=True)
+class _Work:
+    """A caller's unit of work, written against the batch's transaction inside a savepoint."""
+
+    run: Callable[[SqliteTransaction], Awaitable[Any]]
+
+
 class GroupCommitter:
     def __init__(self, db: Database, messages: Messages, queue: OutboundQueue, *, max_batch: int = 512) -> None:
         self._db = db
@@ -61,6 +80,7 @@ class GroupCommitter:
         self._closing = False
         self.batches = 0       # figures for the benchmark and /metrics
         self.requests = 0
+        self.works_alone = 0   # works run again on their own after meeting a write of their batch
 
     def start(self) -> None:
         if self._task is None:
@@ -91,6 +111,12 @@ class GroupCommitter:
     async def enqueue(self, item: OutboundItem) -> None:
         """Queue an outbound envelope durably (its blob must already be stored)."""
         await self._submit(_Enqueue(item))
+
+    async def write_together(self, work: Callable[[SqliteTransaction], Awaitable[T]]) -> T:
+        """Run ``work(tx)`` in a transaction shared with the other writes that arrive meanwhile;
+        returns its result once that transaction has committed (durable), or raises its error
+        (its writes rolled back, the others' kept)."""
+        return await self._submit(_Work(work))
 
     async def _submit(self, request: Any) -> Any:
         if self._closing or self._task is None:
@@ -130,8 +156,18 @@ class GroupCommitter:
                     outcome = single
                 _settle(future, outcome)
             return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
+        for (request, future), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(request, _Work) and isinstance(outcome, StoreConflict):
+                outcome = await self._alone(request)  # it met a write of its own batch: now committed
             _settle(future, outcome)
+
+    async def _alone(self, request: _Work) -> Any:
+        self.works_alone += 1
+        try:
+            async with self._db.transaction() as tx:
+                return await request.run(tx)
+        except Exception as exc:
+            return exc
 
     async def _apply(self, tx: SqliteTransaction, requests: list[Any]) -> list[Any]:
         """Apply requests in one transaction; returns per-request results or typed errors."""
@@ -152,7 +188,25 @@ class GroupCommitter:
         enqueues = [r.item for r in requests if isinstance(r, _Enqueue)]
         if forwards or enqueues:
             await self._queue.enqueue_many(forwards + enqueues, tx=tx)
+        for i, work in enumerate(requests):
+            if isinstance(work, _Work):
+                outcomes[i] = await _in_savepoint(tx, work)
         return outcomes
+
+
+async def _in_savepoint(tx: SqliteTransaction, work: _Work) -> Any:
+    """``work``'s result, or its error with its writes undone and the batch's others kept."""
+    head = tx.audit_head  # the audit chain's head as the work found it: restored if it is undone
+    await tx.execute("SAVEPOINT work")
+    try:
+        result = await work.run(tx)
+    except Exception as exc:
+        await tx.execute("ROLLBACK TO work")
+        await tx.execute("RELEASE work")
+        tx.audit_head = head
+        return exc
+    await tx.execute("RELEASE work")
+    return result
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

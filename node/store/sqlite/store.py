@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from node.errors import BlobMissing
 from node.store.blobs import BlobStore
@@ -42,6 +42,7 @@ from node.store.values import Accepted, InboundEnvelope, OutboundItem, RecoveryR
 
 log = logging.getLogger("gwx.store")
 
+T = TypeVar("T")
 DB_NAME = "gwx.db"
 BLOB_DIR = "blobs"
 
@@ -114,6 +115,9 @@ class Store:
 
     async def enqueue(self, item: OutboundItem) -> None:
         await self.committer.enqueue(item)
+
+    async def write_together(self, work: Callable[[SqliteTransaction], Awaitable[T]]) -> T:
+        return await self.committer.write_together(work)
 
     # --- recovery and garbage -----------------------------------------------------------------
     async def recover(self, *, grace_seconds: float = 0.0) -> RecoveryReport:

@@ -1,0 +1,204 @@
+"""The clerks' actions at one node commit together (issue 8 §4: the way back was each clerk's own 签收).
+
+A township's clerks sign for the city's 通知 at once through the real document service over a real
+store: their 签收 share transactions (fewer commits than actions — one WAL fsync each), and every
+one is recorded exactly as if it had come alone — the inbox row, the audit event, the draft of the
+notice for the city. One action among them that fails (a 签收 of a document its sender recalled)
+fails alone with its own typed error; the same clerk signing twice at once is one 签收.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from exchange_protocol.ids import new_id
+from exchange_protocol.kinds import Kind, Role
+from exchange_protocol.states import ReceiverStatus
+from node.api.auth import Principal
+from node.documents.service import DocumentService
+from node.error_kinds import http_status_for
+from node.federation.outbound import Outbound
+from node.federation.tls import client_context
+from node.federation.transport import PeerClient
+from node.ops.metrics import Registry
+from node.store import InboxRow
+from node.store.opener import open_store
+from pki.errors import GwxError
+from pki.unit_code import make_unit_code
+from tests.node.federation.federation_support import node_context, provision_county_and_city
+from tests.support import PASSPHRASE
+
+UNITS = [make_unit_code(f"54371302MA{2000 + i:07d}") for i in range(16)]  # a township's villages
+SENDER = make_unit_code("11371300MB0000071")  # the city government office
+
+
+@pytest.fixture(scope="module")
+def node_dir(tmp_path_factory):
+    return provision_county_and_city(tmp_path_factory.mktemp("clerk-commit"), "签收合并测试CA",
+                                     {u: f"第{i}村村民委员会" for i, u in enumerate(UNITS)}, {SENDER: "市政府办公室"})
+
+
+class County:
+    """The county node's document service over its own store, wired as the runner wires it. Its
+    queue to the city is stopped: what the clerks' 签收 send stays in the drafts to be looked at."""
+
+    @classmethod
+    async def open(cls, node_dir, data) -> County:
+        self = cls()
+        self.ctx = node_context(node_dir / "county")
+        creds = self.ctx.config.credentials_dir
+        self.store = await open_store(data, node_id="county")
+        self.outbound = Outbound(self.ctx, self.store, PeerClient(client_context(
+            creds / "tls.crt", creds / "tls.key", self.ctx.config.trust_root_path, PASSPHRASE)), Registry())
+        await self.outbound.stop(0)  # nothing is sent in these tests
+        self.service = DocumentService(self.ctx, self.store, self.outbound, Registry())
+        return self
+
+    async def close(self) -> None:
+        await self.outbound.client.close()
+        await self.store.close()
+
+    async def delivered(self, units) -> str:
+        """The city's 通知 in each unit's inbox, as the processor places it; returns its doc id."""
+        now = self.ctx.clock()
+        doc_id, message_id = new_id(now), new_id(now)
+        package = await self.store.blobs.put(b"the package")
+        for unit in units:
+            await self.store.messages.add_inbox(InboxRow(
+                doc_id=doc_id, unit=unit, role=Role.MAIN.value, from_unit=SENDER, title="关于冬季防火的通知",
+                kind=Kind.NOTICE.value, status=ReceiverStatus.PENDING.value, package_digest=package.digest,
+                received_at=now, message_id=message_id), actor="node:city")
+        return doc_id
+
+
+def clerk(unit: str) -> Principal:
+    return Principal(f"t-{unit}", f"收发员{unit[-4:]}", "clerk", unit)
+
+
+def _fsyncs(monkeypatch) -> list[int]:
+    """Counts the fsyncs gwx asks of the OS itself (blob files and their directories; SQLite's own
+    WAL fsync, one per commit, is counted by the database's commits)."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(fd):
+        calls.append(fd)
+        return real(fd)
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+def test_concurrent_sign_for_at_one_node_share_commits_and_each_is_recorded(node_dir, tmp_path, monkeypatch):
+    async def run():
+        county = await County.open(node_dir, tmp_path / "county")
+        try:
+            doc_id = await county.delivered(UNITS)
+            commits = county.store.db.commits
+
+            items = await asyncio.gather(*(county.service.sign_for(clerk(u), doc_id) for u in UNITS))
+
+            assert [(i["unit"], i["status"], i["signed_by"]) for i in items] == \
+                [(u, "signed_for", clerk(u).name) for u in UNITS]
+            used = county.store.db.commits - commits
+            assert 1 <= used < len(UNITS) // 2, f"{used} commits for {len(UNITS)} 签收"
+            for u in UNITS:
+                row = await county.store.messages.get_inbox(doc_id, u)
+                assert (row.status, row.signed_by) == ("signed_for", clerk(u).name)
+            signed = [e for e in await county.store.audit.events(doc_id=doc_id) if e.action == "inbox.signed_for"]
+            assert sorted(e.subjects["unit"] for e in signed) == sorted(UNITS)
+            drafts = await county.store.drafts.drafts_for("city")
+            assert sorted(d.header.from_unit for d in drafts) == sorted(UNITS)
+            assert await county.store.audit.verify_chain() > 0
+        finally:
+            await county.close()
+    asyncio.run(run())
+
+
+def test_a_sign_for_that_fails_among_others_fails_alone(node_dir, tmp_path):
+    """The city recalled (撤回) the document from one unit: that clerk's 签收 is refused with its
+    own typed error (409) while the others, committed in the same transactions, all stand."""
+    async def run():
+        county = await County.open(node_dir, tmp_path / "county")
+        try:
+            doc_id = await county.delivered(UNITS)
+            recalled = UNITS[5]
+            await county.store.messages.update_inbox(doc_id, recalled, ReceiverStatus.PENDING,
+                                                     {"status": ReceiverStatus.RECALLED}, actor="node:city")
+            commits = county.store.db.commits
+
+            outcomes = await asyncio.gather(*(county.service.sign_for(clerk(u), doc_id) for u in UNITS),
+                                            return_exceptions=True)
+
+            assert county.store.db.commits - commits < len(UNITS) // 2
+            failed = {u: o for u, o in zip(UNITS, outcomes, strict=True) if isinstance(o, BaseException)}
+            assert list(failed) == [recalled]
+            assert isinstance(failed[recalled], GwxError) and http_status_for(failed[recalled]) == 409
+            assert (await county.store.messages.get_inbox(doc_id, recalled)).status == "recalled"
+            for u in UNITS:
+                if u != recalled:
+                    assert (await county.store.messages.get_inbox(doc_id, u)).status == "signed_for"
+            drafts = await county.store.drafts.drafts_for("city")
+            assert sorted(d.header.from_unit for d in drafts) == sorted(u for u in UNITS if u != recalled)
+            assert await county.store.audit.verify_chain() > 0
+        finally:
+            await county.close()
+    asyncio.run(run())
+
+
+def test_one_clerk_signing_twice_at_once_is_one_sign_for(node_dir, tmp_path):
+    """A double click: both requests answer 已签收, one 签收 is recorded and one notice drafted."""
+    async def run():
+        county = await County.open(node_dir, tmp_path / "county")
+        try:
+            doc_id = await county.delivered(UNITS[:3])
+            items = await asyncio.gather(*(county.service.sign_for(clerk(u), doc_id)
+                                           for u in (UNITS[0], UNITS[0], UNITS[1], UNITS[2], UNITS[0])))
+            assert [i["status"] for i in items] == ["signed_for"] * 5
+            signed = [e for e in await county.store.audit.events(doc_id=doc_id) if e.action == "inbox.signed_for"]
+            assert sorted(e.subjects["unit"] for e in signed) == sorted(UNITS[:3])
+            assert len(await county.store.drafts.drafts_for("city")) == 3
+        finally:
+            await county.close()
+    asyncio.run(run())
+
+
+def test_a_write_undone_in_a_batch_leaves_the_others_and_the_audit_chain_whole(tmp_path):
+    """At the store: a work that writes (an audit event) and then raises is rolled back to its
+    savepoint; the works before and after it in the same transaction commit, and the audit chain
+    they extend has no gap where the undone event was."""
+    async def run():
+        store = await open_store(tmp_path / "store")
+        try:
+            gate = asyncio.Event()
+
+            async def hold(tx):  # keeps the writer busy so the next works queue up as one batch
+                await gate.wait()
+                await store.audit.append(tx, "test", "first", {"n": 0})
+                return "first"
+
+            def work(n: int, fail: bool = False):
+                async def run(tx):
+                    await store.audit.append(tx, "test", "work", {"n": n})
+                    if fail:
+                        raise ValueError(f"work {n} fails after writing")
+                    return n
+                return run
+            first = asyncio.ensure_future(store.write_together(hold))
+            await asyncio.sleep(0.05)
+            batches = store.committer.batches
+            rest = [asyncio.ensure_future(store.write_together(work(n, fail=n == 2))) for n in range(1, 5)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
+            assert [outcomes[0], outcomes[1], outcomes[3], outcomes[4]] == ["first", 1, 3, 4]
+            assert isinstance(outcomes[2], ValueError)
+            assert store.committer.batches - batches == 1  # the four after the first: one transaction
+            events = await store.audit.events(limit=1000)
+            assert [e.subjects["n"] for e in events if e.actor == "test"] == [0, 1, 3, 4]
+            assert await store.audit.verify_chain() == len(events)
+        finally:
+            await store.close()
+    asyncio.run(run())
