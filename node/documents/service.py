@@ -229,8 +229,7 @@ class DocumentService:
                     refused.append({"unit": unit, "code": exc.code, "message": exc.message})
             for node, node_units in changed.items():
                 notice = Notice(kind, doc_id, tuple(node_units), now, by=who.name)
-                ref = await self.store.blobs.put(notice.encode())
-                wake.append(await self.processor.queue_notice(tx, notice, ref, node, who.unit, tuple(node_units),
+                wake.append(await self.processor.queue_notice(tx, notice, node, who.unit, tuple(node_units),
                                                               links.get(node)))
             return changed, refused, wake
         changed, refused, wake = await self.store.write_together(record)
@@ -323,18 +322,17 @@ class DocumentService:
                             reason: str | None) -> dict[str, Any]:
         row = await self._own_inbox(who, doc_id)
         now = self.ctx.clock()
-        notice = ref = destination = None
+        notice = destination = None
         if notify is not None:
             destination = self.ctx.router.node_for(row.from_unit)  # before any change: fail cleanly
             notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason)
-            ref = await self.store.blobs.put(notice.encode())
 
         async def record(tx: Transaction) -> str | None:
             before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
                                                        actor=clerk_actor(who), by=who.name, reason=reason, tx=tx)
             if notice is None or after == before:
                 return None
-            return await self.processor.queue_notice(tx, notice, ref, destination, who.unit, (row.from_unit,),
+            return await self.processor.queue_notice(tx, notice, destination, who.unit, (row.from_unit,),
                                                      row.message_id)
         wake = await self.store.write_together(record)  # with the node's other clerks' actions: one commit
         if wake is not None:

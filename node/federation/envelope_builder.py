@@ -352,7 +352,7 @@ def _read_notices(blobs, group: list[Draft]) -> _ReadNotices:
     read = _ReadNotices()
     for d in group:
         try:
-            data = blobs.path_for(d.payload_digest).read_bytes()
+            data = _payload(blobs, d)
             if hashlib.sha256(data).hexdigest() != d.payload_digest:
                 raise BlobDigestMismatch(f"payload blob of {d.header.message_id} does not match its digest")
             notice = decode_notice(data)
@@ -368,6 +368,11 @@ def _read_notices(blobs, group: list[Draft]) -> _ReadNotices:
     return read
 
 
+def _payload(blobs, d: Draft) -> bytes:
+    """A small draft's payload: kept in its row (a notice), else read from its blob."""
+    return d.payload if d.payload is not None else blobs.path_for(d.payload_digest).read_bytes()
+
+
 def _seal_notices(blobs, first: Draft, notices: list[Notice], sender, recipient: Recipient):
     """One batch payload sealed under ``first``'s header and stored (in a worker thread)."""
     return blobs.put_sync(seal_bundle([first.header], encode_notices(notices), sender, [recipient]).data)
@@ -379,7 +384,7 @@ def _build_bundle(blobs, group: list[Draft], sender, recipients: list[Recipient]
     headers = [d.header for d in group]
     src_path = blobs.path_for(first.payload_digest)
     if first.payload_size <= SMALL_PAYLOAD:
-        plaintext = src_path.read_bytes()
+        plaintext = _payload(blobs, first)
         if hashlib.sha256(plaintext).hexdigest() != first.payload_digest:
             raise BlobDigestMismatch(f"payload blob of {first.header.message_id} does not match its digest")
         return blobs.put_sync(seal_bundle(headers, plaintext, sender, recipients).data)

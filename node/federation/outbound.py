@@ -6,7 +6,8 @@ when it is a neighbour or a static peer, else the relay the directory's tree giv
 envelopes this node forwards for others join the same queues.
 
 The shape of Matrix Synapse's federation sender, with every state persisted (Postfix). Messages
-enter as durable *drafts* (payload blob + HeaderDraft), written by :meth:`Outbound.add` in the
+enter as durable *drafts* (payload blob — or a notice's few bytes in the draft row itself — and
+HeaderDraft), written by :meth:`Outbound.add` in the
 same transaction as the document rows that caused them; the caller wakes their destinations once
 it commits. The work is split as Synapse splits it:
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +50,12 @@ class NewMessage:
     payload_digest: str
     payload_size: int
     doc_id: str
+    payload: bytes | None = None  # a small payload (a notice) kept in the draft row itself: no blob
+
+    @classmethod
+    def inline(cls, header: HeaderDraft, payload: bytes, doc_id: str) -> NewMessage:
+        """A message whose few bytes commit with its draft (one fsync with the caller's transaction)."""
+        return cls(header, hashlib.sha256(payload).hexdigest(), len(payload), doc_id, payload)
 
 
 class Outbound:
@@ -125,7 +133,8 @@ class Outbound:
         window = dt.timedelta(seconds=self.ctx.config.retry.window_seconds)
         for m in messages:
             h = m.header
-            await self.store.drafts.add_draft(tx, Draft(h, m.payload_digest, m.payload_size, now, now + window))
+            await self.store.drafts.add_draft(tx, Draft(h, m.payload_digest, m.payload_size, now, now + window,
+                                                        m.payload))
             await self.store.links.add_links(tx, [OutgoingLink(h.message_id, m.doc_id, h.type.value,
                                                                h.destination_node, h.to_units, now)])
         return [m.header.message_id for m in messages]

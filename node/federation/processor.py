@@ -50,7 +50,7 @@ from node.federation.outbound import NewMessage, Outbound
 from node.federation.reroute import readdress_failed
 from node.federation.retry_limiter import retry_policy
 from node.ops.metrics import Registry
-from node.store import BlobRef, InboxRow, NodeStore, OutgoingLink, ReceivedEnvelope, Transaction
+from node.store import InboxRow, NodeStore, OutgoingLink, ReceivedEnvelope, Transaction
 from pki.errors import ErrorKind, GwxError, error_for_code
 
 log = logging.getLogger("gwx.processing")
@@ -206,13 +206,12 @@ class Processor:
     async def _refuse(self, received: ReceivedEnvelope, header: EnvelopeHeader | None, error: GwxError) -> None:
         """Mark ``received`` failed; a refused document also sends a bounce back, in the same
         transaction, so its sender does not wait on 已发送 for ever."""
-        notice = ref = None
+        notice = None
         if header is not None and header.type is MessageType.DOCUMENT and received.payload_digest:
             try:
                 meta = await self.read_metadata(received.payload_digest)
                 notice = Notice(MessageType.BOUNCE, meta.id, tuple(header.to_units), self.ctx.clock(),
                                 reason=f"{error.code}: {error.message}"[:1900])
-                ref = await self.store.blobs.put(notice.encode())
             except Exception:  # no readable document id: nothing the sender could match
                 log.warning("refused %s without a bounce (no readable 公文标识)", received.message_id,
                             extra={"message_id": received.message_id})
@@ -220,7 +219,7 @@ class Processor:
         async with self.store.transaction() as tx:
             if notice is not None:
                 # Addressed to the unit that sent the document: the only one its node must host.
-                wake = await self.queue_notice(tx, notice, ref, header.origin_node, None, (header.from_unit,),
+                wake = await self.queue_notice(tx, notice, header.origin_node, None, (header.from_unit,),
                                                header.message_id)
             await self.store.messages.mark_inbound(received.message_id, "failed", error=error, tx=tx)
         self._wake(wake)
@@ -298,18 +297,20 @@ class Processor:
                 raise refused[0]
         return resent_to
 
-    async def queue_notice(self, tx: Transaction, notice: Notice, ref: BlobRef, destination: str,
+    async def queue_notice(self, tx: Transaction, notice: Notice, destination: str,
                            from_unit: str | None, to_units: tuple[str, ...], in_reply_to: str | None) -> str | None:
-        """Inside ``tx``: apply ``notice`` here (this node) or record it as a draft for ``destination``.
+        """Inside ``tx``: apply ``notice`` here (this node) or record it as a draft for ``destination``,
+        its few hundred bytes in the draft row (committed with ``tx``: no blob, no fsync of its own).
 
         Returns the destination whose queue to wake once ``tx`` has committed (None: nothing to wake).
         """
         now = self.ctx.clock()
         header = self.outbound.header(notice.type, destination, from_unit, to_units, now, in_reply_to)
+        message = NewMessage.inline(header, notice.encode(), notice.doc_id)
         if destination == self.ctx.node_id:
-            await self.apply_notice(Delivery(header, ref.digest, now), notice, tx)
+            await self.apply_notice(Delivery(header, message.payload_digest, now), notice, tx)
             return None
-        await self.outbound.add(tx, [NewMessage(header, ref.digest, ref.size, notice.doc_id)], now)
+        await self.outbound.add(tx, [message], now)
         return destination
 
     async def full_report(self, package_digest: str) -> dict[str, Any]:
@@ -349,11 +350,10 @@ class Processor:
             # Quarantined: never offered for 签收. The sender learns which check failed.
             reason = "; ".join(f"{c['name']}: {c.get('code')} {c.get('message') or ''}".strip() for c in failed)
             notice = Notice(MessageType.BOUNCE, meta.id, d.header.to_units, now, reason=reason[:1900])
-            ref = await self.store.blobs.put(notice.encode())
             error = error_for_code(failed[0].get("code") or "PKG_INVALID",
                                    f"document {meta.id} refused after acknowledgement: {reason}", doc_id=meta.id)
             async with self.store.transaction() as tx:
-                wake = await self.queue_notice(tx, notice, ref, d.header.origin_node, None, (d.header.from_unit,),
+                wake = await self.queue_notice(tx, notice, d.header.origin_node, None, (d.header.from_unit,),
                                                d.header.message_id)
                 if mark:
                     await self.store.messages.mark_inbound(mark, "failed", error=error, tx=tx)
@@ -362,7 +362,6 @@ class Processor:
                         extra={"message_id": d.header.message_id, "doc_id": meta.id, "code": error.code})
             return
         ack = Notice(MessageType.TRANSPORT_ACK, meta.id, d.header.to_units, now)
-        ref = await self.store.blobs.put(ack.encode())
         async with self.store.transaction() as tx:
             for unit in d.header.to_units:
                 role = Role.MAIN if unit in meta.to else Role.COPY
@@ -377,7 +376,7 @@ class Processor:
                     if held and (held.package_digest != d.payload_digest or held.from_unit != d.header.from_unit):
                         raise DocumentConflict(f"{unit} already holds a different document with id {meta.id}",
                                                doc_id=meta.id, unit=unit)
-            wake = await self.queue_notice(tx, ack, ref, d.header.origin_node, None, (), d.header.message_id)
+            wake = await self.queue_notice(tx, ack, d.header.origin_node, None, (), d.header.message_id)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
         self._wake(wake)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
@@ -230,11 +231,11 @@ async def bounce_draft(outbound: Outbound, entry: QueueEntry, info: ErrorInfo) -
     now = ctx.clock()
     reason = f"{info.code}: {info.message} (relay {ctx.node_id}, next hop {entry.destination})"
     notice = Notice(MessageType.BOUNCE, None, header.to_units, now, reason=reason[:MAX_TEXT])
-    ref = await store.blobs.put(notice.encode())
     bounce = outbound.header(MessageType.BOUNCE, header.origin_node, None, (header.from_unit,), now,
                              in_reply_to=header.message_id)
     window = dt.timedelta(seconds=ctx.config.retry.window_seconds)
-    return Draft(bounce, ref.digest, ref.size, now, now + window)
+    data = notice.encode()  # a few hundred bytes: kept in the draft row, no blob of its own
+    return Draft(bounce, hashlib.sha256(data).hexdigest(), len(data), now, now + window, data)
 
 
 __all__ = ["OriginMismatch", "Relay", "bounce_draft", "check_peer"]

@@ -221,6 +221,7 @@ class Draft:
     payload_size: int
     created_at: datetime
     expires_at: datetime | None
+    payload: bytes | None = None  # the payload itself when kept in the row (a notice), else in the blob store
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Records of the exchange itself: envelope drafts and the links from sent messages to documents.
 
 * :class:`Drafts` — messages whose envelope cannot be built yet because the destination's
-  encryption certificate is unknown; the payload is already a durable blob. Once the envelope is
+  encryption certificate is unknown; the payload is already durable: a blob, or for a small one
+  (a notice) the row's own ``payload`` column, committed with it. Once the envelope is
   built, the sender deletes the draft (``delete_draft``) and enqueues the envelope in one transaction.
   The ``header`` column holds the :class:`~exchange_protocol.envelope.HeaderDraft` in its JSON form;
   rows written before that (keys ``message_id``, ``from_unit``…, no origin) are still read, with
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -39,12 +41,15 @@ class Drafts:
         self._node_id = node_id
 
     async def add_draft(self, tx: SqliteTransaction, draft: Draft) -> None:
+        if draft.payload is not None and (len(draft.payload) != draft.payload_size
+                                          or hashlib.sha256(draft.payload).hexdigest() != draft.payload_digest):
+            raise StoreCorrupt(f"draft {draft.header.message_id}: its payload does not match its digest and size")
         await tx.execute(
             "INSERT INTO drafts (message_id, destination, type, header, payload_digest, payload_size,"
-            " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, expires_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (draft.header.message_id, draft.header.destination_node, draft.header.type.value,
              canonical_json(draft.header.to_json()).decode("utf-8"), draft.payload_digest, draft.payload_size, to_db_time(draft.created_at),
-             to_db_time(draft.expires_at) if draft.expires_at else None))
+             to_db_time(draft.expires_at) if draft.expires_at else None, draft.payload))
 
     async def drafts_for(self, destination: str, limit: int = 100) -> list[Draft | UnreadableDraft]:
         """The destination's drafts, oldest first; a row that cannot be read comes back as an
@@ -90,7 +95,8 @@ class Drafts:
             return UnreadableDraft(r["message_id"], r["destination"],
                                    StoreCorrupt(f"draft {r['message_id']} has an unreadable header: {exc}"))
         return Draft(header, r["payload_digest"], r["payload_size"],
-                     from_db_time(r["created_at"]), from_db_time(r["expires_at"]))  # type: ignore[arg-type]
+                     from_db_time(r["created_at"]), from_db_time(r["expires_at"]),  # type: ignore[arg-type]
+                     None if r["payload"] is None else bytes(r["payload"]))
 
 
 class OutgoingLinks:

@@ -140,7 +140,7 @@ class Store:
             error = BlobMissing("the blob of a received envelope we gave a receipt for is missing", digest=digest, message_id=message_id)
             log.error(error.message, extra={"message_id": message_id, "code": error.code})
             await self.messages.mark_inbound(message_id, "corrupt", error=error)
-        corrupt_drafts = await self._missing("SELECT message_id, payload_digest FROM drafts")
+        corrupt_drafts = await self._missing("SELECT message_id, payload_digest FROM drafts WHERE payload IS NULL")
         for message_id, digest in corrupt_drafts:
             # The draft can never be built; its queued recipients will show it was never sent.
             error = BlobMissing("the payload blob of a draft is missing", digest=digest, message_id=message_id)

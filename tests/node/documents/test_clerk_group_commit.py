@@ -96,7 +96,7 @@ def test_concurrent_sign_for_at_one_node_share_commits_and_each_is_recorded(node
         county = await County.open(node_dir, tmp_path / "county")
         try:
             doc_id = await county.delivered(UNITS)
-            commits = county.store.db.commits
+            commits, fsyncs = county.store.db.commits, _fsyncs(monkeypatch)
 
             items = await asyncio.gather(*(county.service.sign_for(clerk(u), doc_id) for u in UNITS))
 
@@ -104,6 +104,7 @@ def test_concurrent_sign_for_at_one_node_share_commits_and_each_is_recorded(node
                 [(u, "signed_for", clerk(u).name) for u in UNITS]
             used = county.store.db.commits - commits
             assert 1 <= used < len(UNITS) // 2, f"{used} commits for {len(UNITS)} 签收"
+            assert fsyncs == [], "a notice is kept in its draft row: no blob (file and directory fsync) per 签收"
             for u in UNITS:
                 row = await county.store.messages.get_inbox(doc_id, u)
                 assert (row.status, row.signed_by) == ("signed_for", clerk(u).name)

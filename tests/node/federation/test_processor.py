@@ -80,7 +80,7 @@ def test_a_document_failing_its_pdf_seal_is_quarantined_and_bounced(node_dir, tm
             assert bounce.header.to_units == (SENDER,)
             sealed = bounce.header.complete(bounce.payload_size, b"\x00" * 32)
             assert decode_header(sealed.encode()) == sealed
-            notice = json.loads(await store.blobs.read_bytes(bounce.payload_digest))
+            notice = json.loads(bounce.payload)  # kept in the draft row
             assert "pdf_seal" in notice["reason"] and notice["units"] == [A]
         finally:
             await close_processor(store, outbound)

@@ -46,7 +46,7 @@ def test_the_bounce_for_a_row_of_a_bundle_names_that_rows_message(node_dir, tmp_
             assert back is not None
             assert (back.header.type, back.header.destination_node, back.header.in_reply_to) == (
                 MessageType.BOUNCE, "city", second.message_id)
-            notice = decode_notice((store.blobs.path_for(back.payload_digest)).read_bytes())
+            notice = decode_notice(back.payload)  # kept in the draft row
             assert notice.doc_id is None and notice.units == second.to_units and "ENV_UNIT_NOT_HOSTED" in notice.reason
         finally:
             await close_processor(store, outbound)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
+
+import pytest
 
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.errors import EnvelopeHeaderInvalid
 from exchange_protocol.ids import new_id
+from node.errors import StoreCorrupt
 from node.store import Draft, InboundEnvelope, OutgoingLink, StoredPeerCredentials, UnreadableDraft
 from node.store.sqlite.db import to_db_time
 from tests.node.store.conftest import open_store
@@ -35,6 +39,31 @@ def test_drafts_links_and_credentials_persist(tmp_path):
             assert [o.message_id for o in await store.links.links_for("doc-1")] == [M1]
             assert (await store.peer_credentials.get("county-a")).encryption_cert == "E"
             assert await store.drafts.draft_counts() == {"county-a": 1}
+
+    asyncio.run(run())
+
+
+def test_a_draft_whose_payload_is_in_its_row_survives_recovery_without_a_blob(tmp_path):
+    """A notice's bytes kept in its draft row: no blob exists for it, and recovery (which drops a
+    draft whose payload blob is missing) keeps it; bytes that do not match the digest are refused."""
+    notice = HeaderDraft.new(MessageType.RECEIPT, "county-a", "city", UNIT_B, (UNIT_A,), T0, dt.timedelta(days=3),
+                             in_reply_to=M1)
+    data = b'{"v":1,"type":"receipt"}'
+    digest = hashlib.sha256(data).hexdigest()
+
+    async def run():
+        async with open_store(tmp_path, node_id="county-a") as store:
+            async with store.transaction() as tx:
+                await store.drafts.add_draft(tx, Draft(notice, digest, len(data), T0, None, data))
+            with pytest.raises(StoreCorrupt):
+                async with store.transaction() as tx:
+                    await store.drafts.add_draft(tx, Draft(HEADER, digest, len(data), T0, None, b"other bytes"))
+        assert not list((tmp_path / "blobs").rglob(digest))
+        async with open_store(tmp_path, node_id="county-a") as store:
+            assert store.last_recovery.corrupt_drafts == ()
+            [draft] = await store.drafts.drafts_for("city")
+            assert (draft.header, draft.payload, draft.payload_digest) == (notice, data, digest)
+            assert await store.referenced([digest]) == set()  # nothing for garbage collection to keep
 
     asyncio.run(run())
 
