@@ -216,3 +216,48 @@ def test_sender_killed_during_submissions_delivers_exactly_what_it_acknowledged(
         lost_marks = ",".join("?" * len(lost))
         for node in (city, county):
             assert db_value(node, f"SELECT COUNT(*) FROM inbox WHERE doc_id IN ({lost_marks})", sorted(lost)) == 0
+
+
+def test_receiver_killed_while_its_clerks_sign_for_sends_back_every_acknowledged_sign_for(net, nodes):
+    """kill -9 the county while its clerks sign for (签收) at once, their actions committed together
+    with their notices' bytes in the draft rows (no blob of their own): every 签收 a clerk was
+    answered for reaches the sender once after the restart, and none the county did not commit."""
+    city, county = nodes
+    submitter = Submitter(net, "sign", n=12).start()
+    submitter.join()
+    ids = submitter.ids
+    assert_exactly_once(city, county, ids)
+    answered: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+
+    def sign(doc_id: str, unit: str) -> None:
+        try:
+            county.clerk(unit).post(f"/api/v1/inbox/{doc_id}/sign-for", {})
+        except (RemoteError, OSError):  # the node died under this 签收
+            return
+        with lock:
+            answered.add((doc_id, unit))
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(sign, d, u) for d in ids for u in (A1, A2)]
+        wait_for(lambda: len(answered) >= 6, 60, interval=0.01, what="6 签收 answered")
+        net.kill(county)
+        for f in futures:
+            f.result(timeout=120)
+    marks = ",".join("?" * len(ids))
+    committed = set(db_rows(county, f"SELECT doc_id, unit_code FROM inbox WHERE doc_id IN ({marks})"
+                                    " AND status = 'signed_for'", ids))
+    assert answered <= committed < {(d, u) for d in ids for u in (A1, A2)}, "the kill was meant to cut some off"
+    assert verify_audit_chain(county) > 0
+    net.start(county)
+
+    def at_sender() -> set[tuple[str, str]]:
+        return set(db_rows(city, f"SELECT doc_id, unit_code FROM outbox_recipients WHERE doc_id IN ({marks})"
+                                 " AND status = 'signed_for'", ids))
+    wait_for(lambda: at_sender() == committed, 60, interval=0.2, what="every committed 签收 at the sender")
+    # Once each: one recipient.signed_for per (document, unit) in the sender's audit trail.
+    events = db_rows(city, "SELECT doc_id, json_extract(subjects, '$.unit'), COUNT(*) FROM audit"
+                           f" WHERE action = 'recipient.signed_for' AND doc_id IN ({marks}) GROUP BY 1, 2", ids)
+    assert {(d, u) for d, u, _ in events} == committed and all(n == 1 for *_, n in events)
+    wait_for(lambda: db_value(county, "SELECT COUNT(*) FROM drafts") == 0, 30, what="the county's drafts sent")
+    for node in (city, county):
+        assert verify_audit_chain(node) > 0
