@@ -366,6 +366,13 @@ async def _outbox(request: web.Request) -> web.Response:
 
 
 async def _track(request: web.Request) -> web.Response:
+    """``?recipients=false``: the document and its counts only (what a sender polling a 通知 to
+    thousands of units needs), without each recipient's view and without asking the relays."""
+    wanted = request.query.get("recipients", "true")
+    if wanted not in ("true", "false"):
+        raise _bad_param("recipients", "recipients must be true or false")
+    if wanted == "false":
+        return _json(await request.app[SERVICE].track(request[PRINCIPAL], doc_id_of(request), recipients=False))
     return _json(await request.app[SERVICE].track(request[PRINCIPAL], doc_id_of(request), where=True))
 
 

@@ -70,6 +70,7 @@ SCHEMAS: Json = {
     "Tracking": _object({"doc": _ref("OutboxItem"), "recipients": {"type": "array", "items": _ref("RecipientView")}},
                         {"metadata": _ref("Meta"),  # these two in GET /documents/{id} of a document sent
                          "attachments": {"type": "array", "items": _object({"name": STR, "size": INT})}}),
+    "TrackingSummary": {**_object({"doc": _ref("OutboxItem")}), "additionalProperties": False},
     "InboxItem": _object({
         "doc_id": STR, "unit": STR, "from_unit": STR, "title": STR, "kind": {"enum": KINDS},
         "urgency": _nullable(STR), "deadline": _nullable(DATETIME), "status": {"enum": RECEIVER_STATUSES},
@@ -192,7 +193,11 @@ def build_openapi(node_id: str = "") -> Json:
                                       params=_filters(SENDER_STATUSES, "recipient unit code"), op_id="outbox")},
         "/api/v1/outbox/{doc_id}": {"get": _op(
             "who has signed for a sent document (跟踪), and where the message for each recipient not yet "
-            "delivered waits", clerk, _ref("Tracking"), params=[DOC_ID], errors=doc_errors, op_id="track")},
+            "delivered waits; with recipients=false the document and its counts only",
+            clerk, {"oneOf": [_ref("Tracking"), _ref("TrackingSummary")]},
+            params=[DOC_ID, {"name": "recipients", "in": "query", "schema": {"enum": ["true", "false"]},
+                             "description": "false: no recipient list (a few ms for thousands of recipients)"}],
+            errors=doc_errors, op_id="track")},
         "/api/v1/outbox/{doc_id}/recall": {"post": _op(
             "撤回 (recall) from all or the given recipients not yet signed for", clerk, _ref("Tracking"),
             params=[DOC_ID], body=_json_body("UnitsRequest"), errors=(*doc_errors, "413"), op_id="recall")},

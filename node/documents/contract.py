@@ -15,6 +15,7 @@ Shapes (keys are a contract; Chinese values intact):
 ``OutboxItem``: {"doc_id", "from_unit", "title", "kind", "doc_number"|null, "deadline"|null,
     "created_at", "counts": {status: n}, "overdue": bool}
 ``Tracking``: {"doc": OutboxItem, "recipients": [RecipientView, …]}
+``TrackingSummary``: {"doc": OutboxItem}
 ``InboxItem``: {"doc_id", "unit", "from_unit", "title", "kind", "urgency"|null, "deadline"|null,
     "status" ("pending"|"signed_for"|"registered"|"returned"|"recalled"), "status_label",
     "signed_by"|null, "signed_at"|null, "return_reason"|null, "urge_count", "received_at", "overdue",
@@ -58,10 +59,11 @@ class DocumentServiceApi(Protocol):
         """OutboxItems of ``who``'s unit, newest first; ``unit`` filters by recipient unit; ``since`` /
         ``until`` by when it was sent; ``search`` keeps those whose title or 发文字号 contains it."""
 
-    async def track(self, who: Principal, doc_id: str, *, where: bool = False) -> Json:
+    async def track(self, who: Principal, doc_id: str, *, where: bool = False, recipients: bool = True) -> Json:
         """Tracking: the document and one RecipientView per recipient unit; with ``where``, each view
         also says where the message for a recipient not yet delivered waits (``where``: its stops
-        from this node on and one plain line; null for the others)."""
+        from this node on and one plain line; null for the others). Without ``recipients``,
+        TrackingSummary: the document and its counts only (cheap to poll for thousands of recipients)."""
 
     async def recall(self, who: Principal, doc_id: str, units: list[str] | None = None) -> Json:
         """撤回 for all (or the given) recipients not yet signed for; returns Tracking."""

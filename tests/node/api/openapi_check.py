@@ -54,6 +54,9 @@ def check(value: Any, schema: dict, where: str = "$") -> None:
             if key in value:
                 check(value[key], sub, f"{where}.{key}")
         extra = schema.get("additionalProperties")
+        if extra is False:
+            unknown = set(value) - set(schema.get("properties", {}))
+            assert not unknown, f"{where}: properties {sorted(unknown)} not allowed"
         if isinstance(extra, dict):
             for key, item in value.items():
                 if key not in schema.get("properties", {}):

@@ -367,6 +367,20 @@ def test_recall_and_urge_bodies_are_validated(env, body, code):
     run(env, scenario)
 
 
+def test_tracking_without_recipients_gives_the_counts_alone(env):
+    async def scenario(client):
+        a = env.auth(env.clerk_a)
+        doc_id = await send(client, env)
+        full = await (await client.get(f"/api/v1/outbox/{doc_id}", headers=a)).json()
+        brief = await (await client.get(f"/api/v1/outbox/{doc_id}?recipients=false", headers=a)).json()
+        assert brief == {"doc": full["doc"]} and brief["doc"]["counts"] == {"delivered": 2}
+        await expect_error(await client.get(f"/api/v1/outbox/{doc_id}?recipients=no", headers=a), 400,
+                           "API_BAD_PARAMETER")
+        await expect_error(await client.get(f"/api/v1/outbox/{doc_id}?recipients=false",
+                                            headers=env.auth(env.clerk_b)), 404, "API_NOT_FOUND")
+    run(env, scenario)
+
+
 def test_outbox_actions_and_inbox_lifecycle(env):
     async def scenario(client):
         a, b = env.auth(env.clerk_a), env.auth(env.clerk_b)

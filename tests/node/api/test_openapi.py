@@ -89,6 +89,7 @@ def test_responses_match_the_declared_schemas(env):
                 ("get", "/readyz", "/readyz", {}, None),
                 ("get", "/api/v1/outbox", "/api/v1/outbox", a, None),
                 ("get", "/api/v1/outbox/{doc_id}", f"/api/v1/outbox/{doc_id}", a, None),
+                ("get", "/api/v1/outbox/{doc_id}", f"/api/v1/outbox/{doc_id}?recipients=false", a, None),
                 ("post", "/api/v1/outbox/{doc_id}/urge", f"/api/v1/outbox/{doc_id}/urge", a, {"units": [UNIT_B]}),
                 ("get", "/api/v1/inbox", "/api/v1/inbox", b, None),
                 ("get", "/api/v1/inbox/{doc_id}", f"/api/v1/inbox/{doc_id}", b, None),
