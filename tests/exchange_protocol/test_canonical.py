@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from hypothesis import given
@@ -60,6 +61,32 @@ def test_nesting_is_bounded_on_both_sides() -> None:
         load_json(b"[" * (MAX_DEPTH + 2) + b"]" * (MAX_DEPTH + 2), max_bytes=1000)
     with pytest.raises(MalformedJson):
         load_json(b"[" * 100_000 + b"]" * 100_000, max_bytes=10**6)
+
+
+@pytest.mark.parametrize(("data", "depth"), [
+    (b"1", 0), (b"{}", 0), (b"[]", 0), (b'{"a":1}', 1), (b"[[]]", 1), (b'[1,[2,{"b":[]}],{}]', 3),
+    (b'{"a":[1,2,{"c":{"d":null}}],"e":"x"}', 4),
+])
+def test_nesting_is_measured_to_the_deepest_value(data, depth) -> None:
+    nested = b"[" * (MAX_DEPTH - depth) + data + b"]" * (MAX_DEPTH - depth)
+    load_json(nested, max_bytes=10_000)  # exactly at the limit: accepted
+    with pytest.raises(MalformedJson):
+        load_json(b"[" + nested + b"]", max_bytes=10_000)
+
+
+def test_a_long_flat_list_costs_about_what_parsing_it_costs() -> None:
+    """A META.json naming 3,600 recipients is parsed several times by every node it reaches: the
+    nesting check must not cost many times the parse (it cost ~15× json.loads before)."""
+    data = json.dumps({"to": [f"11430700MB{i:07d}X" for i in range(3600)], "cc": [], "title": "通知"}).encode()
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(15):
+            began = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - began)
+        return min(times)
+    assert best(lambda: load_json(data, max_bytes=10**6)) < 4 * best(lambda: json.loads(data))
 
 
 @pytest.mark.parametrize("data", [
