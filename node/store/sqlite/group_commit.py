@@ -143,6 +143,9 @@ class GroupCommitter:
     async def _commit(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         self.batches += 1
         self.requests += len(batch)
+        if len(batch) == 1 and isinstance(batch[0][0], _Work):
+            _settle(batch[0][1], await self._alone(batch[0][0], count=False))  # no savepoint needed
+            return
         try:
             async with self._db.transaction() as tx:
                 outcomes = await self._apply(tx, [request for request, _ in batch])
@@ -161,8 +164,9 @@ class GroupCommitter:
                 outcome = await self._alone(request)  # it met a write of its own batch: now committed
             _settle(future, outcome)
 
-    async def _alone(self, request: _Work) -> Any:
-        self.works_alone += 1
+    async def _alone(self, request: _Work, *, count: bool = True) -> Any:
+        """``request`` in a transaction of its own: its result, or its error with it rolled back."""
+        self.works_alone += count
         try:
             async with self._db.transaction() as tx:
                 return await request.run(tx)

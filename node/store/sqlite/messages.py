@@ -231,17 +231,16 @@ class Messages:
         event = NewEvent(actor, action or f"recipient.{new_status}", {"doc_id": doc_id, "unit": unit},
                          {"from": _v(expected_status), **_jsonable(changes), **dict(details or {})})
         async with self._db.maybe_transaction(tx) as t:
-            await self._cas(t, "outbox_recipients", sets, params, doc_id, unit, _v(expected_status), event)
-            row = await t.fetchone("SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code = ?",
-                                   (doc_id, unit))
+            row = await self._cas(t, "outbox_recipients", sets, params, doc_id, unit, _v(expected_status), event)
         return _recipient(row)
 
     async def _cas(self, t: SqliteTransaction, table: str, sets: list[str], params: list[Any], doc_id: str,
-                   unit: str, expected: str, event: NewEvent) -> None:
-        changed = await t.execute(
-            f"UPDATE {table} SET {', '.join(sets)} WHERE doc_id = ? AND unit_code = ? AND status = ?",
+                   unit: str, expected: str, event: NewEvent) -> Any:
+        """The row as changed (``RETURNING``: one statement, not an UPDATE and a SELECT)."""
+        changed = await t.fetchone(
+            f"UPDATE {table} SET {', '.join(sets)} WHERE doc_id = ? AND unit_code = ? AND status = ? RETURNING *",
             (*params, doc_id, unit, expected))
-        if not changed:
+        if changed is None:
             row = await t.fetchone(f"SELECT status FROM {table} WHERE doc_id = ? AND unit_code = ?",
                                    (doc_id, unit))
             if row is None:
@@ -249,6 +248,7 @@ class Messages:
             raise StoreConflict(f"the row is now {row['status']} (expected {expected}); refresh and try again",
                                 doc_id=doc_id, unit=unit, status=row["status"], expected=expected)
         await self._audit.append_many(t, [event])
+        return changed
 
     async def get_outbox(self, doc_id: str, *, recipients: bool = True) -> OutboxDocument | None:
         """A sent document; without ``recipients`` its row alone (``recipients`` empty), for a view
@@ -368,8 +368,7 @@ class Messages:
                           **_jsonable({k: v for k, v in changes.items() if k != "verification"}),
                           **dict(details or {})})
         async with self._db.maybe_transaction(tx) as t:
-            await self._cas(t, "inbox", sets, params, doc_id, unit, _v(expected_status), event)
-            row = await t.fetchone("SELECT * FROM inbox WHERE doc_id = ? AND unit_code = ?", (doc_id, unit))
+            row = await self._cas(t, "inbox", sets, params, doc_id, unit, _v(expected_status), event)
         return _inbox(row)
 
     async def get_inbox(self, doc_id: str, unit: str) -> InboxRow | None:
