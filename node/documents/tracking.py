@@ -5,10 +5,12 @@ updates. These two functions load a row, let the state machine compute the next 
 only if the stored status is still the one the decision was based on — retrying from a fresh read
 when another writer got there first. A duplicate or stale event writes nothing.
 
-With ``tx`` the write joins the caller's transaction (so a state change and the notice it causes,
-or a notice and the mark that it was applied, commit together). Inside a transaction the writer
-lock is held, so the committed state read beforehand cannot change under us; a conflict there is
-raised rather than retried. A row that changed under every one of the :data:`ATTEMPTS` is
+With ``tx`` the row is read and written through the caller's transaction (so a state change and
+the notice it causes, or a notice and the mark that it was applied, commit together). It must be
+read through ``tx``: the reader connection sees only committed rows, not what earlier clerk actions
+of the same group-commit batch wrote (a 催办 counted, a 签收 made), and a decision on that stale row
+would overwrite them. Inside a transaction the writer lock is held, so the row read cannot change
+under us; a conflict there is raised rather than retried. A row that changed under every one of the :data:`ATTEMPTS` is
 :class:`~node.errors.StoreContended`: busy, transient — the caller tries again later.
 
 :func:`apply_transport_outcome` is the sender's side of the wire: what happened to a message we
@@ -50,7 +52,7 @@ async def apply_sender_event(store: NodeStore, doc_id: str, unit: str, event: Ev
                              details: dict[str, Any] | None = None, tx: Transaction | None = None) -> RecipientRow:
     """Move the sender-side row of ``unit`` for ``doc_id``; returns the row as stored afterwards."""
     for _ in range(ATTEMPTS):
-        current = await store.messages.get_outbox_recipient(doc_id, unit)
+        current = await store.messages.get_outbox_recipient(doc_id, unit, tx=tx)
         if current is None:
             raise StoreNotFound(f"document {doc_id} has no recipient {unit}", doc_id=doc_id, unit=unit)
         before = _sender_row(current)
@@ -76,7 +78,7 @@ async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: 
                                tx: Transaction | None = None) -> tuple[RecipientRow, RecipientRow]:
     """Move ``unit``'s inbox row for ``doc_id``; returns (before, after)."""
     for _ in range(ATTEMPTS):
-        current = await store.messages.get_inbox(doc_id, unit)
+        current = await store.messages.get_inbox(doc_id, unit, tx=tx)
         if current is None:
             raise StoreNotFound(f"unit {unit} has no document {doc_id}", doc_id=doc_id, unit=unit)
         before = _receiver_row(current)

@@ -435,7 +435,7 @@ class Processor:
             return tuple(moved)
         event = NOTICE_EVENTS_RECEIVER[notice.type]
         for unit in notice.units:
-            row = await self.store.messages.get_inbox(notice.doc_id, unit)
+            row = await self.store.messages.get_inbox(notice.doc_id, unit, tx=tx)
             if row is None and await self._document_still_pending(d):
                 raise NodeUnavailable(f"{notice.type.value} for {notice.doc_id} arrived before its document was "
                                       "applied", code="NOTICE_EARLY", doc_id=notice.doc_id)

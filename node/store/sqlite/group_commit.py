@@ -17,12 +17,14 @@ harmless because the peer will retry and get the original receipt.
 transaction — the clerks' 签收, 退回, 登记, 撤回 and 催办 (:mod:`node.documents.service`), where a
 township's twenty clerks signing at once used to queue for the writer one transaction and one
 fsync each. Each work runs inside a SAVEPOINT of the batch's transaction: one that raises is rolled
-back to its savepoint and its caller gets the error, the others commit. A work reads through the
-store's reader connection, which does not see what earlier works of the same batch wrote; so one
-that stumbles on such a write (:class:`~node.errors.StoreConflict`: the same row changed by another
-work of the batch, a clerk's double click) is run once more on its own after the batch commits, as
-it would have run had it come a moment later. A work must pass the transaction it is given to every
-write and open none of its own (the writer is held: that would wait for ever).
+back to its savepoint and its caller gets the error, the others commit. A work must read the rows
+it decides on through the transaction it is given (``get_inbox(..., tx=tx)``): the store's reader
+connection does not see what earlier works of the same batch wrote, and a decision on such a stale
+row would overwrite their work (three 催办 counted once, a 催办 erased by the 签收 after it). Should a
+work still meet a write of its batch (:class:`~node.errors.StoreConflict`), it is run once more on
+its own after the batch commits, as it would have run had it come a moment later. A work must pass
+the transaction it is given to every write and open none of its own (the writer is held: that would
+wait for ever).
 """
 
 from __future__ import annotations

@@ -270,10 +270,12 @@ class Messages:
                 counts[row[0]][row[1]] = row[2]
         return counts
 
-    async def get_outbox_recipient(self, doc_id: str, unit: str) -> OutboxRecipient | None:
-        """One recipient's row: what an event about that recipient needs (not the document's whole list)."""
-        row = await self._db.fetchone("SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code = ?",
-                                      (doc_id, unit))
+    async def get_outbox_recipient(self, doc_id: str, unit: str, *,
+                                   tx: SqliteTransaction | None = None) -> OutboxRecipient | None:
+        """One recipient's row: what an event about that recipient needs (not the document's whole list).
+        With ``tx``, as that transaction sees it (with its own writes, which the reader cannot see)."""
+        row = await (tx or self._db).fetchone("SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code = ?",
+                                              (doc_id, unit))
         return _recipient(row) if row is not None else None
 
     async def list_outbox(self, flt: ListFilter = ListFilter(), *, recipients: bool = True) -> Page[OutboxDocument]:
@@ -371,8 +373,10 @@ class Messages:
             row = await self._cas(t, "inbox", sets, params, doc_id, unit, _v(expected_status), event)
         return _inbox(row)
 
-    async def get_inbox(self, doc_id: str, unit: str) -> InboxRow | None:
-        row = await self._db.fetchone("SELECT * FROM inbox WHERE doc_id = ? AND unit_code = ?", (doc_id, unit))
+    async def get_inbox(self, doc_id: str, unit: str, *, tx: SqliteTransaction | None = None) -> InboxRow | None:
+        """``unit``'s row of ``doc_id``; with ``tx``, as that transaction sees it (its own writes too)."""
+        row = await (tx or self._db).fetchone("SELECT * FROM inbox WHERE doc_id = ? AND unit_code = ?",
+                                              (doc_id, unit))
         return _inbox(row) if row else None
 
     async def list_inbox(self, flt: ListFilter = ListFilter()) -> Page[InboxRow]:

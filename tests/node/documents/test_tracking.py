@@ -26,10 +26,10 @@ def _always_stale(store, method: str):
     first: dict = {}
     reads = []
 
-    async def stale(*args):
+    async def stale(*args, tx=None):
         reads.append(args)
         if args not in first:
-            first[args] = await real(*args)
+            first[args] = await real(*args, tx=tx)
         return first[args]
     setattr(store.messages, method, stale)
     return reads
