@@ -345,7 +345,11 @@ async def current_version(db: Database) -> int:
 
 
 async def migrate(db: Database, now: datetime, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
-    """Bring the database to the newest schema; returns the versions applied (empty if none)."""
+    """Bring the database to the newest schema; returns the versions applied (empty if none).
+
+    Every migration whose version is missing from ``schema_version`` is applied, in order — not only
+    those above the newest applied: branches merged out of order (a database already at 11 from one
+    branch, 10 merged later from another) must still get the one that landed late."""
     known = migrations[-1].version if migrations else 0
     applied: list[int] = []
     async with db.transaction() as tx:
@@ -353,13 +357,13 @@ async def migrate(db: Database, now: datetime, migrations: tuple[Migration, ...]
             version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
     for migration in migrations:
         async with db.transaction() as tx:
-            row = await tx.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            have = int(row[0])
+            done = {int(r[0]) for r in await tx.fetchall("SELECT version FROM schema_version")}
+            have = max(done, default=0)
             if have > known:
                 raise StoreSchemaTooNew(
                     f"the database is at schema version {have}, newer than the {known} this gwx knows; upgrade gwx",
                     path=str(db.path), version=have, supported=known)
-            if have >= migration.version:
+            if migration.version in done:
                 continue
             for statement in migration.statements:
                 await tx.execute(statement)

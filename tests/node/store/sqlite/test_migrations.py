@@ -65,3 +65,24 @@ def test_database_from_newer_gwx_is_refused(tmp_path):
         finally:
             await db.close()
     asyncio.run(main())
+
+
+def test_a_migration_older_than_the_newest_applied_is_applied_all_the_same(tmp_path):
+    """Branches merged out of order: a database already at 3 that never had 2 (it came with another
+    branch) gets 2 when a gwx that has it opens it, and 1 and 3 are not run again."""
+    one = Migration(1, "one", ("CREATE TABLE one (x INTEGER)",))
+    two = Migration(2, "two, merged late", ("CREATE TABLE two (x INTEGER)",))
+    three = Migration(3, "three", ("CREATE TABLE three (x INTEGER)",))
+
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            assert await migrate(db, T0, (one, three)) == [1, 3]
+            assert await migrate(db, T0, (one, two, three)) == [2]
+            assert await db.fetchone("SELECT name FROM sqlite_master WHERE name = 'two'") is not None
+            rows = await db.fetchall("SELECT version FROM schema_version ORDER BY version")
+            assert [r[0] for r in rows] == [1, 2, 3]
+            assert await migrate(db, T0, (one, two, three)) == []
+        finally:
+            await db.close()
+    asyncio.run(main())
