@@ -241,10 +241,8 @@ class DocumentService:
                 wake.append(await self.processor.queue_notice(tx, notice, node, who.unit, tuple(node_units),
                                                               links.get(node)))
             return changed, refused, wake
-        changed, refused, wake = await self.store.write_together(record)
-        for node in wake:
-            if node is not None:
-                self.outbound.wake(node)
+        # The notices' queues are woken by the writer once committed: also if this caller is cancelled.
+        changed, refused, _ = await self.store.write_together(record, after=lambda done: self._wake(done[2]))
         if not changed:
             act = "撤回" if event is Event.RECALLED else "催办"
             why = "; ".join(f"{r['unit']}: {r['message']}" for r in refused) or \
@@ -343,10 +341,16 @@ class DocumentService:
                 return None
             return await self.processor.queue_notice(tx, notice, destination, who.unit, (row.from_unit,),
                                                      row.message_id)
-        wake = await self.store.write_together(record)  # with the node's other clerks' actions: one commit
-        if wake is not None:
-            self.outbound.wake(wake)
+        # With the node's other clerks' actions: one commit; the notice's queue is woken by the writer
+        # once committed (also if this caller is cancelled meanwhile).
+        await self.store.write_together(record, after=lambda node: self._wake([node]))
         return self._inbox_item(await self._own_inbox(who, doc_id), now)
+
+    def _wake(self, nodes: list[str | None]) -> None:
+        """Wake the queues of the nodes a committed clerk action drafted notices for."""
+        for node in nodes:
+            if node is not None:
+                self.outbound.wake(node)
 
     # ---- operators ---------------------------------------------------------------------------------
     async def node_status(self, who: Principal) -> dict[str, Any]:

@@ -253,10 +253,12 @@ class GroupCommit(Protocol):
                              forward: OutboundItem | None = None) -> Accepted: ...
     async def relay_inbound(self, pairs: Sequence[tuple[InboundEnvelope, OutboundItem]]) -> list[Any]: ...
     async def enqueue(self, item: OutboundItem) -> None: ...
-    async def write_together(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+    async def write_together(self, work: Callable[[Transaction], Awaitable[T]], *,
+                             after: Callable[[T], None] | None = None) -> T:
         """Run ``work(tx)`` in a transaction shared with other writes arriving meanwhile; its result
         once committed, or its own error (its writes undone, the others' kept). ``work`` passes
-        ``tx`` to every write and opens no transaction of its own."""
+        ``tx`` to every write and opens no transaction of its own. ``after(result)`` runs once the
+        work has committed, even if the caller was cancelled meanwhile."""
         ...
 
 

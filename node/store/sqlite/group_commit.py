@@ -69,6 +69,7 @@ class _Work:
     """A caller's unit of work, written against the batch's transaction inside a savepoint."""
 
     run: Callable[[SqliteTransaction], Awaitable[Any]]
+    after: Callable[[Any], None] | None = None  # given the result once committed, even if its caller gave up
 
 
 class GroupCommitter:
@@ -114,11 +115,15 @@ class GroupCommitter:
         """Queue an outbound envelope durably (its blob must already be stored)."""
         await self._submit(_Enqueue(item))
 
-    async def write_together(self, work: Callable[[SqliteTransaction], Awaitable[T]]) -> T:
+    async def write_together(self, work: Callable[[SqliteTransaction], Awaitable[T]], *,
+                             after: Callable[[T], None] | None = None) -> T:
         """Run ``work(tx)`` in a transaction shared with the other writes that arrive meanwhile;
         returns its result once that transaction has committed (durable), or raises its error
-        (its writes rolled back, the others' kept)."""
-        return await self._submit(_Work(work))
+        (its writes rolled back, the others' kept). ``after(result)`` is called by the writer once
+        the work has committed — also when its caller was cancelled meanwhile, which a caller's own
+        code after the ``await`` would not be: what must follow a commit (waking the queue of the
+        notice it drafted) belongs there."""
+        return await self._submit(_Work(work, after))
 
     async def _submit(self, request: Any) -> Any:
         if self._closing or self._task is None:
@@ -146,7 +151,8 @@ class GroupCommitter:
         self.batches += 1
         self.requests += len(batch)
         if len(batch) == 1 and isinstance(batch[0][0], _Work):
-            _settle(batch[0][1], await self._alone(batch[0][0], count=False))  # no savepoint needed
+            request, future = batch[0]
+            _settle(future, _then(request, await self._alone(request, count=False)))  # no savepoint needed
             return
         try:
             async with self._db.transaction() as tx:
@@ -159,12 +165,12 @@ class GroupCommitter:
                         outcome = (await self._apply(tx, [request]))[0]
                 except Exception as single:
                     outcome = single
-                _settle(future, outcome)
+                _settle(future, _then(request, outcome))
             return
         for (request, future), outcome in zip(batch, outcomes, strict=True):
             if isinstance(request, _Work) and isinstance(outcome, StoreConflict):
                 outcome = await self._alone(request)  # it met a write of its own batch: now committed
-            _settle(future, outcome)
+            _settle(future, _then(request, outcome))
 
     async def _alone(self, request: _Work, *, count: bool = True) -> Any:
         """``request`` in a transaction of its own: its result, or its error with it rolled back."""
@@ -213,6 +219,16 @@ async def _in_savepoint(tx: SqliteTransaction, work: _Work) -> Any:
         return exc
     await tx.execute("RELEASE work")
     return result
+
+
+def _then(request: Any, outcome: Any) -> Any:
+    """Run a committed work's ``after`` with its result; returns the outcome to give its caller."""
+    if isinstance(request, _Work) and request.after is not None and not isinstance(outcome, BaseException):
+        try:
+            request.after(outcome)
+        except Exception:  # the work is committed: its caller gets its result all the same
+            log.exception("what follows a committed write failed")
+    return outcome
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -116,8 +116,9 @@ class Store:
     async def enqueue(self, item: OutboundItem) -> None:
         await self.committer.enqueue(item)
 
-    async def write_together(self, work: Callable[[SqliteTransaction], Awaitable[T]]) -> T:
-        return await self.committer.write_together(work)
+    async def write_together(self, work: Callable[[SqliteTransaction], Awaitable[T]], *,
+                             after: Callable[[T], None] | None = None) -> T:
+        return await self.committer.write_together(work, after=after)
 
     # --- recovery and garbage -----------------------------------------------------------------
     async def recover(self, *, grace_seconds: float = 0.0) -> RecoveryReport:

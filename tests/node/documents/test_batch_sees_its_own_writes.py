@@ -41,8 +41,11 @@ async def one_batch(county: County):
     await asyncio.sleep(0.1)  # every action has read what it reads before the batch and is queued
     gate.set()
     await held
-    await asyncio.sleep(0)
-    county.batches_used = county.store.committer.batches - batches
+    county.batches_used = county.store.committer.batches - batches  # the actions' batch has begun
+
+    async def nothing(tx):
+        return None
+    await county.store.write_together(nothing)  # committed after the actions' batch: it is done
 
 
 async def _sent(county: County, sender: str, unit: str, node: str) -> str:
@@ -117,6 +120,29 @@ def test_a_register_after_its_sign_for_in_one_batch_is_done(node_dir, tmp_path):
             assert county.batches_used == 1
             assert registered["status"] == "registered"
             assert (await county.store.messages.get_inbox(doc_id, UNITS[0])).status == "registered"
+        finally:
+            await county.close()
+    asyncio.run(run())
+
+
+def test_a_sign_for_whose_caller_gave_up_still_wakes_the_queue_of_its_notice(node_dir, tmp_path):
+    """The clerk's request is cancelled (the browser closed) while its 签收 waits in a batch: the
+    签收 commits all the same, and so its notice must not sleep in its draft until some other wake
+    or a restart — the queue to the city is woken once the batch has committed."""
+    async def run():
+        county = await County.open(node_dir, tmp_path / "county")
+        try:
+            doc_id = await county.delivered(UNITS[:1])
+            async with one_batch(county):
+                sign = asyncio.ensure_future(county.service.sign_for(clerk(UNITS[0]), doc_id))
+                await asyncio.sleep(0.05)
+                sign.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sign
+            assert (await county.store.messages.get_inbox(doc_id, UNITS[0])).status == "signed_for"
+            assert len(await county.store.drafts.drafts_for("city")) == 1
+            city = county.outbound.queues.get("city")
+            assert city is not None and city._wakeup.is_set(), "the notice's queue was never woken"
         finally:
             await county.close()
     asyncio.run(run())
