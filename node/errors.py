@@ -39,6 +39,7 @@ __all__ = [
     "StoreError",
     "StoreNotFound",
     "StoreSchemaTooNew",
+    "StoreSqliteTooOld",
 ]
 
 
@@ -202,6 +203,13 @@ class StoreDuplicate(StoreConflict):
 class StoreNotFound(StoreError):
     code = "STORE_NOT_FOUND"
     kind = ErrorKind.NOT_FOUND
+
+
+class StoreSqliteTooOld(StoreError):
+    """The SQLite library Python was built with lacks what the store uses (UPDATE … RETURNING)."""
+
+    code = "STORE_SQLITE_TOO_OLD"
+    kind = ErrorKind.INTERNAL
 
 
 class StoreSchemaTooNew(StoreError):

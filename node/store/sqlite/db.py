@@ -37,11 +37,13 @@ from typing import Any
 
 import aiosqlite
 
-from node.errors import StoreError
+from node.errors import StoreError, StoreSqliteTooOld
 
 log = logging.getLogger("gwx.store")
 
 BUSY_TIMEOUT_MS = 10_000
+# UPDATE … RETURNING (the compare-and-set updates read their row back in one statement) came in 3.35.
+MIN_SQLITE = (3, 35, 0)
 
 _WRITER_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -110,6 +112,11 @@ class Database:
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:  # refused before the first 签收 fails on it
+            raise StoreSqliteTooOld(
+                f"this Python's SQLite is {sqlite3.sqlite_version}; gwx needs SQLite "
+                f"{'.'.join(map(str, MIN_SQLITE))} or newer (Debian 12, or a Python built with a newer SQLite)",
+                version=sqlite3.sqlite_version, needed=".".join(map(str, MIN_SQLITE)))
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _connect(path, _WRITER_PRAGMAS)

@@ -116,3 +116,22 @@ def test_a_transaction_cancelled_during_begin_leaves_the_writer_usable(tmp_path)
             await db.close()
 
     asyncio.run(main())
+
+
+def test_an_sqlite_older_than_3_35_is_refused_with_a_typed_error(tmp_path, monkeypatch):
+    """The store's compare-and-set updates use UPDATE … RETURNING (SQLite 3.35): with an older
+    library a node must refuse to open its database with a clear error, not fail at the first 签收."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+
+    async def main():
+        try:
+            db = await Database.open(tmp_path / "n.db")
+        except StoreError as exc:
+            return exc
+        await db.close()
+        return None
+    refused = asyncio.run(main())
+    assert isinstance(refused, StoreError) and refused.code == "STORE_SQLITE_TOO_OLD"
+    assert "3.35" in refused.message and "3.34.1" in refused.message
+    assert not (tmp_path / "n.db").exists()
