@@ -15,8 +15,9 @@ Concurrency model:
     ``BEGIN IMMEDIATE`` (so the SQLite write lock is taken up front and another process, e.g. a CLI
     command, waits ``busy_timeout`` instead of failing half-way). Reads outside a transaction use a
     second, ``query_only`` connection: in WAL mode it sees the last committed snapshot and never
-    waits for the writer. Do not open a transaction while holding one in the same task (deadlock);
-    pass the ``tx`` down instead: every write API takes an optional ``tx``.
+    waits for the writer. A transaction opened while the same task holds one (which would wait for
+    itself, and every write of the node with it) is refused with :class:`StoreError`; pass the
+    ``tx`` down instead: every write API takes an optional ``tx``.
 
 Times are stored as fixed-width UTC ISO-8601 strings (``2025-03-01T08:00:00.000000Z``): they sort
 as text exactly as they sort as times, so range filters and indexes work on them directly, and a
@@ -107,6 +108,7 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None  # the task whose transaction is open
         self.commits = 0  # how many transactions committed (for figures and tests of batching)
         self._audit_watchers: list[Callable[[int], None]] = []
 
@@ -142,27 +144,41 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
         """``async with db.transaction() as tx:`` — commit on success, roll back on any exception."""
+        if self._holder is not None and self._holder is asyncio.current_task():
+            # Waiting for a lock this very task holds would stop every write of the node for ever.
+            raise StoreError("a transaction was opened inside another of the same task (or inside a "
+                             "group-committed work); pass the transaction given down instead")
         async with self._lock:
+            self._holder = asyncio.current_task()
             try:
-                await _to_the_end(self._writer, "BEGIN IMMEDIATE")
-            except BaseException:
-                await _rollback(self._writer)  # a BEGIN that went through before a cancel is undone
-                raise
-            tx = SqliteTransaction(self._writer)
-            try:
-                yield tx
-            except BaseException:
-                await _rollback(self._writer)
-                raise
-            try:
-                await _to_the_end(self._writer, "COMMIT")
-            except asyncio.CancelledError:
-                self._committed(tx)  # the COMMIT ran to its end: committed; the caller is cancelled all the same
-                raise
-            except BaseException:
-                await _rollback(self._writer)
-                raise
-            self._committed(tx)
+                async with self._begun() as tx:
+                    yield tx
+            finally:
+                self._holder = None
+
+    @asynccontextmanager
+    async def _begun(self) -> AsyncIterator[SqliteTransaction]:
+        """BEGIN IMMEDIATE … COMMIT (or ROLLBACK) on the writer, the lock held by the caller."""
+        try:
+            await _to_the_end(self._writer, "BEGIN IMMEDIATE")
+        except BaseException:
+            await _rollback(self._writer)  # a BEGIN that went through before a cancel is undone
+            raise
+        tx = SqliteTransaction(self._writer)
+        try:
+            yield tx
+        except BaseException:
+            await _rollback(self._writer)
+            raise
+        try:
+            await _to_the_end(self._writer, "COMMIT")
+        except asyncio.CancelledError:
+            self._committed(tx)  # the COMMIT ran to its end: committed; the caller is cancelled all the same
+            raise
+        except BaseException:
+            await _rollback(self._writer)
+            raise
+        self._committed(tx)
 
     def watch_audit(self, callback: Callable[[int], None]) -> Callable[[], None]:
         """Call ``callback(seq)`` after every commit that appended audit events (``seq``: the newest),

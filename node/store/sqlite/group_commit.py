@@ -128,6 +128,8 @@ class GroupCommitter:
     async def _submit(self, request: Any) -> Any:
         if self._closing or self._task is None:
             raise StoreError("the store is closing or not started; no more writes")
+        if asyncio.current_task() is self._task:  # a work writing on its own: it would wait for itself
+            raise StoreError("a group-committed work asked for a write of its own; pass its transaction down")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests.put_nowait((request, future))
         return await future

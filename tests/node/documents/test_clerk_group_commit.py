@@ -16,6 +16,7 @@ import pytest
 
 from exchange_protocol.states import ReceiverStatus
 from node.error_kinds import http_status_for
+from node.errors import StoreError
 from node.store.opener import open_store
 from pki.errors import GwxError
 from tests.node.documents.service_support import UNITS, County, clerk, provision
@@ -150,4 +151,29 @@ def test_a_write_undone_in_a_batch_leaves_the_others_and_the_audit_chain_whole(t
             assert await store.audit.verify_chain() == len(events)
         finally:
             await store.close()
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("inner", ["transaction", "write_together"])
+def test_a_work_that_opens_a_write_of_its_own_gets_an_error_not_a_hang(tmp_path, inner):
+    """A work is run by the writer with the writer's lock held: a transaction or a write_together of
+    its own would wait for that lock (every write of the node with it) for ever. It is refused."""
+    async def run():
+        store = await open_store(tmp_path / "store")
+        try:
+            async def nested(tx):
+                if inner == "transaction":
+                    async with store.transaction():
+                        return "nested"
+
+                async def nothing(tx):
+                    return None
+                return await store.write_together(nothing)
+            with pytest.raises(StoreError):
+                await asyncio.wait_for(store.write_together(nested), 5)
+            async def fine(tx):
+                return "still writing"
+            assert await asyncio.wait_for(store.write_together(fine), 5) == "still writing"
+        finally:
+            await asyncio.wait_for(store.close(), 5)
     asyncio.run(run())
