@@ -2,7 +2,8 @@
 
 Each acceptance would otherwise cost a transaction of its own: half a dozen aiosqlite round trips
 (~100 µs each) and, with ``synchronous=FULL``, one WAL fsync. Instead callers put a request on a
-queue and await a future; one writer task takes everything queued (up to ``max_batch``), applies it
+queue and await a future; one writer task takes everything queued (up to ``max_batch``, of which at
+most :data:`MAX_WORKS_PER_BATCH` clerk actions, so receipts to peers do not wait long), applies it
 in ONE transaction with ``executemany``, commits (one fsync), and only then resolves each caller's
 future. While a commit is in flight, new requests pile up and form the next batch, so the batch size
 grows with load by itself and no timer adds latency when the node is idle.
@@ -44,6 +45,9 @@ from node.store.values import Accepted, InboundEnvelope, OutboundItem
 
 log = logging.getLogger("gwx.store")
 T = TypeVar("T")
+# Clerk actions in one batch at most: each costs several round trips under the writer's lock, and
+# receipts to peers (accepting envelopes) wait behind it; 512 of them held it far too long.
+MAX_WORKS_PER_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class GroupCommitter:
         self._requests: asyncio.Queue[tuple[Any, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._next: tuple[Any, asyncio.Future[Any]] | None = None  # a work left over for the next batch
         self.batches = 0       # figures for the benchmark and /metrics
         self.requests = 0
         self.works_alone = 0   # works run again on their own after meeting a write of their batch
@@ -136,16 +141,22 @@ class GroupCommitter:
 
     async def _run(self) -> None:
         stop = False
-        while not stop:
-            first = await self._requests.get()
+        while not stop or self._next is not None:
+            first, self._next = (self._next, None) if self._next is not None else (await self._requests.get(), None)
             if first is None:
                 break
             batch = [first]
-            while len(batch) < self._max_batch and not self._requests.empty():
+            works = isinstance(first[0], _Work)
+            while not stop and len(batch) < self._max_batch and not self._requests.empty():
                 item = self._requests.get_nowait()
                 if item is None:
                     stop = True
                     break
+                if isinstance(item[0], _Work):
+                    if works == MAX_WORKS_PER_BATCH:
+                        self._next = item  # first of the next batch
+                        break
+                    works += 1
                 batch.append(item)
             await self._commit(batch)
 

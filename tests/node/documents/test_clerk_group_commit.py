@@ -177,3 +177,33 @@ def test_a_work_that_opens_a_write_of_its_own_gets_an_error_not_a_hang(tmp_path,
         finally:
             await asyncio.wait_for(store.close(), 5)
     asyncio.run(run())
+
+
+def test_a_batch_takes_at_most_64_clerk_actions(tmp_path):
+    """Receipts to peers wait while a batch holds the writer: a batch takes at most
+    MAX_WORKS_PER_BATCH clerk actions (not 512); the rest form the next batch, and all commit."""
+    async def run():
+        store = await open_store(tmp_path / "store")
+        try:
+            gate = asyncio.Event()
+
+            async def hold(tx):
+                await gate.wait()
+            held = asyncio.ensure_future(store.write_together(hold))
+            await asyncio.sleep(0.05)
+            batches = store.committer.batches
+
+            def work(n: int):
+                async def run(tx):
+                    await store.audit.append(tx, "test", "work", {"n": n})
+                    return n
+                return run
+            works = [asyncio.ensure_future(store.write_together(work(n))) for n in range(100)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            await held
+            assert await asyncio.gather(*works) == list(range(100))
+            assert store.committer.batches - batches == 2  # 64 + 36
+        finally:
+            await store.close()
+    asyncio.run(run())
