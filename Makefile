@@ -2,8 +2,8 @@
 # they install the Debian packages the tests use, create .venv and install the pinned set.
 SHELL := /bin/bash
 PY := .venv/bin/python
-SYSTEM_TOOLS := openssl pdfsig qpdf softhsm2-util certutil chromium
-SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools fonts-wqy-zenhei chromium
+SYSTEM_TOOLS := openssl pdfsig qpdf softhsm2-util certutil chromium soffice
+SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools fonts-wqy-zenhei chromium libreoffice-calc-nogui
 
 .PHONY: test test-fast lint pytest demo bench system-deps venv clean
 

@@ -43,6 +43,8 @@ from exchange_protocol.meta_schema import meta_schema
 from exchange_protocol.model import check_doc_id
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.api.auth import AuthError, Principal, TokenStore
+from node.api.ledger_routes import AppKeys as LedgerKeys
+from node.api.ledger_routes import add_ledger_routes, ledger_roles
 from node.api.openapi import build_openapi
 from node.api.upload import TooLarge, UploadLimits, clear_stale_uploads, receive_submission
 from node.config import NodeConfig
@@ -81,6 +83,7 @@ CLERK = ("clerk",)
 ROUTE_ROLES: dict[str, tuple[str, ...]] = {
     "/metrics": ("operator",),
     "/api/v1/node/status": ("operator",),
+    **ledger_roles(),
 }
 MAX_LIMIT = 500
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
@@ -127,6 +130,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
     r.add_post("/api/v1/inbox/{doc_id}/return", _return)
     r.add_post("/api/v1/inbox/{doc_id}/register", _register)
     r.add_get("/api/v1/node/status", _node_status, allow_head=False)
+    add_ledger_routes(app, LedgerKeys(SERVICE, PRINCIPAL, UPLOAD_DIR))
     return app
 
 

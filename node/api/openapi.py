@@ -169,6 +169,55 @@ def _json_body(schema: str, required: bool = False) -> Json:
     return {"required": required, "content": _json_content(_ref(schema))}
 
 
+# --- the 台账 (node.api.ledger_routes, node.documents.ledger) -------------------------------------------
+LEDGER_DATE = {"type": "string", "format": "date", "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}$",
+               "description": "a Beijing date, inclusive"}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+SCHEMAS["LedgerStats"] = _object({
+    "side": {"enum": ["sent", "received"]}, "period": {"enum": ["day", "week", "month"]},
+    "from": _nullable(STR), "to": _nullable(STR), "timezone": STR, "unit_meaning": STR,
+    "rows": {"type": "array", "items": _object({
+        "unit": STR, "unit_name": _nullable(STR), "period_start": {"type": "string", "format": "date"},
+        "documents": INT, "rows": INT, "signed": INT, "sign_median_s": _nullable({"type": "number"}),
+        "sign_p90_s": _nullable({"type": "number"}), "overdue": INT, "overdue_rate": {"type": "number"},
+        "returned": INT, "returned_rate": {"type": "number"}})}})
+
+
+def _ledger_filters(statuses: list[str], counterpart: str) -> list[Json]:
+    return [
+        {"name": "from", "in": "query", "schema": LEDGER_DATE, "description": "first day (Beijing date)"},
+        {"name": "to", "in": "query", "schema": LEDGER_DATE, "description": "last day (Beijing date); not before from"},
+        {"name": "kind", "in": "query", "schema": {"enum": KINDS}, "description": "文种"},
+        {"name": "status", "in": "query", "schema": {"enum": statuses}},
+        {"name": "unit", "in": "query", "schema": UNIT,
+         "description": "whose ledger: a clerk's own unit only (another is 403); operators (statistics): a hosted unit"},
+        {"name": "counterpart", "in": "query", "schema": UNIT, "description": counterpart},
+    ]
+
+
+def _ledger_paths() -> Json:
+    paths: Json = {}
+    for side, statuses, counterpart, label in (
+            ("sent", SENDER_STATUSES, "recipient unit (收文单位)", "发文台账: one row per recipient"),
+            ("received", RECEIVER_STATUSES, "sending unit (发文机关)", "收文台账: one row per document received")):
+        export = _op(f"{label}, as CSV (UTF-8 with BOM, formula-like cells neutralised) or XLSX; the clerk's "
+                     "own unit; X-Gwx-Ledger-Rows says how many rows follow", ["clerk"], {},
+                     params=[*_ledger_filters(statuses, counterpart),
+                             {"name": "format", "in": "query", "schema": {"enum": ["csv", "xlsx"], "default": "csv"}}],
+                     errors=("400", "401", "403", "503"), op_id=f"ledger{side.title()}",
+                     ok_content={"text/csv": {"schema": STR},
+                                 XLSX: {"schema": {"type": "string", "contentMediaType": XLSX}}})
+        stats = _op(f"statistics of the {side} ledger per unit and period: counts, time to 签收 (median, p90), "
+                    "overdue and returned rates", ["clerk", "operator"], _ref("LedgerStats"),
+                    params=[*_ledger_filters(statuses, counterpart),
+                            {"name": "period", "in": "query", "schema": {"enum": ["day", "week", "month"],
+                                                                          "default": "month"}}],
+                    errors=("400", "401", "403", "404", "503"), op_id=f"ledger{side.title()}Stats")
+        paths[f"/api/v1/ledger/{side}"] = {"get": export}
+        paths[f"/api/v1/ledger/{side}/stats"] = {"get": stats}
+    return paths
+
+
 def build_openapi(node_id: str = "") -> Json:
     clerk = ["clerk"]
     operator = ["operator"]
@@ -225,6 +274,7 @@ def build_openapi(node_id: str = "") -> Json:
         "/api/v1/node/status": {"get": _op("readiness, queues, peers (with their last refusal) and recent errors",
                                            operator, _ref("NodeStatus"), op_id="nodeStatus")},
     }
+    paths.update(_ledger_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "gwx node local API", "version": "1",

@@ -5,6 +5,10 @@
 - ``service``: :class:`DocumentService`, its implementation: seals and packs a document, writes the
   outbox rows and the drafts for each destination node in one transaction, delivers to units on
   this node directly, and applies a clerk's act with the notice it sends.
+- ``ledger``: the 台账 — a unit's sent and received rows with the 公文 element headings, filters,
+  scope, a page at a time; ``ledger_files`` writes it as CSV (UTF-8 with BOM) or XLSX (openpyxl,
+  write-only); ``statistics`` counts, time to 签收 (median, p90), overdue and returned rates per
+  unit and period.
 - ``tracking``: applies lifecycle events (decided by :mod:`exchange_protocol.states`) to the stored
   sender and receiver rows with compare-and-set.
 """

@@ -26,6 +26,12 @@ Paging: items carry an ``id`` (a whole number); ``after`` is the ``id`` of the l
 previous page. ``overdue=True`` keeps only overdue items; absent or False does not filter.
 
 ``FolderCounts``: {"inbox": {status: n}, "overdue": n (past 办理时限, not settled), "outbox": n}
+``LedgerExport`` (:mod:`node.documents.ledger`): ``headings``, ``rows`` (the count), ``pages()`` — the
+    sent or received 台账 of the clerk's own unit, checked and counted before any row is read; written
+    as CSV or XLSX by :mod:`node.documents.ledger_files`.
+``LedgerStats`` (:mod:`node.documents.statistics`): {"side", "period", "from", "to", "timezone",
+    "unit_meaning", "rows": [{"unit", "unit_name", "period_start", "documents", "rows", "signed",
+    "sign_median_s", "sign_p90_s", "overdue", "overdue_rate", "returned", "returned_rate"}]}.
 
 ``NodeStatus``: {"node_id", "units": [{"code", "name"}], "queues": {destination: {state: n}},
     "peers": [{"node_id", "state", "since", "failures", "last_error"}], "inbound": {state: n},
@@ -39,6 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from node.api.auth import Principal
+from node.documents.ledger import LedgerExport
 
 Json = dict[str, Any]
 
@@ -100,6 +107,19 @@ class DocumentServiceApi(Protocol):
 
     async def register(self, who: Principal, doc_id: str) -> Json:
         """登记 a signed-for document; returns InboxItem."""
+
+    async def ledger(self, who: Principal, side: str, *, unit: str | None = None, date_from: str | None = None,
+                     date_to: str | None = None, kind: str | None = None, status: str | None = None,
+                     counterpart: str | None = None) -> LedgerExport:
+        """The ``side`` ("sent"|"received") 台账 of ``who``'s unit (a clerk's own only; ``unit`` another is
+        API_FORBIDDEN), dates ``YYYY-MM-DD`` in Beijing time, both inclusive; ``counterpart`` the
+        recipient (sent) or sending (received) unit. Bad filters are LEDGER_BAD_* before any row is read."""
+
+    async def ledger_stats(self, who: Principal, side: str, period: str, *, unit: str | None = None,
+                           date_from: str | None = None, date_to: str | None = None, kind: str | None = None,
+                           status: str | None = None, counterpart: str | None = None) -> Json:
+        """LedgerStats per unit and ``period`` ("day"|"week"|"month"): a clerk's own unit; an operator's,
+        every hosted unit or the one named (numbers only, no document)."""
 
     async def node_status(self, who: Principal) -> Json:
         """NodeStatus (operators): readiness, queues, peers with the last refusal, last errors."""

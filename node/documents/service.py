@@ -32,6 +32,8 @@ from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue, is_settled
 from node.api.auth import Forbidden, Principal
 from node.context import NodeContext
+from node.documents import ledger, statistics
+from node.documents.ledger import LedgerExport, register_facts
 from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
 from node.federation.outbound import NewMessage, Outbound
@@ -113,7 +115,7 @@ class DocumentService:
             await self.store.messages.add_outbox(OutboxDocument(
                 doc_id=doc.id, from_unit=who.unit, title=doc.title, kind=doc.kind.value, package_digest=digest,
                 created_at=now, doc_number=doc.doc_number.format() if doc.doc_number else None,
-                deadline=doc.deadline), recipients, actor=clerk_actor(who), tx=tx)
+                deadline=doc.deadline, facts=register_facts(doc)), recipients, actor=clerk_actor(who), tx=tx)
             remote = [NewMessage(self.outbound.header(MessageType.DOCUMENT, node, who.unit, tuple(units), now),
                                  digest, size, doc.id)
                       for node, units in by_node.items() if node != self.ctx.node_id]
@@ -351,6 +353,18 @@ class DocumentService:
         for node in nodes:
             if node is not None:
                 self.outbound.wake(node)
+
+    # ---- the 台账 (node.documents.ledger, .statistics) -------------------------------------------------
+    async def ledger(self, who: Principal, side: str, *, unit: str | None = None,
+                     **filters: str | None) -> LedgerExport:
+        return await ledger.open_export(self.store, who, side, self._unit_name, self.ctx.clock(), unit=unit,
+                                        **filters)
+
+    async def ledger_stats(self, who: Principal, side: str, period: str, *, unit: str | None = None,
+                           **filters: str | None) -> dict[str, Any]:
+        hosted = [u.code for u in self.ctx.config.units]
+        return await statistics.compute(self.store, who, side, period, hosted, self._unit_name, self.ctx.clock(),
+                                        unit=unit, **filters)
 
     # ---- operators ---------------------------------------------------------------------------------
     async def node_status(self, who: Principal) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from exchange_protocol.package_verify import verify_package
 from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import Event, ReceiverStatus
 from node.context import NodeContext
+from node.documents.ledger import register_facts
 from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.error_kinds import Disposition, disposition, kind_of_code
 from node.errors import NodeError, NodeUnavailable, StoreCorrupt
@@ -369,7 +370,8 @@ class Processor:
                     doc_id=meta.id, unit=unit, role=role.value, from_unit=d.header.from_unit, title=meta.title,
                     kind=meta.kind.value, status=ReceiverStatus.PENDING.value, package_digest=d.payload_digest,
                     received_at=d.received_at, urgency=meta.urgency.value if meta.urgency else None,
-                    deadline=meta.deadline, verification=report, message_id=d.header.message_id),
+                    deadline=meta.deadline, verification=report, message_id=d.header.message_id,
+                    facts=register_facts(meta)),
                     actor=f"node:{d.header.origin_node}", tx=tx)
                 if not inserted:
                     held = await self.store.messages.get_inbox(meta.id, unit)

@@ -15,7 +15,7 @@ envelope blob first, then the ``queue`` row. So after any crash the disk tells t
 The line callers see (import these from ``node.store``, never from ``node.store.sqlite``):
 
 - :mod:`.interfaces` — one ``typing.Protocol`` per storage role (queue, peers, messages, drafts,
-  outgoing links, peer credentials, adapters' outbox, audit, blobs, group commit) and :class:`NodeStore` holding them,
+  outgoing links, peer credentials, adapters' outbox, ledger, audit, blobs, group commit) and :class:`NodeStore` holding them,
   with an opaque :class:`Transaction` handle.
 - :mod:`.values` — the frozen dataclasses those roles take and return (no database types).
 - :mod:`.queue_states` — the outbound queue's lifecycle as a table: which event moves an envelope
@@ -42,6 +42,7 @@ from node.store.interfaces import (
     BlobStorage,
     DraftStore,
     GroupCommit,
+    LedgerStore,
     MessageStore,
     NodeStore,
     OutgoingLinkStore,
@@ -64,6 +65,9 @@ from node.store.values import (
     InboundFailure,
     InboxRow,
     JournalEntry,
+    LedgerPage,
+    LedgerQuery,
+    LedgerRow,
     ListFilter,
     LocalDelivery,
     NewEvent,
@@ -76,6 +80,7 @@ from node.store.values import (
     QueueEntry,
     ReceivedEnvelope,
     RecoveryReport,
+    RegisterFacts,
     StoredPeerCredentials,
     UnreadableDraft,
     WebhookSubscription,
@@ -89,4 +94,5 @@ __all__ = [
     "OutboundItem", "OutboxDocument", "OutboxRecipient", "OutgoingLink", "OutgoingLinkStore", "Page",
     "PeerCredentialStore", "PeerState", "PeerStore", "QueueEntry", "QueueStore", "ReceivedEnvelope",
     "RecoveryReport", "StoredPeerCredentials", "Transaction", "UnreadableDraft",
+    "LedgerPage", "LedgerQuery", "LedgerRow", "LedgerStore", "RegisterFacts",
 ]

@@ -21,6 +21,7 @@ Roles (attributes of :class:`NodeStore`):
 - ``adapter_outbox`` (:class:`AdapterOutboxStore`): adapters following the audit log, a cursor and
   an outbox per consumer, and webhook subscriptions (``adapters.outbox``).
 - ``accounts`` (:class:`ConsoleAccountStore`): the console's users and sessions (``node.console``).
+- ``ledger`` (:class:`LedgerStore`): a unit's sent and received rows for the 台账, paged by time.
 - ``audit`` (:class:`AuditTrail`): the append-only hash-chained log, written inside the change's tx.
 - group commit (:class:`GroupCommit`): the hot paths — acceptance, and the clerks' actions
   (``write_together``) — many writes per transaction and fsync.
@@ -48,6 +49,8 @@ from node.store.values import (
     InboundFailure,
     InboxRow,
     JournalEntry,
+    LedgerPage,
+    LedgerQuery,
     ListFilter,
     LocalDelivery,
     NewEvent,
@@ -246,6 +249,14 @@ class ConsoleAccountStore(Protocol):
     async def close_session(self, session: ConsoleSession, reason: str) -> None: ...
 
 
+class LedgerStore(Protocol):
+    """The 台账 (:mod:`node.documents.ledger`): one unit's rows, oldest first, a page at a time."""
+
+    async def page(self, query: LedgerQuery) -> LedgerPage: ...
+    async def count(self, query: LedgerQuery) -> int: ...
+    async def plan(self, query: LedgerQuery) -> list[str]: ...
+
+
 class GroupCommit(Protocol):
     """The hot path: writes from many coroutines, committed many to a transaction (one fsync)."""
 
@@ -275,6 +286,7 @@ class NodeStore(GroupCommit, Protocol):
     peer_credentials: PeerCredentialStore
     adapter_outbox: AdapterOutboxStore
     accounts: ConsoleAccountStore
+    ledger: LedgerStore
     clock: Callable[[], datetime]
     last_recovery: RecoveryReport | None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -151,6 +151,18 @@ class OutboxRecipient:
 
 
 @dataclass(frozen=True)
+class RegisterFacts:
+    """The 公文 elements a 台账 shows that outbox and inbox rows did not keep before migration 12
+    (rows from before it read as empty): 发文字号, 紧急程度, 密级, 成文日期, 发文机关 (unit codes)."""
+
+    doc_number: str | None = None
+    urgency: str | None = None
+    classification: str | None = None
+    written_on: date | None = None
+    issuers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class OutboxDocument:
     doc_id: str
     from_unit: str
@@ -162,6 +174,7 @@ class OutboxDocument:
     deadline: datetime | None = None  # 办理时限 (the caller chooses the instant, e.g. end of day)
     id: int | None = None
     recipients: tuple[OutboxRecipient, ...] = ()
+    facts: RegisterFacts | None = None  # written with the row; the 台账 reads it
 
 
 @dataclass(frozen=True)
@@ -186,6 +199,7 @@ class InboxRow:
     message_id: str | None = None
     id: int | None = None
     updated_at: datetime | None = None
+    facts: RegisterFacts | None = None  # written with the row; the 台账 reads it
 
 
 @dataclass(frozen=True)
@@ -209,6 +223,57 @@ class ListFilter:
 class Page(Generic[T]):
     items: list[T] = field(default_factory=list)
     next_before_id: int | None = None  # None: this was the last page
+
+
+# --- the 台账 (node.documents.ledger) ------------------------------------------------------------------
+LEDGER_SENT, LEDGER_RECEIVED = "sent", "received"
+
+
+@dataclass(frozen=True)
+class LedgerQuery:
+    """One unit's sent or received ledger, oldest first. ``start``/``end`` bound the time it was sent
+    (sent) or received (received): start inclusive, end exclusive. ``counterpart``: the recipient
+    unit (sent) or the sending unit (received). ``after``: the ``next_after`` of the previous page."""
+
+    side: str                      # LEDGER_SENT / LEDGER_RECEIVED
+    unit: str                      # whose ledger: the sending unit (sent), the receiving unit (received)
+    start: datetime | None = None
+    end: datetime | None = None
+    kind: str | None = None
+    counterpart: str | None = None
+    status: str | None = None      # sent: the recipient row's SenderStatus; received: the ReceiverStatus
+    after: tuple[Any, ...] | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One line of a ledger: one recipient of a document sent, or one unit's copy of one received.
+
+    ``unit`` is the recipient (sent) or the receiving unit (received); ``at`` when it was sent or
+    received; ``who``/``when``/``reason`` the recipient's last act as recorded (签收人 and time, or
+    who returned it and why)."""
+
+    side: str
+    doc_id: str
+    title: str
+    kind: str
+    from_unit: str
+    unit: str
+    role: str
+    status: str
+    at: datetime
+    deadline: datetime | None
+    facts: RegisterFacts
+    who: str | None = None
+    when: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerPage:
+    rows: list[LedgerRow]
+    next_after: tuple[Any, ...] | None  # None: this was the last page
 
 
 # --- exchange records: drafts, outgoing links, peer credentials -------------------------------------

@@ -14,6 +14,7 @@ object) is seen by callers. Only :mod:`node.store.opener` imports it (and the te
   compare-and-set updates and keyset-paged listings; inbound counts for status.
 - ``exchange``: envelope drafts, and the links from sent messages to their documents.
 - ``adapter_outbox``: adapters' cursors into the audit log, their outbox rows, webhook subscriptions.
+- ``ledger``: the 台账 queries, a unit's rows by time in keyset pages, and their query plans.
 - ``audit``: the append-only hash-chained audit log (triggers refuse UPDATE/DELETE; ``verify_chain``).
 - ``group_commit``: many concurrent acceptances, one transaction, one fsync.
 - ``store``: :class:`Store`, which opens all of the above and recovers after a crash.

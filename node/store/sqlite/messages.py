@@ -32,6 +32,7 @@ from node.errors import StoreConflict, StoreDuplicate, StoreError, StoreNotFound
 from node.store.blobs import check_digest
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
+from node.store.sqlite.ledger import facts_columns
 from node.store.values import (
     Accepted,
     InboundEnvelope,
@@ -43,6 +44,7 @@ from node.store.values import (
     OutboxRecipient,
     Page,
     ReceivedEnvelope,
+    RegisterFacts,
 )
 
 # Statuses in which a passed deadline is no longer a red light (the rule lives in states.is_settled).
@@ -197,11 +199,12 @@ class Messages:
         async with self._db.maybe_transaction(tx) as t:
             if await t.fetchone("SELECT 1 FROM outbox WHERE doc_id = ?", (doc.doc_id,)):
                 raise StoreDuplicate("the outbox already holds this document", doc_id=doc.doc_id)
+            facts = doc.facts or RegisterFacts()
             await t.execute(
                 "INSERT INTO outbox (doc_id, from_unit, title, kind, doc_number, deadline, created_at,"
-                " package_digest) VALUES (?,?,?,?,?,?,?,?)",
+                " package_digest, urgency, classification, written_on, issuers) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (doc.doc_id, doc.from_unit, doc.title, _v(doc.kind), doc.doc_number, _v(doc.deadline),
-                 _v(doc.created_at), doc.package_digest))
+                 _v(doc.created_at), doc.package_digest, *facts_columns(facts)[1:]))
             row = await t.fetchone("SELECT id FROM outbox WHERE doc_id = ?", (doc.doc_id,))
             await t.executemany(
                 "INSERT INTO outbox_recipients (doc_id, unit_code, role, destination_node, status, status_by,"
@@ -334,17 +337,19 @@ class Messages:
         """Place a document in a unit's inbox; False if it is there already (re-processing after a crash)."""
         check_digest(row.package_digest)
         now = to_db_time(self._clock())
+        facts = row.facts or RegisterFacts(urgency=_v(row.urgency))
         async with self._db.maybe_transaction(tx) as t:
             inserted = await t.execute(
                 "INSERT INTO inbox (doc_id, unit_code, role, from_unit, title, kind, urgency, deadline, status,"
                 " signed_by, signed_at, return_reason, urge_count, last_urged_at, package_digest, verification,"
-                " message_id, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " message_id, received_at, updated_at, doc_number, classification, written_on, issuers)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (doc_id, unit_code) DO NOTHING",
                 (row.doc_id, row.unit, _v(row.role), row.from_unit, row.title, _v(row.kind), _v(row.urgency),
                  _v(row.deadline), _v(row.status), row.signed_by, _v(row.signed_at), row.return_reason,
                  row.urge_count, _v(row.last_urged_at), row.package_digest,
                  None if row.verification is None else json.dumps(row.verification, ensure_ascii=False),
-                 row.message_id, _v(row.received_at), now))
+                 row.message_id, _v(row.received_at), now, facts.doc_number, *facts_columns(facts)[2:]))
             if inserted:
                 await self._audit.append(t, actor, "inbox.add", {"doc_id": row.doc_id, "unit": row.unit},
                                          {"from_unit": row.from_unit, "kind": _v(row.kind),

@@ -330,6 +330,24 @@ MIGRATIONS: tuple[Migration, ...] = (
                UNION ALL SELECT package_digest FROM inbox
                UNION ALL SELECT payload_digest FROM drafts WHERE payload IS NULL""",
     )),
+    Migration(12, "the 台账: register facts kept with outbox and inbox rows, indexes for the ledgers", (
+        # What a ledger shows besides what the rows already held (node.documents.ledger): 发文字号 on
+        # the inbox, 紧急程度 on the outbox, 密级, 成文日期 and 发文机关 (a JSON array of unit codes) on
+        # both. Rows from before stay NULL: their cells are empty rather than read from each package.
+        "ALTER TABLE outbox ADD COLUMN urgency TEXT",
+        "ALTER TABLE outbox ADD COLUMN classification TEXT",
+        "ALTER TABLE outbox ADD COLUMN written_on TEXT",
+        "ALTER TABLE outbox ADD COLUMN issuers TEXT",
+        "ALTER TABLE inbox ADD COLUMN doc_number TEXT",
+        "ALTER TABLE inbox ADD COLUMN classification TEXT",
+        "ALTER TABLE inbox ADD COLUMN written_on TEXT",
+        "ALTER TABLE inbox ADD COLUMN issuers TEXT",
+        # A ledger is one unit's rows in time order over a date range, paged by (time, id): these
+        # index entries end with the rowid (= id), so the range, the order and the keyset are all
+        # read from the index (tests/node/documents/test_ledger_statistics.py checks the plans).
+        "CREATE INDEX outbox_ledger ON outbox (from_unit, created_at)",
+        "CREATE INDEX inbox_ledger ON inbox (unit_code, received_at)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -34,6 +34,7 @@ from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import Database, SqliteTransaction
 from node.store.sqlite.exchange import Drafts, OutgoingLinks
 from node.store.sqlite.group_commit import GroupCommitter
+from node.store.sqlite.ledger import Ledger
 from node.store.sqlite.messages import Messages
 from node.store.sqlite.migrations import migrate
 from node.store.sqlite.peers import PeerCredentials, Peers
@@ -66,6 +67,7 @@ class Store:
         self.peer_credentials = PeerCredentials(db)
         self.adapter_outbox = AdapterOutbox(db, self.audit, clock)
         self.accounts = ConsoleAccounts(db, self.audit, clock)  # the console's users and sessions
+        self.ledger = Ledger(db)
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
         self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
 

@@ -1,0 +1,150 @@
+"""Statistics of the 台账 per unit and per period (day, week, month): counts, time to 签收, rates.
+
+Read from the same ledger rows as the export (:mod:`node.documents.ledger`, a page at a time), for
+the same filters. One statistics row per (unit, period) that has rows:
+
+* **unit**: the ledger's own unit — the sending unit for the sent side, the receiving unit for
+  the received side. A clerk gets their unit; an operator every unit the node hosts (or the one
+  named): numbers only, no titles, which is why operators may have them.
+* **period**: the Beijing date the document was sent (sent) or received (received) falls on,
+  rounded down to its day, its ISO week's Monday (week) or the first of its month (month).
+* ``documents``: documents sent, or received; ``rows``: recipient rows (sent: one per recipient;
+  received: the same as documents).
+* ``signed``: rows signed for (签收; on the received side 登记 counts, it comes after 签收).
+* ``sign_median_s`` / ``sign_p90_s``: seconds from sending (sent) or receiving (received) to
+  签收, over the signed rows: the median (the mean of the two middle values for an even count) and
+  the 90th percentile by nearest rank (the smallest value at least 90 % of the values do not
+  exceed). Null when nothing was signed. A negative interval (another node's clock behind ours)
+  counts as 0.
+* ``overdue`` / ``overdue_rate``: rows past their 办理时限 when signed, or still unsigned and past
+  it now (:func:`node.documents.ledger.was_overdue`), over all ``rows``.
+* ``returned`` / ``returned_rate``: rows returned (退回), over all ``rows``.
+
+Memory: a counter per group and the signed rows' intervals (one float each) — never the rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from exchange_protocol.model import BEIJING
+from node.api.auth import Forbidden, Principal
+from node.documents.ledger import (
+    RETURNED,
+    SIGNED,
+    LedgerFilterError,
+    UnitNotHosted,
+    parse_filters,
+    parse_unit,
+    was_overdue,
+)
+from node.store import LedgerRow, NodeStore
+from node.store.values import LEDGER_SENT
+
+PERIODS = ("day", "week", "month")
+
+
+def period_start(at: dt.datetime, period: str) -> dt.date:
+    day = at.astimezone(BEIJING).date()
+    if period == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    return day
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def nearest_rank(values: Sequence[float], percent: float) -> float | None:
+    """The nearest-rank percentile of ``values`` (sorted here): the smallest value that at least
+    ``percent`` % of the values do not exceed."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(percent / 100 * len(ordered)), 1) - 1]
+
+
+@dataclass
+class _Group:
+    documents: int = 0
+    rows: int = 0
+    overdue: int = 0
+    returned: int = 0
+    intervals: list[float] = field(default_factory=list)
+    last_doc: str | None = None
+
+    def add(self, row: LedgerRow, now: dt.datetime) -> None:
+        self.rows += 1
+        if row.doc_id != self.last_doc:  # a sent document's recipients come one after another
+            self.documents += 1
+            self.last_doc = row.doc_id
+        if row.status in SIGNED[row.side] and row.when is not None:
+            self.intervals.append(max((row.when - row.at).total_seconds(), 0.0))
+        if row.status == RETURNED[row.side]:
+            self.returned += 1
+        if was_overdue(row, now):
+            self.overdue += 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {"documents": self.documents, "rows": self.rows, "signed": len(self.intervals),
+                "sign_median_s": _seconds(median(self.intervals)), "sign_p90_s": _seconds(nearest_rank(self.intervals, 90)),
+                "overdue": self.overdue, "overdue_rate": _rate(self.overdue, self.rows),
+                "returned": self.returned, "returned_rate": _rate(self.returned, self.rows)}
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def stats_units(who: Principal, unit: str | None, hosted: Collection[str]) -> list[str]:
+    """The units whose statistics ``who`` may have: a clerk's own; for an operator the hosted ones."""
+    who.require_role("clerk", "operator")
+    asked = parse_unit(unit, "unit")
+    if who.role == "clerk":
+        if asked is not None and asked != who.unit:
+            raise Forbidden(f"{who.name} is the clerk of {who.unit}; the statistics of {asked} are not theirs",
+                            unit=asked)
+        return [who.unit]  # type: ignore[list-item]
+    if asked is not None:
+        if asked not in hosted:
+            raise UnitNotHosted(f"this node does not host unit {asked}, so it keeps no ledger of it", unit=asked)
+        return [asked]
+    return sorted(hosted)
+
+
+async def compute(store: NodeStore, who: Principal, side: str, period: str, hosted: Collection[str],
+                  unit_name: Callable[[str], str | None], now: dt.datetime, *, unit: str | None = None,
+                  **filters: str | None) -> dict[str, Any]:
+    """The statistics as JSON: {"side", "period", "from", "to", "timezone", "rows": [...]}."""
+    if period not in PERIODS:
+        raise LedgerFilterError(f"period must be one of {', '.join(PERIODS)}, not {str(period)[:40]!r}",
+                                code="LEDGER_BAD_PERIOD", parameter="period")
+    parsed = parse_filters(side, **filters)
+    out: list[dict[str, Any]] = []
+    for code in stats_units(who, unit, hosted):
+        groups: dict[dt.date, _Group] = {}
+        query = parsed.query(code)
+        while True:
+            page = await store.ledger.page(query)
+            for row in page.rows:
+                groups.setdefault(period_start(row.at, period), _Group()).add(row, now)
+            if page.next_after is None:
+                break
+            query = replace(query, after=page.next_after)
+        out += [{"unit": code, "unit_name": unit_name(code), "period_start": start.isoformat(), **g.as_json()}
+                for start, g in sorted(groups.items())]
+    return {"side": side, "period": period, "from": filters.get("date_from") or None,
+            "to": filters.get("date_to") or None, "timezone": "+08:00",
+            "unit_meaning": "the sending unit" if side == LEDGER_SENT else "the receiving unit", "rows": out}
+
