@@ -10,7 +10,7 @@
   OWASP recommendation: the spreadsheet shows it as text. The value is otherwise unchanged.
 * **XLSX**: openpyxl in write-only mode (rows go to a temporary file as they are appended; the
   workbook is zipped at the end), one sheet, a bold heading row frozen at the top. Dates are date
-  cells and times datetime cells (number formats ``yyyy-mm-dd`` and ``yyyy-mm-dd hh:mm``), so
+  cells and times datetime cells (number formats ``yyyy-mm-dd`` and ``yyyy-mm-dd hh:mm:ss``), so
   they sort and filter as dates. Text is always a text cell: a title starting with ``=`` is stored
   as a string, never as a formula, so the XLSX needs no apostrophe. Characters XML cannot carry
   (control characters) are dropped from XLSX cells.
@@ -38,7 +38,7 @@ from node.store.values import LEDGER_SENT
 BOM = "\ufeff".encode()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 DATE_FORMAT = "yyyy-mm-dd"
-TIME_FORMAT = "yyyy-mm-dd hh:mm"
+TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 # Column widths (characters) by heading; others get DEFAULT_WIDTH.
 WIDTHS = {"公文标识": 28, "发文字号": 20, "标题": 44, "发文机关": 24, "发文机关代码": 21, "收文单位": 24,
           "收文单位代码": 21, "退回理由": 30, "成文日期": 12}
