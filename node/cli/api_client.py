@@ -172,16 +172,22 @@ class ApiClient:
         finally:
             conn.close()
 
-    def download(self, path: str, out: BinaryIO) -> int:
+    def download(self, path: str, out: BinaryIO, *, query: dict[str, Any] | None = None,
+                 accept: str = "application/zip",
+                 progress: Callable[[int, http.client.HTTPResponse], None] | None = None) -> int:
         """GET ``path`` into ``out`` block by block (never whole in memory); returns the bytes written.
+        ``progress`` sees the bytes written so far and the response (its headers) after each block.
 
         An error answer (small JSON) is read whole and raised as :class:`RemoteError`; an error
         writing ``out`` (a full disk) is the caller's, not the node's, and propagates as it is."""
         conn = self._connection()
         unreachable = (OSError, http.client.HTTPException)
+        target = self.parts.path.rstrip("/") + path
+        if query:
+            target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         try:
             try:
-                conn.request("GET", self.parts.path.rstrip("/") + path, headers=self._headers("application/zip"))
+                conn.request("GET", target, headers=self._headers(accept))
                 response = conn.getresponse()
                 if response.status >= 400:
                     return self._value(response.status, response.getheader("Content-Type", ""), response.read())
@@ -192,6 +198,8 @@ class ApiClient:
             while block:
                 out.write(block)
                 written += len(block)
+                if progress:
+                    progress(written, response)
                 try:
                     block = response.read(BLOCK)
                 except unreachable as exc:

@@ -38,6 +38,8 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
     ("oa", "pushes to units' OA systems ([[oa_push]]): dead letters and replay", ["node.cli.oa"]),
     ("user", "the web console's users (/console/ on the local API): add, disable, enable, passwd, list",
      ["node.cli.user"]),
+    ("ledger", "the 台账: the sent and received ledgers as CSV or XLSX, and their statistics",
+     ["node.cli.ledger"]),
     (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track",
      ["node.cli.clerk", "node.cli.download"]),
 ]

@@ -1,0 +1,166 @@
+"""The 台账 store queries and statistics on known rows: index use, keyset pages, numbers computed by hand.
+
+Rows are written through the store's own interfaces (add_outbox / add_inbox / update_inbox) with a
+hand-moved clock, so every time — received, signed, deadline — is chosen here and the expected
+statistics are worked out independently below (not by the code under test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import replace
+
+from exchange_protocol.states import ReceiverStatus
+from node.api.auth import Principal
+from node.documents import statistics
+from node.documents.ledger import open_export
+from node.store import InboxRow, LedgerQuery, OutboxDocument, OutboxRecipient, RegisterFacts
+from tests.node.store.conftest import open_store
+from tests.support import FakeClock
+
+U_CITY = "91350100M000100Y43"
+U_COUNTY = "11100000000013127D"
+U_TOWN = "111000000000131358"
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+CLERK = Principal("t1", "李四", "clerk", U_COUNTY)
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=BEIJING)  # a Monday, 09:00 Beijing
+
+
+def _names(code: str) -> str | None:
+    return {U_CITY: "市政府办公室"}.get(code)
+
+
+async def _receive(store, clock, digest, n, at, *, deadline=None, sign_after=None, returned=False):
+    clock.now = at.astimezone(dt.UTC)
+    doc_id = f"D{n:03d}"
+    await store.messages.add_inbox(InboxRow(
+        doc_id=doc_id, unit=U_COUNTY, role="主送", from_unit=U_CITY, title=f"第{n}号通知", kind="通知",
+        status="pending", package_digest=digest, received_at=clock.now, deadline=deadline,
+        facts=RegisterFacts(doc_number=f"市政发〔2026〕{n}号", classification="非密", written_on=at.date(),
+                            issuers=(U_CITY,))))
+    if sign_after is not None:
+        clock.now = at.astimezone(dt.UTC) + sign_after
+        await store.messages.update_inbox(doc_id, U_COUNTY, ReceiverStatus.PENDING,
+                                          {"status": "signed_for", "signed_by": "李四", "signed_at": clock.now},
+                                          actor="clerk:李四")
+    if returned:
+        await store.messages.update_inbox(doc_id, U_COUNTY, ReceiverStatus.PENDING,
+                                          {"status": "returned", "return_reason": "不属本单位"}, actor="clerk:李四")
+    return doc_id
+
+
+H = dt.timedelta(hours=1)
+
+
+async def _known_rows(store, clock):
+    digest = (await store.blobs.put(b"package")).digest
+    due = T0 + 30 * H
+    # Week of 2 March: five documents on Monday, two on Wednesday.
+    await _receive(store, clock, digest, 1, T0, deadline=due, sign_after=1 * H)
+    await _receive(store, clock, digest, 2, T0 + dt.timedelta(minutes=1), deadline=due, sign_after=2 * H)
+    await _receive(store, clock, digest, 3, T0 + dt.timedelta(minutes=2), deadline=due, sign_after=40 * H)  # late
+    await _receive(store, clock, digest, 4, T0 + dt.timedelta(minutes=3), deadline=due, returned=True)
+    await _receive(store, clock, digest, 5, T0 + dt.timedelta(minutes=4), deadline=due)  # never signed: overdue
+    wed = T0 + dt.timedelta(days=2)
+    await _receive(store, clock, digest, 6, wed, sign_after=10 * H)
+    await _receive(store, clock, digest, 7, wed + H)  # no deadline, unsigned: not overdue
+    # Next week: one, signed in 4 h. A row of another unit must not count.
+    await _receive(store, clock, digest, 8, T0 + dt.timedelta(days=7), deadline=T0 + dt.timedelta(days=9),
+                   sign_after=4 * H)
+    await store.messages.add_inbox(InboxRow(doc_id="OTHER", unit=U_TOWN, role="主送", from_unit=U_CITY,
+                                            title="别人的", kind="通知", status="pending", package_digest=digest,
+                                            received_at=clock.now))
+    clock.now = (T0 + dt.timedelta(days=20)).astimezone(dt.UTC)
+
+
+def test_statistics_per_week_and_day_match_numbers_worked_out_by_hand(tmp_path):
+    async def main():
+        clock = FakeClock(T0.astimezone(dt.UTC))
+        async with open_store(tmp_path, clock=clock) as store:
+            await _known_rows(store, clock)
+            weekly = await statistics.compute(store, CLERK, "received", "week", [U_COUNTY, U_TOWN], _names,
+                                              clock.now)
+            first, second = weekly["rows"]
+            # Week 1: 7 documents; signed after 1 h, 2 h, 40 h, 10 h → sorted 1, 2, 10, 40 h:
+            # median (2 + 10) / 2 = 6 h; p90 by nearest rank: ceil(0.9 × 4) = 4th = 40 h.
+            assert first["period_start"] == "2026-03-02" and first["unit"] == U_COUNTY
+            assert (first["documents"], first["rows"], first["signed"]) == (7, 7, 4)
+            assert first["sign_median_s"] == 6 * 3600 and first["sign_p90_s"] == 40 * 3600
+            # Overdue: D3 signed after its deadline, D5 never signed and past it → 2 of 7.
+            assert (first["overdue"], first["overdue_rate"]) == (2, round(2 / 7, 4))
+            assert (first["returned"], first["returned_rate"]) == (1, round(1 / 7, 4))
+            assert second["period_start"] == "2026-03-09" and second["documents"] == 1
+            assert second["sign_median_s"] == second["sign_p90_s"] == 4 * 3600 and second["overdue"] == 0
+            daily = await statistics.compute(store, CLERK, "received", "day", [U_COUNTY], _names, clock.now)
+            assert [(r["period_start"], r["documents"]) for r in daily["rows"]] == \
+                [("2026-03-02", 5), ("2026-03-04", 2), ("2026-03-09", 1)]
+            monthly = await statistics.compute(store, CLERK, "received", "month", [U_COUNTY], _names, clock.now,
+                                               date_from="2026-03-03")
+            # From 3 March: D6, D7, D8; signed after 10 h and 4 h → median 7 h, p90 = 10 h.
+            (march,) = monthly["rows"]
+            assert (march["documents"], march["sign_median_s"], march["sign_p90_s"]) == (3, 7 * 3600, 10 * 3600)
+    asyncio.run(main())
+
+
+def test_percentiles_by_their_definitions():
+    assert statistics.median([]) is None and statistics.nearest_rank([], 90) is None
+    assert statistics.nearest_rank([5.0], 90) == 5.0
+    values = [float(v) for v in range(1, 11)]  # 1..10: 90 % of ten values is the 9th
+    assert statistics.nearest_rank(values, 90) == 9.0 and statistics.median(values) == 5.5
+    assert statistics.nearest_rank(list(range(1, 12)), 90) == 10  # ceil(9.9) = 10th of eleven
+
+
+def test_ledger_pages_cover_every_row_once_across_page_boundaries_and_days(tmp_path):
+    async def main():
+        clock = FakeClock(T0.astimezone(dt.UTC))
+        async with open_store(tmp_path, clock=clock) as store:
+            digest = (await store.blobs.put(b"package")).digest
+            for n in range(23):  # several documents sent in the same instant: the keyset must tell them apart
+                clock.now = (T0 + dt.timedelta(hours=n // 4)).astimezone(dt.UTC)
+                await store.messages.add_outbox(
+                    OutboxDocument(doc_id=f"S{n:02d}", from_unit=U_CITY, title="t", kind="通知", package_digest=digest,
+                                   created_at=clock.now),
+                    [OutboxRecipient(unit=u, role="主送", status="queued") for u in (U_COUNTY, U_TOWN)], actor="x")
+            query = LedgerQuery("sent", U_CITY, limit=5)
+            seen = []
+            while True:
+                page = await store.ledger.page(query)
+                seen += [(r.doc_id, r.unit) for r in page.rows]
+                if page.next_after is None:
+                    break
+                query = replace(query, after=page.next_after)
+            assert seen == [(f"S{n:02d}", u) for n in range(23) for u in sorted((U_COUNTY, U_TOWN))]
+            assert await store.ledger.count(LedgerQuery("sent", U_CITY)) == 46
+    asyncio.run(main())
+
+
+def test_ledger_queries_read_their_index_and_sort_nothing(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            start, end = T0, T0 + dt.timedelta(days=31)
+            for side, counterpart, status in (("sent", U_COUNTY, "signed_for"), ("received", U_CITY, "pending")):
+                plain = LedgerQuery(side, U_CITY)
+                full = LedgerQuery(side, U_CITY, start=start, end=end, kind="通知", counterpart=counterpart,
+                                   status=status, after=("2026-03-02T01:00:00.000000Z", 7, U_TOWN)[:3 if side == "sent" else 2])
+                index = "outbox_ledger" if side == "sent" else "inbox_ledger"
+                for query in (plain, full):
+                    plan = await store.ledger.plan(query)
+                    assert any(f"USING INDEX {index}" in step for step in plan), plan
+                    assert not any("SCAN" in step or "TEMP B-TREE" in step for step in plan), plan
+                plan = await store.ledger.plan(full)
+                assert any("created_at>?" in s or "received_at>?" in s for s in plan), plan  # the range seeks
+    asyncio.run(main())
+
+
+def test_export_checks_the_scope_before_reading(tmp_path):
+    async def main():
+        clock = FakeClock(T0.astimezone(dt.UTC))
+        async with open_store(tmp_path, clock=clock) as store:
+            await _known_rows(store, clock)
+            export = await open_export(store, CLERK, "received", _names, clock.now, date_from="2026-03-04")
+            assert export.rows == 3
+            rows = [row async for page in export.pages() for row in page]
+            assert [r[0] for r in rows] == ["D006", "D007", "D008"]
+            assert rows[0][3] == "市政府办公室" and rows[0][1] == "市政发〔2026〕6号"
+    asyncio.run(main())
