@@ -30,7 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from exchange_protocol.model import BEIJING
-from node.documents.ledger import LedgerExport
+from node.documents.ledger import LedgerExport, LedgerFilterError
 from node.documents.ledger_files import csv_chunks, sheet_title, write_xlsx
 from node.errors import ApiError
 
@@ -87,8 +87,8 @@ def _export_handler(side: str, keys: AppKeys):
         query = _query(request, ("format",))
         fmt = query.get("format", "csv")
         if fmt not in FORMATS:
-            raise ApiError(f"format must be csv or xlsx, not {fmt[:20]!r}", code="LEDGER_BAD_FORMAT",
-                           parameter="format")
+            raise LedgerFilterError(f"format must be csv or xlsx, not {fmt[:20]!r}", code="LEDGER_BAD_FORMAT",
+                                    parameter="format")
         export = await request.app[keys.service].ledger(request[keys.principal], side, **_service_filters(query))
         if fmt == "csv":
             return await _send_csv(request, export)

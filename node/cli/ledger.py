@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="statistics of the sent or received 台账 per unit and period: documents, "
                                    "签收 (median and p90 time to it), overdue rate, returned rate")
     _side_and_filters(p)
-    p.add_argument("--period", choices=PERIODS, default="month", help="day, week (from Monday) or month")
+    p.add_argument("--period", choices=PERIODS, default="month", help="day, week (from Monday) or month (default: month)")
     add_common_options(p)
     p.set_defaults(func=_stats)
 

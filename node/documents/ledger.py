@@ -66,7 +66,7 @@ class LedgerFilterError(NodeError):
                 "LEDGER_BAD_UNIT", "LEDGER_BAD_PERIOD", "LEDGER_BAD_FORMAT")
 
 
-class UnitNotHosted(NodeError):
+class LedgerUnitNotHosted(NodeError):
     """Statistics asked for a unit this node does not host: it keeps no ledger of it."""
 
     code = "LEDGER_UNIT_NOT_HOSTED"

@@ -38,7 +38,7 @@ from node.documents.ledger import (
     RETURNED,
     SIGNED,
     LedgerFilterError,
-    UnitNotHosted,
+    LedgerUnitNotHosted,
     parse_filters,
     parse_unit,
     was_overdue,
@@ -118,7 +118,7 @@ def stats_units(who: Principal, unit: str | None, hosted: Collection[str]) -> li
         return [who.unit]  # type: ignore[list-item]
     if asked is not None:
         if asked not in hosted:
-            raise UnitNotHosted(f"this node does not host unit {asked}, so it keeps no ledger of it", unit=asked)
+            raise LedgerUnitNotHosted(f"this node does not host unit {asked}, so it keeps no ledger of it", unit=asked)
         return [asked]
     return sorted(hosted)
 
