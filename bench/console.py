@@ -1,0 +1,188 @@
+"""The console's figures on a store of 100,000 documents: the 台账 part (issue 10, Figures).
+
+The store is filled through its own interfaces (``messages.add_outbox`` and ``messages.add_inbox``,
+500 documents a transaction, audit events included): N documents sent by a city office to a county
+office hosted on the same node, so the city's sent ledger and the county's received ledger each
+have N rows. Statuses are mixed (70 % signed for, 10 % returned, 20 % waiting), half carry a
+办理时限, and sending times spread over the year before the run. Every row names one small package
+blob (the ledger never opens packages).
+
+Then each export — received and sent, XLSX and CSV — runs in a child process of its own
+(``node.documents.ledger.open_export``, the document service's implementation, with the clerk of
+the unit as principal, written by ``node.documents.ledger_files`` to a file), which reports its
+rows, time and peak RSS (``ru_maxrss``); a child that only opens the store gives the baseline.
+The statistics (received, per month) are timed likewise, and the ledgers' query plans printed.
+``--quick`` uses 5,000 documents. A readable table first; the last line is one JSON object.
+
+The console helper adds the page timings (``inbox_page_ms_p50`` …) to this file later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Run as a script, bench/ is sys.path[0]; put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from node.api.auth import Principal  # noqa: E402
+from node.store import InboxRow, LedgerQuery, OutboxDocument, OutboxRecipient, RegisterFacts  # noqa: E402
+from node.store.opener import open_store  # noqa: E402
+
+CITY = "91350100M000100Y43"
+COUNTY = "11100000000013127D"
+NAMES = {CITY: "临沂市人民政府办公室", COUNTY: "兰山区人民政府办公室"}
+BATCH = 500
+NOW = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
+
+
+def _names(code: str) -> str | None:
+    return NAMES.get(code)
+
+
+async def fill(data_dir: Path, n: int) -> None:
+    store = await open_store(data_dir, clock=lambda: NOW)
+    try:
+        digest = (await store.blobs.put(b"a small stand-in for a sealed package")).digest
+        for start in range(0, n, BATCH):
+            async with store.transaction() as tx:
+                for i in range(start, min(start + BATCH, n)):
+                    await _one(store, tx, digest, i, n)
+    finally:
+        await store.close()
+
+
+async def _one(store, tx, digest: str, i: int, n: int) -> None:
+    sent_at = NOW - dt.timedelta(days=365) + dt.timedelta(seconds=i * 365 * 86400 // n)
+    deadline = sent_at + dt.timedelta(days=3) if i % 2 else None
+    doc_id = f"LYSZF-2026-{i:06d}"
+    facts = RegisterFacts(doc_number=f"临政办发〔2026〕{i + 1}号", urgency="加急" if i % 7 == 0 else None,
+                          classification="非密", written_on=sent_at.date(), issuers=(CITY,))
+    title = f"关于做好第{i + 1}批重点工作落实情况报送的通知"
+    kind = ("通知", "通报", "函", "意见")[i % 4]
+    roll = i % 10
+    signed_at = sent_at + dt.timedelta(hours=1 + (i * 37) % 96)
+    if roll < 7:
+        sender = dict(status="signed_for", who="李四", when=signed_at)
+        receiver = dict(status="signed_for", signed_by="李四", signed_at=signed_at)
+    elif roll == 7:
+        sender = dict(status="returned", who="李四", when=signed_at, reason="不属本单位职责")
+        receiver = dict(status="returned", return_reason="不属本单位职责")
+    else:
+        sender, receiver = dict(status="delivered"), dict(status="pending")
+    await store.messages.add_outbox(
+        OutboxDocument(doc_id=doc_id, from_unit=CITY, title=title, kind=kind, package_digest=digest,
+                       created_at=sent_at, doc_number=facts.doc_number, deadline=deadline, facts=facts),
+        [OutboxRecipient(unit=COUNTY, role="主送", destination_node="city", **sender)], actor="bench", tx=tx)
+    await store.messages.add_inbox(InboxRow(
+        doc_id=doc_id, unit=COUNTY, role="主送", from_unit=CITY, title=title, kind=kind, package_digest=digest,
+        received_at=sent_at, urgency=facts.urgency, deadline=deadline, facts=facts, **receiver), tx=tx)
+
+
+# --- children: one export each, measured on its own ----------------------------------------------
+async def _child(data_dir: Path, task: str, out: Path) -> dict:
+    from node.documents import statistics
+    from node.documents.ledger import open_export
+    from node.documents.ledger_files import csv_chunks, write_xlsx
+
+    store = await open_store(data_dir, clock=lambda: NOW, recover=False)
+    try:
+        started = time.perf_counter()
+        rows = 0
+        if task == "baseline":
+            pass
+        elif task == "stats":
+            who = Principal("bench", "李四", "clerk", COUNTY)
+            result = await statistics.compute(store, who, "received", "month", [COUNTY], _names, NOW)
+            rows = sum(r["rows"] for r in result["rows"])
+        else:
+            side, fmt = task.split("-")
+            who = Principal("bench", "李四", "clerk", CITY if side == "sent" else COUNTY)
+            export = await open_export(store, who, side, _names, NOW)
+            if fmt == "xlsx":
+                rows = await write_xlsx(export, out)
+            else:
+                with open(out, "wb") as f:
+                    async for chunk in csv_chunks(export):
+                        f.write(chunk)
+                rows = export.rows
+        seconds = time.perf_counter() - started
+    finally:
+        await store.close()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    size = out.stat().st_size if out.exists() else 0
+    return {"task": task, "rows": rows, "seconds": round(seconds, 3), "peak_rss_mb": round(peak_kib / 1024, 1),
+            "bytes": size}
+
+
+def run_child(data_dir: Path, task: str, out: Path) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", task, "--data", str(data_dir), "--out", str(out)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"child {task} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+async def plans(data_dir: Path) -> dict[str, list[str]]:
+    store = await open_store(data_dir, clock=lambda: NOW, recover=False)
+    try:
+        since = NOW - dt.timedelta(days=30)
+        return {"sent": await store.ledger.plan(LedgerQuery("sent", CITY, start=since, end=NOW, kind="通知")),
+                "received": await store.ledger.plan(LedgerQuery("received", COUNTY, start=since, end=NOW,
+                                                                status="pending"))}
+    finally:
+        await store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5,000 documents instead of 100,000")
+    parser.add_argument("--documents", type=int, help="how many documents (overrides --quick)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(_child(args.data, args.child, args.out))))
+        return 0
+    n = args.documents or (5_000 if args.quick else 100_000)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
+        data_dir = Path(tmp) / "data"
+        started = time.perf_counter()
+        asyncio.run(fill(data_dir, n))
+        fill_s = time.perf_counter() - started
+        results = {task: run_child(data_dir, task, Path(tmp) / f"{task}.out")
+                   for task in ("baseline", "received-xlsx", "received-csv", "sent-xlsx", "sent-csv", "stats")}
+        query_plans = asyncio.run(plans(data_dir))
+    print(f"store: {n:,} documents filled in {fill_s:.1f} s (sent ledger and received ledger {n:,} rows each)")
+    print(f"{'task':<15}{'rows':>10}{'seconds':>10}{'peak RSS MiB':>14}{'file MiB':>10}")
+    for task, r in results.items():
+        print(f"{task:<15}{r['rows']:>10,}{r['seconds']:>10.2f}{r['peak_rss_mb']:>14.1f}{r['bytes'] / 1048576:>10.1f}")
+    for side, plan in query_plans.items():
+        print(f"plan ({side}): " + " | ".join(plan))
+    exports = [results[t] for t in ("received-xlsx", "received-csv", "sent-xlsx", "sent-csv")]
+    figures = {
+        "documents": n, "ledger_rows": results["received-xlsx"]["rows"],
+        "ledger_peak_rss_mb": max(r["peak_rss_mb"] for r in exports),
+        "ledger_baseline_rss_mb": results["baseline"]["peak_rss_mb"],
+        "ledger_xlsx_s": results["received-xlsx"]["seconds"], "ledger_csv_s": results["received-csv"]["seconds"],
+        "ledger_sent_xlsx_s": results["sent-xlsx"]["seconds"], "ledger_sent_csv_s": results["sent-csv"]["seconds"],
+        "ledger_stats_s": results["stats"]["seconds"], "fill_s": round(fill_s, 1),
+        "ledger_plans_use_index": all("USING INDEX" in " ".join(p) and "TEMP B-TREE" not in " ".join(p)
+                                      for p in query_plans.values()),
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
