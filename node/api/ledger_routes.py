@@ -138,7 +138,9 @@ async def _send_csv(request: web.Request, export: LedgerExport) -> web.StreamRes
 
 async def _send_xlsx(request: web.Request, export: LedgerExport, directory: Path) -> web.StreamResponse:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, name = tempfile.mkstemp(prefix="ledger-", suffix=".xlsx.part", dir=directory)
+    # Named as the upload files are, so the start-up sweep (upload.clear_stale_uploads) removes one a
+    # crash left behind.
+    fd, name = tempfile.mkstemp(prefix="upload-ledger-", suffix=".part", dir=directory)
     os.close(fd)
     try:
         await write_xlsx(export, Path(name))

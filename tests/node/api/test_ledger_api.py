@@ -17,6 +17,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from node.store import InboxRow
 from tests.node.api.local_api_support import (
     UNIT_A,
     UNIT_B,
@@ -122,6 +123,7 @@ def test_received_ledger_as_xlsx_reads_back_with_openpyxl_with_dates_as_dates(en
         assert sheet.cell(row=3, column=3).data_type == "s"
         assert returned["退回理由"] == HOSTILE_REASON and returned["签收人"] is None
         assert pending["状态"] == "待签收" and pending["超期"] is None
+        assert not list(env.upload_dir.glob("upload-*"))  # the workbook's file went with the answer
     run(env, scenario)
 
 
@@ -223,4 +225,31 @@ def test_operators_get_statistics_of_every_hosted_unit_but_no_ledger_rows(env):
                                             headers=env.auth(env.operator)), 404, "LEDGER_UNIT_NOT_HOSTED")
         mine = await (await client.get("/api/v1/ledger/sent/stats", headers=env.auth(env.clerk_a))).json()
         assert [(r["unit"], r["documents"], r["rows"]) for r in mine["rows"]] == [(UNIT_A, 3, 6)]
+    run(env, scenario)
+
+
+def test_a_store_failure_in_the_middle_of_a_csv_cuts_the_answer_instead_of_ending_it(env):
+    """Once the CSV has started, an error cannot be a JSON answer: the connection is cut, so the
+    client sees a broken transfer rather than a file that looks whole."""
+    import aiohttp
+
+    async def scenario(client):
+        store = env.store
+        digest = (await store.blobs.put(b"package")).digest
+        async with store.transaction() as tx:
+            for n in range(5000):  # five pages of the store's 1,000 rows
+                await store.messages.add_inbox(InboxRow(
+                    doc_id=f"X{n:05d}", unit=UNIT_B, role="主送", from_unit=UNIT_A, title=f"第{n}号", kind="通知",
+                    status="pending", package_digest=digest, received_at=store.clock()), tx=tx)
+        response = await client.get("/api/v1/ledger/received", headers=env.auth(env.clerk_b))
+        assert response.status == 200 and response.headers["X-Gwx-Ledger-Rows"] == "5000"
+        first = await response.content.readany()
+        assert first.startswith(b"\xef\xbb\xbf")
+        async with store.db.transaction() as tx:  # the table goes away under the export
+            await tx.execute("ALTER TABLE inbox RENAME TO inbox_gone")
+        with pytest.raises(aiohttp.ClientPayloadError):
+            while await response.content.readany():
+                pass
+        async with store.db.transaction() as tx:
+            await tx.execute("ALTER TABLE inbox_gone RENAME TO inbox")
     run(env, scenario)

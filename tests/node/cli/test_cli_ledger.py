@@ -5,11 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
+import subprocess
+import threading
 
 import openpyxl
 
 from tests.node.api.local_api_support import UNIT_A, UNIT_B
-from tests.node.cli.clerk_support import direct_get, gwx, gwx_parallel
+from tests.node.cli.clerk_support import clerk_command, direct_get, gwx, gwx_parallel
+from tests.support import REPO
 
 
 def test_export_writes_the_files_the_api_serves_and_stats_print_a_table(node, files, tmp_path):
@@ -47,3 +52,34 @@ def test_export_writes_the_files_the_api_serves_and_stats_print_a_table(node, fi
     assert bad.returncode == 2 and "LEDGER_BAD_RANGE" in bad.stderr
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.csv.part").exists()
     assert UNIT_A in out_csv.read_text("utf-8-sig")
+
+
+def test_export_progress_is_shown_on_a_terminal_only(node, files, tmp_path):
+    env, server = node
+    sent = gwx(server, env.clerk_a, "send", "--meta", str(files / "META.json"), "--body", str(files / "body.pdf"))
+    assert sent.returncode == 0, sent.stderr
+    master, slave = pty.openpty()
+    argv, penv = clerk_command(server, env.clerk_a, ("ledger", "export", "--sent", "-o", str(tmp_path / "a.csv")))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=penv, cwd=REPO)
+    os.close(slave)
+    seen = bytearray()
+
+    def drain() -> None:  # read the terminal while the command runs so it never blocks on it
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            seen.extend(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    proc.communicate(timeout=60)
+    reader.join(10)
+    os.close(master)
+    piped = gwx(server, env.clerk_a, "ledger", "export", "--sent", "-o", str(tmp_path / "b.csv"))
+    assert proc.returncode == 0 and "台账 2 行：已接收" in seen.decode("utf-8", "replace")
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
