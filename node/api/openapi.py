@@ -112,7 +112,8 @@ SCHEMAS: Json = {
 ERRORS = {
     "400": "the request cannot be used as given (API_BAD_*, DOC_* in META.json, PKG_BAD_INPUT …)",
     "401": "missing or unknown token (API_UNAUTHENTICATED)",
-    "403": "role or unit not allowed (API_FORBIDDEN)", "404": "no such document (API_NOT_FOUND)",
+    "403": "role or unit not allowed (API_FORBIDDEN)",
+    "404": "no such document (API_NOT_FOUND); a unit this node does not host (LEDGER_UNIT_NOT_HOSTED)",
     "409": "the state does not allow this (STATE_*, STORE_DUPLICATE, NODE_NO_SEAL); 撤回/催办 that applies "
            "to no recipient (DOC_NO_ELIGIBLE_RECIPIENT); a document recalled (撤回) from your unit, whose "
            "content is withdrawn (DOC_RECALLED)",
