@@ -74,6 +74,9 @@ def _query(request: web.Request, extra: tuple[str, ...]) -> dict[str, str]:
         if len(request.query.getall(name)) > 1:
             raise ApiError(f"query parameter {name!r} is given more than once", code="API_BAD_PARAMETER",
                            parameter=name)
+        if not request.query[name]:  # left out means "any"; given empty is a client's mistake
+            raise ApiError(f"query parameter {name!r} is empty; leave it out for any", code="API_BAD_PARAMETER",
+                           parameter=name)
     return dict(request.query)
 
 

@@ -193,6 +193,7 @@ def test_filters_by_date_kind_status_and_counterpart(env):
     ("/api/v1/ledger/received", {"counterpart": "91350100M000100Y44"}, 400, "LEDGER_BAD_UNIT"),
     ("/api/v1/ledger/received", {"format": "pdf"}, 400, "LEDGER_BAD_FORMAT"),
     ("/api/v1/ledger/received", {"sort": "title"}, 400, "API_BAD_PARAMETER"),
+    ("/api/v1/ledger/received", {"unit": ""}, 400, "API_BAD_PARAMETER"),  # empty is not "any"
     ("/api/v1/ledger/sent/stats", {"period": "year"}, 400, "LEDGER_BAD_PERIOD"),
     ("/api/v1/ledger/sent", {"unit": UNIT_B}, 403, "API_FORBIDDEN"),  # another unit's ledger
     ("/api/v1/ledger/received/stats", {"unit": UNIT_C}, 403, "API_FORBIDDEN"),
