@@ -71,7 +71,11 @@ def to_db_time(value: datetime) -> str:
 def from_db_time(text: str | None) -> datetime | None:
     if text is None:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    if len(text) == 27 and text[-1] == "Z":
+        # The form to_db_time writes: fromisoformat reads it (its Z as UTC) some 30 times faster than
+        # strptime, and every row listed or exported (a 台账 of 100,000 rows) passes here.
+        return datetime.fromisoformat(text)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)  # anything else: its error
 
 
 class SqliteTransaction:
