@@ -7,7 +7,8 @@
   ``X-Gwx-Ledger-Rows`` says how many rows follow, for a progress indicator. Every filter is
   checked before the answer starts; a failure after it (the store gone mid-way) cuts the
   connection, so a client never takes a truncated file for a whole one.
-* ``GET /api/v1/ledger/{sent,received}/stats?period=day|week|month&…`` (clerks and operators): JSON.
+* ``GET /api/v1/ledger/{sent,received}/stats?period=day|week|month&by=unit|counterpart&…`` (clerks and
+  operators): JSON.
 
 The handlers only translate HTTP; what a ledger is, whose, and what is refused is
 :mod:`node.documents.ledger` through the service contract.
@@ -102,9 +103,10 @@ def _export_handler(side: str, keys: AppKeys):
 
 def _stats_handler(side: str, keys: AppKeys):
     async def handler(request: web.Request) -> web.Response:
-        query = _query(request, ("period",))
+        query = _query(request, ("period", "by"))
         stats = await request.app[keys.service].ledger_stats(request[keys.principal], side,
-                                                             query.get("period", "month"), **_service_filters(query))
+                                                             query.get("period", "month"), by=query.get("by", "unit"),
+                                                             **_service_filters(query))
         return web.json_response(stats, dumps=functools.partial(json.dumps, ensure_ascii=False))
     handler.__name__ = f"ledger_{side}_stats"
     return handler

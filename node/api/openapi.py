@@ -176,9 +176,11 @@ LEDGER_DATE = {"type": "string", "format": "date", "pattern": r"^(19[7-9][0-9]|2
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SCHEMAS["LedgerStats"] = _object({
     "side": {"enum": ["sent", "received"]}, "period": {"enum": ["day", "week", "month"]},
+    "by": {"enum": ["unit", "counterpart"]},
     "from": _nullable(STR), "to": _nullable(STR), "timezone": STR, "unit_meaning": STR,
     "rows": {"type": "array", "items": _object({
-        "unit": STR, "unit_name": _nullable(STR), "period_start": {"type": "string", "format": "date"},
+        "unit": STR, "unit_name": _nullable(STR), "counterpart": _nullable(STR), "counterpart_name": _nullable(STR),
+        "period_start": {"type": "string", "format": "date"},
         "documents": INT, "rows": INT, "signed": INT, "sign_median_s": _nullable({"type": "number"}),
         "sign_p90_s": _nullable({"type": "number"}), "overdue": INT, "overdue_rate": {"type": "number"},
         "returned": INT, "returned_rate": {"type": "number"}})}})
@@ -212,7 +214,9 @@ def _ledger_paths() -> Json:
                     "overdue and returned rates", ["clerk", "operator"], _ref("LedgerStats"),
                     params=[*_ledger_filters(statuses, counterpart),
                             {"name": "period", "in": "query", "schema": {"enum": ["day", "week", "month"],
-                                                                          "default": "month"}}],
+                                                                          "default": "month"}},
+                            {"name": "by", "in": "query", "schema": {"enum": ["unit", "counterpart"], "default": "unit"},
+                             "description": "counterpart: each unit's rows split by recipient (sent) or sender"}],
                     errors=("400", "401", "403", "404", "503"), op_id=f"ledger{side.title()}Stats")
         paths[f"/api/v1/ledger/{side}"] = {"get": export}
         paths[f"/api/v1/ledger/{side}/stats"] = {"get": stats}

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "签收 (median and p90 time to it), overdue rate, returned rate")
     _side_and_filters(p)
     p.add_argument("--period", choices=PERIODS, default="month", help="day, week (from Monday) or month (default: month)")
+    p.add_argument("--by-counterpart", action="store_true",
+                   help="split each unit's figures by recipient (--sent) or sending unit (--received)")
     add_common_options(p)
     p.set_defaults(func=_stats)
 
@@ -122,12 +124,15 @@ def _hours(seconds: float | None) -> str:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    stats = client_for(args).get(f"/api/v1/ledger/{args.side}/stats", {**_filters(args), "period": args.period})
+    query = {**_filters(args), "period": args.period, "by": "counterpart" if args.by_counterpart else None}
+    stats = client_for(args).get(f"/api/v1/ledger/{args.side}/stats", query)
     if args.json:
         return emit_json(stats)
-    rows = [[r["unit_name"] or r["unit"], r["period_start"], str(r["documents"]), str(r["rows"]), str(r["signed"]),
+    other = ["收文单位" if args.side == "sent" else "来文单位"] if args.by_counterpart else []
+    rows = [[r["unit_name"] or r["unit"], *([r["counterpart_name"] or r["counterpart"]] if other else []),
+             r["period_start"], str(r["documents"]), str(r["rows"]), str(r["signed"]),
              _hours(r["sign_median_s"]), _hours(r["sign_p90_s"]), f"{r['overdue_rate']:.1%}",
              f"{r['returned_rate']:.1%}"] for r in stats["rows"]]
-    print(render_table(["单位", "期间起", "件数", "份数", "已签收", "签收用时中位数", "签收用时P90", "超期率", "退回率"],
+    print(render_table(["单位", *other, "期间起", "件数", "份数", "已签收", "签收用时中位数", "签收用时P90", "超期率", "退回率"],
                        rows))
     return 0

@@ -29,8 +29,8 @@ previous page. ``overdue=True`` keeps only overdue items; absent or False does n
 ``LedgerExport`` (:mod:`node.documents.ledger`): ``headings``, ``rows`` (the count), ``pages()`` — the
     sent or received 台账 of the clerk's own unit, checked and counted before any row is read; written
     as CSV or XLSX by :mod:`node.documents.ledger_files`.
-``LedgerStats`` (:mod:`node.documents.statistics`): {"side", "period", "from", "to", "timezone",
-    "unit_meaning", "rows": [{"unit", "unit_name", "period_start", "documents", "rows", "signed",
+``LedgerStats`` (:mod:`node.documents.statistics`): {"side", "period", "by", "from", "to", "timezone",
+    "unit_meaning", "rows": [{"unit", "unit_name", "counterpart", "counterpart_name", "period_start", "documents", "rows", "signed",
     "sign_median_s", "sign_p90_s", "overdue", "overdue_rate", "returned", "returned_rate"}]}.
 
 ``NodeStatus``: {"node_id", "units": [{"code", "name"}], "queues": {destination: {state: n}},
@@ -116,10 +116,12 @@ class DocumentServiceApi(Protocol):
         recipient (sent) or sending (received) unit. Bad filters are LEDGER_BAD_* before any row is read."""
 
     async def ledger_stats(self, who: Principal, side: str, period: str, *, unit: str | None = None,
-                           date_from: str | None = None, date_to: str | None = None, kind: str | None = None,
-                           status: str | None = None, counterpart: str | None = None) -> Json:
-        """LedgerStats per unit and ``period`` ("day"|"week"|"month"): a clerk's own unit; an operator's,
-        every hosted unit or the one named (numbers only, no document)."""
+                           by: str = "unit", date_from: str | None = None, date_to: str | None = None,
+                           kind: str | None = None, status: str | None = None,
+                           counterpart: str | None = None) -> Json:
+        """LedgerStats per unit (``by="counterpart"``: and per recipient or sending unit) and ``period``
+        ("day"|"week"|"month"): a clerk's own unit; an operator's, every hosted unit or the one named
+        (numbers only, no document)."""
 
     async def node_status(self, who: Principal) -> Json:
         """NodeStatus (operators): readiness, queues, peers with the last refusal, last errors."""

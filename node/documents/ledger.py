@@ -63,7 +63,7 @@ class LedgerFilterError(NodeError):
     code = "LEDGER_BAD_FILTER"
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("LEDGER_BAD_SIDE", "LEDGER_BAD_DATE", "LEDGER_BAD_RANGE", "LEDGER_BAD_KIND", "LEDGER_BAD_STATUS",
-                "LEDGER_BAD_UNIT", "LEDGER_BAD_PERIOD", "LEDGER_BAD_FORMAT")
+                "LEDGER_BAD_UNIT", "LEDGER_BAD_PERIOD", "LEDGER_BAD_GROUPING", "LEDGER_BAD_FORMAT")
 
 
 class LedgerUnitNotHosted(NodeError):

@@ -361,10 +361,10 @@ class DocumentService:
                                         **filters)
 
     async def ledger_stats(self, who: Principal, side: str, period: str, *, unit: str | None = None,
-                           **filters: str | None) -> dict[str, Any]:
+                           by: str = "unit", **filters: str | None) -> dict[str, Any]:
         hosted = [u.code for u in self.ctx.config.units]
         return await statistics.compute(self.store, who, side, period, hosted, self._unit_name, self.ctx.clock(),
-                                        unit=unit, **filters)
+                                        unit=unit, by=by, **filters)
 
     # ---- operators ---------------------------------------------------------------------------------
     async def node_status(self, who: Principal) -> dict[str, Any]:

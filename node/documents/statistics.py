@@ -6,6 +6,8 @@ the same filters. One statistics row per (unit, period) that has rows:
 * **unit**: the ledger's own unit — the sending unit for the sent side, the receiving unit for
   the received side. A clerk gets their unit; an operator every unit the node hosts (or the one
   named): numbers only, no titles, which is why operators may have them.
+* **counterpart** (with ``by="counterpart"``): each unit's rows split further by the other side,
+  the recipient (sent) or the sending unit (received); null otherwise.
 * **period**: the Beijing date the document was sent (sent) or received (received) falls on,
   rounded down to its day, its ISO week's Monday (week) or the first of its month (month).
 * ``documents``: documents sent, or received; ``rows``: recipient rows (sent: one per recipient;
@@ -47,6 +49,7 @@ from node.store import LedgerRow, NodeStore
 from node.store.values import LEDGER_SENT
 
 PERIODS = ("day", "week", "month")
+GROUPINGS = ("unit", "counterpart")
 
 
 def period_start(at: dt.datetime, period: str) -> dt.date:
@@ -125,26 +128,33 @@ def stats_units(who: Principal, unit: str | None, hosted: Collection[str]) -> li
 
 async def compute(store: NodeStore, who: Principal, side: str, period: str, hosted: Collection[str],
                   unit_name: Callable[[str], str | None], now: dt.datetime, *, unit: str | None = None,
-                  **filters: str | None) -> dict[str, Any]:
-    """The statistics as JSON: {"side", "period", "from", "to", "timezone", "rows": [...]}."""
+                  by: str = "unit", **filters: str | None) -> dict[str, Any]:
+    """The statistics as JSON: {"side", "period", "by", "from", "to", "timezone", "rows": [...]}.
+
+    ``by="counterpart"`` splits each unit's rows by the other side — the recipient (sent), the
+    sending unit (received) — so a sender sees how fast each unit it writes to signs."""
     if period not in PERIODS:
         raise LedgerFilterError(f"period must be one of {', '.join(PERIODS)}, not {str(period)[:40]!r}",
                                 code="LEDGER_BAD_PERIOD", parameter="period")
+    if by not in GROUPINGS:
+        raise LedgerFilterError(f"by must be one of {', '.join(GROUPINGS)}, not {str(by)[:40]!r}",
+                                code="LEDGER_BAD_GROUPING", parameter="by")
     parsed = parse_filters(side, **filters)
     out: list[dict[str, Any]] = []
     for code in stats_units(who, unit, hosted):
-        groups: dict[dt.date, _Group] = {}
+        groups: dict[tuple[str, dt.date], _Group] = {}
         query = parsed.query(code)
         while True:
             page = await store.ledger.page(query)
             for row in page.rows:
-                groups.setdefault(period_start(row.at, period), _Group()).add(row, now)
+                other = "" if by == "unit" else row.unit if side == LEDGER_SENT else row.from_unit
+                groups.setdefault((other, period_start(row.at, period)), _Group()).add(row, now)
             if page.next_after is None:
                 break
             query = replace(query, after=page.next_after)
-        out += [{"unit": code, "unit_name": unit_name(code), "period_start": start.isoformat(), **g.as_json()}
-                for start, g in sorted(groups.items())]
-    return {"side": side, "period": period, "from": filters.get("date_from") or None,
+        out += [{"unit": code, "unit_name": unit_name(code), "counterpart": other or None,
+                 "counterpart_name": unit_name(other) if other else None, "period_start": start.isoformat(),
+                 **g.as_json()} for (other, start), g in sorted(groups.items())]
+    return {"side": side, "period": period, "by": by, "from": filters.get("date_from") or None,
             "to": filters.get("date_to") or None, "timezone": "+08:00",
             "unit_meaning": "the sending unit" if side == LEDGER_SENT else "the receiving unit", "rows": out}
-

@@ -195,6 +195,7 @@ def test_filters_by_date_kind_status_and_counterpart(env):
     ("/api/v1/ledger/received", {"sort": "title"}, 400, "API_BAD_PARAMETER"),
     ("/api/v1/ledger/received", {"unit": ""}, 400, "API_BAD_PARAMETER"),  # empty is not "any"
     ("/api/v1/ledger/sent/stats", {"period": "year"}, 400, "LEDGER_BAD_PERIOD"),
+    ("/api/v1/ledger/sent/stats", {"by": "title"}, 400, "LEDGER_BAD_GROUPING"),
     ("/api/v1/ledger/sent", {"unit": UNIT_B}, 403, "API_FORBIDDEN"),  # another unit's ledger
     ("/api/v1/ledger/received/stats", {"unit": UNIT_C}, 403, "API_FORBIDDEN"),
 ])
@@ -226,6 +227,10 @@ def test_operators_get_statistics_of_every_hosted_unit_but_no_ledger_rows(env):
                                             headers=env.auth(env.operator)), 404, "LEDGER_UNIT_NOT_HOSTED")
         mine = await (await client.get("/api/v1/ledger/sent/stats", headers=env.auth(env.clerk_a))).json()
         assert [(r["unit"], r["documents"], r["rows"]) for r in mine["rows"]] == [(UNIT_A, 3, 6)]
+        split = await (await client.get("/api/v1/ledger/sent/stats", params={"by": "counterpart"},
+                                        headers=env.auth(env.clerk_a))).json()
+        assert [(r["counterpart"], r["counterpart_name"], r["signed"], r["returned"]) for r in split["rows"]] == \
+            [(UNIT_B, UNIT_NAMES[UNIT_B], 1, 1), (UNIT_C, UNIT_NAMES[UNIT_C], 0, 0)]
     run(env, scenario)
 
 

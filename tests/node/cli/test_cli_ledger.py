@@ -24,11 +24,12 @@ def test_export_writes_the_files_the_api_serves_and_stats_print_a_table(node, fi
     doc_id = sent.stdout.split()[1]
     assert gwx(server, env.clerk_b, "sign-for", doc_id).returncode == 0
     out_csv, out_xlsx = tmp_path / "发文台账.csv", tmp_path / "收文台账.xlsx"
-    csv_run, xlsx_run, stats, stats_json, refused, bad = gwx_parallel(server, [
+    csv_run, xlsx_run, stats, stats_json, split, refused, bad = gwx_parallel(server, [
         (env.clerk_a, "ledger", "export", "--sent", "-o", str(out_csv)),
         (env.clerk_b, "ledger", "export", "--received", "--format", "xlsx", "-o", str(out_xlsx)),
         (env.clerk_b, "ledger", "stats", "--received", "--period", "day"),
         (env.clerk_b, "ledger", "stats", "--received", "--json"),
+        (env.clerk_a, "ledger", "stats", "--sent", "--by-counterpart"),
         (env.clerk_a, "ledger", "export", "--sent", "--unit", UNIT_B, "-o", str(tmp_path / "x.csv")),
         (env.clerk_a, "ledger", "export", "--sent", "--from", "2026-12-01", "--to", "2026-11-01",
          "-o", str(tmp_path / "y.csv")),
@@ -44,6 +45,8 @@ def test_export_writes_the_files_the_api_serves_and_stats_print_a_table(node, fi
     assert stats.returncode == 0, stats.stderr
     header, line = stats.stdout.splitlines()[:2]
     assert header.split()[:3] == ["单位", "期间起", "件数"] and "临沂市人民政府办公室" in line and "0.0%" in line
+    assert split.returncode == 0 and split.stdout.splitlines()[0].split()[:2] == ["单位", "收文单位"]
+    assert "临沂市人民政府办公室" in split.stdout.splitlines()[1] and "100.0%" not in split.stdout
     answer = json.loads(stats_json.stdout)
     assert answer["period"] == "month" and [(r["unit"], r["documents"], r["signed"]) for r in answer["rows"]] == \
         [(UNIT_B, 1, 1)]

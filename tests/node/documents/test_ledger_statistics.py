@@ -164,3 +164,42 @@ def test_export_checks_the_scope_before_reading(tmp_path):
             assert [r[0] for r in rows] == ["D006", "D007", "D008"]
             assert rows[0][3] == "市政府办公室" and rows[0][1] == "市政发〔2026〕6号"
     asyncio.run(main())
+
+
+def test_sent_statistics_by_counterpart_tell_each_recipient_apart(tmp_path):
+    async def main():
+        clock = FakeClock(T0.astimezone(dt.UTC))
+        city = Principal("t2", "张三", "clerk", U_CITY)
+        async with open_store(tmp_path, clock=clock) as store:
+            digest = (await store.blobs.put(b"package")).digest
+            # Three documents to the county and the town. The county signs after 1 h, 3 h and 5 h; the town
+            # signs the first after 20 h, returns the second and leaves the third (due at T0 + 10 h) unsigned.
+            county = [1 * H, 3 * H, 5 * H]
+            for n in range(3):
+                at = T0 + n * dt.timedelta(minutes=10)
+                town = (dict(status="signed_for", who="王五", when=at + 20 * H) if n == 0 else
+                        dict(status="returned", who="王五", when=at + H, reason="不属本单位") if n == 1 else
+                        dict(status="delivered"))
+                await store.messages.add_outbox(
+                    OutboxDocument(doc_id=f"S{n}", from_unit=U_CITY, title="t", kind="通知", package_digest=digest,
+                                   created_at=at, deadline=T0 + 10 * H),
+                    [OutboxRecipient(unit=U_COUNTY, role="主送", status="signed_for", who="李四", when=at + county[n]),
+                     OutboxRecipient(unit=U_TOWN, role="抄送", **town)], actor="x")
+            now = T0 + dt.timedelta(days=1)
+            whole = await statistics.compute(store, city, "sent", "month", [U_CITY], _names, now)
+            (row,) = whole["rows"]
+            # 6 rows of 3 documents; signed after 1, 3, 5, 20 h → median 4 h, p90 = 4th of 4 = 20 h;
+            # overdue: the town's 20 h 签收 (past T0 + 10 h) and its unsigned third → 2 of 6; returned 1 of 6.
+            assert (row["documents"], row["rows"], row["signed"], row["counterpart"]) == (3, 6, 4, None)
+            assert (row["sign_median_s"], row["sign_p90_s"]) == (4 * 3600, 20 * 3600)
+            assert (row["overdue"], row["returned"]) == (2, 1)
+            split = await statistics.compute(store, city, "sent", "month", [U_CITY], _names, now, by="counterpart")
+            by = {r["counterpart"]: r for r in split["rows"]}
+            assert set(by) == {U_COUNTY, U_TOWN} and split["by"] == "counterpart"
+            assert (by[U_COUNTY]["documents"], by[U_COUNTY]["sign_median_s"], by[U_COUNTY]["sign_p90_s"]) == \
+                (3, 3 * 3600, 5 * 3600)
+            assert by[U_COUNTY]["overdue"] == 0 and by[U_COUNTY]["unit"] == U_CITY
+            assert (by[U_TOWN]["signed"], by[U_TOWN]["sign_median_s"], by[U_TOWN]["overdue_rate"]) == \
+                (1, 20 * 3600, round(2 / 3, 4))
+            assert by[U_TOWN]["returned_rate"] == round(1 / 3, 4)
+    asyncio.run(main())
