@@ -178,8 +178,9 @@ class ApiClient:
         """GET ``path`` into ``out`` block by block (never whole in memory); returns the bytes written.
         ``progress`` sees the bytes written so far and the response (its headers) after each block.
 
-        An error answer (small JSON) is read whole and raised as :class:`RemoteError`; an error
-        writing ``out`` (a full disk) is the caller's, not the node's, and propagates as it is."""
+        An error answer (small JSON) is read whole and raised as :class:`RemoteError`, and so is an
+        answer cut short (fewer bytes than its Content-Length, or a chunked body without its last
+        chunk); an error writing ``out`` (a full disk) is the caller's and propagates as it is."""
         conn = self._connection()
         unreachable = (OSError, http.client.HTTPException)
         target = self.parts.path.rstrip("/") + path
@@ -204,6 +205,12 @@ class ApiClient:
                     block = response.read(BLOCK)
                 except unreachable as exc:
                     raise self._unreachable(exc) from None
+            # http.client's read(amt) returns b"" when the connection closes before Content-Length
+            # bytes came (a chunked body cut short raises IncompleteRead above): a node that stopped
+            # mid-answer must not leave a truncated file that looks whole.
+            promised = response.getheader("Content-Length")
+            if promised is not None and promised.isdigit() and written != int(promised):
+                raise self._unreachable(http.client.IncompleteRead(b"", int(promised) - written))
             return written
         finally:
             conn.close()

@@ -7,10 +7,12 @@ import io
 import json
 import os
 import pty
+import socket
 import subprocess
 import threading
 
 import openpyxl
+import pytest
 
 from tests.node.api.local_api_support import UNIT_A, UNIT_B
 from tests.node.cli.clerk_support import clerk_command, direct_get, gwx, gwx_parallel
@@ -86,3 +88,48 @@ def test_export_progress_is_shown_on_a_terminal_only(node, files, tmp_path):
     assert proc.returncode == 0 and "台账 2 行：已接收" in seen.decode("utf-8", "replace")
     assert piped.returncode == 0 and piped.stderr == ""
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+class _CuttingServer:
+    """A node that dies mid-answer: it promises ``Content-Length`` bytes (or a chunked body), sends
+    part of them and closes the connection — what a client sees when the node stops mid-download."""
+
+    def __init__(self, head: bytes, body: bytes) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.answer = head + body
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_an_answer_cut_short_leaves_no_file(tmp_path, framing):
+    body = b"PK\x03\x04" + b"x" * 5000
+    if framing == "length":
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                b"\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n")
+    else:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        body = b"%x\r\n" % len(body) + body + b"\r\n"  # no last chunk: the node stopped here
+    server = _CuttingServer(head, body)
+    try:
+        out = tmp_path / "收文台账.xlsx"
+        run = gwx(server, "token", "ledger", "export", "--received", "--format", "xlsx", "-o", str(out))
+    finally:
+        server.close()
+    assert run.returncode != 0 and "CLI_NODE_UNREACHABLE" in run.stderr, (run.returncode, run.stderr)
+    assert "incomplete" in run.stderr or "IncompleteRead" in run.stderr
+    assert not out.exists() and not out.with_name(out.name + ".part").exists()
