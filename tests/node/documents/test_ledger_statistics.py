@@ -11,6 +11,8 @@ import asyncio
 import datetime as dt
 from dataclasses import replace
 
+import pytest
+
 from exchange_protocol.states import ReceiverStatus
 from node.api.auth import Principal
 from node.documents import statistics
@@ -202,4 +204,54 @@ def test_sent_statistics_by_counterpart_tell_each_recipient_apart(tmp_path):
             assert (by[U_TOWN]["signed"], by[U_TOWN]["sign_median_s"], by[U_TOWN]["overdue_rate"]) == \
                 (1, 20 * 3600, round(2 / 3, 4))
             assert by[U_TOWN]["returned_rate"] == round(1 / 3, 4)
+    asyncio.run(main())
+
+
+# Times near Beijing midnight, where the Beijing date differs from the UTC one (UTC+8): each must fall
+# on its Beijing day, week (Sunday 23:30 vs Monday 00:30) and month, and in or out of a from/to range.
+NEAR_MIDNIGHT = (
+    ("M1", dt.datetime(2026, 3, 2, 23, 59, tzinfo=BEIJING)),  # 15:59 UTC, same date
+    ("M2", dt.datetime(2026, 3, 3, 7, 30, tzinfo=BEIJING)),  # 2 March 23:30 UTC
+    ("M3", dt.datetime(2026, 3, 5, 23, 59, tzinfo=BEIJING)),  # the last minute of a --to day
+    ("M4", dt.datetime(2026, 3, 6, 0, 0, 30, tzinfo=BEIJING)),  # 5 March 16:00 UTC: after --to 2026-03-05
+    ("M5", dt.datetime(2026, 3, 8, 23, 30, tzinfo=BEIJING)),  # Sunday: still the week of 2 March
+    ("M6", dt.datetime(2026, 3, 9, 0, 30, tzinfo=BEIJING)),  # Monday 00:30, a Sunday in UTC: the next week
+    ("M7", dt.datetime(2026, 4, 1, 7, 30, tzinfo=BEIJING)),  # 31 March 23:30 UTC: April
+)
+
+
+async def _near_midnight_rows(store, side):
+    digest = (await store.blobs.put(b"package")).digest
+    for doc_id, at in NEAR_MIDNIGHT:
+        if side == "received":
+            await store.messages.add_inbox(InboxRow(
+                doc_id=doc_id, unit=U_COUNTY, role="主送", from_unit=U_CITY, title="t", kind="通知",
+                status="pending", package_digest=digest, received_at=at.astimezone(dt.UTC)))
+        else:
+            await store.messages.add_outbox(
+                OutboxDocument(doc_id=doc_id, from_unit=U_COUNTY, title="t", kind="通知", package_digest=digest,
+                               created_at=at.astimezone(dt.UTC)),
+                [OutboxRecipient(unit=U_CITY, role="主送", status="delivered")], actor="x")
+
+
+@pytest.mark.parametrize("side", ["received", "sent"])
+def test_days_weeks_months_and_ranges_are_beijing_ones(tmp_path, side):
+    async def main():
+        now = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+        async with open_store(tmp_path) as store:
+            await _near_midnight_rows(store, side)
+
+            async def counts(period, **filters):
+                answer = await statistics.compute(store, CLERK, side, period, [U_COUNTY], _names, now, **filters)
+                return [(r["period_start"], r["documents"]) for r in answer["rows"] if r["documents"]]
+
+            assert await counts("day") == [("2026-03-02", 1), ("2026-03-03", 1), ("2026-03-05", 1),
+                                           ("2026-03-06", 1), ("2026-03-08", 1), ("2026-03-09", 1), ("2026-04-01", 1)]
+            assert await counts("week") == [("2026-03-02", 5), ("2026-03-09", 1), ("2026-03-30", 1)]
+            assert await counts("month") == [("2026-03-01", 6), ("2026-04-01", 1)]
+            assert await counts("month", date_from="2026-03-03", date_to="2026-03-05") == [("2026-03-01", 2)]
+            export = await open_export(store, CLERK, side, _names, now, date_from="2026-03-03", date_to="2026-03-05")
+            rows = [row async for page in export.pages() for row in page]
+            assert export.rows == 2 and [r[0] for r in rows] == ["M2", "M3"]
+            assert rows[0][9] == dt.datetime(2026, 3, 3, 7, 30)  # 收文/发文时间 shown in Beijing time
     asyncio.run(main())
