@@ -7,15 +7,18 @@ clerk, read back with the csv module, openpyxl and LibreOffice headless, and com
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
+import logging
 import os
 import subprocess
 from pathlib import Path
 
 import openpyxl
 import pytest
+from aiohttp import web
 
 from node.store import InboxRow
 from tests.node.api.local_api_support import (
@@ -259,3 +262,46 @@ def test_a_store_failure_in_the_middle_of_a_csv_cuts_the_answer_instead_of_endin
         async with store.db.transaction() as tx:
             await tx.execute("ALTER TABLE inbox_gone RENAME TO inbox")
     run(env, scenario)
+
+
+def test_a_client_that_leaves_stops_the_xlsx_build(env, caplog):
+    """The XLSX is built whole before its first byte; a client that gives up meanwhile must not leave
+    the node building (and spooling) the rest of a large ledger for nobody. Served as node.runner
+    serves the local API (aiohttp's test server would cancel the handler, which the node's does not)."""
+    caplog.set_level(logging.INFO, logger="gwx.local_api")
+
+    async def main():
+        async with env.serve() as app:
+            store = env.store
+            digest = (await store.blobs.put(b"package")).digest
+            async with store.transaction() as tx:
+                for n in range(20000):  # twenty pages of the store's 1,000 rows: seconds of building
+                    await store.messages.add_inbox(InboxRow(
+                        doc_id=f"X{n:05d}", unit=UNIT_B, role="主送", from_unit=UNIT_A, title=f"第{n}号",
+                        kind="通知", status="pending", package_digest=digest, received_at=store.clock()), tx=tx)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            try:
+                port = site._server.sockets[0].getsockname()[1]
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(f"GET /api/v1/ledger/received?format=xlsx HTTP/1.1\r\nHost: x\r\n"
+                             f"Authorization: Bearer {env.clerk_b}\r\n\r\n".encode())
+                await writer.drain()
+                for _ in range(500):  # until the build has started
+                    if list(env.upload_dir.glob("upload-ledger-*")):
+                        break
+                    await asyncio.sleep(0.01)
+                writer.close()  # the clerk gives up
+                for _ in range(3000):  # until the node has dropped the build
+                    if not list(env.upload_dir.glob("upload-ledger-*")):
+                        break
+                    await asyncio.sleep(0.01)
+                assert not list(env.upload_dir.glob("upload-ledger-*"))
+                abandoned = [r.getMessage() for r in caplog.records if "abandoned" in r.getMessage()]
+                assert abandoned, [r.getMessage() for r in caplog.records]
+                assert 0 < int(abandoned[0].split(" after ")[1].split()[0]) < 20000
+            finally:
+                await runner.cleanup()
+    asyncio.run(main())
