@@ -1,7 +1,7 @@
 """Statistics of the 台账 per unit and per period (day, week, month): counts, time to 签收, rates.
 
-Read from the same ledger rows as the export (:mod:`node.documents.ledger`, a page at a time), for
-the same filters. One statistics row per (unit, period) that has rows:
+Counted by the store in SQL (:meth:`node.store.LedgerStore.tally`) over the same rows as the export
+(:mod:`node.documents.ledger`), for the same filters: nothing per row runs on the event loop. One statistics row per (unit, period) that has rows:
 
 * **unit**: the ledger's own unit — the sending unit for the sent side, the receiving unit for
   the received side. A clerk gets their unit; an operator every unit the node hosts (or the one
@@ -22,7 +22,7 @@ the same filters. One statistics row per (unit, period) that has rows:
   it now (:func:`node.documents.ledger.was_overdue`), over all ``rows``.
 * ``returned`` / ``returned_rate``: rows returned (退回), over all ``rows``.
 
-Memory: a counter per group and the signed rows' intervals (one float each) — never the rows.
+Memory: a counter set per group and the signed rows' intervals (one float each) — never the rows.
 """
 
 from __future__ import annotations
@@ -31,21 +31,21 @@ import datetime as dt
 import math
 import statistics
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exchange_protocol.model import BEIJING
+from exchange_protocol.states import ReceiverStatus, SenderStatus, is_overdue
 from node.api.auth import Forbidden, Principal
 from node.documents.ledger import (
     RETURNED,
     SIGNED,
+    STATUSES,
     LedgerFilterError,
     LedgerUnitNotHosted,
     parse_filters,
     parse_unit,
-    was_overdue,
 )
-from node.store import LedgerRow, NodeStore
+from node.store import LedgerTally, LedgerTallyRules, NodeStore
 from node.store.values import LEDGER_SENT
 
 PERIODS = ("day", "week", "month")
@@ -74,32 +74,21 @@ def nearest_rank(values: Sequence[float], percent: float) -> float | None:
     return ordered[max(math.ceil(percent / 100 * len(ordered)), 1) - 1]
 
 
-@dataclass
-class _Group:
-    documents: int = 0
-    rows: int = 0
-    overdue: int = 0
-    returned: int = 0
-    intervals: list[float] = field(default_factory=list)
-    last_doc: str | None = None
+def _figures(t: LedgerTally) -> dict[str, Any]:
+    return {"documents": t.documents, "rows": t.rows, "signed": len(t.intervals),
+            "sign_median_s": _seconds(median(t.intervals)), "sign_p90_s": _seconds(nearest_rank(t.intervals, 90)),
+            "overdue": t.overdue, "overdue_rate": _rate(t.overdue, t.rows),
+            "returned": t.returned, "returned_rate": _rate(t.returned, t.rows)}
 
-    def add(self, row: LedgerRow, now: dt.datetime) -> None:
-        self.rows += 1
-        if row.doc_id != self.last_doc:  # a sent document's recipients come one after another
-            self.documents += 1
-            self.last_doc = row.doc_id
-        if row.status in SIGNED[row.side] and row.when is not None:
-            self.intervals.append(max((row.when - row.at).total_seconds(), 0.0))
-        if row.status == RETURNED[row.side]:
-            self.returned += 1
-        if was_overdue(row, now):
-            self.overdue += 1
 
-    def as_json(self) -> dict[str, Any]:
-        return {"documents": self.documents, "rows": self.rows, "signed": len(self.intervals),
-                "sign_median_s": _seconds(median(self.intervals)), "sign_p90_s": _seconds(nearest_rank(self.intervals, 90)),
-                "overdue": self.overdue, "overdue_rate": _rate(self.overdue, self.rows),
-                "returned": self.returned, "returned_rate": _rate(self.returned, self.rows)}
+def tally_rules(side: str, period: str, by: str, now: dt.datetime) -> LedgerTallyRules:
+    """What the store counts, from the rules of :mod:`node.documents.ledger`: 签收 and 退回 statuses,
+    and the statuses :func:`was_overdue` calls overdue once the 办理时限 has passed unsigned."""
+    status = SenderStatus if side == LEDGER_SENT else ReceiverStatus
+    past = now - dt.timedelta(seconds=1)
+    unsettled = frozenset(s for s in STATUSES[side] if s not in SIGNED[side] and is_overdue(status(s), past, now))
+    return LedgerTallyRules(period=period, offset=BEIJING.utcoffset(None), by_counterpart=by == "counterpart",
+                            signed=SIGNED[side], returned=RETURNED[side], overdue_unsigned=unsettled, now=now)
 
 
 def _seconds(value: float | None) -> float | None:
@@ -140,21 +129,14 @@ async def compute(store: NodeStore, who: Principal, side: str, period: str, host
         raise LedgerFilterError(f"by must be one of {', '.join(GROUPINGS)}, not {str(by)[:40]!r}",
                                 code="LEDGER_BAD_GROUPING", parameter="by")
     parsed = parse_filters(side, **filters)
+    rules = tally_rules(side, period, by, now)
     out: list[dict[str, Any]] = []
     for code in stats_units(who, unit, hosted):
-        groups: dict[tuple[str, dt.date], _Group] = {}
-        query = parsed.query(code)
-        while True:
-            page = await store.ledger.page(query)
-            for row in page.rows:
-                other = "" if by == "unit" else row.unit if side == LEDGER_SENT else row.from_unit
-                groups.setdefault((other, period_start(row.at, period)), _Group()).add(row, now)
-            if page.next_after is None:
-                break
-            query = replace(query, after=page.next_after)
-        out += [{"unit": code, "unit_name": unit_name(code), "counterpart": other or None,
-                 "counterpart_name": unit_name(other) if other else None, "period_start": start.isoformat(),
-                 **g.as_json()} for (other, start), g in sorted(groups.items())]
+        for t in await store.ledger.tally(parsed.query(code), rules):
+            other = t.counterpart
+            out.append({"unit": code, "unit_name": unit_name(code), "counterpart": other,
+                        "counterpart_name": unit_name(other) if other else None,
+                        "period_start": t.period_start.isoformat(), **_figures(t)})
     return {"side": side, "period": period, "by": by, "from": filters.get("date_from") or None,
             "to": filters.get("date_to") or None, "timezone": "+08:00",
             "unit_meaning": "the sending unit" if side == LEDGER_SENT else "the receiving unit", "rows": out}

@@ -68,6 +68,8 @@ from node.store.values import (
     LedgerPage,
     LedgerQuery,
     LedgerRow,
+    LedgerTally,
+    LedgerTallyRules,
     ListFilter,
     LocalDelivery,
     NewEvent,
@@ -94,5 +96,5 @@ __all__ = [
     "OutboundItem", "OutboxDocument", "OutboxRecipient", "OutgoingLink", "OutgoingLinkStore", "Page",
     "PeerCredentialStore", "PeerState", "PeerStore", "QueueEntry", "QueueStore", "ReceivedEnvelope",
     "RecoveryReport", "StoredPeerCredentials", "Transaction", "UnreadableDraft",
-    "LedgerPage", "LedgerQuery", "LedgerRow", "LedgerStore", "RegisterFacts",
+    "LedgerPage", "LedgerQuery", "LedgerRow", "LedgerStore", "LedgerTally", "LedgerTallyRules", "RegisterFacts",
 ]

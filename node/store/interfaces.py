@@ -51,6 +51,8 @@ from node.store.values import (
     JournalEntry,
     LedgerPage,
     LedgerQuery,
+    LedgerTally,
+    LedgerTallyRules,
     ListFilter,
     LocalDelivery,
     NewEvent,
@@ -255,6 +257,7 @@ class LedgerStore(Protocol):
     async def page(self, query: LedgerQuery) -> LedgerPage: ...
     async def count(self, query: LedgerQuery) -> int: ...
     async def plan(self, query: LedgerQuery) -> list[str]: ...
+    async def tally(self, query: LedgerQuery, rules: LedgerTallyRules) -> list[LedgerTally]: ...
 
 
 class GroupCommit(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -274,6 +274,34 @@ class LedgerRow:
 class LedgerPage:
     rows: list[LedgerRow]
     next_after: tuple[Any, ...] | None  # None: this was the last page
+
+
+@dataclass(frozen=True)
+class LedgerTallyRules:
+    """What the statistics count, decided by :mod:`node.documents.ledger` and handed to the store.
+    ``period``: day, week (from Monday) or month of the local date ``offset`` east of UTC."""
+
+    period: str
+    offset: timedelta
+    by_counterpart: bool
+    signed: frozenset[str]              # statuses that are 签收 (the interval runs to the status time)
+    returned: str                       # the 退回 status
+    overdue_unsigned: frozenset[str]    # statuses overdue once the deadline has passed (unsettled)
+    now: datetime
+
+
+@dataclass(frozen=True)
+class LedgerTally:
+    """One (counterpart, period) group of a unit's ledger; ``intervals``: seconds from sent/received
+    to 签收 of its signed rows (negative ones as 0), ascending."""
+
+    counterpart: str | None
+    period_start: date
+    documents: int
+    rows: int
+    overdue: int
+    returned: int
+    intervals: list[float]
 
 
 # --- exchange records: drafts, outgoing links, peer credentials -------------------------------------

@@ -5,7 +5,9 @@ query that seeks in an index (migration 12: ``outbox_ledger (from_unit, created_
 ``inbox_ledger (unit_code, received_at)``, whose entries end with the rowid = ``id``) and continues
 after the last row of the previous page (keyset: time, id, and for the sent side the recipient's
 unit code). The date range is a range on that index; 文种, status and the counterpart filter the
-rows the range yields. :meth:`Ledger.plan` gives SQLite's ``EXPLAIN QUERY PLAN`` of a page's query,
+rows the range yields. :meth:`Ledger.tally` counts the statistics' groups in SQL (GROUP BY the local
+date of the stored time, shifted by the zone's offset), reading only the signed rows' intervals
+back. :meth:`Ledger.plan` gives SQLite's ``EXPLAIN QUERY PLAN`` of a page's query,
 for the tests and the benchmark to see that it reads the index and sorts nothing.
 
 The sent side is one row per recipient (``outbox`` joined with ``outbox_recipients`` on its primary
@@ -15,11 +17,20 @@ key, so a document's recipients come in unit-code order without a sort).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
 from node.store.sqlite.db import Database, from_db_time, to_db_time
-from node.store.values import LEDGER_SENT, LedgerPage, LedgerQuery, LedgerRow, RegisterFacts
+from node.store.values import (
+    LEDGER_SENT,
+    LedgerPage,
+    LedgerQuery,
+    LedgerRow,
+    LedgerTally,
+    LedgerTallyRules,
+    RegisterFacts,
+)
 
 _SENT_SELECT = (
     "SELECT o.id, o.doc_id, o.title, o.kind, o.from_unit, o.created_at AS at, o.deadline, o.doc_number,"
@@ -74,6 +85,39 @@ def _query(q: LedgerQuery) -> tuple[str, list[Any]]:
     return sql, [*params, q.limit]
 
 
+# A stored time ('2026-03-02T01:00:00.000000Z') shifted to local time, rounded down to its period.
+_PERIOD_MODIFIERS = {"day": (), "week": ("-6 days", "weekday 1"), "month": ("start of month",)}
+
+
+def _period_sql(rules: LedgerTallyRules) -> tuple[str, list[str]]:
+    modifiers = [f"{int(rules.offset.total_seconds()) // 60:+d} minutes", *_PERIOD_MODIFIERS[rules.period]]
+    return f"date(at{', ?' * len(modifiers)})", modifiers
+
+
+def _in(values: frozenset[str]) -> tuple[str, list[str]]:
+    return f"({', '.join('?' * len(values)) or 'NULL'})", sorted(values)
+
+
+def _tally_sql(query: LedgerQuery, rules: LedgerTallyRules) -> tuple[str, list[Any], str, list[Any]]:
+    """The groups' counts, and the signed rows' intervals, over the rows of ``query`` (all pages)."""
+    rows_sql, params = _query(replace(query, after=None))
+    rows_sql, params = rows_sql.rsplit(" ORDER BY", 1)[0], params[:-1]
+    other = ("unit" if query.side == LEDGER_SENT else "from_unit") if rules.by_counterpart else "NULL"
+    period, period_params = _period_sql(rules)
+    signed, signed_params = _in(rules.signed)
+    unsigned, unsigned_params = _in(rules.overdue_unsigned)
+    counts = (f"SELECT {other} AS other, {period} AS period, COUNT(DISTINCT doc_id) AS documents, COUNT(*) AS rows,"
+              f" SUM(deadline IS NOT NULL AND CASE WHEN status IN {signed} THEN at_when IS NOT NULL"
+              f" AND at_when > deadline WHEN status IN {unsigned} THEN deadline < ? ELSE 0 END) AS overdue,"
+              f" SUM(status = ?) AS returned FROM ({rows_sql}) GROUP BY 1, 2 ORDER BY 1, 2")
+    counts_params = [*period_params, *signed_params, *unsigned_params, to_db_time(rules.now), rules.returned,
+                     *params]
+    intervals = (f"SELECT {other} AS other, {period} AS period,"
+                 f" MAX(ROUND((julianday(at_when) - julianday(at)) * 86400.0, 3), 0.0) AS seconds"
+                 f" FROM ({rows_sql}) WHERE status IN {signed} AND at_when IS NOT NULL ORDER BY 1, 2, 3")
+    return counts, counts_params, intervals, [*period_params, *params, *signed_params]
+
+
 def _row(side: str, r: Any) -> LedgerRow:
     written_on = r["written_on"]
     facts = RegisterFacts(doc_number=r["doc_number"], urgency=r["urgency"], classification=r["classification"],
@@ -104,6 +148,18 @@ class Ledger:
         sql, params = _query(query)
         row = await self._db.fetchone(f"SELECT COUNT(*) FROM ({sql.rsplit(' LIMIT ?', 1)[0]})", params[:-1])
         return int(row[0])
+
+    async def tally(self, query: LedgerQuery, rules: LedgerTallyRules) -> list[LedgerTally]:
+        """The statistics' groups of ``query``'s rows: counted by SQLite, only the signed rows'
+        intervals (a float each) read back; in the reader's thread, so the event loop stays free."""
+        counts_sql, counts_params, intervals_sql, intervals_params = _tally_sql(query, rules)
+        groups = await self._db.fetchall(counts_sql, counts_params)
+        spans: dict[tuple[str | None, str], list[float]] = {}
+        for r in await self._db.fetchall(intervals_sql, intervals_params):
+            spans.setdefault((r["other"], r["period"]), []).append(float(r["seconds"]))
+        return [LedgerTally(counterpart=g["other"], period_start=date.fromisoformat(g["period"]),
+                            documents=g["documents"], rows=g["rows"], overdue=g["overdue"], returned=g["returned"],
+                            intervals=spans.get((g["other"], g["period"]), [])) for g in groups]
 
     async def plan(self, query: LedgerQuery) -> list[str]:
         """SQLite's EXPLAIN QUERY PLAN of one page of ``query``, one line per step."""
