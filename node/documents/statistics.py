@@ -1,7 +1,10 @@
 """Statistics of the 台账 per unit and per period (day, week, month): counts, time to 签收, rates.
 
-Counted by the store in SQL (:meth:`node.store.LedgerStore.tally`) over the same rows as the export
-(:mod:`node.documents.ledger`), for the same filters: nothing per row runs on the event loop. One statistics row per (unit, period) that has rows:
+Counted by the store in SQL (:meth:`node.store.LedgerStore.tally`) over the same rows as the
+export (:mod:`node.documents.ledger`), for the same filters: nothing per row runs on the event loop.
+One statistics row per (unit, period) — and counterpart, split by it — for every period from
+``from`` to ``to`` (from the first to the last period with rows when they are left out): a period
+without rows has zeros and null times, so a table or a chart shows the gap.
 
 * **unit**: the ledger's own unit — the sending unit for the sent side, the receiving unit for
   the received side. A clerk gets their unit; an operator every unit the node hosts (or the one
@@ -50,6 +53,7 @@ from node.store.values import LEDGER_SENT
 
 PERIODS = ("day", "week", "month")
 GROUPINGS = ("unit", "counterpart")
+MAX_PERIODS = 5000  # about 13 years of days: a table, not a dump of the calendar
 
 
 def period_start(at: dt.datetime, period: str) -> dt.date:
@@ -59,6 +63,27 @@ def period_start(at: dt.datetime, period: str) -> dt.date:
     if period == "month":
         return day.replace(day=1)
     return day
+
+
+def next_period(start: dt.date, period: str) -> dt.date:
+    if period == "month":
+        return (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return start + dt.timedelta(days=7 if period == "week" else 1)
+
+
+def periods(first: dt.date | None, last: dt.date | None, period: str) -> list[dt.date]:
+    """Every period start from ``first`` to ``last`` (both included): a period without rows is a
+    row of zeros, so a chart or a table shows the gap. Refused past :data:`MAX_PERIODS`."""
+    if first is None or last is None:
+        return []
+    out = [first]
+    while (following := next_period(out[-1], period)) <= last:
+        if len(out) >= MAX_PERIODS:
+            raise LedgerFilterError(f"more than {MAX_PERIODS} {period}s from {first} to {last}; give a shorter "
+                                    "range (--from/--to) or a longer period", code="LEDGER_BAD_RANGE",
+                                    parameter="period")
+        out.append(following)
+    return out
 
 
 def median(values: Sequence[float]) -> float | None:
@@ -131,12 +156,20 @@ async def compute(store: NodeStore, who: Principal, side: str, period: str, host
     parsed = parse_filters(side, **filters)
     rules = tally_rules(side, period, by, now)
     out: list[dict[str, Any]] = []
+    first = period_start(parsed.start, period) if parsed.start else None
+    last = period_start(parsed.end - dt.timedelta(seconds=1), period) if parsed.end else None
     for code in stats_units(who, unit, hosted):
-        for t in await store.ledger.tally(parsed.query(code), rules):
-            other = t.counterpart
-            out.append({"unit": code, "unit_name": unit_name(code), "counterpart": other,
-                        "counterpart_name": unit_name(other) if other else None,
-                        "period_start": t.period_start.isoformat(), **_figures(t)})
+        tallies = await store.ledger.tally(parsed.query(code), rules)
+        others = sorted({t.counterpart for t in tallies}, key=lambda o: o or "") if by == "counterpart" else [None]
+        found = {(t.counterpart, t.period_start): t for t in tallies}
+        starts = periods(first or min((t.period_start for t in tallies), default=None),
+                         last or max((t.period_start for t in tallies), default=None), period)
+        for other in others:
+            for start in starts:
+                t = found.get((other, start)) or LedgerTally(other, start, 0, 0, 0, 0, [])
+                out.append({"unit": code, "unit_name": unit_name(code), "counterpart": other,
+                            "counterpart_name": unit_name(other) if other else None,
+                            "period_start": start.isoformat(), **_figures(t)})
     return {"side": side, "period": period, "by": by, "from": filters.get("date_from") or None,
             "to": filters.get("date_to") or None, "timezone": "+08:00",
             "unit_meaning": "the sending unit" if side == LEDGER_SENT else "the receiving unit", "rows": out}

@@ -199,6 +199,8 @@ def test_filters_by_date_kind_status_and_counterpart(env):
     ("/api/v1/ledger/received", {"unit": ""}, 400, "API_BAD_PARAMETER"),  # empty is not "any"
     ("/api/v1/ledger/sent/stats", {"period": "year"}, 400, "LEDGER_BAD_PERIOD"),
     ("/api/v1/ledger/sent/stats", {"by": "title"}, 400, "LEDGER_BAD_GROUPING"),
+    ("/api/v1/ledger/sent/stats", {"period": "day", "from": "1970-01-01", "to": "2999-12-31"}, 400,
+     "LEDGER_BAD_RANGE"),  # a row for each of 376,000 days
     ("/api/v1/ledger/sent", {"unit": UNIT_B}, 403, "API_FORBIDDEN"),  # another unit's ledger
     ("/api/v1/ledger/received/stats", {"unit": UNIT_C}, 403, "API_FORBIDDEN"),
 ])

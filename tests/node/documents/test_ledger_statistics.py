@@ -96,8 +96,18 @@ def test_statistics_per_week_and_day_match_numbers_worked_out_by_hand(tmp_path):
             assert second["period_start"] == "2026-03-09" and second["documents"] == 1
             assert second["sign_median_s"] == second["sign_p90_s"] == 4 * 3600 and second["overdue"] == 0
             daily = await statistics.compute(store, CLERK, "received", "day", [U_COUNTY], _names, clock.now)
+            # Every day from the first to the last with rows; the days between are zeros with null times.
             assert [(r["period_start"], r["documents"]) for r in daily["rows"]] == \
-                [("2026-03-02", 5), ("2026-03-04", 2), ("2026-03-09", 1)]
+                [("2026-03-02", 5), ("2026-03-03", 0), ("2026-03-04", 2), ("2026-03-05", 0), ("2026-03-06", 0),
+                 ("2026-03-07", 0), ("2026-03-08", 0), ("2026-03-09", 1)]
+            empty = daily["rows"][1]
+            assert (empty["rows"], empty["signed"], empty["overdue_rate"], empty["returned_rate"]) == (0, 0, 0.0, 0.0)
+            assert empty["sign_median_s"] is None and empty["sign_p90_s"] is None
+            # With from/to: every week of the range, before and after the rows too.
+            ranged = await statistics.compute(store, CLERK, "received", "week", [U_COUNTY], _names, clock.now,
+                                              date_from="2026-02-18", date_to="2026-03-16")
+            assert [(r["period_start"], r["documents"]) for r in ranged["rows"]] == \
+                [("2026-02-16", 0), ("2026-02-23", 0), ("2026-03-02", 7), ("2026-03-09", 1), ("2026-03-16", 0)]
             monthly = await statistics.compute(store, CLERK, "received", "month", [U_COUNTY], _names, clock.now,
                                                date_from="2026-03-03")
             # From 3 March: D6, D7, D8; signed after 10 h and 4 h → median 7 h, p90 = 10 h.
