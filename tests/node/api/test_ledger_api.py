@@ -307,3 +307,21 @@ def test_a_client_that_leaves_stops_the_xlsx_build(env, caplog):
             finally:
                 await runner.cleanup()
     asyncio.run(main())
+
+
+def test_every_formula_start_is_neutralised_in_the_csv(env):
+    """Spreadsheets take a cell starting with = + - @ (and, some, a tab or a CR) for a formula."""
+    titles = ["-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+2", "\r=1+2", "1-2 月工作要点", "关于-的通知"]
+
+    async def scenario(client):
+        store = env.store
+        digest = (await store.blobs.put(b"package")).digest
+        for n, title in enumerate(titles):
+            await store.messages.add_inbox(InboxRow(
+                doc_id=f"F{n}", unit=UNIT_B, role="主送", from_unit=UNIT_A, title=title, kind="通知",
+                status="pending", package_digest=digest, received_at=store.clock()))
+        response = await client.get("/api/v1/ledger/received", headers=env.auth(env.clerk_b))
+        assert response.status == 200, await response.text()
+        rows = list(csv.reader(io.StringIO((await response.read())[3:].decode("utf-8"), newline="")))
+        assert [r[2] for r in rows[1:]] == ["'" + t for t in titles[:4]] + titles[4:]
+    run(env, scenario)
