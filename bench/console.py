@@ -143,6 +143,16 @@ async def plans(data_dir: Path) -> dict[str, list[str]]:
         await store.close()
 
 
+LEDGER_INDEXES = {"sent": "outbox_ledger", "received": "inbox_ledger"}
+
+
+def plan_seeks(side: str, plan: list[str]) -> bool:
+    """The plan reads the side's ledger index and scans and sorts nothing ("SCAN … USING INDEX" is
+    a scan: it reads the whole index)."""
+    return (any(f"USING INDEX {LEDGER_INDEXES[side]}" in step for step in plan)
+            and not any("SCAN" in step or "TEMP B-TREE" in step for step in plan))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5,000 documents instead of 100,000")
@@ -177,8 +187,7 @@ def main() -> int:
         "ledger_xlsx_s": results["received-xlsx"]["seconds"], "ledger_csv_s": results["received-csv"]["seconds"],
         "ledger_sent_xlsx_s": results["sent-xlsx"]["seconds"], "ledger_sent_csv_s": results["sent-csv"]["seconds"],
         "ledger_stats_s": results["stats"]["seconds"], "fill_s": round(fill_s, 1),
-        "ledger_plans_use_index": all("USING INDEX" in " ".join(p) and "TEMP B-TREE" not in " ".join(p)
-                                      for p in query_plans.values()),
+        "ledger_plans_use_index": all(plan_seeks(side, plan) for side, plan in query_plans.items()),
     }
     print(json.dumps(figures))
     return 0
