@@ -34,7 +34,7 @@ from exchange_protocol.errors import ProtocolError
 from exchange_protocol.kinds import parse_kind
 from exchange_protocol.model import BEIJING, DocumentMetadata
 from exchange_protocol.states import ReceiverStatus, SenderStatus, is_overdue
-from node.api.auth import Forbidden, Principal
+from node.api.auth import Principal
 from node.errors import NodeError
 from node.store import LedgerQuery, LedgerRow, NodeStore, RegisterFacts
 from node.store.values import LEDGER_RECEIVED, LEDGER_SENT
@@ -148,10 +148,8 @@ def _day_start(day: dt.date | None) -> dt.datetime | None:
 
 def ledger_unit(who: Principal, unit: str | None) -> str:
     """Whose ledger ``who`` may read: a clerk's own unit only (``unit`` absent or the same)."""
-    who.require_role("clerk")
-    asked = parse_unit(unit, "unit")
-    if asked is not None and asked != who.unit:
-        raise Forbidden(f"{who.name} is the clerk of {who.unit}; the ledger of {asked} is not theirs", unit=asked)
+    who.require_role("clerk")  # before the unit is parsed: an operator is refused whatever it names
+    who.require_unit(parse_unit(unit, "unit") or who.unit)  # type: ignore[arg-type]
     return who.unit  # type: ignore[return-value]
 
 
