@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import json
 import logging
@@ -117,7 +116,7 @@ def _stats_handler(side: str, keys: AppKeys):
 
 
 def file_name(export: LedgerExport, fmt: str) -> str:
-    today = dt.datetime.now(BEIJING).date().isoformat()
+    today = export.now.astimezone(BEIJING).date().isoformat()  # the node's clock, as everything else
     return f"{sheet_title(export)}-{export.unit}-{today}.{fmt}"
 
 

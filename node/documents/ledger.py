@@ -181,7 +181,7 @@ class LedgerExport:
         self._store = store
         self._query = query
         self._name = unit_name
-        self._now = now
+        self.now = now  # the service clock's time of the request: 超期 is judged at it, the file named by it
 
     async def pages(self) -> AsyncIterator[list[list[Any]]]:
         query = self._query
@@ -205,7 +205,7 @@ class LedgerExport:
                 facts.urgency, facts.classification, facts.written_on, local_time(r.at), local_time(r.deadline),
                 self._name(r.unit) or r.unit, r.unit, r.role, status.label, r.who if signed else None,
                 local_time(r.when) if signed else None, r.reason if r.status == RETURNED[r.side] else None,
-                "是" if was_overdue(r, self._now) else None]
+                "是" if was_overdue(r, self.now) else None]
 
 
 async def open_export(store: NodeStore, who: Principal, side: str, unit_name: Callable[[str], str | None],

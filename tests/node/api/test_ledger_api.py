@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import datetime as dt
 import io
 import logging
 import os
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import openpyxl
@@ -33,6 +35,7 @@ from tests.node.api.local_api_support import (
     send,
     template,
 )
+from tests.support import FakeClock
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -324,4 +327,17 @@ def test_every_formula_start_is_neutralised_in_the_csv(env):
         assert response.status == 200, await response.text()
         rows = list(csv.reader(io.StringIO((await response.read())[3:].decode("utf-8"), newline="")))
         assert [r[2] for r in rows[1:]] == ["'" + t for t in titles[:4]] + titles[4:]
+    run(env, scenario)
+
+
+def test_the_file_is_named_by_the_nodes_clock(env):
+    """The date in the file name is the node's (the same clock that judges 超期), not the machine's."""
+    later = template().now + dt.timedelta(days=40)
+    env.ctx = dataclasses.replace(env.ctx, clock=FakeClock(later))
+
+    async def scenario(client):
+        response = await client.get("/api/v1/ledger/received", headers=env.auth(env.clerk_b))
+        assert response.status == 200, await response.text()
+        day = later.astimezone(BEIJING).date().isoformat()
+        assert response.headers["Content-Disposition"].endswith(urllib.parse.quote(f"收文台账-{UNIT_B}-{day}.csv"))
     run(env, scenario)
