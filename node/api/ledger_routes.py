@@ -8,7 +8,8 @@
   rows; the CLI waits up to 300 s for a byte): a true stream would need a sheet writer of our own
   writing into the zip as rows come, since openpyxl copies the spooled sheet into the zip at save.
   A client that leaves meanwhile stops the build at the next page (:func:`_send_xlsx`).
-  ``X-Gwx-Ledger-Rows`` says how many rows follow, for a progress indicator. Every filter is
+  ``X-Gwx-Ledger-Rows`` says how many rows follow, for a progress indicator (the export is pinned
+  to the documents stored when it starts, so documents arriving meanwhile do not add rows). Every filter is
   checked before the answer starts; a failure after it (the store gone mid-way) cuts the
   connection, so a client never takes a truncated file for a whole one.
 * ``GET /api/v1/ledger/{sent,received}/stats?period=day|week|month&by=unit|counterpart&…`` (clerks and

@@ -213,4 +213,8 @@ async def open_export(store: NodeStore, who: Principal, side: str, unit_name: Ca
     """Check everything, count the rows, and hand out the export (nothing is read before the checks)."""
     parsed = parse_filters(side, **filters)
     query = parsed.query(ledger_unit(who, unit))
+    # Pinned to the documents stored now, so that the count announced (X-Gwx-Ledger-Rows) is the
+    # number of rows sent even if documents arrive during a long export. A row whose status changes
+    # meanwhile is shown as read; with a status filter it may then be in or out of the pages alone.
+    query = replace(query, upto_id=await store.ledger.last_id(side))
     return LedgerExport(store, query, unit_name, now, await store.ledger.count(query))

@@ -233,7 +233,8 @@ LEDGER_SENT, LEDGER_RECEIVED = "sent", "received"
 class LedgerQuery:
     """One unit's sent or received ledger, oldest first. ``start``/``end`` bound the time it was sent
     (sent) or received (received): start inclusive, end exclusive. ``counterpart``: the recipient
-    unit (sent) or the sending unit (received). ``after``: the ``next_after`` of the previous page."""
+    unit (sent) or the sending unit (received). ``after``: the ``next_after`` of the previous page.
+    ``upto_id`` pins the rows to those stored when the export started, so its count and its pages agree."""
 
     side: str                      # LEDGER_SENT / LEDGER_RECEIVED
     unit: str                      # whose ledger: the sending unit (sent), the receiving unit (received)
@@ -244,6 +245,7 @@ class LedgerQuery:
     status: str | None = None      # sent: the recipient row's SenderStatus; received: the ReceiverStatus
     after: tuple[Any, ...] | None = None
     limit: int = 1000
+    upto_id: int | None = None     # only rows of documents stored up to this id (:meth:`LedgerStore.last_id`)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ def _query(q: LedgerQuery) -> tuple[str, list[Any]]:
     if q.end is not None:
         where.append(f"{time_col} < ?")
         params.append(to_db_time(q.end))
+    if q.upto_id is not None:
+        where.append(f"{t}.id <= ?")
+        params.append(q.upto_id)
     if q.kind is not None:
         where.append(f"{t}.kind = ?")
         params.append(q.kind)
@@ -160,6 +163,12 @@ class Ledger:
         return [LedgerTally(counterpart=g["other"], period_start=date.fromisoformat(g["period"]),
                             documents=g["documents"], rows=g["rows"], overdue=g["overdue"], returned=g["returned"],
                             intervals=spans.get((g["other"], g["period"]), [])) for g in groups]
+
+    async def last_id(self, side: str) -> int:
+        """The newest document row's id on ``side`` (0 when none): a ledger pinned to it
+        (``LedgerQuery.upto_id``) leaves out documents stored after it."""
+        row = await self._db.fetchone(f"SELECT MAX(id) FROM {'outbox' if side == LEDGER_SENT else 'inbox'}")
+        return int(row[0] or 0)
 
     async def plan(self, query: LedgerQuery) -> list[str]:
         """SQLite's EXPLAIN QUERY PLAN of one page of ``query``, one line per step."""
