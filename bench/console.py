@@ -1,17 +1,18 @@
 """The console's figures on a store of 100,000 documents: the 台账 part (issue 10, Figures).
 
 The store is filled through its own interfaces (``messages.add_outbox`` and ``messages.add_inbox``,
-500 documents a transaction, audit events included): N documents sent by a city office to a county
-office hosted on the same node, so the city's sent ledger and the county's received ledger each
-have N rows. Statuses are mixed (70 % signed for, 10 % returned, 20 % waiting), half carry a
-办理时限, and sending times spread over the year before the run. Every row names one small package
-blob (the ledger never opens packages).
+500 rows a transaction, audit events included), as a city and its counties exchange: the city
+office sends N/12 documents, each to a dozen county offices (3 主送, 9 抄送), so its sent ledger has
+N rows; one county office receives N documents from the city and from the eleven other counties,
+so its received ledger has N rows. Statuses are mixed (70 % signed for, 10 % returned, 20 %
+waiting, varying by recipient), half carry a 办理时限, and times spread over the year before the
+run. Every row names one small package blob (the ledger never opens packages).
 
 Then each export — received and sent, XLSX and CSV — runs in a child process of its own
 (``node.documents.ledger.open_export``, the document service's implementation, with the clerk of
 the unit as principal, written by ``node.documents.ledger_files`` to a file), which reports its
 rows, time and peak RSS (``ru_maxrss``); a child that only opens the store gives the baseline.
-The statistics (received, per month) are timed likewise, and the ledgers' query plans printed.
+The statistics (received per month, and sent per month split by county) are timed likewise, and the ledgers' query plans printed.
 ``--quick`` uses 5,000 documents. A readable table first; the last line is one JSON object.
 
 The console helper adds the page timings (``inbox_page_ms_p50`` …) to this file later.
@@ -37,9 +38,13 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from node.api.auth import Principal  # noqa: E402
 from node.store import InboxRow, LedgerQuery, OutboxDocument, OutboxRecipient, RegisterFacts  # noqa: E402
 from node.store.opener import open_store  # noqa: E402
+from pki.unit_code import make_unit_code  # noqa: E402
 
 CITY = "91350100M000100Y43"
 COUNTY = "11100000000013127D"
+# The eleven other counties of the city (valid codes: their check character computed).
+OTHER_COUNTIES = [make_unit_code(f"11371300MB{k:07d}") for k in range(1, 12)]
+COUNTIES = [COUNTY, *OTHER_COUNTIES]
 NAMES = {CITY: "临沂市人民政府办公室", COUNTY: "兰山区人民政府办公室"}
 BATCH = 500
 NOW = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
@@ -56,36 +61,57 @@ async def fill(data_dir: Path, n: int) -> None:
         for start in range(0, n, BATCH):
             async with store.transaction() as tx:
                 for i in range(start, min(start + BATCH, n)):
-                    await _one(store, tx, digest, i, n)
+                    if i % len(COUNTIES) == 0:  # one document to the twelve counties: twelve sent rows
+                        await _sent(store, tx, digest, i, n)
+                    await _received(store, tx, digest, i, n)
     finally:
         await store.close()
 
 
-async def _one(store, tx, digest: str, i: int, n: int) -> None:
-    sent_at = NOW - dt.timedelta(days=365) + dt.timedelta(seconds=i * 365 * 86400 // n)
-    deadline = sent_at + dt.timedelta(days=3) if i % 2 else None
-    doc_id = f"LYSZF-2026-{i:06d}"
+def _when(i: int, n: int) -> dt.datetime:
+    return NOW - dt.timedelta(days=365) + dt.timedelta(seconds=i * 365 * 86400 // n)
+
+
+def _outcome(i: int, at: dt.datetime) -> tuple[dict, dict]:
+    """(the sender's recipient row, the receiver's inbox row) of row ``i``: signed, returned or waiting."""
+    roll = i % 10
+    signed_at = at + dt.timedelta(hours=1 + (i * 37) % 96)
+    if roll < 7:
+        return dict(status="signed_for", who="李四", when=signed_at), dict(status="signed_for", signed_by="李四",
+                                                                          signed_at=signed_at)
+    if roll == 7:
+        return (dict(status="returned", who="李四", when=signed_at, reason="不属本单位职责"),
+                dict(status="returned", return_reason="不属本单位职责"))
+    return dict(status="delivered"), dict(status="pending")
+
+
+def _document(i: int, n: int, issuer: str) -> tuple[str, RegisterFacts, str, str, dt.datetime | None]:
+    at = _when(i, n)
     facts = RegisterFacts(doc_number=f"临政办发〔2026〕{i + 1}号", urgency="加急" if i % 7 == 0 else None,
-                          classification="非密", written_on=sent_at.date(), issuers=(CITY,))
+                          classification="非密", written_on=at.date(), issuers=(issuer,))
     title = f"关于做好第{i + 1}批重点工作落实情况报送的通知"
     kind = ("通知", "通报", "函", "意见")[i % 4]
-    roll = i % 10
-    signed_at = sent_at + dt.timedelta(hours=1 + (i * 37) % 96)
-    if roll < 7:
-        sender = dict(status="signed_for", who="李四", when=signed_at)
-        receiver = dict(status="signed_for", signed_by="李四", signed_at=signed_at)
-    elif roll == 7:
-        sender = dict(status="returned", who="李四", when=signed_at, reason="不属本单位职责")
-        receiver = dict(status="returned", return_reason="不属本单位职责")
-    else:
-        sender, receiver = dict(status="delivered"), dict(status="pending")
+    return title, facts, kind, f"{issuer[-6:]}-2026-{i:06d}", at + dt.timedelta(days=3) if i % 2 else None
+
+
+async def _sent(store, tx, digest: str, i: int, n: int) -> None:
+    title, facts, kind, doc_id, deadline = _document(i, n, CITY)
+    at = _when(i, n)
+    recipients = [OutboxRecipient(unit=unit, role="主送" if k < 3 else "抄送", destination_node="county",
+                                  **_outcome(i + k * 3, at)[0]) for k, unit in enumerate(COUNTIES)]
     await store.messages.add_outbox(
         OutboxDocument(doc_id=doc_id, from_unit=CITY, title=title, kind=kind, package_digest=digest,
-                       created_at=sent_at, doc_number=facts.doc_number, deadline=deadline, facts=facts),
-        [OutboxRecipient(unit=COUNTY, role="主送", destination_node="city", **sender)], actor="bench", tx=tx)
+                       created_at=at, doc_number=facts.doc_number, deadline=deadline, facts=facts),
+        recipients, actor="bench", tx=tx)
+
+
+async def _received(store, tx, digest: str, i: int, n: int) -> None:
+    sender = CITY if i % 2 == 0 else OTHER_COUNTIES[i % len(OTHER_COUNTIES)]  # half from the city
+    title, facts, kind, doc_id, deadline = _document(i, n, sender)
+    at = _when(i, n)
     await store.messages.add_inbox(InboxRow(
-        doc_id=doc_id, unit=COUNTY, role="主送", from_unit=CITY, title=title, kind=kind, package_digest=digest,
-        received_at=sent_at, urgency=facts.urgency, deadline=deadline, facts=facts, **receiver), tx=tx)
+        doc_id=doc_id, unit=COUNTY, role="主送", from_unit=sender, title=title, kind=kind, package_digest=digest,
+        received_at=at, urgency=facts.urgency, deadline=deadline, facts=facts, **_outcome(i, at)[1]), tx=tx)
 
 
 # --- children: one export each, measured on its own ----------------------------------------------
@@ -103,6 +129,10 @@ async def _child(data_dir: Path, task: str, out: Path) -> dict:
         elif task == "stats":
             who = Principal("bench", "李四", "clerk", COUNTY)
             result = await statistics.compute(store, who, "received", "month", [COUNTY], _names, NOW)
+            rows = sum(r["rows"] for r in result["rows"])
+        elif task == "stats-sent-split":
+            who = Principal("bench", "张三", "clerk", CITY)
+            result = await statistics.compute(store, who, "sent", "month", [CITY], _names, NOW, by="counterpart")
             rows = sum(r["rows"] for r in result["rows"])
         else:
             side, fmt = task.split("-")
@@ -171,12 +201,14 @@ def main() -> int:
         asyncio.run(fill(data_dir, n))
         fill_s = time.perf_counter() - started
         results = {task: run_child(data_dir, task, Path(tmp) / f"{task}.out")
-                   for task in ("baseline", "received-xlsx", "received-csv", "sent-xlsx", "sent-csv", "stats")}
+                   for task in ("baseline", "received-xlsx", "received-csv", "sent-xlsx", "sent-csv", "stats",
+                                 "stats-sent-split")}
         query_plans = asyncio.run(plans(data_dir))
-    print(f"store: {n:,} documents filled in {fill_s:.1f} s (sent ledger and received ledger {n:,} rows each)")
-    print(f"{'task':<15}{'rows':>10}{'seconds':>10}{'peak RSS MiB':>14}{'file MiB':>10}")
+    print(f"store filled in {fill_s:.1f} s: the city's sent ledger {n:,} rows ({n // len(COUNTIES) + bool(n % 12):,}"
+          f" documents × {len(COUNTIES)} counties), a county's received ledger {n:,} rows")
+    print(f"{'task':<18}{'rows':>10}{'seconds':>10}{'peak RSS MiB':>14}{'file MiB':>10}")
     for task, r in results.items():
-        print(f"{task:<15}{r['rows']:>10,}{r['seconds']:>10.2f}{r['peak_rss_mb']:>14.1f}{r['bytes'] / 1048576:>10.1f}")
+        print(f"{task:<18}{r['rows']:>10,}{r['seconds']:>10.2f}{r['peak_rss_mb']:>14.1f}{r['bytes'] / 1048576:>10.1f}")
     for side, plan in query_plans.items():
         print(f"plan ({side}): " + " | ".join(plan))
     exports = [results[t] for t in ("received-xlsx", "received-csv", "sent-xlsx", "sent-csv")]
@@ -186,7 +218,9 @@ def main() -> int:
         "ledger_baseline_rss_mb": results["baseline"]["peak_rss_mb"],
         "ledger_xlsx_s": results["received-xlsx"]["seconds"], "ledger_csv_s": results["received-csv"]["seconds"],
         "ledger_sent_xlsx_s": results["sent-xlsx"]["seconds"], "ledger_sent_csv_s": results["sent-csv"]["seconds"],
-        "ledger_stats_s": results["stats"]["seconds"], "fill_s": round(fill_s, 1),
+        "ledger_sent_rows": results["sent-csv"]["rows"],
+        "ledger_stats_s": results["stats"]["seconds"], "ledger_stats_split_s": results["stats-sent-split"]["seconds"],
+        "fill_s": round(fill_s, 1),
         "ledger_plans_use_index": all(plan_seeks(side, plan) for side, plan in query_plans.items()),
     }
     print(json.dumps(figures))
