@@ -2,8 +2,8 @@
 
 The store is filled through its own interfaces (``messages.add_outbox`` and ``messages.add_inbox``,
 500 rows a transaction, audit events included), as a city and its counties exchange: the city
-office sends N/12 documents, each to a dozen county offices (3 主送, 9 抄送), so its sent ledger has
-N rows; one county office receives N documents from the city and from the eleven other counties,
+office sends N/12 documents (rounded up), each to a dozen county offices (3 主送, 9 抄送), so its
+sent ledger has N rows (up to 11 more); one county office receives N documents from the city and from the eleven other counties,
 so its received ledger has N rows. Statuses are mixed (70 % signed for, 10 % returned, 20 %
 waiting, varying by recipient), half carry a 办理时限, and times spread over the year before the
 run. Every row names one small package blob (the ledger never opens packages).
@@ -204,7 +204,8 @@ def main() -> int:
                    for task in ("baseline", "received-xlsx", "received-csv", "sent-xlsx", "sent-csv", "stats",
                                  "stats-sent-split")}
         query_plans = asyncio.run(plans(data_dir))
-    print(f"store filled in {fill_s:.1f} s: the city's sent ledger {n:,} rows ({n // len(COUNTIES) + bool(n % 12):,}"
+    documents = -(-n // len(COUNTIES))
+    print(f"store filled in {fill_s:.1f} s: the city's sent ledger {documents * len(COUNTIES):,} rows ({documents:,}"
           f" documents × {len(COUNTIES)} counties), a county's received ledger {n:,} rows")
     print(f"{'task':<18}{'rows':>10}{'seconds':>10}{'peak RSS MiB':>14}{'file MiB':>10}")
     for task, r in results.items():
