@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import tracemalloc
 from dataclasses import replace
 
 import pytest
@@ -296,4 +297,31 @@ def test_statistics_of_many_rows_leave_the_event_loop_free(tmp_path):
             # Half signed, half of those after 3 h (past the 2 h deadline), the other half unsigned and past it.
             assert sum(r["overdue"] for r in total) == n // 4 + n // 2
             assert loop_cpu < 0.05, f"{loop_cpu:.3f} s of the event loop's CPU for {n} rows"
+    asyncio.run(main())
+
+
+def test_statistics_bring_back_a_number_per_signed_row_not_a_row(tmp_path):
+    """The signed rows' intervals come back as numbers per group, not as a result row each: the
+    memory a statistics request takes stays near a float per signed row (tracemalloc counts every
+    thread's allocations, the store's reader thread's too)."""
+    n = 20000
+
+    async def main():
+        async with open_store(tmp_path) as store:
+            digest = (await store.blobs.put(b"package")).digest
+            async with store.transaction() as tx:
+                for i in range(n):
+                    at = (T0 + dt.timedelta(minutes=i)).astimezone(dt.UTC)
+                    await store.messages.add_inbox(InboxRow(
+                        doc_id=f"N{i:05d}", unit=U_COUNTY, role="主送", from_unit=U_CITY, title="t", kind="通知",
+                        status="signed_for", package_digest=digest, received_at=at, signed_by="李四",
+                        signed_at=at + (1 + i % 5) * H), tx=tx)
+            tracemalloc.start()
+            try:
+                answer = await statistics.compute(store, CLERK, "received", "month", [U_COUNTY], _names, T0)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert sum(r["signed"] for r in answer["rows"]) == n
+            assert peak < 100 * n, f"{peak / n:.0f} bytes per signed row"  # a result row each: 220
     asyncio.run(main())
