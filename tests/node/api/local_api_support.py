@@ -152,7 +152,9 @@ def make_env(tmp: Path, limits: Limits = SMALL_LIMITS) -> Env:
     # The node directory's credentials and CRL, so the node's readiness judges real files.
     shutil.copytree(shared.config.credentials_dir, config.credentials_dir, dirs_exist_ok=True)
     shutil.copy(shared.config.crl_path, config.crl_path)
-    ctx = dataclasses.replace(shared.ctx, config=config)
+    # A clock of its own, at the template's time: a test that moves it (a session left idle, days
+    # passing) must not move the time of the tests that run after it in the same process.
+    ctx = dataclasses.replace(shared.ctx, config=config, clock=FakeClock(shared.now))
     tokens = TokenStore(config.tokens_path)
     _, clerk_a = tokens.issue("张三", "clerk", UNIT_A)
     _, clerk_b = tokens.issue("李四", "clerk", UNIT_B)
