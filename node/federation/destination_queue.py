@@ -2,8 +2,9 @@
 envelopes to (a next hop: the destination itself, or a relay on the way), one batch in flight at a time.
 
 Each round: bounce what expired (the retry window closes whether or not the peer answers); if the
-peer is backing off, wait; else seal the waiting drafts (:mod:`.envelope_builder`), then claim the
-due window from the queue and send it batch by batch (:mod:`.batch_sender`). A failure of the peer
+peer is backing off, wait; else send what is already sealed, due window by window, batch by batch
+(:mod:`.batch_sender`), and only then seal the waiting drafts (:mod:`.envelope_builder`) and send
+them — so drafts written while a frame is in flight or the peer is away leave together. A failure of the peer
 itself is handed to the :class:`~node.federation.retry_limiter.RetryLimiter`, which persists when
 to try again; the first batch that gets through clears it. Between rounds the loop sleeps until
 the earliest of: a wake-up (a new message for this peer), the next row due, the end of the backoff
@@ -95,8 +96,15 @@ class DestinationQueue:
         await self.builder.drop_expired(now)
         if self.limiter.backing_off():
             return
+        # What is already sealed goes first, and drafts are sealed only once it has gone (Nagle's
+        # rule): notices written while the peer is away or a frame is in flight wait as drafts and
+        # leave together, instead of one more envelope at every retry of a peer that is down.
+        await self._send_window()
         if await self.builder.has_drafts():
             await self.builder.build_drafts()
+            await self._send_window()
+
+    async def _send_window(self) -> None:
         limits = self.outbound.ctx.config.limits
         while not self._stopping:
             window = await self.outbound.store.queue.load_active_window(self.destination, limits.active_window)
