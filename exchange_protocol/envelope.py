@@ -75,9 +75,11 @@ class MessageType(enum.StrEnum):
     REPLY = "reply"  # 答复
     TRANSPORT_ACK = "transport-ack"
     BOUNCE = "bounce"
+    ESCALATE = "escalate"  # 督办: an overdue document escalated to the late unit's supervising unit
 
 
 _NODE_GENERATED = {MessageType.TRANSPORT_ACK, MessageType.BOUNCE}
+_STARTS = {MessageType.DOCUMENT, MessageType.ESCALATE}  # answer no message: a 督办 starts its own exchange
 
 
 def format_time(value: dt.datetime) -> str:
@@ -145,7 +147,7 @@ class HeaderDraft:
         if self.expires <= self.created:
             raise EnvelopeInvalidField("expires must be later than created", field="expires")
         if self.in_reply_to is None:
-            if self.type is not MessageType.DOCUMENT:
+            if self.type not in _STARTS:
                 raise EnvelopeInvalidField(f"a {self.type.value} must name the message it answers",
                                            field="in_reply_to")
         else:

@@ -41,6 +41,16 @@ needs one); the receiver reads every entry's units from the payload, never from 
 
 The receiving node applies a notice to its per-recipient rows through ``states``; the rules
 (e.g. a recall after 签收 has no effect) live there, not here.
+
+**督办** (``escalate``, :class:`Escalation`) is a notice of its own shape: the node hosting a unit
+that left a document unsettled past its 办理时限 and the network's grace tells the unit's
+supervising unit (``exchange_protocol.supervision`` decides when). Its header names the late unit
+as ``from`` and the supervisor as the only ``to``; the payload says which document, sent by whom,
+due when and how late, and — in a second escalation about the same document and unit, sent when
+the unit finally acts — when it was settled, by whom and how (``signed_for`` or ``returned``)::
+
+    v 1, type "escalate", doc_id, unit, supervisor, sent_by, title, deadline, escalated_at,
+    working_days_late, settled_at|null, settled_by|null, settled_as|null
 """
 
 from __future__ import annotations
@@ -88,6 +98,8 @@ class Notice:
     def __post_init__(self) -> None:
         if self.type is MessageType.DOCUMENT:
             raise NoticeError("a document is not a notice")
+        if self.type is MessageType.ESCALATE:
+            raise NoticeError("a 督办 travels as an Escalation, not a Notice", code="NOTICE_TYPE_MISMATCH")
         if not (self.doc_id is None and self.type is MessageType.BOUNCE):  # a relay's bounce has none
             try:
                 check_doc_id(self.doc_id, "doc_id")
@@ -255,3 +267,109 @@ def _batch_size(first: Notice, entries_bytes: int, count: int) -> int:
 def notice_dict(notice: Notice) -> dict[str, Any]:
     return {"type": notice.type.value, "doc_id": notice.doc_id, "units": list(notice.units),
             "by": notice.by, "at": notice.at.isoformat(), "reason": notice.reason, "text": notice.text}
+
+
+# --- 督办 -----------------------------------------------------------------------------------------
+_ESCALATION_KEYS = frozenset({"v", "type", "doc_id", "unit", "supervisor", "sent_by", "title", "deadline",
+                              "escalated_at", "working_days_late", "settled_at", "settled_by", "settled_as"})
+SETTLED_AS = ("signed_for", "returned")
+MAX_TITLE = 200
+
+
+class EscalationError(NoticeError):
+    code = "NOTICE_ESCALATION_INVALID"
+    kind = ErrorKind.INVALID_INPUT
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """督办 of ``doc_id``: ``unit`` left it unsettled; ``supervisor`` is told (see the module header)."""
+
+    doc_id: str
+    unit: str
+    supervisor: str
+    sent_by: str
+    title: str
+    deadline: dt.datetime
+    escalated_at: dt.datetime
+    working_days_late: int
+    settled_at: dt.datetime | None = None
+    settled_by: str | None = None
+    settled_as: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            check_doc_id(self.doc_id, "doc_id")
+        except ProtocolError as exc:
+            raise EscalationError(f"督办: {exc.message}") from None
+        for name in ("unit", "supervisor", "sent_by"):
+            try:
+                validate_unit_code(getattr(self, name))
+            except InvalidUnitCode as exc:
+                raise EscalationError(f"督办 {name}: {exc.message}") from None
+        if self.unit == self.supervisor:
+            raise EscalationError("督办: a unit does not supervise itself")
+        if not isinstance(self.title, str) or not self.title.strip() or len(self.title) > MAX_TITLE:
+            raise EscalationError(f"督办 title must be 1–{MAX_TITLE} characters")
+        for name in ("deadline", "escalated_at", "settled_at"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, dt.datetime) or value.tzinfo is None):
+                raise EscalationError(f"督办 {name} must be a timezone-aware time")
+        if isinstance(self.working_days_late, bool) or not isinstance(self.working_days_late, int) \
+                or not 0 <= self.working_days_late <= 100_000:
+            raise EscalationError("督办 working_days_late must be a whole number of days, 0 or more")
+        settled = (self.settled_at, self.settled_by, self.settled_as)
+        if any(v is not None for v in settled) and not all(v is not None for v in settled):
+            raise EscalationError("督办: settled_at, settled_by and settled_as go together")
+        if self.settled_as is not None and self.settled_as not in SETTLED_AS:
+            raise EscalationError(f"督办 settled_as must be one of {', '.join(SETTLED_AS)}")
+        if self.settled_by is not None and (not isinstance(self.settled_by, str) or not self.settled_by.strip()
+                                            or len(self.settled_by) > MAX_TEXT):
+            raise EscalationError(f"督办 settled_by must be 1–{MAX_TEXT} characters")
+
+    @property
+    def settled(self) -> bool:
+        return self.settled_at is not None
+
+    def check_header(self, header: HeaderDraft) -> None:
+        """The envelope says what the payload says: from the late unit, to its supervisor alone."""
+        if header.type is not MessageType.ESCALATE or header.from_unit != self.unit \
+                or tuple(header.to_units) != (self.supervisor,):
+            raise EscalationError(f"a {header.type.value} envelope from {header.from_unit} to {list(header.to_units)} "
+                                  f"carries a 督办 about {self.unit} for {self.supervisor}")
+
+    def encode(self) -> bytes:
+        return canonical_json({
+            "v": 1, "type": MessageType.ESCALATE.value, "doc_id": self.doc_id, "unit": self.unit,
+            "supervisor": self.supervisor, "sent_by": self.sent_by, "title": self.title,
+            "deadline": format_time(self.deadline), "escalated_at": format_time(self.escalated_at),
+            "working_days_late": self.working_days_late,
+            "settled_at": None if self.settled_at is None else format_time(self.settled_at),
+            "settled_by": self.settled_by, "settled_as": self.settled_as})
+
+
+def decode_escalation(data: bytes) -> Escalation:
+    """An :class:`Escalation` from untrusted payload bytes; typed errors otherwise."""
+    raw = _load(data)
+    if set(raw) != _ESCALATION_KEYS:
+        raise EscalationError(f"督办 keys differ: missing {sorted(_ESCALATION_KEYS - set(raw))}, "
+                              f"unknown {sorted(set(raw) - _ESCALATION_KEYS)}")
+    if raw["v"] != 1 or raw["type"] != MessageType.ESCALATE.value:
+        raise EscalationError(f"not a version 1 督办: v={raw['v']!r}, type={raw['type']!r}")
+    for key in ("doc_id", "unit", "supervisor", "sent_by", "title", "deadline", "escalated_at"):
+        if not isinstance(raw[key], str):
+            raise EscalationError(f"督办 {key} must be a string")
+    for key in ("settled_at", "settled_by", "settled_as"):
+        if raw[key] is not None and not isinstance(raw[key], str):
+            raise EscalationError(f"督办 {key} must be a string or null")
+    return Escalation(raw["doc_id"], raw["unit"], raw["supervisor"], raw["sent_by"], raw["title"],
+                      _time(raw["deadline"]), _time(raw["escalated_at"]), raw["working_days_late"],
+                      None if raw["settled_at"] is None else _time(raw["settled_at"]), raw["settled_by"],
+                      raw["settled_as"])
+
+
+def _time(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise EscalationError(f"督办 time {text!r} is not YYYY-MM-DDTHH:MM:SSZ") from None

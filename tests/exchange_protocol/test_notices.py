@@ -30,7 +30,7 @@ AT = dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)
 UNIT = "11100000000013127D"
 
 
-@given(kind=st.sampled_from([t for t in MessageType if t not in (MessageType.DOCUMENT,)]),
+@given(kind=st.sampled_from([t for t in MessageType if t not in (MessageType.DOCUMENT, MessageType.ESCALATE)]),
        units=st.lists(unit_codes(), max_size=5, unique=True),
        by=st.text(min_size=1, max_size=20).filter(str.strip),
        reason=st.text(min_size=1, max_size=50).filter(str.strip),
@@ -230,3 +230,66 @@ def test_which_drafts_may_share_an_envelope():
     assert key != batch_key(header(MessageType.RECEIPT, to=(make_unit_code("11100000000013128"),)))
     assert batch_key(header(MessageType.RECALL)) is None
     assert batch_key(header(MessageType.URGE)) is None
+
+
+# --- 督办 -----------------------------------------------------------------------------------------
+from exchange_protocol.notices import Escalation, EscalationError, decode_escalation  # noqa: E402
+
+LATE = make_unit_code("11371302MB0000001")
+SUPERVISOR = make_unit_code("11371300MB0000001")
+SENDER = make_unit_code("11371300MB0000002")
+
+
+def _escalation(**changes) -> Escalation:
+    fields = {"doc_id": "d1", "unit": LATE, "supervisor": SUPERVISOR, "sent_by": SENDER, "title": "关于冬季安全的通知",
+              "deadline": AT, "escalated_at": AT + dt.timedelta(days=4), "working_days_late": 3}
+    return Escalation(**{**fields, **changes})
+
+
+def test_an_escalation_and_its_settlement_round_trip():
+    opened = _escalation()
+    assert decode_escalation(opened.encode()) == opened and not opened.settled
+    settled = _escalation(settled_at=AT + dt.timedelta(days=5), settled_by="王五", settled_as="signed_for")
+    assert decode_escalation(settled.encode()) == settled and settled.settled
+
+
+@pytest.mark.parametrize("changes", [
+    {"unit": SUPERVISOR}, {"supervisor": "91110000000000000X"}, {"title": ""}, {"title": "题" * 201},
+    {"working_days_late": -1}, {"working_days_late": True}, {"deadline": AT.replace(tzinfo=None)},
+    {"settled_at": AT}, {"settled_at": AT, "settled_by": "王五", "settled_as": "registered"},
+    {"doc_id": "../x"},
+])
+def test_a_bad_escalation_is_refused(changes):
+    with pytest.raises(EscalationError) as err:
+        _escalation(**changes)
+    assert err.value.code == "NOTICE_ESCALATION_INVALID"
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d.pop("title"), lambda d: d.update(extra=1), lambda d: d.update(v=2), lambda d: d.update(type="urge"),
+    lambda d: d.update(deadline="2026-11-21 09:30"), lambda d: d.update(working_days_late="3"),
+    lambda d: d.update(settled_by=7), lambda d: d.update(unit=None),
+])
+def test_a_malformed_escalation_payload_is_refused(mutate):
+    raw = json.loads(_escalation().encode())
+    mutate(raw)
+    with pytest.raises(NoticeError):
+        decode_escalation(json.dumps(raw).encode())
+
+
+def test_an_escalation_is_not_a_plain_notice_and_the_header_must_say_the_same():
+    with pytest.raises(NoticeError) as err:
+        Notice(MessageType.ESCALATE, "d1", (LATE,), AT)
+    assert err.value.code == "NOTICE_TYPE_MISMATCH"
+    with pytest.raises(NoticeError):
+        decode_notices(_escalation().encode())
+    e = _escalation()
+    good = HeaderDraft.new(MessageType.ESCALATE, "county-a", "city", LATE, (SUPERVISOR,), AT, dt.timedelta(days=1))
+    e.check_header(good)
+    for header in (HeaderDraft.new(MessageType.ESCALATE, "county-a", "city", SENDER, (SUPERVISOR,), AT,
+                                   dt.timedelta(days=1)),
+                   HeaderDraft.new(MessageType.ESCALATE, "county-a", "city", LATE, (SENDER,), AT, dt.timedelta(days=1)),
+                   HeaderDraft.new(MessageType.URGE, "county-a", "city", LATE, (SUPERVISOR,), AT, dt.timedelta(days=1),
+                                   in_reply_to=good.message_id)):
+        with pytest.raises(EscalationError):
+            e.check_header(header)
