@@ -9,8 +9,9 @@ names an audit action.
 An :class:`AdapterEvent` is ``(seq, type, unit, doc_id, at, data, event_id)``:
 
 * ``type`` — one of :data:`TYPES` (``document.received``, ``document.signed_for``, …);
-* ``unit`` — the unit the event is FOR: a received, registered, recalled or urged document → the
-  receiving unit; 签收, 退回 or a failed delivery of something a unit sent → the SENDING unit, with
+* ``unit`` — the unit the event is FOR: a received, registered, recalled, urged or overdue document
+  → the receiving unit; a 督办 (``document.escalated``) → both the late unit (``supervisor`` in data)
+  and, as an event of its own, the supervising unit (``late_unit`` in data); 签收, 退回 or a failed delivery of something a unit sent → the SENDING unit, with
   the recipient unit in ``data["recipient"]``;
 * ``doc_id`` — the 公文标识;
 * ``at`` — when the change was committed (the audit event's time, aware UTC);
@@ -44,6 +45,8 @@ REGISTERED = "document.registered"
 RECALLED = "document.recalled"
 URGED = "document.urged"
 DELIVERY_FAILED = "delivery.failed"
+OVERDUE = "document.overdue"  # past its 办理时限, not signed for (node.supervision)
+ESCALATED = "document.escalated"  # 督办: escalated to the supervising unit
 
 # Audit action → (adapter event type, whose event it is). "receiver": the unit named in the audit
 # event's subjects (the unit whose inbox row changed). "sender": the unit that sent the document
@@ -58,6 +61,11 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     "recipient.signed_for": (SIGNED_FOR, "sender"),
     "recipient.returned": (RETURNED, "sender"),
     "recipient.failed": (DELIVERY_FAILED, "sender"),
+    # 督办 (node.supervision): the late unit hears it is overdue, then that it was escalated; the
+    # supervising unit hears of the escalation (its audit event names it as the unit).
+    "inbox.overdue": (OVERDUE, "receiver"),
+    "inbox.escalated": (ESCALATED, "receiver"),
+    "supervision.escalated": (ESCALATED, "receiver"),
 }
 TYPES: tuple[str, ...] = tuple(dict.fromkeys(t for t, _ in EVENT_TYPES.values()))
 ACTIONS: tuple[str, ...] = tuple(EVENT_TYPES)
@@ -65,7 +73,9 @@ ACTIONS: tuple[str, ...] = tuple(EVENT_TYPES)
 # Facts copied from the audit event's details into data, by the name a receiver sees.
 _DETAIL_NAMES = {"who": "by", "signed_by": "by", "reason": "reason", "return_reason": "reason",
                  "from_unit": "from_unit", "kind": "kind", "message_id": "message_id",
-                 "urge_count": "urge_count"}
+                 "urge_count": "urge_count", "deadline": "deadline", "supervisor": "supervisor",
+                 "late_unit": "late_unit", "working_days_late": "working_days_late", "title": "title",
+                 "escalated_at": "escalated_at"}
 
 
 class BadAdapterEvent(GwxError):

@@ -18,6 +18,7 @@ from typing import Any
 from adapters.oa_push.settings import OaPushSettings, parse_oa_push
 from exchange_protocol.directory import LEVELS, level_of
 from node.errors import ConfigError
+from node.supervision.settings import SupervisionSettings, parse_supervision
 from pki.ca import NODE_ID_RE
 from pki.unit_code import validate_unit_code
 
@@ -138,6 +139,7 @@ class NodeConfig:
     revocation: RevocationSettings | None = None
     folders: tuple[FolderSettings, ...] = ()
     oa_push: tuple[OaPushSettings, ...] = ()  # per unit, the OA documents are pushed to (adapters.oa_push)
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)  # 督办 (node.supervision)
 
     # Well-known paths inside the node directory.
     @property
@@ -224,6 +226,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         revocation=_revocation(raw.pop("revocation", None)),
         folders=tuple(_folder(f, directory) for f in _take(raw, "folders", list, default=[])),
         oa_push=parse_oa_push(raw.pop("oa_push", []), directory, tuple(u.code for u in units)),
+        supervision=parse_supervision(raw.pop("supervision", {}), directory),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))

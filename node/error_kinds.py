@@ -111,6 +111,7 @@ ERROR_MODULES = (
     "adapters.folder.errors",
     "adapters.oa_push.errors",
     "node.console.errors",
+    "exchange_protocol.supervision", "node.supervision.escalation",
 )
 _loaded = False
 

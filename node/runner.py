@@ -132,6 +132,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     webhooks = Webhooks(config, store, adapters, ctx.clock)
     local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))
     local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
+    local_app.cleanup_ctx.append(service.processor.escalator.running)  # 督办 sweep (node.supervision)
     fetchers = ([DirectoryFetcher(ctx, client, registry), CrlFetcher(ctx, crl_client, registry)]
                 if config.parent is not None else [])
     fetching: list[asyncio.Task] = []

@@ -131,6 +131,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
     r.add_post("/api/v1/inbox/{doc_id}/register", _register)
     r.add_get("/api/v1/node/status", _node_status, allow_head=False)
     add_ledger_routes(app, LedgerKeys(SERVICE, PRINCIPAL, UPLOAD_DIR))
+    r.add_get("/api/v1/supervision", _supervision, allow_head=False)  # 督办 items of the clerk's unit
     return app
 
 
@@ -239,8 +240,8 @@ def doc_id_of(request: web.Request) -> str:
                        value=value[:80]) from None
 
 
-def list_filters(request: web.Request, statuses: tuple[str, ...]) -> dict[str, Any]:
-    allowed = ("status", "kind", "overdue", "unit", "limit", "after")
+def list_filters(request: web.Request, statuses: tuple[str, ...],
+                 allowed: tuple[str, ...] = ("status", "kind", "overdue", "unit", "limit", "after")) -> dict[str, Any]:
     query = request.query
     for name in query:
         if name not in allowed:
@@ -395,6 +396,13 @@ async def _urge(request: web.Request) -> web.Response:
 async def _inbox(request: web.Request) -> web.Response:
     filters = list_filters(request, tuple(s.value for s in ReceiverStatus))
     return _json(await request.app[SERVICE].inbox(request[PRINCIPAL], **filters))
+
+
+async def _supervision(request: web.Request) -> web.Response:
+    filters = list_filters(request, ("open", "settled"), allowed=("status", "limit", "after"))
+    status = filters.pop("status", None)
+    settled = None if status is None else status == "settled"
+    return _json(await request.app[SERVICE].supervision(request[PRINCIPAL], settled=settled, **filters))
 
 
 async def _show(request: web.Request) -> web.Response:

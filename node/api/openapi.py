@@ -43,6 +43,10 @@ def _object(required: dict[str, Json], optional: dict[str, Json] | None = None) 
     return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}}
 
 
+# 督办 (exchange_protocol.supervision.judge): how late a recipient is, as the node's calendar counts.
+LATENESS: Json = {"overdue_by": {**_nullable(INT), "description": "seconds since the 办理时限, while overdue"},
+                  "overdue_working_days": {**INT, "description": "working days wholly past since the deadline's day"}}
+
 SCHEMAS: Json = {
     "Error": _object({"error": _object({"code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
                                         "message": STR, "details": {"type": "object"}})}),
@@ -52,7 +56,7 @@ SCHEMAS: Json = {
         "status": {"enum": SENDER_STATUSES}, "status_label": STR, "who": _nullable(STR),
         "when": _nullable(DATETIME), "reason": _nullable(STR), "urge_count": INT,
         "last_urged_at": _nullable(DATETIME), "overdue": {"type": "boolean"}},
-        {"where": _nullable(_ref("Whereabouts"))}),
+        {"where": _nullable(_ref("Whereabouts")), **LATENESS}),
     "Whereabouts": _object({
         "message_id": STR, "line": {"type": "string", "description": "where it waits, in one plain line"},
         "stops": {"type": "array", "items": _object(
@@ -76,7 +80,15 @@ SCHEMAS: Json = {
         "urgency": _nullable(STR), "deadline": _nullable(DATETIME), "status": {"enum": RECEIVER_STATUSES},
         "status_label": STR, "signed_by": _nullable(STR), "signed_at": _nullable(DATETIME),
         "return_reason": _nullable(STR), "urge_count": INT, "received_at": DATETIME,
-        "overdue": {"type": "boolean"}}, {"doc_number": _nullable(STR)}),
+        "overdue": {"type": "boolean"}},
+        {**LATENESS, "doc_number": _nullable(STR), "escalated_at": _nullable(DATETIME),
+         "escalated_to": _nullable(UNIT)}),
+    "SupervisionItem": _object({
+        "id": INT, "doc_id": STR, "unit": UNIT, "unit_name": _nullable(STR), "supervisor": UNIT, "from_unit": UNIT,
+        "title": STR, "deadline": DATETIME, "escalated_at": DATETIME, "working_days_late": INT,
+        "overdue_by": _nullable(INT), "status": {"enum": ["open", "settled"]}, "status_label": STR,
+        "settled_at": _nullable(DATETIME), "settled_by": _nullable(STR),
+        "settled_as": _nullable({"enum": ["signed_for", "returned"]}), "node": STR, "received_at": DATETIME}),
     "InboxDocument": {"allOf": [_ref("InboxItem"), _object({
         "metadata": _ref("Meta"),
         "verification": {"type": "object", "description": "the receiver's verification report"},
@@ -276,6 +288,11 @@ def build_openapi(node_id: str = "") -> Json:
         "/api/v1/inbox/{doc_id}/register": {"post": _op(
             "登记 (register) a signed-for document", clerk, _ref("InboxItem"), params=[DOC_ID],
             body=_json_body("EmptyRequest"), errors=doc_errors, op_id="register")},
+        "/api/v1/supervision": {"get": _op(
+            "督办: overdue documents escalated to the clerk's unit as supervising unit, newest first", clerk,
+            {"type": "array", "items": _ref("SupervisionItem")}, op_id="supervision", params=[
+                {"name": "status", "in": "query", "schema": {"enum": ["open", "settled"]}},
+                *_filters([], "")[4:]])},
         "/api/v1/node/status": {"get": _op("readiness, queues, peers (with their last refusal) and recent errors",
                                            operator, _ref("NodeStatus"), op_id="nodeStatus")},
     }

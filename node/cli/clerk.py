@@ -149,7 +149,7 @@ def _inbox(args: argparse.Namespace) -> int:
     if args.json:
         return emit_json(items)
     rows = [[i["doc_id"], i["from_unit"], i["title"], i["kind"], i.get("urgency") or "",
-             i["status_label"] + (" 超期" if i.get("overdue") else ""), _when(i.get("deadline")),
+             _status(i, " 已督办" if i.get("escalated_at") else ""), _when(i.get("deadline")),
              _when(i.get("received_at"))] for i in items]
     print(render_table(["公文标识", "来文单位", "标题", "文种", "紧急程度", "状态", "办理时限", "收到时间"], rows))
     _next_page(args, items)
@@ -161,7 +161,7 @@ def _outbox(args: argparse.Namespace) -> int:
     if args.json:
         return emit_json(items)
     rows = [[i["doc_id"], i["title"], i["kind"], i.get("doc_number") or "", _counts(i.get("counts", {})),
-             "超期" if i.get("overdue") else "", _when(i.get("created_at"))] for i in items]
+             Red("超期") if i.get("overdue") else "", _when(i.get("created_at"))] for i in items]
     print(render_table(["公文标识", "标题", "文种", "发文字号", "进度", "", "发文时间"], rows))
     _next_page(args, items)
     return 0
@@ -281,9 +281,21 @@ def _print_tracking(tracking: dict[str, Any]) -> int:
 
 def _print_recipients(recipients: list[dict[str, Any]]) -> None:
     rows = [[r["unit"], r.get("unit_name") or "", r["role"],
-             r["status_label"] + (" 超期" if r.get("overdue") else ""), _who(r),
+             _status(r), _who(r),
              _when(r.get("when")), r.get("reason") or "", str(r.get("urge_count", 0))] for r in recipients]
     print(render_table(["单位代码", "单位名称", "角色", "状态", "经办人", "时间", "原因", "催办"], rows))
+
+
+class Red(str):
+    """A cell shown in red when stdout is a terminal (超期, 督办中); plain text otherwise."""
+
+
+def _status(row: dict[str, Any], suffix: str = "") -> str:
+    """The status label; an overdue row's with 超期 and how many working days, red on a terminal."""
+    if not row.get("overdue"):
+        return row["status_label"] + suffix
+    days = row.get("overdue_working_days") or 0
+    return Red(f"{row['status_label']} 超期" + (f"{days}个工作日" if days else "") + suffix)
 
 
 # ``who`` is whoever moved the row last: the recipient's clerk for 签收/退回, our own for 撤回.
@@ -342,9 +354,12 @@ def _clean(cell: str) -> str:
 def render_table(header: list[str], rows: list[list[str]]) -> str:
     cells = [[_clean(c) for c in row] for row in [header, *rows]]
     widths = [max(display_width(row[i]) for row in cells) for i in range(len(header))]
+    red = [[isinstance(c, Red) for c in row] for row in [header, *rows]] if sys.stdout.isatty() else None
     lines = []
-    for row in cells:
+    for n, row in enumerate(cells):
         padded = [c + " " * (w - display_width(c)) for c, w in zip(row, widths, strict=True)]
+        if red is not None:  # escape codes after padding: they take no columns
+            padded = [f"\033[31m{c}\033[0m" if red[n][i] else c for i, c in enumerate(padded)]
         lines.append("  ".join(padded).rstrip())
     if not rows:
         lines.append("(无)")

@@ -40,8 +40,9 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
      ["node.cli.user"]),
     ("ledger", "the 台账: the sent and received ledgers as CSV or XLSX, and their statistics",
      ["node.cli.ledger"]),
-    (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track",
-     ["node.cli.clerk", "node.cli.download"]),
+    (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track, "
+           "supervision (督办)",
+     ["node.cli.clerk", "node.cli.download", "node.cli.supervision"]),
 ]
 
 

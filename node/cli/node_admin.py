@@ -85,9 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unit", help="the unit a clerk acts for")
     p.set_defaults(func=_add_token)
 
-    p = sub.add_parser("check", help="check node.toml and the files it names (OA mapping files) as the node "
-                                     "would at start, and each OA's mapping against its WSDL when it answers, "
-                                     "without starting the node")
+    p = sub.add_parser("check", help="check node.toml and the files it names (OA mapping files, the 督办 calendar) "
+                                     "as the node would at start, and each OA's mapping against its WSDL when it "
+                                     "answers, without starting the node")
     p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
     p.set_defaults(func=_check)
 
@@ -173,6 +173,10 @@ def _check(args: argparse.Namespace) -> int:
     config = load_config(args.dir)  # a ConfigError (OA_MAPPING_INVALID …) exits 2 naming the key
     print(f"{config.directory / 'node.toml'}: valid — node {config.node_id}, {len(config.units)} units, "
           f"{len(config.peers)} peers, OA push for {len(config.oa_push)} units")
+    duban = config.supervision
+    calendar = (f"calendar {duban.calendar_path} ({len(duban.calendar.holidays)} holidays, "
+                f"{len(duban.calendar.workdays)} adjusted working days)" if duban.calendar_path else "no holiday calendar")
+    print(f"  督办: escalated after {duban.grace_working_days} working days, {calendar}")
     for push in config.oa_push:
         operations = " and ".join(filter(None, (push.received_operation, push.status_operation)))
         print(f"  {push.consumer_name}: {operations} at {push.wsdl}, mapping {push.mapping_path}")

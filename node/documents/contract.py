@@ -11,7 +11,7 @@ Shapes (keys are a contract; Chinese values intact):
 ``RecipientView``: {"unit", "unit_name"|null, "role": "主送"|"抄送", "node", "status"
     ("queued"|"sent"|"delivered"|"signed_for"|"returned"|"recalled"|"failed"), "status_label"
     (待发送 …), "who"|null, "when"|null (ISO 8601), "reason"|null, "urge_count", "last_urged_at"|null,
-    "overdue": bool}
+    "overdue": bool, "overdue_by": seconds|null, "overdue_working_days": n}
 ``OutboxItem``: {"doc_id", "from_unit", "title", "kind", "doc_number"|null, "deadline"|null,
     "created_at", "counts": {status: n}, "overdue": bool}
 ``Tracking``: {"doc": OutboxItem, "recipients": [RecipientView, …]}
@@ -19,7 +19,15 @@ Shapes (keys are a contract; Chinese values intact):
 ``InboxItem``: {"doc_id", "unit", "from_unit", "title", "kind", "urgency"|null, "deadline"|null,
     "status" ("pending"|"signed_for"|"registered"|"returned"|"recalled"), "status_label",
     "signed_by"|null, "signed_at"|null, "return_reason"|null, "urge_count", "received_at", "overdue",
+    "overdue_by": seconds since the 办理时限|null, "overdue_working_days": working days wholly past since
+    the deadline's day, "escalated_at"|null (督办 sent to the supervising unit), "escalated_to"|null,
     "doc_number"|null (发文字号; null for documents received before the report kept it)}
+    ("overdue" and the rest are ``exchange_protocol.supervision.judge``'s, with the node's calendar.)
+``SupervisionItem`` (督办 a supervising unit holds): {"id", "doc_id", "unit" (the late unit),
+    "unit_name"|null, "supervisor", "from_unit" (who sent the document), "title", "deadline",
+    "escalated_at", "working_days_late", "overdue_by"|null (while open), "status" ("open"|"settled"),
+    "status_label" (督办中|已办结), "settled_at"|null, "settled_by"|null, "settled_as"
+    ("signed_for"|"returned")|null, "node" (hosting the late unit), "received_at"}
 ``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
     "attachments": [{"name", "size"}]}
 Paging: items carry an ``id`` (a whole number); ``after`` is the ``id`` of the last item of the
@@ -122,6 +130,11 @@ class DocumentServiceApi(Protocol):
         """LedgerStats per unit (``by="counterpart"``: and per recipient or sending unit) and ``period``
         ("day"|"week"|"month"): a clerk's own unit; an operator's, every hosted unit or the one named
         (numbers only, no document)."""
+
+    async def supervision(self, who: Principal, *, settled: bool | None = None, limit: int = 50,
+                          after: str | None = None) -> list[Json]:
+        """SupervisionItems escalated to ``who``'s unit (as supervising unit), newest first;
+        ``settled`` keeps only open (False) or settled (True) ones."""
 
     async def node_status(self, who: Principal) -> Json:
         """NodeStatus (operators): readiness, queues, peers with the last refusal, last errors."""

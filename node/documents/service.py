@@ -30,6 +30,7 @@ from exchange_protocol.notices import Notice
 from exchange_protocol.package import Attachment, build_package
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue, is_settled
+from exchange_protocol.supervision import Lateness, judge
 from node.api.auth import Forbidden, Principal
 from node.context import NodeContext
 from node.documents import ledger, statistics
@@ -50,10 +51,12 @@ from node.store import (
     OutgoingLink,
     Transaction,
 )
+from node.store.supervision import SupervisionItem, SupervisionMark
 from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.service")
 MAX_REASON = 500
+_SETTLED_AS = {Event.SIGNED_FOR: "signed_for", Event.RETURNED: "returned"}  # what ends a 督办
 WHEREABOUTS_AT_ONCE = 8  # messages of one document followed at the same time by a tracking request
 
 
@@ -270,8 +273,13 @@ class DocumentService:
                                                                overdue=bool(overdue), counterpart=unit,
                                                                before_id=_cursor(after), limit=limit, urgency=urgency,
                                                                since=since, until=until, search=search or None))
+        return await self._inbox_views(page.items)
+
+    async def _inbox_views(self, rows: list[InboxRow]) -> list[dict[str, Any]]:
+        """InboxItems of ``rows`` with their 督办 marks (one read for the page)."""
         now = self.ctx.clock()
-        return [self._inbox_item(r, now) for r in page.items]
+        marks = await self.store.supervision.marks_for([(r.doc_id, r.unit) for r in rows]) if rows else {}
+        return [self._inbox_item(r, now, marks.get((r.doc_id, r.unit))) for r in rows]
 
     async def folder_counts(self, who: Principal) -> dict[str, Any]:
         who.require_role("clerk")
@@ -298,7 +306,7 @@ class DocumentService:
             return {**tracking, "metadata": meta_to_dict(meta), "attachments": attachments}
         meta = await self.processor.read_metadata(row.package_digest)
         report = dict(row.verification or {})
-        return {**self._inbox_item(row, self.ctx.clock()), "metadata": meta_to_dict(meta), "verification": report,
+        return {**(await self._inbox_views([row]))[0], "metadata": meta_to_dict(meta), "verification": report,
                 "attachments": [{"name": a["path"].removeprefix("attachments/"), "size": a["size"]}
                                 for a in report.get("attachments", [])]}
 
@@ -336,17 +344,33 @@ class DocumentService:
             destination = self.ctx.router.node_for(row.from_unit)  # before any change: fail cleanly
             notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason)
 
-        async def record(tx: Transaction) -> str | None:
+        async def record(tx: Transaction) -> list[str | None]:
             before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
                                                        actor=clerk_actor(who), by=who.name, reason=reason, tx=tx)
-            if notice is None or after == before:
-                return None
-            return await self.processor.queue_notice(tx, notice, destination, who.unit, (row.from_unit,),
-                                                     row.message_id)
-        # With the node's other clerks' actions: one commit; the notice's queue is woken by the writer
+            if after == before:
+                return []
+            wake = []
+            if notice is not None:
+                wake.append(await self.processor.queue_notice(tx, notice, destination, who.unit, (row.from_unit,),
+                                                              row.message_id))
+            settled_as = _SETTLED_AS.get(event)
+            if settled_as is not None:  # an escalated row's supervisor hears of it
+                wake.append(await self.processor.escalator.settled(
+                    tx, doc_id, who.unit, row.from_unit, row.title, row.deadline, settled_as, who.name))
+            return wake
+        # With the node's other clerks' actions: one commit; the notices' queues are woken by the writer
         # once committed (also if this caller is cancelled meanwhile).
-        await self.store.write_together(record, after=lambda node: self._wake([node]))
-        return self._inbox_item(await self._own_inbox(who, doc_id), now)
+        await self.store.write_together(record, after=self._wake)
+        return (await self._inbox_views([await self._own_inbox(who, doc_id)]))[0]
+
+    # ---- 督办: what a supervising unit was sent ------------------------------------------------------
+    async def supervision(self, who: Principal, *, settled: bool | None = None, limit: int = 50,
+                          after: str | None = None) -> list[dict[str, Any]]:
+        who.require_role("clerk")
+        items = await self.store.supervision.items(who.unit, settled=settled, limit=limit,
+                                                   before_id=_cursor(after))
+        now = self.ctx.clock()
+        return [self._supervision_item(i, now) for i in items]
 
     def _wake(self, nodes: list[str | None]) -> None:
         """Wake the queues of the nodes a committed clerk action drafted notices for."""
@@ -396,15 +420,31 @@ class DocumentService:
         return {"unit": r.unit, "unit_name": self._unit_name(r.unit), "role": r.role, "node": r.destination_node,
                 "status": r.status, "status_label": status.label, "who": r.who, "when": _iso(r.when),
                 "reason": r.reason, "urge_count": r.urge_count, "last_urged_at": _iso(r.last_urged_at),
-                "overdue": is_overdue(status, doc.deadline, now)}
+                **self._lateness(status, doc.deadline, now).to_json()}
 
-    def _inbox_item(self, r: InboxRow, now: dt.datetime) -> dict[str, Any]:
+    def _lateness(self, status, deadline: dt.datetime | None, now: dt.datetime) -> Lateness:
+        settings = self.ctx.config.supervision
+        return judge(status, deadline, now, settings.calendar, settings.grace_working_days)
+
+    def _supervision_item(self, i: SupervisionItem, now: dt.datetime) -> dict[str, Any]:
+        open_ = i.settled_at is None
+        return {"id": i.id, "doc_id": i.doc_id, "unit": i.unit, "unit_name": self._unit_name(i.unit),
+                "supervisor": i.supervisor, "from_unit": i.sent_by, "title": i.title, "deadline": _iso(i.deadline),
+                "escalated_at": _iso(i.escalated_at), "working_days_late": i.working_days_late,
+                "overdue_by": int((now - i.deadline).total_seconds()) if open_ else None,
+                "status": "open" if open_ else "settled", "status_label": "督办中" if open_ else "已办结",
+                "settled_at": _iso(i.settled_at), "settled_by": i.settled_by, "settled_as": i.settled_as,
+                "node": i.origin_node, "received_at": _iso(i.received_at)}
+
+    def _inbox_item(self, r: InboxRow, now: dt.datetime, mark: SupervisionMark | None = None) -> dict[str, Any]:
         status = ReceiverStatus(r.status)
-        return {"id": r.id, "doc_id": r.doc_id, "unit": r.unit, "role": r.role, "from_unit": r.from_unit,
+        lateness = self._lateness(status, r.deadline, now)
+        return {**lateness.to_json(), "escalated_at": _iso(mark.escalated_at) if mark else None,
+                "escalated_to": mark.supervisor if mark else None, "id": r.id, "doc_id": r.doc_id, "unit": r.unit, "role": r.role, "from_unit": r.from_unit,
                 "title": r.title, "kind": r.kind, "urgency": r.urgency, "deadline": _iso(r.deadline),
                 "status": r.status, "status_label": status.label, "signed_by": r.signed_by,
                 "signed_at": _iso(r.signed_at), "return_reason": r.return_reason, "urge_count": r.urge_count,
-                "received_at": _iso(r.received_at), "overdue": is_overdue(status, r.deadline, now),
+                "received_at": _iso(r.received_at),
                 "verified": bool((r.verification or {}).get("ok")),
                 "doc_number": (r.verification or {}).get("doc_number")}
 

@@ -36,7 +36,7 @@ from exchange_protocol.errors import (
     EnvelopeTruncated,
 )
 from exchange_protocol.frame import FrameDecoder, decode_frame, read_head
-from exchange_protocol.notices import MAX_NOTICE_BYTES, NoticeError, decode_notices
+from exchange_protocol.notices import MAX_NOTICE_BYTES, NoticeError, decode_escalation, decode_notices
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
@@ -229,6 +229,9 @@ class Acceptor:
 
     def check_notice(self, header: EnvelopeHeader, payload: bytes) -> None:
         # A malformed notice (or batch of notices) is refused now, not discovered later.
+        if header.type is MessageType.ESCALATE:  # 督办: its own shape; header and payload must agree
+            decode_escalation(payload).check_header(header)
+            return
         for notice in decode_notices(payload):
             if notice.type is not header.type:
                 raise NoticeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",

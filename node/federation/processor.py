@@ -11,6 +11,8 @@ happens twice. One bad message is marked failed and never blocks the ones behind
   the sender's rows turn failed with the reason. Otherwise it goes into the addressed units'
   inboxes with its report and a ``transport-ack`` goes back (sender: delivered). The same
   公文标识 arriving again with another package or from another unit is refused.
+* A 督办 (escalate) is applied by ``node.supervision.escalation`` (checked against the directory:
+  only the late unit's node may escalate it, only to its supervising unit).
 * Notices (签收, 退回, transport-ack, bounce, 答复) move only rows of documents we sent to the
   notice's origin (the ``outgoing`` links); 撤回 and 催办 only inbox rows of the document that
   origin delivered here. A recall that arrives after 签收/退回 is recorded as refused. A batch of
@@ -52,6 +54,7 @@ from node.federation.reroute import readdress_failed
 from node.federation.retry_limiter import retry_policy
 from node.ops.metrics import Registry
 from node.store import InboxRow, NodeStore, OutgoingLink, ReceivedEnvelope, Transaction
+from node.supervision.escalation import Escalator
 from pki.errors import ErrorKind, GwxError, error_for_code
 
 log = logging.getLogger("gwx.processing")
@@ -121,6 +124,7 @@ class Processor:
         self.ctx = ctx
         self.store = store
         self.outbound = outbound
+        self.escalator = Escalator(ctx, store, outbound)  # 督办: the sweep, and applying one that arrived
         self.policy = retry_policy(ctx.config.retry)
         self.rand = rand
         self.reports = PdfValidationCache()
@@ -262,6 +266,13 @@ class Processor:
         """Apply ``d``; with ``mark`` (a received message id) it is marked done in the same transaction."""
         if d.header.type is MessageType.DOCUMENT:
             await self._apply_document(d, mark)
+            return
+        if d.header.type is MessageType.ESCALATE:  # 督办: node.supervision.escalation
+            payload = await self.store.blobs.read_bytes(d.payload_digest)
+            async with self.store.transaction() as tx:
+                await self.escalator.apply(d.header, payload, tx)
+                if mark:
+                    await self.store.messages.mark_inbound(mark, "done", tx=tx)
             return
         notices = decode_notices(await self.store.blobs.read_bytes(d.payload_digest))
         async with self.store.transaction() as tx:

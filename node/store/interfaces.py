@@ -22,6 +22,7 @@ Roles (attributes of :class:`NodeStore`):
   an outbox per consumer, and webhook subscriptions (``adapters.outbox``).
 - ``accounts`` (:class:`ConsoleAccountStore`): the console's users and sessions (``node.console``).
 - ``ledger`` (:class:`LedgerStore`): a unit's sent and received rows for the 台账, paged by time.
+- ``supervision`` (:class:`node.store.supervision.SupervisionStore`): 督办 marks and items.
 - ``audit`` (:class:`AuditTrail`): the append-only hash-chained log, written inside the change's tx.
 - group commit (:class:`GroupCommit`): the hot paths — acceptance, and the clerks' actions
   (``write_together``) — many writes per transaction and fsync.
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from node.store.blobs import BlobRef, BlobSource
+from node.store.supervision import SupervisionStore
 from node.store.values import (
     Accepted,
     AdapterOutboxRow,
@@ -291,6 +293,7 @@ class NodeStore(GroupCommit, Protocol):
     adapter_outbox: AdapterOutboxStore
     accounts: ConsoleAccountStore
     ledger: LedgerStore
+    supervision: SupervisionStore  # 督办: marks on late rows, supervisors' items (node.store.supervision)
     clock: Callable[[], datetime]
     last_recovery: RecoveryReport | None
 

@@ -13,7 +13,7 @@ from adapters.events import (
     BadAdapterEvent,
     adapter_event,
 )
-from tests.adapters.support import U_A, U_SEND
+from tests.adapters.support import U_A, U_B, U_SEND
 from tests.support import T0
 
 
@@ -39,8 +39,24 @@ def test_other_actions_are_no_events_and_the_table_is_complete():
     assert adapter_event("n", 1, T0, "queue.enqueue", {"message_id": "m"}, {}) is None
     assert adapter_event("n", 1, T0, "inbox.signed_for", {"doc_id": "D", "unit": U_A}, {}) is None
     assert set(TYPES) == {"document.received", "document.signed_for", "document.returned", "document.registered",
-                          "document.recalled", "document.urged", "delivery.failed"}
-    assert len(EVENT_TYPES) == len(TYPES)
+                          "document.recalled", "document.urged", "delivery.failed", "document.overdue",
+                          "document.escalated"}
+    assert len(EVENT_TYPES) == len(TYPES) + 1  # document.escalated: one for the late unit, one for its supervisor
+
+
+def test_escalation_events_go_to_the_late_unit_and_to_its_supervisor():
+    overdue = adapter_event("n", 1, T0, "inbox.overdue", {"doc_id": "D", "unit": U_A},
+                            {"deadline": "2026-03-01T09:00:00+00:00", "from_unit": U_SEND}, title="T")
+    assert (overdue.type, overdue.unit, overdue.data) == (
+        "document.overdue", U_A, {"deadline": "2026-03-01T09:00:00+00:00", "from_unit": U_SEND, "title": "T"})
+    late = adapter_event("n", 2, T0, "inbox.escalated", {"doc_id": "D", "unit": U_A},
+                         {"supervisor": U_SEND, "working_days_late": 3}, title="T")
+    assert (late.type, late.unit, late.data["supervisor"], late.data["working_days_late"]) == (
+        "document.escalated", U_A, U_SEND, 3)
+    told = adapter_event("n", 3, T0, "supervision.escalated", {"doc_id": "D", "unit": U_SEND},
+                         {"late_unit": U_A, "from_unit": U_B, "title": "T", "working_days_late": 3}, title=None)
+    assert (told.type, told.unit, told.data["late_unit"], told.data["from_unit"], told.data["title"]) == (
+        "document.escalated", U_SEND, U_A, U_B, "T")
 
 
 def test_json_round_trip_and_refusals():

@@ -315,7 +315,41 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX console_sessions_user ON console_sessions (user_id)",
         "CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)",
     )),
-    # 10 is taken by work in progress elsewhere; numbers are kept in order of assignment, not of landing.
+    Migration(10, "督办: marks on overdue and escalated received rows, the items supervising units hold", (
+        # One mark per inbox row (node.store.sqlite.supervision): noticed overdue once, escalated once
+        # (a compare-and-set on escalated_at), settled after. Kept beside the inbox, not in it, so
+        # the inbox's shape stays what every other reader knows.
+        """CREATE TABLE supervision_marks (
+            doc_id TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            overdue_noted_at TEXT,
+            escalated_at TEXT,
+            supervisor TEXT,
+            working_days_late INTEGER,
+            settled_at TEXT,
+            PRIMARY KEY (doc_id, unit)
+        )""",
+        # The sweep's question: unsettled rows past their deadline.
+        "CREATE INDEX inbox_status_deadline ON inbox (status, deadline)",
+        """CREATE TABLE supervision_items (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            doc_id TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            supervisor TEXT NOT NULL,
+            sent_by TEXT NOT NULL,
+            title TEXT NOT NULL,
+            deadline TEXT NOT NULL,
+            escalated_at TEXT NOT NULL,
+            working_days_late INTEGER NOT NULL,
+            origin_node TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            settled_at TEXT,
+            settled_by TEXT,
+            settled_as TEXT CHECK (settled_as IN ('signed_for','returned')),
+            UNIQUE (doc_id, unit)
+        )""",
+        "CREATE INDEX supervision_items_supervisor ON supervision_items (supervisor, id)",
+    )),
     Migration(11, "a small payload (a notice) kept in its draft row instead of a blob of its own", (
         # A 签收 wrote its notice of a few hundred bytes as a blob (file and directory fsync) before
         # its transaction; now the bytes commit with the draft, in the same transaction and fsync.

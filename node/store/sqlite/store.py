@@ -39,6 +39,7 @@ from node.store.sqlite.messages import Messages
 from node.store.sqlite.migrations import migrate
 from node.store.sqlite.peers import PeerCredentials, Peers
 from node.store.sqlite.queue import OutboundQueue
+from node.store.sqlite.supervision import Supervision
 from node.store.values import Accepted, InboundEnvelope, OutboundItem, RecoveryReport
 
 log = logging.getLogger("gwx.store")
@@ -68,6 +69,7 @@ class Store:
         self.adapter_outbox = AdapterOutbox(db, self.audit, clock)
         self.accounts = ConsoleAccounts(db, self.audit, clock)  # the console's users and sessions
         self.ledger = Ledger(db)
+        self.supervision = Supervision(db, self.audit, clock)  # 督办 (issue 10 §2)
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
         self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
 

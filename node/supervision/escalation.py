@@ -1,0 +1,175 @@
+"""The 督办 sweep, the settlement of an escalated row, and applying a 督办 that arrived.
+
+:class:`Escalator` runs every ``[supervision] sweep_seconds`` while the node runs (a ``cleanup_ctx``
+of the local app, like housekeeping). Each round reads the inbox rows past their deadline and not
+settled (:meth:`SupervisionStore.late_rows`), asks :func:`exchange_protocol.supervision.judge` about
+each, and
+
+* notes a newly overdue row once (audit ``inbox.overdue`` → adapter event ``document.overdue``);
+* escalates a row whose grace has run out once: in ONE transaction the mark (a compare-and-set that
+  also checks the row is still unsettled, under the writer lock, so a 签收 committed first wins),
+  its audit event (``inbox.escalated``) and either the supervising unit's item (hosted here:
+  ``supervision.escalated`` → ``document.escalated`` for the supervisor) or a signed 督办 notice
+  (``exchange_protocol.notices.Escalation``) queued to the supervisor's node. A crash leaves all or
+  nothing; a restart finds the mark and does not escalate again.
+
+When an escalated unit signs for or returns the document (``DocumentService._receiver_act``),
+:meth:`Escalator.settled` records it in the same transaction and tells the supervisor (its item
+shows as settled, by whom and when). :meth:`Escalator.apply` is the supervisor node's side: the
+notice must come from the node hosting the late unit (the acceptor checked the header's ``from``)
+and name the unit's real supervisor as its only addressee, else it is refused
+(``NOTICE_NOT_OURS``); the same 督办 again — a replay in a new envelope — changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from exchange_protocol.envelope import HeaderDraft, MessageType
+from exchange_protocol.notices import Escalation, decode_escalation
+from exchange_protocol.states import ReceiverStatus, is_settled
+from exchange_protocol.supervision import judge
+from node.context import NodeContext
+from node.errors import NodeError
+from node.federation.outbound import NewMessage, Outbound
+from node.store import NodeStore
+from node.store.supervision import LateRow, SupervisionItem
+from node.supervision.supervisors import supervisor_of
+from pki.errors import ErrorKind
+
+log = logging.getLogger("gwx.supervision")
+
+UNSETTLED = tuple(s.value for s in ReceiverStatus if not is_settled(s))
+SWEEP_BATCH = 500
+
+
+class EscalationNotOurs(NodeError):
+    """A 督办 whose sender or addressee does not match the directory: not applied."""
+
+    code = "NOTICE_ESCALATION_NOT_OURS"
+    kind = ErrorKind.FORBIDDEN
+
+
+class Escalator:
+    def __init__(self, ctx: NodeContext, store: NodeStore, outbound: Outbound) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.outbound = outbound
+        self.settings = ctx.config.supervision
+
+    # --- the sweep -------------------------------------------------------------------------------
+    async def sweep(self) -> dict[str, int]:
+        """One round; returns how many rows were noted overdue and escalated (for tests and logs)."""
+        now = self.ctx.clock()
+        noted = escalated = 0
+        for row in await self.store.supervision.late_rows(now, UNSETTLED, SWEEP_BATCH):
+            lateness = judge(ReceiverStatus(row.status), row.deadline, now, self.settings.calendar,
+                             self.settings.grace_working_days)
+            if not lateness.overdue:
+                continue
+            if row.overdue_noted_at is None:
+                async with self.store.transaction() as tx:
+                    noted += await self.store.supervision.note_overdue(
+                        tx, row.doc_id, row.unit, now, {"deadline": row.deadline.isoformat(),
+                                                        "from_unit": row.from_unit})
+            if lateness.escalation_due:
+                escalated += await self._escalate(row, lateness.working_days_late)
+        return {"noted": noted, "escalated": escalated}
+
+    async def _escalate(self, row: LateRow, working_days_late: int) -> bool:
+        now = self.ctx.clock()
+        supervisor = supervisor_of(self.ctx, row.unit)
+        escalation = destination = ref = None
+        if supervisor is not None:
+            destination = self.ctx.router.node_for(supervisor)
+            escalation = Escalation(row.doc_id, row.unit, supervisor, row.from_unit, row.title, row.deadline, now,
+                                    working_days_late)
+            if destination != self.ctx.node_id:
+                ref = await self.store.blobs.put(escalation.encode())
+        details = {"deadline": row.deadline.isoformat(), "from_unit": row.from_unit}
+        async with self.store.transaction() as tx:
+            if not await self.store.supervision.mark_escalated(tx, row.doc_id, row.unit, now, supervisor,
+                                                               working_days_late, UNSETTLED, details):
+                return False  # escalated already, or settled meanwhile
+            if escalation is not None and ref is None:
+                await self._record(tx, escalation, self.ctx.node_id)
+            elif escalation is not None:
+                await self._queue(tx, escalation, ref, destination, now)
+        if supervisor is None:
+            log.warning("%s of %s is overdue past the grace but no supervising unit is known for %s",
+                        row.doc_id, row.unit, row.unit, extra={"doc_id": row.doc_id})
+        elif ref is not None:
+            self.outbound.wake(destination)
+        log.info("escalated %s of %s to %s (%d working days late)", row.doc_id, row.unit, supervisor,
+                 working_days_late, extra={"doc_id": row.doc_id})
+        return True
+
+    async def _queue(self, tx: Any, escalation: Escalation, ref: Any, destination: str, now) -> None:
+        header = self.outbound.header(MessageType.ESCALATE, destination, escalation.unit, (escalation.supervisor,),
+                                      now)
+        await self.outbound.add(tx, [NewMessage(header, ref.digest, ref.size, escalation.doc_id)], now)
+
+    async def _record(self, tx: Any, e: Escalation, origin: str) -> None:
+        """The supervisor is hosted here: its item (and, for a settlement, the item's end)."""
+        actor = f"node:{origin}"
+        await self.store.supervision.add_item(tx, SupervisionItem(
+            e.doc_id, e.unit, e.supervisor, e.sent_by, e.title, e.deadline, e.escalated_at, e.working_days_late,
+            origin, self.ctx.clock(), e.settled_at, e.settled_by, e.settled_as), actor)
+        if e.settled:
+            await self.store.supervision.settle_item(tx, e.doc_id, e.unit, e.supervisor, e.settled_at, e.settled_by,
+                                                     e.settled_as, actor)
+
+    # --- the late unit acts ----------------------------------------------------------------------------
+    async def settled(self, tx: Any, doc_id: str, unit: str, from_unit: str, title: str, deadline,
+                      settled_as: str, by: str) -> str | None:
+        """Inside the 签收/退回 transaction of ``unit``: if the row was escalated, tell its supervisor.
+        Returns the node to wake after commit (None: nothing queued)."""
+        now = self.ctx.clock()
+        mark = await self.store.supervision.mark_settled(tx, doc_id, unit, now)
+        if mark is None or mark.supervisor is None or mark.settled_at is not None:
+            return None
+        e = Escalation(doc_id, unit, mark.supervisor, from_unit, title, deadline, mark.escalated_at,
+                       mark.working_days_late or 0, now, by, settled_as)
+        destination = self.ctx.router.node_for(mark.supervisor)
+        if destination == self.ctx.node_id:
+            await self._record(tx, e, self.ctx.node_id)
+            return None
+        ref = await self.store.blobs.put(e.encode())  # a blob before a row names it, as for every draft
+        await self._queue(tx, e, ref, destination, now)
+        return destination
+
+    # --- a 督办 arrived ----------------------------------------------------------------------------
+    async def apply(self, header: HeaderDraft, payload: bytes, tx: Any) -> None:
+        """Apply a 督办 from ``header.origin_node`` inside ``tx`` (refused: :class:`EscalationNotOurs`)."""
+        e = decode_escalation(payload)
+        e.check_header(header)
+        expected = supervisor_of(self.ctx, e.unit)
+        if expected != e.supervisor:
+            raise EscalationNotOurs(f"督办 of {e.doc_id} names {e.supervisor} as the supervisor of {e.unit}; the "
+                                    f"directory says {expected}", doc_id=e.doc_id, unit=e.unit)
+        if self.ctx.config.unit(e.supervisor) is None:
+            raise EscalationNotOurs(f"this node does not host {e.supervisor}", doc_id=e.doc_id, unit=e.supervisor)
+        await self._record(tx, e, header.origin_node)
+
+    # --- running ---------------------------------------------------------------------------------
+    def running(self, app: Any):
+        """An aiohttp ``cleanup_ctx`` running :meth:`sweep` every ``sweep_seconds``."""
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.sweep()
+                except Exception:  # never let the sweep stop the node; the next round tries again
+                    log.exception("督办 sweep failed")
+                await asyncio.sleep(self.settings.sweep_seconds)
+
+        async def ctx(app: Any):
+            task = asyncio.get_running_loop().create_task(loop(), name="gwx-supervision")
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return ctx(app)
+

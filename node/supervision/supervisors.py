@@ -1,0 +1,20 @@
+"""Who supervises a unit (督办 goes there): one rule, read where the network says it.
+
+The network directory's ``supervisor`` (业务主管单位) when it names one, else the directory's
+``parent``; a node without a directory (static peers) uses the ``parent`` node.toml gives the
+hosted unit. None: nobody to escalate to (the top of the tree).
+"""
+
+from __future__ import annotations
+
+from node.context import NodeContext
+
+
+def supervisor_of(ctx: NodeContext, unit: str) -> str | None:
+    directory_of = getattr(ctx.router, "directory", None)
+    directory = directory_of() if directory_of is not None else None
+    entry = directory.unit(unit) if directory is not None else None
+    if entry is not None:
+        return entry.supervisor or entry.parent
+    hosted = ctx.config.unit(unit)
+    return hosted.parent if hosted is not None else None
