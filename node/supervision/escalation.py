@@ -17,8 +17,8 @@ When an escalated unit signs for or returns the document (``DocumentService._rec
 :meth:`Escalator.settled` records it in the same transaction and tells the supervisor (its item
 shows as settled, by whom and when). :meth:`Escalator.apply` is the supervisor node's side: the
 notice must come from the node hosting the late unit (the acceptor checked the header's ``from``)
-and name the unit's real supervisor as its only addressee, else it is refused
-(``NOTICE_NOT_OURS``); the same 督办 again — a replay in a new envelope — changes nothing.
+and name the unit's supervisor as the directory says it as its only addressee, else it is refused
+(``NOTICE_ESCALATION_NOT_OURS``; ``supervisors.may_supervise``); the same 督办 again — a replay in a new envelope — changes nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from node.errors import NodeError
 from node.federation.outbound import NewMessage, Outbound
 from node.store import NodeStore
 from node.store.supervision import LateRow, SupervisionItem
-from node.supervision.supervisors import supervisor_of
+from node.supervision.supervisors import may_supervise, supervisor_of
 from pki.errors import ErrorKind
 
 log = logging.getLogger("gwx.supervision")
@@ -146,10 +146,9 @@ class Escalator:
         """Apply a 督办 from ``header.origin_node`` inside ``tx`` (refused: :class:`EscalationNotOurs`)."""
         e = decode_escalation(payload)
         e.check_header(header)
-        expected = supervisor_of(self.ctx, e.unit)
-        if expected != e.supervisor:
+        if not may_supervise(self.ctx, e.unit, e.supervisor):
             raise EscalationNotOurs(f"督办 of {e.doc_id} names {e.supervisor} as the supervisor of {e.unit}; the "
-                                    f"directory says {expected}", doc_id=e.doc_id, unit=e.unit)
+                                    f"directory says {supervisor_of(self.ctx, e.unit)}", doc_id=e.doc_id, unit=e.unit)
         if self.ctx.config.unit(e.supervisor) is None:
             raise EscalationNotOurs(f"this node does not host {e.supervisor}", doc_id=e.doc_id, unit=e.supervisor)
         await self._record(tx, e, header.origin_node)

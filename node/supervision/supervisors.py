@@ -3,6 +3,12 @@
 The network directory's ``supervisor`` (业务主管单位) when it names one, else the directory's
 ``parent``; a node without a directory (static peers) uses the ``parent`` node.toml gives the
 hosted unit. None: nobody to escalate to (the top of the tree).
+
+:func:`may_supervise` judges a 督办 that arrived from another node. Where this node's directory
+lists the late unit, the claimed supervisor must be the one the directory names. Where nothing here
+says who supervises it (static peers, a unit the directory does not list), the claim is taken: the
+acceptor has already checked that the origin node hosts the late unit, so a node can only escalate
+its own units, which it could as well write documents about.
 """
 
 from __future__ import annotations
@@ -18,3 +24,13 @@ def supervisor_of(ctx: NodeContext, unit: str) -> str | None:
         return entry.supervisor or entry.parent
     hosted = ctx.config.unit(unit)
     return hosted.parent if hosted is not None else None
+
+
+def may_supervise(ctx: NodeContext, unit: str, claimed: str) -> bool:
+    directory_of = getattr(ctx.router, "directory", None)
+    directory = directory_of() if directory_of is not None else None
+    entry = directory.unit(unit) if directory is not None else None
+    if entry is not None:
+        return (entry.supervisor or entry.parent) == claimed
+    hosted = ctx.config.unit(unit)
+    return hosted is None or hosted.parent == claimed
