@@ -132,6 +132,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
     r.add_get("/api/v1/node/status", _node_status, allow_head=False)
     add_ledger_routes(app, LedgerKeys(SERVICE, PRINCIPAL, UPLOAD_DIR))
     r.add_get("/api/v1/supervision", _supervision, allow_head=False)  # 督办 items of the clerk's unit
+    r.add_post("/api/v1/outbox/{doc_id}/recipients", _add_recipients)  # 补发
     return app
 
 
@@ -396,6 +397,14 @@ async def _urge(request: web.Request) -> web.Response:
 async def _inbox(request: web.Request) -> web.Response:
     filters = list_filters(request, tuple(s.value for s in ReceiverStatus))
     return _json(await request.app[SERVICE].inbox(request[PRINCIPAL], **filters))
+
+
+async def _add_recipients(request: web.Request) -> web.Response:
+    doc_id = doc_id_of(request)
+    units = units_field(await json_body(request, ("units",)))
+    if not units:
+        raise ApiError("补发 needs units: the unit codes to send the document to", code="API_BAD_FIELD", field="units")
+    return _json(await request.app[SERVICE].add_recipients(request[PRINCIPAL], doc_id, units))
 
 
 async def _supervision(request: web.Request) -> web.Response:

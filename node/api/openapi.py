@@ -111,6 +111,9 @@ SCHEMAS: Json = {
     "UnitsRequest": {"type": "object", "additionalProperties": False, "properties": {
         "units": {"type": "array", "minItems": 1, "uniqueItems": True, "items": UNIT,
                   "description": "recipient unit codes; left out: all that the action applies to"}}},
+    "AddRecipientsRequest": {"type": "object", "additionalProperties": False, "required": ["units"],
+                             "properties": {"units": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                                      "items": UNIT, "description": "units to add (补发)"}}},
     "ReturnRequest": {"type": "object", "additionalProperties": False, "required": ["reason"],
                       "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
     "EmptyRequest": {"type": "object", "additionalProperties": False, "maxProperties": 0},
@@ -270,6 +273,11 @@ def build_openapi(node_id: str = "") -> Json:
         "/api/v1/outbox/{doc_id}/urge": {"post": _op(
             "催办 (urge) all unsigned or the given recipients", clerk, _ref("Tracking"),
             params=[DOC_ID], body=_json_body("UnitsRequest"), errors=(*doc_errors, "413"), op_id="urge")},
+        "/api/v1/outbox/{doc_id}/recipients": {"post": _op(
+            "补发: send the same sealed package to units the document did not go to (as 抄送); they appear in "
+            "the track like the others", clerk, _ref("Tracking"), params=[DOC_ID],
+            body=_json_body("AddRecipientsRequest", required=True), errors=(*doc_errors, "413"),
+            op_id="addRecipients")},
         "/api/v1/inbox": {"get": _op("received documents (收文箱), newest first", clerk,
                                      {"type": "array", "items": _ref("InboxItem")},
                                      params=_filters(RECEIVER_STATUSES, "sending unit code"), op_id="inbox")},

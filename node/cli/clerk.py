@@ -1,5 +1,5 @@
 """The clerks' commands (收发员): ``gwx send``, ``inbox``, ``outbox``, ``show``, ``sign-for``,
-``return``, ``register``, ``recall``, ``urge``, ``track`` — clients of the node's local API.
+``return``, ``register``, ``recall``, ``urge``, ``track``, ``add-recipient`` (补发) — clients of the node's local API.
 
 They are top-level commands (``gwx inbox``, not ``gwx doc inbox``): they are what a clerk types all
 day. Each takes ``--node URL`` (default: the environment variable GWX_NODE, else
@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("doc_id", metavar="ID", help=DOC_ID_HELP)
     p.add_argument("--reason", required=True, help="退回理由 (1–500 characters)")
     p.set_defaults(func=_return)
+
+    p = _command(sub, "add-recipient", "补发: send a document already sent to more units (the same sealed package)")
+    p.add_argument("doc_id", metavar="ID", help=DOC_ID_HELP)
+    p.add_argument("--unit", action="append", dest="units", metavar="UNIT", required=True,
+                   help="a unit to add (repeat for several)")
+    p.set_defaults(func=_add_recipient)
 
     for name, help_text, func in (("recall", "撤回 a sent document from recipients not yet signed for", _recall),
                                   ("urge", "催办 recipients that have not signed for", _urge)):
@@ -247,6 +253,11 @@ def _outbox_action(args: argparse.Namespace, action: str) -> int:
         print(f"gwx: DOC_PARTLY_DONE: {'撤回' if action == 'recall' else '催办'} not done for "
               f"{len(refused)} recipient(s), listed above", file=sys.stderr)
     return PARTLY_DONE if refused else 0
+
+
+def _add_recipient(args: argparse.Namespace) -> int:
+    tracking = client_for(args).post(api_path("outbox", args.doc_id, "recipients"), {"units": args.units})
+    return emit_json(tracking) if args.json else _print_tracking(tracking)
 
 
 def _recall(args: argparse.Namespace) -> int:

@@ -86,6 +86,10 @@ class DocumentServiceApi(Protocol):
     async def urge(self, who: Principal, doc_id: str, units: list[str] | None = None) -> Json:
         """催办 the given (or all unsigned) recipients; returns Tracking."""
 
+    async def add_recipients(self, who: Principal, doc_id: str, units: list[str]) -> Json:
+        """补发: the same sealed package to ``units`` (not yet recipients), as 抄送; returns Tracking.
+        A unit already a recipient is ``STORE_DUPLICATE``; one no node hosts ``ROUTE_UNKNOWN_UNIT``."""
+
     async def inbox(self, who: Principal, *, status: str | None = None, kind: str | None = None,
                     overdue: bool | None = None, unit: str | None = None, limit: int = 50,
                     after: str | None = None, urgency: str | None = None, since: dt.datetime | None = None,

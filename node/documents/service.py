@@ -22,8 +22,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from exchange_protocol.envelope import MessageType
+from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.errors import ProtocolError
+from exchange_protocol.kinds import Role
 from exchange_protocol.manifest import ATTACHMENTS_DIR
 from exchange_protocol.meta_json import meta_to_dict, parse_meta
 from exchange_protocol.notices import Notice
@@ -113,21 +114,38 @@ class DocumentService:
         by_node: dict[str, list[str]] = defaultdict(list)
         for unit, _ in doc.recipients():
             by_node[routes[unit]].append(unit)
-        local = None
         async with self.store.transaction() as tx:
             await self.store.messages.add_outbox(OutboxDocument(
                 doc_id=doc.id, from_unit=who.unit, title=doc.title, kind=doc.kind.value, package_digest=digest,
                 created_at=now, doc_number=doc.doc_number.format() if doc.doc_number else None,
                 deadline=doc.deadline, facts=register_facts(doc)), recipients, actor=clerk_actor(who), tx=tx)
-            remote = [NewMessage(self.outbound.header(MessageType.DOCUMENT, node, who.unit, tuple(units), now),
-                                 digest, size, doc.id)
-                      for node, units in by_node.items() if node != self.ctx.node_id]
-            await self.outbound.add(tx, remote, now)
-            if self.ctx.node_id in by_node:
-                local = self.outbound.header(MessageType.DOCUMENT, self.ctx.node_id, who.unit,
-                                             tuple(by_node[self.ctx.node_id]), now)
-                await self.store.links.add_links(tx, [OutgoingLink(local.message_id, doc.id, MessageType.DOCUMENT.value,
-                                                                   self.ctx.node_id, local.to_units, now)])
+            local = await self._queue_copies(tx, doc.id, who.unit, digest, size, by_node, now)
+        await self._deliver_copies(doc.id, digest, by_node, local, now)
+        self.submitted.inc(unit=who.unit)
+        log.info("sent %s %s to %d units", doc.kind.value, doc.id, len(recipients), extra={"doc_id": doc.id})
+        tracking = await self.track(who, doc.id)
+        return {"doc_id": doc.id, "warnings": [w.message for w in parsed.warnings],
+                "recipients": tracking["recipients"]}
+
+    async def _queue_copies(self, tx, doc_id: str, from_unit: str, digest: str, size: int,
+                            by_node: dict[str, list[str]], now: dt.datetime) -> HeaderDraft | None:
+        """Inside ``tx``: one document message per destination node (a draft; for this node, the
+        link of a local delivery, whose header is returned for :meth:`_deliver_copies`)."""
+        remote = [NewMessage(self.outbound.header(MessageType.DOCUMENT, node, from_unit, tuple(units), now),
+                             digest, size, doc_id)
+                  for node, units in by_node.items() if node != self.ctx.node_id]
+        await self.outbound.add(tx, remote, now)
+        if self.ctx.node_id not in by_node:
+            return None
+        local = self.outbound.header(MessageType.DOCUMENT, self.ctx.node_id, from_unit,
+                                     tuple(by_node[self.ctx.node_id]), now)
+        await self.store.links.add_links(tx, [OutgoingLink(local.message_id, doc_id, MessageType.DOCUMENT.value,
+                                                           self.ctx.node_id, local.to_units, now)])
+        return local
+
+    async def _deliver_copies(self, doc_id: str, digest: str, by_node: dict[str, list[str]],
+                              local: HeaderDraft | None, now: dt.datetime) -> None:
+        """After commit: wake the destinations' queues and deliver to this node's units."""
         for node in by_node:
             if node != self.ctx.node_id:
                 self.outbound.wake(node)
@@ -135,13 +153,32 @@ class DocumentService:
             try:
                 await self.processor.apply(Delivery(local, digest, now))
             except Exception as exc:  # the document is sent; its local part is retried at the next start
-                log.error("local delivery of %s failed: %r", doc.id, exc, extra={"doc_id": doc.id},
+                log.error("local delivery of %s failed: %r", doc_id, exc, extra={"doc_id": doc_id},
                           exc_info=not isinstance(exc, GwxError))
-        self.submitted.inc(unit=who.unit)
-        log.info("sent %s %s to %d units", doc.kind.value, doc.id, len(recipients), extra={"doc_id": doc.id})
-        tracking = await self.track(who, doc.id)
-        return {"doc_id": doc.id, "warnings": [w.message for w in parsed.warnings],
-                "recipients": tracking["recipients"]}
+
+    async def add_recipients(self, who: Principal, doc_id: str, units: list[str]) -> dict[str, Any]:
+        """补发: the same sealed package to units the document did not go to; they appear in the
+        track like the others (as 抄送: the document's own 主送 are what it names)."""
+        doc = await self._own_outbox(who, doc_id)
+        if not units:
+            raise ApiError("补发 needs at least one unit", field="units")
+        held = sorted({r.unit for r in doc.recipients} & set(units))
+        if held:
+            raise StoreDuplicate(f"{held[0]} is already a recipient of {doc_id}", doc_id=doc_id, unit=held[0])
+        routes = {unit: self.ctx.router.node_for(unit) for unit in units}  # unknown units refused now
+        now = self.ctx.clock()
+        size = await asyncio.to_thread(self.store.blobs.size_of, doc.package_digest)
+        by_node: dict[str, list[str]] = defaultdict(list)
+        for unit in units:
+            by_node[routes[unit]].append(unit)
+        added = [OutboxRecipient(unit=u, role=Role.COPY.value, status=SenderStatus.QUEUED.value,
+                                 destination_node=routes[u]) for u in units]
+        async with self.store.transaction() as tx:
+            await self.store.messages.add_recipients(doc_id, added, actor=clerk_actor(who), tx=tx)
+            local = await self._queue_copies(tx, doc_id, who.unit, doc.package_digest, size, by_node, now)
+        await self._deliver_copies(doc_id, doc.package_digest, by_node, local, now)
+        log.info("补发 %s to %d more units", doc_id, len(units), extra={"doc_id": doc_id})
+        return await self.track(who, doc_id)
 
     def _build(self, doc, body_pdf: Path, attachments: list[tuple[str, Path]], seal, now):
         files = [open(path, "rb") for _, path in attachments]  # noqa: SIM115 — closed below

@@ -5,7 +5,8 @@ verified the header signature, the signer's certificate and its revocation; chec
 expiry and hops; decrypted the payload (GCM tag verified); for a document, checked the package
 (structure, manifest signature and certificates, digests, metadata, seal — everything but the
 PDF's PAdES validation, done after acknowledgement once per package digest), that the origin
-node hosts the issuing unit, and that every addressee is hosted here and named in the document;
+node hosts the issuing unit, and that every addressee is hosted here (named in the document, or added
+by its issuer afterwards: 补发);
 for a notice, that it parses and its type matches the header; written the envelope and its
 decrypted payload as blobs (fsynced); and committed the ``received`` row (group commit).
 
@@ -222,10 +223,8 @@ class Acceptor:
         if not report.issuers or report.issuers[0] != header.from_unit:
             raise UnitNotHosted(f"the package is issued by {report.issuers[:1]}, the envelope says {header.from_unit}",
                                 code="ENV_FROM_UNIT_MISMATCH")
-        unnamed = [u for u in header.to_units if u not in report.recipients]
-        if unnamed:
-            raise UnitNotHosted(f"the document does not name {', '.join(unnamed)} among its 主送/抄送",
-                                code="ENV_TO_UNIT_MISMATCH", units=unnamed)
+        # Addressees the document does not name are the issuer's 补发 (a unit added after sending):
+        # who receives its document is the issuer's choice, and only the issuer's node sends it (above).
 
     def check_notice(self, header: EnvelopeHeader, payload: bytes) -> None:
         # A malformed notice (or batch of notices) is refused now, not discovered later.

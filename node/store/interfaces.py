@@ -158,6 +158,8 @@ class MessageStore(Protocol):
     # outbox
     async def add_outbox(self, doc: OutboxDocument, recipients: Sequence[OutboxRecipient], *, actor: str,
                          tx: Transaction | None = None) -> int: ...
+    async def add_recipients(self, doc_id: str, recipients: Sequence[OutboxRecipient], *, actor: str,
+                             tx: Transaction) -> None: ...
     async def update_recipient(self, doc_id: str, unit: str, expected_status: str | Enum,
                                changes: Mapping[str, Any], *, actor: str, action: str | None = None,
                                details: Mapping[str, Any] | None = None,

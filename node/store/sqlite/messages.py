@@ -216,6 +216,24 @@ class Messages:
                                       "recipients": [[r.unit, _v(r.role)] for r in recipients]})
         return row["id"]
 
+    async def add_recipients(self, doc_id: str, recipients: Sequence[OutboxRecipient], *, actor: str,
+                             tx: SqliteTransaction) -> None:
+        """补发: more recipient rows for a document already sent (refused for a unit it already has)."""
+        now = to_db_time(self._clock())
+        units = [r.unit for r in recipients]
+        marks = ",".join("?" * len(units))
+        held = await tx.fetchall(f"SELECT unit_code FROM outbox_recipients WHERE doc_id = ? AND unit_code IN ({marks})",
+                                 (doc_id, *units))
+        if held:
+            raise StoreDuplicate(f"{held[0][0]} is already a recipient of {doc_id}", doc_id=doc_id, unit=held[0][0])
+        await tx.executemany(
+            "INSERT INTO outbox_recipients (doc_id, unit_code, role, destination_node, status, status_by,"
+            " status_at, reason, urge_count, last_urged_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(doc_id, r.unit, _v(r.role), r.destination_node, _v(r.status), r.who, _v(r.when), r.reason,
+              r.urge_count, _v(r.last_urged_at), now) for r in recipients])
+        await self._audit.append(tx, actor, "outbox.recipients_added", {"doc_id": doc_id},
+                                 {"recipients": [[r.unit, _v(r.role)] for r in recipients]})
+
     async def update_recipient(self, doc_id: str, unit: str, expected_status: str | Enum,
                                changes: Mapping[str, Any], *, actor: str, action: str | None = None,
                                details: Mapping[str, Any] | None = None,
