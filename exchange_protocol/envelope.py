@@ -76,6 +76,7 @@ class MessageType(enum.StrEnum):
     TRANSPORT_ACK = "transport-ack"
     BOUNCE = "bounce"
     ESCALATE = "escalate"  # 督办: an overdue document escalated to the late unit's supervising unit
+    FORWARD = "forward"  # 转发: a received document's package, unchanged, sent on with a cover (in_reply_to)
 
 
 _NODE_GENERATED = {MessageType.TRANSPORT_ACK, MessageType.BOUNCE}

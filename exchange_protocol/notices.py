@@ -96,7 +96,7 @@ class Notice:
     text: str | None = None
 
     def __post_init__(self) -> None:
-        if self.type is MessageType.DOCUMENT:
+        if self.type in (MessageType.DOCUMENT, MessageType.FORWARD):
             raise NoticeError("a document is not a notice")
         if self.type is MessageType.ESCALATE:
             raise NoticeError("a 督办 travels as an Escalation, not a Notice", code="NOTICE_TYPE_MISMATCH")

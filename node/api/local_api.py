@@ -133,6 +133,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
     add_ledger_routes(app, LedgerKeys(SERVICE, PRINCIPAL, UPLOAD_DIR))
     r.add_get("/api/v1/supervision", _supervision, allow_head=False)  # 督办 items of the clerk's unit
     r.add_post("/api/v1/outbox/{doc_id}/recipients", _add_recipients)  # 补发
+    r.add_post("/api/v1/inbox/{doc_id}/forward", _submit)  # 转发: a cover 通知 submitted like a document
     return app
 
 
@@ -357,10 +358,15 @@ async def _submit(request: web.Request) -> web.Response:
     free = shutil.disk_usage(upload_dir).free
     if request.content_length is not None and request.content_length > free:
         raise NodeUnavailable("not enough disk space for this submission")
+    forwarding = doc_id_of(request) if "doc_id" in request.match_info else None
     submission = await receive_submission(request, upload_dir, request.app[UPLOAD_LIMITS])
     try:
-        result = await request.app[SERVICE].submit(request[PRINCIPAL], submission.meta, submission.body,
-                                                   submission.attachments)
+        if forwarding is not None:
+            result = await request.app[SERVICE].forward(request[PRINCIPAL], forwarding, submission.meta,
+                                                        submission.body, submission.attachments)
+        else:
+            result = await request.app[SERVICE].submit(request[PRINCIPAL], submission.meta, submission.body,
+                                                       submission.attachments)
     finally:
         submission.cleanup()
     return _json(result, status=201)

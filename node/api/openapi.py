@@ -73,7 +73,14 @@ SCHEMAS: Json = {
         "overdue": {"type": "boolean"}}),
     "Tracking": _object({"doc": _ref("OutboxItem"), "recipients": {"type": "array", "items": _ref("RecipientView")}},
                         {"metadata": _ref("Meta"),  # these two in GET /documents/{id} of a document sent
-                         "attachments": {"type": "array", "items": _object({"name": STR, "size": INT})}}),
+                         "attachments": {"type": "array", "items": _object({"name": STR, "size": INT})},
+                         "forwarded": _nullable(_ref("Forwarded"))}),
+    "Forwarded": _object({
+        "doc_id": STR, "title": _nullable(STR), "from_unit": _nullable(STR), "recipients": {"type": "array", "items":
+            _object({"unit": UNIT, "unit_name": _nullable(STR), "node": STR, "status": {"enum": SENDER_STATUSES},
+                     "status_label": STR, "who": _nullable(STR), "when": _nullable(DATETIME),
+                     "reason": _nullable(STR)})}}),
+    "ForwardResult": {"allOf": [_ref("SubmitResult"), _object({"forwarded": _ref("Forwarded")})]},
     "TrackingSummary": {**_object({"doc": _ref("OutboxItem")}), "additionalProperties": False},
     "InboxItem": _object({
         "doc_id": STR, "unit": STR, "from_unit": STR, "title": STR, "kind": {"enum": KINDS},
@@ -93,7 +100,8 @@ SCHEMAS: Json = {
         "metadata": _ref("Meta"),
         "verification": {"type": "object", "description": "the receiver's verification report"},
         # media_type is in service_api's shape but not (yet) in every answer: optional here.
-        "attachments": {"type": "array", "items": _object({"name": STR, "size": INT}, {"media_type": STR})}})]},
+        "attachments": {"type": "array", "items": _object({"name": STR, "size": INT}, {"media_type": STR})}},
+        {"forwarded_by": UNIT, "cover_doc_id": _nullable(STR)})]},
     "SubmitResult": _object({"doc_id": STR, "recipients": {"type": "array", "items": _ref("RecipientView")}}),
     "Readiness": _object({"ready": {"type": "boolean"}, "checks": {"type": "array", "items": _object(
         {"name": {"enum": ["revocation", "certificates", "seals", "directory", "store", "disk"]},
@@ -287,6 +295,13 @@ def build_openapi(node_id: str = "") -> Json:
         "/api/v1/inbox/{doc_id}/package": {"get": _op(
             "the sealed package (ZIP)", clerk, {}, params=[DOC_ID], errors=doc_errors, op_id="package",
             ok_content={"application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}})},
+        "/api/v1/inbox/{doc_id}/forward": {"post": _op(
+            "转发: send a received document on, its sealed package unchanged, with a cover 通知 (the submission, "
+            "as for /api/v1/documents: its 主送/抄送 are the units forwarded to)", clerk, _ref("ForwardResult"),
+            status="201", params=[DOC_ID], body={"required": True, "content": {"multipart/form-data": {
+                "schema": _ref("Submission"),
+                "encoding": {"meta": {"contentType": "application/json"}, "body": {"contentType": "application/pdf"}}}}},
+            errors=("400", "401", "403", "404", "409", "413", "422", "503"), op_id="forward")},
         "/api/v1/inbox/{doc_id}/sign-for": {"post": _op(
             "签收 (sign for) as the token's person", clerk, _ref("InboxItem"), params=[DOC_ID],
             body=_json_body("EmptyRequest"), errors=doc_errors, op_id="signFor")},

@@ -1,5 +1,5 @@
 """The clerks' commands (收发员): ``gwx send``, ``inbox``, ``outbox``, ``show``, ``sign-for``,
-``return``, ``register``, ``recall``, ``urge``, ``track``, ``add-recipient`` (补发) — clients of the node's local API.
+``return``, ``register``, ``recall``, ``urge``, ``track``, ``add-recipient`` (补发), ``forward`` (转发) — clients of the node's local API.
 
 They are top-level commands (``gwx inbox``, not ``gwx doc inbox``): they are what a clerk types all
 day. Each takes ``--node URL`` (default: the environment variable GWX_NODE, else
@@ -35,10 +35,12 @@ PARTLY_DONE = error_kinds.EXIT_CODE[ErrorKind.CONFLICT]  # a 撤回/催办 some 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "send", "seal and send a document (发文) as your unit")
-    p.add_argument("--meta", required=True, type=Path, help="META.json: kind, title, issuers, to, cc, …")
-    p.add_argument("--body", required=True, type=Path, help="the document PDF (正文)")
-    p.add_argument("--attach", action="extend", nargs="+", default=[], type=Path, metavar="FILE",
-                   help="attachment(s) (附件), in order; repeat the option or list several files")
+    _submission_options(p)
+    p.set_defaults(func=_send, forwarding=None)
+
+    p = _command(sub, "forward", "转发 a received document, unchanged, with a cover 通知 to the units it names")
+    p.add_argument("forwarding", metavar="ID", help="the received document's 公文标识")
+    _submission_options(p, "the cover 通知's META.json: its to/cc are the units forwarded to")
     p.set_defaults(func=_send)
 
     for name, help_text, func, statuses in (
@@ -81,6 +83,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("doc_id", metavar="ID", help=DOC_ID_HELP)
         p.add_argument("--unit", action="append", dest="units", metavar="UNIT", help="only this recipient")
         p.set_defaults(func=func)
+
+
+def _submission_options(p: argparse.ArgumentParser, meta_help: str = "META.json: kind, title, issuers, to, cc, …"):
+    p.add_argument("--meta", required=True, type=Path, help=meta_help)
+    p.add_argument("--body", required=True, type=Path, help="the document PDF (正文)")
+    p.add_argument("--attach", action="extend", nargs="+", default=[], type=Path, metavar="FILE",
+                   help="attachment(s) (附件), in order; repeat the option or list several files")
 
 
 ENVIRONMENT = """environment:
@@ -134,7 +143,8 @@ def _send(args: argparse.Namespace) -> int:
     if progress:
         stream._progress = progress
     try:
-        result = client_for(args).post_multipart("/api/v1/documents", stream)
+        path = api_path("inbox", args.forwarding, "forward") if args.forwarding else "/api/v1/documents"
+        result = client_for(args).post_multipart(path, stream)
     finally:
         if progress:
             progress.done()
@@ -142,6 +152,8 @@ def _send(args: argparse.Namespace) -> int:
         return emit_json(result)
     print(f"已发送 {result['doc_id']}")
     _print_recipients(result["recipients"])
+    if result.get("forwarded"):
+        _print_forwarded(result["forwarded"])
     return 0
 
 
@@ -285,9 +297,16 @@ def _print_tracking(tracking: dict[str, Any]) -> int:
         if r.get("where"):
             print(f"去向 {r['unit']}：{r['where']['line']}")
     print(_counts(doc.get("counts", {})))
+    if tracking.get("forwarded"):
+        _print_forwarded(tracking["forwarded"])
     for refusal in tracking.get("refused") or []:  # recipients the action could not apply to
         print(f"refused for {refusal.get('unit')}: {refusal.get('code')}: {refusal.get('message')}", file=sys.stderr)
     return 0
+
+
+def _print_forwarded(forwarded: dict[str, Any]) -> None:
+    print(f"转发 {forwarded['doc_id']}  {forwarded.get('title') or ''}  (来自 {forwarded.get('from_unit') or ''})")
+    _print_recipients([{**r, "role": "转发"} for r in forwarded["recipients"]])
 
 
 def _print_recipients(recipients: list[dict[str, Any]]) -> None:

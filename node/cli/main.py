@@ -41,7 +41,7 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
     ("ledger", "the 台账: the sent and received ledgers as CSV or XLSX, and their statistics",
      ["node.cli.ledger"]),
     (None, "clerks: send, inbox, outbox, show, download, sign-for, return, register, recall, urge, track, "
-           "add-recipient (补发), supervision (督办)",
+           "add-recipient (补发), forward (转发), supervision (督办)",
      ["node.cli.clerk", "node.cli.download", "node.cli.supervision"]),
 ]
 

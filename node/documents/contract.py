@@ -14,7 +14,10 @@ Shapes (keys are a contract; Chinese values intact):
     "overdue": bool, "overdue_by": seconds|null, "overdue_working_days": n}
 ``OutboxItem``: {"doc_id", "from_unit", "title", "kind", "doc_number"|null, "deadline"|null,
     "created_at", "counts": {status: n}, "overdue": bool}
-``Tracking``: {"doc": OutboxItem, "recipients": [RecipientView, …]}
+``Tracking``: {"doc": OutboxItem, "recipients": [RecipientView, …], "forwarded": Forwarded|null}
+``Forwarded`` (a cover 通知's 转发): {"doc_id" (the document forwarded), "title"|null, "from_unit"|null
+    (who sent it to us), "recipients": [{"unit", "unit_name", "node", "status", "status_label", "who",
+    "when", "reason"}]} — each unit's copy followed like a recipient row.
 ``TrackingSummary``: {"doc": OutboxItem}
 ``InboxItem``: {"doc_id", "unit", "from_unit", "title", "kind", "urgency"|null, "deadline"|null,
     "status" ("pending"|"signed_for"|"registered"|"returned"|"recalled"), "status_label",
@@ -29,7 +32,8 @@ Shapes (keys are a contract; Chinese values intact):
     "status_label" (督办中|已办结), "settled_at"|null, "settled_by"|null, "settled_as"
     ("signed_for"|"returned")|null, "node" (hosting the late unit), "received_at"}
 ``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
-    "attachments": [{"name", "size"}]}
+    "attachments": [{"name", "size"}]}; a document received by 转发 also {"forwarded_by": unit,
+    "cover_doc_id": the cover 通知's 公文标识|null (null until the cover is in)}
 Paging: items carry an ``id`` (a whole number); ``after`` is the ``id`` of the last item of the
 previous page. ``overdue=True`` keeps only overdue items; absent or False does not filter.
 
@@ -85,6 +89,12 @@ class DocumentServiceApi(Protocol):
 
     async def urge(self, who: Principal, doc_id: str, units: list[str] | None = None) -> Json:
         """催办 the given (or all unsigned) recipients; returns Tracking."""
+
+    async def forward(self, who: Principal, doc_id: str, meta: Json, body_pdf: Path,
+                      attachments: list[tuple[str, Path]]) -> Json:
+        """转发 a document ``who``'s unit received: ``meta``/``body_pdf`` make the cover 通知 (sealed and
+        sent like ``submit``; its 主送/抄送 are the units forwarded to) and the received package goes
+        with it to each, unchanged. Returns SubmitResult + {"forwarded": Forwarded}."""
 
     async def add_recipients(self, who: Principal, doc_id: str, units: list[str]) -> Json:
         """补发: the same sealed package to ``units`` (not yet recipients), as 抄送; returns Tracking.

@@ -52,6 +52,7 @@ from node.store import (
     OutgoingLink,
     Transaction,
 )
+from node.store.forwards import ForwardedCopy
 from node.store.supervision import SupervisionItem, SupervisionMark
 from pki.errors import ErrorKind, GwxError
 
@@ -94,7 +95,9 @@ class DocumentService:
 
     # ---- sending ---------------------------------------------------------------------------------
     async def submit(self, who: Principal, meta: dict[str, Any], body_pdf: Path,
-                     attachments: list[tuple[str, Path]]) -> dict[str, Any]:
+                     attachments: list[tuple[str, Path]], *, forwarding: InboxRow | None = None) -> dict[str, Any]:
+        """Seal and send; with ``forwarding`` (a document ``who``'s unit received), the document is the
+        cover 通知 of a 转发 and that document's package goes, unchanged, to the same units with it."""
         who.require_role("clerk")
         now = self.ctx.clock()
         parsed = parse_meta(meta, allow_classified=self.ctx.config.classified_network, now=now)
@@ -114,13 +117,28 @@ class DocumentService:
         by_node: dict[str, list[str]] = defaultdict(list)
         for unit, _ in doc.recipients():
             by_node[routes[unit]].append(unit)
+        if forwarding is not None and who.unit in routes:
+            raise ApiError(f"a unit does not forward (转发) a document to itself ({who.unit})", field="to")
+        forwarded_size = (await asyncio.to_thread(self.store.blobs.size_of, forwarding.package_digest)
+                          if forwarding is not None else 0)
+        forwards: dict[str, HeaderDraft] = {}
         async with self.store.transaction() as tx:
             await self.store.messages.add_outbox(OutboxDocument(
                 doc_id=doc.id, from_unit=who.unit, title=doc.title, kind=doc.kind.value, package_digest=digest,
                 created_at=now, doc_number=doc.doc_number.format() if doc.doc_number else None,
                 deadline=doc.deadline, facts=register_facts(doc)), recipients, actor=clerk_actor(who), tx=tx)
-            local = await self._queue_copies(tx, doc.id, who.unit, digest, size, by_node, now)
-        await self._deliver_copies(doc.id, digest, by_node, local, now)
+            covers = await self._queue_copies(tx, doc.id, who.unit, digest, size, by_node, now)
+            if forwarding is not None:
+                await self.store.forwards.add(tx, [
+                    ForwardedCopy(forwarding.doc_id, unit, doc.id, who.unit, routes[unit], SenderStatus.QUEUED.value,
+                                  created_at=now) for unit, _ in doc.recipients()], clerk_actor(who))
+                forwards = await self._queue_copies(tx, forwarding.doc_id, who.unit, forwarding.package_digest,
+                                                    forwarded_size, by_node, now, MessageType.FORWARD,
+                                                    {node: h.message_id for node, h in covers.items()})
+        await self._deliver_copies(doc.id, digest, by_node, covers.get(self.ctx.node_id), now)
+        if forwarding is not None:  # after its cover, so a local unit finds the cover first
+            await self._deliver_copies(forwarding.doc_id, forwarding.package_digest, {},
+                                       forwards.get(self.ctx.node_id), now)
         self.submitted.inc(unit=who.unit)
         log.info("sent %s %s to %d units", doc.kind.value, doc.id, len(recipients), extra={"doc_id": doc.id})
         tracking = await self.track(who, doc.id)
@@ -128,20 +146,20 @@ class DocumentService:
                 "recipients": tracking["recipients"]}
 
     async def _queue_copies(self, tx, doc_id: str, from_unit: str, digest: str, size: int,
-                            by_node: dict[str, list[str]], now: dt.datetime) -> HeaderDraft | None:
-        """Inside ``tx``: one document message per destination node (a draft; for this node, the
-        link of a local delivery, whose header is returned for :meth:`_deliver_copies`)."""
-        remote = [NewMessage(self.outbound.header(MessageType.DOCUMENT, node, from_unit, tuple(units), now),
-                             digest, size, doc_id)
-                  for node, units in by_node.items() if node != self.ctx.node_id]
-        await self.outbound.add(tx, remote, now)
-        if self.ctx.node_id not in by_node:
-            return None
-        local = self.outbound.header(MessageType.DOCUMENT, self.ctx.node_id, from_unit,
-                                     tuple(by_node[self.ctx.node_id]), now)
-        await self.store.links.add_links(tx, [OutgoingLink(local.message_id, doc_id, MessageType.DOCUMENT.value,
-                                                           self.ctx.node_id, local.to_units, now)])
-        return local
+                            by_node: dict[str, list[str]], now: dt.datetime, type: MessageType = MessageType.DOCUMENT,
+                            in_reply_to: dict[str, str] | None = None) -> dict[str, HeaderDraft]:
+        """Inside ``tx``: one message of ``type`` per destination node (a draft; for this node, the
+        link of a local delivery, for :meth:`_deliver_copies`); returns their headers by node."""
+        headers = {node: self.outbound.header(type, node, from_unit, tuple(units), now,
+                                              (in_reply_to or {}).get(node))
+                   for node, units in by_node.items()}
+        await self.outbound.add(tx, [NewMessage(h, digest, size, doc_id) for node, h in headers.items()
+                                     if node != self.ctx.node_id], now)
+        local = headers.get(self.ctx.node_id)
+        if local is not None:
+            await self.store.links.add_links(tx, [OutgoingLink(local.message_id, doc_id, type.value,
+                                                               self.ctx.node_id, local.to_units, now)])
+        return headers
 
     async def _deliver_copies(self, doc_id: str, digest: str, by_node: dict[str, list[str]],
                               local: HeaderDraft | None, now: dt.datetime) -> None:
@@ -155,6 +173,18 @@ class DocumentService:
             except Exception as exc:  # the document is sent; its local part is retried at the next start
                 log.error("local delivery of %s failed: %r", doc_id, exc, extra={"doc_id": doc_id},
                           exc_info=not isinstance(exc, GwxError))
+
+    async def forward(self, who: Principal, doc_id: str, meta: dict[str, Any], body_pdf: Path,
+                      attachments: list[tuple[str, Path]]) -> dict[str, Any]:
+        """转发 a document ``who``'s unit received: ``meta``/``body_pdf`` are the cover 通知 (its 主送/抄送
+        are the units forwarded to); the received package goes with it, unchanged."""
+        row = await self._own_inbox(who, doc_id)
+        if row.status == ReceiverStatus.RECALLED.value:
+            raise DocumentRecalled(f"document {doc_id} was recalled (已撤回) by its sender; it cannot be forwarded",
+                                   doc_id=doc_id)
+        result = await self.submit(who, meta, body_pdf, attachments, forwarding=row)
+        result["forwarded"] = (await self.track(who, result["doc_id"]))["forwarded"]
+        return result
 
     async def add_recipients(self, who: Principal, doc_id: str, units: list[str]) -> dict[str, Any]:
         """补发: the same sealed package to units the document did not go to; they appear in the
@@ -175,8 +205,8 @@ class DocumentService:
                                  destination_node=routes[u]) for u in units]
         async with self.store.transaction() as tx:
             await self.store.messages.add_recipients(doc_id, added, actor=clerk_actor(who), tx=tx)
-            local = await self._queue_copies(tx, doc_id, who.unit, doc.package_digest, size, by_node, now)
-        await self._deliver_copies(doc_id, doc.package_digest, by_node, local, now)
+            headers = await self._queue_copies(tx, doc_id, who.unit, doc.package_digest, size, by_node, now)
+        await self._deliver_copies(doc_id, doc.package_digest, by_node, headers.get(self.ctx.node_id), now)
         log.info("补发 %s to %d more units", doc_id, len(units), extra={"doc_id": doc_id})
         return await self.track(who, doc_id)
 
@@ -233,7 +263,19 @@ class DocumentService:
             for view in views:
                 link = carrying[view["unit"]]
                 view["where"] = traced[link.message_id] if link is not None else None
-        return {"doc": self._outbox_item(doc, now), "recipients": views}
+        return {"doc": self._outbox_item(doc, now), "recipients": views, "forwarded": await self._forwarded(doc, now)}
+
+    async def _forwarded(self, cover: OutboxDocument, now: dt.datetime) -> dict[str, Any] | None:
+        """For a cover 通知: the document it forwarded (转发) and where each copy is."""
+        copies = await self.store.forwards.for_cover(cover.doc_id)
+        if not copies:
+            return None
+        original = await self.store.messages.get_inbox(copies[0].doc_id, cover.from_unit)
+        return {"doc_id": copies[0].doc_id, "title": original.title if original else None,
+                "from_unit": original.from_unit if original else None,
+                "recipients": [{"unit": c.unit, "unit_name": self._unit_name(c.unit), "node": c.destination_node,
+                                "status": c.status, "status_label": SenderStatus(c.status).label, "who": c.who,
+                                "when": _iso(c.when), "reason": c.reason} for c in copies]}
 
     async def outbox(self, who: Principal, *, status=None, kind=None, overdue=None, unit=None, limit=50,
                      after=None, since=None, until=None, search=None) -> list[dict[str, Any]]:
@@ -343,7 +385,9 @@ class DocumentService:
             return {**tracking, "metadata": meta_to_dict(meta), "attachments": attachments}
         meta = await self.processor.read_metadata(row.package_digest)
         report = dict(row.verification or {})
-        return {**(await self._inbox_views([row]))[0], "metadata": meta_to_dict(meta), "verification": report,
+        received = await self.store.forwards.received(doc_id, who.unit)
+        forwarded = {"forwarded_by": received[0].forwarded_by, "cover_doc_id": received[1]} if received else {}
+        return {**(await self._inbox_views([row]))[0], **forwarded, "metadata": meta_to_dict(meta), "verification": report,
                 "attachments": [{"name": a["path"].removeprefix("attachments/"), "size": a["size"]}
                                 for a in report.get("attachments", [])]}
 

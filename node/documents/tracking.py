@@ -103,6 +103,23 @@ async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: 
                          unit=unit)
 
 
+async def apply_forward_event(store: NodeStore, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
+                              actor: str, by: str | None = None, reason: str | None = None,
+                              tx: Transaction) -> None:
+    """Move the row of a copy we forwarded (转发) to ``unit`` as the same sender-side rules say, inside
+    ``tx``; a duplicate or stale notice writes nothing."""
+    current = await store.forwards.get(doc_id, unit)
+    if current is None:
+        raise StoreNotFound(f"{doc_id} was not forwarded to {unit}", doc_id=doc_id, unit=unit)
+    before = RecipientRow(unit=unit, role=Role.COPY, status=SenderStatus(current.status), who=current.who,
+                          when=current.when, reason=current.reason)
+    after = before.apply(event, at=at, by=by, reason=reason)
+    if after != before:
+        await store.forwards.update(tx, doc_id, unit, before.status.value,
+                                    {"status": after.status.value, "who": after.who, "when": after.when,
+                                     "reason": after.reason}, actor, f"forward.{event.value}", {"by": by})
+
+
 async def apply_transport_outcome(store: NodeStore, message_id: str, event: Event, *, at: dt.datetime,
                                   actor: str, reason: str | None = None, tx: Transaction,
                                   except_units: Collection[str] = ()) -> None:
@@ -110,10 +127,13 @@ async def apply_transport_outcome(store: NodeStore, message_id: str, event: Even
     (inside ``tx``, with the queue change that records the outcome), but for ``except_units`` (sent
     on by another message meanwhile). Notices carry no rows: nothing."""
     link = await store.links.link(message_id)
-    if link is None or link.type != MessageType.DOCUMENT.value:
+    if link is None or link.type not in (MessageType.DOCUMENT.value, MessageType.FORWARD.value):
         return
     for unit in (u for u in link.units if u not in except_units):
         try:
+            if link.type == MessageType.FORWARD.value:
+                await apply_forward_event(store, link.doc_id, unit, event, at=at, actor=actor, reason=reason, tx=tx)
+                continue
             await apply_sender_event(store, link.doc_id, unit, event, at=at, actor=actor, reason=reason,
                                      details={"message_id": message_id}, tx=tx)
         except GwxError as exc:  # raised before any write: the transaction stays usable

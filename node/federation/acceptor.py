@@ -121,7 +121,7 @@ class Acceptor:
                                                     ctx.node_id, now)
         header = opened.header
         self.check_parties(header, opened.hops, peer_node)
-        if header.type is MessageType.DOCUMENT:
+        if header.type in PACKAGES:
             await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now)
         else:
             self.check_notice(header, plaintext)
@@ -176,7 +176,7 @@ class Acceptor:
         """A frame spooled to ``raw`` with this node's payload decrypted to ``plain`` (both verified):
         check the package or notice from the file, keep both as blobs, commit, sign the receipt."""
         plain.seek(0)
-        if header.type is MessageType.DOCUMENT:
+        if header.type in PACKAGES:
             await asyncio.to_thread(self.check_package, header, plain, now)
         else:
             self.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
@@ -220,6 +220,8 @@ class Acceptor:
         if report.failures:
             first = report.failures[0]
             raise error_for_code(first.code or "PKG_INVALID", f"package refused: {first.name}: {first.message}")
+        if header.type is MessageType.FORWARD:
+            return  # 转发: a unit of the origin sends on a document it received; the seal says who issued it
         if not report.issuers or report.issuers[0] != header.from_unit:
             raise UnitNotHosted(f"the package is issued by {report.issuers[:1]}, the envelope says {header.from_unit}",
                                 code="ENV_FROM_UNIT_MISMATCH")
@@ -235,6 +237,9 @@ class Acceptor:
             if notice.type is not header.type:
                 raise NoticeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",
                                   code="NOTICE_TYPE_MISMATCH")
+
+
+PACKAGES = (MessageType.DOCUMENT, MessageType.FORWARD)  # payloads that are a sealed package
 
 
 class StreamAcceptor:

@@ -46,7 +46,7 @@ from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import Event, ReceiverStatus
 from node.context import NodeContext
 from node.documents.ledger import register_facts
-from node.documents.tracking import apply_receiver_event, apply_sender_event
+from node.documents.tracking import apply_forward_event, apply_receiver_event, apply_sender_event
 from node.error_kinds import Disposition, disposition, kind_of_code
 from node.errors import NodeError, NodeUnavailable, StoreCorrupt
 from node.federation.outbound import NewMessage, Outbound
@@ -54,6 +54,7 @@ from node.federation.reroute import readdress_failed
 from node.federation.retry_limiter import retry_policy
 from node.ops.metrics import Registry
 from node.store import InboxRow, NodeStore, OutgoingLink, ReceivedEnvelope, Transaction
+from node.store.forwards import ForwardedIn
 from node.supervision.escalation import Escalator
 from pki.errors import ErrorKind, GwxError, error_for_code
 
@@ -63,6 +64,7 @@ NOTICE_EVENTS_SENDER = {MessageType.RECEIPT: Event.SIGNED_FOR, MessageType.RETUR
                         MessageType.TRANSPORT_ACK: Event.DELIVERED, MessageType.BOUNCE: Event.FAILED,
                         MessageType.REPLY: None}
 NOTICE_EVENTS_RECEIVER = {MessageType.RECALL: Event.RECALLED, MessageType.URGE: Event.URGED}
+PACKAGES = (MessageType.DOCUMENT, MessageType.FORWARD)  # a sealed package: a document, or one forwarded (转发)
 
 
 # Applying an acknowledged message is retried (with backoff) after errors whose kind may pass (the
@@ -212,7 +214,7 @@ class Processor:
         """Mark ``received`` failed; a refused document also sends a bounce back, in the same
         transaction, so its sender does not wait on 已发送 for ever."""
         notice = None
-        if header is not None and header.type is MessageType.DOCUMENT and received.payload_digest:
+        if header is not None and header.type in PACKAGES and received.payload_digest:
             try:
                 meta = await self.read_metadata(received.payload_digest)
                 notice = Notice(MessageType.BOUNCE, meta.id, tuple(header.to_units), self.ctx.clock(),
@@ -264,7 +266,7 @@ class Processor:
     # --- applying ----------------------------------------------------------------------------------
     async def apply(self, d: Delivery, mark: str | None = None) -> None:
         """Apply ``d``; with ``mark`` (a received message id) it is marked done in the same transaction."""
-        if d.header.type is MessageType.DOCUMENT:
+        if d.header.type in PACKAGES:
             await self._apply_document(d, mark)
             return
         if d.header.type is MessageType.ESCALATE:  # 督办: node.supervision.escalation
@@ -389,6 +391,9 @@ class Processor:
                     if held and (held.package_digest != d.payload_digest or held.from_unit != d.header.from_unit):
                         raise DocumentConflict(f"{unit} already holds a different document with id {meta.id}",
                                                doc_id=meta.id, unit=unit)
+                if d.header.type is MessageType.FORWARD:  # 转发: who forwarded it, with which cover
+                    await self.store.forwards.note_received(tx, ForwardedIn(meta.id, unit, d.header.from_unit,
+                                                                            d.header.in_reply_to or ""))
             wake = await self.queue_notice(tx, ack, d.header.origin_node, None, (), d.header.message_id)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
@@ -432,6 +437,12 @@ class Processor:
                 raise NoticeNotOurs(f"{notice.type.value} from {d.header.origin_node} does not match a message we sent it",
                                     in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
             event = NOTICE_EVENTS_SENDER[notice.type]
+            if link.type == MessageType.FORWARD.value:  # a copy we forwarded (转发): its own rows
+                if event is not None:
+                    for unit in notice.units:
+                        await apply_forward_event(self.store, link.doc_id, unit, event, at=notice.at, actor=actor,
+                                                  by=notice.by, reason=notice.reason, tx=tx)
+                return ()
             if event is None:  # 答复: recorded against the document it answers
                 await self.store.audit.append(tx, actor, f"notice.{notice.type.value}",
                                               {"doc_id": link.doc_id, "message_id": d.header.message_id},

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from node.store.blobs import BlobRef, BlobSource
+from node.store.forwards import ForwardStore
 from node.store.supervision import SupervisionStore
 from node.store.values import (
     Accepted,
@@ -296,6 +297,7 @@ class NodeStore(GroupCommit, Protocol):
     accounts: ConsoleAccountStore
     ledger: LedgerStore
     supervision: SupervisionStore  # 督办: marks on late rows, supervisors' items (node.store.supervision)
+    forwards: ForwardStore  # 转发: copies forwarded, documents received forwarded (node.store.forwards)
     clock: Callable[[], datetime]
     last_recovery: RecoveryReport | None
 

@@ -30,7 +30,8 @@ AT = dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)
 UNIT = "11100000000013127D"
 
 
-@given(kind=st.sampled_from([t for t in MessageType if t not in (MessageType.DOCUMENT, MessageType.ESCALATE)]),
+@given(kind=st.sampled_from([t for t in MessageType if t not in (MessageType.DOCUMENT, MessageType.ESCALATE,
+                                                                      MessageType.FORWARD)]),
        units=st.lists(unit_codes(), max_size=5, unique=True),
        by=st.text(min_size=1, max_size=20).filter(str.strip),
        reason=st.text(min_size=1, max_size=50).filter(str.strip),

@@ -315,7 +315,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX console_sessions_user ON console_sessions (user_id)",
         "CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)",
     )),
-    Migration(10, "督办: marks on overdue and escalated received rows, the items supervising units hold", (
+    Migration(10, "督办 marks and items; 转发: documents forwarded and received forwarded", (
         # One mark per inbox row (node.store.sqlite.supervision): noticed overdue once, escalated once
         # (a compare-and-set on escalated_at), settled after. Kept beside the inbox, not in it, so
         # the inbox's shape stays what every other reader knows.
@@ -349,6 +349,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             UNIQUE (doc_id, unit)
         )""",
         "CREATE INDEX supervision_items_supervisor ON supervision_items (supervisor, id)",
+        # 转发 (node.documents.forwarding): on the forwarding unit's node, one row per unit a received
+        # document was forwarded to with a cover 通知, followed like a recipient row; on the receiving
+        # node, which unit forwarded a document to a unit and the message of the cover it came with.
+        """CREATE TABLE forwarded (
+            doc_id TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            cover_doc_id TEXT NOT NULL,
+            from_unit TEXT NOT NULL,
+            destination_node TEXT NOT NULL,
+            status TEXT NOT NULL,
+            status_by TEXT,
+            status_at TEXT,
+            reason TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (doc_id, unit)
+        )""",
+        "CREATE INDEX forwarded_cover ON forwarded (cover_doc_id)",
+        """CREATE TABLE forwarded_in (
+            doc_id TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            forwarded_by TEXT NOT NULL,
+            cover_message_id TEXT NOT NULL,
+            PRIMARY KEY (doc_id, unit)
+        )""",
     )),
     Migration(11, "a small payload (a notice) kept in its draft row instead of a blob of its own", (
         # A 签收 wrote its notice of a few hundred bytes as a blob (file and directory fsync) before

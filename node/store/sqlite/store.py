@@ -33,6 +33,7 @@ from node.store.sqlite.adapter_outbox import AdapterOutbox
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import Database, SqliteTransaction
 from node.store.sqlite.exchange import Drafts, OutgoingLinks
+from node.store.sqlite.forwards import Forwards
 from node.store.sqlite.group_commit import GroupCommitter
 from node.store.sqlite.ledger import Ledger
 from node.store.sqlite.messages import Messages
@@ -70,6 +71,7 @@ class Store:
         self.accounts = ConsoleAccounts(db, self.audit, clock)  # the console's users and sessions
         self.ledger = Ledger(db)
         self.supervision = Supervision(db, self.audit, clock)  # 督办 (issue 10 §2)
+        self.forwards = Forwards(db, self.audit, clock)  # 转发 (issue 10 §5)
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
         self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
 
