@@ -52,6 +52,9 @@ log = logging.getLogger("gwx.inbound")
 
 
 
+PACKAGES = (MessageType.DOCUMENT, MessageType.FORWARD)  # payloads that are a sealed package (转发: forward)
+
+
 class UnitNotHosted(NodeError):
     """The envelope names units that this node does not host, or that its package does not name."""
 
@@ -237,9 +240,6 @@ class Acceptor:
             if notice.type is not header.type:
                 raise NoticeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",
                                   code="NOTICE_TYPE_MISMATCH")
-
-
-PACKAGES = (MessageType.DOCUMENT, MessageType.FORWARD)  # payloads that are a sealed package
 
 
 class StreamAcceptor:

@@ -38,7 +38,7 @@ from node.federation.outbound import NewMessage, Outbound
 from node.store import NodeStore
 from node.store.supervision import LateRow, SupervisionItem
 from node.supervision.supervisors import may_supervise, supervisor_of
-from pki.errors import ErrorKind
+from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.supervision")
 
@@ -76,7 +76,11 @@ class Escalator:
                         tx, row.doc_id, row.unit, now, {"deadline": row.deadline.isoformat(),
                                                         "from_unit": row.from_unit})
             if lateness.escalation_due:
-                escalated += await self._escalate(row, lateness.working_days_late)
+                try:
+                    escalated += await self._escalate(row, lateness.working_days_late)
+                except GwxError as exc:  # a supervisor no route reaches: this row waits, the others go on
+                    log.warning("cannot escalate %s of %s yet: %s", row.doc_id, row.unit, exc,
+                                extra={"doc_id": row.doc_id, "code": exc.code})
         return {"noted": noted, "escalated": escalated}
 
     async def _escalate(self, row: LateRow, working_days_late: int) -> bool:

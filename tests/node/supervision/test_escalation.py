@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 
 from exchange_protocol.supervision import WEEKENDS_ONLY, escalation_due_at
+from pki.unit_code import make_unit_code
 from tests.node.api.local_api_support import (
     UNIT_A,
     UNIT_B,
@@ -27,10 +28,10 @@ from tests.node.api.local_api_support import (
 from tests.support import FakeClock
 
 
-def supervised_env(tmp: Path) -> tuple[Env, FakeClock, str]:
-    """UNIT_C supervises UNIT_B (node.toml's parent: no directory); a clock of this test's own."""
+def supervised_env(tmp: Path, supervisor: str = UNIT_C) -> tuple[Env, FakeClock, str]:
+    """``supervisor`` supervises UNIT_B (node.toml's parent: no directory); a clock of this test's own."""
     env = make_env(tmp)
-    units = tuple(dataclasses.replace(u, parent=UNIT_C) if u.code == UNIT_B else u for u in env.config.units)
+    units = tuple(dataclasses.replace(u, parent=supervisor) if u.code == UNIT_B else u for u in env.config.units)
     env.config = dataclasses.replace(env.config, units=units)
     clock = FakeClock(template().now)
     env.ctx = dataclasses.replace(env.ctx, config=env.config, clock=clock)
@@ -136,4 +137,19 @@ def test_the_supervision_list_refuses_bad_requests(tmp_path):
         await expect_error(await client.get("/api/v1/supervision"), 401, "API_UNAUTHENTICATED")
         await expect_error(await client.get("/api/v1/supervision", headers=env.auth(env.operator)), 403,
                            "API_FORBIDDEN")
+    run(env, scenario)
+
+
+def test_a_supervisor_no_route_reaches_holds_back_only_its_own_row(tmp_path):
+    nowhere = make_unit_code("11371399MB0000009")  # a valid code no node hosts
+    env, clock, _ = supervised_env(tmp_path, supervisor=nowhere)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env)
+        clock.now = escalation_due_at(dt.datetime.fromisoformat(meta()["deadline"]), WEEKENDS_ONLY, 3)
+        assert await env.service.processor.escalator.sweep() == {"noted": 2, "escalated": 1}  # C; B waits
+        marks = await env.store.supervision.marks_for([(doc_id, UNIT_B), (doc_id, UNIT_C)])
+        assert marks[(doc_id, UNIT_B)].escalated_at is None and marks[(doc_id, UNIT_C)].escalated_at is not None
+        [item] = await get(client, env, env.clerk_b, "/api/v1/inbox")
+        assert item["overdue"] is True and item["escalated_at"] is None
     run(env, scenario)
