@@ -307,23 +307,27 @@ class DocumentService:
         # By default: every recipient still in the document's course (not settled, not failed).
         targets = units or [r.unit for r in doc.recipients
                             if not is_settled(SenderStatus(r.status)) and r.status != SenderStatus.FAILED.value]
-        links = {o.destination: o.message_id for o in await self.store.links.links_for(doc_id)}
+        # After a 补发 a node may have had several messages of this document, each for its own units:
+        # a notice answers the one that carried its units (the receiver checks exactly that).
+        carried = {(o.destination, unit): o.message_id for o in await self.store.links.links_for(doc_id)
+                   for unit in o.units}
         now = self.ctx.clock()
 
-        async def record(tx: Transaction) -> tuple[dict[str, list[str]], list[dict[str, str]], list[str | None]]:
-            changed: dict[str, list[str]] = defaultdict(list)
+        async def record(tx: Transaction) -> tuple[dict, list[dict[str, str]], list[str | None]]:
+            changed: dict[tuple[str, str | None], list[str]] = defaultdict(list)  # (node, message) -> units
             refused, wake = [], []
             for unit in targets:
                 try:
                     await apply_sender_event(self.store, doc_id, unit, event, at=now, actor=clerk_actor(who),
                                              by=who.name, tx=tx)
-                    changed[known[unit].destination_node].append(unit)
+                    node = known[unit].destination_node
+                    changed[(node, carried.get((node, unit)))].append(unit)
                 except ProtocolError as exc:  # e.g. a recall after 签收
                     refused.append({"unit": unit, "code": exc.code, "message": exc.message})
-            for node, node_units in changed.items():
+            for (node, message_id), node_units in changed.items():
                 notice = Notice(kind, doc_id, tuple(node_units), now, by=who.name)
                 wake.append(await self.processor.queue_notice(tx, notice, node, who.unit, tuple(node_units),
-                                                              links.get(node)))
+                                                              message_id))
             return changed, refused, wake
         # The notices' queues are woken by the writer once committed: also if this caller is cancelled.
         changed, refused, _ = await self.store.write_together(record, after=lambda done: self._wake(done[2]))

@@ -1,0 +1,67 @@
+"""Review fixes on one node (real service and SQLite; the only fake is the clock): a recall after a
+补发 reaches every unit, a 撤回 settles a 督办, a unit with no supervisor is not marked escalated."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from exchange_protocol.supervision import WEEKENDS_ONLY, escalation_due_at
+from tests.node.api.local_api_support import UNIT_B, UNIT_C, meta, send
+from tests.node.supervision.test_escalation import audit_actions, get, run, supervised_env
+
+
+def test_a_recall_after_a_bu_fa_to_the_same_node_reaches_every_unit(tmp_path):
+    env, _, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env, doc_meta=meta(cc=[]))
+        a = env.auth(env.clerk_a)
+        response = await client.post(f"/api/v1/outbox/{doc_id}/recipients", json={"units": [UNIT_C]}, headers=a)
+        assert response.status == 200, await response.text()
+        response = await client.post(f"/api/v1/outbox/{doc_id}/urge", json={}, headers=a)
+        assert response.status == 200, await response.text()
+        response = await client.post(f"/api/v1/outbox/{doc_id}/recall", json={}, headers=a)
+        assert response.status == 200, await response.text()
+        track = await response.json()
+        assert {r["unit"]: r["status"] for r in track["recipients"]} == {UNIT_B: "recalled", UNIT_C: "recalled"}
+        for token in (env.clerk_b, clerk_c):
+            [item] = await get(client, env, token, "/api/v1/inbox")
+            assert (item["status"], item["urge_count"]) == ("recalled", 1)
+    run(env, scenario)
+
+
+def test_a_recall_after_escalation_settles_the_du_ban(tmp_path):
+    env, clock, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env)
+        clock.now = escalation_due_at(dt.datetime.fromisoformat(meta()["deadline"]), WEEKENDS_ONLY, 3)
+        await env.service.processor.escalator.sweep()
+        [duban] = await get(client, env, clerk_c, "/api/v1/supervision?status=open")
+        assert duban["unit"] == UNIT_B
+        response = await client.post(f"/api/v1/outbox/{doc_id}/recall", json={"units": [UNIT_B]},
+                                     headers=env.auth(env.clerk_a))
+        assert response.status == 200, await response.text()
+        assert await get(client, env, clerk_c, "/api/v1/supervision?status=open") == []
+        [duban] = await get(client, env, clerk_c, "/api/v1/supervision?status=settled")
+        assert (duban["settled_as"], duban["settled_by"]) == ("recalled", "张三")
+        assert "supervision.settled" in await audit_actions(env, doc_id)
+    run(env, scenario)
+
+
+def test_a_unit_with_no_supervisor_is_not_marked_escalated_until_one_is_named(tmp_path):
+    env, clock, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env)  # C (抄送) has no supervisor nor parent
+        clock.now = escalation_due_at(dt.datetime.fromisoformat(meta()["deadline"]), WEEKENDS_ONLY, 3)
+        sweep = env.service.processor.escalator.sweep
+        assert (await sweep())["escalated"] == 1  # B alone
+        assert (await sweep())["escalated"] == 0
+        [item] = await get(client, env, clerk_c, "/api/v1/inbox")
+        assert item["overdue"] is True and item["escalated_at"] is None and item["escalated_to"] is None
+        actions = await audit_actions(env, doc_id)
+        assert actions.count("inbox.escalated") == 1  # no document.escalated webhook for C
+        marks = await env.store.supervision.marks_for([(doc_id, UNIT_C)])
+        assert marks[(doc_id, UNIT_C)].escalated_at is None
+    run(env, scenario)
