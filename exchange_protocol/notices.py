@@ -272,7 +272,7 @@ def notice_dict(notice: Notice) -> dict[str, Any]:
 # --- 督办 -----------------------------------------------------------------------------------------
 _ESCALATION_KEYS = frozenset({"v", "type", "doc_id", "unit", "supervisor", "sent_by", "title", "deadline",
                               "escalated_at", "working_days_late", "settled_at", "settled_by", "settled_as"})
-SETTLED_AS = ("signed_for", "returned")
+SETTLED_AS = ("signed_for", "returned", "recalled")
 MAX_TITLE = 200
 
 

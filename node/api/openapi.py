@@ -95,7 +95,7 @@ SCHEMAS: Json = {
         "title": STR, "deadline": DATETIME, "escalated_at": DATETIME, "working_days_late": INT,
         "overdue_by": _nullable(INT), "status": {"enum": ["open", "settled"]}, "status_label": STR,
         "settled_at": _nullable(DATETIME), "settled_by": _nullable(STR),
-        "settled_as": _nullable({"enum": ["signed_for", "returned"]}), "node": STR, "received_at": DATETIME}),
+        "settled_as": _nullable({"enum": ["signed_for", "returned", "recalled"]}), "node": STR, "received_at": DATETIME}),
     "InboxDocument": {"allOf": [_ref("InboxItem"), _object({
         "metadata": _ref("Meta"),
         "verification": {"type": "object", "description": "the receiver's verification report"},

@@ -30,7 +30,7 @@ Shapes (keys are a contract; Chinese values intact):
     "unit_name"|null, "supervisor", "from_unit" (who sent the document), "title", "deadline",
     "escalated_at", "working_days_late", "overdue_by"|null (while open), "status" ("open"|"settled"),
     "status_label" (督办中|已办结), "settled_at"|null, "settled_by"|null, "settled_as"
-    ("signed_for"|"returned")|null, "node" (hosting the late unit), "received_at"}
+    ("signed_for"|"returned"|"recalled")|null, "node" (hosting the late unit), "received_at"}
 ``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
     "attachments": [{"name", "size"}]}; a document received by 转发 also {"forwarded_by": unit,
     "cover_doc_id": the cover 通知's 公文标识|null (null until the cover is in)}

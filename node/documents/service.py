@@ -58,7 +58,8 @@ from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.service")
 MAX_REASON = 500
-_SETTLED_AS = {Event.SIGNED_FOR: "signed_for", Event.RETURNED: "returned"}  # what ends a 督办
+_SETTLED_AS = {Event.SIGNED_FOR: "signed_for", Event.RETURNED: "returned"}  # what the unit does that ends a 督办
+# (the sender's 撤回 ends it too: Processor.apply_notice, settled_as "recalled")
 WHEREABOUTS_AT_ONCE = 8  # messages of one document followed at the same time by a tracking request
 
 
@@ -315,7 +316,8 @@ class DocumentService:
 
         async def record(tx: Transaction) -> tuple[dict, list[dict[str, str]], list[str | None]]:
             changed: dict[tuple[str, str | None], list[str]] = defaultdict(list)  # (node, message) -> units
-            refused, wake = [], []
+            refused: list[dict[str, str]] = []
+            wake: list[str] = []
             for unit in targets:
                 try:
                     await apply_sender_event(self.store, doc_id, unit, event, at=now, actor=clerk_actor(who),
@@ -326,8 +328,8 @@ class DocumentService:
                     refused.append({"unit": unit, "code": exc.code, "message": exc.message})
             for (node, message_id), node_units in changed.items():
                 notice = Notice(kind, doc_id, tuple(node_units), now, by=who.name)
-                wake.append(await self.processor.queue_notice(tx, notice, node, who.unit, tuple(node_units),
-                                                              message_id))
+                wake += await self.processor.queue_notice(tx, notice, node, who.unit, tuple(node_units),
+                                                          message_id)
             return changed, refused, wake
         # The notices' queues are woken by the writer once committed: also if this caller is cancelled.
         changed, refused, _ = await self.store.write_together(record, after=lambda done: self._wake(done[2]))
@@ -434,10 +436,10 @@ class DocumentService:
                                                        actor=clerk_actor(who), by=who.name, reason=reason, tx=tx)
             if after == before:
                 return []
-            wake = []
+            wake: list[str | None] = []
             if notice is not None:
-                wake.append(await self.processor.queue_notice(tx, notice, destination, who.unit, (row.from_unit,),
-                                                              row.message_id))
+                wake += await self.processor.queue_notice(tx, notice, destination, who.unit, (row.from_unit,),
+                                                          row.message_id)
             settled_as = _SETTLED_AS.get(event)
             if settled_as is not None:  # an escalated row's supervisor hears of it
                 wake.append(await self.processor.escalator.settled(

@@ -222,7 +222,7 @@ class Processor:
             except Exception:  # no readable document id: nothing the sender could match
                 log.warning("refused %s without a bounce (no readable 公文标识)", received.message_id,
                             extra={"message_id": received.message_id})
-        wake = None
+        wake: tuple[str, ...] = ()
         async with self.store.transaction() as tx:
             if notice is not None:
                 # Addressed to the unit that sent the document: the only one its node must host.
@@ -281,8 +281,7 @@ class Processor:
             resent_to = await self._apply_notices(d, notices, tx)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
-        for node in resent_to:
-            self._wake(node)
+        self._wake(tuple(resent_to))
 
     async def _apply_notices(self, d: Delivery, notices: tuple[Notice, ...], tx: Transaction) -> set[str]:
         """Apply the notices of one payload inside ``tx``, each authorised on its own.
@@ -312,20 +311,20 @@ class Processor:
         return resent_to
 
     async def queue_notice(self, tx: Transaction, notice: Notice, destination: str,
-                           from_unit: str | None, to_units: tuple[str, ...], in_reply_to: str | None) -> str | None:
+                           from_unit: str | None, to_units: tuple[str, ...], in_reply_to: str | None) -> tuple[str, ...]:
         """Inside ``tx``: apply ``notice`` here (this node) or record it as a draft for ``destination``,
         its few hundred bytes in the draft row (committed with ``tx``: no blob, no fsync of its own).
 
-        Returns the destination whose queue to wake once ``tx`` has committed (None: nothing to wake).
+        Returns the destinations whose queues to wake once ``tx`` has committed (applied here: those
+        its effect queued to, e.g. a 督办's settlement for a supervisor elsewhere).
         """
         now = self.ctx.clock()
         header = self.outbound.header(notice.type, destination, from_unit, to_units, now, in_reply_to)
         message = NewMessage.inline(header, notice.encode(), notice.doc_id)
         if destination == self.ctx.node_id:
-            await self.apply_notice(Delivery(header, message.payload_digest, now), notice, tx)
-            return None
+            return await self.apply_notice(Delivery(header, message.payload_digest, now), notice, tx)
         await self.outbound.add(tx, [message], now)
-        return destination
+        return (destination,)
 
     async def full_report(self, package_digest: str) -> dict[str, Any]:
         report = self.reports.get(package_digest)
@@ -405,8 +404,8 @@ class Processor:
         document = await self.store.messages.get_received(reply_to) if reply_to else None
         return document is not None and document.origin_node == d.header.origin_node and document.state == "new"
 
-    def _wake(self, destination: str | None) -> None:
-        if destination is not None:
+    def _wake(self, destinations: tuple[str, ...] | None) -> None:
+        for destination in destinations or ():
             self.outbound.wake(destination)
 
     def _may_notify(self, link: OutgoingLink, notice: Notice, origin: str) -> bool:
@@ -458,6 +457,7 @@ class Processor:
                                          tx=tx)
             return tuple(moved)
         event = NOTICE_EVENTS_RECEIVER[notice.type]
+        supervisors: list[str] = []
         for unit in notice.units:
             row = await self.store.messages.get_inbox(notice.doc_id, unit, tx=tx)
             if row is None and await self._document_still_pending(d):
@@ -467,13 +467,17 @@ class Processor:
                 raise NoticeNotOurs(f"{notice.type.value} for {notice.doc_id}/{unit} does not match what we hold",
                                     doc_id=notice.doc_id, unit=unit)
             try:
-                await apply_receiver_event(self.store, notice.doc_id, unit, event, at=notice.at, actor=actor,
-                                           by=notice.by, reason=notice.reason, details={"message_id": d.header.message_id},
-                                           tx=tx)
+                before, after = await apply_receiver_event(
+                    self.store, notice.doc_id, unit, event, at=notice.at, actor=actor, by=notice.by,
+                    reason=notice.reason, details={"message_id": d.header.message_id}, tx=tx)
+                if event is Event.RECALLED and after != before:  # a recall ends the row's 督办 too
+                    supervisor_node = await self.escalator.settled(tx, notice.doc_id, unit, row.from_unit, row.title,
+                                                                   row.deadline, "recalled", notice.by or row.from_unit)
+                    supervisors += [supervisor_node] if supervisor_node else []
             except IllegalTransition as exc:
                 # A recall that arrives after 签收 or 退回 has no effect; the sender already has (or
                 # will get) the receipt, which wins. Recorded, not an error of the envelope.
                 await self.store.audit.append(tx, actor, f"inbox.{event.value}.refused",
                                               {"doc_id": notice.doc_id, "unit": unit},
                                               {"reason": exc.message, "message_id": d.header.message_id})
-        return ()
+        return tuple(dict.fromkeys(supervisors))

@@ -10,7 +10,7 @@ due) are :mod:`exchange_protocol.supervision`'s; the sweep that applies them is
   and to which supervising unit (once), and when the unit settled it after that.
 * An **item** (:class:`SupervisionItem`) is what a supervising unit holds: a 督办 naming the
   document, the late unit, the sending unit, the deadline and how late, and once the late unit has
-  acted, when, by whom and how (``signed_for`` / ``returned``).
+  acted, when, by whom and how (``signed_for`` / ``returned``; ``recalled`` when the sender withdrew it).
 """
 
 from __future__ import annotations

@@ -345,7 +345,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             received_at TEXT NOT NULL,
             settled_at TEXT,
             settled_by TEXT,
-            settled_as TEXT CHECK (settled_as IN ('signed_for','returned')),
+            settled_as TEXT CHECK (settled_as IN ('signed_for','returned','recalled')),
             UNIQUE (doc_id, unit)
         )""",
         "CREATE INDEX supervision_items_supervisor ON supervision_items (supervisor, id)",
