@@ -41,7 +41,7 @@ class SupervisionMark:
     unit: str
     overdue_noted_at: datetime | None = None
     escalated_at: datetime | None = None
-    supervisor: str | None = None  # None with escalated_at: no supervising unit was known
+    supervisor: str | None = None  # set with escalated_at
     working_days_late: int | None = None
     settled_at: datetime | None = None
 
@@ -75,7 +75,12 @@ class SupervisionStore(Protocol):
     async def note_overdue(self, tx: Any, doc_id: str, unit: str, at: datetime, details: dict[str, Any]) -> bool:
         """Mark the row noticed overdue (audit ``inbox.overdue``) unless it was; True if marked now."""
 
-    async def mark_escalated(self, tx: Any, doc_id: str, unit: str, at: datetime, supervisor: str | None,
+    async def note_no_supervisor(self, tx: Any, doc_id: str, unit: str, at: datetime) -> bool:
+        """Note (no audit event: nobody was told) that the row fell due for escalation while no
+        supervising unit was known; True the first time. The row stays unescalated: the sweep tries
+        again each round, so a supervisor the directory names later gets it."""
+
+    async def mark_escalated(self, tx: Any, doc_id: str, unit: str, at: datetime, supervisor: str,
                              working_days_late: int, unsettled: Sequence[str], details: dict[str, Any]) -> bool:
         """Mark the row escalated (audit ``inbox.escalated``) if it is not yet and its status is still
         one of ``unsettled`` (checked in ``tx``, under the writer lock); True if marked now."""

@@ -86,26 +86,28 @@ class Escalator:
     async def _escalate(self, row: LateRow, working_days_late: int) -> bool:
         now = self.ctx.clock()
         supervisor = supervisor_of(self.ctx, row.unit)
-        escalation = destination = ref = None
-        if supervisor is not None:
-            destination = self.ctx.router.node_for(supervisor)
-            escalation = Escalation(row.doc_id, row.unit, supervisor, row.from_unit, row.title, row.deadline, now,
-                                    working_days_late)
-            if destination != self.ctx.node_id:
-                ref = await self.store.blobs.put(escalation.encode())
+        if supervisor is None:  # nobody to tell: not escalated (no event), tried again every round
+            async with self.store.transaction() as tx:
+                first = await self.store.supervision.note_no_supervisor(tx, row.doc_id, row.unit, now)
+            if first:
+                log.warning("%s of %s is overdue past the grace but no supervising unit is known for %s; "
+                            "not escalated until the directory names one", row.doc_id, row.unit, row.unit,
+                            extra={"doc_id": row.doc_id})
+            return False
+        destination = self.ctx.router.node_for(supervisor)
+        escalation = Escalation(row.doc_id, row.unit, supervisor, row.from_unit, row.title, row.deadline, now,
+                                working_days_late)
+        ref = await self.store.blobs.put(escalation.encode()) if destination != self.ctx.node_id else None
         details = {"deadline": row.deadline.isoformat(), "from_unit": row.from_unit}
         async with self.store.transaction() as tx:
             if not await self.store.supervision.mark_escalated(tx, row.doc_id, row.unit, now, supervisor,
                                                                working_days_late, UNSETTLED, details):
                 return False  # escalated already, or settled meanwhile
-            if escalation is not None and ref is None:
+            if ref is None:
                 await self._record(tx, escalation, self.ctx.node_id)
-            elif escalation is not None:
+            else:
                 await self._queue(tx, escalation, ref, destination, now)
-        if supervisor is None:
-            log.warning("%s of %s is overdue past the grace but no supervising unit is known for %s",
-                        row.doc_id, row.unit, row.unit, extra={"doc_id": row.doc_id})
-        elif ref is not None:
+        if ref is not None:
             self.outbound.wake(destination)
         log.info("escalated %s of %s to %s (%d working days late)", row.doc_id, row.unit, supervisor,
                  working_days_late, extra={"doc_id": row.doc_id})

@@ -327,6 +327,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             supervisor TEXT,
             working_days_late INTEGER,
             settled_at TEXT,
+            no_supervisor_at TEXT,  -- due for escalation while no supervising unit was known (not escalated)
             PRIMARY KEY (doc_id, unit)
         )""",
         # The sweep's question: unsettled rows past their deadline.

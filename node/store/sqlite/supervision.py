@@ -63,8 +63,14 @@ class Supervision:
             await self._audit.append(tx, "node", "inbox.overdue", {"doc_id": doc_id, "unit": unit}, details)
         return bool(changed)
 
+    async def note_no_supervisor(self, tx: SqliteTransaction, doc_id: str, unit: str, at: datetime) -> bool:
+        await tx.execute("INSERT OR IGNORE INTO supervision_marks (doc_id, unit) VALUES (?, ?)", (doc_id, unit))
+        return bool(await tx.execute(
+            "UPDATE supervision_marks SET no_supervisor_at = ? WHERE doc_id = ? AND unit = ?"
+            " AND no_supervisor_at IS NULL", (to_db_time(at), doc_id, unit)))
+
     async def mark_escalated(self, tx: SqliteTransaction, doc_id: str, unit: str, at: datetime,
-                             supervisor: str | None, working_days_late: int, unsettled: Sequence[str],
+                             supervisor: str, working_days_late: int, unsettled: Sequence[str],
                              details: dict[str, Any]) -> bool:
         marks = ",".join("?" * len(unsettled))
         await tx.execute("INSERT OR IGNORE INTO supervision_marks (doc_id, unit) VALUES (?, ?)", (doc_id, unit))

@@ -82,7 +82,7 @@ def test_an_overdue_document_turns_red_and_is_escalated_once_to_the_supervisor_u
         assert (await sweep())["escalated"] == 0
         assert await get(client, env, clerk_c, "/api/v1/supervision") == []
         clock.now = due
-        assert (await sweep())["escalated"] == 2  # B to C; C has no supervisor: marked all the same, nobody told
+        assert (await sweep())["escalated"] == 1  # B to C; C has no supervisor: not escalated (nobody to tell)
         assert (await sweep())["escalated"] == 0
         [item] = await get(client, env, env.clerk_b, "/api/v1/inbox")
         assert (item["escalated_to"], item["overdue_working_days"]) == (UNIT_C, 3)
@@ -92,7 +92,7 @@ def test_an_overdue_document_turns_red_and_is_escalated_once_to_the_supervisor_u
         assert duban["overdue_by"] == int((due - deadline).total_seconds())
         assert await get(client, env, env.clerk_a, "/api/v1/supervision") == []  # A supervises nobody
         actions = await audit_actions(env, doc_id)
-        assert actions.count("inbox.escalated") == 2 and actions.count("supervision.escalated") == 1
+        assert actions.count("inbox.escalated") == 1 and actions.count("supervision.escalated") == 1
 
         # B signs: the 督办 is settled, says by whom; nothing escalates again.
         response = await client.post(f"/api/v1/inbox/{doc_id}/sign-for", headers=env.auth(env.clerk_b))
@@ -119,7 +119,7 @@ def test_a_document_signed_before_the_grace_ends_is_never_escalated(tmp_path):
         response = await client.post(f"/api/v1/inbox/{doc_id}/sign-for", headers=env.auth(env.clerk_b))
         assert response.status == 200
         clock.now = escalation_due_at(deadline, WEEKENDS_ONLY, 3) + dt.timedelta(days=10)
-        assert (await env.service.processor.escalator.sweep())["escalated"] == 1  # C alone (unsigned, no supervisor)
+        assert (await env.service.processor.escalator.sweep())["escalated"] == 0  # B signed; C has no supervisor
         assert await get(client, env, clerk_c, "/api/v1/supervision") == []
         assert "supervision.escalated" not in await audit_actions(env, doc_id)
     run(env, scenario)
@@ -143,6 +143,9 @@ def test_the_supervision_list_refuses_bad_requests(tmp_path):
 def test_a_supervisor_no_route_reaches_holds_back_only_its_own_row(tmp_path):
     nowhere = make_unit_code("11371399MB0000009")  # a valid code no node hosts
     env, clock, _ = supervised_env(tmp_path, supervisor=nowhere)
+    units = tuple(dataclasses.replace(u, parent=UNIT_A) if u.code == UNIT_C else u for u in env.config.units)
+    env.config = dataclasses.replace(env.config, units=units)  # C's supervisor (A) is reachable
+    env.ctx = dataclasses.replace(env.ctx, config=env.config)
 
     async def scenario(client) -> None:
         doc_id = await send(client, env)
