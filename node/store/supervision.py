@@ -88,6 +88,16 @@ class SupervisionStore(Protocol):
     async def mark_settled(self, tx: Any, doc_id: str, unit: str, at: datetime) -> SupervisionMark | None:
         """Record that an escalated row was settled; the mark as it was (None: not escalated)."""
 
+    async def owe_settlement(self, tx: Any, doc_id: str, unit: str, payload: bytes) -> None:
+        """Keep the encoded settlement 督办 (:class:`exchange_protocol.notices.Escalation`) of a row whose
+        supervisor no route reached when it was settled, for the sweep to send later."""
+
+    async def owed_settlements(self, limit: int = 500) -> list[bytes]:
+        """The settlements kept by :meth:`owe_settlement` and not sent yet."""
+
+    async def settlement_sent(self, tx: Any, doc_id: str, unit: str) -> None:
+        """The owed settlement of this row is queued (or recorded) now."""
+
     async def add_item(self, tx: Any, item: SupervisionItem, actor: str) -> bool:
         """Record a 督办 for ``item.supervisor`` (audit ``supervision.escalated``) unless one for the
         same document and unit is held; True if added now."""

@@ -81,6 +81,7 @@ class Escalator:
                 except GwxError as exc:  # a supervisor no route reaches: this row waits, the others go on
                     log.warning("cannot escalate %s of %s yet: %s", row.doc_id, row.unit, exc,
                                 extra={"doc_id": row.doc_id, "code": exc.code})
+        await self._send_owed()
         return {"noted": noted, "escalated": escalated}
 
     async def _escalate(self, row: LateRow, working_days_late: int) -> bool:
@@ -139,13 +140,39 @@ class Escalator:
             return None
         e = Escalation(doc_id, unit, mark.supervisor, from_unit, title, deadline, mark.escalated_at,
                        mark.working_days_late or 0, now, by, settled_as)
-        destination = self.ctx.router.node_for(mark.supervisor)
+        try:
+            return await self._tell(tx, e)
+        except GwxError as exc:  # the supervisor's route is gone: the 签收 goes on, the sweep tells it later
+            await self.store.supervision.owe_settlement(tx, doc_id, unit, e.encode())
+            log.warning("settlement of the 督办 of %s for %s kept to send later: %s", doc_id, unit, exc,
+                        extra={"doc_id": doc_id, "code": exc.code})
+            return None
+
+    async def _tell(self, tx: Any, e: Escalation) -> str | None:
+        """Inside ``tx``: the settlement ``e`` recorded (supervisor here) or queued to the supervisor's
+        node (raises the router's GwxError when no route reaches it); returns the node to wake."""
+        destination = self.ctx.router.node_for(e.supervisor)
         if destination == self.ctx.node_id:
             await self._record(tx, e, self.ctx.node_id)
             return None
         ref = await self.store.blobs.put(e.encode())  # a blob before a row names it, as for every draft
-        await self._queue(tx, e, ref, destination, now)
+        await self._queue(tx, e, ref, destination, self.ctx.clock())
         return destination
+
+    async def _send_owed(self) -> None:
+        """Settlements kept while no route reached their supervisor: each goes once a route does."""
+        for payload in await self.store.supervision.owed_settlements(SWEEP_BATCH):
+            e = decode_escalation(payload)
+            try:
+                async with self.store.transaction() as tx:
+                    wake = await self._tell(tx, e)
+                    await self.store.supervision.settlement_sent(tx, e.doc_id, e.unit)
+            except GwxError as exc:
+                log.info("settlement of the 督办 of %s for %s still waits: %s", e.doc_id, e.unit, exc,
+                         extra={"doc_id": e.doc_id, "code": exc.code})
+                continue
+            if wake is not None:
+                self.outbound.wake(wake)
 
     # --- a 督办 arrived ----------------------------------------------------------------------------
     async def apply(self, header: HeaderDraft, payload: bytes, tx: Any) -> None:

@@ -328,6 +328,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             working_days_late INTEGER,
             settled_at TEXT,
             no_supervisor_at TEXT,  -- due for escalation while no supervising unit was known (not escalated)
+            owed_settlement BLOB,  -- the settlement 督办, encoded, while no route reaches the supervisor
             PRIMARY KEY (doc_id, unit)
         )""",
         # The sweep's question: unsettled rows past their deadline.

@@ -93,6 +93,19 @@ class Supervision:
                          " AND settled_at IS NULL", (to_db_time(at), doc_id, unit))
         return _mark(row)
 
+    async def owe_settlement(self, tx: SqliteTransaction, doc_id: str, unit: str, payload: bytes) -> None:
+        await tx.execute("UPDATE supervision_marks SET owed_settlement = ? WHERE doc_id = ? AND unit = ?",
+                         (payload, doc_id, unit))
+
+    async def owed_settlements(self, limit: int = 500) -> list[bytes]:
+        rows = await self._db.fetchall("SELECT owed_settlement FROM supervision_marks"
+                                       " WHERE owed_settlement IS NOT NULL LIMIT ?", (limit,))
+        return [bytes(r["owed_settlement"]) for r in rows]
+
+    async def settlement_sent(self, tx: SqliteTransaction, doc_id: str, unit: str) -> None:
+        await tx.execute("UPDATE supervision_marks SET owed_settlement = NULL WHERE doc_id = ? AND unit = ?",
+                         (doc_id, unit))
+
     # --- the supervising unit's side ----------------------------------------------------------------
     async def add_item(self, tx: SqliteTransaction, item: SupervisionItem, actor: str) -> bool:
         added = await tx.execute(

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
+from exchange_protocol.notices import decode_escalation
 from exchange_protocol.supervision import WEEKENDS_ONLY, escalation_due_at
+from node.config import Peer
+from node.federation.routing import DirectoryRouter
+from pki.unit_code import make_unit_code
 from tests.node.api.local_api_support import UNIT_B, UNIT_C, meta, send
 from tests.node.supervision.test_escalation import audit_actions, get, run, supervised_env
 
@@ -64,4 +69,35 @@ def test_a_unit_with_no_supervisor_is_not_marked_escalated_until_one_is_named(tm
         assert actions.count("inbox.escalated") == 1  # no document.escalated webhook for C
         marks = await env.store.supervision.marks_for([(doc_id, UNIT_C)])
         assert marks[(doc_id, UNIT_C)].escalated_at is None
+    run(env, scenario)
+
+
+def test_a_supervisor_whose_route_is_gone_does_not_stop_the_sign_for_and_hears_of_it_later(tmp_path):
+    far = make_unit_code("11371399MB0000009")  # B's supervisor, hosted by a peer node
+    env, clock, _ = supervised_env(tmp_path, supervisor=far)
+    without = env.config
+    env.config = dataclasses.replace(without, peers=(Peer("city-x", "https://127.0.0.1:9", units=(far,)),))
+    env.ctx = dataclasses.replace(env.ctx, config=env.config, router=DirectoryRouter(env.config))
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env)
+        escalator = env.service.processor.escalator
+        clock.now = escalation_due_at(dt.datetime.fromisoformat(meta()["deadline"]), WEEKENDS_ONLY, 3)
+        assert (await escalator.sweep())["escalated"] == 1  # B, to city-x
+        reachable = escalator.ctx
+        escalator.ctx = dataclasses.replace(reachable, router=DirectoryRouter(without))  # the peer is gone
+        response = await client.post(f"/api/v1/inbox/{doc_id}/sign-for", headers=env.auth(env.clerk_b))
+        assert response.status == 200, await response.text()
+        [item] = await get(client, env, env.clerk_b, "/api/v1/inbox")
+        assert item["status"] == "signed_for"
+        [owed] = await env.store.supervision.owed_settlements()
+        assert decode_escalation(owed).settled_as == "signed_for"
+        await escalator.sweep()
+        assert len(await env.store.supervision.owed_settlements()) == 1  # still no route: it waits
+        escalator.ctx = reachable  # the route is back: the settlement goes
+        await escalator.sweep()
+        assert await env.store.supervision.owed_settlements() == []
+        settlements = [decode_escalation(await env.store.blobs.read_bytes(d.payload_digest))
+                       for d in await env.store.drafts.drafts_for("city-x")]
+        assert [(e.doc_id, e.unit, e.settled_as) for e in settlements if e.settled] == [(doc_id, UNIT_B, "signed_for")]
     run(env, scenario)
