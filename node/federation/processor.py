@@ -386,10 +386,17 @@ class Processor:
                     facts=register_facts(meta)),
                     actor=f"node:{d.header.origin_node}", tx=tx)
                 if not inserted:
+                    # The same package again is a duplicate, whoever sent it: a copy forwarded (转发) to a
+                    # unit that has it, or the issuer's own after a forwarded one — the issuer's
+                    # delivery takes the row over, so its 撤回/催办 match it. Another package is a conflict.
                     held = await self.store.messages.get_inbox(meta.id, unit)
-                    if held and (held.package_digest != d.payload_digest or held.from_unit != d.header.from_unit):
+                    if held and held.package_digest != d.payload_digest:
                         raise DocumentConflict(f"{unit} already holds a different document with id {meta.id}",
                                                doc_id=meta.id, unit=unit)
+                    if held and d.header.type is MessageType.DOCUMENT and held.from_unit != d.header.from_unit:
+                        await self.store.messages.adopt_inbox(meta.id, unit, d.header.from_unit or "",
+                                                              d.header.message_id,
+                                                              actor=f"node:{d.header.origin_node}", tx=tx)
                 if d.header.type is MessageType.FORWARD:  # 转发: who forwarded it, with which cover
                     await self.store.forwards.note_received(tx, ForwardedIn(meta.id, unit, d.header.from_unit,
                                                                             d.header.in_reply_to or ""))

@@ -396,6 +396,18 @@ class Messages:
             row = await self._cas(t, "inbox", sets, params, doc_id, unit, _v(expected_status), event)
         return _inbox(row)
 
+    async def adopt_inbox(self, doc_id: str, unit: str, from_unit: str, message_id: str, *, actor: str,
+                          tx: SqliteTransaction) -> None:
+        """The issuer's own delivery of a document a unit first received forwarded (转发): the row
+        answers to the issuer from now on (its 撤回 and 催办 match it; 签收 tells it)."""
+        row = await tx.fetchone("SELECT from_unit, message_id FROM inbox WHERE doc_id = ? AND unit_code = ?",
+                                (doc_id, unit))
+        await tx.execute("UPDATE inbox SET from_unit = ?, message_id = ?, updated_at = ? WHERE doc_id = ?"
+                         " AND unit_code = ?", (from_unit, message_id, to_db_time(self._clock()), doc_id, unit))
+        await self._audit.append(tx, actor, "inbox.adopted", {"doc_id": doc_id, "unit": unit},
+                                 {"from_unit": from_unit, "message_id": message_id,
+                                  "forwarded_by": row["from_unit"] if row else None})
+
     async def get_inbox(self, doc_id: str, unit: str, *, tx: SqliteTransaction | None = None) -> InboxRow | None:
         """``unit``'s row of ``doc_id``; with ``tx``, as that transaction sees it (its own writes too)."""
         row = await (tx or self._db).fetchone("SELECT * FROM inbox WHERE doc_id = ? AND unit_code = ?",

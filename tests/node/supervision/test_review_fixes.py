@@ -11,7 +11,7 @@ from exchange_protocol.supervision import WEEKENDS_ONLY, escalation_due_at
 from node.config import Peer
 from node.federation.routing import DirectoryRouter
 from pki.unit_code import make_unit_code
-from tests.node.api.local_api_support import UNIT_B, UNIT_C, meta, send
+from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, meta, send, submission
 from tests.node.supervision.test_escalation import audit_actions, get, run, supervised_env
 
 
@@ -100,4 +100,48 @@ def test_a_supervisor_whose_route_is_gone_does_not_stop_the_sign_for_and_hears_o
         settlements = [decode_escalation(await env.store.blobs.read_bytes(d.payload_digest))
                        for d in await env.store.drafts.drafts_for("city-x")]
         assert [(e.doc_id, e.unit, e.settled_as) for e in settlements if e.settled] == [(doc_id, UNIT_B, "signed_for")]
+    run(env, scenario)
+
+
+async def forward(client, env, token: str, doc_id: str, to: str):
+    """B forwards (转发) ``doc_id`` to ``to`` with a cover 通知 of its own."""
+    data, headers = submission(meta(issuers=[UNIT_B], to=[to], cc=[], doc_number=None, title="转发的通知"))
+    return await client.post(f"/api/v1/inbox/{doc_id}/forward", data=data, headers={**headers, **env.auth(token)})
+
+
+def test_a_forwarded_copy_then_the_issuers_own_delivery_of_the_same_document(tmp_path):
+    env, _, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env, doc_meta=meta(cc=[]))
+        response = await forward(client, env, env.clerk_b, doc_id, UNIT_C)
+        assert response.status == 201, await response.text()
+        a = env.auth(env.clerk_a)
+        response = await client.post(f"/api/v1/outbox/{doc_id}/recipients", json={"units": [UNIT_C]}, headers=a)
+        assert response.status == 200, await response.text()
+        track = await response.json()
+        assert {r["unit"]: r["status"] for r in track["recipients"]} == {UNIT_B: "delivered", UNIT_C: "delivered"}
+        item = next(i for i in await get(client, env, clerk_c, "/api/v1/inbox") if i["doc_id"] == doc_id)
+        assert item["from_unit"] == UNIT_A  # the issuer's delivery takes the row over
+        response = await client.post(f"/api/v1/outbox/{doc_id}/recall", json={"units": [UNIT_C]}, headers=a)
+        assert response.status == 200, await response.text()
+        item = next(i for i in await get(client, env, clerk_c, "/api/v1/inbox") if i["doc_id"] == doc_id)
+        assert item["status"] == "recalled"
+    run(env, scenario)
+
+
+def test_a_forward_to_a_unit_that_already_holds_the_document_is_taken_as_a_duplicate(tmp_path):
+    env, _, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env)  # B and C both receive it from A
+        response = await forward(client, env, env.clerk_b, doc_id, UNIT_C)
+        assert response.status == 201, await response.text()
+        cover = await response.json()
+        assert [r["status"] for r in cover["forwarded"]["recipients"]] == ["delivered"]
+        item = next(i for i in await get(client, env, clerk_c, "/api/v1/inbox") if i["doc_id"] == doc_id)
+        assert (item["from_unit"], item["status"]) == (UNIT_A, "pending")  # still the issuer's row
+        response = await client.post(f"/api/v1/outbox/{doc_id}/recall", json={"units": [UNIT_C]},
+                                     headers=env.auth(env.clerk_a))
+        assert response.status == 200, await response.text()
     run(env, scenario)
