@@ -88,6 +88,13 @@ class DocumentConflict(NodeError):
     kind = ErrorKind.CONFLICT
 
 
+class ForwardWithoutCover(NodeError):
+    """A 转发 whose addressee holds no cover 通知 from the same forwarding unit in the message it answers."""
+
+    code = "DOC_FORWARD_NO_COVER"
+    kind = ErrorKind.FORBIDDEN
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One message to apply, whether it came in an envelope (``header`` is then its
@@ -350,6 +357,7 @@ class Processor:
 
     async def _apply_document(self, d: Delivery, mark: str | None) -> None:
         meta = await self.read_metadata(d.payload_digest)
+        deadline = await self._cover_deadline(d) if d.header.type is MessageType.FORWARD else meta.deadline
         report = await self.full_report(d.payload_digest)
         now = self.ctx.clock()
         failed = [c for c in report["checks"] if c["status"] == "fail"]
@@ -382,7 +390,7 @@ class Processor:
                     doc_id=meta.id, unit=unit, role=role.value, from_unit=d.header.from_unit, title=meta.title,
                     kind=meta.kind.value, status=ReceiverStatus.PENDING.value, package_digest=d.payload_digest,
                     received_at=d.received_at, urgency=meta.urgency.value if meta.urgency else None,
-                    deadline=meta.deadline, verification=report, message_id=d.header.message_id,
+                    deadline=deadline, verification=report, message_id=d.header.message_id,
                     facts=register_facts(meta)),
                     actor=f"node:{d.header.origin_node}", tx=tx)
                 if not inserted:
@@ -404,6 +412,23 @@ class Processor:
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
         self._wake(wake)
+
+    async def _cover_deadline(self, d: Delivery) -> dt.datetime | None:
+        """转发: each addressee must hold the cover 通知 the forward answers, from the same forwarding
+        unit (waits, like a notice, while the cover is accepted but not yet applied). The copy's 办理时限
+        is the cover's: the forwarded document's own deadline was the issuer's, to its own recipients —
+        taken over, any node could make a unit overdue with an old package."""
+        deadline = None
+        for unit in d.header.to_units:
+            cover = await self.store.messages.inbox_for_message(d.header.in_reply_to or "", unit)
+            if cover is None and await self._document_still_pending(d):
+                raise NodeUnavailable(f"转发 {d.header.message_id} arrived before its cover was applied",
+                                      code="NOTICE_EARLY", message_id=d.header.message_id)
+            if cover is None or cover.from_unit != d.header.from_unit:
+                raise ForwardWithoutCover(f"转发 {d.header.message_id} to {unit} answers no cover 通知 "
+                                          f"{unit} received from {d.header.from_unit}", unit=unit)
+            deadline = cover.deadline
+        return deadline
 
     async def _document_still_pending(self, d: Delivery) -> bool:
         """Whether the document a notice answers was accepted from the same origin but not yet applied."""

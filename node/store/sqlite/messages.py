@@ -396,6 +396,11 @@ class Messages:
             row = await self._cas(t, "inbox", sets, params, doc_id, unit, _v(expected_status), event)
         return _inbox(row)
 
+    async def inbox_for_message(self, message_id: str, unit: str) -> InboxRow | None:
+        """``unit``'s row of the document message ``message_id`` brought (a 转发's cover)."""
+        row = await self._db.fetchone("SELECT * FROM inbox WHERE message_id = ? AND unit_code = ?", (message_id, unit))
+        return _inbox(row) if row else None
+
     async def adopt_inbox(self, doc_id: str, unit: str, from_unit: str, message_id: str, *, actor: str,
                           tx: SqliteTransaction) -> None:
         """The issuer's own delivery of a document a unit first received forwarded (转发): the row

@@ -6,9 +6,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import pytest
+
+from exchange_protocol.envelope import MessageType
 from exchange_protocol.notices import decode_escalation
 from exchange_protocol.supervision import WEEKENDS_ONLY, escalation_due_at
 from node.config import Peer
+from node.federation.processor import Delivery, ForwardWithoutCover
 from node.federation.routing import DirectoryRouter
 from pki.unit_code import make_unit_code
 from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, meta, send, submission
@@ -144,4 +148,41 @@ def test_a_forward_to_a_unit_that_already_holds_the_document_is_taken_as_a_dupli
         response = await client.post(f"/api/v1/outbox/{doc_id}/recall", json={"units": [UNIT_C]},
                                      headers=env.auth(env.clerk_a))
         assert response.status == 200, await response.text()
+    run(env, scenario)
+
+
+def test_a_forwarded_copy_has_its_covers_deadline_not_the_originals(tmp_path):
+    env, clock, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env, doc_meta=meta(cc=[]))  # due in two days
+        data, headers = submission(meta(issuers=[UNIT_B], to=[UNIT_C], cc=[], doc_number=None, deadline=None))
+        response = await client.post(f"/api/v1/inbox/{doc_id}/forward", data=data,
+                                     headers={**headers, **env.auth(env.clerk_b)})
+        assert response.status == 201, await response.text()
+        item = next(i for i in await get(client, env, clerk_c, "/api/v1/inbox") if i["doc_id"] == doc_id)
+        assert item["deadline"] is None
+        clock.now = escalation_due_at(dt.datetime.fromisoformat(meta()["deadline"]), WEEKENDS_ONLY, 3)
+        await env.service.processor.escalator.sweep()
+        item = next(i for i in await get(client, env, clerk_c, "/api/v1/inbox") if i["doc_id"] == doc_id)
+        assert item["overdue"] is False  # the original's 办理时限 was B's, not C's
+    run(env, scenario)
+
+
+def test_a_forward_answering_no_cover_from_its_forwarder_is_refused(tmp_path):
+    env, _, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env, doc_meta=meta(cc=[]))
+        original = await env.store.messages.get_inbox(doc_id, UNIT_B)
+        processor = env.service.processor
+        now = env.ctx.clock()
+        nowhere = processor.outbound.header(MessageType.DOCUMENT, env.ctx.node_id, UNIT_B, (UNIT_C,), now).message_id
+        for in_reply_to in (nowhere, original.message_id):  # no such message; one that is not B's cover to C
+            header = processor.outbound.header(MessageType.FORWARD, env.ctx.node_id, UNIT_B, (UNIT_C,), now,
+                                               in_reply_to)
+            with pytest.raises(ForwardWithoutCover):
+                await processor.apply(Delivery(header, original.package_digest, now))
+        assert await get(client, env, clerk_c, "/api/v1/inbox") == []
+        assert await env.store.forwards.received(doc_id, UNIT_C) is None
     run(env, scenario)
