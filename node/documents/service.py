@@ -85,6 +85,26 @@ class DocumentRecalled(NodeError):
     kind = ErrorKind.CONFLICT  # 409: the document's state (已撤回) forbids handing out its content
 
 
+class NotForwardable(NodeError):
+    """转发 of a document the unit has not signed for (待签收) or has returned (已退回)."""
+
+    code = "DOC_NOT_FORWARDABLE"
+    kind = ErrorKind.CONFLICT  # 409: the row's state forbids it; 签收 first
+
+
+FORWARDABLE = (ReceiverStatus.SIGNED_FOR.value, ReceiverStatus.REGISTERED.value)
+
+
+def check_forwardable(row: InboxRow) -> None:
+    """A unit forwards (转发) only what it has signed for: not pending, returned or recalled."""
+    if row.status == ReceiverStatus.RECALLED.value:
+        raise DocumentRecalled(f"document {row.doc_id} was recalled (已撤回) by its sender; it cannot be forwarded",
+                               doc_id=row.doc_id)
+    if row.status not in FORWARDABLE:
+        raise NotForwardable(f"document {row.doc_id} is {ReceiverStatus(row.status).label}: a unit forwards (转发) "
+                             "only a document it has signed for (签收)", doc_id=row.doc_id, status=row.status)
+
+
 class DocumentService:
     def __init__(self, ctx: NodeContext, store: NodeStore, outbound: Outbound, registry: Registry) -> None:
         self.ctx = ctx
@@ -130,6 +150,8 @@ class DocumentService:
                 deadline=doc.deadline, facts=register_facts(doc)), recipients, actor=clerk_actor(who), tx=tx)
             covers = await self._queue_copies(tx, doc.id, who.unit, digest, size, by_node, now)
             if forwarding is not None:
+                now_held = await self.store.messages.get_inbox(forwarding.doc_id, who.unit)
+                check_forwardable(now_held or forwarding)
                 await self.store.forwards.add(tx, [
                     ForwardedCopy(forwarding.doc_id, unit, doc.id, who.unit, routes[unit], SenderStatus.QUEUED.value,
                                   created_at=now) for unit, _ in doc.recipients()], clerk_actor(who))
@@ -180,9 +202,7 @@ class DocumentService:
         """转发 a document ``who``'s unit received: ``meta``/``body_pdf`` are the cover 通知 (its 主送/抄送
         are the units forwarded to); the received package goes with it, unchanged."""
         row = await self._own_inbox(who, doc_id)
-        if row.status == ReceiverStatus.RECALLED.value:
-            raise DocumentRecalled(f"document {doc_id} was recalled (已撤回) by its sender; it cannot be forwarded",
-                                   doc_id=doc_id)
+        check_forwardable(row)  # and again inside the sending transaction: a 撤回 may arrive meanwhile
         result = await self.submit(who, meta, body_pdf, attachments, forwarding=row)
         result["forwarded"] = (await self.track(who, result["doc_id"]))["forwarded"]
         return result

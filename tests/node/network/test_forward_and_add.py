@@ -107,6 +107,7 @@ def test_a_received_document_is_forwarded_unchanged_with_a_cover_and_both_sides_
     city, county_a, county_b = net.nodes["city"], net.nodes["county-a"], net.nodes["county-b"]
     doc_id = send_document(city, CITY, notice_meta(CITY, [A1], title="关于做好森林防火工作的通知"), net.body)["doc_id"]
     inbox_item(county_a, A1, doc_id)
+    county_a.clerk(A1).post(f"/api/v1/inbox/{doc_id}/sign-for")  # a unit forwards what it has signed for
     original = package(city, CITY, doc_id)
 
     cover_meta = notice_meta(A1, [B1, A2], title="关于转发《关于做好森林防火工作的通知》的通知")
@@ -156,6 +157,7 @@ def test_bad_forward_requests_are_refused_and_send_nothing(net, who, doc, cover,
     city, county_a = net.nodes["city"], net.nodes["county-a"]
     doc_id = send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"]
     inbox_item(county_a, A1, doc_id)
+    county_a.clerk(A1).post(f"/api/v1/inbox/{doc_id}/sign-for")
     meta = {**notice_meta(A1, [B1]), **(cover or {})}
     if cover and "issuers" in cover:
         meta["printed_by"] = "冒名"

@@ -15,7 +15,7 @@ from node.config import Peer
 from node.federation.processor import Delivery, ForwardWithoutCover
 from node.federation.routing import DirectoryRouter
 from pki.unit_code import make_unit_code
-from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, meta, send, submission
+from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, expect_error, meta, send, submission
 from tests.node.supervision.test_escalation import audit_actions, get, run, supervised_env
 
 
@@ -108,7 +108,8 @@ def test_a_supervisor_whose_route_is_gone_does_not_stop_the_sign_for_and_hears_o
 
 
 async def forward(client, env, token: str, doc_id: str, to: str):
-    """B forwards (转发) ``doc_id`` to ``to`` with a cover 通知 of its own."""
+    """B signs for ``doc_id`` and forwards (转发) it to ``to`` with a cover 通知 of its own."""
+    await client.post(f"/api/v1/inbox/{doc_id}/sign-for", headers=env.auth(token))
     data, headers = submission(meta(issuers=[UNIT_B], to=[to], cc=[], doc_number=None, title="转发的通知"))
     return await client.post(f"/api/v1/inbox/{doc_id}/forward", data=data, headers={**headers, **env.auth(token)})
 
@@ -124,7 +125,7 @@ def test_a_forwarded_copy_then_the_issuers_own_delivery_of_the_same_document(tmp
         response = await client.post(f"/api/v1/outbox/{doc_id}/recipients", json={"units": [UNIT_C]}, headers=a)
         assert response.status == 200, await response.text()
         track = await response.json()
-        assert {r["unit"]: r["status"] for r in track["recipients"]} == {UNIT_B: "delivered", UNIT_C: "delivered"}
+        assert {r["unit"]: r["status"] for r in track["recipients"]} == {UNIT_B: "signed_for", UNIT_C: "delivered"}
         item = next(i for i in await get(client, env, clerk_c, "/api/v1/inbox") if i["doc_id"] == doc_id)
         assert item["from_unit"] == UNIT_A  # the issuer's delivery takes the row over
         response = await client.post(f"/api/v1/outbox/{doc_id}/recall", json={"units": [UNIT_C]}, headers=a)
@@ -156,6 +157,7 @@ def test_a_forwarded_copy_has_its_covers_deadline_not_the_originals(tmp_path):
 
     async def scenario(client) -> None:
         doc_id = await send(client, env, doc_meta=meta(cc=[]))  # due in two days
+        await client.post(f"/api/v1/inbox/{doc_id}/sign-for", headers=env.auth(env.clerk_b))
         data, headers = submission(meta(issuers=[UNIT_B], to=[UNIT_C], cc=[], doc_number=None, deadline=None))
         response = await client.post(f"/api/v1/inbox/{doc_id}/forward", data=data,
                                      headers={**headers, **env.auth(env.clerk_b)})
@@ -185,4 +187,27 @@ def test_a_forward_answering_no_cover_from_its_forwarder_is_refused(tmp_path):
                 await processor.apply(Delivery(header, original.package_digest, now))
         assert await get(client, env, clerk_c, "/api/v1/inbox") == []
         assert await env.store.forwards.received(doc_id, UNIT_C) is None
+    run(env, scenario)
+
+
+def test_only_a_signed_for_document_is_forwarded(tmp_path):
+    env, _, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env, doc_meta=meta(cc=[]))
+        data, headers = submission(meta(issuers=[UNIT_B], to=[UNIT_C], cc=[], doc_number=None))
+        b = {**headers, **env.auth(env.clerk_b)}
+        error = await expect_error(await client.post(f"/api/v1/inbox/{doc_id}/forward", data=data, headers=b),
+                                   409, "DOC_NOT_FORWARDABLE")  # 待签收
+        assert "签收" in error["message"]
+        returned = await send(client, env, doc_meta=meta(cc=[]))
+        response = await client.post(f"/api/v1/inbox/{returned}/return", json={"reason": "不属于本单位"},
+                                     headers=env.auth(env.clerk_b))
+        assert response.status == 200, await response.text()
+        await expect_error(await client.post(f"/api/v1/inbox/{returned}/forward", data=data, headers=b),
+                           409, "DOC_NOT_FORWARDABLE")  # 已退回
+        assert await get(client, env, clerk_c, "/api/v1/inbox") == []  # no cover, no forwarded copy
+        for refused in (doc_id, returned):
+            assert await env.store.links.links_for(refused, "forward") == []
+        assert [d["doc_id"] for d in await get(client, env, env.clerk_b, "/api/v1/outbox")] == []
     run(env, scenario)
