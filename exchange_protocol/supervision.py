@@ -121,11 +121,17 @@ class Lateness:
 NOT_LATE = Lateness(False, None, 0, None, False)
 
 
+def deadline_day(deadline: dt.datetime) -> dt.date:
+    """The Beijing date a deadline falls on; one at 00:00 sharp is the end of the day before (due
+    Tuesday 00:00 is due by Monday night), so it counts like a deadline in Monday's office hours."""
+    return (deadline.astimezone(BEIJING) - dt.timedelta(microseconds=1)).date()
+
+
 def escalation_due_at(deadline: dt.datetime, calendar: WorkCalendar, grace: int) -> dt.datetime:
     """When a document due at ``deadline`` and still unsettled is escalated (see the module header)."""
     if grace == 0:
         return deadline
-    last_grace_day = calendar.add_working_days(deadline.astimezone(BEIJING).date(), grace)
+    last_grace_day = calendar.add_working_days(deadline_day(deadline), grace)
     return dt.datetime.combine(last_grace_day + dt.timedelta(days=1), dt.time(), BEIJING)
 
 
@@ -138,7 +144,7 @@ def judge(status: Status, deadline: dt.datetime | None, now: dt.datetime, calend
         due_at = None if deadline is None else escalation_due_at(deadline, calendar, grace)
         return Lateness(False, None, 0, due_at, False)
     due_at = escalation_due_at(deadline, calendar, grace)
-    late_days = calendar.working_days_between(deadline.astimezone(BEIJING).date(), now.astimezone(BEIJING).date())
+    late_days = calendar.working_days_between(deadline_day(deadline), now.astimezone(BEIJING).date())
     return Lateness(True, now - deadline, late_days, due_at, now >= due_at)
 
 

@@ -101,3 +101,12 @@ def test_a_calendar_without_working_days_is_an_error_not_a_hang():
     everything_off = WorkCalendar(frozenset(D(2026, 1, 1) + dt.timedelta(days=i) for i in range(4000)))
     with pytest.raises(CalendarInvalid):
         everything_off.add_working_days(D(2026, 1, 1), 1)
+
+
+def test_a_deadline_at_midnight_belongs_to_the_day_before():
+    # Due Tuesday 00:00 is due at the end of Monday: escalated and counted like a Monday 17:00 deadline.
+    monday_evening, midnight = beijing(2026, 11, 30, 17), beijing(2026, 12, 1, 0)
+    assert escalation_due_at(midnight, WEEKENDS_ONLY, 3) == escalation_due_at(monday_evening, WEEKENDS_ONLY, 3)
+    friday_noon = beijing(2026, 12, 4, 12)
+    assert judge(R.PENDING, midnight, friday_noon).working_days_late == 3  # Tue, Wed, Thu
+    assert judge(R.PENDING, monday_evening, friday_noon).working_days_late == 3
