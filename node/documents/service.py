@@ -102,7 +102,7 @@ def check_forwardable(row: InboxRow) -> None:
                                doc_id=row.doc_id)
     if row.status not in FORWARDABLE:
         raise NotForwardable(f"document {row.doc_id} is {ReceiverStatus(row.status).label}: a unit forwards (转发) "
-                             "only a document it has signed for (签收)", doc_id=row.doc_id, status=row.status)
+                             "only a document it has signed for (签收)", doc_id=row.doc_id, inbox_status=row.status)
 
 
 class DocumentService:

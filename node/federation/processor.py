@@ -415,16 +415,18 @@ class Processor:
 
     async def _cover_deadline(self, d: Delivery) -> dt.datetime | None:
         """转发: each addressee must hold the cover 通知 the forward answers, from the same forwarding
-        unit (waits, like a notice, while the cover is accepted but not yet applied). The copy's 办理时限
+        unit. Until it does the forward waits, retried like an early notice (the cover travels in its
+        own envelope and may come later; one that never comes ends with the retry window, unapplied);
+        a cover from another unit refuses it. The copy's 办理时限
         is the cover's: the forwarded document's own deadline was the issuer's, to its own recipients —
         taken over, any node could make a unit overdue with an old package."""
         deadline = None
         for unit in d.header.to_units:
             cover = await self.store.messages.inbox_for_message(d.header.in_reply_to or "", unit)
-            if cover is None and await self._document_still_pending(d):
+            if cover is None:
                 raise NodeUnavailable(f"转发 {d.header.message_id} arrived before its cover was applied",
                                       code="NOTICE_EARLY", message_id=d.header.message_id)
-            if cover is None or cover.from_unit != d.header.from_unit:
+            if cover.from_unit != d.header.from_unit:
                 raise ForwardWithoutCover(f"转发 {d.header.message_id} to {unit} answers no cover 通知 "
                                           f"{unit} received from {d.header.from_unit}", unit=unit)
             deadline = cover.deadline

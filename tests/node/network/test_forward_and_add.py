@@ -26,6 +26,7 @@ from tests.node.network.network_support import (
     CITY_LOCAL,
     gwx,
     inbox_item,
+    log_text,
     notice_meta,
     start_network,
     token_file,
@@ -141,8 +142,8 @@ def test_a_received_document_is_forwarded_unchanged_with_a_cover_and_both_sides_
     track = county_a.clerk(A1).get(f"/api/v1/outbox/{cover_id}")
     assert track["forwarded"]["from_unit"] == CITY and track["forwarded"]["title"] == "关于做好森林防火工作的通知"
     assert {r["unit"]: r["status"] for r in track["recipients"]} == {B1: "delivered", A2: "delivered"}
-    # The city's own track of its document is untouched: A1 received it.
-    assert statuses(city, CITY, doc_id) == {A1: ("主送", "delivered")}
+    # The city's own track of its document is untouched by the forward: A1 signed for it.
+    assert statuses(city, CITY, doc_id) == {A1: ("主送", "signed_for")}
 
 
 @pytest.mark.parametrize("who, doc, cover, status, code", [
