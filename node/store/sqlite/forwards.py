@@ -70,6 +70,7 @@ class Forwards:
         row = await self._db.fetchone(
             "SELECT f.doc_id, f.unit, f.forwarded_by, f.cover_message_id, i.doc_id AS cover FROM forwarded_in f"
             " LEFT JOIN inbox i ON i.message_id = f.cover_message_id AND i.unit_code = f.unit"
+            " AND i.from_unit = f.forwarded_by"  # a cover is the forwarder's own document
             " WHERE f.doc_id = ? AND f.unit = ?", (doc_id, unit))
         if row is None:
             return None

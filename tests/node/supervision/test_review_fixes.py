@@ -12,8 +12,10 @@ from exchange_protocol.envelope import MessageType
 from exchange_protocol.notices import decode_escalation
 from exchange_protocol.supervision import WEEKENDS_ONLY, escalation_due_at
 from node.config import Peer
+from node.errors import NodeUnavailable
 from node.federation.processor import Delivery, ForwardWithoutCover
 from node.federation.routing import DirectoryRouter
+from node.store.forwards import ForwardedIn
 from pki.unit_code import make_unit_code
 from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, expect_error, meta, send, submission
 from tests.node.supervision.test_escalation import audit_actions, get, run, supervised_env
@@ -175,17 +177,19 @@ def test_a_forward_answering_no_cover_from_its_forwarder_is_refused(tmp_path):
     env, _, clerk_c = supervised_env(tmp_path)
 
     async def scenario(client) -> None:
-        doc_id = await send(client, env, doc_meta=meta(cc=[]))
+        doc_id = await send(client, env)  # to B, 抄送 C: one message to this node for both
         original = await env.store.messages.get_inbox(doc_id, UNIT_B)
         processor = env.service.processor
         now = env.ctx.clock()
         nowhere = processor.outbound.header(MessageType.DOCUMENT, env.ctx.node_id, UNIT_B, (UNIT_C,), now).message_id
-        for in_reply_to in (nowhere, original.message_id):  # no such message; one that is not B's cover to C
+        # No cover yet: it waits (retried, like a notice ahead of its document); A's message to C is no cover of B's.
+        for in_reply_to, refusal in ((nowhere, NodeUnavailable), (original.message_id, ForwardWithoutCover)):
             header = processor.outbound.header(MessageType.FORWARD, env.ctx.node_id, UNIT_B, (UNIT_C,), now,
                                                in_reply_to)
-            with pytest.raises(ForwardWithoutCover):
+            with pytest.raises(refusal):
                 await processor.apply(Delivery(header, original.package_digest, now))
-        assert await get(client, env, clerk_c, "/api/v1/inbox") == []
+        [held] = await get(client, env, clerk_c, "/api/v1/inbox")
+        assert held["from_unit"] == UNIT_A  # C's own copy, untouched
         assert await env.store.forwards.received(doc_id, UNIT_C) is None
     run(env, scenario)
 
@@ -211,3 +215,17 @@ def test_only_a_signed_for_document_is_forwarded(tmp_path):
             assert await env.store.links.links_for(refused, "forward") == []
         assert [d["doc_id"] for d in await get(client, env, env.clerk_b, "/api/v1/outbox")] == []
     run(env, scenario)
+
+
+def test_a_forwarded_copy_names_as_cover_only_a_document_from_its_forwarder(tmp_path):
+    env, _, _ = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        doc_id = await send(client, env)  # C holds A's document; its message is not a cover of B's
+        message_id = (await env.store.messages.get_inbox(doc_id, UNIT_C)).message_id
+        async with env.store.transaction() as tx:
+            await env.store.forwards.note_received(tx, ForwardedIn("some-forwarded-doc", UNIT_C, UNIT_B, message_id))
+        _, cover = await env.store.forwards.received("some-forwarded-doc", UNIT_C)
+        assert cover is None
+    run(env, scenario)
+
