@@ -65,9 +65,10 @@ class SupervisionItem:
 
 
 class SupervisionStore(Protocol):
-    async def late_rows(self, now: datetime, unsettled: Sequence[str], limit: int = 500) -> list[LateRow]:
+    async def late_rows(self, now: datetime, unsettled: Sequence[str], limit: int = 500,
+                        after: tuple[datetime, str, str] | None = None) -> list[LateRow]:
         """Inbox rows in an ``unsettled`` status whose deadline is before ``now`` and that are not
-        escalated yet, oldest deadline first."""
+        escalated yet, by (deadline, doc_id, unit); ``after`` such a key: the page after it."""
 
     async def marks_for(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SupervisionMark]:
         """The marks of these (doc_id, unit) rows (rows without marks are left out)."""

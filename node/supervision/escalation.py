@@ -59,28 +59,35 @@ class Escalator:
         self.store = store
         self.outbound = outbound
         self.settings = ctx.config.supervision
+        self.page = SWEEP_BATCH  # late rows read at a time; a round pages through all of them
 
     # --- the sweep -------------------------------------------------------------------------------
     async def sweep(self) -> dict[str, int]:
         """One round; returns how many rows were noted overdue and escalated (for tests and logs)."""
         now = self.ctx.clock()
         noted = escalated = 0
-        for row in await self.store.supervision.late_rows(now, UNSETTLED, SWEEP_BATCH):
-            lateness = judge(ReceiverStatus(row.status), row.deadline, now, self.settings.calendar,
-                             self.settings.grace_working_days)
-            if not lateness.overdue:
-                continue
-            if row.overdue_noted_at is None:
-                async with self.store.transaction() as tx:
-                    noted += await self.store.supervision.note_overdue(
-                        tx, row.doc_id, row.unit, now, {"deadline": row.deadline.isoformat(),
-                                                        "from_unit": row.from_unit})
-            if lateness.escalation_due:
-                try:
-                    escalated += await self._escalate(row, lateness.working_days_late)
-                except GwxError as exc:  # a supervisor no route reaches: this row waits, the others go on
-                    log.warning("cannot escalate %s of %s yet: %s", row.doc_id, row.unit, exc,
-                                extra={"doc_id": row.doc_id, "code": exc.code})
+        after = None
+        while True:  # every late row each round: rows that wait (grace, no route) never hide later ones
+            page = await self.store.supervision.late_rows(now, UNSETTLED, self.page, after)
+            for row in page:
+                lateness = judge(ReceiverStatus(row.status), row.deadline, now, self.settings.calendar,
+                                 self.settings.grace_working_days)
+                if not lateness.overdue:
+                    continue
+                if row.overdue_noted_at is None:
+                    async with self.store.transaction() as tx:
+                        noted += await self.store.supervision.note_overdue(
+                            tx, row.doc_id, row.unit, now, {"deadline": row.deadline.isoformat(),
+                                                            "from_unit": row.from_unit})
+                if lateness.escalation_due:
+                    try:
+                        escalated += await self._escalate(row, lateness.working_days_late)
+                    except GwxError as exc:  # a supervisor no route reaches: this row waits, the others go on
+                        log.warning("cannot escalate %s of %s yet: %s", row.doc_id, row.unit, exc,
+                                    extra={"doc_id": row.doc_id, "code": exc.code})
+            if len(page) < self.page:
+                break
+            after = (page[-1].deadline, page[-1].doc_id, page[-1].unit)
         await self._send_owed()
         return {"noted": noted, "escalated": escalated}
 

@@ -28,15 +28,20 @@ class Supervision:
         self._clock = clock
 
     # --- the late unit's side --------------------------------------------------------------------
-    async def late_rows(self, now: datetime, unsettled: Sequence[str], limit: int = 500) -> list[LateRow]:
+    async def late_rows(self, now: datetime, unsettled: Sequence[str], limit: int = 500,
+                        after: tuple[datetime, str, str] | None = None) -> list[LateRow]:
         marks = ",".join("?" * len(unsettled))
+        cursor, params = "", []
+        if after is not None:
+            cursor = " AND (i.deadline, i.doc_id, i.unit_code) > (?, ?, ?)"
+            params = [to_db_time(after[0]), after[1], after[2]]
         rows = await self._db.fetchall(
             "SELECT i.doc_id, i.unit_code, i.from_unit, i.title, i.status, i.deadline,"
             " m.overdue_noted_at, m.escalated_at FROM inbox i"
             " LEFT JOIN supervision_marks m ON m.doc_id = i.doc_id AND m.unit = i.unit_code"
             f" WHERE i.status IN ({marks}) AND i.deadline IS NOT NULL AND i.deadline < ?"
-            " AND m.escalated_at IS NULL ORDER BY i.deadline LIMIT ?",
-            (*unsettled, to_db_time(now), limit))
+            f" AND m.escalated_at IS NULL{cursor} ORDER BY i.deadline, i.doc_id, i.unit_code LIMIT ?",
+            (*unsettled, to_db_time(now), *params, limit))
         return [LateRow(r["doc_id"], r["unit_code"], r["from_unit"], r["title"], r["status"],
                         from_db_time(r["deadline"]), from_db_time(r["overdue_noted_at"]),  # type: ignore[arg-type]
                         from_db_time(r["escalated_at"])) for r in rows]

@@ -26,7 +26,6 @@ from tests.node.network.network_support import (
     CITY_LOCAL,
     gwx,
     inbox_item,
-    log_text,
     notice_meta,
     start_network,
     token_file,

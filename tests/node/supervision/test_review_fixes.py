@@ -16,6 +16,7 @@ from node.errors import NodeUnavailable
 from node.federation.processor import Delivery, ForwardWithoutCover
 from node.federation.routing import DirectoryRouter
 from node.store.forwards import ForwardedIn
+from node.supervision import escalation
 from pki.unit_code import make_unit_code
 from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, expect_error, meta, send, submission
 from tests.node.supervision.test_escalation import audit_actions, get, run, supervised_env
@@ -229,3 +230,21 @@ def test_a_forwarded_copy_names_as_cover_only_a_document_from_its_forwarder(tmp_
         assert cover is None
     run(env, scenario)
 
+
+
+def test_the_sweep_reaches_late_rows_behind_a_page_of_rows_that_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr(escalation, "SWEEP_BATCH", 2)  # pages of two late rows, not 500
+    env, clock, clerk_c = supervised_env(tmp_path)
+    deadline = dt.datetime.fromisoformat(meta()["deadline"])
+
+    async def scenario(client) -> None:
+        for n in range(3):  # C has no supervisor: its late rows stay unescalated, oldest deadline first
+            await send(client, env, doc_meta=meta(to=[UNIT_C], cc=[], doc_number=f"榕政办〔2026〕{n + 20}号",
+                                                  deadline=(deadline - dt.timedelta(hours=n + 1)).isoformat()))
+        doc_id = await send(client, env, doc_meta=meta(cc=[]))  # B's, the newest deadline
+        escalator = env.service.processor.escalator
+        clock.now = escalation_due_at(deadline, WEEKENDS_ONLY, 3)
+        assert (await escalator.sweep())["escalated"] == 1
+        [item] = await get(client, env, env.clerk_b, "/api/v1/inbox")
+        assert (item["doc_id"], item["escalated_to"]) == (doc_id, UNIT_C)
+    run(env, scenario)
