@@ -47,6 +47,7 @@ URGED = "document.urged"
 DELIVERY_FAILED = "delivery.failed"
 OVERDUE = "document.overdue"  # past its 办理时限, not signed for (node.supervision)
 ESCALATED = "document.escalated"  # 督办: escalated to the supervising unit
+SUPERVISION_SETTLED = "document.supervision_settled"  # a 督办 the supervising unit holds has ended
 
 # Audit action → (adapter event type, whose event it is). "receiver": the unit named in the audit
 # event's subjects (the unit whose inbox row changed). "sender": the unit that sent the document
@@ -66,6 +67,7 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     "inbox.overdue": (OVERDUE, "receiver"),
     "inbox.escalated": (ESCALATED, "receiver"),
     "supervision.escalated": (ESCALATED, "receiver"),
+    "supervision.settled": (SUPERVISION_SETTLED, "receiver"),  # signed for, returned or recalled
 }
 TYPES: tuple[str, ...] = tuple(dict.fromkeys(t for t, _ in EVENT_TYPES.values()))
 ACTIONS: tuple[str, ...] = tuple(EVENT_TYPES)
@@ -75,7 +77,7 @@ _DETAIL_NAMES = {"who": "by", "signed_by": "by", "reason": "reason", "return_rea
                  "from_unit": "from_unit", "kind": "kind", "message_id": "message_id",
                  "urge_count": "urge_count", "deadline": "deadline", "supervisor": "supervisor",
                  "late_unit": "late_unit", "working_days_late": "working_days_late", "title": "title",
-                 "escalated_at": "escalated_at"}
+                 "escalated_at": "escalated_at", "by": "by", "settled_as": "settled_as"}
 
 
 class BadAdapterEvent(GwxError):

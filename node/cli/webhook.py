@@ -16,7 +16,8 @@ from pathlib import Path
 from node.cli.node_admin import NODE_DIR_HELP, in_node_store
 
 EVENTS_HELP = ("document.received, document.signed_for, document.returned, document.registered, "
-               "document.recalled, document.urged, delivery.failed")
+               "document.recalled, document.urged, delivery.failed, document.overdue, document.escalated, "
+               "document.supervision_settled")
 SCHEME_HELP = ("Each event is POSTed as JSON with headers X-Gwx-Event-Id, X-Gwx-Event-Type, X-Gwx-Timestamp "
                "(unix seconds) and X-Gwx-Signature: v1=HEX(HMAC-SHA256(secret, TIMESTAMP + '.' + BODY)). "
                "A receiver verifies the signature, refuses timestamps more than 5 minutes off, and acts on "

@@ -129,9 +129,11 @@ class Escalator:
     async def _record(self, tx: Any, e: Escalation, origin: str) -> None:
         """The supervisor is hosted here: its item (and, for a settlement, the item's end)."""
         actor = f"node:{origin}"
+        # Added open, then settled: a settlement that arrives before its escalation still fires both
+        # supervision.escalated and supervision.settled.
         await self.store.supervision.add_item(tx, SupervisionItem(
             e.doc_id, e.unit, e.supervisor, e.sent_by, e.title, e.deadline, e.escalated_at, e.working_days_late,
-            origin, self.ctx.clock(), e.settled_at, e.settled_by, e.settled_as), actor)
+            origin, self.ctx.clock()), actor)
         if e.settled:
             await self.store.supervision.settle_item(tx, e.doc_id, e.unit, e.supervisor, e.settled_at, e.settled_by,
                                                      e.settled_as, actor)

@@ -40,7 +40,7 @@ def test_other_actions_are_no_events_and_the_table_is_complete():
     assert adapter_event("n", 1, T0, "inbox.signed_for", {"doc_id": "D", "unit": U_A}, {}) is None
     assert set(TYPES) == {"document.received", "document.signed_for", "document.returned", "document.registered",
                           "document.recalled", "document.urged", "delivery.failed", "document.overdue",
-                          "document.escalated"}
+                          "document.escalated", "document.supervision_settled"}
     assert len(EVENT_TYPES) == len(TYPES) + 1  # document.escalated: one for the late unit, one for its supervisor
 
 

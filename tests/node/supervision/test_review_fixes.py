@@ -8,8 +8,9 @@ import datetime as dt
 
 import pytest
 
+from adapters.events import adapter_event
 from exchange_protocol.envelope import MessageType
-from exchange_protocol.notices import decode_escalation
+from exchange_protocol.notices import Escalation, decode_escalation
 from exchange_protocol.supervision import WEEKENDS_ONLY, escalation_due_at
 from node.config import Peer
 from node.errors import NodeUnavailable
@@ -247,4 +248,24 @@ def test_the_sweep_reaches_late_rows_behind_a_page_of_rows_that_wait(tmp_path, m
         assert (await escalator.sweep())["escalated"] == 1
         [item] = await get(client, env, env.clerk_b, "/api/v1/inbox")
         assert (item["doc_id"], item["escalated_to"]) == (doc_id, UNIT_C)
+    run(env, scenario)
+
+
+def test_a_settlement_arriving_before_its_escalation_fires_both_events(tmp_path):
+    env, _, clerk_c = supervised_env(tmp_path)
+
+    async def scenario(client) -> None:
+        escalator, now = env.service.processor.escalator, env.ctx.clock()
+        deadline = dt.datetime.fromisoformat(meta()["deadline"])
+        settled = Escalation("D-early", UNIT_B, UNIT_C, UNIT_A, "T", deadline, now, 3, now, "李四", "signed_for")
+        header = escalator.outbound.header(MessageType.ESCALATE, env.ctx.node_id, UNIT_B, (UNIT_C,), now)
+        async with env.store.transaction() as tx:
+            await escalator.apply(header, settled.encode(), tx)
+        assert await audit_actions(env, "D-early") == ["supervision.escalated", "supervision.settled"]
+        events = [adapter_event(env.ctx.node_id, e.seq, e.at, e.action, e.subjects, e.details)
+                  for e in await env.store.audit.events(doc_id="D-early", limit=10)]
+        assert [(e.type, e.unit, e.data.get("settled_as")) for e in events] == [
+            ("document.escalated", UNIT_C, None), ("document.supervision_settled", UNIT_C, "signed_for")]
+        [duban] = await get(client, env, clerk_c, "/api/v1/supervision?status=settled")
+        assert (duban["settled_by"], duban["settled_as"]) == ("李四", "signed_for")
     run(env, scenario)
