@@ -150,7 +150,7 @@ class DocumentService:
                 deadline=doc.deadline, facts=register_facts(doc)), recipients, actor=clerk_actor(who), tx=tx)
             covers = await self._queue_copies(tx, doc.id, who.unit, digest, size, by_node, now)
             if forwarding is not None:
-                now_held = await self.store.messages.get_inbox(forwarding.doc_id, who.unit)
+                now_held = await self.store.messages.get_inbox(forwarding.doc_id, who.unit, tx=tx)
                 check_forwardable(now_held or forwarding)
                 await self.store.forwards.add(tx, [
                     ForwardedCopy(forwarding.doc_id, unit, doc.id, who.unit, routes[unit], SenderStatus.QUEUED.value,
