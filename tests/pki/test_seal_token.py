@@ -49,11 +49,12 @@ def test_a_bad_token_toml_is_refused_with_its_code(tmp_path, text, code):
 
 
 def test_the_pin_comes_from_an_owner_only_file_or_the_environment(tmp_path, monkeypatch):
-    assert TokenRef("m", "t", "k", pin_file=str(_pin_file(tmp_path / "pin", "1234"))).pin() == "1234"
-    exposed = TokenRef("m", "t", "k", pin_file=str(_pin_file(tmp_path / "pin2", "1234", 0o644)))
+    pin = "pin-ukey-Q7"  # not digits: the temporary directory's own name (pytest-1234) must not look like it
+    assert TokenRef("m", "t", "k", pin_file=str(_pin_file(tmp_path / "pin", pin))).pin() == pin
+    exposed = TokenRef("m", "t", "k", pin_file=str(_pin_file(tmp_path / "pin2", pin, 0o644)))
     with pytest.raises(TokenConfigInvalid) as caught:
         exposed.pin()
-    assert caught.value.code == "SEAL_TOKEN_PIN_EXPOSED" and "1234" not in caught.value.message
+    assert caught.value.code == "SEAL_TOKEN_PIN_EXPOSED" and pin not in caught.value.message
     with pytest.raises(TokenConfigInvalid) as caught:
         TokenRef("m", "t", "k", pin_file=str(tmp_path / "absent")).pin()
     assert caught.value.code == "SEAL_TOKEN_PIN_MISSING"
