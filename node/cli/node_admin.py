@@ -34,6 +34,22 @@ def in_node_store(config, work):
     return asyncio.run(main())
 
 
+
+def print_dead_letters(title: str, dead, replay_hint: str, as_json: bool) -> int:
+    """An adapter's dead-letter rows (``gwx webhook list --id``, ``gwx oa dead``): as JSON, or a line
+    each under ``title`` with the command that sends them again."""
+    rows = [{"row": r.id, "seq": r.seq, "event": json.loads(r.event), "attempts": r.attempts,
+             "error": {"code": r.last_error.code, "message": r.last_error.message} if r.last_error else None,
+             "dead_since": r.finished_at.isoformat() if r.finished_at else None} for r in dead]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{title}: {len(rows)} dead letter(s)" + (f" — {replay_hint}" if rows else ""))
+    for r in rows:
+        error = f"{r['error']['code']}: {r['error']['message']}" if r["error"] else "?"
+        print(f"  row {r['row']}  {r['event']['type']} {r['event']['doc_id']}  after {r['attempts']} attempt(s)  {error}")
+    return 0
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create a node: config, tokens, CRLs — on enrolled credentials and seals, "
                                     "or with credentials and seals from the CA (--ca)",

@@ -9,10 +9,9 @@ same 公文标识 and event id as before. ``gwx node status`` counts each OA's r
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from node.cli.node_admin import NODE_DIR_HELP, in_node_store
+from node.cli.node_admin import NODE_DIR_HELP, in_node_store, print_dead_letters
 from node.errors import ConfigError
 
 
@@ -48,17 +47,7 @@ def _in_store(args: argparse.Namespace, work):
 
 def _dead(args: argparse.Namespace) -> int:
     consumer, dead = _in_store(args, lambda store, name: store.adapter_outbox.rows(name, state="dead", limit=1000))
-    rows = [{"row": r.id, "seq": r.seq, "event": json.loads(r.event), "attempts": r.attempts,
-             "error": {"code": r.last_error.code, "message": r.last_error.message} if r.last_error else None,
-             "dead_since": r.finished_at.isoformat() if r.finished_at else None} for r in dead]
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
-        return 0
-    print(f"{consumer}: {len(rows)} dead letter(s)" + (" — gwx oa replay pushes them again" if rows else ""))
-    for r in rows:
-        error = f"{r['error']['code']}: {r['error']['message']}" if r["error"] else "?"
-        print(f"  row {r['row']}  {r['event']['type']} {r['event']['doc_id']}  after {r['attempts']} attempt(s)  {error}")
-    return 0
+    return print_dead_letters(consumer, dead, "gwx oa replay pushes them again", args.json)
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from node.cli.node_admin import NODE_DIR_HELP, in_node_store
+from node.cli.node_admin import NODE_DIR_HELP, in_node_store, print_dead_letters
 
 EVENTS_HELP = ("document.received, document.signed_for, document.returned, document.registered, "
                "document.recalled, document.urged, delivery.failed, document.overdue, document.escalated, "
@@ -108,18 +108,7 @@ def _list(args: argparse.Namespace) -> int:
         return [(s, counts.get(consumer_name(s.id), {})) for s in await store.adapter_outbox.webhooks()], None
     found, dead = _in_store(args, work)
     if args.id:
-        rows = [{"row": r.id, "seq": r.seq, "event": json.loads(r.event), "attempts": r.attempts,
-                 "error": {"code": r.last_error.code, "message": r.last_error.message} if r.last_error else None,
-                 "dead_since": r.finished_at.isoformat() if r.finished_at else None} for r in dead]
-        if args.json:
-            print(json.dumps(rows, ensure_ascii=False, indent=2))
-            return 0
-        print(f"webhook {found.id}: {len(rows)} dead letter(s)" + (" — gwx webhook replay sends them again" if rows else ""))
-        for r in rows:
-            error = f"{r['error']['code']}: {r['error']['message']}" if r["error"] else "?"
-            print(f"  row {r['row']}  {r['event']['type']} {r['event']['doc_id']}  after {r['attempts']} attempt(s)"
-                  f"  {error}")
-        return 0
+        return print_dead_letters(f"webhook {found.id}", dead, "gwx webhook replay sends them again", args.json)
     listing = [{"id": s.id, "unit": s.unit, "url": s.url, "events": list(s.types),
                 "created_at": s.created_at.isoformat(), **{k: c.get(k, 0) for k in ("pending", "done", "dead")}}
                for s, c in found]
