@@ -5,7 +5,10 @@
   :mod:`node.localnet` are the exception: they are the local network's, under its own passphrase.
 * :class:`FakeClock` is the suite's only fake: a clock the test moves by hand, telling datetimes or
   monotonic seconds.
-* :func:`run_openssl` and :func:`run_gwx` run a tool as a user would, in a separate process.
+* :func:`run_openssl` and :func:`run_gwx` run a tool as a user would, in a separate process;
+  :func:`assert_typed_failure` checks that a ``gwx`` run failed the way users are promised (its
+  stable code on stderr, the exit status of its kind, no traceback).
+* :func:`one_unit_node` makes a node directory with one unit, for commands run on a node's files.
 * :func:`absolute_imports` lists what a module's source imports, for the tests that keep a package
   from importing what it must not (exchange_protocol's sans-I/O rule, SQL only in the store backend).
 
@@ -82,6 +85,30 @@ def run_gwx(*args: str | Path, env: dict[str, str] | None = None, input: bytes |
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "node.cli.main", *map(str, args)], env=full_env,
                           input=input, capture_output=True, timeout=timeout, cwd=REPO, text=text)
+
+
+def assert_typed_failure(out: subprocess.CompletedProcess, code: str, exit_code: int | None = None) -> str:
+    """``out`` (a bytes :func:`run_gwx`) failed with ``code`` and its exit status (default: bad input),
+    without a traceback; answer its stderr for further checks."""
+    from node.cli.exit_codes import BAD_INPUT
+
+    stderr = out.stderr.decode()
+    assert "Traceback" not in stderr and "Traceback" not in out.stdout.decode()
+    assert out.returncode == (BAD_INPUT if exit_code is None else exit_code), stderr
+    assert f"gwx: {code}: " in stderr, stderr
+    return stderr
+
+
+def one_unit_node(base: Path, ca_name: str, unit_code: str, unit_name: str) -> Path:
+    """A node directory ``base/node`` (node id ``lanshan``) hosting one unit, under a new root CA
+    ``base/ca`` named ``ca_name``; answer the node's directory."""
+    from node.provision import init_node
+    from pki.ca import CertificateAuthority
+
+    ca = CertificateAuthority.init_root(base / "ca", ca_name, PASSPHRASE)
+    config, _ = init_node(base / "node", "lanshan", ca, [{"code": unit_code, "name": unit_name}],
+                          PASSPHRASE, peer_port=0, local_port=0)
+    return config.directory
 
 
 def absolute_imports(tree: ast.AST) -> list[tuple[int, str]]:

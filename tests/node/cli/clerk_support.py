@@ -7,8 +7,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import pty
 import subprocess
 import sys
+import threading
 
 from tests.node.api.local_api_support import ThreadedServer
 from tests.support import REPO
@@ -41,6 +43,33 @@ def gwx_parallel(server: ThreadedServer, commands: list[tuple]) -> list[subproce
         out, err = proc.communicate(timeout=60)
         done.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
     return done
+
+
+def gwx_on_terminal(server: ThreadedServer, token: str | None, *args: str) -> tuple[int, bytes, str]:
+    """Run ``gwx ARGS`` with its stderr on a pseudo-terminal (where progress is shown) and its stdout
+    on a pipe; answer the exit status, stdout and what the terminal showed."""
+    master, slave = pty.openpty()
+    argv, env = clerk_command(server, token, args)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=env, cwd=REPO)
+    os.close(slave)
+    seen = bytearray()
+
+    def drain() -> None:  # read the terminal while the command runs so it never blocks on it
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            seen.extend(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    out, _ = proc.communicate(timeout=60)
+    reader.join(10)
+    os.close(master)
+    return proc.returncode, out, seen.decode("utf-8", "replace")
 
 
 def direct_get(server, token: str, path: str, raw: bool = False) -> object:

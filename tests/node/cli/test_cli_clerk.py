@@ -6,11 +6,7 @@ display width — the ``--json`` output (the node's JSON exactly), error lines a
 from __future__ import annotations
 
 import json
-import os
-import pty
 import random
-import subprocess
-import threading
 import unicodedata
 
 import pytest
@@ -31,8 +27,7 @@ from tests.node.api.local_api_support import (
     package_members,
 )
 from tests.node.api.openapi_check import check, response_schema
-from tests.node.cli.clerk_support import clerk_command, direct_get, gwx, gwx_parallel
-from tests.support import REPO
+from tests.node.cli.clerk_support import direct_get, gwx, gwx_on_terminal, gwx_parallel
 
 
 def columns(line: str, starts: list[int]) -> list[str]:
@@ -175,33 +170,12 @@ def test_upload_progress_is_shown_on_a_terminal_only(tmp_path, files):
     big.write_bytes(random.Random(6).randbytes(6 * 1024 * 1024))  # incompressible: see test_local_api
     args = ("send", "--meta", str(files / "META.json"), "--body", str(files / "body.pdf"), "--attach", str(big))
     with ThreadedServer(env) as server:
-        master, slave = pty.openpty()
-        argv, penv = clerk_command(server, env.clerk_a, args)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=penv, cwd=REPO)
-        os.close(slave)
-        seen = bytearray()
-
-        def drain() -> None:  # read the terminal while the command runs so it never blocks on it
-            while True:
-                try:
-                    data = os.read(master, 4096)
-                except OSError:
-                    return
-                if not data:
-                    return
-                seen.extend(data)
-
-        reader = threading.Thread(target=drain)
-        reader.start()
-        out, _ = proc.communicate(timeout=60)
-        reader.join(10)
-        os.close(master)
+        status, out, terminal = gwx_on_terminal(server, env.clerk_a, *args)
         doc_id = out.decode().split()[1]
         members = package_members(direct_get(server, env.clerk_b, f"/api/v1/inbox/{doc_id}/package", raw=True))
         (files / "META.json").write_text(json.dumps(meta(), ensure_ascii=False), "utf-8")  # a new 公文标识
         piped = gwx(server, env.clerk_a, *args)
-    terminal = seen.decode("utf-8", "replace")
-    assert proc.returncode == 0 and out.startswith(b"\xe5\xb7\xb2\xe5\x8f\x91\xe9\x80\x81 ")  # 已发送
+    assert status == 0 and out.startswith(b"\xe5\xb7\xb2\xe5\x8f\x91\xe9\x80\x81 ")  # 已发送
     assert "上传 [" in terminal and "100%" in terminal and "6/6 MiB" in terminal
     assert piped.returncode == 0 and piped.stderr == ""
     assert members["attachments/scan.bin"] == big.read_bytes()

@@ -12,7 +12,7 @@ from node import error_kinds
 from node.cli.exit_codes import BAD_INPUT
 from pki.ca import CertificateAuthority
 from pki.errors import CaError
-from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
+from tests.support import PASSPHRASE, PASSPHRASE_TEXT, assert_typed_failure, run_gwx
 
 ENV = {"GWX_PASSPHRASE": PASSPHRASE_TEXT}
 
@@ -22,14 +22,6 @@ def ca_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("errors") / "ca"
     CertificateAuthority.init_root(directory, "错误测试CA", PASSPHRASE)
     return directory
-
-
-def assert_typed_failure(out, code: str, exit_code: int = BAD_INPUT) -> str:
-    stderr = out.stderr.decode()
-    assert "Traceback" not in stderr and "Traceback" not in out.stdout.decode()
-    assert out.returncode == exit_code, stderr
-    assert f"gwx: {code}: " in stderr
-    return stderr
 
 
 def test_verifying_a_package_that_does_not_exist(ca_dir, tmp_path):

@@ -5,18 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pty
 import socket
-import subprocess
 import threading
 
 import openpyxl
 import pytest
 
 from tests.node.api.local_api_support import UNIT_A, UNIT_B
-from tests.node.cli.clerk_support import clerk_command, direct_get, gwx, gwx_parallel
-from tests.support import REPO
+from tests.node.cli.clerk_support import direct_get, gwx, gwx_on_terminal, gwx_parallel
 
 
 def test_export_writes_the_files_the_api_serves_and_stats_print_a_table(node, files, tmp_path):
@@ -63,29 +59,9 @@ def test_export_progress_is_shown_on_a_terminal_only(node, files, tmp_path):
     env, server = node
     sent = gwx(server, env.clerk_a, "send", "--meta", str(files / "META.json"), "--body", str(files / "body.pdf"))
     assert sent.returncode == 0, sent.stderr
-    master, slave = pty.openpty()
-    argv, penv = clerk_command(server, env.clerk_a, ("ledger", "export", "--sent", "-o", str(tmp_path / "a.csv")))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=penv, cwd=REPO)
-    os.close(slave)
-    seen = bytearray()
-
-    def drain() -> None:  # read the terminal while the command runs so it never blocks on it
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            seen.extend(data)
-
-    reader = threading.Thread(target=drain)
-    reader.start()
-    proc.communicate(timeout=60)
-    reader.join(10)
-    os.close(master)
+    status, _, terminal = gwx_on_terminal(server, env.clerk_a, "ledger", "export", "--sent", "-o", str(tmp_path / "a.csv"))
     piped = gwx(server, env.clerk_a, "ledger", "export", "--sent", "-o", str(tmp_path / "b.csv"))
-    assert proc.returncode == 0 and "台账 2 行：已接收" in seen.decode("utf-8", "replace")
+    assert status == 0 and "台账 2 行：已接收" in terminal
     assert piped.returncode == 0 and piped.stderr == ""
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 

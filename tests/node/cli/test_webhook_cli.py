@@ -9,30 +9,16 @@ import stat
 
 import pytest
 
-from node.cli.exit_codes import BAD_INPUT, TRY_AGAIN
-from node.provision import init_node
-from pki.ca import CertificateAuthority
+from node.cli.exit_codes import TRY_AGAIN
 from pki.unit_code import make_unit_code
-from tests.support import PASSPHRASE, run_gwx
+from tests.support import assert_typed_failure, one_unit_node, run_gwx
 
 UNIT = make_unit_code("11371302MB0000001")
 
 
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("webhook-cli")
-    ca = CertificateAuthority.init_root(base / "ca", "网络钩子测试CA", PASSPHRASE)
-    config, _ = init_node(base / "node", "lanshan", ca, [{"code": UNIT, "name": "兰山区人民政府办公室"}],
-                          PASSPHRASE, peer_port=0, local_port=0)
-    return config.directory
-
-
-def typed_failure(out, code: str, exit_code: int = BAD_INPUT) -> str:
-    stderr = out.stderr.decode()
-    assert "Traceback" not in stderr + out.stdout.decode()
-    assert out.returncode == exit_code, stderr
-    assert f"gwx: {code}: " in stderr, stderr
-    return stderr
+    return one_unit_node(tmp_path_factory.mktemp("webhook-cli"), "网络钩子测试CA", UNIT, "兰山区人民政府办公室")
 
 
 @pytest.mark.parametrize("url, says", [
@@ -41,20 +27,20 @@ def typed_failure(out, code: str, exit_code: int = BAD_INPUT) -> str:
     ("http://sms.example:99999/", "not a URL"), ("http://sms.example/#top", "fragment"),
     ("http://sms.example/" + "x" * 2001, "at most 2000"), ("", "http(s)://")])
 def test_a_bad_url_is_refused(node_dir, url, says):
-    stderr = typed_failure(run_gwx("webhook", "add", "--dir", node_dir, "--unit", UNIT, "--url", url), "WEBHOOK_BAD_URL")
+    stderr = assert_typed_failure(run_gwx("webhook", "add", "--dir", node_dir, "--unit", UNIT, "--url", url), "WEBHOOK_BAD_URL")
     assert says in stderr and "s3cret" not in stderr
 
 
 def test_an_unknown_unit_event_or_webhook_is_refused(node_dir):
-    stderr = typed_failure(run_gwx("webhook", "add", "--dir", node_dir, "--unit", "11371399MB0000009",
+    stderr = assert_typed_failure(run_gwx("webhook", "add", "--dir", node_dir, "--unit", "11371399MB0000009",
                                    "--url", "http://127.0.0.1:9/"), "WEBHOOK_UNKNOWN_UNIT")
     assert UNIT in stderr  # it says which units the node hosts
-    stderr = typed_failure(run_gwx("webhook", "add", "--dir", node_dir, "--unit", UNIT, "--url", "http://127.0.0.1:9/",
+    stderr = assert_typed_failure(run_gwx("webhook", "add", "--dir", node_dir, "--unit", UNIT, "--url", "http://127.0.0.1:9/",
                                    "--event", "document.received", "--event", "document.lost"), "WEBHOOK_UNKNOWN_EVENT")
     assert "document.lost" in stderr and "document.signed_for" in stderr
     for command in ("remove", "replay", "test", "list"):
-        typed_failure(run_gwx("webhook", command, "--dir", node_dir, "0badc0de"), "WEBHOOK_NOT_FOUND")
-        typed_failure(run_gwx("webhook", command, "--dir", node_dir, "../../etc"), "WEBHOOK_NOT_FOUND")
+        assert_typed_failure(run_gwx("webhook", command, "--dir", node_dir, "0badc0de"), "WEBHOOK_NOT_FOUND")
+        assert_typed_failure(run_gwx("webhook", command, "--dir", node_dir, "../../etc"), "WEBHOOK_NOT_FOUND")
     assert json.loads(run_gwx("webhook", "list", "--dir", node_dir, "--json").stdout) == []  # nothing half-made
     assert not (node_dir / "webhooks").exists() or not list((node_dir / "webhooks").iterdir())
 
@@ -72,7 +58,7 @@ def test_add_list_test_remove(node_dir):
     assert listed["url"] == "http://127.0.0.1:9/sms" and listed["events"] == ["document.received"]
     assert added["secret"] not in json.dumps(listed)
     # nobody listens on port 9: the test says so, typed, "try again later"
-    stderr = typed_failure(run_gwx("webhook", "test", "--dir", node_dir, added["id"], "--timeout", "2"),
+    stderr = assert_typed_failure(run_gwx("webhook", "test", "--dir", node_dir, added["id"], "--timeout", "2"),
                            "WEBHOOK_UNREACHABLE", TRY_AGAIN)
     assert added["secret"] not in stderr
     assert run_gwx("webhook", "replay", "--dir", node_dir, added["id"]).stdout.decode().startswith(
