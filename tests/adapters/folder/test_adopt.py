@@ -43,6 +43,29 @@ def keyed_drop(root: Path, name: str, doc_meta: dict, body: bytes, attachment: t
     write_json(root / "work" / name / CLAIM, {"drop": name, "doc_id": DOC_ID, "claimed_at": "2026-11-30T12:00:00Z"})
 
 
+def share_with_keyed_drop(tmp_path: Path, name: str, doc_meta: dict, body: bytes = PDF,
+                          attachment: tuple[str, bytes] = ATTACHMENT):
+    """A node (in-process) and its watched folder holding one claimed, keyed drop; answer both and the layout."""
+    env = make_env(tmp_path / "node")
+    root = tmp_path / "share"
+    root.mkdir()
+    layout = FolderLayout(root)
+    layout.create()
+    keyed_drop(root, name, doc_meta, body, attachment)
+    return env, root, layout
+
+
+def watcher_of(layout: FolderLayout, env, body_limit: int = 1 << 24) -> Outgoing:
+    return Outgoing(layout, UNIT_A, env.service, DropLimits(body=body_limit, total=1 << 26), env.ctx.clock,
+                    poll_seconds=0.05)
+
+
+async def submit_then_killed(env, watcher: Outgoing, name: str) -> None:
+    """What the watcher does for drop ``name`` before it writes the result — the node killed right after."""
+    contents = await asyncio.to_thread(watcher._read, name)
+    await env.service.submit(watcher.principal, {**contents.meta, "id": DOC_ID}, contents.body, contents.attachments)
+
+
 def later_revision(pdf: bytes) -> bytes:
     """``pdf`` with one more revision appended (an incremental update, as an editor saves): the drop's
     body is then a byte-for-byte prefix of it."""
@@ -64,11 +87,6 @@ OTHER_ATTACHMENT = {"attachment": (ATTACHMENT[0], "第二批名单".encode())}
 @pytest.mark.parametrize("drop_differs", [SAME, OTHER_TITLE, OTHER_BODY, LONGER_BODY, OTHER_ATTACHMENT],
                          ids=["same-content", "other-title", "other-body", "body-sent-went-on", "other-attachment"])
 def test_a_key_sent_meanwhile_is_adopted_only_for_the_same_content(tmp_path, drop_differs):
-    env = make_env(tmp_path / "node")
-    root = tmp_path / "share"
-    root.mkdir()
-    layout = FolderLayout(root)
-    layout.create()
     doc_meta = meta(id=DOC_ID)
     drop = {"meta": doc_meta, "body": PDF, "attachment": ATTACHMENT}
     sent = {"meta": doc_meta, "body": PDF, "attachment": ATTACHMENT}
@@ -76,13 +94,12 @@ def test_a_key_sent_meanwhile_is_adopted_only_for_the_same_content(tmp_path, dro
         sent["body"] = LONGER_BODY["body"]
     else:
         drop.update(drop_differs)
-    keyed_drop(root, "d1", drop["meta"], drop["body"], drop["attachment"])
+    env, root, layout = share_with_keyed_drop(tmp_path, "d1", drop["meta"], drop["body"], drop["attachment"])
 
     async def scenario(client):
         assert await send(client, env, doc_meta=sent["meta"], body=sent["body"],
                           attachments=(sent["attachment"],)) == DOC_ID
-        watcher = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
-                           poll_seconds=0.05)
+        watcher = watcher_of(layout, env)
         assert await watcher.tick() == 1
         assert [d["doc_id"] for d in await outbox_of_a(client, env)] == [DOC_ID]  # nothing sent again
         assert os.listdir(root / "work") == []
@@ -100,19 +117,11 @@ def test_a_key_sent_meanwhile_is_adopted_only_for_the_same_content(tmp_path, dro
 
 def test_a_drop_the_node_itself_sent_before_a_kill_is_adopted(tmp_path):
     """The crash case the adoption exists for: the watcher's own submission, its result not yet written."""
-    env = make_env(tmp_path / "node")
-    root = tmp_path / "share"
-    root.mkdir()
-    layout = FolderLayout(root)
-    layout.create()
-    keyed_drop(root, "d2", meta(), PDF, ATTACHMENT)  # no id in META.json: the key is the claim's
+    env, root, layout = share_with_keyed_drop(tmp_path, "d2", meta())  # no id in META.json: the key is the claim's
 
     async def scenario(client):
-        watcher = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
-                           poll_seconds=0.05)
-        contents = await asyncio.to_thread(watcher._read, "d2")
-        await env.service.submit(watcher.principal, {**contents.meta, "id": DOC_ID}, contents.body,
-                                 contents.attachments)  # submitted; then the node was killed
+        watcher = watcher_of(layout, env)
+        await submit_then_killed(env, watcher, "d2")
         assert await watcher.tick() == 1
         assert json.loads((root / "results" / "d2.json").read_text("utf-8"))["doc_id"] == DOC_ID
         assert len(await outbox_of_a(client, env)) == 1
@@ -124,23 +133,15 @@ def test_a_drop_sent_is_adopted_though_the_unit_also_received_a_document_under_i
     """Another node's unit sent this unit a document whose 公文标识 is the drop's (the OA's id, or a
     coincidence): what the drop is compared with is what the unit *sent* under the id, never what it
     received under it (nor refused as recalled because the received one was)."""
-    env = make_env(tmp_path / "node")
-    root = tmp_path / "share"
-    root.mkdir()
-    layout = FolderLayout(root)
-    layout.create()
-    keyed_drop(root, "d3", meta(), PDF, ATTACHMENT)
+    env, root, layout = share_with_keyed_drop(tmp_path, "d3", meta())
 
     async def scenario(client):
         ref = await env.store.blobs.put(b"another node's package " + os.urandom(64))
         await env.store.messages.add_inbox(InboxRow(
             doc_id=DOC_ID, unit=UNIT_A, role=Role.MAIN, from_unit=UNIT_B, title="另一个节点的通知", kind=Kind.NOTICE,
             status=status, package_digest=ref.digest, received_at=env.ctx.clock(), message_id=f"msg-{DOC_ID}"))
-        watcher = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
-                           poll_seconds=0.05)
-        contents = await asyncio.to_thread(watcher._read, "d3")
-        await env.service.submit(watcher.principal, {**contents.meta, "id": DOC_ID}, contents.body,
-                                 contents.attachments)  # submitted; then the node was killed
+        watcher = watcher_of(layout, env)
+        await submit_then_killed(env, watcher, "d3")
         assert await watcher.tick() == 1
         assert json.loads((root / "results" / "d3.json").read_text("utf-8"))["doc_id"] == DOC_ID
         assert os.listdir(root / "rejects") == []
@@ -151,21 +152,12 @@ def test_a_sent_drop_the_lowered_limits_refuse_keeps_its_claim_until_it_can_be_c
     """The node submitted the drop and was killed; before the restart the operator lowered [limits]
     below the drop's body. The drop was sent: it is not moved to rejects (the OA would think it was
     not); its claim stays, said in the log, and it is adopted once the drop can be read again."""
-    env = make_env(tmp_path / "node")
-    root = tmp_path / "share"
-    root.mkdir()
-    layout = FolderLayout(root)
-    layout.create()
-    keyed_drop(root, "d4", meta(), PDF, ATTACHMENT)
+    env, root, layout = share_with_keyed_drop(tmp_path, "d4", meta())
 
     async def scenario(client):
-        roomy = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
-                         poll_seconds=0.05)
-        contents = await asyncio.to_thread(roomy._read, "d4")
-        await env.service.submit(roomy.principal, {**contents.meta, "id": DOC_ID}, contents.body,
-                                 contents.attachments)  # submitted; then the node was killed
-        narrow = Outgoing(layout, UNIT_A, env.service, DropLimits(body=len(PDF) // 2, total=1 << 26),
-                          env.ctx.clock, poll_seconds=0.05)
+        roomy = watcher_of(layout, env)
+        await submit_then_killed(env, roomy, "d4")
+        narrow = watcher_of(layout, env, body_limit=len(PDF) // 2)
         assert await narrow.tick() == 0
         assert os.listdir(root / "rejects") == [] and os.listdir(root / "results") == []
         assert (root / "work" / "d4" / CLAIM).exists()
@@ -179,19 +171,13 @@ def test_a_sent_drop_the_lowered_limits_refuse_keeps_its_claim_until_it_can_be_c
 def test_the_same_attachments_in_another_order_are_another_document(tmp_path):
     """附件1 and 附件2 are numbered by their order: a clerk who sent the drop's files in the other order
     sent another document, so the drop is refused (DROP_ID_TAKEN), not reported as sent."""
-    env = make_env(tmp_path / "node")
-    root = tmp_path / "share"
-    root.mkdir()
-    layout = FolderLayout(root)
-    layout.create()
     second = ("通知正文附表.txt", "附表".encode())
-    keyed_drop(root, "d5", meta(id=DOC_ID), PDF, ATTACHMENT)  # the drop sends 名单.txt, then 通知正文附表.txt
+    env, root, layout = share_with_keyed_drop(tmp_path, "d5", meta(id=DOC_ID))  # the drop sends 名单.txt, then 通知正文附表.txt
     (root / "work" / "d5" / "d5" / "attachments" / second[0]).write_bytes(second[1])
 
     async def scenario(client):
         assert await send(client, env, doc_meta=meta(id=DOC_ID), body=PDF, attachments=(second, ATTACHMENT)) == DOC_ID
-        watcher = Outgoing(layout, UNIT_A, env.service, DropLimits(body=1 << 24, total=1 << 26), env.ctx.clock,
-                           poll_seconds=0.05)
+        watcher = watcher_of(layout, env)
         assert [name for name, _ in (await asyncio.to_thread(watcher._read, "d5")).attachments] == \
             [ATTACHMENT[0], second[0]]
         assert await watcher.tick() == 1
