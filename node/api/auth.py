@@ -59,6 +59,7 @@ class Principal:
     name: str
     role: str
     unit: str | None = None
+    units: tuple[str, ...] = ()  # a supervisor's: the units it supervises (node.documents.supervised)
 
     def require_role(self, *roles: str) -> None:
         if self.role not in roles:

@@ -71,9 +71,11 @@ class SignedIn:
 
 
 def principal_of(user: ConsoleUser) -> Principal:
-    """The principal the document service sees for a console user: 签收人 is the user's name."""
+    """The principal the document service sees for a console user: 签收人 is the user's name; a
+    supervisor carries the units it supervises (what its 督办 list may show)."""
     unit = user.units[0] if user.role == "clerk" else None
-    return Principal(f"console:{user.login}", user.name, user.role, unit)
+    supervised = tuple(user.units) if user.role == "supervisor" else ()
+    return Principal(f"console:{user.login}", user.name, user.role, unit, supervised)
 
 
 def session_hash(cookie: str) -> str:

@@ -5,7 +5,8 @@ user (:data:`node.api.local_api.PRINCIPAL`, set by :mod:`node.console.security`)
 a clerk may see or do is the service's decision: another unit's document is 404, as through the
 API, so a guessed id tells nothing. An act (签收, 退回 with its reason, 登记, 催办, 撤回) is a POST
 whose form :mod:`node.console.security` has already checked (CSRF, origin, size); afterwards the
-browser is sent back to the document page (303), which says what was done.
+browser is sent back to the document page (303) — or to the track page (:mod:`node.console.track`)
+when the form says ``back=track`` — which says what was done.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiohttp import web
 from exchange_protocol.errors import ProtocolError
 from exchange_protocol.model import check_doc_id
 from node.api.local_api import PRINCIPAL
-from node.console import body_pages, folders
+from node.console import body_pages, folders, track
 from node.console.errors import BadForm, NoSuchPage, WrongRole
 from node.console.security import FORM, RENDER, SERVICE, SESSION, TMP, see_other
 from node.console.wording import report_lines
@@ -42,6 +43,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/doc/{doc_id}", with_service(_document), name="document", allow_head=False),
         web.get("/doc/{doc_id}/page/{number:[0-9]{1,3}}.png", with_service(_page), name="page", allow_head=False),
         web.get("/doc/{doc_id}/attachment", with_service(_attachment), name="attachment", allow_head=False),
+        web.get("/doc/{doc_id}/track", with_service(_track), name="track", allow_head=False),
         *[web.post(f"/doc/{{doc_id}}/{act}", with_service(_act(act)), name=f"act_{act.replace('-', '_')}")
           for act in ("sign-for", "return", "register", "urge", "recall")],
     ]
@@ -96,6 +98,10 @@ async def _document(request: web.Request, service) -> web.Response:
         path=doc_path(doc_id))
 
 
+async def _track(request: web.Request, service) -> web.Response:
+    return await track.track_page(request, _doc_id(request))
+
+
 async def _page(request: web.Request, service) -> web.Response:
     doc_id = _doc_id(request)
     number = int(request.match_info["number"])
@@ -144,7 +150,9 @@ def _act(act: str):
         else:
             units = [_unit(form["unit"])] if form.get("unit") else None
             await (service.urge if act == "urge" else service.recall)(who, doc_id, units)
-        return see_other(f"{doc_path(doc_id)}?done={act.replace('-', '_')}")
+        # The track page's buttons come back to it (a fixed choice: never a URL from the form).
+        back = track.track_path(doc_id) if form.get("back") == "track" else doc_path(doc_id)
+        return see_other(f"{back}?done={act.replace('-', '_')}")
     handler.__name__ = f"_act_{act.replace('-', '_')}"
     return handler
 

@@ -31,6 +31,11 @@ Shapes (keys are a contract; Chinese values intact):
     "escalated_at", "working_days_late", "overdue_by"|null (while open), "status" ("open"|"settled"),
     "status_label" (督办中|已办结), "settled_at"|null, "settled_by"|null, "settled_as"
     ("signed_for"|"returned"|"recalled")|null, "node" (hosting the late unit), "received_at"}
+``LateItem`` (a supervised unit's row past its 办理时限, unsettled): {"doc_id", "unit", "unit_name", "from_unit",
+    "title", "deadline", "status", "status_label", "escalated_at"|null, "overdue", "overdue_by",
+    "overdue_working_days"}
+``SupervisedPage``: {"state", "units", "items": [LateItem | SupervisionItem], "next"|null (the next page's ``after``)}
+``TrackingPage``: {"doc": OutboxItem, "recipients": [RecipientView, …] (by unit code), "next"|null}
 ``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
     "attachments": [{"name", "size"}]}; a document received by 转发 also {"forwarded_by": unit,
     "cover_doc_id": the cover 通知's 公文标识|null (null until the cover is in)}
@@ -149,6 +154,16 @@ class DocumentServiceApi(Protocol):
                           after: str | None = None) -> list[Json]:
         """SupervisionItems escalated to ``who``'s unit (as supervising unit), newest first;
         ``settled`` keeps only open (False) or settled (True) ones."""
+
+    async def supervised(self, who: Principal, state: str = "late", *, unit: str | None = None, limit: int = 50,
+                         after: str | None = None) -> Json:
+        """SupervisedPage for a supervisor (``who.units``, or the one of them named; another unit is
+        API_FORBIDDEN): ``state`` "late" (LateItems), "open" or "settled" (SupervisionItems)."""
+
+    async def track_page(self, who: Principal, doc_id: str, *, status: str | None = None, after: str | None = None,
+                         limit: int = 100) -> Json:
+        """TrackingPage: the sent document with its counts and ``limit`` recipients by unit code after
+        ``after``; ``status`` a SenderStatus value, "unsigned" or "overdue"."""
 
     async def node_status(self, who: Principal) -> Json:
         """NodeStatus (operators): readiness, queues, peers with the last refusal, last errors."""

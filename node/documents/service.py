@@ -34,7 +34,7 @@ from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_ove
 from exchange_protocol.supervision import Lateness, judge
 from node.api.auth import Forbidden, Principal
 from node.context import NodeContext
-from node.documents import ledger, statistics
+from node.documents import ledger, statistics, supervised
 from node.documents.ledger import LedgerExport, register_facts
 from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
@@ -53,7 +53,7 @@ from node.store import (
     Transaction,
 )
 from node.store.forwards import ForwardedCopy
-from node.store.supervision import SupervisionItem, SupervisionMark
+from node.store.supervision import LateRow, SupervisionItem, SupervisionMark
 from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.service")
@@ -286,6 +286,21 @@ class DocumentService:
                 view["where"] = traced[link.message_id] if link is not None else None
         return {"doc": self._outbox_item(doc, now), "recipients": views, "forwarded": await self._forwarded(doc, now)}
 
+    async def track_page(self, who: Principal, doc_id: str, *, status: str | None = None, after: str | None = None,
+                         limit: int = 100) -> dict[str, Any]:
+        """TrackingPage (:mod:`node.documents.supervised`): the document with its counts, and a page of its
+        recipients by unit code narrowed by ``status``; ``next`` the ``after`` of the next page."""
+        doc = await self._own_outbox(who, doc_id, recipients=False)
+        now = self.ctx.clock()
+        statuses = supervised.track_statuses(status, doc.deadline, now)
+        limit = supervised.page_size(limit)
+        rows = [] if statuses == [] else await self.store.messages.recipients_page(
+            doc_id, statuses=statuses, after_unit=supervised.track_after(after), limit=limit)
+        counts = await self.store.messages.outbox_counts([doc_id])
+        return {"doc": self._outbox_item(doc, now, counts[doc_id]),
+                "recipients": [self._recipient_view(r, doc, now) for r in rows],
+                "next": rows[-1].unit if len(rows) == limit else None}
+
     async def _forwarded(self, cover: OutboxDocument, now: dt.datetime) -> dict[str, Any] | None:
         """For a cover 通知: the document it forwarded (转发) and where each copy is."""
         copies = await self.store.forwards.for_cover(cover.doc_id)
@@ -479,6 +494,13 @@ class DocumentService:
         now = self.ctx.clock()
         return [self._supervision_item(i, now) for i in items]
 
+    async def supervised(self, who: Principal, state: str = "late", *, unit: str | None = None, limit: int = 50,
+                         after: str | None = None) -> dict[str, Any]:
+        now = self.ctx.clock()
+        return await supervised.supervised(self.store, who, state, now, late_view=lambda r: self._late_view(r, now),
+                                           item_view=lambda i: self._supervision_item(i, now), unit=unit,
+                                           limit=limit, after=after)
+
     def _wake(self, nodes: list[str | None]) -> None:
         """Wake the queues of the nodes a committed clerk action drafted notices for."""
         for node in nodes:
@@ -542,6 +564,13 @@ class DocumentService:
                 "status": "open" if open_ else "settled", "status_label": "督办中" if open_ else "已办结",
                 "settled_at": _iso(i.settled_at), "settled_by": i.settled_by, "settled_as": i.settled_as,
                 "node": i.origin_node, "received_at": _iso(i.received_at)}
+
+    def _late_view(self, r: LateRow, now: dt.datetime) -> dict[str, Any]:
+        status = ReceiverStatus(r.status)
+        return {**self._lateness(status, r.deadline, now).to_json(), "doc_id": r.doc_id, "unit": r.unit,
+                "unit_name": self._unit_name(r.unit), "from_unit": r.from_unit, "title": r.title,
+                "deadline": _iso(r.deadline), "status": r.status, "status_label": status.label,
+                "escalated_at": _iso(r.escalated_at)}
 
     def _inbox_item(self, r: InboxRow, now: dt.datetime, mark: SupervisionMark | None = None) -> dict[str, Any]:
         status = ReceiverStatus(r.status)

@@ -110,3 +110,13 @@ class SupervisionStore(Protocol):
     async def items(self, supervisor: str, *, settled: bool | None = None, limit: int = 50,
                     before_id: int | None = None) -> list[SupervisionItem]:
         """The 督办 items of ``supervisor``, newest first; ``settled`` filters (None: all)."""
+
+    async def items_of_units(self, units: Sequence[str], *, settled: bool | None = None, limit: int = 50,
+                             before_id: int | None = None) -> list[SupervisionItem]:
+        """The 督办 items about these late ``units`` (whoever holds them here), newest first: what a
+        supervisor's console shows of the units it supervises."""
+
+    async def overdue_rows(self, units: Sequence[str], now: datetime, unsettled: Sequence[str], *, limit: int = 50,
+                           after: tuple[datetime, str, str] | None = None) -> list[LateRow]:
+        """Rows of ``units`` hosted here in an ``unsettled`` status past their deadline (escalated or
+        not: ``escalated_at`` says), by (deadline, doc_id, unit); ``after`` such a key."""

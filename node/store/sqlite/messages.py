@@ -291,6 +291,22 @@ class Messages:
                 counts[row[0]][row[1]] = row[2]
         return counts
 
+    async def recipients_page(self, doc_id: str, *, statuses: Sequence[str] | None = None,
+                              after_unit: str | None = None, limit: int = 100) -> list[OutboxRecipient]:
+        """A page of a document's recipients by unit code (the table's key: its rows are adjacent, so a
+        page of 3,600 is read from the key, no sort); ``statuses`` keeps those in one of them;
+        ``after_unit`` the last unit of the previous page."""
+        where, params = ["doc_id = ?"], [doc_id]
+        if statuses is not None:
+            where.append(f"status IN ({_in(statuses)})")
+            params += list(statuses)
+        if after_unit is not None:
+            where.append("unit_code > ?")
+            params.append(after_unit)
+        rows = await self._db.fetchall(f"SELECT * FROM outbox_recipients WHERE {' AND '.join(where)}"
+                                       " ORDER BY unit_code LIMIT ?", (*params, limit))
+        return [_recipient(r) for r in rows]
+
     async def get_outbox_recipient(self, doc_id: str, unit: str, *,
                                    tx: SqliteTransaction | None = None) -> OutboxRecipient | None:
         """One recipient's row: what an event about that recipient needs (not the document's whole list).

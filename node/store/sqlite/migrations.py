@@ -408,6 +408,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX outbox_ledger ON outbox (from_unit, created_at)",
         "CREATE INDEX inbox_ledger ON inbox (unit_code, received_at)",
     )),
+    Migration(15, "the supervisor's console: 督办 items looked up by the late unit", (
+        # A supervisor of units (node.documents.supervised) lists the items about those units,
+        # newest first, whichever supervising unit holds them: by (unit, id), not a scan of all items.
+        "CREATE INDEX supervision_items_unit ON supervision_items (unit, id)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

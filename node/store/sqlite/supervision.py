@@ -141,7 +141,15 @@ class Supervision:
 
     async def items(self, supervisor: str, *, settled: bool | None = None, limit: int = 50,
                     before_id: int | None = None) -> list[SupervisionItem]:
-        where, params = ["supervisor = ?"], [supervisor]
+        return await self._items("supervisor = ?", [supervisor], settled, limit, before_id)
+
+    async def items_of_units(self, units: Sequence[str], *, settled: bool | None = None, limit: int = 50,
+                             before_id: int | None = None) -> list[SupervisionItem]:
+        return await self._items(f"unit IN ({','.join('?' * len(units))})", list(units), settled, limit, before_id)
+
+    async def _items(self, first: str, params: list[Any], settled: bool | None, limit: int,
+                     before_id: int | None) -> list[SupervisionItem]:
+        where = [first]
         if settled is not None:
             where.append("settled_at IS NOT NULL" if settled else "settled_at IS NULL")
         if before_id is not None:
@@ -155,6 +163,24 @@ class Supervision:
             working_days_late=r["working_days_late"], origin_node=r["origin_node"],
             received_at=from_db_time(r["received_at"]), settled_at=from_db_time(r["settled_at"]),  # type: ignore[arg-type]
             settled_by=r["settled_by"], settled_as=r["settled_as"], id=r["id"]) for r in rows]
+
+    async def overdue_rows(self, units: Sequence[str], now: datetime, unsettled: Sequence[str], *, limit: int = 50,
+                           after: tuple[datetime, str, str] | None = None) -> list[LateRow]:
+        unit_marks, status_marks = ",".join("?" * len(units)), ",".join("?" * len(unsettled))
+        cursor, params = "", []
+        if after is not None:
+            cursor = " AND (i.deadline, i.doc_id, i.unit_code) > (?, ?, ?)"
+            params = [to_db_time(after[0]), after[1], after[2]]
+        rows = await self._db.fetchall(
+            "SELECT i.doc_id, i.unit_code, i.from_unit, i.title, i.status, i.deadline,"
+            " m.overdue_noted_at, m.escalated_at FROM inbox i"
+            " LEFT JOIN supervision_marks m ON m.doc_id = i.doc_id AND m.unit = i.unit_code"
+            f" WHERE i.unit_code IN ({unit_marks}) AND i.status IN ({status_marks}) AND i.deadline IS NOT NULL"
+            f" AND i.deadline < ?{cursor} ORDER BY i.deadline, i.doc_id, i.unit_code LIMIT ?",
+            (*units, *unsettled, to_db_time(now), *params, limit))
+        return [LateRow(r["doc_id"], r["unit_code"], r["from_unit"], r["title"], r["status"],
+                        from_db_time(r["deadline"]), from_db_time(r["overdue_noted_at"]),  # type: ignore[arg-type]
+                        from_db_time(r["escalated_at"])) for r in rows]
 
 
 def _mark(r: Any) -> SupervisionMark:

@@ -1,0 +1,66 @@
+"""The track page of a sent document (跟踪): per unit, status, who, when, reason; 催办 and 撤回.
+
+``GET /console/doc/{doc_id}/track?status=&after=`` (route ``track``): the counts by status on top
+(each a filter link), then a page of :data:`PAGE` recipients by unit code — a document sent to
+3,600 units is read a page at a time from the store (:meth:`DocumentServiceApi.track_page`), never
+whole. ``status`` is a recipient status, ``unsigned`` (still in the document's course) or ``overdue``.
+The 催办 and 撤回 buttons post to the document's own act routes (:mod:`node.console.pages`) with
+``back=track``, one unit or every unit not yet signed, and come back here. Only the sending unit's
+clerk sees it: another unit's document is 404, as everywhere.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from aiohttp import web
+
+from exchange_protocol.states import SenderStatus
+from node.api.local_api import PRINCIPAL
+from node.console.errors import BadFilter
+from node.console.security import RENDER, SERVICE
+from node.errors import ApiError
+
+PAGE = 100
+PARAMS = ("status", "after", "done")
+# The filter links above the list, in the order a clerk reads a document's course.
+FILTERS = {"unsigned": "未签收", "overdue": "超期", **{s.value: s.label for s in SenderStatus}}
+
+
+def track_path(doc_id: str) -> str:
+    return f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/track"
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in request.query:
+        if name not in PARAMS:
+            raise BadFilter(f"unknown filter {name!r}", parameter=name[:40])
+        if len(request.query.getall(name)) > 1:
+            raise BadFilter(f"filter {name!r} is given more than once", parameter=name)
+        if request.query[name].strip():
+            out[name] = request.query[name].strip()
+    if "status" in out and out["status"] not in FILTERS:
+        raise BadFilter("filter 'status' has a value the console does not know", parameter="status")
+    return out
+
+
+async def track_page(request: web.Request, doc_id: str) -> web.Response:
+    query = _query(request)
+    try:
+        page = await request.app[SERVICE].track_page(request[PRINCIPAL], doc_id, status=query.get("status"),
+                                                     after=query.get("after"), limit=PAGE)
+    except ApiError as exc:
+        if exc.details.get("parameter") not in ("status", "after"):
+            raise
+        raise BadFilter(exc.message, parameter=exc.details["parameter"]) from None
+    counts = page["doc"]["counts"]
+    total = sum(counts.values())
+    signed = counts.get(SenderStatus.SIGNED_FOR.value, 0)
+    unsigned = sum(n for s, n in counts.items() if s in ("queued", "sent", "delivered"))
+    path = track_path(doc_id)
+    filters = {k: v for k, v in query.items() if k == "status"}
+    return request.app[RENDER](
+        request, "track.html", 200, doc=page["doc"], recipients=page["recipients"], counts=counts, total=total,
+        signed=signed, unsigned=unsigned, labels=FILTERS, chosen=query.get("status"), path=path,
+        filters=filters, next=page["next"], doc_id=doc_id, done=query.get("done", ""))

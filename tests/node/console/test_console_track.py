@@ -1,0 +1,159 @@
+"""The track page of a sent document (node.console.track) in process, over the real document service:
+a document to 3,600 units read a page at a time with its counts on top, filtered by status; 催办 and
+撤回 per unit and for every unit not yet signed, coming back to the page; bad input refused with a
+typed page that changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import urllib.parse
+
+from exchange_protocol.states import SenderStatus
+from node.api.auth import Principal
+from node.store.values import OutboxDocument, OutboxRecipient
+from pki.unit_code import make_unit_code
+from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, make_env, send
+from tests.node.console.console_support import PASSWORD, Browser, console, csrf_of
+
+MANY = 3600
+
+
+def run(tmp_path, scenario):
+    env = make_env(tmp_path)
+
+    async def main():
+        async with console(env) as (client, accounts):
+            await accounts.add("zhang", "张三", "clerk", [UNIT_A], PASSWORD)
+            await accounts.add("lisi", "李四", "clerk", [UNIT_B], PASSWORD)
+            await accounts.add("zhao", "赵督查", "supervisor", [UNIT_B], PASSWORD)
+            await scenario(env, client)
+    asyncio.run(main())
+
+
+def track_of(doc_id: str) -> str:
+    return f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/track"
+
+
+async def signed_in(client, login) -> Browser:
+    browser = Browser(client)
+    response, _ = await browser.sign_in(login)
+    assert response.status == 303
+    return browser
+
+
+def rows_of(page: str) -> list[str]:
+    return re.findall(r'<tr class="[^"]*" data-unit="([0-9A-Z]{18})">', page)
+
+
+async def a_document_to_many(env, n: int = MANY) -> tuple[str, list[str]]:
+    """A sent document with ``n`` recipient units, stored through the store's interface as the
+    service stores one (its sending and 3,600 deliveries are the network tests' and bench's)."""
+    now = env.ctx.clock()
+    units = sorted(make_unit_code(f"11370000MB{i:07d}") for i in range(n))
+    statuses = {0: SenderStatus.SIGNED_FOR, 1: SenderStatus.RETURNED, 2: SenderStatus.RECALLED}
+    recipients = [OutboxRecipient(unit=u, role="主送" if i % 2 == 0 else "抄送",
+                                  status=(statuses.get(i % 10, SenderStatus.DELIVERED)).value,
+                                  destination_node="far-node",
+                                  who="王芳" if i % 10 == 0 else None, when=now if i % 10 in (0, 1) else None,
+                                  reason="请发至下属单位" if i % 10 == 1 else None)
+                  for i, u in enumerate(units)]
+    doc = OutboxDocument(doc_id="gwx-many-0001", from_unit=UNIT_A, title="关于开展安全生产大检查的通知",
+                         kind="通知", package_digest="0" * 64, created_at=now - dt.timedelta(days=9),
+                         doc_number="榕政办〔2026〕99号", deadline=now - dt.timedelta(days=5))
+    await env.store.messages.add_outbox(doc, recipients, actor="test")
+    return doc.doc_id, units
+
+
+def test_a_document_to_3600_units_is_tracked_a_page_at_a_time_with_its_counts_and_filters(tmp_path):
+    async def scenario(env, client):
+        doc_id, units = await a_document_to_many(env)
+        zhang = await signed_in(client, "zhang")
+        response, page = await zhang.get(track_of(doc_id))
+        assert response.status == 200
+        assert "已签收 360/3600" in page
+        assert re.search(r'id="count-delivered"[^>]*><span class="tile-count">2520<', page)
+        assert re.search(r'id="count-returned"[^>]*><span class="tile-count">360<', page)
+        assert rows_of(page) == units[:100]
+        assert "超期" in page and "请发至下属单位" in page
+        seen, url = [], track_of(doc_id)
+        while url:  # every unit exactly once, in order, 100 a page
+            response, page = await zhang.get(url)
+            seen += rows_of(page)
+            found = re.search(r'id="next-page" href="([^"]+)"', page)
+            url = found.group(1).replace("&amp;", "&") if found else None
+        assert seen == units
+        _, page = await zhang.get(track_of(doc_id) + "?status=returned")
+        returned = rows_of(page)
+        assert len(returned) == 100 and returned[0] == units[1] and "下一页" in page
+        _, page = await zhang.get(track_of(doc_id) + "?status=signed_for&after=" + units[-20])
+        assert rows_of(page) == [u for i, u in enumerate(units) if i % 10 == 0 and u > units[-20]]
+        _, page = await zhang.get(track_of(doc_id) + "?status=overdue")  # delivered, unsigned, past the 办理时限
+        assert rows_of(page)[:3] == [units[3], units[4], units[5]] and "超期" in page
+        _, page = await zhang.get(track_of(doc_id) + "?status=unsigned")
+        assert rows_of(page)[0] == units[3]
+    run(tmp_path, scenario)
+
+
+def test_urge_and_recall_from_the_track_page_per_unit_and_for_all_unsigned(tmp_path):
+    async def scenario(env, client):
+        doc_id = await send(client, env)  # 主送 UNIT_B, 抄送 UNIT_C
+        second = await send(client, env)
+        lisi = await signed_in(client, "lisi")
+        _, page = await lisi.get(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}")
+        await lisi.post(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/sign-for", {"csrf": csrf_of(page)})
+        zhang = await signed_in(client, "zhang")
+        _, page = await zhang.get(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}")
+        assert f'href="{track_of(doc_id)}"' in page  # the document page links to it
+        _, page = await zhang.get(track_of(doc_id))
+        assert "已签收 1/2" in page and page.count(">催办</button>") == 1
+        response, _ = await zhang.post(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/urge",
+                                       {"csrf": csrf_of(page), "unit": UNIT_C, "back": "track"})
+        assert response.status == 303 and response.headers["Location"] == track_of(doc_id) + "?done=urge"
+        _, page = await zhang.get(response.headers["Location"])
+        assert "已催办。" in page and "（已催办 1 次）" in page
+        # 撤回 for every unit not yet signed: UNIT_C only (UNIT_B has signed for it)
+        response, _ = await zhang.post(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/recall",
+                                       {"csrf": csrf_of(page), "back": "track"})
+        assert response.headers["Location"] == track_of(doc_id) + "?done=recall"
+        track = await env.service.track(Principal("t", "张三", "clerk", UNIT_A), doc_id)
+        assert {r["unit"]: r["status"] for r in track["recipients"]} == {UNIT_B: "signed_for", UNIT_C: "recalled"}
+        _, page = await zhang.get(track_of(doc_id) + "?status=recalled")
+        assert rows_of(page) == [UNIT_C]
+        # a back= that is not "track" goes to the document page, never elsewhere
+        response, _ = await zhang.post(f"/console/doc/{urllib.parse.quote(second, safe='')}/urge",
+                                       {"csrf": csrf_of(page), "back": "https://evil.example/"})
+        assert response.headers["Location"].startswith(f"/console/doc/{urllib.parse.quote(second, safe='')}?")
+    run(tmp_path, scenario)
+
+
+def test_bad_requests_on_the_track_page_are_typed_and_change_nothing(tmp_path):
+    async def scenario(env, client):
+        doc_id = await send(client, env)
+        zhang = await signed_in(client, "zhang")
+        for bad in ("status=lost", "sort=unit", "after=x", "status=sent&status=queued"):
+            response, _ = await zhang.get(track_of(doc_id) + "?" + bad)
+            assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_FILTER", bad
+        response, _ = await zhang.get(track_of("gwx-no-such-doc"))
+        assert response.status == 404
+        _, page = await zhang.get(track_of(doc_id))
+        # without the CSRF token, or from another site: refused, nothing urged
+        response, _ = await zhang.post(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/urge", {"back": "track"})
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
+        response, _ = await zhang.post(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/urge",
+                                       {"csrf": csrf_of(page), "back": "track"}, origin="https://evil.example")
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_ORIGIN"
+        lisi = await signed_in(client, "lisi")  # a recipient unit's clerk: not its sender — 404, as a guess
+        response, _ = await lisi.get(track_of(doc_id))
+        assert response.status == 404
+        _, page = await lisi.get("/console/inbox")
+        response, _ = await lisi.post(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/urge",
+                                      {"csrf": csrf_of(page), "back": "track"})
+        assert response.status == 404
+        zhao = await signed_in(client, "zhao")  # a supervisor: not a clerk's page
+        response, _ = await zhao.get(track_of(doc_id))
+        assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_WRONG_ROLE"
+        track = await env.service.track(Principal("t", "张三", "clerk", UNIT_A), doc_id)
+        assert all(r["urge_count"] == 0 for r in track["recipients"])
+    run(tmp_path, scenario)
