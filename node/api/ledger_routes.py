@@ -178,3 +178,10 @@ def _cut(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
         transport.abort()
+
+
+async def send_export(request: web.Request, export: LedgerExport, fmt: str, directory: Path) -> web.StreamResponse:
+    """``export`` as ``fmt`` (csv|xlsx), streamed as this API streams it: for the console's 台账 button."""
+    if fmt == "csv":
+        return await _send_csv(request, export)
+    return await _send_xlsx(request, export, directory)

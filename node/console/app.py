@@ -25,7 +25,7 @@ import jinja2
 from aiohttp import web
 
 from node.api.local_api import PRINCIPAL, SELF_AUTHENTICATED, UPLOAD_DIR
-from node.console import body_pages, folders, pages, security, send, supervision_page
+from node.console import body_pages, folders, pages, security, send, stats_page, supervision_page
 from node.console.accounts import Accounts, SignedIn
 from node.console.errors import NoSuchPage
 from node.console.security import (
@@ -84,6 +84,7 @@ def make_console_app(service: DocumentServiceApi, accounts: Accounts, *, node_id
     r.add_get("/static/{name}", _static, name="static", allow_head=False)
     r.add_routes(pages.routes())
     r.add_routes(supervision_page.routes())
+    r.add_routes(stats_page.routes())
     r.add_get("/send", send.send_page, name="send", allow_head=False)
     r.add_post("/send", send.send, name="send_post")
     r.add_post("/send/check", send.check, name="send_check")
