@@ -37,7 +37,8 @@ def _nice_top(top: float) -> float:
 
 
 def _number(value: float) -> str:
-    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+    """At most two decimals, none trailing: an axis at a quarter of 1 reads 0.25, not 0.2."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _frame(title: str, labels: Sequence[str], top: float, unit: str, series: Sequence[Series]) -> list[str]:
