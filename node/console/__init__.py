@@ -8,6 +8,8 @@ Module map:
   reading, security headers, typed error pages in Chinese.
 - ``accounts``: users (``gwx user …``), signing in and out, lockout, session timeouts: the rules.
 - ``passwords``: scrypt password hashes (memory-hard; why scrypt: in its docstring).
+- ``track`` (a sent document's track page), ``supervision_page`` (the supervisor's 督办 list),
+  ``stats_page`` (statistics with ``charts``, inline SVG drawn by the node, and the 台账 export).
 - ``errors``: the console's typed errors; ``wording``: the Chinese sentences shown for codes and roles.
 - ``templates/`` (Jinja2, autoescaped) and ``static/`` (the one style sheet; no CDN, no framework).
 
