@@ -62,5 +62,5 @@ async def track_page(request: web.Request, doc_id: str) -> web.Response:
     filters = {k: v for k, v in query.items() if k == "status"}
     return request.app[RENDER](
         request, "track.html", 200, doc=page["doc"], recipients=page["recipients"], counts=counts, total=total,
-        signed=signed, unsigned=unsigned, labels=FILTERS, chosen=query.get("status"), path=path,
+        signed=signed, unsigned=unsigned, overdue=page["overdue"], labels=FILTERS, chosen=query.get("status"), path=path,
         filters=filters, next=page["next"], doc_id=doc_id, done=query.get("done", ""))

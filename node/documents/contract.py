@@ -35,7 +35,8 @@ Shapes (keys are a contract; Chinese values intact):
     "title", "deadline", "status", "status_label", "escalated_at"|null, "overdue", "overdue_by",
     "overdue_working_days"}
 ``SupervisedPage``: {"state", "units", "items": [LateItem | SupervisionItem], "next"|null (the next page's ``after``)}
-``TrackingPage``: {"doc": OutboxItem, "recipients": [RecipientView, …] (by unit code), "next"|null}
+``TrackingPage``: {"doc": OutboxItem, "overdue": n (recipients past the 办理时限, unsettled), "recipients":
+    [RecipientView, …] (by unit code), "next"|null}
 ``InboxDocument``: InboxItem + {"metadata": META.json dict, "verification": report dict,
     "attachments": [{"name", "size"}]}; a document received by 转发 also {"forwarded_by": unit,
     "cover_doc_id": the cover 通知's 公文标识|null (null until the cover is in)}

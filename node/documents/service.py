@@ -296,8 +296,9 @@ class DocumentService:
         limit = supervised.page_size(limit)
         rows = [] if statuses == [] else await self.store.messages.recipients_page(
             doc_id, statuses=statuses, after_unit=supervised.track_after(after), limit=limit)
-        counts = await self.store.messages.outbox_counts([doc_id])
-        return {"doc": self._outbox_item(doc, now, counts[doc_id]),
+        counts = (await self.store.messages.outbox_counts([doc_id]))[doc_id]
+        late = supervised.track_statuses("overdue", doc.deadline, now) or []
+        return {"doc": self._outbox_item(doc, now, counts), "overdue": sum(counts.get(s, 0) for s in late),
                 "recipients": [self._recipient_view(r, doc, now) for r in rows],
                 "next": rows[-1].unit if len(rows) == limit else None}
 

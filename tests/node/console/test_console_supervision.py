@@ -10,7 +10,11 @@ import datetime as dt
 import re
 import urllib.parse
 
+import pytest
+
 from exchange_protocol.supervision import WEEKENDS_ONLY, escalation_due_at
+from node.api.auth import Principal
+from pki.errors import GwxError
 from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, meta, send
 from tests.node.console.console_support import PASSWORD, Browser, console, csrf_of
 from tests.node.supervision.test_escalation import supervised_env
@@ -99,4 +103,29 @@ def test_bad_requests_on_the_supervision_page_are_typed(tmp_path):
         anonymous = Browser(client)
         response, _ = await anonymous.get("/console/supervision")
         assert response.status == 303 and "/console/sign-in" in response.headers["Location"]
+    run(tmp_path, scenario)
+
+
+def test_the_supervisors_list_pages_through_late_rows_and_items_by_its_cursors(tmp_path):
+    async def scenario(env, clock, client):
+        docs = {await send(client, env) for _ in range(3)}
+        deadline = dt.datetime.fromisoformat(meta()["deadline"])
+        clock.now = escalation_due_at(deadline, WEEKENDS_ONLY, 3)
+        await env.service.processor.escalator.sweep()
+        zhao = Principal("console:zhao", "赵督查", "supervisor", None, (UNIT_B,))
+        for state in ("late", "open"):
+            seen, after = [], None
+            while True:
+                page = await env.service.supervised(zhao, state, limit=1, after=after)
+                seen += [(i["unit"], i["doc_id"]) for i in page["items"]]
+                if page["next"] is None:
+                    break
+                after = page["next"]
+            assert sorted(seen) == sorted((UNIT_B, d) for d in docs) and len(seen) == 3, state
+        with pytest.raises(GwxError) as refused:
+            await env.service.supervised(zhao, "late", unit=UNIT_C)
+        assert refused.value.code == "API_FORBIDDEN"
+        with pytest.raises(GwxError) as refused:
+            await env.service.supervised(Principal("t", "张三", "clerk", UNIT_A), "late")
+        assert refused.value.code == "API_FORBIDDEN"
     run(tmp_path, scenario)

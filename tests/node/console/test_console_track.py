@@ -75,6 +75,7 @@ def test_a_document_to_3600_units_is_tracked_a_page_at_a_time_with_its_counts_an
         assert "已签收 360/3600" in page
         assert re.search(r'id="count-delivered"[^>]*><span class="tile-count">2520<', page)
         assert re.search(r'id="count-returned"[^>]*><span class="tile-count">360<', page)
+        assert re.search(r'id="count-overdue"[^>]*><span class="tile-count">2520<', page)  # delivered, past due
         assert rows_of(page) == units[:100]
         assert "超期" in page and "请发至下属单位" in page
         seen, url = [], track_of(doc_id)
