@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from .errors import BadSignature, UnsupportedAlgorithm
+from .sm2 import Sm2PrivateKey, Sm2PublicKey
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | Sm2PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Sm2PublicKey
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,24 @@ class SignatureAlgorithm:
     generate: Callable[[], PrivateKey]
 
     def hash(self) -> hashes.HashAlgorithm:
-        return {"sha256": hashes.SHA256(), "sha384": hashes.SHA384()}[self.hash_name]
+        return {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sm3": hashes.SM3()}[self.hash_name]
 
     def sign_with_key(self, key: PrivateKey, data: bytes) -> bytes:
+        if self.key_type == "sm2":
+            if not isinstance(key, Sm2PrivateKey):
+                raise UnsupportedAlgorithm(f"{self.name} signs with an SM2 key, not {type(key).__name__}")
+            return key.sign(data)  # SM3 and the default distinguishing id
         if self.key_type == "ec":
             return key.sign(data, ec.ECDSA(self.hash()))  # type: ignore[union-attr]
         return key.sign(data, padding.PKCS1v15(), self.hash())  # type: ignore[union-attr,call-arg]
 
     def verify(self, public_key: PublicKey, signature: bytes, data: bytes) -> None:
         """Raise :class:`BadSignature` unless ``signature`` is this algorithm's over ``data``."""
+        if self.key_type == "sm2":
+            if not isinstance(public_key, Sm2PublicKey):
+                raise BadSignature("key is not an SM2 key", algorithm=self.name)
+            public_key.verify(signature, data)  # raises BadSignature itself
+            return
         try:
             if self.key_type == "ec":
                 if not isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -74,10 +84,22 @@ RSA3072_SHA256 = SignatureAlgorithm(
     generate=lambda: rsa.generate_private_key(public_exponent=65537, key_size=3072),
 )
 
+# SM2 with SM3 (GB/T 32918, GM/T 0006 OIDs): signatures carry the default distinguishing id
+# 1234567812345678 (GM/T 0009), as SM2 certificates and `openssl verify` expect.
+SM2_SM3 = SignatureAlgorithm(
+    name="sm2-sm3",
+    oid="1.2.156.10197.1.501",
+    asn1crypto_name="1.2.156.10197.1.501",  # asn1crypto has no name for it: the dotted OID passes through
+    hash_name="sm3",
+    hash_oid="1.2.156.10197.1.401",
+    key_type="sm2",
+    generate=Sm2PrivateKey.generate,
+)
+
 DEFAULT = ECDSA_P256_SHA256
-_BY_NAME = {a.name: a for a in (ECDSA_P256_SHA256, RSA3072_SHA256)}
+_BY_NAME = {a.name: a for a in (ECDSA_P256_SHA256, RSA3072_SHA256, SM2_SM3)}
 _ALIASES = {"ecdsa": ECDSA_P256_SHA256, "ec": ECDSA_P256_SHA256, "p256": ECDSA_P256_SHA256,
-            "rsa": RSA3072_SHA256, "rsa3072": RSA3072_SHA256}
+            "rsa": RSA3072_SHA256, "rsa3072": RSA3072_SHA256, "sm2": SM2_SM3, "sm": SM2_SM3}
 _BY_OID = {a.oid: a for a in _BY_NAME.values()}
 
 
@@ -98,6 +120,8 @@ def by_oid(oid: str) -> SignatureAlgorithm:
 
 def for_public_key(public_key: PublicKey) -> SignatureAlgorithm:
     """The algorithm gwx uses with a key of this type (what a verifier expects from a cert)."""
+    if isinstance(public_key, Sm2PublicKey):
+        return SM2_SM3
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.curve.name != "secp256r1":
             raise UnsupportedAlgorithm(f"unsupported EC curve {public_key.curve.name}")

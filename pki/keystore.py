@@ -1,5 +1,8 @@
 """Private keys at rest: PKCS#8 PEM, encrypted with a passphrase, files mode 0600.
 
+pyca writes and reads P-256 and RSA keys; an SM2 key (:mod:`pki.sm2`) is written by OpenSSL in the
+same format (PBES2, PBKDF2, with SM4-CBC instead of AES-256-CBC) and read back by it.
+
 Writing goes through a temporary file in the same directory, fsync, then rename, so a crash
 never leaves a half-written key. The temporary file is made by :func:`tempfile.mkstemp`
 (unpredictable name, ``O_EXCL``, mode 0600): nobody can plant a file or a symlink where it will be
@@ -15,10 +18,20 @@ import stat
 import tempfile
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupported
 from cryptography.hazmat.primitives import serialization
 
 from .algorithms import PrivateKey
-from .errors import InsecureKeyFile, KeyStoreError, WeakPassphrase, WrongPassphrase
+from .errors import (
+    InsecureKeyFile,
+    InvalidInput,
+    KeyStoreError,
+    MalformedEncoding,
+    UnsupportedAlgorithm,
+    WeakPassphrase,
+    WrongPassphrase,
+)
+from .sm2 import Sm2PrivateKey
 
 MIN_PASSPHRASE_LEN = 8
 
@@ -111,8 +124,22 @@ def read_private_key(path: str | os.PathLike[str], passphrase: bytes) -> Private
     data = path.read_bytes()
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
+    except PycaUnsupported:
+        # pyca decrypted it but cannot hold the key: an SM2 key (the 国密 profile), read by OpenSSL.
+        return _read_sm2(path, data, passphrase)
     except (ValueError, TypeError) as exc:
         if b"ENCRYPTED" in data:
-            raise WrongPassphrase(f"cannot decrypt {path}: wrong passphrase", path=str(path)) from None
+            # pyca cannot decrypt SM4-CBC, what SM2 keys are encrypted with: OpenSSL tells a wrong
+            # passphrase from an SM2 key.
+            return _read_sm2(path, data, passphrase)
         raise KeyStoreError(f"cannot read key {path}: {exc}", code="PKI_KEY_MALFORMED") from None
     return key  # type: ignore[return-value]
+
+
+def _read_sm2(path: Path, data: bytes, passphrase: bytes) -> Sm2PrivateKey:
+    try:
+        return Sm2PrivateKey.from_pem(data, passphrase)
+    except WrongPassphrase:
+        raise WrongPassphrase(f"cannot decrypt {path}: wrong passphrase", path=str(path)) from None
+    except (UnsupportedAlgorithm, MalformedEncoding, InvalidInput) as exc:
+        raise KeyStoreError(f"cannot read key {path}: {exc.message}", code="PKI_KEY_MALFORMED") from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from . import x509_sm2
 from .algorithms import PrivateKey, PublicKey, SignatureAlgorithm, for_public_key
 
 # The seal-making authority's extended key usage: only a certificate carrying it may sign SESeal
@@ -47,7 +48,8 @@ _KU_FIELDS = ("digital_signature", "content_commitment", "key_encipherment", "da
 
 def key_usage_extension(profile: Profile, key_type: str) -> x509.KeyUsage:
     usage = set(profile.key_usage)
-    # An encryption certificate's usage depends on the key: EC keys agree (ECDH), RSA keys encipher.
+    # An encryption certificate's usage depends on the key: EC keys agree (ECDH), RSA and SM2 keys
+    # encipher (SM2 encryption carries the content key, GM/T 0009).
     if "encryption" in usage:
         usage.discard("encryption")
         usage.add("key_agreement" if key_type == "ec" else "key_encipherment")
@@ -90,24 +92,33 @@ def build_certificate(subject: x509.Name, public_key: PublicKey, issuer: x509.Na
                       not_after: dt.datetime | None = None,
                       issuer_cert: x509.Certificate | None = None) -> x509.Certificate:
     """A certificate of ``profile``: its basic constraints, key usages, EKUs and OCSP no-check
-    exactly as the table says, key identifiers, ``sans``, valid from :data:`BACKDATE` ago."""
+    exactly as the table says, key identifiers, ``sans``, valid from :data:`BACKDATE` ago.
+    pyca's builder makes it when it can hold both keys; an SM2 key on either side has it assembled
+    by :mod:`pki.x509_sm2` from the same extensions."""
     not_after = not_after or now + dt.timedelta(days=valid_days or profile.default_days)
     key_type = for_public_key(public_key).key_type
-    b = (x509.CertificateBuilder()
-         .subject_name(subject).issuer_name(issuer).public_key(public_key)
-         .serial_number(x509.random_serial_number())
-         .not_valid_before(now - BACKDATE).not_valid_after(not_after)
-         .add_extension(x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length), critical=True)
-         .add_extension(key_usage_extension(profile, key_type), critical=True)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length), True),
+        (key_usage_extension(profile, key_type), True),
+        (x509_sm2.subject_key_identifier(public_key), False)]
     if issuer_cert is not None:
         ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        extensions.append((x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False))
     if profile.extended_key_usage:
-        b = b.add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usage)),
-                            critical=profile.eku_critical)
+        extensions.append((x509.ExtendedKeyUsage(list(profile.extended_key_usage)), profile.eku_critical))
     if profile.ocsp_nocheck:
-        b = b.add_extension(x509.OCSPNoCheck(), critical=False)
+        extensions.append((x509.OCSPNoCheck(), False))
     if sans:
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return b.sign(issuer_key, algorithm.hash())
+        extensions.append((x509.SubjectAlternativeName(sans), False))
+    serial = x509.random_serial_number()
+    if not x509_sm2.pyca_can_sign(public_key, issuer_key):
+        return x509_sm2.assemble_certificate(subject=subject, public_key=public_key, issuer=issuer,
+                                             serial=serial, not_before=now - BACKDATE, not_after=not_after,
+                                             extensions=extensions, algorithm=algorithm, issuer_key=issuer_key)
+    b = (x509.CertificateBuilder()
+         .subject_name(subject).issuer_name(issuer).public_key(public_key)  # type: ignore[arg-type]
+         .serial_number(serial)
+         .not_valid_before(now - BACKDATE).not_valid_after(not_after))
+    for value, critical in extensions:
+        b = b.add_extension(value, critical=critical)
+    return b.sign(issuer_key, algorithm.hash())  # type: ignore[arg-type]

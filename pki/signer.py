@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .algorithms import PrivateKey, PublicKey, SignatureAlgorithm, for_public_key
 from .errors import KeyCertificateMismatch
+from .x509_sm2 import public_key_of
 
 
 class Signer(abc.ABC):
@@ -43,7 +44,7 @@ class SoftwareSigner(Signer):
 
     def __init__(self, key: PrivateKey, certificate: x509.Certificate | None = None,
                  algorithm: SignatureAlgorithm | None = None) -> None:
-        if certificate is not None and _spki(certificate.public_key()) != _spki(key.public_key()):
+        if certificate is not None and _spki(public_key_of(certificate)) != _spki(key.public_key()):
             # Caught here, not by a receiver that would only see signatures that never verify.
             raise KeyCertificateMismatch(
                 f"certificate {certificate.subject.rfc4514_string()} does not certify this key",

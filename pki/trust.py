@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from . import x509_sm2
 from .errors import (
     CertificateExpired,
     CertificateNotYetValid,
@@ -124,11 +124,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     # Certificates hash and compare by their DER, so a hit is for these exact bytes: another key
     # under the same name, or a changed signature, is another entry.
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):  # bad signature, unknown curve…
-        return False
-    return True
+    return x509_sm2.signed_by(cert, issuer)  # False on a bad signature, an unknown curve…
 
 
 def _check_validity(cert: x509.Certificate, at: dt.datetime, what: str) -> None:

@@ -1,0 +1,421 @@
+"""SM2 keys, signatures and encryption through OpenSSL 3's libcrypto (GB/T 32918, GM/T 0009).
+
+pyca/cryptography bundles an OpenSSL built without SM2 keys (it has SM3 and SM4: ``pki.sm3_sm4``),
+and no maintained Python binding signs with SM2 and a distinguishing id. So this module is a thin
+cffi layer in ABI mode (``ffi.dlopen``, nothing compiled) over the system's ``libcrypto.so.3``:
+the C does every curve operation, hash and random number; Python only moves bytes in and out and
+turns failures into typed errors.
+
+What it offers, and nothing else:
+
+* :meth:`Sm2PrivateKey.generate`, PKCS#8 DER/PEM in and out — encrypted at rest with a passphrase
+  (PBES2, PBKDF2 and SM4-CBC, written by OpenSSL, so ``openssl pkey`` reads our key files) — and
+  SubjectPublicKeyInfo DER in and out for :class:`Sm2PublicKey`;
+* signatures with SM3 and a distinguishing id (default ``1234567812345678``, GM/T 0009), DER
+  ``SEQUENCE{r, s}``: :meth:`Sm2PrivateKey.sign`, :meth:`Sm2PublicKey.verify`;
+* SM2 encryption for key transport, DER ``SEQUENCE{x, y, hash C3, ciphertext C2}`` (the C1C3C2
+  order of GM/T 0009): :meth:`Sm2PublicKey.encrypt`, :meth:`Sm2PrivateKey.decrypt`.
+
+The key classes answer ``public_bytes``/``private_bytes`` with pyca's signature, so the keystore,
+the signer and the certificate code take them where they take pyca keys.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from asn1crypto import keys
+from cffi import FFI
+from cryptography.hazmat.primitives import serialization
+
+from .errors import (
+    BadSignature,
+    InvalidInput,
+    KeyStoreError,
+    MalformedEncoding,
+    UnsupportedAlgorithm,
+    WrongPassphrase,
+)
+
+DEFAULT_ID = b"1234567812345678"  # GM/T 0009-2012 §10's default user id (distinguishing id)
+CURVE_OID = "1.2.156.10197.1.301"
+# asn1crypto reads SM2 keys inside certificates and PKCS#8 only once it knows the curve's size.
+keys.NamedCurve.register("sm2p256v1", CURVE_OID, 32)
+
+_CDEF = """
+typedef struct evp_pkey_st EVP_PKEY;
+typedef struct evp_pkey_ctx_st EVP_PKEY_CTX;
+typedef struct evp_md_ctx_st EVP_MD_CTX;
+typedef struct evp_md_st EVP_MD;
+typedef struct evp_cipher_st EVP_CIPHER;
+typedef struct bio_st BIO;
+typedef struct bio_method_st BIO_METHOD;
+typedef struct bignum_st BIGNUM;
+
+EVP_PKEY_CTX *EVP_PKEY_CTX_new_from_name(void *libctx, const char *name, const char *propquery);
+EVP_PKEY_CTX *EVP_PKEY_CTX_new(EVP_PKEY *pkey, void *engine);
+void EVP_PKEY_CTX_free(EVP_PKEY_CTX *ctx);
+int EVP_PKEY_keygen_init(EVP_PKEY_CTX *ctx);
+int EVP_PKEY_generate(EVP_PKEY_CTX *ctx, EVP_PKEY **ppkey);
+void EVP_PKEY_free(EVP_PKEY *pkey);
+int EVP_PKEY_is_a(const EVP_PKEY *pkey, const char *name);
+int EVP_PKEY_CTX_set1_id(EVP_PKEY_CTX *ctx, const void *id, int len);
+int EVP_PKEY_get_bn_param(const EVP_PKEY *pkey, const char *key_name, BIGNUM **bn);
+int EVP_PKEY_get_octet_string_param(const EVP_PKEY *pkey, const char *key_name, unsigned char *buf,
+                                    size_t max_buf_sz, size_t *out_len);
+
+EVP_MD_CTX *EVP_MD_CTX_new(void);
+void EVP_MD_CTX_free(EVP_MD_CTX *ctx);
+void EVP_MD_CTX_set_pkey_ctx(EVP_MD_CTX *ctx, EVP_PKEY_CTX *pctx);
+const EVP_MD *EVP_sm3(void);
+int EVP_DigestSignInit(EVP_MD_CTX *ctx, EVP_PKEY_CTX **pctx, const EVP_MD *type, void *e, EVP_PKEY *pkey);
+int EVP_DigestSign(EVP_MD_CTX *ctx, unsigned char *sigret, size_t *siglen,
+                   const unsigned char *tbs, size_t tbslen);
+int EVP_DigestVerifyInit(EVP_MD_CTX *ctx, EVP_PKEY_CTX **pctx, const EVP_MD *type, void *e, EVP_PKEY *pkey);
+int EVP_DigestVerify(EVP_MD_CTX *ctx, const unsigned char *sigret, size_t siglen,
+                     const unsigned char *tbs, size_t tbslen);
+
+int EVP_PKEY_encrypt_init(EVP_PKEY_CTX *ctx);
+int EVP_PKEY_encrypt(EVP_PKEY_CTX *ctx, unsigned char *out, size_t *outlen,
+                     const unsigned char *in, size_t inlen);
+int EVP_PKEY_decrypt_init(EVP_PKEY_CTX *ctx);
+int EVP_PKEY_decrypt(EVP_PKEY_CTX *ctx, unsigned char *out, size_t *outlen,
+                     const unsigned char *in, size_t inlen);
+
+EVP_PKEY *d2i_PUBKEY(EVP_PKEY **a, const unsigned char **pp, long length);
+int i2d_PUBKEY(const EVP_PKEY *a, unsigned char **pp);
+void CRYPTO_free(void *ptr, const char *file, int line);
+
+const BIO_METHOD *BIO_s_mem(void);
+BIO *BIO_new(const BIO_METHOD *type);
+BIO *BIO_new_mem_buf(const void *buf, int len);
+long BIO_ctrl(BIO *bp, int cmd, long larg, void *parg);
+int BIO_free(BIO *a);
+const EVP_CIPHER *EVP_sm4_cbc(void);
+int i2d_PKCS8PrivateKey_bio(BIO *bp, const EVP_PKEY *x, const EVP_CIPHER *enc,
+                            const char *kstr, int klen, void *cb, void *u);
+int PEM_write_bio_PKCS8PrivateKey(BIO *bp, const EVP_PKEY *x, const EVP_CIPHER *enc,
+                                  const char *kstr, int klen, void *cb, void *u);
+EVP_PKEY *d2i_PKCS8PrivateKey_bio(BIO *bp, EVP_PKEY **x, void *cb, void *u);
+EVP_PKEY *PEM_read_bio_PrivateKey(BIO *bp, EVP_PKEY **x, void *cb, void *u);
+EVP_PKEY *d2i_AutoPrivateKey(EVP_PKEY **a, const unsigned char **pp, long length);
+
+int BN_bn2binpad(const BIGNUM *a, unsigned char *to, int tolen);
+void BN_free(BIGNUM *a);
+unsigned long ERR_get_error(void);
+void ERR_error_string_n(unsigned long e, char *buf, size_t len);
+void ERR_clear_error(void);
+"""
+
+_BIO_CTRL_INFO = 3  # BIO_get_mem_data is the macro BIO_ctrl(b, BIO_CTRL_INFO, 0, (char **)pp)
+
+ffi = FFI()
+ffi.cdef(_CDEF)
+_lock = threading.Lock()
+_lib = None
+
+
+def lib():
+    """libcrypto, opened on first use (a machine without it fails only where SM2 is asked for)."""
+    global _lib
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                try:
+                    _lib = ffi.dlopen("libcrypto.so.3")
+                except OSError as exc:
+                    raise UnsupportedAlgorithm(f"SM2 needs OpenSSL 3's libcrypto.so.3: {exc}") from None
+    return _lib
+
+
+def _openssl_error() -> str:
+    """OpenSSL's queued error, as text (and the queue emptied, so a later call starts clean)."""
+    c = lib()
+    code = c.ERR_get_error()
+    buf = ffi.new("char[256]")
+    if code:
+        c.ERR_error_string_n(code, buf, 256)
+    c.ERR_clear_error()
+    return ffi.string(buf).decode("ascii", "replace") if code else "no detail"
+
+
+def _check_id(distinguishing_id: bytes) -> bytes:
+    if not isinstance(distinguishing_id, bytes) or not 0 < len(distinguishing_id) <= 8191:
+        # ENTL, the id's length in bits, is two bytes: an id past 8191 bytes cannot be hashed into Z.
+        raise InvalidInput("an SM2 distinguishing id is 1 to 8191 bytes", field="distinguishing_id")
+    return distinguishing_id
+
+
+def _own(pkey) -> object:
+    if pkey == ffi.NULL:
+        raise MalformedEncoding(f"not an SM2 key: {_openssl_error()}")
+    owned = ffi.gc(pkey, lib().EVP_PKEY_free)
+    if not lib().EVP_PKEY_is_a(owned, b"SM2"):
+        raise UnsupportedAlgorithm("the key is not an SM2 key (its curve is not SM2)")
+    return owned
+
+
+def _bio_bytes(bio) -> bytes:
+    pp = ffi.new("char **")
+    n = lib().BIO_ctrl(bio, _BIO_CTRL_INFO, 0, pp)
+    return bytes(ffi.buffer(pp[0], n))
+
+
+class Sm2PublicKey:
+    """An SM2 public key (an ``EVP_PKEY`` held by OpenSSL)."""
+
+    def __init__(self, pkey) -> None:
+        self._pkey = pkey
+
+    @classmethod
+    def from_der(cls, spki: bytes) -> Sm2PublicKey:
+        """From SubjectPublicKeyInfo DER (id-ecPublicKey with the SM2 curve, as certificates carry it)."""
+        if not isinstance(spki, bytes) or not spki:
+            raise MalformedEncoding("an SM2 public key is SubjectPublicKeyInfo DER bytes")
+        buf = ffi.new("unsigned char[]", spki)
+        pp = ffi.new("unsigned char **", buf)
+        pkey = lib().d2i_PUBKEY(ffi.NULL, ffi.cast("const unsigned char **", pp), len(spki))
+        return cls(_own(pkey))
+
+    @classmethod
+    def from_point(cls, point: bytes) -> Sm2PublicKey:
+        """From the uncompressed point ``04 || x || y`` (what other SM2 libraries hand out)."""
+        if not isinstance(point, bytes) or len(point) != 65 or point[0] != 4:
+            raise MalformedEncoding("an uncompressed SM2 point is 65 bytes starting with 04")
+        spki = keys.PublicKeyInfo({
+            "algorithm": {"algorithm": "ec", "parameters": keys.ECDomainParameters(name="named", value=CURVE_OID)},
+            "public_key": point})
+        return cls.from_der(spki.dump())  # OpenSSL checks the point is on the curve
+
+    def public_bytes(self, encoding: serialization.Encoding = serialization.Encoding.DER,
+                     format: serialization.PublicFormat = serialization.PublicFormat.SubjectPublicKeyInfo,
+                     ) -> bytes:
+        if format is not serialization.PublicFormat.SubjectPublicKeyInfo:
+            raise UnsupportedAlgorithm("an SM2 public key is written as SubjectPublicKeyInfo")
+        out = ffi.new("unsigned char **")
+        n = lib().i2d_PUBKEY(self._pkey, out)
+        if n <= 0:
+            raise MalformedEncoding(f"cannot encode the SM2 public key: {_openssl_error()}")
+        try:
+            der = bytes(ffi.buffer(out[0], n))
+        finally:
+            lib().CRYPTO_free(out[0], b"pki/sm2.py", 0)
+        if encoding is serialization.Encoding.DER:
+            return der
+        if encoding is serialization.Encoding.PEM:
+            return _pem("PUBLIC KEY", der)
+        raise UnsupportedAlgorithm(f"cannot write an SM2 public key as {encoding}")
+
+    def point(self) -> bytes:
+        """The uncompressed point ``04 || x || y`` (65 bytes)."""
+        buf = ffi.new("unsigned char[65]")
+        n = ffi.new("size_t *")
+        if lib().EVP_PKEY_get_octet_string_param(self._pkey, b"encoded-pub-key", buf, 65, n) != 1:
+            raise MalformedEncoding(f"cannot read the SM2 public point: {_openssl_error()}")
+        return bytes(ffi.buffer(buf, n[0]))
+
+    def verify(self, signature: bytes, data: bytes, distinguishing_id: bytes = DEFAULT_ID) -> None:
+        """Raise :class:`BadSignature` unless ``signature`` (DER r, s) is SM2/SM3 over ``data``."""
+        if not isinstance(signature, bytes) or not isinstance(data, bytes):
+            raise BadSignature("SM2 signature and data must be bytes", algorithm="sm2-sm3")
+        if _digest_op(self._pkey, _check_id(distinguishing_id), data, signature) != 1:
+            lib().ERR_clear_error()
+            raise BadSignature("signature does not verify", algorithm="sm2-sm3")
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """SM2 encryption (GM/T 0009 DER, C1C3C2): for key transport, a few dozen bytes at most."""
+        if not isinstance(plaintext, bytes) or not plaintext:
+            raise InvalidInput("SM2 encrypts 1 or more bytes", field="plaintext")
+        return _crypt(self._pkey, plaintext, encrypt=True)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sm2PublicKey) and self.public_bytes() == other.public_bytes()
+
+    def __hash__(self) -> int:
+        return hash(self.public_bytes())
+
+
+class Sm2PrivateKey:
+    """An SM2 private key (an ``EVP_PKEY`` held by OpenSSL; its scalar never becomes a Python int)."""
+
+    def __init__(self, pkey) -> None:
+        self._pkey = pkey
+
+    @classmethod
+    def generate(cls) -> Sm2PrivateKey:
+        c = lib()
+        ctx = c.EVP_PKEY_CTX_new_from_name(ffi.NULL, b"SM2", ffi.NULL)
+        if ctx == ffi.NULL:
+            raise UnsupportedAlgorithm(f"this OpenSSL has no SM2: {_openssl_error()}")
+        try:
+            out = ffi.new("EVP_PKEY **")
+            if c.EVP_PKEY_keygen_init(ctx) != 1 or c.EVP_PKEY_generate(ctx, out) != 1:
+                raise UnsupportedAlgorithm(f"SM2 key generation failed: {_openssl_error()}")
+        finally:
+            c.EVP_PKEY_CTX_free(ctx)
+        return cls(_own(out[0]))
+
+    @classmethod
+    def from_der(cls, pkcs8: bytes, passphrase: bytes | None = None) -> Sm2PrivateKey:
+        """From PKCS#8 DER, plain or encrypted (then ``passphrase`` decrypts it)."""
+        return cls(_read_private(pkcs8, passphrase, pem=False))
+
+    @classmethod
+    def from_pem(cls, data: bytes, passphrase: bytes | None = None) -> Sm2PrivateKey:
+        return cls(_read_private(data, passphrase, pem=True))
+
+    def public_key(self) -> Sm2PublicKey:
+        out = ffi.new("unsigned char **")
+        n = lib().i2d_PUBKEY(self._pkey, out)
+        if n <= 0:
+            raise MalformedEncoding(f"cannot encode the SM2 public key: {_openssl_error()}")
+        try:
+            der = bytes(ffi.buffer(out[0], n))
+        finally:
+            lib().CRYPTO_free(out[0], b"pki/sm2.py", 0)
+        return Sm2PublicKey.from_der(der)
+
+    def private_bytes(self, encoding: serialization.Encoding, format: serialization.PrivateFormat,
+                      encryption_algorithm: serialization.KeySerializationEncryption) -> bytes:
+        """PKCS#8, DER or PEM; encrypted with PBES2/SM4-CBC when given ``BestAvailableEncryption``."""
+        if format is not serialization.PrivateFormat.PKCS8:
+            raise UnsupportedAlgorithm("an SM2 private key is written as PKCS#8")
+        if isinstance(encryption_algorithm, serialization.BestAvailableEncryption):
+            passphrase = encryption_algorithm.password
+        elif isinstance(encryption_algorithm, serialization.NoEncryption):
+            passphrase = None
+        else:
+            raise UnsupportedAlgorithm("an SM2 key is written plain or with BestAvailableEncryption")
+        if encoding not in (serialization.Encoding.DER, serialization.Encoding.PEM):
+            raise UnsupportedAlgorithm(f"cannot write an SM2 private key as {encoding}")
+        c = lib()
+        bio = c.BIO_new(c.BIO_s_mem())
+        try:
+            write = (c.PEM_write_bio_PKCS8PrivateKey if encoding is serialization.Encoding.PEM
+                     else c.i2d_PKCS8PrivateKey_bio)
+            if passphrase is None:
+                ok = write(bio, self._pkey, ffi.NULL, ffi.NULL, 0, ffi.NULL, ffi.NULL)
+            else:
+                ok = write(bio, self._pkey, c.EVP_sm4_cbc(), _passphrase(passphrase), len(passphrase),
+                           ffi.NULL, ffi.NULL)
+            if ok != 1:
+                raise KeyStoreError(f"cannot write the SM2 key: {_openssl_error()}", code="PKI_KEY_MALFORMED")
+            return _bio_bytes(bio)
+        finally:
+            c.BIO_free(bio)
+
+    def scalar(self) -> bytes:
+        """The private scalar, 32 bytes big-endian: for the tests' second SM2 implementation only."""
+        bn = ffi.new("BIGNUM **")
+        if lib().EVP_PKEY_get_bn_param(self._pkey, b"priv", bn) != 1:
+            raise MalformedEncoding(f"cannot read the SM2 private scalar: {_openssl_error()}")
+        try:
+            out = ffi.new("unsigned char[32]")
+            lib().BN_bn2binpad(bn[0], out, 32)
+            return bytes(out)
+        finally:
+            lib().BN_free(bn[0])
+
+    def sign(self, data: bytes, distinguishing_id: bytes = DEFAULT_ID) -> bytes:
+        """SM2 signature with SM3 over ``data`` (Z from the id and the key, then e = SM3(Z || data))."""
+        if not isinstance(data, bytes):
+            raise InvalidInput("SM2 signs bytes", field="data")
+        out = ffi.new("unsigned char[80]")  # DER of two 256-bit integers: at most 72 bytes
+        n = ffi.new("size_t *", 80)
+        if _digest_op(self._pkey, _check_id(distinguishing_id), data, None, out, n) != 1:
+            raise BadSignature(f"SM2 signing failed: {_openssl_error()}", algorithm="sm2-sm3")
+        return bytes(ffi.buffer(out, n[0]))
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        """Undo :meth:`Sm2PublicKey.encrypt`; a changed or foreign ciphertext is :class:`MalformedEncoding`."""
+        if not isinstance(ciphertext, bytes) or not ciphertext:
+            raise MalformedEncoding("an SM2 ciphertext is DER bytes")
+        return _crypt(self._pkey, ciphertext, encrypt=False)
+
+
+def _digest_op(pkey, distinguishing_id: bytes, data: bytes, signature: bytes | None,
+               out=None, outlen=None) -> int:
+    """One SM2 sign (``signature`` None) or verify with SM3 and ``distinguishing_id``: OpenSSL's own
+    recipe (EVP_PKEY_CTX_set1_id on a context handed to the digest context, then DigestSign/Verify)."""
+    c = lib()
+    mctx = c.EVP_MD_CTX_new()
+    pctx = c.EVP_PKEY_CTX_new(pkey, ffi.NULL)
+    try:
+        if mctx == ffi.NULL or pctx == ffi.NULL:
+            return 0
+        if c.EVP_PKEY_CTX_set1_id(pctx, distinguishing_id, len(distinguishing_id)) != 1:
+            return 0
+        c.EVP_MD_CTX_set_pkey_ctx(mctx, pctx)
+        if signature is None:
+            if c.EVP_DigestSignInit(mctx, ffi.NULL, c.EVP_sm3(), ffi.NULL, pkey) != 1:
+                return 0
+            return c.EVP_DigestSign(mctx, out, outlen, data, len(data))
+        if c.EVP_DigestVerifyInit(mctx, ffi.NULL, c.EVP_sm3(), ffi.NULL, pkey) != 1:
+            return 0
+        return c.EVP_DigestVerify(mctx, signature, len(signature), data, len(data))
+    finally:
+        if mctx != ffi.NULL:
+            c.EVP_MD_CTX_free(mctx)  # does not free a context set with set_pkey_ctx…
+        if pctx != ffi.NULL:
+            c.EVP_PKEY_CTX_free(pctx)  # …so that one is freed here
+
+
+def _crypt(pkey, data: bytes, *, encrypt: bool) -> bytes:
+    c = lib()
+    ctx = c.EVP_PKEY_CTX_new(pkey, ffi.NULL)
+    if ctx == ffi.NULL:
+        raise MalformedEncoding(f"SM2 context: {_openssl_error()}")
+    try:
+        init, op = ((c.EVP_PKEY_encrypt_init, c.EVP_PKEY_encrypt) if encrypt
+                    else (c.EVP_PKEY_decrypt_init, c.EVP_PKEY_decrypt))
+        n = ffi.new("size_t *")
+        if init(ctx) != 1 or op(ctx, ffi.NULL, n, data, len(data)) != 1:
+            raise MalformedEncoding(f"SM2 {'encryption' if encrypt else 'decryption'} failed: "
+                                    f"{_openssl_error()}")
+        out = ffi.new("unsigned char[]", n[0])
+        if op(ctx, out, n, data, len(data)) != 1:
+            raise MalformedEncoding(f"SM2 {'encryption' if encrypt else 'decryption'} failed: "
+                                    f"{_openssl_error()}")
+        return bytes(ffi.buffer(out, n[0]))
+    finally:
+        c.EVP_PKEY_CTX_free(ctx)
+
+
+def _passphrase(passphrase: bytes) -> bytes:
+    # OpenSSL's default password callback reads the passphrase as a C string.
+    if not isinstance(passphrase, bytes) or b"\0" in passphrase:
+        raise InvalidInput("a key passphrase is bytes without NUL", field="passphrase")
+    return passphrase
+
+
+def _read_private(data: bytes, passphrase: bytes | None, *, pem: bool):
+    if not isinstance(data, bytes) or not data:
+        raise MalformedEncoding("an SM2 private key is PKCS#8 bytes")
+    c = lib()
+    if not pem and passphrase is None:  # plain PKCS#8 DER (d2i_PKCS8PrivateKey_bio reads only encrypted)
+        buf = ffi.new("unsigned char[]", data)
+        pp = ffi.new("unsigned char **", buf)
+        pkey = c.d2i_AutoPrivateKey(ffi.NULL, ffi.cast("const unsigned char **", pp), len(data))
+    else:
+        bio = c.BIO_new_mem_buf(data, len(data))
+        try:
+            u = _passphrase(passphrase) if passphrase is not None else ffi.NULL
+            read = c.PEM_read_bio_PrivateKey if pem else c.d2i_PKCS8PrivateKey_bio
+            pkey = read(bio, ffi.NULL, ffi.NULL, u)
+        finally:
+            c.BIO_free(bio)
+    if pkey == ffi.NULL:
+        detail = _openssl_error()
+        encrypted = b"ENCRYPTED" in data if pem else passphrase is not None
+        if encrypted:
+            raise WrongPassphrase(f"cannot decrypt the SM2 key: wrong passphrase ({detail})")
+        raise MalformedEncoding(f"not an SM2 private key: {detail}")
+    return _own(pkey)
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    import base64
+    body = base64.encodebytes(der).replace(b"\n", b"")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return b"".join([f"-----BEGIN {label}-----\n".encode(), *(line + b"\n" for line in lines),
+                     f"-----END {label}-----\n".encode()])
