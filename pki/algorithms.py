@@ -103,6 +103,25 @@ _ALIASES = {"ecdsa": ECDSA_P256_SHA256, "ec": ECDSA_P256_SHA256, "p256": ECDSA_P
 _BY_OID = {a.oid: a for a in _BY_NAME.values()}
 
 
+# A network's profile, chosen when its root is made (gwx pki init-root --profile): the algorithm its
+# CA signs every certificate and CRL with and gives every key it makes.
+NETWORK_PROFILES = {"international": ECDSA_P256_SHA256, "sm": SM2_SM3}
+
+
+def algorithm_for_profile(profile: str | None, algorithm: str | None = None) -> SignatureAlgorithm:
+    """The algorithm of a network ``profile``, or of an explicit ``algorithm`` name; both given must agree."""
+    if profile is not None and profile not in NETWORK_PROFILES:
+        raise UnsupportedAlgorithm(f"unknown network profile {profile!r}", known=sorted(NETWORK_PROFILES))
+    chosen = by_name(algorithm) if algorithm is not None else None
+    if profile is None:
+        return chosen or DEFAULT
+    if chosen is not None and chosen is not NETWORK_PROFILES[profile]:
+        raise UnsupportedAlgorithm(f"the {profile} profile signs with {NETWORK_PROFILES[profile].name}, "
+                                   f"not {chosen.name}: give one of --profile and --algorithm",
+                                   profile=profile, algorithm=chosen.name)
+    return NETWORK_PROFILES[profile]
+
+
 def by_name(name: str) -> SignatureAlgorithm:
     try:
         return _BY_NAME.get(name) or _ALIASES[name]

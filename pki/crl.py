@@ -14,8 +14,9 @@ one the root node serves would make the new node refuse the root's as a rollback
 published again. (The node fetches the next one from its parent before this one's next-update.)
 
 The CA key signs through pyca's ``CertificateRevocationListBuilder``, which needs the private key
-object: the CA's software signer hands it over. A CA key on a token would need the TBSCertList
-assembled and signed through ``Signer.sign`` instead; that is the one function to change.
+object: the CA's software signer hands it over. An SM2 CA's CRL (the 国密 profile) is assembled by
+:mod:`pki.x509_sm2` from the same parts and signed through ``Signer.sign``; a P-256 CA key on a
+token could take that road too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from . import x509_sm2
 from .ca import Revocation
 from .errors import CrlUpdateRefused, InvalidInput, MalformedEncoding
 from .keystore import write_public_file
@@ -59,26 +61,32 @@ def build_crl(ca: CrlIssuer, now: dt.datetime,
     if next_update_in <= dt.timedelta(0):
         raise InvalidInput("next_update_in must be positive")
     signer = ca.signer()
+    issuer = ca.certificate
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.CRLNumber(ca.take_crl_number()), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)]
+    revoked = [(serial, entry.revoked_at,
+                [] if entry.reason == "unspecified" else [(x509.CRLReason(x509.ReasonFlags[entry.reason]), False)])
+               for serial, entry in sorted(ca.revocations().items())]
+    # thisUpdate slightly in the past, like certificates: peers' clocks lag.
+    this_update, next_update = now - BACKDATE, now + next_update_in
+    if signer.algorithm.key_type == "sm2":  # pyca cannot sign with SM2: assembled, signed by the signer
+        return x509_sm2.assemble_crl(issuer=issuer.subject, this_update=this_update, next_update=next_update,
+                                     extensions=extensions, revoked=revoked, algorithm=signer.algorithm,
+                                     sign=signer.sign)
     key_getter = getattr(signer, "private_key_for_tls", None)
     if key_getter is None:
         raise InvalidInput("CRL signing needs a software CA key (token-held CA keys are not supported yet)")
-    issuer = ca.certificate
-    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (x509.CertificateRevocationListBuilder()
-               .issuer_name(issuer.subject)
-               # thisUpdate slightly in the past, like certificates: peers' clocks lag.
-               .last_update(now - BACKDATE)
-               .next_update(now + next_update_in)
-               .add_extension(x509.CRLNumber(ca.take_crl_number()), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                              critical=False))
-    for serial, entry in sorted(ca.revocations().items()):
-        revoked = (x509.RevokedCertificateBuilder()
-                   .serial_number(serial)
-                   .revocation_date(entry.revoked_at))
-        if entry.reason != "unspecified":
-            revoked = revoked.add_extension(x509.CRLReason(x509.ReasonFlags[entry.reason]), critical=False)
-        builder = builder.add_revoked_certificate(revoked.build())
+               .issuer_name(issuer.subject).last_update(this_update).next_update(next_update))
+    for value, critical in extensions:
+        builder = builder.add_extension(value, critical=critical)
+    for serial, revoked_at, entry_extensions in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(revoked_at)
+        for value, critical in entry_extensions:
+            entry = entry.add_extension(value, critical=critical)
+        builder = builder.add_revoked_certificate(entry.build())
     return builder.sign(key_getter(), signer.algorithm.hash())
 
 
@@ -219,7 +227,4 @@ def _may_sign_crls(cert: x509.Certificate) -> bool:
 
 
 def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
-    try:
-        return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
+    return x509_sm2.signed_by(crl, ca)

@@ -40,9 +40,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as xocsp
 
+from . import x509_sm2
 from .ca import Revocation
 from .errors import InvalidInput
 from .signer import Signer
+from .sm2 import Sm2PublicKey
 
 DEFAULT_VALIDITY = dt.timedelta(hours=4)
 MAX_REQUESTS = 32
@@ -88,7 +90,9 @@ def _revocation_of(entry: x509.RevokedCertificate) -> Revocation:
 
 def public_key_bits(cert: x509.Certificate) -> bytes:
     """The value of the subjectPublicKey BIT STRING: what OCSP key hashes are taken over."""
-    key = cert.public_key()
+    key = x509_sm2.public_key_of(cert)
+    if isinstance(key, Sm2PublicKey):
+        return key.point()
     if isinstance(key, ec.EllipticCurvePublicKey):
         return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
@@ -143,7 +147,7 @@ def respond(request_der: bytes, ca_view: CaView, responder_signer: Signer, now: 
 
     response_data = {
         "responder_id": aocsp.ResponderId(
-            name="by_key", value=x509.SubjectKeyIdentifier.from_public_key(responder_cert.public_key()).digest),
+            name="by_key", value=x509_sm2.subject_key_identifier(x509_sm2.public_key_of(responder_cert)).digest),
         "produced_at": now.astimezone(dt.UTC).replace(microsecond=0),
         "responses": singles,
     }

@@ -28,12 +28,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupported
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as xocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from . import x509_sm2
 from .algorithms import by_oid
 from .errors import (
     BadSignature,
@@ -84,10 +83,7 @@ def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate
            issuer.fingerprint(hashes.SHA256()))
     known = _CRL_SIGNED.get(key)
     if known is None:
-        try:
-            known = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-        except (TypeError, ValueError, PycaUnsupported):  # a key pyca cannot use: not signed by it
-            known = False
+        known = x509_sm2.signed_by(crl, issuer)  # False for a key neither pyca nor pki.sm2 can use
         if len(_CRL_SIGNED) >= 256:
             _CRL_SIGNED.pop(next(iter(_CRL_SIGNED)))
         _CRL_SIGNED[key] = known
@@ -190,10 +186,8 @@ def _responder_certificate(response: xocsp.OCSPResponse, issuer: x509.Certificat
             continue
         if cert.issuer != issuer.subject:
             raise OcspBadSignature("the OCSP responder certificate was not issued by the certificate's issuer")
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError):
-            raise OcspBadSignature("the OCSP responder certificate is not signed by the issuer") from None
+        if not x509_sm2.signed_by(cert, issuer):
+            raise OcspBadSignature("the OCSP responder certificate is not signed by the issuer")
         try:
             eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         except x509.ExtensionNotFound:
@@ -226,7 +220,7 @@ def check_ocsp(cert: x509.Certificate, issuer: x509.Certificate, response_der: b
         singles = list(response.responses)
         responder = _responder_certificate(response, issuer, trust, now)
         algorithm = by_oid(response.signature_algorithm_oid.dotted_string)
-        algorithm.verify(responder.public_key(), response.signature,  # type: ignore[arg-type]
+        algorithm.verify(x509_sm2.public_key_of(responder), response.signature,
                          response.tbs_response_bytes)
     except (BadSignature, UnsupportedAlgorithm) as exc:
         raise OcspBadSignature(f"the OCSP response signature does not verify: {exc.message}") from None

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import directory_signer, profiles
+from pki.algorithms import NETWORK_PROFILES, algorithm_for_profile
 from pki.ca import CertificateAuthority, node_id_of, unit_code_of
 from pki.errors import GwxError, MalformedEncoding
 
@@ -20,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init-root", help="create the network root CA")
     p.add_argument("--dir", required=True, type=Path, help="CA directory to create")
     p.add_argument("--name", required=True, help="CA name, e.g. 临沂市电子政务CA")
-    p.add_argument("--algorithm", default="ecdsa-p256-sha256", help="ecdsa-p256-sha256 (default) or rsa3072-sha256")
+    p.add_argument("--profile", choices=sorted(NETWORK_PROFILES), default=None,
+                   help="the network's cryptography, carried by every certificate and CRL the CA makes: "
+                        "international (P-256, SHA-256; the default) or sm (国密: SM2 keys, SM2-with-SM3 "
+                        "certificates and CRLs, SM2 keys encrypted with SM4 at rest)")
+    p.add_argument("--algorithm", default=None,
+                   help="ecdsa-p256-sha256 (default), rsa3072-sha256 or sm2-sm3 (what --profile sm chooses)")
     p.add_argument("--valid-days", type=int, metavar="N",
                    help=f"validity of the root certificate in days (default {profiles.ROOT_CA.default_days})")
     add_passphrase_option(p)
@@ -84,8 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _init_root(args: argparse.Namespace) -> int:
     passphrase = get_passphrase(args, confirm=True, what="CA key")
-    ca = CertificateAuthority.init_root(args.dir, args.name, passphrase, args.algorithm, args.valid_days)
-    print(f"root CA '{ca.name}' created in {args.dir}")
+    algorithm = algorithm_for_profile(args.profile, args.algorithm)
+    ca = CertificateAuthority.init_root(args.dir, args.name, passphrase, algorithm, args.valid_days)
+    print(f"root CA '{ca.name}' created in {args.dir} ({ca.algorithm.name})")
     print(f"  trust anchor: {args.dir / 'root.crt'}  (serial {ca.certificate.serial_number:x})")
     return 0
 

@@ -28,7 +28,10 @@ KAT_C1 = bytes.fromhex("04"
 KAT_C3 = bytes.fromhex("59983C18F809E262923C53AEC295D30383B54E39D609D160AFCB1908D0BD8766")
 KAT_C2 = bytes.fromhex("21886CA989CA9C7D58087307CA93092D651EFA")
 
-VFYOPT = ["-vfyopt", "distid:1234567812345678"]  # OpenSSL 3.0's verify uses an empty SM2 id otherwise
+# OpenSSL 3.0's verify uses an empty SM2 id unless told the default one, and `-vfyopt distid:` reaches only
+# the certificate being verified, not the CAs above it, nor a CRL: so each link of a chain is verified
+# on its own (the issuer as a partial-chain anchor), and the root's and CRLs' signatures by openssl dgst.
+VFYOPT = ["-vfyopt", "distid:1234567812345678"]
 
 
 class _Sm2Cipher(core.Sequence):
@@ -76,3 +79,18 @@ def private_key_from_scalar(scalar: bytes, point: bytes) -> Sm2PrivateKey:
 
 def openssl(*args: str, cwd: Path | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["openssl", *args], cwd=cwd, input=input, capture_output=True, timeout=60)
+
+
+def openssl_verifies_link(cert_file: Path, issuer_file: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`openssl verify` of one certificate against its issuer (given as a partial-chain anchor)."""
+    return openssl("verify", *VFYOPT, "-partial_chain", "-CAfile", str(issuer_file), *extra, str(cert_file))
+
+
+def openssl_verifies_signature(public_key_pem: bytes, signed: bytes, signature: bytes,
+                               workdir: Path) -> subprocess.CompletedProcess:
+    """`openssl dgst -sm3 -verify` with the default distinguishing id over ``signed``."""
+    (workdir / "dgst.pub").write_bytes(public_key_pem)
+    (workdir / "dgst.data").write_bytes(signed)
+    (workdir / "dgst.sig").write_bytes(signature)
+    return openssl("dgst", "-sm3", "-verify", "dgst.pub", "-sigopt", "distid:1234567812345678",
+                   "-signature", "dgst.sig", "dgst.data", cwd=workdir)
