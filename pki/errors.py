@@ -404,6 +404,13 @@ class SealCertNotListed(SealVerificationFailed):
     kind = ErrorKind.VERIFICATION_FAILED
 
 
+class SealDataMismatch(SealVerificationFailed):
+    """A sealed signature's dataHash is not the digest of the data it is presented with."""
+
+    code = "SEAL_DATA_MISMATCH"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
 class SealPictureInvalid(SealVerificationFailed, InvalidInput):
     """The seal's picture is not a sane image: refused when making a seal and when verifying one."""
 

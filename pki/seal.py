@@ -29,6 +29,7 @@ from . import seal_der as D
 from .errors import InvalidInput, SealMalformed, SealPictureInvalid, SealUnsupportedVersion
 from .seal_picture import STANDARD_DIAMETER_MM, validate_png
 from .signer import Signer
+from .sm3_sm4 import sm3
 from .unit_code import validate_unit_code
 
 MAX_SEAL_BYTES = 4 * 1024 * 1024
@@ -123,6 +124,8 @@ class Seal:
             return der in self.cert_list
         for d in self.cert_digests:
             name = d.type.lower().replace("-", "")
+            if name == "sm3" and sm3(der) == d.value:  # not every hashlib has SM3: pyca's
+                return True
             if name in hashlib.algorithms_available and hashlib.new(name, der).digest() == d.value:
                 return True
         return False
@@ -352,7 +355,8 @@ class SealBuilder:
         return dataclasses.replace(self, es_id=es_id)
 
     def with_digests(self) -> SealBuilder:
-        """List the certificates by SHA-256 digest (certListType 2) instead of whole."""
+        """List the certificates by digest (certListType 2) instead of whole: SHA-256, or SM3 when the
+        maker signs with SM2 (the 国密 profile)."""
         return dataclasses.replace(self, cert_list_type=A.CERT_LIST_DIGESTS)
 
     def build(self, maker: Signer, *, now: dt.datetime | None = None) -> Seal:
@@ -397,8 +401,9 @@ class SealBuilder:
         if not es_id.isascii() or not es_id.isprintable() or len(es_id) > 64:
             raise InvalidInput("esID must be printable ASCII, at most 64 characters", field="esID")
         ders = [c.public_bytes(Encoding.DER) for c in self.certificates]
+        sm = maker.algorithm.hash_name == "sm3"
         entries: list = ders if self.cert_list_type == A.CERT_LIST_CERTS else [
-            CertDigest("sha256", hashlib.sha256(d).digest()) for d in ders]
+            CertDigest("SM3", sm3(d)) if sm else CertDigest("sha256", hashlib.sha256(d).digest()) for d in ders]
         der = encode_seal(es_id=es_id, seal_type=self.seal_type, name=name,
                           cert_list_type=self.cert_list_type, entries=entries, create_date=now,
                           valid_start=start, valid_end=end, picture=SealPicture(

@@ -49,6 +49,7 @@ from .seal_verify import verify_seal
 from .signer import Signer, SoftwareSigner
 from .trust import Purpose
 from .unit_code import validate_unit_code
+from .x509_sm2 import public_key_of
 
 SEAL_LABEL = "ELECTRONIC SEAL"
 SEAL_REQUEST_FILE = "seal.req.pem"
@@ -219,7 +220,7 @@ def install_seal_response(seal_dir: str | Path, data: bytes, root: x509.Certific
         raise ResponseInvalid(f"a seal response holds one seal certificate and one {SEAL_LABEL}; this has "
                               f"{len(leaves)} and {len(blocks)}", code="PKI_RESPONSE_MALFORMED")
     cert, seal_der, now = leaves[0], blocks[0], now or utcnow()
-    if not same_key(cert.public_key(), public_key):
+    if not same_key(public_key_of(cert), public_key):
         raise ResponseInvalid("the seal certificate is for another key than this unit's: the response answers "
                               "another request", code="PKI_RESPONSE_KEY_MISMATCH")
     if unit_code_of(cert) != unit_code:

@@ -33,6 +33,7 @@ from .seal_picture import STANDARD_DIAMETER_MM, render_round_seal, validate_png
 from .seal_token import read_token_ref
 from .signer import Signer, SoftwareSigner
 from .unit_code import validate_unit_code
+from .x509_sm2 import public_key_of
 
 SEAL_FILE = "seal.esl"
 CERT_FILE = "seal.crt"
@@ -133,6 +134,6 @@ def load_seal_credential(directory: str | Path, passphrase: bytes) -> SealCreden
     if token is not None:  # the key stays on the token; the signer logs in now and checks it is cert's key
         return SealCredential(d, seal, cert, token.signer(cert).open(), chain)
     key = read_private_key(d / KEY_FILE, passphrase)
-    if key.public_key() != cert.public_key():
+    if key.public_key() != public_key_of(cert):
         raise KeyCertificateMismatch(f"{d / KEY_FILE} is not the key of {d / CERT_FILE}")
     return SealCredential(d, seal, cert, SoftwareSigner(key, cert), chain)

@@ -56,6 +56,7 @@ from .seal import Seal, describe_seal, parse_seal
 from .seal_picture import MAX_PICTURE_BYTES, MAX_PICTURE_PIXELS, validate_png
 from .trust import Purpose, RevocationCheck, TrustStore, verify_certificate
 from .unit_code import validate_unit_code
+from .x509_sm2 import public_key_of
 
 __all__ = ["SealVerification", "check_picture", "describe_seal", "verify_seal"]
 
@@ -145,7 +146,7 @@ def verify_seal(seal: bytes | Seal, *, trust_roots: Iterable[x509.Certificate],
 def _check_signature(s: Seal, maker: x509.Certificate) -> None:
     try:
         algorithm = by_oid(s.sign_alg_oid)
-        key = maker.public_key()
+        key = public_key_of(maker)
         if for_public_key(key).key_type != algorithm.key_type:  # type: ignore[arg-type]
             raise SealBadSignature(f"signAlgID {s.sign_alg_oid} does not fit the maker's key")
         algorithm.verify(key, s.signed_value, s.seal_info_der)  # type: ignore[arg-type]
