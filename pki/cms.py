@@ -11,6 +11,12 @@ SHA-256 of the signer certificate and its issuer/serial). The signer is identifi
 serial; the signer certificate and ``extra_certs`` (intermediates, so a verifier can build the
 path) travel in ``certificates``. Algorithms come from the signer (:mod:`pki.algorithms`).
 
+An SM2 signer (the 国密 profile) writes GB/T 35275's identifiers instead: ContentInfo type
+``1.2.156.10197.6.1.4.2.2`` (signedData), eContentType ``1.2.156.10197.6.1.4.2.1`` (data) for plain
+data, digest SM3 ``1.2.156.10197.1.401``, signature ``1.2.156.10197.1.301.1`` (SM2-1, over the
+signed attributes with SM3 and the default distinguishing id), and the ESS certificate hash by SM3
+(hashAlgorithm then written out). Verification reads both vocabularies.
+
 Verification checks, in order: structure, the digest of the data against messageDigest, the
 contentType attribute against eContentType, the ESS certificate hash when present, the signature
 with the certificate the SignerInfo names, then (when trust roots are given) the certificate path
@@ -51,18 +57,33 @@ from .errors import (
     CmsDigestMismatch,
     CmsMalformed,
     InvalidInput,
+    MalformedEncoding,
     UnsupportedAlgorithm,
 )
 from .signer import Signer
+from .sm2 import Sm2PublicKey
+from .sm3_sm4 import sm3
 from .trust import Purpose, RevocationCheck, TrustStore, verify_certificate
+from .x509_sm2 import public_key_of
 
 RSA_ENCRYPTION_OID = "1.2.840.113549.1.1.1"  # what many CMS producers put for PKCS#1 v1.5
 _HASHLIB = {"sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
+# GB/T 35275-2017 (SM2 cryptographic message syntax): its content types, and the SM2-1 signature OID
+# it names in SignerInfo. asn1crypto is taught the content types so its general reader parses them.
+GBT_DATA = "1.2.156.10197.6.1.4.2.1"
+GBT_SIGNED_DATA = "1.2.156.10197.6.1.4.2.2"
+GBT_SM2_SIGNATURE = "1.2.156.10197.1.301.1"
+SM3_OID = "1.2.156.10197.1.401"
+acms.ContentType._map.update({GBT_DATA: "gbt_data", GBT_SIGNED_DATA: "gbt_signed_data"})
+acms.ContentType._reverse_map = None  # rebuilt from _map on next use
+acms.ContentInfo._oid_specs["gbt_signed_data"] = acms.SignedData
+_PLAIN_DATA = ("data", "gbt_data")
 # What asn1crypto raises from a lazily parsed value that turns out to be malformed.
 _ASN1_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 _CACHE_SIZE = 1024  # certificates; a node sees a few hundred peers, a bound keeps hostile input harmless
 
 _OID_SIGNED_DATA = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
+_OID_GBT_SIGNED_DATA = core.ObjectIdentifier(GBT_SIGNED_DATA).dump()
 _OID_CONTENT_TYPE = core.ObjectIdentifier("1.2.840.113549.1.9.3").dump()
 _OID_MESSAGE_DIGEST = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
 _OID_SIGNING_TIME = core.ObjectIdentifier("1.2.840.113549.1.9.5").dump()
@@ -89,6 +110,8 @@ def _der(cert: x509.Certificate) -> bytes:
 
 
 def _digest(hash_name: str, data: bytes) -> bytes:
+    if hash_name in ("sm3", SM3_OID):
+        return sm3(data)
     try:
         return hashlib.new(_HASHLIB[hash_name], data).digest()
     except KeyError:
@@ -157,9 +180,13 @@ def _signer_parts(cert: x509.Certificate) -> _SignerParts:
     facts = _facts_of(cert)
     serial = core.Integer(facts.serial_number).dump()
     # SigningCertificateV2 {certs: [ESSCertIDv2 {certHash (SHA-256, the default), issuerSerial}]},
-    # issuerSerial = {GeneralNames{[4] Name}, serial}.
+    # issuerSerial = {GeneralNames{[4] Name}, serial}. An SM2 signer's hash is SM3, named explicitly.
     issuer_serial = _tlv(0x30, _tlv(0x30, _tlv(0xA4, facts.issuer_der)) + serial)
-    cert_id = _tlv(0x30, core.OctetString(facts.sha256).dump() + issuer_serial)
+    if isinstance(public_key_of(cert), Sm2PublicKey):
+        cert_id = _tlv(0x30, algos.DigestAlgorithm({"algorithm": SM3_OID}).dump()
+                       + core.OctetString(sm3(facts.der)).dump() + issuer_serial)
+    else:
+        cert_id = _tlv(0x30, core.OctetString(facts.sha256).dump() + issuer_serial)
     ess = _attribute(_OID_SIGNING_CERT_V2, _tlv(0x30, _tlv(0x30, cert_id)))
     return _SignerParts(facts.der, _tlv(0x30, facts.issuer_der + serial), ess)
 
@@ -174,6 +201,9 @@ def _content_type(name: str) -> tuple[str, str, bytes]:
 @functools.lru_cache(maxsize=16)
 def _algorithm_ids(algorithm: SignatureAlgorithm) -> tuple[bytes, bytes]:
     """DER AlgorithmIdentifiers (digest, signature) exactly as asn1crypto writes them (NULL params for RSA)."""
+    if algorithm.key_type == "sm2":  # GB/T 35275: SM3, and SM2-1 in SignerInfo; no parameters
+        return (algos.DigestAlgorithm({"algorithm": algorithm.hash_oid}).dump(),
+                algos.SignedDigestAlgorithm({"algorithm": GBT_SM2_SIGNATURE}).dump())
     return (algos.DigestAlgorithm({"algorithm": algorithm.hash_name}).dump(),
             algos.SignedDigestAlgorithm({"algorithm": algorithm.asn1crypto_name}).dump())
 
@@ -204,7 +234,8 @@ def sign_detached(data: bytes | None, signer: Signer, *, digest: bytes | None = 
     elif len(digest) != len(_digest(algorithm.hash_name, b"")):
         raise InvalidInput(f"digest is {len(digest)} bytes, not a {algorithm.hash_name} digest")
 
-    ct_name, _, ct_der = _content_type(content_type)
+    gbt = algorithm.key_type == "sm2"
+    ct_name, _, ct_der = _content_type(GBT_DATA if gbt and content_type == "data" else content_type)
     parts = _signer_parts(cert)
     # DER SET OF order is the order of the encodings (X.690 §11.6).
     attrs = [_attribute(_OID_CONTENT_TYPE, ct_der), _attribute(_OID_MESSAGE_DIGEST, _tlv(0x04, digest))]
@@ -240,14 +271,14 @@ def sign_detached(data: bytes | None, signer: Signer, *, digest: bytes | None = 
                 raise InvalidInput(f"content does not parse as {ct_name}: {exc}") from None
         econtent = _tlv(0xA0, _tlv(0x04, data))  # type: ignore[arg-type]
     signed_data = _tlv(0x30, (
-        # RFC 5652 §5.1: version 3 whenever eContentType is not id-data.
-        (_VERSION_1 if ct_name == "data" else _VERSION_3)
+        # RFC 5652 §5.1: version 3 whenever eContentType is not id-data (GB/T 35275's data counts as data).
+        (_VERSION_1 if ct_name in _PLAIN_DATA else _VERSION_3)
         + _tlv(0x31, digest_alg)
         + _tlv(0x30, ct_der + econtent)
         # [0] IMPLICIT CertificateSet, a SET OF: DER wants the encodings in ascending order.
         + (_tlv(0xA0, b"".join(sorted(cert_ders))) if cert_ders else b"")
         + _tlv(0x31, signer_info)))
-    return _tlv(0x30, _OID_SIGNED_DATA + _tlv(0xA0, signed_data))
+    return _tlv(0x30, (_OID_GBT_SIGNED_DATA if gbt else _OID_SIGNED_DATA) + _tlv(0xA0, signed_data))
 
 
 # ---- verification ------------------------------------------------------------------------------------
@@ -255,7 +286,7 @@ def _load_signed_data(cms_der: bytes) -> acms.SignedData:
     """The SignedData of a ContentInfo, parsed lazily (fields decode when first read)."""
     try:
         info = acms.ContentInfo.load(cms_der, strict=True)
-        if info["content_type"].native != "signed_data":
+        if info["content_type"].native not in ("signed_data", "gbt_signed_data"):
             raise CmsMalformed(f"CMS content is {info['content_type'].native}, not signed data")
         signed_data = info["content"]
         signed_data["signer_infos"]  # parses the SignedData's own fields: their tags and lengths
@@ -333,8 +364,8 @@ def _general_signer(si: acms.SignerInfo) -> SignerView:
 
 def _signer_algorithm(sig_oid: str, cert: x509.Certificate) -> SignatureAlgorithm:
     try:
-        public_key = cert.public_key()  # pyca decodes the key only now
-    except ValueError as exc:
+        public_key = public_key_of(cert)  # decoded only now: pyca's, or SM2 through pki.sm2
+    except (ValueError, MalformedEncoding) as exc:
         raise CmsMalformed(f"the signer certificate's public key does not decode: {exc}") from None
     except PycaUnsupportedAlgorithm as exc:  # e.g. a curve pyca does not know
         raise UnsupportedAlgorithm(f"the signer certificate's key: {exc}") from None
@@ -424,7 +455,7 @@ def _verify_signer(si: SignerView, pool: Sequence[_CertFacts], data: bytes | Non
                    content_type: str, require_ess: bool) -> tuple[x509.Certificate, str, bytes, dt.datetime | None]:
     facts = _find_signer_cert(si, pool)
     cert = facts.certificate
-    hash_name = si.digest_algorithm
+    hash_name = "sm3" if si.digest_algorithm == SM3_OID else si.digest_algorithm  # asn1crypto has no name
     try:
         algorithm = _signer_algorithm(si.signature_algorithm, cert)
     except UnsupportedAlgorithm as exc:
@@ -456,7 +487,7 @@ def _verify_signer(si: SignerView, pool: Sequence[_CertFacts], data: bytes | Non
             raise CmsDigestMismatch("the data is not what was signed (message digest differs)")
         signed_bytes = si.signed_bytes  # type: ignore[assignment]
     try:
-        algorithm.verify(cert.public_key(), si.signature, signed_bytes)
+        algorithm.verify(public_key_of(cert), si.signature, signed_bytes)
     except BadSignature:
         raise CmsBadSignature("CMS signature does not verify with the signer's certificate",
                               subject=cert.subject.rfc4514_string()) from None

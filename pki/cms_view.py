@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from asn1crypto import algos, cms, core
 
 _OID_DATA_SIGNED = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
+_OID_GBT_SIGNED = core.ObjectIdentifier("1.2.156.10197.6.1.4.2.2").dump()  # GB/T 35275 signedData (SM2)
 _ATTR_CONTENT_TYPE = core.ObjectIdentifier("1.2.840.113549.1.9.3").dump()
 _ATTR_MESSAGE_DIGEST = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
 _ATTR_SIGNING_TIME = core.ObjectIdentifier("1.2.840.113549.1.9.5").dump()
@@ -137,7 +138,7 @@ def _read(buf: bytes) -> SignedDataView:
     if tag != 0x30 or end != len(buf):
         raise _Uncommon
     info = _children(buf, start, end)
-    if len(info) != 2 or buf[info[0][1]:info[0][3]] != _OID_DATA_SIGNED:
+    if len(info) != 2 or buf[info[0][1]:info[0][3]] not in (_OID_DATA_SIGNED, _OID_GBT_SIGNED):
         raise _Uncommon
     inner = _children(buf, *_expect(info[1], 0xA0)[2:])
     if len(inner) != 1:
