@@ -166,3 +166,21 @@ def test_profile_names_map_to_algorithms():
     assert algorithm_for_profile("international").name == "ecdsa-p256-sha256"
     with pytest.raises(UnsupportedAlgorithm):
         algorithm_for_profile("quantum")
+
+
+def test_ocsp_answers_and_time_stamps_are_sm2_signed_and_checked(network):
+    _, root, _city, _node, _seal = network
+    from pki import ocsp, tsa
+    from pki.revocation import check_ocsp
+    now = dt.datetime.now(dt.UTC)
+    leaf = root.issue_seal_certificate("11100000000013127D", "国密OCSP测试单位", Sm2PrivateKey.generate().public_key())
+    request = ocsp.make_request(leaf, root.certificate, b"n" * 16)
+    check_ocsp(leaf, root.certificate, ocsp.respond(request, root, root.ocsp_responder_signer(), now), now,
+               nonce=b"n" * 16)
+    root.revoke(leaf, "key_compromise")
+    answer = ocsp.respond(request, root, root.ocsp_responder_signer(), now)
+    assert x509.ocsp.load_der_ocsp_response(answer).signature_algorithm_oid.dotted_string == SM2_WITH_SM3
+    with pytest.raises(CertificateRevoked):
+        check_ocsp(leaf, root.certificate, answer, now, nonce=b"n" * 16)
+    token = tsa.respond(tsa.make_request(b"evidence", nonce=5), root.tsa_signer(), now, 42)
+    assert tsa.verify_response(token, b"evidence", trust_roots=[root.root_certificate]).serial == 42
