@@ -13,8 +13,9 @@ every extension.
 
 :func:`read_requests` is the CA's side: every request in a PEM file, each checked by
 :func:`check_request` — the self-signature verifies (a forged or altered request is
-``PKI_REQUEST_BAD_SIGNATURE``), the key is one the network uses (EC P-256, RSA 3072–8192 bits:
-``PKI_REQUEST_KEY_TYPE``), the signature hash is SHA-2, and it asks for nothing: a request carrying
+``PKI_REQUEST_BAD_SIGNATURE``), the key is one the network uses (EC P-256, RSA 3072–8192 bits, SM2
+on a 国密 network: ``PKI_REQUEST_KEY_TYPE``), the signature hash is SHA-2 (SM3 with SM2, checked by
+:mod:`pki.sm2`: pyca cannot read SM2 keys), and it asks for nothing: a request carrying
 attributes — an extension request for CA:TRUE, key usages or names, a challenge password — is
 refused (``PKI_REQUEST_EXTENSIONS``) rather than silently trimmed, so nobody believes they got what
 they asked for.
@@ -43,8 +44,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from .errors import MalformedEncoding, RequestBadSignature, RequestInvalid
+from .algorithms import SM2_SM3
+from .errors import BadSignature, MalformedEncoding, RequestBadSignature, RequestInvalid, UnsupportedAlgorithm
 from .signer import Signer
+from .sm2 import Sm2PublicKey
 
 REQUEST_LABEL = "CERTIFICATE REQUEST"
 MAX_REQUESTS = 8  # a node's three, a seal's one: anything much bigger is not ours
@@ -59,7 +62,7 @@ _PEM = re.compile(rb"-----BEGIN ([^-\r\n]+)-----\r?\n(.*?)-----END \1-----", re.
 class CheckedRequest:
     """A request whose self-signature verified, with what its subject says."""
 
-    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Sm2PublicKey
     common_name: str | None
     role: str | None  # OU: a node's tls / sign / enc
     unit_code: str | None  # organizationIdentifier: a seal's unit
@@ -118,14 +121,49 @@ def check_request(der: bytes, index: int = 1) -> CheckedRequest:
     where = f"request {index}"
     try:
         csr = x509.load_der_x509_csr(der)
-        public_key = csr.public_key()
         subject = csr.subject
+        public_key = _request_key(csr, where)
     except ValueError as exc:
         raise RequestInvalid(f"{where} does not parse as PKCS#10: {exc}", code="PKI_REQUEST_MALFORMED") from None
-    except CryptographyUnsupported as exc:  # a key type the library does not even know
-        raise RequestInvalid(f"{where} holds a key this CA does not sign for ({exc})",
-                             code="PKI_REQUEST_KEY_TYPE") from None
     _check_key(public_key, where)
+    if isinstance(public_key, Sm2PublicKey):
+        _check_sm2_signature(csr, public_key, where)
+    else:
+        _check_signature(csr, where)
+    _check_asks_nothing(csr, where)
+    try:
+        return CheckedRequest(public_key, _one(subject, NameOID.COMMON_NAME, where),
+                              _one(subject, NameOID.ORGANIZATIONAL_UNIT_NAME, where),
+                              _one(subject, NameOID.ORGANIZATION_IDENTIFIER, where), der)
+    except ValueError as exc:
+        raise RequestInvalid(f"{where}'s subject does not decode: {exc}", code="PKI_REQUEST_SUBJECT") from None
+
+
+def _request_key(csr: x509.CertificateSigningRequest, where: str) -> object:
+    try:
+        return csr.public_key()
+    except CryptographyUnsupported as exc:  # a key type pyca does not know: SM2, or not ours at all
+        try:
+            info = a_csr.CertificationRequest.load(csr.public_bytes(serialization.Encoding.DER))
+            return Sm2PublicKey.from_der(info["certification_request_info"]["subject_pk_info"].dump())
+        except (ValueError, UnsupportedAlgorithm, MalformedEncoding):
+            raise RequestInvalid(f"{where} holds a key this CA does not sign for ({exc})",
+                                 code="PKI_REQUEST_KEY_TYPE") from None
+
+
+def _check_sm2_signature(csr: x509.CertificateSigningRequest, public_key: Sm2PublicKey, where: str) -> None:
+    if csr.signature_algorithm_oid.dotted_string != SM2_SM3.oid:
+        raise RequestInvalid(f"{where} holds an SM2 key but is signed with "
+                             f"{csr.signature_algorithm_oid.dotted_string}; the CA accepts SM2 with SM3",
+                             code="PKI_REQUEST_KEY_TYPE")
+    try:
+        SM2_SM3.verify(public_key, csr.signature, csr.tbs_certrequest_bytes)
+    except BadSignature:
+        raise RequestBadSignature(f"{where}'s signature does not verify with the key it names: it was forged "
+                                  "or altered after it was signed — ask the requester for a new one") from None
+
+
+def _check_signature(csr: x509.CertificateSigningRequest, where: str) -> None:
     try:
         digest = csr.signature_hash_algorithm
     except CryptographyUnsupported:  # a signature algorithm the library does not know
@@ -137,16 +175,11 @@ def check_request(der: bytes, index: int = 1) -> CheckedRequest:
     if not csr.is_signature_valid:
         raise RequestBadSignature(f"{where}'s signature does not verify with the key it names: it was forged "
                                   "or altered after it was signed — ask the requester for a new one")
-    _check_asks_nothing(csr, where)
-    try:
-        return CheckedRequest(public_key, _one(subject, NameOID.COMMON_NAME, where),
-                              _one(subject, NameOID.ORGANIZATIONAL_UNIT_NAME, where),
-                              _one(subject, NameOID.ORGANIZATION_IDENTIFIER, where), der)
-    except ValueError as exc:
-        raise RequestInvalid(f"{where}'s subject does not decode: {exc}", code="PKI_REQUEST_SUBJECT") from None
 
 
 def _check_key(public_key: object, where: str) -> None:
+    if isinstance(public_key, Sm2PublicKey):  # the 国密 profile's key (its curve checked by OpenSSL)
+        return
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.curve.name != "secp256r1":
             raise RequestInvalid(f"{where} holds an EC key on {public_key.curve.name}; the network uses P-256",

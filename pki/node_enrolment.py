@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from . import profiles
-from .algorithms import DEFAULT, PublicKey, SignatureAlgorithm, by_name
+from .algorithms import PublicKey, SignatureAlgorithm, by_name
 from .ca import CertificateAuthority, check_node_id, load_certificate, node_id_of, pem, utcnow
 from .csr import (
     REQUEST_LABEL,
@@ -57,6 +56,7 @@ from .errors import (
 from .keystore import read_private_key, write_private_key, write_public_file, write_public_files
 from .signer import SoftwareSigner
 from .trust import Purpose, TrustStore, verify_certificate
+from .x509_sm2 import network_algorithm, public_key_of, signed_by
 
 _DER, _SPKI = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
 REQUEST_FILE = "request.pem"
@@ -86,12 +86,13 @@ class SignedNodeRequest:
 # ---- on the node ---------------------------------------------------------------------------------
 
 def create_node_request(directory: str | Path, node_id: str, root: x509.Certificate, passphrase: bytes,
-                        algorithm: SignatureAlgorithm | str = DEFAULT) -> NodeRequest:
-    """Make the node's three keys in ``directory`` (its credentials directory) and its request."""
+                        algorithm: SignatureAlgorithm | str | None = None) -> NodeRequest:
+    """Make the node's three keys in ``directory`` (its credentials directory) and its request. The
+    keys are ``algorithm``'s, by default the network's as its root shows (SM2 under an SM2 root)."""
     directory = Path(directory)
     check_node_id(node_id)
     check_root(root)
-    algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
+    algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or network_algorithm(root))
     if directory.exists() and not directory.is_dir():
         raise InvalidInput(f"{directory} is a file, expected a directory (one is created if missing)")
     held = [name for name in [*(f"{role}.key" for role in profiles.NODE_ROLES), REQUEST_FILE]
@@ -137,7 +138,7 @@ def install_node_response(directory: str | Path, response: bytes, passphrase: by
     files: dict[Path, bytes] = {}
     for role in profiles.NODE_ROLES:
         public_key = read_private_key(directory / f"{role}.key", passphrase).public_key()
-        leaf = next((c for c in leaves if same_key(c.public_key(), public_key)), None)
+        leaf = next((c for c in leaves if same_key(public_key_of(c), public_key)), None)
         if leaf is None:
             raise ResponseInvalid(f"the response holds no certificate for this node's {role} key: it answers "
                                   "another request (another node's keys, or keys made again since)",
@@ -251,11 +252,9 @@ def check_root(root: x509.Certificate) -> None:
     if not ca or root.issuer != root.subject:
         raise InvalidInput("--root must be the network's root CA certificate (self-issued, CA:TRUE); this is "
                            f"{root.subject.rfc4514_string()}", field="root")
-    try:
-        root.verify_directly_issued_by(root)
-    except (ValueError, TypeError, InvalidSignature):
+    if not signed_by(root, root):
         raise InvalidInput("--root's self-signature does not verify: it is not a root certificate as the CA "
-                           "made it", field="root") from None
+                           "made it", field="root")
 
 
 def split_response(response: bytes) -> tuple[list[x509.Certificate], list[x509.Certificate]]:

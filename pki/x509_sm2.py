@@ -72,6 +72,13 @@ def public_key_of(cert: x509.Certificate) -> PublicKey:
     return Sm2PublicKey.from_der(spki)  # UnsupportedAlgorithm for any other key pyca cannot hold
 
 
+def network_algorithm(root: x509.Certificate) -> SignatureAlgorithm:
+    """The algorithm a network's keys use, read from its root: SM2 with SM3 under an SM2 root (the 国密
+    profile), else the default (P-256), whatever an RSA root signs with, as before."""
+    from .algorithms import DEFAULT
+    return SM2_SM3 if root.signature_algorithm_oid.dotted_string == SM2_SM3.oid else DEFAULT
+
+
 def signed_by(signed: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
     """Whether ``issuer``'s key made ``signed``'s signature (names are the caller's to compare)."""
     if signed.signature_algorithm_oid.dotted_string != SM2_SM3.oid:

@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
+from pki.algorithms import DEFAULT
 from pki.ca import load_certificate
 from pki.errors import InvalidInput, ResponseInvalid
 from pki.keystore import write_public_file
@@ -30,6 +31,7 @@ from pki.seal_enrolment import (
 )
 from pki.seal_token import TOKEN_FILE, TokenRef
 from pki.unit_code import validate_unit_code
+from pki.x509_sm2 import network_algorithm
 
 FLOW = ("Enrolment: gwx node request (here) → the PKI admin's gwx pki sign-request → gwx node install-certs "
         "(here); for each unit's seal: gwx node request-seal → gwx pki issue-seal --request → gwx node "
@@ -52,8 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "install-certs checks the response against it")
     p.add_argument("--out", required=True, type=Path, metavar="REQUEST",
                    help=f"the request file to hand the PKI admin (a copy stays in credentials/{REQUEST_FILE})")
-    p.add_argument("--algorithm", default="ecdsa-p256-sha256",
-                   help="key type: ecdsa-p256-sha256 (default) or rsa3072-sha256")
+    p.add_argument("--algorithm", default=None,
+                   help="key type: ecdsa-p256-sha256, rsa3072-sha256 or sm2-sm3; by default the network's as "
+                        "its root shows (sm2-sm3 under a 国密 root made with --profile sm, else ecdsa-p256-sha256)")
     add_passphrase_option(p)
     p.set_defaults(func=_request)
 
@@ -118,7 +121,9 @@ def _request_seal(args: argparse.Namespace) -> int:
         where = f"on token '{ref.token}' as '{ref.key_label}' (non-extractable; {seal_dir}/{TOKEN_FILE} says where)"
     else:
         passphrase = get_passphrase(args, confirm=True, what="node key")
-        text = create_seal_request(seal_dir, code, args.name, passphrase)
+        root_file = args.dir / "credentials" / ROOT_FILE  # the network's root, from gwx node request
+        algorithm = network_algorithm(load_certificate(root_file.read_bytes())) if root_file.exists() else DEFAULT
+        text = create_seal_request(seal_dir, code, args.name, passphrase, algorithm)
         where = f"in {seal_dir} (encrypted, mode 600)"
     write_public_file(args.out, text)
     print(f"unit {code} {args.name}: seal key made {where}")
