@@ -12,9 +12,11 @@ from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import directory_signer, profiles
-from pki.algorithms import NETWORK_PROFILES, algorithm_for_profile
+from pki.algorithms import NETWORK_PROFILES, SM2_SM3, algorithm_for_profile
 from pki.ca import CertificateAuthority, node_id_of, unit_code_of
 from pki.errors import GwxError, MalformedEncoding
+from pki.sm2 import Sm2PublicKey
+from pki.x509_sm2 import public_key_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -193,8 +195,8 @@ def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
         "serial": f"{cert.serial_number:x}",
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
-        "signature_algorithm": cert.signature_algorithm_oid._name,
-        "public_key": type(cert.public_key()).__name__.lstrip("_"),
+        "signature_algorithm": _signature_algorithm(cert),
+        "public_key": _key_type(cert),
         "sha256_fingerprint": cert.fingerprint(hashes.SHA256()).hex(),
     }
     for ext in cert.extensions:
@@ -213,6 +215,23 @@ def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
     if unit_code_of(cert):
         info["unit_code"] = unit_code_of(cert)
     return info
+
+
+# pyca knows no SM2 names: the 国密 profile's (pki.sm2), as OpenSSL names them.
+_SM2_NAMES = {SM2_SM3.oid: "SM2-with-SM3"}
+
+
+def _signature_algorithm(cert: x509.Certificate) -> str:
+    oid = cert.signature_algorithm_oid
+    return _SM2_NAMES.get(oid.dotted_string, oid._name)
+
+
+def _key_type(cert: x509.Certificate) -> str:
+    try:
+        key = public_key_of(cert)
+    except GwxError:
+        return "unsupported"
+    return "SM2" if isinstance(key, Sm2PublicKey) else type(key).__name__.lstrip("_")
 
 
 def describe_crl(crl: x509.CertificateRevocationList) -> dict[str, Any]:

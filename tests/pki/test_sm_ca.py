@@ -5,6 +5,7 @@ and revocation checks and by `openssl verify` / `openssl crl`, which we did not 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from cryptography import x509
@@ -184,3 +185,13 @@ def test_ocsp_answers_and_time_stamps_are_sm2_signed_and_checked(network):
         check_ocsp(leaf, root.certificate, answer, now, nonce=b"n" * 16)
     token = tsa.respond(tsa.make_request(b"evidence", nonce=5), root.tsa_signer(), now, 42)
     assert tsa.verify_response(token, b"evidence", trust_roots=[root.root_certificate]).serial == 42
+
+
+def test_gwx_pki_show_describes_sm2_certificates_and_crls(network, tmp_path, capsys):
+    base, _root, city, _node, _seal = network
+    assert main(["pki", "show", str(base / "root" / "root.crt"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["signature_algorithm"] == "SM2-with-SM3" and shown["public_key"] == "SM2"
+    (tmp_path / "city.crl").write_bytes(crls.crl_pem(crls.build_crl(city, dt.datetime.now(dt.UTC))))
+    assert main(["pki", "show", str(tmp_path / "city.crl")]) == 0
+    assert "临沂市CA" in capsys.readouterr().out
