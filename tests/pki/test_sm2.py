@@ -249,3 +249,21 @@ def test_openssl_decrypts_our_sm4_cbc(tmp_path):
     assert sm4_cbc_decrypt(key, iv, (tmp_path / "ct").read_bytes()) == content
     with pytest.raises(InvalidInput):
         sm4_cbc_decrypt(bytes(16), iv, (tmp_path / "ct").read_bytes())
+
+
+def test_another_distinguishing_id_is_honoured_both_ways_with_gmalg(key):
+    uid = b"ALICE123@YAHOO.COM"
+    r, s = signature_rs(key.sign(b"data", distinguishing_id=uid))
+    assert gmalg.SM2(pk=key.public_key().point(), uid=uid).verify(b"data", r.to_bytes(32, "big"),
+                                                                   s.to_bytes(32, "big"))
+    assert not gmalg.SM2(pk=key.public_key().point(), uid=DEFAULT_ID).verify(b"data", r.to_bytes(32, "big"),
+                                                                              s.to_bytes(32, "big"))
+    r2, s2 = gmalg.SM2(key.scalar(), uid, pk=key.public_key().point()).sign(b"data")
+    key.public_key().verify(signature_der(int.from_bytes(r2, "big"), int.from_bytes(s2, "big")), b"data",
+                            distinguishing_id=uid)
+
+
+def test_a_passphrase_with_a_nul_byte_is_refused_not_truncated(key):
+    with pytest.raises(InvalidInput):
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.BestAvailableEncryption(b"good\x00bad passphrase"))
