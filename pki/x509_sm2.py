@@ -30,7 +30,7 @@ from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupported
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .algorithms import SM2_SM3, PrivateKey, PublicKey, SignatureAlgorithm
+from .algorithms import DEFAULT, SM2_SM3, PrivateKey, PublicKey, SignatureAlgorithm
 from .errors import GwxError, MalformedEncoding, UnsupportedAlgorithm
 from .sm2 import Sm2PublicKey
 
@@ -75,7 +75,6 @@ def public_key_of(cert: x509.Certificate) -> PublicKey:
 def network_algorithm(root: x509.Certificate) -> SignatureAlgorithm:
     """The algorithm a network's keys use, read from its root: SM2 with SM3 under an SM2 root (the 国密
     profile), else the default (P-256), whatever an RSA root signs with, as before."""
-    from .algorithms import DEFAULT
     return SM2_SM3 if root.signature_algorithm_oid.dotted_string == SM2_SM3.oid else DEFAULT
 
 
