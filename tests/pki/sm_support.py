@@ -9,6 +9,7 @@ from pathlib import Path
 from asn1crypto import core, keys
 
 from pki.sm2 import CURVE_OID, Sm2PrivateKey
+from tests.support import run_openssl
 
 # GM/T 0003.5-2012 / GB/T 32918.5-2017 Annex A, on the recommended curve (the values OpenSSL's own
 # test/sm2_internal_test.c uses): key, fixed nonce, the signature of "message digest" with the
@@ -77,8 +78,9 @@ def private_key_from_scalar(scalar: bytes, point: bytes) -> Sm2PrivateKey:
     return Sm2PrivateKey.from_der(pkcs8.dump())
 
 
-def openssl(*args: str, cwd: Path | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["openssl", *args], cwd=cwd, input=input, capture_output=True, timeout=60)
+def openssl(*args: str | Path) -> subprocess.CompletedProcess:
+    """The system openssl, its failure left to the test to judge (some tests expect a refusal)."""
+    return run_openssl(*args, check=False)
 
 
 def openssl_verifies_link(cert_file: Path, issuer_file: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -92,5 +94,5 @@ def openssl_verifies_signature(public_key_pem: bytes, signed: bytes, signature: 
     (workdir / "dgst.pub").write_bytes(public_key_pem)
     (workdir / "dgst.data").write_bytes(signed)
     (workdir / "dgst.sig").write_bytes(signature)
-    return openssl("dgst", "-sm3", "-verify", "dgst.pub", "-sigopt", "distid:1234567812345678",
-                   "-signature", "dgst.sig", "dgst.data", cwd=workdir)
+    return openssl("dgst", "-sm3", "-verify", workdir / "dgst.pub", "-sigopt", "distid:1234567812345678",
+                   "-signature", workdir / "dgst.sig", workdir / "dgst.data")

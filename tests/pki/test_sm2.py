@@ -99,22 +99,23 @@ def test_sign_and_verify_and_every_change_is_refused(key):
             who.public_key().verify(sig, data, distinguishing_id=distid)
 
 
-def test_openssl_dgst_verifies_our_signature_with_the_default_id_and_we_verify_its(key, tmp_path):
+def test_openssl_dgst_verifies_our_signature_with_the_default_id_and_we_verify_its(key, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     data = b"SM2 over bytes we signed" * 40
     (tmp_path / "data").write_bytes(data)
     (tmp_path / "sig").write_bytes(key.sign(data))
     (tmp_path / "pub.pem").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM))
     ok = openssl("dgst", "-sm3", "-verify", "pub.pem", "-sigopt", "distid:1234567812345678",
-                 "-signature", "sig", "data", cwd=tmp_path)
+                 "-signature", "sig", "data")
     assert ok.returncode == 0 and b"Verified OK" in ok.stdout, ok.stderr
     # …and it is the id that makes it: with another id OpenSSL refuses the same signature.
     assert openssl("dgst", "-sm3", "-verify", "pub.pem", "-sigopt", "distid:8765432187654321",
-                   "-signature", "sig", "data", cwd=tmp_path).returncode != 0
+                   "-signature", "sig", "data").returncode != 0
     (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                          serialization.PrivateFormat.PKCS8,
                                                          serialization.NoEncryption()))
     made = openssl("dgst", "-sm3", "-sign", "key.pem", "-sigopt", "distid:1234567812345678",
-                   "-out", "theirs", "data", cwd=tmp_path)
+                   "-out", "theirs", "data")
     assert made.returncode == 0, made.stderr
     key.public_key().verify((tmp_path / "theirs").read_bytes(), data)
 
@@ -138,7 +139,8 @@ def test_gmalg_verifies_our_signatures_and_we_verify_gmalgs():
 
 # ---- SM2 encryption (key transport) --------------------------------------------------------------
 
-def test_encryption_round_trip_and_across_gmalg_and_openssl(key, tmp_path):
+def test_encryption_round_trip_and_across_gmalg_and_openssl(key, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     content_key = bytes(range(16))
     ciphertext = key.public_key().encrypt(content_key)
     assert key.decrypt(ciphertext) == content_key
@@ -153,7 +155,7 @@ def test_encryption_round_trip_and_across_gmalg_and_openssl(key, tmp_path):
     (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                          serialization.PrivateFormat.PKCS8,
                                                          serialization.NoEncryption()))
-    done = openssl("pkeyutl", "-decrypt", "-inkey", "key.pem", "-in", "ct", cwd=tmp_path)
+    done = openssl("pkeyutl", "-decrypt", "-inkey", "key.pem", "-in", "ct")
     assert done.returncode == 0 and done.stdout == content_key, done.stderr
 
 
@@ -240,11 +242,12 @@ def test_sm4_gcm_round_trip_and_tamper():
         sm4_gcm_encrypt(b"short", nonce, b"x")
 
 
-def test_openssl_decrypts_our_sm4_cbc(tmp_path):
+def test_openssl_decrypts_our_sm4_cbc(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     key, iv = bytes(range(16)), bytes(range(16, 32))
     content = "公文正文".encode() * 100
     (tmp_path / "ct").write_bytes(sm4_cbc_encrypt(key, iv, content))
-    done = openssl("enc", "-d", "-sm4-cbc", "-K", key.hex(), "-iv", iv.hex(), "-in", "ct", cwd=tmp_path)
+    done = openssl("enc", "-d", "-sm4-cbc", "-K", key.hex(), "-iv", iv.hex(), "-in", "ct")
     assert done.returncode == 0 and done.stdout == content, done.stderr
     assert sm4_cbc_decrypt(key, iv, (tmp_path / "ct").read_bytes()) == content
     with pytest.raises(InvalidInput):

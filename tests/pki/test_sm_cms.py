@@ -40,7 +40,7 @@ def sm(tmp_path_factory):
 
 def _asn1parse(der: bytes, tmp_path) -> list[tuple[int, int, int, str]]:
     (tmp_path / "cms.der").write_bytes(der)
-    out = openssl("asn1parse", "-inform", "DER", "-in", "cms.der", cwd=tmp_path).stdout.decode()
+    out = openssl("asn1parse", "-inform", "DER", "-in", tmp_path / "cms.der").stdout.decode()
     rows = []
     for line in out.splitlines():
         m = re.match(r"\s*(\d+):d=(\d+)\s+hl=(\d+)\s+l=\s*(\d+)\s+\w+:\s*(.*)", line)
@@ -61,7 +61,7 @@ def test_sm2_cms_carries_the_gbt_35275_identifiers_as_openssl_reads_them(sm, tmp
     assert "pkcs7-signedData" not in text and "sha256" not in text
     # the messageDigest attribute is SM3 of the content, as openssl computes it
     (tmp_path / "content").write_bytes(CONTENT)
-    digest = openssl("dgst", "-sm3", "-r", "content", cwd=tmp_path).stdout.split()[0].decode().upper()
+    digest = openssl("dgst", "-sm3", "-r", tmp_path / "content").stdout.split()[0].decode().upper()
     assert f"[HEX DUMP]:{digest}" in text
 
 
