@@ -22,6 +22,7 @@ the signer and the certificate code take them where they take pyca keys.
 
 from __future__ import annotations
 
+import base64
 import threading
 
 from asn1crypto import keys
@@ -160,6 +161,17 @@ def _own(pkey) -> object:
     return owned
 
 
+def _d2i(decode, der: bytes):
+    """``decode(NULL, &p, len)``, refusing bytes after the structure (d2i stops at its end)."""
+    buf = ffi.new("unsigned char[]", der)
+    pp = ffi.new("unsigned char **", buf)
+    pkey = decode(ffi.NULL, ffi.cast("const unsigned char **", pp), len(der))
+    if pkey != ffi.NULL and pp[0] - buf != len(der):
+        lib().EVP_PKEY_free(pkey)
+        raise MalformedEncoding("bytes follow the SM2 key's DER")
+    return pkey
+
+
 def _bio_bytes(bio) -> bytes:
     pp = ffi.new("char **")
     n = lib().BIO_ctrl(bio, _BIO_CTRL_INFO, 0, pp)
@@ -177,10 +189,7 @@ class Sm2PublicKey:
         """From SubjectPublicKeyInfo DER (id-ecPublicKey with the SM2 curve, as certificates carry it)."""
         if not isinstance(spki, bytes) or not spki:
             raise MalformedEncoding("an SM2 public key is SubjectPublicKeyInfo DER bytes")
-        buf = ffi.new("unsigned char[]", spki)
-        pp = ffi.new("unsigned char **", buf)
-        pkey = lib().d2i_PUBKEY(ffi.NULL, ffi.cast("const unsigned char **", pp), len(spki))
-        return cls(_own(pkey))
+        return cls(_own(_d2i(lib().d2i_PUBKEY, spki)))
 
     @classmethod
     def from_point(cls, point: bytes) -> Sm2PublicKey:
@@ -398,9 +407,7 @@ def _read_private(data: bytes, passphrase: bytes | None, *, pem: bool):
         raise MalformedEncoding("an SM2 private key is PKCS#8 bytes")
     c = lib()
     if not pem and passphrase is None:  # plain PKCS#8 DER (d2i_PKCS8PrivateKey_bio reads only encrypted)
-        buf = ffi.new("unsigned char[]", data)
-        pp = ffi.new("unsigned char **", buf)
-        pkey = c.d2i_AutoPrivateKey(ffi.NULL, ffi.cast("const unsigned char **", pp), len(data))
+        pkey = _d2i(c.d2i_AutoPrivateKey, data)
     else:
         bio = c.BIO_new_mem_buf(data, len(data))
         try:
@@ -419,7 +426,6 @@ def _read_private(data: bytes, passphrase: bytes | None, *, pem: bool):
 
 
 def _pem(label: str, der: bytes) -> bytes:
-    import base64
     body = base64.encodebytes(der).replace(b"\n", b"")
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
     return b"".join([f"-----BEGIN {label}-----\n".encode(), *(line + b"\n" for line in lines),

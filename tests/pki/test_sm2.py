@@ -198,6 +198,10 @@ def test_der_in_and_out_and_bad_bytes_are_typed_errors(key):
     with pytest.raises(MalformedEncoding):
         Sm2PublicKey.from_der(spki[:-3])
     with pytest.raises(MalformedEncoding):
+        Sm2PublicKey.from_der(spki + b"\x00")
+    with pytest.raises(MalformedEncoding):
+        Sm2PrivateKey.from_der(plain + b"\x00")
+    with pytest.raises(MalformedEncoding):
         Sm2PrivateKey.from_der(b"\x30\x00")
     p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
