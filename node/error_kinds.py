@@ -112,6 +112,7 @@ ERROR_MODULES = (
     "adapters.oa_push.errors",
     "node.console.errors",
     "exchange_protocol.supervision", "node.supervision.escalation",
+    "exchange_protocol.statements",
 )
 _loaded = False
 

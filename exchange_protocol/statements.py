@@ -1,0 +1,218 @@
+"""签收 and 退回 as evidence a third party can check offline: a statement signed by the unit's seal key.
+
+When a clerk signs for (签收) or returns (退回) a document, the receiving node writes a
+**statement** and signs it with the unit's seal key (the key of the unit's seal certificate,
+``pki.seal_store``; on a token through PKCS#11): a CMS SignedData (RFC 5652, DER) with the
+statement as attached ``id-data`` content, the signer identified by issuer and serial, the seal
+certificate and the CAs between it and the root in ``certificates``, signed attributes contentType,
+signingTime (= ``at``), messageDigest and ESS signingCertificateV2. Anyone holding the network's root
+certificate checks it, without our database or our code: ``openssl cms -verify -inform DER -in
+S.cms -CAfile root.crt`` prints the statement.
+
+The statement is canonical JSON (``canonical.canonical_json``; every key always present)::
+
+    v               1
+    kind            "gwx-notice-statement"
+    type            receipt (签收) | return (退回)
+    doc_id          the 公文标识
+    package_sha256  SHA-256 (hex) of the sealed package as it travelled: binds the statement to those bytes
+    unit            the 统一社会信用代码 of the unit that acted (the seal certificate must name it)
+    unit_name       that unit's name, as its seal certificate says it
+    by              the person who acted (签收人 / 退回人)
+    at              when, UTC ``YYYY-MM-DDTHH:MM:SSZ`` (the notice's time)
+    reason          the 退回 reason; null for a 签收
+    sender_unit     the unit the document came from (the issuer; for a 转发, the forwarding unit)
+
+Why the seal key and not the node's signing key: the node's key says "this node" — a third party
+would have to trust the node operator's word about which unit acted. The seal key is the unit's
+own, certified with its name and code by the CA. A node hosting a unit without a seal cannot
+send anything for it anyway (``NODE_NO_SEAL``); the same refusal applies here, and no statement
+is ever signed with another key.
+
+:func:`verify_statement` checks the CMS (structure, digest, signature, the ESS certificate hash),
+the signer certificate's path to the trust roots at ``now`` with the seal key usage (and
+revocation when a checker is given), the content's strict shape, and that the certificate names
+the statement's unit. :func:`check_statement` then compares it with what the verifier expects (the
+notice it came with, the package it sent). Every failure is a :class:`StatementError` with a
+stable code; a stale CRL stays the transient :class:`pki.errors.RevocationUnknown` (a fresh CRL
+settles it, the statement is not at fault).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from pki import cms
+from pki.ca import unit_code_of
+from pki.errors import (
+    CertificateInvalid,
+    ErrorKind,
+    InvalidInput,
+    InvalidUnitCode,
+    PkiError,
+    RevocationUnknown,
+)
+from pki.signer import Signer
+from pki.trust import Purpose, RevocationCheck, TrustStore
+from pki.unit_code import validate_unit_code
+
+from .canonical import canonical_json, load_json
+from .envelope import MessageType, format_time
+from .errors import ProtocolError
+from .model import check_doc_id
+
+KIND = "gwx-notice-statement"
+MAX_STATEMENT_BYTES = 32 * 1024  # a statement with a seal certificate and two CAs is ~2 KB
+MAX_TEXT = 2000
+DATA_OID = "1.2.840.113549.1.7.1"  # id-data: what openssl cms -verify prints as the content
+STATEMENT_TYPES = (MessageType.RECEIPT, MessageType.RETURN)
+_FIELDS = frozenset({"v", "kind", "type", "doc_id", "package_sha256", "unit", "unit_name", "by", "at", "reason",
+                     "sender_unit"})
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class StatementError(ProtocolError):
+    """A 签收/退回 statement that proves nothing: malformed, badly signed, untrusted, or not about this."""
+
+    code = "STATEMENT_INVALID"
+    kind = ErrorKind.VERIFICATION_FAILED
+    subcodes = ("STATEMENT_BAD_SIGNATURE", "STATEMENT_UNTRUSTED", "STATEMENT_WRONG_SIGNER", "STATEMENT_MISMATCH",
+                "STATEMENT_TOO_LARGE")
+
+
+@dataclass(frozen=True)
+class Statement:
+    type: MessageType
+    doc_id: str
+    package_sha256: str
+    unit: str
+    unit_name: str
+    by: str
+    at: dt.datetime
+    reason: str | None
+    sender_unit: str
+
+    def __post_init__(self) -> None:
+        if self.type not in STATEMENT_TYPES:
+            raise StatementError(f"a statement is a 签收 or a 退回, not a {getattr(self.type, 'value', self.type)}")
+        try:
+            check_doc_id(self.doc_id, "doc_id")
+            validate_unit_code(self.unit)
+            validate_unit_code(self.sender_unit)
+        except (ProtocolError, InvalidUnitCode) as exc:
+            raise StatementError(f"statement: {exc.message}") from None
+        if not isinstance(self.package_sha256, str) or not _HEX64.match(self.package_sha256):
+            raise StatementError("statement package_sha256 must be 64 lower-case hex digits")
+        for name in ("unit_name", "by"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+                raise StatementError(f"statement {name} must be 1–{MAX_TEXT} characters")
+        if self.type is MessageType.RETURN:
+            if not isinstance(self.reason, str) or not self.reason.strip() or len(self.reason) > MAX_TEXT:
+                raise StatementError(f"a 退回 statement needs a reason of 1–{MAX_TEXT} characters")
+        elif self.reason is not None:
+            raise StatementError("a 签收 statement has no reason")
+        if not isinstance(self.at, dt.datetime) or self.at.tzinfo is None:
+            raise StatementError("statement time must be timezone-aware")
+        object.__setattr__(self, "at", self.at.astimezone(dt.UTC).replace(microsecond=0))
+
+    def encode(self) -> bytes:
+        return canonical_json({"v": 1, "kind": KIND, "type": self.type.value, "doc_id": self.doc_id,
+                               "package_sha256": self.package_sha256, "unit": self.unit, "unit_name": self.unit_name,
+                               "by": self.by, "at": format_time(self.at), "reason": self.reason,
+                               "sender_unit": self.sender_unit})
+
+
+def decode_statement(content: bytes) -> Statement:
+    """A :class:`Statement` from the signed content, strictly (canonical form, exact keys)."""
+    raw = load_json(content, max_bytes=MAX_STATEMENT_BYTES, what="statement", error=StatementError)
+    if not isinstance(raw, dict) or set(raw) != _FIELDS or raw["v"] != 1 or raw["kind"] != KIND:
+        raise StatementError("the signed content is not a gwx 签收/退回 statement, version 1")
+    if not all(isinstance(raw[k], str) for k in _FIELDS - {"v", "reason"}) \
+            or not (raw["reason"] is None or isinstance(raw["reason"], str)):
+        raise StatementError("statement fields must be strings (reason: a string or null)")
+    try:
+        kind = MessageType(raw["type"])
+        at = dt.datetime.strptime(raw["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise StatementError(f"statement type {raw['type']!r} or time {raw['at']!r} is not valid") from None
+    statement = Statement(kind, raw["doc_id"], raw["package_sha256"], raw["unit"], raw["unit_name"], raw["by"], at,
+                          raw["reason"], raw["sender_unit"])
+    if statement.encode() != content:
+        raise StatementError("the statement is not in canonical form")
+    return statement
+
+
+def unit_name_of(certificate: x509.Certificate) -> str | None:
+    """The unit name a seal certificate certifies (subject organizationName)."""
+    attrs = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(attrs[0].value) if attrs else None
+
+
+def sign_statement(statement: Statement, signer: Signer, chain: tuple[x509.Certificate, ...] = ()) -> bytes:
+    """The statement as CMS SignedData (DER, content attached) signed with the unit's seal key.
+    ``chain``: the CAs between the seal certificate and the root (a verifier then needs the root alone)."""
+    if signer.certificate is None or unit_code_of(signer.certificate) != statement.unit:
+        raise StatementError(f"the signing certificate is not unit {statement.unit}'s seal certificate",
+                             code="STATEMENT_WRONG_SIGNER", unit=statement.unit)
+    return cms.sign_detached(statement.encode(), signer, encapsulate=True, signing_time=statement.at,
+                             extra_certs=chain)
+
+
+@dataclass(frozen=True)
+class VerifiedStatement:
+    statement: Statement
+    der: bytes
+    signer_certificate: x509.Certificate
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.der).hexdigest()
+
+
+def verify_statement(der: bytes, trust: TrustStore, *, now: dt.datetime,
+                     intermediates: tuple[x509.Certificate, ...] = (),
+                     revocation: RevocationCheck | None = None) -> VerifiedStatement:
+    """Check a statement offline: signature, the seal certificate's path to ``trust`` at ``now``
+    (and its revocation with ``revocation``), the content, the certificate naming the unit."""
+    if not isinstance(der, bytes) or len(der) > MAX_STATEMENT_BYTES:
+        raise StatementError(f"a statement is at most {MAX_STATEMENT_BYTES} bytes of DER", code="STATEMENT_TOO_LARGE")
+    try:
+        result = cms.verify_detached(der, trust_roots=trust, now=now, intermediates=intermediates,
+                                     purpose=Purpose.SEAL, revocation=revocation, require_signing_cert_v2=True)
+    except RevocationUnknown:
+        raise  # our CRL is stale: a fresh one settles it (transient), the statement is not at fault
+    except CertificateInvalid as exc:
+        raise StatementError(f"the statement's signer is not trusted: {exc.message}", code="STATEMENT_UNTRUSTED",
+                             cause=exc.code) from None
+    except (PkiError, InvalidInput) as exc:
+        raise StatementError(f"the statement's signature does not verify: {exc.message}",
+                             code="STATEMENT_BAD_SIGNATURE", cause=exc.code) from None
+    if result.content is None or result.content_type != DATA_OID:
+        raise StatementError("a statement carries its content (id-data) inside the signature")
+    statement = decode_statement(result.content)
+    signer_unit = unit_code_of(result.signer_certificate)
+    if signer_unit != statement.unit:
+        raise StatementError(f"the statement speaks for unit {statement.unit} but is signed with the seal of "
+                             f"{signer_unit or 'no unit'}", code="STATEMENT_WRONG_SIGNER", unit=statement.unit,
+                             signer_unit=signer_unit)
+    return VerifiedStatement(statement, der, result.signer_certificate)
+
+
+def check_statement(statement: Statement, *, type: MessageType, doc_id: str, unit: str, by: str | None,
+                    at: dt.datetime, reason: str | None, package_sha256: str, sender_unit: str) -> None:
+    """The statement says what the notice it came with says, about the package the sender sent."""
+    expected = {"type": type, "doc_id": doc_id, "unit": unit, "by": by, "at": at.astimezone(dt.UTC).replace(microsecond=0),
+                "reason": reason, "package_sha256": package_sha256, "sender_unit": sender_unit}
+    for name, want in expected.items():
+        got = getattr(statement, name)
+        if got != want:
+            shown = getattr(got, "value", got)
+            raise StatementError(f"the statement's {name} is {shown!s:.80}, not what it should say",
+                                 code="STATEMENT_MISMATCH", field=name)
