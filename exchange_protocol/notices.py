@@ -16,6 +16,9 @@ envelope it answers (``in_reply_to``). Fields of one notice, version 1 (every ke
     at       when it happened, UTC ``YYYY-MM-DDTHH:MM:SSZ``
     reason   退回 reason, bounce reason, recall note, or null
     text     答复 text or urge note, or null
+    evidence (optional, receipt/return only) the unit-signed statement of this 签收/退回, base64 of
+             its CMS DER (``exchange_protocol.statements``); absent from an older node's notices,
+             which still apply. A notice carrying it names exactly one unit.
 
 **Batches** (version 2). Several notices answering the same message go in one payload, so 3,600
 签收 of one 通知 cost a few envelopes per node that signs, not one each::
@@ -23,8 +26,8 @@ envelope it answers (``in_reply_to``). Fields of one notice, version 1 (every ke
     v        2
     type     receipt | return | reply (:data:`BATCHABLE`: what receiving units say, each on its own)
     doc_id   the 公文标识 they all concern
-    notices  1..MAX_BATCH objects with exactly the keys units, by, at, reason, text (as above);
-             no unit appears in two of them
+    notices  1..MAX_BATCH objects with exactly the keys units, by, at, reason, text (as above),
+             and evidence where the notice has it; no unit appears in two of them
 
 Each entry keeps its own units, 签收人 and time, and the receiving node authorises and applies it
 as if it had come alone. A single notice is always written as version 1, so a batch is the only
@@ -55,6 +58,8 @@ the unit finally acts — when it was settled, by whom and how (``signed_for`` o
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,6 +80,8 @@ BATCHABLE = frozenset({MessageType.RECEIPT, MessageType.RETURN, MessageType.REPL
 _KEYS = frozenset({"v", "type", "doc_id", "units", "by", "at", "reason", "text"})
 _BATCH_KEYS = frozenset({"v", "type", "doc_id", "notices"})
 _ENTRY_KEYS = frozenset({"units", "by", "at", "reason", "text"})
+EVIDENCE = "evidence"  # the optional key (a newer node's): its presence is checked apart from the fixed keys
+MAX_EVIDENCE = 32 * 1024  # bytes of DER, as exchange_protocol.statements allows
 
 
 class NoticeError(ProtocolError):
@@ -82,7 +89,7 @@ class NoticeError(ProtocolError):
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("NOTICE_REASON_REQUIRED", "NOTICE_BY_REQUIRED", "NOTICE_DUPLICATE_UNIT", "NOTICE_TYPE_MISMATCH",
                 "NOTICE_BAD_DOC_ID", "NOTICE_BATCH_EMPTY", "NOTICE_BATCH_TOO_LARGE", "NOTICE_BATCH_MIXED",
-                "NOTICE_NOT_BATCHABLE")
+                "NOTICE_NOT_BATCHABLE", "NOTICE_BAD_EVIDENCE")
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,14 @@ class Notice:
     by: str | None = None
     reason: str | None = None
     text: str | None = None
+    evidence: bytes | None = None  # the unit-signed statement (CMS DER) of a 签收/退回
 
     def __post_init__(self) -> None:
+        if self.evidence is not None:
+            if self.type not in (MessageType.RECEIPT, MessageType.RETURN) or len(self.units) != 1:
+                raise NoticeError("only a 签收 or 退回 of one unit carries a statement", code="NOTICE_BAD_EVIDENCE")
+            if not isinstance(self.evidence, bytes) or not 0 < len(self.evidence) <= MAX_EVIDENCE:
+                raise NoticeError(f"a notice's statement is 1–{MAX_EVIDENCE} bytes", code="NOTICE_BAD_EVIDENCE")
         if self.type in (MessageType.DOCUMENT, MessageType.FORWARD):
             raise NoticeError("a document is not a notice")
         if self.type is MessageType.ESCALATE:
@@ -124,8 +137,11 @@ class Notice:
 
 def _entry(notice: Notice) -> dict[str, Any]:
     """What each notice of a batch says on its own (the type and the document are the batch's)."""
-    return {"units": list(notice.units), "by": notice.by, "at": format_time(notice.at),
-            "reason": notice.reason, "text": notice.text}
+    entry = {"units": list(notice.units), "by": notice.by, "at": format_time(notice.at),
+             "reason": notice.reason, "text": notice.text}
+    if notice.evidence is not None:  # only then: a notice without it is byte for byte what it always was
+        entry[EVIDENCE] = base64.b64encode(notice.evidence).decode("ascii")
+    return entry
 
 
 def encode_notices(notices: Sequence[Notice]) -> bytes:
@@ -176,9 +192,9 @@ def decode_notices(data: bytes) -> tuple[Notice, ...]:
         raise NoticeError(f"a batch holds {len(entries)} notices, more than the {MAX_BATCH} allowed",
                           code="NOTICE_BATCH_TOO_LARGE", count=len(entries))
     for entry in entries:
-        if set(entry) != _ENTRY_KEYS:
+        if set(entry) - {EVIDENCE} != _ENTRY_KEYS:
             raise NoticeError(f"notice batch entry keys differ: missing {sorted(_ENTRY_KEYS - set(entry))}, "
-                              f"unknown {sorted(set(entry) - _ENTRY_KEYS)}")
+                              f"unknown {sorted(set(entry) - _ENTRY_KEYS - {EVIDENCE})}")
     notices = tuple(_notice({"v": 1, "type": raw["type"], "doc_id": raw["doc_id"], **entry}) for entry in entries)
     _check_batch(notices)
     return notices
@@ -197,9 +213,9 @@ def _load(data: bytes) -> dict[str, Any]:
 
 
 def _notice(raw: dict[str, Any]) -> Notice:
-    if set(raw) != _KEYS:
+    if set(raw) - {EVIDENCE} != _KEYS:
         raise NoticeError(f"notice keys differ: missing {sorted(_KEYS - set(raw))}, "
-                          f"unknown {sorted(set(raw) - _KEYS)}")
+                          f"unknown {sorted(set(raw) - _KEYS - {EVIDENCE})}")
     if raw["v"] != 1:
         raise NoticeError(f"unsupported notice version {raw['v']!r}")
     try:
@@ -223,7 +239,19 @@ def _notice(raw: dict[str, Any]) -> Notice:
         at = dt.datetime.strptime(raw["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         raise NoticeError(f"notice time {raw['at']!r} is not YYYY-MM-DDTHH:MM:SSZ") from None
-    return Notice(kind, raw["doc_id"], codes, at, raw["by"], raw["reason"], raw["text"])
+    return Notice(kind, raw["doc_id"], codes, at, raw["by"], raw["reason"], raw["text"], _evidence(raw))
+
+
+def _evidence(raw: dict[str, Any]) -> bytes | None:
+    if EVIDENCE not in raw:
+        return None
+    text = raw[EVIDENCE]
+    if not isinstance(text, str) or len(text) > MAX_EVIDENCE * 4 // 3 + 4:
+        raise NoticeError("a notice's evidence must be base64 text of a statement", code="NOTICE_BAD_EVIDENCE")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise NoticeError("a notice's evidence is not base64", code="NOTICE_BAD_EVIDENCE") from None
 
 
 def batch_key(header: HeaderDraft) -> tuple[Any, ...] | None:

@@ -294,3 +294,36 @@ def test_an_escalation_is_not_a_plain_notice_and_the_header_must_say_the_same():
                                    in_reply_to=good.message_id)):
         with pytest.raises(EscalationError):
             e.check_header(header)
+
+
+# --- the optional unit-signed statement (exchange_protocol.statements) ---------------------------------
+def test_a_statement_travels_in_a_single_notice_and_in_each_batch_entry():
+    signed = Notice(MessageType.RECEIPT, "0193a5b2-0000-7000-8000-000000000001", (UNIT,), AT, "张三",
+                    evidence=b"\x30\x82statement")
+    plain = Notice(MessageType.RECEIPT, "0193a5b2-0000-7000-8000-000000000001", (make_unit_code("11100000000013128"),),
+                   AT, "李四")
+    assert decode_notices(signed.encode()) == (signed,)
+    assert decode_notices(encode_notices([signed, plain])) == (signed, plain)
+    assert b"evidence" not in plain.encode()  # an older node reads it exactly as before
+
+
+def test_an_older_nodes_notice_without_evidence_still_decodes():
+    old = json.dumps({"v": 1, "type": "receipt", "doc_id": "0193a5b2-0000-7000-8000-000000000001", "units": [UNIT],
+                      "by": "张三", "at": "2026-11-21T09:30:00Z", "reason": None, "text": None}).encode()
+    (notice,) = decode_notices(old)
+    assert notice.evidence is None and notice.by == "张三"
+
+
+@pytest.mark.parametrize("evidence", [123, "not base64!", ""])
+def test_bad_evidence_is_a_typed_error(evidence):
+    raw = {"v": 1, "type": "receipt", "doc_id": "0193a5b2-0000-7000-8000-000000000001", "units": [UNIT],
+           "by": "张三", "at": "2026-11-21T09:30:00Z", "reason": None, "text": None, "evidence": evidence}
+    with pytest.raises(NoticeError) as info:
+        decode_notices(json.dumps(raw).encode())
+    assert info.value.code == "NOTICE_BAD_EVIDENCE"
+
+
+def test_only_a_receipt_or_return_of_one_unit_carries_evidence():
+    with pytest.raises(NoticeError) as info:
+        Notice(MessageType.URGE, "0193a5b2-0000-7000-8000-000000000001", (UNIT,), AT, evidence=b"x")
+    assert info.value.code == "NOTICE_BAD_EVIDENCE"
