@@ -23,6 +23,8 @@ Roles (attributes of :class:`NodeStore`):
 - ``accounts`` (:class:`ConsoleAccountStore`): the console's users and sessions (``node.console``).
 - ``ledger`` (:class:`LedgerStore`): a unit's sent and received rows for the 台账, paged by time.
 - ``supervision`` (:class:`node.store.supervision.SupervisionStore`): 督办 marks and items.
+- ``evidence`` (:class:`node.store.evidence.EvidenceStore`): unit-signed 签收/退回 statements, both
+  sides; ``evidence.notice_evidence(doc_id)`` is what the archive reads.
 - ``audit`` (:class:`AuditTrail`): the append-only hash-chained log, written inside the change's tx.
 - group commit (:class:`GroupCommit`): the hot paths — acceptance, and the clerks' actions
   (``write_together``) — many writes per transaction and fsync.
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from node.store.blobs import BlobRef, BlobSource
+from node.store.evidence import EvidenceStore
 from node.store.forwards import ForwardStore
 from node.store.supervision import SupervisionStore
 from node.store.values import (
@@ -303,6 +306,7 @@ class NodeStore(GroupCommit, Protocol):
     ledger: LedgerStore
     supervision: SupervisionStore  # 督办: marks on late rows, supervisors' items (node.store.supervision)
     forwards: ForwardStore  # 转发: copies forwarded, documents received forwarded (node.store.forwards)
+    evidence: EvidenceStore  # unit-signed 签收/退回 statements, both sides (node.store.evidence)
     clock: Callable[[], datetime]
     last_recovery: RecoveryReport | None
 

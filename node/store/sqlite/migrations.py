@@ -408,6 +408,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX outbox_ledger ON outbox (from_unit, created_at)",
         "CREATE INDEX inbox_ledger ON inbox (unit_code, received_at)",
     )),
+    Migration(14, "unit-signed 签收/退回 statements kept on both sides (node.store.evidence)", (
+        # side 'receiver': our unit signed it (签收/退回 here); 'sender': it came with a notice about a
+        # document we sent or forwarded, verified before the notice applied. The statement is the CMS
+        # DER as signed (a few KB: in the row, no blob); sha256 is its digest, once per side.
+        """CREATE TABLE notice_evidence (
+            id INTEGER PRIMARY KEY,
+            doc_id TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            type TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('receiver', 'sender')),
+            at TEXT NOT NULL,
+            statement BLOB NOT NULL,
+            sha256 TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            UNIQUE (side, sha256))""",
+        "CREATE INDEX notice_evidence_doc ON notice_evidence (doc_id)",
+    )),
     Migration(15, "the supervisor's console: 督办 items looked up by the late unit", (
         # A supervisor of units (node.documents.supervised) lists the items about those units,
         # newest first, whichever supervising unit holds them: by (unit, id), not a scan of all items.

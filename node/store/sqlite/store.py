@@ -32,6 +32,7 @@ from node.store.sqlite.accounts import ConsoleAccounts
 from node.store.sqlite.adapter_outbox import AdapterOutbox
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import Database, SqliteTransaction
+from node.store.sqlite.evidence import Evidence
 from node.store.sqlite.exchange import Drafts, OutgoingLinks
 from node.store.sqlite.forwards import Forwards
 from node.store.sqlite.group_commit import GroupCommitter
@@ -72,6 +73,7 @@ class Store:
         self.ledger = Ledger(db)
         self.supervision = Supervision(db, self.audit, clock)  # 督办 (issue 10 §2)
         self.forwards = Forwards(db, self.audit, clock)  # 转发 (issue 10 §5)
+        self.evidence = Evidence(db, clock)  # unit-signed 签收/退回 statements (issue 10 §4)
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
         self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
 
