@@ -112,7 +112,7 @@ ERROR_MODULES = (
     "adapters.oa_push.errors",
     "node.console.errors",
     "exchange_protocol.supervision", "node.supervision.escalation",
-    "exchange_protocol.statements",
+    "exchange_protocol.statements", "node.federation.notice_evidence",
 )
 _loaded = False
 

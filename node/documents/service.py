@@ -9,7 +9,9 @@ applied once, whichever way a message travels. A clerk's 签收, 退回, 登记,
 transaction with the notice it sends (a draft, or its effect when the other unit is on this node),
 and that transaction is shared with the other clerks' actions arriving meanwhile
 (:meth:`~node.store.interfaces.GroupCommit.write_together`: one commit, one fsync for a township's
-clerks signing at once); each clerk still gets their own answer or their own error.
+clerks signing at once); each clerk still gets their own answer or their own error. A 签收 or 退回
+carries the unit's statement signed with its seal key (``node.federation.notice_evidence``), kept
+here in the same transaction.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from node.documents import ledger, statistics, supervised
 from node.documents.ledger import LedgerExport, register_facts
 from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
+from node.federation.notice_evidence import make_statement, receiver_evidence
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.processor import Delivery, Processor
 from node.federation.whereabouts import Whereabouts
@@ -465,7 +468,12 @@ class DocumentService:
         notice = destination = None
         if notify is not None:
             destination = self.ctx.router.node_for(row.from_unit)  # before any change: fail cleanly
-            notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason)
+            seal = self.ctx.seals.get(who.unit)
+            if seal is None:  # the statement is the unit's word: no other key may give it
+                raise NoSeal(f"this node holds no seal for unit {who.unit}: its {notify.value} cannot be signed",
+                             unit=who.unit)
+            statement = await asyncio.to_thread(make_statement, seal, row, who.unit, notify, who.name, now, reason)
+            notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason, evidence=statement)
 
         async def record(tx: Transaction) -> list[str | None]:
             before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
@@ -474,6 +482,7 @@ class DocumentService:
                 return []
             wake: list[str | None] = []
             if notice is not None:
+                await self.store.evidence.add(tx, receiver_evidence(notice))
                 wake += await self.processor.queue_notice(tx, notice, destination, who.unit, (row.from_unit,),
                                                           row.message_id)
             settled_as = _SETTLED_AS.get(event)

@@ -18,6 +18,8 @@ happens twice. One bad message is marked failed and never blocks the ones behind
   origin delivered here. A recall that arrives after 签收/退回 is recorded as refused. A batch of
   签收 (several notices in one payload, ``exchange_protocol.notices``) is applied in one
   transaction, each notice checked on its own; one its origin may not send is audited and left out.
+  A 签收/退回 carrying its unit-signed statement is applied only if the statement proves it
+  (``node.federation.notice_evidence``: verified in the worker thread before the transaction).
 Recipients on this same node are delivered through the same functions, without an envelope.
 """
 
@@ -49,6 +51,7 @@ from node.documents.ledger import register_facts
 from node.documents.tracking import apply_forward_event, apply_receiver_event, apply_sender_event
 from node.error_kinds import Disposition, disposition, kind_of_code
 from node.errors import NodeError, NodeUnavailable, StoreCorrupt
+from node.federation.notice_evidence import EvidenceChecker, EvidenceRefused
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.reroute import readdress_failed
 from node.federation.retry_limiter import retry_policy
@@ -134,6 +137,7 @@ class Processor:
         self.store = store
         self.outbound = outbound
         self.escalator = Escalator(ctx, store, outbound)  # 督办: the sweep, and applying one that arrived
+        self.evidence = EvidenceChecker(ctx, store)  # 签收/退回 statements that come back with notices
         self.policy = retry_policy(ctx.config.retry)
         self.rand = rand
         self.reports = PdfValidationCache()
@@ -284,13 +288,16 @@ class Processor:
                     await self.store.messages.mark_inbound(mark, "done", tx=tx)
             return
         notices = decode_notices(await self.store.blobs.read_bytes(d.payload_digest))
+        verdicts = (await self._in_thread(self.evidence.verify_all, notices)
+                    if any(n.evidence is not None for n in notices) else None)
         async with self.store.transaction() as tx:
-            resent_to = await self._apply_notices(d, notices, tx)
+            resent_to = await self._apply_notices(d, notices, tx, verdicts)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
         self._wake(tuple(resent_to))
 
-    async def _apply_notices(self, d: Delivery, notices: tuple[Notice, ...], tx: Transaction) -> set[str]:
+    async def _apply_notices(self, d: Delivery, notices: tuple[Notice, ...], tx: Transaction,
+                             verdicts: dict | None = None) -> set[str]:
         """Apply the notices of one payload inside ``tx``, each authorised on its own.
 
         A single notice the origin has no say over refuses its message (:class:`NoticeNotOurs`). In
@@ -298,11 +305,11 @@ class Processor:
         only a batch with no notice left refuses the message. (The check runs before any write for
         that notice, so the transaction stays usable.)"""
         resent_to: set[str] = set()
-        refused: list[NoticeNotOurs] = []
+        refused: list[NoticeNotOurs | EvidenceRefused] = []
         for notice in notices:
             try:
-                resent_to.update(await self.apply_notice(d, notice, tx))
-            except NoticeNotOurs as exc:
+                resent_to.update(await self.apply_notice(d, notice, tx, verdicts))
+            except (NoticeNotOurs, EvidenceRefused) as exc:
                 if len(notices) == 1:
                     raise
                 refused.append(exc)
@@ -456,8 +463,10 @@ class Processor:
         # nodes the path took is not checked: routes change with the directory, ties have choices.
         return notice.type is MessageType.BOUNCE and notice.doc_id is None
 
-    async def apply_notice(self, d: Delivery, notice: Notice, tx: Transaction) -> tuple[str, ...]:
-        """Apply a notice inside ``tx`` (the caller commits it with whatever caused or consumed it).
+    async def apply_notice(self, d: Delivery, notice: Notice, tx: Transaction,
+                           verdicts: dict | None = None) -> tuple[str, ...]:
+        """Apply a notice inside ``tx`` (the caller commits it with whatever caused or consumed it);
+        ``verdicts``: its statement's, verified beforehand (``EvidenceChecker.verify_all``).
 
         Returns the nodes to wake once ``tx`` has committed: a bounce of our document for units that
         have moved to another node since sends them there instead (:func:`readdress_failed`)."""
@@ -469,6 +478,7 @@ class Processor:
             if link is None or not self._may_notify(link, notice, d.header.origin_node):
                 raise NoticeNotOurs(f"{notice.type.value} from {d.header.origin_node} does not match a message we sent it",
                                     in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
+            await self.evidence.accept(tx, notice, link, verdicts)  # before any write: refused, nothing changed
             event = NOTICE_EVENTS_SENDER[notice.type]
             if link.type == MessageType.FORWARD.value:  # a copy we forwarded (转发): its own rows
                 if event is not None:

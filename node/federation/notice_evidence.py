@@ -1,0 +1,146 @@
+"""The node's side of 签收/退回 evidence: signing a statement when our clerk acts, checking one that
+comes back with a notice about a document we sent (``exchange_protocol.statements`` says what a
+statement is and how it verifies).
+
+* Receiving side (:func:`make_statement`): the clerk's 签收/退回 is signed with the unit's seal key
+  (``ctx.seals``) in a worker thread before the action's transaction; it travels in the notice
+  (``Notice.evidence``) and is kept in the same transaction as the action (``side="receiver"``).
+  A unit whose seal this node does not hold gets ``NODE_NO_SEAL`` (the document service refuses
+  the act, as it refuses to send without a seal): no statement is ever signed with another key —
+  the node's own key would make the node, not the unit, the one who speaks.
+* Sending side (:class:`EvidenceChecker`): every statement of a payload is verified in the
+  processor's worker thread before the payload's transaction (signature, seal certificate to the
+  network root at the time of applying, revocation with the node's CRLs, the certificate naming
+  the unit); inside the transaction, before the notice changes anything, it must say what the
+  notice says (type, 公文标识, unit, 签收人, time, reason) about the package we sent (its SHA-256)
+  from the unit that sent it. A statement that fails is :class:`EvidenceRefused`: alone, its
+  message is refused (failed, audited ``envelope.failed``); in a batch, that notice is left out and
+  audited (``notice.receipt.refused``) and the others apply. A notice without a statement (an
+  older node's) applies as before. A statement that passes is kept (``side="sender"``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from exchange_protocol.envelope import MessageType
+from exchange_protocol.notices import Notice
+from exchange_protocol.statements import (
+    STATEMENT_TYPES,
+    Statement,
+    StatementError,
+    VerifiedStatement,
+    check_statement,
+    sign_statement,
+    unit_name_of,
+    verify_statement,
+)
+from node.context import NodeContext
+from node.errors import NodeError
+from node.store import InboxRow, NodeStore, OutgoingLink, Transaction
+from node.store.evidence import NoticeEvidence
+from pki.errors import ErrorKind
+from pki.seal_store import SealCredential
+
+_SENT_CACHE = 1024  # documents whose package digest and issuer we remember (they never change)
+
+
+class EvidenceRefused(NodeError):
+    """A 签收/退回 whose unit-signed statement does not prove it: the notice is not applied."""
+
+    code = "NOTICE_EVIDENCE_REFUSED"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
+def make_statement(seal: SealCredential, row: InboxRow, unit: str, kind: MessageType, by: str,
+                   at: dt.datetime, reason: str | None) -> bytes:
+    """The statement of ``unit``'s 签收/退回 of ``row``, signed with the unit's seal key (CMS DER; run
+    it in a worker thread: a token's signature takes a while)."""
+    statement = Statement(kind, row.doc_id, row.package_digest, unit, unit_name_of(seal.certificate) or unit, by,
+                          at, reason, row.from_unit)
+    return sign_statement(statement, seal.signer, seal.chain)
+
+
+def receiver_evidence(notice: Notice) -> list[NoticeEvidence]:
+    """What the receiving side keeps of the statement it made for ``notice``."""
+    if notice.evidence is None:
+        return []
+    return [NoticeEvidence(notice.doc_id or "", notice.units[0], notice.type.value, "receiver",
+                           notice.at.replace(microsecond=0), notice.evidence,
+                           hashlib.sha256(notice.evidence).hexdigest())]
+
+
+class EvidenceChecker:
+    """Verifies and keeps the statements that come back with 签收/退回 notices (see the module header)."""
+
+    def __init__(self, ctx: NodeContext, store: NodeStore) -> None:
+        self.ctx = ctx
+        self.store = store
+        self._sent: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
+
+    def verify_all(self, notices: Sequence[Notice]) -> dict[bytes, VerifiedStatement | StatementError]:
+        """Each statement's verdict (in a worker thread: signatures and certificate paths). A stale
+        CRL is raised (transient: the message is retried once a fresh CRL is in)."""
+        verdicts: dict[bytes, VerifiedStatement | StatementError] = {}
+        for notice in notices:
+            if notice.evidence is not None and notice.evidence not in verdicts:
+                verdicts[notice.evidence] = self._verify(notice.evidence)
+        return verdicts
+
+    def _verify(self, der: bytes) -> VerifiedStatement | StatementError:
+        try:
+            return verify_statement(der, self.ctx.trust, now=self.ctx.clock(), intermediates=self.ctx.intermediates,
+                                    revocation=self.ctx.revocation)
+        except StatementError as exc:
+            return exc
+
+    async def accept(self, tx: Transaction, notice: Notice, link: OutgoingLink,
+                     verdicts: dict[bytes, VerifiedStatement | StatementError] | None) -> None:
+        """Inside ``tx``, before ``notice`` changes anything: refuse it (:class:`EvidenceRefused`)
+        unless its statement proves it; keep the statement. A notice without one passes."""
+        if notice.evidence is None or notice.type not in STATEMENT_TYPES:
+            return
+        verdict = (verdicts or {}).get(notice.evidence)
+        if verdict is None:  # a notice applied here, from a unit of this node: verified on the spot
+            verdict = self._verify(notice.evidence)
+        unit = notice.units[0]
+        try:
+            if isinstance(verdict, StatementError):
+                raise verdict
+            digest, sender = await self._what_we_sent(link, unit, tx)
+            check_statement(verdict.statement, type=notice.type, doc_id=link.doc_id, unit=unit, by=notice.by,
+                            at=notice.at, reason=notice.reason, package_sha256=digest, sender_unit=sender)
+        except StatementError as exc:
+            raise EvidenceRefused(f"the {notice.type.value} of {unit} for {link.doc_id} carries a statement that "
+                                  f"does not prove it ({exc.code}: {exc.message})", doc_id=link.doc_id, unit=unit,
+                                  cause=exc.code) from None
+        await self.store.evidence.add(tx, [NoticeEvidence(link.doc_id, unit, notice.type.value, "sender",
+                                                          verdict.statement.at, verdict.der, verdict.sha256)])
+
+    async def _what_we_sent(self, link: OutgoingLink, unit: str, tx: Transaction) -> tuple[str, str]:
+        """The SHA-256 of the package ``link``'s message carried and the unit that sent it: our
+        document's issuer, or for a copy we forwarded (转发) the unit that forwarded it."""
+        key = (link.type, link.doc_id, unit if link.type == MessageType.FORWARD.value else "")
+        known = self._sent.get(key)
+        if known is not None:
+            self._sent.move_to_end(key)
+            return known
+        if link.type == MessageType.FORWARD.value:
+            copy = await self.store.forwards.get(link.doc_id, unit)
+            held = await self.store.messages.get_inbox(link.doc_id, copy.from_unit, tx=tx) if copy else None
+            if copy is None or held is None:
+                raise StatementError(f"no forwarded copy of {link.doc_id} to {unit} here", code="STATEMENT_MISMATCH",
+                                     field="doc_id")
+            known = (held.package_digest, copy.from_unit)
+        else:
+            sent = await self.store.messages.get_outbox(link.doc_id, recipients=False)
+            if sent is None:
+                raise StatementError(f"we sent no document {link.doc_id}", code="STATEMENT_MISMATCH", field="doc_id")
+            known = (sent.package_digest, sent.from_unit)
+        self._sent[key] = known
+        while len(self._sent) > _SENT_CACHE:
+            self._sent.popitem(last=False)
+        return known
