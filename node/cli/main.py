@@ -29,8 +29,8 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
      ["node.cli.pki_ca", "node.cli.pki_requests", "node.cli.pki_seal", "node.cli.pki_revocation"]),
     ("net", "the network directory (root operator): build and sign it, show it, diff two versions",
      ["node.cli.net"]),
-    ("doc", "sealed document packages: pack and verify",
-     ["node.cli.doc"]),
+    ("doc", "sealed document packages: pack and verify; the unit-signed 签收/退回 statements held about one",
+     ["node.cli.doc", "node.cli.doc_evidence"]),
     ("node", "enrol, run, renew and administer a gateway node",
      ["node.cli.node_admin", "node.cli.node_enrol", "node.cli.node_run", "node.cli.node_renew"]),
     ("webhook", "webhooks: a unit's events POSTed, signed, to an HTTP receiver (an SMS gateway …): add, list, "
