@@ -32,7 +32,8 @@ envelope it answers (``in_reply_to``). Fields of one notice, version 1 (every ke
 Each entry keeps its own units, 签收人 and time, and the receiving node authorises and applies it
 as if it had come alone. A single notice is always written as version 1, so a batch is the only
 thing a node that knows version 1 alone cannot read. The whole payload stays within
-:data:`MAX_NOTICE_BYTES`; :func:`pack_notices` cuts a longer run into several.
+:data:`MAX_NOTICE_BYTES`, or :data:`MAX_SIGNED_NOTICE_BYTES` when its notices carry statements;
+:func:`pack_notices` cuts a longer run into several.
 
 Which notices may share an envelope (:func:`batch_key`): same destination node, same batchable
 type, same answered message (``in_reply_to``, hence the same document) and the same addressed
@@ -73,7 +74,10 @@ from .envelope import HeaderDraft, MessageType, format_time
 from .errors import ProtocolError
 from .model import check_doc_id
 
-MAX_NOTICE_BYTES = 64 * 1024  # a notice payload, single or batch (the acceptor reads no more)
+MAX_NOTICE_BYTES = 64 * 1024  # a notice payload, single or batch, whose notices carry no statement
+# ... and one whose notices carry their unit-signed statements (~2 KB each in base64, more with
+# intermediate CAs): a full batch of them still fits, so 3,600 签收 take as few envelopes either way.
+MAX_SIGNED_NOTICE_BYTES = 1024 * 1024  # (the acceptor reads no more)
 MAX_TEXT = 2000
 MAX_BATCH = 256  # notices in one batch payload
 BATCHABLE = frozenset({MessageType.RECEIPT, MessageType.RETURN, MessageType.REPLY})
@@ -151,10 +155,16 @@ def encode_notices(notices: Sequence[Notice]) -> bytes:
     _check_batch(notices)
     data = canonical_json({"v": 2, "type": notices[0].type.value, "doc_id": notices[0].doc_id,
                            "notices": [_entry(n) for n in notices]})
-    if len(data) > MAX_NOTICE_BYTES:
+    limit = payload_limit(notices)
+    if len(data) > limit:
         raise NoticeError(f"a batch of {len(notices)} notices is {len(data)} bytes, more than the "
-                          f"{MAX_NOTICE_BYTES} allowed", code="NOTICE_BATCH_TOO_LARGE", size=len(data))
+                          f"{limit} allowed", code="NOTICE_BATCH_TOO_LARGE", size=len(data))
     return data
+
+
+def payload_limit(notices: Sequence[Notice]) -> int:
+    """The bytes a payload of ``notices`` may take: more when they carry their statements."""
+    return MAX_SIGNED_NOTICE_BYTES if any(n.evidence is not None for n in notices) else MAX_NOTICE_BYTES
 
 
 def _check_batch(notices: Sequence[Notice]) -> None:
@@ -181,7 +191,7 @@ def decode_notices(data: bytes) -> tuple[Notice, ...]:
     """The notices in a payload: one (version 1) or a batch (version 2); typed errors otherwise."""
     raw = _load(data)
     if raw.get("v") != 2:
-        return (_notice(raw),)
+        return _within_limit((_notice(raw),), data)
     if set(raw) != _BATCH_KEYS:
         raise NoticeError(f"notice batch keys differ: missing {sorted(_BATCH_KEYS - set(raw))}, "
                           f"unknown {sorted(set(raw) - _BATCH_KEYS)}")
@@ -197,16 +207,23 @@ def decode_notices(data: bytes) -> tuple[Notice, ...]:
                               f"unknown {sorted(set(entry) - _ENTRY_KEYS - {EVIDENCE})}")
     notices = tuple(_notice({"v": 1, "type": raw["type"], "doc_id": raw["doc_id"], **entry}) for entry in entries)
     _check_batch(notices)
+    return _within_limit(notices, data)
+
+
+def _within_limit(notices: tuple[Notice, ...], data: bytes) -> tuple[Notice, ...]:
+    if len(data) > payload_limit(notices):  # only statements earn a payload more than MAX_NOTICE_BYTES
+        raise NoticeError(f"a notice payload of {len(data)} bytes without statements is more than the "
+                          f"{MAX_NOTICE_BYTES} allowed", code="NOTICE_BATCH_TOO_LARGE", size=len(data))
     return notices
 
 
 def decode_notice(data: bytes) -> Notice:
     """One notice (version 1): what a bounce or a recall carries; a batch here is a typed error."""
-    return _notice(_load(data))
+    return _within_limit((_notice(_load(data)),), data)[0]
 
 
 def _load(data: bytes) -> dict[str, Any]:
-    raw = load_json(data, max_bytes=MAX_NOTICE_BYTES, what="notice", error=NoticeError)
+    raw = load_json(data, max_bytes=MAX_SIGNED_NOTICE_BYTES, what="notice", error=NoticeError)
     if not isinstance(raw, dict):
         raise NoticeError("notice must be a JSON object")
     return raw
@@ -262,11 +279,14 @@ def batch_key(header: HeaderDraft) -> tuple[Any, ...] | None:
     return header.destination_node, header.type, header.in_reply_to, header.to_units
 
 
-def pack_notices(notices: Sequence[Notice], max_bytes: int = MAX_NOTICE_BYTES,
+def pack_notices(notices: Sequence[Notice], max_bytes: int | None = None,
                  max_count: int = MAX_BATCH) -> list[tuple[Notice, ...]]:
     """``notices`` (one batchable type, one document) cut in order into as few runs as fit one
-    payload each: at most ``max_count`` notices and ``max_bytes`` encoded, no unit twice in a run.
-    A notice that fits no batch by itself still gets its own run (version 1, as it always could)."""
+    payload each: at most ``max_count`` notices and ``max_bytes`` encoded (by default the payload
+    limit: :func:`payload_limit`), no unit twice in a run. A notice that fits no batch by itself
+    still gets its own run (version 1, as it always could)."""
+    if max_bytes is None:  # one limit for the whole sequence: the smaller one unless statements travel
+        max_bytes = payload_limit(notices)
     runs: list[tuple[Notice, ...]] = []
     run: list[Notice] = []
     units: set[str] = set()

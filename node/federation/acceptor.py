@@ -37,7 +37,7 @@ from exchange_protocol.errors import (
     EnvelopeTruncated,
 )
 from exchange_protocol.frame import FrameDecoder, decode_frame, read_head
-from exchange_protocol.notices import MAX_NOTICE_BYTES, NoticeError, decode_escalation, decode_notices
+from exchange_protocol.notices import MAX_SIGNED_NOTICE_BYTES, NoticeError, decode_escalation, decode_notices
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
@@ -182,7 +182,7 @@ class Acceptor:
         if header.type in PACKAGES:
             await asyncio.to_thread(self.check_package, header, plain, now)
         else:
-            self.check_notice(header, plain.read(MAX_NOTICE_BYTES + 1))
+            self.check_notice(header, plain.read(MAX_SIGNED_NOTICE_BYTES + 1))
         raw.seek(0)
         plain.seek(0)
         env_ref = await asyncio.to_thread(self.store.blobs.put_sync, raw)

@@ -15,6 +15,7 @@ from exchange_protocol.notices import (
     BATCHABLE,
     MAX_BATCH,
     MAX_NOTICE_BYTES,
+    MAX_SIGNED_NOTICE_BYTES,
     Notice,
     NoticeError,
     batch_key,
@@ -327,3 +328,20 @@ def test_only_a_receipt_or_return_of_one_unit_carries_evidence():
     with pytest.raises(NoticeError) as info:
         Notice(MessageType.URGE, "0193a5b2-0000-7000-8000-000000000001", (UNIT,), AT, evidence=b"x")
     assert info.value.code == "NOTICE_BAD_EVIDENCE"
+
+
+def test_a_full_batch_of_notices_with_statements_fits_one_payload_and_only_statements_earn_the_room():
+    units = [make_unit_code(f"5437130200{i:07d}") for i in range(MAX_BATCH)]
+    statement = b"\x30\x82" + bytes(range(256)) * 9  # the size of a statement with two intermediate CAs
+    signed = [Notice(MessageType.RECEIPT, "0193a5b2-0000-7000-8000-000000000001", (u,), AT, "张三", evidence=statement)
+              for u in units]
+    [run] = pack_notices(signed)
+    data = encode_notices(run)
+    assert MAX_NOTICE_BYTES < len(data) <= MAX_SIGNED_NOTICE_BYTES and decode_notices(data) == tuple(signed)
+    padded = json.loads(data)
+    for entry in padded["notices"]:  # the same bytes without statements: refused as before
+        del entry["evidence"]
+        entry["text"] = "字" * 1000
+    with pytest.raises(NoticeError) as info:
+        decode_notices(json.dumps(padded, ensure_ascii=False).encode())
+    assert info.value.code == "NOTICE_BATCH_TOO_LARGE"

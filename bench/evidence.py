@@ -1,0 +1,104 @@
+"""What a unit-signed 签收/退回 statement (``exchange_protocol.statements``) adds to each 签收.
+
+Measured on this machine, one process, one core, real certificates from a throw-away CA (a root
+and the seal certificate under it, the CRL checked as a node checks it):
+
+* ``sign_us`` — the receiving node: build and sign one statement with the unit's seal key (software
+  P-256), beside ``ecdsa_sign_us``, the bare signature it contains;
+* ``verify_us`` — the sending node: verify one statement (CMS, path to the root, CRL, content,
+  unit), beside ``ecdsa_verify_us``;
+* ``statement_bytes`` and ``entry_bytes_added`` — the DER, and what it adds to a notice's JSON entry
+  (base64); ``notices_per_batch`` with and without statements — how many 签收 fit one batch payload
+  (``MAX_NOTICE_BYTES``), hence ``envelopes_for_3600`` each way for 3,600 签收 of one 通知 arriving at
+  one node (the worst case: in the network bench a node hosts ~22 of them).
+
+``--quick`` shortens each measurement. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # bench/ would shadow the pki package
+
+from exchange_protocol.envelope import MessageType  # noqa: E402
+from exchange_protocol.notices import Notice, pack_notices  # noqa: E402
+from exchange_protocol.statements import Statement, sign_statement, verify_statement  # noqa: E402
+from pki.ca import CertificateAuthority  # noqa: E402
+from pki.crl import current_crl  # noqa: E402
+from pki.revocation import CrlChecker  # noqa: E402
+from pki.seal_store import issue_seal  # noqa: E402
+from pki.trust import TrustStore  # noqa: E402
+from pki.unit_code import make_unit_code  # noqa: E402
+
+PW = b"bench passphrase"
+SENDER = make_unit_code("11371300MB0000001")
+DOC = "0193a5b2-0000-7000-8000-000000000001"
+
+
+def per_call_us(fn: Callable[[], object], seconds: float) -> float:
+    fn()  # warm up (imports, caches)
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / n * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter measurements")
+    args = parser.parse_args()
+    seconds = 0.5 if args.quick else 3.0
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    units = [make_unit_code(f"54371302MA{i:07d}") for i in range(3600)]
+    with tempfile.TemporaryDirectory() as tmp:
+        ca = CertificateAuthority.init_root(Path(tmp) / "ca", "测量CA", PW)
+        seal = issue_seal(ca, units[0], "第0村村民委员会", Path(tmp) / "seal", PW)
+        trust = TrustStore.of([ca.certificate])
+        crls = CrlChecker([current_crl(ca, now)])
+        digest = hashlib.sha256(b"the sealed package").hexdigest()
+        statement = Statement(MessageType.RECEIPT, DOC, digest, units[0], "第0村村民委员会", "收发员甲", now, None,
+                              SENDER)
+        der = sign_statement(statement, seal.signer, seal.chain)
+        sign_us = per_call_us(lambda: sign_statement(statement, seal.signer, seal.chain), seconds)
+        verify_us = per_call_us(lambda: verify_statement(der, trust, now=now, revocation=crls), seconds)
+        data = b"x" * 32
+        ecdsa_sign_us = per_call_us(lambda: seal.signer.sign(data), seconds)
+        sig = seal.signer.sign(data)
+        ecdsa_verify_us = per_call_us(lambda: seal.signer.algorithm.verify(seal.certificate.public_key(), sig, data),
+                                      seconds)
+
+    plain = [Notice(MessageType.RECEIPT, DOC, (u,), now, by="收发员甲") for u in units]
+    signed = [Notice(MessageType.RECEIPT, DOC, (u,), now, by="收发员甲", evidence=der) for u in units]
+    runs_plain, runs_signed = pack_notices(plain), pack_notices(signed)
+    added = len(signed[0].encode()) - len(plain[0].encode())
+    result = {
+        "bench": "evidence", "date": now.isoformat(), "quick": args.quick,
+        "sign_us": round(sign_us, 1), "ecdsa_sign_us": round(ecdsa_sign_us, 1),
+        "verify_us": round(verify_us, 1), "ecdsa_verify_us": round(ecdsa_verify_us, 1),
+        "statement_bytes": len(der), "entry_bytes_added": added,
+        "notices_per_batch_plain": max(len(r) for r in runs_plain),
+        "notices_per_batch_signed": max(len(r) for r in runs_signed),
+        "envelopes_for_3600_plain": len(runs_plain), "envelopes_for_3600_signed": len(runs_signed),
+        "per_signed_for_cpu_ms": round((sign_us + verify_us) / 1000, 3),
+    }
+    print(f"sign a statement {sign_us:.0f} µs (bare ECDSA {ecdsa_sign_us:.0f} µs); verify {verify_us:.0f} µs "
+          f"(bare {ecdsa_verify_us:.0f} µs); {len(der)} bytes DER, +{added} bytes per notice; "
+          f"3,600 签收 in {len(runs_signed)} envelopes instead of {len(runs_plain)}")
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
