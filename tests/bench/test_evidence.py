@@ -1,0 +1,24 @@
+"""bench/evidence.py --quick: the per-签收 figures come out, and statements cost no extra envelopes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_the_statement_figures_come_out_and_a_full_batch_still_fits_one_envelope():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "evidence.py"), "--quick"], capture_output=True,
+                            text=True, timeout=110, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fig = json.loads(result.stdout.strip().splitlines()[-1])
+    assert fig["sign_us"] > fig["ecdsa_sign_us"] > 0 and fig["verify_us"] > fig["ecdsa_verify_us"] > 0
+    assert 1000 < fig["statement_bytes"] < 4000 and fig["entry_bytes_added"] > fig["statement_bytes"]
+    assert fig["notices_per_batch_signed"] == fig["notices_per_batch_plain"] == 256
+    assert fig["envelopes_for_3600_signed"] == fig["envelopes_for_3600_plain"] == 15
