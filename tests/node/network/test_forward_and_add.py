@@ -24,6 +24,7 @@ from tests.node.network.network_support import (
     B1,
     CITY,
     CITY_LOCAL,
+    db_rows,
     gwx,
     inbox_item,
     notice_meta,
@@ -138,6 +139,9 @@ def test_a_received_document_is_forwarded_unchanged_with_a_cover_and_both_sides_
     wait_for(lambda: copies() == {B1: "delivered", A2: "delivered"}, 60, what="both copies delivered")
     county_b.clerk(B1).post(f"/api/v1/inbox/{doc_id}/sign-for")
     wait_for(lambda: copies()[B1] == "signed_for", 60, what="B1's 签收 of the forwarded document back at 兰山区")
+    # B1's seal-signed statement came back with it, was checked against the package A1 forwarded, and is kept.
+    held = db_rows(county_a, "SELECT unit, side FROM notice_evidence WHERE doc_id = ?", [doc_id])
+    assert {(B1, "sender"), (A1, "receiver")} <= {tuple(r) for r in held}
     track = county_a.clerk(A1).get(f"/api/v1/outbox/{cover_id}")
     assert track["forwarded"]["from_unit"] == CITY and track["forwarded"]["title"] == "关于做好森林防火工作的通知"
     assert {r["unit"]: r["status"] for r in track["recipients"]} == {B1: "delivered", A2: "delivered"}
