@@ -28,7 +28,15 @@ from tests.support import run_openssl
 DOC = "0193a5b2-0000-7000-8000-000000000001"
 SENDER = "11100000000013127D"
 DIGEST = hashlib.sha256(b"the sealed package").hexdigest()
-AT = dt.datetime.now(dt.UTC).replace(microsecond=0)
+AT = dt.datetime.now(dt.UTC).replace(microsecond=0)  # set again when the module starts (below)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _now_when_the_module_starts():
+    """The seals are issued when the module runs (backdated five minutes): in the whole suite that may
+    be many minutes after collection, when ``AT`` was first taken."""
+    global AT
+    AT = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _statement(**changes) -> Statement:
