@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "units signed and those that came back about a document it sent. Each file is "
                                    "checked by `openssl cms -verify -inform DER -in FILE -CAfile root.crt` or by "
                                    "`gwx doc check-statement`.")
-    p.add_argument("doc_id", metavar="DOC_ID", help="the document's 公文标识")
+    p.add_argument("doc_id", metavar="ID", help="the document's 公文标识")
     p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
     p.add_argument("--out", type=Path, metavar="DIR", help="write each statement to DIR/DOC_ID.UNIT.TYPE.SIDE.p7m")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
