@@ -21,6 +21,13 @@ whose checks each pass, fail (with the typed error's stable code and message), a
 ``timestamp``           when present: an RFC 3161 token from a TSA under our roots over the
                         SHA-256 of the signature value
 
+A verified time-stamp proves the signature existed at its genTime. When that is before ``at``, the
+signature, the PDF seal and the SESeal are judged *at the genTime* (``judged_at`` in the report):
+a package whose certificates expired or were revoked after it was time-stamped stays valid, one
+revoked before it does not. Revocation at that moment is ``revocation_at_stamp``'s
+(:class:`pki.revocation.CrlCheckerAt` over the same CRLs), since a CRL issued after the moment
+judged is no evidence to a checker for the present.
+
 Revocation is a ``(cert, issuer, at) -> None`` callable (``pki.revocation.CrlChecker`` …), the
 same for every certificate judged. Synchronous (pyHanko): run it in a worker thread.
 """
@@ -87,6 +94,7 @@ class PackageReport:
     signer: str | None = None
     signing_time: dt.datetime | None = None
     timestamp_time: dt.datetime | None = None
+    judged_at: dt.datetime | None = None  # the moment certificates were judged: ``at`` or the genTime
     attachments: tuple[tuple[str, int], ...] = ()  # (member path, size)
 
     @property
@@ -105,7 +113,7 @@ class PackageReport:
         return {"ok": self.ok, "checked_at": iso(self.checked_at), "document_id": self.document_id,
                 "title": self.title, "doc_number": self.doc_number, "issuers": list(self.issuers), "recipients": list(self.recipients), "seal_name": self.seal_name,
                 "seal_unit": self.seal_unit, "signer": self.signer, "signing_time": iso(self.signing_time),
-                "timestamp_time": iso(self.timestamp_time),
+                "timestamp_time": iso(self.timestamp_time), "judged_at": iso(self.judged_at),
                 "attachments": [{"path": p, "size": s} for p, s in self.attachments],
                 "checks": [c.to_dict() for c in self.checks]}
 
@@ -118,7 +126,8 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
                    at: dt.datetime, *, revocation: RevocationCheck | None = None,
                    limits: PackageLimits = DEFAULT_LIMITS, validate_pdf: bool = True,
                    allow_classified: bool = False,
-                   intermediates: Sequence[x509.Certificate] = ()) -> PackageReport:
+                   intermediates: Sequence[x509.Certificate] = (),
+                   revocation_at_stamp: RevocationCheck | None = None) -> PackageReport:
     """Verify the package in ``source`` (a seekable binary file, or a path) at ``at`` (see module doc).
 
     ``validate_pdf=False`` leaves out the PAdES validation (pyHanko, tens of milliseconds): a node
@@ -132,7 +141,8 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
             return verify_package(f, trust, at, revocation=revocation, limits=limits, validate_pdf=validate_pdf,
-                                  allow_classified=allow_classified, intermediates=intermediates)
+                                  allow_classified=allow_classified, intermediates=intermediates,
+                                  revocation_at_stamp=revocation_at_stamp)
     roots = tuple(trust.roots if isinstance(trust, TrustStore) else trust)
     checks: dict[str, Check] = {}
     info: dict[str, Any] = {"checked_at": at}
@@ -150,6 +160,13 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
     with reader:
         checks["structure"] = Check("structure", PASS, details={"files": len(reader.manifest.entries)})
         info["attachments"] = tuple((e.path, e.size) for e in reader.attachments)
+        # The time-stamp first: when it verifies, everything signed is judged at its genTime.
+        checks["timestamp"] = _check_timestamp(reader.timestamp, reader.signature, roots, info)
+        stamped = info.get("timestamp_time")
+        if stamped is not None and stamped < at:
+            at = stamped
+            revocation = revocation_at_stamp if revocation_at_stamp is not None else revocation
+        info["judged_at"] = at
 
         signer_cert = None
         try:  # the certificates the manifest signature carries: the issuers' chain, for the seal too
@@ -204,7 +221,6 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
                 checks["pdf_seal"] = _fail("pdf_seal", exc)
 
         checks["seal"] = _check_seal(kept[SEAL_NAME], roots, at, revocation, signer_cert, meta, info, carried)
-        checks["timestamp"] = _check_timestamp(reader.timestamp, reader.signature, roots, info)
     return finish()
 
 

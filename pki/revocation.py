@@ -1,7 +1,8 @@
 """Revocation checking: is this certificate revoked, according to a CRL or an OCSP response?
 
 Validation only, no fetching. :func:`check_crl` and :func:`check_ocsp` judge one piece of
-evidence; the checkers (:class:`CrlChecker`, :class:`OcspChecker`, :func:`first_conclusive`)
+evidence; the checkers (:class:`CrlChecker`, :class:`CrlCheckerAt` for a time-stamp's past moment,
+:class:`OcspChecker`, :func:`first_conclusive`)
 are ``(cert, issuer, now) -> None`` callables, the shape :func:`pki.trust.verify_certificate`
 takes as its ``revocation`` argument. An OCSP checker is given a ``fetch(request_der) ->
 response_der`` callable: the node does the HTTP, this module never does I/O.
@@ -153,6 +154,46 @@ class CrlChecker:
                 raise
             except RevocationUnknown as exc:
                 failure = failure or exc
+        raise failure or RevocationUnknown(
+            f"no CRL from '{issuer.subject.rfc4514_string()}' to check "
+            f"'{cert.subject.rfc4514_string()}' against")
+
+
+class CrlCheckerAt:
+    """A checker for judging at a *past* moment — the time a time-stamp proves a signature existed.
+
+    A CRL is evidence about moment ``t`` when it was current then or issued since (its nextUpdate is
+    not before ``t``): a CRL issued years later still lists every revocation up to its thisUpdate.
+    A certificate it lists was revoked at ``t`` only if its revocation date is not after ``t``
+    (RFC 3161 §4, long-term validation): a key revoked after the time-stamp made nothing sealed
+    before invalid. Authenticity is checked as :func:`check_crl` does; the newest usable CRL decides.
+    :class:`CrlChecker` stays the checker for the present (a CRL from the future is stale there).
+    """
+
+    def __init__(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
+        self._crls = tuple(crls)
+
+    def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime) -> None:
+        candidates = sorted((c for c in self._crls if c.issuer == issuer.subject),
+                            key=lambda c: c.last_update_utc, reverse=True)
+        failure: RevocationUnknown | None = None
+        for crl in candidates:
+            try:
+                # accept_stale: the window is judged here, against the moment asked about.
+                check_crl(cert, issuer, crl, at, accept_stale=True)
+            except CertificateRevoked as exc:
+                if dt.datetime.fromisoformat(exc.details["revoked_at"]) <= at:
+                    raise
+                return  # revoked only after the moment judged
+            except RevocationUnknown as exc:
+                failure = failure or exc
+                continue
+            if crl.next_update_utc is not None and crl.next_update_utc >= at:
+                return
+            failure = failure or RevocationStale(
+                f"the newest CRL of '{issuer.subject.rfc4514_string()}' given ended "
+                f"{crl.next_update_utc.isoformat() if crl.next_update_utc else '(no next update)'}, before "
+                f"{at.isoformat()}: it says nothing about that moment")
         raise failure or RevocationUnknown(
             f"no CRL from '{issuer.subject.rfc4514_string()}' to check "
             f"'{cert.subject.rfc4514_string()}' against")

@@ -7,7 +7,8 @@ is assigned), seals BODY.pdf with the seal in SEAL_DIR (key passphrase from ``GW
 credential (its passphrase from ``--tsa-passphrase-file``, else the same passphrase).
 
 ``verify`` prints one line per check and exits 0 only when every check passed; 1 when any failed
-(``--json`` prints the whole report as one JSON object).
+(``--json`` prints the whole report as one JSON object). A time-stamped package is judged at the
+time-stamp's time when that is earlier than ``--at`` (``exchange_protocol.package_verify``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import tsa
 from pki.ca import CertificateAuthority, load_certificates
 from pki.crl import load_crls
-from pki.revocation import CrlChecker
+from pki.revocation import CrlChecker, CrlCheckerAt
 from pki.seal_store import load_seal_credential
 
 if TYPE_CHECKING:
@@ -143,7 +144,8 @@ def _verify(args: argparse.Namespace) -> int:
         from exchange_protocol.package_verify import verify_package  # pyHanko: imported when needed
 
         report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None,
-                                intermediates=intermediates)
+                                intermediates=intermediates,
+                                revocation_at_stamp=CrlCheckerAt(crls) if args.crl else None)
     # VALID without a CRL says nothing about revocation: both outputs say so explicitly.
     revocation = {"checked": bool(args.crl), "crls": [str(p) for p in args.crl]}
     if args.json:
@@ -161,6 +163,9 @@ def _print_report(path: Path, report: PackageReport, revocation: dict) -> None:
         signed = (f"signed {report.signing_time.isoformat()}" if report.signing_time
                   else "signing time unknown (the manifest signature did not verify)")
         print(f"  seal '{report.seal_name}' ({report.seal_unit}), {signed}")
+    if report.timestamp_time is not None and report.judged_at == report.timestamp_time:
+        print(f"  judged at the time-stamp's time {report.timestamp_time.isoformat()} (it proves the "
+              "signature existed then)")
     if revocation["checked"]:
         print(f"  revocation: checked against {', '.join(revocation['crls'])}")
     else:

@@ -207,3 +207,47 @@ def test_pack_refuses_to_replace_a_package_unless_forced(setup, tmp_path):
     r = gwx(*args, "--force")
     assert r.returncode == 0, r.stderr
     assert zipfile.is_zipfile(tmp_path / "pkg.zip")
+
+
+def _pack_stamped(d, seal, out, tsa_ca) -> None:
+    r = gwx("doc", "pack", "--seal", str(seal), "--meta", str(d / "META.json"), "--body", str(d / "BODY.pdf"),
+            "--out", str(out), "--tsa", str(tsa_ca))
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_time_stamped_package_verifies_in_2040_at_the_time_stamps_time(setup, tmp_path):
+    # Every certificate has long expired in 2040; the time-stamp proves the seal was made before.
+    d, _ = setup
+    _pack_stamped(d, d / "seal", tmp_path / "pkg.zip", d / "ca")
+    r = gwx("doc", "verify", str(tmp_path / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"),
+            "--at", "2040-01-01T00:00:00+00:00")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "VALID" in r.stdout and "judged at the time-stamp's time" in r.stdout
+    report = json.loads(gwx("doc", "verify", str(tmp_path / "pkg.zip"), "--trust", str(d / "ca" / "root.crt"),
+                            "--at", "2040-01-01T00:00:00+00:00", "--json").stdout)
+    assert report["ok"] and report["judged_at"] == report["timestamp_time"]
+    # Without a time-stamp the same document expired with its certificates.
+    r = gwx("doc", "pack", "--seal", str(d / "seal"), "--meta", str(d / "META.json"), "--body", str(d / "BODY.pdf"),
+            "--out", str(tmp_path / "plain.zip"))
+    r = gwx("doc", "verify", str(tmp_path / "plain.zip"), "--trust", str(d / "ca" / "root.crt"),
+            "--at", "2040-01-01T00:00:00+00:00")
+    assert r.returncode == 1 and "PKI_CERT_EXPIRED" in r.stdout
+
+
+def test_a_seal_revoked_after_the_time_stamp_still_verifies_one_revoked_before_does_not(setup, tmp_path):
+    d, _ = setup
+    now = dt.datetime.now(dt.UTC)
+    for when, valid in ((now + dt.timedelta(days=2), True), (now - dt.timedelta(hours=1), False)):
+        base = tmp_path / ("after" if valid else "before")
+        ca = CertificateAuthority.init_root(base / "ca", "吊销时间CA", PASSPHRASE, now=now - dt.timedelta(days=1))
+        cred = issue_seal(ca, UNIT, "某某市人民政府", base / "seal", PASSPHRASE, now=now - dt.timedelta(days=1))
+        _pack_stamped(d, base / "seal", base / "pkg.zip", base / "ca")
+        ca.revoke(cred.certificate, "key_compromise", now=when)
+        crl_at = max(when, now) + dt.timedelta(days=1)
+        (base / "ca.crl").write_bytes(crl_pem(build_crl(ca, crl_at)))
+        r = gwx("doc", "verify", str(base / "pkg.zip"), "--trust", str(base / "ca" / "root.crt"),
+                "--crl", str(base / "ca.crl"), "--at", "2040-01-01T00:00:00+00:00")
+        if valid:
+            assert r.returncode == 0, r.stdout
+        else:
+            assert r.returncode == 1 and "[FAIL] seal: SEAL_REVOKED" in r.stdout, r.stdout
