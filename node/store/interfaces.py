@@ -108,6 +108,7 @@ class AuditTrail(Protocol):
     async def events(self, *, doc_id: str | None = None, message_id: str | None = None,
                      after_seq: int = 0, limit: int = 100) -> list[AuditEvent]: ...
     async def verify_chain(self, *, page: int = 2000) -> int: ...
+    async def excerpt(self, doc_id: str, *, page: int = 2000) -> dict[str, Any]: ...  # archive (issue 10 §4)
 
 
 class QueueStore(Protocol):

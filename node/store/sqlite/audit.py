@@ -21,24 +21,18 @@ reports the first event whose hash or link does not match. Anchoring the head ha
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from exchange_protocol.audit_chain import GENESIS_HASH, event_hash
 from exchange_protocol.canonical import canonical_json
 from node.errors import AuditChainBroken
 from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
 from node.store.values import AuditEvent, NewEvent
 
-GENESIS_HASH = "0" * 64
-
-
-def event_hash(prev_hash: str, seq: int, at: str, actor: str, action: str,
-               subjects: Mapping[str, Any], details: Mapping[str, Any]) -> str:
-    payload = canonical_json([prev_hash, seq, at, actor, action, dict(subjects), dict(details)])
-    return hashlib.sha256(payload).hexdigest()
+__all__ = ["GENESIS_HASH", "AuditLog", "event_hash"]
 
 
 class AuditLog:
@@ -101,6 +95,29 @@ class AuditLog:
             f"SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit"
             f" WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit))
         return [_event(row) for row in rows]
+
+    async def excerpt(self, doc_id: str, *, page: int = 2000) -> dict[str, Any]:
+        """The events about ``doc_id`` as stored (``at`` as hashed) with the hash of every event from
+        the first to the last and the head: :mod:`exchange_protocol.audit_chain`'s excerpt."""
+        events: list[dict[str, Any]] = []
+        after = 0
+        while rows := await self._db.fetchall(
+                "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit"
+                " WHERE doc_id = ? AND seq > ? ORDER BY seq LIMIT ?", (doc_id, after, page)):
+            events += [{"seq": r["seq"], "at": r["at"], "actor": r["actor"], "action": r["action"],
+                        "subjects": json.loads(r["subjects"]), "details": json.loads(r["details"]),
+                        "prev_hash": r["prev_hash"], "hash": r["hash"]} for r in rows]
+            after = rows[-1]["seq"]
+        links: list[str] = []
+        if events:
+            first = events[0]["seq"]
+            while rows := await self._db.fetchall(
+                    "SELECT hash FROM audit WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (first + len(links), events[-1]["seq"], page * 10)):
+                links += [r["hash"] for r in rows]
+        head = await self.head()
+        return {"v": 1, "events": events, "first_seq": events[0]["seq"] if events else 1, "links": links,
+                "head": list(head)}
 
     async def verify_chain(self, *, page: int = 2000) -> int:
         """Walk the whole log; returns the number of events, or raises :class:`AuditChainBroken`.

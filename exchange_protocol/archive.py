@@ -1,0 +1,173 @@
+"""The archive package (一键归档, issue 10 §4): one finished 公文 and the evidence of its handling in
+one ZIP (``*.gwxa``) that proves itself offline, years later, without the node's database.
+
+Layout::
+
+    index.json                              what the document is, in GB/T 33480 metadata names (below)
+    package.zip                             the sealed package exactly as it travelled (byte-identical)
+    evidence/envelopes/<id>.header.json     a signed envelope header about the document, its exact bytes
+    evidence/envelopes/<id>.header.json.p7s the origin node's detached CMS over them
+    evidence/receipts/<id>.json             a signed transport receipt's signed text
+    evidence/receipts/<id>.json.p7s         the receiving node's detached CMS over it
+    evidence/statements/<name>.p7s          unit-signed 签收/退回 statements (CMS, content attached)
+    audit/excerpt.json                      the audit log's events about the document with their chain
+                                            (:mod:`.audit_chain`)
+    certs/chain.pem                         the CA certificates the node holds (paths to the root)
+    META-INF/manifest.json                  canonical JSON: every file above, its SHA-256 and size
+    META-INF/manifest.tsr                   an RFC 3161 time-stamp token over SHA-256(manifest.json)
+
+Every signature is a detached (or attached) CMS next to the exact bytes it signs, so ``openssl cms
+-verify -binary -content X -in X.p7s -inform DER`` checks each on its own.
+
+**One time-stamp over the manifest**, not one per item: the manifest lists every file's SHA-256, so
+a token over it proves every listed byte existed at its genTime — the same proof with one request
+to the TSA instead of dozens (a 3,600-unit 通知 has thousands of receipts), one token to re-stamp
+when its algorithms age, and ``openssl ts -verify -data META-INF/manifest.json`` checks it.
+
+The writer streams: each file goes into the ZIP chunk by chunk while it is hashed (the sealed
+package may be gigabytes); only the manifest is held. The output may be unseekable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from pki import tsa
+
+from .canonical import canonical_json
+from .errors import ArchiveInputError
+from .model import DocumentMetadata
+
+FORMAT = "gwx-archive"
+VERSION = 1
+MANIFEST_NAME = "META-INF/manifest.json"
+TOKEN_NAME = "META-INF/manifest.tsr"
+INDEX_NAME = "index.json"
+PACKAGE_NAME = "package.zip"
+AUDIT_NAME = "audit/excerpt.json"
+CHAIN_NAME = "certs/chain.pem"
+ENVELOPES_DIR = "evidence/envelopes/"
+RECEIPTS_DIR = "evidence/receipts/"
+STATEMENTS_DIR = "evidence/statements/"
+SIGNATURE_SUFFIX = ".p7s"
+# Member names: ASCII segments starting with a letter or digit — no "..", no absolute path, no
+# backslash, nothing an unzip tool could turn into a path outside its directory.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,3}$")
+CHUNK = 1024 * 1024
+TimeStamper = Callable[[bytes], bytes]  # TimeStampReq DER in, TimeStampResp DER out
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    path: str
+    sha256: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+
+def gbt33480_index(meta: DocumentMetadata, *, package_sha256: str, side: str, units: Iterable[str],
+                   handling: Iterable[dict[str, Any]], archived_at: dt.datetime, node_id: str) -> dict[str, Any]:
+    """The index: the GB/T 33480 elements the package's metadata gives, under their standard names.
+
+    Only what gwx holds is written — 档号 and 保管期限 are the archive office's to assign and are named
+    in ``未著录`` (not described) rather than invented. ``处理`` is the per-unit handling as this node
+    recorded it (签收/退回/撤回, who, when, reason).
+    """
+    elements: dict[str, Any] = {
+        "公文标识": meta.id, "文种": str(meta.kind), "标题": meta.title,
+        "发文机关": list(meta.issuers), "主送机关": list(meta.to), "抄送机关": list(meta.cc),
+        "成文日期": meta.written_on.isoformat(), "密级和保密期限": str(meta.classification),
+    }
+    optional = {"发文字号": meta.doc_number.format() if meta.doc_number else None,
+                "签发人": list(meta.signers) or None, "紧急程度": str(meta.urgency) if meta.urgency else None,
+                "份号": meta.copy_number, "印发机关": meta.printed_by,
+                "印发日期": meta.printed_on.isoformat() if meta.printed_on else None,
+                "附注": meta.note, "附件说明": meta.attachments_note}
+    elements.update({k: v for k, v in optional.items() if v is not None})
+    return {"format": FORMAT, "v": VERSION, "元数据": elements, "未著录": ["档号", "保管期限"],
+            "归档": {"node": node_id, "side": side, "units": sorted(units), "at": _utc(archived_at),
+                     "package_sha256": package_sha256},
+            "处理": list(handling)}
+
+
+class ArchiveWriter:
+    """Write an archive package into ``out`` (see the module doc); :meth:`finish` stamps and closes."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._zip = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+        self._entries: list[ArchiveEntry] = []
+        self._names: set[str] = set()
+
+    def add(self, path: str, source: bytes | Iterable[bytes] | BinaryIO, *, stored: bool = False) -> ArchiveEntry:
+        """Add one file, streamed from bytes, an iterable of chunks or a binary file object."""
+        if not SAFE_NAME.match(path) or path.startswith("META-INF/"):
+            raise ArchiveInputError(f"{path!r} is not a name an archive file may have", path=path)
+        if path in self._names:
+            raise ArchiveInputError(f"{path!r} is added twice", path=path)
+        self._names.add(path)
+        info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))  # the time-stamp dates it, not the ZIP
+        info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        digest, size = hashlib.sha256(), 0
+        with self._zip.open(info, "w", force_zip64=True) as member:
+            for chunk in _chunks(source):
+                digest.update(chunk)
+                member.write(chunk)
+                size += len(chunk)
+        entry = ArchiveEntry(path, digest.hexdigest(), size)
+        self._entries.append(entry)
+        return entry
+
+    def finish(self, doc_id: str, created_at: dt.datetime, timestamper: TimeStamper) -> bytes:
+        """Write the manifest and its time-stamp token; returns the manifest bytes."""
+        manifest = canonical_json({"format": FORMAT, "v": VERSION, "doc_id": doc_id, "created_at": _utc(created_at),
+                                   "hash": "sha256", "files": [e.to_dict() for e in self._entries]})
+        digest = hashlib.sha256(manifest).digest()
+        token = tsa.token_from_response(timestamper(tsa.make_request(digest=digest, cert_req=True)))
+        for name, data in ((MANIFEST_NAME, manifest), (TOKEN_NAME, token)):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            self._zip.writestr(info, data)
+        self._zip.close()
+        return manifest
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+def _chunks(source: bytes | Iterable[bytes] | BinaryIO) -> Iterable[bytes]:
+    if isinstance(source, (bytes, bytearray)):
+        yield bytes(source)
+    elif hasattr(source, "read"):
+        while chunk := source.read(CHUNK):  # type: ignore[union-attr]
+            yield chunk
+    else:
+        yield from source  # type: ignore[misc]
+
+
+def _utc(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def add_signed_header(writer: ArchiveWriter, header_bytes: bytes, signature: bytes, name: str) -> None:
+    """An envelope header (exact bytes) and the origin's detached CMS beside it."""
+    writer.add(f"{ENVELOPES_DIR}{name}.header.json", header_bytes)
+    writer.add(f"{ENVELOPES_DIR}{name}.header.json{SIGNATURE_SUFFIX}", signature)
+
+
+def add_receipt(writer: ArchiveWriter, wire: bytes, name: str) -> None:
+    """A transport receipt as its signed text and the receiver's detached CMS beside it."""
+    from .transport_receipt import parse_receipt  # the one parser of the wire form
+
+    _, body, signature = parse_receipt(wire)
+    writer.add(f"{RECEIPTS_DIR}{name}.json", body)
+    writer.add(f"{RECEIPTS_DIR}{name}.json{SIGNATURE_SUFFIX}", signature)

@@ -1,0 +1,385 @@
+"""Verifying an archive package offline (``gwx archive verify``), as a report of named checks.
+
+Checks, in order; each failure its own stable code:
+
+``structure``   the ZIP read defensively before anything is inflated: member count and sizes, declared
+                and actual compression ratio (``ARCHIVE_ZIP_BOMB``), names (``ARCHIVE_UNSAFE_NAME``:
+                traversal, absolute, backslash, duplicates), encryption, methods; the manifest parsed
+                strictly (``ARCHIVE_MALFORMED``)
+``manifest``    the members are exactly the files listed (``ARCHIVE_FILE_MISSING``,
+                ``ARCHIVE_FILE_UNLISTED``) and each one's SHA-256 and size are as listed
+                (``ARCHIVE_DIGEST_MISMATCH``), streamed
+``timestamp``   the RFC 3161 token's imprint is SHA-256(manifest.json) and its TSA chains to the root
+                at its genTime (``TSA_*``). Its genTime is the moment every signature is judged at
+``package``     the sealed package (:func:`.package_verify.verify_package` at the genTime): manifest
+                signature, PAdES, SESeal, its own time-stamp
+``envelopes``   each signed envelope header: the origin's CMS over its exact bytes, the signer a node
+                signing certificate under the root naming the header's origin
+``receipts``    each signed transport receipt: the receiver's CMS, the signer naming the receiver
+``statements``  each unit-signed 签收/退回 statement (CMS, content attached) under the root
+``audit``       the audit excerpt's hashes recompute and link (``ARCHIVE_AUDIT_CHAIN_BROKEN``)
+``index``       index.json parses, names the package's 公文标识 and its SHA-256
+
+Everything signed is judged *at the time-stamp's genTime*, with revocation from
+:class:`pki.revocation.CrlCheckerAt` when CRLs are given: a certificate that expired or was revoked
+after it does not fail the archive, one revoked before it does. Synchronous (pyHanko): run it in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from cryptography import x509
+
+from pki import cms, tsa
+from pki.ca import node_id_of
+from pki.errors import GwxError
+from pki.trust import Purpose
+
+from . import archive as A
+from . import errors as E
+from .audit_chain import check_excerpt
+from .canonical import load_json
+from .envelope import decode_header
+from .package_verify import ABSENT, FAIL, PASS, SKIPPED, Check, verify_package
+from .transport_receipt import KIND as RECEIPT_KIND
+
+CHECKS = ("structure", "manifest", "timestamp", "package", "envelopes", "receipts", "statements", "audit", "index")
+RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], None]
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_members: int = 50_000
+    max_member_bytes: int = 64 * 1024 * 1024  # any file but the sealed package
+    max_package_bytes: int = 8 * 1024 ** 3
+    max_total_bytes: int = 10 * 1024 ** 3
+    max_ratio: int = 100
+    ratio_floor_bytes: int = 1024 * 1024
+    max_manifest_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    checks: tuple[Check, ...]
+    checked_at: dt.datetime
+    judged_at: dt.datetime | None = None  # the time-stamp's genTime
+    doc_id: str | None = None
+    title: str | None = None
+    files: int = 0
+    package: dict[str, Any] | None = None  # the sealed package's own report
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status in (PASS, ABSENT) for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == FAIL)
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked_at": self.checked_at.isoformat(),
+                "judged_at": self.judged_at.isoformat() if self.judged_at else None,
+                "doc_id": self.doc_id, "title": self.title, "files": self.files,
+                "checks": [c.to_dict() for c in self.checks], "package": self.package}
+
+
+def _fail(name: str, exc: GwxError, **extra: Any) -> Check:
+    details = {k: str(v) for k, v in exc.details.items()}
+    details.update({k: str(v) for k, v in extra.items()})
+    return Check(name, FAIL, exc.code, exc.message, details)
+
+
+def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.datetime, *,
+                   crls_at: RevocationCheck | None = None, intermediates: Sequence[x509.Certificate] = (),
+                   limits: ArchiveLimits = ArchiveLimits()) -> ArchiveReport:
+    """Verify the archive in ``source`` (seekable binary). ``crls_at`` judges revocation at a past
+    moment (:class:`pki.revocation.CrlCheckerAt`); without it revocation is not checked."""
+    checks: dict[str, Check] = {}
+    info: dict[str, Any] = {"checked_at": at}
+
+    def finish() -> ArchiveReport:
+        return ArchiveReport(tuple(checks.get(n) or Check(n, SKIPPED, message="a check it depends on failed")
+                                   for n in CHECKS), **info)
+
+    try:
+        zf = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        checks["structure"] = _fail("structure", E.ArchiveMalformed(f"not a ZIP archive: {exc}"))
+        return finish()
+    with zf:
+        try:
+            members = _check_directory(zf, limits)
+            manifest_bytes = _read(zf, members, A.MANIFEST_NAME, limits.max_manifest_bytes, limits)
+            token = _read(zf, members, A.TOKEN_NAME, 64 * 1024, limits)
+            listed = _parse_manifest(manifest_bytes)
+        except GwxError as exc:
+            checks["structure"] = _fail("structure", exc)
+            return finish()
+        checks["structure"] = Check("structure", PASS, details={"members": len(members)})
+        info["doc_id"], info["files"] = listed["doc_id"], len(listed["files"])
+
+        files: dict[str, dict[str, Any]] = {f["path"]: f for f in listed["files"]}
+        small: dict[str, bytes] = {}
+        package_file = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 (closed below)
+        try:
+            try:
+                present = set(members) - {A.MANIFEST_NAME, A.TOKEN_NAME}
+                missing, unlisted = sorted(set(files) - present), sorted(present - set(files))
+                if missing:
+                    raise E.ArchiveFileMissing(f"the manifest lists {missing[0]}, which the archive does not hold",
+                                               path=missing[0], count=len(missing))
+                if unlisted:
+                    raise E.ArchiveFileUnlisted(f"the archive holds {unlisted[0]}, which its manifest does not list",
+                                                path=unlisted[0], count=len(unlisted))
+                for path, entry in files.items():
+                    cap = limits.max_package_bytes if path == A.PACKAGE_NAME else limits.max_member_bytes
+                    digest, size = hashlib.sha256(), 0
+                    for chunk in _stream(zf, members[path], cap, limits):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        if path == A.PACKAGE_NAME:
+                            package_file.write(chunk)
+                        else:
+                            small.setdefault(path, b"")
+                            small[path] += chunk
+                    small.setdefault(path, b"") if path != A.PACKAGE_NAME else None
+                    if digest.hexdigest() != entry["sha256"] or size != entry["size"]:
+                        raise E.ArchiveDigestMismatch(f"{path} is not the file the manifest lists (SHA-256 or size "
+                                                      "differs): changed after archiving", path=path)
+                checks["manifest"] = Check("manifest", PASS, details={"files": len(files)})
+            except GwxError as exc:
+                checks["manifest"] = _fail("manifest", exc)
+                return finish()
+
+            try:
+                stamp = tsa.verify_token(token, digest=hashlib.sha256(manifest_bytes).digest(), trust_roots=roots,
+                                         tsa_certificates=intermediates)
+            except GwxError as exc:
+                checks["timestamp"] = _fail("timestamp", exc)
+                return finish()
+            when = stamp.gen_time
+            info["judged_at"] = when
+            checks["timestamp"] = Check("timestamp", PASS, details={
+                "gen_time": when.isoformat(), "tsa": stamp.tsa_certificate.subject.rfc4514_string()})
+            chain = _chain(small.get(A.CHAIN_NAME), intermediates)
+
+            if A.PACKAGE_NAME not in files:
+                checks["package"] = _fail("package", E.ArchiveFileMissing("the archive holds no sealed package",
+                                                                           path=A.PACKAGE_NAME))
+            else:
+                package_file.seek(0)
+                report = verify_package(package_file, roots, when, revocation=crls_at, revocation_at_stamp=crls_at,
+                                        intermediates=chain)
+                info["package"] = report.to_dict()
+                info["title"] = report.title
+                first = report.failures[0] if report.failures else None
+                checks["package"] = (Check("package", PASS, details={"document_id": str(report.document_id)})
+                                     if report.ok else
+                                     Check("package", FAIL, first.code if first else "ARCHIVE_PACKAGE_INCOMPLETE",
+                                           f"the sealed package: {first.name}: {first.message}" if first
+                                           else "the sealed package was not fully checked"))
+            checks["envelopes"] = _check_signed(small, A.ENVELOPES_DIR, ".header.json", "envelopes", roots, when,
+                                                chain, crls_at, _origin_of_header)
+            checks["receipts"] = _check_signed(small, A.RECEIPTS_DIR, ".json", "receipts", roots, when, chain,
+                                               crls_at, _receiver_of_receipt)
+            checks["statements"] = _check_statements(small, roots, when, chain, crls_at)
+            checks["audit"] = _check_audit(small.get(A.AUDIT_NAME))
+            checks["index"] = _check_index(small.get(A.INDEX_NAME), files, info)
+        finally:
+            package_file.close()
+    return finish()
+
+
+# ---- the ZIP, read as hostile --------------------------------------------------------------------
+
+def _check_directory(zf: zipfile.ZipFile, limits: ArchiveLimits) -> dict[str, zipfile.ZipInfo]:
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise E.ArchiveTooLarge(f"{len(infos)} members, at most {limits.max_members}", count=len(infos))
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        name = info.orig_filename
+        if name not in (A.MANIFEST_NAME, A.TOKEN_NAME) and not A.SAFE_NAME.match(name):
+            raise E.ArchiveUnsafeName(f"member name {name!r} is not allowed in an archive (a path that could "
+                                      "leave the directory it is unpacked into, or an unexpected name)", name=name)
+        if name.lower() in {n.lower() for n in members}:
+            raise E.ArchiveUnsafeName(f"member name {name!r} occurs twice", name=name)
+        if info.flag_bits & 0x1:
+            raise E.ArchiveMalformed(f"member {name!r} is encrypted", name=name)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise E.ArchiveMalformed(f"member {name!r} uses compression method {info.compress_type}", name=name)
+        if info.create_system == 3 and stat.S_IFMT(info.external_attr >> 16) == stat.S_IFLNK:
+            raise E.ArchiveUnsafeName(f"member {name!r} is a symbolic link", name=name)
+        cap = limits.max_package_bytes if name == A.PACKAGE_NAME else limits.max_member_bytes
+        if info.file_size > cap:
+            raise E.ArchiveTooLarge(f"member {name!r} declares {info.file_size} bytes, at most {cap}", name=name)
+        if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            raise E.ArchiveZipBomb(f"member {name!r} declares a compression ratio above {limits.max_ratio}", name=name)
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise E.ArchiveTooLarge(f"members declare more than {limits.max_total_bytes} bytes in total")
+        members[name] = info
+    for name in (A.MANIFEST_NAME, A.TOKEN_NAME):
+        if name not in members:
+            raise E.ArchiveMalformed(f"the archive has no {name}", name=name)
+    return members
+
+
+def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, limits: ArchiveLimits) -> Iterator[bytes]:
+    """The member's bytes, counted as they come out: headers can lie about sizes and ratios."""
+    out = 0
+    try:
+        with zf.open(info) as member:
+            while chunk := member.read(A.CHUNK):
+                out += len(chunk)
+                if out > cap:
+                    raise E.ArchiveTooLarge(f"member {info.orig_filename!r} inflates past {cap} bytes",
+                                            name=info.orig_filename)
+                if out > limits.ratio_floor_bytes and out > limits.max_ratio * max(info.compress_size, 1):
+                    raise E.ArchiveZipBomb(f"member {info.orig_filename!r} inflates beyond a ratio of "
+                                           f"{limits.max_ratio}", name=info.orig_filename)
+                yield chunk
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise E.ArchiveMalformed(f"member {info.orig_filename!r} does not read: {exc}",
+                                 name=info.orig_filename) from None
+
+
+def _read(zf: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], name: str, cap: int,
+          limits: ArchiveLimits) -> bytes:
+    return b"".join(_stream(zf, members[name], cap, limits))
+
+
+def _parse_manifest(data: bytes) -> dict[str, Any]:
+    raw = load_json(data, max_bytes=len(data) + 1, what="archive manifest", error=E.ArchiveMalformed)
+    if not isinstance(raw, dict) or raw.get("format") != A.FORMAT or raw.get("v") != A.VERSION \
+            or raw.get("hash") != "sha256" or not isinstance(raw.get("files"), list) \
+            or not isinstance(raw.get("doc_id"), str):
+        raise E.ArchiveMalformed("META-INF/manifest.json is not a version 1 gwx archive manifest")
+    seen: set[str] = set()
+    for f in raw["files"]:
+        if not isinstance(f, dict) or set(f) != {"path", "sha256", "size"} or not isinstance(f["path"], str) \
+                or not isinstance(f["sha256"], str) or len(f["sha256"]) != 64 or not isinstance(f["size"], int):
+            raise E.ArchiveMalformed("a manifest entry is not {path, sha256, size}")
+        if not A.SAFE_NAME.match(f["path"]) or f["path"] in seen or f["path"].startswith("META-INF/"):
+            raise E.ArchiveUnsafeName(f"the manifest lists {f['path']!r}, a name not allowed or given twice",
+                                      name=f["path"])
+        seen.add(f["path"])
+    return raw
+
+
+# ---- the evidence ----------------------------------------------------------------------------------
+
+def _chain(pem: bytes | None, given: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    carried: list[x509.Certificate] = []
+    if pem:
+        try:
+            carried = x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            carried = []  # unusable: paths then need the verifier's --chain
+    return (*given, *carried)
+
+
+def _origin_of_header(data: bytes) -> str:
+    return decode_header(data).origin_node
+
+
+def _receiver_of_receipt(data: bytes) -> str:
+    raw = load_json(data, max_bytes=64 * 1024, what="transport receipt", error=E.ArchiveMalformed)
+    if not isinstance(raw, dict) or raw.get("type") != RECEIPT_KIND or not isinstance(raw.get("receiver"), str):
+        raise E.ArchiveMalformed("not a gwx transport receipt")
+    return raw["receiver"]
+
+
+def _check_signed(small: dict[str, bytes], prefix: str, suffix: str, name: str, roots, when: dt.datetime,
+                  chain, revocation, signer_node: Callable[[bytes], str]) -> Check:
+    items = sorted(p for p in small if p.startswith(prefix) and p.endswith(suffix))
+    signatures = {p for p in small if p.startswith(prefix) and p.endswith(A.SIGNATURE_SUFFIX)}
+    if not items and not signatures:
+        return Check(name, ABSENT, message=f"no {name} in the archive")
+    for path in items:
+        try:
+            if path + A.SIGNATURE_SUFFIX not in small:
+                raise E.ArchiveFileMissing(f"{path} has no signature beside it", path=path + A.SIGNATURE_SUFFIX)
+            claimed = signer_node(small[path])
+            result = cms.verify_detached(small[path + A.SIGNATURE_SUFFIX], small[path], trust_roots=roots, now=when,
+                                         intermediates=chain, purpose=Purpose.SIGNING, revocation=revocation)
+            signer = node_id_of(result.signer_certificate)
+            if signer != claimed:
+                raise E.ArchiveEvidenceInvalid(f"{path} names node {claimed!r} but is signed by {signer!r}",
+                                               path=path)
+        except E.ArchiveError as exc:
+            return _fail(name, exc, path=path)
+        except GwxError as exc:
+            return _fail(name, E.ArchiveEvidenceInvalid(f"{path}: {exc.message}", path=path, cause=exc.code))
+    orphans = signatures - {p + A.SIGNATURE_SUFFIX for p in items}
+    if orphans:
+        first = sorted(orphans)[0]
+        return _fail(name, E.ArchiveEvidenceInvalid(f"{first} signs nothing in the archive", path=first))
+    return Check(name, PASS, details={"count": len(items)})
+
+
+def _check_statements(small: dict[str, bytes], roots, when: dt.datetime, chain, revocation) -> Check:
+    items = sorted(p for p in small if p.startswith(A.STATEMENTS_DIR))
+    if not items:
+        return Check("statements", ABSENT, message="no unit-signed statements in the archive")
+    for path in items:
+        try:
+            cms.verify_detached(small[path], trust_roots=roots, now=when, intermediates=chain, revocation=revocation)
+        except GwxError as exc:
+            return _fail("statements", E.ArchiveEvidenceInvalid(f"{path}: {exc.message}", path=path, cause=exc.code))
+    return Check("statements", PASS, details={"count": len(items)})
+
+
+def _check_audit(data: bytes | None) -> Check:
+    if data is None:
+        return _fail("audit", E.ArchiveFileMissing("the archive holds no audit excerpt", path=A.AUDIT_NAME))
+    try:
+        excerpt = json.loads(data)
+    except ValueError:
+        return _fail("audit", E.ArchiveAuditBroken("audit/excerpt.json is not JSON", reason="format"))
+    try:
+        return Check("audit", PASS, details={"events": check_excerpt(excerpt)})
+    except GwxError as exc:
+        return _fail("audit", exc)
+
+
+def _check_index(data: bytes | None, files: dict[str, dict[str, Any]], info: dict[str, Any]) -> Check:
+    try:
+        if data is None:
+            raise E.ArchiveFileMissing("the archive holds no index.json", path=A.INDEX_NAME)
+        index = json.loads(io.BytesIO(data).read().decode("utf-8"))
+        meta, archived = index.get("元数据"), index.get("归档")
+        if not isinstance(meta, dict) or not isinstance(archived, dict):
+            raise E.ArchiveMalformed("index.json lacks 元数据 or 归档")
+        package = files.get(A.PACKAGE_NAME)
+        if package is None or archived.get("package_sha256") != package["sha256"]:
+            raise E.ArchiveDigestMismatch("index.json names another sealed package than the one archived",
+                                          path=A.INDEX_NAME)
+        if meta.get("公文标识") != info.get("doc_id") or (
+                info.get("package") and info["package"].get("document_id") not in (None, meta.get("公文标识"))):
+            raise E.ArchiveMalformed("index.json, the manifest and the sealed package name different 公文标识")
+        info.setdefault("title", meta.get("标题"))
+        return Check("index", PASS)
+    except (ValueError, UnicodeDecodeError):
+        return _fail("index", E.ArchiveMalformed("index.json is not UTF-8 JSON"))
+    except GwxError as exc:
+        return _fail("index", exc)
+
+
+__all__ = ["CHECKS", "ArchiveLimits", "ArchiveReport", "verify_archive"]

@@ -1,0 +1,225 @@
+# ruff: noqa: F811  (pytest fixtures imported from package_fixtures are redefined as parameters)
+"""The archive package: built, verified offline at the time-stamp's time, checked by openssl on its own,
+and every hostile change a typed error."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from exchange_protocol import archive as A
+from exchange_protocol.archive_verify import ArchiveLimits, verify_archive
+from exchange_protocol.audit_chain import GENESIS_HASH, event_hash
+from exchange_protocol.envelope import HeaderDraft
+from exchange_protocol.package import build_package
+from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
+from node.localnet import notice_pdf
+from pki import cms
+from pki.ca import pem
+from pki.crl import build_crl
+from pki.keystore import read_private_key
+from pki.revocation import CrlCheckerAt
+from pki.signer import SoftwareSigner
+from tests.exchange_protocol.package_fixtures import (  # noqa: F401
+    NOW,
+    OTHER_UNIT,
+    PASSPHRASE,
+    UNIT,
+    make_meta,
+    make_pki,
+    pki_env,
+)
+from tests.support import run_openssl
+
+LATER = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
+MID = "019cade2-11c0-7640-8aa8-958c96f2b6f3"
+
+
+def _node_signer(pki, node_id: str) -> SoftwareSigner:
+    out = pki.directory / f"node-{node_id}"
+    if not (out / "sign.key").exists():
+        pki.ca.issue_node(node_id, f"{node_id}.example", out, PASSPHRASE, now=NOW - dt.timedelta(days=1))
+    from pki.ca import load_certificate
+    return SoftwareSigner(read_private_key(out / "sign.key", PASSPHRASE), load_certificate((out / "sign.crt").read_bytes()))
+
+
+def _excerpt(n: int = 3, first: int = 5) -> dict:
+    links, events, prev = [], [], "ab" * 32
+    for seq in range(first, first + n + 2):
+        event = {"seq": seq, "at": f"2026-03-02T09:3{seq % 10}:00.000000Z", "actor": "node", "action": "outbox.sent",
+                 "subjects": {"doc_id": "x"}, "details": {"n": seq}, "prev_hash": prev}
+        event["hash"] = event_hash(prev, seq, event["at"], event["actor"], event["action"], event["subjects"],
+                                   event["details"])
+        links.append(event["hash"])
+        if seq % 2 == 1:  # only some events are about the document: the others are links only
+            events.append(event)
+        prev = event["hash"]
+    return {"v": 1, "events": events, "first_seq": first, "links": links, "head": [first + n + 1, prev]}
+
+
+def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=()) -> bytes:
+    package = io.BytesIO()
+    build_package(package, metadata=make_meta(), body=notice_pdf(), seal_key=pki.seal, at=NOW,
+                  timestamper=pki.timestamper(NOW))
+    sender, receiver = _node_signer(pki, "sender-node"), _node_signer(pki, "receiver-node")
+    header = HeaderDraft.new("document", "sender-node", "receiver-node", UNIT, (OTHER_UNIT,), NOW,
+                             dt.timedelta(days=1)).complete(10, hashlib.sha256(b"x").digest()).encode()
+    receipt = sign_receipt(TransportReceipt(MID, "cd" * 32, NOW, "receiver-node"), receiver)
+    out = io.BytesIO()
+    writer = A.ArchiveWriter(out)
+    digest = hashlib.sha256(package.getvalue()).hexdigest()
+    index = A.gbt33480_index(make_meta(), package_sha256=digest, side="outbox", units=[UNIT], handling=[],
+                             archived_at=NOW, node_id="sender-node")
+    parts = {A.INDEX_NAME: json.dumps(index, ensure_ascii=False).encode(), A.PACKAGE_NAME: package.getvalue(),
+             A.AUDIT_NAME: json.dumps(excerpt or _excerpt()).encode(), **(extra or {})}
+    for name, data in parts.items():
+        if name not in skip:
+            writer.add(name, data, stored=name == A.PACKAGE_NAME)
+    A.add_signed_header(writer, header, cms.sign_detached(header, sender), MID)
+    A.add_receipt(writer, receipt, MID)
+    writer.finish(make_meta().id, NOW, pki.timestamper(stamp_at))
+    return out.getvalue()
+
+
+def statuses(report) -> dict:
+    return {c.name: (c.status, c.code) for c in report.checks}
+
+
+def rezip(data: bytes, change) -> bytes:
+    """The archive's members through ``change(dict)``, written back as a ZIP."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    change(members)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, body in members.items():
+            zf.writestr(name, body)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def archived(pki_env) -> bytes:
+    return build(pki_env)
+
+
+def test_an_archive_verifies_offline_and_years_later_at_its_time_stamps_time(pki_env, archived):
+    for at in (NOW + dt.timedelta(minutes=5), LATER):  # in 2040 every certificate has long expired
+        report = verify_archive(io.BytesIO(archived), [pki_env.root], at)
+        assert report.ok, report.to_dict()
+        assert report.judged_at == NOW and report.doc_id == make_meta().id
+        assert statuses(report)["envelopes"] == ("pass", None) and statuses(report)["receipts"] == ("pass", None)
+        assert report.check("audit").details == {"events": 3}
+
+
+def test_revoked_after_the_time_stamp_is_fine_before_it_is_not(tmp_path):
+    pki = make_pki(tmp_path)
+    data = build(pki)
+    pki.ca.revoke(pki.seal.certificate, "key_compromise", now=NOW + dt.timedelta(days=30))
+    crls = CrlCheckerAt([build_crl(pki.ca, NOW + dt.timedelta(days=31))])
+    assert verify_archive(io.BytesIO(data), [pki.root], LATER, crls_at=crls).ok
+    pki2 = make_pki(tmp_path / "2")
+    data = build(pki2)
+    pki2.ca.revoke(pki2.seal.certificate, "key_compromise", now=NOW - dt.timedelta(minutes=10))
+    report = verify_archive(io.BytesIO(data), [pki2.root], LATER,
+                            crls_at=CrlCheckerAt([build_crl(pki2.ca, NOW + dt.timedelta(days=1))]))
+    assert statuses(report)["package"][0] == "fail" and not report.ok
+
+
+def test_openssl_checks_the_time_stamp_and_every_signature_on_its_own(pki_env, archived, tmp_path):
+    with zipfile.ZipFile(io.BytesIO(archived)) as zf:
+        zf.extractall(tmp_path)
+    root = pki_env.root_pem
+    run_openssl("ts", "-verify", "-data", tmp_path / A.MANIFEST_NAME, "-in", tmp_path / A.TOKEN_NAME,
+                "-token_in", "-CAfile", root)
+    signed = sorted(p for p in tmp_path.rglob("*.p7s"))
+    assert len(signed) == 2
+    for sig in signed:
+        content = Path(str(sig)[: -len(".p7s")])
+        run_openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", sig, "-content", content,
+                    "-CAfile", root, "-purpose", "any", "-out", tmp_path / "out.bin")
+    manifest = json.loads((tmp_path / A.MANIFEST_NAME).read_bytes())
+    for entry in manifest["files"]:  # what sha256sum -c would do
+        assert hashlib.sha256((tmp_path / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
+    # The time-stamp covers this manifest only: openssl refuses it over another file.
+    bad = run_openssl("ts", "-verify", "-data", tmp_path / A.INDEX_NAME, "-in", tmp_path / A.TOKEN_NAME,
+                      "-token_in", "-CAfile", root, check=False)
+    assert bad.returncode != 0
+
+
+def _hostile(pki_env, archived, change) -> dict:
+    return statuses(verify_archive(io.BytesIO(rezip(archived, change)), [pki_env.root], LATER))
+
+
+def test_a_changed_file_is_a_digest_mismatch(pki_env, archived):
+    def change(m):
+        m[A.INDEX_NAME] = m[A.INDEX_NAME].replace("关于".encode(), "有关".encode())
+    assert _hostile(pki_env, archived, change)["manifest"] == ("fail", "ARCHIVE_DIGEST_MISMATCH")
+
+
+def test_a_removed_or_added_file_is_named(pki_env, archived):
+    assert _hostile(pki_env, archived, lambda m: m.pop(A.AUDIT_NAME))["manifest"] == ("fail", "ARCHIVE_FILE_MISSING")
+    assert _hostile(pki_env, archived, lambda m: m.update({"evidence/extra.txt": b"x"}))["manifest"] == \
+        ("fail", "ARCHIVE_FILE_UNLISTED")
+
+
+def test_a_swapped_time_stamp_or_manifest_fails(pki_env, archived):
+    other = build(pki_env, stamp_at=NOW + dt.timedelta(hours=1), excerpt=_excerpt(5))
+    with zipfile.ZipFile(io.BytesIO(other)) as zf:
+        token, manifest = zf.read(A.TOKEN_NAME), zf.read(A.MANIFEST_NAME)
+    assert _hostile(pki_env, archived, lambda m: m.update({A.TOKEN_NAME: token}))["timestamp"] == \
+        ("fail", "TSA_DIGEST_MISMATCH")
+    # The other archive's manifest (and its genuine token) over these files: the audit excerpt differs.
+    s = _hostile(pki_env, archived, lambda m: m.update({A.TOKEN_NAME: token, A.MANIFEST_NAME: manifest}))
+    assert s["manifest"] == ("fail", "ARCHIVE_DIGEST_MISMATCH")
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/etc/passwd", "evidence\\..\\x", "a/../../b", "C:/x"])
+def test_path_traversal_is_refused(pki_env, archived, name):
+    assert _hostile(pki_env, archived, lambda m: m.update({name: b"x"}))["structure"] == ("fail", "ARCHIVE_UNSAFE_NAME")
+
+
+def test_a_zip_bomb_is_refused_before_and_while_inflating(pki_env, archived):
+    bomb = b"\0" * (64 * 1024 * 1024)
+    s = _hostile(pki_env, archived, lambda m: m.update({"evidence/bomb.bin": bomb}))
+    assert s["structure"] == ("fail", "ARCHIVE_ZIP_BOMB")
+    # Headers that lie: a small declared size, the inflated bytes counted as they come out.
+    limits = ArchiveLimits(max_member_bytes=8 * 1024 * 1024)
+    report = verify_archive(io.BytesIO(rezip(archived, lambda m: m.update({"evidence/bomb.bin": bomb}))),
+                            [pki_env.root], LATER, limits=limits)
+    assert statuses(report)["structure"][1] in ("ARCHIVE_ZIP_BOMB", "ARCHIVE_TOO_LARGE")
+
+
+def test_not_a_zip_and_forged_evidence(pki_env, archived):
+    assert statuses(verify_archive(io.BytesIO(b"PK\x03\x04 not really"), [pki_env.root], LATER))["structure"] == \
+        ("fail", "ARCHIVE_MALFORMED")
+    bad = _excerpt()
+    bad["events"][1]["details"] = {"n": 999}  # an event rewritten after the fact
+    report = verify_archive(io.BytesIO(build(pki_env, excerpt=bad)), [pki_env.root], LATER)
+    assert statuses(report)["audit"] == ("fail", "ARCHIVE_AUDIT_CHAIN_BROKEN")
+    gap = _excerpt()
+    gap["links"][2] = "ef" * 32  # an event between removed and its hash replaced: the next one no longer links
+    report = verify_archive(io.BytesIO(build(pki_env, excerpt=gap)), [pki_env.root], LATER)
+    assert statuses(report)["audit"] == ("fail", "ARCHIVE_AUDIT_CHAIN_BROKEN")
+
+
+def test_an_archive_under_another_root_is_untrusted(pki_env, archived, tmp_path):
+    other = make_pki(tmp_path)
+    report = verify_archive(io.BytesIO(archived), [other.root], LATER)
+    assert statuses(report)["timestamp"] == ("fail", "TSA_UNTRUSTED")
+
+
+def test_the_writer_refuses_unsafe_names_and_duplicates():
+    writer = A.ArchiveWriter(io.BytesIO())
+    writer.add("index.json", b"{}")
+    for name in ("../x", "index.json", "META-INF/manifest.json"):
+        with pytest.raises(Exception) as info:
+            writer.add(name, b"x")
+        assert info.value.code == "ARCHIVE_INPUT_INVALID"
+    writer.close()
+    assert GENESIS_HASH == "0" * 64 and pem  # the shared definitions are what the node uses
