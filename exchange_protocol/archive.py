@@ -128,17 +128,28 @@ class ArchiveWriter:
 
     def finish(self, doc_id: str, created_at: dt.datetime, timestamper: TimeStamper) -> bytes:
         """Write the manifest and its time-stamp token; returns the manifest bytes."""
+        manifest = self.write_manifest(doc_id, created_at)
+        request = tsa.make_request(digest=hashlib.sha256(manifest).digest(), cert_req=True)
+        self.close_with_token(tsa.token_from_response(timestamper(request)))
+        return manifest
+
+    def write_manifest(self, doc_id: str, created_at: dt.datetime) -> bytes:
+        """The manifest of every file added, written; what the time-stamp token must cover. For a
+        caller that asks its TSA asynchronously: then :meth:`close_with_token`."""
         manifest = canonical_json({"format": FORMAT, "v": VERSION, "doc_id": doc_id, "created_at": _utc(created_at),
                                    "hash": "sha256", "files": [e.to_dict() for e in self._entries]})
-        digest = hashlib.sha256(manifest).digest()
-        token = tsa.token_from_response(timestamper(tsa.make_request(digest=digest, cert_req=True)))
-        for name, data in ((MANIFEST_NAME, manifest), (TOKEN_NAME, token)):
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            self._zip.writestr(info, data)
-        self._zip.close()
+        self._write_small(MANIFEST_NAME, manifest)
         return manifest
+
+    def close_with_token(self, token: bytes) -> None:
+        self._write_small(TOKEN_NAME, token)
+        self._zip.close()
+
+    def _write_small(self, name: str, data: bytes) -> None:
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        self._zip.writestr(info, data)
 
     def close(self) -> None:
         self._zip.close()

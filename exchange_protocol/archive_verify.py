@@ -190,7 +190,7 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
                 first = report.failures[0] if report.failures else None
                 checks["package"] = (Check("package", PASS, details={"document_id": str(report.document_id)})
                                      if report.ok else
-                                     Check("package", FAIL, first.code if first else "ARCHIVE_PACKAGE_INCOMPLETE",
+                                     Check("package", FAIL, first.code if first else E.ArchiveEvidenceInvalid.code,
                                            f"the sealed package: {first.name}: {first.message}" if first
                                            else "the sealed package was not fully checked"))
             checks["envelopes"] = _check_signed(small, A.ENVELOPES_DIR, ".header.json", "envelopes", roots, when,

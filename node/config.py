@@ -17,6 +17,7 @@ from typing import Any
 
 from adapters.oa_push.settings import OaPushSettings, parse_oa_push
 from exchange_protocol.directory import LEVELS, level_of
+from node.archive.settings import ArchiveSettings, parse_archive
 from node.errors import ConfigError
 from node.supervision.settings import SupervisionSettings, parse_supervision
 from pki.ca import NODE_ID_RE
@@ -140,6 +141,7 @@ class NodeConfig:
     folders: tuple[FolderSettings, ...] = ()
     oa_push: tuple[OaPushSettings, ...] = ()  # per unit, the OA documents are pushed to (adapters.oa_push)
     supervision: SupervisionSettings = field(default_factory=SupervisionSettings)  # 督办 (node.supervision)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)  # 一键归档's TSA (node.archive)
 
     # Well-known paths inside the node directory.
     @property
@@ -227,6 +229,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         folders=tuple(_folder(f, directory) for f in _take(raw, "folders", list, default=[])),
         oa_push=parse_oa_push(raw.pop("oa_push", []), directory, tuple(u.code for u in units)),
         supervision=parse_supervision(raw.pop("supervision", {}), directory),
+        archive=parse_archive(raw.pop("archive", {}), directory),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
@@ -458,6 +461,7 @@ def dump_config(config: NodeConfig) -> str:
             if value is not None:
                 lines.append(f"{f.name} = {_q(value)}")
         lines.append("")
+    lines += config.archive.to_toml(config.directory)
     for u in config.units:
         lines += ["[[units]]", f"code = {_q(u.code)}", f"name = {_q(u.name)}",
                   f"seal_dir = {_q(str(u.seal_dir.relative_to(config.directory)))}"]

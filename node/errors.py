@@ -100,7 +100,8 @@ class ApiError(NodeError):
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("API_BAD_MULTIPART", "API_BAD_FILENAME", "API_BAD_PARAMETER", "API_BAD_DOC_ID", "API_BAD_MESSAGE_ID",
                 "API_UNKNOWN_FIELD", "API_BAD_FIELD", "API_BAD_ROLE", "API_UNSUPPORTED_MEDIA_TYPE",
-                "API_METHOD_NOT_ALLOWED", "API_LENGTH_REQUIRED", "API_TOO_MANY_FRAMES", "API_OCSP_TOO_LARGE")
+                "API_METHOD_NOT_ALLOWED", "API_LENGTH_REQUIRED", "API_TOO_MANY_FRAMES", "API_OCSP_TOO_LARGE",
+                "API_TSA_TOO_LARGE")
 
 
 class BadJson(ApiError):
@@ -124,6 +125,27 @@ class NoRevocationService(NodeError):
     code = "NODE_NO_CRL"
     kind = ErrorKind.NOT_FOUND
     subcodes = ("NODE_NO_OCSP",)
+
+
+class NoTimeStampService(NodeError):
+    """This node holds no TSA signer (``[archive] tsa_signer``): the root node time-stamps."""
+
+    code = "NODE_NO_TSA"
+    kind = ErrorKind.NOT_FOUND
+
+
+class ArchiveNoTsa(NodeError):
+    """No time-stamping authority to ask: no signer here, no ``[archive] tsa_node``, no directory root."""
+
+    code = "ARCHIVE_NO_TSA"
+    kind = ErrorKind.TRANSIENT  # the directory (and with it the root node) may arrive later
+
+
+class ArchiveNotFinished(NodeError):
+    """一键归档 of a document whose handling is not finished (a recipient not settled), without a reason."""
+
+    code = "ARCHIVE_DOC_NOT_FINISHED"
+    kind = ErrorKind.CONFLICT
 
 
 class NotFound(NodeError):

@@ -118,7 +118,9 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     service = DocumentService(ctx, store, outbound, registry)
     folders = FolderWatchers(config, service, registry, ctx.clock)  # [[folders]]: OA drops, adapters.folder
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)
-    peer_app = make_peer_app(ctx, acceptor, service.whereabouts, revocation)
+    if service.tsa.configured:
+        service.tsa.load()  # [archive] tsa_signer: a wrong passphrase or a missing directory stops the start
+    peer_app = make_peer_app(ctx, acceptor, service.whereabouts, revocation, service.tsa)
     tokens = TokenStore(config.tokens_path)
     local_app = make_local_app(service, tokens, registry, config)
     mount_soap(local_app, service, tokens, config)  # SOAP for OA systems, beside the JSON API

@@ -42,6 +42,8 @@ from exchange_protocol.kinds import parse_kind
 from exchange_protocol.meta_schema import meta_schema
 from exchange_protocol.model import check_doc_id
 from exchange_protocol.states import ReceiverStatus, SenderStatus
+from node.api.archive_routes import Helpers as ArchiveHelpers
+from node.api.archive_routes import add_archive_routes
 from node.api.auth import AuthError, Principal, TokenStore
 from node.api.ledger_routes import AppKeys as LedgerKeys
 from node.api.ledger_routes import add_ledger_routes, ledger_roles
@@ -131,6 +133,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
     r.add_post("/api/v1/inbox/{doc_id}/register", _register)
     r.add_get("/api/v1/node/status", _node_status, allow_head=False)
     add_ledger_routes(app, LedgerKeys(SERVICE, PRINCIPAL, UPLOAD_DIR))
+    add_archive_routes(app, ArchiveHelpers(SERVICE, PRINCIPAL, doc_id_of, json_body))  # 一键归档 (node.archive)
     r.add_get("/api/v1/supervision", _supervision, allow_head=False)  # 督办 items of the clerk's unit
     r.add_post("/api/v1/outbox/{doc_id}/recipients", _add_recipients)  # 补发
     r.add_post("/api/v1/inbox/{doc_id}/forward", _submit)  # 转发: a cover 通知 submitted like a document

@@ -193,6 +193,11 @@ def _json_body(schema: str, required: bool = False) -> Json:
     return {"required": required, "content": _json_content(_ref(schema))}
 
 
+SCHEMAS["ArchiveRequest"] = {"type": "object", "additionalProperties": False, "properties": {
+    "reason": {"type": "string", "minLength": 1, "maxLength": 500,
+               "description": "why a document whose handling is not finished is archived now"}}}
+
+
 # --- the 台账 (node.api.ledger_routes, node.documents.ledger) -------------------------------------------
 LEDGER_DATE = {"type": "string", "format": "date", "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}$",
                "description": "a Beijing date, inclusive"}
@@ -320,6 +325,13 @@ def build_openapi(node_id: str = "") -> Json:
                                            operator, _ref("NodeStatus"), op_id="nodeStatus")},
     }
     paths.update(_ledger_paths())
+    for side, what in (("outbox", "a document the clerk's unit sent"), ("inbox", "a document it received")):
+        paths[f"/api/v1/{side}/{{doc_id}}/archive"] = {"post": _op(
+            f"一键归档 of {what}: the archive package (sealed package, signed envelope headers and receipts, "
+            "audit excerpt, GB/T 33480 index, RFC 3161 time-stamp over the manifest); 409 while a recipient is "
+            "not settled unless a reason is given", clerk, {}, params=[DOC_ID],
+            body=_json_body("ArchiveRequest"), errors=(*doc_errors, "413"), op_id=f"archive{side.title()}",
+            ok_content={"application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}})}
     return {
         "openapi": "3.1.0",
         "info": {"title": "gwx node local API", "version": "1",

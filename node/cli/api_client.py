@@ -174,8 +174,10 @@ class ApiClient:
 
     def download(self, path: str, out: BinaryIO, *, query: dict[str, Any] | None = None,
                  accept: str = "application/zip",
-                 progress: Callable[[int, http.client.HTTPResponse], None] | None = None) -> int:
-        """GET ``path`` into ``out`` block by block (never whole in memory); returns the bytes written.
+                 progress: Callable[[int, http.client.HTTPResponse], None] | None = None,
+                 post_json: dict[str, Any] | None = None) -> int:
+        """GET ``path`` (POST ``post_json`` to it, when given) into ``out`` block by block (never whole in
+        memory); returns the bytes written.
         ``progress`` sees the bytes written so far and the response (its headers) after each block.
 
         An error answer (small JSON) is read whole and raised as :class:`RemoteError`, and so is an
@@ -188,7 +190,11 @@ class ApiClient:
             target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         try:
             try:
-                conn.request("GET", target, headers=self._headers(accept))
+                if post_json is None:
+                    conn.request("GET", target, headers=self._headers(accept))
+                else:
+                    conn.request("POST", target, body=json.dumps(post_json, ensure_ascii=False).encode("utf-8"),
+                                 headers={**self._headers(accept), "Content-Type": "application/json"})
                 response = conn.getresponse()
                 if response.status >= 400:
                     return self._value(response.status, response.getheader("Content-Type", ""), response.read())

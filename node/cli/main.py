@@ -31,6 +31,8 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
      ["node.cli.net"]),
     ("doc", "sealed document packages: pack and verify; the unit-signed 签收/退回 statements held about one",
      ["node.cli.doc", "node.cli.doc_evidence"]),
+    ("archive", "一键归档: build a finished document's archive package (from your node) and verify one offline",
+     ["node.cli.archive"]),
     ("node", "enrol, run, renew and administer a gateway node",
      ["node.cli.node_admin", "node.cli.node_enrol", "node.cli.node_run", "node.cli.node_renew"]),
     ("webhook", "webhooks: a unit's events POSTed, signed, to an HTTP receiver (an SMS gateway …): add, list, "

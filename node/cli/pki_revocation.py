@@ -1,4 +1,4 @@
-"""``gwx pki revoke``, ``gwx pki crl`` and ``gwx pki issue-ocsp-signer``.
+"""``gwx pki revoke``, ``gwx pki crl``, ``gwx pki issue-ocsp-signer`` and ``gwx pki issue-tsa-signer``.
 
 ``revoke`` takes a certificate (PEM or DER) or an electronic seal (``.esl``, DER SESeal): for a
 seal, every seal certificate in its certList that this CA issued is revoked (for a seal listing
@@ -12,6 +12,9 @@ seconds and every node below fetches it from its parent (:mod:`node.federation.c
 
 ``issue-ocsp-signer`` writes a delegated OCSP responder key (:mod:`pki.ocsp_signer`) for the root
 node's ``[revocation] ocsp_signer``: the node answers OCSP without the CA key.
+
+``issue-tsa-signer`` writes the RFC 3161 time-stamping unit's key (:mod:`pki.tsa_signer`) for the root
+node's ``[archive] tsa_signer``: the node time-stamps archive packages for the network without the CA key.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from pki.crl import crl_der, crl_pem, publish_crl
 from pki.errors import InvalidInput, MalformedEncoding, UnknownCertificate
 from pki.keystore import write_public_file
 from pki.ocsp_signer import issue as issue_ocsp_signer
-from pki.profiles import OCSP_RESPONDER
+from pki.profiles import OCSP_RESPONDER, TIME_STAMPING
 from pki.seal import parse_seal
+from pki.tsa_signer import issue as issue_tsa_signer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +73,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"validity in days (default {OCSP_RESPONDER.default_days}, never beyond the CA's)")
     add_passphrase_option(p)
     p.set_defaults(func=cmd_issue_ocsp_signer)
+
+    p = sub.add_parser("issue-tsa-signer", help="issue the RFC 3161 time-stamping key a root node answers with",
+                       description="Issue a TSA signer: a key whose certificate may sign time-stamp tokens and "
+                                   "nothing else (timeStamping EKU, critical), written to --out as signer.key "
+                                   "(encrypted with the passphrase), signer.crt and chain.pem. Copy the directory to "
+                                   "the root node and name it in node.toml ([archive] tsa_signer): the node answers "
+                                   "POST /peer/v1/tsa for every node's archive packages, and the CA key stays offline.")
+    p.add_argument("--ca", required=True, type=Path, help="issuing CA directory")
+    p.add_argument("--out", required=True, type=Path, help="signer directory to write (refused if it holds a key)")
+    p.add_argument("--valid-days", type=int, metavar="N",
+                   help=f"validity in days (default {TIME_STAMPING.default_days}, never beyond the CA's)")
+    add_passphrase_option(p)
+    p.set_defaults(func=cmd_issue_tsa_signer)
 
 
 def normalise_reason(text: str) -> str:
@@ -135,4 +152,14 @@ def cmd_issue_ocsp_signer(args: argparse.Namespace) -> int:
     print(f"OCSP signer for '{ca.name}' written to {args.out} (serial {cert.serial_number:x}, valid until "
           f"{cert.not_valid_after_utc:%Y-%m-%d}); name it in the root node's node.toml: "
           f"[revocation] ocsp_signer = \"…\"")
+    return 0
+
+
+def cmd_issue_tsa_signer(args: argparse.Namespace) -> int:
+    passphrase = get_passphrase(args, what="CA key")
+    ca = CertificateAuthority.open(args.ca, passphrase)
+    cert = issue_tsa_signer(ca, args.out, passphrase, valid_days=args.valid_days).certificate
+    print(f"TSA signer for '{ca.name}' written to {args.out} (serial {cert.serial_number:x}, valid until "
+          f"{cert.not_valid_after_utc:%Y-%m-%d}); name it in the root node's node.toml: "
+          f"[archive] tsa_signer = \"…\"")
     return 0

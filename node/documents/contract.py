@@ -127,6 +127,13 @@ class DocumentServiceApi(Protocol):
         """The sealed package of the document ``who``'s unit *sent* as ``doc_id`` — never one it received
         under the same id (which :meth:`package_path` prefers); NotFound if the unit sent none."""
 
+    async def archive(self, who: Principal, side: str, doc_id: str, reason: str | None = None) -> tuple[Any, Json]:
+        """一键归档 (:mod:`node.archive`): the archive package of a document ``who``'s unit sent (``side``
+        "outbox") or received ("inbox") — a :class:`node.archive.builder.BuiltArchive` whose temporary
+        file the caller streams and deletes — and its summary {"doc_id", "side", "unit", "sha256", "size",
+        "files", "timestamp_time", "tsa", "messages", "without_envelope", "reason"}. Unsettled recipients
+        without a ``reason`` are ``ARCHIVE_DOC_NOT_FINISHED``; no TSA to ask ``ARCHIVE_NO_TSA``."""
+
     async def sign_for(self, who: Principal, doc_id: str) -> Json:
         """签收 as ``who`` (name and time recorded and sent to the sender); returns InboxItem."""
 

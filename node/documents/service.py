@@ -36,6 +36,9 @@ from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue, is_settled
 from exchange_protocol.supervision import Lateness, judge
 from node.api.auth import Forbidden, Principal
+from node.archive import archiving
+from node.archive.builder import BuiltArchive
+from node.archive.time_stamps import TimeStamps
 from node.context import NodeContext
 from node.documents import ledger, statistics, supervised
 from node.documents.ledger import LedgerExport, register_facts
@@ -44,6 +47,7 @@ from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
 from node.federation.notice_evidence import make_statement, receiver_evidence
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.processor import Delivery, Processor
+from node.federation.tsa_api import TimeStampService
 from node.federation.whereabouts import Whereabouts
 from node.ops.metrics import Registry
 from node.ops.status import of_running_node, readiness_of_running_node
@@ -118,6 +122,8 @@ class DocumentService:
         self.processor = Processor(ctx, store, registry, outbound)
         self.whereabouts = Whereabouts(ctx, store, outbound.client)
         self.submitted = registry.counter("gwx_documents_submitted_total", "Documents sealed and sent")
+        self.tsa = TimeStampService(ctx)  # served on the peer API when [archive] tsa_signer is set
+        self.time_stamps = TimeStamps(ctx, outbound.client, self.tsa)
 
     # ---- sending ---------------------------------------------------------------------------------
     async def submit(self, who: Principal, meta: dict[str, Any], body_pdf: Path,
@@ -534,6 +540,12 @@ class DocumentService:
         hosted = [u.code for u in self.ctx.config.units]
         return await statistics.compute(self.store, who, side, period, hosted, self._unit_name, self.ctx.clock(),
                                         unit=unit, by=by, **filters)
+
+    # ---- 一键归档 (node.archive) -------------------------------------------------------------------------
+    async def archive(self, who: Principal, side: str, doc_id: str,
+                      reason: str | None = None) -> tuple[BuiltArchive, dict[str, Any]]:
+        return await archiving.archive(self.ctx, self.store, self.time_stamps, self.processor.read_metadata, who,
+                                       clerk_actor(who), side, doc_id, reason)
 
     # ---- operators ---------------------------------------------------------------------------------
     async def node_status(self, who: Principal) -> dict[str, Any]:

@@ -20,6 +20,8 @@
   peer that hangs up before the body it announced has arrived is :class:`PeerHungUp`: one log
   line, nothing of the frame it cut off kept or acknowledged (frames it sent whole before are, as
   for any broken batch).
+* ``POST /tsa`` — RFC 3161 time-stamps, on the node holding the network's TSA signer (the root
+  node): :mod:`node.federation.tsa_api`.
 * ``GET /messages/{message_id}/whereabouts?depth=N`` — where a message this node holds for others
   is (queued here for which hop, handed on when, delivered here), following it up to ``depth``
   hops further (:mod:`node.federation.whereabouts`, which says who may ask): routing facts only.
@@ -53,6 +55,7 @@ from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.federation.revocation_api import RevocationService, add_routes, conditional
 from node.federation.tls import PeerIdentityError, peer_chain, peer_node_id
 from node.federation.transport import ENVELOPE_MEDIA_TYPE
+from node.federation.tsa_api import TimeStampService, add_tsa_route
 from node.federation.whereabouts import Whereabouts, check_message_id
 from pki.ca import pem
 from pki.errors import ErrorKind, GwxError, RevocationUnknown
@@ -304,7 +307,8 @@ async def _read_exactly(content, n: int) -> bytes:
 
 
 def make_peer_app(ctx: NodeContext, acceptor: Acceptor, where: Whereabouts,
-                  revocation: RevocationService | None = None) -> web.Application:
+                  revocation: RevocationService | None = None,
+                  time_stamps: TimeStampService | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, peer_identity], client_max_size=1024 * 1024)
     app[CONTEXT] = ctx
     app[ACCEPTOR] = acceptor
@@ -316,4 +320,5 @@ def make_peer_app(ctx: NodeContext, acceptor: Acceptor, where: Whereabouts,
     app.router.add_post("/peer/v1/envelopes", envelopes)
     app.router.add_get("/peer/v1/messages/{message_id}/whereabouts", whereabouts, allow_head=False)
     add_routes(app, revocation or RevocationService(ctx), "/peer/v1")
+    add_tsa_route(app, time_stamps or TimeStampService(ctx), "/peer/v1")
     return app

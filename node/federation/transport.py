@@ -278,6 +278,21 @@ class PeerClient:
         except ValueError as exc:
             raise PeerProtocolError(f"{peer.node_id} sent a malformed whereabouts answer: {exc}") from None
 
+    async def time_stamp(self, peer: Peer, request_der: bytes, timeout: float = 30.0) -> bytes:
+        """POST an RFC 3161 TimeStampReq to ``peer``'s TSA (``/peer/v1/tsa``); the DER TimeStampResp.
+        Judging the token is the caller's (:func:`pki.tsa.verify_token`)."""
+        try:
+            async with self._session(peer).post(f"{peer.url}/peer/v1/tsa", data=request_der,
+                                                headers={"Content-Type": "application/timestamp-query"},
+                                                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                body = await _read_body(resp, peer, MAX_NODE_INFO)
+                if resp.status != 200:
+                    raise _refused(peer, resp.status, body, "POST /peer/v1/tsa")
+                return body
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise PeerUnreachable(f"cannot reach the TSA {peer.node_id} at {peer.url}: {exc or type(exc).__name__}",
+                                  peer=peer.node_id) from None
+
     async def send_frames(self, peer: Peer, frames: Sequence[OutgoingFrame]) -> list[FrameResult]:
         """POST a batch; return one result per header of each frame (in order), or raise a transient error."""
         total = sum(f.size for f in frames)

@@ -1,0 +1,180 @@
+"""Building one document's archive package from what the node holds (:mod:`exchange_protocol.archive`).
+
+What goes in, read from the store:
+
+* the sealed package's blob, byte for byte (streamed);
+* for every message about the document — found in the audit excerpt (subjects and details name the
+  message), the outgoing links kept for it (the document and the notices sent) and the inbox row
+  (the delivery) — the signed envelope header as it travelled (read from the envelope blob kept,
+  the frame's head only: the encrypted payload stays out) with its CMS, and the signed transport
+  receipt for it (the peer's for what we sent, ours for what we received);
+* the audit excerpt (:meth:`node.store.sqlite.audit.AuditLog.excerpt`), the node's CA chain, and the
+  GB/T 33480 index with the per-unit handling.
+
+Evidence the node no longer holds (a queue row purged after ``purge_finished``, a blob collected)
+is left out, and the index says how many messages were found without their envelope. The ZIP is
+written in a worker thread to a temporary file beside the data directory; the time-stamp over the
+manifest is asked asynchronously between writing the manifest and closing the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exchange_protocol import archive as A
+from exchange_protocol.envelope import MessageType, decode_header
+from exchange_protocol.frame import read_head
+from exchange_protocol.model import DocumentMetadata
+from node.archive.time_stamps import TimeStamps
+from node.context import NodeContext
+from node.store.interfaces import NodeStore
+from pki.ca import pem
+from pki.errors import GwxError
+
+
+@dataclass(frozen=True)
+class BuiltArchive:
+    path: Path  # a temporary file: the caller streams it, then deletes it
+    sha256: str
+    size: int
+    files: int
+    timestamp_time: dt.datetime
+    tsa: str
+    messages: int
+    without_envelope: int
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is archived: one document as one unit of this node sees it."""
+
+    doc_id: str
+    side: str  # outbox | inbox
+    unit: str
+    package_digest: str
+    meta: DocumentMetadata
+    handling: tuple[dict[str, Any], ...]
+    inbox_message_id: str | None = None
+    reason: str | None = None  # given when the handling is not finished (the clerk says it is)
+
+
+async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject: Subject) -> BuiltArchive:
+    excerpt = await store.audit.excerpt(subject.doc_id)
+    message_ids = await _message_ids(store, subject, excerpt["events"])
+    evidence: list[tuple[str, bytes, bytes, bytes | None]] = []  # (message id, header, signature, receipt)
+    missing = 0
+    for mid in message_ids:
+        found = await _evidence_of(store, mid)
+        if found:
+            evidence += found
+        else:
+            missing += 1
+    index = A.gbt33480_index(subject.meta, package_sha256=subject.package_digest, side=subject.side,
+                             units=[subject.unit], handling=subject.handling, archived_at=ctx.clock(),
+                             node_id=ctx.node_id)
+    index["归档"].update({"messages": len(message_ids), "without_envelope": missing})
+    if subject.reason:
+        index["归档"]["reason"] = subject.reason
+    directory = ctx.config.data_dir / "archives"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix=".building-", suffix=".gwxa", dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            writer = A.ArchiveWriter(out)
+            try:
+                manifest = await asyncio.to_thread(_write_files, writer, ctx, store, subject, index, excerpt, evidence)
+                token, stamp = await stamps.token_for(manifest)
+                await asyncio.to_thread(writer.close_with_token, token)
+            except BaseException:
+                writer.close()
+                raise
+            out.flush()
+            os.fsync(out.fileno())
+        digest, size = await asyncio.to_thread(_digest, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return BuiltArchive(path, digest, size, len(json.loads(manifest)["files"]), stamp.gen_time,
+                        stamp.tsa_certificate.subject.rfc4514_string(), len(message_ids), missing)
+
+
+def _write_files(writer: A.ArchiveWriter, ctx: NodeContext, store: NodeStore, subject: Subject,
+                 index: dict[str, Any], excerpt: dict[str, Any],
+                 evidence: Iterable[tuple[str, bytes, bytes, bytes | None]]) -> bytes:
+    writer.add(A.INDEX_NAME, json.dumps(index, ensure_ascii=False, indent=1).encode("utf-8"))
+    with store.blobs.open(subject.package_digest) as package:
+        writer.add(A.PACKAGE_NAME, package, stored=True)  # a ZIP already: stored, byte-identical
+    for mid, header, signature, receipt in evidence:
+        A.add_signed_header(writer, header, signature, mid)
+        if receipt is not None:
+            A.add_receipt(writer, receipt, mid)
+    writer.add(A.AUDIT_NAME, json.dumps(excerpt, ensure_ascii=False).encode("utf-8"))
+    chain = b"".join(pem(c) for c in (*ctx.intermediates, *ctx.trust.roots))
+    writer.add(A.CHAIN_NAME, chain)
+    return writer.write_manifest(subject.doc_id, ctx.clock())
+
+
+async def _message_ids(store: NodeStore, subject: Subject, events: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for event in events:
+        for part in (event["subjects"], event["details"]):
+            mid = part.get("message_id") if isinstance(part, dict) else None
+            if isinstance(mid, str):
+                seen.setdefault(mid)
+    for kind in MessageType:
+        for link in await store.links.links_for(subject.doc_id, kind.value):
+            seen.setdefault(link.message_id)
+    if subject.inbox_message_id:
+        seen.setdefault(subject.inbox_message_id)
+    return list(seen)
+
+
+async def _evidence_of(store: NodeStore, mid: str) -> list[tuple[str, bytes, bytes, bytes | None]]:
+    """The signed header of ``mid`` and its receipt: as sent (queue) and as received (inbound)."""
+    found = []
+    sent = await store.queue.get(mid)
+    if sent is not None:
+        header = await asyncio.to_thread(_header_in, store, sent.blob_digest, mid)
+        if header is not None:
+            found.append((f"{mid}.sent", *header, sent.receipt))
+    received = await store.messages.get_received(mid)
+    if received is not None:
+        header = await asyncio.to_thread(_header_in, store, received.blob_digest, mid)
+        if header is not None:
+            found.append((f"{mid}.received", *header, received.receipt))
+    return found
+
+
+def _header_in(store: NodeStore, blob_digest: str, mid: str) -> tuple[bytes, bytes] | None:
+    """The header naming ``mid`` (exact bytes) and its signature, from a stored frame's head."""
+    try:
+        with store.blobs.open(blob_digest) as f:
+            head = read_head(f)
+    except (OSError, GwxError):
+        return None  # collected, or not a frame: left out (and counted)
+    for signed in head.signed if head is not None else ():
+        try:
+            if decode_header(signed.header_bytes).message_id == mid:
+                return signed.header_bytes, signed.signature
+        except GwxError:
+            continue
+    return None
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(A.CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
