@@ -62,7 +62,8 @@ RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], No
 @dataclass(frozen=True)
 class ArchiveLimits:
     max_members: int = 50_000
-    max_member_bytes: int = 64 * 1024 * 1024  # any file but the sealed package
+    max_member_bytes: int = 16 * 1024 * 1024  # any file but the sealed package
+    max_evidence_bytes: int = 512 * 1024 * 1024  # all files but the sealed package: they are held to be checked
     max_package_bytes: int = 8 * 1024 ** 3
     max_total_bytes: int = 10 * 1024 ** 3
     max_ratio: int = 100
@@ -146,18 +147,24 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
                 if unlisted:
                     raise E.ArchiveFileUnlisted(f"the archive holds {unlisted[0]}, which its manifest does not list",
                                                 path=unlisted[0], count=len(unlisted))
+                held = 0
                 for path, entry in files.items():
-                    cap = limits.max_package_bytes if path == A.PACKAGE_NAME else limits.max_member_bytes
-                    digest, size = hashlib.sha256(), 0
+                    is_package = path == A.PACKAGE_NAME
+                    cap = limits.max_package_bytes if is_package else limits.max_member_bytes
+                    digest, size, parts = hashlib.sha256(), 0, []
                     for chunk in _stream(zf, members[path], cap, limits):
                         digest.update(chunk)
                         size += len(chunk)
-                        if path == A.PACKAGE_NAME:
+                        if is_package:
                             package_file.write(chunk)
                         else:
-                            small.setdefault(path, b"")
-                            small[path] += chunk
-                    small.setdefault(path, b"") if path != A.PACKAGE_NAME else None
+                            parts.append(chunk)
+                            held += len(chunk)
+                            if held > limits.max_evidence_bytes:
+                                raise E.ArchiveTooLarge(f"the evidence files hold more than {limits.max_evidence_bytes}"
+                                                        " bytes in all", path=path)
+                    if not is_package:
+                        small[path] = b"".join(parts)
                     if digest.hexdigest() != entry["sha256"] or size != entry["size"]:
                         raise E.ArchiveDigestMismatch(f"{path} is not the file the manifest lists (SHA-256 or size "
                                                       "differs): changed after archiving", path=path)
@@ -226,11 +233,11 @@ def _check_directory(zf: zipfile.ZipFile, limits: ArchiveLimits) -> dict[str, zi
             raise E.ArchiveMalformed(f"member {name!r} uses compression method {info.compress_type}", name=name)
         if info.create_system == 3 and stat.S_IFMT(info.external_attr >> 16) == stat.S_IFLNK:
             raise E.ArchiveUnsafeName(f"member {name!r} is a symbolic link", name=name)
+        if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            raise E.ArchiveZipBomb(f"member {name!r} declares a compression ratio above {limits.max_ratio}", name=name)
         cap = limits.max_package_bytes if name == A.PACKAGE_NAME else limits.max_member_bytes
         if info.file_size > cap:
             raise E.ArchiveTooLarge(f"member {name!r} declares {info.file_size} bytes, at most {cap}", name=name)
-        if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            raise E.ArchiveZipBomb(f"member {name!r} declares a compression ratio above {limits.max_ratio}", name=name)
         total += info.file_size
         if total > limits.max_total_bytes:
             raise E.ArchiveTooLarge(f"members declare more than {limits.max_total_bytes} bytes in total")

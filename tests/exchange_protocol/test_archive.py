@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import random
 import zipfile
 from pathlib import Path
 
@@ -188,11 +189,27 @@ def test_a_zip_bomb_is_refused_before_and_while_inflating(pki_env, archived):
     bomb = b"\0" * (64 * 1024 * 1024)
     s = _hostile(pki_env, archived, lambda m: m.update({"evidence/bomb.bin": bomb}))
     assert s["structure"] == ("fail", "ARCHIVE_ZIP_BOMB")
-    # Headers that lie: a small declared size, the inflated bytes counted as they come out.
-    limits = ArchiveLimits(max_member_bytes=8 * 1024 * 1024)
-    report = verify_archive(io.BytesIO(rezip(archived, lambda m: m.update({"evidence/bomb.bin": bomb}))),
-                            [pki_env.root], LATER, limits=limits)
-    assert statuses(report)["structure"][1] in ("ARCHIVE_ZIP_BOMB", "ARCHIVE_TOO_LARGE")
+    # Headers that lie: a listed member replaced by the bomb, its sizes patched down to look harmless.
+    # What comes out is counted (and zipfile stops at the declared size, the CRC then fails): typed.
+    data = bytearray(rezip(archived, lambda m: m.update({A.AUDIT_NAME: bomb})))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = zf.getinfo(A.AUDIT_NAME)
+    fake = (1000).to_bytes(4, "little")
+    data[info.header_offset + 22:info.header_offset + 26] = fake  # local header: uncompressed size
+    patched = 0
+    for offset in range(len(data) - 46):  # the central directory entry naming the member
+        if data[offset:offset + 4] == b"PK\x01\x02" and data[offset + 46:offset + 46 + len(A.AUDIT_NAME)] == \
+                A.AUDIT_NAME.encode():
+            data[offset + 24:offset + 28] = fake
+            patched += 1
+    assert patched == 1
+    report = verify_archive(io.BytesIO(bytes(data)), [pki_env.root], LATER)
+    assert statuses(report)["manifest"][1] in ("ARCHIVE_MALFORMED", "ARCHIVE_ZIP_BOMB", "ARCHIVE_DIGEST_MISMATCH")
+    assert not report.ok
+    # Members within the ratio but over the size an evidence file may have: refused by size.
+    big = verify_archive(io.BytesIO(rezip(archived, lambda m: m.update({"evidence/big.bin": random.Random(1).randbytes(2 * 1024 * 1024)}))),
+                         [pki_env.root], LATER, limits=ArchiveLimits(max_member_bytes=1024 * 1024))
+    assert statuses(big)["structure"] == ("fail", "ARCHIVE_TOO_LARGE")
 
 
 def test_not_a_zip_and_forged_evidence(pki_env, archived):
