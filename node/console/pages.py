@@ -6,7 +6,7 @@ a clerk may see or do is the service's decision: another unit's document is 404,
 API, so a guessed id tells nothing. An act (签收, 退回 with its reason, 登记, 催办, 撤回) is a POST
 whose form :mod:`node.console.security` has already checked (CSRF, origin, size); afterwards the
 browser is sent back to the document page (303) — or to the track page (:mod:`node.console.track`)
-when the form says ``back=track`` — which says what was done.
+when the form says ``back=track`` — which says what was done; 归档 answers with the archive package itself, downloaded.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/doc/{doc_id}/track", with_service(_track), name="track", allow_head=False),
         *[web.post(f"/doc/{{doc_id}}/{act}", with_service(_act(act)), name=f"act_{act.replace('-', '_')}")
           for act in ("sign-for", "return", "register", "urge", "recall")],
+        web.post("/doc/{doc_id}/archive", with_service(_archive), name="act_archive"),  # 一键归档 (node.archive)
     ]
 
 
@@ -155,6 +156,32 @@ def _act(act: str):
         return see_other(f"{back}?done={act.replace('-', '_')}")
     handler.__name__ = f"_act_{act.replace('-', '_')}"
     return handler
+
+
+async def _archive(request: web.Request, service) -> web.StreamResponse:
+    """一键归档: the archive package as a download (``DOC_ID.gwxa``); an unfinished document without a
+    reason is refused on the error page like any act (ARCHIVE_DOC_NOT_FINISHED)."""
+    doc_id = _doc_id(request)
+    form = request[FORM]
+    side = form.get("side", "")
+    if side not in ("outbox", "inbox"):
+        raise BadForm("归档 needs side=outbox or side=inbox", field="side")
+    reason = form.get("reason", "").strip() or None
+    built, summary = await service.archive(request[PRINCIPAL], side, doc_id, reason)
+    try:
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(doc_id, safe='')}.gwxa",
+            "X-Gwx-Archive-Sha256": summary["sha256"]})
+        response.content_length = built.size
+        await response.prepare(request)
+        with open(built.path, "rb") as f:
+            while chunk := f.read(256 * 1024):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        built.path.unlink(missing_ok=True)
 
 
 def _unit(value: str) -> str:

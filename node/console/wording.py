@@ -24,6 +24,8 @@ ERROR_TEXT: dict[str, str] = {
     "DOC_RECALLED": "该公文已被发文单位撤回，正文和附件不再提供。",
     "DOC_NO_ELIGIBLE_RECIPIENT": "没有可以执行此操作的收文单位。",
     "STATE_ILLEGAL_TRANSITION": "公文当前的状态不允许此操作（例如已签收的公文不能退回）。",
+    "ARCHIVE_DOC_NOT_FINISHED": "公文尚未办结（仍有单位未签收、退回或撤回），未归档。如确需提前归档，请填写归档理由。",
+    "ARCHIVE_NO_TSA": "暂时无法取得可信时间戳（未配置或无法连接时间戳服务），未归档。请联系系统管理员。",
 }
 
 KIND_TEXT: dict[ErrorKind, str] = {
