@@ -18,7 +18,7 @@ from pki.errors import (
     RevocationStale,
     RevocationUnknown,
 )
-from pki.revocation import CrlChecker, OcspChecker, check_crl, check_ocsp, first_conclusive
+from pki.revocation import CrlChecker, CrlCheckerAt, OcspChecker, check_crl, check_ocsp, first_conclusive
 from pki.trust import TrustStore, verify_certificate
 from tests.support import PASSPHRASE
 
@@ -215,3 +215,23 @@ def test_remembered_crl_signatures_cannot_vouch_for_another_crl(env):
         check_crl(good, ca.certificate, x509.load_der_x509_crl(bytes(der)), NOW)
     with pytest.raises(CertificateRevoked):  # revocation itself is never remembered
         check_crl(bad, ca.certificate, authentic, NOW)
+
+
+def test_judged_at_a_past_moment_a_later_crl_is_evidence_and_only_earlier_revocations_count(env):
+    # The moment a time-stamp proves: bad was revoked two hours before NOW.
+    _, ca, good, bad = env
+    later = CrlCheckerAt([crlmod.build_crl(ca, NOW + dt.timedelta(days=400))])  # published more than a year on
+    later(good, ca.certificate, NOW - dt.timedelta(hours=3))
+    later(bad, ca.certificate, NOW - dt.timedelta(hours=3))  # not yet revoked then
+    with pytest.raises(CertificateRevoked):
+        later(bad, ca.certificate, NOW - dt.timedelta(hours=1))
+    # The present-day checker takes that CRL for a clock problem; the past-moment one does not.
+    with pytest.raises(RevocationUnknown):
+        CrlChecker([crlmod.build_crl(ca, NOW + dt.timedelta(days=400))])(good, ca.certificate, NOW)
+    # A CRL whose window ended before the moment says nothing about it; no CRL of the issuer, neither.
+    early = CrlCheckerAt([crlmod.build_crl(ca, NOW - dt.timedelta(days=30), next_update_in=dt.timedelta(days=1))])
+    with pytest.raises(RevocationUnknown) as err:
+        early(good, ca.certificate, NOW)
+    assert err.value.code == "PKI_REVOCATION_STALE"
+    with pytest.raises(RevocationUnknown):
+        CrlCheckerAt([])(good, ca.certificate, NOW)
