@@ -138,7 +138,7 @@ class ArchiveNoTsa(NodeError):
     """No time-stamping authority to ask: no signer here, no ``[archive] tsa_node``, no directory root."""
 
     code = "ARCHIVE_NO_TSA"
-    kind = ErrorKind.TRANSIENT  # the directory (and with it the root node) may arrive later
+    kind = ErrorKind.CONFLICT  # the node's configuration does not allow it; retrying as it is will not help
 
 
 class ArchiveNotFinished(NodeError):

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from node.errors import ApiError
+
 CHUNK = 256 * 1024
 
 
@@ -42,6 +44,9 @@ def add_archive_routes(app: web.Application, helpers: Helpers) -> None:
 async def _archive(request: web.Request, side: str, h: Helpers) -> web.StreamResponse:
     doc_id = h.doc_id_of(request)
     body = await h.json_body(request, ("reason",))
+    if "reason" in body and not isinstance(body["reason"], str):  # null too: left out means no reason
+        raise ApiError("reason must be a string (why the document is archived before it is finished)",
+                       code="API_BAD_FIELD", field="reason")
     built, summary = await request.app[h.service].archive(request[h.principal], side, doc_id, body.get("reason"))
     try:
         name = f"{doc_id}.gwxa"

@@ -68,6 +68,7 @@ class Subject:
 
 
 async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject: Subject) -> BuiltArchive:
+    stamps.where()  # no TSA to ask (ARCHIVE_NO_TSA): said before anything is read or written
     excerpt = await store.audit.excerpt(subject.doc_id)
     message_ids = await _message_ids(store, subject, excerpt["events"])
     evidence: list[tuple[str, bytes, bytes, bytes | None]] = []  # (message id, header, signature, receipt)
