@@ -10,7 +10,8 @@ Checks, in order; each failure its own stable code:
                 ``ARCHIVE_FILE_UNLISTED``) and each one's SHA-256 and size are as listed
                 (``ARCHIVE_DIGEST_MISMATCH``), streamed
 ``timestamp``   the RFC 3161 token's imprint is SHA-256(manifest.json) and its TSA chains to the root
-                at its genTime (``TSA_*``). Its genTime is the moment every signature is judged at
+                at its genTime, not revoked then (``TSA_*``). Its genTime is the moment every signature
+                is judged at
 ``package``     the sealed package (:func:`.package_verify.verify_package` at the genTime): manifest
                 signature, PAdES, SESeal, its own time-stamp
 ``envelopes``   each signed envelope header: the origin's CMS over its exact bytes, the signer a node
@@ -175,7 +176,7 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
 
             try:
                 stamp = tsa.verify_token(token, digest=hashlib.sha256(manifest_bytes).digest(), trust_roots=roots,
-                                         tsa_certificates=intermediates)
+                                         tsa_certificates=intermediates, revocation=crls_at)
             except GwxError as exc:
                 checks["timestamp"] = _fail("timestamp", exc)
                 return finish()

@@ -161,7 +161,8 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
         checks["structure"] = Check("structure", PASS, details={"files": len(reader.manifest.entries)})
         info["attachments"] = tuple((e.path, e.size) for e in reader.attachments)
         # The time-stamp first: when it verifies, everything signed is judged at its genTime.
-        checks["timestamp"] = _check_timestamp(reader.timestamp, reader.signature, roots, info)
+        checks["timestamp"] = _check_timestamp(reader.timestamp, reader.signature, roots, info,
+                                               revocation_at_stamp, intermediates)
         stamped = info.get("timestamp_time")
         if stamped is not None and stamped < at:
             at = stamped
@@ -251,12 +252,14 @@ def _check_seal(seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.dat
 
 
 def _check_timestamp(token: bytes | None, signature: bytes, roots: tuple[x509.Certificate, ...],
-                     info: dict[str, Any]) -> Check:
+                     info: dict[str, Any], revocation: RevocationCheck | None = None,
+                     intermediates: Sequence[x509.Certificate] = ()) -> Check:
     if token is None:
         return Check("timestamp", ABSENT, message="no time stamp in the package")
     try:
         digest = hashlib.sha256(signature_value(signature)).digest()
-        stamp = tsa.verify_token(token, digest=digest, trust_roots=roots)
+        stamp = tsa.verify_token(token, digest=digest, trust_roots=roots, tsa_certificates=intermediates,
+                                 revocation=revocation)
         info["timestamp_time"] = stamp.gen_time
         return Check("timestamp", PASS, details={"gen_time": stamp.gen_time.isoformat(),
                                                  "tsa": stamp.tsa_certificate.subject.rfc4514_string()})

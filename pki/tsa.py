@@ -44,7 +44,7 @@ from .errors import (
     TsaUntrusted,
 )
 from .signer import Signer
-from .trust import Purpose, TrustStore
+from .trust import Purpose, RevocationCheck, TrustStore
 
 # gwx's default TSA policy: a UUID-derived OID (X.667, arc 2.25) needs no registration and cannot collide.
 DEFAULT_POLICY = "2.25.55290865844753237096875143168109235137"
@@ -177,12 +177,13 @@ def token_from_response(response_der: bytes) -> bytes:
 def verify_token(token_der: bytes, data: bytes | None = None, *, digest: bytes | None = None,
                  trust_roots: TrustStore | Sequence[x509.Certificate], nonce: int | None = None,
                  tsa_certificates: Sequence[x509.Certificate] = (),
-                 at: dt.datetime | None = None) -> TimeStamp:
+                 at: dt.datetime | None = None, revocation: RevocationCheck | None = None) -> TimeStamp:
     """Verify a TimeStampToken over ``data`` (or its ``digest``, same hash as the token's).
 
     The TSA certificate path is validated at ``at`` (default: the token's own genTime, which is
     what a long-term verifier wants). ``tsa_certificates`` supply the TSA certificate and its
-    issuers when the token does not carry them.
+    issuers when the token does not carry them. ``revocation`` (e.g. :class:`pki.revocation.CrlCheckerAt`)
+    judges the TSA's certificate path at that moment too: a TSA key revoked before it stamped fails.
     """
     if (data is None) == (digest is None):
         raise InvalidInput("give exactly one of data and digest")
@@ -200,7 +201,7 @@ def verify_token(token_der: bytes, data: bytes | None = None, *, digest: bytes |
     try:
         result = cms.verify_detached(token_der, trust_roots=trust_roots, now=at or gen_time,
                                      intermediates=tsa_certificates, purpose=Purpose.TIME_STAMPING,
-                                     require_signing_cert_v2=False)
+                                     require_signing_cert_v2=False, revocation=revocation)
     except CmsMalformed as exc:
         raise TsaMalformed(exc.message) from None
     except (CmsBadSignature, CmsDigestMismatch) as exc:

@@ -240,3 +240,17 @@ def test_the_writer_refuses_unsafe_names_and_duplicates():
         assert info.value.code == "ARCHIVE_INPUT_INVALID"
     writer.close()
     assert GENESIS_HASH == "0" * 64 and pem  # the shared definitions are what the node uses
+
+
+def test_a_tsa_key_revoked_before_it_stamped_fails_the_time_stamp(tmp_path):
+    for when, good in ((NOW + dt.timedelta(days=3), True), (NOW - dt.timedelta(minutes=30), False)):
+        pki = make_pki(tmp_path / ("after" if good else "before"))
+        data = build(pki)
+        pki.ca.revoke(pki.ca.tsa_signer().certificate, "key_compromise", now=when)
+        crls = CrlCheckerAt([build_crl(pki.ca, NOW + dt.timedelta(days=4))])
+        report = verify_archive(io.BytesIO(data), [pki.root], LATER, crls_at=crls)
+        if good:
+            assert report.ok, report.to_dict()
+        else:
+            assert statuses(report)["timestamp"] == ("fail", "TSA_UNTRUSTED")
+            assert report.check("timestamp").details["cause"] == "PKI_CERT_REVOKED"
