@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -113,10 +114,15 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
     assert {"document", "receipt", "return"} <= set(types), types
     assert any(n.startswith(A.RECEIPTS_DIR) for n in names)
 
-    # Tools we did not write: openssl ts on the token over the manifest, openssl cms on every signature.
+    # Tools we did not write: openssl ts on the token over the manifest, openssl cms on every signature,
+    # poppler's pdfsig on the body inside the sealed package.
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(sent) as zf:
         zf.extractall(unpacked)
+    with zipfile.ZipFile(unpacked / A.PACKAGE_NAME) as zf:
+        (tmp_path / "body.pdf").write_bytes(zf.read("body.pdf"))
+    pdfsig = subprocess.run(["pdfsig", str(tmp_path / "body.pdf")], capture_output=True, text=True, timeout=60)
+    assert "Signature Validation: Signature is Valid." in pdfsig.stdout, pdfsig.stdout + pdfsig.stderr
     run_openssl("ts", "-verify", "-data", unpacked / A.MANIFEST_NAME, "-in", unpacked / A.TOKEN_NAME, "-token_in",
                 "-CAfile", root)
     for signature in unpacked.rglob("*.p7s"):
