@@ -56,6 +56,7 @@ ENVELOPES_DIR = "evidence/envelopes/"
 RECEIPTS_DIR = "evidence/receipts/"
 STATEMENTS_DIR = "evidence/statements/"
 SIGNATURE_SUFFIX = ".p7s"
+STATEMENT_KIND = "gwx-notice-statement"  # the content of a unit-signed 签收/退回 statement (kind field)
 # Member names: ASCII segments starting with a letter or digit — no "..", no absolute path, no
 # backslash, nothing an unzip tool could turn into a path outside its directory.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,3}$")
@@ -182,3 +183,8 @@ def add_receipt(writer: ArchiveWriter, wire: bytes, name: str) -> None:
     _, body, signature = parse_receipt(wire)
     writer.add(f"{RECEIPTS_DIR}{name}.json", body)
     writer.add(f"{RECEIPTS_DIR}{name}.json{SIGNATURE_SUFFIX}", signature)
+
+
+def add_statement(writer: ArchiveWriter, der: bytes, name: str) -> None:
+    """A unit-signed 签收/退回 statement (CMS SignedData, content attached, DER) as it was signed."""
+    writer.add(f"{STATEMENTS_DIR}{name}{SIGNATURE_SUFFIX}", der)

@@ -44,7 +44,7 @@ from typing import Any, BinaryIO
 from cryptography import x509
 
 from pki import cms, tsa
-from pki.ca import node_id_of
+from pki.ca import node_id_of, unit_code_of
 from pki.errors import GwxError
 from pki.trust import Purpose
 
@@ -205,7 +205,9 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
                                                 chain, crls_at, _origin_of_header)
             checks["receipts"] = _check_signed(small, A.RECEIPTS_DIR, ".json", "receipts", roots, when, chain,
                                                crls_at, _receiver_of_receipt)
-            checks["statements"] = _check_statements(small, roots, when, chain, crls_at)
+            package_sha256 = files[A.PACKAGE_NAME]["sha256"] if A.PACKAGE_NAME in files else None
+            checks["statements"] = _check_statements(small, roots, when, chain, crls_at, listed["doc_id"],
+                                                     package_sha256)
             checks["audit"] = _check_audit(small.get(A.AUDIT_NAME))
             checks["index"] = _check_index(small.get(A.INDEX_NAME), files, info)
         finally:
@@ -342,13 +344,30 @@ def _check_signed(small: dict[str, bytes], prefix: str, suffix: str, name: str, 
     return Check(name, PASS, details={"count": len(items)})
 
 
-def _check_statements(small: dict[str, bytes], roots, when: dt.datetime, chain, revocation) -> Check:
+def _check_statements(small: dict[str, bytes], roots, when: dt.datetime, chain, revocation,
+                      doc_id: str, package_sha256: str | None) -> Check:
+    """Each unit-signed 签收/退回 statement: a CMS with its content attached, signed by a seal
+    certificate under the root at the genTime, naming the unit that signed it, about this document
+    and these package bytes. (The statement's full shape is the ``evidence`` work's
+    ``exchange_protocol.statements.verify_statement``, to be used here once both are on main.)"""
     items = sorted(p for p in small if p.startswith(A.STATEMENTS_DIR))
     if not items:
         return Check("statements", ABSENT, message="no unit-signed statements in the archive")
     for path in items:
         try:
-            cms.verify_detached(small[path], trust_roots=roots, now=when, intermediates=chain, revocation=revocation)
+            result = cms.verify_detached(small[path], trust_roots=roots, now=when, intermediates=chain,
+                                         purpose=Purpose.SEAL, revocation=revocation)
+            statement = load_json(result.content or b"", max_bytes=64 * 1024, what="statement",
+                                  error=E.ArchiveEvidenceInvalid)
+            if not isinstance(statement, dict) or statement.get("kind") != A.STATEMENT_KIND:
+                raise E.ArchiveEvidenceInvalid(f"{path} is not a 签收/退回 statement", path=path)
+            for key, want in (("doc_id", doc_id), ("package_sha256", package_sha256),
+                              ("unit", unit_code_of(result.signer_certificate))):
+                if statement.get(key) != want:
+                    raise E.ArchiveEvidenceInvalid(f"{path}: its {key} is {statement.get(key)!r}, not {want!r}",
+                                                   path=path, field=key)
+        except E.ArchiveError as exc:
+            return _fail("statements", exc, path=path)
         except GwxError as exc:
             return _fail("statements", E.ArchiveEvidenceInvalid(f"{path}: {exc.message}", path=path, cause=exc.code))
     return Check("statements", PASS, details={"count": len(items)})

@@ -11,6 +11,11 @@ What goes in, read from the store:
 * the audit excerpt (:meth:`node.store.sqlite.audit.AuditLog.excerpt`), the node's CA chain, and the
   GB/T 33480 index with the per-unit handling.
 
+Not yet: the unit-signed 签收/退回 statements of the ``evidence`` work (``store.evidence.notice_evidence``,
+not on main when this was written). Wiring them is one loop in :func:`_write_files` —
+``A.add_statement(writer, item.statement, f"{i:04d}.{item.unit}.{item.type}.{item.side}")`` for each —
+and ``exchange_protocol.archive_verify`` already checks them (``statements``).
+
 Evidence the node no longer holds (a queue row purged after ``purge_finished``, a blob collected)
 is left out, and the index says how many messages were found without their envelope. The ZIP is
 written in a worker thread to a temporary file beside the data directory; the time-stamp over the

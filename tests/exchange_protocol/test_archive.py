@@ -17,6 +17,7 @@ import pytest
 from exchange_protocol import archive as A
 from exchange_protocol.archive_verify import ArchiveLimits, verify_archive
 from exchange_protocol.audit_chain import GENESIS_HASH, event_hash
+from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import HeaderDraft
 from exchange_protocol.package import build_package
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
@@ -64,7 +65,15 @@ def _excerpt(n: int = 3, first: int = 5) -> dict:
     return {"v": 1, "events": events, "first_seq": first, "links": links, "head": [first + n + 1, prev]}
 
 
-def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=()) -> bytes:
+def statement(seal, package_sha256: str, /, **overrides) -> bytes:
+    """A unit-signed 签收 statement as the ``evidence`` work makes them: CMS, content attached, seal key."""
+    content = {"v": 1, "kind": A.STATEMENT_KIND, "type": "receipt", "doc_id": make_meta().id,
+               "package_sha256": package_sha256, "unit": seal.seal.unit_code, "unit_name": "某某县财政局",
+               "by": "李四", "at": "2026-03-02T09:40:00Z", "reason": None, "sender_unit": UNIT, **overrides}
+    return cms.sign_detached(canonical_json(content), seal.signer, encapsulate=True, signing_time=NOW)
+
+
+def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=(), statements=()) -> bytes:
     package = io.BytesIO()
     build_package(package, metadata=make_meta(), body=notice_pdf(), seal_key=pki.seal, at=NOW,
                   timestamper=pki.timestamper(NOW))
@@ -84,6 +93,8 @@ def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=()) -> bytes:
             writer.add(name, data, stored=name == A.PACKAGE_NAME)
     A.add_signed_header(writer, header, cms.sign_detached(header, sender), MID)
     A.add_receipt(writer, receipt, MID)
+    for i, (seal, overrides) in enumerate(statements):
+        A.add_statement(writer, statement(seal, digest, **overrides), f"{i:04d}.receipt")
     writer.finish(make_meta().id, NOW, pki.timestamper(stamp_at))
     return out.getvalue()
 
@@ -254,3 +265,21 @@ def test_a_tsa_key_revoked_before_it_stamped_fails_the_time_stamp(tmp_path):
         else:
             assert statuses(report)["timestamp"] == ("fail", "TSA_UNTRUSTED")
             assert report.check("timestamp").details["cause"] == "PKI_CERT_REVOKED"
+
+
+def test_unit_signed_statements_are_checked_against_the_archived_document(pki_env, tmp_path):
+    good = verify_archive(io.BytesIO(build(pki_env, statements=[(pki_env.other_seal, {})])), [pki_env.root], LATER)
+    assert good.ok and good.check("statements").details == {"count": 1}
+    for overrides, field in (({"package_sha256": "ab" * 32}, "package_sha256"), ({"doc_id": "other-doc"}, "doc_id"),
+                             ({"unit": UNIT}, "unit")):  # another package, document, or a unit the seal is not
+        report = verify_archive(io.BytesIO(build(pki_env, statements=[(pki_env.other_seal, overrides)])),
+                                [pki_env.root], LATER)
+        assert statuses(report)["statements"] == ("fail", "ARCHIVE_EVIDENCE_INVALID")
+        assert report.check("statements").details["field"] == field
+    # openssl checks a statement on its own and prints what it says.
+    data = build(pki_env, statements=[(pki_env.other_seal, {})])
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        (tmp_path / "s.p7s").write_bytes(zf.read(f"{A.STATEMENTS_DIR}0000.receipt.p7s"))
+    shown = run_openssl("cms", "-verify", "-inform", "DER", "-in", tmp_path / "s.p7s", "-CAfile", pki_env.root_pem,
+                        "-purpose", "any", text=True)
+    assert A.STATEMENT_KIND in shown.stdout
