@@ -63,7 +63,9 @@ RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], No
 @dataclass(frozen=True)
 class ArchiveLimits:
     max_members: int = 50_000
-    max_member_bytes: int = 16 * 1024 * 1024  # any file but the sealed package
+    # Any file but the sealed package (the audit excerpt of a document handled over months on a busy
+    # node holds a hash per event in between: 64 MiB is about a million).
+    max_member_bytes: int = 64 * 1024 * 1024
     max_evidence_bytes: int = 512 * 1024 * 1024  # all files but the sealed package: they are held to be checked
     max_package_bytes: int = 8 * 1024 ** 3
     max_total_bytes: int = 10 * 1024 ** 3

@@ -18,18 +18,21 @@ and ``exchange_protocol.archive_verify`` already checks them (``statements``).
 
 Evidence the node no longer holds (a queue row purged after ``purge_finished``, a blob collected)
 is left out, and the index says how many messages were found without their envelope. The ZIP is
-written in a worker thread to a temporary file beside the data directory; the time-stamp over the
+written in a worker thread to a temporary file in ``DATA_DIR/archives`` (one a crash left behind is
+removed by the next build once a day old); the time-stamp over the
 manifest is asked asynchronously between writing the manifest and closing the file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +95,7 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
         index["归档"]["reason"] = subject.reason
     directory = ctx.config.data_dir / "archives"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    await asyncio.to_thread(_clear_leftovers, directory)
     fd, name = tempfile.mkstemp(prefix=".building-", suffix=".gwxa", dir=directory)
     path = Path(name)
     try:
@@ -175,6 +179,18 @@ def _header_in(store: NodeStore, blob_digest: str, mid: str) -> tuple[bytes, byt
         except GwxError:
             continue
     return None
+
+
+LEFTOVER_AGE = 24 * 3600  # seconds: no archive takes a day to build and hand out
+
+
+def _clear_leftovers(directory: Path) -> None:
+    """Archives a crash left half-built or half-sent (each is deleted once handed out)."""
+    cutoff = time.time() - LEFTOVER_AGE
+    for path in directory.glob(".building-*.gwxa"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def _digest(path: Path) -> tuple[str, int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from node.cli.api_client import BadInput
 from node.cli.clerk import add_common_options, api_path, client_for
-from node.cli.doc import _library_logs_silenced, _parse_time, _read
+from node.cli.doc import library_logs_silenced, parse_at, read_input
 from node.cli.exit_codes import VERIFY_FAILED
 from pki.ca import load_certificates
 from pki.crl import load_crls
@@ -83,11 +83,11 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    roots = [c for path in args.trust for c in load_certificates(_read(path))]
-    chain = [c for path in args.chain for c in load_certificates(_read(path))]
-    crls = [crl for path in args.crl for crl in load_crls(_read(path))]
-    at = _parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
-    with _read_archive(args.archive) as f, _library_logs_silenced():
+    roots = [c for path in args.trust for c in load_certificates(read_input(path))]
+    chain = [c for path in args.chain for c in load_certificates(read_input(path))]
+    crls = [crl for path in args.crl for crl in load_crls(read_input(path))]
+    at = parse_at(args.at) if args.at else dt.datetime.now(dt.UTC)
+    with _read_archive(args.archive) as f, library_logs_silenced():
         from exchange_protocol.archive_verify import verify_archive  # pyHanko: imported when needed
 
         report = verify_archive(f, roots, at, crls_at=CrlCheckerAt(crls) if crls else None, intermediates=chain)

@@ -89,7 +89,7 @@ def _pack(args: argparse.Namespace) -> int:
                             path=str(args.out))
     passphrase = get_passphrase(args, what="seal key")
     credential = load_seal_credential(args.seal, passphrase)
-    meta = parse_meta(_read(args.meta), now=now)
+    meta = parse_meta(read_input(args.meta), now=now)
     for w in meta.warnings:
         print(f"warning: {w.code}: {w.message}", file=sys.stderr)
     timestamper = _tsa(args, passphrase, now) if args.tsa else None
@@ -98,8 +98,8 @@ def _pack(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         from exchange_protocol.package import PackageBuilder  # pyHanko: imported when a command needs it
 
-        chain = [*credential.chain, *(c for path in args.chain for c in load_certificates(_read(path)))]
-        builder = PackageBuilder(metadata=meta.metadata, body=_read(args.body)).with_chain(chain)
+        chain = [*credential.chain, *(c for path in args.chain for c in load_certificates(read_input(path)))]
+        builder = PackageBuilder(metadata=meta.metadata, body=read_input(args.body)).with_chain(chain)
         for path in args.attach:
             builder = builder.with_attachment(path.name, stack.enter_context(path.open("rb")))
         if args.seal_box:
@@ -136,11 +136,11 @@ def _tsa(args: argparse.Namespace, passphrase: bytes, now: dt.datetime):
 
 
 def _verify(args: argparse.Namespace) -> int:
-    roots = [c for path in args.trust for c in load_certificates(_read(path))]
-    crls = [crl for path in args.crl for crl in load_crls(_read(path))]
-    intermediates = [c for path in args.chain for c in load_certificates(_read(path))]
-    at = _parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
-    with args.package.open("rb") as f, _library_logs_silenced():
+    roots = [c for path in args.trust for c in load_certificates(read_input(path))]
+    crls = [crl for path in args.crl for crl in load_crls(read_input(path))]
+    intermediates = [c for path in args.chain for c in load_certificates(read_input(path))]
+    at = parse_at(args.at) if args.at else dt.datetime.now(dt.UTC)
+    with args.package.open("rb") as f, library_logs_silenced():
         from exchange_protocol.package_verify import verify_package  # pyHanko: imported when needed
 
         report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None,
@@ -180,7 +180,7 @@ def _print_report(path: Path, report: PackageReport, revocation: dict) -> None:
 
 
 @contextmanager
-def _library_logs_silenced() -> Iterator[None]:
+def library_logs_silenced() -> Iterator[None]:
     """pyHanko logs each failure it finds (with a traceback) besides raising it; the report already
     says what failed, with our codes, so its log records would only be stray lines on the terminal."""
     loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
@@ -194,14 +194,14 @@ def _library_logs_silenced() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _read(path: Path) -> bytes:
+def read_input(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
         raise PackageInputError(f"cannot read {path}: {exc.strerror}", path=str(path)) from None
 
 
-def _parse_time(text: str) -> dt.datetime:
+def parse_at(text: str) -> dt.datetime:
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:

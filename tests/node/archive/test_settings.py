@@ -29,3 +29,4 @@ def test_bad_settings_are_typed(tmp_path, raw, key):
     with pytest.raises(ConfigError) as info:
         parse_archive(raw, tmp_path)
     assert info.value.details["key"] == key
+
