@@ -53,6 +53,7 @@ from . import errors as E
 from .audit_chain import check_excerpt
 from .canonical import load_json
 from .envelope import decode_header
+from .package_reader import overlapping_members
 from .package_verify import ABSENT, FAIL, PASS, SKIPPED, Check, verify_package
 from .transport_receipt import KIND as RECEIPT_KIND
 
@@ -224,14 +225,16 @@ def _check_directory(zf: zipfile.ZipFile, limits: ArchiveLimits) -> dict[str, zi
     if len(infos) > limits.max_members:
         raise E.ArchiveTooLarge(f"{len(infos)} members, at most {limits.max_members}", count=len(infos))
     members: dict[str, zipfile.ZipInfo] = {}
+    folded: set[str] = set()  # names as a case-insensitive file system sees them
     total = 0
     for info in infos:
         name = info.orig_filename
         if name not in (A.MANIFEST_NAME, A.TOKEN_NAME) and not A.SAFE_NAME.match(name):
             raise E.ArchiveUnsafeName(f"member name {name!r} is not allowed in an archive (a path that could "
                                       "leave the directory it is unpacked into, or an unexpected name)", name=name)
-        if name.lower() in {n.lower() for n in members}:
+        if name.lower() in folded:
             raise E.ArchiveUnsafeName(f"member name {name!r} occurs twice", name=name)
+        folded.add(name.lower())
         if info.flag_bits & 0x1:
             raise E.ArchiveMalformed(f"member {name!r} is encrypted", name=name)
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -247,6 +250,10 @@ def _check_directory(zf: zipfile.ZipFile, limits: ArchiveLimits) -> dict[str, zi
         if total > limits.max_total_bytes:
             raise E.ArchiveTooLarge(f"members declare more than {limits.max_total_bytes} bytes in total")
         members[name] = info
+    overlap = overlapping_members(infos)
+    if overlap:
+        raise E.ArchiveZipBomb(f"members {overlap[0]!r} and {overlap[1]!r} overlap (an overlapping-file zip bomb)",
+                               name=overlap[0])
     for name in (A.MANIFEST_NAME, A.TOKEN_NAME):
         if name not in members:
             raise E.ArchiveMalformed(f"the archive has no {name}", name=name)

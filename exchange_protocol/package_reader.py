@@ -80,6 +80,17 @@ class PackageLimits:
 DEFAULT_LIMITS = PackageLimits()
 
 
+def overlapping_members(infos: list[zipfile.ZipInfo]) -> tuple[str, str] | None:
+    """Two members whose data overlap (the overlapping-file zip bomb), or None. Also the archive
+    reader's (:mod:`.archive_verify`)."""
+    spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode("utf-8"))
+                    + i.compress_size, i.orig_filename) for i in infos)
+    for (_, end, name), (start, _, other) in zip(spans, spans[1:], strict=False):
+        if end > start:
+            return name, other
+    return None
+
+
 class PackageReader:
     """An opened package whose structure and layout passed the checks (see module docstring).
 
@@ -157,11 +168,9 @@ class PackageReader:
         return by_name
 
     def _check_overlap(self, infos: list[zipfile.ZipInfo]) -> None:
-        spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode("utf-8"))
-                        + i.compress_size, i.orig_filename) for i in infos)
-        for (_, end, name), (start, _, other) in zip(spans, spans[1:], strict=False):
-            if end > start:
-                raise E.PackageOverlappingMembers(f"members {name!r} and {other!r} overlap", name=name)
+        overlap = overlapping_members(infos)
+        if overlap:
+            raise E.PackageOverlappingMembers(f"members {overlap[0]!r} and {overlap[1]!r} overlap", name=overlap[0])
 
     # ---- layout and the small parts -----------------------------------------------------------
     def _check_layout(self) -> None:

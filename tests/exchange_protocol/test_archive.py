@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import random
+import struct
 import zipfile
 from pathlib import Path
 
@@ -283,3 +284,14 @@ def test_unit_signed_statements_are_checked_against_the_archived_document(pki_en
     shown = run_openssl("cms", "-verify", "-inform", "DER", "-in", tmp_path / "s.p7s", "-CAfile", pki_env.root_pem,
                         "-purpose", "any", text=True)
     assert A.STATEMENT_KIND in shown.stdout
+
+
+def test_members_overlapping_in_the_zip_are_a_bomb(pki_env, archived):
+    # The last central entry pointed at the first member's local data: two names, one set of bytes.
+    data = bytearray(rezip(archived, lambda m: m.update({"evidence/extra.txt": b"x"})))
+    central = [i for i in range(len(data) - 4) if data[i:i + 4] == b"PK\x01\x02"]
+    first_local = struct.unpack_from("<I", data, central[0] + 42)[0]
+    struct.pack_into("<I", data, central[-1] + 42, first_local)
+    report = verify_archive(io.BytesIO(bytes(data)), [pki_env.root], LATER)
+    assert statuses(report)["structure"] == ("fail", "ARCHIVE_ZIP_BOMB")
+    assert "overlap" in report.check("structure").message
