@@ -158,6 +158,9 @@ async def _access_log(request: web.Request, handler):
     response = await handler(request)  # _errors below turns every failure into a response
     elapsed = time.monotonic() - started
     response.headers["X-Request-Id"] = request_id
+    if not response.prepared:  # a streamed download has sent its headers already
+        # The handler's own time (W3C Server-Timing): what bench/console.py reports as server time.
+        response.headers["Server-Timing"] = f"app;dur={elapsed * 1000:.1f}"
     route = _route_label(request)
     request.app[REQUESTS].inc(method=request.method, route=route, status=response.status)
     request.app[LATENCY].observe(elapsed, route=route)
