@@ -15,7 +15,11 @@ rows, time and peak RSS (``ru_maxrss``); a child that only opens the store gives
 The statistics (received per month, and sent per month split by county) are timed likewise, and the ledgers' query plans printed.
 ``--quick`` uses 5,000 documents. A readable table first; the last line is one JSON object.
 
-The console helper adds the page timings (``inbox_page_ms_p50`` …) to this file later.
+Then the pages (:mod:`bench.console_pages`): a real node's store filled the same way (a second fill,
+so the ledger's figures stay those of this store alone), one real sealed 通知 to 3,600 units, and the
+console's pages asked for over HTTP, each timed by the node (``Server-Timing``): ``inbox_page_ms_p50``,
+``inbox_page_ms_p99``, ``track_page_ms_p50`` (the 通知's document page with its 3,600 recipients),
+``counts_page_ms_p50``, ``search_ms_p50`` … ``--part ledger`` or ``--part pages`` runs one half.
 """
 
 from __future__ import annotations
@@ -183,27 +187,16 @@ def plan_seeks(side: str, plan: list[str]) -> bool:
             and not any("SCAN" in step or "TEMP B-TREE" in step for step in plan))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 documents instead of 100,000")
-    parser.add_argument("--documents", type=int, help="how many documents (overrides --quick)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(asyncio.run(_child(args.data, args.child, args.out))))
-        return 0
-    n = args.documents or (5_000 if args.quick else 100_000)
-    with tempfile.TemporaryDirectory(dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
-        data_dir = Path(tmp) / "data"
-        started = time.perf_counter()
-        asyncio.run(fill(data_dir, n))
-        fill_s = time.perf_counter() - started
-        results = {task: run_child(data_dir, task, Path(tmp) / f"{task}.out")
-                   for task in ("baseline", "received-xlsx", "received-csv", "sent-xlsx", "sent-csv", "stats",
-                                 "stats-sent-split")}
-        query_plans = asyncio.run(plans(data_dir))
+def ledger_figures(tmp: Path, n: int) -> dict:
+    """The exports and statistics, each in a child of its own, over a store of ``n`` documents."""
+    data_dir = tmp / "data"
+    started = time.perf_counter()
+    asyncio.run(fill(data_dir, n))
+    fill_s = time.perf_counter() - started
+    results = {task: run_child(data_dir, task, tmp / f"{task}.out")
+               for task in ("baseline", "received-xlsx", "received-csv", "sent-xlsx", "sent-csv", "stats",
+                            "stats-sent-split")}
+    query_plans = asyncio.run(plans(data_dir))
     documents = -(-n // len(COUNTIES))
     print(f"store filled in {fill_s:.1f} s: the city's sent ledger {documents * len(COUNTIES):,} rows ({documents:,}"
           f" documents × {len(COUNTIES)} counties), a county's received ledger {n:,} rows")
@@ -213,8 +206,8 @@ def main() -> int:
     for side, plan in query_plans.items():
         print(f"plan ({side}): " + " | ".join(plan))
     exports = [results[t] for t in ("received-xlsx", "received-csv", "sent-xlsx", "sent-csv")]
-    figures = {
-        "documents": n, "ledger_rows": results["received-xlsx"]["rows"],
+    return {
+        "ledger_rows": results["received-xlsx"]["rows"],
         "ledger_peak_rss_mb": max(r["peak_rss_mb"] for r in exports),
         "ledger_baseline_rss_mb": results["baseline"]["peak_rss_mb"],
         "ledger_xlsx_s": results["received-xlsx"]["seconds"], "ledger_csv_s": results["received-csv"]["seconds"],
@@ -224,6 +217,48 @@ def main() -> int:
         "fill_s": round(fill_s, 1),
         "ledger_plans_use_index": all(plan_seeks(side, plan) for side, plan in query_plans.items()),
     }
+
+
+def page_figures(tmp: Path, n: int, rounds: int) -> dict:
+    """The console's pages served by a real node whose store holds ``n`` received documents."""
+    from bench.console_pages import WIDE, time_pages
+
+    def fill_node(data_dir: Path) -> None:
+        started = time.perf_counter()
+        asyncio.run(fill(data_dir, n))
+        print(f"the node's store filled in {time.perf_counter() - started:.1f} s", flush=True)
+
+    figures, rows, listed = time_pages(tmp / "pages", fill_node, city=CITY, county=COUNTY, names=NAMES,
+                                       documents=n, rounds=rounds)
+    if listed != WIDE:
+        raise SystemExit(f"the document page listed {listed} recipients, not {WIDE}")
+    print(f"pages, {rounds} rounds each after a warm-up (server time from Server-Timing; wall time at the client)")
+    print(f"{'page':<36}{'server p50 ms':>14}{'server p99 ms':>14}{'wall p50 ms':>12}")
+    for name, p50, p99, wall in rows:
+        print(f"{name:<36}{p50:>14.1f}{p99:>14.1f}{wall:>12.1f}")
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5,000 documents instead of 100,000")
+    parser.add_argument("--documents", type=int, help="how many documents (overrides --quick)")
+    parser.add_argument("--part", choices=("ledger", "pages"), help="only the ledger's or only the pages' figures")
+    parser.add_argument("--rounds", type=int, help="times each page is asked for (50; quick 10)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(_child(args.data, args.child, args.out))))
+        return 0
+    n = args.documents or (5_000 if args.quick else 100_000)
+    figures: dict = {"documents": n}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
+        if args.part != "pages":
+            figures.update(ledger_figures(Path(tmp), n))
+        if args.part != "ledger":
+            figures.update(page_figures(Path(tmp), n, args.rounds or (10 if args.quick else 50)))
     print(json.dumps(figures))
     return 0
 
