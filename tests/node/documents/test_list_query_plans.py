@@ -1,0 +1,164 @@
+"""Every list query of the console and the 台账 reads an index, never a whole big table (issue 10, Figures).
+
+A county node's real document service over a store filled as bench/console.py fills one (a
+county's received rows, the city's sent documents to a dozen counties, through the store's own
+interfaces), and a 通知 to 300 units. Each query the console's folders (every folder and filter,
+paging, search), its counts, the 发文 list, a document's tracking, the 台账 export, the statistics
+and the 督办 list send to SQLite is recorded with its parameters as it runs, then asked for its
+``EXPLAIN QUERY PLAN``: a step that SCANs a big table (not SEARCHes it by an index) fails the test,
+named with the query. A query added later to these paths is checked without a change here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib.util
+import re
+import sys
+
+import pytest
+from multidict import MultiDict
+
+from node.api.auth import Principal
+from node.console import folders
+from node.documents import statistics
+from node.documents.ledger import open_export
+from node.store import OutboxDocument, OutboxRecipient
+from pki.unit_code import make_unit_code
+from tests.node.documents.service_support import County
+from tests.node.federation.federation_support import provision_county_and_city
+from tests.support import REPO
+
+# Tables that grow with the documents a node handles: reading one whole is what this test refuses.
+BIG = {"inbox", "outbox", "outbox_recipients", "audit", "supervision_marks", "supervision_items", "forwarded",
+       "forwarded_in", "received", "queue", "drafts", "outgoing", "adapter_outbox"}
+_NAMED = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_]+)(?:\s+(?:AS\s+)?([a-z]\w*))?", re.I)
+_SCAN = re.compile(r"^SCAN (\w+)")
+_NOT_ALIASES = {"where", "on", "group", "order", "limit", "join", "left", "inner", "using", "natural", "cross"}
+
+
+def _bench():
+    saved = list(sys.path)  # the script puts the repository root first in sys.path when loaded
+    spec = importlib.util.spec_from_file_location("bench_console", REPO / "bench" / "console.py")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+bench = _bench()
+
+
+def tables_of(sql: str) -> dict[str, str]:
+    """Each name a query's FROM/JOIN gives a table by (alias or the table's own) → the table."""
+    names: dict[str, str] = {}
+    for table, alias in _NAMED.findall(sql):
+        names[table.lower()] = table.lower()
+        if alias and alias.lower() not in _NOT_ALIASES:
+            names[alias.lower()] = table.lower()
+    return names
+
+
+def big_scans(sql: str, plan: list[str]) -> list[str]:
+    """The plan's steps that read a whole big table (or the whole of one of its indexes)."""
+    names = tables_of(sql)
+    return [step for step in plan
+            if (m := _SCAN.match(step)) and names.get(m.group(1).lower(), m.group(1).lower()) in BIG]
+
+
+class Recorder:
+    """Every read the store sends to SQLite, with its parameters (the real call still made)."""
+
+    def __init__(self, db) -> None:
+        self.db, self.queries = db, {}
+        for name in ("fetchall", "fetchone"):
+            setattr(db, name, self._spy(getattr(db, name)))
+
+    def _spy(self, call):
+        async def recorded(sql, params=()):
+            self.queries.setdefault(" ".join(sql.split()), tuple(params))
+            return await call(sql, params)
+        return recorded
+
+    async def plans(self) -> dict[str, list[str]]:
+        queries = dict(self.queries)  # the EXPLAINs below are recorded too
+        return {sql: [r["detail"] for r in await self.db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)]
+                for sql, params in queries.items() if sql.upper().startswith(("SELECT", "WITH"))}
+
+
+@pytest.fixture(scope="module")
+def node_dir(tmp_path_factory):
+    return provision_county_and_city(tmp_path_factory.mktemp("plans"), "台账查询计划CA",
+                                     {bench.COUNTY: "兰山区人民政府办公室", bench.CITY: "临沂市人民政府办公室"}, {})
+
+
+def test_the_tables_a_plan_step_scans_are_found_through_aliases():
+    sql = "SELECT i.* FROM inbox i JOIN supervision_marks AS m ON m.doc_id = i.doc_id WHERE i.unit_code = ?"
+    assert big_scans(sql, ["SCAN i", "SEARCH m USING PRIMARY KEY (doc_id=?)"]) == ["SCAN i"]
+    assert big_scans(sql, ["SCAN m USING INDEX x"]) == ["SCAN m USING INDEX x"]  # a whole index is a scan
+    assert big_scans(sql, ["SEARCH i USING INDEX inbox_unit (unit_code=?)"]) == []
+    assert big_scans("SELECT COUNT(*) FROM outbox_recipients WHERE status = ?", ["SCAN outbox_recipients"])
+    assert big_scans("SELECT * FROM schema_version", ["SCAN schema_version"]) == []  # a small table
+
+
+def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
+    county_clerk = Principal("t-county", "李四", "clerk", bench.COUNTY)
+    city_clerk = Principal("t-city", "张三", "clerk", bench.CITY)
+
+    async def main():
+        data = tmp_path / "data"
+        await bench.fill(data, 1200)
+        county = await County.open(node_dir, data)
+        try:
+            store, service = county.store, county.service
+            wide = await _wide_document(store)
+            recorder = Recorder(store.db)
+            day = "2026-06-01"
+            for query in ({}, *({"folder": f} for f in folders.FOLDERS), {"folder": "all", "kind": "函"},
+                          {"folder": "pending", "urgency": "加急"}, {"folder": "all", "from": bench.CITY},
+                          {"folder": "all", "since": day, "until": "2026-06-30"}, {"folder": "all", "q": "第77批"},
+                          {"folder": "signed_for", "q": "〔2026〕7号"}, {"folder": "pending", "after": "600"}):
+                await folders.received(service, county_clerk, MultiDict(query))
+            for query in ({}, {"kind": "通知"}, {"to": bench.COUNTY}, {"since": day}, {"q": "第12批"},
+                          {"after": "50"}):
+                await folders.sent(service, city_clerk, MultiDict(query))
+            await service.outbox(city_clerk, status="returned")
+            await service.outbox(city_clerk, overdue=True)
+            await service.track(city_clerk, wide)
+            await service.track(city_clerk, wide, recipients=False)
+            await service.supervision(county_clerk)
+            await service.supervision(county_clerk, settled=False)
+            now = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
+            for side, who, filters in (("received", county_clerk, {}), ("sent", city_clerk, {"kind": "通知"}),
+                                       ("received", county_clerk, {"status": "pending", "date_from": day})):
+                export = await open_export(store, who, side, bench._names, now, **filters)
+                async for _ in export.pages():
+                    pass
+            for side, who, by in (("received", county_clerk, "unit"), ("sent", city_clerk, "counterpart")):
+                await statistics.compute(store, who, side, "month", [who.unit], bench._names, now, by=by)
+            return await recorder.plans()
+        finally:
+            await county.close()
+
+    plans = asyncio.run(main())
+    assert len(plans) >= 12, list(plans)  # the paths above did reach the store
+    assert any("FROM inbox" in sql for sql in plans) and any("outbox_recipients" in sql for sql in plans)
+    scans = {sql: big_scans(sql, plan) for sql, plan in plans.items()}
+    bad = {sql: plans[sql] for sql, steps in scans.items() if steps}
+    assert not bad, "\n\n".join(f"{sql}\n  -> {' | '.join(plan)}" for sql, plan in bad.items())
+
+
+async def _wide_document(store) -> str:
+    """The city's 通知 to 300 units (for its tracking)."""
+    digest = (await store.blobs.put(b"stand-in package")).digest
+    at = dt.datetime(2026, 11, 20, 1, 0, tzinfo=dt.UTC)
+    doc = OutboxDocument(doc_id="wide-notice-0001", from_unit=bench.CITY, title="关于全市统一行动的通知", kind="通知",
+                         package_digest=digest, created_at=at, doc_number="临政办发〔2026〕900号")
+    recipients = [OutboxRecipient(unit=make_unit_code(f"11371300MC{k:07d}"), role="主送", destination_node="n",
+                                  status=("signed_for", "delivered", "returned")[k % 3]) for k in range(300)]
+    async with store.transaction() as tx:
+        await store.messages.add_outbox(doc, recipients, actor="test", tx=tx)
+    return doc.doc_id
