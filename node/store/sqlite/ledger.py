@@ -63,7 +63,9 @@ def _query(q: LedgerQuery) -> tuple[str, list[Any]]:
         where.append(f"{time_col} < ?")
         params.append(to_db_time(q.end))
     if q.upto_id is not None:
-        where.append(f"{t}.id <= ?")
+        # "+": a filter, not a seek — as a seek (inbox_unit's unit, id) it won over the ledger
+        # index, and the first page sorted every row of the unit to return 1,000.
+        where.append(f"+{t}.id <= ?")
         params.append(q.upto_id)
     if q.kind is not None:
         where.append(f"{t}.kind = ?")
@@ -121,7 +123,9 @@ def _tally_sql(query: LedgerQuery, rules: LedgerTallyRules) -> tuple[str, list[A
     intervals = (f"SELECT other, period, group_concat(seconds) AS seconds FROM ("
                  f"SELECT {other} AS other, {period} AS period,"
                  f" MAX(ROUND((julianday(at_when) - julianday(at)) * 86400.0, 3), 0.0) AS seconds"
-                 f" FROM ({rows_sql}) WHERE status IN {signed} AND at_when IS NOT NULL) GROUP BY 1, 2")
+                 # "+status": the unit's rows are reached by the unit, not through every unit's
+                 # recipients of that status (outbox_recipients_status).
+                 f" FROM ({rows_sql}) WHERE +status IN {signed} AND at_when IS NOT NULL) GROUP BY 1, 2")
     return counts, counts_params, intervals, [*period_params, *params, *signed_params]
 
 
@@ -153,7 +157,7 @@ class Ledger:
     async def count(self, query: LedgerQuery) -> int:
         """How many rows the query yields over all its pages (for a progress indicator)."""
         sql, params = _query(query)
-        row = await self._db.fetchone(f"SELECT COUNT(*) FROM ({sql.rsplit(' LIMIT ?', 1)[0]})", params[:-1])
+        row = await self._db.fetchone(f"SELECT COUNT(*) FROM ({sql.rsplit(' ORDER BY', 1)[0]})", params[:-1])
         return int(row[0])
 
     async def tally(self, query: LedgerQuery, rules: LedgerTallyRules) -> list[LedgerTally]:

@@ -50,6 +50,7 @@ from node.store.values import (
 # Statuses in which a passed deadline is no longer a red light (the rule lives in states.is_settled).
 SETTLED_SENDER = tuple(s.value for s in SenderStatus if is_settled(s))
 SETTLED_RECEIVER = tuple(s.value for s in ReceiverStatus if is_settled(s))
+OPEN_RECEIVER = tuple(s.value for s in ReceiverStatus if not is_settled(s))  # 待签收: still a red light when late
 
 
 def _v(value: Any) -> Any:
@@ -443,8 +444,10 @@ class Messages:
                 where.append(f"{column} = ?")
                 params.append(_v(value))
         if flt.overdue:
-            where.append(f"i.deadline IS NOT NULL AND i.deadline < ? AND i.status NOT IN ({_in(SETTLED_RECEIVER)})")
-            params += [to_db_time(self._clock()), *SETTLED_RECEIVER]
+            # The open statuses named (not "NOT IN" the settled): each is a seek in inbox_overdue
+            # (unit, status, deadline), so only the late rows are read, however few they are.
+            where.append(f"i.deadline IS NOT NULL AND i.deadline < ? AND i.status IN ({_in(OPEN_RECEIVER)})")
+            params += [to_db_time(self._clock()), *OPEN_RECEIVER]
         if flt.urgency is not None:
             where.append("i.urgency = ?")
             params.append(flt.urgency)
@@ -455,13 +458,14 @@ class Messages:
         return Page(items, items[-1].id if len(rows) > flt.limit else None)
 
     async def count_inbox(self, unit: str) -> dict[str, int]:
-        """A unit's received documents by status, and ``overdue``: past their deadline, not settled."""
-        counts = {r[0]: int(r[1]) for r in await self._db.fetchall(
-            "SELECT status, COUNT(*) FROM inbox WHERE unit_code = ? GROUP BY status", (unit,))}
-        row = await self._db.fetchone(
-            f"SELECT COUNT(*) FROM inbox WHERE unit_code = ? AND deadline IS NOT NULL AND deadline < ?"
-            f" AND status NOT IN ({_in(SETTLED_RECEIVER)})", (unit, to_db_time(self._clock()), *SETTLED_RECEIVER))
-        counts["overdue"] = int(row[0])
+        """A unit's received documents by status, and ``overdue``: past their deadline, not settled.
+        One pass over the unit's entries of the index inbox_overdue (status, deadline), no table row
+        read: ~15 ms for 100,000 documents where reading the rows took ~70 (bench/console.py)."""
+        rows = await self._db.fetchall(
+            "SELECT status, COUNT(*), SUM(deadline IS NOT NULL AND deadline < ?) FROM inbox WHERE unit_code = ?"
+            " GROUP BY status", (to_db_time(self._clock()), unit))
+        counts = {r[0]: int(r[1]) for r in rows}
+        counts["overdue"] = sum(int(r[2]) for r in rows if r[0] not in SETTLED_RECEIVER)
         return counts
 
 

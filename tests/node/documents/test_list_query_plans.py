@@ -69,6 +69,33 @@ def big_scans(sql: str, plan: list[str]) -> list[str]:
             if (m := _SCAN.match(step)) and names.get(m.group(1).lower(), m.group(1).lower()) in BIG]
 
 
+# What a step on each of these tables must seek by: the unit's own rows (or one document's), never
+# every unit's rows of a status — a node may host hundreds of units.
+UNIT_KEYS = {"inbox": ("unit_code=", "doc_id=", "rowid="), "outbox": ("from_unit=", "doc_id="),
+             "outbox_recipients": ("doc_id=",)}
+_STEP = re.compile(r"^(?:SEARCH|SCAN) (\w+)")
+# A 台账 page is read in its index's order: a sort would read every row of the unit for each page.
+_LEDGER_PAGE = ("ORDER BY i.received_at, i.id LIMIT", "ORDER BY o.created_at, o.id, r.unit_code LIMIT")
+
+
+def other_units_rows(sql: str, plan: list[str]) -> list[str]:
+    """The plan's steps on inbox, outbox or outbox_recipients that do not seek by the unit (or document)."""
+    names = tables_of(sql)
+    out = []
+    for step in plan:
+        m = _STEP.match(step)
+        table = names.get(m.group(1).lower(), m.group(1).lower()) if m else None
+        if "(" not in step and step.startswith("SEARCH"):
+            continue  # MIN/MAX of the key: one entry read
+        if table in UNIT_KEYS and not any(key in step.split("(", 1)[-1] for key in UNIT_KEYS[table]):
+            out.append(step)
+    return out
+
+
+def sorted_ledger_page(sql: str, plan: list[str]) -> bool:
+    return any(order in sql for order in _LEDGER_PAGE) and any("TEMP B-TREE" in step for step in plan)
+
+
 class Recorder:
     """Every read the store sends to SQLite, with its parameters (the real call still made)."""
 
@@ -102,6 +129,14 @@ def test_the_tables_a_plan_step_scans_are_found_through_aliases():
     assert big_scans(sql, ["SEARCH i USING INDEX inbox_unit (unit_code=?)"]) == []
     assert big_scans("SELECT COUNT(*) FROM outbox_recipients WHERE status = ?", ["SCAN outbox_recipients"])
     assert big_scans("SELECT * FROM schema_version", ["SCAN schema_version"]) == []  # a small table
+    assert other_units_rows(sql, ["SEARCH i USING INDEX inbox_status (status=?)"])  # every unit's pending rows
+    assert not other_units_rows(sql, ["SEARCH i USING INDEX inbox_folder (unit_code=? AND status=?)",
+                                      "SEARCH m USING PRIMARY KEY (doc_id=?)", "SEARCH i"])
+    assert other_units_rows("SELECT * FROM outbox o JOIN outbox_recipients r ON r.doc_id = o.doc_id",
+                            ["SEARCH r USING INDEX outbox_recipients_status (status=?)"])
+    page = "SELECT i.id FROM inbox i WHERE i.unit_code = ? ORDER BY i.received_at, i.id LIMIT ?"
+    assert sorted_ledger_page(page, ["SEARCH i USING INDEX inbox_unit (unit_code=?)", "USE TEMP B-TREE FOR ORDER BY"])
+    assert not sorted_ledger_page(page, ["SEARCH i USING INDEX inbox_ledger (unit_code=?)"])
 
 
 def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
@@ -115,6 +150,9 @@ def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
         try:
             store, service = county.store, county.service
             wide = await _wide_document(store)
+            counter = Recorder(store.db)
+            await service.folder_counts(county_clerk)
+            counts = await counter.plans()
             recorder = Recorder(store.db)
             day = "2026-06-01"
             for query in ({}, *({"folder": f} for f in folders.FOLDERS), {"folder": "all", "kind": "函"},
@@ -139,16 +177,26 @@ def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
                     pass
             for side, who, by in (("received", county_clerk, "unit"), ("sent", city_clerk, "counterpart")):
                 await statistics.compute(store, who, side, "month", [who.unit], bench._names, now, by=by)
-            return await recorder.plans()
+            return await recorder.plans(), counts
         finally:
             await county.close()
 
-    plans = asyncio.run(main())
+    plans, counts = asyncio.run(main())
     assert len(plans) >= 12, list(plans)  # the paths above did reach the store
     assert any("FROM inbox" in sql for sql in plans) and any("outbox_recipients" in sql for sql in plans)
-    scans = {sql: big_scans(sql, plan) for sql, plan in plans.items()}
-    bad = {sql: plans[sql] for sql, steps in scans.items() if steps}
-    assert not bad, "\n\n".join(f"{sql}\n  -> {' | '.join(plan)}" for sql, plan in bad.items())
+    _refuse("SCAN a big table", {sql: plan for sql, plan in plans.items() if big_scans(sql, plan)})
+    _refuse("read other units' rows", {sql: plan for sql, plan in plans.items() if other_units_rows(sql, plan)})
+    _refuse("sort a 台账 page", {sql: plan for sql, plan in plans.items() if sorted_ledger_page(sql, plan)})
+    # The folders' counts (on every page) are counted from an index alone, not from 100,000 rows.
+    assert counts and all(_index_only(plan) for plan in counts.values()), counts
+
+
+def _index_only(plan: list[str]) -> bool:
+    return all("COVERING INDEX" in step or "PRIMARY KEY" in step for step in plan if step.startswith("SEARCH"))
+
+
+def _refuse(what: str, bad: dict[str, list[str]]) -> None:
+    assert not bad, f"queries that {what}:\n" + "\n\n".join(f"{sql}\n  -> {' | '.join(p)}" for sql, p in bad.items())
 
 
 async def _wide_document(store) -> str:
