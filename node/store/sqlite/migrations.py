@@ -432,11 +432,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     Migration(16, "indexes for the console's folders and counts of a unit (issue 10, Figures)", (
         # A folder (待签收, 已签收 …) is one unit's rows of one status, newest first: read in this
-        # index's order, not through inbox_status's rows of every unit. The counts on every page
-        # (by status) are counted from it alone, without reading 100,000 rows of the table.
-        "CREATE INDEX inbox_folder ON inbox (unit_code, status, id)",
-        # 超期: the unit's unsettled rows past their deadline, counted from the index alone.
-        "CREATE INDEX inbox_overdue ON inbox (unit_code, status, deadline)",
+        # index's order, not through inbox_status's rows of every unit. 超期 is the open folder's
+        # rows whose deadline (in the entry) has passed, found without reading a row that is not;
+        # the counts on every page (by status, and 超期) are counted from the index alone, without
+        # reading the unit's 100,000 rows (bench/console.py: ~100 ms → ~20 ms).
+        "CREATE INDEX inbox_folder ON inbox (unit_code, status, id, deadline)",
     )),
 )
 
