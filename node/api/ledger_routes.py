@@ -2,12 +2,10 @@
 
 * ``GET /api/v1/ledger/{sent,received}?format=csv|xlsx&from=&to=&kind=&status=&unit=&counterpart=``
   (clerks: their own unit's). CSV is streamed as it is read from the store, a page at a time
-  (chunked); XLSX is written to a temporary file in the upload directory first (openpyxl zips the
-  workbook at the end) and then streamed from it with its length, the file unlinked once open.
-  So the first XLSX byte comes only when the whole workbook is built (about a minute for 100,000
-  rows; the CLI waits up to 300 s for a byte): a true stream would need a sheet writer of our own
-  writing into the zip as rows come, since openpyxl copies the spooled sheet into the zip at save.
-  A client that leaves meanwhile stops the build at the next page (:func:`_send_xlsx`).
+  (chunked); so is XLSX (:mod:`node.documents.ledger_xlsx_stream`: the sheet's XML deflated into
+  the ZIP as rows are appended, the ZIP written into the answer after every page, no file on disk),
+  so its first bytes come after the first page, not after the whole workbook. A client that leaves
+  stops the build at the next page (:func:`_send_xlsx`).
   ``X-Gwx-Ledger-Rows`` says how many rows follow, for a progress indicator (the export is pinned
   to the documents stored when it starts, so documents arriving meanwhile do not add rows). Every filter is
   checked before the answer starts; a failure after it (the store gone mid-way) cuts the
@@ -22,21 +20,18 @@ The handlers only translate HTTP; what a ledger is, whose, and what is refused i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-import os
-import tempfile
 import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
 from exchange_protocol.model import BEIJING
 from node.documents.ledger import LedgerExport, LedgerFilterError
-from node.documents.ledger_files import csv_chunks, sheet_title, write_xlsx
+from node.documents.ledger_files import csv_chunks, sheet_title
+from node.documents.ledger_xlsx_stream import xlsx_chunks
 from node.errors import ApiError
 
 LOG = logging.getLogger("gwx.local_api")
@@ -46,7 +41,6 @@ FILTERS = ("from", "to", "kind", "status", "unit", "counterpart")
 FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 STATS_ROLES = ("clerk", "operator")
-CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,7 +49,6 @@ class AppKeys:
 
     service: web.AppKey
     principal: web.RequestKey
-    upload_dir: web.AppKey
 
 
 def ledger_roles() -> dict[str, tuple[str, ...]]:
@@ -100,7 +93,7 @@ def _export_handler(side: str, keys: AppKeys):
         export = await request.app[keys.service].ledger(request[keys.principal], side, **_service_filters(query))
         if fmt == "csv":
             return await _send_csv(request, export)
-        return await _send_xlsx(request, export, request.app[keys.upload_dir])
+        return await _send_xlsx(request, export)
     handler.__name__ = f"ledger_{side}"
     return handler
 
@@ -145,31 +138,25 @@ async def _send_csv(request: web.Request, export: LedgerExport) -> web.StreamRes
     return response
 
 
-async def _send_xlsx(request: web.Request, export: LedgerExport, directory: Path) -> web.StreamResponse:
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Named as the upload files are, so the start-up sweep (upload.clear_stale_uploads) removes one a
-    # crash left behind.
-    fd, name = tempfile.mkstemp(prefix="upload-ledger-", suffix=".part", dir=directory)
-    os.close(fd)
+async def _send_xlsx(request: web.Request, export: LedgerExport) -> web.StreamResponse:
     def stop_if_gone(done: int) -> None:  # after each page: a client that left stops the build there
         if request.transport is None or request.transport.is_closing():
             LOG.info("ledger XLSX of %s abandoned after %d of %d rows: the client has gone", export.unit, done,
                      export.rows)
             raise ConnectionResetError("the client has gone")
 
+    response = web.StreamResponse(headers=_headers(export, "xlsx"))
+    response.enable_chunked_encoding()
+    await response.prepare(request)
     try:
-        await write_xlsx(export, Path(name), stop_if_gone)
-        file = open(name, "rb")  # noqa: SIM115 — closed below; unlinked while open
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-    with file:
-        size = os.fstat(file.fileno()).st_size
-        response = web.StreamResponse(headers=_headers(export, "xlsx"))
-        response.content_length = size
-        await response.prepare(request)
-        while block := await asyncio.to_thread(file.read, CHUNK):
-            await response.write(block)
+        async for chunk in xlsx_chunks(export, stop_if_gone):
+            await response.write(chunk)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # the answer has started: only a cut connection can say it is incomplete
+        LOG.error("ledger export of %s cut off: %r", export.unit, exc)
+        _cut(request)
+        return response
     await response.write_eof()
     return response
 

@@ -132,7 +132,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
     r.add_post("/api/v1/inbox/{doc_id}/return", _return)
     r.add_post("/api/v1/inbox/{doc_id}/register", _register)
     r.add_get("/api/v1/node/status", _node_status, allow_head=False)
-    add_ledger_routes(app, LedgerKeys(SERVICE, PRINCIPAL, UPLOAD_DIR))
+    add_ledger_routes(app, LedgerKeys(SERVICE, PRINCIPAL))
     add_archive_routes(app, ArchiveHelpers(SERVICE, PRINCIPAL, doc_id_of, json_body))  # 一键归档 (node.archive)
     r.add_get("/api/v1/supervision", _supervision, allow_head=False)  # 督办 items of the clerk's unit
     r.add_post("/api/v1/outbox/{doc_id}/recipients", _add_recipients)  # 补发

@@ -8,8 +8,8 @@
   some, a tab or carriage return) as a formula, which a title or a 退回理由 from another unit could
   use (``=HYPERLINK(…)``, DDE). Such a cell is written with a leading apostrophe (``'=1+2``), the
   OWASP recommendation: the spreadsheet shows it as text. The value is otherwise unchanged.
-* **XLSX**: openpyxl in write-only mode (rows go to a spool file as they are appended; the
-  workbook is zipped at the end), one sheet, a bold heading row frozen at the top. Dates are date
+* **XLSX** (written by :mod:`node.documents.ledger_xlsx_stream`, into the answer as rows come):
+  openpyxl's write-only cells, one sheet, a bold heading row frozen at the top. Dates are date
   cells and times datetime cells (number formats ``yyyy-mm-dd`` and ``yyyy-mm-dd hh:mm:ss``), so
   they sort and filter as dates. Text is always a text cell: a title starting with ``=`` is stored
   as a string, never as a formula, so the XLSX needs no apostrophe. Characters XML cannot carry
@@ -18,21 +18,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import datetime as dt
 import io
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
-from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet import _writer as sheet_writer
 
 from node.documents.ledger import LedgerExport
 from node.store.values import LEDGER_SENT
@@ -107,68 +100,6 @@ def _xlsx_cell(ws: Any, value: Any) -> Any:
     return value
 
 
-def _append_page(ws: Any, page: list[list[Any]]) -> None:
+def append_page(ws: Any, page: list[list[Any]]) -> None:
     for row in page:
         ws.append([_xlsx_cell(ws, v) for v in row])
-
-
-def spool_path(path: Path) -> Path:
-    """Where the sheet's XML is spooled while ``path`` is written: beside it, named after it (so a
-    crash's leftover in the upload directory is swept with the upload files at start)."""
-    return path.with_name(f"{path.stem}-sheet{path.suffix}")
-
-
-def _start_sheet(export: LedgerExport, spool: Path) -> tuple[Workbook, Any]:
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(title=sheet_title(export))
-    ws.freeze_panes = "A2"
-    for index, heading in enumerate(export.headings, 1):
-        ws.column_dimensions[get_column_letter(index)].width = WIDTHS.get(heading, DEFAULT_WIDTH)
-    # openpyxl would spool the sheet into tempfile.gettempdir() (a tmpfs on some systems: the whole
-    # ledger in RAM; a crash leaves it there, titles and all). Its writer is given our file instead,
-    # created as openpyxl's own first append would (after the panes and widths it writes at the top),
-    # and registered in ALL_TEMP_FILES as its own are, since its save removes it from that list.
-    ws._writer = sheet_writer.WorksheetWriter(ws, out=str(spool))
-    sheet_writer.ALL_TEMP_FILES.append(str(spool))
-    ws._writer.write_top()
-    bold = Font(bold=True)
-    head = []
-    for heading in export.headings:
-        cell = WriteOnlyCell(ws, heading)
-        cell.font = bold
-        head.append(cell)
-    ws.append(head)
-    return wb, ws
-
-
-def _discard(ws: Any, spool: Path) -> None:
-    """The spool removed, its writer closed (a build stopped half-way leaves its XML unfinished)."""
-    if ws is not None and not ws.closed:
-        with contextlib.suppress(Exception):  # the sheet is not wanted; closing it ends its XML and file
-            ws.close()
-    spool.unlink(missing_ok=True)
-    if str(spool) in sheet_writer.ALL_TEMP_FILES:
-        sheet_writer.ALL_TEMP_FILES.remove(str(spool))
-
-
-async def write_xlsx(export: LedgerExport, path: Path, progress: Progress | None = None) -> int:
-    """Write the ledger to ``path`` as XLSX; returns the number of rows written (headings aside).
-
-    openpyxl is synchronous: each page is appended, and the workbook saved, in a worker thread,
-    while the store is read between pages on the event loop. ``progress`` is called after each page
-    on the event loop; an exception it raises (the client has gone) stops the build there. The
-    sheet is spooled to :func:`spool_path` (removed when the workbook is saved, or the build stops)."""
-    spool = spool_path(path)
-    ws = None
-    try:
-        wb, ws = await asyncio.to_thread(_start_sheet, export, spool)
-        done = 0
-        async for page in export.pages():
-            await asyncio.to_thread(_append_page, ws, page)
-            done += len(page)
-            if progress:
-                progress(done)
-        await asyncio.to_thread(wb.save, str(path))
-    finally:
-        _discard(ws, spool)
-    return done
