@@ -10,8 +10,10 @@ run. Every row names one small package blob (the ledger never opens packages).
 
 Then each export — received and sent, XLSX and CSV — runs in a child process of its own
 (``node.documents.ledger.open_export``, the document service's implementation, with the clerk of
-the unit as principal, written by ``node.documents.ledger_files`` to a file), which reports its
-rows, time and peak RSS (``ru_maxrss``); a child that only opens the store gives the baseline.
+the unit as principal, its chunks from ``node.documents.ledger_files.csv_chunks`` or
+``ledger_xlsx_stream.xlsx_chunks`` — what the local API sends — written to a file), which reports
+its rows, time, time to its first byte and peak RSS (``ru_maxrss``); a child that only opens the
+store gives the baseline.
 The statistics (received per month, and sent per month split by county) are timed likewise, and the ledgers' query plans printed.
 ``--quick`` uses 5,000 documents. A readable table first; the last line is one JSON object.
 
@@ -122,12 +124,14 @@ async def _received(store, tx, digest: str, i: int, n: int) -> None:
 async def _child(data_dir: Path, task: str, out: Path) -> dict:
     from node.documents import statistics
     from node.documents.ledger import open_export
-    from node.documents.ledger_files import csv_chunks, write_xlsx
+    from node.documents.ledger_files import csv_chunks
+    from node.documents.ledger_xlsx_stream import xlsx_chunks
 
     store = await open_store(data_dir, clock=lambda: NOW, recover=False)
     try:
         started = time.perf_counter()
         rows = 0
+        first_byte = None
         if task == "baseline":
             pass
         elif task == "stats":
@@ -142,20 +146,19 @@ async def _child(data_dir: Path, task: str, out: Path) -> dict:
             side, fmt = task.split("-")
             who = Principal("bench", "李四", "clerk", CITY if side == "sent" else COUNTY)
             export = await open_export(store, who, side, _names, NOW)
-            if fmt == "xlsx":
-                rows = await write_xlsx(export, out)
-            else:
-                with open(out, "wb") as f:
-                    async for chunk in csv_chunks(export):
-                        f.write(chunk)
-                rows = export.rows
+            with open(out, "wb") as f:  # as the local API sends it: chunk by chunk, as built
+                async for chunk in (xlsx_chunks if fmt == "xlsx" else csv_chunks)(export):
+                    if chunk and first_byte is None:
+                        first_byte = time.perf_counter() - started
+                    f.write(chunk)
+            rows = export.rows
         seconds = time.perf_counter() - started
     finally:
         await store.close()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     size = out.stat().st_size if out.exists() else 0
     return {"task": task, "rows": rows, "seconds": round(seconds, 3), "peak_rss_mb": round(peak_kib / 1024, 1),
-            "bytes": size}
+            "bytes": size, "first_byte_s": round(first_byte, 3) if first_byte is not None else None}
 
 
 def run_child(data_dir: Path, task: str, out: Path) -> dict:
@@ -200,9 +203,11 @@ def ledger_figures(tmp: Path, n: int) -> dict:
     documents = -(-n // len(COUNTIES))
     print(f"store filled in {fill_s:.1f} s: the city's sent ledger {documents * len(COUNTIES):,} rows ({documents:,}"
           f" documents × {len(COUNTIES)} counties), a county's received ledger {n:,} rows")
-    print(f"{'task':<18}{'rows':>10}{'seconds':>10}{'peak RSS MiB':>14}{'file MiB':>10}")
+    print(f"{'task':<18}{'rows':>10}{'seconds':>10}{'first byte s':>14}{'peak RSS MiB':>14}{'file MiB':>10}")
     for task, r in results.items():
-        print(f"{task:<18}{r['rows']:>10,}{r['seconds']:>10.2f}{r['peak_rss_mb']:>14.1f}{r['bytes'] / 1048576:>10.1f}")
+        first = f"{r['first_byte_s']:.2f}" if r["first_byte_s"] is not None else "–"
+        print(f"{task:<18}{r['rows']:>10,}{r['seconds']:>10.2f}{first:>14}{r['peak_rss_mb']:>14.1f}"
+              f"{r['bytes'] / 1048576:>10.1f}")
     for side, plan in query_plans.items():
         print(f"plan ({side}): " + " | ".join(plan))
     exports = [results[t] for t in ("received-xlsx", "received-csv", "sent-xlsx", "sent-csv")]
@@ -211,6 +216,7 @@ def ledger_figures(tmp: Path, n: int) -> dict:
         "ledger_peak_rss_mb": max(r["peak_rss_mb"] for r in exports),
         "ledger_baseline_rss_mb": results["baseline"]["peak_rss_mb"],
         "ledger_xlsx_s": results["received-xlsx"]["seconds"], "ledger_csv_s": results["received-csv"]["seconds"],
+        "ledger_xlsx_first_byte_s": results["received-xlsx"]["first_byte_s"],
         "ledger_sent_xlsx_s": results["sent-xlsx"]["seconds"], "ledger_sent_csv_s": results["sent-csv"]["seconds"],
         "ledger_sent_rows": results["sent-csv"]["rows"],
         "ledger_stats_s": results["stats"]["seconds"], "ledger_stats_split_s": results["stats-sent-split"]["seconds"],
