@@ -60,7 +60,8 @@ def _names(code: str) -> str | None:
     return NAMES.get(code)
 
 
-async def fill(data_dir: Path, n: int) -> None:
+async def fill(data_dir: Path, n: int, verification: dict | None = None) -> None:
+    """``verification``: the report each received row carries (a real one in the pages' store)."""
     store = await open_store(data_dir, clock=lambda: NOW)
     try:
         digest = (await store.blobs.put(b"a small stand-in for a sealed package")).digest
@@ -69,7 +70,7 @@ async def fill(data_dir: Path, n: int) -> None:
                 for i in range(start, min(start + BATCH, n)):
                     if i % len(COUNTIES) == 0:  # one document to the twelve counties: twelve sent rows
                         await _sent(store, tx, digest, i, n)
-                    await _received(store, tx, digest, i, n)
+                    await _received(store, tx, digest, i, n, verification)
     finally:
         await store.close()
 
@@ -111,13 +112,14 @@ async def _sent(store, tx, digest: str, i: int, n: int) -> None:
         recipients, actor="bench", tx=tx)
 
 
-async def _received(store, tx, digest: str, i: int, n: int) -> None:
+async def _received(store, tx, digest: str, i: int, n: int, verification: dict | None = None) -> None:
     sender = CITY if i % 2 == 0 else OTHER_COUNTIES[i % len(OTHER_COUNTIES)]  # half from the city
     title, facts, kind, doc_id, deadline = _document(i, n, sender)
     at = _when(i, n)
     await store.messages.add_inbox(InboxRow(
         doc_id=doc_id, unit=COUNTY, role="主送", from_unit=sender, title=title, kind=kind, package_digest=digest,
-        received_at=at, urgency=facts.urgency, deadline=deadline, facts=facts, **_outcome(i, at)[1]), tx=tx)
+        received_at=at, urgency=facts.urgency, deadline=deadline, facts=facts, verification=verification,
+        **_outcome(i, at)[1]), tx=tx)
 
 
 # --- children: one export each, measured on its own ----------------------------------------------
@@ -229,9 +231,9 @@ def page_figures(tmp: Path, n: int, rounds: int) -> dict:
     """The console's pages served by a real node whose store holds ``n`` received documents."""
     from bench.console_pages import WIDE, time_pages
 
-    def fill_node(data_dir: Path) -> None:
+    def fill_node(data_dir: Path, verification: dict) -> None:
         started = time.perf_counter()
-        asyncio.run(fill(data_dir, n))
+        asyncio.run(fill(data_dir, n, verification))
         print(f"the node's store filled in {time.perf_counter() - started:.1f} s", flush=True)
 
     figures, rows, listed = time_pages(tmp / "pages", fill_node, city=CITY, county=COUNTY, names=NAMES,

@@ -3,7 +3,8 @@
 A node hosting the city office and one county office is provisioned (``node.localnet``: our CA,
 ``gwx node run`` as a child process); the city sends one real sealed 通知 to the county through the
 local API. The node is stopped, its store filled as bench/console.py fills one (the county's
-100,000 received rows, the city's sent ledger) and that 通知 given 3,599 more recipients with mixed
+100,000 received rows, each with that 通知's real verification report as the processor stored it —
+what a search in the 发文字号 may read —, the city's sent ledger) and that 通知 given 3,599 more recipients with mixed
 statuses — a 通知 to a whole city's units — and the node started again on it. Users are made with
 ``gwx user add``; each signs in through the console's form like a browser (cookies kept by hand:
 the listener is plain HTTP on loopback).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import http.client
+import json
 import re
 import statistics
 import subprocess
@@ -126,12 +128,20 @@ async def _widen(data_dir: Path, doc_id: str, count: int, clock: Callable[[], dt
         await store.close()
 
 
+async def _report_of(data_dir: Path, doc_id: str, unit: str) -> dict:
+    store = await open_store(data_dir, clock=lambda: dt.datetime.now(dt.UTC))
+    try:
+        return (await store.messages.get_inbox(doc_id, unit)).verification
+    finally:
+        await store.close()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def time_pages(work: Path, fill: Callable[[Path], None], *, city: str, county: str, names: dict[str, str],
+def time_pages(work: Path, fill: Callable[[Path, dict], None], *, city: str, county: str, names: dict[str, str],
                documents: int, rounds: int) -> tuple[dict, list[tuple[str, float, float, float]], int]:
     """Provision, fill (``fill(data_dir)``), serve and time; returns (figures, table rows
     (page, server p50, server p99, wall p50), rows in the tracked document's list)."""
@@ -147,7 +157,10 @@ def time_pages(work: Path, fill: Callable[[Path], None], *, city: str, county: s
                  what="the 通知 in the county's inbox")
         net.stop(node)
         data_dir = load_config(node.directory).data_dir
-        fill(data_dir)
+        verification = asyncio.run(_report_of(data_dir, doc_id, county))
+        print(f"each received row carries the real 通知's verification report ({len(json.dumps(verification)):,}"
+              " bytes of JSON)", flush=True)
+        fill(data_dir, verification)
         asyncio.run(_widen(data_dir, doc_id, WIDE - 1, lambda: dt.datetime.now(dt.UTC)))
         add_user(node, "lisi", "李四", county, work)
         add_user(node, "zhang", "张三", city, work)

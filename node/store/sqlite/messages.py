@@ -453,8 +453,11 @@ class Messages:
         if flt.urgency is not None:
             where.append("i.urgency = ?")
             params.append(flt.urgency)
-        # A received document's 发文字号 is in its verification report (PackageReport.doc_number).
-        _narrow(where, params, flt, "i", "i.received_at", "json_extract(i.verification, '$.doc_number')")
+        # A received document's 发文字号 is in its column since migration 12 (the register facts, from
+        # the same metadata as the report), in its verification report (PackageReport.doc_number)
+        # before: the report (~1.6 KB of JSON a row) is read only for an older row.
+        _narrow(where, params, flt, "i", "i.received_at",
+                "COALESCE(i.doc_number, json_extract(i.verification, '$.doc_number'))")
         rows = await self._page("inbox i", "i", where, params, flt)
         items = [_inbox(r) for r in rows[:flt.limit]]
         return Page(items, items[-1].id if len(rows) > flt.limit else None)

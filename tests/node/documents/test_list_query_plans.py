@@ -210,3 +210,30 @@ async def _wide_document(store) -> str:
     async with store.transaction() as tx:
         await store.messages.add_outbox(doc, recipients, actor="test", tx=tx)
     return doc.doc_id
+
+
+def test_a_search_finds_the_number_in_its_column_or_for_an_older_row_in_its_report(tmp_path):
+    """The 发文字号 search reads the column register facts filled since migration 12, and the
+    verification report only for a row from before it (its column empty)."""
+    from node.store import InboxRow, ListFilter, RegisterFacts
+    from tests.node.store.conftest import open_store
+
+    at = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
+
+    async def main():
+        async with open_store(tmp_path / "node") as store:
+            digest = (await store.blobs.put(b"package")).digest
+            for doc_id, facts, report in (
+                    ("NEW-1", RegisterFacts(doc_number="临政办发〔2026〕31号"), {"doc_number": "临政办发〔2026〕31号"}),
+                    ("OLD-1", None, {"doc_number": "临政办发〔2025〕9号"}),  # from before migration 12
+                    ("NEW-2", RegisterFacts(doc_number="临政办函〔2026〕7号"), {"doc_number": "临政办函〔2026〕7号"})):
+                await store.messages.add_inbox(InboxRow(
+                    doc_id=doc_id, unit=bench.COUNTY, role="主送", from_unit=bench.CITY, title="关于工作的通知",
+                    kind="通知", status="pending", package_digest=digest, received_at=at, facts=facts,
+                    verification=report))
+
+            async def found(text):
+                page = await store.messages.list_inbox(ListFilter(unit=bench.COUNTY, search=text))
+                return sorted(r.doc_id for r in page.items)
+            return [await found(t) for t in ("〔2026〕31号", "〔2025〕9号", "办函", "〔2024〕")]
+    assert asyncio.run(main()) == [["NEW-1"], ["OLD-1"], ["NEW-2"], []]
