@@ -187,6 +187,9 @@ def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
     _refuse("SCAN a big table", {sql: plan for sql, plan in plans.items() if big_scans(sql, plan)})
     _refuse("read other units' rows", {sql: plan for sql, plan in plans.items() if other_units_rows(sql, plan)})
     _refuse("sort a 台账 page", {sql: plan for sql, plan in plans.items() if sorted_ledger_page(sql, plan)})
+    # A search tries the texts in inbox_search's entries: only the hits' rows are read.
+    searches = {sql: plan for sql, plan in plans.items() if "LIKE" in sql and "FROM inbox" in sql}
+    assert searches and all(any("INDEX inbox_search (unit_code=?)" in s for s in p) for p in searches.values()), searches
     # The folders' counts (on every page) are counted from an index alone, not from 100,000 rows.
     assert counts and all(_index_only(plan) for plan in counts.values()), counts
 
