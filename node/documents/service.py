@@ -275,7 +275,8 @@ class DocumentService:
             return {"doc": self._outbox_item(doc, self.ctx.clock(), counts[doc_id])}
         doc = await self._own_outbox(who, doc_id)
         now = self.ctx.clock()
-        views = [self._recipient_view(r, doc, now) for r in doc.recipients]
+        judged: dict[str, dict[str, Any]] = {}  # every recipient shares the deadline: judged once a status
+        views = [self._recipient_view(r, doc, now, judged) for r in doc.recipients]
         if where:
             pending = {r.unit: r.destination_node for r in doc.recipients
                        if r.status in (SenderStatus.QUEUED.value, SenderStatus.SENT.value)}
@@ -572,12 +573,17 @@ class DocumentService:
                 "counts": dict(counts),
                 "overdue": any(n and is_overdue(SenderStatus(status), doc.deadline, now) for status, n in counts.items())}
 
-    def _recipient_view(self, r: OutboxRecipient, doc: OutboxDocument, now: dt.datetime) -> dict[str, Any]:
+    def _recipient_view(self, r: OutboxRecipient, doc: OutboxDocument, now: dt.datetime,
+                        judged: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """``judged``: the lateness of each status for ``doc``'s deadline (working days counted once,
+        not 3,600 times for a 通知 to a city's units: half the tracking list's time)."""
         status = SenderStatus(r.status)
+        if r.status not in judged:
+            judged[r.status] = self._lateness(status, doc.deadline, now).to_json()
         return {"unit": r.unit, "unit_name": self._unit_name(r.unit), "role": r.role, "node": r.destination_node,
                 "status": r.status, "status_label": status.label, "who": r.who, "when": _iso(r.when),
                 "reason": r.reason, "urge_count": r.urge_count, "last_urged_at": _iso(r.last_urged_at),
-                **self._lateness(status, doc.deadline, now).to_json()}
+                **judged[r.status]}
 
     def _lateness(self, status, deadline: dt.datetime | None, now: dt.datetime) -> Lateness:
         settings = self.ctx.config.supervision
