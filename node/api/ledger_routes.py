@@ -25,6 +25,7 @@ import json
 import logging
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -167,8 +168,10 @@ def _cut(request: web.Request) -> None:
         transport.abort()
 
 
-async def send_export(request: web.Request, export: LedgerExport, fmt: str, directory: Path) -> web.StreamResponse:
-    """``export`` as ``fmt`` (csv|xlsx), streamed as this API streams it: for the console's 台账 button."""
+async def send_export(request: web.Request, export: LedgerExport, fmt: str,
+                      directory: Path | None = None) -> web.StreamResponse:
+    """``export`` as ``fmt`` (csv|xlsx), streamed as this API streams it: for the console's 台账 button.
+    ``directory`` is no longer used (the XLSX is streamed, no file is built); kept for the caller."""
     if fmt == "csv":
         return await _send_csv(request, export)
-    return await _send_xlsx(request, export, directory)
+    return await _send_xlsx(request, export)
