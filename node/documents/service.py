@@ -574,10 +574,11 @@ class DocumentService:
                 "overdue": any(n and is_overdue(SenderStatus(status), doc.deadline, now) for status, n in counts.items())}
 
     def _recipient_view(self, r: OutboxRecipient, doc: OutboxDocument, now: dt.datetime,
-                        judged: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                        judged: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """``judged``: the lateness of each status for ``doc``'s deadline (working days counted once,
         not 3,600 times for a 通知 to a city's units: half the tracking list's time)."""
         status = SenderStatus(r.status)
+        judged = {} if judged is None else judged
         if r.status not in judged:
             judged[r.status] = self._lateness(status, doc.deadline, now).to_json()
         return {"unit": r.unit, "unit_name": self._unit_name(r.unit), "role": r.role, "node": r.destination_node,
