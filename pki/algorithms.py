@@ -125,6 +125,39 @@ def algorithm_for_profile(profile: str | None, algorithm: str | None = None) -> 
     return NETWORK_PROFILES[profile]
 
 
+def takes_key(network: SignatureAlgorithm, public_key: object) -> bool:
+    """Whether a network whose CA signs with ``network`` takes ``public_key``: the one place that decides.
+    A 国密 network (SM2 with SM3) takes SM2 keys only; any other network never an SM2 key (its CA
+    holds P-256 and RSA keys to their curves and sizes itself). A mixed network fails a 密评."""
+    return isinstance(public_key, Sm2PublicKey) == (network is SM2_SM3)
+
+
+def require_network_key(network: SignatureAlgorithm, public_key: object) -> None:
+    """Raise ``PKI_PROFILE_MISMATCH`` unless the network of ``network`` takes ``public_key`` (:func:`takes_key`)."""
+    if not takes_key(network, public_key):
+        raise UnsupportedAlgorithm(f"a network that signs with {network.name} does not take "
+                                   f"{_key_name(public_key)} keys: "
+                                   + ("the 国密 profile uses SM2 keys only" if network is SM2_SM3
+                                      else "SM2 keys belong to a 国密 network (an SM2 root)"),
+                                   code="PKI_PROFILE_MISMATCH", network=network.name)
+
+
+def require_network_algorithm(network: SignatureAlgorithm, algorithm: SignatureAlgorithm) -> None:
+    """Raise ``PKI_PROFILE_MISMATCH`` if ``algorithm``'s keys are of the other profile than ``network``'s."""
+    if (algorithm is SM2_SM3) != (network is SM2_SM3):
+        raise UnsupportedAlgorithm(f"a network that signs with {network.name} does not take {algorithm.name} "
+                                   "keys: keys of one network are all SM2 or none are",
+                                   code="PKI_PROFILE_MISMATCH", network=network.name, algorithm=algorithm.name)
+
+
+def _key_name(public_key: object) -> str:
+    if isinstance(public_key, Sm2PublicKey):
+        return "SM2"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return f"EC {public_key.curve.name}"
+    return "RSA" if isinstance(public_key, rsa.RSAPublicKey) else type(public_key).__name__.lstrip("_")
+
+
 def by_name(name: str) -> SignatureAlgorithm:
     try:
         return _BY_NAME.get(name) or _ALIASES[name]

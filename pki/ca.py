@@ -34,7 +34,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from . import profiles
-from .algorithms import DEFAULT, PrivateKey, PublicKey, SignatureAlgorithm, by_name
+from .algorithms import (
+    DEFAULT,
+    PrivateKey,
+    PublicKey,
+    SignatureAlgorithm,
+    by_name,
+    require_network_algorithm,
+    require_network_key,
+)
 from .errors import (
     AlreadyIssued,
     CaError,
@@ -272,7 +280,8 @@ class CertificateAuthority:
     def issue(self, public_key: PublicKey, subject: x509.Name, profile: Profile,
               valid_days: int | None = None, sans: list[x509.GeneralName] | None = None,
               now: dt.datetime | None = None) -> x509.Certificate:
-        """Issue and record a certificate of ``profile`` for ``public_key``."""
+        """Issue and record a certificate of ``profile`` for ``public_key``, a key of this network's profile."""
+        require_network_key(self.algorithm, public_key)
         now = now or utcnow()
         days = valid_days if valid_days is not None else profile.default_days
         if days <= 0:
@@ -305,6 +314,7 @@ class CertificateAuthority:
         earlier = self.node_certificates_in_force(node_id, now, replace=replace or renew)
         _host_name(host)  # a bad host is refused before anything is written
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
+        require_network_algorithm(self.algorithm, algorithm)  # before any key is made
         out = Path(out_dir)
         _expect_directory(out)
         held = [f"{role}.{ext}" for role in profiles.NODE_ROLES for ext in ("key", "crt")

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from .algorithms import SM2_SM3
+from .algorithms import SM2_SM3, SignatureAlgorithm, takes_key
 from .errors import BadSignature, MalformedEncoding, RequestBadSignature, RequestInvalid, UnsupportedAlgorithm
 from .signer import Signer
 from .sm2 import Sm2PublicKey
@@ -98,8 +98,8 @@ def make_request(signer: Signer, *, common_name: str, role: str | None = None,
     return request.dump()
 
 
-def read_requests(data: bytes) -> list[CheckedRequest]:
-    """Every request in a PEM file, each checked (:func:`check_request`); typed errors otherwise."""
+def read_requests(data: bytes, network: SignatureAlgorithm | None = None) -> list[CheckedRequest]:
+    """Every request in a PEM file, each checked (:func:`check_request`, for ``network``); typed errors otherwise."""
     if len(data) > MAX_REQUEST_FILE:
         raise RequestInvalid(f"a request file is a few kilobytes; this one is {len(data)} bytes",
                              code="PKI_REQUEST_MALFORMED")
@@ -113,11 +113,12 @@ def read_requests(data: bytes) -> list[CheckedRequest]:
     if len(blocks) > MAX_REQUESTS:
         raise RequestInvalid(f"{len(blocks)} requests in one file; a node's request holds 3, a seal's 1",
                              code="PKI_REQUEST_MALFORMED")
-    return [check_request(der, index) for index, der in enumerate(blocks, 1)]
+    return [check_request(der, index, network) for index, der in enumerate(blocks, 1)]
 
 
-def check_request(der: bytes, index: int = 1) -> CheckedRequest:
-    """Parse one request and hold it to what the CA signs (see the module docstring)."""
+def check_request(der: bytes, index: int = 1, network: SignatureAlgorithm | None = None) -> CheckedRequest:
+    """Parse one request and hold it to what the CA signs (see the module docstring) — with ``network``,
+    the algorithm of the CA that will sign it, also to that network's profile (SM2 keys or none)."""
     where = f"request {index}"
     try:
         csr = x509.load_der_x509_csr(der)
@@ -126,6 +127,11 @@ def check_request(der: bytes, index: int = 1) -> CheckedRequest:
     except ValueError as exc:
         raise RequestInvalid(f"{where} does not parse as PKCS#10: {exc}", code="PKI_REQUEST_MALFORMED") from None
     _check_key(public_key, where)
+    if network is not None and not takes_key(network, public_key):
+        raise RequestInvalid(f"{where} holds {'an SM2' if isinstance(public_key, Sm2PublicKey) else 'a non-SM2'} "
+                             f"key; this CA signs with {network.name} and its network takes "
+                             + ("SM2 keys only" if network is SM2_SM3 else "no SM2 keys"),
+                             code="PKI_REQUEST_KEY_TYPE", network=network.name)
     if isinstance(public_key, Sm2PublicKey):
         _check_sm2_signature(csr, public_key, where)
     else:

@@ -97,6 +97,9 @@ class InvalidInput(PkiError):
 class UnsupportedAlgorithm(PkiError):
     code = "PKI_UNSUPPORTED_ALGORITHM"
     kind = ErrorKind.INVALID_INPUT
+    # PKI_PROFILE_MISMATCH: a key or algorithm of the other network profile (an SM2 key for a P-256
+    # network's CA, P-256 on a 国密 network): see pki.algorithms.require_network_key.
+    subcodes = ("PKI_PROFILE_MISMATCH",)
 
 
 class KeyStoreError(PkiError):

@@ -189,9 +189,11 @@ def _own_request(directory: Path) -> tuple[str, list[CheckedRequest]]:
 
 # ---- at the CA -----------------------------------------------------------------------------------
 
-def read_node_request(data: bytes, expected_node_id: str | None = None) -> tuple[str, dict[str, CheckedRequest]]:
-    """The node id and role → request of a node's request file, every check of the module docstring."""
-    requests = read_requests(data)
+def read_node_request(data: bytes, expected_node_id: str | None = None,
+                      network: SignatureAlgorithm | None = None) -> tuple[str, dict[str, CheckedRequest]]:
+    """The node id and role → request of a node's request file, every check of the module docstring
+    (with ``network``, the signing CA's algorithm, its keys of that network's profile)."""
+    requests = read_requests(data, network)
     by_role: dict[str, CheckedRequest] = {}
     for r in requests:
         if r.role not in profiles.NODE_ROLES or r.unit_code is not None or r.role in by_role:
@@ -227,7 +229,7 @@ def sign_node_request(ca: CertificateAuthority, data: bytes, host: str, *, node_
                       now: dt.datetime | None = None) -> SignedNodeRequest:
     """Issue a node's three certificates for the keys its request names; nothing is issued unless
     every check passes. A node id that already has valid certificates needs ``replace`` (as issue-node)."""
-    node_id, by_role = read_node_request(data, node_id)
+    node_id, by_role = read_node_request(data, node_id, ca.algorithm)
     earlier = ca.node_certificates_in_force(node_id, now, replace=replace)
     certs = {role: ca.issue_node_certificate(node_id, host, role, by_role[role].public_key, valid_days, now)
              for role in profiles.NODE_ROLES}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from .algorithms import DEFAULT, PublicKey, SignatureAlgorithm, by_name
+from .algorithms import DEFAULT, SM2_SM3, PublicKey, SignatureAlgorithm, by_name
 from .ca import CertificateAuthority, pem, unit_code_of, utcnow
 from .csr import REQUEST_LABEL, CheckedRequest, make_request, pem_block, pem_blocks, read_requests
 from .errors import (
@@ -37,6 +37,7 @@ from .errors import (
     ResponseUntrusted,
     SealExists,
     SealVerificationFailed,
+    UnsupportedAlgorithm,
 )
 from .keystore import read_private_key, write_private_key, write_public_file, write_public_files
 from .node_enrolment import same_key, split_response, verified_path
@@ -106,6 +107,10 @@ def create_token_seal_request(seal_dir: str | Path, unit_code: str, name: str, r
     out = Path(seal_dir)
     _refuse_made(out)
     algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
+    if algorithm is SM2_SM3:  # a P-256 token key would put a foreign key into a 国密 network
+        raise UnsupportedAlgorithm("a seal key on a PKCS#11 token is not yet available on a 国密 network: gwx "
+                                   "makes no SM2 keys on tokens — make the seal key on the node (without "
+                                   "--token-module)", algorithm=algorithm.name)
     _check_request_fields(unit_code, name)  # before the key is made
     try:
         with make_token_key(out, ref, algorithm) as signer:
@@ -139,9 +144,10 @@ def _refuse_made(out: Path) -> None:
                          f"{out / SEAL_REQUEST_FILE} again if the PKI admin needs it", held=held)
 
 
-def read_seal_request(data: bytes, unit_code: str | None = None) -> CheckedRequest:
-    """The one request of a seal request file, naming ``unit_code`` when given."""
-    requests = read_requests(data)
+def read_seal_request(data: bytes, unit_code: str | None = None,
+                      network: SignatureAlgorithm | None = None) -> CheckedRequest:
+    """The one request of a seal request file, naming ``unit_code`` when given, of ``network``'s profile."""
+    requests = read_requests(data, network)
     if len(requests) != 1 or requests[0].unit_code is None or requests[0].role is not None:
         raise RequestInvalid("a seal request holds one key naming its unit (organizationIdentifier); this is "
                              + ("a node's request (gwx pki sign-request)" if any(r.role for r in requests)
@@ -162,7 +168,7 @@ def issue_seal_for_request(ca: CertificateAuthority, data: bytes, unit_code: str
                            valid_days: int | None = None, replace: bool = False,
                            now: dt.datetime | None = None) -> IssuedSeal:
     """Seal certificate and SESeal for the key a unit's request names; the name is the admin's."""
-    request = read_seal_request(data, validate_unit_code(unit_code))
+    request = read_seal_request(data, validate_unit_code(unit_code), ca.algorithm)
     cert, seal = make_seal(ca, unit_code, name, request.public_key, image_png=image_png, size_mm=size_mm,
                            valid_days=valid_days, now=now, replace=replace)
     header = (f"# gwx seal response: unit {unit_code} {name}, seal certificate and SESeal for the key with\n"

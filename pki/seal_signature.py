@@ -12,7 +12,11 @@ signer certificate it carries (``SEAL_BAD_SIGNATURE``), ``dataHash`` against the
 (``SEAL_DATA_MISMATCH``), the seal inside (everything :func:`pki.seal_verify.verify_seal` checks),
 the signer certificate listed by that seal (``SEAL_CERT_NOT_LISTED``), ``timeInfo`` within the
 seal's validity (``SEAL_NOT_YET_VALID`` / ``SEAL_EXPIRED``), and the signer certificate's path and
-revocation (``SEAL_CERT_INVALID``, ``SEAL_REVOKED``, ``SEAL_REVOCATION_UNKNOWN``).
+revocation (``SEAL_CERT_INVALID``, ``SEAL_REVOKED``, ``SEAL_REVOCATION_UNKNOWN``) — and last, that
+the signature is of the profile of the network whose root that path ends at (``SEAL_BAD_SIGNATURE``):
+the algorithm the signature names is the signer's claim, the root's is the network's, so a P-256
+signature under an SM2 root is refused however well it verifies, as is SM2 named by another OID than
+GB/T 38540's SM3withSM2.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import seal_asn1 as A
-from .algorithms import SignatureAlgorithm, by_oid
+from .algorithms import SignatureAlgorithm, by_oid, require_network_algorithm
 from .ca import load_certificate
 from .errors import (
     BadSignature,
@@ -52,7 +56,7 @@ from .seal import MAX_SEAL_BYTES, Seal, parse_seal
 from .seal_verify import SealVerification, verify_seal
 from .signer import Signer
 from .trust import Purpose, RevocationCheck, TrustStore, verify_certificate
-from .x509_sm2 import public_key_of
+from .x509_sm2 import network_algorithm, public_key_of
 
 SIGNATURE_VERSION = 4
 MAX_SIGNATURE_BYTES = MAX_SEAL_BYTES + 64 * 1024  # a seal, a certificate, a hash and a signature
@@ -169,4 +173,17 @@ def verify_sealed_signature(der: bytes, data: bytes, *, trust_roots: Iterable[x5
     except GwxError as exc:
         raise SealRevocationUnknown(f"no usable revocation status for the signer certificate: {exc.message}",
                                     ) from None
+    _check_network_profile(s, algorithm, path[-1])
     return SealedSignatureVerification(s, seal, tuple(path))
+
+
+def _check_network_profile(s: SealedSignature, algorithm: SignatureAlgorithm, root: x509.Certificate) -> None:
+    network = network_algorithm(root)
+    try:
+        require_network_algorithm(network, algorithm)
+    except UnsupportedAlgorithm as exc:
+        raise SealBadSignature(f"the signature is {algorithm.name}, but its root's network signs with "
+                               f"{network.name}: {exc.message}", oid=s.algorithm_oid) from None
+    if s.algorithm_oid != algorithm.oid:  # by_oid also knows CMS's SM2-1 name, which GB/T 38540 does not use
+        raise SealBadSignature(f"signatureAlgID {s.algorithm_oid} is not {algorithm.name}'s {algorithm.oid}",
+                               oid=s.algorithm_oid)

@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("request-seal", help="make a unit's seal key (on this node or its token) and a seal request",
                        description="Make a hosted unit's seal key in NODE_DIR/units/CODE (seal.key, encrypted "
                                    "with the node passphrase, mode 600) — or, with --token-module, on the unit's "
-                                   "PKCS#11 token (UKey, HSM), where it is made non-extractable and stays; "
+                                   "PKCS#11 token (UKey, HSM; not on a 国密 network yet: gwx makes no SM2 keys on tokens), where it is "
+                                   "made non-extractable and stays; "
                                    "units/CODE/token.toml then says where it is and where the node reads the PIN "
                                    "(--pin-file, owner-only, or --pin-env) — and a request for the seal maker (gwx "
                                    "pki issue-seal --request). " + FLOW)
@@ -116,13 +117,13 @@ def _request_seal(args: argparse.Namespace) -> int:
     code = validate_unit_code(args.unit)
     seal_dir = args.dir / "units" / code
     ref = _token_ref(args)
-    if ref is not None:
-        text = create_token_seal_request(seal_dir, code, args.name, ref)
+    root_file = args.dir / "credentials" / ROOT_FILE  # the network's root, from gwx node request
+    algorithm = network_algorithm(load_certificate(root_file.read_bytes())) if root_file.exists() else DEFAULT
+    if ref is not None:  # refused on a 国密 network: no SM2 keys on tokens yet
+        text = create_token_seal_request(seal_dir, code, args.name, ref, algorithm)
         where = f"on token '{ref.token}' as '{ref.key_label}' (non-extractable; {seal_dir}/{TOKEN_FILE} says where)"
     else:
         passphrase = get_passphrase(args, confirm=True, what="node key")
-        root_file = args.dir / "credentials" / ROOT_FILE  # the network's root, from gwx node request
-        algorithm = network_algorithm(load_certificate(root_file.read_bytes())) if root_file.exists() else DEFAULT
         text = create_seal_request(seal_dir, code, args.name, passphrase, algorithm)
         where = f"in {seal_dir} (encrypted, mode 600)"
     write_public_file(args.out, text)
