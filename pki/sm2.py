@@ -26,6 +26,7 @@ import base64
 import threading
 
 from asn1crypto import keys
+from asn1crypto import pem as asn1_pem
 from cffi import FFI
 from cryptography.hazmat.primitives import serialization
 
@@ -135,14 +136,15 @@ def lib():
 
 
 def _openssl_error() -> str:
-    """OpenSSL's queued error, as text (and the queue emptied, so a later call starts clean)."""
+    """Every error OpenSSL queued, earliest first, as text (and the queue emptied, so a later call starts
+    clean): the earliest is often the least specific ("processing error"), the reason comes last."""
     c = lib()
-    code = c.ERR_get_error()
     buf = ffi.new("char[256]")
-    if code:
+    found = []
+    while code := c.ERR_get_error():
         c.ERR_error_string_n(code, buf, 256)
-    c.ERR_clear_error()
-    return ffi.string(buf).decode("ascii", "replace") if code else "no detail"
+        found.append(ffi.string(buf).decode("ascii", "replace"))
+    return "; ".join(found) or "no detail"
 
 
 def _check_id(distinguishing_id: bytes) -> bytes:
@@ -405,6 +407,9 @@ def _passphrase(passphrase: bytes) -> bytes:
 def _read_private(data: bytes, passphrase: bytes | None, *, pem: bool):
     if not isinstance(data, bytes) or not data:
         raise MalformedEncoding("an SM2 private key is PKCS#8 bytes")
+    encrypted = _encrypted_structure(data, pem) if pem or passphrase is not None else False
+    if encrypted and passphrase is None:  # else OpenSSL's default callback would prompt on the terminal
+        raise KeyStoreError("the SM2 key is encrypted and no passphrase was given", code="PKI_NO_PASSPHRASE")
     c = lib()
     if not pem and passphrase is None:  # plain PKCS#8 DER (d2i_PKCS8PrivateKey_bio reads only encrypted)
         pkey = _d2i(c.d2i_AutoPrivateKey, data)
@@ -418,11 +423,34 @@ def _read_private(data: bytes, passphrase: bytes | None, *, pem: bool):
             c.BIO_free(bio)
     if pkey == ffi.NULL:
         detail = _openssl_error()
-        encrypted = b"ENCRYPTED" in data if pem else passphrase is not None
-        if encrypted:
+        if encrypted:  # the structure parsed (below): what fails now is the decryption
             raise WrongPassphrase(f"cannot decrypt the SM2 key: wrong passphrase ({detail})")
         raise MalformedEncoding(f"not an SM2 private key: {detail}")
     return _own(pkey)
+
+
+def _encrypted_structure(data: bytes, pem: bool) -> bool:
+    """Whether ``data`` is an encrypted key, its EncryptedPrivateKeyInfo parsed before any decryption:
+    a damaged or truncated file is then MalformedEncoding, and only a failure to decrypt a whole one
+    is taken for a wrong passphrase. PEM that does not say ENCRYPTED is left to OpenSSL."""
+    if pem:
+        if b"ENCRYPTED" not in data:
+            return False
+        try:
+            label, headers, der = asn1_pem.unarmor(data)
+        except (ValueError, TypeError) as exc:
+            raise MalformedEncoding(f"not an SM2 private key: the PEM does not decode ({exc})") from None
+        if label != "ENCRYPTED PRIVATE KEY":  # a legacy Proc-Type: ENCRYPTED key; OpenSSL judges it
+            return True
+    else:
+        der = data
+    try:
+        info = keys.EncryptedPrivateKeyInfo.load(der, strict=True)
+        _ = info["encryption_algorithm"].native, info["encrypted_data"].native  # parsed here, not lazily later
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MalformedEncoding(f"not an encrypted SM2 private key: the EncryptedPrivateKeyInfo is damaged "
+                                f"or cut short ({exc})") from None
+    return True
 
 
 def _pem(label: str, der: bytes) -> bytes:

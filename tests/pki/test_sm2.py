@@ -215,8 +215,30 @@ def test_a_damaged_sm2_key_file_is_a_typed_error(tmp_path):
     path = tmp_path / "bad.key"
     path.write_bytes(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n")
     path.chmod(0o600)
-    with pytest.raises(KeyStoreError):
+    with pytest.raises(KeyStoreError) as err:
         keystore.read_private_key(path, b"a long passphrase")
+    assert err.value.code == "PKI_KEY_MALFORMED"  # damaged, not a mistyped passphrase
+
+
+def test_damaged_encrypted_sm2_key_bytes_are_malformed_and_a_wrong_passphrase_is_told_apart(key):
+    with pytest.raises(MalformedEncoding) as err:
+        Sm2PrivateKey.from_der(b"\x30\x03\x02\x01\x01", b"pw")
+    assert not isinstance(err.value, WrongPassphrase)
+    encrypted = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(b"a long passphrase"))
+    with pytest.raises(MalformedEncoding):
+        Sm2PrivateKey.from_der(encrypted[:40], b"a long passphrase")  # cut short
+    with pytest.raises(WrongPassphrase):
+        Sm2PrivateKey.from_der(encrypted, b"another passphrase")
+
+
+def test_an_encrypted_pem_without_a_passphrase_is_refused_without_prompting(key, capfd):
+    encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(b"a long passphrase"))
+    with pytest.raises(KeyStoreError) as err:
+        Sm2PrivateKey.from_pem(encrypted, None)
+    assert err.value.code == "PKI_NO_PASSPHRASE"
+    assert "pass phrase" not in capfd.readouterr().err  # OpenSSL's terminal prompt never ran
 
 
 # ---- behind the existing interfaces --------------------------------------------------------------
