@@ -1,7 +1,9 @@
 """Private keys at rest: PKCS#8 PEM, encrypted with a passphrase, files mode 0600.
 
-pyca writes and reads P-256 and RSA keys; an SM2 key (:mod:`pki.sm2`) is written by OpenSSL in the
-same format (PBES2, PBKDF2, with SM4-CBC instead of AES-256-CBC) and read back by it.
+Every key is written by OpenSSL (:mod:`pki.sm2`) as PBES2: PBKDF2-HMAC-SHA256 with a random 16-byte
+salt and 100 000 iterations (``pki.sm2.KDF_ITERATIONS``; OpenSSL's default, which pyca writes, is 2048
+and 8 bytes; this OpenSSL 3.0 has no HMAC-SM3 PRF for PBKDF2), then AES-256-CBC for P-256 and RSA
+keys, SM4-CBC for SM2 keys. pyca reads P-256 and RSA keys back, OpenSSL SM2 keys.
 
 Writing goes through a temporary file in the same directory, fsync, then rename, so a crash
 never leaves a half-written key. The temporary file is made by :func:`tempfile.mkstemp`
@@ -31,7 +33,7 @@ from .errors import (
     WeakPassphrase,
     WrongPassphrase,
 )
-from .sm2 import Sm2PrivateKey
+from .sm2 import Sm2PrivateKey, encrypt_private_key
 
 MIN_PASSPHRASE_LEN = 8
 
@@ -39,11 +41,12 @@ MIN_PASSPHRASE_LEN = 8
 def write_private_key(path: str | os.PathLike[str], key: PrivateKey, passphrase: bytes) -> Path:
     if len(passphrase) < MIN_PASSPHRASE_LEN:
         raise WeakPassphrase(f"passphrase must be at least {MIN_PASSPHRASE_LEN} bytes")
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
-    )
+    if isinstance(key, Sm2PrivateKey):
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(passphrase))
+    else:  # the same PBES2 parameters as SM2 keys (pki.sm2.KDF_ITERATIONS), not pyca's 2048 iterations
+        pem = encrypt_private_key(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()), passphrase)
     return write_secret_file(path, pem)
 
 

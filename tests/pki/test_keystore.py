@@ -7,11 +7,19 @@ import stat
 import subprocess
 
 import pytest
+from asn1crypto import keys as a_keys
+from asn1crypto import pem as asn1_pem
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pki.errors import InsecureKeyFile, KeyStoreError, WrongPassphrase
-from pki.keystore import read_private_key, write_private_key, write_public_file, write_secret_file
+from pki.keystore import (
+    read_private_key,
+    write_private_key,
+    write_public_file,
+    write_secret_file,
+)
+from pki.sm2 import Sm2PrivateKey
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT
 
 
@@ -151,3 +159,24 @@ def test_missing_and_malformed_key_files_are_typed(tmp_path):
     with pytest.raises(KeyStoreError) as err:
         read_private_key(junk, PASSPHRASE)
     assert err.value.code == "PKI_KEY_MALFORMED"
+
+
+def _pbkdf2_parameters(pem: bytes) -> tuple[int, int, str, str]:
+    """Iterations, salt length, PRF and cipher of an encrypted PKCS#8 PEM, read by asn1crypto."""
+    _, _, der = asn1_pem.unarmor(pem)
+    pbes2 = a_keys.EncryptedPrivateKeyInfo.load(der)["encryption_algorithm"]["parameters"]
+    kdf = pbes2["key_derivation_func"]["parameters"]
+    return (kdf["iteration_count"].native, len(kdf["salt"].native), kdf["prf"]["algorithm"].native,
+            pbes2["encryption_scheme"]["algorithm"].dotted)
+
+
+@pytest.mark.parametrize("make", [lambda: ec.generate_private_key(ec.SECP256R1()), Sm2PrivateKey.generate],
+                         ids=["p256", "sm2"])
+def test_keys_at_rest_use_a_long_salt_and_many_pbkdf2_iterations(make, tmp_path):
+    key = make()
+    path = write_private_key(tmp_path / "k.key", key, PASSPHRASE)
+    iterations, salt_len, prf, cipher = _pbkdf2_parameters(path.read_bytes())
+    assert iterations >= 100_000 and salt_len >= 16 and prf == "sha256"
+    assert cipher == ("1.2.156.10197.1.104.2" if isinstance(key, Sm2PrivateKey)  # SM4-CBC
+                      else "2.16.840.1.101.3.4.1.42")  # AES-256-CBC
+    assert read_private_key(path, PASSPHRASE).public_key() == key.public_key()
