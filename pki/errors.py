@@ -270,6 +270,22 @@ class BadSignature(PkiError):
     kind = ErrorKind.VERIFICATION_FAILED
 
 
+class SigningFailed(PkiError):
+    """Our own key or library could not sign (or encrypt): our fault, never the peer's input."""
+
+    code = "PKI_SIGNING_FAILED"
+    kind = ErrorKind.INTERNAL
+    subcodes = ("PKI_ENCRYPTION_FAILED",)
+
+
+class DecryptionFailed(PkiError):
+    """Well-formed ciphertext that does not decrypt: made for another key, or changed on the way (its
+    SM2 hash C3 or its GCM tag does not match). Bad encoding is :class:`MalformedEncoding` instead."""
+
+    code = "PKI_DECRYPTION_FAILED"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
 class KeyCertificateMismatch(PkiError):
     """A certificate given for a key certifies a different public key."""
 

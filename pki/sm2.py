@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import base64
 
-from asn1crypto import keys
+from asn1crypto import core, keys
 from asn1crypto import pem as asn1_pem
 from cryptography.hazmat.primitives import serialization
 
 from .errors import (
     BadSignature,
+    DecryptionFailed,
     InvalidInput,
     KeyStoreError,
     MalformedEncoding,
+    SigningFailed,
     UnsupportedAlgorithm,
     WrongPassphrase,
 )
@@ -243,14 +245,28 @@ class Sm2PrivateKey:
         out = ffi.new("unsigned char[80]")  # DER of two 256-bit integers: at most 72 bytes
         n = ffi.new("size_t *", 80)
         if _digest_op(self._pkey, _check_id(distinguishing_id), data, None, out, n) != 1:
-            raise BadSignature(f"SM2 signing failed: {_openssl_error()}", algorithm="sm2-sm3")
+            raise SigningFailed(f"SM2 signing failed: {_openssl_error()}", algorithm="sm2-sm3")
         return bytes(ffi.buffer(out, n[0]))
 
     def decrypt(self, ciphertext: bytes) -> bytes:
-        """Undo :meth:`Sm2PublicKey.encrypt`; a changed or foreign ciphertext is :class:`MalformedEncoding`."""
+        """Undo :meth:`Sm2PublicKey.encrypt`: bytes that are not GM/T 0009 DER are :class:`MalformedEncoding`,
+        a well-formed ciphertext for another key or changed is :class:`DecryptionFailed`."""
         if not isinstance(ciphertext, bytes) or not ciphertext:
             raise MalformedEncoding("an SM2 ciphertext is DER bytes")
+        try:
+            parsed = _Sm2Ciphertext.load(ciphertext, strict=True)
+            _ = parsed["x"].native, parsed["y"].native, parsed["hash"].native, parsed["ciphertext"].native
+        except (ValueError, TypeError, KeyError) as exc:
+            raise MalformedEncoding(f"not an SM2 ciphertext (GM/T 0009 DER): {exc}") from None
         return _crypt(self._pkey, ciphertext, encrypt=False)
+
+
+class _Sm2Ciphertext(core.Sequence):
+    """GM/T 0009's SM2 ciphertext, C1 (x, y), C3 (the SM3 hash), C2: parsed before decrypting, so bad
+    encoding and a ciphertext for another key are told apart."""
+
+    _fields = [("x", core.Integer), ("y", core.Integer), ("hash", core.OctetString),
+               ("ciphertext", core.OctetString)]
 
 
 def _digest_op(pkey, distinguishing_id: bytes, data: bytes, signature: bytes | None,
@@ -289,14 +305,15 @@ def _crypt(pkey, data: bytes, *, encrypt: bool) -> bytes:
         init, op = ((c.EVP_PKEY_encrypt_init, c.EVP_PKEY_encrypt) if encrypt
                     else (c.EVP_PKEY_decrypt_init, c.EVP_PKEY_decrypt))
         n = ffi.new("size_t *")
-        if init(ctx) != 1 or op(ctx, ffi.NULL, n, data, len(data)) != 1:
-            raise MalformedEncoding(f"SM2 {'encryption' if encrypt else 'decryption'} failed: "
-                                    f"{_openssl_error()}")
-        out = ffi.new("unsigned char[]", n[0])
-        if op(ctx, out, n, data, len(data)) != 1:
-            raise MalformedEncoding(f"SM2 {'encryption' if encrypt else 'decryption'} failed: "
-                                    f"{_openssl_error()}")
-        return bytes(ffi.buffer(out, n[0]))
+        out = ffi.NULL
+        if init(ctx) == 1 and op(ctx, ffi.NULL, n, data, len(data)) == 1:
+            out = ffi.new("unsigned char[]", n[0])
+            if op(ctx, out, n, data, len(data)) == 1:
+                return bytes(ffi.buffer(out, n[0]))
+        if encrypt:  # our key or library, never the caller's bytes
+            raise SigningFailed(f"SM2 encryption failed: {_openssl_error()}", code="PKI_ENCRYPTION_FAILED")
+        raise DecryptionFailed(f"the SM2 ciphertext does not decrypt with this key: it was made for another "
+                               f"key or changed ({_openssl_error()})")
     finally:
         c.EVP_PKEY_CTX_free(ctx)
 

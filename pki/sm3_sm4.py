@@ -12,7 +12,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .errors import BadSignature, InvalidInput
+from .errors import DecryptionFailed, InvalidInput, MalformedEncoding
 
 KEY_SIZE = 16
 GCM_NONCE_SIZE = 12
@@ -42,17 +42,17 @@ def sm4_gcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes, associated_data:
 
 
 def sm4_gcm_decrypt(key: bytes, nonce: bytes, data: bytes, associated_data: bytes = b"") -> bytes:
-    """The plaintext, or :class:`BadSignature` when the tag does not match (changed, or another key)."""
+    """The plaintext, or :class:`DecryptionFailed` when the tag does not match (changed, or another key)."""
     _check(key, nonce, GCM_NONCE_SIZE, "GCM")
     if len(data) < GCM_TAG_SIZE:
-        raise BadSignature("SM4-GCM data shorter than its tag", algorithm="sm4-gcm")
+        raise MalformedEncoding("SM4-GCM data shorter than its tag", algorithm="sm4-gcm")
     dec = Cipher(algorithms.SM4(key), modes.GCM(nonce, data[-GCM_TAG_SIZE:])).decryptor()
     dec.authenticate_additional_data(associated_data)
     try:
         return dec.update(data[:-GCM_TAG_SIZE]) + dec.finalize()
     except InvalidTag:
-        raise BadSignature("SM4-GCM tag does not match: the data was changed or the key is wrong",
-                           algorithm="sm4-gcm") from None
+        raise DecryptionFailed("SM4-GCM tag does not match: the data was changed or the key is wrong",
+                               algorithm="sm4-gcm") from None
 
 
 def sm4_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:

@@ -13,9 +13,12 @@ from pki import keystore
 from pki.algorithms import SM2_SM3, by_name, by_oid, for_public_key
 from pki.errors import (
     BadSignature,
+    DecryptionFailed,
+    ErrorKind,
     InvalidInput,
     KeyStoreError,
     MalformedEncoding,
+    SigningFailed,
     UnsupportedAlgorithm,
     WrongPassphrase,
 )
@@ -66,8 +69,9 @@ def test_the_standards_key_loads_and_decrypts_the_standards_ciphertext():
     assert key.public_key().point() == KAT_PUBLIC
     assert key.scalar() == KAT_PRIVATE
     assert key.decrypt(ciphertext_der(KAT_C1, KAT_C3, KAT_C2)) == KAT_PLAINTEXT
-    with pytest.raises(MalformedEncoding):  # C3, the hash, binds the plaintext
+    with pytest.raises(DecryptionFailed) as err:  # C3, the hash, binds the plaintext
         key.decrypt(ciphertext_der(KAT_C1, KAT_C3, KAT_C2[:-1] + b"\x00"))
+    assert err.value.code == "PKI_DECRYPTION_FAILED"
 
 
 def test_gmalg_reproduces_the_standards_answers_so_it_is_a_fair_second_opinion():
@@ -161,8 +165,9 @@ def test_encryption_round_trip_and_across_gmalg_and_openssl(key, tmp_path, monke
 
 def test_a_ciphertext_for_another_key_or_changed_is_a_typed_error(key):
     ciphertext = Sm2PrivateKey.generate().public_key().encrypt(b"k" * 16)
-    with pytest.raises(MalformedEncoding):
+    with pytest.raises(DecryptionFailed) as err:  # well-formed, for another key: not "bad DER"
         key.decrypt(ciphertext)
+    assert err.value.code == "PKI_DECRYPTION_FAILED" and not isinstance(err.value, MalformedEncoding)
     with pytest.raises(MalformedEncoding):
         key.decrypt(b"\x30\x03\x02\x01\x01")
     with pytest.raises(InvalidInput):
@@ -243,6 +248,14 @@ def test_an_encrypted_pem_without_a_passphrase_is_refused_without_prompting(key,
 
 # ---- behind the existing interfaces --------------------------------------------------------------
 
+def test_a_signing_failure_is_ours_not_a_bad_signature(key):
+    public_only = Sm2PrivateKey(key.public_key()._pkey)  # a key OpenSSL cannot sign with
+    with pytest.raises(SigningFailed) as err:
+        public_only.sign(b"data")
+    assert err.value.code == "PKI_SIGNING_FAILED" and err.value.kind is ErrorKind.INTERNAL
+    assert not isinstance(err.value, BadSignature)
+
+
 def test_sm2_is_an_algorithm_like_the_others_and_signs_through_a_signer(key):
     assert by_name("sm2") is SM2_SM3 and by_oid("1.2.156.10197.1.501") is SM2_SM3
     assert for_public_key(key.public_key()) is SM2_SM3
@@ -261,9 +274,12 @@ def test_sm4_gcm_round_trip_and_tamper():
     sealed = sm4_gcm_encrypt(key, nonce, b"content", b"header")
     assert sm4_gcm_decrypt(key, nonce, sealed, b"header") == b"content"
     for args in [(key, nonce, sealed, b"other header"), (key, nonce, sealed[:-1] + b"\x00", b"header"),
-                 (bytes(16), nonce, sealed, b"header"), (key, nonce, b"short", b"header")]:
-        with pytest.raises(BadSignature):
+                 (bytes(16), nonce, sealed, b"header")]:
+        with pytest.raises(DecryptionFailed) as err:  # the tag: changed, or another key — not a signature
             sm4_gcm_decrypt(*args)
+        assert err.value.code == "PKI_DECRYPTION_FAILED"
+    with pytest.raises(MalformedEncoding):
+        sm4_gcm_decrypt(key, nonce, b"short", b"header")
     with pytest.raises(InvalidInput):
         sm4_gcm_encrypt(b"short", nonce, b"x")
 
