@@ -79,7 +79,12 @@ def network_algorithm(root: x509.Certificate) -> SignatureAlgorithm:
 
 
 def signed_by(signed: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer``'s key made ``signed``'s signature (names are the caller's to compare)."""
+    """Whether ``issuer`` issued ``signed``: its name is ``signed``'s issuer and its key made the signature.
+    One behaviour for every algorithm, certificates and CRLs alike (pyca's ``verify_directly_issued_by``
+    also compares names, its ``is_signature_valid`` does not); an SM2 signature also needs the algorithm
+    inside the signed part to be the outer one (RFC 5280 §4.1.1.2; pyca's parser holds its own to it)."""
+    if signed.issuer != issuer.subject:
+        return False
     if signed.signature_algorithm_oid.dotted_string != SM2_SM3.oid:
         try:
             if isinstance(signed, x509.Certificate):
@@ -89,11 +94,26 @@ def signed_by(signed: x509.Certificate | x509.CertificateRevocationList, issuer:
         except (InvalidSignature, PycaUnsupported, ValueError, TypeError):
             return False
     tbs = signed.tbs_certificate_bytes if isinstance(signed, x509.Certificate) else signed.tbs_certlist_bytes
+    if not _inner_algorithm_is_outer(signed):
+        return False
     try:
         SM2_SM3.verify(public_key_of(issuer), signed.signature, tbs)
     except (GwxError, ValueError):
         return False
     return True
+
+
+def _inner_algorithm_is_outer(signed: x509.Certificate | x509.CertificateRevocationList) -> bool:
+    try:
+        if isinstance(signed, x509.Certificate):
+            parsed = ax.Certificate.load(signed.public_bytes(serialization.Encoding.DER))
+            inner = parsed["tbs_certificate"]["signature"]
+        else:
+            parsed = acrl.CertificateList.load(signed.public_bytes(serialization.Encoding.DER))
+            inner = parsed["tbs_cert_list"]["signature"]
+        return inner.dump() == parsed["signature_algorithm"].dump()
+    except ValueError:
+        return False
 
 
 def _time(at: dt.datetime) -> ax.Time:

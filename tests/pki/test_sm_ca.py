@@ -8,13 +8,14 @@ import datetime as dt
 import json
 
 import pytest
+from asn1crypto import x509 as ax
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from node.cli.main import main
 from pki import crl as crls
 from pki import trust
-from pki.algorithms import SM2_SM3, algorithm_for_profile
+from pki.algorithms import ECDSA_P256_SHA256, SM2_SM3, algorithm_for_profile
 from pki.ca import CertificateAuthority, pem
 from pki.errors import (
     CertificateRevoked,
@@ -25,7 +26,7 @@ from pki.errors import (
 )
 from pki.revocation import check_crl
 from pki.sm2 import Sm2PrivateKey, Sm2PublicKey
-from pki.x509_sm2 import assemble_crl, public_key_of, signed_by
+from pki.x509_sm2 import assemble_certificate, assemble_crl, public_key_of, signed_by
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT
 
 from .sm_support import openssl, openssl_verifies_link, openssl_verifies_signature
@@ -195,3 +196,32 @@ def test_gwx_pki_show_describes_sm2_certificates_and_crls(network, tmp_path, cap
     (tmp_path / "city.crl").write_bytes(crls.crl_pem(crls.build_crl(city, dt.datetime.now(dt.UTC))))
     assert main(["pki", "show", str(tmp_path / "city.crl")]) == 0
     assert "临沂市CA" in capsys.readouterr().out
+
+
+def test_signed_by_checks_the_issuer_name_and_the_inner_algorithm_on_the_sm2_path_as_on_p256(network, tmp_path):
+    _, root, city, _node, _seal = network
+    now = dt.datetime.now(dt.UTC)
+    other = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "不是这个CA")])
+    parts = dict(subject=other, public_key=Sm2PrivateKey.generate().public_key(), serial=7, not_before=now,
+                 not_after=now + dt.timedelta(days=1), extensions=[], algorithm=SM2_SM3)
+    misnamed = assemble_certificate(issuer=other, issuer_key=city._key, **parts)
+    assert SM2_SM3.verify(public_key_of(city.certificate),
+                          misnamed.signature, misnamed.tbs_certificate_bytes) is None  # city's key signed it
+    assert not signed_by(misnamed, city.certificate)
+    assert signed_by(assemble_certificate(issuer=city.certificate.subject, issuer_key=city._key, **parts),
+                     city.certificate)
+    p256 = CertificateAuthority.init_root(tmp_path / "p256", "P-256 Root", PASSPHRASE)
+    p256_misnamed = assemble_certificate(issuer=other, issuer_key=p256._key, **{
+        **parts, "public_key": p256._key.public_key(), "algorithm": ECDSA_P256_SHA256})
+    assert not signed_by(p256_misnamed, p256.certificate)  # the same answer on both paths
+    # tbsCertificate.signature must name the outer signatureAlgorithm (RFC 5280 §4.1.1.2)
+    good = assemble_certificate(issuer=city.certificate.subject, issuer_key=city._key, **parts)
+    tampered = ax.Certificate.load(good.public_bytes(serialization.Encoding.DER))
+    tbs = tampered["tbs_certificate"]
+    tbs["signature"] = ax.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"})
+    tbs_der = tbs.dump(force=True)
+    inner_differs = x509.load_der_x509_certificate(ax.Certificate({
+        "tbs_certificate": ax.TbsCertificate.load(tbs_der), "signature_algorithm": tampered["signature_algorithm"],
+        "signature_value": city._key.sign(tbs_der)}).dump())
+    assert SM2_SM3.verify(public_key_of(city.certificate), inner_differs.signature, tbs_der) is None
+    assert not signed_by(inner_differs, city.certificate)
