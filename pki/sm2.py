@@ -74,6 +74,18 @@ def _own(pkey) -> object:
     return owned
 
 
+def _spki_der(pkey) -> bytes:
+    """SubjectPublicKeyInfo DER of an SM2 ``EVP_PKEY`` (private or public)."""
+    out = ffi.new("unsigned char **")
+    n = lib().i2d_PUBKEY(pkey, out)
+    if n <= 0:
+        raise MalformedEncoding(f"cannot encode the SM2 public key: {_openssl_error()}")
+    try:
+        return bytes(ffi.buffer(out[0], n))
+    finally:
+        lib().CRYPTO_free(out[0], b"pki/sm2.py", 0)
+
+
 def _d2i(decode, der: bytes):
     """``decode(NULL, &p, len)``, refusing bytes after the structure (d2i stops at its end)."""
     buf = ffi.new("unsigned char[]", der)
@@ -90,6 +102,7 @@ class Sm2PublicKey:
 
     def __init__(self, pkey) -> None:
         self._pkey = pkey
+        self._der: bytes | None = None
 
     @classmethod
     def from_der(cls, spki: bytes) -> Sm2PublicKey:
@@ -113,14 +126,7 @@ class Sm2PublicKey:
                      ) -> bytes:
         if format is not serialization.PublicFormat.SubjectPublicKeyInfo:
             raise UnsupportedAlgorithm("an SM2 public key is written as SubjectPublicKeyInfo")
-        out = ffi.new("unsigned char **")
-        n = lib().i2d_PUBKEY(self._pkey, out)
-        if n <= 0:
-            raise MalformedEncoding(f"cannot encode the SM2 public key: {_openssl_error()}")
-        try:
-            der = bytes(ffi.buffer(out[0], n))
-        finally:
-            lib().CRYPTO_free(out[0], b"pki/sm2.py", 0)
+        der = self._spki()
         if encoding is serialization.Encoding.DER:
             return der
         if encoding is serialization.Encoding.PEM:
@@ -149,11 +155,16 @@ class Sm2PublicKey:
             raise InvalidInput("SM2 encrypts 1 or more bytes", field="plaintext")
         return _crypt(self._pkey, plaintext, encrypt=True)
 
+    def _spki(self) -> bytes:
+        if self._der is None:  # encoded once: comparisons and hashing use it on every call
+            self._der = _spki_der(self._pkey)
+        return self._der
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sm2PublicKey) and self.public_bytes() == other.public_bytes()
+        return isinstance(other, Sm2PublicKey) and self._spki() == other._spki()
 
     def __hash__(self) -> int:
-        return hash(self.public_bytes())
+        return hash(self._spki())
 
 
 class Sm2PrivateKey:
@@ -186,15 +197,7 @@ class Sm2PrivateKey:
         return cls(_read_private(data, passphrase, pem=True))
 
     def public_key(self) -> Sm2PublicKey:
-        out = ffi.new("unsigned char **")
-        n = lib().i2d_PUBKEY(self._pkey, out)
-        if n <= 0:
-            raise MalformedEncoding(f"cannot encode the SM2 public key: {_openssl_error()}")
-        try:
-            der = bytes(ffi.buffer(out[0], n))
-        finally:
-            lib().CRYPTO_free(out[0], b"pki/sm2.py", 0)
-        return Sm2PublicKey.from_der(der)
+        return Sm2PublicKey.from_der(_spki_der(self._pkey))
 
     def private_bytes(self, encoding: serialization.Encoding, format: serialization.PrivateFormat,
                       encryption_algorithm: serialization.KeySerializationEncryption) -> bytes:
