@@ -11,9 +11,11 @@ from asn1crypto import core, keys
 from pki.sm2 import CURVE_OID, Sm2PrivateKey
 from tests.support import run_openssl
 
-# GM/T 0003.5-2012 / GB/T 32918.5-2017 Annex A, on the recommended curve (the values OpenSSL's own
-# test/sm2_internal_test.c uses): key, fixed nonce, the signature of "message digest" with the
-# default id, and the encryption of "encryption standard" with that nonce.
+# Known answers on the recommended curve (sm2p256v1) from OpenSSL's test/sm2_internal_test.c — that is
+# their source; the standard's own printed examples (GB/T 32918 parts 2 and 4, Annex A) use the Fp-256
+# *test* curve and the id ALICE123@YAHOO.COM, so they are not these. Key, fixed nonce, the signature of
+# "message digest" with the default id, and the encryption of "encryption standard" with that nonce;
+# gmalg (test_sm2.py) reproduces them independently, a cross-check rather than provenance.
 KAT_PRIVATE = bytes.fromhex("3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8")
 KAT_PUBLIC = bytes.fromhex("04"
                            "09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020"

@@ -51,9 +51,9 @@ def key() -> Sm2PrivateKey:
     return Sm2PrivateKey.generate()
 
 
-# ---- known answers (GB/T 32918, GB/T 32905, GB/T 32907) -------------------------------------------
+# ---- known answers (SM2: OpenSSL's sm2_internal_test.c vectors; SM3: GB/T 32905; SM4: GB/T 32907) --
 
-def test_the_standards_signature_verifies_and_a_changed_one_does_not():
+def test_the_known_answer_signature_verifies_and_a_changed_one_does_not():
     public = Sm2PublicKey.from_point(KAT_PUBLIC)
     public.verify(signature_der(KAT_R, KAT_S), KAT_SIGNED)
     with pytest.raises(BadSignature):
@@ -64,7 +64,7 @@ def test_the_standards_signature_verifies_and_a_changed_one_does_not():
         public.verify(signature_der(KAT_R, KAT_S), KAT_SIGNED, distinguishing_id=b"ALICE123@YAHOO.COM")
 
 
-def test_the_standards_key_loads_and_decrypts_the_standards_ciphertext():
+def test_the_known_answer_key_loads_and_decrypts_its_ciphertext():
     key = private_key_from_scalar(KAT_PRIVATE, KAT_PUBLIC)
     assert key.public_key().point() == KAT_PUBLIC
     assert key.scalar() == KAT_PRIVATE
@@ -74,7 +74,7 @@ def test_the_standards_key_loads_and_decrypts_the_standards_ciphertext():
     assert err.value.code == "PKI_DECRYPTION_FAILED"
 
 
-def test_gmalg_reproduces_the_standards_answers_so_it_is_a_fair_second_opinion():
+def test_gmalg_reproduces_the_known_answers_so_it_is_a_fair_second_opinion():
     other = gmalg.SM2(KAT_PRIVATE, DEFAULT_ID, rnd_fn=lambda _bits: KAT_NONCE)
     r, s = other.sign(KAT_SIGNED)
     assert (int.from_bytes(r, "big"), int.from_bytes(s, "big")) == (KAT_R, KAT_S)
