@@ -100,10 +100,8 @@ DEFAULT = ECDSA_P256_SHA256
 _BY_NAME = {a.name: a for a in (ECDSA_P256_SHA256, RSA3072_SHA256, SM2_SM3)}
 _ALIASES = {"ecdsa": ECDSA_P256_SHA256, "ec": ECDSA_P256_SHA256, "p256": ECDSA_P256_SHA256,
             "rsa": RSA3072_SHA256, "rsa3072": RSA3072_SHA256, "sm2": SM2_SM3, "sm": SM2_SM3}
+# One OID per algorithm, so by_oid(x).oid == x: CMS's other name for SM2 (SM2-1) stays in pki.cms.
 _BY_OID = {a.oid: a for a in _BY_NAME.values()}
-# GB/T 35275 names the SM2 signature in a CMS SignerInfo by the key's algorithm (SM2-1), as PKCS#7
-# named rsaEncryption: with the SM3 digest beside it, it is SM2 with SM3.
-_BY_OID["1.2.156.10197.1.301.1"] = SM2_SM3
 
 
 # A network's profile, chosen when its root is made (gwx pki init-root --profile): the algorithm its

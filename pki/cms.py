@@ -49,7 +49,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from .algorithms import RSA3072_SHA256, SignatureAlgorithm, by_oid, for_public_key
+from .algorithms import RSA3072_SHA256, SM2_SM3, SignatureAlgorithm, by_oid, for_public_key
 from .cms_view import AttributesView, SignedDataView, SignerView, read_common
 from .errors import (
     BadSignature,
@@ -372,7 +372,9 @@ def _signer_algorithm(sig_oid: str, cert: x509.Certificate) -> SignatureAlgorith
     expected = for_public_key(public_key)
     if sig_oid == RSA_ENCRYPTION_OID and expected.key_type == "rsa":
         return RSA3072_SHA256
-    declared = by_oid(sig_oid)
+    # GB/T 35275 names the SM2 signature in a SignerInfo by the key's algorithm (SM2-1), as PKCS#7 named
+    # rsaEncryption: with the SM3 digest beside it, it is SM2 with SM3 — here only, not in by_oid.
+    declared = SM2_SM3 if sig_oid == GBT_SM2_SIGNATURE else by_oid(sig_oid)
     if declared.key_type != expected.key_type:
         raise CmsBadSignature(f"signature algorithm {sig_oid} does not fit the signer's key")
     return declared

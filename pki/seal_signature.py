@@ -184,6 +184,6 @@ def _check_network_profile(s: SealedSignature, algorithm: SignatureAlgorithm, ro
     except UnsupportedAlgorithm as exc:
         raise SealBadSignature(f"the signature is {algorithm.name}, but its root's network signs with "
                                f"{network.name}: {exc.message}", oid=s.algorithm_oid) from None
-    if s.algorithm_oid != algorithm.oid:  # by_oid also knows CMS's SM2-1 name, which GB/T 38540 does not use
+    if s.algorithm_oid != algorithm.oid:  # one OID per algorithm (by_oid); kept so this never rests on that
         raise SealBadSignature(f"signatureAlgID {s.algorithm_oid} is not {algorithm.name}'s {algorithm.oid}",
                                oid=s.algorithm_oid)

@@ -107,3 +107,11 @@ def test_verify_rejects_tampering_wrong_key_and_garbage(alg, keys):
     for garbage in (b"", b"\x30\x00", b"\xff" * 7, sig + b"\x00"):
         with pytest.raises(BadSignature):
             alg.verify(key.public_key(), garbage, DATA)
+
+
+def test_the_cms_name_of_sm2_is_not_a_signature_algorithm_oid_everywhere():
+    """GB/T 35275 names an SM2 signature in CMS by SM2-1 (…301.1); certificates, seals (GB/T 38540) and
+    OCSP name it SM3withSM2 (…501). The global table knows only the latter, so by_oid(x).oid == x."""
+    with pytest.raises(UnsupportedAlgorithm):
+        by_oid("1.2.156.10197.1.301.1")
+    assert by_oid("1.2.156.10197.1.501").oid == "1.2.156.10197.1.501"
