@@ -89,6 +89,14 @@ def test_sm3_and_sm4_known_answers():
     assert sm4_cbc_encrypt(key, bytes(16), key)[:16].hex() == "681edf34d206965e86b3e94f536e4246"
 
 
+def test_sm4_encrypting_the_block_a_million_times_gives_the_standards_second_answer():
+    """GB/T 32907 Annex A's second example catches key-schedule faults one block does not. CBC with a
+    zero IV and zero blocks after the first encrypts the previous output again: block i is E^i(P)."""
+    key = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    chained = sm4_cbc_encrypt(key, bytes(16), key + bytes(16 * 999_999))
+    assert chained[16 * 999_999:16 * 1_000_000].hex() == "595298c7c6fd271f0402f804c33d3f66"
+
+
 # ---- our signatures, checked by others, and theirs by us -----------------------------------------
 
 def test_sign_and_verify_and_every_change_is_refused(key):
