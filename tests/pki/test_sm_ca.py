@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import gmalg
 import pytest
+from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as ax
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -25,11 +27,11 @@ from pki.errors import (
     UnsupportedAlgorithm,
 )
 from pki.revocation import check_crl
-from pki.sm2 import Sm2PrivateKey, Sm2PublicKey
+from pki.sm2 import DEFAULT_ID, Sm2PrivateKey, Sm2PublicKey
 from pki.x509_sm2 import assemble_certificate, assemble_crl, public_key_of, signed_by
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT
 
-from .sm_support import openssl, openssl_verifies_link, openssl_verifies_signature
+from .sm_support import openssl, openssl_verifies_link, openssl_verifies_signature, signature_rs
 
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
 
@@ -225,3 +227,27 @@ def test_signed_by_checks_the_issuer_name_and_the_inner_algorithm_on_the_sm2_pat
         "signature_value": city._key.sign(tbs_der)}).dump())
     assert SM2_SM3.verify(public_key_of(city.certificate), inner_differs.signature, tbs_der) is None
     assert not signed_by(inner_differs, city.certificate)
+
+
+def test_gmalg_verifies_the_whole_chain_read_from_the_files_the_ca_wrote(network):
+    """A second, independent verifier for the whole chain (stock OpenSSL 3.0 checks SM2 links only one by
+    one): the files are parsed by asn1crypto, not our objects, and every signature — node, city CA,
+    root — checked by gmalg with the issuer's point and the default id, and every issuer name matched."""
+    base, *_ = network
+    chain = [*pem_to_der_all((base / "n1" / "sign.crt").read_bytes()),  # the node's certificate, its CA
+             *pem_to_der_all((base / "n1" / "root.crt").read_bytes())]  # and the root the node was given
+    certs = [ax.Certificate.load(der) for der in chain]
+    assert [c.subject.native["common_name"] for c in certs] == ["n1.linyi", "临沂市CA", "国密测试网络根CA"]
+    for cert, issuer in zip(certs, [*certs[1:], certs[-1]], strict=True):
+        assert cert["tbs_certificate"]["issuer"] == issuer["tbs_certificate"]["subject"]
+        assert cert["signature_algorithm"]["algorithm"].dotted == SM2_WITH_SM3
+        point = issuer["tbs_certificate"]["subject_public_key_info"]["public_key"].native
+        r, s = signature_rs(cert["signature_value"].native)
+        verifier = gmalg.SM2(pk=point, uid=DEFAULT_ID)
+        assert verifier.verify(cert["tbs_certificate"].dump(), r.to_bytes(32, "big"), s.to_bytes(32, "big"))
+        assert not verifier.verify(cert["tbs_certificate"].dump() + b"x", r.to_bytes(32, "big"),
+                                   s.to_bytes(32, "big"))
+
+
+def pem_to_der_all(data: bytes) -> list[bytes]:
+    return [der for _, _, der in asn1_pem.unarmor(data, multiple=True)]
