@@ -10,7 +10,11 @@ root.crt`` accepts and prints.
 
 ``check-statement FILE --trust ROOT.crt [--crl FILE …] [--at TIME] [--json]`` checks one file with
 :func:`exchange_protocol.statements.verify_statement` — without the node, its database or its
-network — and prints what it proves; exit 1 when it proves nothing.
+network — and prints what it proves; exit 1 when it proves nothing. The seal certificate is judged
+now: the time inside a statement is the signer's own claim, which nothing time-stamps, so an
+expired or revoked seal cannot make it good by writing an earlier date. ``--at`` asks about a past
+moment on purpose (with ``--crl``: a CRL issued at or after that moment, revocations up to it).
+Long-term validity comes from the archive's time-stamp, not from this check.
 """
 
 from __future__ import annotations
@@ -39,13 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("check-statement", help="check a 签收/退回 statement file offline",
                        description="Verify a statement written by `gwx doc evidence`: the signature, the seal "
-                                   "certificate's path to ROOT.crt, the certificate naming the unit that acted.")
+                                   "certificate's path to ROOT.crt, the certificate naming the unit that acted. "
+                                   "The certificate is judged now: a statement carries no time-stamp, so the "
+                                   "time written in it is the signer's claim, and the statement is only as good "
+                                   "as its seal certificate is today (an expired or revoked seal fails).")
     p.add_argument("statement", type=Path, metavar="FILE", help="the statement (CMS SignedData, DER)")
     p.add_argument("--trust", required=True, type=Path, action="append", metavar="ROOT.crt",
                    help="trusted root certificate(s), PEM")
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
                    help="CRL(s), PEM or DER: the seal certificate must then be covered and not revoked")
-    p.add_argument("--at", help="judge at this time (ISO 8601 with offset; default: the statement's own time)")
+    p.add_argument("--at", help="judge at this past moment instead of now (ISO 8601 with offset); with --crl, "
+                                "a CRL issued at or after it decides what was revoked by then")
     p.add_argument("--json", action="store_true", help="print the statement as JSON")
     p.set_defaults(func=_check)
 
@@ -92,9 +100,8 @@ def _write(out: Path, name: str, data: bytes) -> Path:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from exchange_protocol.statements import StatementError, decode_statement, verify_statement
+    from exchange_protocol.statements import StatementError, verify_statement
     from node.cli.doc import _parse_time, _read
-    from pki import cms
     from pki.ca import load_certificates
     from pki.crl import load_crls
     from pki.revocation import CrlChecker
@@ -102,8 +109,13 @@ def _check(args: argparse.Namespace) -> int:
 
     der = _read(args.statement)
     roots = [c for path in args.trust for c in load_certificates(_read(path))]
-    revocation = CrlChecker([c for path in args.crl for c in load_crls(_read(path))]) if args.crl else None
-    at = _parse_time(args.at) if args.at else _own_time(der, cms, decode_statement)
+    crls = [c for path in args.crl for c in load_crls(_read(path))]
+    if args.at:  # a past moment, asked for on purpose
+        at = _parse_time(args.at)
+        revocation = _CrlAtMoment(crls) if crls else None
+    else:  # now: the statement's own time is the signer's claim, not evidence (module header)
+        at = dt.datetime.now(dt.UTC)
+        revocation = CrlChecker(crls) if crls else None
     try:
         verified = verify_statement(der, TrustStore.of(roots), now=at, revocation=revocation)
     except StatementError as exc:
@@ -123,10 +135,31 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _own_time(der: bytes, cms, decode_statement) -> dt.datetime:
-    """The statement's own time (when the unit acted), read before the check; now when it has none."""
-    try:
-        content = cms.verify_detached(der).content
-        return decode_statement(content or b"").at
-    except Exception:  # the check that follows reports what is wrong with it
-        return dt.datetime.now(dt.UTC)
+class _CrlAtMoment:
+    """Revocation as it stood at a past moment ``at``: a CRL of the issuer's issued at or after ``at``
+    (authentic; its own nextUpdate does not matter, it is read as a record) decides, and only a
+    revocation dated at or before ``at`` counts. The smallest form of ``pki.revocation.CrlCheckerAt``
+    (archive branch), which replaces it once it is on main."""
+
+    def __init__(self, crls) -> None:
+        self._crls = tuple(crls)
+
+    def __call__(self, cert, issuer, at: dt.datetime) -> None:
+        from pki.errors import CertificateRevoked, RevocationUnknown
+        from pki.revocation import check_crl
+
+        failure = None
+        for crl in sorted((c for c in self._crls if c.issuer == issuer.subject and c.last_update_utc >= at),
+                          key=lambda c: c.last_update_utc, reverse=True):
+            try:
+                check_crl(cert, issuer, crl, at, accept_stale=True)
+                return
+            except CertificateRevoked:
+                entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+                if entry is not None and entry.revocation_date_utc <= at:
+                    raise
+                return  # revoked later than the moment asked about
+            except RevocationUnknown as exc:
+                failure = failure or exc
+        raise failure or RevocationUnknown(f"no CRL from '{issuer.subject.rfc4514_string()}' issued at or after "
+                                           f"{at.isoformat()} to tell whether the seal was revoked then")
