@@ -16,7 +16,9 @@ statement is and how it verifies).
   from the unit that sent it. A statement that fails is :class:`EvidenceRefused`: alone, its
   message is refused (failed, audited ``envelope.failed``); in a batch, that notice is left out and
   audited (``notice.receipt.refused``) and the others apply. A notice without a statement (an
-  older node's) applies as before. A statement that passes is kept (``side="sender"``).
+  older node's, or a unit's hosted without a seal) applies as before. A statement that passes is kept
+  (``side="sender"``). Either way the applied 签收/退回's audit event says what it rests on
+  (``evidence``: the statement's SHA-256, or ``none``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from node.store.evidence import NoticeEvidence
 from pki.errors import ErrorKind
 from pki.seal_store import SealCredential
 
+NO_EVIDENCE = "none"  # the audit's word for a 签收/退回 that carried no statement
 _SENT_CACHE = 1024  # documents whose package digest and issuer we remember (they never change)
 
 
@@ -98,11 +101,16 @@ class EvidenceChecker:
             return exc
 
     async def accept(self, tx: Transaction, notice: Notice, link: OutgoingLink,
-                     verdicts: dict[bytes, VerifiedStatement | StatementError] | None) -> None:
+                     verdicts: dict[bytes, VerifiedStatement | StatementError] | None) -> str | None:
         """Inside ``tx``, before ``notice`` changes anything: refuse it (:class:`EvidenceRefused`)
-        unless its statement proves it; keep the statement. A notice without one passes."""
-        if notice.evidence is None or notice.type not in STATEMENT_TYPES:
-            return
+        unless its statement proves it; keep the statement. A notice without one passes.
+
+        Returns what the applied 签收/退回 rests on, for its audit event: the verified statement's
+        SHA-256, or ``"none"`` (no unit-signed evidence); ``None`` for other notices."""
+        if notice.type not in STATEMENT_TYPES:
+            return None
+        if notice.evidence is None:
+            return NO_EVIDENCE
         verdict = (verdicts or {}).get(notice.evidence)
         if verdict is None:
             # A notice applied here, from a unit of this node, in the clerk's own request: its statement
@@ -123,6 +131,7 @@ class EvidenceChecker:
                                   cause=exc.code) from None
         await self.store.evidence.add(tx, [NoticeEvidence(link.doc_id, unit, notice.type.value, "sender",
                                                           verdict.statement.at, verdict.der, verdict.sha256)])
+        return verdict.sha256
 
     async def _what_we_sent(self, link: OutgoingLink, unit: str, tx: Transaction) -> tuple[str, str]:
         """The SHA-256 of the package ``link``'s message carried and the unit that sent it: our

@@ -478,7 +478,8 @@ class Processor:
             if link is None or not self._may_notify(link, notice, d.header.origin_node):
                 raise NoticeNotOurs(f"{notice.type.value} from {d.header.origin_node} does not match a message we sent it",
                                     in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
-            await self.evidence.accept(tx, notice, link, verdicts)  # before any write: refused, nothing changed
+            evidence = await self.evidence.accept(tx, notice, link, verdicts)  # before any write: refused, unchanged
+            details = {"message_id": d.header.message_id} | ({"evidence": evidence} if evidence else {})
             event = NOTICE_EVENTS_SENDER[notice.type]
             if link.type == MessageType.FORWARD.value:  # a copy we forwarded (转发): its own rows
                 if event is not None:
@@ -497,8 +498,7 @@ class Processor:
             resent = {u for units in moved.values() for u in units}
             for unit in (u for u in notice.units if u not in resent):
                 await apply_sender_event(self.store, link.doc_id, unit, event, at=notice.at, actor=actor,
-                                         by=notice.by, reason=notice.reason, details={"message_id": d.header.message_id},
-                                         tx=tx)
+                                         by=notice.by, reason=notice.reason, details=details, tx=tx)
             return tuple(moved)
         event = NOTICE_EVENTS_RECEIVER[notice.type]
         supervisors: list[str] = []

@@ -65,6 +65,11 @@ def test_statements_that_prove_their_notices_apply_and_are_kept_for_the_archive(
             held = await city.store.evidence.notice_evidence(doc_id)
             assert [(e.unit, e.side, e.type, e.statement) for e in held] == \
                 [(u, "sender", "receipt", n.evidence) for u, n in zip(UNITS[:2], notices, strict=False)]
+            # Each applied 签收 says in the audit trail what proves it: the statement's SHA-256, or none.
+            audited = {e.details.get("unit", e.subjects.get("unit")): e.details.get("evidence")
+                       for e in await city.store.audit.events(doc_id=doc_id) if e.action == "recipient.signed_for"}
+            assert audited == {UNITS[0]: hashlib.sha256(notices[0].evidence).hexdigest(),
+                               UNITS[1]: hashlib.sha256(notices[1].evidence).hexdigest(), UNITS[2]: "none"}
             (tmp_path / "root.crt").write_bytes(pem(city.ctx.trust.roots[0]))
             for e in held:  # a third party with the root alone
                 (tmp_path / "s.cms").write_bytes(e.statement)
