@@ -33,7 +33,7 @@ from pki.crl import load_crls
 from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
 from pki.keystore import read_private_key
 from pki.revocation import CrlChecker
-from pki.seal_store import SealCredential, load_seal_credential
+from pki.seal_store import SealCredential, load_seal_credential, seal_installed
 from pki.signer import SoftwareSigner
 from pki.trust import TrustStore
 
@@ -187,7 +187,8 @@ class NodeContext:
         except FileNotFoundError as exc:
             raise ConfigError(f"node credentials incomplete: {exc.filename} is missing") from None
         creds = NodeCredentials.load(config, passphrase, clock())
-        seals = {u.code: load_seal_credential(u.seal_dir, passphrase) for u in config.units}
+        seals = {u.code: load_seal_credential(u.seal_dir, passphrase) for u in config.units
+                 if seal_installed(u.seal_dir)}  # a unit hosted without a seal: readiness counts it
         ctx = cls(config=config, signer=creds.signer, decryption_key=creds.decryption_key,
                   trust=TrustStore.of([root]), intermediates=creds.intermediates,
                   revocation=ReloadingCrlChecker(config.crl_path), seals=seals, router=DirectoryRouter(config),

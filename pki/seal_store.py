@@ -116,6 +116,13 @@ def make_seal(ca: CertificateAuthority, unit_code: str, name: str, public_key: P
     return cert, seal
 
 
+def seal_installed(directory: str | Path) -> bool:
+    """Whether a seal was installed in ``directory`` at all (a unit may be hosted without one: it
+    receives and 签收s, unsigned, but cannot send); a half-installed one counts, and fails to load."""
+    d = Path(directory)
+    return (d / SEAL_FILE).exists() or (d / CERT_FILE).exists()
+
+
 def load_seal_credential(directory: str | Path, passphrase: bytes) -> SealCredential:
     """Open a seal directory for signing (typed errors for missing, mismatched or bad files)."""
     d = Path(directory)

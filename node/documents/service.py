@@ -44,7 +44,7 @@ from node.documents import ledger, statistics, supervised
 from node.documents.ledger import LedgerExport, register_facts
 from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
-from node.federation.notice_evidence import make_statement, receiver_evidence
+from node.federation.notice_evidence import evidence_details, make_statement, receiver_evidence
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.processor import Delivery, Processor
 from node.federation.tsa_api import TimeStampService
@@ -478,19 +478,19 @@ class DocumentService:
         if notify is not None:
             destination = self.ctx.router.node_for(row.from_unit)  # before any change: fail cleanly
             seal = self.ctx.seals.get(who.unit)
-            if seal is None:  # the statement is the unit's word: no other key may give it
-                raise NoSeal(f"this node holds no seal for unit {who.unit}: its {notify.value} cannot be signed",
-                             unit=who.unit)
-            # A software seal key signs in ~0.1 ms: here, on the loop — a worker thread would queue it
-            # behind the blob writes and fsyncs of the default pool (measured: +0.1 s per 签收 under load).
-            # A token (PKCS#11) may take much longer: a thread.
-            sign = functools.partial(make_statement, seal, row, who.unit, notify, who.name, now, reason)
-            statement = sign() if isinstance(seal.signer, SoftwareSigner) else await asyncio.to_thread(sign)
+            statement = None  # a unit hosted without a seal acts as before, with no statement: no other key
+            if seal is not None:  # may give the unit's word (readiness counts such units)
+                # A software seal key signs in ~0.1 ms: here, on the loop — a worker thread would queue it
+                # behind the blob writes and fsyncs of the default pool (measured: +0.1 s per 签收 under
+                # load). A token (PKCS#11) may take much longer: a thread.
+                sign = functools.partial(make_statement, seal, row, who.unit, notify, who.name, now, reason)
+                statement = sign() if isinstance(seal.signer, SoftwareSigner) else await asyncio.to_thread(sign)
             notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason, evidence=statement)
 
         async def record(tx: Transaction) -> list[str | None]:
             before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
-                                                       actor=clerk_actor(who), by=who.name, reason=reason, tx=tx)
+                                                       actor=clerk_actor(who), by=who.name, reason=reason,
+                                                       details=evidence_details(notice), tx=tx)
             if after == before:
                 return []
             wake: list[str | None] = []

@@ -5,9 +5,10 @@ statement is and how it verifies).
 * Receiving side (:func:`make_statement`): the clerk's 签收/退回 is signed with the unit's seal key
   (``ctx.seals``) in a worker thread before the action's transaction; it travels in the notice
   (``Notice.evidence``) and is kept in the same transaction as the action (``side="receiver"``).
-  A unit whose seal this node does not hold gets ``NODE_NO_SEAL`` (the document service refuses
-  the act, as it refuses to send without a seal): no statement is ever signed with another key —
-  the node's own key would make the node, not the unit, the one who speaks.
+  A unit hosted without a seal acts as before, its notice without a statement: no statement is
+  ever signed with another key — the node's own key would make the node, not the unit, the one who
+  speaks. The act's audit event says ``evidence: none`` (or the statement's SHA-256), and
+  ``gwx node check`` counts such units.
 * Sending side (:class:`EvidenceChecker`): every statement of a payload is verified in the
   processor's worker thread before the payload's transaction (signature, seal certificate to the
   network root at the time of applying, revocation with the node's CRLs, the certificate naming
@@ -74,6 +75,13 @@ def receiver_evidence(notice: Notice) -> list[NoticeEvidence]:
     return [NoticeEvidence(notice.doc_id or "", notice.units[0], notice.type.value, "receiver",
                            notice.at.replace(microsecond=0), notice.evidence,
                            hashlib.sha256(notice.evidence).hexdigest())]
+
+
+def evidence_details(notice: Notice | None) -> dict[str, str] | None:
+    """The audit details of the act that sends ``notice``: what its 签收/退回 rests on."""
+    if notice is None or notice.type not in STATEMENT_TYPES:
+        return None
+    return {"evidence": hashlib.sha256(notice.evidence).hexdigest() if notice.evidence else NO_EVIDENCE}
 
 
 class EvidenceChecker:

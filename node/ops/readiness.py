@@ -18,7 +18,8 @@ whether or not the node is running):
   parent, :mod:`node.ops.crl_state`). Envelopes meanwhile are refused with ``ENV_REVOCATION_UNKNOWN``,
   a *try again* (:mod:`node.error_kinds`): senders keep them queued, nothing bounces.
 * ``certificates`` — the node's TLS, signing and encryption certificates are within validity.
-* ``seals`` — each hosted unit's seal (SESeal validity and its certificate) is within validity.
+* ``seals`` — each hosted unit's seal (SESeal validity and its certificate) is within validity; units
+  hosted without a seal are counted (warn: their 签收/退回 carry no unit signature).
 * ``store`` — the database can be read (read-only, see :mod:`node.ops.status`) and its schema is one
   this gwx knows.
 * ``directory`` — the network directory held (:mod:`node.ops.directory_state`): its version, age and
@@ -56,7 +57,7 @@ from pki.crl import crl_number, load_crls
 from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
 from pki.revocation import CrlChecker
 from pki.seal import parse_seal
-from pki.seal_store import CERT_FILE, SEAL_FILE
+from pki.seal_store import CERT_FILE, SEAL_FILE, seal_installed
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EXPIRY_WARNING = dt.timedelta(days=14)
@@ -177,7 +178,11 @@ def _certificates(config: NodeConfig, now: dt.datetime) -> Check:
 
 def _seals(config: NodeConfig, now: dt.datetime) -> Check:
     results: list[Verdict] = []
+    unsealed: list[str] = []
     for unit in config.units:
+        if not seal_installed(unit.seal_dir):
+            unsealed.append(unit.code)
+            continue
         try:
             seal = parse_seal((unit.seal_dir / SEAL_FILE).read_bytes())
             cert = load_certificate((unit.seal_dir / CERT_FILE).read_bytes())
@@ -187,6 +192,10 @@ def _seals(config: NodeConfig, now: dt.datetime) -> Check:
         start = max(seal.valid_start, cert.not_valid_before_utc)
         end = min(seal.valid_end, cert.not_valid_after_utc)
         results.append(_validity(f"seal of {unit.code} {unit.name}", start, end, now))
+    if unsealed:
+        shown = ", ".join(unsealed[:5]) + (", …" if len(unsealed) > 5 else "")
+        results.append((WARN, f"{len(unsealed)} hosted unit{'s' if len(unsealed) > 1 else ''} without a seal "
+                        f"({shown}): their 签收/退回 carry no unit signature, and they cannot send", NEVER))
     return _worst("seals", results, "SEAL_EXPIRED", "no hosted units")
 
 

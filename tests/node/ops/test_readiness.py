@@ -203,3 +203,13 @@ def test_the_gauges_parse_the_held_directory_once_per_version(node, monkeypatch)
     install_directory(ca, config, 5, now - dt.timedelta(hours=1))
     assert directory_state.directory_figures(config, now, reader)["version"] == 5.0
     assert len(parsed) == 2
+
+
+def test_units_hosted_without_a_seal_are_counted_their_signature_missing(node):
+    _, config = node
+    shutil.rmtree(config.units[0].seal_dir)  # hosted, its seal not (yet) installed
+    report = status(config)
+    seals = next(c for c in report["readiness"]["checks"] if c["name"] == "seals")
+    assert seals["verdict"] == "warn", seals
+    assert "1 hosted unit without a seal" in seals["message"] and "carry no unit signature" in seals["message"]
+    assert report["readiness"]["ready"] is True  # it still receives, 签收s and 退回s
