@@ -158,9 +158,11 @@ def unit_name_of(certificate: x509.Certificate) -> str | None:
 def sign_statement(statement: Statement, signer: Signer, chain: tuple[x509.Certificate, ...] = ()) -> bytes:
     """The statement as CMS SignedData (DER, content attached) signed with the unit's seal key.
     ``chain``: the CAs between the seal certificate and the root (a verifier then needs the root alone)."""
-    if signer.certificate is None or unit_code_of(signer.certificate) != statement.unit:
-        raise StatementError(f"the signing certificate is not unit {statement.unit}'s seal certificate",
-                             code="STATEMENT_WRONG_SIGNER", unit=statement.unit)
+    if signer.certificate is None or unit_code_of(signer.certificate) != statement.unit \
+            or unit_name_of(signer.certificate) != statement.unit_name:
+        raise StatementError(f"the signing certificate is not the seal certificate of unit {statement.unit} "
+                             f"{statement.unit_name}", code="STATEMENT_WRONG_SIGNER", unit=statement.unit,
+                             unit_name=statement.unit_name)
     return cms.sign_detached(statement.encode(), signer, encapsulate=True, signing_time=statement.at,
                              extra_certs=chain)
 
@@ -202,6 +204,11 @@ def verify_statement(der: bytes, trust: TrustStore, *, now: dt.datetime,
         raise StatementError(f"the statement speaks for unit {statement.unit} but is signed with the seal of "
                              f"{signer_unit or 'no unit'}", code="STATEMENT_WRONG_SIGNER", unit=statement.unit,
                              signer_unit=signer_unit)
+    signer_name = unit_name_of(result.signer_certificate)
+    if signer_name != statement.unit_name:  # shown to whoever checks it: the certificate's word, not the signer's
+        raise StatementError(f"the statement names unit {statement.unit} {statement.unit_name!r}, its seal "
+                             f"certificate {signer_name!r}", code="STATEMENT_WRONG_SIGNER",
+                             unit=statement.unit, unit_name=statement.unit_name, certificate_name=signer_name)
     return VerifiedStatement(statement, der, result.signer_certificate)
 
 

@@ -63,8 +63,11 @@ def make_statement(seal: SealCredential, row: InboxRow, unit: str, kind: Message
                    at: dt.datetime, reason: str | None) -> bytes:
     """The statement of ``unit``'s 签收/退回 of ``row``, signed with the unit's seal key (CMS DER; run
     it in a worker thread: a token's signature takes a while)."""
-    statement = Statement(kind, row.doc_id, row.package_digest, unit, unit_name_of(seal.certificate) or unit, by,
-                          at, reason, row.from_unit)
+    name = unit_name_of(seal.certificate)
+    if name is None:  # the statement names the unit as its certificate does; a code is not a name
+        raise StatementError(f"the seal certificate of unit {unit} names no organisation (O)",
+                             code="STATEMENT_WRONG_SIGNER", unit=unit)
+    statement = Statement(kind, row.doc_id, row.package_digest, unit, name, by, at, reason, row.from_unit)
     return sign_statement(statement, seal.signer, seal.chain)
 
 

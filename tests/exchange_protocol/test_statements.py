@@ -131,3 +131,15 @@ def test_a_statement_is_a_receipt_or_a_return_and_a_return_has_a_reason():
         _statement(reason=None)
     with pytest.raises(StatementError):
         _statement(type=MessageType.RECEIPT)  # a 签收 with a reason
+
+
+def test_a_statement_cannot_name_the_unit_otherwise_than_its_seal_certificate(seal, trust):
+    from pki import cms
+    renamed = _statement(unit_name="某某市人民政府")
+    with pytest.raises(StatementError) as info:  # our signer refuses to make it
+        sign_statement(renamed, seal)
+    assert info.value.code == "STATEMENT_WRONG_SIGNER"
+    forged = cms.sign_detached(renamed.encode(), seal, encapsulate=True)  # a forger writes the CMS
+    with pytest.raises(StatementError) as info:
+        verify_statement(forged, trust, now=AT)
+    assert info.value.code == "STATEMENT_WRONG_SIGNER" and info.value.details["unit_name"] == "某某市人民政府"

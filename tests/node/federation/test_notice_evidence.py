@@ -14,7 +14,7 @@ import pytest
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.notices import Notice
-from exchange_protocol.statements import Statement, sign_statement, verify_statement
+from exchange_protocol.statements import Statement, sign_statement, unit_name_of, verify_statement
 from node.store import InboxRow
 from pki import cms
 from pki.ca import pem
@@ -38,7 +38,7 @@ def _signed(node_dir, unit: str, doc_id: str, digest: str, at, *, kind=MessageTy
     by default); ``changes`` alter the statement alone (what a forger would try)."""
     county = node_context(node_dir / "county")
     seal = county.seals[seal_of or unit]
-    statement = Statement(kind, doc_id, digest, unit, "单位", "收发员", at, reason, SENDER)
+    statement = Statement(kind, doc_id, digest, unit, unit_name_of(seal.certificate), "收发员", at, reason, SENDER)
     statement = dataclasses.replace(statement, **changes)
     if seal_of and seal_of != unit:  # our signer refuses another unit's statement: a forger writes the CMS
         der = cms.sign_detached(statement.encode(), seal.signer, encapsulate=True, signing_time=at)
