@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import hashlib
 
 import pytest
@@ -147,3 +148,64 @@ def test_the_statement_the_county_makes_verifies_and_names_the_package_it_receiv
     statement = verify_statement(der, county.trust, now=at).statement
     assert (statement.package_sha256, statement.sender_unit, statement.reason, statement.unit_name) == \
         ("ab" * 32, SENDER, "文不对题", "第0社区居民委员会")
+
+
+def test_a_statement_by_a_revoked_seal_is_refused_as_untrusted(node_dir, tmp_path):
+    from pki.ca import CertificateAuthority
+    from pki.crl import build_crl
+    from pki.revocation import CrlChecker
+    from tests.support import PASSPHRASE
+
+    async def run():
+        city = await Node.open(node_dir, "city", tmp_path / "city")
+        try:
+            doc_id, answered = await _city_sent(city, UNITS)
+            digest = hashlib.sha256(b"the package").hexdigest()
+            at = city.ctx.clock().replace(microsecond=0)
+            unit = UNITS[3]
+            notice = _signed(node_dir, unit, doc_id, digest, at)
+            ca = CertificateAuthority.open(node_dir / "ca", PASSPHRASE)
+            ca.revoke(node_context(node_dir / "county").seals[unit].certificate, "key_compromise")
+            city.ctx.revocation = CrlChecker([build_crl(ca, city.ctx.clock())])  # the city's current CRL
+            received, _ = await _arrive(city, _batch_from_county(node_dir, answered, [notice]))
+            await city.processor._process(received)
+            failed = await city.store.messages.get_received(received.message_id)
+            assert (failed.state, failed.error_code) == ("failed", "NOTICE_EVIDENCE_REFUSED")
+            assert "STATEMENT_UNTRUSTED" in failed.error_message and "was revoked" in failed.error_message
+            rows = {r.unit: r.status for r in (await city.store.messages.get_outbox(doc_id)).recipients}
+            assert rows[unit] == "delivered" and await city.store.evidence.notice_evidence(doc_id) == []
+        finally:
+            await city.close()
+    asyncio.run(run())
+
+
+def test_with_a_stale_crl_a_statement_waits_queued_and_is_not_refused(node_dir, tmp_path):
+    from pki.ca import CertificateAuthority
+    from pki.crl import build_crl
+    from pki.revocation import CrlChecker
+    from tests.support import PASSPHRASE
+
+    async def run():
+        city = await Node.open(node_dir, "city", tmp_path / "city")
+        try:
+            doc_id, answered = await _city_sent(city, UNITS)
+            digest = hashlib.sha256(b"the package").hexdigest()
+            at = city.ctx.clock().replace(microsecond=0)
+            notice = _signed(node_dir, UNITS[0], doc_id, digest, at)
+            received, _ = await _arrive(city, _batch_from_county(node_dir, answered, [notice]))
+            ca = CertificateAuthority.open(node_dir / "ca", PASSPHRASE)
+            stale = build_crl(ca, at - dt.timedelta(days=3), next_update_in=dt.timedelta(days=1))
+            city.ctx.revocation = CrlChecker([stale])  # the CRL went stale after the envelope was accepted
+            await city.processor._process(received)
+            waiting = await city.store.messages.get_received(received.message_id)
+            assert waiting.state == "new" and waiting.attempts == 1 and waiting.error_code.startswith("PKI_")
+            rows = {r.unit: r.status for r in (await city.store.messages.get_outbox(doc_id)).recipients}
+            assert rows[UNITS[0]] == "delivered"
+            city.ctx.revocation = CrlChecker([build_crl(ca, city.ctx.clock())])  # a fresh one comes in
+            await city.processor._process(await city.store.messages.get_received(received.message_id))
+            assert (await city.store.messages.get_received(received.message_id)).state == "done"
+            rows = {r.unit: r.status for r in (await city.store.messages.get_outbox(doc_id)).recipients}
+            assert rows[UNITS[0]] == "signed_for"
+        finally:
+            await city.close()
+    asyncio.run(run())
