@@ -209,3 +209,31 @@ def test_with_a_stale_crl_a_statement_waits_queued_and_is_not_refused(node_dir, 
         finally:
             await city.close()
     asyncio.run(run())
+
+
+def test_a_statement_applied_on_this_node_is_verified_off_the_event_loop(node_dir, tmp_path):
+    """A notice from a unit of the same node has no verdict from a worker thread (it comes in the
+    clerk's request): its check (~1–2 ms) must not run on the loop, where a batch of local 签收 would
+    stall every request for as long."""
+    import threading
+
+    async def run():
+        city = await Node.open(node_dir, "city", tmp_path / "city")
+        try:
+            doc_id, answered = await _city_sent(city, UNITS)
+            digest = hashlib.sha256(b"the package").hexdigest()
+            notice = _signed(node_dir, UNITS[0], doc_id, digest, city.ctx.clock().replace(microsecond=0))
+            checker, threads = city.processor.evidence, []
+            verify = checker._verify
+
+            def verify_noting_where(*args, **kwargs):  # the real check, noting the thread it runs in
+                threads.append(threading.current_thread())
+                return verify(*args, **kwargs)
+            checker._verify = verify_noting_where
+            link = await city.store.links.link(answered)
+            async with city.store.transaction() as tx:
+                assert await checker.accept(tx, notice, link, None) == hashlib.sha256(notice.evidence).hexdigest()
+            assert threads and threading.main_thread() not in threads
+        finally:
+            await city.close()
+    asyncio.run(run())
