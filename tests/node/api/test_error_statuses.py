@@ -18,7 +18,7 @@ from exchange_protocol.notices import NoticeError
 from node.documents.service import NoSeal
 from node.error_kinds import Disposition, disposition, exit_code_for, gives_up_on_code, http_status_for
 from node.errors import NodeUnavailable
-from node.federation.processor import NoticeNotOurs
+from node.federation.notice_apply import NoticeNotOurs
 from node.federation.transport import PeerIdentityMismatch
 from pki.errors import CmsBadSignature, CmsDigestMismatch, CmsMalformed, RevocationStale
 from tests.node.api.local_api_support import (

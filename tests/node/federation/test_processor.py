@@ -20,7 +20,8 @@ import pytest
 from exchange_protocol.envelope import HeaderDraft, MessageType, decode_header
 from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice
-from node.federation.processor import Delivery, DocumentConflict, NoticeNotOurs
+from node.federation.notice_apply import NoticeNotOurs
+from node.federation.processor import Delivery, DocumentConflict
 from node.store import InboundEnvelope
 from tests.node.federation import processing_support
 from tests.node.federation.federation_support import node_context
