@@ -13,7 +13,8 @@ root.crt`` accepts and prints.
 network — and prints what it proves; exit 1 when it proves nothing. The seal certificate is judged
 now: the time inside a statement is the signer's own claim, which nothing time-stamps, so an
 expired or revoked seal cannot make it good by writing an earlier date. ``--at`` asks about a past
-moment on purpose (with ``--crl``: a CRL issued at or after that moment, revocations up to it).
+moment on purpose (with ``--crl``, :class:`pki.revocation.CrlCheckerAt`: a CRL current then or
+issued since, and only revocations dated up to that moment).
 Long-term validity comes from the archive's time-stamp, not from this check.
 """
 
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
                    help="CRL(s), PEM or DER: the seal certificate must then be covered and not revoked")
     p.add_argument("--at", help="judge at this past moment instead of now (ISO 8601 with offset); with --crl, "
-                                "a CRL issued at or after it decides what was revoked by then")
+                                "a CRL current then or issued since decides what was revoked by then")
     p.add_argument("--json", action="store_true", help="print the statement as JSON")
     p.set_defaults(func=_check)
 
@@ -101,18 +102,18 @@ def _write(out: Path, name: str, data: bytes) -> Path:
 
 def _check(args: argparse.Namespace) -> int:
     from exchange_protocol.statements import StatementError, verify_statement
-    from node.cli.doc import _parse_time, _read
+    from node.cli.doc import parse_at, read_input
     from pki.ca import load_certificates
     from pki.crl import load_crls
-    from pki.revocation import CrlChecker
+    from pki.revocation import CrlChecker, CrlCheckerAt
     from pki.trust import TrustStore
 
-    der = _read(args.statement)
-    roots = [c for path in args.trust for c in load_certificates(_read(path))]
-    crls = [c for path in args.crl for c in load_crls(_read(path))]
+    der = read_input(args.statement)
+    roots = [c for path in args.trust for c in load_certificates(read_input(path))]
+    crls = [c for path in args.crl for c in load_crls(read_input(path))]
     if args.at:  # a past moment, asked for on purpose
-        at = _parse_time(args.at)
-        revocation = _CrlAtMoment(crls) if crls else None
+        at = parse_at(args.at)
+        revocation = CrlCheckerAt(crls) if crls else None
     else:  # now: the statement's own time is the signer's claim, not evidence (module header)
         at = dt.datetime.now(dt.UTC)
         revocation = CrlChecker(crls) if crls else None
@@ -133,33 +134,3 @@ def _check(args: argparse.Namespace) -> int:
               f"{s.unit_name} ({s.unit}), {s.by}, {s.at.isoformat()}"
               + (f", reason: {s.reason}" if s.reason else "") + f"; package sha256 {s.package_sha256}")
     return 0
-
-
-class _CrlAtMoment:
-    """Revocation as it stood at a past moment ``at``: a CRL of the issuer's issued at or after ``at``
-    (authentic; its own nextUpdate does not matter, it is read as a record) decides, and only a
-    revocation dated at or before ``at`` counts. The smallest form of ``pki.revocation.CrlCheckerAt``
-    (archive branch), which replaces it once it is on main."""
-
-    def __init__(self, crls) -> None:
-        self._crls = tuple(crls)
-
-    def __call__(self, cert, issuer, at: dt.datetime) -> None:
-        from pki.errors import CertificateRevoked, RevocationUnknown
-        from pki.revocation import check_crl
-
-        failure = None
-        for crl in sorted((c for c in self._crls if c.issuer == issuer.subject and c.last_update_utc >= at),
-                          key=lambda c: c.last_update_utc, reverse=True):
-            try:
-                check_crl(cert, issuer, crl, at, accept_stale=True)
-                return
-            except CertificateRevoked:
-                entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-                if entry is not None and entry.revocation_date_utc <= at:
-                    raise
-                return  # revoked later than the moment asked about
-            except RevocationUnknown as exc:
-                failure = failure or exc
-        raise failure or RevocationUnknown(f"no CRL from '{issuer.subject.rfc4514_string()}' issued at or after "
-                                           f"{at.isoformat()} to tell whether the seal was revoked then")
