@@ -105,9 +105,9 @@ async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: 
 
 async def apply_forward_event(store: NodeStore, doc_id: str, unit: str, event: Event, *, at: dt.datetime,
                               actor: str, by: str | None = None, reason: str | None = None,
-                              tx: Transaction) -> None:
+                              details: dict[str, Any] | None = None, tx: Transaction) -> None:
     """Move the row of a copy we forwarded (转发) to ``unit`` as the same sender-side rules say, inside
-    ``tx``; a duplicate or stale notice writes nothing."""
+    ``tx``; a duplicate or stale notice writes nothing. ``details`` join the audit event's."""
     current = await store.forwards.get(doc_id, unit)
     if current is None:
         raise StoreNotFound(f"{doc_id} was not forwarded to {unit}", doc_id=doc_id, unit=unit)
@@ -117,7 +117,8 @@ async def apply_forward_event(store: NodeStore, doc_id: str, unit: str, event: E
     if after != before:
         await store.forwards.update(tx, doc_id, unit, before.status.value,
                                     {"status": after.status.value, "who": after.who, "when": after.when,
-                                     "reason": after.reason}, actor, f"forward.{event.value}", {"by": by})
+                                     "reason": after.reason}, actor, f"forward.{event.value}",
+                                    {"by": by} | (details or {}))
 
 
 async def apply_transport_outcome(store: NodeStore, message_id: str, event: Event, *, at: dt.datetime,

@@ -113,7 +113,8 @@ class NoticeApplier:
                 if event is not None:
                     for unit in notice.units:
                         await apply_forward_event(self.store, link.doc_id, unit, event, at=notice.at, actor=actor,
-                                                  by=notice.by, reason=notice.reason, tx=tx)
+                                                  by=notice.by, reason=notice.reason,
+                                                  details={"evidence": evidence} if evidence else None, tx=tx)
                 return ()
             if event is None:  # 答复: recorded against the document it answers
                 await self.store.audit.append(tx, actor, f"notice.{notice.type.value}",

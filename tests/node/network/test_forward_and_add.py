@@ -142,6 +142,12 @@ def test_a_received_document_is_forwarded_unchanged_with_a_cover_and_both_sides_
     # B1's seal-signed statement came back with it, was checked against the package A1 forwarded, and is kept.
     held = db_rows(county_a, "SELECT unit, side FROM notice_evidence WHERE doc_id = ?", [doc_id])
     assert {(B1, "sender"), (A1, "receiver")} <= {tuple(r) for r in held}
+    # The forwarded copy's 签收 says in the forwarder's audit trail which statement it rests on.
+    [(kept,)] = db_rows(county_a, "SELECT sha256 FROM notice_evidence WHERE doc_id = ? AND unit = ? AND side = "
+                                  "'sender'", [doc_id, B1])
+    audited = db_rows(county_a, "SELECT json_extract(details, '$.evidence') FROM audit WHERE doc_id = ? AND "
+                                "action = 'forward.signed_for'", [doc_id])
+    assert [tuple(r) for r in audited] == [(kept,)]
     track = county_a.clerk(A1).get(f"/api/v1/outbox/{cover_id}")
     assert track["forwarded"]["from_unit"] == CITY and track["forwarded"]["title"] == "关于做好森林防火工作的通知"
     assert {r["unit"]: r["status"] for r in track["recipients"]} == {B1: "delivered", A2: "delivered"}
