@@ -158,13 +158,15 @@ async def _access_log(request: web.Request, handler):
     response = await handler(request)  # _errors below turns every failure into a response
     elapsed = time.monotonic() - started
     response.headers["X-Request-Id"] = request_id
-    if not response.prepared:  # a streamed download has sent its headers already
-        # The handler's own time (W3C Server-Timing): what bench/console.py reports as server time.
+    principal = request.get(PRINCIPAL)
+    # The handler's own time (W3C Server-Timing): what bench/console.py reports as server time. Only
+    # for a signed-in principal: to anyone else it would be a precise timing oracle (token checks,
+    # sign-in queued behind the password hashing). A streamed download has sent its headers already.
+    if principal is not None and not response.prepared:
         response.headers["Server-Timing"] = f"app;dur={elapsed * 1000:.1f}"
     route = _route_label(request)
     request.app[REQUESTS].inc(method=request.method, route=route, status=response.status)
     request.app[LATENCY].observe(elapsed, route=route)
-    principal = request.get(PRINCIPAL)
     LOG.info("%s %s %d", request.method, request.path, response.status,
              extra={"request_id": request_id, "method": request.method, "path": request.path,
                     "status": response.status, "elapsed_ms": round(elapsed * 1000, 1),
