@@ -3,10 +3,14 @@
 The store is filled through its own interfaces (``messages.add_outbox`` and ``messages.add_inbox``,
 500 rows a transaction, audit events included), as a city and its counties exchange: the city
 office sends N/12 documents (rounded up), each to a dozen county offices (3 主送, 9 抄送), so its
-sent ledger has N rows (up to 11 more); one county office receives N documents from the city and from the eleven other counties,
-so its received ledger has N rows. Statuses are mixed (70 % signed for, 10 % returned, 20 %
-waiting, varying by recipient), half carry a 办理时限, and times spread over the year before the
-run. Every row names one small package blob (the ledger never opens packages).
+sent ledger has N rows (up to 11 more); N documents are received from the city and from the counties,
+spread over the twelve county offices as on a node hosting them all: one big unit (兰山区, 60 %, its
+received ledger the one exported) and the eleven others skewed (11:10:…:1) — so an index without
+its unit prefix would cost here what it costs on a real node. Times spread over the year before
+the run; half carry a 办理时限 of 15 days. As on a real node, older documents are settled (95 %
+signed for, 5 % returned, a few stragglers still waiting and late) and the waiting ones are mostly
+recent (30 % of the last three weeks), their 办理时限 mostly still ahead. Every row names one small
+package blob (the ledger never opens packages).
 
 Then each export — received and sent, XLSX and CSV — runs in a child process of its own
 (``node.documents.ledger.open_export``, the document service's implementation, with the clerk of
@@ -20,7 +24,8 @@ The statistics (received per month, and sent per month split by county) are time
 Then the pages (:mod:`bench.console_pages`): a real node's store filled the same way (a second fill,
 so the ledger's figures stay those of this store alone), one real sealed 通知 to 3,600 units, and the
 console's pages asked for over HTTP, each timed by the node (``Server-Timing``): ``inbox_page_ms_p50``,
-``inbox_page_ms_p99``, ``track_page_ms_p50`` (the 通知's document page with its 3,600 recipients),
+``inbox_page_ms_p99``, ``track_page_ms_p50`` (the 通知's track page, its first 100 of 3,600 recipients,
+some late), ``doc_page_ms_p50`` (its document page, all 3,600),
 ``counts_page_ms_p50``, ``search_ms_p50`` … ``--part ledger`` or ``--part pages`` runs one half.
 """
 
@@ -79,17 +84,41 @@ def _when(i: int, n: int) -> dt.datetime:
     return NOW - dt.timedelta(days=365) + dt.timedelta(seconds=i * 365 * 86400 // n)
 
 
+RECENT = dt.timedelta(days=21)  # documents younger than this are often still waiting
+DEADLINE_AFTER = dt.timedelta(days=15)  # the 办理时限 given to half the documents
+BIG_SHARE = 6  # of 10 received documents go to the big unit (COUNTY)
+_SKEW_INDEX = [k for k, w in enumerate(range(11, 0, -1)) for _ in range(w)]  # 66 slots: county k has 11 − k
+
+
+def receiver(i: int) -> str:
+    """The county office that receives document ``i``: COUNTY for 60 %, the others skewed."""
+    if i % 10 < BIG_SHARE:
+        return COUNTY
+    return OTHER_COUNTIES[_SKEW_INDEX[(i * 2654435761 >> 7) % len(_SKEW_INDEX)]]
+
+
+def searched_title(n: int) -> str:
+    """A piece of the title of one document COUNTY received (about three quarters in): a search hit."""
+    i = (n * 3 // 4) // 10 * 10  # i % 10 == 0: COUNTY's
+    return f"第{i + 1}批"
+
+
+def _waiting(i: int, at: dt.datetime) -> bool:
+    """Still waiting: 30 % of the last three weeks' documents, 0.2 % of older ones (stragglers)."""
+    roll = (i * 2654435761 >> 13) % 1000  # independent of the receiver (chosen by i % 10)
+    return roll < 300 if NOW - at <= RECENT else roll < 2
+
+
 def _outcome(i: int, at: dt.datetime) -> tuple[dict, dict]:
     """(the sender's recipient row, the receiver's inbox row) of row ``i``: signed, returned or waiting."""
-    roll = i % 10
     signed_at = at + dt.timedelta(hours=1 + (i * 37) % 96)
-    if roll < 7:
+    if _waiting(i, at):
+        return dict(status="delivered"), dict(status="pending")
+    if i % 20 != 3:
         return dict(status="signed_for", who="李四", when=signed_at), dict(status="signed_for", signed_by="李四",
                                                                           signed_at=signed_at)
-    if roll == 7:
-        return (dict(status="returned", who="李四", when=signed_at, reason="不属本单位职责"),
-                dict(status="returned", return_reason="不属本单位职责"))
-    return dict(status="delivered"), dict(status="pending")
+    return (dict(status="returned", who="李四", when=signed_at, reason="不属本单位职责"),
+            dict(status="returned", return_reason="不属本单位职责"))
 
 
 def _document(i: int, n: int, issuer: str) -> tuple[str, RegisterFacts, str, str, dt.datetime | None]:
@@ -98,7 +127,7 @@ def _document(i: int, n: int, issuer: str) -> tuple[str, RegisterFacts, str, str
                           classification="非密", written_on=at.date(), issuers=(issuer,))
     title = f"关于做好第{i + 1}批重点工作落实情况报送的通知"
     kind = ("通知", "通报", "函", "意见")[i % 4]
-    return title, facts, kind, f"{issuer[-6:]}-2026-{i:06d}", at + dt.timedelta(days=3) if i % 2 else None
+    return title, facts, kind, f"{issuer[-6:]}-2026-{i:06d}", at + DEADLINE_AFTER if i % 2 else None
 
 
 async def _sent(store, tx, digest: str, i: int, n: int) -> None:
@@ -117,7 +146,7 @@ async def _received(store, tx, digest: str, i: int, n: int, verification: dict |
     title, facts, kind, doc_id, deadline = _document(i, n, sender)
     at = _when(i, n)
     await store.messages.add_inbox(InboxRow(
-        doc_id=doc_id, unit=COUNTY, role="主送", from_unit=sender, title=title, kind=kind, package_digest=digest,
+        doc_id=doc_id, unit=receiver(i), role="主送", from_unit=sender, title=title, kind=kind, package_digest=digest,
         received_at=at, urgency=facts.urgency, deadline=deadline, facts=facts, verification=verification,
         **_outcome(i, at)[1]), tx=tx)
 
@@ -204,7 +233,8 @@ def ledger_figures(tmp: Path, n: int) -> dict:
     query_plans = asyncio.run(plans(data_dir))
     documents = -(-n // len(COUNTIES))
     print(f"store filled in {fill_s:.1f} s: the city's sent ledger {documents * len(COUNTIES):,} rows ({documents:,}"
-          f" documents × {len(COUNTIES)} counties), a county's received ledger {n:,} rows")
+          f" documents × {len(COUNTIES)} counties), {n:,} received over the twelve counties, the big one's"
+          f" received ledger {results['received-csv']['rows']:,} rows")
     print(f"{'task':<18}{'rows':>10}{'seconds':>10}{'first byte s':>14}{'peak RSS MiB':>14}{'file MiB':>10}")
     for task, r in results.items():
         first = f"{r['first_byte_s']:.2f}" if r["first_byte_s"] is not None else "–"
@@ -237,7 +267,7 @@ def page_figures(tmp: Path, n: int, rounds: int) -> dict:
         print(f"the node's store filled in {time.perf_counter() - started:.1f} s", flush=True)
 
     figures, rows, listed = time_pages(tmp / "pages", fill_node, city=CITY, county=COUNTY, names=NAMES,
-                                       documents=n, rounds=rounds)
+                                       documents=n, rounds=rounds, hit=searched_title(n))
     if listed != WIDE:
         raise SystemExit(f"the document page listed {listed} recipients, not {WIDE}")
     print(f"pages, {rounds} rounds each after a warm-up (server time from Server-Timing; wall time at the client)")
