@@ -63,7 +63,7 @@ def _query(q: LedgerQuery) -> tuple[str, list[Any]]:
         where.append(f"{time_col} < ?")
         params.append(to_db_time(q.end))
     if q.upto_id is not None:
-        # "+": a filter, not a seek — as a seek (inbox_unit's unit, id) it won over the ledger
+        # "+": a filter, not a seek — as a seek (inbox_search's unit, id) it won over the ledger
         # index, and the first page sorted every row of the unit to return 1,000.
         where.append(f"+{t}.id <= ?")
         params.append(q.upto_id)

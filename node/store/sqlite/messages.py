@@ -458,7 +458,7 @@ class Messages:
         # before: the report (~1.6 KB of JSON a row) is read only for an older row.
         _narrow(where, params, flt, "i", "i.received_at",
                 "COALESCE(i.doc_number, json_extract(i.verification, '$.doc_number'))")
-        rows = await self._page("inbox i INDEXED BY inbox_search" if flt.search else "inbox i", "i", where, params, flt)
+        rows = await self._page("inbox i", "i", where, params, flt)
         items = [_inbox(r) for r in rows[:flt.limit]]
         return Page(items, items[-1].id if len(rows) > flt.limit else None)
 

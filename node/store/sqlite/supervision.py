@@ -169,14 +169,17 @@ class Supervision:
         unit_marks, status_marks = ",".join("?" * len(units)), ",".join("?" * len(unsettled))
         cursor, params = "", []
         if after is not None:
-            cursor = " AND (i.deadline, i.doc_id, i.unit_code) > (?, ?, ?)"
+            cursor = " AND (+i.deadline, i.doc_id, i.unit_code) > (?, ?, ?)"
             params = [to_db_time(after[0]), after[1], after[2]]
+        # "+i.deadline" (also in the sort): a filter on inbox_folder's (unit, status) entries (the
+        # deadline is in them), not a seek or a walk of inbox_status_deadline, which would read every
+        # unit's late rows of the node. The supervised units' late rows are sorted (a temp b-tree).
         rows = await self._db.fetchall(
             "SELECT i.doc_id, i.unit_code, i.from_unit, i.title, i.status, i.deadline,"
             " m.overdue_noted_at, m.escalated_at FROM inbox i"
             " LEFT JOIN supervision_marks m ON m.doc_id = i.doc_id AND m.unit = i.unit_code"
-            f" WHERE i.unit_code IN ({unit_marks}) AND i.status IN ({status_marks}) AND i.deadline IS NOT NULL"
-            f" AND i.deadline < ?{cursor} ORDER BY i.deadline, i.doc_id, i.unit_code LIMIT ?",
+            f" WHERE i.unit_code IN ({unit_marks}) AND i.status IN ({status_marks}) AND +i.deadline IS NOT NULL"
+            f" AND +i.deadline < ?{cursor} ORDER BY +i.deadline, i.doc_id, i.unit_code LIMIT ?",
             (*units, *unsettled, to_db_time(now), *params, limit))
         return [LateRow(r["doc_id"], r["unit_code"], r["from_unit"], r["title"], r["status"],
                         from_db_time(r["deadline"]), from_db_time(r["overdue_noted_at"]),  # type: ignore[arg-type]

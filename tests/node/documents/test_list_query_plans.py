@@ -22,9 +22,10 @@ from multidict import MultiDict
 
 from node.api.auth import Principal
 from node.console import folders
-from node.documents import statistics
+from node.documents import statistics, supervised
 from node.documents.ledger import open_export
 from node.store import OutboxDocument, OutboxRecipient
+from node.store.sqlite.db import SqliteTransaction
 from pki.unit_code import make_unit_code
 from tests.node.documents.service_support import County
 from tests.node.federation.federation_support import provision_county_and_city
@@ -97,17 +98,25 @@ def sorted_ledger_page(sql: str, plan: list[str]) -> bool:
 
 
 class Recorder:
-    """Every read the store sends to SQLite, with its parameters (the real call still made)."""
+    """Every read the store sends to SQLite, with its parameters (the real call still made): through
+    the database, and inside a transaction (a list query moved into one is checked all the same)."""
 
-    def __init__(self, db) -> None:
+    def __init__(self, db, monkeypatch) -> None:
         self.db, self.queries = db, {}
         for name in ("fetchall", "fetchone"):
             setattr(db, name, self._spy(getattr(db, name)))
+            monkeypatch.setattr(SqliteTransaction, name, self._spy_method(getattr(SqliteTransaction, name)))
 
     def _spy(self, call):
         async def recorded(sql, params=()):
             self.queries.setdefault(" ".join(sql.split()), tuple(params))
             return await call(sql, params)
+        return recorded
+
+    def _spy_method(self, method):
+        async def recorded(tx, sql, params=()):
+            self.queries.setdefault(" ".join(sql.split()), tuple(params))
+            return await method(tx, sql, params)
         return recorded
 
     async def plans(self) -> dict[str, list[str]]:
@@ -139,9 +148,10 @@ def test_the_tables_a_plan_step_scans_are_found_through_aliases():
     assert not sorted_ledger_page(page, ["SEARCH i USING INDEX inbox_ledger (unit_code=?)"])
 
 
-def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
+def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path, monkeypatch):
     county_clerk = Principal("t-county", "李四", "clerk", bench.COUNTY)
     city_clerk = Principal("t-city", "张三", "clerk", bench.CITY)
+    supervisor = Principal("t-sup", "王主任", "supervisor", bench.CITY, units=tuple(bench.COUNTIES))
 
     async def main():
         data = tmp_path / "data"
@@ -150,10 +160,10 @@ def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
         try:
             store, service = county.store, county.service
             wide = await _wide_document(store)
-            counter = Recorder(store.db)
+            counter = Recorder(store.db, monkeypatch)
             await service.folder_counts(county_clerk)
             counts = await counter.plans()
-            recorder = Recorder(store.db)
+            recorder = Recorder(store.db, monkeypatch)
             day = "2026-06-01"
             for query in ({}, *({"folder": f} for f in folders.FOLDERS), {"folder": "all", "kind": "函"},
                           {"folder": "pending", "urgency": "加急"}, {"folder": "all", "from": bench.CITY},
@@ -167,6 +177,15 @@ def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
             await service.outbox(city_clerk, overdue=True)
             await service.track(city_clerk, wide)
             await service.track(city_clerk, wide, recipients=False)
+            for status in (None, *supervised.TRACK_FILTERS):  # the track page, each filter, then page 2
+                page = await service.track_page(city_clerk, wide, status=status, limit=20)
+                if page["next"]:
+                    await service.track_page(city_clerk, wide, status=status, after=page["next"], limit=20)
+            for state in supervised.STATES:  # the supervisor's lists, then their next page
+                for unit in (None, bench.COUNTY):
+                    page = await service.supervised(supervisor, state, unit=unit, limit=5)
+                    if page["next"]:
+                        await service.supervised(supervisor, state, unit=unit, after=page["next"], limit=5)
             await service.supervision(county_clerk)
             await service.supervision(county_clerk, settled=False)
             now = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
@@ -177,6 +196,8 @@ def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
                     pass
             for side, who, by in (("received", county_clerk, "unit"), ("sent", city_clerk, "counterpart")):
                 await statistics.compute(store, who, side, "month", [who.unit], bench._names, now, by=by)
+                await statistics.compute(store, who, side, "month", [who.unit], bench._names, now, by=by,
+                                         unit=who.unit)
             return await recorder.plans(), counts
         finally:
             await county.close()
@@ -187,9 +208,15 @@ def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path):
     _refuse("SCAN a big table", {sql: plan for sql, plan in plans.items() if big_scans(sql, plan)})
     _refuse("read other units' rows", {sql: plan for sql, plan in plans.items() if other_units_rows(sql, plan)})
     _refuse("sort a 台账 page", {sql: plan for sql, plan in plans.items() if sorted_ledger_page(sql, plan)})
-    # A search tries the texts in inbox_search's entries: only the hits' rows are read.
+    # A search in a unit's whole inbox tries the texts in inbox_search's entries (only the hits' rows
+    # are read), chosen by the planner — no query names an index (INDEXED BY: a renamed index would
+    # make every search an SQL error); within one folder it reads that folder's rows (inbox_folder).
     searches = {sql: plan for sql, plan in plans.items() if "LIKE" in sql and "FROM inbox" in sql}
-    assert searches and all(any("INDEX inbox_search (unit_code=?)" in s for s in p) for p in searches.values()), searches
+    whole = {sql: plan for sql, plan in searches.items() if "status" not in sql}
+    assert whole and all(any("INDEX inbox_search (unit_code=?)" in s for s in p) for p in whole.values()), whole
+    assert all(any("INDEX inbox_folder (unit_code=? AND status=?)" in s for s in p)
+               for sql, p in searches.items() if sql not in whole), searches
+    assert not any("INDEXED BY" in sql.upper() for sql in plans), "a query names an index"
     # The folders' counts (on every page) are counted from an index alone, not from 100,000 rows.
     assert counts and all(_index_only(plan) for plan in counts.values()), counts
 
