@@ -6,7 +6,10 @@ a clerk may see or do is the service's decision: another unit's document is 404,
 API, so a guessed id tells nothing. An act (签收, 退回 with its reason, 登记, 催办, 撤回) is a POST
 whose form :mod:`node.console.security` has already checked (CSRF, origin, size); afterwards the
 browser is sent back to the document page (303) — or to the track page (:mod:`node.console.track`)
-when the form says ``back=track`` — which says what was done; 归档 answers with the archive package itself, downloaded.
+when the form says ``back=track`` — which says what was done; 归档 answers with the archive package itself,
+downloaded. 撤回 of every unit not yet signed (no ``unit``) cannot be undone: the track page's button
+opens ``GET /console/doc/{id}/recall``, which asks, and only its form (``confirm=all``) does it; a
+post without ``confirm`` is refused.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/doc/{doc_id}/page/{number:[0-9]{1,3}}.png", with_service(_page), name="page", allow_head=False),
         web.get("/doc/{doc_id}/attachment", with_service(_attachment), name="attachment", allow_head=False),
         web.get("/doc/{doc_id}/track", with_service(_track), name="track", allow_head=False),
+        web.get("/doc/{doc_id}/recall", with_service(_recall_confirm), name="recall_confirm", allow_head=False),
         *[web.post(f"/doc/{{doc_id}}/{act}", with_service(_act(act)), name=f"act_{act.replace('-', '_')}")
           for act in ("sign-for", "return", "register", "urge", "recall")],
         web.post("/doc/{doc_id}/archive", with_service(_archive), name="act_archive"),  # 一键归档 (node.archive)
@@ -103,6 +107,10 @@ async def _track(request: web.Request, service) -> web.Response:
     return await track.track_page(request, _doc_id(request))
 
 
+async def _recall_confirm(request: web.Request, service) -> web.Response:
+    return await track.recall_confirm_page(request, _doc_id(request))
+
+
 async def _page(request: web.Request, service) -> web.Response:
     doc_id = _doc_id(request)
     number = int(request.match_info["number"])
@@ -150,6 +158,10 @@ def _act(act: str):
             await service.return_document(who, doc_id, reason)
         else:
             units = [_unit(form["unit"])] if form.get("unit") else None
+            if act == "recall" and units is None and form.get("confirm") != "all":
+                # 撤回 of every unit not yet signed cannot be undone: only from its confirmation page
+                raise BadForm("撤回 of every unit not yet signed is confirmed on its own page; nothing was done",
+                              field="confirm")
             await (service.urge if act == "urge" else service.recall)(who, doc_id, units)
         # The track page's buttons come back to it (a fixed choice: never a URL from the form).
         back = track.track_path(doc_id) if form.get("back") == "track" else doc_path(doc_id)

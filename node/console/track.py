@@ -5,7 +5,8 @@
 3,600 units is read a page at a time from the store (:meth:`DocumentServiceApi.track_page`), never
 whole. ``status`` is a recipient status, ``unsigned`` (still in the document's course) or ``overdue``.
 The 催办 and 撤回 buttons post to the document's own act routes (:mod:`node.console.pages`) with
-``back=track``, one unit or every unit not yet signed, and come back here. Only the sending unit's
+``back=track``, one unit or every unit not yet signed, and come back here; 撤回 of every unit not
+yet signed first asks on its own page (:func:`recall_confirm_page`). Only the sending unit's
 clerk sees it: another unit's document is 404, as everywhere.
 """
 
@@ -45,6 +46,20 @@ def _query(request: web.Request) -> dict[str, str]:
     return out
 
 
+def _unsigned(counts: dict[str, int]) -> int:
+    return sum(n for s, n in counts.items() if s in ("queued", "sent", "delivered"))
+
+
+async def recall_confirm_page(request: web.Request, doc_id: str) -> web.Response:
+    """``GET /console/doc/{doc_id}/recall``: asks before 撤回 of every unit not yet signed (it cannot
+    be undone; a misclick on the track page must not recall a whole 通知). Its form posts ``confirm=all``."""
+    if request.query:
+        raise BadFilter("this page takes no parameters", parameter=next(iter(request.query))[:40])
+    tracked = await request.app[SERVICE].track(request[PRINCIPAL], doc_id, recipients=False)
+    return request.app[RENDER](request, "recall_confirm.html", 200, doc=tracked["doc"], doc_id=doc_id,
+                               unsigned=_unsigned(tracked["doc"]["counts"]), track=track_path(doc_id))
+
+
 async def track_page(request: web.Request, doc_id: str) -> web.Response:
     query = _query(request)
     try:
@@ -57,7 +72,7 @@ async def track_page(request: web.Request, doc_id: str) -> web.Response:
     counts = page["doc"]["counts"]
     total = sum(counts.values())
     signed = counts.get(SenderStatus.SIGNED_FOR.value, 0)
-    unsigned = sum(n for s, n in counts.items() if s in ("queued", "sent", "delivered"))
+    unsigned = _unsigned(counts)
     path = track_path(doc_id)
     filters = {k: v for k, v in query.items() if k == "status"}
     return request.app[RENDER](

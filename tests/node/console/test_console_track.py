@@ -114,9 +114,20 @@ def test_urge_and_recall_from_the_track_page_per_unit_and_for_all_unsigned(tmp_p
         assert response.status == 303 and response.headers["Location"] == track_of(doc_id) + "?done=urge"
         _, page = await zhang.get(response.headers["Location"])
         assert "已催办。" in page and "（已催办 1 次）" in page
-        # 撤回 for every unit not yet signed: UNIT_C only (UNIT_B has signed for it)
-        response, _ = await zhang.post(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/recall",
-                                       {"csrf": csrf_of(page), "back": "track"})
+        # 撤回 for every unit not yet signed: irreversible, so the track page's button only opens a page
+        # that asks; a post of the old one-click form (no confirm) recalls nothing
+        assert 'action="/console/doc/' in page and 'id="recall-all"' in page
+        assert re.search(r'<form method="get" action="[^"]+/recall" class="inline"><button type="submit" '
+                         r'id="recall-all">', page)
+        recall = f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/recall"
+        response, _ = await zhang.post(recall, {"csrf": csrf_of(page), "back": "track"})
+        assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_FORM"
+        track = await env.service.track(Principal("t", "张三", "clerk", UNIT_A), doc_id)
+        assert {r["unit"]: r["status"] for r in track["recipients"]} == {UNIT_B: "signed_for", UNIT_C: "delivered"}
+        response, page = await zhang.get(recall)  # the confirmation page: UNIT_C only (UNIT_B has signed for it)
+        assert response.status == 200 and "确认撤回 1 个未签收单位？" in page
+        assert 'name="confirm" value="all"' in page and f'href="{track_of(doc_id)}"' in page  # 取消
+        response, _ = await zhang.post(recall, {"csrf": csrf_of(page), "back": "track", "confirm": "all"})
         assert response.headers["Location"] == track_of(doc_id) + "?done=recall"
         track = await env.service.track(Principal("t", "张三", "clerk", UNIT_A), doc_id)
         assert {r["unit"]: r["status"] for r in track["recipients"]} == {UNIT_B: "signed_for", UNIT_C: "recalled"}
