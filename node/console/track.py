@@ -20,6 +20,7 @@ from exchange_protocol.states import SenderStatus
 from node.api.local_api import PRINCIPAL
 from node.console.errors import BadFilter
 from node.console.security import RENDER, SERVICE
+from node.documents import track_page as track_pages
 from node.errors import ApiError
 
 PAGE = 100
@@ -46,10 +47,6 @@ def _query(request: web.Request) -> dict[str, str]:
     return out
 
 
-def _unsigned(counts: dict[str, int]) -> int:
-    return sum(n for s, n in counts.items() if s in ("queued", "sent", "delivered"))
-
-
 async def recall_confirm_page(request: web.Request, doc_id: str) -> web.Response:
     """``GET /console/doc/{doc_id}/recall``: asks before 撤回 of every unit not yet signed (it cannot
     be undone; a misclick on the track page must not recall a whole 通知). Its form posts ``confirm=all``."""
@@ -57,7 +54,7 @@ async def recall_confirm_page(request: web.Request, doc_id: str) -> web.Response
         raise BadFilter("this page takes no parameters", parameter=next(iter(request.query))[:40])
     tracked = await request.app[SERVICE].track(request[PRINCIPAL], doc_id, recipients=False)
     return request.app[RENDER](request, "recall_confirm.html", 200, doc=tracked["doc"], doc_id=doc_id,
-                               unsigned=_unsigned(tracked["doc"]["counts"]), track=track_path(doc_id))
+                               unsigned=track_pages.unsigned_count(tracked["doc"]["counts"]), track=track_path(doc_id))
 
 
 async def track_page(request: web.Request, doc_id: str) -> web.Response:
@@ -72,10 +69,10 @@ async def track_page(request: web.Request, doc_id: str) -> web.Response:
     counts = page["doc"]["counts"]
     total = sum(counts.values())
     signed = counts.get(SenderStatus.SIGNED_FOR.value, 0)
-    unsigned = _unsigned(counts)
+    unsigned = track_pages.unsigned_count(counts)
     path = track_path(doc_id)
     filters = {k: v for k, v in query.items() if k == "status"}
     return request.app[RENDER](
         request, "track.html", 200, doc=page["doc"], recipients=page["recipients"], counts=counts, total=total,
-        signed=signed, unsigned=unsigned, overdue=page["overdue"], labels=FILTERS, chosen=query.get("status"), path=path,
+        signed=signed, unsigned=unsigned, unsigned_statuses=track_pages.UNSIGNED, overdue=page["overdue"], labels=FILTERS, chosen=query.get("status"), path=path,
         filters=filters, next=page["next"], doc_id=doc_id, done=query.get("done", ""))

@@ -9,6 +9,8 @@
   scope, a page at a time; ``ledger_files`` writes it as CSV (UTF-8 with BOM) or XLSX (openpyxl,
   write-only); ``statistics`` counts, time to 签收 (median, p90), overdue and returned rates per
   unit and period.
+- ``track_page``: a sent document's track a page at a time, and ``UNSIGNED``, the statuses that
+  count as 未签收; ``supervised``: what a supervisor (督办人员) sees of the units it supervises.
 - ``tracking``: applies lifecycle events (decided by :mod:`exchange_protocol.states`) to the stored
   sender and receiver rows with compare-and-set.
 """

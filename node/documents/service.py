@@ -33,7 +33,7 @@ from exchange_protocol.meta_json import meta_to_dict, parse_meta
 from exchange_protocol.notices import Notice
 from exchange_protocol.package import Attachment, build_package
 from exchange_protocol.package_reader import PackageReader
-from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue, is_settled
+from exchange_protocol.states import Event, ReceiverStatus, SenderStatus, is_overdue
 from exchange_protocol.supervision import Lateness, judge
 from node.api.auth import Forbidden, Principal
 from node.archive import archiving
@@ -41,6 +41,7 @@ from node.archive.builder import BuiltArchive
 from node.archive.time_stamps import TimeStamps
 from node.context import NodeContext
 from node.documents import ledger, statistics, supervised
+from node.documents import track_page as track_pages
 from node.documents.ledger import LedgerExport, register_facts
 from node.documents.tracking import apply_receiver_event, apply_sender_event
 from node.errors import ApiError, NodeError, NotFound, StoreDuplicate
@@ -300,19 +301,12 @@ class DocumentService:
 
     async def track_page(self, who: Principal, doc_id: str, *, status: str | None = None, after: str | None = None,
                          limit: int = 100) -> dict[str, Any]:
-        """TrackingPage (:mod:`node.documents.supervised`): the document with its counts, and a page of its
-        recipients by unit code narrowed by ``status``; ``next`` the ``after`` of the next page."""
+        """TrackingPage (:func:`node.documents.track_page.track_page`)."""
         doc = await self._own_outbox(who, doc_id, recipients=False)
         now = self.ctx.clock()
-        statuses = supervised.track_statuses(status, doc.deadline, now)
-        limit = supervised.page_size(limit)
-        rows = [] if statuses == [] else await self.store.messages.recipients_page(
-            doc_id, statuses=statuses, after_unit=supervised.track_after(after), limit=limit)
-        counts = (await self.store.messages.outbox_counts([doc_id]))[doc_id]
-        late = supervised.track_statuses("overdue", doc.deadline, now) or []
-        return {"doc": self._outbox_item(doc, now, counts), "overdue": sum(counts.get(s, 0) for s in late),
-                "recipients": [self._recipient_view(r, doc, now) for r in rows],
-                "next": rows[-1].unit if len(rows) == limit else None}
+        return await track_pages.track_page(self.store, doc, now, doc_view=lambda c: self._outbox_item(doc, now, c),
+                                            recipient_view=lambda r: self._recipient_view(r, doc, now),
+                                            status=status, after=after, limit=limit)
 
     async def _forwarded(self, cover: OutboxDocument, now: dt.datetime) -> dict[str, Any] | None:
         """For a cover 通知: the document it forwarded (转发) and where each copy is."""
@@ -353,9 +347,8 @@ class DocumentService:
         if unknown:
             # Like a document id that is not ours: no such recipient here (404), not a malformed request.
             raise NotFound(f"not recipients of {doc_id}: {', '.join(unknown)}", doc_id=doc_id, units=unknown)
-        # By default: every recipient still in the document's course (not settled, not failed).
-        targets = units or [r.unit for r in doc.recipients
-                            if not is_settled(SenderStatus(r.status)) and r.status != SenderStatus.FAILED.value]
+        # By default: every recipient still in the document's course (not signed: track_pages.UNSIGNED).
+        targets = units or [r.unit for r in doc.recipients if r.status in track_pages.UNSIGNED]
         # After a 补发 a node may have had several messages of this document, each for its own units:
         # a notice answers the one that carried its units (the receiver checks exactly that).
         carried = {(o.destination, unit): o.message_id for o in await self.store.links.links_for(doc_id)

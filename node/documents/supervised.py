@@ -1,4 +1,4 @@
-"""What a supervisor (督办人员) sees of the units it supervises, and a sent document's track a page at a time.
+"""What a supervisor (督办人员) sees of the units it supervises.
 
 **The supervisor's list** (:func:`supervised`). A console user with the role ``supervisor`` carries
 the units it supervises (``gwx user add --role supervisor --unit …``, on the principal as
@@ -12,11 +12,6 @@ the units it supervises (``gwx user add --role supervisor --unit …``, on the p
 
 A unit hosted on another node shows only through the 督办 items that reached this node: its grace
 days are that node's to see. Naming a unit outside the supervisor's scope is ``API_FORBIDDEN``.
-
-**The track page** (:func:`track_page`): a sent document's recipients by unit code, a page at a
-time, narrowed to one status, to the unsigned (still in the document's course) or the overdue;
-the counts come from the store's count (``DocumentService.track(recipients=False)``), not from
-reading 3,600 rows.
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ from typing import Any
 
 from exchange_protocol.errors import ProtocolError
 from exchange_protocol.model import check_doc_id
-from exchange_protocol.states import ReceiverStatus, SenderStatus, is_overdue, is_settled
+from exchange_protocol.states import ReceiverStatus, is_settled
 from node.api.auth import Forbidden, Principal
 from node.errors import ApiError
 from node.store import NodeStore
@@ -36,8 +31,6 @@ from node.store.supervision import LateRow, SupervisionItem
 
 STATES = ("late", "open", "settled")
 UNSETTLED = tuple(s.value for s in ReceiverStatus if not is_settled(s))
-# The track page's filters besides a status of its own: still in the document's course, past the 办理时限.
-TRACK_FILTERS = (*(s.value for s in SenderStatus), "unsigned", "overdue")
 MAX_PAGE = 500
 _LATE_CURSOR = re.compile(r"([0-9T:+.\-]{19,40})~([^~]{1,100})~([0-9A-Z]{18})")
 
@@ -102,25 +95,3 @@ async def supervised(store: NodeStore, who: Principal, state: str, now: dt.datet
         items = [item_view(i) for i in found]
         nxt = str(found[-1].id) if len(found) == limit else None
     return {"state": state, "units": list(units), "items": items, "next": nxt}
-
-
-def track_statuses(status: str | None, deadline: dt.datetime | None, now: dt.datetime) -> list[str] | None:
-    """The recipient statuses a track filter keeps (None: all)."""
-    if status is None:
-        return None
-    if status not in TRACK_FILTERS:
-        raise ApiError(f"status must be one of {', '.join(TRACK_FILTERS)}", code="API_BAD_PARAMETER",
-                       parameter="status")
-    if status == "unsigned":
-        return [s.value for s in SenderStatus if not is_settled(s) and s is not SenderStatus.FAILED]
-    if status == "overdue":
-        return [s.value for s in SenderStatus if is_overdue(s, deadline, now)]
-    return [status]
-
-
-def track_after(after: str | None) -> str | None:
-    if after is not None and not re.fullmatch(r"[0-9A-Z]{18}", after):
-        raise ApiError("after is not a unit code this list gave", code="API_BAD_PARAMETER", parameter="after")
-    return after
-
-

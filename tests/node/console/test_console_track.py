@@ -169,3 +169,31 @@ def test_bad_requests_on_the_track_page_are_typed_and_change_nothing(tmp_path):
         track = await env.service.track(Principal("t", "张三", "clerk", UNIT_A), doc_id)
         assert all(r["urge_count"] == 0 for r in track["recipients"])
     run(tmp_path, scenario)
+
+
+def test_which_statuses_are_unsigned_is_decided_once_for_the_tile_filter_buttons_confirmation_and_recall(
+        tmp_path, monkeypatch):
+    """node.documents.track_page.UNSIGNED decides 未签收: the track page's tile and filter, its per-unit
+    buttons, the 撤回 confirmation's count and the service's 撤回 of every unsigned unit all follow it."""
+    async def scenario(env, client):
+        doc_id = await send(client, env)  # 主送 UNIT_B, 抄送 UNIT_C: both delivered here
+        zhang = await signed_in(client, "zhang")
+        recall = f"/console/doc/{urllib.parse.quote(doc_id, safe='')}/recall"
+        _, page = await zhang.get(track_of(doc_id))
+        assert re.search(r'id="count-unsigned"[^>]*><span class="tile-count">2<', page)
+        assert page.count(">催办</button>") == 2 and 'id="recall-all"' in page
+        _, page = await zhang.get(recall)
+        assert "确认撤回 2 个未签收单位？" in page
+        # were a delivered document no longer "unsigned", every one of those would say so at once
+        monkeypatch.setattr("node.documents.track_page.UNSIGNED", ("queued", "sent"))
+        _, page = await zhang.get(track_of(doc_id))
+        assert 'id="count-unsigned"' not in page and ">催办</button>" not in page and 'id="recall-all"' not in page
+        _, page = await zhang.get(track_of(doc_id) + "?status=unsigned")
+        assert rows_of(page) == []
+        _, page = await zhang.get(recall)
+        assert "没有未签收的单位" in page and 'name="confirm"' not in page
+        response, _ = await zhang.post(recall, {"csrf": csrf_of(page), "back": "track", "confirm": "all"})
+        assert response.status == 409 and response.headers["X-Gwx-Error"] == "DOC_NO_ELIGIBLE_RECIPIENT"
+        track = await env.service.track(Principal("t", "张三", "clerk", UNIT_A), doc_id)
+        assert {r["status"] for r in track["recipients"]} == {"delivered"}
+    run(tmp_path, scenario)
