@@ -4,7 +4,9 @@ route ``ledger_export``).
 Statistics are :meth:`DocumentServiceApi.ledger_stats`'s (:mod:`node.documents.statistics`: a
 clerk's own unit; an operator's every hosted unit — numbers only), per unit and per period, with
 the 台账's filters: ``side`` (sent 发文 / received 收文), ``period`` (day, week, month), ``from`` and
-``to`` (Beijing dates), ``kind``, ``status``, ``counterpart``. Each unit gets three charts drawn
+``to`` (Beijing dates), ``kind``, ``status``, ``counterpart``, ``unit`` (an operator's choice among
+the hosted units; without it, :data:`PAGE_UNITS` of them a page by unit code, ``after`` the last
+unit of the page before). Each unit gets three charts drawn
 here as inline SVG (:mod:`node.console.charts`): documents and 签收 per period; median and p90
 hours to 签收; overdue and returned rates — and the numbers as a table beneath.
 
@@ -16,6 +18,7 @@ service (values: ``LEDGER_BAD_*``, 400; another unit: ``API_FORBIDDEN``, 403).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -24,14 +27,17 @@ from node.api.ledger_routes import send_export
 from node.api.local_api import PRINCIPAL
 from node.console import charts
 from node.console.errors import BadFilter, WrongRole
-from node.console.security import RENDER, SERVICE, SESSION, TMP
+from node.console.security import ACCOUNTS, RENDER, SERVICE, SESSION, TMP
 from node.documents.ledger import STATUSES
 from node.documents.statistics import PERIODS
 from node.store.values import LEDGER_SENT
 
 SIDES = {"sent": "发文", "received": "收文"}
 PERIOD_LABEL = {"day": "日", "week": "周", "month": "月"}
-FILTERS = ("side", "period", "from", "to", "kind", "status", "counterpart", "unit")
+FILTERS = ("side", "period", "from", "to", "kind", "status", "counterpart", "unit", "after")
+# An operator without a chosen unit sees the hosted units this many at a time, by unit code (three
+# charts each: hundreds of units on one page would be thousands of SVG shapes and as many queries).
+PAGE_UNITS = 10
 FORMATS = ("csv", "xlsx")
 STATUS_LABEL = {"queued": "待发送", "sent": "已发出", "delivered": "已送达", "signed_for": "已签收", "returned": "已退回",
                 "recalled": "已撤回", "failed": "发送失败", "pending": "待签收", "registered": "已登记"}
@@ -54,6 +60,12 @@ def _query(request: web.Request, extra: tuple[str, ...] = ()) -> dict[str, str]:
     if out.get("side", LEDGER_SENT) not in SIDES:
         raise BadFilter("filter 'side' is sent or received", parameter="side")
     return out
+
+
+def _after(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9A-Z]{18}", value):
+        raise BadFilter("after is not a unit code this page gave", parameter="after")
+    return value
 
 
 def _service_filters(q: dict[str, str]) -> dict[str, str | None]:
@@ -88,17 +100,33 @@ async def stats_page(request: web.Request) -> web.Response:
         raise WrongRole(f"{user.login} is a {user.role}; statistics are a clerk's or an operator's", role=user.role)
     query = _query(request)
     side, period = query.get("side", LEDGER_SENT), query.get("period", "month")
-    stats = await request.app[SERVICE].ledger_stats(request[PRINCIPAL], side, period, by="unit",
-                                                    **_service_filters(query))
-    by_unit: dict[str, list[dict[str, Any]]] = {}
-    for row in stats["rows"]:
+    after = _after(query.get("after"))
+    hosted = sorted(request.app[ACCOUNTS].hosted_units or ()) if user.role == "operator" else []
+    # A clerk's own unit, or the unit chosen: one call. An operator's every hosted unit: a page of them.
+    more, paged = None, bool(hosted) and "unit" not in query
+    if paged:
+        rest = [u for u in hosted if after is None or u > after]
+        page: list[str | None] = list(rest[:PAGE_UNITS])
+        more = rest[PAGE_UNITS - 1] if len(rest) > PAGE_UNITS else None
+    else:
+        page = [query.get("unit")]
+    rows: list[dict[str, Any]] = []
+    for unit in page:
+        stats = await request.app[SERVICE].ledger_stats(request[PRINCIPAL], side, period, by="unit",
+                                                        **{**_service_filters(query), "unit": unit})
+        rows += stats["rows"]
+    # Each unit of an operator's page has its section, one without documents too (said so, no charts).
+    by_unit: dict[str, list[dict[str, Any]]] = {u: [] for u in page if u is not None} if paged else {}
+    for row in rows:
         by_unit.setdefault(row["unit"], []).append(row)
-    sections = [{"unit": code, "rows": rows, "charts": unit_charts(rows, side)} for code, rows in by_unit.items()]
-    export = {k: v for k, v in query.items() if k not in ("period", "unit")}
+    sections = [{"unit": code, "rows": found, "charts": unit_charts(found, side) if found else None}
+                for code, found in by_unit.items()]
+    export = {k: v for k, v in query.items() if k not in ("period", "unit", "after")}
     return request.app[RENDER](request, "stats.html", 200, filters=query, side=side, period=period,
                                sections=sections, sides=SIDES, periods={p: PERIOD_LABEL[p] for p in PERIODS},
                                statuses={s: STATUS_LABEL.get(s, s) for s in STATUSES[side]}, export=export,
-                               can_export=user.role == "clerk")
+                               can_export=user.role == "clerk", hosted=hosted, page_units=PAGE_UNITS,
+                               next=more, again={k: v for k, v in query.items() if k != "after"})
 
 
 async def ledger_export(request: web.Request) -> web.StreamResponse:

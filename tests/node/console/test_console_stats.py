@@ -14,7 +14,7 @@ import openpyxl
 
 from node.console import charts
 from pki.unit_code import make_unit_code
-from tests.node.api.local_api_support import UNIT_A, UNIT_B, make_env, meta, send
+from tests.node.api.local_api_support import UNIT_A, UNIT_B, UNIT_C, make_env, meta, send
 from tests.node.console.console_support import PASSWORD, Browser, console, csrf_of
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -89,6 +89,36 @@ def test_the_statistics_page_draws_counts_times_and_rates_and_exports_the_ledger
         ops = await signed_in(client, "ops")  # numbers for every hosted unit, no export button
         response, page = await ops.get("/console/stats?side=sent")
         assert response.status == 200 and f'id="stats-{UNIT_A}"' in page and "export-xlsx" not in page
+    run(tmp_path, scenario)
+
+
+def test_an_operator_pages_through_the_hosted_units_and_picks_one(tmp_path, monkeypatch):
+    """An operator's statistics without a chosen unit are a page of the hosted units (three charts
+    each), not every hosted unit on one page; the form offers the hosted units and the 对方单位."""
+    monkeypatch.setattr("node.console.stats_page.PAGE_UNITS", 2, raising=False)
+
+    async def scenario(env, client):
+        await send(client, env)  # UNIT_A to UNIT_B and UNIT_C, all three hosted here
+        hosted = sorted(u.code for u in env.config.units)
+        assert len(hosted) == 3
+        ops = await signed_in(client, "ops")
+        response, page = await ops.get("/console/stats?side=received")
+        assert response.status == 200
+        shown = re.findall(r'<section class="card stats" id="stats-([0-9A-Z]{18})"', page)
+        assert shown == hosted[:2] and len(svgs(page)) == 6
+        assert all(f'<option value="{u}"' in page for u in hosted) and 'name="counterpart"' in page
+        found = re.search(r'id="next-units" href="([^"]+)"', page)
+        _, page = await ops.get(found.group(1).replace("&amp;", "&"))
+        assert re.findall(r'id="stats-([0-9A-Z]{18})"', page) == hosted[2:] and 'id="next-units"' not in page
+        assert "side=received" in found.group(1)  # the filters go with the next page
+        response, page = await ops.get(f"/console/stats?side=received&unit={UNIT_B}")
+        assert re.findall(r'id="stats-([0-9A-Z]{18})"', page) == [UNIT_B]
+        assert f'<option value="{UNIT_B}" selected>' in page and 'id="next-units"' not in page
+        response, page = await ops.get(f"/console/stats?side=received&counterpart={UNIT_A}&unit={UNIT_C}")
+        [counts, _, _] = svgs(page)
+        assert any(t.endswith("收文：1") for t in titles(counts))
+        response, _ = await ops.get("/console/stats?after=nonsense")
+        assert response.status == 400 and response.headers["X-Gwx-Error"] == "CONSOLE_BAD_FILTER"
     run(tmp_path, scenario)
 
 
