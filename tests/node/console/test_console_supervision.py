@@ -54,7 +54,7 @@ def test_a_supervisor_follows_its_units_late_documents_from_grace_to_escalation_
         assert 'href="/console/supervision"' in home
         response, page = await zhao.get("/console/supervision")
         assert response.status == 200
-        assert listed(page) == [(UNIT_B, doc_id)] and "宽限期内" in page and "0个工作日" in page
+        assert listed(page) == [(UNIT_B, doc_id)] and "宽限期内" in page and "不足1个工作日" in page
         _, page = await zhao.get("/console/supervision?state=open")
         assert listed(page) == [] and "没有督办中的公文" in page
 
