@@ -66,7 +66,8 @@ def test_the_statistics_page_draws_counts_times_and_rates_and_exports_the_ledger
         assert [b.get("class") for b in counts.iter(SVG + "rect") if b.get("class")] == ["bar", "bar"]
         assert any(t.endswith("发文（单位次）：4") for t in titles(counts))
         assert any(t.endswith("已签收：1") for t in titles(counts))
-        assert any("中位数：0" in t for t in titles(times))  # signed at once (the clock had not moved)
+        assert any("中位数：0小时" in t for t in titles(times))  # signed at once (the clock had not moved)
+        assert any("90%分位：0小时" in t for t in titles(times))  # a percentile in words, not a bare "90%"
         assert any(t.endswith("退回率：0%") for t in titles(rates))
         assert re.search(r'id="export-xlsx"', page) and 'name="side" value="sent"' in page
 
