@@ -25,6 +25,8 @@ from node.errors import ApiError
 
 PAGE = 100
 PARAMS = ("status", "after", "done")
+# What the notice on top says after an act that came back here; any other ?done= shows nothing.
+DONE = {"urge": "已催办。", "recall": "已撤回。"}
 # The filter links above the list, in the order a clerk reads a document's course.
 FILTERS = {"unsigned": "未签收", "overdue": "超期", **{s.value: s.label for s in SenderStatus}}
 
@@ -75,4 +77,4 @@ async def track_page(request: web.Request, doc_id: str) -> web.Response:
     return request.app[RENDER](
         request, "track.html", 200, doc=page["doc"], recipients=page["recipients"], counts=counts, total=total,
         signed=signed, unsigned=unsigned, unsigned_statuses=track_pages.UNSIGNED, overdue=page["overdue"], labels=FILTERS, chosen=query.get("status"), path=path,
-        filters=filters, next=page["next"], doc_id=doc_id, done=query.get("done", ""))
+        filters=filters, next=page["next"], doc_id=doc_id, done=DONE.get(query.get("done", ""), ""))

@@ -114,6 +114,8 @@ def test_urge_and_recall_from_the_track_page_per_unit_and_for_all_unsigned(tmp_p
         assert response.status == 303 and response.headers["Location"] == track_of(doc_id) + "?done=urge"
         _, page = await zhang.get(response.headers["Location"])
         assert "已催办。" in page and "（已催办 1 次）" in page
+        _, other = await zhang.get(track_of(doc_id) + "?done=xyz")  # no act of that name: no (empty) notice
+        assert 'id="done"' not in other
         # 撤回 for every unit not yet signed: irreversible, so the track page's button only opens a page
         # that asks; a post of the old one-click form (no confirm) recalls nothing
         assert 'action="/console/doc/' in page and 'id="recall-all"' in page
