@@ -15,6 +15,7 @@ import urllib.parse
 from typing import Any
 
 from exchange_protocol.kinds import Kind, Urgency
+from exchange_protocol.states import SenderStatus
 from node.api.auth import Principal
 from node.console.errors import BadFilter
 from node.documents.contract import DocumentServiceApi
@@ -23,6 +24,7 @@ from pki.unit_code import validate_unit_code
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 PAGE = 30
+LISTED_UNITS = 10  # a sent document to at most this many units lists them in 发文; more: see its track page
 MAX_SEARCH = 100
 # folder → (label, what it asks the inbox for)
 FOLDERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -108,10 +110,18 @@ async def received(service: DocumentServiceApi, who: Principal, query) -> dict[s
 
 
 async def sent(service: DocumentServiceApi, who: Principal, query) -> dict[str, Any]:
-    """The 发文 list's page, each document with its recipients' status (its tracking)."""
+    """The 发文 list's page, each document with its counts by status, and its recipients' status when
+    it has at most :data:`LISTED_UNITS` of them (a page of them, never the whole list otherwise)."""
     f = filters_of(query, OUTBOX_PARAMS)
-    items = await service.outbox(who, unit=f.get("to"), **_common(f))
-    tracks = [await service.track(who, item["doc_id"]) for item in items]
+    items = await service.outbox(who, unit=f.get("to"), **_common(f))  # with the store's counts by status
+    tracks = []
+    for doc in items:
+        total = sum(doc["counts"].values())
+        # A few units are listed here; a 通知 to 3,600 is its counts and the link to its track page.
+        listed = (await service.track_page(who, doc["doc_id"], limit=LISTED_UNITS))["recipients"] \
+            if total <= LISTED_UNITS else None
+        tracks.append({"doc": doc, "recipients": listed, "total": total,
+                       "signed": doc["counts"].get(SenderStatus.SIGNED_FOR.value, 0)})
     counts = await service.folder_counts(who)
     return {"filters": f, "folder": "outbox", "items": tracks, "counts": counts,
             "next": items[-1]["id"] if len(items) == PAGE else None}

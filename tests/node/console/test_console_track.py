@@ -199,3 +199,16 @@ def test_which_statuses_are_unsigned_is_decided_once_for_the_tile_filter_buttons
         track = await env.service.track(Principal("t", "张三", "clerk", UNIT_A), doc_id)
         assert {r["status"] for r in track["recipients"]} == {"delivered"}
     run(tmp_path, scenario)
+
+
+def test_the_sent_list_counts_a_wide_document_and_links_its_track_instead_of_listing_every_unit(tmp_path):
+    async def scenario(env, client):
+        doc_id, units = await a_document_to_many(env)
+        small = await send(client, env)  # to two units: still listed one by one
+        zhang = await signed_in(client, "zhang")
+        response, page = await zhang.get("/console/outbox")
+        assert response.status == 200 and "已签收 360/3600" in page and "已签收 0/2" in page
+        assert f'href="{track_of(doc_id)}"' in page and f'href="{track_of(small)}"' in page
+        assert page.count('<li class="status-') == 2  # the small document's units; none of the 3,600
+        assert units[0] not in page
+    run(tmp_path, scenario)
