@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="the person's name, recorded as 签收人 when they sign for a document")
     p.add_argument("--role", required=True, choices=("clerk", "supervisor", "operator"), help=ROLE_HELP)
     p.add_argument("--unit", action="append", default=[], dest="units", metavar="CODE",
-                   help="a unit's 统一社会信用代码 (a clerk's one unit; a supervisor's, repeated)")
+                   help="a unit's 统一社会信用代码 (a clerk's one unit; a supervisor's, repeated — taken as "
+                        "typed, not checked against the directory's supervising units)")
     _password_option(p)
     p.set_defaults(func=_add)
 
