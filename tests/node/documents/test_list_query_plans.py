@@ -3,8 +3,8 @@
 A county node's real document service over a store filled as bench/console.py fills one (a
 county's received rows, the city's sent documents to a dozen counties, through the store's own
 interfaces), and a 通知 to 300 units. Each query the console's folders (every folder and filter,
-paging, search), its counts, the 发文 list, a document's tracking, the 台账 export, the statistics
-and the 督办 list send to SQLite is recorded with its parameters as it runs, then asked for its
+paging, search), its counts, the 发文 list, a document's tracking and its track page, the 台账
+export, the statistics, the 督办 list and a supervisor's list of its units send to SQLite is recorded with its parameters as it runs, then asked for its
 ``EXPLAIN QUERY PLAN``: a step that SCANs a big table (not SEARCHes it by an index) fails the test,
 named with the query. A query added later to these paths is checked without a change here.
 """
@@ -188,6 +188,12 @@ def test_every_console_and_ledger_list_query_reads_an_index(node_dir, tmp_path, 
                         await service.supervised(supervisor, state, unit=unit, after=page["next"], limit=5)
             await service.supervision(county_clerk)
             await service.supervision(county_clerk, settled=False)
+            for status in (None, "unsigned", "overdue", "returned"):  # the track page, a page at a time
+                await service.track_page(city_clerk, wide, status=status, limit=50)
+            await service.track_page(city_clerk, wide, after=make_unit_code("11371300MC0000100"), limit=50)
+            supervisor = Principal("t-sup", "赵督查", "supervisor", None, (bench.COUNTY, bench.CITY))
+            for state in ("late", "open", "settled"):  # the supervisor's 督办 list: its units' rows only
+                await service.supervised(supervisor, state)
             now = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
             for side, who, filters in (("received", county_clerk, {}), ("sent", city_clerk, {"kind": "通知"}),
                                        ("received", county_clerk, {"status": "pending", "date_from": day})):
