@@ -429,10 +429,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         # A supervisor of units (node.documents.supervised) lists the items about those units,
         # newest first, whichever supervising unit holds them: by (unit, id), not a scan of all items.
         "CREATE INDEX supervision_items_unit ON supervision_items (unit, id)",
-        # Its 超期 list is those units' open rows past their deadline, oldest first: sought by unit,
-        # status and deadline (only the late rows of the supervisor's units are read; the few units'
-        # rows are then sorted together). inbox_status_deadline would walk every hosted unit's late rows.
-        "CREATE INDEX inbox_unit_late ON inbox (unit_code, status, deadline)",
     )),
     Migration(16, "indexes for the console's folders and counts of a unit (issue 10, Figures)", (
         # A folder (待签收, 已签收 …) is one unit's rows of one status, newest first: read in this

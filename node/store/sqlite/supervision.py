@@ -37,9 +37,7 @@ class Supervision:
             params = [to_db_time(after[0]), after[1], after[2]]
         rows = await self._db.fetchall(
             "SELECT i.doc_id, i.unit_code, i.from_unit, i.title, i.status, i.deadline,"
-            # Named: without statistics the planner takes inbox_status_deadline for its deadline order,
-            # reading every hosted unit's late rows to keep those of the supervisor's few units.
-            " m.overdue_noted_at, m.escalated_at FROM inbox i INDEXED BY inbox_unit_late"
+            " m.overdue_noted_at, m.escalated_at FROM inbox i"
             " LEFT JOIN supervision_marks m ON m.doc_id = i.doc_id AND m.unit = i.unit_code"
             f" WHERE i.status IN ({marks}) AND i.deadline IS NOT NULL AND i.deadline < ?"
             f" AND m.escalated_at IS NULL{cursor} ORDER BY i.deadline, i.doc_id, i.unit_code LIMIT ?",
@@ -178,9 +176,7 @@ class Supervision:
         # unit's late rows of the node. The supervised units' late rows are sorted (a temp b-tree).
         rows = await self._db.fetchall(
             "SELECT i.doc_id, i.unit_code, i.from_unit, i.title, i.status, i.deadline,"
-            # Named: without statistics the planner takes inbox_status_deadline for its deadline order,
-            # reading every hosted unit's late rows to keep those of the supervisor's few units.
-            " m.overdue_noted_at, m.escalated_at FROM inbox i INDEXED BY inbox_unit_late"
+            " m.overdue_noted_at, m.escalated_at FROM inbox i"
             " LEFT JOIN supervision_marks m ON m.doc_id = i.doc_id AND m.unit = i.unit_code"
             f" WHERE i.unit_code IN ({unit_marks}) AND i.status IN ({status_marks}) AND +i.deadline IS NOT NULL"
             f" AND +i.deadline < ?{cursor} ORDER BY +i.deadline, i.doc_id, i.unit_code LIMIT ?",
