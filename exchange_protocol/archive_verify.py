@@ -195,7 +195,7 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
             else:
                 package_file.seek(0)
                 report = verify_package(package_file, roots, when, revocation=crls_at, revocation_at_stamp=crls_at,
-                                        intermediates=chain)
+                                        intermediates=chain, judge_at_stamp=True)
                 info["package"] = report.to_dict()
                 info["title"] = report.title
                 first = report.failures[0] if report.failures else None

@@ -21,10 +21,13 @@ whose checks each pass, fail (with the typed error's stable code and message), a
 ``timestamp``           when present: an RFC 3161 token from a TSA under our roots over the
                         SHA-256 of the signature value
 
-A verified time-stamp proves the signature existed at its genTime. When that is before ``at``, the
+A verified time-stamp proves the signature existed at its genTime. Only with ``judge_at_stamp=True``
+(an archive check: ``gwx doc verify``, ``verify_archive``), when that is before ``at``, the
 signature, the PDF seal and the SESeal are judged *at the genTime* (``judged_at`` in the report):
 a package whose certificates expired or were revoked after it was time-stamped stays valid, one
-revoked before it does not. Revocation at that moment is ``revocation_at_stamp``'s
+revoked before it does not. A live node judges an arriving package at ``at`` (now), stamped or not:
+otherwise a thief of a seal key could pre-stamp packages and send them after the revocation, and a
+CRL newer than the stamp could not answer. Revocation at the stamp's moment is ``revocation_at_stamp``'s
 (:class:`pki.revocation.CrlCheckerAt` over the same CRLs), since a CRL issued after the moment
 judged is no evidence to a checker for the present.
 
@@ -127,7 +130,8 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
                    limits: PackageLimits = DEFAULT_LIMITS, validate_pdf: bool = True,
                    allow_classified: bool = False,
                    intermediates: Sequence[x509.Certificate] = (),
-                   revocation_at_stamp: RevocationCheck | None = None) -> PackageReport:
+                   revocation_at_stamp: RevocationCheck | None = None,
+                   judge_at_stamp: bool = False) -> PackageReport:
     """Verify the package in ``source`` (a seekable binary file, or a path) at ``at`` (see module doc).
 
     ``validate_pdf=False`` leaves out the PAdES validation (pyHanko, tens of milliseconds): a node
@@ -142,7 +146,7 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
         with open(source, "rb") as f:
             return verify_package(f, trust, at, revocation=revocation, limits=limits, validate_pdf=validate_pdf,
                                   allow_classified=allow_classified, intermediates=intermediates,
-                                  revocation_at_stamp=revocation_at_stamp)
+                                  revocation_at_stamp=revocation_at_stamp, judge_at_stamp=judge_at_stamp)
     roots = tuple(trust.roots if isinstance(trust, TrustStore) else trust)
     checks: dict[str, Check] = {}
     info: dict[str, Any] = {"checked_at": at}
@@ -160,11 +164,11 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
     with reader:
         checks["structure"] = Check("structure", PASS, details={"files": len(reader.manifest.entries)})
         info["attachments"] = tuple((e.path, e.size) for e in reader.attachments)
-        # The time-stamp first: when it verifies, everything signed is judged at its genTime.
+        # The time-stamp first: when it verifies and the caller opted in, everything signed is judged at its genTime.
         checks["timestamp"] = _check_timestamp(reader.timestamp, reader.signature, roots, info,
                                                revocation_at_stamp, intermediates)
         stamped = info.get("timestamp_time")
-        if stamped is not None and stamped < at:
+        if judge_at_stamp and stamped is not None and stamped < at:
             at = stamped
             revocation = revocation_at_stamp if revocation_at_stamp is not None else revocation
         info["judged_at"] = at

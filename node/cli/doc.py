@@ -145,7 +145,8 @@ def _verify(args: argparse.Namespace) -> int:
 
         report = verify_package(f, roots, at, revocation=CrlChecker(crls) if args.crl else None,
                                 intermediates=intermediates,
-                                revocation_at_stamp=CrlCheckerAt(crls) if args.crl else None)
+                                revocation_at_stamp=CrlCheckerAt(crls) if args.crl else None,
+                                judge_at_stamp=True)
     # VALID without a CRL says nothing about revocation: both outputs say so explicitly.
     revocation = {"checked": bool(args.crl), "crls": [str(p) for p in args.crl]}
     if args.json:
