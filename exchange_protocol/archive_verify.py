@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
-import json
 import stat
 import tempfile
 import zipfile
@@ -385,10 +383,10 @@ def _check_statements(small: dict[str, bytes], roots, when: dt.datetime, chain, 
 def _check_audit(data: bytes | None) -> Check:
     if data is None:
         return _fail("audit", E.ArchiveFileMissing("the archive holds no audit excerpt", path=A.AUDIT_NAME))
-    try:
-        excerpt = json.loads(data)
-    except ValueError:
-        return _fail("audit", E.ArchiveAuditBroken("audit/excerpt.json is not JSON", reason="format"))
+    try:  # strict and bounded: a list, a string or a deeply nested array is a typed failure, not a traceback
+        excerpt = load_json(data, max_bytes=len(data) + 1, what="audit/excerpt.json", error=E.ArchiveMalformed)
+    except GwxError as exc:
+        return _fail("audit", E.ArchiveAuditBroken(exc.message, reason="format"))
     try:
         return Check("audit", PASS, details={"events": check_excerpt(excerpt)})
     except GwxError as exc:
@@ -399,7 +397,9 @@ def _check_index(data: bytes | None, files: dict[str, dict[str, Any]], info: dic
     try:
         if data is None:
             raise E.ArchiveFileMissing("the archive holds no index.json", path=A.INDEX_NAME)
-        index = json.loads(io.BytesIO(data).read().decode("utf-8"))
+        index = load_json(data, max_bytes=len(data) + 1, what="index.json", error=E.ArchiveMalformed)
+        if not isinstance(index, dict):
+            raise E.ArchiveMalformed("index.json is not a JSON object")
         meta, archived = index.get("元数据"), index.get("归档")
         if not isinstance(meta, dict) or not isinstance(archived, dict):
             raise E.ArchiveMalformed("index.json lacks 元数据 or 归档")
@@ -412,8 +412,6 @@ def _check_index(data: bytes | None, files: dict[str, dict[str, Any]], info: dic
             raise E.ArchiveMalformed("index.json, the manifest and the sealed package name different 公文标识")
         info.setdefault("title", meta.get("标题"))
         return Check("index", PASS)
-    except (ValueError, UnicodeDecodeError):
-        return _fail("index", E.ArchiveMalformed("index.json is not UTF-8 JSON"))
     except GwxError as exc:
         return _fail("index", exc)
 

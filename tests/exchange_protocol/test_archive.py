@@ -295,3 +295,12 @@ def test_members_overlapping_in_the_zip_are_a_bomb(pki_env, archived):
     report = verify_archive(io.BytesIO(bytes(data)), [pki_env.root], LATER)
     assert statuses(report)["structure"] == ("fail", "ARCHIVE_ZIP_BOMB")
     assert "overlap" in report.check("structure").message
+
+
+@pytest.mark.parametrize("body", [b"[]", b"[" * 200_000, b'"a string"', b"\xff\xfe"],
+                         ids=["list", "deep", "string", "not-utf8"])
+def test_hostile_json_in_the_index_or_the_audit_excerpt_is_a_typed_failure(pki_env, body):
+    for name, check, code in ((A.INDEX_NAME, "index", "ARCHIVE_MALFORMED"),
+                              (A.AUDIT_NAME, "audit", "ARCHIVE_AUDIT_CHAIN_BROKEN")):
+        report = verify_archive(io.BytesIO(build(pki_env, extra={name: body})), [pki_env.root], LATER)
+        assert statuses(report)[check] == ("fail", code), (name, report.to_dict())
