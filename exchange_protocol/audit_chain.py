@@ -4,9 +4,13 @@ The node's audit log (:mod:`node.store.sqlite.audit`) appends ``(seq, at, actor,
 details, prev_hash, hash)`` with ``hash = SHA-256(canonical_json([prev_hash, seq, at, actor, action,
 subjects, details]))``. An archive carries an *excerpt*: the events about one document in full, and
 the hash of every event from the first of them to the last (``links``), so a third party recomputes
-each event's hash and sees each one's ``prev_hash`` is the hash before it — the events belong to one
-chain, in this order, none removed between them. The node's head (seq, hash) when the excerpt was
-taken is kept too: the archive's time-stamp fixes it, so the live log can later be compared with it.
+each included event's hash and sees its ``prev_hash`` is the recorded link before it: each included
+event is intact and chained to its own recorded link, in this order. It does NOT prove that no event
+was removed between them: the links of the events not included (other documents', whose content must
+not leave the node) are recorded hashes, not recomputed, and could be replaced. The node's head (seq,
+hash) when the excerpt was taken is kept too: the archive's time-stamp fixes it, so comparing it with
+the live log (``verify_chain``) later is what anchors the whole range. Making every link recomputable
+needs a new event-hash version (docs/architecture.md, "The audit excerpt").
 
 Excerpt (JSON)::
 

@@ -107,6 +107,8 @@ def _verify(args: argparse.Namespace) -> int:
                 line += f": {check.code}: {check.message}"
             elif check.details.get("count") is not None:
                 line += f" ({check.details['count']})"
+            elif check.message:  # what a passing check proves and what it does not (the audit excerpt's links)
+                line += f": {check.message}"
             print(line)
     return 0 if report.ok else VERIFY_FAILED
 

@@ -127,7 +127,7 @@ def test_an_archive_verifies_offline_and_years_later_at_its_time_stamps_time(pki
         assert report.ok, report.to_dict()
         assert report.judged_at == NOW and report.doc_id == make_meta().id
         assert statuses(report)["envelopes"] == ("pass", None) and statuses(report)["receipts"] == ("pass", None)
-        assert report.check("audit").details == {"events": 3}
+        assert report.check("audit").details == {"events": 3, "links_not_recomputed": 2}
 
 
 def test_revoked_after_the_time_stamp_is_fine_before_it_is_not(tmp_path):
@@ -304,3 +304,17 @@ def test_hostile_json_in_the_index_or_the_audit_excerpt_is_a_typed_failure(pki_e
                               (A.AUDIT_NAME, "audit", "ARCHIVE_AUDIT_CHAIN_BROKEN")):
         report = verify_archive(io.BytesIO(build(pki_env, extra={name: body})), [pki_env.root], LATER)
         assert statuses(report)[check] == ("fail", code), (name, report.to_dict())
+
+
+def test_the_audit_check_says_which_links_it_could_not_recompute(pki_env):
+    """Only seq 3 of links 2..5 is in full: the others are hashes only (other documents' events stay on the
+    node), so the report must not read as "none removed between them"; it names the links taken on trust."""
+    full = _excerpt(n=2, first=2)  # seqs 2..5, events at 3 and 5
+    full["events"] = [e for e in full["events"] if e["seq"] == 3]
+    invented = dict(full, links=[*full["links"][:2], "cd" * 32, full["links"][3]])  # seq 4 replaced: unseen
+    for excerpt in (full, invented):
+        report = verify_archive(io.BytesIO(build(pki_env, excerpt=excerpt)), [pki_env.root], LATER)
+        audit = next(c for c in report.checks if c.name == "audit")
+        assert audit.status == "pass"
+        assert audit.details["events"] == 1 and audit.details["links_not_recomputed"] == 3
+        assert "not" in audit.message and "removed" in audit.message
