@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 from cryptography import x509
 
 from pki import cms, tsa
-from pki.ca import node_id_of, unit_code_of
+from pki.ca import node_id_of
 from pki.errors import GwxError
 from pki.trust import Purpose
 
@@ -53,6 +53,7 @@ from .canonical import load_json
 from .envelope import decode_header
 from .package_reader import overlapping_members
 from .package_verify import ABSENT, FAIL, PASS, SKIPPED, Check, verify_package
+from .statements import verify_statement
 from .transport_receipt import KIND as RECEIPT_KIND
 
 CHECKS = ("structure", "manifest", "timestamp", "package", "envelopes", "receipts", "statements", "audit", "index")
@@ -353,31 +354,28 @@ def _check_signed(small: dict[str, bytes], prefix: str, suffix: str, name: str, 
 
 def _check_statements(small: dict[str, bytes], roots, when: dt.datetime, chain, revocation,
                       doc_id: str, package_sha256: str | None) -> Check:
-    """Each unit-signed 签收/退回 statement: a CMS with its content attached, signed by a seal
-    certificate under the root at the genTime, naming the unit that signed it, about this document
-    and these package bytes. (The statement's full shape is the ``evidence`` work's
-    ``exchange_protocol.statements.verify_statement``, to be used here once both are on main.)"""
+    """Each unit-signed 签收/退回 statement, by the ``evidence`` work's own verifier
+    (:func:`exchange_protocol.statements.verify_statement`: id-data content attached, ESS
+    signingCertificateV2, a seal certificate under the root at the genTime naming the statement's unit,
+    strict canonical shape), and about this document and these package bytes."""
     items = sorted(p for p in small if p.startswith(A.STATEMENTS_DIR))
     if not items:
         return Check("statements", ABSENT, message="no unit-signed statements in the archive")
+    units = set()
     for path in items:
         try:
-            result = cms.verify_detached(small[path], trust_roots=roots, now=when, intermediates=chain,
-                                         purpose=Purpose.SEAL, revocation=revocation)
-            statement = load_json(result.content or b"", max_bytes=64 * 1024, what="statement",
-                                  error=E.ArchiveEvidenceInvalid)
-            if not isinstance(statement, dict) or statement.get("kind") != A.STATEMENT_KIND:
-                raise E.ArchiveEvidenceInvalid(f"{path} is not a 签收/退回 statement", path=path)
-            for key, want in (("doc_id", doc_id), ("package_sha256", package_sha256),
-                              ("unit", unit_code_of(result.signer_certificate))):
-                if statement.get(key) != want:
-                    raise E.ArchiveEvidenceInvalid(f"{path}: its {key} is {statement.get(key)!r}, not {want!r}",
+            statement = verify_statement(small[path], roots, now=when, intermediates=tuple(chain),
+                                         revocation=revocation).statement
+            for key, want in (("doc_id", doc_id), ("package_sha256", package_sha256)):
+                if getattr(statement, key) != want:
+                    raise E.ArchiveEvidenceInvalid(f"{path}: its {key} is {getattr(statement, key)!r}, not {want!r}",
                                                    path=path, field=key)
+            units.add(statement.unit)
         except E.ArchiveError as exc:
             return _fail("statements", exc, path=path)
         except GwxError as exc:
             return _fail("statements", E.ArchiveEvidenceInvalid(f"{path}: {exc.message}", path=path, cause=exc.code))
-    return Check("statements", PASS, details={"count": len(items)})
+    return Check("statements", PASS, details={"count": len(items), "units": sorted(units)})
 
 
 def _check_audit(data: bytes | None) -> Check:

@@ -11,10 +11,10 @@ What goes in, read from the store:
 * the audit excerpt (:meth:`node.store.sqlite.audit.AuditLog.excerpt`), the node's CA chain, and the
   GB/T 33480 index with the per-unit handling.
 
-Not yet: the unit-signed 签收/退回 statements of the ``evidence`` work (``store.evidence.notice_evidence``,
-not on main when this was written). Wiring them is one loop in :func:`_write_files` —
-``A.add_statement(writer, item.statement, f"{i:04d}.{item.unit}.{item.type}.{item.side}")`` for each —
-and ``exchange_protocol.archive_verify`` already checks them (``statements``).
+* every unit-signed 签收/退回 statement the node holds about the document
+  (``store.evidence.notice_evidence``), as signed; the index says how many recipients had signed for
+  or returned it (``statements.expected``) and how many of them have a statement here (``found``,
+  ``missing`` names the others: a statement made before the ``evidence`` work, or never received).
 
 Evidence the node no longer holds (a queue row purged after ``purge_finished``, a blob collected)
 is left out, and the index says how many messages were found without their envelope. The ZIP is
@@ -44,9 +44,14 @@ from exchange_protocol.frame import read_head
 from exchange_protocol.model import DocumentMetadata
 from node.archive.time_stamps import TimeStamps
 from node.context import NodeContext
+from node.store.evidence import NoticeEvidence
 from node.store.interfaces import NodeStore
 from pki.ca import pem
 from pki.errors import GwxError
+
+# A recipient in one of these states signed for (签收, then perhaps 登记) or returned (退回) the document:
+# a unit-signed statement of it is expected.
+_ACTED = frozenset({"signed_for", "registered", "returned"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,13 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
     index = A.gbt33480_index(subject.meta, package_sha256=subject.package_digest, side=subject.side,
                              units=[subject.unit], handling=subject.handling, archived_at=ctx.clock(),
                              node_id=ctx.node_id)
-    index["归档"].update({"messages": len(message_ids), "without_envelope": missing})
+    units = {h["unit"] for h in subject.handling}  # a received document's archive: this unit's statement only
+    statements = [s for s in await store.evidence.notice_evidence(subject.doc_id) if s.unit in units]
+    acted = {h["unit"] for h in subject.handling if h.get("status") in _ACTED}
+    found = acted & {s.unit for s in statements}
+    index["归档"].update({"messages": len(message_ids), "without_envelope": missing,
+                         "statements": {"expected": len(acted), "found": len(found),
+                                        "missing": sorted(acted - found)}})
     if subject.reason:
         index["归档"]["reason"] = subject.reason
     directory = ctx.config.data_dir / "archives"
@@ -102,7 +113,8 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
         with os.fdopen(fd, "wb") as out:
             writer = A.ArchiveWriter(out)
             try:
-                manifest = await asyncio.to_thread(_write_files, writer, ctx, store, subject, index, excerpt, evidence)
+                manifest = await asyncio.to_thread(_write_files, writer, ctx, store, subject, index, excerpt, evidence,
+                                                   statements)
                 token, stamp = await stamps.token_for(manifest)
                 await asyncio.to_thread(writer.close_with_token, token)
             except BaseException:
@@ -120,7 +132,8 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
 
 def _write_files(writer: A.ArchiveWriter, ctx: NodeContext, store: NodeStore, subject: Subject,
                  index: dict[str, Any], excerpt: dict[str, Any],
-                 evidence: Iterable[tuple[str, bytes, bytes, bytes | None]]) -> bytes:
+                 evidence: Iterable[tuple[str, bytes, bytes, bytes | None]],
+                 statements: Iterable[NoticeEvidence]) -> bytes:
     writer.add(A.INDEX_NAME, json.dumps(index, ensure_ascii=False, indent=1).encode("utf-8"))
     with store.blobs.open(subject.package_digest) as package:
         writer.add(A.PACKAGE_NAME, package, stored=True)  # a ZIP already: stored, byte-identical
@@ -128,6 +141,8 @@ def _write_files(writer: A.ArchiveWriter, ctx: NodeContext, store: NodeStore, su
         A.add_signed_header(writer, header, signature, mid)
         if receipt is not None:
             A.add_receipt(writer, receipt, mid)
+    for i, item in enumerate(statements):  # unit codes are ASCII letters and digits: safe in a member name
+        A.add_statement(writer, item.statement, f"{i:04d}.{item.unit}.{item.type}.{item.side}")
     writer.add(A.AUDIT_NAME, json.dumps(excerpt, ensure_ascii=False).encode("utf-8"))
     chain = b"".join(pem(c) for c in (*ctx.intermediates, *ctx.trust.roots))
     writer.add(A.CHAIN_NAME, chain)

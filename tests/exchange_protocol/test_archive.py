@@ -270,13 +270,21 @@ def test_a_tsa_key_revoked_before_it_stamped_fails_the_time_stamp(tmp_path):
 
 def test_unit_signed_statements_are_checked_against_the_archived_document(pki_env, tmp_path):
     good = verify_archive(io.BytesIO(build(pki_env, statements=[(pki_env.other_seal, {})])), [pki_env.root], LATER)
-    assert good.ok and good.check("statements").details == {"count": 1}
-    for overrides, field in (({"package_sha256": "ab" * 32}, "package_sha256"), ({"doc_id": "other-doc"}, "doc_id"),
-                             ({"unit": UNIT}, "unit")):  # another package, document, or a unit the seal is not
+    assert good.ok and good.check("statements").details == {"count": 1, "units": [OTHER_UNIT]}
+    for overrides, field in (({"package_sha256": "ab" * 32}, "package_sha256"), ({"doc_id": "019cade2-11c0-7640-8aa8-958c96f2b6f9"},
+                                                                  "doc_id")):  # another package or document
         report = verify_archive(io.BytesIO(build(pki_env, statements=[(pki_env.other_seal, overrides)])),
                                 [pki_env.root], LATER)
         assert statuses(report)["statements"] == ("fail", "ARCHIVE_EVIDENCE_INVALID")
         assert report.check("statements").details["field"] == field
+    # The evidence work's own verifier decides: a unit the seal is not, a type that is no 签收/退回, a
+    # statement without its person, or one not in canonical form are each refused with its reason.
+    for overrides, cause in (({"unit": UNIT}, "STATEMENT_WRONG_SIGNER"), ({"type": "forwarded"}, "STATEMENT_INVALID"),
+                             ({"by": None}, "STATEMENT_INVALID"), ({"extra": 1}, "STATEMENT_INVALID")):
+        report = verify_archive(io.BytesIO(build(pki_env, statements=[(pki_env.other_seal, overrides)])),
+                                [pki_env.root], LATER)
+        assert statuses(report)["statements"] == ("fail", "ARCHIVE_EVIDENCE_INVALID"), overrides
+        assert report.check("statements").details["cause"] == cause, report.check("statements")
     # openssl checks a statement on its own and prints what it says.
     data = build(pki_env, statements=[(pki_env.other_seal, {})])
     with zipfile.ZipFile(io.BytesIO(data)) as zf:

@@ -95,8 +95,11 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
             assert report["ok"] and report["doc_id"] == doc_id
             statuses = {c["name"]: c["status"] for c in report["checks"]}
             assert statuses == {"structure": "pass", "manifest": "pass", "timestamp": "pass", "package": "pass",
-                                "envelopes": "pass", "receipts": "pass", "statements": "absent", "audit": "pass",
+                                "envelopes": "pass", "receipts": "pass", "statements": "pass", "audit": "pass",
                                 "index": "pass"}
+            # The 签收 (A1) and the 退回 (A2), each signed with the acting unit's seal, are in and verified.
+            statements = next(c for c in report["checks"] if c["name"] == "statements")
+            assert statements["details"]["units"] == ([A1, A2] if archive == sent else [A1])
     with zipfile.ZipFile(sent) as zf:
         names = zf.namelist()
         index = json.loads(zf.read(A.INDEX_NAME))
@@ -105,6 +108,9 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
     assert package == (county.clerk(A1).request("GET", f"/api/v1/inbox/{doc_id}/package")[2])
     assert index["元数据"]["公文标识"] == doc_id and index["未著录"] == ["档号", "保管期限"]
     assert {h["unit"]: h["status"] for h in index["处理"]} == {A1: "signed_for", A2: "returned"}
+    assert index["归档"]["statements"] == {"expected": 2, "found": 2, "missing": []}
+    with zipfile.ZipFile(received) as zf:  # the received side holds its own unit's statement only
+        assert json.loads(zf.read(A.INDEX_NAME))["归档"]["statements"] == {"expected": 1, "found": 1, "missing": []}
     # The document sent to the county and the 签收 and 退回 notices that came back, each with its receipt.
     headers = [n for n in names if n.startswith(A.ENVELOPES_DIR) and n.endswith(".header.json")]
     types = []
@@ -125,7 +131,13 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
     assert "Signature Validation: Signature is Valid." in pdfsig.stdout, pdfsig.stdout + pdfsig.stderr
     run_openssl("ts", "-verify", "-data", unpacked / A.MANIFEST_NAME, "-in", unpacked / A.TOKEN_NAME, "-token_in",
                 "-CAfile", root)
-    for signature in unpacked.rglob("*.p7s"):
+    statements = sorted((unpacked / A.STATEMENTS_DIR).glob("*.p7s"))
+    assert len(statements) == 2
+    for signature in statements:  # content attached: openssl prints the statement itself
+        shown = run_openssl("cms", "-verify", "-inform", "DER", "-in", signature, "-CAfile", root,
+                            "-purpose", "any", text=True)
+        assert A.STATEMENT_KIND in shown.stdout and doc_id in shown.stdout
+    for signature in set(unpacked.rglob("*.p7s")) - set(statements):
         run_openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", signature,
                     "-content", Path(str(signature)[:-4]), "-CAfile", root, "-purpose", "any",
                     "-out", tmp_path / "content.bin")
