@@ -8,7 +8,10 @@ and prints its SHA-256 and time-stamp.
 ``verify PKG.gwxa --trust ROOT.crt [--crl FILE …] [--chain FILE …] [--at TIME] [--json]`` checks it
 without a node (:mod:`exchange_protocol.archive_verify`): one line per check, each failure with its
 code; everything signed is judged at the archive's time-stamp time, revocation (with ``--crl``) at
-that moment. Exit 0 only when every check passed, 1 when one failed.
+that moment. Exit 0 only when every check passed, 1 when one failed. Without ``--crl`` nothing says the
+seal was not revoked before the stamp — for long-term evidence the check that matters — so the verdict
+is INCOMPLETE (``ok`` false, ``status`` "incomplete", exit 1) unless ``--no-revocation`` says the
+caller accepts that.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="intermediate CA certificates (PEM) the archive does not carry")
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
                    help="CRL(s), PEM or DER, judged at the time-stamp's time (a later CRL is good evidence)")
+    p.add_argument("--no-revocation", action="store_true",
+                   help="accept an archive without checking revocation (default: without --crl it is INCOMPLETE)")
     p.add_argument("--at", help="the time of checking (ISO 8601 with offset; default now): reported only, "
                                 "since signatures are judged at the time-stamp's time")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -83,6 +88,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.crl and args.no_revocation:
+        raise BadInput("give --crl or --no-revocation, not both")
     roots = [c for path in args.trust for c in load_certificates(read_input(path))]
     chain = [c for path in args.chain for c in load_certificates(read_input(path))]
     crls = [crl for path in args.crl for crl in load_crls(read_input(path))]
@@ -91,11 +98,17 @@ def _verify(args: argparse.Namespace) -> int:
         from exchange_protocol.archive_verify import verify_archive  # pyHanko: imported when needed
 
         report = verify_archive(f, roots, at, crls_at=CrlCheckerAt(crls) if crls else None, intermediates=chain)
-    revocation = {"checked": bool(crls), "crls": [str(p) for p in args.crl]}
+    revocation = {"checked": bool(crls), "waived": args.no_revocation, "crls": [str(p) for p in args.crl]}
+    # A revocation before the stamp is the one thing that would undo the evidence: unchecked, not "valid".
+    status = "invalid" if not report.ok else "valid" if crls or args.no_revocation else "incomplete"
+    ok = status == "valid"
     if args.json:
-        print(json.dumps({**report.to_dict(), "revocation": revocation}, ensure_ascii=False))
+        print(json.dumps({**report.to_dict(), "ok": ok, "status": status, "revocation": revocation},
+                         ensure_ascii=False))
     else:
-        print(f"{args.archive}: {'VALID' if report.ok else 'INVALID'}")
+        print(f"{args.archive}: {status.upper()}" + (
+            " (revocation not checked: give --crl, or --no-revocation to accept it unchecked)"
+            if status == "incomplete" else ""))
         if report.doc_id:
             print(f"  公文标识 {report.doc_id}  {report.title or ''}".rstrip())
         if report.judged_at:
@@ -110,7 +123,7 @@ def _verify(args: argparse.Namespace) -> int:
             elif check.message:  # what a passing check proves and what it does not (the audit excerpt's links)
                 line += f": {check.message}"
             print(line)
-    return 0 if report.ok else VERIFY_FAILED
+    return 0 if ok else VERIFY_FAILED
 
 
 def _read_archive(path: Path):
