@@ -126,6 +126,9 @@ class Revocation:
     serial: int
     reason: str
     revoked_at: dt.datetime
+    # RFC 5280 §5.3.2 invalidityDate: when the key is known or suspected to have been compromised, if
+    # earlier than revoked_at (written into the CRL entry; a checker at a past moment honours it)
+    invalid_since: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -445,11 +448,12 @@ class CertificateAuthority:
         if not path.exists():
             return {}
         raw = json.loads(path.read_text("utf-8"))
-        return {int(s, 16): Revocation(int(s, 16), r["reason"], dt.datetime.fromisoformat(r["revoked_at"]))
+        return {int(s, 16): Revocation(int(s, 16), r["reason"], dt.datetime.fromisoformat(r["revoked_at"]),
+                                       dt.datetime.fromisoformat(r["invalid_since"]) if r.get("invalid_since") else None)
                 for s, r in raw.items()}
 
     def revoke(self, serial_or_cert: int | x509.Certificate, reason: str = "unspecified",
-               now: dt.datetime | None = None) -> Revocation:
+               now: dt.datetime | None = None, invalid_since: dt.datetime | None = None) -> Revocation:
         serial = serial_or_cert if isinstance(serial_or_cert, int) else serial_or_cert.serial_number
         if reason not in REVOCATION_REASONS:
             raise InvalidInput(f"unknown revocation reason {reason!r}", known=sorted(REVOCATION_REASONS))
@@ -459,9 +463,17 @@ class CertificateAuthority:
         current = self.revocations()
         if serial in current:
             return current[serial]  # revoking twice keeps the first date: that is when trust ended
-        entry = Revocation(serial, reason, (now or utcnow()).replace(microsecond=0))
+        revoked_at = (now or utcnow()).replace(microsecond=0)
+        if invalid_since is not None:
+            if invalid_since.tzinfo is None:
+                raise InvalidInput("invalid_since must be timezone-aware")
+            invalid_since = invalid_since.replace(microsecond=0)
+            if invalid_since >= revoked_at:
+                invalid_since = None  # only an earlier date says anything more than the revocation date
+        entry = Revocation(serial, reason, revoked_at, invalid_since)
         current[serial] = entry
-        data = {f"{s:x}": {"reason": r.reason, "revoked_at": r.revoked_at.isoformat()}
+        data = {f"{s:x}": {"reason": r.reason, "revoked_at": r.revoked_at.isoformat(),
+                           **({"invalid_since": r.invalid_since.isoformat()} if r.invalid_since else {})}
                 for s, r in sorted(current.items())}
         write_public_file(self.directory / "revocations.json",
                           json.dumps(data, indent=1, ensure_ascii=False).encode())

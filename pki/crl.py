@@ -67,7 +67,9 @@ def build_crl(ca: CrlIssuer, now: dt.datetime,
         (x509.CRLNumber(ca.take_crl_number()), False),
         (x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)]
     revoked = [(serial, entry.revoked_at,
-                [] if entry.reason == "unspecified" else [(x509.CRLReason(x509.ReasonFlags[entry.reason]), False)])
+                ([] if entry.reason == "unspecified" else [(x509.CRLReason(x509.ReasonFlags[entry.reason]), False)])
+                + ([(x509.InvalidityDate(entry.invalid_since.replace(tzinfo=None)), False)]
+                   if getattr(entry, "invalid_since", None) else []))
                for serial, entry in sorted(ca.revocations().items())]
     # thisUpdate slightly in the past, like certificates: peers' clocks lag.
     this_update, next_update = now - BACKDATE, now + next_update_in

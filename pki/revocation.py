@@ -57,11 +57,13 @@ class RevocationChecker(Protocol):
     def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None: ...
 
 
-def _revoked(cert: x509.Certificate, reason: str, revoked_at: dt.datetime, source: str) -> CertificateRevoked:
+def _revoked(cert: x509.Certificate, reason: str, revoked_at: dt.datetime, source: str,
+             invalid_since: dt.datetime | None = None) -> CertificateRevoked:
+    extra = {"invalid_since": invalid_since.isoformat()} if invalid_since is not None else {}
     return CertificateRevoked(
         f"certificate '{cert.subject.rfc4514_string()}' (serial {cert.serial_number:x}) was revoked on "
         f"{revoked_at.isoformat()} ({reason})", serial=f"{cert.serial_number:x}", reason=reason,
-        revoked_at=revoked_at.isoformat(), source=source)
+        revoked_at=revoked_at.isoformat(), source=source, **extra)
 
 
 def _check_window(this_update: dt.datetime, next_update: dt.datetime | None, now: dt.datetime,
@@ -123,7 +125,11 @@ def check_crl(cert: x509.Certificate, issuer: x509.Certificate, crl: x509.Certif
         reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
     except x509.ExtensionNotFound:
         reason = "unspecified"
-    raise _revoked(cert, reason, entry.revocation_date_utc, "crl")
+    try:
+        invalid_since = entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc
+    except x509.ExtensionNotFound:
+        invalid_since = None
+    raise _revoked(cert, reason, entry.revocation_date_utc, "crl", invalid_since)
 
 
 class CrlChecker:
@@ -159,14 +165,28 @@ class CrlChecker:
             f"'{cert.subject.rfc4514_string()}' against")
 
 
+# A TSA whose key was compromised proves no genTime at all: the thief can back-date tokens, so such a
+# revocation fails its certificate whatever its date (ETSI EN 319 102-1). Other keys' signatures made
+# before the revocation (or the invalidityDate) stay good.
+_COMPROMISE = frozenset({"key_compromise", "ca_compromise"})
+
+
+def _is_tsa(cert: x509.Certificate) -> bool:
+    try:
+        return ExtendedKeyUsageOID.TIME_STAMPING in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+
+
 class CrlCheckerAt:
     """A checker for judging at a *past* moment — the time a time-stamp proves a signature existed.
 
     A CRL is evidence about moment ``t`` when it was current then or issued since (its nextUpdate is
     not before ``t``): a CRL issued years later still lists every revocation up to its thisUpdate.
-    A certificate it lists was revoked at ``t`` only if its revocation date is not after ``t``
-    (RFC 3161 §4, long-term validation): a key revoked after the time-stamp made nothing sealed
-    before invalid. Authenticity is checked as :func:`check_crl` does; the newest usable CRL decides.
+    A certificate it lists was revoked at ``t`` only if its revocation date — or the entry's
+    invalidityDate, when earlier (RFC 5280 §5.3.2) — is not after ``t`` (RFC 3161 §4, long-term
+    validation): a key revoked after the time-stamp made nothing sealed before invalid. Except a
+    TSA certificate revoked for keyCompromise or cACompromise: that fails whatever its date. Authenticity is checked as :func:`check_crl` does; the newest usable CRL decides.
     :class:`CrlChecker` stays the checker for the present (a CRL from the future is stale there).
     """
 
@@ -182,7 +202,10 @@ class CrlCheckerAt:
                 # accept_stale: the window is judged here, against the moment asked about.
                 check_crl(cert, issuer, crl, at, accept_stale=True)
             except CertificateRevoked as exc:
-                if dt.datetime.fromisoformat(exc.details["revoked_at"]) <= at:
+                since = dt.datetime.fromisoformat(exc.details["revoked_at"])
+                if exc.details.get("invalid_since"):  # RFC 5280 §5.3.2: compromised earlier than revoked
+                    since = min(since, dt.datetime.fromisoformat(exc.details["invalid_since"]))
+                if since <= at or (exc.details["reason"] in _COMPROMISE and _is_tsa(cert)):
                     raise
                 return  # revoked only after the moment judged
             except RevocationUnknown as exc:

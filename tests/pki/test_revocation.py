@@ -235,3 +235,28 @@ def test_judged_at_a_past_moment_a_later_crl_is_evidence_and_only_earlier_revoca
     assert err.value.code == "PKI_REVOCATION_STALE"
     with pytest.raises(RevocationUnknown):
         CrlCheckerAt([])(good, ca.certificate, NOW)
+
+
+def test_judged_at_a_past_moment_the_invalidity_date_counts_when_earlier(tmp_path):
+    """RFC 5280 §5.3.2: a key known to have been compromised since an earlier date was invalid from then."""
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "Invalidity Root", PASSPHRASE)
+    cert = ca.issue_seal_certificate("91350100M000100Y43", "单位", ca.algorithm.generate().public_key())
+    ca.revoke(cert, "key_compromise", NOW - dt.timedelta(hours=1), invalid_since=NOW - dt.timedelta(days=2))
+    crl = crlmod.build_crl(ca, NOW)
+    with pytest.raises(CertificateRevoked) as err:  # revoked an hour ago, but compromised two days ago
+        CrlCheckerAt([crl])(cert, ca.certificate, NOW - dt.timedelta(days=1))
+    assert err.value.details["invalid_since"] == (NOW - dt.timedelta(days=2)).isoformat()
+    CrlCheckerAt([crl])(cert, ca.certificate, NOW - dt.timedelta(days=3))  # before it too: still good
+
+
+def test_a_tsa_key_compromised_fails_whatever_the_date_another_reason_only_before(tmp_path):
+    """A thief of a TSA key can back-date tokens, so its genTime proves nothing (ETSI EN 319 102-1)."""
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "TSA Root", PASSPHRASE)
+    tsa_cert = ca.tsa_signer().certificate
+    seal = ca.issue_seal_certificate("91350100M000100Y43", "单位", ca.algorithm.generate().public_key())
+    ca.revoke(tsa_cert, "key_compromise", NOW - dt.timedelta(hours=1))
+    ca.revoke(seal, "key_compromise", NOW - dt.timedelta(hours=1))
+    checker = CrlCheckerAt([crlmod.build_crl(ca, NOW)])
+    with pytest.raises(CertificateRevoked):
+        checker(tsa_cert, ca.certificate, NOW - dt.timedelta(days=1))
+    checker(seal, ca.certificate, NOW - dt.timedelta(days=1))  # a seal's signature made before stays good

@@ -242,7 +242,7 @@ def test_a_seal_revoked_after_the_time_stamp_still_verifies_one_revoked_before_d
         ca = CertificateAuthority.init_root(base / "ca", "吊销时间CA", PASSPHRASE, now=now - dt.timedelta(days=1))
         cred = issue_seal(ca, UNIT, "某某市人民政府", base / "seal", PASSPHRASE, now=now - dt.timedelta(days=1))
         _pack_stamped(d, base / "seal", base / "pkg.zip", base / "ca")
-        ca.revoke(cred.certificate, "key_compromise", now=when)
+        ca.revoke(cred.certificate, "superseded", now=when)
         crl_at = max(when, now) + dt.timedelta(days=1)
         (base / "ca.crl").write_bytes(crl_pem(build_crl(ca, crl_at)))
         r = gwx("doc", "verify", str(base / "pkg.zip"), "--trust", str(base / "ca" / "root.crt"),
