@@ -203,10 +203,33 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
                                      Check("package", FAIL, first.code if first else E.ArchiveEvidenceInvalid.code,
                                            f"the sealed package: {first.name}: {first.message}" if first
                                            else "the sealed package was not fully checked"))
+            # The file names are not signed: each header and receipt is tied to this document through the
+            # message ids the index lists and the headers' own (signed) ids.
+            archived_ids = _archived_message_ids(small.get(A.INDEX_NAME))
+            header_ids: set[str] = set()
+
+            def header_about_this(data: bytes) -> str:
+                header = decode_header(data)
+                if header.message_id not in archived_ids:
+                    raise E.ArchiveEvidenceInvalid(f"envelope {header.message_id} is not one of this document's "
+                                                   "messages the index lists", message_id=header.message_id)
+                if header.in_reply_to is not None and header.in_reply_to not in archived_ids:
+                    raise E.ArchiveEvidenceInvalid(f"envelope {header.message_id} answers {header.in_reply_to}, "
+                                                   "not a message of this document", message_id=header.message_id)
+                header_ids.add(header.message_id)
+                return header.origin_node
+
+            def receipt_about_this(data: bytes) -> str:
+                receiver, mid = _receipt_fields(data)
+                if mid not in header_ids:
+                    raise E.ArchiveEvidenceInvalid(f"a receipt acknowledges {mid}, whose envelope is not in the "
+                                                   "archive", message_id=mid)
+                return receiver
+
             checks["envelopes"] = _check_signed(small, A.ENVELOPES_DIR, ".header.json", "envelopes", roots, when,
-                                                chain, crls_at, _origin_of_header)
+                                                chain, crls_at, header_about_this)
             checks["receipts"] = _check_signed(small, A.RECEIPTS_DIR, ".json", "receipts", roots, when, chain,
-                                               crls_at, _receiver_of_receipt)
+                                               crls_at, receipt_about_this)
             package_sha256 = files[A.PACKAGE_NAME]["sha256"] if A.PACKAGE_NAME in files else None
             checks["statements"] = _check_statements(small, roots, when, chain, crls_at, listed["doc_id"],
                                                      package_sha256)
@@ -313,15 +336,24 @@ def _chain(pem: bytes | None, given: Sequence[x509.Certificate]) -> tuple[x509.C
     return (*given, *carried)
 
 
-def _origin_of_header(data: bytes) -> str:
-    return decode_header(data).origin_node
+def _archived_message_ids(data: bytes | None) -> frozenset[str]:
+    """The message ids index.json lists as this document's (none when it is unreadable: the index
+    check says why, and no header then counts as this document's)."""
+    try:
+        index = load_json(data or b"", max_bytes=len(data or b"") + 1, what="index.json", error=E.ArchiveMalformed)
+    except GwxError:
+        return frozenset()
+    ids = index.get("归档", {}).get("message_ids") if isinstance(index, dict) and isinstance(
+        index.get("归档"), dict) else None
+    return frozenset(i for i in ids if isinstance(i, str)) if isinstance(ids, list) else frozenset()
 
 
-def _receiver_of_receipt(data: bytes) -> str:
+def _receipt_fields(data: bytes) -> tuple[str, str]:
     raw = load_json(data, max_bytes=64 * 1024, what="transport receipt", error=E.ArchiveMalformed)
-    if not isinstance(raw, dict) or raw.get("type") != RECEIPT_KIND or not isinstance(raw.get("receiver"), str):
+    if not isinstance(raw, dict) or raw.get("type") != RECEIPT_KIND or not isinstance(raw.get("receiver"), str) \
+            or not isinstance(raw.get("message_id"), str):
         raise E.ArchiveMalformed("not a gwx transport receipt")
-    return raw["receiver"]
+    return raw["receiver"], raw["message_id"]
 
 
 def _check_signed(small: dict[str, bytes], prefix: str, suffix: str, name: str, roots, when: dt.datetime,

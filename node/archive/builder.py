@@ -99,7 +99,7 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
     statements = [s for s in await store.evidence.notice_evidence(subject.doc_id) if s.unit in units]
     acted = {h["unit"] for h in subject.handling if h.get("status") in _ACTED}
     found = acted & {s.unit for s in statements}
-    index["归档"].update({"messages": len(message_ids), "without_envelope": missing,
+    index["归档"].update({"messages": len(message_ids), "message_ids": sorted(message_ids), "without_envelope": missing,
                          "statements": {"expected": len(acted), "found": len(found),
                                         "missing": sorted(acted - found)}})
     if subject.reason:

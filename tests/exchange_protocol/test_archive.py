@@ -74,25 +74,34 @@ def statement(seal, package_sha256: str, /, **overrides) -> bytes:
     return cms.sign_detached(canonical_json(content), seal.signer, encapsulate=True, signing_time=NOW)
 
 
-def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=(), statements=()) -> bytes:
+def header_of(pki, type_="document", in_reply_to=None) -> tuple[bytes, bytes, str]:
+    """An envelope header from sender-node, its CMS, and its message id."""
+    draft = HeaderDraft.new(type_, "sender-node", "receiver-node", UNIT, (OTHER_UNIT,), NOW, dt.timedelta(days=1),
+                            in_reply_to=in_reply_to)
+    header = draft.complete(10, hashlib.sha256(b"x").digest())
+    data = header.encode()
+    return data, cms.sign_detached(data, _node_signer(pki, "sender-node")), header.message_id
+
+
+def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=(), statements=(), message_ids=None) -> bytes:
     package = io.BytesIO()
     build_package(package, metadata=make_meta(), body=notice_pdf(), seal_key=pki.seal, at=NOW,
                   timestamper=pki.timestamper(NOW))
-    sender, receiver = _node_signer(pki, "sender-node"), _node_signer(pki, "receiver-node")
-    header = HeaderDraft.new("document", "sender-node", "receiver-node", UNIT, (OTHER_UNIT,), NOW,
-                             dt.timedelta(days=1)).complete(10, hashlib.sha256(b"x").digest()).encode()
-    receipt = sign_receipt(TransportReceipt(MID, "cd" * 32, NOW, "receiver-node"), receiver)
+    receiver = _node_signer(pki, "receiver-node")
+    header, header_signature, mid = header_of(pki)
+    receipt = sign_receipt(TransportReceipt(mid, "cd" * 32, NOW, "receiver-node"), receiver)
     out = io.BytesIO()
     writer = A.ArchiveWriter(out)
     digest = hashlib.sha256(package.getvalue()).hexdigest()
     index = A.gbt33480_index(make_meta(), package_sha256=digest, side="outbox", units=[UNIT], handling=[],
                              archived_at=NOW, node_id="sender-node")
+    index["归档"]["message_ids"] = [mid] if message_ids is None else message_ids(mid)
     parts = {A.INDEX_NAME: json.dumps(index, ensure_ascii=False).encode(), A.PACKAGE_NAME: package.getvalue(),
              A.AUDIT_NAME: json.dumps(excerpt or _excerpt()).encode(), **(extra or {})}
     for name, data in parts.items():
         if name not in skip:
             writer.add(name, data, stored=name == A.PACKAGE_NAME)
-    A.add_signed_header(writer, header, cms.sign_detached(header, sender), MID)
+    A.add_signed_header(writer, header, header_signature, MID)
     A.add_receipt(writer, receipt, MID)
     for i, (seal, overrides) in enumerate(statements):
         A.add_statement(writer, statement(seal, digest, **overrides), f"{i:04d}.receipt")
@@ -330,3 +339,28 @@ def test_the_audit_check_says_which_links_it_could_not_recompute(pki_env):
         assert audit.status == "pass"
         assert audit.details["events"] == 1 and audit.details["links_not_recomputed"] == 3
         assert "not" in audit.message and "removed" in audit.message
+
+
+def test_envelopes_and_receipts_must_be_about_this_documents_messages(pki_env):
+    """The file name is not signed: the header's own message id must be one the index lists, a notice must
+    answer a message of the archive, and a receipt must acknowledge a header in it."""
+    other, other_signature, other_mid = header_of(pki_env)  # another document's message, validly signed
+    report = verify_archive(io.BytesIO(build(pki_env, extra={
+        f"{A.ENVELOPES_DIR}X.header.json": other, f"{A.ENVELOPES_DIR}X.header.json.p7s": other_signature})),
+        [pki_env.root], LATER)
+    assert statuses(report)["envelopes"] == ("fail", "ARCHIVE_EVIDENCE_INVALID")
+    assert other_mid in report.check("envelopes").message
+    # Listed in the index, but a notice answering a message the archive does not hold.
+    notice, notice_signature, notice_mid = header_of(pki_env, "receipt", in_reply_to=other_mid)
+    report = verify_archive(io.BytesIO(build(pki_env, message_ids=lambda mid: [mid, notice_mid], extra={
+        f"{A.ENVELOPES_DIR}N.header.json": notice, f"{A.ENVELOPES_DIR}N.header.json.p7s": notice_signature})),
+        [pki_env.root], LATER)
+    assert statuses(report)["envelopes"] == ("fail", "ARCHIVE_EVIDENCE_INVALID")
+    # A receipt for another message.
+    wire = sign_receipt(TransportReceipt(other_mid, "cd" * 32, NOW, "receiver-node"),
+                        _node_signer(pki_env, "receiver-node"))
+    from exchange_protocol.transport_receipt import parse_receipt
+    _, body, signature = parse_receipt(wire)
+    report = verify_archive(io.BytesIO(build(pki_env, extra={
+        f"{A.RECEIPTS_DIR}X.json": body, f"{A.RECEIPTS_DIR}X.json.p7s": signature})), [pki_env.root], LATER)
+    assert statuses(report)["receipts"] == ("fail", "ARCHIVE_EVIDENCE_INVALID")
