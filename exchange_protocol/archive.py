@@ -40,8 +40,8 @@ from typing import Any, BinaryIO
 
 from pki import tsa
 
+from .archive_errors import ArchiveInputError
 from .canonical import canonical_json
-from .errors import ArchiveInputError
 from .model import DocumentMetadata
 
 FORMAT = "gwx-archive"

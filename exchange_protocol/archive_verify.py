@@ -47,7 +47,7 @@ from pki.errors import GwxError
 from pki.trust import Purpose
 
 from . import archive as A
-from . import errors as E
+from . import archive_errors as E
 from .audit_chain import check_excerpt
 from .canonical import load_json
 from .envelope import decode_header

@@ -25,8 +25,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .archive_errors import ArchiveAuditBroken
 from .canonical import canonical_json
-from .errors import ArchiveAuditBroken
 
 GENESIS_HASH = "0" * 64
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
