@@ -83,6 +83,7 @@ class ArchiveReport:
     title: str | None = None
     files: int = 0
     package: dict[str, Any] | None = None  # the sealed package's own report
+    warnings: tuple[str, ...] = ()  # what passed checks do not show but a reader should know (an unusable chain)
 
     @property
     def ok(self) -> bool:
@@ -99,7 +100,8 @@ class ArchiveReport:
         return {"ok": self.ok, "checked_at": self.checked_at.isoformat(),
                 "judged_at": self.judged_at.isoformat() if self.judged_at else None,
                 "doc_id": self.doc_id, "title": self.title, "files": self.files,
-                "checks": [c.to_dict() for c in self.checks], "package": self.package}
+                "checks": [c.to_dict() for c in self.checks], "package": self.package,
+                "warnings": list(self.warnings)}
 
 
 def _fail(name: str, exc: GwxError, **extra: Any) -> Check:
@@ -186,7 +188,9 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
             info["judged_at"] = when
             checks["timestamp"] = Check("timestamp", PASS, details={
                 "gen_time": when.isoformat(), "tsa": stamp.tsa_certificate.subject.rfc4514_string()})
-            chain = _chain(small.get(A.CHAIN_NAME), intermediates)
+            chain, unusable = _chain(small.get(A.CHAIN_NAME), intermediates)
+            if unusable:
+                info["warnings"] = (unusable,)
 
             if A.PACKAGE_NAME not in files:
                 checks["package"] = _fail("package", E.ArchiveFileMissing("the archive holds no sealed package",
@@ -326,14 +330,16 @@ def _parse_manifest(data: bytes) -> dict[str, Any]:
 
 # ---- the evidence ----------------------------------------------------------------------------------
 
-def _chain(pem: bytes | None, given: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
-    carried: list[x509.Certificate] = []
-    if pem:
-        try:
-            carried = x509.load_pem_x509_certificates(pem)
-        except ValueError:
-            carried = []  # unusable: paths then need the verifier's --chain
-    return (*given, *carried)
+def _chain(pem: bytes | None, given: Sequence[x509.Certificate]) -> tuple[tuple[x509.Certificate, ...], str | None]:
+    """The intermediates to build paths with, and a warning when the archive's chain is unusable: a later
+    "does not chain" failure would otherwise point at the signature rather than at this file."""
+    if not pem:
+        return tuple(given), None
+    try:
+        return (*given, *x509.load_pem_x509_certificates(pem)), None
+    except ValueError as exc:
+        return tuple(given), (f"{A.CHAIN_NAME} does not parse ({exc}); it was not used: a path that needs "
+                              "an intermediate CA then needs --chain")
 
 
 def _archived_message_ids(data: bytes | None) -> frozenset[str]:

@@ -114,6 +114,8 @@ def _verify(args: argparse.Namespace) -> int:
         if report.judged_at:
             print(f"  time-stamped {report.judged_at.isoformat()}: every signature judged at that time")
         print(f"  revocation: {'checked against ' + ', '.join(revocation['crls']) if crls else 'not checked (no --crl)'}")
+        for warning in report.warnings:
+            print(f"  warning: {warning}")
         for check in report.checks:
             line = f"  [{_MARK[check.status]}] {check.name}"
             if check.code:

@@ -383,3 +383,12 @@ def test_fifty_thousand_members_are_judged_in_seconds(pki_env):
         assert not report.ok
         if code:
             assert statuses(report)["structure"] == ("fail", code)
+
+
+def test_an_unreadable_chain_pem_is_a_warning_in_the_report(pki_env, archived):
+    """certs/chain.pem that does not parse is not silently dropped: a later "does not chain" would point the
+    wrong way, so the report says the carried chain was unusable."""
+    assert verify_archive(io.BytesIO(archived), [pki_env.root], LATER).warnings == ()
+    report = verify_archive(io.BytesIO(build(pki_env, extra={A.CHAIN_NAME: b"-----BEGIN CERTIFICATE-----\nxx\n"})),
+                            [pki_env.root], LATER)
+    assert any(A.CHAIN_NAME in w for w in report.warnings) and report.to_dict()["warnings"] == list(report.warnings)
