@@ -237,9 +237,11 @@ def test_judged_at_a_past_moment_a_later_crl_is_evidence_and_only_earlier_revoca
         CrlCheckerAt([])(good, ca.certificate, NOW)
 
 
-def test_judged_at_a_past_moment_the_invalidity_date_counts_when_earlier(tmp_path):
+@pytest.mark.parametrize("algorithm", [None, "sm2-sm3"])  # the SM2 CRL is assembled by our own code
+def test_judged_at_a_past_moment_the_invalidity_date_counts_when_earlier(tmp_path, algorithm):
     """RFC 5280 §5.3.2: a key known to have been compromised since an earlier date was invalid from then."""
-    ca = CertificateAuthority.init_root(tmp_path / "ca", "Invalidity Root", PASSPHRASE)
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "Invalidity Root", PASSPHRASE,
+                                        **({"algorithm": algorithm} if algorithm else {}))
     cert = ca.issue_seal_certificate("91350100M000100Y43", "单位", ca.algorithm.generate().public_key())
     ca.revoke(cert, "key_compromise", NOW - dt.timedelta(hours=1), invalid_since=NOW - dt.timedelta(days=2))
     crl = crlmod.build_crl(ca, NOW)
