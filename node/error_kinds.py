@@ -106,7 +106,7 @@ ERROR_MODULES = (
     "pki.errors", "exchange_protocol.errors", "exchange_protocol.archive_errors",
     "exchange_protocol.notices", "node.errors", "node.directory_source", "node.api.auth",
     "node.api.upload", "node.documents.errors", "node.documents.ledger", "node.federation.acceptor",
-    "node.federation.processor",
+    "node.federation.processor", "node.federation.notice_apply",
     "node.federation.peer_api", "node.federation.relay", "node.federation.routing", "node.federation.tls", "node.federation.transport",
     "node.cli.exit_codes", "node.cli.api_client", "node.renewal", "adapters.events", "adapters.outbox",
     "adapters.webhooks.signing", "adapters.webhooks.subscriptions", "adapters.webhooks.delivery",
