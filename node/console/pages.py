@@ -28,6 +28,8 @@ from node.console.wording import report_lines
 from pki.errors import InvalidUnitCode
 from pki.unit_code import validate_unit_code
 
+# A sent document's page lists its first units; the track page has them all, filtered and paged.
+DOCUMENT_PAGE_RECIPIENTS = 50
 DONE = {"sign_for": "已签收。", "return": "已退回，退回理由已告知发文单位。", "register": "已登记。",
         "urge": "已催办。", "recall": "已撤回。", "sent": "已盖章发送。"}
 
@@ -89,8 +91,13 @@ async def _outbox(request: web.Request, service) -> web.Response:
 async def _document(request: web.Request, service) -> web.Response:
     doc_id = _doc_id(request)
     who = request[PRINCIPAL]
-    shown = await service.show(who, doc_id)
+    shown = await service.show(who, doc_id, recipients=False)
     received = "verification" in shown
+    listed = total = 0
+    if not received:  # the first units here; all of them (3,600 for a wide 通知) a page at a time on the track page
+        first = await service.track_page(who, doc_id, limit=DOCUMENT_PAGE_RECIPIENTS)
+        shown["recipients"] = first["recipients"]
+        listed, total = len(first["recipients"]), sum(first["doc"]["counts"].values())
     pages = total_pages = 0
     if not received or shown["status"] != "recalled":
         info = await body_pages.body_info(await service.package_path(who, doc_id), request.app[TMP])
@@ -98,7 +105,7 @@ async def _document(request: web.Request, service) -> web.Response:
     report = shown.get("verification") or {}
     return render(
         request, "document.html", doc=shown, doc_id=doc_id, received=received, pages=pages,
-        total_pages=total_pages,
+        total_pages=total_pages, listed=listed, total=total,
         report=report, lines=report_lines(report), done=DONE.get(request.query.get("done", ""), ""),
         path=doc_path(doc_id))
 

@@ -250,12 +250,14 @@ class DocumentService(Sending):
             raise NotFound(f"your unit has neither received nor sent a document {doc_id}", doc_id=doc_id)
         return doc
 
-    async def show(self, who: Principal, doc_id: str) -> dict[str, Any]:
+    async def show(self, who: Principal, doc_id: str, *, recipients: bool = True) -> dict[str, Any]:
+        """A received document, or one we sent with its recipients' rows (without ``recipients``:
+        its counts alone — the console's document page lists the first rows through track_page)."""
         who.require_role("clerk")
         row = await self.store.messages.get_inbox(doc_id, who.unit)
         if row is None:
             await self._sent_by_us(who, doc_id)
-            tracking = await self.track(who, doc_id)  # a document we sent
+            tracking = await self.track(who, doc_id, recipients=recipients)  # a document we sent
             doc = await self.store.messages.get_outbox(doc_id)
             meta = await self.processor.read_metadata(doc.package_digest)
             attachments = await asyncio.to_thread(_attachments_in, self.store.blobs.path_for(doc.package_digest))

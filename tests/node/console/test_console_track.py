@@ -212,3 +212,23 @@ def test_the_sent_list_counts_a_wide_document_and_links_its_track_instead_of_lis
         assert page.count('<li class="status-') == 2  # the small document's units; none of the 3,600
         assert units[0] not in page
     run(tmp_path, scenario)
+
+
+def test_a_sent_documents_page_lists_its_first_units_and_sends_the_rest_to_the_track_page(tmp_path, monkeypatch):
+    """The document page of a 通知 to 3,600 units does not render 3,600 rows: it lists the first
+    (DOCUMENT_PAGE_RECIPIENTS; one here, for a document to two units) and says how many there are."""
+    from node.console import pages
+
+    monkeypatch.setattr(pages, "DOCUMENT_PAGE_RECIPIENTS", 1)
+
+    async def scenario(env, client):
+        doc_id = await send(client, env)  # to two units
+        zhang = await signed_in(client, "zhang")
+        response, page = await zhang.get(f"/console/doc/{urllib.parse.quote(doc_id, safe='')}")
+        assert response.status == 200, page
+        assert "共 2 个单位，此处列出前 1 个" in page and f'href="{track_of(doc_id)}"' in page
+        section = page[page.index('id="track"'):page.index('id="archive"')]
+        assert section.count('<td data-label="单位">') == 1
+        _, track = await zhang.get(track_of(doc_id))
+        assert len(rows_of(track)) == 2  # all of them on the track page
+    run(tmp_path, scenario)
