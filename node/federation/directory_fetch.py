@@ -92,6 +92,9 @@ class DirectoryFetcher:
         if verified.unchanged:
             return FetchOutcome("unchanged", version=verified.directory.version)
         await asyncio.to_thread(write_public_file, self._path, data)
+        reload = getattr(self._ctx.router, "reload", None)  # routing on it from the next decision, not a second later
+        if reload is not None:
+            reload()
         log.info("network directory version %d (%s) installed from %s%s", verified.directory.version,
                  verified.status.value, self._parent.node_id,
                  f", replacing version {current.version}" if current else "")

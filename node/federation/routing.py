@@ -7,14 +7,22 @@ names, the network directory the node holds (``NODE_DIR/directory.json``, verifi
 installed or fetched): the unit's hosting node, and the next hop towards that node along the tree
 or a direct link (:class:`exchange_protocol.routes.RouteTable`, the one place the route rules
 live). A node the directory does not list, or a directory that does not list this node, is reached
-directly. A directory swapped in while the node runs is read at the next decision (the file's size
-and mtime are watched), so a new unit or a moved one is routed anew without a restart.
+directly. A directory swapped in while the node runs is read at the first decision after it (the
+file's size, mtime and inode are looked at once per :data:`RECHECK_SECONDS`, and at once after
+:meth:`DirectoryRouter.reload`, which the node's own fetcher calls), so a new unit or a moved one is
+routed anew without a restart. Not on every decision: a stat from the event loop of a process
+hosting many nodes waits for the GIL, and routing decides several times per message. A unit or
+node the held copy does not name is looked up again in the file at once before it is refused, so
+a directory installed a moment ago is never the reason for ROUTE_UNKNOWN_UNIT.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +35,9 @@ from node.errors import NodeError
 from pki.errors import ErrorKind, GwxError
 
 log = logging.getLogger("gwx.node.routing")
+# Seconds between looks at the directory file's identity: `gwx net install` (another process) is seen
+# this long after it wrote; the node's own fetcher makes it seen at once (DirectoryRouter.reload).
+RECHECK_SECONDS = 1.0
 
 
 class UnknownUnit(NodeError):
@@ -136,19 +147,20 @@ class _Held:
 class DirectoryRouter:
     """The static peers first (a two-node setup, tests, an operator's override), then the directory."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._me = config.node_id
         self._static = StaticRouter(config)
         self._path: Path = config.network_directory_path
+        self._clock = clock  # monotonic seconds: paces the looks at the file
         self._lock = threading.Lock()  # decisions come from the event loop and from worker threads
-        self._seen: tuple[int, int] | None = None
+        self._seen: tuple[int, int, int] | None = None
+        self._checked_at = float("-inf")
         self._held_now: _Held | None = None
 
     def node_for(self, unit_code: str) -> str:
         if self._static.knows(unit_code):
             return self._static.node_for(unit_code)
-        held = self._held()
-        unit = held.units.get(unit_code) if held is not None else None
+        unit = self._unit(unit_code)
         if unit is None:
             raise UnknownUnit(f"no known node hosts unit {unit_code} (neither a static peer nor the network "
                               "directory names it)", unit=unit_code)
@@ -157,8 +169,9 @@ class DirectoryRouter:
     def hosts(self, node_id: str, unit_code: str) -> bool:
         if self._static.knows(unit_code):
             return self._static.hosts(node_id, unit_code)
-        held = self._held()
-        unit = held.units.get(unit_code) if held is not None else None
+        unit = self._unit(unit_code)
+        if unit is not None and unit.node != node_id:
+            unit = self._unit(unit_code, fresh=True)  # moved a moment ago?
         return unit is not None and unit.node == node_id
 
     def peer(self, node_id: str) -> Peer | None:
@@ -168,6 +181,9 @@ class DirectoryRouter:
         held = self._held()
         entry = held.nodes.get(node_id) if held is not None else None
         if entry is None:
+            held = self._held(fresh=True)
+            entry = held.nodes.get(node_id) if held is not None else None
+        if entry is None or held is None:
             return None
         return Peer(node_id, entry.urls[0], held.hosted.get(node_id, ()))
 
@@ -182,6 +198,8 @@ class DirectoryRouter:
         if self._static.is_neighbour(node_id):
             return True
         held = self._held()
+        if held is not None and held.routes.listed and node_id not in held.routes.neighbours():
+            held = self._held(fresh=True)  # a child added a moment ago?
         if held is None or not held.routes.listed:
             return True  # no tree to hold it to (a static network): the peer's certificate is what counts
         return node_id in held.routes.neighbours()
@@ -209,13 +227,31 @@ class DirectoryRouter:
         held = self._held()
         return held.directory if held is not None else None
 
-    def _held(self) -> _Held | None:
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            return None
-        key = (stat.st_mtime_ns, stat.st_size)
+    def reload(self) -> None:
+        """Look at the directory file again at the next decision (one was just installed)."""
         with self._lock:
+            self._checked_at = float("-inf")
+
+    def _unit(self, unit_code: str, *, fresh: bool = False) -> UnitEntry | None:
+        held = self._held(fresh=fresh)
+        unit = held.units.get(unit_code) if held is not None else None
+        if unit is None and not fresh:
+            return self._unit(unit_code, fresh=True)  # installed a moment ago?
+        return unit
+
+    def _held(self, *, fresh: bool = False) -> _Held | None:
+        """The held directory; ``fresh``: look at the file now, not once per RECHECK_SECONDS."""
+        now = self._clock()
+        with self._lock:
+            if not fresh and now - self._checked_at < RECHECK_SECONDS:
+                return self._held_now
+            self._checked_at = now
+            try:
+                stat = os.stat(self._path)
+            except FileNotFoundError:
+                self._seen = self._held_now = None
+                return None
+            key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
             if key != self._seen:
                 self._seen = key
                 try:
