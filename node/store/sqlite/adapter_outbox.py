@@ -5,7 +5,9 @@
 * ``adapter_outbox`` — one row per event per consumer, ``pending`` → ``done`` or ``dead``; a dead
   row goes back to ``pending`` only when the operator replays it. ``UNIQUE (consumer, seq)``: an
   event can never be queued twice for one consumer, whatever a crash interrupts.
-* ``webhooks`` — webhook subscriptions (their secrets live in 0600 files, not here).
+* ``webhooks`` — webhook subscriptions (their secrets live in 0600 files, not here). Each change
+  also rewrites ``webhooks.changed`` beside the database (:meth:`AdapterOutbox.webhooks_mark`), so
+  a running node notices a ``gwx webhook add`` by a stat instead of a query every second.
 
 The fan-out writes its rows and moves the cursor in one transaction, compare-and-set on the
 cursor, so a crash leaves either both or neither. Audit seqs are assigned under the database's
@@ -16,6 +18,8 @@ appear, and the cursor may pass events no consumer wants.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -31,6 +35,9 @@ from node.store.values import (
     WebhookSubscription,
 )
 from pki.errors import GwxError
+from pki.keystore import write_public_file
+
+WEBHOOKS_MARK = "webhooks.changed"  # beside the database
 
 
 class AdapterOutbox:
@@ -38,6 +45,9 @@ class AdapterOutbox:
         self._db = db
         self._audit = audit
         self._clock = clock
+        # Rewritten after every committed change of the subscriptions, by whichever process made it:
+        # a running node sees a change by a stat of this file instead of a query every second.
+        self._webhooks_mark = db.path.with_name(WEBHOOKS_MARK)
 
     # --- following the audit log ---------------------------------------------------------------
     async def head(self) -> int:
@@ -209,6 +219,18 @@ class AdapterOutbox:
                                    (to_db_time(older_than),))
 
     # --- webhook subscriptions ------------------------------------------------------------------
+    def webhooks_mark(self) -> tuple[int, int, int] | None:
+        """What changes whenever the subscriptions change (None before any change): a stat, no query."""
+        try:
+            st = os.stat(self._webhooks_mark)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _webhooks_changed(self) -> None:
+        """After a committed change: a new mark (a new file each time, its content a fresh number)."""
+        write_public_file(self._webhooks_mark, f"{time.time_ns()}\n".encode())
+
     async def add_webhook(self, sub: WebhookSubscription, *, actor: str = "operator") -> None:
         """Store a subscription and start its consumer's cursor at the log's head, together."""
         async with self._db.transaction() as t:
@@ -219,6 +241,7 @@ class AdapterOutbox:
             await self.start_cursor(f"webhook:{sub.id}", tx=t)
             await self._audit.append(t, actor, "webhook.add", {"unit": sub.unit, "webhook": sub.id},
                                      {"url": sub.url, "types": list(sub.types)})
+        self._webhooks_changed()
 
     async def remove_webhook(self, webhook_id: str, *, actor: str = "operator") -> WebhookSubscription:
         async with self._db.transaction() as t:
@@ -228,6 +251,7 @@ class AdapterOutbox:
             await t.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
             await self.forget(f"webhook:{webhook_id}", tx=t)
             await self._audit.append(t, actor, "webhook.remove", {"unit": row["unit"], "webhook": webhook_id})
+        self._webhooks_changed()
         return _webhook(row)
 
     async def change_webhook_url(self, webhook_id: str, url: str, *, actor: str = "operator") -> WebhookSubscription:
@@ -239,6 +263,7 @@ class AdapterOutbox:
             await self._audit.append(t, actor, "webhook.change", {"unit": row["unit"], "webhook": webhook_id},
                                      {"from": row["url"], "to": url})
             row = await t.fetchone("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
+        self._webhooks_changed()
         return _webhook(row)
 
     async def webhooks(self) -> list[WebhookSubscription]:
