@@ -48,7 +48,7 @@ from node.documents.errors import (
 )
 from node.documents.ledger import LedgerExport
 from node.documents.sending import Sending, clerk_actor
-from node.documents.tracking import apply_receiver_event, apply_sender_event
+from node.documents.tracking import apply_receiver_event_as_seen, apply_sender_event
 from node.errors import ApiError, NotFound
 from node.federation.notice_evidence import evidence_details, make_statement, receiver_evidence
 from node.federation.outbound import Outbound
@@ -297,7 +297,7 @@ class DocumentService(Sending):
 
     async def _receiver_act(self, who: Principal, doc_id: str, event: Event, notify: MessageType | None,
                             reason: str | None) -> dict[str, Any]:
-        row = await self._own_inbox(who, doc_id)
+        row = await self._own_inbox(who, doc_id)  # outside the writer's lock; decides unless it moves meanwhile
         now = self.ctx.clock()
         notice = destination = None
         if notify is not None:
@@ -312,26 +312,33 @@ class DocumentService(Sending):
                 statement = sign() if isinstance(seal.signer, SoftwareSigner) else await asyncio.to_thread(sign)
             notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason, evidence=statement)
 
-        async def record(tx: Transaction) -> list[str | None]:
-            before, after = await apply_receiver_event(self.store, doc_id, who.unit, event, at=now,
-                                                       actor=clerk_actor(who), by=who.name, reason=reason,
-                                                       details=evidence_details(notice), tx=tx)
+        settled_as = _SETTLED_AS.get(event)
+
+        async def record(tx: Transaction) -> tuple[list[str | None], InboxRow, SupervisionMark | None, bool]:
+            """The nodes to wake, the row as changed, its 督办 mark and whether that mark was read."""
+            before, after, now_row = await apply_receiver_event_as_seen(
+                self.store, row, event, at=now, actor=clerk_actor(who), by=who.name, reason=reason,
+                details=evidence_details(notice), tx=tx)
             if after == before:
-                return []
+                return [], now_row, None, False
             wake: list[str | None] = []
             if notice is not None:
                 await self.store.evidence.add(tx, receiver_evidence(notice))
                 wake += await self.processor.queue_notice(tx, notice, destination, who.unit, (row.from_unit,),
                                                           row.message_id)
-            settled_as = _SETTLED_AS.get(event)
-            if settled_as is not None:  # an escalated row's supervisor hears of it
-                wake.append(await self.processor.escalator.settled(
-                    tx, doc_id, who.unit, row.from_unit, row.title, row.deadline, settled_as, who.name))
-            return wake
+            if settled_as is None:
+                return wake, now_row, None, False
+            # an escalated row's supervisor hears of it
+            node, mark = await self.processor.escalator.settle(
+                tx, doc_id, who.unit, row.from_unit, row.title, row.deadline, settled_as, who.name)
+            return [*wake, node], now_row, mark, True
         # With the node's other clerks' actions: one commit; the notices' queues are woken by the writer
-        # once committed (also if this caller is cancelled meanwhile).
-        await self.store.write_together(record, after=self._wake)
-        return (await self._inbox_views([await self._own_inbox(who, doc_id)]))[0]
+        # once committed (also if this caller is cancelled meanwhile). The row and its mark come back
+        # from the transaction: no reads after it.
+        wake, changed, mark, marked = await self.store.write_together(record, after=lambda done: self._wake(done[0]))
+        if not marked:
+            return (await self._inbox_views([changed]))[0]
+        return self._inbox_item(changed, self.ctx.clock(), mark)
 
     # ---- 督办: what a supervising unit was sent ------------------------------------------------------
     async def supervision(self, who: Principal, *, settled: bool | None = None, limit: int = 50,

@@ -85,12 +85,7 @@ async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: 
         after = before.apply(event, at=at, by=by, reason=reason)
         if after == before:
             return before, after
-        changes: dict[str, Any] = {"status": after.status.value, "urge_count": after.urge_count,
-                                   "last_urged_at": after.last_urged_at}
-        if event in (Event.SIGNED_FOR,):
-            changes.update(signed_by=after.who, signed_at=after.when)
-        if event is Event.RETURNED:
-            changes.update(return_reason=after.reason)
+        changes = _receiver_changes(event, after)
         try:
             await store.messages.update_inbox(doc_id, unit, before.status.value, changes, actor=actor,
                                               action=f"inbox.{event.value}", details=details, tx=tx)
@@ -101,6 +96,57 @@ async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: 
             continue
     raise StoreContended(f"inbox row of {unit} for {doc_id} keeps changing; try again", doc_id=doc_id,
                          unit=unit)
+
+
+async def apply_receiver_event_as_seen(store: NodeStore, seen: InboxRow, event: Event, *, at: dt.datetime,
+                                       actor: str, by: str | None = None, reason: str | None = None,
+                                       details: dict[str, Any] | None = None,
+                                       tx: Transaction) -> tuple[RecipientRow, RecipientRow, InboxRow]:
+    """:func:`apply_receiver_event` inside ``tx``, decided on ``seen`` — the row as the caller read it
+    before the transaction — instead of a read through ``tx`` first: the update compares every column
+    the state machine decides on, so it writes only if the row is still exactly ``seen``. Should the row
+    have moved meanwhile (an earlier action of the same group commit, a notice), or should ``seen``
+    call for no write or a refusal, the row is read through ``tx`` and decided on as
+    :func:`apply_receiver_event` does. One statement instead of two in the common case, under the
+    writer lock.
+    Returns (before, after, the row as it stands in ``tx`` afterwards)."""
+    before = _receiver_row(seen)
+    try:
+        after: RecipientRow | None = before.apply(event, at=at, by=by, reason=reason)
+    except GwxError:
+        after = None  # refused on the row as read: judged again on the row as it stands now
+    if after is not None and after != before:
+        try:
+            row = await store.messages.update_inbox(seen.doc_id, seen.unit, before.status.value,
+                                                    _receiver_changes(event, after), actor=actor,
+                                                    action=f"inbox.{event.value}", details=details, tx=tx,
+                                                    also_expected=_decided_on(seen))
+            return before, after, row
+        except StoreConflict:
+            pass  # moved since it was read
+    # Nothing to write, refused, or moved: decided on the row as the transaction sees it, as before.
+    before, after = await apply_receiver_event(store, seen.doc_id, seen.unit, event, at=at, actor=actor, by=by,
+                                               reason=reason, details=details, tx=tx)
+    row = await store.messages.get_inbox(seen.doc_id, seen.unit, tx=tx)
+    if row is None:
+        raise StoreNotFound(f"unit {seen.unit} has no document {seen.doc_id}", doc_id=seen.doc_id, unit=seen.unit)
+    return before, after, row
+
+
+def _decided_on(r: InboxRow) -> dict[str, Any]:
+    """The columns of an inbox row :func:`_receiver_row` reads (status is compared on its own)."""
+    return {"role": r.role, "signed_by": r.signed_by, "signed_at": r.signed_at, "return_reason": r.return_reason,
+            "urge_count": r.urge_count, "last_urged_at": r.last_urged_at}
+
+
+def _receiver_changes(event: Event, after: RecipientRow) -> dict[str, Any]:
+    changes: dict[str, Any] = {"status": after.status.value, "urge_count": after.urge_count,
+                               "last_urged_at": after.last_urged_at}
+    if event in (Event.SIGNED_FOR,):
+        changes.update(signed_by=after.who, signed_at=after.when)
+    if event is Event.RETURNED:
+        changes.update(return_reason=after.reason)
+    return changes
 
 
 async def apply_forward_event(store: NodeStore, doc_id: str, unit: str, event: Event, *, at: dt.datetime,

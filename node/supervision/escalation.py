@@ -36,7 +36,7 @@ from node.context import NodeContext
 from node.errors import NodeError
 from node.federation.outbound import NewMessage, Outbound
 from node.store import NodeStore
-from node.store.supervision import LateRow, SupervisionItem
+from node.store.supervision import LateRow, SupervisionItem, SupervisionMark
 from node.supervision.supervisors import may_supervise, supervisor_of
 from pki.errors import ErrorKind, GwxError
 
@@ -143,19 +143,25 @@ class Escalator:
                       settled_as: str, by: str) -> str | None:
         """Inside the 签收/退回 transaction of ``unit``: if the row was escalated, tell its supervisor.
         Returns the node to wake after commit (None: nothing queued)."""
+        return (await self.settle(tx, doc_id, unit, from_unit, title, deadline, settled_as, by))[0]
+
+    async def settle(self, tx: Any, doc_id: str, unit: str, from_unit: str, title: str, deadline,
+                     settled_as: str, by: str) -> tuple[str | None, SupervisionMark | None]:
+        """:meth:`settled`, and the row's 督办 mark if it was escalated (None: it was not), which is
+        what the clerk's view of the row shows of it."""
         now = self.ctx.clock()
         mark = await self.store.supervision.mark_settled(tx, doc_id, unit, now)
         if mark is None or mark.supervisor is None or mark.settled_at is not None:
-            return None
+            return None, mark
         e = Escalation(doc_id, unit, mark.supervisor, from_unit, title, deadline, mark.escalated_at,
                        mark.working_days_late or 0, now, by, settled_as)
         try:
-            return await self._tell(tx, e)
+            return await self._tell(tx, e), mark
         except GwxError as exc:  # the supervisor's route is gone: the 签收 goes on, the sweep tells it later
             await self.store.supervision.owe_settlement(tx, doc_id, unit, e.encode())
             log.warning("settlement of the 督办 of %s for %s kept to send later: %s", doc_id, unit, exc,
                         extra={"doc_id": doc_id, "code": exc.code})
-            return None
+            return None, mark
 
     async def _tell(self, tx: Any, e: Escalation) -> str | None:
         """Inside ``tx``: the settlement ``e`` recorded (supervisor here) or queued to the supervisor's

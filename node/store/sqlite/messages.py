@@ -257,11 +257,17 @@ class Messages:
         return _recipient(row)
 
     async def _cas(self, t: SqliteTransaction, table: str, sets: list[str], params: list[Any], doc_id: str,
-                   unit: str, expected: str, event: NewEvent) -> Any:
-        """The row as changed (``RETURNING``: one statement, not an UPDATE and a SELECT)."""
+                   unit: str, expected: str, event: NewEvent, also: Mapping[str, Any] | None = None) -> Any:
+        """The row as changed (``RETURNING``: one statement, not an UPDATE and a SELECT). ``also``:
+        more columns that must still hold these values (``IS``: NULL matches NULL)."""
+        also = {k: _v(v) for k, v in (also or {}).items()}
+        unknown = set(also) - _INBOX_FIELDS - {"role"}
+        if unknown:
+            raise StoreError(f"an inbox row has no fields {sorted(unknown)}", fields=sorted(unknown))
+        compared = "".join(f" AND {k} IS ?" for k in also)
         changed = await t.fetchone(
-            f"UPDATE {table} SET {', '.join(sets)} WHERE doc_id = ? AND unit_code = ? AND status = ? RETURNING *",
-            (*params, doc_id, unit, expected))
+            f"UPDATE {table} SET {', '.join(sets)} WHERE doc_id = ? AND unit_code = ? AND status = ?{compared}"
+            " RETURNING *", (*params, doc_id, unit, expected, *also.values()))
         if changed is None:
             row = await t.fetchone(f"SELECT status FROM {table} WHERE doc_id = ? AND unit_code = ?",
                                    (doc_id, unit))
@@ -394,9 +400,10 @@ class Messages:
     async def update_inbox(self, doc_id: str, unit: str, expected_status: str | Enum,
                            changes: Mapping[str, Any], *, actor: str, action: str | None = None,
                            details: Mapping[str, Any] | None = None,
-                           tx: SqliteTransaction | None = None) -> InboxRow:
+                           tx: SqliteTransaction | None = None, also_expected: Mapping[str, Any] | None = None) -> InboxRow:
         """Compare-and-set one inbox row (keys: status, signed_by, signed_at, return_reason,
-        urge_count, last_urged_at, verification); :class:`StoreConflict` if the status moved on."""
+        urge_count, last_urged_at, verification); :class:`StoreConflict` if the status moved on, or
+        any column of ``also_expected`` no longer holds its value (the row a decision was made on)."""
         unknown = set(changes) - _INBOX_FIELDS
         if unknown:
             raise StoreError(f"an inbox row has no fields {sorted(unknown)}", fields=sorted(unknown))
@@ -410,7 +417,7 @@ class Messages:
                           **_jsonable({k: v for k, v in changes.items() if k != "verification"}),
                           **dict(details or {})})
         async with self._db.maybe_transaction(tx) as t:
-            row = await self._cas(t, "inbox", sets, params, doc_id, unit, _v(expected_status), event)
+            row = await self._cas(t, "inbox", sets, params, doc_id, unit, _v(expected_status), event, also_expected)
         return _inbox(row)
 
     async def inbox_for_message(self, message_id: str, unit: str) -> InboxRow | None:

@@ -207,3 +207,69 @@ def test_a_batch_takes_at_most_64_clerk_actions(tmp_path):
         finally:
             await store.close()
     asyncio.run(run())
+
+
+def _statements(monkeypatch) -> list[str]:
+    """Every SQLite statement the node sends through aiosqlite (each a round trip to its thread and
+    back through the event loop), as its first words."""
+    import aiosqlite
+    sent: list[str] = []
+    for name in ("execute", "execute_fetchall", "executemany"):
+        real = getattr(aiosqlite.Connection, name)
+
+        def counting(self, sql, *args, real=real, **kwargs):
+            sent.append(" ".join(sql.split()[:3]))
+            return real(self, sql, *args, **kwargs)
+        monkeypatch.setattr(aiosqlite.Connection, name, counting)
+    return sent
+
+
+def test_a_sign_for_in_a_batch_costs_eight_statements_and_no_read_after_its_commit(node_dir, tmp_path, monkeypatch):
+    """Per 签收: the clerk's row read once outside the writer's lock, then in the shared transaction
+    its savepoint, the compare-and-set update (on the row as read: no second read), the audit event,
+    the notice's draft and outgoing link, the 督办 mark, the release — and the answer built from what
+    the transaction returned, not read again (it was 11.2 statements: two reads before, two after)."""
+    async def run():
+        county = await County.open(node_dir, tmp_path / "county")
+        try:
+            doc_id = await county.delivered(UNITS)
+            await county.service.sign_for(clerk(UNITS[0]), doc_id)  # the audit head is read once per batch
+            sent = _statements(monkeypatch)
+            items = await asyncio.gather(*(county.service.sign_for(clerk(u), doc_id) for u in UNITS[1:]))
+            assert [i["status"] for i in items] == ["signed_for"] * (len(UNITS) - 1)
+            per_sign_for = len(sent) / (len(UNITS) - 1)
+            assert per_sign_for <= 8.5, f"{per_sign_for:.1f} statements per 签收: {sent}"
+            assert sent[-1] == "COMMIT", "nothing is read after the commit"
+            for u in UNITS:
+                assert (await county.store.messages.get_inbox(doc_id, u)).status == "signed_for"
+            assert len(await county.store.drafts.drafts_for("city")) == len(UNITS)
+        finally:
+            await county.close()
+    asyncio.run(run())
+
+
+def test_a_sign_for_decided_on_a_row_that_moved_meanwhile_is_decided_again(node_dir, tmp_path):
+    """The clerk's row is read before the transaction; a 催办 applied between that read and the 签收
+    must not be erased by it (the update compares every column the decision used, not only status)."""
+    from exchange_protocol.states import Event
+    from node.documents.tracking import apply_receiver_event_as_seen
+
+    async def run():
+        county = await County.open(node_dir, tmp_path / "county")
+        try:
+            doc_id = await county.delivered(UNITS[:1])
+            seen = await county.store.messages.get_inbox(doc_id, UNITS[0])
+            await county.store.messages.update_inbox(doc_id, UNITS[0], ReceiverStatus.PENDING,
+                                                     {"urge_count": 1, "last_urged_at": county.ctx.clock()},
+                                                     actor="node:city", action="inbox.urged")
+            async with county.store.transaction() as tx:
+                before, after, row = await apply_receiver_event_as_seen(
+                    county.store, seen, Event.SIGNED_FOR, at=county.ctx.clock(), actor="clerk:t", by="收发员",
+                    tx=tx)
+            assert (before.urge_count, after.urge_count) == (1, 1)
+            stored = await county.store.messages.get_inbox(doc_id, UNITS[0])
+            assert (stored.status, stored.urge_count, stored.signed_by) == ("signed_for", 1, "收发员")
+            assert (row.status, row.urge_count) == ("signed_for", 1)
+        finally:
+            await county.close()
+    asyncio.run(run())
