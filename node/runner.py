@@ -63,7 +63,6 @@ from pki.trust import Purpose, verify_certificate
 
 log = logging.getLogger("gwx.node")
 SHUTDOWN_TIMEOUT = 10.0
-GAUGE_INTERVAL = 5.0
 
 
 def ready_path(config: NodeConfig) -> Path:
@@ -132,7 +131,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     # Adapters (issue 9): consumers of the audit log, each with its durable outbox (adapters.outbox).
     adapters = Outbox(store, ctx.node_id, ctx.clock, registry=registry)
     webhooks = Webhooks(config, store, adapters, ctx.clock)
-    local_app.cleanup_ctx.append(_gauges(config, ctx.clock, store, outbound, registry))
+    _gauges(config, ctx.clock, store, outbound, registry)
     local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
     local_app.cleanup_ctx.append(service.processor.escalator.running)  # 督办 sweep (node.supervision)
     fetchers = ([DirectoryFetcher(ctx, client, registry), CrlFetcher(ctx, crl_client, registry)]
@@ -233,38 +232,26 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
 
     held = HeldDirectoryReader(config)
 
-    async def refresh() -> None:
-        while True:
-            try:
-                series = {}
-                for dest, states in (await store.queue.depth()).items():
-                    for state, n in states.items():
-                        series[(("destination", dest), ("state", state))] = float(n)
-                for dest, n in (await store.drafts.draft_counts()).items():
-                    series[(("destination", dest), ("state", "draft"))] = float(n)
-                depth.replace(series)
-                peers.replace({(("peer", p.node_id),): 1.0 if p.state == "up" else 0.0
-                               for p in await store.peers.list_peers()})
-                inbound.replace({(("state", state),): float(n)
-                                 for state, n in (await store.messages.inbound_counts()).items()})
-                adapter_rows.replace({(("consumer", consumer), ("state", state)): float(n)
-                                      for consumer, states in (await store.adapter_outbox.counts()).items()
-                                      for state, n in states.items()})
-                figures = await asyncio.to_thread(directory_figures, config, clock(), held)
-                for name, gauge in directory.items():
-                    gauge.replace({(): figures[name]} if name in figures else {})
-                by_issuer = await asyncio.to_thread(crl_figures, config, clock())
-                for name, gauge in crl.items():
-                    gauge.replace({(("issuer", issuer),): values[name] for issuer, values in by_issuer.items()})
-            except Exception:
-                log.exception("cannot refresh gauges")
-            await asyncio.sleep(GAUGE_INTERVAL)
+    async def refresh() -> None:  # when /metrics is fetched (Registry.collect), not on a timer
+        series = {}
+        for dest, states in (await store.queue.depth()).items():
+            for state, n in states.items():
+                series[(("destination", dest), ("state", state))] = float(n)
+        for dest, n in (await store.drafts.draft_counts()).items():
+            series[(("destination", dest), ("state", "draft"))] = float(n)
+        depth.replace(series)
+        peers.replace({(("peer", p.node_id),): 1.0 if p.state == "up" else 0.0
+                       for p in await store.peers.list_peers()})
+        inbound.replace({(("state", state),): float(n)
+                         for state, n in (await store.messages.inbound_counts()).items()})
+        adapter_rows.replace({(("consumer", consumer), ("state", state)): float(n)
+                              for consumer, states in (await store.adapter_outbox.counts()).items()
+                              for state, n in states.items()})
+        figures = await asyncio.to_thread(directory_figures, config, clock(), held)
+        for name, gauge in directory.items():
+            gauge.replace({(): figures[name]} if name in figures else {})
+        by_issuer = await asyncio.to_thread(crl_figures, config, clock())
+        for name, gauge in crl.items():
+            gauge.replace({(("issuer", issuer),): values[name] for issuer, values in by_issuer.items()})
 
-    async def ctx(app: web.Application):
-        task = asyncio.get_running_loop().create_task(refresh(), name="gwx-gauges")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return ctx
+    registry.on_collect(refresh)

@@ -347,6 +347,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    await request.app[REGISTRY].collect()
     return web.Response(text=request.app[REGISTRY].render(), content_type="text/plain",
                         headers={"X-Content-Type-Options": "nosniff"}, charset="utf-8")
 

@@ -30,7 +30,7 @@ def held_directory(config: NodeConfig) -> Directory | None:
 class HeldDirectoryReader:
     """The directory a node holds, parsed again only when its file changes (size or mtime).
 
-    The gauges of /metrics look every few seconds; parsing a city's directory (163 nodes, 3,600
+    The gauges of /metrics look at each scrape; parsing a city's directory (163 nodes, 3,600
     units) costs a tenth of a second of CPU each time — for a node that does nothing else, and
     for many nodes at once, most of the machine (bench/network.py)."""
 
