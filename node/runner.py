@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 from aiohttp import web
 
@@ -230,7 +231,10 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
                            "are refused with ENV_REVOCATION_UNKNOWN until a fresh one arrives)"),
         ("stale", "1 when the held CRL of an issuer is past its next update"))}
 
-    held = HeldDirectoryReader(config)
+    # The router's parsed copy of the held directory (it is the one routing uses): parsing the file a
+    # second time per node for its gauges cost 0.1 s of CPU and 2 MiB per node of a city.
+    routers = getattr(outbound.ctx.router, "directory", None)
+    held = SimpleNamespace(read=routers) if routers is not None else HeldDirectoryReader(config)
 
     async def refresh() -> None:  # when /metrics is fetched (Registry.collect), not on a timer
         series = {}
@@ -247,7 +251,7 @@ def _gauges(config: NodeConfig, clock, store: NodeStore, outbound: Outbound, reg
         adapter_rows.replace({(("consumer", consumer), ("state", state)): float(n)
                               for consumer, states in (await store.adapter_outbox.counts()).items()
                               for state, n in states.items()})
-        figures = await asyncio.to_thread(directory_figures, config, clock(), held)
+        figures = directory_figures(config, clock(), held)  # type: ignore[arg-type]
         for name, gauge in directory.items():
             gauge.replace({(): figures[name]} if name in figures else {})
         by_issuer = await asyncio.to_thread(crl_figures, config, clock())

@@ -49,7 +49,7 @@ def test_the_node_reads_its_gauges_only_when_metrics_are_fetched(tmp_path):
             asked.append("depth")
             return await real()
         store.queue.depth = depth
-        _gauges(env.config, env.ctx.clock, store, None, env.registry)
+        _gauges(env.config, env.ctx.clock, store, env.service.outbound, env.registry)
         await asyncio.sleep(0.3)
         assert asked == [], "nobody looked: nothing read"
 
