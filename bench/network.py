@@ -1,6 +1,7 @@
 """A whole city on one machine: 常德's network, and one sealed 1 MiB 通知 from the city to every unit.
 
-The network (``--quick``: 1 city, 2 counties, 4 townships, 60 units):
+The network (``--quick``: 1 city, 2 counties, 4 townships, 60 units; ``--medium``: 3 counties, 51
+townships, 1,200 units, the 54 nodes below the city in one process):
 
 * 1 city node, 9 county nodes (武陵区 … 津市市), 153 township nodes — 163 nodes, parent links
   forming the tree; 3,600 units: the city government office and city bureaus on the city node,
@@ -103,6 +104,9 @@ class Shape:
 
 FULL = Shape(counties=9, townships=153, city_units=60, county_units=30, units=3600)
 QUICK = Shape(counties=2, townships=4, city_units=6, county_units=6, units=60)
+# A third of the city with the full run's load per process: its 54 nodes below the city in ONE process
+# (--processes 2), for comparing changes in a few minutes without a full run.
+MEDIUM = Shape(counties=3, townships=51, city_units=20, county_units=30, units=1200)
 
 
 @dataclass
@@ -505,20 +509,24 @@ def table(fig: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 city, 2 counties, 4 townships, 60 units")
+    parser.add_argument("--medium", action="store_true",
+                        help="1 city, 3 counties, 51 townships, 1,200 units; the 54 nodes below the city in one "
+                             "process (as each of the full run's three)")
     parser.add_argument("--routing", choices=["direct", "tree"], default="direct",
                         help="tree: parent/child links only, counties relay; direct (default): the city also "
                              "links to every township")
     parser.add_argument("--processes", type=int, help="OS processes hosting the nodes (the city alone in one; "
-                                                      "default 4, quick 3)")
+                                                      "default 4, quick 3, medium 2)")
     parser.add_argument("--timeout", type=float, help="seconds to wait for every 签收 (default 420, quick 120)")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between a clerk's looks at an inbox")
     parser.add_argument("--clerks-per-node", type=int, metavar="N",
                         help=f"the clerks' requests in flight at each node, every node at once (default: "
                              f"{CLERKS_AT_ONCE} over the whole city)")
     args = parser.parse_args()
-    shape = QUICK if args.quick else FULL
-    processes = args.processes or (3 if args.quick else 4)
-    fig: dict = {"bench": "network", "quick": args.quick, "routing": args.routing, "cores": os.cpu_count(),
+    shape = QUICK if args.quick else MEDIUM if args.medium else FULL
+    processes = args.processes or (3 if args.quick else 2 if args.medium else 4)
+    fig: dict = {"bench": "network", "quick": args.quick, "medium": args.medium, "routing": args.routing,
+                 "cores": os.cpu_count(),
                  "nodes": 1 + shape.counties + shape.townships, "units": shape.units, "counties": shape.counties,
                  "townships": shape.townships, "child_links": shape.counties, "cas": 1 + shape.counties,
                  "workers": 2, "clerks_per_node": args.clerks_per_node}
