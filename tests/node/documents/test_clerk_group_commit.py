@@ -224,11 +224,13 @@ def _statements(monkeypatch) -> list[str]:
     return sent
 
 
-def test_a_sign_for_in_a_batch_costs_eight_statements_and_no_read_after_its_commit(node_dir, tmp_path, monkeypatch):
+def test_a_sign_for_in_a_batch_costs_nine_statements_and_no_read_after_its_commit(node_dir, tmp_path, monkeypatch):
     """Per 签收: the clerk's row read once outside the writer's lock, then in the shared transaction
     its savepoint, the compare-and-set update (on the row as read: no second read), the audit event,
-    the notice's draft and outgoing link, the 督办 mark, the release — and the answer built from what
-    the transaction returned, not read again (it was 11.2 statements: two reads before, two after)."""
+    the unit's signed statement (evidence), the notice's draft and outgoing link, the 督办 mark, the
+    release — and the answer built from what the transaction returned, not read again; plus the
+    batch's BEGIN, audit head and COMMIT shared by all. 9.2 measured (8.2 before the evidence insert;
+    12.2 with it and the old two reads before and two after)."""
     async def run():
         county = await County.open(node_dir, tmp_path / "county")
         try:
@@ -238,7 +240,7 @@ def test_a_sign_for_in_a_batch_costs_eight_statements_and_no_read_after_its_comm
             items = await asyncio.gather(*(county.service.sign_for(clerk(u), doc_id) for u in UNITS[1:]))
             assert [i["status"] for i in items] == ["signed_for"] * (len(UNITS) - 1)
             per_sign_for = len(sent) / (len(UNITS) - 1)
-            assert per_sign_for <= 8.5, f"{per_sign_for:.1f} statements per 签收: {sent}"
+            assert per_sign_for <= 9.5, f"{per_sign_for:.1f} statements per 签收: {sent}"
             assert sent[-1] == "COMMIT", "nothing is read after the commit"
             for u in UNITS:
                 assert (await county.store.messages.get_inbox(doc_id, u)).status == "signed_for"
