@@ -18,6 +18,7 @@ appear, and the cursor may pass events no consumer wants.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,8 @@ from pki.errors import GwxError
 from pki.keystore import write_public_file
 
 WEBHOOKS_MARK = "webhooks.changed"  # beside the database
+
+log = logging.getLogger("gwx.store")
 
 
 class AdapterOutbox:
@@ -228,8 +231,15 @@ class AdapterOutbox:
         return st.st_ino, st.st_mtime_ns, st.st_size
 
     def _webhooks_changed(self) -> None:
-        """After a committed change: a new mark (a new file each time, its content a fresh number)."""
-        write_public_file(self._webhooks_mark, f"{time.time_ns()}\n".encode())
+        """After a committed change: a new mark (a new file each time, its content a fresh number).
+        Best effort: the change is committed already, and the mark only makes a running node see it
+        sooner; should it not be written, the node's re-read every FULL_SYNC_SECONDS catches up. So a
+        failure here is a warning, never an error of the add/change/remove that committed."""
+        try:
+            write_public_file(self._webhooks_mark, f"{time.time_ns()}\n".encode())
+        except OSError as exc:
+            log.warning("cannot write %s (%s): a running node sees this webhook change within a minute "
+                        "instead of a second", self._webhooks_mark, exc)
 
     async def add_webhook(self, sub: WebhookSubscription, *, actor: str = "operator") -> None:
         """Store a subscription and start its consumer's cursor at the log's head, together."""
