@@ -75,3 +75,31 @@ def test_subscriptions_are_read_again_only_when_they_changed(config, tmp_path):
             await cli.close()
             await store.close()
     asyncio.run(main())
+
+
+def test_a_change_whose_mark_was_not_written_is_seen_at_the_full_re_read(config, tmp_path, monkeypatch):
+    """The mark is best effort: when it cannot be written (here a directory is in its way, so it never
+    moves), the running node still follows the change at its periodic full re-read."""
+    from adapters.webhooks import service
+    monkeypatch.setattr(service, "FULL_SYNC_SECONDS", 1.5)
+
+    async def main():
+        store = await Store.open(tmp_path / "data")
+        cli = await Store.open(tmp_path / "data")
+        (tmp_path / "data" / "webhooks.changed").mkdir()
+        outbox = Outbox(store, "county", store.clock, poll=60.0)
+        webhooks = Webhooks(config, store, outbox, store.clock)
+        await outbox.start()
+        await webhooks.start()
+        try:
+            sub = WebhookSubscription("w2", U_A, "https://127.0.0.1:9/hook", ("document.received",),
+                                      dt.datetime.now(dt.UTC))
+            await cli.adapter_outbox.add_webhook(sub)  # commits; its mark cannot be written (a warning)
+            seen = await until(lambda: consumer_name("w2") in outbox.names(), 4.0)
+            assert seen is not None, "the full re-read picks up a change whose mark never moved"
+        finally:
+            await webhooks.stop()
+            await outbox.stop()
+            await cli.close()
+            await store.close()
+    asyncio.run(main())
