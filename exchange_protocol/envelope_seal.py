@@ -26,7 +26,14 @@ returns is unauthenticated: write it to a temp file, rename on success.
   destinations, hop count given: a relay writes it and then the same payload bytes, one frame per
   next hop, without re-encrypting or re-signing.
 
-Every failure is a typed :class:`~exchange_protocol.errors.EnvelopeError`.
+One network, one profile (:func:`pki.algorithms.takes_key`): on a 国密 network the headers are signed
+SM2/SM3 (GB/T 35275 CMS) and the payload is SM4-GCM with SM2 key transport; on an international one
+ECDSA P-256 and AES-256-GCM. Sealing for a destination of the other profile than the origin's signing
+key, and a header signed with the other profile's key than the policy's roots (a P-256 envelope on a
+国密 network, or the reverse), are ``PKI_PROFILE_MISMATCH`` — before any chain is built.
+
+Every failure is a typed :class:`~exchange_protocol.errors.EnvelopeError`, but for ``PKI_PROFILE_MISMATCH``
+(:class:`pki.errors.UnsupportedAlgorithm`, the one class of that code).
 """
 
 from __future__ import annotations
@@ -40,12 +47,16 @@ from typing import BinaryIO
 from cryptography import x509
 
 from pki import cms
+from pki.algorithms import SM2_SM3
 from pki.ca import node_id_of
 from pki.errors import CertificateInvalid, PkiError, RevocationUnknown
 from pki.signer import Signer
+from pki.sm2 import Sm2PublicKey
 from pki.trust import Purpose, RevocationCheck, TrustStore
+from pki.x509_sm2 import public_key_of
 
 from .envelope import EnvelopeHeader, HeaderDraft, check_bundle, decode_header
+from .envelope_ciphers import INTERNATIONAL, SM, mismatch, profile_of_kind
 from .envelope_crypto import DecryptionKeys, PayloadDecryptor, Recipient, encrypt_bytes, encrypt_stream
 from .errors import (
     EnvelopeBadSignature,
@@ -82,6 +93,11 @@ class Sender:
     def sign(self, header_bytes: bytes) -> bytes:
         return cms.sign_detached(header_bytes, self.signer, extra_certs=self.extra_certs)
 
+    @property
+    def profile(self) -> str:
+        """The network profile of the origin's signing key: what its destinations must be of too."""
+        return SM if self.signer.algorithm is SM2_SM3 else INTERNATIONAL
+
 
 @dataclass(frozen=True)
 class SealedEnvelope:
@@ -105,6 +121,10 @@ def _check_drafts(drafts: Sequence[HeaderDraft], sender: Sender, recipients: Seq
                                      "in one frame", size=len(drafts), limit=limits.max_headers)
     check_bundle(drafts)
     for draft, recipient in zip(drafts, recipients, strict=True):
+        if profile_of_kind(recipient.kind) != sender.profile:
+            raise mismatch(f"node {sender.node_id} signs on a {sender.profile} network and destination "
+                           f"{draft.destination_node}'s encryption certificate is of a "
+                           f"{profile_of_kind(recipient.kind)} one", destination=draft.destination_node)
         if draft.origin_node != sender.node_id:
             raise EnvelopeInvalidField("origin is not the signing node", field="origin")
         if node_id_of(recipient.certificate) != draft.destination_node:
@@ -177,6 +197,13 @@ class TrustPolicy:
     revocation: RevocationCheck | None = None
     limits: FrameLimits = field(default_factory=FrameLimits)
     max_hops: int = 16  # our own ceiling, whatever the origin allowed
+
+    @property
+    def profile(self) -> str:
+        """The network's profile, from its roots: 国密 when one of them is SM2 (a 国密 network may also
+        hold a P-256 root for its TLS transport only, which signs no envelope)."""
+        return SM if any(r.signature_algorithm_oid.dotted_string == SM2_SM3.oid for r in self.trust.roots) \
+            else INTERNATIONAL
 
 
 @dataclass(frozen=True)
@@ -263,6 +290,7 @@ def verify_head(head: FrameHead, policy: TrustPolicy, now: dt.datetime, destinat
 def _verify_signature(header: EnvelopeHeader, signed: SignedHeader, policy: TrustPolicy,
                       now: dt.datetime) -> x509.Certificate:
     """The signer certificate of ``signed``, trusted and naming ``header``'s origin (typed errors)."""
+    _check_signature_profile(header, signed.signature, policy.profile)
     try:
         result = cms.verify_detached(signed.signature, signed.header_bytes, trust_roots=policy.trust, now=now,
                                      intermediates=policy.intermediates, purpose=Purpose.SIGNING,
@@ -274,11 +302,29 @@ def _verify_signature(header: EnvelopeHeader, signed: SignedHeader, policy: Trus
         raise EnvelopeSignerUntrusted(f"header signer is not trusted: {exc.message}", cause=exc.code) from None
     except PkiError as exc:
         raise EnvelopeBadSignature(f"header signature does not verify: {exc.message}", cause=exc.code) from None
+    if isinstance(public_key_of(result.signer_certificate), Sm2PublicKey) != (policy.profile == SM):
+        raise mismatch(f"header of {header.message_id} is signed by a certificate of another network profile than "
+                       f"this {policy.profile} network's", message_id=header.message_id)
     signer_node = node_id_of(result.signer_certificate)
     if signer_node != header.origin_node:
         raise EnvelopeSignerNotOrigin(f"header signed by node {signer_node!r}, origin says {header.origin_node!r}",
                                       signer=signer_node, origin=header.origin_node)
     return result.signer_certificate
+
+
+# The outer content type a CMS signature starts with: GB/T 35275's signedData for an SM2 signer (pki.cms).
+_GBT_SIGNED_DATA = bytes.fromhex("060a2a811ccf550601040202")  # 1.2.156.10197.6.1.4.2.2
+
+
+def _check_signature_profile(header: EnvelopeHeader, signature: bytes, profile: str) -> None:
+    """``PKI_PROFILE_MISMATCH`` when the header's CMS signature is of the other profile than the network's,
+    read from the content type it opens with, before any chain is built (a lie about it still fails
+    the chain and the signature after)."""
+    signed_sm = _GBT_SIGNED_DATA in signature[:24]
+    if signed_sm != (profile == SM):
+        raise mismatch(f"envelope {header.message_id} is signed {'SM2/SM3' if signed_sm else 'without SM2'} "
+                       f"and this is {'a 国密' if profile == SM else 'an international'} network: "
+                       "one network, one profile", message_id=header.message_id, network=profile)
 
 
 @dataclass(frozen=True)

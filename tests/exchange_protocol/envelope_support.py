@@ -116,3 +116,24 @@ def destinations(count: int) -> tuple[Destination, ...]:
                               now=NOW - dt.timedelta(days=1))
         out.append(Destination(f"d{i}", Recipient(cert), DecryptionKey(key, cert)))
     return tuple(out)
+
+
+@functools.cache
+def sm_network() -> Network:
+    """The same small network on the 国密 profile: an SM2 root and intermediate, SM2 nodes a, b and c
+    (c under the intermediate), and a rogue SM2 root with a node claiming a's id."""
+    base = Path(tempfile.mkdtemp(prefix="gwx-sm-envelope-"))
+    atexit.register(shutil.rmtree, base, True)
+    root = CertificateAuthority.init_root(base / "root", "国密测试网", PASSPHRASE, algorithm="sm2-sm3",
+                                          now=NOW - dt.timedelta(days=2))
+    inter = root.create_intermediate(base / "inter", "国密测试县", PASSPHRASE, now=NOW - dt.timedelta(days=2))
+    rogue = CertificateAuthority.init_root(base / "rogue", "Rogue SM", PASSPHRASE, algorithm="sm2-sm3",
+                                           now=NOW - dt.timedelta(days=2))
+    nodes = {
+        "a": _node(root, "a", base),
+        "b": _node(root, "b", base),
+        "c": _node(inter, "c", base, chain=(inter.certificate,)),
+        "rogue-a": _node(rogue, "a", base),
+    }
+    (base / "root.pem").write_bytes(pem(root.certificate))
+    return Network(base, root, inter, nodes, TrustPolicy(TrustStore.of([root.certificate])))
