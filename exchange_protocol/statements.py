@@ -71,6 +71,8 @@ KIND = "gwx-notice-statement"
 MAX_STATEMENT_BYTES = 32 * 1024  # a statement with a seal certificate and two CAs is ~2 KB
 MAX_TEXT = 2000
 DATA_OID = "1.2.840.113549.1.7.1"  # id-data: what openssl cms -verify prints as the content
+# Plain data in either vocabulary: id-data, or GB/T 35275's data, which an SM2 seal key writes (pki.cms).
+DATA_OIDS = frozenset({DATA_OID, cms.GBT_DATA})
 STATEMENT_TYPES = (MessageType.RECEIPT, MessageType.RETURN)
 _FIELDS = frozenset({"v", "kind", "type", "doc_id", "package_sha256", "unit", "unit_name", "by", "at", "reason",
                      "sender_unit"})
@@ -196,7 +198,7 @@ def verify_statement(der: bytes, trust: TrustStore, *, now: dt.datetime,
     except (PkiError, InvalidInput) as exc:
         raise StatementError(f"the statement's signature does not verify: {exc.message}",
                              code="STATEMENT_BAD_SIGNATURE", cause=exc.code) from None
-    if result.content is None or result.content_type != DATA_OID:
+    if result.content is None or result.content_type not in DATA_OIDS:
         raise StatementError("a statement carries its content (id-data) inside the signature")
     statement = decode_statement(result.content)
     signer_unit = unit_code_of(result.signer_certificate)
