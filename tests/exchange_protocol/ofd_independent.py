@@ -1,0 +1,110 @@
+"""A second verifier of a sealed OFD, written in the tests from the standards' text, sharing no code with
+``exchange_protocol`` or ``pki``: the ZIP by ``zipfile``, the XML by ``minidom``, the ASN.1 by asn1tools
+compiled from GB/T 38540's module (tests/pki/test_seal_asn1.SPEC), SM3 and SM2 by gmalg (pure Python),
+the certificates' public keys by the ``openssl`` command.
+
+It follows GB/T 38540 §8 for a seal in an OFD: Signatures.xml → Signature.xml; each Reference's file
+digested with the CheckMethod and compared; SignedValue.dat decoded as SES_Signature; dataHash = SM3 of
+Signature.xml; the SES_Signature's signature over DER(TBS_Sign) verifies with its certificate (SM2, the
+default id); the seal's signedValue over DER(SES_SealInfo) verifies with the maker's certificate; the
+signer certificate is in the seal's certList; Seal.esl is the seal inside. Returns what it saw, or
+raises AssertionError naming the first thing that fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import zipfile
+from xml.dom import minidom
+
+import asn1tools
+import gmalg
+
+from tests.pki.test_seal_asn1 import SPEC
+
+NS = "http://www.ofdspec.org/2016"
+SM3_OID, SM2_SM3_OID = "1.2.156.10197.1.401", "1.2.156.10197.1.501"
+DEFAULT_ID = b"1234567812345678"
+_CODEC = asn1tools.compile_string(SPEC.replace("CERTLIST", "CertInfoList"), "der")
+
+
+def _sm3(data: bytes) -> bytes:
+    h = gmalg.SM3()
+    h.update(data)
+    return h.value()
+
+
+def _sm2_point(cert_der: bytes) -> bytes:
+    """The SM2 public key (04 || x || y) of a DER certificate, as openssl prints it."""
+    pem = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-pubkey"], input=cert_der,
+                         capture_output=True, check=True).stdout
+    spki = base64.b64decode(b"".join(line for line in pem.splitlines() if not line.startswith(b"-----")))
+    return spki[-65:]
+
+
+def _sm2_verifies(cert_der: bytes, data: bytes, signature_der: bytes) -> bool:
+    rs = _CODEC_RS.decode("RS", signature_der)
+    return gmalg.SM2(pk=_sm2_point(cert_der), uid=DEFAULT_ID).verify(
+        data, rs["r"].to_bytes(32, "big"), rs["s"].to_bytes(32, "big"))
+
+
+_CODEC_RS = asn1tools.compile_string("S DEFINITIONS ::= BEGIN RS ::= SEQUENCE { r INTEGER, s INTEGER } END", "der")
+
+
+def _loc(referrer: str, loc: str) -> str:
+    loc = loc.strip()
+    if loc.startswith("/"):
+        return loc.lstrip("/")
+    base = referrer.rsplit("/", 1)[0] if "/" in referrer else ""
+    return f"{base}/{loc}" if base else loc
+
+
+def _text(node, tag: str) -> str:
+    return node.getElementsByTagNameNS(NS, tag)[0].firstChild.nodeValue
+
+
+def check_sealed_ofd(ofd: bytes) -> dict:
+    with zipfile.ZipFile(io.BytesIO(ofd)) as zf:
+        files = {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
+    ofd_xml = minidom.parseString(files["OFD.xml"])
+    signatures_loc = _loc("OFD.xml", _text(ofd_xml, "Signatures"))
+    entries = minidom.parseString(files[signatures_loc]).getElementsByTagNameNS(NS, "Signature")
+    assert len(entries) == 1, "one seal expected"
+    sig_path = _loc(signatures_loc, entries[0].getAttribute("BaseLoc"))
+    signature_xml = files[sig_path]
+    sig = minidom.parseString(signature_xml)
+    assert _text(sig, "SignatureMethod") == SM2_SM3_OID
+    refs = sig.getElementsByTagNameNS(NS, "References")[0]
+    assert refs.getAttribute("CheckMethod") in (SM3_OID, "SM3"), refs.getAttribute("CheckMethod")
+    covered = set()
+    for ref in refs.getElementsByTagNameNS(NS, "Reference"):
+        path = _loc(sig_path, ref.getAttribute("FileRef"))
+        expected = base64.b64decode(_text(ref, "CheckValue"))
+        assert _sm3(files[path]) == expected, f"{path}: SM3 differs from its CheckValue"
+        covered.add(path)
+    signed_value_path = _loc(sig_path, _text(sig, "SignedValue"))
+    ses = _CODEC.decode("SES-Signature", files[signed_value_path])
+    tbs = ses["toSign"]
+    assert tbs["version"] == 4
+    assert tbs["dataHash"][0] == _sm3(signature_xml), "dataHash is not SM3(Signature.xml)"
+    assert tbs["propertyInfo"].lstrip("/") == sig_path
+    assert ses["signatureAlgID"] == SM2_SM3_OID
+    assert _sm2_verifies(ses["cert"], _CODEC.encode("TBS-Sign", tbs), ses["signature"][0]), "SES signature"
+    seal = tbs["eseal"]
+    seal_der = _CODEC.encode("SESeal", seal)
+    seal_loc = sig.getElementsByTagNameNS(NS, "Seal")
+    if seal_loc:
+        assert files[_loc(sig_path, _text(seal_loc[0], "BaseLoc"))] == seal_der, "Seal.esl is another seal"
+    info = seal["eSealInfo"]
+    assert seal["signAlgID"] == SM2_SM3_OID
+    assert _sm2_verifies(seal["cert"], _CODEC.encode("SES-SealInfo", info), seal["signedValue"][0]), "maker"
+    cert_list = info["property"]["certList"]
+    assert ses["cert"] in cert_list, "the signer certificate is not in the seal's certList"
+    stamp = sig.getElementsByTagNameNS(NS, "StampAnnot")[0]
+    uncovered = set(files) - covered - {sig_path, signed_value_path}
+    assert not uncovered, f"files no reference covers: {sorted(uncovered)}"
+    return {"seal_name": info["property"]["name"], "picture_type": info["picture"]["type"],
+            "page": int(stamp.getAttribute("PageRef")), "boundary": stamp.getAttribute("Boundary"),
+            "references": len(covered)}

@@ -1,0 +1,110 @@
+"""Our sealed OFDs checked by what we did not write: a reader (easyofd, from PyPI) renders the page and
+the seal picture shows where the StampAnnot puts it; a second verifier written from the standard's
+text (ofd_independent.py: minidom, asn1tools, gmalg, openssl) accepts the seal and refuses a changed
+page; the XML validates against the published OFD XSDs (ofd_xsd/, see its SOURCE.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import pytest
+import xmlschema
+from PIL import Image
+
+from exchange_protocol.ofd_seal import seal_ofd
+from pki.ca import CertificateAuthority
+from pki.seal_store import issue_seal
+from tests.support import PASSPHRASE
+
+from .ofd_fixtures import make_ofd, unzip, zip_files
+from .ofd_independent import check_sealed_ofd
+
+XSD = Path(__file__).parent / "ofd_xsd"
+UNIT, UNIT_NAME = "91350100M000100Y43", "福州市鼓楼区人民政府办公室"
+SCHEMAS = {"OFD.xml": "OFD.xsd", "Doc_0/Document.xml": "Document.xsd", "Doc_0/PublicRes.xml": "Res.xsd",
+           "Doc_0/Pages/Page_0/Content.xml": "Page.xsd", "Doc_0/Signs/Signatures.xml": "Signatures.xsd",
+           "Doc_0/Signs/Sign_0/Signature.xml": "Signature.xsd"}
+
+
+_SEALED: dict[str, bytes] = {}
+
+
+def _sealed(algorithm: str, base: Path) -> bytes:
+    if algorithm not in _SEALED:
+        ca = CertificateAuthority.init_root(base / "ca", "OFD独立检查CA", PASSPHRASE, algorithm=algorithm)
+        cred = issue_seal(ca, UNIT, UNIT_NAME, base / "seal", PASSPHRASE)
+        _SEALED[algorithm] = seal_ofd(make_ofd(), cred.signer, cred.seal, at=dt.datetime.now(dt.UTC))
+    return _SEALED[algorithm]
+
+
+@pytest.fixture(scope="module", params=["sm2-sm3", "ecdsa-p256-sha256"], ids=["sm", "p256"])
+def sealed(request, tmp_path_factory):
+    return request.param, _sealed(request.param, tmp_path_factory.mktemp(f"ofd-indep-{request.param}"))
+
+
+def _render(ofd: bytes, out: Path) -> Image.Image:
+    """Page 1 as easyofd draws it (OFD → PDF), rasterised by PyMuPDF."""
+    fitz = pytest.importorskip("fitz")
+    from easyofd.ofd import OFD
+    logging.getLogger().setLevel(logging.ERROR)  # easyofd warns about every font it cannot find
+    reader = OFD()
+    reader.read(ofd, fmt="binary")
+    pdf = fitz.open(stream=reader.to_pdf(), filetype="pdf")
+    pdf[0].get_pixmap(dpi=72).save(out)
+    return Image.open(out).convert("RGB")
+
+
+def _red_share(img: Image.Image, box_mm: tuple[float, float, float, float], page_mm: float = 210.0) -> float:
+    scale = img.width / page_mm
+    x, y, w, h = (v * scale for v in box_mm)
+    region = img.crop((int(x), int(y), int(x + w), int(y + h)))
+    raw = region.tobytes()
+    pixels = [raw[i:i + 3] for i in range(0, len(raw), 3)]
+    red = sum(1 for r, g, b in pixels if r > 180 and g < 90 and b < 90)
+    return red / len(pixels)
+
+
+def test_a_reader_we_did_not_write_shows_the_seal_where_it_was_placed(sealed, tmp_path):
+    profile, ofd = sealed
+    stamp = unzip(ofd)["Doc_0/Signs/Sign_0/Signature.xml"].split(b'Boundary="')[1].split(b'"')[0]
+    box = tuple(float(v) for v in stamp.split())
+    page = _render(ofd, tmp_path / f"sealed-{profile}.png")
+    unsealed = _render(make_ofd(), tmp_path / "unsealed.png")
+    assert _red_share(page, box) > 0.08, "the seal picture is not on the rendered page"  # ring, star, name
+    assert _red_share(unsealed, box) == 0.0
+    elsewhere = (box[0], box[1] - box[3] - 10, box[2], box[3])  # the same size, above the seal
+    assert _red_share(page, elsewhere) == 0.0
+
+
+def test_a_second_verifier_from_the_standards_text_accepts_the_seal_and_refuses_a_change(tmp_path_factory):
+    ofd = _sealed("sm2-sm3", tmp_path_factory.mktemp("ofd-indep-sm"))  # GB/T 38540 is SM2/SM3: so is it
+    seen = check_sealed_ofd(ofd)
+    assert seen["seal_name"] == UNIT_NAME and seen["picture_type"] == "PNG" and seen["page"] == 10
+    assert seen["references"] == 6  # OFD.xml, Document.xml, PublicRes.xml, the page, Signatures.xml, Seal.esl
+    files = unzip(ofd)
+    page = "Doc_0/Pages/Page_0/Content.xml"
+    files[page] = files[page].replace("十二月十五日".encode(), "十二月二十日".encode())
+    with pytest.raises(AssertionError, match="SM3 differs"):
+        check_sealed_ofd(zip_files(files))
+
+
+def test_the_ofd_xml_validates_against_the_published_schemas(sealed):
+    profile, ofd = sealed
+    files = unzip(ofd)
+    assert set(SCHEMAS) == {n for n in files if n.endswith(".xml")}
+    for name, schema in SCHEMAS.items():
+        errors = [e.reason or "" for e in xmlschema.XMLSchema(str(XSD / schema)).iter_errors(files[name].decode())]
+        if name.endswith("Signature.xml"):
+            # The one deviation, on purpose: the 2016 schema enumerates CheckMethod as MD5 or SHA1; GB/T
+            # 38540 seals check references with SM3 (and our international profile with SHA-256).
+            assert len(errors) == 1 and "CheckMethod" in errors[0] and "MD5" in errors[0], errors
+        else:
+            assert errors == [], (name, errors)
+
+
+def test_the_schemas_do_refuse_what_is_wrong(sealed):
+    _, ofd = sealed
+    signatures = unzip(ofd)["Doc_0/Signs/Signatures.xml"].replace(b'Type="Seal"', b'Type="Stamp"')
+    assert not xmlschema.XMLSchema(str(XSD / "Signatures.xsd")).is_valid(signatures.decode())
