@@ -4,7 +4,7 @@ The manifest is what the issuing unit signs: one entry per file in the package �
 (lower-case hex), size in bytes and media type — in canonical JSON (:mod:`.canonical`), so the
 signed bytes are a pure function of the files. Entries keep the order the sender gave (附件 are
 numbered: their order is part of the document); paths must be unique. The manifest lists
-``metadata.json``, ``body.pdf``, every ``attachments/…`` file and ``META-INF/seal.esl``; it cannot
+``metadata.json``, ``body.pdf`` (or ``body.ofd``), every ``attachments/…`` file and ``META-INF/seal.esl``; it cannot
 list the signature over itself nor the time stamp over that signature.
 
 Member names are checked by :func:`check_member_name`, used by both the builder (so we never
@@ -34,6 +34,8 @@ from .errors import (
 MANIFEST_FORMAT = "gwx-package/1"
 METADATA_NAME = "metadata.json"
 BODY_NAME = "body.pdf"
+OFD_BODY_NAME = "body.ofd"  # an OFD body (GB/T 33190), sealed inside per GB/T 38540 (.ofd_seal)
+BODY_NAMES = (BODY_NAME, OFD_BODY_NAME)  # a package has exactly one of them
 ATTACHMENTS_DIR = "attachments/"
 MANIFEST_NAME = "META-INF/manifest.json"
 SIGNATURE_NAME = "META-INF/signature.p7s"

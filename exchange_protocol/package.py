@@ -4,6 +4,7 @@ Layout (in this order in the archive)::
 
     metadata.json            canonical JSON of the DocumentMetadata (meta_json.meta_to_json)
     body.pdf                 the document, PAdES-sealed with the unit's seal key (exchange_protocol.pades)
+      or body.ofd            an OFD document, sealed inside per GB/T 38540 (exchange_protocol.ofd_seal)
     attachments/<name>       the 附件, names as given (UTF-8, ZIP flag bit 11 set)
     META-INF/seal.esl        the SESeal the document was sealed under (listed in the manifest)
     META-INF/manifest.json   path, SHA-256, size, media type of each file above (canonical JSON)
@@ -15,7 +16,8 @@ Streaming: attachments are copied in 1 MiB chunks from caller-supplied file obje
 into ``ZipFile.open(info, "w")`` while being hashed, so a 2 GiB attachment never sits in memory;
 members larger than 2 GiB (or of unknown size) get ZIP64 headers. The output may be any writable
 binary file object, seekable or not. Only the body is held whole (PAdES needs a seekable PDF),
-bounded by ``max_body_bytes``.
+bounded by ``max_body_bytes``. The body is PDF or OFD by its first bytes (``%PDF-``, or a ZIP
+whose directory names ``OFD.xml``), never by a name or a media type the sender claims.
 
 Sans-I/O in spirit: this module opens no files and reads no clock — the caller hands in file
 objects, the time, the seal credential (a :class:`pki.signer.Signer` behind it, so a PKCS#11 key
@@ -46,6 +48,7 @@ from .manifest import (
     BODY_NAME,
     MANIFEST_NAME,
     METADATA_NAME,
+    OFD_BODY_NAME,
     SEAL_NAME,
     SIGNATURE_NAME,
     TIMESTAMP_NAME,
@@ -57,6 +60,8 @@ from .manifest import (
 )
 from .meta_json import meta_to_json
 from .model import DocumentMetadata, check_metadata
+from .ofd_container import looks_like_ofd
+from .ofd_seal import seal_ofd
 from .pades import Box, pades_sealer
 from .sniff import check_not_archive
 
@@ -145,14 +150,18 @@ class PackageBuilder:
                                     f"(发文机关) {meta.issuers[0]}, who seals", code="PKG_SEAL_NOT_ISSUER",
                                     seal_unit=str(seal.unit_code))
 
-        sealed_pdf = pades_sealer(signer, seal, self.chain).seal_pdf(
-            pdf, at=at, seal_box=self.seal_box, page=self.seal_page)
+        if looks_like_ofd(pdf):
+            body_name, media_type = OFD_BODY_NAME, "application/ofd"
+            sealed_body = seal_ofd(pdf, signer, seal, at=at, page=self.seal_page)
+        else:
+            body_name, media_type = BODY_NAME, "application/pdf"
+            sealed_body = pades_sealer(signer, seal, self.chain).seal_pdf(
+                pdf, at=at, seal_box=self.seal_box, page=self.seal_page)
         entries: list[ManifestEntry] = []
         stamp = _zip_time(at)
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             entries.append(_write_bytes(zf, METADATA_NAME, meta_to_json(meta), "application/json", stamp))
-            entries.append(_write_bytes(zf, BODY_NAME, sealed_pdf, "application/pdf", stamp,
-                                        compress=False))
+            entries.append(_write_bytes(zf, body_name, sealed_body, media_type, stamp, compress=False))
             for member, att in zip(members, self.attachments, strict=True):
                 entries.append(_write_stream(zf, member, att, stamp))
             entries.append(_write_bytes(zf, SEAL_NAME, seal.der, "application/octet-stream", stamp))
@@ -190,16 +199,16 @@ class PackageBuilder:
 
     def _read_body(self) -> bytes:
         if self.body is None:
-            raise PackageInputError("a package needs its body (PDF)")
+            raise PackageInputError("a package needs its body (PDF or OFD)")
         if isinstance(self.body, (bytes, bytearray, memoryview)):
             pdf = bytes(self.body)
         else:
             pdf = self.body.read(self.max_body_bytes + 1)
         if len(pdf) > self.max_body_bytes:
-            raise PackageBodyTooLarge(f"body.pdf is larger than {self.max_body_bytes} bytes",
+            raise PackageBodyTooLarge(f"the body is larger than {self.max_body_bytes} bytes",
                                       limit=self.max_body_bytes)
-        if not pdf.startswith(b"%PDF-"):
-            raise PackageNotPdf("the body is not a PDF (no %PDF- header)")
+        if not pdf.startswith(b"%PDF-") and not looks_like_ofd(pdf):
+            raise PackageNotPdf("the body is neither a PDF (no %PDF- header) nor an OFD (a ZIP with OFD.xml)")
         return pdf
 
 

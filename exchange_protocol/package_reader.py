@@ -11,8 +11,8 @@ Opening (:class:`PackageReader`) inspects the central directory before any membe
 - declared sizes and ratios, as an early refusal only (``PKG_MEMBER_TOO_LARGE``, ``PKG_TOO_LARGE``,
   ``PKG_ZIP_BOMB``) — headers can lie, so the same limits are enforced again on the bytes that
   actually come out while streaming;
-- the layout: metadata.json, body.pdf, META-INF/{manifest.json, signature.p7s, seal.esl}
-  present (``PKG_MISSING_METADATA`` …), the manifest parsed strictly (``PKG_BAD_MANIFEST``), and the
+- the layout: metadata.json, the body (body.pdf or body.ofd, exactly one), META-INF/{manifest.json,
+  signature.p7s, seal.esl} present (``PKG_MISSING_METADATA``, ``PKG_MISSING_BODY`` …), the manifest parsed strictly (``PKG_BAD_MANIFEST``), and the
   members exactly the files the manifest lists plus the signature and time stamp
   (``PKG_UNLISTED_FILE``, ``PKG_MISSING_FILE``).
 
@@ -43,6 +43,7 @@ from . import errors as E
 from .manifest import (
     ATTACHMENTS_DIR,
     BODY_NAME,
+    BODY_NAMES,
     MANIFEST_NAME,
     METADATA_NAME,
     SEAL_NAME,
@@ -60,10 +61,9 @@ from .sniff import check_not_archive
 CHUNK = 1024 * 1024
 GiB = 1024 ** 3
 MiB = 1024 ** 2
-_REQUIRED = ((METADATA_NAME, "PKG_MISSING_METADATA"), (BODY_NAME, "PKG_MISSING_BODY"),
-             (MANIFEST_NAME, "PKG_MISSING_MANIFEST"), (SIGNATURE_NAME, "PKG_MISSING_SIGNATURE"),
-             (SEAL_NAME, "PKG_MISSING_SEAL"))
-_LISTED_TOP = frozenset({METADATA_NAME, BODY_NAME, SEAL_NAME})
+_REQUIRED = ((METADATA_NAME, "PKG_MISSING_METADATA"), (MANIFEST_NAME, "PKG_MISSING_MANIFEST"),
+             (SIGNATURE_NAME, "PKG_MISSING_SIGNATURE"), (SEAL_NAME, "PKG_MISSING_SEAL"))
+_LISTED_TOP = frozenset({METADATA_NAME, *BODY_NAMES, SEAL_NAME})
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,11 @@ class PackageReader:
         for name, code in _REQUIRED:
             if name not in files:
                 raise E.PackageMissingPart(f"the package has no {name}", code=code, name=name)
+        bodies = [name for name in BODY_NAMES if name in files]
+        if len(bodies) != 1:  # none, or a PDF and an OFD that could each be shown as the document
+            raise E.PackageMissingPart(f"the package has {' and '.join(bodies) or 'no body'}: one body, "
+                                       f"{' or '.join(BODY_NAMES)}", code="PKG_MISSING_BODY", name=BODY_NAME)
+        self.body_name: str = bodies[0]
         self.manifest_bytes = self._read_small(MANIFEST_NAME)
         self.manifest: Manifest = parse_manifest(self.manifest_bytes)
         for entry in self.manifest.entries:
@@ -208,13 +213,13 @@ class PackageReader:
         entry = self.manifest.get(path)
         if entry is None:
             raise E.PackageMissingFile(f"{path!r} is not a file of this package", name=path)
-        cap = self.limits.max_body_bytes if path == BODY_NAME else (
+        cap = self.limits.max_body_bytes if path in BODY_NAMES else (
             self.limits.max_small_bytes if path in (METADATA_NAME, SEAL_NAME) else self.limits.max_member_bytes)
         return self._stream(path, cap, entry)
 
     def read_member(self, path: str) -> bytes:
-        """A small listed file whole (metadata.json, body.pdf, seal.esl), verified against the manifest."""
-        if path not in (METADATA_NAME, BODY_NAME, SEAL_NAME):
+        """A small listed file whole (metadata.json, the body, seal.esl), verified against the manifest."""
+        if path not in (METADATA_NAME, *BODY_NAMES, SEAL_NAME):
             raise E.PackageError(f"read {path!r} with iter_member: attachments are streamed", name=path)
         return b"".join(self.iter_member(path))
 

@@ -15,6 +15,10 @@ whose checks each pass, fail (with the typed error's stable code and message), a
 ``pdf_seal``            pyHanko validates body.pdf's PAdES seal against our roots, covering the
                         whole file, made with the same certificate as the manifest signature,
                         not revoked (the same revocation verdict as ``manifest_signature``)
+``ofd_seal``            in its place when the body is an OFD (body.ofd): its GB/T 38540 seal
+                        (:mod:`.ofd_verify`): every reference, the SES_Signature, made with the
+                        manifest signature's certificate under the package's seal.esl; always run
+                        (milliseconds), also with ``validate_pdf=False``
 ``seal``                the SESeal (GB/T 38540) verifies (maker, validity, revocation), lists the
                         signing certificate, and belongs to the first (lead) 发文机关 of the metadata;
                         intermediate CAs are taken from the manifest signature's certificates
@@ -53,14 +57,17 @@ from pki.seal_verify import verify_seal
 from pki.trust import Purpose, TrustStore
 
 from .errors import MissingMetadataField
-from .manifest import BODY_NAME, METADATA_NAME, SEAL_NAME
+from .manifest import BODY_NAMES, METADATA_NAME, OFD_BODY_NAME, SEAL_NAME
 from .meta_json import parse_meta
+from .ofd_errors import OfdSealMismatch
+from .ofd_verify import verify_sealed_ofd
 from .package import signature_value
 from .package_reader import DEFAULT_LIMITS, PackageLimits, PackageReader
 from .pades import validate_sealed_pdf
 
 PASS, FAIL, SKIPPED, ABSENT = "pass", "fail", "skipped", "absent"
 CHECKS = ("structure", "manifest_signature", "digests", "metadata", "pdf_seal", "seal", "timestamp")
+OFD_CHECKS = tuple("ofd_seal" if name == "pdf_seal" else name for name in CHECKS)  # an OFD body's report
 RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], None]
 
 
@@ -151,9 +158,11 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
     checks: dict[str, Check] = {}
     info: dict[str, Any] = {"checked_at": at}
 
+    names = [CHECKS]  # the body's kind decides, once the reader knows it
+
     def finish() -> PackageReport:
         ordered = tuple(checks.get(n) or Check(n, SKIPPED, message="a check it depends on failed")
-                        for n in CHECKS)
+                        for n in names[0])
         return PackageReport(ordered, **info)
 
     try:
@@ -162,6 +171,7 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
         checks["structure"] = _fail("structure", exc)
         return finish()
     with reader:
+        names[0] = OFD_CHECKS if reader.body_name == OFD_BODY_NAME else CHECKS
         checks["structure"] = Check("structure", PASS, details={"files": len(reader.manifest.entries)})
         info["attachments"] = tuple((e.path, e.size) for e in reader.attachments)
         # The time-stamp first: when it verifies and the caller opted in, everything signed is judged at its genTime.
@@ -193,7 +203,7 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
         kept: dict[str, bytes] = {}
         try:
             for entry in reader.manifest.entries:
-                if entry.path in (METADATA_NAME, BODY_NAME, SEAL_NAME):  # small, bounded by the reader
+                if entry.path in (METADATA_NAME, *BODY_NAMES, SEAL_NAME):  # small, bounded by the reader
                     kept[entry.path] = b"".join(reader.iter_member(entry.path))
                 else:
                     for _ in reader.iter_member(entry.path):
@@ -214,11 +224,14 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
         except GwxError as exc:
             checks["metadata"] = _fail("metadata", exc)
 
-        if not validate_pdf:
+        body = kept[reader.body_name]
+        if reader.body_name == OFD_BODY_NAME:
+            checks["ofd_seal"] = _check_ofd_seal(body, kept[SEAL_NAME], roots, at, revocation, signer_cert, carried)
+        elif not validate_pdf:
             checks["pdf_seal"] = Check("pdf_seal", SKIPPED, message="validated after acceptance")
         else:
             try:
-                status = validate_sealed_pdf(kept[BODY_NAME], roots, at, expected_certificate=signer_cert,
+                status = validate_sealed_pdf(body, roots, at, expected_certificate=signer_cert,
                                              revocation=revocation, intermediates=carried)
                 checks["pdf_seal"] = Check("pdf_seal", PASS, details={
                     "field": status.field_name, "signer": status.signer_certificate.subject.rfc4514_string()})
@@ -253,6 +266,22 @@ def _check_seal(seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.dat
         return Check("seal", PASS, details={"es_id": seal.es_id, "unit_code": str(verified.unit_code)})
     except GwxError as exc:
         return _fail("seal", exc)
+
+
+def _check_ofd_seal(body: bytes, seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.datetime,
+                    revocation: RevocationCheck | None, signer_cert: x509.Certificate | None,
+                    intermediates: Sequence[x509.Certificate]) -> Check:
+    if signer_cert is None:
+        return Check("ofd_seal", SKIPPED, message="the manifest signature it must match failed")
+    try:
+        checked = verify_sealed_ofd(body, trust_roots=roots, at=at, revocation=revocation,
+                                    intermediates=intermediates, expected_certificate=signer_cert)
+        if checked.first.verification.signature.seal.der != seal_der:
+            return _fail("ofd_seal", OfdSealMismatch("the OFD is sealed with another seal than the package's "
+                                                     "META-INF/seal.esl"))
+        return Check("ofd_seal", PASS, details=checked.first.to_dict())
+    except GwxError as exc:
+        return _fail("ofd_seal", exc)
 
 
 def _check_timestamp(token: bytes | None, signature: bytes, roots: tuple[x509.Certificate, ...],
