@@ -5,7 +5,7 @@ A :class:`FolderInbox` is the unit's consumer (``folder:<unit>``) of the adapter
 attempt and retried until it returns. For each event it writes:
 
 * ``document.received`` — first the folder ``inbox/DOC_ID/``: ``META.json`` (the same contract as a
-  drop's), ``body.pdf``, ``attachments/…``, ``verification.json`` (the node's report on seal,
+  drop's), ``body.pdf`` (``body.ofd`` for an OFD 正文), ``attachments/…``, ``verification.json`` (the node's report on seal,
   signature and package) and ``document.json`` (the inbox item: sender, status, received_at …).
   Read through the document service contract (``show``, ``package_path``) as a clerk principal of
   the unit, streamed out of the sealed package with its checks. A document recalled before it was
@@ -35,7 +35,7 @@ from adapters.events import RECEIVED, AdapterEvent
 from adapters.folder.errors import InboxUnwritable
 from adapters.folder.layout import FolderLayout, write_json, write_tree
 from adapters.folder.outgoing import folder_principal
-from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME
+from exchange_protocol.manifest import ATTACHMENTS_DIR
 from exchange_protocol.package_reader import PackageReader
 from node.documents.contract import DocumentServiceApi
 from node.documents.service import DocumentRecalled
@@ -109,7 +109,8 @@ def _write_document(target: Path, shown: dict[str, Any], record: dict[str, Any],
         write_tree(target, files)
         return
     with open(package, "rb") as f, PackageReader(f) as reader:
-        files["body.pdf"] = reader.iter_member(BODY_NAME)  # streamed, checked against the manifest
+        # body.pdf or body.ofd, as the package carries it; streamed, checked against the manifest
+        files[reader.body_name] = reader.iter_member(reader.body_name)
         for entry in reader.attachments:
             files[f"attachments/{entry.path.removeprefix(ATTACHMENTS_DIR)}"] = reader.iter_member(entry.path)
         write_tree(target, files)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from adapters.events import DELIVERY_FAILED, RECEIVED, RETURNED, SIGNED_FOR, AdapterEvent
 from exchange_protocol.errors import PackageMissingFile
-from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME
+from exchange_protocol.manifest import ATTACHMENTS_DIR
 from exchange_protocol.package_reader import PackageReader
 from exchange_protocol.retry import RetryPolicy
 from node.api.auth import Principal
@@ -115,14 +115,14 @@ def _package_parts(path: Path) -> tuple[PackagePart, tuple[tuple[str, PackagePar
     """The body and the attachments of a sealed package, as parts to stream (their content is read,
     and checked against the manifest, while the call sends it)."""
     with open(path, "rb") as file, PackageReader(file) as reader:
-        body = reader.manifest.get(BODY_NAME)
+        body = reader.manifest.get(reader.body_name)  # body.pdf or body.ofd
         if body is None:  # PackageReader's layout check refuses such a package already
-            raise PackageMissingFile(f"{BODY_NAME} is not a file of this package", name=BODY_NAME)
+            raise PackageMissingFile(f"{reader.body_name} is not a file of this package", name=reader.body_name)
         from .streaming import PackagePart  # zeep is loaded only by a node that pushes to an OA
 
         attachments = tuple((entry.path.removeprefix(ATTACHMENTS_DIR), PackagePart(path, entry.path, entry.size))
                             for entry in reader.attachments)
-    return PackagePart(path, BODY_NAME, body.size), attachments
+    return PackagePart(path, body.path, body.size), attachments
 
 
 async def check_against_wsdls(consumers: list[OaPushConsumer]) -> None:

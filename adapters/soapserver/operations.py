@@ -26,7 +26,7 @@ from adapters.soapserver.errors import SoapError, SoapTooLarge, out_of_disk
 from adapters.soapserver.mtom import include
 from exchange_protocol.canonical import load_json
 from exchange_protocol.kinds import parse_kind
-from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME, attachment_member, name_key
+from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME, OFD_BODY_NAME, attachment_member, name_key
 from exchange_protocol.model import check_doc_id
 from exchange_protocol.states import ReceiverStatus
 from node.api.auth import Principal
@@ -159,7 +159,8 @@ async def fetch(call: Call) -> Answer:
     if m.flag(call.element, "withContent") is False:
         return envelope
     package = await call.service.package_path(call.who, doc_id)
-    members = [(BODY_NAME, None)] + [(ATTACHMENTS_DIR + a["name"], a["name"]) for a in shown["attachments"]]
+    body_name = await asyncio.to_thread(_body_member, package)
+    members = [(body_name, None)] + [(ATTACHMENTS_DIR + a["name"], a["name"]) for a in shown["attachments"]]
     size = await asyncio.to_thread(_content_size, package, [member for member, _ in members])
     inline: dict[str, bytes] = {}
     if not call.mtom_answer and size <= INLINE_ANSWER_MAX:
@@ -179,9 +180,16 @@ async def fetch(call: Call) -> Answer:
         else:
             cid = f"part{n}@gwx"
             include(content, cid)
-            parts.append((cid, "application/pdf" if name is None else "application/octet-stream",
+            body_type = "application/ofd" if member == OFD_BODY_NAME else "application/pdf"
+            parts.append((cid, body_type if name is None else "application/octet-stream",
                           _member_opener(package, member)))
     return MtomAnswer(envelope, parts) if parts else envelope
+
+
+def _body_member(package: Path) -> str:
+    """body.pdf or body.ofd: the package (verified when it arrived) has exactly one."""
+    with zipfile.ZipFile(package) as z:
+        return OFD_BODY_NAME if OFD_BODY_NAME in z.namelist() else BODY_NAME
 
 
 def _content_size(package: Path, members: list[str]) -> int:

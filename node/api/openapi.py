@@ -127,7 +127,8 @@ SCHEMAS: Json = {
     "EmptyRequest": {"type": "object", "additionalProperties": False, "maxProperties": 0},
     "Submission": {"type": "object", "required": ["meta", "body"], "additionalProperties": False, "properties": {
         "meta": _ref("Meta"),
-        "body": {"type": "string", "contentMediaType": "application/pdf", "description": "正文 PDF"},
+        "body": {"type": "string", "contentMediaType": "application/pdf",
+                 "description": "正文: PDF, or OFD sent as application/ofd (sealed inside per GB/T 38540)"},
         "attachment": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
                        "description": "附件, each named by its part's filename (one file name, no path)"}}},
 }

@@ -8,7 +8,8 @@ and the running total — and the first cap crossed ends the request with 413 ``
 temp files written so far are removed on every failure. The caller removes them after the service
 has taken what it needs (the service streams from them into its blob store).
 
-Parts: ``meta`` (JSON object, META.json), ``body`` (application/pdf, exactly one), ``attachment``
+Parts: ``meta`` (JSON object, META.json), ``body`` (application/pdf or application/ofd, exactly one;
+its bytes decide which it is), ``attachment``
 (0..n, each named by the part's filename, one safe file name; see
 :func:`exchange_protocol.manifest.attachment_member`). Anything else is a typed 400.
 """
@@ -31,6 +32,8 @@ from exchange_protocol.errors import PackageError
 from exchange_protocol.manifest import attachment_member, name_key
 from node.errors import ApiError, BadJson
 from pki.errors import ErrorKind
+
+BODY_MEDIA_TYPES = ("application/pdf", "application/ofd")  # the bytes decide (exchange_protocol.package)
 
 CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
@@ -114,8 +117,9 @@ async def _read_parts(reader, submission: Submission, directory: Path, limits: U
             if submission.body is not None:
                 raise ApiError("more than one body part", code="API_BAD_MULTIPART", part="body")
             media_type = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if media_type != "application/pdf":
-                raise ApiError(f"the body part must be application/pdf, not {media_type or 'untyped'}",
+            if media_type not in BODY_MEDIA_TYPES:
+                raise ApiError(f"the body part must be application/pdf or application/ofd, not "
+                               f"{media_type or 'untyped'}",
                                code="API_BAD_MULTIPART", part="body")
             path, size = await _stream_to_file(part, directory, submission, limits.body, total, limits.total)
             total += size
@@ -137,7 +141,7 @@ async def _read_parts(reader, submission: Submission, directory: Path, limits: U
     if submission.meta is None:
         raise ApiError("the meta part (META.json) is missing", code="API_BAD_MULTIPART", part="meta")
     if submission.body is None:
-        raise ApiError("the body part (the PDF) is missing", code="API_BAD_MULTIPART", part="body")
+        raise ApiError("the body part (the PDF or OFD) is missing", code="API_BAD_MULTIPART", part="body")
 
 
 def _attachment_name(filename: str | None, disposition: str) -> str:

@@ -136,7 +136,8 @@ def _send(args: argparse.Namespace) -> int:
                 raise BadInput(f"{path} is not a file")
     except OSError as exc:
         raise BadInput(f"cannot read {args.meta}: {exc.strerror}") from None
-    files = [("body", args.body, args.body.name, "application/pdf")]
+    body_type = "application/ofd" if args.body.suffix.lower() == ".ofd" else "application/pdf"
+    files = [("body", args.body, args.body.name, body_type)]
     files += [("attachment", p, p.name, "application/octet-stream") for p in args.attach]
     stream = MultipartStream([("meta", meta, "application/json")], files)
     progress = _Progress(len(stream)) if len(stream) > PROGRESS_MIN_BYTES and sys.stderr.isatty() else None

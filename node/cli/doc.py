@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from exchange_protocol.package_verify import PackageReport
 
 _CHATTY_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
-_JUDGES_CERTIFICATES = ("manifest_signature", "pdf_seal", "seal")
+_JUDGES_CERTIFICATES = ("manifest_signature", "pdf_seal", "ofd_seal", "seal")
 _MARK = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip", "absent": "--  "}
 
 
@@ -48,14 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="seal a document and pack it with its metadata and attachments")
     p.add_argument("--seal", required=True, type=Path, metavar="SEAL_DIR", help="seal directory (seal.esl/crt/key)")
     p.add_argument("--meta", required=True, type=Path, metavar="META.json", help="document metadata")
-    p.add_argument("--body", required=True, type=Path, metavar="BODY.pdf", help="the document (PDF)")
+    p.add_argument("--body", required=True, type=Path, metavar="BODY.pdf",
+                   help="the document: a PDF, or an OFD (sealed inside per GB/T 38540)")
     p.add_argument("--attach", action="extend", nargs="+", type=Path, default=[], metavar="FILE",
                    help="attachment(s) (附件), in order")
     p.add_argument("--out", required=True, type=Path, metavar="PKG.zip",
                    help="package to write (an existing file is refused unless --force)")
     p.add_argument("--force", action="store_true", help="replace PKG.zip if it exists")
     p.add_argument("--seal-box", metavar="X1,Y1,X2,Y2",
-                   help="where the seal goes on the last page, in PDF points (default: over the date line)")
+                   help="where the seal goes on the last page of a PDF, in PDF points (default: over the date "
+                        "line); an OFD's seal goes at the right of its last page's lower third")
     p.add_argument("--chain", type=Path, action="append", default=[], metavar="FILE",
                    help="intermediate CA certificates (PEM) to carry in the package, for a seal made under an "
                         "intermediate CA whose seal.crt does not already list them (seals issued by gwx do)")

@@ -6,7 +6,7 @@ the node applies to packages from peers: member names, sizes, zip bombs, and eac
 against the signed manifest — and writes, each through a ``.part`` file renamed only when its
 digest has been checked::
 
-    DIR/body.pdf             正文 (with its seal)
+    DIR/body.pdf             正文 (with its seal), or DIR/body.ofd for an OFD 正文 (its seal inside)
     DIR/attachments/NAME     附件, under the names the sender gave them
     DIR/metadata.json        the document's META.json
     DIR/package.zip          the sealed package itself, for the archive (归档)
@@ -20,7 +20,7 @@ import argparse
 import os
 from pathlib import Path
 
-from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAME, METADATA_NAME
+from exchange_protocol.manifest import ATTACHMENTS_DIR, BODY_NAMES, METADATA_NAME
 from exchange_protocol.package_reader import PackageReader
 from node.cli.api_client import BadInput
 from node.cli.clerk import add_common_options, api_path, client_for, emit_json
@@ -28,7 +28,7 @@ from node.cli.clerk import add_common_options, api_path, client_for, emit_json
 PACKAGE_NAME = "package.zip"
 DESCRIPTION = """save a document's 正文, 附件 and metadata to a directory, streamed and checked against
 the signed manifest:
-  DIR/body.pdf            正文 (with its seal)
+  DIR/body.pdf            正文 (with its seal; body.ofd for an OFD 正文)
   DIR/attachments/NAME    附件
   DIR/metadata.json       the document's META.json
   DIR/package.zip         the sealed package itself, for the archive (归档)
@@ -51,7 +51,7 @@ def _download(args: argparse.Namespace) -> int:
                        path=str(out))
     created = [p for p in (out, *out.parents) if not p.exists()]  # removed again if nothing is saved
     out.mkdir(parents=True, exist_ok=True)
-    taken = [name for name in (BODY_NAME, METADATA_NAME, PACKAGE_NAME, "attachments") if (out / name).exists()]
+    taken = [name for name in (*BODY_NAMES, METADATA_NAME, PACKAGE_NAME, "attachments") if (out / name).exists()]
     if taken:
         raise BadInput(f"{out} already holds {', '.join(taken)}; choose an empty directory", path=str(out))
     partial = out / (PACKAGE_NAME + ".part")
@@ -63,7 +63,7 @@ def _download(args: argparse.Namespace) -> int:
             os.fsync(f.fileno())
         with partial.open("rb") as f, PackageReader(f) as reader:
             for entry in reader.manifest.entries:
-                if entry.path not in (BODY_NAME, METADATA_NAME) and not entry.path.startswith(ATTACHMENTS_DIR):
+                if entry.path not in (*BODY_NAMES, METADATA_NAME) and not entry.path.startswith(ATTACHMENTS_DIR):
                     continue  # the seal and signature stay in package.zip, where they mean something
                 target = out / entry.path  # names were checked by the reader: no separators, no ..
                 target.parent.mkdir(exist_ok=True)
@@ -85,7 +85,7 @@ def _download(args: argparse.Namespace) -> int:
         return emit_json({"doc_id": args.doc_id, "directory": str(out), "files": files})
     print(f"已保存 {args.doc_id} → {out}")
     for name in files:
-        label = "正文" if name == BODY_NAME else "附件" if name.startswith(ATTACHMENTS_DIR) else \
+        label = "正文" if name in BODY_NAMES else "附件" if name.startswith(ATTACHMENTS_DIR) else \
             "元数据" if name == METADATA_NAME else "封装包"
         print(f"  {label}  {name}  {(out / name).stat().st_size} 字节")
     return 0

@@ -13,6 +13,10 @@ more than :data:`MAX_PIXELS` on its longer side (a 5000 pt page would otherwise 
 of CPU) and a wall-clock :data:`TIMEOUT`; at most :data:`AT_ONCE` of them run at a time per node. What
 ``pdfinfo`` says of a body (its page count and sizes) is kept per package file, so a page image costs
 one ``pdftoppm``; nothing rendered is kept, so a recalled document's pages go when its package does.
+
+An OFD body (body.ofd) is not drawn: no OFD renderer is a Debian package, and the one tried (easyofd,
+in the tests) draws without the document's fonts. The page offers it as a download for the clerk's
+OFD reader, beside the verification report, whose ``ofd_seal`` line says whether its seal holds.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange_protocol.manifest import BODY_NAME
+from exchange_protocol.manifest import OFD_BODY_NAME
 from exchange_protocol.package_reader import PackageReader
 from node.console.errors import BodyUnreadable, NoSuchAttachment
 
@@ -49,6 +53,7 @@ class BodyInfo:
     pages: int  # shown: at most MAX_PAGES
     total: int  # in the PDF
     sizes: tuple[tuple[float, float], ...]  # points, of the pages shown
+    ofd: bool = False  # an OFD body: not drawn, offered as a download (see the module doc)
 
 
 _infos: collections.OrderedDict[tuple[str, int, int], BodyInfo] = collections.OrderedDict()
@@ -64,11 +69,19 @@ def clear_leftovers(tmp: Path) -> None:
 
 @contextlib.asynccontextmanager
 async def body_file(package: Path, tmp: Path) -> AsyncIterator[Path]:
-    """The package's body.pdf, checked against its manifest, in a temporary file for the block."""
+    """The package's body (body.pdf or body.ofd), checked against its manifest, in a temporary file
+    for the block."""
     with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=tmp) as where:
-        target = Path(where) / "body.pdf"
-        await asyncio.to_thread(_copy_member, package, BODY_NAME, target)
+        name = await asyncio.to_thread(body_name, package)
+        target = Path(where) / name
+        await asyncio.to_thread(_copy_member, package, name, target)
         yield target
+
+
+def body_name(package: Path) -> str:
+    """body.pdf or body.ofd, as the package (checked by the reader) carries it."""
+    with open(package, "rb") as f, PackageReader(f) as reader:
+        return reader.body_name
 
 
 def _copy_member(package: Path, member: str, target: Path) -> None:
@@ -103,6 +116,10 @@ async def body_info(package: Path, tmp: Path) -> BodyInfo:
     if key in _infos:
         _infos.move_to_end(key)
         return _infos[key]
+    if await asyncio.to_thread(body_name, package) == OFD_BODY_NAME:
+        info = BodyInfo(0, 0, (), ofd=True)
+        _infos[key] = info
+        return info
     async with body_file(package, tmp) as pdf:
         info = _parse_info((await _run("pdfinfo", "-f", "1", "-l", str(MAX_PAGES), str(pdf))).decode(errors="replace"))
     _infos[key] = info

@@ -48,6 +48,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/doc/{doc_id}", with_service(_document), name="document", allow_head=False),
         web.get("/doc/{doc_id}/page/{number:[0-9]{1,3}}.png", with_service(_page), name="page", allow_head=False),
         web.get("/doc/{doc_id}/attachment", with_service(_attachment), name="attachment", allow_head=False),
+        web.get("/doc/{doc_id}/body.ofd", with_service(_ofd_body), name="ofd_body", allow_head=False),
         web.get("/doc/{doc_id}/track", with_service(_track), name="track", allow_head=False),
         web.get("/doc/{doc_id}/recall", with_service(_recall_confirm), name="recall_confirm", allow_head=False),
         *[web.post(f"/doc/{{doc_id}}/{act}", with_service(_act(act)), name=f"act_{act.replace('-', '_')}")
@@ -99,12 +100,13 @@ async def _document(request: web.Request, service) -> web.Response:
         shown["recipients"] = first["recipients"]
         listed, total = len(first["recipients"]), sum(first["doc"]["counts"].values())
     pages = total_pages = 0
+    ofd = False
     if not received or shown["status"] != "recalled":
         info = await body_pages.body_info(await service.package_path(who, doc_id), request.app[TMP])
-        pages, total_pages = info.pages, info.total
+        pages, total_pages, ofd = info.pages, info.total, info.ofd
     report = shown.get("verification") or {}
     return render(
-        request, "document.html", doc=shown, doc_id=doc_id, received=received, pages=pages,
+        request, "document.html", doc=shown, doc_id=doc_id, received=received, pages=pages, ofd=ofd,
         total_pages=total_pages, listed=listed, total=total,
         report=report, lines=report_lines(report), done=DONE.get(request.query.get("done", ""), ""),
         path=doc_path(doc_id))
@@ -140,6 +142,25 @@ async def _attachment(request: web.Request, service) -> web.StreamResponse:
         response = web.StreamResponse(headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"})
+        response.content_length = path.stat().st_size
+        await response.prepare(request)
+        with open(path, "rb") as f:
+            while chunk := f.read(256 * 1024):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+async def _ofd_body(request: web.Request, service) -> web.StreamResponse:
+    """An OFD 正文 as a download (the console does not draw OFD: see node.console.body_pages)."""
+    doc_id = _doc_id(request)
+    package = await service.package_path(request[PRINCIPAL], doc_id)
+    async with body_pages.body_file(package, request.app[TMP]) as path:
+        if path.suffix != ".ofd":
+            raise NoSuchPage(f"the body of {doc_id} is not an OFD")
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/ofd",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(doc_id, safe='')}.ofd"})
         response.content_length = path.stat().st_size
         await response.prepare(request)
         with open(path, "rb") as f:

@@ -163,6 +163,30 @@ def test_submit_streams_files_into_the_sealed_package_exactly_and_removes_them(e
     run(env, scenario)
 
 
+def test_an_ofd_body_is_sealed_inside_and_arrives_verified(env):
+    from exchange_protocol.ofd_verify import verify_sealed_ofd
+    from tests.exchange_protocol.ofd_fixtures import make_ofd, unzip
+
+    async def scenario(client):
+        data, headers = multipart(
+            part("meta", json.dumps(meta(), ensure_ascii=False).encode(), content_type="application/json"),
+            part("body", make_ofd(), filename="正文.ofd", content_type="application/ofd"))
+        response = await client.post("/api/v1/documents", data=data, headers={**headers, **env.auth(env.clerk_a)})
+        assert response.status == 201, await response.text()
+        members = await received_package(client, env, (await response.json())["doc_id"])  # report.ok
+        assert "body.pdf" not in members
+        sealed = unzip(members["body.ofd"])
+        assert "Doc_0/Signs/Sign_0/SignedValue.dat" in sealed
+        roots = [x509.load_pem_x509_certificate(template().config.trust_root_path.read_bytes())]
+        assert verify_sealed_ofd(members["body.ofd"], trust_roots=roots, at=template().now).first.page_id == 10
+        shown = await client.get("/api/v1/inbox", headers=env.auth(env.clerk_b))
+        item = (await client.get(f"/api/v1/inbox/{(await shown.json())[0]['doc_id']}",
+                                 headers=env.auth(env.clerk_b)))
+        report = (await item.json())["verification"]
+        assert {c["name"]: c["status"] for c in report["checks"]}["ofd_seal"] == "pass"
+    run(env, scenario)
+
+
 HOSTILE_SUBMISSIONS = {
     "not multipart": (b'{"meta": {}}', {"Content-Type": "application/json"}, 400, "API_BAD_MULTIPART"),
     "no body part": (*multipart(part("meta", json.dumps(meta()).encode())), 400, "API_BAD_MULTIPART"),

@@ -262,3 +262,30 @@ def test_the_sender_urges_and_recalls_per_unit_from_the_document_page(tmp_path):
         response, _ = await chen.get(path_of(doc_id) + "/page/1.png")
         assert response.status == 409 and response.headers["X-Gwx-Error"] == "DOC_RECALLED"
     run(tmp_path, scenario)
+
+
+def test_an_ofd_body_is_offered_as_a_download_beside_its_seals_verdict(tmp_path):
+    from cryptography import x509
+
+    from exchange_protocol.ofd_verify import verify_sealed_ofd
+    from tests.exchange_protocol.ofd_fixtures import make_ofd
+
+    async def scenario(env, client):
+        doc_id = await send(client, env, body=make_ofd())
+        lisi = await signed_in(client, "lisi")
+        response, page = await lisi.get(path_of(doc_id))
+        assert response.status == 200 and "验证通过" in page
+        assert 'id="body-ofd"' in page and f'href="{path_of(doc_id)}/body.ofd"' in page and 'class="page"' not in page
+        assert "正文 OFD 中的电子签章（GB/T 38540）" in page and "有效，正文盖章后未被改动" in page
+        response = await lisi.client.get(path_of(doc_id) + "/body.ofd", headers=lisi.cookie_header())
+        assert response.status == 200 and response.content_type == "application/ofd"
+        assert "attachment;" in response.headers["Content-Disposition"]
+        body = await response.read()
+        root = x509.load_pem_x509_certificate(env.config.trust_root_path.read_bytes())
+        assert verify_sealed_ofd(body, trust_roots=[root]).first.verification.signature.seal.unit_code == UNIT_A
+        response = await lisi.client.get(path_of(doc_id) + "/page/1.png", headers=lisi.cookie_header())
+        assert response.status == 404  # not drawn: there is no page image of an OFD
+        pdf_doc = await send(client, env)
+        response = await lisi.client.get(path_of(pdf_doc) + "/body.ofd", headers=lisi.cookie_header())
+        assert response.status == 404
+    run(tmp_path, scenario)
