@@ -60,6 +60,17 @@ def test_the_files_of_a_sealed_package_arrive_byte_for_byte(oa, tmp_path, pki_en
     assert got["fj"] == [("现场录像.mp4", video), ("说明.txt", "说明".encode())]
 
 
+def test_an_ofd_body_reaches_the_oa_as_the_package_holds_it(oa, tmp_path, pki_env):
+    from tests.exchange_protocol.ofd_fixtures import make_ofd
+
+    package = tmp_path / "p.zip"
+    with open(package, "wb") as out:
+        build_package(out, metadata=make_meta(), body=make_ofd(), seal_key=pki_env.seal, at=NOW)
+    assert asyncio.run(run(lambda c: push_package(c, package))(OaClient(settings(oa)))) == "成功"
+    with zipfile.ZipFile(package) as archive:
+        assert oa.state.documents["gw.stream.1"]["zw"] == archive.read("body.ofd")
+
+
 def test_the_placeholders_are_cut_out_where_they_stand(tmp_path, pki_env):
     package = sealed(tmp_path / "p.zip", pki_env, [("a.txt", b"a")])
     body, ((_, part),) = _package_parts(package)

@@ -86,6 +86,25 @@ def test_a_clerk_sends_and_the_other_unit_receives_signs_for_and_registers_in_bo
     run_soap(env, scenario)
 
 
+def test_an_ofd_body_goes_in_and_comes_out_sealed_inline_and_as_mtom(tmp_path):
+    from tests.exchange_protocol.ofd_fixtures import make_ofd, unzip
+
+    env = make_env(tmp_path)
+
+    async def scenario(client):
+        doc_id = await submit(client, env, body=make_ofd())
+        fetched = await ok(await call(client, "FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>", token=env.clerk_b))
+        assert g(fetched, "item/verified") == "true"
+        body = base64.b64decode(g(fetched, "body"))
+        assert "Doc_0/Signs/Sign_0/SignedValue.dat" in unzip(body)  # the OFD, sealed inside
+        response = await client.post(ENDPOINT, data=envelope("FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>",
+                                                             token=env.clerk_b),
+                                     headers={**headers("FetchDocument"), "Accept": "multipart/related"})
+        raw = await response.read()
+        assert response.status == 200 and b"Content-Type: application/ofd" in raw
+    run_soap(env, scenario)
+
+
 def test_return_urge_and_recall(tmp_path):
     env = make_env(tmp_path)
 
