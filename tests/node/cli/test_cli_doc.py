@@ -82,6 +82,26 @@ def test_pack_then_verify(setup):
     assert [c["status"] for c in report["checks"]] == ["pass"] * 7
 
 
+def test_pack_and_verify_an_ofd_body_on_a_national_network(tmp_path):
+    from tests.exchange_protocol.ofd_fixtures import make_ofd, unzip
+
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "国密根CA", PASSPHRASE, algorithm="sm2-sm3")
+    issue_seal(ca, UNIT, "某某市人民政府", tmp_path / "seal", PASSPHRASE)
+    (tmp_path / "META.json").write_text(json.dumps({
+        "kind": "通知", "title": "关于开展安全检查的通知", "issuers": [UNIT], "to": [OTHER_UNIT],
+        "written_on": "2026-03-02"}, ensure_ascii=False), "utf-8")
+    (tmp_path / "正文.ofd").write_bytes(make_ofd())
+    r = gwx("doc", "pack", "--seal", str(tmp_path / "seal"), "--meta", str(tmp_path / "META.json"),
+            "--body", str(tmp_path / "正文.ofd"), "--out", str(tmp_path / "pkg.zip"))
+    assert r.returncode == 0, r.stderr
+    with zipfile.ZipFile(tmp_path / "pkg.zip") as zf:
+        signature_xml = unzip(zf.read("body.ofd"))["Doc_0/Signs/Sign_0/Signature.xml"]
+    assert b'CheckMethod="1.2.156.10197.1.401"' in signature_xml  # SM3 on a 国密 network
+    r = gwx("doc", "verify", str(tmp_path / "pkg.zip"), "--trust", str(tmp_path / "ca" / "root.crt"))
+    assert r.returncode == 0 and "VALID" in r.stdout, r.stdout + r.stderr
+    assert "[ok  ] ofd_seal (revocation: not checked)" in r.stdout and "pdf_seal" not in r.stdout
+
+
 def test_verify_with_a_crl_says_revocation_was_checked(setup, tmp_path):
     d, ca = setup
     (tmp_path / "ca.crl").write_bytes(crl_pem(build_crl(ca, dt.datetime.now(dt.UTC))))
