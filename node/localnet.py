@@ -227,7 +227,8 @@ class LocalNetwork:
 def send_document(node: LocalNode, unit_code: str, meta: dict, body_pdf: Path,
                   attachments: list[Path] = (), timeout: float = 300.0) -> dict:
     stream = MultipartStream([("meta", json.dumps(meta, ensure_ascii=False).encode(), "application/json")],
-                             [("body", body_pdf, body_pdf.name, "application/pdf"),
+                             [("body", body_pdf, body_pdf.name,
+                               "application/ofd" if body_pdf.suffix == ".ofd" else "application/pdf"),
                               *[("attachment", a, a.name, "application/octet-stream") for a in attachments]])
     return node.client(f"clerk-{unit_code}", timeout).post_multipart("/api/v1/documents", stream)
 

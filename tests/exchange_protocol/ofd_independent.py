@@ -1,7 +1,8 @@
 """A second verifier of a sealed OFD, written in the tests from the standards' text, sharing no code with
 ``exchange_protocol`` or ``pki``: the ZIP by ``zipfile``, the XML by ``minidom``, the ASN.1 by asn1tools
 compiled from GB/T 38540's module (tests/pki/test_seal_asn1.SPEC), SM3 and SM2 by gmalg (pure Python),
-the certificates' public keys by the ``openssl`` command.
+the certificates' public keys by the ``openssl`` command — and for the international profile (the same
+layout with SHA-256 and ECDSA P-256) SHA-256 by hashlib and the signatures by ``openssl dgst -verify``.
 
 It follows GB/T 38540 §8 for a seal in an OFD: Signatures.xml → Signature.xml; each Reference's file
 digested with the CheckMethod and compared; SignedValue.dat decoded as SES_Signature; dataHash = SM3 of
@@ -14,9 +15,12 @@ raises AssertionError naming the first thing that fails.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import subprocess
+import tempfile
 import zipfile
+from pathlib import Path
 from xml.dom import minidom
 
 import asn1tools
@@ -26,6 +30,7 @@ from tests.pki.test_seal_asn1 import SPEC
 
 NS = "http://www.ofdspec.org/2016"
 SM3_OID, SM2_SM3_OID = "1.2.156.10197.1.401", "1.2.156.10197.1.501"
+SHA256_OID, ECDSA_SHA256_OID = "2.16.840.1.101.3.4.2.1", "1.2.840.10045.4.3.2"
 DEFAULT_ID = b"1234567812345678"
 _CODEC = asn1tools.compile_string(SPEC.replace("CERTLIST", "CertInfoList"), "der")
 
@@ -42,6 +47,27 @@ def _sm2_point(cert_der: bytes) -> bytes:
                          capture_output=True, check=True).stdout
     spki = base64.b64decode(b"".join(line for line in pem.splitlines() if not line.startswith(b"-----")))
     return spki[-65:]
+
+
+def _ecdsa_verifies(cert_der: bytes, data: bytes, signature_der: bytes) -> bool:
+    with tempfile.TemporaryDirectory() as where:
+        d = Path(where)
+        (d / "cert.der").write_bytes(cert_der)
+        (d / "data").write_bytes(data)
+        (d / "sig").write_bytes(signature_der)
+        pub = subprocess.run(["openssl", "x509", "-inform", "DER", "-in", str(d / "cert.der"), "-noout", "-pubkey"],
+                             capture_output=True, check=True).stdout
+        (d / "pub.pem").write_bytes(pub)
+        done = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(d / "pub.pem"), "-signature",
+                               str(d / "sig"), str(d / "data")], capture_output=True)
+        return done.returncode == 0 and b"Verified OK" in done.stdout
+
+
+def _verifies(alg_oid: str, cert_der: bytes, data: bytes, signature_der: bytes) -> bool:
+    if alg_oid == ECDSA_SHA256_OID:
+        return _ecdsa_verifies(cert_der, data, signature_der)
+    assert alg_oid == SM2_SM3_OID, alg_oid
+    return _sm2_verifies(cert_der, data, signature_der)
 
 
 def _sm2_verifies(cert_der: bytes, data: bytes, signature_der: bytes) -> bool:
@@ -75,31 +101,32 @@ def check_sealed_ofd(ofd: bytes) -> dict:
     sig_path = _loc(signatures_loc, entries[0].getAttribute("BaseLoc"))
     signature_xml = files[sig_path]
     sig = minidom.parseString(signature_xml)
-    assert _text(sig, "SignatureMethod") == SM2_SM3_OID
+    alg = _text(sig, "SignatureMethod")
+    digest = (lambda b: hashlib.sha256(b).digest()) if alg == ECDSA_SHA256_OID else _sm3
     refs = sig.getElementsByTagNameNS(NS, "References")[0]
-    assert refs.getAttribute("CheckMethod") in (SM3_OID, "SM3"), refs.getAttribute("CheckMethod")
+    assert refs.getAttribute("CheckMethod") in ((SHA256_OID,) if alg == ECDSA_SHA256_OID else (SM3_OID, "SM3"))
     covered = set()
     for ref in refs.getElementsByTagNameNS(NS, "Reference"):
         path = _loc(sig_path, ref.getAttribute("FileRef"))
         expected = base64.b64decode(_text(ref, "CheckValue"))
-        assert _sm3(files[path]) == expected, f"{path}: SM3 differs from its CheckValue"
+        assert digest(files[path]) == expected, f"{path}: digest differs from its CheckValue"
         covered.add(path)
     signed_value_path = _loc(sig_path, _text(sig, "SignedValue"))
     ses = _CODEC.decode("SES-Signature", files[signed_value_path])
     tbs = ses["toSign"]
     assert tbs["version"] == 4
-    assert tbs["dataHash"][0] == _sm3(signature_xml), "dataHash is not SM3(Signature.xml)"
+    assert tbs["dataHash"][0] == digest(signature_xml), "dataHash is not the digest of Signature.xml"
     assert tbs["propertyInfo"].lstrip("/") == sig_path
-    assert ses["signatureAlgID"] == SM2_SM3_OID
-    assert _sm2_verifies(ses["cert"], _CODEC.encode("TBS-Sign", tbs), ses["signature"][0]), "SES signature"
+    assert ses["signatureAlgID"] == alg
+    assert _verifies(alg, ses["cert"], _CODEC.encode("TBS-Sign", tbs), ses["signature"][0]), "SES signature"
     seal = tbs["eseal"]
     seal_der = _CODEC.encode("SESeal", seal)
     seal_loc = sig.getElementsByTagNameNS(NS, "Seal")
     if seal_loc:
         assert files[_loc(sig_path, _text(seal_loc[0], "BaseLoc"))] == seal_der, "Seal.esl is another seal"
     info = seal["eSealInfo"]
-    assert seal["signAlgID"] == SM2_SM3_OID
-    assert _sm2_verifies(seal["cert"], _CODEC.encode("SES-SealInfo", info), seal["signedValue"][0]), "maker"
+    assert _verifies(seal["signAlgID"], seal["cert"], _CODEC.encode("SES-SealInfo", info), seal["signedValue"][0]), \
+        "the seal maker's signature"
     cert_list = info["property"]["certList"]
     assert ses["cert"] in cert_list, "the signer certificate is not in the seal's certList"
     stamp = sig.getElementsByTagNameNS(NS, "StampAnnot")[0]

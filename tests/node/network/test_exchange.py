@@ -8,6 +8,7 @@ the ``gwx doc verify`` command; the sender's ``gwx track`` prints its table in C
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import zipfile
@@ -195,6 +196,25 @@ def test_downloaded_package_verifies_with_independent_tools(net, nodes, tmp_path
                 content = content.replace("通知".encode(), "通报".encode(), 1)
             dst.writestr(info, content)
     assert gwx("doc", "verify", str(tampered), "--trust", str(root)).returncode != 0
+
+
+def test_an_ofd_body_crosses_the_network_and_is_verified_on_arrival(net, nodes, tmp_path):
+    from cryptography import x509
+
+    from exchange_protocol.ofd_verify import verify_sealed_ofd
+    from tests.exchange_protocol.ofd_fixtures import make_ofd
+
+    _, county_a, _ = nodes
+    body = tmp_path / "正文.ofd"
+    body.write_bytes(make_ofd())
+    doc_id = send_document(net.nodes["city"], CITY, notice_meta(CITY, [A1], []), body)["doc_id"]
+    assert inbox_item(county_a, A1, doc_id)["verified"] is True
+    checks = {c["name"]: c["status"] for c in county_a.clerk(A1).get(f"/api/v1/inbox/{doc_id}")["verification"]["checks"]}
+    assert checks["ofd_seal"] == "pass" and "pdf_seal" not in checks
+    with zipfile.ZipFile(io.BytesIO(county_a.clerk(A1).get(f"/api/v1/inbox/{doc_id}/package"))) as z:
+        sealed = z.read("body.ofd")
+    root = x509.load_pem_x509_certificate((county_a.directory / "credentials" / "root.crt").read_bytes())
+    assert verify_sealed_ofd(sealed, trust_roots=[root]).first.verification.signature.seal.unit_code == CITY
 
 
 def test_track_command_prints_the_table_in_chinese(net, nodes):
