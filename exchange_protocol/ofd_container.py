@@ -36,6 +36,7 @@ from .ofd_errors import OfdMalformed, OfdUnsafePath, OfdXmlForbidden, OfdZipBomb
 from .package_reader import overlapping_members
 
 OFD_NS = "http://www.ofdspec.org/2016"
+_OLD_NS_PREFIX = "{http://www.ofdspec.org}"  # written by some producers (e.g. 数科); read, never written
 OFD_XML = "OFD.xml"
 MiB = 1024 * 1024
 
@@ -70,14 +71,19 @@ def looks_like_ofd(data: bytes) -> bool:
 
 
 def parse_xml(data: bytes, name: str) -> Element:
-    """``data`` parsed with no DTD, entity or external reference allowed (see the module doc)."""
+    """``data`` parsed with no DTD, entity or external reference allowed (see the module doc); elements in
+    the namespace some producers write without its year (``http://www.ofdspec.org``) read as in OFD_NS."""
     try:
-        return SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise OfdXmlForbidden(f"{name}: {type(exc).__name__}: a DTD, entity or external reference is not "
                               "allowed in an OFD", name=name) from None
     except (ParseError, ValueError) as exc:
         raise OfdMalformed(f"{name} is not well-formed XML: {exc}", name=name) from None
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.tag.startswith(_OLD_NS_PREFIX):
+            element.tag = "{" + OFD_NS + "}" + element.tag[len(_OLD_NS_PREFIX):]
+    return root
 
 
 def resolve_loc(referrer: str, loc: str | None) -> str:

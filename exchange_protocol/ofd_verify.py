@@ -24,7 +24,8 @@ checks every signature it lists, in this order:
    (``OFD_SIGNER_MISMATCH``).
 
 Last, every file of the container is covered by some signature's References, but each signature's
-own Signature.xml and SignedValue.dat (``OFD_UNREFERENCED_FILE``: a file added after sealing, or a
+own Signature.xml and SignedValue.dat and the signatures list (which ContinueSign-mode producers leave
+uncovered so that seals can be added; ours covers it) (``OFD_UNREFERENCED_FILE``: a file added after sealing, or a
 Reference removed — removing one changes Signature.xml, which step 6 catches first).
 """
 
@@ -116,7 +117,9 @@ def verify_sealed_ofd(ofd: bytes, *, trust_roots: Iterable[x509.Certificate], at
         reports.append(report)
         covered |= refs
         own |= {path, signed_value}
-    unreferenced = sorted(set(container.files) - covered - own)
+    # The signatures list itself may be left out of the References (ofdrw's ContinueSign mode, common in
+    # practice so that a later seal can be added): each signature it lists is verified all the same.
+    unreferenced = sorted(set(container.files) - covered - own - {signatures_path})
     if unreferenced:
         raise OfdUnreferencedFile(f"{unreferenced[0]} is covered by no seal: added after sealing",
                                   name=unreferenced[0], count=len(unreferenced))

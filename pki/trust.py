@@ -83,6 +83,12 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
     if not _names_decode(leaf):
         raise CertificateUntrusted(f"certificate {_describe(leaf)} has a subject or issuer that does not decode")
     path = _build_path(leaf, trust, [c for c in intermediates if _names_decode(c)])
+    for cert in path:  # pyca parses extensions when first asked, and raises ValueError on non-DER ones
+        try:
+            cert.extensions  # noqa: B018
+        except ValueError as exc:
+            raise CertificateUntrusted(f"certificate {_describe(cert)} has extensions that are not DER: {exc}"
+                                       ) from None
     for depth, cert in enumerate(path):
         _check_validity(cert, at, "certificate" if depth == 0 else "issuing CA certificate")
         if depth > 0:

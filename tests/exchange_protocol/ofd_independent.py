@@ -91,7 +91,8 @@ def _text(node, tag: str) -> str:
     return node.getElementsByTagNameNS(NS, tag)[0].firstChild.nodeValue
 
 
-def check_sealed_ofd(ofd: bytes) -> dict:
+def check_sealed_ofd(ofd: bytes, *, list_protected: bool = True) -> dict:
+    """``list_protected=False`` for a producer that leaves Signatures.xml out of the References (ContinueSign)."""
     with zipfile.ZipFile(io.BytesIO(ofd)) as zf:
         files = {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
     ofd_xml = minidom.parseString(files["OFD.xml"])
@@ -130,7 +131,7 @@ def check_sealed_ofd(ofd: bytes) -> dict:
     cert_list = info["property"]["certList"]
     assert ses["cert"] in cert_list, "the signer certificate is not in the seal's certList"
     stamp = sig.getElementsByTagNameNS(NS, "StampAnnot")[0]
-    uncovered = set(files) - covered - {sig_path, signed_value_path}
+    uncovered = set(files) - covered - {sig_path, signed_value_path} - (set() if list_protected else {signatures_loc})
     assert not uncovered, f"files no reference covers: {sorted(uncovered)}"
     return {"seal_name": info["property"]["name"], "picture_type": info["picture"]["type"],
             "page": int(stamp.getAttribute("PageRef")), "boundary": stamp.getAttribute("Boundary"),

@@ -237,3 +237,23 @@ def test_the_seal_goes_where_it_is_asked(sm):
     report = sm.verify(sealed).first
     assert report.page_id == 11 and report.box == (120.5, 200.0, 40.0, 40.0)
     assert sm.verify(sealed).pages == 3
+
+
+def test_a_signatures_list_left_unprotected_by_its_producer_is_accepted_and_nothing_else(sm):
+    """ContinueSign (ofdrw, other products): Signatures.xml out of the References, so seals can be added."""
+    signature_xml = re.sub(rb'<ofd:Reference FileRef="/Doc_0/Signs/Signatures.xml">.*?</ofd:Reference>', b"",
+                           unzip(sm.sealed)[SIG])
+    continued = _resign(sm, sm.sealed, signature_xml)
+    assert sm.verify(continued).first.references == 5
+    with pytest.raises(OfdUnreferencedFile):
+        sm.verify(_resign(sm, sm.sealed, re.sub(rb'<ofd:Reference FileRef="/Doc_0/PublicRes.xml">.*?</ofd:Reference>',
+                                                 b"", unzip(sm.sealed)[SIG])))
+
+
+def test_an_ofd_written_in_the_namespace_without_its_year_is_read_sealed_and_verified(sm):
+    """Some producers (数科, in ofdrw's samples) write http://www.ofdspec.org: read, never written."""
+    files = {n: d.replace(b"http://www.ofdspec.org/2016", b"http://www.ofdspec.org") for n, d in
+             unzip(make_ofd()).items()}
+    sealed = seal_ofd(zip_files(files), sm.cred.signer, sm.cred.seal, at=sm.at)
+    assert sm.verify(sealed).first.page_id == 10
+    assert unzip(sealed)["Doc_0/Pages/Page_0/Content.xml"] == files["Doc_0/Pages/Page_0/Content.xml"]
