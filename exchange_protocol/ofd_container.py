@@ -78,7 +78,7 @@ def parse_xml(data: bytes, name: str) -> Element:
     except DefusedXmlException as exc:
         raise OfdXmlForbidden(f"{name}: {type(exc).__name__}: a DTD, entity or external reference is not "
                               "allowed in an OFD", name=name) from None
-    except (ParseError, ValueError) as exc:
+    except (ParseError, ValueError, LookupError) as exc:  # LookupError: an encoding Python does not know
         raise OfdMalformed(f"{name} is not well-formed XML: {exc}", name=name) from None
     for element in root.iter():
         if isinstance(element.tag, str) and element.tag.startswith(_OLD_NS_PREFIX):

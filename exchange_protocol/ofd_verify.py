@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
@@ -220,7 +221,7 @@ def _check_stamp(info: Element, path: str, pages: dict[int, str]) -> tuple[int, 
         if page_id not in pages:
             raise OfdStampInvalid(f"{path} places the seal on page {page_id}, which the document lacks",
                                   name=path, page=page_id)
-        if min(x, y) < 0 or w <= 0 or h <= 0:
+        if not all(math.isfinite(v) for v in (x, y, w, h)) or min(x, y) < 0 or w <= 0 or h <= 0:
             raise OfdStampInvalid(f"{path}: the seal's box {x} {y} {w} {h} is empty or off the page", name=path)
         first = first or (page_id, (x, y, w, h))
     assert first is not None

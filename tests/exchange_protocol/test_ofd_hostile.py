@@ -95,8 +95,9 @@ def test_a_location_that_climbs_out_is_refused():
 
 
 @pytest.mark.parametrize("data", [b"%PDF-1.7 not an ofd", b"PK\x03\x04broken", _zip([("Doc_0/Document.xml", b"<x/>")]),
-                                  _zip([("OFD.xml", b"<ofd:OFD xmlns:ofd='http://www.ofdspec.org/2016'>")])],
-                         ids=["pdf", "broken-zip", "no-ofd-xml", "bad-xml"])
+                                  _zip([("OFD.xml", b"<ofd:OFD xmlns:ofd='http://www.ofdspec.org/2016'>")]),
+                                  _zip([("OFD.xml", b'<?xml version="1.0" encoding="UTFh8"?><a/>')])],
+                         ids=["pdf", "broken-zip", "no-ofd-xml", "bad-xml", "unknown-encoding"])
 def test_what_is_not_an_ofd_is_malformed(data):
     with pytest.raises(OfdMalformed):
         _verify(data)
