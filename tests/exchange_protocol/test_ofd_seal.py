@@ -220,6 +220,8 @@ def test_a_seal_placed_on_no_page_is_refused_even_when_signed(sm):
         sm.verify(_resign(sm, sm.sealed, signature_xml.replace(b'PageRef="10"', b'PageRef="99"')))
     with pytest.raises(OfdStampInvalid):
         sm.verify(_resign(sm, sm.sealed, re.sub(rb"<ofd:StampAnnot [^>]*/>", b"", signature_xml)))
+    with pytest.raises(OfdStampInvalid):
+        sm.verify(_resign(sm, sm.sealed, re.sub(rb'Boundary="[^"]*"', b'Boundary="nan 10 42 42"', signature_xml)))
 
 
 def test_sealing_refuses_what_cannot_be_sealed(sm):
