@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import zipfile
 
 import aiohttp
 
@@ -136,4 +137,20 @@ def test_the_metadata_is_checked_as_typed_by_the_same_rules_and_needs_the_csrf_t
         response, _ = await zhang.post("/console/send/check", {**fields, "csrf": "forged"})
         assert response.status == 403 and response.headers["X-Gwx-Error"] == "CONSOLE_CSRF"
         assert await env.service.outbox(_principal("张三", UNIT_A)) == []
+    run(tmp_path, scenario)
+
+
+def test_the_send_form_takes_an_ofd_body_and_seals_it_inside(tmp_path):
+    from tests.exchange_protocol.ofd_fixtures import make_ofd, unzip
+
+    async def scenario(env, client, zhang):
+        _, page = await zhang.get("/console/send")
+        assert 'accept="application/pdf,.pdf,application/ofd,.ofd"' in page and "正文（PDF 或 OFD）" in page
+        response, _ = await zhang.post_multipart("/console/send", form(csrf_of(page), body=make_ofd()))
+        assert response.status == 303, await response.text()
+        _, page = await zhang.get(response.headers["Location"])
+        assert 'id="body-ofd"' in page  # the sender's page offers the sealed OFD too
+        sent = (await env.service.outbox(_principal("张三", UNIT_A)))[0]
+        with zipfile.ZipFile(await env.service.package_path(_principal("张三", UNIT_A), sent["doc_id"])) as z:
+            assert "Doc_0/Signs/Sign_0/SignedValue.dat" in unzip(z.read("body.ofd"))
     run(tmp_path, scenario)
