@@ -52,6 +52,23 @@ def test_download_saves_body_attachments_and_metadata_after_send_attach_a_b(node
     assert not (tmp_path / "x").exists()  # not even an empty directory
 
 
+def test_an_ofd_body_is_sent_and_downloaded_as_body_ofd(node, files, tmp_path):
+    from tests.exchange_protocol.ofd_fixtures import make_ofd, unzip
+
+    env, server = node
+    (tmp_path / "正文.ofd").write_bytes(make_ofd())
+    sent = gwx(server, env.clerk_a, "send", "--meta", str(files / "META.json"), "--body", str(tmp_path / "正文.ofd"),
+               "--json")
+    assert sent.returncode == 0, sent.stderr
+    doc_id = json.loads(sent.stdout)["doc_id"]
+    out = tmp_path / "收文"
+    saved = gwx(server, env.clerk_b, "download", doc_id, "--out", str(out))
+    assert saved.returncode == 0, saved.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["body.ofd", "metadata.json", "package.zip"]
+    assert "Doc_0/Signs/Sign_0/SignedValue.dat" in unzip((out / "body.ofd").read_bytes())
+    assert "正文  body.ofd" in saved.stdout
+
+
 def test_download_streams_instead_of_holding_the_files_in_memory(tmp_path, monkeypatch):
     size = 24 * 1024 * 1024
     env = make_env(tmp_path, limits=Limits(max_request_bytes=64 * 1024, max_body_pdf_bytes=1024 * 1024,
