@@ -4,7 +4,9 @@ same run on one core, so the overhead of our structures is visible as a ratio to
 
 Floors: sealing = ECDSA sign + ephemeral EC keygen + ECDH + AES-256-GCM(4 KiB) + SHA-256(4 KiB);
 opening = 2 × ECDSA verify (header signature, node certificate under the root) + ECDH +
-AES-256-GCM(4 KiB) + SHA-256(4 KiB).
+AES-256-GCM(4 KiB) + SHA-256(4 KiB). The same envelope on a 国密 network (an SM2 root: SM2/SM3 headers,
+SM4-GCM payload, SM2 key transport) is measured beside it: ``sm_envelope_seal_per_s``,
+``sm_envelope_open_per_s`` (``bench/pki.py`` has the bare SM2 sign and verify).
 
 Extending: append ``(key, label, setup)`` to :data:`BENCHMARKS`; ``setup(ctx)`` returns the zero-argument
 callable to time (``ctx`` holds the throw-away CA, nodes, and a cache for shared fixtures). ``--quick``
@@ -138,6 +140,36 @@ def b_envelope_seal(ctx):
 def b_envelope_open(ctx):
     data = seal_envelope(ctx.draft(), PAYLOAD, ctx.sender, ctx.recipient).data
     return lambda: open_envelope_bytes(data, ctx.policy, ctx.key, "b", ctx.now)
+
+
+def _sm(ctx: Context) -> Context:
+    """The same two nodes on a 国密 network (an SM2 root): SM2 keys, SM4-GCM payloads, SM2 key transport."""
+    if "sm" not in ctx.cache:
+        base = ctx.base / "sm"
+        ca = CertificateAuthority.init_root(base / "ca", "Bench SM Root", PW, algorithm="sm2-sm3")
+        a = ca.issue_node("a", "a.example", base / "a", PW)
+        b = ca.issue_node("b", "b.example", base / "b", PW)
+        sender = Sender("a", SoftwareSigner(read_private_key(base / "a" / "sign.key", PW), a.signing_certificate))
+        key = DecryptionKey(read_private_key(base / "b" / "enc.key", PW), b.encryption_certificate)
+        ctx.cache["sm"] = Context(base, ctx.now, ctx.quick, ca, sender, Recipient(b.encryption_certificate), key,
+                                  TrustPolicy(TrustStore.of([ca.root_certificate])))
+    return ctx.cache["sm"]
+
+
+def b_sm_envelope_seal(ctx):
+    return b_envelope_seal(_sm(ctx))
+
+
+def b_sm_envelope_open(ctx):
+    return b_envelope_open(_sm(ctx))
+
+
+def b_sm_payload_encrypt(ctx):
+    return b_payload_encrypt(_sm(ctx))
+
+
+def b_sm_payload_decrypt(ctx):
+    return b_payload_decrypt(_sm(ctx))
 
 
 def b_payload_encrypt(ctx):
@@ -275,6 +307,10 @@ BENCHMARKS: list[tuple[str, str, Callable[[Context], Callable[[], object]]]] = [
     ("cms_verify", "part: pki.cms.verify_detached + trust path", b_cms_verify),
     ("envelope_seal", "envelope 4 KiB sealed (encrypt+sign)", b_envelope_seal),
     ("envelope_open", "envelope 4 KiB opened (verify+trust+decrypt)", b_envelope_open),
+    ("sm_payload_encrypt", "国密: payload encrypt 4 KiB (SM4-GCM, SM2 transport)", b_sm_payload_encrypt),
+    ("sm_payload_decrypt", "国密: payload decrypt 4 KiB (SM2, SM4-GCM)", b_sm_payload_decrypt),
+    ("sm_envelope_seal_per_s", "国密: envelope 4 KiB sealed (SM4+SM2, SM2 sign)", b_sm_envelope_seal),
+    ("sm_envelope_open_per_s", "国密: envelope 4 KiB opened (SM2 verify+trust+SM2)", b_sm_envelope_open),
     ("sha256_1m", "bare SHA-256 1 MiB", b_sha256_1m),
     ("package_build", "package, 1 MiB PDF, built + sealed (PAdES+CMS)", b_package_build),
     ("package_verify", "package, 1 MiB PDF, verified (all checks)", b_package_verify),
