@@ -17,6 +17,12 @@ functions must not be called from a thread that is running an event loop: the no
 a worker thread (``asyncio.to_thread``). The PDF is held in memory (PAdES needs the whole file,
 seekable); the package layer bounds its size. The signing time is ours (passed in), not the
 clock's: :class:`_TimedPdfSigner` puts it into the signing session.
+
+On a 国密 network the seal key is SM2: pyHanko writes the CMS (SM3 digest, SM2-with-SM3 signature,
+the key signing through our ``Signer``), but neither pyHanko nor its certificate validator can check
+an SM2 signature or an SM2 certificate. Such a seal is validated here with pyHanko's reading of the
+PDF (byte ranges, SM3 digest over them, coverage) and :func:`pki.cms.verify_detached` for the
+signature and the path — the same checks, the same errors (:func:`_validate_sm2`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from asn1crypto import algos as a_algos
+from asn1crypto import cms as a_cms
 from asn1crypto import x509 as a_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -47,7 +54,9 @@ from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from pki.errors import GwxError
+from pki import cms
+from pki.algorithms import SM2_SM3
+from pki.errors import CertificateInvalid, GwxError, PkiError
 from pki.seal import Seal
 from pki.signer import Signer
 from pki.trust import Purpose, RevocationCheck, TrustStore, verify_certificate
@@ -295,6 +304,8 @@ def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at:
     if not signatures:
         raise PackageSealInvalid("body.pdf carries no seal (no PDF signature)")
     sig = signatures[-1]
+    if _signed_with_sm2(sig):
+        return _validate_sm2(sig, trust_roots, at, expected_certificate, revocation, intermediates, len(signatures))
     roots = [a_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in trust_roots]
     others = [a_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in intermediates]
     context = ValidationContext(trust_roots=roots, other_certs=others, moment=at, allow_fetching=False,
@@ -322,3 +333,43 @@ def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at:
     return PdfSealStatus(cert, status.signer_reported_dt, sig.field_name, len(signatures))
 
 
+def _signed_with_sm2(sig) -> bool:
+    try:
+        oid = sig.signer_info["signature_algorithm"]["algorithm"].dotted
+    except Exception:  # a signature pyHanko cannot even read is pyHanko's to refuse
+        return False
+    return oid in (SM2_SM3.oid, cms.GBT_SM2_SIGNATURE)
+
+
+def _validate_sm2(sig, trust_roots: Sequence[x509.Certificate], at: dt.datetime,
+                  expected_certificate: x509.Certificate | None, revocation: RevocationCheck | None,
+                  intermediates: Sequence[x509.Certificate], count: int) -> PdfSealStatus:
+    """:func:`validate_sealed_pdf`'s checks for an SM2 seal, which pyHanko cannot verify: the SM3 digest
+    of the signed byte ranges (pyHanko reads them) against the CMS, its SM2 signature and the signer's
+    path at ``at`` (:mod:`pki.cms`), the whole file covered, the expected certificate, revocation."""
+    try:
+        coverage = sig.evaluate_signature_coverage()
+        digest = sig.compute_digest()
+        der = a_cms.ContentInfo({"content_type": "signed_data", "content": sig.signed_data}).dump()
+    except Exception as exc:  # pyHanko raises for structurally broken signatures
+        raise PackageSealInvalid(f"the PDF seal cannot be validated: {type(exc).__name__}: {exc}") from None
+    carried = _carried_certificates(sig)
+    try:
+        result = cms.verify_detached(der, digest=digest, trust_roots=TrustStore.of(trust_roots), now=at,
+                                     intermediates=[*carried, *intermediates], purpose=Purpose.SEAL,
+                                     require_signing_cert_v2=True)
+    except CertificateInvalid as exc:
+        raise PackageSealInvalid("the PDF seal's certificate does not chain to a trusted root at the "
+                                 f"verification time: {exc.message}", trusted=False, cause=exc.code) from None
+    except PkiError as exc:
+        raise PackageSealInvalid(f"the PDF seal does not verify: the sealed document was changed ({exc.message})",
+                                 intact=False, cause=exc.code) from None
+    if coverage != SignatureCoverageLevel.ENTIRE_FILE:
+        raise PackageSealInvalid("content was added to body.pdf after it was sealed", coverage=str(coverage))
+    cert = result.signer_certificate
+    if expected_certificate is not None and cert != expected_certificate:
+        raise PackageSealInvalid("body.pdf was sealed with another certificate than the package's seal",
+                                 subject=cert.subject.rfc4514_string())
+    if revocation is not None:
+        verify_certificate(cert, TrustStore.of(trust_roots), at, [*carried, *intermediates], Purpose.SEAL, revocation)
+    return PdfSealStatus(cert, result.signing_time or sig.self_reported_timestamp, sig.field_name, count)

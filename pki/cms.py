@@ -77,6 +77,10 @@ SM3_OID = "1.2.156.10197.1.401"
 acms.ContentType._map.update({GBT_DATA: "gbt_data", GBT_SIGNED_DATA: "gbt_signed_data"})
 acms.ContentType._reverse_map = None  # rebuilt from _map on next use
 acms.ContentInfo._oid_specs["gbt_signed_data"] = acms.SignedData
+# SM3 by name, so asn1crypto's users (pyHanko sealing a PDF with an SM2 key: exchange_protocol.pades)
+# can ask for it; readers here take the name or the OID (_digest).
+algos.DigestAlgorithmId._map[SM3_OID] = "sm3"
+algos.DigestAlgorithmId._reverse_map = None
 _PLAIN_DATA = ("data", "gbt_data")
 # What asn1crypto raises from a lazily parsed value that turns out to be malformed.
 _ASN1_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
