@@ -56,6 +56,7 @@ from pki.ca import load_certificate, load_certificates, node_id_of, pem
 from pki.errors import ErrorKind, GwxError
 from pki.keystore import fsync_dir, read_private_key, write_private_key, write_public_file, write_secret_file
 from pki.trust import Purpose, TrustStore, verify_certificate
+from pki.x509_sm2 import public_key_of
 
 log = logging.getLogger("gwx.node")
 
@@ -130,7 +131,7 @@ def check_credential_set(new: CredentialSet, node_id: str, trust: TrustStore, no
                              "peer_api.public_url): issue it with --host " + host, host=host)
     for role in ROLES:
         leaf = new.leaf(role)
-        if leaf.public_key() != new.keys[role].public_key():
+        if public_key_of(leaf) != new.keys[role].public_key():  # pyca cannot hand out an SM2 key
             raise RenewalRefused(f"{role}.key is not the key of {role}.crt", role=role)
         if node_id_of(leaf) != node_id:
             raise RenewalRefused(f"{role}.crt names node {node_id_of(leaf)!r}, not this node ({node_id})",

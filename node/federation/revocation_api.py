@@ -41,6 +41,7 @@ from node.errors import ApiError, NoRevocationService
 from pki.crl import crl_number
 from pki.ocsp import DEFAULT_VALIDITY, MAX_REQUEST_BYTES, CrlView, respond, status_only
 from pki.ocsp_signer import OcspSigner, open_directory
+from pki.x509_sm2 import signed_by
 
 log = logging.getLogger("gwx.node.revocation")
 
@@ -83,15 +84,8 @@ class RevocationService:
         return respond(request_der, CrlView(signer.issuer, crl), signer.signer, now, validity=validity)
 
     def _newest_crl(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
-        mine = [c for c in self.ctx.revocation.crls() if c.issuer == issuer.subject and _signed_by(c, issuer)]
+        mine = [c for c in self.ctx.revocation.crls() if signed_by(c, issuer)]
         return max(mine, key=crl_number, default=None)
-
-
-def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
-    try:
-        return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
 
 
 RESPONDER = web.AppKey("revocation_service", RevocationService)

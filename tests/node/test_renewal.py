@@ -34,9 +34,11 @@ from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
 UNIT = make_unit_code("11371302MB0000091")
 @pytest.fixture
-def node(tmp_path):
-    """A node directory (gwx node init), its CA, and renewed credentials issued for it."""
-    ca = CertificateAuthority.init_root(tmp_path / "ca", "续期测试CA", PASSPHRASE)
+def node(tmp_path, request):
+    """A node directory (gwx node init), its CA, and renewed credentials issued for it; P-256 unless the
+    test asks for another network profile (``indirect`` parametrisation with the CA's algorithm)."""
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "续期测试CA", PASSPHRASE,
+                                        algorithm=getattr(request, "param", "ecdsa-p256-sha256"))
     config, _ = init_node(tmp_path / "node", "county-r", ca, [{"code": UNIT, "name": "兰山区某局"}], PASSPHRASE,
                           peer_port=0, local_port=0)
     ca.issue_node("county-r", "127.0.0.1", tmp_path / "renewed", PASSPHRASE, renew=True)
@@ -56,6 +58,7 @@ def serials(directory: Path) -> dict[str, int]:
     return {role: leaf(directory / f"{role}.crt").serial_number for role in ("tls", "sign", "enc")}
 
 
+@pytest.mark.parametrize("node", ["ecdsa-p256-sha256", "sm2-sm3"], ids=["p256", "sm"], indirect=True)
 def test_a_renewal_puts_the_new_set_in_place_and_keeps_the_previous_encryption_key_for_the_overlap(node, now):
     _, config, renewed = node
     creds = config.credentials_dir

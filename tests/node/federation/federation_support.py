@@ -17,10 +17,11 @@ from tests.support import PASSPHRASE
 
 
 def provision_county_and_city(base: Path, ca_name: str, county_units: dict[str, str],
-                              city_units: dict[str, str]) -> Path:
+                              city_units: dict[str, str], algorithm: str = "ecdsa-p256-sha256") -> Path:
     """``base``/ca, ``base``/county and ``base``/city (units: code → name); the county knows the city
-    as the peer of its units (at an address nothing listens on: these tests send nothing over it)."""
-    ca = CertificateAuthority.init_root(base / "ca", ca_name, PASSPHRASE)
+    as the peer of its units (at an address nothing listens on: these tests send nothing over it).
+    ``algorithm="sm2-sm3"`` makes it a 国密 network."""
+    ca = CertificateAuthority.init_root(base / "ca", ca_name, PASSPHRASE, algorithm=algorithm)
     for node_id, units in (("county", county_units), ("city", city_units)):
         init_node(base / node_id, node_id, ca, [{"code": c, "name": n} for c, n in units.items()], PASSPHRASE)
     if city_units:

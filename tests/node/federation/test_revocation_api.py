@@ -1,6 +1,7 @@
 """The root node's OCSP answers (node.federation.revocation_api.RevocationService) come from the CRL it
 holds, signed by the delegated signer: current CRL → good / revoked; a CRL past its next update →
-tryLater (a responder must not vouch from stale data); no OCSP signer → NODE_NO_OCSP."""
+tryLater (a responder must not vouch from stale data); no OCSP signer → NODE_NO_OCSP. On a P-256 and on
+a 国密 network (an SM2 CRL, an SM2-signed answer)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from tests.node.federation.federation_support import node_context, provision_cou
 from tests.support import PASSPHRASE
 
 
-@pytest.fixture
-def root(tmp_path):
-    base = provision_county_and_city(tmp_path, "应答测试CA", {}, {})
+@pytest.fixture(params=["ecdsa-p256-sha256", "sm2-sm3"], ids=["p256", "sm"])
+def root(tmp_path, request):
+    base = provision_county_and_city(tmp_path, "应答测试CA", {}, {}, algorithm=request.param)
     ca = CertificateAuthority.open(base / "ca", PASSPHRASE)
     ocsp_signer.issue(ca, base / "county" / "ocsp", PASSPHRASE)
     edit_config(base / "county", lambda doc: set_section_values(doc, "revocation", {"ocsp_signer": "ocsp"}))
