@@ -7,6 +7,7 @@ signatures. A network takes envelopes of its own profile only: PKI_PROFILE_MISMA
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 
 import gmalg
@@ -267,3 +268,36 @@ def test_an_expired_sm_envelope_is_refused_like_any_other(sm):
     sealed = seal_envelope(draft, PLAINTEXT, a.sender, b.recipient)
     with pytest.raises(E.EnvelopeExpired):
         open_envelope_bytes(sealed.data, sm.policy, b.key, "b", NOW + dt.timedelta(days=2))
+
+
+def test_a_header_signed_by_gmalg_with_the_nodes_key_is_accepted_and_a_wrong_one_refused(sm):
+    """A second SM2 implementation producing the signature we verify: gmalg signs the CMS signed attributes
+    of a header with node a's signing key (its scalar), spliced into the SignerInfo in place of ours."""
+    from exchange_protocol.frame import SignedHeader, encode_prefix
+    from pki.errors import PkiError
+    from pki.keystore import read_private_key
+    from tests.pki.sm_support import signature_der
+    from tests.support import PASSPHRASE
+
+    a, b = sm.nodes["a"], sm.nodes["b"]
+    payload = encrypt_bytes(PLAINTEXT, b.recipient)
+    header_bytes = sm.draft().complete(len(payload), hashlib.sha256(payload).digest()).encode()
+    info = acms.ContentInfo.load(a.sender.sign(header_bytes))
+    si = info["content"]["signer_infos"][0]
+    signed_attrs = b"\x31" + si["signed_attrs"].dump()[1:]
+    key = read_private_key(a.creds.directory / "sign.key", PASSPHRASE)  # its scalar goes to gmalg
+    theirs = gmalg.SM2(key.scalar(), DEFAULT_ID, pk=key.public_key().point())
+
+    def frame_signed_over(data: bytes) -> bytes:
+        r, s = theirs.sign(data)
+        si["signature"] = signature_der(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+        return encode_prefix([SignedHeader(header_bytes, info.dump(force=False))], len(payload)) + payload
+
+    frame = frame_signed_over(signed_attrs)
+    assert si["signature"].native != acms.ContentInfo.load(a.sender.sign(header_bytes))["content"][
+        "signer_infos"][0]["signature"].native  # gmalg's, not ours (SM2 signatures are randomised anyway)
+    _, plain = open_envelope_bytes(frame, sm.policy, b.key, "b", NOW)
+    assert plain == PLAINTEXT
+    with pytest.raises((E.EnvelopeBadSignature, PkiError)) as err:
+        open_envelope_bytes(frame_signed_over(signed_attrs + b"x"), sm.policy, b.key, "b", NOW)
+    assert err.value.code == "ENV_BAD_SIGNATURE"
