@@ -2,7 +2,8 @@
 by tools we did not write: `openssl pkeyutl` recovers the content key from our SM2 key transport,
 `openssl enc -sm4-ctr` decrypts the GCM ciphertext with it and the tag is recomputed here from NIST SP
 800-38D's GHASH over `openssl enc -sm4-ecb` blocks; `openssl dgst -sm3` and gmalg verify the header
-signatures. A network takes envelopes of its own profile only: PKI_PROFILE_MISMATCH otherwise."""
+signatures; and the other way, gmalg signs a header and (with openssl's SM4) makes a payload that we open.
+A network takes envelopes of its own profile only: PKI_PROFILE_MISMATCH otherwise."""
 
 from __future__ import annotations
 
@@ -301,3 +302,39 @@ def test_a_header_signed_by_gmalg_with_the_nodes_key_is_accepted_and_a_wrong_one
     with pytest.raises((E.EnvelopeBadSignature, PkiError)) as err:
         open_envelope_bytes(frame_signed_over(signed_attrs + b"x"), sm.policy, b.key, "b", NOW)
     assert err.value.code == "ENV_BAD_SIGNATURE"
+
+
+def test_a_payload_made_without_our_code_opens(sm, tmp_path):
+    """The other direction for the payload: gmalg's SM2 encryption carries the key, `openssl enc -sm4-ctr`
+    and SP 800-38D's GHASH (over `-sm4-ecb` blocks) make the SM4-GCM content and tag, asn1crypto lays out
+    the AuthEnvelopedData as RFC 5083 and GB/T 35275 name its parts — and our reader opens it."""
+    from asn1crypto import core
+    from asn1crypto import x509 as ax
+
+    from tests.pki.sm_support import ciphertext_der
+
+    b = sm.nodes["b"]
+    cert = ax.Certificate.load(b.creds.encryption_certificate.public_bytes(serialization.Encoding.DER))
+    cek, nonce = bytes(range(16)), bytes(range(100, 112))
+    raw = gmalg.SM2(pk=b.key.private_key.public_key().point()).encrypt(cek)  # C1 || C3 || C2
+    ciphertext = _openssl_sm4("ctr", cek, PLAINTEXT, tmp_path, iv=nonce + (2).to_bytes(4, "big"))
+    h, ej0 = (_openssl_sm4("ecb", cek, bytes(16) + nonce + (1).to_bytes(4, "big"), tmp_path)[i:i + 16]
+              for i in (0, 16))
+    tag = (_ghash(h, ciphertext) ^ int.from_bytes(ej0, "big")).to_bytes(16, "big")
+    ktri = acms.KeyTransRecipientInfo({
+        "version": "v0",
+        "rid": acms.RecipientIdentifier(name="issuer_and_serial_number", value=acms.IssuerAndSerialNumber(
+            {"issuer": cert.issuer, "serial_number": cert.serial_number})),
+        "key_encryption_algorithm": {"algorithm": "1.2.156.10197.1.301.3"},
+        "encrypted_key": ciphertext_der(raw[:65], raw[65:97], raw[97:])})
+    gcm_parameters = core.Any.load(bytes([0x30, 17, 0x04, 12]) + nonce + b"\x02\x01\x10")
+    aed = acms.AuthEnvelopedData({
+        "version": "v0", "recipient_infos": [acms.RecipientInfo(name="ktri", value=ktri)],
+        "auth_encrypted_content_info": {
+            "content_type": "data", "encrypted_content": ciphertext,
+            "content_encryption_algorithm": {"algorithm": "1.2.156.10197.1.104.8", "parameters": gcm_parameters}},
+        "mac": tag})
+    payload = acms.ContentInfo({"content_type": "authenticated_enveloped_data", "content": aed}).dump()
+    assert decrypt_bytes(payload, b.key) == PLAINTEXT
+    with pytest.raises(E.EnvelopeTagMismatch):
+        decrypt_bytes(payload[:-1] + bytes([payload[-1] ^ 1]), b.key)
