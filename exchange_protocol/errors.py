@@ -516,7 +516,7 @@ class EnvelopeDecryptionFailed(EnvelopeError):
 
 
 class EnvelopeTagMismatch(EnvelopeError):
-    """AES-GCM authentication failed: ciphertext, nonce or tag altered. Discard all output."""
+    """GCM authentication (AES or SM4) failed: ciphertext, nonce or tag altered. Discard all output."""
 
     code = "ENV_TAG_MISMATCH"
     kind = ErrorKind.VERIFICATION_FAILED
