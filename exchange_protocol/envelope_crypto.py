@@ -28,7 +28,7 @@ by key type of the destination's encryption certificate (written and read by
   :func:`encrypted_length` is exact for P-256 and RSA destinations and an upper bound with SM2 ones.
 
 Streaming: GCM ciphertext is as long as the plaintext, so every DER length is known from the
-plaintext length (and the recipients' RecipientInfo lengths, fixed per certificate) before the
+plaintext length (and the recipients' RecipientInfos, made before any content) before the
 first byte is encrypted. The bytes before the ciphertext (the *prefix*)
 and after it (the tag) are assembled by hand from precomputed fragments; asn1crypto is used once
 per recipient certificate (its issuer/serial), never per byte. Decryption is a push parser
