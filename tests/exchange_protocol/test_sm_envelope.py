@@ -27,6 +27,7 @@ from exchange_protocol.envelope_crypto import (
     encrypted_length,
 )
 from exchange_protocol.envelope_seal import (
+    RelayCheck,
     TrustPolicy,
     open_envelope,
     open_envelope_bytes,
@@ -175,6 +176,13 @@ def test_an_sm2_node_opens_what_another_seals_streamed_and_relayed_bundles_too(s
     for node in (b, c):
         _, got = open_envelope_bytes(bundle.data, sm.policy, node.key, node.id, NOW)
         assert got == PLAINTEXT
+    # a relay (no key) checks every SM2 header and forwards c's alone, the same SM4 payload bytes
+    check = RelayCheck(sm.policy, NOW)
+    payload = check.feed(bundle.data)
+    verified, _ = check.close()
+    to_c = verified.subset_prefix(["c"], verified.head.hops + 1) + payload
+    opened, got = open_envelope_bytes(to_c, sm.policy, c.key, "c", NOW)
+    assert got == PLAINTEXT and opened.hops == 1 and len(opened.verified.headers) == 1
 
 
 def test_payload_lengths_streaming_and_every_chunking(sm):
