@@ -62,6 +62,7 @@ from adapters.events import ACTIONS, AdapterEvent, BadAdapterEvent, adapter_even
 from exchange_protocol.retry import GIVE_UP, RetryPolicy, next_attempt
 from node.error_kinds import Disposition, disposition
 from node.errors import StoreConflict
+from node.stopping import cancel_and_wait
 from node.store import AdapterOutboxRow, JournalEntry, NodeStore
 from pki.errors import ErrorKind, GwxError
 
@@ -74,6 +75,7 @@ DEFAULT_ATTEMPT_TIMEOUT = 60.0
 BACKSTOP_SECONDS = 2.0  # the fan-out looks at the log this often even when no commit woke it
 IDLE_SECONDS = 5.0  # an idle loop looks again this often even without a wake-up (belt and braces)
 FAN_OUT_BATCH = 500
+STOP_LOOP_SECONDS = 2.0  # how long stop() waits for each cancelled loop (an attempt is abandoned, not awaited)
 CURSOR_SAVE_EVERY = 5000  # audit events a consumer may pass over before its cursor is saved anyway
 
 
@@ -134,6 +136,7 @@ class Outbox:
         self._consumers: dict[str, _Registered] = {}
         self._incarnation: str | None = None  # which life of this node's database (event ids)
         self._running = False
+        self._stopping = False  # stop() was called: a loop ends, an attempt's outcome is not recorded
         self._watcher: asyncio.Task | None = None
         self._head_moved = asyncio.Event()  # set by the store after a commit that appended audit events
         self._unwatch: Callable[[], None] | None = None
@@ -167,16 +170,18 @@ class Outbox:
 
     # --- running -----------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._running = True
+        self._running, self._stopping = True, False
         for registered in self._consumers.values():
             self._start_loop(registered)
         self._unwatch = self._store.audit.watch(lambda seq: self._head_moved.set())
         self._watcher = asyncio.get_running_loop().create_task(self._watch_head(), name="gwx-adapter-journal")
 
     async def stop(self) -> None:
-        """Cancel every loop; an attempt in flight is abandoned and its row stays pending (tried again,
-        with the same event id, at the next start)."""
-        self._running = False
+        """Cancel every loop; an attempt in flight is abandoned and its row stays pending as it was
+        (tried again, with the same event id, at the next start). Bounded: a loop that swallows the
+        cancel (a library answering it with its own error) ends at its next turn or is cancelled again
+        (:func:`node.stopping.cancel_and_wait`)."""
+        self._running, self._stopping = False, True
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
@@ -198,7 +203,7 @@ class Outbox:
             self._loop(registered), name=f"gwx-adapter-{registered.consumer.name}")
 
     async def _watch_head(self) -> None:
-        while True:
+        while not self._stopping:
             self._head_moved.clear()  # before reading: a commit during the fan-out wakes the next round
             try:
                 if self._consumers:
@@ -210,7 +215,7 @@ class Outbox:
 
     async def _loop(self, registered: _Registered) -> None:
         name = registered.consumer.name
-        while True:
+        while not self._stopping:
             registered.wake.clear()
             try:
                 due = await self.deliver_due(name)
@@ -329,6 +334,8 @@ class Outbox:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if self._stopping:  # the outbox's cancel, answered by the consumer's library with its own error
+                raise asyncio.CancelledError from exc
             log.exception("adapter %s: deliver raised an untyped error", name, extra={"consumer": name})
             error = ConsumerDefect(f"{type(exc).__name__}: {exc}", consumer=name)
         else:
@@ -337,6 +344,11 @@ class Outbox:
             if self._latency is not None:
                 self._latency.observe(max(0.0, (self._clock() - event.at).total_seconds()))
             return True
+        if self._stopping:
+            # The node is stopping and this attempt was cut short (its error may be the cancel in
+            # disguise, e.g. a connect cancelled mid-way reported as 'cannot connect'): the row stays
+            # pending as it was, not counted as a failed attempt, and is tried at the next start.
+            raise asyncio.CancelledError(f"stopping; {error.code} not recorded")
         await self._failed(registered, row, error)
         return False
 
@@ -375,6 +387,4 @@ class Outbox:
 
 
 async def _cancel(task: asyncio.Task) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task, STOP_LOOP_SECONDS)
