@@ -3,9 +3,12 @@
 Start-up order: open the store (which recovers from a crash before anything else runs), load the
 node's credentials and seals, start the inbound processor and the destination queues, then open
 the peer listener (mutual TLS, our CA only) and the local listener. Shutdown runs in reverse: the
-peer API stops taking envelopes (503, senders retry later), in-flight requests finish, the queues
-finish their batch in flight, the processor finishes its message, the store closes. Whatever is
-left is on disk and resumes at the next start.
+peer API stops taking envelopes (503, senders retry later); in-flight requests and the queues'
+batches in flight get :data:`SHUTDOWN_TIMEOUT` seconds together (then they are cut); the adapters'
+attempts in flight are abandoned, the processor finishes its message, the store closes. Whatever is
+left is on disk and resumes at the next start. A process that serves one node owns SIGTERM and
+exits within :data:`node.stopping.STOP_SECONDS` of it whatever it is doing
+(:class:`node.stopping.StopDeadline`: a stuck thread or task ends with the process).
 
 SIGHUP loads the node's credentials again (:mod:`node.credential_reload`): ``gwx node renew``
 sends it after installing renewed ones, which the node then uses without a restart.
@@ -57,13 +60,14 @@ from node.ops.directory_state import HeldDirectoryReader, directory_figures
 from node.ops.housekeeping import housekeeping
 from node.ops.metrics import Registry
 from node.run_lock import NodeLock
+from node.stopping import StopDeadline, cancel_and_wait
 from node.store import NodeStore
 from node.store.opener import open_store
 from pki.keystore import write_public_file
 from pki.trust import Purpose, verify_certificate
 
 log = logging.getLogger("gwx.node")
-SHUTDOWN_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT = 5.0  # in-flight requests (both listeners) and batches (every queue), all at once
 
 
 def ready_path(config: NodeConfig) -> Path:
@@ -86,6 +90,7 @@ async def serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | Non
 async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | None) -> None:
     loop = asyncio.get_running_loop()
     reload_requested = asyncio.Event()  # gwx node renew: pick up the new set
+    deadline = StopDeadline() if stop is None else None  # the process is ours: it exits in bounded time
     if stop is None:  # the process is this node's alone: its signals stop it, and SIGHUP reloads it
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -178,18 +183,16 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await stop.wait()
         log.info("node %s draining", ctx.node_id)
     finally:
+        if deadline is not None:
+            deadline.arm()
         peer_app[DRAINING].set()
         await folders.stop()
         for task in (*fetching, reloading, rerouting):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         with contextlib.suppress(FileNotFoundError):
             ready_path(config).unlink()
-        await peer_runner.cleanup()
-        await outbound.stop(SHUTDOWN_TIMEOUT)
-        await local_runner.cleanup()
+        # Side by side, not one after the other: each may take SHUTDOWN_TIMEOUT (three in a row took 30 s).
+        await asyncio.gather(peer_runner.cleanup(), outbound.stop(SHUTDOWN_TIMEOUT), local_runner.cleanup())
         await adapters.stop()
         await webhooks.stop()
         if revocation_runner is not None:

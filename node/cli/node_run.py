@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("stop", help="stop the node running in a node directory (SIGTERM, then wait while "
-                                     "it drains: in-flight requests, batches and messages finish)")
+                                     "it drains: in-flight requests and batches get 5 s, then are cut and resume at the next "
+                                     "start; the node exits within 10 s)")
     p.add_argument("--dir", required=True, type=Path, help="the node directory (the one gwx node init created)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to exit (default 60)")
     p.set_defaults(func=_stop)

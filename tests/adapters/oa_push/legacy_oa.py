@@ -14,7 +14,8 @@ uses both). Its web server can misbehave too: ``wsdl_delay`` trickles WSDL answe
 ``html_error_next`` answers the next calls with an HTML error page of the given status,
 ``page_next`` with a page of its own (status, Content-Type, bytes). With
 ``streamed`` it reads ReceiveGongwen as a stream (:mod:`.digest_receiver`), keeping the digests of
-the body and attachments instead of their bytes, for pushes far larger than spyne can take.
+the body and attachments instead of their bytes, for pushes far larger than spyne can take; it
+reads them at ``read_rate`` bytes/s if set, counting what it read in ``bytes_read``.
 With ``wsse`` it wants a WS-Security UsernameToken (text or digest) and faults
 wsse:FailedAuthentication without one; ``LegacyOa(soap12=True)`` serves SOAP 1.2 alone.
 """
@@ -69,6 +70,8 @@ class OaState:
     html_error_next: list[int] = field(default_factory=list)  # HTTP statuses answered with an HTML page
     page_next: list[tuple[str, str, bytes]] = field(default_factory=list)  # (status, type, page) per call
     streamed: bool = False  # ReceiveGongwen read by digest_receiver: digests, not bytes
+    read_rate: float | None = None  # bytes/s a streamed push is read at (an OA on a slow line)
+    bytes_read: int = 0  # of streamed pushes, so far (a push mid-way shows here)
     wsse: tuple[str, str] | None = None  # (user, password) a WS-Security UsernameToken must carry
     wsse_seen: list[str] = field(default_factory=list)  # the password Type of each token checked
     wsse_digests: list[tuple[str, str]] = field(default_factory=list)  # (Created, Nonce) of each digest token
@@ -206,7 +209,7 @@ class _AfterAnswer:
         from tests.adapters.oa_push.digest_receiver import ANSWER, read_push
 
         state = self.state
-        fields = read_push(environ["wsgi.input"], length)
+        fields = read_push(_Metered(environ["wsgi.input"], state), length)
         gwbs = fields.get("gwbs", "")
         with state.lock:
             state.calls.append(("ReceiveGongwen", gwbs, fields.get("sjbs", ""), time.time()))
@@ -323,3 +326,19 @@ class LegacyOa:
 
     def __exit__(self, *exc) -> None:
         self.down()
+
+
+class _Metered:
+    """A request body read at the OA's ``read_rate``, counted in ``bytes_read`` as it goes."""
+
+    def __init__(self, stream, state: OaState) -> None:
+        self._stream, self._state = stream, state
+
+    def read(self, size: int) -> bytes:
+        rate = self._state.read_rate
+        piece = self._stream.read(size if rate is None else min(size, max(1, int(rate / 10))))
+        with self._state.lock:
+            self._state.bytes_read += len(piece)
+        if rate is not None:
+            time.sleep(len(piece) / rate)
+        return piece

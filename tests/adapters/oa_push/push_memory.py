@@ -43,7 +43,7 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for {pid}")
 
 
-def _configure(directory: Path, oa: LegacyOa) -> None:
+def configure_oa_push(directory: Path, oa: LegacyOa) -> None:
     mapping = MAPPING.read_text("utf-8")
     mapping = mapping[:mapping.index("[status]")] + mapping[mapping.index("# strftime"):]
     (directory / "oa-mapping.toml").write_text(mapping[:mapping.index("# The OA's parameters of the status")],
@@ -68,7 +68,7 @@ def push_large_attachment(base: Path, size: int) -> dict:
         oa.state.streamed = True
         net = new_network(base / "net")
         node = net.add_node("city", units(CITY, A1), retry=FAST_RETRY)
-        _configure(node.directory, oa)
+        configure_oa_push(node.directory, oa)
         connect_and_start(net)
         try:
             oa.down()
