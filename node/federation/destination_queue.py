@@ -101,8 +101,16 @@ class DestinationQueue:
         # leave together, instead of one more envelope at every retry of a peer that is down.
         await self._send_window()
         if await self.builder.has_drafts():
-            await self.builder.build_drafts()
+            await self.builder.build_drafts(hold_notices=await self._sealed_waiting_for_the_peer())
             await self._send_window()
+
+    async def _sealed_waiting_for_the_peer(self) -> bool:
+        """The peer has not been reached since it failed, and an envelope sealed before waits for its
+        own retry time: the notices that could share an envelope wait with it (documents are sealed,
+        one envelope each anyway). The peer's backoff (the limiter's) and the envelope's (its row's)
+        are drawn apart and may end in either order; sealing whenever the peer's ended first made one
+        more envelope of notices at every retry of a peer that was away."""
+        return self.limiter.failures > 0 and await self.outbound.store.queue.next_due_at(self.destination) is not None
 
     async def _send_window(self) -> None:
         limits = self.outbound.ctx.config.limits

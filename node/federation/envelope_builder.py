@@ -113,8 +113,10 @@ class EnvelopeBuilder:
     async def has_drafts(self) -> bool:
         return bool(await self.destinations())
 
-    async def build_drafts(self) -> None:
-        """Seal every draft routed through this hop into a queued envelope (or drop it, if it never can be).
+    async def build_drafts(self, *, hold_notices: bool = False) -> None:
+        """Seal every draft routed through this hop into a queued envelope (or drop it, if it never can be);
+        with ``hold_notices``, the notices that may share an envelope stay drafts (the destination
+        queue says so while an envelope sealed before them waits for a peer that was away).
 
         Drafts that carry the same payload (one document fanned out to many nodes) are sealed
         together: one bundle, its payload encrypted once for all their destinations, one header
@@ -124,6 +126,10 @@ class EnvelopeBuilder:
         (:meth:`_build_notices`): what accumulated while this hop's last batch was in flight.
         """
         while drafts := await self._waiting():
+            if hold_notices:
+                drafts = [d for d in drafts if batch_key(d.header) is None]
+                if not drafts:
+                    return
             alone, batches = _coalesce(drafts)
             for group in batches:
                 await self._build_notices(group)

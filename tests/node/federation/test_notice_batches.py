@@ -11,6 +11,7 @@ batch that its origin may not send is left out (and recorded) while the others a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 
 import pytest
@@ -26,11 +27,12 @@ from node.federation.destination_queue import DestinationQueue
 from node.federation.outbound import Outbound
 from node.federation.processor import Processor
 from node.federation.tls import client_context
-from node.federation.transport import PeerClient
+from node.federation.transport import PeerClient, PeerUnreachable
 from node.ops.metrics import Registry
 from node.store import InboundEnvelope, OutboxDocument, OutboxRecipient, OutgoingLink, StoredPeerCredentials
 from node.store.opener import open_store
 from pki.ca import load_certificates, pem
+from pki.errors import GwxError
 from pki.unit_code import make_unit_code
 from tests.node.federation.federation_support import node_context, provision_county_and_city
 from tests.support import PASSPHRASE
@@ -227,3 +229,36 @@ def test_a_notice_its_origin_may_not_send_is_left_out_of_a_batch_and_the_others_
             await city.close()
     asyncio.run(run())
 
+
+
+def test_drafts_wait_while_the_envelope_sealed_before_them_waits_for_a_peer_that_was_away(node_dir, tmp_path):
+    """Nagle's rule holds when the peer's backoff ends before the sealed envelope's own retry time:
+    the round the backoff's end allows finds nothing due to send, and must not seal the drafts
+    written meanwhile into a second envelope (the network test saw three envelopes for twelve 签收
+    that way: one more each time the peer's retry came before the row's)."""
+    async def run():
+        county = await Node.open(node_dir, "county", tmp_path / "county")
+        try:
+            await _know_the_city(node_dir, county)
+            at = county.ctx.clock().replace(microsecond=0)
+            doc_id, answered = new_id(at), new_id(at)
+            queue = DestinationQueue(county.outbound, "city")
+            await _sign_for(county, doc_id, answered, UNITS[:1], at)
+            with pytest.raises(GwxError) as away:  # the city is not running: the first 签收 is sealed, not sent
+                await queue._round()
+            assert away.value.code.startswith("PEER_"), away.value
+            await queue.limiter.failed(PeerUnreachable("the city is away", peer="city"))
+            [(sealed_id, _)] = await county.store.queue.at_rest()
+
+            await _sign_for(county, doc_id, answered, UNITS[1:], at)  # the other clerks sign meanwhile
+            now = county.ctx.clock()
+            sealed = await county.store.queue.get(sealed_id)
+            queue.limiter.retry_at = now - dt.timedelta(seconds=1)  # the peer's backoff is over …
+            assert sealed.next_attempt_at > now  # … before the sealed envelope's own retry time
+            with contextlib.suppress(PeerUnreachable):  # (a second envelope would be tried, and fail)
+                await queue._round()
+            assert [m for m, _ in await county.store.queue.at_rest()] == [sealed_id]  # no second envelope
+            assert len(await county.store.drafts.drafts_for("city")) == len(UNITS) - 1  # they wait, to leave together
+        finally:
+            await county.close()
+    asyncio.run(run())
