@@ -65,6 +65,7 @@ def test_a_node_stopped_mid_push_and_mid_upload_exits_in_bounded_time_and_pushes
             started = time.monotonic()
             code = net.stop(node, timeout=STOP_SECONDS + 20)
             took = time.monotonic() - started
+            print(f"stopped in {took:.1f} s")
             assert code == 0, net.log_tail(node)
             assert took < STOP_SECONDS, f"the node took {took:.1f} s to stop"
             assert oa.state.documents == {}  # the push was cut short: the OA has nothing half-read
