@@ -35,7 +35,7 @@ import secrets
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from cryptography import x509
 
@@ -62,7 +62,6 @@ from .meta_json import meta_to_json
 from .model import DocumentMetadata, check_metadata
 from .ofd_container import looks_like_ofd
 from .ofd_seal import seal_ofd
-from .pades import Box, pades_sealer
 from .sniff import check_not_archive
 
 CHUNK = 1024 * 1024
@@ -73,6 +72,9 @@ _ALREADY_COMPRESSED = (".pdf", ".jpg", ".jpeg", ".png", ".gif", ".webp", ".docx"
                        ".odt", ".ods", ".odp", ".mp3", ".mp4", ".m4a", ".mov", ".avi", ".mkv")
 # A time stamper does the transport to a TSA: TimeStampReq DER in, TimeStampResp DER out.
 TimeStamper = Callable[[bytes], bytes]
+
+if TYPE_CHECKING:  # .pades loads pyhanko, ~15 % of a node's start-up: imported where a PDF is sealed
+    from .pades import Box
 
 
 class SealKey(Protocol):
@@ -154,6 +156,8 @@ class PackageBuilder:
             body_name, media_type = OFD_BODY_NAME, "application/ofd"
             sealed_body = seal_ofd(pdf, signer, seal, at=at, page=self.seal_page)
         else:
+            from .pades import pades_sealer
+
             body_name, media_type = BODY_NAME, "application/pdf"
             sealed_body = pades_sealer(signer, seal, self.chain).seal_pdf(
                 pdf, at=at, seal_box=self.seal_box, page=self.seal_page)

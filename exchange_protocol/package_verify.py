@@ -63,7 +63,6 @@ from .ofd_errors import OfdSealMismatch
 from .ofd_verify import verify_sealed_ofd
 from .package import signature_value
 from .package_reader import DEFAULT_LIMITS, PackageLimits, PackageReader
-from .pades import validate_sealed_pdf
 
 PASS, FAIL, SKIPPED, ABSENT = "pass", "fail", "skipped", "absent"
 CHECKS = ("structure", "manifest_signature", "digests", "metadata", "pdf_seal", "seal", "timestamp")
@@ -230,6 +229,9 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
         elif not validate_pdf:
             checks["pdf_seal"] = Check("pdf_seal", SKIPPED, message="validated after acceptance")
         else:
+            # .pades loads pyhanko (~15 % of a node's start-up imports): imported where a PDF is validated
+            from .pades import validate_sealed_pdf
+
             try:
                 status = validate_sealed_pdf(body, roots, at, expected_certificate=signer_cert,
                                              revocation=revocation, intermediates=carried)

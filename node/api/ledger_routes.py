@@ -32,7 +32,6 @@ from aiohttp import web
 from exchange_protocol.model import BEIJING
 from node.documents.ledger import LedgerExport, LedgerFilterError
 from node.documents.ledger_files import csv_chunks, sheet_title
-from node.documents.ledger_xlsx_stream import xlsx_chunks
 from node.errors import ApiError
 
 LOG = logging.getLogger("gwx.local_api")
@@ -145,6 +144,10 @@ async def _send_xlsx(request: web.Request, export: LedgerExport) -> web.StreamRe
             LOG.info("ledger XLSX of %s abandoned after %d of %d rows: the client has gone", export.unit, done,
                      export.rows)
             raise ConnectionResetError("the client has gone")
+
+    # imported here, not at the top: openpyxl is ~8 % of a node's start-up imports, and most nodes never
+    # write an XLSX
+    from node.documents.ledger_xlsx_stream import xlsx_chunks
 
     response = web.StreamResponse(headers=_headers(export, "xlsx"))
     response.enable_chunked_encoding()

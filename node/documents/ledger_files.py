@@ -8,7 +8,8 @@
   some, a tab or carriage return) as a formula, which a title or a 退回理由 from another unit could
   use (``=HYPERLINK(…)``, DDE). Such a cell is written with a leading apostrophe (``'=1+2``), the
   OWASP recommendation: the spreadsheet shows it as text. The value is otherwise unchanged.
-* **XLSX** (written by :mod:`node.documents.ledger_xlsx_stream`, into the answer as rows come):
+* **XLSX** (written by :mod:`node.documents.ledger_xlsx_stream`, into the answer as rows come; its
+  cells are made there, so a node imports openpyxl only when an XLSX is asked for):
   openpyxl's write-only cells, one sheet, a bold heading row frozen at the top. Dates are date
   cells and times datetime cells (number formats ``yyyy-mm-dd`` and ``yyyy-mm-dd hh:mm:ss``), so
   they sort and filter as dates. Text is always a text cell: a title starting with ``=`` is stored
@@ -23,9 +24,6 @@ import datetime as dt
 import io
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from node.documents.ledger import LedgerExport
 from node.store.values import LEDGER_SENT
@@ -79,27 +77,3 @@ async def csv_chunks(export: LedgerExport, progress: Progress | None = None) -> 
 
 def sheet_title(export: LedgerExport) -> str:
     return "发文台账" if export.side == LEDGER_SENT else "收文台账"
-
-
-def _xlsx_cell(ws: Any, value: Any) -> Any:
-    if isinstance(value, str):
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        if value.startswith("="):
-            cell = WriteOnlyCell(ws, value)
-            cell.data_type = "s"  # openpyxl would make it a formula; it is a title or a reason
-            return cell
-        return value
-    if isinstance(value, dt.datetime):
-        cell = WriteOnlyCell(ws, value)
-        cell.number_format = TIME_FORMAT
-        return cell
-    if isinstance(value, dt.date):
-        cell = WriteOnlyCell(ws, value)
-        cell.number_format = DATE_FORMAT
-        return cell
-    return value
-
-
-def append_page(ws: Any, page: list[list[Any]]) -> None:
-    for row in page:
-        ws.append([_xlsx_cell(ws, v) for v in row])

@@ -25,6 +25,7 @@ from zipfile import ZIP_DEFLATED, ZipFile
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
@@ -32,7 +33,7 @@ from openpyxl.worksheet._writer import WorksheetWriter
 from openpyxl.writer.excel import ExcelWriter
 
 from node.documents.ledger import LedgerExport
-from node.documents.ledger_files import DEFAULT_WIDTH, WIDTHS, Progress, append_page, sheet_title
+from node.documents.ledger_files import DATE_FORMAT, DEFAULT_WIDTH, TIME_FORMAT, WIDTHS, Progress, sheet_title
 
 SHEET = "xl/worksheets/sheet1.xml"
 # A sheet's XML takes ~1 KB a row; past this many rows it may pass ZIP's 4 GiB member limit's
@@ -106,6 +107,30 @@ class _Build:
                 self.ws.close()
         with contextlib.suppress(Exception):
             self.member.close()
+
+
+def _xlsx_cell(ws: Any, value: Any) -> Any:
+    if isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        if value.startswith("="):
+            cell = WriteOnlyCell(ws, value)
+            cell.data_type = "s"  # openpyxl would make it a formula; it is a title or a reason
+            return cell
+        return value
+    if isinstance(value, dt.datetime):
+        cell = WriteOnlyCell(ws, value)
+        cell.number_format = TIME_FORMAT
+        return cell
+    if isinstance(value, dt.date):
+        cell = WriteOnlyCell(ws, value)
+        cell.number_format = DATE_FORMAT
+        return cell
+    return value
+
+
+def append_page(ws: Any, page: list[list[Any]]) -> None:
+    for row in page:
+        ws.append([_xlsx_cell(ws, v) for v in row])
 
 
 async def xlsx_chunks(export: LedgerExport, progress: Progress | None = None) -> AsyncIterator[bytes]:
