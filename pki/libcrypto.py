@@ -90,9 +90,30 @@ void ERR_clear_error(void);
 
 _BIO_CTRL_INFO = 3  # BIO_get_mem_data is the macro BIO_ctrl(b, BIO_CTRL_INFO, 0, (char **)pp)
 
-ffi = FFI()
-ffi.cdef(_CDEF)
+
+
+class _DeclaredOnUse:
+    """cffi's FFI with the declarations above, made on first use: making an FFI imports pycparser and
+    parsing the declarations runs it (~50 ms of CPU), which a process that never touches this library
+    (a P-256 node, most gwx commands) would pay at every start."""
+
+    _made: FFI | None = None
+
+    def __getattr__(self, name: str):
+        made = _DeclaredOnUse._made
+        if made is None:
+            with _declaring:
+                if _DeclaredOnUse._made is None:
+                    declared = FFI()
+                    declared.cdef(_CDEF)
+                    _DeclaredOnUse._made = declared
+                made = _DeclaredOnUse._made
+        return getattr(made, name)
+
+
+_declaring = threading.Lock()  # not _lock: lib() holds that while it first uses ffi
 _lock = threading.Lock()
+ffi = _DeclaredOnUse()
 _lib = None
 _sm3 = None  # SM3 fetched once: the implicit fetch behind EVP_sm3() cost a third of every signature
 
