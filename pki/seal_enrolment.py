@@ -41,7 +41,6 @@ from .errors import (
 )
 from .keystore import read_private_key, write_private_key, write_public_file, write_public_files
 from .node_enrolment import same_key, split_response, verified_path
-from .pkcs11 import delete_token_key
 from .seal import Seal
 from .seal_picture import STANDARD_DIAMETER_MM
 from .seal_store import CERT_FILE, KEY_FILE, SEAL_FILE, make_seal
@@ -121,6 +120,8 @@ def create_token_seal_request(seal_dir: str | Path, unit_code: str, name: str, r
         # The key was made but no request came of it: a retry must find the token and the
         # directory as they were, not a key in the way and a token.toml without a request.
         (out / TOKEN_FILE).unlink(missing_ok=True)
+        from .pkcs11 import delete_token_key  # python-pkcs11 is loaded where a token is used
+
         with contextlib.suppress(GwxError):
             delete_token_key(ref.module, ref.token, ref.pin(), ref.key_label)
         raise

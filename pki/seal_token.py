@@ -22,15 +22,18 @@ import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from .algorithms import DEFAULT, PublicKey, SignatureAlgorithm
 from .errors import InvalidInput, TokenConfigInvalid
 from .keystore import write_public_file
-from .pkcs11 import Pkcs11Signer, generate_keypair_on_token
 
 TOKEN_FILE = "token.toml"
+
+if TYPE_CHECKING:  # python-pkcs11 (~30 ms to import) is loaded where a token is used, not by every start
+    from .pkcs11 import Pkcs11Signer
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class TokenRef:
         return text
 
     def signer(self, certificate: x509.Certificate | None = None) -> Pkcs11Signer:
+        from .pkcs11 import Pkcs11Signer
+
         return Pkcs11Signer(self.module, self.token, self.pin(), self.key_label, certificate=certificate)
 
     def toml(self) -> str:
@@ -114,6 +119,8 @@ def make_token_key(seal_dir: str | Path, ref: TokenRef,
     signer it returns signs the request. Nothing is written when the PIN or the token fails."""
     if not isinstance(algorithm, SignatureAlgorithm):
         raise InvalidInput("algorithm must be a SignatureAlgorithm")
+    from .pkcs11 import Pkcs11Signer, generate_keypair_on_token
+
     pin = ref.pin()
     generate_keypair_on_token(ref.module, ref.token, pin, ref.key_label, algorithm)
     out = Path(seal_dir)

@@ -13,8 +13,9 @@ from tests.support import REPO
 
 # (what is imported at start, libraries it must leave to the first request needing them)
 CASES = [
-    ("node.runner", ["openpyxl", "pyhanko", "pycparser"]),  # XLSX 台账, PDF sealing and validation, SM2
-    ("node.cli.node_admin", ["openpyxl", "pyhanko", "pycparser"]),  # gwx node status, tokens, check …
+    # XLSX 台账, PDF sealing and validation, SM2, a seal key on a PKCS#11 token
+    ("node.runner", ["openpyxl", "pyhanko", "pycparser", "pkcs11"]),
+    ("node.cli.node_admin", ["openpyxl", "pyhanko", "pycparser", "pkcs11"]),  # gwx node status, tokens, check …
 ]
 
 
