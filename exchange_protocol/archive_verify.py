@@ -18,7 +18,7 @@ Checks, in order; each failure its own stable code:
                 signing certificate under the root naming the header's origin
 ``receipts``    each signed transport receipt: the receiver's CMS, the signer naming the receiver
 ``statements``  each unit-signed 签收/退回 statement (CMS, content attached) under the root
-``audit``       the audit excerpt's hashes recompute and link (``ARCHIVE_AUDIT_CHAIN_BROKEN``)
+``audit``       the audit excerpt's links recompute from its first event to the head (``ARCHIVE_AUDIT_CHAIN_BROKEN``)
 ``index``       index.json parses, names the package's 公文标识 and its SHA-256
 
 Everything signed is judged *at the time-stamp's genTime*, with revocation from
@@ -424,15 +424,19 @@ def _check_audit(data: bytes | None) -> Check:
     except GwxError as exc:
         return _fail("audit", E.ArchiveAuditBroken(exc.message, reason="format"))
     try:
-        events = check_excerpt(excerpt)
+        checked = check_excerpt(excerpt)
     except GwxError as exc:
         return _fail("audit", exc)
-    # Only an event given in full can be recomputed; the hashes of the others (other documents' events) are
-    # taken as recorded, so an event removed between two included ones would not show (audit_chain's doc).
-    unseen = len(excerpt["links"]) - events
-    return Check("audit", PASS, details={"events": events, "links_not_recomputed": unseen},
-                 message=f"{events} events intact, each chained to its recorded link; {unseen} links between "
-                         "them recorded, not recomputed: an event removed between them would not be detected")
+    details = {"events": checked.events, "links_recomputed": checked.recomputed,
+               "links_not_recomputed": checked.not_recomputed, "head_seq": checked.head_seq}
+    if checked.not_recomputed == 0:
+        message = (f"{checked.events} events intact; every link from the first to the head (seq {checked.head_seq}) "
+                   "recomputed: no event between them removed, reordered or replaced")
+    else:  # v1 links (before the log's v2 seq) of events not given in full are taken as recorded
+        message = (f"{checked.events} events intact; {checked.recomputed} links recomputed, {checked.not_recomputed} "
+                   "written before the log's hash version 2 recorded, not recomputed: an event removed among "
+                   "those would not be detected")
+    return Check("audit", PASS, details=details, message=message)
 
 
 def _check_index(data: bytes | None, files: dict[str, dict[str, Any]], info: dict[str, Any]) -> Check:

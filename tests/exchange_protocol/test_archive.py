@@ -17,7 +17,7 @@ import pytest
 
 from exchange_protocol import archive as A
 from exchange_protocol.archive_verify import ArchiveLimits, verify_archive
-from exchange_protocol.audit_chain import GENESIS_HASH, event_hash
+from exchange_protocol.audit_chain import GENESIS_HASH
 from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import HeaderDraft
 from exchange_protocol.package import build_package
@@ -29,6 +29,7 @@ from pki.crl import build_crl
 from pki.keystore import read_private_key
 from pki.revocation import CrlCheckerAt
 from pki.signer import SoftwareSigner
+from tests.exchange_protocol.audit_excerpts import excerpt
 from tests.exchange_protocol.package_fixtures import (  # noqa: F401
     NOW,
     OTHER_UNIT,
@@ -52,18 +53,8 @@ def _node_signer(pki, node_id: str) -> SoftwareSigner:
     return SoftwareSigner(read_private_key(out / "sign.key", PASSPHRASE), load_certificate((out / "sign.crt").read_bytes()))
 
 
-def _excerpt(n: int = 3, first: int = 5) -> dict:
-    links, events, prev = [], [], "ab" * 32
-    for seq in range(first, first + n + 2):
-        event = {"seq": seq, "at": f"2026-03-02T09:3{seq % 10}:00.000000Z", "actor": "node", "action": "outbox.sent",
-                 "subjects": {"doc_id": "x"}, "details": {"n": seq}, "prev_hash": prev}
-        event["hash"] = event_hash(prev, seq, event["at"], event["actor"], event["action"], event["subjects"],
-                                   event["details"])
-        links.append(event["hash"])
-        if seq % 2 == 1:  # only some events are about the document: the others are links only
-            events.append(event)
-        prev = event["hash"]
-    return {"v": 1, "events": events, "first_seq": first, "links": links, "head": [first + n + 1, prev]}
+def _excerpt(n: int = 3, first: int = 5, v2_from: int | None = 1) -> dict:
+    return excerpt(n, first, v2_from)
 
 
 def statement(seal, package_sha256: str, /, **overrides) -> bytes:
@@ -136,7 +127,8 @@ def test_an_archive_verifies_offline_and_years_later_at_its_time_stamps_time(pki
         assert report.ok, report.to_dict()
         assert report.judged_at == NOW and report.doc_id == make_meta().id
         assert statuses(report)["envelopes"] == ("pass", None) and statuses(report)["receipts"] == ("pass", None)
-        assert report.check("audit").details == {"events": 3, "links_not_recomputed": 2}
+        assert report.check("audit").details == {"events": 3, "links_recomputed": 5, "links_not_recomputed": 0,
+                                                 "head_seq": 9}
 
 
 def test_revoked_after_the_time_stamp_is_fine_before_it_is_not(tmp_path):
@@ -241,7 +233,7 @@ def test_not_a_zip_and_forged_evidence(pki_env, archived):
     report = verify_archive(io.BytesIO(build(pki_env, excerpt=bad)), [pki_env.root], LATER)
     assert statuses(report)["audit"] == ("fail", "ARCHIVE_AUDIT_CHAIN_BROKEN")
     gap = _excerpt()
-    gap["links"][2] = "ef" * 32  # an event between removed and its hash replaced: the next one no longer links
+    gap["content_hashes"][1] = "ef" * 32  # an event between replaced: the links no longer reach the head
     report = verify_archive(io.BytesIO(build(pki_env, excerpt=gap)), [pki_env.root], LATER)
     assert statuses(report)["audit"] == ("fail", "ARCHIVE_AUDIT_CHAIN_BROKEN")
 
@@ -328,13 +320,14 @@ def test_hostile_json_in_the_index_or_the_audit_excerpt_is_a_typed_failure(pki_e
 
 
 def test_the_audit_check_says_which_links_it_could_not_recompute(pki_env):
-    """Only seq 3 of links 2..5 is in full: the others are hashes only (other documents' events stay on the
-    node), so the report must not read as "none removed between them"; it names the links taken on trust."""
-    full = _excerpt(n=2, first=2)  # seqs 2..5, events at 3 and 5
+    """An archive made before the log's hash version 2 (a version 1 excerpt) still verifies, and says
+    what it cannot show: only seq 3 of links 2..5 is in full, the others are hashes only (other
+    documents' events stay on the node), so the report must not read as "none removed between them"."""
+    full = _excerpt(n=2, first=2, v2_from=None)  # seqs 2..5, events at 3 and 5
     full["events"] = [e for e in full["events"] if e["seq"] == 3]
     invented = dict(full, links=[*full["links"][:2], "cd" * 32, full["links"][3]])  # seq 4 replaced: unseen
-    for excerpt in (full, invented):
-        report = verify_archive(io.BytesIO(build(pki_env, excerpt=excerpt)), [pki_env.root], LATER)
+    for given in (full, invented):
+        report = verify_archive(io.BytesIO(build(pki_env, excerpt=given)), [pki_env.root], LATER)
         audit = next(c for c in report.checks if c.name == "audit")
         assert audit.status == "pass"
         assert audit.details["events"] == 1 and audit.details["links_not_recomputed"] == 3

@@ -2,12 +2,18 @@
 
 Every state change the node makes appends one event in the *same transaction* as the change, so the
 log can neither miss a committed change nor record one that rolled back. An event is
-``(seq, at, actor, action, subjects, details, prev_hash, hash)`` with
+``(seq, at, actor, action, subjects, details, prev_hash, hash)`` with, from the seq migration 18
+recorded in ``audit_version`` on (hash version 2),
 
-    hash = SHA-256( canonical_json([prev_hash, seq, at, actor, action, subjects, details]) )
+    content_hash = SHA-256( canonical_json([at, actor, action, subjects, details]) )   (kept in its column)
+    hash = SHA-256( canonical_json([prev_hash, seq, content_hash]) )
 
-(canonical JSON from :mod:`exchange_protocol.canonical`, the project's one canonical encoding), and
-``prev_hash`` the previous event's hash (64 zeros for the first). ``subjects`` names what the event
+and before it (version 1, rows an older gwx wrote, never rehashed)
+``hash = SHA-256(canonical_json([prev_hash, seq, at, actor, action, subjects, details]))``
+(canonical JSON from :mod:`exchange_protocol.canonical`; the one definition is
+:mod:`exchange_protocol.audit_chain`), ``prev_hash`` the previous event's hash (64 zeros for the
+first). A v2 link is recomputable from its content hash alone, so an archive's excerpt proves that
+no event between its first and the head was removed without carrying other documents' events. ``subjects`` names what the event
 is about (``doc_id``, ``message_id``, ``unit``, ``node`` …; the first two are indexed for history
 look-ups); ``details`` carries the facts (who signed, the reason, the error code).
 
@@ -26,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from exchange_protocol.audit_chain import GENESIS_HASH, event_hash
+from exchange_protocol.audit_chain import GENESIS_HASH, event_hash, hash_at
 from exchange_protocol.canonical import canonical_json
 from node.errors import AuditChainBroken
 from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
@@ -39,6 +45,14 @@ class AuditLog:
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
         self._db = db
         self._clock = clock
+        self._v2_from: int | None = None  # migration 18's row, read once (it never changes)
+
+    async def v2_from_seq(self, fetchone=None) -> int:
+        """The seq from which events are hashed in version 2 (migration 18's row)."""
+        if self._v2_from is None:
+            row = await (fetchone or self._db.fetchone)("SELECT from_seq FROM audit_version WHERE version = 2")
+            self._v2_from = int(row[0])
+        return self._v2_from
 
     async def append(self, tx: SqliteTransaction, actor: str, action: str, subjects: Mapping[str, Any],
                      details: Mapping[str, Any] | None = None) -> int:
@@ -53,6 +67,7 @@ class AuditLog:
             row = await tx.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             tx.audit_head = (row["seq"], row["hash"]) if row else (0, GENESIS_HASH)
         seq, prev = tx.audit_head
+        v2_from = await self.v2_from_seq(tx.fetchone)
         at = to_db_time(self._clock())
         rows = []
         seqs = []
@@ -60,14 +75,14 @@ class AuditLog:
             seq += 1
             details = dict(event.details or {})
             subjects = dict(event.subjects)
-            digest = event_hash(prev, seq, at, event.actor, event.action, subjects, details)
+            digest, content = hash_at(v2_from, prev, seq, at, event.actor, event.action, subjects, details)
             rows.append((seq, at, event.actor, event.action, canonical_json(subjects).decode(),
-                         canonical_json(details).decode(), prev, digest))
+                         canonical_json(details).decode(), prev, digest, content))
             seqs.append(seq)
             prev = digest
         await tx.executemany(
-            "INSERT INTO audit (seq, at, actor, action, subjects, details, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "INSERT INTO audit (seq, at, actor, action, subjects, details, prev_hash, hash, content_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         tx.audit_head = (seq, prev)
         return seqs
 
@@ -97,37 +112,56 @@ class AuditLog:
         return [_event(row) for row in rows]
 
     async def excerpt(self, doc_id: str, *, page: int = 2000) -> dict[str, Any]:
-        """The events about ``doc_id`` as stored (``at`` as hashed) with the hash of every event from
-        the first to the last and the head: :mod:`exchange_protocol.audit_chain`'s excerpt."""
+        """The events about ``doc_id`` as stored (``at`` as hashed), the v1 hash of every event from the
+        first of them to the log's v2 seq, the content hash of every event from there to the head, and
+        the head: :mod:`exchange_protocol.audit_chain`'s version 2 excerpt, recomputable to the head."""
+        head_seq, head_hash = await self.head()  # first: events appended meanwhile are left out
+        v2_from = await self.v2_from_seq()
         events: list[dict[str, Any]] = []
         after = 0
         while rows := await self._db.fetchall(
                 "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit"
-                " WHERE doc_id = ? AND seq > ? ORDER BY seq LIMIT ?", (doc_id, after, page)):
+                " WHERE doc_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?", (doc_id, after, head_seq, page)):
             events += [{"seq": r["seq"], "at": r["at"], "actor": r["actor"], "action": r["action"],
                         "subjects": json.loads(r["subjects"]), "details": json.loads(r["details"]),
                         "prev_hash": r["prev_hash"], "hash": r["hash"]} for r in rows]
             after = rows[-1]["seq"]
+        first = events[0]["seq"] if events else head_seq + 1
         links: list[str] = []
+        contents: list[str] = []
         if events:
-            first = events[0]["seq"]
-            while rows := await self._db.fetchall(
-                    "SELECT hash FROM audit WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
-                    (first + len(links), events[-1]["seq"], page * 10)):
-                links += [r["hash"] for r in rows]
-        head = await self.head()
-        return {"v": 1, "events": events, "first_seq": events[0]["seq"] if events else 1, "links": links,
-                "head": list(head)}
+            # v1 hashes up to the v2 seq (up to the last event when the head is still before it) ...
+            v1_last = v2_from - 1 if head_seq >= v2_from else events[-1]["seq"]
+            links = await self._column("hash", first, v1_last, page)
+            # ... and from there to the head, each event's content hash: its link is recomputable.
+            if head_seq >= v2_from:
+                contents = await self._column("content_hash", max(first, v2_from), head_seq, page)
+        return {"v": 2, "events": events, "first_seq": first, "v2_from_seq": v2_from, "links": links,
+                "content_hashes": contents, "head": [head_seq, head_hash]}
+
+    async def _column(self, column: str, low: int, high: int, page: int) -> list[str]:
+        values: list[str] = []
+        while low + len(values) <= high and (rows := await self._db.fetchall(
+                f"SELECT seq, {column} FROM audit WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (low + len(values), high, page * 10))):
+            for row in rows:
+                if row[0] != low + len(values) or row[1] is None:
+                    raise AuditChainBroken(f"the audit log misses the event or the {column} at seq {low + len(values)}",
+                                           seq=low + len(values), reason="missing")
+                values.append(row[1])
+        return values
 
     async def verify_chain(self, *, page: int = 2000) -> int:
-        """Walk the whole log; returns the number of events, or raises :class:`AuditChainBroken`.
+        """Walk the whole log (v1 rows, then v2 rows with their stored content hash); returns the number
+        of events, or raises :class:`AuditChainBroken`.
 
         Reads in pages so a long log is checked in bounded memory.
         """
         prev, expected_seq, count = GENESIS_HASH, 1, 0
+        v2_from = await self.v2_from_seq()
         while True:
             rows = await self._db.fetchall(
-                "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit"
+                "SELECT seq, at, actor, action, subjects, details, prev_hash, hash, content_hash FROM audit"
                 " WHERE seq >= ? ORDER BY seq LIMIT ?", (expected_seq, page))
             if not rows:
                 break
@@ -139,12 +173,12 @@ class AuditLog:
                 if row["prev_hash"] != prev:
                     raise AuditChainBroken(f"the audit log chain breaks at seq {seq}", seq=seq, reason="link")
                 try:
-                    digest = event_hash(prev, seq, row["at"], row["actor"], row["action"],
-                                        json.loads(row["subjects"]), json.loads(row["details"]))
+                    digest, content = hash_at(v2_from, prev, seq, row["at"], row["actor"], row["action"],
+                                              json.loads(row["subjects"]), json.loads(row["details"]))
                 except Exception as exc:  # unreadable JSON, floats, anything canonical JSON refuses
                     raise AuditChainBroken(f"the audit log event at seq {seq} does not parse", seq=seq,
                                            reason="unreadable", error=str(exc)) from None
-                if digest != row["hash"]:
+                if digest != row["hash"] or content != row["content_hash"]:
                     raise AuditChainBroken(f"the audit log event at seq {seq} does not match its hash", seq=seq, reason="hash")
                 prev, expected_seq, count = digest, seq + 1, count + 1
         return count

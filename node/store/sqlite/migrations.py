@@ -448,6 +448,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         # units is 3,600 rows). Without it, a search is planned on inbox_search unnamed.
         "DROP INDEX IF EXISTS inbox_unit",
     )),
+    Migration(18, "audit hash version 2 from the next seq: links recomputable from content hashes", (
+        # v2 hashes an event as H(prev_hash, seq, content_hash) (exchange_protocol.audit_chain), so an
+        # archive's excerpt can give other documents' events as content hashes and still be recomputed
+        # from its first event to the head. Rows already written keep their v1 hashes: this row says
+        # from which seq v2 applies, and nothing may change it afterwards.
+        """CREATE TABLE audit_version (
+            version INTEGER PRIMARY KEY,
+            from_seq INTEGER NOT NULL
+        )""",
+        "INSERT INTO audit_version (version, from_seq) SELECT 2, COALESCE(MAX(seq), 0) + 1 FROM audit",
+        """CREATE TRIGGER audit_version_no_update BEFORE UPDATE ON audit_version
+           BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END""",
+        """CREATE TRIGGER audit_version_no_delete BEFORE DELETE ON audit_version
+           BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END""",
+        "ALTER TABLE audit ADD COLUMN content_hash TEXT",  # v2 rows: what their link commits to
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

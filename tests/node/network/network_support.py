@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from exchange_protocol.audit_chain import GENESIS_HASH, hash_at
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import HeaderDraft, Sender, seal_envelope
@@ -38,7 +39,6 @@ from exchange_protocol.notices import Notice
 from node.config import load_config
 from node.federation.tls import client_context
 from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, notice_pdf, wait_for
-from node.store.sqlite.audit import GENESIS_HASH, event_hash
 from pki.ca import load_certificates
 from pki.keystore import read_private_key, write_public_file
 from pki.signer import SoftwareSigner
@@ -159,12 +159,14 @@ def db_value(node: LocalNode, sql: str, params: Sequence[Any] = ()) -> Any:
 def verify_audit_chain(node: LocalNode) -> int:
     """Recompute the audit log's hash chain from the file; returns the number of events."""
     prev, count = GENESIS_HASH, 0
-    rows = db_rows(node, "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit ORDER BY seq")
-    for expected_seq, (seq, at, actor, action, subjects, details, prev_hash, digest) in enumerate(rows, 1):
+    v2_from = db_value(node, "SELECT from_seq FROM audit_version WHERE version = 2")
+    rows = db_rows(node, "SELECT seq, at, actor, action, subjects, details, prev_hash, hash, content_hash"
+                         " FROM audit ORDER BY seq")
+    for expected_seq, (seq, at, actor, action, subjects, details, prev_hash, digest, content) in enumerate(rows, 1):
         assert seq == expected_seq, f"{node.node_id}: audit event {expected_seq} missing"
         assert prev_hash == prev, f"{node.node_id}: audit chain broken at {seq}"
-        assert event_hash(prev, seq, at, actor, action, json.loads(subjects), json.loads(details)) == digest, \
-            f"{node.node_id}: audit event {seq} does not match its hash"
+        assert hash_at(v2_from, prev, seq, at, actor, action, json.loads(subjects), json.loads(details)) \
+            == (digest, content), f"{node.node_id}: audit event {seq} does not match its hash"
         prev, count = digest, count + 1
     return count
 

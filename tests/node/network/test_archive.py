@@ -27,6 +27,7 @@ from tests.node.network.network_support import (
     RawPeer,
     connect_and_start,
     db_rows,
+    db_value,
     inbox_item,
     new_network,
     notice_meta,
@@ -101,10 +102,19 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
             # The 签收 (A1) and the 退回 (A2), each signed with the acting unit's seal, are in and verified.
             statements = next(c for c in report["checks"] if c["name"] == "statements")
             assert statements["details"]["units"] == ([A1, A2] if archive == sent else [A1])
+            # A new node's log is hash version 2 from its first event: every link to the head recomputed.
+            audit = next(c for c in report["checks"] if c["name"] == "audit")
+            assert audit["details"]["links_not_recomputed"] == 0 and audit["details"]["links_recomputed"] > 0
     with zipfile.ZipFile(sent) as zf:
         names = zf.namelist()
         index = json.loads(zf.read(A.INDEX_NAME))
         package = zf.read(A.PACKAGE_NAME)
+        excerpt = json.loads(zf.read(A.AUDIT_NAME))
+    # The excerpt's head is the city's live log at that seq (what anchors it), and it carries the
+    # document's events only, the others as content hashes.
+    assert db_value(city, "SELECT hash FROM audit WHERE seq = ?", (excerpt["head"][0],)) == excerpt["head"][1]
+    assert {e["subjects"].get("doc_id") for e in excerpt["events"]} == {doc_id}
+    assert len(excerpt["content_hashes"]) == excerpt["head"][0] - excerpt["first_seq"] + 1
     # The sealed package exactly as it travelled: the bytes the county holds.
     assert package == (county.clerk(A1).request("GET", f"/api/v1/inbox/{doc_id}/package")[2])
     assert index["元数据"]["公文标识"] == doc_id and index["未著录"] == ["档号", "保管期限"]
