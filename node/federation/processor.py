@@ -233,16 +233,22 @@ class Processor:
 
         A document for units of this same node is applied right after its outbox rows commit, in
         the submitting request; a kill -9 in between would leave those recipients 待发送 for ever.
-        Applying again is harmless: an inbox row is added once, a second 已送达 is a duplicate.
+        The same holds for a 转发's copies (its 转发 rows queued), resumed after the documents so that
+        each finds its cover 通知 applied. Applying again is harmless: an inbox row is added once, a
+        second 已送达 is a duplicate.
         """
-        for interrupted in await self.store.links.interrupted_local_deliveries(self.ctx.node_id):
+        documents = await self.store.links.interrupted_local_deliveries(self.ctx.node_id)
+        forwards = await self.store.links.interrupted_local_forwards(self.ctx.node_id)
+        for interrupted, type_ in [*((d, MessageType.DOCUMENT) for d in documents),
+                                   *((f, MessageType.FORWARD) for f in forwards)]:
             message_id = interrupted.message_id
             log.warning("resuming local delivery %s interrupted by a crash", message_id,
                         extra={"message_id": message_id})
             created = interrupted.created_at
             try:  # never sealed: its lifetime only makes it a valid header
-                header = HeaderDraft(message_id, MessageType.DOCUMENT, self.ctx.node_id, self.ctx.node_id,
-                                     interrupted.from_unit, interrupted.units, created, created + dt.timedelta(days=1))
+                header = HeaderDraft(message_id, type_, self.ctx.node_id, self.ctx.node_id, interrupted.from_unit,
+                                     interrupted.units, created, created + dt.timedelta(days=1),
+                                     in_reply_to=interrupted.cover_message_id)
                 await self.apply(Delivery(header, interrupted.package_digest, created))
             except GwxError as exc:
                 log.error("cannot resume local delivery %s: %s", message_id, exc,

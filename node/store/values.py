@@ -346,13 +346,15 @@ class OutgoingLink:
 @dataclass(frozen=True)
 class LocalDelivery:
     """A document for units of this node whose delivery a crash interrupted (outbox rows committed,
-    recipients still queued): re-applied at start-up."""
+    recipients still queued), or a 转发 (its forwarded copies still queued; ``cover_message_id`` the
+    cover 通知's message it answers): re-applied at start-up."""
 
     message_id: str
     from_unit: str
     units: tuple[str, ...]
     package_digest: str
     created_at: datetime
+    cover_message_id: str | None = None
 
 
 @dataclass(frozen=True)

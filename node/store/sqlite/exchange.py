@@ -141,6 +141,21 @@ class OutgoingLinks:
         return [LocalDelivery(r["message_id"], r["from_unit"], tuple(json.loads(r["units"])), r["package_digest"],
                               from_db_time(r["created_at"])) for r in rows]  # type: ignore[arg-type]
 
+    async def interrupted_local_forwards(self, node_id: str) -> list[LocalDelivery]:
+        """转发 to units of ``node_id`` (this node) whose forwarded copies are still queued: the
+        forwarder's package (its own inbox row of the document) and the cover 通知's local message."""
+        rows = await self._db.fetchall(
+            "SELECT o.message_id, o.units, o.created_at, f.from_unit, i.package_digest, c.message_id AS cover"
+            " FROM outgoing o JOIN forwarded f ON f.doc_id = o.doc_id AND f.destination_node = ? AND f.status = ?"
+            " AND f.unit IN (SELECT value FROM json_each(o.units))"
+            " JOIN inbox i ON i.doc_id = f.doc_id AND i.unit_code = f.from_unit"
+            " JOIN outgoing c ON c.doc_id = f.cover_doc_id AND c.destination = ? AND c.type = 'document'"
+            " WHERE o.destination = ? AND o.type = 'forward' GROUP BY o.message_id ORDER BY o.message_id",
+            (node_id, SenderStatus.QUEUED.value, node_id, node_id))
+        return [LocalDelivery(r["message_id"], r["from_unit"], tuple(json.loads(r["units"])), r["package_digest"],
+                              from_db_time(r["created_at"]), cover_message_id=r["cover"])  # type: ignore[arg-type]
+                for r in rows]
+
 
 def _legacy_header(raw: dict[str, Any], origin: str, destination: str) -> dict[str, Any]:
     """A header written before the drafts held the HeaderDraft's own JSON form, in that form."""
