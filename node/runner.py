@@ -63,6 +63,7 @@ from node.run_lock import NodeLock
 from node.stopping import StopDeadline, cancel_and_wait
 from node.store import NodeStore
 from node.store.opener import open_store
+from node.supervision.supervisors import supervised_by
 from pki.keystore import write_public_file
 from pki.trust import Purpose, verify_certificate
 
@@ -131,7 +132,9 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     mount_soap(local_app, service, tokens, config)  # SOAP for OA systems, beside the JSON API
     # The clerks' web console at /console/ (node.console): users sign in with a password, not a token.
     held_directory = HeldDirectoryReader(config)  # the send page's unit tree
-    mount_console(local_app, service, Accounts(store.accounts, ctx.clock, [u.code for u in config.units]),
+    accounts = Accounts(store.accounts, ctx.clock, [u.code for u in config.units],
+                        supervised_by=lambda unit: supervised_by(ctx, unit))  # a supervisor's scope, read now
+    mount_console(local_app, service, accounts,
                   node_id=config.node_id, unit_name=lambda code: ctx.router.unit_name(code), clock=ctx.clock,
                   units=lambda: known_units(config, held_directory.read), hosts=allowed_hosts(config.local_api))
     # Adapters (issue 9): consumers of the audit log, each with its durable outbox (adapters.outbox).

@@ -18,7 +18,8 @@ from node.cli.node_admin import NODE_DIR_HELP, in_node_store
 from node.console.errors import BadUser
 
 ROLE_HELP = ("clerk: the 收发员 of one unit this node hosts (--unit once); supervisor: 督办 of one or more units "
-             "(--unit repeated); operator: node status, no documents (no --unit)")
+             "(--unit repeated, and/or --supervising-unit: every unit the directory says it supervises); "
+             "operator: node status, no documents (no --unit)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unit", action="append", default=[], dest="units", metavar="CODE",
                    help="a unit's 统一社会信用代码 (a clerk's one unit; a supervisor's, repeated — taken as "
                         "typed, not checked against the directory's supervising units)")
+    p.add_argument("--supervising-unit", metavar="CODE",
+                   help="a supervisor's: the supervising unit (业务主管单位) it works for; its scope is then also "
+                        "every unit the network directory names that unit the supervisor of (else, without a "
+                        "directory, the hosted units whose node.toml parent it is), read at each request")
     _password_option(p)
     p.set_defaults(func=_add)
 
@@ -87,8 +92,11 @@ def _accounts(args: argparse.Namespace, work):
 
 def _add(args: argparse.Namespace) -> int:
     password = _password(args)
-    user = _accounts(args, lambda accounts: accounts.add(args.login, args.name, args.role, args.units, password))
+    user = _accounts(args, lambda accounts: accounts.add(args.login, args.name, args.role, args.units, password,
+                                                         supervising_unit=args.supervising_unit))
     units = f" of {', '.join(user.units)}" if user.units else ""
+    if user.supervising_unit:
+        units += f"{' and' if user.units else ''} of the units {user.supervising_unit} supervises"
     print(f"user {user.login} ({user.name}) added: {user.role}{units}; they sign in at /console/ on the local API")
     return 0
 
@@ -111,7 +119,8 @@ def _list(args: argparse.Namespace) -> int:
 
     users = _accounts(args, lambda accounts: accounts.users())
     now = dt.datetime.now(dt.UTC)
-    rows = [{"login": u.login, "name": u.name, "role": u.role, "units": list(u.units), "disabled": u.disabled,
+    rows = [{"login": u.login, "name": u.name, "role": u.role, "units": list(u.units),
+             "supervising_unit": u.supervising_unit, "disabled": u.disabled,
              "locked_until": u.locked_until.isoformat() if u.locked_until and u.locked_until > now else None}
             for u in users]
     if args.json:
@@ -122,5 +131,6 @@ def _list(args: argparse.Namespace) -> int:
     for r in rows:
         state = "disabled" if r["disabled"] else f"locked until {r['locked_until']}" if r["locked_until"] else "active"
         units = f"  {', '.join(r['units'])}" if r["units"] else ""
+        units += f"  (supervising unit {r['supervising_unit']})" if r["supervising_unit"] else ""
         print(f"{r['login']}  {r['name']}  {r['role']}{units}  [{state}]")
     return 0

@@ -3,7 +3,10 @@
 * **Users** (``gwx user add | disable | enable | passwd | list``, the operator's): a ``login`` to
   sign in with (lower-case letters, digits, ``.``, ``_``, ``-``), a ``name`` recorded as 签收人, and
   a role — ``clerk`` of one unit this node hosts, ``supervisor`` of one or more units, ``operator``
-  (node status, no documents). Passwords are kept as scrypt hashes (:mod:`node.console.passwords`).
+  (node status, no documents). A supervisor's units are those listed (``--unit``) and, when its
+  account names a supervising unit (``--supervising-unit``), every unit the network directory
+  (else node.toml's ``parent``) says that unit supervises, read at each request
+  (:func:`node.supervision.supervisors.supervised_by`). Passwords are kept as scrypt hashes (:mod:`node.console.passwords`).
 * **Lockout**: :data:`LOCK_AFTER` wrong passwords in a row lock the account for
   :data:`LOCK_SECONDS`; it unlocks by itself then (or at once with ``gwx user passwd``). A good
   sign-in starts the count again, but never lifts a lock: the lock is read again when an attempt's
@@ -70,12 +73,25 @@ class SignedIn:
     cookie: str  # the session id itself: goes to the browser once, never stored
 
 
-def principal_of(user: ConsoleUser) -> Principal:
+def principal_of(user: ConsoleUser, supervised_by: Callable[[str], Collection[str]] | None = None) -> Principal:
     """The principal the document service sees for a console user: 签收人 is the user's name; a
-    supervisor carries the units it supervises (what its 督办 list may show)."""
+    supervisor carries the units it supervises (what its 督办 list, 台账 and statistics may show):
+    those listed, and those ``supervised_by`` its supervising unit."""
     unit = user.units[0] if user.role == "clerk" else None
-    supervised = tuple(user.units) if user.role == "supervisor" else ()
+    supervised: tuple[str, ...] = ()
+    if user.role == "supervisor":
+        found = set(user.units)
+        if user.supervising_unit is not None and supervised_by is not None:
+            found |= set(supervised_by(user.supervising_unit))
+        supervised = tuple(sorted(found))
     return Principal(f"console:{user.login}", user.name, user.role, unit, supervised)
+
+
+def _unit_code(text: str, field: str) -> str:
+    try:
+        return validate_unit_code(text)
+    except InvalidUnitCode as exc:
+        raise BadUser(f"unit {text!r}: {exc.message}", field=field) from None
 
 
 def session_hash(cookie: str) -> str:
@@ -84,24 +100,33 @@ def session_hash(cookie: str) -> str:
 
 class Accounts:
     def __init__(self, store: ConsoleAccountStore, clock: Callable[[], dt.datetime],
-                 hosted_units: Collection[str] | None = None) -> None:
+                 hosted_units: Collection[str] | None = None, *,
+                 supervised_by: Callable[[str], Collection[str]] | None = None) -> None:
+        """``supervised_by``: the units a supervising unit supervises, as the node reads them now."""
         self.store = store
         self.clock = clock
         self.hosted_units = frozenset(hosted_units) if hosted_units is not None else None
+        self.supervised_by = supervised_by
         self._hashing = asyncio.Semaphore(AT_ONCE)
         self._signing_in = 0  # sign-ins being checked or waiting for their turn
 
     # ---- the operator's commands -------------------------------------------------------------------
     async def add(self, login: str, name: str, role: str, units: Sequence[str], password: str, *,
-                  actor: str = "operator") -> ConsoleUser:
+                  actor: str = "operator", supervising_unit: str | None = None) -> ConsoleUser:
         login = check_login(login)
         name = (name or "").strip()
         if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
             raise BadUser(f"a user needs a name (签收人) of 1 to {MAX_NAME} printable characters", field="name")
-        units = self._check_units(role, units)
+        if supervising_unit is not None:
+            if role != "supervisor":
+                raise BadUser("only a supervisor works for a supervising unit (--supervising-unit)",
+                              field="supervising_unit")
+            supervising_unit = _unit_code(supervising_unit, "supervising_unit")
+        units = self._check_units(role, units, supervising=supervising_unit is not None)
         password_hash = await self._hash(check_password_rules(password))
         try:
-            return await self.store.add_user(login, name, role, units, password_hash, actor=actor)
+            return await self.store.add_user(login, name, role, units, password_hash, actor=actor,
+                                             supervising_unit=supervising_unit)
         except StoreDuplicate:
             raise UserExists(f"there is already a user {login}", login=login) from None
 
@@ -121,15 +146,16 @@ class Accounts:
     async def users(self) -> list[ConsoleUser]:
         return await self.store.list_users()
 
-    def _check_units(self, role: str, units: Sequence[str]) -> tuple[str, ...]:
+    def principal(self, user: ConsoleUser) -> Principal:
+        """:func:`principal_of` with the node's reading of who supervises whom."""
+        return principal_of(user, self.supervised_by)
+
+    def _check_units(self, role: str, units: Sequence[str], *, supervising: bool = False) -> tuple[str, ...]:
         if role not in ROLES:
             raise BadUser(f"unknown role {role!r}; one of {', '.join(ROLES)}", field="role")
         checked: list[str] = []
         for unit in units:
-            try:
-                code = validate_unit_code(unit)
-            except InvalidUnitCode as exc:
-                raise BadUser(f"unit {unit!r}: {exc.message}", field="unit") from None
+            code = _unit_code(unit, "unit")
             if code not in checked:
                 checked.append(code)
         if role == "clerk":
@@ -138,8 +164,9 @@ class Accounts:
             if self.hosted_units is not None and checked[0] not in self.hosted_units:
                 raise BadUser(f"this node does not host unit {checked[0]} (it hosts "
                               f"{', '.join(sorted(self.hosted_units))})", field="unit", unit=checked[0])
-        elif role == "supervisor" and not checked:
-            raise BadUser("a supervisor supervises one or more units (--unit CODE, repeated)", field="unit")
+        elif role == "supervisor" and not checked and not supervising:
+            raise BadUser("a supervisor supervises one or more units (--unit CODE, repeated, or "
+                          "--supervising-unit CODE)", field="unit")
         elif role == "operator" and checked:
             raise BadUser("an operator acts for the node, not for units: leave --unit out", field="unit")
         return tuple(checked)

@@ -117,7 +117,9 @@ def _renderer(unit_name: Callable[[str], str | None]):
 
     def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
         session = request.get(SESSION)
+        principal = request.get(PRINCIPAL)
         page = env.get_template(template).render(user=session.user if session else None,
+                                                 supervised=principal.units if principal else (),
                                                  csrf=session.csrf_token if session else "",
                                                  node_id=request.app[NODE_ID], **context)
         return web.Response(text=page, status=status, content_type="text/html", charset="utf-8")

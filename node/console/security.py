@@ -35,7 +35,7 @@ from aiohttp import web
 
 from node.api.local_api import PRINCIPAL, REQUEST_ID
 from node.config import Listener
-from node.console.accounts import Accounts, principal_of
+from node.console.accounts import Accounts
 from node.console.errors import BadForm, CsrfRefused, NoSuchPage, NotSignedIn
 from node.console.wording import error_text
 from node.documents.contract import DocumentServiceApi
@@ -186,7 +186,7 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     session = await request.app[ACCOUNTS].session(request.cookies.get(SESSION_COOKIE))
     request[SESSION] = session
-    request[PRINCIPAL] = principal_of(session.user)
+    request[PRINCIPAL] = request.app[ACCOUNTS].principal(session.user)
     if request.method == "POST" and not multipart and not same_token(request[FORM].get("csrf", ""), session.csrf_token):
         raise CsrfRefused("the form does not carry this session's CSRF token; nothing was done")
     return await handler(request)

@@ -97,13 +97,16 @@ def unit_charts(rows: list[dict[str, Any]], side: str) -> dict[str, Any]:
 
 async def stats_page(request: web.Request) -> web.Response:
     user = request[SESSION].user
-    if user.role not in ("clerk", "operator"):
-        raise WrongRole(f"{user.login} is a {user.role}; statistics are a clerk's or an operator's", role=user.role)
+    if user.role not in ("clerk", "operator", "supervisor"):
+        raise WrongRole(f"{user.login} is a {user.role}; statistics are a clerk's, a supervisor's or an operator's",
+                        role=user.role)
     query = _query(request)
     side, period = query.get("side", LEDGER_SENT), query.get("period", "month")
     after = _after(query.get("after"))
-    hosted = sorted(request.app[ACCOUNTS].hosted_units or ()) if user.role == "operator" else []
-    # A clerk's own unit, or the unit chosen: one call. An operator's every hosted unit: a page of them.
+    hosted = sorted(request.app[ACCOUNTS].hosted_units or ()) if user.role != "clerk" else []
+    if user.role == "supervisor":  # the hosted units it supervises (the directory's word, read now)
+        hosted = [u for u in hosted if u in request[PRINCIPAL].units]
+    # A clerk's own unit, or the unit chosen: one call. An operator's or a supervisor's units: a page of them.
     more, paged = None, bool(hosted) and "unit" not in query
     if paged:
         rest = [u for u in hosted if after is None or u > after]
@@ -122,18 +125,21 @@ async def stats_page(request: web.Request) -> web.Response:
         by_unit.setdefault(row["unit"], []).append(row)
     sections = [{"unit": code, "rows": found, "charts": unit_charts(found, side) if found else None}
                 for code, found in by_unit.items()]
-    export = {k: v for k, v in query.items() if k not in ("period", "unit", "after")}
+    # A supervisor's 台账 is one unit's: the one chosen goes with the export.
+    keep_unit = user.role == "supervisor"
+    export = {k: v for k, v in query.items() if k not in ("period", "after") and (k != "unit" or keep_unit)}
     return request.app[RENDER](request, "stats.html", 200, filters=query, side=side, period=period,
                                sections=sections, sides=SIDES, periods={p: PERIOD_LABEL[p] for p in PERIODS},
                                statuses={s: STATUS_LABEL.get(s, s) for s in STATUSES[side]}, export=export,
-                               can_export=user.role == "clerk", hosted=hosted, page_units=PAGE_UNITS,
+                               can_export=user.role == "clerk" or (keep_unit and bool(query.get("unit"))),
+                               hosted=hosted, page_units=PAGE_UNITS,
                                next=more, again={k: v for k, v in query.items() if k != "after"})
 
 
 async def ledger_export(request: web.Request) -> web.StreamResponse:
     user = request[SESSION].user
-    if user.role != "clerk":
-        raise WrongRole(f"{user.login} is a {user.role}; the 台账 is a clerk's", role=user.role)
+    if user.role not in ("clerk", "supervisor"):
+        raise WrongRole(f"{user.login} is a {user.role}; the 台账 is a clerk's or a supervisor's", role=user.role)
     query = _query(request, ("format",))
     fmt = query.pop("format", "csv")
     if fmt not in FORMATS:

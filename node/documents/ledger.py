@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from exchange_protocol.kinds import parse_kind
 from exchange_protocol.model import BEIJING, DocumentMetadata
 from exchange_protocol.states import ReceiverStatus, SenderStatus, is_overdue
 from node.api.auth import Principal
+from node.documents.supervised import supervised_units
 from node.errors import NodeError
 from node.store import LedgerQuery, LedgerRow, NodeStore, RegisterFacts
 from node.store.values import LEDGER_RECEIVED, LEDGER_SENT
@@ -63,7 +64,8 @@ class LedgerFilterError(NodeError):
     code = "LEDGER_BAD_FILTER"
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("LEDGER_BAD_SIDE", "LEDGER_BAD_DATE", "LEDGER_BAD_RANGE", "LEDGER_BAD_KIND", "LEDGER_BAD_STATUS",
-                "LEDGER_BAD_UNIT", "LEDGER_BAD_PERIOD", "LEDGER_BAD_GROUPING", "LEDGER_BAD_FORMAT")
+                "LEDGER_BAD_UNIT", "LEDGER_BAD_PERIOD", "LEDGER_BAD_GROUPING", "LEDGER_BAD_FORMAT",
+                "LEDGER_UNIT_REQUIRED")
 
 
 class LedgerUnitNotHosted(NodeError):
@@ -146,10 +148,20 @@ def _day_start(day: dt.date | None) -> dt.datetime | None:
     return dt.datetime.combine(day, dt.time(), BEIJING) if day else None
 
 
-def ledger_unit(who: Principal, unit: str | None) -> str:
-    """Whose ledger ``who`` may read: a clerk's own unit only (``unit`` absent or the same)."""
-    who.require_role("clerk")  # before the unit is parsed: an operator is refused whatever it names
-    who.require_unit(parse_unit(unit, "unit") or who.unit)  # type: ignore[arg-type]
+def ledger_unit(who: Principal, unit: str | None, hosted: Collection[str] = ()) -> str:
+    """Whose ledger ``who`` may read: a clerk's own unit only (``unit`` absent or the same); a
+    supervisor's, one unit it supervises that this node hosts (named, unless it has only one)."""
+    who.require_role("clerk", "supervisor")  # before the unit is parsed: an operator is refused whatever it names
+    asked = parse_unit(unit, "unit")
+    if who.role == "supervisor":
+        here = [u for u in supervised_units(who, asked) if u in hosted]
+        if asked is not None and not here:
+            raise LedgerUnitNotHosted(f"this node does not host unit {asked}, so it keeps no ledger of it", unit=asked)
+        if len(here) != 1:
+            raise LedgerFilterError(f"name the unit whose 台账 to export: one of {', '.join(here) or 'none here'}",
+                                    code="LEDGER_UNIT_REQUIRED", parameter="unit")
+        return here[0]
+    who.require_unit(asked or who.unit)  # type: ignore[arg-type]
     return who.unit  # type: ignore[return-value]
 
 
@@ -209,10 +221,11 @@ class LedgerExport:
 
 
 async def open_export(store: NodeStore, who: Principal, side: str, unit_name: Callable[[str], str | None],
-                      now: dt.datetime, *, unit: str | None = None, **filters: str | None) -> LedgerExport:
+                      now: dt.datetime, *, unit: str | None = None, hosted: Collection[str] = (),
+                      **filters: str | None) -> LedgerExport:
     """Check everything, count the rows, and hand out the export (nothing is read before the checks)."""
     parsed = parse_filters(side, **filters)
-    query = parsed.query(ledger_unit(who, unit))
+    query = parsed.query(ledger_unit(who, unit, hosted))
     # Pinned to the documents stored now, so that the count announced (X-Gwx-Ledger-Rows) is the
     # number of rows sent even if documents arrive during a long export. A row whose status changes
     # meanwhile is shown as read; with a status filter it may then be in or out of the pages alone.

@@ -366,7 +366,7 @@ class DocumentService(Sending):
     async def ledger(self, who: Principal, side: str, *, unit: str | None = None,
                      **filters: str | None) -> LedgerExport:
         return await ledger.open_export(self.store, who, side, self._unit_name, self.ctx.clock(), unit=unit,
-                                        **filters)
+                                        hosted=[u.code for u in self.ctx.config.units], **filters)
 
     async def ledger_stats(self, who: Principal, side: str, period: str, *, unit: str | None = None,
                            by: str = "unit", **filters: str | None) -> dict[str, Any]:

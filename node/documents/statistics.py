@@ -8,7 +8,8 @@ without rows has zeros and null times, so a table or a chart shows the gap.
 
 * **unit**: the ledger's own unit — the sending unit for the sent side, the receiving unit for
   the received side. A clerk gets their unit; an operator every unit the node hosts (or the one
-  named): numbers only, no titles, which is why operators may have them.
+  named): numbers only, no titles, which is why operators may have them; a supervisor the units it
+  supervises that this node hosts (or the one of them named).
 * **counterpart** (with ``by="counterpart"``): each unit's rows split further by the other side,
   the recipient (sent) or the sending unit (received); null otherwise.
 * **period**: the Beijing date the document was sent (sent) or received (received) falls on,
@@ -48,6 +49,7 @@ from node.documents.ledger import (
     parse_filters,
     parse_unit,
 )
+from node.documents.supervised import supervised_units
 from node.store import LedgerTally, LedgerTallyRules, NodeStore
 from node.store.values import LEDGER_SENT
 
@@ -125,12 +127,18 @@ def _rate(part: int, whole: int) -> float:
 
 
 def stats_units(who: Principal, unit: str | None, hosted: Collection[str]) -> list[str]:
-    """The units whose statistics ``who`` may have: a clerk's own; for an operator the hosted ones."""
-    who.require_role("clerk", "operator")
+    """The units whose statistics ``who`` may have: a clerk's own; for an operator the hosted ones; for
+    a supervisor the hosted ones it supervises (naming another is API_FORBIDDEN)."""
+    who.require_role("clerk", "operator", "supervisor")
     asked = parse_unit(unit, "unit")
     if who.role == "clerk":
         who.require_unit(asked or who.unit)  # type: ignore[arg-type]
         return [who.unit]  # type: ignore[list-item]
+    if who.role == "supervisor":
+        scope = supervised_units(who, asked)
+        if asked is not None and asked not in hosted:
+            raise LedgerUnitNotHosted(f"this node does not host unit {asked}, so it keeps no ledger of it", unit=asked)
+        return sorted(u for u in scope if u in hosted)
     if asked is not None:
         if asked not in hosted:
             raise LedgerUnitNotHosted(f"this node does not host unit {asked}, so it keeps no ledger of it", unit=asked)

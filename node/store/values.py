@@ -463,6 +463,7 @@ class ConsoleUser:
     failed_sign_ins: int
     locked_until: datetime | None
     created_at: datetime
+    supervising_unit: str | None = None  # a supervisor's: its scope also every unit this one supervises
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ lists the late unit, the claimed supervisor must be the one the directory names.
 says who supervises it (static peers, a unit the directory does not list), the claim is taken: the
 acceptor has already checked that the origin node hosts the late unit, so a node can only escalate
 its own units, which it could as well write documents about.
+
+:func:`supervised_by` is the same rule read the other way: the units a supervising unit supervises,
+which is a console supervisor's scope when its account names that unit (``gwx user add --role
+supervisor --supervising-unit``), read at each request so a new directory moves it.
 """
 
 from __future__ import annotations
@@ -34,3 +38,19 @@ def may_supervise(ctx: NodeContext, unit: str, claimed: str) -> bool:
         return (entry.supervisor or entry.parent) == claimed
     hosted = ctx.config.unit(unit)
     return hosted is None or hosted.parent == claimed
+
+
+def supervised_by(ctx: NodeContext, supervising_unit: str) -> tuple[str, ...]:
+    """Every unit whose supervisor (:func:`supervisor_of`) is ``supervising_unit``: the directory's
+    units where it lists them, and the hosted units it does not list by their node.toml parent."""
+    directory_of = getattr(ctx.router, "directory", None)
+    directory = directory_of() if directory_of is not None else None
+    found: list[str] = []
+    listed: set[str] = set()
+    if directory is not None:
+        for entry in directory.units:
+            listed.add(entry.code)
+            if (entry.supervisor or entry.parent) == supervising_unit:
+                found.append(entry.code)
+    found += [u.code for u in ctx.config.units if u.code not in listed and u.parent == supervising_unit]
+    return tuple(sorted(set(found)))

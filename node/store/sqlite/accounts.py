@@ -22,7 +22,7 @@ from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_d
 from node.store.values import ConsoleSession, ConsoleUser
 
 _USER_COLUMNS = ("id, login, name, role, units, password_hash, disabled, failed_sign_ins, locked_until, "
-                 "created_at")
+                 "created_at, supervising_unit")
 
 
 class ConsoleAccounts:
@@ -33,16 +33,18 @@ class ConsoleAccounts:
 
     # ---- users -----------------------------------------------------------------------------------
     async def add_user(self, login: str, name: str, role: str, units: Sequence[str], password_hash: str,
-                       *, actor: str) -> ConsoleUser:
+                       *, actor: str, supervising_unit: str | None = None) -> ConsoleUser:
         now = to_db_time(self._clock())
         async with self._db.transaction() as t:
             if await t.fetchone("SELECT 1 FROM console_users WHERE login = ?", (login,)):
                 raise StoreDuplicate(f"there is already a user {login}", login=login)
             await t.execute("INSERT INTO console_users (login, name, role, units, password_hash, created_at,"
-                            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (login, name, role, json.dumps(list(units)), password_hash, now, now))
-            await self._audit.append(t, actor, "user.added", {"user": login},
-                                     {"name": name, "role": role, "units": list(units)})
+                            " updated_at, supervising_unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (login, name, role, json.dumps(list(units)), password_hash, now, now, supervising_unit))
+            details = {"name": name, "role": role, "units": list(units)}
+            if supervising_unit is not None:
+                details["supervising_unit"] = supervising_unit
+            await self._audit.append(t, actor, "user.added", {"user": login}, details)
             return await self._user(t, login)
 
     async def get_user(self, login: str) -> ConsoleUser | None:
@@ -163,4 +165,5 @@ def _user(row: Any) -> ConsoleUser:
     return ConsoleUser(id=row["id"], login=row["login"], name=row["name"], role=row["role"],
                        units=tuple(json.loads(row["units"])), password_hash=row["password_hash"],
                        disabled=bool(row["disabled"]), failed_sign_ins=row["failed_sign_ins"],
-                       locked_until=from_db_time(row["locked_until"]), created_at=from_db_time(row["created_at"]))
+                       locked_until=from_db_time(row["locked_until"]), created_at=from_db_time(row["created_at"]),
+                       supervising_unit=row["supervising_unit"])

@@ -448,7 +448,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         # units is 3,600 rows). Without it, a search is planned on inbox_search unnamed.
         "DROP INDEX IF EXISTS inbox_unit",
     )),
-    Migration(18, "audit hash version 2 from the next seq: links recomputable from content hashes", (
+    Migration(18, "audit hash version 2 from the next seq (links recomputable); a supervisor's supervising unit", (
         # v2 hashes an event as H(prev_hash, seq, content_hash) (exchange_protocol.audit_chain), so an
         # archive's excerpt can give other documents' events as content hashes and still be recomputed
         # from its first event to the head. Rows already written keep their v1 hashes: this row says
@@ -463,6 +463,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         """CREATE TRIGGER audit_version_no_delete BEFORE DELETE ON audit_version
            BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END""",
         "ALTER TABLE audit ADD COLUMN content_hash TEXT",  # v2 rows: what their link commits to
+        # A supervisor account may work for a supervising unit: its scope is then every unit the
+        # network directory (else node.toml's parent) names that unit the supervisor of, read at
+        # each request (node.supervision.supervisors.supervised_by), beside the units listed by hand.
+        "ALTER TABLE console_users ADD COLUMN supervising_unit TEXT",
     )),
 )
 

@@ -62,3 +62,23 @@ def test_bad_input_is_a_typed_error_and_adds_no_one(node_dir, tmp_path):
                   "CONSOLE_NO_SUCH_USER")
     assert_typed_failure(run_gwx("user", "disable", "--dir", node_dir, "nobody"), "CONSOLE_NO_SUCH_USER")
     assert listing(node_dir) == before
+
+
+def test_a_supervisor_for_a_supervising_unit_is_added_and_listed(node_dir, tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("correct horse 42\n", "utf-8")
+    office = make_unit_code("11371300MB0000002")  # 临沂市政府督查室: supervises units the directory names
+    out = run_gwx("user", "add", "--dir", node_dir, "--login", "duchashi", "--name", "赵督查", "--role", "supervisor",
+                  "--supervising-unit", office, "--password-file", secret)
+    assert out.returncode == 0 and f"of the units {office} supervises" in out.stdout.decode()
+    [user] = [u for u in listing(node_dir) if u["login"] == "duchashi"]
+    assert (user["role"], user["units"], user["supervising_unit"]) == ("supervisor", [], office)
+    assert f"(supervising unit {office})" in run_gwx("user", "list", "--dir", node_dir).stdout.decode()
+    before = listing(node_dir)
+    assert_typed_failure(run_gwx("user", "add", "--dir", node_dir, "--login", "qian", "--name", "钱某", "--role", "clerk",
+                                 "--unit", UNIT, "--supervising-unit", office, "--password-file", secret),
+                         "CONSOLE_BAD_USER")
+    assert_typed_failure(run_gwx("user", "add", "--dir", node_dir, "--login", "qian", "--name", "钱某", "--role",
+                                 "supervisor", "--supervising-unit", "not-a-code", "--password-file", secret),
+                         "CONSOLE_BAD_USER")
+    assert listing(node_dir) == before
