@@ -268,3 +268,23 @@ def test_a_search_finds_the_number_in_its_column_or_for_an_older_row_in_its_repo
                 return sorted(r.doc_id for r in page.items)
             return [await found(t) for t in ("〔2026〕31号", "〔2025〕9号", "办函", "〔2024〕")]
     assert asyncio.run(main()) == [["NEW-1"], ["OLD-1"], ["NEW-2"], []]
+
+
+def test_a_message_is_found_by_its_id_not_among_every_row_of_the_unit(tmp_path, monkeypatch):
+    """A 转发's cover is looked up by its message as the forward arrives, and a forwarded document's page
+    names its cover: both read one index entry, not every row the unit ever received (they did: the
+    unit's prefix of inbox_ledger, then message_id checked in each row). And no query of these paths
+    needs inbox_status (status, id), which migration 18 drops."""
+    from tests.node.store.conftest import open_store
+
+    async def main():
+        async with open_store(tmp_path / "node") as store:
+            recorder = Recorder(store.db, monkeypatch)
+            await store.messages.inbox_for_message("01a22e2c-d9eb-748e-b750-78e6e039dbec", bench.COUNTY)
+            await store.forwards.received("NEW-1", bench.COUNTY)
+            indexes = {r[0] for r in await store.db.fetchall("SELECT name FROM sqlite_master WHERE type = 'index'")}
+            return await recorder.plans(), indexes
+    plans, indexes = asyncio.run(main())
+    reads = [step for plan in plans.values() for step in plan if re.match(r"(SEARCH|SCAN) (inbox|i)\b", step)]
+    assert len(reads) == 2 and all("INDEX inbox_message (message_id=? AND unit_code=?)" in s for s in reads), plans
+    assert "inbox_status" not in indexes and "inbox_message" in indexes
