@@ -76,6 +76,7 @@ def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, 
         page.click("#tile-pending")
         rows = page.locator("#documents tbody tr")
         expect(rows).to_have_count(2)
+        shoot(page, "inbox-desk")
         page.select_option("select[name=kind]", "函")
         page.click("text=筛选")
         page.wait_for_url(re.compile(r"kind=%E5%87%BD"))  # the filtered page, not the one before it
@@ -172,6 +173,8 @@ def test_the_city_clerk_sends_from_the_console_and_the_county_receives_it(net, t
         page.fill("#unit-filter", "兰山")  # and by name
         expect(rows).to_have_count(1)
         page.wait_for_selector("#meta-check.good")
+        if SCREENSHOTS:  # the phone's screen only: a full-page shot resizes the page under the form
+            page.screenshot(path=str(REPO / "docs" / "console-send-phone.png"))
         page.click("#send")
         assert page.inner_text("#done") == "已盖章发送。"
         assert "兰山区人民政府办公室" in page.inner_text("#track")
