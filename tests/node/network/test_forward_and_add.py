@@ -176,6 +176,9 @@ def test_bad_forward_requests_are_refused_and_send_nothing(net, who, doc, cover,
     assert (refused.value.status, refused.value.code) == (status, code)
     assert county_a.clerk(who).get("/api/v1/outbox", {"limit": 500}) == [] or all(
         d["title"] != meta["title"] for d in county_a.clerk(who).get("/api/v1/outbox", {"limit": 500}))
+    # Nor a 转发 row or a forward message: nothing half-written for a restart to resume.
+    assert db_rows(county_a, "SELECT COUNT(*) FROM forwarded WHERE doc_id = ?", [doc_id]) == [(0,)]
+    assert db_rows(county_a, "SELECT COUNT(*) FROM outgoing WHERE doc_id = ? AND type = 'forward'", [doc_id]) == [(0,)]
 
 
 def test_a_recalled_document_cannot_be_forwarded(net):
