@@ -6,9 +6,10 @@ peer is backing off, wait; else send what is already sealed, due window by windo
 (:mod:`.batch_sender`), and only then seal the waiting drafts (:mod:`.envelope_builder`) and send
 them — so drafts written while a frame is in flight or the peer is away leave together. A failure of the peer
 itself is handed to the :class:`~node.federation.retry_limiter.RetryLimiter`, which persists when
-to try again; the first batch that gets through clears it. Between rounds the loop sleeps until
-the earliest of: a wake-up (a new message for this peer), the next row due, the end of the backoff
-— never polling while the peer backs off, never sleeping past a due row otherwise.
+to try again; the first batch that gets through clears it. When that backoff ends, the earliest
+waiting envelope tries the peer even if its own retry time is later. Between rounds the loop sleeps
+until a wake-up (a new message for this peer) or, while the peer backs off, the end of the backoff,
+else the next row due — never polling, never sleeping past a due row.
 
 Errors are judged by kind at the loop boundary (:meth:`DestinationQueue.run`): an error
 :func:`node.error_kinds.disposition` says to retry (the peer down or answering badly, our own CRL
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
@@ -114,8 +116,11 @@ class DestinationQueue:
 
     async def _send_window(self) -> None:
         limits = self.outbound.ctx.config.limits
+        as_of = await self._probe_time()
         while not self._stopping:
-            window = await self.outbound.store.queue.load_active_window(self.destination, limits.active_window)
+            window = await self.outbound.store.queue.load_active_window(self.destination, limits.active_window,
+                                                                        now=as_of)
+            as_of = None
             if not window:
                 break
             for batch in batches(window, limits.batch_size):
@@ -124,17 +129,28 @@ class DestinationQueue:
                 if self._stopping:
                     return
 
+    async def _probe_time(self) -> dt.datetime | None:
+        """When the peer failed and its backoff is over, but no envelope is due yet: the time the
+        earliest one becomes due, so that it is claimed now and tries the peer (its failure backs
+        the peer off again, its success lets everything waiting go). The peer's backoff and each
+        row's are drawn apart; waiting for the row left a peer that came back untried, and the
+        notices held behind the row waiting, for as long as the two were apart."""
+        if self.limiter.failures == 0:
+            return None  # rows deferred while the peer answered keep their own retry time
+        due = await self.outbound.store.queue.next_due_at(self.destination)
+        return due if due is not None and due > self.outbound.ctx.clock() else None
+
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), seconds)
 
     async def _sleep(self) -> None:
         now = self.outbound.ctx.clock()
-        retry_at = self.limiter.retry_at
-        wake_at = retry_at
-        due = await self.outbound.store.queue.next_due_at(self.destination)
-        if due is not None and (wake_at is None or due < wake_at):
-            # While the peer backs off nothing is sent before retry_at, however due a row is.
-            wake_at = due if retry_at is None or retry_at <= now else retry_at
+        if self.limiter.backing_off(now):
+            # Nothing is sent before retry_at, however due a row is; at retry_at the earliest row
+            # tries the peer however far off its own time is (:meth:`_probe_time`).
+            wake_at = self.limiter.retry_at
+        else:
+            wake_at = await self.outbound.store.queue.next_due_at(self.destination)
         delay = IDLE_SECONDS if wake_at is None else max(0.0, (wake_at - now).total_seconds())
         await self._pause(min(delay, IDLE_SECONDS))

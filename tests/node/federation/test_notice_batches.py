@@ -262,3 +262,52 @@ def test_drafts_wait_while_the_envelope_sealed_before_them_waits_for_a_peer_that
         finally:
             await county.close()
     asyncio.run(run())
+
+
+def test_a_peer_whose_backoff_ended_is_tried_with_the_waiting_envelope_and_the_queue_then_sleeps(node_dir, tmp_path):
+    """The peer's backoff ends a minute before the sealed envelope's own retry time (a row with many
+    attempts behind it, a peer whose count was reset): the queue tries the peer at once with that
+    envelope — the 签收 waiting behind it leave as soon as the line is up — and, the peer still away,
+    sleeps until its next backoff ends. It used to find nothing due, send nothing, and start the next
+    round at once until the row was due: hundreds of rounds a second, the peer never tried."""
+    async def run():
+        county = await Node.open(node_dir, "county", tmp_path / "county")
+        try:
+            await _know_the_city(node_dir, county)
+            at = county.ctx.clock().replace(microsecond=0)
+            doc_id, answered = new_id(at), new_id(at)
+            queue = DestinationQueue(county.outbound, "city")
+            await _sign_for(county, doc_id, answered, UNITS[:1], at)
+            with pytest.raises(GwxError):  # the city is not running: the first 签收 is sealed, not sent
+                await queue._round()
+            await queue.limiter.failed(PeerUnreachable("the city is away", peer="city"))
+            [(sealed_id, _)] = await county.store.queue.at_rest()
+            await _sign_for(county, doc_id, answered, UNITS[1:], at)  # the other clerks sign meanwhile
+
+            now = county.ctx.clock()
+            await county.store.queue.defer(sealed_id, now + dt.timedelta(seconds=60),
+                                           PeerUnreachable("the city is away", peer="city"))
+            attempts = (await county.store.queue.get(sealed_id)).attempts
+            queue.limiter.retry_at = now - dt.timedelta(seconds=1)  # the peer's backoff is over
+
+            rounds = 0
+            real_round = queue._round
+
+            async def counted_round():
+                nonlocal rounds
+                rounds += 1
+                await real_round()
+            queue._round = counted_round
+            loop = asyncio.create_task(queue.run())
+            await asyncio.sleep(1.5)
+            queue.stop()
+            await asyncio.wait_for(loop, 10)
+
+            assert rounds <= 3, f"{rounds} rounds in 1.5 s: the queue spins while the row is not due"
+            assert (await county.store.queue.get(sealed_id)).attempts == attempts + 1  # the peer was tried
+            assert queue.limiter.failures == 2 and queue.limiter.retry_at > now  # … and is backed off again
+            assert [m for m, _ in await county.store.queue.at_rest()] == [sealed_id]  # no second envelope
+            assert len(await county.store.drafts.drafts_for("city")) == len(UNITS) - 1
+        finally:
+            await county.close()
+    asyncio.run(run())
