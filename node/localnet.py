@@ -36,6 +36,7 @@ from node.config import load_config
 from node.config_edit import edit_config, set_section_values
 from node.provision import add_peer, init_node
 from node.runner import ready_path
+from node.stopping import EXIT_STOP_OVERDUE
 from pki.ca import CertificateAuthority
 from pki.crl import crl_pem, publish_crl
 from pki.keystore import write_public_file
@@ -47,6 +48,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class StopOverdue(RuntimeError):
+    """A node was ended by its stop deadline: something in it did not stop when asked."""
 
 
 @dataclass
@@ -194,16 +199,24 @@ class LocalNetwork:
         return processes
 
     def stop(self, node: LocalNode, timeout: float = 30.0) -> int | None:
-        """SIGTERM and wait: the node drains and exits cleanly (returns its exit code)."""
+        """SIGTERM and wait: the node drains and exits cleanly (returns its exit code).
+
+        A node that did not stop by itself and was ended by its :class:`node.stopping.StopDeadline`
+        (exit status 70) raises :class:`StopOverdue`: the deadline keeps an operator's stop bounded,
+        but in a test or the demo a stop that hangs is a defect to see, not 10 quiet seconds."""
         if node.process is None or node.process.poll() is not None:
             return node.process.returncode if node.process else None
         node.process.send_signal(signal.SIGTERM)
         try:
-            return node.process.wait(timeout)
+            code = node.process.wait(timeout)
         except subprocess.TimeoutExpired:
             node.process.kill()
             node.process.wait()
             raise
+        if code == EXIT_STOP_OVERDUE:
+            raise StopOverdue(f"node {node.node_id} did not stop by itself: its stop deadline ended it "
+                              f"(exit status {code}); its log ends:\n{self.log_tail(node, 15)}")
+        return code
 
     def kill(self, node: LocalNode) -> None:
         """kill -9: no chance to clean up (what crash-safety tests are about)."""
@@ -212,11 +225,18 @@ class LocalNetwork:
             node.process.wait()
 
     def stop_all(self) -> None:
+        """Stop every node (killing one that does not exit); then raise :class:`StopOverdue` naming
+        each node its stop deadline had to end."""
+        overdue = []
         for node in self.nodes.values():
             try:
                 self.stop(node)
+            except StopOverdue as exc:
+                overdue.append(str(exc))
             except Exception:
                 self.kill(node)
+        if overdue:
+            raise StopOverdue("\n\n".join(overdue))
 
     def log_tail(self, node: LocalNode, lines: int = 40) -> str:
         if node.log_path is None or not node.log_path.exists():
