@@ -68,7 +68,7 @@ from pki.keystore import write_public_file
 from pki.trust import Purpose, verify_certificate
 
 log = logging.getLogger("gwx.node")
-SHUTDOWN_TIMEOUT = 5.0  # in-flight requests (both listeners) and batches (every queue), all at once
+SHUTDOWN_TIMEOUT = 5.0  # in-flight requests (every listener) and batches (every queue), all at once
 
 
 def ready_path(config: NodeConfig) -> Path:
@@ -194,12 +194,12 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
             await cancel_and_wait(task)
         with contextlib.suppress(FileNotFoundError):
             ready_path(config).unlink()
-        # Side by side, not one after the other: each may take SHUTDOWN_TIMEOUT (three in a row took 30 s).
-        await asyncio.gather(peer_runner.cleanup(), outbound.stop(SHUTDOWN_TIMEOUT), local_runner.cleanup())
+        # Side by side, not one after the other: each may take SHUTDOWN_TIMEOUT (three in a row took 30 s,
+        # the revocation listener after the others 10 s).
+        await asyncio.gather(peer_runner.cleanup(), outbound.stop(SHUTDOWN_TIMEOUT), local_runner.cleanup(),
+                             *([revocation_runner.cleanup()] if revocation_runner is not None else []))
         await adapters.stop()
         await webhooks.stop()
-        if revocation_runner is not None:
-            await revocation_runner.cleanup()
         await service.processor.stop()
         await client.close()
         await crl_client.close()
