@@ -62,7 +62,7 @@ from adapters.events import ACTIONS, AdapterEvent, BadAdapterEvent, adapter_even
 from exchange_protocol.retry import GIVE_UP, RetryPolicy, next_attempt
 from node.error_kinds import Disposition, disposition
 from node.errors import StoreConflict
-from node.stopping import cancel_and_wait
+from node.stopping import cancel_all_and_wait, cancel_and_wait
 from node.store import AdapterOutboxRow, JournalEntry, NodeStore
 from pki.errors import ErrorKind, GwxError
 
@@ -75,7 +75,7 @@ DEFAULT_ATTEMPT_TIMEOUT = 60.0
 BACKSTOP_SECONDS = 2.0  # the fan-out looks at the log this often even when no commit woke it
 IDLE_SECONDS = 5.0  # an idle loop looks again this often even without a wake-up (belt and braces)
 FAN_OUT_BATCH = 500
-STOP_LOOP_SECONDS = 2.0  # how long stop() waits for each cancelled loop (an attempt is abandoned, not awaited)
+STOP_LOOP_SECONDS = 2.0  # how long stop() waits for the cancelled loops, together (an attempt is abandoned, not awaited)
 CURSOR_SAVE_EVERY = 5000  # audit events a consumer may pass over before its cursor is saved anyway
 
 
@@ -188,8 +188,7 @@ class Outbox:
         tasks = [r.task for r in self._consumers.values() if r.task is not None]
         if self._watcher is not None:
             tasks.append(self._watcher)
-        for task in tasks:
-            await _cancel(task)
+        await cancel_all_and_wait(tasks, STOP_LOOP_SECONDS)  # side by side: a few stuck ones cost it once
         for registered in self._consumers.values():
             registered.task = None
         self._watcher = None

@@ -60,7 +60,7 @@ from node.ops.directory_state import HeldDirectoryReader, directory_figures
 from node.ops.housekeeping import housekeeping
 from node.ops.metrics import Registry
 from node.run_lock import NodeLock
-from node.stopping import StopDeadline, cancel_and_wait
+from node.stopping import StopDeadline, cancel_all_and_wait
 from node.store import NodeStore
 from node.store.opener import open_store
 from node.supervision.supervisors import supervised_by
@@ -190,8 +190,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
             deadline.arm()
         peer_app[DRAINING].set()
         await folders.stop()
-        for task in (*fetching, reloading, rerouting):
-            await cancel_and_wait(task)
+        await cancel_all_and_wait((*fetching, reloading, rerouting))
         with contextlib.suppress(FileNotFoundError):
             ready_path(config).unlink()
         # Side by side, not one after the other: each may take SHUTDOWN_TIMEOUT (three in a row took 30 s,

@@ -3,7 +3,7 @@
 Two tools, used by :mod:`node.runner` (and the adapters' outbox) when SIGTERM asks a node to stop:
 
 - :func:`cancel_and_wait` cancels a background task and waits for it, cancelling it again until it
-  ends or ``within`` seconds pass. A single ``task.cancel()`` and ``await task`` is not enough: a
+  ends or ``within`` seconds pass (:func:`cancel_all_and_wait`: several side by side). A single ``task.cancel()`` and ``await task`` is not enough: a
   cancellation can be lost on the way — Python 3.11's ``asyncio.wait_for`` returns the inner
   result when the cancel meets a wake-up in the same loop turn, and a library may answer a
   cancelled connect with its own error (httpx, through anyio, raised ``ConnectError('All
@@ -51,6 +51,13 @@ async def cancel_and_wait(task: asyncio.Task | None, within: float = 2.0) -> boo
     if not task.cancelled() and task.exception() is not None:
         log.error("task %s ended with an error while stopping: %r", task.get_name(), task.exception())
     return True
+
+
+async def cancel_all_and_wait(tasks, within: float = 2.0) -> bool:
+    """:func:`cancel_and_wait` for every task at once: a few that will not stop cost ``within``
+    together, not ``within`` each one after the other (which took a stop past :data:`STOP_SECONDS`).
+    True when all ended."""
+    return all(await asyncio.gather(*(cancel_and_wait(t, within) for t in tasks if t is not None)))
 
 
 def _where(task: asyncio.Task) -> str:

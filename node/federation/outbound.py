@@ -38,7 +38,7 @@ from node.federation.destination_queue import DestinationQueue
 from node.federation.retry_limiter import retry_policy
 from node.federation.transport import PeerClient, PeerUnreachable
 from node.ops.metrics import Registry
-from node.stopping import cancel_and_wait
+from node.stopping import cancel_all_and_wait
 from node.store import Draft, NodeStore, OutgoingLink, Transaction
 
 
@@ -99,8 +99,7 @@ class Outbound:
         tasks = [q.task for q in self.queues.values() if q.task]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
-            for t in pending:  # cut mid-batch: its rows stay queued for the next start
-                await cancel_and_wait(t)
+            await cancel_all_and_wait(pending)  # cut mid-batch: their rows stay queued for the next start
 
     def _queue(self, destination: str) -> DestinationQueue:
         q = self.queues.get(destination)

@@ -11,8 +11,9 @@ when it meets a wake-up in the same turn of the loop. Both are reproduced here w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-from adapters.outbox import Outbox
+from adapters.outbox import STOP_LOOP_SECONDS, Outbox
 from node.store.sqlite import Store
 from pki.errors import ErrorKind, GwxError
 from tests.adapters.support import Recorder, receive
@@ -90,6 +91,51 @@ def test_an_attempt_whose_cancel_comes_back_as_an_error_is_abandoned_and_its_row
             await outbox.add(again)
             assert await outbox.step("test:disguise") is None
             assert [e.doc_id for e in again.delivered] == ["D1"]  # delivered once, after the restart
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+class Deaf(Recorder):
+    """A consumer stuck in a call that ignores every cancel for ``seconds`` (a library's bug)."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(name)
+        self.seconds = seconds
+        self.started = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    async def deliver(self, event) -> None:
+        self.attempts += 1
+        self.started.set()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.seconds
+        try:
+            while (left := until - loop.time()) > 0:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(left)
+            raise asyncio.CancelledError  # at last it gives in
+        finally:
+            self.ended.set()
+
+
+def test_loops_that_ignore_their_cancel_are_given_up_on_together_not_one_after_the_other(tmp_path):
+    """Each stuck loop is waited for STOP_LOOP_SECONDS; two of them cost it once, not twice — one
+    after the other, a few of these (and the queues', the fetchers') took a node's stop past its
+    10 s deadline."""
+    async def main():
+        store = await Store.open(tmp_path)
+        try:
+            outbox = Outbox(store, "node-a", store.clock, poll=LONG_BACKSTOP)
+            stuck = [Deaf("test:deaf-1", 5.0), Deaf("test:deaf-2", 5.0)]
+            for consumer in stuck:
+                await outbox.add(consumer)
+            await outbox.start()
+            await receive(store, "D1")
+            await asyncio.wait_for(asyncio.gather(*(c.started.wait() for c in stuck)), 5.0)
+            took = await stop_took(outbox, limit=10.0)
+            assert took < STOP_LOOP_SECONDS + 1.0, f"the stop took {took:.1f} s"
+            await asyncio.wait_for(asyncio.gather(*(c.ended.wait() for c in stuck)), 10.0)
         finally:
             await store.close()
     asyncio.run(main())
