@@ -125,23 +125,29 @@ class EnvelopeBuilder:
         :func:`exchange_protocol.notices.batch_key`) are merged into one payload and one envelope
         (:meth:`_build_notices`): what accumulated while this hop's last batch was in flight.
         """
-        while drafts := await self._waiting():
-            if hold_notices:
-                drafts = [d for d in drafts if batch_key(d.header) is None]
-                if not drafts:
-                    return
+        while drafts := await self._waiting(hold_notices=hold_notices):
             alone, batches = _coalesce(drafts)
             for group in batches:
                 await self._build_notices(group)
             for group in _bundles(alone):
                 await self._build(group)
 
-    async def _waiting(self) -> list[Draft]:
-        """The next drafts to seal, up to DRAFTS_PER_ROUND per destination (unreadable ones set aside)."""
+    async def _waiting(self, *, hold_notices: bool = False) -> list[Draft]:
+        """The next drafts to seal, up to DRAFTS_PER_ROUND per destination (unreadable ones set aside);
+        with ``hold_notices`` the notices are left out, and a page of nothing but held notices is
+        read on past (a longer page each time) so that what travels alone behind them is sealed."""
         drafts: list[Draft] = []
         for destination in await self.destinations():
-            rows = await self.outbound.store.drafts.drafts_for(destination, DRAFTS_PER_ROUND)
-            drafts += await self._set_aside_unreadable(rows, destination)
+            limit = DRAFTS_PER_ROUND
+            while True:
+                rows = await self.outbound.store.drafts.drafts_for(destination, limit)
+                sealable = await self._set_aside_unreadable(rows, destination)
+                if hold_notices:
+                    sealable = [d for d in sealable if batch_key(d.header) is None]
+                if sealable or len(rows) < limit:
+                    break
+                limit *= 2
+            drafts += sealable
         return drafts
 
     async def _build(self, group: list[Draft]) -> None:

@@ -24,6 +24,7 @@ from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.notices import Notice, decode_notices, encode_notices
 from exchange_protocol.states import SenderStatus
 from node.federation.destination_queue import DestinationQueue
+from node.federation.envelope_builder import DRAFTS_PER_ROUND
 from node.federation.outbound import Outbound
 from node.federation.processor import Processor
 from node.federation.tls import client_context
@@ -303,11 +304,42 @@ def test_a_peer_whose_backoff_ended_is_tried_with_the_waiting_envelope_and_the_q
             queue.stop()
             await asyncio.wait_for(loop, 10)
 
-            assert rounds <= 3, f"{rounds} rounds in 1.5 s: the queue spins while the row is not due"
-            assert (await county.store.queue.get(sealed_id)).attempts == attempts + 1  # the peer was tried
-            assert queue.limiter.failures == 2 and queue.limiter.retry_at > now  # … and is backed off again
+            assert rounds <= 4, f"{rounds} rounds in 1.5 s: the queue spins while the row is not due"
+            probes = (await county.store.queue.get(sealed_id)).attempts - attempts
+            assert probes >= 1  # the peer was tried at once (once more if its next backoff, ≥ 0.5 s, ended too)
+            assert queue.limiter.failures == 1 + probes and queue.limiter.retry_at > now  # … and backed off again
             assert [m for m, _ in await county.store.queue.at_rest()] == [sealed_id]  # no second envelope
             assert len(await county.store.drafts.drafts_for("city")) == len(UNITS) - 1
+        finally:
+            await county.close()
+    asyncio.run(run())
+
+
+def test_a_draft_that_travels_alone_is_sealed_behind_a_full_page_of_held_notices(node_dir, tmp_path):
+    """Held notices stay drafts, but what travels alone (a document, a 催办) is sealed meanwhile as
+    before — also when more than a page (DRAFTS_PER_ROUND) of held notices is ahead of it: the
+    hold used to filter the first page only, found nothing to seal on it, and stopped there."""
+    async def run():
+        county = await Node.open(node_dir, "county", tmp_path / "county")
+        try:
+            await _know_the_city(node_dir, county)
+            at = county.ctx.clock().replace(microsecond=0)
+            queue = DestinationQueue(county.outbound, "city")
+            await _sign_for(county, new_id(at), new_id(at), UNITS[:1], at)
+            with pytest.raises(GwxError):  # the city is away: the first 签收 is sealed and waits
+                await queue._round()
+            [(sealed_id, _)] = await county.store.queue.at_rest()
+
+            held = DRAFTS_PER_ROUND + 6
+            for _ in range(held):  # 签收 of as many other documents, written meanwhile
+                await _sign_for(county, new_id(at), new_id(at), UNITS[:1], at)
+            await _sign_for(county, new_id(at), new_id(at), UNITS[1:2], at, type=MessageType.URGE)
+            await queue.builder.build_drafts(hold_notices=True)
+
+            rest = [m for m, _ in await county.store.queue.at_rest()]
+            assert len(rest) == 2 and rest[0] == sealed_id  # the 催办 is sealed, in its own envelope
+            assert (await county.store.queue.get(rest[1])).type == "urge"
+            assert len(await county.store.drafts.drafts_for("city", 1000)) == held  # the 签收 still wait
         finally:
             await county.close()
     asyncio.run(run())
