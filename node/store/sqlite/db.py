@@ -243,15 +243,23 @@ async def _to_the_end(conn: aiosqlite.Connection, sql: str) -> None:
     aiosqlite runs a queued statement whatever happens to the awaiting task; without this a cancel
     during BEGIN or COMMIT would leave the writer in a state nobody knows (a transaction open with
     the lock released, or a commit the caller believes failed). A cancelled caller waits for the
-    statement, then sees the cancellation with the connection in a known state.
+    statement — shielded however many times it is cancelled meanwhile (``cancel_and_wait`` cancels
+    again every 0.2 s) — then sees the cancellation with the connection in a known state.
     """
     statement = asyncio.ensure_future(conn.execute(sql))
-    try:
-        await asyncio.shield(statement)
-    except asyncio.CancelledError:
+    cancelled: asyncio.CancelledError | None = None
+    while not statement.done():
+        try:
+            await asyncio.shield(statement)
+        except asyncio.CancelledError as exc:
+            if statement.cancelled():
+                raise
+            cancelled = exc
+    if cancelled is not None:
         with contextlib.suppress(Exception):
-            await statement
-        raise
+            statement.result()  # its own error is not the caller's news: the cancel is
+        raise cancelled
+    statement.result()
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
