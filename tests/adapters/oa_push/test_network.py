@@ -153,8 +153,14 @@ def test_the_oa_down_for_a_while_gets_everything_in_order_once(nodes):
     oa_a1.up()
     wait_for(lambda: all(d in oa_a1.state.documents for d in sent), 30, what="the backlog drained")
     calls = [(gwbs, sjbs) for op, gwbs, sjbs, _ in oa_a1.state.calls if op == "ReceiveGongwen" and gwbs in sent]
-    assert sorted(gwbs for gwbs, _ in calls) == sorted(sent)  # each once
-    seqs = [int(sjbs.rsplit("-", 1)[1]) for _, sjbs in calls]
+    # Each once as the OA keeps them: a push slower than the timeout on a loaded machine is resent,
+    # rightly, with the same event id, and the OA answers the repeat 重复 (counting calls flaked).
+    first: dict[str, str] = {}  # 公文标识 → event id, in the order of first arrival
+    for gwbs, sjbs in calls:
+        first.setdefault(gwbs, sjbs)
+    assert sorted(first) == sorted(sent)
+    assert all(sjbs == first[gwbs] for gwbs, sjbs in calls)  # a resend is the same event
+    seqs = [int(sjbs.rsplit("-", 1)[1]) for sjbs in first.values()]
     assert seqs == sorted(seqs)  # in the order county-a received them (the audit log's order)
     assert wait_for(lambda: status_of(county, f"oa:{A1}").get("pending") == 0, 20, what="nothing pending")
 
