@@ -102,6 +102,12 @@ class DestinationQueue:
         # rule): notices written while the peer is away or a frame is in flight wait as drafts and
         # leave together, instead of one more envelope at every retry of a peer that is down.
         await self._send_window()
+        await self._seal_and_send()
+        if (probe_at := await self._probe_time()) is not None:  # after the drafts: documents are sealed meanwhile
+            await self._send_window(as_of=probe_at)  # raises if the peer is still away
+            await self._seal_and_send()  # it is back: the notices held for it go now
+
+    async def _seal_and_send(self) -> None:
         if await self.builder.has_drafts():
             await self.builder.build_drafts(hold_notices=await self._sealed_waiting_for_the_peer())
             await self._send_window()
@@ -114,9 +120,10 @@ class DestinationQueue:
         more envelope of notices at every retry of a peer that was away."""
         return self.limiter.failures > 0 and await self.outbound.store.queue.next_due_at(self.destination) is not None
 
-    async def _send_window(self) -> None:
+    async def _send_window(self, as_of: dt.datetime | None = None) -> None:
+        """Send the window, batch by batch, until nothing is due (as of ``as_of``, for the first
+        window only: the probe's)."""
         limits = self.outbound.ctx.config.limits
-        as_of = await self._probe_time()
         while not self._stopping:
             window = await self.outbound.store.queue.load_active_window(self.destination, limits.active_window,
                                                                         now=as_of)
