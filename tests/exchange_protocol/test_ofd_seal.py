@@ -59,14 +59,23 @@ class Network:
         return verify_sealed_ofd(ofd, trust_roots=[self.ca.root_certificate], **kw)
 
 
+_NETWORKS: dict[str | None, Network] = {}  # one CA and two seals per profile for the whole module
+
+
+def _network(tmp_path_factory, algorithm: str | None) -> Network:
+    if algorithm not in _NETWORKS:
+        _NETWORKS[algorithm] = Network(tmp_path_factory.mktemp(f"ofd-{algorithm}"), algorithm)
+    return _NETWORKS[algorithm]
+
+
 @pytest.fixture(scope="module", params=["sm2-sm3", None], ids=["sm", "p256"])
 def net(request, tmp_path_factory):
-    return Network(tmp_path_factory.mktemp(f"ofd-{request.param}"), request.param)
+    return _network(tmp_path_factory, request.param)
 
 
 @pytest.fixture(scope="module")
 def sm(tmp_path_factory):
-    return Network(tmp_path_factory.mktemp("ofd-sm-only"), "sm2-sm3")
+    return _network(tmp_path_factory, "sm2-sm3")
 
 
 def _with(ofd: bytes, path: str, data: bytes | None) -> bytes:
