@@ -149,7 +149,7 @@ def test_the_send_form_takes_an_ofd_body_and_seals_it_inside(tmp_path):
         response, _ = await zhang.post_multipart("/console/send", form(csrf_of(page), body=make_ofd()))
         assert response.status == 303, await response.text()
         _, page = await zhang.get(response.headers["Location"])
-        assert 'id="body-ofd"' in page  # the sender's page offers the sealed OFD too
+        assert 'id="body-ofd"' in page and "正文已按 GB/T 38540 加盖本单位电子印章" in page  # the sender's page too
         sent = (await env.service.outbox(_principal("张三", UNIT_A)))[0]
         with zipfile.ZipFile(await env.service.package_path(_principal("张三", UNIT_A), sent["doc_id"])) as z:
             assert "Doc_0/Signs/Sign_0/SignedValue.dat" in unzip(z.read("body.ofd"))
