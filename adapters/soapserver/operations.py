@@ -160,6 +160,8 @@ async def fetch(call: Call) -> Answer:
         return envelope
     package = await call.service.package_path(call.who, doc_id)
     body_name = await asyncio.to_thread(_body_member, package)
+    body_type = "application/ofd" if body_name == OFD_BODY_NAME else "application/pdf"
+    m.add(out, "bodyType", body_type)
     members = [(body_name, None)] + [(ATTACHMENTS_DIR + a["name"], a["name"]) for a in shown["attachments"]]
     size = await asyncio.to_thread(_content_size, package, [member for member, _ in members])
     inline: dict[str, bytes] = {}
@@ -180,7 +182,6 @@ async def fetch(call: Call) -> Answer:
         else:
             cid = f"part{n}@gwx"
             include(content, cid)
-            body_type = "application/ofd" if member == OFD_BODY_NAME else "application/pdf"
             parts.append((cid, body_type if name is None else "application/octet-stream",
                           _member_opener(package, member)))
     return MtomAnswer(envelope, parts) if parts else envelope

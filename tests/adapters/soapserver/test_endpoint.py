@@ -70,7 +70,7 @@ def test_a_clerk_sends_and_the_other_unit_receives_signs_for_and_registers_in_bo
                                     version="1.2"))
         assert [g(i, "docId") for i in inbox] == [doc_id]
         fetched = await ok(await call(client, "FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>", token=env.clerk_b))
-        assert base64.b64decode(g(fetched, "body")).startswith(b"%PDF")
+        assert base64.b64decode(g(fetched, "body")).startswith(b"%PDF") and g(fetched, "bodyType") == "application/pdf"
         assert base64.b64decode(g(fetched, "attachment/content")) == PDF
         assert g(fetched, "item/verified") == "true" and g(fetched, "item/status") == "pending"
         signed = await ok(await call(client, "SignFor", f"<gwx:docId>{doc_id}</gwx:docId>", token=env.clerk_b,
@@ -94,7 +94,7 @@ def test_an_ofd_body_goes_in_and_comes_out_sealed_inline_and_as_mtom(tmp_path):
     async def scenario(client):
         doc_id = await submit(client, env, body=make_ofd())
         fetched = await ok(await call(client, "FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>", token=env.clerk_b))
-        assert g(fetched, "item/verified") == "true"
+        assert g(fetched, "item/verified") == "true" and g(fetched, "bodyType") == "application/ofd"
         body = base64.b64decode(g(fetched, "body"))
         assert "Doc_0/Signs/Sign_0/SignedValue.dat" in unzip(body)  # the OFD, sealed inside
         response = await client.post(ENDPOINT, data=envelope("FetchDocument", f"<gwx:docId>{doc_id}</gwx:docId>",
