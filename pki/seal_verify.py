@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import warnings
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -170,6 +171,9 @@ def check_picture(s: Seal) -> None:
     if kind == "PNG":
         validate_png(pic.data)
         return
+    if kind == "OFD":  # GB/T 38540 lets a seal picture be an OFD itself (ofdrw's seals are): an OFD reader shows it
+        _check_ofd_picture(pic.data)
+        return
     if kind not in ("JPG", "JPEG", "GIF", "BMP"):
         raise SealPictureInvalid(f"picture type {pic.type!r} is not supported for display", type=pic.type)
     if len(pic.data) > MAX_PICTURE_BYTES:
@@ -186,6 +190,22 @@ def check_picture(s: Seal) -> None:
         raise
     except Exception as exc:  # Pillow raises many types on corrupt data
         raise SealPictureInvalid(f"seal picture does not decode as {kind}: {exc}") from None
+
+
+def _check_ofd_picture(data: bytes) -> None:
+    """Bounded, a ZIP whose directory names OFD.xml, and small once inflated; it is never extracted here
+    (the seal is shown by whoever renders the OFD it sits in)."""
+    if len(data) > MAX_PICTURE_BYTES:
+        raise SealPictureInvalid("seal picture too large", size=len(data))
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
+        raise SealPictureInvalid(f"the OFD seal picture is not a readable ZIP: {exc}") from None
+    if "OFD.xml" not in {i.filename for i in infos}:
+        raise SealPictureInvalid("the OFD seal picture has no OFD.xml")
+    if len(infos) > 256 or sum(i.file_size for i in infos) > 16 * MAX_PICTURE_BYTES:
+        raise SealPictureInvalid("the OFD seal picture inflates too far", members=len(infos))
 
 
 def _check_revocation(check: RevocationCheck, cert: x509.Certificate, issuer: x509.Certificate,

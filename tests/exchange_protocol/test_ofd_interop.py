@@ -24,6 +24,7 @@ SAMPLES = Path(__file__).parent / "ofd_samples"
 EXPECTED = {
     "ofdrw-SESV4SignDoc.ofd": ("Doc_0/Signs/Sign_0/SignedValue.dat", "OFD R&W 测试用印章", False),
     "ofdrw-V4RideRight.ofd": ("Doc_0/Signs/Sign_0/SignedValue.dat", "OFD R&W 测试用印章", True),
+    "ofdrw-v4signed.ofd": ("Doc_0/Signs/Sign_0/SignedValue.dat", "测试全国统一发票监制章国家税务总局重庆市税务局", False),
     "suzhou-unified-eseal.ofd": ("Doc_0/Signs/Sign_0/SignValue.dat", None, False),
 }
 

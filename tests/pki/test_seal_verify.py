@@ -157,6 +157,26 @@ def test_signed_but_broken_picture_is_picture_invalid(root_ca, roots, made):
     assert code_of(svg, roots) == "SEAL_PICTURE_INVALID"
 
 
+def test_a_picture_that_is_itself_an_ofd_is_accepted_when_it_is_one(root_ca, roots, made):
+    import io
+    import zipfile
+
+    def ofd_picture(members: dict[str, bytes]) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        return out.getvalue()
+
+    good = ofd_picture({"OFD.xml": b"<ofd:OFD/>", "Doc_0/Document.xml": b"<ofd:Document/>"})
+    seal = _signed(root_ca, made.certificate, picture=SealPicture("ofd", good, 40, 40))
+    assert verify_seal(seal, trust_roots=roots).seal.picture.type == "ofd"  # GB/T 38540 allows it; ofdrw makes it
+    for bad in (b"not a zip", ofd_picture({"Doc_0/Document.xml": b"<x/>"}),
+                ofd_picture({"OFD.xml": b"<x/>", "big.bin": b"\0" * (17 * 1024 * 1024)})):
+        data = _signed(root_ca, made.certificate, picture=SealPicture("OFD", bad, 40, 40))
+        assert code_of(data, roots) == "SEAL_PICTURE_INVALID"
+
+
 def test_wrong_unit(made, roots):
     assert code_of(made.der, roots, unit_code=OTHER_UNIT) == "SEAL_WRONG_UNIT"
 
