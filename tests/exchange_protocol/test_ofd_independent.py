@@ -46,7 +46,7 @@ def sealed(request, tmp_path_factory):
 
 def _render(ofd: bytes, out: Path) -> Image.Image:
     """Page 1 as easyofd draws it (OFD → PDF), rasterised by PyMuPDF."""
-    fitz = pytest.importorskip("fitz")
+    import fitz  # PyMuPDF, easyofd's own dependency (test-only, in requirements.lock): never skipped
     from easyofd.ofd import OFD
     logging.getLogger().setLevel(logging.ERROR)  # easyofd warns about every font it cannot find
     reader = OFD()
