@@ -6,12 +6,20 @@ An OFD is a ZIP: ``OFD.xml`` (namespace ``http://www.ofdspec.org/2016``) names t
 member into memory — a body is bounded (64 MiB by default, the package's body limit) — after the
 central directory has passed the same defences as a package (:mod:`.package_reader`): member count,
 declared sizes and ratio, names (no ``..``, absolute paths, backslashes, control characters),
-duplicates after NFC and case folding, symbolic links, encryption, overlapping member data; and the
+duplicates after NFC and case folding, symbolic links, encryption, overlapping member data; bytes
+no member, directory or end record claims — before, between or after them — are ``OFD_MALFORMED``
+(:mod:`.zip_layout`: a streaming reader would read them, the verifier never hashed them); and the
 bytes that come out are counted again, since headers lie. Each refusal has its code
 (:mod:`.ofd_errors`).
 
 XML is parsed by :func:`parse_xml` with ``defusedxml``: a DTD, an entity declaration or an external
-reference is ``OFD_XML_FORBIDDEN`` before anything is expanded (no billion laughs, no XXE).
+reference is ``OFD_XML_FORBIDDEN`` before anything is expanded (no billion laughs, no XXE). Each XML
+file is capped (``OFD_XML_TOO_LARGE``, :class:`OfdLimits`): 8 MiB, checked on the directory's declared
+size of every ``*.xml`` member before inflating and on the bytes before parsing; 200,000 attributes,
+counted before parsing by the ``=`` each needs (expat builds an element's attributes at once); 100,000
+elements and 64 levels, counted as expat reports each start tag, so the tree stops growing at the cap.
+Without them a 1 MiB upload held 8 M elements and cost a node GBs and minutes before any signature
+was checked; with them one file's tree stays within some tens of MiB.
 Locations (``ST_Loc``) are resolved by :func:`resolve_loc`: absolute (``/Doc_0/…``) from the
 container's root, relative from the referring file's folder, never out of the container.
 """
@@ -25,15 +33,16 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from .errors import PackageError
 from .manifest import check_member_name, name_key
-from .ofd_errors import OfdMalformed, OfdUnsafePath, OfdXmlForbidden, OfdZipBomb
+from .ofd_errors import OfdMalformed, OfdUnsafePath, OfdXmlForbidden, OfdXmlTooLarge, OfdZipBomb
 from .package_reader import overlapping_members
+from .zip_layout import unclaimed_bytes
 
 OFD_NS = "http://www.ofdspec.org/2016"
 _OLD_NS_PREFIX = "{http://www.ofdspec.org}"  # written by some producers (e.g. 数科); read, never written
@@ -53,6 +62,12 @@ class OfdLimits:
     max_inflated_bytes: int = 256 * MiB
     max_ratio: int = 200
     ratio_floor_bytes: int = 1 * MiB
+    # Each XML file (see the module doc): a dense page has some thousands of elements, a Document.xml
+    # of 1,000 pages a few thousand, a Signature.xml two per member, the deepest sample 5 levels.
+    max_xml_bytes: int = 8 * MiB
+    max_xml_elements: int = 100_000
+    max_xml_attributes: int = 200_000
+    max_xml_depth: int = 64
 
 
 DEFAULT_OFD_LIMITS = OfdLimits()
@@ -70,20 +85,55 @@ def looks_like_ofd(data: bytes) -> bool:
         return False
 
 
-def parse_xml(data: bytes, name: str) -> Element:
-    """``data`` parsed with no DTD, entity or external reference allowed (see the module doc); elements in
-    the namespace some producers write without its year (``http://www.ofdspec.org``) read as in OFD_NS."""
+def parse_xml(data: bytes, name: str, limits: OfdLimits = DEFAULT_OFD_LIMITS) -> Element:
+    """``data`` parsed with no DTD, entity or external reference allowed and within the XML caps (see the
+    module doc); elements in the namespace some producers write without its year
+    (``http://www.ofdspec.org``) read as in OFD_NS."""
+    if len(data) > limits.max_xml_bytes:
+        raise OfdXmlTooLarge(f"{name} has {len(data)} bytes; an XML file of an OFD has at most "
+                             f"{limits.max_xml_bytes}", name=name, limit=limits.max_xml_bytes)
+    if data.count(b"=") > limits.max_xml_attributes:  # each attribute needs one; text rarely has many
+        raise OfdXmlTooLarge(f"{name} has more than {limits.max_xml_attributes} attributes", name=name,
+                             limit=limits.max_xml_attributes)
+    parser = SafeET.DefusedXMLParser(target=_BoundedTreeBuilder(name, limits), forbid_dtd=True,
+                                     forbid_entities=True, forbid_external=True)
     try:
-        root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        parser.feed(data)
+        return parser.close()
     except DefusedXmlException as exc:
         raise OfdXmlForbidden(f"{name}: {type(exc).__name__}: a DTD, entity or external reference is not "
                               "allowed in an OFD", name=name) from None
     except (ParseError, ValueError, LookupError) as exc:  # LookupError: an encoding Python does not know
         raise OfdMalformed(f"{name} is not well-formed XML: {exc}", name=name) from None
-    for element in root.iter():
-        if isinstance(element.tag, str) and element.tag.startswith(_OLD_NS_PREFIX):
-            element.tag = "{" + OFD_NS + "}" + element.tag[len(_OLD_NS_PREFIX):]
-    return root
+
+
+class _BoundedTreeBuilder(TreeBuilder):
+    """ElementTree's builder, refusing at the element or depth cap as expat reports each start tag (expat
+    stops at once), and reading the year-less namespace as OFD_NS."""
+
+    def __init__(self, name: str, limits: OfdLimits) -> None:
+        super().__init__()
+        self._name, self._limits = name, limits
+        self._elements = self._depth = 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> Element:
+        self._elements += 1
+        self._depth += 1
+        if self._elements > self._limits.max_xml_elements:
+            raise OfdXmlTooLarge(f"{self._name} has more than {self._limits.max_xml_elements} elements",
+                                 name=self._name, limit=self._limits.max_xml_elements)
+        if self._depth > self._limits.max_xml_depth:
+            raise OfdXmlTooLarge(f"{self._name} nests elements more than {self._limits.max_xml_depth} deep",
+                                 name=self._name, limit=self._limits.max_xml_depth)
+        return super().start(_current_ns(tag), attrs)
+
+    def end(self, tag: str) -> Element:
+        self._depth -= 1
+        return super().end(_current_ns(tag))
+
+
+def _current_ns(tag: str) -> str:
+    return "{" + OFD_NS + "}" + tag[len(_OLD_NS_PREFIX):] if tag.startswith(_OLD_NS_PREFIX) else tag
 
 
 def resolve_loc(referrer: str, loc: str | None) -> str:
@@ -103,30 +153,34 @@ def resolve_loc(referrer: str, loc: str | None) -> str:
 class OfdContainer:
     """The members of an OFD (``files``: path → bytes, in archive order), checked as the module says."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes], limits: OfdLimits = DEFAULT_OFD_LIMITS) -> None:
         self.files = files
+        self.limits = limits
 
     @classmethod
     def open(cls, data: bytes, limits: OfdLimits = DEFAULT_OFD_LIMITS) -> OfdContainer:
         if not isinstance(data, (bytes, bytearray)) or len(data) > limits.max_bytes:
             raise OfdZipBomb(f"an OFD body is bytes of at most {limits.max_bytes}", limit=limits.max_bytes)
         try:
-            zf = zipfile.ZipFile(io.BytesIO(bytes(data)))
+            zf = zipfile.ZipFile(io.BytesIO(data))
         except UnicodeDecodeError:
             raise OfdUnsafePath("a member name is flagged UTF-8 but does not decode as UTF-8") from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as exc:
             raise OfdMalformed(f"not an OFD (not a readable ZIP): {exc}") from None
         with zf:
             infos = _checked_directory(zf, limits)
+            unclaimed = unclaimed_bytes(data, zf)
+            if unclaimed:  # what a streaming reader would read and the verifier never hashed
+                raise OfdMalformed(f"not an OFD as written: {unclaimed}")
             files = _inflate(zf, infos, limits)
         if OFD_XML not in files:
             raise OfdMalformed("not an OFD: there is no OFD.xml at the container's root")
-        return cls(files)
+        return cls(files, limits)
 
     def xml(self, path: str) -> Element:
         if path not in self.files:
             raise OfdMalformed(f"the OFD has no {path}", name=path)
-        return parse_xml(self.files[path], path)
+        return parse_xml(self.files[path], path, self.limits)
 
     def doc_body(self) -> tuple[str, str | None]:
         """(the DocRoot path, the Signatures.xml path or None) of the first document in OFD.xml."""
@@ -191,6 +245,9 @@ def _checked_directory(zf: zipfile.ZipFile, limits: OfdLimits) -> list[zipfile.Z
         if key in keys:
             raise OfdUnsafePath(f"member name {name!r} occurs twice", name=name)
         keys.add(key)
+        if name.lower().endswith(".xml") and info.file_size > limits.max_xml_bytes:  # early; parse_xml decides
+            raise OfdXmlTooLarge(f"{name} declares {info.file_size} bytes; an XML file of an OFD has at most "
+                                 f"{limits.max_xml_bytes}", name=name, limit=limits.max_xml_bytes)
         declared += info.file_size
         if declared > limits.max_inflated_bytes:
             raise OfdZipBomb(f"members declare more than {limits.max_inflated_bytes} bytes", name=name)

@@ -41,6 +41,15 @@ class OfdZipBomb(OfdError):
     kind = ErrorKind.VERIFICATION_FAILED
 
 
+class OfdXmlTooLarge(OfdError):
+    """An XML file of the OFD past a cap checked before or while it is parsed (:class:`.ofd_container.OfdLimits`):
+    its bytes, its elements, its attributes or its nesting depth — no page needs that many, and building
+    the tree would cost the node hundreds of MiB and seconds per request."""
+
+    code = "OFD_XML_TOO_LARGE"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
 class OfdXmlForbidden(OfdError):
     """XML with a DTD, entity declarations or external references (billion laughs, XXE)."""
 
