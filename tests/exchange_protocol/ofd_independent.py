@@ -1,6 +1,6 @@
 """A second verifier of a sealed OFD, written in the tests from the standards' text, sharing no code with
 ``exchange_protocol`` or ``pki``: the ZIP by ``zipfile``, the XML by ``minidom``, the ASN.1 by asn1tools
-compiled from GB/T 38540's module (tests/pki/test_seal_asn1.SPEC), SM3 and SM2 by gmalg (pure Python),
+compiled from GB/T 38540's module (the text file tests/pki/gbt38540.asn), SM3 and SM2 by gmalg (pure Python),
 the certificates' public keys by the ``openssl`` command — and for the international profile (the same
 layout with SHA-256 and ECDSA P-256) SHA-256 by hashlib and the signatures by ``openssl dgst -verify``.
 
@@ -26,13 +26,12 @@ from xml.dom import minidom
 import asn1tools
 import gmalg
 
-from tests.pki.test_seal_asn1 import SPEC
-
 NS = "http://www.ofdspec.org/2016"
 SM3_OID, SM2_SM3_OID = "1.2.156.10197.1.401", "1.2.156.10197.1.501"
 SHA256_OID, ECDSA_SHA256_OID = "2.16.840.1.101.3.4.2.1", "1.2.840.10045.4.3.2"
 DEFAULT_ID = b"1234567812345678"
-_CODEC = asn1tools.compile_string(SPEC.replace("CERTLIST", "CertInfoList"), "der")
+_SPEC = (Path(__file__).parents[1] / "pki" / "gbt38540.asn").read_text(encoding="utf-8")
+_CODEC = asn1tools.compile_string(_SPEC.replace("CERTLIST", "CertInfoList"), "der")
 
 
 def _sm3(data: bytes) -> bytes:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,13 @@ def test_the_schemas_do_refuse_what_is_wrong(sealed):
     _, ofd = sealed
     signatures = unzip(ofd)["Doc_0/Signs/Signatures.xml"].replace(b'Type="Seal"', b'Type="Stamp"')
     assert not xmlschema.XMLSchema(str(XSD / "Signatures.xsd")).is_valid(signatures.decode())
+
+
+def test_the_second_verifier_loads_no_product_code():
+    """Independent in fact, not only in logic: importing it (in a fresh interpreter) loads no module of
+    pki, exchange_protocol, node or adapters — not even through a shared test helper."""
+    probe = ("import sys, tests.exchange_protocol.ofd_independent; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pki', 'exchange_protocol', 'node', 'adapters')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[2]).stdout
+    assert out.strip() == "[]", out

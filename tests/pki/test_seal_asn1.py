@@ -1,6 +1,6 @@
 """Our v4 seals as an independent decoder sees them: asn1tools compiled from the standard's ASN.1.
 
-The ASN.1 below is shared/standards.md's text with ``_`` turned into ``-`` (underscores are not
+The ASN.1 (gbt38540.asn beside this file) is shared/standards.md's text with ``_`` turned into ``-`` (underscores are not
 legal in ASN.1 type names). One deviation: the standard's ``SES_CertList`` is a CHOICE between two
 untagged ``SEQUENCE OF`` types, which X.680 forbids (the alternatives share a tag) and which sends
 asn1tools into an endless loop; a reader can only pick the alternative from ``certListType``, so
@@ -10,6 +10,7 @@ this test compiles the property twice, once per alternative.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import asn1tools
 import pytest
@@ -19,49 +20,7 @@ from pki.seal import SealBuilder
 from tests.pki.seal_support import UNIT, UNIT_NAME, der, make_seal, picture
 from tests.support import run_openssl
 
-SPEC = """
-GBT38540 DEFINITIONS ::= BEGIN
-SESeal ::= SEQUENCE {
-  eSealInfo   SES-SealInfo,
-  cert        OCTET STRING,
-  signAlgID   OBJECT IDENTIFIER,
-  signedValue BIT STRING }
-SES-SealInfo ::= SEQUENCE {
-  header   SES-Header,
-  esID     IA5String,
-  property SES-ESPropertyInfo,
-  picture  SES-ESPictrueInfo,
-  extDatas ExtensionDatas OPTIONAL }
-SES-Header ::= SEQUENCE { id IA5String ("ES"), version INTEGER (4), vid IA5String }
-SES-ESPropertyInfo ::= SEQUENCE {
-  type         INTEGER,
-  name         UTF8String,
-  certListType INTEGER,
-  certList     CERTLIST,
-  createDate   GeneralizedTime,
-  validStart   GeneralizedTime,
-  validEnd     GeneralizedTime }
-CertInfoList   ::= SEQUENCE OF OCTET STRING
-CertDigestList ::= SEQUENCE OF CertDigestObj
-CertDigestObj  ::= SEQUENCE { type PrintableString, value OCTET STRING }
-SES-ESPictrueInfo ::= SEQUENCE { type IA5String, data OCTET STRING, width INTEGER, height INTEGER }
-ExtensionDatas ::= SEQUENCE OF ExtData
-ExtData ::= SEQUENCE { extnID OBJECT IDENTIFIER, critical BOOLEAN, extnValue OCTET STRING }
-SES-Signature ::= SEQUENCE {
-  toSign         TBS-Sign,
-  cert           OCTET STRING,
-  signatureAlgID OBJECT IDENTIFIER,
-  signature      BIT STRING,
-  timeStamp      [0] EXPLICIT BIT STRING OPTIONAL }
-TBS-Sign ::= SEQUENCE {
-  version      INTEGER (4),
-  eseal        SESeal,
-  timeInfo     GeneralizedTime,
-  dataHash     BIT STRING,
-  propertyInfo IA5String,
-  extDatas     [0] EXPLICIT ExtensionDatas OPTIONAL }
-END
-"""
+SPEC = (Path(__file__).parent / "gbt38540.asn").read_text(encoding="utf-8")  # also read by ofd_independent.py
 
 
 @pytest.fixture(scope="module")
