@@ -8,7 +8,9 @@ It follows GB/T 38540 §8 for a seal in an OFD: Signatures.xml → Signature.xml
 digested with the CheckMethod and compared; SignedValue.dat decoded as SES_Signature; dataHash = SM3 of
 Signature.xml; the SES_Signature's signature over DER(TBS_Sign) verifies with its certificate (SM2, the
 default id); the seal's signedValue over DER(SES_SealInfo) verifies with the maker's certificate; the
-signer certificate is in the seal's certList; Seal.esl is the seal inside. Returns what it saw, or
+signer certificate is in the seal's certList; Seal.esl is the seal inside; timeInfo lies in the seal's
+validity; the StampAnnot's page is one the document lists. (Not checked here: the chain to a root and
+revocation, which are pki's and openssl's, not the OFD layout's.) Returns what it saw, or
 raises AssertionError naming the first thing that fails.
 """
 
@@ -129,7 +131,12 @@ def check_sealed_ofd(ofd: bytes, *, list_protected: bool = True) -> dict:
         "the seal maker's signature"
     cert_list = info["property"]["certList"]
     assert ses["cert"] in cert_list, "the signer certificate is not in the seal's certList"
+    validity = info["property"]
+    assert validity["validStart"] <= tbs["timeInfo"] <= validity["validEnd"], "timeInfo outside the seal's validity"
     stamp = sig.getElementsByTagNameNS(NS, "StampAnnot")[0]
+    doc_root = _loc("OFD.xml", _text(ofd_xml, "DocRoot"))
+    page_ids = {p.getAttribute("ID") for p in minidom.parseString(files[doc_root]).getElementsByTagNameNS(NS, "Page")}
+    assert stamp.getAttribute("PageRef") in page_ids, "the StampAnnot names a page the document does not have"
     uncovered = set(files) - covered - {sig_path, signed_value_path} - (set() if list_protected else {signatures_loc})
     assert not uncovered, f"files no reference covers: {sorted(uncovered)}"
     return {"seal_name": info["property"]["name"], "picture_type": info["picture"]["type"],

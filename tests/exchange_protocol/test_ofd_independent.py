@@ -92,6 +92,47 @@ def test_a_second_verifier_from_the_standards_text_accepts_the_seal_and_refuses_
         check_sealed_ofd(zip_files(files))
 
 
+SIGN = "Doc_0/Signs/Sign_0/"
+
+
+def _file_added(files):
+    files["Doc_0/Res/extra.png"] = b"\x89PNG not covered"
+
+
+def _reference_removed(files):
+    xml = files[SIGN + "Signature.xml"].decode()
+    start = xml.index('<ofd:Reference FileRef="/Doc_0/PublicRes.xml">')
+    files[SIGN + "Signature.xml"] = (xml[:start] + xml[xml.index("</ofd:Reference>", start) + 16:]).encode()
+
+
+def _seal_swapped(files):
+    files[SIGN + "Seal.esl"] = files[SIGN + "Seal.esl"].replace(UNIT_NAME.encode(), "福州市鼓楼区人民政府".encode() + b"\xe3\x80\x80")
+
+
+def _moved_to_another_document(files):
+    other = unzip(make_ofd(doc_id="0" * 32, title="关于另一件事的通知"))
+    files.update({n: v for n, v in other.items() if n != "OFD.xml"})
+    files["OFD.xml"] = other["OFD.xml"].replace(
+        b"</ofd:DocBody>", b"<ofd:Signatures>/Doc_0/Signs/Signatures.xml</ofd:Signatures></ofd:DocBody>")
+
+
+def _stamp_moved_to_another_page(files):
+    files[SIGN + "Signature.xml"] = files[SIGN + "Signature.xml"].replace(b'PageRef="10"', b'PageRef="99"')
+
+
+@pytest.mark.parametrize(("damage", "why"), [
+    (_file_added, "no reference covers"), (_reference_removed, "dataHash"), (_seal_swapped, "Seal.esl: digest"),
+    (_moved_to_another_document, "OFD.xml: digest"), (_stamp_moved_to_another_page, "dataHash")],
+    ids=["file-added", "reference-removed", "seal-swapped", "moved-to-another-document", "stamp-moved"])
+def test_the_second_verifier_refuses_the_hostile_set_too(sealed, damage, why):
+    """The cases test_ofd_seal.py refuses with the product's codes, refused by the second verifier as well."""
+    _, ofd = sealed
+    files = unzip(ofd)
+    damage(files)
+    with pytest.raises(AssertionError, match=why):
+        check_sealed_ofd(zip_files(files))
+
+
 def test_the_ofd_xml_validates_against_the_published_schemas(sealed):
     profile, ofd = sealed
     files = unzip(ofd)
