@@ -205,6 +205,8 @@ class OfdContainer:
                 page_id = int(page.get("ID", ""))
             except ValueError:
                 raise OfdMalformed(f"{doc_root}: a page has ID {page.get('ID')!r}, not a number") from None
+            if page_id in out:  # one would silently replace the other, and a PageRef name either
+                raise OfdMalformed(f"{doc_root} lists page ID {page_id} twice", name=doc_root, page=page_id)
             out[page_id] = resolve_loc(doc_root, page.get("BaseLoc"))
         if not out:
             raise OfdMalformed(f"{doc_root} lists no page")

@@ -18,8 +18,8 @@ checks every signature it lists, in this order:
    TBS_Sign, ``dataHash`` = the digest of Signature.xml, the seal maker's signature, the picture,
    the seal's validity and certificate list, ``timeInfo`` within it, the signer's chain and
    revocation, the network profile — each with its ``SEAL_*`` code.
-7. At least one StampAnnot, on a page the document has, with a box of four numbers
-   (``OFD_STAMP_INVALID``): a seal that shows nowhere is not a 印章.
+7. At least one StampAnnot, on a page the document has, with a box of four numbers inside the page's
+   PhysicalBox (``OFD_STAMP_INVALID``): a seal that shows nowhere is not a 印章.
 8. With ``expected_certificate`` (the package's signer), the seal key is that certificate
    (``OFD_SIGNER_MISMATCH``).
 
@@ -59,7 +59,7 @@ from .ofd_errors import (
     OfdStampInvalid,
     OfdUnreferencedFile,
 )
-from .ofd_seal import digest
+from .ofd_seal import digest, page_size
 
 RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], None]
 # CheckMethod as written by us (OIDs) and by others (names, any case, with or without a dash).
@@ -113,7 +113,7 @@ def verify_sealed_ofd(ofd: bytes, *, trust_roots: Iterable[x509.Certificate], at
     reports = []
     for entry in listed:
         path = resolve_loc(signatures_path, entry.get("BaseLoc"))
-        report, refs, signed_value = _verify_one(container, path, pages, roots, at, revocation, crls,
+        report, refs, signed_value = _verify_one(container, path, doc_root, pages, roots, at, revocation, crls,
                                                  intermediates, unit_code, expected_certificate)
         reports.append(report)
         covered |= refs
@@ -127,7 +127,7 @@ def verify_sealed_ofd(ofd: bytes, *, trust_roots: Iterable[x509.Certificate], at
     return OfdVerification(tuple(reports), len(pages))
 
 
-def _verify_one(container: OfdContainer, path: str, pages: dict[int, str], roots, at, revocation, crls,
+def _verify_one(container: OfdContainer, path: str, doc_root: str, pages: dict[int, str], roots, at, revocation, crls,
                 intermediates, unit_code, expected_certificate) -> tuple[OfdSignatureReport, set[str], str]:
     signature_xml = container.files.get(path)
     if signature_xml is None:
@@ -154,7 +154,7 @@ def _verify_one(container: OfdContainer, path: str, pages: dict[int, str], roots
     verification = verify_sealed_signature(der, signature_xml, trust_roots=roots, at=at, crls=crls,
                                            revocation=revocation, unit_code=unit_code,
                                            intermediates=intermediates)
-    page_id, box = _check_stamp(info, path, pages)
+    page_id, box = _check_stamp(container, info, path, doc_root, pages)
     if expected_certificate is not None and parsed.certificate != expected_certificate:
         raise OfdSignerMismatch("the OFD was sealed with another certificate than the package's signer",
                                 serial=f"{parsed.certificate.serial_number:x}")
@@ -207,7 +207,8 @@ def _check_references(container: OfdContainer, info: Element, path: str,
     return refs
 
 
-def _check_stamp(info: Element, path: str, pages: dict[int, str]) -> tuple[int, tuple[float, float, float, float]]:
+def _check_stamp(container: OfdContainer, info: Element, path: str, doc_root: str,
+                 pages: dict[int, str]) -> tuple[int, tuple[float, float, float, float]]:
     stamps = info.findall(q("StampAnnot"))
     if not stamps:
         raise OfdStampInvalid(f"{path} places the seal on no page (no StampAnnot)", name=path)
@@ -223,6 +224,10 @@ def _check_stamp(info: Element, path: str, pages: dict[int, str]) -> tuple[int, 
                                   name=path, page=page_id)
         if not all(math.isfinite(v) for v in (x, y, w, h)) or min(x, y) < 0 or w <= 0 or h <= 0:
             raise OfdStampInvalid(f"{path}: the seal's box {x} {y} {w} {h} is empty or off the page", name=path)
+        page_w, page_h = page_size(container, doc_root, pages[page_id])  # the sealer's own check, verified
+        if x + w > page_w or y + h > page_h:
+            raise OfdStampInvalid(f"{path}: the seal's box {x:g} {y:g} {w:g} {h:g} is off the {page_w:g}×{page_h:g} mm "
+                                  "page", name=path, page=page_id)
         first = first or (page_id, (x, y, w, h))
     assert first is not None
     return first

@@ -12,6 +12,7 @@ import pytest
 from exchange_protocol.ofd_errors import (
     OfdCheckMethodRefused,
     OfdInputError,
+    OfdMalformed,
     OfdNotSealed,
     OfdReferenceMismatch,
     OfdReferenceMissing,
@@ -231,6 +232,21 @@ def test_a_seal_placed_on_no_page_is_refused_even_when_signed(sm):
         sm.verify(_resign(sm, sm.sealed, re.sub(rb"<ofd:StampAnnot [^>]*/>", b"", signature_xml)))
     with pytest.raises(OfdStampInvalid):
         sm.verify(_resign(sm, sm.sealed, re.sub(rb'Boundary="[^"]*"', b'Boundary="nan 10 42 42"', signature_xml)))
+
+
+def test_a_seal_placed_off_its_page_is_refused_even_when_signed(sm):
+    """The sealer keeps the box on the page; a foreign seal at x = 5,000 mm is not "placed" either."""
+    signature_xml = re.sub(rb'Boundary="[^"]*"', b'Boundary="5000 10 42 42"', unzip(sm.sealed)[SIG])
+    with pytest.raises(OfdStampInvalid, match="off the 210×297 mm page"):
+        sm.verify(_resign(sm, sm.sealed, signature_xml))
+
+
+def test_two_pages_with_one_id_are_refused(sm):
+    """One silently replaced the other: the seal's PageRef could name either page."""
+    files = unzip(make_ofd(pages=2))
+    files["Doc_0/Document.xml"] = files["Doc_0/Document.xml"].replace(b'ID="11"', b'ID="10"')
+    with pytest.raises(OfdMalformed, match="twice"):
+        seal_ofd(zip_files(files), sm.cred.signer, sm.cred.seal, at=sm.at)
 
 
 def test_sealing_refuses_what_cannot_be_sealed(sm):
