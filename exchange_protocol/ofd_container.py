@@ -141,13 +141,41 @@ def resolve_loc(referrer: str, loc: str | None) -> str:
     if not loc or not loc.strip():
         raise OfdMalformed(f"{referrer} has an empty location", name=referrer)
     loc = loc.strip()
-    if "\\" in loc or ":" in loc.split("/")[0]:
+    if not _container_path(loc):
         raise OfdUnsafePath(f"{referrer} names {loc!r}, not a path inside the OFD", name=loc)
     base = "" if loc.startswith("/") else posixpath.dirname(referrer)
     joined = posixpath.join("/", base, loc.lstrip("/"))
     if ".." in joined.split("/"):
         raise OfdUnsafePath(f"{referrer} names {loc!r}, which climbs out of the OFD", name=loc)
     return posixpath.normpath(joined).lstrip("/")
+
+
+def _container_path(loc: str) -> bool:
+    """Not a URL (``http:``, ``file:``), a drive (``C:``) or a Windows path: a path the container holds."""
+    return "\\" not in loc and ":" not in loc.split("/")[0]
+
+
+# Where GB/T 33190's schemas put an ST_Loc: these elements' text and these attributes.
+_LOC_ELEMENTS = frozenset({"Annotations", "Attachments", "BaseLoc", "Cover", "CustomTags", "DocRoot", "DocumentRes",
+                           "ExtendData", "Extensions", "FileLoc", "FontFile", "MediaFile", "PageRes", "PublicRes",
+                           "SchemaLoc", "Signatures", "SignedValue"})
+_LOC_ATTRIBUTES = ("BaseLoc", "FileRef", "Profile")
+
+
+def check_locations_inside(container: OfdContainer) -> None:
+    """Every ST_Loc in every XML file of ``container`` is a container path (``OFD_UNSAFE_PATH`` if not): a
+    reader that follows ``http:`` or ``file:`` would show content no Reference covers."""
+    for name in container.files:
+        if not name.lower().endswith(".xml"):
+            continue
+        for element in container.xml(name).iter():
+            tag = element.tag.rsplit("}", 1)[-1] if isinstance(element.tag, str) else ""
+            locs = [element.text or ""] if tag in _LOC_ELEMENTS else []
+            locs += [element.get(a) or "" for a in _LOC_ATTRIBUTES]
+            outside = next((loc.strip() for loc in locs if not _container_path(loc.strip())), None)
+            if outside is not None:
+                raise OfdUnsafePath(f"{name} names {outside!r}, not a path inside the OFD: a reader following "
+                                    "it would show what no seal covers", name=name)
 
 
 class OfdContainer:

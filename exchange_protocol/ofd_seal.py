@@ -21,7 +21,9 @@ afterwards without a reference failing. The digest is the seal key's own: SM3 fo
 data; GB/T 38540 names SM3, and we use the same layout with SHA-256 and an ECDSA SES_Signature
 rather than invent another). An OFD whose existing signatures already protect Signatures.xml cannot
 take another without breaking them, so it is refused (``OFD_INPUT_INVALID``): one seal per body,
-the lead issuing organ's (联合行文 with several seals is not built).
+the lead issuing organ's (联合行文 with several seals is not built). Every location in the OFD's XML
+must be a path inside it (``OFD_UNSAFE_PATH``): a page or resource a reader fetches from ``http:`` or
+``file:`` is content no Reference covers.
 
 The optional RFC 3161 token of SES_Signature is not written: the package's time stamp
 (``META-INF/timestamp.tsr``) covers the manifest, which lists the sealed body's digest.
@@ -42,7 +44,15 @@ from pki.seal import Seal
 from pki.seal_signature import make_sealed_signature
 from pki.signer import Signer
 
-from .ofd_container import DEFAULT_OFD_LIMITS, OFD_NS, OFD_XML, OfdContainer, OfdLimits, q
+from .ofd_container import (
+    DEFAULT_OFD_LIMITS,
+    OFD_NS,
+    OFD_XML,
+    OfdContainer,
+    OfdLimits,
+    check_locations_inside,
+    q,
+)
 from .ofd_errors import OfdInputError, OfdMalformed
 
 PROVIDER = "gwx"
@@ -85,6 +95,7 @@ def seal_ofd(ofd: bytes, signer: Signer, seal: Seal, *, at: dt.datetime, page: i
     if at.tzinfo is None:
         raise OfdInputError("the sealing time must be timezone-aware")
     container = OfdContainer.open(ofd, limits)
+    check_locations_inside(container)
     doc_root, signatures_path = container.doc_body()
     pages = container.pages(doc_root)
     page_ids = list(pages)

@@ -21,6 +21,7 @@ from exchange_protocol.ofd_errors import (
     OfdSignerMismatch,
     OfdStampInvalid,
     OfdUnreferencedFile,
+    OfdUnsafePath,
 )
 from exchange_protocol.ofd_seal import StampBox, seal_ofd
 from exchange_protocol.ofd_verify import verify_sealed_ofd
@@ -247,6 +248,20 @@ def test_two_pages_with_one_id_are_refused(sm):
     files["Doc_0/Document.xml"] = files["Doc_0/Document.xml"].replace(b'ID="11"', b'ID="10"')
     with pytest.raises(OfdMalformed, match="twice"):
         seal_ofd(zip_files(files), sm.cred.signer, sm.cred.seal, at=sm.at)
+
+
+@pytest.mark.parametrize("loc", ["http://example.org/seal.png", "file:///etc/passwd", "C:\\Windows\\x.png"])
+def test_sealing_refuses_a_resource_outside_the_container(sm, loc):
+    """A reader that follows such a location shows content no Reference covers."""
+    files = unzip(make_ofd())
+    media = (f'<ofd:MultiMedias><ofd:MultiMedia ID="5" Type="Image"><ofd:MediaFile>{loc}</ofd:MediaFile>'
+             "</ofd:MultiMedia></ofd:MultiMedias>")
+    files["Doc_0/PublicRes.xml"] = files["Doc_0/PublicRes.xml"].replace(b"</ofd:Res>", media.encode() + b"</ofd:Res>")
+    with pytest.raises(OfdUnsafePath, match="PublicRes.xml"):
+        seal_ofd(zip_files(files), sm.cred.signer, sm.cred.seal, at=sm.at)
+    files["Doc_0/PublicRes.xml"] = files["Doc_0/PublicRes.xml"].replace(loc.encode(), b"image_5.png")
+    files["Doc_0/Res/image_5.png"] = b"\x89PNG"
+    seal_ofd(zip_files(files), sm.cred.signer, sm.cred.seal, at=sm.at)  # a path inside is fine
 
 
 def test_sealing_refuses_what_cannot_be_sealed(sm):
