@@ -102,8 +102,9 @@ def seal_ofd(ofd: bytes, signer: Signer, seal: Seal, *, at: dt.datetime, page: i
     if not -len(page_ids) <= page < len(page_ids):
         raise OfdInputError(f"the OFD has {len(page_ids)} page(s); there is no page {page}", page=page)
     page_id = page_ids[page]
-    box = box or _default_box(container, doc_root, pages[page_id], seal)
-    _check_box(container, doc_root, pages[page_id], box)
+    size = page_size(container, doc_root, pages[page_id])  # once: it parses the page and Document.xml
+    box = box or _default_box(size, seal)
+    _check_box(size, box)
 
     signs_dir = posixpath.join(posixpath.dirname(doc_root), "Signs")
     signatures_path = signatures_path or posixpath.join(signs_dir, "Signatures.xml")
@@ -197,15 +198,15 @@ def page_size(container: OfdContainer, doc_root: str, page_path: str) -> tuple[f
     raise OfdMalformed(f"{doc_root} gives no page size (CommonData/PageArea/PhysicalBox)")
 
 
-def _default_box(container: OfdContainer, doc_root: str, page_path: str, seal: Seal) -> StampBox:
+def _default_box(size: tuple[float, float], seal: Seal) -> StampBox:
     """The seal's own size, at the right of the page's lower third (over 发文机关署名 and 成文日期)."""
-    w, h = page_size(container, doc_root, page_path)
+    w, h = size
     sw, sh = float(seal.picture.width_mm), float(seal.picture.height_mm)
     return StampBox(max(w - _PAGE_MARGIN_MM - sw, 0.0), max(h * 2 / 3 - sh / 2, 0.0), sw, sh)
 
 
-def _check_box(container: OfdContainer, doc_root: str, page_path: str, box: StampBox) -> None:
-    w, h = page_size(container, doc_root, page_path)
+def _check_box(size: tuple[float, float], box: StampBox) -> None:
+    w, h = size
     if min(box.x, box.y) < 0 or box.width <= 0 or box.height <= 0 or box.x + box.width > w \
             or box.y + box.height > h:
         raise OfdInputError(f"the seal's box {box.to_st_box()} is not on the {_num(w)}×{_num(h)} mm page")
