@@ -11,7 +11,8 @@ code: the structure (``SEAL_MALFORMED``), the signature over ``TBS_Sign`` *as re
 signer certificate it carries (``SEAL_BAD_SIGNATURE``), ``dataHash`` against the data
 (``SEAL_DATA_MISMATCH``), the seal inside (everything :func:`pki.seal_verify.verify_seal` checks),
 the signer certificate listed by that seal (``SEAL_CERT_NOT_LISTED``), ``timeInfo`` within the
-seal's validity (``SEAL_NOT_YET_VALID`` / ``SEAL_EXPIRED``), and the signer certificate's path and
+seal's validity and not later than the time of verifying, give or take the clock skew
+(``SEAL_NOT_YET_VALID`` / ``SEAL_EXPIRED``), and the signer certificate's path and
 revocation (``SEAL_CERT_INVALID``, ``SEAL_REVOKED``, ``SEAL_REVOCATION_UNKNOWN``) — and last, that
 the signature is of the profile of the network whose root that path ends at (``SEAL_BAD_SIGNATURE``):
 the algorithm the signature names is the signer's claim, the root's is the network's, so a P-256
@@ -51,7 +52,7 @@ from .errors import (
     SealRevoked,
     UnsupportedAlgorithm,
 )
-from .revocation import CrlChecker
+from .revocation import CLOCK_SKEW, CrlChecker
 from .seal import MAX_SEAL_BYTES, Seal, parse_seal
 from .seal_verify import SealVerification, verify_seal
 from .signer import Signer
@@ -162,6 +163,9 @@ def verify_sealed_signature(der: bytes, data: bytes, *, trust_roots: Iterable[x5
     if s.time_info > s.seal.valid_end:
         raise SealExpired(f"signed at {s.time_info.isoformat()}, after the seal expired "
                           f"({s.seal.valid_end.isoformat()})")
+    if s.time_info > at + CLOCK_SKEW:  # the signer's own word for when it signed: not later than now
+        raise SealNotYetValid(f"signed at {s.time_info.isoformat()}, later than the time it is verified at "
+                              f"({at.isoformat()})")
     store = TrustStore.of(trust_roots)
     try:
         path = verify_certificate(s.certificate, store, at, intermediates, Purpose.SEAL, check)

@@ -32,6 +32,7 @@ from pki.errors import (
     SealDataMismatch,
     SealExpired,
     SealMakerUntrusted,
+    SealNotYetValid,
     SealRevoked,
 )
 from pki.seal_signature import make_sealed_signature, parse_sealed_signature
@@ -203,6 +204,16 @@ def test_an_expired_seal_and_a_revoked_key_are_refused(net, tmp_path):
     crl = crls.publish_crl(ca, dt.datetime.now(dt.UTC))
     with pytest.raises(SealRevoked):
         verify_sealed_ofd(sealed, trust_roots=[ca.root_certificate], crls=[crl])
+
+
+def test_a_seal_dated_in_the_future_is_refused(net):
+    """timeInfo is the signer's word: a signature "made" tomorrow is not valid now (clock skew allowed)."""
+    tomorrow = seal_ofd(make_ofd(), net.cred.signer, net.cred.seal, at=net.at + dt.timedelta(days=1))
+    with pytest.raises(SealNotYetValid, match="later than"):
+        net.verify(tomorrow, at=net.at)
+    net.verify(tomorrow, at=net.at + dt.timedelta(days=1, minutes=1))
+    soon = seal_ofd(make_ofd(), net.cred.signer, net.cred.seal, at=net.at + dt.timedelta(minutes=2))
+    net.verify(soon, at=net.at)  # within the clock skew
 
 
 def test_the_package_signer_must_be_the_seal_key(net):
