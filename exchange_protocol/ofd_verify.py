@@ -24,9 +24,10 @@ checks every signature it lists, in this order:
    (``OFD_SIGNER_MISMATCH``).
 
 Last, every file of the container is covered by some signature's References, but each signature's
-own Signature.xml and SignedValue.dat and the signatures list (which ContinueSign-mode producers leave
-uncovered so that seals can be added; ours covers it) (``OFD_UNREFERENCED_FILE``: a file added after sealing, or a
-Reference removed — removing one changes Signature.xml, which step 6 catches first).
+own Signature.xml and SignedValue.dat and — when some signature is another product's — the signatures list
+(which ContinueSign-mode producers leave uncovered so that seals can be added; ours always covers it)
+(``OFD_UNREFERENCED_FILE``: a file added after sealing, or a Reference removed — removing one changes
+Signature.xml, which step 6 catches first).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from .ofd_errors import (
     OfdStampInvalid,
     OfdUnreferencedFile,
 )
-from .ofd_seal import digest, page_size
+from .ofd_seal import PROVIDER, digest, page_size
 
 RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], None]
 # CheckMethod as written by us (OIDs) and by others (names, any case, with or without a dash).
@@ -74,6 +75,7 @@ class OfdSignatureReport:
     page_id: int
     box: tuple[float, float, float, float]
     references: int
+    provider: str = ""  # SignedInfo/Provider's ProviderName: "gwx" for ours
 
     def to_dict(self) -> dict:
         s = self.verification.signature
@@ -118,9 +120,11 @@ def verify_sealed_ofd(ofd: bytes, *, trust_roots: Iterable[x509.Certificate], at
         reports.append(report)
         covered |= refs
         own |= {path, signed_value}
-    # The signatures list itself may be left out of the References (ofdrw's ContinueSign mode, common in
-    # practice so that a later seal can be added): each signature it lists is verified all the same.
-    unreferenced = sorted(set(container.files) - covered - own - {signatures_path})
+    # The signatures list itself may be left out of the References by other products (ofdrw's ContinueSign
+    # mode, common in practice so that a later seal can be added): each signature it lists is verified all
+    # the same. Ours always cover it, so when every signature is ours, nothing is left uncovered.
+    list_exempt = {signatures_path} if any(r.provider != PROVIDER for r in reports) else set()
+    unreferenced = sorted(set(container.files) - covered - own - list_exempt)
     if unreferenced:
         raise OfdUnreferencedFile(f"{unreferenced[0]} is covered by no seal: added after sealing",
                                   name=unreferenced[0], count=len(unreferenced))
@@ -158,7 +162,10 @@ def _verify_one(container: OfdContainer, path: str, doc_root: str, pages: dict[i
     if expected_certificate is not None and parsed.certificate != expected_certificate:
         raise OfdSignerMismatch("the OFD was sealed with another certificate than the package's signer",
                                 serial=f"{parsed.certificate.serial_number:x}")
-    return OfdSignatureReport(path, verification, page_id, box, len(refs)), refs, signed_value_path
+    provider = info.find(q("Provider"))
+    report = OfdSignatureReport(path, verification, page_id, box, len(refs),
+                                provider.get("ProviderName", "") if provider is not None else "")
+    return report, refs, signed_value_path
 
 
 def _child(node: Element, tag: str, path: str) -> Element:

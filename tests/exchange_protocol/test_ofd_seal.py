@@ -296,7 +296,9 @@ def test_a_signatures_list_left_unprotected_by_its_producer_is_accepted_and_noth
     """ContinueSign (ofdrw, other products): Signatures.xml out of the References, so seals can be added."""
     signature_xml = re.sub(rb'<ofd:Reference FileRef="/Doc_0/Signs/Signatures.xml">.*?</ofd:Reference>', b"",
                            unzip(sm.sealed)[SIG])
-    continued = _resign(sm, sm.sealed, signature_xml)
+    with pytest.raises(OfdUnreferencedFile, match="Signatures.xml"):  # ours always cover it: not ours, then
+        sm.verify(_resign(sm, sm.sealed, signature_xml))
+    continued = _resign(sm, sm.sealed, signature_xml.replace(b'ProviderName="gwx"', b'ProviderName="ofdrw"'))
     assert sm.verify(continued).first.references == 5
     with pytest.raises(OfdUnreferencedFile):
         sm.verify(_resign(sm, sm.sealed, re.sub(rb'<ofd:Reference FileRef="/Doc_0/PublicRes.xml">.*?</ofd:Reference>',
