@@ -63,6 +63,10 @@ from .ofd_errors import (
 from .ofd_seal import PROVIDER, digest, page_size
 
 RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], None]
+
+
+def NO_REVOCATION_CHECK(certificate: x509.Certificate, issuer: x509.Certificate, at: dt.datetime) -> None:
+    """What a caller passes as ``revocation`` to check none, saying so: there is no default (fail-open)."""
 # CheckMethod as written by us (OIDs) and by others (names, any case, with or without a dash).
 _CHECK_METHODS = {"1.2.156.10197.1.401": "sm3", "sm3": "sm3", "2.16.840.1.101.3.4.2.1": "sha256",
                   "sha256": "sha256", "sha-256": "sha256"}
@@ -100,7 +104,13 @@ def verify_sealed_ofd(ofd: bytes, *, trust_roots: Iterable[x509.Certificate], at
                       intermediates: Sequence[x509.Certificate] = (), unit_code: str | None = None,
                       expected_certificate: x509.Certificate | None = None,
                       limits: OfdLimits = DEFAULT_OFD_LIMITS) -> OfdVerification:
-    """Verify every seal of ``ofd`` (see the module doc); raise the first failure's typed error."""
+    """Verify every seal of ``ofd`` (see the module doc); raise the first failure's typed error. The caller
+    says how revocation is checked — ``revocation``, ``crls``, or ``revocation=NO_REVOCATION_CHECK`` —
+    so that forgetting it checks no revocation silently."""
+    if revocation is None and crls is None:
+        raise TypeError("verify_sealed_ofd: pass revocation=…, crls=… or revocation=NO_REVOCATION_CHECK")
+    if revocation is NO_REVOCATION_CHECK:
+        revocation = None
     roots = tuple(trust_roots)
     container = OfdContainer.open(ofd, limits)
     doc_root, signatures_path = container.doc_body()

@@ -60,7 +60,7 @@ from .errors import MissingMetadataField
 from .manifest import BODY_NAMES, METADATA_NAME, OFD_BODY_NAME, SEAL_NAME
 from .meta_json import parse_meta
 from .ofd_errors import OfdSealMismatch
-from .ofd_verify import verify_sealed_ofd
+from .ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
 from .package import signature_value
 from .package_reader import DEFAULT_LIMITS, PackageLimits, PackageReader
 
@@ -276,8 +276,9 @@ def _check_ofd_seal(body: bytes, seal_der: bytes, roots: tuple[x509.Certificate,
     if signer_cert is None:
         return Check("ofd_seal", SKIPPED, message="the manifest signature it must match failed")
     try:
-        checked = verify_sealed_ofd(body, trust_roots=roots, at=at, revocation=revocation,
+        checked = verify_sealed_ofd(body, trust_roots=roots, at=at, revocation=revocation or NO_REVOCATION_CHECK,
                                     intermediates=intermediates, expected_certificate=signer_cert)
+        # One seal per body (ours seal once; see ofd_seal), so the first is the one META-INF/seal.esl names.
         if checked.first.verification.signature.seal.der != seal_der:
             return _fail("ofd_seal", OfdSealMismatch("the OFD is sealed with another seal than the package's "
                                                      "META-INF/seal.esl"))

@@ -18,7 +18,7 @@ import pytest
 from exchange_protocol.ofd_container import DEFAULT_OFD_LIMITS, OfdContainer
 from exchange_protocol.ofd_errors import OfdError
 from exchange_protocol.ofd_seal import seal_ofd
-from exchange_protocol.ofd_verify import verify_sealed_ofd
+from exchange_protocol.ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
 
 from .ofd_fixtures import make_ofd, unzip, zip_files
 from .test_ofd_seal import Network
@@ -67,7 +67,7 @@ def test_a_53_mib_stored_document_xml_is_refused_at_once(p256):
     files = unzip(make_ofd())
     files[DOC] = _padded_document(b"<x/>" * (53 * MiB // 4))
     ofd = _with(files, zipfile.ZIP_STORED)
-    for call in (lambda: verify_sealed_ofd(ofd, trust_roots=[]),
+    for call in (lambda: verify_sealed_ofd(ofd, revocation=NO_REVOCATION_CHECK, trust_roots=[]),
                  lambda: seal_ofd(ofd, p256.cred.signer, p256.cred.seal, at=p256.at)):
         error, cpu, peak = _refusal(call)
         assert error.code == "OFD_XML_TOO_LARGE" and DOC in error.message
@@ -82,7 +82,7 @@ def test_a_small_upload_of_millions_of_elements_is_refused_before_they_are_built
     files[DOC] = _padded_document(b"".join(chunks))
     ofd = zip_files(files)
     assert len(ofd) < MiB
-    error, cpu, peak = _refusal(lambda: verify_sealed_ofd(ofd, trust_roots=[]))
+    error, cpu, peak = _refusal(lambda: verify_sealed_ofd(ofd, revocation=NO_REVOCATION_CHECK, trust_roots=[]))
     assert error.code == "OFD_XML_TOO_LARGE" and "elements" in error.message
     assert cpu < 1.0 and peak < 64 * MiB, (cpu, peak)
 
@@ -90,7 +90,7 @@ def test_a_small_upload_of_millions_of_elements_is_refused_before_they_are_built
 def test_one_element_with_half_a_million_attributes_is_refused_before_parsing():
     files = unzip(make_ofd())
     files[DOC] = _padded_document(b"<x " + b" ".join(b'a%d=""' % i for i in range(500_000)) + b"/>")
-    error, cpu, peak = _refusal(lambda: verify_sealed_ofd(zip_files(files), trust_roots=[]))
+    error, cpu, peak = _refusal(lambda: verify_sealed_ofd(zip_files(files), revocation=NO_REVOCATION_CHECK, trust_roots=[]))
     assert error.code == "OFD_XML_TOO_LARGE" and "attributes" in error.message
     assert cpu < 0.5 and peak < 32 * MiB, (cpu, peak)
 

@@ -24,7 +24,7 @@ from exchange_protocol.ofd_errors import (
     OfdUnsafePath,
 )
 from exchange_protocol.ofd_seal import StampBox, seal_ofd
-from exchange_protocol.ofd_verify import verify_sealed_ofd
+from exchange_protocol.ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
 from pki import crl as crls
 from pki.ca import CertificateAuthority
 from pki.errors import (
@@ -59,6 +59,8 @@ class Network:
         self.sealed = seal_ofd(make_ofd(), self.cred.signer, self.cred.seal, at=self.at)
 
     def verify(self, ofd: bytes, **kw):
+        if "crls" not in kw:
+            kw.setdefault("revocation", NO_REVOCATION_CHECK)
         return verify_sealed_ofd(ofd, trust_roots=[self.ca.root_certificate], **kw)
 
 
@@ -191,7 +193,7 @@ def test_a_damaged_signature_or_foreign_root_is_refused(net, tmp_path):
     stranger = CertificateAuthority.init_root(tmp_path / "stranger", "陌生CA", PASSPHRASE,
                                               algorithm=net.ca.algorithm.name)
     with pytest.raises(SealMakerUntrusted):
-        verify_sealed_ofd(net.sealed, trust_roots=[stranger.root_certificate])
+        verify_sealed_ofd(net.sealed, revocation=NO_REVOCATION_CHECK, trust_roots=[stranger.root_certificate])
 
 
 def test_an_expired_seal_and_a_revoked_key_are_refused(net, tmp_path):
@@ -214,6 +216,13 @@ def test_a_seal_dated_in_the_future_is_refused(net):
     net.verify(tomorrow, at=net.at + dt.timedelta(days=1, minutes=1))
     soon = seal_ofd(make_ofd(), net.cred.signer, net.cred.seal, at=net.at + dt.timedelta(minutes=2))
     net.verify(soon, at=net.at)  # within the clock skew
+
+
+def test_a_caller_must_say_how_revocation_is_checked(net):
+    """No fail-open default: forgetting revocation= and crls= is a programming error, not 'not revoked'."""
+    with pytest.raises(TypeError, match="NO_REVOCATION_CHECK"):
+        verify_sealed_ofd(net.sealed, trust_roots=[net.ca.root_certificate])
+    assert net.verify(net.sealed, revocation=NO_REVOCATION_CHECK).first.page_id == 10
 
 
 def test_the_package_signer_must_be_the_seal_key(net):

@@ -164,7 +164,7 @@ def test_submit_streams_files_into_the_sealed_package_exactly_and_removes_them(e
 
 
 def test_an_ofd_body_is_sealed_inside_and_arrives_verified(env):
-    from exchange_protocol.ofd_verify import verify_sealed_ofd
+    from exchange_protocol.ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
     from tests.exchange_protocol.ofd_fixtures import make_ofd, unzip
 
     async def scenario(client):
@@ -178,7 +178,7 @@ def test_an_ofd_body_is_sealed_inside_and_arrives_verified(env):
         sealed = unzip(members["body.ofd"])
         assert "Doc_0/Signs/Sign_0/SignedValue.dat" in sealed
         roots = [x509.load_pem_x509_certificate(template().config.trust_root_path.read_bytes())]
-        assert verify_sealed_ofd(members["body.ofd"], trust_roots=roots, at=template().now).first.page_id == 10
+        assert verify_sealed_ofd(members["body.ofd"], revocation=NO_REVOCATION_CHECK, trust_roots=roots, at=template().now).first.page_id == 10
         shown = await client.get("/api/v1/inbox", headers=env.auth(env.clerk_b))
         item = (await client.get(f"/api/v1/inbox/{(await shown.json())[0]['doc_id']}",
                                  headers=env.auth(env.clerk_b)))

@@ -267,7 +267,7 @@ def test_the_sender_urges_and_recalls_per_unit_from_the_document_page(tmp_path):
 def test_an_ofd_body_is_offered_as_a_download_beside_its_seals_verdict(tmp_path):
     from cryptography import x509
 
-    from exchange_protocol.ofd_verify import verify_sealed_ofd
+    from exchange_protocol.ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
     from tests.exchange_protocol.ofd_fixtures import make_ofd
 
     async def scenario(env, client):
@@ -282,7 +282,7 @@ def test_an_ofd_body_is_offered_as_a_download_beside_its_seals_verdict(tmp_path)
         assert "attachment;" in response.headers["Content-Disposition"]
         body = await response.read()
         root = x509.load_pem_x509_certificate(env.config.trust_root_path.read_bytes())
-        assert verify_sealed_ofd(body, trust_roots=[root]).first.verification.signature.seal.unit_code == UNIT_A
+        assert verify_sealed_ofd(body, revocation=NO_REVOCATION_CHECK, trust_roots=[root]).first.verification.signature.seal.unit_code == UNIT_A
         response = await lisi.client.get(path_of(doc_id) + "/page/1.png", headers=lisi.cookie_header())
         assert response.status == 404  # not drawn: there is no page image of an OFD
         pdf_doc = await send(client, env)

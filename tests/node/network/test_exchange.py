@@ -201,7 +201,7 @@ def test_downloaded_package_verifies_with_independent_tools(net, nodes, tmp_path
 def test_an_ofd_body_crosses_the_network_and_is_verified_on_arrival(net, nodes, tmp_path):
     from cryptography import x509
 
-    from exchange_protocol.ofd_verify import verify_sealed_ofd
+    from exchange_protocol.ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
     from tests.exchange_protocol.ofd_fixtures import make_ofd
 
     _, county_a, _ = nodes
@@ -214,7 +214,7 @@ def test_an_ofd_body_crosses_the_network_and_is_verified_on_arrival(net, nodes, 
     with zipfile.ZipFile(io.BytesIO(county_a.clerk(A1).get(f"/api/v1/inbox/{doc_id}/package"))) as z:
         sealed = z.read("body.ofd")
     root = x509.load_pem_x509_certificate((county_a.directory / "credentials" / "root.crt").read_bytes())
-    assert verify_sealed_ofd(sealed, trust_roots=[root]).first.verification.signature.seal.unit_code == CITY
+    assert verify_sealed_ofd(sealed, revocation=NO_REVOCATION_CHECK, trust_roots=[root]).first.verification.signature.seal.unit_code == CITY
 
 
 def test_track_command_prints_the_table_in_chinese(net, nodes):
