@@ -1,5 +1,6 @@
-"""Whatever is done to a sealed OFD, verifying it ends in a typed refusal — never a traceback, and never a pass
-unless what was changed is a ZIP header field no content depends on."""
+"""Bytes of a sealed OFD flipped or cut: verifying it ends in a typed refusal — never a traceback, and never a
+pass unless what was changed is a ZIP header field no content depends on. Flips and cuts only: structure
+(size, element count, depth, bytes around the ZIP) is test_ofd_limits.py's."""
 
 from __future__ import annotations
 
