@@ -45,7 +45,8 @@ from .package_reader import overlapping_members
 from .zip_layout import unclaimed_bytes
 
 OFD_NS = "http://www.ofdspec.org/2016"
-_OLD_NS_PREFIX = "{http://www.ofdspec.org}"  # written by some producers (e.g. 数科); read, never written
+OLD_OFD_NS = "http://www.ofdspec.org"  # written by some producers (e.g. 数科); read, never written anew
+_OLD_NS_PREFIX = "{" + OLD_OFD_NS + "}"
 OFD_XML = "OFD.xml"
 MiB = 1024 * 1024
 

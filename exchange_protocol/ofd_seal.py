@@ -36,7 +36,8 @@ import datetime as dt
 import posixpath
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
-from xml.sax.saxutils import quoteattr
+from xml.parsers import expat
+from xml.sax.saxutils import escape, quoteattr
 
 from cryptography.hazmat.primitives import hashes
 
@@ -148,16 +149,50 @@ def _points_at_signatures(container: OfdContainer) -> bool:
 
 
 def _with_signatures_entry(container: OfdContainer, loc: str) -> bytes:
-    """OFD.xml with ``DocBody/Signatures`` added (after DocRoot and Versions, the schema's order)."""
+    """OFD.xml with ``DocBody/Signatures`` added last in the first DocBody (after DocRoot and Versions, the
+    schema's order). The entry is inserted as text, so the producer's bytes — prefixes, comments — stay;
+    only a UTF-16 file or an empty DocBody element is re-serialised."""
+    data = container.files[OFD_XML]
+    found = _doc_body_end(data)
+    if found is not None and not data.startswith((b"\xfe\xff", b"\xff\xfe")):
+        at, prefix = found  # ASCII bytes, character references for the rest: right in any ASCII-based encoding
+        tag = f"{prefix}:Signatures" if prefix else "Signatures"  # DocBody's own prefix: readers match on it
+        entry = f"<{tag}>{escape(loc)}</{tag}>".encode("ascii", "xmlcharrefreplace")
+        return data[:at] + entry + data[at:]
     ET.register_namespace("ofd", OFD_NS)
-    root = container.xml(OFD_XML)
+    root = container.xml(OFD_XML)  # parsed within the caps: its depth cannot overflow the serialiser
     body = root.find(q("DocBody"))
     if body is None:
         raise OfdMalformed("OFD.xml has no DocBody")
-    entry = ET.Element(q("Signatures"))
-    entry.text = loc
-    body.append(entry)
+    ET.SubElement(body, q("Signatures")).text = loc
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+
+
+def _doc_body_end(data: bytes) -> tuple[int, str] | None:
+    """(the offset of the first DocBody's end tag ``</…DocBody>``, the prefix it is written with), or None.
+    ``data`` has already passed :func:`.ofd_container.parse_xml` (no DTD or entity, within the caps), which
+    read that DocBody in the OFD namespace."""
+    parser = expat.ParserCreate()  # no namespace processing: the names as written, prefixes included
+    found: list[tuple[int, str]] = []
+    depth = [0]
+
+    def start(name: str, attrs: dict) -> None:
+        depth[0] += 1
+
+    def end(name: str) -> None:
+        depth[0] -= 1
+        prefix, _, local = name.rpartition(":")
+        if depth[0] == 1 and local == "DocBody" and not found:
+            found.append((parser.CurrentByteIndex, prefix))
+
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError:
+        return None
+    if not found or data[found[0][0]:found[0][0] + 2] != b"</":  # <DocBody/>: no end tag to insert before
+        return None
+    return found[0]
 
 
 def _signatures_xml(entries: list[tuple[str, str]]) -> bytes:

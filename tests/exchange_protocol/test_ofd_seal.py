@@ -284,6 +284,19 @@ def test_sealing_refuses_a_resource_outside_the_container(sm, loc):
     seal_ofd(zip_files(files), sm.cred.signer, sm.cred.seal, at=sm.at)  # a path inside is fine
 
 
+def test_sealing_keeps_the_producers_ofd_xml_byte_for_byte_but_the_signatures_entry(sm):
+    """Its prefixes and comments stay: the entry is inserted, the rest not re-serialised."""
+    files = unzip(make_ofd())
+    ofd_xml = files["OFD.xml"].replace(b"ofd:", b"o:").replace(b"xmlns:ofd=", b"xmlns:o=")
+    ofd_xml = ofd_xml.replace(b"<o:DocRoot>", "<!-- 由某版式软件生成 --><o:DocRoot>".encode())
+    files["OFD.xml"] = ofd_xml
+    sealed = unzip(seal_ofd(zip_files(files), sm.cred.signer, sm.cred.seal, at=sm.at))["OFD.xml"]
+    at = ofd_xml.index(b"</o:DocBody>")
+    assert sealed[:at] == ofd_xml[:at] and sealed.endswith(ofd_xml[at:])
+    assert b"/Doc_0/Signs/Signatures.xml</" in sealed[at:]
+    sm.verify(seal_ofd(zip_files(files), sm.cred.signer, sm.cred.seal, at=sm.at))
+
+
 def test_sealing_refuses_what_cannot_be_sealed(sm):
     with pytest.raises(OfdInputError):
         seal_ofd(sm.sealed, sm.cred.signer, sm.cred.seal, at=sm.at)  # a second seal would break the first
