@@ -123,6 +123,14 @@ def algorithm_for_profile(profile: str | None, algorithm: str | None = None) -> 
     return NETWORK_PROFILES[profile]
 
 
+def transport_algorithm(network: SignatureAlgorithm) -> SignatureAlgorithm | None:
+    """The algorithm of a network's separate TLS transport CA, or None when its own CA issues TLS
+    certificates. OpenSSL 3.0 under Python's ``ssl`` neither verifies SM2-signed certificates in a
+    handshake nor uses SM2 TLS keys, so a 国密 network's node TLS is P-256 under a root of its own;
+    everything else on that network stays SM2 (docs/architecture.md, "TLS on a 国密 network")."""
+    return ECDSA_P256_SHA256 if network is SM2_SM3 else None
+
+
 def takes_key(network: SignatureAlgorithm, public_key: object) -> bool:
     """Whether a network whose CA signs with ``network`` takes ``public_key``: the one place that decides.
     A 国密 network (SM2 with SM3) takes SM2 keys only; any other network never an SM2 key (its CA

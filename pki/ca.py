@@ -12,6 +12,8 @@ Layout of a CA directory (every key encrypted with the CA passphrase, mode 0600)
     dirsigner.*       the network directory's signer (CAs made before it existed: gwx pki
                       issue-directory-signer, pki.directory_signer)
     ocsp.*, tsa.*     the delegated OCSP responder and the RFC 3161 time-stamping unit
+    transport/        a 国密 CA only: its P-256 transport CA, a CA directory of its own (no service
+                      keys), which issues the node TLS certificates (:attr:`CertificateAuthority.transport`)
 
 Serial numbers are random (159 bits). Every write is temp file, fsync, rename. The CA signs
 certificates with its software key through pyca/cryptography's builders; an HSM-held CA key
@@ -42,6 +44,7 @@ from .algorithms import (
     by_name,
     require_network_algorithm,
     require_network_key,
+    transport_algorithm,
 )
 from .errors import (
     AlreadyIssued,
@@ -61,6 +64,8 @@ from .unit_code import validate_unit_code
 
 NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 NODE_URI_PREFIX = "urn:gwx:node:"
+TRANSPORT_DIR = "transport"  # a 国密 CA's P-256 transport CA, inside its directory
+TRANSPORT_ROOT_FILE = "tls-root.crt"  # its root, in a node's credentials beside root.crt
 REVOCATION_REASONS = {r.name: r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl}
 
 
@@ -171,6 +176,7 @@ class CertificateAuthority:
         self.root_certificate = root
         self._config = config
         self._passphrase = passphrase
+        self._transport: CertificateAuthority | None = None
 
     # ---- creation and opening ------------------------------------------------------------
     @classmethod
@@ -195,6 +201,8 @@ class CertificateAuthority:
         config = {"name": name, "algorithm": algorithm.name, "next_crl_number": 1, "kind": "root"}
         ca = cls._write_new(directory, cert, key, [cert], cert, config, passphrase)
         ca._create_service_credentials(now)
+        if transport_algorithm(algorithm) is not None:
+            ca._create_transport(None, valid_days, now, 0)
         return ca
 
     def create_intermediate(self, directory: str | Path, name: str, passphrase: bytes,
@@ -207,6 +215,9 @@ class CertificateAuthority:
         rather than issue a CA whose certificates no verifier would accept."""
         directory = Path(directory)
         _check_name(name)
+        if self.kind == "transport":  # its intermediates come with the 国密 CA's (transport/ of each)
+            raise CaError(f"'{self.name}' is a transport CA: create the intermediate from the 国密 CA it belongs "
+                          "to, which makes the intermediate's transport CA with it", code="PKI_CA_TRANSPORT")
         allowed = self._levels_allowed_below()
         if type(levels_below) is not int or levels_below < 0:
             raise InvalidInput(f"levels_below must be a whole number ≥ 0, not {levels_below!r}",
@@ -230,7 +241,33 @@ class CertificateAuthority:
         ca = self._write_new(directory, cert, key, [cert, *self.chain], self.root_certificate, config,
                              passphrase)
         ca._create_service_credentials(now)
+        if transport_algorithm(self.algorithm) is not None:
+            ca._create_transport(self.transport, valid_days, now, levels_below)
         return ca
+
+    def _create_transport(self, parent: CertificateAuthority | None, valid_days: int | None,
+                          now: dt.datetime, levels_below: int) -> None:
+        """This 国密 CA's transport CA, in ``transport/``: a P-256 root beside an SM2 root, or an
+        intermediate under ``parent`` (the transport CA of this CA's issuer). Its EKU (serverAuth,
+        clientAuth) limits it to TLS; it shares this CA's passphrase."""
+        algorithm = transport_algorithm(self.algorithm)
+        assert algorithm is not None
+        name = f"{self.name[:58]} TLS传输"
+        directory = self.directory / TRANSPORT_DIR
+        config = {"name": name, "algorithm": algorithm.name, "next_crl_number": 1, "kind": "transport"}
+        key = algorithm.generate()
+        subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
+                             x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        if parent is None:
+            cert = build_certificate(subject, key.public_key(), subject, key, profiles.TRANSPORT_ROOT_CA,
+                                     valid_days or profiles.TRANSPORT_ROOT_CA.default_days, now, algorithm)
+            self._transport = self._write_new(directory, cert, key, [cert], cert, config, self._passphrase)
+            return
+        profile = dataclasses.replace(profiles.TRANSPORT_INTERMEDIATE_CA, path_length=levels_below)
+        cert = parent.issue(key.public_key(), subject, profile, valid_days, now=now)
+        self._transport = self._write_new(directory, cert, key, [cert, *parent.chain], parent.root_certificate,
+                                          config, self._passphrase)
 
     @classmethod
     def _write_new(cls, directory: Path, cert: x509.Certificate, key: PrivateKey,
@@ -275,6 +312,31 @@ class CertificateAuthority:
     @property
     def algorithm(self) -> SignatureAlgorithm:
         return by_name(self._config["algorithm"])
+
+    @property
+    def kind(self) -> str:
+        return self._config.get("kind", "root")
+
+    @property
+    def transport(self) -> CertificateAuthority:
+        """The CA that issues this network's node TLS certificates: this one, or — on a 国密 network —
+        its P-256 transport CA (``transport/``, :func:`pki.algorithms.transport_algorithm`)."""
+        if self._transport is None:
+            if transport_algorithm(self.algorithm) is None:
+                self._transport = self
+            elif not (self.directory / TRANSPORT_DIR / "ca.json").exists():
+                raise CaMissing(f"{self.directory} is a 国密 CA without a transport CA ({TRANSPORT_DIR}/): node TLS "
+                                "certificates come from one (made by gwx pki init-root --profile sm)",
+                                code="PKI_TRANSPORT_MISSING")
+            else:
+                self._transport = CertificateAuthority.open(self.directory / TRANSPORT_DIR, self._passphrase)
+        return self._transport
+
+    def separate_transport(self) -> CertificateAuthority | None:
+        """The separate transport CA, if this CA has one (never raises)."""
+        if transport_algorithm(self.algorithm) is None or not (self.directory / TRANSPORT_DIR / "ca.json").exists():
+            return None
+        return self.transport
 
     def signer(self) -> SoftwareSigner:
         return SoftwareSigner(self._key, self.certificate)
@@ -325,16 +387,20 @@ class CertificateAuthority:
         if held and not replace:  # like init-root and issue-seal: keys in use are never replaced silently
             raise NodeCredentialsExist(f"{out} already holds node credentials ({', '.join(held)}); refusing "
                                        "to overwrite them — choose another directory, or --replace")
+        tls_ca = self.transport
         out.mkdir(parents=True, exist_ok=True)
         out.chmod(0o700)
         certs = {}
         for role in profiles.NODE_ROLES:
-            key = algorithm.generate()
+            issuer = tls_ca if role == "tls" else self
+            key = (algorithm if issuer is self else issuer.algorithm).generate()
             cert = self.issue_node_certificate(node_id, host, role, key.public_key(), valid_days, now)
             write_private_key(out / f"{role}.key", key, key_passphrase)
-            write_public_file(out / f"{role}.crt", self.certificate_file(cert))
+            write_public_file(out / f"{role}.crt", issuer.certificate_file(cert))
             certs[role] = cert
         write_public_file(out / "root.crt", pem(self.root_certificate))
+        if tls_ca is not self:
+            write_public_file(out / TRANSPORT_ROOT_FILE, pem(tls_ca.root_certificate))
         if replace:
             self.supersede(earlier, now)
         return NodeCredentials(node_id, out, certs["tls"], certs["sign"], certs["enc"])
@@ -345,7 +411,8 @@ class CertificateAuthority:
         :class:`AlreadyIssued` if there are any, unless ``replace`` (a replacement or a renewal: the
         caller decides what becomes of them)."""
         check_node_id(node_id)
-        earlier = self.active_certificates(lambda c: node_id_of(c) == node_id, now)
+        earlier = [c for ca in (self, self.separate_transport()) if ca is not None
+                   for c in ca.active_certificates(lambda c: node_id_of(c) == node_id, now)]
         if earlier and not replace:
             raise AlreadyIssued(f"this CA already issued credentials for node {node_id!r} (valid until "
                                 f"{max(c.not_valid_after_utc for c in earlier):%Y-%m-%d}); to renew them "
@@ -357,7 +424,10 @@ class CertificateAuthority:
     def issue_node_certificate(self, node_id: str, host: str, role: str, public_key: PublicKey,
                                valid_days: int | None = None, now: dt.datetime | None = None) -> x509.Certificate:
         """One of a node's certificates (``role`` in :data:`profiles.NODE_ROLES`): the subject, the
-        names (``urn:gwx:node:ID`` and the host) and the profile are this CA's to decide."""
+        names (``urn:gwx:node:ID`` and the host) and the profile are this CA's to decide. A TLS
+        certificate on a 国密 network is its transport CA's (:attr:`transport`)."""
+        if role == "tls" and self.transport is not self:
+            return self.transport.issue_node_certificate(node_id, host, role, public_key, valid_days, now)
         check_node_id(node_id)
         sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), _host_name(host)]
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
@@ -457,6 +527,9 @@ class CertificateAuthority:
         serial = serial_or_cert if isinstance(serial_or_cert, int) else serial_or_cert.serial_number
         if reason not in REVOCATION_REASONS:
             raise InvalidInput(f"unknown revocation reason {reason!r}", known=sorted(REVOCATION_REASONS))
+        if self.lookup(serial) is None and (other := self.separate_transport()) is not None \
+                and other.lookup(serial) is not None:  # a node's TLS certificate, on a 国密 network
+            return other.revoke(serial, reason, now, invalid_since)
         if self.lookup(serial) is None:
             raise UnknownCertificate(f"this CA never issued a certificate with serial {serial:x}",
                                      serial=f"{serial:x}")

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from .algorithms import SM2_SM3, SignatureAlgorithm, takes_key
+from .algorithms import SM2_SM3, SignatureAlgorithm, takes_key, transport_algorithm
 from .errors import BadSignature, MalformedEncoding, RequestBadSignature, RequestInvalid, UnsupportedAlgorithm
 from .signer import Signer
 from .sm2 import Sm2PublicKey
@@ -127,6 +127,8 @@ def check_request(der: bytes, index: int = 1, network: SignatureAlgorithm | None
     except ValueError as exc:
         raise RequestInvalid(f"{where} does not parse as PKCS#10: {exc}", code="PKI_REQUEST_MALFORMED") from None
     _check_key(public_key, where)
+    if network is not None and transport_algorithm(network) is not None and _asks_for_tls(subject):
+        network = transport_algorithm(network)  # a 国密 network's TLS keys are its transport CA's: P-256
     if network is not None and not takes_key(network, public_key):
         raise RequestInvalid(f"{where} holds {'an SM2' if isinstance(public_key, Sm2PublicKey) else 'a non-SM2'} "
                              f"key; this CA signs with {network.name} and its network takes "
@@ -143,6 +145,13 @@ def check_request(der: bytes, index: int = 1, network: SignatureAlgorithm | None
                               _one(subject, NameOID.ORGANIZATION_IDENTIFIER, where), der)
     except ValueError as exc:
         raise RequestInvalid(f"{where}'s subject does not decode: {exc}", code="PKI_REQUEST_SUBJECT") from None
+
+
+def _asks_for_tls(subject: x509.Name) -> bool:
+    try:
+        return [a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)] == ["tls"]
+    except ValueError:  # an undecodable subject is refused below, with its own code
+        return False
 
 
 def _request_key(csr: x509.CertificateSigningRequest, where: str) -> object:

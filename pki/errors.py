@@ -133,7 +133,7 @@ class CaError(PkiError):
 
     code = "PKI_CA"
     kind = ErrorKind.INVALID_INPUT
-    subcodes = ("PKI_CA_CORRUPT", "PKI_CA_PATH_LENGTH")
+    subcodes = ("PKI_CA_CORRUPT", "PKI_CA_PATH_LENGTH", "PKI_CA_TRANSPORT")
 
 
 class CaExists(CaError):
@@ -158,6 +158,7 @@ class NodeCredentialsExist(CaError):
 class CaMissing(CaError):
     code = "PKI_CA_MISSING"
     kind = ErrorKind.NOT_FOUND
+    subcodes = ("PKI_TRANSPORT_MISSING",)  # a 国密 CA without its P-256 transport CA (pki.ca)
 
 
 class UnknownCertificate(CaError):

@@ -32,8 +32,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from . import profiles
-from .algorithms import PublicKey, SignatureAlgorithm, by_name
-from .ca import CertificateAuthority, check_node_id, load_certificate, node_id_of, pem, utcnow
+from .algorithms import PublicKey, SignatureAlgorithm, by_name, transport_algorithm
+from .ca import (
+    TRANSPORT_ROOT_FILE,
+    CertificateAuthority,
+    check_node_id,
+    load_certificate,
+    node_id_of,
+    pem,
+    utcnow,
+)
 from .csr import (
     REQUEST_LABEL,
     CheckedRequest,
@@ -86,13 +94,30 @@ class SignedNodeRequest:
 # ---- on the node ---------------------------------------------------------------------------------
 
 def create_node_request(directory: str | Path, node_id: str, root: x509.Certificate, passphrase: bytes,
-                        algorithm: SignatureAlgorithm | str | None = None) -> NodeRequest:
+                        algorithm: SignatureAlgorithm | str | None = None, *,
+                        tls_root: x509.Certificate | None = None) -> NodeRequest:
     """Make the node's three keys in ``directory`` (its credentials directory) and its request. The
-    keys are ``algorithm``'s, by default the network's as its root shows (SM2 under an SM2 root)."""
+    keys are ``algorithm``'s, by default the network's as its root shows (SM2 under an SM2 root). A
+    国密 network's TLS key is P-256 for its transport CA, whose root ``tls_root`` the node is then
+    given beside ``root`` (kept as ``tls-root.crt``); another network has none."""
     directory = Path(directory)
     check_node_id(node_id)
     check_root(root)
-    algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or network_algorithm(root))
+    chosen = by_name(algorithm) if isinstance(algorithm, str) else algorithm
+    algorithm = chosen or network_algorithm(root)
+    tls_algorithm = transport_algorithm(network_algorithm(root))
+    if tls_algorithm is None and tls_root is not None:
+        raise InvalidInput("--tls-root is a 国密 network's transport root; this network's root issues TLS "
+                           "certificates itself", field="tls_root")
+    if tls_algorithm is not None:
+        if tls_root is None:
+            raise InvalidInput("a 国密 network's node TLS certificates come from its P-256 transport CA: give its "
+                               "root (--tls-root, the CA directory's transport/root.crt) beside --root",
+                               field="tls_root")
+        check_root(tls_root)
+        if network_algorithm(tls_root) is not tls_algorithm:
+            raise InvalidInput(f"--tls-root must be the network's {tls_algorithm.name} transport root, not a "
+                               f"{network_algorithm(tls_root).name} one", field="tls_root")
     if directory.exists() and not directory.is_dir():
         raise InvalidInput(f"{directory} is a file, expected a directory (one is created if missing)")
     held = [name for name in [*(f"{role}.key" for role in profiles.NODE_ROLES), REQUEST_FILE]
@@ -107,7 +132,8 @@ def create_node_request(directory: str | Path, node_id: str, root: x509.Certific
     try:
         keys = {}
         for role in profiles.NODE_ROLES:
-            keys[role] = algorithm.generate()
+            # the network's choice, unless the operator named one (which the CA then judges)
+            keys[role] = (tls_algorithm if role == "tls" and tls_algorithm and not chosen else algorithm).generate()
             written.append(write_private_key(directory / f"{role}.key", keys[role], passphrase))
         requests = [make_request(SoftwareSigner(key), common_name=node_id, role=role) for role, key in keys.items()]
         fingerprint = key_fingerprint(k.public_key() for k in keys.values())
@@ -117,6 +143,8 @@ def create_node_request(directory: str | Path, node_id: str, root: x509.Certific
                 f"# prints the same before it signs\n").encode() + b"".join(pem_block(REQUEST_LABEL, r)
                                                                          for r in requests)
         written.append(write_public_file(directory / ROOT_FILE, pem(root)))
+        if tls_root is not None:
+            written.append(write_public_file(directory / TRANSPORT_ROOT_FILE, pem(tls_root)))
         path = write_public_file(directory / REQUEST_FILE, text)
     except BaseException:
         for leftover in written:  # a half-made request leaves nothing a second run would refuse
@@ -132,6 +160,9 @@ def install_node_response(directory: str | Path, response: bytes, passphrase: by
     directory = Path(directory)
     node_id, _ = _own_request(directory)
     root = load_certificate((directory / ROOT_FILE).read_bytes())
+    tls_root_file = directory / TRANSPORT_ROOT_FILE  # a 国密 network's: TLS is judged under it
+    roots = {role: load_certificate(tls_root_file.read_bytes()) if role == "tls" and tls_root_file.exists()
+             else root for role in profiles.NODE_ROLES}
     leaves, intermediates = split_response(response)
     now = now or utcnow()
     installed: dict[str, x509.Certificate] = {}
@@ -146,7 +177,7 @@ def install_node_response(directory: str | Path, response: bytes, passphrase: by
         if node_id_of(leaf) != node_id:
             raise ResponseInvalid(f"the {role} certificate names node {node_id_of(leaf)!r}, this node asked as "
                                   f"{node_id!r}", code="PKI_RESPONSE_NODE_MISMATCH", role=role)
-        path = verified_path(leaf, root, intermediates, ROLE_PURPOSES[role], now, f"the {role} certificate")
+        path = verified_path(leaf, roots[role], intermediates, ROLE_PURPOSES[role], now, f"the {role} certificate")
         installed[role] = leaf
         files[directory / f"{role}.crt"] = pem(leaf) + b"".join(pem(c) for c in path[1:-1])
     extra = [c for c in leaves if c not in installed.values()]
@@ -238,8 +269,9 @@ def sign_node_request(ca: CertificateAuthority, data: bytes, host: str, *, node_
     header = (f"# gwx node enrolment response: node {node_id}, certificates for the keys with fingerprint\n"
               f"# {fingerprint}, issued by {ca.name}. On the node:\n"
               f"#   gwx node install-certs --dir NODE_DIR THIS_FILE\n").encode()
+    transport = ca.separate_transport()  # a 国密 network's: the TLS certificate's intermediates
     response = header + b"".join(pem(certs[role]) for role in profiles.NODE_ROLES) \
-        + b"".join(pem(c) for c in ca.chain[:-1])
+        + b"".join(pem(c) for c in (*ca.chain[:-1], *(transport.chain[:-1] if transport else ())))
     return SignedNodeRequest(node_id, certs, response, fingerprint, earlier)
 
 

@@ -77,13 +77,24 @@ OCSP_RESPONDER = Profile("ocsp-responder", frozenset({"digital_signature"}),
 TIME_STAMPING = Profile("time-stamping", frozenset({"digital_signature", "content_commitment"}),
                         (ExtendedKeyUsageOID.TIME_STAMPING,), eku_critical=True, default_days=10 * 365)
 
+# A 国密 network's transport CA (pki.ca, docs/architecture.md "TLS on a 国密 network"): P-256, beside
+# the SM2 root, for node TLS certificates alone. Its EKU limits every certificate under it to TLS:
+# OpenSSL refuses a CA whose EKU lacks the handshake's purpose, and pki.trust refuses a leaf whose
+# purpose a CA above it does not list.
+TLS_ONLY = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+TRANSPORT_ROOT_CA = Profile("transport-root-ca", frozenset({"key_cert_sign", "crl_sign"}), TLS_ONLY, is_ca=True,
+                            default_days=20 * 365)
+TRANSPORT_INTERMEDIATE_CA = Profile("transport-intermediate-ca", frozenset({"key_cert_sign", "crl_sign"}),
+                                    TLS_ONLY, is_ca=True, path_length=0, default_days=10 * 365)
+
 # A node's three certificates by role — the stem of its key and certificate files in a credentials
 # directory (tls.key, tls.crt, …) and the subject's OU — and the profile each is issued with, whether
 # the CA makes the keys (gwx pki issue-node) or the node does (gwx node request, pki.node_enrolment).
 NODE_ROLES: dict[str, Profile] = {"tls": NODE_TLS, "sign": NODE_SIGNING, "enc": NODE_ENCRYPTION}
 
-BY_NAME = {p.name: p for p in (ROOT_CA, INTERMEDIATE_CA, NODE_TLS, NODE_SIGNING, NODE_ENCRYPTION, SEAL,
-                               SEAL_MAKER, DIRECTORY_SIGNER, OCSP_RESPONDER, TIME_STAMPING)}
+BY_NAME = {p.name: p for p in (ROOT_CA, INTERMEDIATE_CA, TRANSPORT_ROOT_CA, TRANSPORT_INTERMEDIATE_CA, NODE_TLS,
+                               NODE_SIGNING, NODE_ENCRYPTION, SEAL, SEAL_MAKER, DIRECTORY_SIGNER, OCSP_RESPONDER,
+                               TIME_STAMPING)}
 
 
 def build_certificate(subject: x509.Name, public_key: PublicKey, issuer: x509.Name, issuer_key: PrivateKey,

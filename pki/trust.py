@@ -94,6 +94,8 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
         if depth > 0:
             _check_ca(cert, below=depth - 1)
     _check_purpose(leaf, purpose)
+    for ca in path[1:]:
+        _check_ca_purpose(ca, purpose)
     if revocation is not None:
         for cert, issuer in zip(path, path[1:], strict=False):
             revocation(cert, issuer, at)
@@ -206,6 +208,23 @@ def _check_purpose(cert: x509.Certificate, purpose: Purpose) -> None:
                                     purpose=purpose.value) from None
     if _EKU[purpose] not in eku:
         raise CertificateWrongUsage(f"{_describe(cert)} is not allowed for {purpose.value}", purpose=purpose.value)
+
+
+# The extended key usage a leaf of each purpose carries, for a CA whose own EKU limits what it vouches
+# for (a 国密 network's P-256 transport CA lists serverAuth and clientAuth: TLS and nothing else).
+_LEAF_EKU = {**_EKU, Purpose.SIGNING: ExtendedKeyUsageOID.EMAIL_PROTECTION}
+
+
+def _check_ca_purpose(ca: x509.Certificate, purpose: Purpose) -> None:
+    """A CA certificate carrying an EKU vouches for those purposes only (as OpenSSL reads it in a
+    handshake): a signing, seal or encryption certificate under a TLS-only CA is refused."""
+    eku = _extended_key_usage(ca)
+    if purpose is Purpose.ANY or eku is None or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku:
+        return
+    if _LEAF_EKU.get(purpose) not in eku:
+        raise CertificateWrongUsage(f"CA {_describe(ca)} vouches only for "
+                                    f"{', '.join(sorted(o.dotted_string for o in eku))}, not for {purpose.value}",
+                                    purpose=purpose.value)
 
 
 @functools.lru_cache(maxsize=1024)

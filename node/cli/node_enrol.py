@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the network's root certificate, from the PKI admin: compare the SHA-256 fingerprint "
                         "printed with the one the admin gives you another way. Kept as credentials/root.crt; "
                         "install-certs checks the response against it")
+    p.add_argument("--tls-root", type=Path, metavar="TLS-ROOT.crt",
+                   help="on a 国密 network only: its P-256 transport root (the CA directory's transport/root.crt), "
+                        "which node TLS certificates chain to — Python's TLS cannot use SM2 (docs/architecture.md, "
+                        "TLS on a 国密 network). Compare its fingerprint too; kept as credentials/tls-root.crt")
     p.add_argument("--out", required=True, type=Path, metavar="REQUEST",
                    help=f"the request file to hand the PKI admin (a copy stays in credentials/{REQUEST_FILE})")
     p.add_argument("--algorithm", default=None,
@@ -100,12 +104,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _request(args: argparse.Namespace) -> int:
     root = load_certificate(args.root.read_bytes())
+    tls_root = load_certificate(args.tls_root.read_bytes()) if args.tls_root is not None else None
     passphrase = get_passphrase(args, confirm=True, what="node key")
     args.dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it will hold keys and tokens
-    request = create_node_request(args.dir / "credentials", args.node_id, root, passphrase, args.algorithm)
+    request = create_node_request(args.dir / "credentials", args.node_id, root, passphrase, args.algorithm,
+                                  tls_root=tls_root)
     write_public_file(args.out, request.pem)
     print(f"node '{request.node_id}': keys made in {args.dir / 'credentials'} (encrypted, mode 600)")
     print(f"  trusting root {_subject(root)}  SHA-256 {root.fingerprint(hashes.SHA256()).hex(':')}")
+    if tls_root is not None:
+        print(f"  and for TLS {_subject(tls_root)}  SHA-256 {tls_root.fingerprint(hashes.SHA256()).hex(':')}")
     print("    (compare with the fingerprint the PKI admin gives you another way)")
     print(f"  request written to {args.out}; key fingerprint {request.key_fingerprint}")
     print(f"next: the PKI admin runs gwx pki sign-request --ca CA_DIR --request {args.out.name} --host HOST "

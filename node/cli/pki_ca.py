@@ -96,6 +96,10 @@ def _init_root(args: argparse.Namespace) -> int:
     ca = CertificateAuthority.init_root(args.dir, args.name, passphrase, algorithm, args.valid_days)
     print(f"root CA '{ca.name}' created in {args.dir} ({ca.algorithm.name})")
     print(f"  trust anchor: {args.dir / 'root.crt'}  (serial {ca.certificate.serial_number:x})")
+    transport = ca.separate_transport()
+    if transport is not None:
+        print(f"  node TLS (P-256, TLS only): {args.dir / 'transport' / 'root.crt'}  "
+              f"(serial {transport.certificate.serial_number:x}) — give it to nodes with the root (--tls-root)")
     return 0
 
 

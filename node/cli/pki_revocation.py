@@ -115,7 +115,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     reason = normalise_reason(args.reason)
     ca = CertificateAuthority.open(args.ca, get_passphrase(args, what="CA key"))
     what, certs = _targets(ca, args.target)
-    ours = [c for c in certs if c.issuer == ca.certificate.subject and ca.lookup(c.serial_number) == c]
+    issuers = [x for x in (ca, ca.separate_transport()) if x is not None]  # a 国密 CA's node TLS: its transport CA's
+    ours = [c for c in certs if any(c.issuer == x.certificate.subject and x.lookup(c.serial_number) == c
+                                    for x in issuers)]
     if not ours:
         raise UnknownCertificate(f"{what}: this CA ({ca.name}) issued none of its certificates",
                                  ca=ca.name, target=str(args.target))
@@ -136,11 +138,17 @@ def cmd_crl(args: argparse.Namespace) -> int:
     if args.next_update_days <= 0:
         raise InvalidInput("--next-update-days must be at least 1")
     ca = CertificateAuthority.open(args.ca, get_passphrase(args, what="CA key"))
-    crl = publish_crl(ca, dt.datetime.now(dt.UTC), dt.timedelta(days=args.next_update_days))
-    write_public_file(args.out, crl_der(crl) if args.der else crl_pem(crl))
-    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    print(f"CRL #{number} of '{ca.name}' written to {args.out}: {len(crl)} revoked, "
-          f"next update {crl.next_update_utc:%Y-%m-%d %H:%M} UTC")
+    transport = ca.separate_transport()  # a 国密 CA's transport CA: its CRL travels with the CA's
+    if transport is not None and args.der:
+        raise InvalidInput("a 国密 CA's CRL comes with its transport CA's, two CRLs: DER holds one — write PEM "
+                           "(drop --der), or give --ca CA_DIR/transport for the transport CA's alone")
+    now = dt.datetime.now(dt.UTC)
+    crls = [(c, publish_crl(c, now, dt.timedelta(days=args.next_update_days))) for c in (ca, transport) if c]
+    write_public_file(args.out, crl_der(crls[0][1]) if args.der else b"".join(crl_pem(crl) for _, crl in crls))
+    for issuer, crl in crls:
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        print(f"CRL #{number} of '{issuer.name}' written to {args.out}: {len(crl)} revoked, "
+              f"next update {crl.next_update_utc:%Y-%m-%d %H:%M} UTC")
     return 0
 
 

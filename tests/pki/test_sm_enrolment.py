@@ -5,10 +5,10 @@ seal key likewise. openssl checks the requests' self-signatures."""
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from node.cli.main import main
-from pki import profiles
-from pki.algorithms import SM2_SM3
+from pki.algorithms import ECDSA_P256_SHA256, SM2_SM3
 from pki.ca import CertificateAuthority
 from pki.csr import REQUEST_LABEL, make_request, pem_block, pem_blocks, read_requests
 from pki.errors import RequestBadSignature
@@ -33,17 +33,22 @@ def ca(tmp_path_factory):
 
 def test_a_node_under_an_sm2_root_makes_sm2_keys_and_installs_sm2_certificates(ca, tmp_path):
     creds = tmp_path / "n1" / "credentials"
-    request = create_node_request(creds, "county-a", ca.root_certificate, NODE_PASSPHRASE)
-    for role in profiles.NODE_ROLES:
+    request = create_node_request(creds, "county-a", ca.root_certificate, NODE_PASSPHRASE,
+                                  tls_root=ca.transport.root_certificate)
+    for role in ("sign", "enc"):
         assert isinstance(read_private_key(creds / f"{role}.key", NODE_PASSPHRASE), Sm2PrivateKey)
+    assert isinstance(read_private_key(creds / "tls.key", NODE_PASSPHRASE), ec.EllipticCurvePrivateKey)
     for index, der in enumerate(pem_blocks(request.pem, REQUEST_LABEL)):
         (tmp_path / f"r{index}.pem").write_bytes(pem_block(REQUEST_LABEL, der))
-        done = openssl("req", "-verify", "-noout", "-in", str(tmp_path / f"r{index}.pem"),
-                       "-vfyopt", "distid:1234567812345678")
+        sm2 = [] if index == 0 else ["-vfyopt", "distid:1234567812345678"]  # the TLS request (first) is P-256
+        done = openssl("req", "-verify", "-noout", "-in", str(tmp_path / f"r{index}.pem"), *sm2)
         assert done.returncode == 0 and b"verify OK" in done.stdout + done.stderr, done.stderr
     signed = sign_node_request(ca, request.pem, "10.1.2.3")
     installed = install_node_response(creds, signed.response, NODE_PASSPHRASE)
+    assert installed["tls"].signature_algorithm_oid.dotted_string == ECDSA_P256_SHA256.oid
     for role, cert in installed.items():
+        if role == "tls":  # P-256 under the transport root (test_sm_transport)
+            continue
         assert cert.signature_algorithm_oid.dotted_string == SM2_SM3.oid
         assert isinstance(public_key_of(cert), Sm2PublicKey)
         SoftwareSigner(read_private_key(creds / f"{role}.key", NODE_PASSPHRASE), cert)  # key ↔ certificate
@@ -74,7 +79,8 @@ def test_the_cli_makes_sm2_keys_for_a_node_and_its_seal_under_an_sm2_root(ca, tm
     monkeypatch.setenv("GWX_PASSPHRASE", PASSPHRASE_TEXT)
     node_dir = tmp_path / "node"
     assert main(["node", "request", "--dir", str(node_dir), "--node-id", "county-c",
-                 "--root", str(ca.directory / "root.crt"), "--out", str(tmp_path / "req.pem")]) == 0
+                 "--root", str(ca.directory / "root.crt"), "--tls-root", str(ca.directory / "transport" / "root.crt"),
+                 "--out", str(tmp_path / "req.pem")]) == 0
     assert isinstance(read_private_key(node_dir / "credentials" / "sign.key", PASSPHRASE), Sm2PrivateKey)
     assert main(["node", "request-seal", "--dir", str(node_dir), "--unit", "11100000000013127D",
                  "--name", "国密单位", "--out", str(tmp_path / "seal.req")]) == 0
