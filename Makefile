@@ -28,8 +28,9 @@ pytest: venv system-deps bytecode
 bytecode: venv
 	$(PY) -m compileall -q -j 0 node pki exchange_protocol adapters > /dev/null
 
+# GWX_PROFILE=sm make demo, or make demo PROFILE=sm: the same on a 国密 network.
 demo: venv system-deps
-	$(PY) deploy/demo.py
+	$(PY) deploy/demo.py $(if $(PROFILE),--profile $(PROFILE))
 
 bench: venv system-deps
 	for b in bench/*.py; do $(PY) $$b --quick || exit 1; done

@@ -14,6 +14,10 @@ An SMS gateway (``deploy/examples/webhook_receiver.py``, a webhook receiver that
 delivery's signature) texts 兰山区人民政府办公室's clerk "您有文件要处理: <title>" when the 通知 arrives.
 Everything runs under a new temporary directory (or --dir), which is kept afterwards for a look
 (the last line says where), and stops cleanly.
+
+``--profile sm`` (or ``GWX_PROFILE=sm make demo``, ``make demo PROFILE=sm``) runs it on a 国密 network:
+an SM2 root whose node TLS is P-256 under its transport root (docs/architecture.md), each checked by
+openssl on the way.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from node.config import load_config
 from node.config_edit import edit_config, set_section_values
 from node.localnet import PASSPHRASE, LocalNetwork, free_port, notice_pdf, send_document, wait_for
+from pki.algorithms import NETWORK_PROFILES
 from pki.unit_code import make_unit_code
 
 CITY_OFFICE = make_unit_code("11371300MB0000001")
@@ -90,6 +95,22 @@ def check_package(pkg: Path, data: bytes, unpacked: Path, root: Path) -> bool:
     ok &= check("gwx doc verify: manifest, digests, PDF seal, GB/T 38540 seal",
                 gwx("doc", "verify", str(pkg), "--trust", str(root)))
     return ok
+
+
+def check_sm_credentials(creds: Path) -> bool:
+    """A 国密 node's credentials, checked by openssl: the signing certificate's SM2 link to the root (the
+    default distinguishing id), and the TLS certificate under the transport root, for TLS only."""
+    ok = check("openssl verify: sign.crt is SM2-with-SM3 under the SM2 root",
+               run(["openssl", "verify", "-vfyopt", "distid:1234567812345678", "-partial_chain", "-CAfile",
+                    str(creds / "root.crt"), str(creds / "sign.crt")]), ": OK")
+    for purpose in ("sslserver", "sslclient"):
+        ok &= check(f"openssl verify -purpose {purpose}: tls.crt is P-256 under the transport root",
+                    run(["openssl", "verify", "-CAfile", str(creds / "tls-root.crt"), "-purpose", purpose,
+                         str(creds / "tls.crt")]), ": OK")
+    refused = run(["openssl", "verify", "-CAfile", str(creds / "tls-root.crt"), "-purpose", "smimesign",
+                   str(creds / "tls.crt")])
+    return ok & report("openssl refuses the transport root for anything but TLS (-purpose smimesign)",
+                       refused.returncode != 0)
 
 
 def report(label: str, passed: bool) -> bool:
@@ -152,14 +173,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, help="where to put everything, emptied first (default: a new "
                         "temporary directory); kept afterwards either way")
+    parser.add_argument("--profile", choices=sorted(NETWORK_PROFILES),
+                        default=os.environ.get("GWX_PROFILE") or "international",
+                        help="the network's cryptography: international (P-256, the default) or sm (国密: SM2, "
+                             "SM3, SM4; node TLS P-256 under a transport root). Default: $GWX_PROFILE if set")
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="gwx-demo-"))
     if args.dir and base.exists():
         shutil.rmtree(base)
     started = time.monotonic()
 
-    step("PKI: network root CA, node credentials and unit seals")
-    net = LocalNetwork(base / "network")
+    step(f"PKI: network root CA ({args.profile} profile), node credentials and unit seals")
+    net = LocalNetwork(base / "network", profile=args.profile)
     city = net.add_node("city", [{"code": CITY_OFFICE, "name": "临沂市人民政府办公室", "level": "city"}])
     county_a = net.add_node("lanshan", [{"code": c, "name": n, "level": "county"} for c, n in COUNTY_A])
     county_b = net.add_node("luozhuang", [{"code": c, "name": n, "level": "county"} for c, n in COUNTY_B])
@@ -171,6 +196,8 @@ def main() -> int:
     seal = city.directory / "units" / CITY_OFFICE / "seal.esl"
     ok = check("the city office's seal verifies (gwx pki verify-seal)",
                gwx("pki", "verify-seal", str(seal), "--trust", str(net.ca.directory / "root.crt")))
+    if net.ca.separate_transport() is not None:
+        ok &= check_sm_credentials(city.directory / "credentials")
 
     step("the network directory: built and signed by the root operator, installed on the city only")
     tree = {"city": ("city", None), "lanshan": ("county", "city"), "luozhuang": ("county", "city"),

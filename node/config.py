@@ -153,6 +153,13 @@ class NodeConfig:
         return self.credentials_dir / "root.crt"
 
     @property
+    def tls_root_path(self) -> Path:
+        """The root peers' TLS certificates chain to: on a 国密 network its P-256 transport root
+        (``tls-root.crt``, pki.ca.TRANSPORT_ROOT_FILE), otherwise the network root itself."""
+        transport = self.credentials_dir / "tls-root.crt"
+        return transport if transport.exists() else self.trust_root_path
+
+    @property
     def data_dir(self) -> Path:
         return self.directory / "data"
 

@@ -147,19 +147,25 @@ class NodeContext:
     config: NodeConfig
     signer: SoftwareSigner
     decryption_key: DecryptionKey
-    trust: TrustStore
+    trust: TrustStore  # what signatures, seals, receipts and the directory chain to
     intermediates: tuple[x509.Certificate, ...]
     revocation: ReloadingCrlChecker
     seals: dict[str, SealCredential]
     router: Router
     passphrase: bytes = field(repr=False, default=b"")
     clock: Clock = system_clock
+    tls_trust: TrustStore | None = None  # peers' TLS certificates, when not ``trust`` (a 国密 network's transport root)
     previous: tuple[PreviousSet, ...] = ()
     previous_keys: tuple[DecryptionKey, ...] = ()
 
     @property
     def node_id(self) -> str:
         return self.config.node_id
+
+    @property
+    def tls_roots(self) -> TrustStore:
+        """The roots a peer's TLS certificate must chain to (config.tls_root_path)."""
+        return self.tls_trust or self.trust
 
     @property
     def sender(self) -> Sender:
@@ -192,6 +198,8 @@ class NodeContext:
         ctx = cls(config=config, signer=creds.signer, decryption_key=creds.decryption_key,
                   trust=TrustStore.of([root]), intermediates=creds.intermediates,
                   revocation=ReloadingCrlChecker(config.crl_path), seals=seals, router=DirectoryRouter(config),
-                  passphrase=passphrase, clock=clock)
+                  passphrase=passphrase, clock=clock,
+                  tls_trust=(TrustStore.of([load_certificate(config.tls_root_path.read_bytes())])
+                             if config.tls_root_path != config.trust_root_path else None))
         ctx.adopt(creds)
         return ctx

@@ -7,7 +7,8 @@ with real tokens. Nothing is mocked; ports are picked free on 127.0.0.1. A netwo
 machine has cores (``bench/network.py``: a whole city) runs groups of nodes in one process each
 (:meth:`LocalNetwork.start_cohosted`, :mod:`node.cohost`).
 
-A network has one root CA; intermediate CAs (one per level, say) may issue some nodes instead
+A network has one root CA, of the network profile given (``profile="sm"``: a 国密 network, SM2
+everywhere but node TLS, which is P-256 under the CA's transport root — docs/architecture.md); intermediate CAs (one per level, say) may issue some nodes instead
 (:meth:`LocalNetwork.add_intermediate`, ``add_node(..., ca=...)``). :meth:`LocalNetwork.publish_crls`
 writes every CA's current CRL, concatenated, into each node's ``crl.pem`` — what an operator does
 after a revocation, and what a node under an intermediate needs from the start.
@@ -36,6 +37,7 @@ from node.config import load_config
 from node.config_edit import edit_config, set_section_values
 from node.provision import add_peer, init_node
 from node.runner import ready_path
+from pki.algorithms import algorithm_for_profile
 from node.stopping import EXIT_STOP_OVERDUE
 from pki.ca import CertificateAuthority
 from pki.crl import crl_pem, publish_crl
@@ -77,10 +79,13 @@ class LocalNode:
 
 
 class LocalNetwork:
-    def __init__(self, base: Path, ca_name: str = "临沂市电子政务CA", *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, base: Path, ca_name: str = "临沂市电子政务CA", *, env: dict[str, str] | None = None,
+                 profile: str = "international") -> None:
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
-        self.ca = CertificateAuthority.init_root(self.base / "ca", ca_name, PASSPHRASE)
+        self.profile = profile
+        self.ca = CertificateAuthority.init_root(self.base / "ca", ca_name, PASSPHRASE,
+                                                 algorithm_for_profile(profile))
         self.cas: list[CertificateAuthority] = [self.ca]  # the root, then intermediates as created
         self.nodes: dict[str, LocalNode] = {}
         self.env = env or {}
@@ -119,7 +124,8 @@ class LocalNetwork:
     def publish_crls(self) -> None:
         """Every CA of the network signs a fresh CRL; each node's ``crl.pem`` gets all of them."""
         now = dt.datetime.now(dt.UTC)
-        bundle = b"".join(crl_pem(publish_crl(ca, now)) for ca in self.cas)
+        bundle = b"".join(crl_pem(publish_crl(c, now)) for ca in self.cas
+                          for c in (ca, ca.separate_transport()) if c is not None)
         for node in self.nodes.values():
             write_public_file(node.directory / "crl.pem", bundle)
 

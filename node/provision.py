@@ -262,5 +262,7 @@ def _url_host(host: str) -> str:
 
 
 def _crl_pem(ca: CertificateAuthority) -> bytes:
-    """The CA's current CRL, so a new node checks revocation from its first minute."""
-    return current_crl(ca, utcnow()).public_bytes(serialization.Encoding.PEM)
+    """The CA's current CRL, so a new node checks revocation from its first minute (and, on a 国密
+    network, its transport CA's: the node judges its peers' TLS certificates by it)."""
+    return b"".join(current_crl(c, utcnow()).public_bytes(serialization.Encoding.PEM)
+                    for c in (ca, ca.separate_transport()) if c is not None)

@@ -160,8 +160,9 @@ def install_renewal(credentials_dir: Path, node_id: str, new: CredentialSet, pas
 def _install(creds: Path, node_id: str, new: CredentialSet, passphrase: bytes, overlap: dt.timedelta,
              now: dt.datetime, host: str | None) -> PreviousSet:
     _finish_pending(creds)
-    root = load_certificate((creds / "root.crt").read_bytes())
-    check_credential_set(new, node_id, TrustStore.of([root]), now, host)
+    roots = [load_certificate((creds / name).read_bytes()) for name in ("root.crt", "tls-root.crt")
+             if name == "root.crt" or (creds / name).exists()]  # a 国密 network's TLS: its transport root (TLS only)
+    check_credential_set(new, node_id, TrustStore.of(roots), now, host)
     current = {role: load_certificates((creds / f"{role}.crt").read_bytes())[0] for role in ROLES}
     same = [role for role in ROLES if current[role].serial_number == new.leaf(role).serial_number]
     if same:

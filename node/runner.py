@@ -105,10 +105,10 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     creds = config.credentials_dir
     store = await open_store(config.data_dir, node_id=config.node_id, clock=ctx.clock,
                              max_blob_size=config.limits.max_envelope_bytes)
-    client_tls = client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, passphrase)
-    server_tls = server_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, passphrase)
+    client_tls = client_context(creds / "tls.crt", creds / "tls.key", config.tls_root_path, passphrase)
+    server_tls = server_context(creds / "tls.crt", creds / "tls.key", config.tls_root_path, passphrase)
     client = PeerClient(client_tls,
-                        judge=lambda cert, chain: verify_certificate(cert, ctx.trust, ctx.clock(),
+                        judge=lambda cert, chain: verify_certificate(cert, ctx.tls_roots, ctx.clock(),
                                                                      (*chain, *ctx.intermediates),
                                                                      Purpose.TLS_SERVER, ctx.revocation),
                         registry=registry)
@@ -116,7 +116,8 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     # it): a client of its own, so no connection judged that way carries anything else. It shares
     # the TLS context, so a renewal's reload reaches it too.
     crl_client = PeerClient(client_tls, judge=lambda cert, chain: verify_certificate(
-        cert, ctx.trust, ctx.clock(), (*chain, *ctx.intermediates), Purpose.TLS_SERVER, ctx.revocation.revoked_only))
+        cert, ctx.tls_roots, ctx.clock(), (*chain, *ctx.intermediates), Purpose.TLS_SERVER,
+        ctx.revocation.revoked_only))
     revocation = RevocationService(ctx)
     if revocation.configured:
         revocation.load()  # a missing OCSP signer or a wrong passphrase stops the start, not the first request

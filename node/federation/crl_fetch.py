@@ -135,7 +135,7 @@ class CrlFetcher:
         """The CA certificates whose CRLs we take: our roots and own intermediates, and the
         intermediates the directory we hold names that chain to our roots."""
         ctx = self._ctx
-        cas = [*ctx.trust.roots, *ctx.intermediates]
+        cas = [*ctx.trust.roots, *ctx.intermediates, *(ctx.tls_roots.roots if ctx.tls_trust else ())]
         try:
             directory = held_directory(ctx.config)
         except (OSError, GwxError):

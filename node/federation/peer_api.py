@@ -136,7 +136,7 @@ async def peer_identity(request: web.Request, handler):
     revocation = ctx.revocation.revoked_only if request.path in REVOCATION_ROUTES else ctx.revocation
     try:
         # The peer's own intermediates (from the handshake) first: it may hang under another branch.
-        verify_certificate(cert, ctx.trust, ctx.clock(), (*chain[1:], *ctx.intermediates), Purpose.TLS_CLIENT,
+        verify_certificate(cert, ctx.tls_roots, ctx.clock(), (*chain[1:], *ctx.intermediates), Purpose.TLS_CLIENT,
                            revocation)
     except RevocationUnknown as exc:
         # Our CRL cannot tell (stale, missing): our problem, not the peer's — a transient 503 that

@@ -46,6 +46,7 @@ from pki.unit_code import make_unit_code
 
 REPO = Path(__file__).resolve().parents[3]
 ENVELOPE_TYPE = "application/vnd.gwx.envelope"
+PROFILES = ("international", "sm")  # pki.algorithms.NETWORK_PROFILES, for scenarios parametrised on them
 FAST_RETRY = {"min_seconds": 0.2, "max_seconds": 1.0, "window_seconds": 30}
 
 CITY = make_unit_code("11371300MB0000001")        # 临沂市人民政府办公室 (sender)
@@ -80,17 +81,19 @@ def notice_meta(from_unit: str, to: Sequence[str], cc: Sequence[str] = (), *, ti
             "printed_on": "2026-11-20", "note": None, "attachments_note": None, "id": None}
 
 
-def start_network(base: Path, topology: dict[str, tuple[list[str], dict]]) -> LocalNetwork:
-    """``topology``: node id → (unit codes, config overrides). All nodes know each other."""
-    net = new_network(base)
+def start_network(base: Path, topology: dict[str, tuple[list[str], dict]], *,
+                  profile: str = "international") -> LocalNetwork:
+    """``topology``: node id → (unit codes, config overrides). All nodes know each other. ``profile``:
+    the network's cryptography (:data:`PROFILES`), for scenarios parametrised on it."""
+    net = new_network(base, profile=profile)
     for node_id, (codes, overrides) in topology.items():
         net.add_node(node_id, units(*codes), **{"retry": FAST_RETRY, **overrides})
     return connect_and_start(net)
 
 
-def new_network(base: Path) -> LocalNetwork:
-    """A network with its root CA and no node yet; ``net.body`` is a sample 公文 PDF to send."""
-    net = LocalNetwork(base)
+def new_network(base: Path, *, profile: str = "international") -> LocalNetwork:
+    """A network with its root CA (of ``profile``) and no node yet; ``net.body`` is a sample 公文 PDF to send."""
+    net = LocalNetwork(base, profile=profile)
     net.body = base / "body.pdf"
     net.body.write_bytes(notice_pdf())
     return net
@@ -225,7 +228,10 @@ def sender_from(creds: Path, node_id: str) -> Sender:
 
 
 def tls_context_from(creds: Path) -> ssl.SSLContext:
-    return client_context(creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASSPHRASE)
+    """A client context with the node's TLS certificate, trusting what the node trusts for TLS (its
+    transport root on a 国密 network, ``tls-root.crt``; otherwise the network root)."""
+    root = creds / "tls-root.crt" if (creds / "tls-root.crt").exists() else creds / "root.crt"
+    return client_context(creds / "tls.crt", creds / "tls.key", root, PASSPHRASE)
 
 
 def node_recipient(node: LocalNode) -> Recipient:
