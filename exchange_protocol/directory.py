@@ -285,15 +285,18 @@ def check(directory: Directory) -> Directory:
     return directory
 
 
-def check_certificates(directory: Directory, trust: TrustStore, now: dt.datetime) -> None:
+def check_certificates(directory: Directory, trust: TrustStore, now: dt.datetime,
+                       tls_trust: TrustStore | None = None) -> None:
     """The root operator's stricter check before signing: every node certificate valid now, for its
-    role, under ``trust``. (Receivers do not refuse a directory for this: see the module docstring.)"""
+    role, under ``trust`` — TLS certificates under ``tls_trust`` when given (a 国密 network's transport
+    root). (Receivers do not refuse a directory for this: see the module docstring.)"""
     purposes = {"tls": Purpose.TLS_SERVER, "signing": Purpose.SIGNING, "encryption": Purpose.ENCRYPTION}
     for n in directory.nodes:
         for role in ROLES:
             for k, cert in enumerate(n.certificates(role)):
                 try:
-                    verify_certificate(cert, trust, now, n.chain, purposes[role])
+                    verify_certificate(cert, tls_trust if role == "tls" and tls_trust else trust, now, n.chain,
+                                       purposes[role])
                 except PkiError as exc:
                     what = f"{role} certificate" if k == 0 else (
                         f"previous {role} certificate (drop it from the source once its overlap is over)")

@@ -111,7 +111,7 @@ def _node(raw: Any, index: int, source: Path) -> dict[str, Any]:
 
 def _credentials(folder: Path, where: str) -> tuple[dict[str, str], list[str]]:
     """The leaf certificates of a credential directory (or of a response file) by role, and the
-    intermediates after tls.crt's."""
+    intermediates after them (tls.crt's first; a 国密 network's TLS ones differ from the others')."""
     if folder.resolve().is_file():  # an enrolled node's response: its credentials stay on the node
         found = _from_response(folder.resolve(), where)
         return found["certificates"], found["chain"]
@@ -127,8 +127,7 @@ def _credentials(folder: Path, where: str) -> tuple[dict[str, str], list[str]]:
         if not certs:
             raise DirectorySourceInvalid(f"{where}: {file} holds no PEM certificate", path=str(file))
         certificates[role] = encode_certificate(certs[0])
-        if role == "tls":
-            chain = [encode_certificate(c) for c in certs[1:]]
+        chain += [encoded for encoded in map(encode_certificate, certs[1:]) if encoded not in chain]
     return certificates, chain
 
 

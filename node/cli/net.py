@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     signer.add_argument("--signer", type=Path, metavar="DIR",
                         help="sign with a signer directory from gwx pki issue-directory-signer")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the signed directory file to write")
+    p.add_argument("--tls-root", type=Path, metavar="TLS-ROOT.crt",
+                   help="a 国密 network's transport root, which node TLS certificates are checked under (with "
+                        "--ca: the CA's own transport/root.crt, the default)")
     p.add_argument("--current", type=Path, metavar="FILE",
                    help="the directory published now: the new version must be above its version (DIR_ROLLBACK)")
     add_passphrase_option(p)
@@ -88,13 +91,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     now = utcnow().replace(microsecond=0)
     passphrase = get_passphrase(args, what="CA key" if args.ca else "directory signer key")
+    tls_roots = load_certificates(args.tls_root.read_bytes()) if args.tls_root else []
     if args.ca:
-        signer = directory_signer.from_ca(CertificateAuthority.open(args.ca, passphrase))
+        ca = CertificateAuthority.open(args.ca, passphrase)
+        signer = directory_signer.from_ca(ca)
+        transport = ca.separate_transport()
+        tls_roots = tls_roots or ([transport.root_certificate] if transport is not None else [])
     else:
         signer = directory_signer.open_directory(args.signer, passphrase)
     roots = [signer.root]
     directory = read_source(args.source, now)
-    check_certificates(directory, TrustStore.of(roots), now)
+    check_certificates(directory, TrustStore.of(roots), now, TrustStore.of(tls_roots) if tls_roots else None)
     if args.current:
         current = verify_directory(args.current.read_bytes(), roots, now).directory
         if directory.version <= current.version:

@@ -214,3 +214,32 @@ def test_help_says_what_the_source_holds():
     for word in ("[[nodes]]", "[[units]]", "credentials", "--current", "deploy/examples/network.toml"):
         assert word in text
     assert "whether current" in " ".join(run_gwx("net", "--help").stdout.decode().split())
+
+
+def test_a_sm_networks_directory_checks_node_tls_under_its_transport_root(tmp_path):
+    """On a 国密 network node TLS is P-256 under the CA's transport root: build checks it there (and
+    the rest under the SM2 root), and publishes the intermediates of both kinds for a node below a CA."""
+    from pki.unit_code import make_unit_code
+
+    root = CertificateAuthority.init_root(tmp_path / "ca", "国密目录CA", PW.encode(), algorithm="sm2-sm3")
+    county_ca = root.create_intermediate(tmp_path / "county-ca", "兰山区CA", PW.encode())
+    root.issue_node("city", "city.example", tmp_path / "credentials" / "city", PW.encode())
+    county_ca.issue_node("county-a", "county-a.example", tmp_path / "credentials" / "county-a", PW.encode())
+    lines = ['network = "国密测试网"', "version = 1"]
+    for node_id, level, parent in (("city", "city", None), ("county-a", "county", "city")):
+        lines += ["[[nodes]]", f'id = "{node_id}"', f'urls = ["https://{node_id}.example:8443"]', f'level = "{level}"',
+                  f'credentials = "{tmp_path / "credentials" / node_id}"'] + ([f'parent = "{parent}"'] if parent else [])
+    for code, node_id, level in (("11371300MB0000001", "city", "city"), ("11371302MB0000001", "county-a", "county")):
+        lines += ["[[units]]", f'code = "{make_unit_code(code)}"', f'name = "{node_id}单位"', f'level = "{level}"',
+                  f'node = "{node_id}"']
+    src = tmp_path / "network.toml"
+    src.write_text("\n".join(lines) + "\n", "utf-8")
+    out = tmp_path / "directory.json"
+    done = run_gwx("net", "build", "--source", src, "--ca", tmp_path / "ca", "--out", out, env=ENV)
+    assert done.returncode == 0, done.stderr.decode()
+    county = verify_directory(out.read_bytes(), [root.root_certificate], utcnow()).directory.node("county-a")
+    assert set(county.chain) == {county_ca.certificate, county_ca.transport.certificate}
+    # the SM2 root named as the TLS root: the TLS certificates do not chain to it
+    wrong = run_gwx("net", "build", "--source", src, "--ca", tmp_path / "ca", "--out", tmp_path / "d2.json",
+                    "--tls-root", tmp_path / "ca" / "root.crt", env=ENV)
+    assert wrong.returncode != 0 and b"DIR_BAD_CERTIFICATE" in wrong.stderr and b"tls certificate" in wrong.stderr
