@@ -27,7 +27,8 @@ The JSON form (canonical JSON, :mod:`exchange_protocol.canonical`; certificates 
                 "certificates": {"tls", "signing", "encryption"}, "chain": [intermediates],
                 "previous": [{"tls", "signing", "encryption"}]}],   # optional, see below
      "units": [{"code", "name", "level", "node", "parent": code|null, "supervisor": code|null}],
-     "links": [[node, node]], "revocation": {"crl": [url], "ocsp": [url]}}
+     "links": [[node, node]], "revocation": {"crl": [url], "ocsp": [url]},
+     "transport_root": cert}   # optional: a 国密 network's P-256 root for node TLS (absent elsewhere)
 
 A node that renewed its certificates while running (``gwx node renew``) keeps accepting the
 previous ones for an overlap; ``previous`` lists those sets (under the same ``chain``) while it
@@ -35,6 +36,8 @@ lasts, so that whoever reads the directory accepts both. The key is left out whe
 so a directory without renewals is byte for byte what this format always was (same signature, and
 still readable by nodes older than ``previous``; a directory that carries it is refused by those
 as an unknown field — upgrade the nodes before publishing one). The format name stays ``/1``.
+``transport_root`` likewise: only a 国密 network's directory carries it, naming — under the SM2
+signature — the root its node TLS certificates chain to (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ class Directory:
     links: tuple[tuple[str, str], ...] = ()  # direct links allowed besides the tree, each pair sorted
     crl_urls: tuple[str, ...] = ()
     ocsp_urls: tuple[str, ...] = ()
+    transport_root: x509.Certificate | None = None  # a 国密 network's root for node TLS
 
     # ---- reading ----------------------------------------------------------------------------
     def node(self, node_id: str) -> NodeEntry | None:
@@ -169,6 +173,8 @@ class Directory:
                        "supervisor": u.supervisor} for u in self.units],
             "links": [list(pair) for pair in self.links],
             "revocation": {"crl": list(self.crl_urls), "ocsp": list(self.ocsp_urls)},
+            # absent on other networks: their directories read (and sign) as before
+            **({"transport_root": encode_certificate(self.transport_root)} if self.transport_root else {}),
         }
 
     def canonical(self) -> bytes:
@@ -179,7 +185,7 @@ class Directory:
     def from_json(cls, value: Any) -> Directory:
         """A directory from its parsed JSON form (untrusted), checked well formed."""
         r = _Reader(value, "$", ("format", "network", "version", "issued_at", "next_update", "expires",
-                                 "nodes", "units"), ("links", "revocation"))
+                                 "nodes", "units"), ("links", "revocation", "transport_root"))
         if r.str("format") != FORMAT:
             raise DirectoryBadField(f"format must be {FORMAT!r}", path="$.format")
         version = r.int("version")
@@ -191,7 +197,8 @@ class Directory:
         revocation = _Reader(r.get("revocation", {}), "$.revocation", (), ("crl", "ocsp"))
         directory = cls(r.name("network"), version, r.time("issued_at"), r.time("next_update"),
                         r.time("expires"), nodes, units, links,
-                        revocation.urls("crl", at_least=0), revocation.urls("ocsp", at_least=0))
+                        revocation.urls("crl", at_least=0), revocation.urls("ocsp", at_least=0),
+                        _certificate(r.get("transport_root"), "$.transport_root") if "transport_root" in value else None)
         return check(directory)
 
     @classmethod

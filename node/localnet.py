@@ -123,11 +123,17 @@ class LocalNetwork:
 
     def publish_crls(self) -> None:
         """Every CA of the network signs a fresh CRL; each node's ``crl.pem`` gets all of them."""
-        now = dt.datetime.now(dt.UTC)
-        bundle = b"".join(crl_pem(publish_crl(c, now)) for ca in self.cas
-                          for c in (ca, ca.separate_transport()) if c is not None)
+        bundle = self.crl_bundle()
         for node in self.nodes.values():
             write_public_file(node.directory / "crl.pem", bundle)
+
+    def crl_bundle(self, now: dt.datetime | None = None, next_update_in: dt.timedelta | None = None) -> bytes:
+        """A fresh CRL of every CA of the network — on a 国密 network each one's transport CA's too,
+        which node TLS certificates are judged by — concatenated as a node's ``crl.pem`` holds them."""
+        now = now or dt.datetime.now(dt.UTC)
+        extra = {"next_update_in": next_update_in} if next_update_in is not None else {}
+        return b"".join(crl_pem(publish_crl(c, now, **extra)) for ca in self.cas
+                        for c in (ca, ca.separate_transport()) if c is not None)
 
     def connect_all(self) -> None:
         """Every node learns every other node (static peer lists with their units) and, when the

@@ -11,11 +11,14 @@ the signature was not checked.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from exchange_protocol.directory import Directory, check_certificates
 from exchange_protocol.directory_diff import diff, is_empty
@@ -101,6 +104,8 @@ def _build(args: argparse.Namespace) -> int:
         signer = directory_signer.open_directory(args.signer, passphrase)
     roots = [signer.root]
     directory = read_source(args.source, now)
+    if tls_roots:  # named in the directory, under its SM2 signature
+        directory = dataclasses.replace(directory, transport_root=tls_roots[0])
     check_certificates(directory, TrustStore.of(roots), now, TrustStore.of(tls_roots) if tls_roots else None)
     if args.current:
         current = verify_directory(args.current.read_bytes(), roots, now).directory
@@ -161,6 +166,9 @@ def describe(directory: Directory, now: dt.datetime, signature: dict[str, Any]) 
                    "supervisor": u.supervisor} for u in directory.units],
         "links": [list(pair) for pair in directory.links],
         "revocation": {"crl": list(directory.crl_urls), "ocsp": list(directory.ocsp_urls)},
+        "transport_root": (f"{directory.transport_root.subject.rfc4514_string()}  SHA-256 "
+                           f"{directory.transport_root.fingerprint(SHA256()).hex(':')}"
+                           if directory.transport_root else None),
     }
 
 
@@ -187,6 +195,8 @@ def _show(args: argparse.Namespace) -> int:
         print(f"signature verified: {signature['signer']}")
     else:
         print("signature NOT checked (give --trust ROOT.crt)")
+    if info.get("transport_root"):
+        print(f"TLS root  {info['transport_root']}  (node TLS, P-256: a 国密 network's transport root)")
     print(f"nodes     {len(info['nodes'])}")
     for n in info["nodes"]:
         print(f"  {n['id']:<24} {n['level']:<9} parent {n['parent'] or '-':<20} units {n['units']:<5} "

@@ -187,6 +187,8 @@ ILL_FORMED = {
         tls=v["nodes"][2]["certificates"]["tls"]), E.DirectoryBadCertificate),
     "certificate not base64": (_set(["nodes", 0, "certificates", "tls"], "%%%"), E.DirectoryBadCertificate),
     "certificate not DER": (_set(["nodes", 0, "certificates", "tls"], "AAAA"), E.DirectoryBadCertificate),
+    "transport root not DER": (_set(["transport_root"], "AAAA"), E.DirectoryBadCertificate),
+    "transport root null": (_set(["transport_root"], None), E.DirectoryBadField),
 }
 
 

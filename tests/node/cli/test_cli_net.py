@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from exchange_protocol.directory_signing import signed_parts, verify_directory
 from node.directory_source import read_source
@@ -216,6 +217,23 @@ def test_help_says_what_the_source_holds():
     assert "whether current" in " ".join(run_gwx("net", "--help").stdout.decode().split())
 
 
+def build_plain(tmp_path: Path) -> bytes:
+    """A directory of a P-256 network with one node, as bytes."""
+    from pki.unit_code import make_unit_code
+
+    ca = CertificateAuthority.init_root(tmp_path / "plain-ca", "国际目录CA", PW.encode())
+    ca.issue_node("city", "city.example", tmp_path / "plain" / "city", PW.encode())
+    src = tmp_path / "plain.toml"
+    src.write_text('network = "国际测试网"\nversion = 1\n[[nodes]]\nid = "city"\nurls = ["https://city.example:8443"]\n'
+                   f'level = "city"\ncredentials = "{tmp_path / "plain" / "city"}"\n[[units]]\n'
+                   f'code = "{make_unit_code("11371300MB0000001")}"\nname = "市单位"\nlevel = "city"\nnode = "city"\n',
+                   "utf-8")
+    done = run_gwx("net", "build", "--source", src, "--ca", tmp_path / "plain-ca", "--out", tmp_path / "plain.json",
+                   env=ENV)
+    assert done.returncode == 0, done.stderr.decode()
+    return (tmp_path / "plain.json").read_bytes()
+
+
 def test_a_sm_networks_directory_checks_node_tls_under_its_transport_root(tmp_path):
     """On a 国密 network node TLS is P-256 under the CA's transport root: build checks it there (and
     the rest under the SM2 root), and publishes the intermediates of both kinds for a node below a CA."""
@@ -237,8 +255,16 @@ def test_a_sm_networks_directory_checks_node_tls_under_its_transport_root(tmp_pa
     out = tmp_path / "directory.json"
     done = run_gwx("net", "build", "--source", src, "--ca", tmp_path / "ca", "--out", out, env=ENV)
     assert done.returncode == 0, done.stderr.decode()
-    county = verify_directory(out.read_bytes(), [root.root_certificate], utcnow()).directory.node("county-a")
+    published = verify_directory(out.read_bytes(), [root.root_certificate], utcnow()).directory
+    county = published.node("county-a")
     assert set(county.chain) == {county_ca.certificate, county_ca.transport.certificate}
+    # the directory names the transport root under its SM2 signature, and gwx net show says which
+    assert published.transport_root == root.transport.root_certificate
+    assert "transport_root" not in json.loads(signed_parts(build_plain(tmp_path))[0])  # absent elsewhere
+    shown = run_gwx("net", "show", out, "--trust", tmp_path / "ca" / "root.crt")
+    fingerprint = root.transport.root_certificate.fingerprint(SHA256()).hex(":")
+    assert shown.returncode == 0 and "TLS root  CN=国密目录CA TLS传输".encode() in shown.stdout
+    assert fingerprint.encode() in shown.stdout
     # the SM2 root named as the TLS root: the TLS certificates do not chain to it
     wrong = run_gwx("net", "build", "--source", src, "--ca", tmp_path / "ca", "--out", tmp_path / "d2.json",
                     "--tls-root", tmp_path / "ca" / "root.crt", env=ENV)
