@@ -240,16 +240,20 @@ def add_peer(directory: Path, node_id: str, url: str, units: list[str],
 
 def cas_without_crl(ca: CertificateAuthority, crls: Sequence[x509.CertificateRevocationList]) -> list[str]:
     """The CAs above ``ca`` (its issuers up to the root) that none of ``crls`` comes from: a node
-    ``ca`` issues refuses every certificate under them (its own peers included) until it has them."""
-    return _without_crl(ca.chain[1:], crls)
+    ``ca`` issues refuses every certificate under them (its own peers included) until it has them —
+    on a 国密 network the transport CAs above its TLS certificate's issuer too."""
+    transport = ca.separate_transport()
+    return _without_crl([*ca.chain[1:], *(transport.chain[1:] if transport else ())], crls)
 
 
 def enrolled_cas_without_crl(directory: Path, crls: Sequence[x509.CertificateRevocationList]) -> list[str]:
-    """The same for an enrolled node, whose CA's own CRL is not added for it: the CAs its TLS
-    certificate's chain names, and its root."""
+    """The same for an enrolled node, whose CA's own CRL is not added for it: the CAs its
+    certificates' chains name, and its roots (on a 国密 network the transport root, ``tls-root.crt``, too)."""
     credentials = Path(directory) / "credentials"
-    chain = load_certificates((credentials / "tls.crt").read_bytes())[1:]
-    return _without_crl([*chain, *load_certificates((credentials / "root.crt").read_bytes())], crls)
+    cas = [c for role in ("tls", "sign", "enc") for c in load_certificates((credentials / f"{role}.crt").read_bytes())[1:]]
+    roots = [c for name in ("root.crt", "tls-root.crt") if (credentials / name).exists()
+             for c in load_certificates((credentials / name).read_bytes())]
+    return _without_crl(list(dict.fromkeys([*cas, *roots])), crls)
 
 
 def _without_crl(cas: Sequence[x509.Certificate], crls: Sequence[x509.CertificateRevocationList]) -> list[str]:

@@ -192,3 +192,25 @@ def test_a_transport_ca_makes_no_intermediate_of_its_own(network, tmp_path):
     with pytest.raises(CaError) as refused:
         root.transport.create_intermediate(tmp_path / "t", "传输中间CA", PASSPHRASE)
     assert refused.value.code == "PKI_CA_TRANSPORT"
+
+
+def test_init_warns_of_a_missing_transport_crl_on_an_sm_network(network, tmp_path):
+    """A node refuses every peer whose TLS certificate's CA has no CRL in its crl.pem: on a 国密
+    network the transport CAs count, for a node the CA provisions and for an enrolled one alike."""
+    from node.provision import cas_without_crl, enrolled_cas_without_crl
+    from pki.crl import build_crl
+
+    _, root, city, _a, _b = network
+    now = dt.datetime.now(dt.UTC)
+    sm_only = [build_crl(root, now)]
+    assert cas_without_crl(city, sm_only) == [root.transport.certificate.subject.rfc4514_string()]
+    assert cas_without_crl(city, [*sm_only, build_crl(root.transport, now)]) == []
+    node = tmp_path / "node"
+    request = create_node_request(node / "credentials", "county-w", root.root_certificate, NODE_PASSPHRASE,
+                                  tls_root=root.transport.root_certificate)
+    install_node_response(node / "credentials", sign_node_request(city, request.pem, "10.1.2.5").response,
+                          NODE_PASSPHRASE)
+    assert sorted(enrolled_cas_without_crl(node, sm_only)) == sorted(
+        c.subject.rfc4514_string() for c in (city.certificate, city.transport.certificate, root.transport.certificate))
+    every = [*sm_only, build_crl(root.transport, now), build_crl(city, now), build_crl(city.transport, now)]
+    assert enrolled_cas_without_crl(node, every) == []
