@@ -54,7 +54,8 @@ class ConfigError(NodeError):
 
     code = "NODE_CONFIG"
     kind = ErrorKind.INVALID_INPUT
-    subcodes = ("NODE_TOKENS_CORRUPT",)
+    # NODE_TLS_ROOT_MISMATCH: credentials/tls-root.crt is not the transport root the held directory names
+    subcodes = ("NODE_TOKENS_CORRUPT", "NODE_TLS_ROOT_MISMATCH")
 
 
 class NodeExists(ConfigError):

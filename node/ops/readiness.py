@@ -25,7 +25,9 @@ whether or not the node is running):
 * ``directory`` — the network directory held (:mod:`node.ops.directory_state`): its version, age and
   expiry. Past its next update or expired it is ``warn``, never ``fail``: the node keeps routing on
   its last good copy (an expired directory never stops the exchange). A node with a ``[parent]``
-  that has fetched none yet is ``warn`` too.
+  that has fetched none yet is ``warn`` too, and so is one whose directory names a transport root (a
+  国密 network's, for node TLS) other than the one it trusts for TLS: peers under the directory's
+  would be refused (``NODE_TLS_ROOT_MISMATCH``).
 * ``disk`` — free space where blobs are written.
 * ``folders`` (only with ``[[folders]]``) — every watched folder's root and its subfolders are there;
   a root that is not (a share not mounted) fails with ``FOLDER_ROOT_MISSING`` (``FOLDER_ROOT_UNREADABLE``
@@ -212,6 +214,9 @@ def _directory(config: NodeConfig, now: dt.datetime) -> Check:
         return Check("directory", OK, "no network directory: static peers only")
     age = _days(now - directory.issued_at)
     what = f"network directory '{directory.network}' version {directory.version} (issued {age} ago"
+    mismatch = _tls_root_mismatch(config, directory.transport_root)
+    if mismatch:
+        return Check("directory", WARN, f"{what}) {mismatch}", "NODE_TLS_ROOT_MISMATCH")
     status = directory.status(now)
     if status is DirectoryStatus.EXPIRED:
         return Check("directory", WARN, f"{what}) EXPIRED on {format_time(directory.expires)}; still used for "
@@ -221,6 +226,21 @@ def _directory(config: NodeConfig, now: dt.datetime) -> Check:
                      f"it expires on {format_time(directory.expires)}")
     return Check("directory", OK, f"{what}), current until {format_time(directory.next_update)}, "
                  f"expires {format_time(directory.expires)}")
+
+
+def _tls_root_mismatch(config: NodeConfig, named: x509.Certificate | None) -> str | None:
+    """What is wrong when the directory names a transport root this node does not trust for TLS."""
+    if named is None:
+        return None
+    try:
+        held = load_certificate(config.tls_root_path.read_bytes())
+    except (OSError, GwxError) as exc:
+        return f"names a transport root for node TLS, and {config.tls_root_path.name} cannot be read ({exc})"
+    if held == named:
+        return None
+    return (f"names the transport root '{named.subject.rfc4514_string()}' for node TLS, but this node trusts "
+            f"'{held.subject.rfc4514_string()}' ({config.tls_root_path.name}): peers under the directory's are "
+            "refused — install the network's transport root there (from the PKI admin, checked out of band)")
 
 
 def _days(delta: dt.timedelta) -> str:

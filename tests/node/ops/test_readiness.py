@@ -3,6 +3,7 @@ the node is named, with the check, the verdict and the code behind it."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -141,7 +142,10 @@ level = "county"
 node = "county-r"
 ''', "utf-8")
     signer = directory_signer.from_ca(ca)
-    data = sign_directory(read_source(source, issued), signer.signer, signer.chain)
+    directory = read_source(source, issued)
+    if ca.separate_transport() is not None:  # a 国密 network's directory names its transport root (gwx net build)
+        directory = dataclasses.replace(directory, transport_root=ca.transport.root_certificate)
+    data = sign_directory(directory, signer.signer, signer.chain)
     write_public_file(config.network_directory_path, data)
 
 
@@ -213,3 +217,16 @@ def test_units_hosted_without_a_seal_are_counted_their_signature_missing(node):
     assert seals["verdict"] == "warn", seals
     assert "1 hosted unit without a seal" in seals["message"] and "carry no unit signature" in seals["message"]
     assert report["readiness"]["ready"] is True  # it still receives, 签收s and 退回s
+
+
+def test_an_sm_node_trusting_another_transport_root_than_its_directory_names_is_warned(tmp_path):
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "国密就绪CA", PASSPHRASE, algorithm="sm2-sm3")
+    config, _ = init_node(tmp_path / "node", "county-r", ca, [{"code": UNIT, "name": "福州市鼓楼区人民政府办公室"}],
+                          PASSPHRASE, peer_port=0, local_port=0)
+    install_directory(ca, config, 3, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    assert readiness._directory(config, dt.datetime.now(dt.UTC)).verdict == "ok"  # the same root: nothing to say
+    other = CertificateAuthority.init_root(tmp_path / "other", "另一个国密CA", PASSPHRASE, algorithm="sm2-sm3")
+    shutil.copy(other.directory / "transport" / "root.crt", config.credentials_dir / "tls-root.crt")
+    check = directory_check(status(config))
+    assert check["verdict"] == "warn" and check["code"] == "NODE_TLS_ROOT_MISMATCH"
+    assert "国密就绪CA TLS传输" in check["message"] and "另一个国密CA TLS传输" in check["message"]
