@@ -32,6 +32,7 @@ Each outcome is counted in ``gwx_crl_fetches_total{outcome, code}`` and recorded
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ from node.ops.metrics import Registry
 from pki.crl import crl_number, judge_crl_update
 from pki.errors import CrlUpdateRefused, GwxError, MalformedEncoding
 from pki.keystore import write_public_file
-from pki.trust import verify_certificate
+from pki.trust import TrustStore, verify_certificate
 
 log = logging.getLogger("gwx.node.crl")
 MIN_INTERVAL = 1.0  # seconds: the first retry after a failure, and the shortest wait ever
@@ -58,6 +59,14 @@ class CrlFetchOutcome:
     outcome: str  # installed / unchanged / refused / try-again
     code: str | None = None
     message: str | None = None
+
+
+def _chains(cert: x509.Certificate, trust: TrustStore, now: dt.datetime, pool: tuple[x509.Certificate, ...]) -> bool:
+    try:
+        verify_certificate(cert, trust, now, pool)
+    except GwxError:
+        return False
+    return True
 
 
 class CrlFetcher:
@@ -133,20 +142,19 @@ class CrlFetcher:
 
     def _known_cas(self) -> list[x509.Certificate]:
         """The CA certificates whose CRLs we take: our roots and own intermediates, and the
-        intermediates the directory we hold names that chain to our roots."""
+        intermediates the directory we hold names that chain to our roots — on a 国密 network to
+        the transport root too, whose intermediates issue the node TLS certificates below them."""
         ctx = self._ctx
-        cas = [*ctx.trust.roots, *ctx.intermediates, *(ctx.tls_roots.roots if ctx.tls_trust else ())]
+        trusts = (ctx.trust, ctx.tls_trust) if ctx.tls_trust else (ctx.trust,)
+        cas = [root for trust in trusts for root in trust.roots] + list(ctx.intermediates)
         try:
             directory = held_directory(ctx.config)
         except (OSError, GwxError):
             directory = None
         named = {c for n in (directory.nodes if directory else ()) for c in n.chain}
         for cert in named - set(cas):
-            try:
-                verify_certificate(cert, ctx.trust, ctx.clock(), tuple(named))
-            except GwxError:
-                continue
-            cas.append(cert)
+            if any(_chains(cert, trust, ctx.clock(), tuple(named)) for trust in trusts):
+                cas.append(cert)
         return cas
 
     def _interval(self, outcome: CrlFetchOutcome) -> float:

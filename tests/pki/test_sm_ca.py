@@ -151,7 +151,8 @@ def test_a_crl_under_the_cas_name_signed_by_another_sm2_key_is_refused(network):
 def test_init_root_profile_sm_through_the_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GWX_PASSPHRASE", PASSPHRASE_TEXT)
     assert main(["pki", "init-root", "--dir", str(tmp_path / "ca"), "--name", "国密根", "--profile", "sm"]) == 0
-    assert "sm2-sm3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "sm2-sm3" in out and f"node TLS (P-256, TLS only): {tmp_path / 'ca' / 'transport' / 'root.crt'}" in out
     ca = CertificateAuthority.open(tmp_path / "ca", PASSPHRASE)
     assert ca.algorithm is SM2_SM3 and isinstance(public_key_of(ca.certificate), Sm2PublicKey)
     assert main(["pki", "crl", "--ca", str(tmp_path / "ca"), "--out", str(tmp_path / "ca.crl")]) == 0

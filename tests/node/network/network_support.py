@@ -17,6 +17,7 @@ CA, mutual TLS between nodes, SQLite files on disk, clerks' tokens. Nothing is m
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import http.client
 import json
@@ -102,12 +103,13 @@ def new_network(base: Path, *, profile: str = "international") -> LocalNetwork:
 @contextmanager
 def directory_network(base: Path, hosted: Mapping[str, list[dict]], tree: Sequence[tuple[str, str, str | None]],
                       directory_units: Sequence[dict[str, str]],
-                      overrides: Mapping[str, dict] | None = None) -> Iterator[LocalNetwork]:
+                      overrides: Mapping[str, dict] | None = None, *,
+                      profile: str = "international") -> Iterator[LocalNetwork]:
     """Nodes that route by the network directory, running: ``hosted`` is node id → the units it
     hosts (as ``add_node`` takes them), ``tree`` and ``directory_units`` what the directory says
     (see :func:`signed_directory`), ``overrides`` node id → config overrides. Every node holds
     version 1 of the directory from the start; all are stopped afterwards."""
-    net = new_network(base)
+    net = new_network(base, profile=profile)
     for node_id, its_units in hosted.items():
         net.add_node(node_id, its_units, **{"retry": FAST_RETRY, **(overrides or {}).get(node_id, {})})
     directory = signed_directory(net, 1, tree, directory_units)
@@ -340,5 +342,8 @@ def signed_directory(net: LocalNetwork, version: int, nodes: Sequence[tuple[str,
     directory = read_source(source, issued or utcnow())
     if signer is not None:
         return sign_directory(directory, signer)
+    transport = net.ca.separate_transport()
+    if transport is not None:  # as gwx net build names a 国密 network's transport root
+        directory = dataclasses.replace(directory, transport_root=transport.root_certificate)
     official = directory_signer.from_ca(net.ca)
     return sign_directory(directory, official.signer, official.chain)
