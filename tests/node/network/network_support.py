@@ -26,10 +26,12 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from exchange_protocol.audit_chain import GENESIS_HASH, hash_at
 from exchange_protocol.envelope import MessageType
@@ -47,7 +49,32 @@ from pki.unit_code import make_unit_code
 
 REPO = Path(__file__).resolve().parents[3]
 ENVELOPE_TYPE = "application/vnd.gwx.envelope"
-PROFILES = ("international", "sm")  # pki.algorithms.NETWORK_PROFILES, for scenarios parametrised on them
+PROFILES = ("international", "sm")  # pki.algorithms.NETWORK_PROFILES
+# The profiles whose nodes run today: scenarios marked @every_profile run on each. The 国密 profile joins
+# when an SM2 node can open an SM4/SM2 envelope and a unit can seal a body with its SM2 seal (an OFD:
+# pyHanko's PAdES knows neither SM2 nor SM3) — until then an SM node stops at its start, in
+# envelope_crypto.DecryptionKey (docs/architecture.md, 国密: "Not yet").
+RUNNING_PROFILES = ("international",)
+every_profile = pytest.mark.parametrize("profile", RUNNING_PROFILES)
+
+
+class ByProfile:
+    """A module's network for each profile (the ``profile`` fixture), made by ``make(profile)`` when a
+    test first asks for it: a scenario marked :data:`every_profile` shares the module's network on
+    each, and the other tests the international one, as before."""
+
+    def __init__(self, make: Callable[[str], LocalNetwork]) -> None:
+        self._make = make
+        self._made: dict[str, LocalNetwork] = {}
+
+    def __call__(self, profile: str) -> LocalNetwork:
+        if profile not in self._made:
+            self._made[profile] = self._make(profile)
+        return self._made[profile]
+
+    def stop_all(self) -> None:
+        for net in self._made.values():
+            net.stop_all()
 FAST_RETRY = {"min_seconds": 0.2, "max_seconds": 1.0, "window_seconds": 30}
 
 CITY = make_unit_code("11371300MB0000001")        # 临沂市人民政府办公室 (sender)

@@ -9,6 +9,7 @@ never holds the document in clear.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 
@@ -25,10 +26,12 @@ from tests.node.network.network_support import (
     A1,
     CITY,
     UNIT_NAMES,
+    ByProfile,
     RawPeer,
     db_rows,
     db_value,
     directory_network,
+    every_profile,
     forge_envelope,
     inbox_item,
     node_recipient,
@@ -54,11 +57,17 @@ UNITS = [{"code": CITY, "name": UNIT_NAMES[CITY], "level": "city", "node": "city
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def networks(tmp_path_factory):
     hosted = {"city": [{"code": CITY, "name": UNIT_NAMES[CITY]}], "county-a": [{"code": A1, "name": UNIT_NAMES[A1]}],
               "town-a": [{"code": TOWN, "name": UNIT_NAMES[TOWN]}]}
-    with directory_network(tmp_path_factory.mktemp("relay"), hosted, TREE, UNITS) as net:
-        yield net
+    with contextlib.ExitStack() as stack:
+        yield ByProfile(lambda profile: stack.enter_context(directory_network(
+            tmp_path_factory.mktemp(f"relay-{profile}"), hosted, TREE, UNITS, profile=profile)))
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def relayed(node, message_id: str) -> list[tuple]:
@@ -69,6 +78,7 @@ def outgoing_message(node, doc_id: str) -> str:
     return db_rows(node, "SELECT message_id FROM outgoing WHERE doc_id = ? AND type = 'document'", [doc_id])[0][0]
 
 
+@every_profile
 def test_a_document_reaches_a_township_through_its_county_and_the_sign_for_comes_back(net):
     city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
     meta = notice_meta(CITY, [TOWN], title="关于做好冬季森林防火工作的通知")

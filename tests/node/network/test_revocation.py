@@ -22,8 +22,10 @@ from pki.keystore import write_public_file
 from tests.node.network.network_support import (
     A1,
     CITY,
+    ByProfile,
     RawPeer,
     db_value,
+    every_profile,
     forge_envelope,
     inbox_item,
     log_text,
@@ -43,11 +45,16 @@ ACK = MessageType.TRANSPORT_ACK  # node-generated: needs no sending unit, so any
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("revocation")
-    network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
-    yield network
-    network.stop_all()
+def networks(tmp_path_factory):
+    made = ByProfile(lambda profile: start_network(tmp_path_factory.mktemp(f"revocation-{profile}"),
+                                                   {"city": ([CITY], {}), "county-a": ([A1], {})}, profile=profile))
+    yield made
+    made.stop_all()
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def credentials(net, node_id: str, **kwargs):
@@ -65,6 +72,7 @@ def received_count(node) -> int:
     return db_value(node, "SELECT COUNT(*) FROM received")
 
 
+@every_profile
 def test_revoked_tls_and_signing_certificates_are_refused_once_the_new_crl_is_in_place(net):
     city, county = net.nodes["city"], net.nodes["county-a"]
     tls_revoked = credentials(net, "county-t")     # its TLS certificate will be revoked
@@ -80,7 +88,7 @@ def test_revoked_tls_and_signing_certificates_are_refused_once_the_new_crl_is_in
 
     net.ca.revoke(cert(tls_revoked, "tls"), "key_compromise")
     net.ca.revoke(cert(sign_revoked, "sign"), "key_compromise")
-    write_public_file(county.directory / "crl.pem", crl_pem(build_crl(net.ca, dt.datetime.now(dt.UTC))))
+    write_public_file(county.directory / "crl.pem", net.crl_bundle())  # a 国密 network's: the transport CA's too
 
     def tls_refused():
         status, parsed, _ = as_t.request("GET", "/peer/v1/health")
