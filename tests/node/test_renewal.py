@@ -194,3 +194,20 @@ def test_a_node_loading_while_a_renewal_is_being_written_waits_for_it(node, now)
         write_public_file(incoming / READY, b"")
     loader.join(10)
     assert result[0].signer.certificate.serial_number == serials(renewed)["sign"]
+
+
+def test_an_sm_nodes_renewal_is_judged_and_installed(tmp_path, now):
+    """On a 国密 network the signing and encryption keys are SM2 (which pyca cannot read from a
+    certificate) and the TLS one P-256 under the transport root: both are judged, not a traceback."""
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "国密续期CA", PASSPHRASE, algorithm="sm2-sm3")
+    config, _ = init_node(tmp_path / "node", "county-s", ca, [{"code": UNIT, "name": "兰山区某局"}], PASSPHRASE,
+                          peer_port=0, local_port=0)
+    ca.issue_node("county-s", "127.0.0.1", tmp_path / "renewed", PASSPHRASE, renew=True)
+    new = read_credential_set(tmp_path / "renewed", PASSPHRASE)
+    mixed = read_credential_set(tmp_path / "renewed", PASSPHRASE)
+    mixed.keys["sign"] = mixed.keys["enc"]  # another SM2 key than its certificate's
+    with pytest.raises(RenewalRefused, match="sign.key is not the key of sign.crt"):
+        install_renewal(config.credentials_dir, "county-s", mixed, PASSPHRASE, now=now)
+    install_renewal(config.credentials_dir, "county-s", new, PASSPHRASE, now=now)
+    for role in ("tls", "sign", "enc"):
+        assert load_certificates((config.credentials_dir / f"{role}.crt").read_bytes())[0] == new.leaf(role)
