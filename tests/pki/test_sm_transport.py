@@ -214,3 +214,16 @@ def test_init_warns_of_a_missing_transport_crl_on_an_sm_network(network, tmp_pat
         c.subject.rfc4514_string() for c in (city.certificate, city.transport.certificate, root.transport.certificate))
     every = [*sm_only, build_crl(root.transport, now), build_crl(city, now), build_crl(city.transport, now)]
     assert enrolled_cas_without_crl(node, every) == []
+
+
+def test_an_sm_ca_without_its_transport_ca_says_so_rather_than_issue_sm2_tls(tmp_path):
+    import shutil
+
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "缺传输CA", PASSPHRASE, algorithm="sm2-sm3")
+    shutil.rmtree(tmp_path / "ca" / "transport")
+    opened = CertificateAuthority.open(tmp_path / "ca", PASSPHRASE)
+    assert opened.separate_transport() is None
+    with pytest.raises(CaError) as missing:
+        opened.issue_node("d.linyi", "127.0.0.1", tmp_path / "d", PASSPHRASE)
+    assert missing.value.code == "PKI_TRANSPORT_MISSING" and not (tmp_path / "d" / "tls.crt").exists()
+    assert ca.algorithm is SM2_SM3
