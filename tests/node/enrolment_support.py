@@ -33,6 +33,17 @@ class Parties:
         return published
 
     @property
+    def tls_root_option(self) -> list[str | Path]:
+        """``--tls-root`` and the transport root a 国密 CA publishes beside its root; nothing elsewhere."""
+        transport = self.ca_dir / "transport" / "root.crt"
+        if not transport.exists():
+            return []
+        published = self.hand_over / "tls-root.crt"
+        self.hand_over.mkdir(parents=True, exist_ok=True)
+        published.write_bytes(transport.read_bytes())
+        return ["--tls-root", published]
+
+    @property
     def admin_env(self) -> dict[str, str]:
         return {"GWX_PASSPHRASE": self.ca_passphrase}
 
@@ -73,7 +84,7 @@ def enrol_node(parties: Parties, node_dir: Path, node_id: str, units: list[dict]
     root, crl = parties.root, hand / "crl.pem"
     parties.admin("pki", "crl", "--ca", parties.ca_dir, "--out", crl)
     parties.operator("node", "request", "--dir", node_dir, "--node-id", node_id, "--root", root,
-                     "--out", hand / f"{node_id}.req")
+                     *parties.tls_root_option, "--out", hand / f"{node_id}.req")
     parties.admin("pki", "sign-request", "--ca", parties.ca_dir, "--request", hand / f"{node_id}.req",
                   "--node-id", node_id, "--host", host, "--out", hand / f"{node_id}.resp")
     parties.operator("node", "install-certs", "--dir", node_dir, hand / f"{node_id}.resp")

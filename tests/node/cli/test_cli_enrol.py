@@ -182,3 +182,22 @@ def test_request_seal_on_a_token_needs_the_token_the_key_label_and_a_pin_source(
                      "--token", "ukey", "--key-label", "seal-1", env=parties.operator_env)
     assert no_pin.returncode == 2 and b"SEAL_TOKEN_PIN_MISSING" in no_pin.stderr
     assert not (node_dir / "units").exists() and not (tmp_path / "seal.req").exists()
+
+
+def test_a_node_of_an_sm_network_is_enrolled_with_both_roots_and_is_ready(tmp_path):
+    """On a 国密 network the operator is given the transport root beside the SM2 root: the node makes a
+    P-256 TLS key and SM2 signing and encryption keys, gets its TLS certificate from the transport CA
+    (which openssl checks for TLS), and init finds every CRL it needs in what gwx pki crl wrote."""
+    CertificateAuthority.init_root(tmp_path / "admin" / "ca", "国密注册网络CA", PASSPHRASE, algorithm="sm2-sm3")
+    parties = Parties(tmp_path / "admin" / "ca", PASSPHRASE_TEXT, NODE_PASSPHRASE, tmp_path / "hand-over")
+    node_dir = tmp_path / "operator" / "county-s"
+    done = enrol_node(parties, node_dir, "county-s", [{"code": UNIT, "name": UNIT_NAME}], host="10.1.2.4")
+    assert b"warning" not in done.stderr
+    creds = node_dir / "credentials"
+    assert (creds / "tls-root.crt").read_bytes() == (parties.ca_dir / "transport" / "root.crt").read_bytes()
+    for purpose in ("sslserver", "sslclient"):
+        run_openssl("verify", "-CAfile", creds / "tls-root.crt", "-purpose", purpose, creds / "tls.crt")
+    run_openssl("verify", "-vfyopt", "distid:1234567812345678", "-partial_chain", "-CAfile", creds / "root.crt",
+                creds / "sign.crt")
+    report = json.loads(run_gwx("node", "status", "--dir", node_dir, "--json").stdout)
+    assert report["readiness"]["ready"] is True, report
