@@ -93,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Check a response from gwx pki sign-request (the node's three certificates) or "
                                    "gwx pki issue-seal --request (a unit's seal certificate and SESeal) against "
                                    "this node's keys, request and root certificate — each certificate certifies "
-                                   "its key, chains to credentials/root.crt, has its purpose and names this node "
+                                   "its key, chains to credentials/root.crt (the TLS one to credentials/tls-root.crt on "
+                                   "a 国密 network), has its purpose and names this node "
                                    "or unit — then install it, all files together. Nothing is written when a "
                                    "check fails. " + FLOW)
     p.add_argument("--dir", required=True, type=Path, help="the node directory (as given to gwx node request)")
