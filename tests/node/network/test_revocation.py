@@ -25,6 +25,7 @@ from tests.node.network.network_support import (
     ByProfile,
     RawPeer,
     db_value,
+    every_document_profile,
     every_profile,
     forge_envelope,
     inbox_item,
@@ -74,7 +75,7 @@ def received_count(node) -> int:
 
 @every_profile
 def test_revoked_tls_and_signing_certificates_are_refused_once_the_new_crl_is_in_place(net):
-    city, county = net.nodes["city"], net.nodes["county-a"]
+    county = net.nodes["county-a"]
     tls_revoked = credentials(net, "county-t")     # its TLS certificate will be revoked
     sign_revoked = credentials(net, "county-s")    # its signing certificate will be revoked
     as_t = RawPeer(county, tls_context_from(tls_revoked))
@@ -117,11 +118,20 @@ def test_revoked_tls_and_signing_certificates_are_refused_once_the_new_crl_is_in
     refused_line = wait_for(lambda: next((line for line in log_text(county).splitlines()
                                           if message_id in line and "refused" in line), None), 10)
     assert "ENV_SIGNER_UNTRUSTED" in refused_line and "county-s" in refused_line
-    # Nodes in good standing are unaffected by the new CRL.
+
+
+@every_document_profile
+def test_nodes_in_good_standing_are_unaffected_by_a_crl_listing_others(net):
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    other = credentials(net, "county-o")
+    net.ca.revoke(cert(other, "tls"), "key_compromise")
+    net.ca.revoke(cert(other, "sign"), "key_compromise")
+    write_public_file(county.directory / "crl.pem", net.crl_bundle())
     doc_id = send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"]
     assert inbox_item(county, A1, doc_id)["verified"] is True
 
 
+@every_profile
 def test_an_expired_node_certificate_cannot_connect_or_sign(net):
     county = net.nodes["county-a"]
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
