@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from node.cli.api_client import RemoteError
 from node.config import load_config
 from node.config_edit import edit_config, set_section_values
 from node.localnet import PASSPHRASE, LocalNetwork, free_port, notice_pdf, send_document, wait_for
@@ -54,6 +55,10 @@ COUNTY_B = [(make_unit_code("11371311MB0000001"), "罗庄区人民政府办公�
 TOWNSHIP = (make_unit_code("11371302MB0000101"), "兰山区枣园镇人民政府")
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 TITLE = "关于做好2026年冬季安全生产工作的通知"
+
+
+class DemoStopped(Exception):
+    """A step failed so that the ones after it cannot run: the nodes are stopped and the demo says FAILED."""
 
 
 def step(text: str) -> None:
@@ -247,7 +252,11 @@ def main() -> int:
                 "classification": "非密", "deadline": deadline, "copy_number": None,
                 "printed_by": "临沂市人民政府办公室", "printed_on": "2026-11-20", "note": None,
                 "attachments_note": "附件：冬季安全生产检查表", "id": None}
-        sent = send_document(city, CITY_OFFICE, meta, body, [attachment])
+        try:
+            sent = send_document(city, CITY_OFFICE, meta, body, [attachment])
+        except RemoteError as exc:  # on a 国密 network today: PKG_NOT_PDF (no SM2 PAdES; OFD bodies to come)
+            report(f"the city office's 通知 was refused: {exc}", False)
+            raise DemoStopped from None
         doc_id = sent["doc_id"]
         print(f"  公文标识 {doc_id}")
 
@@ -311,6 +320,8 @@ def main() -> int:
             ok = False
         else:
             ok &= check_package(pkg, data, base / "received", net.ca.directory / "root.crt")
+    except DemoStopped:
+        ok = False
     finally:
         if gateway is not None:
             gateway.terminate()
