@@ -102,6 +102,47 @@ def check_package(pkg: Path, data: bytes, unpacked: Path, root: Path) -> bool:
     return ok
 
 
+def check_sm_package(pkg: Path, data: bytes, unpacked: Path, root: Path) -> bool:
+    """A 国密 network's package: OpenSSL 3.0's cms cannot verify SM2 CMS, so the manifest signature's
+    SM2/SM3 value is checked by openssl dgst over the signed attributes with the signer's key (the
+    default distinguishing id); the OFD body's GB/T 38540 seal and the rest by gwx doc verify."""
+    from asn1crypto import cms, core
+
+    pkg.write_bytes(data)
+    with zipfile.ZipFile(pkg) as z:
+        z.extractall(unpacked)
+    signed = cms.ContentInfo.load((unpacked / "META-INF" / "signature.p7s").read_bytes())["content"]
+    info = signed["signer_infos"][0]
+    attrs = info["signed_attrs"].untag().dump()  # what was signed: the attributes as a SET, not [0]
+    signer = next(c for c in signed["certificates"]
+                  if c.chosen.serial_number == info["sid"].chosen["serial_number"].native)
+    (unpacked / "signer.crt").write_bytes(core.Any(signer.chosen).dump())
+    key = run(["openssl", "x509", "-inform", "DER", "-in", str(unpacked / "signer.crt"), "-pubkey", "-noout"])
+    (unpacked / "signer.pub").write_text(key.stdout)
+    (unpacked / "attrs.der").write_bytes(attrs)
+    (unpacked / "signature.bin").write_bytes(info["signature"].native)
+    ok = check("openssl dgst -sm3 -verify: the manifest's SM2 signature (the unit's seal key, default id)",
+               run(["openssl", "dgst", "-sm3", "-verify", str(unpacked / "signer.pub"), "-sigopt",
+                    "distid:1234567812345678", "-signature", str(unpacked / "signature.bin"),
+                    str(unpacked / "attrs.der")]), "Verified OK")
+    ok &= check("gwx doc verify: manifest, digests, OFD seal (GB/T 38540 SES_Signature), seal",
+                gwx("doc", "verify", str(pkg), "--trust", str(root)))
+    return ok
+
+
+def sample_body(path: Path, profile: str, title: str, **pdf: object) -> Path:
+    """The 公文 body sent: a PDF, or on a 国密 network an OFD (a unit's SM2 seal goes into an OFD per
+    GB/T 38540; pyHanko's PAdES knows no SM2) — each from the one maker the tests use."""
+    if profile == "sm":
+        from tests.exchange_protocol.ofd_fixtures import make_ofd
+
+        path = path.with_suffix(".ofd")
+        path.write_bytes(make_ofd(title=title))
+    else:
+        path.write_bytes(notice_pdf(title, **pdf))
+    return path
+
+
 def check_sm_credentials(creds: Path) -> bool:
     """A 国密 node's credentials, checked by openssl: the signing certificate's SM2 link to the root (the
     default distinguishing id), and the TLS certificate under the transport root, for TLS only."""
@@ -236,11 +277,10 @@ def main() -> int:
         ok &= fine
 
         step("the city office sends a sealed 通知 to five county units and a township")
-        body = base / "body.pdf"
-        body.write_bytes(notice_pdf(TITLE, issuer="临沂市人民政府办公室", greeting="各区人民政府办公室，市直有关部门：",
-                                    body=["为切实做好今冬明春安全生产工作，现将有关事项通知如下：",
-                                          "一、压实安全生产责任。", "二、加强重点行业领域隐患排查。",
-                                          "三、做好应急值守和信息报送。"]))
+        body = sample_body(base / "body.pdf", args.profile, TITLE, issuer="临沂市人民政府办公室",
+                           greeting="各区人民政府办公室，市直有关部门：",
+                           body=["为切实做好今冬明春安全生产工作，现将有关事项通知如下：",
+                                 "一、压实安全生产责任。", "二、加强重点行业领域隐患排查。", "三、做好应急值守和信息报送。"])
         attachment = base / "冬季安全生产检查表.csv"
         attachment.write_text("单位,检查项目,责任人\n", encoding="utf-8")
         # 办理时限: three days from now, 17:00 Beijing time.
@@ -293,8 +333,8 @@ def main() -> int:
         step("the relay: a 函 for the township alone passes the county, which cannot read it")
         letter_title = "关于枣园镇冬季森林防火检查情况的函"
         letter = base / "letter.pdf"
-        letter.write_bytes(notice_pdf(letter_title, issuer="临沂市人民政府办公室", greeting="兰山区枣园镇人民政府：",
-                                      body=["请于本月底前报送冬季森林防火检查情况。"]))
+        letter = sample_body(letter, args.profile, letter_title, issuer="临沂市人民政府办公室",
+                             greeting="兰山区枣园镇人民政府：", body=["请于本月底前报送冬季森林防火检查情况。"])
         letter_meta = {**meta, "kind": "函", "title": letter_title, "doc_number": "临政办函〔2026〕31号",
                        "to": [TOWNSHIP[0]], "cc": [], "urgency": None, "attachments_note": None}
         letter_id = send_document(city, CITY_OFFICE, letter_meta, letter)["doc_id"]
@@ -319,7 +359,8 @@ def main() -> int:
             print("    " + data[:2000].decode("utf-8", "replace").strip().replace("\n", "\n    "))
             ok = False
         else:
-            ok &= check_package(pkg, data, base / "received", net.ca.directory / "root.crt")
+            checker = check_sm_package if args.profile == "sm" else check_package
+            ok &= checker(pkg, data, base / "received", net.ca.directory / "root.crt")
     except DemoStopped:
         ok = False
     finally:

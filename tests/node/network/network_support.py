@@ -46,23 +46,19 @@ from pki.ca import load_certificates
 from pki.keystore import read_private_key, write_public_file
 from pki.signer import SoftwareSigner
 from pki.unit_code import make_unit_code
+from tests.exchange_protocol.ofd_fixtures import make_ofd
 
 REPO = Path(__file__).resolve().parents[3]
 ENVELOPE_TYPE = "application/vnd.gwx.envelope"
 PROFILES = ("international", "sm")  # pki.algorithms.NETWORK_PROFILES
-# Scenarios marked @every_profile run on an international and on a 国密 network (SM2 keys, SM4/SM2
-# envelopes, node TLS under the transport root). Those exchanging a document, @every_document_profile,
-# run on the 国密 one when a unit can seal a body with its SM2 seal: an OFD (issue 11 §2) — pyHanko's
-# PAdES knows neither SM2 nor SM3, so a PDF body is refused there today (PKG_NOT_PDF).
+# Scenarios marked @every_profile run on an international network and on a 国密 one (SM2 keys and
+# seals, SM4/SM2 envelopes, node TLS under the transport root, an OFD body: pyHanko's PAdES knows no SM2).
 every_profile = pytest.mark.parametrize("profile", PROFILES)
-DOCUMENT_PROFILES = ("international",)
-every_document_profile = pytest.mark.parametrize("profile", DOCUMENT_PROFILES)
 
 
 class ByProfile:
     """A module's network for each profile (the ``profile`` fixture), made by ``make(profile)`` when a
-    test first asks for it: a scenario marked :data:`every_profile` (or :data:`every_document_profile`)
-    shares the module's network on each, and the other tests the international one, as before."""
+    test first asks for it: a scenario marked :data:`every_profile` shares the module's network on each, and the other tests the international one, as before."""
 
     def __init__(self, make: Callable[[str], LocalNetwork]) -> None:
         self._make = make
@@ -121,10 +117,12 @@ def start_network(base: Path, topology: dict[str, tuple[list[str], dict]], *,
 
 
 def new_network(base: Path, *, profile: str = "international") -> LocalNetwork:
-    """A network with its root CA (of ``profile``) and no node yet; ``net.body`` is a sample 公文 PDF to send."""
+    """A network with its root CA (of ``profile``) and no node yet; ``net.body`` is a sample 公文 to send
+    (a PDF; an OFD on a 国密 network)."""
     net = LocalNetwork(base, profile=profile)
-    net.body = base / "body.pdf"
-    net.body.write_bytes(notice_pdf())
+    # A unit's SM2 seal goes into an OFD (GB/T 38540); a PDF's PAdES seal is P-256 or RSA only.
+    net.body = base / ("body.ofd" if profile == "sm" else "body.pdf")
+    net.body.write_bytes(make_ofd() if profile == "sm" else notice_pdf())
     return net
 
 

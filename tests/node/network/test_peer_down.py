@@ -18,7 +18,7 @@ from tests.node.network.network_support import (
     CITY,
     ByProfile,
     db_rows,
-    every_document_profile,
+    every_profile,
     gwx,
     inbox_item,
     notice_meta,
@@ -60,7 +60,7 @@ def submit(net, n: int) -> list[str]:
     return [send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"] for _ in range(n)]
 
 
-@every_document_profile
+@every_profile
 @pytest.mark.parametrize("phase,waiting_as", [("never-reached", "draft"), ("known", "deferred")])
 def test_documents_wait_while_the_peer_is_down_and_drain_when_it_returns(net, phase, waiting_as):
     city, county = net.nodes["city"], net.nodes["county-a"]

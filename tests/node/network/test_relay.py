@@ -31,7 +31,7 @@ from tests.node.network.network_support import (
     db_rows,
     db_value,
     directory_network,
-    every_document_profile,
+    every_profile,
     forge_envelope,
     inbox_item,
     node_recipient,
@@ -78,7 +78,7 @@ def outgoing_message(node, doc_id: str) -> str:
     return db_rows(node, "SELECT message_id FROM outgoing WHERE doc_id = ? AND type = 'document'", [doc_id])[0][0]
 
 
-@every_document_profile
+@every_profile
 def test_a_document_reaches_a_township_through_its_county_and_the_sign_for_comes_back(net):
     city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
     meta = notice_meta(CITY, [TOWN], title="关于做好冬季森林防火工作的通知")

@@ -25,7 +25,6 @@ from tests.node.network.network_support import (
     ByProfile,
     RawPeer,
     db_value,
-    every_document_profile,
     every_profile,
     forge_envelope,
     inbox_item,
@@ -120,7 +119,7 @@ def test_revoked_tls_and_signing_certificates_are_refused_once_the_new_crl_is_in
     assert "ENV_SIGNER_UNTRUSTED" in refused_line and "county-s" in refused_line
 
 
-@every_document_profile
+@every_profile
 def test_nodes_in_good_standing_are_unaffected_by_a_crl_listing_others(net):
     city, county = net.nodes["city"], net.nodes["county-a"]
     other = credentials(net, "county-o")
