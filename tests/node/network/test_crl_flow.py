@@ -30,10 +30,8 @@ from tests.node.network.network_support import (
     A1,
     A2,
     CITY,
-    ByProfile,
     RawPeer,
     connect_and_start,
-    every_profile,
     forge_envelope,
     inbox_item,
     log_text,
@@ -55,19 +53,8 @@ ACK = MessageType.TRANSPORT_ACK  # node-generated: needs no sending unit
 
 
 @pytest.fixture(scope="module")
-def trees(tmp_path_factory):
-    made = ByProfile(lambda profile: make_tree(tmp_path_factory.mktemp(f"crl-tree-{profile}"), profile))
-    yield made
-    made.stop_all()
-
-
-@pytest.fixture
-def tree(trees, profile):
-    return trees(profile)
-
-
-def make_tree(base, profile: str):
-    net = new_network(base, profile=profile)
+def tree(tmp_path_factory):
+    net = new_network(tmp_path_factory.mktemp("crl-tree"))
     city = net.add_node("city", units(CITY), retry=RETRY,
                        revocation={"port": free_port(), "ocsp_signer": "ocsp"})
     for node_id, code in (("county-a", A1), ("town-a", A2)):
@@ -81,7 +68,9 @@ def make_tree(base, profile: str):
                    text=True)
     assert done.returncode == 0, done.stderr
     net.publish_crls()  # every node starts with the same CRL
-    return connect_and_start(net)
+    connect_and_start(net)
+    yield net
+    net.stop_all()
 
 
 def crl_of(net, node_id: str) -> bytes:
@@ -120,7 +109,6 @@ def readiness_check(node, name: str = "revocation") -> tuple[bool, dict]:
     return ready["ready"], next(c for c in ready["checks"] if c["name"] == name)
 
 
-@every_profile  # on a 国密 network the transport CA's CRL travels with the SM2 CA's
 def test_a_revoked_signing_certificate_reaches_the_township_through_the_county_by_itself(tree):
     town = tree.nodes["town-a"]
     pids = {n: node.process.pid for n, node in tree.nodes.items()}

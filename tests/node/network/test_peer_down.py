@@ -16,9 +16,7 @@ from node.localnet import send_document, wait_for
 from tests.node.network.network_support import (
     A1,
     CITY,
-    ByProfile,
     db_rows,
-    every_profile,
     gwx,
     inbox_item,
     notice_meta,
@@ -33,16 +31,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def networks(tmp_path_factory):
-    made = ByProfile(lambda profile: start_network(tmp_path_factory.mktemp(f"peerdown-{profile}"),
-                                                   {"city": ([CITY], {}), "county-a": ([A1], {})}, profile=profile))
-    yield made
-    made.stop_all()
-
-
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
+def net(tmp_path_factory):
+    base = tmp_path_factory.mktemp("peerdown")
+    network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
+    yield network
+    network.stop_all()
 
 
 def status_of(node) -> dict:
@@ -60,7 +53,6 @@ def submit(net, n: int) -> list[str]:
     return [send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"] for _ in range(n)]
 
 
-@every_profile
 @pytest.mark.parametrize("phase,waiting_as", [("never-reached", "draft"), ("known", "deferred")])
 def test_documents_wait_while_the_peer_is_down_and_drain_when_it_returns(net, phase, waiting_as):
     city, county = net.nodes["city"], net.nodes["county-a"]

@@ -137,6 +137,7 @@ def test_a_relay_refuses_junk_at_the_first_hop(net):
     assert town.running and county.running
 
 
+@every_profile  # the restart of a 国密 network's node
 def test_a_child_offline_is_waited_for_and_drains_when_it_returns(net):
     city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-a"]
     net.stop(town)
