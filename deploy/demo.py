@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from deploy.sample_ofd import notice_ofd
 from node.cli.api_client import RemoteError
 from node.config import load_config
 from node.config_edit import edit_config, set_section_values
@@ -130,16 +131,14 @@ def check_sm_package(pkg: Path, data: bytes, unpacked: Path, root: Path) -> bool
     return ok
 
 
-def sample_body(path: Path, profile: str, title: str, **pdf: object) -> Path:
-    """The 公文 body sent: a PDF, or on a 国密 network an OFD (a unit's SM2 seal goes into an OFD per
-    GB/T 38540; pyHanko's PAdES knows no SM2) — each from the one maker the tests use."""
+def sample_body(path: Path, profile: str, title: str, **text: object) -> Path:
+    """The 公文 body sent: a PDF, or on a 国密 network an OFD sealed per GB/T 38540 (a PDF sealed with
+    SM2 is taken there too) — the same text either way."""
     if profile == "sm":
-        from tests.exchange_protocol.ofd_fixtures import make_ofd
-
         path = path.with_suffix(".ofd")
-        path.write_bytes(make_ofd(title=title))
+        path.write_bytes(notice_ofd(title, **text))
     else:
-        path.write_bytes(notice_pdf(title, **pdf))
+        path.write_bytes(notice_pdf(title, **text))
     return path
 
 
