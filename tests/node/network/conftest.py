@@ -7,5 +7,5 @@ import pytest
 
 @pytest.fixture
 def profile() -> str:
-    """International unless the test is parametrised with :data:`network_support.RUNNING_PROFILES`."""
+    """International unless the test is parametrised with :data:`network_support.every_profile`."""
     return "international"

@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[3]
 ENVELOPE_TYPE = "application/vnd.gwx.envelope"
 PROFILES = ("international", "sm")  # pki.algorithms.NETWORK_PROFILES
 # Scenarios marked @every_profile run on an international network and on a 国密 one (SM2 keys and
-# seals, SM4/SM2 envelopes, node TLS under the transport root, an OFD body: pyHanko's PAdES knows no SM2).
+# seals, SM4/SM2 envelopes, node TLS under the transport root, an OFD body sealed per GB/T 38540).
 every_profile = pytest.mark.parametrize("profile", PROFILES)
 
 
@@ -120,7 +120,8 @@ def new_network(base: Path, *, profile: str = "international") -> LocalNetwork:
     """A network with its root CA (of ``profile``) and no node yet; ``net.body`` is a sample 公文 to send
     (a PDF; an OFD on a 国密 network)."""
     net = LocalNetwork(base, profile=profile)
-    # A unit's SM2 seal goes into an OFD (GB/T 38540); a PDF's PAdES seal is P-256 or RSA only.
+    # On a 国密 network the body is an OFD, its SM2 seal inside per GB/T 38540 (a PDF sealed with SM2
+    # is taken there too: tests/exchange_protocol/test_sm_package.py).
     net.body = base / ("body.ofd" if profile == "sm" else "body.pdf")
     net.body.write_bytes(make_ofd() if profile == "sm" else notice_pdf())
     return net
