@@ -19,7 +19,7 @@ from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.envelope_seal import seal_envelope
 from exchange_protocol.notices import Notice
 from node.federation.routing import RECHECK_SECONDS
-from node.localnet import send_document, wait_for
+from node.localnet import notice_pdf, send_document, wait_for
 from pki.keystore import write_public_file
 from pki.unit_code import make_unit_code
 from tests.node.network.network_support import (
@@ -99,6 +99,19 @@ def test_a_document_reaches_a_township_through_its_county_and_the_sign_for_comes
     # The county relayed the notices back: the transport-ack and the 签收 receipt.
     back = db_rows(county, "SELECT type FROM received WHERE origin_node = 'town-a' AND relayed_to = 'city'")
     assert sorted(t for (t,) in back) == ["receipt", "transport-ack"]
+
+
+def test_a_pdf_sealed_with_sm2_crosses_a_guomi_network_like_an_ofd(networks, tmp_path):
+    """Main's decision for a 国密 network: a PDF 正文 is sealed with the unit's SM2 key (PAdES with SM3)
+    as an OFD is — through the relay to the township, verified there, signed for."""
+    net = networks("sm")
+    city, town = net.nodes["city"], net.nodes["town-a"]
+    body = tmp_path / "body.pdf"
+    body.write_bytes(notice_pdf("关于做好冬季防汛物资储备的通知"))
+    doc_id = send_document(city, CITY, notice_meta(CITY, [TOWN]), body)["doc_id"]
+    assert inbox_item(town, TOWN, doc_id)["verified"] is True
+    town.clerk(TOWN).post(f"/api/v1/inbox/{doc_id}/sign-for", {})
+    wait_status(city, CITY, doc_id, {TOWN: "signed_for"})
 
 
 def test_the_relay_never_holds_the_document_in_clear(net):
