@@ -293,7 +293,7 @@ def main() -> int:
                 "attachments_note": "附件：冬季安全生产检查表", "id": None}
         try:
             sent = send_document(city, CITY_OFFICE, meta, body, [attachment])
-        except RemoteError as exc:  # on a 国密 network today: PKG_NOT_PDF (no SM2 PAdES; OFD bodies to come)
+        except RemoteError as exc:  # a refusal ends the demo FAILED with the nodes stopped, not a traceback
             report(f"the city office's 通知 was refused: {exc}", False)
             raise DemoStopped from None
         doc_id = sent["doc_id"]
