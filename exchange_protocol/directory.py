@@ -28,7 +28,8 @@ The JSON form (canonical JSON, :mod:`exchange_protocol.canonical`; certificates 
                 "previous": [{"tls", "signing", "encryption"}]}],   # optional, see below
      "units": [{"code", "name", "level", "node", "parent": code|null, "supervisor": code|null}],
      "links": [[node, node]], "revocation": {"crl": [url], "ocsp": [url]},
-     "transport_root": cert}   # optional: a 国密 network's P-256 root for node TLS (absent elsewhere)
+     "transport_root": cert,   # optional: a 国密 network's P-256 root for node TLS (absent elsewhere)
+     "supervision": {"grace_working_days", "calendar"}}   # optional, see below
 
 A node that renewed its certificates while running (``gwx node renew``) keeps accepting the
 previous ones for an overlap; ``previous`` lists those sets (under the same ``chain``) while it
@@ -38,6 +39,10 @@ still readable by nodes older than ``previous``; a directory that carries it is 
 as an unknown field — upgrade the nodes before publishing one). The format name stays ``/1``.
 ``transport_root`` likewise: only a 国密 network's directory carries it, naming — under the SM2
 signature — the root its node TLS certificates chain to (docs/architecture.md).
+
+``supervision`` is the network's 督办 rules (grace in working days, holiday calendar;
+:class:`~exchange_protocol.supervision.NetworkSupervision`), left out like ``previous`` when the
+source sets none — the same bytes as before, and the same caveat for older nodes.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from .errors import (
     DirectoryTooLarge,
     DirectoryUnknownReference,
 )
+from .supervision import NetworkSupervision
 
 FORMAT = "gwx-directory/1"
 # 163 nodes and 3,600 units (a city like 常德) make about 1.5 MB; room for a province.
@@ -147,6 +153,7 @@ class Directory:
     crl_urls: tuple[str, ...] = ()
     ocsp_urls: tuple[str, ...] = ()
     transport_root: x509.Certificate | None = None  # a 国密 network's root for node TLS
+    supervision: NetworkSupervision | None = None  # the network's 督办 rules; None: each node's own
 
     # ---- reading ----------------------------------------------------------------------------
     def node(self, node_id: str) -> NodeEntry | None:
@@ -164,7 +171,7 @@ class Directory:
 
     # ---- the JSON form ----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {
+        value = {
             "format": FORMAT, "network": self.network, "version": self.version,
             "issued_at": format_time(self.issued_at), "next_update": format_time(self.next_update),
             "expires": format_time(self.expires),
@@ -176,6 +183,9 @@ class Directory:
             # absent on other networks: their directories read (and sign) as before
             **({"transport_root": encode_certificate(self.transport_root)} if self.transport_root else {}),
         }
+        if self.supervision is not None:  # absent when unset: a directory without it signs as before
+            value["supervision"] = self.supervision.to_json()
+        return value
 
     def canonical(self) -> bytes:
         """The bytes the directory signer signs."""
@@ -185,7 +195,7 @@ class Directory:
     def from_json(cls, value: Any) -> Directory:
         """A directory from its parsed JSON form (untrusted), checked well formed."""
         r = _Reader(value, "$", ("format", "network", "version", "issued_at", "next_update", "expires",
-                                 "nodes", "units"), ("links", "revocation", "transport_root"))
+                                 "nodes", "units"), ("links", "revocation", "transport_root", "supervision"))
         if r.str("format") != FORMAT:
             raise DirectoryBadField(f"format must be {FORMAT!r}", path="$.format")
         version = r.int("version")
@@ -198,7 +208,8 @@ class Directory:
         directory = cls(r.name("network"), version, r.time("issued_at"), r.time("next_update"),
                         r.time("expires"), nodes, units, links,
                         revocation.urls("crl", at_least=0), revocation.urls("ocsp", at_least=0),
-                        _certificate(r.get("transport_root"), "$.transport_root") if "transport_root" in value else None)
+                        _certificate(r.get("transport_root"), "$.transport_root") if "transport_root" in value else None,
+                        None if "supervision" not in value else NetworkSupervision.from_json(value["supervision"]))
         return check(directory)
 
     @classmethod

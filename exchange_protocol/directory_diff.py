@@ -43,11 +43,12 @@ def diff(old: Directory, new: Directory) -> dict[str, Any]:
         "links": {"added": [list(p) for p in sorted(new_links - old_links)],
                   "removed": [list(p) for p in sorted(old_links - new_links)]},
         "revocation_changed": (old.crl_urls, old.ocsp_urls) != (new.crl_urls, new.ocsp_urls),
+        "supervision_changed": old.supervision != new.supervision,
     }
 
 
 def is_empty(changes: dict[str, Any]) -> bool:
-    """No node, unit, link or revocation point changed (the version and times may have)."""
-    return (changes["network"] is None and not changes["revocation_changed"]
+    """No node, unit, link, revocation point or 督办 rule changed (the version and times may have)."""
+    return (changes["network"] is None and not changes["revocation_changed"] and not changes["supervision_changed"]
             and not any(changes["nodes"].values()) and not any(changes["units"].values())
             and not any(changes["links"].values()))

@@ -28,6 +28,17 @@ check``)::
 Each entry is a TOML date, a ``"YYYY-MM-DD"`` string or a ``"FROM..TO"`` range (inclusive, at
 most 60 days). A day may not be both; a ``workdays`` entry must fall on a Saturday or Sunday (a
 weekday is a working day already: listing it is a mistake worth hearing about); no other keys.
+
+**Per network** (:class:`NetworkSupervision`): the signed network directory may carry the grace and
+the calendar for every node of the network (``gwx net build`` reads ``[supervision]`` of the network
+source). Its JSON form, a key of the directory left out when the source sets neither, so a directory
+without it signs byte for byte as before::
+
+    "supervision": {"grace_working_days": 3,                                  # optional
+                    "calendar": {"holidays": ["2026-10-01", …], "workdays": [ "2026-09-27", …]}}  # optional
+
+What it sets wins over the node's own ``[supervision]`` in node.toml; what it leaves out is the
+node's (``node.supervision.settings.rules_in_force`` decides, once).
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from typing import Any
 
 from pki.errors import ErrorKind
 
-from .errors import ProtocolError
+from .errors import DirectoryBadField, ProtocolError
 from .model import BEIJING
 from .states import Status, is_overdue
 
@@ -146,6 +157,60 @@ def judge(status: Status, deadline: dt.datetime | None, now: dt.datetime, calend
     due_at = escalation_due_at(deadline, calendar, grace)
     late_days = calendar.working_days_between(deadline_day(deadline), now.astimezone(BEIJING).date())
     return Lateness(True, now - deadline, late_days, due_at, now >= due_at)
+
+
+@dataclass(frozen=True)
+class NetworkSupervision:
+    """The 督办 rules the network directory sets for every node: None leaves that one to the node."""
+
+    grace_working_days: int | None = None
+    calendar: WorkCalendar | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {}
+        if self.grace_working_days is not None:
+            value["grace_working_days"] = self.grace_working_days
+        if self.calendar is not None:
+            value["calendar"] = {"holidays": sorted(d.isoformat() for d in self.calendar.holidays),
+                                 "workdays": sorted(d.isoformat() for d in self.calendar.workdays)}
+        return value
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "$.supervision") -> NetworkSupervision:
+        """From the directory's (untrusted) JSON: a wrong key, type or day is ``DIR_BAD_FIELD`` naming it."""
+        if not isinstance(value, dict) or not value or set(value) - {"grace_working_days", "calendar"}:
+            raise DirectoryBadField(f"{path} must be an object of grace_working_days and/or calendar", path=path)
+        grace = value.get("grace_working_days")
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int)
+                                  or not 0 <= grace <= MAX_GRACE_WORKING_DAYS):
+            raise DirectoryBadField(f"{path}.grace_working_days must be a whole number 0–{MAX_GRACE_WORKING_DAYS}",
+                                    path=f"{path}.grace_working_days")
+        calendar = None
+        if "calendar" in value:
+            raw = value["calendar"]
+            where = f"{path}.calendar"
+            if not isinstance(raw, dict) or set(raw) != {"holidays", "workdays"}:
+                raise DirectoryBadField(f"{where} must be an object of holidays and workdays", path=where)
+            days = {key: frozenset(_directory_day(d, f"{where}.{key}[{i}]") for i, d in enumerate(
+                raw[key] if isinstance(raw[key], list) else _not_a_list(f"{where}.{key}"))) for key in raw}
+            try:
+                calendar = WorkCalendar(days["holidays"], days["workdays"])
+            except CalendarInvalid as exc:
+                raise DirectoryBadField(f"{where}: {exc.message}", path=where) from None
+        return cls(grace, calendar)
+
+
+def _not_a_list(path: str) -> list:
+    raise DirectoryBadField(f"{path} must be a list of dates", path=path)
+
+
+def _directory_day(value: Any, path: str) -> dt.date:
+    try:
+        if isinstance(value, str) and len(value) == 10:
+            return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise DirectoryBadField(f"{path} must be a date YYYY-MM-DD", path=path)
 
 
 # --- the calendar file --------------------------------------------------------------------------

@@ -12,6 +12,11 @@ example. The shape::
     [revocation]  crl = ["https://…/crl.pem"]  ocsp = ["https://…/ocsp"]
     [[nodes]]  id, urls, level, parent (omitted for the root node), credentials, previous (optional)
     [[units]]  code, name, level, node, parent, supervisor (the last two optional)
+    [supervision]  grace_working_days = 3  calendar = "holidays-2026.toml"   # both optional
+
+``[supervision]`` sets the 督办 rules for every node of the network (what it leaves out stays each
+node's node.toml value); ``calendar`` is a file in the format of a node's holiday calendar
+(:mod:`exchange_protocol.supervision`), relative to the source, copied into the directory.
 
 Certificates come from the paths the source names, not from a CA's records: ``credentials`` is the
 directory ``gwx pki issue-node --out`` wrote for that node (``tls.crt``, ``sign.crt``, ``enc.crt``,
@@ -34,13 +39,15 @@ from cryptography.x509.oid import NameOID
 
 from exchange_protocol.directory import Directory, encode_certificate, level_of
 from exchange_protocol.envelope import format_time
+from exchange_protocol.supervision import NetworkSupervision, parse_calendar
 from node.errors import ConfigError
 from pki.ca import load_certificates
 from pki.errors import ErrorKind, MalformedEncoding, ResponseInvalid
 from pki.node_enrolment import split_response
 from pki.profiles import NODE_ROLES
 
-TOP_KEYS = {"network", "version", "next_update_days", "valid_days", "links", "revocation", "nodes", "units"}
+TOP_KEYS = {"network", "version", "next_update_days", "valid_days", "links", "revocation", "nodes", "units",
+            "supervision"}
 NODE_KEYS = {"id", "urls", "level", "parent", "credentials", "previous"}
 UNIT_KEYS = {"code", "name", "level", "node", "parent", "supervisor"}
 ORGANIZATIONAL_UNIT = NameOID.ORGANIZATIONAL_UNIT_NAME
@@ -89,7 +96,30 @@ def read_source(path: Path, now: dt.datetime) -> Directory:
         "links": raw.get("links", []),
         "revocation": {"crl": revocation.get("crl", []), "ocsp": revocation.get("ocsp", [])},
     }
+    if "supervision" in raw:
+        value["supervision"] = _supervision(raw["supervision"], path)
     return Directory.from_json(value)
+
+
+def _supervision(raw: Any, source: Path) -> dict[str, Any]:
+    """``[supervision]`` of the source as the directory carries it (its values checked there)."""
+    where = f"{source} [supervision]"
+    if not isinstance(raw, dict) or not raw:
+        raise DirectorySourceInvalid(f"{where} must be a table with grace_working_days and/or calendar",
+                                     path=str(source))
+    _known(raw, {"grace_working_days", "calendar"}, where)
+    value: dict[str, Any] = {}
+    if "grace_working_days" in raw:
+        value["grace_working_days"] = raw["grace_working_days"]
+    if "calendar" in raw:
+        file = source.parent / _take(raw, "calendar", str, where)
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise DirectorySourceInvalid(f"{where}: cannot read the holiday calendar {file}: {exc.strerror}",
+                                         path=str(file)) from None
+        value["calendar"] = NetworkSupervision(calendar=parse_calendar(data, source=str(file))).to_json()["calendar"]
+    return value
 
 
 def _node(raw: Any, index: int, source: Path) -> dict[str, Any]:

@@ -36,7 +36,8 @@ from pki.trust import TrustStore
 
 SOURCE_HELP = ("SOURCE.toml lists the network's [[nodes]] (id, urls, level, parent, credentials = the directory "
                "gwx pki issue-node wrote for it) and [[units]] (code, name, level, node, parent, supervisor), "
-               "with network, version, next_update_days, valid_days, optional links and [revocation]; "
+               "with network, version, next_update_days, valid_days, optional links, [revocation] and "
+               "[supervision] (the network's 督办 grace_working_days and holiday calendar file); "
                "see deploy/examples/network.toml.")
 
 
@@ -169,6 +170,7 @@ def describe(directory: Directory, now: dt.datetime, signature: dict[str, Any]) 
         "transport_root": (f"{directory.transport_root.subject.rfc4514_string()}  SHA-256 "
                            f"{directory.transport_root.fingerprint(SHA256()).hex(':')}"
                            if directory.transport_root else None),
+        "supervision": directory.supervision.to_json() if directory.supervision is not None else None,
     }
 
 
@@ -211,7 +213,17 @@ def _show(args: argparse.Namespace) -> int:
     for kind, urls in info["revocation"].items():
         if urls:
             print(f"{kind:<9} " + " ".join(urls))
+    if info["supervision"] is not None:
+        print(f"督办      {_rules_words(info['supervision'])}")
     return 0
+
+
+def _rules_words(rules: dict) -> str:
+    grace = rules.get("grace_working_days")
+    calendar = rules.get("calendar")
+    return ", ".join([f"grace {grace} working days" if grace is not None else "grace: each node's own",
+                      f"calendar of {len(calendar['holidays'])} holidays and {len(calendar['workdays'])} adjusted "
+                      "working days" if calendar is not None else "calendar: each node's own"])
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -247,6 +259,9 @@ def _diff(args: argparse.Namespace) -> int:
         print(f"- link {'–'.join(pair)}")
     if changes["revocation_changed"]:
         print("~ revocation points")
+    if changes["supervision_changed"]:
+        new_rules = new.supervision.to_json() if new.supervision is not None else None
+        print("~ 督办 rules: " + (_rules_words(new_rules) if new_rules else "each node's own (node.toml)"))
     if is_empty(changes):
         print("no node, unit or link changed")
     return 0

@@ -192,7 +192,8 @@ def _check(args: argparse.Namespace) -> int:
     duban = config.supervision
     calendar = (f"calendar {duban.calendar_path} ({len(duban.calendar.holidays)} holidays, "
                 f"{len(duban.calendar.workdays)} adjusted working days)" if duban.calendar_path else "no holiday calendar")
-    print(f"  督办: escalated after {duban.grace_working_days} working days, {calendar}")
+    print(f"  督办: escalated after {duban.grace_working_days} working days, {calendar} "
+          "(the network directory's [supervision] wins where it sets them)")
     for push in config.oa_push:
         operations = " and ".join(filter(None, (push.received_operation, push.status_operation)))
         print(f"  {push.consumer_name}: {operations} at {push.wsdl}, mapping {push.mapping_path}")

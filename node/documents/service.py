@@ -66,6 +66,7 @@ from node.store import (
     Transaction,
 )
 from node.store.supervision import LateRow, SupervisionItem, SupervisionMark
+from node.supervision.settings import rules_in_force
 from pki.signer import SoftwareSigner
 
 log = logging.getLogger("gwx.service")
@@ -419,8 +420,8 @@ class DocumentService(Sending):
                 **judged[r.status]}
 
     def _lateness(self, status, deadline: dt.datetime | None, now: dt.datetime) -> Lateness:
-        settings = self.ctx.config.supervision
-        return judge(status, deadline, now, settings.calendar, settings.grace_working_days)
+        rules = rules_in_force(self.ctx)
+        return judge(status, deadline, now, rules.calendar, rules.grace_working_days)
 
     def _supervision_item(self, i: SupervisionItem, now: dt.datetime) -> dict[str, Any]:
         open_ = i.settled_at is None

@@ -37,6 +37,7 @@ from node.errors import NodeError
 from node.federation.outbound import NewMessage, Outbound
 from node.store import NodeStore
 from node.store.supervision import LateRow, SupervisionItem, SupervisionMark
+from node.supervision.settings import rules_in_force
 from node.supervision.supervisors import may_supervise, supervisor_of
 from pki.errors import ErrorKind, GwxError
 
@@ -67,11 +68,12 @@ class Escalator:
         now = self.ctx.clock()
         noted = escalated = 0
         after = None
+        rules = rules_in_force(self.ctx)  # the held directory's, else node.toml's: one reading per round
         while True:  # every late row each round: rows that wait (grace, no route) never hide later ones
             page = await self.store.supervision.late_rows(now, UNSETTLED, self.page, after)
             for row in page:
-                lateness = judge(ReceiverStatus(row.status), row.deadline, now, self.settings.calendar,
-                                 self.settings.grace_working_days)
+                lateness = judge(ReceiverStatus(row.status), row.deadline, now, rules.calendar,
+                                 rules.grace_working_days)
                 if not lateness.overdue:
                     continue
                 if row.overdue_noted_at is None:

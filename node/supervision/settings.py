@@ -8,14 +8,13 @@
                                     # exchange_protocol.supervision)
     sweep_seconds = 60.0            # how often overdue rows are looked for
 
-**Why node.toml, not the signed directory.** The grace is meant to be one value per network, and
-the directory is where network-wide values live; but escalation is decided by the node hosting the
-late unit alone (no other node computes it), and every field added to the directory makes nodes
-that do not know it refuse the whole directory (``directory.py``: unknown fields are refused), so
-the whole network would have to be upgraded before the root operator could publish. The network's
-operators set the same value in each node.toml (``gwx node check`` prints it); moving it into the
-directory is a later, network-wide upgrade. The holiday calendar is a file each operator loads
-for the same reason, and because 调休 is announced late in the year, by the State Council.
+**Per network: the signed directory wins.** The grace is one value per network and the calendar
+one per network (调休 is announced late in the year, by the State Council): the root operator sets
+them in the network source's ``[supervision]`` and every node holding that directory uses them
+(:func:`rules_in_force`, the one place that decides, read at each judgement so a new directory
+version changes when escalation happens). What the directory leaves out — or all of it on a node
+without a directory (static peers) — is node.toml's, then the defaults. A directory carrying
+``supervision`` is refused by nodes older than it (unknown field): upgrade the nodes first.
 
 The calendar file is read and checked when the configuration loads (``gwx node check`` and
 ``gwx node run`` refuse a bad one with ``CALENDAR_INVALID``).
@@ -47,6 +46,29 @@ class SupervisionSettings:
 
 
 _KEYS = {"grace_working_days", "calendar", "sweep_seconds"}
+
+
+@dataclass(frozen=True)
+class RulesInForce:
+    """The grace and calendar a node judges lateness by now, and where each came from."""
+
+    grace_working_days: int
+    calendar: WorkCalendar
+    grace_from: str  # "directory" or "node.toml" (node.toml's value or the default)
+    calendar_from: str
+
+
+def rules_in_force(ctx: Any) -> RulesInForce:
+    """The network directory's 督办 rules where it sets them, else ``[supervision]`` of node.toml."""
+    own = ctx.config.supervision
+    directory_of = getattr(ctx.router, "directory", None)
+    directory = directory_of() if directory_of is not None else None
+    network = directory.supervision if directory is not None else None
+    grace = network.grace_working_days if network is not None else None
+    calendar = network.calendar if network is not None else None
+    return RulesInForce(own.grace_working_days if grace is None else grace,
+                        own.calendar if calendar is None else calendar,
+                        "node.toml" if grace is None else "directory", "node.toml" if calendar is None else "directory")
 
 
 def parse_supervision(raw: Any, directory: Path) -> SupervisionSettings:

@@ -27,6 +27,7 @@ from exchange_protocol.directory import (
 )
 from exchange_protocol.directory_diff import diff, is_empty
 from exchange_protocol.directory_signing import signed_parts, verify_directory
+from exchange_protocol.supervision import NetworkSupervision, WorkCalendar
 from pki import directory_signer
 from pki.signer import Signer, SoftwareSigner
 from pki.trust import TrustStore
@@ -355,3 +356,47 @@ def test_the_build_refuses_previous_certificates_past_their_validity():
         check_certificates(directory(2, nodes=(renewed.nodes[0], stale, renewed.nodes[2])), TrustStore.of(roots()),
                            NOW)
     assert "previous" in info.value.message and info.value.details["previous"] is True
+
+
+# ---- the network's 督办 rules ----------------------------------------------------------------------
+HOLIDAYS = WorkCalendar(frozenset({dt.date(2026, 10, 1), dt.date(2026, 10, 2)}), frozenset({dt.date(2026, 9, 27)}))
+
+
+def test_a_directory_carries_the_networks_grace_and_calendar_and_reads_them_back():
+    rules = NetworkSupervision(grace_working_days=5, calendar=HOLIDAYS)
+    result = verify_directory(signed(2, supervision=rules), roots(), NOW).directory
+    assert result.supervision == rules and result.supervision.calendar.is_working_day(dt.date(2026, 9, 27))
+    content = json.loads(signed_parts(signed(2, supervision=rules))[0])
+    assert content["supervision"] == {"grace_working_days": 5, "calendar": {
+        "holidays": ["2026-10-01", "2026-10-02"], "workdays": ["2026-09-27"]}}
+    # Either alone: what the directory leaves out stays each node's own.
+    only_grace = verify_directory(signed(2, supervision=NetworkSupervision(grace_working_days=0)), roots(), NOW)
+    assert only_grace.directory.supervision == NetworkSupervision(0, None)
+
+
+def test_a_directory_without_supervision_rules_is_byte_for_byte_the_old_format():
+    content = json.loads(signed_parts(signed())[0])
+    assert set(content) == {"format", "network", "version", "issued_at", "next_update", "expires", "nodes",
+                            "units", "links", "revocation"}
+    assert directory().canonical() == canonical_json(content) and Directory.from_json(content).supervision is None
+
+
+@pytest.mark.parametrize("value, where", [
+    ({}, "$.supervision"),
+    ({"grace": 3}, "$.supervision"),
+    ({"grace_working_days": -1}, "$.supervision.grace_working_days"),
+    ({"grace_working_days": True}, "$.supervision.grace_working_days"),
+    ({"grace_working_days": 61}, "$.supervision.grace_working_days"),
+    ({"calendar": {"holidays": []}}, "$.supervision.calendar"),
+    ({"calendar": {"holidays": "2026-10-01", "workdays": []}}, "$.supervision.calendar.holidays"),
+    ({"calendar": {"holidays": ["2026-10-32"], "workdays": []}}, "$.supervision.calendar.holidays[0]"),
+    ({"calendar": {"holidays": [], "workdays": ["2026-10-09"]}}, "$.supervision.calendar"),  # a Friday
+    ({"calendar": {"holidays": ["2026-10-10"], "workdays": ["2026-10-10"]}}, "$.supervision.calendar"),
+])
+def test_ill_formed_supervision_rules_are_refused_naming_the_place(value, where):
+    content = directory().to_json() | {"supervision": value}
+    with pytest.raises(E.DirectoryBadField) as info:
+        Directory.from_json(content)
+    assert info.value.details["path"] == where
+    with pytest.raises(E.DirectoryBadField):
+        verify_directory(signed_json(content), roots(), NOW)

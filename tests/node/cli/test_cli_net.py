@@ -55,7 +55,7 @@ def test_the_example_source_loads_with_every_key_documented(network):
     assert directory.links == (("county-dingcheng", "county-wuling"),) and directory.crl_urls
     text = (EXAMPLES / "network.toml").read_text("utf-8")
     for key in ("next_update_days", "valid_days", "links", "[revocation]", "supervisor", "parent", "credentials",
-                "previous"):
+                "previous", "[supervision]", "grace_working_days"):
         assert key in text
 
 
@@ -176,9 +176,34 @@ BAD_SOURCES = {
     "not TOML": (lambda t: t + "\n[[nodes\n", "NET_SOURCE_INVALID", 2, "TOML"),
     "missing credentials": (lambda t: t.replace("credentials/county-wuling", "credentials/nope"),
                             "NET_SOURCE_INVALID", 2, "nope"),
+    "a bad network calendar": (lambda t: t + '[supervision]\ncalendar = "nowhere.toml"\n', "NET_SOURCE_INVALID", 2,
+                               "cannot read the holiday calendar"),
+    "a bad network grace": (lambda t: t + "[supervision]\ngrace_working_days = -2\n", "DIR_BAD_FIELD", 2,
+                            "grace_working_days"),
+    "an unknown supervision key": (lambda t: t + "[supervision]\ngrace = 2\n", "NET_SOURCE_INVALID", 2, "grace"),
     "the root given a parent": (lambda t: t.replace('level = "city"\ncredentials', 'level = "city"\nparent = "county-wuling"\n'
                                        'credentials'), "DIR_BAD_FIELD", 2, "exactly one root"),
 }
+
+
+def test_the_networks_duban_rules_go_from_the_source_into_the_signed_directory(network, tmp_path):
+    shutil.copy(EXAMPLES / "holidays-2026.toml", tmp_path / "holidays-2026.toml")
+    src = source(network, tmp_path, lambda t: t.replace("# [supervision]\n# grace_working_days = 3\n# calendar",
+                                                       "[supervision]\ngrace_working_days = 2\ncalendar"))
+    out = tmp_path / "directory.json"
+    proc = build(network, src, out)
+    assert proc.returncode == 0, proc.stderr.decode()
+    root = load_certificate((network / "ca" / "root.crt").read_bytes())
+    rules = verify_directory(out.read_bytes(), [root], utcnow()).directory.supervision
+    assert rules.grace_working_days == 2 and len(rules.calendar.holidays) == 33 and len(rules.calendar.workdays) == 6
+    shown = run_gwx("net", "show", out, "--trust", network / "ca" / "root.crt").stdout.decode()
+    assert "督办      grace 2 working days, calendar of 33 holidays and 6 adjusted working days" in shown
+    before = tmp_path / "before.json"
+    assert build(network, network / "network.toml", before).returncode == 0
+    changed = run_gwx("net", "diff", before, out).stdout.decode()
+    assert "~ 督办 rules: grace 2 working days" in changed and "no node, unit or link changed" not in changed
+    # The example as shipped sets none: its directory has no supervision key, as before the key existed.
+    assert "supervision" not in json.loads(signed_parts(before.read_bytes())[0])
 
 
 @pytest.mark.parametrize("case", BAD_SOURCES, ids=list(BAD_SOURCES))

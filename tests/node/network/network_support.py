@@ -347,10 +347,11 @@ def monotonic_deadline(seconds: float) -> float:
 
 def signed_directory(net: LocalNetwork, version: int, nodes: Sequence[tuple[str, str, str | None]],
                      units: Sequence[dict[str, str]], *, issued: dt.datetime | None = None,
-                     signer: Any = None) -> bytes:
+                     signer: Any = None, supervision: Mapping[str, Any] | None = None) -> bytes:
     """The root operator's network directory of running nodes, as ``gwx net build`` makes it: a
     source written out (``nodes`` as (node id, level, parent); ``units`` as their source tables),
-    read and signed by the network CA's directory signer, or by ``signer`` when a test forges one."""
+    read and signed by the network CA's directory signer, or by ``signer`` when a test forges one;
+    ``supervision`` the source's ``[supervision]`` (the network's 督办 rules)."""
     from exchange_protocol.directory_signing import sign_directory
     from node.directory_source import read_source
     from pki import directory_signer
@@ -364,6 +365,8 @@ def signed_directory(net: LocalNetwork, version: int, nodes: Sequence[tuple[str,
         lines += [f'parent = "{parent}"'] if parent else []
     for unit in units:
         lines += ["[[units]]", *(f'{key} = "{value}"' for key, value in unit.items())]
+    if supervision is not None:  # the network's 督办 rules: [supervision] of the source, values as TOML
+        lines += ["[supervision]", *(f"{key} = {json.dumps(value)}" for key, value in supervision.items())]
     source = net.base / f"network-{version}.toml"
     source.write_text("\n".join(lines) + "\n", "utf-8")
     directory = read_source(source, issued or utcnow())
