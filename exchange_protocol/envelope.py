@@ -77,6 +77,7 @@ class MessageType(enum.StrEnum):
     BOUNCE = "bounce"
     ESCALATE = "escalate"  # 督办: an overdue document escalated to the late unit's supervising unit
     FORWARD = "forward"  # 转发: a received document's package, unchanged, sent on with a cover (in_reply_to)
+    FORWARDED = "forwarded"  # 转发告知: a recipient unit tells the issuer it forwarded the document (a notice)
 
 
 _NODE_GENERATED = {MessageType.TRANSPORT_ACK, MessageType.BOUNCE}

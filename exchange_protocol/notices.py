@@ -8,14 +8,16 @@ envelope it answers (``in_reply_to``). Fields of one notice, version 1 (every ke
     v        1
     type     receipt (签收) | return (退回) | recall (撤回) | urge (催办) | reply (答复)
              | transport-ack (delivered into the unit's inbox) | bounce (undeliverable)
+             | forwarded (转发告知: the recipient unit in the header's ``from`` forwarded the document)
     doc_id   the 公文标识 concerned; null only in a bounce from a relay, which cannot read the
              document (the origin finds it by the bounced message: the header's ``in_reply_to``)
     units    the units concerned: for receipt/return/transport-ack the receiving units that act,
-             for recall/urge the recipient units addressed, for bounce the units not reached
+             for recall/urge the recipient units addressed, for bounce the units not reached,
+             for forwarded the units it was forwarded to
     by       the person acting (签收人, 退回人, 撤回人…) or null for node-generated notices
     at       when it happened, UTC ``YYYY-MM-DDTHH:MM:SSZ``
     reason   退回 reason, bounce reason, recall note, or null
-    text     答复 text or urge note, or null
+    text     答复 text or urge note, or null; for forwarded the cover 通知's 公文标识 (required)
     evidence (optional, receipt/return only) the unit-signed statement of this 签收/退回, base64 of
              its CMS DER (``exchange_protocol.statements``); absent from an older node's notices,
              which still apply. A notice carrying it names exactly one unit.
@@ -93,7 +95,7 @@ class NoticeError(ProtocolError):
     kind = ErrorKind.INVALID_INPUT
     subcodes = ("NOTICE_REASON_REQUIRED", "NOTICE_BY_REQUIRED", "NOTICE_DUPLICATE_UNIT", "NOTICE_TYPE_MISMATCH",
                 "NOTICE_BAD_DOC_ID", "NOTICE_BATCH_EMPTY", "NOTICE_BATCH_TOO_LARGE", "NOTICE_BATCH_MIXED",
-                "NOTICE_NOT_BATCHABLE", "NOTICE_BAD_EVIDENCE")
+                "NOTICE_NOT_BATCHABLE", "NOTICE_BAD_EVIDENCE", "NOTICE_BAD_FORWARD")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,13 @@ class Notice:
             raise NoticeError("退回 needs a reason", code="NOTICE_REASON_REQUIRED")
         if self.type in (MessageType.RECEIPT, MessageType.RETURN) and not (self.by or "").strip():
             raise NoticeError("签收/退回 needs the person who acted", code="NOTICE_BY_REQUIRED")
+        if self.type is MessageType.FORWARDED:
+            if not self.units:
+                raise NoticeError("a 转发告知 names the units forwarded to", code="NOTICE_BAD_FORWARD")
+            try:
+                check_doc_id(self.text, "text")
+            except ProtocolError as exc:
+                raise NoticeError(f"a 转发告知 names its cover 通知: {exc.message}", code="NOTICE_BAD_FORWARD") from None
         for name in ("by", "reason", "text"):
             value = getattr(self, name)
             if value is not None and len(value) > MAX_TEXT:

@@ -74,7 +74,12 @@ SCHEMAS: Json = {
     "Tracking": _object({"doc": _ref("OutboxItem"), "recipients": {"type": "array", "items": _ref("RecipientView")}},
                         {"metadata": _ref("Meta"),  # these two in GET /documents/{id} of a document sent
                          "attachments": {"type": "array", "items": _object({"name": STR, "size": INT})},
-                         "forwarded": _nullable(_ref("Forwarded"))}),
+                         "forwarded": _nullable(_ref("Forwarded")),
+                         # 转发 of this document by its recipients, as their nodes told the issuer (转发告知)
+                         "forwarded_on": {"type": "array", "items": _object(
+                             {"unit": UNIT, "unit_name": _nullable(STR), "cover_doc_id": STR,
+                              "units": {"type": "array", "items": UNIT}, "count": INT, "by": _nullable(STR),
+                              "at": DATETIME, "node": STR})}}),
     "Forwarded": _object({
         "doc_id": STR, "title": _nullable(STR), "from_unit": _nullable(STR), "recipients": {"type": "array", "items":
             _object({"unit": UNIT, "unit_name": _nullable(STR), "node": STR, "status": {"enum": SENDER_STATUSES},

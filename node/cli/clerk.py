@@ -300,6 +300,9 @@ def _print_tracking(tracking: dict[str, Any]) -> int:
     print(_counts(doc.get("counts", {})))
     if tracking.get("forwarded"):
         _print_forwarded(tracking["forwarded"])
+    for f in tracking.get("forwarded_on") or []:  # our document forwarded by a recipient (转发告知)
+        print(f"转发 by {f.get('unit_name') or f['unit']} ({f['unit']}) to {f['count']} units under cover "
+              f"{f['cover_doc_id']}  {_when(f.get('at'))}  {f.get('by') or ''}".rstrip())
     for refusal in tracking.get("refused") or []:  # recipients the action could not apply to
         print(f"refused for {refusal.get('unit')}: {refusal.get('code')}: {refusal.get('message')}", file=sys.stderr)
     return 0

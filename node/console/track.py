@@ -1,7 +1,8 @@
 """The track page of a sent document (跟踪): per unit, status, who, when, reason; 催办 and 撤回.
 
 ``GET /console/doc/{doc_id}/track?status=&after=`` (route ``track``): the counts by status on top
-(each a filter link), then a page of :data:`PAGE` recipients by unit code — a document sent to
+(each a filter link), then a page of :data:`PAGE` recipients by unit code, then the 转发 of the
+document by its recipients that their nodes told us of (转发告知) — a document sent to
 3,600 units is read a page at a time from the store (:meth:`DocumentServiceApi.track_page`), never
 whole. ``status`` is a recipient status, ``unsigned`` (still in the document's course) or ``overdue``.
 The 催办 and 撤回 buttons post to the document's own act routes (:mod:`node.console.pages`) with
@@ -77,4 +78,5 @@ async def track_page(request: web.Request, doc_id: str) -> web.Response:
     return request.app[RENDER](
         request, "track.html", 200, doc=page["doc"], recipients=page["recipients"], counts=counts, total=total,
         signed=signed, unsigned=unsigned, unsigned_statuses=track_pages.UNSIGNED, overdue=page["overdue"], labels=FILTERS, chosen=query.get("status"), path=path,
-        filters=filters, next=page["next"], doc_id=doc_id, done=DONE.get(query.get("done", ""), ""))
+        filters=filters, next=page["next"], doc_id=doc_id, done=DONE.get(query.get("done", ""), ""),
+        forwarded_on=page["forwarded_on"])

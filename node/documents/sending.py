@@ -23,6 +23,7 @@ from typing import Any
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.kinds import Role
 from exchange_protocol.meta_json import parse_meta
+from exchange_protocol.notices import Notice
 from exchange_protocol.package import Attachment, build_package
 from exchange_protocol.states import SenderStatus
 from node.api.auth import Forbidden, Principal
@@ -30,6 +31,7 @@ from node.context import NodeContext
 from node.documents.errors import NoSeal, check_forwardable
 from node.documents.ledger import register_facts
 from node.errors import ApiError, StoreDuplicate
+from node.federation.notice_apply import NoticeNotOurs
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.processor import Delivery, Processor
 from node.ops.metrics import Counter
@@ -85,6 +87,9 @@ class Sending:
         forwarded_size = (await asyncio.to_thread(self.store.blobs.size_of, forwarding.package_digest)
                           if forwarding is not None else 0)
         forwards: dict[str, HeaderDraft] = {}
+        told = (await self._issuer_to_tell(who, forwarding, doc.id, tuple(routes), now)
+                if forwarding is not None else None)
+        wake: tuple[str, ...] = ()
         async with self.store.transaction() as tx:
             await self.store.messages.add_outbox(OutboxDocument(
                 doc_id=doc.id, from_unit=who.unit, title=doc.title, kind=doc.kind.value, package_digest=digest,
@@ -100,6 +105,16 @@ class Sending:
                 forwards = await self._queue_copies(tx, forwarding.doc_id, who.unit, forwarding.package_digest,
                                                     forwarded_size, by_node, now, MessageType.FORWARD,
                                                     {node: h.message_id for node, h in covers.items()})
+                if told is not None:  # 转发告知: the issuer's track shows the forward
+                    notice, destination = told
+                    try:
+                        wake = await self.processor.queue_notice(tx, notice, destination, who.unit,
+                                                                 (forwarding.from_unit,), forwarding.message_id)
+                    except NoticeNotOurs as exc:  # an issuer on this node that has no record of it: refused
+                        log.warning("转发 of %s: its issuer here refused the 转发告知: %s", forwarding.doc_id, exc,
+                                    extra={"doc_id": forwarding.doc_id, "code": exc.code})  # before any write
+        for node in wake:
+            self.outbound.wake(node)
         await self._deliver_copies(doc.id, digest, by_node, covers.get(self.ctx.node_id), now)
         if forwarding is not None:  # after its cover, so a local unit finds the cover first
             await self._deliver_copies(forwarding.doc_id, forwarding.package_digest, {},
@@ -109,6 +124,23 @@ class Sending:
         tracking = await self.track(who, doc.id)
         return {"doc_id": doc.id, "warnings": [w.message for w in parsed.warnings],
                 "recipients": tracking["recipients"]}
+
+    async def _issuer_to_tell(self, who: Principal, row: InboxRow, cover_doc_id: str, units: tuple[str, ...],
+                              now: dt.datetime) -> tuple[Notice, str] | None:
+        """The 转发告知 for the issuer of ``row`` and its node, or None: a copy that came to us by 转发
+        was not delivered by its issuer, whose node would not know the message it answers (the unit
+        that forwarded it to us sees our forward on its own track); an issuer no route reaches now is
+        not told (logged) — the forward itself goes on."""
+        came_in = await self.store.forwards.received(row.doc_id, who.unit)
+        if came_in is not None and came_in[0].forwarded_by == row.from_unit:
+            return None
+        try:
+            destination = self.ctx.router.node_for(row.from_unit)
+        except GwxError as exc:
+            log.warning("转发 of %s: its issuer %s is not told, no route reaches it: %s", row.doc_id, row.from_unit,
+                        exc, extra={"doc_id": row.doc_id, "code": exc.code})
+            return None
+        return Notice(MessageType.FORWARDED, row.doc_id, units, now, by=who.name, text=cover_doc_id), destination
 
     async def _queue_copies(self, tx, doc_id: str, from_unit: str, digest: str, size: int,
                             by_node: dict[str, list[str]], now: dt.datetime, type: MessageType = MessageType.DOCUMENT,

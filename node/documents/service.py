@@ -128,16 +128,25 @@ class DocumentService(Sending):
             for view in views:
                 link = carrying[view["unit"]]
                 view["where"] = traced[link.message_id] if link is not None else None
-        return {"doc": self._outbox_item(doc, now), "recipients": views, "forwarded": await self._forwarded(doc, now)}
+        return {"doc": self._outbox_item(doc, now), "recipients": views, "forwarded": await self._forwarded(doc, now),
+                "forwarded_on": await self._forwarded_on(doc_id)}
 
     async def track_page(self, who: Principal, doc_id: str, *, status: str | None = None, after: str | None = None,
                          limit: int = 100) -> dict[str, Any]:
         """TrackingPage (:func:`node.documents.track_page.track_page`)."""
         doc = await self._own_outbox(who, doc_id, recipients=False)
         now = self.ctx.clock()
-        return await track_pages.track_page(self.store, doc, now, doc_view=lambda c: self._outbox_item(doc, now, c),
+        page = await track_pages.track_page(self.store, doc, now, doc_view=lambda c: self._outbox_item(doc, now, c),
                                             recipient_view=lambda r: self._recipient_view(r, doc, now),
                                             status=status, after=after, limit=limit)
+        return page | {"forwarded_on": await self._forwarded_on(doc_id)}
+
+    async def _forwarded_on(self, doc_id: str) -> list[dict[str, Any]]:
+        """转发 of our document by its recipients, as their nodes told us (转发告知): by whom, to how
+        many units, under which cover."""
+        return [{"unit": f.forwarding_unit, "unit_name": self._unit_name(f.forwarding_unit),
+                 "cover_doc_id": f.cover_doc_id, "units": list(f.units), "count": len(f.units), "by": f.forwarded_by,
+                 "at": _iso(f.forwarded_at), "node": f.origin_node} for f in await self.store.forwards.forwarded_on(doc_id)]
 
     async def _forwarded(self, cover: OutboxDocument, now: dt.datetime) -> dict[str, Any] | None:
         """For a cover 通知: the document it forwarded (转发) and where each copy is."""

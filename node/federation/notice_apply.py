@@ -8,6 +8,11 @@ and 催办 only inbox rows of the document that origin delivered here. A recall 
 notice, each checked on its own; one its origin may not send is audited and left out. A 签收/退回
 carrying its unit-signed statement applies only if the statement proves it
 (:mod:`node.federation.notice_evidence`), and its audit event says what it rests on.
+
+A 转发告知 (``forwarded``) is the issuer's side of a 转发: taken only from the node we delivered the
+document to, from a unit it was delivered to (the header's ``from``, which the acceptor checked
+that node hosts), answering that very message; it is kept for the issuer's track
+(``forwards.note_forwarded_on``) and moves no row.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from node.federation.notice_evidence import EvidenceChecker, EvidenceRefused
 from node.federation.outbound import Outbound
 from node.federation.reroute import readdress_failed
 from node.store import NodeStore, OutgoingLink, Transaction
+from node.store.forwards import ForwardedOn
 from node.supervision.escalation import Escalator
 from pki.errors import ErrorKind
 
@@ -101,6 +107,9 @@ class NoticeApplier:
         if notice.type is not d.header.type:
             raise NoticeNotOurs(f"envelope type {d.header.type.value} carries a {notice.type.value} notice")
         actor = f"node:{d.header.origin_node}"
+        if notice.type is MessageType.FORWARDED:
+            await self._forwarded_on(d, notice, tx, actor)
+            return ()
         if notice.type in NOTICE_EVENTS_SENDER:
             link = await self.store.links.link(d.header.in_reply_to or "")
             if link is None or not self._may_notify(link, notice, d.header.origin_node):
@@ -154,6 +163,16 @@ class NoticeApplier:
                                               {"doc_id": notice.doc_id, "unit": unit},
                                               {"reason": exc.message, "message_id": d.header.message_id})
         return tuple(dict.fromkeys(supervisors))
+
+    async def _forwarded_on(self, d: Delivery, notice: Notice, tx: Transaction, actor: str) -> None:
+        link = await self.store.links.link(d.header.in_reply_to or "")
+        if (link is None or link.type != MessageType.DOCUMENT.value or link.destination != d.header.origin_node
+                or link.doc_id != notice.doc_id or d.header.from_unit not in link.units):
+            raise NoticeNotOurs(f"转发告知 from {d.header.origin_node} ({d.header.from_unit}) does not match a document "
+                                "we sent that unit", in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
+        await self.store.forwards.note_forwarded_on(tx, ForwardedOn(
+            link.doc_id, d.header.from_unit, notice.text or "", notice.units, notice.by, notice.at,
+            d.header.origin_node), actor)
 
     def _may_notify(self, link: OutgoingLink, notice: Notice, origin: str) -> bool:
         """Whether ``origin`` may tell us ``notice`` about the message ``link`` records: the node we sent

@@ -5,6 +5,8 @@
   moves like a recipient row's (送达, 签收, 退回, 失败) as the notices come back.
 * :class:`ForwardedIn` — on the receiving node: which unit forwarded the document to this unit, and
   the message of the cover it came with (the cover's 公文标识 is found through it).
+* :class:`ForwardedOn` — on the issuer's node: a recipient unit told it that it forwarded the
+  issuer's document, to which units, under which cover (a ``forwarded`` notice; migration 21).
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ class ForwardedIn:
     cover_message_id: str
 
 
+@dataclass(frozen=True)
+class ForwardedOn:
+    doc_id: str  # the issuer's document
+    forwarding_unit: str  # the recipient unit that forwarded it
+    cover_doc_id: str
+    units: tuple[str, ...]  # the units it was forwarded to
+    forwarded_by: str | None  # the clerk who forwarded it
+    forwarded_at: datetime
+    origin_node: str  # the forwarding unit's node, which told us
+
+
 class ForwardStore(Protocol):
     async def add(self, tx: Any, copies: Sequence[ForwardedCopy], actor: str) -> None: ...
     async def get(self, doc_id: str, unit: str) -> ForwardedCopy | None: ...
@@ -45,3 +58,5 @@ class ForwardStore(Protocol):
                      actor: str, action: str, details: dict[str, Any]) -> None: ...
     async def note_received(self, tx: Any, item: ForwardedIn) -> None: ...
     async def received(self, doc_id: str, unit: str) -> tuple[ForwardedIn, str | None] | None: ...
+    async def note_forwarded_on(self, tx: Any, item: ForwardedOn, actor: str) -> bool: ...
+    async def forwarded_on(self, doc_id: str, limit: int = 200) -> list[ForwardedOn]: ...

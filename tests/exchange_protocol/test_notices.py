@@ -32,7 +32,7 @@ UNIT = "11100000000013127D"
 
 
 @given(kind=st.sampled_from([t for t in MessageType if t not in (MessageType.DOCUMENT, MessageType.ESCALATE,
-                                                                      MessageType.FORWARD)]),
+                                                                      MessageType.FORWARD, MessageType.FORWARDED)]),
        units=st.lists(unit_codes(), max_size=5, unique=True),
        by=st.text(min_size=1, max_size=20).filter(str.strip),
        reason=st.text(min_size=1, max_size=50).filter(str.strip),
@@ -40,6 +40,16 @@ UNIT = "11100000000013127D"
 def test_round_trip(kind, units, by, reason, text):
     notice = Notice(kind, "0193a5b2-0000-7000-8000-000000000001", tuple(units), AT, by, reason, text)
     assert decode_notice(notice.encode()) == notice
+
+
+def test_a_forwarded_notice_names_its_cover_and_the_units_and_reads_back():
+    cover = "0193a5b2-0000-7000-8000-000000000002"
+    notice = Notice(MessageType.FORWARDED, "0193a5b2-0000-7000-8000-000000000001", (UNIT,), AT, "李四", text=cover)
+    assert decode_notice(notice.encode()) == notice
+    for units, text in (((UNIT,), None), ((UNIT,), "not an id"), ((), cover)):
+        with pytest.raises(NoticeError) as err:
+            Notice(MessageType.FORWARDED, "0193a5b2-0000-7000-8000-000000000001", units, AT, "李四", text=text)
+        assert err.value.code == "NOTICE_BAD_FORWARD"
 
 
 def test_return_needs_reason_and_receipt_needs_person():

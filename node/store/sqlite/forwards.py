@@ -1,18 +1,20 @@
 """转发 in SQLite (migration 10): what a unit forwarded, and how a forwarded document came in.
 
-Implements :class:`node.store.forwards.ForwardStore`. The forwarding side's rows move like
+Implements :class:`node.store.forwards.ForwardStore`; the issuer's record of a forward it was told
+of is ``forwarded_on`` (migration 21). The forwarding side's rows move like
 outbox recipient rows (the sender-side state machine, compare-and-set on the status, an audit
 event per change); the receiving side's row only says who forwarded it and with which cover.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from node.errors import StoreConflict, StoreDuplicate
-from node.store.forwards import ForwardedCopy, ForwardedIn
+from node.store.forwards import ForwardedCopy, ForwardedIn, ForwardedOn
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
 
@@ -75,6 +77,30 @@ class Forwards:
         if row is None:
             return None
         return ForwardedIn(row["doc_id"], row["unit"], row["forwarded_by"], row["cover_message_id"]), row["cover"]
+
+    async def note_forwarded_on(self, tx: SqliteTransaction, item: ForwardedOn, actor: str) -> bool:
+        """The issuer's record of a forward it was told of; the same notice again (a replay, a resend)
+        changes nothing. Returns whether it was new."""
+        added = await tx.execute(
+            "INSERT OR IGNORE INTO forwarded_on (doc_id, forwarding_unit, cover_doc_id, units, forwarded_by,"
+            " forwarded_at, origin_node) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item.doc_id, item.forwarding_unit, item.cover_doc_id, json.dumps(list(item.units)), item.forwarded_by,
+             to_db_time(item.forwarded_at), item.origin_node))
+        if added:
+            await self._audit.append(tx, actor, "outbox.forwarded_on", {"doc_id": item.doc_id,
+                                                                        "unit": item.forwarding_unit},
+                                     {"cover_doc_id": item.cover_doc_id, "units": list(item.units),
+                                      "by": item.forwarded_by})
+        return bool(added)
+
+    async def forwarded_on(self, doc_id: str, limit: int = 200) -> list[ForwardedOn]:
+        rows = await self._db.fetchall(
+            "SELECT doc_id, forwarding_unit, cover_doc_id, units, forwarded_by, forwarded_at, origin_node"
+            " FROM forwarded_on WHERE doc_id = ? ORDER BY forwarded_at, forwarding_unit, cover_doc_id LIMIT ?",
+            (doc_id, limit))
+        return [ForwardedOn(r["doc_id"], r["forwarding_unit"], r["cover_doc_id"], tuple(json.loads(r["units"])),
+                            r["forwarded_by"], from_db_time(r["forwarded_at"]), r["origin_node"])  # type: ignore[arg-type]
+                for r in rows]
 
 
 def _copy(r: Any) -> ForwardedCopy:

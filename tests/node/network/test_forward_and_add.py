@@ -5,7 +5,8 @@ very same sealed package reaches them, verifies, appears in the city's track lik
 recipients and follows their 签收. 转发: 兰山区 forwards a document it received from the city, with a
 cover 通知, to a unit on another node and one on its own: each gets the cover and the original
 package byte for byte (the city's seal intact), sees who forwarded it under which cover, and the
-forwarder's track of the cover follows each copy to its 签收. Bad requests are refused with typed
+forwarder's track of the cover follows each copy to its 签收, and the city's track of its document
+shows the forward (a 转发告知 from 兰山区's node). Bad requests are refused with typed
 codes and change nothing."""
 
 from __future__ import annotations
@@ -153,6 +154,15 @@ def test_a_received_document_is_forwarded_unchanged_with_a_cover_and_both_sides_
     assert {r["unit"]: r["status"] for r in track["recipients"]} == {B1: "delivered", A2: "delivered"}
     # The city's own track of its document is untouched by the forward: A1 signed for it.
     assert statuses(city, CITY, doc_id) == {A1: ("主送", "signed_for")}
+    # ... and shows the forward: county-a told the city's node (转发告知), in the API, gwx track and the console.
+    [told] = wait_for(lambda: city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}")["forwarded_on"], 60,
+                      what="the forward told to the issuer")
+    assert (told["unit"], told["cover_doc_id"], sorted(told["units"]), told["count"], told["node"]) == (
+        A1, cover_id, sorted([B1, A2]), 2, "county-a")
+    shown = gwx("track", doc_id, "--node", city.ready["local_url"], "--token-file", str(token_file(city, f"clerk-{CITY}")))
+    assert f"转发 by {told['unit_name']} ({A1}) to 2 units under cover {cover_id}" in shown.stdout, shown.stdout
+    assert db_rows(city, "SELECT COUNT(*) FROM audit WHERE action = 'outbox.forwarded_on' AND doc_id = ?",
+                   [doc_id]) == [(1,)]
 
 
 @pytest.mark.parametrize("who, doc, cover, status, code", [
