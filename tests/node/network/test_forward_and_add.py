@@ -11,11 +11,14 @@ codes and change nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 
 import pytest
 
+from exchange_protocol.envelope import MessageType
+from exchange_protocol.notices import Notice
 from node.cli.api_client import MultipartStream, RemoteError
 from node.localnet import send_document, wait_for
 from pki.unit_code import make_unit_code
@@ -25,11 +28,15 @@ from tests.node.network.network_support import (
     B1,
     CITY,
     CITY_LOCAL,
+    RawPeer,
     db_rows,
+    db_value,
+    forge_envelope,
     gwx,
     inbox_item,
     notice_meta,
     start_network,
+    tls_context_of,
     token_file,
 )
 
@@ -201,3 +208,55 @@ def test_a_recalled_document_cannot_be_forwarded(net):
     with pytest.raises(RemoteError) as refused:
         forward(county_a, A1, doc_id, notice_meta(A1, [B1]), net.body)
     assert (refused.value.status, refused.value.code) == (409, "DOC_RECALLED")
+
+
+def test_a_forward_is_told_only_by_a_node_and_unit_the_document_went_to_and_once(net):
+    """转发告知 forged or replayed: from a node the document never went to, naming a unit of the right node
+    that did not receive it, answering a message we never sent — refused (NOTICE_NOT_OURS), nothing
+    shown; the genuine one twice in two envelopes shows once."""
+    city, county_a, county_b = net.nodes["city"], net.nodes["county-a"], net.nodes["county-b"]
+    doc_id = send_document(city, CITY, notice_meta(CITY, [A1], title="关于做好防汛准备工作的通知"), net.body)["doc_id"]
+    inbox_item(county_a, A1, doc_id)
+    [(sent_id,)] = db_rows(city, "SELECT message_id FROM outgoing WHERE doc_id = ? AND type = 'document'", [doc_id])
+    cover = "0193a5b2-0000-7000-8000-0000000000c0"
+
+    def told(node, from_unit: str, in_reply_to: str | None = sent_id) -> str:
+        notice = Notice(MessageType.FORWARDED, doc_id, (B1,), dt.datetime.now(dt.UTC).replace(microsecond=0),
+                        "王五", text=cover)
+        message_id, envelope = forge_envelope(node, city, from_unit=from_unit, to_units=[CITY], payload=notice.encode(),
+                                              type=MessageType.FORWARDED, in_reply_to=in_reply_to)
+        [result] = RawPeer(city, tls_context_of(node)).post_envelopes(envelope)[1]["results"]
+        assert "receipt" in result, result
+        return message_id
+
+    for node, unit, reply in ((county_b, B1, sent_id), (county_a, A2, sent_id), (county_a, A1, None)):
+        assert applied(city, told(node, unit, reply)) == ("failed", "NOTICE_NOT_OURS")
+    assert city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}")["forwarded_on"] == []
+    for _ in range(2):
+        assert applied(city, told(county_a, A1)) == ("done", None)
+    [shown] = city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}")["forwarded_on"]
+    assert (shown["unit"], shown["cover_doc_id"], shown["units"], shown["by"]) == (A1, cover, [B1], "王五")
+
+
+def test_a_forward_by_a_unit_of_the_issuers_own_node_shows_in_its_track(net, tmp_path):
+    city = net.nodes["city"]
+    doc_id = send_document(city, CITY, notice_meta(CITY, [CITY_LOCAL], title="关于做好冬季供暖工作的通知"),
+                           net.body)["doc_id"]
+    inbox_item(city, CITY_LOCAL, doc_id)
+    city.clerk(CITY_LOCAL).post(f"/api/v1/inbox/{doc_id}/sign-for")
+    meta_file = tmp_path / "cover.json"
+    meta_file.write_text(json.dumps(notice_meta(CITY_LOCAL, [B1], title="关于转发供暖通知的通知"), ensure_ascii=False),
+                         "utf-8")
+    out = gwx("forward", doc_id, "--meta", str(meta_file), "--body", str(net.body), "--json",
+              "--node", city.ready["local_url"], "--token-file", str(token_file(city, f"clerk-{CITY_LOCAL}")))
+    assert out.returncode == 0, out.stderr
+    [told] = city.clerk(CITY).get(f"/api/v1/outbox/{doc_id}")["forwarded_on"]  # applied with the forward
+    assert (told["unit"], told["cover_doc_id"], told["units"], told["node"]) == (
+        CITY_LOCAL, json.loads(out.stdout)["doc_id"], [B1], "city")
+
+
+def applied(node, message_id: str) -> tuple:
+    return wait_for(lambda: db_value(node, "SELECT state FROM received WHERE message_id = ?", [message_id])
+                    in ("done", "failed") and
+                    db_rows(node, "SELECT state, error_code FROM received WHERE message_id = ?", [message_id])[0],
+                    30, what=f"{message_id} applied")
