@@ -77,6 +77,7 @@ IDLE_SECONDS = 5.0  # an idle loop looks again this often even without a wake-up
 FAN_OUT_BATCH = 500
 STOP_LOOP_SECONDS = 2.0  # how long stop() waits for the cancelled loops, together (an attempt is abandoned, not awaited)
 CURSOR_SAVE_EVERY = 5000  # audit events a consumer may pass over before its cursor is saved anyway
+ATTEMPT_OUTCOMES = ("done", "retry", "dead", "skipped")  # what _count records of an attempt
 
 
 class Consumer(Protocol):
@@ -141,7 +142,8 @@ class Outbox:
         self._head_moved = asyncio.Event()  # set by the store after a commit that appended audit events
         self._unwatch: Callable[[], None] | None = None
         self._attempts = registry.counter("gwx_adapter_attempts_total",
-                                          "Adapter delivery attempts by consumer and outcome") if registry else None
+                                          "Adapter delivery attempts by consumer and outcome",
+                                          labels=("consumer", "outcome")) if registry else None
         self._latency = registry.histogram("gwx_adapter_delivery_seconds",
                                            "Seconds from an event's commit to its delivery") if registry else None
 
@@ -154,6 +156,9 @@ class Outbox:
             raise StoreConflict(f"a consumer named {consumer.name} is registered already", consumer=consumer.name)
         cursor = await self._store.adapter_outbox.start_cursor(consumer.name)
         registered = _Registered(consumer, policy, attempt_timeout, cursor=cursor, saved=cursor)
+        if self._attempts is not None:  # the consumer's series exist from its registration, at 0
+            for outcome in ATTEMPT_OUTCOMES:
+                self._attempts.declare(consumer=consumer.name, outcome=outcome)
         self._consumers[consumer.name] = registered
         if self._running:
             self._start_loop(registered)

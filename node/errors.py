@@ -31,6 +31,7 @@ __all__ = [
     "NodeUnavailable",
     "NotFound",
     "QueueExpired",
+    "QueuePurged",
     "StoreConflict",
     "StoreContended",
     "StoreCorrupt",
@@ -69,7 +70,7 @@ class NodeUnavailable(NodeError):
 
     code = "NODE_UNAVAILABLE"
     kind = ErrorKind.TRANSIENT
-    subcodes = ("NODE_SHUTTING_DOWN", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY")
+    subcodes = ("NODE_SHUTTING_DOWN", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "NODE_NOT_RUNNING")
 
 
 class NodeAlreadyRunning(NodeError):
@@ -91,6 +92,14 @@ class QueueExpired(NodeError):
 
     code = "QUEUE_EXPIRED"
     kind = ErrorKind.TRANSIENT
+
+
+class QueuePurged(NodeError):
+    """An operator took the message out of the send queue for good (``gwx node queue purge``): the
+    sender's rows turn failed with this, a relayed message's origin gets a bounce saying so."""
+
+    code = "QUEUE_PURGED"
+    kind = ErrorKind.CONFLICT
 
 
 # --- requests (local API, peer API) ------------------------------------------------------------

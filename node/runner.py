@@ -55,6 +55,7 @@ from node.federation.reroute import Rerouter
 from node.federation.revocation_api import RevocationService, make_revocation_app
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient
+from node.ops.alert_gauges import register_alert_gauges
 from node.ops.crl_state import crl_figures
 from node.ops.directory_state import HeldDirectoryReader, directory_figures
 from node.ops.housekeeping import housekeeping
@@ -142,6 +143,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     adapters = Outbox(store, ctx.node_id, ctx.clock, registry=registry)
     webhooks = Webhooks(config, store, adapters, ctx.clock)
     _gauges(config, ctx.clock, store, outbound, registry)
+    register_alert_gauges(config, ctx.clock, store, registry)  # build, process, expiry, oldest queued
     local_app.cleanup_ctx.append(housekeeping(store, ctx.clock))
     local_app.cleanup_ctx.append(service.processor.escalator.running)  # 督办 sweep (node.supervision)
     fetchers = ([DirectoryFetcher(ctx, client, registry), CrlFetcher(ctx, crl_client, registry)]

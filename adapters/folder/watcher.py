@@ -36,7 +36,11 @@ class FolderWatchers:
                  clock: Callable[[], datetime]) -> None:
         self.config = config
         outcomes = registry.counter("gwx_folder_drops_total",
-                                    "Drops taken from watched folders, by unit and outcome (sent, rejected, retried)")
+                                    "Drops taken from watched folders, by unit and outcome (sent, rejected, retried)",
+                                    labels=("unit", "outcome"))
+        for folder in config.folders:  # each watched unit's series exist from the start, at 0
+            for outcome in ("sent", "rejected", "retried"):
+                outcomes.declare(unit=folder.unit, outcome=outcome)
         limits = DropLimits(body=config.limits.max_body_pdf_bytes, total=config.limits.max_envelope_bytes)
         self.outgoing = {f.unit: Outgoing(FolderLayout(f.path), f.unit, service, limits, clock, f.poll_seconds,
                                           outcomes) for f in config.folders}

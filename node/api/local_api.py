@@ -48,6 +48,8 @@ from node.api.auth import AuthError, Principal, TokenStore
 from node.api.ledger_routes import AppKeys as LedgerKeys
 from node.api.ledger_routes import add_ledger_routes, ledger_roles
 from node.api.openapi import build_openapi
+from node.api.queue_routes import AppKeys as QueueKeys
+from node.api.queue_routes import add_queue_routes, queue_roles
 from node.api.upload import TooLarge, UploadLimits, clear_stale_uploads, receive_submission
 from node.config import NodeConfig
 from node.documents.contract import DocumentServiceApi
@@ -86,6 +88,7 @@ ROUTE_ROLES: dict[str, tuple[str, ...]] = {
     "/metrics": ("operator",),
     "/api/v1/node/status": ("operator",),
     **ledger_roles(),
+    **queue_roles(),
 }
 MAX_LIMIT = 500
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
@@ -110,8 +113,10 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
                                       meta=config.limits.max_request_bytes)
     app[OPENAPI] = json.dumps(build_openapi(config.node_id), ensure_ascii=False, indent=1).encode()
     app[META_SCHEMA] = json.dumps(meta_schema(), ensure_ascii=False, indent=1).encode()
-    app[REQUESTS] = registry.counter("gwx_local_api_requests_total", "Local API requests by route and status")
-    app[LATENCY] = registry.histogram("gwx_local_api_request_seconds", "Local API request latency by route")
+    app[REQUESTS] = registry.counter("gwx_local_api_requests_total", "Local API requests by route and status",
+                                     labels=("method", "route", "status"))
+    app[LATENCY] = registry.histogram("gwx_local_api_request_seconds", "Local API request latency by route",
+                                       labels=("route",))
     app.cleanup_ctx.append(_upload_dir_ctx)
 
     r = app.router
@@ -134,6 +139,7 @@ def make_local_app(service: DocumentServiceApi, tokens: TokenStore, registry: me
     r.add_get("/api/v1/node/status", _node_status, allow_head=False)
     add_ledger_routes(app, LedgerKeys(SERVICE, PRINCIPAL))
     add_archive_routes(app, ArchiveHelpers(SERVICE, PRINCIPAL, doc_id_of, json_body))  # 一键归档 (node.archive)
+    add_queue_routes(app, QueueKeys(SERVICE, PRINCIPAL, json_body))  # the operator's send queue
     r.add_get("/api/v1/supervision", _supervision, allow_head=False)  # 督办 items of the clerk's unit
     r.add_post("/api/v1/outbox/{doc_id}/recipients", _add_recipients)  # 补发
     r.add_post("/api/v1/inbox/{doc_id}/forward", _submit)  # 转发: a cover 通知 submitted like a document

@@ -257,6 +257,50 @@ def _ledger_paths() -> Json:
     return paths
 
 
+# --- the operator's send queue (node.api.queue_routes, node.federation.queue_admin) ------------------
+SCHEMAS["QueueRow"] = _object({
+    "message_id": STR, "destination": {**STR, "description": "the next hop"}, "type": STR,
+    "state": {"enum": ["incoming", "active", "deferred", "hold", "corrupt", "sent", "bounced"]}, "attempts": INT,
+    "size": INT, "doc_id": {**_nullable(STR), "description": "公文标识 of our own message"},
+    "created_at": DATETIME, "next_attempt_at": DATETIME, "expires_at": _nullable(DATETIME),
+    "last_error": _nullable(_object({"code": STR, "message": STR}))})
+SCHEMAS["QueueReason"] = {"type": "object", "additionalProperties": False, "properties": {
+    "reason": {"type": "string", "maxLength": 500, "description": "recorded in the audit log; a purge's is told "
+                                                                    "to the sender"}}}
+MESSAGE_ID = {"name": "message_id", "in": "path", "required": True, "schema": STR}
+QUEUE_ACTIONS = {
+    "hold": "park a queued, deferred or in-flight envelope (an envelope already on the wire may still arrive)",
+    "release": "let a held envelope go again, due now",
+    "retry": "make a queued or deferred envelope due now and end its next hop's backoff",
+    "purge": "give up on an envelope at rest with a reason: its sender's recipients turn failed (QUEUE_PURGED), "
+             "a relayed one's origin gets a bounce; one in flight is 409 (hold it first)"}
+
+
+def _queue_paths(operator: list[str]) -> Json:
+    errors = ("400", "401", "403", "404", "409", "503")
+    paths: Json = {"/api/v1/node/queue": {"get": _op(
+        "the send queue, oldest first: unfinished envelopes (or those of the states asked), with the 公文标识 "
+        "of our own", operator, {"type": "array", "items": _ref("QueueRow")}, op_id="queueList", params=[
+            {"name": "destination", "in": "query", "schema": STR, "description": "next hop node id"},
+            {"name": "state", "in": "query", "schema": SCHEMAS["QueueRow"]["properties"]["state"],
+             "description": "repeatable"},
+            {"name": "after", "in": "query", "schema": STR, "description": "paging: the last message id seen"},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
+                                                        "default": 100}}], errors=errors)}}
+    for action, summary in QUEUE_ACTIONS.items():
+        body = _json_body("QueueReason", required=action == "purge") if action in ("hold", "purge") \
+            else _json_body("EmptyRequest")
+        paths[f"/api/v1/node/queue/{{message_id}}/{action}"] = {"post": _op(
+            summary, operator, _ref("QueueRow"), params=[MESSAGE_ID], body=body, errors=errors,
+            op_id=f"queue{action.title()}")}
+    paths["/api/v1/node/queues/{destination}/retry"] = {"post": _op(
+        "every queued or deferred envelope for a next hop due now, its backoff ended", operator,
+        _object({"destination": STR, "retried": {"type": "array", "items": STR}}), op_id="queueRetryDestination",
+        params=[{"name": "destination", "in": "path", "required": True, "schema": STR}],
+        body=_json_body("EmptyRequest"), errors=errors)}
+    return paths
+
+
 def build_openapi(node_id: str = "") -> Json:
     clerk = ["clerk"]
     operator = ["operator"]
@@ -331,6 +375,7 @@ def build_openapi(node_id: str = "") -> Json:
                                            operator, _ref("NodeStatus"), op_id="nodeStatus")},
     }
     paths.update(_ledger_paths())
+    paths.update(_queue_paths(operator))
     for side, what in (("outbox", "a document the clerk's unit sent"), ("inbox", "a document it received")):
         paths[f"/api/v1/{side}/{{doc_id}}/archive"] = {"post": _op(
             f"一键归档 of {what}: the archive package (sealed package, signed envelope headers and receipts, "

@@ -51,6 +51,11 @@ previous page. ``overdue=True`` keeps only overdue items; absent or False does n
     "unit_meaning", "rows": [{"unit", "unit_name", "counterpart", "counterpart_name", "period_start", "documents", "rows", "signed",
     "sign_median_s", "sign_p90_s", "overdue", "overdue_rate", "returned", "returned_rate"}]}.
 
+``QueueRow`` (:mod:`node.federation.queue_admin`): {"message_id", "destination" (the next hop), "type",
+    "state" (incoming|active|deferred|hold|corrupt|sent|bounced), "attempts", "size", "doc_id"|null (the
+    公文标识 of our own message), "created_at", "next_attempt_at", "expires_at"|null,
+    "last_error": {"code", "message"}|null}
+
 ``NodeStatus``: {"node_id", "units": [{"code", "name"}], "queues": {destination: {state: n}},
     "peers": [{"node_id", "state", "since", "failures", "last_error"}], "inbound": {state: n},
     "last_errors": [...]}
@@ -175,6 +180,16 @@ class DocumentServiceApi(Protocol):
 
     async def node_status(self, who: Principal) -> Json:
         """NodeStatus (operators): readiness, queues, peers with the last refusal, last errors."""
+
+    async def queue_list(self, who: Principal, *, destination: str | None = None, states: list[str] | None = None,
+                         after: str | None = None, limit: int = 100) -> list[Json]:
+        """QueueRow list (operators), oldest first: the send queue's unfinished rows (or ``states``')."""
+
+    async def queue_action(self, who: Principal, action: str, message_id: str, reason: str = "") -> Json:
+        """QueueRow after ``hold``, ``release``, ``retry`` (due now) or ``purge`` (a reason; the sender is told)."""
+
+    async def queue_retry_destination(self, who: Principal, destination: str) -> Json:
+        """{"destination", "retried": [message id, …]}: every waiting row for the destination due now."""
 
     async def readiness(self) -> Json:
         """Readiness (no token: like /healthz): {"ready", "checks": [{"name", "verdict", "message", "code"?}]}."""

@@ -53,6 +53,7 @@ from node.errors import ApiError, NotFound
 from node.federation.notice_evidence import evidence_details, make_statement, receiver_evidence
 from node.federation.outbound import Outbound
 from node.federation.processor import Processor
+from node.federation.queue_admin import QueueOperations
 from node.federation.tsa_api import TimeStampService
 from node.federation.whereabouts import Whereabouts
 from node.ops.metrics import Registry
@@ -76,14 +77,16 @@ _SETTLED_AS = {Event.SIGNED_FOR: "signed_for", Event.RETURNED: "returned"}  # wh
 WHEREABOUTS_AT_ONCE = 8  # messages of one document followed at the same time by a tracking request
 
 
-class DocumentService(Sending):
+class DocumentService(Sending, QueueOperations):
     def __init__(self, ctx: NodeContext, store: NodeStore, outbound: Outbound, registry: Registry) -> None:
         self.ctx = ctx
         self.store = store
         self.outbound = outbound
         self.processor = Processor(ctx, store, registry, outbound)
         self.whereabouts = Whereabouts(ctx, store, outbound.client)
-        self.submitted = registry.counter("gwx_documents_submitted_total", "Documents sealed and sent")
+        self.submitted = registry.counter("gwx_documents_submitted_total", "Documents sealed and sent", labels=("unit",))
+        for unit in ctx.config.units:  # each hosted unit's series exists from the start, at 0
+            self.submitted.declare(unit=unit.code)
         self.tsa = TimeStampService(ctx)  # served on the peer API when [archive] tsa_signer is set
         self.time_stamps = TimeStamps(ctx, outbound.client, self.tsa)
 

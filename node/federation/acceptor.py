@@ -71,9 +71,12 @@ class Acceptor:
         self.registry = registry
         self.on_accepted = on_accepted or (lambda: None)
         self.relay = Relay(self, on_relayed or (lambda hop: None))
-        self.accepted = registry.counter("gwx_envelopes_received_total", "Envelopes accepted durably, by type")
+        self.accepted = registry.counter("gwx_envelopes_received_total", "Envelopes accepted durably, by type",
+                                         labels=("type",))
+        for kind in MessageType:  # every type's series exists from the start, at 0
+            self.accepted.declare(type=kind.value)
         self.duplicates = registry.counter("gwx_envelopes_duplicate_total", "Duplicate envelopes answered again")
-        self.refused = registry.counter("gwx_envelopes_refused_total", "Envelopes refused, by code")
+        self.refused = registry.counter("gwx_envelopes_refused_total", "Envelopes refused, by code", labels=("code",))
         self.accept_seconds = registry.histogram("gwx_accept_seconds", "Time to accept one envelope durably")
 
     @property

@@ -159,9 +159,10 @@ class BatchSender:
     async def _sent(self, entry: QueueEntry, receipt: bytes, now: dt.datetime) -> None:
         store = self.outbound.store
         async with store.transaction() as tx:
-            await store.queue.mark_sent([entry.message_id], receipt, tx=tx)
-            await apply_transport_outcome(store, entry.message_id, Event.SENT, at=now,
-                                          actor=f"node:{self.destination}", tx=tx)
+            # Nothing moved (an operator purged it while it was on the wire): its rows stay as the purge left them.
+            if await store.queue.mark_sent([entry.message_id], receipt, tx=tx):
+                await apply_transport_outcome(store, entry.message_id, Event.SENT, at=now,
+                                              actor=f"node:{self.destination}", tx=tx)
         self.outbound.sent.inc(destination=self.destination)
 
     async def defer_or_bounce(self, entry: QueueEntry, error: ErrorInfo | GwxError, now: dt.datetime) -> None:
@@ -186,16 +187,17 @@ class BatchSender:
         for entry in await self.outbound.store.queue.expired(now, destination=self.destination):
             await self.bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
 
-    async def bounce(self, entry: QueueEntry, info: ErrorInfo) -> None:
-        """Give up on ``entry``: our own message's rows turn failed; a relayed one's origin is told."""
+    async def bounce(self, entry: QueueEntry, info: ErrorInfo, *, actor: str | None = None) -> None:
+        """Give up on ``entry``: our own message's rows turn failed; a relayed one's origin is told.
+        ``actor``: who gave up, when not this node (an operator's purge)."""
         store = self.outbound.store
         back = await bounce_draft(self.outbound, entry, info)
         async with store.transaction() as tx:
-            await store.queue.bounce(entry.message_id, info, tx=tx)
+            await store.queue.bounce(entry.message_id, info, tx=tx, actor=actor or "node")
             # Units that moved to another node since (the old one refused them): sent there instead.
             moved = await readdress_failed(self.outbound, tx, entry.message_id)
             await apply_transport_outcome(store, entry.message_id, Event.FAILED, at=self.outbound.ctx.clock(),
-                                          actor=f"node:{self.destination}", reason=f"{info.code}: {info.message}",
+                                          actor=actor or f"node:{self.destination}", reason=f"{info.code}: {info.message}",
                                           tx=tx, except_units={u for units in moved.values() for u in units})
             if back is not None:
                 await store.drafts.add_draft(tx, back)

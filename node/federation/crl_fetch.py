@@ -82,7 +82,8 @@ class CrlFetcher:
         self._refresh = parent.refresh_seconds
         self._path = ctx.config.crl_path
         self._failures = 0
-        self._fetches = registry.counter("gwx_crl_fetches_total", "CRL fetches from the parent, by outcome and code")
+        self._fetches = registry.counter("gwx_crl_fetches_total", "CRL fetches from the parent, by outcome and code",
+                                         labels=("outcome", "code"))
 
     async def run(self) -> None:
         while True:

@@ -62,7 +62,8 @@ class DirectoryFetcher:
         self._refresh = parent.refresh_seconds
         self._path = ctx.config.network_directory_path
         self._fetches = registry.counter("gwx_directory_fetches_total",
-                                         "Network directory fetches from the parent, by outcome and code")
+                                         "Network directory fetches from the parent, by outcome and code",
+                                         labels=("outcome", "code"))
 
     async def run(self) -> None:
         while True:

@@ -70,9 +70,11 @@ class Outbound:
         self.rand = rand
         self.policy = retry_policy(ctx.config.retry)
         self.queues: dict[str, DestinationQueue] = {}
-        self.sent = registry.counter("gwx_envelopes_sent_total", "Envelopes acknowledged by the next node")
-        self.failures = registry.counter("gwx_send_failures_total", "Failed delivery attempts, by code")
-        self.bounced = registry.counter("gwx_envelopes_bounced_total", "Envelopes given up on")
+        self.sent = registry.counter("gwx_envelopes_sent_total", "Envelopes acknowledged by the next node",
+                                     labels=("destination",))
+        self.failures = registry.counter("gwx_send_failures_total", "Failed delivery attempts, by code",
+                                         labels=("destination", "code"))
+        self.bounced = registry.counter("gwx_envelopes_bounced_total", "Envelopes given up on", labels=("destination",))
         self.latency = registry.histogram("gwx_send_batch_seconds", "Time to deliver one batch")
         self._stopping = False
 
@@ -105,6 +107,8 @@ class Outbound:
         q = self.queues.get(destination)
         if q is None:
             q = self.queues[destination] = DestinationQueue(self, destination)
+            self.sent.declare(destination=destination)  # its series exist at 0 from its first wake-up
+            self.bounced.declare(destination=destination)
             if not self._stopping:
                 q.task = asyncio.get_running_loop().create_task(q.run(), name=f"gwx-send-{destination}")
         return q
@@ -112,6 +116,10 @@ class Outbound:
     def wake(self, destination: str) -> None:
         """Something waits for ``destination`` (a destination node, or a hop): wake its route's first hop."""
         self._queue(self.ctx.router.next_hop(destination)).wake()
+
+    def sender_for(self, hop: str):
+        """The batch sender of the queue for ``hop`` (an operator's purge bounces through it)."""
+        return self._queue(hop).sender
 
     def wake_hop(self, hop: str) -> None:
         """Rows were queued for ``hop`` itself (a relay's custody): wake that queue."""

@@ -121,7 +121,11 @@ class Processor:
         # Its own worker thread: delivery keeps moving while acceptance (the default pool) is busy.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwx-processing")
         self.validations = registry.counter("gwx_pdf_validations_total", "Full package validations (PAdES)")
-        self.applied = registry.counter("gwx_messages_applied_total", "Messages applied, by type and outcome")
+        self.applied = registry.counter("gwx_messages_applied_total", "Messages applied, by type and outcome",
+                                        labels=("type", "outcome"))
+        for kind in MessageType:  # every series an alert may watch exists from the start, at 0
+            for outcome in ("done", "deferred", "failed"):
+                self.applied.declare(type=kind.value, outcome=outcome)
 
     # --- the loop ----------------------------------------------------------------------------------
     def wake(self) -> None:

@@ -93,7 +93,8 @@ class Relay:
         self.acceptor = acceptor
         self.on_queued = on_queued
         self.relayed = acceptor.registry.counter("gwx_envelopes_relayed_total",
-                                                 "Envelopes taken in custody for another node, by next hop")
+                                                 "Envelopes taken in custody for another node, by next hop",
+                                                 labels=("hop",))
 
     def next_hop(self, header: EnvelopeHeader, peer_node: str) -> str:
         """Where to forward an envelope for ``header.destination_node`` that ``peer_node`` handed us."""

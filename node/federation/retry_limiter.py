@@ -79,6 +79,12 @@ class RetryLimiter:
                     extra={"destination": self.destination, "code": error.code, "attempt": self.failures})
         return when
 
+    async def try_now(self) -> None:
+        """An operator asked to try now: the backoff ends here (its failures still count, and the
+        store keeps them until the peer answers or fails again)."""
+        await self.load()
+        self.retry_at = None
+
     async def succeeded(self) -> None:
         """The peer answered: no backoff any more."""
         await self.load()

@@ -183,7 +183,8 @@ class PeerClient:
         # What this node puts on its uplink: the envelope bytes of every POST, resends included
         # (HTTP headers and TLS framing left out). A fan-out's cost at the origin shows here.
         self._bytes_sent = (registry or Registry()).counter(
-            "gwx_peer_bytes_sent_total", "Envelope bytes sent to peer nodes (request bodies, resends included)")
+            "gwx_peer_bytes_sent_total", "Envelope bytes sent to peer nodes (request bodies, resends included)",
+            labels=("peer",))
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._retiring: set[aiohttp.ClientSession] = set()
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)

@@ -2,6 +2,11 @@
 
 Enough for ``/metrics`` (queue depths, deliveries, failures, latencies) without a dependency.
 Labels are passed as keyword arguments; each distinct label set is its own series.
+
+Counters and histograms exist from zero: one without labels is rendered (0) before anything
+happened, and a labelled one renders every label set :meth:`Counter.declare` named — an alert on
+``rate(gwx_envelopes_bounced_total[5m])`` must see a series that is 0, not none, or it cannot tell
+"nothing bounced" from "no such node" (Prometheus' own advice: initialise the series you know).
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ def _fmt_labels(key: LabelKey, extra: tuple[tuple[str, str], ...] = ()) -> str:
     return "{" + body + "}"
 
 
+def _value(v: float) -> str:
+    """A sample value in full: ``:g`` kept six digits, so a timestamp (1796086786) came out as 1.79609e+09,
+    off by up to an hour, and a certificate's seconds to expiry by as much."""
+    v = float(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
+
+
 class _Metric:
     kind = "untyped"
 
@@ -44,8 +56,9 @@ class _Metric:
 class Counter(_Metric):
     kind = "counter"
 
-    def __init__(self, name: str, help_text: str) -> None:
+    def __init__(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> None:
         super().__init__(name, help_text)
+        self.labels = labels  # the label names every series has; none: one unlabelled series, 0 at start
         self._values: dict[LabelKey, float] = {}
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
@@ -53,11 +66,21 @@ class Counter(_Metric):
         with self._lock:
             self._values[k] = self._values.get(k, 0.0) + amount
 
+    def declare(self, **labels: object) -> Counter:
+        """Make the series of ``labels`` exist (at 0) before its first increment; returns self."""
+        if set(labels) != set(self.labels):
+            raise ValueError(f"{self.name} has the labels {self.labels}, not {tuple(labels)}")
+        k = _key(labels)
+        with self._lock:
+            self._values.setdefault(k, 0.0)
+        return self
+
     def value(self, **labels: object) -> float:
         return self._values.get(_key(labels), 0.0)
 
     def render(self) -> list[str]:
-        return self.header() + [f"{self.name}{_fmt_labels(k)} {v:g}" for k, v in sorted(self._values.items())]
+        values = self._values if self._values or self.labels else {(): 0.0}  # unlabelled: 0 before the first
+        return self.header() + [f"{self.name}{_fmt_labels(k)} {_value(v)}" for k, v in sorted(values.items())]
 
 
 class Gauge(_Metric):
@@ -78,15 +101,23 @@ class Gauge(_Metric):
             self._values = dict(series)
 
     def render(self) -> list[str]:
-        return self.header() + [f"{self.name}{_fmt_labels(k)} {v:g}" for k, v in sorted(self._values.items())]
+        return self.header() + [f"{self.name}{_fmt_labels(k)} {_value(v)}" for k, v in sorted(self._values.items())]
+
+
+class SampledCounter(Gauge):
+    """A counter kept elsewhere (the kernel's CPU seconds) and read at scrape time, like a gauge."""
+
+    kind = "counter"
 
 
 class Histogram(_Metric):
     kind = "histogram"
 
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> None:
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS,
+                 labels: tuple[str, ...] = ()) -> None:
         super().__init__(name, help_text)
         self.buckets = buckets
+        self.labels = labels
         self._series: dict[LabelKey, list[float]] = {}  # bucket counts…, +Inf count, sum
 
     def observe(self, value: float, **labels: object) -> None:
@@ -98,15 +129,17 @@ class Histogram(_Metric):
 
     def render(self) -> list[str]:
         lines = self.header()
-        for k, s in sorted(self._series.items()):
+        # Nothing observed yet: the unlabelled series, all zero (it exists from the start, like a counter).
+        series = self._series if self._series or self.labels else {(): [0.0] * (len(self.buckets) + 2)}
+        for k, s in sorted(series.items()):
             cumulative = 0.0
             for bound, count in zip(self.buckets, s, strict=False):
                 cumulative += count
-                lines.append(f"{self.name}_bucket{_fmt_labels(k, (('le', f'{bound:g}'),))} {cumulative:g}")
+                lines.append(f"{self.name}_bucket{_fmt_labels(k, (('le', f'{bound:g}'),))} {_value(cumulative)}")
             cumulative += s[len(self.buckets)]
-            lines.append(f"{self.name}_bucket{_fmt_labels(k, (('le', '+Inf'),))} {cumulative:g}")
-            lines.append(f"{self.name}_count{_fmt_labels(k)} {cumulative:g}")
-            lines.append(f"{self.name}_sum{_fmt_labels(k)} {s[-1]:g}")
+            lines.append(f"{self.name}_bucket{_fmt_labels(k, (('le', '+Inf'),))} {_value(cumulative)}")
+            lines.append(f"{self.name}_count{_fmt_labels(k)} {_value(cumulative)}")
+            lines.append(f"{self.name}_sum{_fmt_labels(k)} {_value(s[-1])}")
         return lines
 
 
@@ -115,14 +148,18 @@ class Registry:
         self._metrics: list[_Metric] = []
         self._collectors: list[Callable[[], Awaitable[None]]] = []
 
-    def counter(self, name: str, help_text: str) -> Counter:
-        return self._add(Counter(name, help_text))
+    def counter(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> Counter:
+        return self._add(Counter(name, help_text, labels))
 
     def gauge(self, name: str, help_text: str) -> Gauge:
         return self._add(Gauge(name, help_text))
 
-    def histogram(self, name: str, help_text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> Histogram:
-        return self._add(Histogram(name, help_text, buckets))
+    def sampled_counter(self, name: str, help_text: str) -> SampledCounter:
+        return self._add(SampledCounter(name, help_text))
+
+    def histogram(self, name: str, help_text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS,
+                  labels: tuple[str, ...] = ()) -> Histogram:
+        return self._add(Histogram(name, help_text, buckets, labels))
 
     def _add(self, metric):
         self._metrics.append(metric)

@@ -160,11 +160,28 @@ def _worst(name: str, results: list[Verdict], code: str, empty: str) -> Check:
     return Check(name, OK, "first to expire: " + min(results, key=lambda r: r[2])[1])
 
 
+CERTIFICATE_ROLES = ("tls", "sign", "enc")
+
+
+def node_certificate(config: NodeConfig, role: str) -> x509.Certificate:
+    """The node's own certificate for ``role`` (one of :data:`CERTIFICATE_ROLES`); raises OSError,
+    GwxError, ValueError or IndexError when it cannot be read."""
+    return load_certificates((config.credentials_dir / f"{role}.crt").read_bytes())[0]
+
+
+def seal_validity(seal_dir) -> tuple[dt.datetime, dt.datetime]:
+    """When a unit's seal may be used: the SESeal's validity within its certificate's (raises as
+    :func:`node_certificate` does when it cannot be read)."""
+    seal = parse_seal((seal_dir / SEAL_FILE).read_bytes())
+    cert = load_certificate((seal_dir / CERT_FILE).read_bytes())
+    return max(seal.valid_start, cert.not_valid_before_utc), min(seal.valid_end, cert.not_valid_after_utc)
+
+
 def _certificates(config: NodeConfig, now: dt.datetime) -> Check:
     results: list[Verdict] = []
-    for role in ("tls", "sign", "enc"):
+    for role in CERTIFICATE_ROLES:
         try:
-            cert: x509.Certificate = load_certificates((config.credentials_dir / f"{role}.crt").read_bytes())[0]
+            cert = node_certificate(config, role)
         except (OSError, GwxError, ValueError, IndexError) as exc:
             results.append((FAIL, f"{role}.crt cannot be read: {exc}", NEVER))
             continue
@@ -186,13 +203,10 @@ def _seals(config: NodeConfig, now: dt.datetime) -> Check:
             unsealed.append(unit.code)
             continue
         try:
-            seal = parse_seal((unit.seal_dir / SEAL_FILE).read_bytes())
-            cert = load_certificate((unit.seal_dir / CERT_FILE).read_bytes())
+            start, end = seal_validity(unit.seal_dir)
         except (OSError, GwxError, ValueError) as exc:
             results.append((FAIL, f"seal of {unit.code} cannot be read: {exc}", NEVER))
             continue
-        start = max(seal.valid_start, cert.not_valid_before_utc)
-        end = min(seal.valid_end, cert.not_valid_after_utc)
         results.append(_validity(f"seal of {unit.code} {unit.name}", start, end, now))
     if unsealed:
         shown = ", ".join(unsealed[:5]) + (", …" if len(unsealed) > 5 else "")

@@ -10,6 +10,7 @@ Pure (no I/O), like :mod:`exchange_protocol.states`. The SQLite backend asks thi
         │
     incoming / active / deferred ──hold──▶ hold ──release──▶ incoming (never tried) / deferred (tried)
     active ──restart──▶ incoming (never tried) / deferred (tried)      (start-up: nothing is in flight)
+    incoming / deferred ──retry──▶ the same, due now                  (an operator: try it now)
     any unfinished ──bounce──▶ bounced (final)     any unfinished ──corrupt──▶ corrupt
 
 - ``incoming``: accepted, never tried. ``deferred``: tried, waiting for ``next_attempt_at``. Both are
@@ -57,6 +58,7 @@ class QueueEvent(Enum):
     DEFER = "defer"        # a failed attempt; try again later
     HOLD = "hold"          # an operator parks it
     RELEASE = "release"    # an operator lets it go again, due now
+    RETRY = "retry"        # an operator: a waiting row is due now (its peer's backoff is cut short too)
     RESTART = "restart"    # start-up: what was in flight is not any more
     BOUNCE = "bounce"      # give up: refused for good, or the retry window closed
     CORRUPT = "corrupt"    # its blob is missing or altered
@@ -75,6 +77,7 @@ TRANSITIONS: Mapping[QueueEvent, Move] = {
     QueueEvent.HOLD: Move(frozenset({INCOMING, ACTIVE, DEFERRED}), HOLD),
     QueueEvent.RELEASE: Move(frozenset({HOLD}), BACK_TO_WAITING),
     QueueEvent.RESTART: Move(frozenset({ACTIVE}), BACK_TO_WAITING),
+    QueueEvent.RETRY: Move(WAITING_STATES, BACK_TO_WAITING),
     QueueEvent.BOUNCE: Move(UNFINISHED_STATES, BOUNCED),
     QueueEvent.CORRUPT: Move(UNFINISHED_STATES, CORRUPT),
 }

@@ -83,6 +83,11 @@ class Drafts:
         rows = await self._db.fetchall("SELECT destination, COUNT(*) FROM drafts GROUP BY destination")
         return {r[0]: r[1] for r in rows}
 
+    async def oldest_drafts(self) -> dict[str, datetime]:
+        """{destination: when its oldest draft (waiting for the destination's certificate) was written}."""
+        rows = await self._db.fetchall("SELECT destination, MIN(created_at) FROM drafts GROUP BY destination")
+        return {r[0]: from_db_time(r[1]) for r in rows}  # type: ignore[misc]
+
     def _draft(self, r: Any) -> Draft | UnreadableDraft:
         try:
             raw = json.loads(r["header"])

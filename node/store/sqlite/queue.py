@@ -177,6 +177,34 @@ class OutboundQueue:
         await self._transition(message_id, QueueEvent.RELEASE, tx, "next_attempt_at = ?, updated_at = ?",
                                (now, now), NewEvent(actor, "queue.release", {"message_id": message_id}))
 
+    async def retry_now(self, *, actor: str, message_id: str | None = None,
+                        destination: str | None = None) -> list[str]:
+        """An operator's "try now": the waiting row ``message_id``, or every waiting row for
+        ``destination``, due now; returns the ids moved (none: :class:`StoreConflict` for a message id
+        whose row is not waiting, :class:`StoreNotFound` for an unknown one)."""
+        if (message_id is None) == (destination is None):
+            raise ValueError("retry_now takes a message id or a destination")
+        now = to_db_time(self._clock())
+        if message_id is not None:
+            await self._transition(message_id, QueueEvent.RETRY, None, "next_attempt_at = ?, updated_at = ?",
+                                   (now, now), NewEvent(actor, "queue.retry", {"message_id": message_id}))
+            return [message_id]
+        allowed = sources(QueueEvent.RETRY)
+        state_sql, state_params = _to_state(QueueEvent.RETRY)
+        async with self._db.transaction() as t:
+            rows = await t.fetchall(f"SELECT message_id FROM queue WHERE destination = ? AND state IN ({_in(allowed)})"
+                                    " ORDER BY created_at, message_id", (destination, *allowed))
+            ids = [r[0] for r in rows]
+            await t.execute(f"UPDATE queue SET state = {state_sql}, next_attempt_at = ?, updated_at = ?"
+                            f" WHERE destination = ? AND state IN ({_in(allowed)})",
+                            (*state_params, now, now, destination, *allowed))
+            # One event a row; none waiting (the destination's drafts wait for its backoff to end): one for
+            # the destination, so the operator's "try now" is in the log whatever it moved.
+            await self._audit.append_many(t, [NewEvent(actor, "queue.retry", {"message_id": i, "node": destination})
+                                              for i in ids] or [NewEvent(actor, "queue.retry", {"node": destination},
+                                                                         {"messages": 0})])
+        return ids
+
     async def bounce(self, message_id: str, reason: ErrorInfo | GwxError, *,
                      tx: SqliteTransaction | None = None, actor: str = "node") -> None:
         """Give up (retry window over, or refused for good); the caller sends the bounce notice."""
@@ -264,6 +292,23 @@ class OutboundQueue:
         row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM queue WHERE message_id = ?", (message_id,))
         return _entry(row) if row else None
 
+    async def entries(self, *, destination: str | None = None, states: Sequence[str] | None = None,
+                      after: str | None = None, limit: int = 100) -> list[QueueEntry]:
+        """Rows oldest first (``created_at``, then message id), of ``destination`` and ``states`` when
+        given (default: the unfinished ones); ``after`` is the message id of the last row of the
+        previous page. What ``gwx node queue list`` shows."""
+        states = ordered(frozenset(states)) if states else ordered(UNFINISHED_STATES)
+        where, params = [f"state IN ({_in(states)})"], list(states)
+        if destination is not None:
+            where.append("destination = ?")
+            params.append(destination)
+        if after is not None:
+            where.append("(created_at, message_id) > (SELECT created_at, message_id FROM queue WHERE message_id = ?)")
+            params.append(after)
+        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM queue WHERE {' AND '.join(where)}"
+                                       " ORDER BY created_at, message_id LIMIT ?", (*params, limit))
+        return [_entry(r) for r in rows]
+
     async def destinations_due(self, now: datetime | None = None) -> list[str]:
         """Destinations with at least one unexpired envelope due now (incoming or deferred)."""
         at = to_db_time(now or self._clock())
@@ -295,6 +340,15 @@ class OutboundQueue:
             f" AND expires_at IS NOT NULL AND expires_at <= ?{extra} ORDER BY expires_at LIMIT ?",
             (*expirable, *params))
         return [_entry(r) for r in rows]
+
+    async def oldest_unfinished(self) -> dict[str, datetime]:
+        """{destination: when its oldest unfinished envelope was queued} — the age an alert watches
+        (a queue that drains keeps it small whatever its depth; one that is stuck lets it grow)."""
+        unfinished = ordered(UNFINISHED_STATES)
+        rows = await self._db.fetchall(
+            f"SELECT destination, MIN(created_at) FROM queue WHERE state IN ({_in(unfinished)}) GROUP BY destination",
+            unfinished)
+        return {r[0]: from_db_time(r[1]) for r in rows}  # type: ignore[misc]
 
     async def depth(self) -> dict[str, dict[str, int]]:
         """{destination: {state: count}} for /metrics and ``gwx node status``."""

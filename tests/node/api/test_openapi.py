@@ -38,7 +38,7 @@ def test_the_roles_stated_are_the_roles_enforced(env):
         for method, path in sorted(doc_routes()):
             roles = DOC["paths"][path][method]["x-gwx-roles"]
             assert tuple(roles) == roles_for(path), path
-            url = path.replace("{doc_id}", "D1")
+            url = path.replace("{doc_id}", "D1").replace("{message_id}", "M1").replace("{destination}", "peer-1")
             no_token = await client.request(method, url)
             if not roles:
                 assert no_token.status == 200 and DOC["paths"][path][method]["security"] == []

@@ -189,3 +189,44 @@ def test_the_sql_asks_the_transition_table(tmp_path, monkeypatch):
             await store.queue.release("m2", actor="operator:zhang")
             assert (await store.queue.get("m2")).state == "deferred"  # never tried, yet the table said so
     asyncio.run(main())
+
+
+def test_an_operator_lists_pages_and_retries_waiting_rows_and_the_oldest_age_is_kept(tmp_path):
+    async def main():
+        clock = FakeClock()
+        async with open_store(tmp_path, clock) as store:
+            start = clock.now
+            for m in ("m1", "m2", "m3"):
+                await store.enqueue(await queued_item(store, m))
+                clock.advance(seconds=10)
+            await store.enqueue(await queued_item(store, "c1", "node-c"))
+            await store.queue.load_active_window("node-b", 10)
+            later = clock.now + timedelta(hours=1)
+            for m in ("m1", "m2"):
+                await store.queue.defer(m, later, ErrorInfo("TRANSPORT_TIMEOUT", "对端超时"))
+            await store.queue.hold("m3", actor="operator:张")
+            # Listing: oldest first, a page at a time, by destination or state.
+            assert [e.message_id for e in await store.queue.entries(limit=2)] == ["m1", "m2"]
+            assert [e.message_id for e in await store.queue.entries(after="m2")] == ["m3", "c1"]
+            assert [e.message_id for e in await store.queue.entries(states=["hold"])] == ["m3"]
+            assert [e.message_id for e in await store.queue.entries(destination="node-c")] == ["c1"]
+            assert await store.queue.oldest_unfinished() == {"node-b": start, "node-c": start + timedelta(seconds=30)}
+            # Retry now: one row, then all waiting rows of a destination; a held row is not waiting.
+            assert await store.queue.retry_now(actor="operator:张", message_id="m1") == ["m1"]
+            assert (await store.queue.get("m1")).next_attempt_at == clock.now
+            assert (await store.queue.get("m1")).state == "deferred" and await store.queue.next_due_at("node-b") == clock.now
+            with pytest.raises(StoreConflict):
+                await store.queue.retry_now(actor="operator:张", message_id="m3")
+            assert await store.queue.retry_now(actor="operator:张", destination="node-b") == ["m1", "m2"]
+            assert [e.message_id for e in await store.queue.load_active_window("node-b", 10)] == ["m1", "m2"]
+            assert await store.queue.retry_now(actor="operator:张", destination="node-x") == []
+            retries = [(e.actor, e.subjects) for e in await store.audit.events(limit=500) if e.action == "queue.retry"]
+            assert retries == [("operator:张", {"message_id": "m1"}),
+                               ("operator:张", {"message_id": "m1", "node": "node-b"}),
+                               ("operator:张", {"message_id": "m2", "node": "node-b"}),
+                               ("operator:张", {"node": "node-x"})]
+            await store.queue.mark_sent(["m1", "m2"], b"r")
+            await store.queue.release("m3", actor="operator:张")
+            await store.queue.mark_sent(["m3"], b"r")
+            assert await store.queue.oldest_unfinished() == {"node-c": start + timedelta(seconds=30)}
+    asyncio.run(main())
