@@ -24,6 +24,7 @@ from node.errors import NodeUnavailable
 
 ENVIRONMENT = """environment:
   GWX_TOKEN  an operator's API token (gwx node add-token --role operator); --token-file FILE reads it from a file"""
+IDS_HELP = "message ids, as gwx node queue list shows them"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "with the token's person as its actor.")
     commands = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
     p = _command(commands, "list", "envelopes waiting for a next hop, oldest first, with the 公文标识 of ours")
-    p.add_argument("--destination", metavar="NODE_ID", help="only those for this next hop")
+    p.add_argument("--destination", metavar="NODE", help="only those for this next hop")
     p.add_argument("--state", action="append", choices=["incoming", "active", "deferred", "hold", "corrupt",
                                                          "sent", "bounced"],
                    help="only rows in this state (repeatable; default: the unfinished ones)")
@@ -43,19 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--after", metavar="MESSAGE_ID", help="the page after this message id")
     p.set_defaults(func=_list)
     p = _command(commands, "hold", "park envelopes (queued, deferred or in flight) until released")
-    p.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
-    p.add_argument("--reason", default="", help="why (recorded in the audit log)")
+    p.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID", help=IDS_HELP)
+    p.add_argument("--reason", default="", help="why (recorded in the audit log; default: none given)")
     p.set_defaults(func=_act, action="hold")
     p = _command(commands, "release", "let held envelopes go again, due now")
-    p.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
+    p.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID", help=IDS_HELP)
     p.set_defaults(func=_act, action="release")
     p = _command(commands, "retry", "try now: queued or deferred envelopes due now, their next hop's backoff ended")
-    p.add_argument("message_ids", nargs="*", metavar="MESSAGE_ID")
-    p.add_argument("--destination", metavar="NODE_ID", help="every waiting envelope for this next hop")
+    p.add_argument("message_ids", nargs="*", metavar="MESSAGE_ID", help=IDS_HELP)
+    p.add_argument("--destination", metavar="NODE", help="every waiting envelope for this next hop")
     p.set_defaults(func=_retry)
     p = _command(commands, "purge", "give up on envelopes at rest: the sending unit sees them failed with "
                                     "QUEUE_PURGED and your reason; a relayed one's origin gets a bounce")
-    p.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
+    p.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID", help=IDS_HELP)
     p.add_argument("--reason", required=True, help="why: the sender is told it")
     p.set_defaults(func=_act, action="purge")
 
@@ -125,7 +126,7 @@ def _act(args: argparse.Namespace) -> int:
 def _retry(args: argparse.Namespace) -> int:
     if bool(args.message_ids) == bool(args.destination):
         from node.cli.api_client import BadInput
-        raise BadInput("give message ids or --destination NODE_ID, not both or neither")
+        raise BadInput("give message ids or --destination NODE, not both or neither")
     client = _client(args)
     if args.destination:
         result = client.post(_path("queues", args.destination, "retry"))
