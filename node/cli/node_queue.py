@@ -147,23 +147,28 @@ def _print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], done: str)
     return 0
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    from node.config import load_config
+async def audit_report(store) -> dict[str, Any]:
+    """The whole chain walked (v1 and v2 rows, the store's ``verify_chain``): {"ok", "events"}, or
+    {"ok": false, "error", "event"} naming the first event that does not verify (null when it is
+    missing altogether)."""
     from node.errors import AuditChainBroken
 
-    config = load_config(args.dir)
+    try:
+        return {"ok": True, "events": await store.audit.verify_chain()}
+    except AuditChainBroken as exc:
+        seq = exc.details.get("seq")
+        found = await store.audit.events(after_seq=seq - 1, limit=1) if isinstance(seq, int) else []
+        event = found[0] if found and found[0].seq == seq else None
+        return {"ok": False, "error": exc.to_dict(),
+                "event": {"seq": event.seq, "at": event.at.isoformat(), "actor": event.actor,
+                          "action": event.action, "subjects": event.subjects} if event else None}
 
-    async def verify(store) -> dict[str, Any]:
-        try:
-            return {"ok": True, "events": await store.audit.verify_chain()}
-        except AuditChainBroken as exc:
-            seq = exc.details.get("seq")
-            found = await store.audit.events(after_seq=seq - 1, limit=1) if isinstance(seq, int) else []
-            event = found[0] if found and found[0].seq == seq else None
-            return {"ok": False, "error": exc.to_dict(),
-                    "event": {"seq": event.seq, "at": event.at.isoformat(), "actor": event.actor,
-                              "action": event.action, "subjects": event.subjects} if event else None}
-    result = in_node_store(config, verify)
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from node.config import load_config
+
+    config = load_config(args.dir)
+    result = in_node_store(config, audit_report)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     elif result["ok"]:
