@@ -177,7 +177,8 @@ async def _access_log(request: web.Request, handler):
              extra={"request_id": request_id, "method": request.method, "path": request.path,
                     "status": response.status, "elapsed_ms": round(elapsed * 1000, 1),
                     "who": principal.token_id if principal else None,
-                    "code": response.headers.get("X-Gwx-Error")})
+                    "code": response.headers.get("X-Gwx-Error"),
+                    **({"doc_id": request.match_info["doc_id"]} if "doc_id" in request.match_info else {})})
     return response
 
 

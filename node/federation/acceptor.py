@@ -128,11 +128,11 @@ class Acceptor:
         header = opened.header
         self.check_parties(header, opened.hops, peer_node)
         if header.type in PACKAGES:
-            await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now)
+            doc_id = await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now)
         else:
-            self.check_notice(header, plaintext)
+            doc_id = self.check_notice(header, plaintext)
         env_ref, payload_ref = await asyncio.gather(self.store.blobs.put(data), self.store.blobs.put(plaintext))
-        return await self.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now)
+        return await self.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now, doc_id)
 
     async def seen_before(self, header: EnvelopeHeader, identity: str, envelope_sha: str, peer_node: str,
                           unchecked_payload: bytes | None = None) -> bytes | None:
@@ -183,18 +183,19 @@ class Acceptor:
         check the package or notice from the file, keep both as blobs, commit, sign the receipt."""
         plain.seek(0)
         if header.type in PACKAGES:
-            await asyncio.to_thread(self.check_package, header, plain, now)
+            doc_id = await asyncio.to_thread(self.check_package, header, plain, now)
         else:
-            self.check_notice(header, plain.read(MAX_SIGNED_NOTICE_BYTES + 1))
+            doc_id = self.check_notice(header, plain.read(MAX_SIGNED_NOTICE_BYTES + 1))
         raw.seek(0)
         plain.seek(0)
         env_ref = await asyncio.to_thread(self.store.blobs.put_sync, raw)
         payload_ref = await asyncio.to_thread(self.store.blobs.put_sync, plain)
-        return await self.commit(header, identity, envelope_sha, env_ref, payload_ref, now)
+        return await self.commit(header, identity, envelope_sha, env_ref, payload_ref, now, doc_id)
 
     async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, env_ref: BlobRef,
-                     payload_ref: BlobRef, now: dt.datetime) -> bytes:
-        """Sign the receipt and commit the ``received`` row (blobs are already durable)."""
+                     payload_ref: BlobRef, now: dt.datetime, doc_id: str | None = None) -> bytes:
+        """Sign the receipt and commit the ``received`` row (blobs are already durable); ``doc_id``: the
+        公文标识 the checks read from the payload, for the log line."""
         ctx = self.ctx
         receipt = sign_receipt(TransportReceipt(header.message_id, envelope_sha, now, ctx.node_id), ctx.signer,
                                ctx.intermediates)
@@ -205,7 +206,7 @@ class Acceptor:
             self.accepted.inc(type=header.type.value)
             self.on_accepted()
             log.info("accepted %s from %s", header.type.value, header.origin_node,
-                     extra={"message_id": header.message_id, "origin": header.origin_node})
+                     extra={"message_id": header.message_id, "origin": header.origin_node, "doc_id": doc_id})
         else:
             self.duplicates.inc()
         return accepted.receipt
@@ -219,30 +220,36 @@ class Acceptor:
         if foreign:
             raise UnitNotHosted(f"this node does not host {', '.join(foreign)}", units=foreign)
 
-    def check_package(self, header: EnvelopeHeader, package: BinaryIO, now: dt.datetime) -> None:
-        """Everything but the PDF's PAdES validation, before acknowledging (``package``: a seekable file)."""
+    def check_package(self, header: EnvelopeHeader, package: BinaryIO, now: dt.datetime) -> str | None:
+        """Everything but the PDF's PAdES validation, before acknowledging (``package``: a seekable file);
+        returns the package's 公文标识."""
         report = verify_package(package, self.ctx.trust, now, revocation=self.ctx.revocation, validate_pdf=False,
                                 allow_classified=self.ctx.config.classified_network)
         if report.failures:
             first = report.failures[0]
             raise error_for_code(first.code or "PKG_INVALID", f"package refused: {first.name}: {first.message}")
         if header.type is MessageType.FORWARD:
-            return  # 转发: a unit of the origin sends on a document it received; the seal says who issued it
+            return report.document_id  # 转发: a unit of the origin sends on a document it received; the seal says who issued it
         if not report.issuers or report.issuers[0] != header.from_unit:
             raise UnitNotHosted(f"the package is issued by {report.issuers[:1]}, the envelope says {header.from_unit}",
                                 code="ENV_FROM_UNIT_MISMATCH")
         # Addressees the document does not name are the issuer's 补发 (a unit added after sending):
         # who receives its document is the issuer's choice, and only the issuer's node sends it (above).
+        return report.document_id
 
-    def check_notice(self, header: EnvelopeHeader, payload: bytes) -> None:
-        # A malformed notice (or batch of notices) is refused now, not discovered later.
+    def check_notice(self, header: EnvelopeHeader, payload: bytes) -> str | None:
+        """A malformed notice (or batch of notices) is refused now, not discovered later; returns the
+        公文标识 it concerns (None: a relay's bounce, which cannot read it)."""
         if header.type is MessageType.ESCALATE:  # 督办: its own shape; header and payload must agree
-            decode_escalation(payload).check_header(header)
-            return
-        for notice in decode_notices(payload):
+            escalation = decode_escalation(payload)
+            escalation.check_header(header)
+            return escalation.doc_id
+        notices = decode_notices(payload)
+        for notice in notices:
             if notice.type is not header.type:
                 raise NoticeError(f"a {header.type.value} envelope carries a {notice.type.value} notice",
                                   code="NOTICE_TYPE_MISMATCH")
+        return notices[0].doc_id if notices else None
 
 
 class StreamAcceptor:

@@ -114,6 +114,12 @@ class BatchSender:
     def _log(self, level: int, msg: str, *args, **extra) -> None:
         log.log(level, msg, *args, extra={"destination": self.destination, **extra})
 
+    async def _doc_of(self, message_id: str) -> str | None:
+        """The 公文标识 our message ``message_id`` carries (None for one relayed): every log line about
+        a document names it. Asked only on the way to a warning, never for a delivery."""
+        link = await self.outbound.store.links.link(message_id)
+        return link.doc_id if link is not None else None
+
     async def send(self, batch: list[QueueEntry]) -> None:
         """Send ``batch``; raises one of :data:`TRANSIENT` if the request failed as a whole."""
         outbound, ctx, store = self.outbound, self.outbound.ctx, self.outbound.store
@@ -140,7 +146,7 @@ class BatchSender:
                                               intermediates=ctx.intermediates, revocation=ctx.revocation)
                 except GwxError as exc:
                     self._log(logging.ERROR, "receipt for %s does not verify: %s", entry.message_id, exc,
-                              message_id=entry.message_id, code=exc.code)
+                              message_id=entry.message_id, code=exc.code, doc_id=await self._doc_of(entry.message_id))
                     await self.defer_or_bounce(entry, exc, now)
                     continue
                 self.on_receipt_signer(verified.signer_certificate)
@@ -151,7 +157,8 @@ class BatchSender:
                     # sealed and lost, but the next drafts must use the peer's current certificate.
                     self.on_stale_recipient()
                 self._log(logging.WARNING, "%s refused %s for good: %s %s", self.destination, entry.message_id,
-                          r.error_code, r.error_message, message_id=entry.message_id, code=r.error_code)
+                          r.error_code, r.error_message, message_id=entry.message_id, code=r.error_code,
+                          doc_id=await self._doc_of(entry.message_id))
                 await self.bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""))
             else:
                 await self.defer_or_bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""), now)
@@ -207,4 +214,4 @@ class BatchSender:
         if back is not None:
             self.outbound.wake(back.header.destination_node)
         self._log(logging.WARNING, "bounced %s: %s", entry.message_id, info.message, message_id=entry.message_id,
-                  code=info.code)
+                  code=info.code, doc_id=await self._doc_of(entry.message_id))

@@ -148,6 +148,38 @@ def test_a_clerk_token_cannot_touch_the_queue_and_a_stopped_node_is_named(net, t
     assert out.returncode == 4 and "NODE_NOT_RUNNING" in out.stderr
 
 
+def log_records(node) -> list[dict]:
+    records = []
+    for line in node.log_path.read_text(errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def test_every_log_line_about_a_document_names_its_identifier(net):
+    city, county = net.nodes["city"], net.nodes["county-a"]
+    doc = send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"]
+    inbox_item(county, A1, doc)
+    county.clerk(A1).post(f"/api/v1/inbox/{doc}/sign-for")
+    wait_status(city, CITY, doc, {A1: "signed_for"})
+
+    def accepted(node, what: str) -> list[dict]:
+        return [r for r in log_records(node) if r["msg"] == what]
+    # The document, its delivery notice (transport-ack) and its 签收 (receipt), each where it arrives.
+    wait_for(lambda: any(r.get("doc_id") == doc for r in accepted(city, "accepted receipt from county-a")), 10,
+             what="the receipt's log line naming the document")
+    assert doc in {r.get("doc_id") for r in accepted(county, "accepted document from city")}
+    assert doc in {r.get("doc_id") for r in accepted(city, "accepted transport-ack from county-a")}
+    assert doc in {r.get("doc_id") for r in log_records(county) if r.get("path") == f"/api/v1/inbox/{doc}/sign-for"}
+    # Every line of either node that names a message (all of them carry documents here) names the document:
+    # the earlier tests' deliveries, the bounce of the purge, the acks.
+    for node in (city, county):
+        about = [r for r in log_records(node) if "message_id" in r]
+        assert about and [r for r in about if not r.get("doc_id")] == [], node.node_id
+
+
 def test_audit_verify_walks_the_whole_chain_and_names_the_first_broken_event(net):
     county = net.nodes["county-a"]
     out = run_gwx("node", "audit", "verify", "--dir", county.directory, "--json", text=True)  # while it runs
