@@ -181,8 +181,10 @@ class Processor:
                              mark=received.message_id)
             self.applied.inc(type=header.type.value, outcome="done")
         except Exception as exc:  # one bad message must not block the ones behind it
+            doc_id = await self._doc_id_of(received, header)  # every line about a document names it
             if not isinstance(exc, GwxError):
-                log.exception("cannot apply %s", received.message_id, extra={"message_id": received.message_id})
+                log.exception("cannot apply %s", received.message_id,
+                              extra={"message_id": received.message_id, "doc_id": doc_id})
             error = exc if isinstance(exc, GwxError) else NodeError(f"internal error: {exc!r}", code="INTERNAL")
             now = self.ctx.clock()
             retry_at = (next_attempt(received.attempts + 1, received.received_at, now, self.policy, self.rand())
@@ -190,14 +192,25 @@ class Processor:
             if retry_at is not GIVE_UP:
                 log.warning("cannot apply %s yet (%s); retrying in %.0f s", received.message_id, error,
                             (retry_at - now).total_seconds(),
-                            extra={"message_id": received.message_id, "code": error.code})
+                            extra={"message_id": received.message_id, "code": error.code, "doc_id": doc_id})
                 await self.store.messages.defer_inbound(received.message_id, retry_at, error)
                 self.applied.inc(type=received.type or "?", outcome="deferred")
                 return
             log.warning("cannot apply %s: %s", received.message_id, error,
-                        extra={"message_id": received.message_id, "code": error.code})
+                        extra={"message_id": received.message_id, "code": error.code, "doc_id": doc_id})
             await self._refuse(received, header, error)
             self.applied.inc(type=received.type or "?", outcome="failed")
+
+    async def _doc_id_of(self, received: ReceivedEnvelope, header: EnvelopeHeader | None) -> str | None:
+        """The 公文标识 a message that could not be applied concerns, for its log lines (None when its
+        payload cannot say: read only on this failure path)."""
+        try:
+            if header is not None and header.type in PACKAGES:
+                return (await self.read_metadata(received.payload_digest)).id
+            payload = await self.store.blobs.read_bytes(received.payload_digest)
+            return decode_notices(payload)[0].doc_id
+        except Exception:  # an unreadable payload is this message's problem already logged; no id
+            return None
 
     async def _refuse(self, received: ReceivedEnvelope, header: EnvelopeHeader | None, error: GwxError) -> None:
         """Mark ``received`` failed; a refused document also sends a bounce back, in the same

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import logging
 import zipfile
 
 import pytest
@@ -156,7 +157,7 @@ def test_a_notice_that_matches_nothing_we_sent_moves_nothing_and_leaves_no_trace
     asyncio.run(run())
 
 
-def test_a_notice_that_overtakes_its_document_waits_for_it(node_dir, tmp_path):
+def test_a_notice_that_overtakes_its_document_waits_for_it(node_dir, tmp_path, caplog):
     async def run():
         ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
         try:
@@ -169,7 +170,10 @@ def test_a_notice_that_overtakes_its_document_waits_for_it(node_dir, tmp_path):
             early = await asyncio.to_thread(city_envelope, node_dir, MessageType.RECALL, [A], recall, doc.header.message_id)
             recall_row = await receive(store, early, recall)
 
-            await processor._process(recall_row)  # before the document: deferred, not failed
+            with caplog.at_level(logging.WARNING, logger="gwx"):
+                await processor._process(recall_row)  # before the document: deferred, not failed
+            [line] = [r for r in caplog.records if r.getMessage().startswith("cannot apply")]
+            assert (line.message_id, line.doc_id) == (recall_row.message_id, doc_id)  # the log names the document
             waiting = await store.messages.get_received(recall_row.message_id)
             assert (waiting.state, waiting.attempts, waiting.error_code) == ("new", 1, "NOTICE_EARLY")
             assert recall_row.message_id not in [r.message_id for r in await store.messages.pending_inbound()]
