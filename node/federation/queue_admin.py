@@ -50,14 +50,14 @@ class QueueAdmin:
         it is our own message; ``after``: the message id of the previous page's last row."""
         for state in states or ():
             if state not in QUEUE_STATES:
-                raise StoreNotFound(f"no queue state {state!r}; the states are {', '.join(QUEUE_STATES)}",
-                                    state=state)
+                raise ApiError(f"no queue state {state!r}; the states are {', '.join(QUEUE_STATES)}",
+                               code="API_BAD_PARAMETER", parameter="state")
         if after is not None:
-            await self._entry(after)
+            await self.entry(after)
         rows = await self.store.queue.entries(destination=destination, states=states, after=after, limit=limit)
-        return [await self._view(e) for e in rows]
+        return [await self.view(e) for e in rows]
 
-    async def _view(self, e: QueueEntry) -> dict[str, Any]:
+    async def view(self, e: QueueEntry) -> dict[str, Any]:
         link = await self.store.links.link(e.message_id)
         return {"message_id": e.message_id, "destination": e.destination, "type": e.type, "state": e.state,
                 "attempts": e.attempts, "size": e.size, "doc_id": link.doc_id if link else None,
@@ -65,7 +65,7 @@ class QueueAdmin:
                 "expires_at": _time(e.expires_at),
                 "last_error": {"code": e.last_error.code, "message": e.last_error.message} if e.last_error else None}
 
-    async def _entry(self, message_id: str) -> QueueEntry:
+    async def entry(self, message_id: str) -> QueueEntry:
         entry = await self.store.queue.get(message_id)
         if entry is None:
             raise StoreNotFound("no such message in the send queue", message_id=message_id)
@@ -73,19 +73,19 @@ class QueueAdmin:
 
     async def hold(self, message_id: str, *, actor: str, reason: str = "") -> dict[str, Any]:
         await self.store.queue.hold(message_id, actor=actor, reason=reason[:MAX_REASON])
-        return await self._view(await self._entry(message_id))
+        return await self.view(await self.entry(message_id))
 
     async def release(self, message_id: str, *, actor: str) -> dict[str, Any]:
         await self.store.queue.release(message_id, actor=actor)
-        entry = await self._entry(message_id)
+        entry = await self.entry(message_id)
         self.outbound.wake_hop(entry.destination)
-        return await self._view(entry)
+        return await self.view(entry)
 
     async def retry(self, *, actor: str, message_id: str | None = None,
                     destination: str | None = None) -> list[str]:
         """Due now, the destination's backoff ended, its loop woken; returns the ids made due."""
         if message_id is not None:
-            destination = (await self._entry(message_id)).destination
+            destination = (await self.entry(message_id)).destination
         assert destination is not None
         ids = await self.store.queue.retry_now(actor=actor, message_id=message_id,
                                                destination=None if message_id else destination)
@@ -97,7 +97,7 @@ class QueueAdmin:
 
     async def purge(self, message_id: str, *, actor: str, reason: str) -> dict[str, Any]:
         """Give up on a row at rest and tell its sender (a bounce with ``QUEUE_PURGED``)."""
-        entry = await self._entry(message_id)
+        entry = await self.entry(message_id)
         if entry.state == ACTIVE:
             raise StoreConflict("the message is being sent right now; hold it first (gwx node queue hold), "
                                 "then purge it", message_id=message_id, state=entry.state, action="purge")
@@ -106,7 +106,7 @@ class QueueAdmin:
         # The destination's own sender bounces it, as when its retry window closes (one place decides
         # what a bounce tells whom); one sent or bounced meanwhile raises StoreConflict there.
         await self.outbound.sender_for(entry.destination).bounce(entry, ErrorInfo.of(error), actor=actor)
-        return await self._view(await self._entry(message_id))
+        return await self.view(await self.entry(message_id))
 
 
 
@@ -138,7 +138,7 @@ class QueueOperations:
             return await admin.release(message_id, actor=actor)
         if action == "retry":
             await admin.retry(actor=actor, message_id=message_id)
-            return await admin._view(await admin._entry(message_id))
+            return await admin.view(await admin.entry(message_id))
         if action == "purge":
             if not reason.strip():
                 raise ApiError("a purge needs a reason: the sender is told it", code="API_BAD_FIELD", field="reason")
