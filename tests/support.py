@@ -121,3 +121,14 @@ def absolute_imports(tree: ast.AST) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             found.append((node.lineno, node.module or ""))
     return found
+
+
+def node_check_config_ok(out: subprocess.CompletedProcess) -> bool:
+    """``gwx node check`` (bytes or text :func:`run_gwx`) of a directory holding a node.toml and the
+    files it names but no credentials: the configuration's line is ok, and the check ends with an
+    error only for what is not there (the keys) — exit 2, no traceback."""
+    stdout = out.stdout if isinstance(out.stdout, str) else out.stdout.decode()
+    lines = stdout.splitlines()
+    return (out.returncode == 2 and any(line.split()[:2] == ["ok", "config"] for line in lines)
+            and any(line.split()[:2] == ["error", "keys"] and "PKI_KEY_MISSING" in line for line in lines)
+            and "Traceback" not in str(out.stderr))

@@ -1,5 +1,5 @@
-"""``gwx node init``, ``add-peer``, ``add-token``, ``tokens``, ``revoke-token``, ``check`` (``run`` and ``status``
-live in node_run). A running node picks token changes up within a second, without a restart."""
+"""``gwx node init``, ``add-peer``, ``add-token``, ``tokens``, ``revoke-token`` (``run`` and ``status`` live in
+node_run, ``check`` in node_check). A running node picks token changes up within a second, without a restart."""
 
 from __future__ import annotations
 
@@ -101,12 +101,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unit", help="the unit a clerk acts for")
     p.set_defaults(func=_add_token)
 
-    p = sub.add_parser("check", help="check node.toml and the files it names (OA mapping files, the 督办 calendar) "
-                                     "as the node would at start, and each OA's mapping against its WSDL when it "
-                                     "answers, without starting the node")
-    p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
-    p.set_defaults(func=_check)
-
     p = sub.add_parser("tokens", help="list the local API tokens: id, name, role, unit (never the secrets)")
     p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -181,47 +175,6 @@ def _token_store(directory: Path):
     from node.config import load_config
 
     return TokenStore(load_config(directory).tokens_path)
-
-
-def _check(args: argparse.Namespace) -> int:
-    from node.config import load_config
-
-    config = load_config(args.dir)  # a ConfigError (OA_MAPPING_INVALID …) exits 2 naming the key
-    print(f"{config.directory / 'node.toml'}: valid — node {config.node_id}, {len(config.units)} units, "
-          f"{len(config.peers)} peers, OA push for {len(config.oa_push)} units")
-    duban = config.supervision
-    calendar = (f"calendar {duban.calendar_path} ({len(duban.calendar.holidays)} holidays, "
-                f"{len(duban.calendar.workdays)} adjusted working days)" if duban.calendar_path else "no holiday calendar")
-    print(f"  督办: escalated after {duban.grace_working_days} working days, {calendar} "
-          "(the network directory's [supervision] wins where it sets them)")
-    for push in config.oa_push:
-        operations = " and ".join(filter(None, (push.received_operation, push.status_operation)))
-        print(f"  {push.consumer_name}: {operations} at {push.wsdl}, mapping {push.mapping_path}")
-        for note in push.mapping.notes:
-            print(f"    note: {note}")
-        print(f"    {_check_oa_wsdl(push)}")
-    return 0
-
-
-def _check_oa_wsdl(push) -> str:
-    """The mapping against the OA's WSDL (operations, parameters, their types): a misfit raises its
-    typed error (exit 1, naming the field); an OA that cannot be reached now is only reported."""
-    import asyncio
-
-    from adapters.oa_push.errors import OaUnavailable
-    from adapters.oa_push.soap_call import OaClient
-
-    async def check() -> None:
-        client = OaClient(push)
-        try:
-            await client.check(limit=10.0)
-        finally:
-            await client.close()
-    try:
-        asyncio.run(check())
-    except OaUnavailable as exc:
-        return f"WSDL not checked: {exc.message} (the node checks it at start or at the first push)"
-    return "WSDL checked: the operations and every mapped parameter's type fit"
 
 
 def _list_tokens(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ from pki.seal import parse_seal
 from pki.seal_store import CERT_FILE, SEAL_FILE, seal_installed
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-EXPIRY_WARNING = dt.timedelta(days=14)
+EXPIRY_WARNING = dt.timedelta(days=30)
 MIN_FREE_BYTES = 512 * 1024**2  # below this a blob write may fail half-way through a batch
 
 

@@ -33,3 +33,11 @@ def read_status_rows(data_dir: str | Path) -> dict[str, list[tuple]] | None:
     from node.store.sqlite.status_rows import read_status_rows as read
 
     return read(Path(data_dir))
+
+
+def read_schema_version(data_dir: str | Path) -> tuple[int, int] | None:
+    """The database's schema version and the newest this gwx knows, read-only (None: no database
+    yet); for ``gwx node check``."""
+    from node.store.sqlite.status_rows import read_schema_version as read
+
+    return read(Path(data_dir))

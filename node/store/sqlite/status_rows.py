@@ -40,6 +40,23 @@ ADAPTERS_SINCE = 8
 SCHEMA_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
 
 
+def read_schema_version(data_dir: Path) -> tuple[int, int] | None:
+    """``(version, LATEST_VERSION)`` of the database, or None when the node has no database yet."""
+    path = Path(data_dir) / DB_NAME
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            known = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+            version = conn.execute(SCHEMA_VERSION).fetchone()[0] if known.fetchone() else 0
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}", path=str(path)) from None
+    return version, LATEST_VERSION
+
+
 def read_status_rows(data_dir: Path) -> dict[str, list[tuple]] | None:
     """The rows named in :data:`QUERIES`, or None when the node has no database yet (never ran)."""
     path = Path(data_dir) / DB_NAME

@@ -90,11 +90,11 @@ def test_a_wsdl_file_in_the_node_directory(tmp_path):
 
 
 def test_gwx_node_check_reports_the_oa_push_and_refuses_a_bad_mapping(tmp_path):
-    from tests.support import run_gwx
+    from tests.support import node_check_config_ok, run_gwx
 
     node = example_node(tmp_path)
     out = run_gwx("node", "check", "--dir", node)
-    assert out.returncode == 0, out.stderr.decode()
+    assert node_check_config_ok(out), out.stdout.decode() + out.stderr.decode()
     text = out.stdout.decode()
     assert f"oa:{UNIT}: ReceiveGongwen and UpdateZhuangtai" in text and "note: 指示 stands for 意见" in text
     mapping = node / "oa-mapping.toml"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.config import CONFIG_NAME, load_config
-from tests.support import REPO, run_gwx
+from tests.support import REPO, node_check_config_ok, run_gwx
 
 EXAMPLES = REPO / "deploy" / "examples"
 
@@ -30,7 +30,7 @@ def test_the_example_calendar_loads_and_node_check_reports_it(tmp_path):
     assert settings.grace_working_days == 2 and not settings.calendar.is_working_day(dt.date(2026, 10, 1))
     assert settings.calendar.is_working_day(dt.date(2026, 10, 10))  # a 调休 Saturday
     out = run_gwx("node", "check", "--dir", node)
-    assert out.returncode == 0, out.stderr.decode()
+    assert node_check_config_ok(out), out.stdout.decode() + out.stderr.decode()
     assert "督办: escalated after 2 working days, calendar" in out.stdout.decode()
     assert "33 holidays, 6 adjusted working days" in out.stdout.decode()
 
