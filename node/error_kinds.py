@@ -116,7 +116,7 @@ ERROR_MODULES = (
     "node.console.errors",
     "exchange_protocol.supervision", "node.supervision.escalation",
     "exchange_protocol.statements", "node.federation.notice_evidence",
-    "exchange_protocol.ofd_errors",
+    "exchange_protocol.ofd_errors", "node.ops.backup",
 )
 _loaded = False
 

@@ -34,8 +34,8 @@ GROUPS: list[tuple[str | None, str, list[str]]] = [
     ("archive", "一键归档: build a finished document's archive package (from your node) and verify one offline",
      ["node.cli.archive"]),
     ("node", "enrol, run, renew and administer a gateway node",
-     ["node.cli.node_admin", "node.cli.node_check", "node.cli.node_enrol", "node.cli.node_run",
-      "node.cli.node_renew", "node.cli.node_queue"]),
+     ["node.cli.node_admin", "node.cli.node_check", "node.cli.node_backup", "node.cli.node_enrol",
+      "node.cli.node_run", "node.cli.node_renew", "node.cli.node_queue"]),
     ("webhook", "webhooks: a unit's events POSTed, signed, to an HTTP receiver (an SMS gateway …): add, list, "
                 "remove, test, replay", ["node.cli.webhook"]),
     ("oa", "pushes to units' OA systems ([[oa_push]]): dead letters and replay", ["node.cli.oa"]),

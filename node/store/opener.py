@@ -41,3 +41,13 @@ def read_schema_version(data_dir: str | Path) -> tuple[int, int] | None:
     from node.store.sqlite.status_rows import read_schema_version as read
 
     return read(Path(data_dir))
+
+
+def snapshot_store(data_dir: str | Path, dest: Path) -> list[tuple[str, Path]]:
+    """A consistent copy of the database at ``dest`` (the node may be running), and each blob it
+    refers to as (path inside ``data_dir``, path now); for ``gwx node backup``."""
+    from node.store.sqlite.snapshot import blob_path, snapshot
+
+    data_dir = Path(data_dir)
+    return [(str(blob_path(data_dir, d).relative_to(data_dir)), blob_path(data_dir, d))
+            for d in snapshot(data_dir, dest)]

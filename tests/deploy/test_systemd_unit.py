@@ -75,6 +75,7 @@ def test_every_gwx_command_of_the_operations_guide_is_one_gwx_takes():
 
     commands = _gwx_commands((REPO / "docs" / "operations.md").read_text("utf-8"))
     assert {tuple(c[:2]) for c in commands} >= {("node", "check"), ("node", "request"), ("node", "init"),
-                                                ("node", "renew"), ("node", "status")}
+                                                ("node", "renew"), ("node", "status"),
+                                                ("node", "backup"), ("node", "restore")}
     for words in commands:
         build_parser(words[0]).parse_args(words)  # argparse exits (SystemExit) on a command gwx has not
