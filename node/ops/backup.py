@@ -97,11 +97,7 @@ def backup(directory: Path, out: Path, passphrase: bytes) -> dict:
         try:
             with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w|") as tar:
                 for name, path in members:
-                    data = path.read_bytes()  # keys, configs and the copy: small; a blob is immutable
-                    info = tarfile.TarInfo(f"{ROOT}/{name}")
-                    info.size, info.mode, info.mtime = len(data), path.stat().st_mode & 0o777, int(path.stat().st_mtime)
-                    tar.addfile(info, io.BytesIO(data))
-                    manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                    manifest["files"][name] = _add(tar, name, path)
                 manifest["mac"] = _mac(manifest, _mac_key(passphrase, salt))
                 text = json.dumps(manifest, ensure_ascii=False, indent=1).encode()
                 info = tarfile.TarInfo(MANIFEST)
@@ -114,6 +110,36 @@ def backup(directory: Path, out: Path, passphrase: bytes) -> dict:
         finally:
             partial.unlink(missing_ok=True)
     return manifest
+
+
+class _Hashing(io.RawIOBase):
+    """A file read through once, hashed on the way (a blob of up to 2 GiB is never held whole)."""
+
+    def __init__(self, f) -> None:
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.sha256.update(data)
+        return data
+
+
+def _add(tar: tarfile.TarFile, name: str, path: Path) -> dict:
+    info = tarfile.TarInfo(f"{ROOT}/{name}")
+    st = path.stat()
+    info.mode, info.mtime = st.st_mode & 0o777, int(st.st_mtime)
+    if name.startswith("data/"):  # the database copy (ours alone) and blobs (never changed once written)
+        with path.open("rb") as f:
+            info.size, source = st.st_size, _Hashing(f)
+            tar.addfile(info, source)
+            return {"size": info.size, "sha256": source.sha256.hexdigest()}
+    data = path.read_bytes()  # config, keys, CRLs: small, and replaced whole (renamed) when they change
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def restore(archive: Path, target: Path, passphrase: bytes) -> dict:
