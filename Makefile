@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 SYSTEM_TOOLS := openssl pdfsig qpdf softhsm2-util certutil chromium soffice
-SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools fonts-wqy-zenhei chromium libreoffice-calc-nogui
+SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools fonts-wqy-zenhei chromium libreoffice-calc-nogui \
+	postgresql
 
 .PHONY: test test-fast lint pytest bytecode demo bench system-deps venv clean
 

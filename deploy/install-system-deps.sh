@@ -13,6 +13,8 @@ for t in "${tools[@]}"; do command -v "$t" >/dev/null 2>&1 || missing=1; done
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || missing=1
 # a CJK font for drawing seal pictures (pki.seal_picture); a font is a file, not a tool
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing=1
+# PostgreSQL's server (the store tests start one: tests/postgres_server.py) is not on PATH in Debian
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing=1
 [ $missing = 0 ] && exit 0
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 echo "installing system packages: ${packages[*]}" >&2

@@ -123,6 +123,20 @@ class FolderSettings:
     poll_seconds: float = 2.0
 
 
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """``[store]``: where the node keeps its rows (:mod:`node.store.opener`). ``backend = "sqlite"``, the
+    default, needs nothing (``data/gwx.db``); ``"postgresql"`` takes ``dsn`` (libpq's ``host=… dbname=…
+    user=…`` or a ``postgresql://`` URL; a password is better in ``~/.pgpass`` than here). Blobs stay in
+    ``data/blobs`` with either: several workers of one node share the database and that directory."""
+
+    backend: str = "sqlite"
+    dsn: str = ""
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     directory: Path
@@ -142,6 +156,7 @@ class NodeConfig:
     oa_push: tuple[OaPushSettings, ...] = ()  # per unit, the OA documents are pushed to (adapters.oa_push)
     supervision: SupervisionSettings = field(default_factory=SupervisionSettings)  # 督办 (node.supervision)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)  # 一键归档's TSA (node.archive)
+    store: StoreSettings = field(default_factory=StoreSettings)  # SQLite or PostgreSQL (node.store.opener)
 
     # Well-known paths inside the node directory.
     @property
@@ -237,6 +252,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         oa_push=parse_oa_push(raw.pop("oa_push", []), directory, tuple(u.code for u in units)),
         supervision=parse_supervision(raw.pop("supervision", {}), directory),
         archive=parse_archive(raw.pop("archive", {}), directory),
+        store=_store(raw.pop("store", {})),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
@@ -334,6 +350,20 @@ def _section(raw: dict, cls: type, name: str) -> Any:
             value = tuple(value)
         values[key] = float(value) if expected == "float" else value
     return cls(**values)
+
+
+def _store(raw: Any) -> StoreSettings:
+    settings = _section(raw, StoreSettings, "store")
+    if settings.backend not in STORE_BACKENDS:
+        raise ConfigError(f"[store] backend must be one of {', '.join(STORE_BACKENDS)}, got {settings.backend!r}",
+                          key="store.backend")
+    if settings.backend == "postgresql" and not settings.dsn.strip():
+        raise ConfigError('[store] backend = "postgresql" needs dsn (e.g. "host=/run/postgresql dbname=gwx")',
+                          key="store.dsn")
+    if settings.backend == "sqlite" and settings.dsn:
+        raise ConfigError("[store] dsn is for backend = \"postgresql\"; SQLite keeps its rows in data/gwx.db",
+                          key="store.dsn")
+    return settings
 
 
 def _unit_level(text: str, code: str) -> str:
@@ -469,6 +499,8 @@ def dump_config(config: NodeConfig) -> str:
                 lines.append(f"{f.name} = {_q(value)}")
         lines.append("")
     lines += config.archive.to_toml(config.directory)
+    if config.store != StoreSettings():
+        lines += ["[store]", f"backend = {_q(config.store.backend)}", f"dsn = {_q(config.store.dsn)}", ""]
     for u in config.units:
         lines += ["[[units]]", f"code = {_q(u.code)}", f"name = {_q(u.name)}",
                   f"seal_dir = {_q(str(u.seal_dir.relative_to(config.directory)))}"]

@@ -105,7 +105,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     registry = Registry()
     creds = config.credentials_dir
     store = await open_store(config.data_dir, node_id=config.node_id, clock=ctx.clock,
-                             max_blob_size=config.limits.max_envelope_bytes)
+                             max_blob_size=config.limits.max_envelope_bytes, settings=config.store)
     client_tls = client_context(creds / "tls.crt", creds / "tls.key", config.tls_root_path, passphrase)
     server_tls = server_context(creds / "tls.crt", creds / "tls.key", config.tls_root_path, passphrase)
     client = PeerClient(client_tls,

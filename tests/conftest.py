@@ -47,3 +47,15 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     report.sections = [(title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
                        for title, text in report.sections]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this test process (tests/postgres_server.py), started on first use."""
+    from tests.postgres_server import PostgresServer
+
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -26,7 +26,8 @@ def in_node_store(config, work):
     from node.store.opener import open_store
 
     async def main():
-        store = await open_store(config.data_dir, node_id=config.node_id, recover=False)
+        store = await open_store(config.data_dir, node_id=config.node_id, recover=False,
+                                 settings=config.store)
         try:
             return await work(store)
         finally:

@@ -62,7 +62,7 @@ def assemble(config: NodeConfig, rows: Rows, checks: list[readiness.Check]) -> d
 
 def _rows_and_store_check(config: NodeConfig) -> tuple[Rows, readiness.Check]:
     try:
-        rows = read_status_rows(config.data_dir)
+        rows = read_status_rows(config.data_dir, config.store)
     except GwxError as exc:
         return NO_ROWS, readiness.store_check(exc)
     if rows is None:

@@ -1,7 +1,9 @@
-"""Opening the node's store: the one place outside :mod:`node.store.sqlite` that names a backend.
+"""Opening the node's store: the one place outside the backends that names one.
 
 Everything else receives a :class:`node.store.interfaces.NodeStore` and never learns which database
-is behind it; choosing PostgreSQL later changes this module only.
+is behind it. node.toml's ``[store]`` (:class:`node.config.StoreSettings`) chooses: SQLite (the
+default, ``data/gwx.db``) or PostgreSQL (``backend = "postgresql"``, ``dsn``); the blobs are in
+``data/blobs`` with either.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from node.config import StoreSettings
 from node.store.interfaces import NodeStore
 
 
@@ -19,17 +22,28 @@ def _utc_now() -> datetime:
 
 async def open_store(data_dir: str | Path, *, node_id: str | None = None,
                      clock: Callable[[], datetime] = _utc_now, max_blob_size: int | None = None,
-                     recover: bool = True) -> NodeStore:
+                     recover: bool = True, settings: StoreSettings | None = None) -> NodeStore:
     """Open (creating, migrating and recovering as needed) the store of node ``node_id`` under
-    ``data_dir``."""
+    ``data_dir``, in the database ``settings`` names (SQLite in ``data_dir`` when none)."""
+    settings = settings or StoreSettings()
+    if settings.backend == "postgresql":
+        from node.store.postgresql.store import Store as PgStore
+
+        return await PgStore.open(data_dir, dsn=settings.dsn, clock=clock, max_blob_size=max_blob_size,
+                                  recover=recover, node_id=node_id)
     from node.store.sqlite.store import Store
 
     return await Store.open(data_dir, clock=clock, max_blob_size=max_blob_size, recover=recover,
                             node_id=node_id)
 
 
-def read_status_rows(data_dir: str | Path) -> dict[str, list[tuple]] | None:
+def read_status_rows(data_dir: str | Path, settings: StoreSettings | None = None) -> dict[str, list[tuple]] | None:
     """Read-only rows for the status report (None: no database yet); see node.ops.status."""
+    settings = settings or StoreSettings()
+    if settings.backend == "postgresql":
+        from node.store.postgresql.status_rows import read_status_rows as read_pg
+
+        return read_pg(settings.dsn)
     from node.store.sqlite.status_rows import read_status_rows as read
 
     return read(Path(data_dir))

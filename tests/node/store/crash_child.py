@@ -1,6 +1,6 @@
 """Subprocess for the crash test: accepts envelopes in a loop, printing each id after its commit.
 
-Usage: python -m tests.node.store.crash_child DATA_DIR RUN_ID
+Usage: python -m tests.node.store.crash_child DATA_DIR RUN_ID [POSTGRESQL_DSN]
 Each printed line ``ACK <message_id> <digest>`` is an acknowledgement: written only after
 ``store.accept_inbound`` returned, i.e. after the blob was fsynced and the row committed. The parent
 kills this process with SIGKILL at a random moment and checks that every acknowledged id survived.
@@ -13,11 +13,12 @@ import os
 import random
 import sys
 
-from node.store import InboundEnvelope, OutboundItem
-from node.store.sqlite import Store
+from node.config import StoreSettings
+from node.store import InboundEnvelope, NodeStore, OutboundItem
+from node.store.opener import open_store
 
 
-async def worker(store: Store, run: str, n: int, rng: random.Random) -> None:
+async def worker(store: NodeStore, run: str, n: int, rng: random.Random) -> None:
     sent: list[InboundEnvelope] = []
     counter = 0
     while True:
@@ -37,8 +38,9 @@ async def worker(store: Store, run: str, n: int, rng: random.Random) -> None:
         sent.append(env)
 
 
-async def main(data_dir: str, run: str) -> None:
-    store = await Store.open(data_dir)
+async def main(data_dir: str, run: str, dsn: str | None) -> None:
+    settings = StoreSettings("postgresql", dsn) if dsn else StoreSettings()
+    store = await open_store(data_dir, settings=settings)
     sys.stdout.write("READY\n")
     sys.stdout.flush()
     await asyncio.gather(*(worker(store, run, n, random.Random(f"{run}/{n}")) for n in range(16)))
@@ -46,4 +48,4 @@ async def main(data_dir: str, run: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

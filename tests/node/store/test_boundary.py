@@ -1,5 +1,6 @@
-"""SQL lives only in node/store/sqlite: no other module of the node (or the adapters) may contain SQL or
-import a database driver or the SQLite backend, except node/store/opener.py, which picks the backend.
+"""SQL lives only in the backends, node/store/sqlite and node/store/postgresql: no other module of the node
+(or the adapters) may contain SQL or import a database driver or a backend, except node/store/opener.py,
+which picks the backend.
 Checked on the source with ast, so modules added later by anyone are covered without touching this test."""
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import node
 from tests.support import absolute_imports
 
 ROOT = Path(node.__file__).parent.parent
-BACKEND = ROOT / "node" / "store" / "sqlite"
+BACKENDS = (ROOT / "node" / "store" / "sqlite", ROOT / "node" / "store" / "postgresql")
 OPENER = ROOT / "node" / "store" / "opener.py"
-FORBIDDEN_MODULES = ("sqlite3", "aiosqlite", "node.store.sqlite")
+FORBIDDEN_MODULES = ("sqlite3", "aiosqlite", "psycopg", "node.store.sqlite", "node.store.postgresql")
 SQL = re.compile(r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+(OR\s+\w+\s+)?INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b"
                  r"|\b(CREATE|DROP|ALTER)\s+(TABLE|INDEX|VIEW|TRIGGER)\b|\bPRAGMA\s+\w+|\bBEGIN\s+IMMEDIATE\b")
 
@@ -26,7 +27,7 @@ def violations(source: str, filename: str, *, may_open_backend: bool = False) ->
     found = [f"{filename}:{item.lineno}: SQL in a string: {item.value[:60]!r}" for item in ast.walk(tree)
              if isinstance(item, ast.Constant) and isinstance(item.value, str) and SQL.search(item.value)]
     for line, name in absolute_imports(tree):
-        if may_open_backend and name.startswith("node.store.sqlite"):
+        if may_open_backend and name.startswith(("node.store.sqlite", "node.store.postgresql")):
             continue
         if any(name == m or name.startswith(m + ".") for m in FORBIDDEN_MODULES):
             found.append(f"{filename}:{line}: imports {name}")
@@ -35,14 +36,14 @@ def violations(source: str, filename: str, *, may_open_backend: bool = False) ->
 
 def modules() -> list[Path]:
     paths = sorted((ROOT / "node").rglob("*.py")) + sorted((ROOT / "adapters").rglob("*.py"))
-    return [p for p in paths if BACKEND not in p.parents]
+    return [p for p in paths if not any(backend in p.parents for backend in BACKENDS)]
 
 
 def test_the_walk_sees_the_callers() -> None:
     names = {str(p.relative_to(ROOT)) for p in modules()}
     assert {"node/runner.py", "node/documents/service.py", "node/federation/processor.py",
             "node/federation/outbound.py", "node/store/opener.py", "node/api/local_api.py"} <= names
-    assert not any(name.startswith("node/store/sqlite/") for name in names)
+    assert not any(name.startswith(("node/store/sqlite/", "node/store/postgresql/")) for name in names)
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -54,6 +55,8 @@ def test_no_sql_outside_the_backend(path: Path) -> None:
 @pytest.mark.parametrize("source", [
     "import sqlite3",
     "import aiosqlite as db",
+    "import psycopg",
+    "from node.store.postgresql.store import Store",
     "from node.store.sqlite.store import Store",
     "from node.store.sqlite import Store",
     "import node.store.sqlite.db",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from node.store import OutboundItem
-from tests.node.store.conftest import open_store, put_envelope, queued_item
+from tests.node.store.conftest import open_store, put_envelope, queued_item, running_dsn
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -85,7 +85,8 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     acked: dict[str, str] = {}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for run in range(6):
-        child = subprocess.Popen([sys.executable, "-m", "tests.node.store.crash_child", str(tmp_path), f"r{run}"],
+        dsn = [running_dsn()] if running_dsn() else []  # the child opens the same backend's database
+        child = subprocess.Popen([sys.executable, "-m", "tests.node.store.crash_child", str(tmp_path), f"r{run}", *dsn],
                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         lines: list[list[str]] = []
         ready = threading.Event()

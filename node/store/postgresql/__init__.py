@@ -1,0 +1,18 @@
+"""The PostgreSQL backend of the node's store (issue 12 §1): the SQLite backend's roles over PostgreSQL.
+
+Chosen in node.toml (``[store] backend = "postgresql"``, ``dsn = "…"``) through
+:mod:`node.store.opener`; SQLite stays the default and needs nothing. Nothing here is seen by callers.
+
+- ``dialect``: each statement of the role modules said in PostgreSQL's SQL (placeholders, ``INSERT OR
+  IGNORE``, NULL-safe comparison, unnamed subqueries), translated once and cached.
+- ``db``: connections (one writer, one reader), transactions serialised across processes by an
+  advisory lock, rows by index and name, the durability settings checked at open.
+- ``schema``: the SQLite migrations' statements in PostgreSQL's DDL, and the SQLite functions the
+  queries use, defined in SQL.
+- ``store``: :class:`Store`, the SQLite backend's store opened over PostgreSQL.
+"""
+
+from node.store.postgresql.db import Database, PgTransaction
+from node.store.postgresql.store import Store
+
+__all__ = ["Database", "PgTransaction", "Store"]

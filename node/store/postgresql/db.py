@@ -1,0 +1,263 @@
+"""The node's PostgreSQL database: one writer connection, one reader connection, explicit transactions.
+
+The same surface as :class:`node.store.sqlite.db.Database` (``transaction``, ``maybe_transaction``,
+``fetchall``/``fetchone`` on the last committed state, ``watch_audit``, ``commits``), so the role
+modules of the SQLite backend run over it unchanged; each statement is said in PostgreSQL's dialect
+by :func:`.dialect.translate`.
+
+Writes are serialised as SQLite serialises them: a transaction begins by taking a transaction-level
+advisory lock (:data:`WRITER_LOCK`), so the writes of every process using the database — several
+workers of one node, a ``gwx`` command — run one after the other, and a decision read inside a
+transaction (the audit chain's head, a compare-and-set on a recipient row) cannot be raced by another
+process. Inside a process an :class:`asyncio.Lock` keeps coroutines from interleaving statements of
+different transactions on the one writer connection, as in the SQLite backend.
+
+Durability: PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) flush the WAL before a
+COMMIT returns, which is what signing a transport receipt after the commit needs; :meth:`Database.open`
+refuses a server where either is off.
+
+Rows come back as :class:`Row` (by index and by column name, like ``sqlite3.Row``); numbers that
+PostgreSQL returns as ``numeric`` (a ``SUM`` of integers) come back as ``int``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from node.errors import StoreError
+from node.store.postgresql.dialect import translate
+
+log = logging.getLogger("gwx.store")
+
+# The key of the advisory lock every write transaction holds (any fixed number: the database is the node's).
+WRITER_LOCK = 0x67_77_78_00  # "gwx\0"
+CONNECT_TIMEOUT_S = 10
+
+
+class Row(tuple):
+    """A result row read by position or by column name (``row[0]``, ``row["seq"]``), like sqlite3.Row."""
+
+    __slots__ = ()
+    _names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: psycopg.AsyncCursor[Any]) -> Callable[[Sequence[Any]], Row]:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    row_type = type("Row", (Row,), {"__slots__": (), "_names": names})
+
+    def make(values: Sequence[Any]) -> Row:
+        return row_type(_plain(v) for v in values)
+
+    return make
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def _params(params: Sequence[Any]) -> tuple[Any, ...]:
+    # SQLite keeps a truth value as 0 or 1, and so do the columns the schema declares for it.
+    return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+
+class PgTransaction:
+    """One open write transaction. Statements run on the writer connection, in order."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+        # (seq, hash) of the newest audit event, as in node.store.sqlite.db.SqliteTransaction.
+        self.audit_head: tuple[int, str] | None = None
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        cursor = await self._conn.execute(translate(sql), _params(params))
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(translate(sql), [_params(r) for r in rows])
+            return cursor.rowcount
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = await self._conn.execute(translate(sql), _params(params))
+        return await cursor.fetchall() if cursor.description else []
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+
+class Database:
+    """The writer and reader connections of one node's PostgreSQL database."""
+
+    def __init__(self, dsn: str, beside: Path, writer: psycopg.AsyncConnection[Any],
+                 reader: psycopg.AsyncConnection[Any]) -> None:
+        self.dsn = dsn
+        # Where the SQLite backend's file would be: the files kept beside the database (the webhooks'
+        # change mark) are its siblings, in the node's data directory that all its workers share.
+        self.path = beside / "postgresql"
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+        self.commits = 0
+        self._audit_watchers: list[Callable[[int], None]] = []
+
+    @classmethod
+    async def open(cls, dsn: str, beside: Path) -> Database:
+        writer = await connect(dsn)
+        try:
+            await _check_durable(writer, dsn)
+            reader = await connect(dsn)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(dsn, beside, writer, reader)
+
+    async def close(self) -> None:
+        async with self._lock:
+            try:
+                await self._reader.close()
+            finally:
+                await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgTransaction]:
+        """``async with db.transaction() as tx:`` — commit on success, roll back on any exception."""
+        if self._holder is not None and self._holder is asyncio.current_task():
+            raise StoreError("a transaction was opened inside another of the same task (or inside a "
+                             "group-committed work); pass the transaction given down instead")
+        async with self._lock:
+            self._holder = asyncio.current_task()
+            try:
+                async with self._begun() as tx:
+                    yield tx
+            finally:
+                self._holder = None
+
+    @asynccontextmanager
+    async def _begun(self) -> AsyncIterator[PgTransaction]:
+        try:
+            await _to_the_end(self._writer, "BEGIN")
+            await _to_the_end(self._writer, f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+        except BaseException:
+            await _rollback(self._writer)
+            raise
+        tx = PgTransaction(self._writer)
+        try:
+            yield tx
+        except BaseException:
+            await _rollback(self._writer)
+            raise
+        try:
+            await _to_the_end(self._writer, "COMMIT")
+        except asyncio.CancelledError:
+            self._committed(tx)
+            raise
+        except BaseException:
+            await _rollback(self._writer)
+            raise
+        self._committed(tx)
+
+    def watch_audit(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """As :meth:`node.store.sqlite.db.Database.watch_audit`: commits of this process only."""
+        self._audit_watchers.append(callback)
+        return lambda: self._audit_watchers.remove(callback) if callback in self._audit_watchers else None
+
+    def _committed(self, tx: PgTransaction) -> None:
+        self.commits += 1
+        if tx.audit_head is None:
+            return
+        for callback in list(self._audit_watchers):
+            try:
+                callback(tx.audit_head[0])
+            except Exception:
+                log.exception("an audit watcher failed")
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Read the last committed state (reader connection, never blocked by the writer)."""
+        cursor = await self._reader.execute(translate(sql), _params(params))
+        return await cursor.fetchall() if cursor.description else []
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def setting(self, name: str) -> str:
+        """A server setting (``SHOW name``), for status output and tests."""
+        cursor = await self._reader.execute(f"SHOW {name}")
+        row = await cursor.fetchone()
+        return str(row[0]) if row else ""
+
+    @asynccontextmanager
+    async def maybe_transaction(self, tx: PgTransaction | None) -> AsyncIterator[PgTransaction]:
+        if tx is not None:
+            yield tx
+            return
+        async with self.transaction() as own:
+            yield own
+
+
+async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
+    """An autocommit connection (BEGIN and COMMIT are said explicitly, as in the SQLite backend)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=_row_factory,
+                                                     connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to the PostgreSQL store: {str(exc).strip()}", dsn=safe_dsn(dsn)) from exc
+    return conn
+
+
+async def _check_durable(conn: psycopg.AsyncConnection[Any], dsn: str) -> None:
+    for name in ("fsync", "synchronous_commit"):
+        cursor = await conn.execute(f"SHOW {name}")
+        row = await cursor.fetchone()
+        value = str(row[0]) if row else ""
+        if value in ("off", "local"):
+            raise StoreError(f"the PostgreSQL server has {name}={value}: a commit may be lost after we signed a "
+                             f"receipt for it; set {name}=on", dsn=safe_dsn(dsn), setting=name, value=value)
+
+
+def safe_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    import re
+
+    return re.sub(r"(password\s*=\s*)\S+|(://[^:/@]+:)[^@]+@", lambda m: (m.group(1) or m.group(2)) + "***"
+                  + ("" if m.group(1) else "@"), dsn)
+
+
+async def _to_the_end(conn: psycopg.AsyncConnection[Any], sql: str) -> None:
+    """Run ``sql`` to its end even if the caller is cancelled meanwhile (see the SQLite backend's)."""
+    statement = asyncio.ensure_future(conn.execute(sql))
+    try:
+        await asyncio.shield(statement)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await statement
+        raise
+
+
+async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
+    with contextlib.suppress(psycopg.Error):
+        await _to_the_end(conn, "ROLLBACK")

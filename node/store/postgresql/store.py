@@ -1,0 +1,50 @@
+"""The node's store on PostgreSQL: rows in a PostgreSQL database, bytes in the blob directory.
+
+:class:`Store` is the SQLite backend's :class:`node.store.sqlite.store.Store` (the same roles, group
+commit and crash recovery) opened over a :class:`.db.Database`: only where the rows live changes.
+The blob store stays a directory (``data_dir/blobs``): several workers of one node share it (a
+network file system, or one machine), as they share the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from node.store.blobs import BlobStore
+from node.store.postgresql.db import Database
+from node.store.postgresql.schema import migrate
+from node.store.sqlite.store import BLOB_DIR
+from node.store.sqlite.store import Store as SqliteStore
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store(SqliteStore):
+    """A node's store whose rows are in PostgreSQL (``dsn``) and whose blobs are under ``data_dir``."""
+
+    @classmethod
+    async def open(cls, data_dir: str | Path, *, dsn: str = "", clock: Callable[[], datetime] = _utc_now,  # type: ignore[override]
+                   max_blob_size: int | None = None, recover: bool = True, max_batch: int = 512,
+                   blob_threads: int = 32, node_id: str | None = None) -> Store:
+        data_dir = Path(data_dir)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        db = await Database.open(dsn, data_dir)
+        try:
+            await migrate(db, clock())
+            blobs = BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads)
+        except BaseException:
+            await db.close()
+            raise
+        store = cls(db, blobs, clock, max_batch, node_id)  # type: ignore[arg-type]
+        try:
+            if recover:
+                store.last_recovery = await store.recover()
+            store.committer.start()
+        except BaseException:
+            await store.close()
+            raise
+        return store
