@@ -170,12 +170,22 @@ def ensure_running(net: LocalNetwork, *nodes: LocalNode) -> None:
             net.start(node)
 
 
-# --- the SQLite files -----------------------------------------------------------------------------
+# --- the nodes' databases (SQLite files, or PostgreSQL with [store] backend = "postgresql") --------
 def db_path(node: LocalNode) -> Path:
     return load_config(node.directory).data_dir / "gwx.db"
 
 
 def db_rows(node: LocalNode, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """``sql`` (SQLite's words, ``?`` placeholders) on the node's database, read-only, whichever backend."""
+    store = load_config(node.directory).store
+    if store.backend == "postgresql":
+        import psycopg
+
+        from node.store.postgresql.dialect import translate
+
+        with psycopg.connect(store.dsn, autocommit=True) as pg:
+            pg.read_only = True
+            return [tuple(r) for r in pg.execute(translate(sql), tuple(params)).fetchall()]
     conn = sqlite3.connect(f"file:{db_path(node)}?mode=ro", uri=True, timeout=10)
     try:
         return conn.execute(sql, tuple(params)).fetchall()

@@ -1,6 +1,6 @@
 """End to end over a real network: a city node and two county nodes, separate processes, mutual TLS.
 
-A sealed 通知 from the city's office reaches units on both county nodes (主送 and 抄送) and a unit
+The nodes keep their rows in SQLite, then (the same tests) in PostgreSQL. A sealed 通知 from the city's office reaches units on both county nodes (主送 and 抄送) and a unit
 hosted on the city node itself; each clerk's action (签收, 退回, 登记, 撤回, 催办) shows on the other
 side. The package a clerk downloads is checked with tools we did not write (pdfsig, qpdf) and with
 the ``gwx doc verify`` command; the sender's ``gwx track`` prints its table in Chinese.
@@ -24,6 +24,7 @@ from tests.node.network.network_support import (
     CITY,
     CITY_LOCAL,
     clerk_name,
+    db_path,
     db_value,
     gwx,
     inbox_item,
@@ -39,11 +40,20 @@ from tests.node.network.network_support import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def net(request, tmp_path_factory):
+    """The three nodes, each keeping its rows in SQLite, or each in a PostgreSQL database of its own
+    (empty: the node makes its tables at its first start)."""
     base = tmp_path_factory.mktemp("exchange")
-    network = start_network(base, {"city": ([CITY, CITY_LOCAL], {}), "county-a": ([A1, A2], {}),
-                                   "county-b": ([B1], {})})
+    stores = {"city": {}, "county-a": {}, "county-b": {}}
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
+                  for node in stores}
+    network = start_network(base, {"city": ([CITY, CITY_LOCAL], stores["city"]),
+                                   "county-a": ([A1, A2], stores["county-a"]), "county-b": ([B1], stores["county-b"])})
+    if request.param == "postgresql":  # the rows are in PostgreSQL, none in a SQLite file
+        assert not any(db_path(node).exists() for node in network.nodes.values())
     yield network
     network.stop_all()
     for node in network.nodes.values():  # after a clean stop, every node's audit chain still verifies
