@@ -135,6 +135,12 @@ class StoreSettings:
 
     backend: str = "sqlite"
     dsn: str = ""
+    # PostgreSQL: how long a worker's claim on a queued or received envelope lasts unrenewed — after a
+    # worker dies, another takes its envelopes over this long after (node.store.postgresql.leases).
+    lease_seconds: float = 30.0
+    # PostgreSQL: this worker's name on the envelopes it claims (default: the host's name); each worker
+    # of a node needs its own, and one process at a time may use it.
+    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -360,6 +366,9 @@ def _store(raw: Any) -> StoreSettings:
     if settings.backend == "postgresql" and not settings.dsn.strip():
         raise ConfigError('[store] backend = "postgresql" needs dsn (e.g. "host=/run/postgresql dbname=gwx")',
                           key="store.dsn")
+    if not 1.0 <= settings.lease_seconds <= 3600.0:
+        raise ConfigError(f"[store] lease_seconds must be 1–3600, got {settings.lease_seconds}",
+                          key="store.lease_seconds")
     if settings.backend == "sqlite" and settings.dsn:
         raise ConfigError("[store] dsn is for backend = \"postgresql\"; SQLite keeps its rows in data/gwx.db",
                           key="store.dsn")
@@ -500,7 +509,8 @@ def dump_config(config: NodeConfig) -> str:
         lines.append("")
     lines += config.archive.to_toml(config.directory)
     if config.store != StoreSettings():
-        lines += ["[store]", f"backend = {_q(config.store.backend)}", f"dsn = {_q(config.store.dsn)}", ""]
+        lines += ["[store]", f"backend = {_q(config.store.backend)}", f"dsn = {_q(config.store.dsn)}",
+                  f"lease_seconds = {_q(config.store.lease_seconds)}", f"worker = {_q(config.store.worker)}", ""]
     for u in config.units:
         lines += ["[[units]]", f"code = {_q(u.code)}", f"name = {_q(u.name)}",
                   f"seal_dir = {_q(str(u.seal_dir.relative_to(config.directory)))}"]

@@ -44,7 +44,7 @@ from exchange_protocol.states import ReceiverStatus
 from node.context import NodeContext
 from node.documents.ledger import register_facts
 from node.error_kinds import Disposition, disposition, kind_of_code
-from node.errors import NodeError, NodeUnavailable, StoreCorrupt
+from node.errors import NodeError, NodeUnavailable, StoreConflict, StoreCorrupt
 from node.federation.notice_apply import Delivery, NoticeApplier
 from node.federation.notice_evidence import EvidenceChecker
 from node.federation.outbound import NewMessage, Outbound
@@ -181,6 +181,10 @@ class Processor:
                              mark=received.message_id)
             self.applied.inc(type=header.type.value, outcome="done")
         except Exception as exc:  # one bad message must not block the ones behind it
+            if isinstance(exc, StoreConflict) and await self._processed_elsewhere(received.message_id):
+                log.info("%s was applied by another worker of this node", received.message_id,
+                         extra={"message_id": received.message_id})
+                return
             doc_id = await self._doc_id_of(received, header)  # every line about a document names it
             if not isinstance(exc, GwxError):
                 log.exception("cannot apply %s", received.message_id,
@@ -211,6 +215,12 @@ class Processor:
             return decode_notices(payload)[0].doc_id
         except Exception:  # an unreadable payload is this message's problem already logged; no id
             return None
+
+    async def _processed_elsewhere(self, message_id: str) -> bool:
+        """Whether another worker sharing this node's database applied (or refused) ``message_id``
+        meanwhile: its transaction committed first and ours, applying it again, rolled back."""
+        row = await self.store.messages.get_received(message_id)
+        return row is not None and row.state != "new"
 
     async def _refuse(self, received: ReceivedEnvelope, header: EnvelopeHeader | None, error: GwxError) -> None:
         """Mark ``received`` failed; a refused document also sends a bounce back, in the same

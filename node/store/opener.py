@@ -30,7 +30,8 @@ async def open_store(data_dir: str | Path, *, node_id: str | None = None,
         from node.store.postgresql.store import Store as PgStore
 
         return await PgStore.open(data_dir, dsn=settings.dsn, clock=clock, max_blob_size=max_blob_size,
-                                  recover=recover, node_id=node_id)
+                                  recover=recover, node_id=node_id, lease_seconds=settings.lease_seconds,
+                                  worker=settings.worker)
     from node.store.sqlite.store import Store
 
     return await Store.open(data_dir, clock=clock, max_blob_size=max_blob_size, recover=recover,

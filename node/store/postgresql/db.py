@@ -204,6 +204,13 @@ class Database:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def fetchone_writer(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """One statement on the writer connection outside a transaction: what must live as long as the
+        connection does (a session advisory lock)."""
+        async with self._lock:
+            cursor = await self._writer.execute(translate(sql), _params(params))
+            return await cursor.fetchone()
+
     async def setting(self, name: str) -> str:
         """A server setting (``SHOW name``), for status output and tests."""
         cursor = await self._reader.execute(f"SHOW {name}")

@@ -15,6 +15,9 @@ reaches PostgreSQL with no second copy. The words that differ:
 :data:`COMPAT_FUNCTIONS` are created first (and again, harmlessly, at every open): the SQLite functions
 the role modules' queries use, defined in SQL so no query changes words.
 
+The columns that only several workers need (:data:`.leases.LEASE_COLUMNS`) are added after the
+migrations, idempotently (``ADD COLUMN IF NOT EXISTS``): they carry no version of their own.
+
 Every migration runs in one transaction holding the writers' advisory lock, so two workers opening a
 fresh database at once apply each step once.
 """
@@ -26,6 +29,7 @@ from datetime import datetime
 
 from node.errors import StoreSchemaTooNew
 from node.store.postgresql.db import Database, safe_dsn
+from node.store.postgresql.leases import LEASE_COLUMNS
 from node.store.sqlite.db import to_db_time
 from node.store.sqlite.migrations import MIGRATIONS, Migration
 
@@ -112,4 +116,7 @@ async def migrate(db: Database, now: datetime, migrations: tuple[Migration, ...]
             await tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration.version, migration.description, to_db_time(now)))
             applied.append(migration.version)
+    async with db.transaction() as tx:  # PostgreSQL's own columns (several workers), whatever the version
+        for statement in LEASE_COLUMNS:
+            await tx.execute(statement)
     return applied

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from node.store.blobs import BlobStore
 from node.store.postgresql.db import Database
+from node.store.postgresql.leases import LeasedMessages, LeasedQueue, _Lease, hold_name, worker_name
 from node.store.postgresql.schema import migrate
+from node.store.sqlite.group_commit import GroupCommitter
 from node.store.sqlite.store import BLOB_DIR
 from node.store.sqlite.store import Store as SqliteStore
 
@@ -23,23 +25,40 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+DEFAULT_LEASE_SECONDS = 30.0
+
+
 class Store(SqliteStore):
-    """A node's store whose rows are in PostgreSQL (``dsn``) and whose blobs are under ``data_dir``."""
+    """A node's store whose rows are in PostgreSQL (``dsn``) and whose blobs are under ``data_dir``;
+    its queue and received envelopes are claimed with leases (:mod:`.leases`), so several workers of
+    one node may share the database."""
+
+    def __init__(self, db: Database, blobs: BlobStore, clock: Callable[[], datetime], max_batch: int,  # type: ignore[override]
+                 node_id: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS, worker: str = "") -> None:
+        super().__init__(db, blobs, clock, max_batch, node_id)  # type: ignore[arg-type]
+        self.worker = worker_name(worker)
+        self.lease = _Lease(clock, lease_seconds, self.worker)
+        self.queue = LeasedQueue(db, self.audit, clock, self.lease)
+        self.messages = LeasedMessages(db, self.audit, clock, self.lease)
+        self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)  # type: ignore[arg-type]
 
     @classmethod
     async def open(cls, data_dir: str | Path, *, dsn: str = "", clock: Callable[[], datetime] = _utc_now,  # type: ignore[override]
                    max_blob_size: int | None = None, recover: bool = True, max_batch: int = 512,
-                   blob_threads: int = 32, node_id: str | None = None) -> Store:
+                   blob_threads: int = 32, node_id: str | None = None,
+                   lease_seconds: float = DEFAULT_LEASE_SECONDS, worker: str = "") -> Store:
         data_dir = Path(data_dir)
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = await Database.open(dsn, data_dir)
         try:
+            if recover:  # a worker (a tool opening a running node's store claims nothing, holds no name)
+                await hold_name(db, worker_name(worker))
             await migrate(db, clock())
             blobs = BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads)
         except BaseException:
             await db.close()
             raise
-        store = cls(db, blobs, clock, max_batch, node_id)  # type: ignore[arg-type]
+        store = cls(db, blobs, clock, max_batch, node_id, lease_seconds, worker)
         try:
             if recover:
                 store.last_recovery = await store.recover()

@@ -24,7 +24,7 @@ def _config(store: dict | None) -> dict:
 
 
 def test_store_section_chooses_the_backend(tmp_path: Path) -> None:
-    assert parse_config(_config(None), tmp_path).store == StoreSettings("sqlite", "")
+    assert parse_config(_config(None), tmp_path).store == StoreSettings("sqlite", "", 30.0, "")
     chosen = parse_config(_config({"backend": "postgresql", "dsn": "host=/run/postgresql dbname=gwx"}), tmp_path)
     assert chosen.store == StoreSettings("postgresql", "host=/run/postgresql dbname=gwx")
 

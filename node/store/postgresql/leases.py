@@ -1,0 +1,193 @@
+"""Several workers of one node on one PostgreSQL database: queue rows and received envelopes claimed
+with leases.
+
+A node that serves its identity from several processes (workers behind one TCP load balancer, all on
+the same database and blob directory) must not send an envelope from two workers at once, nor apply
+a received envelope twice; and when a worker dies (kill -9, a machine lost) what it held must not
+wait for it for ever. So a worker *claims* rows: it writes its name (``lease_owner``) and a time
+(``lease_until``, now + ``[store] lease_seconds``) on each, picked with ``FOR UPDATE SKIP LOCKED``
+so two workers asking at once take different rows. A lease is renewed each time its worker asks
+again; one that has run out is anybody's: another worker takes the row over.
+
+- Outbound (:class:`LeasedQueue`): a destination's in-flight window is the worker's own ``active``
+  rows; ``active`` rows whose lease ran out go back to waiting (as a restart would put them) before a
+  worker tops its window up, and count as due for the scheduler (``destinations_due``,
+  ``next_due_at``), so a live worker picks up a dead one's rows within ``lease_seconds``. A worker
+  starting requeues only rows whose lease ran out, never a live worker's.
+- Inbound (:class:`LeasedMessages`): ``pending_inbound`` claims the due ``new`` rows it returns; the
+  processor's wake-up considers when leases end. Marking a row ``done``/``failed`` moves it only from
+  ``new``: were a lease to run out mid-application and a second worker apply the same envelope, the
+  second's transaction meets a row already done and rolls back (:class:`~node.errors.StoreConflict`),
+  so each received envelope is applied exactly once.
+
+Sending twice is harmless anyway (the receiver's dedupe answers with the first receipt); applying
+twice is what the leases and the guarded mark rule out. The columns are added by
+:mod:`.schema` (PostgreSQL only: one SQLite process needs no leases).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from node.errors import StoreConflict, StoreError, StoreNotFound
+from node.store.queue_states import QueueEvent, sources, target
+from node.store.sqlite.audit import AuditLog
+from node.store.sqlite.db import from_db_time, to_db_time
+from node.store.sqlite.messages import Messages, _received
+from node.store.sqlite.queue import _COLUMNS, OutboundQueue, _entry, _in, _to_state
+from node.store.values import QueueEntry, ReceivedEnvelope
+
+NAME_LOCKS = 0x677778  # the advisory locks' key space of workers' names ("gwx")
+LEASE_COLUMNS = (
+    "ALTER TABLE queue ADD COLUMN IF NOT EXISTS lease_owner TEXT",
+    "ALTER TABLE queue ADD COLUMN IF NOT EXISTS lease_until TEXT",
+    "ALTER TABLE received ADD COLUMN IF NOT EXISTS lease_owner TEXT",
+    "ALTER TABLE received ADD COLUMN IF NOT EXISTS lease_until TEXT",
+)
+
+
+def worker_name(name: str = "") -> str:
+    """This worker's name on the rows it claims: ``[store] worker``, or the host's name. One process at
+    a time holds a name (:func:`hold_name`), so a worker restarted under its name takes back at once
+    what it held before it stopped, while a live worker's rows stay its own."""
+    return name or socket.gethostname()
+
+
+async def hold_name(db: Any, name: str) -> None:
+    """Hold ``name`` for as long as this store is open (a session advisory lock, released by the server
+    when the process dies), or refuse: another process runs under it."""
+    row = await db.fetchone_writer("SELECT pg_try_advisory_lock(?, hashtext(?))", (NAME_LOCKS, name))
+    if not row or not row[0]:
+        raise StoreError(f"another worker named {name!r} is using this database; give each worker of a node its "
+                         "own [store] worker name", worker=name)
+
+
+class _Lease:
+    def __init__(self, clock: Callable[[], datetime], seconds: float, owner: str) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.owner = owner
+
+    def times(self) -> tuple[str, str]:
+        """(now, until) as the store writes times."""
+        now = self.clock()
+        return to_db_time(now), to_db_time(now + timedelta(seconds=self.seconds))
+
+
+class LeasedQueue(OutboundQueue):
+    def __init__(self, db: Any, audit: AuditLog, clock: Callable[[], datetime], lease: _Lease) -> None:
+        super().__init__(db, audit, clock)
+        self._lease = lease
+
+    async def load_active_window(self, destination: str, limit: int, *,
+                                 now: datetime | None = None) -> list[QueueEntry]:
+        """This worker's in-flight window of ``destination``: its active rows (leases renewed), topped
+        up with due rows no other worker holds; rows of a worker whose lease ran out wait again first."""
+        at, until = (to_db_time(now), to_db_time(now + timedelta(seconds=self._lease.seconds))) if now \
+            else self._lease.times()
+        me = self._lease.owner
+        claimable = sources(QueueEvent.CLAIM)
+        active = target(QueueEvent.CLAIM, 0)
+        restart_sql, restart_params = _to_state(QueueEvent.RESTART)
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                f"UPDATE queue SET state = {restart_sql}, lease_owner = NULL, lease_until = NULL"
+                " WHERE destination = ? AND state = ? AND lease_owner IS DISTINCT FROM ?"
+                " AND (lease_until IS NULL OR lease_until < ?)", (*restart_params, destination, active, me, at))
+            row = await tx.fetchone("SELECT COUNT(*) FROM queue WHERE destination = ? AND state = ?",
+                                    (destination, active))
+            room = limit - row[0]
+            if room > 0:
+                await tx.execute(
+                    "UPDATE queue SET state = ?, updated_at = ?, lease_owner = ?, lease_until = ? WHERE message_id IN ("
+                    f" SELECT message_id FROM queue WHERE destination = ? AND state IN ({_in(claimable)})"
+                    " AND next_attempt_at <= ? AND (expires_at IS NULL OR expires_at > ?)"
+                    " ORDER BY created_at, message_id LIMIT ? FOR UPDATE SKIP LOCKED)",
+                    (active, at, me, until, destination, *claimable, at, at, room))
+            await tx.execute("UPDATE queue SET lease_until = ? WHERE destination = ? AND state = ? AND lease_owner = ?",
+                             (until, destination, active, me))
+            rows = await tx.fetchall(
+                f"SELECT {_COLUMNS} FROM queue WHERE destination = ? AND state = ? AND lease_owner = ?"
+                " ORDER BY created_at, message_id LIMIT ?", (destination, active, me, limit))
+        return [_entry(r) for r in rows]
+
+    async def requeue_active(self, tx: Any) -> int:
+        """Start-up: rows this worker had in flight, and those of a worker whose lease ran out, go back
+        to waiting — not a live worker's (SQLite's store requeues every active row: one process)."""
+        allowed = sources(QueueEvent.RESTART)
+        state_sql, state_params = _to_state(QueueEvent.RESTART)
+        return await tx.execute(
+            f"UPDATE queue SET state = {state_sql}, lease_owner = NULL, lease_until = NULL"
+            f" WHERE state IN ({_in(allowed)}) AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)",
+            (*state_params, *allowed, to_db_time(self._clock()), self._lease.owner))
+
+    async def destinations_due(self, now: datetime | None = None) -> list[str]:
+        """Destinations with a due envelope, or with one held by a worker whose lease ran out."""
+        at = to_db_time(now or self._clock())
+        due = set(await super().destinations_due(now))
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT destination FROM queue WHERE state = ? AND (lease_until IS NULL OR lease_until < ?)",
+            (target(QueueEvent.CLAIM, 0), at))
+        return sorted(due | {r[0] for r in rows})
+
+    async def next_due_at(self, destination: str | None = None) -> datetime | None:
+        """When the earliest waiting envelope becomes due, or another worker's lease runs out."""
+        waiting = await super().next_due_at(destination)
+        where, params = "state = ? AND lease_owner IS DISTINCT FROM ?", [target(QueueEvent.CLAIM, 0), self._lease.owner]
+        if destination is not None:
+            where += " AND destination = ?"
+            params.append(destination)
+        row = await self._db.fetchone(f"SELECT MIN(COALESCE(lease_until, '')) FROM queue WHERE {where}", params)
+        ends = None if row is None or row[0] is None else (self._clock() if row[0] == "" else from_db_time(row[0]))
+        return min((t for t in (waiting, ends) if t is not None), default=None)
+
+
+class LeasedMessages(Messages):
+    def __init__(self, db: Any, audit: AuditLog, clock: Callable[[], datetime], lease: _Lease) -> None:
+        super().__init__(db, audit, clock)
+        self._lease = lease
+
+    async def pending_inbound(self, limit: int = 100) -> list[ReceivedEnvelope]:
+        """Due ``new`` envelopes no live worker holds, oldest first, claimed for this worker."""
+        now, until = self._lease.times()
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE received SET lease_owner = ?, lease_until = ? WHERE message_id IN ("
+                " SELECT message_id FROM received WHERE state = 'new' AND (retry_at IS NULL OR retry_at <= ?)"
+                " AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+                " ORDER BY received_at, message_id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING *",
+                (self._lease.owner, until, now, now, self._lease.owner, limit))
+        return sorted((_received(r) for r in rows), key=lambda r: (r.received_at, r.message_id))
+
+    async def next_inbound_retry(self) -> datetime | None:
+        """When a ``new`` envelope is next due: its retry time, or when the lease on it runs out."""
+        row = await self._db.fetchone(
+            "SELECT MIN(GREATEST(COALESCE(retry_at, ''), COALESCE(lease_until, ''))) FROM received WHERE state = 'new'")
+        if row is None or row[0] is None:
+            return None
+        return self._clock() if row[0] == "" else from_db_time(row[0])
+
+    async def mark_inbound(self, message_id: str, state: str, *, error: Any = None,
+                           tx: Any = None, actor: str = "node") -> None:
+        """As the SQLite store's, but only from ``new``: a row another worker already applied is a
+        :class:`StoreConflict`, and the transaction applying it a second time rolls back."""
+        if state not in ("done", "failed", "corrupt"):
+            raise StoreError(f"unknown processing state {state!r} of a received message", state=state)
+        code = getattr(error, "code", None)
+        message = getattr(error, "message", None if error is None else str(error))
+        async with self._db.maybe_transaction(tx) as t:
+            changed = await t.execute(
+                "UPDATE received SET state = ?, error_code = ?, error_message = ?, processed_at = ?,"
+                " lease_owner = NULL, lease_until = NULL WHERE message_id = ? AND state = 'new'",
+                (state, code, message, to_db_time(self._clock()), message_id))
+            if not changed:
+                row = await t.fetchone("SELECT state FROM received WHERE message_id = ?", (message_id,))
+                if row is None:
+                    raise StoreNotFound("no such received message", message_id=message_id)
+                raise StoreConflict("the received message was already processed (by another worker)",
+                                    message_id=message_id, state=row[0])
+            await self._audit.append(t, actor, f"envelope.{state}", {"message_id": message_id},
+                                     {"error": code} if code else {})

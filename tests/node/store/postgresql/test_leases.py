@@ -1,0 +1,112 @@
+"""Several workers of one node on one PostgreSQL database (node.store.postgresql.leases): two stores
+open on the same database under two worker names, on one hand-moved clock."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from node.errors import StoreConflict, StoreError
+from node.store.postgresql import Store
+from tests.node.store.conftest import put_envelope, queued_item
+from tests.support import FakeClock
+
+LEASE = 10.0
+
+
+async def _workers(tmp_path: Path, dsn: str, clock: FakeClock) -> tuple[Store, Store]:
+    a = await Store.open(tmp_path, dsn=dsn, clock=clock, lease_seconds=LEASE, worker="a")
+    b = await Store.open(tmp_path, dsn=dsn, clock=clock, lease_seconds=LEASE, worker="b")
+    return a, b
+
+
+def test_a_received_envelope_is_claimed_by_one_worker_and_taken_over_when_its_lease_ends(tmp_path, postgres_server):
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a, b = await _workers(tmp_path, dsn, clock)
+        try:
+            for n in range(3):
+                await a.accept_inbound(await put_envelope(a, f"in-{n}"))
+            assert [r.message_id for r in await a.messages.pending_inbound(10)] == ["in-0", "in-1", "in-2"]
+            assert await b.messages.pending_inbound(10) == []  # a holds them
+            assert await b.messages.next_inbound_retry() == clock() + dt.timedelta(seconds=LEASE)
+            # a applies in-0, then dies (its leases are not renewed)
+            await a.messages.mark_inbound("in-0", "done")
+            clock.advance(seconds=LEASE + 1)
+            assert [r.message_id for r in await b.messages.pending_inbound(10)] == ["in-1", "in-2"]
+            assert await a.messages.pending_inbound(10) == []  # now b's
+        finally:
+            await a.close()
+            await b.close()
+    asyncio.run(main())
+
+
+def test_an_envelope_applied_by_one_worker_is_not_applied_again_by_another(tmp_path, postgres_server):
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a, b = await _workers(tmp_path, dsn, clock)
+        try:
+            await a.accept_inbound(await put_envelope(a, "in-1"))
+            await a.messages.pending_inbound(10)
+            clock.advance(seconds=LEASE + 1)  # a's lease ran out while it was still applying
+            await b.messages.pending_inbound(10)
+            async with a.transaction() as tx:  # a's application commits first
+                await a.audit.append(tx, "node", "doc.applied", {"message_id": "in-1"})
+                await a.messages.mark_inbound("in-1", "done", tx=tx)
+            with pytest.raises(StoreConflict):  # b's, the same envelope again, rolls back whole
+                async with b.transaction() as tx:
+                    await b.audit.append(tx, "node", "doc.applied", {"message_id": "in-1"})
+                    await b.messages.mark_inbound("in-1", "done", tx=tx)
+            events = [e.action for e in await b.audit.events(message_id="in-1", limit=50)]
+            assert events.count("doc.applied") == 1 and events.count("envelope.done") == 1
+            assert (await b.messages.get_received("in-1")).state == "done"
+        finally:
+            await a.close()
+            await b.close()
+    asyncio.run(main())
+
+
+def test_queued_envelopes_are_sent_by_one_worker_and_taken_over_when_its_lease_ends(tmp_path, postgres_server):
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a, b = await _workers(tmp_path, dsn, clock)
+        try:
+            for n in range(3):
+                await a.enqueue(await queued_item(a, f"out-{n}", "county-b"))
+            window = await a.queue.load_active_window("county-b", 2)
+            assert [e.message_id for e in window] == ["out-0", "out-1"]
+            # b tops the window up with what a did not take, never a's rows
+            assert [e.message_id for e in await b.queue.load_active_window("county-b", 3)] == ["out-2"]
+            assert await b.queue.next_due_at("county-b") == clock() + dt.timedelta(seconds=LEASE)
+            await a.queue.mark_sent(["out-0"], b"receipt")
+            clock.advance(seconds=LEASE + 1)  # a died with out-1 in flight
+            assert "county-b" in await b.queue.destinations_due()
+            assert {e.message_id for e in await b.queue.load_active_window("county-b", 3)} == {"out-1", "out-2"}
+            assert (await b.queue.get("out-0")).state == "sent"
+        finally:
+            await a.close()
+            await b.close()
+    asyncio.run(main())
+
+
+def test_one_process_at_a_time_runs_under_a_worker_name(tmp_path, postgres_server):
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a = await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a")
+        try:
+            with pytest.raises(StoreError, match="another worker named 'a'"):
+                await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a")
+            tool = await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a", recover=False)  # gwx commands
+            await tool.close()
+        finally:
+            await a.close()
+        again = await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a")  # its name is free once closed
+        await again.close()
+    asyncio.run(main())
