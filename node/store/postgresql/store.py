@@ -33,6 +33,10 @@ class Store(SqliteStore):
     its queue and received envelopes are claimed with leases (:mod:`.leases`), so several workers of
     one node may share the database."""
 
+    # Another worker's blob written a moment ago may have no committed row yet: recovery leaves temp
+    # files and unreferenced blobs younger than this (an envelope is written and committed in seconds).
+    SHARED_BLOBS_GRACE_SECONDS = 3600.0
+
     def __init__(self, db: Database, blobs: BlobStore, clock: Callable[[], datetime], max_batch: int,  # type: ignore[override]
                  node_id: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS, worker: str = "") -> None:
         super().__init__(db, blobs, clock, max_batch, node_id)  # type: ignore[arg-type]

@@ -56,6 +56,11 @@ def _utc_now() -> datetime:
 
 
 class Store:
+    # How old a temp file or an unreferenced blob must be before recovery deletes it. 0 here: the
+    # process recovering is the only one writing (node.run_lock). The PostgreSQL store's workers share
+    # the blob directory, and another worker's blob may be on disk with its row not yet committed.
+    SHARED_BLOBS_GRACE_SECONDS = 0.0
+
     def __init__(self, db: Database, blobs: BlobStore, clock: Callable[[], datetime], max_batch: int,
                  node_id: str | None = None) -> None:
         self.db = db
@@ -131,7 +136,7 @@ class Store:
     # --- recovery and garbage -----------------------------------------------------------------
     async def recover(self, *, grace_seconds: float = 0.0) -> RecoveryReport:
         """Rebuild a consistent state from disk; run at start-up before accepting anything."""
-        temp_removed = await asyncio.to_thread(self.blobs.cleanup_temp, 0.0)
+        temp_removed = await asyncio.to_thread(self.blobs.cleanup_temp, self.SHARED_BLOBS_GRACE_SECONDS)
         async with self.db.transaction() as tx:
             requeued = await self.queue.requeue_active(tx)
 
@@ -164,7 +169,7 @@ class Store:
             error = BlobMissing("the package blob of a document (公文包) is missing", digest=digest, doc_id=doc_id)
             log.error(error.message, extra={"doc_id": doc_id, "code": error.code})
 
-        orphans = await self.collect_garbage(grace_seconds=grace_seconds)
+        orphans = await self.collect_garbage(grace_seconds=max(grace_seconds, self.SHARED_BLOBS_GRACE_SECONDS))
         report = RecoveryReport(temp_removed, requeued, tuple(m for m, _ in corrupt_queue),
                                 tuple(dict(corrupt_received)), tuple(d for d, _ in missing_packages),
                                 tuple(orphans), tuple(m for m, _ in corrupt_drafts))

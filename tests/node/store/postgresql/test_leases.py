@@ -110,3 +110,20 @@ def test_one_process_at_a_time_runs_under_a_worker_name(tmp_path, postgres_serve
         again = await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a")  # its name is free once closed
         await again.close()
     asyncio.run(main())
+
+
+def test_a_worker_starting_leaves_the_fresh_blobs_another_worker_is_writing(tmp_path, postgres_server):
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a = await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a")
+        try:
+            written = await a.blobs.put(b"an envelope whose row a commits in a moment")
+            (a.blobs.tmp_dir / "y.part").write_bytes(b"an envelope a is receiving")
+            b = await Store.open(tmp_path, dsn=dsn, clock=clock, worker="b")  # recovers at its start
+            await b.close()
+            assert b.last_recovery.orphan_blobs_removed == () and b.last_recovery.temp_files_removed == 0
+            assert a.blobs.exists(written.digest) and (a.blobs.tmp_dir / "y.part").exists()
+        finally:
+            await a.close()
+    asyncio.run(main())
