@@ -13,7 +13,9 @@ reaches PostgreSQL with no second copy. The words that differ:
 - the store's incarnation (``randomblob``) comes from ``gen_random_uuid``.
 
 :data:`COMPAT_FUNCTIONS` are created first (and again, harmlessly, at every open): the SQLite functions
-the role modules' queries use, defined in SQL so no query changes words.
+the role modules' queries use (``json_extract``, ``julianday``, ``date`` with its modifiers,
+``group_concat``, ``round`` and two-argument ``max`` of floats, ``sum`` of a truth value), defined in
+SQL so no query changes words.
 
 The columns that only several workers need (:data:`.leases.LEASE_COLUMNS`) are added after the
 migrations, idempotently (``ADD COLUMN IF NOT EXISTS``): they carry no version of their own.
@@ -56,6 +58,28 @@ COMPAT_FUNCTIONS = (
     """DO $$ BEGIN
          CREATE AGGREGATE group_concat(anyelement) (SFUNC = gwx_concat, STYPE = text);
        EXCEPTION WHEN duplicate_function THEN NULL; END $$""",
+    # SQLite's scalar max of two numbers (PostgreSQL's GREATEST).
+    """CREATE OR REPLACE FUNCTION max(a double precision, b double precision) RETURNS double precision
+       LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT greatest(a, b) $$""",
+    # date(time, modifier…) with the modifiers the 台账's statistics use (node.store.sqlite.ledger):
+    # '+N minutes' / '-N days', 'weekday N' (forward to that weekday, 0 = Sunday), 'start of month'.
+    """CREATE OR REPLACE FUNCTION date(t text, VARIADIC modifiers text[]) RETURNS text
+       LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+       DECLARE
+         ts timestamp := t::timestamptz AT TIME ZONE 'UTC';
+         m text;
+       BEGIN
+         FOREACH m IN ARRAY modifiers LOOP
+           IF m ~ '^[+-]?[0-9]+ minutes?$' THEN ts := ts + split_part(m, ' ', 1)::int * interval '1 minute';
+           ELSIF m ~ '^[+-]?[0-9]+ days?$' THEN ts := ts + split_part(m, ' ', 1)::int * interval '1 day';
+           ELSIF m = 'start of month' THEN ts := date_trunc('month', ts);
+           ELSIF m ~ '^weekday [0-6]$' THEN
+             ts := ts + ((split_part(m, ' ', 2)::int - extract(dow FROM ts)::int + 7) % 7) * interval '1 day';
+           ELSE RAISE EXCEPTION 'date modifier % is not one gwx uses', m;
+           END IF;
+         END LOOP;
+         RETURN to_char(ts, 'YYYY-MM-DD');
+       END $$""",
     """CREATE OR REPLACE FUNCTION gwx_refuse_change() RETURNS trigger LANGUAGE plpgsql AS
        $$ BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$""",
 )

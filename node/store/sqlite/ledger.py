@@ -114,7 +114,7 @@ def _tally_sql(query: LedgerQuery, rules: LedgerTallyRules) -> tuple[str, list[A
     unsigned, unsigned_params = _in(rules.overdue_unsigned)
     counts = (f"SELECT {other} AS other, {period} AS period, COUNT(DISTINCT doc_id) AS documents, COUNT(*) AS rows,"
               f" SUM(deadline IS NOT NULL AND CASE WHEN status IN {signed} THEN at_when IS NOT NULL"
-              f" AND at_when > deadline WHEN status IN {unsigned} THEN deadline < ? ELSE 0 END) AS overdue,"
+              f" AND at_when > deadline WHEN status IN {unsigned} THEN deadline < ? ELSE false END) AS overdue,"
               f" SUM(status = ?) AS returned FROM ({rows_sql}) GROUP BY 1, 2 ORDER BY 1, 2")
     counts_params = [*period_params, *signed_params, *unsigned_params, to_db_time(rules.now), rules.returned,
                      *params]

@@ -2,7 +2,8 @@
 
 Rows are written through the store's own interfaces (add_outbox / add_inbox / update_inbox) with a
 hand-moved clock, so every time — received, signed, deadline — is chosen here and the expected
-statistics are worked out independently below (not by the code under test).
+statistics are worked out independently below (not by the code under test). They run on both backends,
+SQLite and PostgreSQL (tests/node/store/conftest.py), but for the one about SQLite's query plans.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from node.api.auth import Principal
 from node.documents import statistics
 from node.documents.ledger import open_export
 from node.store import InboxRow, LedgerQuery, OutboxDocument, OutboxRecipient, RegisterFacts
-from tests.node.store.conftest import open_store
+from tests.node.store.conftest import open_store, pytest_generate_tests, store_backend  # noqa: F401 (both backends)
 from tests.support import FakeClock
 
 U_CITY = "91350100M000100Y43"
@@ -149,6 +150,7 @@ def test_ledger_pages_cover_every_row_once_across_page_boundaries_and_days(tmp_p
     asyncio.run(main())
 
 
+@pytest.mark.sqlite_only  # SQLite's query plans
 def test_ledger_queries_read_their_index_and_sort_nothing(tmp_path):
     async def main():
         async with open_store(tmp_path) as store:

@@ -34,8 +34,12 @@ _running: dict[str, str | None] = {"dsn": None}  # the running test's PostgreSQL
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Both backends for a test whose module opens its store with :func:`open_store`, unless it is about
+    SQLite itself (tests/node/store/sqlite/, or marked ``sqlite_only``). A module elsewhere takes part by
+    importing this hook and :func:`store_backend` (tests/node/documents/test_ledger_statistics.py)."""
     if "store_backend" in metafunc.fixturenames and "sqlite" not in metafunc.module.__name__.split(".")[:-1] \
-            and getattr(metafunc.module, "open_store", None) is open_store:
+            and getattr(metafunc.module, "open_store", None) is open_store \
+            and metafunc.definition.get_closest_marker("sqlite_only") is None:
         metafunc.parametrize("store_backend", BACKENDS, indirect=True)
 
 
