@@ -202,7 +202,7 @@ def test_the_v2_seq_cannot_be_changed(tmp_path):
         async with open_store(tmp_path) as store:
             await _fill(store, 2)
             path = store.db.path
-        with sqlite3.connect(path) as raw:
+        with raw_database(path) as raw:
             for statement in ("UPDATE audit_version SET from_seq = 100", "DELETE FROM audit_version"):
                 with pytest.raises(DATABASE_ERRORS, match="append-only"):
                     raw.execute(statement)
