@@ -21,12 +21,11 @@ The line callers see (import these from ``node.store``, never from ``node.store.
 - :mod:`.queue_states` — the outbound queue's lifecycle as a table: which event moves an envelope
   from which state to which (the SQL asks it; no rule lives in a query string).
 - :mod:`.blobs` — the content-addressed blob store: streaming in and out, digest checks, GC.
-- :mod:`.opener` — :func:`open_store`, the one place that picks the backend (SQLite today).
+- :mod:`.opener` — :func:`open_store`, the one place that picks the backend (node.toml's ``[store]``).
 
-Behind the line, :mod:`.sqlite` (its package docstring is its map) is the only code that speaks SQL;
-a test fails the build if SQL or a database driver appears anywhere else in ``node/``. A PostgreSQL
-backend for scale-out is planned (a later issue), not built; it would implement the same protocols
-and no caller would change.
+Behind the line, :mod:`.sqlite` (its package docstring is its map) and :mod:`.postgresql` (the same
+role modules over PostgreSQL, for several workers of one node) are the only code that speaks SQL; a
+test fails the build if SQL or a database driver appears anywhere else in ``node/``.
 
 Every write takes an optional ``tx``: several state changes (say, a 签收 receipt updating a recipient
 row and queueing the acknowledgement) commit together with ``async with store.transaction() as tx:

@@ -1,8 +1,9 @@
 """What the node needs from storage, one ``Protocol`` per role; the SQLite backend implements them.
 
 Callers (documents, federation, api, runner) see only these protocols and the values of
-:mod:`node.store.values`: no rows, no placeholders, no SQL. A PostgreSQL backend, planned for a
-later issue and not built yet, would implement the same protocols and no caller would change.
+:mod:`node.store.values`: no rows, no placeholders, no SQL. Two backends implement them: SQLite
+(:mod:`node.store.sqlite`, the default) and PostgreSQL (:mod:`node.store.postgresql`); no caller knows
+which one it has.
 
 Writes that must commit together share a :class:`Transaction`, an opaque handle: a caller opens it
 with ``async with store.transaction() as tx:`` and passes ``tx=tx`` (or ``tx`` first, for the

@@ -27,7 +27,9 @@ twice is what the leases and the guarded mark rule out. The columns are added by
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +43,7 @@ from node.store.sqlite.queue import _COLUMNS, OutboundQueue, _entry, _in, _to_st
 from node.store.values import QueueEntry, ReceivedEnvelope
 
 NAME_LOCKS = 0x677778  # the advisory locks' key space of workers' names ("gwx")
+NAME_PATIENCE_SECONDS = 5.0
 LEASE_COLUMNS = (
     "ALTER TABLE queue ADD COLUMN IF NOT EXISTS lease_owner TEXT",
     "ALTER TABLE queue ADD COLUMN IF NOT EXISTS lease_until TEXT",
@@ -56,10 +59,16 @@ def worker_name(name: str = "") -> str:
     return name or socket.gethostname()
 
 
-async def hold_name(db: Any, name: str) -> None:
+async def hold_name(db: Any, name: str, *, patience: float = NAME_PATIENCE_SECONDS) -> None:
     """Hold ``name`` for as long as this store is open (a session advisory lock, released by the server
-    when the process dies), or refuse: another process runs under it."""
-    row = await db.fetchone_writer("SELECT pg_try_advisory_lock(?, hashtext(?))", (NAME_LOCKS, name))
+    when the process dies), or refuse: another process runs under it. A worker restarted at once after
+    a kill waits ``patience`` seconds for the server to notice its predecessor's connection is gone."""
+    deadline = time.monotonic() + patience
+    while True:
+        row = await db.fetchone_writer("SELECT pg_try_advisory_lock(?, hashtext(?))", (NAME_LOCKS, name))
+        if (row and row[0]) or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.2)
     if not row or not row[0]:
         raise StoreError(f"another worker named {name!r} is using this database; give each worker of a node its "
                          "own [store] worker name", worker=name)

@@ -102,7 +102,7 @@ def test_one_process_at_a_time_runs_under_a_worker_name(tmp_path, postgres_serve
         a = await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a")
         try:
             with pytest.raises(StoreError, match="another worker named 'a'"):
-                await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a")
+                await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a")  # after 5 s of patience
             tool = await Store.open(tmp_path, dsn=dsn, clock=clock, worker="a", recover=False)  # gwx commands
             await tool.close()
         finally:
