@@ -13,7 +13,7 @@ reaches PostgreSQL with no second copy. The words that differ:
 - the store's incarnation (``randomblob``) comes from ``gen_random_uuid``.
 
 :data:`COMPAT_FUNCTIONS` are created first (and again, harmlessly, at every open): the SQLite functions
-the role modules' queries use (``json_extract``, ``julianday``, ``date`` with its modifiers,
+the role modules' queries use (``json_extract``, ``json_each`` of an array, ``julianday``, ``date`` with its modifiers,
 ``group_concat``, ``round`` and two-argument ``max`` of floats, ``sum`` of a truth value), defined in
 SQL so no query changes words.
 
@@ -58,6 +58,9 @@ COMPAT_FUNCTIONS = (
     """DO $$ BEGIN
          CREATE AGGREGATE group_concat(anyelement) (SFUNC = gwx_concat, STYPE = text);
        EXCEPTION WHEN duplicate_function THEN NULL; END $$""",
+    # json_each over a JSON array kept as text (a message's units): its elements, as column value.
+    """CREATE OR REPLACE FUNCTION json_each(doc text) RETURNS TABLE (value text)
+       LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT jsonb_array_elements_text(doc::jsonb) $$""",
     # SQLite's scalar max of two numbers (PostgreSQL's GREATEST).
     """CREATE OR REPLACE FUNCTION max(a double precision, b double precision) RETURNS double precision
        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT greatest(a, b) $$""",

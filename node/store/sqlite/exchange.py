@@ -150,7 +150,10 @@ class OutgoingLinks:
         """转发 to units of ``node_id`` (this node) whose forwarded copies are still queued: the
         forwarder's package (its own inbox row of the document) and the cover 通知's local message."""
         rows = await self._db.fetchall(
-            "SELECT o.message_id, o.units, o.created_at, f.from_unit, i.package_digest, c.message_id AS cover"
+            # One row per forward: the copies' rows agree on the forwarder, its package and the cover
+            # (MIN picks that one value in both dialects; PostgreSQL takes no bare column beside GROUP BY).
+            "SELECT o.message_id, o.units, o.created_at, MIN(f.from_unit) AS from_unit,"
+            " MIN(i.package_digest) AS package_digest, MIN(c.message_id) AS cover"
             " FROM outgoing o JOIN forwarded f ON f.doc_id = o.doc_id AND f.destination_node = ? AND f.status = ?"
             " AND f.unit IN (SELECT value FROM json_each(o.units))"
             " JOIN inbox i ON i.doc_id = f.doc_id AND i.unit_code = f.from_unit"

@@ -4,7 +4,8 @@ The promise (design §7): a message is acknowledged only once durable, retries r
 bytes, receivers answer duplicates with the original receipt — so after any crash and restart
 every document is delivered **exactly once**: each addressed unit has exactly one inbox row per
 document, the receiver applied each envelope once (one ``inbox.add`` audit event per row), the
-sender's rows all reach 已送达, and both audit chains still verify from the SQLite files.
+sender's rows all reach 已送达, and both audit chains still verify from the database. The nodes keep
+their rows in SQLite, then (the same tests) in PostgreSQL.
 
 The sender is given small batches (4 envelopes a request) so a kill can land between batches and
 inside one; the receiver is killed by SIGKILL while the sender pushes, the sender while its
@@ -40,11 +41,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 N = 30
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def net(request, tmp_path_factory):
+    """The two nodes keep their rows in SQLite, or each in a PostgreSQL database of its own."""
     base = tmp_path_factory.mktemp("crash")
-    network = start_network(base, {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}}),
-                                   "county-a": ([A1, A2], {})})
+    stores = {"city": {}, "county-a": {}}
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
+                  for node in stores}
+    network = start_network(base, {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}, **stores["city"]}),
+                                   "county-a": ([A1, A2], stores["county-a"])})
     yield network
     network.stop_all()
 

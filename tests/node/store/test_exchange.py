@@ -133,3 +133,32 @@ def test_an_unreadable_draft_row_comes_back_with_its_typed_error(tmp_path):
             assert isinstance(row, UnreadableDraft) and isinstance(row.error, EnvelopeHeaderInvalid)
 
     asyncio.run(run())
+
+
+def test_a_forward_cut_off_before_its_local_delivery_is_found_again_once(tmp_path):
+    """interrupted_local_forwards: a 转发 to two units of this node, its rows still queued, is one
+    delivery to resume, with the forwarder's package and the cover's message (both backends: the
+    query once read SQLite's json_each and bare columns beside GROUP BY, which PostgreSQL refused)."""
+    from exchange_protocol.kinds import Kind, Role
+    from exchange_protocol.states import ReceiverStatus, SenderStatus
+    from node.store import InboxRow
+    from node.store.forwards import ForwardedCopy
+
+    async def main():
+        async with open_store(tmp_path) as store:
+            package = await store.blobs.put(b"the forwarded document's package")
+            units = ("11100000000013127D", "111000000000131358")
+            async with store.transaction() as tx:
+                await store.messages.add_inbox(InboxRow(
+                    doc_id="doc-1", unit="91350100M000100Y43", role=Role.MAIN, from_unit="91350100M000100Y99",
+                    title="关于开展检查的通知", kind=Kind.NOTICE, status=ReceiverStatus.PENDING,
+                    package_digest=package.digest, received_at=T0, message_id="msg-in"), tx=tx)
+                await store.forwards.add(tx, [ForwardedCopy("doc-1", u, "cover-1", "91350100M000100Y43", "node-a",
+                                                             SenderStatus.QUEUED.value, created_at=T0) for u in units],
+                                         "clerk")
+                await store.links.add_links(tx, [OutgoingLink("fwd-1", "doc-1", "forward", "node-a", units, T0),
+                                                 OutgoingLink("cov-1", "cover-1", "document", "node-a", units, T0)])
+            found = await store.links.interrupted_local_forwards("node-a")
+            assert [(f.message_id, f.from_unit, f.units, f.package_digest, f.cover_message_id) for f in found] == [
+                ("fwd-1", "91350100M000100Y43", units, package.digest, "cov-1")]
+    asyncio.run(main())
