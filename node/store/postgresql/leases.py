@@ -172,9 +172,12 @@ class LeasedMessages(Messages):
         return sorted((_received(r) for r in rows), key=lambda r: (r.received_at, r.message_id))
 
     async def next_inbound_retry(self) -> datetime | None:
-        """When a ``new`` envelope is next due: its retry time, or when the lease on it runs out."""
+        """When a ``new`` envelope is next due: its retry time, or when another worker's lease on it runs
+        out (this worker's own lease never holds back a retry it deferred)."""
         row = await self._db.fetchone(
-            "SELECT MIN(GREATEST(COALESCE(retry_at, ''), COALESCE(lease_until, ''))) FROM received WHERE state = 'new'")
+            "SELECT MIN(GREATEST(COALESCE(retry_at, ''),"
+            " CASE WHEN lease_owner = ? THEN '' ELSE COALESCE(lease_until, '') END)) FROM received WHERE state = 'new'",
+            (self._lease.owner,))
         if row is None or row[0] is None:
             return None
         return self._clock() if row[0] == "" else from_db_time(row[0])

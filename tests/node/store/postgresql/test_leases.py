@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.errors import StoreConflict, StoreError
+from node.store import ErrorInfo
 from node.store.postgresql import Store
 from tests.node.store.conftest import put_envelope, queued_item
 from tests.support import FakeClock
@@ -34,10 +35,15 @@ def test_a_received_envelope_is_claimed_by_one_worker_and_taken_over_when_its_le
             assert [r.message_id for r in await a.messages.pending_inbound(10)] == ["in-0", "in-1", "in-2"]
             assert await b.messages.pending_inbound(10) == []  # a holds them
             assert await b.messages.next_inbound_retry() == clock() + dt.timedelta(seconds=LEASE)
-            # a applies in-0, then dies (its leases are not renewed)
+            # a retry a defers is due at its time for a, its own lease holding nothing back
+            await a.messages.defer_inbound("in-2", clock() + dt.timedelta(seconds=2), ErrorInfo("X", "later"))
+            assert await a.messages.next_inbound_retry() == clock()  # in-0 and in-1 are a's to apply now
+            await a.messages.mark_inbound("in-1", "done")
             await a.messages.mark_inbound("in-0", "done")
+            assert await a.messages.next_inbound_retry() == clock() + dt.timedelta(seconds=2)
+            # a dies (its leases are not renewed)
             clock.advance(seconds=LEASE + 1)
-            assert [r.message_id for r in await b.messages.pending_inbound(10)] == ["in-1", "in-2"]
+            assert [r.message_id for r in await b.messages.pending_inbound(10)] == ["in-2"]
             assert await a.messages.pending_inbound(10) == []  # now b's
         finally:
             await a.close()
