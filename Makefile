@@ -2,9 +2,9 @@
 # they install the Debian packages the tests use, create .venv and install the pinned set.
 SHELL := /bin/bash
 PY := .venv/bin/python
-SYSTEM_TOOLS := openssl pdfsig qpdf softhsm2-util certutil chromium soffice
+SYSTEM_TOOLS := openssl pdfsig qpdf softhsm2-util certutil chromium soffice postfix
 SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools fonts-wqy-zenhei chromium libreoffice-calc-nogui \
-	postgresql
+	postgresql postfix
 
 .PHONY: test test-fast lint pytest bytecode demo bench system-deps venv clean
 

@@ -27,7 +27,17 @@
 
 Phases 3–4 run on a second, fresh pair of nodes: the first receiver still has a processing
 backlog and its peak RSS would include phase 1. ``--quick``: 2,000 documents, 256 MiB.
-The last line printed is one JSON object with every figure.
+
+``--small``: the small-document mode (issue 12 §2), phase 1 alone with envelopes of about 16 KiB
+(the same one-page 通知, sealed by a seal of the sending unit whose picture is drawn at 20 dpi
+rather than 300, so its picture — carried twice — is 2 KB rather than 53 KB), 5,000 documents
+(``--quick`` 1,000); it also waits until the receiver's processor has put every document into its
+inbox (full PAdES validation) and reports ``inbox_per_s`` from the first POST to the last
+``gwx_messages_applied_total``. ``--vs-postfix`` then sends the same envelopes, one mail each, to a
+Postfix of the bench's own on loopback (:mod:`bench.postfix_smtp`, fsync on) and reports
+``postfix_per_s`` and ``ratio_vs_postfix`` (gwx's acceptance over Postfix's, > 1 = gwx faster).
+The last line printed is one JSON object with every figure; in small mode it carries at least
+``envelope_bytes``, ``accepted_per_s``, ``inbox_per_s``, ``cpu_ms_per_doc``, ``floor_ms_per_doc``.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
+from bench.node_small import cpu_seconds, phase_postfix, small_seal, wait_for_inbox  # noqa: E402
 from exchange_protocol.envelope_crypto import Recipient  # noqa: E402
 from exchange_protocol.envelope_seal import HeaderDraft, Sender, seal_envelope  # noqa: E402
 from exchange_protocol.meta_json import parse_meta  # noqa: E402
@@ -79,26 +90,20 @@ from pki.unit_code import make_unit_code  # noqa: E402
 
 SENDER, RECEIVER = "city", "county"
 SENDER_UNIT = make_unit_code("11371300MB0000001")
+SENDER_UNIT_NAME = "临沂市人民政府办公室"
 RECEIVER_UNITS = [make_unit_code(f"11371302MB{i:07d}") for i in range(1, 21)]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MiB = 1024 * 1024
 
 
 # ---- the network ------------------------------------------------------------------------------
 def make_network(base: Path) -> tuple[LocalNetwork, LocalNode, LocalNode]:
     net = LocalNetwork(base)
-    sender = net.add_node(SENDER, [{"code": SENDER_UNIT, "name": "临沂市人民政府办公室"}])
+    sender = net.add_node(SENDER, [{"code": SENDER_UNIT, "name": SENDER_UNIT_NAME}])
     receiver = net.add_node(RECEIVER, [{"code": u, "name": f"兰山区第{i + 1}局"}
                                        for i, u in enumerate(RECEIVER_UNITS)])
     net.connect_all()
     net.start_all()
     return net, sender, receiver
-
-
-def cpu_seconds(pid: int, kernel_only: bool = False) -> float:
-    """utime + stime (or stime alone) of a process, all its threads, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[12]) + (0 if kernel_only else int(fields[11]))) / CLK_TCK
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -119,11 +124,12 @@ def metric(node: LocalNode, name: str) -> float:
 _W: dict = {}
 
 
-def _worker_init(sender_dir: str, receiver_dir: str, pdf: bytes) -> None:
+def _worker_init(sender_dir: str, receiver_dir: str, pdf: bytes, seal_dir: str | None = None) -> None:
     s, r = Path(sender_dir), Path(receiver_dir)
     chain = load_certificates((s / "credentials" / "sign.crt").read_bytes())
     signer = SoftwareSigner(read_private_key(s / "credentials" / "sign.key", PASSPHRASE), chain[0])
-    _W.update(seal=load_seal_credential(s / "units" / SENDER_UNIT, PASSPHRASE), pdf=pdf,
+    seal = Path(seal_dir) if seal_dir else s / "units" / SENDER_UNIT
+    _W.update(seal=load_seal_credential(seal, PASSPHRASE), pdf=pdf,
               sender=Sender(SENDER, signer, tuple(chain[1:])),
               recipient=Recipient(load_certificates((r / "credentials" / "enc.crt").read_bytes())[0]))
 
@@ -154,14 +160,14 @@ class Batch:
 
 
 def prepare(sender: LocalNode, receiver: LocalNode, n: int, batch_size: int, work: Path, pdf: bytes,
-            workers: int) -> list[Batch]:
+            workers: int, seal_dir: Path | None = None) -> list[Batch]:
     work.mkdir(parents=True, exist_ok=True)
     jobs = [(str(work / f"batch-{k:05d}.frames"), first, min(batch_size, n - first))
             for k, first in enumerate(range(0, n, batch_size))]
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                                 initializer=_worker_init,
                                                 initargs=(str(sender.directory), str(receiver.directory),
-                                                          pdf)) as pool:
+                                                          pdf, seal_dir and str(seal_dir))) as pool:
         futures = [pool.submit(_build_batch, *job) for job in jobs]
         return [Batch(Path(job[0]), fut.result()) for job, fut in zip(jobs, futures, strict=True)]
 
@@ -217,7 +223,9 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
     net, sender, receiver = make_network(base / "net1")
     try:
         t0 = time.perf_counter()
-        batches = prepare(sender, receiver, args.documents, args.batch, base / "frames", pdf, os.cpu_count() or 2)
+        seal_dir = small_seal(net, SENDER_UNIT, SENDER_UNIT_NAME, base / "small-seal") if args.small else None
+        batches = prepare(sender, receiver, args.documents, args.batch, base / "frames", pdf, os.cpu_count() or 2,
+                          seal_dir)
         fig["prepare_s"] = time.perf_counter() - t0
         fig["envelope_bytes"] = statistics.mean(size for b in batches for _, _, size in b.frames)
         print(f"prepared {args.documents} documents in {fig['prepare_s']:.0f} s "
@@ -230,6 +238,7 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         bench0 = os.times()
         applied0 = metric(receiver, "gwx_pdf_validations_total")
         spy = profiler(args.py_spy, receiver.process.pid)
+        started = time.perf_counter()
         try:
             wall, latencies, receipts, errors = asyncio.run(submit_all(sender, receiver, batches, args.inflight))
         finally:
@@ -255,6 +264,10 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         t0 = time.perf_counter()
         fig["receipts_verified"] = verify_receipts(sender, receipts)
         fig["receipt_verify_ms"] = 1000 * (time.perf_counter() - t0) / max(1, accepted)
+        if args.small:
+            wait_for_inbox(receiver, accepted, started, cpu0["receiver"], fig)
+        if args.vs_postfix:
+            phase_postfix(batches, args.postfix_connections, fig)
     finally:
         net.stop_all()
         # Gigabytes of blobs and frames: gone, and the disk's write-back finished, before phases 3–4.
@@ -420,11 +433,23 @@ def main() -> int:
     parser.add_argument("--inflight", type=int, default=4, help="POSTs in flight at once")
     parser.add_argument("--py-spy", metavar="OUT", help="record the receiver with py-spy during phase 1")
     parser.add_argument("--skip", default="", help="comma-separated phases to leave out: accept,pdf,big")
+    parser.add_argument("--small", action="store_true",
+                        help="small-document mode: ~16 KiB envelopes, acceptance and inbox delivery only "
+                             "(5,000 documents; quick 1,000)")
+    parser.add_argument("--vs-postfix", action="store_true",
+                        help="then the same envelopes to a Postfix on loopback (needs root and postfix)")
+    parser.add_argument("--postfix-connections", type=int, default=8, help="SMTP sessions at once (8)")
     args = parser.parse_args()
+    if args.small:
+        args.documents = args.documents or (1000 if args.quick else 5000)
+        args.skip = ",".join(filter(None, [args.skip, "pdf", "big"]))
     args.documents = args.documents or (2000 if args.quick else 20000)
     skip = set(filter(None, args.skip.split(",")))
+    if args.vs_postfix and "accept" in skip:
+        parser.error("--vs-postfix sends phase 1's envelopes: do not skip accept")
     fig: dict = {"bench": "node", "documents": args.documents, "batch": args.batch, "inflight": args.inflight,
-                 "cores": os.cpu_count(), "quick": args.quick}
+                 "cores": os.cpu_count(), "quick": args.quick, "small": args.small,
+                 "load_average_start": os.getloadavg()[0]}
     pdf = notice_pdf()
     with tempfile.TemporaryDirectory(prefix="gwx-bench-node-", dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
         base = Path(tmp)
@@ -446,6 +471,10 @@ def main() -> int:
                 raise
             finally:
                 net.stop_all()
+    fig["load_average_end"] = os.getloadavg()[0]
+    if "accept" not in skip:  # the small-document mode's names (issue 12 §2)
+        fig.update(accepted_per_s=fig["accept_per_s"], cpu_ms_per_doc=fig["receiver_cpu_ms_per_doc"],
+                   floor_ms_per_doc=fig["floor_us_per_doc"] / 1000)
     if not skip:
         table(fig, args)
     else:

@@ -19,4 +19,6 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing=1
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 echo "installing system packages: ${packages[*]}" >&2
 $SUDO apt-get update -qq
+# postfix (bench/node.py --vs-postfix runs an instance of its own): no system mail server configured
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null

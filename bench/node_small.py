@@ -1,0 +1,76 @@
+"""bench/node.py's small-document mode (issue 12 §2): the small seal, waiting for the inbox, and the
+same envelopes sent to Postfix (``--vs-postfix``, :mod:`bench.postfix_smtp`)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+from node.localnet import PASSPHRASE, LocalNetwork, LocalNode
+from pki.seal_picture import render_round_seal
+from pki.seal_store import issue_seal
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SMALL_SEAL_DPI = 20  # a 33-pixel seal picture: the envelope of a one-page 通知 is then about 19 KB
+
+
+def cpu_seconds(pid: int, kernel_only: bool = False) -> float:
+    """utime + stime (or stime alone) of a process, all its threads, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[12]) + (0 if kernel_only else int(fields[11]))) / CLK_TCK
+
+
+def small_seal(net: LocalNetwork, unit: str, name: str, directory: Path) -> Path:
+    """A second seal of the sending unit from the network's CA, its picture drawn at 20 dpi (2 KB)."""
+    picture = render_round_seal(name, dpi=SMALL_SEAL_DPI)
+    issue_seal(net.ca, unit, name, directory, PASSPHRASE, image_png=picture, replace=True)
+    return directory
+
+
+def applied(node: LocalNode) -> dict[str, float]:
+    """``gwx_messages_applied_total`` by outcome (done, deferred, failed), every type together."""
+    text = node.client("operator").get("/metrics").decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("gwx_messages_applied_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            out[outcome] = out.get(outcome, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def wait_for_inbox(receiver: LocalNode, accepted: int, started: float, cpu0: float, fig: dict) -> None:
+    """Until the processor has applied every accepted document (PAdES, inbox rows, transport-acks):
+    ``inbox_per_s`` counts from the first POST, as a backlog that keeps up ends with the last receipt."""
+    deadline = time.perf_counter() + 60 + accepted / 5
+    while (outcomes := applied(receiver)).get("done", 0) + outcomes.get("failed", 0) < accepted:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"the receiver applied {outcomes} of {accepted} documents")
+        time.sleep(0.2)
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds(receiver.process.pid) - cpu0
+    fig.update(inbox_per_s=accepted / wall, inbox_wall_s=wall, inbox_failed=outcomes.get("failed", 0),
+               cpu_ms_per_doc_with_inbox=1000 * cpu / accepted)
+
+
+def phase_postfix(batches: list, connections: int, fig: dict) -> None:
+    """The same envelopes, one mail each, to a Postfix of the bench's own (fsync before its 250)."""
+    from bench.postfix_smtp import LoopbackPostfix, as_mail
+
+    mails = []
+    for batch in batches:
+        data, offset = batch.path.read_bytes(), 0
+        for _, _, size in batch.frames:
+            mails.append(as_mail(data[offset:offset + size], len(mails)))
+            offset += size
+    with LoopbackPostfix() as postfix:
+        cpu0 = postfix.cpu_seconds()
+        wall, accepted = postfix.submit(mails, connections)
+        cpu = postfix.cpu_seconds() - cpu0
+    if accepted != len(mails):
+        raise RuntimeError(f"postfix accepted {accepted} of {len(mails)} mails")
+    fig.update(postfix_per_s=accepted / wall, postfix_wall_s=wall, postfix_connections=connections,
+               postfix_mail_bytes=statistics.mean(len(m) for m in mails),
+               postfix_cpu_ms_per_msg=1000 * cpu / accepted,
+               ratio_vs_postfix=fig["accept_per_s"] / (accepted / wall))

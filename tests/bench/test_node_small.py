@@ -1,0 +1,28 @@
+"""bench/node.py --small --vs-postfix: the small-document figures come out beside Postfix's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+
+def test_small_documents_are_accepted_delivered_and_compared_with_postfix():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "node.py"), "--small", "--vs-postfix",
+                             "--documents", "256", "--postfix-connections", "4"],
+                            capture_output=True, text=True, timeout=400, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fig = json.loads(result.stdout.strip().splitlines()[-1])
+    # Every envelope accepted, every receipt verified, every document in the inbox (none failed).
+    assert fig["accepted"] == fig["receipts_verified"] == 256 and fig["refused"] == 0
+    assert fig["inbox_failed"] == 0 and fig["inbox_per_s"] > 0
+    assert 12_000 < fig["envelope_bytes"] < 24_000  # a small document, not the 157 KiB one
+    assert fig["accepted_per_s"] > 0 and fig["cpu_ms_per_doc"] > fig["floor_ms_per_doc"] > 0
+    assert fig["postfix_per_s"] > 0 and fig["postfix_cpu_ms_per_msg"] > 0
+    assert fig["ratio_vs_postfix"] == pytest.approx(fig["accepted_per_s"] / fig["postfix_per_s"], rel=1e-2)
