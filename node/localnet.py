@@ -37,8 +37,8 @@ from node.config import load_config
 from node.config_edit import edit_config, set_section_values
 from node.provision import add_peer, init_node
 from node.runner import ready_path
-from pki.algorithms import algorithm_for_profile
 from node.stopping import EXIT_STOP_OVERDUE
+from pki.algorithms import algorithm_for_profile
 from pki.ca import CertificateAuthority
 from pki.crl import crl_pem, publish_crl
 from pki.keystore import write_public_file
