@@ -6,7 +6,7 @@
 * :class:`ForwardedIn` — on the receiving node: which unit forwarded the document to this unit, and
   the message of the cover it came with (the cover's 公文标识 is found through it).
 * :class:`ForwardedOn` — on the issuer's node: a recipient unit told it that it forwarded the
-  issuer's document, to which units, under which cover (a ``forwarded`` notice; migration 21).
+  issuer's document, to which units, under which cover (a ``forwarded`` notice; migration 19).
 """
 
 from __future__ import annotations

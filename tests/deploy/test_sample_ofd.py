@@ -10,7 +10,7 @@ import xmlschema
 
 from deploy.sample_ofd import notice_ofd
 from exchange_protocol.ofd_seal import seal_ofd
-from exchange_protocol.ofd_verify import verify_sealed_ofd
+from exchange_protocol.ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
 from pki.ca import CertificateAuthority
 from pki.seal_store import issue_seal
 from pki.unit_code import make_unit_code
@@ -43,7 +43,7 @@ def test_an_sm2_seal_put_in_the_sample_is_accepted_by_both_verifiers(tmp_path):
     cred = issue_seal(ca, UNIT, UNIT_NAME, tmp_path / "seal", PASSPHRASE)
     now = dt.datetime.now(dt.UTC)
     sealed = seal_ofd(notice_ofd(issuer=UNIT_NAME), cred.signer, cred.seal, at=now)
-    verified = verify_sealed_ofd(sealed, trust_roots=[ca.root_certificate], at=now)
+    verified = verify_sealed_ofd(sealed, trust_roots=[ca.root_certificate], at=now, revocation=NO_REVOCATION_CHECK)
     assert len(verified.signatures) == 1 and verified.pages == 1
     seen = check_sealed_ofd(sealed)
     assert seen["seal_name"] == UNIT_NAME and seen["page"] == 10

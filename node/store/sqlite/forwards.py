@@ -1,7 +1,7 @@
 """转发 in SQLite (migration 10): what a unit forwarded, and how a forwarded document came in.
 
 Implements :class:`node.store.forwards.ForwardStore`; the issuer's record of a forward it was told
-of is ``forwarded_on`` (migration 21). The forwarding side's rows move like
+of is ``forwarded_on`` (migration 19). The forwarding side's rows move like
 outbox recipient rows (the sender-side state machine, compare-and-set on the status, an audit
 event per change); the receiving side's row only says who forwarded it and with which cover.
 """

@@ -475,7 +475,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         # asks since the console's lists are per unit (inbox_folder): kept up at each change for nothing.
         "DROP INDEX IF EXISTS inbox_status",
     )),
-    Migration(21, "转发 told to the issuer: the forwards of its documents by their recipients", (
+    Migration(19, "转发 told to the issuer: the forwards of its documents by their recipients", (
         """CREATE TABLE forwarded_on (
             doc_id TEXT NOT NULL, forwarding_unit TEXT NOT NULL, cover_doc_id TEXT NOT NULL,
             units TEXT NOT NULL, forwarded_by TEXT, forwarded_at TEXT NOT NULL, origin_node TEXT NOT NULL,
