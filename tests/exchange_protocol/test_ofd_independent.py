@@ -50,10 +50,15 @@ def _render(ofd: bytes, out: Path) -> Image.Image:
     """Page 1 as easyofd draws it (OFD → PDF), rasterised by PyMuPDF."""
     import fitz  # PyMuPDF, easyofd's own dependency (test-only, in requirements.lock): never skipped
     from easyofd.ofd import OFD
-    logging.getLogger().setLevel(logging.ERROR)  # easyofd warns about every font it cannot find
-    reader = OFD()
-    reader.read(ofd, fmt="binary")
-    pdf = fitz.open(stream=reader.to_pdf(), filetype="pdf")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # easyofd warns about every font it cannot find (on the root logger)
+    try:
+        reader = OFD()
+        reader.read(ofd, fmt="binary")
+        pdf = fitz.open(stream=reader.to_pdf(), filetype="pdf")
+    finally:  # left at ERROR, it silenced the warnings later tests in this process read from caplog
+        root.setLevel(level)
     pdf[0].get_pixmap(dpi=72).save(out)
     return Image.open(out).convert("RGB")
 
