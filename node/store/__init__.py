@@ -24,8 +24,9 @@ The line callers see (import these from ``node.store``, never from ``node.store.
 - :mod:`.opener` — :func:`open_store`, the one place that picks the backend (node.toml's ``[store]``).
 
 Behind the line, :mod:`.sqlite` (its package docstring is its map) and :mod:`.postgresql` (the same
-role modules over PostgreSQL, for several workers of one node) are the only code that speaks SQL; a
-test fails the build if SQL or a database driver appears anywhere else in ``node/``.
+role modules over PostgreSQL, for several workers of one node) are the only code that speaks SQL, with
+:mod:`.sql_common`, the half the two share (the writer's transactions, the migration loop, the time
+text); a test fails the build if SQL or a database driver appears anywhere else in ``node/``.
 
 Every write takes an optional ``tx``: several state changes (say, a 签收 receipt updating a recipient
 row and queueing the acknowledgement) commit together with ``async with store.transaction() as tx:

@@ -3,7 +3,8 @@
 The same surface as :class:`node.store.sqlite.db.Database` (``transaction``, ``maybe_transaction``,
 ``fetchall``/``fetchone`` on the last committed state, ``watch_audit``, ``commits``), so the role
 modules of the SQLite backend run over it unchanged; each statement is said in PostgreSQL's dialect
-by :func:`.dialect.translate`.
+by :func:`.dialect.translate`. The transaction holder itself is the one both backends share,
+:class:`node.store.sql_common.WriterDatabase`; this module gives it psycopg's connections and its BEGIN.
 
 Writes are serialised as SQLite serialises them: a transaction begins by taking a transaction-level
 advisory lock (:data:`WRITER_LOCK`), so the writes of every process using the database — several
@@ -22,11 +23,8 @@ PostgreSQL returns as ``numeric`` (a ``SUM`` of integers) come back as ``int``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+import re
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,7 @@ import psycopg
 
 from node.errors import StoreError
 from node.store.postgresql.dialect import translate
-
-log = logging.getLogger("gwx.store")
+from node.store.sql_common import WriterDatabase, WriterTransaction
 
 # The key of the advisory lock every write transaction holds (any fixed number: the database is the node's).
 WRITER_LOCK = 0x67_77_78_00  # "gwx\0"
@@ -81,13 +78,12 @@ def _params(params: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
 
 
-class PgTransaction:
+class PgTransaction(WriterTransaction):
     """One open write transaction. Statements run on the writer connection, in order."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        super().__init__()
         self._conn = conn
-        # (seq, hash) of the newest audit event, as in node.store.sqlite.db.SqliteTransaction.
-        self.audit_head: tuple[int, str] | None = None
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
@@ -103,26 +99,24 @@ class PgTransaction:
         cursor = await self._conn.execute(translate(sql), _params(params))
         return await cursor.fetchall() if cursor.description else []
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
 
+class Database(WriterDatabase[PgTransaction]):
+    """The writer and reader connections of one node's PostgreSQL database (transactions:
+    :class:`node.store.sql_common.WriterDatabase`, as SQLite's)."""
 
-class Database:
-    """The writer and reader connections of one node's PostgreSQL database."""
+    # The advisory lock serialises the writers of every process sharing the database.
+    BEGIN = ("BEGIN", f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+    ROLLBACK_ERRORS = (psycopg.Error,)
 
     def __init__(self, dsn: str, beside: Path, writer: psycopg.AsyncConnection[Any],
                  reader: psycopg.AsyncConnection[Any]) -> None:
+        super().__init__(writer)
         self.dsn = dsn
         # Where the SQLite backend's file would be: the files kept beside the database (the webhooks'
         # change mark) are its siblings, in the node's data directory that all its workers share.
         self.path = beside / "postgresql"
-        self._writer = writer
+        self._writer: psycopg.AsyncConnection[Any] = writer
         self._reader = reader
-        self._lock = asyncio.Lock()
-        self._holder: asyncio.Task[Any] | None = None
-        self.commits = 0
-        self._audit_watchers: list[Callable[[int], None]] = []
 
     @classmethod
     async def open(cls, dsn: str, beside: Path) -> Database:
@@ -142,67 +136,13 @@ class Database:
             finally:
                 await self._writer.close()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PgTransaction]:
-        """``async with db.transaction() as tx:`` — commit on success, roll back on any exception."""
-        if self._holder is not None and self._holder is asyncio.current_task():
-            raise StoreError("a transaction was opened inside another of the same task (or inside a "
-                             "group-committed work); pass the transaction given down instead")
-        async with self._lock:
-            self._holder = asyncio.current_task()
-            try:
-                async with self._begun() as tx:
-                    yield tx
-            finally:
-                self._holder = None
-
-    @asynccontextmanager
-    async def _begun(self) -> AsyncIterator[PgTransaction]:
-        try:
-            await _to_the_end(self._writer, "BEGIN")
-            await _to_the_end(self._writer, f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
-        except BaseException:
-            await _rollback(self._writer)
-            raise
-        tx = PgTransaction(self._writer)
-        try:
-            yield tx
-        except BaseException:
-            await _rollback(self._writer)
-            raise
-        try:
-            await _to_the_end(self._writer, "COMMIT")
-        except asyncio.CancelledError:
-            self._committed(tx)
-            raise
-        except BaseException:
-            await _rollback(self._writer)
-            raise
-        self._committed(tx)
-
-    def watch_audit(self, callback: Callable[[int], None]) -> Callable[[], None]:
-        """As :meth:`node.store.sqlite.db.Database.watch_audit`: commits of this process only."""
-        self._audit_watchers.append(callback)
-        return lambda: self._audit_watchers.remove(callback) if callback in self._audit_watchers else None
-
-    def _committed(self, tx: PgTransaction) -> None:
-        self.commits += 1
-        if tx.audit_head is None:
-            return
-        for callback in list(self._audit_watchers):
-            try:
-                callback(tx.audit_head[0])
-            except Exception:
-                log.exception("an audit watcher failed")
+    def _new_transaction(self) -> PgTransaction:
+        return PgTransaction(self._writer)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Read the last committed state (reader connection, never blocked by the writer)."""
         cursor = await self._reader.execute(translate(sql), _params(params))
         return await cursor.fetchall() if cursor.description else []
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
 
     async def fetchone_writer(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """One statement on the writer connection outside a transaction: what must live as long as the
@@ -216,14 +156,6 @@ class Database:
         cursor = await self._reader.execute(f"SHOW {name}")
         row = await cursor.fetchone()
         return str(row[0]) if row else ""
-
-    @asynccontextmanager
-    async def maybe_transaction(self, tx: PgTransaction | None) -> AsyncIterator[PgTransaction]:
-        if tx is not None:
-            yield tx
-            return
-        async with self.transaction() as own:
-            yield own
 
 
 async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
@@ -248,23 +180,5 @@ async def _check_durable(conn: psycopg.AsyncConnection[Any], dsn: str) -> None:
 
 def safe_dsn(dsn: str) -> str:
     """The DSN without its password, for messages and logs."""
-    import re
-
     return re.sub(r"(password\s*=\s*)\S+|(://[^:/@]+:)[^@]+@", lambda m: (m.group(1) or m.group(2)) + "***"
                   + ("" if m.group(1) else "@"), dsn)
-
-
-async def _to_the_end(conn: psycopg.AsyncConnection[Any], sql: str) -> None:
-    """Run ``sql`` to its end even if the caller is cancelled meanwhile (see the SQLite backend's)."""
-    statement = asyncio.ensure_future(conn.execute(sql))
-    try:
-        await asyncio.shield(statement)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await statement
-        raise
-
-
-async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
-    with contextlib.suppress(psycopg.Error):
-        await _to_the_end(conn, "ROLLBACK")

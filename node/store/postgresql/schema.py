@@ -29,11 +29,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from node.errors import StoreSchemaTooNew
 from node.store.postgresql.db import Database, safe_dsn
 from node.store.postgresql.leases import LEASE_COLUMNS
-from node.store.sqlite.db import to_db_time
-from node.store.sqlite.migrations import MIGRATIONS, Migration
+from node.store.sql_common import Migration, apply_migrations
+from node.store.sqlite.migrations import MIGRATIONS
 
 COMPAT_FUNCTIONS = (
     # json_extract(text, '$.a.b') as SQLite gives it for the text values the store keeps.
@@ -120,29 +119,12 @@ async def current_version(db: Database) -> int:
 
 
 async def migrate(db: Database, now: datetime, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
-    """Bring the database to the newest schema; as :func:`node.store.sqlite.migrations.migrate`."""
-    known = migrations[-1].version if migrations else 0
-    applied: list[int] = []
-    async with db.transaction() as tx:
-        for function in COMPAT_FUNCTIONS:
-            await tx.execute(function)
-        await tx.execute("""CREATE TABLE IF NOT EXISTS schema_version (
-            version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
-    for migration in migrations:
-        async with db.transaction() as tx:
-            done = {int(r[0]) for r in await tx.fetchall("SELECT version FROM schema_version")}
-            have = max(done, default=0)
-            if have > known:
-                raise StoreSchemaTooNew(
-                    f"the database is at schema version {have}, newer than the {known} this gwx knows; upgrade gwx",
-                    path=safe_dsn(db.dsn), version=have, supported=known)
-            if migration.version in done:
-                continue
-            for statement in migration.statements:
-                await tx.execute(ddl(statement))
-            await tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                             (migration.version, migration.description, to_db_time(now)))
-            applied.append(migration.version)
+    """Bring the database to the newest schema; as :func:`node.store.sqlite.migrations.migrate` (the
+    same loop, :func:`node.store.sql_common.apply_migrations`), each statement said by :func:`ddl`."""
+    applied = await apply_migrations(
+        db, now, migrations, where=safe_dsn(db.dsn), current_version=lambda: current_version(db), ddl=ddl,
+        prepare=(*COMPAT_FUNCTIONS, """CREATE TABLE IF NOT EXISTS schema_version (
+            version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"""))
     async with db.transaction() as tx:  # PostgreSQL's own columns (several workers), whatever the version
         for statement in LEASE_COLUMNS:
             await tx.execute(statement)

@@ -54,20 +54,12 @@ class Store(SqliteStore):
         data_dir = Path(data_dir)
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = await Database.open(dsn, data_dir)
-        try:
+
+        async def prepare() -> None:
             if recover:  # a worker (a tool opening a running node's store claims nothing, holds no name)
                 await hold_name(db, worker_name(worker))
             await migrate(db, clock())
-            blobs = BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads)
-        except BaseException:
-            await db.close()
-            raise
-        store = cls(db, blobs, clock, max_batch, node_id, lease_seconds, worker)
-        try:
-            if recover:
-                store.last_recovery = await store.recover()
-            store.committer.start()
-        except BaseException:
-            await store.close()
-            raise
-        return store
+
+        return await cls._opened(
+            db, prepare, lambda: BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads),
+            lambda blobs: cls(db, blobs, clock, max_batch, node_id, lease_seconds, worker), recover=recover)

@@ -26,19 +26,10 @@ Design of the tables (version 1):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from node.errors import StoreSchemaTooNew
-from node.store.sqlite.db import Database, to_db_time
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    statements: tuple[str, ...]
-
+from node.store.sql_common import Migration, apply_migrations
+from node.store.sqlite.db import Database
 
 _QUEUE_STATES = "'incoming','active','deferred','hold','corrupt','sent','bounced'"
 
@@ -498,33 +489,9 @@ async def current_version(db: Database) -> int:
 async def migrate(db: Database, now: datetime, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
     """Bring the database to the newest schema; returns the versions applied (empty if none).
 
-    Every migration whose version is missing from ``schema_version`` is applied, in order — not only
-    those above the newest applied: branches merged out of order (a database already at 11 from one
-    branch, 10 merged later from another) must still get the one that landed late."""
-    known = migrations[-1].version if migrations else 0
-    applied: list[int] = []
-    async with db.transaction() as tx:
-        await tx.execute("""CREATE TABLE IF NOT EXISTS schema_version (
-            version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
-    for migration in migrations:
-        async with db.transaction() as tx:
-            done = {int(r[0]) for r in await tx.fetchall("SELECT version FROM schema_version")}
-            have = max(done, default=0)
-            if have > known:
-                raise StoreSchemaTooNew(
-                    f"the database is at schema version {have}, newer than the {known} this gwx knows; upgrade gwx",
-                    path=str(db.path), version=have, supported=known)
-            if migration.version in done:
-                continue
-            for statement in migration.statements:
-                await tx.execute(statement)
-            await tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                             (migration.version, migration.description, to_db_time(now)))
-            applied.append(migration.version)
-    if not applied:
-        version = await current_version(db)
-        if version > known:
-            raise StoreSchemaTooNew(
-                f"the database is at schema version {version}, newer than the {known} this gwx knows; upgrade gwx",
-                path=str(db.path), version=version, supported=known)
-    return applied
+    The loop (every missing version, one transaction each, a newer database refused) is
+    :func:`node.store.sql_common.apply_migrations`, the PostgreSQL backend's too."""
+    return await apply_migrations(
+        db, now, migrations, where=str(db.path), current_version=lambda: current_version(db),
+        prepare=("""CREATE TABLE IF NOT EXISTS schema_version (
+            version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""",))

@@ -47,6 +47,7 @@ from node.store.values import Accepted, InboundEnvelope, OutboundItem, RecoveryR
 log = logging.getLogger("gwx.store")
 
 T = TypeVar("T")
+S = TypeVar("S", bound="Store")
 DB_NAME = "gwx.db"
 BLOB_DIR = "blobs"
 
@@ -91,13 +92,24 @@ class Store:
         data_dir = Path(data_dir)
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = await Database.open(data_dir / DB_NAME)
+        return await cls._opened(
+            db, lambda: migrate(db, clock()),
+            lambda: BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads),
+            lambda blobs: cls(db, blobs, clock, max_batch, node_id), recover=recover)
+
+    @classmethod
+    async def _opened(cls, db: Any, prepare: Callable[[], Awaitable[Any]], blobs: Callable[[], BlobStore],
+                      build: Callable[[BlobStore], S], *, recover: bool) -> S:
+        """What every backend's ``open`` does once its database is open: ``prepare`` it (migrations),
+        open the blob store, ``build`` the store, recover after a crash and start the group commit —
+        closing what was opened if any step fails."""
         try:
-            await migrate(db, clock())
-            blobs = BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads)
+            await prepare()
+            opened = blobs()
         except BaseException:
             await db.close()
             raise
-        store = cls(db, blobs, clock, max_batch, node_id)
+        store = build(opened)
         try:
             if recover:
                 store.last_recovery = await store.recover()

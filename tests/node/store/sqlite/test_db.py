@@ -135,32 +135,3 @@ def test_an_sqlite_older_than_3_35_is_refused_with_a_typed_error(tmp_path, monke
     assert isinstance(refused, StoreError) and refused.code == "STORE_SQLITE_TOO_OLD"
     assert "3.35" in refused.message and "3.34.1" in refused.message
     assert not (tmp_path / "n.db").exists()
-
-
-def test_a_statement_run_to_its_end_is_waited_for_however_often_the_caller_is_cancelled(tmp_path):
-    """cancel_and_wait cancels again every 0.2 s: the second cancel used to land on the unshielded
-    wait in the except and cancel the statement's task, so the caller went on (and the writer lock
-    was released) while the statement still ran — the known state the function promises was not."""
-    import aiosqlite
-
-    from node.store.sqlite.db import _to_the_end
-
-    slow = ("INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)"
-            " SELECT x FROM c")
-
-    async def main():
-        conn = await aiosqlite.connect(str(tmp_path / "gwx.db"), isolation_level=None)
-        try:
-            await conn.execute("CREATE TABLE t (x INTEGER)")
-            task = asyncio.create_task(_to_the_end(conn, slow))
-            for _ in range(3):  # as node.stopping.cancel_and_wait does
-                await asyncio.sleep(0.05)
-                task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            with sqlite3.connect(tmp_path / "gwx.db") as other:  # the statement ran to its end before
-                assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 3000000
-        finally:
-            await conn.close()
-
-    asyncio.run(main())
