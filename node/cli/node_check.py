@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from node.ops.readiness import FAIL, OK, WARN, Check
+from node.ops.readiness import EXPIRY_WARNING, FAIL, OK, WARN, Check
 
 NODE_DIR_HELP = "the node directory (the one gwx node init created)"
 SHOWN = {OK: "ok", WARN: "warning", FAIL: "error"}
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Check a node directory without starting the node or asking for its passphrase (the node "
                     "may be running): node.toml and the files it names (OA mapping files, the 督办 calendar, each "
                     "OA's mapping against its WSDL when it answers); keys encrypted and readable by the owner "
-                    "alone, as the token files; certificates and seals (warning within 30 days of their end); "
+                    "alone, as the token files; certificates and seals (warning within "
+                    f"{EXPIRY_WARNING.days} days of their end); "
                     "every CRL current; the network directory; the store opens and its schema is current; free "
                     "disk. One line each: ok, warning or error.",
         epilog="Exit code: 0 every line ok, 1 a warning, 2 an error. A node.toml that does not load is reported "
