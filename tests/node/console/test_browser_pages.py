@@ -16,18 +16,16 @@ import pytest
 from playwright.sync_api import expect
 
 from node.localnet import send_document, wait_for
-from tests.node.console.browser_support import DESK, PHONE, REPO, add_user, chromium, sign_in
-from tests.node.network.network_support import (
-    A1,
-    CITY,
-    FAST_RETRY,
-    connect_and_start,
-    inbox_item,
-    new_network,
-    notice_meta,
-    units,
-    wait_status,
+from tests.node.console.browser_support import (
+    DESK,
+    PHONE,
+    REPO,
+    chromium,
+    city_and_county,
+    sign_in,
+    signed_in,
 )
+from tests.node.network.network_support import A1, CITY, inbox_item, notice_meta, units, wait_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 SCREENSHOTS = os.environ.get("GWX_SCREENSHOTS") == "1"
@@ -35,19 +33,12 @@ SCREENSHOTS = os.environ.get("GWX_SCREENSHOTS") == "1"
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("console-pages")
-    network = new_network(base)
     # The city's unit says its level (市级); the county's, known from node.toml's peers, has none
     # (其他): two levels for the send page's level filter.
-    network.add_node("city", [{**units(CITY)[0], "level": "city"}], retry=FAST_RETRY)
-    network.add_node("county-a", units(A1), retry=FAST_RETRY)
-    connect_and_start(network)
-    try:
-        add_user(network.nodes["county-a"].directory, "liuyang", "刘洋", "clerk", [A1], base)
-        add_user(network.nodes["city"].directory, "sunli", "孙丽", "clerk", [CITY], base)
+    with city_and_county(tmp_path_factory.mktemp("console-pages"), {
+            "county-a": [("liuyang", "刘洋", "clerk", [A1])], "city": [("sunli", "孙丽", "clerk", [CITY])]},
+            city=[{**units(CITY)[0], "level": "city"}], county=units(A1)) as network:
         yield network
-    finally:
-        network.stop_all()
 
 
 def shoot(page, name: str) -> None:
@@ -68,10 +59,7 @@ def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, 
     county_url, city_url = county.ready["local_url"], city.ready["local_url"]
 
     with chromium() as browser:
-        desk = browser.new_context(viewport=DESK, locale="zh-CN")
-        page = desk.new_page()
-        sign_in(page, county_url, "liuyang")
-        page.wait_for_url(f"{county_url}/console/")
+        page = signed_in(browser, county_url, "liuyang", DESK)
         assert page.inner_text("#tile-pending .tile-count") == "2"
         page.click("#tile-pending")
         rows = page.locator("#documents tbody tr")
@@ -108,10 +96,7 @@ def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, 
         assert "已登记" in page.inner_text("#doc-status")
 
         # The 函 goes back with a reason; the browser will not send an empty one.
-        phone = browser.new_context(viewport=PHONE, locale="zh-CN")
-        mobile = phone.new_page()
-        sign_in(mobile, county_url, "liuyang")
-        mobile.wait_for_url(f"{county_url}/console/")
+        mobile = signed_in(browser, county_url, "liuyang", PHONE)
         mobile.click("text=关于商请提供防汛物资储备情况的函")
         mobile.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         assert mobile.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than a phone
@@ -126,13 +111,12 @@ def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, 
         mobile.fill("textarea[name=reason]", "本单位无防汛物资储备职责，请转应急管理局")
         mobile.click("#return")
         assert mobile.inner_text("#done").startswith("已退回")
-        phone.close()
+        mobile.context.close()
 
         # The city's clerk sees who did what, and the reason, in 发文.
         wait_status(city, CITY, notice, {A1: "signed_for"})
         wait_status(city, CITY, letter, {A1: "returned"})
-        sender = browser.new_context(viewport=DESK, locale="zh-CN").new_page()
-        sign_in(sender, city_url, "sunli")
+        sender = signed_in(browser, city_url, "sunli", DESK)
         sender.click("#tile-outbox")
         listing = sender.inner_text("#documents")
         assert re.search(r"兰山区人民政府办公室（主送）\s*已签收\s*刘洋", listing), listing
@@ -140,7 +124,7 @@ def test_a_county_clerk_signs_for_registers_and_returns_what_the_city_sent(net, 
         shoot(sender, "outbox-desk")
         sender.click("text=关于商请提供防汛物资储备情况的函")
         assert "本单位无防汛物资储备职责，请转应急管理局" in sender.inner_text("#track")
-        desk.close()
+        page.context.close()
 
 
 def test_the_city_clerk_sends_from_the_console_and_the_county_receives_it(net, tmp_path):

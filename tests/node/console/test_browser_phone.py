@@ -19,18 +19,8 @@ from playwright.sync_api import expect
 
 from exchange_protocol.model import BEIJING
 from node.localnet import send_document, wait_for
-from tests.node.console.browser_support import DESK, PHONE, REPO, add_user, chromium, sign_in
-from tests.node.network.network_support import (
-    A1,
-    A2,
-    CITY,
-    FAST_RETRY,
-    connect_and_start,
-    inbox_item,
-    new_network,
-    notice_meta,
-    units,
-)
+from tests.node.console.browser_support import DESK, PHONE, REPO, chromium, city_and_county, signed_in
+from tests.node.network.network_support import A1, A2, CITY, inbox_item, notice_meta
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 SCREENSHOTS = os.environ.get("GWX_SCREENSHOTS") == "1"
@@ -39,19 +29,10 @@ MIN_TAP = 24  # px: the smallest button height a finger can still hit (WCAG 2.2'
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("console-phone")
-    network = new_network(base)
-    network.add_node("city", units(CITY), retry=FAST_RETRY)
-    network.add_node("county-a", units(A1, A2), retry=FAST_RETRY)
-    connect_and_start(network)
-    try:
-        add_user(network.nodes["city"].directory, "sunli", "孙丽", "clerk", [CITY], base)
-        add_user(network.nodes["city"].directory, "ops", "运维", "operator", [], base)
-        add_user(network.nodes["county-a"].directory, "liuyang", "刘洋", "clerk", [A1], base)
-        add_user(network.nodes["county-a"].directory, "zhao", "赵督查", "supervisor", [A1, A2], base)
+    with city_and_county(tmp_path_factory.mktemp("console-phone"), {
+            "city": [("sunli", "孙丽", "clerk", [CITY]), ("ops", "运维", "operator", [])],
+            "county-a": [("liuyang", "刘洋", "clerk", [A1]), ("zhao", "赵督查", "supervisor", [A1, A2])]}) as network:
         yield network
-    finally:
-        network.stop_all()
 
 
 def shoot(page, name: str) -> None:
@@ -85,10 +66,7 @@ def test_the_main_pages_fit_a_phone_and_its_buttons_work(net):
     quoted = urllib.parse.quote(doc_id, safe="")
 
     with chromium() as browser:
-        phone = browser.new_context(viewport=PHONE, locale="zh-CN")
-        page = phone.new_page()
-        sign_in(page, city_url, "sunli")
-        page.wait_for_url(f"{city_url}/console/")
+        page = signed_in(browser, city_url, "sunli", PHONE)
         for path in ("/console/", "/console/inbox", "/console/outbox", f"/console/doc/{quoted}", "/console/send",
                      f"/console/doc/{quoted}/track", "/console/stats?period=day"):
             page.goto(city_url + path)
@@ -108,9 +86,7 @@ def test_the_main_pages_fit_a_phone_and_its_buttons_work(net):
         page.goto(f"{city_url}/console/stats?period=day")
         shoot(page, "stats-phone")
 
-        supervisor = browser.new_context(viewport=PHONE, locale="zh-CN").new_page()
-        sign_in(supervisor, county_url, "zhao")
-        supervisor.wait_for_url(f"{county_url}/console/")
+        supervisor = signed_in(browser, county_url, "zhao", PHONE)
         fits_a_phone(supervisor, "supervisor's home")
         supervisor.click("#supervision-link")
         rows = supervisor.locator("#supervision tbody tr")
@@ -120,24 +96,18 @@ def test_the_main_pages_fit_a_phone_and_its_buttons_work(net):
         fits_a_phone(supervisor, "督办")
         shoot(supervisor, "supervision-phone")
 
-        clerk = browser.new_context(viewport=PHONE, locale="zh-CN").new_page()
-        sign_in(clerk, county_url, "liuyang")
-        clerk.wait_for_url(f"{county_url}/console/")
+        clerk = signed_in(browser, county_url, "liuyang", PHONE)
         for path in ("/console/", "/console/inbox?folder=overdue", f"/console/doc/{quoted}", "/console/stats"):
             clerk.goto(county_url + path)
             clerk.wait_for_load_state("load")
             fits_a_phone(clerk, "county " + path)
 
-        operator = browser.new_context(viewport=PHONE, locale="zh-CN").new_page()
-        sign_in(operator, city_url, "ops")
-        operator.wait_for_url(f"{city_url}/console/")
+        operator = signed_in(browser, city_url, "ops", PHONE)
         operator.goto(f"{city_url}/console/stats")
         fits_a_phone(operator, "operator's statistics")
 
         if SCREENSHOTS:
-            desk = browser.new_context(viewport=DESK, locale="zh-CN").new_page()
-            sign_in(desk, city_url, "sunli")
-            desk.wait_for_url(f"{city_url}/console/")
+            desk = signed_in(browser, city_url, "sunli", DESK)
             desk.goto(f"{city_url}/console/doc/{quoted}/track")
             shoot(desk, "track-desk")
             desk.goto(f"{city_url}/console/stats?period=day")

@@ -11,20 +11,16 @@ import json
 import pytest
 
 from node.localnet import send_document, wait_for
-from tests.node.console.browser_support import DESK, add_user, chromium, sign_in
+from tests.node.console.browser_support import chromium, city_and_county, signed_in
 from tests.node.network.network_support import (
     A1,
     A2,
     CITY,
-    FAST_RETRY,
     UNIT_NAMES,
-    connect_and_start,
     gwx,
     inbox_item,
-    new_network,
     notice_meta,
     token_file,
-    units,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -32,16 +28,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("console-track-forward")
-    network = new_network(base)
-    network.add_node("city", units(CITY), retry=FAST_RETRY)
-    network.add_node("county-a", units(A1, A2), retry=FAST_RETRY)
-    connect_and_start(network)
-    try:
-        add_user(network.nodes["city"].directory, "sunli", "孙丽", "clerk", [CITY], base)
+    with city_and_county(tmp_path_factory.mktemp("console-track-forward"),
+                         {"city": [("sunli", "孙丽", "clerk", [CITY])]}) as network:
         yield network
-    finally:
-        network.stop_all()
 
 
 def test_the_issuers_track_page_shows_who_forwarded_its_document_under_which_cover(net, tmp_path):
@@ -60,10 +49,7 @@ def test_the_issuers_track_page_shows_who_forwarded_its_document_under_which_cov
              what="the forward told to the city")
 
     with chromium() as browser:
-        page = browser.new_context(viewport=DESK, locale="zh-CN").new_page()
-        city_url = city.ready["local_url"]
-        sign_in(page, city_url, "sunli")
-        page.wait_for_url(f"{city_url}/console/")
+        page = signed_in(browser, city.ready["local_url"], "sunli")
         page.click("#tile-outbox")
         page.click("text=关于做好森林防火工作的通知")
         page.click("#track-link")
