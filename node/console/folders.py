@@ -44,8 +44,9 @@ INBOX_PARAMS = ("folder", "kind", "urgency", "from", "since", "until", "q", "aft
 OUTBOX_PARAMS = ("kind", "to", "since", "until", "q", "after")
 
 
-def filters_of(query, allowed: tuple[str, ...]) -> dict[str, str]:
-    """The list's query parameters, each known, given once and well-formed (empty ones dropped)."""
+def known_filters(query, allowed: tuple[str, ...]) -> dict[str, str]:
+    """A console page's query parameters, each one the page knows (``allowed``) and given once, their
+    values stripped (empty ones dropped): every list and report page of the console reads its own so."""
     out: dict[str, str] = {}
     for name in query:
         if name not in allowed:
@@ -55,6 +56,12 @@ def filters_of(query, allowed: tuple[str, ...]) -> dict[str, str]:
         value = query[name].strip()
         if value:
             out[name] = value
+    return out
+
+
+def filters_of(query, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The list's query parameters, each known, given once and well-formed (empty ones dropped)."""
+    out = known_filters(query, allowed)
     checks = {"folder": lambda v: v in FOLDERS, "kind": lambda v: v in KINDS, "urgency": lambda v: v in URGENCIES,
               "since": _DATE.fullmatch, "until": _DATE.fullmatch, "after": _CURSOR.fullmatch,
               "q": lambda v: len(v) <= MAX_SEARCH, "from": _unit_ok, "to": _unit_ok}

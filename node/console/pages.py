@@ -15,6 +15,7 @@ post without ``confirm`` is refused.
 from __future__ import annotations
 
 import urllib.parse
+from pathlib import Path
 
 from aiohttp import web
 
@@ -138,17 +139,7 @@ async def _attachment(request: web.Request, service) -> web.StreamResponse:
     listed = [a["name"] for a in shown.get("attachments", [])]
     async with body_pages.attachment_file(await service.package_path(who, doc_id), request.query["name"],
                                           listed, request.app[TMP]) as path:
-        name = request.query["name"]
-        response = web.StreamResponse(headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"})
-        response.content_length = path.stat().st_size
-        await response.prepare(request)
-        with open(path, "rb") as f:
-            while chunk := f.read(256 * 1024):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
+        return await _download(request, path, "application/octet-stream", request.query["name"])
 
 
 async def _ofd_body(request: web.Request, service) -> web.StreamResponse:
@@ -158,16 +149,21 @@ async def _ofd_body(request: web.Request, service) -> web.StreamResponse:
     async with body_pages.body_file(package, request.app[TMP]) as path:
         if path.suffix != ".ofd":
             raise NoSuchPage(f"the body of {doc_id} is not an OFD")
-        response = web.StreamResponse(headers={
-            "Content-Type": "application/ofd",
-            "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(doc_id, safe='')}.ofd"})
-        response.content_length = path.stat().st_size
-        await response.prepare(request)
-        with open(path, "rb") as f:
-            while chunk := f.read(256 * 1024):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
+        return await _download(request, path, "application/ofd", f"{doc_id}.ofd")
+
+
+async def _download(request: web.Request, path: Path, content_type: str, filename: str) -> web.StreamResponse:
+    """A file of the package's, sent as a download named ``filename``, streamed (never whole in memory)."""
+    response = web.StreamResponse(headers={
+        "Content-Type": content_type,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"})
+    response.content_length = path.stat().st_size
+    await response.prepare(request)
+    with open(path, "rb") as f:
+        while chunk := f.read(256 * 1024):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 def _act(act: str):

@@ -27,6 +27,7 @@ from node.api.ledger_routes import send_export
 from node.api.local_api import PRINCIPAL
 from node.console import charts
 from node.console.errors import BadFilter, WrongRole
+from node.console.folders import known_filters
 from node.console.security import ACCOUNTS, RENDER, SERVICE, SESSION, TMP
 from node.documents.ledger import STATUSES
 from node.documents.statistics import PERIODS
@@ -49,14 +50,7 @@ def routes() -> list[web.RouteDef]:
 
 
 def _query(request: web.Request, extra: tuple[str, ...] = ()) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name in request.query:
-        if name not in FILTERS + extra:
-            raise BadFilter(f"unknown filter {name!r}", parameter=name[:40])
-        if len(request.query.getall(name)) > 1:
-            raise BadFilter(f"filter {name!r} is given more than once", parameter=name)
-        if request.query[name].strip():
-            out[name] = request.query[name].strip()
+    out = known_filters(request.query, FILTERS + extra)
     if out.get("side", LEDGER_SENT) not in SIDES:
         raise BadFilter("filter 'side' is sent or received", parameter="side")
     return out

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from node.api.local_api import PRINCIPAL
 from node.console.errors import BadFilter, WrongRole
+from node.console.folders import known_filters
 from node.console.security import RENDER, SERVICE, SESSION
 from node.documents.supervised import STATES
 from node.errors import ApiError
@@ -35,14 +36,7 @@ def routes() -> list[web.RouteDef]:
 
 
 def _query(request: web.Request) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name in request.query:
-        if name not in PARAMS:
-            raise BadFilter(f"unknown filter {name!r}", parameter=name[:40])
-        if len(request.query.getall(name)) > 1:
-            raise BadFilter(f"filter {name!r} is given more than once", parameter=name)
-        if request.query[name].strip():
-            out[name] = request.query[name].strip()
+    out = known_filters(request.query, PARAMS)
     if out.get("state", "late") not in STATES:
         raise BadFilter("filter 'state' has a value the console does not know", parameter="state")
     if "unit" in out:

@@ -20,6 +20,7 @@ from aiohttp import web
 from exchange_protocol.states import SenderStatus
 from node.api.local_api import PRINCIPAL
 from node.console.errors import BadFilter
+from node.console.folders import known_filters
 from node.console.security import RENDER, SERVICE
 from node.documents import track_page as track_pages
 from node.errors import ApiError
@@ -37,14 +38,7 @@ def track_path(doc_id: str) -> str:
 
 
 def _query(request: web.Request) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name in request.query:
-        if name not in PARAMS:
-            raise BadFilter(f"unknown filter {name!r}", parameter=name[:40])
-        if len(request.query.getall(name)) > 1:
-            raise BadFilter(f"filter {name!r} is given more than once", parameter=name)
-        if request.query[name].strip():
-            out[name] = request.query[name].strip()
+    out = known_filters(request.query, PARAMS)
     if "status" in out and out["status"] not in FILTERS:
         raise BadFilter("filter 'status' has a value the console does not know", parameter="status")
     return out
