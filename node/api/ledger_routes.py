@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import urllib.parse
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,20 +123,7 @@ def _headers(export: LedgerExport, fmt: str) -> dict[str, str]:
 
 
 async def _send_csv(request: web.Request, export: LedgerExport) -> web.StreamResponse:
-    response = web.StreamResponse(headers=_headers(export, "csv"))
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    try:
-        async for chunk in csv_chunks(export):
-            await response.write(chunk)
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
-    except Exception as exc:  # the answer has started: only a cut connection can say it is incomplete
-        LOG.error("ledger export of %s cut off: %r", export.unit, exc)
-        _cut(request)
-        return response
-    await response.write_eof()
-    return response
+    return await _stream(request, export, "csv", csv_chunks(export))
 
 
 async def _send_xlsx(request: web.Request, export: LedgerExport) -> web.StreamResponse:
@@ -149,11 +137,17 @@ async def _send_xlsx(request: web.Request, export: LedgerExport) -> web.StreamRe
     # write an XLSX
     from node.documents.ledger_xlsx_stream import xlsx_chunks
 
-    response = web.StreamResponse(headers=_headers(export, "xlsx"))
+    return await _stream(request, export, "xlsx", xlsx_chunks(export, stop_if_gone))
+
+
+async def _stream(request: web.Request, export: LedgerExport, fmt: str,
+                  chunks: AsyncIterator[bytes]) -> web.StreamResponse:
+    """The export's bytes as they are made (chunked): never the whole file in memory."""
+    response = web.StreamResponse(headers=_headers(export, fmt))
     response.enable_chunked_encoding()
     await response.prepare(request)
     try:
-        async for chunk in xlsx_chunks(export, stop_if_gone):
+        async for chunk in chunks:
             await response.write(chunk)
     except (ConnectionResetError, asyncio.CancelledError):
         raise
