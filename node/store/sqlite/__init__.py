@@ -5,7 +5,8 @@ It implements the protocols of :mod:`node.store.interfaces` with the values of
 object) is seen by callers. Only :mod:`node.store.opener` imports it (and the tests of this backend).
 
 - ``db``: connections (one writer, one reader), PRAGMAs (WAL, ``synchronous=FULL`` and why),
-  explicit transactions (:class:`~.db.SqliteTransaction`), time format.
+  explicit transactions (:class:`~.db.SqliteTransaction`) over the holder both backends share
+  (:mod:`node.store.sql_common`, with the time format).
 - ``migrations``: the schema, versioned, one transaction per step, idempotent on re-open.
 - ``queue``: the outbound queue per destination node; the legal moves come from
   :mod:`node.store.queue_states`.
