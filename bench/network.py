@@ -54,6 +54,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -461,6 +462,27 @@ def process_figures(processes: list[subprocess.Popen]) -> list[dict]:
     return out
 
 
+def profilers(out: str | None, processes: list[subprocess.Popen]) -> list[subprocess.Popen]:
+    """``py-spy record`` of every node process (collapsed stacks in ``out``/cohost-N.txt)."""
+    if not out:
+        return []
+    Path(out).mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spies = [subprocess.Popen([spy, "record", "-p", str(p.pid), "-o", str(Path(out) / f"cohost-{i}.txt"),
+                               "--format", "raw", "-r", "100", "--nonblocking"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for i, p in enumerate(processes)]
+    time.sleep(1.0)  # attached before the submit
+    return spies
+
+
+def stop_profilers(spies: list[subprocess.Popen]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  #: py-spy writes its file and exits
+    for spy in spies:
+        spy.wait(timeout=60)
+
+
 # ---- report ---------------------------------------------------------------------------------------
 def _pacing(fig: dict) -> str:
     per_node = fig.get("clerks_per_node")
@@ -519,6 +541,8 @@ def main() -> int:
                                                       "default 4, quick 3, medium 2)")
     parser.add_argument("--timeout", type=float, help="seconds to wait for every 签收 (default 420, quick 120)")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between a clerk's looks at an inbox")
+    parser.add_argument("--py-spy", metavar="DIR",
+                        help="record every node process with py-spy during the exchange (DIR/cohost-N.txt)")
     parser.add_argument("--clerks-per-node", type=int, metavar="N",
                         help=f"the clerks' requests in flight at each node, every node at once (default: "
                              f"{CLERKS_AT_ONCE} over the whole city)")
@@ -537,11 +561,13 @@ def main() -> int:
             fig.update(city.figures)
             print(f"{fig['nodes']} nodes up in {len(city.processes)} processes: provision {fig['provision_s']:.0f} s, "
                   f"directory {fig['directory_s']:.0f} s, start {fig['start_s']:.0f} s", flush=True)
+            spies = profilers(args.py_spy, city.processes)
             started = process_figures(city.processes)
             fig.update(exchange(city, base, timeout=args.timeout or (120 if args.quick else 420), poll=args.poll,
                                 clerks_per_node=args.clerks_per_node))
             fig.update(envelope_counts(city))
             fig["processes"] = process_figures(city.processes)
+            stop_profilers(spies)
             for before, after in zip(started, fig["processes"], strict=True):
                 after["exchange_cpu_s"] = round(after["cpu_s"] - before["cpu_s"], 1)
         except Exception:
