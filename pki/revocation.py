@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
@@ -104,18 +105,33 @@ def check_crl(cert: x509.Certificate, issuer: x509.Certificate, crl: x509.Certif
     what it does not list passes. Only for fetching a fresh CRL, whose own signature decides its
     worth — never for accepting a peer's envelopes."""
     if crl.issuer != issuer.subject or cert.issuer != issuer.subject:
-        raise RevocationUnknown(f"the CRL is issued by '{crl.issuer.rfc4514_string()}', not by the "
-                                f"certificate's issuer '{cert.issuer.rfc4514_string()}'")
+        raise _not_the_issuers(crl, cert)
+    _authenticate(crl, issuer)
+    _judge(cert, crl, now, accept_stale)
+
+
+def _not_the_issuers(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> RevocationUnknown:
+    return RevocationUnknown(f"the CRL is issued by '{crl.issuer.rfc4514_string()}', not by the "
+                             f"certificate's issuer '{cert.issuer.rfc4514_string()}'")
+
+
+def _authenticate(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> None:
+    """Raise :class:`CrlBadSignature` unless ``issuer`` may sign CRLs and its key signed ``crl`` (whose
+    issuer name is ``issuer``'s subject): for a fixed pair the answer never changes."""
     try:
         usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
         if not usage.crl_sign:
             raise CrlBadSignature("the issuer's certificate does not allow CRL signing (keyUsage)")
     except x509.ExtensionNotFound:
         pass
-    valid = _crl_signed_by(crl, issuer)
-    if not valid:
+    if not _crl_signed_by(crl, issuer):
         raise CrlBadSignature("the CRL's signature does not verify with the issuer's key",
                               issuer=issuer.subject.rfc4514_string())
+
+
+def _judge(cert: x509.Certificate, crl: x509.CertificateRevocationList, now: dt.datetime,
+           accept_stale: bool) -> None:
+    """What an authentic CRL of ``cert``'s issuer says of it at ``now``: its window, then its entry."""
     if not accept_stale:
         _check_window(crl.last_update_utc, crl.next_update_utc, now, "the CRL")
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
@@ -132,29 +148,70 @@ def check_crl(cert: x509.Certificate, issuer: x509.Certificate, crl: x509.Certif
     raise _revoked(cert, reason, entry.revocation_date_utc, "crl", invalid_since)
 
 
+# Issuers a CrlChecker remembers its CRLs for (they are the CAs of paths already built to a trust
+# root: a network has one per county or so; the bound keeps anything else harmless).
+_ISSUERS = 256
+
+
+@dataclass(frozen=True)
+class _IssuerCrls:
+    """One issuer's CRLs in a checker, newest first, each with whether it is authentic."""
+
+    subject: x509.Name
+    crls: tuple[tuple[x509.CertificateRevocationList, bool], ...]
+
+
 class CrlChecker:
     """A checker backed by a set of CRLs (several issuers, or several generations of one).
 
     The CRL with the latest thisUpdate that is authentic and current decides; CRLs for other
     issuers are ignored; if none is usable, the most telling failure is raised. ``accept_stale``
     is :func:`check_crl`'s.
+
+    Which CRLs are an issuer's, in which order, and whether each is authentic depend only on the
+    CRLs (fixed for a checker: new CRLs make a new checker) and the issuer certificate: worked out
+    once per issuer and remembered, so checking a certificate costs a name comparison, the window
+    and a serial-number lookup. Decoding the names of every CRL on every call was most of the
+    cost of a seal certificate's check (a 签收 statement at the sending node: 2.2 of 3.0 ms).
     """
 
     def __init__(self, crls: Iterable[x509.CertificateRevocationList], *, accept_stale: bool = False) -> None:
         self._crls = tuple(crls)
         self._accept_stale = accept_stale
+        self._issuers: dict[x509.Certificate, _IssuerCrls] = {}  # certificates hash by their DER
 
     @property
     def crls(self) -> tuple[x509.CertificateRevocationList, ...]:
         return self._crls
 
+    def _of(self, issuer: x509.Certificate) -> _IssuerCrls:
+        known = self._issuers.get(issuer)
+        if known is None:
+            subject = issuer.subject
+            judged = []
+            for crl in sorted((c for c in self._crls if c.issuer == subject),
+                              key=lambda c: c.last_update_utc, reverse=True):
+                try:
+                    _authenticate(crl, issuer)
+                    judged.append((crl, True))
+                except RevocationUnknown:  # raised afresh each time it is asked (not kept)
+                    judged.append((crl, False))
+            known = _IssuerCrls(subject, tuple(judged))
+            if len(self._issuers) >= _ISSUERS:  # several threads may get here: an entry lost is recomputed
+                self._issuers.pop(next(iter(self._issuers)), None)
+            self._issuers[issuer] = known
+        return known
+
     def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
-        candidates = sorted((c for c in self._crls if c.issuer == issuer.subject),
-                            key=lambda c: c.last_update_utc, reverse=True)
+        known = self._of(issuer)
+        if known.crls and cert.issuer != known.subject:
+            raise _not_the_issuers(known.crls[0][0], cert)
         failure: RevocationUnknown | None = None
-        for crl in candidates:
+        for crl, authentic in known.crls:
             try:
-                check_crl(cert, issuer, crl, now, accept_stale=self._accept_stale)
+                if not authentic:
+                    _authenticate(crl, issuer)  # raises what makes it unusable
+                _judge(cert, crl, now, self._accept_stale)
                 return
             except CertificateRevoked:
                 raise

@@ -217,6 +217,63 @@ def test_remembered_crl_signatures_cannot_vouch_for_another_crl(env):
         check_crl(bad, ca.certificate, authentic, NOW)
 
 
+class _CountingCrl:
+    """A CRL that counts how often its issuer name is decoded (the costly part of matching it)."""
+
+    def __init__(self, crl: x509.CertificateRevocationList) -> None:
+        self._crl, self.issuer_reads = crl, 0
+
+    @property
+    def issuer(self) -> x509.Name:
+        self.issuer_reads += 1
+        return self._crl.issuer
+
+    def __getattr__(self, name):
+        return getattr(self._crl, name)
+
+
+def test_a_checker_matches_its_crls_to_an_issuer_once_and_judges_every_certificate_afresh(env, tmp_path):
+    """Which CRLs are the issuer's is worked out at the first certificate of that issuer, not again
+    for each (the CRLs of three other CAs beside it); yet every certificate still gets its own verdict:
+    the revoked one is refused each time, before and after the good one."""
+    root, ca, good, bad = env
+    others = [root.create_intermediate(tmp_path / f"other-{i}", f"Other CA {i}", PASSPHRASE)
+              for i in range(2)]
+    crls = [_CountingCrl(crlmod.build_crl(c, NOW)) for c in [root, *others, ca]]
+    checker = CrlChecker(crls)
+    rounds = []
+    for _ in range(50):
+        with pytest.raises(CertificateRevoked):
+            checker(bad, ca.certificate, NOW)
+        checker(good, ca.certificate, NOW)
+        rounds.append([c.issuer_reads for c in crls])
+    assert rounds[-1] == rounds[0]  # was two more each round for every CRL: each name, each call
+    assert max(rounds[0]) <= 2  # matching (and the ca's authenticated once)
+    with pytest.raises(RevocationStale):  # the window is the moment's, never remembered
+        checker(good, ca.certificate, NOW + dt.timedelta(days=30))
+    checker(good, ca.certificate, NOW)
+
+
+def test_a_checker_keeps_refusing_a_forged_crl_and_a_certificate_of_another_issuer(env, tmp_path):
+    """A CRL that does not verify is refused on every call (its verdict is not turned into a pass by
+    being remembered), and a certificate whose issuer is not the CRLs' is still not judged by them."""
+    root, ca, good, _ = env
+    der = bytearray(crlmod.crl_der(crlmod.build_crl(ca, NOW)))
+    der[-3] ^= 0x01
+    checker = CrlChecker([x509.load_der_x509_crl(bytes(der))])
+    for _ in range(3):
+        with pytest.raises(CrlBadSignature):
+            checker(good, ca.certificate, NOW)
+    other = root.create_intermediate(tmp_path / "other", "Another County CA", PASSPHRASE)
+    foreign = other.issue_seal_certificate("91350100M000100Y43", "单位", other.algorithm.generate().public_key())
+    checker = CrlChecker([crlmod.build_crl(ca, NOW)])
+    checker(good, ca.certificate, NOW)
+    for _ in range(2):
+        with pytest.raises(RevocationUnknown) as err:
+            checker(foreign, ca.certificate, NOW)
+        assert "not by the certificate's issuer" in err.value.message
+
+
 def test_judged_at_a_past_moment_a_later_crl_is_evidence_and_only_earlier_revocations_count(env):
     # The moment a time-stamp proves: bad was revoked two hours before NOW.
     _, ca, good, bad = env
