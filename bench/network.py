@@ -463,13 +463,15 @@ def process_figures(processes: list[subprocess.Popen]) -> list[dict]:
 
 
 def profilers(out: str | None, processes: list[subprocess.Popen]) -> list[subprocess.Popen]:
-    """``py-spy record`` of every node process (collapsed stacks in ``out``/cohost-N.txt)."""
+    """``py-spy record`` of every node process (collapsed stacks in ``out``/cohost-N.txt); with
+    ``GWX_SPY_GIL=1`` only the thread holding the GIL (what uses the process's one core for Python)."""
     if not out:
         return []
     Path(out).mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     spies = [subprocess.Popen([spy, "record", "-p", str(p.pid), "-o", str(Path(out) / f"cohost-{i}.txt"),
-                               "--format", "raw", "-r", "100", "--nonblocking"],
+                               "--format", "raw", "-r", "100", "--nonblocking",
+                               *(["--gil"] if os.environ.get("GWX_SPY_GIL") else [])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for i, p in enumerate(processes)]
     time.sleep(1.0)  # attached before the submit
