@@ -11,7 +11,11 @@ and the seal certificate under it, the CRL checked as a node checks it):
 * ``verify_distinct_us`` — the same, one pass over statements of ``--seals`` distinct seal
   certificates (default 100), each verified once: no cache hit, as for the 3,600 units of one 通知
   coming back to the one issuing node; ``issuing_node_3600_s`` — what verifying 3,600 of them costs
-  that node, on one core (serial in its processor's worker thread);
+  that node, on one core (serial in its processor's worker thread); ``verify_distinct_cpu_us`` the
+  same pass in CPU time (``time.process_time``: less sensitive to a shared machine's load).
+  ``--counties N`` issues the seals from N intermediate CAs under the root, dealt round, each with
+  its CRL in the checker beside the root's — a city's shape (bench/network.py: 9 counties, 10 CRLs);
+  the default 0 keeps the seals under the root with its one CRL;
 * ``statement_bytes`` and ``entry_bytes_added`` — the DER, and what it adds to a notice's JSON entry
   (base64); ``notices_per_batch`` with and without statements — how many 签收 fit one batch payload
   (``MAX_NOTICE_BYTES``), hence ``envelopes_for_3600`` each way for 3,600 签收 of one 通知 arriving at
@@ -33,6 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # bench/ would shadow the pki package
+
+from cryptography import x509  # noqa: E402
 
 from exchange_protocol.envelope import MessageType  # noqa: E402
 from exchange_protocol.notices import Notice, pack_notices  # noqa: E402
@@ -62,27 +68,32 @@ def per_call_us(fn: Callable[[], object], seconds: float) -> float:
             return elapsed / n * 1e6
 
 
-def verify_distinct_us(ca: CertificateAuthority, units: list[str], digest: str, now: dt.datetime,
-                       trust: TrustStore, crls: CrlChecker) -> float:
+def verify_distinct_us(cas: list[CertificateAuthority], units: list[str], digest: str, now: dt.datetime,
+                       trust: TrustStore, crls: CrlChecker,
+                       intermediates: tuple[x509.Certificate, ...] = ()) -> tuple[float, float]:
     """Per statement, one pass over statements each signed by a seal certificate of its own (a cold
-    cache for each, as at the issuing node); the seals are made first, outside the timing."""
+    cache for each, as at the issuing node), issued by ``cas`` dealt round; the seals are made first,
+    outside the timing. (wall µs, CPU µs)"""
     ders = []
     for i, unit in enumerate(units, start=1):
         key = DEFAULT.generate()
+        ca = cas[i % len(cas)]
         cert = ca.issue_seal_certificate(unit, f"第{i}村村民委员会", key.public_key(), now=now - dt.timedelta(minutes=5))
         statement = Statement(MessageType.RECEIPT, DOC, digest, unit, f"第{i}村村民委员会", "收发员甲", now, None,
                               SENDER)
         ders.append(sign_statement(statement, SoftwareSigner(key, cert)))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for der in ders:
-        verify_statement(der, trust, now=now, revocation=crls)
-    return (time.perf_counter() - start) / len(ders) * 1e6
+        verify_statement(der, trust, now=now, intermediates=intermediates, revocation=crls)
+    return ((time.perf_counter() - start) / len(ders) * 1e6, (time.process_time() - cpu) / len(ders) * 1e6)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
     parser.add_argument("--seals", type=int, default=100, help="distinct seal certificates for verify_distinct_us")
+    parser.add_argument("--counties", type=int, default=0,
+                        help="intermediate CAs issuing the distinct seals, each with its CRL (a city: 9)")
     args = parser.parse_args()
     seconds = 0.5 if args.quick else 3.0
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -98,7 +109,11 @@ def main() -> int:
         der = sign_statement(statement, seal.signer, seal.chain)
         sign_us = per_call_us(lambda: sign_statement(statement, seal.signer, seal.chain), seconds)
         verify_us = per_call_us(lambda: verify_statement(der, trust, now=now, revocation=crls), seconds)
-        distinct_us = verify_distinct_us(ca, units[1:args.seals + 1], digest, now, trust, crls)
+        counties = [ca.create_intermediate(Path(tmp) / f"county-{k}", f"测量县CA{k}", PW) for k in range(args.counties)]
+        if counties:
+            crls = CrlChecker([current_crl(c, now) for c in [ca, *counties]])
+        distinct_us, distinct_cpu_us = verify_distinct_us(counties or [ca], units[1:args.seals + 1], digest, now,
+                                                          trust, crls, tuple(c.certificate for c in counties))
         data = b"x" * 32
         ecdsa_sign_us = per_call_us(lambda: seal.signer.sign(data), seconds)
         sig = seal.signer.sign(data)
@@ -118,11 +133,13 @@ def main() -> int:
         "notices_per_batch_signed": max(len(r) for r in runs_signed),
         "envelopes_for_3600_plain": len(runs_plain), "envelopes_for_3600_signed": len(runs_signed),
         "per_signed_for_cpu_ms": round((sign_us + verify_us) / 1000, 3),
-        "seals": args.seals, "verify_distinct_us": round(distinct_us, 1),
+        "seals": args.seals, "counties": args.counties, "verify_distinct_us": round(distinct_us, 1),
+        "verify_distinct_cpu_us": round(distinct_cpu_us, 1),
         "issuing_node_3600_s": round(distinct_us * 3600 / 1e6, 2),
     }
     print(f"sign a statement {sign_us:.0f} µs (bare ECDSA {ecdsa_sign_us:.0f} µs); verify {verify_us:.0f} µs "
           f"(bare {ecdsa_verify_us:.0f} µs), {distinct_us:.0f} µs each over {args.seals} distinct seals "
+          f"({distinct_cpu_us:.0f} µs CPU; {args.counties} county CAs) "
           f"({distinct_us * 3.6e-3:.1f} s for 3,600 at the issuing node); {len(der)} bytes DER, +{added} bytes per notice; "
           f"3,600 签收 in {len(runs_signed)} envelopes instead of {len(runs_plain)}")
     print(json.dumps(result, ensure_ascii=False))

@@ -25,3 +25,14 @@ def test_the_statement_figures_come_out_and_a_full_batch_still_fits_one_envelope
     # Distinct seals, each verified once (as at the issuing node), and what 3,600 of them cost it.
     assert fig["seals"] == 12 and fig["verify_distinct_us"] > fig["ecdsa_verify_us"]
     assert fig["issuing_node_3600_s"] == round(fig["verify_distinct_us"] * 3600 / 1e6, 2)
+
+
+def test_with_county_cas_the_seals_chain_through_them_and_each_crl_is_checked():
+    """--counties: the city's shape (seals from county CAs, a CRL per CA); every statement verifies
+    (the bench fails otherwise) and its CPU time is reported beside the wall time."""
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "evidence.py"), "--quick", "--seals", "6",
+                             "--counties", "3"], capture_output=True, text=True, timeout=110, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fig = json.loads(result.stdout.strip().splitlines()[-1])
+    assert fig["counties"] == 3 and fig["seals"] == 6
+    assert fig["verify_distinct_us"] > 0 and 0 < fig["verify_distinct_cpu_us"]
