@@ -39,6 +39,10 @@ the notices coming back cost in envelopes: ``city_envelopes_in`` (what the city 
 type) and ``relayed_envelopes`` (headers the counties took in custody), and the clerks' side:
 ``clerks_signed_s`` (→ the last 签收 taken by its own node), ``sign_for_p50_s`` (one 签收 as the
 clerk waits for it) and ``sign_for_served_mean_s`` (as the nodes served it, their histogram).
+``--sign-after-delivery`` holds every clerk until the document has reached every node
+(``first_signed_s`` then comes after ``delivered_s``): delivery alone, not sharing the cores with the
+签收 of the nodes reached first. ``--py-spy DIR`` records every node process with py-spy during
+the exchange (``GWX_SPY_GIL=1``: only the thread holding the GIL).
 The last line is one JSON object.
 """
 
@@ -307,15 +311,19 @@ def notice_meta(to: list[str]) -> dict:
 
 
 async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: dict[str, str],
-                  signed: list[float], signed_latency: list[float], per_node: int | None) -> None:
+                  signed: list[float], signed_latency: list[float], per_node: int | None,
+                  after_delivery: bool = False) -> None:
     """For every node: wait until the document reaches one of its units, then 签收 for each unit
     (``signed``: when each 签收 was answered, monotonic; ``signed_latency``: how long each took).
+    With ``after_delivery`` no clerk signs before the document has reached every node (delivery
+    alone, not sharing the cores with the 签收 of the nodes it reached first).
 
     Requests in flight: CLERKS_AT_ONCE over the whole city, or with ``per_node`` that many at each
     node (its clerks), every node at once."""
     every = asyncio.Semaphore(CLERKS_AT_ONCE)
     limits = {n.node_id: asyncio.Semaphore(per_node) if per_node else every for n in city.nodes}
     latencies = signed_latency
+    hosted = {n.node_id: [u["code"] for u in n.units if u["code"] != OFFICE] for n in city.nodes}
     connector = aiohttp.TCPConnector(limit=0 if per_node else 100)
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT, connector=connector) as session:
         async def call(node: LocalNode, unit: str, method: str, path: str) -> tuple[int, dict]:
@@ -331,11 +339,18 @@ async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: d
                     raise RuntimeError(f"{node.node_id} {method} {path} for {unit}: {resp.status} {body}")
                 return resp.status, body
 
+        everywhere = asyncio.Barrier(sum(1 for n in city.nodes if hosted[n.node_id])) if after_delivery else None
+
         async def clerk(node: LocalNode, units: list[str]) -> None:
             while (await call(node, units[0], "GET", f"/api/v1/inbox/{doc_id}"))[0] != 200:
                 if time.monotonic() > deadline:
                     return
                 await asyncio.sleep(poll)
+            if everywhere is not None:
+                try:
+                    await asyncio.wait_for(everywhere.wait(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:  # some node never got it: the figures say so
+                    return
             async def sign_for(unit: str) -> None:  # every unit's clerk at once, as in a real city
                 while time.monotonic() < deadline:
                     status, item = await call(node, unit, "POST", f"/api/v1/inbox/{doc_id}/sign-for")
@@ -346,7 +361,6 @@ async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: d
                     await asyncio.sleep(poll)  # not applied to this unit's inbox yet
             await asyncio.gather(*(sign_for(unit) for unit in units))
 
-        hosted = {n.node_id: [u["code"] for u in n.units if u["code"] != OFFICE] for n in city.nodes}
         await asyncio.gather(*(clerk(city.net.nodes[node_id], units) for node_id, units in hosted.items() if units))
 
 
@@ -374,7 +388,7 @@ async def _sender(city: City, doc_id: str, recipients: int, start: float, deadli
 
 
 def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, package_mib: float = 1.0,
-             clerks_per_node: int | None = None) -> dict:
+             clerks_per_node: int | None = None, after_delivery: bool = False) -> dict:
     """Send the 通知 to every unit but the sender, let the clerks sign for it; the figures."""
     fig: dict = {}
     node = city.net.nodes["city"]
@@ -394,13 +408,14 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
     latency: list[float] = []
 
     async def both() -> None:
-        await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen, signed, latency, clerks_per_node),
+        await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen, signed, latency, clerks_per_node,
+                                     after_delivery),
                              _sender(city, doc_id, len(recipients), start, deadline, fig))
     asyncio.run(both())
     fig.update(recipients=len(recipients), received=len(seen), signed_back=fig.get("sender_counts", {})
                .get("signed_for", 0))
     if signed:  # the clerks' side: when their 签收 was taken by their own node
-        fig.update(clerks_signed_s=max(signed) - start, clerks_signed_p50_s=sorted(signed)[len(signed) // 2] - start,
+        fig.update(first_signed_s=min(signed) - start, clerks_signed_s=max(signed) - start, clerks_signed_p50_s=sorted(signed)[len(signed) // 2] - start,
                    sign_for_p50_s=sorted(latency)[len(latency) // 2], sign_for_max_s=max(latency))
         served = [_histogram(city.net.nodes[n.node_id], "gwx_local_api_request_seconds", SIGN_FOR_ROUTE)
                   for n in city.nodes if n.level != "city"]
@@ -488,7 +503,8 @@ def stop_profilers(spies: list[subprocess.Popen]) -> None:
 # ---- report ---------------------------------------------------------------------------------------
 def _pacing(fig: dict) -> str:
     per_node = fig.get("clerks_per_node")
-    return f"{per_node} requests in flight per node" if per_node else f"{CLERKS_AT_ONCE} requests in flight in all"
+    pacing = f"{per_node} requests in flight per node" if per_node else f"{CLERKS_AT_ONCE} requests in flight in all"
+    return pacing + ("; after every node had it" if fig.get("sign_after_delivery") else "")
 
 
 def table(fig: dict) -> None:
@@ -543,6 +559,8 @@ def main() -> int:
                                                       "default 4, quick 3, medium 2)")
     parser.add_argument("--timeout", type=float, help="seconds to wait for every 签收 (default 420, quick 120)")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between a clerk's looks at an inbox")
+    parser.add_argument("--sign-after-delivery", action="store_true",
+                        help="no clerk signs before every node has the document (delivery alone)")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record every node process with py-spy during the exchange (DIR/cohost-N.txt)")
     parser.add_argument("--clerks-per-node", type=int, metavar="N",
@@ -555,7 +573,8 @@ def main() -> int:
                  "cores": os.cpu_count(),
                  "nodes": 1 + shape.counties + shape.townships, "units": shape.units, "counties": shape.counties,
                  "townships": shape.townships, "child_links": shape.counties, "cas": 1 + shape.counties,
-                 "workers": 2, "clerks_per_node": args.clerks_per_node}
+                 "workers": 2, "clerks_per_node": args.clerks_per_node,
+                 "sign_after_delivery": args.sign_after_delivery}
     with tempfile.TemporaryDirectory(prefix="gwx-bench-network-", dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
         base = Path(tmp)
         city = build_network(base / "net", shape, routing=args.routing, processes=processes)
@@ -566,7 +585,7 @@ def main() -> int:
             spies = profilers(args.py_spy, city.processes)
             started = process_figures(city.processes)
             fig.update(exchange(city, base, timeout=args.timeout or (120 if args.quick else 420), poll=args.poll,
-                                clerks_per_node=args.clerks_per_node))
+                                clerks_per_node=args.clerks_per_node, after_delivery=args.sign_after_delivery))
             fig.update(envelope_counts(city))
             fig["processes"] = process_figures(city.processes)
             stop_profilers(spies)

@@ -53,3 +53,15 @@ def test_along_the_tree_the_city_sends_only_to_its_counties_and_they_relay(tmp_p
     # Fan-out: one bundle for everything below the county, the package on the origin's uplink once
     # per child link (issue 8's aim: at most 1.2 × package × child links).
     assert figures["origin_bytes"] <= 1.2 * figures["package_bytes"] * 1
+
+
+def test_signing_after_delivery_no_clerk_signs_before_every_unit_has_it(tmp_path):
+    """--sign-after-delivery: delivery alone, measured without the 签收 of the first nodes reached
+    sharing the machine; every 签收 still comes back."""
+    city = build_network(tmp_path / "net", TINY, routing="tree", processes=2)
+    try:
+        figures = exchange(city, tmp_path, timeout=120, poll=0.2, after_delivery=True)
+    finally:
+        city.net.stop_all()
+    assert figures["received"] == figures["signed_back"] == figures["recipients"] == 13
+    assert figures["first_signed_s"] > figures["delivered_s"]
