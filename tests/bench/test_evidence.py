@@ -35,4 +35,4 @@ def test_with_county_cas_the_seals_chain_through_them_and_each_crl_is_checked():
     assert result.returncode == 0, result.stderr[-3000:]
     fig = json.loads(result.stdout.strip().splitlines()[-1])
     assert fig["counties"] == 3 and fig["seals"] == 6
-    assert fig["verify_distinct_us"] > 0 and 0 < fig["verify_distinct_cpu_us"]
+    assert fig["verify_distinct_us"] > 0 and fig["verify_distinct_cpu_us"] > 0
