@@ -23,7 +23,9 @@
    multipart), until it is in the receiver's inbox; peak RSS (``VmHWM``) of both node processes.
 
 ``--py-spy OUT`` records the receiver with ``py-spy record`` (collapsed stacks) during phase 1
-(``GWX_SPY_GIL=1``: only the thread holding the GIL); ``--skip accept,pdf,big`` leaves phases out.
+(``GWX_SPY_GIL=1``: only the thread holding the GIL; with ``--small --py-spy-inbox`` until the
+inbox holds every document, so the processor's work is in the profile); ``--skip accept,pdf,big``
+leaves phases out.
 
 Phases 3–4 run on a second, fresh pair of nodes: the first receiver still has a processing
 backlog and its peak RSS would include phase 1. ``--quick``: 2,000 documents, 256 MiB.
@@ -242,9 +244,8 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         try:
             wall, latencies, receipts, errors = asyncio.run(submit_all(sender, receiver, batches, args.inflight))
         finally:
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(60)
+            if spy is not None and not (args.small and args.py_spy_inbox):
+                stop_profiler(spy)
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
         kernel = cpu_seconds(receiver.process.pid, kernel_only=True) - sys0
         bench1 = os.times()
@@ -265,7 +266,11 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         fig["receipts_verified"] = verify_receipts(sender, receipts)
         fig["receipt_verify_ms"] = 1000 * (time.perf_counter() - t0) / max(1, accepted)
         if args.small:
-            wait_for_inbox(receiver, accepted, started, cpu0["receiver"], fig)
+            try:
+                wait_for_inbox(receiver, accepted, started, cpu0["receiver"], fig)
+            finally:
+                if spy is not None and args.py_spy_inbox:
+                    stop_profiler(spy)
         if args.vs_postfix:
             phase_postfix(batches, args.postfix_connections, fig)
     finally:
@@ -286,6 +291,11 @@ def profiler(out: str | None, pid: int) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the first batch
     return proc
+
+
+def stop_profiler(spy: subprocess.Popen) -> None:
+    spy.send_signal(signal.SIGINT)
+    spy.wait(60)
 
 
 # ---- the primitive floor --------------------------------------------------------------------
@@ -432,6 +442,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=64, help="envelopes per POST (the node's batch_size)")
     parser.add_argument("--inflight", type=int, default=4, help="POSTs in flight at once")
     parser.add_argument("--py-spy", metavar="OUT", help="record the receiver with py-spy during phase 1")
+    parser.add_argument("--py-spy-inbox", action="store_true",
+                        help="with --small: keep recording until the inbox holds every document")
     parser.add_argument("--skip", default="", help="comma-separated phases to leave out: accept,pdf,big")
     parser.add_argument("--small", action="store_true",
                         help="small-document mode: ~16 KiB envelopes, acceptance and inbox delivery only "

@@ -291,6 +291,27 @@ class PackageSealInvalid(PackageError):
     kind = ErrorKind.VERIFICATION_FAILED
 
 
+class PdfByteRangeInvalid(PackageSealInvalid):
+    """The PAdES seal's /ByteRange leaves out bytes other than its own signature (or lies outside the file)."""
+
+    code = "PKG_PDF_BYTE_RANGE"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
+class PdfSealNotLast(PackageSealInvalid):
+    """Bytes follow the sealed range: a revision (incremental update) or anything else appended after sealing."""
+
+    code = "PKG_PDF_SEAL_APPENDED"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
+class PdfSealWrongSigner(PackageSealInvalid):
+    """body.pdf is sealed, validly, by another certificate than the one that signed the package's manifest."""
+
+    code = "PKG_PDF_SEAL_WRONG_SIGNER"
+    kind = ErrorKind.VERIFICATION_FAILED
+
+
 # --- envelopes (node to node) ---------------------------------------------------------------
 class EnvelopeError(ProtocolError):
     code = "ENV_INVALID"

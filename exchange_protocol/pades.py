@@ -61,7 +61,8 @@ from pki.seal import Seal
 from pki.signer import Signer
 from pki.trust import Purpose, RevocationCheck, TrustStore, verify_certificate
 
-from .errors import PackageInputError, PackageNotPdf, PackageSealInvalid
+from .errors import PackageInputError, PackageNotPdf, PackageSealInvalid, PdfSealNotLast, PdfSealWrongSigner
+from .pades_lean import PdfSealStatus
 
 MM_TO_PT = 72 / 25.4
 FIELD_NAME = "GwxSeal"
@@ -259,16 +260,6 @@ def _find_date_line(pdf: bytes, page_index: int) -> tuple[float, float] | None:
 # --- validation ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PdfSealStatus:
-    """A PAdES seal that pyHanko validated against our roots, covering the whole file."""
-
-    signer_certificate: x509.Certificate
-    signing_time: dt.datetime | None
-    field_name: str
-    signatures: int
-
-
 def _carried_certificates(sig) -> list[x509.Certificate]:
     """The certificates the PDF signature's CMS carries (its chain), or none if it has no readable set."""
     try:
@@ -321,11 +312,10 @@ def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at:
         raise PackageSealInvalid("the PDF seal's certificate does not chain to a trusted root at the "
                                  "verification time", trusted=False)
     if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
-        raise PackageSealInvalid("content was added to body.pdf after it was sealed",
-                                 coverage=str(status.coverage))
+        raise PdfSealNotLast("content was added to body.pdf after it was sealed", coverage=str(status.coverage))
     cert = x509.load_der_x509_certificate(status.signing_cert.dump())
     if expected_certificate is not None and cert != expected_certificate:
-        raise PackageSealInvalid("body.pdf was sealed with another certificate than the package's seal",
+        raise PdfSealWrongSigner("body.pdf was sealed with another certificate than the package's seal",
                                  subject=cert.subject.rfc4514_string())
     if revocation is not None:
         verify_certificate(cert, TrustStore.of(trust_roots), at, [*_carried_certificates(sig), *intermediates],
@@ -365,10 +355,10 @@ def _validate_sm2(sig, trust_roots: Sequence[x509.Certificate], at: dt.datetime,
         raise PackageSealInvalid(f"the PDF seal does not verify: the sealed document was changed ({exc.message})",
                                  intact=False, cause=exc.code) from None
     if coverage != SignatureCoverageLevel.ENTIRE_FILE:
-        raise PackageSealInvalid("content was added to body.pdf after it was sealed", coverage=str(coverage))
+        raise PdfSealNotLast("content was added to body.pdf after it was sealed", coverage=str(coverage))
     cert = result.signer_certificate
     if expected_certificate is not None and cert != expected_certificate:
-        raise PackageSealInvalid("body.pdf was sealed with another certificate than the package's seal",
+        raise PdfSealWrongSigner("body.pdf was sealed with another certificate than the package's seal",
                                  subject=cert.subject.rfc4514_string())
     if revocation is not None:
         verify_certificate(cert, TrustStore.of(trust_roots), at, [*carried, *intermediates], Purpose.SEAL, revocation)
