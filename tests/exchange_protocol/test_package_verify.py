@@ -106,7 +106,7 @@ def test_manifest_signed_by_another_units_key(pki_env):
     report = verify_package(io.BytesIO(assemble(files, pki_env.other_seal.signer, NOW)), [pki_env.root], NOW)
     s = statuses(report)
     assert s["manifest_signature"] == ("pass", None)  # a valid signature — by the wrong key
-    assert s["pdf_seal"] == ("fail", "PKG_PDF_SEAL_INVALID")
+    assert s["pdf_seal"] == ("fail", "PKG_PDF_SEAL_WRONG_SIGNER")
     assert s["seal"] == ("fail", "SEAL_CERT_NOT_LISTED")
     assert not report.ok
 
@@ -116,7 +116,7 @@ def test_a_body_resealed_by_another_unit_is_caught(pki_env):
     files = {k: v for k, v in members_of(package(pki_env)).items() if not k.startswith("META-INF/") or k == SEAL_NAME}
     files["body.pdf"] = members_of(other)["body.pdf"]
     report = verify_package(io.BytesIO(assemble(files, pki_env.seal.signer, NOW)), [pki_env.root], NOW)
-    assert statuses(report)["pdf_seal"] == ("fail", "PKG_PDF_SEAL_INVALID")
+    assert statuses(report)["pdf_seal"] == ("fail", "PKG_PDF_SEAL_WRONG_SIGNER")
 
 
 def test_a_classified_package_read_from_a_path_keeps_the_classified_network_policy(pki_env, tmp_path):

@@ -125,12 +125,12 @@ def test_a_document_whose_pdf_seal_fails_is_quarantined_and_bounced(net):
     # county-b acknowledged it (the city's row reached 已发送 or beyond) and then refused it.
     state = wait_for(lambda: (s := received_state(county_b, draft[0])) and s[0] != "new" and s, 60,
                      what="the forged document applied")
-    assert state == ("failed", "PKG_PDF_SEAL_INVALID")
+    assert state == ("failed", "PKG_PDF_SEAL_APPENDED")  # its body grew after sealing
     tracking = wait_status(city, CITY, doc_id, {B1: "failed"})
     row = recipients_by_unit(tracking)[B1]
-    assert "pdf_seal" in row["reason"] and "PKG_PDF_SEAL_INVALID" in row["reason"], row
+    assert "pdf_seal" in row["reason"] and "PKG_PDF_SEAL_APPENDED" in row["reason"], row
     b1_line = next(line for line in track(city, CITY, doc_id).splitlines() if line.startswith(B1))
-    assert "失败" in b1_line and "PKG_PDF_SEAL_INVALID" in b1_line
+    assert "失败" in b1_line and "PKG_PDF_SEAL_APPENDED" in b1_line
     # Quarantined: never offered for 签收.
     assert all(i["doc_id"] != doc_id for i in county_b.clerk(B1).get("/api/v1/inbox", {"limit": 500}))
     assert db_value(county_b, "SELECT COUNT(*) FROM inbox WHERE doc_id = ?", [doc_id]) == 0
