@@ -85,6 +85,13 @@ class ReloadingCrlChecker:
     def __call__(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> None:
         self._current()(cert, issuer, now)
 
+    def verdict_token(self) -> tuple[object, dt.datetime, dt.datetime] | None:
+        """The CRLs in force now (:meth:`pki.revocation.CrlChecker.verdict_token`): another file, another token."""
+        try:
+            return self._current().verdict_token()
+        except RevocationUnknown:
+            return None
+
     def reload(self) -> None:
         """Read the file again at the next check (a fetched CRL was just installed)."""
         with self._lock:

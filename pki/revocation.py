@@ -184,6 +184,17 @@ class CrlChecker:
     def crls(self) -> tuple[x509.CertificateRevocationList, ...]:
         return self._crls
 
+    def verdict_token(self) -> tuple[object, dt.datetime, dt.datetime] | None:
+        """For :func:`pki.trust.verify_certificate`'s verdict cache: this checker (its CRLs never
+        change) and the moments within which every one of its CRLs is current, so that its answer
+        for a certificate is the same at any of them; None when a CRL announces no next update."""
+        if self._accept_stale:
+            return self, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
+        if not self._crls or any(c.next_update_utc is None for c in self._crls):
+            return None
+        return (self, max(c.last_update_utc for c in self._crls) - CLOCK_SKEW,
+                min(c.next_update_utc for c in self._crls))  # type: ignore[type-var]
+
     def _of(self, issuer: x509.Certificate) -> _IssuerCrls:
         known = self._issuers.get(issuer)
         if known is None:

@@ -9,9 +9,17 @@ key usage for the requested :class:`Purpose`. Revocation is a separate, injected
 
 Whether one certificate's signature verifies under another's key is remembered in a bounded
 cache keyed by the two certificates (which compare by their whole DER): for a fixed pair the
-answer never changes, and it was most of the cost of judging a path. Validity at ``at``, CA
-flags, path length, purpose and revocation depend on the time or the caller and are decided
-afresh on every call.
+answer never changes, and it was most of the cost of judging a path.
+
+Whole verdicts are remembered too, but only valid ones, and only while they must stay the same:
+keyed by the leaf, the intermediates offered, the trust store, the purpose and the revocation
+check's *token* (``verdict_token()``: a :class:`pki.revocation.CrlChecker` is its own token, so a
+new CRL — a reloaded file, a fetched one — is another key and judges afresh), and used only for a
+moment ``at`` inside the window where nothing the verdict rests on can change: after every
+certificate's notBefore, before every notAfter, and inside every CRL's thisUpdate–nextUpdate. A
+revocation check without a token (OCSP, the at-the-stamp checker, a test's function) is never
+cached. A failure is never remembered: an expired, revoked or untrusted certificate is judged again
+each time, and a remembered verdict can only ever be one that the full judgement gives at that moment.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -80,6 +90,41 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
                        purpose: Purpose = Purpose.ANY,
                        revocation: RevocationCheck | None = None) -> list[x509.Certificate]:
     """Return the validated path ``[leaf, …, root]`` or raise a typed certificate error."""
+    token = _revocation_token(revocation)
+    key = (leaf, tuple(intermediates), trust, purpose, token and token[0]) if token is not None else None
+    if key is not None:
+        with _verdicts_lock:
+            hit = _verdicts.get(key)
+            if hit is not None:
+                _verdicts.move_to_end(key)
+        if hit is not None and hit[1] <= at <= hit[2]:
+            return list(hit[0])
+    path = _judge(leaf, trust, at, intermediates, purpose, revocation)
+    if key is not None:
+        not_before = max(c.not_valid_before_utc for c in path)
+        not_after = min(c.not_valid_after_utc for c in path)
+        with _verdicts_lock:
+            _verdicts[key] = (tuple(path), max(not_before, token[1]), min(not_after, token[2]))
+            while len(_verdicts) > _VERDICTS:
+                _verdicts.popitem(last=False)
+    return path
+
+
+_VERDICTS = 1024
+_verdicts: OrderedDict[tuple, tuple[tuple[x509.Certificate, ...], dt.datetime, dt.datetime]] = OrderedDict()
+_verdicts_lock = threading.Lock()
+_NO_REVOCATION = (None, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC))
+
+
+def _revocation_token(revocation: RevocationCheck | None) -> tuple[object, dt.datetime, dt.datetime] | None:
+    if revocation is None:
+        return _NO_REVOCATION
+    token = getattr(revocation, "verdict_token", None)
+    return token() if token is not None else None
+
+
+def _judge(leaf: x509.Certificate, trust: TrustStore, at: dt.datetime, intermediates: Sequence[x509.Certificate],
+           purpose: Purpose, revocation: RevocationCheck | None) -> list[x509.Certificate]:
     if not _names_decode(leaf):
         raise CertificateUntrusted(f"certificate {_describe(leaf)} has a subject or issuer that does not decode")
     path = _build_path(leaf, trust, [c for c in intermediates if _names_decode(c)])

@@ -7,13 +7,16 @@ import datetime as dt
 import pytest
 
 from pki.ca import utcnow
+from pki.crl import build_crl
 from pki.errors import (
     CertificateExpired,
     CertificateNotYetValid,
     CertificateRevoked,
     CertificateUntrusted,
     CertificateWrongUsage,
+    RevocationUnknown,
 )
+from pki.revocation import CrlChecker
 from pki.trust import Purpose, TrustStore, verify_certificate
 from tests.support import PASSPHRASE
 
@@ -168,3 +171,45 @@ def test_only_the_seal_maker_may_make_seals(root_ca):
     seal_cert = root_ca.issue_seal_certificate("11100000000013127D", "单位", root_ca.algorithm.generate().public_key())
     with pytest.raises(CertificateWrongUsage):
         verify_certificate(seal_cert, roots, utcnow(), (), Purpose.SEAL_MAKING)
+
+
+class CountingCrlChecker(CrlChecker):
+    def __init__(self, crls) -> None:
+        super().__init__(crls)
+        self.asked = 0
+
+    def __call__(self, cert, issuer, now) -> None:
+        self.asked += 1
+        super().__call__(cert, issuer, now)
+
+
+def test_a_valid_verdict_is_remembered_only_while_nothing_it_rests_on_changes(tmp_path):
+    from pki.ca import CertificateAuthority
+
+    now = utcnow()
+    root = CertificateAuthority.init_root(tmp_path / "root", "根CA", PASSPHRASE, now=now - dt.timedelta(days=1))
+    inter = root.create_intermediate(tmp_path / "inter", "市级CA", PASSPHRASE)
+    leaf = inter.issue_node("county", "127.0.0.1", tmp_path / "node", PASSPHRASE).tls_certificate
+    trust, chain = TrustStore.of([root.certificate]), [inter.certificate]
+    crls = [build_crl(root, now - dt.timedelta(hours=1)), build_crl(inter, now - dt.timedelta(hours=1))]
+    checker = CountingCrlChecker(crls)
+
+    def judge(at, revocation=checker):
+        return verify_certificate(leaf, trust, at, chain, Purpose.TLS_SERVER, revocation)
+
+    path = judge(now)
+    assert checker.asked == 2
+    assert judge(now + dt.timedelta(minutes=5)) == path and checker.asked == 2  # remembered: not asked again
+    with pytest.raises(CertificateExpired):  # past the leaf's notAfter: judged again, and refused
+        judge(leaf.not_valid_after_utc + dt.timedelta(seconds=1))
+    with pytest.raises(RevocationUnknown):  # past the CRLs' nextUpdate: stale, whatever was remembered
+        judge(min(c.next_update_utc for c in crls) + dt.timedelta(seconds=1))
+    inter.revoke(leaf, "key_compromise", now=now)
+    revoked = CrlChecker([build_crl(root, now), build_crl(inter, now)])  # a new CRL: another key
+    for _ in range(2):  # and a failure is never remembered as anything
+        with pytest.raises(CertificateRevoked):
+            judge(now + dt.timedelta(minutes=5), revoked)
+    asked = []
+    for _ in range(2):  # a check without a verdict token (OCSP, a function): asked every time
+        judge(now, lambda cert, issuer, at: asked.append(cert))
+    assert len(asked) == 4
