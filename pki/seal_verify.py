@@ -21,14 +21,24 @@ kind of damage has its own stable code:
 
 The signature is checked first: every later check reads fields the maker vouches for only once
 the signature holds. Certificate paths are decided by ``pki.trust`` like everywhere else.
+
+A successful verification is remembered (:class:`_Verdicts`) as ``pki.trust`` remembers path
+verdicts: keyed by the seal's bytes, the roots, the intermediates, the revocation check's token
+(a new CRL is another key) and the unit expected, and used only for a moment inside every window
+it rests on (the seal's validStart–validEnd, each certificate's validity, the CRLs' currency). A
+receiving node sees the same seal on every document of a unit: its SESeal signature, its picture
+and its two paths are judged once per CRL. A failure is never remembered.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
+import threading
 import warnings
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -55,7 +65,7 @@ from .errors import (
 from .revocation import CrlChecker
 from .seal import Seal, describe_seal, parse_seal
 from .seal_picture import MAX_PICTURE_BYTES, MAX_PICTURE_PIXELS, validate_png
-from .trust import Purpose, RevocationCheck, TrustStore, verify_certificate
+from .trust import Purpose, RevocationCheck, TrustStore, revocation_token, verify_certificate
 from .unit_code import validate_unit_code
 from .x509_sm2 import public_key_of
 
@@ -96,6 +106,48 @@ def verify_seal(seal: bytes | Seal, *, trust_roots: Iterable[x509.Certificate],
     s = parse_seal(seal)
     at = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     store = TrustStore.of(trust_roots)
+    check = revocation or (CrlChecker(crls) if crls is not None else None)
+    token = revocation_token(check)
+    key = (s.der, store, tuple(intermediates), token[0], unit_code) if token is not None and s.der else None
+    if key is not None and (hit := _verdicts.get(key, at)) is not None:
+        return dataclasses.replace(hit, checked_at=at)
+    verified = _verify(s, store, at, check, unit_code, intermediates)
+    if key is not None:
+        certs = [*verified.maker_path, *verified.seal_certificates]
+        _verdicts.put(key, verified, max(s.valid_start, token[1], *(c.not_valid_before_utc for c in certs)),
+                      min(s.valid_end, token[2], *(c.not_valid_after_utc for c in certs)))
+    return verified
+
+
+class _Verdicts:
+    """Successful verifications with the window of moments they hold for (bounded, thread-safe)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._items: OrderedDict[tuple, tuple[SealVerification, dt.datetime, dt.datetime]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, at: dt.datetime) -> SealVerification | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+        verified, start, end = item
+        return verified if start <= at <= end else None
+
+    def put(self, key: tuple, verified: SealVerification, start: dt.datetime, end: dt.datetime) -> None:
+        with self._lock:
+            self._items[key] = (verified, start, end)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_verdicts = _Verdicts()
+
+
+def _verify(s: Seal, store: TrustStore, at: dt.datetime, check: RevocationCheck | None, unit_code: str | None,
+            intermediates: Sequence[x509.Certificate]) -> SealVerification:
     maker = s.maker_certificate
 
     _check_signature(s, maker)
@@ -129,7 +181,6 @@ def verify_seal(seal: bytes | Seal, *, trust_roots: Iterable[x509.Certificate],
             raise SealCertInvalid("the seal's validity extends beyond its certificate's "
                                   f"(serial {cert.serial_number:x})", serial=f"{cert.serial_number:x}")
 
-    check = revocation or (CrlChecker(crls) if crls is not None else None)
     if check is not None:
         for path in paths:
             for cert, issuer in zip(path, path[1:], strict=False):

@@ -90,7 +90,7 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
                        purpose: Purpose = Purpose.ANY,
                        revocation: RevocationCheck | None = None) -> list[x509.Certificate]:
     """Return the validated path ``[leaf, …, root]`` or raise a typed certificate error."""
-    token = _revocation_token(revocation)
+    token = revocation_token(revocation)
     key = (leaf, tuple(intermediates), trust, purpose, token and token[0]) if token is not None else None
     if key is not None:
         with _verdicts_lock:
@@ -116,7 +116,9 @@ _verdicts_lock = threading.Lock()
 _NO_REVOCATION = (None, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC))
 
 
-def _revocation_token(revocation: RevocationCheck | None) -> tuple[object, dt.datetime, dt.datetime] | None:
+def revocation_token(revocation: RevocationCheck | None) -> tuple[object, dt.datetime, dt.datetime] | None:
+    """What a verdict judged with ``revocation`` may be remembered under, and the moments it holds
+    for: None (never remember) for a check that offers no ``verdict_token``."""
     if revocation is None:
         return _NO_REVOCATION
     token = getattr(revocation, "verdict_token", None)

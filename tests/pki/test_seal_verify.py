@@ -236,3 +236,34 @@ def test_any_single_byte_change_is_refused_with_a_seal_error(made, roots, data):
     mutated = made.der[:i] + bytes([new]) + made.der[i + 1:]
     with pytest.raises(SealError):
         verify_seal(mutated, trust_roots=roots)
+
+
+def test_a_seal_verdict_is_remembered_per_crl_and_never_outlives_what_it_rests_on(make_ca):
+    from pki.revocation import CrlChecker
+
+    class Counting(CrlChecker):
+        asked = 0
+
+        def __call__(self, cert, issuer, now):
+            Counting.asked += 1
+            super().__call__(cert, issuer, now)
+
+    ca = make_ca("记忆测试CA")
+    roots = [ca.root_certificate]
+    m = make_seal(ca, valid_days=30)
+    crl = build_crl(ca, NOW, dt.timedelta(days=1))
+    checker = Counting([crl])
+    first = verify_seal(m.der, trust_roots=roots, revocation=checker, at=NOW)
+    asked = Counting.asked
+    again = verify_seal(m.der, trust_roots=roots, revocation=checker, at=NOW + dt.timedelta(hours=1))
+    assert Counting.asked == asked  # remembered: neither signature, picture, paths nor CRL judged again
+    assert again.checked_at == NOW + dt.timedelta(hours=1) and again.maker_path == first.maker_path
+    # Past the CRL's nextUpdate: not known, whatever was remembered; past the seal's validEnd: expired.
+    late = crl.next_update_utc + dt.timedelta(minutes=1)
+    assert code_of(m.der, roots, revocation=checker, at=late) == "SEAL_REVOCATION_UNKNOWN"
+    assert code_of(m.der, roots, revocation=checker, at=NOW + dt.timedelta(days=31)) == "SEAL_EXPIRED"
+    # Revoked: a new CRL is another key, refused at once, and again (failures are not remembered).
+    ca.revoke(m.certificate, "key_compromise")
+    revoked = CrlChecker([build_crl(ca, NOW)])
+    assert code_of(m.der, roots, revocation=revoked, at=NOW + dt.timedelta(hours=1)) == "SEAL_REVOKED"
+    assert code_of(m.der, roots, revocation=revoked, at=NOW + dt.timedelta(hours=1)) == "SEAL_REVOKED"
