@@ -107,6 +107,10 @@ class PackageReport:
     timestamp_time: dt.datetime | None = None
     judged_at: dt.datetime | None = None  # the moment certificates were judged: ``at`` or the genTime
     attachments: tuple[tuple[str, int], ...] = ()  # (member path, size)
+    # The moments within which the certificates and the seal judged are all inside their validity
+    # (not in to_dict: for a verdict cache, which must also hold the revocation information fixed).
+    valid_from: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -197,6 +201,7 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
                                          purpose=Purpose.SEAL, revocation=revocation,
                                          intermediates=intermediates, require_signing_cert_v2=True)
             signer_cert = result.signer_certificate
+            _validity(info, result.path)
             info["signer"] = signer_cert.subject.rfc4514_string()
             info["signing_time"] = result.signing_time
             checks["manifest_signature"] = Check("manifest_signature", PASS,
@@ -252,6 +257,17 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
     return finish()
 
 
+def _validity(info: dict[str, Any], certs: Sequence[x509.Certificate], start: dt.datetime | None = None,
+              end: dt.datetime | None = None) -> None:
+    """Narrow the report's ``valid_from``/``valid_until`` to ``certs``' validity (and ``start``–``end``)."""
+    starts = [c.not_valid_before_utc for c in certs] + ([start] if start else [])
+    ends = [c.not_valid_after_utc for c in certs] + ([end] if end else [])
+    if starts:
+        info["valid_from"] = max([*starts, *([info["valid_from"]] if "valid_from" in info else [])])
+    if ends:
+        info["valid_until"] = min([*ends, *([info["valid_until"]] if "valid_until" in info else [])])
+
+
 def _check_seal(seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.datetime,
                 revocation: RevocationCheck | None, signer_cert: x509.Certificate | None, meta,
                 info: dict[str, Any], intermediates: Sequence[x509.Certificate] = ()) -> Check:
@@ -261,6 +277,7 @@ def _check_seal(seal_der: bytes, roots: tuple[x509.Certificate, ...], at: dt.dat
         # An SESeal carries its maker's certificate alone; under an intermediate CA, the
         # intermediates come from the manifest signature, which the sender's node fills with its chain.
         verified = verify_seal(seal, trust_roots=roots, at=at, revocation=revocation, intermediates=intermediates)
+        _validity(info, (*verified.maker_path, *verified.seal_certificates), seal.valid_start, seal.valid_end)
         if signer_cert is not None and not seal.matches_certificate(signer_cert):
             return _fail("seal", SealCertNotListed(
                 "the package was signed with a certificate the seal does not list"))

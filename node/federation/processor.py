@@ -6,7 +6,8 @@ applied and with the notices it causes (drafts, or — for this same node — th
 leaves either nothing or everything, so nothing is lost and nothing (not even a 催办 count)
 happens twice. One bad message is marked failed and never blocks the ones behind it.
 
-* A document is validated in full (PAdES with pyHanko, once per package digest). If anything
+* A document is validated in full (the PDF seal by the lean PAdES check, :mod:`exchange_protocol.pades_lean`;
+  a package arriving again is not validated again while its verdict stands: :class:`PdfValidationCache`). If anything
   fails it is quarantined — no inbox row — and a ``bounce`` with the failed check goes back, so
   the sender's rows turn failed with the reason. Otherwise it goes into the addressed units'
   inboxes with its report and a ``transport-ack`` goes back (sender: delivered). The same
@@ -39,7 +40,7 @@ from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.model import DocumentMetadata
 from exchange_protocol.notices import Notice, decode_notices
 from exchange_protocol.package_reader import PackageReader
-from exchange_protocol.package_verify import verify_package
+from exchange_protocol.package_verify import PackageReport, verify_package
 from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import ReceiverStatus
 from node.context import NodeContext
@@ -55,6 +56,7 @@ from node.store import InboxRow, NodeStore, ReceivedEnvelope, Transaction
 from node.store.forwards import ForwardedIn
 from node.supervision.escalation import Escalator
 from pki.errors import ErrorKind, GwxError, error_for_code
+from pki.trust import revocation_token
 
 log = logging.getLogger("gwx.processing")
 
@@ -92,21 +94,37 @@ class _Read:
 
 
 class PdfValidationCache:
-    """Full verification reports by package digest: a document fanned out to many units of this
-    node is validated (PAdES with pyHanko, the slow part) once."""
+    """Passing verification reports by package digest: a package that arrives again (relayed,
+    forwarded, resent) is not validated again while its verdict must stand — the same roots, the
+    same CRLs (the revocation check's ``verdict_token``: a new CRL file is another token), and a
+    moment inside the validity of every certificate and of the seal judged (the report's
+    ``valid_from``–``valid_until``) and inside the CRLs' currency. Used from the worker thread only."""
 
     def __init__(self, size: int = 256) -> None:
-        self._reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._reports: OrderedDict[str, tuple[dict[str, Any], object, object, dt.datetime, dt.datetime]] = \
+            OrderedDict()
         self._size = size
 
     def get(self, digest: str) -> dict[str, Any] | None:
-        report = self._reports.get(digest)
-        if report is not None:
-            self._reports.move_to_end(digest)
+        """The report remembered for ``digest``, whether or not it still stands."""
+        entry = self._reports.get(digest)
+        return entry[0] if entry else None
+
+    def valid(self, digest: str, trust: object, token: tuple | None, at: dt.datetime) -> dict[str, Any] | None:
+        entry = self._reports.get(digest)
+        if entry is None or token is None:
+            return None
+        report, held_trust, held_token, start, end = entry
+        if held_trust is not trust or held_token is not token[0] or not start <= at <= end:
+            return None
+        self._reports.move_to_end(digest)
         return report
 
-    def put(self, digest: str, report: dict[str, Any]) -> None:
-        self._reports[digest] = report
+    def put(self, digest: str, report: PackageReport, trust: object, token: tuple | None) -> None:
+        if not report.ok or token is None or report.valid_from is None or report.valid_until is None:
+            return  # a failure may be ours (a stale CRL): judged afresh next time
+        start, end = max(report.valid_from, token[1]), min(report.valid_until, token[2])
+        self._reports[digest] = (report.to_dict(), trust, token[0], start, end)
         while len(self._reports) > self._size:
             self._reports.popitem(last=False)
 
@@ -347,22 +365,23 @@ class Processor:
         return report
 
     def _report(self, package_digest: str) -> tuple[dict[str, Any], bool]:
-        """In the worker thread: the package's verification report (cached by digest) and whether it
-        was validated now."""
-        report = self.reports.get(package_digest)
+        """In the worker thread: the package's verification report (remembered by digest while it
+        stands, :class:`PdfValidationCache`) and whether it was validated now."""
+        now, trust = self.ctx.clock(), self.ctx.trust
+        token = revocation_token(self.ctx.revocation)
+        report = self.reports.valid(package_digest, trust, token, now)
         if report is not None:
             return report, False
-        report = self._verify_file(self.store.blobs.path_for(package_digest))
-        if report["ok"]:  # a failure may be ours (a stale CRL): judged afresh next time
-            self.reports.put(package_digest, report)
-        return report, True
+        fresh = self._verify_file(self.store.blobs.path_for(package_digest), now)
+        self.reports.put(package_digest, fresh, trust, token)
+        return fresh.to_dict(), True
 
-    def _verify_file(self, path) -> dict[str, Any]:
+    def _verify_file(self, path, now: dt.datetime) -> PackageReport:
         # The lean PAdES check (exchange_protocol.pades_lean): byte ranges and the CMS; pyHanko, the
         # full validator, is for `gwx doc verify` and archive checks (docs/architecture.md).
         with open(path, "rb") as f:
-            return verify_package(f, self.ctx.trust, self.ctx.clock(), revocation=self.ctx.revocation,
-                                  allow_classified=self.ctx.config.classified_network, lean_pdf=True).to_dict()
+            return verify_package(f, self.ctx.trust, now, revocation=self.ctx.revocation,
+                                  allow_classified=self.ctx.config.classified_network, lean_pdf=True)
 
     async def read_metadata(self, package_digest: str) -> DocumentMetadata:
         return await self._in_thread(self._read_metadata, package_digest)

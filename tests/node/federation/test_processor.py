@@ -262,3 +262,33 @@ def test_a_revoked_seal_after_acknowledgement_fails_the_pdf_seal_too(node_dir, t
         finally:
             await close_processor(store, outbound)
     asyncio.run(run())
+
+
+def test_a_remembered_verdict_stands_only_while_its_crls_do(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        try:
+            from pki.errors import CertificateRevoked
+            from pki.revocation import CrlChecker
+
+            ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A]))
+            judge = lambda: asyncio.to_thread(processor._report, ref.digest)  # noqa: E731
+            assert (await judge())[1] is True  # validated
+            assert (await judge())[1] is False  # the same package again, the same CRLs: remembered
+            processor.ctx = dataclasses.replace(ctx, revocation=CrlChecker(ctx.revocation.crls()))
+            assert (await judge())[1] is True  # other CRL information: judged afresh
+            sender_cert = node_context(node_dir / "city").seals[SENDER].certificate
+
+            def revoked(cert, issuer, at):
+                if cert == sender_cert:
+                    raise CertificateRevoked("the seal certificate is revoked (key_compromise)")
+
+            processor.ctx = dataclasses.replace(ctx, revocation=revoked)
+            report, validated = await judge()
+            assert validated and not report["ok"]  # never the remembered "valid"
+            processor.ctx = dataclasses.replace(ctx, clock=lambda: ctx.clock() + dt.timedelta(days=3650))
+            report, validated = await judge()
+            assert validated and not report["ok"]  # ten years on: expired, not remembered
+        finally:
+            await close_processor(store, outbound)
+    asyncio.run(run())
