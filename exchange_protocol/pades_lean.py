@@ -20,12 +20,13 @@ says. So the check reads no PDF object, no cross-reference table, no page:
    cached certificate links), is the package's seal certificate (:class:`PdfSealWrongSigner`) and
    is not revoked (the PKI's own codes, as the full validator gives them).
 
-Nothing is parsed from the PDF but the last ``/ByteRange``; whether pyHanko or pdfsig would render
-the file is not checked (the seal's holder made it; the sending node sealed it with pyHanko). The
-full validator, :func:`exchange_protocol.pades.validate_sealed_pdf` (pyHanko), stays where a person
-asks for a verdict on the document itself: ``gwx doc verify``, archive verification and the
-package checks of a sender; see docs/architecture.md. It works for every algorithm
-:mod:`pki.cms` verifies (ECDSA, RSA, SM2 on a 国密 network) and costs about a millisecond.
+Nothing is parsed from the PDF but the last ``/ByteRange`` (and the ``/M`` after it, the signing
+time); whether pyHanko or pdfsig would render the file is not checked (the seal's holder made it;
+the sending node sealed it with pyHanko). The full validator,
+:func:`exchange_protocol.pades.validate_sealed_pdf` (pyHanko), stays where a person asks for a
+verdict on the document itself: ``gwx doc verify`` and archive verification; see
+docs/architecture.md. It works for every algorithm :mod:`pki.cms` verifies (ECDSA, RSA, SM2 on a
+国密 network) and costs about a millisecond.
 """
 
 from __future__ import annotations
