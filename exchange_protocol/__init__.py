@@ -26,6 +26,8 @@ Modules and what each one owns (one place decides each thing):
   the next attempt or GIVE_UP.
 - ``manifest``: the package manifest (every file with SHA-256, size, media type) and member names.
 - ``pades``: sealing body.pdf (PAdES through pyHanko) and validating such a seal.
+- ``pades_lean``: the lean check of a PAdES seal (byte ranges and the CMS, no PDF parsing), what a
+  receiving node's processor uses.
 - ``ofd_container`` / ``ofd_seal`` / ``ofd_verify`` (errors in ``ofd_errors``): an OFD body (GB/T 33190)
   opened as hostile, sealed inside per GB/T 38540 (Signatures.xml, Signature.xml, Seal.esl,
   SignedValue.dat) and its seals verified, each failure its own code.
