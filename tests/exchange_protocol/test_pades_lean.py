@@ -27,7 +27,9 @@ from pki.ca import CertificateAuthority
 from pki.crl import build_crl
 from pki.errors import CertificateRevoked
 from pki.revocation import CrlChecker
+from pki.seal_store import issue_seal
 from tests.exchange_protocol.package_fixtures import NOW, make_meta, make_pki, pki_env  # noqa: F401
+from tests.support import PASSPHRASE
 
 BYTE_RANGE = re.compile(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]")
 
@@ -206,3 +208,25 @@ def test_verify_package_judges_the_pdf_seal_by_the_lean_check_when_asked(sealed,
     by_name = {c.name: c for c in lean_report.checks}
     assert by_name["pdf_seal"].details["check"] == "lean"
     assert {c.name: c.details.get("check") for c in full_report.checks}["pdf_seal"] == "full"
+
+
+def test_an_sm2_seal_is_judged_alike(tmp_path):
+    """On a 国密 network the lean check verifies the SM2 signature and SM3 digest with pki.cms, as the
+    full path does (pyHanko reads the ranges there, gwx verifies): the same verdicts, the same codes."""
+    now = NOW - dt.timedelta(days=1)
+    ca = CertificateAuthority.init_root(tmp_path / "ca", "国密测试网络根CA", PASSPHRASE, algorithm="sm2-sm3", now=now)
+    mine = issue_seal(ca, "91350100M000100Y43", "某某市人民政府", tmp_path / "seal", PASSPHRASE, now=now)
+    other = issue_seal(ca, "11100000000013127D", "某某县财政局", tmp_path / "seal2", PASSPHRASE, now=now)
+    pdf = pades_sealer(mine.signer, mine.seal).seal_pdf(notice_pdf(), at=NOW)
+    for check in (check_sealed_pdf, validate_sealed_pdf):
+        assert check(pdf, [ca.root_certificate], NOW, expected_certificate=mine.certificate).signer_certificate \
+            == mine.certificate
+    at = pdf.index(b"/MediaBox") + 12
+    cases = {"PKG_PDF_SEAL_INVALID": pdf[:at] + bytes([pdf[at] ^ 1]) + pdf[at + 1:],
+             "PKG_PDF_SEAL_APPENDED": pdf + b"\n% appended after sealing\n",
+             "PKG_PDF_SEAL_WRONG_SIGNER": pades_sealer(other.signer, other.seal).seal_pdf(notice_pdf(), at=NOW)}
+    for code, body in cases.items():
+        for check in (check_sealed_pdf, validate_sealed_pdf):
+            with pytest.raises(PackageSealInvalid) as err:
+                check(body, [ca.root_certificate], NOW, expected_certificate=mine.certificate)
+            assert err.value.code == code, (check.__name__, err.value)
