@@ -278,8 +278,11 @@ class Processor:
         header = self._read_header(received.blob_digest, received.message_id)
         if header.type not in PACKAGES or not received.payload_digest:
             return header, None
-        meta = self._read_metadata(received.payload_digest)
-        return header, _Read(meta, *self._report(received.payload_digest))
+        try:
+            meta = self._read_metadata(received.payload_digest)
+            return header, _Read(meta, *self._report(received.payload_digest))
+        except Exception:  # applying reads it again and fails with the header known (bounce, log)
+            return header, None
 
     def _read_header(self, blob_digest: str, message_id: str) -> EnvelopeHeader:
         """The header of ``message_id`` in the stored frame (a bundle carries several)."""
