@@ -61,6 +61,7 @@ from pki.trust import Purpose, TrustStore
 from .errors import MissingMetadataField
 from .manifest import BODY_NAMES, METADATA_NAME, OFD_BODY_NAME, SEAL_NAME
 from .meta_json import parse_meta
+from .model import DocumentMetadata
 from .ofd_errors import OfdSealMismatch
 from .ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
 from .package import signature_value
@@ -111,6 +112,7 @@ class PackageReport:
     # (not in to_dict: for a verdict cache, which must also hold the revocation information fixed).
     valid_from: dt.datetime | None = None
     valid_until: dt.datetime | None = None
+    metadata: DocumentMetadata | None = field(default=None, compare=False, repr=False)  # parsed, when it passed
 
     @property
     def ok(self) -> bool:
@@ -230,6 +232,7 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
             info.update(document_id=meta.id, title=meta.title, issuers=meta.issuers, recipients=meta.to + meta.cc,
                         doc_number=meta.doc_number.format() if meta.doc_number else None)
             checks["metadata"] = Check("metadata", PASS)
+            info["metadata"] = meta
         except GwxError as exc:
             checks["metadata"] = _fail("metadata", exc)
 

@@ -101,8 +101,8 @@ class PdfValidationCache:
     ``valid_from``–``valid_until``) and inside the CRLs' currency. Used from the worker thread only."""
 
     def __init__(self, size: int = 256) -> None:
-        self._reports: OrderedDict[str, tuple[dict[str, Any], object, object, dt.datetime, dt.datetime]] = \
-            OrderedDict()
+        self._reports: OrderedDict[str, tuple[dict[str, Any], DocumentMetadata | None, object, object,
+                                              dt.datetime, dt.datetime]] = OrderedDict()
         self._size = size
 
     def get(self, digest: str) -> dict[str, Any] | None:
@@ -110,21 +110,23 @@ class PdfValidationCache:
         entry = self._reports.get(digest)
         return entry[0] if entry else None
 
-    def valid(self, digest: str, trust: object, token: tuple | None, at: dt.datetime) -> dict[str, Any] | None:
+    def valid(self, digest: str, trust: object, token: tuple | None,
+              at: dt.datetime) -> tuple[dict[str, Any], DocumentMetadata | None] | None:
+        """The report (and the package's metadata) if it still stands at ``at``."""
         entry = self._reports.get(digest)
         if entry is None or token is None:
             return None
-        report, held_trust, held_token, start, end = entry
+        report, meta, held_trust, held_token, start, end = entry
         if held_trust is not trust or held_token is not token[0] or not start <= at <= end:
             return None
         self._reports.move_to_end(digest)
-        return report
+        return report, meta
 
     def put(self, digest: str, report: PackageReport, trust: object, token: tuple | None) -> None:
         if not report.ok or token is None or report.valid_from is None or report.valid_until is None:
             return  # a failure may be ours (a stale CRL): judged afresh next time
         start, end = max(report.valid_from, token[1]), min(report.valid_until, token[2])
-        self._reports[digest] = (report.to_dict(), trust, token[0], start, end)
+        self._reports[digest] = (report.to_dict(), report.metadata, trust, token[0], start, end)
         while len(self._reports) > self._size:
             self._reports.popitem(last=False)
 
@@ -279,8 +281,10 @@ class Processor:
         if header.type not in PACKAGES or not received.payload_digest:
             return header, None
         try:
-            meta = self._read_metadata(received.payload_digest)
-            return header, _Read(meta, *self._report(received.payload_digest))
+            report, validated, meta = self._report(received.payload_digest)
+            if meta is None:  # the metadata check failed: applying reports it (read here, it raises)
+                meta = self._read_metadata(received.payload_digest)
+            return header, _Read(meta, report, validated)
         except Exception:  # applying reads it again and fails with the header known (bounce, log)
             return header, None
 
@@ -362,22 +366,23 @@ class Processor:
         return (destination,)
 
     async def full_report(self, package_digest: str) -> dict[str, Any]:
-        report, validated = await self._in_thread(self._report, package_digest)
+        report, validated, _ = await self._in_thread(self._report, package_digest)
         if validated:
             self.validations.inc()
         return report
 
-    def _report(self, package_digest: str) -> tuple[dict[str, Any], bool]:
+    def _report(self, package_digest: str) -> tuple[dict[str, Any], bool, DocumentMetadata | None]:
         """In the worker thread: the package's verification report (remembered by digest while it
-        stands, :class:`PdfValidationCache`) and whether it was validated now."""
+        stands, :class:`PdfValidationCache`), whether it was validated now, and its metadata as the
+        check parsed it (None when that check failed)."""
         now, trust = self.ctx.clock(), self.ctx.trust
         token = revocation_token(self.ctx.revocation)
-        report = self.reports.valid(package_digest, trust, token, now)
-        if report is not None:
-            return report, False
+        held = self.reports.valid(package_digest, trust, token, now)
+        if held is not None:
+            return held[0], False, held[1]
         fresh = self._verify_file(self.store.blobs.path_for(package_digest), now)
         self.reports.put(package_digest, fresh, trust, token)
-        return fresh.to_dict(), True
+        return fresh.to_dict(), True, fresh.metadata
 
     def _verify_file(self, path, now: dt.datetime) -> PackageReport:
         # The lean PAdES check (exchange_protocol.pades_lean): byte ranges and the CMS; pyHanko, the

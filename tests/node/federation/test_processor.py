@@ -274,7 +274,9 @@ def test_a_remembered_verdict_stands_only_while_its_crls_do(node_dir, tmp_path):
             ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A]))
             judge = lambda: asyncio.to_thread(processor._report, ref.digest)  # noqa: E731
             assert (await judge())[1] is True  # validated
-            assert (await judge())[1] is False  # the same package again, the same CRLs: remembered
+            _, validated, meta = await judge()
+            assert validated is False  # the same package again, the same CRLs: remembered
+            assert meta.title == "关于处理测试的通知"  # with the metadata the check parsed: not read again
             processor.ctx = dataclasses.replace(ctx, revocation=CrlChecker(ctx.revocation.crls()))
             assert (await judge())[1] is True  # other CRL information: judged afresh
             sender_cert = node_context(node_dir / "city").seals[SENDER].certificate
@@ -284,10 +286,10 @@ def test_a_remembered_verdict_stands_only_while_its_crls_do(node_dir, tmp_path):
                     raise CertificateRevoked("the seal certificate is revoked (key_compromise)")
 
             processor.ctx = dataclasses.replace(ctx, revocation=revoked)
-            report, validated = await judge()
+            report, validated, _ = await judge()
             assert validated and not report["ok"]  # never the remembered "valid"
             processor.ctx = dataclasses.replace(ctx, clock=lambda: ctx.clock() + dt.timedelta(days=3650))
-            report, validated = await judge()
+            report, validated, _ = await judge()
             assert validated and not report["ok"]  # ten years on: expired, not remembered
         finally:
             await close_processor(store, outbound)
