@@ -23,10 +23,10 @@
    not deflated) written to disk in chunks, submitted through the sender's local API (streamed
    multipart), until it is in the receiver's inbox; peak RSS (``VmHWM``) of both node processes.
 
-``--py-spy OUT`` records the receiver with ``py-spy record`` (collapsed stacks) during phase 1
-(``GWX_SPY_GIL=1``: only the thread holding the GIL; with ``--small --py-spy-inbox`` until the
-inbox holds every document, so the processor's work is in the profile); ``--skip accept,pdf,big``
-leaves phases out.
+``--py-spy OUT`` records the receiver with ``py-spy record`` (collapsed stacks; py-spy is pinned in
+requirements.lock, so the venv has it) during phase 1 (``GWX_SPY_GIL=1``: only the thread holding
+the GIL; with ``--small --py-spy-inbox`` until the inbox holds every document, so the processor's
+work is in the profile); ``--skip accept,pdf,big`` leaves phases out.
 
 Phases 3–4 run on a second, fresh pair of nodes: the first receiver still has a processing
 backlog and its peak RSS would include phase 1. ``--quick``: 2,000 documents, 256 MiB.
@@ -286,7 +286,8 @@ def profiler(out: str | None, pid: int) -> subprocess.Popen | None:
     """``py-spy record`` of the receiver while the envelopes arrive (collapsed stacks in ``out``)."""
     if not out:
         return None
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spy = Path(sys.executable).parent / "py-spy"  # pinned in requirements.lock
+    spy = str(spy) if spy.exists() else (shutil.which("py-spy") or "py-spy")
     proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", out, "--format", "raw", "-r", "200",
                              "--nonblocking", *(["--gil"] if os.environ.get("GWX_SPY_GIL") else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
