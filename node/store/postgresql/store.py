@@ -15,6 +15,7 @@ from pathlib import Path
 from node.store.blobs import BlobStore
 from node.store.postgresql.db import Database
 from node.store.postgresql.leases import LeasedMessages, LeasedQueue, _Lease, hold_name, worker_name
+from node.store.postgresql.ledger import PgLedger
 from node.store.postgresql.schema import migrate
 from node.store.sqlite.group_commit import GroupCommitter
 from node.store.sqlite.store import BLOB_DIR
@@ -44,6 +45,7 @@ class Store(SqliteStore):
         self.lease = _Lease(clock, lease_seconds, self.worker)
         self.queue = LeasedQueue(db, self.audit, clock, self.lease)
         self.messages = LeasedMessages(db, self.audit, clock, self.lease)
+        self.ledger = PgLedger(db)  # type: ignore[arg-type]
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)  # type: ignore[arg-type]
 
     @classmethod

@@ -8,7 +8,8 @@ unit code). The date range is a range on that index; 文种, status and the coun
 rows the range yields. :meth:`Ledger.tally` counts the statistics' groups in SQL (GROUP BY the local
 date of the stored time, shifted by the zone's offset), reading only the signed rows' intervals
 back. :meth:`Ledger.plan` gives SQLite's ``EXPLAIN QUERY PLAN`` of a page's query,
-for the tests and the benchmark to see that it reads the index and sorts nothing.
+for the tests and the benchmark to see that it reads the index and sorts nothing (PostgreSQL's
+plan: :mod:`node.store.postgresql.ledger`).
 
 The sent side is one row per recipient (``outbox`` joined with ``outbox_recipients`` on its primary
 key, so a document's recipients come in unit-code order without a sort).
