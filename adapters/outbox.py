@@ -35,6 +35,11 @@ The :class:`Outbox` runs two steps, over and over:
    dead-lettered too (``ADAPTER_EARLIER_EVENT_DEAD``): an OA never hears of a 撤回 or a 签收 about a
    document it was never given; replaying the consumer's dead rows delivers them in their order.
 
+Several workers of one node on PostgreSQL (issue 12 §1) each run the fan-out and every consumer's
+loop: ``oldest_pending`` claims a due row for one worker with a lease, a row another worker holds
+comes back due when its lease ends, and :meth:`~node.store.AdapterOutboxStore.holding` keeps the lease
+while the attempt runs (:mod:`node.store.postgresql.leases`); on SQLite both are plain reads.
+
 A dead row waits for the operator: :meth:`Outbox.replay` (``gwx webhook replay``) puts it back,
 due now, with a fresh window. ``gwx node status`` and ``gwx_adapter_outbox{consumer,state}`` count
 rows per consumer and state.
@@ -329,7 +334,7 @@ class Outbox:
             self._count(name, "dead")
             return False
         try:
-            async with asyncio.timeout(registered.attempt_timeout):
+            async with outbox.holding(row.id), asyncio.timeout(registered.attempt_timeout):
                 await registered.consumer.deliver(event)
         except GwxError as exc:
             error: GwxError = exc

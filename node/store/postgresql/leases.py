@@ -20,6 +20,16 @@ again; one that has run out is anybody's: another worker takes the row over.
   second's transaction meets a row already done and rolls back (:class:`~node.errors.StoreConflict`),
   so each received envelope is applied exactly once.
 
+- Adapters (:class:`LeasedAdapterOutbox`): every worker runs the adapters' fan-out (the cursors'
+  compare-and-set lets one of two racing workers write each event's rows) and a delivery loop per
+  consumer, which asks for the consumer's *oldest* pending row: a due row no live worker holds is
+  claimed for this worker; one another worker holds comes back due when that lease ends, so the
+  asker waits, and a consumer's rows still go out one at a time, in order. The lease is renewed every
+  third of ``lease_seconds`` while the attempt runs (:meth:`~LeasedAdapterOutbox.holding`: an attempt
+  may take longer than a lease), and the outcome (done, retry, dead) is written only by the holder,
+  clearing the lease; a row whose worker died is taken over once its lease ends and delivered again
+  with the same event id, which receivers de-duplicate on.
+
 Sending twice is harmless anyway (the receiver's dedupe answers with the first receipt); applying
 twice is what the leases and the guarded mark rule out. The columns are added by
 :mod:`.schema` (PostgreSQL only: one SQLite process needs no leases).
@@ -28,19 +38,26 @@ twice is what the leases and the guarded mark rule out. The columns are added by
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from node.errors import StoreConflict, StoreError, StoreNotFound
 from node.store.queue_states import QueueEvent, sources, target
+from node.store.sqlite.adapter_outbox import AdapterOutbox
+from node.store.sqlite.adapter_outbox import _row as _outbox_row
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import from_db_time, to_db_time
 from node.store.sqlite.messages import Messages, _received
 from node.store.sqlite.queue import _COLUMNS, OutboundQueue, _entry, _in, _to_state
-from node.store.values import QueueEntry, ReceivedEnvelope
+from node.store.values import AdapterOutboxRow, QueueEntry, ReceivedEnvelope
+
+log = logging.getLogger("gwx.store")
 
 NAME_LOCKS = 0x677778  # the advisory locks' key space of workers' names ("gwx")
 NAME_PATIENCE_SECONDS = 5.0
@@ -49,6 +66,8 @@ LEASE_COLUMNS = (
     "ALTER TABLE queue ADD COLUMN IF NOT EXISTS lease_until TEXT",
     "ALTER TABLE received ADD COLUMN IF NOT EXISTS lease_owner TEXT",
     "ALTER TABLE received ADD COLUMN IF NOT EXISTS lease_until TEXT",
+    "ALTER TABLE adapter_outbox ADD COLUMN IF NOT EXISTS lease_owner TEXT",
+    "ALTER TABLE adapter_outbox ADD COLUMN IF NOT EXISTS lease_until TEXT",
 )
 
 
@@ -203,3 +222,62 @@ class LeasedMessages(Messages):
                                     message_id=message_id, state=row[0])
             await self._audit.append(t, actor, f"envelope.{state}", {"message_id": message_id},
                                      {"error": code} if code else {})
+
+
+class LeasedAdapterOutbox(AdapterOutbox):
+    def __init__(self, db: Any, audit: AuditLog, clock: Callable[[], datetime], lease: _Lease) -> None:
+        super().__init__(db, audit, clock)
+        self._lease = lease
+
+    async def oldest_pending(self, consumer: str) -> AdapterOutboxRow | None:
+        """The consumer's oldest pending row: claimed for this worker when it is due and no live worker
+        holds it; held by another, it comes back due when that lease ends (the asker waits till then)."""
+        now, until = self._lease.times()
+        async with self._db.transaction() as tx:  # the writers' lock: no other worker decides meanwhile
+            found = await tx.fetchone(
+                "SELECT * FROM adapter_outbox WHERE consumer = ? AND state = 'pending' ORDER BY seq LIMIT 1",
+                (consumer,))
+            if found is None:
+                return None
+            row = _outbox_row(found)
+            if found["lease_owner"] not in (None, self._lease.owner) and found["lease_until"] >= now:
+                return dataclasses.replace(row, next_attempt_at=max(row.next_attempt_at,
+                                                                     from_db_time(found["lease_until"])))
+            if to_db_time(row.next_attempt_at) <= now:
+                await tx.execute("UPDATE adapter_outbox SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                                 (self._lease.owner, until, row.id))
+        return row
+
+    @contextlib.asynccontextmanager
+    async def holding(self, row_id: int) -> AsyncIterator[None]:
+        """Renew this worker's lease on ``row_id`` every third of ``lease_seconds`` while the attempt runs."""
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease.seconds / 3)
+                _, until = self._lease.times()
+                async with self._db.transaction() as tx:
+                    kept = await tx.execute(
+                        "UPDATE adapter_outbox SET lease_until = ? WHERE id = ? AND state = 'pending'"
+                        " AND lease_owner = ?", (until, row_id, self._lease.owner))
+                if not kept:
+                    log.warning("adapter outbox row %s: this worker's lease on it is gone (taken over after it "
+                                "ran out); the attempt's outcome will not be recorded here", row_id)
+                    return
+        task = asyncio.get_running_loop().create_task(renew(), name=f"gwx-adapter-lease-{row_id}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _set(self, row_id: int, sets: str, params: tuple[Any, ...], *, tx: Any = None) -> None:
+        """An attempt's outcome, written only while no other worker holds the row; the lease ends with it."""
+        async with self._db.maybe_transaction(tx) as t:
+            changed = await t.execute(
+                f"UPDATE adapter_outbox SET {sets}, lease_owner = NULL, lease_until = NULL WHERE id = ?"
+                " AND state = 'pending' AND (lease_owner IS NULL OR lease_owner = ?)",
+                (*params, row_id, self._lease.owner))
+            if not changed:
+                raise StoreConflict("the outbox row is no longer pending, or another worker holds it now",
+                                    row_id=row_id)

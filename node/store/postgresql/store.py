@@ -14,7 +14,14 @@ from pathlib import Path
 
 from node.store.blobs import BlobStore
 from node.store.postgresql.db import Database
-from node.store.postgresql.leases import LeasedMessages, LeasedQueue, _Lease, hold_name, worker_name
+from node.store.postgresql.leases import (
+    LeasedAdapterOutbox,
+    LeasedMessages,
+    LeasedQueue,
+    _Lease,
+    hold_name,
+    worker_name,
+)
 from node.store.postgresql.ledger import PgLedger
 from node.store.postgresql.schema import migrate
 from node.store.sqlite.group_commit import GroupCommitter
@@ -31,8 +38,8 @@ DEFAULT_LEASE_SECONDS = 30.0
 
 class Store(SqliteStore):
     """A node's store whose rows are in PostgreSQL (``dsn``) and whose blobs are under ``data_dir``;
-    its queue and received envelopes are claimed with leases (:mod:`.leases`), so several workers of
-    one node may share the database."""
+    its queue, received envelopes and adapter outbox rows are claimed with leases (:mod:`.leases`), so
+    several workers of one node may share the database."""
 
     # Another worker's blob written a moment ago may have no committed row yet: recovery leaves temp
     # files and unreferenced blobs younger than this (an envelope is written and committed in seconds).
@@ -46,6 +53,7 @@ class Store(SqliteStore):
         self.queue = LeasedQueue(db, self.audit, clock, self.lease)
         self.messages = LeasedMessages(db, self.audit, clock, self.lease)
         self.ledger = PgLedger(db)  # type: ignore[arg-type]
+        self.adapter_outbox = LeasedAdapterOutbox(db, self.audit, clock, self.lease)
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)  # type: ignore[arg-type]
 
     @classmethod

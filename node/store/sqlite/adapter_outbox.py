@@ -17,11 +17,12 @@ appear, and the cursor may pass events no consumer wants.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -137,6 +138,12 @@ class AdapterOutbox:
             "SELECT * FROM adapter_outbox WHERE consumer = ? AND state = 'pending' ORDER BY seq LIMIT 1",
             (consumer,))
         return _row(row) if row else None
+
+    @contextlib.asynccontextmanager
+    async def holding(self, row_id: int) -> AsyncIterator[None]:
+        """While an attempt at ``row_id`` runs: nothing to keep on SQLite (one process delivers); on
+        PostgreSQL the row's lease is renewed (:class:`node.store.postgresql.leases.LeasedAdapterOutbox`)."""
+        yield
 
     async def mark_done(self, row_id: int) -> None:
         now = to_db_time(self._clock())

@@ -6,11 +6,17 @@ goes through untouched), as deploy/haproxy.cfg does. One worker is killed with -
 batch, holding received envelopes it has acknowledged but not applied: the other takes them over once
 their lease ends, and the city's next attempts reach it. Every document arrives in the county's inbox
 once, every received envelope is applied once, and the audit chain is whole.
+
+The adapters' outbox is leased too: two workers of one node deliver a webhook's events, each row by
+one worker only (the receiver is slow, so two unleased workers would overlap), and a worker killed
+with -9 in the middle of an attempt loses the row to the other once its lease ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import shutil
 import socket
 import threading
@@ -23,13 +29,17 @@ from node.config import load_config
 from node.config_edit import edit_config, set_section_values
 from node.localnet import LocalNetwork, LocalNode, free_port, send_document, wait_for
 from node.provision import add_peer
+from tests.adapters.webhooks.receiver import Receiver
 from tests.node.network.network_support import (
     A1,
     CITY,
+    CITY_LOCAL,
     FAST_RETRY,
     UNIT_NAMES,
     db_rows,
     db_value,
+    gwx,
+    metric,
     new_network,
     notice_meta,
     units,
@@ -172,3 +182,66 @@ def test_a_worker_killed_mid_batch_leaves_nothing_lost_or_applied_twice(tmp_path
         net.stop(second)
         net.stop_all()
     assert verify_audit_chain(second) > 0
+
+
+def test_each_webhook_event_goes_out_from_one_worker_and_a_killed_worker_loses_its_row(tmp_path, postgres_server):
+    dsn = postgres_server.new_database(migrated=False)
+    net = new_network(tmp_path)
+    receiver = Receiver(mode="slow", slow_seconds=0.6)
+    first = net.add_node("city", units(CITY, CITY_LOCAL), retry=FAST_RETRY,
+                         store={"backend": "postgresql", "dsn": dsn, "lease_seconds": LEASE_SECONDS, "worker": "w1"},
+                         webhooks={"min_seconds": 0.2, "max_seconds": 0.5, "window_seconds": 120,
+                                   "timeout_seconds": 60})
+    added = gwx("webhook", "add", "--dir", str(first.directory), "--unit", CITY_LOCAL, "--url", receiver.url,
+                "--event", "document.received", "--json")
+    assert added.returncode == 0, added.stderr
+    receiver.secret = json.loads(added.stdout)["secret"]
+    consumer = f"webhook:{json.loads(added.stdout)['id']}"
+    second = second_worker(net, first, "w2")  # the secret file copied with the node's directory
+    workers = {"w1": first, "w2": second}
+
+    def send(via: LocalNode, n: int) -> list[str]:
+        return [send_document(via, CITY, notice_meta(CITY, [CITY_LOCAL], title=f"第{i}号通知"), net.body)["doc_id"]
+                for i in range(n)]
+
+    def done() -> int:
+        return db_value(first, "SELECT COUNT(*) FROM adapter_outbox WHERE consumer = ? AND state = 'done'", [consumer])
+
+    try:
+        for worker in workers.values():
+            net.start(worker)
+        for worker in workers.values():  # the consumer runs on both workers
+            assert metric(worker, "gwx_adapter_attempts_total", consumer=consumer, outcome="done") == 0
+        # 1. Eight events, each answered after 0.6 s: both workers' loops ask for the same rows meanwhile.
+        sent = send(first, 8)
+        wait_for(lambda: done() == 8, timeout=90, what="eight webhook rows done")
+        assert [e["doc_id"] for e in receiver.effects] == sent  # in order
+        assert sorted(receiver.requests) == sorted(e["event_id"] for e in receiver.effects), \
+            "an event was sent twice while both workers were alive"
+
+        # 2. The next event's request is held; whichever worker sends it is killed with -9 meanwhile.
+        receiver.mode = "hold"
+        [held_doc] = send(first, 1)
+        wait_for(lambda: len(receiver.requests) == 9, timeout=30, what="the held request")
+        time.sleep(2 * LEASE_SECONDS)  # the holder renews its lease: the other worker does not send it too
+        assert len(receiver.requests) == 9
+        holder = db_value(first, "SELECT lease_owner FROM adapter_outbox WHERE consumer = ? AND state = 'pending'",
+                          [consumer])
+        assert holder in workers
+        survivor = workers["w2" if holder == "w1" else "w1"]
+        receiver.mode = "ok"
+        net.kill(workers[holder])
+        killed_at = dt.datetime.now(dt.UTC)
+        wait_for(lambda: done() == 9, timeout=60, what="the killed worker's row delivered by the other")
+        finished = db_value(first, "SELECT finished_at FROM adapter_outbox WHERE consumer = ? ORDER BY seq DESC"
+                                   " LIMIT 1", [consumer])
+        waited = (dt.datetime.fromisoformat(finished.replace("Z", "+00:00")) - killed_at).total_seconds()
+        assert waited > LEASE_SECONDS - 1.5, f"taken over {waited:.1f} s after the kill: before the lease ended"
+        assert receiver.requests.count(receiver.effects[-1]["event_id"]) == 2  # the same event id again
+        assert [e["doc_id"] for e in receiver.effects] == [*sent, held_doc]  # acted on once each
+        assert metric(survivor, "gwx_adapter_attempts_total", consumer=consumer, outcome="done") >= 1
+        print(f"{holder} killed holding a webhook row; the other delivered it {waited:.1f} s later")
+    finally:
+        receiver.stop()
+        net.stop(second)
+        net.stop_all()

@@ -133,3 +133,42 @@ def test_a_worker_starting_leaves_the_fresh_blobs_another_worker_is_writing(tmp_
         finally:
             await a.close()
     asyncio.run(main())
+
+
+def test_an_adapter_outbox_row_is_delivered_by_one_worker_and_taken_over_when_its_lease_ends(tmp_path,
+                                                                                             postgres_server):
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a, b = await _workers(tmp_path, dsn, clock)
+        try:
+            cursor = await a.adapter_outbox.start_cursor("webhook:1")
+            await a.adapter_outbox.fan_out("webhook:1", cursor, cursor + 2, [(cursor + 1, "{}"), (cursor + 2, "{}")])
+            first = await a.adapter_outbox.oldest_pending("webhook:1")  # a claims the oldest
+            held = await b.adapter_outbox.oldest_pending("webhook:1")
+            assert held.id == first.id and held.next_attempt_at == clock() + dt.timedelta(seconds=LEASE)  # b waits
+            with pytest.raises(StoreConflict):  # b cannot write an outcome of a's attempt
+                await b.adapter_outbox.mark_done(first.id)
+            # a's attempt outlasts its lease: holding() renews it (every third of the lease, real time)
+            a.lease.seconds = b.lease.seconds = 0.3
+            assert (await a.adapter_outbox.oldest_pending("webhook:1")).id == first.id  # a's again, for 0.3 s
+            async with a.adapter_outbox.holding(first.id):
+                for _ in range(2):  # 0.4 s of the clock in all: past the lease taken, not past a renewed one
+                    clock.advance(seconds=0.2)
+                    await asyncio.sleep(0.15)
+                again = await b.adapter_outbox.oldest_pending("webhook:1")
+                assert again.next_attempt_at > clock()  # still a's
+            clock.advance(seconds=1)  # a died: its lease ran out, unrenewed
+            taken = await b.adapter_outbox.oldest_pending("webhook:1")
+            assert taken.id == first.id and taken.next_attempt_at <= clock()
+            with pytest.raises(StoreConflict):  # a, late, finds the row b's
+                await a.adapter_outbox.mark_done(first.id)
+            await b.adapter_outbox.mark_done(first.id)
+            second = await a.adapter_outbox.oldest_pending("webhook:1")  # the next row, anybody's: a's now
+            assert second.seq == cursor + 2
+            await a.adapter_outbox.mark_done(second.id)
+            assert [r.state for r in await b.adapter_outbox.rows("webhook:1")] == ["done", "done"]
+        finally:
+            await a.close()
+            await b.close()
+    asyncio.run(main())
