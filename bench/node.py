@@ -39,6 +39,10 @@ inbox (full PAdES validation) and reports ``inbox_per_s`` from the first POST to
 ``gwx_messages_applied_total``. ``--vs-postfix`` then sends the same envelopes, one mail each, to a
 Postfix of the bench's own on loopback (:mod:`bench.postfix_smtp`, fsync on) and reports
 ``postfix_per_s`` and ``ratio_vs_postfix`` (gwx's acceptance over Postfix's, > 1 = gwx faster).
+``--backend postgresql``: both nodes keep their rows in PostgreSQL (each its own database of a
+server the bench starts with ``initdb``, as the tests do: tests/postgres_server.py, a unix socket,
+fsync on); blobs stay files. The server's CPU (postmaster and children, ``/proc``) is reported apart
+(``postgres_cpu_ms_per_doc``; ``receiver_and_postgres_cpu_ms_per_doc`` adds the receiver's).
 The last line printed is one JSON object with every figure; in small mode it carries at least
 ``envelope_bytes``, ``accepted_per_s``, ``inbox_per_s``, ``cpu_ms_per_doc``, ``floor_ms_per_doc``.
 """
@@ -90,6 +94,7 @@ from pki.seal_store import load_seal_credential  # noqa: E402
 from pki.signer import SoftwareSigner  # noqa: E402
 from pki.trust import TrustStore  # noqa: E402
 from pki.unit_code import make_unit_code  # noqa: E402
+from tests.postgres_server import PostgresServer  # noqa: E402
 
 SENDER, RECEIVER = "city", "county"
 SENDER_UNIT = make_unit_code("11371300MB0000001")
@@ -99,11 +104,17 @@ MiB = 1024 * 1024
 
 
 # ---- the network ------------------------------------------------------------------------------
-def make_network(base: Path) -> tuple[LocalNetwork, LocalNode, LocalNode]:
+def make_network(base: Path, postgres: PostgresServer | None = None) -> tuple[LocalNetwork, LocalNode, LocalNode]:
+    """The two nodes; with ``postgres``, each node's rows in a fresh database of that server (the node
+    migrates it at its first start, as a new deployment's would be)."""
     net = LocalNetwork(base)
-    sender = net.add_node(SENDER, [{"code": SENDER_UNIT, "name": SENDER_UNIT_NAME}])
+
+    def store() -> dict:
+        return {} if postgres is None else {"store": {"backend": "postgresql",
+                                                      "dsn": postgres.new_database(migrated=False)}}
+    sender = net.add_node(SENDER, [{"code": SENDER_UNIT, "name": SENDER_UNIT_NAME}], **store())
     receiver = net.add_node(RECEIVER, [{"code": u, "name": f"兰山区第{i + 1}局"}
-                                       for i, u in enumerate(RECEIVER_UNITS)])
+                                       for i, u in enumerate(RECEIVER_UNITS)], **store())
     net.connect_all()
     net.start_all()
     return net, sender, receiver
@@ -223,7 +234,7 @@ def verify_receipts(sender: LocalNode, receipts: list[tuple[str, str, str]]) -> 
 
 
 def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
-    net, sender, receiver = make_network(base / "net1")
+    net, sender, receiver = make_network(base / "net1", args.postgres)
     try:
         t0 = time.perf_counter()
         seal_dir = small_seal(net, SENDER_UNIT, SENDER_UNIT_NAME, base / "small-seal") if args.small else None
@@ -237,6 +248,7 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
 
         pids = {"receiver": receiver.process.pid, "sender_node": sender.process.pid}
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        db0 = server_cpu_seconds(args.postgres)
         sys0 = cpu_seconds(receiver.process.pid, kernel_only=True)
         bench0 = os.times()
         applied0 = metric(receiver, "gwx_pdf_validations_total")
@@ -248,6 +260,7 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
             if spy is not None and not (args.small and args.py_spy_inbox):
                 stop_profiler(spy)
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+        db_cpu = server_cpu_seconds(args.postgres) - db0
         kernel = cpu_seconds(receiver.process.pid, kernel_only=True) - sys0
         bench1 = os.times()
         validated = metric(receiver, "gwx_pdf_validations_total") - applied0
@@ -263,6 +276,9 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
                    sender_node_cpu_cores=cpu["sender_node"] / wall,
                    client_cpu_cores=(bench1.user + bench1.system - bench0.user - bench0.system) / wall,
                    pdf_validated_meanwhile=validated)
+        if args.postgres is not None:  # the server's processes work for both nodes: all of it counted here
+            fig.update(postgres_cpu_ms_per_doc=1000 * db_cpu / accepted, postgres_cpu_cores=db_cpu / wall,
+                       receiver_and_postgres_cpu_ms_per_doc=1000 * (cpu["receiver"] + db_cpu) / accepted)
         t0 = time.perf_counter()
         fig["receipts_verified"] = verify_receipts(sender, receipts)
         fig["receipt_verify_ms"] = 1000 * (time.perf_counter() - t0) / max(1, accepted)
@@ -272,6 +288,8 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
             finally:
                 if spy is not None and args.py_spy_inbox:
                     stop_profiler(spy)
+            if args.postgres is not None:
+                fig["postgres_cpu_ms_per_doc_with_inbox"] = 1000 * (server_cpu_seconds(args.postgres) - db0) / accepted
         if args.vs_postfix:
             phase_postfix(batches, args.postfix_connections, fig)
     finally:
@@ -280,6 +298,26 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         shutil.rmtree(base / "frames", ignore_errors=True)
         shutil.rmtree(base / "net1", ignore_errors=True)
         os.sync()
+
+
+def server_cpu_seconds(server: PostgresServer | None) -> float:
+    """utime + stime of the PostgreSQL server's processes (the postmaster and its children: a backend
+    per connection, the WAL writer, the checkpointer …); 0 without one. A backend that exits in
+    between takes its time with it: the nodes' connections last the whole phase."""
+    if server is None:
+        return 0.0
+    master = int((server.data / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == master or int(fields[1]) == master:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def profiler(out: str | None, pid: int) -> subprocess.Popen | None:
@@ -419,6 +457,9 @@ def table(fig: dict, args) -> None:
         ("  PAdES-validated meanwhile (processor)", f"{fig['pdf_validated_meanwhile']:.0f}", "documents"),
         ("  sender node / bench client CPU", f"{fig['sender_node_cpu_cores']:.2f} / {fig['client_cpu_cores']:.2f}",
          "cores"),
+        *([("  PostgreSQL server CPU per document", f"{fig['postgres_cpu_ms_per_doc']:.2f} ms",
+            f"{fig['postgres_cpu_cores']:.2f} cores busy (both nodes' databases)")]
+          if "postgres_cpu_ms_per_doc" in fig else []),
         ("receipts verified afterwards", f"{fig['receipts_verified']:,}", f"{fig['receipt_verify_ms']:.2f} ms each"),
         ("floor: ECDSA P-256 verify", f"{fig['floor_ecdsa_verify_us']:.0f} µs", "×2"),
         ("floor: ECDSA P-256 sign", f"{fig['floor_ecdsa_sign_us']:.0f} µs", "×1"),
@@ -460,6 +501,8 @@ def main() -> int:
     parser.add_argument("--vs-postfix", action="store_true",
                         help="then the same envelopes to a Postfix on loopback (needs root and postfix)")
     parser.add_argument("--postfix-connections", type=int, default=8, help="SMTP sessions at once (8)")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the nodes' store: SQLite (default) or a PostgreSQL server the bench starts")
     args = parser.parse_args()
     if args.small:
         args.documents = args.documents or (1000 if args.quick else 5000)
@@ -469,16 +512,35 @@ def main() -> int:
     if args.vs_postfix and "accept" in skip:
         parser.error("--vs-postfix sends phase 1's envelopes: do not skip accept")
     fig: dict = {"bench": "node", "documents": args.documents, "batch": args.batch, "inflight": args.inflight,
-                 "cores": os.cpu_count(), "quick": args.quick, "small": args.small,
+                 "cores": os.cpu_count(), "quick": args.quick, "small": args.small, "backend": args.backend,
                  "load_average_start": os.getloadavg()[0]}
     pdf = notice_pdf()
+    args.postgres = PostgresServer().start() if args.backend == "postgresql" else None
+    try:
+        run_phases(args, skip, pdf, fig)
+    finally:
+        if args.postgres is not None:
+            args.postgres.stop()
+    fig["load_average_end"] = os.getloadavg()[0]
+    if "accept" not in skip:  # the small-document mode's names (issue 12 §2)
+        fig.update(accepted_per_s=fig["accept_per_s"], cpu_ms_per_doc=fig["receiver_cpu_ms_per_doc"],
+                   floor_ms_per_doc=fig["floor_us_per_doc"] / 1000)
+    if not skip:
+        table(fig, args)
+    else:
+        print(json.dumps(fig, ensure_ascii=False, indent=1, default=str))
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()}, ensure_ascii=False))
+    return 0
+
+
+def run_phases(args, skip: set[str], pdf: bytes, fig: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="gwx-bench-node-", dir=os.environ.get("GWX_BENCH_DIR")) as tmp:
         base = Path(tmp)
         if "accept" not in skip:
             phase_accept(args, base, pdf, fig)
             progress("accept", fig)
         if not {"pdf", "big"} <= skip:
-            net, sender, receiver = make_network(base / "net2")
+            net, sender, receiver = make_network(base / "net2", args.postgres)
             try:
                 if "pdf" not in skip:
                     phase_pdf(args, sender, receiver, pdf, fig)
@@ -492,16 +554,6 @@ def main() -> int:
                 raise
             finally:
                 net.stop_all()
-    fig["load_average_end"] = os.getloadavg()[0]
-    if "accept" not in skip:  # the small-document mode's names (issue 12 §2)
-        fig.update(accepted_per_s=fig["accept_per_s"], cpu_ms_per_doc=fig["receiver_cpu_ms_per_doc"],
-                   floor_ms_per_doc=fig["floor_us_per_doc"] / 1000)
-    if not skip:
-        table(fig, args)
-    else:
-        print(json.dumps(fig, ensure_ascii=False, indent=1, default=str))
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()}, ensure_ascii=False))
-    return 0
 
 
 if __name__ == "__main__":
