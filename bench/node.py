@@ -38,7 +38,9 @@ rather than 300, so its picture — carried twice — is 2 KB rather than 53 KB)
 inbox (full PAdES validation) and reports ``inbox_per_s`` from the first POST to the last
 ``gwx_messages_applied_total``. ``--vs-postfix`` then sends the same envelopes, one mail each, to a
 Postfix of the bench's own on loopback (:mod:`bench.postfix_smtp`, fsync on) and reports
-``postfix_per_s`` and ``ratio_vs_postfix`` (gwx's acceptance over Postfix's, > 1 = gwx faster).
+``postfix_per_s`` and ``ratio_vs_postfix`` (gwx's acceptance over Postfix's, > 1 = gwx faster) over
+plain SMTP, then ``postfix_tls_per_s`` and ``ratio_vs_postfix_tls`` over STARTTLS with client
+certificates of the network's CA required (like for like with gwx's mutual TLS).
 ``--backend postgresql``: both nodes keep their rows in PostgreSQL (each its own database of a
 server the bench starts with ``initdb``, as the tests do: tests/postgres_server.py, a unix socket,
 fsync on); blobs stay files. The server's CPU (postmaster and children, ``/proc``) is reported apart
@@ -76,7 +78,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
-from bench.node_small import cpu_seconds, phase_postfix, small_seal, wait_for_inbox  # noqa: E402
+from bench.node_small import cpu_seconds, phase_postfix, postfix_tls, small_seal, wait_for_inbox  # noqa: E402
 from exchange_protocol.envelope_crypto import Recipient  # noqa: E402
 from exchange_protocol.envelope_seal import HeaderDraft, Sender, seal_envelope  # noqa: E402
 from exchange_protocol.meta_json import parse_meta  # noqa: E402
@@ -291,7 +293,7 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
             if args.postgres is not None:
                 fig["postgres_cpu_ms_per_doc_with_inbox"] = 1000 * (server_cpu_seconds(args.postgres) - db0) / accepted
         if args.vs_postfix:
-            phase_postfix(batches, args.postfix_connections, fig)
+            phase_postfix(batches, args.postfix_connections, fig, postfix_tls(sender, receiver))
     finally:
         net.stop_all()
         # Gigabytes of blobs and frames: gone, and the disk's write-back finished, before phases 3–4.

@@ -4,13 +4,23 @@ same envelopes sent to Postfix (``--vs-postfix``, :mod:`bench.postfix_smtp`)."""
 from __future__ import annotations
 
 import os
+import ssl
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import serialization
+
+from node.federation.tls import client_context
 from node.localnet import PASSPHRASE, LocalNetwork, LocalNode
+from pki.keystore import read_private_key
 from pki.seal_picture import render_round_seal
 from pki.seal_store import issue_seal
+
+if TYPE_CHECKING:
+    from bench.postfix_smtp import PostfixTls
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SMALL_SEAL_DPI = 20  # a 33-pixel seal picture: the envelope of a one-page 通知 is then about 19 KB
@@ -54,8 +64,10 @@ def wait_for_inbox(receiver: LocalNode, accepted: int, started: float, cpu0: flo
                cpu_ms_per_doc_with_inbox=1000 * cpu / accepted)
 
 
-def phase_postfix(batches: list, connections: int, fig: dict) -> None:
-    """The same envelopes, one mail each, to a Postfix of the bench's own (fsync before its 250)."""
+def phase_postfix(batches: list, connections: int, fig: dict, tls: PostfixTls | None = None) -> None:
+    """The same envelopes, one mail each, to a Postfix of the bench's own (fsync before its 250): in
+    plain SMTP (``postfix_*``), then, given ``tls``, over STARTTLS with client certificates required
+    (``postfix_tls_*``, like for like with gwx's mutual TLS)."""
     from bench.postfix_smtp import LoopbackPostfix, as_mail
 
     mails = []
@@ -64,13 +76,35 @@ def phase_postfix(batches: list, connections: int, fig: dict) -> None:
         for _, _, size in batch.frames:
             mails.append(as_mail(data[offset:offset + size], len(mails)))
             offset += size
-    with LoopbackPostfix() as postfix:
-        cpu0 = postfix.cpu_seconds()
-        wall, accepted = postfix.submit(mails, connections)
-        cpu = postfix.cpu_seconds() - cpu0
-    if accepted != len(mails):
-        raise RuntimeError(f"postfix accepted {accepted} of {len(mails)} mails")
-    fig.update(postfix_per_s=accepted / wall, postfix_wall_s=wall, postfix_connections=connections,
-               postfix_mail_bytes=statistics.mean(len(m) for m in mails),
-               postfix_cpu_ms_per_msg=1000 * cpu / accepted,
-               ratio_vs_postfix=fig["accept_per_s"] / (accepted / wall))
+    fig.update(postfix_connections=connections, postfix_mail_bytes=statistics.mean(len(m) for m in mails))
+    for prefix, mode in (("postfix", None), ("postfix_tls", tls)) if tls is not None else (("postfix", None),):
+        with LoopbackPostfix(mode) as postfix:
+            if mode is not None:  # it really requires TLS and a client certificate: refused without either
+                without_cert = ssl.create_default_context(cafile=None, cadata=mode.client_ca_pem.decode())
+                refusals = {"plain": postfix.probe(None), "no_client_certificate": postfix.probe(without_cert)}
+                if any(answer.startswith("250") for answer in refusals.values()):
+                    raise RuntimeError(f"postfix's smtpd accepted a sender without TLS or certificate: {refusals}")
+                fig["postfix_tls_refusals"] = refusals
+            cpu0 = postfix.cpu_seconds()
+            wall, accepted = postfix.submit(mails, connections)
+            cpu = postfix.cpu_seconds() - cpu0
+        if accepted != len(mails):
+            raise RuntimeError(f"postfix accepted {accepted} of {len(mails)} mails")
+        ratio = "ratio_vs_postfix" + prefix.removeprefix("postfix")
+        fig.update({f"{prefix}_per_s": accepted / wall, f"{prefix}_wall_s": wall,
+                    f"{prefix}_cpu_ms_per_msg": 1000 * cpu / accepted, ratio: fig["accept_per_s"] / (accepted / wall)})
+
+
+def postfix_tls(sender: LocalNode, receiver: LocalNode) -> PostfixTls:
+    """The Postfix side of the like-for-like run: smtpd shows the receiving node's TLS certificate and
+    key and requires a client certificate of the network's CA; the client is the sending node's TLS
+    context, as its POSTs to the node use."""
+    from bench.postfix_smtp import PostfixTls
+
+    creds = receiver.directory / "credentials"
+    key = read_private_key(creds / "tls.key", PASSPHRASE).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    sent = sender.directory / "credentials"
+    client = client_context(sent / "tls.crt", sent / "tls.key", sent / "root.crt", PASSPHRASE)
+    return PostfixTls(key + (creds / "tls.crt").read_bytes(), (creds / "root.crt").read_bytes(), client,
+                      urlsplit(receiver.ready["peer_url"]).hostname or "127.0.0.1")

@@ -8,6 +8,13 @@ written the queue file and fsynced it (it has no switch to turn that off), the s
 receipt makes. Each envelope travels as one message: MIME headers and the envelope's bytes in
 base64 (SMTP carries lines of text), so Postfix receives a third more bytes than the node.
 
+With a :class:`PostfixTls` (``--vs-postfix`` measures both) the comparison is like for like with
+gwx's mutual TLS: the bench's client says ``STARTTLS`` and shows a client certificate from the
+network's CA (the sending node's TLS credentials, as its POSTs to the node do), and ``smtpd``
+requires it (``smtpd_tls_security_level = encrypt``, ``smtpd_tls_req_ccert = yes``, the CA as
+``smtpd_tls_CAfile``), presenting the receiving node's own TLS certificate and key; TLS 1.2 at least,
+as gwx's peer API. One TLS session per SMTP connection, as per keep-alive connection to the node.
+
 Postfix runs its daemons as the ``postfix`` user, and its master as root: this needs root (or
 sudo) and the Debian package ``postfix`` (``deploy/install-system-deps.sh``; the Makefile lists it).
 """
@@ -19,10 +26,12 @@ import base64
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from node.localnet import free_port
@@ -45,11 +54,22 @@ def as_mail(envelope: bytes, number: int) -> bytes:
             "Content-Transfer-Encoding: base64\r\n\r\n").encode() + body
 
 
+@dataclass(frozen=True)
+class PostfixTls:
+    """STARTTLS with client certificates: what smtpd presents and requires, and the bench's client side."""
+
+    server_chain_pem: bytes  # smtpd's private key (unencrypted: Postfix reads it as root at start) and chain
+    client_ca_pem: bytes     # the CA whose certificates smtpd requires of clients
+    client: ssl.SSLContext   # the bench's: its client certificate, and the server verified
+    server_hostname: str     # what the server's certificate names (checked by ``client``)
+
+
 class LoopbackPostfix:
     """A Postfix instance of the bench's own, from :meth:`start` to :meth:`stop` (or ``with``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: PostfixTls | None = None) -> None:
         self.port = free_port()
+        self.tls = tls
         self.base: Path | None = None
         self.postfix = shutil.which("postfix") or "/usr/sbin/postfix"
 
@@ -86,7 +106,7 @@ class LoopbackPostfix:
             "default_transport = discard:", "relay_transport = discard:",
             "smtpd_recipient_restrictions = permit_mynetworks, reject",
             f"maillog_file_prefixes = {self.base}", f"maillog_file = {self.base / 'maillog'}",
-            "smtputf8_enable = no", "alias_maps =", "alias_database =", ""]))
+            "smtputf8_enable = no", "alias_maps =", "alias_database =", *self._tls_settings(etc), ""]))
         self._postfix("start")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -96,6 +116,18 @@ class LoopbackPostfix:
             except OSError:
                 time.sleep(0.2)
         raise PostfixUnavailable(f"postfix did not listen on port {self.port}: {self.log_tail()}")
+
+    def _tls_settings(self, etc: Path) -> list[str]:
+        if self.tls is None:
+            return []
+        chain, ca = etc / "smtpd-chain.pem", etc / "client-ca.pem"
+        chain.write_bytes(self.tls.server_chain_pem)
+        chain.chmod(0o600)  # root's: smtpd opens it before dropping privileges
+        ca.write_bytes(self.tls.client_ca_pem)
+        return [f"smtpd_tls_chain_files = {chain}", f"smtpd_tls_CAfile = {ca}",
+                "smtpd_tls_security_level = encrypt", "smtpd_tls_ask_ccert = yes", "smtpd_tls_req_ccert = yes",
+                "smtpd_tls_mandatory_protocols = >=TLSv1.2", "smtpd_tls_protocols = >=TLSv1.2",
+                "smtpd_tls_loglevel = 1"]
 
     def _postfix(self, command: str) -> None:
         result = subprocess.run([self.postfix, "-c", str(self.base / "etc"), command], capture_output=True,
@@ -136,10 +168,43 @@ class LoopbackPostfix:
     def submit(self, messages: Sequence[bytes], connections: int) -> tuple[float, int]:
         """Send every message over ``connections`` SMTP sessions at once (PIPELINING of the envelope
         commands); returns the wall seconds and how many Postfix accepted (250 after DATA)."""
-        return asyncio.run(_submit(self.port, messages, connections))
+        return asyncio.run(_submit(self.port, messages, connections, self.tls))
 
 
-async def _submit(port: int, messages: Sequence[bytes], connections: int) -> tuple[float, int]:
+    def probe(self, client: ssl.SSLContext | None) -> str:
+        """What smtpd answers to ``MAIL FROM`` of a session without STARTTLS (``client`` None) or with
+        STARTTLS under ``client`` (a context without a certificate, say): the reply, or how it ended."""
+        return asyncio.run(_probe(self.port, client, self.tls.server_hostname if self.tls else ""))
+
+
+async def _probe(port: int, client: ssl.SSLContext | None, server_hostname: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        async def reply() -> bytes:
+            while (line := await reader.readline())[3:4] == b"-":
+                pass
+            return line
+
+        await reply()
+        writer.write(b"EHLO probe.gwx.test\r\n")
+        await reply()
+        if client is not None:
+            writer.write(b"STARTTLS\r\n")
+            await reply()
+            await writer.start_tls(client, server_hostname=server_hostname)
+            writer.write(b"EHLO probe.gwx.test\r\n")
+            await reply()
+        writer.write(f"MAIL FROM:<{SENDER_ADDRESS}>\r\n".encode())
+        answer = await reply()
+        return answer.decode(errors="replace").strip() or "closed"
+    except (OSError, ssl.SSLError, ConnectionError) as exc:
+        return f"closed: {type(exc).__name__}"
+    finally:
+        writer.close()
+
+
+async def _submit(port: int, messages: Sequence[bytes], connections: int,
+                  tls: PostfixTls | None) -> tuple[float, int]:
     todo = iter(enumerate(messages))
     accepted = 0
 
@@ -158,6 +223,13 @@ async def _submit(port: int, messages: Sequence[bytes], connections: int) -> tup
         await reply()  # greeting
         writer.write(b"EHLO bench.gwx.test\r\n")
         await reply()
+        if tls is not None:
+            writer.write(b"STARTTLS\r\n")
+            if not (answer := await reply()).startswith(b"220"):
+                raise RuntimeError(f"postfix refused STARTTLS: {answer!r}")
+            await writer.start_tls(tls.client, server_hostname=tls.server_hostname)
+            writer.write(b"EHLO bench.gwx.test\r\n")  # again, inside TLS (RFC 3207)
+            await reply()
         for _number, message in todo:
             # MAIL, RCPT and DATA in one write (PIPELINING), then the message once DATA is answered.
             writer.write(f"MAIL FROM:<{SENDER_ADDRESS}>\r\nRCPT TO:<{RECIPIENT_ADDRESS}>\r\nDATA\r\n".encode())

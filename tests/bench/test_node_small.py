@@ -1,4 +1,5 @@
-"""bench/node.py --small --vs-postfix: the small-document figures come out beside Postfix's."""
+"""bench/node.py --small --vs-postfix: the small-document figures come out beside Postfix's, in plain
+SMTP and with STARTTLS and client certificates (bench/postfix_smtp.py)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,8 @@ def test_small_documents_are_accepted_delivered_and_compared_with_postfix():
     assert fig["accepted_per_s"] > 0 and fig["cpu_ms_per_doc"] > fig["floor_ms_per_doc"] > 0
     assert fig["postfix_per_s"] > 0 and fig["postfix_cpu_ms_per_msg"] > 0
     assert fig["ratio_vs_postfix"] == pytest.approx(fig["accepted_per_s"] / fig["postfix_per_s"], rel=1e-2)
+    # Like for like: STARTTLS with a client certificate smtpd requires (it refuses the mail without TLS).
+    assert fig["postfix_tls_per_s"] > 0 and fig["postfix_tls_cpu_ms_per_msg"] > 0
+    assert fig["postfix_tls_refusals"]["plain"].startswith("530"), fig["postfix_tls_refusals"]
+    assert not fig["postfix_tls_refusals"]["no_client_certificate"].startswith("250"), fig["postfix_tls_refusals"]
+    assert fig["ratio_vs_postfix_tls"] == pytest.approx(fig["accepted_per_s"] / fig["postfix_tls_per_s"], rel=1e-2)
