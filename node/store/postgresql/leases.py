@@ -233,19 +233,30 @@ class LeasedAdapterOutbox(AdapterOutbox):
         """The consumer's oldest pending row: claimed for this worker when it is due and no live worker
         holds it; held by another, it comes back due when that lease ends (the asker waits till then)."""
         now, until = self._lease.times()
+        oldest = "SELECT * FROM adapter_outbox WHERE consumer = ? AND state = 'pending' ORDER BY seq LIMIT 1"
+        # A look first, on the reader: an idle consumer's loop takes no writers' lock.
+        found = await self._db.fetchone(oldest, (consumer,))
+        if found is None or self._held(found, now) or found["next_attempt_at"] > now:
+            return self._as_seen(found, now)
         async with self._db.transaction() as tx:  # the writers' lock: no other worker decides meanwhile
-            found = await tx.fetchone(
-                "SELECT * FROM adapter_outbox WHERE consumer = ? AND state = 'pending' ORDER BY seq LIMIT 1",
-                (consumer,))
-            if found is None:
-                return None
-            row = _outbox_row(found)
-            if found["lease_owner"] not in (None, self._lease.owner) and found["lease_until"] >= now:
-                return dataclasses.replace(row, next_attempt_at=max(row.next_attempt_at,
-                                                                     from_db_time(found["lease_until"])))
-            if to_db_time(row.next_attempt_at) <= now:
-                await tx.execute("UPDATE adapter_outbox SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                                 (self._lease.owner, until, row.id))
+            found = await tx.fetchone(oldest, (consumer,))
+            if found is None or self._held(found, now) or found["next_attempt_at"] > now:
+                return self._as_seen(found, now)
+            await tx.execute("UPDATE adapter_outbox SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                             (self._lease.owner, until, found["id"]))
+        return _outbox_row(found)
+
+    def _held(self, found: Any, now: str) -> bool:
+        """Whether another worker's lease on the row still runs."""
+        return found["lease_owner"] not in (None, self._lease.owner) and found["lease_until"] >= now
+
+    def _as_seen(self, found: Any, now: str) -> AdapterOutboxRow | None:
+        """The row unclaimed; held by another worker, due when that lease ends."""
+        if found is None:
+            return None
+        row = _outbox_row(found)
+        if self._held(found, now):
+            return dataclasses.replace(row, next_attempt_at=max(row.next_attempt_at, from_db_time(found["lease_until"])))
         return row
 
     @contextlib.asynccontextmanager
