@@ -135,8 +135,9 @@ class StoreSettings:
 
     backend: str = "sqlite"
     dsn: str = ""
-    # PostgreSQL: how long a worker's claim on a queued or received envelope lasts unrenewed — after a
-    # worker dies, another takes its envelopes over this long after (node.store.postgresql.leases).
+    # PostgreSQL: how long a worker's claim on a queued or received envelope, or an adapter outbox row,
+    # lasts unrenewed — after a worker dies, another takes them over this long after
+    # (node.store.postgresql.leases).
     lease_seconds: float = 30.0
     # PostgreSQL: this worker's name on the envelopes it claims (default: the host's name); each worker
     # of a node needs its own, and one process at a time may use it.
