@@ -1,7 +1,7 @@
 // The console's one script (served by the node; the CSP allows no other). It only helps: every
 // page works without it. On the send page: find units by name or by level in the recipient list,
-// make every unit listed 主送 or 抄送 at once, and check the metadata as it is typed (the node's own
-// rules, POST send/check; nothing is kept or sent).
+// make every unit listed 主送 or 抄送 at once, and check the metadata as it is typed, and what is already
+// in the form when the script starts (the node's own rules, POST send/check; nothing is kept or sent).
 "use strict";
 (function () {
   var filter = document.getElementById("unit-filter");
@@ -77,4 +77,10 @@
     clearTimeout(timer);
     timer = setTimeout(check, 400);
   });
+  // What is already in the form when the script starts fired no input event this script could hear:
+  // typed while the script was still on its way (a slow line, a loaded node), put back by the browser
+  // (back button, autofill), or the node's own page after a refused send. Check it now.
+  var typed = ["title", "doc_number", "signers", "written_on", "deadline", "printed_by", "printed_on"]
+    .some(function (name) { return form.elements[name].value.trim() !== ""; });
+  if (typed || picked("to") !== "" || picked("cc") !== "") { check(); }
 })();

@@ -135,10 +135,19 @@ def test_the_city_clerk_sends_from_the_console_and_the_county_receives_it(net, t
     with chromium() as browser:
         page = browser.new_context(viewport=PHONE, locale="zh-CN").new_page()
         sign_in(page, city_url, "sunli")
+        # The page's script arrives only after the clerk has typed (a slow line, a loaded node): what
+        # was typed before it came is checked all the same.
+        held = []
+        page.route("**/static/console.js", lambda route: held.append(route))
         page.click("text=拟发文")
         page.select_option("select[name=kind]", "通知")
         page.fill("input[name=title]", "关于开展冬季消防安全检查的通知")
         page.fill("input[name=doc_number]", "临政办发2026")  # checked as it is typed, by the node's rules
+        for _ in range(300):  # Playwright hands over the request while it runs: wait in the page, not asleep
+            if held:
+                break
+            page.wait_for_timeout(100)
+        held[0].continue_()
         page.wait_for_selector("#meta-check.problem")
         assert "DOC_INVALID_DOC_NUMBER" in page.inner_text("#meta-check")
         page.fill("input[name=doc_number]", "临政办发〔2026〕99号")
