@@ -19,9 +19,11 @@ lint: venv
 
 # Two workers, one per core: most of the suite waits on node processes, TLS and fsync rather than
 # computing, so two test processes halve the wall time. A module's tests stay on one worker
-# (--dist loadscope), so a module-scoped network of nodes is started once.
+# (--dist loadscope), so a module-scoped network of nodes is started once. Modules go out in the order
+# tests/conftest.py gives them (slow ones first, short ones last to fill both cores until the end),
+# not xdist's default of most tests first, which left the few-test network modules for the end.
 pytest: venv system-deps bytecode
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadscope
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder
 
 # gwx's own modules compiled once, before the tests start ~700 node processes and gwx commands: where
 # PYTHONDONTWRITEBYTECODE is set (as on the CI machine) each of them would otherwise compile from
