@@ -60,6 +60,14 @@ def net(request, tmp_path_factory):
         assert verify_audit_chain(node) > 0
 
 
+# The PostgreSQL copy of a scenario is worth its ~10 s where the store's SQL takes part in what is
+# checked (delivery, the clerks' actions and their rows on both sides). What a scenario below checks
+# is past the store: the package's bytes with outside tools, an OFD body's seal (the envelope and its
+# rows go the way the PDF scenarios above take on PostgreSQL), the track command's table (the same API
+# answer the sign-for scenario reads on PostgreSQL). It runs on the SQLite network only.
+past_the_store = pytest.mark.parametrize("net", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def nodes(net):
     return net.nodes["city"], net.nodes["county-a"], net.nodes["county-b"]
@@ -173,6 +181,7 @@ def test_urge_increments_the_counts_on_both_sides(net, nodes):
     assert county_a.clerk(A1).get(f"/api/v1/inbox/{doc_id}")["urge_count"] == 0
 
 
+@past_the_store
 def test_downloaded_package_verifies_with_independent_tools(net, nodes, tmp_path):
     city, county_a, _ = nodes
     doc_id = send(net, to=[A1])
@@ -208,6 +217,7 @@ def test_downloaded_package_verifies_with_independent_tools(net, nodes, tmp_path
     assert gwx("doc", "verify", str(tampered), "--trust", str(root)).returncode != 0
 
 
+@past_the_store
 def test_an_ofd_body_crosses_the_network_and_is_verified_on_arrival(net, nodes, tmp_path):
     from cryptography import x509
 
@@ -227,6 +237,7 @@ def test_an_ofd_body_crosses_the_network_and_is_verified_on_arrival(net, nodes, 
     assert verify_sealed_ofd(sealed, revocation=NO_REVOCATION_CHECK, trust_roots=[root]).first.verification.signature.seal.unit_code == CITY
 
 
+@past_the_store
 def test_track_command_prints_the_table_in_chinese(net, nodes):
     city, county_a, county_b = nodes
     doc_id = send(net, to=[A1], cc=[B1], title="关于开展安全生产大检查的通知")
