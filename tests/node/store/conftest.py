@@ -86,6 +86,14 @@ class RawDatabase:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(translate(sql) if self._postgresql else sql, tuple(params))
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Many rows in one transaction (PostgreSQL: psycopg pipelines them, no round trip a row)."""
+        if self._postgresql:
+            with self._conn.transaction(), self._conn.cursor() as cursor:
+                cursor.executemany(translate(sql), rows)
+        else:
+            self._conn.executemany(sql, rows)
+
     def drop_audit_triggers(self) -> None:
         on = " ON audit" if self._postgresql else ""
         self._conn.execute(f"DROP TRIGGER audit_no_update{on}")
