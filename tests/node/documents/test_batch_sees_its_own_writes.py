@@ -19,12 +19,7 @@ from exchange_protocol.ids import new_id
 from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.store import InboxRow, OutboxDocument, OutboxRecipient, OutgoingLink
-from tests.node.documents.service_support import SENDER, UNITS, County, clerk, provision
-
-
-@pytest.fixture(scope="module")
-def node_dir(tmp_path_factory):
-    return provision(tmp_path_factory.mktemp("batch-sees"))
+from tests.node.documents.service_support import SENDER, UNITS, County, clerk
 
 
 @asynccontextmanager

@@ -19,12 +19,7 @@ from node.error_kinds import http_status_for
 from node.errors import StoreError
 from node.store.opener import open_store
 from pki.errors import GwxError
-from tests.node.documents.service_support import UNITS, County, clerk, provision
-
-
-@pytest.fixture(scope="module")
-def node_dir(tmp_path_factory):
-    return provision(tmp_path_factory.mktemp("clerk-commit"))
+from tests.node.documents.service_support import UNITS, County, clerk
 
 
 def _fsyncs(monkeypatch) -> list[int]:

@@ -7,14 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-import pytest
-
-from tests.node.documents.service_support import UNITS, County, clerk, provision
-
-
-@pytest.fixture(scope="module")
-def node_dir(tmp_path_factory):
-    return provision(tmp_path_factory.mktemp("no-seal"))
+from tests.node.documents.service_support import UNITS, County, clerk
 
 
 def test_a_unit_without_a_seal_signs_for_and_returns_without_a_statement(node_dir, tmp_path):

@@ -9,22 +9,15 @@ import asyncio
 import datetime as dt
 from collections import Counter
 
-import pytest
-
 from exchange_protocol.ids import new_id
 from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import SenderStatus
 from node.store import OutboxDocument, OutboxRecipient
 from pki.unit_code import make_unit_code
-from tests.node.documents.service_support import UNITS, County, clerk, provision
+from tests.node.documents.service_support import UNITS, County, clerk
 
 RECIPIENTS = [make_unit_code(f"54370000MA{i:07d}") for i in range(3600)]
 SETTLED = [SenderStatus.SIGNED_FOR, SenderStatus.RETURNED, SenderStatus.RECALLED]
-
-
-@pytest.fixture(scope="module")
-def node_dir(tmp_path_factory):
-    return provision(tmp_path_factory.mktemp("tracking-counts"))
 
 
 async def _sent(county: County, deadline: dt.datetime | None, statuses: list[SenderStatus]) -> str:
