@@ -55,6 +55,7 @@ from .package_reader import overlapping_members
 from .package_verify import ABSENT, FAIL, PASS, SKIPPED, Check, verify_package
 from .statements import verify_statement
 from .transport_receipt import KIND as RECEIPT_KIND
+from .zip_layout import ZIP_OPEN_ERRORS
 
 CHECKS = ("structure", "manifest", "timestamp", "package", "envelopes", "receipts", "statements", "audit", "index")
 RevocationCheck = Callable[[x509.Certificate, x509.Certificate, dt.datetime], None]
@@ -124,7 +125,7 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
 
     try:
         zf = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except ZIP_OPEN_ERRORS as exc:
         checks["structure"] = _fail("structure", E.ArchiveMalformed(f"not a ZIP archive: {exc}"))
         return finish()
     with zf:

@@ -42,7 +42,7 @@ from .errors import PackageError
 from .manifest import check_member_name, name_key
 from .ofd_errors import OfdMalformed, OfdUnsafePath, OfdXmlForbidden, OfdXmlTooLarge, OfdZipBomb
 from .package_reader import overlapping_members
-from .zip_layout import unclaimed_bytes
+from .zip_layout import ZIP_OPEN_ERRORS, unclaimed_bytes
 
 OFD_NS = "http://www.ofdspec.org/2016"
 OLD_OFD_NS = "http://www.ofdspec.org"  # written by some producers (e.g. 数科); read, never written anew
@@ -81,8 +81,7 @@ def looks_like_ofd(data: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return OFD_XML in zf.namelist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error,
-            UnicodeDecodeError):
+    except ZIP_OPEN_ERRORS:  # UnicodeDecodeError is a ValueError
         return False
 
 
@@ -194,7 +193,7 @@ class OfdContainer:
             zf = zipfile.ZipFile(io.BytesIO(data))
         except UnicodeDecodeError:
             raise OfdUnsafePath("a member name is flagged UTF-8 but does not decode as UTF-8") from None
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        except ZIP_OPEN_ERRORS as exc:
             raise OfdMalformed(f"not an OFD (not a readable ZIP): {exc}") from None
         with zf:
             infos = _checked_directory(zf, limits)

@@ -57,6 +57,7 @@ from .manifest import (
     parse_manifest,
 )
 from .sniff import check_not_archive
+from .zip_layout import ZIP_OPEN_ERRORS
 
 CHUNK = 1024 * 1024
 GiB = 1024 ** 3
@@ -105,7 +106,7 @@ class PackageReader:
             self._zip = zipfile.ZipFile(file, "r")
         except UnicodeDecodeError:
             raise E.PackageNameNotUtf8("a member name is flagged UTF-8 but does not decode as UTF-8") from None
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        except ZIP_OPEN_ERRORS as exc:
             raise E.PackageMalformed(f"not a readable ZIP archive: {exc}") from None
         try:
             self._infos = self._check_directory()

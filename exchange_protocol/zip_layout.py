@@ -8,6 +8,11 @@ header hidden in a gap can show a page that no directory entry names, so no veri
 (each a local header, its data and, when flag bit 3 says so, a data descriptor whose CRC is the
 member's), then the central directory, an optional ZIP64 end record and locator, and the end record
 whose comment ends the file. Sans-I/O: bytes and ``zipfile``'s directory in, a sentence or None out.
+
+:data:`ZIP_OPEN_ERRORS` is every exception ``zipfile.ZipFile(...)`` raises on bytes that are not a
+ZIP it can read — every reader of an untrusted ZIP catches this one tuple and says so with its own
+typed error. ``NotImplementedError`` is among them: a directory entry whose "version needed to
+extract" is above 6.3 is refused that way by ``zipfile`` (found by hypothesis: ``zip file version 6.4``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import zipfile
 _LOCAL, _DESCRIPTOR, _END = b"PK\x03\x04", b"PK\x07\x08", b"PK\x05\x06"
 _ZIP64_END, _ZIP64_LOCATOR = b"PK\x06\x06", b"PK\x06\x07"
 _END_SIZE, _LOCATOR_SIZE = 22, 20
+
+ZIP_OPEN_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError)
 
 
 def unclaimed_bytes(data: bytes, zf: zipfile.ZipFile) -> str | None:

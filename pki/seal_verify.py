@@ -36,6 +36,7 @@ import dataclasses
 import datetime as dt
 import io
 import threading
+import struct
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -251,7 +252,8 @@ def _check_ofd_picture(data: bytes) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error,
+            NotImplementedError) as exc:  # NotImplementedError: a "version needed" above 6.3
         raise SealPictureInvalid(f"the OFD seal picture is not a readable ZIP: {exc}") from None
     if "OFD.xml" not in {i.filename for i in infos}:
         raise SealPictureInvalid("the OFD seal picture has no OFD.xml")

@@ -72,3 +72,15 @@ def zip_files(files: dict[str, bytes]) -> bytes:
 def unzip(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return {name: zf.read(name) for name in zf.namelist()}
+
+
+def needing_zip_version(data: bytes, version: int = 64) -> bytes:
+    """``data`` with every central-directory entry's "version needed to extract" set to ``version``
+    (64 is 6.4, above the 6.3 ``zipfile`` reads: it raises NotImplementedError, not BadZipFile)."""
+    out = bytearray(data)
+    at = out.find(b"PK\x01\x02")
+    assert at >= 0, "no central directory entry"
+    while at >= 0:
+        out[at + 6] = version
+        at = out.find(b"PK\x01\x02", at + 4)
+    return bytes(out)

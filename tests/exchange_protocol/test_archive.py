@@ -30,6 +30,7 @@ from pki.keystore import read_private_key
 from pki.revocation import CrlCheckerAt
 from pki.signer import SoftwareSigner
 from tests.exchange_protocol.audit_excerpts import excerpt
+from tests.exchange_protocol.ofd_fixtures import needing_zip_version
 from tests.exchange_protocol.package_fixtures import (  # noqa: F401
     NOW,
     OTHER_UNIT,
@@ -228,6 +229,9 @@ def test_a_zip_bomb_is_refused_before_and_while_inflating(pki_env, archived):
 def test_not_a_zip_and_forged_evidence(pki_env, archived):
     assert statuses(verify_archive(io.BytesIO(b"PK\x03\x04 not really"), [pki_env.root], LATER))["structure"] == \
         ("fail", "ARCHIVE_MALFORMED")
+    # a directory entry needing ZIP 6.4: zipfile's NotImplementedError, not BadZipFile
+    assert statuses(verify_archive(io.BytesIO(needing_zip_version(archived)), [pki_env.root], LATER))[
+        "structure"] == ("fail", "ARCHIVE_MALFORMED")
     bad = _excerpt()
     bad["events"][1]["details"] = {"n": 999}  # an event rewritten after the fact
     report = verify_archive(io.BytesIO(build(pki_env, excerpt=bad)), [pki_env.root], LATER)

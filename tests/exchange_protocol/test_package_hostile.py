@@ -17,6 +17,7 @@ from exchange_protocol.package_reader import DEFAULT_LIMITS, PackageReader
 from exchange_protocol.package_verify import CHECKS, verify_package
 from node.localnet import notice_pdf
 from tests.exchange_protocol.hostile.corpus import Case, build_corpus
+from tests.exchange_protocol.ofd_fixtures import needing_zip_version
 from tests.exchange_protocol.package_fixtures import NOW, make_meta, pki_env  # noqa: F401
 
 
@@ -139,3 +140,12 @@ def test_damage_to_a_members_data_is_refused_unless_it_decodes_to_the_same_bytes
             else:
                 assert _members(bytes(damaged)) == original, (info.filename, pos)
     assert stored >= 3  # body.pdf is stored: at least one member's content was damaged directly
+
+
+def test_a_zip_version_zipfile_cannot_read_is_a_malformed_package(valid_package, pki_env):
+    """A directory entry needing ZIP version 6.4: zipfile raises NotImplementedError on opening; the
+    reader says PKG_MALFORMED like any other unreadable ZIP (found by the OFD fuzz test in CI)."""
+    changed = needing_zip_version(valid_package)
+    report = verify_package(io.BytesIO(changed), [pki_env.root], NOW)
+    assert not report.ok
+    assert (report.check("structure").status, report.check("structure").code) == ("fail", "PKG_MALFORMED")
