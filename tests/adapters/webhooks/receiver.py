@@ -4,7 +4,8 @@ It verifies every delivery with :func:`adapters.webhooks.signing.verify` (the fu
 is told to use) and acts on each event id once: ``effects`` lists the events it acted on,
 ``requests`` every event id it was sent (duplicates included), ``refused`` the codes of deliveries
 it refused. ``mode`` says how it answers: ``ok``; ``503`` / ``500`` / ``429`` / ``400`` that status;
-``redirect`` a 302 elsewhere; ``huge`` a 500 with 32 MiB of answer; ``slow`` an answer after ``slow_seconds``; ``hold`` records the
+``redirect`` a 302 elsewhere; ``huge`` a 500 declaring 32 MiB of answer, whose first MiB comes at once
+and the rest never (a client that reads it all is still waiting when its timeout ends); ``slow`` an answer after ``slow_seconds``; ``hold`` records the
 request and then never answers; ``act_then_hold`` acts on the event and then never answers (the
 test kills the node meanwhile). :meth:`close` stops listening
 (connections refused) and :meth:`reopen` listens again on the same port.
@@ -63,8 +64,12 @@ class Receiver:
         self.requests.append(event_id)
         if self.mode == "redirect":
             raise web.HTTPFound("/elsewhere")
-        if self.mode == "huge":  # 500 with 32 MiB of answer: the node reads 2 KiB of it
-            return web.Response(status=500, body=b"x" * (32 * 1024 * 1024))
+        if self.mode == "huge":  # 500 declaring 32 MiB of answer: the node reads 2 KiB of it and goes
+            answer = web.StreamResponse(status=500)
+            answer.content_length = 32 * 1024 * 1024
+            await answer.prepare(request)
+            await answer.write(b"x" * (1024 * 1024))
+            await asyncio.sleep(3600)  # the rest never comes: only a client that stops reading gets an answer
         if self.mode.isdigit():
             return web.Response(status=int(self.mode), text=f"mode {self.mode}")
         if self.mode == "hold":

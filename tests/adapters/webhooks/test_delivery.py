@@ -66,10 +66,13 @@ def test_a_verified_delivery_is_done(receiver):
     ("redirect", "WEBHOOK_REDIRECTED", True), ("slow", "WEBHOOK_TIMEOUT", False),
     ("huge", "WEBHOOK_RECEIVER_UNAVAILABLE", False)])
 def test_each_answer_is_its_typed_error(receiver, mode, code, final):
+    """Only ``slow`` is meant to outlast the timeout (0.5 s against an answer after 3 s); the others
+    have 10 s, so that a loaded machine cannot make them a timeout. ``huge`` sends its first MiB and
+    never the rest: a client that read the whole answer would end in WEBHOOK_TIMEOUT, not 503-like."""
     receiver.mode = mode
     receiver.slow_seconds = 3.0
     with pytest.raises(GwxError) as info:
-        deliver(receiver.url, timeout=0.5)
+        deliver(receiver.url, timeout=0.5 if mode == "slow" else 10.0)
     assert info.value.code == code, info.value
     assert (disposition(info.value) is Disposition.GIVE_UP) is final
     assert receiver.requests == [EVENT.event_id]  # a redirect is not followed: one request only
