@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -46,10 +47,41 @@ from pki.keystore import write_public_file
 PASSPHRASE = b"gwx local network"
 
 
+_PORTS = random.Random()  # its own generator: a test that seeds ``random`` must not make two workers pick alike
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, for a node to listen on later. Taken below the kernel's ephemeral
+    range: a port ``bind(0)`` returns is one the kernel hands to outgoing connections too, and under
+    load one of them held it by the time the node bound it (CI: ``address already in use`` starting a
+    test network). At random, so that two test workers pick apart, and never twice in one process."""
+    low = _ephemeral_low()
+    if low > 10000 + 1000:
+        for _ in range(200):
+            port = _PORTS.randrange(10000, low)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    with socket.socket() as s:  # no room below the range (or all of it taken): the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default; other systems differ, and then a taken port is only likelier
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class StopOverdue(RuntimeError):
