@@ -28,6 +28,7 @@ from tests.node.network.network_support import (
     A2,
     CITY,
     CITY_LOCAL,
+    FAST_RETRY,
     db_rows,
     db_value,
     ensure_running,
@@ -50,8 +51,15 @@ def net(request, tmp_path_factory):
         server = request.getfixturevalue("postgres_server")
         stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
                   for node in stores}
-    network = start_network(base, {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}, **stores["city"]}),
-                                   "county-a": ([A1, A2], stores["county-a"])})
+    # Retries as fast as elsewhere, but a window longer than the module's longest scenario: the window
+    # runs from an envelope's first failed attempt (the receiver down while the clerks submit) and a
+    # sender's kill -9 does not restart it. With FAST_RETRY's 30 s, a loaded CI (83 s for the
+    # drain-and-kill test) saw the rows not yet accepted bounce as QUEUE_EXPIRED — the product giving
+    # up as configured, not an envelope lost (a 3 s window shows the same here on a quiet machine).
+    retry = {**FAST_RETRY, "window_seconds": 600}
+    network = start_network(base, {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}, "retry": retry,
+                                                                 **stores["city"]}),
+                                   "county-a": ([A1, A2], {"retry": retry, **stores["county-a"]})})
     yield network
     network.stop_all()
 
@@ -124,8 +132,8 @@ def assert_exactly_once(city, county, ids: list[str], local: bool = False) -> No
     try:
         wait_for(all_delivered, 45, interval=0.2, what="every recipient row delivered")
     except TimeoutError:
-        stuck = db_rows(city, f"SELECT doc_id, unit_code, status FROM outbox_recipients WHERE doc_id IN ({marks})"
-                              " AND status != 'delivered'", ids)
+        stuck = db_rows(city, f"SELECT doc_id, unit_code, status, reason FROM outbox_recipients WHERE doc_id IN"
+                              f" ({marks}) AND status != 'delivered'", ids)
         raise AssertionError(f"sender rows by status {seen}; not delivered: {stuck}") from None
     if local:
         local_rows = dict(db_rows(city, f"SELECT unit_code, COUNT(*) FROM inbox WHERE doc_id IN ({marks})"
