@@ -35,8 +35,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
-import threading
 import struct
+import threading
 import warnings
 import zipfile
 from collections import OrderedDict
