@@ -335,6 +335,15 @@ class HsmBadPin(HsmError):
     kind = ErrorKind.UNAUTHENTICATED
 
 
+class HsmSm2Unsupported(HsmError):
+    """An SM2 key on (or for) a PKCS#11 token: no PKCS#11 mechanism gwx can use makes an SM2
+    signature (PKCS#11 3.x defines none; SoftHSM 2.6 offers none; a token's ``CKM_ECDSA`` on the SM2
+    curve is ECDSA, not GB/T 32918). docs/architecture.md, "SM2 keys on tokens"."""
+
+    code = "PKI_HSM_SM2_UNSUPPORTED"
+    kind = ErrorKind.INVALID_INPUT
+
+
 # --- Electronic seals (GB/T 38540, pki.seal*) -------------------------------------------------
 
 

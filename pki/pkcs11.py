@@ -53,12 +53,16 @@ from .errors import (
     HsmKeyAmbiguous,
     HsmKeyExists,
     HsmKeyNotFound,
+    HsmSm2Unsupported,
     HsmTokenNotFound,
     InvalidInput,
     KeyCertificateMismatch,
     UnsupportedAlgorithm,
 )
 from .signer import Signer
+from .sm2 import CURVE_OID as SM2_CURVE_OID
+from .sm2 import Sm2PublicKey
+from .x509_sm2 import public_key_of
 
 _PIN_ERRORS = (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange, p11e.PinLocked, p11e.PinExpired)
 # Errors after which the session (or the login behind it) is gone and a fresh one may work.
@@ -176,6 +180,11 @@ def _ec_public_key(params: bytes, point: bytes) -> ec.EllipticCurvePublicKey:
     domain = ECDomainParameters.load(params)
     if domain.name != "named":
         raise UnsupportedAlgorithm("token EC key uses explicit curve parameters; only named curves are supported")
+    if domain.chosen.dotted == SM2_CURVE_OID:
+        # A token will make an EC key on the SM2 curve and sign with CKM_ECDSA: that is ECDSA, which
+        # no SM2 verifier accepts, so the key is refused before anything is signed with it.
+        raise HsmSm2Unsupported("the token key is on the SM2 curve, and no PKCS#11 mechanism this token offers "
+                                "makes an SM2 (GB/T 32918) signature", code="PKI_HSM_SM2_UNSUPPORTED")
     curve = ec.get_curve_for_oid(x509.ObjectIdentifier(domain.chosen.dotted))
     # PKCS#11 says CKA_EC_POINT is a DER OCTET STRING, some tokens store the bare point.
     with contextlib.suppress(ValueError):
@@ -285,6 +294,9 @@ class Pkcs11Signer(Signer):
 
     def _check_certificate(self) -> None:
         cert = self._certificate
+        if cert is not None and isinstance(public_key_of(cert), Sm2PublicKey):
+            raise HsmSm2Unsupported("the certificate is for an SM2 key, which a PKCS#11 token cannot sign with "
+                                    "here", code="PKI_HSM_SM2_UNSUPPORTED", **self._details())
         if self._public_key is None:
             # An EC key whose public object was deleted: trust the certificate only after the
             # token has proven it holds the matching private key.
@@ -421,6 +433,9 @@ def generate_keypair_on_token(module_path: str | os.PathLike[str], token_label: 
     elif algorithm.key_type == "rsa":
         gen_args = {"key_length": 3072}
         curve_oid = ""
+    elif algorithm.key_type == "sm2":
+        raise HsmSm2Unsupported("cannot make an SM2 key on a PKCS#11 token: no mechanism signs SM2 with it",
+                                code="PKI_HSM_SM2_UNSUPPORTED", token=token_label, key=key_label)
     else:
         raise UnsupportedAlgorithm(f"cannot generate {algorithm.name} keys on a token")
     key_id = key_id if key_id is not None else os.urandom(16)

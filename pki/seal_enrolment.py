@@ -30,6 +30,7 @@ from .csr import REQUEST_LABEL, CheckedRequest, make_request, pem_block, pem_blo
 from .errors import (
     GwxError,
     HsmKeyExists,
+    HsmSm2Unsupported,
     InvalidInput,
     MalformedEncoding,
     RequestInvalid,
@@ -37,7 +38,6 @@ from .errors import (
     ResponseUntrusted,
     SealExists,
     SealVerificationFailed,
-    UnsupportedAlgorithm,
 )
 from .keystore import read_private_key, write_private_key, write_public_file, write_public_files
 from .node_enrolment import same_key, split_response, verified_path
@@ -107,9 +107,9 @@ def create_token_seal_request(seal_dir: str | Path, unit_code: str, name: str, r
     _refuse_made(out)
     algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
     if algorithm is SM2_SM3:  # a P-256 token key would put a foreign key into a 国密 network
-        raise UnsupportedAlgorithm("a seal key on a PKCS#11 token is not yet available on a 国密 network: gwx "
-                                   "makes no SM2 keys on tokens — make the seal key on the node (without "
-                                   "--token-module)", algorithm=algorithm.name)
+        raise HsmSm2Unsupported("a seal key on a PKCS#11 token is not available on a 国密 network: no PKCS#11 "
+                                "mechanism gwx can use signs SM2 — make the seal key on the node (without "
+                                "--token-module)", code="PKI_HSM_SM2_UNSUPPORTED", algorithm=algorithm.name)
     _check_request_fields(unit_code, name)  # before the key is made
     try:
         with make_token_key(out, ref, algorithm) as signer:

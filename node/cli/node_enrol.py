@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("request-seal", help="make a unit's seal key (on this node or its token) and a seal request",
                        description="Make a hosted unit's seal key in NODE_DIR/units/CODE (seal.key, encrypted "
                                    "with the node passphrase, mode 600) — or, with --token-module, on the unit's "
-                                   "PKCS#11 token (UKey, HSM; not on a 国密 network yet: gwx makes no SM2 keys on tokens), where it is "
+                                   "PKCS#11 token (UKey, HSM; not on a 国密 network: no PKCS#11 mechanism here signs SM2), where it is "
                                    "made non-extractable and stays; "
                                    "units/CODE/token.toml then says where it is and where the node reads the PIN "
                                    "(--pin-file, owner-only, or --pin-env) — and a request for the seal maker (gwx "

@@ -13,7 +13,7 @@ from pki import ca as ca_module
 from pki import profiles
 from pki.algorithms import SM2_SM3
 from pki.ca import CertificateAuthority
-from pki.errors import RequestInvalid, SealBadSignature, UnsupportedAlgorithm
+from pki.errors import HsmSm2Unsupported, RequestInvalid, SealBadSignature, UnsupportedAlgorithm
 from pki.node_enrolment import create_node_request, sign_node_request
 from pki.seal_enrolment import create_token_seal_request, issue_seal_for_request, seal_request
 from pki.seal_signature import make_sealed_signature, verify_sealed_signature
@@ -71,9 +71,9 @@ def test_issue_node_refuses_an_algorithm_of_the_other_profile(cas, tmp_path):
 
 def test_a_token_seal_key_is_refused_on_an_sm_network_until_pkcs11_sm2_exists(tmp_path):
     ref = TokenRef("/nonexistent/libsofthsm2.so", "unit", "seal", None, "GWX_TEST_PIN")
-    with pytest.raises(UnsupportedAlgorithm) as err:
+    with pytest.raises(HsmSm2Unsupported) as err:
         create_token_seal_request(tmp_path / "seal", UNIT, UNIT_NAME, ref, SM2_SM3)
-    assert "PKCS#11" in err.value.message
+    assert err.value.code == "PKI_HSM_SM2_UNSUPPORTED" and "PKCS#11" in err.value.message
     assert not (tmp_path / "seal").exists()
 
 
