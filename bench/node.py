@@ -231,7 +231,7 @@ def verify_receipts(sender: LocalNode, receipts: list[tuple[str, str, str]]) -> 
     now = dt.datetime.now(dt.UTC)
     for message_id, sha, receipt in receipts:
         verify_receipt(base64.b64decode(receipt), trust=trust, now=now, message_id=message_id,
-                       envelope_sha256=sha, receiver_node=RECEIVER, revocation=revocation)
+                       envelope_digest=sha, receiver_node=RECEIVER, revocation=revocation)
     return len(receipts)
 
 

@@ -20,7 +20,9 @@ Header fields (canonical JSON keys; every key always present, ``null`` where all
     in_reply_to     message id this one answers; required for every type except document
     max_hops        1..64: the most relays the origin allows (the frame's hops may not exceed it)
     payload_length  P, the length of the encrypted payload (the same in every header of a bundle)
-    payload_sha256  lower-case hex SHA-256 of the P payload bytes as transmitted
+    payload_sha256  lower-case hex SHA-256 of the P payload bytes as transmitted — on an international
+                    network; a 国密 one's header has ``payload_sm3`` instead, the SM3 of those bytes
+                    (exchange_protocol.digests: the key names the algorithm, exactly one is present)
 
 Before sealing, a message's header is a :class:`HeaderDraft`: the same fields but the payload's
 length and digest, which only encryption fixes. :class:`EnvelopeHeader` is the draft completed with
@@ -44,6 +46,7 @@ from pki.ca import NODE_ID_RE
 from pki.errors import InvalidUnitCode
 from pki.unit_code import validate_unit_code
 
+from . import digests
 from .canonical import canonical_json, load_json
 from .errors import (
     EnvelopeBundleDuplicateDestination,
@@ -168,10 +171,13 @@ class HeaderDraft:
         return cls(new_id(now), MessageType(type), origin_node, destination_node, from_unit,
                    tuple(to_units), now, now + ttl, in_reply_to, max_hops)
 
-    def complete(self, payload_length: int, payload_sha256: bytes) -> EnvelopeHeader:
-        """The header to sign, once encryption has fixed the payload's length and digest."""
+    def complete(self, payload_length: int, payload_digest: bytes,
+                 digest_algorithm: str = digests.SHA256) -> EnvelopeHeader:
+        """The header to sign, once encryption has fixed the payload's length and digest (of the
+        network's ``digest_algorithm``, :mod:`exchange_protocol.digests`)."""
         routing = {f.name: getattr(self, f.name) for f in fields(HeaderDraft)}
-        return EnvelopeHeader(**routing, payload_length=payload_length, payload_sha256=payload_sha256.hex())
+        return EnvelopeHeader(**routing, payload_length=payload_length, payload_digest=payload_digest.hex(),
+                              digest_algorithm=digest_algorithm)
 
     def to_json(self) -> dict[str, Any]:
         return {"v": self.version, "id": self.message_id, "type": self.type.value,
@@ -191,18 +197,27 @@ class EnvelopeHeader(HeaderDraft):
     """The signed routing header: the draft's fields and the payload's. Construction validates."""
 
     payload_length: int
-    payload_sha256: str
+    payload_digest: str  # lower-case hex, of digest_algorithm
+    digest_algorithm: str = digests.SHA256  # the network's (exchange_protocol.digests): "sha256" | "sm3"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if type(self.payload_length) is not int or self.payload_length < 0:
             raise EnvelopeInvalidField("payload_length must be a non-negative integer", field="payload_length")
-        if not isinstance(self.payload_sha256, str) or not _HEX64_RE.match(self.payload_sha256):
-            raise EnvelopeInvalidField("payload_sha256 must be 64 lower-case hex digits", field="payload_sha256")
+        if self.digest_algorithm not in digests.NAMES:
+            raise EnvelopeInvalidField(f"payload digest {self.digest_algorithm!r} is not one of {digests.NAMES}",
+                                       field="payload_digest")
+        if not isinstance(self.payload_digest, str) or not _HEX64_RE.match(self.payload_digest):
+            raise EnvelopeInvalidField(f"{self.digest_field} must be 64 lower-case hex digits", field=self.digest_field)
+
+    @property
+    def digest_field(self) -> str:
+        """The JSON key of the payload digest: it names the algorithm."""
+        return f"payload_{self.digest_algorithm}"
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "payload_length": self.payload_length,
-                "payload_sha256": self.payload_sha256}
+                self.digest_field: self.payload_digest}
 
     def encode(self) -> bytes:
         """The canonical JSON bytes that are signed and transmitted."""
@@ -224,7 +239,8 @@ def check_bundle(headers: Sequence[HeaderDraft]) -> None:
             if key(h) in seen:
                 raise error(f"{name} {key(h)} appears twice in one bundle", value=key(h))
             seen.add(key(h))
-    payloads = {(h.payload_length, h.payload_sha256) for h in headers if isinstance(h, EnvelopeHeader)}
+    payloads = {(h.payload_length, h.digest_algorithm, h.payload_digest) for h in headers
+                if isinstance(h, EnvelopeHeader)}
     if len(payloads) > 1:
         raise EnvelopeBundlePayloadMismatch("the headers of one bundle disagree on the payload they share")
 
@@ -251,8 +267,10 @@ _DRAFT_FIELDS: dict[str, tuple[type, bool]] = {
     "destination": (str, False), "from": (str, True), "to": (list, False), "created": (str, False),
     "expires": (str, False), "in_reply_to": (str, True), "max_hops": (int, False),
 }
-_FIELDS: dict[str, tuple[type, bool]] = {
-    **_DRAFT_FIELDS, "payload_length": (int, False), "payload_sha256": (str, False),
+# One set of keys per payload digest (exchange_protocol.digests): a header carries exactly one of them.
+_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    name: {**_DRAFT_FIELDS, "payload_length": (int, False), f"payload_{name}": (str, False)}
+    for name in digests.NAMES
 }
 
 
@@ -290,9 +308,11 @@ def _routing_args(raw: dict[str, Any]) -> dict[str, Any]:
 def decode_header(data: bytes, max_bytes: int = 64 * 1024) -> EnvelopeHeader:
     """Parse header bytes strictly (typed :class:`~exchange_protocol.errors.EnvelopeHeaderInvalid`)."""
     raw = load_json(data, max_bytes=max_bytes, what="envelope header", error=EnvelopeMalformedHeader)
-    _checked_json(raw, _FIELDS)
+    # The digest key present names the algorithm; with both, the second is an unknown field.
+    algorithm = digests.SM3 if isinstance(raw, dict) and "payload_sm3" in raw else digests.SHA256
+    _checked_json(raw, _FIELDS[algorithm])
     header = EnvelopeHeader(**_routing_args(raw), payload_length=raw["payload_length"],
-                            payload_sha256=raw["payload_sha256"])
+                            payload_digest=raw[f"payload_{algorithm}"], digest_algorithm=algorithm)
     if header.encode() != bytes(data):
         raise EnvelopeMalformedHeader("envelope header is not in canonical form")
     return header

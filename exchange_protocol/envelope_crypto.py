@@ -40,12 +40,12 @@ says the plaintext is genuine. Callers write plaintext to a temporary file and k
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from . import digests
 from ._der import NeedMore, Reader, length_bytes, tlv
 from .envelope_ciphers import ContentCipher, cipher_by_oid, cipher_for
 from .envelope_recipients import (  # noqa: F401  (Recipient, DecryptionKey… are this module's API too)
@@ -76,10 +76,11 @@ _MAC_HEAD = bytes([0x04, TAG_LEN])
 
 @dataclass(frozen=True)
 class SealedPayload:
-    """What :func:`encrypt_stream` wrote: its length and SHA-256 (what the header signs)."""
+    """What :func:`encrypt_stream` wrote: its length and digest (what the header signs): SHA-256, or
+    SM3 for a 国密 cipher (:mod:`exchange_protocol.digests`)."""
 
     length: int
-    sha256: bytes
+    digest: bytes
 
 
 def encrypted_length(plaintext_length: int, recipients: Recipients) -> int:
@@ -142,7 +143,7 @@ def encrypt_stream(src: BinaryIO, dst: BinaryIO, length: int, recipients: Recipi
     cipher = _cipher_of(listed)
     cek, nonce = os.urandom(cipher.key_length), os.urandom(NONCE_LEN)
     enc = cipher.encryptor(cek, nonce)
-    digest = hashlib.sha256()
+    digest = digests.new(digests.for_profile(cipher.profile))
     written = 0
 
     def out(data: bytes) -> None:

@@ -14,8 +14,8 @@ rules between a bundle's headers and the frame's payload length, that one header
 (when opening), not expired, hop count, then each CMS signature, its signer's trust path (purpose
 signing, at ``now``, revocation injected) and that the signer certificate names the header's origin
 node. One bad header refuses the whole frame: its origin made all of them. Then payload bytes stream
-through SHA-256 (and AES-GCM); ``close()`` raises unless the frame is complete, the digest equals the
-signed one and (when decrypting) the GCM tag verifies. Plaintext handed out before ``close()``
+through the network's digest (SHA-256, SM3 on a 国密 network: :mod:`exchange_protocol.digests`) and
+the content cipher; ``close()`` raises unless the frame is complete, the digest equals the signed one and (when decrypting) the GCM tag verifies. Plaintext handed out before ``close()``
 returns is unauthenticated: write it to a temp file, rename on success.
 
 - :class:`EnvelopeOpener` — this node is the destination of one of the headers: decrypts, and
@@ -30,7 +30,10 @@ One network, one profile (:func:`pki.algorithms.takes_key`): on a 国密 network
 SM2/SM3 (GB/T 35275 CMS) and the payload is SM4-GCM with SM2 key transport; on an international one
 ECDSA P-256 and AES-256-GCM. Sealing for a destination of the other profile than the origin's signing
 key, and a header signed with the other profile's key than the policy's roots (a P-256 envelope on a
-国密 network, or the reverse), are ``PKI_PROFILE_MISMATCH`` — before any chain is built.
+国密 network, or the reverse), are ``PKI_PROFILE_MISMATCH`` — before any chain is built; so is a header
+whose payload digest is the other profile's (``payload_sha256`` on a 国密 network, ``payload_sm3`` on
+an international one). The frame digest a transport receipt binds and the replay identity are the
+network's digest too.
 
 Every failure is a typed :class:`~exchange_protocol.errors.EnvelopeError`, but for ``PKI_PROFILE_MISMATCH``
 (:class:`pki.errors.UnsupportedAlgorithm`, the one class of that code).
@@ -39,7 +42,6 @@ Every failure is a typed :class:`~exchange_protocol.errors.EnvelopeError`, but f
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -55,6 +57,7 @@ from pki.sm2 import Sm2PublicKey
 from pki.trust import Purpose, RevocationCheck, TrustStore
 from pki.x509_sm2 import public_key_of
 
+from . import digests
 from .envelope import EnvelopeHeader, HeaderDraft, check_bundle, decode_header
 from .envelope_ciphers import INTERNATIONAL, SM, mismatch, profile_of_kind
 from .envelope_crypto import DecryptionKeys, PayloadDecryptor, Recipient, encrypt_bytes, encrypt_stream
@@ -98,6 +101,11 @@ class Sender:
         """The network profile of the origin's signing key: what its destinations must be of too."""
         return SM if self.signer.algorithm is SM2_SM3 else INTERNATIONAL
 
+    @property
+    def digest(self) -> str:
+        """The protocol's digest on the origin's network (:mod:`exchange_protocol.digests`)."""
+        return digests.for_profile(self.profile)
+
 
 @dataclass(frozen=True)
 class SealedEnvelope:
@@ -133,9 +141,10 @@ def _check_drafts(drafts: Sequence[HeaderDraft], sender: Sender, recipients: Seq
 
 
 def _sign(drafts: Sequence[HeaderDraft], sender: Sender, length: int,
-          sha256: bytes) -> tuple[tuple[EnvelopeHeader, ...], bytes]:
-    """Complete and sign every header for the payload of ``length`` and ``sha256``; (headers, prefix)."""
-    headers = tuple(d.complete(length, sha256) for d in drafts)
+          digest: bytes) -> tuple[tuple[EnvelopeHeader, ...], bytes]:
+    """Complete and sign every header for the payload of ``length`` and ``digest`` (the network's);
+    (headers, prefix)."""
+    headers = tuple(d.complete(length, digest, sender.digest) for d in drafts)
     signed = []
     for header in headers:
         header_bytes = header.encode()
@@ -149,7 +158,7 @@ def seal_bundle(drafts: Sequence[HeaderDraft], plaintext: bytes, sender: Sender,
     is ``drafts[i]``'s destination node's encryption certificate), one signed header per draft."""
     _check_drafts(drafts, sender, recipients, limits)
     payload = encrypt_bytes(plaintext, recipients)
-    headers, prefix = _sign(drafts, sender, len(payload), hashlib.sha256(payload).digest())
+    headers, prefix = _sign(drafts, sender, len(payload), digests.new(sender.digest, payload).digest())
     return SealedBundle(headers, prefix + payload)
 
 
@@ -161,7 +170,7 @@ def seal_bundle_stream(drafts: Sequence[HeaderDraft], src: BinaryIO, length: int
     spool's bytes (see :func:`write_envelope`); memory stays at one chunk plus the heads."""
     _check_drafts(drafts, sender, recipients, limits)
     sealed = encrypt_stream(src, spool, length, recipients)
-    return _sign(drafts, sender, sealed.length, sealed.sha256)
+    return _sign(drafts, sender, sealed.length, sealed.digest)
 
 
 def seal_envelope(draft: HeaderDraft, plaintext: bytes, sender: Sender, recipient: Recipient) -> SealedEnvelope:
@@ -177,9 +186,11 @@ def seal_stream(draft: HeaderDraft, src: BinaryIO, length: int, spool: BinaryIO,
     return headers[0], prefix
 
 
-def write_envelope(prefix: bytes, payload: BinaryIO, out: BinaryIO, chunk_size: int = COPY_CHUNK) -> str:
-    """Write ``prefix`` then ``payload`` (read to its end) to ``out``; return the frame's SHA-256."""
-    sha = hashlib.sha256(prefix)
+def write_envelope(prefix: bytes, payload: BinaryIO, out: BinaryIO, chunk_size: int = COPY_CHUNK,
+                   digest: str = digests.SHA256) -> str:
+    """Write ``prefix`` then ``payload`` (read to its end) to ``out``; return the frame's ``digest``
+    (what the destination's transport receipt will bind)."""
+    sha = digests.new(digest, prefix)
     out.write(prefix)
     while chunk := payload.read(chunk_size):
         sha.update(chunk)
@@ -205,6 +216,11 @@ class TrustPolicy:
         return SM if any(r.signature_algorithm_oid.dotted_string == SM2_SM3.oid for r in self.trust.roots) \
             else INTERNATIONAL
 
+    @property
+    def digest(self) -> str:
+        """The protocol's digest on this network (:mod:`exchange_protocol.digests`)."""
+        return digests.for_profile(self.profile)
+
 
 @dataclass(frozen=True)
 class VerifiedHeader:
@@ -216,8 +232,9 @@ class VerifiedHeader:
 
     @property
     def identity_digest(self) -> str:
-        """For duplicate detection (replay.classify_replay): this header and its signature only."""
-        return self.signed.identity_digest
+        """For duplicate detection (replay.classify_replay): this header and its signature only, with the
+        digest the header names (verify_head has held it to the network's)."""
+        return self.signed.identity(self.header.digest_algorithm)
 
 
 @dataclass(frozen=True)
@@ -276,6 +293,10 @@ def verify_head(head: FrameHead, policy: TrustPolicy, now: dt.datetime, destinat
         raise EnvelopeWrongRecipient(_not_for(headers, destination), destination=headers[0].destination_node,
                                      me=destination)
     for header in headers:
+        if header.digest_algorithm != policy.digest:
+            raise mismatch(f"envelope {header.message_id} names its payload by {header.digest_algorithm} and this "
+                           f"{policy.profile} network's digest is {policy.digest}: one network, one profile",
+                           message_id=header.message_id, network=policy.profile)
         if header.expires < now:
             raise EnvelopeExpired(f"envelope {header.message_id} expired at {header.expires.isoformat()}",
                                   message_id=header.message_id, expires=header.expires.isoformat())
@@ -331,7 +352,7 @@ def _check_signature_profile(header: EnvelopeHeader, signature: bytes, profile: 
 class OpenedEnvelope:
     header: EnvelopeHeader  # the header addressed to this node
     signer_certificate: x509.Certificate
-    envelope_sha256: str  # of every frame byte received: what the transport receipt binds
+    envelope_digest: str  # the network's digest of every frame byte received: what the transport receipt binds
     identity_digest: str  # of this node's header, for duplicate detection (replay.classify_replay)
     hops: int
     plaintext_length: int
@@ -341,8 +362,8 @@ class OpenedEnvelope:
 class _Pipeline:
     def __init__(self, policy: TrustPolicy, now: dt.datetime, destination: str | None) -> None:
         self._policy, self._now, self._destination = policy, now, destination
-        self._frame = FrameDecoder(policy.limits)
-        self._payload_sha = hashlib.sha256()
+        self._frame = FrameDecoder(policy.limits, policy.digest)
+        self._payload_sha = digests.new(policy.digest)  # every header names it (verify_head)
         self.verified: VerifiedHead | None = None
 
     def _payload(self, data: bytes) -> bytes:
@@ -357,7 +378,7 @@ class _Pipeline:
         envelope_sha = self._frame.close()
         assert self.verified is not None  # a complete frame has a verified head
         header = self.verified.headers[0].header  # all headers carry the same digest (check_bundle)
-        if self._payload_sha.hexdigest() != header.payload_sha256:
+        if self._payload_sha.hexdigest() != header.payload_digest:
             raise EnvelopePayloadDigestMismatch("payload bytes differ from the digest the origin signed",
                                                 message_id=header.message_id)
         return envelope_sha

@@ -42,12 +42,12 @@ header before the first payload byte is stored.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from . import digests
 from .errors import (
     EnvelopeBadMagic,
     EnvelopeBundleUnsupported,
@@ -87,11 +87,10 @@ class SignedHeader:
     header_bytes: bytes
     signature: bytes
 
-    @property
-    def identity_digest(self) -> str:
-        """This header's envelope identity for duplicate detection (see
+    def identity(self, digest: str = digests.SHA256) -> str:
+        """This header's envelope identity for duplicate detection, with the network's ``digest`` (see
         :func:`exchange_protocol.replay.envelope_identity`, the one definition)."""
-        return envelope_identity(self.header_bytes, self.signature)
+        return envelope_identity(self.header_bytes, self.signature, digest)
 
 
 @dataclass(frozen=True)
@@ -235,13 +234,14 @@ class FrameDecoder:
 
     Callers check :attr:`head` after every ``feed`` and decide about it before using the payload
     bytes returned with it. ``close()`` raises unless exactly one whole frame arrived and returns
-    the SHA-256 of all its bytes (what a transport receipt binds).
+    the digest of all its bytes (what a transport receipt binds): ``digest`` is the network's,
+    SHA-256 or SM3 (:mod:`exchange_protocol.digests`).
     """
 
-    def __init__(self, limits: FrameLimits = FrameLimits()) -> None:
+    def __init__(self, limits: FrameLimits = FrameLimits(), digest: str = digests.SHA256) -> None:
         self._limits = limits
         self._buf = bytearray()
-        self._sha = hashlib.sha256()
+        self._sha = digests.new(digest)
         self._remaining = 0
         self._layout: FrameLayout | None = None
         self.head: FrameHead | None = None
@@ -289,9 +289,10 @@ class FrameDecoder:
         return self._sha.hexdigest()
 
 
-def decode_frame(data: bytes, limits: FrameLimits = FrameLimits()) -> tuple[FrameHead, bytes, str]:
-    """A whole frame held in memory → (head, payload, SHA-256 of the frame)."""
-    dec = FrameDecoder(limits)
+def decode_frame(data: bytes, limits: FrameLimits = FrameLimits(),
+                 digest: str = digests.SHA256) -> tuple[FrameHead, bytes, str]:
+    """A whole frame held in memory → (head, payload, the frame's ``digest``: what a receipt binds)."""
+    dec = FrameDecoder(limits, digest)
     payload = dec.feed(data)
     return dec.head, payload, dec.close()  # type: ignore[return-value]
 

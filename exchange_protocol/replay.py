@@ -2,11 +2,12 @@
 
 Delivery is at-least-once on the wire and exactly-once in the inbox. A receiver remembers, per
 message id, the *identity* of the envelope it accepted (:func:`envelope_identity`) and the signed
-transport receipt it answered with. The identity is SHA-256 over the header and signature lengths,
+transport receipt it answered with. The identity is the network's digest (SHA-256, or SM3 on a 国密
+network: :mod:`exchange_protocol.digests`) over the header and signature lengths,
 the header bytes and the signature bytes — the frame without its hop count, which every relay
 changes (as IP changes its TTL), so the same envelope arriving by another route, or forwarded once
 more, is still "the same". The payload is not hashed into it: the signed header binds it through
-``payload_sha256``. Whoever judges an arrival by identity alone, without opening it, must therefore
+``payload_sha256`` (``payload_sm3``). Whoever judges an arrival by identity alone, without opening it, must therefore
 check the payload bytes against that digest (:class:`~exchange_protocol.envelope_seal.EnvelopeOpener`
 does; the node's no-crypto duplicate path hashes the payload when the bytes are not the stored ones).
 
@@ -15,24 +16,25 @@ does; the node's no-crypto duplicate path hashes the payload when the bytes are 
 - known id, other identity → :class:`EnvelopeReplayed` (``ENV_REPLAYED``): a replay with altered
   bytes, or an id collision; refused either way.
 
-The receipt answered to a duplicate binds the bytes first received (``envelope_sha256`` of that
-frame); a sender that resends its own stored frame gets back exactly what it expects.
+The receipt answered to a duplicate binds the bytes first received (``envelope_sha256`` or ``envelope_sm3`` of
+that frame); a sender that resends its own stored frame gets back exactly what it expects.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
 
+from . import digests
 from .errors import EnvelopeReplayed
 
 
-def envelope_identity(header_bytes: bytes, signature: bytes) -> str:
-    """The envelope's identity for duplicate detection (hex SHA-256; the hop count left out)."""
-    h = hashlib.sha256(struct.pack(">II", len(header_bytes), len(signature)))
+def envelope_identity(header_bytes: bytes, signature: bytes, digest: str = digests.SHA256) -> str:
+    """The envelope's identity for duplicate detection (hex, of the network's ``digest``; the hop
+    count left out)."""
+    h = digests.new(digest, struct.pack(">II", len(header_bytes), len(signature)))
     h.update(header_bytes)
     h.update(signature)
     return h.hexdigest()

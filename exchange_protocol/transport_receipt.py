@@ -6,7 +6,9 @@ The receiver signs canonical JSON::
      "received_at": "YYYY-MM-DDTHH:MM:SSZ", "receiver": "<node id>", "status": "accepted|duplicate",
      "type": "gwx-transport-receipt", "v": 1}
 
-with a detached CMS signature (:mod:`pki.cms`, its node signing key). On the wire, a receipt is the
+on an international network, and ``envelope_sm3`` (the SM3 of the same bytes) in place of
+``envelope_sha256`` on a 国密 one — the key names the network's digest (:mod:`exchange_protocol.digests`),
+exactly one is present — with a detached CMS signature (:mod:`pki.cms`, its node signing key). On the wire, a receipt is the
 canonical JSON object ``{"receipt": "<the signed JSON text>", "signature": "<base64 DER CMS>", "v": 1}``:
 the signed bytes travel verbatim (as a string), so verification never depends on re-encoding, and
 ``openssl cms -verify -binary -content receipt.json`` checks the signature. A duplicate is answered
@@ -15,7 +17,8 @@ that no longer holds it.
 
 The sender verifies: signature, the signer's trust path (signing purpose), that the signer
 certificate names the receiver node the receipt claims, and that message id, envelope digest and
-receiver are the ones it sent to (:class:`TransportReceiptMismatch` otherwise).
+receiver are the ones it sent to, the digest of the algorithm it expects (:class:`TransportReceiptMismatch`
+otherwise).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pki.errors import CertificateInvalid, PkiError
 from pki.signer import Signer
 from pki.trust import Purpose, RevocationCheck, TrustStore
 
+from . import digests
 from .canonical import canonical_json, load_json
 from .envelope import format_time, parse_time
 from .errors import (
@@ -49,7 +53,8 @@ from .ids import parse_id
 KIND = "gwx-transport-receipt"
 MAX_RECEIPT_BYTES = 64 * 1024
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_FIELDS = {"envelope_sha256", "message_id", "received_at", "receiver", "status", "type", "v"}
+_COMMON = {"message_id", "received_at", "receiver", "status", "type", "v"}
+_FIELDS = {name: _COMMON | {f"envelope_{name}"} for name in digests.NAMES}
 
 
 class ReceiptStatus(enum.StrEnum):
@@ -60,18 +65,21 @@ class ReceiptStatus(enum.StrEnum):
 @dataclass(frozen=True)
 class TransportReceipt:
     message_id: str
-    envelope_sha256: str
+    envelope_digest: str  # lower-case hex, of digest_algorithm, over every frame byte received
     received_at: dt.datetime
     receiver_node: str
     status: ReceiptStatus = ReceiptStatus.ACCEPTED
+    digest_algorithm: str = digests.SHA256  # the network's: "sha256" | "sm3"
 
     def __post_init__(self) -> None:
         try:
             parse_id(self.message_id)
         except InvalidId:
             raise TransportReceiptInvalid("receipt message_id is not a message id") from None
-        if not isinstance(self.envelope_sha256, str) or not _HEX64.match(self.envelope_sha256):
-            raise TransportReceiptInvalid("envelope_sha256 must be 64 lower-case hex digits")
+        if self.digest_algorithm not in digests.NAMES:
+            raise TransportReceiptInvalid(f"receipt digest {self.digest_algorithm!r} is not one of {digests.NAMES}")
+        if not isinstance(self.envelope_digest, str) or not _HEX64.match(self.envelope_digest):
+            raise TransportReceiptInvalid(f"{self.digest_field} must be 64 lower-case hex digits")
         if not isinstance(self.received_at, dt.datetime) or self.received_at.utcoffset() is None:
             raise TransportReceiptInvalid("received_at must be a timezone-aware datetime")
         object.__setattr__(self, "received_at", self.received_at.astimezone(dt.UTC).replace(microsecond=0))
@@ -82,9 +90,14 @@ class TransportReceipt:
         except ValueError:
             raise TransportReceiptInvalid(f"unknown receipt status {self.status!r}") from None
 
+    @property
+    def digest_field(self) -> str:
+        """The JSON key of the frame digest: it names the algorithm."""
+        return f"envelope_{self.digest_algorithm}"
+
     def encode(self) -> bytes:
         return canonical_json({"v": 1, "type": KIND, "message_id": self.message_id,
-                               "envelope_sha256": self.envelope_sha256,
+                               self.digest_field: self.envelope_digest,
                                "received_at": format_time(self.received_at),
                                "receiver": self.receiver_node, "status": self.status.value})
 
@@ -120,26 +133,29 @@ def parse_receipt(wire: bytes) -> tuple[TransportReceipt, bytes, bytes]:
         raise TransportReceiptInvalid("receipt signature is not base64") from None
     body = outer["receipt"].encode("utf-8")
     raw = load_json(body, max_bytes=MAX_RECEIPT_BYTES, what="receipt", error=TransportReceiptInvalid)
-    if not isinstance(raw, dict) or set(raw) != _FIELDS or raw["v"] != 1 or raw["type"] != KIND:
+    algorithm = digests.SM3 if isinstance(raw, dict) and "envelope_sm3" in raw else digests.SHA256
+    fields = _FIELDS[algorithm]
+    if not isinstance(raw, dict) or set(raw) != fields or raw["v"] != 1 or raw["type"] != KIND:
         raise TransportReceiptInvalid("receipt fields are not those of a gwx transport receipt v1")
-    if not all(isinstance(raw[k], str) for k in _FIELDS - {"v"}):
+    if not all(isinstance(raw[k], str) for k in fields - {"v"}):
         raise TransportReceiptInvalid("receipt fields must be strings")
     try:
         received_at = parse_time("received_at", raw["received_at"])
     except EnvelopeHeaderInvalid as exc:
         raise TransportReceiptInvalid(exc.message) from None
-    receipt = TransportReceipt(raw["message_id"], raw["envelope_sha256"], received_at, raw["receiver"],
-                               raw["status"])
+    receipt = TransportReceipt(raw["message_id"], raw[f"envelope_{algorithm}"], received_at, raw["receiver"],
+                               raw["status"], algorithm)
     if receipt.encode() != body:
         raise TransportReceiptInvalid("receipt is not in canonical form")
     return receipt, body, signature
 
 
 def verify_receipt(wire: bytes, *, trust: TrustStore, now: dt.datetime, message_id: str,
-                   envelope_sha256: str, receiver_node: str,
+                   envelope_digest: str, receiver_node: str, digest_algorithm: str = digests.SHA256,
                    intermediates: tuple[x509.Certificate, ...] = (),
                    revocation: RevocationCheck | None = None) -> VerifiedReceipt:
-    """Check a receipt for the envelope we sent (typed errors); return what it proves."""
+    """Check a receipt for the envelope we sent (typed errors): ``envelope_digest`` is the frame's
+    ``digest_algorithm`` (the network's); return what it proves."""
     receipt, body, signature = parse_receipt(wire)
     try:
         result = cms.verify_detached(signature, body, trust_roots=trust, now=now, intermediates=intermediates,
@@ -153,7 +169,8 @@ def verify_receipt(wire: bytes, *, trust: TrustStore, now: dt.datetime, message_
     if signer_node != receipt.receiver_node:
         raise TransportReceiptBadSignature(f"receipt signed by node {signer_node!r} but names {receipt.receiver_node!r}")
     for name, got, want in (("message_id", receipt.message_id, message_id),
-                            ("envelope_sha256", receipt.envelope_sha256, envelope_sha256),
+                            ("digest", receipt.digest_field, f"envelope_{digest_algorithm}"),
+                            (receipt.digest_field, receipt.envelope_digest, envelope_digest),
                             ("receiver", receipt.receiver_node, receiver_node)):
         if got != want:
             raise TransportReceiptMismatch(f"receipt {name} is {got!r}, expected {want!r}", field=name)

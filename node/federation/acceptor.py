@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import io
 import logging
 import tempfile
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
+from exchange_protocol import digests
 from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header
 from exchange_protocol.envelope_seal import EnvelopeOpener, TrustPolicy, open_envelope_bytes
 from exchange_protocol.errors import (
@@ -107,10 +107,11 @@ class Acceptor:
 
     async def _accept(self, data: bytes, peer_node: str) -> dict[str, bytes | GwxError]:
         ctx = self.ctx
-        head, payload, envelope_sha = decode_frame(data, self.policy.limits)
-        claimed = [decode_header(s.header_bytes, self.policy.limits.max_header) for s in head.signed]
+        policy = self.policy
+        head, payload, envelope_sha = decode_frame(data, policy.limits, policy.digest)
+        claimed = [decode_header(s.header_bytes, policy.limits.max_header) for s in head.signed]
         seen = {h.message_id: r for h, s in zip(claimed, head.signed, strict=True)
-                if (r := await self.seen_before(h, s.identity_digest, envelope_sha, peer_node,
+                if (r := await self.seen_before(h, s.identity(h.digest_algorithm), envelope_sha, peer_node,
                                                 unchecked_payload=payload)) is not None}
         if len(seen) == len(claimed):
             return seen  # no crypto for a duplicate: its head was verified the first time
@@ -152,7 +153,7 @@ class Acceptor:
         stored = identity if exact else seen.identity_digest or await self._stored_identity(seen.blob_digest)
         decision = classify_replay(message_id, identity, SeenEnvelope(stored, seen.receipt))  # or ENV_REPLAYED
         if not exact and unchecked_payload is not None \
-                and hashlib.sha256(unchecked_payload).hexdigest() != header.payload_sha256:
+                and digests.hexdigest(header.digest_algorithm, unchecked_payload) != header.payload_digest:
             raise EnvelopePayloadDigestMismatch("payload bytes differ from the digest the origin signed",
                                                 message_id=message_id)
         self.duplicates.inc()
@@ -161,7 +162,8 @@ class Acceptor:
         # The same envelope in other bytes (another hop count, or in another bundle after a relay's
         # crash): the receipt must bind the bytes the sender holds, or it would refuse it
         # (TRANSPORT_RECEIPT_MISMATCH) and give up on a message we have.
-        return sign_receipt(TransportReceipt(message_id, envelope_sha, self.ctx.clock(), self.ctx.node_id),
+        return sign_receipt(TransportReceipt(message_id, envelope_sha, self.ctx.clock(), self.ctx.node_id,
+                                             digest_algorithm=header.digest_algorithm),
                             self.ctx.signer, self.ctx.intermediates)
 
     async def _stored_identity(self, blob_digest: str) -> str:
@@ -174,7 +176,7 @@ class Acceptor:
                 raise BlobMissing("a received envelope's blob is missing", digest=blob_digest) from None
             if head is None:
                 raise StoreCorrupt("a stored envelope has no complete head", digest=blob_digest)
-            return head.single().identity_digest
+            return head.single().identity(self.policy.digest)
         return await asyncio.to_thread(read)
 
     async def keep(self, header: EnvelopeHeader, identity: str, envelope_sha: str, raw: BinaryIO, plain: BinaryIO,
@@ -197,8 +199,9 @@ class Acceptor:
         """Sign the receipt and commit the ``received`` row (blobs are already durable); ``doc_id``: the
         公文标识 the checks read from the payload, for the log line."""
         ctx = self.ctx
-        receipt = sign_receipt(TransportReceipt(header.message_id, envelope_sha, now, ctx.node_id), ctx.signer,
-                               ctx.intermediates)
+        receipt = sign_receipt(TransportReceipt(header.message_id, envelope_sha, now, ctx.node_id,
+                                                digest_algorithm=header.digest_algorithm),
+                               ctx.signer, ctx.intermediates)
         accepted = await self.store.accept_inbound(InboundEnvelope(
             header.message_id, envelope_sha, env_ref.digest, header.origin_node, receipt, header.type.value,
             env_ref.size, payload_ref.digest, identity))
@@ -300,7 +303,7 @@ class StreamAcceptor:
         acceptor, ctx = self.acceptor, self.acceptor.ctx
         now = ctx.clock()
         opener = EnvelopeOpener(acceptor.policy, ctx.decryption_keys, ctx.node_id, now)
-        sha = hashlib.sha256()
+        sha = digests.new(acceptor.policy.digest)  # the network's: what the receipt binds
         checked = False
         with tempfile.TemporaryFile(dir=acceptor.store.blobs.tmp_dir) as raw, \
                 tempfile.TemporaryFile(dir=acceptor.store.blobs.tmp_dir) as plain:

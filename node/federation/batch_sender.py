@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from exchange_protocol import digests
 from exchange_protocol.envelope import decode_header
 from exchange_protocol.frame import FrameLimits, read_head
 from exchange_protocol.retry import GIVE_UP, next_attempt
@@ -82,14 +83,19 @@ def batches(window: list[QueueEntry], max_count: int) -> Iterator[list[QueueEntr
         yield batch
 
 
-def _frames(batch: list[QueueEntry], path_for, limits: FrameLimits) -> list[OutgoingFrame]:
+def _frames(batch: list[QueueEntry], path_for, limits: FrameLimits,
+            digest_algorithm: str = digests.SHA256) -> tuple[list[OutgoingFrame], dict[str, str]]:
     """One frame per blob (the queue rows of a bundle share it), with the message ids of ALL its
     headers in the frame's order — read from the frame itself, since the peer answers every header
     in that order, whether or not each of its rows is in this batch (a row of the bundle already
-    sent, or left out by the window). Blocking: call in a thread."""
-    frames = []
+    sent, or left out by the window); and by blob, the frame's digest the receipts must bind. On an
+    international network that is the blob's name (both SHA-256); on a 国密 network the SM3 of the
+    frame, read here once more (blob names stay SHA-256: exchange_protocol.digests). Blocking: call
+    in a thread."""
+    frames, frame_digests = [], {}
     for digest, entry in {e.blob_digest: e for e in batch}.items():
         path = path_for(digest)
+        frame_digests[digest] = digest if digest_algorithm == digests.SHA256 else _digest_of(path, digest_algorithm)
         ids: list[str] = []
         with contextlib.suppress(OSError, GwxError), open(path, "rb") as f:
             head = read_head(f, limits)
@@ -97,7 +103,20 @@ def _frames(batch: list[QueueEntry], path_for, limits: FrameLimits) -> list[Outg
         if entry.message_id not in ids:  # unreadable: send it; the peer's refusal will say why
             ids = [entry.message_id]
         frames.append(OutgoingFrame(ids[0], path, entry.size, tuple(ids[1:])))
-    return frames
+    return frames, frame_digests
+
+
+def _digest_of(path, digest_algorithm: str) -> str:
+    """The frame's ``digest_algorithm`` ("" when it cannot be read: no receipt will verify, and the
+    send fails on the missing file as it always did)."""
+    h = digests.new(digest_algorithm)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1024 * 1024):
+                h.update(chunk)
+    except OSError:
+        return ""
+    return h.hexdigest()
 
 
 class BatchSender:
@@ -123,7 +142,9 @@ class BatchSender:
     async def send(self, batch: list[QueueEntry]) -> None:
         """Send ``batch``; raises one of :data:`TRANSIENT` if the request failed as a whole."""
         outbound, ctx, store = self.outbound, self.outbound.ctx, self.outbound.store
-        frames = await asyncio.to_thread(_frames, batch, store.blobs.path_for, ctx.trust_policy().limits)
+        policy = ctx.trust_policy()
+        frames, frame_digests = await asyncio.to_thread(_frames, batch, store.blobs.path_for, policy.limits,
+                                                        policy.digest)
         started = asyncio.get_running_loop().time()
         try:
             results = await outbound.client.send_frames(outbound.peer(self.destination), frames)
@@ -142,7 +163,8 @@ class BatchSender:
             if r.receipt is not None:
                 try:
                     verified = verify_receipt(r.receipt, trust=ctx.trust, now=now, message_id=entry.message_id,
-                                              envelope_sha256=entry.blob_digest, receiver_node=self.destination,
+                                              envelope_digest=frame_digests[entry.blob_digest],
+                                              digest_algorithm=policy.digest, receiver_node=self.destination,
                                               intermediates=ctx.intermediates, revocation=ctx.revocation)
                 except GwxError as exc:
                     self._log(logging.ERROR, "receipt for %s does not verify: %s", entry.message_id, exc,

@@ -141,7 +141,7 @@ class Relay:
                                            "directory: it may not use this node as a relay", peer=peer_node)
             if mine:
                 opened = pipeline.close()
-                verified, envelope_sha = opened.verified, opened.envelope_sha256
+                verified, envelope_sha = opened.verified, opened.envelope_digest
             else:
                 verified, envelope_sha = pipeline.close(hop_check=False)
             outcomes: dict[str, bytes | GwxError] = {}
@@ -195,8 +195,9 @@ class Relay:
         pairs = []
         for v in headers:
             h = v.header
-            receipt = sign_receipt(TransportReceipt(h.message_id, envelope_sha, now, ctx.node_id), ctx.signer,
-                                   ctx.intermediates)
+            receipt = sign_receipt(TransportReceipt(h.message_id, envelope_sha, now, ctx.node_id,
+                                                    digest_algorithm=h.digest_algorithm),
+                                   ctx.signer, ctx.intermediates)
             pairs.append((InboundEnvelope(h.message_id, envelope_sha, blob_digest, h.origin_node, receipt, h.type.value,
                                           size, None, v.identity_digest, relayed_to=hop),
                           OutboundItem(h.message_id, hop, blob_digest, size, h.type.value,

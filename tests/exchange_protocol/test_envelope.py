@@ -28,7 +28,7 @@ UNIT_A, UNIT_B = "91350100M000100Y43", "11100000000013127D"
 def header(**changes) -> EnvelopeHeader:
     fields = dict(message_id=IDS.new(NOW), type="document", origin_node="a", destination_node="b",
                   from_unit=UNIT_A, to_units=(UNIT_B,), created=NOW, expires=NOW + dt.timedelta(days=1),
-                  in_reply_to=None, max_hops=8, payload_length=1234, payload_sha256="ab" * 32)
+                  in_reply_to=None, max_hops=8, payload_length=1234, payload_digest="ab" * 32)
     fields.update(changes)
     return EnvelopeHeader(**fields)
 
@@ -60,7 +60,7 @@ def test_random_headers_round_trip(type, to, created, ttl, hops, length, digest,
     h = EnvelopeHeader(IDS.new(created), type, origin, "dest-1", UNIT_A, tuple(to), created,
                        created + dt.timedelta(seconds=ttl),
                        None if type is MessageType.DOCUMENT else IDS.new(created), hops,
-                       payload_length=length, payload_sha256=digest.hex())
+                       payload_length=length, payload_digest=digest.hex())
     assert decode_header(h.encode()) == h
 
 
@@ -170,7 +170,7 @@ def test_a_bundle_of_headers_for_distinct_destinations_sharing_one_payload_is_ac
     (dict(destination_node="b"), E.EnvelopeBundleDuplicateDestination, "ENV_BUNDLE_DUPLICATE_DESTINATION"),
     (dict(destination_node="c", origin_node="x"), E.EnvelopeBundleMixedOrigins, "ENV_BUNDLE_MIXED_ORIGINS"),
     (dict(destination_node="c", payload_length=1235), E.EnvelopeBundlePayloadMismatch, "ENV_BUNDLE_PAYLOAD_MISMATCH"),
-    (dict(destination_node="c", payload_sha256="cd" * 32), E.EnvelopeBundlePayloadMismatch,
+    (dict(destination_node="c", payload_digest="cd" * 32), E.EnvelopeBundlePayloadMismatch,
      "ENV_BUNDLE_PAYLOAD_MISMATCH"),
     ("same id", E.EnvelopeBundleDuplicateId, "ENV_BUNDLE_DUPLICATE_ID"),
 ])

@@ -62,12 +62,12 @@ def test_each_destination_opens_its_own_header_of_one_bundle():
     sealed = bundle("b", "c", "r")  # EC under the root, EC under an intermediate, RSA
     assert [h.destination_node for h in sealed.headers] == ["b", "c", "r"]
     assert len({h.message_id for h in sealed.headers}) == 3
-    assert len({(h.payload_length, h.payload_sha256) for h in sealed.headers}) == 1  # one payload
+    assert len({(h.payload_length, h.payload_digest) for h in sealed.headers}) == 1  # one payload
     for i, node in enumerate(("b", "c", "r")):
         opened, plaintext = open_as(sealed.data, node)
         assert plaintext == BODY and opened.header == sealed.headers[i]
-        assert opened.identity_digest == decode_frame(sealed.data)[0].signed[i].identity_digest
-        assert opened.envelope_sha256 == hashlib.sha256(sealed.data).hexdigest()
+        assert opened.identity_digest == decode_frame(sealed.data)[0].signed[i].identity()
+        assert opened.envelope_digest == hashlib.sha256(sealed.data).hexdigest()
         assert [v.header for v in opened.verified.headers] == list(sealed.headers)
 
 
@@ -183,15 +183,15 @@ def _tampered_signature(signed):
 def _completed(sealed, *nodes, by="a", origin="a", **changes):
     """Headers for ``nodes`` completed for ``sealed``'s payload (or ``changes``' fields), signed ``by``."""
     first = sealed.headers[0]
-    fields = dict(payload_length=first.payload_length, payload_sha256=bytes.fromhex(first.payload_sha256))
+    fields = dict(payload_length=first.payload_length, payload_digest=bytes.fromhex(first.payload_digest))
     fields.update(changes)
-    return [_signed(d.complete(fields["payload_length"], fields["payload_sha256"]), by)
+    return [_signed(d.complete(fields["payload_length"], fields["payload_digest"]), by)
             for d in drafts(*nodes, origin=origin)]
 
 
 def _other_payload_fields():
     sealed = bundle("b", "c")
-    return _rebuild(sealed.data, lambda s: s + _completed(sealed, "r", payload_sha256=b"\x07" * 32))
+    return _rebuild(sealed.data, lambda s: s + _completed(sealed, "r", payload_digest=b"\x07" * 32))
 
 
 def _all_fields_lie_about_the_length():
@@ -223,7 +223,7 @@ def _one_expired():
     short = type(short)(**{**short.__dict__, "expires": NOW - dt.timedelta(seconds=1),
                            "created": NOW - dt.timedelta(days=1)})
     first = sealed.headers[0]
-    late = _signed(short.complete(first.payload_length, bytes.fromhex(first.payload_sha256)))
+    late = _signed(short.complete(first.payload_length, bytes.fromhex(first.payload_digest)))
     return _rebuild(sealed.data, lambda s: s + [late])
 
 
@@ -331,7 +331,7 @@ def test_a_large_bundle_is_sealed_and_opened_in_bounded_memory(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 12 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte bundle"
-    assert opened.header == headers[2] and opened.envelope_sha256 == sent_sha
+    assert opened.header == headers[2] and opened.envelope_digest == sent_sha
     assert opened.plaintext_length == size
     assert hashlib.sha256((tmp_path / "plain").read_bytes()).digest() == \
         hashlib.sha256((tmp_path / "body").read_bytes()).digest()

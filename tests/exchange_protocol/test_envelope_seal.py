@@ -49,7 +49,7 @@ def test_envelopes_open_at_their_destination(origin, destination):
     opened, plaintext = open_as(env.data, destination)
     assert plaintext == BODY
     assert opened.header == env.header and opened.plaintext_length == len(BODY)
-    assert opened.envelope_sha256 == hashlib.sha256(env.data).hexdigest()
+    assert opened.envelope_digest == hashlib.sha256(env.data).hexdigest()
     assert opened.signer_certificate == network().nodes[origin].creds.signing_certificate
 
 
@@ -98,7 +98,7 @@ def test_streamed_envelopes_from_file_to_file(tmp_path):
     with open(tmp_path / "env", "rb") as src, open(tmp_path / "plain.tmp", "wb") as dst:
         opened = open_envelope(src, dst, net.policy, net.nodes["b"].key, "b", NOW, chunk_size=256 * 1024)
     assert (tmp_path / "plain.tmp").read_bytes() == body
-    assert opened.envelope_sha256 == sent_sha == hashlib.sha256((tmp_path / "env").read_bytes()).hexdigest()
+    assert opened.envelope_digest == sent_sha == hashlib.sha256((tmp_path / "env").read_bytes()).hexdigest()
     assert opened.header == header and header.payload_length == (tmp_path / "spool").stat().st_size
 
 

@@ -74,10 +74,10 @@ def test_identity_digest_is_per_header_and_ignores_hops_and_the_other_headers():
     whole = decode_frame(encode_envelope(THREE, PAYLOAD, 0))[0]
     relayed = decode_frame(whole.prefix(hops=5, signed=[THREE[1]]) + PAYLOAD)[0]
     assert relayed.hops == 5 and relayed.signed == (THREE[1],)
-    assert relayed.signed[0].identity_digest == whole.signed[1].identity_digest
-    assert len({s.identity_digest for s in whole.signed}) == 3
+    assert relayed.signed[0].identity() == whole.signed[1].identity()
+    assert len({s.identity() for s in whole.signed}) == 3
     other_sig = SignedHeader(THREE[1].header_bytes, THREE[1].signature + b"x")
-    assert other_sig.identity_digest != THREE[1].identity_digest
+    assert other_sig.identity() != THREE[1].identity()
     assert whole.prefix(hops=6)[5] == 6 and whole.prefix(hops=6)[6:] == whole.prefix()[6:]
 
 

@@ -19,17 +19,17 @@ def test_new_then_duplicate_then_replay_with_real_envelopes():
     second = seal_envelope(draft, b"body", net.nodes["a"].sender, net.nodes["b"].recipient)
     head1, head2 = decode_frame(first.data)[0].single(), decode_frame(second.data)[0].single()
 
-    decision = classify_replay(draft.message_id, head1.identity_digest, None)
+    decision = classify_replay(draft.message_id, head1.identity(), None)
     assert decision.verdict is Verdict.NEW and decision.original_receipt is None
-    seen = SeenEnvelope(head1.identity_digest, b"original receipt")
+    seen = SeenEnvelope(head1.identity(), b"original receipt")
 
     head, payload, _ = decode_frame(first.data)
     relayed = decode_frame(head.prefix(hops=5) + payload)[0].single()  # forwarded by relays
-    again = classify_replay(draft.message_id, relayed.identity_digest, seen)
+    again = classify_replay(draft.message_id, relayed.identity(), seen)
     assert again.verdict is Verdict.DUPLICATE and again.original_receipt == b"original receipt"
 
     with pytest.raises(EnvelopeReplayed) as info:
-        classify_replay(draft.message_id, head2.identity_digest, seen)
+        classify_replay(draft.message_id, head2.identity(), seen)
     assert info.value.code == "ENV_REPLAYED" and info.value.details["message_id"] == draft.message_id
 
 

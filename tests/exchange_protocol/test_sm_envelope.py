@@ -8,7 +8,6 @@ A network takes envelopes of its own profile only: PKI_PROFILE_MISMATCH otherwis
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 
 import gmalg
@@ -290,7 +289,9 @@ def test_a_header_signed_by_gmalg_with_the_nodes_key_is_accepted_and_a_wrong_one
 
     a, b = sm.nodes["a"], sm.nodes["b"]
     payload = encrypt_bytes(PLAINTEXT, b.recipient)
-    header_bytes = sm.draft().complete(len(payload), hashlib.sha256(payload).digest()).encode()
+    sm3 = gmalg.SM3()
+    sm3.update(payload)
+    header_bytes = sm.draft().complete(len(payload), sm3.value(), "sm3").encode()
     info = acms.ContentInfo.load(a.sender.sign(header_bytes))
     si = info["content"]["signer_infos"][0]
     signed_attrs = b"\x31" + si["signed_attrs"].dump()[1:]

@@ -76,13 +76,13 @@ def test_a_transport_receipt_is_sm2_signed_and_verified(sm, tmp_path):
     receipt = TransportReceipt(MESSAGE_ID, "ab" * 32, NOW, "b", ReceiptStatus.ACCEPTED)
     wire = sign_receipt(receipt, b.sender.signer)
     verified = verify_receipt(wire, trust=sm.policy.trust, now=NOW, message_id=MESSAGE_ID,
-                              envelope_sha256="ab" * 32, receiver_node="b")
+                              envelope_digest="ab" * 32, receiver_node="b")
     assert verified.signer_certificate == b.creds.signing_certificate
     _checked_by_others(b.creds.signing_certificate, *_cms_signature(verified.signature, verified.signed_bytes),
                        tmp_path)
     with pytest.raises(E.TransportReceiptBadSignature):  # an international network's root does not take it
         verify_receipt(wire, trust=network().policy.trust, now=NOW, message_id=MESSAGE_ID,
-                       envelope_sha256="ab" * 32, receiver_node="b")
+                       envelope_digest="ab" * 32, receiver_node="b")
 
 
 def _sm_directory() -> Directory:

@@ -29,13 +29,13 @@ def delivered():
     net = network()
     env = seal_envelope(net.draft(), b"body", net.nodes["a"].sender, net.nodes["b"].recipient)
     opened, _ = open_envelope_bytes(env.data, net.policy, net.nodes["b"].key, "b", NOW)
-    receipt = TransportReceipt(opened.header.message_id, opened.envelope_sha256, NOW, "b")
+    receipt = TransportReceipt(opened.header.message_id, opened.envelope_digest, NOW, "b")
     return env, receipt, sign_receipt(receipt, net.nodes["b"].sender.signer)
 
 
 def verify(wire, env, **changes):
     args = dict(trust=network().policy.trust, now=NOW, message_id=env.header.message_id,
-                envelope_sha256=hashlib.sha256(env.data).hexdigest(), receiver_node="b")
+                envelope_digest=hashlib.sha256(env.data).hexdigest(), receiver_node="b")
     args.update(changes)
     return verify_receipt(wire, **args)
 
@@ -61,7 +61,7 @@ def test_openssl_verifies_the_receipt_signature(tmp_path):
 
 @pytest.mark.parametrize("field, value", [
     ("message_id", "01a1fdc1-5917-70b1-af51-e09b5a58f529"),
-    ("envelope_sha256", "00" * 32),
+    ("envelope_digest", "00" * 32),
     ("receiver_node", "c"),
 ])
 def test_a_receipt_for_something_else_is_a_mismatch(field, value):
@@ -82,7 +82,7 @@ def _rewrap(wire: bytes, body: bytes | None = None, signature: bytes | None = No
 
 def test_altered_receipts_fail_their_signature():
     env, receipt, wire = delivered()
-    forged = TransportReceipt(receipt.message_id, receipt.envelope_sha256, receipt.received_at, "b",
+    forged = TransportReceipt(receipt.message_id, receipt.envelope_digest, receipt.received_at, "b",
                               ReceiptStatus.DUPLICATE)
     with pytest.raises(E.TransportReceiptBadSignature):
         verify(_rewrap(wire, body=forged.encode()), env)

@@ -111,7 +111,7 @@ def test_the_same_envelope_with_another_hop_count_is_a_duplicate_receipted_for_t
             assert await county.received_count() == 1
             for copy, answer in zip([frame, *copies], [receipt, *answers], strict=True):
                 parsed = parse_receipt(answer)[0]
-                assert parsed.envelope_sha256 == decode_frame(copy)[2] and parsed.receiver_node == "county"
+                assert parsed.envelope_digest == decode_frame(copy)[2] and parsed.receiver_node == "county"
             assert await county.acceptor.accept(frame, "city") == receipt
     asyncio.run(run())
 
@@ -148,7 +148,7 @@ def test_rows_accepted_before_the_identity_was_recorded_still_recognise_their_du
             assert await county.acceptor.accept(frame, "city") == receipts[0]
             copy = with_hops(other, 2)
             answer = parse_receipt(await county.acceptor.accept(copy, "city"))[0]  # a duplicate, receipted
-            assert (answer.message_id, answer.envelope_sha256) == (parse_receipt(receipts[1])[0].message_id,
+            assert (answer.message_id, answer.envelope_digest) == (parse_receipt(receipts[1])[0].message_id,
                                                                     decode_frame(copy)[2])
             assert await county.received_count() == 2
             with pytest.raises(EnvelopeReplayed):
