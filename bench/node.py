@@ -88,7 +88,7 @@ from exchange_protocol.transport_receipt import verify_receipt  # noqa: E402
 from node.federation.tls import client_context  # noqa: E402
 from node.federation.transport import ENVELOPE_MEDIA_TYPE  # noqa: E402
 from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, notice_pdf, send_document, wait_for  # noqa: E402
-from pki.ca import load_certificate, load_certificates  # noqa: E402
+from pki.certificates import load_certificate, load_certificates  # noqa: E402
 from pki.crl import load_crl  # noqa: E402
 from pki.keystore import read_private_key  # noqa: E402
 from pki.revocation import CrlChecker  # noqa: E402

@@ -56,7 +56,8 @@ from exchange_protocol.envelope_seal import (  # noqa: E402
     seal_envelope,
 )
 from pki import cms, profiles  # noqa: E402
-from pki.ca import NODE_URI_PREFIX, CertificateAuthority  # noqa: E402
+from pki.ca import CertificateAuthority  # noqa: E402
+from pki.certificates import NODE_URI_PREFIX  # noqa: E402
 from pki.keystore import read_private_key  # noqa: E402
 from pki.signer import SoftwareSigner  # noqa: E402
 from pki.trust import Purpose, TrustStore  # noqa: E402

@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 from cryptography import x509
 
 from pki import cms, tsa
-from pki.ca import node_id_of
+from pki.certificates import node_id_of
 from pki.errors import GwxError
 from pki.trust import Purpose
 

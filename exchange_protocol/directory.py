@@ -60,7 +60,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pki.ca import NODE_ID_RE, node_id_of
+from pki.certificates import NODE_ID_RE, node_id_of
 from pki.errors import InvalidUnitCode, PkiError
 from pki.trust import Purpose, TrustStore, verify_certificate
 from pki.unit_code import validate_unit_code

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pki.ca import NODE_ID_RE
+from pki.certificates import NODE_ID_RE
 from pki.errors import InvalidUnitCode
 from pki.unit_code import validate_unit_code
 

@@ -50,7 +50,7 @@ from cryptography import x509
 
 from pki import cms
 from pki.algorithms import SM2_SM3
-from pki.ca import node_id_of
+from pki.certificates import node_id_of
 from pki.errors import CertificateInvalid, PkiError, RevocationUnknown
 from pki.signer import Signer
 from pki.sm2 import Sm2PublicKey

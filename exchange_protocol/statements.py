@@ -49,7 +49,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from pki import cms
-from pki.ca import unit_code_of
+from pki.certificates import unit_code_of
 from pki.errors import (
     CertificateInvalid,
     ErrorKind,

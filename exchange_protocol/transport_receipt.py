@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from pki import cms
-from pki.ca import NODE_ID_RE, node_id_of
+from pki.certificates import NODE_ID_RE, node_id_of
 from pki.errors import CertificateInvalid, PkiError
 from pki.signer import Signer
 from pki.trust import Purpose, RevocationCheck, TrustStore

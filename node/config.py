@@ -20,7 +20,7 @@ from exchange_protocol.directory import LEVELS, level_of
 from node.archive.settings import ArchiveSettings, parse_archive
 from node.errors import ConfigError
 from node.supervision.settings import SupervisionSettings, parse_supervision
-from pki.ca import NODE_ID_RE
+from pki.certificates import NODE_ID_RE
 from pki.unit_code import validate_unit_code
 
 CONFIG_NAME = "node.toml"

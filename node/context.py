@@ -28,7 +28,7 @@ from node.config import NodeConfig
 from node.errors import ConfigError
 from node.federation.routing import DirectoryRouter, Router
 from node.renewal import PreviousSet, credentials_lock, finish_pending, previous_sets
-from pki.ca import load_certificate, load_certificates
+from pki.certificates import load_certificate, load_certificates
 from pki.crl import load_crls
 from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
 from pki.keystore import read_private_key

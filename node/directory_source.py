@@ -41,7 +41,7 @@ from exchange_protocol.directory import Directory, encode_certificate, level_of
 from exchange_protocol.envelope import format_time
 from exchange_protocol.supervision import NetworkSupervision, parse_calendar
 from node.errors import ConfigError
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from pki.errors import ErrorKind, MalformedEncoding, ResponseInvalid
 from pki.node_enrolment import split_response
 from pki.profiles import NODE_ROLES

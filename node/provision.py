@@ -24,7 +24,8 @@ from node.api.auth import TokenStore
 from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, dump_config, load_config
 from node.config_edit import edit_config, set_peer
 from node.errors import ConfigError, NodeExists
-from pki.ca import CertificateAuthority, load_certificates, node_id_of, unit_code_of, utcnow
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates, node_id_of, unit_code_of, utcnow
 from pki.crl import crl_pem, current_crl
 from pki.errors import GwxError
 from pki.keystore import write_public_file, write_secret_file

@@ -52,7 +52,7 @@ from exchange_protocol.envelope_crypto import DecryptionKey
 from node.errors import ConfigError
 from node.run_lock import holder
 from pki.algorithms import PrivateKey
-from pki.ca import load_certificate, load_certificates, node_id_of, pem
+from pki.certificates import load_certificate, load_certificates, node_id_of, pem
 from pki.errors import ErrorKind, GwxError
 from pki.keystore import fsync_dir, read_private_key, write_private_key, write_public_file, write_secret_file
 from pki.trust import Purpose, TrustStore, verify_certificate

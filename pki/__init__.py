@@ -12,7 +12,10 @@ Modules and what each one owns:
 - ``signer``: the :class:`Signer` interface and software keys; ``pkcs11``: keys on a PKCS#11 token.
 - ``keystore``: private keys at rest — encrypted PKCS#8, mode 0600, temp + fsync + rename.
 - ``profiles``: what each kind of certificate gwx issues may be used for (key usages, EKUs).
-- ``ca``: the network CA as a directory — root, intermediates, issued certificates, revocations.
+- ``ca``: the network CA as a directory — making roots and intermediates (and a 国密 CA's transport
+  CA), issuing node, seal and service certificates; ``ca_records``: its directory's records — ``ca.json``,
+  ``issued/``, revocations, CRL numbers; ``certificates``: loading and writing certificates and the
+  names gwx puts in them (node ids, unit codes, hosts), for every module that holds one.
 - ``directory_signer``: the key that signs the network directory (a purpose of its own), kept with
   the CA or in a signer directory.
 - ``csr``: certificate requests (PKCS#10) made through a ``Signer`` and checked by the CA (signature,

@@ -5,9 +5,9 @@ Layout of a CA directory (every key encrypted with the CA passphrase, mode 0600)
     root.crt          the network's trust anchor (PEM) — what every node and verifier trusts
     ca.crt, ca.key    this CA's own certificate and key (for the root CA, ca.crt == root.crt)
     chain.pem         this CA's certificate followed by its issuers up to the root
-    ca.json           name, algorithm, next CRL number
-    issued/SERIAL.pem every certificate this CA issued (what revocation and OCSP look up)
-    revocations.json  serial → reason and time, rewritten atomically on each revocation
+    ca.json           name, algorithm, next CRL number          ┐ the records, read and written by
+    issued/SERIAL.pem every certificate this CA issued            │ pki.ca_records (CaRecords, which
+    revocations.json  serial → reason and time, on each revocation ┘ this CA is)
     sealmaker.*       the seal-making authority (制章者) that signs SESeal structures
     dirsigner.*       the network directory's signer (CAs made before it existed: gwx pki
                       issue-directory-signer, pki.directory_signer)
@@ -15,24 +15,22 @@ Layout of a CA directory (every key encrypted with the CA passphrase, mode 0600)
     transport/        a 国密 CA only: its P-256 transport CA, a CA directory of its own (no service
                       keys), which issues the node TLS certificates (:attr:`CertificateAuthority.transport`)
 
-Serial numbers are random (159 bits). Every write is temp file, fsync, rename. The CA signs
-certificates with its software key through pyca/cryptography's builders; an HSM-held CA key
-would replace only ``_sign``.
+This module is the CA's issuing: making a root or an intermediate (and, on a 国密 network, its
+transport CA), opening one, and issuing node, seal and service certificates. The names it checks and
+the certificate helpers every module uses (:func:`~pki.certificates.node_id_of`, :func:`~pki.certificates.pem`,
+…) are :mod:`pki.certificates`. Serial numbers are random (159 bits). Every write is temp file, fsync,
+rename. The CA signs certificates with its software key through pyca/cryptography's builders; an
+HSM-held CA key would replace only ``_sign``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
-import json
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from . import profiles
@@ -46,94 +44,32 @@ from .algorithms import (
     require_network_key,
     transport_algorithm,
 )
-from .errors import (
-    AlreadyIssued,
-    CaError,
-    CaExists,
-    CaMissing,
-    InvalidInput,
-    MalformedEncoding,
-    NodeCredentialsExist,
-    UnknownCertificate,
-    UnsupportedAlgorithm,
+from .ca_records import CaRecords, read_config
+from .certificates import (
+    NODE_URI_PREFIX,
+    check_name,
+    check_node_id,
+    host_name,
+    load_certificate,
+    load_certificates,
+    node_id_of,
+    pem,
+    utcnow,
 )
+from .errors import AlreadyIssued, CaError, CaExists, CaMissing, InvalidInput, NodeCredentialsExist
 from .keystore import read_private_key, write_private_key, write_public_file
 from .profiles import Profile, build_certificate
 from .signer import SoftwareSigner
 from .unit_code import validate_unit_code
 
-NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
-NODE_URI_PREFIX = "urn:gwx:node:"
 TRANSPORT_DIR = "transport"  # a 国密 CA's P-256 transport CA, inside its directory
 TRANSPORT_ROOT_FILE = "tls-root.crt"  # its root, in a node's credentials beside root.crt
-REVOCATION_REASONS = {r.name: r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl}
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _expect_directory(path: Path) -> None:
     """A directory to create or fill must not be a file (mkdir would say only "File exists")."""
     if path.exists() and not path.is_dir():
         raise InvalidInput(f"{path} is a file, expected a directory (one is created if missing)", path=str(path))
-
-
-def load_certificate(data: bytes) -> x509.Certificate:
-    """A certificate from PEM or DER bytes (typed error on anything else)."""
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise MalformedEncoding(f"not a certificate: {exc}") from None
-
-
-def load_certificates(data: bytes) -> list[x509.Certificate]:
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
-        raise MalformedEncoding(f"not a PEM certificate list: {exc}") from None
-
-
-def pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def check_node_id(node_id: str) -> str:
-    """A node id as the CA accepts it (it is a URI, a file name and a log field), else InvalidInput."""
-    if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
-        raise InvalidInput(f"node id {node_id!r} must be lower-case letters, digits, '.' or '-' "
-                           "(at most 63, starting with a letter or digit)", field="node_id")
-    return node_id
-
-
-def node_id_of(cert: x509.Certificate) -> str | None:
-    """The node id a gwx node certificate names (SAN URI ``urn:gwx:node:ID``), or None."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith(NODE_URI_PREFIX):
-            return uri[len(NODE_URI_PREFIX):]
-    return None
-
-
-def unit_code_of(cert: x509.Certificate) -> str | None:
-    """The 统一社会信用代码 a seal certificate names (subject organizationIdentifier)."""
-    attrs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)
-    return str(attrs[0].value) if attrs else None
-
-
-@dataclass(frozen=True)
-class Revocation:
-    serial: int
-    reason: str
-    revoked_at: dt.datetime
-    # RFC 5280 §5.3.2 invalidityDate: when the key is known or suspected to have been compromised, if
-    # earlier than revoked_at (written into the CRL entry; a checker at a past moment honours it)
-    invalid_since: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -145,25 +81,7 @@ class NodeCredentials:
     encryption_certificate: x509.Certificate
 
 
-def _read_config(path: Path) -> dict:
-    """ca.json, checked for the fields the CA reads: a damaged file is a typed error, not a traceback."""
-    try:
-        config = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CaError(f"{path} is corrupt: {exc}", code="PKI_CA_CORRUPT", path=str(path)) from None
-    if (not isinstance(config, dict) or not isinstance(config.get("name"), str)
-            or not isinstance(config.get("algorithm"), str)
-            or not isinstance(config.get("next_crl_number", 1), int)):
-        raise CaError(f"{path} is corrupt: it needs a name, an algorithm and a CRL number",
-                      code="PKI_CA_CORRUPT", path=str(path))
-    try:
-        by_name(config["algorithm"])
-    except UnsupportedAlgorithm as exc:
-        raise CaError(f"{path} is corrupt: {exc.message}", code="PKI_CA_CORRUPT", path=str(path)) from None
-    return config
-
-
-class CertificateAuthority:
+class CertificateAuthority(CaRecords):
     """A CA opened from its directory. Create one with :meth:`init_root` or :meth:`create_intermediate`."""
 
     def __init__(self, directory: Path, certificate: x509.Certificate, key: PrivateKey,
@@ -185,7 +103,7 @@ class CertificateAuthority:
                   now: dt.datetime | None = None) -> CertificateAuthority:
         directory = Path(directory)
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else algorithm
-        _check_name(name)
+        check_name(name)
         _expect_directory(directory)
         if (directory / "ca.key").exists():
             raise CaExists(f"{directory} already holds a CA; refusing to overwrite it")
@@ -214,7 +132,7 @@ class CertificateAuthority:
         This CA must itself allow that many levels below it, or it refuses (``PKI_CA_PATH_LENGTH``)
         rather than issue a CA whose certificates no verifier would accept."""
         directory = Path(directory)
-        _check_name(name)
+        check_name(name)
         if self.kind == "transport":  # its intermediates come with the 国密 CA's (transport/ of each)
             raise CaError(f"'{self.name}' is a transport CA: create the intermediate from the 国密 CA it belongs "
                           "to, which makes the intermediate's transport CA with it", code="PKI_CA_TRANSPORT")
@@ -290,7 +208,7 @@ class CertificateAuthority:
         directory = Path(directory)
         if not (directory / "ca.json").exists():
             raise CaMissing(f"{directory} is not a gwx CA directory (no ca.json)")
-        config = _read_config(directory / "ca.json")
+        config = read_config(directory / "ca.json")
         key = read_private_key(directory / "ca.key", passphrase)
         cert = load_certificate((directory / "ca.crt").read_bytes())
         chain = load_certificates((directory / "chain.pem").read_bytes())
@@ -377,7 +295,7 @@ class CertificateAuthority:
             raise InvalidInput("a renewal keeps the earlier certificates valid, a replacement revokes them: "
                                "choose one", field="renew")
         earlier = self.node_certificates_in_force(node_id, now, replace=replace or renew)
-        _host_name(host)  # a bad host is refused before anything is written
+        host_name(host)  # a bad host is refused before anything is written
         algorithm = by_name(algorithm) if isinstance(algorithm, str) else (algorithm or self.algorithm)
         require_network_algorithm(self.algorithm, algorithm)  # before any key is made
         out = Path(out_dir)
@@ -429,7 +347,7 @@ class CertificateAuthority:
         if role == "tls" and self.transport is not self:
             return self.transport.issue_node_certificate(node_id, host, role, public_key, valid_days, now)
         check_node_id(node_id)
-        sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), _host_name(host)]
+        sans = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), host_name(host)]
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._config["name"]),
                              x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
                              x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
@@ -450,7 +368,7 @@ class CertificateAuthority:
                                now: dt.datetime | None = None) -> x509.Certificate:
         """The certificate of a unit's seal key: unit name and 统一社会信用代码 in the subject."""
         code = validate_unit_code(unit_code)
-        _check_name(unit_name)
+        check_name(unit_name)
         subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, unit_name),
                              x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, code),
@@ -489,95 +407,4 @@ class CertificateAuthority:
 
     def tsa_signer(self) -> SoftwareSigner:
         return self._service_signer("tsa")
-
-    # ---- records and revocation -----------------------------------------------------------------
-    def _record(self, cert: x509.Certificate) -> None:
-        write_public_file(self.directory / "issued" / f"{cert.serial_number:x}.pem", pem(cert))
-
-    def lookup(self, serial: int) -> x509.Certificate | None:
-        path = self.directory / "issued" / f"{serial:x}.pem"
-        return load_certificate(path.read_bytes()) if path.exists() else None
-
-    def has_issued(self, serial: int) -> bool:
-        """Whether this CA issued ``serial`` (what its OCSP answers ``unknown`` for when not)."""
-        return (self.directory / "issued" / f"{serial:x}.pem").exists()
-
-    def issued(self) -> list[x509.Certificate]:
-        return [load_certificate(p.read_bytes()) for p in sorted((self.directory / "issued").glob("*.pem"))]
-
-    def active_certificates(self, match: Callable[[x509.Certificate], bool],
-                            now: dt.datetime | None = None) -> list[x509.Certificate]:
-        """Certificates this CA issued that ``match``, are unrevoked and have not expired at ``now``."""
-        now = now or utcnow()
-        revoked = self.revocations()
-        return [c for c in self.issued()
-                if c.serial_number not in revoked and c.not_valid_after_utc > now and match(c)]
-
-    def revocations(self) -> dict[int, Revocation]:
-        path = self.directory / "revocations.json"
-        if not path.exists():
-            return {}
-        raw = json.loads(path.read_text("utf-8"))
-        return {int(s, 16): Revocation(int(s, 16), r["reason"], dt.datetime.fromisoformat(r["revoked_at"]),
-                                       dt.datetime.fromisoformat(r["invalid_since"]) if r.get("invalid_since") else None)
-                for s, r in raw.items()}
-
-    def revoke(self, serial_or_cert: int | x509.Certificate, reason: str = "unspecified",
-               now: dt.datetime | None = None, invalid_since: dt.datetime | None = None) -> Revocation:
-        serial = serial_or_cert if isinstance(serial_or_cert, int) else serial_or_cert.serial_number
-        if reason not in REVOCATION_REASONS:
-            raise InvalidInput(f"unknown revocation reason {reason!r}", known=sorted(REVOCATION_REASONS))
-        if self.lookup(serial) is None and (other := self.separate_transport()) is not None \
-                and other.lookup(serial) is not None:  # a node's TLS certificate, on a 国密 network
-            return other.revoke(serial, reason, now, invalid_since)
-        if self.lookup(serial) is None:
-            raise UnknownCertificate(f"this CA never issued a certificate with serial {serial:x}",
-                                     serial=f"{serial:x}")
-        current = self.revocations()
-        if serial in current:
-            return current[serial]  # revoking twice keeps the first date: that is when trust ended
-        revoked_at = (now or utcnow()).replace(microsecond=0)
-        if invalid_since is not None:
-            if invalid_since.tzinfo is None:
-                raise InvalidInput("invalid_since must be timezone-aware")
-            invalid_since = invalid_since.replace(microsecond=0)
-            if invalid_since >= revoked_at:
-                invalid_since = None  # only an earlier date says anything more than the revocation date
-        entry = Revocation(serial, reason, revoked_at, invalid_since)
-        current[serial] = entry
-        data = {f"{s:x}": {"reason": r.reason, "revoked_at": r.revoked_at.isoformat(),
-                           **({"invalid_since": r.invalid_since.isoformat()} if r.invalid_since else {})}
-                for s, r in sorted(current.items())}
-        write_public_file(self.directory / "revocations.json",
-                          json.dumps(data, indent=1, ensure_ascii=False).encode())
-        return entry
-
-    def take_crl_number(self) -> int:
-        """The next CRL number, persisted before it is used so numbers never repeat. Read from ca.json
-        each time: another opening of this CA (``gwx pki crl`` while a process holds it open) may have
-        taken numbers since this one was opened, and a repeated number looks like a rollback."""
-        self._config = _read_config(self.directory / "ca.json")
-        number = int(self._config.get("next_crl_number", 1))
-        self._config["next_crl_number"] = number + 1
-        self._save_config()
-        return number
-
-    def _save_config(self) -> None:
-        write_public_file(self.directory / "ca.json",
-                          json.dumps(self._config, indent=1, ensure_ascii=False).encode())
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name.strip() or len(name) > 64:
-        raise InvalidInput(f"name {name!r} must be 1–64 characters", field="name")
-
-
-def _host_name(host: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if not re.match(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$", host or ""):
-        raise InvalidInput(f"host {host!r} is neither an IP address nor a DNS name", field="host")
-    return x509.DNSName(host.lower())
 

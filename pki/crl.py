@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import x509_sm2
-from .ca import Revocation
+from .ca_records import Revocation
 from .errors import CrlUpdateRefused, InvalidInput, MalformedEncoding
 from .keystore import write_public_file
 from .profiles import BACKDATE

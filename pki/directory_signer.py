@@ -29,7 +29,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from . import profiles
-from .ca import CertificateAuthority, load_certificate, load_certificates, pem
+from .ca import CertificateAuthority
+from .certificates import load_certificate, load_certificates, pem
 from .errors import CaMissing, DirectorySignerExists
 from .keystore import read_private_key, write_private_key, write_public_file
 from .signer import SoftwareSigner

@@ -33,15 +33,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from . import profiles
 from .algorithms import PublicKey, SignatureAlgorithm, by_name, transport_algorithm
-from .ca import (
-    TRANSPORT_ROOT_FILE,
-    CertificateAuthority,
-    check_node_id,
-    load_certificate,
-    node_id_of,
-    pem,
-    utcnow,
-)
+from .ca import TRANSPORT_ROOT_FILE, CertificateAuthority
+from .certificates import check_node_id, load_certificate, node_id_of, pem, utcnow
 from .csr import (
     REQUEST_LABEL,
     CheckedRequest,

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as xocsp
 
 from . import x509_sm2
-from .ca import Revocation
+from .ca_records import Revocation
 from .errors import InvalidInput
 from .signer import Signer
 from .sm2 import Sm2PublicKey

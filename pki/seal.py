@@ -26,6 +26,7 @@ from cryptography import x509
 
 from . import seal_asn1 as A
 from . import seal_der as D
+from .certificates import unit_code_of
 from .errors import InvalidInput, SealMalformed, SealPictureInvalid, SealUnsupportedVersion
 from .seal_picture import STANDARD_DIAMETER_MM, validate_png
 from .signer import Signer
@@ -105,7 +106,6 @@ class Seal:
     @cached_property
     def unit_code(self) -> str | None:
         """The 统一社会信用代码 named by the first seal certificate that names one."""
-        from .ca import unit_code_of  # late: pki.ca imports much of pki
         try:
             certs = self.seal_certificates
         except SealMalformed:
@@ -362,7 +362,6 @@ class SealBuilder:
     def build(self, maker: Signer, *, now: dt.datetime | None = None) -> Seal:
         from cryptography.hazmat.primitives.serialization import Encoding
 
-        from .ca import unit_code_of
         now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         name = (self.name or "").strip()
         if not name or len(name) > 64:

@@ -25,7 +25,8 @@ from pathlib import Path
 from cryptography import x509
 
 from .algorithms import DEFAULT, SM2_SM3, PublicKey, SignatureAlgorithm, by_name
-from .ca import CertificateAuthority, pem, unit_code_of, utcnow
+from .ca import CertificateAuthority
+from .certificates import pem, unit_code_of, utcnow
 from .csr import REQUEST_LABEL, CheckedRequest, make_request, pem_block, pem_blocks, read_requests
 from .errors import (
     GwxError,

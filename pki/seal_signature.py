@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import seal_asn1 as A
 from .algorithms import SignatureAlgorithm, by_oid, require_network_algorithm
-from .ca import load_certificate
+from .certificates import load_certificate
 from .errors import (
     BadSignature,
     CertificateInvalid,

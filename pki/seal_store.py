@@ -25,7 +25,8 @@ from pathlib import Path
 from cryptography import x509
 
 from .algorithms import PublicKey, SignatureAlgorithm, by_name
-from .ca import CertificateAuthority, load_certificate, load_certificates, unit_code_of
+from .ca import CertificateAuthority
+from .certificates import load_certificate, load_certificates, unit_code_of
 from .errors import AlreadyIssued, KeyCertificateMismatch, SealExists, SealMalformed, SealPictureInvalid
 from .keystore import read_private_key, write_private_key, write_public_file
 from .seal import Seal, SealBuilder, parse_seal

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from node.errors import ApiError
 from node.federation.whereabouts import check_message_id
-from pki.ca import NODE_ID_RE
+from pki.certificates import NODE_ID_RE
 
 ACTIONS = ("hold", "release", "retry", "purge")
 OPERATOR = ("operator",)

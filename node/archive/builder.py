@@ -46,7 +46,7 @@ from node.archive.time_stamps import TimeStamps
 from node.context import NodeContext
 from node.store.evidence import NoticeEvidence
 from node.store.interfaces import NodeStore
-from pki.ca import pem
+from pki.certificates import pem
 from pki.errors import GwxError
 
 # A recipient in one of these states signed for (签收, then perhaps 登记) or returned (退回) the document:

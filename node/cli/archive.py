@@ -26,7 +26,7 @@ from node.cli.api_client import BadInput
 from node.cli.clerk import add_common_options, api_path, client_for
 from node.cli.doc import library_logs_silenced, parse_at, read_input
 from node.cli.exit_codes import VERIFY_FAILED
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from pki.crl import load_crls
 from pki.revocation import CrlCheckerAt
 

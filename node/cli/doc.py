@@ -31,7 +31,8 @@ from exchange_protocol.meta_json import parse_meta
 from node.cli.exit_codes import VERIFY_FAILED
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import tsa
-from pki.ca import CertificateAuthority, load_certificates
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates
 from pki.crl import load_crls
 from pki.revocation import CrlChecker, CrlCheckerAt
 from pki.seal_store import load_seal_credential

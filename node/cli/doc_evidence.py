@@ -103,7 +103,7 @@ def _write(out: Path, name: str, data: bytes) -> Path:
 def _check(args: argparse.Namespace) -> int:
     from exchange_protocol.statements import StatementError, verify_statement
     from node.cli.doc import parse_at, read_input
-    from pki.ca import load_certificates
+    from pki.certificates import load_certificates
     from pki.crl import load_crls
     from pki.revocation import CrlChecker, CrlCheckerAt
     from pki.trust import TrustStore

@@ -30,7 +30,8 @@ from node.config import load_config
 from node.directory_source import read_source
 from node.errors import NoDirectory
 from pki import directory_signer
-from pki.ca import CertificateAuthority, load_certificates, utcnow
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates, utcnow
 from pki.keystore import write_public_file
 from pki.trust import TrustStore
 

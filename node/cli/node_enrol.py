@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki.algorithms import DEFAULT
-from pki.ca import load_certificate
+from pki.certificates import load_certificate
 from pki.errors import InvalidInput, ResponseInvalid
 from pki.keystore import write_public_file
 from pki.node_enrolment import REQUEST_FILE, ROOT_FILE, create_node_request, install_node_response

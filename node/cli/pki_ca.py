@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import hashes
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import directory_signer, profiles
 from pki.algorithms import NETWORK_PROFILES, SM2_SM3, algorithm_for_profile
-from pki.ca import CertificateAuthority, node_id_of, unit_code_of
+from pki.ca import CertificateAuthority
+from pki.certificates import node_id_of, unit_code_of
 from pki.errors import GwxError, MalformedEncoding
 from pki.sm2 import Sm2PublicKey
 from pki.x509_sm2 import public_key_of

@@ -28,7 +28,9 @@ from pathlib import Path
 from cryptography import x509
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
-from pki.ca import REVOCATION_REASONS, CertificateAuthority, load_certificate
+from pki.ca import CertificateAuthority
+from pki.ca_records import REVOCATION_REASONS
+from pki.certificates import load_certificate
 from pki.crl import crl_der, crl_pem, publish_crl
 from pki.errors import InvalidInput, MalformedEncoding, UnknownCertificate
 from pki.keystore import write_public_file

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import hashes
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import profiles
-from pki.ca import CertificateAuthority, load_certificates
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates
 from pki.crl import load_crls
 from pki.errors import InvalidInput, KeyStoreError, MalformedEncoding
 from pki.keystore import write_public_file

@@ -54,7 +54,7 @@ from node.error_kinds import Disposition, disposition
 from node.errors import BlobDigestMismatch, QueueExpired, StoreCorrupt
 from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
 from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
-from pki.ca import pem
+from pki.certificates import pem
 from pki.errors import GwxError
 
 if TYPE_CHECKING:

@@ -57,7 +57,7 @@ from node.federation.tls import PeerIdentityError, peer_chain, peer_node_id
 from node.federation.transport import ENVELOPE_MEDIA_TYPE
 from node.federation.tsa_api import TimeStampService, add_tsa_route
 from node.federation.whereabouts import Whereabouts, check_message_id
-from pki.ca import pem
+from pki.certificates import pem
 from pki.errors import ErrorKind, GwxError, RevocationUnknown
 from pki.trust import Purpose, verify_certificate
 

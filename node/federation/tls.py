@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 
 from node.errors import NodeError
-from pki.ca import node_id_of
+from pki.certificates import node_id_of
 from pki.errors import ErrorKind
 from pki.trust import MAX_PATH
 

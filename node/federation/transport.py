@@ -35,7 +35,7 @@ from node.config import Peer
 from node.errors import NodeError
 from node.federation.tls import peer_chain
 from node.ops.metrics import Counter, Registry
-from pki.ca import load_certificate, load_certificates, node_id_of
+from pki.certificates import load_certificate, load_certificates, node_id_of
 from pki.errors import CODE_FORMAT, ErrorKind, GwxError
 from pki.trust import Purpose, TrustStore, verify_certificate
 

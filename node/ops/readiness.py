@@ -54,7 +54,7 @@ from node.config import NodeConfig
 from node.ops.crl_state import fetch_note
 from node.ops.directory_state import held_directory
 from node.renewal import previous_sets
-from pki.ca import load_certificate, load_certificates
+from pki.certificates import load_certificate, load_certificates
 from pki.crl import crl_number, load_crls
 from pki.errors import CertificateRevoked, GwxError, RevocationUnknown
 from pki.revocation import CrlChecker

@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 from exchange_protocol.envelope_crypto import DecryptionKey, Recipient
 from exchange_protocol.envelope_seal import HeaderDraft, Sender, TrustPolicy
 from pki import profiles
-from pki.ca import NODE_URI_PREFIX, CertificateAuthority, NodeCredentials, pem
+from pki.ca import CertificateAuthority, NodeCredentials
+from pki.certificates import NODE_URI_PREFIX, pem
 from pki.keystore import read_private_key
 from pki.signer import SoftwareSigner
 from pki.trust import TrustStore

@@ -24,7 +24,7 @@ from exchange_protocol.package import build_package
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.localnet import notice_pdf
 from pki import cms
-from pki.ca import pem
+from pki.certificates import pem
 from pki.crl import build_crl
 from pki.keystore import read_private_key
 from pki.revocation import CrlCheckerAt
@@ -50,7 +50,7 @@ def _node_signer(pki, node_id: str) -> SoftwareSigner:
     out = pki.directory / f"node-{node_id}"
     if not (out / "sign.key").exists():
         pki.ca.issue_node(node_id, f"{node_id}.example", out, PASSPHRASE, now=NOW - dt.timedelta(days=1))
-    from pki.ca import load_certificate
+    from pki.certificates import load_certificate
     return SoftwareSigner(read_private_key(out / "sign.key", PASSPHRASE), load_certificate((out / "sign.crt").read_bytes()))
 
 

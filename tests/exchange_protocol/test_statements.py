@@ -19,7 +19,7 @@ from exchange_protocol.statements import (
     sign_statement,
     verify_statement,
 )
-from pki.ca import pem
+from pki.certificates import pem
 from pki.signer import SoftwareSigner
 from pki.trust import TrustStore
 from tests.pki.seal_support import OTHER_UNIT, UNIT, UNIT_NAME, make_seal

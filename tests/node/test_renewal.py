@@ -26,7 +26,8 @@ from node.renewal import (
     previous_sets,
     read_credential_set,
 )
-from pki.ca import CertificateAuthority, load_certificates
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates
 from pki.errors import GwxError
 from pki.keystore import write_public_file
 from pki.unit_code import make_unit_code

@@ -9,7 +9,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from pki.ca import CertificateAuthority, load_certificates, node_id_of, unit_code_of
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates, node_id_of, unit_code_of
 from pki.errors import CaError, InvalidInput, InvalidUnitCode, UnknownCertificate, WrongPassphrase
 from pki.keystore import read_private_key
 from pki.trust import Purpose, TrustStore, verify_certificate

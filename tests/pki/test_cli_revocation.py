@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 from node.cli.main import main
-from pki.ca import CertificateAuthority, pem
+from pki.ca import CertificateAuthority
+from pki.certificates import pem
 from pki.seal_store import issue_seal
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT
 

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import serialization
 
 from pki import cms
 from pki import crl as crlmod
-from pki.ca import CertificateAuthority, pem
+from pki.ca import CertificateAuthority
+from pki.certificates import pem
 from pki.errors import (
     CertificateExpired,
     CertificateRevoked,

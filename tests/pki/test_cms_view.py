@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from pki import cms
-from pki.ca import CertificateAuthority, pem
+from pki.ca import CertificateAuthority
+from pki.certificates import pem
 from pki.cms_view import read_common
 from pki.errors import GwxError
 from pki.signer import SoftwareSigner

@@ -12,7 +12,8 @@ from cryptography.x509.oid import NameOID
 from exchange_protocol import errors as E
 from exchange_protocol.envelope_seal import Sender, open_envelope_bytes, seal_envelope
 from pki import directory_signer, profiles
-from pki.ca import NODE_URI_PREFIX, CertificateAuthority, utcnow
+from pki.ca import CertificateAuthority
+from pki.certificates import NODE_URI_PREFIX, utcnow
 from pki.errors import CaMissing, CertificateWrongUsage, DirectorySignerExists, WrongPassphrase
 from pki.profiles import DIRECTORY_SIGNING
 from pki.signer import SoftwareSigner

@@ -21,7 +21,8 @@ from cryptography.x509.oid import NameOID
 
 from pki import profiles
 from pki.algorithms import ECDSA_P256_SHA256
-from pki.ca import CertificateAuthority, node_id_of, pem
+from pki.ca import CertificateAuthority
+from pki.certificates import node_id_of, pem
 from pki.csr import REQUEST_LABEL, make_request, pem_block, pem_blocks
 from pki.errors import GwxError, WrongPassphrase
 from pki.keystore import read_private_key

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pki import ocsp
-from pki.ca import CertificateAuthority, pem
+from pki.ca import CertificateAuthority
+from pki.certificates import pem
 from tests.support import PASSPHRASE, run_openssl
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)

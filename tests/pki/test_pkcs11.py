@@ -19,7 +19,8 @@ from pkcs11 import exceptions as p11e
 from pki import pkcs11 as p11
 from pki import profiles
 from pki.algorithms import ECDSA_P256_SHA256, RSA3072_SHA256
-from pki.ca import CertificateAuthority, pem
+from pki.ca import CertificateAuthority
+from pki.certificates import pem
 from pki.errors import (
     BadSignature,
     HsmBadPin,

@@ -7,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from pki.ca import CertificateAuthority, load_certificates
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates
 from pki.crl import build_crl
 from pki.errors import AlreadyIssued
 from pki.seal_store import issue_seal

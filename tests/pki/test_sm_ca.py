@@ -18,7 +18,8 @@ from node.cli.main import main
 from pki import crl as crls
 from pki import trust
 from pki.algorithms import ECDSA_P256_SHA256, SM2_SM3, algorithm_for_profile
-from pki.ca import CertificateAuthority, pem
+from pki.ca import CertificateAuthority
+from pki.certificates import pem
 from pki.errors import (
     CertificateRevoked,
     CertificateUntrusted,

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pki.ca import utcnow
+from pki.certificates import utcnow
 from pki.crl import build_crl
 from pki.errors import (
     CertificateExpired,

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pki import tsa
-from pki.ca import CertificateAuthority, pem
+from pki.ca import CertificateAuthority
+from pki.certificates import pem
 from pki.errors import (
     InvalidInput,
     TsaBadSignature,

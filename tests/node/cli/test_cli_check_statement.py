@@ -8,7 +8,7 @@ import json
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.statements import Statement, sign_statement
-from pki.ca import pem
+from pki.certificates import pem
 from pki.crl import build_crl, crl_pem
 from pki.signer import SoftwareSigner
 from tests.node.cli.test_cli_doc import gwx

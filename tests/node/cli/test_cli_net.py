@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.hashes import SHA256
 
 from exchange_protocol.directory_signing import signed_parts, verify_directory
 from node.directory_source import read_source
-from pki.ca import CertificateAuthority, load_certificate, utcnow
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificate, utcnow
 from tests.support import PASSPHRASE_TEXT, run_gwx, run_openssl
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "examples"

@@ -9,7 +9,8 @@ import pytest
 
 from node.api.auth import AuthError, TokenStore
 from node.provision import init_node
-from pki.ca import CertificateAuthority, load_certificate
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificate
 from pki.crl import load_crls
 from pki.unit_code import make_unit_code
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx

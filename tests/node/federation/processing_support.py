@@ -33,7 +33,7 @@ from node.ops.metrics import Registry
 from node.store import InboundEnvelope
 from node.store.opener import open_store
 from pki import cms
-from pki.ca import load_certificates, utcnow
+from pki.certificates import load_certificates, utcnow
 from pki.unit_code import make_unit_code
 from tests.node.federation.federation_support import node_context, provision_county_and_city
 from tests.support import PASSPHRASE

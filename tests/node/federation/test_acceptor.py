@@ -28,7 +28,7 @@ from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.federation.routing import RouteLoop
 from node.ops.metrics import Registry
 from node.store.opener import open_store
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from pki.unit_code import make_unit_code
 from tests.node.federation.federation_support import node_context, provision_county_and_city
 

@@ -33,7 +33,7 @@ from node.ops.metrics import Registry
 from node.store import Draft, OutboxDocument, OutboxRecipient, OutgoingLink, PeerState, StoredPeerCredentials
 from node.store.opener import open_store
 from node.store.sqlite.db import to_db_time
-from pki.ca import pem
+from pki.certificates import pem
 from pki.errors import HsmError
 from pki.pkcs11 import Pkcs11Signer
 from tests.node.federation import processing_support

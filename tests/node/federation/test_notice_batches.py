@@ -32,7 +32,7 @@ from node.federation.transport import PeerClient, PeerUnreachable
 from node.ops.metrics import Registry
 from node.store import InboundEnvelope, OutboxDocument, OutboxRecipient, OutgoingLink, StoredPeerCredentials
 from node.store.opener import open_store
-from pki.ca import load_certificates, pem
+from pki.certificates import load_certificates, pem
 from pki.errors import GwxError
 from pki.unit_code import make_unit_code
 from tests.node.federation.federation_support import node_context, provision_county_and_city

@@ -18,7 +18,7 @@ from exchange_protocol.notices import Notice
 from exchange_protocol.statements import Statement, sign_statement, unit_name_of, verify_statement
 from node.store import InboxRow
 from pki import cms
-from pki.ca import pem
+from pki.certificates import pem
 from pki.unit_code import make_unit_code
 from tests.node.federation.federation_support import node_context, provision_county_and_city
 from tests.node.federation.test_notice_batches import SENDER, Node, _arrive, _batch_from_county, _city_sent

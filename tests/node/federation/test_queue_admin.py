@@ -15,7 +15,7 @@ from exchange_protocol.notices import decode_notice
 from node.errors import StoreConflict
 from node.federation.queue_admin import QueueAdmin
 from node.store import OutboundItem
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from tests.node.federation import processing_support
 from tests.node.federation.processing_support import SENDER, A, close_processor, open_processor
 

@@ -12,7 +12,7 @@ from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice, decode_notice
 from node.federation.relay import bounce_draft
 from node.store import ErrorInfo, OutboundItem
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from pki.unit_code import make_unit_code
 from tests.node.federation import processing_support
 from tests.node.federation.processing_support import SENDER, A, close_processor, open_processor

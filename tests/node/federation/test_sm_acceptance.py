@@ -23,7 +23,7 @@ from exchange_protocol.transport_receipt import parse_receipt, verify_receipt
 from node.federation.acceptor import Acceptor
 from node.ops.metrics import Registry
 from node.store.opener import open_store
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from pki.errors import GwxError
 from pki.sm2 import Sm2PublicKey
 from pki.unit_code import make_unit_code

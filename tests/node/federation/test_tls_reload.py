@@ -15,7 +15,8 @@ from aiohttp import web
 from node.config import Peer
 from node.federation.tls import client_context, peer_certificate, reload_certificate, server_context
 from node.federation.transport import PeerClient
-from pki.ca import CertificateAuthority, load_certificates
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates
 from tests.node.federation.federation_support import provision_county_and_city
 from tests.support import PASSPHRASE
 

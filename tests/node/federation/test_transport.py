@@ -22,7 +22,7 @@ from node.federation import transport
 from node.federation.tls import client_context, server_context
 from node.federation.transport import OutgoingFrame, PeerClient, PeerProtocolError, PeerServerError
 from node.ops.metrics import Registry
-from pki.ca import utcnow
+from pki.certificates import utcnow
 from tests.node.federation.federation_support import provision_county_and_city
 from tests.support import PASSPHRASE
 

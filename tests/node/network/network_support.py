@@ -42,7 +42,7 @@ from exchange_protocol.notices import Notice
 from node.config import load_config
 from node.federation.tls import client_context
 from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, notice_pdf, wait_for
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from pki.keystore import read_private_key, write_public_file
 from pki.signer import SoftwareSigner
 from pki.unit_code import make_unit_code
@@ -365,7 +365,7 @@ def signed_directory(net: LocalNetwork, version: int, nodes: Sequence[tuple[str,
     from exchange_protocol.directory_signing import sign_directory
     from node.directory_source import read_source
     from pki import directory_signer
-    from pki.ca import utcnow
+    from pki.certificates import utcnow
 
     lines = ['network = "临沂市电子政务外网"', f"version = {version}"]
     for node_id, level, parent in nodes:

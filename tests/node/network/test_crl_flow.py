@@ -22,7 +22,8 @@ from exchange_protocol.envelope import MessageType
 from node.config import load_config
 from node.config_edit import edit_config, set_section_values
 from node.localnet import PASSPHRASE, free_port, send_document, wait_for
-from pki.ca import CertificateAuthority, load_certificates
+from pki.ca import CertificateAuthority
+from pki.certificates import load_certificates
 from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file
 from pki.ocsp import make_request

@@ -10,7 +10,7 @@ import pytest
 
 from exchange_protocol.directory_signing import verify_directory
 from node.config import load_config
-from pki.ca import utcnow
+from pki.certificates import utcnow
 from pki.keystore import write_public_file
 from tests.node.network.network_support import (
     A1,

@@ -17,7 +17,7 @@ import stat
 import pytest
 
 from node.localnet import PASSPHRASE, free_port, send_document
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from tests.node.enrolment_support import Parties, enrol_node
 from tests.node.network.network_support import (
     A1,

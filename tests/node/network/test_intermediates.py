@@ -15,7 +15,7 @@ import json
 import pytest
 
 from node.localnet import PASSPHRASE, send_document, wait_for
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from tests.node.network.network_support import (
     A1,
     B1,

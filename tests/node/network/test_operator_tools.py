@@ -16,7 +16,7 @@ import pytest
 
 from node.config import load_config
 from node.localnet import send_document, wait_for
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from tests.node.network.network_support import (
     A1,
     CITY,

@@ -3,7 +3,9 @@
 While the county node is stopped the city's clerk keeps sending; the operator's ``gwx node status``
 shows the peer backing off and the documents waiting — as drafts when the peer was never reached
 (its encryption certificate is not known yet), as deferred envelopes when it was. Once the county
-node is back, the queue drains by itself and every document is delivered.
+node is back, the queue drains by itself and every document is delivered. On an international network
+and on a 国密 one (@every_profile: SM2 signatures, SM4/SM2 envelopes, SM3 digests, an OFD body; the
+deferred envelopes are resent and their SM3-bound receipts verified after the peer's return).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from node.localnet import send_document, wait_for
 from tests.node.network.network_support import (
     A1,
     CITY,
+    ByProfile,
     db_rows,
+    every_profile,
     gwx,
     inbox_item,
     notice_meta,
@@ -31,11 +35,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("peerdown")
-    network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {})})
-    yield network
-    network.stop_all()
+def networks(tmp_path_factory):
+    made = ByProfile(lambda profile: start_network(tmp_path_factory.mktemp(f"peerdown-{profile}"),
+                                                   {"city": ([CITY], {}), "county-a": ([A1], {})}, profile=profile))
+    yield made
+    made.stop_all()
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def status_of(node) -> dict:
@@ -53,6 +62,7 @@ def submit(net, n: int) -> list[str]:
     return [send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"] for _ in range(n)]
 
 
+@every_profile
 @pytest.mark.parametrize("phase,waiting_as", [("never-reached", "draft"), ("known", "deferred")])
 def test_documents_wait_while_the_peer_is_down_and_drain_when_it_returns(net, phase, waiting_as):
     city, county = net.nodes["city"], net.nodes["county-a"]

@@ -28,7 +28,7 @@ from exchange_protocol.frame import FrameLimits, decode_frame
 from node.config import load_config
 from node.localnet import PASSPHRASE, send_document, wait_for
 from node.renewal import OVERLAP_FILE
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from pki.keystore import read_private_key
 from tests.node.network.network_support import (
     A1,

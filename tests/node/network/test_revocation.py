@@ -16,7 +16,7 @@ import pytest
 
 from exchange_protocol.envelope import MessageType
 from node.localnet import PASSPHRASE, send_document, wait_for
-from pki.ca import load_certificates
+from pki.certificates import load_certificates
 from pki.crl import build_crl, crl_pem
 from pki.keystore import write_public_file
 from tests.node.network.network_support import (
