@@ -43,6 +43,9 @@ Modules and what each one owns (one place decides each thing):
 - ``envelope_crypto`` / ``envelope_seal``: payload encryption, once for every destination node;
   sealing drafts (encrypt, complete, sign each header, frame) and opening a frame (every header
   judged before any payload byte), a relay's check and the prefix of a subset of a bundle.
+- ``digests``: the protocol's digests by network profile — SHA-256, or SM3 on a 国密 network — for the
+  header's payload digest, the receipt's frame digest and the replay identity (the field's name
+  names the algorithm), and which digests are not the protocol's.
 - ``replay``: the duplicate/replay identity of an envelope (header and signature, the relays' hop
   count left out) and the new / duplicate / ``ENV_REPLAYED`` decision the receiver's dedupe takes.
 - ``transport_receipt``: the receiving node's signed proof that it holds these exact bytes.

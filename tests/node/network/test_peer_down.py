@@ -81,11 +81,14 @@ def test_documents_wait_while_the_peer_is_down_and_drain_when_it_returns(net, ph
     peer = peer_state(status, "county-a")
     assert peer["failures"] >= 1 and peer["last_error"].startswith("PEER_UNREACHABLE")
 
-    text = gwx("node", "status", "--dir", str(city.directory))
-    assert text.returncode == 0, text.stderr
-    assert "→ county-a: " in text.stdout and f"{waiting_as} " in text.stdout
-    assert "county-a: backing-off" in text.stdout or "county-a: dead" in text.stdout
-    assert "PEER_UNREACHABLE" in text.stdout
+    def text_shows_them_waiting():
+        # Asked again while a retry has them in flight for a moment (the retry loop runs every second).
+        text = gwx("node", "status", "--dir", str(city.directory))
+        assert text.returncode == 0, text.stderr
+        return text.stdout if "→ county-a: " in text.stdout and f"{waiting_as} " in text.stdout else None
+    stdout = wait_for(text_shows_them_waiting, 30, interval=0.3, what=f"gwx node status showing {waiting_as} envelopes")
+    assert "county-a: backing-off" in stdout or "county-a: dead" in stdout
+    assert "PEER_UNREACHABLE" in stdout
 
     net.start(county)
     for doc_id in doc_ids:
