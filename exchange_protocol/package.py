@@ -274,10 +274,13 @@ def _write_stream(zf: zipfile.ZipFile, member: str, att: Attachment, stamp: tupl
 
 
 def _time_stamp(signature_der: bytes, timestamper: TimeStamper) -> bytes:
-    """An RFC 3161 token over the SHA-256 of the CMS signature value (as CAdES-T stamps it)."""
-    digest = hashlib.sha256(signature_value(signature_der)).digest()
+    """An RFC 3161 token over the digest of the CMS signature value (as CAdES-T stamps it), with the
+    signature's own digest: SHA-256, or SM3 for an SM2 signature on a 国密 network."""
+    hash_name = signature_hash(signature_der)
+    digest = tsa.make_imprint(hash_name, signature_value(signature_der))
     nonce = secrets.randbits(63)
-    token = tsa.token_from_response(timestamper(tsa.make_request(digest=digest, nonce=nonce, cert_req=True)))
+    token = tsa.token_from_response(timestamper(tsa.make_request(digest=digest, hash_name=hash_name, nonce=nonce,
+                                                                 cert_req=True)))
     # Trust is the receiver's decision; here we only make sure the TSA answered *this* request
     # (imprint, nonce, its own signature), anchoring on the certificate it sent.
     tsa_certs = [c.chosen for c in cms.parse_signed_data(token)["certificates"] if c.name == "certificate"]
@@ -286,6 +289,11 @@ def _time_stamp(signature_der: bytes, timestamper: TimeStamper) -> bytes:
     anchors = [x509.load_der_x509_certificate(c.dump()) for c in tsa_certs]
     tsa.verify_token(token, digest=digest, trust_roots=anchors, nonce=nonce)
     return token
+
+
+def signature_hash(signature_der: bytes) -> str:
+    """The digest algorithm of the (first) SignerInfo ("sha256", "sm3"): the time stamp's imprint takes it."""
+    return cms.parse_signed_data(signature_der)["signer_infos"][0]["digest_algorithm"]["algorithm"].native
 
 
 def signature_value(signature_der: bytes) -> bytes:

@@ -44,7 +44,6 @@ same for every certificate judged. Synchronous (pyHanko): run it in a worker thr
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from typing import Any, BinaryIO
 from cryptography import x509
 
 from pki import cms, tsa
-from pki.errors import GwxError, SealCertNotListed, SealWrongUnit
+from pki.errors import GwxError, SealCertNotListed, SealWrongUnit, TsaDigestMismatch
 from pki.seal import parse_seal
 from pki.seal_verify import verify_seal
 from pki.trust import Purpose, TrustStore
@@ -64,7 +63,7 @@ from .meta_json import parse_meta
 from .model import DocumentMetadata
 from .ofd_errors import OfdSealMismatch
 from .ofd_verify import NO_REVOCATION_CHECK, verify_sealed_ofd
-from .package import signature_value
+from .package import signature_hash, signature_value
 from .package_reader import DEFAULT_LIMITS, PackageLimits, PackageReader
 
 PASS, FAIL, SKIPPED, ABSENT = "pass", "fail", "skipped", "absent"
@@ -321,9 +320,14 @@ def _check_timestamp(token: bytes | None, signature: bytes, roots: tuple[x509.Ce
     if token is None:
         return Check("timestamp", ABSENT, message="no time stamp in the package")
     try:
-        digest = hashlib.sha256(signature_value(signature)).digest()
-        stamp = tsa.verify_token(token, digest=digest, trust_roots=roots, tsa_certificates=intermediates,
-                                 revocation=revocation)
+        # The imprint is the signature value's digest with the signature's own hash (SM3 on a 国密
+        # network): a token of another hash is for other data, whatever it hashes.
+        hash_name = signature_hash(signature)
+        stamp = tsa.verify_token(token, signature_value(signature), trust_roots=roots,
+                                 tsa_certificates=intermediates, revocation=revocation)
+        if stamp.hash_name != hash_name:
+            raise TsaDigestMismatch(f"the time stamp's imprint is {stamp.hash_name}, not the signature's "
+                                    f"{hash_name}", code="TSA_DIGEST_MISMATCH")
         info["timestamp_time"] = stamp.gen_time
         return Check("timestamp", PASS, details={"gen_time": stamp.gen_time.isoformat(),
                                                  "tsa": stamp.tsa_certificate.subject.rfc4514_string()})

@@ -44,11 +44,13 @@ from .errors import (
     TsaUntrusted,
 )
 from .signer import Signer
+from .sm3_sm4 import sm3
 from .trust import Purpose, RevocationCheck, TrustStore
 
 # gwx's default TSA policy: a UUID-derived OID (X.667, arc 2.25) needs no registration and cannot collide.
 DEFAULT_POLICY = "2.25.55290865844753237096875143168109235137"
-_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+# SM3 for a 国密 network's imprints (its name taught to asn1crypto by pki.cms), hashed by pyca like pki.cms does.
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64, "sm3": 32}
 MAX_REQUEST = 16 * 1024
 
 
@@ -86,7 +88,7 @@ def make_request(data: bytes | None = None, *, digest: bytes | None = None, hash
     if hash_name not in _DIGEST_SIZES:
         raise InvalidInput(f"unsupported hash {hash_name}", known=sorted(_DIGEST_SIZES))
     if digest is None:
-        digest = hashlib.new(hash_name, data).digest()  # type: ignore[arg-type]
+        digest = make_imprint(hash_name, data)  # type: ignore[arg-type]
     if len(digest) != _DIGEST_SIZES[hash_name]:
         raise InvalidInput(f"a {hash_name} digest is {_DIGEST_SIZES[hash_name]} bytes, not {len(digest)}")
     fields = {"version": "v1",
@@ -214,7 +216,7 @@ def verify_token(token_der: bytes, data: bytes | None = None, *, digest: bytes |
     hash_name = imprint["hash_algorithm"]["algorithm"]
     if hash_name not in _DIGEST_SIZES:
         raise TsaMalformed(f"token uses unsupported hash {hash_name}")
-    expected = digest if digest is not None else hashlib.new(hash_name, data).digest()  # type: ignore[arg-type]
+    expected = digest if digest is not None else make_imprint(hash_name, data)  # type: ignore[arg-type]
     if imprint["hashed_message"] != expected:
         raise TsaDigestMismatch("the time-stamp token is for other data (message imprint differs)")
     if nonce is not None and fields["nonce"] != nonce:
@@ -234,6 +236,13 @@ def verify_response(response_der: bytes, data: bytes | None = None, **kwargs) ->
     return verify_token(token_from_response(response_der), data, **kwargs)
 
 
+def make_imprint(hash_name: str, data: bytes) -> bytes:
+    """``data``'s digest of ``hash_name`` (one of the hashes a token may carry), as the imprint holds it."""
+    if hash_name not in _DIGEST_SIZES:
+        raise InvalidInput(f"unsupported hash {hash_name}", known=sorted(_DIGEST_SIZES))
+    return sm3(data) if hash_name == "sm3" else hashlib.new(hash_name, data).digest()
+
+
 def _check_eku_critical(cert: x509.Certificate) -> None:
     # RFC 3161 §2.3: the TSA certificate has exactly the timeStamping EKU, marked critical.
     ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
@@ -241,5 +250,5 @@ def _check_eku_critical(cert: x509.Certificate) -> None:
         raise TsaUntrusted("the TSA certificate's extended key usage must be timeStamping alone, critical")
 
 
-__all__ = ["DEFAULT_POLICY", "TimeStamp", "make_request", "random_serial", "respond", "token_from_response",
+__all__ = ["DEFAULT_POLICY", "TimeStamp", "make_imprint", "make_request", "random_serial", "respond", "token_from_response",
            "verify_response", "verify_token"]

@@ -17,6 +17,7 @@ from asn1crypto import cms as acms
 from cryptography.hazmat.primitives import serialization
 
 from exchange_protocol.errors import PackageSealInvalid
+from exchange_protocol.manifest import SIGNATURE_NAME, TIMESTAMP_NAME
 from exchange_protocol.package import build_package
 from exchange_protocol.package_verify import verify_package
 from exchange_protocol.pades import validate_sealed_pdf
@@ -120,3 +121,25 @@ def test_a_changed_pdf_another_networks_root_and_a_revoked_seal_are_refused(sm, 
                             revocation=CrlChecker([build_crl(ca, later)]))
     assert _failures(report) == {"manifest_signature": "PKI_CERT_REVOKED", "pdf_seal": "PKI_CERT_REVOKED",
                                  "seal": "SEAL_REVOKED"}
+
+
+def test_the_time_stamp_imprint_is_sm3_of_the_signature_value_and_a_sha256_one_is_refused(sm):
+    """On a 国密 network the package's time stamp binds the signature by SM3 (`openssl dgst -sm3` over
+    the SignerInfo's signature value); a token over its SHA-256, from the same TSA, is for other data."""
+    from exchange_protocol.package import signature_value
+    from tests.support import run_openssl
+
+    ca, _, package = sm
+    signature, token = _member(package, SIGNATURE_NAME), _member(package, TIMESTAMP_NAME)
+    imprint = tsa.verify_token(token, signature_value(signature), trust_roots=[ca.root_certificate])
+    sm3_hex = run_openssl("dgst", "-sm3", "-r", input=signature_value(signature)).stdout.decode().split()[0]
+    assert imprint.hash_name == "sm3" and imprint.message_imprint.hex() == sm3_hex
+    tst = acms.ContentInfo.load(token)["content"]["encap_content_info"]["content"].parsed
+    assert tst["message_imprint"]["hash_algorithm"]["algorithm"].dotted == "1.2.156.10197.1.401"
+
+    request = tsa.make_request(signature_value(signature), hash_name="sha256")
+    sha_token = tsa.token_from_response(tsa.respond(request, ca.tsa_signer(), NOW, tsa.random_serial()))
+    # (The seal may have been revoked by an earlier test of this module: only the time stamp is judged here.)
+    held = verify_package(io.BytesIO(package), [ca.root_certificate], NOW)
+    report = verify_package(io.BytesIO(_with_member(package, TIMESTAMP_NAME, sha_token)), [ca.root_certificate], NOW)
+    assert "timestamp" not in _failures(held) and _failures(report)["timestamp"] == "TSA_DIGEST_MISMATCH"
