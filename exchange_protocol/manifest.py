@@ -1,7 +1,9 @@
 """The package manifest (``META-INF/manifest.json``) and the rules for member names.
 
-The manifest is what the issuing unit signs: one entry per file in the package — path, SHA-256
-(lower-case hex), size in bytes and media type — in canonical JSON (:mod:`.canonical`), so the
+The manifest is what the issuing unit signs: one entry per file in the package — path, digest
+(lower-case hex; SHA-256 under the key ``sha256``, or SM3 under ``sm3`` in a package an SM2 seal
+signs on a 国密 network: the signer's digest, the same for every entry), size in bytes and media
+type — in canonical JSON (:mod:`.canonical`), so the
 signed bytes are a pure function of the files. Entries keep the order the sender gave (附件 are
 numbered: their order is part of the document); paths must be unique. The manifest lists
 ``metadata.json``, ``body.pdf`` (or ``body.ofd``), every ``attachments/…`` file and ``META-INF/seal.esl``; it cannot
@@ -21,6 +23,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from . import digests
 from .canonical import canonical_json, load_json
 from .errors import (
     MalformedJson,
@@ -101,12 +104,15 @@ def guess_media_type(name: str) -> str:
 @dataclass(frozen=True)
 class ManifestEntry:
     path: str
-    sha256: str  # lower-case hex
+    digest: str  # lower-case hex, of ``algorithm``
     size: int
     media_type: str
+    # The signer's digest (exchange_protocol.digests): SHA-256, or SM3 in a package an SM2 seal signs.
+    # The JSON key names it ("sha256" or "sm3"); every entry of a manifest has the same.
+    algorithm: str = digests.SHA256
 
     def to_json(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "size": self.size, "media_type": self.media_type}
+        return {"path": self.path, self.algorithm: self.digest, "size": self.size, "media_type": self.media_type}
 
 
 @dataclass(frozen=True)
@@ -135,12 +141,21 @@ class Manifest:
             if key in seen:
                 raise PackageManifestInvalid(f"manifest lists {e.path!r} twice", path=e.path)
             seen.add(key)
-            if not isinstance(e.sha256, str) or not _HEX64.match(e.sha256):
-                raise PackageManifestInvalid(f"sha256 of {e.path!r} is not 64 lower-case hex digits", path=e.path)
+            if e.algorithm != self.entries[0].algorithm or e.algorithm not in digests.NAMES:
+                raise PackageManifestInvalid(f"manifest names {e.path!r} by {e.algorithm!r}: one of {digests.NAMES}, "
+                                             "the same for every file", path=e.path)
+            if not isinstance(e.digest, str) or not _HEX64.match(e.digest):
+                raise PackageManifestInvalid(f"{e.algorithm} of {e.path!r} is not 64 lower-case hex digits",
+                                             path=e.path)
             if type(e.size) is not int or e.size < 0:
                 raise PackageManifestInvalid(f"size of {e.path!r} is not a non-negative integer", path=e.path)
             if not isinstance(e.media_type, str) or not _MEDIA_TYPE.match(e.media_type):
                 raise PackageManifestInvalid(f"media type of {e.path!r} is not a type/subtype", path=e.path)
+
+    @property
+    def algorithm(self) -> str:
+        """The digest every entry is listed by ("sha256" or "sm3")."""
+        return self.entries[0].algorithm
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -174,10 +189,11 @@ def parse_manifest(data: bytes) -> Manifest:
         raise PackageManifestInvalid("manifest 'files' must be a list")
     entries = []
     for i, item in enumerate(files):
-        if not isinstance(item, dict) or set(item) != {"path", "sha256", "size", "media_type"}:
-            raise PackageManifestInvalid(f"manifest entry {i} must have exactly path, sha256, size, media_type",
-                                         index=i)
-        entries.append(ManifestEntry(item["path"], item["sha256"], item["size"], item["media_type"]))
+        algorithm = digests.SM3 if isinstance(item, dict) and digests.SM3 in item else digests.SHA256
+        if not isinstance(item, dict) or set(item) != {"path", algorithm, "size", "media_type"}:
+            raise PackageManifestInvalid(f"manifest entry {i} must have exactly path, sha256 (or sm3), size, "
+                                         "media_type", index=i)
+        entries.append(ManifestEntry(item["path"], item[algorithm], item["size"], item["media_type"], algorithm))
     manifest = Manifest.of(entries)
     if manifest.to_bytes() != bytes(data):
         raise PackageManifestInvalid("manifest is not in canonical JSON form")

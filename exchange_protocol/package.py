@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import io
 import secrets
 import zipfile
@@ -43,6 +42,7 @@ from pki import cms, tsa
 from pki.seal import Seal
 from pki.signer import Signer
 
+from . import digests
 from .errors import PackageBodyTooLarge, PackageDuplicateName, PackageInputError, PackageNotPdf
 from .manifest import (
     BODY_NAME,
@@ -163,12 +163,16 @@ class PackageBuilder:
                 pdf, at=at, seal_box=self.seal_box, page=self.seal_page)
         entries: list[ManifestEntry] = []
         stamp = _zip_time(at)
+        algorithm = signer.algorithm.hash_name  # the manifest lists the files by the signer's digest (SM3 for SM2)
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
-            entries.append(_write_bytes(zf, METADATA_NAME, meta_to_json(meta), "application/json", stamp))
-            entries.append(_write_bytes(zf, body_name, sealed_body, media_type, stamp, compress=False))
+            entries.append(_write_bytes(zf, METADATA_NAME, meta_to_json(meta), "application/json", stamp,
+                                        algorithm=algorithm))
+            entries.append(_write_bytes(zf, body_name, sealed_body, media_type, stamp, compress=False,
+                                        algorithm=algorithm))
             for member, att in zip(members, self.attachments, strict=True):
-                entries.append(_write_stream(zf, member, att, stamp))
-            entries.append(_write_bytes(zf, SEAL_NAME, seal.der, "application/octet-stream", stamp))
+                entries.append(_write_stream(zf, member, att, stamp, algorithm))
+            entries.append(_write_bytes(zf, SEAL_NAME, seal.der, "application/octet-stream", stamp,
+                                        algorithm=algorithm))
             manifest = Manifest.of(entries)
             manifest_bytes = manifest.to_bytes()
             signature = cms.sign_detached(manifest_bytes, signer, signing_time=at, extra_certs=self.chain)
@@ -250,16 +254,17 @@ def _write_raw(zf: zipfile.ZipFile, name: str, data: bytes, stamp: tuple) -> Non
 
 
 def _write_bytes(zf: zipfile.ZipFile, name: str, data: bytes, media_type: str, stamp: tuple,
-                 compress: bool = True) -> ManifestEntry:
+                 compress: bool = True, algorithm: str = digests.SHA256) -> ManifestEntry:
     with zf.open(_info(name, stamp, compress=compress), "w") as dst:
         dst.write(data)
-    return ManifestEntry(name, hashlib.sha256(data).hexdigest(), len(data), media_type)
+    return ManifestEntry(name, digests.hexdigest(algorithm, data), len(data), media_type, algorithm)
 
 
-def _write_stream(zf: zipfile.ZipFile, member: str, att: Attachment, stamp: tuple) -> ManifestEntry:
+def _write_stream(zf: zipfile.ZipFile, member: str, att: Attachment, stamp: tuple,
+                  algorithm: str = digests.SHA256) -> ManifestEntry:
     source = io.BytesIO(att.source) if isinstance(att.source, (bytes, bytearray, memoryview)) else att.source
     info = _info(member, stamp, compress=not member.lower().endswith(_ALREADY_COMPRESSED))
-    digest, size, first = hashlib.sha256(), 0, True
+    digest, size, first = digests.new(algorithm), 0, True
     # Size unknown in advance: ZIP64 headers so the member may exceed 4 GiB.
     with zf.open(info, "w", force_zip64=True) as dst:
         while chunk := source.read(CHUNK):
@@ -270,7 +275,7 @@ def _write_stream(zf: zipfile.ZipFile, member: str, att: Attachment, stamp: tupl
             size += len(chunk)
             dst.write(chunk)
     media_type = att.media_type or guess_media_type(att.name)
-    return ManifestEntry(member, digest.hexdigest(), size, media_type)
+    return ManifestEntry(member, digest.hexdigest(), size, media_type, algorithm)
 
 
 def _time_stamp(signature_der: bytes, timestamper: TimeStamper) -> bytes:

@@ -30,7 +30,6 @@ compressed bytes than that, so output/declared is a lower bound of the true rati
 
 from __future__ import annotations
 
-import hashlib
 import stat
 import struct
 import zipfile
@@ -39,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from . import digests
 from . import errors as E
 from .manifest import (
     ATTACHMENTS_DIR,
@@ -233,7 +233,7 @@ class PackageReader:
     def _stream(self, name: str, cap: int, entry: ManifestEntry | None) -> Iterator[bytes]:
         info = self._infos[name]
         lim = self.limits
-        digest = hashlib.sha256()
+        digest = digests.new(entry.algorithm if entry is not None else digests.SHA256)
         size = 0
         sniff = entry is not None and name.startswith(ATTACHMENTS_DIR)
         try:
@@ -265,6 +265,6 @@ class PackageReader:
             if size != entry.size:
                 raise E.PackageSizeMismatch(f"{name} is {size} bytes; the manifest says {entry.size}",
                                             name=name, actual=size, expected=entry.size)
-            if digest.hexdigest() != entry.sha256:
-                raise E.PackageDigestMismatch(f"{name} does not have the SHA-256 the manifest lists",
+            if digest.hexdigest() != entry.digest:
+                raise E.PackageDigestMismatch(f"{name} does not have the {entry.algorithm} the manifest lists",
                                               name=name)

@@ -57,7 +57,7 @@ from pki.seal import parse_seal
 from pki.seal_verify import verify_seal
 from pki.trust import Purpose, TrustStore
 
-from .errors import MissingMetadataField
+from .errors import MissingMetadataField, PackageManifestInvalid
 from .manifest import BODY_NAMES, METADATA_NAME, OFD_BODY_NAME, SEAL_NAME
 from .meta_json import parse_meta
 from .model import DocumentMetadata
@@ -202,6 +202,10 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
                                          purpose=Purpose.SEAL, revocation=revocation,
                                          intermediates=intermediates, require_signing_cert_v2=True)
             signer_cert = result.signer_certificate
+            if reader.manifest.algorithm != signature_hash(reader.signature):  # one network, one profile
+                raise PackageManifestInvalid(f"the manifest lists its files by {reader.manifest.algorithm} and is "
+                                             f"signed with {signature_hash(reader.signature)}",
+                                             code="PKG_MANIFEST_INVALID")
             _validity(info, result.path)
             info["signer"] = signer_cert.subject.rfc4514_string()
             info["signing_time"] = result.signing_time

@@ -65,7 +65,7 @@ def sent_digest(package: Path, body_size: int) -> str:
             tail = rest[-(len(EOF_MARKER) - 1):]
             offset += len(chunk)
         body_fact = f"{head.hexdigest() if offset >= body_size else 'shorter'}+{revisions}"
-        attachments = [(entry.path, entry.sha256) for entry in reader.attachments]
+        attachments = [(entry.path, entry.digest) for entry in reader.attachments]
     return _digest(metadata, body_fact, attachments)
 
 

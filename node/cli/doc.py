@@ -124,7 +124,7 @@ def _pack(args: argparse.Namespace) -> int:
     print(f"package {out}: 公文标识 {built.document_id}")
     print(f"  sealed with '{credential.seal.name}' ({credential.seal.unit_code}) at {now.isoformat()}")
     for entry in built.manifest.entries:
-        print(f"  {entry.size:>12}  {entry.sha256[:16]}…  {entry.path}")
+        print(f"  {entry.size:>12}  {entry.digest[:16]}…  {entry.path}")
     print(f"  time stamp: {'yes' if built.timestamp else 'no'}; package SHA-256 {digest.hexdigest()}")
     return 0
 

@@ -273,7 +273,7 @@ def test_only_the_lead_issuer_seals_a_joint_document(pki_env, tmp_path):
         members = {i.filename: z.read(i.filename) for i in z.infolist()}
     members["metadata.json"] = meta_to_json(make_meta(issuers=[UNIT, OTHER_UNIT], to=[UNIT]))
     manifest = parse_manifest(members["META-INF/manifest.json"])
-    entries = [dataclasses.replace(e, sha256=hashlib.sha256(members[e.path]).hexdigest(), size=len(members[e.path]))
+    entries = [dataclasses.replace(e, digest=hashlib.sha256(members[e.path]).hexdigest(), size=len(members[e.path]))
                for e in manifest.entries]
     members["META-INF/manifest.json"] = Manifest.of(entries).to_bytes()
     members["META-INF/signature.p7s"] = cms.sign_detached(members["META-INF/manifest.json"],

@@ -143,3 +143,28 @@ def test_the_time_stamp_imprint_is_sm3_of_the_signature_value_and_a_sha256_one_i
     held = verify_package(io.BytesIO(package), [ca.root_certificate], NOW)
     report = verify_package(io.BytesIO(_with_member(package, TIMESTAMP_NAME, sha_token)), [ca.root_certificate], NOW)
     assert "timestamp" not in _failures(held) and _failures(report)["timestamp"] == "TSA_DIGEST_MISMATCH"
+
+
+def test_the_manifest_lists_every_file_by_sm3_and_one_listing_sha256_under_an_sm2_signature_is_refused(sm):
+    """The manifest an SM2 seal signs names each file's SM3 (`openssl dgst -sm3` over the member); a
+    manifest listing SHA-256 digests, signed by the same seal, is not the network's profile."""
+    import dataclasses
+    import hashlib
+
+    from exchange_protocol.manifest import MANIFEST_NAME, Manifest, parse_manifest
+    from pki import cms
+    from tests.support import run_openssl
+
+    ca, seal, package = sm
+    manifest = parse_manifest(_member(package, MANIFEST_NAME))
+    assert manifest.algorithm == "sm3" and b'"sha256"' not in _member(package, MANIFEST_NAME)
+    for entry in manifest.entries:
+        member = _member(package, entry.path)
+        assert entry.digest == run_openssl("dgst", "-sm3", "-r", input=member).stdout.decode().split()[0]
+
+    sha = Manifest.of(dataclasses.replace(e, digest=hashlib.sha256(_member(package, e.path)).hexdigest(),
+                                          algorithm="sha256") for e in manifest.entries)
+    signature = cms.sign_detached(sha.to_bytes(), seal.signer)
+    forged = _with_member(_with_member(package, MANIFEST_NAME, sha.to_bytes()), SIGNATURE_NAME, signature)
+    report = verify_package(io.BytesIO(forged), [ca.root_certificate], NOW)
+    assert _failures(report)["manifest_signature"] == "PKG_MANIFEST_INVALID"

@@ -88,7 +88,7 @@ def city_package(node_dir, to, *, tamper_pdf=False) -> bytes:
     pdf[at] ^= 0x01
     members["body.pdf"] = bytes(pdf)
     manifest = parse_manifest(members["META-INF/manifest.json"])
-    entries = [dataclasses.replace(e, sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf))
+    entries = [dataclasses.replace(e, digest=hashlib.sha256(pdf).hexdigest(), size=len(pdf))
                if e.path == "body.pdf" else e for e in manifest.entries]
     members["META-INF/manifest.json"] = Manifest.of(entries).to_bytes()
     members["META-INF/signature.p7s"] = cms.sign_detached(members["META-INF/manifest.json"], seal.signer,
