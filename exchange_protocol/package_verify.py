@@ -205,7 +205,7 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
             if reader.manifest.algorithm != signature_hash(reader.signature):  # one network, one profile
                 raise PackageManifestInvalid(f"the manifest lists its files by {reader.manifest.algorithm} and is "
                                              f"signed with {signature_hash(reader.signature)}",
-                                             code="PKG_MANIFEST_INVALID")
+                                             code="PKG_BAD_MANIFEST")
             _validity(info, result.path)
             info["signer"] = signer_cert.subject.rfc4514_string()
             info["signing_time"] = result.signing_time

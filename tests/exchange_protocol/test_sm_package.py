@@ -167,4 +167,4 @@ def test_the_manifest_lists_every_file_by_sm3_and_one_listing_sha256_under_an_sm
     signature = cms.sign_detached(sha.to_bytes(), seal.signer)
     forged = _with_member(_with_member(package, MANIFEST_NAME, sha.to_bytes()), SIGNATURE_NAME, signature)
     report = verify_package(io.BytesIO(forged), [ca.root_certificate], NOW)
-    assert _failures(report)["manifest_signature"] == "PKG_MANIFEST_INVALID"
+    assert _failures(report)["manifest_signature"] == "PKG_BAD_MANIFEST"
