@@ -48,6 +48,7 @@ from pki.trust import Purpose
 
 from . import archive as A
 from . import archive_errors as E
+from . import digests
 from .audit_chain import check_excerpt
 from .canonical import load_json
 from .envelope import decode_header
@@ -235,9 +236,20 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
                                                 chain, crls_at, header_about_this)
             checks["receipts"] = _check_signed(small, A.RECEIPTS_DIR, ".json", "receipts", roots, when, chain,
                                                crls_at, receipt_about_this)
-            package_sha256 = files[A.PACKAGE_NAME]["sha256"] if A.PACKAGE_NAME in files else None
+            package_digests: dict[str, str] = {}
+
+            def package_digest(algorithm: str) -> str | None:
+                """The archived package's digest a statement names it by (SM3: an SM2 seal's statement)."""
+                if A.PACKAGE_NAME not in files:
+                    return None
+                if algorithm == digests.SHA256:
+                    return files[A.PACKAGE_NAME]["sha256"]
+                if algorithm not in package_digests:
+                    package_digests[algorithm] = _file_digest(package_file, algorithm)
+                return package_digests[algorithm]
+
             checks["statements"] = _check_statements(small, roots, when, chain, crls_at, listed["doc_id"],
-                                                     package_sha256)
+                                                     package_digest)
             checks["audit"] = _check_audit(small.get(A.AUDIT_NAME))
             checks["index"] = _check_index(small.get(A.INDEX_NAME), files, info)
         finally:
@@ -391,12 +403,21 @@ def _check_signed(small: dict[str, bytes], prefix: str, suffix: str, name: str, 
     return Check(name, PASS, details={"count": len(items)})
 
 
+def _file_digest(handle: BinaryIO, algorithm: str) -> str:
+    handle.seek(0)
+    h = digests.new(algorithm)
+    while chunk := handle.read(1 << 20):
+        h.update(chunk)
+    return h.hexdigest()
+
+
 def _check_statements(small: dict[str, bytes], roots, when: dt.datetime, chain, revocation,
-                      doc_id: str, package_sha256: str | None) -> Check:
+                      doc_id: str, package_digest: Callable[[str], str | None]) -> Check:
     """Each unit-signed 签收/退回 statement, by the ``evidence`` work's own verifier
     (:func:`exchange_protocol.statements.verify_statement`: id-data content attached, ESS
     signingCertificateV2, a seal certificate under the root at the genTime naming the statement's unit,
-    strict canonical shape), and about this document and these package bytes."""
+    strict canonical shape), and about this document and these package bytes (by the statement's
+    digest: SHA-256, SM3 for an SM2 seal's)."""
     items = sorted(p for p in small if p.startswith(A.STATEMENTS_DIR))
     if not items:
         return Check("statements", ABSENT, message="no unit-signed statements in the archive")
@@ -405,10 +426,11 @@ def _check_statements(small: dict[str, bytes], roots, when: dt.datetime, chain, 
         try:
             statement = verify_statement(small[path], roots, now=when, intermediates=tuple(chain),
                                          revocation=revocation).statement
-            for key, want in (("doc_id", doc_id), ("package_sha256", package_sha256)):
-                if getattr(statement, key) != want:
-                    raise E.ArchiveEvidenceInvalid(f"{path}: its {key} is {getattr(statement, key)!r}, not {want!r}",
-                                                   path=path, field=key)
+            for key, got, want in (("doc_id", statement.doc_id, doc_id),
+                                   (statement.digest_field, statement.package_digest,
+                                    package_digest(statement.digest_algorithm))):
+                if got != want:
+                    raise E.ArchiveEvidenceInvalid(f"{path}: its {key} is {got!r}, not {want!r}", path=path, field=key)
             units.add(statement.unit)
         except E.ArchiveError as exc:
             return _fail("statements", exc, path=path)

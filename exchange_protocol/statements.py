@@ -15,7 +15,10 @@ The statement is canonical JSON (``canonical.canonical_json``; every key always 
     kind            "gwx-notice-statement"
     type            receipt (签收) | return (退回)
     doc_id          the 公文标识
-    package_sha256  SHA-256 (hex) of the sealed package as it travelled: binds the statement to those bytes
+    package_sha256  SHA-256 (hex) of the sealed package as it travelled: binds the statement to those bytes;
+                    a statement signed with an SM2 seal key (a 国密 network) has ``package_sm3`` instead,
+                    the SM3 of those bytes (the key names the digest, exactly one is present:
+                    :mod:`exchange_protocol.digests`)
     unit            the 统一社会信用代码 of the unit that acted (the seal certificate must name it)
     unit_name       that unit's name, as its seal certificate says it
     by              the person who acted (签收人 / 退回人)
@@ -32,7 +35,8 @@ is ever signed with another key.
 :func:`verify_statement` checks the CMS (structure, digest, signature, the ESS certificate hash),
 the signer certificate's path to the trust roots at ``now`` with the seal key usage (and
 revocation when a checker is given), the content's strict shape, and that the certificate names
-the statement's unit. :func:`check_statement` then compares it with what the verifier expects (the
+the statement's unit, and that the package digest is the seal key's (SM3 for an SM2 seal, SHA-256
+otherwise: :func:`digest_for`). :func:`check_statement` then compares it with what the verifier expects (the
 notice it came with, the package it sent). Every failure is a :class:`StatementError` with a
 stable code; a stale CRL stays the transient :class:`pki.errors.RevocationUnknown` (a fresh CRL
 settles it, the statement is not at fault).
@@ -49,6 +53,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from pki import cms
+from pki.algorithms import SignatureAlgorithm, for_public_key
 from pki.certificates import unit_code_of
 from pki.errors import (
     CertificateInvalid,
@@ -57,11 +62,14 @@ from pki.errors import (
     InvalidUnitCode,
     PkiError,
     RevocationUnknown,
+    UnsupportedAlgorithm,
 )
 from pki.signer import Signer
 from pki.trust import Purpose, RevocationCheck, TrustStore
 from pki.unit_code import validate_unit_code
+from pki.x509_sm2 import public_key_of
 
+from . import digests
 from .canonical import canonical_json, load_json
 from .envelope import MessageType, format_time
 from .errors import ProtocolError
@@ -74,8 +82,8 @@ DATA_OID = "1.2.840.113549.1.7.1"  # id-data: what openssl cms -verify prints as
 # Plain data in either vocabulary: id-data, or GB/T 35275's data, which an SM2 seal key writes (pki.cms).
 DATA_OIDS = frozenset({DATA_OID, cms.GBT_DATA})
 STATEMENT_TYPES = (MessageType.RECEIPT, MessageType.RETURN)
-_FIELDS = frozenset({"v", "kind", "type", "doc_id", "package_sha256", "unit", "unit_name", "by", "at", "reason",
-                     "sender_unit"})
+_COMMON = frozenset({"v", "kind", "type", "doc_id", "unit", "unit_name", "by", "at", "reason", "sender_unit"})
+_FIELDS = {f"package_{name}": _COMMON | {f"package_{name}"} for name in digests.NAMES}  # by the digest key
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -92,13 +100,19 @@ class StatementError(ProtocolError):
 class Statement:
     type: MessageType
     doc_id: str
-    package_sha256: str
+    package_digest: str  # hex, of digest_algorithm
     unit: str
     unit_name: str
     by: str
     at: dt.datetime
     reason: str | None
     sender_unit: str
+    digest_algorithm: str = digests.SHA256  # the package digest's: SM3 in a statement an SM2 seal signs
+
+    @property
+    def digest_field(self) -> str:
+        """The key that holds the package digest: ``package_sha256`` or ``package_sm3``."""
+        return f"package_{self.digest_algorithm}"
 
     def __post_init__(self) -> None:
         if self.type not in STATEMENT_TYPES:
@@ -109,8 +123,11 @@ class Statement:
             validate_unit_code(self.sender_unit)
         except (ProtocolError, InvalidUnitCode) as exc:
             raise StatementError(f"statement: {exc.message}") from None
-        if not isinstance(self.package_sha256, str) or not _HEX64.match(self.package_sha256):
-            raise StatementError("statement package_sha256 must be 64 lower-case hex digits")
+        if self.digest_algorithm not in digests.NAMES:
+            raise StatementError(f"a statement's package digest is one of {digests.NAMES}, not "
+                                 f"{self.digest_algorithm!r}")
+        if not isinstance(self.package_digest, str) or not _HEX64.match(self.package_digest):
+            raise StatementError(f"statement {self.digest_field} must be 64 lower-case hex digits")
         for name in ("unit_name", "by"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
@@ -126,7 +143,7 @@ class Statement:
 
     def encode(self) -> bytes:
         return canonical_json({"v": 1, "kind": KIND, "type": self.type.value, "doc_id": self.doc_id,
-                               "package_sha256": self.package_sha256, "unit": self.unit, "unit_name": self.unit_name,
+                               self.digest_field: self.package_digest, "unit": self.unit, "unit_name": self.unit_name,
                                "by": self.by, "at": format_time(self.at), "reason": self.reason,
                                "sender_unit": self.sender_unit})
 
@@ -134,9 +151,10 @@ class Statement:
 def decode_statement(content: bytes) -> Statement:
     """A :class:`Statement` from the signed content, strictly (canonical form, exact keys)."""
     raw = load_json(content, max_bytes=MAX_STATEMENT_BYTES, what="statement", error=StatementError)
-    if not isinstance(raw, dict) or set(raw) != _FIELDS or raw["v"] != 1 or raw["kind"] != KIND:
+    key = next((k for k in _FIELDS if isinstance(raw, dict) and k in raw), None)
+    if key is None or set(raw) != _FIELDS[key] or raw["v"] != 1 or raw["kind"] != KIND:
         raise StatementError("the signed content is not a gwx 签收/退回 statement, version 1")
-    if not all(isinstance(raw[k], str) for k in _FIELDS - {"v", "reason"}) \
+    if not all(isinstance(raw[k], str) for k in _FIELDS[key] - {"v", "reason"}) \
             or not (raw["reason"] is None or isinstance(raw["reason"], str)):
         raise StatementError("statement fields must be strings (reason: a string or null)")
     try:
@@ -144,8 +162,8 @@ def decode_statement(content: bytes) -> Statement:
         at = dt.datetime.strptime(raw["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         raise StatementError(f"statement type {raw['type']!r} or time {raw['at']!r} is not valid") from None
-    statement = Statement(kind, raw["doc_id"], raw["package_sha256"], raw["unit"], raw["unit_name"], raw["by"], at,
-                          raw["reason"], raw["sender_unit"])
+    statement = Statement(kind, raw["doc_id"], raw[key], raw["unit"], raw["unit_name"], raw["by"], at,
+                          raw["reason"], raw["sender_unit"], key.removeprefix("package_"))
     if statement.encode() != content:
         raise StatementError("the statement is not in canonical form")
     return statement
@@ -157,6 +175,12 @@ def unit_name_of(certificate: x509.Certificate) -> str | None:
     return str(attrs[0].value) if attrs else None
 
 
+def digest_for(algorithm: SignatureAlgorithm) -> str:
+    """The package digest of a statement signed with ``algorithm``: SM3 for an SM2 seal key (a 国密
+    network's), SHA-256 for any other — the signature's own hash, as the package manifest's."""
+    return digests.SM3 if algorithm.key_type == "sm2" else digests.SHA256
+
+
 def sign_statement(statement: Statement, signer: Signer, chain: tuple[x509.Certificate, ...] = ()) -> bytes:
     """The statement as CMS SignedData (DER, content attached) signed with the unit's seal key.
     ``chain``: the CAs between the seal certificate and the root (a verifier then needs the root alone)."""
@@ -165,6 +189,10 @@ def sign_statement(statement: Statement, signer: Signer, chain: tuple[x509.Certi
         raise StatementError(f"the signing certificate is not the seal certificate of unit {statement.unit} "
                              f"{statement.unit_name}", code="STATEMENT_WRONG_SIGNER", unit=statement.unit,
                              unit_name=statement.unit_name)
+    if statement.digest_algorithm != digest_for(signer.algorithm):
+        raise StatementError(f"a statement signed with {signer.algorithm.name} names its package by "
+                             f"{digest_for(signer.algorithm)}, not {statement.digest_algorithm}",
+                             field=statement.digest_field)
     return cms.sign_detached(statement.encode(), signer, encapsulate=True, signing_time=statement.at,
                              extra_certs=chain)
 
@@ -206,6 +234,14 @@ def verify_statement(der: bytes, trust: TrustStore, *, now: dt.datetime,
         raise StatementError(f"the statement speaks for unit {statement.unit} but is signed with the seal of "
                              f"{signer_unit or 'no unit'}", code="STATEMENT_WRONG_SIGNER", unit=statement.unit,
                              signer_unit=signer_unit)
+    try:
+        wanted = digest_for(for_public_key(public_key_of(result.signer_certificate)))
+    except UnsupportedAlgorithm as exc:
+        raise StatementError(f"the statement's seal key is not one gwx verifies: {exc.message}",
+                             code="STATEMENT_BAD_SIGNATURE", cause=exc.code) from None
+    if statement.digest_algorithm != wanted:  # one network, one profile: the seal key's digest, not the other's
+        raise StatementError(f"the statement names its package by {statement.digest_algorithm}, but its seal key's "
+                             f"digest is {wanted}", field=statement.digest_field, digest=wanted)
     signer_name = unit_name_of(result.signer_certificate)
     if signer_name != statement.unit_name:  # shown to whoever checks it: the certificate's word, not the signer's
         raise StatementError(f"the statement names unit {statement.unit} {statement.unit_name!r}, its seal "
@@ -215,13 +251,17 @@ def verify_statement(der: bytes, trust: TrustStore, *, now: dt.datetime,
 
 
 def check_statement(statement: Statement, *, type: MessageType, doc_id: str, unit: str, by: str | None,
-                    at: dt.datetime, reason: str | None, package_sha256: str, sender_unit: str) -> None:
-    """The statement says what the notice it came with says, about the package the sender sent."""
+                    at: dt.datetime, reason: str | None, package_digest: str, sender_unit: str,
+                    digest_algorithm: str = digests.SHA256) -> None:
+    """The statement says what the notice it came with says, about the package the sender sent
+    (``package_digest``: that package's ``digest_algorithm``, the network's)."""
     expected = {"type": type, "doc_id": doc_id, "unit": unit, "by": by, "at": at.astimezone(dt.UTC).replace(microsecond=0),
-                "reason": reason, "package_sha256": package_sha256, "sender_unit": sender_unit}
+                "reason": reason, "digest_algorithm": digest_algorithm, "package_digest": package_digest,
+                "sender_unit": sender_unit}
     for name, want in expected.items():
         got = getattr(statement, name)
         if got != want:
             shown = getattr(got, "value", got)
-            raise StatementError(f"the statement's {name} is {shown!s:.80}, not what it should say",
-                                 code="STATEMENT_MISMATCH", field=name)
+            field = statement.digest_field if name in ("digest_algorithm", "package_digest") else name
+            raise StatementError(f"the statement's {field} is {shown!s:.80}, not what it should say",
+                                 code="STATEMENT_MISMATCH", field=field)

@@ -124,7 +124,7 @@ def _check(args: argparse.Namespace) -> int:
               else f"FAIL {args.statement}: {exc.code}: {exc.message}")
         return VERIFY_FAILED
     s = verified.statement
-    fields = {"type": s.type.value, "doc_id": s.doc_id, "package_sha256": s.package_sha256, "unit": s.unit,
+    fields = {"type": s.type.value, "doc_id": s.doc_id, s.digest_field: s.package_digest, "unit": s.unit,
               "unit_name": s.unit_name, "by": s.by, "at": s.at.isoformat(), "reason": s.reason,
               "sender_unit": s.sender_unit, "signer": verified.signer_certificate.subject.rfc4514_string()}
     if args.json:
@@ -132,5 +132,5 @@ def _check(args: argparse.Namespace) -> int:
     else:
         print(f"ok   {args.statement}: {'签收' if s.type.value == 'receipt' else '退回'} of {s.doc_id} by "
               f"{s.unit_name} ({s.unit}), {s.by}, {s.at.isoformat()}"
-              + (f", reason: {s.reason}" if s.reason else "") + f"; package sha256 {s.package_sha256}")
+              + (f", reason: {s.reason}" if s.reason else "") + f"; package {s.digest_algorithm} {s.package_digest}")
     return 0

@@ -50,7 +50,7 @@ from node.documents.ledger import LedgerExport
 from node.documents.sending import Sending, clerk_actor
 from node.documents.tracking import apply_receiver_event_as_seen, apply_sender_event
 from node.errors import ApiError, NotFound
-from node.federation.notice_evidence import evidence_details, make_statement, receiver_evidence
+from node.federation.notice_evidence import evidence_details, make_statement, receiver_evidence, signs_quickly
 from node.federation.outbound import Outbound
 from node.federation.processor import Processor
 from node.federation.queue_admin import QueueOperations
@@ -68,7 +68,6 @@ from node.store import (
 )
 from node.store.supervision import LateRow, SupervisionItem, SupervisionMark
 from node.supervision.settings import rules_in_force
-from pki.signer import SoftwareSigner
 
 log = logging.getLogger("gwx.service")
 MAX_REASON = 500
@@ -320,9 +319,11 @@ class DocumentService(Sending, QueueOperations):
             if seal is not None:  # may give the unit's word (readiness counts such units)
                 # A software seal key signs in ~0.1 ms: here, on the loop — a worker thread would queue it
                 # behind the blob writes and fsyncs of the default pool (measured: +0.1 s per 签收 under
-                # load). A token (PKCS#11) may take much longer: a thread.
-                sign = functools.partial(make_statement, seal, row, who.unit, notify, who.name, now, reason)
-                statement = sign() if isinstance(seal.signer, SoftwareSigner) else await asyncio.to_thread(sign)
+                # load). A token (PKCS#11) may take much longer, and an SM2 seal names the package by its
+                # SM3, read and hashed: a thread.
+                sign = functools.partial(make_statement, seal, self.store.blobs, row, who.unit, notify, who.name, now,
+                                         reason)
+                statement = sign() if signs_quickly(seal) else await asyncio.to_thread(sign)
             notice = Notice(notify, doc_id, (who.unit,), now, by=who.name, reason=reason, evidence=statement)
 
         settled_as = _SETTLED_AS.get(event)

@@ -9,12 +9,17 @@ statement is and how it verifies).
   ever signed with another key — the node's own key would make the node, not the unit, the one who
   speaks. The act's audit event says ``evidence: none`` (or the statement's SHA-256), and
   ``gwx node check`` counts such units.
+* The package digest a statement names is the seal key's (:func:`exchange_protocol.statements.digest_for`):
+  SHA-256 is the package's blob name, the content address, at no cost; SM3 (an SM2 seal, a 国密
+  network) is not stored, so :func:`package_digest` reads the package once more and hashes it —
+  on the receiving side in the worker thread that signs, on the sending side once per document
+  (remembered with the issuer, below), about 5 ms a MB of package.
 * Sending side (:class:`EvidenceChecker`): every statement of a payload is verified in the
   processor's worker thread before the payload's transaction (signature, seal certificate to the
   network root at the time of applying, revocation with the node's CRLs, the certificate naming
   the unit); inside the transaction, before the notice changes anything, it must say what the
-  notice says (type, 公文标识, unit, 签收人, time, reason) about the package we sent (its SHA-256)
-  from the unit that sent it. A statement that fails is :class:`EvidenceRefused`: alone, its
+  notice says (type, 公文标识, unit, 签收人, time, reason) about the package we sent (its SHA-256;
+  its SM3 on a 国密 network) from the unit that sent it. A statement that fails is :class:`EvidenceRefused`: alone, its
   message is refused (failed, audited ``envelope.failed``); in a batch, that notice is left out and
   audited (``notice.receipt.refused``) and the others apply. A notice without a statement (an
   older node's, or a unit's hosted without a seal) applies as before. A statement that passes is kept
@@ -30,6 +35,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from exchange_protocol import digests
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.notices import Notice
 from exchange_protocol.statements import (
@@ -38,6 +44,7 @@ from exchange_protocol.statements import (
     StatementError,
     VerifiedStatement,
     check_statement,
+    digest_for,
     sign_statement,
     unit_name_of,
     verify_statement,
@@ -45,12 +52,15 @@ from exchange_protocol.statements import (
 from node.context import NodeContext
 from node.errors import NodeError
 from node.store import InboxRow, NodeStore, OutgoingLink, Transaction
+from node.store.blobs import BlobStore
 from node.store.evidence import NoticeEvidence
 from pki.errors import ErrorKind
 from pki.seal_store import SealCredential
+from pki.signer import SoftwareSigner
 
 NO_EVIDENCE = "none"  # the audit's word for a 签收/退回 that carried no statement
 _SENT_CACHE = 1024  # documents whose package digest and issuer we remember (they never change)
+_READ = 1 << 20
 
 
 class EvidenceRefused(NodeError):
@@ -60,15 +70,35 @@ class EvidenceRefused(NodeError):
     kind = ErrorKind.VERIFICATION_FAILED
 
 
-def make_statement(seal: SealCredential, row: InboxRow, unit: str, kind: MessageType, by: str,
+def package_digest(blobs: BlobStore, blob_name: str, algorithm: str) -> str:
+    """The ``algorithm`` digest of the package stored as ``blob_name``: the name itself for SHA-256
+    (the content address), else the package read and hashed (blocking: a worker thread's)."""
+    if algorithm == digests.SHA256:
+        return blob_name
+    h = digests.new(algorithm)
+    with blobs.open(blob_name) as handle:
+        while chunk := handle.read(_READ):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def signs_quickly(seal: SealCredential) -> bool:
+    """Whether :func:`make_statement` may run on the loop: a software key (~0.1 ms) over a package
+    named by its blob name; a token's signature, or a package to hash (SM3), wants a thread."""
+    return isinstance(seal.signer, SoftwareSigner) and digest_for(seal.signer.algorithm) == digests.SHA256
+
+
+def make_statement(seal: SealCredential, blobs: BlobStore, row: InboxRow, unit: str, kind: MessageType, by: str,
                    at: dt.datetime, reason: str | None) -> bytes:
-    """The statement of ``unit``'s 签收/退回 of ``row``, signed with the unit's seal key (CMS DER; run
-    it in a worker thread: a token's signature takes a while)."""
+    """The statement of ``unit``'s 签收/退回 of ``row``, signed with the unit's seal key (CMS DER; in
+    a worker thread unless :func:`signs_quickly`), naming the package by the seal key's digest."""
     name = unit_name_of(seal.certificate)
     if name is None:  # the statement names the unit as its certificate does; a code is not a name
         raise StatementError(f"the seal certificate of unit {unit} names no organisation (O)",
                              code="STATEMENT_WRONG_SIGNER", unit=unit)
-    statement = Statement(kind, row.doc_id, row.package_digest, unit, name, by, at, reason, row.from_unit)
+    algorithm = digest_for(seal.signer.algorithm)
+    statement = Statement(kind, row.doc_id, package_digest(blobs, row.package_digest, algorithm), unit, name, by,
+                          at, reason, row.from_unit, algorithm)
     return sign_statement(statement, seal.signer, seal.chain)
 
 
@@ -95,6 +125,7 @@ class EvidenceChecker:
         self.ctx = ctx
         self.store = store
         self._sent: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
+        self._hashed: OrderedDict[tuple[str, str], str] = OrderedDict()  # (blob name, digest) → the package's
 
     def verify_all(self, notices: Sequence[Notice]) -> dict[bytes, VerifiedStatement | StatementError]:
         """Each statement's verdict (in a worker thread: signatures and certificate paths). A stale
@@ -137,9 +168,11 @@ class EvidenceChecker:
         try:
             if isinstance(verdict, StatementError):
                 raise verdict
-            digest, sender = await self._what_we_sent(link, unit, tx)
+            blob_name, sender = await self._what_we_sent(link, unit, tx)
+            algorithm = verdict.statement.digest_algorithm  # the seal key's: verify_statement held it to it
             check_statement(verdict.statement, type=notice.type, doc_id=link.doc_id, unit=unit, by=notice.by,
-                            at=notice.at, reason=notice.reason, package_sha256=digest, sender_unit=sender)
+                            at=notice.at, reason=notice.reason, package_digest=await self._digest(blob_name, algorithm),
+                            sender_unit=sender, digest_algorithm=algorithm)
         except StatementError as exc:
             raise EvidenceRefused(f"the {notice.type.value} of {unit} for {link.doc_id} carries a statement that "
                                   f"does not prove it ({exc.code}: {exc.message})", doc_id=link.doc_id, unit=unit,
@@ -148,8 +181,22 @@ class EvidenceChecker:
                                                           verdict.statement.at, verdict.der, verdict.sha256)])
         return verdict.sha256
 
+    async def _digest(self, blob_name: str, algorithm: str) -> str:
+        """The package's ``algorithm`` digest (SM3: read and hashed in a thread once, then remembered)."""
+        if algorithm == digests.SHA256:
+            return blob_name
+        key = (blob_name, algorithm)
+        known = self._hashed.get(key)
+        if known is None:
+            known = await asyncio.to_thread(package_digest, self.store.blobs, blob_name, algorithm)
+            self._hashed[key] = known
+            while len(self._hashed) > _SENT_CACHE:
+                self._hashed.popitem(last=False)
+        self._hashed.move_to_end(key)
+        return known
+
     async def _what_we_sent(self, link: OutgoingLink, unit: str, tx: Transaction) -> tuple[str, str]:
-        """The SHA-256 of the package ``link``'s message carried and the unit that sent it: our
+        """The blob name (SHA-256) of the package ``link``'s message carried and the unit that sent it: our
         document's issuer, or for a copy we forwarded (转发) the unit that forwarded it."""
         key = (link.type, link.doc_id, unit if link.type == MessageType.FORWARD.value else "")
         known = self._sent.get(key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 
 import gmalg
 import pytest
@@ -20,9 +21,15 @@ from exchange_protocol import errors as E
 from exchange_protocol.directory import Directory, NodeEntry, UnitEntry
 from exchange_protocol.directory_signing import sign_directory, signed_parts, verify_directory
 from exchange_protocol.envelope import MessageType
-from exchange_protocol.statements import Statement, StatementError, sign_statement, verify_statement
+from exchange_protocol.statements import (
+    Statement,
+    StatementError,
+    check_statement,
+    sign_statement,
+    verify_statement,
+)
 from exchange_protocol.transport_receipt import ReceiptStatus, TransportReceipt, sign_receipt, verify_receipt
-from pki import directory_signer, ocsp, tsa
+from pki import cms, directory_signer, ocsp, tsa
 from pki.seal_store import issue_seal
 from pki.sm2 import DEFAULT_ID
 from pki.trust import TrustStore
@@ -30,7 +37,7 @@ from pki.unit_code import make_unit_code
 from pki.x509_sm2 import public_key_of
 from tests.exchange_protocol.envelope_support import NOW, network, sm_network
 from tests.pki.sm_support import openssl_verifies_signature, signature_rs
-from tests.support import PASSPHRASE
+from tests.support import PASSPHRASE, run_openssl
 
 GBT_SIGNED_DATA, GBT_DATA = "1.2.156.10197.6.1.4.2.2", "1.2.156.10197.6.1.4.2.1"
 SM2_WITH_SM3, SM3 = "1.2.156.10197.1.501", "1.2.156.10197.1.401"
@@ -117,12 +124,31 @@ def test_the_network_directory_is_sm2_signed_and_verified(sm, tmp_path):
 def test_a_units_signed_statement_is_sm2_and_verified(sm, tmp_path):
     """The 签收 statement a notice carries as its evidence: signed with the unit's SM2 seal key."""
     seal = issue_seal(sm.root, COUNTY, "县政府办公室", tmp_path / "seal", PASSPHRASE, now=NOW - dt.timedelta(days=1))
-    statement = Statement(MessageType.RECEIPT, MESSAGE_ID, hashlib.sha256(b"package").hexdigest(), COUNTY,
-                          "县政府办公室", "张三", NOW, None, CITY)
+    package = "国密公文 sealed package".encode() * 100
+    sm3 = run_openssl("dgst", "-sm3", "-r", input=package).stdout.decode().split()[0]
+    statement = Statement(MessageType.RECEIPT, MESSAGE_ID, sm3, COUNTY, "县政府办公室", "张三", NOW, None, CITY, "sm3")
     der = sign_statement(statement, seal.signer)
     verified = verify_statement(der, TrustStore.of([sm.root.certificate]), now=NOW)
     assert verified.statement == statement
+    content = acms.ContentInfo.load(der)["content"]["encap_content_info"]["content"].native
+    assert json.loads(content)["package_sm3"] == sm3 and b"package_sha256" not in content
     _checked_by_others(seal.certificate, *_cms_signature(der, None), tmp_path)
+    check_statement(verified.statement, type=MessageType.RECEIPT, doc_id=MESSAGE_ID, unit=COUNTY, by="张三", at=NOW,
+                    reason=None, package_digest=sm3, sender_unit=CITY, digest_algorithm="sm3")
+    for digest, algorithm in ((hashlib.sha256(package).hexdigest(), "sha256"), ("00" * 32, "sm3")):
+        with pytest.raises(StatementError) as info:  # the package's SHA-256, or another package's SM3
+            check_statement(verified.statement, type=MessageType.RECEIPT, doc_id=MESSAGE_ID, unit=COUNTY, by="张三",
+                            at=NOW, reason=None, package_digest=digest, sender_unit=CITY, digest_algorithm=algorithm)
+        assert info.value.code == "STATEMENT_MISMATCH" and info.value.details["field"] == "package_sm3"
+    # The other profile's key under an SM2 seal: our signer will not write it, our verifier refuses it.
+    sha = dataclasses.replace(statement, package_digest=hashlib.sha256(package).hexdigest(), digest_algorithm="sha256")
+    with pytest.raises(StatementError) as info:
+        sign_statement(sha, seal.signer)
+    assert info.value.code == "STATEMENT_INVALID"
+    forged = cms.sign_detached(sha.encode(), seal.signer, encapsulate=True, signing_time=NOW)
+    with pytest.raises(StatementError) as info:
+        verify_statement(forged, TrustStore.of([sm.root.certificate]), now=NOW)
+    assert info.value.code == "STATEMENT_INVALID" and info.value.details["field"] == "package_sha256"
     other = dataclasses.replace(statement, by="李四")
     forged = der.replace(statement.encode(), other.encode())
     with pytest.raises(StatementError):

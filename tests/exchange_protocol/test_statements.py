@@ -61,7 +61,7 @@ def test_a_statement_verifies_offline_and_says_what_was_signed(seal, trust):
     assert verified.statement == _statement()
     assert verified.signer_certificate == seal.certificate
     check_statement(verified.statement, type=MessageType.RETURN, doc_id=DOC, unit=UNIT, by="张三", at=AT,
-                    reason="附件缺页", package_sha256=DIGEST, sender_unit=SENDER)
+                    reason="附件缺页", package_digest=DIGEST, sender_unit=SENDER)
 
 
 def test_openssl_cms_verify_accepts_it_with_the_root_alone(seal, root_ca, tmp_path):
@@ -81,11 +81,41 @@ def test_a_statement_about_something_else_is_a_mismatch(seal, trust, field, valu
         value = AT + value
     verified = verify_statement(sign_statement(_statement(), seal), trust, now=AT)
     expected = dict(type=MessageType.RETURN, doc_id=DOC, unit=UNIT, by="张三", at=AT, reason="附件缺页",
-                    package_sha256=DIGEST, sender_unit=SENDER)
-    expected[field] = value
+                    package_digest=DIGEST, sender_unit=SENDER)
+    expected["package_digest" if field == "package_sha256" else field] = value
     with pytest.raises(StatementError) as info:
         check_statement(verified.statement, **expected)
     assert info.value.code == "STATEMENT_MISMATCH" and info.value.details["field"] == field
+
+
+def test_a_p256_seals_statement_names_the_package_by_sha256_not_sm3(seal, trust):
+    """One network, one profile: an international seal's statement naming its package by SM3 is
+    refused by our signer and, forged by hand, by the verifier — with the codes of any bad statement."""
+    sm3 = _statement(digest_algorithm="sm3")
+    assert b'"package_sm3"' in sm3.encode() and b"package_sha256" not in sm3.encode()
+    with pytest.raises(StatementError) as info:
+        sign_statement(sm3, seal)
+    assert info.value.code == "STATEMENT_INVALID"
+    from pki import cms
+    forged = cms.sign_detached(sm3.encode(), seal, encapsulate=True, signing_time=AT)
+    with pytest.raises(StatementError) as info:
+        verify_statement(forged, trust, now=AT)
+    assert info.value.code == "STATEMENT_INVALID" and info.value.details["field"] == "package_sm3"
+    verified = verify_statement(sign_statement(_statement(), seal), trust, now=AT)
+    with pytest.raises(StatementError) as info:  # expected by SM3, told SHA-256: a mismatch
+        check_statement(verified.statement, type=MessageType.RETURN, doc_id=DOC, unit=UNIT, by="张三", at=AT,
+                        reason="附件缺页", package_digest=DIGEST, sender_unit=SENDER, digest_algorithm="sm3")
+    assert info.value.code == "STATEMENT_MISMATCH" and info.value.details["field"] == "package_sha256"
+
+
+def test_a_statement_names_exactly_one_package_digest():
+    content = _statement().encode()
+    both = content.replace(b'"package_sha256"', b'"package_sm3":"' + DIGEST.encode() + b'","package_sha256"')
+    for bad in (both, content.replace(b'"package_sha256"', b'"package_sha512"')):
+        with pytest.raises(StatementError) as info:
+            decode_statement(bad)
+        assert info.value.code == "STATEMENT_INVALID"
+    assert decode_statement(content) == _statement()
 
 
 def test_another_units_seal_cannot_speak_for_this_unit(root_ca, trust):

@@ -99,7 +99,7 @@ def test_a_forged_statement_is_refused_audited_and_moves_nothing(node_dir, tmp_p
             if forgery == "another unit's seal":
                 bad = _signed(node_dir, unit, doc_id, digest, at, seal_of=UNITS[0])
             elif forgery == "another package":
-                bad = _signed(node_dir, unit, doc_id, digest, at, package_sha256=hashlib.sha256(b"other").hexdigest())
+                bad = _signed(node_dir, unit, doc_id, digest, at, package_digest=hashlib.sha256(b"other").hexdigest())
             elif forgery == "another reason":
                 bad = _signed(node_dir, unit, doc_id, digest, at, kind=MessageType.RETURN, reason="文不对题")
                 bad = dataclasses.replace(bad, reason="不属本单位办理")  # the notice says another reason
@@ -138,16 +138,18 @@ def test_a_forged_statement_is_refused_audited_and_moves_nothing(node_dir, tmp_p
     asyncio.run(run())
 
 
-def test_the_statement_the_county_makes_verifies_and_names_the_package_it_received(node_dir):
+def test_the_statement_the_county_makes_verifies_and_names_the_package_it_received(node_dir, tmp_path):
     from node.federation.notice_evidence import make_statement
+    from node.store.blobs import BlobStore
     county = node_context(node_dir / "county")
     row = InboxRow(doc_id="0193a5b2-0000-7000-8000-000000000001", unit=UNITS[0], role="main", from_unit=SENDER,
                    title="通知", kind="通知", status="pending", package_digest="ab" * 32, received_at=county.clock())
     at = county.clock().replace(microsecond=0)
-    der = make_statement(county.seals[UNITS[0]], row, UNITS[0], MessageType.RETURN, "收发员", at, "文不对题")
+    der = make_statement(county.seals[UNITS[0]], BlobStore(tmp_path), row, UNITS[0], MessageType.RETURN, "收发员", at, "文不对题")
     statement = verify_statement(der, county.trust, now=at).statement
-    assert (statement.package_sha256, statement.sender_unit, statement.reason, statement.unit_name) == \
+    assert (statement.package_digest, statement.sender_unit, statement.reason, statement.unit_name) == \
         ("ab" * 32, SENDER, "文不对题", "第0社区居民委员会")
+    assert statement.digest_field == "package_sha256"  # a P-256 seal: the package's blob name, read from nowhere
 
 
 def test_a_statement_by_a_revoked_seal_is_refused_as_untrusted(node_dir, tmp_path):
