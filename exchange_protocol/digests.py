@@ -11,7 +11,9 @@ other's:
 - the transport receipt's digest of every frame byte received: ``envelope_sha256`` or
   ``envelope_sm3`` (:mod:`exchange_protocol.transport_receipt`), signed by the receiver;
 - the replay identity (:func:`exchange_protocol.replay.envelope_identity`): not on the wire, but
-  the receiver's record of what it accepted; it takes the digest the header names.
+  the receiver's record of what it accepted; it takes the digest the header names;
+- the 签收/退回 statement's package digest: ``package_sha256`` or ``package_sm3``
+  (:mod:`exchange_protocol.statements`), signed by the unit's seal key, whose algorithm fixes it.
 
 A verifier takes the network's digest from its policy (:attr:`TrustPolicy.profile
 <exchange_protocol.envelope_seal.TrustPolicy.profile>`) and refuses a header naming the other with
