@@ -333,6 +333,23 @@ def blob_path(node: LocalNode, digest: str) -> Path:
     return load_config(node.directory).data_dir / "blobs" / "sha256" / digest[:2] / digest[2:]
 
 
+def kept_statements(node: LocalNode, doc_id: str, side: str) -> dict[str, dict]:
+    """The 签收/退回 statements ``node`` keeps for ``doc_id`` on ``side`` (receiver/sender), by unit: the
+    signed content as the CMS carries it, read with asn1crypto."""
+    from asn1crypto import cms as acms
+    rows = db_rows(node, "SELECT unit, statement FROM notice_evidence WHERE doc_id = ? AND side = ?", [doc_id, side])
+    return {unit: json.loads(acms.ContentInfo.load(bytes(der))["content"]["encap_content_info"]["content"].native)
+            for unit, der in rows}
+
+
+def package_digest_by_openssl(net: LocalNetwork, package: bytes) -> tuple[str, str]:
+    """(the statement key, the digest) a 签收/退回 statement names ``package`` by on ``net``: SM3 on a
+    国密 network, SHA-256 on an international one — computed by `openssl dgst`."""
+    algorithm = "sm3" if net.profile == "sm" else "sha256"
+    out = subprocess.run(["openssl", "dgst", f"-{algorithm}", "-r"], input=package, capture_output=True, check=True)
+    return f"package_{algorithm}", out.stdout.decode().split()[0]
+
+
 def metric(node: LocalNode, name: str, **labels: str) -> float:
     """A counter's value from the node's /metrics (0 when the series does not exist yet)."""
     text = node.client("operator").get("/metrics")

@@ -8,11 +8,13 @@ checked out; the rest is judged when the document is applied. Two refusals happe
 * the PDF seal fails its full validation: the document is quarantined, never offered for 签收.
 
 Either way a ``bounce`` goes back to the sending node, whose recipient rows turn 失败 with the
-receiver's reason — in the API and in ``gwx track`` — instead of waiting on 已发送 for ever.
+receiver's reason — in the API and in ``gwx track`` — instead of waiting on 已发送 for ever. The
+id conflict runs on a 国密 network too (SM2-signed bounce, SM4 payload); the PDF seal's is a PDF's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import sqlite3
@@ -28,11 +30,13 @@ from tests.node.network.network_support import (
     A1,
     B1,
     CITY,
+    ByProfile,
     blob_path,
     db_path,
     db_rows,
     db_value,
     ensure_running,
+    every_profile,
     gwx,
     inbox_item,
     notice_meta,
@@ -47,11 +51,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("bounce")
-    network = start_network(base, {"city": ([CITY], {}), "county-a": ([A1], {}), "county-b": ([B1], {})})
-    yield network
-    network.stop_all()
+def networks(tmp_path_factory):
+    with contextlib.ExitStack() as stack:
+        def make(profile: str):
+            network = start_network(tmp_path_factory.mktemp(f"bounce-{profile}"),
+                                    {"city": ([CITY], {}), "county-a": ([A1], {}), "county-b": ([B1], {})},
+                                    profile=profile)
+            stack.callback(network.stop_all)
+            return network
+        yield ByProfile(make)
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def track(node, unit: str, doc_id: str) -> str:
@@ -65,6 +78,7 @@ def received_state(node, message_id: str) -> tuple | None:
     return rows[0] if rows else None
 
 
+@every_profile
 def test_a_reused_document_id_is_bounced_to_its_sender(net):
     city, county_a, county_b = net.nodes["city"], net.nodes["county-a"], net.nodes["county-b"]
     ensure_running(net, city, county_a, county_b)

@@ -3,11 +3,14 @@
 The nodes keep their rows in SQLite, then (the same tests) in PostgreSQL. A sealed 通知 from the city's office reaches units on both county nodes (主送 and 抄送) and a unit
 hosted on the city node itself; each clerk's action (签收, 退回, 登记, 撤回, 催办) shows on the other
 side. The package a clerk downloads is checked with tools we did not write (pdfsig, qpdf) and with
-the ``gwx doc verify`` command; the sender's ``gwx track`` prints its table in Chinese.
+the ``gwx doc verify`` command; the sender's ``gwx track`` prints its table in Chinese. Delivery and
+签收/退回 run on a 国密 network too (SM2 seals and headers, SM4 payloads, an OFD body, statements naming
+the package by SM3), on SQLite.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -23,12 +26,16 @@ from tests.node.network.network_support import (
     B1,
     CITY,
     CITY_LOCAL,
+    PROFILES,
+    ByProfile,
     clerk_name,
     db_path,
     db_value,
     gwx,
     inbox_item,
+    kept_statements,
     notice_meta,
+    package_digest_by_openssl,
     recipients_by_unit,
     start_network,
     token_file,
@@ -41,23 +48,36 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def net(request, tmp_path_factory):
+def networks(request, tmp_path_factory):
     """The three nodes, each keeping its rows in SQLite, or each in a PostgreSQL database of its own
-    (empty: the node makes its tables at its first start)."""
-    base = tmp_path_factory.mktemp("exchange")
-    stores = {"city": {}, "county-a": {}, "county-b": {}}
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres_server")
-        stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
-                  for node in stores}
-    network = start_network(base, {"city": ([CITY, CITY_LOCAL], stores["city"]),
-                                   "county-a": ([A1, A2], stores["county-a"]), "county-b": ([B1], stores["county-b"])})
-    if request.param == "postgresql":  # the rows are in PostgreSQL, none in a SQLite file
-        assert not any(db_path(node).exists() for node in network.nodes.values())
-    yield network
+    (empty: the node makes its tables at its first start); one such network per profile asked for."""
+    def make(profile: str):
+        stores = {"city": {}, "county-a": {}, "county-b": {}}
+        if request.param == "postgresql":
+            server = request.getfixturevalue("postgres_server")
+            stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
+                      for node in stores}
+        network = start_network(tmp_path_factory.mktemp(f"exchange-{profile}"),
+                                {"city": ([CITY, CITY_LOCAL], stores["city"]), "county-a": ([A1, A2], stores["county-a"]),
+                                 "county-b": ([B1], stores["county-b"])}, profile=profile)
+        stack.callback(_stop_and_check, network)
+        if request.param == "postgresql":  # the rows are in PostgreSQL, none in a SQLite file
+            assert not any(db_path(node).exists() for node in network.nodes.values())
+        return network
+
+    with contextlib.ExitStack() as stack:
+        yield ByProfile(make)
+
+
+def _stop_and_check(network) -> None:
     network.stop_all()
     for node in network.nodes.values():  # after a clean stop, every node's audit chain still verifies
         assert verify_audit_chain(node) > 0
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 # The PostgreSQL copy of a scenario is worth its ~10 s where the store's SQL takes part in what is
@@ -65,7 +85,12 @@ def net(request, tmp_path_factory):
 # is past the store: the package's bytes with outside tools, an OFD body's seal (the envelope and its
 # rows go the way the PDF scenarios above take on PostgreSQL), the track command's table (the same API
 # answer the sign-for scenario reads on PostgreSQL). It runs on the SQLite network only.
-past_the_store = pytest.mark.parametrize("net", ["sqlite"], indirect=True)
+past_the_store = pytest.mark.parametrize("networks", ["sqlite"], indirect=True)
+# A scenario whose behaviour involves the profile's algorithms (sealing, signing and encrypting the
+# document, the 签收/退回 notices and their statements) runs on a 国密 network too — network_support's
+# every_profile, here on SQLite alone: the store keeps the same rows whichever algorithm signed them.
+every_profile = pytest.mark.parametrize(("networks", "profile"), [("sqlite", p) for p in PROFILES]
+                                        + [("postgresql", "international")], indirect=["networks"])
 
 
 @pytest.fixture
@@ -79,6 +104,7 @@ def send(net, to, cc=(), **kw) -> str:
     return result["doc_id"]
 
 
+@every_profile
 def test_a_sealed_notice_reaches_units_on_two_counties_and_on_its_own_node(net, nodes):
     city, county_a, county_b = nodes
     doc_id = send(net, to=[A1, B1], cc=[A2, CITY_LOCAL])
@@ -103,6 +129,7 @@ def test_a_sealed_notice_reaches_units_on_two_counties_and_on_its_own_node(net, 
     assert db_value(city, "SELECT COUNT(*) FROM inbox WHERE doc_id = ?", [doc_id]) == 1
 
 
+@every_profile
 def test_sign_for_return_and_register_show_on_the_senders_side(net, nodes):
     city, county_a, county_b = nodes
     doc_id = send(net, to=[A1, B1], cc=[CITY_LOCAL])
@@ -123,6 +150,15 @@ def test_sign_for_return_and_register_show_on_the_senders_side(net, nodes):
     assert rows[B1]["who"] == clerk_name(B1) and rows[B1]["reason"] == "非本单位职责，请转交市应急局"
     assert rows[CITY_LOCAL]["who"] == clerk_name(CITY_LOCAL)
     assert tracking["doc"]["counts"] == {"signed_for": 2, "returned": 1}
+    # Each came with its unit's signed statement, kept by the county that made it and by the city that
+    # checked it: naming the package by the network's digest (SM3 on a 国密 network), the one openssl
+    # computes over the package the clerk received.
+    key, digest = package_digest_by_openssl(net, county_a.clerk(A1).get(f"/api/v1/inbox/{doc_id}/package"))
+    at_city = kept_statements(city, doc_id, "sender")
+    for unit, host in ((A1, county_a), (B1, county_b)):
+        made = kept_statements(host, doc_id, "receiver")[unit]
+        assert made == at_city[unit] and made[key] == digest and made["by"] == clerk_name(unit)
+    assert at_city[B1]["type"] == "return" and at_city[B1]["reason"] == "非本单位职责，请转交市应急局"
 
     registered = county_a.clerk(A1).post(f"/api/v1/inbox/{doc_id}/register")
     assert registered["status"] == "registered" and registered["signed_by"] == clerk_name(A1)

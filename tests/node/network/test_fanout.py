@@ -7,10 +7,14 @@ city ─┬─ county-a ─┬─ town-a1
 The city sends one 通知 to a unit on each of the five other nodes. Its envelope to county-a is one
 bundle (one payload encrypted once, a header for county-a, town-a1 and town-a2), its envelope to
 county-b another; each county keeps its own header and forwards one frame per township, carrying
-the same payload bytes. Every unit gets the document, every 签收 comes back.
+the same payload bytes. Every unit gets the document, every 签收 comes back — on an international
+network and on a 国密 one (SM4/SM2 bundles, SM2-signed headers and 签收 statements naming the package
+by SM3).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 
@@ -21,8 +25,10 @@ from tests.node.network.network_support import (
     B1,
     CITY,
     UNIT_NAMES,
+    ByProfile,
     db_rows,
     directory_network,
+    every_profile,
     inbox_item,
     notice_meta,
     wait_status,
@@ -40,17 +46,24 @@ NODES = [("city", "city", None, CITY), ("county-a", "county", "city", A1), ("cou
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def networks(tmp_path_factory):
     hosted = {node_id: [{"code": code, "name": NAMES[code]}] for node_id, _, _, code in NODES}
     # The city's in-flight window (2) is smaller than its bundle to county-a (3 headers): the
     # window cuts the bundle, and its frame goes out twice, answered for every header each time.
     overrides = {"city": {"limits": {"batch_size": 2, "active_window": 2}}}
-    with directory_network(tmp_path_factory.mktemp("fanout"), hosted, [(n, level, parent) for n, level, parent, _ in NODES],
-                           [{"code": code, "name": NAMES[code], "level": level, "node": n} for n, level, _, code in NODES],
-                           overrides) as net:
-        yield net
+    tree = [(n, level, parent) for n, level, parent, _ in NODES]
+    listed = [{"code": code, "name": NAMES[code], "level": level, "node": n} for n, level, _, code in NODES]
+    with contextlib.ExitStack() as stack:
+        yield ByProfile(lambda profile: stack.enter_context(directory_network(
+            tmp_path_factory.mktemp(f"fanout-{profile}"), hosted, tree, listed, overrides, profile=profile)))
 
 
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
+
+
+@every_profile
 def test_one_document_to_five_nodes_leaves_the_city_once_per_child_link(net):
     city = net.nodes["city"]
     units = [code for n, _, _, code in NODES if n != "city"]
