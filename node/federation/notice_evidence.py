@@ -51,8 +51,7 @@ from exchange_protocol.statements import (
 )
 from node.context import NodeContext
 from node.errors import NodeError
-from node.store import InboxRow, NodeStore, OutgoingLink, Transaction
-from node.store.blobs import BlobStore
+from node.store import BlobStore, InboxRow, NodeStore, OutgoingLink, Transaction
 from node.store.evidence import NoticeEvidence
 from pki.errors import ErrorKind
 from pki.seal_store import SealCredential

@@ -30,6 +30,7 @@ from tests.node.network.network_support import (
     ByProfile,
     clerk_name,
     db_path,
+    db_rows,
     db_value,
     gwx,
     inbox_item,
@@ -130,7 +131,7 @@ def test_a_sealed_notice_reaches_units_on_two_counties_and_on_its_own_node(net, 
 
 
 @every_profile
-def test_sign_for_return_and_register_show_on_the_senders_side(net, nodes):
+def test_sign_for_return_and_register_show_on_the_senders_side(net, nodes, tmp_path):
     city, county_a, county_b = nodes
     doc_id = send(net, to=[A1, B1], cc=[CITY_LOCAL])
     inbox_item(county_a, A1, doc_id)
@@ -159,6 +160,13 @@ def test_sign_for_return_and_register_show_on_the_senders_side(net, nodes):
         made = kept_statements(host, doc_id, "receiver")[unit]
         assert made == at_city[unit] and made[key] == digest and made["by"] == clerk_name(unit)
     assert at_city[B1]["type"] == "return" and at_city[B1]["reason"] == "非本单位职责，请转交市应急局"
+    statement = tmp_path / "a1.cms"  # and `gwx doc check-statement`, offline, with the root alone, reads it
+    statement.write_bytes(bytes(db_rows(county_a, "SELECT statement FROM notice_evidence WHERE doc_id = ? AND unit = ?"
+                                                  " AND side = 'receiver'", [doc_id, A1])[0][0]))
+    checked = gwx("doc", "check-statement", str(statement), "--trust",
+                  str(county_a.directory / "credentials" / "root.crt"), "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)[key] == digest
 
     registered = county_a.clerk(A1).post(f"/api/v1/inbox/{doc_id}/register")
     assert registered["status"] == "registered" and registered["signed_by"] == clerk_name(A1)
