@@ -52,17 +52,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 def networks(request, tmp_path_factory):
     """The three nodes, each keeping its rows in SQLite, or each in a PostgreSQL database of its own
     (empty: the node makes its tables at its first start); one such network per profile asked for."""
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+
     def make(profile: str):
         stores = {"city": {}, "county-a": {}, "county-b": {}}
-        if request.param == "postgresql":
-            server = request.getfixturevalue("postgres_server")
+        if server is not None:
             stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
                       for node in stores}
         network = start_network(tmp_path_factory.mktemp(f"exchange-{profile}"),
                                 {"city": ([CITY, CITY_LOCAL], stores["city"]), "county-a": ([A1, A2], stores["county-a"]),
                                  "county-b": ([B1], stores["county-b"])}, profile=profile)
         stack.callback(_stop_and_check, network)
-        if request.param == "postgresql":  # the rows are in PostgreSQL, none in a SQLite file
+        if server is not None:  # the rows are in PostgreSQL, none in a SQLite file
             assert not any(db_path(node).exists() for node in network.nodes.values())
         return network
 
