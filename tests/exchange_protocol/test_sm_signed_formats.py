@@ -179,3 +179,26 @@ def test_time_stamp_tokens_are_sm2_signed_gbt_cms(sm, tmp_path):
     attrs = {a["type"].dotted: a["values"][0] for a in si["signed_attrs"]}
     assert attrs["1.2.840.113549.1.9.4"].native == digest.value()
     _checked_by_others(signer.certificate, b"\x31" + si["signed_attrs"].dump()[1:], si["signature"].native, tmp_path)
+
+
+def test_an_archive_holds_an_sm2_seals_statement_to_the_archived_packages_sm3(sm, tmp_path):
+    """The archive verifier asks the archived package's digest by the statement's key (SM3 here) and
+    refuses a statement about other bytes."""
+    from exchange_protocol import archive as A
+    from exchange_protocol.archive_verify import _check_statements
+    town = make_unit_code("11371302MB0000009")  # a seal of its own: the CA issues one per unit
+    seal = issue_seal(sm.root, town, "镇政府办公室", tmp_path / "seal", PASSPHRASE, now=NOW - dt.timedelta(days=1))
+    package = "归档的封装包".encode() * 50
+    sm3 = run_openssl("dgst", "-sm3", "-r", input=package).stdout.decode().split()[0]
+    der = sign_statement(Statement(MessageType.RECEIPT, MESSAGE_ID, sm3, town, "镇政府办公室", "张三", NOW, None,
+                                   CITY, "sm3"), seal.signer)
+    small, trust, asked = {f"{A.STATEMENTS_DIR}0000.receipt.cms": der}, TrustStore.of([sm.root.certificate]), []
+
+    def archived(digest: str) -> str:
+        asked.append(digest)
+        return sm3 if digest == "sm3" else hashlib.sha256(package).hexdigest()
+
+    passed = _check_statements(small, trust, NOW, (), None, MESSAGE_ID, archived)
+    assert (passed.status, asked) == ("pass", ["sm3"]), passed
+    failed = _check_statements(small, trust, NOW, (), None, MESSAGE_ID, lambda digest: "00" * 32)
+    assert failed.status == "fail" and failed.code == "ARCHIVE_EVIDENCE_INVALID" and "package_sm3" in failed.message
