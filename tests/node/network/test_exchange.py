@@ -27,7 +27,6 @@ from tests.node.network.network_support import (
     CITY,
     CITY_LOCAL,
     PROFILES,
-    ByProfile,
     clerk_name,
     db_path,
     db_rows,
@@ -48,27 +47,33 @@ from tests.node.network.network_support import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def networks(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory):
     """The three nodes, each keeping its rows in SQLite, or each in a PostgreSQL database of its own
-    (empty: the node makes its tables at its first start); one such network per profile asked for."""
-    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    (empty: the node makes its tables at its first start): one network per (store, profile) a test
+    asks for, made then and kept for the module — so that a scenario's copies share it whatever
+    order they run in (a store as a module fixture's param, overridden by the copies, was set up
+    again at each change)."""
+    made: dict[tuple[str, str], object] = {}
 
-    def make(profile: str):
-        stores = {"city": {}, "county-a": {}, "county-b": {}}
-        if server is not None:
-            stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
-                      for node in stores}
-        network = start_network(tmp_path_factory.mktemp(f"exchange-{profile}"),
-                                {"city": ([CITY, CITY_LOCAL], stores["city"]), "county-a": ([A1, A2], stores["county-a"]),
-                                 "county-b": ([B1], stores["county-b"])}, profile=profile)
-        stack.callback(_stop_and_check, network)
-        if server is not None:  # the rows are in PostgreSQL, none in a SQLite file
-            assert not any(db_path(node).exists() for node in network.nodes.values())
-        return network
+    def get(store: str, profile: str, server):
+        if (store, profile) not in made:
+            stores = {"city": {}, "county-a": {}, "county-b": {}}
+            if server is not None:
+                stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
+                          for node in stores}
+            network = start_network(tmp_path_factory.mktemp(f"exchange-{store}-{profile}"),
+                                    {"city": ([CITY, CITY_LOCAL], stores["city"]),
+                                     "county-a": ([A1, A2], stores["county-a"]), "county-b": ([B1], stores["county-b"])},
+                                    profile=profile)
+            stack.callback(_stop_and_check, network)
+            if server is not None:  # the rows are in PostgreSQL, none in a SQLite file
+                assert not any(db_path(node).exists() for node in network.nodes.values())
+            made[store, profile] = network
+        return made[store, profile]
 
     with contextlib.ExitStack() as stack:
-        yield ByProfile(make)
+        yield get
 
 
 def _stop_and_check(network) -> None:
@@ -77,9 +82,14 @@ def _stop_and_check(network) -> None:
         assert verify_audit_chain(node) > 0
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def net(networks, profile):
-    return networks(profile)
+def net(networks, store, profile, request):
+    return networks(store, profile, request.getfixturevalue("postgres_server") if store == "postgresql" else None)
 
 
 # The PostgreSQL copy of a scenario is worth its ~10 s where the store's SQL takes part in what is
@@ -87,12 +97,12 @@ def net(networks, profile):
 # is past the store: the package's bytes with outside tools, an OFD body's seal (the envelope and its
 # rows go the way the PDF scenarios above take on PostgreSQL), the track command's table (the same API
 # answer the sign-for scenario reads on PostgreSQL). It runs on the SQLite network only.
-past_the_store = pytest.mark.parametrize("networks", ["sqlite"], indirect=True)
+past_the_store = pytest.mark.parametrize("store", ["sqlite"])
 # A scenario whose behaviour involves the profile's algorithms (sealing, signing and encrypting the
 # document, the 签收/退回 notices and their statements) runs on a 国密 network too — network_support's
 # every_profile, here on SQLite alone: the store keeps the same rows whichever algorithm signed them.
-every_profile = pytest.mark.parametrize(("networks", "profile"), [("sqlite", p) for p in PROFILES]
-                                        + [("postgresql", "international")], indirect=["networks"])
+every_profile = pytest.mark.parametrize(("store", "profile"), [("sqlite", p) for p in PROFILES]
+                                        + [("postgresql", "international")])
 
 
 @pytest.fixture
