@@ -56,13 +56,13 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from pki import cms
 from pki.algorithms import SM2_SM3
-from pki.errors import CertificateInvalid, GwxError, PkiError
+from pki.errors import GwxError
 from pki.seal import Seal
 from pki.signer import Signer
-from pki.trust import Purpose, RevocationCheck, TrustStore, verify_certificate
+from pki.trust import RevocationCheck
 
-from .errors import PackageInputError, PackageNotPdf, PackageSealInvalid, PdfSealNotLast, PdfSealWrongSigner
-from .pades_lean import PdfSealStatus
+from .errors import PackageInputError, PackageNotPdf, PackageSealInvalid, PdfSealNotLast
+from .pades_lean import PdfSealStatus, check_seal_signer, verify_seal_cms
 
 MM_TO_PT = 72 / 25.4
 FIELD_NAME = "GwxSeal"
@@ -314,12 +314,8 @@ def validate_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at:
     if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
         raise PdfSealNotLast("content was added to body.pdf after it was sealed", coverage=str(status.coverage))
     cert = x509.load_der_x509_certificate(status.signing_cert.dump())
-    if expected_certificate is not None and cert != expected_certificate:
-        raise PdfSealWrongSigner("body.pdf was sealed with another certificate than the package's seal",
-                                 subject=cert.subject.rfc4514_string())
-    if revocation is not None:
-        verify_certificate(cert, TrustStore.of(trust_roots), at, [*_carried_certificates(sig), *intermediates],
-                           Purpose.SEAL, revocation)
+    check_seal_signer(cert, trust_roots, at, [*_carried_certificates(sig), *intermediates],
+                      expected_certificate=expected_certificate, revocation=revocation)
     return PdfSealStatus(cert, status.signer_reported_dt, sig.field_name, len(signatures))
 
 
@@ -343,23 +339,10 @@ def _validate_sm2(sig, trust_roots: Sequence[x509.Certificate], at: dt.datetime,
         der = a_cms.ContentInfo({"content_type": "signed_data", "content": sig.signed_data}).dump()
     except Exception as exc:  # pyHanko raises for structurally broken signatures
         raise PackageSealInvalid(f"the PDF seal cannot be validated: {type(exc).__name__}: {exc}") from None
-    carried = _carried_certificates(sig)
-    try:
-        result = cms.verify_detached(der, digest=digest, trust_roots=TrustStore.of(trust_roots), now=at,
-                                     intermediates=[*carried, *intermediates], purpose=Purpose.SEAL,
-                                     require_signing_cert_v2=True)
-    except CertificateInvalid as exc:
-        raise PackageSealInvalid("the PDF seal's certificate does not chain to a trusted root at the "
-                                 f"verification time: {exc.message}", trusted=False, cause=exc.code) from None
-    except PkiError as exc:
-        raise PackageSealInvalid(f"the PDF seal does not verify: the sealed document was changed ({exc.message})",
-                                 intact=False, cause=exc.code) from None
+    path = [*_carried_certificates(sig), *intermediates]
+    result = verify_seal_cms(der, digest=digest, trust_roots=trust_roots, at=at, intermediates=path)
     if coverage != SignatureCoverageLevel.ENTIRE_FILE:
         raise PdfSealNotLast("content was added to body.pdf after it was sealed", coverage=str(coverage))
     cert = result.signer_certificate
-    if expected_certificate is not None and cert != expected_certificate:
-        raise PdfSealWrongSigner("body.pdf was sealed with another certificate than the package's seal",
-                                 subject=cert.subject.rfc4514_string())
-    if revocation is not None:
-        verify_certificate(cert, TrustStore.of(trust_roots), at, [*carried, *intermediates], Purpose.SEAL, revocation)
+    check_seal_signer(cert, trust_roots, at, path, expected_certificate=expected_certificate, revocation=revocation)
     return PdfSealStatus(cert, result.signing_time or sig.self_reported_timestamp, sig.field_name, count)

@@ -85,23 +85,42 @@ def check_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at: dt
                                   byte_range=f"{a} {b} {c} {d}")
     der = _cms_der(hole[1:-1])
     carried = _carried(der)
+    path = [*carried, *intermediates]
+    result = verify_seal_cms(der, data=pdf[:b] + pdf[c:], trust_roots=trust_roots, at=at, intermediates=path)
+    cert = result.signer_certificate
+    check_seal_signer(cert, trust_roots, at, path, expected_certificate=expected_certificate, revocation=revocation)
+    return PdfSealStatus(cert, result.signing_time or _claimed_time(pdf, ranges[-1].end()), LEAN_FIELD, len(ranges))
+
+
+def verify_seal_cms(der: bytes, *, data: bytes | None = None, digest: bytes | None = None,
+                    trust_roots: Sequence[x509.Certificate], at: dt.datetime,
+                    intermediates: Sequence[x509.Certificate]) -> cms.CmsSignature:
+    """The PDF seal's CMS verified over the signed byte ranges (``data``, the lean check) or their
+    digest (``digest``, the full validator's SM2 path, pyHanko having read the ranges): signed
+    attributes, ESS signing-certificate-v2, a signer chaining to ``trust_roots`` at ``at`` for
+    sealing. A failure is :class:`PackageSealInvalid` (``trusted=False`` for the chain, ``intact=False``
+    for the cryptography) with the PKI's code as its cause."""
     try:
-        result = cms.verify_detached(der, pdf[:b] + pdf[c:], trust_roots=TrustStore.of(trust_roots), now=at,
-                                     intermediates=[*carried, *intermediates], purpose=Purpose.SEAL,
-                                     require_signing_cert_v2=True)
+        return cms.verify_detached(der, data, digest=digest, trust_roots=TrustStore.of(trust_roots), now=at,
+                                   intermediates=intermediates, purpose=Purpose.SEAL, require_signing_cert_v2=True)
     except CertificateInvalid as exc:
         raise PackageSealInvalid("the PDF seal's certificate does not chain to a trusted root at the "
                                  f"verification time: {exc.message}", trusted=False, cause=exc.code) from None
     except PkiError as exc:
         raise PackageSealInvalid(f"the PDF seal does not verify: the sealed document was changed ({exc.message})",
                                  intact=False, cause=exc.code) from None
-    cert = result.signer_certificate
+
+
+def check_seal_signer(cert: x509.Certificate, trust_roots: Sequence[x509.Certificate], at: dt.datetime,
+                      path: Sequence[x509.Certificate], *, expected_certificate: x509.Certificate | None,
+                      revocation: RevocationCheck | None) -> None:
+    """The seal's signer is the package's seal certificate (:class:`PdfSealWrongSigner`) and, with
+    ``revocation``, not revoked (:func:`pki.trust.verify_certificate`'s codes); every check's last step."""
     if expected_certificate is not None and cert != expected_certificate:
         raise PdfSealWrongSigner("body.pdf was sealed with another certificate than the package's seal",
                                  subject=cert.subject.rfc4514_string())
     if revocation is not None:
-        verify_certificate(cert, TrustStore.of(trust_roots), at, [*carried, *intermediates], Purpose.SEAL, revocation)
-    return PdfSealStatus(cert, result.signing_time or _claimed_time(pdf, ranges[-1].end()), LEAN_FIELD, len(ranges))
+        verify_certificate(cert, TrustStore.of(trust_roots), at, path, Purpose.SEAL, revocation)
 
 
 def _claimed_time(pdf: bytes, start: int) -> dt.datetime | None:
