@@ -5,7 +5,8 @@ CA, mutual TLS between nodes, SQLite files on disk, clerks' tokens. Nothing is m
 
 * unit codes and :func:`notice_meta` (the metadata of a 通知);
 * :func:`start_network` — build and start a topology once per module (retry windows shortened so
-  a restarted peer is retried within a second); :func:`new_network` and :func:`connect_and_start`
+  a restarted peer is retried within a second); :func:`city_and_county`, the two-node network many
+  modules share, as a module fixture; :func:`new_network` and :func:`connect_and_start`
   for topologies it cannot say (intermediate CAs). ``net.body`` is a sample 公文 PDF
   (:func:`node.localnet.notice_pdf`) to send;
 * :func:`db_rows` / :func:`db_value` — read a node's SQLite file read-only (WAL lets us read while
@@ -114,6 +115,20 @@ def start_network(base: Path, topology: dict[str, tuple[list[str], dict]], *,
     for node_id, (codes, overrides) in topology.items():
         net.add_node(node_id, units(*codes), **{"retry": FAST_RETRY, **overrides})
     return connect_and_start(net)
+
+
+def city_and_county(name: str):
+    """A module's ``networks`` fixture (``networks = city_and_county("peerdown")``): the city node
+    (:data:`CITY`) and county-a (:data:`A1`), each profile's started when a test first asks for it
+    (:class:`ByProfile`, the ``net`` fixture of conftest.py), all stopped after the module."""
+    @pytest.fixture(scope="module")
+    def networks(tmp_path_factory) -> Iterator[ByProfile]:
+        made = ByProfile(lambda profile: start_network(tmp_path_factory.mktemp(f"{name}-{profile}"),
+                                                       {"city": ([CITY], {}), "county-a": ([A1], {})},
+                                                       profile=profile))
+        yield made
+        made.stop_all()
+    return networks
 
 
 def new_network(base: Path, *, profile: str = "international") -> LocalNetwork:

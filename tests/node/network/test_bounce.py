@@ -62,11 +62,6 @@ def networks(tmp_path_factory):
         yield ByProfile(make)
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 def track(node, unit: str, doc_id: str) -> str:
     out = gwx("track", doc_id, "--node", node.ready["local_url"], "--token-file", str(token_file(node, f"clerk-{unit}")))
     assert out.returncode == 0, out.stderr

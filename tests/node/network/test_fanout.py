@@ -58,11 +58,6 @@ def networks(tmp_path_factory):
             tmp_path_factory.mktemp(f"fanout-{profile}"), hosted, tree, listed, overrides, profile=profile)))
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 @every_profile
 def test_one_document_to_five_nodes_leaves_the_city_once_per_child_link(net):
     city = net.nodes["city"]

@@ -76,11 +76,6 @@ def networks(tmp_path_factory):
         yield ByProfile(make)
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 @every_profile
 def test_twelve_signatures_written_while_the_line_is_busy_travel_in_two_envelopes(net):
     city, county, town = net.nodes["city"], net.nodes["county"], net.nodes["town"]

@@ -18,14 +18,13 @@ from node.localnet import send_document, wait_for
 from tests.node.network.network_support import (
     A1,
     CITY,
-    ByProfile,
+    city_and_county,
     db_rows,
     every_profile,
     gwx,
     inbox_item,
     notice_meta,
     recipients_by_unit,
-    start_network,
     verify_audit_chain,
     wait_status,
 )
@@ -34,17 +33,7 @@ from tests.node.network.network_support import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-@pytest.fixture(scope="module")
-def networks(tmp_path_factory):
-    made = ByProfile(lambda profile: start_network(tmp_path_factory.mktemp(f"peerdown-{profile}"),
-                                                   {"city": ([CITY], {}), "county-a": ([A1], {})}, profile=profile))
-    yield made
-    made.stop_all()
-
-
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
+networks = city_and_county("peerdown")
 
 
 def status_of(node) -> dict:

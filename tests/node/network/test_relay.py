@@ -65,11 +65,6 @@ def networks(tmp_path_factory):
             tmp_path_factory.mktemp(f"relay-{profile}"), hosted, TREE, UNITS, profile=profile)))
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 def relayed(node, message_id: str) -> list[tuple]:
     return db_rows(node, "SELECT relayed_to, state FROM received WHERE message_id = ?", [message_id])
 

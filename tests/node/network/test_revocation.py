@@ -22,8 +22,8 @@ from pki.keystore import write_public_file
 from tests.node.network.network_support import (
     A1,
     CITY,
-    ByProfile,
     RawPeer,
+    city_and_county,
     db_value,
     every_profile,
     forge_envelope,
@@ -33,7 +33,6 @@ from tests.node.network.network_support import (
     notice_meta,
     recipients_by_unit,
     sender_from,
-    start_network,
     tls_context_from,
     tls_context_of,
     wait_status,
@@ -44,17 +43,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 ACK = MessageType.TRANSPORT_ACK  # node-generated: needs no sending unit, so any node may send one
 
 
-@pytest.fixture(scope="module")
-def networks(tmp_path_factory):
-    made = ByProfile(lambda profile: start_network(tmp_path_factory.mktemp(f"revocation-{profile}"),
-                                                   {"city": ([CITY], {}), "county-a": ([A1], {})}, profile=profile))
-    yield made
-    made.stop_all()
-
-
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
+networks = city_and_county("revocation")
 
 
 def credentials(net, node_id: str, **kwargs):
