@@ -56,7 +56,15 @@ from .certificates import (
     pem,
     utcnow,
 )
-from .errors import AlreadyIssued, CaError, CaExists, CaMissing, InvalidInput, NodeCredentialsExist
+from .errors import (
+    AlreadyIssued,
+    CaError,
+    CaExists,
+    CaMissing,
+    DirectorySignerExists,
+    InvalidInput,
+    NodeCredentialsExist,
+)
 from .keystore import read_private_key, write_private_key, write_public_file
 from .profiles import Profile, build_certificate
 from .signer import SoftwareSigner
@@ -277,6 +285,28 @@ class CertificateAuthority(CaRecords):
                                  issuer_cert=self.certificate)
         self._record(cert)
         return cert
+
+    def issue_signer_key(self, out_dir: str | Path, key_passphrase: bytes, profile: Profile, role: str,
+                         valid_days: int | None = None, now: dt.datetime | None = None,
+                         ) -> tuple[PrivateKey, x509.Certificate]:
+        """A delegated signer's key (directory, OCSP, TSA: :mod:`pki.directory_signer` …) with its
+        certificate of ``profile``, the subject ``{CA name} {role}``; the key is written, encrypted with
+        ``key_passphrase``, to ``out_dir/signer.key`` (the directory made, mode 0700), the certificate
+        left to the caller's layout. A directory that holds a key already is refused
+        (``PKI_SIGNER_EXISTS``): like issue-node, a key in use is never replaced silently."""
+        out = Path(out_dir)
+        if (out / "signer.key").exists():
+            raise DirectorySignerExists(f"{out} already holds a signer key (signer.key); refusing to overwrite it "
+                                        "— choose another directory", path=str(out))
+        out.mkdir(parents=True, exist_ok=True)
+        out.chmod(0o700)
+        key = self.algorithm.generate()
+        subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.name),
+                             x509.NameAttribute(NameOID.COMMON_NAME, f"{self.name} {role}")])
+        cert = self.issue(key.public_key(), subject, profile, valid_days, now=now)
+        write_private_key(out / "signer.key", key, key_passphrase)
+        return key, cert
 
     def issue_node(self, node_id: str, host: str, out_dir: str | Path, key_passphrase: bytes,
                    algorithm: SignatureAlgorithm | str | None = None, valid_days: int | None = None,

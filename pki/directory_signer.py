@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from . import profiles
 from .ca import CertificateAuthority
 from .certificates import load_certificate, load_certificates, pem
-from .errors import CaMissing, DirectorySignerExists
-from .keystore import read_private_key, write_private_key, write_public_file
+from .errors import CaMissing
+from .keystore import read_private_key, write_public_file
 from .signer import SoftwareSigner
 
 
@@ -63,18 +62,8 @@ def issue(ca: CertificateAuthority, out_dir: str | Path, key_passphrase: bytes, 
           valid_days: int | None = None, now: dt.datetime | None = None) -> DirectorySigner:
     """A new directory signer issued by ``ca``, written to ``out_dir`` (layout above)."""
     out = Path(out_dir)
-    if (out / "signer.key").exists():  # like issue-node: a key in use is never replaced silently
-        raise DirectorySignerExists(f"{out} already holds a directory signer (signer.key); refusing to "
-                                    "overwrite it — choose another directory", path=str(out))
-    out.mkdir(parents=True, exist_ok=True)
-    out.chmod(0o700)
-    key = ca.algorithm.generate()
-    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, ca.name),
-                         x509.NameAttribute(NameOID.COMMON_NAME, f"{ca.name} 网络目录签发")])
-    cert = ca.issue(key.public_key(), subject, profiles.DIRECTORY_SIGNER, valid_days, now=now)
+    key, cert = ca.issue_signer_key(out, key_passphrase, profiles.DIRECTORY_SIGNER, "网络目录签发", valid_days, now)
     chain = tuple(ca.chain[:-1])
-    write_private_key(out / "signer.key", key, key_passphrase)
     write_public_file(out / "signer.crt", pem(cert) + b"".join(pem(c) for c in chain))
     write_public_file(out / "root.crt", pem(ca.root_certificate))
     return DirectorySigner(SoftwareSigner(key, cert), chain, ca.root_certificate)

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from . import profiles
 from .ca import CertificateAuthority
 from .certificates import load_certificate, pem
-from .errors import CaMissing, DirectorySignerExists
-from .keystore import read_private_key, write_private_key, write_public_file
+from .errors import CaMissing
+from .keystore import read_private_key, write_public_file
 from .signer import SoftwareSigner
 
 
@@ -44,17 +43,7 @@ def issue(ca: CertificateAuthority, out_dir: str | Path, key_passphrase: bytes, 
           valid_days: int | None = None, now: dt.datetime | None = None) -> OcspSigner:
     """A new OCSP signer issued by ``ca``, written to ``out_dir`` (layout above)."""
     out = Path(out_dir)
-    if (out / "signer.key").exists():
-        raise DirectorySignerExists(f"{out} already holds a signer key (signer.key); refusing to overwrite it "
-                                    "— choose another directory", path=str(out))
-    out.mkdir(parents=True, exist_ok=True)
-    out.chmod(0o700)
-    key = ca.algorithm.generate()
-    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, ca.name),
-                         x509.NameAttribute(NameOID.COMMON_NAME, f"{ca.name} OCSP 响应")])
-    cert = ca.issue(key.public_key(), subject, profiles.OCSP_RESPONDER, valid_days, now=now)
-    write_private_key(out / "signer.key", key, key_passphrase)
+    key, cert = ca.issue_signer_key(out, key_passphrase, profiles.OCSP_RESPONDER, "OCSP 响应", valid_days, now)
     write_public_file(out / "signer.crt", pem(cert))
     write_public_file(out / "ca.crt", pem(ca.certificate))
     return OcspSigner(SoftwareSigner(key, cert), ca.certificate)
