@@ -212,9 +212,11 @@ class BatchSender:
             await self.outbound.store.queue.defer(entry.message_id, when, info)
 
     async def bounce_expired(self, now: dt.datetime) -> None:
-        """Envelopes whose retry window closed before delivery (also while the peer backs off)."""
+        """Envelopes whose retry window closed before delivery (also while the peer backs off); the
+        reason tells whether it ended while this node was stopped (:meth:`Outbound.expired`)."""
         for entry in await self.outbound.store.queue.expired(now, destination=self.destination):
-            await self.bounce(entry, ErrorInfo("QUEUE_EXPIRED", "retry window closed before delivery"))
+            await self.bounce(entry, ErrorInfo.of(self.outbound.expired(entry.expires_at, entry.attempts,
+                                                                        entry.last_error)))
 
     async def bounce(self, entry: QueueEntry, info: ErrorInfo, *, actor: str | None = None) -> None:
         """Give up on ``entry``: our own message's rows turn failed; a relayed one's origin is told.

@@ -51,7 +51,7 @@ from exchange_protocol.notices import (
 from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
-from node.errors import BlobDigestMismatch, QueueExpired, StoreCorrupt
+from node.errors import BlobDigestMismatch, StoreCorrupt
 from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
 from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
 from pki.certificates import pem
@@ -218,8 +218,7 @@ class EnvelopeBuilder:
         for destination in await self.destinations():
             rows = await self.outbound.store.drafts.expired_drafts(destination, now)
             for d in await self._set_aside_unreadable(rows, destination):
-                await self.drop_draft(d.header.message_id,
-                                      QueueExpired("retry window closed before the peer could be reached"),
+                await self.drop_draft(d.header.message_id, self.outbound.expired(d.expires_at, unreached=True),
                                       destination)
 
     async def _set_aside_unreadable(self, rows: list[Draft | UnreadableDraft], destination: str) -> list[Draft]:

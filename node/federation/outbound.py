@@ -19,7 +19,8 @@ it commits. The work is split as Synapse splits it:
 Every delay — a peer's backoff, an envelope's next attempt — comes from
 :func:`exchange_protocol.retry.next_attempt` with the node's one policy (``[retry]``). Envelopes
 refused for good, and envelopes whose retry window has closed, are bounced: the document rows
-they carried turn ``failed``.
+they carried turn ``failed``, the reason saying whether the window ended while this node was stopped
+(no last attempt is made then: :meth:`Outbound.expired`) or the peer did not take them for all of it.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from dataclasses import dataclass
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from node.config import Peer
 from node.context import NodeContext
+from node.errors import QueueExpired
 from node.federation.destination_queue import DestinationQueue
 from node.federation.retry_limiter import retry_policy
 from node.federation.transport import PeerClient, PeerUnreachable
 from node.ops.metrics import Registry
 from node.stopping import cancel_all_and_wait
-from node.store import Draft, NodeStore, OutgoingLink, Transaction
+from node.store import Draft, ErrorInfo, NodeStore, OutgoingLink, Transaction
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,26 @@ class Outbound:
         self.bounced = registry.counter("gwx_envelopes_bounced_total", "Envelopes given up on", labels=("destination",))
         self.latency = registry.histogram("gwx_send_batch_seconds", "Time to deliver one batch")
         self._stopping = False
+        # This process's start: a retry window that ended before it ended while the node was stopped.
+        self.started_at = ctx.clock()
+
+    def expired(self, expires_at: dt.datetime | None, attempts: int = 0, last_error: ErrorInfo | None = None, *,
+                unreached: bool = False) -> QueueExpired:
+        """Why a message whose retry window closed is given up, as the clerk's ledger says it
+        (``QUEUE_EXPIRED`` either way): the window ended while this node was stopped — no attempt
+        since, and how many before — or the peer could not take it (``unreached``: could not even be
+        reached for its certificate) for the whole window, with the last attempt's error."""
+        last = f"the last: {last_error.code} {last_error.message}".rstrip() if last_error else "none answered"
+        if expires_at is not None and expires_at <= self.started_at:
+            before = f"{attempts} attempt(s) before it stopped, {last}" if attempts else "never tried before it stopped"
+            return QueueExpired(f"its retry window ended at {_utc(expires_at)} while this node was stopped (it "
+                                f"started again at {_utc(self.started_at)}): not tried since; {before}",
+                                code="QUEUE_EXPIRED")
+        if unreached:
+            return QueueExpired("retry window closed before the peer could be reached (its certificate could "
+                                "not be had for the whole window)", code="QUEUE_EXPIRED")
+        return QueueExpired(f"retry window closed before delivery: the peer did not take it for the whole window "
+                            f"({attempts} attempt(s), {last})", code="QUEUE_EXPIRED")
 
     def peer(self, node_id: str) -> Peer:
         peer = self.ctx.router.peer(node_id)
@@ -145,6 +167,10 @@ class Outbound:
             await self.store.links.add_links(tx, [OutgoingLink(h.message_id, m.doc_id, h.type.value,
                                                                h.destination_node, h.to_units, now)])
         return [m.header.message_id for m in messages]
+
+
+def _utc(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 __all__ = ["NewMessage", "Outbound"]
