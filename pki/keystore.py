@@ -55,9 +55,10 @@ def write_secret_file(path: str | os.PathLike[str], data: bytes) -> Path:
     return _write_atomically(Path(path), data, 0o600)
 
 
-def write_public_file(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Durably write a non-secret file (certificates, seals, CRLs): temp, fsync, rename."""
-    return _write_atomically(Path(path), data, 0o644)
+def write_public_file(path: str | os.PathLike[str], data: bytes, *, parents: bool = True) -> Path:
+    """Durably write a non-secret file (certificates, seals, CRLs): temp, fsync, rename, fsync of the
+    directory. ``parents=False``: a missing directory is an error (FileNotFoundError), not made."""
+    return _write_atomically(Path(path), data, 0o644, parents=parents)
 
 
 def write_public_files(files: dict[Path, bytes]) -> None:
@@ -86,8 +87,9 @@ def write_public_files(files: dict[Path, bytes]) -> None:
         fsync_dir(directory)
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_atomically(path: Path, data: bytes, mode: int, *, parents: bool = True) -> Path:
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # O_EXCL, 0600
     try:
         with os.fdopen(fd, "wb") as f:  # file.write loops over short writes

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.folder.errors import FolderIncomplete, FolderRootMissing, FolderRootUnreadable
-from pki.keystore import fsync_dir
+from pki.keystore import fsync_dir, write_public_file
 
 DONE_PREFIX = ".done-"  # a claim being removed after its outcome is durable
 
@@ -122,19 +122,7 @@ def write_json(path: Path, value: Any) -> None:
         data = json.dumps(value, ensure_ascii=True, indent=1).encode("ascii")
     # Never creates a missing directory: under an unmounted share that would write beneath the bare
     # mount point, where the OA never looks once the share is back. Failing is retried instead.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(data + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    write_public_file(path, data + b"\n", parents=False)
 
 
 def read_json(path: Path) -> Any:
