@@ -324,6 +324,13 @@ def token_file(node: LocalNode, name: str) -> Path:
     return node.directory / "tokens" / f"{name}.token"
 
 
+def track(node: LocalNode, unit: str, doc_id: str) -> str:
+    """``gwx track`` as ``unit``'s clerk sees it (the text, which must succeed)."""
+    out = gwx("track", doc_id, "--node", node.ready["local_url"], "--token-file", str(token_file(node, f"clerk-{unit}")))
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def recipients_by_unit(tracking: dict) -> dict[str, dict]:
     return {r["unit"]: r for r in tracking["recipients"]}
 

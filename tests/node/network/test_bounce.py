@@ -37,12 +37,11 @@ from tests.node.network.network_support import (
     db_value,
     ensure_running,
     every_profile,
-    gwx,
     inbox_item,
     notice_meta,
     recipients_by_unit,
     start_network,
-    token_file,
+    track,
     wait_status,
 )
 
@@ -60,12 +59,6 @@ def networks(tmp_path_factory):
             stack.callback(network.stop_all)
             return network
         yield ByProfile(make)
-
-
-def track(node, unit: str, doc_id: str) -> str:
-    out = gwx("track", doc_id, "--node", node.ready["local_url"], "--token-file", str(token_file(node, f"clerk-{unit}")))
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 def received_state(node, message_id: str) -> tuple | None:

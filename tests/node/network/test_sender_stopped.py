@@ -22,12 +22,11 @@ from tests.node.network.network_support import (
     CITY,
     FAST_RETRY,
     db_value,
-    gwx,
     inbox_item,
     notice_meta,
     recipients_by_unit,
     start_network,
-    token_file,
+    track,
     wait_status,
 )
 
@@ -48,9 +47,7 @@ def net(tmp_path_factory):
 def reason_seen_by_the_clerk(city, doc_id: str) -> tuple[str, str]:
     """The failed recipient's reason in the outbox (the web console's source) and its line in ``gwx track``."""
     row = recipients_by_unit(wait_status(city, CITY, doc_id, {A1: "failed"}, timeout=40))[A1]
-    out = gwx("track", doc_id, "--node", city.ready["local_url"], "--token-file", str(token_file(city, f"clerk-{CITY}")))
-    assert out.returncode == 0, out.stderr
-    line = next(line for line in out.stdout.splitlines() if line.startswith(A1))
+    line = next(line for line in track(city, CITY, doc_id).splitlines() if line.startswith(A1))
     return row["reason"], line
 
 

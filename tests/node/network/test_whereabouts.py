@@ -23,11 +23,10 @@ from tests.node.network.network_support import (
     db_rows,
     db_value,
     directory_network,
-    gwx,
     inbox_item,
     notice_meta,
     tls_context_of,
-    token_file,
+    track,
     wait_status,
 )
 
@@ -47,12 +46,6 @@ def net(tmp_path_factory):
               "town-a": [{"code": TOWN, "name": UNIT_NAMES[TOWN]}]}
     with directory_network(tmp_path_factory.mktemp("whereabouts"), hosted, TREE, UNITS) as net:
         yield net
-
-
-def track_cli(node, doc_id: str) -> str:
-    out = gwx("track", doc_id, "--node", node.ready["local_url"], "--token-file", str(token_file(node, f"clerk-{CITY}")))
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 def where_lines(text: str) -> list[str]:
@@ -83,7 +76,7 @@ def test_track_shows_the_document_waiting_at_the_county_while_the_township_is_of
         assert stops[1]["attempts"] >= 1 and stops[1]["error"]["code"] == "PEER_UNREACHABLE"
         assert dt.datetime.fromisoformat(stops[1]["next_hop_state"]["since"]) == dt.datetime.fromisoformat(since)
 
-        lines = where_lines(track_cli(city, doc_id))
+        lines = where_lines(track(city, CITY, doc_id))
         assert len(lines) == 1, lines
         assert lines[0].startswith(f"去向 {TOWN}：在county-a等待转交 town-a"), lines
         shown = dt.datetime.fromisoformat(since).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -93,7 +86,7 @@ def test_track_shows_the_document_waiting_at_the_county_while_the_township_is_of
     inbox_item(town, TOWN, doc_id)
     tracking = wait_status(city, CITY, doc_id, {TOWN: "delivered"})
     assert tracking["recipients"][0]["where"] is None
-    assert where_lines(track_cli(city, doc_id)) == []
+    assert where_lines(track(city, CITY, doc_id)) == []
 
 
 def test_a_document_for_an_offline_neighbour_is_shown_waiting_at_the_origin(net):
