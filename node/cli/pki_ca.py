@@ -1,9 +1,11 @@
-"""``gwx pki init-root``, ``issue-node``, ``issue-intermediate``, ``issue-directory-signer`` and ``show``."""
+"""``gwx pki init-root``, ``issue-node``, ``issue-intermediate``, ``issue-directory-signer`` and ``show``, and
+the shape every ``issue-*-signer`` command shares (:func:`add_signer_issue_parser`, :func:`issue_signer`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,20 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_passphrase_option(p)
     p.set_defaults(func=_issue_node)
 
-    p = sub.add_parser("issue-directory-signer",
-                       help="issue a key that signs the network directory (gwx net build --signer)",
-                       description="Issue a directory signer: a key whose certificate may sign the network "
-                                   "directory and nothing else (no envelopes, seals or TLS), written to --out as "
-                                   "signer.key (encrypted with the CA passphrase), signer.crt and root.crt. "
-                                   "CAs made by this version already hold one (dirsigner.*, gwx net build --ca); "
-                                   "this gives one to an older CA, or to an operator who should sign directories "
-                                   "without holding the CA.")
-    p.add_argument("--ca", required=True, type=Path, help="issuing CA directory")
-    p.add_argument("--out", required=True, type=Path, help="signer directory to write")
-    p.add_argument("--valid-days", type=int, metavar="N",
-                   help=f"validity in days (default {profiles.DIRECTORY_SIGNER.default_days}, never beyond the CA's)")
-    add_passphrase_option(p)
-    p.set_defaults(func=_issue_directory_signer)
+    add_signer_issue_parser(
+        sub, "issue-directory-signer", help="issue a key that signs the network directory (gwx net build --signer)",
+        description="Issue a directory signer: a key whose certificate may sign the network directory and nothing "
+                    "else (no envelopes, seals or TLS), written to --out as signer.key (encrypted with the CA "
+                    "passphrase), signer.crt and root.crt. CAs made by this version already hold one (dirsigner.*, "
+                    "gwx net build --ca); this gives one to an older CA, or to an operator who should sign "
+                    "directories without holding the CA.",
+        default_days=profiles.DIRECTORY_SIGNER.default_days, func=_issue_directory_signer)
 
     p = sub.add_parser("show", help="show a certificate, CRL or seal in human form")
     p.add_argument("file", type=Path, metavar="FILE", help="a certificate (.crt), CRL or seal (.esl)")
@@ -132,11 +128,30 @@ def _issue_node(args: argparse.Namespace) -> int:
     return 0
 
 
-def _issue_directory_signer(args: argparse.Namespace) -> int:
+def add_signer_issue_parser(sub: argparse._SubParsersAction, name: str, *, help: str, description: str,
+                            default_days: int, func: Callable[[argparse.Namespace], int],
+                            ca_help: str = "issuing CA directory") -> None:
+    """A ``gwx pki issue-*-signer`` command: --ca, --out, --valid-days and the CA's passphrase (the
+    directory, OCSP and TSA signers; :meth:`pki.ca.CertificateAuthority.issue_signer_key`)."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("--ca", required=True, type=Path, help=ca_help)
+    p.add_argument("--out", required=True, type=Path, help="signer directory to write (refused if it holds a key)")
+    p.add_argument("--valid-days", type=int, metavar="N",
+                   help=f"validity in days (default {default_days}, never beyond the CA's)")
+    add_passphrase_option(p)
+    p.set_defaults(func=func)
+
+
+def issue_signer(args: argparse.Namespace, issue: Callable[..., Any]) -> tuple[CertificateAuthority, x509.Certificate]:
+    """Run an ``issue-*-signer`` command's ``issue(ca, out, passphrase, valid_days=…)``: the CA and the
+    new signer's certificate."""
     passphrase = get_passphrase(args, what="CA key")
     ca = CertificateAuthority.open(args.ca, passphrase)
-    signer = directory_signer.issue(ca, args.out, passphrase, valid_days=args.valid_days)
-    cert = signer.certificate
+    return ca, issue(ca, args.out, passphrase, valid_days=args.valid_days).certificate
+
+
+def _issue_directory_signer(args: argparse.Namespace) -> int:
+    _, cert = issue_signer(args, directory_signer.issue)
     print(f"directory signer written to {args.out} (serial {cert.serial_number:x}, "
           f"valid until {cert.not_valid_after_utc:%Y-%m-%d}); sign with gwx net build --signer {args.out}")
     return 0

@@ -28,6 +28,7 @@ from pathlib import Path
 from cryptography import x509
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
+from node.cli.pki_ca import add_signer_issue_parser, issue_signer
 from pki.ca import CertificateAuthority
 from pki.ca_records import REVOCATION_REASONS
 from pki.certificates import load_certificate
@@ -63,31 +64,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_passphrase_option(p)
     p.set_defaults(func=cmd_crl)
 
-    p = sub.add_parser("issue-ocsp-signer", help="issue the delegated OCSP responder key a root node answers with",
-                       description="Issue an OCSP signer: a key whose certificate may sign OCSP answers for this "
-                                   "CA and nothing else, written to --out as signer.key (encrypted with the "
-                                   "passphrase, like issue-node's keys), signer.crt and ca.crt. Copy the directory "
-                                   "to the root node and name it in node.toml ([revocation] ocsp_signer): the node "
-                                   "answers OCSP from the CRL it holds, and the CA key stays offline.")
-    p.add_argument("--ca", required=True, type=Path, help="issuing CA directory (the CA the responder answers for)")
-    p.add_argument("--out", required=True, type=Path, help="signer directory to write (refused if it holds a key)")
-    p.add_argument("--valid-days", type=int, metavar="N",
-                   help=f"validity in days (default {OCSP_RESPONDER.default_days}, never beyond the CA's)")
-    add_passphrase_option(p)
-    p.set_defaults(func=cmd_issue_ocsp_signer)
+    add_signer_issue_parser(
+        sub, "issue-ocsp-signer", help="issue the delegated OCSP responder key a root node answers with",
+        description="Issue an OCSP signer: a key whose certificate may sign OCSP answers for this CA and nothing "
+                    "else, written to --out as signer.key (encrypted with the passphrase, like issue-node's keys), "
+                    "signer.crt and ca.crt. Copy the directory to the root node and name it in node.toml "
+                    "([revocation] ocsp_signer): the node answers OCSP from the CRL it holds, and the CA key stays "
+                    "offline.",
+        default_days=OCSP_RESPONDER.default_days, func=cmd_issue_ocsp_signer,
+        ca_help="issuing CA directory (the CA the responder answers for)")
 
-    p = sub.add_parser("issue-tsa-signer", help="issue the RFC 3161 time-stamping key a root node answers with",
-                       description="Issue a TSA signer: a key whose certificate may sign time-stamp tokens and "
-                                   "nothing else (timeStamping EKU, critical), written to --out as signer.key "
-                                   "(encrypted with the passphrase), signer.crt and chain.pem. Copy the directory to "
-                                   "the root node and name it in node.toml ([archive] tsa_signer): the node answers "
-                                   "POST /peer/v1/tsa for every node's archive packages, and the CA key stays offline.")
-    p.add_argument("--ca", required=True, type=Path, help="issuing CA directory")
-    p.add_argument("--out", required=True, type=Path, help="signer directory to write (refused if it holds a key)")
-    p.add_argument("--valid-days", type=int, metavar="N",
-                   help=f"validity in days (default {TIME_STAMPING.default_days}, never beyond the CA's)")
-    add_passphrase_option(p)
-    p.set_defaults(func=cmd_issue_tsa_signer)
+    add_signer_issue_parser(
+        sub, "issue-tsa-signer", help="issue the RFC 3161 time-stamping key a root node answers with",
+        description="Issue a TSA signer: a key whose certificate may sign time-stamp tokens and nothing else "
+                    "(timeStamping EKU, critical), written to --out as signer.key (encrypted with the passphrase), "
+                    "signer.crt and chain.pem. Copy the directory to the root node and name it in node.toml "
+                    "([archive] tsa_signer): the node answers POST /peer/v1/tsa for every node's archive packages, "
+                    "and the CA key stays offline.",
+        default_days=TIME_STAMPING.default_days, func=cmd_issue_tsa_signer)
 
 
 def normalise_reason(text: str) -> str:
@@ -155,10 +149,7 @@ def cmd_crl(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_ocsp_signer(args: argparse.Namespace) -> int:
-    passphrase = get_passphrase(args, what="CA key")
-    ca = CertificateAuthority.open(args.ca, passphrase)
-    signer = issue_ocsp_signer(ca, args.out, passphrase, valid_days=args.valid_days)
-    cert = signer.certificate
+    ca, cert = issue_signer(args, issue_ocsp_signer)
     print(f"OCSP signer for '{ca.name}' written to {args.out} (serial {cert.serial_number:x}, valid until "
           f"{cert.not_valid_after_utc:%Y-%m-%d}); name it in the root node's node.toml: "
           f"[revocation] ocsp_signer = \"…\"")
@@ -166,9 +157,7 @@ def cmd_issue_ocsp_signer(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_tsa_signer(args: argparse.Namespace) -> int:
-    passphrase = get_passphrase(args, what="CA key")
-    ca = CertificateAuthority.open(args.ca, passphrase)
-    cert = issue_tsa_signer(ca, args.out, passphrase, valid_days=args.valid_days).certificate
+    ca, cert = issue_signer(args, issue_tsa_signer)
     print(f"TSA signer for '{ca.name}' written to {args.out} (serial {cert.serial_number:x}, valid until "
           f"{cert.not_valid_after_utc:%Y-%m-%d}); name it in the root node's node.toml: "
           f"[archive] tsa_signer = \"…\"")
