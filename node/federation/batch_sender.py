@@ -17,6 +17,10 @@ envelope the peer answers with a signed transport receipt or a refusal:
 If the request fails as a whole (the peer unreachable, a 5xx, a garbled answer), every envelope of
 the batch is deferred the same way and the error is raised for the destination's retry limiter.
 A bounce turns the rows of the document the envelope carried ``failed`` with the reason.
+
+Past its retry window an envelope is bounced (:meth:`BatchSender.bounce_expired`) — unless the window
+ended while this node was stopped and its header (the window plus a day) is still alive: then it is
+sent once more at the restart, and given up only if that one attempt fails.
 """
 
 from __future__ import annotations
@@ -106,6 +110,17 @@ def _frames(batch: list[QueueEntry], path_for, limits: FrameLimits,
     return frames, frame_digests
 
 
+def _header_expires(path, message_id: str, limits: FrameLimits) -> dt.datetime | None:
+    """The ``expires`` of ``message_id``'s header in the frame at ``path`` (None: unreadable). Blocking."""
+    with contextlib.suppress(OSError, GwxError), open(path, "rb") as f:
+        head = read_head(f, limits)
+        for s in head.signed if head is not None else ():
+            header = decode_header(s.header_bytes)
+            if header.message_id == message_id:
+                return header.expires
+    return None
+
+
 def _digest_of(path, digest_algorithm: str) -> str:
     """The frame's ``digest_algorithm`` ("" when it cannot be read: no receipt will verify, and the
     send fails on the missing file as it always did)."""
@@ -139,8 +154,9 @@ class BatchSender:
         link = await self.outbound.store.links.link(message_id)
         return link.doc_id if link is not None else None
 
-    async def send(self, batch: list[QueueEntry]) -> None:
-        """Send ``batch``; raises one of :data:`TRANSIENT` if the request failed as a whole."""
+    async def send(self, batch: list[QueueEntry], *, last_chance: bool = False) -> None:
+        """Send ``batch``; raises one of :data:`TRANSIENT` if the request failed as a whole.
+        ``last_chance``: the one attempt after a restart past their windows — a failure gives them up."""
         outbound, ctx, store = self.outbound, self.outbound.ctx, self.outbound.store
         policy = ctx.trust_policy()
         frames, frame_digests = await asyncio.to_thread(_frames, batch, store.blobs.path_for, policy.limits,
@@ -151,7 +167,7 @@ class BatchSender:
         except TRANSIENT as exc:
             now = ctx.clock()
             for e in batch:
-                await self.defer_or_bounce(e, exc, now)
+                await self.defer_or_bounce(e, exc, now, last_chance=last_chance)
             raise
         outbound.latency.observe(asyncio.get_running_loop().time() - started)
         now = ctx.clock()
@@ -169,7 +185,7 @@ class BatchSender:
                 except GwxError as exc:
                     self._log(logging.ERROR, "receipt for %s does not verify: %s", entry.message_id, exc,
                               message_id=entry.message_id, code=exc.code, doc_id=await self._doc_of(entry.message_id))
-                    await self.defer_or_bounce(entry, exc, now)
+                    await self.defer_or_bounce(entry, exc, now, last_chance=last_chance)
                     continue
                 self.on_receipt_signer(verified.signer_certificate)
                 await self._sent(entry, r.receipt, now)
@@ -183,7 +199,8 @@ class BatchSender:
                           doc_id=await self._doc_of(entry.message_id))
                 await self.bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""))
             else:
-                await self.defer_or_bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""), now)
+                await self.defer_or_bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""), now,
+                                           last_chance=last_chance)
 
     async def _sent(self, entry: QueueEntry, receipt: bytes, now: dt.datetime) -> None:
         store = self.outbound.store
@@ -194,10 +211,16 @@ class BatchSender:
                                               actor=f"node:{self.destination}", tx=tx)
         self.outbound.sent.inc(destination=self.destination)
 
-    async def defer_or_bounce(self, entry: QueueEntry, error: ErrorInfo | GwxError, now: dt.datetime) -> None:
-        """A failed attempt at ``entry``: try again when the retry function says, or give up."""
+    async def defer_or_bounce(self, entry: QueueEntry, error: ErrorInfo | GwxError, now: dt.datetime, *,
+                              last_chance: bool = False) -> None:
+        """A failed attempt at ``entry``: try again when the retry function says, or give up (at once
+        after the ``last_chance`` a restart past its window gave it)."""
         info = ErrorInfo.of(error)
         self.outbound.failures.inc(destination=self.destination, code=info.code)
+        if last_chance:
+            await self.bounce(entry, ErrorInfo.of(self.outbound.expired(entry.expires_at, entry.attempts,
+                                                                        entry.last_error, last_try=info)))
+            return
         first = entry.first_attempt_at or now
         policy = self.outbound.policy
         if entry.expires_at is not None and entry.expires_at > first:
@@ -213,10 +236,37 @@ class BatchSender:
 
     async def bounce_expired(self, now: dt.datetime) -> None:
         """Envelopes whose retry window closed before delivery (also while the peer backs off); the
-        reason tells whether it ended while this node was stopped (:meth:`Outbound.expired`)."""
+        reason tells whether it ended while this node was stopped (:meth:`Outbound.expired`). One
+        whose window ended while this node was stopped, and whose header the receiver would still
+        take, is tried once more first (nothing is lost because our own node was down); raises
+        one of :data:`TRANSIENT` if the peer could not be reached for that attempt."""
+        last_chance: list[QueueEntry] = []
         for entry in await self.outbound.store.queue.expired(now, destination=self.destination):
-            await self.bounce(entry, ErrorInfo.of(self.outbound.expired(entry.expires_at, entry.attempts,
-                                                                        entry.last_error)))
+            if await self._may_try_once_more(entry, now):
+                last_chance.append(entry)
+            else:
+                await self.bounce(entry, ErrorInfo.of(self.outbound.expired(entry.expires_at, entry.attempts,
+                                                                            entry.last_error)))
+        failure: Exception | None = None
+        for batch in batches(last_chance, self.outbound.ctx.config.limits.batch_size):
+            try:
+                await self.send(batch, last_chance=True)
+            except TRANSIENT as exc:  # its rows are given up already; the peer backs off
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    async def _may_try_once_more(self, entry: QueueEntry, now: dt.datetime) -> bool:
+        """Its window ended while this node was stopped, it has not had its one attempt since this
+        start, and its envelope header has not expired (read from the sealed frame)."""
+        outbound = self.outbound
+        if entry.expires_at is None or entry.expires_at > outbound.started_at or entry.message_id in outbound.tried_once_more:
+            return False
+        outbound.tried_once_more.add(entry.message_id)
+        limits = outbound.ctx.trust_policy().limits
+        expires = await asyncio.to_thread(_header_expires, outbound.store.blobs.path_for(entry.blob_digest),
+                                          entry.message_id, limits)
+        return expires is not None and expires > now
 
     async def bounce(self, entry: QueueEntry, info: ErrorInfo, *, actor: str | None = None) -> None:
         """Give up on ``entry``: our own message's rows turn failed; a relayed one's origin is told.

@@ -20,7 +20,8 @@ Every delay — a peer's backoff, an envelope's next attempt — comes from
 :func:`exchange_protocol.retry.next_attempt` with the node's one policy (``[retry]``). Envelopes
 refused for good, and envelopes whose retry window has closed, are bounced: the document rows
 they carried turn ``failed``, the reason saying whether the window ended while this node was stopped
-(no last attempt is made then: :meth:`Outbound.expired`) or the peer did not take them for all of it.
+or the peer did not take them for all of it (:meth:`Outbound.expired`). One whose window ended while
+this node was stopped, its header still alive, is first tried once more at the restart.
 """
 
 from __future__ import annotations
@@ -81,18 +82,24 @@ class Outbound:
         self._stopping = False
         # This process's start: a retry window that ended before it ended while the node was stopped.
         self.started_at = ctx.clock()
+        # Envelopes given their one attempt since this start although their window had ended meanwhile.
+        self.tried_once_more: set[str] = set()
 
     def expired(self, expires_at: dt.datetime | None, attempts: int = 0, last_error: ErrorInfo | None = None, *,
-                unreached: bool = False) -> QueueExpired:
+                unreached: bool = False, last_try: ErrorInfo | None = None) -> QueueExpired:
         """Why a message whose retry window closed is given up, as the clerk's ledger says it
-        (``QUEUE_EXPIRED`` either way): the window ended while this node was stopped — no attempt
-        since, and how many before — or the peer could not take it (``unreached``: could not even be
-        reached for its certificate) for the whole window, with the last attempt's error."""
+        (``QUEUE_EXPIRED`` either way): the window ended while this node was stopped — the one
+        attempt made at the restart failed (``last_try``: its error), or none was made (the
+        envelope's own lifetime was over too, or it was a draft) — and how many before; or the peer
+        could not take it (``unreached``: could not even be reached for its certificate) for the
+        whole window, with the last attempt's error."""
         last = f"the last: {last_error.code} {last_error.message}".rstrip() if last_error else "none answered"
         if expires_at is not None and expires_at <= self.started_at:
             before = f"{attempts} attempt(s) before it stopped, {last}" if attempts else "never tried before it stopped"
+            since = ("not tried since" if last_try is None else
+                     f"the one attempt made then failed: {last_try.code} {last_try.message}".rstrip())
             return QueueExpired(f"its retry window ended at {_utc(expires_at)} while this node was stopped (it "
-                                f"started again at {_utc(self.started_at)}): not tried since; {before}",
+                                f"started again at {_utc(self.started_at)}): {since}; {before}",
                                 code="QUEUE_EXPIRED")
         if unreached:
             return QueueExpired("retry window closed before the peer could be reached (its certificate could "
