@@ -13,16 +13,24 @@ Layout::
     audit/excerpt.json                      the audit log's events about the document with their chain
                                             (:mod:`.audit_chain`)
     certs/chain.pem                         the CA certificates the node holds (paths to the root)
-    META-INF/manifest.json                  canonical JSON: every file above, its SHA-256 and size
-    META-INF/manifest.tsr                   an RFC 3161 time-stamp token over SHA-256(manifest.json)
+    META-INF/manifest.json                  canonical JSON: every file above, its digest and size
+    META-INF/manifest.tsr                   an RFC 3161 time-stamp token over the digest of manifest.json
+
+**The network's digest** (:mod:`.digests`): SHA-256 on an international network, SM3 (GB/T 32905) on a
+国密 one — the manifest names it (``"hash": "sha256"`` or ``"sm3"``) and each entry carries its digest
+under that name (``{"path", "sm3", "size"}``), the index names the package by it (``package_sm3``),
+and the time-stamp's imprint is that digest of the manifest. The verifier reads either, so an
+archive made before (SHA-256 on every network) stays verifiable.
 
 Every signature is a detached (or attached) CMS next to the exact bytes it signs, so ``openssl cms
 -verify -binary -content X -in X.p7s -inform DER`` checks each on its own.
 
-**One time-stamp over the manifest**, not one per item: the manifest lists every file's SHA-256, so
+**One time-stamp over the manifest**, not one per item: the manifest lists every file's digest, so
 a token over it proves every listed byte existed at its genTime — the same proof with one request
 to the TSA instead of dozens (a 3,600-unit 通知 has thousands of receipts), one token to re-stamp
-when its algorithms age, and ``openssl ts -verify -data META-INF/manifest.json`` checks it.
+when its algorithms age, and ``openssl ts -verify -data META-INF/manifest.json`` checks it (a 国密
+network's token is GB/T 35275 CMS, which openssl's ``ts`` does not read: ``openssl dgst -sm3`` gives
+the imprint and checks the SM2 signature over its signed attributes).
 
 The writer streams: each file goes into the ZIP chunk by chunk while it is hashed (the sealed
 package may be gigabytes); only the manifest is held. The output may be unseekable.
@@ -31,7 +39,6 @@ package may be gigabytes); only the manifest is held. The output may be unseekab
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -40,6 +47,7 @@ from typing import Any, BinaryIO
 
 from pki import tsa
 
+from . import digests
 from .archive_errors import ArchiveInputError
 from .canonical import canonical_json
 from .model import DocumentMetadata
@@ -67,20 +75,28 @@ TimeStamper = Callable[[bytes], bytes]  # TimeStampReq DER in, TimeStampResp DER
 @dataclass(frozen=True)
 class ArchiveEntry:
     path: str
-    sha256: str
+    digest: str  # lower-case hex of ``hash_name``
     size: int
+    hash_name: str = digests.SHA256
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+        return {"path": self.path, self.hash_name: self.digest, "size": self.size}
 
 
-def gbt33480_index(meta: DocumentMetadata, *, package_sha256: str, side: str, units: Iterable[str],
-                   handling: Iterable[dict[str, Any]], archived_at: dt.datetime, node_id: str) -> dict[str, Any]:
+def package_key(hash_name: str) -> str:
+    """The index's name for the sealed package's digest: ``package_sha256`` or ``package_sm3``."""
+    return f"package_{hash_name}"
+
+
+def gbt33480_index(meta: DocumentMetadata, *, package_digest: str, side: str, units: Iterable[str],
+                   handling: Iterable[dict[str, Any]], archived_at: dt.datetime, node_id: str,
+                   hash_name: str = digests.SHA256) -> dict[str, Any]:
     """The index: the GB/T 33480 elements the package's metadata gives, under their standard names.
 
     Only what gwx holds is written — 档号 and 保管期限 are the archive office's to assign and are named
     in ``未著录`` (not described) rather than invented. ``处理`` is the per-unit handling as this node
-    recorded it (签收/退回/撤回, who, when, reason).
+    recorded it (签收/退回/撤回, who, when, reason). ``package_digest`` is the archive's digest
+    (``hash_name``) of the sealed package.
     """
     elements: dict[str, Any] = {
         "公文标识": meta.id, "文种": str(meta.kind), "标题": meta.title,
@@ -95,14 +111,18 @@ def gbt33480_index(meta: DocumentMetadata, *, package_sha256: str, side: str, un
     elements.update({k: v for k, v in optional.items() if v is not None})
     return {"format": FORMAT, "v": VERSION, "元数据": elements, "未著录": ["档号", "保管期限"],
             "归档": {"node": node_id, "side": side, "units": sorted(units), "at": _utc(archived_at),
-                     "package_sha256": package_sha256},
+                     package_key(hash_name): package_digest},
             "处理": list(handling)}
 
 
 class ArchiveWriter:
-    """Write an archive package into ``out`` (see the module doc); :meth:`finish` stamps and closes."""
+    """Write an archive package into ``out`` (see the module doc); :meth:`finish` stamps and closes.
+    ``hash_name``: the network's digest (:func:`exchange_protocol.digests.for_profile`)."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, hash_name: str = digests.SHA256) -> None:
+        if hash_name not in digests.NAMES:
+            raise ArchiveInputError(f"{hash_name!r} is not one of the protocol's digests {digests.NAMES}")
+        self.hash_name = hash_name
         self._zip = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
         self._entries: list[ArchiveEntry] = []
         self._names: set[str] = set()
@@ -117,20 +137,21 @@ class ArchiveWriter:
         info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))  # the time-stamp dates it, not the ZIP
         info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
         info.external_attr = 0o644 << 16
-        digest, size = hashlib.sha256(), 0
+        digest, size = digests.new(self.hash_name), 0
         with self._zip.open(info, "w", force_zip64=True) as member:
             for chunk in _chunks(source):
                 digest.update(chunk)
                 member.write(chunk)
                 size += len(chunk)
-        entry = ArchiveEntry(path, digest.hexdigest(), size)
+        entry = ArchiveEntry(path, digest.hexdigest(), size, self.hash_name)
         self._entries.append(entry)
         return entry
 
     def finish(self, doc_id: str, created_at: dt.datetime, timestamper: TimeStamper) -> bytes:
         """Write the manifest and its time-stamp token; returns the manifest bytes."""
         manifest = self.write_manifest(doc_id, created_at)
-        request = tsa.make_request(digest=hashlib.sha256(manifest).digest(), cert_req=True)
+        request = tsa.make_request(digest=tsa.make_imprint(self.hash_name, manifest), hash_name=self.hash_name,
+                                   cert_req=True)
         self.close_with_token(tsa.token_from_response(timestamper(request)))
         return manifest
 
@@ -138,7 +159,7 @@ class ArchiveWriter:
         """The manifest of every file added, written; what the time-stamp token must cover. For a
         caller that asks its TSA asynchronously: then :meth:`close_with_token`."""
         manifest = canonical_json({"format": FORMAT, "v": VERSION, "doc_id": doc_id, "created_at": _utc(created_at),
-                                   "hash": "sha256", "files": [e.to_dict() for e in self._entries]})
+                                   "hash": self.hash_name, "files": [e.to_dict() for e in self._entries]})
         self._write_small(MANIFEST_NAME, manifest)
         return manifest
 

@@ -7,9 +7,11 @@ Checks, in order; each failure its own stable code:
                 traversal, absolute, backslash, duplicates), encryption, methods; the manifest parsed
                 strictly (``ARCHIVE_MALFORMED``)
 ``manifest``    the members are exactly the files listed (``ARCHIVE_FILE_MISSING``,
-                ``ARCHIVE_FILE_UNLISTED``) and each one's SHA-256 and size are as listed
-                (``ARCHIVE_DIGEST_MISMATCH``), streamed
-``timestamp``   the RFC 3161 token's imprint is SHA-256(manifest.json) and its TSA chains to the root
+                ``ARCHIVE_FILE_UNLISTED``) and each one's digest and size are as listed
+                (``ARCHIVE_DIGEST_MISMATCH``), streamed — by the digest the manifest names: SHA-256,
+                or SM3 on a 国密 network
+``timestamp``   the RFC 3161 token's imprint is the digest of manifest.json (the one the token names:
+                SHA-256 or SM3) and its TSA chains to the root
                 at its genTime, not revoked then (``TSA_*``). Its genTime is the moment every signature
                 is judged at
 ``package``     the sealed package (:func:`.package_verify.verify_package` at the genTime): manifest
@@ -19,7 +21,7 @@ Checks, in order; each failure its own stable code:
 ``receipts``    each signed transport receipt: the receiver's CMS, the signer naming the receiver
 ``statements``  each unit-signed 签收/退回 statement (CMS, content attached) under the root
 ``audit``       the audit excerpt's links recompute from its first event to the head (``ARCHIVE_AUDIT_CHAIN_BROKEN``)
-``index``       index.json parses, names the package's 公文标识 and its SHA-256
+``index``       index.json parses, names the package's 公文标识 and its digest
 
 Everything signed is judged *at the time-stamp's genTime*, with revocation from
 :class:`pki.revocation.CrlCheckerAt` when CRLs are given: a certificate that expired or was revoked
@@ -30,7 +32,6 @@ worker thread.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import stat
 import tempfile
 import zipfile
@@ -142,6 +143,7 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
         info["doc_id"], info["files"] = listed["doc_id"], len(listed["files"])
 
         files: dict[str, dict[str, Any]] = {f["path"]: f for f in listed["files"]}
+        hash_name = listed["hash"]
         small: dict[str, bytes] = {}
         package_file = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 (closed below)
         try:
@@ -158,7 +160,7 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
                 for path, entry in files.items():
                     is_package = path == A.PACKAGE_NAME
                     cap = limits.max_package_bytes if is_package else limits.max_member_bytes
-                    digest, size, parts = hashlib.sha256(), 0, []
+                    digest, size, parts = digests.new(hash_name), 0, []
                     for chunk in _stream(zf, members[path], cap, limits):
                         digest.update(chunk)
                         size += len(chunk)
@@ -172,24 +174,25 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
                                                         " bytes in all", path=path)
                     if not is_package:
                         small[path] = b"".join(parts)
-                    if digest.hexdigest() != entry["sha256"] or size != entry["size"]:
-                        raise E.ArchiveDigestMismatch(f"{path} is not the file the manifest lists (SHA-256 or size "
-                                                      "differs): changed after archiving", path=path)
-                checks["manifest"] = Check("manifest", PASS, details={"files": len(files)})
+                    if digest.hexdigest() != entry[hash_name] or size != entry["size"]:
+                        raise E.ArchiveDigestMismatch(f"{path} is not the file the manifest lists ({hash_name} or "
+                                                      "size differs): changed after archiving", path=path)
+                checks["manifest"] = Check("manifest", PASS, details={"files": len(files), "hash": hash_name})
             except GwxError as exc:
                 checks["manifest"] = _fail("manifest", exc)
                 return finish()
 
             try:
-                stamp = tsa.verify_token(token, digest=hashlib.sha256(manifest_bytes).digest(), trust_roots=roots,
-                                         tsa_certificates=intermediates, revocation=crls_at)
+                stamp = tsa.verify_token(token, manifest_bytes, trust_roots=roots, tsa_certificates=intermediates,
+                                         revocation=crls_at)
             except GwxError as exc:
                 checks["timestamp"] = _fail("timestamp", exc)
                 return finish()
             when = stamp.gen_time
             info["judged_at"] = when
             checks["timestamp"] = Check("timestamp", PASS, details={
-                "gen_time": when.isoformat(), "tsa": stamp.tsa_certificate.subject.rfc4514_string()})
+                "gen_time": when.isoformat(), "tsa": stamp.tsa_certificate.subject.rfc4514_string(),
+                "imprint": stamp.hash_name})
             chain, unusable = _chain(small.get(A.CHAIN_NAME), intermediates)
             if unusable:
                 info["warnings"] = (unusable,)
@@ -242,8 +245,8 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
                 """The archived package's digest a statement names it by (SM3: an SM2 seal's statement)."""
                 if A.PACKAGE_NAME not in files:
                     return None
-                if algorithm == digests.SHA256:
-                    return files[A.PACKAGE_NAME]["sha256"]
+                if algorithm == hash_name:
+                    return files[A.PACKAGE_NAME][hash_name]
                 if algorithm not in package_digests:
                     package_digests[algorithm] = _file_digest(package_file, algorithm)
                 return package_digests[algorithm]
@@ -251,7 +254,7 @@ def verify_archive(source: BinaryIO, roots: Sequence[x509.Certificate], at: dt.d
             checks["statements"] = _check_statements(small, roots, when, chain, crls_at, listed["doc_id"],
                                                      package_digest)
             checks["audit"] = _check_audit(small.get(A.AUDIT_NAME))
-            checks["index"] = _check_index(small.get(A.INDEX_NAME), files, info)
+            checks["index"] = _check_index(small.get(A.INDEX_NAME), files, hash_name, info)
         finally:
             package_file.close()
     return finish()
@@ -326,14 +329,15 @@ def _read(zf: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], name: str, c
 def _parse_manifest(data: bytes) -> dict[str, Any]:
     raw = load_json(data, max_bytes=len(data) + 1, what="archive manifest", error=E.ArchiveMalformed)
     if not isinstance(raw, dict) or raw.get("format") != A.FORMAT or raw.get("v") != A.VERSION \
-            or raw.get("hash") != "sha256" or not isinstance(raw.get("files"), list) \
+            or raw.get("hash") not in digests.NAMES or not isinstance(raw.get("files"), list) \
             or not isinstance(raw.get("doc_id"), str):
         raise E.ArchiveMalformed("META-INF/manifest.json is not a version 1 gwx archive manifest")
     seen: set[str] = set()
+    hash_name = raw["hash"]  # the network's digest: sha256 (and every archive made before SM3 was), or sm3
     for f in raw["files"]:
-        if not isinstance(f, dict) or set(f) != {"path", "sha256", "size"} or not isinstance(f["path"], str) \
-                or not isinstance(f["sha256"], str) or len(f["sha256"]) != 64 or not isinstance(f["size"], int):
-            raise E.ArchiveMalformed("a manifest entry is not {path, sha256, size}")
+        if not isinstance(f, dict) or set(f) != {"path", hash_name, "size"} or not isinstance(f["path"], str) \
+                or not isinstance(f[hash_name], str) or len(f[hash_name]) != 64 or not isinstance(f["size"], int):
+            raise E.ArchiveMalformed(f"a manifest entry is not {{path, {hash_name}, size}}")
         if not A.SAFE_NAME.match(f["path"]) or f["path"] in seen or f["path"].startswith("META-INF/"):
             raise E.ArchiveUnsafeName(f"the manifest lists {f['path']!r}, a name not allowed or given twice",
                                       name=f["path"])
@@ -462,7 +466,7 @@ def _check_audit(data: bytes | None) -> Check:
     return Check("audit", PASS, details=details, message=message)
 
 
-def _check_index(data: bytes | None, files: dict[str, dict[str, Any]], info: dict[str, Any]) -> Check:
+def _check_index(data: bytes | None, files: dict[str, dict[str, Any]], hash_name: str, info: dict[str, Any]) -> Check:
     try:
         if data is None:
             raise E.ArchiveFileMissing("the archive holds no index.json", path=A.INDEX_NAME)
@@ -473,7 +477,7 @@ def _check_index(data: bytes | None, files: dict[str, dict[str, Any]], info: dic
         if not isinstance(meta, dict) or not isinstance(archived, dict):
             raise E.ArchiveMalformed("index.json lacks 元数据 or 归档")
         package = files.get(A.PACKAGE_NAME)
-        if package is None or archived.get("package_sha256") != package["sha256"]:
+        if package is None or archived.get(A.package_key(hash_name)) != package[hash_name]:
             raise E.ArchiveDigestMismatch("index.json names another sealed package than the one archived",
                                           path=A.INDEX_NAME)
         if meta.get("公文标识") != info.get("doc_id") or (

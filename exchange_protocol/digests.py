@@ -13,7 +13,10 @@ other's:
 - the replay identity (:func:`exchange_protocol.replay.envelope_identity`): not on the wire, but
   the receiver's record of what it accepted; it takes the digest the header names;
 - the 签收/退回 statement's package digest: ``package_sha256`` or ``package_sm3``
-  (:mod:`exchange_protocol.statements`), signed by the unit's seal key, whose algorithm fixes it.
+  (:mod:`exchange_protocol.statements`), signed by the unit's seal key, whose algorithm fixes it;
+- the archive package's manifest (``"hash": "sha256"`` or ``"sm3"``, each file's digest under that
+  name), its index's ``package_sha256`` / ``package_sm3`` and its time-stamp's imprint
+  (:mod:`exchange_protocol.archive`); its verifier reads either.
 
 A verifier takes the network's digest from its policy (:attr:`TrustPolicy.profile
 <exchange_protocol.envelope_seal.TrustPolicy.profile>`) and refuses a header naming the other with
@@ -21,7 +24,8 @@ A verifier takes the network's digest from its policy (:attr:`TrustPolicy.profil
 
 Not the protocol's, and SHA-256 on every network: the node's content-addressed blob names
 (``node.store.blobs``; a name inside one node's disk, never compared with another node's), HTTP
-ETags, the audit chain's links, the archive's file list. They bind nothing a peer signs or checks.
+ETags, the audit chain's links, the checksum of a downloaded archive file. They bind nothing a peer
+signs or checks.
 
 SM3 comes from the system OpenSSL through :mod:`hashlib` (``hashlib.new("sm3")``, in C) when it has
 it, else from pyca/cryptography's bundled OpenSSL (:func:`pki.sm3_sm4.sm3`'s library); both are

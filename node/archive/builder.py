@@ -21,6 +21,11 @@ is left out, and the index says how many messages were found without their envel
 written in a worker thread to a temporary file in ``DATA_DIR/archives`` (one a crash left behind is
 removed by the next build once a day old); the time-stamp over the
 manifest is asked asynchronously between writing the manifest and closing the file.
+
+The archive's digest is the network's (:func:`exchange_protocol.digests.for_profile` of the node's
+trust policy): SM3 on a 国密 network for the manifest's file list, the index's ``package_sm3`` and the
+time-stamp's imprint, SHA-256 on an international one. The index is written after the package, whose
+digest it names (on a 国密 network the blob's SHA-256 name is not it).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange_protocol import archive as A
+from exchange_protocol import digests
 from exchange_protocol.envelope import MessageType, decode_header
 from exchange_protocol.frame import read_head
 from exchange_protocol.model import DocumentMetadata
@@ -92,18 +98,14 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
             evidence += found
         else:
             missing += 1
-    index = A.gbt33480_index(subject.meta, package_sha256=subject.package_digest, side=subject.side,
-                             units=[subject.unit], handling=subject.handling, archived_at=ctx.clock(),
-                             node_id=ctx.node_id)
     units = {h["unit"] for h in subject.handling}  # a received document's archive: this unit's statement only
     statements = [s for s in await store.evidence.notice_evidence(subject.doc_id) if s.unit in units]
     acted = {h["unit"] for h in subject.handling if h.get("status") in _ACTED}
     found = acted & {s.unit for s in statements}
-    index["归档"].update({"messages": len(message_ids), "message_ids": sorted(message_ids), "without_envelope": missing,
-                         "statements": {"expected": len(acted), "found": len(found),
-                                        "missing": sorted(acted - found)}})
+    archived = {"messages": len(message_ids), "message_ids": sorted(message_ids), "without_envelope": missing,
+                "statements": {"expected": len(acted), "found": len(found), "missing": sorted(acted - found)}}
     if subject.reason:
-        index["归档"]["reason"] = subject.reason
+        archived["reason"] = subject.reason
     directory = ctx.config.data_dir / "archives"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     await asyncio.to_thread(_clear_leftovers, directory)
@@ -111,11 +113,11 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            writer = A.ArchiveWriter(out)
+            writer = A.ArchiveWriter(out, digests.for_profile(ctx.trust_policy.profile))
             try:
-                manifest = await asyncio.to_thread(_write_files, writer, ctx, store, subject, index, excerpt, evidence,
-                                                   statements)
-                token, stamp = await stamps.token_for(manifest)
+                manifest = await asyncio.to_thread(_write_files, writer, ctx, store, subject, archived, excerpt,
+                                                   evidence, statements)
+                token, stamp = await stamps.token_for(manifest, writer.hash_name)
                 await asyncio.to_thread(writer.close_with_token, token)
             except BaseException:
                 writer.close()
@@ -131,12 +133,16 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
 
 
 def _write_files(writer: A.ArchiveWriter, ctx: NodeContext, store: NodeStore, subject: Subject,
-                 index: dict[str, Any], excerpt: dict[str, Any],
+                 archived: dict[str, Any], excerpt: dict[str, Any],
                  evidence: Iterable[tuple[str, bytes, bytes, bytes | None]],
                  statements: Iterable[NoticeEvidence]) -> bytes:
-    writer.add(A.INDEX_NAME, json.dumps(index, ensure_ascii=False, indent=1).encode("utf-8"))
     with store.blobs.open(subject.package_digest) as package:
-        writer.add(A.PACKAGE_NAME, package, stored=True)  # a ZIP already: stored, byte-identical
+        entry = writer.add(A.PACKAGE_NAME, package, stored=True)  # a ZIP already: stored, byte-identical
+    index = A.gbt33480_index(subject.meta, package_digest=entry.digest, hash_name=entry.hash_name, side=subject.side,
+                             units=[subject.unit], handling=subject.handling, archived_at=ctx.clock(),
+                             node_id=ctx.node_id)
+    index["归档"].update(archived)
+    writer.add(A.INDEX_NAME, json.dumps(index, ensure_ascii=False, indent=1).encode("utf-8"))
     for mid, header, signature, receipt in evidence:
         A.add_signed_header(writer, header, signature, mid)
         if receipt is not None:

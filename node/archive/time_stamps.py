@@ -13,7 +13,6 @@ root — an archive whose own time-stamp would not verify is never written.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 from node.config import Peer
 from node.context import NodeContext
@@ -45,11 +44,12 @@ class TimeStamps:
                            "([archive] tsa_node and tsa_url: the root node), install a TSA signer ([archive] "
                            "tsa_signer) or hold the network directory (its root node time-stamps)")
 
-    async def token_for(self, data: bytes) -> tuple[bytes, tsa.TimeStamp]:
-        """A verified TimeStampToken over SHA-256(``data``) and what it asserts."""
-        digest = hashlib.sha256(data).digest()
+    async def token_for(self, data: bytes, hash_name: str = "sha256") -> tuple[bytes, tsa.TimeStamp]:
+        """A verified TimeStampToken over ``data``'s digest ``hash_name`` (the network's: SHA-256, or
+        SM3 on a 国密 network) and what it asserts."""
+        digest = tsa.make_imprint(hash_name, data)
         nonce = tsa.random_serial()
-        request = tsa.make_request(digest=digest, nonce=nonce, cert_req=True)
+        request = tsa.make_request(digest=digest, hash_name=hash_name, nonce=nonce, cert_req=True)
         peer = self.where()
         if peer is None:
             response = await asyncio.to_thread(self.local.answer, request)

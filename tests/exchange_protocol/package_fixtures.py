@@ -44,9 +44,11 @@ class Pki:
         return lambda request: tsa.respond(request, signer, at, tsa.random_serial())
 
 
-def make_pki(directory: Path) -> Pki:
+def make_pki(directory: Path, algorithm: str | None = None) -> Pki:
+    """``algorithm``: the root's (``"sm2-sm3"``: a 国密 network, its seals and TSA SM2 too)."""
     now = NOW - dt.timedelta(days=1)
-    ca = CertificateAuthority.init_root(directory / "ca", "测试网络根CA", PASSPHRASE, now=now)
+    ca = CertificateAuthority.init_root(directory / "ca", "测试网络根CA", PASSPHRASE,
+                                        **({"algorithm": algorithm} if algorithm else {}), now=now)
     seal = issue_seal(ca, UNIT, "某某市人民政府", directory / "seal", PASSPHRASE, now=now)
     other = issue_seal(ca, OTHER_UNIT, "某某县财政局", directory / "seal2", PASSPHRASE, now=now)
     return Pki(directory, ca, seal, other)

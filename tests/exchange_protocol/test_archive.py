@@ -14,8 +14,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from asn1crypto import tsp
 
 from exchange_protocol import archive as A
+from exchange_protocol import digests
 from exchange_protocol.archive_verify import ArchiveLimits, verify_archive
 from exchange_protocol.audit_chain import GENESIS_HASH
 from exchange_protocol.canonical import canonical_json
@@ -40,6 +42,7 @@ from tests.exchange_protocol.package_fixtures import (  # noqa: F401
     make_pki,
     pki_env,
 )
+from tests.pki.sm_support import openssl_checks_gbt_cms
 from tests.support import run_openssl
 
 LATER = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
@@ -75,7 +78,10 @@ def header_of(pki, type_="document", in_reply_to=None) -> tuple[bytes, bytes, st
     return data, cms.sign_detached(data, _node_signer(pki, "sender-node")), header.message_id
 
 
-def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=(), statements=(), message_ids=None) -> bytes:
+def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=(), statements=(), message_ids=None,
+          hash_name="sha256") -> bytes:
+    """An archive as the node writes it; ``hash_name="sha256"`` on an international network (and what
+    every archive was before SM3: the format is the same), ``"sm3"`` on a 国密 one."""
     package = io.BytesIO()
     build_package(package, metadata=make_meta(), body=notice_pdf(), seal_key=pki.seal, at=NOW,
                   timestamper=pki.timestamper(NOW))
@@ -83,10 +89,10 @@ def build(pki, *, stamp_at=NOW, excerpt=None, extra=None, skip=(), statements=()
     header, header_signature, mid = header_of(pki)
     receipt = sign_receipt(TransportReceipt(mid, "cd" * 32, NOW, "receiver-node"), receiver)
     out = io.BytesIO()
-    writer = A.ArchiveWriter(out)
-    digest = hashlib.sha256(package.getvalue()).hexdigest()
-    index = A.gbt33480_index(make_meta(), package_sha256=digest, side="outbox", units=[UNIT], handling=[],
-                             archived_at=NOW, node_id="sender-node")
+    writer = A.ArchiveWriter(out, hash_name)
+    digest = digests.hexdigest(hash_name, package.getvalue())
+    index = A.gbt33480_index(make_meta(), package_digest=digest, hash_name=hash_name, side="outbox", units=[UNIT],
+                             handling=[], archived_at=NOW, node_id="sender-node")
     index["归档"]["message_ids"] = [mid] if message_ids is None else message_ids(mid)
     parts = {A.INDEX_NAME: json.dumps(index, ensure_ascii=False).encode(), A.PACKAGE_NAME: package.getvalue(),
              A.AUDIT_NAME: json.dumps(excerpt or _excerpt()).encode(), **(extra or {})}
@@ -389,3 +395,70 @@ def test_an_unreadable_chain_pem_is_a_warning_in_the_report(pki_env, archived):
     report = verify_archive(io.BytesIO(build(pki_env, extra={A.CHAIN_NAME: b"-----BEGIN CERTIFICATE-----\nxx\n"})),
                             [pki_env.root], LATER)
     assert any(A.CHAIN_NAME in w for w in report.warnings) and report.to_dict()["warnings"] == list(report.warnings)
+
+
+@pytest.fixture(scope="module")
+def sm_archived(tmp_path_factory):
+    """A 国密 network's archive: SM2 root, seal and TSA; the manifest, the index and the imprint SM3."""
+    pki = make_pki(tmp_path_factory.mktemp("sm-archive"), "sm2-sm3")
+    return pki, build(pki, hash_name="sm3")
+
+
+def _openssl_sm3(path: Path) -> str:
+    return run_openssl("dgst", "-sm3", "-r", path).stdout.decode().split()[0]
+
+
+def test_a_national_networks_archive_is_sm3_throughout_checked_by_openssl(sm_archived, pki_env, archived, tmp_path):
+    pki, data = sm_archived
+    report = verify_archive(io.BytesIO(data), [pki.root], LATER)
+    assert report.ok, report.to_dict()
+    assert report.check("manifest").details["hash"] == "sm3" and report.check("timestamp").details["imprint"] == "sm3"
+    # An archive made before (SHA-256 on every network, the same format) still verifies, and says so.
+    before = verify_archive(io.BytesIO(archived), [pki_env.root], LATER)
+    assert before.ok and before.check("manifest").details["hash"] == "sha256"
+    assert before.check("timestamp").details["imprint"] == "sha256"
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        zf.extractall(tmp_path)
+    manifest = json.loads((tmp_path / A.MANIFEST_NAME).read_bytes())
+    assert manifest["hash"] == "sm3" and len(manifest["files"]) == 7
+    for entry in manifest["files"]:  # `openssl dgst -sm3` over each archived file, as the manifest lists it
+        assert set(entry) == {"path", "sm3", "size"}
+        assert _openssl_sm3(tmp_path / entry["path"]) == entry["sm3"], entry["path"]
+    archived_as = json.loads((tmp_path / A.INDEX_NAME).read_bytes())["归档"]
+    assert archived_as["package_sm3"] == _openssl_sm3(tmp_path / A.PACKAGE_NAME) and "package_sha256" not in archived_as
+    # The token (GB/T 35275 CMS, which `openssl ts` does not read): the TSA's SM2 signature checked by
+    # openssl alone, and the imprint it signs is the manifest's SM3 by openssl.
+    tst = openssl_checks_gbt_cms((tmp_path / A.TOKEN_NAME).read_bytes(), None, tmp_path)
+    imprint = tsp.TSTInfo.load(tst)["message_imprint"]
+    assert imprint["hash_algorithm"]["algorithm"].dotted == "1.2.156.10197.1.401"  # SM3
+    assert imprint["hashed_message"].native.hex() == _openssl_sm3(tmp_path / A.MANIFEST_NAME)
+    # The other signatures inside (GB/T 35275 too): the envelope header's and the receipt's, by openssl.
+    signatures = sorted(tmp_path.rglob("*.p7s"))
+    assert len(signatures) == 2
+    for signature in signatures:
+        openssl_checks_gbt_cms(signature.read_bytes(), Path(str(signature)[:-4]).read_bytes(), tmp_path)
+
+
+def test_a_national_networks_archive_refuses_a_changed_file_and_a_relabelled_manifest(sm_archived):
+    pki, data = sm_archived
+
+    def verdict(change) -> dict:
+        return statuses(verify_archive(io.BytesIO(rezip(data, change)), [pki.root], LATER))
+
+    def changed_index(m):
+        m[A.INDEX_NAME] = m[A.INDEX_NAME].replace("关于".encode(), "有关".encode())
+    assert verdict(changed_index)["manifest"] == ("fail", "ARCHIVE_DIGEST_MISMATCH")
+
+    def relabelled(m):  # the manifest rewritten in SHA-256, every digest right: the SM3 token no longer covers it
+        manifest = json.loads(m[A.MANIFEST_NAME])
+        manifest["hash"] = "sha256"
+        manifest["files"] = [{"path": f["path"], "sha256": hashlib.sha256(m[f["path"]]).hexdigest(), "size": f["size"]}
+                             for f in manifest["files"]]
+        m[A.MANIFEST_NAME] = canonical_json(manifest)
+    s = verdict(relabelled)
+    assert s["manifest"] == ("pass", None) and s["timestamp"] == ("fail", "TSA_DIGEST_MISMATCH")
+
+    def mixed(m):  # the algorithm named is not the one the entries carry
+        m[A.MANIFEST_NAME] = m[A.MANIFEST_NAME].replace(b'"hash":"sm3"', b'"hash":"sha256"')
+    assert verdict(mixed)["structure"] == ("fail", "ARCHIVE_MALFORMED")

@@ -98,3 +98,29 @@ def openssl_verifies_signature(public_key_pem: bytes, signed: bytes, signature: 
     (workdir / "dgst.sig").write_bytes(signature)
     return openssl("dgst", "-sm3", "-verify", workdir / "dgst.pub", "-sigopt", "distid:1234567812345678",
                    "-signature", workdir / "dgst.sig", workdir / "dgst.data")
+
+
+def openssl_checks_gbt_cms(der: bytes, content: bytes | None, workdir: Path) -> bytes:
+    """A GB/T 35275 SignedData (SM2 with SM3), which `openssl cms` and `openssl ts` do not read, checked
+    with openssl alone: its messageDigest is `openssl dgst -sm3` of the content (``content`` when
+    detached, else the encapsulated one), and `openssl dgst -sm3 -verify` (default id) verifies the SM2
+    signature over the signed attributes with the public key `openssl x509 -pubkey` reads from the
+    signer's certificate the CMS carries. Returns the content signed; AssertionError when a check fails."""
+    from asn1crypto import cms as acms
+
+    signed = acms.ContentInfo.load(der)["content"]
+    if content is None:
+        content = signed["encap_content_info"]["content"].contents
+    si = signed["signer_infos"][0]
+    sid = si["sid"].chosen
+    signer = next(c.chosen for c in signed["certificates"] if c.name == "certificate"
+                  and c.chosen.issuer == sid["issuer"] and c.chosen.serial_number == sid["serial_number"].native)
+    (workdir / "gbt.content").write_bytes(content)
+    (workdir / "gbt.crt").write_bytes(signer.dump())
+    attrs = {a["type"].dotted: a["values"][0] for a in si["signed_attrs"]}
+    sm3 = run_openssl("dgst", "-sm3", "-r", workdir / "gbt.content").stdout.decode().split()[0]
+    assert attrs["1.2.840.113549.1.9.4"].native.hex() == sm3, "messageDigest is not the content's SM3"
+    key = run_openssl("x509", "-inform", "DER", "-in", workdir / "gbt.crt", "-pubkey", "-noout").stdout
+    done = openssl_verifies_signature(key, b"\x31" + si["signed_attrs"].dump()[1:], si["signature"].native, workdir)
+    assert done.returncode == 0 and b"Verified OK" in done.stdout, done.stderr
+    return content
