@@ -113,7 +113,7 @@ async def build(ctx: NodeContext, store: NodeStore, stamps: TimeStamps, subject:
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            writer = A.ArchiveWriter(out, digests.for_profile(ctx.trust_policy.profile))
+            writer = A.ArchiveWriter(out, digests.for_profile(ctx.trust_policy().profile))
             try:
                 manifest = await asyncio.to_thread(_write_files, writer, ctx, store, subject, archived, excerpt,
                                                    evidence, statements)

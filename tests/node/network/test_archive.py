@@ -1,7 +1,9 @@
 """一键归档 across real nodes: the city node is the network's TSA (a signer issued by the CA, served on
 its peer API over mutual TLS), the county asks it; a sent and a received document are archived once
 settled, checked offline by ``gwx archive verify`` (also in 2040) and by openssl on their own, and
-every bad request is a typed error."""
+every bad request is a typed error. The archive scenario runs on a 国密 network too: SM3 manifest, index
+and imprint, SM2 (GB/T 35275) signatures, checked by `openssl dgst -sm3` since `openssl ts`/`cms` do not
+read that CMS."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from asn1crypto import tsp
 
 from exchange_protocol import archive as A
 from node.cli.api_client import RemoteError
@@ -24,10 +27,12 @@ from tests.node.network.network_support import (
     A2,
     CITY,
     FAST_RETRY,
+    ByProfile,
     RawPeer,
     connect_and_start,
     db_rows,
     db_value,
+    every_profile,
     inbox_item,
     new_network,
     notice_meta,
@@ -37,22 +42,31 @@ from tests.node.network.network_support import (
     units,
     wait_status,
 )
+from tests.pki.sm_support import openssl_checks_gbt_cms
 from tests.support import run_gwx, run_openssl
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = new_network(tmp_path_factory.mktemp("archive"))
-    city = net.add_node("city", units(CITY), retry=FAST_RETRY, archive={"tsa_signer": "tsa"})
-    county = net.add_node("county", units(A1, A2), retry=FAST_RETRY)
-    issue_tsa_signer(net.ca, city.directory / "tsa", PASSPHRASE)  # the CA operator's act; the CA key stays
-    edit_config(county.directory, lambda doc: set_section_values(
-        doc, "archive", {"tsa_node": "city", "tsa_url": peer_url(city)}))
-    connect_and_start(net)
-    yield net
-    net.stop_all()
+def networks(tmp_path_factory):
+    def make(profile: str):
+        net = new_network(tmp_path_factory.mktemp(f"archive-{profile}"), profile=profile)
+        city = net.add_node("city", units(CITY), retry=FAST_RETRY, archive={"tsa_signer": "tsa"})
+        county = net.add_node("county", units(A1, A2), retry=FAST_RETRY)
+        issue_tsa_signer(net.ca, city.directory / "tsa", PASSPHRASE)  # the CA operator's act; the CA key stays
+        edit_config(county.directory, lambda doc: set_section_values(
+            doc, "archive", {"tsa_node": "city", "tsa_url": peer_url(city)}))
+        return connect_and_start(net)
+
+    made = ByProfile(make)
+    yield made
+    made.stop_all()
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def _settled_document(net) -> str:
@@ -69,6 +83,7 @@ def _archive(node, unit: str, side: str, doc_id: str, out: Path, *extra: str):
                    "--node", node.ready["local_url"], "--token-file", token_file(node, f"clerk-{unit}"), text=True)
 
 
+@every_profile
 def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_path):
     city, county = net.nodes["city"], net.nodes["county"]
     doc_id = _settled_document(net)
@@ -88,6 +103,7 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
     assert done.returncode == 0, done.stderr
 
     root = net.base / "ca" / "root.crt"
+    digest = "sm3" if net.profile == "sm" else "sha256"  # the network's
     for archive in (sent, received):
         for at in ((), ("--at", "2040-01-01T00:00:00+00:00")):
             checked = run_gwx("archive", "verify", archive, "--trust", root, *at, "--no-revocation", "--json",
@@ -95,6 +111,8 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
             assert checked.returncode == 0, checked.stdout + checked.stderr
             report = json.loads(checked.stdout)
             assert report["ok"] and report["doc_id"] == doc_id
+            checks = {c["name"]: c for c in report["checks"]}
+            assert checks["manifest"]["details"]["hash"] == checks["timestamp"]["details"]["imprint"] == digest
             statuses = {c["name"]: c["status"] for c in report["checks"]}
             assert statuses == {"structure": "pass", "manifest": "pass", "timestamp": "pass", "package": "pass",
                                 "envelopes": "pass", "receipts": "pass", "statements": "pass", "audit": "pass",
@@ -131,33 +149,53 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
     assert {"document", "receipt", "return"} <= set(types), types
     assert any(n.startswith(A.RECEIPTS_DIR) for n in names)
 
-    # Tools we did not write: openssl ts on the token over the manifest, openssl cms on every signature,
-    # poppler's pdfsig on the body inside the sealed package.
+    # Each node's audit log records the archive it built, with the digest of the file handed out.
+    for node, archive in ((city, sent), (county, received)):
+        recorded = [json.loads(d) for (d,) in db_rows(node, "SELECT details FROM audit WHERE action = ? AND doc_id = ?",
+                                                      ("document.archived", doc_id))]
+        assert [r["sha256"] for r in recorded] == [hashlib.sha256(archive.read_bytes()).hexdigest()]
+
+    # Tools we did not write: openssl on the manifest's digests, the time-stamp and every signature; on an
+    # international network poppler's pdfsig on the body inside the sealed package too.
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(sent) as zf:
         zf.extractall(unpacked)
+    manifest = json.loads((unpacked / A.MANIFEST_NAME).read_bytes())
+    assert manifest["hash"] == digest
+    for entry in manifest["files"]:
+        assert _openssl_digest(digest, unpacked / entry["path"]) == entry[digest], entry["path"]
+    assert index["归档"][f"package_{digest}"] == _openssl_digest(digest, unpacked / A.PACKAGE_NAME)
+    statements = sorted((unpacked / A.STATEMENTS_DIR).glob("*.p7s"))
+    assert len(statements) == 2
+    detached = set(unpacked.rglob("*.p7s")) - set(statements)
+    if net.profile == "sm":  # GB/T 35275 CMS: openssl dgst -sm3 over the content and -verify of the SM2 signature
+        imprint = tsp.TSTInfo.load(openssl_checks_gbt_cms((unpacked / A.TOKEN_NAME).read_bytes(), None, tmp_path))
+        assert imprint["message_imprint"]["hashed_message"].native.hex() == \
+            _openssl_digest("sm3", unpacked / A.MANIFEST_NAME)
+        for signature in statements:
+            shown = openssl_checks_gbt_cms(signature.read_bytes(), None, tmp_path)
+            assert A.STATEMENT_KIND.encode() in shown and doc_id.encode() in shown
+        for signature in detached:
+            openssl_checks_gbt_cms(signature.read_bytes(), Path(str(signature)[:-4]).read_bytes(), tmp_path)
+        return
     with zipfile.ZipFile(unpacked / A.PACKAGE_NAME) as zf:
         (tmp_path / "body.pdf").write_bytes(zf.read("body.pdf"))
     pdfsig = subprocess.run(["pdfsig", str(tmp_path / "body.pdf")], capture_output=True, text=True, timeout=60)
     assert "Signature Validation: Signature is Valid." in pdfsig.stdout, pdfsig.stdout + pdfsig.stderr
     run_openssl("ts", "-verify", "-data", unpacked / A.MANIFEST_NAME, "-in", unpacked / A.TOKEN_NAME, "-token_in",
                 "-CAfile", root)
-    statements = sorted((unpacked / A.STATEMENTS_DIR).glob("*.p7s"))
-    assert len(statements) == 2
     for signature in statements:  # content attached: openssl prints the statement itself
         shown = run_openssl("cms", "-verify", "-inform", "DER", "-in", signature, "-CAfile", root,
                             "-purpose", "any", text=True)
         assert A.STATEMENT_KIND in shown.stdout and doc_id in shown.stdout
-    for signature in set(unpacked.rglob("*.p7s")) - set(statements):
+    for signature in detached:
         run_openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", signature,
                     "-content", Path(str(signature)[:-4]), "-CAfile", root, "-purpose", "any",
                     "-out", tmp_path / "content.bin")
 
-    # Each node's audit log records the archive it built, with the digest of the file handed out.
-    for node, archive in ((city, sent), (county, received)):
-        recorded = [json.loads(d) for (d,) in db_rows(node, "SELECT details FROM audit WHERE action = ? AND doc_id = ?",
-                                                      ("document.archived", doc_id))]
-        assert [r["sha256"] for r in recorded] == [hashlib.sha256(archive.read_bytes()).hexdigest()]
+
+def _openssl_digest(name: str, path: Path) -> str:
+    return run_openssl("dgst", f"-{name}", "-r", path).stdout.decode().split()[0]
 
 
 def test_an_unfinished_document_with_a_reason_and_bad_requests(net, tmp_path):
