@@ -5,7 +5,10 @@ bytes, receivers answer duplicates with the original receipt — so after any cr
 every document is delivered **exactly once**: each addressed unit has exactly one inbox row per
 document, the receiver applied each envelope once (one ``inbox.add`` audit event per row), the
 sender's rows all reach 已送达, and both audit chains still verify from the database. The nodes keep
-their rows in SQLite, then (the same tests) in PostgreSQL.
+their rows in SQLite, then (the same tests) in PostgreSQL. The receiver's kill -9 mid-transfer and
+its clerks' 签收 cut off run on a 国密 network too (SQLite): SM2-signed headers and receipts, SM4
+payloads, the replay identity by the header's SM3 (what answers a resent envelope with its original
+receipt), statements naming the package by SM3.
 
 The sender is given small batches (4 envelopes a request) so a kill can land between batches and
 inside one; the receiver is killed by SIGKILL while the sender pushes, the sender while its
@@ -15,6 +18,7 @@ sender's death can be looked for after the restart.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +33,7 @@ from tests.node.network.network_support import (
     CITY,
     CITY_LOCAL,
     FAST_RETRY,
+    PROFILES,
     db_rows,
     db_value,
     ensure_running,
@@ -42,26 +47,52 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 N = 30
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def net(request, tmp_path_factory):
-    """The two nodes keep their rows in SQLite, or each in a PostgreSQL database of its own."""
-    base = tmp_path_factory.mktemp("crash")
-    stores = {"city": {}, "county-a": {}}
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres_server")
-        stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
-                  for node in stores}
-    # Retries as fast as elsewhere, but a window longer than the module's longest scenario: the window
-    # runs from an envelope's first failed attempt (the receiver down while the clerks submit) and a
-    # sender's kill -9 does not restart it. With FAST_RETRY's 30 s, a loaded CI (83 s for the
-    # drain-and-kill test) saw the rows not yet accepted bounce as QUEUE_EXPIRED — the product giving
-    # up as configured, not an envelope lost (a 3 s window shows the same here on a quiet machine).
-    retry = {**FAST_RETRY, "window_seconds": 600}
-    network = start_network(base, {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}, "retry": retry,
-                                                                 **stores["city"]}),
-                                   "county-a": ([A1, A2], {"retry": retry, **stores["county-a"]})})
-    yield network
-    network.stop_all()
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory):
+    """The two nodes keep their rows in SQLite, or each in a PostgreSQL database of its own; one network
+    per (store, profile) a test asks for, made then and kept for the module (as test_exchange)."""
+    made: dict[tuple[str, str], object] = {}
+
+    def get(store: str, profile: str, server):
+        if (store, profile) not in made:
+            stores = {"city": {}, "county-a": {}}
+            if server is not None:
+                stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
+                          for node in stores}
+            # Retries as fast as elsewhere, but a window longer than the module's longest scenario: the window
+            # runs from an envelope's first failed attempt (the receiver down while the clerks submit) and a
+            # sender's kill -9 does not restart it. With FAST_RETRY's 30 s, a loaded CI (83 s for the
+            # drain-and-kill test) saw the rows not yet accepted bounce as QUEUE_EXPIRED — the product giving
+            # up as configured, not an envelope lost (a 3 s window shows the same here on a quiet machine).
+            retry = {**FAST_RETRY, "window_seconds": 600}
+            network = start_network(tmp_path_factory.mktemp(f"crash-{store}-{profile}"),
+                                    {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}, "retry": retry,
+                                                                   **stores["city"]}),
+                                     "county-a": ([A1, A2], {"retry": retry, **stores["county-a"]})},
+                                    profile=profile)
+            stack.callback(network.stop_all)
+            made[store, profile] = network
+        return made[store, profile]
+
+    with contextlib.ExitStack() as stack:
+        yield get
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def net(networks, store, profile, request):
+    return networks(store, profile, request.getfixturevalue("postgres_server") if store == "postgresql" else None)
+
+
+# A kill whose recovery involves the profile's algorithms (the receiver's replay identity and receipts,
+# the 签收 statements) runs on a 国密 network too, on SQLite alone: the store keeps the same rows
+# whichever algorithm signed them.
+every_profile = pytest.mark.parametrize(("store", "profile"), [("sqlite", p) for p in PROFILES]
+                                        + [("postgresql", "international")])
 
 
 @pytest.fixture
@@ -163,7 +194,12 @@ def assert_exactly_once(city, county, ids: list[str], local: bool = False) -> No
         assert verify_audit_chain(node) > 0
 
 
-@pytest.mark.parametrize("after", [3, 15], ids=lambda k: f"after-{k}-arrived")
+# On the 国密 network after 3 only: the kill inside a batch or between two is the store's and the
+# sender's matter, not the algorithm's.
+@pytest.mark.parametrize(("store", "profile", "after"), [
+    pytest.param(store, profile, after, id=f"{store}-{profile}-after-{after}-arrived")
+    for store, profile, after in (("sqlite", "international", 3), ("sqlite", "international", 15), ("sqlite", "sm", 3),
+                                  ("postgresql", "international", 3), ("postgresql", "international", 15))])
 def test_receiver_killed_while_the_sender_pushes_gets_everything_exactly_once(net, nodes, after):
     city, county = nodes
     submitter = Submitter(net, f"recv{after}").start()
@@ -233,6 +269,7 @@ def test_sender_killed_during_submissions_delivers_exactly_what_it_acknowledged(
             assert db_value(node, f"SELECT COUNT(*) FROM inbox WHERE doc_id IN ({lost_marks})", sorted(lost)) == 0
 
 
+@every_profile
 def test_receiver_killed_while_its_clerks_sign_for_sends_back_every_acknowledged_sign_for(net, nodes):
     """kill -9 the county while its clerks sign for (签收) at once, their actions committed together
     with their notices' bytes in the draft rows (no blob of their own): every 签收 a clerk was
