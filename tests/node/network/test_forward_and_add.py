@@ -7,7 +7,8 @@ cover 通知, to a unit on another node and one on its own: each gets the cover 
 package byte for byte (the city's seal intact), sees who forwarded it under which cover, and the
 forwarder's track of the cover follows each copy to its 签收, and the city's track of its document
 shows the forward (a 转发告知 from 兰山区's node). Bad requests are refused with typed
-codes and change nothing."""
+codes and change nothing. 补发 and 转发 run on a 国密 network too (the package and the cover sealed
+with SM2 on an OFD body, the envelopes SM2/SM4, the forwarded copy's 签收 statement by SM3)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ from tests.node.network.network_support import (
     B1,
     CITY,
     CITY_LOCAL,
+    ByProfile,
     RawPeer,
     db_rows,
     db_value,
+    every_profile,
     forge_envelope,
     gwx,
     inbox_item,
@@ -44,11 +47,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    network = start_network(tmp_path_factory.mktemp("add-recipients"),
-                            {"city": ([CITY, CITY_LOCAL], {}), "county-a": ([A1, A2], {}), "county-b": ([B1], {})})
-    yield network
-    network.stop_all()
+def networks(tmp_path_factory):
+    made = ByProfile(lambda profile: start_network(
+        tmp_path_factory.mktemp(f"add-recipients-{profile}"),
+        {"city": ([CITY, CITY_LOCAL], {}), "county-a": ([A1, A2], {}), "county-b": ([B1], {})}, profile=profile))
+    yield made
+    made.stop_all()
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def package(node, unit: str, doc_id: str) -> bytes:
@@ -61,6 +70,7 @@ def statuses(node, unit: str, doc_id: str) -> dict[str, tuple[str, str]]:
     return {r["unit"]: (r["role"], r["status"]) for r in node.clerk(unit).get(f"/api/v1/outbox/{doc_id}")["recipients"]}
 
 
+@every_profile
 def test_a_unit_added_later_gets_the_same_sealed_package_and_shows_in_the_track(net):
     city, county_a, county_b = net.nodes["city"], net.nodes["county-a"], net.nodes["county-b"]
     doc_id = send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"]
@@ -112,6 +122,7 @@ def forward(node, unit: str, doc_id: str, cover: dict, body) -> dict:
     return node.client(f"clerk-{unit}").post_multipart(f"/api/v1/inbox/{doc_id}/forward", stream)
 
 
+@every_profile
 def test_a_received_document_is_forwarded_unchanged_with_a_cover_and_both_sides_see_the_chain(net, tmp_path):
     city, county_a, county_b = net.nodes["city"], net.nodes["county-a"], net.nodes["county-b"]
     doc_id = send_document(city, CITY, notice_meta(CITY, [A1], title="关于做好森林防火工作的通知"), net.body)["doc_id"]
