@@ -3,7 +3,9 @@
 Envelopes are sealed by hand with a node's real keys (read from its credentials directory) and
 POSTed over mutual TLS with a node's real TLS certificate, so every check the receiver makes is
 the one a production peer would meet: a node speaking for a unit it does not host, an envelope
-whose origin is not the node on the connection, a replay, an oversized request.
+whose origin is not the node on the connection, a replay, an oversized request. The origin and
+replay checks run on a 国密 network too: there the TLS certificate is under the transport root and
+the header signed with SM2 under the network's root, and the replay identity is the header's SM3.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from tests.node.network.network_support import (
     A1,
     B1,
     CITY,
+    ByProfile,
     RawPeer,
     blob_path,
     db_rows,
     db_value,
+    every_profile,
     forge_envelope,
     inbox_item,
     log_text,
@@ -52,13 +56,18 @@ MAX_ENVELOPE = 256 * 1024  # county-a's limit (a request may carry two envelopes
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hostile")
-    network = start_network(base, {"city": ([CITY], {}),
-                                   "county-a": ([A1], {"limits": {"max_envelope_bytes": MAX_ENVELOPE}}),
-                                   "county-b": ([B1], {})})
-    yield network
-    network.stop_all()
+def networks(tmp_path_factory):
+    made = ByProfile(lambda profile: start_network(
+        tmp_path_factory.mktemp(f"hostile-{profile}"),
+        {"city": ([CITY], {}), "county-a": ([A1], {"limits": {"max_envelope_bytes": MAX_ENVELOPE}}),
+         "county-b": ([B1], {})}, profile=profile))
+    yield made
+    made.stop_all()
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 @pytest.fixture
@@ -102,6 +111,7 @@ def test_a_node_speaking_for_a_unit_it_does_not_host_is_refused(nodes):
     assert as_b.health()["node_id"] == "county-a"
 
 
+@every_profile
 def test_an_envelope_whose_origin_is_not_the_tls_peer_is_refused(nodes):
     city, county_a, county_b = nodes
     # Signed by the city (a valid signature), delivered over county-b's connection.
@@ -115,6 +125,7 @@ def test_an_envelope_whose_origin_is_not_the_tls_peer_is_refused(nodes):
     assert "receipt" in result
 
 
+@every_profile
 def test_a_replayed_envelope_gets_the_original_receipt_and_other_bytes_are_refused(net, nodes):
     city, county_a, _ = nodes
     doc_id = send_document(city, CITY, notice_meta(CITY, [A1]), net.body)["doc_id"]
