@@ -4,7 +4,9 @@ A clerk's 签收 at a county node and a 退回 on the sender's own node each lea
 with the acting unit's seal on both sides; ``gwx doc evidence`` exports them, and ``openssl cms
 -verify`` with the network's root alone accepts every exported file. A county node that hosts two
 units and forges one unit's 签收 with the other's seal is refused by the city (typed, audited) and
-the row stays as it was until the real 签收 arrives.
+the row stays as it was until the real 签收 arrives. Both run on a 国密 network too: SM2 seals,
+statements naming the package by SM3, GB/T 35275 CMS (which ``openssl cms`` does not read: `openssl
+dgst -sm3` checks the content's digest and `-verify` the SM2 signature instead).
 """
 
 from __future__ import annotations
@@ -27,29 +29,39 @@ from tests.node.network.network_support import (
     A2,
     CITY,
     CITY_LOCAL,
+    ByProfile,
     RawPeer,
     clerk_name,
     db_rows,
     db_value,
+    every_profile,
     forge_envelope,
     gwx,
     inbox_item,
     notice_meta,
+    package_digest_by_openssl,
     start_network,
     tls_context_of,
     wait_status,
 )
+from tests.pki.sm_support import openssl_checks_gbt_cms
 from tests.support import run_openssl
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    network = start_network(tmp_path_factory.mktemp("evidence"), {"city": ([CITY, CITY_LOCAL], {}),
-                                                                  "county-a": ([A1, A2], {})})
-    yield network
-    network.stop_all()
+def networks(tmp_path_factory):
+    made = ByProfile(lambda profile: start_network(
+        tmp_path_factory.mktemp(f"evidence-{profile}"),
+        {"city": ([CITY, CITY_LOCAL], {}), "county-a": ([A1, A2], {})}, profile=profile))
+    yield made
+    made.stop_all()
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def _send(net, to) -> str:
@@ -62,6 +74,15 @@ def _export(node, doc_id: str, out) -> list[dict]:
     return json.loads(done.stdout)
 
 
+def _openssl_reads(net, file, root, tmp_path) -> dict:
+    """The statement in an exported file, as openssl checks and shows it (the CMS verified under ``root``;
+    on a 国密 network its SM3 and SM2 signature by openssl dgst)."""
+    if net.profile == "sm":
+        return json.loads(openssl_checks_gbt_cms(Path(file).read_bytes(), None, tmp_path))
+    return json.loads(run_openssl("cms", "-verify", "-inform", "DER", "-in", file, "-CAfile", root).stdout)
+
+
+@every_profile
 def test_each_side_keeps_the_units_signed_statement_and_openssl_accepts_every_export(net, tmp_path):
     city, county = net.nodes["city"], net.nodes["county-a"]
     doc_id = _send(net, [A1, CITY_LOCAL])
@@ -79,12 +100,11 @@ def test_each_side_keeps_the_units_signed_statement_and_openssl_accepts_every_ex
     # The statement the county's unit signed is, byte for byte, the one the city keeps.
     assert {r["sha256"] for r in at_county} <= {r["sha256"] for r in at_city}
 
-    package = db_value(city, "SELECT package_digest FROM outbox WHERE doc_id = ?", [doc_id])
+    key, package = package_digest_by_openssl(net, county.clerk(A1).request("GET", f"/api/v1/inbox/{doc_id}/package")[2])
     root = city.directory / "credentials" / "root.crt"
     for row in at_city + at_county:
-        out = run_openssl("cms", "-verify", "-inform", "DER", "-in", row["file"], "-CAfile", root)
-        said = json.loads(out.stdout)
-        assert (said["doc_id"], said["unit"], said["type"], said["package_sha256"], said["sender_unit"]) == \
+        said = _openssl_reads(net, row["file"], root, tmp_path)
+        assert (said["doc_id"], said["unit"], said["type"], said[key], said["sender_unit"]) == \
             (doc_id, row["unit"], row["type"], package, CITY)
         assert said["by"] == clerk_name(row["unit"])
         assert said["reason"] == ("非本单位职责" if row["type"] == "return" else None)
@@ -97,21 +117,25 @@ def test_each_side_keeps_the_units_signed_statement_and_openssl_accepts_every_ex
     forged.write_bytes(Path(at_county[0]["file"]).read_bytes().replace(A1.encode(), A2.encode()))
     refused = gwx("doc", "check-statement", str(forged), "--trust", str(root), "--json")
     assert refused.returncode == 1 and json.loads(refused.stdout)["ok"] is False
-    assert run_openssl("cms", "-verify", "-inform", "DER", "-in", forged, "-CAfile", root, check=False).returncode != 0
+    with pytest.raises(AssertionError):  # openssl refuses it (run_openssl fails) or its SM3 differs
+        _openssl_reads(net, forged, root, tmp_path)
 
 
+@every_profile
 def test_a_forged_statement_is_refused_by_the_sender_and_the_real_one_applies_later(net):
     city, county = net.nodes["city"], net.nodes["county-a"]
     doc_id = _send(net, [A1, A2])
     inbox_item(county, A2, doc_id)
     wait_status(city, CITY, doc_id, {A1: "delivered", A2: "delivered"})
-    [(answered, package)] = db_rows(county, "SELECT message_id, package_digest FROM inbox WHERE doc_id = ? "
-                                            "AND unit_code = ?", [doc_id, A2])
+    [(answered,)] = db_rows(county, "SELECT message_id FROM inbox WHERE doc_id = ? AND unit_code = ?", [doc_id, A2])
+    # The package digest this network's statements name (SM3 on a 国密 one): refused for the seal, not the shape.
+    key, package = package_digest_by_openssl(net, county.clerk(A2).request("GET", f"/api/v1/inbox/{doc_id}/package")[2])
 
     # county-a holds A1's seal; it signs a 签收 "by A2" with it (A2's clerk never acted).
     seal = load_seal_credential(county.directory / "units" / A1, PASSPHRASE)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    statement = Statement(MessageType.RECEIPT, doc_id, package, A2, "乙单位", "冒充者", now, None, CITY)
+    statement = Statement(MessageType.RECEIPT, doc_id, package, A2, "乙单位", "冒充者", now, None, CITY,
+                          key.removeprefix("package_"))
     der = cms.sign_detached(statement.encode(), seal.signer, encapsulate=True, signing_time=now)
     notice = Notice(MessageType.RECEIPT, doc_id, (A2,), now, by="冒充者", evidence=der)
     message_id, frame = forge_envelope(county, city, from_unit=A2, to_units=[CITY], payload=notice.encode(),
