@@ -6,7 +6,9 @@ before, during and after; an envelope the city sealed for the old encryption cer
 in its queue across the renewal still opens; when the overlap ends (cut short by hand here, as an
 operator may, so that the test need not wait it out) the old key is destroyed and an
 envelope sealed for it is refused (ENV_NO_RECIPIENT_INFO) — and a sender still holding the old
-certificate then fails that one document and fetches the new certificates at once."""
+certificate then fails that one document and fetches the new certificates at once. On a 国密 network
+too: new SM2 signing and encryption keys (SM4 payloads, SM2 key transport), the node TLS P-256 under
+the transport root."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from tests.node.network.network_support import (
     db_path,
     db_rows,
     db_value,
+    every_profile,
     forge_envelope,
     gwx,
     log_text,
@@ -55,9 +58,10 @@ OVERLAP_SECONDS = 600  # long enough for the steps during it on a loaded machine
 OVERLAP_LEFT_SECONDS = 3  # what is left of it once the test has done what it does during the overlap
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    network = start_network(tmp_path_factory.mktemp("renewal"), {"city": ([CITY], {}), "county-a": ([A1], {})})
+@pytest.fixture
+def net(tmp_path_factory, profile):
+    network = start_network(tmp_path_factory.mktemp(f"renewal-{profile}"), {"city": ([CITY], {}), "county-a": ([A1], {})},
+                            profile=profile)
     yield network
     network.stop_all()
 
@@ -71,12 +75,15 @@ def cached_encryption_cert(node, peer: str) -> x509.Certificate:
     return load_certificates(pem.encode())[0]
 
 
-def served_tls_certificate(server, client_creds) -> x509.Certificate:
-    """What ``openssl s_client`` is shown by a new connection to ``server``'s peer port."""
+def served_tls_certificate(server, client) -> x509.Certificate:
+    """What ``openssl s_client`` is shown by a new connection to ``server``'s peer port (as ``client``,
+    trusting its TLS root: the transport root on a 国密 network)."""
+    config = load_config(client.directory)
+    client_creds = config.credentials_dir
     host, port = peer_url(server).removeprefix("https://").rsplit(":", 1)
     proc = run_openssl("s_client", "-connect", f"{host}:{port}", "-cert", client_creds / "tls.crt",
                        "-key", client_creds / "tls.key", "-pass", f"pass:{PASSPHRASE.decode()}",
-                       "-CAfile", client_creds / "root.crt", input=b"", check=False)
+                       "-CAfile", config.tls_root_path, input=b"", check=False)
     pem = re.search(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", proc.stdout, re.S)
     assert pem, proc.stderr
     return x509.load_pem_x509_certificate(pem.group(0))
@@ -88,10 +95,10 @@ def send_and_deliver(net, title: str) -> str:
     return doc_id
 
 
+@every_profile
 def test_a_certificate_renewed_while_the_node_runs(net, tmp_path):
     city, county = net.nodes["city"], net.nodes["county-a"]
     county_creds = load_config(county.directory).credentials_dir
-    city_creds = load_config(city.directory).credentials_dir
     old = {role: leaf(county_creds / f"{role}.crt") for role in ("tls", "sign", "enc")}
     old_key = DecryptionKey(read_private_key(county_creds / "enc.key", PASSPHRASE), old["enc"])
 
@@ -126,7 +133,7 @@ def test_a_certificate_renewed_while_the_node_runs(net, tmp_path):
 
     # Without a restart: new connections are shown the new TLS certificate, GET /peer/v1/node
     # answers with the new signing and encryption certificates.
-    assert served_tls_certificate(county, city_creds) == new["tls"]
+    assert served_tls_certificate(county, city) == new["tls"]
     status, info, raw = RawPeer(county, tls_context_of(city)).request("GET", "/peer/v1/node")
     assert status == 200, raw
     assert load_certificates(info["encryption_cert"].encode())[0] == new["enc"]
