@@ -5,7 +5,8 @@ The city node is issued by the root (临沂市电子政务CA); county-a by 兰�
 the root; county-b by 罗庄区CA, under 临沂市区县CA, under the root (two levels). Every node trusts the
 root alone: the intermediates reach it in the TLS handshake, in signatures, in the peer
 credentials of ``GET /peer/v1/node`` and in the packages. Each node's ``crl.pem`` holds every CA's
-CRL (``LocalNetwork.publish_crls``).
+CRL (``LocalNetwork.publish_crls``). The exchange both ways and a package sealed under an
+intermediate run on a 国密 network too: SM2 intermediates under the SM2 root in every signature.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from tests.node.network.network_support import (
     B1,
     CITY,
     FAST_RETRY,
+    ByProfile,
     RawPeer,
     clerk_name,
     connect_and_start,
+    every_profile,
     gwx,
     inbox_item,
     new_network,
@@ -39,17 +42,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("intermediates")
-    network = new_network(base)
-    network.lanshan = network.add_intermediate("ca-lanshan", "兰山区CA")
-    counties = network.add_intermediate("ca-counties", "临沂市区县CA", levels_below=1)
-    network.luozhuang = network.add_intermediate("ca-luozhuang", "罗庄区CA", parent=counties)
-    network.add_node("city", units(CITY), retry=FAST_RETRY)
-    network.add_node("county-a", units(A1), ca=network.lanshan, retry=FAST_RETRY)
-    network.add_node("county-b", units(B1), ca=network.luozhuang, retry=FAST_RETRY)
-    yield connect_and_start(network)
-    network.stop_all()
+def networks(tmp_path_factory):
+    def make(profile: str):
+        network = new_network(tmp_path_factory.mktemp(f"intermediates-{profile}"), profile=profile)
+        network.lanshan = network.add_intermediate("ca-lanshan", "兰山区CA")
+        counties = network.add_intermediate("ca-counties", "临沂市区县CA", levels_below=1)
+        network.luozhuang = network.add_intermediate("ca-luozhuang", "罗庄区CA", parent=counties)
+        network.add_node("city", units(CITY), retry=FAST_RETRY)
+        network.add_node("county-a", units(A1), ca=network.lanshan, retry=FAST_RETRY)
+        network.add_node("county-b", units(B1), ca=network.luozhuang, retry=FAST_RETRY)
+        return connect_and_start(network)
+
+    made = ByProfile(make)
+    yield made
+    made.stop_all()
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def issued_by(node) -> str:
@@ -79,6 +90,7 @@ def test_the_nodes_really_are_issued_at_three_levels(net):
     assert "罗庄区CA" in issued_by(net.nodes["county-b"])
 
 
+@every_profile
 def test_root_issued_and_intermediate_issued_nodes_exchange_both_ways(net):
     city, county_a, county_b = net.nodes["city"], net.nodes["county-a"], net.nodes["county-b"]
     exchange(city, CITY, {A1: county_a, B1: county_b}, net.body)   # root → both intermediates
@@ -86,6 +98,7 @@ def test_root_issued_and_intermediate_issued_nodes_exchange_both_ways(net):
     exchange(county_b, B1, {CITY: city, A1: county_a}, net.body)   # two levels down → root and a sibling
 
 
+@every_profile
 def test_a_package_sealed_under_an_intermediate_verifies_with_the_root_alone(net, tmp_path):
     city, county_b = net.nodes["city"], net.nodes["county-b"]
     doc_id = send_document(county_b, B1, notice_meta(B1, [CITY]), net.body)["doc_id"]
