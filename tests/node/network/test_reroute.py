@@ -9,9 +9,15 @@ at the city sends them to town-b: each delivered there once, none lost, the trac
 town-b, and a document for a unit that stayed with county-a still waiting for it. A document that
 had already left (held by county-a for town-a, offline) is refused by town-a once the unit is no
 longer its own, bounced back by county-a, and sent on to town-b by the city.
+
+The first two steps (drafts rerouted; envelopes sealed for county-a taken back and sealed again —
+SM4 and SM2 key transport — for town-b) run on a 国密 network too, each profile its own network
+and directory history; the later steps build on the international one's.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 
@@ -22,9 +28,11 @@ from tests.node.network.network_support import (
     A1,
     CITY,
     UNIT_NAMES,
+    ByProfile,
     db_rows,
     db_value,
     directory_network,
+    every_profile,
     inbox_item,
     notice_meta,
     recipients_by_unit,
@@ -61,13 +69,19 @@ def units(moved: tuple[str, ...]) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def networks(tmp_path_factory):
     # town-a's operator has already taken GONE off its node (the directory still names town-a).
     hosted = {"city": [{"code": CITY, "name": UNIT_NAMES[CITY]}], "county-a": [{"code": A1, "name": UNIT_NAMES[A1]}],
               "town-a": [{"code": TOWN_A, "name": UNIT_NAMES[TOWN_A]}],
               "town-b": [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP, SPLIT)]}
-    with directory_network(tmp_path_factory.mktemp("reroute"), hosted, TREE, units(())) as net:
-        yield net
+    with contextlib.ExitStack() as stack:
+        yield ByProfile(lambda profile: stack.enter_context(directory_network(
+            tmp_path_factory.mktemp(f"reroute-{profile}"), hosted, TREE, units(()), profile=profile)))
+
+
+@pytest.fixture
+def net(networks, profile):
+    return networks(profile)
 
 
 def install(net, node, version: int, moved: tuple[str, ...]) -> None:
@@ -78,6 +92,7 @@ def town_copies(town, unit: str, doc_id: str) -> int:
     return db_value(town, "SELECT COUNT(*) FROM inbox WHERE unit_code = ? AND doc_id = ?", [unit, doc_id])
 
 
+@every_profile
 def test_drafts_for_a_moved_unit_go_to_its_new_node_split_from_the_units_that_stayed(net):
     city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-b"]
     net.stop(county)
@@ -110,6 +125,7 @@ def test_drafts_for_a_moved_unit_go_to_its_new_node_split_from_the_units_that_st
     verify_audit_chain(city)
 
 
+@every_profile
 def test_sealed_envelopes_waiting_for_the_old_node_are_sealed_again_for_the_new_one(net):
     city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-b"]
     # county-a's certificate is cached by now (the first test delivered to it): what the city holds
