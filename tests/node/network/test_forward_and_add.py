@@ -118,7 +118,7 @@ def test_bad_add_recipient_requests_are_refused_and_change_nothing(net, who, doc
 
 def forward(node, unit: str, doc_id: str, cover: dict, body) -> dict:
     stream = MultipartStream([("meta", json.dumps(cover, ensure_ascii=False).encode(), "application/json")],
-                             [("body", body, body.name, "application/ofd" if body.suffix == ".ofd" else "application/pdf")])
+                             [("body", body, body.name, "application/pdf")])
     return node.client(f"clerk-{unit}").post_multipart(f"/api/v1/inbox/{doc_id}/forward", stream)
 
 
