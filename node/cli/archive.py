@@ -122,10 +122,17 @@ def _verify(args: argparse.Namespace) -> int:
                 line += f": {check.code}: {check.message}"
             elif check.details.get("count") is not None:
                 line += f" ({check.details['count']})"
+            elif check.details.get("hash"):  # the manifest's digest: SHA-256, or SM3 on a 国密 network
+                line += f" ({check.details['files']} files, {_DIGEST_NAMES[check.details['hash']]})"
+            elif check.details.get("imprint"):
+                line += f" (imprint {_DIGEST_NAMES.get(check.details['imprint'], check.details['imprint'])})"
             elif check.message:  # what a passing check proves and what it does not (the audit excerpt's links)
                 line += f": {check.message}"
             print(line)
     return 0 if ok else VERIFY_FAILED
+
+
+_DIGEST_NAMES = {"sha256": "SHA-256", "sm3": "SM3"}
 
 
 def _read_archive(path: Path):

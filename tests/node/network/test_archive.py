@@ -123,6 +123,9 @@ def test_a_sent_and_a_received_document_archived_and_verified_offline(net, tmp_p
             # A new node's log is hash version 2 from its first event: every link to the head recomputed.
             audit = next(c for c in report["checks"] if c["name"] == "audit")
             assert audit["details"]["links_not_recomputed"] == 0 and audit["details"]["links_recomputed"] > 0
+    shown = run_gwx("archive", "verify", sent, "--trust", root, "--no-revocation", text=True).stdout
+    named = {"sha256": "SHA-256", "sm3": "SM3"}[digest]
+    assert "] manifest (" in shown and f"files, {named})" in shown and f"(imprint {named})" in shown, shown
     with zipfile.ZipFile(sent) as zf:
         names = zf.namelist()
         index = json.loads(zf.read(A.INDEX_NAME))
