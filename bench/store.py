@@ -7,7 +7,14 @@ commit its ``received`` row (+ audit event, + a forwarding ``queue`` row for rel
 - ``group``: through ``Store.accept_inbound`` (the group-commit writer: one transaction per batch);
 - ``group+forward``: the same, also queueing the envelope onward in the same transaction (relay);
 - ``rows only``: group commit with the blob already stored (the database's share of the cost);
-- ``single``: each acceptance in its own transaction (``messages.accept_inbound``), for contrast.
+- ``single``: each acceptance in its own transaction (``messages.accept_inbound``), for contrast;
+- ``pair``: as the acceptor before migration 20 — two blobs an envelope (the envelope and its
+  decrypted payload, both of ``--size``), each fsynced with its directory, then the group commit;
+- ``inline``: as the acceptor now for envelopes up to ``[store] inline_max_bytes`` — no file, ever:
+  the two blobs' bytes committed with the row and kept in the database
+  (:mod:`node.store.sqlite.inline_blobs`); nothing is written behind.
+
+``cpu_ms`` is the process's CPU (user + system) per acceptance.
 
 Latency is per acceptance, from the start of the blob write to the return of the commit.
 ``--quick`` uses fewer envelopes. The last line printed is one JSON object with every figure.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import statistics
@@ -28,7 +36,7 @@ from pathlib import Path
 # Run as a script, bench/ is sys.path[0]; put the repository root there instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from node.store import InboundEnvelope, OutboundItem  # noqa: E402
+from node.store import BlobRef, InboundEnvelope, OutboundItem  # noqa: E402
 from node.store.sqlite import Store  # noqa: E402
 
 
@@ -45,11 +53,26 @@ async def _run(mode: str, n: int, concurrency: int, size: int) -> dict[str, floa
             latencies: list[float] = []
             counter = iter(range(n))
             batches0, commits0 = store.committer.batches, store.db.commits
+            cpu0 = time.process_time()
 
             async def producer() -> None:
                 for i in counter:
                     t0 = time.perf_counter()
                     message_id = f"bench-{i:08d}"
+                    if mode in ("pair", "inline"):
+                        data, plain = message_id.encode() + payloads[i % 64], b"p" + message_id.encode() + payloads[i % 64]
+                        if mode == "pair":
+                            ref, plain_ref = await asyncio.gather(store.blobs.put(data), store.blobs.put(plain))
+                            inline: tuple[tuple[str, bytes], ...] = ()
+                        else:  # no file, ever
+                            ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
+                            plain_ref = BlobRef(hashlib.sha256(plain).hexdigest(), len(plain))
+                            inline = ((ref.digest, data), (plain_ref.digest, plain))
+                        await store.accept_inbound(InboundEnvelope(
+                            message_id, ref.digest, ref.digest, "node-a", b"receipt " + message_id.encode(),
+                            "document", ref.size, plain_ref.digest, inline=inline))
+                        latencies.append(time.perf_counter() - t0)
+                        continue
                     ref = prestored[i] if prestored else await store.blobs.put(
                         message_id.encode() + payloads[i % 64])
                     env = InboundEnvelope(message_id, ref.digest, ref.digest, "node-a",
@@ -64,9 +87,10 @@ async def _run(mode: str, n: int, concurrency: int, size: int) -> dict[str, floa
 
             start = time.perf_counter()
             await asyncio.gather(*(producer() for _ in range(concurrency)))
-            elapsed = time.perf_counter() - start
             batches = store.committer.batches - batches0
             commits = store.db.commits - commits0
+            elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu0
         finally:
             await store.close()
     latencies.sort()
@@ -76,6 +100,7 @@ async def _run(mode: str, n: int, concurrency: int, size: int) -> dict[str, floa
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
         "avg_batch": (n / batches) if batches else 1.0,
         "commits": commits,
+        "cpu_ms": 1000 * cpu / n,
     }
 
 
@@ -86,18 +111,20 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
     n = 2000 if args.quick else 10000
-    modes = [("group", "group"), ("forward", "group+forward"), ("rows", "rows only"), ("single", "single")]
+    modes = [("group", "group"), ("forward", "group+forward"), ("rows", "rows only"), ("single", "single"),
+             ("pair", "pair fsynced"), ("inline", "pair inline")]
     results = {}
     print(f"store acceptance, {n} envelopes of {args.size} B, {args.concurrency} concurrent producers, "
           f"{os.cpu_count()} cores")
-    print(f"{'mode':<15}{'accepts/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'avg batch':>11}{'commits':>9}")
+    print(f"{'mode':<15}{'accepts/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'avg batch':>11}{'commits':>9}{'cpu ms':>8}")
     for key, label in modes:
         count = n // 4 if key == "single" else n
         r = asyncio.run(_run(key, count, args.concurrency, args.size))
         results[key] = {k: round(v, 2) for k, v in r.items()}
         print(f"{label:<15}{r['per_s']:>11.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['avg_batch']:>11.1f}"
-              f"{r['commits']:>9}")
+              f"{r['commits']:>9}{r['cpu_ms']:>8.2f}")
     print(json.dumps({"bench": "store", "envelopes": n, "size": args.size, "concurrency": args.concurrency,
+                      "load_average": round(os.getloadavg()[0], 2),
                       **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()}}))
     return 0
 

@@ -8,7 +8,9 @@ PDF's PAdES validation, done after acknowledgement once per package digest), tha
 node hosts the issuing unit, and that every addressee is hosted here (named in the document, or added
 by its issuer afterwards: 补发);
 for a notice, that it parses and its type matches the header; written the envelope and its
-decrypted payload as blobs (fsynced); and committed the ``received`` row (group commit).
+decrypted payload as blobs (fsynced); and committed the ``received`` row (group commit). Up to
+``[store] inline_max_bytes`` no file is written at all: the bytes commit with the row and stay in
+the database (:mod:`node.store.sqlite.inline_blobs`), the batch's one commit makes them durable.
 
 A duplicate (same id, same envelope — the bytes but the hop count, see
 :mod:`exchange_protocol.replay` — from the same origin) gets the original receipt back with no
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 import logging
 import tempfile
@@ -132,8 +135,16 @@ class Acceptor:
             doc_id = await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now)
         else:
             doc_id = self.check_notice(header, plaintext)
-        env_ref, payload_ref = await asyncio.gather(self.store.blobs.put(data), self.store.blobs.put(plaintext))
-        return await self.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now, doc_id)
+        if max(len(data), len(plaintext)) <= self.ctx.config.store.inline_max_bytes:
+            # Small: the bytes commit with the row and stay in the database (no file, ever).
+            env_ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
+            payload_ref = BlobRef(hashlib.sha256(plaintext).hexdigest(), len(plaintext))
+            inline = ((env_ref.digest, data), (payload_ref.digest, plaintext))
+        else:
+            env_ref, payload_ref = await asyncio.gather(self.store.blobs.put(data), self.store.blobs.put(plaintext))
+            inline = ()
+        return await self.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now, doc_id,
+                                 inline)
 
     async def seen_before(self, header: EnvelopeHeader, identity: str, envelope_sha: str, peer_node: str,
                           unchecked_payload: bytes | None = None) -> bytes | None:
@@ -170,9 +181,9 @@ class Acceptor:
         """The identity of a stored envelope (rows received before migration 4 did not record it)."""
         def read() -> str:
             try:
-                with open(self.store.blobs.path_for(blob_digest), "rb") as f:
+                with self.store.blobs.open(blob_digest) as f:
                     head = read_head(f, self.policy.limits)
-            except FileNotFoundError:
+            except BlobMissing:
                 raise BlobMissing("a received envelope's blob is missing", digest=blob_digest) from None
             if head is None:
                 raise StoreCorrupt("a stored envelope has no complete head", digest=blob_digest)
@@ -195,16 +206,18 @@ class Acceptor:
         return await self.commit(header, identity, envelope_sha, env_ref, payload_ref, now, doc_id)
 
     async def commit(self, header: EnvelopeHeader, identity: str, envelope_sha: str, env_ref: BlobRef,
-                     payload_ref: BlobRef, now: dt.datetime, doc_id: str | None = None) -> bytes:
-        """Sign the receipt and commit the ``received`` row (blobs are already durable); ``doc_id``: the
-        公文标识 the checks read from the payload, for the log line."""
+                     payload_ref: BlobRef, now: dt.datetime, doc_id: str | None = None,
+                     inline: tuple[tuple[str, bytes], ...] = ()) -> bytes:
+        """Sign the receipt and commit the ``received`` row (blobs are already durable, or their bytes
+        in ``inline`` commit with the row); ``doc_id``: the 公文标识 the checks read from the payload,
+        for the log line."""
         ctx = self.ctx
         receipt = sign_receipt(TransportReceipt(header.message_id, envelope_sha, now, ctx.node_id,
                                                 digest_algorithm=header.digest_algorithm),
                                ctx.signer, ctx.intermediates)
         accepted = await self.store.accept_inbound(InboundEnvelope(
             header.message_id, envelope_sha, env_ref.digest, header.origin_node, receipt, header.type.value,
-            env_ref.size, payload_ref.digest, identity))
+            env_ref.size, payload_ref.digest, identity, inline=inline))
         if accepted.new:
             self.accepted.inc(type=header.type.value)
             self.on_accepted()

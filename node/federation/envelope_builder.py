@@ -381,7 +381,10 @@ def _read_notices(blobs, group: list[Draft]) -> _ReadNotices:
 
 def _payload(blobs, d: Draft) -> bytes:
     """A small draft's payload: kept in its row (a notice), else read from its blob."""
-    return d.payload if d.payload is not None else blobs.path_for(d.payload_digest).read_bytes()
+    if d.payload is not None:
+        return d.payload
+    with blobs.open(d.payload_digest) as handle:
+        return handle.read()
 
 
 def _seal_notices(blobs, first: Draft, notices: list[Notice], sender, recipient: Recipient):
@@ -393,13 +396,12 @@ def _build_bundle(blobs, group: list[Draft], sender, recipients: list[Recipient]
     """Encrypt once, sign each header and store the frame (in a worker thread); returns the blob reference."""
     first = group[0]
     headers = [d.header for d in group]
-    src_path = blobs.path_for(first.payload_digest)
     if first.payload_size <= SMALL_PAYLOAD:
         plaintext = _payload(blobs, first)
         if hashlib.sha256(plaintext).hexdigest() != first.payload_digest:
             raise BlobDigestMismatch(f"payload blob of {first.header.message_id} does not match its digest")
         return blobs.put_sync(seal_bundle(headers, plaintext, sender, recipients).data)
-    with open(src_path, "rb") as src, tempfile.TemporaryFile(dir=blobs.tmp_dir) as spool:
+    with blobs.open(first.payload_digest) as src, tempfile.TemporaryFile(dir=blobs.tmp_dir) as spool:
         _, prefix = seal_bundle_stream(headers, src, first.payload_size, spool, sender, recipients)
         spool.seek(0)
 

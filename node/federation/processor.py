@@ -290,7 +290,7 @@ class Processor:
 
     def _read_header(self, blob_digest: str, message_id: str) -> EnvelopeHeader:
         """The header of ``message_id`` in the stored frame (a bundle carries several)."""
-        with open(self.store.blobs.path_for(blob_digest), "rb") as f:
+        with self.store.blobs.open(blob_digest) as f:
             head = read_head(f, self.ctx.trust_policy().limits)
         if head is None:
             raise StoreCorrupt("stored envelope has no complete header")
@@ -380,14 +380,14 @@ class Processor:
         held = self.reports.valid(package_digest, trust, token, now)
         if held is not None:
             return held[0], False, held[1]
-        fresh = self._verify_file(self.store.blobs.path_for(package_digest), now)
+        fresh = self._verify_blob(package_digest, now)
         self.reports.put(package_digest, fresh, trust, token)
         return fresh.to_dict(), True, fresh.metadata
 
-    def _verify_file(self, path, now: dt.datetime) -> PackageReport:
+    def _verify_blob(self, package_digest: str, now: dt.datetime) -> PackageReport:
         # The lean PAdES check (exchange_protocol.pades_lean): byte ranges and the CMS; pyHanko, the
         # full validator, is for `gwx doc verify` and archive checks (docs/architecture.md).
-        with open(path, "rb") as f:
+        with self.store.blobs.open(package_digest) as f:
             return verify_package(f, self.ctx.trust, now, revocation=self.ctx.revocation,
                                   allow_classified=self.ctx.config.classified_network, lean_pdf=True)
 
@@ -395,7 +395,7 @@ class Processor:
         return await self._in_thread(self._read_metadata, package_digest)
 
     def _read_metadata(self, package_digest: str) -> DocumentMetadata:
-        with open(self.store.blobs.path_for(package_digest), "rb") as f, PackageReader(f) as reader:
+        with self.store.blobs.open(package_digest) as f, PackageReader(f) as reader:
             return parse_meta(reader.read_member("metadata.json"),
                               allow_classified=self.ctx.config.classified_network).metadata
 

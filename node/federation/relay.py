@@ -219,7 +219,7 @@ async def bounce_draft(outbound: Outbound, entry: QueueEntry, info: ErrorInfo) -
     ctx, store = outbound.ctx, outbound.store
 
     def read() -> EnvelopeHeader | None:
-        with open(store.blobs.path_for(entry.blob_digest), "rb") as f:
+        with store.blobs.open(entry.blob_digest) as f:
             head = read_head(f, ctx.trust_policy().limits)
         headers = [decode_header(s.header_bytes) for s in head.signed] if head is not None else []
         return next((h for h in headers if h.message_id == entry.message_id), None)  # a bundle's own header

@@ -2,8 +2,14 @@
 
 Layout under ``root``::
 
-    sha256/ab/cdef…   one file per blob, named by its SHA-256 (first two hex digits as a fan-out dir)
+    sha256/ab/cdef…   one file per blob, named by its SHA-256 (first two hex digits as a fan-out dir;
+                      all 256 made when the store is first opened, so a write never makes one)
     tmp/<random>.part blobs being written
+    cache/<digest>    a copy of a small blob kept in the database, for a reader that needs a file
+
+Small blobs may live in the database instead (``inline_blobs``, migration 20: no file at all); the
+store sets :attr:`BlobStore.inline` and every read here (``open``, ``read_bytes``, ``size_of``,
+``exists``, ``verify_sync``) finds them there when there is no file.
 
 Writing (the Postfix order — bytes durable before anything refers to them):
     chunks → ``tmp/….part`` (hashing as they pass) → fsync the file → check the digest against the
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import re
 import secrets
@@ -89,19 +96,22 @@ class _TempBlob:
         if expected_digest is not None and digest != expected_digest:
             raise BlobDigestMismatch("the SHA-256 of the data is not the digest announced",
                                      expected=expected_digest, actual=digest)
-        final = self._store.path_for(digest)
-        if final.exists() and final.stat().st_size == self.size:
-            # Same content already stored: keep the old file, refresh its age for the GC grace period.
-            # (A stored copy of another size is damaged: the fresh, verified bytes replace it below.)
-            os.unlink(self.path)
-            os.utime(final)
-            return BlobRef(digest, self.size)
-        fan_out = final.parent
-        if not fan_out.is_dir():
-            fan_out.mkdir(mode=0o700, exist_ok=True)
-            fsync_dir(fan_out.parent)
-        os.replace(self.path, final)
-        fsync_dir(fan_out)
+        final = self._store._path(digest)
+        try:
+            if os.stat(final).st_size == self.size:
+                # Same content already stored: keep the old file, refresh its age for the GC grace period.
+                # (A stored copy of another size is damaged: the fresh, verified bytes replace it below.)
+                os.unlink(self.path)
+                os.utime(final)
+                return BlobRef(digest, self.size)
+        except FileNotFoundError:
+            pass
+        try:
+            os.replace(self.path, final)
+        except FileNotFoundError:  # its fan-out directory is gone (the store makes all 256 at start)
+            self._store.make_fan_out(digest[:2])
+            os.replace(self.path, final)
+        fsync_dir(final.parent)
         return BlobRef(digest, self.size)
 
     def abort(self) -> None:
@@ -121,10 +131,23 @@ class BlobStore:
         self.root = Path(root)
         self.blob_dir = self.root / "sha256"
         self.tmp_dir = self.root / "tmp"
-        for directory in (self.root, self.blob_dir, self.tmp_dir):
+        self.cache_dir = self.root / "cache"
+        for directory in (self.root, self.blob_dir, self.tmp_dir, self.cache_dir):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.max_size = max_size
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gwx-blob")
+        # The bytes of a small blob kept in the database and never written as a file, by digest (None:
+        # not there); set by the store, called from any thread (blocking).
+        self.inline: Callable[[str], bytes | None] | None = None
+        if len(os.listdir(self.blob_dir)) < 256:  # every fan-out directory made once, fsynced once
+            for i in range(256):
+                (self.blob_dir / f"{i:02x}").mkdir(mode=0o700, exist_ok=True)
+            fsync_dir(self.blob_dir)
+
+    def make_fan_out(self, name: str) -> None:
+        """(Re)make one fan-out directory, durably (blocking)."""
+        (self.blob_dir / name).mkdir(mode=0o700, exist_ok=True)
+        fsync_dir(self.blob_dir)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -134,17 +157,43 @@ class BlobStore:
 
     # --- paths --------------------------------------------------------------------------------
     def path_for(self, digest: str) -> Path:
+        """A file holding blob ``digest``, for a reader that needs a path (the clerk's pages and
+        downloads): the blob's own file, or for a small blob kept in the database a cache copy under
+        ``cache/`` (written once, not fsynced: the database is its truth, recovery drops the copies).
+        Readers that can take a file object use :meth:`open`."""
+        path = self._path(digest)
+        if self.inline is None or path.is_file():
+            return path
+        cached = self.cache_dir / digest
+        if cached.is_file():
+            return cached
+        data = self.inline(digest)
+        if data is None:
+            return path  # the caller's open fails as for any missing blob
+        temp = self.tmp_dir / f"{secrets.token_hex(12)}.part"
+        with open(temp, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, cached)
+        return cached
+
+    def _path(self, digest: str) -> Path:
         check_digest(digest)
         return self.blob_dir / digest[:2] / digest[2:]
 
+    def _inline(self, digest: str) -> bytes | None:
+        return self.inline(digest) if self.inline is not None else None
+
     def exists(self, digest: str) -> bool:
-        return self.path_for(digest).is_file()
+        return self._path(digest).is_file() or self._inline(digest) is not None
 
     def size_of(self, digest: str) -> int:
         try:
-            return self.path_for(digest).stat().st_size
+            return self._path(digest).stat().st_size
         except FileNotFoundError:
-            raise BlobMissing("no such blob", digest=digest) from None
+            data = self._inline(digest)
+            if data is None:
+                raise BlobMissing("no such blob", digest=digest) from None
+            return len(data)
 
     def iter_digests(self) -> Iterator[str]:
         """Every blob on disk (names that are not digests — stray files — are skipped)."""
@@ -211,9 +260,12 @@ class BlobStore:
     def open(self, digest: str) -> BinaryIO:
         """A binary file object for streaming reads (blocking; wrap reads in a thread if large)."""
         try:
-            return open(self.path_for(digest), "rb")  # the caller closes it
+            return open(self._path(digest), "rb")  # the caller closes it
         except FileNotFoundError:
-            raise BlobMissing("no such blob", digest=digest) from None
+            data = self._inline(digest)
+            if data is None:
+                raise BlobMissing("no such blob", digest=digest) from None
+            return io.BytesIO(data)
 
     async def chunks(self, digest: str, chunk_size: int = READ_CHUNK) -> AsyncIterable[bytes]:
         """Stream a blob's bytes in chunks, reading in the worker pool."""
@@ -257,9 +309,19 @@ class BlobStore:
                 removed += 1
         return removed
 
+    def clear_cache(self, older_than_seconds: float = 0.0) -> int:
+        """Remove cache copies of database-kept blobs (:meth:`path_for`); at start-up use 0."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for entry in os.scandir(self.cache_dir):
+            if entry.is_file() and entry.stat().st_mtime <= cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        return removed
+
     def remove(self, digest: str) -> bool:
         try:
-            os.unlink(self.path_for(digest))
+            os.unlink(self._path(digest))
             return True
         except FileNotFoundError:
             return False
@@ -280,7 +342,7 @@ class BlobStore:
             for digest in pending:
                 if digest in keep:
                     continue
-                path = self.path_for(digest)
+                path = self._path(digest)
                 try:
                     if path.stat().st_mtime > cutoff:
                         continue

@@ -95,6 +95,9 @@ class InboundEnvelope:
     payload_digest: str | None = None  # the decrypted payload, durable beside the envelope
     identity_digest: str | None = None  # exchange_protocol.replay.envelope_identity (hops left out)
     relayed_to: str | None = None  # for another node: the next hop it is queued for (nothing to apply here)
+    # Small blobs that never get a file: (digest, bytes) committed with the row into inline_blobs
+    # (node.store.sqlite.inline_blobs), so the batch's one commit makes them durable.
+    inline: tuple[tuple[str, bytes], ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from node.config import (
     ParentSettings,
     RevocationSettings,
     SoapSettings,
+    StoreSettings,
     dump_config,
     load_config,
 )
@@ -183,7 +184,8 @@ def test_a_level_the_directory_does_not_know_is_a_config_error(node_dir):
     ('[revocation]\nhost = "0.0.0.0"\nport = 7480\nocsp_signer = "ocsp"', "revocation",
      RevocationSettings("0.0.0.0", 7480, ocsp_signer="ocsp")),
     ("[soap]\nenabled = false", "soap", SoapSettings(enabled=False)),
-], ids=["parent", "revocation", "soap"])
+    ("[store]\ninline_max_bytes = 65536", "store", StoreSettings(inline_max_bytes=65536)),
+], ids=["parent", "revocation", "soap", "store"])
 def test_a_section_is_read_and_written_back(node_dir, table, section, expected):
     write_config(node_dir, append=f"\n{table}\n")
     config = load_config(node_dir)
@@ -207,6 +209,8 @@ def test_a_section_is_read_and_written_back(node_dir, table, section, expected):
     ("soap", 'enabled = "no"', "soap.enabled"),
     ("soap", "enabled = 0", "soap.enabled"),
     ("soap", "on = true", "soap"),
+    ("store", "inline_max_bytes = -1", "store.inline_max_bytes"),
+    ("store", "inline_max_bytes = 20000000", "store.inline_max_bytes"),
 ])
 def test_a_wrong_section_is_a_config_error_naming_the_key(node_dir, section, table, key):
     write_config(node_dir, append=f"\n[{section}]\n{table}\n")

@@ -8,9 +8,12 @@ network file system, or one machine), as they share the database.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import psycopg
 
 from node.store.blobs import BlobStore
 from node.store.postgresql.db import Database
@@ -36,6 +39,28 @@ def _utc_now() -> datetime:
 DEFAULT_LEASE_SECONDS = 30.0
 
 
+class _PgReader:
+    """A blocking ``digest → inline bytes`` for :attr:`BlobStore.inline` (one connection, locked)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, digest: str) -> bytes | None:
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._dsn, autocommit=True)
+            row = self._conn.execute("SELECT data FROM inline_blobs WHERE digest = %s", (digest,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
 class Store(SqliteStore):
     """A node's store whose rows are in PostgreSQL (``dsn``) and whose blobs are under ``data_dir``;
     its queue, received envelopes and adapter outbox rows are claimed with leases (:mod:`.leases`), so
@@ -54,7 +79,11 @@ class Store(SqliteStore):
         self.messages = LeasedMessages(db, self.audit, clock, self.lease)
         self.ledger = PgLedger(db)  # type: ignore[arg-type]
         self.adapter_outbox = LeasedAdapterOutbox(db, self.audit, clock, self.lease)
-        self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)  # type: ignore[arg-type]
+        self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch,  # type: ignore[arg-type]
+                                        inline=self.inline)
+
+    def _inline_reader(self) -> _PgReader:  # type: ignore[override]
+        return _PgReader(self.db.dsn)
 
     @classmethod
     async def open(cls, data_dir: str | Path, *, dsn: str = "", clock: Callable[[], datetime] = _utc_now,  # type: ignore[override]
@@ -72,4 +101,5 @@ class Store(SqliteStore):
 
         return await cls._opened(
             db, prepare, lambda: BlobStore(data_dir / BLOB_DIR, max_size=max_blob_size, threads=blob_threads),
-            lambda blobs: cls(db, blobs, clock, max_batch, node_id, lease_seconds, worker), recover=recover)
+            lambda blobs: cls(db, blobs, clock, max_batch, node_id, lease_seconds, worker),
+            recover=recover)

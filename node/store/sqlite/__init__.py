@@ -18,6 +18,8 @@ object) is seen by callers. Only :mod:`node.store.opener` imports it (and the te
 - ``ledger``: the 台账 queries, a unit's rows by time in keyset pages, and their query plans.
 - ``audit``: the append-only hash-chained audit log (triggers refuse UPDATE/DELETE; ``verify_chain``).
 - ``group_commit``: many concurrent acceptances, one transaction, one fsync.
+- ``inline_blobs``: small received blobs' bytes committed with their row and kept in the database
+  for good (never a file); read through ``BlobStore``.
 - ``store``: :class:`Store`, which opens all of the above and recovers after a crash.
 """
 

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from exchange_protocol.errors import EnvelopeReplayed
 from node.errors import StoreConflict, StoreError
 from node.store.sqlite.db import Database, SqliteTransaction
+from node.store.sqlite.inline_blobs import InlineBlobs
 from node.store.sqlite.messages import Messages
 from node.store.sqlite.queue import OutboundQueue
 from node.store.values import Accepted, InboundEnvelope, OutboundItem
@@ -77,8 +78,10 @@ class _Work:
 
 
 class GroupCommitter:
-    def __init__(self, db: Database, messages: Messages, queue: OutboundQueue, *, max_batch: int = 512) -> None:
+    def __init__(self, db: Database, messages: Messages, queue: OutboundQueue, *, max_batch: int = 512,
+                 inline: InlineBlobs | None = None) -> None:
         self._db = db
+        self._inline = inline
         self._messages = messages
         self._queue = queue
         self._max_batch = max_batch
@@ -210,6 +213,12 @@ class GroupCommitter:
                     outcomes[i] = result
                 if isinstance(result, Accepted) and result.new and forward is not None:
                     forwards.append(forward)
+            inline = [blob for (_, env, _), result in zip(flat, results, strict=True)
+                      if isinstance(result, Accepted) and result.new for blob in env.inline]
+            if inline:
+                if self._inline is None:
+                    raise StoreError("inline blobs given to a store without an inline_blobs table")
+                await self._inline.add(tx, inline)
         enqueues = [r.item for r in requests if isinstance(r, _Enqueue)]
         if forwards or enqueues:
             await self._queue.enqueue_many(forwards + enqueues, tx=tx)

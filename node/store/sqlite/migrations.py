@@ -472,6 +472,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             units TEXT NOT NULL, forwarded_by TEXT, forwarded_at TEXT NOT NULL, origin_node TEXT NOT NULL,
             PRIMARY KEY (doc_id, forwarding_unit, cover_doc_id)) WITHOUT ROWID""",
     )),
+    Migration(20, "small blobs in the database for good: received envelopes' and payloads' bytes", (
+        # node.store.sqlite.inline_blobs: a small blob's bytes, committed with the row naming it and
+        # never written as a file; deleted when no row of blob_refs names it (a rowid table: SQLite
+        # advises WITHOUT ROWID only for rows much smaller than a page).
+        """CREATE TABLE inline_blobs (
+            digest TEXT NOT NULL PRIMARY KEY,
+            size INTEGER NOT NULL CHECK (size >= 0),
+            data BLOB NOT NULL)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -9,6 +9,9 @@ rebuilds after a crash (:meth:`Store.recover`) and starts the group-commit write
 
 Recovery after a crash (even kill -9), in the Postfix spirit: the disk is the truth.
 - ``tmp/*.part`` files are interrupted writes: deleted.
+- Small blobs live in the database for good (:mod:`.inline_blobs`), committed with their row: a
+  crash loses none, and nothing on disk needs rebuilding for them. Cache copies of them made for
+  readers that need a file (``blobs/cache``) are dropped.
 - ``active`` queue rows were in flight in a process that no longer exists: back to the queue.
 - A row whose blob is missing is corrupt: queue rows and unprocessed received envelopes move to
   ``corrupt`` with ``STORE_BLOB_MISSING`` logged; inbox/outbox rows are reported and logged (they
@@ -36,6 +39,7 @@ from node.store.sqlite.evidence import Evidence
 from node.store.sqlite.exchange import Drafts, OutgoingLinks
 from node.store.sqlite.forwards import Forwards
 from node.store.sqlite.group_commit import GroupCommitter
+from node.store.sqlite.inline_blobs import InlineBlobs, SqliteReader
 from node.store.sqlite.ledger import Ledger
 from node.store.sqlite.messages import Messages
 from node.store.sqlite.migrations import migrate
@@ -80,8 +84,13 @@ class Store:
         self.supervision = Supervision(db, self.audit, clock)  # 督办 (issue 10 §2)
         self.forwards = Forwards(db, self.audit, clock)  # 转发 (issue 10 §5)
         self.evidence = Evidence(db, clock)  # unit-signed 签收/退回 statements (issue 10 §4)
-        self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch)
+        self.inline = InlineBlobs(db)  # small blobs' bytes in the database for good (migration 20)
+        blobs.inline = self._inline_reader()
+        self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch, inline=self.inline)
         self.last_recovery: RecoveryReport | None = None  # what the start-up recovery found
+
+    def _inline_reader(self) -> SqliteReader:
+        return SqliteReader(self.db.path)
 
     @classmethod
     async def open(cls, data_dir: str | Path, *, clock: Callable[[], datetime] = _utc_now,
@@ -124,6 +133,8 @@ class Store:
             await self.committer.close()
         finally:
             self.blobs.close()
+            if self.blobs.inline is not None:
+                self.blobs.inline.close()  # type: ignore[attr-defined]
             await self.db.close()
 
     @asynccontextmanager
@@ -149,6 +160,7 @@ class Store:
     async def recover(self, *, grace_seconds: float = 0.0) -> RecoveryReport:
         """Rebuild a consistent state from disk; run at start-up before accepting anything."""
         temp_removed = await asyncio.to_thread(self.blobs.cleanup_temp, self.SHARED_BLOBS_GRACE_SECONDS)
+        await asyncio.to_thread(self.blobs.clear_cache)
         async with self.db.transaction() as tx:
             requeued = await self.queue.requeue_active(tx)
 
@@ -209,8 +221,11 @@ class Store:
         return {r[0] for r in rows}
 
     async def collect_garbage(self, *, grace_seconds: float = 3600.0) -> list[str]:
-        """Delete unreferenced blobs older than ``grace_seconds`` (0 only when nothing is in flight)."""
+        """Delete unreferenced blobs: files older than ``grace_seconds`` (0 only when nothing is in
+        flight), inline rows at once (each was committed with the row naming it), cache copies."""
         removed = await self.blobs.collect_garbage(self.referenced, grace_seconds=grace_seconds)
+        removed += await self.inline.collect()
+        await asyncio.to_thread(self.blobs.clear_cache, grace_seconds)
         if removed:
             log.info("collected %d unreferenced blobs", len(removed))
         return removed

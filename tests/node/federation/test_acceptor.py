@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
@@ -24,6 +25,7 @@ from exchange_protocol.frame import decode_frame, read_layout
 from exchange_protocol.ids import new_id
 from exchange_protocol.notices import Notice
 from exchange_protocol.transport_receipt import parse_receipt
+from node.config import StoreSettings
 from node.federation.acceptor import Acceptor, StreamAcceptor
 from node.federation.routing import RouteLoop
 from node.ops.metrics import Registry
@@ -45,7 +47,8 @@ def node_dir(tmp_path_factory):
 class County:
     """The receiving node: its context, store and acceptor."""
 
-    def __init__(self, node_dir, tmp_path) -> None:
+    def __init__(self, node_dir, tmp_path, settings: StoreSettings | None = None) -> None:
+        self.settings = settings
         self.ctx = node_context(node_dir / "county")
         self.tmp_path = tmp_path
         self.city = node_context(node_dir / "city")
@@ -53,7 +56,7 @@ class County:
         self.recipient = Recipient(enc)
 
     async def __aenter__(self) -> County:
-        self.store = await open_store(self.tmp_path / "data")
+        self.store = await open_store(self.tmp_path / "data", settings=self.settings)
         self.acceptor = Acceptor(self.ctx, self.store, Registry())
         return self
 
@@ -179,4 +182,28 @@ def test_a_header_that_would_go_back_where_it_came_from_is_refused_alone(node_di
                 assert parse_receipt(outcomes[mine])[0].message_id == mine
                 assert isinstance(outcomes[looping], RouteLoop) and outcomes[looping].code == "ROUTE_LOOP"
             assert await county.received_count() == 2  # the county's own two; nothing relayed
+    asyncio.run(run())
+
+
+def test_a_small_envelope_keeps_its_bytes_in_the_database_and_a_larger_one_its_fsynced_files(node_dir, tmp_path):
+    """Up to ``[store] inline_max_bytes`` (the default) the envelope and its payload are in the
+    database when the receipt comes back, and no file is written for them; above it, and when
+    streamed, they are files, fsynced before the row. Either way the blobs read back the same."""
+    async def run():
+        async with County(node_dir, tmp_path) as county:
+            blob_file = county.store.blobs._path
+            frame = county.seal(county.draft())
+            await county.acceptor.accept(frame, "city")
+            kept = {r[0]: r[1] for r in await county.store.db.fetchall("SELECT digest, size FROM inline_blobs")}
+            assert decode_frame(frame)[2] in kept and len(kept) == 2  # the envelope and its payload
+            assert kept[decode_frame(frame)[2]] == len(frame) and not any(blob_file(d).exists() for d in kept)
+            county.ctx.config = replace(county.ctx.config, store=StoreSettings(inline_max_bytes=len(frame) // 2))
+            larger = county.seal(county.draft())
+            await county.acceptor.accept(larger, "city")
+            await stream_accept(county, county.seal(county.draft()))
+            assert await county.store.inline.count() == 2
+            assert blob_file(decode_frame(larger)[2]).exists()
+            for sent in (frame, larger):
+                digest = decode_frame(sent)[2]
+                assert await county.store.blobs.read_bytes(digest) == sent
     asyncio.run(run())

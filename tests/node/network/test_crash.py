@@ -19,6 +19,7 @@ sender's death can be looked for after the restart.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from node.cli.api_client import RemoteError
+from node.config import load_config
 from node.localnet import send_document, wait_for
 from tests.node.network.network_support import (
     A1,
@@ -65,6 +67,8 @@ def networks(tmp_path_factory):
             # drain-and-kill test) saw the rows not yet accepted bounce as QUEUE_EXPIRED — the product giving
             # up as configured, not an envelope lost (a 3 s window shows the same here on a quiet machine).
             retry = {**FAST_RETRY, "window_seconds": 600}
+            # The county keeps small envelopes' bytes in its database for good ([store] inline_max_bytes,
+            # on by default): every kill below lands with acknowledged envelopes that have no file at all.
             network = start_network(tmp_path_factory.mktemp(f"crash-{store}-{profile}"),
                                     {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}, "retry": retry,
                                                                    **stores["city"]}),
@@ -214,6 +218,40 @@ def test_receiver_killed_while_the_sender_pushes_gets_everything_exactly_once(ne
     assert_exactly_once(city, county, submitter.ids)
     restarted = county.log_path.read_text()
     assert restarted.count("serving: peers on") >= 2
+
+
+def test_small_envelopes_kept_in_the_database_survive_kill_9_after_their_receipts(net, nodes):
+    """The county commits a small envelope's bytes (and its decrypted package's) with its row and
+    keeps them in its database, no file ever, and answers with its receipt. kill -9 once the sender
+    holds every receipt of a batch: none of them has a file, the restarted county reads them from
+    its database, every document arrives once, and every package its inboxes name is whole."""
+    city, county = nodes
+    submitter = Submitter(net, "inline", n=12).start()
+    submitter.join()
+    assert submitter.acknowledged == set(submitter.ids)
+    marks = ",".join("?" * len(submitter.ids))
+    message_ids = [r[0] for r in db_rows(city, "SELECT message_id FROM outgoing WHERE type = 'document'"
+                                               f" AND doc_id IN ({marks})", submitter.ids)]
+    id_marks = ",".join("?" * len(message_ids))
+
+    def receipts() -> int:
+        return db_value(city, f"SELECT COUNT(*) FROM queue WHERE state = 'sent' AND message_id IN ({id_marks})",
+                        message_ids)
+    wait_for(lambda: receipts() == len(message_ids), 60, interval=0.01, what="every receipt at the sender")
+    net.kill(county)
+    received = db_rows(county, f"SELECT blob_digest, payload_digest FROM received WHERE message_id IN ({id_marks})",
+                       message_ids)
+    inline = {r[0] for r in db_rows(county, "SELECT digest FROM inline_blobs")}
+    assert len(received) == len(message_ids) and {d for row in received for d in row} <= inline
+    blob_dir = load_config(county.directory).data_dir / "blobs" / "sha256"
+    assert not any((blob_dir / d[:2] / d[2:]).exists() for d in inline)
+    net.start(county)
+    assert_exactly_once(city, county, submitter.ids)
+    for (digest,) in db_rows(county, f"SELECT DISTINCT package_digest FROM inbox WHERE doc_id IN ({marks})",
+                             submitter.ids):
+        (data,) = db_rows(county, "SELECT data FROM inline_blobs WHERE digest = ?", [digest])[0]
+        assert hashlib.sha256(bytes(data)).hexdigest() == digest
+        assert not (blob_dir / digest[:2] / digest[2:]).exists()
 
 
 @pytest.mark.parametrize("after", [2, 12], ids=lambda k: f"after-{k}-accepted")

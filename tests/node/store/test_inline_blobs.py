@@ -1,0 +1,138 @@
+"""node.store.sqlite.inline_blobs: small blobs committed with their row, in the database for good.
+
+On both backends. What a node's operator relies on: a receipt goes out once the batch's commit
+made the envelope's bytes durable (in the database), no file is ever written for them, every
+reader of ``BlobStore`` reads them as any blob, a kill -9 after the receipts loses none, and
+garbage collection drops them with the last row naming them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from exchange_protocol.errors import EnvelopeReplayed
+from node.errors import BlobMissing
+from node.store import BlobRef, InboundEnvelope
+from tests.node.store.conftest import open_store, running_dsn
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _inline(message_id: str, size: int = 3000, origin: str = "node-a") -> InboundEnvelope:
+    """As the acceptor keeps a small envelope: no file, its bytes and its payload's with the row."""
+    envelope = message_id.encode() + os.urandom(size)
+    payload = b"payload of " + envelope
+    env_ref = BlobRef(hashlib.sha256(envelope).hexdigest(), len(envelope))
+    payload_ref = BlobRef(hashlib.sha256(payload).hexdigest(), len(payload))
+    return InboundEnvelope(message_id, env_ref.digest, env_ref.digest, origin, b"receipt:" + message_id.encode(),
+                           "document", env_ref.size, payload_ref.digest,
+                           inline=((env_ref.digest, envelope), (payload_ref.digest, payload)))
+
+
+def _files(tmp_path: Path) -> list[Path]:
+    return [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+
+
+def test_inline_bytes_commit_with_the_row_never_get_a_file_and_read_as_any_blob(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            envs = [_inline(f"m-{i}") for i in range(5)]
+            results = await asyncio.gather(*(store.accept_inbound(e) for e in envs))
+            assert all(r.new for r in results)
+            again = await store.accept_inbound(envs[0])  # a peer's retry: the original receipt, nothing added
+            assert not again.new and await store.inline.count() == 10
+            for e in envs:
+                for digest, data in e.inline:
+                    assert await store.blobs.read_bytes(digest) == data
+                    assert store.blobs.exists(digest) and store.blobs.size_of(digest) == len(data)
+                    assert (await store.blobs.verify(digest)).size == len(data)
+                    with store.blobs.open(digest) as handle:
+                        assert handle.read(7) == data[:7]
+            assert _files(tmp_path) == []  # read every way there is: still no file
+            cached = store.blobs.path_for(envs[0].payload_digest)  # a reader that needs a path: a cache copy
+            assert cached.read_bytes() == envs[0].inline[1][1] and cached.parent == store.blobs.cache_dir
+        assert _files(tmp_path) == [cached]
+        async with open_store(tmp_path) as store:  # a restart keeps the bytes, drops the cache copy
+            assert _files(tmp_path) == [] and await store.inline.count() == 10
+            assert await store.blobs.read_bytes(envs[4].blob_digest) == envs[4].inline[0][1]
+    asyncio.run(main())
+
+
+def test_a_replayed_envelope_keeps_nothing(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            await store.accept_inbound(_inline("m-1"))
+            other = _inline("m-1")  # the same id, other bytes
+            with pytest.raises(EnvelopeReplayed):
+                await store.accept_inbound(other)
+            assert await store.inline.count() == 2
+            with pytest.raises(BlobMissing):
+                await store.blobs.read_bytes(other.blob_digest)
+    asyncio.run(main())
+
+
+def test_garbage_collection_drops_inline_blobs_no_row_names_and_their_cache_copies(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            kept, gone = _inline("m-1"), _inline("m-2")
+            for e in (kept, gone):
+                await store.accept_inbound(e)
+            cached = store.blobs.path_for(gone.payload_digest)  # a clerk's page read it meanwhile
+            async with store.transaction() as tx:
+                await tx.execute("DELETE FROM received WHERE message_id = ?", ("m-2",))
+            removed = await store.collect_garbage(grace_seconds=0)
+            assert set(removed) == {d for d, _ in gone.inline} and not cached.exists()
+            assert await store.inline.count() == 2
+            assert await store.blobs.read_bytes(kept.payload_digest) == kept.inline[1][1]
+            with pytest.raises(BlobMissing):
+                await store.blobs.read_bytes(gone.payload_digest)
+    asyncio.run(main())
+
+
+def _read_lines(stream, sink: list[str], done: threading.Event) -> None:
+    for line in stream:
+        sink.append(line.decode().strip())
+        if line.startswith(b"DONE"):
+            done.set()
+    done.set()
+
+
+def test_inline_envelopes_survive_kill_9_after_their_receipts(tmp_path):
+    """kill -9 after the receipts: no file of any of them on disk, and the restarted store finds
+    every one (no received envelope corrupt, every byte as acknowledged)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    dsn = [running_dsn()] if running_dsn() else []
+    child = subprocess.Popen([sys.executable, "-m", "tests.node.store.inline_child", str(tmp_path), "40", *dsn],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    lines: list[str] = []
+    done = threading.Event()
+    reader = threading.Thread(target=_read_lines, args=(child.stdout, lines, done))
+    reader.start()
+    assert done.wait(timeout=60), f"the child did not finish: {lines[-3:]}"
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    reader.join(timeout=10)
+    acked = [line.split()[1:] for line in lines if line.startswith("ACK ")]
+    assert len(acked) == 40
+    assert _files(tmp_path) == []  # the bytes are in the database only
+
+    async def check():
+        async with open_store(tmp_path) as store:
+            report = store.last_recovery
+            assert report.corrupt_received == ()
+            rows = await store.db.fetchall("SELECT message_id, blob_digest, payload_digest FROM received")
+            stored = {r[0]: (r[1], r[2]) for r in rows}
+            for message_id, env_digest, payload_digest in acked:
+                assert stored[message_id] == (env_digest, payload_digest)
+                for digest in (env_digest, payload_digest):
+                    assert (await store.blobs.verify(digest)).digest == digest
+    asyncio.run(check())
