@@ -170,6 +170,8 @@ class NotFound(NodeError):
 class StoreError(NodeError):
     code = "STORE_ERROR"
     kind = ErrorKind.INTERNAL
+    # STORE_BLOB_UNREADABLE: the database holding a small blob's bytes (inline_blobs) refused the read
+    subcodes = ("STORE_BLOB_UNREADABLE",)
 
 
 class StoreCorrupt(StoreError):

@@ -272,7 +272,7 @@ class DocumentService(Sending, QueueOperations):
             tracking = await self.track(who, doc_id, recipients=recipients)  # a document we sent
             doc = await self.store.messages.get_outbox(doc_id)
             meta = await self.processor.read_metadata(doc.package_digest)
-            attachments = await asyncio.to_thread(_attachments_in, self.store.blobs.path_for(doc.package_digest))
+            attachments = await asyncio.to_thread(lambda: _attachments_in(self.store.blobs.path_for(doc.package_digest)))
             return {**tracking, "metadata": meta_to_dict(meta), "attachments": attachments}
         meta = await self.processor.read_metadata(row.package_digest)
         report = dict(row.verification or {})
@@ -290,11 +290,11 @@ class DocumentService(Sending, QueueOperations):
             raise DocumentRecalled(f"document {doc_id} was recalled (已撤回) by its sender; its body and "
                                    "package are no longer available to your unit", doc_id=doc_id)
         digest = row.package_digest if row else (await self._sent_by_us(who, doc_id)).package_digest
-        return self.store.blobs.path_for(digest)
+        return await asyncio.to_thread(self.store.blobs.path_for, digest)  # may copy a database-kept blob
 
     async def sent_package_path(self, who: Principal, doc_id: str) -> Path:
         who.require_role("clerk")
-        return self.store.blobs.path_for((await self._sent_by_us(who, doc_id)).package_digest)
+        return await asyncio.to_thread(self.store.blobs.path_for, (await self._sent_by_us(who, doc_id)).package_digest)
 
     async def sign_for(self, who: Principal, doc_id: str) -> dict[str, Any]:
         return await self._receiver_act(who, doc_id, Event.SIGNED_FOR, MessageType.RECEIPT, None)

@@ -264,8 +264,8 @@ class BatchSender:
             return False
         outbound.tried_once_more.add(entry.message_id)
         limits = outbound.ctx.trust_policy().limits
-        expires = await asyncio.to_thread(_header_expires, outbound.store.blobs.path_for(entry.blob_digest),
-                                          entry.message_id, limits)
+        path_for = outbound.store.blobs.path_for
+        expires = await asyncio.to_thread(lambda: _header_expires(path_for(entry.blob_digest), entry.message_id, limits))
         return expires is not None and expires > now
 
     async def bounce(self, entry: QueueEntry, info: ErrorInfo, *, actor: str | None = None) -> None:

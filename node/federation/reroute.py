@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from exchange_protocol.envelope import MessageType
 from node.context import NodeContext
-from node.errors import BlobMissing, StoreContended
+from node.errors import BlobMissing, StoreContended, StoreError
 from node.federation.routing import UnknownUnit
 from node.store import OutgoingLink, Transaction, UnreadableDraft
 
@@ -127,8 +127,8 @@ class Rerouter:
             if groups is None or doc is None:
                 continue
             try:
-                size = self.store.blobs.size_of(doc.package_digest)
-            except (OSError, BlobMissing):
+                size = await asyncio.to_thread(self.store.blobs.size_of, doc.package_digest)
+            except (OSError, BlobMissing, StoreError):
                 log.error("cannot re-address %s (document %s) to %s: its package is no longer held; it stays "
                           "queued for %s", link.message_id, link.doc_id, ", ".join(groups), link.destination,
                           extra={"message_id": link.message_id, "doc_id": link.doc_id})
@@ -248,8 +248,8 @@ async def readdress_failed(outbound: Outbound, tx: Transaction, message_id: str,
     if not groups or doc is None:
         return {}
     try:
-        size = store.blobs.size_of(doc.package_digest)
-    except (OSError, BlobMissing):
+        size = await asyncio.to_thread(store.blobs.size_of, doc.package_digest)
+    except (OSError, BlobMissing, StoreError):
         return {}
     await add_readdressed(outbound, tx, link, groups, doc.package_digest, size)
     return groups

@@ -269,7 +269,7 @@ class BlobStore:
 
     async def chunks(self, digest: str, chunk_size: int = READ_CHUNK) -> AsyncIterable[bytes]:
         """Stream a blob's bytes in chunks, reading in the worker pool."""
-        handle = self.open(digest)
+        handle: BinaryIO = await self._run(self.open, digest)  # type: ignore[assignment]
         try:
             while chunk := await self._run(handle.read, chunk_size):
                 yield chunk  # type: ignore[misc]

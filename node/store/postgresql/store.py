@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 
+from node.errors import StoreError
 from node.store.blobs import BlobStore
 from node.store.postgresql.db import Database
 from node.store.postgresql.leases import (
@@ -47,11 +48,17 @@ class _PgReader:
         self._conn: psycopg.Connection | None = None
         self._lock = threading.Lock()
 
+    CONNECT_TIMEOUT = 10  # seconds: a reader thread waits no longer for an unreachable server
+
     def __call__(self, digest: str) -> bytes | None:
         with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self._dsn, autocommit=True)
-            row = self._conn.execute("SELECT data FROM inline_blobs WHERE digest = %s", (digest,)).fetchone()
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.CONNECT_TIMEOUT)
+                row = self._conn.execute("SELECT data FROM inline_blobs WHERE digest = %s", (digest,)).fetchone()
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot read blob {digest} from the database: {exc}", code="STORE_BLOB_UNREADABLE",
+                                 digest=digest) from None
         return bytes(row[0]) if row else None
 
     def close(self) -> None:

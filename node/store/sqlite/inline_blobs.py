@@ -26,6 +26,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from node.errors import StoreError
 from node.store.blobs import check_digest
 from node.store.sqlite.db import Database, SqliteTransaction
 
@@ -41,13 +42,17 @@ class SqliteReader:
         self._lock = threading.Lock()
 
     def __call__(self, digest: str) -> bytes | None:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=10,
-                                                      check_same_thread=False)
-            with self._lock:
-                self._conns.append(conn)
-        row = conn.execute("SELECT data FROM inline_blobs WHERE digest = ?", (digest,)).fetchone()
+        try:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=10,
+                                                          check_same_thread=False)
+                with self._lock:
+                    self._conns.append(conn)
+            row = conn.execute("SELECT data FROM inline_blobs WHERE digest = ?", (digest,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read blob {digest} from {self._path}: {exc}", code="STORE_BLOB_UNREADABLE",
+                             digest=digest) from None
         return bytes(row[0]) if row else None
 
     def close(self) -> None:

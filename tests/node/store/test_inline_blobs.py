@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from exchange_protocol.errors import EnvelopeReplayed
-from node.errors import BlobMissing
+from node.errors import BlobMissing, StoreError
 from node.store import BlobRef, InboundEnvelope
 from tests.node.store.conftest import open_store, running_dsn
 
@@ -95,6 +95,34 @@ def test_garbage_collection_drops_inline_blobs_no_row_names_and_their_cache_copi
             assert await store.blobs.read_bytes(kept.payload_digest) == kept.inline[1][1]
             with pytest.raises(BlobMissing):
                 await store.blobs.read_bytes(gone.payload_digest)
+    asyncio.run(main())
+
+
+def test_a_database_that_cannot_be_read_is_a_typed_error_and_no_read_blocks_the_loop(tmp_path):
+    async def main():
+        async with open_store(tmp_path) as store:
+            env = _inline("m-1")
+            await store.accept_inbound(env)
+            reader, loop_thread, threads = store.blobs.inline, threading.get_ident(), []
+
+            def recording(digest: str) -> bytes | None:
+                threads.append(threading.get_ident())
+                return reader(digest)
+            try:
+                store.blobs.inline = recording
+                assert b"".join([c async for c in store.blobs.chunks(env.blob_digest)]) == env.inline[0][1]
+                assert threads and loop_thread not in threads  # the database is read in a worker thread
+                # The database gone (a server down, a file unreadable): the store's typed error, not the driver's.
+                gone = "host=127.0.0.1 port=1 dbname=gone user=gone" if running_dsn() else tmp_path / "gone" / "x.db"
+                store.blobs.inline = broken = type(reader)(gone)
+                for read in (lambda: store.blobs.read_bytes(env.blob_digest),
+                             lambda: asyncio.to_thread(store.blobs.size_of, env.blob_digest)):
+                    with pytest.raises(StoreError) as caught:
+                        await read()
+                    assert caught.value.code == "STORE_BLOB_UNREADABLE"
+                broken.close()
+            finally:
+                store.blobs.inline = reader
     asyncio.run(main())
 
 
