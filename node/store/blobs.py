@@ -165,8 +165,11 @@ class BlobStore:
         if self.inline is None or path.is_file():
             return path
         cached = self.cache_dir / digest
-        if cached.is_file():
+        try:
+            os.utime(cached)  # handed out again: young for clear_cache's grace, as a fresh copy is
             return cached
+        except FileNotFoundError:
+            pass
         data = self.inline(digest)
         if data is None:
             return path  # the caller's open fails as for any missing blob
@@ -314,9 +317,12 @@ class BlobStore:
         cutoff = time.time() - older_than_seconds
         removed = 0
         for entry in os.scandir(self.cache_dir):
-            if entry.is_file() and entry.stat().st_mtime <= cutoff:
-                os.unlink(entry.path)
-                removed += 1
+            try:  # another worker (PostgreSQL) may clear the same copy meanwhile
+                if entry.is_file() and entry.stat().st_mtime <= cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
         return removed
 
     def remove(self, digest: str) -> bool:

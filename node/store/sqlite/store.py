@@ -160,7 +160,9 @@ class Store:
     async def recover(self, *, grace_seconds: float = 0.0) -> RecoveryReport:
         """Rebuild a consistent state from disk; run at start-up before accepting anything."""
         temp_removed = await asyncio.to_thread(self.blobs.cleanup_temp, self.SHARED_BLOBS_GRACE_SECONDS)
-        await asyncio.to_thread(self.blobs.clear_cache)
+        # Cache copies: the same grace as blobs. SQLite: 0, the process starting is the only one (its run
+        # lock), so nothing can be serving a copy; PostgreSQL: other live workers may be serving theirs.
+        await asyncio.to_thread(self.blobs.clear_cache, self.SHARED_BLOBS_GRACE_SECONDS)
         async with self.db.transaction() as tx:
             requeued = await self.queue.requeue_active(tx)
 
