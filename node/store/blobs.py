@@ -134,6 +134,7 @@ class BlobStore:
         self.cache_dir = self.root / "cache"
         for directory in (self.root, self.blob_dir, self.tmp_dir, self.cache_dir):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.cache_dir.chmod(0o700)  # made by an older version with the umask's mode, perhaps
         self.max_size = max_size
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gwx-blob")
         # The bytes of a small blob kept in the database and never written as a file, by digest (None:
@@ -174,9 +175,14 @@ class BlobStore:
         if data is None:
             return path  # the caller's open fails as for any missing blob
         temp = self.tmp_dir / f"{secrets.token_hex(12)}.part"
-        with open(temp, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, cached)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)  # as blobs are
+            with open(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(temp, cached)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
         return cached
 
     def _path(self, digest: str) -> Path:

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -150,6 +151,31 @@ def test_a_cache_copy_handed_out_again_is_young_and_clearing_tolerates_a_vanishe
                 assert store.blobs.clear_cache(3600) == 0
             finally:
                 os.scandir = real_scandir
+    asyncio.run(main())
+
+
+def test_cache_copies_are_private_and_a_failed_copy_leaves_no_part_file(tmp_path):
+    (tmp_path / "blobs" / "cache").mkdir(parents=True, mode=0o755)  # left by an older version
+    os.chmod(tmp_path / "blobs" / "cache", 0o755)
+
+    async def main():
+        async with open_store(tmp_path) as store:
+            assert stat.S_IMODE(store.blobs.cache_dir.stat().st_mode) == 0o700
+            env = _inline("m-1")
+            await store.accept_inbound(env)
+            cached = store.blobs.path_for(env.blob_digest)
+            assert stat.S_IMODE(cached.stat().st_mode) == 0o600  # as a blob's own file
+            real_replace = os.replace
+
+            def failing(src, dst):
+                raise OSError(28, "No space left on device")
+            os.replace = failing
+            try:
+                with pytest.raises(OSError):
+                    store.blobs.path_for(env.payload_digest)
+            finally:
+                os.replace = real_replace
+            assert list(store.blobs.tmp_dir.iterdir()) == []
     asyncio.run(main())
 
 
