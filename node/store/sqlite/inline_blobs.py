@@ -33,32 +33,52 @@ from node.store.sqlite.db import Database, SqliteTransaction
 
 class SqliteReader:
     """A blocking ``digest → inline bytes`` for :attr:`BlobStore.inline`: a read-only connection
-    to the database at ``path`` per thread that asks, closed with the store."""
+    to the database at ``path`` per thread that asks, closed with the store. Each connection has its
+    lock, held by a read and by :meth:`close`, so closing never pulls a connection out from under a
+    query; a read after close is the store's typed error."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._lock = threading.Lock()
+        self._closed = False
 
-    def __call__(self, digest: str) -> bytes | None:
+    def _closed_error(self, digest: str) -> StoreError:
+        return StoreError(f"cannot read blob {digest}: the store is closed", code="STORE_BLOB_UNREADABLE",
+                          digest=digest)
+
+    def _fetch(self, sql: str, digest: str) -> tuple | None:
         try:
-            conn = getattr(self._local, "conn", None)
-            if conn is None:
-                conn = self._local.conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=10,
-                                                          check_same_thread=False)
+            entry = getattr(self._local, "entry", None)
+            if entry is None:
+                conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+                entry = (conn, threading.Lock())
                 with self._lock:
-                    self._conns.append(conn)
-            row = conn.execute("SELECT data FROM inline_blobs WHERE digest = ?", (digest,)).fetchone()
+                    if self._closed:
+                        conn.close()
+                        raise self._closed_error(digest)
+                    self._conns.append(entry)
+                self._local.entry = entry
+            conn, lock = entry
+            with lock:
+                if self._closed:
+                    raise self._closed_error(digest)
+                return conn.execute(sql, (digest,)).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read blob {digest} from {self._path}: {exc}", code="STORE_BLOB_UNREADABLE",
                              digest=digest) from None
+
+    def __call__(self, digest: str) -> bytes | None:
+        row = self._fetch("SELECT data FROM inline_blobs WHERE digest = ?", digest)
         return bytes(row[0]) if row else None
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._conns:
-                conn.close()
+            self._closed = True
+            for conn, lock in self._conns:
+                with lock:  # a read in flight on another thread finishes first
+                    conn.close()
             self._conns.clear()
 
 
