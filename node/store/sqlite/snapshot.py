@@ -27,8 +27,11 @@ def snapshot(data_dir: Path, dest: Path) -> list[str]:
                 source.backup(target, pages=-1)  # one step: one read transaction, one consistent state
                 # A small blob kept in the database travels inside the copy (it has no file:
                 # node.store.sqlite.inline_blobs).
-                digests = sorted({r[0] for r in target.execute(
-                    "SELECT digest FROM blob_refs WHERE digest NOT IN (SELECT digest FROM inline_blobs)") if r[0]})
+                # A node not yet started on a gwx with migration 20 has no such table: every blob a file.
+                inline = target.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inline_blobs'").fetchone()
+                sql = "SELECT digest FROM blob_refs" + (
+                    " WHERE digest NOT IN (SELECT digest FROM inline_blobs)" if inline else "")
+                digests = sorted({r[0] for r in target.execute(sql) if r[0]})
             finally:
                 target.close()
         finally:
