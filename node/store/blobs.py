@@ -9,12 +9,14 @@ Layout under ``root``::
 
 Small blobs may live in the database instead (``inline_blobs``, migration 20: no file at all); the
 store sets :attr:`BlobStore.inline` and every read here (``open``, ``read_bytes``, ``size_of``,
-``exists``, ``verify_sync``) finds them there when there is no file.
+``exists``, ``verify_sync``) finds them there when there is no file (``exists`` and ``size_of``
+without fetching the bytes).
 
 Writing (the Postfix order — bytes durable before anything refers to them):
     chunks → ``tmp/….part`` (hashing as they pass) → fsync the file → check the digest against the
-    one announced, if any → rename to ``sha256/ab/cdef…`` → fsync the directory (and its parent when
-    the fan-out directory was just created). Only then does the caller commit a row naming the
+    one announced, if any → rename to ``sha256/ab/cdef…`` → fsync that fan-out directory (all 256
+    exist from the store's first opening, so a write makes none; one found deleted is remade and
+    ``sha256/`` fsynced). Only then does the caller commit a row naming the
     digest, and only after that commit does it acknowledge. A crash before the rename leaves a
     ``.part`` file (removed at start-up); a crash after it leaves a blob no row names (garbage,
     collected by :meth:`BlobStore.collect_garbage`).
@@ -43,7 +45,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from node.errors import BadDigest, BlobDigestMismatch, BlobMissing, BlobTooLarge
 from pki.keystore import fsync_dir
@@ -65,6 +67,16 @@ def check_digest(digest: str) -> str:
     if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
         raise BadDigest("not a SHA-256 digest (64 lower-case hex characters)", digest=repr(digest)[:80])
     return digest
+
+
+class InlineReader(Protocol):
+    """The database's small blobs (``inline_blobs``), read blocking from any thread; a database that
+    refuses the read raises :class:`~node.errors.StoreError` (``STORE_BLOB_UNREADABLE``)."""
+
+    def __call__(self, digest: str) -> bytes | None: ...  # the bytes (None: not there)
+    def size(self, digest: str) -> int | None: ...  # without fetching them
+    def has(self, digest: str) -> bool: ...
+    def close(self) -> None: ...
 
 
 class _TempBlob:
@@ -137,9 +149,9 @@ class BlobStore:
         self.cache_dir.chmod(0o700)  # made by an older version with the umask's mode, perhaps
         self.max_size = max_size
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gwx-blob")
-        # The bytes of a small blob kept in the database and never written as a file, by digest (None:
-        # not there); set by the store, called from any thread (blocking).
-        self.inline: Callable[[str], bytes | None] | None = None
+        # Small blobs kept in the database and never written as files; set by the store, called from
+        # any thread (blocking).
+        self.inline: InlineReader | None = None
         if len(os.listdir(self.blob_dir)) < 256:  # every fan-out directory made once, fsynced once
             for i in range(256):
                 (self.blob_dir / f"{i:02x}").mkdir(mode=0o700, exist_ok=True)
@@ -193,16 +205,16 @@ class BlobStore:
         return self.inline(digest) if self.inline is not None else None
 
     def exists(self, digest: str) -> bool:
-        return self._path(digest).is_file() or self._inline(digest) is not None
+        return self._path(digest).is_file() or (self.inline is not None and self.inline.has(digest))
 
     def size_of(self, digest: str) -> int:
         try:
             return self._path(digest).stat().st_size
         except FileNotFoundError:
-            data = self._inline(digest)
-            if data is None:
+            size = self.inline.size(digest) if self.inline is not None else None
+            if size is None:
                 raise BlobMissing("no such blob", digest=digest) from None
-            return len(data)
+            return size
 
     def iter_digests(self) -> Iterator[str]:
         """Every blob on disk (names that are not digests — stray files — are skipped)."""

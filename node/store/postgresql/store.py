@@ -50,16 +50,26 @@ class _PgReader:
 
     CONNECT_TIMEOUT = 10  # seconds: a reader thread waits no longer for an unreachable server
 
-    def __call__(self, digest: str) -> bytes | None:
+    def _fetch(self, sql: str, digest: str) -> tuple | None:
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.CONNECT_TIMEOUT)
-                row = self._conn.execute("SELECT data FROM inline_blobs WHERE digest = %s", (digest,)).fetchone()
+                return self._conn.execute(sql, (digest,)).fetchone()
             except psycopg.Error as exc:
                 raise StoreError(f"cannot read blob {digest} from the database: {exc}", code="STORE_BLOB_UNREADABLE",
                                  digest=digest) from None
+
+    def __call__(self, digest: str) -> bytes | None:
+        row = self._fetch("SELECT data FROM inline_blobs WHERE digest = %s", digest)
         return bytes(row[0]) if row else None
+
+    def size(self, digest: str) -> int | None:
+        row = self._fetch("SELECT size FROM inline_blobs WHERE digest = %s", digest)
+        return int(row[0]) if row else None
+
+    def has(self, digest: str) -> bool:
+        return self._fetch("SELECT 1 FROM inline_blobs WHERE digest = %s", digest) is not None
 
     def close(self) -> None:
         with self._lock:

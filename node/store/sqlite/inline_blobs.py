@@ -73,6 +73,13 @@ class SqliteReader:
         row = self._fetch("SELECT data FROM inline_blobs WHERE digest = ?", digest)
         return bytes(row[0]) if row else None
 
+    def size(self, digest: str) -> int | None:
+        row = self._fetch("SELECT size FROM inline_blobs WHERE digest = ?", digest)
+        return int(row[0]) if row else None
+
+    def has(self, digest: str) -> bool:
+        return self._fetch("SELECT 1 FROM inline_blobs WHERE digest = ?", digest) is not None
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -179,6 +179,34 @@ def test_cache_copies_are_private_and_a_failed_copy_leaves_no_part_file(tmp_path
     asyncio.run(main())
 
 
+def test_exists_and_size_of_do_not_fetch_the_bytes(tmp_path):
+    """Recovery asks exists() of every new received row: a question, not a download of each blob."""
+    async def main():
+        async with open_store(tmp_path) as store:
+            env = _inline("m-1", size=200_000)
+            await store.accept_inbound(env)
+            reader = store.blobs.inline
+
+            class NoFetch:
+                def __call__(self, digest):
+                    raise AssertionError(f"the whole of {digest} fetched")
+                size, has, close = reader.size, reader.has, reader.close
+            store.blobs.inline = NoFetch()
+            try:
+                for digest, data in env.inline:
+                    assert await asyncio.to_thread(store.blobs.exists, digest)
+                    assert await asyncio.to_thread(store.blobs.size_of, digest) == len(data)
+                missing = hashlib.sha256(b"never stored").hexdigest()
+                assert not await asyncio.to_thread(store.blobs.exists, missing)
+                with pytest.raises(BlobMissing):
+                    await asyncio.to_thread(store.blobs.size_of, missing)
+                report = await store.recover()  # every new received row's blobs asked after, none fetched
+                assert report.corrupt_received == ()
+            finally:
+                store.blobs.inline = reader
+    asyncio.run(main())
+
+
 def _read_lines(stream, sink: list[str], done: threading.Event) -> None:
     for line in stream:
         sink.append(line.decode().strip())
