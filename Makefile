@@ -17,13 +17,15 @@ test-fast: venv system-deps lint bytecode
 lint: venv
 	.venv/bin/ruff check .
 
-# Two workers, one per core: most of the suite waits on node processes, TLS and fsync rather than
-# computing, so two test processes halve the wall time. A module's tests stay on one worker
+# Three workers on two cores: most of the suite waits on node processes, TLS and fsync rather than
+# computing; with two workers the cores were busy 72 % of the run (user+sys 19.4 of 27 core-minutes),
+# a third fills the waits (13 min 29 s → 11 min 57 s, docs/performance.md). Each worker picks node
+# ports from its own slice (GWX_PORT_SLICE, tests/conftest.py). A module's tests stay on one worker
 # (--dist loadscope), so a module-scoped network of nodes is started once. Modules go out in the order
 # tests/conftest.py gives them (slow ones first, short ones last to fill both cores until the end),
 # not xdist's default of most tests first, which left the few-test network modules for the end.
 pytest: venv system-deps bytecode
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadscope --no-loadscope-reorder
 
 # gwx's own modules compiled once, before the tests start ~700 node processes and gwx commands: where
 # PYTHONDONTWRITEBYTECODE is set (as on the CI machine) each of them would otherwise compile from

@@ -55,17 +55,31 @@ def free_port() -> int:
     """A loopback port free now, for a node to listen on later. Taken below the kernel's ephemeral
     range: a port ``bind(0)`` returns is one the kernel hands to outgoing connections too, and under
     load one of them held it by the time the node bound it (CI: ``address already in use`` starting a
-    test network). At random, so that two test workers pick apart, and never twice in one process."""
+    test network). At random, and never twice in one process. ``GWX_PORT_SLICE=i/k`` keeps this
+    process (and the processes it starts) to the ports ``p % k == i``: the test workers each get
+    their own slice, since a port one of them found free could be found free by another in the second
+    before its node binds it (CI with three workers: ``address already in use`` again)."""
     low = _ephemeral_low()
-    if low > 10000 + 1000:
+    index, count = _port_slice()
+    if low > 10000 + 1000 * count:
         for _ in range(200):
             port = _PORTS.randrange(10000, low)
-            if port not in _handed_out and _bindable(port):
+            port -= (port - index) % count
+            if port >= 10000 and port not in _handed_out and _bindable(port):
                 _handed_out.add(port)
                 return port
     with socket.socket() as s:  # no room below the range (or all of it taken): the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _port_slice() -> tuple[int, int]:
+    """``GWX_PORT_SLICE`` as (index, count); (0, 1), all ports, when unset or not ``i/k`` with 0 ≤ i < k."""
+    try:
+        index, count = (int(part) for part in os.environ.get("GWX_PORT_SLICE", "").split("/"))
+    except ValueError:
+        return 0, 1
+    return (index, count) if 0 <= index < count else (0, 1)
 
 
 def _ephemeral_low() -> int:

@@ -7,6 +7,7 @@ The session-scoped CA is created once (key generation is the slow part); tests t
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 from hypothesis import settings
@@ -18,6 +19,12 @@ from tests.support import PASSPHRASE
 # example can take half a second, which hypothesis's default 200 ms deadline would call a failure.
 settings.register_profile("gwx", deadline=None)
 settings.load_profile("gwx")
+
+# Each xdist worker picks node ports from its own slice (node.localnet.free_port), and so do the
+# processes it starts: two workers that each found a port free could otherwise both hand it out.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    os.environ["GWX_PORT_SLICE"] = (f"{int(os.environ['PYTEST_XDIST_WORKER'][2:])}"
+                                    f"/{int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))}")
 
 
 @pytest.fixture(scope="session")
