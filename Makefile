@@ -22,7 +22,7 @@ lint: venv
 # a third fills the waits (13 min 29 s → 11 min 57 s, docs/performance.md). Each worker picks node
 # ports from its own slice (GWX_PORT_SLICE, tests/conftest.py). A module's tests stay on one worker
 # (--dist loadscope), so a module-scoped network of nodes is started once. Modules go out in the order
-# tests/conftest.py gives them (slow ones first, short ones last to fill both cores until the end),
+# tests/conftest.py gives them (slow ones first, short ones last to fill the cores until the end),
 # not xdist's default of most tests first, which left the few-test network modules for the end.
 pytest: venv system-deps bytecode
 	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadscope --no-loadscope-reorder

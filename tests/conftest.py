@@ -48,9 +48,9 @@ def make_ca(tmp_path):
 
 def pytest_collection_modifyitems(session, config, items) -> None:
     """Modules with slow tests (real node processes, browsers) first, the rest after, each module's
-    tests in their order. `make test`'s two workers take whole modules in this order (``--dist
+    tests in their order. `make test`'s workers take whole modules in this order (``--dist
     loadscope --no-loadscope-reorder``): the long modules start early, and the many short ones at the
-    end keep both cores busy until the last test, instead of one long network module left running
+    end keep the cores busy until the last test, instead of one long network module left running
     alone on one core while the other has nothing to do."""
     slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
