@@ -135,7 +135,7 @@ def test_every_code_given_at_a_raise_site_is_declared_by_the_class_raised():
 NOT_ERROR_CODES = {
     "DOC_LEGACY_KIND_MAPPED", "DOC_LEGACY_URGENCY_MAPPED", "DOC_NUMBER_NORMALISED",  # meta_json warnings
     "DOC_URGENT_NO_DEADLINE", "DOC_PRINTED_BEFORE_WRITTEN", "DOC_DEADLINE_BEFORE_WRITTEN",  # model warnings
-    "GWX_TOKEN", "GWX_NODE", "GWX_PASSPHRASE",  # environment variables
+    "GWX_TOKEN", "GWX_NODE", "GWX_PASSPHRASE", "GWX_PORT_SLICE",  # environment variables
     "ROUTE_ROLES", "PEER_BACKING_OFF", "PEER_DEAD", "PEER_STATES", "PEER_UP", "QUEUE_STATES",  # __all__ names
     "SEAL_DIR", "NODE_DIR",  # metavars
 }
