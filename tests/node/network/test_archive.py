@@ -64,11 +64,6 @@ def networks(tmp_path_factory):
     made.stop_all()
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 def _settled_document(net) -> str:
     city = net.nodes["city"]
     county = net.nodes["county"]

@@ -55,11 +55,6 @@ def networks(tmp_path_factory):
     made.stop_all()
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 def package(node, unit: str, doc_id: str) -> bytes:
     out = io.BytesIO()
     node.clerk(unit).download(f"/api/v1/inbox/{doc_id}/package", out)

@@ -66,11 +66,6 @@ def networks(tmp_path_factory):
 
 
 @pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
-@pytest.fixture
 def nodes(net):
     return net.nodes["city"], net.nodes["county-a"], net.nodes["county-b"]
 

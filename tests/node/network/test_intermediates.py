@@ -58,11 +58,6 @@ def networks(tmp_path_factory):
     made.stop_all()
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 def issued_by(node) -> str:
     chain = load_certificates((node.directory / "credentials" / "tls.crt").read_bytes())
     return chain[0].issuer.rfc4514_string()

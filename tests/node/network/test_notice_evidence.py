@@ -59,11 +59,6 @@ def networks(tmp_path_factory):
     made.stop_all()
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 def _send(net, to) -> str:
     return send_document(net.nodes["city"], CITY, notice_meta(CITY, to), net.body)["doc_id"]
 

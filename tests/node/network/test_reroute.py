@@ -79,11 +79,6 @@ def networks(tmp_path_factory):
             tmp_path_factory.mktemp(f"reroute-{profile}"), hosted, TREE, units(()), profile=profile)))
 
 
-@pytest.fixture
-def net(networks, profile):
-    return networks(profile)
-
-
 def install(net, node, version: int, moved: tuple[str, ...]) -> None:
     write_public_file(node.directory / "directory.json", signed_directory(net, version, TREE, units(moved)))
 
