@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from exchange_protocol import digests
-from exchange_protocol.envelope import decode_header
+from exchange_protocol.envelope import EnvelopeHeader, decode_header
 from exchange_protocol.frame import FrameLimits, read_head
 from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import Event
@@ -60,6 +60,7 @@ STALE_RECIPIENT_CODES = ("ENV_NO_RECIPIENT_INFO", "ENV_DECRYPTION_FAILED")
 
 if TYPE_CHECKING:
     from node.federation.outbound import Outbound
+    from node.store import BlobStore
 
 log = logging.getLogger("gwx.outbound")
 
@@ -87,7 +88,7 @@ def batches(window: list[QueueEntry], max_count: int) -> Iterator[list[QueueEntr
         yield batch
 
 
-def _frames(batch: list[QueueEntry], path_for, limits: FrameLimits,
+def _frames(batch: list[QueueEntry], blobs: BlobStore, limits: FrameLimits,
             digest_algorithm: str = digests.SHA256) -> tuple[list[OutgoingFrame], dict[str, str]]:
     """One frame per blob (the queue rows of a bundle share it), with the message ids of ALL its
     headers in the frame's order — read from the frame itself, since the peer answers every header
@@ -98,40 +99,29 @@ def _frames(batch: list[QueueEntry], path_for, limits: FrameLimits,
     in a thread."""
     frames, frame_digests = [], {}
     for digest, entry in {e.blob_digest: e for e in batch}.items():
-        path = path_for(digest)
-        frame_digests[digest] = digest if digest_algorithm == digests.SHA256 else _digest_of(path, digest_algorithm)
-        ids: list[str] = []
-        with contextlib.suppress(OSError, GwxError), open(path, "rb") as f:
-            head = read_head(f, limits)
-            ids = [decode_header(s.header_bytes).message_id for s in head.signed] if head is not None else []
+        path = blobs.path_for(digest)
+        # "" when it cannot be read: no receipt will verify, and the send fails on the missing file
+        frame_digests[digest] = ""
+        with contextlib.suppress(OSError, GwxError):
+            frame_digests[digest] = blobs.digest_sync(digest, digest_algorithm)
+        ids = [header.message_id for header in _headers(path, limits)]
         if entry.message_id not in ids:  # unreadable: send it; the peer's refusal will say why
             ids = [entry.message_id]
         frames.append(OutgoingFrame(ids[0], path, entry.size, tuple(ids[1:])))
     return frames, frame_digests
 
 
-def _header_expires(path, message_id: str, limits: FrameLimits) -> dt.datetime | None:
-    """The ``expires`` of ``message_id``'s header in the frame at ``path`` (None: unreadable). Blocking."""
+def _headers(path, limits: FrameLimits) -> list[EnvelopeHeader]:
+    """The headers of the frame at ``path``, in its order (none when it cannot be read). Blocking."""
     with contextlib.suppress(OSError, GwxError), open(path, "rb") as f:
         head = read_head(f, limits)
-        for s in head.signed if head is not None else ():
-            header = decode_header(s.header_bytes)
-            if header.message_id == message_id:
-                return header.expires
-    return None
+        return [decode_header(s.header_bytes) for s in head.signed] if head is not None else []
+    return []
 
 
-def _digest_of(path, digest_algorithm: str) -> str:
-    """The frame's ``digest_algorithm`` ("" when it cannot be read: no receipt will verify, and the
-    send fails on the missing file as it always did)."""
-    h = digests.new(digest_algorithm)
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1024 * 1024):
-                h.update(chunk)
-    except OSError:
-        return ""
-    return h.hexdigest()
+def _header_expires(path, message_id: str, limits: FrameLimits) -> dt.datetime | None:
+    """The ``expires`` of ``message_id``'s header in the frame at ``path`` (None: unreadable). Blocking."""
+    return next((h.expires for h in _headers(path, limits) if h.message_id == message_id), None)
 
 
 class BatchSender:
@@ -159,7 +149,7 @@ class BatchSender:
         ``last_chance``: the one attempt after a restart past their windows — a failure gives them up."""
         outbound, ctx, store = self.outbound, self.outbound.ctx, self.outbound.store
         policy = ctx.trust_policy()
-        frames, frame_digests = await asyncio.to_thread(_frames, batch, store.blobs.path_for, policy.limits,
+        frames, frame_digests = await asyncio.to_thread(_frames, batch, store.blobs, policy.limits,
                                                         policy.digest)
         started = asyncio.get_running_loop().time()
         try:

@@ -11,7 +11,7 @@ statement is and how it verifies).
   ``gwx node check`` counts such units.
 * The package digest a statement names is the seal key's (:func:`exchange_protocol.statements.digest_for`):
   SHA-256 is the package's blob name, the content address, at no cost; SM3 (an SM2 seal, a 国密
-  network) is not stored, so :func:`package_digest` reads the package once more and hashes it —
+  network) is not stored, so :meth:`BlobStore.digest_sync` reads the package once more and hashes it —
   on the receiving side in the worker thread that signs, on the sending side once per document
   (remembered with the issuer, below), about 5 ms a MB of package.
 * Sending side (:class:`EvidenceChecker`): every statement of a payload is verified in the
@@ -59,7 +59,6 @@ from pki.signer import SoftwareSigner
 
 NO_EVIDENCE = "none"  # the audit's word for a 签收/退回 that carried no statement
 _SENT_CACHE = 1024  # documents whose package digest and issuer we remember (they never change)
-_READ = 1 << 20
 
 
 class EvidenceRefused(NodeError):
@@ -67,18 +66,6 @@ class EvidenceRefused(NodeError):
 
     code = "NOTICE_EVIDENCE_REFUSED"
     kind = ErrorKind.VERIFICATION_FAILED
-
-
-def package_digest(blobs: BlobStore, blob_name: str, algorithm: str) -> str:
-    """The ``algorithm`` digest of the package stored as ``blob_name``: the name itself for SHA-256
-    (the content address), else the package read and hashed (blocking: a worker thread's)."""
-    if algorithm == digests.SHA256:
-        return blob_name
-    h = digests.new(algorithm)
-    with blobs.open(blob_name) as handle:
-        while chunk := handle.read(_READ):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def signs_quickly(seal: SealCredential) -> bool:
@@ -96,7 +83,7 @@ def make_statement(seal: SealCredential, blobs: BlobStore, row: InboxRow, unit: 
         raise StatementError(f"the seal certificate of unit {unit} names no organisation (O)",
                              code="STATEMENT_WRONG_SIGNER", unit=unit)
     algorithm = digest_for(seal.signer.algorithm)
-    statement = Statement(kind, row.doc_id, package_digest(blobs, row.package_digest, algorithm), unit, name, by,
+    statement = Statement(kind, row.doc_id, blobs.digest_sync(row.package_digest, algorithm), unit, name, by,
                           at, reason, row.from_unit, algorithm)
     return sign_statement(statement, seal.signer, seal.chain)
 
@@ -187,7 +174,7 @@ class EvidenceChecker:
         key = (blob_name, algorithm)
         known = self._hashed.get(key)
         if known is None:
-            known = await asyncio.to_thread(package_digest, self.store.blobs, blob_name, algorithm)
+            known = await asyncio.to_thread(self.store.blobs.digest_sync, blob_name, algorithm)
             self._hashed[key] = known
             while len(self._hashed) > _SENT_CACHE:
                 self._hashed.popitem(last=False)

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from exchange_protocol import digests
 from node.errors import BadDigest, BlobDigestMismatch, BlobMissing, BlobTooLarge
 from pki.keystore import fsync_dir
 
@@ -303,6 +304,17 @@ class BlobStore:
             with self.open(digest) as handle:
                 return handle.read()
         return await self._run(read)  # type: ignore[return-value]
+
+    def digest_sync(self, digest: str, algorithm: str) -> str:
+        """The blob's ``algorithm`` digest: its name for SHA-256 (the content address), else its
+        bytes read and hashed (SM3 on a 国密 network). Blocking: a worker thread's."""
+        if algorithm == digests.SHA256:
+            return digest
+        hasher = digests.new(algorithm)
+        with self.open(digest) as handle:
+            while chunk := handle.read(READ_CHUNK):
+                hasher.update(chunk)
+        return hasher.hexdigest()
 
     def verify_sync(self, digest: str) -> BlobRef:
         """Re-hash a stored blob; raises :class:`BlobMissing` or :class:`BlobDigestMismatch`."""
