@@ -298,9 +298,9 @@ def _time_stamp(signature_der: bytes, timestamper: TimeStamper) -> bytes:
 
 def signature_hash(signature_der: bytes) -> str:
     """The digest algorithm of the (first) SignerInfo ("sha256", "sm3"): the time stamp's imprint takes it."""
-    return cms.parse_signed_data(signature_der)["signer_infos"][0]["digest_algorithm"]["algorithm"].native
+    return cms.first_signer(signature_der)[0]
 
 
 def signature_value(signature_der: bytes) -> bytes:
     """The signature value of the (first) SignerInfo: what ``timestamp.tsr`` stamps."""
-    return cms.parse_signed_data(signature_der)["signer_infos"][0]["signature"].native
+    return cms.first_signer(signature_der)[1]

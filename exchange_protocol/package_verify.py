@@ -202,9 +202,9 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
                                          purpose=Purpose.SEAL, revocation=revocation,
                                          intermediates=intermediates, require_signing_cert_v2=True)
             signer_cert = result.signer_certificate
-            if reader.manifest.algorithm != signature_hash(reader.signature):  # one network, one profile
+            if reader.manifest.algorithm != result.digest_algorithm:  # one network, one profile
                 raise PackageManifestInvalid(f"the manifest lists its files by {reader.manifest.algorithm} and is "
-                                             f"signed with {signature_hash(reader.signature)}",
+                                             f"signed with {result.digest_algorithm}",
                                              code="PKG_BAD_MANIFEST")
             _validity(info, result.path)
             info["signer"] = signer_cert.subject.rfc4514_string()

@@ -419,6 +419,18 @@ def carried_certificates(cms_der: bytes) -> tuple[x509.Certificate, ...]:
     return tuple(f.certificate for f in _certificate_facts(view.certificates))
 
 
+def first_signer(cms_der: bytes) -> tuple[str, bytes]:
+    """The (first) SignerInfo's digest algorithm ("sha256", "sm3", or a dotted OID) and signature
+    value, unjudged: what a time stamp over the signature takes. Read through the same view as
+    :func:`verify_detached` (the fast reader, else asn1crypto), not a full decode of the whole
+    structure, certificates included, that a profile found was a third of a receiver's CPU."""
+    view = read_common(cms_der) or _general_view(cms_der)
+    if not view.signers:
+        raise CmsMalformed("CMS SignedData has no SignerInfo")
+    signer = view.signers[0]
+    return ("sm3" if signer.digest_algorithm == SM3_OID else signer.digest_algorithm), signer.signature
+
+
 def verify_detached(cms_der: bytes, data: bytes | None = None, *, digest: bytes | None = None,
                     trust_roots: TrustStore | Sequence[x509.Certificate] | None = None,
                     now: dt.datetime | None = None, intermediates: Sequence[x509.Certificate] = (),
