@@ -250,13 +250,13 @@ class BatchSender:
         """Its window ended while this node was stopped, it has not had its one attempt since this
         start, and its envelope header has not expired (read from the sealed frame)."""
         outbound = self.outbound
-        if entry.expires_at is None or entry.expires_at > outbound.started_at or entry.message_id in outbound.tried_once_more:
-            return False
+        if entry.message_id in outbound.tried_once_more or not outbound.ended_while_stopped(entry.expires_at):
+            return False  # (the header is read from the frame only for one that may qualify)
         outbound.tried_once_more.add(entry.message_id)
         limits = outbound.ctx.trust_policy().limits
         path_for = outbound.store.blobs.path_for
         expires = await asyncio.to_thread(lambda: _header_expires(path_for(entry.blob_digest), entry.message_id, limits))
-        return expires is not None and expires > now
+        return outbound.may_try_once_more(entry.expires_at, expires, now)
 
     async def bounce(self, entry: QueueEntry, info: ErrorInfo, *, actor: str | None = None) -> None:
         """Give up on ``entry``: our own message's rows turn failed; a relayed one's origin is told.

@@ -94,8 +94,10 @@ class DestinationQueue:
     async def _round(self) -> None:
         await self.limiter.load()
         now = self.outbound.ctx.clock()
-        await self.sender.bounce_expired(now)  # also while backing off: the retry window closes regardless
+        # Also while backing off: the retry window closes regardless. Drafts first: one whose window
+        # ended while this node was stopped is sealed there, and its one attempt is the sender's.
         await self.builder.drop_expired(now)
+        await self.sender.bounce_expired(now)
         if self.limiter.backing_off():
             return
         # What is already sealed goes first, and drafts are sealed only once it has gone (Nagle's

@@ -19,7 +19,9 @@ gets to it).
 A draft that can never be built (its payload blob gone or altered, a header refused — also a row
 an older gwx wrote that the header check now refuses) is dropped, one at a time and without
 holding up the others, and the document rows it carried turn ``failed`` with the reason; so is one
-whose retry window closed before the peer's certificate could be had. An error the kinds' table
+whose retry window closed before it could be sealed — unless the window ended while this node was
+stopped and its header is still alive: then it is sealed at the restart for one attempt, as an
+envelope would be (:meth:`EnvelopeBuilder.drop_expired`). An error the kinds' table
 says to retry (:func:`node.error_kinds.disposition`: our HSM away, our own CRL stale) leaves the
 draft where it is: it is raised to the destination's loop, which backs off and tries again.
 """
@@ -52,6 +54,7 @@ from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
 from node.errors import BlobDigestMismatch, StoreCorrupt
+from node.federation.batch_sender import TRANSIENT
 from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
 from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
 from pki.certificates import pem
@@ -126,11 +129,14 @@ class EnvelopeBuilder:
         (:meth:`_build_notices`): what accumulated while this hop's last batch was in flight.
         """
         while drafts := await self._waiting(hold_notices=hold_notices):
-            alone, batches = _coalesce(drafts)
-            for group in batches:
-                await self._build_notices(group)
-            for group in _bundles(alone):
-                await self._build(group)
+            await self._seal(drafts)
+
+    async def _seal(self, drafts: list[Draft]) -> None:
+        alone, batches = _coalesce(drafts)
+        for group in batches:
+            await self._build_notices(group)
+        for group in _bundles(alone):
+            await self._build(group)
 
     async def _waiting(self, *, hold_notices: bool = False) -> list[Draft]:
         """The next drafts to seal, up to DRAFTS_PER_ROUND per destination (unreadable ones set aside);
@@ -214,12 +220,38 @@ class EnvelopeBuilder:
                       extra={"destination": first.header.destination_node, "message_id": first.header.message_id})
 
     async def drop_expired(self, now: dt.datetime) -> None:
-        """Drafts never built within their retry window (the peer's certificate could not be had)."""
+        """Drafts not sealed within their retry window (the peer's certificate could not be had, or
+        notices were held for a peer that was away) are given up — except those whose window ended
+        while this node was stopped, their header still alive (:meth:`Outbound.may_try_once_more`):
+        they are sealed now, so that the sender gives each the one attempt it gives such an envelope
+        (:meth:`BatchSender.bounce_expired`, called next in the destination's round)."""
         for destination in await self.destinations():
             rows = await self.outbound.store.drafts.expired_drafts(destination, now)
+            once_more = []
             for d in await self._set_aside_unreadable(rows, destination):
-                await self.drop_draft(d.header.message_id, self.outbound.expired(d.expires_at, unreached=True),
+                if self.outbound.may_try_once_more(d.expires_at, d.header.expires, now):
+                    once_more.append(d)
+                else:
+                    await self.drop_draft(d.header.message_id, self.outbound.expired(d.expires_at, unreached=True),
+                                          destination)
+            if once_more:
+                await self._seal_once_more(destination, once_more)
+
+    async def _seal_once_more(self, destination: str, drafts: list[Draft]) -> None:
+        """Seal the drafts given one more attempt at this start. Their peer's certificate is had first:
+        when it cannot be (the peer away and never asked before, its certificate revoked), that was
+        their attempt, and they are given up with its error. An error of ours (our CRL stale, our
+        HSM away) leaves them waiting, as any draft: the next round tries again."""
+        try:
+            await self._destination_credentials(destination)
+        except GwxError as exc:
+            if not isinstance(exc, TRANSIENT) and not _for_good(exc):
+                raise
+            for d in drafts:
+                await self.drop_draft(d.header.message_id, self.outbound.expired(d.expires_at, last_try=ErrorInfo.of(exc)),
                                       destination)
+            return
+        await self._seal(drafts)
 
     async def _set_aside_unreadable(self, rows: list[Draft | UnreadableDraft], destination: str) -> list[Draft]:
         """Drop the rows the header check refuses (e.g. an older gwx's bounce with no recipient unit);

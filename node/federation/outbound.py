@@ -18,10 +18,12 @@ it commits. The work is split as Synapse splits it:
 
 Every delay — a peer's backoff, an envelope's next attempt — comes from
 :func:`exchange_protocol.retry.next_attempt` with the node's one policy (``[retry]``). Envelopes
-refused for good, and envelopes whose retry window has closed, are bounced: the document rows
-they carried turn ``failed``, the reason saying whether the window ended while this node was stopped
-or the peer did not take them for all of it (:meth:`Outbound.expired`). One whose window ended while
-this node was stopped, its header still alive, is first tried once more at the restart.
+refused for good, and envelopes and drafts whose retry window has closed, are given up: the
+document rows they carried turn ``failed``, the reason saying whether the window ended while this
+node was stopped or the peer did not take them for all of it (:meth:`Outbound.expired`). One whose
+window ended while this node was stopped, its header still alive, is first tried once more at the
+restart (:meth:`Outbound.may_try_once_more`) — a draft sealed for it, if its peer's certificate can
+be had.
 """
 
 from __future__ import annotations
@@ -89,12 +91,13 @@ class Outbound:
                 unreached: bool = False, last_try: ErrorInfo | None = None) -> QueueExpired:
         """Why a message whose retry window closed is given up, as the clerk's ledger says it
         (``QUEUE_EXPIRED`` either way): the window ended while this node was stopped — the one
-        attempt made at the restart failed (``last_try``: its error), or none was made (the
-        envelope's own lifetime was over too, or it was a draft) — and how many before; or the peer
+        attempt made at the restart failed (``last_try``: its error; for a draft, also when its
+        peer's certificate could not be had for it), or none was made (its header's lifetime was
+        over too) — and how many before; or the peer
         could not take it (``unreached``: could not even be reached for its certificate) for the
         whole window, with the last attempt's error."""
         last = f"the last: {last_error.code} {last_error.message}".rstrip() if last_error else "none answered"
-        if expires_at is not None and expires_at <= self.started_at:
+        if self.ended_while_stopped(expires_at):
             before = f"{attempts} attempt(s) before it stopped, {last}" if attempts else "never tried before it stopped"
             since = ("not tried since" if last_try is None else
                      f"the one attempt made then failed: {last_try.code} {last_try.message}".rstrip())
@@ -106,6 +109,19 @@ class Outbound:
                                 "not be had for the whole window)", code="QUEUE_EXPIRED")
         return QueueExpired(f"retry window closed before delivery: the peer did not take it for the whole window "
                             f"({attempts} attempt(s), {last})", code="QUEUE_EXPIRED")
+
+    def may_try_once_more(self, window_end: dt.datetime | None, header_expires: dt.datetime | None,
+                          now: dt.datetime) -> bool:
+        """The rule for a message whose retry window has closed, sealed or still a draft: it is tried
+        once more if the window ended while this node was stopped (before this start) and its header
+        has not expired (the window plus a day: the receiver would still take it) — nothing is lost
+        because our own node was down. The caller sees that it is tried once only (an envelope:
+        :meth:`BatchSender.bounce_expired`; a draft is sealed, and then it is one)."""
+        return self.ended_while_stopped(window_end) and header_expires is not None and header_expires > now
+
+    def ended_while_stopped(self, window_end: dt.datetime | None) -> bool:
+        """Whether a retry window ending at ``window_end`` ended before this process started."""
+        return window_end is not None and window_end <= self.started_at
 
     def peer(self, node_id: str) -> Peer:
         peer = self.ctx.router.peer(node_id)

@@ -4,7 +4,9 @@ A drafts row an older gwx wrote, which the header check now refuses, is set asid
 (deleted, audited, logged with its id and code) and never stops the destination's other drafts
 from being sealed and queued. An error the kinds' table says to retry — our HSM away while
 sealing, our own CRL stale when judging the peer's certificates — leaves the drafts waiting and
-backs the destination off, instead of failing documents or calling the peer every few seconds."""
+backs the destination off, instead of failing documents or calling the peer every few seconds. A
+draft whose retry window ended while the node was stopped is sealed at the restart for one attempt,
+as an envelope would be sent once more; given up only when that attempt fails."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import logging
 import pytest
 from aiohttp import web
 
-from exchange_protocol.envelope import MessageType
+from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.ids import new_id
 from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import SenderStatus
@@ -28,7 +30,7 @@ from node.federation.destination_queue import DestinationQueue
 from node.federation.envelope_builder import REFETCH_SECONDS
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.tls import client_context, server_context
-from node.federation.transport import PeerClient
+from node.federation.transport import PeerClient, PeerUnreachable
 from node.ops.metrics import Registry
 from node.store import Draft, OutboxDocument, OutboxRecipient, OutgoingLink, PeerState, StoredPeerCredentials
 from node.store.opener import open_store
@@ -314,5 +316,65 @@ def test_a_peers_certificates_are_fetched_again_when_it_may_have_renewed(node_di
         await runner.cleanup()  # the city away: an old copy still serves
         await _know_the_city(node_dir, store, ctx.clock() - dt.timedelta(seconds=REFETCH_SECONDS + 1))
         assert await build(DestinationQueue(outbound, "city").builder) == 3
+
+    asyncio.run(run())
+
+
+async def _expired_draft(ctx, store, destination: str, created: dt.datetime, header_ttl: dt.timedelta,
+                         window_end: dt.datetime) -> str:
+    header = HeaderDraft.new(MessageType.DOCUMENT, ctx.node_id, destination, A, (SENDER,), created, header_ttl)
+    payload = await store.blobs.put(b"a document's package")
+    async with store.transaction() as tx:
+        await store.drafts.add_draft(tx, Draft(header, payload.digest, payload.size, created, window_end))
+    return header.message_id
+
+
+@pytest.mark.parametrize("case", ["sealed, its attempt fails", "no certificate to be had", "header expired",
+                                  "ended while running"])
+def test_a_draft_past_its_window_at_the_restart(node_dir, tmp_path, case):
+    """The destination's round at a restart past a draft's retry window. One whose window ended while
+    the node was stopped, its header alive, is sealed for the one attempt an envelope gets (the city,
+    whose certificates we hold, listens nowhere: it fails, and the envelope is given up with that
+    attempt's error); with no certificate to be had for it (town-a, no peer of ours), getting it was
+    the attempt. One whose header has expired too is given up untried, one whose window ended while
+    the node ran as never reached — each reason saying which, as a clerk reads it."""
+    async def run():
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
+        try:
+            now = ctx.clock()
+            await _know_the_city(node_dir, store, now)
+            destination = "town-a" if case == "no certificate to be had" else "city"
+            ttl = dt.timedelta(minutes=30) if case == "header expired" else dt.timedelta(days=1, hours=1)
+            message_id = await _expired_draft(ctx, store, destination, now - dt.timedelta(hours=1), ttl,
+                                              now - dt.timedelta(minutes=5))
+            if case == "ended while running":
+                outbound.started_at = now - dt.timedelta(hours=1)
+            queue = DestinationQueue(outbound, destination)
+            if case == "sealed, its attempt fails":
+                with pytest.raises(PeerUnreachable):
+                    await queue._round()
+                entry = await store.queue.get(message_id)
+                assert entry is not None and entry.state == "bounced"
+                assert outbound.failures.value(destination="city", code="PEER_UNREACHABLE") == 1  # one attempt
+                reason = entry.last_error.message
+            else:
+                await queue._round()
+                assert await store.queue.get(message_id) is None  # never sealed
+                [event] = await store.audit.events(message_id=message_id)
+                assert (event.action, event.details["error"]) == ("draft.failed", "QUEUE_EXPIRED")
+                reason = event.details["message"]
+            assert await store.drafts.drafts_for(destination) == []
+            if case == "ended while running":
+                assert reason.startswith("retry window closed before the peer could be reached"), reason
+            else:
+                assert "while this node was stopped" in reason, reason
+                tried = "the one attempt made then failed: PEER_UNREACHABLE" in reason
+                assert tried == (case != "header expired"), reason
+                assert ("not tried since" in reason) == (case == "header expired"), reason
+            failures = outbound.failures.value(destination=destination, code="PEER_UNREACHABLE")
+            await queue._round()  # nothing left: no second attempt
+            assert outbound.failures.value(destination=destination, code="PEER_UNREACHABLE") == failures
+        finally:
+            await close_processor(store, outbound)
 
     asyncio.run(run())
