@@ -18,6 +18,7 @@ CA, mutual TLS between nodes, SQLite files on disk, clerks' tokens. Nothing is m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import http.client
@@ -129,6 +130,63 @@ def city_and_county(name: str):
         yield made
         made.stop_all()
     return networks
+
+
+def networks_by_store(name: str, topology: dict[str, tuple[list[str], dict]]):
+    """A module's ``networks`` fixture for scenarios run on SQLite and on PostgreSQL (the module takes
+    :func:`store` and :func:`net_by_store` too): ``topology`` as :func:`start_network` takes it, each
+    node keeping its rows in SQLite, or in a PostgreSQL database of its own (empty: the node makes its
+    tables at its first start). One network per (store, profile) a test asks for, made then and kept
+    for the module — so that a scenario's copies share it whatever order they run in (a store as a
+    module fixture's param, overridden by the copies, was set up again at each change). After the
+    module every node is stopped cleanly and its audit chain still verifies."""
+    @pytest.fixture(scope="module")
+    def networks(tmp_path_factory):
+        made: dict[tuple[str, str], LocalNetwork] = {}
+
+        def get(store: str, profile: str, server) -> LocalNetwork:
+            if (store, profile) not in made:
+                stores = {node: {} for node in topology}
+                if server is not None:
+                    stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
+                              for node in topology}
+                network = start_network(tmp_path_factory.mktemp(f"{name}-{store}-{profile}"),
+                                        {node: (codes, {**overrides, **stores[node]})
+                                         for node, (codes, overrides) in topology.items()}, profile=profile)
+                stack.callback(_stop_and_check, network)
+                if server is not None:  # the rows are in PostgreSQL, none in a SQLite file
+                    assert not any(db_path(node).exists() for node in network.nodes.values())
+                made[store, profile] = network
+            return made[store, profile]
+
+        with contextlib.ExitStack() as stack:
+            yield get
+    return networks
+
+
+def _stop_and_check(network: LocalNetwork) -> None:
+    network.stop_all()
+    for node in network.nodes.values():  # after a clean stop, every node's audit chain still verifies
+        assert verify_audit_chain(node) > 0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request) -> str:
+    """The store a scenario of a :func:`networks_by_store` module runs on (each scenario on both, unless
+    it is parametrised on ``store`` itself)."""
+    return request.param
+
+
+@pytest.fixture(name="net")
+def net_by_store(networks, store, profile, request) -> LocalNetwork:
+    """The module's network (:func:`networks_by_store`) on the scenario's store and profile."""
+    return networks(store, profile, request.getfixturevalue("postgres_server") if store == "postgresql" else None)
+
+
+# A scenario whose behaviour involves the profile's algorithms runs on a 国密 network too — on SQLite
+# alone (the store keeps the same rows whichever algorithm signed them) — and on PostgreSQL, internationally.
+every_profile_by_store = pytest.mark.parametrize(("store", "profile"), [("sqlite", p) for p in PROFILES]
+                                                 + [("postgresql", "international")])
 
 
 def new_network(base: Path, *, profile: str = "international") -> LocalNetwork:

@@ -18,7 +18,6 @@ sender's death can be looked for after the restart.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import threading
 import uuid
@@ -29,18 +28,19 @@ import pytest
 from node.cli.api_client import RemoteError
 from node.config import load_config
 from node.localnet import send_document, wait_for
+from tests.node.network import network_support
 from tests.node.network.network_support import (
     A1,
     A2,
     CITY,
     CITY_LOCAL,
     FAST_RETRY,
-    PROFILES,
     db_rows,
     db_value,
     ensure_running,
+    every_profile_by_store,
+    networks_by_store,
     notice_meta,
-    start_network,
     verify_audit_chain,
 )
 
@@ -49,54 +49,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 N = 30
 
 
-@pytest.fixture(scope="module")
-def networks(tmp_path_factory):
-    """The two nodes keep their rows in SQLite, or each in a PostgreSQL database of its own; one network
-    per (store, profile) a test asks for, made then and kept for the module (as test_exchange)."""
-    made: dict[tuple[str, str], object] = {}
-
-    def get(store: str, profile: str, server):
-        if (store, profile) not in made:
-            stores = {"city": {}, "county-a": {}}
-            if server is not None:
-                stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
-                          for node in stores}
-            # Retries as fast as elsewhere, but a window longer than the module's longest scenario: the window
-            # runs from an envelope's first failed attempt (the receiver down while the clerks submit) and a
-            # sender's kill -9 does not restart it. With FAST_RETRY's 30 s, a loaded CI (83 s for the
-            # drain-and-kill test) saw the rows not yet accepted bounce as QUEUE_EXPIRED — the product giving
-            # up as configured, not an envelope lost (a 3 s window shows the same here on a quiet machine).
-            retry = {**FAST_RETRY, "window_seconds": 600}
-            # The county keeps small envelopes' bytes in its database for good ([store] inline_max_bytes,
-            # on by default): every kill below lands with acknowledged envelopes that have no file at all.
-            network = start_network(tmp_path_factory.mktemp(f"crash-{store}-{profile}"),
-                                    {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}, "retry": retry,
-                                                                   **stores["city"]}),
-                                     "county-a": ([A1, A2], {"retry": retry, **stores["county-a"]})},
-                                    profile=profile)
-            stack.callback(network.stop_all)
-            made[store, profile] = network
-        return made[store, profile]
-
-    with contextlib.ExitStack() as stack:
-        yield get
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def net(networks, store, profile, request):
-    return networks(store, profile, request.getfixturevalue("postgres_server") if store == "postgresql" else None)
-
-
+# Retries as fast as elsewhere, but a window longer than the module's longest scenario: the window runs
+# from an envelope's first failed attempt (the receiver down while the clerks submit) and a sender's
+# kill -9 does not restart it. With FAST_RETRY's 30 s, a loaded CI (83 s for the drain-and-kill test)
+# saw the rows not yet accepted bounce as QUEUE_EXPIRED — the product giving up as configured, not an
+# envelope lost (a 3 s window shows the same here on a quiet machine). The county keeps small
+# envelopes' bytes in its database for good ([store] inline_max_bytes, on by default): every kill below
+# lands with acknowledged envelopes that have no file at all.
+RETRY = {**FAST_RETRY, "window_seconds": 600}
+networks = networks_by_store("crash", {"city": ([CITY, CITY_LOCAL], {"limits": {"batch_size": 4}, "retry": RETRY}),
+                                       "county-a": ([A1, A2], {"retry": RETRY})})
+store, net = network_support.store, network_support.net_by_store
 # A kill whose recovery involves the profile's algorithms (the receiver's replay identity and receipts,
-# the 签收 statements) runs on a 国密 network too, on SQLite alone: the store keeps the same rows
-# whichever algorithm signed them.
-every_profile = pytest.mark.parametrize(("store", "profile"), [("sqlite", p) for p in PROFILES]
-                                        + [("postgresql", "international")])
+# the 签收 statements) runs on a 国密 network too (network_support.every_profile_by_store).
+every_profile = every_profile_by_store
 
 
 @pytest.fixture

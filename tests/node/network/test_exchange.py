@@ -10,7 +10,6 @@ the package by SM3), on SQLite.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import subprocess
@@ -20,76 +19,34 @@ import pytest
 
 from node.cli.api_client import RemoteError
 from node.localnet import send_document, wait_for
+from tests.node.network import network_support
 from tests.node.network.network_support import (
     A1,
     A2,
     B1,
     CITY,
     CITY_LOCAL,
-    PROFILES,
     clerk_name,
-    db_path,
     db_rows,
     db_value,
+    every_profile_by_store,
     gwx,
     inbox_item,
     kept_statements,
+    networks_by_store,
     notice_meta,
     package_digest_by_openssl,
     recipients_by_unit,
-    start_network,
     token_file,
-    verify_audit_chain,
     wait_status,
 )
 
 # Real node processes on loopback: `make test` runs them, `make test-fast` leaves them out.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-
-@pytest.fixture(scope="module")
-def networks(tmp_path_factory):
-    """The three nodes, each keeping its rows in SQLite, or each in a PostgreSQL database of its own
-    (empty: the node makes its tables at its first start): one network per (store, profile) a test
-    asks for, made then and kept for the module — so that a scenario's copies share it whatever
-    order they run in (a store as a module fixture's param, overridden by the copies, was set up
-    again at each change)."""
-    made: dict[tuple[str, str], object] = {}
-
-    def get(store: str, profile: str, server):
-        if (store, profile) not in made:
-            stores = {"city": {}, "county-a": {}, "county-b": {}}
-            if server is not None:
-                stores = {node: {"store": {"backend": "postgresql", "dsn": server.new_database(migrated=False)}}
-                          for node in stores}
-            network = start_network(tmp_path_factory.mktemp(f"exchange-{store}-{profile}"),
-                                    {"city": ([CITY, CITY_LOCAL], stores["city"]),
-                                     "county-a": ([A1, A2], stores["county-a"]), "county-b": ([B1], stores["county-b"])},
-                                    profile=profile)
-            stack.callback(_stop_and_check, network)
-            if server is not None:  # the rows are in PostgreSQL, none in a SQLite file
-                assert not any(db_path(node).exists() for node in network.nodes.values())
-            made[store, profile] = network
-        return made[store, profile]
-
-    with contextlib.ExitStack() as stack:
-        yield get
-
-
-def _stop_and_check(network) -> None:
-    network.stop_all()
-    for node in network.nodes.values():  # after a clean stop, every node's audit chain still verifies
-        assert verify_audit_chain(node) > 0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def net(networks, store, profile, request):
-    return networks(store, profile, request.getfixturevalue("postgres_server") if store == "postgresql" else None)
+networks = networks_by_store("exchange", {"city": ([CITY, CITY_LOCAL], {}), "county-a": ([A1, A2], {}),
+                                          "county-b": ([B1], {})})
+store, net = network_support.store, network_support.net_by_store
 
 
 # The PostgreSQL copy of a scenario is worth its ~10 s where the store's SQL takes part in what is
@@ -99,10 +56,9 @@ def net(networks, store, profile, request):
 # answer the sign-for scenario reads on PostgreSQL). It runs on the SQLite network only.
 past_the_store = pytest.mark.parametrize("store", ["sqlite"])
 # A scenario whose behaviour involves the profile's algorithms (sealing, signing and encrypting the
-# document, the 签收/退回 notices and their statements) runs on a 国密 network too — network_support's
-# every_profile, here on SQLite alone: the store keeps the same rows whichever algorithm signed them.
-every_profile = pytest.mark.parametrize(("store", "profile"), [("sqlite", p) for p in PROFILES]
-                                        + [("postgresql", "international")])
+# document, the 签收/退回 notices and their statements) runs on a 国密 network too
+# (network_support.every_profile_by_store).
+every_profile = every_profile_by_store
 
 
 @pytest.fixture
