@@ -6,8 +6,10 @@ CA, mutual TLS between nodes, SQLite files on disk, clerks' tokens. Nothing is m
 * unit codes and :func:`notice_meta` (the metadata of a 通知);
 * :func:`start_network` — build and start a topology once per module (retry windows shortened so
   a restarted peer is retried within a second); :func:`city_and_county`, the two-node network many
-  modules share, as a module fixture; :func:`new_network` and :func:`connect_and_start`
-  for topologies it cannot say (intermediate CAs). ``net.body`` is a sample 公文 PDF
+  modules share, as a module fixture; :func:`networks_by_store` with the :func:`store` and
+  :func:`net_by_store` fixtures for scenarios run on SQLite and PostgreSQL (test_exchange,
+  test_crash); :func:`new_network` and :func:`connect_and_start` for topologies it cannot say
+  (intermediate CAs). ``net.body`` is a sample 公文 PDF
   (:func:`node.localnet.notice_pdf`) to send;
 * :func:`db_rows` / :func:`db_value` — read a node's SQLite file read-only (WAL lets us read while
   the node runs), and :func:`verify_audit_chain`, which recomputes the hash chain from the file;
