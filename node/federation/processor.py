@@ -6,8 +6,10 @@ applied and with the notices it causes (drafts, or — for this same node — th
 leaves either nothing or everything, so nothing is lost and nothing (not even a 催办 count)
 happens twice. One bad message is marked failed and never blocks the ones behind it.
 
-* A document is validated in full (the PDF seal by the lean PAdES check, :mod:`exchange_protocol.pades_lean`;
-  a package arriving again is not validated again while its verdict stands: :class:`PdfValidationCache`). If anything
+* A document is validated in full (the PDF seal by the lean PAdES check, :mod:`exchange_protocol.pades_lean`).
+  What this process's acceptor checked before its receipt is not judged again while its verdict
+  stands (:class:`~node.federation.verdicts.AcceptedPackages`: only the PDF seal is left), nor a
+  package arriving again (:class:`~node.federation.verdicts.PdfValidationCache`). If anything
   fails it is quarantined — no inbox row — and a ``bounce`` with the failed check goes back, so
   the sender's rows turn failed with the reason. Otherwise it goes into the addressed units'
   inboxes with its report and a ``transport-ack`` goes back (sender: delivered). The same
@@ -27,7 +29,6 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.model import DocumentMetadata
 from exchange_protocol.notices import Notice, decode_notices
 from exchange_protocol.package_reader import PackageReader
-from exchange_protocol.package_verify import PackageReport, verify_package
+from exchange_protocol.package_verify import PackageReport, judge_pdf_later, verify_package
 from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import ReceiverStatus
 from node.context import NodeContext
@@ -51,6 +52,7 @@ from node.federation.notice_apply import Delivery, NoticeApplier
 from node.federation.notice_evidence import EvidenceChecker
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.retry_limiter import retry_policy
+from node.federation.verdicts import AcceptedPackages, PdfValidationCache
 from node.ops.metrics import Registry
 from node.store import InboxRow, NodeStore, ReceivedEnvelope, Transaction
 from node.store.forwards import ForwardedIn
@@ -93,44 +95,6 @@ class _Read:
     validated: bool  # validated now (not from the cache)
 
 
-class PdfValidationCache:
-    """Passing verification reports by package digest: a package that arrives again (relayed,
-    forwarded, resent) is not validated again while its verdict must stand — the same roots, the
-    same CRLs (the revocation check's ``verdict_token``: a new CRL file is another token), and a
-    moment inside the validity of every certificate and of the seal judged (the report's
-    ``valid_from``–``valid_until``) and inside the CRLs' currency. Used from the worker thread only."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._reports: OrderedDict[str, tuple[dict[str, Any], DocumentMetadata | None, object, object,
-                                              dt.datetime, dt.datetime]] = OrderedDict()
-        self._size = size
-
-    def get(self, digest: str) -> dict[str, Any] | None:
-        """The report remembered for ``digest``, whether or not it still stands."""
-        entry = self._reports.get(digest)
-        return entry[0] if entry else None
-
-    def valid(self, digest: str, trust: object, token: tuple | None,
-              at: dt.datetime) -> tuple[dict[str, Any], DocumentMetadata | None] | None:
-        """The report (and the package's metadata) if it still stands at ``at``."""
-        entry = self._reports.get(digest)
-        if entry is None or token is None:
-            return None
-        report, meta, held_trust, held_token, start, end = entry
-        if held_trust is not trust or held_token is not token[0] or not start <= at <= end:
-            return None
-        self._reports.move_to_end(digest)
-        return report, meta
-
-    def put(self, digest: str, report: PackageReport, trust: object, token: tuple | None) -> None:
-        if not report.ok or token is None or report.valid_from is None or report.valid_until is None:
-            return  # a failure may be ours (a stale CRL): judged afresh next time
-        start, end = max(report.valid_from, token[1]), min(report.valid_until, token[2])
-        self._reports[digest] = (report.to_dict(), report.metadata, trust, token[0], start, end)
-        while len(self._reports) > self._size:
-            self._reports.popitem(last=False)
-
-
 class Processor:
     """Applies accepted envelopes (and local deliveries) to inbox and outbox rows."""
 
@@ -145,6 +109,7 @@ class Processor:
         self.policy = retry_policy(ctx.config.retry)
         self.rand = rand
         self.reports = PdfValidationCache()
+        self.accepted = AcceptedPackages()  # filled by this process's acceptor (node.runner)
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.task: asyncio.Task | None = None
@@ -380,7 +345,11 @@ class Processor:
         held = self.reports.valid(package_digest, trust, token, now)
         if held is not None:
             return held[0], False, held[1]
-        fresh = self._verify_blob(package_digest, now)
+        checked = self.accepted.take(package_digest, trust, token, now)
+        if checked is not None:  # our acceptor checked the rest and its verdict stands: the PDF seal is left
+            fresh = judge_pdf_later(checked, now, revocation=self.ctx.revocation)
+        else:
+            fresh = self._verify_blob(package_digest, now)
         self.reports.put(package_digest, fresh, trust, token)
         return fresh.to_dict(), True, fresh.metadata
 
