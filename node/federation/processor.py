@@ -1,10 +1,11 @@
 """Applying what was accepted: documents into inboxes, notices onto the rows they concern.
 
 Runs after acknowledgement, from the ``received`` rows still ``new`` (so a crash in between only
-delays it). Each message is applied in ONE transaction together with the mark that it was
-applied and with the notices it causes (drafts, or — for this same node — their effect): a crash
-leaves either nothing or everything, so nothing is lost and nothing (not even a 催办 count)
-happens twice. One bad message is marked failed and never blocks the ones behind it.
+delays it). Each message is applied in ONE transaction (consecutive documents: each in a savepoint
+of one shared commit, ``write_together``) together with the mark that it was applied and with the
+notices it causes (drafts, or — for this same node — their effect): a crash leaves either nothing
+or everything, so nothing is lost and nothing (not even a 催办 count) happens twice. One bad
+message is marked failed and never blocks the ones behind it; nothing overtakes what is before it.
 
 * A document is validated in full (the PDF seal by the lean PAdES check, :mod:`exchange_protocol.pades_lean`).
   What this process's acceptor checked before its receipt is not judged again while its verdict
@@ -63,6 +64,7 @@ from pki.trust import revocation_token
 log = logging.getLogger("gwx.processing")
 
 PACKAGES = (MessageType.DOCUMENT, MessageType.FORWARD)  # a sealed package: a document, or one forwarded (转发)
+DOCUMENTS_TOGETHER = 32  # documents applied side by side, their rows in one commit (the writer is held meanwhile)
 
 
 # Applying an acknowledged message is retried (with backoff) after errors whose kind may pass (the
@@ -148,8 +150,7 @@ class Processor:
             self._wakeup.clear()
             try:
                 while not self._stopping and (batch := await self.store.messages.pending_inbound(50)):
-                    for received in batch:
-                        await self._process(received)
+                    await self._process_batch(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database itself failing: wait and try again
@@ -162,18 +163,51 @@ class Processor:
                 except TimeoutError:
                     pass
 
+    async def _process_batch(self, batch: list[ReceivedEnvelope]) -> None:
+        """Apply ``batch`` in its order; consecutive documents side by side, so that their rows commit
+        together (one fsync, :meth:`apply`). Anything else — a notice, a 转发 (which reads its cover's
+        row) — waits for what is before it, and what is after it waits for it: a notice never
+        overtakes the document it concerns."""
+        run: list[ReceivedEnvelope] = []
+        for received in [*batch, None]:
+            if received is not None and received.type == MessageType.DOCUMENT.value and len(run) < DOCUMENTS_TOGETHER:
+                run.append(received)
+                continue
+            if run:  # one job in the worker thread reads them all, then their rows are written together
+                read = await self._in_thread(self._read_all, run)
+                await asyncio.gather(*(self._process(r, pre) for r, pre in zip(run, read, strict=True)))
+                run = []
+            if received is not None and received.type == MessageType.DOCUMENT.value:
+                run.append(received)
+            elif received is not None:
+                await self._process(received)
+
     async def _idle_seconds(self) -> float:
         retry = await self.store.messages.next_inbound_retry()
         if retry is None:
             return 30.0
         return min(30.0, max(0.05, (retry - self.ctx.clock()).total_seconds()))
 
-    async def _process(self, received: ReceivedEnvelope) -> None:
+    def _read_all(self, run: list[ReceivedEnvelope]) -> list[tuple[EnvelopeHeader, _Read | None] | Exception]:
+        """In the worker thread: :meth:`_read_envelope` of each, or the error reading it."""
+        out: list[tuple[EnvelopeHeader, _Read | None] | Exception] = []
+        for received in run:
+            try:
+                out.append(self._read_envelope(received))
+            except Exception as exc:  # that message's own failure, handled by _process
+                out.append(exc)
+        return out
+
+    async def _process(self, received: ReceivedEnvelope,
+                       pre: tuple[EnvelopeHeader, _Read | None] | Exception | None = None) -> None:
+        """Apply ``received`` (``pre``: what :meth:`_read_envelope` gave for it, already read)."""
         header = None
         try:
             # One job in the worker thread reads the header and, for a document, its metadata and
             # its verification report: one hand-off per envelope rather than three.
-            header, read = await self._in_thread(self._read_envelope, received)
+            if isinstance(pre, Exception):
+                raise pre
+            header, read = pre if pre is not None else await self._in_thread(self._read_envelope, received)
             await self.apply(Delivery(header, received.payload_digest, received.received_at),
                              mark=received.message_id, read=read)
             self.applied.inc(type=header.type.value, outcome="done")
@@ -402,7 +436,8 @@ class Processor:
                         extra={"message_id": d.header.message_id, "doc_id": meta.id, "code": error.code})
             return
         ack = Notice(MessageType.TRANSPORT_ACK, meta.id, d.header.to_units, now)
-        async with self.store.transaction() as tx:
+
+        async def record(tx: Transaction) -> tuple[str, ...]:
             for unit in d.header.to_units:
                 role = Role.MAIN if unit in meta.to else Role.COPY
                 inserted = await self.store.messages.add_inbox(InboxRow(
@@ -416,7 +451,7 @@ class Processor:
                     # The same package again is a duplicate, whoever sent it: a copy forwarded (转发) to a
                     # unit that has it, or the issuer's own after a forwarded one — the issuer's
                     # delivery takes the row over, so its 撤回/催办 match it. Another package is a conflict.
-                    held = await self.store.messages.get_inbox(meta.id, unit)
+                    held = await self.store.messages.get_inbox(meta.id, unit, tx=tx)  # an earlier one of this commit
                     if held and held.package_digest != d.payload_digest:
                         raise DocumentConflict(f"{unit} already holds a different document with id {meta.id}",
                                                doc_id=meta.id, unit=unit)
@@ -430,7 +465,11 @@ class Processor:
             wake = await self.queue_notice(tx, ack, d.header.origin_node, None, (), d.header.message_id)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
-        self._wake(wake)
+            return wake
+
+        # One commit shared with whatever else is being written (the documents applied beside it,
+        # acceptances), each document in a savepoint of its own: all of it or nothing of it.
+        await self.store.write_together(record, after=self._wake)
 
     async def _cover_deadline(self, d: Delivery) -> dt.datetime | None:
         """转发: each addressee must hold the cover 通知 the forward answers, from the same forwarding
