@@ -211,11 +211,7 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
             revocation = revocation_at_stamp if revocation_at_stamp is not None else revocation
         info["judged_at"] = at
 
-        signer_cert = None
-        try:  # the certificates the manifest signature carries: the issuers' chain, for the seal too
-            carried = (*cms.carried_certificates(reader.signature), *intermediates)
-        except GwxError:
-            carried = tuple(intermediates)
+        signer_cert = result = None
         try:
             result = cms.verify_detached(reader.signature, reader.manifest_bytes, trust_roots=roots, now=at,
                                          purpose=Purpose.SEAL, revocation=revocation,
@@ -232,6 +228,15 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
                                                  details={"signer": info["signer"]})
         except GwxError as exc:
             checks["manifest_signature"] = _fail("manifest_signature", exc)
+        # The certificates the manifest signature carries: the issuers' chain, for the seal too. The
+        # verified signature's own (read once), else read unjudged from a signature that failed.
+        if result is not None:
+            carried = (*result.certificates, *intermediates)
+        else:
+            try:
+                carried = (*cms.carried_certificates(reader.signature), *intermediates)
+            except GwxError:
+                carried = tuple(intermediates)
 
         kept: dict[str, bytes] = {}
         try:
