@@ -37,6 +37,11 @@ CRL newer than the stamp could not answer. Revocation at the stamp's moment is `
 (:class:`pki.revocation.CrlCheckerAt` over the same CRLs), since a CRL issued after the moment
 judged is no evidence to a checker for the present.
 
+With ``validate_pdf=False`` a PDF body's report carries what its seal check needs
+(:class:`PdfToJudge`, not in ``to_dict``): :func:`judge_pdf_later` completes that report with the
+``pdf_seal`` check at a later moment — a node's processor, after its acceptor checked the rest —
+without reading the package again.
+
 Revocation is a ``(cert, issuer, at) -> None`` callable (``pki.revocation.CrlChecker`` …), the
 same for every certificate judged. Synchronous (pyHanko): run it in a worker thread.
 """
@@ -46,7 +51,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from cryptography import x509
@@ -92,6 +97,18 @@ class Check:
 
 
 @dataclass(frozen=True)
+class PdfToJudge:
+    """What judging body.pdf's seal needs once the rest of its package passed: the body, the roots
+    and the manifest signature's certificate it must be sealed with, and the certificates that
+    signature carried (intermediates)."""
+
+    body: bytes
+    roots: tuple[x509.Certificate, ...]
+    signer: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True)
 class PackageReport:
     checks: tuple[Check, ...]
     checked_at: dt.datetime
@@ -112,6 +129,8 @@ class PackageReport:
     valid_from: dt.datetime | None = None
     valid_until: dt.datetime | None = None
     metadata: DocumentMetadata | None = field(default=None, compare=False, repr=False)  # parsed, when it passed
+    # validate_pdf=False, a PDF body, a manifest signature that verified: the seal check left to do
+    pdf_to_judge: PdfToJudge | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -192,11 +211,7 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
             revocation = revocation_at_stamp if revocation_at_stamp is not None else revocation
         info["judged_at"] = at
 
-        signer_cert = None
-        try:  # the certificates the manifest signature carries: the issuers' chain, for the seal too
-            carried = (*cms.carried_certificates(reader.signature), *intermediates)
-        except GwxError:
-            carried = tuple(intermediates)
+        signer_cert = result = None
         try:
             result = cms.verify_detached(reader.signature, reader.manifest_bytes, trust_roots=roots, now=at,
                                          purpose=Purpose.SEAL, revocation=revocation,
@@ -213,6 +228,15 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
                                                  details={"signer": info["signer"]})
         except GwxError as exc:
             checks["manifest_signature"] = _fail("manifest_signature", exc)
+        # The certificates the manifest signature carries: the issuers' chain, for the seal too. The
+        # verified signature's own (read once), else read unjudged from a signature that failed.
+        if result is not None:
+            carried = (*result.certificates, *intermediates)
+        else:
+            try:
+                carried = (*cms.carried_certificates(reader.signature), *intermediates)
+            except GwxError:
+                carried = tuple(intermediates)
 
         kept: dict[str, bytes] = {}
         try:
@@ -244,23 +268,47 @@ def verify_package(source: BinaryIO | str | os.PathLike, trust: TrustStore | Seq
             checks["ofd_seal"] = _check_ofd_seal(body, kept[SEAL_NAME], roots, at, revocation, signer_cert, carried)
         elif not validate_pdf:
             checks["pdf_seal"] = Check("pdf_seal", SKIPPED, message="validated after acceptance")
+            if signer_cert is not None:
+                info["pdf_to_judge"] = PdfToJudge(body, roots, signer_cert, tuple(carried))
         else:
-            if lean_pdf:
-                from .pades_lean import check_sealed_pdf as validate_sealed_pdf
-            else:  # .pades loads pyhanko (~15 % of a node's start-up imports): imported where a PDF is validated
-                from .pades import validate_sealed_pdf
-
-            try:
-                status = validate_sealed_pdf(body, roots, at, expected_certificate=signer_cert,
-                                             revocation=revocation, intermediates=carried)
-                checks["pdf_seal"] = Check("pdf_seal", PASS, details={
-                    "field": status.field_name, "signer": status.signer_certificate.subject.rfc4514_string(),
-                    "check": "lean" if lean_pdf else "full"})
-            except GwxError as exc:
-                checks["pdf_seal"] = _fail("pdf_seal", exc)
+            checks["pdf_seal"] = _check_pdf(body, roots, at, signer_cert, revocation, carried, lean_pdf)
 
         checks["seal"] = _check_seal(kept[SEAL_NAME], roots, at, revocation, signer_cert, meta, info, carried)
     return finish()
+
+
+def judge_pdf_later(report: PackageReport, at: dt.datetime, *, revocation: RevocationCheck | None = None,
+                    lean_pdf: bool = True) -> PackageReport:
+    """``report`` (made with ``validate_pdf=False``, carrying :class:`PdfToJudge`) completed with its
+    ``pdf_seal`` check judged at ``at``, stamped ``checked_at``/``judged_at`` ``at``: the report
+    :func:`verify_package` gives at ``at`` *provided* nothing else it judged can differ between the
+    two moments — the caller's to ensure (the same roots and revocation information, ``at`` inside
+    ``valid_from``–``valid_until``). A report without a PDF seal to judge (an OFD body) is only
+    re-stamped."""
+    pending = report.pdf_to_judge
+    checks = report.checks
+    if pending is not None:
+        pdf = _check_pdf(pending.body, pending.roots, at, pending.signer, revocation, pending.intermediates,
+                         lean_pdf)
+        checks = tuple(pdf if c.name == "pdf_seal" else c for c in checks)
+    return replace(report, checks=checks, checked_at=at, judged_at=at, pdf_to_judge=None)
+
+
+def _check_pdf(body: bytes, roots: tuple[x509.Certificate, ...], at: dt.datetime,
+               signer_cert: x509.Certificate | None, revocation: RevocationCheck | None,
+               carried: Sequence[x509.Certificate], lean_pdf: bool) -> Check:
+    if lean_pdf:
+        from .pades_lean import check_sealed_pdf as validate_sealed_pdf
+    else:  # .pades loads pyhanko (~15 % of a node's start-up imports): imported where a PDF is validated
+        from .pades import validate_sealed_pdf
+    try:
+        status = validate_sealed_pdf(body, roots, at, expected_certificate=signer_cert,
+                                     revocation=revocation, intermediates=carried)
+        return Check("pdf_seal", PASS, details={
+            "field": status.field_name, "signer": status.signer_certificate.subject.rfc4514_string(),
+            "check": "lean" if lean_pdf else "full"})
+    except GwxError as exc:
+        return _fail("pdf_seal", exc)
 
 
 def _validity(info: dict[str, Any], certs: Sequence[x509.Certificate], start: dt.datetime | None = None,

@@ -125,7 +125,8 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     outbound = Outbound(ctx, store, client, registry)
     service = DocumentService(ctx, store, outbound, registry)
     folders = FolderWatchers(config, service, registry, ctx.clock)  # [[folders]]: OA drops, adapters.folder
-    acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop)
+    acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop,
+                        verdicts=service.processor.accepted)  # the processor judges only the PDF seal again
     if service.tsa.configured:
         service.tsa.load()  # [archive] tsa_signer: a wrong passphrase or a missing directory stops the start
     peer_app = make_peer_app(ctx, acceptor, service.whereabouts, revocation, service.tsa)

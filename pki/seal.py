@@ -20,7 +20,6 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from cryptography import x509
 
@@ -34,6 +33,28 @@ from .sm3_sm4 import sm3
 from .unit_code import validate_unit_code
 
 MAX_SEAL_BYTES = 4 * 1024 * 1024
+
+
+class _memo:
+    """A value computed on first use and kept in the instance, like ``functools.cached_property``
+    without Python 3.11's one lock per property for *every* instance: a package check in the
+    acceptor's threads and the processor's waited on it in turn (6 % of a receiver's GIL time,
+    py-spy). Two threads may both compute a value the first time; it is the same value."""
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = self.func(instance)
+        instance.__dict__[self.name] = value  # found first from now on (a non-data descriptor)
+        return value
+
 MAX_CERTS = 64
 SUPPORTED_VERSIONS = {1: "v1", 2: "v1", 4: "v4", 5: "v5"}  # header version → family
 DEFAULT_VID = "gwx"
@@ -85,14 +106,14 @@ class Seal:
     time_stamp: bytes | None = None  # v5 only, raw TLV
     der: bytes = field(default=b"", repr=False)
 
-    @cached_property
+    @_memo
     def maker_certificate(self) -> x509.Certificate:
         try:
             return x509.load_der_x509_certificate(self.maker_cert_der)
         except ValueError as exc:
             raise SealMalformed(f"seal maker certificate does not parse: {exc}", field="cert") from None
 
-    @cached_property
+    @_memo
     def seal_certificates(self) -> tuple[x509.Certificate, ...]:
         out = []
         for i, der in enumerate(self.cert_list):
@@ -103,7 +124,7 @@ class Seal:
                                     field="certList") from None
         return tuple(out)
 
-    @cached_property
+    @_memo
     def unit_code(self) -> str | None:
         """The 统一社会信用代码 named by the first seal certificate that names one."""
         try:

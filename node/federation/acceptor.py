@@ -4,7 +4,8 @@ Before a receipt goes back, the node has: matched the TLS peer to the envelope's
 verified the header signature, the signer's certificate and its revocation; checked destination,
 expiry and hops; decrypted the payload (GCM tag verified); for a document, checked the package
 (structure, manifest signature and certificates, digests, metadata, seal — everything but the
-PDF's PAdES validation, done after acknowledgement once per package digest), that the origin
+PDF's PAdES validation, done after acknowledgement once per package digest; a passing verdict is
+held for this process's processor, :mod:`node.federation.verdicts`), that the origin
 node hosts the issuing unit, and that every addressee is hosted here (named in the document, or added
 by its issuer afterwards: 补发);
 for a notice, that it parses and its type matches the header; written the envelope and its
@@ -41,15 +42,17 @@ from exchange_protocol.errors import (
 )
 from exchange_protocol.frame import FrameDecoder, decode_frame, read_head
 from exchange_protocol.notices import MAX_SIGNED_NOTICE_BYTES, NoticeError, decode_escalation, decode_notices
-from exchange_protocol.package_verify import verify_package
+from exchange_protocol.package_verify import PackageReport, verify_package
 from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.context import NodeContext
 from node.errors import BlobMissing, NodeError, StoreCorrupt
 from node.federation.relay import OriginMismatch, Relay, check_peer, chunks_of
+from node.federation.verdicts import AcceptedPackages
 from node.ops.metrics import Registry
 from node.store import BlobRef, InboundEnvelope, NodeStore
 from pki.errors import ErrorKind, GwxError, error_for_code
+from pki.trust import revocation_token
 
 log = logging.getLogger("gwx.inbound")
 
@@ -68,9 +71,10 @@ class UnitNotHosted(NodeError):
 
 class Acceptor:
     def __init__(self, ctx: NodeContext, store: NodeStore, registry: Registry, on_accepted=None,
-                 on_relayed=None) -> None:
+                 on_relayed=None, verdicts: AcceptedPackages | None = None) -> None:
         self.ctx = ctx
         self.store = store
+        self.verdicts = verdicts  # this process's processor takes the package verdicts from here
         self.registry = registry
         self.on_accepted = on_accepted or (lambda: None)
         self.relay = Relay(self, on_relayed or (lambda hop: None))
@@ -131,14 +135,15 @@ class Acceptor:
                                                     ctx.node_id, now)
         header = opened.header
         self.check_parties(header, opened.hops, peer_node)
+        payload_sha = hashlib.sha256(plaintext).hexdigest()  # the payload blob's name
         if header.type in PACKAGES:
-            doc_id = await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now)
+            doc_id = await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now, payload_sha)
         else:
             doc_id = self.check_notice(header, plaintext)
         if max(len(data), len(plaintext)) <= self.ctx.config.store.inline_max_bytes:
             # Small: the bytes commit with the row and stay in the database (no file, ever).
             env_ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
-            payload_ref = BlobRef(hashlib.sha256(plaintext).hexdigest(), len(plaintext))
+            payload_ref = BlobRef(payload_sha, len(plaintext))
             inline = ((env_ref.digest, data), (payload_ref.digest, plaintext))
         else:
             env_ref, payload_ref = await asyncio.gather(self.store.blobs.put(data), self.store.blobs.put(plaintext))
@@ -236,22 +241,31 @@ class Acceptor:
         if foreign:
             raise UnitNotHosted(f"this node does not host {', '.join(foreign)}", units=foreign)
 
-    def check_package(self, header: EnvelopeHeader, package: BinaryIO, now: dt.datetime) -> str | None:
+    def check_package(self, header: EnvelopeHeader, package: BinaryIO, now: dt.datetime,
+                      digest: str | None = None) -> str | None:
         """Everything but the PDF's PAdES validation, before acknowledging (``package``: a seekable file);
-        returns the package's 公文标识."""
-        report = verify_package(package, self.ctx.trust, now, revocation=self.ctx.revocation, validate_pdf=False,
+        returns the package's 公文标识. With ``digest`` (the package's SHA-256) a passing verdict is
+        held for this process's processor (:class:`AcceptedPackages`), which then judges only the PDF seal."""
+        trust, token = self.ctx.trust, revocation_token(self.ctx.revocation)  # taken before judging
+        report = verify_package(package, trust, now, revocation=self.ctx.revocation, validate_pdf=False,
                                 allow_classified=self.ctx.config.classified_network)
         if report.failures:
             first = report.failures[0]
             raise error_for_code(first.code or "PKG_INVALID", f"package refused: {first.name}: {first.message}")
-        if header.type is MessageType.FORWARD:
-            return report.document_id  # 转发: a unit of the origin sends on a document it received; the seal says who issued it
+        if header.type is MessageType.FORWARD:  # 转发: a unit of the origin sends on a document it received
+            self._hold(digest, report, trust, token)  # (the seal says who issued it)
+            return report.document_id
         if not report.issuers or report.issuers[0] != header.from_unit:
             raise UnitNotHosted(f"the package is issued by {report.issuers[:1]}, the envelope says {header.from_unit}",
                                 code="ENV_FROM_UNIT_MISMATCH")
         # Addressees the document does not name are the issuer's 补发 (a unit added after sending):
         # who receives its document is the issuer's choice, and only the issuer's node sends it (above).
+        self._hold(digest, report, trust, token)
         return report.document_id
+
+    def _hold(self, digest: str | None, report: PackageReport, trust: object, token: tuple | None) -> None:
+        if digest is not None and self.verdicts is not None:
+            self.verdicts.hold(digest, report, trust, token)
 
     def check_notice(self, header: EnvelopeHeader, payload: bytes) -> str | None:
         """A malformed notice (or batch of notices) is refused now, not discovered later; returns the

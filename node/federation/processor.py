@@ -1,13 +1,16 @@
 """Applying what was accepted: documents into inboxes, notices onto the rows they concern.
 
 Runs after acknowledgement, from the ``received`` rows still ``new`` (so a crash in between only
-delays it). Each message is applied in ONE transaction together with the mark that it was
-applied and with the notices it causes (drafts, or — for this same node — their effect): a crash
-leaves either nothing or everything, so nothing is lost and nothing (not even a 催办 count)
-happens twice. One bad message is marked failed and never blocks the ones behind it.
+delays it). Each message is applied in ONE transaction (consecutive documents: each in a savepoint
+of one shared commit, ``write_together``) together with the mark that it was applied and with the
+notices it causes (drafts, or — for this same node — their effect): a crash leaves either nothing
+or everything, so nothing is lost and nothing (not even a 催办 count) happens twice. One bad
+message is marked failed and never blocks the ones behind it; nothing overtakes what is before it.
 
-* A document is validated in full (the PDF seal by the lean PAdES check, :mod:`exchange_protocol.pades_lean`;
-  a package arriving again is not validated again while its verdict stands: :class:`PdfValidationCache`). If anything
+* A document is validated in full (the PDF seal by the lean PAdES check, :mod:`exchange_protocol.pades_lean`).
+  What this process's acceptor checked before its receipt is not judged again while its verdict
+  stands (:class:`~node.federation.verdicts.AcceptedPackages`: only the PDF seal is left), nor a
+  package arriving again (:class:`~node.federation.verdicts.PdfValidationCache`). If anything
   fails it is quarantined — no inbox row — and a ``bounce`` with the failed check goes back, so
   the sender's rows turn failed with the reason. Otherwise it goes into the addressed units'
   inboxes with its report and a ``transport-ack`` goes back (sender: delivered). The same
@@ -27,7 +30,6 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.model import DocumentMetadata
 from exchange_protocol.notices import Notice, decode_notices
 from exchange_protocol.package_reader import PackageReader
-from exchange_protocol.package_verify import PackageReport, verify_package
+from exchange_protocol.package_verify import PackageReport, judge_pdf_later, verify_package
 from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import ReceiverStatus
 from node.context import NodeContext
@@ -51,6 +53,7 @@ from node.federation.notice_apply import Delivery, NoticeApplier
 from node.federation.notice_evidence import EvidenceChecker
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.retry_limiter import retry_policy
+from node.federation.verdicts import AcceptedPackages, PdfValidationCache
 from node.ops.metrics import Registry
 from node.store import InboxRow, NodeStore, ReceivedEnvelope, Transaction
 from node.store.forwards import ForwardedIn
@@ -61,6 +64,7 @@ from pki.trust import revocation_token
 log = logging.getLogger("gwx.processing")
 
 PACKAGES = (MessageType.DOCUMENT, MessageType.FORWARD)  # a sealed package: a document, or one forwarded (转发)
+DOCUMENTS_TOGETHER = 32  # documents applied side by side, their rows in one commit (the writer is held meanwhile)
 
 
 # Applying an acknowledged message is retried (with backoff) after errors whose kind may pass (the
@@ -93,44 +97,6 @@ class _Read:
     validated: bool  # validated now (not from the cache)
 
 
-class PdfValidationCache:
-    """Passing verification reports by package digest: a package that arrives again (relayed,
-    forwarded, resent) is not validated again while its verdict must stand — the same roots, the
-    same CRLs (the revocation check's ``verdict_token``: a new CRL file is another token), and a
-    moment inside the validity of every certificate and of the seal judged (the report's
-    ``valid_from``–``valid_until``) and inside the CRLs' currency. Used from the worker thread only."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._reports: OrderedDict[str, tuple[dict[str, Any], DocumentMetadata | None, object, object,
-                                              dt.datetime, dt.datetime]] = OrderedDict()
-        self._size = size
-
-    def get(self, digest: str) -> dict[str, Any] | None:
-        """The report remembered for ``digest``, whether or not it still stands."""
-        entry = self._reports.get(digest)
-        return entry[0] if entry else None
-
-    def valid(self, digest: str, trust: object, token: tuple | None,
-              at: dt.datetime) -> tuple[dict[str, Any], DocumentMetadata | None] | None:
-        """The report (and the package's metadata) if it still stands at ``at``."""
-        entry = self._reports.get(digest)
-        if entry is None or token is None:
-            return None
-        report, meta, held_trust, held_token, start, end = entry
-        if held_trust is not trust or held_token is not token[0] or not start <= at <= end:
-            return None
-        self._reports.move_to_end(digest)
-        return report, meta
-
-    def put(self, digest: str, report: PackageReport, trust: object, token: tuple | None) -> None:
-        if not report.ok or token is None or report.valid_from is None or report.valid_until is None:
-            return  # a failure may be ours (a stale CRL): judged afresh next time
-        start, end = max(report.valid_from, token[1]), min(report.valid_until, token[2])
-        self._reports[digest] = (report.to_dict(), report.metadata, trust, token[0], start, end)
-        while len(self._reports) > self._size:
-            self._reports.popitem(last=False)
-
-
 class Processor:
     """Applies accepted envelopes (and local deliveries) to inbox and outbox rows."""
 
@@ -145,6 +111,7 @@ class Processor:
         self.policy = retry_policy(ctx.config.retry)
         self.rand = rand
         self.reports = PdfValidationCache()
+        self.accepted = AcceptedPackages()  # filled by this process's acceptor (node.runner)
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.task: asyncio.Task | None = None
@@ -183,8 +150,7 @@ class Processor:
             self._wakeup.clear()
             try:
                 while not self._stopping and (batch := await self.store.messages.pending_inbound(50)):
-                    for received in batch:
-                        await self._process(received)
+                    await self._process_batch(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database itself failing: wait and try again
@@ -197,18 +163,51 @@ class Processor:
                 except TimeoutError:
                     pass
 
+    async def _process_batch(self, batch: list[ReceivedEnvelope]) -> None:
+        """Apply ``batch`` in its order; consecutive documents side by side, so that their rows commit
+        together (one fsync, :meth:`apply`). Anything else — a notice, a 转发 (which reads its cover's
+        row) — waits for what is before it, and what is after it waits for it: a notice never
+        overtakes the document it concerns."""
+        run: list[ReceivedEnvelope] = []
+        for received in [*batch, None]:
+            if received is not None and received.type == MessageType.DOCUMENT.value and len(run) < DOCUMENTS_TOGETHER:
+                run.append(received)
+                continue
+            if run:  # one job in the worker thread reads them all, then their rows are written together
+                read = await self._in_thread(self._read_all, run)
+                await asyncio.gather(*(self._process(r, pre) for r, pre in zip(run, read, strict=True)))
+                run = []
+            if received is not None and received.type == MessageType.DOCUMENT.value:
+                run.append(received)
+            elif received is not None:
+                await self._process(received)
+
     async def _idle_seconds(self) -> float:
         retry = await self.store.messages.next_inbound_retry()
         if retry is None:
             return 30.0
         return min(30.0, max(0.05, (retry - self.ctx.clock()).total_seconds()))
 
-    async def _process(self, received: ReceivedEnvelope) -> None:
+    def _read_all(self, run: list[ReceivedEnvelope]) -> list[tuple[EnvelopeHeader, _Read | None] | Exception]:
+        """In the worker thread: :meth:`_read_envelope` of each, or the error reading it."""
+        out: list[tuple[EnvelopeHeader, _Read | None] | Exception] = []
+        for received in run:
+            try:
+                out.append(self._read_envelope(received))
+            except Exception as exc:  # that message's own failure, handled by _process
+                out.append(exc)
+        return out
+
+    async def _process(self, received: ReceivedEnvelope,
+                       pre: tuple[EnvelopeHeader, _Read | None] | Exception | None = None) -> None:
+        """Apply ``received`` (``pre``: what :meth:`_read_envelope` gave for it, already read)."""
         header = None
         try:
             # One job in the worker thread reads the header and, for a document, its metadata and
             # its verification report: one hand-off per envelope rather than three.
-            header, read = await self._in_thread(self._read_envelope, received)
+            if isinstance(pre, Exception):
+                raise pre
+            header, read = pre if pre is not None else await self._in_thread(self._read_envelope, received)
             await self.apply(Delivery(header, received.payload_digest, received.received_at),
                              mark=received.message_id, read=read)
             self.applied.inc(type=header.type.value, outcome="done")
@@ -380,7 +379,11 @@ class Processor:
         held = self.reports.valid(package_digest, trust, token, now)
         if held is not None:
             return held[0], False, held[1]
-        fresh = self._verify_blob(package_digest, now)
+        checked = self.accepted.take(package_digest, trust, token, now)
+        if checked is not None:  # our acceptor checked the rest and its verdict stands: the PDF seal is left
+            fresh = judge_pdf_later(checked, now, revocation=self.ctx.revocation)
+        else:
+            fresh = self._verify_blob(package_digest, now)
         self.reports.put(package_digest, fresh, trust, token)
         return fresh.to_dict(), True, fresh.metadata
 
@@ -433,7 +436,8 @@ class Processor:
                         extra={"message_id": d.header.message_id, "doc_id": meta.id, "code": error.code})
             return
         ack = Notice(MessageType.TRANSPORT_ACK, meta.id, d.header.to_units, now)
-        async with self.store.transaction() as tx:
+
+        async def record(tx: Transaction) -> tuple[str, ...]:
             for unit in d.header.to_units:
                 role = Role.MAIN if unit in meta.to else Role.COPY
                 inserted = await self.store.messages.add_inbox(InboxRow(
@@ -447,7 +451,7 @@ class Processor:
                     # The same package again is a duplicate, whoever sent it: a copy forwarded (转发) to a
                     # unit that has it, or the issuer's own after a forwarded one — the issuer's
                     # delivery takes the row over, so its 撤回/催办 match it. Another package is a conflict.
-                    held = await self.store.messages.get_inbox(meta.id, unit)
+                    held = await self.store.messages.get_inbox(meta.id, unit, tx=tx)  # an earlier one of this commit
                     if held and held.package_digest != d.payload_digest:
                         raise DocumentConflict(f"{unit} already holds a different document with id {meta.id}",
                                                doc_id=meta.id, unit=unit)
@@ -461,7 +465,11 @@ class Processor:
             wake = await self.queue_notice(tx, ack, d.header.origin_node, None, (), d.header.message_id)
             if mark:
                 await self.store.messages.mark_inbound(mark, "done", tx=tx)
-        self._wake(wake)
+            return wake
+
+        # One commit shared with whatever else is being written (the documents applied beside it,
+        # acceptances), each document in a savepoint of its own: all of it or nothing of it.
+        await self.store.write_together(record, after=self._wake)
 
     async def _cover_deadline(self, d: Delivery) -> dt.datetime | None:
         """转发: each addressee must hold the cover 通知 the forward answers, from the same forwarding

@@ -180,3 +180,16 @@ def test_headers_that_break_a_bundle_rule_get_typed_errors(second, error, code):
     with pytest.raises(error) as info:
         check_bundle([first, other])
     assert info.value.code == code and isinstance(info.value, E.EnvelopeBundleInvalid)
+
+
+def test_a_header_decoded_before_does_not_vouch_for_other_bytes():
+    # Decoded headers are remembered by their exact bytes: a copy differing in one byte, or the same
+    # header re-spaced, is judged on its own — and a refusal is given again every time.
+    data = header().encode()
+    assert decode_header(data) is decode_header(bytearray(data))  # the same bytes: the same header
+    other = data.replace(b'"max_hops":8', b'"max_hops":9')
+    assert other != data and decode_header(other).max_hops == 9
+    spaced = data.replace(b",", b", ", 1)
+    for _ in range(2):
+        with pytest.raises(E.EnvelopeMalformedHeader):
+            decode_header(spaced)

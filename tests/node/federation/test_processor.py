@@ -294,3 +294,33 @@ def test_a_remembered_verdict_stands_only_while_its_crls_do(node_dir, tmp_path):
         finally:
             await close_processor(store, outbound)
     asyncio.run(run())
+
+
+def test_documents_in_a_row_commit_together_and_nothing_overtakes_them(node_dir, tmp_path):
+    async def run():
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        try:
+            rows, packages = [], []
+            for to, tamper in (([A], False), ([A], True), ([B], False)):  # the second's PDF seal is broken
+                package = await asyncio.to_thread(city_package, node_dir, to, tamper_pdf=tamper)
+                sealed = await asyncio.to_thread(city_envelope, node_dir, MessageType.DOCUMENT, to, package)
+                rows.append(await receive(store, sealed, package))
+                packages.append(package)
+            with zipfile.ZipFile(io.BytesIO(packages[0])) as z:
+                first_id = json.loads(z.read("metadata.json"))["id"]
+            recall = Notice(MessageType.RECALL, first_id, (A,), ctx.clock(), by="市政府办公室收发员").encode()
+            sealed = await asyncio.to_thread(city_envelope, node_dir, MessageType.RECALL, [A], recall,
+                                             rows[0].message_id)
+            rows.append(await receive(store, sealed, recall))  # right behind the documents, in the same batch
+            commits = store.committer.batches
+            await processor._process_batch(await store.messages.pending_inbound(50))
+            state = [(await store.messages.get_received(r.message_id)) for r in rows]
+            assert [(s.state, s.error_code) for s in state] == [("done", None), ("failed", "PKG_PDF_SEAL_INVALID"),
+                                                                ("done", None), ("done", None)]
+            assert (await store.messages.get_inbox(first_id, A)).status == "recalled"  # not overtaken: applied
+            assert (await store.messages.get_inbox(doc_id_in(store, rows[2].payload_digest), B)).status == "pending"
+            assert await store.messages.get_inbox(doc_id_in(store, rows[1].payload_digest), A) is None
+            assert store.committer.batches - commits == 1  # the two good documents: one commit (one fsync)
+        finally:
+            await close_processor(store, outbound)
+    asyncio.run(run())

@@ -1,0 +1,128 @@
+"""Package verdicts a node remembers in its process, so that no package is judged twice for nothing.
+
+* :class:`AcceptedPackages`: the acceptor checked a package before its receipt (structure, manifest
+  signature, digests, metadata, seal — everything but the PDF seal); this process's processor,
+  applying the same package moments later, takes that verdict and judges only the PDF seal
+  (:func:`exchange_protocol.package_verify.judge_pdf_later`) instead of the whole package again.
+* :class:`PdfValidationCache`: a passing full report by package digest, for a package that
+  arrives again (relayed, forwarded, resent).
+
+Both hold a verdict only while it must stand — the rule of ``pki.trust``'s own verdict caches: the
+same trust roots (the same ``TrustStore`` object: a reload is a new one), the same revocation
+information (the check's ``verdict_token``: a new CRL file is another token, so a CRL loaded
+between acceptance and processing judges the whole package afresh), and a moment inside every
+judged certificate's and the seal's validity (the report's ``valid_from``–``valid_until``) and
+inside the CRLs' thisUpdate–nextUpdate. Nothing else the check judges depends on the moment.
+A revocation check offering no token (OCSP, plain functions) is never remembered, nor is a
+failure (it may be ours: a stale CRL).
+
+Memory only, per process: with several workers on one PostgreSQL database, a worker that did not
+accept a package finds nothing here and checks it in full; after a restart everything is checked
+in full. Keyed by the package's SHA-256 (the payload blob's digest), so what is remembered is
+about those exact bytes whichever message carries them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from exchange_protocol.model import DocumentMetadata
+from exchange_protocol.package_verify import PackageReport
+
+
+def _standing(report: PackageReport, token: tuple | None) -> tuple[dt.datetime, dt.datetime] | None:
+    """The moments within which a passing ``report`` judged under ``token`` stands (None: never remember)."""
+    if token is None or report.valid_from is None or report.valid_until is None or report.failures:
+        return None
+    return max(report.valid_from, token[1]), min(report.valid_until, token[2])
+
+
+class AcceptedPackages:
+    """The acceptor's verdicts on the packages it accepted, until the processor takes them.
+
+    An entry holds the report (``validate_pdf=False``, carrying the body for the PDF seal check);
+    taking it removes it. Bounded by entries and by body bytes, the oldest dropped first (its
+    package is then checked in full, as on another worker). Used from several threads.
+    """
+
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._entries: OrderedDict[str, tuple[PackageReport, object, object, dt.datetime, dt.datetime, int]] = \
+            OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def hold(self, digest: str, report: PackageReport, trust: object, token: tuple | None) -> None:
+        """Remember the acceptor's passing ``report`` on package ``digest``, judged with ``trust`` and
+        the revocation check's ``token`` as taken *before* the check."""
+        window = _standing(report, token)
+        size = len(report.pdf_to_judge.body) if report.pdf_to_judge is not None else 0
+        if window is None or size > self._max_bytes // 8:
+            return
+        with self._lock:
+            self._pop(digest)
+            self._entries[digest] = (report, trust, token[0], *window, size)  # type: ignore[index]
+            self._bytes += size
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                self._pop(next(iter(self._entries)))
+
+    def take(self, digest: str, trust: object, token: tuple | None, at: dt.datetime) -> PackageReport | None:
+        """The acceptor's report on ``digest`` if it still stands at ``at`` under ``trust`` and
+        ``token`` (removed either way)."""
+        with self._lock:
+            entry = self._pop(digest)
+        if entry is None or token is None:
+            return None
+        report, held_trust, held_token, start, end, _ = entry
+        if held_trust is not trust or held_token is not token[0] or not start <= at <= end:
+            return None
+        return report
+
+    def _pop(self, digest: str):
+        entry = self._entries.pop(digest, None)
+        if entry is not None:
+            self._bytes -= entry[-1]
+        return entry
+
+
+class PdfValidationCache:
+    """Passing verification reports by package digest: a package that arrives again (relayed,
+    forwarded, resent) is not validated again while its verdict must stand (module docstring).
+    Used from the processor's worker thread only."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._reports: OrderedDict[str, tuple[dict[str, Any], DocumentMetadata | None, object, object,
+                                              dt.datetime, dt.datetime]] = OrderedDict()
+        self._size = size
+
+    def get(self, digest: str) -> dict[str, Any] | None:
+        """The report remembered for ``digest``, whether or not it still stands."""
+        entry = self._reports.get(digest)
+        return entry[0] if entry else None
+
+    def valid(self, digest: str, trust: object, token: tuple | None,
+              at: dt.datetime) -> tuple[dict[str, Any], DocumentMetadata | None] | None:
+        """The report (and the package's metadata) if it still stands at ``at``."""
+        entry = self._reports.get(digest)
+        if entry is None or token is None:
+            return None
+        report, meta, held_trust, held_token, start, end = entry
+        if held_trust is not trust or held_token is not token[0] or not start <= at <= end:
+            return None
+        self._reports.move_to_end(digest)
+        return report, meta
+
+    def put(self, digest: str, report: PackageReport, trust: object, token: tuple | None) -> None:
+        window = _standing(report, token) if report.ok else None
+        if window is None:
+            return  # a failure may be ours (a stale CRL): judged afresh next time
+        self._reports[digest] = (report.to_dict(), report.metadata, trust, token[0], *window)  # type: ignore[index]
+        while len(self._reports) > self._size:
+            self._reports.popitem(last=False)
