@@ -136,6 +136,18 @@ class LocalNetwork:
         self.nodes: dict[str, LocalNode] = {}
         self.env = env or {}
 
+    @classmethod
+    def reopen(cls, base: Path, ca_directories: Sequence[str], *, env: dict[str, str] | None = None,
+               profile: str = "international") -> LocalNetwork:
+        """A network whose CAs were made earlier, in ``base``'s ``ca_directories`` (the root's first,
+        then the intermediates' in the order they were created) — a copy of a network kept between
+        bench runs, say. It has no nodes yet: take their directories in with :meth:`adopt`."""
+        net = cls.__new__(cls)
+        net.base, net.profile, net.env, net.nodes = Path(base), profile, env or {}, {}
+        net.cas = [CertificateAuthority.open(net.base / name, PASSPHRASE) for name in ca_directories]
+        net.ca = net.cas[0]
+        return net
+
     def add_intermediate(self, directory_name: str, name: str, parent: CertificateAuthority | None = None,
                          levels_below: int = 0) -> CertificateAuthority:
         """An intermediate CA under ``parent`` (the root by default), e.g. one per administrative level."""

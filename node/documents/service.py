@@ -17,6 +17,7 @@ here in the same transaction.
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import functools
 import logging
@@ -275,7 +276,7 @@ class DocumentService(Sending, QueueOperations):
             attachments = await asyncio.to_thread(lambda: _attachments_in(self.store.blobs.path_for(doc.package_digest)))
             return {**tracking, "metadata": meta_to_dict(meta), "attachments": attachments}
         meta = await self.processor.read_metadata(row.package_digest)
-        report = dict(row.verification or {})
+        report = copy.deepcopy(dict(row.verification or {}))  # rows share theirs (InboxRow.verification)
         received = await self.store.forwards.received(doc_id, who.unit)
         forwarded = {"forwarded_by": received[0].forwarded_by, "cover_doc_id": received[1]} if received else {}
         return {**(await self._inbox_views([row]))[0], **forwarded, "metadata": meta_to_dict(meta), "verification": report,

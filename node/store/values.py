@@ -198,7 +198,7 @@ class InboxRow:
     return_reason: str | None = None
     urge_count: int = 0
     last_urged_at: datetime | None = None
-    verification: Mapping[str, Any] | None = None  # the verification report, as JSON
+    verification: Mapping[str, Any] | None = None  # the verification report, as JSON; read-only (rows share it)
     message_id: str | None = None
     id: int | None = None
     updated_at: datetime | None = None
