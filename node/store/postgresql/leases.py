@@ -53,8 +53,9 @@ from node.store.sqlite.adapter_outbox import AdapterOutbox
 from node.store.sqlite.adapter_outbox import _row as _outbox_row
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import from_db_time, to_db_time
-from node.store.sqlite.messages import Messages, _received
+from node.store.sqlite.messages import Messages
 from node.store.sqlite.queue import _COLUMNS, OutboundQueue, _entry, _in, _to_state
+from node.store.sqlite.received import _received
 from node.store.values import AdapterOutboxRow, QueueEntry, ReceivedEnvelope
 
 log = logging.getLogger("gwx.store")

@@ -11,8 +11,10 @@ object) is seen by callers. Only :mod:`node.store.opener` imports it (and the te
 - ``queue``: the outbound queue per destination node; the legal moves come from
   :mod:`node.store.queue_states`.
 - ``peers``: each peer's state as the sender sees it, and its certificates as last fetched.
-- ``messages``: inbound dedupe with the original receipt; outbox, recipient and inbox rows with
-  compare-and-set updates and keyset-paged listings; inbound counts for status.
+- ``received``: inbound dedupe with the original receipt, each accepted envelope's processing state,
+  inbound counts for status (the base class of ``messages``).
+- ``messages``: outbox, recipient and inbox rows with compare-and-set updates and keyset-paged
+  listings.
 - ``exchange``: envelope drafts, and the links from sent messages to their documents.
 - ``adapter_outbox``: adapters' cursors into the audit log, their outbox rows, webhook subscriptions.
 - ``ledger``: the 台账 queries, a unit's rows by time in keyset pages, and their query plans.
