@@ -125,12 +125,15 @@ class WriterDatabase(Reads, Generic[Tx]):
         self.commits = 0  # how many transactions committed (for figures and tests of batching)
         self._audit_watchers: list[Callable[[int], None]] = []
 
-    def _new_transaction(self) -> Tx:
+    def _new_transaction(self, offload: bool = False) -> Tx:
         raise NotImplementedError
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        """``async with db.transaction() as tx:`` — commit on success, roll back on any exception."""
+    async def transaction(self, *, offload: bool = False) -> AsyncIterator[Tx]:
+        """``async with db.transaction() as tx:`` — commit on success, roll back on any exception.
+        ``offload``: statements that may scan or change many rows (housekeeping, migrations) — a
+        backend that runs a transaction's statements on the event loop's thread (SQLite) runs these
+        on its writer's thread instead, so the node keeps serving meanwhile."""
         if self._holder is not None and self._holder is asyncio.current_task():
             # Waiting for a lock this very task holds would stop every write of the node for ever.
             raise StoreError("a transaction was opened inside another of the same task (or inside a "
@@ -138,7 +141,7 @@ class WriterDatabase(Reads, Generic[Tx]):
         async with self._lock:
             self._holder = asyncio.current_task()
             try:
-                async with self._begun() as tx:
+                async with self._begun(offload) as tx:
                     yield tx
             finally:
                 self._holder = None
@@ -153,7 +156,7 @@ class WriterDatabase(Reads, Generic[Tx]):
             yield own
 
     @asynccontextmanager
-    async def _begun(self) -> AsyncIterator[Tx]:
+    async def _begun(self, offload: bool = False) -> AsyncIterator[Tx]:
         """BEGIN … COMMIT (or ROLLBACK) on the writer, the lock held by the caller."""
         try:
             for statement in self.BEGIN:
@@ -161,7 +164,7 @@ class WriterDatabase(Reads, Generic[Tx]):
         except BaseException:
             await self._rollback()  # a BEGIN that went through before a cancel is undone
             raise
-        tx = self._new_transaction()
+        tx = self._new_transaction(offload)
         try:
             yield tx
         except BaseException:
@@ -230,11 +233,11 @@ async def apply_migrations(db: WriterDatabase[Any], now: datetime, migrations: S
             path=where, version=version, supported=known)
 
     applied: list[int] = []
-    async with db.transaction() as tx:
+    async with db.transaction(offload=True) as tx:
         for statement in prepare:
             await tx.execute(statement)
     for migration in migrations:
-        async with db.transaction() as tx:
+        async with db.transaction(offload=True) as tx:
             done = {int(r[0]) for r in await tx.fetchall("SELECT version FROM schema_version")}
             have = max(done, default=0)
             if have > known:

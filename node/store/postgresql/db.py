@@ -136,7 +136,7 @@ class Database(WriterDatabase[PgTransaction]):
             finally:
                 await self._writer.close()
 
-    def _new_transaction(self) -> PgTransaction:
+    def _new_transaction(self, offload: bool = False) -> PgTransaction:  # statements already off the loop
         return PgTransaction(self._writer)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:

@@ -224,7 +224,7 @@ class AdapterOutbox:
 
     async def purge_finished(self, older_than: datetime) -> int:
         """Delete done rows finished before ``older_than`` (dead rows stay until replayed or forgotten)."""
-        async with self._db.transaction() as t:
+        async with self._db.transaction(offload=True) as t:
             return await t.execute(f"DELETE FROM adapter_outbox WHERE state = '{ADAPTER_DONE}' AND finished_at < ?",
                                    (to_db_time(older_than),))
 

@@ -31,7 +31,10 @@ Statements inside a transaction:
     of a process hosting 54 nodes (bench/network.py). The connection is never used by two threads
     at once: the transaction holds the writer's lock, and its statements run only after BEGIN came
     back from the thread, which serves its calls in order. Reads outside a transaction stay on the
-    reader's thread: a list or an export may scan many rows.
+    reader's thread: a list or an export may scan many rows. A transaction opened with
+    ``offload=True`` (housekeeping's purges and garbage collection, migrations: statements that may
+    scan or change many rows) runs its statements on the writer's thread too
+    (:class:`OffloadedTransaction`), so that the loop is not held for the length of a scan.
 
 Times are stored as fixed-width UTC ISO-8601 strings (``2025-03-01T08:00:00.000000Z``): they sort
 as text exactly as they sort as times, so range filters and indexes work on them directly, and a
@@ -92,6 +95,25 @@ class SqliteTransaction(WriterTransaction):
         return self._conn.execute(sql, params).fetchall()
 
 
+class OffloadedTransaction(SqliteTransaction):
+    """A transaction whose statements may scan or change many rows (``transaction(offload=True)``:
+    housekeeping, migrations): they run on the writer's aiosqlite thread, as BEGIN and COMMIT do, so
+    the event loop keeps serving peers and clerks meanwhile."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:  # type: ignore[override]
+        WriterTransaction.__init__(self)
+        self._async = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return (await self._async.execute(sql, params)).rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        return (await self._async.executemany(sql, rows)).rowcount
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self._async.execute_fetchall(sql, params))
+
+
 class Database(WriterDatabase[SqliteTransaction]):
     """The writer and reader connections of one node database file (transactions:
     :class:`node.store.sql_common.WriterDatabase`)."""
@@ -139,8 +161,8 @@ class Database(WriterDatabase[SqliteTransaction]):
                 await self._reader.close()
                 await self._writer.close()
 
-    def _new_transaction(self) -> SqliteTransaction:
-        return SqliteTransaction(self._writer_connection)
+    def _new_transaction(self, offload: bool = False) -> SqliteTransaction:
+        return OffloadedTransaction(self._writer) if offload else SqliteTransaction(self._writer_connection)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Read the last committed state (reader connection, never blocked by the writer)."""

@@ -108,7 +108,7 @@ class InlineBlobs:
     async def collect(self) -> list[str]:
         """Delete the rows no row of ``blob_refs`` names; returns their digests. An inline blob is
         committed with the row naming it, so no grace period is needed (nor any between workers)."""
-        async with self._db.transaction() as tx:
+        async with self._db.transaction(offload=True) as tx:
             rows = await tx.fetchall("SELECT digest FROM inline_blobs WHERE digest NOT IN"
                                      " (SELECT digest FROM blob_refs WHERE digest IS NOT NULL)")
             digests = [r[0] for r in rows]

@@ -251,7 +251,7 @@ class OutboundQueue:
     async def purge_finished(self, older_than: datetime) -> int:
         """Delete sent/bounced rows last changed before ``older_than`` (their audit events remain)."""
         final = ordered(FINAL_STATES)
-        async with self._db.transaction() as tx:
+        async with self._db.transaction(offload=True) as tx:
             return await tx.execute(
                 f"DELETE FROM queue WHERE state IN ({_in(final)}) AND updated_at < ?",
                 (*final, to_db_time(older_than)))

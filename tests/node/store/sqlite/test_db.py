@@ -135,3 +135,47 @@ def test_an_sqlite_older_than_3_35_is_refused_with_a_typed_error(tmp_path, monke
     assert isinstance(refused, StoreError) and refused.code == "STORE_SQLITE_TOO_OLD"
     assert "3.35" in refused.message and "3.34.1" in refused.message
     assert not (tmp_path / "n.db").exists()
+
+
+def test_an_offloaded_transaction_leaves_the_loop_serving_during_a_long_statement(tmp_path):
+    """Housekeeping and migrations (``transaction(offload=True)``) run their statements on the
+    writer's thread: a scan that takes half a second does not hold the event loop, whereas a hot-path
+    transaction's statements run on the loop itself. Commit and rollback work the same."""
+    import time
+
+    async def ticks_during(db, offload: bool, statement: str) -> int:
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        async with db.transaction(offload=offload) as tx:
+            await tx.fetchall(statement)
+        stop.set()
+        await task
+        return ticks - before
+
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            db._writer_connection.create_function("slow", 0, lambda: time.sleep(0.5) or 1)
+            assert await ticks_during(db, True, "SELECT slow()") >= 10  # the loop went on meanwhile
+            assert await ticks_during(db, False, "SELECT slow()") <= 2  # held for the statement's length
+            async with db.transaction(offload=True) as tx:
+                await tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+                await tx.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+            with pytest.raises(RuntimeError):
+                async with db.transaction(offload=True) as tx:
+                    await tx.execute("DELETE FROM t")
+                    raise RuntimeError("boom")
+            assert [r[0] for r in await db.fetchall("SELECT k FROM t ORDER BY k")] == [1, 2]
+        finally:
+            await db.close()
+    asyncio.run(main())
