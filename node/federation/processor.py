@@ -175,7 +175,11 @@ class Processor:
                 continue
             if run:  # one job in the worker thread reads them all, then their rows are written together
                 read = await self._in_thread(self._read_all, run)
-                await asyncio.gather(*(self._process(r, pre) for r, pre in zip(run, read, strict=True)))
+                # All run to their end before an error is raised: none is left half-way, to be applied twice.
+                done = await asyncio.gather(*(self._process(r, pre) for r, pre in zip(run, read, strict=True)),
+                                            return_exceptions=True)
+                if errors := [o for o in done if isinstance(o, BaseException)]:
+                    raise errors[0]
                 run = []
             if received is not None and received.type == MessageType.DOCUMENT.value:
                 run.append(received)
@@ -376,10 +380,11 @@ class Processor:
         check parsed it (None when that check failed)."""
         now, trust = self.ctx.clock(), self.ctx.trust
         token = revocation_token(self.ctx.revocation)
+        # Taken first, whatever follows: one left behind would hold its PDF body until pushed out.
+        checked = self.accepted.take(package_digest, trust, token, now)
         held = self.reports.valid(package_digest, trust, token, now)
         if held is not None:
             return held[0], False, held[1]
-        checked = self.accepted.take(package_digest, trust, token, now)
         if checked is not None:  # our acceptor checked the rest and its verdict stands: the PDF seal is left
             fresh = judge_pdf_later(checked, now, revocation=self.ctx.revocation)
         else:

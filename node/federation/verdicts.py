@@ -48,7 +48,7 @@ class AcceptedPackages:
     package is then checked in full, as on another worker). Used from several threads.
     """
 
-    def __init__(self, max_entries: int = 4096, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 16 * 1024 * 1024) -> None:
         self._entries: OrderedDict[str, tuple[PackageReport, object, object, dt.datetime, dt.datetime, int]] = \
             OrderedDict()
         self._max_entries = max_entries

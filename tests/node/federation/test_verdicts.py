@@ -68,6 +68,25 @@ def test_the_processor_judges_only_the_pdf_seal_and_the_clerk_sees_the_full_repo
     asyncio.run(run())
 
 
+def test_a_package_arriving_again_leaves_no_verdict_behind(node_dir, tmp_path):
+    """The same package in a second envelope (补发, a 转发 of what is held) is answered from the
+    processor's cache of reports; the acceptor's verdict held for it is taken all the same, so no
+    PDF body stays in memory until pushed out."""
+    async def run():
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        try:
+            package = await asyncio.to_thread(city_package, node_dir, [A])
+            await processor._process(await accept(node_dir, ctx, store, processor, package))
+            again = await accept(node_dir, ctx, store, processor, package)
+            assert len(processor.accepted) == 1
+            await processor._process(again)
+            assert len(processor.accepted) == 0
+            assert processor.validations.value() == 1  # the second came from the cache
+        finally:
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
 def test_a_broken_pdf_seal_is_still_refused_with_its_code(node_dir, tmp_path):
     async def run():
         ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
