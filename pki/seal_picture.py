@@ -25,6 +25,7 @@ import io
 import math
 import shutil
 import subprocess
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,17 +150,20 @@ def render_round_seal(name: str, *, diameter_mm: int = STANDARD_DIAMETER_MM, dpi
         raise SealPictureInvalid(f"unit name of {len(name)} characters does not fit on a round seal")
     font_file = Path(font_path) if font_path else find_cjk_font()
     key = (name, diameter_mm, dpi, str(font_file), tuple(color))
-    drawn = _DRAWN.get(key)
+    with _DRAWN_LOCK:
+        drawn = _DRAWN.get(key)
     if drawn is None:
         drawn = _draw(name, diameter_mm, dpi, font_file, color)
-        if len(_DRAWN) >= _DRAWN_MAX:
-            _DRAWN.pop(next(iter(_DRAWN)))
-        _DRAWN[key] = drawn
+        with _DRAWN_LOCK:  # threads drawing at once (a node's start) must not evict the same one twice
+            if len(_DRAWN) >= _DRAWN_MAX:
+                _DRAWN.pop(next(iter(_DRAWN)))
+            _DRAWN[key] = drawn
     return drawn
 
 
 _DRAWN: dict[tuple, bytes] = {}  # pictures drawn in this process (bounded, oldest out)
 _DRAWN_MAX = 64
+_DRAWN_LOCK = threading.Lock()
 
 
 def _draw(name: str, diameter_mm: int, dpi: int, font_file: Path, color: tuple[int, int, int]) -> bytes:

@@ -96,8 +96,10 @@ class DestinationQueue:
         now = self.outbound.ctx.clock()
         # Also while backing off: the retry window closes regardless. Drafts first: one whose window
         # ended while this node was stopped is sealed there, and its one attempt is the sender's.
-        await self.builder.drop_expired(now)
-        await self.sender.bounce_expired(now)
+        try:
+            await self.builder.drop_expired(now)
+        finally:  # a draft stuck on an error of ours must not keep expired envelopes from being given up
+            await self.sender.bounce_expired(now)
         if self.limiter.backing_off():
             return
         # What is already sealed goes first, and drafts are sealed only once it has gone (Nagle's
