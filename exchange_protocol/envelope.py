@@ -312,8 +312,16 @@ def decode_header(data: bytes, max_bytes: int = 64 * 1024) -> EnvelopeHeader:
     The same bytes always give the same (frozen) header, so the last few thousand decoded are
     kept: a node decodes each arriving header four or five times (the peer API naming the
     message, acceptance, the signature check, the processor) — 8 % of a receiver's GIL time. A
-    header that fails is judged afresh each time (errors are not kept)."""
-    return _decode_header(bytes(data), max_bytes)
+    header that fails is judged afresh each time (errors are not kept). Only headers of up to
+    :data:`CACHED_HEADER_BYTES` are kept (a document's to a few units), so the cache holds at most
+    16 MiB whatever a peer sends; a fan-out header naming thousands of units is decoded each time."""
+    data = bytes(data)
+    if len(data) > CACHED_HEADER_BYTES:
+        return _decode_header.__wrapped__(data, max_bytes)
+    return _decode_header(data, max_bytes)
+
+
+CACHED_HEADER_BYTES = 4096
 
 
 @functools.lru_cache(maxsize=4096)

@@ -193,3 +193,18 @@ def test_a_header_decoded_before_does_not_vouch_for_other_bytes():
     for _ in range(2):
         with pytest.raises(E.EnvelopeMalformedHeader):
             decode_header(spaced)
+
+
+def test_only_small_headers_are_remembered():
+    # A fan-out header naming thousands of units is decoded afresh each time, so what a peer sends
+    # cannot grow the cache past 4,096 × CACHED_HEADER_BYTES; it decodes the same all the same.
+    from exchange_protocol.envelope import CACHED_HEADER_BYTES
+    from pki.unit_code import make_unit_code
+
+    small = header().encode()
+    assert len(small) <= CACHED_HEADER_BYTES and decode_header(small) is decode_header(small)
+    units = tuple(make_unit_code(f"9135010000{i:06d}M") for i in range(300))
+    big = header(to_units=units).encode()
+    assert len(big) > CACHED_HEADER_BYTES
+    first, second = decode_header(big), decode_header(big)
+    assert first == second and first is not second and first.to_units == units
