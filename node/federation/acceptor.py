@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 from exchange_protocol import digests
 from exchange_protocol.envelope import EnvelopeHeader, MessageType, decode_header
-from exchange_protocol.envelope_seal import EnvelopeOpener, TrustPolicy, open_envelope_bytes
+from exchange_protocol.envelope_seal import EnvelopeOpener, OpenedEnvelope, TrustPolicy, open_envelope_bytes
 from exchange_protocol.errors import (
     EnvelopeBundleUnsupported,
     EnvelopePayloadDigestMismatch,
@@ -131,11 +131,9 @@ class Acceptor:
         """The common case, fast: a frame with one header, for this node, held in memory."""
         ctx = self.ctx
         now = ctx.clock()
-        opened, plaintext = await asyncio.to_thread(open_envelope_bytes, data, self.policy, ctx.decryption_keys,
-                                                    ctx.node_id, now)
+        opened, plaintext, payload_sha = await asyncio.to_thread(self._open, data, now)
         header = opened.header
         self.check_parties(header, opened.hops, peer_node)
-        payload_sha = hashlib.sha256(plaintext).hexdigest()  # the payload blob's name
         if header.type in PACKAGES:
             doc_id = await asyncio.to_thread(self.check_package, header, io.BytesIO(plaintext), now, payload_sha)
         else:
@@ -150,6 +148,13 @@ class Acceptor:
             inline = ()
         return await self.commit(header, opened.identity_digest, envelope_sha, env_ref, payload_ref, now, doc_id,
                                  inline)
+
+    def _open(self, data: bytes, now: dt.datetime) -> tuple[OpenedEnvelope, bytes, str]:
+        """In a worker thread: the envelope opened, its payload, and the payload's SHA-256 (the name
+        its blob goes by: a small one's row, the verdict held on a package)."""
+        ctx = self.ctx
+        opened, plaintext = open_envelope_bytes(data, self.policy, ctx.decryption_keys, ctx.node_id, now)
+        return opened, plaintext, hashlib.sha256(plaintext).hexdigest()
 
     async def seen_before(self, header: EnvelopeHeader, identity: str, envelope_sha: str, peer_node: str,
                           unchecked_payload: bytes | None = None) -> bytes | None:
