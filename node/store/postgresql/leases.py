@@ -55,7 +55,7 @@ from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import from_db_time, to_db_time
 from node.store.sqlite.messages import Messages
 from node.store.sqlite.queue import _COLUMNS, OutboundQueue, _entry, _in, _to_state
-from node.store.sqlite.received import _received
+from node.store.sqlite.received import _received, processing_outcome
 from node.store.values import AdapterOutboxRow, QueueEntry, ReceivedEnvelope
 
 log = logging.getLogger("gwx.store")
@@ -206,10 +206,7 @@ class LeasedMessages(Messages):
                            tx: Any = None, actor: str = "node") -> None:
         """As the SQLite store's, but only from ``new``: a row another worker already applied is a
         :class:`StoreConflict`, and the transaction applying it a second time rolls back."""
-        if state not in ("done", "failed", "corrupt"):
-            raise StoreError(f"unknown processing state {state!r} of a received message", state=state)
-        code = getattr(error, "code", None)
-        message = getattr(error, "message", None if error is None else str(error))
+        code, message = processing_outcome(state, error)
         async with self._db.maybe_transaction(tx) as t:
             changed = await t.execute(
                 "UPDATE received SET state = ?, error_code = ?, error_message = ?, processed_at = ?,"

@@ -123,10 +123,7 @@ class ReceivedRows:
     async def mark_inbound(self, message_id: str, state: str, *, error: Any = None,
                            tx: SqliteTransaction | None = None, actor: str = "node") -> None:
         """Record the outcome of processing: ``done``, ``failed`` or ``corrupt`` (with a typed error)."""
-        if state not in ("done", "failed", "corrupt"):
-            raise StoreError(f"unknown processing state {state!r} of a received message", state=state)
-        code = getattr(error, "code", None)
-        message = getattr(error, "message", None if error is None else str(error))
+        code, message = processing_outcome(state, error)
         async with self._db.maybe_transaction(tx) as t:
             changed = await t.execute(
                 "UPDATE received SET state = ?, error_code = ?, error_message = ?, processed_at = ?"
@@ -149,6 +146,14 @@ class ReceivedRows:
         return [InboundFailure(r["message_id"], r["origin_node"], r["error_code"], r["error_message"],
                                from_db_time(r["processed_at"])) for r in rows]
 
+
+
+def processing_outcome(state: str, error: Any) -> tuple[str | None, str | None]:
+    """The error code and message recorded with a received message's processing ``state`` (``done``,
+    ``failed`` or ``corrupt``); any other state is refused. Shared with PostgreSQL's leased rows."""
+    if state not in ("done", "failed", "corrupt"):
+        raise StoreError(f"unknown processing state {state!r} of a received message", state=state)
+    return getattr(error, "code", None), getattr(error, "message", None if error is None else str(error))
 
 _RECEIVED_COLUMNS = ("message_id, envelope_digest, blob_digest, origin_node, type, size, received_at, receipt,"
                      " payload_digest, identity_digest, relayed_to, state")
