@@ -33,6 +33,9 @@ from .sm3_sm4 import sm3
 from .unit_code import validate_unit_code
 
 MAX_SEAL_BYTES = 4 * 1024 * 1024
+MAX_CERTS = 64
+SUPPORTED_VERSIONS = {1: "v1", 2: "v1", 4: "v4", 5: "v5"}  # header version → family
+DEFAULT_VID = "gwx"
 
 
 class _memo:
@@ -54,10 +57,6 @@ class _memo:
         value = self.func(instance)
         instance.__dict__[self.name] = value  # found first from now on (a non-data descriptor)
         return value
-
-MAX_CERTS = 64
-SUPPORTED_VERSIONS = {1: "v1", 2: "v1", 4: "v4", 5: "v5"}  # header version → family
-DEFAULT_VID = "gwx"
 
 
 @dataclass(frozen=True)

@@ -169,22 +169,29 @@ class Processor:
         row) — waits for what is before it, and what is after it waits for it: a notice never
         overtakes the document it concerns."""
         run: list[ReceivedEnvelope] = []
-        for received in [*batch, None]:
-            if received is not None and received.type == MessageType.DOCUMENT.value and len(run) < DOCUMENTS_TOGETHER:
+        for received in batch:
+            if received.type == MessageType.DOCUMENT.value:
                 run.append(received)
-                continue
-            if run:  # one job in the worker thread reads them all, then their rows are written together
-                read = await self._in_thread(self._read_all, run)
-                # All run to their end before an error is raised: none is left half-way, to be applied twice.
-                done = await asyncio.gather(*(self._process(r, pre) for r, pre in zip(run, read, strict=True)),
-                                            return_exceptions=True)
-                if errors := [o for o in done if isinstance(o, BaseException)]:
-                    raise errors[0]
+                if len(run) == DOCUMENTS_TOGETHER:
+                    await self._apply_run(run)
+                    run = []
+            else:
+                await self._apply_run(run)
                 run = []
-            if received is not None and received.type == MessageType.DOCUMENT.value:
-                run.append(received)
-            elif received is not None:
                 await self._process(received)
+        await self._apply_run(run)
+
+    async def _apply_run(self, run: list[ReceivedEnvelope]) -> None:
+        """Documents side by side: one job in the worker thread reads them all, then their rows are
+        written together. All run to their end before an error is raised: none is left half-way, to
+        be taken up again and applied twice."""
+        if not run:
+            return
+        read = await self._in_thread(self._read_all, run)
+        done = await asyncio.gather(*(self._process(r, pre) for r, pre in zip(run, read, strict=True)),
+                                    return_exceptions=True)
+        if errors := [o for o in done if isinstance(o, BaseException)]:
+            raise errors[0]
 
     async def _idle_seconds(self) -> float:
         retry = await self.store.messages.next_inbound_retry()
