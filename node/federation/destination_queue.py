@@ -9,7 +9,8 @@ itself is handed to the :class:`~node.federation.retry_limiter.RetryLimiter`, wh
 to try again; the first batch that gets through clears it. When that backoff ends, the earliest
 waiting envelope tries the peer even if its own retry time is later. Between rounds the loop sleeps
 until a wake-up (a new message for this peer) or, while the peer backs off, the end of the backoff,
-else the next row due — never polling, never sleeping past a due row.
+else the next row due (or, with only drafts waiting for a peer that failed, the end of its backoff) —
+never polling, never sleeping past a due row.
 
 Errors are judged by kind at the loop boundary (:meth:`DestinationQueue.run`): an error
 :func:`node.error_kinds.disposition` says to retry (the peer down or answering badly, our own CRL
@@ -163,5 +164,10 @@ class DestinationQueue:
             wake_at = self.limiter.retry_at
         else:
             wake_at = await self.outbound.store.queue.next_due_at(self.destination)
+            if wake_at is None and self.limiter.retry_at is not None and await self.builder.has_drafts():
+                # Drafts wait for the peer that failed (its certificate was not had) and its backoff
+                # ended already — while the failure was written, on a loaded machine: try now. Only
+                # rows are "due", so drafts alone would otherwise sleep IDLE_SECONDS.
+                wake_at = self.limiter.retry_at
         delay = IDLE_SECONDS if wake_at is None else max(0.0, (wake_at - now).total_seconds())
         await self._pause(min(delay, IDLE_SECONDS))

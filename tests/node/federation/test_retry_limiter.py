@@ -156,6 +156,57 @@ async def _is(read, value) -> bool:
     return await read() == value
 
 
+def test_drafts_for_a_peer_whose_backoff_ended_while_its_failure_was_written_are_tried_again(node_dir, tmp_path):
+    """On a loaded machine, writing a failure may take longer than the backoff it sets: the backoff
+    has ended by the time the sender goes to sleep. With nothing sealed for the peer (only a draft,
+    its certificate never had) the sender must still try again then, not idle for a minute."""
+    async def run():
+        connections = []
+
+        def hang_up(reader, writer):
+            connections.append(clock.now)
+            writer.close()
+
+        listener = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        config = load_config(node_dir / "county")
+        config = dataclasses.replace(config, directory=node_dir / "county", peers=tuple(
+            dataclasses.replace(p, url=f"https://127.0.0.1:{port}") for p in config.peers))
+        clock = FakeClock(T0)
+        ctx = NodeContext.load(config, PASSPHRASE, clock=clock)
+        creds = config.credentials_dir
+        store = await open_store(tmp_path / "data", clock=clock)
+        client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, PASSPHRASE))
+        outbound = Outbound(ctx, store, client, Registry(), rand=lambda: 0.0)
+        write_failure = store.peers.set_peer_state
+
+        async def slow_write(*args, **kwargs):
+            await write_failure(*args, **kwargs)
+            clock.now += outbound.policy.max_delay  # the write outlasted the backoff it wrote
+
+        store.peers.set_peer_state = slow_write
+        try:
+            payload = await store.blobs.put(b"a receipt for the city")
+            async with store.transaction() as tx:
+                header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), clock(), in_reply_to=new_id(T0))
+                await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], clock())
+            await outbound.start()
+            await _wait_until(lambda: _has_at_least(connections, 3))  # never woken: it tries by itself
+            assert len(await store.drafts.drafts_for("city")) == 1  # still waiting to be built
+        finally:
+            await outbound.stop(1.0)
+            await client.close()
+            await store.close()
+            listener.close()
+            await listener.wait_closed()
+
+    asyncio.run(run())
+
+
+async def _has_at_least(items: list, n: int) -> bool:
+    return len(items) >= n
+
+
 def test_the_processor_retries_by_the_same_function_and_stops_at_the_window(node_dir, tmp_path):
     """Applying an acknowledged message that may succeed later (a notice overtaking its document) is
     retried when exchange_protocol.retry says, within the retry window counted from acknowledgement;

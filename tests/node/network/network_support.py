@@ -397,12 +397,19 @@ def recipients_by_unit(tracking: dict) -> dict[str, dict]:
 
 def wait_status(node: LocalNode, sender_unit: str, doc_id: str, expected: dict[str, str],
                 timeout: float = 30.0) -> dict:
-    """Wait until the sender's tracking shows ``expected`` (unit → status); returns the tracking."""
+    """Wait until the sender's tracking shows ``expected`` (unit → status); returns the tracking.
+    On a timeout the error says what each unit showed last (status, reason, where it waits)."""
+    seen: dict[str, dict] = {}
+
     def check():
         tracking = node.clerk(sender_unit).get(f"/api/v1/outbox/{doc_id}")
         by_unit = recipients_by_unit(tracking)
+        seen.update({u: {k: by_unit[u].get(k) for k in ("status", "reason", "where")} for u in expected})
         return tracking if all(by_unit[u]["status"] == s for u, s in expected.items()) else None
-    return wait_for(check, timeout, interval=0.1, what=f"{doc_id} reaching {expected}")
+    try:
+        return wait_for(check, timeout, interval=0.1, what=f"{doc_id} reaching {expected}")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; last seen: {seen}") from None
 
 
 def inbox_item(node: LocalNode, unit: str, doc_id: str, timeout: float = 30.0) -> dict:
