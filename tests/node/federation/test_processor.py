@@ -203,7 +203,7 @@ def test_a_stale_crl_after_acknowledgement_defers_and_never_bounces(node_dir, tm
                 await processor.apply(delivery(ref.digest, [A]))
             assert err.value.code == "NODE_REVOCATION_UNKNOWN"
             assert await store.drafts.drafts_for("city") == []  # no bounce went back
-            assert processor.reports.get(ref.digest) is None  # nor was the verdict remembered
+            assert processor.judge.reports.get(ref.digest) is None  # nor was the verdict remembered
             processor.ctx = ctx  # a fresh CRL: the same document goes through
             await processor.apply(delivery(ref.digest, [A]))
             assert (await store.messages.get_inbox(doc_id_in(store, ref.digest), A)).status == "pending"
@@ -272,7 +272,7 @@ def test_a_remembered_verdict_stands_only_while_its_crls_do(node_dir, tmp_path):
             from pki.revocation import CrlChecker
 
             ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A]))
-            judge = lambda: asyncio.to_thread(processor._report, ref.digest)  # noqa: E731
+            judge = lambda: asyncio.to_thread(processor.judge.report, processor.ctx, ref.digest)  # noqa: E731
             assert (await judge())[1] is True  # validated
             _, validated, meta = await judge()
             assert validated is False  # the same package again, the same CRLs: remembered
