@@ -38,6 +38,7 @@ Receiving:
   kept durably and queued before the receipt; a bounce to the origin when the relay gives up.
 - ``processor``: after acknowledgement, apply what was accepted: documents into inboxes, notices
   onto the rows they concern, bounces for what is refused; what may pass is retried.
-- ``verdicts``: package verdicts remembered in the process — the acceptor's, taken by the
-  processor so it judges only the PDF seal again; passing reports for a package arriving again.
+- ``verdicts``: the processor's package judgement (:class:`PackageJudge`) and the verdicts it
+  remembers in the process — the acceptor's, taken so that only the PDF seal is judged again;
+  passing reports for a package arriving again.
 """

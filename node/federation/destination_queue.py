@@ -97,8 +97,8 @@ class DestinationQueue:
         now = self.outbound.ctx.clock()
         # Also while backing off: the retry window closes regardless. Drafts first: one whose window
         # ended while this node was stopped is sealed there, and its one attempt is the sender's.
-        try:
-            await self.builder.drop_expired(now)
+        try:  # a held notice's reason says it was held (the same rule as build_drafts' below)
+            await self.builder.drop_expired(now, notices_held=await self._sealed_waiting_for_the_peer())
         finally:  # a draft stuck on an error of ours must not keep expired envelopes from being given up
             await self.sender.bounce_expired(now)
         if self.limiter.backing_off():

@@ -19,7 +19,8 @@ gets to it).
 A draft that can never be built (its payload blob gone or altered, a header refused — also a row
 an older gwx wrote that the header check now refuses) is dropped, one at a time and without
 holding up the others, and the document rows it carried turn ``failed`` with the reason; so is one
-whose retry window closed before it could be sealed — unless the window ended while this node was
+whose retry window closed before it could be sealed (its reason: the peer's certificate could not be
+had, or — a notice held behind an envelope sealed before it — the peer was away) — unless the window ended while this node was
 stopped and its header is still alive: then it is sealed at the restart for one attempt, as an
 envelope would be (:meth:`EnvelopeBuilder.drop_expired`). An error the kinds' table
 says to retry (:func:`node.error_kinds.disposition`: our HSM away, our own CRL stale) leaves the
@@ -53,7 +54,7 @@ from exchange_protocol.notices import (
 from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
-from node.errors import BlobDigestMismatch, StoreCorrupt
+from node.errors import BlobDigestMismatch, QueueExpired, StoreCorrupt
 from node.federation.batch_sender import TRANSIENT
 from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
 from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
@@ -219,12 +220,14 @@ class EnvelopeBuilder:
                       first.header.destination_node, first.header.message_id,
                       extra={"destination": first.header.destination_node, "message_id": first.header.message_id})
 
-    async def drop_expired(self, now: dt.datetime) -> None:
+    async def drop_expired(self, now: dt.datetime, *, notices_held: bool = False) -> None:
         """Drafts not sealed within their retry window (the peer's certificate could not be had, or
-        notices were held for a peer that was away) are given up — except those whose window ended
-        while this node was stopped, their header still alive (:meth:`Outbound.may_try_once_more`):
-        they are sealed now, so that the sender gives each the one attempt it gives such an envelope
-        (:meth:`BatchSender.bounce_expired`, called next in the destination's round)."""
+        — ``notices_held``, the destination queue's rule for :meth:`build_drafts` — notices were
+        held for a peer that was away) are given up, the reason saying which — except those whose
+        window ended while this node was stopped, their header still alive
+        (:meth:`Outbound.may_try_once_more`): they are sealed now, so that the sender gives each the
+        one attempt it gives such an envelope (:meth:`BatchSender.bounce_expired`, called next in
+        the destination's round)."""
         for destination in await self.destinations():
             rows = await self.outbound.store.drafts.expired_drafts(destination, now)
             once_more = []
@@ -232,10 +235,19 @@ class EnvelopeBuilder:
                 if self.outbound.may_try_once_more(d.expires_at, d.header.expires, now):
                     once_more.append(d)
                 else:
-                    await self.drop_draft(d.header.message_id, self.outbound.expired(d.expires_at, unreached=True),
-                                          destination)
+                    held = notices_held and batch_key(d.header) is not None
+                    await self.drop_draft(d.header.message_id, await self._why_expired(d, held), destination)
             if once_more:
                 await self._seal_once_more(destination, once_more)
+
+    async def _why_expired(self, draft: Draft, held: bool) -> QueueExpired:
+        """:meth:`Outbound.expired` for a draft never sealed: ``held`` behind an envelope for this
+        hop (with the hop's failed attempts and last error), else unreached for its certificate."""
+        if not held:
+            return self.outbound.expired(draft.expires_at, unreached=True)
+        peer = await self.outbound.store.peers.get_peer(self.hop)
+        return self.outbound.expired(draft.expires_at, peer.failures if peer else 0,
+                                     peer.last_error if peer else None, held=True)
 
     async def _seal_once_more(self, destination: str, drafts: list[Draft]) -> None:
         """Seal the drafts given one more attempt at this start. Their peer's certificate is had first:

@@ -88,14 +88,16 @@ class Outbound:
         self.tried_once_more: set[str] = set()
 
     def expired(self, expires_at: dt.datetime | None, attempts: int = 0, last_error: ErrorInfo | None = None, *,
-                unreached: bool = False, last_try: ErrorInfo | None = None) -> QueueExpired:
+                unreached: bool = False, held: bool = False, last_try: ErrorInfo | None = None) -> QueueExpired:
         """Why a message whose retry window closed is given up, as the clerk's ledger says it
         (``QUEUE_EXPIRED`` either way): the window ended while this node was stopped — the one
         attempt made at the restart failed (``last_try``: its error; for a draft, also when its
         peer's certificate could not be had for it), or none was made (its header's lifetime was
-        over too) — and how many before; or the peer
-        could not take it (``unreached``: could not even be reached for its certificate) for the
-        whole window, with the last attempt's error."""
+        over too) — and how many before; or the peer could not take it for the whole window, with
+        the last attempt's error — a notice ``held`` as a draft behind an envelope sealed before it
+        (the destination queue's rule while the peer is away: ``attempts`` and ``last_error`` are
+        the peer's), or one never sealed because the peer could not even be reached for its
+        certificate (``unreached``)."""
         last = f"the last: {last_error.code} {last_error.message}".rstrip() if last_error else "none answered"
         if self.ended_while_stopped(expires_at):
             before = f"{attempts} attempt(s) before it stopped, {last}" if attempts else "never tried before it stopped"
@@ -103,6 +105,10 @@ class Outbound:
                      f"the one attempt made then failed: {last_try.code} {last_try.message}".rstrip())
             return QueueExpired(f"its retry window ended at {_utc(expires_at)} while this node was stopped (it "
                                 f"started again at {_utc(self.started_at)}): {since}; {before}",
+                                code="QUEUE_EXPIRED")
+        if held:
+            return QueueExpired(f"retry window closed while it was held for a peer that was away: the peer did not "
+                                f"take what was sealed before it for the whole window ({attempts} attempt(s), {last})",
                                 code="QUEUE_EXPIRED")
         if unreached:
             return QueueExpired("retry window closed before the peer could be reached (its certificate could "

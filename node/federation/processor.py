@@ -7,12 +7,12 @@ notices it causes (drafts, or — for this same node — their effect): a crash 
 or everything, so nothing is lost and nothing (not even a 催办 count) happens twice. One bad
 message is marked failed and never blocks the ones behind it; nothing overtakes what is before it.
 
-* A document is validated in full (the PDF seal by the lean PAdES check, :mod:`exchange_protocol.pades_lean`).
-  What this process's acceptor checked before its receipt is not judged again while its verdict
-  stands (:class:`~node.federation.verdicts.AcceptedPackages`: only the PDF seal is left), nor a
-  package arriving again (:class:`~node.federation.verdicts.PdfValidationCache`). If anything
-  fails it is quarantined — no inbox row — and a ``bounce`` with the failed check goes back, so
-  the sender's rows turn failed with the reason. Otherwise it goes into the addressed units'
+* A document is validated in full (the PDF seal by the lean PAdES check,
+  :mod:`exchange_protocol.pades_lean`) by :class:`~node.federation.verdicts.PackageJudge`: what
+  this process's acceptor checked before its receipt is not judged again while its verdict stands
+  (only the PDF seal is left), nor a package arriving again. If anything fails it is quarantined —
+  no inbox row — and a ``bounce`` with the failed check goes back, so the sender's rows turn
+  failed with the reason. Otherwise it goes into the addressed units'
   inboxes with its report and a ``transport-ack`` goes back (sender: delivered). The same
   公文标识 arriving again with another package or from another unit is refused.
 * A 督办 (escalate) is applied by ``node.supervision.escalation`` (checked against the directory:
@@ -42,7 +42,6 @@ from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.model import DocumentMetadata
 from exchange_protocol.notices import Notice, decode_notices
 from exchange_protocol.package_reader import PackageReader
-from exchange_protocol.package_verify import PackageReport, judge_pdf_later, verify_package
 from exchange_protocol.retry import GIVE_UP, next_attempt
 from exchange_protocol.states import ReceiverStatus
 from node.context import NodeContext
@@ -53,13 +52,12 @@ from node.federation.notice_apply import Delivery, NoticeApplier
 from node.federation.notice_evidence import EvidenceChecker
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.retry_limiter import retry_policy
-from node.federation.verdicts import AcceptedPackages, PdfValidationCache
+from node.federation.verdicts import AcceptedPackages, PackageJudge
 from node.ops.metrics import Registry
 from node.store import InboxRow, NodeStore, ReceivedEnvelope, Transaction
 from node.store.forwards import ForwardedIn
 from node.supervision.escalation import Escalator
 from pki.errors import ErrorKind, GwxError, error_for_code
-from pki.trust import revocation_token
 
 log = logging.getLogger("gwx.processing")
 
@@ -110,8 +108,7 @@ class Processor:
         self.notices = NoticeApplier(store, outbound, self.escalator, self.evidence)
         self.policy = retry_policy(ctx.config.retry)
         self.rand = rand
-        self.reports = PdfValidationCache()
-        self.accepted = AcceptedPackages()  # filled by this process's acceptor (node.runner)
+        self.judge = PackageJudge(store.blobs)  # the package judgement, with both verdict caches
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.task: asyncio.Task | None = None
@@ -123,6 +120,11 @@ class Processor:
         for kind in MessageType:  # every series an alert may watch exists from the start, at 0
             for outcome in ("done", "deferred", "failed"):
                 self.applied.declare(type=kind.value, outcome=outcome)
+
+    @property
+    def accepted(self) -> AcceptedPackages:
+        """Where this process's acceptor leaves its verdicts for this processor (node.runner)."""
+        return self.judge.accepted
 
     # --- the loop ----------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -291,7 +293,7 @@ class Processor:
         if header.type not in PACKAGES or not received.payload_digest:
             return header, None
         try:
-            report, validated, meta = self._report(received.payload_digest)
+            report, validated, meta = self.judge.report(self.ctx, received.payload_digest)
             if meta is None:  # the metadata check failed: applying reports it (read here, it raises)
                 meta = self._read_metadata(received.payload_digest)
             return header, _Read(meta, report, validated)
@@ -376,35 +378,10 @@ class Processor:
         return (destination,)
 
     async def full_report(self, package_digest: str) -> dict[str, Any]:
-        report, validated, _ = await self._in_thread(self._report, package_digest)
+        report, validated, _ = await self._in_thread(self.judge.report, self.ctx, package_digest)
         if validated:
             self.validations.inc()
         return report
-
-    def _report(self, package_digest: str) -> tuple[dict[str, Any], bool, DocumentMetadata | None]:
-        """In the worker thread: the package's verification report (remembered by digest while it
-        stands, :class:`PdfValidationCache`), whether it was validated now, and its metadata as the
-        check parsed it (None when that check failed)."""
-        now, trust = self.ctx.clock(), self.ctx.trust
-        token = revocation_token(self.ctx.revocation)
-        # Taken first, whatever follows: one left behind would hold its PDF body until pushed out.
-        checked = self.accepted.take(package_digest, trust, token, now)
-        held = self.reports.valid(package_digest, trust, token, now)
-        if held is not None:
-            return held[0], False, held[1]
-        if checked is not None:  # our acceptor checked the rest and its verdict stands: the PDF seal is left
-            fresh = judge_pdf_later(checked, now, revocation=self.ctx.revocation)
-        else:
-            fresh = self._verify_blob(package_digest, now)
-        self.reports.put(package_digest, fresh, trust, token)
-        return fresh.to_dict(), True, fresh.metadata
-
-    def _verify_blob(self, package_digest: str, now: dt.datetime) -> PackageReport:
-        # The lean PAdES check (exchange_protocol.pades_lean): byte ranges and the CMS; pyHanko, the
-        # full validator, is for `gwx doc verify` and archive checks (docs/architecture.md).
-        with self.store.blobs.open(package_digest) as f:
-            return verify_package(f, self.ctx.trust, now, revocation=self.ctx.revocation,
-                                  allow_classified=self.ctx.config.classified_network, lean_pdf=True)
 
     async def read_metadata(self, package_digest: str) -> DocumentMetadata:
         return await self._in_thread(self._read_metadata, package_digest)

@@ -1,5 +1,8 @@
 """Package verdicts a node remembers in its process, so that no package is judged twice for nothing.
 
+* :class:`PackageJudge`: the processor's judgement of an acknowledged package — its full report,
+  taken from the two caches below while their verdicts stand, else judged (only the PDF seal, when
+  the acceptor's verdict stands; the whole package otherwise) and remembered if it passes.
 * :class:`AcceptedPackages`: the acceptor checked a package before its receipt (structure, manifest
   signature, digests, metadata, seal — everything but the PDF seal); this process's processor,
   applying the same package moments later, takes that verdict and judges only the PDF seal
@@ -30,7 +33,10 @@ from collections import OrderedDict
 from typing import Any
 
 from exchange_protocol.model import DocumentMetadata
-from exchange_protocol.package_verify import PackageReport
+from exchange_protocol.package_verify import PackageReport, judge_pdf_later, verify_package
+from node.context import NodeContext
+from node.store import BlobStorage
+from pki.trust import revocation_token
 
 
 def _standing(report: PackageReport, token: tuple | None) -> tuple[dt.datetime, dt.datetime] | None:
@@ -126,3 +132,38 @@ class PdfValidationCache:
         self._reports[digest] = (report.to_dict(), report.metadata, trust, token[0], *window)  # type: ignore[index]
         while len(self._reports) > self._size:
             self._reports.popitem(last=False)
+
+
+class PackageJudge:
+    """The verification report of an acknowledged package, judged at most once while its verdict
+    stands: the acceptor's (:class:`AcceptedPackages`, only the PDF seal judged again) or an
+    earlier passing report (:class:`PdfValidationCache`). Called in the processor's worker thread."""
+
+    def __init__(self, blobs: BlobStorage) -> None:
+        self.blobs = blobs
+        self.reports = PdfValidationCache()
+        self.accepted = AcceptedPackages()  # filled by this process's acceptor (node.runner)
+
+    def report(self, ctx: NodeContext, package_digest: str) -> tuple[dict[str, Any], bool, DocumentMetadata | None]:
+        """The package's verification report under ``ctx``'s trust, revocation and clock, whether it
+        was validated now, and its metadata as the check parsed it (None when that check failed)."""
+        now, trust = ctx.clock(), ctx.trust
+        token = revocation_token(ctx.revocation)
+        # Taken first, whatever follows: one left behind would hold its PDF body until pushed out.
+        checked = self.accepted.take(package_digest, trust, token, now)
+        held = self.reports.valid(package_digest, trust, token, now)
+        if held is not None:
+            return held[0], False, held[1]
+        if checked is not None:  # our acceptor checked the rest and its verdict stands: the PDF seal is left
+            fresh = judge_pdf_later(checked, now, revocation=ctx.revocation)
+        else:
+            fresh = self._verify_blob(ctx, package_digest, now)
+        self.reports.put(package_digest, fresh, trust, token)
+        return fresh.to_dict(), True, fresh.metadata
+
+    def _verify_blob(self, ctx: NodeContext, package_digest: str, now: dt.datetime) -> PackageReport:
+        # The lean PAdES check (exchange_protocol.pades_lean): byte ranges and the CMS; pyHanko, the
+        # full validator, is for `gwx doc verify` and archive checks (docs/architecture.md).
+        with self.blobs.open(package_digest) as f:
+            return verify_package(f, ctx.trust, now, revocation=ctx.revocation,
+                                  allow_classified=ctx.config.classified_network, lean_pdf=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import math
 import struct
+import threading
+import time
 import zlib
 
 import pytest
@@ -137,3 +139,58 @@ def test_a_remembered_good_picture_does_not_vouch_for_a_damaged_one():
         validate_png(damaged)
     with pytest.raises(SealPictureInvalid):  # the limits are part of what was remembered
         validate_png(good, max_pixels=10)
+
+
+class _SlowToCount(dict):
+    """The picture cache, handing the GIL over right after its size is read — as a busy machine may,
+    between a thread's check of the bound and its eviction — and keeping the largest size it held."""
+
+    peak = 0
+
+    def __len__(self) -> int:
+        size = dict.__len__(self)
+        time.sleep(0.01)
+        return size
+
+    def __setitem__(self, key, value) -> None:
+        dict.__setitem__(self, key, value)
+        self.peak = max(self.peak, dict.__len__(self))
+
+
+def test_threads_drawing_at_once_get_their_own_pictures_and_the_cache_keeps_its_bound(monkeypatch):
+    """A node's start draws its units' seals in several threads at once: each gets the picture of its
+    own name, and the pictures remembered stay within their bound (checked and evicted under one lock)."""
+    threads, each = 7, 14  # 98 new pictures; 7 drawn together at a time, so the cache reaches 63 and 64 + 6
+    cache = _SlowToCount()
+    together = threading.Barrier(threads, timeout=30)
+
+    def draw(name, diameter_mm, dpi, font_file, color) -> bytes:
+        together.wait()  # the threads finish drawing together and remember their pictures at once
+        return f"picture of {name} at {diameter_mm} mm".encode()
+
+    monkeypatch.setattr(seal_picture, "_DRAWN", cache)
+    monkeypatch.setattr(seal_picture, "_draw", draw)
+    got: dict[str, bytes] = {}
+    errors: list[BaseException] = []
+
+    def unit(t: int) -> None:
+        try:
+            for i in range(each):
+                name = f"第{t}组第{i}号单位"
+                got[name] = render_round_seal(name, font_path="/fonts/any.ttf")
+        except BaseException as exc:  # reported below, with the others released
+            errors.append(exc)
+            together.abort()
+
+    workers = [threading.Thread(target=unit, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert errors == []
+    assert len(got) == threads * each
+    assert all(png == f"picture of {name} at 42 mm".encode() for name, png in got.items())
+    peak = cache.peak
+    assert peak <= seal_picture._DRAWN_MAX
+    assert dict.__len__(cache) == seal_picture._DRAWN_MAX
+    assert all(png == f"picture of {key[0]} at 42 mm".encode() for key, png in cache.items())

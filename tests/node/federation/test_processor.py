@@ -203,7 +203,7 @@ def test_a_stale_crl_after_acknowledgement_defers_and_never_bounces(node_dir, tm
                 await processor.apply(delivery(ref.digest, [A]))
             assert err.value.code == "NODE_REVOCATION_UNKNOWN"
             assert await store.drafts.drafts_for("city") == []  # no bounce went back
-            assert processor.reports.get(ref.digest) is None  # nor was the verdict remembered
+            assert processor.judge.reports.get(ref.digest) is None  # nor was the verdict remembered
             processor.ctx = ctx  # a fresh CRL: the same document goes through
             await processor.apply(delivery(ref.digest, [A]))
             assert (await store.messages.get_inbox(doc_id_in(store, ref.digest), A)).status == "pending"
@@ -272,7 +272,7 @@ def test_a_remembered_verdict_stands_only_while_its_crls_do(node_dir, tmp_path):
             from pki.revocation import CrlChecker
 
             ref = await store.blobs.put(await asyncio.to_thread(city_package, node_dir, [A]))
-            judge = lambda: asyncio.to_thread(processor._report, ref.digest)  # noqa: E731
+            judge = lambda: asyncio.to_thread(processor.judge.report, processor.ctx, ref.digest)  # noqa: E731
             assert (await judge())[1] is True  # validated
             _, validated, meta = await judge()
             assert validated is False  # the same package again, the same CRLs: remembered
@@ -321,6 +321,86 @@ def test_documents_in_a_row_commit_together_and_nothing_overtakes_them(node_dir,
             assert (await store.messages.get_inbox(doc_id_in(store, rows[2].payload_digest), B)).status == "pending"
             assert await store.messages.get_inbox(doc_id_in(store, rows[1].payload_digest), A) is None
             assert store.committer.batches - commits == 1  # the two good documents: one commit (one fsync)
+        finally:
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("kind", ["may pass", "final"])
+def test_documents_applied_side_by_side_all_finish_when_one_fails(node_dir, tmp_path, kind):
+    """Three documents of one batch are applied side by side; the middle one's apply fails, and then
+    the database refuses the write that records its failure. The other two are applied — inbox rows,
+    one 已送达 each — before the batch's error reaches the loop (none left half-way, to be taken up
+    again); the failed one is then retried or refused as its error's kind says, the others not again."""
+    async def run():
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        try:
+            from node.errors import NodeUnavailable, StoreError
+
+            rows = []
+            for to in ([A], [B], [A]):
+                package = await asyncio.to_thread(city_package, node_dir, to)
+                sealed = await asyncio.to_thread(city_envelope, node_dir, MessageType.DOCUMENT, to, package)
+                rows.append(await receive(store, sealed, package))
+            failing = rows[1].message_id
+            others = [rows[0].message_id, rows[2].message_id]
+            error = (NodeUnavailable("our CRL is stale", code="NODE_REVOCATION_UNKNOWN") if kind == "may pass"
+                     else DocumentConflict("another package with this id", code="DOC_ID_CONFLICT"))
+            recorded = asyncio.Event()  # the failed one's outcome was to be written (and was refused)
+            applied: list[str] = []
+            real_apply = processor.apply
+
+            async def apply(d, mark=None, read=None):
+                if d.header.message_id == failing:
+                    raise error
+                await recorded.wait()  # the others' commits are slower than the failed one's path
+                await real_apply(d, mark=mark, read=read)
+                applied.append(d.header.message_id)
+
+            def refused_once(real, recording):
+                async def write(message_id, *args, **kwargs):
+                    if message_id == failing and recording(*args) and not recorded.is_set():
+                        recorded.set()
+                        raise StoreError("disk I/O error")
+                    return await real(message_id, *args, **kwargs)
+                return write
+
+            processor.apply = apply
+            messages = store.messages
+            if kind == "may pass":
+                messages.defer_inbound = refused_once(messages.defer_inbound, lambda *a: True)
+            else:
+                messages.mark_inbound = refused_once(messages.mark_inbound, lambda state, *a: state == "failed")
+
+            with pytest.raises(StoreError):
+                await processor._process_batch(await store.messages.pending_inbound(50))
+            assert sorted(applied) == sorted(others)  # all of them, by the time the error is raised
+
+            def acks():
+                return [d.header.in_reply_to for d in drafts if d.header.type == "transport-ack"]
+
+            drafts = await store.drafts.drafts_for("city")
+            assert sorted(acks()) == sorted(others) and len(drafts) == 2  # no bounce: its write was refused
+            assert (await store.messages.get_received(failing)).state == "new"  # to be taken up again
+            assert [r.message_id for r in await store.messages.pending_inbound(50)] == [failing]
+
+            await processor._process_batch(await store.messages.pending_inbound(50))  # the loop's next turn
+            row = await store.messages.get_received(failing)
+            drafts = await store.drafts.drafts_for("city")
+            assert sorted(acks()) == sorted(others)  # the others not applied again
+            bounces = [d.header.in_reply_to for d in drafts if d.header.type == "bounce"]
+            if kind == "may pass":
+                assert (row.state, row.error_code, row.attempts) == ("new", "NODE_REVOCATION_UNKNOWN", 1)
+                assert await store.messages.pending_inbound(50) == []  # deferred: it waits for its retry time
+                assert bounces == []
+            else:
+                assert (row.state, row.error_code) == ("failed", "DOC_ID_CONFLICT")
+                assert bounces == [failing]  # its sender told
+            for r in rows:
+                doc_id = doc_id_in(store, r.payload_digest)
+                unit = B if r is rows[1] else A
+                inbox = await store.messages.get_inbox(doc_id, unit)
+                assert (inbox is None) == (r.message_id == failing)
         finally:
             await close_processor(store, outbound)
     asyncio.run(run())
