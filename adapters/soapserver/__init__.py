@@ -6,8 +6,11 @@ track — each calling the document service's contract and nothing else.
 
 Module map:
 
-* :mod:`~adapters.soapserver.endpoint` — the aiohttp sub-application: media types, caps,
-  SOAPAction, authentication (WS-Security UsernameToken / bearer), faults, the WSDL and XSD.
+* :mod:`~adapters.soapserver.endpoint` — the aiohttp sub-application mounted on the local API: its
+  caps and memory budget, the WSDL and XSD, ``[soap] enabled = false``.
+* :mod:`~adapters.soapserver.calls` — one request: media types, caps, SOAPAction, authentication
+  (WS-Security UsernameToken / bearer), validation, the operation, faults. Loaded with the first
+  SOAP request, so a node whose OA systems never call it does not import lxml and the operations.
 * :mod:`~adapters.soapserver.envelope` — hardened XML parsing (no DTD, no entities, no network,
   bounded depth) and the envelope's shape.
 * :mod:`~adapters.soapserver.mtom` — MTOM/XOP requests read part by part to temp files, and MTOM

@@ -55,15 +55,18 @@ EXIT_CODES_HELP = ("Errors print 'gwx: CODE: message' on stderr. Exit codes: 0 s
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; or, when ``command`` (the first argument of a run) names a group, that
-    group's commands alone — the other groups are listed by name and help without importing their
-    modules, so ``gwx node status`` does not pay ~0.1 s of CPU importing the pki, doc, archive … code."""
+    """The whole command line (``command`` None); or the part a run whose first argument is ``command``
+    needs: a group's commands alone when it names a group, else (``gwx track``, ``gwx --help``) the
+    top-level commands alone. The other groups are listed by name and help without importing their
+    modules, so ``gwx node status`` does not pay ~0.1 s of CPU importing the pki, doc, archive … code,
+    nor ``gwx track`` ~0.15 s importing every group's."""
     parser = argparse.ArgumentParser(prog="gwx", description="gwx — sealed official document exchange",
                                      epilog=EXIT_CODES_HELP)
     top = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    whole = command is None
     only = command if command in {name for name, _, _ in GROUPS if name is not None} else None
     for name, help_text, modules in GROUPS:
-        if only is not None and name != only:
+        if not whole and name != only:
             if name is not None:
                 top.add_parser(name, help=help_text, description=help_text)
             continue

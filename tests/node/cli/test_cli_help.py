@@ -50,25 +50,35 @@ def test_valid_days_says_what_happens_without_it():
 
 def test_a_command_of_one_group_loads_that_group_alone_and_answers_as_the_whole_line_does():
     """``gwx pki …`` imports the pki commands, not the node, doc, archive … ones (each gwx run started
-    ~0.1 s slower for them); its help and the top-level help are those of the whole command line."""
+    ~0.1 s slower for them), and ``gwx track …`` the top-level commands alone; their help and the
+    top-level help are those of the whole command line."""
     import subprocess
     import sys
 
     from tests.support import REPO
 
-    probe = ("import contextlib, io, sys\n"
-             "from node.cli.main import main\n"
-             "out = io.StringIO()\n"
-             "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
-             "    main(['pki', 'show', '--help'])\n"
-             "print(sorted(m for m in sys.modules if m.startswith('node.cli.')))\n")
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert loaded.returncode == 0, loaded.stderr
-    assert "'node.cli.pki_ca'" in loaded.stdout
+    def loaded_by(argv: list[str]) -> str:
+        probe = ("import contextlib, io, sys\n"
+                 "from node.cli.main import main\n"
+                 "out = io.StringIO()\n"
+                 "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+                 f"    main({argv!r})\n"
+                 "print(sorted(m for m in sys.modules if m.startswith('node.cli.')))\n")
+        loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert loaded.returncode == 0, loaded.stderr
+        return loaded.stdout
+
+    pki = loaded_by(["pki", "show", "--help"])
+    assert "'node.cli.pki_ca'" in pki
     for other in ("node_admin", "node_run", "doc", "archive", "webhook", "ledger", "clerk", "net"):
-        assert f"'node.cli.{other}'" not in loaded.stdout, other
+        assert f"'node.cli.{other}'" not in pki, other
+    for argv in (["track", "--help"], ["--help"]):  # a clerk's top-level command: those alone
+        top_level = loaded_by(argv)
+        assert "'node.cli.clerk'" in top_level
+        for other in ("pki_ca", "node_admin", "node_run", "doc", "archive", "webhook", "ledger", "net"):
+            assert f"'node.cli.{other}'" not in top_level, (argv, other)
     whole = build_parser()
-    for argv in (["pki", "show", "--help"], ["--help"]):
+    for argv in (["pki", "show", "--help"], ["--help"], ["track", "--help"], ["send", "--help"]):
         assert _help_text(build_parser(argv[0]), argv) == _help_text(whole, argv)
 
 
