@@ -34,6 +34,9 @@ class Listener:
     public_url: str | None = None
     # [local_api] only: the host names browsers reach the console by (node.console.security.allowed_hosts)
     hosts: tuple[str, ...] = ()
+    # [peer_api] only, PostgreSQL only: bind with SO_REUSEPORT, so several workers of one node on one
+    # host share the port and the kernel spreads the peers' connections across them (_check_listeners)
+    reuse_port: bool = False
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
     _check_ranges(config)
+    _check_listeners(config)
     _check_units_and_peers(config)
     _check_folders(config)
     return config
@@ -296,6 +300,28 @@ def _check_ranges(config: NodeConfig) -> None:
     if not 0 < w.min_seconds <= w.max_seconds or w.window_seconds <= 0 or w.timeout_seconds <= 0:
         raise ConfigError("webhooks: need 0 < min_seconds <= max_seconds, window_seconds > 0 and timeout_seconds > 0",
                           key="webhooks")
+
+
+def _check_listeners(config: NodeConfig) -> None:
+    """``[peer_api] reuse_port``: only where several processes may serve one node (PostgreSQL's leases),
+    on a fixed port. On SQLite one process serves a node, so a second one bound to the port would be
+    another node (or a stray copy) taking a share of the peers' connections silently, where without
+    the option it fails to start (address in use). The local API keeps one port per worker: its
+    ``/metrics``, its readiness and ``run/ready.json``'s ``local_url`` (what the CLI talks to) are
+    one process's, and a port shared by several would answer for any of them."""
+    if config.local_api.reuse_port:
+        raise ConfigError("[local_api] reuse_port: the local API keeps a port of its own per worker (its "
+                          "/metrics and readiness are one process's); only [peer_api] may share one",
+                          key="local_api.reuse_port")
+    if not config.peer_api.reuse_port:
+        return
+    if config.store.backend != "postgresql":
+        raise ConfigError('[peer_api] reuse_port needs [store] backend = "postgresql": on SQLite one process '
+                          "serves a node, and another bound to the port would take a share of its peers",
+                          key="peer_api.reuse_port")
+    if config.peer_api.port == 0:
+        raise ConfigError("[peer_api] reuse_port needs a fixed port (0 gives each worker a port of its own)",
+                          key="peer_api.reuse_port")
 
 
 def _check_units_and_peers(config: NodeConfig) -> None:
@@ -501,6 +527,9 @@ def dump_config(config: NodeConfig) -> str:
             if isinstance(value, tuple):  # [local_api] hosts: written only when given
                 if value:
                     lines.append(f"{f.name} = [{', '.join(_q(v) for v in value)}]")
+            elif f.name == "reuse_port":  # written only when set
+                if value:
+                    lines.append("reuse_port = true")
             elif value is not None:
                 lines.append(f"{f.name} = {_q(value)}")
         lines.append("")
