@@ -24,7 +24,6 @@ import datetime as dt
 import http.client
 import io
 import json
-import shutil
 import socket
 import threading
 import time
@@ -37,7 +36,6 @@ from exchange_protocol.envelope_seal import HeaderDraft, seal_envelope
 from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.package import build_package
 from node.config import load_config
-from node.config_edit import edit_config, set_section_values
 from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, free_port, send_document, wait_for
 from node.provision import add_peer
 from pki.seal_store import load_seal_credential
@@ -120,24 +118,6 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
                 end.shutdown(socket.SHUT_RDWR)
 
 
-def second_worker(net: LocalNetwork, first: LocalNode, worker: str, *, share_port: bool = False) -> LocalNode:
-    """Another worker of ``first``'s node: its directory copied (credentials, seals, tokens, config),
-    listening on ports of its own (``share_port``: the first's peer port, which its [peer_api] reuse_port
-    lets both bind), its data directory the first's, its own worker name."""
-    directory = net.base / f"{first.node_id}-{worker}"
-    shutil.copytree(first.directory, directory, ignore=shutil.ignore_patterns("data", "run", "*.log"))
-    (directory / "data").symlink_to(load_config(first.directory).data_dir, target_is_directory=True)
-    peer_port = load_config(first.directory).peer_api.port if share_port else free_port()
-
-    def edit(document) -> None:
-        set_section_values(document, "peer_api", {"port": peer_port, "public_url": f"https://127.0.0.1:{peer_port}"})
-        set_section_values(document, "local_api", {"port": free_port()})
-        set_section_values(document, "store", {"worker": worker})
-
-    edit_config(directory, edit)
-    return LocalNode(first.node_id, directory, first.units, first.tokens)
-
-
 def kill_when_holding(net: LocalNetwork, worker: LocalNode, dsn: str, name: str, stop: threading.Event,
                       seen: list[int]) -> None:
     """kill -9 ``worker`` the moment it holds received envelopes it acknowledged and has not applied."""
@@ -160,7 +140,7 @@ def test_a_worker_killed_mid_batch_leaves_nothing_lost_or_applied_twice(tmp_path
     store = {"backend": "postgresql", "dsn": dsn, "lease_seconds": LEASE_SECONDS}
     first = net.add_node("county", units(A1), retry=FAST_RETRY, store={**store, "worker": "w1"})
     net.connect_all()
-    second = second_worker(net, first, "w2")
+    second = net.add_worker(first, "w2")
     balancer = Balancer([load_config(w.directory).peer_api.port for w in (first, second)])
     add_peer(city.directory, "county", f"https://127.0.0.1:{balancer.port}", [A1], {A1: UNIT_NAMES[A1]})
     stop, seen = threading.Event(), []
@@ -260,7 +240,7 @@ def test_two_workers_on_one_port_share_the_peers_connections_and_one_killed_leav
                          peer_api={"port": port, "public_url": f"https://127.0.0.1:{port}", "reuse_port": True},
                          store={"backend": "postgresql", "dsn": dsn, "lease_seconds": LEASE_SECONDS, "worker": "w1"})
     net.connect_all()
-    second = second_worker(net, first, "w2", share_port=True)
+    second = net.add_worker(first, "w2", share_port=True)
     assert load_config(second.directory).peer_api.port == port
     documents = documents_for(city, first, CITY, A1, net.body.read_bytes(), 48)
     peer = ManyConnections(first, city)
@@ -316,7 +296,7 @@ def test_each_webhook_event_goes_out_from_one_worker_and_a_killed_worker_loses_i
     assert added.returncode == 0, added.stderr
     receiver.secret = json.loads(added.stdout)["secret"]
     consumer = f"webhook:{json.loads(added.stdout)['id']}"
-    second = second_worker(net, first, "w2")  # the secret file copied with the node's directory
+    second = net.add_worker(first, "w2")  # the secret file copied with the node's directory
     workers = {"w1": first, "w2": second}
 
     def send(via: LocalNode, n: int) -> list[str]:
