@@ -35,7 +35,7 @@ class Listener:
     # [local_api] only: the host names browsers reach the console by (node.console.security.allowed_hosts)
     hosts: tuple[str, ...] = ()
     # [peer_api] only, PostgreSQL only: bind with SO_REUSEPORT, so several workers of one node on one
-    # host share the port and the kernel spreads the peers' connections across them (_check_listeners)
+    # host share the port and the kernel spreads the peers' connections across them (node.config_checks)
     reuse_port: bool = False
 
 
@@ -271,76 +271,10 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
-    _check_ranges(config)
-    _check_listeners(config)
-    _check_units_and_peers(config)
-    _check_folders(config)
+    from node.config_checks import check_config  # it reads this module's types
+
+    check_config(config)
     return config
-
-
-def _check_ranges(config: NodeConfig) -> None:
-    for name in ("peer_api", "local_api"):
-        port = getattr(config, name).port
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"[{name}] port must be 0–65535 (0: any free port), got {port}", key=f"{name}.port")
-    for f in fields(Limits):
-        if getattr(config.limits, f.name) <= 0:
-            raise ConfigError(f"[limits] {f.name} must be positive", key=f"limits.{f.name}")
-    if not 1 <= config.limits.batch_size <= MAX_BATCH:
-        raise ConfigError(f"limits.batch_size must be 1–{MAX_BATCH} (the most envelopes a peer takes per request)",
-                          key="limits.batch_size")
-    if config.limits.active_window < config.limits.batch_size:
-        raise ConfigError("limits.active_window must be at least limits.batch_size", key="limits.active_window")
-    r = config.retry
-    if r.min_seconds <= 0 or r.max_seconds < r.min_seconds:
-        raise ConfigError("retry: need 0 < min_seconds <= max_seconds", key="retry.min_seconds")
-    if r.multiplier < 1 or not 0 <= r.jitter <= 1 or r.window_seconds <= 0:
-        raise ConfigError("retry: need multiplier >= 1, 0 <= jitter <= 1 and window_seconds > 0", key="retry")
-    w = config.webhooks
-    if not 0 < w.min_seconds <= w.max_seconds or w.window_seconds <= 0 or w.timeout_seconds <= 0:
-        raise ConfigError("webhooks: need 0 < min_seconds <= max_seconds, window_seconds > 0 and timeout_seconds > 0",
-                          key="webhooks")
-
-
-def _check_listeners(config: NodeConfig) -> None:
-    """``[peer_api] reuse_port``: only where several processes may serve one node (PostgreSQL's leases),
-    on a fixed port. On SQLite one process serves a node, so a second one bound to the port would be
-    another node (or a stray copy) taking a share of the peers' connections silently, where without
-    the option it fails to start (address in use). The local API keeps one port per worker: its
-    ``/metrics``, its readiness and ``run/ready.json``'s ``local_url`` (what the CLI talks to) are
-    one process's, and a port shared by several would answer for any of them."""
-    if config.local_api.reuse_port:
-        raise ConfigError("[local_api] reuse_port: the local API keeps a port of its own per worker (its "
-                          "/metrics and readiness are one process's); only [peer_api] may share one",
-                          key="local_api.reuse_port")
-    if not config.peer_api.reuse_port:
-        return
-    if config.store.backend != "postgresql":
-        raise ConfigError('[peer_api] reuse_port needs [store] backend = "postgresql": on SQLite one process '
-                          "serves a node, and another bound to the port would take a share of its peers",
-                          key="peer_api.reuse_port")
-    if config.peer_api.port == 0:
-        raise ConfigError("[peer_api] reuse_port needs a fixed port (0 gives each worker a port of its own)",
-                          key="peer_api.reuse_port")
-
-
-def _check_units_and_peers(config: NodeConfig) -> None:
-    """The routing table must be unambiguous: every unit code leads to exactly one node."""
-    codes = [u.code for u in config.units]
-    if len(set(codes)) != len(codes):
-        raise ConfigError("a unit is listed twice in [[units]]", key="units")
-    owner = {code: config.node_id for code in codes}
-    for peer in config.peers:
-        if peer.node_id == config.node_id:
-            raise ConfigError(f"[[peers]] {peer.node_id} is this node itself", key="peers.node_id")
-        if sum(p.node_id == peer.node_id for p in config.peers) > 1:
-            raise ConfigError(f"[[peers]] {peer.node_id} is listed twice", key="peers.node_id")
-        for code in peer.units:
-            if code in owner:
-                where = "this node hosts it" if owner[code] == config.node_id else f"peer {owner[code]} claims it"
-                raise ConfigError(f"[[peers]] {peer.node_id} claims unit {code}, but {where}", key="peers.units",
-                                  unit=code)
-            owner[code] = peer.node_id
 
 
 def _node_id(value: str, key: str) -> str:
@@ -474,21 +408,6 @@ def _folder(raw: Any, directory: Path) -> FolderSettings:
         raise ConfigError(f"[[folders]] {unit}: poll_seconds must be 0.05–3600, got {poll!r}",
                           key="folders.poll_seconds")
     return FolderSettings(unit=unit, path=path.resolve(), poll_seconds=float(poll))
-
-
-def _check_folders(config: NodeConfig) -> None:
-    """One folder per hosted unit, and no folder inside another's (a drop must not be claimed twice)."""
-    for f in config.folders:
-        if config.unit(f.unit) is None:
-            raise ConfigError(f"[[folders]] unit {f.unit} is not hosted on this node", key="folders.unit",
-                              unit=f.unit)
-    for i, a in enumerate(config.folders):
-        for b in config.folders[i + 1:]:
-            if a.unit == b.unit:
-                raise ConfigError(f"[[folders]] lists unit {a.unit} twice", key="folders.unit", unit=a.unit)
-            if a.path == b.path or a.path in b.path.parents or b.path in a.path.parents:
-                raise ConfigError(f"[[folders]] {a.unit} and {b.unit} share a folder ({a.path}, {b.path})",
-                                  key="folders.path")
 
 
 def _https_url(url: str, where: str, key: str) -> None:
