@@ -45,6 +45,10 @@ certificates of the network's CA required (like for like with gwx's mutual TLS).
 server the bench starts with ``initdb``, as the tests do: tests/postgres_server.py, a unix socket,
 fsync on); blobs stay files. The server's CPU (postmaster and children, ``/proc``) is reported apart
 (``postgres_cpu_ms_per_doc``; ``receiver_and_postgres_cpu_ms_per_doc`` adds the receiver's).
+``--workers N`` (PostgreSQL): the receiver is N processes of one node on one peer port (``[peer_api]
+reuse_port``, SO_REUSEPORT: the kernel hands each new connection to one of them), each POST on a
+connection of its own (``--new-connections``, implied) so the connections are spread; the receiver's
+CPU is the sum over its workers, and ``accepted_by_worker`` says how the envelopes were shared.
 The last line printed is one JSON object with every figure; in small mode it carries at least
 ``envelope_bytes``, ``accepted_per_s``, ``inbox_per_s``, ``cpu_ms_per_doc``, ``floor_ms_per_doc``.
 """
@@ -87,7 +91,15 @@ from exchange_protocol.package_verify import verify_package  # noqa: E402
 from exchange_protocol.transport_receipt import verify_receipt  # noqa: E402
 from node.federation.tls import client_context  # noqa: E402
 from node.federation.transport import ENVELOPE_MEDIA_TYPE  # noqa: E402
-from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, notice_pdf, send_document, wait_for  # noqa: E402
+from node.localnet import (  # noqa: E402
+    PASSPHRASE,
+    LocalNetwork,
+    LocalNode,
+    free_port,
+    notice_pdf,
+    send_document,
+    wait_for,
+)
 from pki.certificates import load_certificate, load_certificates  # noqa: E402
 from pki.crl import load_crl  # noqa: E402
 from pki.keystore import read_private_key  # noqa: E402
@@ -106,20 +118,37 @@ MiB = 1024 * 1024
 
 
 # ---- the network ------------------------------------------------------------------------------
-def make_network(base: Path, postgres: PostgresServer | None = None) -> tuple[LocalNetwork, LocalNode, LocalNode]:
+def make_network(base: Path, postgres: PostgresServer | None = None,
+                 workers: int = 1) -> tuple[LocalNetwork, LocalNode, LocalNode]:
     """The two nodes; with ``postgres``, each node's rows in a fresh database of that server (the node
-    migrates it at its first start, as a new deployment's would be)."""
+    migrates it at its first start, as a new deployment's would be). ``workers`` > 1 (PostgreSQL):
+    the receiver is that many processes on one peer port (``[peer_api] reuse_port``), the first the
+    node returned, the others in ``net.workers`` (:func:`receivers`)."""
     net = LocalNetwork(base)
 
-    def store() -> dict:
+    def store(**more) -> dict:
         return {} if postgres is None else {"store": {"backend": "postgresql",
-                                                      "dsn": postgres.new_database(migrated=False)}}
+                                                      "dsn": postgres.new_database(migrated=False), **more}}
     sender = net.add_node(SENDER, [{"code": SENDER_UNIT, "name": SENDER_UNIT_NAME}], **store())
+    shared: dict = {}
+    if workers > 1:
+        port = free_port()
+        shared = {"peer_api": {"port": port, "public_url": f"https://127.0.0.1:{port}", "reuse_port": True}}
     receiver = net.add_node(RECEIVER, [{"code": u, "name": f"兰山区第{i + 1}局"}
-                                       for i, u in enumerate(RECEIVER_UNITS)], **store())
+                                       for i, u in enumerate(RECEIVER_UNITS)],
+                            **store(**({"worker": "w1"} if workers > 1 else {})), **shared)
     net.connect_all()
+    for i in range(2, workers + 1):
+        net.add_worker(receiver, f"w{i}", share_port=True)
     net.start_all()
+    for worker in net.workers:
+        net.start(worker)
     return net, sender, receiver
+
+
+def receivers(net: LocalNetwork, receiver: LocalNode) -> list[LocalNode]:
+    """The receiving node's processes: ``receiver`` and its other workers on the same port."""
+    return [receiver, *(w for w in net.workers if w.node_id == receiver.node_id)]
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -129,8 +158,11 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for {pid}")
 
 
-def metric(node: LocalNode, name: str) -> float:
-    """Sum of every series of ``name`` on the node's /metrics (operator token)."""
+def metric(node: LocalNode | list[LocalNode], name: str) -> float:
+    """Sum of every series of ``name`` on the node's /metrics (operator token); of a node's workers, the
+    sum over them."""
+    if isinstance(node, list):
+        return sum(metric(one, name) for one in node)
     text = node.client("operator").get("/metrics").decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
@@ -189,7 +221,8 @@ def prepare(sender: LocalNode, receiver: LocalNode, n: int, batch_size: int, wor
 
 
 # ---- phase 1: acceptance over the peer API ----------------------------------------------------
-async def submit_all(sender: LocalNode, receiver: LocalNode, batches: list[Batch], inflight: int):
+async def submit_all(sender: LocalNode, receiver: LocalNode, batches: list[Batch], inflight: int,
+                     new_connections: bool = False):
     creds = sender.directory / "credentials"
     ssl_ctx = client_context(creds / "tls.crt", creds / "tls.key", creds / "root.crt", PASSPHRASE)
     url = receiver.ready["peer_url"] + "/peer/v1/envelopes"
@@ -199,8 +232,10 @@ async def submit_all(sender: LocalNode, receiver: LocalNode, batches: list[Batch
     todo = iter(batches)
     loop = asyncio.get_running_loop()
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=inflight),
-                                     timeout=timeout) as session:
+    # new_connections: each POST on a connection of its own (TLS handshake included), so the kernel
+    # spreads them over the receiver's workers on one port as they come, not once per kept connection
+    connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=inflight, force_close=new_connections)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         async def client() -> None:
             for batch in todo:
                 body = await loop.run_in_executor(None, batch.path.read_bytes)
@@ -236,7 +271,8 @@ def verify_receipts(sender: LocalNode, receipts: list[tuple[str, str, str]]) -> 
 
 
 def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
-    net, sender, receiver = make_network(base / "net1", args.postgres)
+    net, sender, receiver = make_network(base / "net1", args.postgres, args.workers)
+    workers = receivers(net, receiver)
     try:
         t0 = time.perf_counter()
         seal_dir = small_seal(net, SENDER_UNIT, SENDER_UNIT_NAME, base / "small-seal") if args.small else None
@@ -248,24 +284,26 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
               f"({fig['envelope_bytes'] / 1024:.0f} KiB per envelope)", flush=True)
         floor(fig, int(fig["envelope_bytes"]), args.quick)
 
-        pids = {"receiver": receiver.process.pid, "sender_node": sender.process.pid}
-        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        pids = {"receiver": [w.process.pid for w in workers], "sender_node": [sender.process.pid]}
+        cpu0 = {k: sum(map(cpu_seconds, p)) for k, p in pids.items()}
         db0 = server_cpu_seconds(args.postgres)
-        sys0 = cpu_seconds(receiver.process.pid, kernel_only=True)
+        sys0 = sum(cpu_seconds(p, kernel_only=True) for p in pids["receiver"])
         bench0 = os.times()
-        applied0 = metric(receiver, "gwx_pdf_validations_total")
+        applied0 = metric(workers, "gwx_pdf_validations_total")
         spy = profiler(args.py_spy, receiver.process.pid)
         started = time.perf_counter()
         try:
-            wall, latencies, receipts, errors = asyncio.run(submit_all(sender, receiver, batches, args.inflight))
+            wall, latencies, receipts, errors = asyncio.run(submit_all(sender, receiver, batches, args.inflight,
+                                                                       args.new_connections))
         finally:
             if spy is not None and not (args.small and args.py_spy_inbox):
                 stop_profiler(spy)
-        cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+        cpu = {k: sum(map(cpu_seconds, p)) - cpu0[k] for k, p in pids.items()}
         db_cpu = server_cpu_seconds(args.postgres) - db0
-        kernel = cpu_seconds(receiver.process.pid, kernel_only=True) - sys0
+        kernel = sum(cpu_seconds(p, kernel_only=True) for p in pids["receiver"]) - sys0
         bench1 = os.times()
-        validated = metric(receiver, "gwx_pdf_validations_total") - applied0
+        validated = metric(workers, "gwx_pdf_validations_total") - applied0
+        fig["accepted_by_worker"] = [metric(w, "gwx_envelopes_received_total") for w in workers]
         accepted = len(receipts)
         latencies.sort()
         fig.update(accepted=accepted, refused=sum(errors.values()), refused_codes=errors,
@@ -286,7 +324,7 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         fig["receipt_verify_ms"] = 1000 * (time.perf_counter() - t0) / max(1, accepted)
         if args.small:
             try:
-                wait_for_inbox(receiver, accepted, started, cpu0["receiver"], fig)
+                wait_for_inbox(workers, accepted, started, cpu0["receiver"], fig)
             finally:
                 if spy is not None and args.py_spy_inbox:
                     stop_profiler(spy)
@@ -505,7 +543,15 @@ def main() -> int:
     parser.add_argument("--postfix-connections", type=int, default=8, help="SMTP sessions at once (8)")
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
                         help="the nodes' store: SQLite (default) or a PostgreSQL server the bench starts")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="receiver processes on one peer port in phase 1 (PostgreSQL only; default 1)")
+    parser.add_argument("--new-connections", action="store_true",
+                        help="each POST on a new connection (implied by --workers > 1: the kernel spreads "
+                             "connections, not requests)")
     args = parser.parse_args()
+    if args.workers < 1 or (args.workers > 1 and args.backend != "postgresql"):
+        parser.error("--workers N > 1 needs --backend postgresql (one process serves a SQLite node)")
+    args.new_connections = args.new_connections or args.workers > 1
     if args.small:
         args.documents = args.documents or (1000 if args.quick else 5000)
         args.skip = ",".join(filter(None, [args.skip, "pdf", "big"]))
@@ -515,6 +561,7 @@ def main() -> int:
         parser.error("--vs-postfix sends phase 1's envelopes: do not skip accept")
     fig: dict = {"bench": "node", "documents": args.documents, "batch": args.batch, "inflight": args.inflight,
                  "cores": os.cpu_count(), "quick": args.quick, "small": args.small, "backend": args.backend,
+                 "workers": args.workers, "new_connections": args.new_connections,
                  "load_average_start": os.getloadavg()[0]}
     pdf = notice_pdf()
     args.postgres = PostgresServer().start() if args.backend == "postgresql" else None

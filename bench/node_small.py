@@ -50,16 +50,25 @@ def applied(node: LocalNode) -> dict[str, float]:
     return out
 
 
-def wait_for_inbox(receiver: LocalNode, accepted: int, started: float, cpu0: float, fig: dict) -> None:
-    """Until the processor has applied every accepted document (PAdES, inbox rows, transport-acks):
-    ``inbox_per_s`` counts from the first POST, as a backlog that keeps up ends with the last receipt."""
+def wait_for_inbox(workers: list[LocalNode], accepted: int, started: float, cpu0: float, fig: dict) -> None:
+    """Until the processors of the receiver's ``workers`` have applied every accepted document (PAdES,
+    inbox rows, transport-acks): ``inbox_per_s`` counts from the first POST, as a backlog that keeps up
+    ends with the last receipt. ``cpu0``: the workers' CPU seconds then, together."""
     deadline = time.perf_counter() + 60 + accepted / 5
-    while (outcomes := applied(receiver)).get("done", 0) + outcomes.get("failed", 0) < accepted:
+
+    def applied_together() -> dict[str, float]:
+        together: dict[str, float] = {}
+        for worker in workers:
+            for outcome, n in applied(worker).items():
+                together[outcome] = together.get(outcome, 0.0) + n
+        return together
+
+    while (outcomes := applied_together()).get("done", 0) + outcomes.get("failed", 0) < accepted:
         if time.perf_counter() > deadline:
             raise TimeoutError(f"the receiver applied {outcomes} of {accepted} documents")
         time.sleep(0.2)
     wall = time.perf_counter() - started
-    cpu = cpu_seconds(receiver.process.pid) - cpu0
+    cpu = sum(cpu_seconds(w.process.pid) for w in workers) - cpu0
     fig.update(inbox_per_s=accepted / wall, inbox_wall_s=wall, inbox_failed=outcomes.get("failed", 0),
                cpu_ms_per_doc_with_inbox=1000 * cpu / accepted)
 

@@ -34,6 +34,9 @@ class Listener:
     public_url: str | None = None
     # [local_api] only: the host names browsers reach the console by (node.console.security.allowed_hosts)
     hosts: tuple[str, ...] = ()
+    # [peer_api] only, PostgreSQL only: bind with SO_REUSEPORT, so several workers of one node on one
+    # host share the port and the kernel spreads the peers' connections across them (node.config_checks)
+    reuse_port: bool = False
 
 
 @dataclass(frozen=True)
@@ -268,53 +271,10 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
-    _check_ranges(config)
-    _check_units_and_peers(config)
-    _check_folders(config)
+    from node.config_checks import check_config  # it reads this module's types
+
+    check_config(config)
     return config
-
-
-def _check_ranges(config: NodeConfig) -> None:
-    for name in ("peer_api", "local_api"):
-        port = getattr(config, name).port
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"[{name}] port must be 0–65535 (0: any free port), got {port}", key=f"{name}.port")
-    for f in fields(Limits):
-        if getattr(config.limits, f.name) <= 0:
-            raise ConfigError(f"[limits] {f.name} must be positive", key=f"limits.{f.name}")
-    if not 1 <= config.limits.batch_size <= MAX_BATCH:
-        raise ConfigError(f"limits.batch_size must be 1–{MAX_BATCH} (the most envelopes a peer takes per request)",
-                          key="limits.batch_size")
-    if config.limits.active_window < config.limits.batch_size:
-        raise ConfigError("limits.active_window must be at least limits.batch_size", key="limits.active_window")
-    r = config.retry
-    if r.min_seconds <= 0 or r.max_seconds < r.min_seconds:
-        raise ConfigError("retry: need 0 < min_seconds <= max_seconds", key="retry.min_seconds")
-    if r.multiplier < 1 or not 0 <= r.jitter <= 1 or r.window_seconds <= 0:
-        raise ConfigError("retry: need multiplier >= 1, 0 <= jitter <= 1 and window_seconds > 0", key="retry")
-    w = config.webhooks
-    if not 0 < w.min_seconds <= w.max_seconds or w.window_seconds <= 0 or w.timeout_seconds <= 0:
-        raise ConfigError("webhooks: need 0 < min_seconds <= max_seconds, window_seconds > 0 and timeout_seconds > 0",
-                          key="webhooks")
-
-
-def _check_units_and_peers(config: NodeConfig) -> None:
-    """The routing table must be unambiguous: every unit code leads to exactly one node."""
-    codes = [u.code for u in config.units]
-    if len(set(codes)) != len(codes):
-        raise ConfigError("a unit is listed twice in [[units]]", key="units")
-    owner = {code: config.node_id for code in codes}
-    for peer in config.peers:
-        if peer.node_id == config.node_id:
-            raise ConfigError(f"[[peers]] {peer.node_id} is this node itself", key="peers.node_id")
-        if sum(p.node_id == peer.node_id for p in config.peers) > 1:
-            raise ConfigError(f"[[peers]] {peer.node_id} is listed twice", key="peers.node_id")
-        for code in peer.units:
-            if code in owner:
-                where = "this node hosts it" if owner[code] == config.node_id else f"peer {owner[code]} claims it"
-                raise ConfigError(f"[[peers]] {peer.node_id} claims unit {code}, but {where}", key="peers.units",
-                                  unit=code)
-            owner[code] = peer.node_id
 
 
 def _node_id(value: str, key: str) -> str:
@@ -450,21 +410,6 @@ def _folder(raw: Any, directory: Path) -> FolderSettings:
     return FolderSettings(unit=unit, path=path.resolve(), poll_seconds=float(poll))
 
 
-def _check_folders(config: NodeConfig) -> None:
-    """One folder per hosted unit, and no folder inside another's (a drop must not be claimed twice)."""
-    for f in config.folders:
-        if config.unit(f.unit) is None:
-            raise ConfigError(f"[[folders]] unit {f.unit} is not hosted on this node", key="folders.unit",
-                              unit=f.unit)
-    for i, a in enumerate(config.folders):
-        for b in config.folders[i + 1:]:
-            if a.unit == b.unit:
-                raise ConfigError(f"[[folders]] lists unit {a.unit} twice", key="folders.unit", unit=a.unit)
-            if a.path == b.path or a.path in b.path.parents or b.path in a.path.parents:
-                raise ConfigError(f"[[folders]] {a.unit} and {b.unit} share a folder ({a.path}, {b.path})",
-                                  key="folders.path")
-
-
 def _https_url(url: str, where: str, key: str) -> None:
     if not url.startswith("https://") or len(url) <= len("https://") or " " in url:
         raise ConfigError(f"{where}: url must be https://HOST:PORT (mutual TLS only), got {url!r}", key=key)
@@ -501,6 +446,9 @@ def dump_config(config: NodeConfig) -> str:
             if isinstance(value, tuple):  # [local_api] hosts: written only when given
                 if value:
                     lines.append(f"{f.name} = [{', '.join(_q(v) for v in value)}]")
+            elif f.name == "reuse_port":  # written only when set
+                if value:
+                    lines.append("reuse_port = true")
             elif value is not None:
                 lines.append(f"{f.name} = {_q(value)}")
         lines.append("")

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -134,6 +135,7 @@ class LocalNetwork:
                                                  algorithm_for_profile(profile))
         self.cas: list[CertificateAuthority] = [self.ca]  # the root, then intermediates as created
         self.nodes: dict[str, LocalNode] = {}
+        self.workers: list[LocalNode] = []  # more workers of nodes in ``nodes`` (add_worker)
         self.env = env or {}
 
     @classmethod
@@ -143,7 +145,7 @@ class LocalNetwork:
         then the intermediates' in the order they were created) — a copy of a network kept between
         bench runs, say. It has no nodes yet: take their directories in with :meth:`adopt`."""
         net = cls.__new__(cls)
-        net.base, net.profile, net.env, net.nodes = Path(base), profile, env or {}, {}
+        net.base, net.profile, net.env, net.nodes, net.workers = Path(base), profile, env or {}, {}, []
         net.cas = [CertificateAuthority.open(net.base / name, PASSPHRASE) for name in ca_directories]
         net.ca = net.cas[0]
         return net
@@ -177,6 +179,27 @@ class LocalNetwork:
         tokens = {p.stem: p.read_text("utf-8").strip() for p in (directory / "tokens").glob("*.token")}
         node = LocalNode(node_id, directory, units, tokens, env=env or {})
         self.nodes[node_id] = node
+        return node
+
+    def add_worker(self, first: LocalNode, worker: str, *, share_port: bool = False) -> LocalNode:
+        """Another worker of ``first``'s node (PostgreSQL, issue 12): its directory copied (credentials,
+        seals, tokens, config), its data directory the first's, its own ``[store] worker`` name, listening
+        on ports of its own — or, with ``share_port``, on the first's peer port, which ``[peer_api]
+        reuse_port`` lets both bind. Started with :meth:`start`; :meth:`stop_all` stops it too."""
+        directory = self.base / f"{first.node_id}-{worker}"
+        shutil.copytree(first.directory, directory, ignore=shutil.ignore_patterns("data", "run", "*.log"))
+        (directory / "data").symlink_to(load_config(first.directory).data_dir, target_is_directory=True)
+        peer_port = load_config(first.directory).peer_api.port if share_port else free_port()
+
+        def edit(document) -> None:
+            set_section_values(document, "peer_api", {"port": peer_port,
+                                                      "public_url": f"https://127.0.0.1:{peer_port}"})
+            set_section_values(document, "local_api", {"port": free_port()})
+            set_section_values(document, "store", {"worker": worker})
+
+        edit_config(directory, edit)
+        node = LocalNode(first.node_id, directory, first.units, first.tokens)
+        self.workers.append(node)
         return node
 
     def publish_crls(self) -> None:
@@ -298,7 +321,7 @@ class LocalNetwork:
         """Stop every node (killing one that does not exit); then raise :class:`StopOverdue` naming
         each node its stop deadline had to end."""
         overdue = []
-        for node in self.nodes.values():
+        for node in (*self.workers, *self.nodes.values()):
             try:
                 self.stop(node)
             except StopOverdue as exc:

@@ -14,6 +14,9 @@ SIGHUP loads the node's credentials again (:mod:`node.credential_reload`): ``gwx
 sends it after installing renewed ones, which the node then uses without a restart.
 
 Only one process serves a node directory: :mod:`node.run_lock` is taken before anything else.
+Several workers of one node (PostgreSQL) each have a directory of their own; with ``[peer_api]
+reuse_port`` those on one host bind the same peer port (SO_REUSEPORT) and the kernel spreads the
+peers' connections across them.
 ``NODE_DIR/run/ready.json`` (pid, peer and local URLs) is written once both listeners are up and
 removed at exit: scripts and tests wait for it rather than for a log line.
 """
@@ -173,8 +176,9 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         rerouting = loop.create_task(Rerouter(outbound).run(), name="gwx-reroute")
         await peer_runner.setup()
         await local_runner.setup()
+        # [peer_api] reuse_port (PostgreSQL): SO_REUSEPORT, several workers of the node on this port
         peer_site = web.TCPSite(peer_runner, config.peer_api.host, config.peer_api.port,
-                                ssl_context=server_tls)
+                                ssl_context=server_tls, reuse_port=config.peer_api.reuse_port)
         local_site = web.TCPSite(local_runner, config.local_api.host, config.local_api.port)
         await peer_site.start()
         await local_site.start()

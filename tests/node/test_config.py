@@ -217,3 +217,47 @@ def test_a_wrong_section_is_a_config_error_naming_the_key(node_dir, section, tab
     with pytest.raises(ConfigError) as err:
         load_config(node_dir)
     assert err.value.details["key"] == key
+
+
+
+def share_peer_port(node_dir, table: str, store: str = "") -> None:
+    """``table``'s lines added to [peer_api] (or [local_api]), with a fixed peer port, and ``store`` appended."""
+    path = node_dir / CONFIG_NAME
+    section, lines = table.split("\n", 1)
+    text = path.read_text("utf-8").replace("[peer_api]\nhost = \"127.0.0.1\"\nport = 0",
+                                           "[peer_api]\nhost = \"127.0.0.1\"\nport = 7443", 1)
+    assert section in text
+    path.write_text(text.replace(section, f"{section}\n{lines}", 1) + store, "utf-8")
+
+
+POSTGRESQL = '\n[store]\nbackend = "postgresql"\ndsn = "dbname=gwx"\nworker = "gw1"\n'
+
+
+@pytest.mark.parametrize(("table", "store", "words", "key"), [
+    ("[peer_api]\nreuse_port = true", "", 'backend = "postgresql"', "peer_api.reuse_port"),  # SQLite: one process
+    ("[local_api]\nreuse_port = true", POSTGRESQL, "port of its own", "local_api.reuse_port"),
+    ('[peer_api]\nreuse_port = "yes"', POSTGRESQL, "true or false", "peer_api.reuse_port"),
+], ids=["sqlite", "local-api", "type"])
+def test_a_shared_port_is_refused_where_it_would_split_what_one_process_serves(node_dir, table, store, words, key):
+    share_peer_port(node_dir, table, store)
+    with pytest.raises(ConfigError, match=words) as err:
+        load_config(node_dir)
+    assert err.value.details["key"] == key
+    out = run_gwx("node", "tokens", "--dir", node_dir)
+    assert "gwx: NODE_CONFIG: " in out.stderr.decode() and "Traceback" not in out.stderr.decode()
+
+
+def test_a_shared_peer_port_needs_a_fixed_port(node_dir):
+    write_config(node_dir, ("[peer_api]", "[peer_api]\nreuse_port = true"), POSTGRESQL)
+    with pytest.raises(ConfigError, match="fixed port") as err:  # port 0: each worker a port of its own
+        load_config(node_dir)
+    assert err.value.details["key"] == "peer_api.reuse_port"
+
+
+def test_a_shared_peer_port_on_postgresql_is_read_and_written_back(node_dir):
+    assert "reuse_port" not in dump_config(load_config(node_dir))  # not written while unset
+    share_peer_port(node_dir, "[peer_api]\nreuse_port = true", POSTGRESQL)
+    config = load_config(node_dir)
+    assert config.peer_api.reuse_port and config.peer_api.port == 7443 and not config.local_api.reuse_port
+    (node_dir / CONFIG_NAME).write_text(dump_config(config), "utf-8")
+    assert load_config(node_dir).peer_api == config.peer_api

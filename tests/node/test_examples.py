@@ -24,7 +24,7 @@ def test_the_example_node_toml_loads_and_documents_every_option(tmp_path):
     raw = tomllib.loads((EXAMPLES / "node.toml").read_text("utf-8"))
     for section, cls in (("peer_api", Listener), ("local_api", Listener), ("limits", Limits),
                          ("retry", RetrySettings), ("webhooks", WebhookSettings)):
-        not_here = {"local_api": {"public_url"}, "peer_api": {"hosts"}}.get(section, set())  # the other listener's
+        not_here = {"local_api": {"public_url", "reuse_port"}, "peer_api": {"hosts"}}.get(section, set())  # the other listener's
         missing = {f.name for f in fields(cls)} - set(raw[section]) - not_here
         assert not missing, f"[{section}] of the example lacks {missing}"
     assert {"code", "name", "seal_dir", "level", "parent"} <= {k for u in raw["units"] for k in u}

@@ -7,6 +7,10 @@ batch, holding received envelopes it has acknowledged but not applied: the other
 their lease ends, and the city's next attempts reach it. Every document arrives in the county's inbox
 once, every received envelope is applied once, and the audit chain is whole.
 
+Two workers on one host may also share the peer port (``[peer_api] reuse_port``, SO_REUSEPORT): the
+kernel spreads the connections of the peers across them, with no balancer. A peer posting over many
+connections reaches both; the one killed with -9 in the middle leaves its share to the other.
+
 The adapters' outbox is leased too: two workers of one node deliver a webhook's events, each row by
 one worker only (the receiver is slow, so two unleased workers would overlap), and a worker killed
 with -9 in the middle of an attempt loses the row to the other once its lease ends.
@@ -14,10 +18,12 @@ with -9 in the middle of an attempt loses the row to the other once its lease en
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
+import http.client
+import io
 import json
-import shutil
 import socket
 import threading
 import time
@@ -25,10 +31,14 @@ import time
 import psycopg
 import pytest
 
+from exchange_protocol.envelope import MessageType
+from exchange_protocol.envelope_seal import HeaderDraft, seal_envelope
+from exchange_protocol.meta_json import parse_meta
+from exchange_protocol.package import build_package
 from node.config import load_config
-from node.config_edit import edit_config, set_section_values
-from node.localnet import LocalNetwork, LocalNode, free_port, send_document, wait_for
+from node.localnet import PASSPHRASE, LocalNetwork, LocalNode, free_port, send_document, wait_for
 from node.provision import add_peer
+from pki.seal_store import load_seal_credential
 from tests.adapters.webhooks.receiver import Receiver
 from tests.node.network.network_support import (
     A1,
@@ -36,12 +46,16 @@ from tests.node.network.network_support import (
     CITY_LOCAL,
     FAST_RETRY,
     UNIT_NAMES,
+    RawPeer,
     db_rows,
     db_value,
     gwx,
     metric,
     new_network,
+    node_recipient,
+    node_sender,
     notice_meta,
+    tls_context_of,
     units,
     verify_audit_chain,
     wait_status,
@@ -104,23 +118,6 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
                 end.shutdown(socket.SHUT_RDWR)
 
 
-def second_worker(net: LocalNetwork, first: LocalNode, worker: str) -> LocalNode:
-    """Another worker of ``first``'s node: its directory copied (credentials, seals, tokens, config),
-    listening on ports of its own, its data directory the first's, its own worker name."""
-    directory = net.base / f"{first.node_id}-{worker}"
-    shutil.copytree(first.directory, directory, ignore=shutil.ignore_patterns("data", "run", "*.log"))
-    (directory / "data").symlink_to(load_config(first.directory).data_dir, target_is_directory=True)
-    peer_port = free_port()
-
-    def edit(document) -> None:
-        set_section_values(document, "peer_api", {"port": peer_port, "public_url": f"https://127.0.0.1:{peer_port}"})
-        set_section_values(document, "local_api", {"port": free_port()})
-        set_section_values(document, "store", {"worker": worker})
-
-    edit_config(directory, edit)
-    return LocalNode(first.node_id, directory, first.units, first.tokens)
-
-
 def kill_when_holding(net: LocalNetwork, worker: LocalNode, dsn: str, name: str, stop: threading.Event,
                       seen: list[int]) -> None:
     """kill -9 ``worker`` the moment it holds received envelopes it acknowledged and has not applied."""
@@ -143,7 +140,7 @@ def test_a_worker_killed_mid_batch_leaves_nothing_lost_or_applied_twice(tmp_path
     store = {"backend": "postgresql", "dsn": dsn, "lease_seconds": LEASE_SECONDS}
     first = net.add_node("county", units(A1), retry=FAST_RETRY, store={**store, "worker": "w1"})
     net.connect_all()
-    second = second_worker(net, first, "w2")
+    second = net.add_worker(first, "w2")
     balancer = Balancer([load_config(w.directory).peer_api.port for w in (first, second)])
     add_peer(city.directory, "county", f"https://127.0.0.1:{balancer.port}", [A1], {A1: UNIT_NAMES[A1]})
     stop, seen = threading.Event(), []
@@ -184,6 +181,108 @@ def test_a_worker_killed_mid_batch_leaves_nothing_lost_or_applied_twice(tmp_path
     assert verify_audit_chain(second) > 0
 
 
+def documents_for(sender: LocalNode, receiver: LocalNode, unit: str, to: str, body: bytes,
+                  n: int) -> list[tuple[str, bytes]]:
+    """``n`` 公文 of ``unit`` on ``sender``, each sealed by the unit's seal and put into an envelope for
+    ``receiver`` as ``sender`` would: (doc id, envelope frame)."""
+    seal = load_seal_credential(load_config(sender.directory).unit(unit).seal_dir, PASSPHRASE)
+    signer, recipient = node_sender(sender), node_recipient(receiver)
+    out = []
+    for _ in range(n):
+        now = dt.datetime.now(dt.UTC)
+        meta = parse_meta(notice_meta(unit, [to]), now=now).metadata
+        package = io.BytesIO()
+        build_package(package, metadata=meta, body=body, seal_key=seal, at=now)
+        draft = HeaderDraft.new(MessageType.DOCUMENT, sender.node_id, receiver.node_id, unit, [to], now,
+                                dt.timedelta(days=1))
+        out.append((meta.id, seal_envelope(draft, package.getvalue(), signer, recipient).data))
+    return out
+
+
+class ManyConnections:
+    """A peer posting envelopes two to a request, each request on a connection of its own, four at once;
+    a request that fails (the worker that had its connection died) is sent again until it is answered."""
+
+    def __init__(self, target: LocalNode, sender: LocalNode) -> None:
+        self.peer = RawPeer(target, tls_context_of(sender))
+        self.posted, self.retried = 0, 0
+
+    def post(self, frames: list[bytes]) -> None:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                status, answer, data = self.peer.post_envelopes(b"".join(frames))
+                if status == 200:
+                    assert all("receipt" in r for r in answer["results"]), answer
+                    self.posted += 1
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            assert time.monotonic() < deadline, "a request never got through"
+            self.retried += 1
+            time.sleep(0.2)
+
+    def send(self, documents: list[tuple[str, bytes]]) -> list[concurrent.futures.Future]:
+        pool = concurrent.futures.ThreadPoolExecutor(4)
+        futures = [pool.submit(self.post, [frame for _, frame in documents[i:i + 2]])
+                   for i in range(0, len(documents), 2)]
+        pool.shutdown(wait=False)
+        return futures
+
+
+def test_two_workers_on_one_port_share_the_peers_connections_and_one_killed_leaves_the_rest_to_the_other(
+        tmp_path, postgres_server):
+    dsn = postgres_server.new_database(migrated=False)
+    net = new_network(tmp_path)
+    city = net.add_node("city", units(CITY))
+    port = free_port()
+    first = net.add_node("county", units(A1), retry=FAST_RETRY,
+                         peer_api={"port": port, "public_url": f"https://127.0.0.1:{port}", "reuse_port": True},
+                         store={"backend": "postgresql", "dsn": dsn, "lease_seconds": LEASE_SECONDS, "worker": "w1"})
+    net.connect_all()
+    second = net.add_worker(first, "w2", share_port=True)
+    assert load_config(second.directory).peer_api.port == port
+    documents = documents_for(city, first, CITY, A1, net.body.read_bytes(), 48)
+    peer = ManyConnections(first, city)
+    try:
+        for node in (first, second):  # the test speaks for the city: it need not run
+            net.start(node)
+        # 1. Both alive: 12 requests, 12 connections; the kernel gives each worker some of them.
+        for done in peer.send(documents[:24]):
+            done.result()
+        accepted = {name: metric(w, "gwx_envelopes_received_total", type="document")
+                    for name, w in (("w1", first), ("w2", second))}
+        assert accepted["w1"] > 0 and accepted["w2"] > 0, f"one worker took every connection: {accepted}"
+        assert sum(accepted.values()) == 24, accepted  # each envelope accepted by one worker, once
+
+        # 2. w1 is killed with -9 after the first requests of the next 12: the rest, and those it was
+        # answering, are sent again and land on w2 (the kernel no longer offers w1's socket).
+        futures = peer.send(documents[24:])
+        wait_for(lambda: sum(f.done() for f in futures) >= 2, timeout=60, what="the first requests answered")
+        net.kill(first)
+        answered_before_kill = sum(f.done() for f in futures)
+        for done in futures:
+            done.result()
+        assert answered_before_kill < len(futures), "w1 was killed after the peer had finished: nothing was tested"
+        assert metric(second, "gwx_envelopes_received_total", type="document") > accepted["w2"]
+
+        wait_for(lambda: db_value(second, "SELECT COUNT(*) FROM received WHERE state <> 'done'") == 0,
+                 timeout=90, what="every received envelope applied (w1's once its lease ended)")
+        inbox = db_rows(second, "SELECT doc_id, COUNT(*) FROM inbox WHERE unit_code = ? GROUP BY doc_id", [A1])
+        assert sorted(d for d, _ in inbox) == sorted(d for d, _ in documents) and {n for _, n in inbox} == {1}
+        applied = db_rows(second, "SELECT message_id, COUNT(*) FROM audit WHERE action = 'envelope.done'"
+                                  " GROUP BY message_id")
+        assert len(applied) == db_value(second, "SELECT COUNT(*) FROM received") == 48
+        assert {n for _, n in applied} == {1}
+        print(f"before the kill w1/w2 accepted {accepted['w1']:.0f}/{accepted['w2']:.0f}; "
+              f"{answered_before_kill} of {len(futures)} requests answered when w1 was killed, "
+              f"{peer.retried} sent again")
+    finally:
+        net.stop(second)
+        net.stop_all()
+    assert verify_audit_chain(second) > 0
+
+
 def test_each_webhook_event_goes_out_from_one_worker_and_a_killed_worker_loses_its_row(tmp_path, postgres_server):
     dsn = postgres_server.new_database(migrated=False)
     net = new_network(tmp_path)
@@ -197,7 +296,7 @@ def test_each_webhook_event_goes_out_from_one_worker_and_a_killed_worker_loses_i
     assert added.returncode == 0, added.stderr
     receiver.secret = json.loads(added.stdout)["secret"]
     consumer = f"webhook:{json.loads(added.stdout)['id']}"
-    second = second_worker(net, first, "w2")  # the secret file copied with the node's directory
+    second = net.add_worker(first, "w2")  # the secret file copied with the node's directory
     workers = {"w1": first, "w2": second}
 
     def send(via: LocalNode, n: int) -> list[str]:
