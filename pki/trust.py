@@ -102,7 +102,7 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
                        revocation: RevocationCheck | None = None) -> list[x509.Certificate]:
     """Return the validated path ``[leaf, …, root]`` or raise a typed certificate error."""
     token = revocation_token(revocation)
-    key = (leaf, tuple(intermediates), trust, purpose, token and token[0]) if token is not None else None
+    key = _Key((leaf, tuple(intermediates), trust, purpose, token[0])) if token is not None else None
     if key is not None:
         hit = _remembered(_verdicts, key, at)
         if hit is not None:
@@ -113,7 +113,24 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
     return path
 
 
-def _remembered(cache: OrderedDict, key: tuple, at: dt.datetime) -> tuple[x509.Certificate, ...] | None:
+class _Key:
+    """A cache key hashed once: its certificates hash by their whole DER, and a key is looked up and
+    then stored (a tuple would be hashed again each time)."""
+
+    __slots__ = ("parts", "hash")
+
+    def __init__(self, parts: tuple) -> None:
+        self.parts = parts
+        self.hash = hash(parts)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self.hash == other.hash and self.parts == other.parts
+
+
+def _remembered(cache: OrderedDict, key: _Key, at: dt.datetime) -> tuple[x509.Certificate, ...] | None:
     """The path remembered under ``key`` if ``at`` is inside its window."""
     with _verdicts_lock:
         hit = cache.get(key)
@@ -122,7 +139,7 @@ def _remembered(cache: OrderedDict, key: tuple, at: dt.datetime) -> tuple[x509.C
     return hit[0] if hit is not None and hit[1] <= at <= hit[2] else None
 
 
-def _remember(cache: OrderedDict, bound: int, key: tuple, value: tuple[x509.Certificate, ...],
+def _remember(cache: OrderedDict, bound: int, key: _Key, value: tuple[x509.Certificate, ...],
               judged: Sequence[x509.Certificate], token: tuple) -> None:
     """Remember ``value`` under ``key`` for the moments inside every ``judged`` certificate's
     validity and the revocation token's window."""
@@ -161,7 +178,7 @@ def _judge(leaf: x509.Certificate, trust: TrustStore, at: dt.datetime, intermedi
     issuer, done = _step(leaf, leaf, trust, pool, (leaf,))
     if issuer is None:  # the leaf is a root itself
         return _judged([leaf], at, purpose, revocation)
-    key = (issuer, pool, trust, purpose, token[0]) if token is not None else None
+    key = _Key((issuer, pool, trust, purpose, token[0])) if token is not None else None
     above = _remembered(_chains, key, at) if key is not None else None
     if above is not None:  # the CAs' part judged already: the leaf's own checks, in the full order
         path = [leaf, *above]
