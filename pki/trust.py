@@ -102,20 +102,21 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
                        revocation: RevocationCheck | None = None) -> list[x509.Certificate]:
     """Return the validated path ``[leaf, …, root]`` or raise a typed certificate error."""
     token = revocation_token(revocation)
-    key = _Key((leaf, tuple(intermediates), trust, purpose, token[0])) if token is not None else None
+    key = _Key((leaf, trust, purpose, token[0])) if token is not None else None
+    offered = tuple(intermediates)
     if key is not None:
-        hit = _remembered(_verdicts, key, at)
+        hit = _remembered(_verdicts, key, offered, at)
         if hit is not None:
             return list(hit)
-    path = _judge(leaf, trust, at, intermediates, purpose, revocation, token)
+    path = _judge(leaf, trust, at, offered, purpose, revocation, token)
     if key is not None:
-        _remember(_verdicts, _VERDICTS, key, tuple(path), path, token)
+        _remember(_verdicts, _VERDICTS, key, offered, tuple(path), path, token)
     return path
 
 
 class _Key:
-    """A cache key hashed once: its certificates hash by their whole DER, and a key is looked up and
-    then stored (a tuple would be hashed again each time)."""
+    """A cache key hashed once (looked up, then stored): its certificates hash by their whole DER,
+    which costs more than anything else a key is made of."""
 
     __slots__ = ("parts", "hash")
 
@@ -130,32 +131,46 @@ class _Key:
         return isinstance(other, _Key) and self.hash == other.hash and self.parts == other.parts
 
 
-def _remembered(cache: OrderedDict, key: _Key, at: dt.datetime) -> tuple[x509.Certificate, ...] | None:
-    """The path remembered under ``key`` if ``at`` is inside its window."""
+# A remembered path is found by its key (the leaf or issuing CA, the trust store, the purpose, the
+# revocation token), then among that key's few entries by the certificates offered with it, compared
+# whole (equal DER; the same objects, as a node passes its own, compare at once): hashing a dozen
+# intermediates on every lookup cost more than the judgement it saved.
+_PER_KEY = 4
+
+
+def _remembered(cache: OrderedDict, key: _Key, offered: tuple[x509.Certificate, ...],
+                at: dt.datetime) -> tuple[x509.Certificate, ...] | None:
+    """The path remembered under ``key`` with ``offered`` if ``at`` is inside its window."""
     with _verdicts_lock:
-        hit = cache.get(key)
-        if hit is not None:
-            cache.move_to_end(key)
-    return hit[0] if hit is not None and hit[1] <= at <= hit[2] else None
+        entries = cache.get(key)
+        if entries is None:
+            return None
+        cache.move_to_end(key)
+        hit = next((e for e in entries if e[0] == offered), None)
+    return hit[1] if hit is not None and hit[2] <= at <= hit[3] else None
 
 
-def _remember(cache: OrderedDict, bound: int, key: _Key, value: tuple[x509.Certificate, ...],
-              judged: Sequence[x509.Certificate], token: tuple) -> None:
-    """Remember ``value`` under ``key`` for the moments inside every ``judged`` certificate's
-    validity and the revocation token's window."""
+def _remember(cache: OrderedDict, bound: int, key: _Key, offered: tuple[x509.Certificate, ...],
+              value: tuple[x509.Certificate, ...], judged: Sequence[x509.Certificate], token: tuple) -> None:
+    """Remember ``value`` under ``key`` with ``offered`` for the moments inside every ``judged``
+    certificate's validity and the revocation token's window."""
     not_before = max(c.not_valid_before_utc for c in judged)
     not_after = min(c.not_valid_after_utc for c in judged)
+    entry = (offered, value, max(not_before, token[1]), min(not_after, token[2]))
     with _verdicts_lock:
-        cache[key] = (value, max(not_before, token[1]), min(not_after, token[2]))
+        kept = [e for e in cache.get(key, ()) if e[0] != offered][1 - _PER_KEY:]
+        cache[key] = (*kept, entry)
+        cache.move_to_end(key)
         while len(cache) > bound:
             cache.popitem(last=False)
 
 
+_Entry = tuple[tuple[x509.Certificate, ...], tuple[x509.Certificate, ...], dt.datetime, dt.datetime]
 _VERDICTS = 1024
-_verdicts: OrderedDict[tuple, tuple[tuple[x509.Certificate, ...], dt.datetime, dt.datetime]] = OrderedDict()
-# The judged path above an issuing CA (module docstring): one entry per CA, pool, store, purpose, CRLs.
+_verdicts: OrderedDict[_Key, tuple[_Entry, ...]] = OrderedDict()
+# The judged path above an issuing CA (module docstring): by CA, store, purpose, CRLs, then the pool.
 _CHAINS = 256
-_chains: OrderedDict[tuple, tuple[tuple[x509.Certificate, ...], dt.datetime, dt.datetime]] = OrderedDict()
+_chains: OrderedDict[_Key, tuple[_Entry, ...]] = OrderedDict()
 _verdicts_lock = threading.Lock()
 _NO_REVOCATION = (None, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC))
 
@@ -178,8 +193,8 @@ def _judge(leaf: x509.Certificate, trust: TrustStore, at: dt.datetime, intermedi
     issuer, done = _step(leaf, leaf, trust, pool, (leaf,))
     if issuer is None:  # the leaf is a root itself
         return _judged([leaf], at, purpose, revocation)
-    key = _Key((issuer, pool, trust, purpose, token[0])) if token is not None else None
-    above = _remembered(_chains, key, at) if key is not None else None
+    key = _Key((issuer, trust, purpose, token[0])) if token is not None else None
+    above = _remembered(_chains, key, pool, at) if key is not None else None
     if above is not None:  # the CAs' part judged already: the leaf's own checks, in the full order
         path = [leaf, *above]
         _extensions_decode(leaf)
@@ -190,7 +205,7 @@ def _judge(leaf: x509.Certificate, trust: TrustStore, at: dt.datetime, intermedi
         return path
     path = _judged(_build_path(leaf, trust, pool, [leaf, issuer], done), at, purpose, revocation)
     if key is not None:
-        _remember(_chains, _CHAINS, key, tuple(path[1:]), path[1:], token)  # type: ignore[arg-type]
+        _remember(_chains, _CHAINS, key, pool, tuple(path[1:]), path[1:], token)  # type: ignore[arg-type]
     return path
 
 
