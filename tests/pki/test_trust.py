@@ -249,3 +249,17 @@ def test_a_ca_chain_judged_for_one_leaf_serves_the_next_leaf_under_it_but_each_l
         judge(signing.tls_certificate, revocation=fresh)
     with pytest.raises(CertificateRevoked):
         judge(first.tls_certificate, revocation=fresh)
+
+
+def test_a_remembered_path_is_only_for_the_intermediates_it_was_judged_with(network):
+    """Paths are found by leaf, store, purpose and revocation token, then by the intermediates offered:
+    a leaf judged with its CA offered does not chain when asked again without it."""
+    root, inter, creds = network
+    trust, now = TrustStore.of([root.certificate]), utcnow()
+    checker = CrlChecker([build_crl(root, now), build_crl(inter, now)])
+    leaf = creds.tls_certificate
+    assert verify_certificate(leaf, trust, now, [inter.certificate], Purpose.TLS_SERVER, checker)[1] == inter.certificate
+    for offered in ([], [root.certificate]):
+        with pytest.raises(CertificateUntrusted):
+            verify_certificate(leaf, trust, now, offered, Purpose.TLS_SERVER, checker)
+    assert verify_certificate(leaf, trust, now, (inter.certificate,), Purpose.TLS_SERVER, checker)[1] == inter.certificate
