@@ -148,6 +148,8 @@ def _judge(cert: x509.Certificate, crl: x509.CertificateRevocationList, now: dt.
     raise _revoked(cert, reason, entry.revocation_date_utc, "crl", invalid_since)
 
 
+_UNSET = object()  # a CrlChecker's verdict token not yet worked out
+
 # Issuers a CrlChecker remembers its CRLs for (they are the CAs of paths already built to a trust
 # root: a network has one per county or so; the bound keeps anything else harmless).
 _ISSUERS = 256
@@ -179,6 +181,7 @@ class CrlChecker:
         self._crls = tuple(crls)
         self._accept_stale = accept_stale
         self._issuers: dict[x509.Certificate, _IssuerCrls] = {}  # certificates hash by their DER
+        self._token: object = _UNSET
 
     @property
     def crls(self) -> tuple[x509.CertificateRevocationList, ...]:
@@ -188,6 +191,11 @@ class CrlChecker:
         """For :func:`pki.trust.verify_certificate`'s verdict cache: this checker (its CRLs never
         change) and the moments within which every one of its CRLs is current, so that its answer
         for a certificate is the same at any of them; None when a CRL announces no next update."""
+        if self._token is _UNSET:  # the CRLs never change: worked out once (asked at every path check)
+            self._token = self._work_out_token()
+        return self._token  # type: ignore[return-value]
+
+    def _work_out_token(self) -> tuple[object, dt.datetime, dt.datetime] | None:
         if self._accept_stale:
             return self, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
         if not self._crls or any(c.next_update_utc is None for c in self._crls):

@@ -20,6 +20,17 @@ certificate's notBefore, before every notAfter, and inside every CRL's thisUpdat
 revocation check without a token (OCSP, the at-the-stamp checker, a test's function) is never
 cached. A failure is never remembered: an expired, revoked or untrusted certificate is judged again
 each time, and a remembered verdict can only ever be one that the full judgement gives at that moment.
+
+Below the whole verdicts, the part of a path above a leaf is remembered by the same rules: a leaf
+never seen before (a unit's seal under its county's CA, one per 签收 statement coming back to the
+issuing node) is judged on its own — its names, its issuer found and that issuer's signature on it,
+its extensions, validity window, purpose and revocation — while the issuer's chain to the root (each
+CA's validity, CA flag and path length, its EKU for the purpose, its revocation) is taken from a
+valid judgement of that chain made earlier under the same issuer, the same pool of intermediates
+(the leaf left out), trust store, purpose and revocation token, at a moment inside every one of
+those CAs' validity and the token's window. The chain above the issuer is a function of exactly
+those (the leaf is never in the pool), and the leaf sits at depth 0 in either path, so the checks
+are the full judgement's, in its order, and a failure is still the first one the full judgement meets.
 """
 
 from __future__ import annotations
@@ -91,27 +102,75 @@ def verify_certificate(leaf: x509.Certificate, trust: TrustStore, at: dt.datetim
                        revocation: RevocationCheck | None = None) -> list[x509.Certificate]:
     """Return the validated path ``[leaf, …, root]`` or raise a typed certificate error."""
     token = revocation_token(revocation)
-    key = (leaf, tuple(intermediates), trust, purpose, token and token[0]) if token is not None else None
+    key = _Key((leaf, trust, purpose, token[0])) if token is not None else None
+    offered = tuple(intermediates)
     if key is not None:
-        with _verdicts_lock:
-            hit = _verdicts.get(key)
-            if hit is not None:
-                _verdicts.move_to_end(key)
-        if hit is not None and hit[1] <= at <= hit[2]:
-            return list(hit[0])
-    path = _judge(leaf, trust, at, intermediates, purpose, revocation)
+        hit = _remembered(_verdicts, key, offered, at)
+        if hit is not None:
+            return list(hit)
+    path = _judge(leaf, trust, at, offered, purpose, revocation, token)
     if key is not None:
-        not_before = max(c.not_valid_before_utc for c in path)
-        not_after = min(c.not_valid_after_utc for c in path)
-        with _verdicts_lock:
-            _verdicts[key] = (tuple(path), max(not_before, token[1]), min(not_after, token[2]))
-            while len(_verdicts) > _VERDICTS:
-                _verdicts.popitem(last=False)
+        _remember(_verdicts, _VERDICTS, key, offered, tuple(path), path, token)
     return path
 
 
+class _Key:
+    """A cache key hashed once (looked up, then stored): its certificates hash by their whole DER,
+    which costs more than anything else a key is made of."""
+
+    __slots__ = ("parts", "hash")
+
+    def __init__(self, parts: tuple) -> None:
+        self.parts = parts
+        self.hash = hash(parts)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self.hash == other.hash and self.parts == other.parts
+
+
+# A remembered path is found by its key (the leaf or issuing CA, the trust store, the purpose, the
+# revocation token), then among that key's few entries by the certificates offered with it, compared
+# whole (equal DER; the same objects, as a node passes its own, compare at once): hashing a dozen
+# intermediates on every lookup cost more than the judgement it saved.
+_PER_KEY = 4
+
+
+def _remembered(cache: OrderedDict, key: _Key, offered: tuple[x509.Certificate, ...],
+                at: dt.datetime) -> tuple[x509.Certificate, ...] | None:
+    """The path remembered under ``key`` with ``offered`` if ``at`` is inside its window."""
+    with _verdicts_lock:
+        entries = cache.get(key)
+        if entries is None:
+            return None
+        cache.move_to_end(key)
+        hit = next((e for e in entries if e[0] == offered), None)
+    return hit[1] if hit is not None and hit[2] <= at <= hit[3] else None
+
+
+def _remember(cache: OrderedDict, bound: int, key: _Key, offered: tuple[x509.Certificate, ...],
+              value: tuple[x509.Certificate, ...], judged: Sequence[x509.Certificate], token: tuple) -> None:
+    """Remember ``value`` under ``key`` with ``offered`` for the moments inside every ``judged``
+    certificate's validity and the revocation token's window."""
+    not_before = max(c.not_valid_before_utc for c in judged)
+    not_after = min(c.not_valid_after_utc for c in judged)
+    entry = (offered, value, max(not_before, token[1]), min(not_after, token[2]))
+    with _verdicts_lock:
+        kept = [e for e in cache.get(key, ()) if e[0] != offered][1 - _PER_KEY:]
+        cache[key] = (*kept, entry)
+        cache.move_to_end(key)
+        while len(cache) > bound:
+            cache.popitem(last=False)
+
+
+_Entry = tuple[tuple[x509.Certificate, ...], tuple[x509.Certificate, ...], dt.datetime, dt.datetime]
 _VERDICTS = 1024
-_verdicts: OrderedDict[tuple, tuple[tuple[x509.Certificate, ...], dt.datetime, dt.datetime]] = OrderedDict()
+_verdicts: OrderedDict[_Key, tuple[_Entry, ...]] = OrderedDict()
+# The judged path above an issuing CA (module docstring): by CA, store, purpose, CRLs, then the pool.
+_CHAINS = 256
+_chains: OrderedDict[_Key, tuple[_Entry, ...]] = OrderedDict()
 _verdicts_lock = threading.Lock()
 _NO_REVOCATION = (None, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC))
 
@@ -126,21 +185,40 @@ def revocation_token(revocation: RevocationCheck | None) -> tuple[object, dt.dat
 
 
 def _judge(leaf: x509.Certificate, trust: TrustStore, at: dt.datetime, intermediates: Sequence[x509.Certificate],
-           purpose: Purpose, revocation: RevocationCheck | None) -> list[x509.Certificate]:
+           purpose: Purpose, revocation: RevocationCheck | None,
+           token: tuple[object, dt.datetime, dt.datetime] | None = None) -> list[x509.Certificate]:
     if not _names_decode(leaf):
         raise CertificateUntrusted(f"certificate {_describe(leaf)} has a subject or issuer that does not decode")
-    path = _build_path(leaf, trust, [c for c in intermediates if _names_decode(c)])
-    for cert in path:  # pyca parses extensions when first asked, and raises ValueError on non-DER ones
-        try:
-            cert.extensions  # noqa: B018
-        except ValueError as exc:
-            raise CertificateUntrusted(f"certificate {_describe(cert)} has extensions that are not DER: {exc}"
-                                       ) from None
+    pool = tuple(c for c in intermediates if c != leaf and _names_decode(c))
+    issuer, done = _step(leaf, leaf, trust, pool, (leaf,))
+    if issuer is None:  # the leaf is a root itself
+        return _judged([leaf], at, purpose, revocation)
+    key = _Key((issuer, trust, purpose, token[0])) if token is not None else None
+    above = _remembered(_chains, key, pool, at) if key is not None else None
+    if above is not None:  # the CAs' part judged already: the leaf's own checks, in the full order
+        path = [leaf, *above]
+        _extensions_decode(leaf)
+        _check_validity(leaf, at, "certificate")
+        _check_purpose(leaf, purpose)
+        if revocation is not None:
+            revocation(leaf, issuer, at)
+        return path
+    path = _judged(_build_path(leaf, trust, pool, [leaf, issuer], done), at, purpose, revocation)
+    if key is not None:
+        _remember(_chains, _CHAINS, key, pool, tuple(path[1:]), path[1:], token)  # type: ignore[arg-type]
+    return path
+
+
+def _judged(path: list[x509.Certificate], at: dt.datetime, purpose: Purpose,
+            revocation: RevocationCheck | None) -> list[x509.Certificate]:
+    """``path`` if every check of every certificate in it passes at ``at``; the first failure raised."""
+    for cert in path:
+        _extensions_decode(cert)
     for depth, cert in enumerate(path):
         _check_validity(cert, at, "certificate" if depth == 0 else "issuing CA certificate")
         if depth > 0:
             _check_ca(cert, below=depth - 1)
-    _check_purpose(leaf, purpose)
+    _check_purpose(path[0], purpose)
     for ca in path[1:]:
         _check_ca_purpose(ca, purpose)
     if revocation is not None:
@@ -149,24 +227,41 @@ def _judge(leaf: x509.Certificate, trust: TrustStore, at: dt.datetime, intermedi
     return path
 
 
-def _build_path(leaf: x509.Certificate, trust: TrustStore,
-                intermediates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    path = [leaf]
-    pool = [c for c in intermediates if c != leaf]
-    while len(path) <= MAX_PATH:
-        current = path[-1]
-        for root in trust.roots:
-            if current == root or _issued_by(current, root):
-                if current != root:
-                    path.append(root)
-                return path
-        issuer = next((c for c in pool if c not in path and _issued_by(current, c)), None)
-        if issuer is None:
-            raise CertificateUntrusted(
-                f"certificate {_describe(leaf)} does not chain to a trusted root",
-                subject=_name(leaf.subject), issuer=_name(current.issuer))
-        path.append(issuer)
-    raise CertificateUntrusted(f"certificate path for {_describe(leaf)} is longer than {MAX_PATH}")
+def _extensions_decode(cert: x509.Certificate) -> None:
+    """pyca parses extensions when first asked, and raises ValueError on non-DER ones."""
+    try:
+        cert.extensions  # noqa: B018
+    except ValueError as exc:
+        raise CertificateUntrusted(f"certificate {_describe(cert)} has extensions that are not DER: {exc}") from None
+
+
+def _build_path(leaf: x509.Certificate, trust: TrustStore, pool: Sequence[x509.Certificate],
+                path: list[x509.Certificate], done: bool) -> list[x509.Certificate]:
+    """``path`` (the leaf and its issuer) continued to a trust root through ``pool``."""
+    while not done and len(path) <= MAX_PATH:
+        issuer, done = _step(leaf, path[-1], trust, pool, path)
+        if issuer is not None:
+            path.append(issuer)
+    if not done:
+        raise CertificateUntrusted(f"certificate path for {_describe(leaf)} is longer than {MAX_PATH}")
+    return path
+
+
+def _step(leaf: x509.Certificate, current: x509.Certificate, trust: TrustStore, pool: Sequence[x509.Certificate],
+          path: Sequence[x509.Certificate]) -> tuple[x509.Certificate | None, bool]:
+    """The certificate above ``current`` in the path and whether it is a trust root (the path ends
+    there): ``(None, True)`` when ``current`` is a root itself. A root is preferred to the pool."""
+    for root in trust.roots:
+        if current == root:
+            return None, True
+        if _issued_by(current, root):
+            return root, True
+    issuer = next((c for c in pool if c not in path and _issued_by(current, c)), None)
+    if issuer is None:
+        raise CertificateUntrusted(
+            f"certificate {_describe(leaf)} does not chain to a trusted root",
+            subject=_name(leaf.subject), issuer=_name(current.issuer))
+    return issuer, False
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

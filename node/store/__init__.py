@@ -32,7 +32,11 @@ Every write takes an optional ``tx``: several state changes (say, a 签收 recei
 row and queueing the acknowledgement) commit together with ``async with store.transaction() as tx:
 …(tx=tx)``, audit events included. Hot-path writes that come one by one from many coroutines go
 through ``store.accept_inbound`` / ``store.enqueue`` instead (group commit). Reads see the last
-committed state.
+committed state. Behind the line each read says what it reads: the rows a primary or unique key
+names are a *lookup* (``lookup`` / ``lookup_one``), which SQLite serves on the event loop's thread
+through a connection of its own (microseconds, less than a hand-over to a thread); whatever scans,
+counts, groups, pages or lists is ``fetchall`` / ``fetchone``, kept off the loop on the reader's
+thread (:mod:`node.store.sqlite.db`, "Reads outside a transaction").
 """
 
 from node.store.blobs import BlobRef, BlobStore

@@ -82,13 +82,25 @@ async def to_the_end(conn: Executes, sql: str) -> None:
 
 class Reads:
     """``fetchone`` as the first row of the backend's ``fetchall`` (a transaction's, or the database's
-    last committed state)."""
+    last committed state).
+
+    ``lookup`` / ``lookup_one``: a read whose rows a primary or unique key names (one row, or the
+    few rows of one key), which may be served where the caller stands — SQLite's database answers
+    it on the event loop's thread (:meth:`node.store.sqlite.db.Database.lookup`); elsewhere it is
+    ``fetchall``. A read that scans, counts, groups or pages is ``fetchall``/``fetchone``."""
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any | None:
         rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def lookup(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self.fetchall(sql, params)
+
+    async def lookup_one(self, sql: str, params: Sequence[Any] = ()) -> Any | None:
+        rows = await self.lookup(sql, params)
         return rows[0] if rows else None
 
 

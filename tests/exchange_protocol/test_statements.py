@@ -175,3 +175,16 @@ def test_a_statement_cannot_name_the_unit_otherwise_than_its_seal_certificate(se
     with pytest.raises(StatementError) as info:
         verify_statement(forged, trust, now=AT)
     assert info.value.code == "STATEMENT_WRONG_SIGNER" and info.value.details["unit_name"] == "某某市人民政府"
+
+
+def test_a_statement_time_is_taken_only_in_its_one_written_form():
+    content = _statement().encode()
+    at = AT.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    assert at in content
+    for bad in (AT.strftime("%Y-%m-%dT%H:%M:%S+00:00"), AT.strftime("%Y-%m-%d %H:%M:%SZ"),
+                AT.strftime("%Y-%m-%dT%H:%M:%S.000Z"), AT.strftime("%Y-%m-%dT%H:%MZ"), "2026-02-30T10:00:00Z",
+                AT.strftime("%Y-%m-%dT%H:%M:%SZ").replace("0", "\u0660"), "2026-2-3T10:00:00Z"):
+        with pytest.raises(StatementError) as info:
+            decode_statement(content.replace(at, bad.encode()))
+        assert info.value.code == "STATEMENT_INVALID"
+    assert decode_statement(content).at == AT

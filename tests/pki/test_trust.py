@@ -213,3 +213,53 @@ def test_a_valid_verdict_is_remembered_only_while_nothing_it_rests_on_changes(tm
     for _ in range(2):  # a check without a verdict token (OCSP, a function): asked every time
         judge(now, lambda cert, issuer, at: asked.append(cert))
     assert len(asked) == 4
+
+
+def test_a_ca_chain_judged_for_one_leaf_serves_the_next_leaf_under_it_but_each_leaf_is_judged(tmp_path):
+    from pki.ca import CertificateAuthority
+
+    now = utcnow()
+    root = CertificateAuthority.init_root(tmp_path / "root", "根CA", PASSPHRASE, now=now - dt.timedelta(days=1))
+    inter = root.create_intermediate(tmp_path / "inter", "县级CA", PASSPHRASE)
+    first, second, revoked, signing = (
+        inter.issue_node(name, f"127.0.0.{i}", tmp_path / name, PASSPHRASE)
+        for i, name in enumerate(("a", "b", "c", "d"), start=1))
+    revoked = revoked.tls_certificate
+    inter.revoke(revoked, "key_compromise", now=now)
+    trust = TrustStore.of([root.certificate])
+    checker = CountingCrlChecker([build_crl(root, now), build_crl(inter, now)])
+    at = now + dt.timedelta(minutes=5)
+
+    def judge(leaf, purpose=Purpose.TLS_SERVER, revocation=checker):
+        # as a CMS signature offers it: the leaf itself among the certificates that came with it
+        return verify_certificate(leaf, trust, at, [leaf, inter.certificate], purpose, revocation)
+
+    assert judge(first.tls_certificate) == [first.tls_certificate, inter.certificate, root.certificate]
+    assert checker.asked == 2  # the leaf, and the county CA under the root
+    assert judge(second.tls_certificate) == [second.tls_certificate, inter.certificate, root.certificate]
+    assert checker.asked == 3  # the new leaf alone: the CA's chain was judged already
+    for _ in range(2):  # the leaf's own revocation, every time (a failure is never remembered)
+        with pytest.raises(CertificateRevoked):
+            judge(revoked)
+    with pytest.raises(CertificateWrongUsage):  # and its own purpose: a signing certificate is no TLS server's
+        judge(signing.signing_certificate)
+    root.revoke(inter.certificate, "ca_compromise", now=now)
+    fresh = CountingCrlChecker([build_crl(root, now), build_crl(inter, now)])  # new CRLs: the chain judged anew
+    with pytest.raises(CertificateRevoked):
+        judge(signing.tls_certificate, revocation=fresh)
+    with pytest.raises(CertificateRevoked):
+        judge(first.tls_certificate, revocation=fresh)
+
+
+def test_a_remembered_path_is_only_for_the_intermediates_it_was_judged_with(network):
+    """Paths are found by leaf, store, purpose and revocation token, then by the intermediates offered:
+    a leaf judged with its CA offered does not chain when asked again without it."""
+    root, inter, creds = network
+    trust, now = TrustStore.of([root.certificate]), utcnow()
+    checker = CrlChecker([build_crl(root, now), build_crl(inter, now)])
+    leaf = creds.tls_certificate
+    assert verify_certificate(leaf, trust, now, [inter.certificate], Purpose.TLS_SERVER, checker)[1] == inter.certificate
+    for offered in ([], [root.certificate]):
+        with pytest.raises(CertificateUntrusted):
+            verify_certificate(leaf, trust, now, offered, Purpose.TLS_SERVER, checker)
+    assert verify_certificate(leaf, trust, now, (inter.certificate,), Purpose.TLS_SERVER, checker)[1] == inter.certificate

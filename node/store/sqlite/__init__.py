@@ -4,7 +4,7 @@ It implements the protocols of :mod:`node.store.interfaces` with the values of
 :mod:`node.store.values`; nothing here (rows, ``?`` placeholders, the time encoding, the transaction
 object) is seen by callers. Only :mod:`node.store.opener` imports it (and the tests of this backend).
 
-- ``db``: connections (one writer, one reader), PRAGMAs (WAL, ``synchronous=FULL`` and why),
+- ``db``: connections (one writer; one reader for scans, one on the loop's thread for key lookups), PRAGMAs (WAL, ``synchronous=FULL`` and why),
   explicit transactions (:class:`~.db.SqliteTransaction`) over the holder both backends share
   (:mod:`node.store.sql_common`, with the time format).
 - ``migrations``: the schema, versioned, one transaction per step, idempotent on re-open.

@@ -48,7 +48,7 @@ class ConsoleAccounts:
             return await self._user(t, login)
 
     async def get_user(self, login: str) -> ConsoleUser | None:
-        row = await self._db.fetchone(f"SELECT {_USER_COLUMNS} FROM console_users WHERE login = ?", (login,))
+        row = await self._db.lookup_one(f"SELECT {_USER_COLUMNS} FROM console_users WHERE login = ?", (login,))
         return _user(row) if row else None
 
     async def list_users(self) -> list[ConsoleUser]:
@@ -125,7 +125,7 @@ class ConsoleAccounts:
         return ConsoleSession(id_hash, fresh, csrf_token, now, now, expires_at)
 
     async def get_session(self, id_hash: str) -> ConsoleSession | None:
-        row = await self._db.fetchone(
+        row = await self._db.lookup_one(
             "SELECT s.id_hash, s.csrf_token, s.created_at AS s_created, s.last_seen_at, s.expires_at,"
             f" {', '.join('u.' + c.strip() for c in _USER_COLUMNS.split(','))}"
             " FROM console_sessions s JOIN console_users u ON u.id = s.user_id WHERE s.id_hash = ?", (id_hash,))

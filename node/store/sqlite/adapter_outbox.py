@@ -80,7 +80,7 @@ class AdapterOutbox:
         return entries, covered
 
     async def cursor(self, consumer: str) -> int | None:
-        row = await self._db.fetchone("SELECT seq FROM adapter_cursors WHERE consumer = ?", (consumer,))
+        row = await self._db.lookup_one("SELECT seq FROM adapter_cursors WHERE consumer = ?", (consumer,))
         return None if row is None else int(row[0])
 
     async def start_cursor(self, consumer: str, *, tx: SqliteTransaction | None = None) -> int:
@@ -95,7 +95,7 @@ class AdapterOutbox:
 
     async def incarnation(self) -> str:
         """Which life of this database (8 random hex digits drawn when it was made)."""
-        row = await self._db.fetchone("SELECT incarnation FROM store_identity")
+        row = await self._db.lookup_one("SELECT incarnation FROM store_identity")
         return row[0]
 
     async def fan_out(self, consumer: str, expected_cursor: int, new_cursor: int,

@@ -1,4 +1,4 @@
-"""The node's SQLite database: one writer connection, one reader connection, explicit transactions.
+"""The node's SQLite database: one writer connection, two reader connections, explicit transactions.
 
 Durability argument (why ``synchronous=FULL``):
     In WAL mode ``synchronous=NORMAL`` survives a process crash (kill -9) but not a power cut:
@@ -14,12 +14,25 @@ Concurrency model:
     interleave statements of different transactions on the one writer connection) and starts with
     ``BEGIN IMMEDIATE`` (so the SQLite write lock is taken up front and another process, e.g. a CLI
     command, waits ``busy_timeout`` instead of failing half-way). Reads outside a transaction use a
-    second, ``query_only`` connection: in WAL mode it sees the last committed snapshot and never
-    waits for the writer. A transaction opened while the same task holds one (which would wait for
+    second, ``query_only`` connection (or, for a key lookup, a third on the loop's thread: below): in
+    WAL mode it sees the last committed snapshot and never waits for the writer. A transaction opened while the same task holds one (which would wait for
     itself, and every write of the node with it) is refused with :class:`StoreError`; pass the
     ``tx`` down instead: every write API takes an optional ``tx``. That transaction holder (and the
     cancel-safe BEGIN/COMMIT/ROLLBACK) is :class:`node.store.sql_common.WriterDatabase`, shared with
     the PostgreSQL backend; this module gives it SQLite's connections, PRAGMAs and ``BEGIN IMMEDIATE``.
+
+Reads outside a transaction, by what they read (the rule each role module follows, query by query):
+    A read of the rows a primary or unique key names — one inbox row by (document, unit), a received
+    envelope, a peer, a draft, a link by message id — is :meth:`Database.lookup` / ``lookup_one``: it
+    runs on the event loop's thread, on a third, ``query_only`` connection of its own. A point read
+    in the page cache takes microseconds, less than handing it to the reader's thread and waking
+    the loop when it comes back (those hand-overs were 11–15 % of the GIL samples of a process
+    hosting 54 nodes in bench/network.py, ``get_inbox`` before each 签收 the largest). In WAL mode it
+    sees the last committed snapshot, as the reader does, and never waits for the writer; it never
+    waits at all (``busy_timeout=0``): should SQLite answer "busy" (a checkpoint truncating the WAL,
+    a WAL being recovered), the read is made again on the reader's thread, which may wait. Anything
+    that scans, counts, groups, pages or lists — however small it is today — is ``fetchall`` /
+    ``fetchone`` on the reader's thread, so that a table grown large never holds the loop.
 
 Statements inside a transaction:
     BEGIN IMMEDIATE (which may wait ``busy_timeout`` for another process), COMMIT (the fsync) and
@@ -31,7 +44,7 @@ Statements inside a transaction:
     of a process hosting 54 nodes (bench/network.py). The connection is never used by two threads
     at once: the transaction holds the writer's lock, and its statements run only after BEGIN came
     back from the thread, which serves its calls in order. Reads outside a transaction stay on the
-    reader's thread: a list or an export may scan many rows. A transaction opened with
+    reader's thread (or, a key's rows, on the loop's own lookup connection: below). A transaction opened with
     ``offload=True`` (housekeeping's purges and garbage collection, migrations: statements that may
     scan or change many rows) runs its statements on the writer's thread too
     (:class:`OffloadedTransaction`), so that the loop is not held for the length of a scan.
@@ -72,6 +85,11 @@ _WRITER_PRAGMAS = (
 _READER_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    "PRAGMA query_only=ON",
+)
+# The loop's own connection for key lookups (Database.lookup): never waits; "busy" sends the read to the reader.
+_LOOKUP_PRAGMAS = (
+    "PRAGMA busy_timeout=0",
     "PRAGMA query_only=ON",
 )
 
@@ -125,12 +143,14 @@ class Database(WriterDatabase[SqliteTransaction]):
     ROLLBACK_ERRORS = (sqlite3.OperationalError,)
 
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
-                 writer_connection: sqlite3.Connection) -> None:
+                 writer_connection: sqlite3.Connection, looker: sqlite3.Connection) -> None:
         super().__init__(writer)
         self.path = path
         self._writer: aiosqlite.Connection = writer
         self._writer_connection = writer_connection  # the same connection, for statements inside a transaction
         self._reader = reader
+        self._looker = looker  # key lookups, on the event loop's thread (module docstring)
+        self.lookups_deferred = 0  # lookups SQLite found busy, made again on the reader's thread
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
@@ -150,7 +170,13 @@ class Database(WriterDatabase[SqliteTransaction]):
         except BaseException:
             await writer.close()
             raise
-        return cls(path, writer, reader, writer_connection)
+        try:
+            looker = _lookup_connection(path)
+        except BaseException:
+            await reader.close()
+            await writer.close()
+            raise
+        return cls(path, writer, reader, writer_connection, looker)
 
     async def close(self) -> None:
         async with self._lock:
@@ -158,6 +184,7 @@ class Database(WriterDatabase[SqliteTransaction]):
                 # Fold the WAL back into the main file so a cleanly stopped node leaves one file.
                 await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
+                self._looker.close()
                 await self._reader.close()
                 await self._writer.close()
 
@@ -168,10 +195,35 @@ class Database(WriterDatabase[SqliteTransaction]):
         """Read the last committed state (reader connection, never blocked by the writer)."""
         return list(await self._reader.execute_fetchall(sql, params))
 
+    async def lookup(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """The rows a key names, read on the calling (event loop's) thread: see "Reads outside a
+        transaction" above. The last committed state, as :meth:`fetchall` reads it."""
+        try:
+            return self._looker.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            self.lookups_deferred += 1
+            return await self.fetchall(sql, params)
+
     async def pragma(self, name: str) -> Any:
         """The writer connection's value of a PRAGMA (for status output and tests)."""
         rows = await self._writer.execute_fetchall(f"PRAGMA {name}")
         return rows[0][0] if rows else None
+
+
+def _lookup_connection(path: Path) -> sqlite3.Connection:
+    """The connection :meth:`Database.lookup` reads through on the loop's thread (autocommit: each
+    statement reads the last committed snapshot)."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in _LOOKUP_PRAGMAS:
+            conn.execute(pragma)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 async def _connect(path: Path, pragmas: Iterable[str]) -> tuple[aiosqlite.Connection, sqlite3.Connection]:

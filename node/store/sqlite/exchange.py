@@ -73,7 +73,7 @@ class Drafts:
             raise StoreContended(f"draft {message_id} was re-addressed or dropped meanwhile", message_id=message_id)
 
     async def get_draft(self, message_id: str) -> Draft | UnreadableDraft | None:
-        row = await self._db.fetchone("SELECT * FROM drafts WHERE message_id = ?", (message_id,))
+        row = await self._db.lookup_one("SELECT * FROM drafts WHERE message_id = ?", (message_id,))
         return self._draft(row) if row else None
 
     async def draft_destinations(self) -> list[str]:
@@ -116,7 +116,7 @@ class OutgoingLinks:
              for o in links])
 
     async def link(self, message_id: str) -> OutgoingLink | None:
-        row = await self._db.fetchone("SELECT * FROM outgoing WHERE message_id = ?", (message_id,))
+        row = await self._db.lookup_one("SELECT * FROM outgoing WHERE message_id = ?", (message_id,))
         return _link(row) if row else None
 
     async def links_for(self, doc_id: str, type: str = "document") -> list[OutgoingLink]:

@@ -43,7 +43,7 @@ class Forwards:
                                  {"cover_doc_id": copies[0].cover_doc_id, "units": units})
 
     async def get(self, doc_id: str, unit: str) -> ForwardedCopy | None:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM forwarded WHERE doc_id = ? AND unit = ?", (doc_id, unit))
+        row = await self._db.lookup_one(f"SELECT {_COLUMNS} FROM forwarded WHERE doc_id = ? AND unit = ?", (doc_id, unit))
         return _copy(row) if row else None
 
     async def for_cover(self, cover_doc_id: str) -> list[ForwardedCopy]:
@@ -69,7 +69,7 @@ class Forwards:
 
     async def received(self, doc_id: str, unit: str) -> tuple[ForwardedIn, str | None] | None:
         """How ``unit`` got ``doc_id`` by 转发, with the cover's 公文标识 once the cover is in its inbox."""
-        row = await self._db.fetchone(
+        row = await self._db.lookup_one(
             "SELECT f.doc_id, f.unit, f.forwarded_by, f.cover_message_id, i.doc_id AS cover FROM forwarded_in f"
             " LEFT JOIN inbox i ON i.message_id = f.cover_message_id AND i.unit_code = f.unit"
             " AND i.from_unit = f.forwarded_by"  # a cover is the forwarder's own document

@@ -159,7 +159,7 @@ class Messages(ReceivedRows):
     async def get_outbox(self, doc_id: str, *, recipients: bool = True) -> OutboxDocument | None:
         """A sent document; without ``recipients`` its row alone (``recipients`` empty), for a view
         that needs only :meth:`outbox_counts` — not 3,600 rows read and built."""
-        row = await self._db.fetchone("SELECT * FROM outbox WHERE doc_id = ?", (doc_id,))
+        row = await self._db.lookup_one("SELECT * FROM outbox WHERE doc_id = ?", (doc_id,))
         if row is None:
             return None
         return (await self._with_recipients([row], recipients))[0]
@@ -196,7 +196,7 @@ class Messages(ReceivedRows):
                                    tx: SqliteTransaction | None = None) -> OutboxRecipient | None:
         """One recipient's row: what an event about that recipient needs (not the document's whole list).
         With ``tx``, as that transaction sees it (with its own writes, which the reader cannot see)."""
-        row = await (tx or self._db).fetchone("SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code = ?",
+        row = await (tx or self._db).lookup_one("SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code = ?",
                                               (doc_id, unit))
         return _recipient(row) if row is not None else None
 
@@ -307,7 +307,7 @@ class Messages(ReceivedRows):
 
     async def inbox_for_message(self, message_id: str, unit: str) -> InboxRow | None:
         """``unit``'s row of the document message ``message_id`` brought (a 转发's cover)."""
-        row = await self._db.fetchone("SELECT * FROM inbox WHERE message_id = ? AND unit_code = ?", (message_id, unit))
+        row = await self._db.lookup_one("SELECT * FROM inbox WHERE message_id = ? AND unit_code = ?", (message_id, unit))
         return _inbox(row) if row else None
 
     async def adopt_inbox(self, doc_id: str, unit: str, from_unit: str, message_id: str, *, actor: str,
@@ -324,7 +324,7 @@ class Messages(ReceivedRows):
 
     async def get_inbox(self, doc_id: str, unit: str, *, tx: SqliteTransaction | None = None) -> InboxRow | None:
         """``unit``'s row of ``doc_id``; with ``tx``, as that transaction sees it (its own writes too)."""
-        row = await (tx or self._db).fetchone("SELECT * FROM inbox WHERE doc_id = ? AND unit_code = ?",
+        row = await (tx or self._db).lookup_one("SELECT * FROM inbox WHERE doc_id = ? AND unit_code = ?",
                                               (doc_id, unit))
         return _inbox(row) if row else None
 

@@ -55,7 +55,7 @@ class Peers:
         return _peer(row)
 
     async def get_peer(self, node_id: str) -> PeerState | None:
-        row = await self._db.fetchone("SELECT * FROM peers WHERE node_id = ?", (node_id,))
+        row = await self._db.lookup_one("SELECT * FROM peers WHERE node_id = ?", (node_id,))
         return _peer(row) if row else None
 
     async def list_peers(self) -> list[PeerState]:
@@ -67,7 +67,7 @@ class PeerCredentials:
         self._db = db
 
     async def get(self, node_id: str) -> StoredPeerCredentials | None:
-        row = await self._db.fetchone("SELECT * FROM peer_credentials WHERE node_id = ?", (node_id,))
+        row = await self._db.lookup_one("SELECT * FROM peer_credentials WHERE node_id = ?", (node_id,))
         if row is None:
             return None
         return StoredPeerCredentials(row["node_id"], row["signing_cert"], row["encryption_cert"], row["chain"],

@@ -289,7 +289,7 @@ class OutboundQueue:
 
     # --- reading ------------------------------------------------------------------------------
     async def get(self, message_id: str) -> QueueEntry | None:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM queue WHERE message_id = ?", (message_id,))
+        row = await self._db.lookup_one(f"SELECT {_COLUMNS} FROM queue WHERE message_id = ?", (message_id,))
         return _entry(row) if row else None
 
     async def entries(self, *, destination: str | None = None, states: Sequence[str] | None = None,

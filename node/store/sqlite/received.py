@@ -95,7 +95,7 @@ class ReceivedRows:
                 "new" if env.relayed_to is None else "done")
 
     async def get_received(self, message_id: str) -> ReceivedEnvelope | None:
-        row = await self._db.fetchone("SELECT * FROM received WHERE message_id = ?", (message_id,))
+        row = await self._db.lookup_one("SELECT * FROM received WHERE message_id = ?", (message_id,))
         return _received(row) if row else None
 
     async def pending_inbound(self, limit: int = 100) -> list[ReceivedEnvelope]:

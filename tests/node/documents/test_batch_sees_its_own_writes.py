@@ -43,6 +43,17 @@ async def one_batch(county: County):
     await county.store.write_together(nothing)  # committed after the actions' batch: it is done
 
 
+async def queued(county: County, first: asyncio.Future, timeout: float = 30.0) -> None:
+    """Until ``first`` (an action started while :func:`one_batch` holds the writer) waits in the writer's
+    queue — so that an action started after it is applied after it, however long its reads took on a
+    loaded machine (a fixed pause was not always enough)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while county.store.committer._requests.qsize() < 1:
+        assert not first.done(), first
+        assert asyncio.get_running_loop().time() < deadline, "the first action never reached the writer"
+        await asyncio.sleep(0.005)
+
+
 async def _sent(county: County, sender: str, unit: str, node: str) -> str:
     """A document ``sender`` sent to ``unit`` on ``node``, delivered; with this node's inbox row when
     ``node`` is this node (a local delivery). Returns its doc id."""
@@ -90,7 +101,7 @@ def test_a_sign_for_after_a_local_urge_in_one_batch_keeps_the_urge(node_dir, tmp
             doc_id = await _sent(county, UNITS[0], UNITS[1], "county")
             async with one_batch(county):
                 urge = asyncio.ensure_future(county.service.urge(clerk(UNITS[0]), doc_id))
-                await asyncio.sleep(0.02)
+                await queued(county, urge)
                 sign = asyncio.ensure_future(county.service.sign_for(clerk(UNITS[1]), doc_id))
             await asyncio.gather(urge, sign)
             assert county.batches_used == 1
@@ -109,7 +120,7 @@ def test_a_register_after_its_sign_for_in_one_batch_is_done(node_dir, tmp_path):
             doc_id = await county.delivered(UNITS[:1])
             async with one_batch(county):
                 sign = asyncio.ensure_future(county.service.sign_for(clerk(UNITS[0]), doc_id))
-                await asyncio.sleep(0.02)
+                await queued(county, sign)
                 register = asyncio.ensure_future(county.service.register(clerk(UNITS[0]), doc_id))
             signed, registered = await asyncio.gather(sign, register)
             assert county.batches_used == 1

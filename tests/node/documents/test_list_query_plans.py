@@ -103,7 +103,7 @@ class Recorder:
 
     def __init__(self, db, monkeypatch) -> None:
         self.db, self.queries = db, {}
-        for name in ("fetchall", "fetchone"):
+        for name in ("fetchall", "fetchone", "lookup"):  # lookup_one reads through lookup
             setattr(db, name, self._spy(getattr(db, name)))
             monkeypatch.setattr(SqliteTransaction, name, self._spy_method(getattr(SqliteTransaction, name)))
 

@@ -184,3 +184,64 @@ def test_an_offloaded_transaction_leaves_the_loop_serving_during_a_long_statemen
         finally:
             await db.close()
     asyncio.run(main())
+
+
+def test_a_key_lookup_runs_on_the_loop_and_sees_only_committed_rows(tmp_path):
+    """``Database.lookup`` reads a key's rows on the loop's own thread (no hand-over to the reader's),
+    the last committed snapshot like ``fetchall``; inside a transaction, the transaction's own view."""
+    import threading
+
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            async with db.transaction() as tx:
+                await tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+                await tx.execute("INSERT INTO t VALUES (1, 'one')")
+            db._looker.create_function("thread", 0, threading.get_ident)
+            assert (await db.lookup_one("SELECT thread()"))[0] == threading.get_ident()
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t VALUES (2, 'two')")
+                assert await db.lookup_one("SELECT v FROM t WHERE k = ?", (2,)) is None  # not committed yet
+                assert (await tx.lookup_one("SELECT v FROM t WHERE k = ?", (2,)))[0] == "two"  # the tx sees its own
+            assert [tuple(r) for r in await db.lookup("SELECT k, v FROM t WHERE k = ?", (2,))] == [(2, "two")]
+            assert db.lookups_deferred == 0
+        finally:
+            await db.close()
+    asyncio.run(main())
+
+
+def test_a_key_lookup_sqlite_finds_busy_is_made_again_on_the_reader_and_other_errors_are_raised(tmp_path):
+    """The loop never waits on a lock: "busy" (a checkpoint truncating the WAL, a WAL being recovered
+    — injected here, as neither can be had on demand while the node's connections are open) sends
+    the read to the reader's thread, which may wait ``busy_timeout``; any other error is the caller's."""
+
+    class BusyOnce:
+        def __init__(self, conn):
+            self.conn, self.busy = conn, True
+
+        def execute(self, sql, params=()):
+            if self.busy:
+                self.busy = False
+                error = sqlite3.OperationalError("database is locked")
+                error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+                raise error
+            return self.conn.execute(sql, params)
+
+        def close(self):
+            self.conn.close()
+
+    async def main():
+        db = await Database.open(tmp_path / "n.db")
+        try:
+            async with db.transaction() as tx:
+                await tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+                await tx.execute("INSERT INTO t VALUES (1, 'one')")
+            db._looker = BusyOnce(db._looker)
+            assert (await db.lookup_one("SELECT v FROM t WHERE k = ?", (1,)))[0] == "one"
+            assert db.lookups_deferred == 1
+            with pytest.raises(sqlite3.OperationalError, match="no such table"):
+                await db.lookup_one("SELECT v FROM missing WHERE k = ?", (1,))
+            assert db.lookups_deferred == 1
+        finally:
+            await db.close()
+    asyncio.run(main())
