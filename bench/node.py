@@ -82,6 +82,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
+from bench.node_report import progress, table  # noqa: E402
 from bench.node_small import cpu_seconds, phase_postfix, postfix_tls, small_seal, wait_for_inbox  # noqa: E402
 from exchange_protocol.envelope_crypto import Recipient  # noqa: E402
 from exchange_protocol.envelope_seal import HeaderDraft, Sender, seal_envelope  # noqa: E402
@@ -478,53 +479,6 @@ def phase_big(args, sender: LocalNode, receiver: LocalNode, pdf: bytes, fig: dic
     attachment.unlink()
 
 
-def progress(phase: str, fig: dict) -> None:
-    """The figures so far, so a later phase that fails does not lose them."""
-    print(f"after {phase}: " + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()},
-                                          ensure_ascii=False), flush=True)
-
-
-# ---- report ---------------------------------------------------------------------------------
-def table(fig: dict, args) -> None:
-    rows = [
-        ("documents sent over the peer API", f"{fig['accepted']:,} accepted", f"{fig['refused']} refused"),
-        ("envelope size", f"{fig['envelope_bytes'] / 1024:.0f} KiB", f"batches of {args.batch}, {args.inflight} in flight"),
-        ("accepted durably", f"{fig['accept_per_s']:.0f} /s", f"{fig['accept_wall_s']:.1f} s wall"),
-        ("latency submit → receipt p50", f"{fig['latency_p50_ms']:.0f} ms", "per envelope (its batch)"),
-        ("latency submit → receipt p99", f"{fig['latency_p99_ms']:.0f} ms", ""),
-        ("receiver CPU per document", f"{fig['receiver_cpu_ms_per_doc']:.2f} ms",
-         f"{fig['receiver_cpu_cores']:.2f} cores busy, {fig['receiver_cpu_kernel_share']:.0%} in the kernel"),
-        ("  PAdES-validated meanwhile (processor)", f"{fig['pdf_validated_meanwhile']:.0f}", "documents"),
-        ("  sender node / bench client CPU", f"{fig['sender_node_cpu_cores']:.2f} / {fig['client_cpu_cores']:.2f}",
-         "cores"),
-        *([("  PostgreSQL server CPU per document", f"{fig['postgres_cpu_ms_per_doc']:.2f} ms",
-            f"{fig['postgres_cpu_cores']:.2f} cores busy (both nodes' databases)")]
-          if "postgres_cpu_ms_per_doc" in fig else []),
-        ("receipts verified afterwards", f"{fig['receipts_verified']:,}", f"{fig['receipt_verify_ms']:.2f} ms each"),
-        ("floor: ECDSA P-256 verify", f"{fig['floor_ecdsa_verify_us']:.0f} µs", "×2"),
-        ("floor: ECDSA P-256 sign", f"{fig['floor_ecdsa_sign_us']:.0f} µs", "×1"),
-        ("floor: ECDH", f"{fig['floor_ecdh_us']:.0f} µs", "×1"),
-        ("floor: AES-256-GCM, envelope size", f"{fig['floor_aes_gcm_us']:.0f} µs", "×2"),
-        ("floor: SHA-256, envelope size", f"{fig['floor_sha256_us']:.0f} µs", "×3"),
-        ("floor per acceptance", f"{fig['floor_us_per_doc'] / 1000:.2f} ms",
-         f"{fig['floor_per_s_one_core']:.0f} /s on one core; measured CPU is "
-         f"{fig['receiver_cpu_ms_per_doc'] * 1000 / fig['floor_us_per_doc']:.0f}× it"),
-        ("full package validation (PAdES)", f"{fig['pdf_validations_per_s']:.1f} /s", "one core, bench process"),
-        ("  with the lean PAdES check", f"{fig['pdf_lean_validations_per_s']:.1f} /s", "what the processor runs"),
-        (f"one document to {fig['fanout_units']} units: validations", f"{fig['fanout_pdf_validations']:.0f}",
-         "gwx_pdf_validations_total"),
-        (f"{fig['big_attachment_mib']:.0f} MiB attachment: submit", f"{fig['big_submit_s']:.1f} s",
-         "sender's local API, package built"),
-        ("  end to end (in receiver's inbox)", f"{fig['big_end_to_end_s']:.1f} s", f"{fig['big_mib_per_s']:.0f} MiB/s"),
-        ("  peak RSS sender / receiver", f"{fig['peak_rss_sender_mib']:.0f} / {fig['peak_rss_receiver_mib']:.0f} MiB",
-         "VmHWM, aim ≤ 200 MB"),
-    ]
-    print()
-    print(f"{'figure':44} {'value':>16}  note")
-    for label, value, note in rows:
-        print(f"{label:44} {value:>16}  {note}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 documents, 256 MiB attachment")
@@ -574,10 +528,7 @@ def main() -> int:
     if "accept" not in skip:  # the small-document mode's names (issue 12 §2)
         fig.update(accepted_per_s=fig["accept_per_s"], cpu_ms_per_doc=fig["receiver_cpu_ms_per_doc"],
                    floor_ms_per_doc=fig["floor_us_per_doc"] / 1000)
-    if not skip:
-        table(fig, args)
-    else:
-        print(json.dumps(fig, ensure_ascii=False, indent=1, default=str))
+    table(fig, args)
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in fig.items()}, ensure_ascii=False))
     return 0
 

@@ -22,7 +22,12 @@ def test_small_documents_are_accepted_delivered_and_compared_with_postfix():
                              "--documents", "64", "--batch", "16", "--postfix-connections", "4"],
                             capture_output=True, text=True, timeout=400, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    fig = json.loads(result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.strip().splitlines()
+    fig = json.loads(lines[-1])
+    # A readable table before the JSON line: acceptance, the inbox and Postfix, one row each.
+    table = lines[lines.index(next(line for line in lines if line.startswith("figure"))):-1]
+    labels = [line[:44].strip() for line in table[1:]]
+    assert {"accepted durably", "in the inbox, full check", "accepted × Postfix (plain / TLS)"} <= set(labels), table
     # Every envelope accepted, every receipt verified, every document in the inbox (none failed).
     assert fig["accepted"] == fig["receipts_verified"] == 64 and fig["refused"] == 0
     assert fig["inbox_failed"] == 0 and fig["inbox_per_s"] > 0
