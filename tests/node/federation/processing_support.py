@@ -30,10 +30,10 @@ from node.federation.tls import client_context
 from node.federation.transport import PeerClient
 from node.localnet import notice_pdf
 from node.ops.metrics import Registry
-from node.store import InboundEnvelope
+from node.store import InboundEnvelope, StoredPeerCredentials
 from node.store.opener import open_store
 from pki import cms
-from pki.certificates import load_certificates, utcnow
+from pki.certificates import load_certificates, pem, utcnow
 from pki.unit_code import make_unit_code
 from tests.node.federation.federation_support import node_context, provision_county_and_city
 from tests.support import PASSPHRASE
@@ -58,6 +58,14 @@ async def open_processor(node_dir, tmp_path):
     outbound = Outbound(ctx, store, PeerClient(client_context(creds / "tls.crt", creds / "tls.key",
                                                              config.trust_root_path, PASSPHRASE)), Registry())
     return ctx, store, outbound, Processor(ctx, store, Registry(), outbound)
+
+
+async def know_the_city(node_dir, store, now: dt.datetime) -> None:
+    """The city's certificates in ``store`` as a first contact would have cached them (no network needed)."""
+    city = node_context(node_dir / "city")
+    await store.peer_credentials.save(StoredPeerCredentials(
+        "city", pem(city.signer.certificate).decode(), pem(city.decryption_key.certificate).decode(),
+        b"".join(pem(c) for c in city.intermediates).decode(), now))
 
 
 async def close_processor(store, outbound) -> None:

@@ -29,25 +29,22 @@ from node.store import (
     OutboxDocument,
     OutboxRecipient,
     OutgoingLink,
-    StoredPeerCredentials,
 )
-from pki.certificates import load_certificates, pem
+from pki.certificates import load_certificates
 from pki.errors import HsmError
 from pki.pkcs11 import Pkcs11Signer
 from tests.node.federation import processing_support
-from tests.node.federation.federation_support import node_context
-from tests.node.federation.processing_support import SENDER, A, B, close_processor, open_processor
+from tests.node.federation.processing_support import (
+    SENDER,
+    A,
+    B,
+    close_processor,
+    know_the_city,
+    open_processor,
+)
 from tests.support import FakeClock
 
 node_dir = processing_support.node_dir  # the county and city nodes (a module fixture)
-
-
-async def _know_the_city(node_dir, store, now: dt.datetime) -> None:
-    """The city's certificates as a first contact would have cached them (no network needed)."""
-    city = node_context(node_dir / "city")
-    await store.peer_credentials.save(StoredPeerCredentials(
-        "city", pem(city.signer.certificate).decode(), pem(city.decryption_key.certificate).decode(),
-        b"".join(pem(c) for c in city.intermediates).decode(), now))
 
 
 async def _sent_document(store, doc_id: str, message_id: str, now: dt.datetime) -> None:
@@ -67,7 +64,7 @@ def test_expired_envelopes_are_given_up_while_a_draft_waits_on_an_error_of_ours(
         ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
-            await _know_the_city(node_dir, store, now)
+            await know_the_city(node_dir, store, now)
             outbound.started_at = now - dt.timedelta(minutes=10)  # this node started ten minutes ago
             header_life = dt.timedelta(days=1, hours=1)
             # An envelope sealed for the city, its retry window over while the node ran.
@@ -115,7 +112,7 @@ def test_a_notice_held_for_a_peer_that_was_away_is_given_up_as_held(node_dir, tm
         try:
             clock = FakeClock(ctx.clock().replace(microsecond=0))
             ctx.clock = clock  # the node's (and its queues') clock, moved by the test
-            await _know_the_city(node_dir, store, clock())
+            await know_the_city(node_dir, store, clock())
             queue = DestinationQueue(outbound, "city")
 
             async def sign_for(unit: str, clerk: str) -> None:

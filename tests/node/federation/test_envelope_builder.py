@@ -32,7 +32,7 @@ from node.federation.outbound import NewMessage, Outbound
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient, PeerUnreachable
 from node.ops.metrics import Registry
-from node.store import Draft, OutboxDocument, OutboxRecipient, OutgoingLink, PeerState, StoredPeerCredentials
+from node.store import Draft, OutboxDocument, OutboxRecipient, OutgoingLink, PeerState
 from node.store.opener import open_store
 from node.store.sqlite.db import to_db_time
 from pki.certificates import pem
@@ -40,7 +40,7 @@ from pki.errors import HsmError
 from pki.pkcs11 import Pkcs11Signer
 from tests.node.federation import processing_support
 from tests.node.federation.federation_support import node_context
-from tests.node.federation.processing_support import SENDER, A, close_processor, open_processor
+from tests.node.federation.processing_support import SENDER, A, close_processor, know_the_city, open_processor
 from tests.support import PASSPHRASE, FakeClock
 
 node_dir = processing_support.node_dir  # the county and city nodes (a module fixture)
@@ -63,21 +63,13 @@ async def _old_bounce_row(store, expires_at: dt.datetime | None, now: dt.datetim
     return message_id
 
 
-async def _know_the_city(node_dir, store, now) -> None:
-    """The city's certificates as a first contact would have cached them (no network needed)."""
-    city = node_context(node_dir / "city")
-    await store.peer_credentials.save(StoredPeerCredentials(
-        "city", pem(city.signer.certificate).decode(), pem(city.decryption_key.certificate).decode(),
-        b"".join(pem(c) for c in city.intermediates).decode(), now))
-
-
 def test_an_old_draft_the_header_check_refuses_is_set_aside_and_the_others_are_built(node_dir, tmp_path,
                                                                                      caplog):
     async def run():
         ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
-            await _know_the_city(node_dir, store, now)
+            await know_the_city(node_dir, store, now)
             expired = await _old_bounce_row(store, now - dt.timedelta(seconds=1), now)
             waiting = await _old_bounce_row(store, None, now)
             payload = await store.blobs.put(b"a receipt for the city")
@@ -182,7 +174,7 @@ def test_an_hsm_away_while_sealing_leaves_the_draft_and_backs_off(node_dir, tmp_
         ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
-            await _know_the_city(node_dir, store, now)
+            await know_the_city(node_dir, store, now)
             payload = await store.blobs.put(b"a receipt for the city")
             header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
             async with store.transaction() as tx:
@@ -297,7 +289,7 @@ def test_a_peers_certificates_are_fetched_again_when_it_may_have_renewed(node_di
             assert await store.drafts.drafts_for("city") == []  # sealed and queued
             return len(calls)
 
-        await _know_the_city(node_dir, store, ctx.clock())
+        await know_the_city(node_dir, store, ctx.clock())
         builder = DestinationQueue(outbound, "city").builder
         assert await build(builder) == 0  # a fresh stored copy: the city is not asked
         builder.notice_signer(city.signer.certificate)  # a receipt signed as we expect
@@ -309,12 +301,12 @@ def test_a_peers_certificates_are_fetched_again_when_it_may_have_renewed(node_di
         assert await build(builder) == 2  # not from the stored copy, fresh as it is
         restarted = DestinationQueue(outbound, "city").builder
         assert await build(restarted) == 2
-        await _know_the_city(node_dir, store, ctx.clock() - dt.timedelta(seconds=REFETCH_SECONDS + 1))
+        await know_the_city(node_dir, store, ctx.clock() - dt.timedelta(seconds=REFETCH_SECONDS + 1))
         assert await build(DestinationQueue(outbound, "city").builder) == 3  # an hour old: asked again
         stored = await store.peer_credentials.get("city")
         assert (ctx.clock() - stored.fetched_at).total_seconds() < 60
         await runner.cleanup()  # the city away: an old copy still serves
-        await _know_the_city(node_dir, store, ctx.clock() - dt.timedelta(seconds=REFETCH_SECONDS + 1))
+        await know_the_city(node_dir, store, ctx.clock() - dt.timedelta(seconds=REFETCH_SECONDS + 1))
         assert await build(DestinationQueue(outbound, "city").builder) == 3
 
     asyncio.run(run())
@@ -342,7 +334,7 @@ def test_a_draft_past_its_window_at_the_restart(node_dir, tmp_path, case):
         ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
-            await _know_the_city(node_dir, store, now)
+            await know_the_city(node_dir, store, now)
             destination = "town-a" if case == "no certificate to be had" else "city"
             ttl = dt.timedelta(minutes=30) if case == "header expired" else dt.timedelta(days=1, hours=1)
             message_id = await _expired_draft(ctx, store, destination, now - dt.timedelta(hours=1), ttl,

@@ -30,12 +30,13 @@ from node.federation.processor import Processor
 from node.federation.tls import client_context
 from node.federation.transport import PeerClient, PeerUnreachable
 from node.ops.metrics import Registry
-from node.store import InboundEnvelope, OutboxDocument, OutboxRecipient, OutgoingLink, StoredPeerCredentials
+from node.store import InboundEnvelope, OutboxDocument, OutboxRecipient, OutgoingLink
 from node.store.opener import open_store
-from pki.certificates import load_certificates, pem
+from pki.certificates import load_certificates
 from pki.errors import GwxError
 from pki.unit_code import make_unit_code
 from tests.node.federation.federation_support import node_context, provision_county_and_city
+from tests.node.federation.processing_support import know_the_city
 from tests.support import PASSPHRASE
 
 UNITS = [make_unit_code(f"54371302MA{1000 + i:07d}") for i in range(6)]  # the county's villages
@@ -77,14 +78,6 @@ async def _sign_for(county: Node, doc_id: str, answered: str, units, at: dt.date
             await county.processor.queue_notice(tx, notice, "city", unit, (SENDER,), answered)
 
 
-async def _know_the_city(node_dir, county: Node) -> None:
-    """The city's certificates as a first contact would have cached them (no network needed)."""
-    city = node_context(node_dir / "city")
-    await county.store.peer_credentials.save(StoredPeerCredentials(
-        "city", pem(city.signer.certificate).decode(), pem(city.decryption_key.certificate).decode(),
-        b"".join(pem(c) for c in city.intermediates).decode(), county.ctx.clock()))
-
-
 async def _city_sent(city: Node, units) -> tuple[str, str]:
     """The city's outbox: a 通知 from SENDER to ``units``, delivered to the county by one message."""
     now = city.ctx.clock()
@@ -117,7 +110,7 @@ def test_the_signatures_of_one_document_leave_in_one_envelope_and_move_one_row_e
         county = await Node.open(node_dir, "county", tmp_path / "county")
         city = await Node.open(node_dir, "city", tmp_path / "city")
         try:
-            await _know_the_city(node_dir, county)
+            await know_the_city(node_dir, county.store, county.ctx.clock())
             doc_id, answered = await _city_sent(city, UNITS)
             at = county.ctx.clock().replace(microsecond=0)
             await _sign_for(county, doc_id, answered, UNITS, at)
@@ -162,7 +155,7 @@ def test_only_notices_answering_the_same_message_share_an_envelope(node_dir, tmp
     async def run():
         county = await Node.open(node_dir, "county", tmp_path / "county")
         try:
-            await _know_the_city(node_dir, county)
+            await know_the_city(node_dir, county.store, county.ctx.clock())
             now = county.ctx.clock()
             first, second = (new_id(now), new_id(now)), (new_id(now), new_id(now))
             await _sign_for(county, *first, UNITS[:3], now)
@@ -240,7 +233,7 @@ def test_drafts_wait_while_the_envelope_sealed_before_them_waits_for_a_peer_that
     async def run():
         county = await Node.open(node_dir, "county", tmp_path / "county")
         try:
-            await _know_the_city(node_dir, county)
+            await know_the_city(node_dir, county.store, county.ctx.clock())
             at = county.ctx.clock().replace(microsecond=0)
             doc_id, answered = new_id(at), new_id(at)
             queue = DestinationQueue(county.outbound, "city")
@@ -274,7 +267,7 @@ def test_a_peer_whose_backoff_ended_is_tried_with_the_waiting_envelope_and_the_q
     async def run():
         county = await Node.open(node_dir, "county", tmp_path / "county")
         try:
-            await _know_the_city(node_dir, county)
+            await know_the_city(node_dir, county.store, county.ctx.clock())
             at = county.ctx.clock().replace(microsecond=0)
             doc_id, answered = new_id(at), new_id(at)
             queue = DestinationQueue(county.outbound, "city")
@@ -322,7 +315,7 @@ def test_a_draft_that_travels_alone_is_sealed_behind_a_full_page_of_held_notices
     async def run():
         county = await Node.open(node_dir, "county", tmp_path / "county")
         try:
-            await _know_the_city(node_dir, county)
+            await know_the_city(node_dir, county.store, county.ctx.clock())
             at = county.ctx.clock().replace(microsecond=0)
             queue = DestinationQueue(county.outbound, "city")
             await _sign_for(county, new_id(at), new_id(at), UNITS[:1], at)

@@ -6,8 +6,10 @@ clock is fake."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.ids import new_id
@@ -88,66 +90,83 @@ async def _wait_until(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_a_restarted_sender_does_not_call_a_peer_that_is_backing_off(node_dir, tmp_path):
-    async def run():
-        connections = []
+class _HangingUpCity:
+    """A listener in the city's place that takes each connection and closes it (``connections``: the
+    fake clock's time of each), and the county's context pointed at it on a fake clock from T0."""
 
-        def hang_up(reader, writer):
-            connections.append(clock.now)
-            writer.close()
+    async def __aenter__(self) -> _HangingUpCity:
+        self.connections: list[dt.datetime] = []
+        self.clock = FakeClock(T0)
+        self._listener = await asyncio.start_server(self._hang_up, "127.0.0.1", 0)
+        return self
 
-        listener = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-        port = listener.sockets[0].getsockname()[1]
+    def _hang_up(self, reader, writer) -> None:
+        self.connections.append(self.clock.now)
+        writer.close()
+
+    def county(self, node_dir) -> NodeContext:
+        port = self._listener.sockets[0].getsockname()[1]
         config = load_config(node_dir / "county")
         config = dataclasses.replace(config, directory=node_dir / "county", peers=tuple(
             dataclasses.replace(p, url=f"https://127.0.0.1:{port}") for p in config.peers))
-        clock = FakeClock(T0)
-        ctx = NodeContext.load(config, PASSPHRASE, clock=clock)
-        creds = config.credentials_dir
+        return NodeContext.load(config, PASSPHRASE, clock=self.clock)
 
-        async def start():
-            store = await open_store(tmp_path / "data", clock=clock)
-            client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, PASSPHRASE))
-            outbound = Outbound(ctx, store, client, Registry(), rand=lambda: 0.0)
-            return store, client, outbound
+    async def __aexit__(self, *exc) -> None:
+        self._listener.close()
+        await self._listener.wait_closed()
 
-        async def failures() -> int:
-            peer = await store.peers.get_peer("city")
-            return peer.failures if peer else 0
 
-        store, client, outbound = await start()
-        try:
-            payload = await store.blobs.put(b"a receipt for the city")
-            async with store.transaction() as tx:
-                header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), clock(), in_reply_to=new_id(T0))
-                await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], clock())
-            await outbound.start()
-            await _wait_until(lambda: _is(failures, 1))
-            retry_at = (await store.peers.get_peer("city")).retry_at
-            assert connections == [T0] and retry_at == T0 + outbound.policy.min_delay
-        finally:
-            await outbound.stop(1.0)
-            await client.close()
-            await store.close()
+@contextlib.asynccontextmanager
+async def _sender(ctx: NodeContext, data: Path):
+    """The county's store, peer client and outbound (started by the test), closed afterwards."""
+    store = await open_store(data, clock=ctx.clock)
+    creds = ctx.config.credentials_dir
+    client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", ctx.config.trust_root_path, PASSPHRASE))
+    outbound = Outbound(ctx, store, client, Registry(), rand=lambda: 0.0)
+    try:
+        yield store, outbound
+    finally:
+        await outbound.stop(1.0)
+        await client.close()
+        await store.close()
 
-        store, client, outbound = await start()  # restarted before retry_at
-        try:
-            await outbound.start()
-            await asyncio.sleep(1.5)  # a round and a pause: a sender that forgot would have called by now
-            assert connections == [T0]
-            clock.now = retry_at
-            outbound.wake("city")
-            await _wait_until(lambda: _is(failures, 2))
-            assert connections == [T0, retry_at]
-            peer = await store.peers.get_peer("city")
-            assert peer.retry_at == next_attempt(2, retry_at, retry_at, outbound.policy, 0.0)
-            assert len(await store.drafts.drafts_for("city")) == 1  # still waiting to be built
-        finally:
-            await outbound.stop(1.0)
-            await client.close()
-            await store.close()
-            listener.close()
-            await listener.wait_closed()
+
+async def _receipt_for_the_city(store, outbound: Outbound) -> None:
+    """A draft: the city's certificate was never had, so it cannot be sealed until the city answers."""
+    payload = await store.blobs.put(b"a receipt for the city")
+    now = outbound.ctx.clock()
+    async with store.transaction() as tx:
+        header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(T0))
+        await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], now)
+
+
+def test_a_restarted_sender_does_not_call_a_peer_that_is_backing_off(node_dir, tmp_path):
+    async def run():
+        async with _HangingUpCity() as city:
+            ctx, clock = city.county(node_dir), city.clock
+
+            async with _sender(ctx, tmp_path / "data") as (store, outbound):
+                async def failures() -> int:
+                    peer = await store.peers.get_peer("city")
+                    return peer.failures if peer else 0
+
+                await _receipt_for_the_city(store, outbound)
+                await outbound.start()
+                await _wait_until(lambda: _is(failures, 1))
+                retry_at = (await store.peers.get_peer("city")).retry_at
+                assert city.connections == [T0] and retry_at == T0 + outbound.policy.min_delay
+
+            async with _sender(ctx, tmp_path / "data") as (store, outbound):  # restarted before retry_at
+                await outbound.start()
+                await asyncio.sleep(1.5)  # a round and a pause: a sender that forgot would have called by now
+                assert city.connections == [T0]
+                clock.now = retry_at
+                outbound.wake("city")
+                await _wait_until(lambda: _is(failures, 2))
+                assert city.connections == [T0, retry_at]
+                peer = await store.peers.get_peer("city")
+                assert peer.retry_at == next_attempt(2, retry_at, retry_at, outbound.policy, 0.0)
+                assert len(await store.drafts.drafts_for("city")) == 1  # still waiting to be built
 
     asyncio.run(run())
 
@@ -161,50 +180,24 @@ def test_drafts_for_a_peer_whose_backoff_ended_while_its_failure_was_written_are
     has ended by the time the sender goes to sleep. With nothing sealed for the peer (only a draft,
     its certificate never had) the sender must still try again then, not idle for a minute."""
     async def run():
-        connections = []
+        async with _HangingUpCity() as city, _sender(city.county(node_dir), tmp_path / "data") as (store, outbound):
+            write_failure = store.peers.set_peer_state
 
-        def hang_up(reader, writer):
-            connections.append(clock.now)
-            writer.close()
+            async def slow_write(*args, **kwargs):
+                await write_failure(*args, **kwargs)
+                city.clock.now += outbound.policy.max_delay  # the write outlasted the backoff it wrote
 
-        listener = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-        port = listener.sockets[0].getsockname()[1]
-        config = load_config(node_dir / "county")
-        config = dataclasses.replace(config, directory=node_dir / "county", peers=tuple(
-            dataclasses.replace(p, url=f"https://127.0.0.1:{port}") for p in config.peers))
-        clock = FakeClock(T0)
-        ctx = NodeContext.load(config, PASSPHRASE, clock=clock)
-        creds = config.credentials_dir
-        store = await open_store(tmp_path / "data", clock=clock)
-        client = PeerClient(client_context(creds / "tls.crt", creds / "tls.key", config.trust_root_path, PASSPHRASE))
-        outbound = Outbound(ctx, store, client, Registry(), rand=lambda: 0.0)
-        write_failure = store.peers.set_peer_state
-
-        async def slow_write(*args, **kwargs):
-            await write_failure(*args, **kwargs)
-            clock.now += outbound.policy.max_delay  # the write outlasted the backoff it wrote
-
-        store.peers.set_peer_state = slow_write
-        try:
-            payload = await store.blobs.put(b"a receipt for the city")
-            async with store.transaction() as tx:
-                header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), clock(), in_reply_to=new_id(T0))
-                await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], clock())
+            store.peers.set_peer_state = slow_write
+            await _receipt_for_the_city(store, outbound)
             await outbound.start()
-            await _wait_until(lambda: _has_at_least(connections, 3))  # never woken: it tries by itself
+            await _wait_until(lambda: _is_at_least(lambda: len(city.connections), 3))  # never woken: it tries by itself
             assert len(await store.drafts.drafts_for("city")) == 1  # still waiting to be built
-        finally:
-            await outbound.stop(1.0)
-            await client.close()
-            await store.close()
-            listener.close()
-            await listener.wait_closed()
 
     asyncio.run(run())
 
 
-async def _has_at_least(items: list, n: int) -> bool:
-    return len(items) >= n
+async def _is_at_least(count, n: int) -> bool:
+    return count() >= n
 
 
 def test_the_processor_retries_by_the_same_function_and_stops_at_the_window(node_dir, tmp_path):

@@ -186,17 +186,23 @@ def test_an_offloaded_transaction_leaves_the_loop_serving_during_a_long_statemen
     asyncio.run(main())
 
 
+async def _one_row(path) -> Database:
+    """A database whose table ``t`` holds the row (1, 'one'), committed."""
+    db = await Database.open(path)
+    async with db.transaction() as tx:
+        await tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+        await tx.execute("INSERT INTO t VALUES (1, 'one')")
+    return db
+
+
 def test_a_key_lookup_runs_on_the_loop_and_sees_only_committed_rows(tmp_path):
     """``Database.lookup`` reads a key's rows on the loop's own thread (no hand-over to the reader's),
     the last committed snapshot like ``fetchall``; inside a transaction, the transaction's own view."""
     import threading
 
     async def main():
-        db = await Database.open(tmp_path / "n.db")
+        db = await _one_row(tmp_path / "n.db")
         try:
-            async with db.transaction() as tx:
-                await tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
-                await tx.execute("INSERT INTO t VALUES (1, 'one')")
             db._looker.create_function("thread", 0, threading.get_ident)
             assert (await db.lookup_one("SELECT thread()"))[0] == threading.get_ident()
             async with db.transaction() as tx:
@@ -231,11 +237,8 @@ def test_a_key_lookup_sqlite_finds_busy_is_made_again_on_the_reader_and_other_er
             self.conn.close()
 
     async def main():
-        db = await Database.open(tmp_path / "n.db")
+        db = await _one_row(tmp_path / "n.db")
         try:
-            async with db.transaction() as tx:
-                await tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
-                await tx.execute("INSERT INTO t VALUES (1, 'one')")
             db._looker = BusyOnce(db._looker)
             assert (await db.lookup_one("SELECT v FROM t WHERE k = ?", (1,)))[0] == "one"
             assert db.lookups_deferred == 1
