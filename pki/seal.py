@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
@@ -155,7 +156,13 @@ class Seal:
 
 
 def parse_seal(data: bytes, *, max_bytes: int = MAX_SEAL_BYTES) -> Seal:
-    """Parse a DER seal (v1, v4 or v5). Raises ``SEAL_MALFORMED`` / ``SEAL_UNSUPPORTED_VERSION``."""
+    """Parse a DER seal (v1, v4 or v5). Raises ``SEAL_MALFORMED`` / ``SEAL_UNSUPPORTED_VERSION``.
+
+    The same bytes always give the same (frozen) seal, so the last few parsed are kept, with what
+    they computed on first use (their certificates, unit code): every package a unit sends carries
+    its one seal, and a receiver parsed it, loaded its certificates and read its unit code for each
+    (with the PDF seal, twice). A seal that fails is parsed afresh each time (errors are not kept);
+    only seals up to :data:`CACHED_SEAL_BYTES` are kept (at most 16 MiB together)."""
     if isinstance(data, Seal):
         return data
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -163,6 +170,20 @@ def parse_seal(data: bytes, *, max_bytes: int = MAX_SEAL_BYTES) -> Seal:
     data = bytes(data)
     if len(data) > max_bytes:
         raise SealMalformed(f"seal of {len(data)} bytes exceeds the {max_bytes}-byte limit", size=len(data))
+    if len(data) <= CACHED_SEAL_BYTES:
+        return _parse_kept(data)
+    return _parse(data)
+
+
+CACHED_SEAL_BYTES = 256 * 1024
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_kept(data: bytes) -> Seal:
+    return _parse(data)
+
+
+def _parse(data: bytes) -> Seal:
     if data.lstrip().startswith(b"-----BEGIN"):
         raise SealMalformed("this is PEM text; a seal (.esl) is binary DER")
     top = D.as_sequence(D.read_single(data, "SESeal"), "SESeal")

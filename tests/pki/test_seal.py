@@ -113,6 +113,17 @@ def test_build_then_parse_gives_every_field_back(made, maker):
     assert s.matches_certificate(made.certificate)
 
 
+def test_the_same_bytes_give_the_same_seal_and_broken_bytes_are_refused_every_time(made):
+    """A receiver parses a unit's one seal in every package it sends: the parse (and the certificates
+    it loads) is kept by exact bytes; a broken seal is judged again, never kept as a verdict."""
+    first = parse_seal(made.der)
+    assert parse_seal(bytearray(made.der)) is first and first.unit_code == UNIT
+    broken = made.der[:-3]
+    for _ in range(2):
+        with pytest.raises(SealMalformed):
+            parse_seal(broken)
+
+
 def test_builder_is_immutable():
     b = SealBuilder()
     b2 = b.with_unit(UNIT, "甲").with_picture(b"png", 30)
