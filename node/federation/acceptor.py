@@ -156,9 +156,7 @@ class Acceptor:
         opened, plaintext = open_frame(head, payload, envelope_sha, policy, ctx.decryption_keys, ctx.node_id, now)
         header = opened.header
         self.check_parties(header, opened.hops, peer_node)
-        # The opener compared the payload with its signed digest: when that is SHA-256, it is the name.
-        payload_sha = header.payload_digest if header.digest_algorithm == digests.SHA256 \
-            else hashlib.sha256(plaintext).hexdigest()
+        payload_sha = hashlib.sha256(plaintext).hexdigest()  # (the signed digest is the ciphertext's)
         if header.type in PACKAGES:
             doc_id = self.check_package(header, io.BytesIO(plaintext), now, payload_sha)
         else:
