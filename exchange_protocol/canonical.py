@@ -39,26 +39,47 @@ def canonical_json(obj: Any) -> bytes:
                                     reason=str(exc)) from None
 
 
-def _check(obj: Any, path: str, depth: int) -> None:
+_SCALARS = (str, bool, int)  # bool is an int subclass; both are exact, so both are fine
+
+
+def _check(obj: Any, path: Any, depth: int) -> None:
+    """Refuse what has no canonical form. ``path`` is where ``obj`` sits, as (parent's path, key or
+    index) pairs down from ``"$"``, written out only for an error: formatting it for every value
+    was most of the cost of encoding a header. Scalars inside a container are judged in its loop."""
     if depth > MAX_DEPTH:
-        raise NotCanonicalEncodable(f"nesting deeper than {MAX_DEPTH} at {path}", path=path)
-    if obj is None or isinstance(obj, (str, bool, int)):
-        # bool is an int subclass; both are exact, so both are fine.
+        where = _where(path)
+        raise NotCanonicalEncodable(f"nesting deeper than {MAX_DEPTH} at {where}", path=where)
+    if obj is None or isinstance(obj, _SCALARS):
         return
     if isinstance(obj, float):
-        raise NotCanonicalEncodable(f"float at {path}: canonical JSON carries integers and strings only",
-                                    path=path)
+        where = _where(path)
+        raise NotCanonicalEncodable(f"float at {where}: canonical JSON carries integers and strings only",
+                                    path=where)
+    deep = depth >= MAX_DEPTH  # its items, scalars too, sit too deep
     if isinstance(obj, (list, tuple)):
         for i, item in enumerate(obj):
-            _check(item, f"{path}[{i}]", depth + 1)
+            if deep or not (item is None or isinstance(item, _SCALARS)):
+                _check(item, (path, i), depth + 1)
         return
     if isinstance(obj, dict):
         for key, value in obj.items():
             if not isinstance(key, str):
-                raise NotCanonicalEncodable(f"non-string key {key!r} at {path}", path=path)
-            _check(value, f"{path}.{key}", depth + 1)
+                where = _where(path)
+                raise NotCanonicalEncodable(f"non-string key {key!r} at {where}", path=where)
+            if deep or not (value is None or isinstance(value, _SCALARS)):
+                _check(value, (path, key), depth + 1)
         return
-    raise NotCanonicalEncodable(f"{type(obj).__name__} at {path} has no JSON form", path=path)
+    where = _where(path)
+    raise NotCanonicalEncodable(f"{type(obj).__name__} at {where} has no JSON form", path=where)
+
+
+def _where(path: Any) -> str:
+    """``("$", "a"), 0)`` → ``"$.a[0]"``."""
+    parts = []
+    while isinstance(path, tuple):
+        path, key = path
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return path + "".join(reversed(parts))
 
 
 def load_json(data: bytes, *, max_bytes: int, what: str = "JSON",

@@ -452,3 +452,23 @@ def open_envelope_bytes(data: bytes, policy: TrustPolicy, key: DecryptionKeys, m
     opener = EnvelopeOpener(policy, key, my_node, now)
     plaintext = opener.feed(data)
     return opener.close(), plaintext
+
+
+def open_frame(head: FrameHead, payload: bytes, envelope_digest: str, policy: TrustPolicy, key: DecryptionKeys,
+               my_node: str, now: dt.datetime) -> tuple[OpenedEnvelope, bytes]:
+    """:func:`open_envelope_bytes` of a frame already delimited and digested whole
+    (:func:`~exchange_protocol.frame.decode_frame`, with ``policy``'s limits and digest: a receiver reads
+    the head first to recognise a duplicate): the same checks in the same order — every header,
+    decryption, the signed payload digest, the GCM tag — without decoding and digesting the frame a
+    second time."""
+    verified = verify_head(head, policy, now, my_node)
+    decryptor = PayloadDecryptor(key, expected_length=head.payload_length if payload else 0)
+    plaintext = decryptor.update(payload) if payload else b""
+    header = verified.headers[0].header  # all headers carry the same digest (check_bundle)
+    if digests.hexdigest(policy.digest, payload) != header.payload_digest:
+        raise EnvelopePayloadDigestMismatch("payload bytes differ from the digest the origin signed",
+                                            message_id=header.message_id)
+    decryptor.finalize()
+    mine = verified.for_node(my_node)
+    return OpenedEnvelope(mine.header, mine.signer_certificate, envelope_digest, mine.identity_digest, head.hops,
+                          decryptor.plaintext_length, verified), plaintext

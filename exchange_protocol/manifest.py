@@ -67,7 +67,9 @@ def check_member_name(name: str) -> str:
         raise PackageBadPath(f"member name {name!r} contains a backslash", name=name)
     if name.startswith("/") or _DRIVE.match(name):
         raise PackageAbsolutePath(f"member name {name!r} is an absolute path", name=name)
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in name):
+    # Printable ASCII has none of those categories: only other names are looked at character by character.
+    if not (name.isascii() and name.isprintable()) \
+            and any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in name):
         raise PackageBadPath(f"member name {name!r} contains control or unassigned characters", name=name)
     if ":" in name:
         raise PackageBadPath(f"member name {name!r} contains ':'", name=name)

@@ -84,10 +84,11 @@ def check_sealed_pdf(pdf: bytes, trust_roots: Sequence[x509.Certificate], at: dt
         raise PdfByteRangeInvalid("the seal's byte range skips bytes that are not its signature",
                                   byte_range=f"{a} {b} {c} {d}")
     der = _cms_der(hole[1:-1])
-    carried = _carried(der)
-    path = [*carried, *intermediates]
-    result = verify_seal_cms(der, data=pdf[:b] + pdf[c:], trust_roots=trust_roots, at=at, intermediates=path)
+    # The certificates the CMS carries are searched by the verification itself (the signer, its
+    # issuers), so they are read from it: the signature is parsed once, not once more for them.
+    result = verify_seal_cms(der, data=pdf[:b] + pdf[c:], trust_roots=trust_roots, at=at, intermediates=intermediates)
     cert = result.signer_certificate
+    path = [*result.certificates, *intermediates]
     check_seal_signer(cert, trust_roots, at, path, expected_certificate=expected_certificate, revocation=revocation)
     return PdfSealStatus(cert, result.signing_time or _claimed_time(pdf, ranges[-1].end()), LEAN_FIELD, len(ranges))
 
@@ -164,9 +165,3 @@ def _der_length(raw: bytes) -> int | None:
         total = 2 + count + int.from_bytes(raw[2:2 + count], "big")
     return total if total <= len(raw) else None
 
-
-def _carried(der: bytes) -> tuple[x509.Certificate, ...]:
-    try:
-        return cms.carried_certificates(der)
-    except PkiError:  # malformed: verify_detached says so with its own code
-        return ()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
@@ -39,10 +40,9 @@ DEFAULT_VID = "gwx"
 
 
 class _memo:
-    """A value computed on first use and kept in the instance, like ``functools.cached_property``
-    without Python 3.11's one lock per property for *every* instance: a package check in the
-    acceptor's threads and the processor's waited on it in turn (6 % of a receiver's GIL time,
-    py-spy). Two threads may both compute a value the first time; it is the same value."""
+    """A value computed on first use and kept in the instance: ``functools.cached_property`` without
+    Python 3.11's one lock per property for *all* instances (threads of a receiver waited on it in
+    turn). Two threads may both compute a value the first time; it is the same value."""
 
     def __init__(self, func):
         self.func = func
@@ -137,7 +137,17 @@ class Seal:
         return None
 
     def matches_certificate(self, cert: x509.Certificate) -> bool:
-        """Whether ``cert`` is one the seal lists (by DER, or by digest for certListType 2)."""
+        """Whether ``cert`` is one the seal lists (by DER, or by digest for certListType 2); kept per
+        certificate (a kept seal meets its signer in every package). Frozen: in __dict__, as _memo."""
+        answers = self.__dict__.setdefault("_listed", {})
+        answer = answers.get(cert)  # certificates hash and compare by their DER
+        if answer is None:
+            if len(answers) >= 16:
+                answers.clear()
+            answer = answers[cert] = self._matches(cert)
+        return answer
+
+    def _matches(self, cert: x509.Certificate) -> bool:
         from cryptography.hazmat.primitives.serialization import Encoding
         der = cert.public_bytes(Encoding.DER)
         if self.cert_list_type == A.CERT_LIST_CERTS:
@@ -155,7 +165,11 @@ class Seal:
 
 
 def parse_seal(data: bytes, *, max_bytes: int = MAX_SEAL_BYTES) -> Seal:
-    """Parse a DER seal (v1, v4 or v5). Raises ``SEAL_MALFORMED`` / ``SEAL_UNSUPPORTED_VERSION``."""
+    """Parse a DER seal (v1, v4 or v5). Raises ``SEAL_MALFORMED`` / ``SEAL_UNSUPPORTED_VERSION``.
+
+    The same bytes give the same (frozen) seal: the last 64 of up to :data:`CACHED_SEAL_BYTES` are
+    kept with what they computed on first use (certificates, unit code), as every package of a unit
+    carries its one seal. A seal that fails is parsed afresh each time (errors are not kept)."""
     if isinstance(data, Seal):
         return data
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -163,6 +177,14 @@ def parse_seal(data: bytes, *, max_bytes: int = MAX_SEAL_BYTES) -> Seal:
     data = bytes(data)
     if len(data) > max_bytes:
         raise SealMalformed(f"seal of {len(data)} bytes exceeds the {max_bytes}-byte limit", size=len(data))
+    return _parse_kept(data) if len(data) <= CACHED_SEAL_BYTES else _parse(data)
+
+
+CACHED_SEAL_BYTES = 256 * 1024
+_parse_kept = functools.lru_cache(maxsize=64)(lambda data: _parse(data))
+
+
+def _parse(data: bytes) -> Seal:
     if data.lstrip().startswith(b"-----BEGIN"):
         raise SealMalformed("this is PEM text; a seal (.esl) is binary DER")
     top = D.as_sequence(D.read_single(data, "SESeal"), "SESeal")

@@ -111,3 +111,22 @@ def test_size_limit_and_error_class() -> None:
 
 def test_utf8_bom_is_tolerated() -> None:
     assert load_json(b"\xef\xbb\xbf" + '{"文种":"函"}'.encode(), max_bytes=100) == {"文种": "函"}
+
+
+@pytest.mark.parametrize(("value", "path"), [
+    ({"a": [1, {"b": 1.5}]}, "$.a[1].b"), ({"to": ["x", {2: "y"}]}, "$.to[1]"), ([[None, object()]], "$[0][1]"),
+])
+def test_a_refusal_names_where_the_value_sits(value, path) -> None:
+    """The error says where in the document the value without a canonical form is."""
+    with pytest.raises(NotCanonicalEncodable) as info:
+        canonical_json(value)
+    assert info.value.details["path"] == path and path in info.value.message
+
+
+def test_a_scalar_below_the_deepest_level_is_refused_too() -> None:
+    deep = [1]
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    with pytest.raises(NotCanonicalEncodable):
+        canonical_json(deep)
+    assert canonical_json(deep[0]).startswith(b"[[")  # one level less is fine

@@ -19,6 +19,7 @@ from exchange_protocol.envelope_seal import (
     RelayCheck,
     open_envelope,
     open_envelope_bytes,
+    open_frame,
     seal_envelope,
     seal_stream,
     write_envelope,
@@ -43,10 +44,22 @@ def open_as(data: bytes, node="b", now=NOW, policy=None):
     return open_envelope_bytes(data, policy or net.policy, net.nodes[node].key, node, now)
 
 
+def open_decoded(data: bytes, node="b", now=NOW, policy=None):
+    """As a receiver opens a frame it has read whole: decoded (and digested) once, then opened."""
+    net = network()
+    policy = policy or net.policy
+    head, payload, sha = decode_frame(data, policy.limits, policy.digest)
+    return open_frame(head, payload, sha, policy, net.nodes[node].key, node, now)
+
+
+OPENERS = {"streamed": open_as, "decoded": open_decoded}
+
+
+@pytest.mark.parametrize("opener", sorted(OPENERS))
 @pytest.mark.parametrize("origin, destination", [("a", "b"), ("c", "a"), ("a", "r"), ("r", "c")])
-def test_envelopes_open_at_their_destination(origin, destination):
+def test_envelopes_open_at_their_destination(origin, destination, opener):
     env = sealed(origin, destination)
-    opened, plaintext = open_as(env.data, destination)
+    opened, plaintext = OPENERS[opener](env.data, destination)
     assert plaintext == BODY
     assert opened.header == env.header and opened.plaintext_length == len(BODY)
     assert opened.envelope_digest == hashlib.sha256(env.data).hexdigest()
@@ -192,15 +205,16 @@ HOSTILE = {
 }
 
 
+@pytest.mark.parametrize("opener", sorted(OPENERS))  # both ways of opening judge alike
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_envelopes_get_typed_errors(name):
+def test_hostile_envelopes_get_typed_errors(name, opener):
     make, kwargs, error = HOSTILE[name]
     if kwargs.get("policy") == "revoked":
         kwargs = {"policy": _revoked()}
     elif kwargs.get("policy") == "stale":
         kwargs = {"policy": _stale_crl()}
     with pytest.raises(error) as info:
-        open_as(make(), **kwargs)
+        OPENERS[opener](make(), **kwargs)
     assert isinstance(info.value, E.EnvelopeError)
     assert info.value.code == error.code
     if name == "signer-revoked":

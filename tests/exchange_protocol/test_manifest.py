@@ -40,6 +40,7 @@ def test_round_trip_is_canonical_and_keeps_order():
     ("/etc/passwd", "PKG_ABSOLUTE_PATH"), ("C:/x", "PKG_ABSOLUTE_PATH"), ("c:x", "PKG_ABSOLUTE_PATH"),
     ("a\\b", "PKG_BAD_PATH"), ("a//b", "PKG_BAD_PATH"), ("./a", "PKG_BAD_PATH"), ("", "PKG_BAD_PATH"),
     ("a\x00b", "PKG_BAD_PATH"), ("a\u202eb", "PKG_BAD_PATH"), ("notes:stream", "PKG_BAD_PATH"),
+    ("a\x7fb", "PKG_BAD_PATH"), ("a\tb", "PKG_BAD_PATH"), ("附件\u200b.pdf", "PKG_BAD_PATH"),
     ("x" * 256, "PKG_BAD_PATH"),
 ])
 def test_unsafe_names(name, code):

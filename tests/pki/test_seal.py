@@ -113,6 +113,17 @@ def test_build_then_parse_gives_every_field_back(made, maker):
     assert s.matches_certificate(made.certificate)
 
 
+def test_the_same_bytes_give_the_same_seal_and_broken_bytes_are_refused_every_time(made):
+    """A receiver parses a unit's one seal in every package it sends: the parse (and the certificates
+    it loads) is kept by exact bytes; a broken seal is judged again, never kept as a verdict."""
+    first = parse_seal(made.der)
+    assert parse_seal(bytearray(made.der)) is first and first.unit_code == UNIT
+    broken = made.der[:-3]
+    for _ in range(2):
+        with pytest.raises(SealMalformed):
+            parse_seal(broken)
+
+
 def test_builder_is_immutable():
     b = SealBuilder()
     b2 = b.with_unit(UNIT, "甲").with_picture(b"png", 30)
@@ -284,3 +295,15 @@ def test_describe_seal_keeps_chinese(made):
     assert UNIT_NAME in text and "单位印章" in text
     assert info["unit_code"] == UNIT and info["picture"]["width_mm"] == 42
     assert info["certificates"][0]["serial"] == f"{made.certificate.serial_number:x}"
+
+
+def test_whether_a_seal_lists_a_certificate_is_answered_alike_the_second_time(root_ca, made):
+    """A kept seal answers for the signer of every package: the answer is kept per certificate, and
+    another certificate gets its own (digest-list seals too)."""
+    other = make_seal(root_ca).certificate
+    seal = parse_seal(made.der)
+    for _ in range(2):
+        assert seal.matches_certificate(made.certificate) and not seal.matches_certificate(other)
+    by_digest = parse_seal(make_seal(root_ca, builder=SealBuilder().with_digests()).der)
+    for _ in range(2):
+        assert not by_digest.matches_certificate(other)

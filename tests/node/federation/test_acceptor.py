@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 from dataclasses import replace
 
 import pytest
@@ -206,4 +207,24 @@ def test_a_small_envelope_keeps_its_bytes_in_the_database_and_a_larger_one_its_f
             for sent in (frame, larger):
                 digest = decode_frame(sent)[2]
                 assert await county.store.blobs.read_bytes(digest) == sent
+    asyncio.run(run())
+
+
+def test_the_stored_blobs_are_named_by_the_sha256_of_what_they_hold(node_dir, tmp_path):
+    """An accepted envelope's row names two blobs: the frame as received and its decrypted payload.
+    Each is found under the SHA-256 of its own bytes (the payload's signed digest is the ciphertext's,
+    not the name of the decrypted bytes), small ones kept in the database as large ones on disk."""
+    async def run():
+        for inline in (64 * 1024, 0):
+            async with County(node_dir, tmp_path / str(inline)) as county:
+                county.ctx.config = replace(county.ctx.config, store=StoreSettings(inline_max_bytes=inline))
+                draft = county.draft()
+                payload = Notice(draft.type, "doc-1", draft.to_units, draft.created).encode()
+                frame = seal_envelope(draft, payload, county.city.sender, county.recipient).data
+                await county.acceptor.accept(frame, "city")
+                row = await county.store.messages.get_received(draft.message_id)
+                assert row.blob_digest == hashlib.sha256(frame).hexdigest()
+                assert row.payload_digest == hashlib.sha256(payload).hexdigest()
+                assert await county.store.blobs.read_bytes(row.blob_digest) == frame
+                assert await county.store.blobs.read_bytes(row.payload_digest) == payload
     asyncio.run(run())
