@@ -56,7 +56,7 @@ from node.federation.outbound import Outbound
 from node.federation.peer_api import DRAINING, errors_middleware, make_peer_app
 from node.federation.reroute import Rerouter
 from node.federation.revocation_api import RevocationService, make_revocation_app
-from node.federation.tls import client_context, server_context
+from node.federation.tls import node_contexts
 from node.federation.transport import PeerClient
 from node.ops.alert_gauges import register_alert_gauges
 from node.ops.crl_state import crl_figures
@@ -109,8 +109,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     creds = config.credentials_dir
     store = await open_store(config.data_dir, node_id=config.node_id, clock=ctx.clock,
                              max_blob_size=config.limits.max_envelope_bytes, settings=config.store)
-    client_tls = client_context(creds / "tls.crt", creds / "tls.key", config.tls_root_path, passphrase)
-    server_tls = server_context(creds / "tls.crt", creds / "tls.key", config.tls_root_path, passphrase)
+    client_tls, server_tls = node_contexts(creds / "tls.crt", creds / "tls.key", config.tls_root_path, passphrase)
     client = PeerClient(client_tls,
                         judge=lambda cert, chain: verify_certificate(cert, ctx.tls_roots, ctx.clock(),
                                                                      (*chain, *ctx.intermediates),

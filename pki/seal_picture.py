@@ -15,6 +15,10 @@ scaling an RGBA picture. A picture once drawn is remembered for its arguments in
 nodes, draws the same name once.
 A CJK font is required; without one we refuse with ``SEAL_FONT_MISSING`` instead of drawing
 tofu boxes into an official seal.
+
+Pillow is imported when a picture is first checked or drawn, not with this module: most processes
+that import it (``gwx`` commands, a node's start) never touch a picture, and Pillow's import costs
+~15 ms of CPU.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image, ImageDraw, ImageFont
+from typing import TYPE_CHECKING
 
 from .errors import SealFontMissing, SealPictureInvalid
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PICTURE_BYTES = 1024 * 1024
@@ -95,6 +101,8 @@ def _validate_png(data: bytes, max_bytes: int, max_pixels: int) -> PngInfo:
         if not MIN_PICTURE_PIXELS <= side <= max_pixels:
             raise SealPictureInvalid(f"seal picture is {width}×{height} px; each side must be "
                                      f"{MIN_PICTURE_PIXELS}–{max_pixels} px", width=width, height=height)
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -167,6 +175,8 @@ _DRAWN_LOCK = threading.Lock()
 
 
 def _draw(name: str, diameter_mm: int, dpi: int, font_file: Path, color: tuple[int, int, int]) -> bytes:
+    from PIL import Image, ImageDraw
+
     size = mm_to_px(diameter_mm, dpi)
     scale = 4
     big = size * scale
@@ -197,6 +207,8 @@ def _star_points(cx: float, cy: float, r_outer: float) -> list[tuple[float, floa
 
 
 def _draw_arc_text(mask: Image.Image, text: str, font_file: Path, centre: float, radius: float) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
     n = len(text)
     # Long names spread over more of the circle; short ones stay on the upper arc.
     span = min(250.0, max(120.0, 22.0 * n))

@@ -16,7 +16,6 @@ from node.config import (
 )
 from node.errors import ConfigError
 from node.provision import add_peer, init_node, read_units_file
-from pki.ca import CertificateAuthority
 from pki.unit_code import make_unit_code
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
@@ -26,8 +25,8 @@ ELSEWHERE = make_unit_code("91350100M00040000")
 
 
 @pytest.fixture
-def ca(tmp_path):
-    return CertificateAuthority.init_root(tmp_path / "ca", "配置测试CA", PASSPHRASE)
+def ca(tmp_path, new_root_ca):
+    return new_root_ca(tmp_path / "ca", "配置测试CA")
 
 
 @pytest.fixture

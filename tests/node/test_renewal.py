@@ -35,11 +35,10 @@ from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
 UNIT = make_unit_code("11371302MB0000091")
 @pytest.fixture
-def node(tmp_path, request):
+def node(tmp_path, request, new_root_ca):
     """A node directory (gwx node init), its CA, and renewed credentials issued for it; P-256 unless the
     test asks for another network profile (``indirect`` parametrisation with the CA's algorithm)."""
-    ca = CertificateAuthority.init_root(tmp_path / "ca", "续期测试CA", PASSPHRASE,
-                                        algorithm=getattr(request, "param", "ecdsa-p256-sha256"))
+    ca = new_root_ca(tmp_path / "ca", "续期测试CA", getattr(request, "param", "ecdsa-p256-sha256"))
     config, _ = init_node(tmp_path / "node", "county-r", ca, [{"code": UNIT, "name": "兰山区某局"}], PASSPHRASE,
                           peer_port=0, local_port=0)
     ca.issue_node("county-r", "127.0.0.1", tmp_path / "renewed", PASSPHRASE, renew=True)

@@ -40,8 +40,8 @@ NODE_PASSPHRASE = b"the node's own passphrase"
 
 
 @pytest.fixture
-def ca(tmp_path):
-    return CertificateAuthority.init_root(tmp_path / "ca", "临沂市电子政务CA", PASSPHRASE)
+def ca(tmp_path, new_root_ca):
+    return new_root_ca(tmp_path / "ca", "临沂市电子政务CA")
 
 
 def request_for(tmp_path, ca, node_id="county-a"):

@@ -21,8 +21,8 @@ ENV = {"GWX_PASSPHRASE": PASSPHRASE_TEXT}
 
 
 @pytest.fixture
-def ca(tmp_path):
-    CertificateAuthority.init_root(tmp_path / "ca", "重发测试CA", PASSPHRASE)
+def ca(tmp_path, new_root_ca):
+    new_root_ca(tmp_path / "ca", "重发测试CA")
     return tmp_path / "ca"
 
 

@@ -194,3 +194,21 @@ def test_threads_drawing_at_once_get_their_own_pictures_and_the_cache_keeps_its_
     assert peak <= seal_picture._DRAWN_MAX
     assert dict.__len__(cache) == seal_picture._DRAWN_MAX
     assert all(png == f"picture of {key[0]} at 42 mm".encode() for key, png in cache.items())
+
+
+def test_pillow_is_loaded_by_the_first_picture_not_by_a_nodes_start():
+    """A node's start and a ``gwx`` command import this module but draw and check no picture: Pillow
+    (~15 ms of CPU) comes with the first picture checked, which is still checked in full."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    probe = ("import sys\n"
+             "import node.runner, pki.seal_store\n"
+             "print('PIL' in sys.modules)\n"
+             "from pki.seal_picture import validate_png\n"
+             f"print(validate_png({_png(32, 32)!r}).width_px, 'PIL' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "32", "True"]

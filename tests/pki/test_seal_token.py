@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pki.ca import CertificateAuthority
 from pki.errors import GwxError, TokenConfigInvalid
 from pki.seal_enrolment import create_token_seal_request, seal_key_of
 from pki.seal_store import load_seal_credential
@@ -16,8 +15,8 @@ UNIT = "11100000000013127D"
 
 
 @pytest.fixture
-def ca(tmp_path):
-    return CertificateAuthority.init_root(tmp_path / "ca", "临沂市电子政务CA", PASSPHRASE)
+def ca(tmp_path, new_root_ca):
+    return new_root_ca(tmp_path / "ca", "临沂市电子政务CA")
 
 
 def _pin_file(path, pin: str, mode: int = 0o600):

@@ -21,12 +21,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from node.cli.main import main
-from node.federation.tls import client_context, server_context
+from node.federation.tls import client_context, node_contexts, server_context
 from pki import profiles, trust
 from pki.algorithms import ECDSA_P256_SHA256, SM2_SM3
 from pki.ca import CertificateAuthority
 from pki.crl import load_crls
-from pki.errors import CaError, CertificateRevoked, CertificateWrongUsage, InvalidInput, RequestInvalid
+from pki.errors import (
+    CaError,
+    CertificateRevoked,
+    CertificateWrongUsage,
+    InvalidInput,
+    RequestInvalid,
+    WrongPassphrase,
+)
 from pki.node_enrolment import create_node_request, install_node_response, sign_node_request
 from pki.revocation import CrlChecker
 from pki.sm2 import Sm2PublicKey
@@ -144,6 +151,20 @@ def test_two_nodes_of_a_sm_network_shake_hands_in_tls_13(network):
     sm_only = client_context(base / "b" / "tls.crt", base / "b" / "tls.key", base / "b" / "root.crt", PASSPHRASE)
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(server, sm_only)
+
+
+def test_a_sm_nodes_contexts_from_one_decryption_of_its_key_shake_hands(network):
+    """What a node's start makes (node_contexts: the SM2 transport key decrypted once, both contexts
+    loaded from it in memory) shakes hands as the contexts made one by one do."""
+    base, *_ = network
+    _, server = node_contexts(base / "a" / "tls.crt", base / "a" / "tls.key", base / "a" / "tls-root.crt", PASSPHRASE)
+    client, _ = node_contexts(base / "b" / "tls.crt", base / "b" / "tls.key", base / "b" / "tls-root.crt", PASSPHRASE)
+    version, client_cert = _handshake(server, client)
+    assert version == "TLSv1.3"
+    assert x509.load_der_x509_certificate(client_cert).subject.get_attributes_for_oid(
+        NameOID.COMMON_NAME)[0].value == "b.linyi"
+    with pytest.raises(WrongPassphrase):
+        node_contexts(base / "b" / "tls.crt", base / "b" / "tls.key", base / "b" / "tls-root.crt", b"not the passphrase")
 
 
 def test_revoking_a_node_tls_certificate_goes_to_the_transport_crl(tmp_path, monkeypatch, capsys):

@@ -23,8 +23,8 @@ NODE_PASSPHRASE = "the county's own passphrase"
 
 
 @pytest.fixture
-def parties(tmp_path):
-    CertificateAuthority.init_root(tmp_path / "admin" / "ca", "临沂市电子政务CA", PASSPHRASE)
+def parties(tmp_path, new_root_ca):
+    new_root_ca(tmp_path / "admin" / "ca", "临沂市电子政务CA")
     return Parties(tmp_path / "admin" / "ca", PASSPHRASE_TEXT, NODE_PASSPHRASE, tmp_path / "hand-over")
 
 

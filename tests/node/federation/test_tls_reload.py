@@ -1,6 +1,7 @@
 """A renewed TLS certificate taken up by live ``SSLContext``s (``node.federation.tls.reload_certificate``):
 a real aiohttp server with the county's certificate and the city's real :class:`PeerClient`, both
-reloaded in place. New handshakes present the new certificate on both sides; a pooled connection
+reloaded in place (the contexts made as a node's start makes them, ``node_contexts``: the key decrypted
+once for both). New handshakes present the new certificate on both sides; a pooled connection
 keeps the old one until :meth:`PeerClient.renew_connections` retires it; a file that cannot be
 loaded leaves the contexts as they were."""
 
@@ -13,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from node.config import Peer
-from node.federation.tls import client_context, peer_certificate, reload_certificate, server_context
+from node.federation.tls import node_contexts, peer_certificate, reload_certificate
 from node.federation.transport import PeerClient
 from pki.ca import CertificateAuthority
 from pki.certificates import load_certificates
@@ -49,11 +50,11 @@ def test_renewed_tls_certificates_are_presented_on_new_connections_both_ways(nod
         app.router.add_get("/peer/v1/directory", directory)
         runner = web.AppRunner(app)
         await runner.setup()
-        server_tls = server_context(county / "tls.crt", county / "tls.key", county / "root.crt", PASSPHRASE)
+        _, server_tls = node_contexts(county / "tls.crt", county / "tls.key", county / "root.crt", PASSPHRASE)
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        client_tls = client_context(city / "tls.crt", city / "tls.key", city / "root.crt", PASSPHRASE)
+        client_tls, _ = node_contexts(city / "tls.crt", city / "tls.key", city / "root.crt", PASSPHRASE)
         seen_servers: list[int] = []
         client = PeerClient(client_tls, judge=lambda cert, chain: seen_servers.append(cert.serial_number))
         peer = Peer("county", f"https://127.0.0.1:{port}")
