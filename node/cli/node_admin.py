@@ -80,8 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node-passphrase-file", metavar="FILE",
                    help="with --ca: passphrase for the node's own keys (default: the same as the CA passphrase)")
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
-                   help="the other CAs' CRLs (PEM or DER), added to NODE_DIR/crl.pem after the issuing CA's "
-                        "own: with an intermediate CA, the root's and every other intermediate's")
+                   help="CRLs (PEM or DER; repeatable) for NODE_DIR/crl.pem. Enrolled (no --ca): required, the "
+                        "network's CRLs from the PKI admin (gwx pki crl), every CA's. With --ca: the other CAs' "
+                        "CRLs, added after the issuing CA's own: with an intermediate CA, the root's and every "
+                        "other intermediate's")
     add_passphrase_option(p)
     p.set_defaults(func=_init)
 
