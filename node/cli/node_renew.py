@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from node.renewal import DEFAULT_OVERLAP, RenewalRefused, install_renewal, read_credential_set, signal_node
+from pki.errors import WrongPassphrase
 
 _DURATION = re.compile(r"^(\d+)([dhms]?)$")
 _UNITS = {"d": "days", "": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -54,7 +55,13 @@ def _renew(args: argparse.Namespace) -> int:
     source_passphrase = passphrase
     if args.from_passphrase_file:
         source_passphrase = get_passphrase(argparse.Namespace(passphrase_file=args.from_passphrase_file))
-    new = read_credential_set(args.source, source_passphrase)
+    try:
+        new = read_credential_set(args.source, source_passphrase)
+    except WrongPassphrase as exc:
+        if args.from_passphrase_file:
+            raise
+        raise WrongPassphrase(f"{exc.message} — keys made by gwx pki issue-node are under the passphrase given "
+                              "there (the CA's): give it with --from-passphrase-file FILE", **exc.details) from None
     now = dt.datetime.now(dt.UTC)
     # Peers check the TLS certificate against the host they dial: the renewed one must carry it too.
     host = urlsplit(config.peer_api.public_url).hostname if config.peer_api.public_url else None

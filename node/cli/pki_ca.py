@@ -124,7 +124,8 @@ def _issue_node(args: argparse.Namespace) -> int:
         print("revoked the replaced certificates (superseded): " + ", ".join(f"{s:x}" for s in superseded))
         print("  publish a new CRL (gwx pki crl) once the node runs with the new credentials")
     if args.renew:
-        print(f"  the earlier certificates stay valid; on the node: gwx node renew --dir NODE_DIR --from {args.out}")
+        print(f"  the earlier certificates stay valid; on the node: gwx node renew --dir NODE_DIR --from {args.out} "
+              "--from-passphrase-file FILE (the keys are under the passphrase given here)")
     return 0
 
 
