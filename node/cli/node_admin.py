@@ -155,10 +155,15 @@ def _read(path: Path) -> bytes:
 
 def _add_peer(args: argparse.Namespace) -> int:
     from node.provision import add_peer
+    from node.run_lock import holder
 
     units = [u for u in args.units.split(",") if u.strip()]
     config = add_peer(args.dir, args.node_id, args.url, units)
     print(f"peers of '{config.node_id}': " + ", ".join(p.node_id for p in config.peers))
+    pid = holder(config.directory)
+    if pid is not None:  # node.toml is read at start (SIGHUP reloads credentials only)
+        print(f"the node running in {config.directory} ({f'pid {pid}' if pid else 'starting'}) reads node.toml "
+              f"at start: restart it to use this peer (gwx node stop --dir {args.dir}, then gwx node run)")
     return 0
 
 
