@@ -101,6 +101,15 @@ def test_another_nodes_response_is_refused_and_init_says_what_is_missing(tmp_pat
                   env=parties.operator_env)
     assert out.returncode == 2 and b"PKI_RESPONSE_KEY_MISMATCH" in out.stderr
     assert not (tmp_path / "county-a" / "credentials" / "tls.crt").exists()
+    # A seal response for a unit whose request was made on the other node (was: PKI_KEY_MISSING, exit 3).
+    parties.operator("node", "request-seal", "--dir", tmp_path / "county-b", "--unit", UNIT, "--name", UNIT_NAME,
+                     "--out", tmp_path / "b-seal.req")
+    parties.admin("pki", "issue-seal", "--ca", parties.ca_dir, "--request", tmp_path / "b-seal.req", "--unit", UNIT,
+                  "--name", UNIT_NAME, "--out", tmp_path / "b-seal.resp")
+    out = run_gwx("node", "install-certs", "--dir", tmp_path / "county-a", tmp_path / "b-seal.resp",
+                  env=parties.operator_env)
+    assert out.returncode == 2 and b"PKI_RESPONSE_NO_REQUEST" in out.stderr and b"request-seal" in out.stderr
+    assert not (tmp_path / "county-a" / "units").exists()
     units = tmp_path / "units.toml"
     units.write_text(f'[[units]]\ncode = "{UNIT}"\nname = "{UNIT_NAME}"\n', "utf-8")
     parties.admin("pki", "crl", "--ca", parties.ca_dir, "--out", tmp_path / "crl.pem")
