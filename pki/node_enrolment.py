@@ -118,7 +118,9 @@ def create_node_request(directory: str | Path, node_id: str, root: x509.Certific
     if held:
         raise NodeCredentialsExist(f"{directory} already holds {', '.join(held)}: this node has made its keys. "
                                    f"Hand in {directory / REQUEST_FILE} again if the PKI admin needs it; the "
-                                   "keys are never replaced silently", held=held)
+                                   "keys are never replaced silently (to renew them, make new ones in a new "
+                                   "directory: gwx node request --dir NEW_DIR, then gwx node renew --from "
+                                   "NEW_DIR/credentials)", held=held)
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     written: list[Path] = []
