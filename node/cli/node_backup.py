@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "an HMAC from the node passphrase. The archive holds the API tokens in clear: "
                                    "it is written 0600; keep it where only the operator reads it.")
     p.add_argument("directory", type=Path, metavar="NODE_DIR", help="the node directory")
-    p.add_argument("--to", required=True, type=Path, metavar="FILE", help="the archive to write (a tar; one already there is replaced once the new one is whole)")
+    p.add_argument("--to", required=True, type=Path, metavar="FILE",
+                   help="the archive to write (a tar; one already there is replaced once the new one is whole)")
     add_passphrase_option(p)
     p.set_defaults(func=_backup)
 

@@ -3,8 +3,8 @@
 ``revoke`` takes a certificate (PEM or DER) or an electronic seal (``.esl``, DER SESeal); a PEM file
 of several certificates (a ``tls.crt`` with its chain, a node's enrolment response with its three
 and the CA chain) stands for its end-entity certificates — a CA certificate in it is never revoked
-this way. For a seal, every seal certificate in its certList that this CA issued is revoked (for a seal listing
-certificate digests, the CA's issued certificates are matched against the digests). Revoking
+this way. For a seal, every seal certificate in its certList that this CA issued is revoked (for a
+seal listing certificate digests, the CA's issued certificates are matched against the digests). Revoking
 twice keeps the first date (``CertificateAuthority.revoke``). Nothing is published here: run
 ``gwx pki crl`` afterwards, and the OCSP responder answers from the same records at once.
 
