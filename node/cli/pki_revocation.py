@@ -4,9 +4,9 @@
 of several certificates (a ``tls.crt`` with its chain, a node's enrolment response with its three
 and the CA chain) stands for its end-entity certificates — a CA certificate in it is never revoked
 this way. For a seal, every seal certificate in its certList that this CA issued is revoked (for a
-seal listing certificate digests, the CA's issued certificates are matched against the digests). Revoking
-twice keeps the first date (``CertificateAuthority.revoke``). Nothing is published here: run
-``gwx pki crl`` afterwards, and the OCSP responder answers from the same records at once.
+seal listing certificate digests, the CA's issued certificates are matched against the digests).
+Revoking twice keeps the first date (``CertificateAuthority.revoke``). Nothing is published here:
+run ``gwx pki crl`` afterwards, and the OCSP responder answers from the same records at once.
 
 ``crl`` writes a freshly numbered CRL, PEM by default, DER with ``--der``. To publish it, write it
 into the root node's directory (``--out ROOT_NODE_DIR/crl.pem``): the root node re-reads it within
