@@ -100,6 +100,12 @@ class Event(Enum):
     REGISTERED = "registered"    # 登记 (receiver side)
 
 
+# What a clerk calls each event (an illegal one is refused naming it so: "签收 (signed_for) is not allowed …").
+EVENT_WORDS: Mapping[Event, str] = MappingProxyType({
+    Event.SENT: "发送", Event.DELIVERED: "送达", Event.SIGNED_FOR: "签收", Event.RETURNED: "退回",
+    Event.RECALLED: "撤回", Event.FAILED: "发送失败", Event.URGED: "催办", Event.REGISTERED: "登记"})
+
+
 class Effect(Enum):
     CHANGE = "change"            # a new status, with the event's facts
     DUPLICATE = "duplicate"      # the same event again: facts must match, row unchanged
@@ -204,7 +210,8 @@ def step(state: Status, event: Event) -> Step:
     found = table.get((state, event)) if isinstance(event, Event) else None
     if found is None:
         name = event.value if isinstance(event, Event) else repr(event)
-        raise IllegalTransition(f"{name} is not allowed on the {side} side in state {state.value} "
+        said = f"{EVENT_WORDS[event]} ({name})" if isinstance(event, Event) else name
+        raise IllegalTransition(f"{said} is not allowed on the {side} side in state {state.value} "
                                 f"({state.label})", state=state.value, event=name, side=side)
     return found
 

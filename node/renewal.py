@@ -114,8 +114,10 @@ def read_credential_set(directory: Path, passphrase: bytes) -> CredentialSet:
         try:
             chains[role] = load_certificates(crt.read_bytes())
         except FileNotFoundError:
+            hint = (f" (a node directory: its set is in {directory / 'credentials'}, give that as --from)"
+                    if (directory / "credentials" / crt.name).exists() else "")
             raise RenewalRefused(f"{directory} holds no {role}.crt: a renewal needs tls, sign and enc "
-                                 "keys with their certificates", path=str(crt)) from None
+                                 f"keys with their certificates{hint}", path=str(crt)) from None
         if not chains[role]:
             raise RenewalRefused(f"{crt} holds no certificate", path=str(crt))
         keys[role] = read_private_key(directory / f"{role}.key", passphrase)

@@ -118,7 +118,9 @@ def create_node_request(directory: str | Path, node_id: str, root: x509.Certific
     if held:
         raise NodeCredentialsExist(f"{directory} already holds {', '.join(held)}: this node has made its keys. "
                                    f"Hand in {directory / REQUEST_FILE} again if the PKI admin needs it; the "
-                                   "keys are never replaced silently", held=held)
+                                   "keys are never replaced silently (to renew them, make new ones in a new "
+                                   "directory: gwx node request --dir NEW_DIR, then gwx node renew --from "
+                                   "NEW_DIR/credentials)", held=held)
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     written: list[Path] = []
@@ -249,14 +251,21 @@ def read_node_request(data: bytes, expected_node_id: str | None = None,
 
 
 def sign_node_request(ca: CertificateAuthority, data: bytes, host: str, *, node_id: str | None = None,
-                      valid_days: int | None = None, replace: bool = False,
+                      valid_days: int | None = None, replace: bool = False, renew: bool = False,
                       now: dt.datetime | None = None) -> SignedNodeRequest:
     """Issue a node's three certificates for the keys its request names; nothing is issued unless
-    every check passes. A node id that already has valid certificates needs ``replace`` (as issue-node)."""
+    every check passes. A node id that already has valid certificates needs ``replace`` (they are
+    revoked as superseded) or ``renew`` (they stay valid for the overlap of ``gwx node renew``), as
+    issue-node."""
+    if replace and renew:
+        raise InvalidInput("a renewal keeps the earlier certificates valid, a replacement revokes them: "
+                           "choose one", field="renew")
     node_id, by_role = read_node_request(data, node_id, ca.algorithm)
-    earlier = ca.node_certificates_in_force(node_id, now, replace=replace)
+    earlier = ca.node_certificates_in_force(node_id, now, replace=replace or renew)
     certs = {role: ca.issue_node_certificate(node_id, host, role, by_role[role].public_key, valid_days, now)
              for role in profiles.NODE_ROLES}
+    if renew:
+        earlier = []  # kept valid: peers accept both sets until the node's overlap ends
     ca.supersede(earlier, now)
     fingerprint = key_fingerprint(by_role[role].public_key for role in profiles.NODE_ROLES)
     header = (f"# gwx node enrolment response: node {node_id}, certificates for the keys with fingerprint\n"

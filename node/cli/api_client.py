@@ -250,7 +250,11 @@ class ApiClient:
                 raise RemoteError(f"the node answered {status}", code=f"HTTP_{status}", status=status)
             details = error.get("details") if isinstance(error.get("details"), dict) else {}
             message = str(error.get("message", ""))
-            if error["code"] == "API_UNAUTHENTICATED" and self._token_looks_like_a_path():
+            if error["code"] == "API_UNAUTHENTICATED" and not self.token:
+                message += (" — no token was given: set $GWX_TOKEN to your API token, or read it from a file "
+                            "with --token-file FILE (gwx node init leaves one per unit and an operator's in "
+                            "NODE_DIR/tokens/; gwx node add-token makes more)")
+            elif error["code"] == "API_UNAUTHENTICATED" and self._token_looks_like_a_path():
                 message += (f" — the token given looks like a file name ({self.token!r}): $GWX_TOKEN holds "
                             "the token itself; to read it from a file, use --token-file FILE")
             raise RemoteError(message, code=error["code"], status=status, **details)

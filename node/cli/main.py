@@ -83,7 +83,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     continue  # a command group not built yet
                 raise
             module.register(sub)
+        _describe(sub)
     return parser
+
+
+def _describe(sub: argparse._SubParsersAction) -> None:
+    """A command registered with a help line and no description says that line in its own ``--help``
+    too (``gwx node add-peer --help`` otherwise showed the usage and options alone); nested groups as well."""
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    for name, parser in sub.choices.items():
+        if parser.description is None and helps.get(name):
+            parser.description = helps[name]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _describe(action)
 
 
 def main(argv: list[str] | None = None) -> int:

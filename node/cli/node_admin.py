@@ -80,8 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node-passphrase-file", metavar="FILE",
                    help="with --ca: passphrase for the node's own keys (default: the same as the CA passphrase)")
     p.add_argument("--crl", type=Path, action="append", default=[], metavar="FILE",
-                   help="the other CAs' CRLs (PEM or DER), added to NODE_DIR/crl.pem after the issuing CA's "
-                        "own: with an intermediate CA, the root's and every other intermediate's")
+                   help="CRLs (PEM or DER; repeatable) for NODE_DIR/crl.pem. Enrolled (no --ca): required, the "
+                        "network's CRLs from the PKI admin (gwx pki crl), every CA's. With --ca: the other CAs' "
+                        "CRLs, added after the issuing CA's own: with an intermediate CA, the root's and every "
+                        "other intermediate's")
     add_passphrase_option(p)
     p.set_defaults(func=_init)
 
@@ -153,10 +155,15 @@ def _read(path: Path) -> bytes:
 
 def _add_peer(args: argparse.Namespace) -> int:
     from node.provision import add_peer
+    from node.run_lock import holder
 
     units = [u for u in args.units.split(",") if u.strip()]
     config = add_peer(args.dir, args.node_id, args.url, units)
     print(f"peers of '{config.node_id}': " + ", ".join(p.node_id for p in config.peers))
+    pid = holder(config.directory)
+    if pid is not None:  # node.toml is read at start (SIGHUP reloads credentials only)
+        print(f"the node running in {config.directory} ({f'pid {pid}' if pid else 'starting'}) reads node.toml "
+              f"at start: restart it to use this peer (gwx node stop --dir {args.dir}, then gwx node run)")
     return 0
 
 

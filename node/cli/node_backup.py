@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "an HMAC from the node passphrase. The archive holds the API tokens in clear: "
                                    "it is written 0600; keep it where only the operator reads it.")
     p.add_argument("directory", type=Path, metavar="NODE_DIR", help="the node directory")
-    p.add_argument("--to", required=True, type=Path, metavar="FILE", help="the archive to write (a tar)")
+    p.add_argument("--to", required=True, type=Path, metavar="FILE",
+                   help="the archive to write (a tar; one already there is replaced once the new one is whole)")
     add_passphrase_option(p)
     p.set_defaults(func=_backup)
 
@@ -34,8 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _backup(args: argparse.Namespace) -> int:
+    from node.cli.exit_codes import FileProblem
     from node.ops.backup import backup
 
+    folder = Path(args.to).absolute().parent
+    if not folder.is_dir():  # said before the passphrase is asked for and the store is copied
+        raise FileProblem(f"cannot write {args.to}: there is no directory {folder} (create it first)",
+                          code="IO_ERROR", path=str(args.to))
     manifest = backup(args.directory, args.to, get_passphrase(args, what="node key"))
     files = manifest["files"]
     blobs = sum(1 for name in files if name.startswith("data/blobs/"))

@@ -159,11 +159,15 @@ def _install(args: argparse.Namespace) -> int:
     if not root_path.exists():
         raise ResponseInvalid(f"{args.dir} has made no request ({root_path} is missing): gwx node request first",
                               code="PKI_RESPONSE_NO_REQUEST")
+    seal_dir = args.dir / "units" / seal_response_unit(data) if is_seal_response(data) else None
+    if seal_dir is not None and not seal_dir.is_dir():
+        raise ResponseInvalid(f"no seal request for unit {seal_dir.name} was made in {args.dir} (gwx node "
+                              "request-seal): this response answers a request made elsewhere",
+                              code="PKI_RESPONSE_NO_REQUEST", unit=seal_dir.name)
     passphrase = get_passphrase(args, what="node key")
     root = load_certificate(root_path.read_bytes())
-    if is_seal_response(data):
-        code = seal_response_unit(data)
-        seal_dir = args.dir / "units" / code
+    if seal_dir is not None:
+        code = seal_dir.name
         seal = install_seal_response(seal_dir, data, root, seal_key_of(seal_dir, passphrase))
         print(f"seal '{seal.name}' of unit {code} installed in {seal_dir}: esID {seal.es_id}, valid "
               f"{seal.valid_start:%Y-%m-%d} – {seal.valid_end:%Y-%m-%d}")

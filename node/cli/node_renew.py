@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from node.cli.passphrase import add_passphrase_option, get_passphrase
 from node.renewal import DEFAULT_OVERLAP, RenewalRefused, install_renewal, read_credential_set, signal_node
+from pki.errors import WrongPassphrase
 
 _DURATION = re.compile(r"^(\d+)([dhms]?)$")
 _UNITS = {"d": "days", "": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -18,7 +19,9 @@ _UNITS = {"d": "days", "": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "renew", help="install renewed TLS/signing/encryption credentials; a running node uses them at once",
-        description="Install new credentials (gwx pki issue-node --renew --out DIR) on a node. They are checked "
+        description="Install new credentials on a node: what gwx pki issue-node --renew --out DIR wrote, or for an "
+                    "enrolled node NEW_DIR/credentials after gwx node request --dir NEW_DIR, gwx pki sign-request "
+                    "--renew and gwx node install-certs --dir NEW_DIR. They are checked "
                     "(keys match, certificates name this node and are valid now under its root), the current "
                     "certificates and encryption key are kept in credentials/previous/ for the overlap, and a "
                     "running node is told (SIGHUP) to use the new ones without a restart. Until the overlap "
@@ -26,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "it destroys that key. The previous signing and TLS keys are destroyed at once.")
     p.add_argument("--dir", required=True, type=Path, help="the node directory (the one gwx node init created)")
     p.add_argument("--from", dest="source", required=True, type=Path, metavar="DIR",
-                   help="directory holding tls/sign/enc .key and .crt (what gwx pki issue-node --renew --out wrote)")
+                   help="directory holding tls/sign/enc .key and .crt (what gwx pki issue-node --renew --out wrote, "
+                        "or an enrolled node's NEW_DIR/credentials)")
     p.add_argument("--overlap", default=f"{DEFAULT_OVERLAP.days}d", metavar="DURATION",
                    help=f"how long the previous encryption key keeps opening envelopes: 7d, 36h, 90m, 45s "
                         f"(default {DEFAULT_OVERLAP.days}d; never beyond the previous certificate's expiry)")
@@ -54,7 +58,13 @@ def _renew(args: argparse.Namespace) -> int:
     source_passphrase = passphrase
     if args.from_passphrase_file:
         source_passphrase = get_passphrase(argparse.Namespace(passphrase_file=args.from_passphrase_file))
-    new = read_credential_set(args.source, source_passphrase)
+    try:
+        new = read_credential_set(args.source, source_passphrase)
+    except WrongPassphrase as exc:
+        if args.from_passphrase_file:
+            raise
+        raise WrongPassphrase(f"{exc.message} — keys made by gwx pki issue-node are under the passphrase given "
+                              "there (the CA's): give it with --from-passphrase-file FILE", **exc.details) from None
     now = dt.datetime.now(dt.UTC)
     # Peers check the TLS certificate against the host they dial: the renewed one must carry it too.
     host = urlsplit(config.peer_api.public_url).hostname if config.peer_api.public_url else None

@@ -124,7 +124,8 @@ def _issue_node(args: argparse.Namespace) -> int:
         print("revoked the replaced certificates (superseded): " + ", ".join(f"{s:x}" for s in superseded))
         print("  publish a new CRL (gwx pki crl) once the node runs with the new credentials")
     if args.renew:
-        print(f"  the earlier certificates stay valid; on the node: gwx node renew --dir NODE_DIR --from {args.out}")
+        print(f"  the earlier certificates stay valid; on the node: gwx node renew --dir NODE_DIR --from {args.out} "
+              "--from-passphrase-file FILE (the keys are under the passphrase given here)")
     return 0
 
 
@@ -171,7 +172,16 @@ SHOWN_KINDS = ("gwx pki show reads certificates (.crt, PEM or DER), CRLs (.crl o
                "and seals (.esl, DER)")
 # Files a user may well point show at by mistake, by their first bytes: what they are and what reads them.
 _OTHER_KINDS = ((b"%PDF-", "a PDF document (to check a sealed document, gwx doc verify its package)"),
-                (b"PK\x03\x04", "a ZIP archive (a document package? gwx doc verify PKG.zip)"))
+                (b"PK\x03\x04", "a ZIP archive (a document package? gwx doc verify PKG.zip)"),
+                # gwx's own hand-over files open with a '#' line saying what they are
+                (b"# gwx node enrolment request", "a node's enrolment request (gwx pki sign-request checks it and "
+                                                 "prints the node id and key fingerprint first)"),
+                (b"# gwx node enrolment response", "a node's enrolment response (gwx node install-certs checks it "
+                                                  "and prints each certificate it installs)"),
+                (b"# gwx seal request", "a unit's seal request (gwx pki issue-seal --request checks it and prints "
+                                        "the unit and key fingerprint first)"),
+                (b"# gwx seal response", "a unit's seal response (gwx node install-certs checks it and prints the "
+                                         "seal it installs)"))
 
 
 def describe_file(data: bytes) -> dict[str, Any]:

@@ -47,10 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the response file to send back to the node operator")
     p.add_argument("--valid-days", type=int, metavar="N",
                    help=f"validity of the three certificates in days (default {profiles.NODE_TLS.default_days})")
-    p.add_argument("--replace", action="store_true",
-                   help="the CA already issued credentials for this node id that are still valid: issue these and "
-                        "revoke the old (superseded, effective with the next gwx pki crl). Without it a second "
-                        "request for a node id is refused (PKI_ALREADY_ISSUED)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--replace", action="store_true",
+                       help="the CA already issued credentials for this node id that are still valid: issue these "
+                            "and revoke the old (superseded, effective with the next gwx pki crl). Without it (or "
+                            "--renew) a second request for a node id is refused (PKI_ALREADY_ISSUED)")
+    again.add_argument("--renew", action="store_true",
+                       help="renew a running node's certificates for the new keys of its request (gwx node request "
+                            "--dir NEW_DIR): the old ones stay valid (not revoked) so that peers accept both during "
+                            "the overlap; the node operator installs the response in NEW_DIR (gwx node "
+                            "install-certs), then runs gwx node renew --from NEW_DIR/credentials")
     add_passphrase_option(p)
     p.set_defaults(func=_sign_request)
 
@@ -63,7 +69,7 @@ def _sign_request(args: argparse.Namespace) -> int:
     passphrase = get_passphrase(args, what="CA key")
     ca = CertificateAuthority.open(args.ca, passphrase)
     signed = sign_node_request(ca, data, args.host, node_id=args.node_id, valid_days=args.valid_days,
-                               replace=args.replace)
+                               replace=args.replace, renew=args.renew)
     write_public_file(args.out, signed.response)
     print(f"signed node '{signed.node_id}', host {args.host}, issued by '{ca.name}':")
     for role, cert in signed.certificates.items():
@@ -74,5 +80,7 @@ def _sign_request(args: argparse.Namespace) -> int:
         print("revoked the replaced certificates (superseded): "
               + ", ".join(f"{c.serial_number:x}" for c in signed.superseded))
         print("  publish a new CRL (gwx pki crl) once the node runs with the new certificates")
+    if args.renew:
+        print("a renewal: the node's earlier certificates stay valid (not revoked) for the overlap")
     print(f"response written to {args.out}: send it to the node operator (gwx node install-certs)")
     return 0

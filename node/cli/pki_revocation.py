@@ -1,10 +1,12 @@
 """``gwx pki revoke``, ``gwx pki crl``, ``gwx pki issue-ocsp-signer`` and ``gwx pki issue-tsa-signer``.
 
-``revoke`` takes a certificate (PEM or DER) or an electronic seal (``.esl``, DER SESeal): for a
-seal, every seal certificate in its certList that this CA issued is revoked (for a seal listing
-certificate digests, the CA's issued certificates are matched against the digests). Revoking
-twice keeps the first date (``CertificateAuthority.revoke``). Nothing is published here: run
-``gwx pki crl`` afterwards, and the OCSP responder answers from the same records at once.
+``revoke`` takes a certificate (PEM or DER) or an electronic seal (``.esl``, DER SESeal); a PEM file
+of several certificates (a ``tls.crt`` with its chain, a node's enrolment response with its three
+and the CA chain) stands for its end-entity certificates — a CA certificate in it is never revoked
+this way. For a seal, every seal certificate in its certList that this CA issued is revoked (for a
+seal listing certificate digests, the CA's issued certificates are matched against the digests).
+Revoking twice keeps the first date (``CertificateAuthority.revoke``). Nothing is published here:
+run ``gwx pki crl`` afterwards, and the OCSP responder answers from the same records at once.
 
 ``crl`` writes a freshly numbered CRL, PEM by default, DER with ``--der``. To publish it, write it
 into the root node's directory (``--out ROOT_NODE_DIR/crl.pem``): the root node re-reads it within
@@ -31,7 +33,7 @@ from node.cli.passphrase import add_passphrase_option, get_passphrase
 from node.cli.pki_ca import add_signer_issue_parser, issue_signer
 from pki.ca import CertificateAuthority
 from pki.ca_records import REVOCATION_REASONS
-from pki.certificates import load_certificate
+from pki.certificates import load_certificate, load_certificates
 from pki.crl import crl_der, crl_pem, publish_crl
 from pki.errors import InvalidInput, MalformedEncoding, UnknownCertificate
 from pki.keystore import write_public_file
@@ -40,11 +42,16 @@ from pki.profiles import OCSP_RESPONDER, TIME_STAMPING
 from pki.seal import parse_seal
 from pki.tsa_signer import issue as issue_tsa_signer
 
+PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("revoke", help="revoke a certificate, or the seal certificates of an electronic seal")
     p.add_argument("--ca", required=True, type=Path, help="CA directory that issued the certificate")
-    p.add_argument("target", type=Path, metavar="CERT_OR_SEAL", help="certificate (PEM/DER) or seal (.esl)")
+    p.add_argument("target", type=Path, metavar="CERT_OR_SEAL",
+                   help="certificate (PEM/DER) or seal (.esl); a PEM file of several (a certificate with its "
+                        "chain, a node's enrolment response from gwx pki sign-request): its end-entity "
+                        "certificates, never a CA certificate that travels with them")
     p.add_argument("--reason", default="unspecified",
                    help="RFC 5280 reason: " + ", ".join(sorted(REVOCATION_REASONS)) + " (keyCompromise also works; default unspecified)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -94,6 +101,13 @@ def normalise_reason(text: str) -> str:
 
 def _targets(ca: CertificateAuthority, path: Path) -> tuple[str, list[x509.Certificate]]:
     data = path.read_bytes()
+    if PEM_CERTIFICATE in data and path.suffix.lower() not in (".esl", ".seal"):
+        certs = load_certificates(data)  # a response file opens with '#' lines: not only a file that starts so
+        if len(certs) == 1:
+            return "certificate", certs
+        # A certificate with its chain (tls.crt), or a node's enrolment response (its three, then the CA
+        # chain): the end-entity certificates, never a CA's that travels with them.
+        return f"end-entity certificates of {path.name}", [c for c in certs if not _is_ca(c)]
     try:
         return "certificate", [load_certificate(data)]
     except MalformedEncoding:
@@ -105,6 +119,13 @@ def _targets(ca: CertificateAuthority, path: Path) -> tuple[str, list[x509.Certi
     else:  # certificate digests: find which of ours they name
         certs = [c for c in ca.issued() if seal.matches_certificate(c)]
     return f"seal '{seal.name}' ({seal.es_id})", certs
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:

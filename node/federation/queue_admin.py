@@ -13,30 +13,54 @@ as its actor: ``queue.hold``, ``queue.release``, ``queue.retry``, ``queue.bounce
 * **retry** makes a waiting row — or every waiting row of a destination — due now, and ends that
   destination's backoff: the operator who knows the peer is back need not wait for the next try.
 * **purge** gives up on a row at rest (queued, deferred or held) as a bounce does, with the reason
-  the operator gives: the sending unit's recipients turn 发送失败 with ``QUEUE_PURGED`` and the
+  the operator gives: the sending unit's recipients turn 失败 (failed) with ``QUEUE_PURGED`` and the
   reason (the clerk sees it in the track), a relayed message's origin gets a bounce notice. An
   envelope in flight is refused (hold it first): what is on the wire may yet be delivered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from exchange_protocol.envelope import format_time
 from node.api.auth import Principal
 from node.errors import ApiError, QueuePurged, StoreConflict, StoreNotFound
 from node.store import ErrorInfo, QueueEntry
-from node.store.queue_states import ACTIVE, QUEUE_STATES
+from node.store.queue_states import ACTIVE, BOUNCED, CORRUPT, DEFERRED, HOLD, INCOMING, QUEUE_STATES, SENT
 
 if TYPE_CHECKING:
     from node.federation.outbound import Outbound
 
 MAX_REASON = 500
 
+# Why an operator's move does not apply, in the words of `gwx node queue list` (the store says only the state).
+_IS = {INCOMING: "waiting (never tried)", DEFERRED: "waiting for its next try", ACTIVE: "being sent right now",
+       HOLD: "already on hold", SENT: "already sent (the next hop signed its receipt)",
+       BOUNCED: "given up (bounced)", CORRUPT: "corrupt (its stored envelope is missing or altered)"}
+_ONLY = {"hold": "only a waiting message or one being sent can be held",
+         "release": "only a held message can be released (gwx node queue hold parks one)",
+         "retry": "only a waiting message can be retried (release a held one)"}
+
 
 def _time(value: dt.datetime | None) -> str | None:
     return format_time(value) if value is not None else None
+
+
+@contextlib.contextmanager
+def _said(action: str, message_id: str | None) -> Iterator[None]:
+    """The store's refusal of an operator's move (the row is in a state the move does not leave),
+    said as the operator sees the row: what it is, and what the move needs."""
+    try:
+        yield
+    except StoreConflict as exc:
+        state = exc.details.get("state")
+        if message_id is None or state not in _IS:
+            raise
+        raise StoreConflict(f"message {message_id} is {_IS[state]}: {_ONLY[action]}", message_id=message_id,
+                            state=state, action=action) from None
 
 
 class QueueAdmin:
@@ -72,11 +96,13 @@ class QueueAdmin:
         return entry
 
     async def hold(self, message_id: str, *, actor: str, reason: str = "") -> dict[str, Any]:
-        await self.store.queue.hold(message_id, actor=actor, reason=reason[:MAX_REASON])
+        with _said("hold", message_id):
+            await self.store.queue.hold(message_id, actor=actor, reason=reason[:MAX_REASON])
         return await self.view(await self.entry(message_id))
 
     async def release(self, message_id: str, *, actor: str) -> dict[str, Any]:
-        await self.store.queue.release(message_id, actor=actor)
+        with _said("release", message_id):
+            await self.store.queue.release(message_id, actor=actor)
         entry = await self.entry(message_id)
         self.outbound.wake_hop(entry.destination)
         return await self.view(entry)
@@ -87,8 +113,9 @@ class QueueAdmin:
         if message_id is not None:
             destination = (await self.entry(message_id)).destination
         assert destination is not None
-        ids = await self.store.queue.retry_now(actor=actor, message_id=message_id,
-                                               destination=None if message_id else destination)
+        with _said("retry", message_id):
+            ids = await self.store.queue.retry_now(actor=actor, message_id=message_id,
+                                                   destination=None if message_id else destination)
         queue = self.outbound.queues.get(destination)
         if queue is not None:
             await queue.limiter.try_now()

@@ -15,6 +15,7 @@ from exchange_protocol.errors import (
 )
 from exchange_protocol.kinds import Role
 from exchange_protocol.states import (
+    EVENT_WORDS,
     OVERDUE_LABEL,
     Event,
     ReceiverStatus,
@@ -66,6 +67,7 @@ def test_every_pair(state, event, expected) -> None:
         assert info.value.code == "STATE_ILLEGAL_TRANSITION"
         assert info.value.details["state"] == state.value and info.value.details["event"] == event.value
         assert state.label in info.value.message
+        assert info.value.message.startswith(f"{EVENT_WORDS[event]} ({event.value}) is not allowed")  # a clerk's word
     else:
         assert transition(state, event) is target
     assert (event in allowed_events(state)) == (target is not None)

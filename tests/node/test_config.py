@@ -16,6 +16,7 @@ from node.config import (
 )
 from node.errors import ConfigError
 from node.provision import add_peer, init_node, read_units_file
+from node.run_lock import NodeLock
 from pki.unit_code import make_unit_code
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
@@ -103,6 +104,14 @@ def test_add_peer_over_the_cli_is_a_typed_error_and_every_command_still_works(no
                   "--units", THERE)
     assert out.returncode == 0, out.stderr
     assert load_config(node_dir).peers[0].units == (THERE,)
+    assert b"restart" not in out.stdout  # no node runs there
+    lock = NodeLock.acquire(node_dir)  # as a running node holds it: it read node.toml at its start
+    try:
+        out = run_gwx("node", "add-peer", "--dir", node_dir, "--node-id", "city", "--url", "https://127.0.0.1:7446",
+                      "--units", THERE)
+    finally:
+        lock.release()
+    assert out.returncode == 0 and b"reads node.toml at start: restart it to use this peer" in out.stdout
 
 
 def test_add_peer_keeps_the_operators_comments_and_replaces_a_peer_in_place(node_dir):

@@ -163,6 +163,10 @@ def test_gwx_node_renew_installs_on_a_stopped_node_and_says_what_follows(node, t
     ca.issue_node("county-r", "10.9.9.9", tmp_path / "elsewhere", PASSPHRASE, renew=True)
     wrong_host = run_gwx("node", "renew", "--dir", config.directory, "--from", tmp_path / "elsewhere", env=env)
     assert wrong_host.returncode == 2 and "does not name 127.0.0.1" in wrong_host.stderr.decode()
+    ca.issue_node("county-r", "127.0.0.1", tmp_path / "under-another", b"the CA admin's own", renew=True)
+    locked = run_gwx("node", "renew", "--dir", config.directory, "--from", tmp_path / "under-another", env=env)
+    assert locked.returncode == 3 and "PKI_WRONG_PASSPHRASE" in locked.stderr.decode()
+    assert "--from-passphrase-file" in locked.stderr.decode()  # what to do about it
     out = run_gwx("node", "renew", "--dir", config.directory, "--from", renewed, "--overlap", "36h",
                   "--from-passphrase-file", tmp_path / "ca-pass", env=env)
     assert out.returncode == 0, out.stderr.decode()

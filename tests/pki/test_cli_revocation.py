@@ -9,6 +9,7 @@ import pytest
 from node.cli.main import main
 from pki.ca import CertificateAuthority
 from pki.certificates import pem
+from pki.node_enrolment import create_node_request, sign_node_request
 from pki.seal_store import issue_seal
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT
 
@@ -48,6 +49,20 @@ def test_revoke_a_seal_revokes_its_certificate(ca, tmp_path, capsys):
     result = openssl_crl(tmp_path / "c.der", ca.directory, "-inform", "DER")
     assert "verify OK" in result.stderr + result.stdout
     assert f"{serial:X}" in result.stdout and "Cessation Of Operation" in result.stdout
+
+
+def test_a_response_file_revokes_the_node_certificates_in_it_never_a_ca_certificate(ca, tmp_path, capsys):
+    """A node's old credentials after a renewal, as the admin holds them: the enrolment response (it opens
+    with '#' lines — once taken for a seal: SEAL_MALFORMED). A CA certificate of this CA in the file (an
+    intermediate's, as a response's chain carries) stays valid."""
+    request = create_node_request(tmp_path / "node", "county-a", ca.root_certificate, b"the node's passphrase")
+    signed = sign_node_request(ca, request.pem, "10.1.2.3")
+    sub = ca.create_intermediate(tmp_path / "sub", "兰山区CA", PASSPHRASE)
+    (tmp_path / "county-a.resp").write_bytes(signed.response + pem(sub.certificate))
+    assert main(["pki", "revoke", "--ca", str(ca.directory), str(tmp_path / "county-a.resp"),
+                 "--reason", "superseded"]) == 0
+    assert "end-entity certificates of county-a.resp" in capsys.readouterr().out
+    assert set(ca.revocations()) == {c.serial_number for c in signed.certificates.values()}
 
 
 def test_bad_reason_foreign_certificate_and_garbage_are_typed_errors(ca, tmp_path, capsys):

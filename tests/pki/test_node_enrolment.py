@@ -225,10 +225,22 @@ def test_the_admin_names_the_node_and_a_second_request_needs_replace(tmp_path, c
     assert all(ca.revocations()[c.serial_number].reason == "superseded" for c in first.certificates.values())
 
 
+def test_a_renewal_for_new_keys_of_the_node_keeps_the_old_certificates_valid(tmp_path, ca):
+    _, request = request_for(tmp_path, ca)
+    first = sign_node_request(ca, request.pem, "10.1.2.3")
+    second = create_node_request(tmp_path / "renewed", "county-a", ca.root_certificate, NODE_PASSPHRASE)
+    both = error_of(sign_node_request, ca, second.pem, "10.1.2.3", renew=True, replace=True)
+    assert both.code == "PKI_INVALID_INPUT"
+    renewed = sign_node_request(ca, second.pem, "10.1.2.3", renew=True)
+    assert renewed.superseded == [] and ca.revocations() == {}
+    assert {c.serial_number for c in renewed.certificates.values()}.isdisjoint(
+        c.serial_number for c in first.certificates.values())
+
+
 def test_keys_are_never_made_twice(tmp_path, ca):
     creds, request = request_for(tmp_path, ca)
-    assert error_of(create_node_request, creds, "county-a", ca.root_certificate, NODE_PASSPHRASE).code == \
-        "PKI_NODE_CREDENTIALS_EXIST"
+    again = error_of(create_node_request, creds, "county-a", ca.root_certificate, NODE_PASSPHRASE)
+    assert again.code == "PKI_NODE_CREDENTIALS_EXIST" and "gwx node request --dir NEW_DIR" in again.message  # renewal
     assert (creds / REQUEST_FILE).read_bytes() == request.pem
 
 

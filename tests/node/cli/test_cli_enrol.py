@@ -13,6 +13,7 @@ import pytest
 
 from node.config import load_config
 from pki.ca import CertificateAuthority
+from pki.certificates import load_certificate
 from pki.csr import REQUEST_LABEL, pem_block, pem_blocks
 from tests.node.enrolment_support import Parties, enrol_node
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx, run_openssl
@@ -100,6 +101,15 @@ def test_another_nodes_response_is_refused_and_init_says_what_is_missing(tmp_pat
                   env=parties.operator_env)
     assert out.returncode == 2 and b"PKI_RESPONSE_KEY_MISMATCH" in out.stderr
     assert not (tmp_path / "county-a" / "credentials" / "tls.crt").exists()
+    # A seal response for a unit whose request was made on the other node (was: PKI_KEY_MISSING, exit 3).
+    parties.operator("node", "request-seal", "--dir", tmp_path / "county-b", "--unit", UNIT, "--name", UNIT_NAME,
+                     "--out", tmp_path / "b-seal.req")
+    parties.admin("pki", "issue-seal", "--ca", parties.ca_dir, "--request", tmp_path / "b-seal.req", "--unit", UNIT,
+                  "--name", UNIT_NAME, "--out", tmp_path / "b-seal.resp")
+    out = run_gwx("node", "install-certs", "--dir", tmp_path / "county-a", tmp_path / "b-seal.resp",
+                  env=parties.operator_env)
+    assert out.returncode == 2 and b"PKI_RESPONSE_NO_REQUEST" in out.stderr and b"request-seal" in out.stderr
+    assert not (tmp_path / "county-a" / "units").exists()
     units = tmp_path / "units.toml"
     units.write_text(f'[[units]]\ncode = "{UNIT}"\nname = "{UNIT_NAME}"\n', "utf-8")
     parties.admin("pki", "crl", "--ca", parties.ca_dir, "--out", tmp_path / "crl.pem")
@@ -138,6 +148,34 @@ def test_init_without_the_ca_needs_every_seal_and_the_crls(tmp_path, parties):
     assert not (node_dir / "node.toml").exists()
     parties.operator(*init, "--crl", hand / "crl.pem")
     assert load_config(node_dir).node_id == "county-a"
+
+
+def test_an_enrolled_node_renews_with_new_keys_of_its_own(tmp_path, parties):
+    """The renewal of README "Renewing …" for a node whose keys never left it: a new request in a new
+    directory, signed with --renew (the old certificates stay valid), installed there, then renewed from."""
+    node_dir, renewed = tmp_path / "operator" / "county-a", tmp_path / "operator" / "county-a-2027"
+    enrol_node(parties, node_dir, "county-a", [{"code": UNIT, "name": UNIT_NAME}])
+    hand, creds = parties.hand_over, node_dir / "credentials"
+    old = load_certificate((creds / "tls.crt").read_bytes()).serial_number
+    parties.operator("node", "request", "--dir", renewed, "--node-id", "county-a", "--root", parties.root,
+                     "--out", hand / "renew.req")
+    sign = ("pki", "sign-request", "--ca", parties.ca_dir, "--request", hand / "renew.req", "--node-id",
+            "county-a", "--host", "127.0.0.1", "--out", hand / "renew.resp")
+    again = run_gwx(*sign, env=parties.admin_env)  # the refusal names --renew: sign-request takes it
+    assert again.returncode == 2 and b"PKI_ALREADY_ISSUED" in again.stderr and b"--renew" in again.stderr
+    both = run_gwx(*sign, "--renew", "--replace", env=parties.admin_env)
+    assert both.returncode == 2 and b"not allowed with" in both.stderr and not (hand / "renew.resp").exists()
+    assert b"stay valid" in parties.admin(*sign, "--renew").stdout
+    parties.operator("node", "install-certs", "--dir", renewed, hand / "renew.resp")
+    wrong = run_gwx("node", "renew", "--dir", node_dir, "--from", renewed, env=parties.operator_env)
+    assert wrong.returncode == 2 and b"give that as --from" in wrong.stderr
+    parties.operator("node", "renew", "--dir", node_dir, "--from", renewed / "credentials")
+    new = load_certificate((creds / "tls.crt").read_bytes()).serial_number
+    assert new == load_certificate((renewed / "credentials" / "tls.crt").read_bytes()).serial_number != old
+    revoked = parties.ca_dir / "revocations.json"
+    assert not revoked.exists() or json.loads(revoked.read_text("utf-8")) == {}  # both sets valid: the overlap
+    report = json.loads(run_gwx("node", "status", "--dir", node_dir, "--json").stdout)
+    assert report["readiness"]["ready"] is True, report
 
 
 def test_issue_seal_with_a_request_refuses_a_key_passphrase_and_another_unit(tmp_path, parties):

@@ -28,6 +28,17 @@ def test_every_command_and_option_has_help_text():
     assert missing == []
 
 
+def test_every_commands_own_help_says_what_it_does():
+    """``gwx node add-peer --help`` said nothing but its usage: a command's own help opens with what it is."""
+    silent = [" ".join(path) for path, parser in _commands(build_parser()) if path and not parser.description]
+    assert silent == []
+    for path in (("node", "add-peer"), ("node", "audit", "verify")):
+        parser = build_parser()
+        for name in path:
+            parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        assert parser.description and parser.description in " ".join(parser.format_help().split())
+
+
 def test_options_with_a_default_say_it():
     unsaid = []
     for path, parser in _commands(build_parser()):

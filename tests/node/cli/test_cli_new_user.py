@@ -75,13 +75,16 @@ def test_unknown_ids_and_wrong_paths_get_messages_that_say_what_is_wrong(node, t
     assert to_file.returncode == 2 and "is a file, expected a directory" in to_file.stderr
 
 
-def test_a_token_variable_holding_a_path_gets_a_hint(node, tmp_path):
+def test_a_token_variable_holding_a_path_or_no_token_at_all_gets_a_hint(node, tmp_path):
     env, server = node
     token_file = tmp_path / "token.txt"
     token_file.write_text(env.clerk_b)
-    listed = gwx(server, str(token_file), "inbox")
+    listed, tokenless = gwx_parallel(server, [(str(token_file), "inbox"), (None, "inbox")])
     assert listed.returncode != 0 and "API_UNAUTHENTICATED" in listed.stderr
     assert "--token-file" in listed.stderr and "token itself" in listed.stderr
+    assert tokenless.returncode == 3 and tokenless.stderr.startswith("gwx: API_UNAUTHENTICATED: ")
+    assert "no token was given" in tokenless.stderr and "$GWX_TOKEN" in tokenless.stderr
+    assert "--token-file" in tokenless.stderr
 
 
 def test_show_on_a_sent_document_prints_its_metadata_as_its_help_says(node, tmp_path):

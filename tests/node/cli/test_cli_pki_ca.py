@@ -81,8 +81,15 @@ def test_show_says_what_it_reads_when_given_something_else(tmp_path):
     assert run_gwx("pki", "init-root", "--dir", ca, "--name", "测试CA", env=ENV).returncode == 0
     (tmp_path / "body.pdf").write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")
     (tmp_path / "random.bin").write_bytes(b"\x00\x01not anything at all")
+    # gwx's own request and response files (they open with '#' lines): what each is, and what reads it
+    (tmp_path / "n.req").write_text("# gwx node enrolment request: node county-a, its TLS, signing and "
+                                    "encryption keys\n-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                                    "-----END CERTIFICATE REQUEST-----\n")
+    (tmp_path / "n.resp").write_bytes(b"# gwx node enrolment response: node county-a\n" + (ca / "root.crt").read_bytes())
     for path, what in ((tmp_path / "body.pdf", b"a PDF document"), (ca / "ca.key", b"a private key"),
-                       (tmp_path / "random.bin", b"not a certificate, CRL or seal")):
+                       (tmp_path / "random.bin", b"not a certificate, CRL or seal"),
+                       (tmp_path / "n.req", b"a node's enrolment request (gwx pki sign-request"),
+                       (tmp_path / "n.resp", b"a node's enrolment response (gwx node install-certs")):
         out = run_gwx("pki", "show", path)
         assert out.returncode == 2, out.stderr
         assert what in out.stderr and b"reads certificates" in out.stderr, out.stderr

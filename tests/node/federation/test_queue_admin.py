@@ -1,5 +1,7 @@
 """An operator's purge of an envelope relayed for another node: refused while it is in flight, and once
-at rest the origin is told by a bounce naming the operator's reason (as when a relay gives up by itself)."""
+at rest the origin is told by a bounce naming the operator's reason (as when a relay gives up by itself).
+A move that does not apply to the row (a hold of a held one, a release of a bounced one) says why in
+the words `gwx node queue list` uses."""
 
 from __future__ import annotations
 
@@ -40,8 +42,17 @@ def test_a_purged_relayed_envelope_bounces_to_its_origin_with_the_reason(node_di
                 await admin.purge(draft.message_id, actor="operator:张", reason="下级节点已撤销")
             assert "hold it first" in info.value.message
             await admin.hold(draft.message_id, actor="operator:张")
+            with pytest.raises(StoreConflict) as info:  # said as the operator sees the row, not the store's words
+                await admin.hold(draft.message_id, actor="operator:张")
+            assert info.value.message == f"message {draft.message_id} is already on hold: only a waiting " \
+                                         "message or one being sent can be held"
             row = await admin.purge(draft.message_id, actor="operator:张", reason="下级节点已撤销")
             assert row["state"] == "bounced" and row["last_error"]["code"] == "QUEUE_PURGED"
+            for move in (admin.release, admin.hold):
+                with pytest.raises(StoreConflict) as info:
+                    await move(draft.message_id, actor="operator:张")
+                assert "is given up (bounced): only a" in info.value.message
+                assert info.value.details["state"] == "bounced"
             [back] = await store.drafts.drafts_for("city")
             assert (back.header.type, back.header.in_reply_to) == (MessageType.BOUNCE, draft.message_id)
             reason = decode_notice(back.payload).reason

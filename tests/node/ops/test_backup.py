@@ -53,3 +53,7 @@ def test_a_backup_with_the_wrong_passphrase_is_refused_before_anything_is_writte
                   text=True)
     assert out.returncode == 3 and "PKI_WRONG_PASSPHRASE" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "b.tar").exists()
+    # A --to in no directory is said first (was: the store copied, then a hidden .part file named).
+    out = run_gwx("node", "backup", directory, "--to", tmp_path / "no-such" / "b.tar",
+                  env={"GWX_PASSPHRASE": "not the one"}, text=True)
+    assert out.returncode == 2 and out.stderr.startswith(f"gwx: IO_ERROR: cannot write {tmp_path / 'no-such' / 'b.tar'}")
