@@ -124,7 +124,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  → {dest}: " + ", ".join(f"{s} {n}" for s, n in sorted(states.items())))
     print("peers:" if status["peers"] else "peers: (none contacted yet)")
     for p in status["peers"]:
-        err = f"  last error: {p['last_error']}" if p["last_error"] else ""
+        # A peer's last error stays on its row after it is reached again: say it came before.
+        label = "last error before that" if p["state"] == "up" else "last error"
+        err = f"  {label}: {p['last_error']}" if p["last_error"] else ""
         print(f"  {p['node_id']}: {p['state']} since {p['since']} (failures {p['failures']}){err}")
         if p["refusal"]:
             r = p["refusal"]

@@ -92,6 +92,11 @@ def test_documents_wait_while_the_peer_is_down_and_drain_when_it_returns(net, ph
         return status if peer and peer["state"] == "up" and not unfinished else None
     drained_status = wait_for(drained, 30, interval=0.3, what="the queue drained and the peer up")
     assert drained_status["queues"]["county-a"].get("bounced", 0) == 0
+    # The error the peer was backed off for stays on its row; the text says it came before "up".
+    text = gwx("node", "status", "--dir", str(city.directory))
+    assert text.returncode == 0, text.stderr
+    line = next(line for line in text.stdout.splitlines() if line.strip().startswith("county-a: up since"))
+    assert "last error before that: PEER_" in line, line
     rows = db_rows(county, "SELECT doc_id, COUNT(*) FROM inbox GROUP BY doc_id")
     assert all(n == 1 for _, n in rows) and set(doc_ids) <= {d for d, _ in rows}
     assert verify_audit_chain(city) > 0 and verify_audit_chain(county) > 0
