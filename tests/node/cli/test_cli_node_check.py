@@ -144,3 +144,7 @@ def test_a_missing_signing_key_and_an_unloadable_config(node):
     (directory / "node.toml").write_text("node_id = 3\n")
     out = run_gwx("node", "check", "--dir", directory, text=True)
     assert out.returncode == 2 and "gwx: NODE_CONFIG: " in out.stderr and "Traceback" not in out.stderr
+    # --json: not the lines (nothing could be checked) but the error object every gwx command prints
+    out = run_gwx("node", "check", "--dir", directory, "--json", text=True)
+    shown = json.loads(out.stdout)
+    assert out.returncode == 2 and shown["ok"] is False and shown["error"]["code"] == "NODE_CONFIG", out.stdout
