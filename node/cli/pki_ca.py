@@ -16,7 +16,7 @@ from node.cli.passphrase import add_passphrase_option, get_passphrase
 from pki import directory_signer, profiles
 from pki.algorithms import NETWORK_PROFILES, SM2_SM3, algorithm_for_profile
 from pki.ca import CertificateAuthority
-from pki.certificates import node_id_of, unit_code_of
+from pki.certificates import load_certificates, node_id_of, unit_code_of
 from pki.errors import GwxError, MalformedEncoding
 from pki.sm2 import Sm2PublicKey
 from pki.x509_sm2 import public_key_of
@@ -81,7 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default_days=profiles.DIRECTORY_SIGNER.default_days, func=_issue_directory_signer)
 
     p = sub.add_parser("show", help="show a certificate, CRL or seal in human form")
-    p.add_argument("file", type=Path, metavar="FILE", help="a certificate (.crt), CRL or seal (.esl)")
+    p.add_argument("file", type=Path, metavar="FILE",
+                   help="a certificate (.crt; a chain file shows each of its certificates, leaf first), CRL or "
+                        "seal (.esl)")
 
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_show)
@@ -163,6 +165,10 @@ def _show(args: argparse.Namespace) -> int:
     info = describe_file(data)
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
+    elif info["type"] == "certificate chain":
+        for i, certificate in enumerate(info["certificates"], 1):
+            print(f"certificate {i} of {len(info['certificates'])}:")
+            _print_human(certificate, "  ")
     else:
         _print_human(info)
     return 0
@@ -188,7 +194,11 @@ def describe_file(data: bytes) -> dict[str, Any]:
     """Recognise a certificate, CRL or seal (PEM or DER) and describe it."""
     stripped = data.lstrip()
     if stripped.startswith(b"-----BEGIN CERTIFICATE"):
-        return describe_certificate(x509.load_pem_x509_certificate(data))
+        certificates = load_certificates(data)
+        if len(certificates) == 1:
+            return describe_certificate(certificates[0])
+        # a chain file (a node's tls.crt: leaf first, then the CAs above it): every one, in order
+        return {"type": "certificate chain", "certificates": [describe_certificate(c) for c in certificates]}
     if stripped.startswith(b"-----BEGIN X509 CRL"):
         return describe_crl(x509.load_pem_x509_crl(data))
     if stripped.startswith(b"-----BEGIN "):

@@ -35,6 +35,15 @@ def test_init_root_issue_node_and_show(tmp_path):
     info = json.loads(shown.stdout)
     assert info["node_id"] == "lanshan" and info["issuer"]["organizationName"] == "临沂市电子政务CA"
     assert "临沂市电子政务CA" in run_gwx("pki", "show", ca / "root.crt").stdout.decode()  # not escaped
+    # A chain file (leaf, then the CA above it) shows every certificate in it, in order — not the first alone.
+    chain = tmp_path / "chain.crt"
+    chain.write_bytes((node / "tls.crt").read_bytes() + (ca / "root.crt").read_bytes())
+    info = json.loads(run_gwx("pki", "show", chain, "--json").stdout)
+    assert info["type"] == "certificate chain" and len(info["certificates"]) == 2
+    assert info["certificates"][0]["node_id"] == "lanshan"
+    assert info["certificates"][1]["subject"] == info["certificates"][0]["issuer"]
+    text = run_gwx("pki", "show", chain).stdout.decode()
+    assert "certificate 1 of 2:" in text and "certificate 2 of 2:" in text and "lanshan" in text
 
 
 def test_show_reads_a_crl_and_a_seal(tmp_path):
