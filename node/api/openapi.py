@@ -94,7 +94,7 @@ SCHEMAS: Json = {
         "return_reason": _nullable(STR), "urge_count": INT, "received_at": DATETIME,
         "overdue": {"type": "boolean"}},
         {**LATENESS, "doc_number": _nullable(STR), "escalated_at": _nullable(DATETIME),
-         "escalated_to": _nullable(UNIT)}),
+         "escalated_to": _nullable(UNIT), "from_unit_name": _nullable(STR)}),
     "SupervisionItem": _object({
         "id": INT, "doc_id": STR, "unit": UNIT, "unit_name": _nullable(STR), "supervisor": UNIT, "from_unit": UNIT,
         "title": STR, "deadline": DATETIME, "escalated_at": DATETIME, "working_days_late": INT,

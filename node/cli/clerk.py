@@ -167,7 +167,7 @@ def _inbox(args: argparse.Namespace) -> int:
     items = client_for(args).get("/api/v1/inbox", _list_query(args))
     if args.json:
         return emit_json(items)
-    rows = [[i["doc_id"], i["from_unit"], i["title"], i["kind"], i.get("urgency") or "",
+    rows = [[i["doc_id"], " ".join(filter(None, (i.get("from_unit_name"), i["from_unit"]))), i["title"], i["kind"], i.get("urgency") or "",
              _status(i, " 已督办" if i.get("escalated_at") else ""), _when(i.get("deadline")),
              _when(i.get("received_at"))] for i in items]
     print(render_table(["公文标识", "来文单位", "标题", "文种", "紧急程度", "状态", "办理时限", "收到时间"], rows))

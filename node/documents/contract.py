@@ -19,7 +19,8 @@ Shapes (keys are a contract; Chinese values intact):
     (who sent it to us), "recipients": [{"unit", "unit_name", "node", "status", "status_label", "who",
     "when", "reason"}]} — each unit's copy followed like a recipient row.
 ``TrackingSummary``: {"doc": OutboxItem}
-``InboxItem``: {"doc_id", "unit", "from_unit", "title", "kind", "urgency"|null, "deadline"|null,
+``InboxItem``: {"doc_id", "unit", "from_unit", "from_unit_name"|null (as the network directory names
+    it; null where no directory names the unit), "title", "kind", "urgency"|null, "deadline"|null,
     "status" ("pending"|"signed_for"|"registered"|"returned"|"recalled"), "status_label",
     "signed_by"|null, "signed_at"|null, "return_reason"|null, "urge_count", "received_at", "overdue",
     "overdue_by": seconds since the 办理时限|null, "overdue_working_days": working days wholly past since

@@ -459,7 +459,7 @@ class DocumentService(Sending, QueueOperations):
         lateness = self._lateness(status, r.deadline, now)
         return {**lateness.to_json(), "escalated_at": _iso(mark.escalated_at) if mark else None,
                 "escalated_to": mark.supervisor if mark else None, "id": r.id, "doc_id": r.doc_id, "unit": r.unit, "role": r.role, "from_unit": r.from_unit,
-                "title": r.title, "kind": r.kind, "urgency": r.urgency, "deadline": _iso(r.deadline),
+                "from_unit_name": self._unit_name(r.from_unit), "title": r.title, "kind": r.kind, "urgency": r.urgency, "deadline": _iso(r.deadline),
                 "status": r.status, "status_label": status.label, "signed_by": r.signed_by,
                 "signed_at": _iso(r.signed_at), "return_reason": r.return_reason, "urge_count": r.urge_count,
                 "received_at": _iso(r.received_at),

@@ -81,6 +81,7 @@ def test_a_document_reaches_a_township_through_its_county_and_the_sign_for_comes
 
     item = inbox_item(town, TOWN, doc_id)
     assert item["from_unit"] == CITY and item["status"] == "pending"
+    assert item["from_unit_name"] == UNIT_NAMES[CITY]  # the sender by name, as the directory names it
     message_id = outgoing_message(city, doc_id)
     assert relayed(county, message_id) == [("town-a", "done")]  # the county kept it for the township
     # The city handed it to the county (custody), never to the township directly …
