@@ -228,9 +228,11 @@ def settle_heap() -> None:
     code: 50,000–100,000 objects a node, half a million in a process of 54 (:mod:`node.cohost`) —
     moved out of the cyclic collector's walks (:func:`gc.freeze`), and young collections made
     rarer. Before, every full collection walked all of it: 0.3–0.45 s of CPU each, the loop
-    stalled meanwhile, three of them during the medium city's exchange (docs/performance.md).
-    Once per node at ready (cheap: a list splice); anything frozen that start-up no longer
-    holds is freed by reference counting as usual, only cycles among it stay."""
+    stalled meanwhile, two or three of them during the medium city's exchange (docs/performance.md).
+    Once per node at ready (cheap: a list splice). What is frozen and later dropped is still
+    freed by reference counting; only a reference cycle among it stays until the process ends —
+    a structure of start-up replaced while serving (a renewed credential, a newer directory),
+    rare and once each, against a full walk of everything every few seconds."""
     gc.freeze()
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)
