@@ -34,7 +34,8 @@ sender's tracking shows every recipient 已签收; its counts are polled every 0
 ``origin_bytes`` (the city's ``gwx_peer_bytes_sent_total``) and ``origin_peers`` (how many nodes
 it sent to) beside ``package_bytes`` × the city's ``child_links`` (its children in the tree: along
 the tree one fan-out bundle goes to each, issue 8's aim is at most 1.2 × that), peak RSS and
-CPU of every process (from its start, and ``exchange_cpu_s`` during the exchange alone), what
+CPU of every process (from its start, and ``exchange_cpu_s`` during the exchange alone; of it
+``exchange_gc_s`` in the cyclic garbage collector, from a node's ``gwx_gc_seconds_total``), what
 the notices coming back cost in envelopes: ``city_envelopes_in`` (what the city accepted, by
 type) and ``relayed_envelopes`` (headers the counties took in custody), and the clerks' side:
 ``clerks_signed_s`` (→ the last 签收 taken by its own node), ``sign_for_p50_s`` (one 签收 as the
@@ -256,6 +257,13 @@ def process_figures(processes: list[subprocess.Popen]) -> list[dict]:
     return out
 
 
+def gc_seconds(city: City) -> list[float]:
+    """CPU seconds each process has spent in cyclic garbage collections (one node's /metrics per
+    process: the figure is the process's)."""
+    return [sum(_series(next(n for n in city.net.nodes.values() if n.process is p), "gwx_gc_seconds_total",
+                        "generation").values()) for p in city.processes]
+
+
 def profilers(out: str | None, processes: list[subprocess.Popen]) -> list[subprocess.Popen]:
     """``py-spy record`` of every node process (collapsed stacks in ``out``/cohost-N.txt); with
     ``GWX_SPY_GIL=1`` only the thread holding the GIL (what uses the process's one core for Python)."""
@@ -315,6 +323,8 @@ def table(fig: dict) -> None:
         ("CPU per process", " / ".join(f"{p['cpu_s']:.0f}" for p in per) + " s", "from its start"),
         ("CPU per process during the exchange", " / ".join(f"{p['exchange_cpu_s']:.0f}" for p in per) + " s",
          f"{sum(p['exchange_cpu_s'] for p in per):.0f} s in all, from the submit to the end"),
+        ("of it in the garbage collector", " / ".join(f"{p['exchange_gc_s']:.2f}" for p in per) + " s",
+         "cyclic collections (gwx_gc_seconds_total)"),
         ("envelopes the city accepted", f"{sum(fig['city_envelopes_in'].values()):,}",
          ", ".join(f"{k} {v:,}" for k, v in fig["city_envelopes_in"].items())),
         ("envelopes relayed by the counties", f"{fig['relayed_envelopes']:,}", "both ways, one per header and hop"),
@@ -367,14 +377,16 @@ def main() -> int:
                   f"{'reused' if fig['reused'] else 'provision'} {fig['provision_s']:.0f} s, "
                   f"directory {fig['directory_s']:.0f} s, start {fig['start_s']:.0f} s", flush=True)
             spies = profilers(args.py_spy, city.processes)
-            started = process_figures(city.processes)
+            started, gc_before = process_figures(city.processes), gc_seconds(city)
             fig.update(exchange(city, base, timeout=args.timeout or (120 if args.quick else 420), poll=args.poll,
                                 clerks_per_node=args.clerks_per_node, after_delivery=args.sign_after_delivery))
             fig.update(envelope_counts(city))
             fig["processes"] = process_figures(city.processes)
             stop_profilers(spies)
-            for before, after in zip(started, fig["processes"], strict=True):
+            for before, after, gc_was, gc_now in zip(started, fig["processes"], gc_before, gc_seconds(city),
+                                                     strict=True):
                 after["exchange_cpu_s"] = round(after["cpu_s"] - before["cpu_s"], 1)
+                after["exchange_gc_s"] = round(gc_now - gc_was, 2)
         except Exception:
             for i, p in enumerate(city.processes):
                 log = base / "net" / f"cohost-{i}.log"

@@ -18,13 +18,16 @@ Several workers of one node (PostgreSQL) each have a directory of their own; wit
 reuse_port`` those on one host bind the same peer port (SO_REUSEPORT) and the kernel spreads the
 peers' connections across them.
 ``NODE_DIR/run/ready.json`` (pid, peer and local URLs) is written once both listeners are up and
-removed at exit: scripts and tests wait for it rather than for a log line.
+removed at exit: scripts and tests wait for it rather than for a log line. Just before it is written
+the heap built while starting is settled (:func:`settle_heap`: frozen out of the cyclic garbage
+collector's walks, which then see only what the node makes while it serves).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -188,6 +191,7 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         # Once our own listener is up: our children may ask us at once.
         fetching = [loop.create_task(f.run(), name=f"gwx-{type(f).__name__}") for f in fetchers]
         folders.start()
+        settle_heap()
         _write_ready(config, peer_site, local_site, revocation_site)
         log.info("node %s serving: peers on %s, local API on %s", ctx.node_id, peer_site.name, local_site.name)
         await stop.wait()
@@ -211,6 +215,26 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await crl_client.close()
         await store.close()
         log.info("node %s stopped", ctx.node_id)
+
+
+# Container objects allocated (net of those freed) before a young collection; CPython's 700 makes
+# a busy node collect hundreds of times a second and promote what is merely in flight.
+YOUNG_GC_THRESHOLD = 10_000
+
+
+def settle_heap() -> None:
+    """What a node keeps while it serves — its certificates, directory, routes, seals, compiled
+    code: 50,000–100,000 objects a node, half a million in a process of 54 (:mod:`node.cohost`) —
+    moved out of the cyclic collector's walks (:func:`gc.freeze`), and young collections made
+    rarer. Before, every full collection walked all of it: 0.3–0.45 s of CPU each, the loop
+    stalled meanwhile, two or three of them during the medium city's exchange (docs/performance.md).
+    Once per node at ready (cheap: a list splice). What is frozen and later dropped is still
+    freed by reference counting; only a reference cycle among it stays until the process ends —
+    a structure of start-up replaced while serving (a renewed credential, a newer directory),
+    rare and once each, against a full walk of everything every few seconds."""
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)
 
 
 def _write_ready(config: NodeConfig, peer_site: web.TCPSite, local_site: web.TCPSite,

@@ -13,9 +13,10 @@ back (the same rule as for its own mail: fsync, then receipt) the relay has
 - found the next hop (:meth:`node.federation.routing.Router.next_hop`): never the node the envelope
   came from (two directories that disagree would otherwise pass it back and forth), and within
   the hop limit (one more hop must not exceed it);
-- written the frame with its hop count raised as a blob (fsynced), and committed in one
-  transaction the ``received`` row (so a resend gets the original receipt: duplicates are judged
-  by the envelope's identity, hops left out, whatever the route) and the queue row for the next hop.
+- written the frame with its hop count raised as a blob (fsynced), one per next hop, and committed
+  in one transaction, for every next hop, the ``received`` rows (so a resend gets the original
+  receipt: duplicates are judged by the envelope's identity, hops left out, whatever the route) and
+  the queue rows — before a header for this node itself is checked and accepted.
 
 The relay's receipt tells the previous hop it has custody; the destination's own ``transport-ack``
 (signed by it, end to end) travels back later like any notice. When a relay gives up on an envelope
@@ -149,20 +150,26 @@ class Relay:
                 seen = await acceptor.seen_before(v.header, v.identity_digest, envelope_sha, peer_node)
                 if seen is not None:
                     outcomes[v.header.message_id] = seen
-            if mine and opened.header.message_id not in outcomes:
-                try:
-                    outcomes[opened.header.message_id] = await self._accept_mine(opened, raw, plain, envelope_sha,
-                                                                                 peer_node, now)
-                except GwxError as exc:  # our own header alone: the others still go on
-                    outcomes[opened.header.message_id] = exc
             by_hop = self._routes([v for v in verified.headers if v.header.message_id not in outcomes
                                    and v.header.destination_node != ctx.node_id], verified, peer_node, outcomes)
+            # The others' first: each next hop's frame written, then their custody in one commit, and their
+            # queues woken — before this node's own package check, blobs and commit (a county's own units
+            # wait a moment; its seventeen townships no longer wait for it, nor for seventeen commits).
             payload_at = len(verified.head.prefix())
+            onward: list[tuple[str, list[VerifiedHeader], str, int]] = []
             for hop, headers in by_hop.items():
                 prefix = verified.subset_prefix([v.header.destination_node for v in headers], verified.head.hops + 1)
                 raw.seek(payload_at)
                 ref = await asyncio.to_thread(acceptor.store.blobs.put_sync, _then(prefix, raw))
-                outcomes.update(await self.commit(headers, envelope_sha, ref.digest, ref.size, hop, now))
+                onward.append((hop, headers, ref.digest, ref.size))
+            if onward:
+                outcomes.update(await self.commit(onward, envelope_sha, now))
+            if mine and opened.header.message_id not in outcomes:
+                try:
+                    outcomes[opened.header.message_id] = await self._accept_mine(opened, raw, plain, envelope_sha,
+                                                                                 peer_node, now)
+                except GwxError as exc:  # our own header alone: the others went on
+                    outcomes[opened.header.message_id] = exc
         return outcomes
 
     def _routes(self, headers: list[VerifiedHeader], verified: VerifiedHead, peer_node: str,
@@ -185,29 +192,35 @@ class Relay:
         self.acceptor.check_parties(opened.header, opened.hops, peer_node)
         return await self.acceptor.keep(opened.header, opened.identity_digest, envelope_sha, raw, plain, now)
 
-    async def commit(self, headers: list[VerifiedHeader], envelope_sha: str, blob_digest: str, size: int, hop: str,
+    async def commit(self, onward: list[tuple[str, list[VerifiedHeader], str, int]], envelope_sha: str,
                      now: dt.datetime) -> dict[str, bytes | GwxError]:
-        """Custody of ``headers`` (one onward frame for ``hop``, durable as ``blob_digest``) in one
-        transaction; each header's receipt (or its replay error)."""
+        """Custody of the headers of every next hop — per hop (hop, its headers, the digest and size of
+        its onward frame, already durable) — in one transaction; each header's receipt (or its replay
+        error). Each hop's queue is woken once it committed."""
         ctx, store = self.acceptor.ctx, self.acceptor.store
         # We keep it as long as its origin allows, but no longer than our own retry window.
         until = now + dt.timedelta(seconds=ctx.config.retry.window_seconds)
-        pairs = []
-        for v in headers:
-            h = v.header
-            receipt = sign_receipt(TransportReceipt(h.message_id, envelope_sha, now, ctx.node_id,
-                                                    digest_algorithm=h.digest_algorithm),
-                                   ctx.signer, ctx.intermediates)
-            pairs.append((InboundEnvelope(h.message_id, envelope_sha, blob_digest, h.origin_node, receipt, h.type.value,
-                                          size, None, v.identity_digest, relayed_to=hop),
-                          OutboundItem(h.message_id, hop, blob_digest, size, h.type.value,
-                                       expires_at=min(h.expires, until))))
+        pairs, hops = [], []
+        for hop, headers, blob_digest, size in onward:
+            for v in headers:
+                h = v.header
+                receipt = sign_receipt(TransportReceipt(h.message_id, envelope_sha, now, ctx.node_id,
+                                                        digest_algorithm=h.digest_algorithm),
+                                       ctx.signer, ctx.intermediates)
+                pairs.append((InboundEnvelope(h.message_id, envelope_sha, blob_digest, h.origin_node, receipt,
+                                              h.type.value, size, None, v.identity_digest, relayed_to=hop),
+                              OutboundItem(h.message_id, hop, blob_digest, size, h.type.value,
+                                           expires_at=min(h.expires, until))))
+                hops.append(hop)
         results = await store.relay_inbound(pairs)
         outcomes: dict[str, bytes | GwxError] = {}
-        for (env, _), result in zip(pairs, results, strict=True):
+        queued: dict[str, int] = {}
+        for (env, _), hop, result in zip(pairs, hops, results, strict=True):
             outcomes[env.message_id] = result if isinstance(result, GwxError) else result.receipt
-        if any(not isinstance(r, GwxError) and r.new for r in results):
-            self.relayed.inc(len(headers), hop=hop)
+            if not isinstance(result, GwxError) and result.new:
+                queued[hop] = len([h for h in hops if h == hop])
+        for hop, n in queued.items():
+            self.relayed.inc(n, hop=hop)
             self.on_queued(hop)
         return outcomes
 

@@ -8,6 +8,11 @@ Read when ``/metrics`` is fetched (:meth:`node.ops.metrics.Registry.on_collect`)
   ``process_open_fds``, ``process_max_fds`` — the names Prometheus' own clients use, so the usual
   dashboards and rules (restarts, fd exhaustion, a leak) work unchanged. Several nodes sharing one
   process (:mod:`node.cohost`) report the same process.
+* ``gwx_gc_seconds_total{generation}`` — CPU seconds the process spent in the cyclic garbage
+  collector (each collection timed by ``gc.callbacks``, the thread's CPU clock), and
+  ``python_gc_collections_total{generation}`` (Prometheus' own client's name): a full collection
+  holds the GIL while it walks every tracked object, the event loop stalled meanwhile (what
+  :func:`node.runner.settle_heap` cut; ``bench/network.py`` reports it per process).
 * ``gwx_certificate_expires_in_seconds{role}`` — the node's TLS, signing and encryption certificates;
   ``gwx_seal_expires_in_seconds{unit}`` — each hosted unit's seal (the SESeal within its certificate).
   Negative once expired. A file that cannot be read has no series (``gwx node status`` says why), so
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import os
 import platform
 import resource
@@ -109,6 +115,30 @@ class ValidityReader:
         return ends
 
 
+class _GcClock:
+    """CPU seconds spent in each generation's collections, process-wide (installed once, shared by
+    the nodes of a process). A collection runs in one thread, holding the GIL, never nested."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.seconds[info["generation"]] += time.thread_time() - self._started
+
+
+_GC_CLOCK = _GcClock()  # from this module's import on: the node's start-up, before it serves
+
+
+def gc_seconds() -> list[float]:
+    """CPU seconds spent in the cyclic collector so far, per generation."""
+    return list(_GC_CLOCK.seconds)
+
+
 def register_alert_gauges(config: NodeConfig, clock: Callable[[], dt.datetime], store: NodeStore,
                           registry: Registry) -> None:
     build = registry.gauge("gwx_build_info", "1, labelled with the gwx version and Python running this node")
@@ -119,6 +149,9 @@ def register_alert_gauges(config: NodeConfig, clock: Callable[[], dt.datetime], 
         ("open_fds", "Open file descriptors of the process"),
         ("max_fds", "The process's limit of open file descriptors"))}
     cpu = registry.sampled_counter("process_cpu_seconds_total", "CPU time of the process (user and system), seconds")
+    gc_cpu = registry.sampled_counter("gwx_gc_seconds_total", "CPU seconds of the process in cyclic garbage "
+                                      "collections, by generation (2: full collections, the loop stalled)")
+    gc_runs = registry.sampled_counter("python_gc_collections_total", "Cyclic garbage collections, by generation")
     certificates = registry.gauge("gwx_certificate_expires_in_seconds",
                                   "Seconds until the node's own certificate of a role (tls, sign, enc) expires "
                                   "(negative: expired)")
@@ -139,6 +172,8 @@ def register_alert_gauges(config: NodeConfig, clock: Callable[[], dt.datetime], 
         now = read["now"]
         figures = read["process"]
         cpu.replace({(): figures.pop("cpu_seconds_total")})
+        gc_cpu.replace({(("generation", str(g)),): v for g, v in enumerate(gc_seconds())})
+        gc_runs.replace({(("generation", str(g)),): float(st["collections"]) for g, st in enumerate(gc.get_stats())})
         for name, gauge in process.items():
             gauge.replace({(): figures[name]} if name in figures else {})
         certificates.replace({(("role", role),): (end - now).total_seconds()

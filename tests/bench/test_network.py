@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.network import OFFICE, Shape, build_network, exchange, plan
+from bench.network import OFFICE, Shape, build_network, exchange, gc_seconds, plan
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -20,9 +20,11 @@ TINY = Shape(counties=1, townships=2, city_units=3, county_units=3, units=14)
 def test_every_unit_receives_the_notice_and_every_signature_comes_back(tmp_path):
     city = build_network(tmp_path / "net", TINY, processes=2)
     try:
+        gc_before = gc_seconds(city)
         figures = exchange(city, tmp_path, timeout=120, poll=0.2)
         tracking = city.net.nodes["city"].clerk(OFFICE).get(f"/api/v1/outbox/{figures['doc_id']}")
         hosts = {node.node_id: node.process.pid for node in city.net.nodes.values()}
+        gc_after = gc_seconds(city)
     finally:
         city.net.stop_all()
     units = {u["code"]: u["name"] for node in plan(TINY) for u in node.units}
@@ -35,6 +37,8 @@ def test_every_unit_receives_the_notice_and_every_signature_comes_back(tmp_path)
     assert all(r["who"] == f"{units[code]}收发员" for code, r in by_unit.items())  # each unit's own clerk
     # The city alone in one process, the county and its townships in the other.
     assert len(set(hosts.values())) == 2 and hosts["city"] not in {hosts[n] for n in hosts if n != "city"}
+    # The garbage collector's CPU, per process (what the bench reports beside each process's CPU): it grows.
+    assert len(gc_before) == len(gc_after) == 2 and all(0 < b <= a for b, a in zip(gc_before, gc_after, strict=True))
     # Direct routing: one envelope carrying the package to every other node, straight from the city.
     assert figures["origin_peer_ids"] == sorted(set(hosts) - {"city"})
     assert figures["origin_bytes"] >= figures["package_bytes"] * (len(hosts) - 1)

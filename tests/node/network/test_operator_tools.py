@@ -75,6 +75,10 @@ def test_a_fresh_node_exposes_every_series_an_alert_needs_from_zero(net):
     assert started - 300 < m["process_start_time_seconds"] <= started
     assert m["process_cpu_seconds_total"] > 0 and m["process_resident_memory_bytes"] > 10 * 1024**2
     assert 0 < m["process_open_fds"] < m["process_max_fds"]
+    # The cyclic collector: collections counted and their CPU timed, by generation.
+    assert m['python_gc_collections_total{generation="0"}'] > 0
+    assert all(0 <= m[f'gwx_gc_seconds_total{{generation="{g}"}}'] < m["process_cpu_seconds_total"] for g in "012")
+    assert m['gwx_gc_seconds_total{generation="0"}'] > 0
     # Seconds to expiry: the node's own certificates as the files say, and the seal of its unit.
     creds = load_config(city.directory).credentials_dir
     for role in ("tls", "sign", "enc"):
