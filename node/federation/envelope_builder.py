@@ -54,7 +54,7 @@ from exchange_protocol.notices import (
 from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
-from node.errors import BlobDigestMismatch, QueueExpired, StoreCorrupt
+from node.errors import BlobDigestMismatch, QueueExpired, StoreContended, StoreCorrupt
 from node.federation.batch_sender import TRANSIENT
 from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
 from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
@@ -169,12 +169,13 @@ class EnvelopeBuilder:
             for d in group:  # its payload is gone or refused: unbuildable for good
                 await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
             return
-        async with store.transaction() as tx:
-            await store.queue.enqueue_many(
-                [OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size, d.header.type.value,
-                              expires_at=d.expires_at) for d in group], tx=tx)
-            for d in group:
-                await store.drafts.delete_draft(tx, d.header.message_id)
+        with self._taken_meanwhile(group):
+            async with store.transaction() as tx:
+                for d in group:  # first: a draft gone meanwhile is told apart from an id queued twice
+                    await store.drafts.delete_draft(tx, d.header.message_id)
+                await store.queue.enqueue_many(
+                    [OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size, d.header.type.value,
+                                  expires_at=d.expires_at) for d in group], tx=tx)
 
     async def _build_notices(self, group: list[Draft]) -> None:
         """Seal notice drafts of one :func:`~exchange_protocol.notices.batch_key` as few envelopes.
@@ -208,17 +209,18 @@ class EnvelopeBuilder:
                     await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
                 continue
             expiries = [d.expires_at for d in drafts if d.expires_at is not None]
-            async with store.transaction() as tx:
-                await store.queue.enqueue(OutboundItem(first.header.message_id, self.hop, ref.digest, ref.size,
-                                                       first.header.type.value,
-                                                       expires_at=min(expiries) if expiries else None), tx=tx)
-                for d in drafts:
-                    await store.drafts.delete_draft(tx, d.header.message_id)
-                    if d is not first:
-                        await store.links.remove_link(tx, d.header.message_id)
-            log.debug("%d %s notices for %s in one envelope %s", len(drafts), first.header.type.value,
-                      first.header.destination_node, first.header.message_id,
-                      extra={"destination": first.header.destination_node, "message_id": first.header.message_id})
+            with self._taken_meanwhile(drafts):
+                async with store.transaction() as tx:
+                    for d in drafts:
+                        await store.drafts.delete_draft(tx, d.header.message_id)
+                        if d is not first:
+                            await store.links.remove_link(tx, d.header.message_id)
+                    await store.queue.enqueue(OutboundItem(first.header.message_id, self.hop, ref.digest, ref.size,
+                                                           first.header.type.value,
+                                                           expires_at=min(expiries) if expiries else None), tx=tx)
+                log.debug("%d %s notices for %s in one envelope %s", len(drafts), first.header.type.value,
+                          first.header.destination_node, first.header.message_id,
+                          extra={"destination": first.header.destination_node, "message_id": first.header.message_id})
 
     async def drop_expired(self, now: dt.datetime, *, notices_held: bool = False) -> None:
         """Drafts not sealed within their retry window (the peer's certificate could not be had, or
@@ -278,13 +280,28 @@ class EnvelopeBuilder:
         info = ErrorInfo.of(exc) if isinstance(exc, GwxError) else ErrorInfo("STORE_CORRUPT", repr(exc))
         log.error("cannot build %s: %s", message_id, info.message,
                   extra={"destination": destination, "message_id": message_id, "code": info.code})
-        async with store.transaction() as tx:
-            await store.drafts.delete_draft(tx, message_id)
-            await store.audit.append(tx, "node", "draft.failed", {"message_id": message_id},
-                                     {"error": info.code, "message": info.message})
-            await apply_transport_outcome(store, message_id, Event.FAILED, at=self.outbound.ctx.clock(),
-                                          actor=f"node:{destination}", reason=f"{info.code}: {info.message}",
-                                          tx=tx)
+        with self._taken_meanwhile([]):
+            async with store.transaction() as tx:
+                await store.drafts.delete_draft(tx, message_id)
+                await store.audit.append(tx, "node", "draft.failed", {"message_id": message_id},
+                                         {"error": info.code, "message": info.message})
+                await apply_transport_outcome(store, message_id, Event.FAILED, at=self.outbound.ctx.clock(),
+                                              actor=f"node:{destination}", reason=f"{info.code}: {info.message}",
+                                              tx=tx)
+
+    @contextlib.contextmanager
+    def _taken_meanwhile(self, drafts: list[Draft]) -> Iterator[None]:
+        """A draft gone when its envelope is swapped in (:class:`StoreContended` from ``delete_draft``):
+        another worker sealed or dropped it after this one's lease on it ran out (a seal longer than
+        ``lease_seconds``), or it was re-addressed (:mod:`.reroute`). Not the peer's failure, nor
+        ours: this copy is given up (its blob, referenced by no row, goes at the next recovery) and
+        the rest of the ``with`` block skipped; the queue has the envelope the other one sealed."""
+        try:
+            yield
+        except StoreContended as exc:
+            log.info("%s was sealed or dropped meanwhile (another worker, or re-addressed): this copy is "
+                     "given up", exc.details.get("message_id") or [d.header.message_id for d in drafts],
+                     extra={"destination": self.hop})
 
     async def _destination_credentials(self, destination: str) -> PeerCredentials:
         ctx = self.outbound.ctx
