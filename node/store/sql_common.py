@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,6 +115,20 @@ class WriterTransaction(Reads):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
         raise NotImplementedError
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        raise NotImplementedError
+
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """``execute`` whose answer (its row count) the caller does not wait for: a backend may send it and
+        read the answer with a later statement's (PostgreSQL's pipeline mode), so an error it meets is
+        raised there — within the same savepoint's work, or at COMMIT at the latest, never after it.
+        For a write whose error nobody catches on its own (a key violation is the transaction's)."""
+        await self.execute(sql, params)
+
+    async def send_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``executemany`` as :meth:`send` runs ``execute``."""
+        await self.executemany(sql, rows)
 
 
 Tx = TypeVar("Tx", bound=WriterTransaction)
