@@ -9,6 +9,9 @@ outside ``node.store`` imports it).
   begins with the backend's statements (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``BEGIN`` and the
   writers' advisory lock), commits on success, rolls back on any exception, refuses a transaction
   opened inside another of the same task, counts commits and tells the audit log's watchers.
+- :class:`WriterTransaction`: what an open transaction offers besides its statements — ``send`` /
+  ``send_many``, a write whose answer the caller does not wait for (PostgreSQL sends it in pipeline
+  mode and reads the answer with the next statement's; SQLite runs it at once).
 - :func:`to_the_end`: a BEGIN, COMMIT or ROLLBACK runs to its end however often its caller is
   cancelled, so the writer is never left in a state nobody knows.
 - :func:`apply_migrations`: every missing migration, one transaction each, in order; a database

@@ -13,6 +13,12 @@ transaction (the audit chain's head, a compare-and-set on a recipient row) canno
 process. Inside a process an :class:`asyncio.Lock` keeps coroutines from interleaving statements of
 different transactions on the one writer connection, as in the SQLite backend.
 
+The lock is held for the transaction's round trips, so a round trip saved is the other workers' turn
+sooner: what needs no answer (a group commit's ``SAVEPOINT``, the rows written with ``send`` /
+``send_many``: audit events, drafts, links, queue and received rows) is sent in psycopg's pipeline
+mode and answered with the next statement that waits — a work's by its ``RELEASE``, so an error is
+still its own — and everything is answered before COMMIT (:class:`PgTransaction`).
+
 Durability: PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) flush the WAL before a
 COMMIT returns, which is what signing a transport receipt after the commit needs; :meth:`Database.open`
 refuses a server where either is off.
