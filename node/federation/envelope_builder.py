@@ -57,7 +57,14 @@ from node.error_kinds import Disposition, disposition
 from node.errors import BlobDigestMismatch, QueueExpired, StoreContended, StoreCorrupt
 from node.federation.batch_sender import TRANSIENT
 from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
-from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
+from node.store import (
+    BlobRef,
+    Draft,
+    ErrorInfo,
+    OutboundItem,
+    StoredPeerCredentials,
+    UnreadableDraft,
+)
 from pki.certificates import pem
 from pki.errors import GwxError
 
@@ -136,8 +143,15 @@ class EnvelopeBuilder:
         alone, batches = _coalesce(drafts)
         for group in batches:
             await self._build_notices(group)
-        for group in _bundles(alone):
-            await self._build(group)
+        sealed: list[tuple[list[Draft], BlobRef]] = []
+        try:
+            for group in _bundles(alone):
+                if (ref := await self._sealed(group)) is not None:
+                    sealed.append((group, ref))
+        except GwxError:
+            await self._swap(sealed)  # what was sealed before an error of ours is queued all the same
+            raise
+        await self._swap(sealed)
 
     async def _waiting(self, *, hold_notices: bool = False) -> list[Draft]:
         """The next drafts to seal, up to DRAFTS_PER_ROUND per destination (unreadable ones set aside);
@@ -158,6 +172,11 @@ class EnvelopeBuilder:
         return drafts
 
     async def _build(self, group: list[Draft]) -> None:
+        if (ref := await self._sealed(group)) is not None:
+            await self._swap([(group, ref)])
+
+    async def _sealed(self, group: list[Draft]) -> BlobRef | None:
+        """``group``'s envelope sealed and stored (None: it never can be, and its drafts were dropped)."""
         store, ctx = self.outbound.store, self.outbound.ctx
         recipients = [Recipient((await self._destination_credentials(d.header.destination_node)).encryption_certificate)
                       for d in group]
@@ -168,14 +187,22 @@ class EnvelopeBuilder:
                 raise  # ours to fix (an HSM away, a stale CRL): the drafts wait, the loop backs off
             for d in group:  # its payload is gone or refused: unbuildable for good
                 await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
-            return
-        with self._taken_meanwhile(group):
-            async with store.transaction() as tx:
-                for d in group:  # first: a draft gone meanwhile is told apart from an id queued twice
-                    await store.drafts.delete_draft(tx, d.header.message_id)
-                await store.queue.enqueue_many(
-                    [OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size, d.header.type.value,
-                                  expires_at=d.expires_at) for d in group], tx=tx)
+            return None
+        return ref
+
+    async def _swap(self, sealed: list[tuple[list[Draft], BlobRef]]) -> None:
+        """Drafts swapped for their envelopes in one transaction (one writer's turn and one commit a
+        round, not one each); a draft gone meanwhile: each envelope alone, only that copy given up."""
+        for part in ([sealed] if len(sealed) > 1 else []) + [[one] for one in sealed]:
+            with self._taken_meanwhile(part[0][0]):
+                async with self.outbound.store.transaction() as tx:
+                    for d in (d for group, _ in part for d in group):  # first: gone told apart from queued twice
+                        await self.outbound.store.drafts.delete_draft(tx, d.header.message_id)
+                    await self.outbound.store.queue.enqueue_many(
+                        [OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size, d.header.type.value,
+                                      expires_at=d.expires_at) for group, ref in part for d in group], tx=tx)
+                if len(part) == len(sealed):  # skipped when a draft was gone: then each alone
+                    return
 
     async def _build_notices(self, group: list[Draft]) -> None:
         """Seal notice drafts of one :func:`~exchange_protocol.notices.batch_key` as few envelopes.
@@ -291,11 +318,9 @@ class EnvelopeBuilder:
 
     @contextlib.contextmanager
     def _taken_meanwhile(self, drafts: list[Draft]) -> Iterator[None]:
-        """A draft gone when its envelope is swapped in (:class:`StoreContended` from ``delete_draft``):
-        another worker sealed or dropped it after this one's lease on it ran out (a seal longer than
-        ``lease_seconds``), or it was re-addressed (:mod:`.reroute`). Not the peer's failure, nor
-        ours: this copy is given up (its blob, referenced by no row, goes at the next recovery) and
-        the rest of the ``with`` block skipped; the queue has the envelope the other one sealed."""
+        """A draft gone at the swap (``delete_draft``'s :class:`StoreContended`: another worker took it
+        after this one's lease ran out, or a reroute did) is no failure of the peer's nor ours: this
+        copy is given up (its blob goes at the next recovery), the rest of the block skipped."""
         try:
             yield
         except StoreContended as exc:

@@ -426,3 +426,31 @@ def test_two_workers_seal_each_draft_once_and_neither_fails_for_the_other(node_d
                 await close_processor(store, outbound)
 
     asyncio.run(run())
+
+
+def test_a_rounds_envelopes_are_queued_in_one_commit(node_dir, tmp_path):
+    """Drafts that travel alone (transport-acks of five documents) are sealed one envelope each and
+    swapped for their queue rows together: one commit (one writer's turn, one fsync) for the round."""
+    async def run():
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
+        try:
+            now = ctx.clock()
+            await know_the_city(node_dir, store, now)
+            ids = []
+            for n in range(5):
+                payload = await store.blobs.put(f"receipt {n}".encode())
+                header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
+                async with store.transaction() as tx:
+                    await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, f"doc-{n}")], now)
+                ids.append(header.message_id)
+            commits = store.db.commits
+            await DestinationQueue(outbound, "city").builder.build_drafts()
+            assert store.db.commits - commits == 1
+            window = await store.queue.load_active_window("city", 10)
+            assert sorted(e.message_id for e in window) == sorted(ids)
+            assert len({e.blob_digest for e in window}) == len(ids)  # one envelope each
+            assert await store.drafts.drafts_for("city") == []
+        finally:
+            await close_processor(store, outbound)
+
+    asyncio.run(run())
