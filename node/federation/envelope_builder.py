@@ -9,7 +9,7 @@ fetched again every :data:`REFETCH_SECONDS`, and at once when its receipt comes 
 certificate than the one cached or when it cannot open what we sealed for it — so a neighbour's
 renewed encryption certificate is used well within its overlap (``gwx node renew``). Drafts are kept per destination
 node; the queue that seals them is their route's first hop (:meth:`Router.next_hop`). Each envelope is sealed once,
-stored as a blob, and swapped for a queue row in one transaction with the draft's deletion — so
+stored as a blob, and swapped for a queue row with the draft's deletion (a round's in one transaction) — so
 every retry resends the *same bytes* and the receiver's dedupe recognises them. Drafts of one
 payload for several destinations are sealed as one fan-out bundle; notices answering one message
 (e.g. the 签收 of a node's units for one 通知) are merged into one envelope
