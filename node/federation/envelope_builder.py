@@ -9,7 +9,7 @@ fetched again every :data:`REFETCH_SECONDS`, and at once when its receipt comes 
 certificate than the one cached or when it cannot open what we sealed for it — so a neighbour's
 renewed encryption certificate is used well within its overlap (``gwx node renew``). Drafts are kept per destination
 node; the queue that seals them is their route's first hop (:meth:`Router.next_hop`). Each envelope is sealed once,
-stored as a blob, and swapped for a queue row in one transaction with the draft's deletion — so
+stored as a blob, and swapped for a queue row with the draft's deletion (a round's in one transaction) — so
 every retry resends the *same bytes* and the receiver's dedupe recognises them. Drafts of one
 payload for several destinations are sealed as one fan-out bundle; notices answering one message
 (e.g. the 签收 of a node's units for one 通知) are merged into one envelope
@@ -54,10 +54,17 @@ from exchange_protocol.notices import (
 from exchange_protocol.states import Event
 from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
-from node.errors import BlobDigestMismatch, QueueExpired, StoreCorrupt
+from node.errors import BlobDigestMismatch, QueueExpired, StoreContended, StoreCorrupt
 from node.federation.batch_sender import TRANSIENT
 from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
-from node.store import Draft, ErrorInfo, OutboundItem, StoredPeerCredentials, UnreadableDraft
+from node.store import (
+    BlobRef,
+    Draft,
+    ErrorInfo,
+    OutboundItem,
+    StoredPeerCredentials,
+    UnreadableDraft,
+)
 from pki.certificates import pem
 from pki.errors import GwxError
 
@@ -136,8 +143,15 @@ class EnvelopeBuilder:
         alone, batches = _coalesce(drafts)
         for group in batches:
             await self._build_notices(group)
-        for group in _bundles(alone):
-            await self._build(group)
+        sealed: list[tuple[list[Draft], BlobRef]] = []
+        try:
+            for group in _bundles(alone):
+                if (ref := await self._sealed(group)) is not None:
+                    sealed.append((group, ref))
+        except GwxError:
+            await self._swap(sealed)  # what was sealed before an error of ours is queued all the same
+            raise
+        await self._swap(sealed)
 
     async def _waiting(self, *, hold_notices: bool = False) -> list[Draft]:
         """The next drafts to seal, up to DRAFTS_PER_ROUND per destination (unreadable ones set aside);
@@ -158,6 +172,11 @@ class EnvelopeBuilder:
         return drafts
 
     async def _build(self, group: list[Draft]) -> None:
+        if (ref := await self._sealed(group)) is not None:
+            await self._swap([(group, ref)])
+
+    async def _sealed(self, group: list[Draft]) -> BlobRef | None:
+        """``group``'s envelope sealed and stored (None: it never can be, and its drafts were dropped)."""
         store, ctx = self.outbound.store, self.outbound.ctx
         recipients = [Recipient((await self._destination_credentials(d.header.destination_node)).encryption_certificate)
                       for d in group]
@@ -168,13 +187,22 @@ class EnvelopeBuilder:
                 raise  # ours to fix (an HSM away, a stale CRL): the drafts wait, the loop backs off
             for d in group:  # its payload is gone or refused: unbuildable for good
                 await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
-            return
-        async with store.transaction() as tx:
-            await store.queue.enqueue_many(
-                [OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size, d.header.type.value,
-                              expires_at=d.expires_at) for d in group], tx=tx)
-            for d in group:
-                await store.drafts.delete_draft(tx, d.header.message_id)
+            return None
+        return ref
+
+    async def _swap(self, sealed: list[tuple[list[Draft], BlobRef]]) -> None:
+        """Drafts swapped for their envelopes in one transaction (one writer's turn and one commit a
+        round, not one each); a draft gone meanwhile: each envelope alone, only that copy given up."""
+        for part in ([sealed] if len(sealed) > 1 else []) + [[one] for one in sealed]:
+            with self._taken_meanwhile(part[0][0]):
+                async with self.outbound.store.transaction() as tx:
+                    for d in (d for group, _ in part for d in group):  # first: gone told apart from queued twice
+                        await self.outbound.store.drafts.delete_draft(tx, d.header.message_id)
+                    await self.outbound.store.queue.enqueue_many(
+                        [OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size, d.header.type.value,
+                                      expires_at=d.expires_at) for group, ref in part for d in group], tx=tx)
+                if len(part) == len(sealed):  # skipped when a draft was gone: then each alone
+                    return
 
     async def _build_notices(self, group: list[Draft]) -> None:
         """Seal notice drafts of one :func:`~exchange_protocol.notices.batch_key` as few envelopes.
@@ -208,17 +236,18 @@ class EnvelopeBuilder:
                     await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
                 continue
             expiries = [d.expires_at for d in drafts if d.expires_at is not None]
-            async with store.transaction() as tx:
-                await store.queue.enqueue(OutboundItem(first.header.message_id, self.hop, ref.digest, ref.size,
-                                                       first.header.type.value,
-                                                       expires_at=min(expiries) if expiries else None), tx=tx)
-                for d in drafts:
-                    await store.drafts.delete_draft(tx, d.header.message_id)
-                    if d is not first:
-                        await store.links.remove_link(tx, d.header.message_id)
-            log.debug("%d %s notices for %s in one envelope %s", len(drafts), first.header.type.value,
-                      first.header.destination_node, first.header.message_id,
-                      extra={"destination": first.header.destination_node, "message_id": first.header.message_id})
+            with self._taken_meanwhile(drafts):
+                async with store.transaction() as tx:
+                    for d in drafts:
+                        await store.drafts.delete_draft(tx, d.header.message_id)
+                        if d is not first:
+                            await store.links.remove_link(tx, d.header.message_id)
+                    await store.queue.enqueue(OutboundItem(first.header.message_id, self.hop, ref.digest, ref.size,
+                                                           first.header.type.value,
+                                                           expires_at=min(expiries) if expiries else None), tx=tx)
+                log.debug("%d %s notices for %s in one envelope %s", len(drafts), first.header.type.value,
+                          first.header.destination_node, first.header.message_id,
+                          extra={"destination": first.header.destination_node, "message_id": first.header.message_id})
 
     async def drop_expired(self, now: dt.datetime, *, notices_held: bool = False) -> None:
         """Drafts not sealed within their retry window (the peer's certificate could not be had, or
@@ -278,13 +307,26 @@ class EnvelopeBuilder:
         info = ErrorInfo.of(exc) if isinstance(exc, GwxError) else ErrorInfo("STORE_CORRUPT", repr(exc))
         log.error("cannot build %s: %s", message_id, info.message,
                   extra={"destination": destination, "message_id": message_id, "code": info.code})
-        async with store.transaction() as tx:
-            await store.drafts.delete_draft(tx, message_id)
-            await store.audit.append(tx, "node", "draft.failed", {"message_id": message_id},
-                                     {"error": info.code, "message": info.message})
-            await apply_transport_outcome(store, message_id, Event.FAILED, at=self.outbound.ctx.clock(),
-                                          actor=f"node:{destination}", reason=f"{info.code}: {info.message}",
-                                          tx=tx)
+        with self._taken_meanwhile([]):
+            async with store.transaction() as tx:
+                await store.drafts.delete_draft(tx, message_id)
+                await store.audit.append(tx, "node", "draft.failed", {"message_id": message_id},
+                                         {"error": info.code, "message": info.message})
+                await apply_transport_outcome(store, message_id, Event.FAILED, at=self.outbound.ctx.clock(),
+                                              actor=f"node:{destination}", reason=f"{info.code}: {info.message}",
+                                              tx=tx)
+
+    @contextlib.contextmanager
+    def _taken_meanwhile(self, drafts: list[Draft]) -> Iterator[None]:
+        """A draft gone at the swap (``delete_draft``'s :class:`StoreContended`: another worker took it
+        after this one's lease ran out, or a reroute did) is no failure of the peer's nor ours: this
+        copy is given up (its blob goes at the next recovery), the rest of the block skipped."""
+        try:
+            yield
+        except StoreContended as exc:
+            log.info("%s was sealed or dropped meanwhile (another worker, or re-addressed): this copy is "
+                     "given up", exc.details.get("message_id") or [d.header.message_id for d in drafts],
+                     extra={"destination": self.hop})
 
     async def _destination_credentials(self, destination: str) -> PeerCredentials:
         ctx = self.outbound.ctx

@@ -9,6 +9,9 @@ outside ``node.store`` imports it).
   begins with the backend's statements (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``BEGIN`` and the
   writers' advisory lock), commits on success, rolls back on any exception, refuses a transaction
   opened inside another of the same task, counts commits and tells the audit log's watchers.
+- :class:`WriterTransaction`: what an open transaction offers besides its statements — ``send`` /
+  ``send_many``, a write whose answer the caller does not wait for (PostgreSQL sends it in pipeline
+  mode and reads the answer with the next statement's; SQLite runs it at once).
 - :func:`to_the_end`: a BEGIN, COMMIT or ROLLBACK runs to its end however often its caller is
   cancelled, so the writer is never left in a state nobody knows.
 - :func:`apply_migrations`: every missing migration, one transaction each, in order; a database
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,6 +118,20 @@ class WriterTransaction(Reads):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
         raise NotImplementedError
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        raise NotImplementedError
+
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """``execute`` whose answer (its row count) the caller does not wait for: a backend may send it and
+        read the answer with a later statement's (PostgreSQL's pipeline mode), so an error it meets is
+        raised there — within the same savepoint's work, or at COMMIT at the latest, never after it.
+        For a write whose error nobody catches on its own (a key violation is the transaction's)."""
+        await self.execute(sql, params)
+
+    async def send_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``executemany`` as :meth:`send` runs ``execute``."""
+        await self.executemany(sql, rows)
 
 
 Tx = TypeVar("Tx", bound=WriterTransaction)

@@ -9,7 +9,8 @@ Chosen in node.toml (``[store] backend = "postgresql"``, ``dsn = "…"``) throug
   advisory lock, rows by index and name, the durability settings checked at open.
 - ``schema``: the SQLite migrations' statements in PostgreSQL's DDL, and the SQLite functions the
   queries use, defined in SQL.
-- ``leases``: queue rows and received envelopes claimed by one worker of several.
+- ``leases``: queue rows, received envelopes, adapter outbox rows and drafts claimed by one worker of
+  several.
 - ``ledger``: the 台账's query plan in PostgreSQL's words (``EXPLAIN (FORMAT JSON)``).
 - ``status_rows``: the status report's rows read on a read-only connection.
 - ``store``: :class:`Store`, the SQLite backend's store opened over PostgreSQL.

@@ -13,6 +13,12 @@ transaction (the audit chain's head, a compare-and-set on a recipient row) canno
 process. Inside a process an :class:`asyncio.Lock` keeps coroutines from interleaving statements of
 different transactions on the one writer connection, as in the SQLite backend.
 
+The lock is held for the transaction's round trips, so a round trip saved is the other workers' turn
+sooner: what needs no answer (a group commit's ``SAVEPOINT``, the rows written with ``send`` /
+``send_many``: audit events, drafts, links, queue and received rows) is sent in psycopg's pipeline
+mode and answered with the next statement that waits — a work's by its ``RELEASE``, so an error is
+still its own — and everything is answered before COMMIT (:class:`PgTransaction`).
+
 Durability: PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) flush the WAL before a
 COMMIT returns, which is what signing a transport receipt after the commit needs; :meth:`Database.open`
 refuses a server where either is off.
@@ -24,7 +30,8 @@ PostgreSQL returns as ``numeric`` (a ``SUM`` of integers) come back as ``int``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,7 +40,7 @@ import psycopg
 
 from node.errors import StoreError
 from node.store.postgresql.dialect import translate
-from node.store.sql_common import WriterDatabase, WriterTransaction
+from node.store.sql_common import WriterDatabase, WriterTransaction, to_the_end
 
 # The key of the advisory lock every write transaction holds (any fixed number: the database is the node's).
 WRITER_LOCK = 0x67_77_78_00  # "gwx\0"
@@ -78,26 +85,98 @@ def _params(params: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
 
 
+# A savepoint's statements: sent in pipeline mode, answered with the next statement's round trip.
+_SAVEPOINT = re.compile(r"\s*(SAVEPOINT|RELEASE)\s+\w+\s*$", re.IGNORECASE)
+
+
 class PgTransaction(WriterTransaction):
-    """One open write transaction. Statements run on the writer connection, in order."""
+    """One open write transaction. Statements run on the writer connection, in order.
+
+    What needs no answer is only sent (psycopg's pipeline mode) and answered with the next statement
+    that waits for one, so it costs the writer's turn (the advisory lock held) no round trip of its
+    own: a group commit's ``SAVEPOINT`` before each work, and :meth:`send` / :meth:`send_many` (the
+    audit log's rows, a draft, its outgoing links, queue rows, received rows). A ``RELEASE`` waits for the answers of its work's statements sent before it — an error
+    one met is raised there, the work's, and undoes that work alone — and is itself answered with
+    the next; the database calls :meth:`settle` before COMMIT, so nothing is committed unanswered."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         super().__init__()
         self._conn = conn
+        self._pipeline: psycopg.AsyncPipeline | None = None
+        self._leave: Any = None  # what leaves pipeline mode (the connection's context manager)
+        self._sent = 0  # statements sent whose answers are not read yet
+        self.round_trips = 0  # waits for the server (figures: docs/performance.md)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement; returns the number of rows it changed."""
+        """Run one statement; returns the number of rows it changed (0 for a savepoint's)."""
+        if not params and _SAVEPOINT.match(sql):
+            if sql.split()[0].upper() == "RELEASE" and self._sent:
+                await self._answered()  # the work's own errors are the work's
+            await self._send()
+            await self._conn.execute(sql)
+            return 0
         cursor = await self._conn.execute(translate(sql), _params(params))
+        await self._answered()
         return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         async with self._conn.cursor() as cursor:
             await cursor.executemany(translate(sql), [_params(r) for r in rows])
+            await self._answered()
             return cursor.rowcount
+
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """``execute`` without waiting for its answer (read with the next statement's)."""
+        await self._send()
+        await self._conn.execute(translate(sql), _params(params))
+
+    async def send_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``executemany`` without waiting for its answer (read with the next statement's)."""
+        await self._send()
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(translate(sql), [_params(r) for r in rows])
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = await self._conn.execute(translate(sql), _params(params))
+        await self._answered()
         return await cursor.fetchall() if cursor.description else []
+
+    async def _send(self) -> None:
+        if self._pipeline is None:
+            self._leave = self._conn.pipeline()
+            self._pipeline = await self._leave.__aenter__()
+        self._sent += 1
+
+    async def _answered(self) -> None:
+        """Wait for the answers to everything sent (in pipeline mode: one sync for all of them)."""
+        self.round_trips += 1
+        if self._pipeline is not None:
+            self._sent = 0
+            await self._pipeline.sync()
+
+    async def settle(self, failed: bool = False) -> None:
+        """Leave pipeline mode, every answer read (raising the first error met), before COMMIT or ROLLBACK;
+        ``failed``: the transaction is being rolled back anyway, an error here is not news."""
+        leave, self._pipeline, self._leave = self._leave, None, None
+        if leave is None:
+            return
+        self.round_trips += bool(self._sent)
+        self._sent = 0
+        try:
+            await to_the_end(_Leaving(leave), "")  # a cancel meanwhile must not leave the writer half in it
+        except psycopg.Error:
+            if not failed:
+                raise
+
+
+class _Leaving:
+    """Leaving pipeline mode as :func:`~node.store.sql_common.to_the_end` runs a statement: to its end."""
+
+    def __init__(self, leave: Any) -> None:
+        self._leave = leave
+
+    def execute(self, sql: str) -> Awaitable[Any]:
+        return self._leave.__aexit__(None, None, None)
 
 
 class Database(WriterDatabase[PgTransaction]):
@@ -138,6 +217,17 @@ class Database(WriterDatabase[PgTransaction]):
 
     def _new_transaction(self, offload: bool = False) -> PgTransaction:  # statements already off the loop
         return PgTransaction(self._writer)
+
+    @asynccontextmanager
+    async def _begun(self, offload: bool = False) -> AsyncIterator[PgTransaction]:
+        """As :class:`WriterDatabase`'s, every statement sent answered before COMMIT (or ROLLBACK)."""
+        async with super()._begun(offload) as tx:
+            try:
+                yield tx
+            except BaseException:
+                await tx.settle(failed=True)
+                raise
+            await tx.settle()
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Read the last committed state (reader connection, never blocked by the writer)."""

@@ -1,5 +1,5 @@
-"""Several workers of one node on one PostgreSQL database: queue rows and received envelopes claimed
-with leases.
+"""Several workers of one node on one PostgreSQL database: queue rows, received envelopes, adapter
+outbox rows and drafts claimed with leases.
 
 A node that serves its identity from several processes (workers behind one TCP load balancer, all on
 the same database and blob directory) must not send an envelope from two workers at once, nor apply
@@ -30,6 +30,18 @@ again; one that has run out is anybody's: another worker takes the row over.
   clearing the lease; a row whose worker died is taken over once its lease ends and delivered again
   with the same event id, which receivers de-duplicate on.
 
+- Drafts (:class:`LeasedDrafts`): a destination's drafts are claimed by the worker that seals them
+  (or gives them up: expired, unreadable), so two workers never seal one draft twice. Chosen over
+  only forgiving the worker that loses the race: sealing is the costly step (a signature per
+  header, the payload encrypted, a blob written), and the loser's failed swap was counted as the
+  *peer's* failure by its destination loop, backing a healthy peer off. A look on the reader first
+  keeps a destination whose drafts another worker holds from taking the writers' turn. A lease
+  that runs out during a seal (one longer than ``lease_seconds``) can still let two seal one
+  draft: the swap deletes the draft before it queues the envelope, so the second finds it gone
+  (:class:`~node.errors.StoreContended`) and the envelope builder gives its copy up quietly. A
+  dead worker's drafts are taken over at the other's next round after the lease (within
+  ``lease_seconds`` plus the destination loop's longest sleep).
+
 Sending twice is harmless anyway (the receiver's dedupe answers with the first receipt); applying
 twice is what the leases and the guarded mark rule out. The columns are added by
 :mod:`.schema` (PostgreSQL only: one SQLite process needs no leases).
@@ -53,10 +65,11 @@ from node.store.sqlite.adapter_outbox import AdapterOutbox
 from node.store.sqlite.adapter_outbox import _row as _outbox_row
 from node.store.sqlite.audit import AuditLog
 from node.store.sqlite.db import from_db_time, to_db_time
+from node.store.sqlite.exchange import Drafts
 from node.store.sqlite.messages import Messages
 from node.store.sqlite.queue import _COLUMNS, OutboundQueue, _entry, _in, _to_state
 from node.store.sqlite.received import _received, processing_outcome
-from node.store.values import AdapterOutboxRow, QueueEntry, ReceivedEnvelope
+from node.store.values import AdapterOutboxRow, Draft, QueueEntry, ReceivedEnvelope, UnreadableDraft
 
 log = logging.getLogger("gwx.store")
 
@@ -69,6 +82,8 @@ LEASE_COLUMNS = (
     "ALTER TABLE received ADD COLUMN IF NOT EXISTS lease_until TEXT",
     "ALTER TABLE adapter_outbox ADD COLUMN IF NOT EXISTS lease_owner TEXT",
     "ALTER TABLE adapter_outbox ADD COLUMN IF NOT EXISTS lease_until TEXT",
+    "ALTER TABLE drafts ADD COLUMN IF NOT EXISTS lease_owner TEXT",
+    "ALTER TABLE drafts ADD COLUMN IF NOT EXISTS lease_until TEXT",
 )
 
 
@@ -290,3 +305,33 @@ class LeasedAdapterOutbox(AdapterOutbox):
             if not changed:
                 raise StoreConflict("the outbox row is no longer pending, or another worker holds it now",
                                     row_id=row_id)
+
+
+class LeasedDrafts(Drafts):
+    def __init__(self, db: Any, node_id: str | None, lease: _Lease) -> None:
+        super().__init__(db, node_id)
+        self._lease = lease
+
+    async def drafts_for(self, destination: str, limit: int = 100) -> list[Draft | UnreadableDraft]:
+        """The destination's drafts no other live worker holds, oldest first, claimed for this worker."""
+        return await self._claim("destination = ?", (destination,), limit)
+
+    async def expired_drafts(self, destination: str, now: datetime,
+                             limit: int = 100) -> list[Draft | UnreadableDraft]:
+        """Those of them whose retry window ended by ``now``, claimed for this worker."""
+        return await self._claim("destination = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+                                 (destination, to_db_time(now)), limit)
+
+    async def _claim(self, where: str, params: tuple[Any, ...], limit: int) -> list[Draft | UnreadableDraft]:
+        now, until = self._lease.times()
+        free = f"{where} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+        free_params = (*params, now, self._lease.owner)
+        # A look first, on the reader: a destination whose drafts another worker holds costs no writers' turn.
+        if await self._db.fetchone(f"SELECT 1 FROM drafts WHERE {free} LIMIT 1", free_params) is None:
+            return []
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE drafts SET lease_owner = ?, lease_until = ? WHERE message_id IN ("
+                f" SELECT message_id FROM drafts WHERE {free} ORDER BY message_id LIMIT ? FOR UPDATE SKIP LOCKED)"
+                " RETURNING *", (self._lease.owner, until, *free_params, limit))
+        return [self._draft(r) for r in sorted(rows, key=lambda r: r["message_id"])]

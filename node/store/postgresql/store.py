@@ -20,6 +20,7 @@ from node.store.blobs import BlobStore
 from node.store.postgresql.db import Database
 from node.store.postgresql.leases import (
     LeasedAdapterOutbox,
+    LeasedDrafts,
     LeasedMessages,
     LeasedQueue,
     _Lease,
@@ -94,6 +95,7 @@ class Store(SqliteStore):
         self.lease = _Lease(clock, lease_seconds, self.worker)
         self.queue = LeasedQueue(db, self.audit, clock, self.lease)
         self.messages = LeasedMessages(db, self.audit, clock, self.lease)
+        self.drafts = LeasedDrafts(db, node_id, self.lease)
         self.ledger = PgLedger(db)  # type: ignore[arg-type]
         self.adapter_outbox = LeasedAdapterOutbox(db, self.audit, clock, self.lease)
         self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch,  # type: ignore[arg-type]

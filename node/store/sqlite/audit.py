@@ -80,7 +80,7 @@ class AuditLog:
                          canonical_json(details).decode(), prev, digest, content))
             seqs.append(seq)
             prev = digest
-        await tx.executemany(
+        await tx.send_many(  # the caller needs no answer: PostgreSQL reads it with the next statement's
             "INSERT INTO audit (seq, at, actor, action, subjects, details, prev_hash, hash, content_hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         tx.audit_head = (seq, prev)

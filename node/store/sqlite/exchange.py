@@ -44,7 +44,7 @@ class Drafts:
         if draft.payload is not None and (len(draft.payload) != draft.payload_size
                                           or hashlib.sha256(draft.payload).hexdigest() != draft.payload_digest):
             raise StoreCorrupt(f"draft {draft.header.message_id}: its payload does not match its digest and size")
-        await tx.execute(
+        await tx.send(
             "INSERT INTO drafts (message_id, destination, type, header, payload_digest, payload_size,"
             " created_at, expires_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (draft.header.message_id, draft.header.destination_node, draft.header.type.value,
@@ -109,7 +109,7 @@ class OutgoingLinks:
         self._db = db
 
     async def add_links(self, tx: SqliteTransaction, links: Sequence[OutgoingLink]) -> None:
-        await tx.executemany(
+        await tx.send_many(
             "INSERT INTO outgoing (message_id, doc_id, type, destination, units, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(o.message_id, o.doc_id, o.type, o.destination, json.dumps(list(o.units)), to_db_time(o.created_at))

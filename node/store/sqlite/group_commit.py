@@ -234,12 +234,12 @@ async def _in_savepoint(tx: SqliteTransaction, work: _Work) -> Any:
     await tx.execute("SAVEPOINT work")
     try:
         result = await work.run(tx)
+        await tx.execute("RELEASE work")  # in the try: a statement sent unanswered meets its error here
     except Exception as exc:
         await tx.execute("ROLLBACK TO work")
         await tx.execute("RELEASE work")
         tx.audit_head = head
         return exc
-    await tx.execute("RELEASE work")
     return result
 
 

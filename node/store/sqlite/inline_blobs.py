@@ -99,8 +99,8 @@ class InlineBlobs:
             return
         for digest, _ in blobs:
             check_digest(digest)
-        await tx.executemany("INSERT INTO inline_blobs (digest, size, data) VALUES (?, ?, ?)"
-                             " ON CONFLICT (digest) DO NOTHING", [(d, len(b), bytes(b)) for d, b in blobs])
+        await tx.send_many("INSERT INTO inline_blobs (digest, size, data) VALUES (?, ?, ?)"
+                           " ON CONFLICT (digest) DO NOTHING", [(d, len(b), bytes(b)) for d, b in blobs])
 
     async def count(self) -> int:
         return int((await self._db.fetchall("SELECT COUNT(*) FROM inline_blobs"))[0][0])

@@ -94,7 +94,7 @@ class OutboundQueue:
             if existing or len(set(ids)) != len(ids):
                 dup = existing[0]["message_id"] if existing else ids[0]
                 raise StoreDuplicate("the message is already in the send queue", message_id=dup)
-            await t.executemany(
+            await t.send_many(
                 "INSERT INTO queue (message_id, destination, blob_digest, size, type, state,"
                 " next_attempt_at, created_at, expires_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
             await self._audit.append_many(t, [

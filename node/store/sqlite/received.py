@@ -83,7 +83,7 @@ class ReceivedRows:
             fresh.append(env)
             results.append(Accepted(env.message_id, True, env.receipt))
         if fresh:
-            await tx.executemany(
+            await tx.send_many(
                 f"INSERT INTO received ({_RECEIVED_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (message_id) DO NOTHING", [self._received_row(env) for env in fresh])
             await self._audit.append_many(tx, [_received_event(env, actor) for env in fresh])

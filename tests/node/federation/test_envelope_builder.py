@@ -24,7 +24,7 @@ from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.ids import new_id
 from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import SenderStatus
-from node.config import load_config
+from node.config import StoreSettings, load_config
 from node.context import NodeContext
 from node.federation.destination_queue import DestinationQueue
 from node.federation.envelope_builder import REFETCH_SECONDS
@@ -366,6 +366,90 @@ def test_a_draft_past_its_window_at_the_restart(node_dir, tmp_path, case):
             failures = outbound.failures.value(destination=destination, code="PEER_UNREACHABLE")
             await queue._round()  # nothing left: no second attempt
             assert outbound.failures.value(destination=destination, code="PEER_UNREACHABLE") == failures
+        finally:
+            await close_processor(store, outbound)
+
+    asyncio.run(run())
+
+
+async def _county_worker(node_dir, data_dir, dsn: str, worker: str):
+    """A worker of the county on the PostgreSQL database ``dsn``: its own context, store and outbound queue,
+    over the blob directory every worker shares."""
+    ctx = node_context(node_dir / "county")
+    store = await open_store(data_dir, node_id=ctx.node_id, clock=ctx.clock,
+                             settings=StoreSettings(backend="postgresql", dsn=dsn, worker=worker))
+    creds = ctx.config.credentials_dir
+    outbound = Outbound(ctx, store, PeerClient(client_context(creds / "tls.crt", creds / "tls.key",
+                                                             ctx.config.trust_root_path, PASSPHRASE)), Registry())
+    return ctx, store, outbound
+
+
+def _blob_files(data_dir) -> int:
+    return sum(1 for p in (data_dir / "blobs" / "sha256").rglob("*") if p.is_file())
+
+
+def test_two_workers_seal_each_draft_once_and_neither_fails_for_the_other(node_dir, tmp_path, postgres_server):
+    """Two workers of the county on one PostgreSQL database seal the city's drafts at the same moment:
+    every draft becomes one envelope (one queue row, one sealed blob), and neither worker's sealing
+    raises — an error there is what the destination's loop counts as the city's failure and backs
+    the city off for (:meth:`DestinationQueue.run`), for nothing the city did."""
+    dsn, data_dir = postgres_server.new_database(), tmp_path / "data"
+
+    async def run():
+        (ctx, a, out_a), (_, b, out_b) = [await _county_worker(node_dir, data_dir, dsn, w) for w in ("a", "b")]
+        try:
+            now = ctx.clock()
+            await know_the_city(node_dir, a, now)
+            ids = []
+            for n in range(6):
+                payload = await a.blobs.put(f"receipt {n} for the city".encode())
+                header = out_a.header(MessageType.RECEIPT, "city", A, (SENDER,), now,
+                                      in_reply_to=new_id(now))
+                async with a.transaction() as tx:
+                    await out_a.add(tx, [NewMessage(header, payload.digest, payload.size, f"doc-{n}")], now)
+                ids.append(header.message_id)
+            before = _blob_files(data_dir)
+
+            outcomes = await asyncio.gather(DestinationQueue(out_a, "city").builder.build_drafts(),
+                                            DestinationQueue(out_b, "city").builder.build_drafts(),
+                                            return_exceptions=True)
+
+            assert [o for o in outcomes if o is not None] == []
+            assert await a.drafts.draft_destinations() == []
+            window = await a.queue.load_active_window("city", 100)
+            assert sorted(e.message_id for e in window) == sorted(ids)  # each sealed draft queued once
+            assert _blob_files(data_dir) - before == len(ids)  # and sealed once: no envelope thrown away
+            assert await a.peers.get_peer("city") is None or (await a.peers.get_peer("city")).failures == 0
+            await a.audit.verify_chain()
+        finally:
+            for store, outbound in ((a, out_a), (b, out_b)):
+                await close_processor(store, outbound)
+
+    asyncio.run(run())
+
+
+def test_a_rounds_envelopes_are_queued_in_one_commit(node_dir, tmp_path):
+    """Drafts that travel alone (transport-acks of five documents) are sealed one envelope each and
+    swapped for their queue rows together: one commit (one writer's turn, one fsync) for the round."""
+    async def run():
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
+        try:
+            now = ctx.clock()
+            await know_the_city(node_dir, store, now)
+            ids = []
+            for n in range(5):
+                payload = await store.blobs.put(f"receipt {n}".encode())
+                header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
+                async with store.transaction() as tx:
+                    await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, f"doc-{n}")], now)
+                ids.append(header.message_id)
+            commits = store.db.commits
+            await DestinationQueue(outbound, "city").builder.build_drafts()
+            assert store.db.commits - commits == 1
+            window = await store.queue.load_active_window("city", 10)
+            assert sorted(e.message_id for e in window) == sorted(ids)
+            assert len({e.blob_digest for e in window}) == len(ids)  # one envelope each
+            assert await store.drafts.drafts_for("city") == []
         finally:
             await close_processor(store, outbound)
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from node.errors import StoreConflict, StoreError
-from node.store import ErrorInfo
+from exchange_protocol.envelope import HeaderDraft, MessageType
+from node.errors import StoreConflict, StoreContended, StoreError
+from node.store import Draft, ErrorInfo
 from node.store.postgresql import Store
 from tests.node.store.conftest import put_envelope, queued_item
+from tests.node.store.test_exchange import UNIT_A, UNIT_B
 from tests.support import FakeClock
 
 LEASE = 10.0
@@ -168,6 +170,43 @@ def test_an_adapter_outbox_row_is_delivered_by_one_worker_and_taken_over_when_it
             assert second.seq == cursor + 2
             await a.adapter_outbox.mark_done(second.id)
             assert [r.state for r in await b.adapter_outbox.rows("webhook:1")] == ["done", "done"]
+        finally:
+            await a.close()
+            await b.close()
+    asyncio.run(main())
+
+
+def test_a_draft_is_sealed_by_one_worker_and_taken_over_when_its_lease_ends(tmp_path, postgres_server):
+    """A worker sealing (or giving up) a destination's drafts claims them: the other worker finds none of
+    them until that lease ends (the first died); a late swap by the first then finds the draft gone."""
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a, b = await _workers(tmp_path, dsn, clock)
+        try:
+            ids = []
+            for n in range(3):
+                header = HeaderDraft.new(MessageType.DOCUMENT, "node-a", "node-b", UNIT_A, (UNIT_B,), clock(),
+                                         dt.timedelta(days=3))
+                ref = await a.blobs.put(f"payload {n}".encode())
+                async with a.transaction() as tx:  # its retry window ends before a lease does
+                    await a.drafts.add_draft(tx, Draft(header, ref.digest, ref.size, clock(),
+                                                       clock() + dt.timedelta(seconds=LEASE / 2)))
+                ids.append(header.message_id)
+            ids.sort()
+            assert [d.header.message_id for d in await a.drafts.drafts_for("node-b", 2)] == ids[:2]
+            assert [d.header.message_id for d in await b.drafts.drafts_for("node-b")] == ids[2:]
+            assert [d.header.message_id for d in await a.drafts.drafts_for("node-b")] == ids[:2]  # its own only
+            clock.advance(seconds=LEASE / 2 + 1)
+            assert [d.header.message_id for d in await a.drafts.expired_drafts("node-b", clock())] == ids[:2]
+            assert [d.header.message_id for d in await b.drafts.expired_drafts("node-b", clock())] == ids[2:]
+            clock.advance(seconds=LEASE + 1)  # a died holding two (renewed when it asked): b takes them over
+            assert [d.header.message_id for d in await b.drafts.drafts_for("node-b")] == ids
+            async with b.transaction() as tx:
+                await b.drafts.delete_draft(tx, ids[0])
+            with pytest.raises(StoreContended):  # a, back late, finds it sealed by b
+                async with a.transaction() as tx:
+                    await a.drafts.delete_draft(tx, ids[0])
         finally:
             await a.close()
             await b.close()

@@ -1,5 +1,5 @@
 """What is the PostgreSQL backend's own: node.toml's [store], the server's durability checked at open,
-the dialect, and the status report's rows read from PostgreSQL. (The roles themselves are the
+the dialect, the status report's rows read from PostgreSQL, and writes sent in pipeline mode. (The roles themselves are the
 store's tests, run on both backends: tests/node/store/conftest.py.)"""
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from exchange_protocol.envelope import HeaderDraft, MessageType
 from node.config import StoreSettings, parse_config
 from node.errors import ConfigError, StoreError
-from node.store import ErrorInfo, OutboundItem
+from node.store import Draft, ErrorInfo, OutboundItem
 from node.store.opener import open_store, read_status_rows
 from node.store.postgresql.dialect import translate
+from tests.node.store.test_exchange import UNIT_A, UNIT_B
 from tests.support import T0, FakeClock
 
 
@@ -99,3 +101,52 @@ def test_the_status_report_reads_its_rows_from_postgresql(tmp_path: Path, postgr
     assert rows["adapters"] == [] and rows["adapter_dead"] == []
     assert read_status_rows(tmp_path, StoreSettings("postgresql", postgres_server.new_database(migrated=False))) is None
     postgres_server.drop_database(dsn)
+
+
+def test_a_write_sent_without_waiting_fails_its_own_work_alone(tmp_path: Path, postgres_server) -> None:
+    """The rows nobody waits for (a draft, an audit event) go in pipeline mode, their answers read
+    later: a draft whose id is taken fails the work that wrote it — not the work after it in the same
+    transaction, nor the whole batch — and the others' drafts and audit events commit, the chain whole."""
+    def draft(n: int) -> Draft:
+        header = HeaderDraft.new(MessageType.DOCUMENT, "city-a", "city-b", UNIT_A, (UNIT_B,), T0, dt.timedelta(days=3))
+        return Draft(header, "ab" * 32, 10 + n, T0, None)
+
+    async def main() -> None:
+        store = await open_store(tmp_path, clock=FakeClock(),
+                                 settings=StoreSettings("postgresql", postgres_server.new_database()))
+        try:
+            taken = draft(0)
+            async with store.transaction() as tx:
+                await store.drafts.add_draft(tx, taken)
+            gate = asyncio.Event()
+
+            async def hold(tx):  # keeps the writer busy so the next works queue up as one batch
+                await gate.wait()
+                return "first"
+
+            def work(n: int, d: Draft):
+                async def run(tx):
+                    await store.drafts.add_draft(tx, d)
+                    await store.audit.append(tx, "test", "work", {"n": n})
+                    return n
+                return run
+            first = asyncio.ensure_future(store.write_together(hold))
+            await asyncio.sleep(0.05)
+            batches = store.committer.batches
+            mine = [draft(n) for n in range(1, 5)]
+            rest = [asyncio.ensure_future(store.write_together(work(n, taken if n == 2 else d)))
+                    for n, d in enumerate(mine, start=1)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
+            assert [outcomes[0], outcomes[1], outcomes[3], outcomes[4]] == ["first", 1, 3, 4]
+            assert "duplicate key" in str(outcomes[2])
+            assert store.committer.batches - batches == 1  # the four works: one transaction
+            kept = {d.header.message_id for d in await store.drafts.drafts_for("city-b")}
+            assert kept == {taken.header.message_id} | {d.header.message_id for n, d in enumerate(mine, 1) if n != 2}
+            events = await store.audit.events(limit=1000)
+            assert [e.subjects["n"] for e in events if e.actor == "test"] == [1, 3, 4]
+            assert await store.audit.verify_chain() == len(events)
+        finally:
+            await store.close()
+    asyncio.run(main())
