@@ -98,7 +98,8 @@ class Rerouter:
     async def _drafts(self) -> int:
         left = 0
         for destination in await self.store.drafts.draft_destinations():
-            for row in await self.store.drafts.drafts_for(destination, DRAFTS_PER_PASS):
+            # Every draft, also one another worker is sealing (not claimed: its sealing then finds it gone).
+            for row in await self.store.drafts.every_draft_for(destination, DRAFTS_PER_PASS):
                 if isinstance(row, UnreadableDraft) or row.header.type is not MessageType.DOCUMENT:
                     continue
                 groups = regroup(self.ctx, row.header.to_units, destination)

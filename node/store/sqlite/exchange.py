@@ -53,7 +53,13 @@ class Drafts:
 
     async def drafts_for(self, destination: str, limit: int = 100) -> list[Draft | UnreadableDraft]:
         """The destination's drafts, oldest first; a row that cannot be read comes back as an
-        :class:`UnreadableDraft` in its place, never as an error that hides the others."""
+        :class:`UnreadableDraft` in its place, never as an error that hides the others. (Several
+        PostgreSQL workers: the ones no other worker holds, claimed — what the sealing loop takes.)"""
+        return await self.every_draft_for(destination, limit)
+
+    async def every_draft_for(self, destination: str, limit: int = 100) -> list[Draft | UnreadableDraft]:
+        """The destination's drafts, oldest first, whichever worker holds them, none claimed: what the
+        rerouter reads (it moves a draft another worker is sealing: that sealing finds it gone)."""
         rows = await self._db.fetchall(
             "SELECT * FROM drafts WHERE destination = ? ORDER BY message_id LIMIT ?", (destination, limit))
         return [self._draft(r) for r in rows]

@@ -197,6 +197,9 @@ def test_a_draft_is_sealed_by_one_worker_and_taken_over_when_its_lease_ends(tmp_
             assert [d.header.message_id for d in await a.drafts.drafts_for("node-b", 2)] == ids[:2]
             assert [d.header.message_id for d in await b.drafts.drafts_for("node-b")] == ids[2:]
             assert [d.header.message_id for d in await a.drafts.drafts_for("node-b")] == ids[:2]  # its own only
+            # The rerouter's read sees every draft, whoever holds it, and claims none.
+            assert [d.header.message_id for d in await a.drafts.every_draft_for("node-b")] == ids
+            assert [d.header.message_id for d in await b.drafts.drafts_for("node-b")] == ids[2:]
             clock.advance(seconds=LEASE / 2 + 1)
             assert [d.header.message_id for d in await a.drafts.expired_drafts("node-b", clock())] == ids[:2]
             assert [d.header.message_id for d in await b.drafts.expired_drafts("node-b", clock())] == ids[2:]
