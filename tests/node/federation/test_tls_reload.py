@@ -8,6 +8,7 @@ loaded leaves the contexts as they were."""
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 
 import pytest
@@ -84,3 +85,34 @@ def test_renewed_tls_certificates_are_presented_on_new_connections_both_ways(nod
             await runner.cleanup()
 
     asyncio.run(run())
+
+
+def test_the_contexts_are_made_when_the_os_refuses_an_in_memory_key_file(node_dir, monkeypatch):
+    """A sandbox that refuses memfd_create (a seccomp filter) must not stop a node's start: each
+    context then decrypts tls.key itself, and mutual TLS works as before."""
+    def refused(*args):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "memfd_create", refused)
+    county, city = node_dir / "county" / "credentials", node_dir / "city" / "credentials"
+    _, server_tls = node_contexts(county / "tls.crt", county / "tls.key", county / "root.crt", PASSPHRASE)
+    client_tls, _ = node_contexts(city / "tls.crt", city / "tls.key", city / "root.crt", PASSPHRASE)
+
+    async def handshake() -> tuple[int, int]:
+        seen: list[int] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(peer_certificate(writer.get_extra_info("ssl_object")).serial_number)
+            writer.close()
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls,
+                                                           server_hostname="127.0.0.1")
+            presented = peer_certificate(writer.get_extra_info("ssl_object")).serial_number
+            await reader.read()
+            writer.close()
+            return presented, seen[0]
+        finally:
+            server.close()
+            await server.wait_closed()
+    assert asyncio.run(handshake()) == (serial(county / "tls.crt"), serial(city / "tls.crt"))
