@@ -107,7 +107,12 @@ def _targets(ca: CertificateAuthority, path: Path) -> tuple[str, list[x509.Certi
             return "certificate", certs
         # A certificate with its chain (tls.crt), or a node's enrolment response (its three, then the CA
         # chain): the end-entity certificates, never a CA's that travels with them.
-        return f"end-entity certificates of {path.name}", [c for c in certs if not _is_ca(c)]
+        leaves = [c for c in certs if not _is_ca(c)]
+        if not leaves:  # an intermediate with its root, say: which CA certificate is meant is not ours to guess
+            raise InvalidInput(f"{path.name} holds only CA certificates ({len(certs)}): from a file of several, "
+                               "revoke takes the end-entity ones; to revoke a CA certificate, give it alone, in a "
+                               "file of its own", target=str(path), certificates=len(certs))
+        return f"end-entity certificates of {path.name}", leaves
     try:
         return "certificate", [load_certificate(data)]
     except MalformedEncoding:

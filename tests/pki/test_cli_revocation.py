@@ -63,6 +63,13 @@ def test_a_response_file_revokes_the_node_certificates_in_it_never_a_ca_certific
                  "--reason", "superseded"]) == 0
     assert "end-entity certificates of county-a.resp" in capsys.readouterr().out
     assert set(ca.revocations()) == {c.serial_number for c in signed.certificates.values()}
+    # A file of CA certificates alone (the intermediate with its root): which one is meant is not guessed.
+    (tmp_path / "chain.crt").write_bytes(pem(sub.certificate) + pem(ca.root_certificate))
+    assert main(["pki", "revoke", "--ca", str(ca.directory), str(tmp_path / "chain.crt"),
+                 "--reason", "superseded"]) == 2
+    err = capsys.readouterr().err
+    assert "holds only CA certificates (2)" in err and "give it alone" in err and "issued none" not in err
+    assert set(ca.revocations()) == {c.serial_number for c in signed.certificates.values()}  # nothing more
 
 
 def test_bad_reason_foreign_certificate_and_garbage_are_typed_errors(ca, tmp_path, capsys):
