@@ -231,7 +231,11 @@ def settle_heap() -> None:
     Once per node at ready (cheap: a list splice). What is frozen and later dropped is still
     freed by reference counting; only a reference cycle among it stays until the process ends —
     a structure of start-up replaced while serving (a renewed credential, a newer directory),
-    rare and once each, against a full walk of everything every few seconds."""
+    rare and once each, against a full walk of everything every few seconds. The young generations
+    are collected first (cheap: what was made since the last collection): cyclic garbage pending at
+    that moment — in a process of several nodes, what the nodes already serving are dropping — is
+    freed rather than frozen with the rest."""
+    gc.collect(1)
     gc.freeze()
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)

@@ -47,6 +47,17 @@ def test_what_exists_at_ready_is_no_longer_walked_and_what_comes_after_is_still_
     assert gone() is None, "cyclic garbage made after ready is not collected without an explicit gc.collect()"
 
 
+def test_cyclic_garbage_pending_at_ready_is_freed_not_frozen(restored_gc):
+    """In a process of several nodes each node's ready settles the heap while the others serve: what
+    they are dropping at that moment must not be frozen for the process's life."""
+    gc.collect()
+    pending = _Node()  # a dropped cycle no collection has seen yet
+    gone = weakref.ref(pending)
+    del pending
+    settle_heap()
+    assert gone() is None
+
+
 def test_young_collections_are_made_rarer_never_more_frequent(restored_gc):
     gc.set_threshold(700, 10, 10)
     settle_heap()
