@@ -35,9 +35,11 @@ again; one that has run out is anybody's: another worker takes the row over.
   only forgiving the worker that loses the race: sealing is the costly step (a signature per
   header, the payload encrypted, a blob written), and the loser's failed swap was counted as the
   *peer's* failure by its destination loop, backing a healthy peer off. A look on the reader first
-  keeps a destination whose drafts another worker holds from taking the writers' turn. A lease
-  that runs out during a seal (one longer than ``lease_seconds``) can still let two seal one
-  draft: the swap deletes the draft before it queues the envelope, so the second finds it gone
+  keeps a destination whose drafts another worker holds from taking the writers' turn. The
+  rerouter reads every draft, held or not, and claims none (``every_draft_for``): a unit moved to
+  another node moves its drafts whoever is sealing them. A lease that runs out during a round (the
+  builder claims a round's drafts up front and swaps them all at its end: a round longer than
+  ``lease_seconds``) can still let two seal one draft: the swap deletes the draft before it queues the envelope, so the second finds it gone
   (:class:`~node.errors.StoreContended`) and the envelope builder gives its copy up quietly. A
   dead worker's drafts are taken over at the other's next round after the lease (within
   ``lease_seconds`` plus the destination loop's longest sleep).
