@@ -87,6 +87,9 @@ def _params(params: Sequence[Any]) -> tuple[Any, ...]:
 
 # A savepoint's statements: sent in pipeline mode, answered with the next statement's round trip.
 _SAVEPOINT = re.compile(r"\s*(SAVEPOINT|RELEASE)\s+\w+\s*$", re.IGNORECASE)
+# An INSERT of one row of placeholders (as translated): sent as one statement of many rows.
+_VALUES = re.compile(r"(\s*INSERT\s+INTO\s.*?\bVALUES\s*)(\((?:\s*%s\s*,)*\s*%s\s*\))(.*)", re.IGNORECASE | re.DOTALL)
+_MAX_PARAMS = 30_000  # a statement's parameters at most (the protocol allows 65,535)
 
 
 class PgTransaction(WriterTransaction):
@@ -131,10 +134,27 @@ class PgTransaction(WriterTransaction):
         await self._conn.execute(translate(sql), _params(params))
 
     async def send_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """``executemany`` without waiting for its answer (read with the next statement's)."""
-        await self._send()
-        async with self._conn.cursor() as cursor:
-            await cursor.executemany(translate(sql), [_params(r) for r in rows])
+        """``executemany`` without waiting for its answer (read with the next statement's).
+
+        An ``INSERT … VALUES (?, …)`` of several rows is sent as one statement of many rows
+        (:func:`_multi_row`): psycopg's ``executemany`` in pipeline mode waits for the event loop
+        once a row, and on a node busy with TLS and envelope checks each wait is a lap of several
+        ms, all under the writers' lock (docs/performance.md, "Why the acceptor's group commit …")."""
+        params = [_params(r) for r in rows]
+        statement = translate(sql)
+        many = _VALUES.match(statement) if len(params) > 1 else None
+        if many is None:
+            await self._send()
+            async with self._conn.cursor() as cursor:
+                await cursor.executemany(statement, params)
+            return
+        head, group, tail = many.groups()
+        step = max(1, _MAX_PARAMS // len(params[0]))
+        for start in range(0, len(params), step):
+            chunk = params[start:start + step]
+            await self._send()
+            await self._conn.execute(f"{head}{','.join([group] * len(chunk))}{tail}",
+                                     [value for row in chunk for value in row], prepare=False)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = await self._conn.execute(translate(sql), _params(params))
