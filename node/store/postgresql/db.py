@@ -29,7 +29,9 @@ PostgreSQL returns as ``numeric`` (a ``SUM`` of integers) come back as ``int``.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -45,6 +47,7 @@ from node.store.sql_common import WriterDatabase, WriterTransaction, to_the_end
 # The key of the advisory lock every write transaction holds (any fixed number: the database is the node's).
 WRITER_LOCK = 0x67_77_78_00  # "gwx\0"
 CONNECT_TIMEOUT_S = 10
+WRITER_SEND_BUFFER = 8 << 20  # bytes asked for the writer's socket send buffer (the kernel caps it)
 
 
 class Row(tuple):
@@ -221,6 +224,7 @@ class Database(WriterDatabase[PgTransaction]):
     async def open(cls, dsn: str, beside: Path) -> Database:
         writer = await connect(dsn)
         try:
+            _widen_send_buffer(writer)
             await _check_durable(writer, dsn)
             reader = await connect(dsn)
         except BaseException:
@@ -276,6 +280,16 @@ async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to the PostgreSQL store: {str(exc).strip()}", dsn=safe_dsn(dsn)) from exc
     return conn
+
+
+def _widen_send_buffer(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Let the writer's socket hold a group commit's rows (inline blobs: a few MB) at once.
+
+    With the default buffer (~200 KB) the rows went out in steps of some tens of KB, each step one
+    lap of the node's busy event loop, all under the writers' lock (docs/performance.md, "Why the
+    acceptor's group commit …"). The kernel caps the size at ``net.core.wmem_max``."""
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, WRITER_SEND_BUFFER)
 
 
 async def _check_durable(conn: psycopg.AsyncConnection[Any], dsn: str) -> None:
