@@ -29,7 +29,9 @@ PostgreSQL returns as ``numeric`` (a ``SUM`` of integers) come back as ``int``.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -45,6 +47,7 @@ from node.store.sql_common import WriterDatabase, WriterTransaction, to_the_end
 # The key of the advisory lock every write transaction holds (any fixed number: the database is the node's).
 WRITER_LOCK = 0x67_77_78_00  # "gwx\0"
 CONNECT_TIMEOUT_S = 10
+WRITER_SEND_BUFFER = 8 << 20  # bytes asked for the writer's socket send buffer (the kernel caps it)
 
 
 class Row(tuple):
@@ -87,6 +90,9 @@ def _params(params: Sequence[Any]) -> tuple[Any, ...]:
 
 # A savepoint's statements: sent in pipeline mode, answered with the next statement's round trip.
 _SAVEPOINT = re.compile(r"\s*(SAVEPOINT|RELEASE)\s+\w+\s*$", re.IGNORECASE)
+# An INSERT of one row of placeholders (as translated): sent as one statement of many rows.
+_VALUES = re.compile(r"(\s*INSERT\s+INTO\s.*?\bVALUES\s*)(\((?:\s*%s\s*,)*\s*%s\s*\))(.*)", re.IGNORECASE | re.DOTALL)
+_MAX_PARAMS = 30_000  # a statement's parameters at most (the protocol allows 65,535)
 
 
 class PgTransaction(WriterTransaction):
@@ -131,10 +137,27 @@ class PgTransaction(WriterTransaction):
         await self._conn.execute(translate(sql), _params(params))
 
     async def send_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """``executemany`` without waiting for its answer (read with the next statement's)."""
-        await self._send()
-        async with self._conn.cursor() as cursor:
-            await cursor.executemany(translate(sql), [_params(r) for r in rows])
+        """``executemany`` without waiting for its answer (read with the next statement's).
+
+        An ``INSERT … VALUES (?, …)`` of several rows is sent as one statement of many rows
+        (:func:`_multi_row`): psycopg's ``executemany`` in pipeline mode waits for the event loop
+        once a row, and on a node busy with TLS and envelope checks each wait is a lap of several
+        ms, all under the writers' lock (docs/performance.md, "Why the acceptor's group commit …")."""
+        params = [_params(r) for r in rows]
+        statement = translate(sql)
+        many = _VALUES.match(statement) if len(params) > 1 else None
+        if many is None:
+            await self._send()
+            async with self._conn.cursor() as cursor:
+                await cursor.executemany(statement, params)
+            return
+        head, group, tail = many.groups()
+        step = max(1, _MAX_PARAMS // len(params[0]))
+        for start in range(0, len(params), step):
+            chunk = params[start:start + step]
+            await self._send()
+            await self._conn.execute(f"{head}{','.join([group] * len(chunk))}{tail}",
+                                     [value for row in chunk for value in row], prepare=False)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = await self._conn.execute(translate(sql), _params(params))
@@ -201,6 +224,7 @@ class Database(WriterDatabase[PgTransaction]):
     async def open(cls, dsn: str, beside: Path) -> Database:
         writer = await connect(dsn)
         try:
+            _widen_send_buffer(writer)
             await _check_durable(writer, dsn)
             reader = await connect(dsn)
         except BaseException:
@@ -256,6 +280,16 @@ async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to the PostgreSQL store: {str(exc).strip()}", dsn=safe_dsn(dsn)) from exc
     return conn
+
+
+def _widen_send_buffer(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Let the writer's socket hold a group commit's rows (inline blobs: a few MB) at once.
+
+    With the default buffer (~200 KB) the rows went out in steps of some tens of KB, each step one
+    lap of the node's busy event loop, all under the writers' lock (docs/performance.md, "Why the
+    acceptor's group commit …"). The kernel caps the size at ``net.core.wmem_max``."""
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, WRITER_SEND_BUFFER)
 
 
 async def _check_durable(conn: psycopg.AsyncConnection[Any], dsn: str) -> None:

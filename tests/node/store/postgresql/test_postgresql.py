@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from node.config import StoreSettings, parse_config
 from node.errors import ConfigError, StoreError
-from node.store import Draft, ErrorInfo, OutboundItem
+from node.store import Draft, ErrorInfo, NewEvent, OutboundItem
 from node.store.opener import open_store, read_status_rows
 from node.store.postgresql.dialect import translate
 from tests.node.store.test_exchange import UNIT_A, UNIT_B
@@ -147,6 +149,32 @@ def test_a_write_sent_without_waiting_fails_its_own_work_alone(tmp_path: Path, p
             events = await store.audit.events(limit=1000)
             assert [e.subjects["n"] for e in events if e.actor == "test"] == [1, 3, 4]
             assert await store.audit.verify_chain() == len(events)
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_many_rows_sent_at_once_keep_their_order_their_bytes_and_their_conflicts(tmp_path: Path, postgres_server) -> None:
+    """``send_many`` sends an INSERT of many rows as one statement (more than one when its parameters
+    would pass a statement's limit): 4,000 audit events keep their order and their chain; blobs keep
+    their bytes, and a digest met twice in one batch, or already stored, is kept once."""
+    blobs = [(hashlib.sha256(data).hexdigest(), data) for data in (os.urandom(40_000) for _ in range(3))]
+
+    async def main() -> None:
+        store = await open_store(tmp_path, clock=FakeClock(),
+                                 settings=StoreSettings("postgresql", postgres_server.new_database()))
+        try:
+            async with store.transaction() as tx:
+                await store.inline.add(tx, blobs[:1])
+            async with store.transaction() as tx:
+                await store.audit.append_many(tx, [NewEvent("test", "many", {"n": n}) for n in range(4000)])
+                await store.inline.add(tx, [blobs[1], blobs[0], blobs[2], blobs[1]])
+            events = await store.audit.events(limit=5000)
+            assert [e.subjects["n"] for e in events if e.actor == "test"] == list(range(4000))
+            assert await store.audit.verify_chain() == len(events)
+            assert await store.inline.count() == 3
+            for digest, data in blobs:
+                assert await store.blobs.read_bytes(digest) == data
         finally:
             await store.close()
     asyncio.run(main())
