@@ -17,7 +17,7 @@ import pytest
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.errors import InvalidDocumentId
 from exchange_protocol.meta_json import parse_meta
-from exchange_protocol.model import DOC_ID_PATTERN, MAX_ID, check_doc_id
+from exchange_protocol.model import _ASCII_DOC_ID, DOC_ID_PATTERN, MAX_ID, _doc_id_char, check_doc_id
 from exchange_protocol.notices import Notice, NoticeError, decode_notice
 from exchange_protocol.package import build_package
 from exchange_protocol.package_verify import verify_package
@@ -77,6 +77,19 @@ def test_the_published_pattern_and_the_model_agree_on_every_id():
     ids = [*GOOD, *UNADDRESSABLE, *samples, *(f"a{c}b" for c in samples), *(f"{c}.{c}" for c in samples)]
     disagree = [doc_id for doc_id in ids if validator.is_valid(doc_id) != _accepted(doc_id)]
     assert not disagree, [f"{d!r}" for d in disagree[:20]]
+
+
+def test_the_ascii_shortcut_takes_exactly_the_ascii_ids_the_rule_takes():
+    # check_doc_id answers an ASCII id by one regular expression (the ids gwx makes are UUIDs) and
+    # any other by the characters' Unicode categories: over every ASCII character alone, in pairs and
+    # around a dot, the shortcut matches exactly the ids the rule accepts — no id changes its answer.
+    chars = [chr(c) for c in range(128)]
+    ids = [*chars, *(a + b for a in chars for b in chars), *(f"{a}.{b}" for a in chars for b in chars),
+           "x" * MAX_ID, "a.b.c", "a..b", "019cade2-11c0-7640-8aa8-958c96f2b6f2", "abc\n"]
+    by_rule = {d: all(run and all(map(_doc_id_char, run)) for run in d.split(".")) for d in ids}
+    disagree = [d for d in ids if bool(_ASCII_DOC_ID.fullmatch(d)) != by_rule[d]]
+    assert not disagree, disagree[:20]
+    assert all(_accepted(d) == by_rule[d] for d in ids)
 
 
 def _accepted(doc_id: str) -> bool:
