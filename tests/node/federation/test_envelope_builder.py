@@ -388,6 +388,18 @@ def _blob_files(data_dir) -> int:
     return sum(1 for p in (data_dir / "blobs" / "sha256").rglob("*") if p.is_file())
 
 
+async def _receipt_drafts(store, outbound, now, count: int) -> list[str]:
+    """``count`` receipts for the city waiting as drafts (each travels alone), their message ids."""
+    ids = []
+    for n in range(count):
+        payload = await store.blobs.put(f"receipt {n} for the city".encode())
+        header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
+        async with store.transaction() as tx:
+            await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, f"doc-{n}")], now)
+        ids.append(header.message_id)
+    return ids
+
+
 def test_two_workers_seal_each_draft_once_and_neither_fails_for_the_other(node_dir, tmp_path, postgres_server):
     """Two workers of the county on one PostgreSQL database seal the city's drafts at the same moment:
     every draft becomes one envelope (one queue row, one sealed blob), and neither worker's sealing
@@ -400,14 +412,7 @@ def test_two_workers_seal_each_draft_once_and_neither_fails_for_the_other(node_d
         try:
             now = ctx.clock()
             await know_the_city(node_dir, a, now)
-            ids = []
-            for n in range(6):
-                payload = await a.blobs.put(f"receipt {n} for the city".encode())
-                header = out_a.header(MessageType.RECEIPT, "city", A, (SENDER,), now,
-                                      in_reply_to=new_id(now))
-                async with a.transaction() as tx:
-                    await out_a.add(tx, [NewMessage(header, payload.digest, payload.size, f"doc-{n}")], now)
-                ids.append(header.message_id)
+            ids = await _receipt_drafts(a, out_a, now, 6)
             before = _blob_files(data_dir)
 
             outcomes = await asyncio.gather(DestinationQueue(out_a, "city").builder.build_drafts(),
@@ -436,13 +441,7 @@ def test_a_rounds_envelopes_are_queued_in_one_commit(node_dir, tmp_path):
         try:
             now = ctx.clock()
             await know_the_city(node_dir, store, now)
-            ids = []
-            for n in range(5):
-                payload = await store.blobs.put(f"receipt {n}".encode())
-                header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
-                async with store.transaction() as tx:
-                    await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, f"doc-{n}")], now)
-                ids.append(header.message_id)
+            ids = await _receipt_drafts(store, outbound, now, 5)
             commits = store.db.commits
             await DestinationQueue(outbound, "city").builder.build_drafts()
             assert store.db.commits - commits == 1
