@@ -111,7 +111,7 @@ class PgTransaction(WriterTransaction):
         self._pipeline: psycopg.AsyncPipeline | None = None
         self._leave: Any = None  # what leaves pipeline mode (the connection's context manager)
         self._sent = 0  # statements sent whose answers are not read yet
-        self.round_trips = 0  # waits for the server (figures: docs/performance.md)
+        self.round_trips = 0  # waits for the server (docs/performance.md; test_postgresql checks a batch's)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed (0 for a savepoint's)."""
