@@ -13,7 +13,8 @@ A node's start makes both of its contexts from one decryption of ``tls.key``
 CPU each time it is decrypted, and ``ssl`` loads a key from a file only. The key is decrypted once and
 handed to each context through an anonymous in-memory file (``memfd_create``, Linux): it never
 reaches a disk, and it lives in the process as the contexts hold it anyway. Where there is no such
-file (another OS, no ``/proc``) each context decrypts the key file itself, as before.
+file (another OS, no ``/proc``, a sandbox that refuses ``memfd_create``) each context decrypts the key
+file itself, as before.
 """
 
 from __future__ import annotations
@@ -110,15 +111,15 @@ def _decrypted_key(key_path: Path, passphrase: bytes) -> Iterator[str | None]:
     if memfd_create is None or not os.path.isdir("/proc/self/fd"):
         yield None
         return
-    key = read_private_key(key_path, passphrase)  # refuses a key file others can read, as for every key
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
     try:
         fd = memfd_create("gwx-tls-key", os.MFD_CLOEXEC)
     except OSError:  # refused here (a seccomp filter, a sandbox): each context decrypts the file, as before
         yield None
         return
     try:
+        key = read_private_key(key_path, passphrase)  # refuses a key file others can read, as for every key
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
         with open(fd, "wb", closefd=False) as file:
             file.write(pem)
         yield f"/proc/self/fd/{fd}"
