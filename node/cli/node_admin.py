@@ -92,7 +92,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
     p.add_argument("--node-id", required=True, help="the peer's node id (as in its TLS certificate)")
     p.add_argument("--url", required=True, help="https://HOST:PORT of the peer's peer API")
-    p.add_argument("--units", default="", help="comma-separated unit codes the peer hosts (default: none)")
+    p.add_argument("--units", default="",
+                   help="comma-separated unit codes the peer hosts, each optionally CODE=NAME so gwx send, gwx "
+                        "track and the console show the unit's name (default: none; a code without a name is "
+                        "shown as its code)")
     p.set_defaults(func=_add_peer)
 
     p = sub.add_parser("add-token", help="create a local API token (printed once)")
@@ -157,14 +160,35 @@ def _add_peer(args: argparse.Namespace) -> int:
     from node.provision import add_peer
     from node.run_lock import holder
 
-    units = [u for u in args.units.split(",") if u.strip()]
-    config = add_peer(args.dir, args.node_id, args.url, units)
+    units, names = _peer_units(args.units)
+    config = add_peer(args.dir, args.node_id, args.url, units, names)
     print(f"peers of '{config.node_id}': " + ", ".join(p.node_id for p in config.peers))
+    unnamed = [c for p in config.peers if p.node_id == args.node_id for c in p.units
+               if c not in dict(p.unit_names)]
+    if unnamed:
+        print(f"no name given for {', '.join(unnamed)}: shown as the code (name them with --units CODE=NAME)")
     pid = holder(config.directory)
     if pid is not None:  # node.toml is read at start (SIGHUP reloads credentials only)
         print(f"the node running in {config.directory} ({f'pid {pid}' if pid else 'starting'}) reads node.toml "
               f"at start: restart it to use this peer (gwx node stop --dir {args.dir}, then gwx node run)")
     return 0
+
+
+def _peer_units(spec: str) -> tuple[list[str], dict[str, str]]:
+    """``CODE,CODE=NAME,…`` (add-peer's --units) as the codes in order and the names given."""
+    units: list[str] = []
+    names: dict[str, str] = {}
+    for item in (i.strip() for i in spec.split(",")):
+        if not item:
+            continue
+        code, sep, name = item.partition("=")
+        code, name = code.strip(), name.strip()
+        if sep and not name:
+            raise ConfigError(f"--units: {code}= has no name after '='", key="peers.unit_names")
+        units.append(code)
+        if name:
+            names[code] = name
+    return units, names
 
 
 def _add_token(args: argparse.Namespace) -> int:

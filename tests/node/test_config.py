@@ -269,3 +269,24 @@ def test_a_shared_peer_port_on_postgresql_is_read_and_written_back(node_dir):
     assert config.peer_api.reuse_port and config.peer_api.port == 7443 and not config.local_api.reuse_port
     (node_dir / CONFIG_NAME).write_text(dump_config(config), "utf-8")
     assert load_config(node_dir).peer_api == config.peer_api
+
+
+def test_add_peer_over_the_cli_names_the_peers_units_for_send_track_and_the_console(node_dir):
+    """A two-node setup without a directory: the names given to add-peer are what the node shows for the
+    peer's units (gwx send / track and the console ask the router); a unit given no name is said to be
+    shown as its code."""
+    from node.federation.routing import StaticRouter
+
+    out = run_gwx("node", "add-peer", "--dir", node_dir, "--node-id", "city", "--url", "https://127.0.0.1:7443",
+                  "--units", f"{THERE}=福州市财政局, {ELSEWHERE}")
+    assert out.returncode == 0, out.stderr
+    assert f"no name given for {ELSEWHERE}: shown as the code".encode() in out.stdout
+    config = load_config(node_dir)
+    assert config.peers[0].units == (THERE, ELSEWHERE)
+    router = StaticRouter(config)
+    assert (router.unit_name(THERE), router.unit_name(ELSEWHERE)) == ("福州市财政局", None)
+    before = (node_dir / CONFIG_NAME).read_bytes()
+    out = run_gwx("node", "add-peer", "--dir", node_dir, "--node-id", "city", "--url", "https://127.0.0.1:7443",
+                  "--units", f"{THERE}=")
+    assert out.returncode == 2 and "gwx: NODE_CONFIG: --units" in out.stderr.decode(), out.stderr
+    assert (node_dir / CONFIG_NAME).read_bytes() == before
