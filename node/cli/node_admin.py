@@ -98,13 +98,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "shown as its code)")
     p.set_defaults(func=_add_peer)
 
-    p = sub.add_parser("add-token", help="create a local API token (printed once)")
+    p = sub.add_parser("add-token", help="create a local API token (printed once: the token alone on stdout, what "
+                                         "it is on stderr)")
     p.add_argument("--dir", required=True, type=Path, help=NODE_DIR_HELP)
     p.add_argument("--role", required=True, choices=["clerk", "operator", "pki_admin"],
                    help="clerk: a unit's documents (needs --unit); operator: node status and metrics; "
                         "pki_admin: PKI operations")
     p.add_argument("--name", required=True, help="the person using it (recorded as 签收人)")
     p.add_argument("--unit", help="the unit a clerk acts for")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object on stdout: token, token_id, name, role, unit (no other output)")
     p.set_defaults(func=_add_token)
 
     p = sub.add_parser("tokens", help="list the local API tokens: id, name, role, unit (never the secrets)")
@@ -198,6 +201,16 @@ def _add_token(args: argparse.Namespace) -> int:
     config = load_config(args.dir)
     principal, token = TokenStore(config.tokens_path).issue(args.name, args.role, args.unit,
                                                             hosted={u.code for u in config.units})
+    if args.json:
+        print(json.dumps({"token": token, "token_id": principal.token_id, "name": principal.name,
+                          "role": principal.role, "unit": principal.unit}, ensure_ascii=False))
+        return 0
+    # What it is on stderr, the token alone on stdout: TOKEN=$(gwx node add-token …) still takes just it.
+    unit = config.unit(principal.unit) if principal.unit else None
+    acts_for = f" of {unit.name} ({unit.code})" if unit is not None else ""
+    print(f"local API token {principal.token_id} for {principal.name}, role {principal.role}{acts_for}, "
+          f"on node {config.node_id} — shown this once (the node keeps only its "
+          f"hash; gwx node revoke-token {principal.token_id} ends it):", file=sys.stderr)
     print(token)
     return 0
 

@@ -59,10 +59,13 @@ def test_tokens_lists_names_roles_units_and_ids_but_never_a_secret(node_dir):
 def test_add_then_revoke_a_token(node_dir):
     out = run_gwx("node", "add-token", "--dir", node_dir, "--role", "clerk", "--name", "陈七", "--unit", UNIT)
     assert out.returncode == 0, out.stderr
-    token = out.stdout.decode().strip()
+    token = out.stdout.decode().strip()  # the token alone on stdout: TOKEN=$(gwx node add-token …)
     store = TokenStore(node_dir / "tokens.json")
     principal = store.authenticate(f"Bearer {token}")
     assert principal.name == "陈七" and principal.token_id in {r["token_id"] for r in listed(node_dir)}
+    said = out.stderr.decode()  # what it is, for whom, its role, and that it is not shown again
+    assert token not in said and principal.token_id in said and "陈七" in said and "role clerk" in said
+    assert UNIT in said and "shown this once" in said
 
     out = run_gwx("node", "revoke-token", "--dir", node_dir, principal.token_id)
     assert out.returncode == 0, out.stderr
@@ -131,3 +134,12 @@ def test_add_token_refuses_a_unit_the_node_does_not_host_and_a_unit_on_an_operat
     out = run_gwx("node", "add-token", "--dir", node_dir, "--role", "operator", "--name", "值班员二", "--unit", UNIT)
     assert out.returncode == 2 and b"only a clerk token names a unit" in out.stderr, out.stderr
     assert listed(node_dir) == before  # nothing was issued
+
+
+def test_add_token_json_is_one_object_a_script_can_parse(node_dir):
+    out = run_gwx("node", "add-token", "--dir", node_dir, "--role", "operator", "--name", "值班员三", "--json")
+    assert out.returncode == 0 and out.stderr == b"", out.stderr
+    made = json.loads(out.stdout)
+    principal = TokenStore(node_dir / "tokens.json").authenticate(f"Bearer {made['token']}")
+    assert (made["token_id"], made["name"], made["role"], made["unit"]) == (principal.token_id, "值班员三",
+                                                                          "operator", None)
