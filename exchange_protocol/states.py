@@ -78,7 +78,7 @@ class ReceiverStatus(Enum):
 _SENDER_LABELS = {
     SenderStatus.QUEUED: "待发送", SenderStatus.SENT: "已发送", SenderStatus.DELIVERED: "已送达",
     SenderStatus.SIGNED_FOR: "已签收", SenderStatus.RETURNED: "已退回", SenderStatus.RECALLED: "已撤回",
-    SenderStatus.FAILED: "失败",
+    SenderStatus.FAILED: "发送失败",  # bounced after the retry window: the same word as Event.FAILED's
 }
 _RECEIVER_LABELS = {
     ReceiverStatus.PENDING: "待签收", ReceiverStatus.SIGNED_FOR: "已签收", ReceiverStatus.REGISTERED: "已登记",

@@ -26,7 +26,7 @@ from pki.unit_code import validate_unit_code
 from .errors import OaMappingInvalid, OaValueUnmapped
 
 # The status changes of a sent document an OA may be told of (event type after "document."/"delivery.").
-STATUS_NAMES: dict[str, str] = {"signed_for": "签收", "returned": "退回", "failed": "投递失败"}
+STATUS_NAMES: dict[str, str] = {"signed_for": "签收", "returned": "退回", "failed": "发送失败"}
 UNIT_CODE_FORMATS = ("gb32100", "organization_code", "organization_code_dashed")
 _DIRECTIVES = set("YmdHMS%")
 _OFFSET_RE = re.compile(r"^([+-])([01][0-9]|2[0-3]):([0-5][0-9])$")
@@ -145,7 +145,7 @@ class SecrecyCodes:
 
 @dataclass(frozen=True)
 class StatusCodes:
-    """What the OA calls each status change it is told of (签收, 退回, 投递失败)."""
+    """What the OA calls each status change it is told of (签收, 退回, 发送失败)."""
 
     codes: Mapping[str, str]
 

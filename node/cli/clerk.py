@@ -23,6 +23,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from exchange_protocol.states import SenderStatus
 from node import error_kinds
 from node.cli.api_client import DEFAULT_NODE, ApiClient, BadInput, MultipartStream, read_token
 from pki.errors import ErrorKind
@@ -341,8 +342,8 @@ def _who(recipient: dict[str, Any]) -> str:
     return f"{who}（{act}）" if who and act else who
 
 
-_STATUS_LABELS = {"queued": "待发送", "sent": "已发送", "delivered": "已送达", "signed_for": "已签收",
-                  "returned": "已退回", "recalled": "已撤回", "failed": "失败"}
+# The node's own labels (exchange_protocol.states), so the counts line and the rows say the same words.
+_STATUS_LABELS = {s.value: s.label for s in SenderStatus}
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.api.ledger_routes import send_export
 from node.api.local_api import PRINCIPAL
 from node.console import charts
@@ -40,8 +41,8 @@ FILTERS = ("side", "period", "from", "to", "kind", "status", "counterpart", "uni
 # charts each: hundreds of units on one page would be thousands of SVG shapes and as many queries).
 PAGE_UNITS = 10
 FORMATS = ("csv", "xlsx")
-STATUS_LABEL = {"queued": "待发送", "sent": "已发出", "delivered": "已送达", "signed_for": "已签收", "returned": "已退回",
-                "recalled": "已撤回", "failed": "发送失败", "pending": "待签收", "registered": "已登记"}
+# The states' own labels (exchange_protocol.states): the page says what the lists and gwx track say.
+STATUS_LABEL = {s.value: s.label for s in (*SenderStatus, *ReceiverStatus)}
 
 
 def routes() -> list[web.RouteDef]:

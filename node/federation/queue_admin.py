@@ -13,7 +13,7 @@ as its actor: ``queue.hold``, ``queue.release``, ``queue.retry``, ``queue.bounce
 * **retry** makes a waiting row — or every waiting row of a destination — due now, and ends that
   destination's backoff: the operator who knows the peer is back need not wait for the next try.
 * **purge** gives up on a row at rest (queued, deferred or held) as a bounce does, with the reason
-  the operator gives: the sending unit's recipients turn 失败 (failed) with ``QUEUE_PURGED`` and the
+  the operator gives: the sending unit's recipients turn 发送失败 (failed) with ``QUEUE_PURGED`` and the
   reason (the clerk sees it in the track), a relayed message's origin gets a bounce notice. An
   envelope in flight is refused (hold it first): what is on the wire may yet be delivered.
 """

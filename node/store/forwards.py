@@ -2,7 +2,7 @@
 
 * :class:`ForwardedCopy` — on the forwarding unit's node: a received document sent on, unchanged,
   to one unit with a cover 通知 (``cover_doc_id``, the forwarding unit's own document); its status
-  moves like a recipient row's (送达, 签收, 退回, 失败) as the notices come back.
+  moves like a recipient row's (送达, 签收, 退回, 发送失败) as the notices come back.
 * :class:`ForwardedIn` — on the receiving node: which unit forwarded the document to this unit, and
   the message of the cover it came with (the cover's 公文标识 is found through it).
 * :class:`ForwardedOn` — on the issuer's node: a recipient unit told it that it forwarded the

@@ -88,7 +88,7 @@ def test_events_of_one_side_are_illegal_on_the_other() -> None:
 
 
 def test_labels_are_the_chinese_a_clerk_reads() -> None:
-    assert [s.label for s in SenderStatus] == ["待发送", "已发送", "已送达", "已签收", "已退回", "已撤回", "失败"]
+    assert [s.label for s in SenderStatus] == ["待发送", "已发送", "已送达", "已签收", "已退回", "已撤回", "发送失败"]
     assert [s.label for s in ReceiverStatus] == ["待签收", "已签收", "已登记", "已退回", "已撤回"]
     assert OVERDUE_LABEL == "已超期"
 

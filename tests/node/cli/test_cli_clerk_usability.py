@@ -146,3 +146,18 @@ def test_a_deadline_already_past_is_refused(node, files):
     sent = gwx(server, env.clerk_a, "send", "--meta", str(files / "late.json"), "--body", str(files / "body.pdf"))
     assert sent.returncode == 2 and sent.stderr.startswith("gwx: DOC_DEADLINE_PASSED: "), sent.stderr
     assert direct_get(server, env.clerk_a, "/api/v1/outbox") == []
+
+
+def test_every_place_says_one_word_for_each_state_发送失败_not_失败():
+    """gwx track's rows (the node's status_label), its counts line, the console's statistics page and
+    the OA push's status names say the same word for a state: a bounced recipient is 发送失败
+    everywhere (the counts said 失败, the statistics 发送失败, the OA 投递失败), a sent one 已发送."""
+    from adapters.oa_push.codes import STATUS_NAMES
+    from exchange_protocol.states import EVENT_WORDS, Event, ReceiverStatus, SenderStatus
+    from node.cli.clerk import _counts
+    from node.console.stats_page import STATUS_LABEL
+
+    assert SenderStatus.FAILED.label == EVENT_WORDS[Event.FAILED] == STATUS_NAMES["failed"] == "发送失败"
+    assert _counts({s.value: 1 for s in SenderStatus}).split() == [w for s in SenderStatus for w in (s.label, "1")]
+    assert {s.value: s.label for s in (*SenderStatus, *ReceiverStatus)} == STATUS_LABEL
+    assert STATUS_LABEL["failed"] == "发送失败" and STATUS_LABEL["sent"] == "已发送"

@@ -7,7 +7,7 @@ checked out; the rest is judged when the document is applied. Two refusals happe
   already holds): ``DOC_ID_CONFLICT``;
 * the PDF seal fails its full validation: the document is quarantined, never offered for 签收.
 
-Either way a ``bounce`` goes back to the sending node, whose recipient rows turn 失败 with the
+Either way a ``bounce`` goes back to the sending node, whose recipient rows turn 发送失败 with the
 receiver's reason — in the API and in ``gwx track`` — instead of waiting on 已发送 for ever. The
 id conflict runs on a 国密 network too (SM2-signed bounce, SM4 payload); the PDF seal's is a PDF's.
 """
