@@ -140,6 +140,11 @@ class EnvelopeBuilder:
             await self._seal(drafts)
 
     async def _seal(self, drafts: list[Draft]) -> None:
+        """A round: the drafts claimed for it held (their lease renewed on PostgreSQL) until it ends."""
+        async with self.outbound.store.drafts.holding([d.header.message_id for d in drafts]):
+            await self._seal_held(drafts)
+
+    async def _seal_held(self, drafts: list[Draft]) -> None:
         alone, batches = _coalesce(drafts)
         for group in batches:
             await self._build_notices(group)

@@ -37,10 +37,12 @@ again; one that has run out is anybody's: another worker takes the row over.
   *peer's* failure by its destination loop, backing a healthy peer off. A look on the reader first
   keeps a destination whose drafts another worker holds from taking the writers' turn. The
   rerouter reads every draft, held or not, and claims none (``every_draft_for``): a unit moved to
-  another node moves its drafts whoever is sealing them. A lease that runs out during a round (the
-  builder claims a round's drafts up front and swaps them all at its end: a round longer than
-  ``lease_seconds``) can still let two seal one draft: the swap deletes the draft before it queues the envelope, so the second finds it gone
-  (:class:`~node.errors.StoreContended`) and the envelope builder gives its copy up quietly. A
+  another node moves its drafts whoever is sealing them. The builder claims a round's drafts up
+  front and swaps them all at its end, so a round may outlast ``lease_seconds`` (a slow HSM, a large
+  payload): the round renews the lease every third of it (:meth:`~LeasedDrafts.holding`), as an
+  adapter's attempt does. Should a renewal still come late (the worker's loop stalled past a lease),
+  the swap deletes the draft before it queues the envelope, so of two who sealed one draft the second
+  finds it gone (:class:`~node.errors.StoreContended`) and the envelope builder gives its copy up quietly. A
   dead worker's drafts are taken over at the other's next round after the lease (within
   ``lease_seconds`` plus the destination loop's longest sleep).
 
@@ -57,7 +59,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -337,3 +339,26 @@ class LeasedDrafts(Drafts):
                 f" SELECT message_id FROM drafts WHERE {free} ORDER BY message_id LIMIT ? FOR UPDATE SKIP LOCKED)"
                 " RETURNING *", (self._lease.owner, until, *free_params, limit))
         return [self._draft(r) for r in sorted(rows, key=lambda r: r["message_id"])]
+
+    @contextlib.asynccontextmanager
+    async def holding(self, message_ids: Sequence[str]) -> AsyncIterator[None]:
+        """Renew this worker's lease on the drafts ``message_ids`` every third of ``lease_seconds`` while
+        a builder round seals them (a round may outlast a lease: a slow HSM, a large payload)."""
+        ids = list(message_ids)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease.seconds / 3)
+                _, until = self._lease.times()
+                async with self._db.transaction() as tx:
+                    kept = await tx.execute(f"UPDATE drafts SET lease_until = ? WHERE lease_owner = ? AND message_id"
+                                            f" IN ({_in(ids)})", (until, self._lease.owner, *ids))
+                if not kept:  # every one swapped, dropped or re-addressed meanwhile
+                    return
+        task = asyncio.get_running_loop().create_task(renew(), name="gwx-draft-lease")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -17,9 +17,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +78,12 @@ class Drafts:
         rolled back with this transaction instead of being queued beside its re-addressed copy."""
         if not await tx.execute("DELETE FROM drafts WHERE message_id = ?", (message_id,)):
             raise StoreContended(f"draft {message_id} was re-addressed or dropped meanwhile", message_id=message_id)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, message_ids: Sequence[str]) -> AsyncIterator[None]:
+        """While a builder round seals ``message_ids``: nothing to keep on SQLite (one process seals); on
+        PostgreSQL the drafts' lease is renewed (:class:`node.store.postgresql.leases.LeasedDrafts`)."""
+        yield
 
     async def get_draft(self, message_id: str) -> Draft | UnreadableDraft | None:
         row = await self._db.lookup_one("SELECT * FROM drafts WHERE message_id = ?", (message_id,))

@@ -372,12 +372,13 @@ def test_a_draft_past_its_window_at_the_restart(node_dir, tmp_path, case):
     asyncio.run(run())
 
 
-async def _county_worker(node_dir, data_dir, dsn: str, worker: str):
+async def _county_worker(node_dir, data_dir, dsn: str, worker: str, lease_seconds: float = 30.0):
     """A worker of the county on the PostgreSQL database ``dsn``: its own context, store and outbound queue,
     over the blob directory every worker shares."""
     ctx = node_context(node_dir / "county")
     store = await open_store(data_dir, node_id=ctx.node_id, clock=ctx.clock,
-                             settings=StoreSettings(backend="postgresql", dsn=dsn, worker=worker))
+                             settings=StoreSettings(backend="postgresql", dsn=dsn, worker=worker,
+                                                    lease_seconds=lease_seconds))
     creds = ctx.config.credentials_dir
     outbound = Outbound(ctx, store, PeerClient(client_context(creds / "tls.crt", creds / "tls.key",
                                                              ctx.config.trust_root_path, PASSPHRASE)), Registry())
@@ -427,6 +428,56 @@ def test_two_workers_seal_each_draft_once_and_neither_fails_for_the_other(node_d
             assert await a.peers.get_peer("city") is None or (await a.peers.get_peer("city")).failures == 0
             await a.audit.verify_chain()
         finally:
+            for store, outbound in ((a, out_a), (b, out_b)):
+                await close_processor(store, outbound)
+
+    asyncio.run(run())
+
+
+def test_a_round_longer_than_the_draft_lease_keeps_its_drafts_from_the_other_worker(node_dir, tmp_path,
+                                                                                     postgres_server, monkeypatch):
+    """Worker a's round outlasts its lease on the drafts it claimed (its first envelope takes three leases
+    to seal: an HSM slow to answer, a large payload): the round renews the lease, so worker b, building
+    meanwhile, takes none of them — each draft is sealed once (not by both, one copy thrown away at the
+    swap) and queued once."""
+    import threading
+
+    from node.federation import envelope_builder
+
+    lease = 2.0  # real seconds (the store's clock is the node's): renewed every third while the round runs
+    dsn, data_dir = postgres_server.new_database(), tmp_path / "data"
+    entered, release, calls = threading.Event(), threading.Event(), []
+    build = envelope_builder._build_bundle
+
+    def slow_first(blobs, group, sender, recipients):
+        calls.append([d.header.message_id for d in group])
+        if len(calls) == 1:  # a's first envelope: held until b has had its go
+            entered.set()
+            assert release.wait(120)
+        return build(blobs, group, sender, recipients)
+    monkeypatch.setattr(envelope_builder, "_build_bundle", slow_first)
+
+    async def run():
+        (ctx, a, out_a), (_, b, out_b) = [await _county_worker(node_dir, data_dir, dsn, w, lease) for w in ("a", "b")]
+        try:
+            now = ctx.clock()
+            await know_the_city(node_dir, a, now)
+            ids = await _receipt_drafts(a, out_a, now, 4)
+            before = _blob_files(data_dir)
+            round_a = asyncio.ensure_future(DestinationQueue(out_a, "city").builder.build_drafts())
+            assert await asyncio.to_thread(entered.wait, 120)
+            await asyncio.sleep(lease * 1.5)  # a's first lease has run out: only a renewal keeps the drafts a's
+            await DestinationQueue(out_b, "city").builder.build_drafts()
+            assert len(calls) == 1, calls  # b sealed nothing: every draft was a's
+            release.set()
+            await round_a
+            assert await a.drafts.draft_destinations() == []
+            window = await a.queue.load_active_window("city", 100)
+            assert sorted(e.message_id for e in window) == sorted(ids)
+            assert sorted(m for c in calls for m in c) == sorted(ids)  # each sealed once
+            assert _blob_files(data_dir) - before == len(ids)
+        finally:
+            release.set()
             for store, outbound in ((a, out_a), (b, out_b)):
                 await close_processor(store, outbound)
 
