@@ -10,9 +10,10 @@ Sending (the shape of Synapse's federation sender, every state in the store):
 - ``destination_queue``: the per-destination loop — one task per peer, one batch in flight, sleeps
   until a wake-up, the next row due or the end of the peer's backoff.
 - ``envelope_builder``: drafts sealed into envelopes once the destination's certificate is known
-  (from the directory, or fetched from a neighbour over mutual TLS; verified, cached) — the drafts
-  of one document sealed as one fan-out bundle per hop — swapped for queue rows so every retry
-  resends the same bytes.
+  — the drafts of one document sealed as one fan-out bundle per hop — swapped for queue rows so
+  every retry resends the same bytes.
+- ``destination_credentials``: that certificate, per next hop — from the directory, or fetched from a
+  neighbour over mutual TLS; verified, cached, re-judged, fetched again when the neighbour renewed.
 - ``batch_sender``: one batch over the wire; each envelope's receipt verified and recorded, or its
   refusal deferred or bounced; the document rows follow.
 - ``retry_limiter``: a peer that cannot be reached is backed off, the backoff persisted so a restart

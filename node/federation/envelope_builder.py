@@ -1,14 +1,8 @@
 """Turning drafts into envelopes, once their destination's encryption certificate is known.
 
 A draft is a message whose payload is durable but whose envelope cannot be sealed yet: that needs
-the destination node's encryption certificate — from the network directory for a node beyond the
-next hop, else fetched from the node itself (``GET /peer/v1/node`` over mutual TLS) and cached in
-the store — verified against our root and the node id, and re-judged every
-:data:`REVERIFY_SECONDS` so a revocation or an expiry is noticed. A neighbour's certificates are
-fetched again every :data:`REFETCH_SECONDS`, and at once when its receipt comes signed by another
-certificate than the one cached or when it cannot open what we sealed for it — so a neighbour's
-renewed encryption certificate is used well within its overlap (``gwx node renew``). Drafts are kept per destination
-node; the queue that seals them is their route's first hop (:meth:`Router.next_hop`). Each envelope is sealed once,
+the destination node's encryption certificate, verified and cached per next hop by
+:mod:`node.federation.destination_credentials`. Drafts are kept per destination node; the queue that seals them is their route's first hop (:meth:`Router.next_hop`). Each envelope is sealed once,
 stored as a blob, and swapped for a queue row with the draft's deletion (a round's in one transaction) — so
 every retry resends the *same bytes* and the receiver's dedupe recognises them. Drafts of one
 payload for several destinations are sealed as one fan-out bundle; notices answering one message
@@ -39,8 +33,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import seal_bundle, seal_bundle_stream
 from exchange_protocol.notices import (
@@ -56,16 +48,14 @@ from node.documents.tracking import apply_transport_outcome
 from node.error_kinds import Disposition, disposition
 from node.errors import BlobDigestMismatch, QueueExpired, StoreContended, StoreCorrupt
 from node.federation.batch_sender import TRANSIENT
-from node.federation.transport import PeerCredentials, judge_credentials, verify_peer_credentials
+from node.federation.destination_credentials import DestinationCredentials
 from node.store import (
     BlobRef,
     Draft,
     ErrorInfo,
     OutboundItem,
-    StoredPeerCredentials,
     UnreadableDraft,
 )
-from pki.certificates import pem
 from pki.errors import GwxError
 
 if TYPE_CHECKING:
@@ -76,45 +66,19 @@ log = logging.getLogger("gwx.outbound")
 DRAFTS_PER_ROUND = 64  # per destination node, each round
 MAX_BUNDLE = 512  # headers in one fan-out frame (the protocol's cap is higher; answers stay small)
 SMALL_PAYLOAD = 4 * 1024 * 1024  # sealed in memory below this; streamed through a spool file above
-REVERIFY_SECONDS = 300  # cached peer certificates are judged again (expiry, revocation) this often
-REFETCH_SECONDS = 3600  # and asked of the peer again this often: a peer's renewal is seen within the hour
 
 
 class EnvelopeBuilder:
-    """Seals the drafts routed through one next hop; keeps each destination's verified credentials.
-
-    The drafts of every destination node whose route starts with this hop are sealed here, each for
-    its own destination: the hop itself (its credentials from ``GET /peer/v1/node``, as for any
-    static peer) or a node beyond it (its credentials from the network directory — a relay on the
-    way can then carry what it cannot read).
-    """
+    """Seals the drafts routed through one next hop, each for its own destination (the hop itself or
+    a node beyond it) with that destination's credentials (:class:`DestinationCredentials`)."""
 
     def __init__(self, outbound: Outbound, hop: str) -> None:
         self.outbound = outbound
         self.hop = hop
-        self._credentials: dict[str, tuple[PeerCredentials, dt.datetime]] = {}
-        self._refetch = False  # ask the hop for its certificates, not the stored copy
-        self._seen_signer: x509.Certificate | None = None  # what the hop's last receipt was signed with
-
-    def forget_credentials(self) -> None:
-        """The peer answered as another node, or could not open what we sealed for it: fetch its
-        certificates afresh next time (not from the stored copy)."""
-        self._credentials.clear()
-        self._refetch = True
-
-    def notice_signer(self, certificate: x509.Certificate) -> None:
-        """The hop signed (a receipt) with ``certificate``: if it is not the signing certificate we
-        hold for it, it renewed — fetch its certificates before sealing the next drafts, well within
-        the overlap during which it still opens what we sealed for the old ones."""
-        self._seen_signer = certificate
-        cached = self._credentials.get(self.hop)
-        if cached is not None and certificate != cached[0].signing_certificate:
-            self._renewed(certificate)
-            self.forget_credentials()
-
-    def _renewed(self, certificate: x509.Certificate) -> None:
-        log.info("%s signs with a new certificate (serial %x): fetching its certificates again",
-                 self.hop, certificate.serial_number, extra={"destination": self.hop})
+        self.credentials = DestinationCredentials(outbound, hop)
+        # What the hop's answers tell the builder (destination_queue wires them to the batch sender).
+        self.forget_credentials = self.credentials.forget
+        self.notice_signer = self.credentials.notice_signer
 
     async def destinations(self) -> list[str]:
         """The destination nodes with drafts whose route starts with this hop."""
@@ -183,7 +147,7 @@ class EnvelopeBuilder:
     async def _sealed(self, group: list[Draft]) -> BlobRef | None:
         """``group``'s envelope sealed and stored (None: it never can be, and its drafts were dropped)."""
         store, ctx = self.outbound.store, self.outbound.ctx
-        recipients = [Recipient((await self._destination_credentials(d.header.destination_node)).encryption_certificate)
+        recipients = [Recipient((await self.credentials.get(d.header.destination_node)).encryption_certificate)
                       for d in group]
         try:
             ref = await asyncio.to_thread(_build_bundle, store.blobs, group, ctx.sender, recipients)
@@ -223,7 +187,7 @@ class EnvelopeBuilder:
             await self.drop_draft(d.header.message_id, exc, d.header.destination_node)
         if not read.drafts:
             return
-        recipient = Recipient((await self._destination_credentials(group[0].header.destination_node))
+        recipient = Recipient((await self.credentials.get(group[0].header.destination_node))
                               .encryption_certificate)
         for run in read.runs():
             if len(run) == 1:
@@ -289,7 +253,7 @@ class EnvelopeBuilder:
         their attempt, and they are given up with its error. An error of ours (our CRL stale, our
         HSM away) leaves them waiting, as any draft: the next round tries again."""
         try:
-            await self._destination_credentials(destination)
+            await self.credentials.get(destination)
         except GwxError as exc:
             if not isinstance(exc, TRANSIENT) and not _for_good(exc):
                 raise
@@ -332,60 +296,6 @@ class EnvelopeBuilder:
             log.info("%s was sealed or dropped meanwhile (another worker, or re-addressed): this copy is "
                      "given up", exc.details.get("message_id") or [d.header.message_id for d in drafts],
                      extra={"destination": self.hop})
-
-    async def _destination_credentials(self, destination: str) -> PeerCredentials:
-        ctx = self.outbound.ctx
-        cached = self._credentials.get(destination)
-        if cached is not None and (ctx.clock() - cached[1]).total_seconds() < REVERIFY_SECONDS:
-            return cached[0]
-        # Re-judged from here on: a revocation or an expiry since is noticed.
-        entry = ctx.router.node_entry(destination) if destination != self.hop else None
-        if entry is not None:
-            creds = judge_credentials(destination, entry.signing, entry.encryption, entry.chain, ctx.trust,
-                                      ctx.clock(), ctx.revocation)
-        else:
-            creds = await self._fetched_credentials(destination)
-        self._credentials[destination] = (creds, ctx.clock())
-        return creds
-
-    async def _fetched_credentials(self, destination: str) -> PeerCredentials:
-        """A neighbour's certificates: the copy cached in the store while fresh, else asked of the
-        neighbour itself (and the copy, if still valid, when it cannot be reached)."""
-        ctx, store = self.outbound.ctx, self.outbound.store
-        stored = await store.peer_credentials.get(destination)
-        now = ctx.clock()
-        hop = destination == self.hop
-        refetch = hop and self._refetch
-        fresh = stored is not None and (now - stored.fetched_at).total_seconds() < REFETCH_SECONDS
-        if stored is not None and fresh and not refetch:
-            with contextlib.suppress(GwxError):  # expired or revoked since: fetched afresh below
-                creds = self._use_stored(stored, now)
-                if not hop or self._seen_signer in (None, creds.signing_certificate):
-                    return creds
-                self._renewed(self._seen_signer)  # its receipts are signed by another certificate
-        try:
-            creds = await self.outbound.client.fetch_credentials(self.outbound.peer(destination), ctx.trust, now,
-                                                                 ctx.revocation)
-        except GwxError as exc:
-            if stored is None or refetch or disposition(exc) is not Disposition.RETRY:
-                raise
-            return self._use_stored(stored, now)  # the neighbour cannot be asked just now
-        await store.peer_credentials.save(StoredPeerCredentials(
-            destination, pem(creds.signing_certificate).decode(), pem(creds.encryption_certificate).decode(),
-            b"".join(pem(c) for c in creds.chain).decode(), now))
-        if hop:
-            self._refetch = False
-        return creds
-
-    def _use_stored(self, stored: StoredPeerCredentials, now: dt.datetime) -> PeerCredentials:
-        ctx = self.outbound.ctx
-        try:
-            return verify_peer_credentials(stored.node_id, stored.signing_cert, stored.encryption_cert,
-                                           [stored.chain] if stored.chain else [], ctx.trust, now, ctx.revocation)
-        except GwxError as exc:
-            log.warning("cached credentials of %s no longer valid: %s", stored.node_id, exc,
-                        extra={"destination": stored.node_id})
-            raise
 
 
 def _for_good(error: GwxError) -> bool:

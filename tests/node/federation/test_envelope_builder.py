@@ -26,8 +26,8 @@ from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import SenderStatus
 from node.config import StoreSettings, load_config
 from node.context import NodeContext
+from node.federation.destination_credentials import REFETCH_SECONDS
 from node.federation.destination_queue import DestinationQueue
-from node.federation.envelope_builder import REFETCH_SECONDS
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.tls import client_context, server_context
 from node.federation.transport import PeerClient, PeerUnreachable
