@@ -360,22 +360,39 @@ class OpenedEnvelope:
 
 
 class _Pipeline:
-    def __init__(self, policy: TrustPolicy, now: dt.datetime, destination: str | None) -> None:
+    """The checks every receiver makes, in this order: the head (every header, verify_head) before any
+    payload byte is let through, then the payload bytes against the digest the origin signed.
+
+    Fed the frame's bytes as they come (a :class:`FrameDecoder` delimits and digests them), or — given
+    ``head`` and ``envelope_digest`` — the payload of a frame already delimited and digested whole
+    (:func:`~exchange_protocol.frame.decode_frame`: a receiver reads the head first to recognise a
+    duplicate), so that the frame is not decoded and digested a second time."""
+
+    def __init__(self, policy: TrustPolicy, now: dt.datetime, destination: str | None,
+                 head: FrameHead | None = None, envelope_digest: str = "") -> None:
         self._policy, self._now, self._destination = policy, now, destination
-        self._frame = FrameDecoder(policy.limits, policy.digest)
         self._payload_sha = digests.new(policy.digest)  # every header names it (verify_head)
         self.verified: VerifiedHead | None = None
+        self._frame: FrameDecoder | None = None
+        self._envelope_digest = envelope_digest
+        if head is None:
+            self._frame = FrameDecoder(policy.limits, policy.digest)
+        else:
+            self.verified = verify_head(head, policy, now, destination)
 
     def _payload(self, data: bytes) -> bytes:
-        payload = self._frame.feed(data)
-        if self.verified is None and self._frame.head is not None:
-            self.verified = verify_head(self._frame.head, self._policy, self._now, self._destination)
+        if self._frame is None:
+            payload = data  # the payload itself, its head judged at the start
+        else:
+            payload = self._frame.feed(data)
+            if self.verified is None and self._frame.head is not None:
+                self.verified = verify_head(self._frame.head, self._policy, self._now, self._destination)
         if payload:
             self._payload_sha.update(payload)
         return payload
 
     def _close(self) -> str:
-        envelope_sha = self._frame.close()
+        envelope_sha = self._envelope_digest if self._frame is None else self._frame.close()
         assert self.verified is not None  # a complete frame has a verified head
         header = self.verified.headers[0].header  # all headers carry the same digest (check_bundle)
         if self._payload_sha.hexdigest() != header.payload_digest:
@@ -391,8 +408,9 @@ class EnvelopeOpener(_Pipeline):
     byte is returned); :attr:`verified` all of them.
     """
 
-    def __init__(self, policy: TrustPolicy, key: DecryptionKeys, my_node: str, now: dt.datetime) -> None:
-        super().__init__(policy, now, my_node)
+    def __init__(self, policy: TrustPolicy, key: DecryptionKeys, my_node: str, now: dt.datetime, *,
+                 head: FrameHead | None = None, envelope_digest: str = "") -> None:
+        super().__init__(policy, now, my_node, head, envelope_digest)
         self._key = key
         self._my_node = my_node
         self._decryptor: PayloadDecryptor | None = None
@@ -458,17 +476,9 @@ def open_frame(head: FrameHead, payload: bytes, envelope_digest: str, policy: Tr
                my_node: str, now: dt.datetime) -> tuple[OpenedEnvelope, bytes]:
     """:func:`open_envelope_bytes` of a frame already delimited and digested whole
     (:func:`~exchange_protocol.frame.decode_frame`, with ``policy``'s limits and digest: a receiver reads
-    the head first to recognise a duplicate): the same checks in the same order — every header,
-    decryption, the signed payload digest, the GCM tag — without decoding and digesting the frame a
-    second time."""
-    verified = verify_head(head, policy, now, my_node)
-    decryptor = PayloadDecryptor(key, expected_length=head.payload_length if payload else 0)
-    plaintext = decryptor.update(payload) if payload else b""
-    header = verified.headers[0].header  # all headers carry the same digest (check_bundle)
-    if digests.hexdigest(policy.digest, payload) != header.payload_digest:
-        raise EnvelopePayloadDigestMismatch("payload bytes differ from the digest the origin signed",
-                                            message_id=header.message_id)
-    decryptor.finalize()
-    mine = verified.for_node(my_node)
-    return OpenedEnvelope(mine.header, mine.signer_certificate, envelope_digest, mine.identity_digest, head.hops,
-                          decryptor.plaintext_length, verified), plaintext
+    the head first to recognise a duplicate): an :class:`EnvelopeOpener` given the head, so the same
+    checks in the same order — every header, decryption, the signed payload digest, the GCM tag —
+    without decoding and digesting the frame a second time."""
+    opener = EnvelopeOpener(policy, key, my_node, now, head=head, envelope_digest=envelope_digest)
+    plaintext = opener.feed(payload)
+    return opener.close(), plaintext

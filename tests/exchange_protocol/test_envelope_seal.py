@@ -221,6 +221,22 @@ def test_hostile_envelopes_get_typed_errors(name, opener):
         assert info.value.details["cause"] == "PKI_CERT_REVOKED"
 
 
+def test_a_decoded_frame_is_opened_by_the_streaming_openers_rules(monkeypatch):
+    """open_frame (the acceptor's path) is an EnvelopeOpener given the decoded head: a rule of the opener's
+    — the header checks, the payload digest, the GCM tag — is written once and holds on both paths, and
+    the frame is not decoded a second time."""
+    from exchange_protocol import envelope_seal
+
+    net, data = network(), sealed().data
+    head, payload, sha = decode_frame(data, net.policy.limits, net.policy.digest)
+    calls = []
+    close = envelope_seal.EnvelopeOpener.close
+    monkeypatch.setattr(envelope_seal.EnvelopeOpener, "close", lambda self: calls.append("opener") or close(self))
+    monkeypatch.setattr(envelope_seal.FrameDecoder, "feed", lambda *a: calls.append("decoded again"))
+    opened, plaintext = open_frame(head, payload, sha, net.policy, net.nodes["b"].key, "b", NOW)
+    assert calls == ["opener"] and opened.envelope_digest == sha and plaintext == BODY
+
+
 # ---- relays ------------------------------------------------------------------------------------------
 def test_a_relay_checks_without_the_key_and_forwards_with_one_more_hop():
     net = network()
