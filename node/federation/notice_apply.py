@@ -90,7 +90,8 @@ class NoticeApplier:
         resent_to: set[str] = set()
         refused: list[NoticeNotOurs | EvidenceRefused] = []
         # A batch of 签收/退回/transport-acks answers one message: its link is read once, and the rows its
-        # notices move are read and written together at the end (apply_sender_events), not one by one.
+        # notices move are read and written together at the end (apply_sender_events), not one by one
+        # (no unit twice: decode_notices refuses such a batch).
         together = len(notices) > 1 and d.header.type in WRITTEN_TOGETHER
         link = await self.store.links.link(d.header.in_reply_to or "") if together else None
         moves: list[SenderMove] = []
@@ -98,9 +99,6 @@ class NoticeApplier:
             try:
                 if together and (link is None or link.type != MessageType.FORWARD.value):
                     details = await self._authorised(d, notice, link, tx, verdicts)
-                    if moves and not set(notice.units).isdisjoint(m.unit for m in moves):  # a unit again: in order
-                        await self._move(link, moves, d, tx)
-                        moves = []
                     event = NOTICE_EVENTS_SENDER[notice.type]
                     moves += [SenderMove(unit, event, notice.at, notice.by, notice.reason, details)
                               for unit in notice.units]
@@ -115,7 +113,7 @@ class NoticeApplier:
                                               {"units": list(notice.units), "by": notice.by, "error": exc.code,
                                                "reason": exc.message})
         if moves:
-            await self._move(link, moves, d, tx)
+            await apply_sender_events(self.store, link.doc_id, moves, actor=f"node:{d.header.origin_node}", tx=tx)
         if refused:
             log.warning("%d of %d notices in %s refused: %s", len(refused), len(notices), d.header.message_id,
                         refused[0].message, extra={"message_id": d.header.message_id, "code": refused[0].code})
@@ -198,9 +196,6 @@ class NoticeApplier:
                                 in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
         evidence = await self.evidence.accept(tx, notice, link, verdicts)  # before any write: refused, unchanged
         return {"message_id": d.header.message_id} | ({"evidence": evidence} if evidence else {})
-
-    async def _move(self, link: OutgoingLink, moves: list[SenderMove], d: Delivery, tx: Transaction) -> None:
-        await apply_sender_events(self.store, link.doc_id, moves, actor=f"node:{d.header.origin_node}", tx=tx)
 
     async def _forwarded_on(self, d: Delivery, notice: Notice, tx: Transaction, actor: str) -> None:
         link = await self.store.links.link(d.header.in_reply_to or "")
