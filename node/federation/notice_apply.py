@@ -5,8 +5,8 @@ or, for a unit on this same node, the clerk's own.
 Notices move only rows of documents we sent to the notice's origin (the ``outgoing`` links); 撤回
 and 催办 only inbox rows of the document that origin delivered here. A recall that arrives after
 签收/退回 is recorded as refused. A batch (several notices in one payload) is checked notice by
-notice; one its origin may not send is audited and left out. The rows a batch of 签收, 退回 or
-transport-acks moves are read and written together: one statement each, an audit event a unit. A 签收/退回
+notice; one its origin may not send is audited and left out. The rows a batch of 签收 or 退回
+moves are read and written together: one statement each, an audit event a unit. A 签收/退回
 carrying its unit-signed statement applies only if the statement proves it
 (:mod:`node.federation.notice_evidence`), and its audit event says what it rests on.
 
@@ -48,8 +48,8 @@ log = logging.getLogger("gwx.processing")
 NOTICE_EVENTS_SENDER = {MessageType.RECEIPT: Event.SIGNED_FOR, MessageType.RETURN: Event.RETURNED,
                         MessageType.TRANSPORT_ACK: Event.DELIVERED, MessageType.BOUNCE: Event.FAILED,
                         MessageType.REPLY: None}
-# Batched notices whose rows a batch moves together (a bounce may readdress, a 答复 moves no row).
-WRITTEN_TOGETHER = frozenset({MessageType.RECEIPT, MessageType.RETURN, MessageType.TRANSPORT_ACK})
+# Batched notices whose rows a batch moves together (a 答复 moves no row, a 转发告知 keeps a note).
+WRITTEN_TOGETHER = frozenset({MessageType.RECEIPT, MessageType.RETURN})
 NOTICE_EVENTS_RECEIVER = {MessageType.RECALL: Event.RECALLED, MessageType.URGE: Event.URGED}
 
 
@@ -89,7 +89,7 @@ class NoticeApplier:
         that notice, so the transaction stays usable.)"""
         resent_to: set[str] = set()
         refused: list[NoticeNotOurs | EvidenceRefused] = []
-        # A batch of 签收/退回/transport-acks answers one message: its link is read once, and the rows its
+        # A batch of 签收 or 退回 answers one message: its link is read once, and the rows its
         # notices move are read and written together at the end (apply_sender_events), not one by one
         # (no unit twice: decode_notices refuses such a batch).
         together = len(notices) > 1 and d.header.type in WRITTEN_TOGETHER
