@@ -64,6 +64,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -157,13 +158,27 @@ def _entry(notice: Notice) -> dict[str, Any]:
     return entry
 
 
+@functools.lru_cache(maxsize=2 * MAX_BATCH)
+def _entry_bytes(notice: Notice) -> bytes:
+    """A batch entry encoded, kept for the batch encoded right after it was packed (:func:`pack_notices`
+    sizes each entry; :func:`encode_notices` then uses the same bytes, its statement not encoded twice)."""
+    return canonical_json(_entry(notice))
+
+
+def _batch_bytes(first: Notice, entries: Sequence[bytes]) -> bytes:
+    """The canonical JSON of a batch of ``first``'s type and document whose entries are already
+    encoded: its four keys in their sorted order, compact — ``canonical_json`` of the whole, byte for
+    byte (tests/exchange_protocol check it), without walking the entries again."""
+    return b"".join((b'{"doc_id":', canonical_json(first.doc_id), b',"notices":[', b",".join(entries),
+                     b'],"type":', canonical_json(first.type.value), b',"v":2}'))
+
+
 def encode_notices(notices: Sequence[Notice]) -> bytes:
     """One notice as version 1; several, of one batchable type about one document, as a batch."""
     if len(notices) == 1:
         return notices[0].encode()
     _check_batch(notices)
-    data = canonical_json({"v": 2, "type": notices[0].type.value, "doc_id": notices[0].doc_id,
-                           "notices": [_entry(n) for n in notices]})
+    data = _batch_bytes(notices[0], [_entry_bytes(n) for n in notices])
     limit = payload_limit(notices)
     if len(data) > limit:
         raise NoticeError(f"a batch of {len(notices)} notices is {len(data)} bytes, more than the "
@@ -300,10 +315,11 @@ def pack_notices(notices: Sequence[Notice], max_bytes: int | None = None,
     run: list[Notice] = []
     units: set[str] = set()
     size = 0
+    frame = len(_batch_bytes(notices[0], ())) if notices else 0  # one type, one document: one frame
     for notice in notices:
-        entry = len(canonical_json(_entry(notice)))
+        entry = len(_entry_bytes(notice))
         if run and (len(run) >= max_count or units.intersection(notice.units)
-                    or _batch_size(run[0], size + entry, len(run) + 1) > max_bytes):
+                    or frame + size + entry + len(run) > max_bytes):  # entries and the commas between them
             runs.append(tuple(run))
             run, units, size = [], set(), 0
         run.append(notice)
@@ -312,13 +328,6 @@ def pack_notices(notices: Sequence[Notice], max_bytes: int | None = None,
     if run:
         runs.append(tuple(run))
     return runs
-
-
-def _batch_size(first: Notice, entries_bytes: int, count: int) -> int:
-    """The encoded size of a batch whose entries take ``entries_bytes`` (canonical JSON is compact:
-    the envelope around the entries, plus a comma between two)."""
-    frame = canonical_json({"v": 2, "type": first.type.value, "doc_id": first.doc_id, "notices": []})
-    return len(frame) + entries_bytes + count - 1
 
 
 def notice_dict(notice: Notice) -> dict[str, Any]:

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.kinds import Role
 from exchange_protocol.states import Event, ReceiverStatus, RecipientRow, SenderStatus
 from node.errors import StoreConflict, StoreContended, StoreNotFound
-from node.store import InboxRow, NodeStore, OutboxRecipient, Transaction
+from node.store import InboxRow, NodeStore, OutboxRecipient, RecipientUpdate, Transaction
 from pki.errors import GwxError
 
 log = logging.getLogger("gwx.outbound")
@@ -59,10 +60,8 @@ async def apply_sender_event(store: NodeStore, doc_id: str, unit: str, event: Ev
         after = before.apply(event, at=at, by=by, reason=reason)
         if after == before:
             return before
-        changes = {"status": after.status.value, "who": after.who, "when": after.when, "reason": after.reason,
-                   "urge_count": after.urge_count, "last_urged_at": after.last_urged_at}
         try:
-            await store.messages.update_recipient(doc_id, unit, before.status.value, changes, actor=actor,
+            await store.messages.update_recipient(doc_id, unit, before.status.value, _sender_changes(after), actor=actor,
                                                   action=f"recipient.{event.value}", details=details, tx=tx)
             return after
         except StoreConflict:
@@ -70,6 +69,41 @@ async def apply_sender_event(store: NodeStore, doc_id: str, unit: str, event: Ev
                 raise
             continue
     raise StoreContended(f"recipient {unit} of {doc_id} keeps changing; try again", doc_id=doc_id, unit=unit)
+
+
+@dataclass(frozen=True)
+class SenderMove:
+    """One event for one recipient row of a document, for :func:`apply_sender_events`."""
+
+    unit: str
+    event: Event
+    at: dt.datetime
+    by: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] | None = None
+
+
+async def apply_sender_events(store: NodeStore, doc_id: str, moves: Sequence[SenderMove], *, actor: str,
+                              tx: Transaction) -> None:
+    """:func:`apply_sender_event` for several units of one document (no unit twice) inside ``tx``: their
+    rows read in one statement and the changed ones written in one (a batch of 签收 from one node is
+    one read and one write, not two statements a unit), each with its own audit event as before."""
+    rows = await store.messages.get_outbox_recipients(doc_id, [m.unit for m in moves], tx=tx)
+    updates = []
+    for m in moves:
+        if (current := rows.get(m.unit)) is None:
+            raise StoreNotFound(f"document {doc_id} has no recipient {m.unit}", doc_id=doc_id, unit=m.unit)
+        before = _sender_row(current)
+        after = before.apply(m.event, at=m.at, by=m.by, reason=m.reason)
+        if after != before:
+            updates.append(RecipientUpdate(m.unit, before.status.value, _sender_changes(after),
+                                           f"recipient.{m.event.value}", m.details))
+    await store.messages.update_recipients(doc_id, updates, actor=actor, tx=tx)
+
+
+def _sender_changes(after: RecipientRow) -> dict[str, Any]:
+    return {"status": after.status.value, "who": after.who, "when": after.when, "reason": after.reason,
+            "urge_count": after.urge_count, "last_urged_at": after.last_urged_at}
 
 
 async def apply_receiver_event(store: NodeStore, doc_id: str, unit: str, event: Event, *, at: dt.datetime,

@@ -4,8 +4,9 @@ or, for a unit on this same node, the clerk's own.
 
 Notices move only rows of documents we sent to the notice's origin (the ``outgoing`` links); 撤回
 and 催办 only inbox rows of the document that origin delivered here. A recall that arrives after
-签收/退回 is recorded as refused. A batch (several notices in one payload) is applied notice by
-notice, each checked on its own; one its origin may not send is audited and left out. A 签收/退回
+签收/退回 is recorded as refused. A batch (several notices in one payload) is checked notice by
+notice; one its origin may not send is audited and left out. The rows a batch of 签收 or 退回
+moves are read and written together: one statement each, an audit event a unit. A 签收/退回
 carrying its unit-signed statement applies only if the statement proves it
 (:mod:`node.federation.notice_evidence`), and its audit event says what it rests on.
 
@@ -20,12 +21,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.errors import IllegalTransition
 from exchange_protocol.notices import Notice
 from exchange_protocol.states import Event
-from node.documents.tracking import apply_forward_event, apply_receiver_event, apply_sender_event
+from node.documents.tracking import (
+    SenderMove,
+    apply_forward_event,
+    apply_receiver_event,
+    apply_sender_event,
+    apply_sender_events,
+)
 from node.errors import NodeError, NodeUnavailable
 from node.federation.notice_evidence import EvidenceChecker, EvidenceRefused
 from node.federation.outbound import Outbound
@@ -40,6 +48,8 @@ log = logging.getLogger("gwx.processing")
 NOTICE_EVENTS_SENDER = {MessageType.RECEIPT: Event.SIGNED_FOR, MessageType.RETURN: Event.RETURNED,
                         MessageType.TRANSPORT_ACK: Event.DELIVERED, MessageType.BOUNCE: Event.FAILED,
                         MessageType.REPLY: None}
+# Batched notices whose rows a batch moves together (a 答复 moves no row, a 转发告知 keeps a note).
+WRITTEN_TOGETHER = frozenset({MessageType.RECEIPT, MessageType.RETURN})
 NOTICE_EVENTS_RECEIVER = {MessageType.RECALL: Event.RECALLED, MessageType.URGE: Event.URGED}
 
 
@@ -79,8 +89,20 @@ class NoticeApplier:
         that notice, so the transaction stays usable.)"""
         resent_to: set[str] = set()
         refused: list[NoticeNotOurs | EvidenceRefused] = []
+        # A batch of 签收 or 退回 answers one message: its link is read once, and the rows its
+        # notices move are read and written together at the end (apply_sender_events), not one by one
+        # (no unit twice: decode_notices refuses such a batch).
+        together = len(notices) > 1 and d.header.type in WRITTEN_TOGETHER
+        link = await self.store.links.link(d.header.in_reply_to or "") if together else None
+        moves: list[SenderMove] = []
         for notice in notices:
             try:
+                if together and (link is None or link.type != MessageType.FORWARD.value):
+                    details = await self._authorised(d, notice, link, tx, verdicts)
+                    event = NOTICE_EVENTS_SENDER[notice.type]
+                    moves += [SenderMove(unit, event, notice.at, notice.by, notice.reason, details)
+                              for unit in notice.units]
+                    continue
                 resent_to.update(await self.apply(d, notice, tx, verdicts))
             except (NoticeNotOurs, EvidenceRefused) as exc:
                 if len(notices) == 1:
@@ -90,6 +112,8 @@ class NoticeApplier:
                                               {"doc_id": notice.doc_id, "message_id": d.header.message_id},
                                               {"units": list(notice.units), "by": notice.by, "error": exc.code,
                                                "reason": exc.message})
+        if moves:
+            await apply_sender_events(self.store, link.doc_id, moves, actor=f"node:{d.header.origin_node}", tx=tx)
         if refused:
             log.warning("%d of %d notices in %s refused: %s", len(refused), len(notices), d.header.message_id,
                         refused[0].message, extra={"message_id": d.header.message_id, "code": refused[0].code})
@@ -112,11 +136,8 @@ class NoticeApplier:
             return ()
         if notice.type in NOTICE_EVENTS_SENDER:
             link = await self.store.links.link(d.header.in_reply_to or "")
-            if link is None or not self._may_notify(link, notice, d.header.origin_node):
-                raise NoticeNotOurs(f"{notice.type.value} from {d.header.origin_node} does not match a message we sent it",
-                                    in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
-            evidence = await self.evidence.accept(tx, notice, link, verdicts)  # before any write: refused, unchanged
-            details = {"message_id": d.header.message_id} | ({"evidence": evidence} if evidence else {})
+            details = await self._authorised(d, notice, link, tx, verdicts)
+            evidence = details.get("evidence")
             event = NOTICE_EVENTS_SENDER[notice.type]
             if link.type == MessageType.FORWARD.value:  # a copy we forwarded (转发): its own rows
                 if event is not None:
@@ -163,6 +184,18 @@ class NoticeApplier:
                                               {"doc_id": notice.doc_id, "unit": unit},
                                               {"reason": exc.message, "message_id": d.header.message_id})
         return tuple(dict.fromkeys(supervisors))
+
+    async def _authorised(self, d: Delivery, notice: Notice, link: OutgoingLink | None, tx: Transaction,
+                          verdicts: dict | None) -> dict[str, Any]:
+        """Refuse a notice about a message we sent (:class:`NoticeNotOurs`, :class:`EvidenceRefused`)
+        before it writes anything; else the details its rows' audit events carry."""
+        if notice.type is not d.header.type:
+            raise NoticeNotOurs(f"envelope type {d.header.type.value} carries a {notice.type.value} notice")
+        if link is None or not self._may_notify(link, notice, d.header.origin_node):
+            raise NoticeNotOurs(f"{notice.type.value} from {d.header.origin_node} does not match a message we sent it",
+                                in_reply_to=d.header.in_reply_to, doc_id=notice.doc_id)
+        evidence = await self.evidence.accept(tx, notice, link, verdicts)  # before any write: refused, unchanged
+        return {"message_id": d.header.message_id} | ({"evidence": evidence} if evidence else {})
 
     async def _forwarded_on(self, d: Delivery, notice: Notice, tx: Transaction, actor: str) -> None:
         link = await self.store.links.link(d.header.in_reply_to or "")

@@ -383,6 +383,18 @@ class AuditEvent:
 
 
 @dataclass(frozen=True)
+class RecipientUpdate:
+    """One recipient row's compare-and-set in a batch (``Messages.update_recipients``): its ``changes``
+    apply if its status is still ``expected_status``; ``action`` and ``details`` make its audit event."""
+
+    unit: str
+    expected_status: str
+    changes: Mapping[str, Any]
+    action: str
+    details: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class NewEvent:
     """An event to append; ``seq``, time and hashes are filled in by the audit log."""
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.notices import (
     BATCHABLE,
@@ -120,6 +121,9 @@ def test_a_batch_round_trips_with_each_notice_its_own_units_person_and_time(kind
     data = encode_notices(notices)
     assert json.loads(data)["v"] == (1 if len(notices) == 1 else 2)
     assert decode_notices(data) == notices
+    if len(notices) > 1:  # assembled from its entries' bytes: the canonical JSON of the whole, byte for byte
+        assert data == canonical_json({"v": 2, "type": kind.value, "doc_id": DOC,
+                                       "notices": [_entry_of(n) for n in notices]})
 
 
 def test_a_single_notice_is_written_as_version_1_and_both_readers_agree():

@@ -36,6 +36,7 @@ from node.store.values import (
     OutboxDocument,
     OutboxRecipient,
     Page,
+    RecipientUpdate,
     RegisterFacts,
 )
 
@@ -134,6 +135,33 @@ class Messages(ReceivedRows):
             row = await self._cas(t, "outbox_recipients", sets, params, doc_id, unit, _v(expected_status), event)
         return _recipient(row)
 
+    async def update_recipients(self, doc_id: str, updates: Sequence[RecipientUpdate], *, actor: str,
+                                tx: SqliteTransaction) -> None:
+        """:meth:`update_recipient` for several rows of one document at once, inside ``tx``: one
+        ``UPDATE`` run for every row (each compared with its own expected status) and their audit events
+        (one a row, as one at a time would write them) in one append. Every update names the same
+        ``changes`` keys. Should a row have moved, :class:`StoreConflict` — after the rows that still
+        matched were written: the caller's transaction is to be rolled back, as with one row."""
+        if not updates:
+            return
+        keys = list(updates[0].changes)
+        if unknown := set(keys) - set(_RECIPIENT_FIELDS):
+            raise StoreError(f"a recipient row has no fields {sorted(unknown)}", fields=sorted(unknown))
+        if any(list(u.changes) != keys for u in updates):
+            raise StoreError("recipient updates of one batch must change the same fields", doc_id=doc_id)
+        now = to_db_time(self._clock())
+        sets = ", ".join([f"{_RECIPIENT_FIELDS[k]} = ?" for k in keys] + ["updated_at = ?"])
+        changed = await tx.executemany(
+            f"UPDATE outbox_recipients SET {sets} WHERE doc_id = ? AND unit_code = ? AND status = ?",
+            [(*[_v(u.changes[k]) for k in keys], now, doc_id, u.unit, _v(u.expected_status)) for u in updates])
+        if changed != len(updates):
+            raise StoreConflict(f"{len(updates) - changed} of {len(updates)} recipient rows of {doc_id} moved on;"
+                                " refresh and try again", doc_id=doc_id)
+        await self._audit.append_many(tx, [
+            NewEvent(actor, u.action, {"doc_id": doc_id, "unit": u.unit},
+                     {"from": _v(u.expected_status), **_jsonable(u.changes), **dict(u.details or {})})
+            for u in updates])
+
     async def _cas(self, t: SqliteTransaction, table: str, sets: list[str], params: list[Any], doc_id: str,
                    unit: str, expected: str, event: NewEvent, also: Mapping[str, Any] | None = None) -> Any:
         """The row as changed (``RETURNING``: one statement, not an UPDATE and a SELECT). ``also``:
@@ -199,6 +227,13 @@ class Messages(ReceivedRows):
         row = await (tx or self._db).lookup_one("SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code = ?",
                                               (doc_id, unit))
         return _recipient(row) if row is not None else None
+
+    async def get_outbox_recipients(self, doc_id: str, units: Sequence[str], *,
+                                    tx: SqliteTransaction) -> dict[str, OutboxRecipient]:
+        """The rows of ``units`` for ``doc_id`` as ``tx`` sees them, by unit (a unit without one absent)."""
+        rows = await tx.fetchall(f"SELECT * FROM outbox_recipients WHERE doc_id = ? AND unit_code IN ({_in(units)})",
+                                 (doc_id, *units))
+        return {r["unit_code"]: _recipient(r) for r in rows}
 
     async def list_outbox(self, flt: ListFilter = ListFilter(), *, recipients: bool = True) -> Page[OutboxDocument]:
         where, params = ["1 = 1"], []

@@ -225,6 +225,34 @@ def test_a_notice_its_origin_may_not_send_is_left_out_of_a_batch_and_the_others_
 
 
 
+def test_a_batch_moves_its_rows_together_and_leaves_a_row_signed_before_as_it_was(node_dir, tmp_path):
+    """The rows a batch moves are written together, each with its own audit event; a row a notice
+    before it signed stays as that one left it (no second event)."""
+    async def run():
+        city = await Node.open(node_dir, "city", tmp_path / "city")
+        try:
+            doc_id, answered = await _city_sent(city, UNITS[:4])
+            now = city.ctx.clock().replace(microsecond=0)
+            first = [Notice(MessageType.RECEIPT, doc_id, (UNITS[0],), now, by="先签者")]
+            received, _ = await _arrive(city, _batch_from_county(node_dir, answered, first))
+            await city.processor._process(received)
+            later = now + dt.timedelta(minutes=1)
+            notices = [*first, *(Notice(MessageType.RECEIPT, doc_id, (u,), later, by=f"收发员{i}")
+                                 for i, u in enumerate(UNITS[1:3], 1))]  # the first one again: its duplicate
+            received, _ = await _arrive(city, _batch_from_county(node_dir, answered, notices))
+            await city.processor._process(received)
+            assert (await city.store.messages.get_received(received.message_id)).state == "done"
+            rows = {r.unit: (r.status, r.who, r.when) for r in (await city.store.messages.get_outbox(doc_id)).recipients}
+            assert rows == {UNITS[0]: ("signed_for", "先签者", now), UNITS[1]: ("signed_for", "收发员1", later),
+                            UNITS[2]: ("signed_for", "收发员2", later), UNITS[3]: ("delivered", None, None)}
+            signed = [e.subjects["unit"] for e in await city.store.audit.events(doc_id=doc_id)
+                      if e.action == "recipient.signed_for"]
+            assert sorted(signed) == sorted(UNITS[:3])
+        finally:
+            await city.close()
+    asyncio.run(run())
+
+
 def test_drafts_wait_while_the_envelope_sealed_before_them_waits_for_a_peer_that_was_away(node_dir, tmp_path):
     """Nagle's rule holds when the peer's backoff ends before the sealed envelope's own retry time:
     the round the backoff's end allows finds nothing due to send, and must not seal the drafts

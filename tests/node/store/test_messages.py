@@ -11,7 +11,7 @@ import pytest
 from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import ReceiverStatus, SenderStatus
 from node.errors import StoreConflict, StoreDuplicate, StoreNotFound
-from node.store import InboxRow, ListFilter, OutboxDocument, OutboxRecipient
+from node.store import InboxRow, ListFilter, OutboxDocument, OutboxRecipient, RecipientUpdate
 from tests.node.store.conftest import open_store
 from tests.support import FakeClock
 
@@ -57,6 +57,37 @@ def test_recipient_compare_and_set(tmp_path):
             history = [(e.action, e.subjects.get("unit")) for e in await store.audit.events(doc_id="d-1")]
             assert history == [("outbox.create", U_SEND), ("recipient.sent", U_A),
                                (f"recipient.{winners[0].status}", U_A)]
+    asyncio.run(main())
+
+
+def test_recipients_of_one_document_move_together_each_compared_and_audited(tmp_path):
+    """A batch of 签收 from one node: every row moves with its own audit event (the per-unit history as
+    one at a time writes it); a row that moved meanwhile fails the batch as StoreConflict."""
+    async def main():
+        clock = FakeClock()
+        async with open_store(tmp_path, clock) as store:
+            await _send(store, "d-1")
+            signed = {"status": "signed_for", "who": "张三", "when": clock.now}
+            async with store.transaction() as tx:
+                assert set(await store.messages.get_outbox_recipients("d-1", [U_A, U_B, U_SEND], tx=tx)) == {U_A, U_B}
+                await store.messages.update_recipients("d-1", [
+                    RecipientUpdate(U_A, "queued", signed, "recipient.signed_for", {"message_id": "m-1"}),
+                    RecipientUpdate(U_B, "queued", signed | {"who": "李四"}, "recipient.signed_for")], actor="node:b", tx=tx)
+            doc = await store.messages.get_outbox("d-1")
+            assert {r.unit: (r.status, r.who) for r in doc.recipients} == {U_A: ("signed_for", "张三"),
+                                                                           U_B: ("signed_for", "李四")}
+            events = [e for e in await store.audit.events(doc_id="d-1") if e.action == "recipient.signed_for"]
+            assert [(e.subjects["unit"], e.actor, e.details["from"], e.details["who"]) for e in events] == \
+                [(U_A, "node:b", "queued", "张三"), (U_B, "node:b", "queued", "李四")]
+            assert events[0].details["message_id"] == "m-1"
+            with pytest.raises(StoreConflict):  # U_B is no longer queued: the batch's transaction is undone
+                async with store.transaction() as tx:
+                    await store.messages.update_recipients("d-1", [
+                        RecipientUpdate(U_A, "signed_for", {"status": "recalled"}, "recipient.recalled"),
+                        RecipientUpdate(U_B, "queued", {"status": "recalled"}, "recipient.recalled")],
+                        actor="clerk-1", tx=tx)
+            assert {r.status for r in (await store.messages.get_outbox("d-1")).recipients} == {"signed_for"}
+            assert len(await store.audit.events(doc_id="d-1")) == 3
     asyncio.run(main())
 
 
