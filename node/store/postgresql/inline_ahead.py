@@ -16,8 +16,12 @@ locked one (:meth:`InlineBlobsAhead.ahead`); the locked transaction then carries
   in pipeline mode and looked at with the settle before COMMIT, no wait of its own) and writes
   what is missing itself, under the lock, where no collection can run. The same covers a batch
   whose rows ahead failed: the locked transaction writes them, as before.
-- **A crash between the two**, a replayed envelope's or a duplicate's blobs, a batch rolled back:
-  rows ahead that no row names — the next collection (hourly housekeeping, recovery) deletes them.
+- **A replayed envelope** (its id known, other bytes): its blobs were written ahead all the same; the
+  locked transaction deletes those no row names (one statement sent in pipeline mode, only when
+  the batch held a replay), so a refused envelope keeps nothing, as on SQLite. A duplicate's are
+  the stored envelope's own.
+- **A crash between the two**, a batch rolled back: rows ahead that no row names — the next
+  collection (hourly housekeeping, start-up recovery) deletes them.
 - **Durability**: both COMMITs return before the receipts are signed (the group commit answers its
   callers after the locked one), and the blob rows' COMMIT comes first.
 
@@ -30,11 +34,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from exchange_protocol.errors import EnvelopeReplayed
 from node.store.blobs import check_digest
 from node.store.postgresql.db import Database, PgTransaction, Row
 from node.store.sqlite.group_commit import GroupCommitter, _Accept, _Relay
 from node.store.sqlite.inline_blobs import InlineBlobs
-from node.store.values import InboundEnvelope
+from node.store.values import Accepted, InboundEnvelope
 
 log = logging.getLogger("gwx.store")
 
@@ -81,6 +86,14 @@ class InlineBlobsAhead(InlineBlobs):
         await tx.send_checked("SELECT digest FROM inline_blobs WHERE digest = ANY(?)", (list(wanted),),
                               write_missing)
 
+    async def forget(self, tx: PgTransaction, digests: set[str]) -> None:
+        """Inside the locked ``tx``: delete the rows of ``digests`` (a refused envelope's, written ahead)
+        that no row names."""
+        if digests:
+            chosen = sorted(digests)
+            await tx.send("DELETE FROM inline_blobs WHERE digest = ANY(?) AND digest NOT IN"
+                          " (SELECT digest FROM blob_refs WHERE digest = ANY(?))", (chosen, chosen))
+
 
 def _envelopes(request: Any) -> tuple[InboundEnvelope, ...]:
     if isinstance(request, _Accept):
@@ -88,6 +101,13 @@ def _envelopes(request: Any) -> tuple[InboundEnvelope, ...]:
     if isinstance(request, _Relay):
         return tuple(envelope for envelope, _ in request.pairs)
     return ()
+
+
+def _results(request: Any, outcome: Any) -> list[tuple[InboundEnvelope, Any]]:
+    """Each envelope of ``request`` with what accepting it gave (``Accepted``, or a replay's error)."""
+    if isinstance(request, _Relay):
+        return list(zip(_envelopes(request), outcome if isinstance(outcome, list) else [], strict=False))
+    return [(envelope, outcome) for envelope in _envelopes(request)]
 
 
 class AheadCommitter(GroupCommitter):
@@ -103,3 +123,17 @@ class AheadCommitter(GroupCommitter):
             except Exception as exc:  # the locked transaction writes what is not there
                 log.warning("writing %d inline blobs ahead of the lock failed (%s)", len(blobs), exc)
         await super()._commit(batch)
+
+    async def _apply(self, tx: Any, requests: list[Any]) -> list[Any]:
+        outcomes = await super()._apply(tx, requests)
+        kept: set[str] = set()
+        refused: set[str] = set()
+        for request, outcome in zip(requests, outcomes, strict=True):
+            for envelope, result in _results(request, outcome):
+                digests = {digest for digest, _ in envelope.inline}
+                if isinstance(result, Accepted) and result.new:
+                    kept |= digests
+                elif isinstance(result, EnvelopeReplayed):
+                    refused |= digests
+        await self._inline.forget(tx, refused - kept)
+        return outcomes
