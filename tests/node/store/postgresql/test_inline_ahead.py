@@ -10,6 +10,7 @@ blobs at once both finish (no deadlock); rows written ahead that no row ever nam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import random
@@ -17,7 +18,10 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
+from exchange_protocol.errors import EnvelopeReplayed
+from node.errors import BlobMissing
 from node.store.postgresql import Store
 from node.store.postgresql.db import WRITER_LOCK
 from tests.node.store.test_inline_blobs import _inline
@@ -143,6 +147,34 @@ def test_rows_written_ahead_that_no_row_names_are_collected(tmp_path: Path, post
             assert sorted(store.last_recovery.orphan_blobs_removed) == sorted(d for d, _ in orphan.inline)
             assert await store.inline.count() == 2
             assert await store.blobs.read_bytes(kept.blob_digest) == kept.inline[0][1]
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_a_replay_in_a_batch_keeps_nothing_of_its_own_and_leaves_a_shared_blob_to_the_new_envelope(
+        tmp_path: Path, postgres_server) -> None:
+    """One batch: a new envelope, and a replay (a known id, other bytes) whose payload is the new
+    envelope's. Both were written ahead; the replay's own envelope bytes are gone at COMMIT, the payload
+    they share stays with the envelope that names it."""
+    dsn = postgres_server.new_database()
+
+    async def main() -> None:
+        store = await Store.open(tmp_path, dsn=dsn, clock=FakeClock())
+        try:
+            assert (await store.accept_inbound(_inline("m-1"))).new
+            new, other = _inline("m-2"), _inline("m-1")
+            replay = dataclasses.replace(other, payload_digest=new.payload_digest, inline=(other.inline[0], new.inline[1]))
+            batches = store.committer.batches
+            fresh, refused = await asyncio.gather(store.accept_inbound(new), store.accept_inbound(replay),
+                                                  return_exceptions=True)
+            assert store.committer.batches == batches + 1  # one group commit for both
+            assert fresh.new and isinstance(refused, EnvelopeReplayed)
+            assert store.inline.written_ahead == 2 + 3  # m-1's; then m-2's two and the replay's own envelope
+            assert await store.blobs.read_bytes(new.payload_digest) == new.inline[1][1]
+            with pytest.raises(BlobMissing):
+                await store.blobs.read_bytes(replay.blob_digest)
+            assert await store.inline.count() == 4
         finally:
             await store.close()
     asyncio.run(main())
