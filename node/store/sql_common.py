@@ -158,11 +158,13 @@ class WriterDatabase(Reads, Generic[Tx]):
         raise NotImplementedError
 
     @asynccontextmanager
-    async def transaction(self, *, offload: bool = False) -> AsyncIterator[Tx]:
+    async def transaction(self, *, offload: bool = False, begin: tuple[str, ...] | None = None) -> AsyncIterator[Tx]:
         """``async with db.transaction() as tx:`` — commit on success, roll back on any exception.
         ``offload``: statements that may scan or change many rows (housekeeping, migrations) — a
         backend that runs a transaction's statements on the event loop's thread (SQLite) runs these
-        on its writer's thread instead, so the node keeps serving meanwhile."""
+        on its writer's thread instead, so the node keeps serving meanwhile. ``begin``: other
+        statements than :attr:`BEGIN` to open it with (PostgreSQL's blob rows written without the
+        writers' lock: :mod:`node.store.postgresql.inline_ahead`)."""
         if self._holder is not None and self._holder is asyncio.current_task():
             # Waiting for a lock this very task holds would stop every write of the node for ever.
             raise StoreError("a transaction was opened inside another of the same task (or inside a "
@@ -170,7 +172,7 @@ class WriterDatabase(Reads, Generic[Tx]):
         async with self._lock:
             self._holder = asyncio.current_task()
             try:
-                async with self._begun(offload) as tx:
+                async with self._begun(offload, begin) as tx:
                     yield tx
             finally:
                 self._holder = None
@@ -185,10 +187,10 @@ class WriterDatabase(Reads, Generic[Tx]):
             yield own
 
     @asynccontextmanager
-    async def _begun(self, offload: bool = False) -> AsyncIterator[Tx]:
+    async def _begun(self, offload: bool = False, begin: tuple[str, ...] | None = None) -> AsyncIterator[Tx]:
         """BEGIN … COMMIT (or ROLLBACK) on the writer, the lock held by the caller."""
         try:
-            for statement in self.BEGIN:
+            for statement in self.BEGIN if begin is None else begin:
                 await to_the_end(self._writer, statement)
         except BaseException:
             await self._rollback()  # a BEGIN that went through before a cancel is undone

@@ -11,6 +11,8 @@ Chosen in node.toml (``[store] backend = "postgresql"``, ``dsn = "…"``) throug
   queries use, defined in SQL.
 - ``leases``: queue rows, received envelopes, adapter outbox rows and drafts claimed by one worker of
   several.
+- ``inline_ahead``: a group commit's inline blobs written and committed before the writers' lock is
+  taken, and checked under it (the collection between the two, two workers with the same blobs).
 - ``ledger``: the 台账's query plan in PostgreSQL's words (``EXPLAIN (FORMAT JSON)``).
 - ``status_rows``: the status report's rows read on a read-only connection.
 - ``store``: :class:`Store`, the SQLite backend's store opened over PostgreSQL.

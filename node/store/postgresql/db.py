@@ -33,7 +33,7 @@ import os
 import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,8 @@ class PgTransaction(WriterTransaction):
         self._pipeline: psycopg.AsyncPipeline | None = None
         self._leave: Any = None  # what leaves pipeline mode (the connection's context manager)
         self._sent = 0  # statements sent whose answers are not read yet
+        # Reads sent whose rows are looked at before COMMIT, not at once (:meth:`send_checked`).
+        self._checks: list[tuple[psycopg.AsyncCursor[Any], Callable[[list[Row]], Awaitable[None]]]] = []
         self.round_trips = 0  # waits for the server (docs/performance.md; test_postgresql checks a batch's)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -159,6 +161,15 @@ class PgTransaction(WriterTransaction):
             await self._conn.execute(f"{head}{','.join([group] * len(chunk))}{tail}",
                                      [value for row in chunk for value in row], prepare=False)
 
+    async def send_checked(self, sql: str, params: Sequence[Any],
+                           then: Callable[[list[Row]], Awaitable[None]]) -> None:
+        """Send a read whose rows are needed only before COMMIT: ``then(rows)`` runs at the settle,
+        every answer in (so it costs no wait of its own), and may write more, answered before COMMIT
+        too. The inline blobs written ahead of the lock are checked so (:mod:`.inline_ahead`)."""
+        await self._send()
+        cursor = await self._conn.execute(translate(sql), _params(params))
+        self._checks.append((cursor, then))
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = await self._conn.execute(translate(sql), _params(params))
         await self._answered()
@@ -179,7 +190,17 @@ class PgTransaction(WriterTransaction):
 
     async def settle(self, failed: bool = False) -> None:
         """Leave pipeline mode, every answer read (raising the first error met), before COMMIT or ROLLBACK;
-        ``failed``: the transaction is being rolled back anyway, an error here is not news."""
+        ``failed``: the transaction is being rolled back anyway, an error here is not news.
+        The reads of :meth:`send_checked` are looked at then, and what they write settled in turn."""
+        while True:
+            await self._leave_pipeline(failed)
+            checks, self._checks = self._checks, []
+            if failed or not checks:
+                return
+            for cursor, then in checks:
+                await then(await cursor.fetchall() if cursor.description else [])
+
+    async def _leave_pipeline(self, failed: bool) -> None:
         leave, self._pipeline, self._leave = self._leave, None, None
         if leave is None:
             return
@@ -243,15 +264,21 @@ class Database(WriterDatabase[PgTransaction]):
         return PgTransaction(self._writer)
 
     @asynccontextmanager
-    async def _begun(self, offload: bool = False) -> AsyncIterator[PgTransaction]:
+    async def _begun(self, offload: bool = False, begin: tuple[str, ...] | None = None) -> AsyncIterator[PgTransaction]:
         """As :class:`WriterDatabase`'s, every statement sent answered before COMMIT (or ROLLBACK)."""
-        async with super()._begun(offload) as tx:
+        async with super()._begun(offload, begin) as tx:
             try:
                 yield tx
             except BaseException:
                 await tx.settle(failed=True)
                 raise
             await tx.settle()
+
+    def unlocked_transaction(self) -> AbstractAsyncContextManager[PgTransaction]:
+        """A write transaction that does not take the writers' lock (:data:`WRITER_LOCK`), so the other
+        workers write meanwhile. Only for rows no decision reads and any writer may write twice: the
+        inline blobs' (content-addressed, ``ON CONFLICT DO NOTHING``; :mod:`.inline_ahead`)."""
+        return self.transaction(begin=("BEGIN",))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Read the last committed state (reader connection, never blocked by the writer)."""

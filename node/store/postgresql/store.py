@@ -1,7 +1,8 @@
 """The node's store on PostgreSQL: rows in a PostgreSQL database, bytes in the blob directory.
 
 :class:`Store` is the SQLite backend's :class:`node.store.sqlite.store.Store` (the same roles, group
-commit and crash recovery) opened over a :class:`.db.Database`: only where the rows live changes.
+commit and crash recovery) opened over a :class:`.db.Database`: only where the rows live changes —
+and the group commit writes its inline blobs before it takes the writers' lock (:mod:`.inline_ahead`).
 The blob store stays a directory (``data_dir/blobs``): several workers of one node share it (a
 network file system, or one machine), as they share the database.
 """
@@ -18,6 +19,7 @@ import psycopg
 from node.errors import StoreError
 from node.store.blobs import BlobStore
 from node.store.postgresql.db import Database
+from node.store.postgresql.inline_ahead import AheadCommitter, InlineBlobsAhead
 from node.store.postgresql.leases import (
     LeasedAdapterOutbox,
     LeasedDrafts,
@@ -29,7 +31,6 @@ from node.store.postgresql.leases import (
 )
 from node.store.postgresql.ledger import PgLedger
 from node.store.postgresql.schema import migrate
-from node.store.sqlite.group_commit import GroupCommitter
 from node.store.sqlite.store import BLOB_DIR
 from node.store.sqlite.store import Store as SqliteStore
 
@@ -98,7 +99,8 @@ class Store(SqliteStore):
         self.drafts = LeasedDrafts(db, node_id, self.lease)
         self.ledger = PgLedger(db)  # type: ignore[arg-type]
         self.adapter_outbox = LeasedAdapterOutbox(db, self.audit, clock, self.lease)
-        self.committer = GroupCommitter(db, self.messages, self.queue, max_batch=max_batch,  # type: ignore[arg-type]
+        self.inline = InlineBlobsAhead(db)  # written before the writers' lock is taken
+        self.committer = AheadCommitter(db, self.messages, self.queue, max_batch=max_batch,  # type: ignore[arg-type]
                                         inline=self.inline)
 
     def _inline_reader(self) -> _PgReader:  # type: ignore[override]
