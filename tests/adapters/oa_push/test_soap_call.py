@@ -33,7 +33,7 @@ def oa():
 def settings(oa: LegacyOa, **changes) -> OaPushSettings:
     base = OaPushSettings(unit=RECEIVER, wsdl=oa.wsdl_url, received_operation="ReceiveGongwen",
                           status_operation="UpdateZhuangtai", mapping_path=EXAMPLE, mapping=load_mapping(EXAMPLE),
-                          timeout_seconds=5.0)
+                          timeout_seconds=30.0)  # a margin for a loaded machine (at load 16, 5 s was missed)
     return replace(base, **changes)
 
 
