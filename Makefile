@@ -9,6 +9,8 @@ SYSTEM_PACKAGES := openssl poppler-utils qpdf softhsm2 libsofthsm2 libnss3-tools
 # The pytest plugins the suite uses, named: otherwise pytest loads every installed one (schemathesis's,
 # anyio's, platformdirs') and rewrites the asserts of their whole packages in each of its processes —
 # the controller and every worker, ~3 s of CPU each. (test_schemathesis runs schemathesis's command.)
+# A plugin the suite needs and not named here is not loaded at all (a mark.timeout a no-op): add it
+# here AND to NEEDED_PLUGINS in tests/conftest.py, which stops the run when one is missing.
 PYTEST_PLUGIN_ARGS := --disable-plugin-autoload -p xdist -p timeout -p hypothesispytest
 
 .PHONY: test test-fast lint pytest bytecode demo bench system-deps venv clean

@@ -366,10 +366,17 @@ class _Pipeline:
     Fed the frame's bytes as they come (a :class:`FrameDecoder` delimits and digests them), or — given
     ``head`` and ``envelope_digest`` — the payload of a frame already delimited and digested whole
     (:func:`~exchange_protocol.frame.decode_frame`: a receiver reads the head first to recognise a
-    duplicate), so that the frame is not decoded and digested a second time."""
+    duplicate), so that the frame is not decoded and digested a second time. The two come together
+    or not at all: a head without its digest would open into an :class:`OpenedEnvelope` binding no
+    frame (an empty ``envelope_digest`` for the transport receipt), a digest without its head would be
+    ignored — either is the caller's mistake, a ``TypeError`` at once."""
 
     def __init__(self, policy: TrustPolicy, now: dt.datetime, destination: str | None,
                  head: FrameHead | None = None, envelope_digest: str = "") -> None:
+        if (head is None) != (not envelope_digest):
+            raise TypeError("head and envelope_digest are given together (a frame already delimited and "
+                            f"digested whole) or not at all; got {'a head' if head is not None else 'no head'} "
+                            f"and {'a digest' if envelope_digest else 'no digest'}")
         self._policy, self._now, self._destination = policy, now, destination
         self._payload_sha = digests.new(policy.digest)  # every header names it (verify_head)
         self.verified: VerifiedHead | None = None

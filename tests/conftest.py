@@ -28,6 +28,25 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
                                     f"/{int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))}")
 
 
+# The plugins the suite relies on, by the names pytest registers them under. `make test` turns plugin
+# autoloading off and names them (Makefile's PYTEST_PLUGIN_ARGS): one left out there would be silently
+# not loaded — every timeout (pyproject's and @pytest.mark.timeout) a no-op, the property tests
+# collected without hypothesis's plugin. Each process (controller and workers) checks at start.
+NEEDED_PLUGINS = {"timeout": "pytest-timeout (the timeouts)", "hypothesispytest": "hypothesis's pytest plugin"}
+
+
+def pytest_configure(config) -> None:
+    needed = dict(NEEDED_PLUGINS)
+    if any(arg in ("-n", "--numprocesses") or arg.startswith(("-n", "--numprocesses="))
+           for arg in map(str, config.invocation_params.args)):
+        needed["xdist"] = "pytest-xdist (-n)"
+    missing = [f"{name}: {what}" for name, what in needed.items() if not config.pluginmanager.has_plugin(name)]
+    if missing:
+        raise pytest.UsageError("pytest plugins the suite relies on are not loaded (with "
+                                "--disable-plugin-autoload, name each with -p, as the Makefile's "
+                                "PYTEST_PLUGIN_ARGS does): " + "; ".join(missing))
+
+
 @pytest.fixture(scope="session")
 def root_ca(tmp_path_factory) -> CertificateAuthority:
     """A root CA shared read-only by the session (do not revoke with it)."""

@@ -96,7 +96,8 @@ class InboundEnvelope:
     identity_digest: str | None = None  # exchange_protocol.replay.envelope_identity (hops left out)
     relayed_to: str | None = None  # for another node: the next hop it is queued for (nothing to apply here)
     # Small blobs that never get a file: (digest, bytes) committed with the row into inline_blobs
-    # (node.store.sqlite.inline_blobs), so the batch's one commit makes them durable.
+    # (node.store.sqlite.inline_blobs), so the batch's one commit makes them durable (PostgreSQL:
+    # committed just before it, node.store.postgresql.inline_ahead).
     inline: tuple[tuple[str, bytes], ...] = field(default=(), repr=False, compare=False)
 
 

@@ -237,6 +237,22 @@ def test_a_decoded_frame_is_opened_by_the_streaming_openers_rules(monkeypatch):
     assert calls == ["opener"] and opened.envelope_digest == sha and plaintext == BODY
 
 
+def test_a_decoded_head_and_its_frame_digest_are_given_together_or_not_at_all():
+    """A head without the frame's digest would open into an envelope whose transport receipt binds
+    nothing (an empty envelope_digest); a digest without its head would be ignored."""
+    net, data = network(), sealed().data
+    head, payload, sha = decode_frame(data, net.policy.limits, net.policy.digest)
+    key = net.nodes["b"].key
+    with pytest.raises(TypeError, match="given together"):
+        EnvelopeOpener(net.policy, key, "b", NOW, head=head)
+    with pytest.raises(TypeError, match="given together"):
+        EnvelopeOpener(net.policy, key, "b", NOW, envelope_digest=sha)
+    with pytest.raises(TypeError, match="given together"):
+        open_frame(head, payload, "", net.policy, key, "b", NOW)
+    opener = EnvelopeOpener(net.policy, key, "b", NOW, head=head, envelope_digest=sha)
+    assert opener.feed(payload) == BODY and opener.close().envelope_digest == sha
+
+
 # ---- relays ------------------------------------------------------------------------------------------
 def test_a_relay_checks_without_the_key_and_forwards_with_one_more_hop():
     net = network()

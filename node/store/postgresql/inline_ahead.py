@@ -20,6 +20,18 @@ locked one (:meth:`InlineBlobsAhead.ahead`); the locked transaction then carries
   locked transaction deletes those no row names (one statement sent in pipeline mode, only when
   the batch held a replay), so a refused envelope keeps nothing, as on SQLite. A duplicate's are
   the stored envelope's own.
+- **One lock order**: a write-ahead takes no writers' lock and may wait for a locked transaction
+  (and the other way round), so every transaction that touches these rows inserts in digest order
+  and only then deletes. A locked transaction that deleted a replay's row Y first (row-locking it)
+  and then wrote a missing X would wait for a write-ahead holding X uncommitted while that one
+  waited to insert Y: a cycle PostgreSQL breaks only after ``deadlock_timeout`` (1 s), the writers'
+  lock held meanwhile, and by aborting the locked batch. So :meth:`InlineBlobsAhead.forget`'s DELETE
+  is sent at the settle after :meth:`~InlineBlobsAhead.add`'s missing rows. Chosen over a short
+  ``lock_timeout`` on the write-ahead: that would also give way when two workers write the same
+  large blobs at once (a wait that is no cycle), sending those bytes again under the lock, and the
+  locked batch would still wait out the timeout. The DELETE then waits for nobody (a write-ahead's
+  uncommitted rows are not in its snapshot), and a write-ahead meeting the deleted row waits for
+  the COMMIT, as for any other writer.
 - **A crash between the two**, a batch rolled back: rows ahead that no row names — the next
   collection (hourly housekeeping, start-up recovery) deletes them.
 - **Durability**: both COMMITs return before the receipts are signed (the group commit answers its
@@ -88,11 +100,16 @@ class InlineBlobsAhead(InlineBlobs):
 
     async def forget(self, tx: PgTransaction, digests: set[str]) -> None:
         """Inside the locked ``tx``: delete the rows of ``digests`` (a refused envelope's, written ahead)
-        that no row names."""
+        that no row names — at the settle, after :meth:`add`'s missing rows are written (the lock
+        order: the module's docstring, "one lock order")."""
         if digests:
             chosen = sorted(digests)
-            await tx.send("DELETE FROM inline_blobs WHERE digest = ANY(?) AND digest NOT IN"
-                          " (SELECT digest FROM blob_refs WHERE digest = ANY(?))", (chosen, chosen))
+
+            async def delete(_: list[Row]) -> None:
+                await tx.send("DELETE FROM inline_blobs WHERE digest = ANY(?) AND digest NOT IN"
+                              " (SELECT digest FROM blob_refs WHERE digest = ANY(?))", (chosen, chosen))
+
+            await tx.send_checked("SELECT 1", (), delete)  # its turn comes after add's check, sent before
 
 
 def _envelopes(request: Any) -> tuple[InboundEnvelope, ...]:

@@ -40,8 +40,9 @@ again; one that has run out is anybody's: another worker takes the row over.
   another node moves its drafts whoever is sealing them. The builder claims a round's drafts up
   front and swaps them all at its end, so a round may outlast ``lease_seconds`` (a slow HSM, a large
   payload): the round renews the lease every third of it (:meth:`~LeasedDrafts.holding`), as an
-  adapter's attempt does. Should a renewal still come late (the worker's loop stalled past a lease),
-  the swap deletes the draft before it queues the envelope, so of two who sealed one draft the second
+  adapter's attempt does; a renewal that fails is logged and tried again a third later, and a
+  draft found taken over is named in the log. Should a renewal still come late (the worker's loop
+  stalled past a lease), the swap deletes the draft before it queues the envelope, so of two who sealed one draft the second
   finds it gone (:class:`~node.errors.StoreContended`) and the envelope builder gives its copy up quietly. A
   dead worker's drafts are taken over at the other's next round after the lease (within
   ``lease_seconds`` plus the destination loop's longest sleep).
@@ -59,7 +60,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -276,28 +277,19 @@ class LeasedAdapterOutbox(AdapterOutbox):
             return dataclasses.replace(row, next_attempt_at=max(row.next_attempt_at, from_db_time(found["lease_until"])))
         return row
 
-    @contextlib.asynccontextmanager
-    async def holding(self, row_id: int) -> AsyncIterator[None]:
+    def holding(self, row_id: int) -> contextlib.AbstractAsyncContextManager[None]:
         """Renew this worker's lease on ``row_id`` every third of ``lease_seconds`` while the attempt runs."""
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self._lease.seconds / 3)
-                _, until = self._lease.times()
-                async with self._db.transaction() as tx:
-                    kept = await tx.execute(
-                        "UPDATE adapter_outbox SET lease_until = ? WHERE id = ? AND state = 'pending'"
-                        " AND lease_owner = ?", (until, row_id, self._lease.owner))
-                if not kept:
-                    log.warning("adapter outbox row %s: this worker's lease on it is gone (taken over after it "
-                                "ran out); the attempt's outcome will not be recorded here", row_id)
-                    return
-        task = asyncio.get_running_loop().create_task(renew(), name=f"gwx-adapter-lease-{row_id}")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        async def renew() -> bool:
+            _, until = self._lease.times()
+            async with self._db.transaction() as tx:
+                kept = await tx.execute(
+                    "UPDATE adapter_outbox SET lease_until = ? WHERE id = ? AND state = 'pending'"
+                    " AND lease_owner = ?", (until, row_id, self._lease.owner))
+            if not kept:
+                log.warning("adapter outbox row %s: this worker's lease on it is gone (taken over after it "
+                            "ran out); the attempt's outcome will not be recorded here", row_id)
+            return bool(kept)
+        return _renewing(self._lease, f"adapter outbox row {row_id}", renew)
 
     async def _set(self, row_id: int, sets: str, params: tuple[Any, ...], *, tx: Any = None) -> None:
         """An attempt's outcome, written only while no other worker holds the row; the lease ends with it."""
@@ -340,25 +332,54 @@ class LeasedDrafts(Drafts):
                 " RETURNING *", (self._lease.owner, until, *free_params, limit))
         return [self._draft(r) for r in sorted(rows, key=lambda r: r["message_id"])]
 
-    @contextlib.asynccontextmanager
-    async def holding(self, message_ids: Sequence[str]) -> AsyncIterator[None]:
+    def holding(self, message_ids: Sequence[str]) -> contextlib.AbstractAsyncContextManager[None]:
         """Renew this worker's lease on the drafts ``message_ids`` every third of ``lease_seconds`` while
-        a builder round seals them (a round may outlast a lease: a slow HSM, a large payload)."""
+        a builder round seals them (a round may outlast a lease: a slow HSM, a large payload). A draft
+        the round swapped or dropped meanwhile is simply no longer renewed; one another worker took
+        over (this worker's loop stalled past the lease) is told in the log: both may seal it, the
+        first swap wins and the other's copy is given up."""
         ids = list(message_ids)
 
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self._lease.seconds / 3)
-                _, until = self._lease.times()
-                async with self._db.transaction() as tx:
-                    kept = await tx.execute(f"UPDATE drafts SET lease_until = ? WHERE lease_owner = ? AND message_id"
-                                            f" IN ({_in(ids)})", (until, self._lease.owner, *ids))
-                if not kept:  # every one swapped, dropped or re-addressed meanwhile
+        async def renew() -> bool:
+            if not ids:
+                return False
+            _, until = self._lease.times()
+            async with self._db.transaction() as tx:
+                rows = await tx.fetchall(f"UPDATE drafts SET lease_until = ? WHERE lease_owner = ? AND message_id"
+                                         f" IN ({_in(ids)}) RETURNING message_id", (until, self._lease.owner, *ids))
+                kept = {row[0] for row in rows}
+                gone = [i for i in ids if i not in kept]
+                lost = [] if not gone else [row[0] for row in await tx.fetchall(
+                    f"SELECT message_id FROM drafts WHERE message_id IN ({_in(gone)})"
+                    " AND lease_owner <> ? ORDER BY message_id", (*gone, self._lease.owner))]  # another's now
+            if lost:
+                log.warning("drafts %s: this worker's lease on them is gone (taken over after it ran out); "
+                            "the round seals them all the same, and of two swaps the second is given up",
+                            ", ".join(lost))
+            ids[:] = [i for i in ids if i in kept]  # swapped, dropped, re-addressed or lost: not renewed again
+            return bool(ids)
+        return _renewing(self._lease, f"drafts of a builder round ({len(ids)})", renew)
+
+
+@contextlib.asynccontextmanager
+async def _renewing(lease: _Lease, what: str, renew: Callable[[], Awaitable[bool]]) -> AsyncIterator[None]:
+    """Call ``renew`` every third of ``lease.seconds`` while the block runs, until it answers False
+    (nothing left to hold). A renewal that fails (the writers' lock not had in time, a connection
+    lost for a moment) is logged and tried again a third of a lease later: one failure must not end
+    the renewals of an attempt or a round that then outlasts its lease unnoticed."""
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(lease.seconds / 3)
+            try:
+                if not await renew():
                     return
-        task = asyncio.get_running_loop().create_task(renew(), name="gwx-draft-lease")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            except Exception as exc:
+                log.warning("%s: renewing this worker's lease failed (%s: %s); trying again in %.1f s",
+                            what, type(exc).__name__, exc, lease.seconds / 3)
+    task = asyncio.get_running_loop().create_task(loop(), name=f"gwx-lease {what}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

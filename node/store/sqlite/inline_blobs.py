@@ -5,7 +5,9 @@ payload file, each fsynced, then each fan-out directory), and a group commit the
 fsync among the whole batch. A received envelope and its decrypted payload small enough (``[store]
 inline_max_bytes``) get no file at all: their bytes go into ``inline_blobs`` in the same
 transaction as the ``received`` row, so the group commit's one fsync makes the whole batch
-durable, bytes included, and the receipt may go. Nothing writes them out later (an earlier try,
+durable, bytes included, and the receipt may go. (PostgreSQL commits them just before that
+transaction, in one of their own without the writers' lock, and checks them in it:
+:mod:`node.store.postgresql.inline_ahead`; both commits come before the receipt.) Nothing writes them out later (an earlier try,
 the blob journal, wrote the files behind and that cost what the fsyncs saved: docs/performance.md).
 
 Every reader reads them through :class:`~node.store.blobs.BlobStore` (``open``, ``read_bytes``,
@@ -106,8 +108,11 @@ class InlineBlobs:
         return int((await self._db.fetchall("SELECT COUNT(*) FROM inline_blobs"))[0][0])
 
     async def collect(self) -> list[str]:
-        """Delete the rows no row of ``blob_refs`` names; returns their digests. An inline blob is
-        committed with the row naming it, so no grace period is needed (nor any between workers)."""
+        """Delete the rows no row of ``blob_refs`` names; returns their digests. No grace period is
+        needed (nor any between workers): on SQLite an inline blob is committed with the row naming
+        it; on PostgreSQL it is committed ahead, in a transaction of its own, and the locked
+        transaction that writes the naming row checks it is still there and writes it again if a
+        collection took it meanwhile (:mod:`node.store.postgresql.inline_ahead`)."""
         async with self._db.transaction(offload=True) as tx:
             rows = await tx.fetchall("SELECT digest FROM inline_blobs WHERE digest NOT IN"
                                      " (SELECT digest FROM blob_refs WHERE digest IS NOT NULL)")

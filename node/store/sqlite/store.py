@@ -224,7 +224,8 @@ class Store:
 
     async def collect_garbage(self, *, grace_seconds: float = 3600.0) -> list[str]:
         """Delete unreferenced blobs: files older than ``grace_seconds`` (0 only when nothing is in
-        flight), inline rows at once (each was committed with the row naming it), cache copies."""
+        flight), inline rows at once (committed with the row naming it, or on PostgreSQL ahead of it
+        and checked again in its transaction: :meth:`.InlineBlobs.collect`), cache copies."""
         removed = await self.blobs.collect_garbage(self.referenced, grace_seconds=grace_seconds)
         removed += await self.inline.collect()
         await asyncio.to_thread(self.blobs.clear_cache, grace_seconds)

@@ -1,13 +1,16 @@
-"""The processor's scenes, shared by test_processor.py and test_retry_limiter.py: a county node
-(units A and B) receiving from a city node (unit SENDER), both provisioned, neither running.
+"""The processor's scenes, shared by test_processor.py, test_retry_limiter.py, test_envelope_builder.py
+and test_destination_credentials.py: a county node (units A and B) receiving from a city node (unit
+SENDER), both provisioned, neither running.
 
 :func:`open_processor` wires the county's store, outbound queue and processor as the node does;
 :func:`city_package` and :func:`city_envelope` are what the city would send (real seal, real
-signing and encryption keys); :func:`receive` stores an envelope as acknowledged, not yet applied.
+signing and encryption keys); :func:`receive` stores an envelope as acknowledged, not yet applied;
+:func:`run_until_backing_off` runs the county's loop for the city until it backs the city off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
@@ -24,13 +27,14 @@ from exchange_protocol.ids import new_id
 from exchange_protocol.manifest import Manifest, parse_manifest
 from exchange_protocol.meta_json import parse_meta
 from exchange_protocol.package import build_package
+from node.federation.destination_queue import DestinationQueue
 from node.federation.outbound import Outbound
 from node.federation.processor import Delivery, Processor
 from node.federation.tls import client_context
 from node.federation.transport import PeerClient
 from node.localnet import notice_pdf
 from node.ops.metrics import Registry
-from node.store import InboundEnvelope, StoredPeerCredentials
+from node.store import InboundEnvelope, PeerState, StoredPeerCredentials
 from node.store.opener import open_store
 from pki import cms
 from pki.certificates import load_certificates, pem, utcnow
@@ -140,3 +144,18 @@ async def receive(store, sealed, payload: bytes):
     return await store.messages.get_received(sealed.header.message_id)
 
 
+PATIENCE_S = 120.0  # a loaded 2-core machine (load 10+) is slow; each wait ends in well under 1 s when quiet
+
+
+async def run_until_backing_off(queue: DestinationQueue, store) -> PeerState:
+    """Run ``queue`` (the county's loop for the city) until the city is backed off; its peer row then."""
+    task = asyncio.create_task(queue.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + PATIENCE_S
+        while (peer := await store.peers.get_peer("city")) is None or peer.state != "backing-off":
+            assert asyncio.get_running_loop().time() < deadline, f"the city not backed off in {PATIENCE_S} s"
+            await asyncio.sleep(0.02)
+    finally:
+        queue.stop()
+        await asyncio.wait_for(task, PATIENCE_S)
+    return await store.peers.get_peer("city")

@@ -225,9 +225,34 @@ def test_a_notice_its_origin_may_not_send_is_left_out_of_a_batch_and_the_others_
 
 
 
+def _store_calls(store) -> list[tuple[str, list[str]]]:
+    """The recipient rows ``store``'s messages read and write from now on, one entry a call (each call
+    is one statement): ("read", units), ("write", units) together, ("write one", [unit]) alone."""
+    calls: list[tuple[str, list[str]]] = []
+    messages = store.messages
+    read, write, write_one = messages.get_outbox_recipients, messages.update_recipients, messages.update_recipient
+
+    async def get_outbox_recipients(doc_id, units, **kw):
+        calls.append(("read", sorted(units)))
+        return await read(doc_id, units, **kw)
+
+    async def update_recipients(doc_id, updates, **kw):
+        calls.append(("write", sorted(u.unit for u in updates)))
+        return await write(doc_id, updates, **kw)
+
+    async def update_recipient(doc_id, unit, *args, **kw):
+        calls.append(("write one", [unit]))
+        return await write_one(doc_id, unit, *args, **kw)
+
+    messages.get_outbox_recipients = get_outbox_recipients
+    messages.update_recipients = update_recipients
+    messages.update_recipient = update_recipient
+    return calls
+
+
 def test_a_batch_moves_its_rows_together_and_leaves_a_row_signed_before_as_it_was(node_dir, tmp_path):
-    """The rows a batch moves are written together, each with its own audit event; a row a notice
-    before it signed stays as that one left it (no second event)."""
+    """The rows a batch moves are read in one call and written in one, each with its own audit event;
+    a row a notice before it signed stays as that one left it (not written again, no second event)."""
     async def run():
         city = await Node.open(node_dir, "city", tmp_path / "city")
         try:
@@ -240,7 +265,9 @@ def test_a_batch_moves_its_rows_together_and_leaves_a_row_signed_before_as_it_wa
             notices = [*first, *(Notice(MessageType.RECEIPT, doc_id, (u,), later, by=f"收发员{i}")
                                  for i, u in enumerate(UNITS[1:3], 1))]  # the first one again: its duplicate
             received, _ = await _arrive(city, _batch_from_county(node_dir, answered, notices))
+            calls = _store_calls(city.store)
             await city.processor._process(received)
+            assert calls == [("read", sorted(UNITS[:3])), ("write", sorted(UNITS[1:3]))]  # not a call a unit
             assert (await city.store.messages.get_received(received.message_id)).state == "done"
             rows = {r.unit: (r.status, r.who, r.when) for r in (await city.store.messages.get_outbox(doc_id)).recipients}
             assert rows == {UNITS[0]: ("signed_for", "先签者", now), UNITS[1]: ("signed_for", "收发员1", later),

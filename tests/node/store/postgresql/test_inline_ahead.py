@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import os
 import random
 import time
@@ -27,6 +28,7 @@ from node.store.postgresql.db import WRITER_LOCK
 from tests.node.store.test_inline_blobs import _inline
 from tests.support import FakeClock
 
+_INSERT = "INSERT INTO inline_blobs (digest, size, data) VALUES (%s, %s, %s) ON CONFLICT (digest) DO NOTHING"
 PATIENCE_S = 120.0  # a loaded 2-core machine (load 10+) may be slow; the happy path takes well under 1 s
 
 
@@ -178,3 +180,61 @@ def test_a_replay_in_a_batch_keeps_nothing_of_its_own_and_leaves_a_shared_blob_t
         finally:
             await store.close()
     asyncio.run(main())
+
+
+def test_a_locked_batch_forgetting_a_replay_s_blob_does_not_deadlock_with_another_write_ahead(
+        tmp_path: Path, postgres_server, caplog) -> None:
+    """Another worker's write-ahead holds a new envelope's blobs X uncommitted and is about to insert
+    a replay's Y; this worker's locked batch must write X itself (collected after its own write-ahead)
+    and delete Y (the replay's, no row names it). Inserting first and deleting after, the locked
+    batch waits for the other and the other for nobody: no cycle for the deadlock detector to break
+    by aborting the batch (it would, after deadlock_timeout, with the writers' lock held)."""
+    dsn = postgres_server.new_database()
+
+    async def main() -> None:
+        a = await Store.open(tmp_path, dsn=dsn, clock=FakeClock(), worker="a")
+        b = await Store.open(tmp_path, dsn=dsn, clock=FakeClock(), worker="b")
+        other = await psycopg.AsyncConnection.connect(dsn)  # the other worker's write-ahead, paused midway
+        watch = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        new, replay = _inline("m-2"), _inline("m-1")  # m-1 known by then: the replay's bytes are other
+        ahead = a.inline.ahead
+
+        async def ahead_then_collected_and_another_writing(blobs):
+            await ahead(blobs)
+            await b.inline.collect()  # none named yet: all gone
+            await b.inline.ahead(replay.inline)  # the replay delivered to b too: its blobs back
+            for digest, data in sorted(new.inline):  # the other's first rows, uncommitted
+                await other.execute(_INSERT, (digest, len(data), data))
+
+        async def a_waits_for_a_lock() -> bool:
+            cursor = await watch.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                         " AND wait_event_type = 'Lock'")
+            return (await cursor.fetchone())[0] > 0
+
+        try:
+            assert (await a.accept_inbound(_inline("m-1"))).new
+            a.inline.ahead = ahead_then_collected_and_another_writing  # type: ignore[method-assign]
+            batches = a.committer.batches
+            accepting = asyncio.gather(a.accept_inbound(new), a.accept_inbound(replay), return_exceptions=True)
+            deadline = time.monotonic() + PATIENCE_S
+            while not await a_waits_for_a_lock():  # a's locked batch writing X, waiting for the other's
+                assert time.monotonic() < deadline, f"waited {PATIENCE_S} s for a's batch to wait for the other"
+                await asyncio.sleep(0.02)
+            for digest, data in sorted(replay.inline):  # the other's next rows: Y
+                await asyncio.wait_for(other.execute(_INSERT, (digest, len(data), data)), PATIENCE_S)
+            await other.commit()
+            fresh, refused = await asyncio.wait_for(accepting, PATIENCE_S)
+            assert a.committer.batches == batches + 1  # one group commit for both
+            assert not [r for r in caplog.records if "group commit" in r.getMessage()]  # not aborted, not retried
+            assert fresh.new and isinstance(refused, EnvelopeReplayed)
+            for digest, data in new.inline:
+                assert await a.blobs.read_bytes(digest) == data
+            with pytest.raises(BlobMissing):  # the replay keeps nothing
+                await a.blobs.read_bytes(replay.blob_digest)
+        finally:
+            await other.close()
+            await watch.close()
+            await a.close()
+            await b.close()
+    with caplog.at_level(logging.WARNING, logger="gwx.store"):
+        asyncio.run(main())

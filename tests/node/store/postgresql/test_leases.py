@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from node.errors import StoreConflict, StoreContended, StoreError
 from node.store import Draft, ErrorInfo
 from node.store.postgresql import Store
+from node.store.postgresql.db import WRITER_LOCK
+from node.store.sqlite.db import to_db_time
 from tests.node.store.conftest import put_envelope, queued_item
 from tests.node.store.test_exchange import UNIT_A, UNIT_B
 from tests.support import FakeClock
 
 LEASE = 10.0
+PATIENCE_S = 120.0  # a loaded 2-core machine (load 10+) may be slow; each wait ends in well under 1 s when quiet
 
 
 async def _workers(tmp_path: Path, dsn: str, clock: FakeClock) -> tuple[Store, Store]:
@@ -214,3 +220,92 @@ def test_a_draft_is_sealed_by_one_worker_and_taken_over_when_its_lease_ends(tmp_
             await a.close()
             await b.close()
     asyncio.run(main())
+
+
+async def _drafts(store: Store, clock: FakeClock, n: int) -> list[str]:
+    """``n`` drafts to node-b, added by ``store``; their ids, sorted (the order they are claimed in)."""
+    ids = []
+    for i in range(n):
+        header = HeaderDraft.new(MessageType.DOCUMENT, "node-a", "node-b", UNIT_A, (UNIT_B,), clock(),
+                                 dt.timedelta(days=3))
+        ref = await store.blobs.put(f"payload {i}".encode())
+        async with store.transaction() as tx:
+            await store.drafts.add_draft(tx, Draft(header, ref.digest, ref.size, clock(), None))
+        ids.append(header.message_id)
+    return sorted(ids)
+
+
+async def _until_logged(caplog, text: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not any(text in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, f"waited {PATIENCE_S} s for a log line saying {text!r}"
+        await asyncio.sleep(0.05)
+
+
+def test_a_draft_lease_renewal_that_fails_keeps_renewing_and_says_so(tmp_path, postgres_server, caplog):
+    """A builder round's renewal that cannot have the writers' lock in time (another worker's long
+    turn) is logged and tried again: the round's drafts stay this worker's past the lease it took."""
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a, b = await _workers(tmp_path, dsn, clock)
+        try:
+            ids = await _drafts(a, clock, 3)
+            assert [d.header.message_id for d in await a.drafts.drafts_for("node-b")] == ids
+            await a.db.fetchone_writer("SELECT set_config('lock_timeout', '50ms', false)")  # a gives up soon
+            a.lease.seconds = 0.6  # a renewal every 0.2 s (real time)
+            with psycopg.connect(dsn, autocommit=True) as other:
+                other.execute("SELECT pg_advisory_lock(%s)", (WRITER_LOCK,))  # another worker's turn, held
+                async with a.drafts.holding(ids):
+                    await _until_logged(caplog, "renewing this worker's lease failed")
+                    other.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+                    clock.advance(seconds=LEASE + 1)  # past the lease a took when it claimed them
+                    deadline = time.monotonic() + PATIENCE_S
+                    while (until := _lease_until(other)) <= to_db_time(clock()):  # renewed again, on the new time
+                        assert time.monotonic() < deadline, "the lease was not renewed after a renewal failed"
+                        await asyncio.sleep(0.05)
+                    assert await b.drafts.drafts_for("node-b") == []  # still a's
+                    assert until > to_db_time(clock())
+        finally:
+            await a.close()
+            await b.close()
+    with caplog.at_level(logging.WARNING, logger="gwx.store"):
+        asyncio.run(main())
+
+
+def _lease_until(conn: psycopg.Connection) -> str:
+    """The earliest lease end of the drafts (read by another connection: what the other workers see)."""
+    return str(conn.execute("SELECT MIN(lease_until) FROM drafts").fetchone()[0])
+
+
+def test_a_draft_taken_over_during_a_round_is_named_in_the_log(tmp_path, postgres_server, caplog):
+    """A round's loop stalled past its lease: another worker took one of its drafts over. The next
+    renewal keeps the others and names the lost one (both may seal it; the second swap is given up);
+    drafts the round swaps meanwhile are not news."""
+    dsn, clock = postgres_server.new_database(), FakeClock()
+
+    async def main() -> None:
+        a, b = await _workers(tmp_path, dsn, clock)
+        try:
+            ids = await _drafts(a, clock, 3)
+            assert [d.header.message_id for d in await a.drafts.drafts_for("node-b")] == ids
+            clock.advance(seconds=LEASE + 1)
+            assert [d.header.message_id for d in await b.drafts.drafts_for("node-b", 1)] == ids[:1]
+            async with a.transaction() as tx:  # …and a's round swapped one of its own meanwhile
+                await a.drafts.delete_draft(tx, ids[2])
+            a.lease.seconds = 0.6
+            async with a.drafts.holding(ids):
+                await _until_logged(caplog, "lease on them is gone")
+                with psycopg.connect(dsn, autocommit=True) as other:
+                    deadline = time.monotonic() + PATIENCE_S
+                    while _lease_until(other) <= to_db_time(clock()):  # ids[1] renewed (ids[0] b's: longer)
+                        assert time.monotonic() < deadline, "a's remaining draft was not renewed"
+                        await asyncio.sleep(0.05)
+            told = [r.getMessage() for r in caplog.records if "lease on them is gone" in r.getMessage()]
+            assert told and all(ids[0] in m and ids[1] not in m and ids[2] not in m for m in told)
+            assert [d.header.message_id for d in await b.drafts.drafts_for("node-b")] == ids[:1]  # b's own only
+        finally:
+            await a.close()
+            await b.close()
+    with caplog.at_level(logging.WARNING, logger="gwx.store"):
+        asyncio.run(main())
