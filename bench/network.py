@@ -41,7 +41,7 @@ the notices coming back cost in envelopes: ``city_envelopes_in`` (what the city 
 type) and ``relayed_envelopes`` (headers the counties took in custody), and the clerks' side:
 ``clerks_signed_s`` (→ the last 签收 taken by its own node), ``sign_for_p50_s`` (one 签收 as the
 clerk waits for it) and ``sign_for_served_mean_s`` (as the nodes served it, their histogram).
-``--sign-after-delivery`` holds every clerk until the document has reached every node
+``--sign-after-delivery`` holds every clerk until the document has reached every node (and splits each process's CPU there: ``delivery_cpu_s``, ``signing_cpu_s``)
 (``first_signed_s`` then comes after ``delivered_s``): delivery alone, not sharing the cores with the
 签收 of the nodes reached first. ``--py-spy DIR`` records every node process with py-spy during
 the exchange (``GWX_SPY_GIL=1``: only the thread holding the GIL). ``--keep DIR`` keeps the
@@ -93,11 +93,12 @@ def notice_meta(to: list[str]) -> dict:
 
 async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: dict[str, str],
                   signed: list[float], signed_latency: list[float], per_node: int | None,
-                  after_delivery: bool = False) -> None:
+                  after_delivery: bool = False, on_everywhere=None) -> None:
     """For every node: wait until the document reaches one of its units, then 签收 for each unit
     (``signed``: when each 签收 was answered, monotonic; ``signed_latency``: how long each took).
     With ``after_delivery`` no clerk signs before the document has reached every node (delivery
-    alone, not sharing the cores with the 签收 of the nodes it reached first).
+    alone, not sharing the cores with the 签收 of the nodes it reached first); ``on_everywhere`` is then
+    called once, when the last node has it (before any 签收).
 
     Requests in flight: CLERKS_AT_ONCE over the whole city, or with ``per_node`` that many at each
     node (its clerks), every node at once."""
@@ -132,6 +133,8 @@ async def _clerks(city: City, doc_id: str, poll: float, deadline: float, seen: d
                     await asyncio.wait_for(everywhere.wait(), max(0.0, deadline - time.monotonic()))
                 except TimeoutError:  # some node never got it: the figures say so
                     return
+                if on_everywhere is not None:
+                    on_everywhere()
             async def sign_for(unit: str) -> None:  # every unit's clerk at once, as in a real city
                 while time.monotonic() < deadline:
                     status, item = await call(node, unit, "POST", f"/api/v1/inbox/{doc_id}/sign-for")
@@ -188,9 +191,12 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
     signed: list[float] = []
     latency: list[float] = []
 
+    def every_node_has_it() -> None:  # the processes' CPU between delivery alone and the 签收 alone
+        fig.setdefault("cpu_s_at_every_node", [p["cpu_s"] for p in process_figures(city.processes)])
+
     async def both() -> None:
         await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen, signed, latency, clerks_per_node,
-                                     after_delivery),
+                                     after_delivery, every_node_has_it),
                              _sender(city, doc_id, len(recipients), start, deadline, fig))
     asyncio.run(both())
     fig.update(recipients=len(recipients), received=len(seen), signed_back=fig.get("sender_counts", {})
@@ -324,6 +330,10 @@ def table(fig: dict) -> None:
         ("CPU per process", " / ".join(f"{p['cpu_s']:.0f}" for p in per) + " s", "from its start"),
         ("CPU per process during the exchange", " / ".join(f"{p['exchange_cpu_s']:.0f}" for p in per) + " s",
          f"{sum(p['exchange_cpu_s'] for p in per):.0f} s in all, from the submit to the end"),
+        *([("  until every node had it / then the 签收", " / ".join(f"{p['delivery_cpu_s']:.0f}+{p['signing_cpu_s']:.0f}"
+                                                                     for p in per) + " s",
+            f"{sum(p['delivery_cpu_s'] for p in per):.0f} + {sum(p['signing_cpu_s'] for p in per):.0f} s in all "
+            f"(--sign-after-delivery)")] if "delivery_cpu_s" in per[0] else []),
         ("CPU of this script's clerks and polls", f"{fig['driver_exchange_cpu_s']:.1f} s",
          "during the exchange, on the same cores"),
         ("of it in the garbage collector", " / ".join(f"{p['exchange_gc_s']:.2f}" for p in per) + " s",
@@ -393,6 +403,9 @@ def main() -> int:
                                                      strict=True):
                 after["exchange_cpu_s"] = round(after["cpu_s"] - before["cpu_s"], 1)
                 after["exchange_gc_s"] = round(gc_now - gc_was, 2)
+            for before, after, at in zip(started, fig["processes"], fig.pop("cpu_s_at_every_node", ()), strict=False):
+                after["delivery_cpu_s"] = round(at - before["cpu_s"], 1)  # --sign-after-delivery only
+                after["signing_cpu_s"] = round(after["cpu_s"] - at, 1)
         except Exception:
             for i, p in enumerate(city.processes):
                 log = base / "net" / f"cohost-{i}.log"

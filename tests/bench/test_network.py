@@ -69,3 +69,5 @@ def test_signing_after_delivery_no_clerk_signs_before_every_unit_has_it(tmp_path
         city.net.stop_all()
     assert figures["received"] == figures["signed_back"] == figures["recipients"] == 13
     assert figures["first_signed_s"] > figures["delivered_s"]
+    # Each process's CPU when the last node had it (before any 签收): the split between the two phases.
+    assert len(figures["cpu_s_at_every_node"]) == 2 and all(cpu > 0 for cpu in figures["cpu_s_at_every_node"])
