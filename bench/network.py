@@ -362,7 +362,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, help="seconds to wait for every 签收 (default 420, quick 120)")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between a clerk's looks at an inbox")
     parser.add_argument("--sign-after-delivery", action="store_true",
-                        help="no clerk signs before every node has the document (delivery alone)")
+                        help="no clerk signs before every node has the document (delivery alone); splits each "
+                             "process's CPU there (delivery_cpu_s, signing_cpu_s)")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record every node process with py-spy during the exchange (DIR/cohost-N.txt)")
     parser.add_argument("--keep", metavar="DIR", type=Path,
