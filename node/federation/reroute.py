@@ -14,10 +14,16 @@ names a unit the directory now places elsewhere is re-addressed:
   from — is still held (the outbox keeps it for show and download), so it is sealed afresh for the
   new node. A bundle (one frame with a header per destination behind the same hop, one queue row
   each) is sent whole, so all its rows are withdrawn together and drafted again, the units that did
-  not move for the node they were going to. An envelope in flight at that moment is left alone and
-  looked at again a second later;
-  one an operator holds stays held, and is re-addressed once released. If the package were gone the
-  envelope stays queued for the old node, and the log says why.
+  not move for the node they were going to. An envelope in flight at that moment (claimed for a
+  send to the old node, which may be down and only refusing connections) is left alone, and one
+  an operator holds stays held: each is re-addressed once it waits again. If the package were gone
+  the envelope stays queued for the old node, and the log says why.
+
+A pass notes every message it should move but cannot yet — an envelope in flight or held, a draft
+being sealed at that moment — and while the directory stays the same, the watch looks at only
+those each second (one queue row read each): once one of them waits again (or is no longer in the
+queue), a pass runs. Without it, an envelope that happened to be in flight when the directory
+changed went back to waiting for the old node and stayed there until its window closed.
 
 Each new message has a new id (the old one was never handed on, so no receiver knows it); the
 document's outgoing links and its recipients' ``destination_node`` follow in the same transaction
@@ -47,6 +53,7 @@ from node.context import NodeContext
 from node.errors import BlobMissing, StoreContended, StoreError
 from node.federation.routing import UnknownUnit
 from node.store import OutgoingLink, Transaction, UnreadableDraft
+from node.store.queue_states import ACTIVE, HOLD, WITHDRAWABLE_STATES
 
 if TYPE_CHECKING:
     from node.federation.outbound import Outbound
@@ -55,10 +62,15 @@ log = logging.getLogger("gwx.reroute")
 
 POLL_SECONDS = 1.0  # how often the held directory is looked at (a stat; the router re-reads it only if it changed)
 DRAFTS_PER_PASS = 10_000
+ROWS_PER_READ = 500  # in flight or held rows read at a time (a destination's window is far smaller)
 
 
 class _InFlight(Exception):
     """A row of the frame to withdraw is no longer waiting (claimed for sending, held)."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
 
 
 class Rerouter:
@@ -70,33 +82,45 @@ class Rerouter:
         self.store = outbound.store
 
     async def run(self) -> None:
-        """At start-up, then on every change of the directory (and again while envelopes to move were
-        in flight); until cancelled."""
+        """At start-up, then on every change of the directory, and again whenever a message the last
+        pass could not move yet waits again; until cancelled."""
         seen: object = object()
-        again = True
+        pending: set[str] = set()
         while True:
             held = self._directory_key()
-            if held != seen or again:
-                seen = held
-                try:
-                    again = await self.reroute_once() > 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # a bug or a busy store must not end the watch: try again shortly
-                    log.exception("re-routing after a directory change failed; trying again")
-                    again = True
+            try:
+                if held != seen or (pending and await self._waiting_again(pending)):
+                    seen = held
+                    pending = await self.reroute_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or a busy store must not end the watch: a whole pass again shortly
+                log.exception("re-routing after a directory change failed; trying again")
+                seen = object()
             await asyncio.sleep(POLL_SECONDS)
+
+    async def _waiting_again(self, pending: set[str]) -> bool:
+        """Whether one of ``pending`` waits in the queue again (or left it: a draft whose sealing
+        rolled back, say); those finished (sent, bounced) are dropped from ``pending``."""
+        for message_id in sorted(pending):
+            entry = await self.store.queue.get(message_id)
+            if entry is None or entry.state in WITHDRAWABLE_STATES:
+                return True
+            if entry.state not in (ACTIVE, HOLD):
+                pending.discard(message_id)
+        return False
 
     def _directory_key(self) -> object:
         directory = getattr(self.ctx.router, "directory", lambda: None)()
         return None if directory is None else (directory.version, directory.issued_at)
 
-    async def reroute_once(self) -> int:
-        """One pass; returns how many messages should move but could not yet (in flight, being sealed)."""
-        return await self._drafts() + await self._queued()
+    async def reroute_once(self) -> set[str]:
+        """One pass; returns the ids of the messages that should move but could not yet (in flight,
+        held, being sealed)."""
+        return await self._drafts() | await self._queued() | await self._not_waiting()
 
-    async def _drafts(self) -> int:
-        left = 0
+    async def _drafts(self) -> set[str]:
+        left: set[str] = set()
         for destination in await self.store.drafts.draft_destinations():
             # Every draft, also one another worker is sealing (not claimed: its sealing then finds it gone).
             for row in await self.store.drafts.every_draft_for(destination, DRAFTS_PER_PASS):
@@ -114,11 +138,11 @@ class Rerouter:
                 try:
                     await self._readdress(message_id, link, groups, row.payload_digest, row.payload_size, take)
                 except StoreContended:  # sealed meanwhile: found in the queue at the next pass
-                    left += 1
+                    left.add(message_id)
         return left
 
-    async def _queued(self) -> int:
-        left = 0
+    async def _queued(self) -> set[str]:
+        left: set[str] = set()
         done: set[str] = set()
         for link in await self.store.links.waiting_documents():
             if link.message_id in done:
@@ -147,10 +171,26 @@ class Rerouter:
             else:
                 try:
                     await self._withdraw_frame(plans, doc.package_digest, size)
-                except _InFlight:
-                    left += 1  # in flight (or held) right now: looked at again shortly
+                except _InFlight as busy:
+                    left.add(busy.message_id)  # in flight (or held) right now: looked at again once it waits
                 done |= {mate.message_id for mate, _ in plans}
         return left
+
+    async def _not_waiting(self) -> set[str]:
+        """Our documents' envelopes in flight or held right now whose units moved: not listed by
+        ``waiting_documents``, they are taken back once they wait again."""
+        left: set[str] = set()
+        after = None
+        while True:
+            rows = await self.store.queue.entries(states=(ACTIVE, HOLD), after=after, limit=ROWS_PER_READ)
+            for entry in rows:
+                link = await self.store.links.link(entry.message_id)
+                if (link is not None and link.type == MessageType.DOCUMENT.value
+                        and regroup(self.ctx, link.units, link.destination) is not None):
+                    left.add(entry.message_id)
+            if len(rows) < ROWS_PER_READ:
+                return left
+            after = rows[-1].message_id
 
     async def _withdraw_frame(self, plans: list[tuple[OutgoingLink, dict[str, tuple[str, ...]]]],
                               package_digest: str, size: int) -> None:
@@ -159,7 +199,7 @@ class Rerouter:
             for mate, groups in plans:
                 if not await self.store.queue.withdraw(tx, mate.message_id, "its frame carries units that moved "
                                                        "to another node"):
-                    raise _InFlight  # rolls back the rows of this frame withdrawn so far
+                    raise _InFlight(mate.message_id)  # rolls back the rows of this frame withdrawn so far
                 await self.store.links.remove_link(tx, mate.message_id)
                 await add_readdressed(self.outbound, tx, mate, groups, package_digest, size)
         for _, groups in plans:

@@ -8,7 +8,9 @@ as sealed envelopes waiting in its queue (the certificate cached) — and a new 
 at the city sends them to town-b: each delivered there once, none lost, the tracking naming
 town-b, and a document for a unit that stayed with county-a still waiting for it. A document that
 had already left (held by county-a for town-a, offline) is refused by town-a once the unit is no
-longer its own, bounced back by county-a, and sent on to town-b by the city.
+longer its own, bounced back by county-a, and sent on to town-b by the city. An envelope that is not waiting when
+the unit moves (held by an operator, or in flight to county-a) is sealed again for town-b once it
+waits again.
 
 The first two steps (drafts rerouted; envelopes sealed for county-a taken back and sealed again —
 SM4 and SM2 key transport — for town-b) run on a 国密 network too, each profile its own network
@@ -50,16 +52,18 @@ GONE = make_unit_code("11371302MB0000403")    # 兰山区某村委会: town-a ho
 TOWN_A = make_unit_code("11371302MB0000404")  # 兰山区某街道办事处, stays on town-a
 ASLEEP = make_unit_code("11371302MB0000405")  # 兰山区某镇司法所: moves while the city is stopped
 SPLIT = make_unit_code("11371302MB0000406")   # 兰山区某镇派出所: moves out of a bundle
+HELD = make_unit_code("11371302MB0000407")    # 兰山区某镇卫生院: moves while an operator holds its envelope
 UNIT_NAMES.setdefault(MOVED, "兰山区某镇人民政府")
 UNIT_NAMES.setdefault(LATER, "兰山区某镇财政所")
 UNIT_NAMES.setdefault(GONE, "兰山区某村委会")
 UNIT_NAMES.setdefault(TOWN_A, "兰山区某街道办事处")
 UNIT_NAMES.setdefault(ASLEEP, "兰山区某镇司法所")
 UNIT_NAMES.setdefault(SPLIT, "兰山区某镇派出所")
+UNIT_NAMES.setdefault(HELD, "兰山区某镇卫生院")
 TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-a", "township", "county-a"),
         ("town-b", "township", "city")]
 FIRST_HOST = {MOVED: "county-a", LATER: "county-a", GONE: "town-a", TOWN_A: "town-a", ASLEEP: "county-a",
-              SPLIT: "county-a"}
+              SPLIT: "county-a", HELD: "county-a"}
 
 
 def units(moved: tuple[str, ...]) -> list[dict]:
@@ -74,7 +78,7 @@ def networks(tmp_path_factory):
     # town-a's operator has already taken GONE off its node (the directory still names town-a).
     hosted = {"city": [{"code": CITY, "name": UNIT_NAMES[CITY]}], "county-a": [{"code": A1, "name": UNIT_NAMES[A1]}],
               "town-a": [{"code": TOWN_A, "name": UNIT_NAMES[TOWN_A]}],
-              "town-b": [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP, SPLIT)]}
+              "town-b": [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP, SPLIT, HELD)]}
     # The city retries as fast as elsewhere, but its window outlasts any scenario here: what is queued
     # for county-a must still be waiting when the new directory comes. With FAST_RETRY's 30 s, a loaded
     # CI saw the window close first (QUEUE_EXPIRED, then re-addressed as a failure, not withdrawn).
@@ -239,4 +243,36 @@ def test_a_bundle_waiting_for_the_county_is_taken_back_whole_and_nothing_is_doub
     wait_status(city, CITY, doc_id, {SPLIT: "delivered", TOWN_A: "delivered"})
     assert town_copies(town, SPLIT, doc_id) == 1 and town_copies(old_town, TOWN_A, doc_id) == 1
     assert db_value(county, "SELECT COUNT(*) FROM inbox WHERE doc_id = ?", [doc_id]) == 0
+    verify_audit_chain(city)
+
+
+def test_an_envelope_not_waiting_when_its_unit_moved_is_sealed_again_once_it_waits(net):
+    """The directory moves a unit while the city's envelope for it is not waiting — an operator holds
+    it here (the same as one in flight to county-a at that moment, which a slow attempt makes likely).
+    The rerouter's pass cannot take it back then; it looks again until it can: once released, the
+    envelope is sealed again for town-b, not left for county-a (down) until its window closes."""
+    city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-b"]
+    county_certificate_cached(net)
+    net.stop(county)
+    try:
+        held, other = (send_document(city, CITY, notice_meta(CITY, [HELD]), net.body)["doc_id"] for _ in range(2))
+        ids = [db_rows(city, "SELECT message_id FROM outgoing WHERE doc_id = ?", [d])[0][0] for d in (held, other)]
+        wait_for(lambda: db_value(city, "SELECT COUNT(*) FROM queue WHERE destination = 'county-a' AND state ="
+                                        " 'deferred' AND message_id IN (?, ?)", ids) == 2,
+                 30, what="the two envelopes sealed and deferred at the city")
+        operator = city.client("operator")
+        operator.post(f"/api/v1/node/queue/{ids[0]}/hold", {"reason": "looked at before it goes"})
+
+        install(net, city, 7, (MOVED, LATER, GONE, ASLEEP, SPLIT, HELD))
+        inbox_item(town, HELD, other, timeout=60)  # the pass after the new directory has run
+        assert db_value(city, "SELECT state FROM queue WHERE message_id = ?", [ids[0]]) == "hold"
+        operator.post(f"/api/v1/node/queue/{ids[0]}/release")
+        inbox_item(town, HELD, held, timeout=60)
+        tracking = wait_status(city, CITY, held, {HELD: "delivered"})
+        assert recipients_by_unit(tracking)[HELD]["node"] == "town-b"
+        assert db_value(city, "SELECT COUNT(*) FROM queue WHERE message_id = ?", [ids[0]]) == 0
+    finally:
+        net.start(county)
+    assert db_value(county, "SELECT COUNT(*) FROM inbox WHERE unit_code = ?", [HELD]) == 0
+    assert town_copies(town, HELD, held) == 1 and town_copies(town, HELD, other) == 1
     verify_audit_chain(city)
