@@ -154,8 +154,8 @@ def test_sealed_envelopes_waiting_for_the_old_node_are_sealed_again_for_the_new_
                  30, what="the three envelopes sealed and deferred at the city")
 
         install(net, city, 3, (MOVED, LATER))
-        for doc_id in doc_ids:  # 90 s: one CI run in a slow spell of the VM missed 30 s (session 25)
-            inbox_item(town, LATER, doc_id, timeout=90)
+        for doc_id in doc_ids:
+            inbox_item(town, LATER, doc_id)
             tracking = wait_status(city, CITY, doc_id, {LATER: "delivered"})
             assert recipients_by_unit(tracking)[LATER]["node"] == "town-b"
             assert recipients_by_unit(tracking)[LATER]["where"] is None
