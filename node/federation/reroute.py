@@ -19,11 +19,14 @@ names a unit the directory now places elsewhere is re-addressed:
   an operator holds stays held: each is re-addressed once it waits again. If the package were gone
   the envelope stays queued for the old node, and the log says why.
 
-A pass notes every message it should move but cannot yet — an envelope in flight or held, a draft
-being sealed at that moment — and while the directory stays the same, the watch looks at only
-those each second (one queue row read each): once one of them waits again (or is no longer in the
-queue), a pass runs. Without it, an envelope that happened to be in flight when the directory
-changed went back to waiting for the old node and stayed there until its window closed.
+A pass notes every message it should move but cannot yet — a draft being sealed at that moment,
+and, read after its moves, every envelope of ours still in the queue for a node that no longer
+hosts its units (in flight, held, or claimed or put back between the pass's reads), except those
+it leaves alone on purpose (the package gone, a frame not of one document's headers) — and while
+the directory stays the same, the watch looks at only those each second (one queue row read
+each): once one of them waits again (or is no longer in the queue), a pass runs. Without it, an
+envelope that happened to be in flight when the directory changed went back to waiting for the
+old node and stayed there until its window closed.
 
 Each new message has a new id (the old one was never handed on, so no receiver knows it); the
 document's outgoing links and its recipients' ``destination_node`` follow in the same transaction
@@ -62,7 +65,7 @@ log = logging.getLogger("gwx.reroute")
 
 POLL_SECONDS = 1.0  # how often the held directory is looked at (a stat; the router re-reads it only if it changed)
 DRAFTS_PER_PASS = 10_000
-ROWS_PER_READ = 500  # in flight or held rows read at a time (a destination's window is far smaller)
+ROWS_PER_READ = 500  # queue rows read at a time after a pass
 
 
 class _InFlight(Exception):
@@ -80,6 +83,7 @@ class Rerouter:
         self.outbound = outbound
         self.ctx = outbound.ctx
         self.store = outbound.store
+        self._left_alone: set[str] = set()  # this pass's: not to be moved (nothing moved, package gone, not our frame)
 
     async def run(self) -> None:
         """At start-up, then on every change of the directory, and again whenever a message the last
@@ -116,8 +120,10 @@ class Rerouter:
 
     async def reroute_once(self) -> set[str]:
         """One pass; returns the ids of the messages that should move but could not yet (in flight,
-        held, being sealed)."""
-        return await self._drafts() | await self._queued() | await self._not_waiting()
+        held, being sealed, claimed or put back while the pass read the queue)."""
+        self._left_alone = set()
+        left = await self._drafts() | await self._queued()
+        return left | await self._left_behind()
 
     async def _drafts(self) -> set[str]:
         left: set[str] = set()
@@ -148,12 +154,17 @@ class Rerouter:
             if link.message_id in done:
                 continue
             groups = regroup(self.ctx, link.units, link.destination)
+            if groups is None:
+                self._left_alone.add(link.message_id)  # nothing of it moves
+                continue
             doc = await self.store.messages.get_outbox(link.doc_id)
-            if groups is None or doc is None:
+            if doc is None:
+                self._left_alone.add(link.message_id)
                 continue
             try:
                 size = await asyncio.to_thread(self.store.blobs.size_of, doc.package_digest)
             except (OSError, BlobMissing, StoreError):
+                self._left_alone.add(link.message_id)
                 log.error("cannot re-address %s (document %s) to %s: its package is no longer held; it stays "
                           "queued for %s", link.message_id, link.doc_id, ", ".join(groups), link.destination,
                           extra={"message_id": link.message_id, "doc_id": link.doc_id})
@@ -166,6 +177,7 @@ class Rerouter:
             for mate_id in await self.store.queue.frame_rows(link.message_id):
                 mate = link if mate_id == link.message_id else await self.store.links.link(mate_id)
                 if mate is None or mate.type != MessageType.DOCUMENT.value or mate.doc_id != link.doc_id:
+                    self._left_alone.add(link.message_id)
                     break  # not a bundle of our document's headers: leave the frame alone
                 plans.append((mate, regroup(self.ctx, mate.units, mate.destination) or {mate.destination: mate.units}))
             else:
@@ -176,14 +188,17 @@ class Rerouter:
                 done |= {mate.message_id for mate, _ in plans}
         return left
 
-    async def _not_waiting(self) -> set[str]:
-        """Our documents' envelopes in flight or held right now whose units moved: not listed by
-        ``waiting_documents``, they are taken back once they wait again."""
+    async def _left_behind(self) -> set[str]:
+        """Read after the pass's moves: our documents' envelopes still in the queue (any unfinished
+        state) for a node that no longer hosts their units — in flight or held when the pass read the
+        waiting ones, or claimed since — but those left alone on purpose; taken back once they wait."""
         left: set[str] = set()
         after = None
         while True:
-            rows = await self.store.queue.entries(states=(ACTIVE, HOLD), after=after, limit=ROWS_PER_READ)
+            rows = await self.store.queue.entries(after=after, limit=ROWS_PER_READ)
             for entry in rows:
+                if entry.type != MessageType.DOCUMENT.value or entry.message_id in self._left_alone:
+                    continue
                 link = await self.store.links.link(entry.message_id)
                 if (link is not None and link.type == MessageType.DOCUMENT.value
                         and regroup(self.ctx, link.units, link.destination) is not None):
