@@ -14,12 +14,14 @@ waits again.
 
 The first two steps (drafts rerouted; envelopes sealed for county-a taken back and sealed again —
 SM4 and SM2 key transport — for town-b) run on a 国密 network too, each profile its own network
-and directory history; the later steps build on the international one's.
+and directory history (the 国密 one has no town-a: those steps never touch it); the later steps
+build on the international one's.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 
 import pytest
 
@@ -66,11 +68,18 @@ FIRST_HOST = {MOVED: "county-a", LATER: "county-a", GONE: "town-a", TOWN_A: "tow
               SPLIT: "county-a", HELD: "county-a"}
 
 
-def units(moved: tuple[str, ...]) -> list[dict]:
+def units(moved: tuple[str, ...], nodes: Collection[str]) -> list[dict]:
+    """The directory's units, those moved at town-b; a unit whose first host is not among ``nodes``
+    (town-a on the 国密 network) is not listed."""
     rows = [{"code": CITY, "name": UNIT_NAMES[CITY], "level": "city", "node": "city"},
             {"code": A1, "name": UNIT_NAMES[A1], "level": "county", "node": "county-a"}]
     return rows + [{"code": code, "name": UNIT_NAMES[code], "level": "township",
-                    "node": "town-b" if code in moved else host, "parent": A1} for code, host in FIRST_HOST.items()]
+                    "node": "town-b" if code in moved else host, "parent": A1}
+                   for code, host in FIRST_HOST.items() if host in nodes]
+
+
+def tree(nodes: Collection[str]) -> list[tuple[str, str, str | None]]:
+    return [row for row in TREE if row[0] in nodes]
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +92,20 @@ def networks(tmp_path_factory):
     # for county-a must still be waiting when the new directory comes. With FAST_RETRY's 30 s, a loaded
     # CI saw the window close first (QUEUE_EXPIRED, then re-addressed as a failure, not withdrawn).
     city = {"city": {"retry": {**FAST_RETRY, "window_seconds": 600}}}
+
+    def network(profile: str):
+        # The 国密 network runs the first two steps only, which never touch town-a: it has no town-a.
+        ids = set(hosted) - ({"town-a"} if profile != "international" else set())
+        return directory_network(tmp_path_factory.mktemp(f"reroute-{profile}"),
+                                 {node: hosted[node] for node in hosted if node in ids}, tree(ids), units((), ids),
+                                 city, profile=profile)
     with contextlib.ExitStack() as stack:
-        yield ByProfile(lambda profile: stack.enter_context(directory_network(
-            tmp_path_factory.mktemp(f"reroute-{profile}"), hosted, TREE, units(()), city, profile=profile)))
+        yield ByProfile(lambda profile: stack.enter_context(network(profile)))
 
 
 def install(net, node, version: int, moved: tuple[str, ...]) -> None:
-    write_public_file(node.directory / "directory.json", signed_directory(net, version, TREE, units(moved)))
+    write_public_file(node.directory / "directory.json",
+                      signed_directory(net, version, tree(net.nodes), units(moved, net.nodes)))
 
 
 def county_certificate_cached(net) -> None:
