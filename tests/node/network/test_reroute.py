@@ -214,6 +214,7 @@ def test_a_document_refused_by_the_old_node_after_the_move_is_sent_to_the_new_on
 
 def test_a_directory_installed_while_the_node_was_stopped_is_acted_on_at_start_up(net):
     city, county, town = net.nodes["city"], net.nodes["county-a"], net.nodes["town-b"]
+    county_certificate_cached(net)  # what the city holds for ASLEEP is sealed and waits in its queue
     net.stop(county)
     try:
         doc_id = send_document(city, CITY, notice_meta(CITY, [ASLEEP]), net.body)["doc_id"]
