@@ -208,11 +208,12 @@ def new_network(base: Path, *, profile: str = "international") -> LocalNetwork:
 def directory_network(base: Path, hosted: Mapping[str, list[dict]], tree: Sequence[tuple[str, str, str | None]],
                       directory_units: Sequence[dict[str, str]],
                       overrides: Mapping[str, dict] | None = None, *,
-                      profile: str = "international") -> Iterator[LocalNetwork]:
+                      profile: str = "international", running: Collection[str] | None = None) -> Iterator[LocalNetwork]:
     """Nodes that route by the network directory, running: ``hosted`` is node id → the units it
     hosts (as ``add_node`` takes them), ``tree`` and ``directory_units`` what the directory says
     (see :func:`signed_directory`), ``overrides`` node id → config overrides. Every node holds
-    version 1 of the directory from the start; all are stopped afterwards."""
+    version 1 of the directory from the start; all are stopped afterwards. ``running``: the nodes
+    started (default: all; the others provisioned, as :func:`start_network` says)."""
     net = new_network(base, profile=profile)
     for node_id, its_units in hosted.items():
         net.add_node(node_id, its_units, **{"retry": FAST_RETRY, **(overrides or {}).get(node_id, {})})
@@ -220,7 +221,9 @@ def directory_network(base: Path, hosted: Mapping[str, list[dict]], tree: Sequen
     for node in net.nodes.values():
         write_public_file(node.directory / "directory.json", directory)
     try:
-        net.start_all()
+        for node in net.nodes.values():
+            if running is None or node.node_id in running:
+                net.start(node)
         yield net
     finally:
         net.stop_all()
