@@ -14,10 +14,19 @@ names a unit the directory now places elsewhere is re-addressed:
   from — is still held (the outbox keeps it for show and download), so it is sealed afresh for the
   new node. A bundle (one frame with a header per destination behind the same hop, one queue row
   each) is sent whole, so all its rows are withdrawn together and drafted again, the units that did
-  not move for the node they were going to. An envelope in flight at that moment is left alone and
-  looked at again a second later;
-  one an operator holds stays held, and is re-addressed once released. If the package were gone the
-  envelope stays queued for the old node, and the log says why.
+  not move for the node they were going to. An envelope in flight at that moment (claimed for a
+  send to the old node, which may be down and only refusing connections) is left alone, and one
+  an operator holds stays held: each is re-addressed once it waits again. If the package were gone
+  the envelope stays queued for the old node, and the log says why.
+
+A pass notes every message it should move but cannot yet — a draft being sealed at that moment,
+and, read after its moves, every envelope of ours still in the queue for a node that no longer
+hosts its units (in flight, held, or claimed or put back between the pass's reads), except those
+it leaves alone on purpose (the package gone, a frame not of one document's headers) — and while
+the directory stays the same, the watch looks at only those each second (one queue row read
+each): once one of them waits again (or is no longer in the queue), a pass runs. Without it, an
+envelope that happened to be in flight when the directory changed went back to waiting for the
+old node and stayed there until its window closed.
 
 Each new message has a new id (the old one was never handed on, so no receiver knows it); the
 document's outgoing links and its recipients' ``destination_node`` follow in the same transaction
@@ -47,6 +56,7 @@ from node.context import NodeContext
 from node.errors import BlobMissing, StoreContended, StoreError
 from node.federation.routing import UnknownUnit
 from node.store import OutgoingLink, Transaction, UnreadableDraft
+from node.store.queue_states import ACTIVE, HOLD, WITHDRAWABLE_STATES
 
 if TYPE_CHECKING:
     from node.federation.outbound import Outbound
@@ -55,10 +65,15 @@ log = logging.getLogger("gwx.reroute")
 
 POLL_SECONDS = 1.0  # how often the held directory is looked at (a stat; the router re-reads it only if it changed)
 DRAFTS_PER_PASS = 10_000
+ROWS_PER_READ = 500  # queue rows read at a time after a pass
 
 
 class _InFlight(Exception):
     """A row of the frame to withdraw is no longer waiting (claimed for sending, held)."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
 
 
 class Rerouter:
@@ -68,35 +83,50 @@ class Rerouter:
         self.outbound = outbound
         self.ctx = outbound.ctx
         self.store = outbound.store
+        self._left_alone: set[str] = set()  # this pass's: not to be moved (nothing moved, package gone, not our frame)
 
     async def run(self) -> None:
-        """At start-up, then on every change of the directory (and again while envelopes to move were
-        in flight); until cancelled."""
+        """At start-up, then on every change of the directory, and again whenever a message the last
+        pass could not move yet waits again; until cancelled."""
         seen: object = object()
-        again = True
+        pending: set[str] = set()
         while True:
             held = self._directory_key()
-            if held != seen or again:
-                seen = held
-                try:
-                    again = await self.reroute_once() > 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # a bug or a busy store must not end the watch: try again shortly
-                    log.exception("re-routing after a directory change failed; trying again")
-                    again = True
+            try:
+                if held != seen or (pending and await self._waiting_again(pending)):
+                    seen = held
+                    pending = await self.reroute_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or a busy store must not end the watch: a whole pass again shortly
+                log.exception("re-routing after a directory change failed; trying again")
+                seen = object()
             await asyncio.sleep(POLL_SECONDS)
+
+    async def _waiting_again(self, pending: set[str]) -> bool:
+        """Whether one of ``pending`` waits in the queue again (or left it: a draft whose sealing
+        rolled back, say); those finished (sent, bounced) are dropped from ``pending``."""
+        for message_id in sorted(pending):
+            entry = await self.store.queue.get(message_id)
+            if entry is None or entry.state in WITHDRAWABLE_STATES:
+                return True
+            if entry.state not in (ACTIVE, HOLD):
+                pending.discard(message_id)
+        return False
 
     def _directory_key(self) -> object:
         directory = getattr(self.ctx.router, "directory", lambda: None)()
         return None if directory is None else (directory.version, directory.issued_at)
 
-    async def reroute_once(self) -> int:
-        """One pass; returns how many messages should move but could not yet (in flight, being sealed)."""
-        return await self._drafts() + await self._queued()
+    async def reroute_once(self) -> set[str]:
+        """One pass; returns the ids of the messages that should move but could not yet (in flight,
+        held, being sealed, claimed or put back while the pass read the queue)."""
+        self._left_alone = set()
+        left = await self._drafts() | await self._queued()
+        return left | await self._left_behind()
 
-    async def _drafts(self) -> int:
-        left = 0
+    async def _drafts(self) -> set[str]:
+        left: set[str] = set()
         for destination in await self.store.drafts.draft_destinations():
             # Every draft, also one another worker is sealing (not claimed: its sealing then finds it gone).
             for row in await self.store.drafts.every_draft_for(destination, DRAFTS_PER_PASS):
@@ -114,22 +144,27 @@ class Rerouter:
                 try:
                     await self._readdress(message_id, link, groups, row.payload_digest, row.payload_size, take)
                 except StoreContended:  # sealed meanwhile: found in the queue at the next pass
-                    left += 1
+                    left.add(message_id)
         return left
 
-    async def _queued(self) -> int:
-        left = 0
+    async def _queued(self) -> set[str]:
+        left: set[str] = set()
         done: set[str] = set()
         for link in await self.store.links.waiting_documents():
             if link.message_id in done:
                 continue
             groups = regroup(self.ctx, link.units, link.destination)
+            if groups is None:
+                self._left_alone.add(link.message_id)  # nothing of it moves
+                continue
             doc = await self.store.messages.get_outbox(link.doc_id)
-            if groups is None or doc is None:
+            if doc is None:
+                self._left_alone.add(link.message_id)
                 continue
             try:
                 size = await asyncio.to_thread(self.store.blobs.size_of, doc.package_digest)
             except (OSError, BlobMissing, StoreError):
+                self._left_alone.add(link.message_id)
                 log.error("cannot re-address %s (document %s) to %s: its package is no longer held; it stays "
                           "queued for %s", link.message_id, link.doc_id, ", ".join(groups), link.destination,
                           extra={"message_id": link.message_id, "doc_id": link.doc_id})
@@ -142,15 +177,35 @@ class Rerouter:
             for mate_id in await self.store.queue.frame_rows(link.message_id):
                 mate = link if mate_id == link.message_id else await self.store.links.link(mate_id)
                 if mate is None or mate.type != MessageType.DOCUMENT.value or mate.doc_id != link.doc_id:
+                    self._left_alone.add(link.message_id)
                     break  # not a bundle of our document's headers: leave the frame alone
                 plans.append((mate, regroup(self.ctx, mate.units, mate.destination) or {mate.destination: mate.units}))
             else:
                 try:
                     await self._withdraw_frame(plans, doc.package_digest, size)
-                except _InFlight:
-                    left += 1  # in flight (or held) right now: looked at again shortly
+                except _InFlight as busy:
+                    left.add(busy.message_id)  # in flight (or held) right now: looked at again once it waits
                 done |= {mate.message_id for mate, _ in plans}
         return left
+
+    async def _left_behind(self) -> set[str]:
+        """Read after the pass's moves: our documents' envelopes still in the queue (any unfinished
+        state) for a node that no longer hosts their units — in flight or held when the pass read the
+        waiting ones, or claimed since — but those left alone on purpose; taken back once they wait."""
+        left: set[str] = set()
+        after = None
+        while True:
+            rows = await self.store.queue.entries(after=after, limit=ROWS_PER_READ)
+            for entry in rows:
+                if entry.type != MessageType.DOCUMENT.value or entry.message_id in self._left_alone:
+                    continue
+                link = await self.store.links.link(entry.message_id)
+                if (link is not None and link.type == MessageType.DOCUMENT.value
+                        and regroup(self.ctx, link.units, link.destination) is not None):
+                    left.add(entry.message_id)
+            if len(rows) < ROWS_PER_READ:
+                return left
+            after = rows[-1].message_id
 
     async def _withdraw_frame(self, plans: list[tuple[OutgoingLink, dict[str, tuple[str, ...]]]],
                               package_digest: str, size: int) -> None:
@@ -159,7 +214,7 @@ class Rerouter:
             for mate, groups in plans:
                 if not await self.store.queue.withdraw(tx, mate.message_id, "its frame carries units that moved "
                                                        "to another node"):
-                    raise _InFlight  # rolls back the rows of this frame withdrawn so far
+                    raise _InFlight(mate.message_id)  # rolls back the rows of this frame withdrawn so far
                 await self.store.links.remove_link(tx, mate.message_id)
                 await add_readdressed(self.outbound, tx, mate, groups, package_digest, size)
         for _, groups in plans:

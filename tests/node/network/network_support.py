@@ -30,7 +30,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -111,13 +111,15 @@ def notice_meta(from_unit: str, to: Sequence[str], cc: Sequence[str] = (), *, ti
 
 
 def start_network(base: Path, topology: dict[str, tuple[list[str], dict]], *,
-                  profile: str = "international") -> LocalNetwork:
+                  profile: str = "international", running: Collection[str] | None = None) -> LocalNetwork:
     """``topology``: node id → (unit codes, config overrides). All nodes know each other. ``profile``:
-    the network's cryptography (:data:`PROFILES`), for scenarios parametrised on it."""
+    the network's cryptography (:data:`PROFILES`), for scenarios parametrised on it. ``running``: the
+    nodes started (default: all); the others are provisioned and known to every node, but their
+    process is never started — for a module that only speaks as them, with their keys and certificates."""
     net = new_network(base, profile=profile)
     for node_id, (codes, overrides) in topology.items():
         net.add_node(node_id, units(*codes), **{"retry": FAST_RETRY, **overrides})
-    return connect_and_start(net)
+    return connect_and_start(net, running)
 
 
 def city_and_county(name: str):
@@ -206,11 +208,12 @@ def new_network(base: Path, *, profile: str = "international") -> LocalNetwork:
 def directory_network(base: Path, hosted: Mapping[str, list[dict]], tree: Sequence[tuple[str, str, str | None]],
                       directory_units: Sequence[dict[str, str]],
                       overrides: Mapping[str, dict] | None = None, *,
-                      profile: str = "international") -> Iterator[LocalNetwork]:
+                      profile: str = "international", running: Collection[str] | None = None) -> Iterator[LocalNetwork]:
     """Nodes that route by the network directory, running: ``hosted`` is node id → the units it
     hosts (as ``add_node`` takes them), ``tree`` and ``directory_units`` what the directory says
     (see :func:`signed_directory`), ``overrides`` node id → config overrides. Every node holds
-    version 1 of the directory from the start; all are stopped afterwards."""
+    version 1 of the directory from the start; all are stopped afterwards. ``running``: the nodes
+    started (default: all; the others provisioned, as :func:`start_network` says)."""
     net = new_network(base, profile=profile)
     for node_id, its_units in hosted.items():
         net.add_node(node_id, its_units, **{"retry": FAST_RETRY, **(overrides or {}).get(node_id, {})})
@@ -218,17 +221,22 @@ def directory_network(base: Path, hosted: Mapping[str, list[dict]], tree: Sequen
     for node in net.nodes.values():
         write_public_file(node.directory / "directory.json", directory)
     try:
-        net.start_all()
+        for node in net.nodes.values():
+            if running is None or node.node_id in running:
+                net.start(node)
         yield net
     finally:
         net.stop_all()
 
 
-def connect_and_start(net: LocalNetwork) -> LocalNetwork:
-    """Every node learns every other, then all start; if one cannot, those started are stopped."""
+def connect_and_start(net: LocalNetwork, running: Collection[str] | None = None) -> LocalNetwork:
+    """Every node learns every other, then all start (those named in ``running``, when given); if one
+    cannot, those started are stopped."""
     net.connect_all()
     try:
-        net.start_all()
+        for node in net.nodes.values():
+            if running is None or node.node_id in running:
+                net.start(node)
     except BaseException:
         net.stop_all()
         raise

@@ -6,6 +6,8 @@ the one a production peer would meet: a node speaking for a unit it does not hos
 whose origin is not the node on the connection, a replay, an oversized request. The origin and
 replay checks run on a 国密 network too: there the TLS certificate is under the transport root and
 the header signed with SM2 under the network's root, and the replay identity is the header's SM3.
+county-b is provisioned and known to the others, but its process is never started: the tests
+speak as county-b themselves, with its keys and TLS certificate.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def networks(tmp_path_factory):
     made = ByProfile(lambda profile: start_network(
         tmp_path_factory.mktemp(f"hostile-{profile}"),
         {"city": ([CITY], {}), "county-a": ([A1], {"limits": {"max_envelope_bytes": MAX_ENVELOPE}}),
-         "county-b": ([B1], {})}, profile=profile))
+         "county-b": ([B1], {})}, profile=profile, running=("city", "county-a")))
     yield made
     made.stop_all()
 

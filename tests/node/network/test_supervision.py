@@ -3,6 +3,7 @@
 escalated by county-a once, as a signed 督办 notice, to CITY: the supervisor lists it, webhooks on
 both sides fire (to a real verifying receiver), a restart of county-a does not escalate it again,
 and A1's 签收 settles it at the city. Forged and replayed 督办 envelopes are refused or change nothing.
+county-b (B1's node) is provisioned and in the directory but not started: the tests only speak as it.
 
 The grace is 0 working days here (escalated as soon as overdue) and the deadline a few seconds
 ahead: these processes run on the real clock; the working-day rules are tested with a fake clock
@@ -59,7 +60,8 @@ def net(tmp_path_factory):
     overrides = {"city": {"webhooks": FAST_WEBHOOKS},
                  "county-a": {"webhooks": FAST_WEBHOOKS, "supervision": FAST_SWEEP},
                  "county-b": {"supervision": FAST_SWEEP}}
-    with directory_network(tmp_path_factory.mktemp("supervision"), hosted, TREE, UNITS, overrides) as network:
+    with directory_network(tmp_path_factory.mktemp("supervision"), hosted, TREE, UNITS, overrides,
+                           running=("city", "county-a")) as network:
         yield network
 
 

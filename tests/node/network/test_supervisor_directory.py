@@ -2,7 +2,8 @@
 supervises, on a running node that routes by the directory, and follows a new directory without the
 operator touching the account (node.supervision.supervisors.supervised_by). Real processes: the node
 is ``gwx node run``, the account made by ``gwx user add``, the console read over HTTP with its
-session cookie and CSRF token as a browser sends them."""
+session cookie and CSRF token as a browser sends them. The city, county-a's parent in the directory, is
+provisioned but not started: nothing here reaches it."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def net(tmp_path_factory):
     hosted = {"city": [{"code": CITY, "name": UNIT_NAMES[CITY]}],
               "county-a": [{"code": A1, "name": UNIT_NAMES[A1]}, {"code": A2, "name": UNIT_NAMES[A2]}]}
     with directory_network(tmp_path_factory.mktemp("supervisor-directory"), hosted, TREE,
-                           directory_units(a2_supervisor=A1)) as net:
+                           directory_units(a2_supervisor=A1), running=("county-a",)) as net:
         yield net
 
 

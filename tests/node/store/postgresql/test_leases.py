@@ -4,6 +4,7 @@ open on the same database under two worker names, on one hand-moved clock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -222,17 +223,26 @@ def test_a_draft_is_sealed_by_one_worker_and_taken_over_when_its_lease_ends(tmp_
     asyncio.run(main())
 
 
-async def _drafts(store: Store, clock: FakeClock, n: int) -> list[str]:
-    """``n`` drafts to node-b, added by ``store``; their ids, sorted (the order they are claimed in)."""
-    ids = []
-    for i in range(n):
-        header = HeaderDraft.new(MessageType.DOCUMENT, "node-a", "node-b", UNIT_A, (UNIT_B,), clock(),
-                                 dt.timedelta(days=3))
-        ref = await store.blobs.put(f"payload {i}".encode())
-        async with store.transaction() as tx:
-            await store.drafts.add_draft(tx, Draft(header, ref.digest, ref.size, clock(), None))
-        ids.append(header.message_id)
-    return sorted(ids)
+@contextlib.asynccontextmanager
+async def _claimed_drafts(tmp_path: Path, dsn: str, clock: FakeClock, n: int = 3):
+    """Two workers, and ``n`` drafts to node-b that worker a added and claimed (a builder round's):
+    yields a, b and the drafts' ids, sorted (the order they are claimed in); closes both at the end."""
+    a, b = await _workers(tmp_path, dsn, clock)
+    try:
+        ids = []
+        for i in range(n):
+            header = HeaderDraft.new(MessageType.DOCUMENT, "node-a", "node-b", UNIT_A, (UNIT_B,), clock(),
+                                     dt.timedelta(days=3))
+            ref = await a.blobs.put(f"payload {i}".encode())
+            async with a.transaction() as tx:
+                await a.drafts.add_draft(tx, Draft(header, ref.digest, ref.size, clock(), None))
+            ids.append(header.message_id)
+        ids.sort()
+        assert [d.header.message_id for d in await a.drafts.drafts_for("node-b")] == ids
+        yield a, b, ids
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def _until_logged(caplog, text: str) -> None:
@@ -248,10 +258,7 @@ def test_a_draft_lease_renewal_that_fails_keeps_renewing_and_says_so(tmp_path, p
     dsn, clock = postgres_server.new_database(), FakeClock()
 
     async def main() -> None:
-        a, b = await _workers(tmp_path, dsn, clock)
-        try:
-            ids = await _drafts(a, clock, 3)
-            assert [d.header.message_id for d in await a.drafts.drafts_for("node-b")] == ids
+        async with _claimed_drafts(tmp_path, dsn, clock) as (a, b, ids):
             await a.db.fetchone_writer("SELECT set_config('lock_timeout', '50ms', false)")  # a gives up soon
             a.lease.seconds = 0.6  # a renewal every 0.2 s (real time)
             with psycopg.connect(dsn, autocommit=True) as other:
@@ -266,9 +273,6 @@ def test_a_draft_lease_renewal_that_fails_keeps_renewing_and_says_so(tmp_path, p
                         await asyncio.sleep(0.05)
                     assert await b.drafts.drafts_for("node-b") == []  # still a's
                     assert until > to_db_time(clock())
-        finally:
-            await a.close()
-            await b.close()
     with caplog.at_level(logging.WARNING, logger="gwx.store"):
         asyncio.run(main())
 
@@ -285,10 +289,7 @@ def test_a_draft_taken_over_during_a_round_is_named_in_the_log(tmp_path, postgre
     dsn, clock = postgres_server.new_database(), FakeClock()
 
     async def main() -> None:
-        a, b = await _workers(tmp_path, dsn, clock)
-        try:
-            ids = await _drafts(a, clock, 3)
-            assert [d.header.message_id for d in await a.drafts.drafts_for("node-b")] == ids
+        async with _claimed_drafts(tmp_path, dsn, clock) as (a, b, ids):
             clock.advance(seconds=LEASE + 1)
             assert [d.header.message_id for d in await b.drafts.drafts_for("node-b", 1)] == ids[:1]
             async with a.transaction() as tx:  # …and a's round swapped one of its own meanwhile
@@ -304,8 +305,5 @@ def test_a_draft_taken_over_during_a_round_is_named_in_the_log(tmp_path, postgre
             told = [r.getMessage() for r in caplog.records if "lease on them is gone" in r.getMessage()]
             assert told and all(ids[0] in m and ids[1] not in m and ids[2] not in m for m in told)
             assert [d.header.message_id for d in await b.drafts.drafts_for("node-b")] == ids[:1]  # b's own only
-        finally:
-            await a.close()
-            await b.close()
     with caplog.at_level(logging.WARNING, logger="gwx.store"):
         asyncio.run(main())
