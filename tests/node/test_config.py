@@ -11,9 +11,9 @@ from node.config import (
     RevocationSettings,
     SoapSettings,
     StoreSettings,
-    dump_config,
     load_config,
 )
+from node.config_toml import dump_config
 from node.errors import ConfigError
 from node.provision import add_peer, init_node, read_units_file
 from node.run_lock import NodeLock
