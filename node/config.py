@@ -10,6 +10,7 @@ true). Changes to an existing file go through :mod:`node.config_edit`.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -126,6 +127,22 @@ class FolderSettings:
     poll_seconds: float = 2.0
 
 
+def default_check_processes() -> int:
+    """``[processing] check_processes`` left unset: 1 with a second core (one node process keeps ~1.1
+    cores busy and the checks are 28 % of it: docs/performance.md), 0 on one core (a second process
+    there adds only the hand-offs)."""
+    return 1 if len(os.sched_getaffinity(0)) > 1 else 0
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    """``[processing]``: ``check_processes`` — processes beside the node that run the package checks
+    needing no key (node.federation.check_pool); 0: in the node's own process. Unset: 1 with two
+    cores or more, 0 on one."""
+
+    check_processes: int = field(default_factory=default_check_processes)
+
+
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 
@@ -172,6 +189,7 @@ class NodeConfig:
     supervision: SupervisionSettings = field(default_factory=SupervisionSettings)  # 督办 (node.supervision)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)  # 一键归档's TSA (node.archive)
     store: StoreSettings = field(default_factory=StoreSettings)  # SQLite or PostgreSQL (node.store.opener)
+    processing: ProcessingSettings = field(default_factory=ProcessingSettings)  # the check processes
 
     # Well-known paths inside the node directory.
     @property
@@ -268,6 +286,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         supervision=parse_supervision(raw.pop("supervision", {}), directory),
         archive=parse_archive(raw.pop("archive", {}), directory),
         store=_store(raw.pop("store", {})),
+        processing=_processing(raw.pop("processing", {})),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
@@ -341,6 +360,14 @@ def _store(raw: Any) -> StoreSettings:
     if settings.backend == "sqlite" and settings.dsn:
         raise ConfigError("[store] dsn is for backend = \"postgresql\"; SQLite keeps its rows in data/gwx.db",
                           key="store.dsn")
+    return settings
+
+
+def _processing(raw: Any) -> ProcessingSettings:
+    settings = _section(raw, ProcessingSettings, "processing")
+    if not 0 <= settings.check_processes <= 64:
+        raise ConfigError(f"[processing] check_processes must be 0–64, got {settings.check_processes}",
+                          key="processing.check_processes")
     return settings
 
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
-from node.config import NodeConfig, SoapSettings, StoreSettings
+from node.config import NodeConfig, ProcessingSettings, SoapSettings, StoreSettings
 
 
 def dump_config(config: NodeConfig) -> str:
@@ -42,6 +42,8 @@ def dump_config(config: NodeConfig) -> str:
                 lines.append(f"{f.name} = {_q(value)}")
         lines.append("")
     lines += config.archive.to_toml(config.directory)
+    if config.processing != ProcessingSettings():  # unset means this machine's default: left unset
+        lines += ["[processing]", f"check_processes = {_q(config.processing.check_processes)}", ""]
     if config.store != StoreSettings():
         lines += ["[store]", f"backend = {_q(config.store.backend)}", f"dsn = {_q(config.store.dsn)}",
                   f"lease_seconds = {_q(config.store.lease_seconds)}", f"worker = {_q(config.store.worker)}",
