@@ -19,6 +19,10 @@ inside the CRLs' thisUpdate–nextUpdate. Nothing else the check judges depends 
 A revocation check offering no token (OCSP, plain functions) is never remembered, nor is a
 failure (it may be ours: a stale CRL).
 
+With check processes (:mod:`node.federation.check_pool`), the acceptor's report stays in the child
+that made it and :class:`AcceptedPackages` holds only which child (and incarnation) has it, under
+the same rule; the processor's judgement then runs in that child.
+
 Memory only, per process: with several workers on one PostgreSQL database, a worker that did not
 accept a package finds nothing here and checks it in full; after a restart everything is checked
 in full. Keyed by the package's SHA-256 (the payload blob's digest), so what is remembered is
