@@ -53,8 +53,16 @@ class Judge:
         self.allow_classified = False
         self.held: OrderedDict[str, tuple[PackageReport, int]] = OrderedDict()
         self.held_bytes = 0
+        self.unusable = ""
 
     def answer(self, job: tuple) -> tuple | None:
+        if job[0] == "trust":  # never answered: a failure here is what the next job answers
+            try:
+                return self._trust(*job[1:])
+            except Exception as exc:
+                self.generation, self.trust, self.revocation = None, None, None
+                self.unusable = f"the trust material of generation {job[1]} did not load: {exc}"
+                return None
         try:
             return getattr(self, "_" + job[0])(*job[1:])
         except GwxError as exc:
@@ -66,7 +74,7 @@ class Judge:
                allow_classified: bool) -> None:
         self.trust = TrustStore.of(x509.load_der_x509_certificate(r) for r in roots)
         self.revocation = CrlChecker(x509.load_der_x509_crl(c) for c in crls)
-        self.generation, self.allow_classified = generation, allow_classified
+        self.generation, self.allow_classified, self.unusable = generation, allow_classified, ""
         self.held.clear()
         self.held_bytes = 0
         return None
@@ -77,7 +85,7 @@ class Judge:
         return self.trust, self.revocation
 
     def _no_generation(self, generation: int):
-        raise RuntimeError(f"asked to judge under generation {generation}, holding {self.generation}")
+        raise RuntimeError(self.unusable or f"asked to judge under generation {generation}, holding {self.generation}")
 
     def _accept(self, generation: int, digest: str, package: bytes, now: dt.datetime) -> tuple:
         trust, revocation = self._material(generation)
