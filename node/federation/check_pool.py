@@ -5,8 +5,9 @@ the receipt and the processor's judgement of the PDF seal (docs/performance.md, 
 processes"). Neither needs a private key (opening the frame — ECDH, AES-GCM — stays in the node),
 so ``[processing] check_processes`` children (:mod:`node.federation.check_child`) run them:
 
-* **Hand-off**: a bare pipe per child, one pickled job and one answer (14 µs; a
-  ``ProcessPoolExecutor`` job costs the node 160–260 µs, a quarter of what it moves). Callers are
+* **Hand-off**: a bare pipe per child, one pickled job and one answer (14 µs answered at once, a
+  ``ProcessPoolExecutor`` job 160–260 µs; waiting ~1 ms for the child's answer adds the sleep and
+  wake-up, 0.17–0.19 ms a call in all on a loaded VM: docs/performance.md). Callers are
   worker threads (the acceptor's ``asyncio.to_thread`` job, the processor's thread): they block on the
   pipe with the GIL released. Packages above :data:`MAX_PACKAGE_BYTES` (streamed envelopes, big
   attachments) stay in the node's process: copying megabytes through a pipe costs the node what
