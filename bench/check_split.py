@@ -14,7 +14,11 @@ before anything is built:
 2. The hand-off of one package's bytes (16 KB) to a spawned process and a small answer back, CPU in
    *this* process per package: ``concurrent.futures.ProcessPoolExecutor`` one job per package and
    32 per job, and a bare ``multiprocessing`` pipe (``send_bytes``/``recv_bytes``).
-3. The bound: with the receiver's CPU per document given (``--accept-ms``, ``--inbox-ms``: a
+3. The pool as built (``node.federation.check_pool``, one child): the same packages checked through
+   it — the acceptor's check, then the processor's judgement of the verdict the child holds — CPU
+   per package in this process (``pool_accept_node_us``, ``pool_judge_node_us``: what the node
+   still spends) and in the child (``pool_accept_child_ms``, ``pool_judge_child_ms``, ``/proc``).
+4. The bound: with the receiver's CPU per document given (``--accept-ms``, ``--inbox-ms``: a
    ``bench/node.py --small`` run's ``cpu_ms_per_doc`` and ``cpu_ms_per_doc_with_inbox``), the share
    that would leave the node's process minus the hand-offs it adds, and 1 / (1 - share): the best
    factor on accepted/s and inbox/s while that process is the bound (one core: its GIL).
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
+import hashlib
 import io
 import json
 import multiprocessing
@@ -40,15 +45,17 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.node_pair import RECEIVER, RECEIVER_UNITS, SENDER, SENDER_UNIT, SENDER_UNIT_NAME  # noqa: E402
-from bench.node_small import small_seal  # noqa: E402
+from bench.node_small import cpu_seconds, small_seal  # noqa: E402
 from exchange_protocol.meta_json import parse_meta  # noqa: E402
 from exchange_protocol.package import build_package  # noqa: E402
 from exchange_protocol.package_verify import judge_pdf_later, verify_package  # noqa: E402
+from node.federation.check_pool import CheckPool  # noqa: E402
 from node.localnet import PASSPHRASE, LocalNetwork, notice_pdf  # noqa: E402
 from pki.certificates import load_certificate  # noqa: E402
 from pki.crl import load_crl  # noqa: E402
 from pki.revocation import CrlChecker  # noqa: E402
 from pki.seal_store import load_seal_credential  # noqa: E402
+from pki.trust import TrustStore  # noqa: E402
 
 BATCH = 32  # packages per job in the batched hand-off (the processor's run of documents)
 
@@ -106,6 +113,30 @@ def checks(fig: dict, n: int, base: Path) -> None:
         lambda p: verify_package(io.BytesIO(p), roots, now, revocation=crl, lean_pdf=True), data)
     if not all(r.ok for r in (*judged, *full)):
         raise SystemExit("a package fails its PDF judgement")
+    through_pool(fig, data, roots, crl, now)
+
+
+def through_pool(fig: dict, data: list[bytes], roots: list, crl: CrlChecker, now: dt.datetime) -> None:
+    """The packages through a real one-child :class:`CheckPool`, as the acceptor and processor call it."""
+    pool = CheckPool(1)
+    try:
+        generation = pool.generation(TrustStore.of(roots), crl.verdict_token())
+        digests = [hashlib.sha256(p).hexdigest() for p in data]
+        for digest, package in zip(digests[:5], data[:5], strict=True):  # started, its caches warm
+            pool.accept(generation, digest, package, now)
+        [child] = pool.pids()
+        node0, child0 = time.process_time(), cpu_seconds(child)
+        held = [pool.accept(generation, d, p, now) for d, p in zip(digests, data, strict=True)]
+        node1, child1 = time.process_time(), cpu_seconds(child)
+        judged = [pool.judge(generation, d, now, a.held, lambda: None) for d, a in zip(digests, held, strict=True)]
+        node2, child2 = time.process_time(), cpu_seconds(child)
+    finally:
+        pool.close()
+    if any(a.first_failure or a.held is None for a in held) or not all(j is not None and j.ok for j in judged):
+        raise SystemExit("a package fails through the pool")
+    n = len(data)
+    fig.update(pool_accept_node_us=(node1 - node0) / n * 1e6, pool_accept_child_ms=(child1 - child0) / n * 1000,
+               pool_judge_node_us=(node2 - node1) / n * 1e6, pool_judge_child_ms=(child2 - child1) / n * 1000)
 
 
 def handoffs(fig: dict, n: int) -> None:
@@ -156,6 +187,10 @@ def table(fig: dict) -> str:
         ("check before the receipt", f"{fig['check_before_receipt_ms']:.3f} ms", "verify_package, validate_pdf=False"),
         ("judge_pdf_later", f"{fig['judge_pdf_later_ms']:.3f} ms", "the processor, the acceptor's verdict held"),
         ("whole lean check", f"{fig['full_lean_check_ms']:.3f} ms", "verify_package(lean_pdf=True)"),
+        ("the pool: acceptor's check, node / child", f"{fig['pool_accept_node_us']:.0f} µs / "
+         f"{fig['pool_accept_child_ms']:.3f} ms", "node.federation.check_pool, one child"),
+        ("the pool: PDF seal judged, node / child", f"{fig['pool_judge_node_us']:.0f} µs / "
+         f"{fig['pool_judge_child_ms']:.3f} ms", "the verdict held in the child"),
         ("hand-off, ProcessPoolExecutor", f"{fig['handoff_futures_us']:.0f} µs", "this process's CPU, one job each"),
         (f"  {BATCH} packages a job", f"{fig['handoff_futures_batched_us']:.0f} µs", "per package"),
         ("hand-off, bare pipe", f"{fig['handoff_pipe_us']:.0f} µs", "send_bytes / recv_bytes"),
@@ -164,8 +199,8 @@ def table(fig: dict) -> str:
         ("bound on inbox/s (pipe / pool)", f"{fig['bound_inbox_pipe']:.2f}× / {fig['bound_inbox_futures']:.2f}×",
          f"of {fig['inbox_ms']} ms a document"),
     ]
-    lines = [f"{'figure':<36}{'value':>18}  note"]
-    lines += [f"{name:<36}{value:>18}  {note}" for name, value, note in rows]
+    lines = [f"{'figure':<42}{'value':>20}  note"]
+    lines += [f"{name:<42}{value:>20}  {note}" for name, value, note in rows]
     return "\n".join(lines)
 
 

@@ -51,6 +51,9 @@ fsync on); blobs stay files. The server's CPU (postmaster and children, ``/proc`
 reuse_port``, SO_REUSEPORT: the kernel hands each new connection to one of them), each POST on a
 connection of its own (``--new-connections``, implied) so the connections are spread; the receiver's
 CPU is the sum over its workers, and ``accepted_by_worker`` says how the envelopes were shared.
+``--check-processes N``: the receiver's ``[processing] check_processes`` (node.federation.check_pool;
+unset: its default, 1 on two cores or more). The receiver's CPU always includes its check
+processes' (its children, ``/proc``); ``check_processes_cpu_ms_per_doc`` is their part.
 The last line printed is one JSON object with every figure; in small mode it carries at least
 ``envelope_bytes``, ``accepted_per_s``, ``inbox_per_s``, ``cpu_ms_per_doc``, ``floor_ms_per_doc``.
 """
@@ -98,7 +101,15 @@ from bench.node_pair import (  # noqa: E402
     receivers,
 )
 from bench.node_report import progress, table  # noqa: E402
-from bench.node_small import cpu_seconds, phase_postfix, postfix_tls, small_seal, wait_for_inbox  # noqa: E402
+from bench.node_small import (  # noqa: E402
+    children_cpu_seconds,
+    cpu_seconds,
+    phase_postfix,
+    postfix_tls,
+    small_seal,
+    tree_cpu_seconds,
+    wait_for_inbox,
+)
 from exchange_protocol.envelope_crypto import Recipient  # noqa: E402
 from exchange_protocol.envelope_seal import HeaderDraft, Sender, seal_envelope  # noqa: E402
 from exchange_protocol.meta_json import parse_meta  # noqa: E402
@@ -223,7 +234,7 @@ def verify_receipts(sender: LocalNode, receipts: list[tuple[str, str, str]]) -> 
 
 
 def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
-    net, sender, receiver = make_network(base / "net1", args.postgres, args.workers)
+    net, sender, receiver = make_network(base / "net1", args.postgres, args.workers, args.check_processes)
     workers = receivers(net, receiver)
     try:
         t0 = time.perf_counter()
@@ -237,7 +248,7 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         floor(fig, int(fig["envelope_bytes"]), args.quick)
 
         pids = {"receiver": [w.process.pid for w in workers], "sender_node": [sender.process.pid]}
-        cpu0 = {k: sum(map(cpu_seconds, p)) for k, p in pids.items()}
+        cpu0 = {k: sum(map(tree_cpu_seconds, p)) for k, p in pids.items()}  # check processes included
         db0 = server_cpu_seconds(args.postgres)
         sys0 = sum(cpu_seconds(p, kernel_only=True) for p in pids["receiver"])
         bench0 = os.times()
@@ -250,7 +261,8 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
         finally:
             if spy is not None and not (args.small and args.py_spy_inbox):
                 stop_profiler(spy)
-        cpu = {k: sum(map(cpu_seconds, p)) - cpu0[k] for k, p in pids.items()}
+        cpu = {k: sum(map(tree_cpu_seconds, p)) - cpu0[k] for k, p in pids.items()}
+        checks_cpu = sum(map(children_cpu_seconds, pids["receiver"]))  # none before the first package
         db_cpu = server_cpu_seconds(args.postgres) - db0
         kernel = sum(cpu_seconds(p, kernel_only=True) for p in pids["receiver"]) - sys0
         bench1 = os.times()
@@ -264,6 +276,7 @@ def phase_accept(args, base: Path, pdf: bytes, fig: dict) -> None:
                    latency_p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))],
                    receiver_cpu_ms_per_doc=1000 * cpu["receiver"] / accepted,
                    receiver_cpu_cores=cpu["receiver"] / wall,
+                   check_processes_cpu_ms_per_doc=1000 * checks_cpu / accepted,
                    receiver_cpu_kernel_share=kernel / cpu["receiver"],
                    sender_node_cpu_cores=cpu["sender_node"] / wall,
                    client_cpu_cores=(bench1.user + bench1.system - bench0.user - bench0.system) / wall,
@@ -371,6 +384,8 @@ def main() -> int:
                         help="the nodes' store: SQLite (default) or a PostgreSQL server the bench starts")
     parser.add_argument("--workers", type=int, default=1,
                         help="receiver processes on one peer port in phase 1 (PostgreSQL only; default 1)")
+    parser.add_argument("--check-processes", type=int, metavar="N",
+                        help="the receiver's [processing] check_processes (default: the node's for this machine)")
     parser.add_argument("--new-connections", action="store_true",
                         help="each POST on a new connection (implied by --workers > 1: the kernel spreads "
                              "connections, not requests)")
@@ -388,6 +403,7 @@ def main() -> int:
     fig: dict = {"bench": "node", "documents": args.documents, "batch": args.batch, "inflight": args.inflight,
                  "cores": os.cpu_count(), "quick": args.quick, "small": args.small, "backend": args.backend,
                  "workers": args.workers, "new_connections": args.new_connections,
+                 "check_processes": args.check_processes,
                  "load_average_start": os.getloadavg()[0]}
     pdf = notice_pdf()
     args.postgres = PostgresServer().start() if args.backend == "postgresql" else None

@@ -37,12 +37,13 @@ RECEIVER_UNITS = [make_unit_code(f"11371302MB{i:07d}") for i in range(1, 21)]
 MiB = 1024 * 1024
 
 
-def make_network(base: Path, postgres: PostgresServer | None = None,
-                 workers: int = 1) -> tuple[LocalNetwork, LocalNode, LocalNode]:
+def make_network(base: Path, postgres: PostgresServer | None = None, workers: int = 1,
+                 check_processes: int | None = None) -> tuple[LocalNetwork, LocalNode, LocalNode]:
     """The two nodes; with ``postgres``, each node's rows in a fresh database of that server (the node
     migrates it at its first start, as a new deployment's would be). ``workers`` > 1 (PostgreSQL):
     the receiver is that many processes on one peer port (``[peer_api] reuse_port``), the first the
-    node returned, the others in ``net.workers`` (:func:`receivers`)."""
+    node returned, the others in ``net.workers`` (:func:`receivers`). ``check_processes``: the receiver's
+    ``[processing] check_processes`` (None: the node's default for this machine)."""
     net = LocalNetwork(base)
 
     def store(**more) -> dict:
@@ -55,7 +56,9 @@ def make_network(base: Path, postgres: PostgresServer | None = None,
         shared = {"peer_api": {"port": port, "public_url": f"https://127.0.0.1:{port}", "reuse_port": True}}
     receiver = net.add_node(RECEIVER, [{"code": u, "name": f"兰山区第{i + 1}局"}
                                        for i, u in enumerate(RECEIVER_UNITS)],
-                            **store(**({"worker": "w1"} if workers > 1 else {})), **shared)
+                            **store(**({"worker": "w1"} if workers > 1 else {})), **shared,
+                            **({} if check_processes is None else
+                               {"processing": {"check_processes": check_processes}}))
     net.connect_all()
     for i in range(2, workers + 1):
         net.add_worker(receiver, f"w{i}", share_port=True)

@@ -28,6 +28,8 @@ def _accept_rows(fig: dict, args) -> list[tuple[str, str, str]]:
         ("latency submit → receipt p99", f"{fig['latency_p99_ms']:.0f} ms", ""),
         ("receiver CPU per document", f"{fig['receiver_cpu_ms_per_doc']:.2f} ms",
          f"{fig['receiver_cpu_cores']:.2f} cores busy, {fig['receiver_cpu_kernel_share']:.0%} in the kernel"),
+        ("  of it, its check processes'", f"{fig['check_processes_cpu_ms_per_doc']:.2f} ms",
+         f"[processing] check_processes = {fig['check_processes'] if fig['check_processes'] is not None else 'default'}"),
         ("  PAdES-validated meanwhile (processor)", f"{fig['pdf_validated_meanwhile']:.0f}", "documents"),
         ("  sender node / bench client CPU", f"{fig['sender_node_cpu_cores']:.2f} / {fig['client_cpu_cores']:.2f}",
          "cores"),
@@ -47,7 +49,9 @@ def _accept_rows(fig: dict, args) -> list[tuple[str, str, str]]:
     if "inbox_per_s" in fig:
         rows += [("in the inbox, full check", f"{fig['inbox_per_s']:.0f} /s",
                   f"{fig['inbox_wall_s']:.1f} s from the first POST, {fig['inbox_failed']:.0f} failed"),
-                 ("  receiver CPU per document, inbox too", f"{fig['cpu_ms_per_doc_with_inbox']:.2f} ms", "")]
+                 ("  receiver CPU per document, inbox too", f"{fig['cpu_ms_per_doc_with_inbox']:.2f} ms",
+                  f"{fig['cpu_cores_with_inbox']:.2f} cores busy; its check processes' "
+                  f"{fig['check_processes_cpu_ms_per_doc_with_inbox']:.2f} ms")]
     if "postfix_per_s" in fig:
         rows += [("Postfix, same messages (fsync on)", f"{fig['postfix_per_s']:.0f} /s",
                   f"{fig['postfix_cpu_ms_per_msg']:.2f} ms CPU each, {fig['postfix_connections']} connections"),

@@ -24,7 +24,8 @@ Rooms (each subpackage's docstring is its module map):
 Modules at this level are the node as a whole:
 
 - ``config``: ``node.toml`` parsed once into frozen dataclasses (``config_checks``: what its sections
-  must agree on); ``context``: what a running node
+  must agree on; ``config_toml``: the configuration written back as TOML
+  for ``gwx node init``); ``context``: what a running node
   loads once (configuration, credentials, trust) and hands to its components; ``provision``:
   ``gwx node init``; ``directory_source``: the root operator's network source (TOML) read into
   a network directory for ``gwx net build``; ``config_edit``: changing ``node.toml`` with comments kept, checked before it

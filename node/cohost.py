@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import os
 import resource
@@ -25,7 +26,7 @@ import signal
 import sys
 from pathlib import Path
 
-from node.config import NodeConfig, load_config
+from node.config import NodeConfig, ProcessingSettings, load_config
 from node.ops import logs
 from node.runner import serve
 from pki.errors import GwxError
@@ -53,6 +54,8 @@ async def serve_all(configs: list[NodeConfig], passphrase: bytes, stop: asyncio.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
     tasks = []
+    if len(configs) > 1:  # a check process per node would be the process per node this module avoids
+        configs = [dataclasses.replace(c, processing=ProcessingSettings(check_processes=0)) for c in configs]
     for config in configs:
         context = contextvars.copy_context()
         context.run(NODE.set, config.node_id)

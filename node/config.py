@@ -10,6 +10,7 @@ true). Changes to an existing file go through :mod:`node.config_edit`.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -126,6 +127,22 @@ class FolderSettings:
     poll_seconds: float = 2.0
 
 
+def default_check_processes() -> int:
+    """``[processing] check_processes`` left unset: 1 with a second core (one node process keeps ~1.1
+    cores busy and the checks are 28 % of it: docs/performance.md), 0 on one core (a second process
+    there adds only the hand-offs)."""
+    return 1 if len(os.sched_getaffinity(0)) > 1 else 0
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    """``[processing]``: ``check_processes`` — processes beside the node that run the package checks
+    needing no key (node.federation.check_pool); 0: in the node's own process. Unset: 1 with two
+    cores or more, 0 on one."""
+
+    check_processes: int = field(default_factory=default_check_processes)
+
+
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 
@@ -172,6 +189,7 @@ class NodeConfig:
     supervision: SupervisionSettings = field(default_factory=SupervisionSettings)  # 督办 (node.supervision)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)  # 一键归档's TSA (node.archive)
     store: StoreSettings = field(default_factory=StoreSettings)  # SQLite or PostgreSQL (node.store.opener)
+    processing: ProcessingSettings = field(default_factory=ProcessingSettings)  # the check processes
 
     # Well-known paths inside the node directory.
     @property
@@ -268,6 +286,7 @@ def parse_config(raw: dict[str, Any], directory: Path) -> NodeConfig:
         supervision=parse_supervision(raw.pop("supervision", {}), directory),
         archive=parse_archive(raw.pop("archive", {}), directory),
         store=_store(raw.pop("store", {})),
+        processing=_processing(raw.pop("processing", {})),
     )
     if raw:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(raw))}", keys=sorted(raw))
@@ -341,6 +360,14 @@ def _store(raw: Any) -> StoreSettings:
     if settings.backend == "sqlite" and settings.dsn:
         raise ConfigError("[store] dsn is for backend = \"postgresql\"; SQLite keeps its rows in data/gwx.db",
                           key="store.dsn")
+    return settings
+
+
+def _processing(raw: Any) -> ProcessingSettings:
+    settings = _section(raw, ProcessingSettings, "processing")
+    if not 0 <= settings.check_processes <= 64:
+        raise ConfigError(f"[processing] check_processes must be 0–64, got {settings.check_processes}",
+                          key="processing.check_processes")
     return settings
 
 
@@ -434,67 +461,3 @@ def _peer(raw: Any) -> Peer:
         raise ConfigError(f"unknown keys in [[peers]] {peer.node_id}: {', '.join(sorted(raw))}", key="peers",
                           keys=sorted(raw))
     return peer
-
-
-def dump_config(config: NodeConfig) -> str:
-    """TOML text for ``config`` (what ``gwx node init`` writes; tomllib has no writer)."""
-    lines = [f"node_id = {_q(config.node_id)}", f"classified_network = {str(config.classified_network).lower()}", ""]
-    for name in ("peer_api", "local_api", "limits", "retry"):
-        lines.append(f"[{name}]")
-        for f in fields(getattr(config, name)):
-            value = getattr(getattr(config, name), f.name)
-            if isinstance(value, tuple):  # [local_api] hosts: written only when given
-                if value:
-                    lines.append(f"{f.name} = [{', '.join(_q(v) for v in value)}]")
-            elif f.name == "reuse_port":  # written only when set
-                if value:
-                    lines.append("reuse_port = true")
-            elif value is not None:
-                lines.append(f"{f.name} = {_q(value)}")
-        lines.append("")
-    if config.soap != SoapSettings():
-        lines += ["[soap]", f"enabled = {_q(config.soap.enabled)}", ""]
-    if config.parent is not None:
-        lines += ["[parent]", f"node_id = {_q(config.parent.node_id)}", f"url = {_q(config.parent.url)}",
-                  f"refresh_seconds = {_q(config.parent.refresh_seconds)}", ""]
-    if config.revocation is not None:
-        lines.append("[revocation]")
-        for f in fields(config.revocation):
-            value = getattr(config.revocation, f.name)
-            if value is not None:
-                lines.append(f"{f.name} = {_q(value)}")
-        lines.append("")
-    lines += config.archive.to_toml(config.directory)
-    if config.store != StoreSettings():
-        lines += ["[store]", f"backend = {_q(config.store.backend)}", f"dsn = {_q(config.store.dsn)}",
-                  f"lease_seconds = {_q(config.store.lease_seconds)}", f"worker = {_q(config.store.worker)}",
-                  f"inline_max_bytes = {_q(config.store.inline_max_bytes)}", ""]
-    for u in config.units:
-        lines += ["[[units]]", f"code = {_q(u.code)}", f"name = {_q(u.name)}",
-                  f"seal_dir = {_q(str(u.seal_dir.relative_to(config.directory)))}"]
-        if u.level:
-            lines.append(f"level = {_q(u.level)}")
-        if u.parent:
-            lines.append(f"parent = {_q(u.parent)}")
-        lines.append("")
-    for f in config.folders:
-        path = f.path.relative_to(config.directory) if f.path.is_relative_to(config.directory) else f.path
-        lines += ["[[folders]]", f"unit = {_q(f.unit)}", f"path = {_q(str(path))}",
-                  f"poll_seconds = {_q(f.poll_seconds)}", ""]
-    for p in config.peers:
-        lines += ["[[peers]]", f"node_id = {_q(p.node_id)}", f"url = {_q(p.url)}",
-                  "units = [" + ", ".join(_q(c) for c in p.units) + "]"]
-        if p.unit_names:
-            lines.append("unit_names = { " + ", ".join(f"{_q(c)} = {_q(n)}" for c, n in p.unit_names) + " }")
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def _q(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    import json
-
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string

@@ -21,8 +21,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from node.api.auth import TokenStore
-from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, dump_config, load_config
+from node.config import CONFIG_NAME, HostedUnit, Listener, NodeConfig, load_config
 from node.config_edit import edit_config, set_peer
+from node.config_toml import dump_config
 from node.errors import ConfigError, NodeExists
 from pki.ca import CertificateAuthority
 from pki.certificates import load_certificates, node_id_of, unit_code_of, utcnow

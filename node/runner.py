@@ -53,6 +53,7 @@ from node.context import NodeContext
 from node.credential_reload import CredentialReloader
 from node.documents.service import DocumentService
 from node.federation.acceptor import Acceptor
+from node.federation.check_pool import CheckPool
 from node.federation.crl_fetch import CrlFetcher
 from node.federation.directory_fetch import DirectoryFetcher
 from node.federation.outbound import Outbound
@@ -130,6 +131,11 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
     outbound = Outbound(ctx, store, client, registry)
     service = DocumentService(ctx, store, outbound, registry)
     folders = FolderWatchers(config, service, registry, ctx.clock)  # [[folders]]: OA drops, adapters.folder
+    # [processing] check_processes: the package checks needing no key in processes beside this one
+    # (node.federation.check_pool; spawned at the first package, stopped below after the processor).
+    pool = (CheckPool(config.processing.check_processes, config.classified_network)
+            if config.processing.check_processes > 0 else None)
+    service.processor.judge.pool = pool
     acceptor = Acceptor(ctx, store, registry, on_accepted=service.processor.wake, on_relayed=outbound.wake_hop,
                         verdicts=service.processor.accepted)  # the processor judges only the PDF seal again
     if service.tsa.configured:
@@ -211,6 +217,8 @@ async def _serve(config: NodeConfig, passphrase: bytes, stop: asyncio.Event | No
         await adapters.stop()
         await webhooks.stop()
         await service.processor.stop()
+        if pool is not None:
+            await asyncio.to_thread(pool.close)  # after the drain and the processor: no job is cut short
         await client.close()
         await crl_client.close()
         await store.close()

@@ -71,6 +71,10 @@ def _config_details(config) -> list[str]:
                 f"{len(duban.calendar.workdays)} adjusted working days)" if duban.calendar_path else "no holiday calendar")
     lines = [f"督办: escalated after {duban.grace_working_days} working days, {calendar} "
              "(the network directory's [supervision] wins where it sets them)"]
+    checks = config.processing.check_processes
+    lines.append(f"package checks: {checks} check process{'es' if checks != 1 else ''} beside the node's "
+                 "([processing] check_processes)" if checks else
+                 "package checks: in the node's own process ([processing] check_processes = 0)")
     for push in config.oa_push:
         operations = " and ".join(filter(None, (push.received_operation, push.status_operation)))
         lines.append(f"{push.consumer_name}: {operations} at {push.wsdl}, mapping {push.mapping_path}")

@@ -42,4 +42,7 @@ Receiving:
 - ``verdicts``: the processor's package judgement (:class:`PackageJudge`) and the verdicts it
   remembers in the process — the acceptor's, taken so that only the PDF seal is judged again;
   passing reports for a package arriving again.
+- ``check_pool``: both package checks that need no key run in processes beside the node (``[processing]
+  check_processes``), over a bare pipe each, the verdicts kept in the child, trust and CRLs sent by
+  generation, a child that dies replaced and its job sent again; ``check_child``: one such process.
 """

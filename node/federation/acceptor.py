@@ -47,6 +47,7 @@ from exchange_protocol.replay import SeenEnvelope, classify_replay
 from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt
 from node.context import NodeContext
 from node.errors import BlobMissing, NodeError, StoreCorrupt
+from node.federation.check_pool import MAX_PACKAGE_BYTES, Held
 from node.federation.relay import OriginMismatch, Relay, check_peer, chunks_of
 from node.federation.verdicts import AcceptedPackages
 from node.ops.metrics import Registry
@@ -158,7 +159,7 @@ class Acceptor:
         self.check_parties(header, opened.hops, peer_node)
         payload_sha = hashlib.sha256(plaintext).hexdigest()  # (the signed digest is the ciphertext's)
         if header.type in PACKAGES:
-            doc_id = self.check_package(header, io.BytesIO(plaintext), now, payload_sha)
+            doc_id = self.check_package(header, io.BytesIO(plaintext), now, payload_sha, plaintext)
         else:
             doc_id = self.check_notice(header, plaintext)
         return header, plaintext, payload_sha, opened.identity_digest, doc_id
@@ -254,30 +255,39 @@ class Acceptor:
             raise UnitNotHosted(f"this node does not host {', '.join(foreign)}", units=foreign)
 
     def check_package(self, header: EnvelopeHeader, package: BinaryIO, now: dt.datetime,
-                      digest: str | None = None) -> str | None:
+                      digest: str | None = None, data: bytes | None = None) -> str | None:
         """Everything but the PDF's PAdES validation, before acknowledging (``package``: a seekable file);
         returns the package's 公文标识. With ``digest`` (the package's SHA-256) a passing verdict is
-        held for this process's processor (:class:`AcceptedPackages`), which then judges only the PDF seal."""
+        held for this process's processor (:class:`AcceptedPackages`), which then judges only the PDF
+        seal. With ``data`` (the package's bytes, held in memory) the check may run in one of the
+        node's check processes (:mod:`node.federation.check_pool`): the same verdict, the same errors."""
         trust, token = self.ctx.trust, revocation_token(self.ctx.revocation)  # taken before judging
-        report = verify_package(package, trust, now, revocation=self.ctx.revocation, validate_pdf=False,
-                                allow_classified=self.ctx.config.classified_network)
-        if report.failures:
-            first = report.failures[0]
-            raise error_for_code(first.code or "PKG_INVALID", f"package refused: {first.name}: {first.message}")
-        if header.type is MessageType.FORWARD:  # 转发: a unit of the origin sends on a document it received
-            self._hold(digest, report, trust, token)  # (the seal says who issued it)
-            return report.document_id
-        if not report.issuers or report.issuers[0] != header.from_unit:
-            raise UnitNotHosted(f"the package is issued by {report.issuers[:1]}, the envelope says {header.from_unit}",
+        pool = self.verdicts.pool if self.verdicts is not None else None
+        generation = (pool.generation(trust, token) if pool is not None and digest is not None and data is not None
+                      and len(data) <= MAX_PACKAGE_BYTES else None)
+        if generation is not None:
+            answer = pool.accept(generation, digest, data, now)  # type: ignore[union-attr,arg-type]
+            failure, issuers, doc_id = answer.first_failure, answer.issuers, answer.document_id
+            held: PackageReport | Held | None = answer.held
+            valid = (answer.valid_from, answer.valid_until)
+        else:
+            report = verify_package(package, trust, now, revocation=self.ctx.revocation, validate_pdf=False,
+                                    allow_classified=self.ctx.config.classified_network)
+            first = report.failures[0] if report.failures else None
+            failure = None if first is None else (first.code, first.name, first.message)
+            issuers, doc_id, held, valid = report.issuers, report.document_id, report, None
+        if failure is not None:
+            code, name, message = failure
+            raise error_for_code(code or "PKG_INVALID", f"package refused: {name}: {message}")
+        if header.type is not MessageType.FORWARD and (not issuers or issuers[0] != header.from_unit):
+            raise UnitNotHosted(f"the package is issued by {issuers[:1]}, the envelope says {header.from_unit}",
                                 code="ENV_FROM_UNIT_MISMATCH")
-        # Addressees the document does not name are the issuer's 补发 (a unit added after sending):
-        # who receives its document is the issuer's choice, and only the issuer's node sends it (above).
-        self._hold(digest, report, trust, token)
-        return report.document_id
-
-    def _hold(self, digest: str | None, report: PackageReport, trust: object, token: tuple | None) -> None:
-        if digest is not None and self.verdicts is not None:
-            self.verdicts.hold(digest, report, trust, token)
+        # 转发 (forward): a unit of the origin sends on a document it received (the seal says who
+        # issued it). Addressees the document does not name are the issuer's 补发 (a unit added after
+        # sending): who receives its document is the issuer's choice, and only the issuer's node sends it.
+        if digest is not None and self.verdicts is not None and held is not None:
+            self.verdicts.hold(digest, held, trust, token, valid)
+        return doc_id
 
     def check_notice(self, header: EnvelopeHeader, payload: bytes) -> str | None:
         """A malformed notice (or batch of notices) is refused now, not discovered later; returns the

@@ -19,6 +19,10 @@ inside the CRLs' thisUpdate–nextUpdate. Nothing else the check judges depends 
 A revocation check offering no token (OCSP, plain functions) is never remembered, nor is a
 failure (it may be ours: a stale CRL).
 
+With check processes (:mod:`node.federation.check_pool`), the acceptor's report stays in the child
+that made it and :class:`AcceptedPackages` holds only which child (and incarnation) has it, under
+the same rule; the processor's judgement then runs in that child.
+
 Memory only, per process: with several workers on one PostgreSQL database, a worker that did not
 accept a package finds nothing here and checks it in full; after a restart everything is checked
 in full. Keyed by the package's SHA-256 (the payload blob's digest), so what is remembered is
@@ -35,15 +39,18 @@ from typing import Any
 from exchange_protocol.model import DocumentMetadata
 from exchange_protocol.package_verify import PackageReport, judge_pdf_later, verify_package
 from node.context import NodeContext
+from node.federation.check_pool import MAX_PACKAGE_BYTES, CheckPool, Held, Judged
 from node.store import BlobStorage
 from pki.trust import revocation_token
 
 
-def _standing(report: PackageReport, token: tuple | None) -> tuple[dt.datetime, dt.datetime] | None:
-    """The moments within which a passing ``report`` judged under ``token`` stands (None: never remember)."""
-    if token is None or report.valid_from is None or report.valid_until is None or report.failures:
+def _standing(valid_from: dt.datetime | None, valid_until: dt.datetime | None,
+              token: tuple | None) -> tuple[dt.datetime, dt.datetime] | None:
+    """The moments within which a passing report valid ``valid_from``–``valid_until``, judged under
+    ``token``, stands (None: never remember)."""
+    if token is None or valid_from is None or valid_until is None:
         return None
-    return max(report.valid_from, token[1]), min(report.valid_until, token[2])
+    return max(valid_from, token[1]), min(valid_until, token[2])
 
 
 class AcceptedPackages:
@@ -54,8 +61,10 @@ class AcceptedPackages:
     package is then checked in full, as on another worker). Used from several threads.
     """
 
-    def __init__(self, max_entries: int = 4096, max_bytes: int = 16 * 1024 * 1024) -> None:
-        self._entries: OrderedDict[str, tuple[PackageReport, object, object, dt.datetime, dt.datetime, int]] = \
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 16 * 1024 * 1024,
+                 pool: CheckPool | None = None) -> None:
+        self.pool = pool  # the node's check processes (the acceptor checks there), or None
+        self._entries: OrderedDict[str, tuple[PackageReport | Held, object, object, dt.datetime, dt.datetime, int]] = \
             OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
@@ -65,11 +74,16 @@ class AcceptedPackages:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def hold(self, digest: str, report: PackageReport, trust: object, token: tuple | None) -> None:
-        """Remember the acceptor's passing ``report`` on package ``digest``, judged with ``trust`` and
-        the revocation check's ``token`` as taken *before* the check."""
-        window = _standing(report, token)
-        size = len(report.pdf_to_judge.body) if report.pdf_to_judge is not None else 0
+    def hold(self, digest: str, report: PackageReport | Held, trust: object, token: tuple | None,
+             valid: tuple[dt.datetime | None, dt.datetime | None] | None = None) -> None:
+        """Remember the acceptor's passing ``report`` on package ``digest`` (or which check process
+        holds it, valid ``valid``), judged with ``trust`` and the revocation check's ``token`` as
+        taken *before* the check."""
+        if isinstance(report, Held):
+            window, size = _standing(*(valid or (None, None)), token), 0  # the body is in the child
+        else:
+            window = _standing(report.valid_from, report.valid_until, token) if not report.failures else None
+            size = len(report.pdf_to_judge.body) if report.pdf_to_judge is not None else 0
         if window is None or size > self._max_bytes // 8:
             return
         with self._lock:
@@ -79,7 +93,7 @@ class AcceptedPackages:
             while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
                 self._pop(next(iter(self._entries)))
 
-    def take(self, digest: str, trust: object, token: tuple | None, at: dt.datetime) -> PackageReport | None:
+    def take(self, digest: str, trust: object, token: tuple | None, at: dt.datetime) -> PackageReport | Held | None:
         """The acceptor's report on ``digest`` if it still stands at ``at`` under ``trust`` and
         ``token`` (removed either way)."""
         with self._lock:
@@ -125,11 +139,12 @@ class PdfValidationCache:
         self._reports.move_to_end(digest)
         return report, meta
 
-    def put(self, digest: str, report: PackageReport, trust: object, token: tuple | None) -> None:
-        window = _standing(report, token) if report.ok else None
+    def put(self, digest: str, report: PackageReport | Judged, trust: object, token: tuple | None) -> None:
+        window = _standing(report.valid_from, report.valid_until, token) if report.ok else None
         if window is None:
             return  # a failure may be ours (a stale CRL): judged afresh next time
-        self._reports[digest] = (report.to_dict(), report.metadata, trust, token[0], *window)  # type: ignore[index]
+        shown = report.report if isinstance(report, Judged) else report.to_dict()
+        self._reports[digest] = (shown, report.metadata, trust, token[0], *window)  # type: ignore[index]
         while len(self._reports) > self._size:
             self._reports.popitem(last=False)
 
@@ -139,10 +154,19 @@ class PackageJudge:
     stands: the acceptor's (:class:`AcceptedPackages`, only the PDF seal judged again) or an
     earlier passing report (:class:`PdfValidationCache`). Called in the processor's worker thread."""
 
-    def __init__(self, blobs: BlobStorage) -> None:
+    def __init__(self, blobs: BlobStorage, pool: CheckPool | None = None) -> None:
         self.blobs = blobs
         self.reports = PdfValidationCache()
-        self.accepted = AcceptedPackages()  # filled by this process's acceptor (node.runner)
+        self.accepted = AcceptedPackages(pool=pool)  # filled by this process's acceptor (node.runner)
+
+    @property
+    def pool(self) -> CheckPool | None:
+        """The check processes both judgements run in (node.federation.check_pool), or None: this process."""
+        return self.accepted.pool
+
+    @pool.setter
+    def pool(self, pool: CheckPool | None) -> None:
+        self.accepted.pool = pool
 
     def report(self, ctx: NodeContext, package_digest: str) -> tuple[dict[str, Any], bool, DocumentMetadata | None]:
         """The package's verification report under ``ctx``'s trust, revocation and clock, whether it
@@ -154,12 +178,28 @@ class PackageJudge:
         held = self.reports.valid(package_digest, trust, token, now)
         if held is not None:
             return held[0], False, held[1]
-        if checked is not None:  # our acceptor checked the rest and its verdict stands: the PDF seal is left
+        generation = self.pool.generation(trust, token) if self.pool is not None else None
+        if generation is not None and not isinstance(checked, PackageReport):
+            judged = self.pool.judge(generation, package_digest, now, checked,  # type: ignore[union-attr]
+                                     lambda: self._small_package(package_digest))
+            if judged is not None:
+                self.reports.put(package_digest, judged, trust, token)
+                return judged.report, True, judged.metadata
+        if isinstance(checked, PackageReport):  # our acceptor checked the rest, its verdict stands: the PDF seal
             fresh = judge_pdf_later(checked, now, revocation=ctx.revocation)
         else:
             fresh = self._verify_blob(ctx, package_digest, now)
         self.reports.put(package_digest, fresh, trust, token)
         return fresh.to_dict(), True, fresh.metadata
+
+    def _small_package(self, package_digest: str) -> bytes | None:
+        """The package's bytes for a check process, or None when it is too big to hand over."""
+        with self.blobs.open(package_digest) as f:
+            size = f.seek(0, 2)
+            if size > MAX_PACKAGE_BYTES:
+                return None
+            f.seek(0)
+            return f.read()
 
     def _verify_blob(self, ctx: NodeContext, package_digest: str, now: dt.datetime) -> PackageReport:
         # The lean PAdES check (exchange_protocol.pades_lean): byte ranges and the CMS; pyHanko, the

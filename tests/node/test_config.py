@@ -8,12 +8,13 @@ import pytest
 from node.config import (
     CONFIG_NAME,
     ParentSettings,
+    ProcessingSettings,
     RevocationSettings,
     SoapSettings,
     StoreSettings,
-    dump_config,
     load_config,
 )
+from node.config_toml import dump_config
 from node.errors import ConfigError
 from node.provision import add_peer, init_node, read_units_file
 from node.run_lock import NodeLock
@@ -193,7 +194,8 @@ def test_a_level_the_directory_does_not_know_is_a_config_error(node_dir):
      RevocationSettings("0.0.0.0", 7480, ocsp_signer="ocsp")),
     ("[soap]\nenabled = false", "soap", SoapSettings(enabled=False)),
     ("[store]\ninline_max_bytes = 65536", "store", StoreSettings(inline_max_bytes=65536)),
-], ids=["parent", "revocation", "soap", "store"])
+    ("[processing]\ncheck_processes = 7", "processing", ProcessingSettings(check_processes=7)),
+], ids=["parent", "revocation", "soap", "store", "processing"])
 def test_a_section_is_read_and_written_back(node_dir, table, section, expected):
     write_config(node_dir, append=f"\n{table}\n")
     config = load_config(node_dir)
@@ -219,6 +221,9 @@ def test_a_section_is_read_and_written_back(node_dir, table, section, expected):
     ("soap", "on = true", "soap"),
     ("store", "inline_max_bytes = -1", "store.inline_max_bytes"),
     ("store", "inline_max_bytes = 20000000", "store.inline_max_bytes"),
+    ("processing", "check_processes = -1", "processing.check_processes"),
+    ("processing", "check_processes = 1.5", "processing.check_processes"),
+    ("processing", "processes = 1", "processing"),
 ])
 def test_a_wrong_section_is_a_config_error_naming_the_key(node_dir, section, table, key):
     write_config(node_dir, append=f"\n[{section}]\n{table}\n")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.config import CONFIG_NAME, dump_config, load_config
+from node.config import CONFIG_NAME, load_config
+from node.config_toml import dump_config
 from node.errors import ConfigError
 from pki.unit_code import make_unit_code
 

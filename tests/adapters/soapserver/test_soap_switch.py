@@ -10,7 +10,8 @@ import dataclasses
 
 import pytest
 
-from node.config import CONFIG_NAME, SoapSettings, dump_config, load_config
+from node.config import CONFIG_NAME, SoapSettings, load_config
+from node.config_toml import dump_config
 from tests.adapters.soapserver.soap_support import ENDPOINT, envelope, headers, run_soap
 from tests.node.api.local_api_support import expect_error, make_env, still_serving
 

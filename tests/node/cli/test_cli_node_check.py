@@ -61,6 +61,26 @@ def test_a_new_node_is_ok_on_every_line_and_exits_0(node):
     code, checks = check(directory)
     assert code == 0 and checks["result"] == "ok" and {c["verdict"] for n, c in checks.items() if n != "result"} == {"ok"}
     assert "督办: escalated after 3 working days" in checks["config"]["details"][0]
+    from node.config import default_check_processes
+
+    expected = default_check_processes()  # unset: 1 with a second core, 0 on one
+    assert checks["config"]["details"][1] == (
+        f"package checks: {expected} check process beside the node's ([processing] check_processes)" if expected
+        else "package checks: in the node's own process ([processing] check_processes = 0)")
+
+
+def test_the_check_processes_set_are_named(node):
+    _, directory = node
+    with open(directory / "node.toml", "a", encoding="utf-8") as f:
+        f.write("\n[processing]\ncheck_processes = 3\n")
+    code, checks = check(directory)
+    assert code == 0, checks
+    assert checks["config"]["details"][1] == ("package checks: 3 check processes beside the node's "
+                                              "([processing] check_processes)")
+    toml = directory / "node.toml"
+    toml.write_text(toml.read_text("utf-8").replace("check_processes = 3", "check_processes = 65"), "utf-8")
+    out = run_gwx("node", "check", "--dir", directory, text=True)
+    assert out.returncode != 0 and "[processing] check_processes must be 0–64, got 65" in out.stderr
 
 
 @pytest.mark.parametrize("path", ["credentials/sign.key", f"units/{UNIT}/seal.key", "tokens/operator.token",

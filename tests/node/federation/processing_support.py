@@ -53,15 +53,29 @@ def node_dir(tmp_path_factory):
                                      {A: "甲单位", B: "乙单位"}, {SENDER: "市政府办公室"})
 
 
-async def open_processor(node_dir, tmp_path):
-    """The county's context, a fresh store, outbound queue and processor (close with close_processor)."""
+async def open_processor(node_dir, tmp_path, pool=None):
+    """The county's context, a fresh store, outbound queue and processor (close with close_processor);
+    ``pool``: the node's check processes (node.federation.check_pool) its acceptor and judge use."""
     ctx = node_context(node_dir / "county")
     config = ctx.config
     store = await open_store(tmp_path / "data", node_id=ctx.node_id)
     creds = config.credentials_dir
     outbound = Outbound(ctx, store, PeerClient(client_context(creds / "tls.crt", creds / "tls.key",
                                                              config.trust_root_path, PASSPHRASE)), Registry())
-    return ctx, store, outbound, Processor(ctx, store, Registry(), outbound)
+    processor = Processor(ctx, store, Registry(), outbound)
+    processor.judge.pool = pool
+    return ctx, store, outbound, processor
+
+
+@pytest.fixture(scope="module", params=["in-process", "check-process"])
+def checks(request):
+    """The package checks in the node's process, or in a check process beside it (the same verdicts)."""
+    from node.federation.check_pool import CheckPool
+
+    pool = CheckPool(1) if request.param == "check-process" else None
+    yield pool
+    if pool is not None:
+        pool.close()
 
 
 async def know_the_city(node_dir, store, now: dt.datetime) -> None:

@@ -33,6 +33,7 @@ from tests.node.federation.processing_support import (
 )
 
 node_dir = processing_support.node_dir  # the county and city nodes (a module fixture)
+checks = processing_support.checks  # each test that judges runs with the checks in this process and in a child
 
 
 async def accept(node_dir, ctx, store, processor, package: bytes):
@@ -44,9 +45,9 @@ async def accept(node_dir, ctx, store, processor, package: bytes):
     return await store.messages.get_received(sealed.header.message_id)
 
 
-def test_the_processor_judges_only_the_pdf_seal_and_the_clerk_sees_the_full_report(node_dir, tmp_path):
+def test_the_processor_judges_only_the_pdf_seal_and_the_clerk_sees_the_full_report(node_dir, tmp_path, checks):
     async def run():
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, checks)
         try:
             package = await asyncio.to_thread(city_package, node_dir, [A])
             received = await accept(node_dir, ctx, store, processor, package)
@@ -63,17 +64,18 @@ def test_the_processor_judges_only_the_pdf_seal_and_the_clerk_sees_the_full_repo
                 full.pop(moment), shown.pop(moment)
             assert shown == full and shown["ok"]
             assert {c["name"]: c["status"] for c in shown["checks"]}["pdf_seal"] == PASS
+            assert checks is None or len(checks.pids()) == 1  # with the pool, a check process judged it
         finally:
             await close_processor(store, outbound)
     asyncio.run(run())
 
 
-def test_a_package_arriving_again_leaves_no_verdict_behind(node_dir, tmp_path):
+def test_a_package_arriving_again_leaves_no_verdict_behind(node_dir, tmp_path, checks):
     """The same package in a second envelope (补发, a 转发 of what is held) is answered from the
     processor's cache of reports; the acceptor's verdict held for it is taken all the same, so no
     PDF body stays in memory until pushed out."""
     async def run():
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, checks)
         try:
             package = await asyncio.to_thread(city_package, node_dir, [A])
             await processor._process(await accept(node_dir, ctx, store, processor, package))
@@ -87,9 +89,9 @@ def test_a_package_arriving_again_leaves_no_verdict_behind(node_dir, tmp_path):
     asyncio.run(run())
 
 
-def test_a_broken_pdf_seal_is_still_refused_with_its_code(node_dir, tmp_path):
+def test_a_broken_pdf_seal_is_still_refused_with_its_code(node_dir, tmp_path, checks):
     async def run():
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, checks)
         try:
             package = await asyncio.to_thread(city_package, node_dir, [A], tamper_pdf=True)
             received = await accept(node_dir, ctx, store, processor, package)  # the acceptor does not judge the PDF
@@ -105,9 +107,9 @@ def test_a_broken_pdf_seal_is_still_refused_with_its_code(node_dir, tmp_path):
     asyncio.run(run())
 
 
-def test_a_seal_revoked_between_acceptance_and_processing_is_refused(node_dir, tmp_path):
+def test_a_seal_revoked_between_acceptance_and_processing_is_refused(node_dir, tmp_path, checks):
     async def run():
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, checks)
         try:
             package = await asyncio.to_thread(city_package, node_dir, [A])
             received = await accept(node_dir, ctx, store, processor, package)

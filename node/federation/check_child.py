@@ -1,0 +1,144 @@
+"""One check process of :mod:`node.federation.check_pool`: judges packages for the node, holds nothing secret.
+
+The node sends jobs down a bare pipe (pickled tuples, one at a time) and reads one answer per job:
+
+* ``("trust", generation, roots_der, crls_der, allow_classified)`` — no answer: the trust roots and
+  CRLs the following jobs name by ``generation`` (the node's trust store and the CRLs of its
+  revocation token, as DER). A new generation drops the verdicts held under the old one.
+* ``("accept", generation, digest, package, now)`` — the acceptor's check before its receipt
+  (:func:`~exchange_protocol.package_verify.verify_package` with ``validate_pdf=False``) →
+  ``("ok", first_failure, issuers, document_id, valid_from, valid_until, held)``. A passing report is
+  kept here by ``digest`` (``held``): a :class:`~exchange_protocol.package_verify.PackageReport` holds
+  certificate objects and does not pickle, so the processor's later judgement comes back to this
+  process.
+* ``("judge", generation, digest, package | None, now)`` — the processor's judgement: with no
+  package, only the PDF seal of the report held for ``digest``
+  (:func:`~exchange_protocol.package_verify.judge_pdf_later`), or ``("miss",)`` when none is held;
+  with the package, the whole lean check. Either → ``("report", report_dict, metadata, ok,
+  valid_from, valid_until)``.
+
+A typed error raised by a check answers ``("error", code, message, details)`` (a ``GwxError``
+pickles but comes back as the base class: the node raises :func:`pki.errors.error_for_code`);
+anything else ``("bug", text)``. End of file on the pipe ends the process (the node stopped or
+died). Ctrl-C is the node's to handle: ignored here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import signal
+from collections import OrderedDict
+from multiprocessing.connection import Connection
+from typing import Any
+
+from cryptography import x509
+
+from exchange_protocol.package_verify import PackageReport, judge_pdf_later, verify_package
+from pki.errors import GwxError
+from pki.revocation import CrlChecker
+from pki.trust import TrustStore
+
+MAX_HELD = 4096  # reports held for the processor, as node.federation.verdicts.AcceptedPackages
+MAX_HELD_BYTES = 16 * 1024 * 1024  # their PDF bodies
+
+
+class Judge:
+    """The child's state: the trust material of the newest generation and the reports held under it."""
+
+    def __init__(self) -> None:
+        self.generation: int | None = None
+        self.trust: TrustStore | None = None
+        self.revocation: CrlChecker | None = None
+        self.allow_classified = False
+        self.held: OrderedDict[str, tuple[PackageReport, int]] = OrderedDict()
+        self.held_bytes = 0
+        self.unusable = ""
+
+    def answer(self, job: tuple) -> tuple | None:
+        if job[0] == "trust":  # never answered: a failure here is what the next job answers
+            try:
+                return self._trust(*job[1:])
+            except Exception as exc:
+                self.generation, self.trust, self.revocation = None, None, None
+                self.unusable = f"the trust material of generation {job[1]} did not load: {exc}"
+                return None
+        try:
+            return getattr(self, "_" + job[0])(*job[1:])
+        except GwxError as exc:
+            return "error", exc.code, exc.message, exc.to_dict().get("details", {})
+        except Exception as exc:  # a defect: the node says so, it never passes unchecked
+            return "bug", f"{type(exc).__name__}: {exc}"
+
+    def _trust(self, generation: int, roots: tuple[bytes, ...], crls: tuple[bytes, ...],
+               allow_classified: bool) -> None:
+        self.trust = TrustStore.of(x509.load_der_x509_certificate(r) for r in roots)
+        self.revocation = CrlChecker(x509.load_der_x509_crl(c) for c in crls)
+        self.generation, self.allow_classified, self.unusable = generation, allow_classified, ""
+        self.held.clear()
+        self.held_bytes = 0
+        return None
+
+    def _material(self, generation: int) -> tuple[TrustStore, CrlChecker]:
+        if generation != self.generation or self.trust is None or self.revocation is None:
+            return self._no_generation(generation)
+        return self.trust, self.revocation
+
+    def _no_generation(self, generation: int):
+        raise RuntimeError(self.unusable or f"asked to judge under generation {generation}, holding {self.generation}")
+
+    def _accept(self, generation: int, digest: str, package: bytes, now: dt.datetime) -> tuple:
+        trust, revocation = self._material(generation)
+        report = verify_package(io.BytesIO(package), trust, now, revocation=revocation, validate_pdf=False,
+                                allow_classified=self.allow_classified)
+        first = report.failures[0] if report.failures else None
+        held = first is None and self._hold(digest, report)
+        return ("ok", None if first is None else (first.code, first.name, first.message), report.issuers,
+                report.document_id, report.valid_from, report.valid_until, held)
+
+    def _hold(self, digest: str, report: PackageReport) -> bool:
+        size = len(report.pdf_to_judge.body) if report.pdf_to_judge is not None else 0
+        if report.valid_from is None or report.valid_until is None or size > MAX_HELD_BYTES // 8:
+            return False
+        self._drop(digest)
+        self.held[digest] = (report, size)
+        self.held_bytes += size
+        while len(self.held) > MAX_HELD or self.held_bytes > MAX_HELD_BYTES:
+            self._drop(next(iter(self.held)))
+        return True
+
+    def _drop(self, digest: str) -> tuple[PackageReport, int] | None:
+        entry = self.held.pop(digest, None)
+        if entry is not None:
+            self.held_bytes -= entry[1]
+        return entry
+
+    def _judge(self, generation: int, digest: str, package: bytes | None, now: dt.datetime) -> tuple:
+        trust, revocation = self._material(generation)
+        if package is None:
+            entry = self._drop(digest)
+            if entry is None:
+                return ("miss",)
+            report = judge_pdf_later(entry[0], now, revocation=revocation)
+        else:
+            self._drop(digest)
+            report = verify_package(io.BytesIO(package), trust, now, revocation=revocation,
+                                    allow_classified=self.allow_classified, lean_pdf=True)
+        return "report", report.to_dict(), report.metadata, report.ok, report.valid_from, report.valid_until
+
+
+def main(conn: Connection) -> None:
+    """The child's loop: one job, one answer, until the pipe ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    judge = Judge()
+    while True:
+        try:
+            job: Any = conn.recv()
+        except (EOFError, OSError):
+            return
+        answer = judge.answer(job)
+        if answer is not None:
+            try:
+                conn.send(answer)
+            except OSError:
+                return
