@@ -6,9 +6,8 @@ and :data:`BATCH_BYTES`), posted as frames over the keep-alive mutual-TLS sessio
 envelope the peer answers with a signed transport receipt or a refusal:
 
 - a receipt that verifies (our trust, the envelope's digest, the peer's node id) marks the row
-  ``sent`` and the document's recipients 已送达 — every such row of the batch in ONE transaction (one
-  commit for the request, not one an envelope; each alone should that one fail); one signed by a
-  certificate other than the peer's we cached says the peer renewed, and its certificates are fetched again;
+  ``sent`` and the document's recipients 已送达 in one transaction; one signed by a certificate
+  other than the peer's we cached says the peer renewed, and its certificates are fetched again;
 - a refusal whose code's kind gives up (:func:`node.error_kinds.gives_up_on_code`) bounces it at once;
   one saying the peer cannot open it (:data:`STALE_RECIPIENT_CODES`: it renewed its encryption key
   and the overlap is over) also makes the destination fetch the peer's certificates afresh;
@@ -163,71 +162,44 @@ class BatchSender:
         outbound.latency.observe(asyncio.get_running_loop().time() - started)
         now = ctx.clock()
         by_id = {e.message_id: e for e in batch}
-        delivered: list[tuple[QueueEntry, bytes]] = []
-        try:
-            for r in results:
-                entry = by_id.get(r.message_id)
-                if entry is None:  # another header of a bundle in this batch: its row is settled elsewhere
+        for r in results:
+            entry = by_id.get(r.message_id)
+            if entry is None:  # another header of a bundle in this batch: its row is settled elsewhere
+                continue
+            if r.receipt is not None:
+                try:
+                    verified = verify_receipt(r.receipt, trust=ctx.trust, now=now, message_id=entry.message_id,
+                                              envelope_digest=frame_digests[entry.blob_digest],
+                                              digest_algorithm=policy.digest, receiver_node=self.destination,
+                                              intermediates=ctx.intermediates, revocation=ctx.revocation)
+                except GwxError as exc:
+                    self._log(logging.ERROR, "receipt for %s does not verify: %s", entry.message_id, exc,
+                              message_id=entry.message_id, code=exc.code, doc_id=await self._doc_of(entry.message_id))
+                    await self.defer_or_bounce(entry, exc, now, last_chance=last_chance)
                     continue
-                if r.receipt is not None:
-                    try:
-                        verified = verify_receipt(r.receipt, trust=ctx.trust, now=now, message_id=entry.message_id,
-                                                  envelope_digest=frame_digests[entry.blob_digest],
-                                                  digest_algorithm=policy.digest, receiver_node=self.destination,
-                                                  intermediates=ctx.intermediates, revocation=ctx.revocation)
-                    except GwxError as exc:
-                        self._log(logging.ERROR, "receipt for %s does not verify: %s", entry.message_id, exc,
-                                  message_id=entry.message_id, code=exc.code,
-                                  doc_id=await self._doc_of(entry.message_id))
-                        await self.defer_or_bounce(entry, exc, now, last_chance=last_chance)
-                        continue
-                    self.on_receipt_signer(verified.signer_certificate)
-                    delivered.append((entry, r.receipt))
-                else:
-                    await self._refused(entry, r.error_code, r.error_message, now, last_chance=last_chance)
-        finally:  # what the peer took is recorded even when settling another row failed
-            await self._sent(delivered, now)
+                self.on_receipt_signer(verified.signer_certificate)
+                await self._sent(entry, r.receipt, now)
+            elif gives_up_on_code(r.error_code or ""):
+                if r.error_code in STALE_RECIPIENT_CODES:
+                    # The peer renewed its encryption key and the overlap is over: this envelope is
+                    # sealed and lost, but the next drafts must use the peer's current certificate.
+                    self.on_stale_recipient()
+                self._log(logging.WARNING, "%s refused %s for good: %s %s", self.destination, entry.message_id,
+                          r.error_code, r.error_message, message_id=entry.message_id, code=r.error_code,
+                          doc_id=await self._doc_of(entry.message_id))
+                await self.bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""))
+            else:
+                await self.defer_or_bounce(entry, ErrorInfo(r.error_code or "UNKNOWN", r.error_message or ""), now,
+                                           last_chance=last_chance)
 
-    async def _refused(self, entry: QueueEntry, code: str | None, message: str | None, now: dt.datetime, *,
-                       last_chance: bool) -> None:
-        """The peer refused ``entry``: given up at once, or tried again later, as the code's kind says."""
-        info = ErrorInfo(code or "UNKNOWN", message or "")
-        if not gives_up_on_code(code or ""):
-            await self.defer_or_bounce(entry, info, now, last_chance=last_chance)
-            return
-        if code in STALE_RECIPIENT_CODES:
-            # The peer renewed its encryption key and the overlap is over: this envelope is
-            # sealed and lost, but the next drafts must use the peer's current certificate.
-            self.on_stale_recipient()
-        self._log(logging.WARNING, "%s refused %s for good: %s %s", self.destination, entry.message_id, code, message,
-                  message_id=entry.message_id, code=code, doc_id=await self._doc_of(entry.message_id))
-        await self.bounce(entry, info)
-
-    async def _sent(self, delivered: list[tuple[QueueEntry, bytes]], now: dt.datetime) -> None:
-        """The envelopes the peer took, each with its receipt, recorded in ONE transaction (one commit
-        for a request's receipts, not one each: a county hands the city five of a request's); should
-        it fail, each is recorded alone, so one row's trouble does not leave the others unrecorded."""
-        if not delivered:
-            return
+    async def _sent(self, entry: QueueEntry, receipt: bytes, now: dt.datetime) -> None:
         store = self.outbound.store
-        try:
-            async with store.transaction() as tx:
-                for entry, receipt in delivered:
-                    await self._mark_sent(entry, receipt, now, tx)
-        except GwxError:
-            if len(delivered) == 1:
-                raise
-            for entry, receipt in delivered:
-                async with store.transaction() as tx:
-                    await self._mark_sent(entry, receipt, now, tx)
-        self.outbound.sent.inc(len(delivered), destination=self.destination)
-
-    async def _mark_sent(self, entry: QueueEntry, receipt: bytes, now: dt.datetime, tx) -> None:
-        store = self.outbound.store
-        # Nothing moved (an operator purged it while it was on the wire): its rows stay as the purge left them.
-        if await store.queue.mark_sent([entry.message_id], receipt, tx=tx):
-            await apply_transport_outcome(store, entry.message_id, Event.SENT, at=now,
-                                          actor=f"node:{self.destination}", tx=tx)
+        async with store.transaction() as tx:
+            # Nothing moved (an operator purged it while it was on the wire): its rows stay as the purge left them.
+            if await store.queue.mark_sent([entry.message_id], receipt, tx=tx):
+                await apply_transport_outcome(store, entry.message_id, Event.SENT, at=now,
+                                              actor=f"node:{self.destination}", tx=tx)
+        self.outbound.sent.inc(destination=self.destination)
 
     async def defer_or_bounce(self, entry: QueueEntry, error: ErrorInfo | GwxError, now: dt.datetime, *,
                               last_chance: bool = False) -> None:

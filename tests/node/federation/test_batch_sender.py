@@ -13,22 +13,16 @@ import asyncio
 import datetime as dt
 
 import pytest
-from aiohttp import web
 
-from exchange_protocol.batch_answer import FrameAnswer, encode_batch_answer
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from exchange_protocol.envelope_crypto import Recipient
 from exchange_protocol.envelope_seal import seal_bundle
-from exchange_protocol.ids import new_id
-from exchange_protocol.transport_receipt import TransportReceipt, sign_receipt, verify_receipt
 from node.federation.batch_sender import BatchSender
 from node.federation.transport import PeerUnreachable
 from node.store import OutboundItem
 from pki.certificates import load_certificates
 from tests.node.federation import processing_support
-from tests.node.federation.federation_support import node_context
 from tests.node.federation.processing_support import SENDER, A, close_processor, open_processor
-from tests.node.federation.test_destination_credentials import city_answering, county_outbound
 
 node_dir = processing_support.node_dir  # the county and city nodes (a module fixture)
 HOP = "town-a"  # in no peer list: every attempt fails PEER_UNREACHABLE
@@ -74,58 +68,3 @@ def test_a_window_past_at_the_restart(node_dir, tmp_path, case):
             await close_processor(store, outbound)
 
     asyncio.run(run())
-
-
-def test_the_receipts_of_one_request_are_recorded_in_one_transaction(node_dir, tmp_path):
-    """Three envelopes to the city in one request, each answered with the city's own signed receipt
-    (over mutual TLS on loopback): each row is ``sent`` with its receipt, and one commit recorded them
-    all, not one each."""
-    async def run():
-        city = node_context(node_dir / "city")
-        async with city_answering(node_dir) as (_, url, _calls, runner), \
-                county_outbound(node_dir, tmp_path, url) as (ctx, store, outbound):
-            now = ctx.clock()
-            ids = [await _queue_for(ctx, store, node_dir / "city", now, "city") for _ in range(3)]
-            window = await store.queue.load_active_window("city", 10)
-            assert sorted(e.message_id for e in window) == sorted(ids)
-
-            async def envelopes(request: web.Request) -> web.Response:  # the city's answer, in the window's order
-                await request.read()
-                answers = [FrameAnswer(e.message_id, receipt=sign_receipt(
-                    TransportReceipt(e.message_id, e.blob_digest, city.clock(), "city"), city.signer,
-                    city.intermediates)) for e in window]
-                return web.Response(body=encode_batch_answer(answers), content_type="application/json")
-            runner.app.router._frozen = False  # the city's peer app gains its envelopes route
-            runner.app.router.add_post("/peer/v1/envelopes", envelopes)
-
-            transactions = _counting_transactions(store)
-            await BatchSender(outbound, "city").send(window)
-            assert transactions == [1]
-            for e in window:
-                row = await store.queue.get(e.message_id)
-                assert row.state == "sent" and verify_receipt(
-                    row.receipt, trust=city.trust, now=city.clock(), message_id=e.message_id,
-                    envelope_digest=e.blob_digest, receiver_node="city") is not None  # raises unless its own
-    asyncio.run(run())
-
-
-async def _queue_for(ctx, store, city_dir, created: dt.datetime, hop: str) -> str:
-    enc = load_certificates((city_dir / "credentials" / "enc.crt").read_bytes())[0]
-    header = HeaderDraft.new(MessageType.TRANSPORT_ACK, ctx.node_id, "city", A, (SENDER,), created,
-                             dt.timedelta(days=1), in_reply_to=new_id(created))
-    ref = await store.blobs.put(seal_bundle([header], header.message_id.encode(), ctx.sender, [Recipient(enc)]).data)
-    await store.queue.enqueue(OutboundItem(header.message_id, hop, ref.digest, ref.size, "transport-ack",
-                                           expires_at=created + dt.timedelta(days=1)))
-    return header.message_id
-
-
-def _counting_transactions(store) -> list[int]:
-    """How many transactions ``store`` opens from now on (one list entry, counted up)."""
-    opened = [0]
-    transaction = store.transaction
-
-    def counted(*args, **kwargs):
-        opened[0] += 1
-        return transaction(*args, **kwargs)
-    store.transaction = counted
-    return opened
