@@ -6,7 +6,8 @@ Notices move only rows of documents we sent to the notice's origin (the ``outgoi
 and 催办 only inbox rows of the document that origin delivered here. A recall that arrives after
 签收/退回 is recorded as refused. A batch (several notices in one payload) is checked notice by
 notice; one its origin may not send is audited and left out. The rows a batch of 签收 or 退回
-moves are read and written together: one statement each, an audit event a unit. A 签收/退回
+moves are read and written together: one statement each, an audit event a unit — as are the rows
+one notice naming several units moves (a node's transport-ack for all its units of a document). A 签收/退回
 carrying its unit-signed statement applies only if the statement proves it
 (:mod:`node.federation.notice_evidence`), and its audit event says what it rests on.
 
@@ -155,9 +156,14 @@ class NoticeApplier:
             if notice.type is MessageType.BOUNCE:
                 moved = await readdress_failed(self.outbound, tx, link.message_id, notice.units)
             resent = {u for units in moved.values() for u in units}
-            for unit in (u for u in notice.units if u not in resent):
-                await apply_sender_event(self.store, link.doc_id, unit, event, at=notice.at, actor=actor,
+            units = [u for u in notice.units if u not in resent]
+            if len(units) == 1:
+                await apply_sender_event(self.store, link.doc_id, units[0], event, at=notice.at, actor=actor,
                                          by=notice.by, reason=notice.reason, details=details, tx=tx)
+            elif units:  # a transport-ack (or bounce) naming a township's twenty units: one read, one write
+                await apply_sender_events(self.store, link.doc_id, [SenderMove(u, event, notice.at, notice.by,
+                                                                               notice.reason, details) for u in units],
+                                          actor=actor, tx=tx)
             return tuple(moved)
         event = NOTICE_EVENTS_RECEIVER[notice.type]
         supervisors: list[str] = []

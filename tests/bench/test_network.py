@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.network import OFFICE, Shape, build_network, exchange, gc_seconds, plan
+from bench.network import OFFICE, Shape, build_network, exchange, gc_seconds, hop_counts, plan
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -50,9 +50,17 @@ def test_along_the_tree_the_city_sends_only_to_its_counties_and_they_relay(tmp_p
     city = build_network(tmp_path / "net", TINY, routing="tree", processes=2)
     try:
         figures = exchange(city, tmp_path, timeout=120, poll=0.2)
+        hops = hop_counts(city)
     finally:
         city.net.stop_all()
     assert figures["received"] == figures["signed_back"] == figures["recipients"] == 13
+    # Hop by hop: each township's transport-ack and 签收 go to its county, which takes every one of
+    # them in custody for the city (up), as it took the city's bundle for each township (down).
+    townships, county = hops["township"], hops["county"]
+    assert townships["nodes"] == 2 and townships["envelopes_sent"] >= 4 and townships["requests"] >= 2
+    assert county["relayed_up"] == townships["envelopes_sent"] and county["relayed_down"] == 2
+    # The city's one bundle: a header each for the county and its two townships.
+    assert hops["city"]["envelopes_sent"] == 3 and hops["city"]["requests"] >= 1
     assert figures["origin_peer_ids"] == ["county-wuling"]
     # Fan-out: one bundle for everything below the county, the package on the origin's uplink once
     # per child link (issue 8's aim: at most 1.2 × package × child links).
@@ -71,3 +79,5 @@ def test_signing_after_delivery_no_clerk_signs_before_every_unit_has_it(tmp_path
     assert figures["first_signed_s"] > figures["delivered_s"]
     # Each process's CPU when the last node had it (before any 签收): the split between the two phases.
     assert len(figures["cpu_s_at_every_node"]) == 2 and all(cpu > 0 for cpu in figures["cpu_s_at_every_node"])
+    # ... and at the end, taken before the bench reads any node's /metrics (not the exchange's CPU).
+    assert all(end >= at for end, at in zip(figures["cpu_s_at_end"], figures["cpu_s_at_every_node"], strict=True))

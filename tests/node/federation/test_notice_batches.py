@@ -78,15 +78,16 @@ async def _sign_for(county: Node, doc_id: str, answered: str, units, at: dt.date
             await county.processor.queue_notice(tx, notice, "city", unit, (SENDER,), answered)
 
 
-async def _city_sent(city: Node, units) -> tuple[str, str]:
-    """The city's outbox: a 通知 from SENDER to ``units``, delivered to the county by one message."""
+async def _city_sent(city: Node, units, status: SenderStatus = SenderStatus.DELIVERED) -> tuple[str, str]:
+    """The city's outbox: a 通知 from SENDER to ``units``, delivered to the county by one message (its
+    rows ``status``)."""
     now = city.ctx.clock()
     doc_id, message_id = new_id(now), new_id(now)
     package = await city.store.blobs.put(b"the package")
     await city.store.messages.add_outbox(
         OutboxDocument(doc_id=doc_id, from_unit=SENDER, title="关于批量签收的通知", kind=Kind.NOTICE,
                        package_digest=package.digest, created_at=now),
-        [OutboxRecipient(unit=u, role=Role.MAIN, status=SenderStatus.DELIVERED, destination_node="county")
+        [OutboxRecipient(unit=u, role=Role.MAIN, status=status, destination_node="county")
          for u in units], actor="clerk-1")
     async with city.store.transaction() as tx:
         await city.store.links.add_links(tx, [OutgoingLink(message_id, doc_id, "document", "county", tuple(units),
@@ -390,4 +391,36 @@ def test_a_draft_that_travels_alone_is_sealed_behind_a_full_page_of_held_notices
             assert len(await county.store.drafts.drafts_for("city", 1000)) == held  # the 签收 still wait
         finally:
             await county.close()
+    asyncio.run(run())
+
+
+def test_a_transport_ack_for_several_units_moves_their_rows_together_once(node_dir, tmp_path):
+    """A node's transport-ack names all its units of the document (a township: twenty): their rows
+    are read in one call and written in one, each with its own ``recipient.delivered`` event; the
+    same ack again moves nothing and writes nothing."""
+    async def run():
+        city = await Node.open(node_dir, "city", tmp_path / "city")
+        try:
+            doc_id, answered = await _city_sent(city, UNITS[:5], status=SenderStatus.SENT)
+            ack = [Notice(MessageType.TRANSPORT_ACK, doc_id, tuple(UNITS[:4]), city.ctx.clock())]
+            received, _ = await _arrive(city, _batch_from_county(node_dir, answered, ack))
+            calls = _store_calls(city.store)
+            await city.processor._process(received)
+            assert calls == [("read", sorted(UNITS[:4])), ("write", sorted(UNITS[:4]))]
+            assert (await city.store.messages.get_received(received.message_id)).state == "done"
+            rows = {r.unit: r.status for r in (await city.store.messages.get_outbox(doc_id)).recipients}
+            assert rows == {**{u: "delivered" for u in UNITS[:4]}, UNITS[4]: "sent"}
+            delivered = [e.subjects["unit"] for e in await city.store.audit.events(doc_id=doc_id)
+                         if e.action == "recipient.delivered"]
+            assert sorted(delivered) == sorted(UNITS[:4])
+
+            again, _ = await _arrive(city, _batch_from_county(node_dir, answered, ack))  # another envelope, same ack
+            calls.clear()
+            await city.processor._process(again)
+            assert calls == [("read", sorted(UNITS[:4])), ("write", [])]  # no row to write (no statement: none)
+            assert {r.unit: r.status for r in (await city.store.messages.get_outbox(doc_id)).recipients} == rows
+            assert len([e for e in await city.store.audit.events(doc_id=doc_id)
+                        if e.action == "recipient.delivered"]) == 4
+        finally:
+            await city.close()
     asyncio.run(run())
