@@ -254,6 +254,37 @@ def test_a_checker_matches_its_crls_to_an_issuer_once_and_judges_every_certifica
     checker(good, ca.certificate, NOW)
 
 
+class _LookupCountingCrl(_CountingCrl):
+    """A CRL that counts its serial-number lookups (pyca walks every entry for each)."""
+
+    lookups = 0
+
+    def get_revoked_certificate_by_serial_number(self, serial: int):
+        self.lookups += 1
+        return self._crl.get_revoked_certificate_by_serial_number(serial)
+
+
+def test_a_checker_reads_a_crls_serials_once_and_refuses_a_listed_certificate_as_the_crl_says(env):
+    """An unlisted certificate passes without a walk through the CRL's entries (pyca's lookup is one
+    per call, over every entry); a listed one is refused each time with the entry's reason and dates,
+    exactly as :func:`check_crl` refuses it."""
+    _, ca, good, bad = env
+    crl = _LookupCountingCrl(crlmod.build_crl(ca, NOW))
+    checker = CrlChecker([crl])
+    for _ in range(20):
+        checker(good, ca.certificate, NOW)
+    assert crl.lookups == 0  # was one a call
+    with pytest.raises(CertificateRevoked) as direct:
+        check_crl(bad, ca.certificate, crlmod.build_crl(ca, NOW), NOW)
+    for _ in range(2):
+        with pytest.raises(CertificateRevoked) as err:
+            checker(bad, ca.certificate, NOW)
+        assert err.value.code == "PKI_CERT_REVOKED" and err.value.details == direct.value.details
+    assert crl.lookups == 2
+    with pytest.raises(RevocationStale):  # the window still judged at each call, from the CRL read once
+        checker(good, ca.certificate, NOW + dt.timedelta(days=30))
+
+
 def test_a_checker_keeps_refusing_a_forged_crl_and_a_certificate_of_another_issuer(env, tmp_path):
     """A CRL that does not verify is refused on every call (its verdict is not turned into a pass by
     being remembered), and a certificate whose issuer is not the CRLs' is still not judged by them."""
