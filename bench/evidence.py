@@ -15,7 +15,9 @@ and the seal certificate under it, the CRL checked as a node checks it):
   same pass in CPU time (``time.process_time``: less sensitive to a shared machine's load).
   ``--counties N`` issues the seals from N intermediate CAs under the root, dealt round, each with
   its CRL in the checker beside the root's — a city's shape (bench/network.py: 9 counties, 10 CRLs);
-  the default 0 keeps the seals under the root with its one CRL;
+  the default 0 keeps the seals under the root with its one CRL; ``--revoked N`` has every CA's CRL
+  list N other seals' serials (a county that has revoked seals over the years; the default 0 is an
+  empty CRL);
 * ``statement_bytes`` and ``entry_bytes_added`` — the DER, and what it adds to a notice's JSON entry
   (base64); ``notices_per_batch`` with and without statements — how many 签收 fit one batch payload
   (``MAX_NOTICE_BYTES``), hence ``envelopes_for_3600`` each way for 3,600 签收 of one 通知 arriving at
@@ -45,7 +47,8 @@ from exchange_protocol.notices import Notice, pack_notices  # noqa: E402
 from exchange_protocol.statements import Statement, sign_statement, verify_statement  # noqa: E402
 from pki.algorithms import DEFAULT  # noqa: E402
 from pki.ca import CertificateAuthority  # noqa: E402
-from pki.crl import current_crl  # noqa: E402
+from pki.ca_records import Revocation  # noqa: E402
+from pki.crl import build_crl, current_crl  # noqa: E402
 from pki.revocation import CrlChecker  # noqa: E402
 from pki.seal_store import issue_seal  # noqa: E402
 from pki.signer import SoftwareSigner  # noqa: E402
@@ -88,12 +91,36 @@ def verify_distinct_us(cas: list[CertificateAuthority], units: list[str], digest
     return ((time.perf_counter() - start) / len(ders) * 1e6, (time.process_time() - cpu) / len(ders) * 1e6)
 
 
+class _RevokedMany:
+    """``ca`` as :func:`pki.crl.build_crl` sees it, with ``count`` other serials revoked (never issued
+    here: the CRL's size is what is measured, not whom it names)."""
+
+    def __init__(self, ca: CertificateAuthority, count: int, now: dt.datetime) -> None:
+        self.ca, self.certificate, self.directory = ca, ca.certificate, ca.directory
+        self._revoked = {serial: Revocation(serial, "key_compromise", now - dt.timedelta(days=1))
+                         for serial in range(10**30, 10**30 + count)}
+
+    def signer(self):
+        return self.ca.signer()
+
+    def revocations(self) -> dict[int, Revocation]:
+        return self._revoked
+
+    def take_crl_number(self) -> int:
+        return self.ca.take_crl_number()
+
+
+def crl_of(ca: CertificateAuthority, revoked: int, now: dt.datetime):
+    return current_crl(ca, now) if not revoked else build_crl(_RevokedMany(ca, revoked, now), now)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
     parser.add_argument("--seals", type=int, default=100, help="distinct seal certificates for verify_distinct_us")
     parser.add_argument("--counties", type=int, default=0,
                         help="intermediate CAs issuing the distinct seals, each with its CRL (a city: 9)")
+    parser.add_argument("--revoked", type=int, default=0, help="other serials every CA's CRL lists")
     args = parser.parse_args()
     seconds = 0.5 if args.quick else 3.0
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -110,8 +137,8 @@ def main() -> int:
         sign_us = per_call_us(lambda: sign_statement(statement, seal.signer, seal.chain), seconds)
         verify_us = per_call_us(lambda: verify_statement(der, trust, now=now, revocation=crls), seconds)
         counties = [ca.create_intermediate(Path(tmp) / f"county-{k}", f"测量县CA{k}", PW) for k in range(args.counties)]
-        if counties:
-            crls = CrlChecker([current_crl(c, now) for c in [ca, *counties]])
+        if counties or args.revoked:
+            crls = CrlChecker([crl_of(c, args.revoked, now) for c in [ca, *counties]])
         distinct_us, distinct_cpu_us = verify_distinct_us(counties or [ca], units[1:args.seals + 1], digest, now,
                                                           trust, crls, tuple(c.certificate for c in counties))
         data = b"x" * 32
@@ -133,13 +160,13 @@ def main() -> int:
         "notices_per_batch_signed": max(len(r) for r in runs_signed),
         "envelopes_for_3600_plain": len(runs_plain), "envelopes_for_3600_signed": len(runs_signed),
         "per_signed_for_cpu_ms": round((sign_us + verify_us) / 1000, 3),
-        "seals": args.seals, "counties": args.counties, "verify_distinct_us": round(distinct_us, 1),
+        "seals": args.seals, "counties": args.counties, "revoked": args.revoked, "verify_distinct_us": round(distinct_us, 1),
         "verify_distinct_cpu_us": round(distinct_cpu_us, 1),
         "issuing_node_3600_s": round(distinct_us * 3600 / 1e6, 2),
     }
     print(f"sign a statement {sign_us:.0f} µs (bare ECDSA {ecdsa_sign_us:.0f} µs); verify {verify_us:.0f} µs "
           f"(bare {ecdsa_verify_us:.0f} µs), {distinct_us:.0f} µs each over {args.seals} distinct seals "
-          f"({distinct_cpu_us:.0f} µs CPU; {args.counties} county CAs) "
+          f"({distinct_cpu_us:.0f} µs CPU; {args.counties} county CAs, {args.revoked} revoked in each CRL) "
           f"({distinct_us * 3.6e-3:.1f} s for 3,600 at the issuing node); {len(der)} bytes DER, +{added} bytes per notice; "
           f"3,600 签收 in {len(runs_signed)} envelopes instead of {len(runs_plain)}")
     print(json.dumps(result, ensure_ascii=False))
