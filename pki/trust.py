@@ -369,10 +369,27 @@ def _check_ca_purpose(ca: x509.Certificate, purpose: Purpose) -> None:
                                     purpose=purpose.value)
 
 
-@functools.lru_cache(maxsize=1024)
 def _names_decode(cert: x509.Certificate) -> bool:
     """pyca decodes names lazily and raises on bad bytes; a peer's certificate must not crash us.
-    (Remembered per certificate — they hash by their DER — since the same few recur.)"""
+    Remembered per certificate: first by the object itself — every path check asks again about each
+    of a node's CAs in the pool (nine at a city), the same objects, and hashing a certificate's DER
+    for a lookup costs ~3 µs — then by its DER."""
+    known = _decoded_objects.get(id(cert))
+    if known is not None and known[0] is cert:  # the object is held in the entry: its id is not reused
+        return known[1]
+    decodes = _names_decode_der(cert)
+    if len(_decoded_objects) >= _DECODED_OBJECTS:
+        _decoded_objects.clear()  # a bound, not an order: any entry lost is asked again (thread-safe: one dict op)
+    _decoded_objects[id(cert)] = (cert, decodes)
+    return decodes
+
+
+_DECODED_OBJECTS = 1024
+_decoded_objects: dict[int, tuple[x509.Certificate, bool]] = {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_decode_der(cert: x509.Certificate) -> bool:
     try:
         cert.subject.rfc4514_string()
         cert.issuer.rfc4514_string()
