@@ -384,7 +384,7 @@ def _names_decode(cert: x509.Certificate) -> bool:
     return decodes
 
 
-_DECODED_OBJECTS = 1024
+_DECODED_OBJECTS = 256  # the CAs recur; the leaves (one a statement) are asked about once
 _decoded_objects: dict[int, tuple[x509.Certificate, bool]] = {}
 
 
