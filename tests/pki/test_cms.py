@@ -244,3 +244,20 @@ def test_expiry_is_decided_afresh_after_a_cached_success(pki_env):
     with pytest.raises(CertificateExpired):
         cms.verify_detached(sig, DATA, trust_roots=[root.certificate],
                             now=signer.certificate.not_valid_after_utc + dt.timedelta(seconds=1))
+
+
+def test_the_nodes_intermediates_are_searched_for_the_signer_only_when_the_cms_does_not_carry_it(
+        pki_env, tmp_path, monkeypatch):
+    """A node passes its CAs (nine county CAs at a city) with every statement it checks: the signer the
+    CMS carries is found without a lookup of each of them."""
+    _, root, inter, signer = pki_env
+    others = [root.create_intermediate(tmp_path / f"county-{i}", f"County CA {i}", PASSPHRASE) for i in range(3)]
+    intermediates = [c.certificate for c in others] + [inter.certificate]
+    carried = cms.sign_detached(DATA, signer, extra_certs=[inter.certificate])
+    looked_up = []
+    facts_of = cms._facts_of
+    monkeypatch.setattr(cms, "_facts_of", lambda cert: looked_up.append(cert) or facts_of(cert))
+    result = cms.verify_detached(carried, DATA, trust_roots=[root.certificate], now=NOW,
+                                 intermediates=intermediates, purpose=Purpose.SEAL)
+    assert result.signer_certificate == signer.certificate and looked_up == []
+    # (A signer the CMS leaves out, found among those given: test_tsa.py's tokens made without certReq.)
