@@ -29,7 +29,7 @@ from exchange_protocol.envelope import MessageType
 from exchange_protocol.kinds import Role
 from exchange_protocol.states import Event, ReceiverStatus, RecipientRow, SenderStatus
 from node.errors import StoreConflict, StoreContended, StoreNotFound
-from node.store import InboxRow, NodeStore, OutboxRecipient, RecipientUpdate, Transaction
+from node.store import InboxRow, NodeStore, OutboxRecipient, OutgoingLink, RecipientUpdate, Transaction
 from pki.errors import GwxError
 
 log = logging.getLogger("gwx.outbound")
@@ -206,17 +206,44 @@ async def apply_transport_outcome(store: NodeStore, message_id: str, event: Even
                                   except_units: Collection[str] = ()) -> None:
     """Reflect what happened to a message we sent on the sender-side rows of the document it carried
     (inside ``tx``, with the queue change that records the outcome), but for ``except_units`` (sent
-    on by another message meanwhile). Notices carry no rows: nothing."""
+    on by another message meanwhile). Notices carry no rows: nothing.
+
+    A document's units move together, as :func:`apply_sender_events` moves a batch of 签收: their rows
+    read in one statement, the changed ones written in one, each with its own audit event (a fan-out
+    message to a county names hundreds of units: two statements, not two a unit). A unit the state
+    machine refuses, or one without a row, is logged and left as it was; the others move."""
     link = await store.links.link(message_id)
     if link is None or link.type not in (MessageType.DOCUMENT.value, MessageType.FORWARD.value):
         return
-    for unit in (u for u in link.units if u not in except_units):
-        try:
-            if link.type == MessageType.FORWARD.value:
+    units = [u for u in link.units if u not in except_units]
+    if link.type == MessageType.FORWARD.value:
+        for unit in units:
+            try:
                 await apply_forward_event(store, link.doc_id, unit, event, at=at, actor=actor, reason=reason, tx=tx)
-                continue
-            await apply_sender_event(store, link.doc_id, unit, event, at=at, actor=actor, reason=reason,
-                                     details={"message_id": message_id}, tx=tx)
-        except GwxError as exc:  # raised before any write: the transaction stays usable
-            log.warning("cannot apply %s to %s/%s: %s", event.value, link.doc_id, unit, exc,
-                        extra={"destination": link.destination, "message_id": message_id, "code": exc.code})
+            except GwxError as exc:  # raised before any write: the transaction stays usable
+                _cannot_apply(link, message_id, unit, event, exc)
+        return
+    if not units:
+        return
+    rows = await store.messages.get_outbox_recipients(link.doc_id, units, tx=tx)
+    details = {"message_id": message_id}
+    updates = []
+    for unit in dict.fromkeys(units):  # (a unit named twice moves once)
+        try:
+            if (current := rows.get(unit)) is None:
+                raise StoreNotFound(f"document {link.doc_id} has no recipient {unit}", doc_id=link.doc_id,
+                                    unit=unit)
+            before = _sender_row(current)
+            after = before.apply(event, at=at, reason=reason)
+        except GwxError as exc:  # decided before any write: the others still move
+            _cannot_apply(link, message_id, unit, event, exc)
+            continue
+        if after != before:
+            updates.append(RecipientUpdate(unit, before.status.value, _sender_changes(after),
+                                           f"recipient.{event.value}", details))
+    await store.messages.update_recipients(link.doc_id, updates, actor=actor, tx=tx)
+
+
+def _cannot_apply(link: OutgoingLink, message_id: str, unit: str, event: Event, exc: GwxError) -> None:
+    log.warning("cannot apply %s to %s/%s: %s", event.value, link.doc_id, unit, exc,
+                extra={"destination": link.destination, "message_id": message_id, "code": exc.code})

@@ -1,6 +1,7 @@
 """node.documents.tracking over a real store: a row another writer keeps changing under every
 compare-and-set retry is a transient error (STORE_CONTENDED: busy, try again — 503, exit 4, retried
-by the sender and the processor), not a conflict the caller must resolve (409, given up on)."""
+by the sender and the processor), not a conflict the caller must resolve (409, given up on); a
+message's transport outcome moves the rows of all its units in one read and one write."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ import pytest
 
 from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import Event, ReceiverStatus, SenderStatus
-from node.documents.tracking import ATTEMPTS, apply_receiver_event, apply_sender_event
+from node.documents.tracking import (
+    ATTEMPTS,
+    apply_receiver_event,
+    apply_sender_event,
+    apply_transport_outcome,
+)
 from node.error_kinds import Disposition, disposition, http_status_for
 from node.errors import StoreContended, StoreNotFound
-from node.store import InboxRow, OutboxDocument, OutboxRecipient
+from node.store import InboxRow, OutboxDocument, OutboxRecipient, OutgoingLink
 from pki.unit_code import make_unit_code
 from tests.node.store.conftest import open_store
 
@@ -109,3 +115,70 @@ def test_an_inbox_row_that_keeps_changing_is_contended_not_a_conflict(tmp_path):
 def _is_transient(error: StoreContended) -> None:
     assert error.code == "STORE_CONTENDED"
     assert disposition(error) is Disposition.RETRY and http_status_for(error) == 503
+
+
+def _recipient_calls(store) -> list[tuple[str, list[str]]]:
+    """The recipient rows ``store``'s messages read and write from now on, one entry a call (each one
+    statement): ("read", units) and ("write", units) for several, ("read one" | "write one", [unit])."""
+    calls: list[tuple[str, list[str]]] = []
+    m = store.messages
+    reads, writes, read_one, write_one = (m.get_outbox_recipients, m.update_recipients, m.get_outbox_recipient,
+                                          m.update_recipient)
+
+    async def get_outbox_recipients(doc_id, units, **kw):
+        calls.append(("read", sorted(units)))
+        return await reads(doc_id, units, **kw)
+
+    async def update_recipients(doc_id, updates, **kw):
+        calls.append(("write", sorted(u.unit for u in updates)))
+        return await writes(doc_id, updates, **kw)
+
+    async def get_outbox_recipient(doc_id, unit, **kw):
+        calls.append(("read one", [unit]))
+        return await read_one(doc_id, unit, **kw)
+
+    async def update_recipient(doc_id, unit, *args, **kw):
+        calls.append(("write one", [unit]))
+        return await write_one(doc_id, unit, *args, **kw)
+
+    m.get_outbox_recipients, m.update_recipients = get_outbox_recipients, update_recipients
+    m.get_outbox_recipient, m.update_recipient = get_outbox_recipient, update_recipient
+    return calls
+
+
+def test_a_fan_out_message_acknowledged_moves_its_units_rows_together_each_with_its_own_event(tmp_path):
+    """The city's message to a county names hundreds of units: its receipt moves their rows in one read
+    and one write (not two statements a unit), each unit with its own ``recipient.sent`` event naming
+    the message, as ``gwx track`` shows it; a unit sent on by another message meanwhile is left out, a
+    unit without a row is only logged (the others still move), and the same receipt again writes nothing."""
+    async def run():
+        async with open_store(tmp_path) as store:
+            package = await store.blobs.put(b"package")
+            units = [make_unit_code(f"11100000MB{i:07d}") for i in range(6)]
+            stray = make_unit_code("11100000MB9999999")  # named by the message, no row here
+            doc = OutboxDocument(doc_id="d-1", from_unit=U_SEND, title="关于检查的通知", kind=Kind.NOTICE,
+                                 package_digest=package.digest, created_at=store.clock())
+            await store.messages.add_outbox(doc, [OutboxRecipient(unit=u, role=Role.MAIN, status=SenderStatus.QUEUED,
+                                                                  destination_node="county") for u in units],
+                                            actor="clerk-1")
+            async with store.transaction() as tx:
+                await store.links.add_links(tx, [OutgoingLink("m-1", "d-1", "document", "county",
+                                                              (*units, stray), store.clock())])
+            calls = _recipient_calls(store)
+            async with store.transaction() as tx:
+                await apply_transport_outcome(store, "m-1", Event.SENT, at=store.clock(), actor="node:county", tx=tx,
+                                              except_units={units[5]})
+            assert calls == [("read", sorted([*units[:5], stray])), ("write", sorted(units[:5]))]
+            rows = {r.unit: r.status for r in (await store.messages.get_outbox("d-1")).recipients}
+            assert rows == {**{u: "sent" for u in units[:5]}, units[5]: "queued"}
+            sent = [e for e in await store.audit.events(doc_id="d-1") if e.action == "recipient.sent"]
+            assert sorted(e.subjects["unit"] for e in sent) == sorted(units[:5])
+            assert {e.details["message_id"] for e in sent} == {"m-1"} and {e.details["from"] for e in sent} == {"queued"}
+
+            calls.clear()
+            async with store.transaction() as tx:
+                await apply_transport_outcome(store, "m-1", Event.SENT, at=store.clock(), actor="node:county", tx=tx)
+            assert calls == [("read", sorted([*units, stray])), ("write", [units[5]])]
+            assert len([e for e in await store.audit.events(doc_id="d-1") if e.action == "recipient.sent"]) == 6
+
+    asyncio.run(run())
