@@ -219,8 +219,8 @@ class BatchSender:
             # after the relay's own window).
             policy = replace(policy, max_age=entry.expires_at - first)
         when = next_attempt(entry.attempts + 1, first, now, policy, self.outbound.rand())
-        if when is GIVE_UP:
-            await self.bounce(entry, info)
+        if when is GIVE_UP:  # the window closed at this attempt: the same reason as the sweep's
+            await self.bounce(entry, ErrorInfo.of(self.outbound.expired(entry.expires_at, entry.attempts + 1, info)))
         else:
             await self.outbound.store.queue.defer(entry.message_id, when, info)
 

@@ -68,3 +68,31 @@ def test_a_window_past_at_the_restart(node_dir, tmp_path, case):
             await close_processor(store, outbound)
 
     asyncio.run(run())
+
+
+def test_an_attempt_that_fails_once_the_window_has_closed_gives_it_up_as_expired(node_dir, tmp_path):
+    """The window can close at a failed attempt (the retry function has no time left) as well as in
+    the sweep of expired rows (:meth:`BatchSender.bounce_expired`): either way the clerk reads the
+    same reason, QUEUE_EXPIRED naming the last error — not the last attempt's bare error (a loaded
+    run of test_sender_stopped once got a bare PEER_UNREACHABLE from this path)."""
+    async def run():
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
+        try:
+            now = ctx.clock()
+            window_end = now + dt.timedelta(minutes=10)
+            message_id = await _queue(ctx, store, node_dir / "city", now, dt.timedelta(days=1), window_end)
+            sender = BatchSender(outbound, HOP)
+            unreachable = PeerUnreachable("town-a: connection refused", code="PEER_UNREACHABLE")
+            await sender.defer_or_bounce(await store.queue.get(message_id), unreachable, now)
+            assert (await store.queue.get(message_id)).state == "deferred"  # time left: tried again later
+            await sender.defer_or_bounce(await store.queue.get(message_id), unreachable,
+                                         window_end + dt.timedelta(seconds=1))
+            entry = await store.queue.get(message_id)
+            assert entry.state == "bounced" and entry.last_error.code == "QUEUE_EXPIRED", entry.last_error
+            reason = entry.last_error.message
+            assert "retry window closed before delivery: the peer did not take it for the whole window" in reason
+            assert "2 attempt(s), the last: PEER_UNREACHABLE town-a: connection refused" in reason, reason
+        finally:
+            await close_processor(store, outbound)
+
+    asyncio.run(run())
