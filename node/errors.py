@@ -70,7 +70,9 @@ class NodeUnavailable(NodeError):
 
     code = "NODE_UNAVAILABLE"
     kind = ErrorKind.TRANSIENT
-    subcodes = ("NODE_SHUTTING_DOWN", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "NODE_NOT_RUNNING")
+    # NODE_CHECK_TIMEOUT: a check process did not answer in time (node.federation.check_pool)
+    subcodes = ("NODE_SHUTTING_DOWN", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "NODE_NOT_RUNNING",
+                "NODE_CHECK_TIMEOUT")
 
 
 class NodeAlreadyRunning(NodeError):

@@ -20,14 +20,18 @@ The node sends jobs down a bare pipe (pickled tuples, one at a time) and reads o
 A typed error raised by a check answers ``("error", code, message, details)`` (a ``GwxError``
 pickles but comes back as the base class: the node raises :func:`pki.errors.error_for_code`);
 anything else ``("bug", text)``. End of file on the pipe ends the process (the node stopped or
-died). Ctrl-C is the node's to handle: ignored here.
+died). Ctrl-C is the node's to handle: ignored here. A thread watches the parent: if the node's
+process is gone (killed in the middle of a job this process is stuck in), this one exits too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import signal
+import threading
+import time
 from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
@@ -127,9 +131,20 @@ class Judge:
         return "report", report.to_dict(), report.metadata, report.ok, report.valid_from, report.valid_until
 
 
+PARENT_POLL_SECONDS = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process once its parent is gone (it is then re-parented: another ``getppid()``)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
 def main(conn: Connection) -> None:
     """The child's loop: one job, one answer, until the pipe ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     judge = Judge()
     while True:
         try:

@@ -25,6 +25,10 @@ so ``[processing] check_processes`` children (:mod:`node.federation.check_child`
 * **A child's death** (end of file on its pipe, a kill -9 mid-job) restarts it and sends the job
   again; after :data:`ATTEMPTS` deaths in a row the job fails ``NODE_UNAVAILABLE`` (the sender
   retries). Nothing is ever accepted unchecked.
+* **A hung child** (no answer within :data:`JOB_SECONDS`, or a job it does not take from the pipe in
+  that time) is killed and the job fails ``NODE_CHECK_TIMEOUT`` (transient: the sender retries) —
+  not sent again in the same call, as a hang is most likely the input's; the next job starts
+  another child. A child ends by itself when the node's process does (it watches its parent).
 
 Children are spawned (never forked from a running event loop) on first use — a node that never
 receives a package never starts one — and stopped with the node (:meth:`CheckPool.close`,
@@ -37,6 +41,8 @@ import datetime as dt
 import itertools
 import logging
 import multiprocessing
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +60,10 @@ log = logging.getLogger("gwx.checks")
 MAX_PACKAGE_BYTES = 2 * 1024 * 1024  # above: checked in the node's process (module docstring)
 ATTEMPTS = 3  # a job's tries on children that die under it
 STOP_SECONDS = 5.0
+# A job's answer (and the child taking it from the pipe) within this, or the child is killed. A 2 MiB
+# package's check takes milliseconds; the bound is for a hung child, so generous enough for a loaded
+# 2-core machine (load 10+) where a check may take a hundred times as long.
+JOB_SECONDS = 30.0
 KEPT_GENERATIONS = 4  # trust material kept for jobs that took their generation just before a change
 
 
@@ -101,9 +111,10 @@ class _Child:
 class CheckPool:
     """``processes`` check processes; every method but :meth:`close` is called from worker threads."""
 
-    def __init__(self, processes: int, allow_classified: bool = False) -> None:
+    def __init__(self, processes: int, allow_classified: bool = False, job_seconds: float = JOB_SECONDS) -> None:
         self._children = [_Child(i) for i in range(processes)]
         self._allow_classified = allow_classified
+        self._job_seconds = job_seconds
         self._spawn = multiprocessing.get_context("spawn")
         self._turn = itertools.count()
         self._lock = threading.Lock()
@@ -184,7 +195,13 @@ class CheckPool:
                         child.conn.send(("trust", generation, roots, crls, self._allow_classified))
                         child.generation = generation
                     child.conn.send(job)
+                    if not child.conn.poll(self._job_seconds):
+                        raise TimeoutError
                     answer = child.conn.recv()
+                except (BlockingIOError, TimeoutError) as exc:  # a send or an answer not taken in time
+                    self._bury(child, exc)
+                    raise NodeUnavailable(f"check process {child.index} did not answer within "
+                                          f"{self._job_seconds:g} s; it was stopped", code="NODE_CHECK_TIMEOUT") from None
                 except (EOFError, OSError) as exc:
                     self._bury(child, exc)
                     continue
@@ -194,6 +211,12 @@ class CheckPool:
 
     def _start(self, child: _Child) -> None:
         ours, theirs = self._spawn.Pipe()
+        # A send blocks while the child takes nothing from the pipe (stopped, hung): bounded like
+        # the answer, the write then fails with BlockingIOError (the pipe is a socket pair).
+        seconds = max(1, int(self._job_seconds))
+        with socket.socket(fileno=ours.fileno()) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
+            sock.detach()
         process = self._spawn.Process(target=check_child.main, args=(theirs,), daemon=True,
                                       name=f"gwx-check-{child.index}")
         process.start()
@@ -213,10 +236,18 @@ class CheckPool:
         log.warning("check process %d ended (%s); starting another", child.index, type(exc).__name__)
 
     def close(self) -> None:
-        """Stop every child (end of file on its pipe, then kill if it lingers); later jobs are refused."""
+        """Stop every child (end of file on its pipe, then kill if it lingers); later jobs are refused.
+        A child busy with a job for longer than :data:`STOP_SECONDS` is killed under its caller
+        (who then sees ``NODE_SHUTTING_DOWN``)."""
         self._closed = True
         for child in self._children:
-            with child.lock:
+            if not child.lock.acquire(timeout=STOP_SECONDS):
+                process = child.process
+                if process is not None:
+                    process.kill()
+                    process.join(STOP_SECONDS)
+                continue
+            try:
                 process, child.process = child.process, None
                 if child.conn is not None:
                     child.conn.close()
@@ -225,6 +256,8 @@ class CheckPool:
                     if process.is_alive():
                         process.kill()
                         process.join(STOP_SECONDS)
+            finally:
+                child.lock.release()
 
 
 def _raise_error(answer: tuple) -> tuple:

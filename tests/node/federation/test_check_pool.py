@@ -266,3 +266,62 @@ def test_a_running_node_checks_in_its_child_and_leaves_none_behind_when_it_stops
     while not all(_gone(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(_gone(c) for c in children)
+
+
+def _ask(pool: CheckPool, ctx, data: bytes):
+    """The acceptor's check of ``data`` asked of ``pool`` directly (in the calling thread)."""
+    generation = pool.generation(ctx.trust, revocation_token(ctx.revocation))
+    return pool.accept(generation, hashlib.sha256(data).hexdigest(), data, ctx.clock())
+
+
+def test_a_hung_child_is_stopped_after_the_jobs_bound_and_the_job_fails_transient(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1, job_seconds=1.0)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            data = await asyncio.to_thread(city_package, node_dir, [A])
+            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None
+            [hung] = pool.pids()
+            os.kill(hung, signal.SIGSTOP)  # alive, answering nothing
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(asyncio.to_thread(_ask, pool, ctx, data), PATIENCE_S)
+            except GwxError as exc:
+                assert (exc.code, exc.kind.value) == ("NODE_CHECK_TIMEOUT", "transient")
+            else:
+                raise AssertionError("a hung child's job answered")
+            assert time.monotonic() - started < PATIENCE_S / 2
+            assert _gone(hung) and pool.pids() == []  # killed, not sent the job again
+            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None  # another child
+            assert len(pool.pids()) == 1
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+def test_close_returns_while_a_job_waits_on_a_hung_child_and_leaves_no_process(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1, job_seconds=PATIENCE_S * 10)  # the job's own bound never comes
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            data = await asyncio.to_thread(city_package, node_dir, [A])
+            await asyncio.to_thread(_ask, pool, ctx, data)
+            [hung] = pool.pids()
+            os.kill(hung, signal.SIGSTOP)
+            waiting = asyncio.ensure_future(asyncio.to_thread(_ask, pool, ctx, data))
+            deadline = time.monotonic() + PATIENCE_S
+            while not pool._children[0].lock.locked() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # the job is under way (sent, or being sent)
+            await asyncio.wait_for(asyncio.to_thread(pool.close), PATIENCE_S)
+            try:
+                await asyncio.wait_for(waiting, PATIENCE_S)
+            except GwxError as exc:
+                assert exc.code == "NODE_SHUTTING_DOWN"
+            else:
+                raise AssertionError("a job answered by a stopped child")
+            assert _gone(hung) and pool.pids() == []
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
