@@ -245,7 +245,7 @@ def _children_of(pid: int) -> list[int]:
 
 def test_a_running_node_checks_in_its_child_and_leaves_none_behind_when_it_stops(tmp_path):
     """Real node processes (``gwx node run``): the county's checks run in its one check process,
-    which is gone once the node has stopped."""
+    which does not inherit the node's key passphrase and is gone once the node has stopped."""
     from node.localnet import send_document
     from tests.node.network.network_support import A1, CITY, inbox_item, notice_meta, start_network
 
@@ -259,6 +259,8 @@ def test_a_running_node_checks_in_its_child_and_leaves_none_behind_when_it_stops
         assert item["verified"] is True
         children = _children_of(county.process.pid)  # its check process and multiprocessing's resource tracker
         assert [b"spawn_main" in (Path("/proc") / str(c) / "cmdline").read_bytes() for c in children].count(True) == 1
+        for c in children:  # they parse hostile input: the node's key passphrase is not theirs to read
+            assert b"GWX_PASSPHRASE=" not in (Path("/proc") / str(c) / "environ").read_bytes()
     finally:
         net.stop_all()
     assert county.process.poll() == 0  # stopped cleanly
