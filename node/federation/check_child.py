@@ -17,7 +17,9 @@ The node sends jobs down a bare pipe (pickled tuples, one at a time) and reads o
   with the package, the whole lean check. Either → ``("report", report_dict, metadata, ok,
   valid_from, valid_until)``.
 
-A typed error raised by a check answers ``("error", code, message, details)`` (a ``GwxError``
+A job naming a generation this process does not hold (the trust material failed to load, or
+never came) answers ``("stale", why)``: the node sends the trust again. A typed error raised by a
+check answers ``("error", code, message, details)`` (a ``GwxError``
 pickles but comes back as the base class: the node raises :func:`pki.errors.error_for_code`);
 anything else ``("bug", text)``. End of file on the pipe ends the process (the node stopped or
 died). Ctrl-C is the node's to handle: ignored here. A thread watches the parent: if the node's
@@ -47,6 +49,10 @@ MAX_HELD = 4096  # reports held for the processor, as node.federation.verdicts.A
 MAX_HELD_BYTES = 16 * 1024 * 1024  # their PDF bodies
 
 
+class _Stale(Exception):
+    """The job names a generation this process does not hold (its trust material did not load)."""
+
+
 class Judge:
     """The child's state: the trust material of the newest generation and the reports held under it."""
 
@@ -69,6 +75,8 @@ class Judge:
                 return None
         try:
             return getattr(self, "_" + job[0])(*job[1:])
+        except _Stale as exc:
+            return "stale", str(exc)
         except GwxError as exc:
             return "error", exc.code, exc.message, exc.to_dict().get("details", {})
         except Exception as exc:  # a defect: the node says so, it never passes unchecked
@@ -85,11 +93,8 @@ class Judge:
 
     def _material(self, generation: int) -> tuple[TrustStore, CrlChecker]:
         if generation != self.generation or self.trust is None or self.revocation is None:
-            return self._no_generation(generation)
+            raise _Stale(self.unusable or f"asked to judge under generation {generation}, holding {self.generation}")
         return self.trust, self.revocation
-
-    def _no_generation(self, generation: int):
-        raise RuntimeError(self.unusable or f"asked to judge under generation {generation}, holding {self.generation}")
 
     def _accept(self, generation: int, digest: str, package: bytes, now: dt.datetime) -> tuple:
         trust, revocation = self._material(generation)

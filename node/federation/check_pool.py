@@ -18,7 +18,9 @@ so ``[processing] check_processes`` children (:mod:`node.federation.check_child`
   lean check.
 * **Trust**: every job names a generation — the node's trust store and the CRLs of its revocation
   token at the moment the caller took it, as :func:`generation` is given them — and a child is
-  sent the roots and CRLs (DER) whenever the generation it holds is not the job's. A revocation
+  sent the roots and CRLs (DER) whenever the generation it holds is not the job's; a child that
+  does not hold the job's generation (the material did not load) answers "stale" and is sent it
+  once more (a second "stale" fails the job and leaves the child to be sent it again). A revocation
   check without a token (no current CRL) is judged in the node's process, as before.
 * **Errors**: a typed error in the child comes back as code, message and details and is raised here
   with :func:`pki.errors.error_for_code`, so the node answers with the code it gives in-process.
@@ -183,21 +185,13 @@ class CheckPool:
                     raise NodeUnavailable("the node is stopping: its check processes are closed",
                                           code="NODE_SHUTTING_DOWN")
                 try:
-                    if child.process is None:
-                        self._start(child)
-                    if child.generation != generation:
-                        with self._lock:
-                            material = self._materials.get(generation)
-                        if material is None:  # judged long ago, trust and CRLs changed several times since
-                            raise NodeUnavailable("the trust material changed while judging",
-                                                  code="NODE_REVOCATION_UNKNOWN")
-                        roots, crls = material
-                        child.conn.send(("trust", generation, roots, crls, self._allow_classified))
-                        child.generation = generation
-                    child.conn.send(job)
-                    if not child.conn.poll(self._job_seconds):
-                        raise TimeoutError
-                    answer = child.conn.recv()
+                    answer = self._ask(child, generation, job)
+                    if answer[0] == "stale":  # the trust it was sent did not load (or is not held): once more
+                        child.generation = None
+                        answer = self._ask(child, generation, job)
+                        if answer[0] == "stale":
+                            child.generation = None  # and sent again with the next job
+                            raise RuntimeError(f"a check process failed: {answer[1]}")
                 except (BlockingIOError, TimeoutError) as exc:  # a send or an answer not taken in time
                     self._bury(child, exc)
                     raise NodeUnavailable(f"check process {child.index} did not answer within "
@@ -208,6 +202,23 @@ class CheckPool:
                 return _raise_error(answer), child.incarnation
         raise NodeUnavailable(f"check process {child.index} died {ATTEMPTS} times in a row under one job",
                               code="NODE_UNAVAILABLE")
+
+    def _ask(self, child: _Child, generation: int, job: tuple) -> tuple:
+        """One try of ``job`` on ``child`` (started, and sent the generation's trust, if need be)."""
+        if child.process is None:
+            self._start(child)
+        if child.generation != generation:
+            with self._lock:
+                material = self._materials.get(generation)
+            if material is None:  # judged long ago, trust and CRLs changed several times since
+                raise NodeUnavailable("the trust material changed while judging", code="NODE_REVOCATION_UNKNOWN")
+            roots, crls = material
+            child.conn.send(("trust", generation, roots, crls, self._allow_classified))
+            child.generation = generation
+        child.conn.send(job)
+        if not child.conn.poll(self._job_seconds):
+            raise TimeoutError
+        return child.conn.recv()
 
     def _start(self, child: _Child) -> None:
         ours, theirs = self._spawn.Pipe()

@@ -327,3 +327,28 @@ def test_close_returns_while_a_job_waits_on_a_hung_child_and_leaves_no_process(n
             pool.close()
             await close_processor(store, outbound)
     asyncio.run(run())
+
+
+def test_a_child_whose_trust_did_not_load_is_sent_it_again_not_left_failing(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            data = await asyncio.to_thread(city_package, node_dir, [A])
+            generation = pool.generation(ctx.trust, revocation_token(ctx.revocation))
+            good = pool._materials[generation]
+            pool._materials[generation] = ((b"not a certificate",), good[1])  # what the child cannot load
+            try:
+                await asyncio.to_thread(_ask, pool, ctx, data)
+            except RuntimeError as exc:
+                assert "did not load" in str(exc)
+            else:
+                raise AssertionError("judged without trust")
+            pool._materials[generation] = good  # the same generation, loadable now
+            answer = await asyncio.to_thread(_ask, pool, ctx, data)
+            assert answer.first_failure is None and answer.held is not None
+            assert pool.restarts == 0  # the same child, sent the trust again
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
