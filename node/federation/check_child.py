@@ -22,7 +22,8 @@ never came) answers ``("stale", why)``: the node sends the trust again. A typed 
 check answers ``("error", code, message, details)`` (a ``GwxError``
 pickles but comes back as the base class: the node raises :func:`pki.errors.error_for_code`);
 anything else ``("bug", text)``. End of file on the pipe ends the process (the node stopped or
-died). Ctrl-C is the node's to handle: ignored here. A thread watches the parent: if the node's
+died). Ctrl-C and SIGTERM (sent to the node's whole process group or cgroup) are the node's to
+handle: ignored here, as the node still drains through this process and stops it afterwards. A thread watches the parent: if the node's
 process is gone (killed in the middle of a job this process is stuck in), this one exits too.
 """
 
@@ -149,6 +150,7 @@ def _exit_with_parent(parent: int) -> None:
 def main(conn: Connection) -> None:
     """The child's loop: one job, one answer, until the pipe ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group's SIGTERM: the node drains, then stops us
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     judge = Judge()
     while True:

@@ -25,8 +25,10 @@ so ``[processing] check_processes`` children (:mod:`node.federation.check_child`
 * **Errors**: a typed error in the child comes back as code, message and details and is raised here
   with :func:`pki.errors.error_for_code`, so the node answers with the code it gives in-process.
 * **A child's death** (end of file on its pipe, a kill -9 mid-job) restarts it and sends the job
-  again; after :data:`ATTEMPTS` deaths in a row the job fails ``NODE_UNAVAILABLE`` (the sender
-  retries). Nothing is ever accepted unchecked.
+  again; a package a child died under before (in this call or an earlier one: the last
+  :data:`KILLERS_KEPT` digests are remembered) is refused for good, ``NODE_CHECK_CRASHED``, rather than
+  costing a process at every retry of its sender; after :data:`ATTEMPTS` deaths in a row the job
+  fails ``NODE_UNAVAILABLE`` (the sender retries). Nothing is ever accepted unchecked.
 * **A hung child** (no answer within :data:`JOB_SECONDS`, or a job it does not take from the pipe in
   that time) is killed and the job fails ``NODE_CHECK_TIMEOUT`` (transient: the sender retries) —
   not sent again in the same call, as a hang is most likely the input's; the next job starts
@@ -46,6 +48,7 @@ import multiprocessing
 import socket
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +56,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from exchange_protocol.model import DocumentMetadata
-from node.errors import NodeUnavailable
+from node.errors import NodeUnavailable, PackageKillsCheck
 from node.federation import check_child
 from pki.errors import error_for_code
 
@@ -66,6 +69,7 @@ STOP_SECONDS = 5.0
 # package's check takes milliseconds; the bound is for a hung child, so generous enough for a loaded
 # 2-core machine (load 10+) where a check may take a hundred times as long.
 JOB_SECONDS = 30.0
+KILLERS_KEPT = 1024  # digests of packages a child died under, for the second death's final refusal
 KEPT_GENERATIONS = 4  # trust material kept for jobs that took their generation just before a change
 
 
@@ -116,13 +120,14 @@ class CheckPool:
     def __init__(self, processes: int, allow_classified: bool = False, job_seconds: float = JOB_SECONDS) -> None:
         self._children = [_Child(i) for i in range(processes)]
         self._allow_classified = allow_classified
-        self._job_seconds = job_seconds
+        self.job_seconds = job_seconds
         self._spawn = multiprocessing.get_context("spawn")
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._key: tuple[object, object] | None = None
         self._generation = 0
         self._materials: dict[int, tuple[tuple[bytes, ...], tuple[bytes, ...]]] = {}  # the last few generations'
+        self._killers: OrderedDict[str, None] = OrderedDict()  # digests a child died under
         self._closed = False
         self.restarts = 0  # children restarted after a death (tests, the log)
 
@@ -195,9 +200,12 @@ class CheckPool:
                 except (BlockingIOError, TimeoutError) as exc:  # a send or an answer not taken in time
                     self._bury(child, exc)
                     raise NodeUnavailable(f"check process {child.index} did not answer within "
-                                          f"{self._job_seconds:g} s; it was stopped", code="NODE_CHECK_TIMEOUT") from None
+                                          f"{self.job_seconds:g} s; it was stopped", code="NODE_CHECK_TIMEOUT") from None
                 except (EOFError, OSError) as exc:
                     self._bury(child, exc)
+                    if self._killed_before(job[2]):
+                        raise PackageKillsCheck(f"package {job[2]} was being checked when a check process died, "
+                                                "twice: refused", code="NODE_CHECK_CRASHED", digest=job[2]) from None
                     continue
                 return _raise_error(answer), child.incarnation
         raise NodeUnavailable(f"check process {child.index} died {ATTEMPTS} times in a row under one job",
@@ -216,15 +224,25 @@ class CheckPool:
             child.conn.send(("trust", generation, roots, crls, self._allow_classified))
             child.generation = generation
         child.conn.send(job)
-        if not child.conn.poll(self._job_seconds):
+        if not child.conn.poll(self.job_seconds):
             raise TimeoutError
         return child.conn.recv()
+
+    def _killed_before(self, digest: str) -> bool:
+        """Whether a child died under package ``digest`` before (remembered now: bounded, oldest out)."""
+        with self._lock:
+            if digest in self._killers:
+                return True
+            self._killers[digest] = None
+            while len(self._killers) > KILLERS_KEPT:
+                self._killers.popitem(last=False)
+            return False
 
     def _start(self, child: _Child) -> None:
         ours, theirs = self._spawn.Pipe()
         # A send blocks while the child takes nothing from the pipe (stopped, hung): bounded like
         # the answer, the write then fails with BlockingIOError (the pipe is a socket pair).
-        seconds = max(1, int(self._job_seconds))
+        seconds = max(1, int(self.job_seconds))
         with socket.socket(fileno=ours.fileno()) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
             sock.detach()

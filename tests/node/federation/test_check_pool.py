@@ -278,11 +278,12 @@ def _ask(pool: CheckPool, ctx, data: bytes):
 
 def test_a_hung_child_is_stopped_after_the_jobs_bound_and_the_job_fails_transient(node_dir, tmp_path):
     async def run():
-        pool = CheckPool(1, job_seconds=1.0)
+        pool = CheckPool(1)
         ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
         try:
             data = await asyncio.to_thread(city_package, node_dir, [A])
-            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None
+            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None  # started (imports: slow)
+            pool.job_seconds = 1.0
             [hung] = pool.pids()
             os.kill(hung, signal.SIGSTOP)  # alive, answering nothing
             started = time.monotonic()
@@ -294,7 +295,8 @@ def test_a_hung_child_is_stopped_after_the_jobs_bound_and_the_job_fails_transien
                 raise AssertionError("a hung child's job answered")
             assert time.monotonic() - started < PATIENCE_S / 2
             assert _gone(hung) and pool.pids() == []  # killed, not sent the job again
-            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None  # another child
+            pool.job_seconds = PATIENCE_S  # another child, started under a loaded machine's pace
+            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None
             assert len(pool.pids()) == 1
         finally:
             pool.close()
@@ -348,6 +350,64 @@ def test_a_child_whose_trust_did_not_load_is_sent_it_again_not_left_failing(node
             answer = await asyncio.to_thread(_ask, pool, ctx, data)
             assert answer.first_failure is None and answer.held is not None
             assert pool.restarts == 0  # the same child, sent the trust again
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+async def _killed_under(pool: CheckPool, ctx, data: bytes):
+    """``data`` asked of the pool's one child, which is killed with -9 while the job is its own."""
+    [child] = pool.pids()
+    os.kill(child, signal.SIGSTOP)
+    asking = asyncio.ensure_future(asyncio.to_thread(_ask, pool, ctx, data))
+    deadline = time.monotonic() + PATIENCE_S
+    while not pool._children[0].lock.locked() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    os.kill(child, signal.SIGKILL)
+    return await asyncio.wait_for(asking, PATIENCE_S)
+
+
+def test_a_package_a_child_died_under_twice_is_refused_for_good_and_sigterm_kills_no_child(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            data = await asyncio.to_thread(city_package, node_dir, [A])
+            await asyncio.to_thread(_ask, pool, ctx, data)
+            [child] = pool.pids()
+            os.kill(child, signal.SIGTERM)  # e.g. `kill` of the node's process group: the node drains first
+            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None
+            assert pool.pids() == [child] and pool.restarts == 0
+            assert (await _killed_under(pool, ctx, data)).first_failure is None  # once: judged again
+            assert pool.restarts == 1
+            try:
+                await _killed_under(pool, ctx, data)
+            except GwxError as exc:
+                assert (exc.code, exc.kind.value) == ("NODE_CHECK_CRASHED", "invalid_input")
+            else:
+                raise AssertionError("a package a child died under twice was judged a third time")
+            assert pool.restarts == 2 and pool.pids() == []  # no third process for it
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+def test_the_processor_does_not_judge_again_after_the_pool_gave_up(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            message_id = await _accept(node_dir, ctx, store, processor,
+                                       await asyncio.to_thread(city_package, node_dir, [A]))
+            [child] = pool.pids()  # holds the acceptor's verdict
+            os.kill(child, signal.SIGSTOP)
+            pool.job_seconds = 1.0
+            await processor._process(await store.messages.get_received(message_id))
+            row = await store.messages.get_received(message_id)
+            assert (row.state, row.error_code) == ("new", "NODE_CHECK_TIMEOUT")  # deferred, retried later
+            assert pool.restarts == 1 and pool.pids() == []  # the hung child stopped; no second judgement
         finally:
             pool.close()
             await close_processor(store, outbound)
