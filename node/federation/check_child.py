@@ -8,7 +8,7 @@ The node sends jobs down a bare pipe (pickled tuples, one at a time) and reads o
 * ``("accept", generation, digest, package, now)`` — the acceptor's check before its receipt
   (:func:`~exchange_protocol.package_verify.verify_package` with ``validate_pdf=False``) →
   ``("ok", first_failure, issuers, document_id, valid_from, valid_until, held)``. A passing report is
-  kept here by ``digest`` (``held``): a :class:`~exchange_protocol.package_verify.PackageReport` holds
+  kept here by ``digest`` (``held``: the bytes of PDF body it holds, or None when not kept): a :class:`~exchange_protocol.package_verify.PackageReport` holds
   certificate objects and does not pickle, so the processor's later judgement comes back to this
   process.
 * ``("judge", generation, digest, package | None, now)`` — the processor's judgement: with no
@@ -46,8 +46,16 @@ from pki.errors import GwxError
 from pki.revocation import CrlChecker
 from pki.trust import TrustStore
 
-MAX_HELD = 4096  # reports held for the processor, as node.federation.verdicts.AcceptedPackages
-MAX_HELD_BYTES = 16 * 1024 * 1024  # their PDF bodies
+# The acceptor's verdicts held for the processor — here, or in the node's process
+# (node.federation.verdicts.AcceptedPackages, which also counts what a check process holds for it):
+# one set of limits, owned here.
+HELD_ENTRIES = 4096
+HELD_BYTES = 16 * 1024 * 1024  # their PDF bodies
+
+
+def holds_body(size: int, max_bytes: int = HELD_BYTES) -> bool:
+    """Whether a verdict whose PDF body is ``size`` bytes is held at all, under ``max_bytes``."""
+    return size <= max_bytes // 8
 
 
 class _Stale(Exception):
@@ -102,20 +110,21 @@ class Judge:
         report = verify_package(io.BytesIO(package), trust, now, revocation=revocation, validate_pdf=False,
                                 allow_classified=self.allow_classified)
         first = report.failures[0] if report.failures else None
-        held = first is None and self._hold(digest, report)
+        held = self._hold(digest, report) if first is None else None
         return ("ok", None if first is None else (first.code, first.name, first.message), report.issuers,
                 report.document_id, report.valid_from, report.valid_until, held)
 
-    def _hold(self, digest: str, report: PackageReport) -> bool:
+    def _hold(self, digest: str, report: PackageReport) -> int | None:
+        """Keep ``report``; the bytes it holds (None: not kept)."""
         size = len(report.pdf_to_judge.body) if report.pdf_to_judge is not None else 0
-        if report.valid_from is None or report.valid_until is None or size > MAX_HELD_BYTES // 8:
-            return False
+        if report.valid_from is None or report.valid_until is None or not holds_body(size):
+            return None
         self._drop(digest)
         self.held[digest] = (report, size)
         self.held_bytes += size
-        while len(self.held) > MAX_HELD or self.held_bytes > MAX_HELD_BYTES:
+        while len(self.held) > HELD_ENTRIES or self.held_bytes > HELD_BYTES:
             self._drop(next(iter(self.held)))
-        return True
+        return size
 
     def _drop(self, digest: str) -> tuple[PackageReport, int] | None:
         entry = self.held.pop(digest, None)

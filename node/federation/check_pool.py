@@ -79,6 +79,7 @@ class Held:
 
     child: int
     incarnation: int
+    size: int = 0  # the PDF body's bytes it holds there (the node's AcceptedPackages counts them)
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class CheckPool:
         answer, incarnation = self._call(child, generation, ("accept", generation, digest, package, now))
         _, first, issuers, document_id, valid_from, valid_until, held = answer
         return Accepted(first, tuple(issuers), document_id, valid_from, valid_until,
-                        Held(child.index, incarnation) if held else None)
+                        Held(child.index, incarnation, held) if held is not None else None)
 
     def judge(self, generation: int, digest: str, now: dt.datetime, held: Held | None,
               read: Callable[[], bytes | None]) -> Judged | None:

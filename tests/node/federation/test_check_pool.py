@@ -412,3 +412,19 @@ def test_the_processor_does_not_judge_again_after_the_pool_gave_up(node_dir, tmp
             pool.close()
             await close_processor(store, outbound)
     asyncio.run(run())
+
+
+def test_the_nodes_held_verdicts_count_the_bodies_the_child_holds_under_its_limits(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            for _ in range(2):
+                await _accept(node_dir, ctx, store, processor, await asyncio.to_thread(city_package, node_dir, [A]))
+            held = [e[0] for e in processor.accepted._entries.values()]
+            assert len(held) == 2 and all(isinstance(h, Held) and h.size > 1000 for h in held)  # a PDF body each
+            assert processor.accepted._bytes == sum(h.size for h in held)  # pushed out by the child's budget
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
