@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import hashlib
 import io
 import os
 import signal
+import struct
+import termios
 import time
 import zipfile
 from pathlib import Path
@@ -84,6 +87,26 @@ async def _code(node_dir, ctx, store, processor, package: bytes) -> str | None:
     return None
 
 
+def _job_in_pipe(pool: CheckPool) -> bool:
+    """Whether a job was sent to the pool's first child and sits unread in its pipe (the bytes the
+    child has not taken yet: the socket's send queue, TIOCOUTQ) — a stopped child's job reached it."""
+    child = pool._children[0]
+    try:
+        if not child.lock.locked() or child.conn is None:
+            return False
+        queued = fcntl.ioctl(child.conn.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    except (OSError, ValueError):  # the pipe closed meanwhile
+        return False
+    return struct.unpack("i", queued)[0] > 0
+
+
+async def _until_in_pipe(pool: CheckPool) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not _job_in_pipe(pool):
+        assert time.monotonic() < deadline, "the job never reached the check process"
+        await asyncio.sleep(0.01)
+
+
 def _gone(pid: int) -> bool:
     """No such process, or only its exit status left (a zombie that no one reaped yet)."""
     try:
@@ -127,7 +150,7 @@ def test_a_child_killed_mid_job_is_replaced_and_the_envelope_judged_again(node_d
             [first] = pool.pids()
             os.kill(first, signal.SIGSTOP)  # frozen: the next job waits in its pipe, unanswered
             accepting = asyncio.ensure_future(_accept(node_dir, ctx, store, processor, good))
-            await asyncio.sleep(0.5)
+            await _until_in_pipe(pool)
             assert not accepting.done()  # nothing is accepted while the check has not answered
             os.kill(first, signal.SIGKILL)
             message_id = await asyncio.wait_for(accepting, PATIENCE_S)
@@ -154,7 +177,7 @@ def test_a_child_killed_mid_job_is_replaced_and_the_envelope_judged_again(node_d
             os.kill(third, signal.SIGSTOP)
             refusing = asyncio.ensure_future(_code(node_dir, ctx, store, processor,
                                                    _rebuilt(good, manifest_digest_changed=True)))
-            await asyncio.sleep(0.5)
+            await _until_in_pipe(pool)
             os.kill(third, signal.SIGKILL)
             assert await asyncio.wait_for(refusing, PATIENCE_S) == "CMS_DIGEST_MISMATCH"
             assert pool.restarts == 3
@@ -314,9 +337,7 @@ def test_close_returns_while_a_job_waits_on_a_hung_child_and_leaves_no_process(n
             [hung] = pool.pids()
             os.kill(hung, signal.SIGSTOP)
             waiting = asyncio.ensure_future(asyncio.to_thread(_ask, pool, ctx, data))
-            deadline = time.monotonic() + PATIENCE_S
-            while not pool._children[0].lock.locked() and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)  # the job is under way (sent, or being sent)
+            await _until_in_pipe(pool)
             await asyncio.wait_for(asyncio.to_thread(pool.close), PATIENCE_S)
             try:
                 await asyncio.wait_for(waiting, PATIENCE_S)
@@ -361,9 +382,7 @@ async def _killed_under(pool: CheckPool, ctx, data: bytes):
     [child] = pool.pids()
     os.kill(child, signal.SIGSTOP)
     asking = asyncio.ensure_future(asyncio.to_thread(_ask, pool, ctx, data))
-    deadline = time.monotonic() + PATIENCE_S
-    while not pool._children[0].lock.locked() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    await _until_in_pipe(pool)
     os.kill(child, signal.SIGKILL)
     return await asyncio.wait_for(asking, PATIENCE_S)
 
