@@ -204,7 +204,7 @@ class CheckPool:
                                           f"{self.job_seconds:g} s; it was stopped", code="NODE_CHECK_TIMEOUT") from None
                 except (EOFError, OSError) as exc:
                     self._bury(child, exc)
-                    if self._killed_before(job[2]):
+                    if not self._closed and self._killed_before(job[2]):  # closing kills: not the package's doing
                         raise PackageKillsCheck(f"package {job[2]} was being checked when a check process died, "
                                                 "twice: refused", code="NODE_CHECK_CRASHED", digest=job[2]) from None
                     continue
