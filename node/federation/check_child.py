@@ -156,11 +156,13 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def main(conn: Connection) -> None:
-    """The child's loop: one job, one answer, until the pipe ends."""
+def main(conn: Connection, parent: int | None = None) -> None:
+    """The child's loop: one job, one answer, until the pipe ends. ``parent``: the node's pid, given
+    by the node (read here, it would already be another if the node died while this one started)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group's SIGTERM: the node drains, then stops us
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
+    threading.Thread(target=_exit_with_parent, args=(parent or os.getppid(),), daemon=True,
+                     name="parent-watch").start()
     judge = Judge()
     while True:
         try:

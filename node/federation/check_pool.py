@@ -45,6 +45,7 @@ import datetime as dt
 import itertools
 import logging
 import multiprocessing
+import os
 import socket
 import struct
 import threading
@@ -247,7 +248,7 @@ class CheckPool:
         with socket.socket(fileno=ours.fileno()) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
             sock.detach()
-        process = self._spawn.Process(target=check_child.main, args=(theirs,), daemon=True,
+        process = self._spawn.Process(target=check_child.main, args=(theirs, os.getpid()), daemon=True,
                                       name=f"gwx-check-{child.index}")
         process.start()
         theirs.close()

@@ -11,6 +11,7 @@ closing the pool leaves no process behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -447,3 +448,49 @@ def test_the_nodes_held_verdicts_count_the_bodies_the_child_holds_under_its_limi
             pool.close()
             await close_processor(store, outbound)
     asyncio.run(run())
+
+
+_ORPHAN_SCRIPT = """
+import multiprocessing, os, time
+from node.federation import check_child
+
+def hold(conn):  # keeps the node's end of the pipe open: the check process sees no end of file
+    time.sleep(600)
+
+if __name__ == "__main__":
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    child = spawn.Process(target=check_child.main, args=(theirs, os.getpid()))  # as the pool starts one
+    child.start()
+    holder = spawn.Process(target=hold, args=(ours,))
+    holder.start()
+    print(child.pid, holder.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_check_process_ends_when_the_node_process_is_killed(tmp_path):
+    """The node killed with -9 while its check process's pipe stays open elsewhere (a job it is stuck
+    in looks the same to it) — here even before the check process has finished starting: the check
+    process does not outlive it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "node_like.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    repo = Path(__file__).resolve().parents[3]
+    node = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    child, holder = map(int, node.stdout.readline().split())
+    try:
+        node.kill()
+        node.wait(PATIENCE_S)
+        deadline = time.monotonic() + PATIENCE_S
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child)
+    finally:
+        node.stdout.close()
+        for pid in (child, holder):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
