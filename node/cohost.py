@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
-    passphrase = os.environ.get("GWX_PASSPHRASE", "").encode()
+    passphrase = os.environ.pop("GWX_PASSPHRASE", "").encode()  # not inherited by the processes it starts
     if not passphrase:
         print("python -m node.cohost: set GWX_PASSPHRASE (the nodes' key passphrase)", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ __all__ = [
     "NodeStopTimeout",
     "NodeUnavailable",
     "NotFound",
+    "PackageKillsCheck",
     "QueueExpired",
     "QueuePurged",
     "StoreConflict",
@@ -70,7 +71,18 @@ class NodeUnavailable(NodeError):
 
     code = "NODE_UNAVAILABLE"
     kind = ErrorKind.TRANSIENT
-    subcodes = ("NODE_SHUTTING_DOWN", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "NODE_NOT_RUNNING")
+    # NODE_CHECK_TIMEOUT: a check process did not answer in time (node.federation.check_pool)
+    subcodes = ("NODE_SHUTTING_DOWN", "NODE_REVOCATION_UNKNOWN", "NOTICE_EARLY", "NODE_NOT_RUNNING",
+                "NODE_CHECK_TIMEOUT")
+
+
+class PackageKillsCheck(NodeError):
+    """A package under which a check process died twice (node.federation.check_pool): refused for
+    good, as a package that crashes the checker is broken or hostile, and judging it again costs a
+    process every time. ``details['digest']`` names it."""
+
+    code = "NODE_CHECK_CRASHED"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class NodeAlreadyRunning(NodeError):

@@ -15,7 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-from node.cli.passphrase import add_passphrase_option, get_passphrase
+from node.cli.passphrase import add_passphrase_option, forget_passphrase_variable, get_passphrase
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.dir)
     ensure_not_running(config.directory)  # before the passphrase prompt; serve() takes the lock itself
     passphrase = get_passphrase(args, what="node key")
+    forget_passphrase_variable()
     logs.configure(config.node_id, args.log_level)
     asyncio.run(serve(config, passphrase))
     return 0

@@ -39,3 +39,12 @@ def get_passphrase(args: argparse.Namespace, *, confirm: bool = False, what: str
     if confirm and getpass.getpass(f"{what} passphrase (again): ") != first:
         raise KeyStoreError("passphrases do not match", code="PKI_NO_PASSPHRASE")
     return first.encode()
+
+
+def forget_passphrase_variable() -> None:
+    """Take ``GWX_PASSPHRASE`` out of this process's environment once a long-running process (a node)
+    has read it: every process it starts inherits the environment — its check processes, which parse
+    hostile ZIP/PDF input, multiprocessing's resource tracker, pdftoppm — and the passphrase with the
+    key files is the keys. Nothing in the node reads the variable again (it keeps the bytes it was
+    given)."""
+    os.environ.pop(ENV_VAR, None)

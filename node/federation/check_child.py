@@ -8,7 +8,7 @@ The node sends jobs down a bare pipe (pickled tuples, one at a time) and reads o
 * ``("accept", generation, digest, package, now)`` — the acceptor's check before its receipt
   (:func:`~exchange_protocol.package_verify.verify_package` with ``validate_pdf=False``) →
   ``("ok", first_failure, issuers, document_id, valid_from, valid_until, held)``. A passing report is
-  kept here by ``digest`` (``held``): a :class:`~exchange_protocol.package_verify.PackageReport` holds
+  kept here by ``digest`` (``held``: the bytes of PDF body it holds, or None when not kept): a :class:`~exchange_protocol.package_verify.PackageReport` holds
   certificate objects and does not pickle, so the processor's later judgement comes back to this
   process.
 * ``("judge", generation, digest, package | None, now)`` — the processor's judgement: with no
@@ -17,17 +17,24 @@ The node sends jobs down a bare pipe (pickled tuples, one at a time) and reads o
   with the package, the whole lean check. Either → ``("report", report_dict, metadata, ok,
   valid_from, valid_until)``.
 
-A typed error raised by a check answers ``("error", code, message, details)`` (a ``GwxError``
+A job naming a generation this process does not hold (the trust material failed to load, or
+never came) answers ``("stale", why)``: the node sends the trust again. A typed error raised by a
+check answers ``("error", code, message, details)`` (a ``GwxError``
 pickles but comes back as the base class: the node raises :func:`pki.errors.error_for_code`);
 anything else ``("bug", text)``. End of file on the pipe ends the process (the node stopped or
-died). Ctrl-C is the node's to handle: ignored here.
+died). Ctrl-C and SIGTERM (sent to the node's whole process group or cgroup) are the node's to
+handle: ignored here, as the node still drains through this process and stops it afterwards. A thread watches the parent: if the node's
+process is gone (killed in the middle of a job this process is stuck in), this one exits too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import signal
+import threading
+import time
 from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
@@ -39,8 +46,20 @@ from pki.errors import GwxError
 from pki.revocation import CrlChecker
 from pki.trust import TrustStore
 
-MAX_HELD = 4096  # reports held for the processor, as node.federation.verdicts.AcceptedPackages
-MAX_HELD_BYTES = 16 * 1024 * 1024  # their PDF bodies
+# The acceptor's verdicts held for the processor — here, or in the node's process
+# (node.federation.verdicts.AcceptedPackages, which also counts what a check process holds for it):
+# one set of limits, owned here.
+HELD_ENTRIES = 4096
+HELD_BYTES = 16 * 1024 * 1024  # their PDF bodies
+
+
+def holds_body(size: int, max_bytes: int = HELD_BYTES) -> bool:
+    """Whether a verdict whose PDF body is ``size`` bytes is held at all, under ``max_bytes``."""
+    return size <= max_bytes // 8
+
+
+class _Stale(Exception):
+    """The job names a generation this process does not hold (its trust material did not load)."""
 
 
 class Judge:
@@ -65,6 +84,8 @@ class Judge:
                 return None
         try:
             return getattr(self, "_" + job[0])(*job[1:])
+        except _Stale as exc:
+            return "stale", str(exc)
         except GwxError as exc:
             return "error", exc.code, exc.message, exc.to_dict().get("details", {})
         except Exception as exc:  # a defect: the node says so, it never passes unchecked
@@ -81,31 +102,29 @@ class Judge:
 
     def _material(self, generation: int) -> tuple[TrustStore, CrlChecker]:
         if generation != self.generation or self.trust is None or self.revocation is None:
-            return self._no_generation(generation)
+            raise _Stale(self.unusable or f"asked to judge under generation {generation}, holding {self.generation}")
         return self.trust, self.revocation
-
-    def _no_generation(self, generation: int):
-        raise RuntimeError(self.unusable or f"asked to judge under generation {generation}, holding {self.generation}")
 
     def _accept(self, generation: int, digest: str, package: bytes, now: dt.datetime) -> tuple:
         trust, revocation = self._material(generation)
         report = verify_package(io.BytesIO(package), trust, now, revocation=revocation, validate_pdf=False,
                                 allow_classified=self.allow_classified)
         first = report.failures[0] if report.failures else None
-        held = first is None and self._hold(digest, report)
+        held = self._hold(digest, report) if first is None else None
         return ("ok", None if first is None else (first.code, first.name, first.message), report.issuers,
                 report.document_id, report.valid_from, report.valid_until, held)
 
-    def _hold(self, digest: str, report: PackageReport) -> bool:
+    def _hold(self, digest: str, report: PackageReport) -> int | None:
+        """Keep ``report``; the bytes it holds (None: not kept)."""
         size = len(report.pdf_to_judge.body) if report.pdf_to_judge is not None else 0
-        if report.valid_from is None or report.valid_until is None or size > MAX_HELD_BYTES // 8:
-            return False
+        if report.valid_from is None or report.valid_until is None or not holds_body(size):
+            return None
         self._drop(digest)
         self.held[digest] = (report, size)
         self.held_bytes += size
-        while len(self.held) > MAX_HELD or self.held_bytes > MAX_HELD_BYTES:
+        while len(self.held) > HELD_ENTRIES or self.held_bytes > HELD_BYTES:
             self._drop(next(iter(self.held)))
-        return True
+        return size
 
     def _drop(self, digest: str) -> tuple[PackageReport, int] | None:
         entry = self.held.pop(digest, None)
@@ -127,9 +146,23 @@ class Judge:
         return "report", report.to_dict(), report.metadata, report.ok, report.valid_from, report.valid_until
 
 
-def main(conn: Connection) -> None:
-    """The child's loop: one job, one answer, until the pipe ends."""
+PARENT_POLL_SECONDS = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process once its parent is gone (it is then re-parented: another ``getppid()``)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def main(conn: Connection, parent: int | None = None) -> None:
+    """The child's loop: one job, one answer, until the pipe ends. ``parent``: the node's pid, given
+    by the node (read here, it would already be another if the node died while this one started)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group's SIGTERM: the node drains, then stops us
+    threading.Thread(target=_exit_with_parent, args=(parent or os.getppid(),), daemon=True,
+                     name="parent-watch").start()
     judge = Judge()
     while True:
         try:

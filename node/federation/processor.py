@@ -201,9 +201,9 @@ class Processor:
             return 30.0
         return min(30.0, max(0.05, (retry - self.ctx.clock()).total_seconds()))
 
-    def _read_all(self, run: list[ReceivedEnvelope]) -> list[tuple[EnvelopeHeader, _Read | None] | Exception]:
+    def _read_all(self, run: list[ReceivedEnvelope]) -> list[tuple[EnvelopeHeader, _Read | NodeError | None] | Exception]:
         """In the worker thread: :meth:`_read_envelope` of each, or the error reading it."""
-        out: list[tuple[EnvelopeHeader, _Read | None] | Exception] = []
+        out: list[tuple[EnvelopeHeader, _Read | NodeError | None] | Exception] = []
         for received in run:
             try:
                 out.append(self._read_envelope(received))
@@ -212,7 +212,7 @@ class Processor:
         return out
 
     async def _process(self, received: ReceivedEnvelope,
-                       pre: tuple[EnvelopeHeader, _Read | None] | Exception | None = None) -> None:
+                       pre: tuple[EnvelopeHeader, _Read | NodeError | None] | Exception | None = None) -> None:
         """Apply ``received`` (``pre``: what :meth:`_read_envelope` gave for it, already read)."""
         header = None
         try:
@@ -221,6 +221,8 @@ class Processor:
             if isinstance(pre, Exception):
                 raise pre
             header, read = pre if pre is not None else await self._in_thread(self._read_envelope, received)
+            if isinstance(read, NodeError):
+                raise read
             await self.apply(Delivery(header, received.payload_digest, received.received_at),
                              mark=received.message_id, read=read)
             self.applied.inc(type=header.type.value, outcome="done")
@@ -287,8 +289,9 @@ class Processor:
             await self.store.messages.mark_inbound(received.message_id, "failed", error=error, tx=tx)
         self._wake(wake)
 
-    def _read_envelope(self, received: ReceivedEnvelope) -> tuple[EnvelopeHeader, _Read | None]:
-        """In the worker thread: the header of ``received`` and, for a package, what applying it reads."""
+    def _read_envelope(self, received: ReceivedEnvelope) -> tuple[EnvelopeHeader, _Read | NodeError | None]:
+        """In the worker thread: the header of ``received`` and, for a package, what applying it reads
+        (or the node's error judging it)."""
         header = self._read_header(received.blob_digest, received.message_id)
         if header.type not in PACKAGES or not received.payload_digest:
             return header, None
@@ -297,6 +300,8 @@ class Processor:
             if meta is None:  # the metadata check failed: applying reports it (read here, it raises)
                 meta = self._read_metadata(received.payload_digest)
             return header, _Read(meta, report, validated)
+        except NodeError as exc:  # the judgement's own answer (a check process's timeout, a refusal):
+            return header, exc    # applying raises it with the header known, not judges again
         except Exception:  # applying reads it again and fails with the header known (bounce, log)
             return header, None
 

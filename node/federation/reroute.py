@@ -24,7 +24,10 @@ and, read after its moves, every envelope of ours still in the queue for a node 
 hosts its units (in flight, held, or claimed or put back between the pass's reads), except those
 it leaves alone on purpose (the package gone, a frame not of one document's headers) — and while
 the directory stays the same, the watch looks at only those each second (one queue row read
-each): once one of them waits again (or is no longer in the queue), a pass runs. Without it, an
+each): once one of them waits again (or is no longer in the queue), a pass runs. The waiting rows
+of a bundle one of whose rows is in flight or held are not among them: the frame goes whole, so
+they wait for that row (a pass when it waits again or finishes), rather than making a pass — a
+read of the whole queue — every second for as long as it is held. Without it, an
 envelope that happened to be in flight when the directory changed went back to waiting for the
 old node and stayed there until its window closed.
 
@@ -84,6 +87,9 @@ class Rerouter:
         self.ctx = outbound.ctx
         self.store = outbound.store
         self._left_alone: set[str] = set()  # this pass's: not to be moved (nothing moved, package gone, not our frame)
+        self._behind_mate: set[str] = set()  # this pass's: waiting, but their frame has a row in flight or held
+        self._blockers: set[str] = set()  # rows in flight or held that mates of their frame wait on
+        self.passes = 0  # passes run (tests, the log)
 
     async def run(self) -> None:
         """At start-up, then on every change of the directory, and again whenever a message the last
@@ -105,13 +111,16 @@ class Rerouter:
 
     async def _waiting_again(self, pending: set[str]) -> bool:
         """Whether one of ``pending`` waits in the queue again (or left it: a draft whose sealing
-        rolled back, say); those finished (sent, bounced) are dropped from ``pending``."""
+        rolled back, say); those finished (sent, bounced) are dropped from ``pending`` — and if one held
+        back waiting mates of its frame, a pass looks at them again."""
         for message_id in sorted(pending):
             entry = await self.store.queue.get(message_id)
             if entry is None or entry.state in WITHDRAWABLE_STATES:
                 return True
             if entry.state not in (ACTIVE, HOLD):
                 pending.discard(message_id)
+                if message_id in self._blockers:
+                    return True
         return False
 
     def _directory_key(self) -> object:
@@ -121,9 +130,14 @@ class Rerouter:
     async def reroute_once(self) -> set[str]:
         """One pass; returns the ids of the messages that should move but could not yet (in flight,
         held, being sealed, claimed or put back while the pass read the queue)."""
-        self._left_alone = set()
+        self._left_alone, self._behind_mate, self._blockers = set(), set(), set()
+        self.passes += 1
         left = await self._drafts() | await self._queued()
-        return left | await self._left_behind()
+        left |= await self._left_behind()
+        if left:
+            log.info("re-routing: %d message(s) for units that moved cannot be taken back yet (in flight, held); "
+                     "looked at again once they wait", len(left))
+        return left
 
     async def _drafts(self) -> set[str]:
         left: set[str] = set()
@@ -185,6 +199,11 @@ class Rerouter:
                     await self._withdraw_frame(plans, doc.package_digest, size)
                 except _InFlight as busy:
                     left.add(busy.message_id)  # in flight (or held) right now: looked at again once it waits
+                    # Its waiting mates go with it, then: not looked at each second meanwhile.
+                    mates = {mate.message_id for mate, _ in plans} - {busy.message_id}
+                    self._behind_mate |= mates
+                    if mates:
+                        self._blockers.add(busy.message_id)
                 done |= {mate.message_id for mate, _ in plans}
         return left
 
@@ -197,7 +216,8 @@ class Rerouter:
         while True:
             rows = await self.store.queue.entries(after=after, limit=ROWS_PER_READ)
             for entry in rows:
-                if entry.type != MessageType.DOCUMENT.value or entry.message_id in self._left_alone:
+                if (entry.type != MessageType.DOCUMENT.value or entry.message_id in self._left_alone
+                        or entry.message_id in self._behind_mate):
                     continue
                 link = await self.store.links.link(entry.message_id)
                 if (link is not None and link.type == MessageType.DOCUMENT.value
@@ -211,10 +231,11 @@ class Rerouter:
                               package_digest: str, size: int) -> None:
         """In one transaction: every row of a waiting frame withdrawn and drafted again as ``plans`` say."""
         async with self.store.transaction() as tx:
-            for mate, groups in plans:
+            for mate, _ in plans:  # every row first: nothing drafted (nor logged) for a frame not taken back
                 if not await self.store.queue.withdraw(tx, mate.message_id, "its frame carries units that moved "
                                                        "to another node"):
                     raise _InFlight(mate.message_id)  # rolls back the rows of this frame withdrawn so far
+            for mate, groups in plans:
                 await self.store.links.remove_link(tx, mate.message_id)
                 await add_readdressed(self.outbound, tx, mate, groups, package_digest, size)
         for _, groups in plans:

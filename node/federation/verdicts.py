@@ -39,6 +39,7 @@ from typing import Any
 from exchange_protocol.model import DocumentMetadata
 from exchange_protocol.package_verify import PackageReport, judge_pdf_later, verify_package
 from node.context import NodeContext
+from node.federation.check_child import HELD_BYTES, HELD_ENTRIES, holds_body
 from node.federation.check_pool import MAX_PACKAGE_BYTES, CheckPool, Held, Judged
 from node.store import BlobStorage
 from pki.trust import revocation_token
@@ -58,10 +59,12 @@ class AcceptedPackages:
 
     An entry holds the report (``validate_pdf=False``, carrying the body for the PDF seal check);
     taking it removes it. Bounded by entries and by body bytes, the oldest dropped first (its
-    package is then checked in full, as on another worker). Used from several threads.
+    package is then checked in full, as on another worker) — the limits a check process holds its
+    reports under (:mod:`node.federation.check_child`), whose bodies are counted here too, so the
+    node drops an entry no later than the child drops its report. Used from several threads.
     """
 
-    def __init__(self, max_entries: int = 4096, max_bytes: int = 16 * 1024 * 1024,
+    def __init__(self, max_entries: int = HELD_ENTRIES, max_bytes: int = HELD_BYTES,
                  pool: CheckPool | None = None) -> None:
         self.pool = pool  # the node's check processes (the acceptor checks there), or None
         self._entries: OrderedDict[str, tuple[PackageReport | Held, object, object, dt.datetime, dt.datetime, int]] = \
@@ -79,12 +82,12 @@ class AcceptedPackages:
         """Remember the acceptor's passing ``report`` on package ``digest`` (or which check process
         holds it, valid ``valid``), judged with ``trust`` and the revocation check's ``token`` as
         taken *before* the check."""
-        if isinstance(report, Held):
-            window, size = _standing(*(valid or (None, None)), token), 0  # the body is in the child
+        if isinstance(report, Held):  # the body is in the child: counted as it counts it, to push out alike
+            window, size = _standing(*(valid or (None, None)), token), report.size
         else:
             window = _standing(report.valid_from, report.valid_until, token) if not report.failures else None
             size = len(report.pdf_to_judge.body) if report.pdf_to_judge is not None else 0
-        if window is None or size > self._max_bytes // 8:
+        if window is None or not holds_body(size, self._max_bytes):
             return
         with self._lock:
             self._pop(digest)

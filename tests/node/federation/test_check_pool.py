@@ -11,11 +11,15 @@ closing the pool leaves no process behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import io
 import os
 import signal
+import struct
+import termios
 import time
 import zipfile
 from pathlib import Path
@@ -84,6 +88,26 @@ async def _code(node_dir, ctx, store, processor, package: bytes) -> str | None:
     return None
 
 
+def _job_in_pipe(pool: CheckPool) -> bool:
+    """Whether a job was sent to the pool's first child and sits unread in its pipe (the bytes the
+    child has not taken yet: the socket's send queue, TIOCOUTQ) — a stopped child's job reached it."""
+    child = pool._children[0]
+    try:
+        if not child.lock.locked() or child.conn is None:
+            return False
+        queued = fcntl.ioctl(child.conn.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    except (OSError, ValueError):  # the pipe closed meanwhile
+        return False
+    return struct.unpack("i", queued)[0] > 0
+
+
+async def _until_in_pipe(pool: CheckPool) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not _job_in_pipe(pool):
+        assert time.monotonic() < deadline, "the job never reached the check process"
+        await asyncio.sleep(0.01)
+
+
 def _gone(pid: int) -> bool:
     """No such process, or only its exit status left (a zombie that no one reaped yet)."""
     try:
@@ -127,7 +151,7 @@ def test_a_child_killed_mid_job_is_replaced_and_the_envelope_judged_again(node_d
             [first] = pool.pids()
             os.kill(first, signal.SIGSTOP)  # frozen: the next job waits in its pipe, unanswered
             accepting = asyncio.ensure_future(_accept(node_dir, ctx, store, processor, good))
-            await asyncio.sleep(0.5)
+            await _until_in_pipe(pool)
             assert not accepting.done()  # nothing is accepted while the check has not answered
             os.kill(first, signal.SIGKILL)
             message_id = await asyncio.wait_for(accepting, PATIENCE_S)
@@ -154,7 +178,7 @@ def test_a_child_killed_mid_job_is_replaced_and_the_envelope_judged_again(node_d
             os.kill(third, signal.SIGSTOP)
             refusing = asyncio.ensure_future(_code(node_dir, ctx, store, processor,
                                                    _rebuilt(good, manifest_digest_changed=True)))
-            await asyncio.sleep(0.5)
+            await _until_in_pipe(pool)
             os.kill(third, signal.SIGKILL)
             assert await asyncio.wait_for(refusing, PATIENCE_S) == "CMS_DIGEST_MISMATCH"
             assert pool.restarts == 3
@@ -245,7 +269,7 @@ def _children_of(pid: int) -> list[int]:
 
 def test_a_running_node_checks_in_its_child_and_leaves_none_behind_when_it_stops(tmp_path):
     """Real node processes (``gwx node run``): the county's checks run in its one check process,
-    which is gone once the node has stopped."""
+    which does not inherit the node's key passphrase and is gone once the node has stopped."""
     from node.localnet import send_document
     from tests.node.network.network_support import A1, CITY, inbox_item, notice_meta, start_network
 
@@ -259,6 +283,8 @@ def test_a_running_node_checks_in_its_child_and_leaves_none_behind_when_it_stops
         assert item["verified"] is True
         children = _children_of(county.process.pid)  # its check process and multiprocessing's resource tracker
         assert [b"spawn_main" in (Path("/proc") / str(c) / "cmdline").read_bytes() for c in children].count(True) == 1
+        for c in children:  # they parse hostile input: the node's key passphrase is not theirs to read
+            assert b"GWX_PASSPHRASE=" not in (Path("/proc") / str(c) / "environ").read_bytes()
     finally:
         net.stop_all()
     assert county.process.poll() == 0  # stopped cleanly
@@ -266,3 +292,205 @@ def test_a_running_node_checks_in_its_child_and_leaves_none_behind_when_it_stops
     while not all(_gone(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(_gone(c) for c in children)
+
+
+def _ask(pool: CheckPool, ctx, data: bytes):
+    """The acceptor's check of ``data`` asked of ``pool`` directly (in the calling thread)."""
+    generation = pool.generation(ctx.trust, revocation_token(ctx.revocation))
+    return pool.accept(generation, hashlib.sha256(data).hexdigest(), data, ctx.clock())
+
+
+def test_a_hung_child_is_stopped_after_the_jobs_bound_and_the_job_fails_transient(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            data = await asyncio.to_thread(city_package, node_dir, [A])
+            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None  # started (imports: slow)
+            pool.job_seconds = 1.0
+            [hung] = pool.pids()
+            os.kill(hung, signal.SIGSTOP)  # alive, answering nothing
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(asyncio.to_thread(_ask, pool, ctx, data), PATIENCE_S)
+            except GwxError as exc:
+                assert (exc.code, exc.kind.value) == ("NODE_CHECK_TIMEOUT", "transient")
+            else:
+                raise AssertionError("a hung child's job answered")
+            assert time.monotonic() - started < PATIENCE_S / 2
+            assert _gone(hung) and pool.pids() == []  # killed, not sent the job again
+            pool.job_seconds = PATIENCE_S  # another child, started under a loaded machine's pace
+            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None
+            assert len(pool.pids()) == 1
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+def test_close_returns_while_a_job_waits_on_a_hung_child_and_leaves_no_process(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1, job_seconds=PATIENCE_S * 10)  # the job's own bound never comes
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            data = await asyncio.to_thread(city_package, node_dir, [A])
+            await asyncio.to_thread(_ask, pool, ctx, data)
+            [hung] = pool.pids()
+            os.kill(hung, signal.SIGSTOP)
+            waiting = asyncio.ensure_future(asyncio.to_thread(_ask, pool, ctx, data))
+            await _until_in_pipe(pool)
+            await asyncio.wait_for(asyncio.to_thread(pool.close), PATIENCE_S)
+            try:
+                await asyncio.wait_for(waiting, PATIENCE_S)
+            except GwxError as exc:
+                assert exc.code == "NODE_SHUTTING_DOWN"
+            else:
+                raise AssertionError("a job answered by a stopped child")
+            assert _gone(hung) and pool.pids() == []
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+def test_a_child_whose_trust_did_not_load_is_sent_it_again_not_left_failing(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            data = await asyncio.to_thread(city_package, node_dir, [A])
+            generation = pool.generation(ctx.trust, revocation_token(ctx.revocation))
+            good = pool._materials[generation]
+            pool._materials[generation] = ((b"not a certificate",), good[1])  # what the child cannot load
+            try:
+                await asyncio.to_thread(_ask, pool, ctx, data)
+            except RuntimeError as exc:
+                assert "did not load" in str(exc)
+            else:
+                raise AssertionError("judged without trust")
+            pool._materials[generation] = good  # the same generation, loadable now
+            answer = await asyncio.to_thread(_ask, pool, ctx, data)
+            assert answer.first_failure is None and answer.held is not None
+            assert pool.restarts == 0  # the same child, sent the trust again
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+async def _killed_under(pool: CheckPool, ctx, data: bytes):
+    """``data`` asked of the pool's one child, which is killed with -9 while the job is its own."""
+    [child] = pool.pids()
+    os.kill(child, signal.SIGSTOP)
+    asking = asyncio.ensure_future(asyncio.to_thread(_ask, pool, ctx, data))
+    await _until_in_pipe(pool)
+    os.kill(child, signal.SIGKILL)
+    return await asyncio.wait_for(asking, PATIENCE_S)
+
+
+def test_a_package_a_child_died_under_twice_is_refused_for_good_and_sigterm_kills_no_child(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            data = await asyncio.to_thread(city_package, node_dir, [A])
+            await asyncio.to_thread(_ask, pool, ctx, data)
+            [child] = pool.pids()
+            os.kill(child, signal.SIGTERM)  # e.g. `kill` of the node's process group: the node drains first
+            assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None
+            assert pool.pids() == [child] and pool.restarts == 0
+            assert (await _killed_under(pool, ctx, data)).first_failure is None  # once: judged again
+            assert pool.restarts == 1
+            try:
+                await _killed_under(pool, ctx, data)
+            except GwxError as exc:
+                assert (exc.code, exc.kind.value) == ("NODE_CHECK_CRASHED", "invalid_input")
+            else:
+                raise AssertionError("a package a child died under twice was judged a third time")
+            assert pool.restarts == 2 and pool.pids() == []  # no third process for it
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+def test_the_processor_does_not_judge_again_after_the_pool_gave_up(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            message_id = await _accept(node_dir, ctx, store, processor,
+                                       await asyncio.to_thread(city_package, node_dir, [A]))
+            [child] = pool.pids()  # holds the acceptor's verdict
+            os.kill(child, signal.SIGSTOP)
+            pool.job_seconds = 1.0
+            await processor._process(await store.messages.get_received(message_id))
+            row = await store.messages.get_received(message_id)
+            assert (row.state, row.error_code) == ("new", "NODE_CHECK_TIMEOUT")  # deferred, retried later
+            assert pool.restarts == 1 and pool.pids() == []  # the hung child stopped; no second judgement
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+def test_the_nodes_held_verdicts_count_the_bodies_the_child_holds_under_its_limits(node_dir, tmp_path):
+    async def run():
+        pool = CheckPool(1)
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+        try:
+            for _ in range(2):
+                await _accept(node_dir, ctx, store, processor, await asyncio.to_thread(city_package, node_dir, [A]))
+            held = [e[0] for e in processor.accepted._entries.values()]
+            assert len(held) == 2 and all(isinstance(h, Held) and h.size > 1000 for h in held)  # a PDF body each
+            assert processor.accepted._bytes == sum(h.size for h in held)  # pushed out by the child's budget
+        finally:
+            pool.close()
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+_ORPHAN_SCRIPT = """
+import multiprocessing, os, time
+from node.federation import check_child
+
+def hold(conn):  # keeps the node's end of the pipe open: the check process sees no end of file
+    time.sleep(600)
+
+if __name__ == "__main__":
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    child = spawn.Process(target=check_child.main, args=(theirs, os.getpid()))  # as the pool starts one
+    child.start()
+    holder = spawn.Process(target=hold, args=(ours,))
+    holder.start()
+    print(child.pid, holder.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_check_process_ends_when_the_node_process_is_killed(tmp_path):
+    """The node killed with -9 while its check process's pipe stays open elsewhere (a job it is stuck
+    in looks the same to it) — here even before the check process has finished starting: the check
+    process does not outlive it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "node_like.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    repo = Path(__file__).resolve().parents[3]
+    node = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    child, holder = map(int, node.stdout.readline().split())
+    try:
+        node.kill()
+        node.wait(PATIENCE_S)
+        deadline = time.monotonic() + PATIENCE_S
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child)
+    finally:
+        node.stdout.close()
+        for pid in (child, holder):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -21,6 +21,7 @@ build on the international one's.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Collection
 
 import pytest
@@ -55,6 +56,7 @@ TOWN_A = make_unit_code("11371302MB0000404")  # 兰山区某街道办事处, sta
 ASLEEP = make_unit_code("11371302MB0000405")  # 兰山区某镇司法所: moves while the city is stopped
 SPLIT = make_unit_code("11371302MB0000406")   # 兰山区某镇派出所: moves out of a bundle
 HELD = make_unit_code("11371302MB0000407")    # 兰山区某镇卫生院: moves while an operator holds its envelope
+BEHIND = make_unit_code("11371302MB0000408")  # 兰山区某镇水利站: moves out of a bundle one of whose rows is held
 UNIT_NAMES.setdefault(MOVED, "兰山区某镇人民政府")
 UNIT_NAMES.setdefault(LATER, "兰山区某镇财政所")
 UNIT_NAMES.setdefault(GONE, "兰山区某村委会")
@@ -62,10 +64,11 @@ UNIT_NAMES.setdefault(TOWN_A, "兰山区某街道办事处")
 UNIT_NAMES.setdefault(ASLEEP, "兰山区某镇司法所")
 UNIT_NAMES.setdefault(SPLIT, "兰山区某镇派出所")
 UNIT_NAMES.setdefault(HELD, "兰山区某镇卫生院")
+UNIT_NAMES.setdefault(BEHIND, "兰山区某镇水利站")
 TREE = [("city", "city", None), ("county-a", "county", "city"), ("town-a", "township", "county-a"),
         ("town-b", "township", "city")]
 FIRST_HOST = {MOVED: "county-a", LATER: "county-a", GONE: "town-a", TOWN_A: "town-a", ASLEEP: "county-a",
-              SPLIT: "county-a", HELD: "county-a"}
+              SPLIT: "county-a", HELD: "county-a", BEHIND: "county-a"}
 
 
 def units(moved: tuple[str, ...], nodes: Collection[str]) -> list[dict]:
@@ -87,7 +90,7 @@ def networks(tmp_path_factory):
     # town-a's operator has already taken GONE off its node (the directory still names town-a).
     hosted = {"city": [{"code": CITY, "name": UNIT_NAMES[CITY]}], "county-a": [{"code": A1, "name": UNIT_NAMES[A1]}],
               "town-a": [{"code": TOWN_A, "name": UNIT_NAMES[TOWN_A]}],
-              "town-b": [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP, SPLIT, HELD)]}
+              "town-b": [{"code": code, "name": UNIT_NAMES[code]} for code in (MOVED, LATER, GONE, ASLEEP, SPLIT, HELD, BEHIND)]}
     # The city retries as fast as elsewhere, but its window outlasts any scenario here: what is queued
     # for county-a must still be waiting when the new directory comes. With FAST_RETRY's 30 s, a loaded
     # CI saw the window close first (QUEUE_EXPIRED, then re-addressed as a failure, not withdrawn).
@@ -292,4 +295,50 @@ def test_an_envelope_not_waiting_when_its_unit_moved_is_sealed_again_once_it_wai
         net.start(county)
     assert db_value(county, "SELECT COUNT(*) FROM inbox WHERE unit_code = ?", [HELD]) == 0
     assert town_copies(town, HELD, held) == 1 and town_copies(town, HELD, other) == 1
+    verify_audit_chain(city)
+
+
+def _passes_left_waiting(city) -> int:
+    """The city's re-routing passes so far that left something to take back later (its log)."""
+    return city.log_path.read_text(errors="replace").count("re-routing: ")
+
+
+def test_a_bundle_with_a_held_row_waits_for_it_without_a_pass_each_second(net):
+    """A bundle behind county-a (a unit that moves, one of town-a's that stays), the staying unit's row
+    held by an operator when the directory moves the other: the frame goes whole, so nothing of it
+    can be taken back. The rerouter waits for the held row — no pass (a read of the whole queue)
+    each second meanwhile, no "re-addressed" line for a move rolled back — and takes the frame back
+    once it is released."""
+    city, county, old_town, town = (net.nodes[n] for n in ("city", "county-a", "town-a", "town-b"))
+    county_certificate_cached(net)
+    net.stop(county)
+    try:
+        doc_id = send_document(city, CITY, notice_meta(CITY, [BEHIND, TOWN_A]), net.body)["doc_id"]
+        wait_for(lambda: (rows := db_rows(
+            city, "SELECT q.blob_digest, q.state FROM queue q JOIN outgoing o USING (message_id) WHERE o.doc_id = ?",
+            [doc_id])) and len(rows) == 2 and rows[0][0] == rows[1][0] and {r[1] for r in rows} == {"deferred"},
+            30, what="one bundle of two rows deferred at the city")
+        [staying] = [r[0] for r in db_rows(city, "SELECT message_id, units FROM outgoing WHERE doc_id = ?", [doc_id])
+                     if TOWN_A in r[1]]
+        operator = city.client("operator")
+        operator.post(f"/api/v1/node/queue/{staying}/hold", {"reason": "looked at before it goes"})
+        before = _passes_left_waiting(city)
+
+        install(net, city, 8, (MOVED, LATER, GONE, ASLEEP, SPLIT, HELD, BEHIND))
+        wait_for(lambda: _passes_left_waiting(city) > before, 60, what="the pass after the new directory")
+        time.sleep(6)  # a pass a second, before: six more
+        assert _passes_left_waiting(city) - before == 1
+        assert f"document {doc_id}: message" not in city.log_path.read_text(errors="replace")  # nothing re-addressed
+        assert db_value(city, "SELECT COUNT(*) FROM queue q JOIN outgoing o USING (message_id) WHERE o.doc_id = ?"
+                              " AND q.state IN ('deferred', 'hold')", [doc_id]) == 2
+
+        operator.post(f"/api/v1/node/queue/{staying}/release")
+        inbox_item(town, BEHIND, doc_id, timeout=60)
+        tracking = wait_status(city, CITY, doc_id, {BEHIND: "delivered"})
+        assert recipients_by_unit(tracking)[TOWN_A]["node"] == "town-a"
+    finally:
+        net.start(county)
+    inbox_item(old_town, TOWN_A, doc_id)
+    wait_status(city, CITY, doc_id, {BEHIND: "delivered", TOWN_A: "delivered"})
+    assert town_copies(town, BEHIND, doc_id) == 1 and town_copies(old_town, TOWN_A, doc_id) == 1
     verify_audit_chain(city)
