@@ -10,7 +10,6 @@ true). Changes to an existing file go through :mod:`node.config_edit`.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -128,17 +127,18 @@ class FolderSettings:
 
 
 def default_check_processes() -> int:
-    """``[processing] check_processes`` left unset: 1 with a second core (one node process keeps ~1.1
-    cores busy and the checks are 28 % of it: docs/performance.md), 0 on one core (a second process
-    there adds only the hand-offs)."""
-    return 1 if len(os.sched_getaffinity(0)) > 1 else 0
+    """``[processing] check_processes`` left unset: 0 — the node checks in its own process. Measured
+    on the 2-core machine the pool was built for (docs/performance.md, bench/node.py, "the pool of
+    check processes, quiet"), one check process gave no more accepted or inbox documents a second
+    and cost ~1 ms more CPU a document: a check costs about twice in a child what it costs in the
+    node, and the hand-off's waits eat the rest. An operator may still turn it on and measure."""
+    return 0
 
 
 @dataclass(frozen=True)
 class ProcessingSettings:
     """``[processing]``: ``check_processes`` — processes beside the node that run the package checks
-    needing no key (node.federation.check_pool); 0: in the node's own process. Unset: 1 with two
-    cores or more, 0 on one."""
+    needing no key (node.federation.check_pool); 0 (the default): in the node's own process."""
 
     check_processes: int = field(default_factory=default_check_processes)
 
