@@ -205,8 +205,11 @@ def test_a_document_refused_by_the_old_node_after_the_move_is_sent_to_the_new_on
         net.start(old)
     # town-a refuses it for good (ENV_UNIT_NOT_HOSTED), county-a bounces it to the city, and the
     # city — whose directory now places GONE at town-b — sends it there instead of failing it.
-    inbox_item(town, GONE, doc_id, timeout=60)
-    tracking = wait_status(city, CITY, doc_id, {GONE: "delivered"})
+    # Waited for at the city first: on a timeout its error says what the city's tracking showed last
+    # (status, reason, where it waits) — a run with the module split over two workers once missed
+    # the 60 s here and said only that town-b's inbox did not have it.
+    tracking = wait_status(city, CITY, doc_id, {GONE: "delivered"}, timeout=60)
+    inbox_item(town, GONE, doc_id)
     assert recipients_by_unit(tracking)[GONE]["node"] == "town-b"
     assert town_copies(town, GONE, doc_id) == 1
     assert db_value(old, "SELECT COUNT(*) FROM inbox WHERE doc_id = ?", [doc_id]) == 0
