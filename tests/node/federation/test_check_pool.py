@@ -54,6 +54,18 @@ node_dir = processing_support.node_dir  # the county and city nodes (a module fi
 PATIENCE_S = 120.0  # a loaded 2-core machine (load 10+); quiet, each wait ends in under a second
 
 
+@contextlib.asynccontextmanager
+async def _with_pool(node_dir, tmp_path, processes: int = 1):
+    """A county node's processor judging with a pool of ``processes`` check processes, both closed after."""
+    pool = CheckPool(processes)
+    ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
+    try:
+        yield pool, ctx, store, outbound, processor
+    finally:
+        pool.close()
+        await close_processor(store, outbound)
+
+
 def _rebuilt(package: bytes, *, manifest_digest_changed: bool = False, sign_with=None) -> bytes:
     """``package`` with its manifest changed after signing, or its manifest signed with another seal."""
     with zipfile.ZipFile(io.BytesIO(package)) as z:
@@ -143,9 +155,7 @@ def test_a_refused_package_gets_the_code_the_nodes_own_process_gives(node_dir, t
 
 def test_a_child_killed_mid_job_is_replaced_and_the_envelope_judged_again(node_dir, tmp_path):
     async def run():
-        pool = CheckPool(1)
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
-        try:
+        async with _with_pool(node_dir, tmp_path) as (pool, ctx, store, outbound, processor):
             good = await asyncio.to_thread(city_package, node_dir, [A])
             await _accept(node_dir, ctx, store, processor, await asyncio.to_thread(city_package, node_dir, [A]))
             [first] = pool.pids()
@@ -182,9 +192,6 @@ def test_a_child_killed_mid_job_is_replaced_and_the_envelope_judged_again(node_d
             os.kill(third, signal.SIGKILL)
             assert await asyncio.wait_for(refusing, PATIENCE_S) == "CMS_DIGEST_MISMATCH"
             assert pool.restarts == 3
-        finally:
-            pool.close()
-            await close_processor(store, outbound)
     asyncio.run(run())
 
 
@@ -302,9 +309,7 @@ def _ask(pool: CheckPool, ctx, data: bytes):
 
 def test_a_hung_child_is_stopped_after_the_jobs_bound_and_the_job_fails_transient(node_dir, tmp_path):
     async def run():
-        pool = CheckPool(1)
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
-        try:
+        async with _with_pool(node_dir, tmp_path) as (pool, ctx, store, outbound, processor):
             data = await asyncio.to_thread(city_package, node_dir, [A])
             assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None  # started (imports: slow)
             pool.job_seconds = 1.0
@@ -322,9 +327,6 @@ def test_a_hung_child_is_stopped_after_the_jobs_bound_and_the_job_fails_transien
             pool.job_seconds = PATIENCE_S  # another child, started under a loaded machine's pace
             assert (await asyncio.to_thread(_ask, pool, ctx, data)).first_failure is None
             assert len(pool.pids()) == 1
-        finally:
-            pool.close()
-            await close_processor(store, outbound)
     asyncio.run(run())
 
 
@@ -355,9 +357,7 @@ def test_close_returns_while_a_job_waits_on_a_hung_child_and_leaves_no_process(n
 
 def test_a_child_whose_trust_did_not_load_is_sent_it_again_not_left_failing(node_dir, tmp_path):
     async def run():
-        pool = CheckPool(1)
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
-        try:
+        async with _with_pool(node_dir, tmp_path) as (pool, ctx, store, outbound, processor):
             data = await asyncio.to_thread(city_package, node_dir, [A])
             generation = pool.generation(ctx.trust, revocation_token(ctx.revocation))
             good = pool._materials[generation]
@@ -372,9 +372,6 @@ def test_a_child_whose_trust_did_not_load_is_sent_it_again_not_left_failing(node
             answer = await asyncio.to_thread(_ask, pool, ctx, data)
             assert answer.first_failure is None and answer.held is not None
             assert pool.restarts == 0  # the same child, sent the trust again
-        finally:
-            pool.close()
-            await close_processor(store, outbound)
     asyncio.run(run())
 
 
@@ -390,9 +387,7 @@ async def _killed_under(pool: CheckPool, ctx, data: bytes):
 
 def test_a_package_a_child_died_under_twice_is_refused_for_good_and_sigterm_kills_no_child(node_dir, tmp_path):
     async def run():
-        pool = CheckPool(1)
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
-        try:
+        async with _with_pool(node_dir, tmp_path) as (pool, ctx, store, outbound, processor):
             data = await asyncio.to_thread(city_package, node_dir, [A])
             await asyncio.to_thread(_ask, pool, ctx, data)
             [child] = pool.pids()
@@ -408,17 +403,12 @@ def test_a_package_a_child_died_under_twice_is_refused_for_good_and_sigterm_kill
             else:
                 raise AssertionError("a package a child died under twice was judged a third time")
             assert pool.restarts == 2 and pool.pids() == []  # no third process for it
-        finally:
-            pool.close()
-            await close_processor(store, outbound)
     asyncio.run(run())
 
 
 def test_the_processor_does_not_judge_again_after_the_pool_gave_up(node_dir, tmp_path):
     async def run():
-        pool = CheckPool(1)
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
-        try:
+        async with _with_pool(node_dir, tmp_path) as (pool, ctx, store, outbound, processor):
             message_id = await _accept(node_dir, ctx, store, processor,
                                        await asyncio.to_thread(city_package, node_dir, [A]))
             [child] = pool.pids()  # holds the acceptor's verdict
@@ -428,25 +418,17 @@ def test_the_processor_does_not_judge_again_after_the_pool_gave_up(node_dir, tmp
             row = await store.messages.get_received(message_id)
             assert (row.state, row.error_code) == ("new", "NODE_CHECK_TIMEOUT")  # deferred, retried later
             assert pool.restarts == 1 and pool.pids() == []  # the hung child stopped; no second judgement
-        finally:
-            pool.close()
-            await close_processor(store, outbound)
     asyncio.run(run())
 
 
 def test_the_nodes_held_verdicts_count_the_bodies_the_child_holds_under_its_limits(node_dir, tmp_path):
     async def run():
-        pool = CheckPool(1)
-        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path, pool)
-        try:
+        async with _with_pool(node_dir, tmp_path) as (pool, ctx, store, outbound, processor):
             for _ in range(2):
                 await _accept(node_dir, ctx, store, processor, await asyncio.to_thread(city_package, node_dir, [A]))
             held = [e[0] for e in processor.accepted._entries.values()]
             assert len(held) == 2 and all(isinstance(h, Held) and h.size > 1000 for h in held)  # a PDF body each
             assert processor.accepted._bytes == sum(h.size for h in held)  # pushed out by the child's budget
-        finally:
-            pool.close()
-            await close_processor(store, outbound)
     asyncio.run(run())
 
 
