@@ -117,26 +117,28 @@ class PgTransaction(WriterTransaction):
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed (0 for a savepoint's)."""
-        if not params and _SAVEPOINT.match(sql):
-            if sql.split()[0].upper() == "RELEASE" and self._sent:
-                await self._answered()  # the work's own errors are the work's
-            await self._send()
-            await self._conn.execute(sql)
-            return 0
-        cursor = await self._conn.execute(translate(sql), _params(params))
-        await self._answered()
-        return cursor.rowcount
+        async with self._first_error():
+            if not params and _SAVEPOINT.match(sql):
+                if sql.split()[0].upper() == "RELEASE" and self._sent:
+                    await self._answered()  # the work's own errors are the work's
+                await self._send()
+                await self._conn.execute(sql)
+                return 0
+            cursor = await self._conn.execute(translate(sql), _params(params))
+            await self._answered()
+            return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
-        async with self._conn.cursor() as cursor:
+        async with self._first_error(), self._conn.cursor() as cursor:
             await cursor.executemany(translate(sql), [_params(r) for r in rows])
             await self._answered()
             return cursor.rowcount
 
     async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
         """``execute`` without waiting for its answer (read with the next statement's)."""
-        await self._send()
-        await self._conn.execute(translate(sql), _params(params))
+        async with self._first_error():
+            await self._send()
+            await self._conn.execute(translate(sql), _params(params))
 
     async def send_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """``executemany`` without waiting for its answer (read with the next statement's).
@@ -148,32 +150,50 @@ class PgTransaction(WriterTransaction):
         params = [_params(r) for r in rows]
         statement = translate(sql)
         many = _VALUES.match(statement) if len(params) > 1 else None
-        if many is None:
-            await self._send()
-            async with self._conn.cursor() as cursor:
-                await cursor.executemany(statement, params)
-            return
-        head, group, tail = many.groups()
-        step = max(1, _MAX_PARAMS // len(params[0]))
-        for start in range(0, len(params), step):
-            chunk = params[start:start + step]
-            await self._send()
-            await self._conn.execute(f"{head}{','.join([group] * len(chunk))}{tail}",
-                                     [value for row in chunk for value in row], prepare=False)
+        async with self._first_error():
+            if many is None:
+                await self._send()
+                async with self._conn.cursor() as cursor:
+                    await cursor.executemany(statement, params)
+                return
+            head, group, tail = many.groups()
+            step = max(1, _MAX_PARAMS // len(params[0]))
+            for start in range(0, len(params), step):
+                chunk = params[start:start + step]
+                await self._send()
+                await self._conn.execute(f"{head}{','.join([group] * len(chunk))}{tail}",
+                                         [value for row in chunk for value in row], prepare=False)
 
     async def send_checked(self, sql: str, params: Sequence[Any],
                            then: Callable[[list[Row]], Awaitable[None]]) -> None:
         """Send a read whose rows are needed only before COMMIT: ``then(rows)`` runs at the settle,
         every answer in (so it costs no wait of its own), and may write more, answered before COMMIT
         too. The inline blobs written ahead of the lock are checked so (:mod:`.inline_ahead`)."""
-        await self._send()
-        cursor = await self._conn.execute(translate(sql), _params(params))
+        async with self._first_error():
+            await self._send()
+            cursor = await self._conn.execute(translate(sql), _params(params))
         self._checks.append((cursor, then))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cursor = await self._conn.execute(translate(sql), _params(params))
-        await self._answered()
-        return await cursor.fetchall() if cursor.description else []
+        async with self._first_error():
+            cursor = await self._conn.execute(translate(sql), _params(params))
+            await self._answered()
+            return await cursor.fetchall() if cursor.description else []
+
+    @asynccontextmanager
+    async def _first_error(self) -> AsyncIterator[None]:
+        """Raise the first error the server answered with, and leave the connection clean behind it.
+
+        In pipeline mode a failed statement makes the server skip the rest up to the next sync, and
+        psycopg raises an error as it reads its answer — at whichever call reads it: the statement's
+        cause (a duplicate key) at one, ``PipelineAborted`` for the skipped ones at the next. So
+        pipeline mode is left here at once, the answers left behind read and dropped, and the cause
+        is what the caller meets; a ``ROLLBACK TO`` then runs on a connection owing no answers."""
+        try:
+            yield
+        except psycopg.Error:
+            await self._leave_pipeline(failed=True)
+            raise
 
     async def _send(self) -> None:
         if self._pipeline is None:
