@@ -45,8 +45,11 @@ counties' custody up and down), and the clerks' side:
 clerk waits for it) and ``sign_for_served_mean_s`` (as the nodes served it, their histogram).
 ``--sign-after-delivery`` holds every clerk until the document has reached every node (and splits each process's CPU there: ``delivery_cpu_s``, ``signing_cpu_s``)
 (``first_signed_s`` then comes after ``delivered_s``): delivery alone, not sharing the cores with the
-签收 of the nodes reached first. ``--py-spy DIR`` records every node process with py-spy during
-the exchange (``GWX_SPY_GIL=1``: only the thread holding the GIL). ``--keep DIR`` keeps the
+签收 of the nodes reached first; each process's ``signing_main_cpu_s`` is the event loop's thread's part of
+its ``signing_cpu_s``, ``signing_sys_cpu_s`` the kernel's. ``--py-spy DIR`` records every node process
+with py-spy during the exchange, each stack under its thread (``GWX_SPY_GIL=1``: only the thread
+holding the GIL; ``--py-spy-signing`` with ``--sign-after-delivery``: the 签收 phase alone, ended
+before this script reads any /metrics). ``--keep DIR`` keeps the
 provisioned network in DIR and reuses it in the next run of the same size (new ports, fresh CRLs,
 empty stores: :mod:`bench.network_city`), so that comparing two changes costs the exchange, not
 minutes of key stretching; without it every run provisions anew.
@@ -174,8 +177,11 @@ async def _sender(city: City, doc_id: str, recipients: int, start: float, deadli
 
 
 def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, package_mib: float = 1.0,
-             clerks_per_node: int | None = None, after_delivery: bool = False) -> dict:
-    """Send the 通知 to every unit but the sender, let the clerks sign for it; the figures."""
+             clerks_per_node: int | None = None, after_delivery: bool = False, on_signing=None,
+             on_end=None) -> dict:
+    """Send the 通知 to every unit but the sender, let the clerks sign for it; the figures.
+    ``on_signing`` (with ``after_delivery``) is called once, when every node has it, before any 签收;
+    ``on_end`` when every 签收 is back, before this script reads any node's /metrics."""
     fig: dict = {}
     node = city.net.nodes["city"]
     recipients = [u["code"] for n in city.nodes for u in n.units if u["code"] != OFFICE]
@@ -194,7 +200,14 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
     latency: list[float] = []
 
     def every_node_has_it() -> None:  # the processes' CPU between delivery alone and the 签收 alone
-        fig.setdefault("cpu_s_at_every_node", [p["cpu_s"] for p in process_figures(city.processes)])
+        if "cpu_s_at_every_node" in fig:
+            return
+        at = process_figures(city.processes)
+        fig["cpu_s_at_every_node"] = [p["cpu_s"] for p in at]
+        fig["main_cpu_s_at_every_node"] = [p["main_cpu_s"] for p in at]
+        fig["sys_cpu_s_at_every_node"] = [p["sys_cpu_s"] for p in at]
+        if on_signing is not None:
+            on_signing()
 
     async def both() -> None:
         await asyncio.gather(_clerks(city, doc_id, poll, deadline, seen, signed, latency, clerks_per_node,
@@ -203,7 +216,11 @@ def exchange(city: City, work: Path, *, timeout: float, poll: float = 0.5, packa
     asyncio.run(both())
     # Before any /metrics read below: each node's seal-expiry gauges parse its seals (4 % of the 54-node
     # process's 签收 phase in its GIL samples) — the bench's cost, not the exchange's.
-    fig["cpu_s_at_end"] = [p["cpu_s"] for p in process_figures(city.processes)]
+    at_end = process_figures(city.processes)
+    fig["cpu_s_at_end"], fig["main_cpu_s_at_end"] = [p["cpu_s"] for p in at_end], [p["main_cpu_s"] for p in at_end]
+    fig["sys_cpu_s_at_end"] = [p["sys_cpu_s"] for p in at_end]
+    if on_end is not None:
+        on_end()
     fig.update(recipients=len(recipients), received=len(seen), signed_back=fig.get("sender_counts", {})
                .get("signed_for", 0))
     if signed:  # the clerks' side: when their 签收 was taken by their own node
@@ -288,8 +305,11 @@ def process_figures(processes: list[subprocess.Popen]) -> list[dict]:
         status = Path(f"/proc/{p.pid}/status").read_text().splitlines()
         hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
         stat = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        main = Path(f"/proc/{p.pid}/task/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()  # the loop's thread
         out.append({"pid": p.pid, "peak_rss_mib": round(hwm / 1024, 1),
-                    "cpu_s": round((int(stat[11]) + int(stat[12])) / CLK_TCK, 1)})
+                    "cpu_s": round((int(stat[11]) + int(stat[12])) / CLK_TCK, 2),
+                    "sys_cpu_s": round(int(stat[12]) / CLK_TCK, 2),  # of it in the kernel (fsync, sockets, epoll)
+                    "main_cpu_s": round((int(main[11]) + int(main[12])) / CLK_TCK, 2)})
     return out
 
 
@@ -300,23 +320,28 @@ def gc_seconds(city: City) -> list[float]:
                         "generation").values()) for p in city.processes]
 
 
-def profilers(out: str | None, processes: list[subprocess.Popen]) -> list[subprocess.Popen]:
-    """``py-spy record`` of every node process (collapsed stacks in ``out``/cohost-N.txt); with
-    ``GWX_SPY_GIL=1`` only the thread holding the GIL (what uses the process's one core for Python)."""
+def profilers(out: str | None, processes: list[subprocess.Popen], *, rate: int = 100,
+              wait: bool = True) -> list[subprocess.Popen]:
+    """``py-spy record`` of every node process (collapsed stacks in ``out``/cohost-N.txt, each
+    stack under its thread: ``--threads``); with ``GWX_SPY_GIL=1`` only the thread holding the GIL
+    (what uses the process's one core for Python). ``wait``: a second for them to attach."""
     if not out:
         return []
     Path(out).mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     spies = [subprocess.Popen([spy, "record", "-p", str(p.pid), "-o", str(Path(out) / f"cohost-{i}.txt"),
-                               "--format", "raw", "-r", "100", "--nonblocking",
+                               "--format", "raw", "-r", str(rate), "--nonblocking", "--threads",
                                *(["--gil"] if os.environ.get("GWX_SPY_GIL") else [])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for i, p in enumerate(processes)]
-    time.sleep(1.0)  # attached before the submit
+    if wait:
+        time.sleep(1.0)  # attached before the submit
     return spies
 
 
 def stop_profilers(spies: list[subprocess.Popen]) -> None:
+    """Each profiler told to write its file, waited for (at the end of the exchange, before any
+    /metrics read: those are the bench's, not the exchange's)."""
     for spy in spies:
         spy.send_signal(signal.SIGINT)  #: py-spy writes its file and exits
     for spy in spies:
@@ -399,6 +424,9 @@ def main() -> int:
                              "process's CPU there (delivery_cpu_s, signing_cpu_s)")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record every node process with py-spy during the exchange (DIR/cohost-N.txt)")
+    parser.add_argument("--py-spy-signing", action="store_true",
+                        help="with --sign-after-delivery: record the 签收 phase alone (from when every node has it)")
+    parser.add_argument("--py-spy-rate", type=int, default=100, metavar="HZ", help="py-spy's samples a second")
     parser.add_argument("--keep", metavar="DIR", type=Path,
                         help="keep the provisioned network (keys, certificates, seals, tokens) in DIR and, when DIR "
                              "already holds one of this size, reuse it instead of provisioning: new ports, fresh "
@@ -423,18 +451,24 @@ def main() -> int:
             print(f"{fig['nodes']} nodes up in {len(city.processes)} processes: "
                   f"{'reused' if fig['reused'] else 'provision'} {fig['provision_s']:.0f} s, "
                   f"directory {fig['directory_s']:.0f} s, start {fig['start_s']:.0f} s", flush=True)
-            spies = profilers(args.py_spy, city.processes)
+            signing_only = args.py_spy_signing and args.sign_after_delivery
+            spies = [] if signing_only else profilers(args.py_spy, city.processes, rate=args.py_spy_rate)
+
+            def on_signing() -> None:  # --py-spy-signing: the 签收 phase alone
+                if signing_only:
+                    spies.extend(profilers(args.py_spy, city.processes, rate=args.py_spy_rate, wait=False))
             started, gc_before = process_figures(city.processes), gc_seconds(city)
             driver_before = time.process_time()
             fig.update(exchange(city, base, timeout=args.timeout or (120 if args.quick else 420), poll=args.poll,
-                                clerks_per_node=args.clerks_per_node, after_delivery=args.sign_after_delivery))
+                                clerks_per_node=args.clerks_per_node, after_delivery=args.sign_after_delivery,
+                                on_signing=on_signing, on_end=lambda: stop_profilers(spies)))
             # This script's clerks and tracking polls share the two cores with the nodes: their CPU too.
             fig["driver_exchange_cpu_s"] = round(time.process_time() - driver_before, 1)
             fig.update(envelope_counts(city))
             fig["hops"] = hop_counts(city)
             fig["processes"] = process_figures(city.processes)
-            stop_profilers(spies)
-            ended = fig.pop("cpu_s_at_end")
+            ended, main_ended, sys_ended = (fig.pop("cpu_s_at_end"), fig.pop("main_cpu_s_at_end"),
+                                            fig.pop("sys_cpu_s_at_end"))
             for before, after, end, gc_was, gc_now in zip(started, fig["processes"], ended, gc_before,
                                                           gc_seconds(city), strict=True):
                 after["exchange_cpu_s"] = round(end - before["cpu_s"], 1)
@@ -443,6 +477,11 @@ def main() -> int:
                                               strict=False):
                 after["delivery_cpu_s"] = round(at - before["cpu_s"], 1)  # --sign-after-delivery only
                 after["signing_cpu_s"] = round(end - at, 1)
+            for after, at, end, sys_at, sys_end in zip(fig["processes"], fig.pop("main_cpu_s_at_every_node", ()),
+                                                       main_ended, fig.pop("sys_cpu_s_at_every_node", ()), sys_ended,
+                                                       strict=False):
+                after["signing_main_cpu_s"] = round(end - at, 2)  # of it the event loop's thread
+                after["signing_sys_cpu_s"] = round(sys_end - sys_at, 2)  # of it in the kernel, all threads
         except Exception:
             for i, p in enumerate(city.processes):
                 log = base / "net" / f"cohost-{i}.log"

@@ -93,6 +93,13 @@ class DestinationQueue:
                 await self._pause(PAUSE_SECONDS)
 
     async def _round(self) -> None:
+        self.builder.begin_round()  # the drafts' destinations read once a round
+        try:
+            await self._round_steps()
+        finally:
+            self.builder.end_round()
+
+    async def _round_steps(self) -> None:
         await self.limiter.load()
         now = self.outbound.ctx.clock()
         # Also while backing off: the retry window closes regardless. Drafts first: one whose window

@@ -72,11 +72,19 @@ def test_signing_after_delivery_no_clerk_signs_before_every_unit_has_it(tmp_path
     sharing the machine; every 签收 still comes back."""
     city = build_network(tmp_path / "net", TINY, routing="tree", processes=2)
     try:
-        figures = exchange(city, tmp_path, timeout=120, poll=0.2, after_delivery=True)
+        called: list[str] = []  # --py-spy-signing starts its profilers at the first, stops them at the second
+        figures = exchange(city, tmp_path, timeout=120, poll=0.2, after_delivery=True,
+                           on_signing=lambda: called.append("signing"), on_end=lambda: called.append("end"))
     finally:
         city.net.stop_all()
     assert figures["received"] == figures["signed_back"] == figures["recipients"] == 13
     assert figures["first_signed_s"] > figures["delivered_s"]
+    assert called == ["signing", "end"]  # once each, however many nodes' clerks saw every node have it
+    # The event loop's thread's share of each process's CPU, at both points (the rest: SQLite's and
+    # the workers' threads).
+    for main, total in ((figures["main_cpu_s_at_every_node"], figures["cpu_s_at_every_node"]),
+                        (figures["main_cpu_s_at_end"], figures["cpu_s_at_end"])):
+        assert all(0 < m <= t for m, t in zip(main, total, strict=True))
     # Each process's CPU when the last node had it (before any 签收): the split between the two phases.
     assert len(figures["cpu_s_at_every_node"]) == 2 and all(cpu > 0 for cpu in figures["cpu_s_at_every_node"])
     # ... and at the end, taken before the bench reads any node's /metrics (not the exchange's CPU).

@@ -111,6 +111,18 @@ class OutboundQueue:
         at = to_db_time(now or self._clock())
         claimable = sources(QueueEvent.CLAIM)
         active = target(QueueEvent.CLAIM, 0)
+        # Nothing in flight and nothing due: no write transaction. A destination's queue asks at every
+        # round, most often for nothing (before it seals its drafts, and once more after sending), and
+        # each ask was a BEGIN IMMEDIATE and a COMMIT handed to the writer's thread, the writers' lock
+        # taken from the clerks' group commits. Two probes of the queue_due index (destination, state,
+        # next_attempt_at), one row at most each, on the loop's own connection; a row committed after
+        # them wakes the queue for another round, as any enqueued row does.
+        if not (await self._db.lookup(
+                "SELECT EXISTS (SELECT 1 FROM queue WHERE destination = ? AND state = ?) OR EXISTS ("
+                f"SELECT 1 FROM queue WHERE destination = ? AND state IN ({_in(claimable)})"
+                " AND next_attempt_at <= ? AND (expires_at IS NULL OR expires_at > ?))",
+                (destination, active, destination, *claimable, at, at)))[0][0]:
+            return []
         async with self._db.transaction() as tx:
             row = await tx.fetchone(
                 "SELECT COUNT(*) FROM queue WHERE destination = ? AND state = ?", (destination, active))

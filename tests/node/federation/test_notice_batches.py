@@ -314,6 +314,39 @@ def test_drafts_wait_while_the_envelope_sealed_before_them_waits_for_a_peer_that
     asyncio.run(run())
 
 
+def test_a_round_reads_the_destinations_of_its_drafts_once(node_dir, tmp_path):
+    """A destination's round asked the store for its drafts' destinations (a scan of the drafts on the
+    reader's thread) three times — to give up expired drafts, to know whether any wait, to seal them —
+    ~110 rounds a 签收 phase of the medium city's 54-node process: once now; outside a round, each ask
+    reads again (drafts written since are seen)."""
+    async def run():
+        county = await Node.open(node_dir, "county", tmp_path / "county")
+        try:
+            await know_the_city(node_dir, county.store, county.ctx.clock())
+            at = county.ctx.clock().replace(microsecond=0)
+            doc_id, answered = new_id(at), new_id(at)
+            queue = DestinationQueue(county.outbound, "city")
+            await _sign_for(county, doc_id, answered, UNITS, at)
+            reads = []
+            draft_destinations = county.store.drafts.draft_destinations
+
+            async def counted():
+                reads.append(1)
+                return await draft_destinations()
+            county.store.drafts.draft_destinations = counted
+            with pytest.raises(GwxError) as away:  # the city is not running: sealed, not sent
+                await queue._round()
+            assert away.value.code.startswith("PEER_"), away.value
+            assert len(reads) == 1
+            assert len(await county.store.queue.at_rest()) == 1  # the six 签收 sealed into one envelope
+            assert await county.store.drafts.drafts_for("city") == []
+            await _sign_for(county, doc_id, new_id(at), UNITS[:1], at)  # another answer, after the round
+            assert await queue.builder.has_drafts() and len(reads) == 2  # outside a round: read again
+        finally:
+            await county.close()
+    asyncio.run(run())
+
+
 def test_a_peer_whose_backoff_ended_is_tried_with_the_waiting_envelope_and_the_queue_then_sleeps(node_dir, tmp_path):
     """The peer's backoff ends a minute before the sealed envelope's own retry time (a row with many
     attempts behind it, a peer whose count was reset): the queue tries the peer at once with that

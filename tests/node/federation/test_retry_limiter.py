@@ -140,6 +140,37 @@ async def _receipt_for_the_city(store, outbound: Outbound) -> None:
         await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-1")], now)
 
 
+def test_a_healthy_peer_is_written_up_once_not_after_every_request(node_dir, tmp_path):
+    """After each request the peer answered, the sender records it up; a row that says so already is
+    left alone (it was a write transaction a request), one that says otherwise — this limiter's
+    failure, or another worker's written meanwhile — is written up again."""
+    policy = retry_policy(load_config(node_dir / "county").retry)
+
+    async def run():
+        clock = FakeClock(T0)
+        store = await open_store(tmp_path / "data", clock=clock)
+        try:
+            written = []
+            set_peer_state = store.peers.set_peer_state
+            store.peers.set_peer_state = lambda *a, **k: (written.append(a[1]), set_peer_state(*a, **k))[1]
+            limiter = RetryLimiter(store, "city", policy, clock, lambda: 0.5)
+            for _ in range(3):
+                await limiter.succeeded()
+            assert written == ["up"]  # the first records the peer, the others find it so
+            await limiter.failed(PeerUnreachable("connection refused", peer="city"))
+            await limiter.succeeded()
+            await limiter.succeeded()
+            assert written == ["up", "backing-off", "up"]
+            assert ((await store.peers.get_peer("city")).state, limiter.failures) == ("up", 0)
+            other = RetryLimiter(store, "city", policy, clock, lambda: 0.5)  # another worker's
+            await other.failed(PeerUnreachable("connection refused", peer="city"))
+            await limiter.succeeded()  # this one had no failure, but the row says backing-off
+            assert written[-1] == "up" and (await store.peers.get_peer("city")).state == "up"
+        finally:
+            await store.close()
+    asyncio.run(run())
+
+
 def test_a_restarted_sender_does_not_call_a_peer_that_is_backing_off(node_dir, tmp_path):
     async def run():
         async with _HangingUpCity() as city:

@@ -230,3 +230,38 @@ def test_an_operator_lists_pages_and_retries_waiting_rows_and_the_oldest_age_is_
             await store.queue.mark_sent(["m3"], b"r")
             assert await store.queue.oldest_unfinished() == {"node-c": start + timedelta(seconds=30)}
     asyncio.run(main())
+
+
+@pytest.mark.sqlite_only  # PostgreSQL's window is claimed under its leases (node/store/postgresql/leases.py)
+def test_an_empty_window_is_answered_without_a_write_transaction(tmp_path):
+    """A destination's queue asks for its window at every round, most often with nothing in flight and
+    nothing due: that answer takes no write transaction (no BEGIN IMMEDIATE and COMMIT on the writer's
+    thread, no writers' lock taken from the clerks' group commits); a due row is claimed as before."""
+    async def main():
+        clock = FakeClock()
+        async with open_store(tmp_path, clock) as store:
+            opened = []
+            transaction = store.db.transaction
+            store.db.transaction = lambda *a, **k: (opened.append(1), transaction(*a, **k))[1]
+            assert await store.queue.load_active_window("node-b", 10) == []  # nothing at all
+            await store.enqueue(await queued_item(store, "m1"))
+            await store.enqueue(await queued_item(store, "other", "node-c"))
+            opened.clear()
+            [entry] = await store.queue.load_active_window("node-b", 10)  # due: claimed
+            assert (entry.message_id, entry.state, len(opened)) == ("m1", "active", 1)
+            [again] = await store.queue.load_active_window("node-b", 10)  # in flight: the same row
+            assert (again.message_id, len(opened)) == ("m1", 2)
+            retry_at = clock.now + timedelta(seconds=30)
+            await store.queue.defer("m1", retry_at, ErrorInfo("TRANSPORT_TIMEOUT", "对端超时"))
+            opened.clear()
+            assert await store.queue.load_active_window("node-b", 10) == []  # deferred, not due yet
+            assert opened == []
+            clock.now = retry_at
+            assert [e.message_id for e in await store.queue.load_active_window("node-b", 10)] == ["m1"]
+            assert len(opened) == 1
+            await store.queue.mark_sent(["m1"], b"receipt")
+            opened.clear()
+            assert await store.queue.load_active_window("node-b", 10) == []  # sent: nothing left
+            assert opened == []
+            assert [e.message_id for e in await store.queue.load_active_window("node-c", 10)] == ["other"]
+    asyncio.run(main())
