@@ -40,18 +40,21 @@ def _cpu() -> tuple[float, float, float]:
 def _postgres_cpu() -> float:
     """The CPU of this process's PostgreSQL servers (tests/postgres_server.py): the postmaster's own and
     that of the server processes it reaped — one per connection, ended when it closes. pg_ctl starts
-    the server detached, so none of it is among this process's children."""
+    the server detached, so none of it is among this process's children. A server stopped counts with
+    what it had when last read (the session's server stops in the last test's teardown)."""
     from tests.postgres_server import RUNNING
 
-    ticks = 0
     for server in list(RUNNING):
         try:
             pid = (server.data / "postmaster.pid").read_text().split()[0]
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        _postgres_seen[id(server)] = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return sum(_postgres_seen.values()) / os.sysconf("SC_CLK_TCK")
+
+
+_postgres_seen: dict[int, int] = {}  # a server (by id) → its CPU ticks when last read
 
 
 class _Modules:
