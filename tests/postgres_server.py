@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 TEMPLATE = "gwx_template"
+RUNNING: set[PostgresServer] = set()  # this process's started servers (tests/cpu_by_module.py reads their CPU)
 
 
 def binaries() -> Path:
@@ -58,6 +59,7 @@ class PostgresServer:
         self._run(self.bin / "pg_ctl", "-D", self.data, "-l", self.dir / "server.log", "-w", "-t", "60",
                   "-o", options, "start")
         self.started = True
+        RUNNING.add(self)
         self._create_template()
         return self
 
@@ -66,6 +68,7 @@ class PostgresServer:
             with contextlib.suppress(Exception):
                 self._run(self.bin / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
             self.started = False
+            RUNNING.discard(self)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def dsn(self, database: str = "postgres") -> str:

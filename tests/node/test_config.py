@@ -3,6 +3,9 @@ lists are typed errors naming the key; ``add-peer`` validates before writing and
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from node.config import (
@@ -18,6 +21,7 @@ from node.config_toml import dump_config
 from node.errors import ConfigError
 from node.provision import add_peer, init_node, read_units_file
 from node.run_lock import NodeLock
+from pki.ca import CertificateAuthority
 from pki.unit_code import make_unit_code
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
@@ -26,20 +30,26 @@ THERE = make_unit_code("91350100M00030000")
 ELSEWHERE = make_unit_code("91350100M00040000")
 
 
-@pytest.fixture
-def ca(tmp_path, new_root_ca):
-    return new_root_ca(tmp_path / "ca", "配置测试CA")
-
-
-@pytest.fixture
-def node_dir(ca, tmp_path):
-    config, _ = init_node(tmp_path / "node", "county-c", ca, [{"code": HERE, "name": "福州市人民政府办公厅"}],
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory) -> Path:
+    """A node directory as ``gwx node init`` leaves it, made once for the module: the tests read and
+    edit its files only (node.toml, the units), each in a copy of its own (:func:`node_dir`).
+    Provisioning writes five keys of 100,000 PBKDF2 rounds and draws a seal; a copy writes none."""
+    base = tmp_path_factory.mktemp("config-node")
+    ca = CertificateAuthority.init_root(base / "ca", "配置测试CA", PASSPHRASE)
+    config, _ = init_node(base / "node", "county-c", ca, [{"code": HERE, "name": "福州市人民政府办公厅"}],
                           PASSPHRASE, peer_port=0, local_port=0)
     path = config.directory / CONFIG_NAME
     # What an operator does with the file: comments of their own, above and beside keys.
     path.write_text("# 福州 county node — ask 王工 before changing ports\n" + path.read_text()
                     .replace("[retry]", "# shortened for the pilot\n[retry]"), "utf-8")
     return config.directory
+
+
+@pytest.fixture
+def node_dir(provisioned, tmp_path) -> Path:
+    """The module's provisioned node, copied for the test (owner-only modes kept)."""
+    return Path(shutil.copytree(provisioned, tmp_path / "node"))
 
 
 def write_config(node_dir, replace: tuple[str, str] | None = None, append: str = "") -> None:

@@ -34,15 +34,35 @@ from pki.unit_code import make_unit_code
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT, run_gwx
 
 UNIT = make_unit_code("11371302MB0000091")
+@pytest.fixture(scope="module")
+def _provisioned(tmp_path_factory):
+    """``provisioned(algorithm)``: a CA, a node directory (gwx node init) and renewed credentials
+    issued for it, made once per module and algorithm — the tests copy them (:func:`node`)."""
+    made: dict[str, Path] = {}
+
+    def provisioned(algorithm: str) -> Path:
+        if algorithm not in made:
+            base = tmp_path_factory.mktemp(f"renewal-{algorithm}")
+            ca = CertificateAuthority.init_root(base / "ca", "续期测试CA", PASSPHRASE, algorithm=algorithm)
+            init_node(base / "node", "county-r", ca, [{"code": UNIT, "name": "兰山区某局"}], PASSPHRASE,
+                      peer_port=0, local_port=0)
+            ca.issue_node("county-r", "127.0.0.1", base / "renewed", PASSPHRASE, renew=True)
+            made[algorithm] = base
+        return made[algorithm]
+    return provisioned
+
+
 @pytest.fixture
-def node(tmp_path, request, new_root_ca):
+def node(tmp_path, request, _provisioned):
     """A node directory (gwx node init), its CA, and renewed credentials issued for it; P-256 unless the
-    test asks for another network profile (``indirect`` parametrisation with the CA's algorithm)."""
-    ca = new_root_ca(tmp_path / "ca", "续期测试CA", getattr(request, "param", "ecdsa-p256-sha256"))
-    config, _ = init_node(tmp_path / "node", "county-r", ca, [{"code": UNIT, "name": "兰山区某局"}], PASSPHRASE,
-                          peer_port=0, local_port=0)
-    ca.issue_node("county-r", "127.0.0.1", tmp_path / "renewed", PASSPHRASE, renew=True)
-    return ca, config, tmp_path / "renewed"
+    test asks for another network profile (``indirect`` parametrisation with the CA's algorithm). A
+    copy of its own of the module's (the CA's records, the node's keys, the renewed set), which
+    the test changes as it likes: provisioning writes ten keys of 100,000 PBKDF2 rounds, a copy none."""
+    base = _provisioned(getattr(request, "param", "ecdsa-p256-sha256"))
+    for part in ("ca", "node", "renewed"):
+        shutil.copytree(base / part, tmp_path / part)
+    return (CertificateAuthority.open(tmp_path / "ca", PASSPHRASE), load_config(tmp_path / "node"),
+            tmp_path / "renewed")
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from tests.support import PASSPHRASE, PASSPHRASE_TEXT
 
 
 @pytest.fixture
-def ca(tmp_path, monkeypatch):
+def ca(tmp_path, monkeypatch, new_root_ca):
     monkeypatch.setenv("GWX_PASSPHRASE", PASSPHRASE_TEXT)
-    return CertificateAuthority.init_root(tmp_path / "ca", "CLI Root", PASSPHRASE)
+    return new_root_ca(tmp_path / "ca", "CLI Root")  # a copy of the process's: these tests revoke with it
 
 
 def openssl_crl(path, ca_dir, *extra) -> subprocess.CompletedProcess:

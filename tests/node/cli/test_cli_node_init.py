@@ -13,7 +13,6 @@ import pytest
 
 from node.config import load_config
 from node.provision import init_node
-from pki.ca import CertificateAuthority
 from pki.errors import GwxError
 from pki.unit_code import make_unit_code
 from tests.support import PASSPHRASE, PASSPHRASE_TEXT, REPO, run_gwx
@@ -22,8 +21,8 @@ UNITS = [{"code": make_unit_code(f"1137130{i:02d}MB00000{i:02d}"[:17]), "name": 
 
 
 @pytest.fixture
-def ca(tmp_path_factory):  # one per test: a CA issues a node id or a unit's seal once
-    return CertificateAuthority.init_root(tmp_path_factory.mktemp("init-ca") / "ca", "初始化测试CA", PASSPHRASE)
+def ca(tmp_path_factory, new_root_ca):  # one per test: a CA issues a node id or a unit's seal once
+    return new_root_ca(tmp_path_factory.mktemp("init-ca") / "ca", "初始化测试CA")
 
 
 def test_a_failure_half_way_leaves_no_half_made_node(ca, tmp_path):

@@ -29,6 +29,7 @@ import sqlite3
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -255,21 +256,63 @@ def ensure_running(net: LocalNetwork, *nodes: LocalNode) -> None:
 
 # --- the nodes' databases (SQLite files, or PostgreSQL with [store] backend = "postgresql") --------
 def db_path(node: LocalNode) -> Path:
-    return load_config(node.directory).data_dir / "gwx.db"
+    return _store_of(node.directory)[1]
 
 
-def db_rows(node: LocalNode, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-    """``sql`` (SQLite's words, ``?`` placeholders) on the node's database, read-only, whichever backend."""
-    store = load_config(node.directory).store
-    if store.backend == "postgresql":
+_stores: dict[Path, tuple[tuple[int, int, int], Any, Path]] = {}
+
+
+def _store_of(directory: Path) -> tuple[Any, Path]:
+    """The node's ``[store]`` and SQLite file, read again only when its node.toml changed (tests poll
+    a node's rows every 10–200 ms, and parsing and checking node.toml is a third of a read's CPU)."""
+    seen = (directory / "node.toml").stat()
+    stamp = (seen.st_ino, seen.st_mtime_ns, seen.st_size)
+    cached = _stores.get(directory)
+    if cached is None or cached[0] != stamp:
+        config = load_config(directory)
+        cached = _stores[directory] = (stamp, config.store, config.data_dir / "gwx.db")
+    return cached[1], cached[2]
+
+
+class _PostgresReaders:
+    """One read-only connection per PostgreSQL database, kept for the test process: a connection is a
+    server process forked and started (~7 ms of the server's CPU, ~1 ms of ours), which a test
+    polling a node's rows every 10–20 ms paid at every read. Autocommit, so each read sees what
+    the node committed up to then; a connection the server dropped is opened again once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: dict[str, Any] = {}
+
+    def rows(self, dsn: str, sql: str, params: Sequence[Any]) -> list[tuple]:
         import psycopg
 
         from node.store.postgresql.dialect import translate
 
-        with psycopg.connect(store.dsn, autocommit=True) as pg:
-            pg.read_only = True
-            return [tuple(r) for r in pg.execute(translate(sql), tuple(params)).fetchall()]
-    conn = sqlite3.connect(f"file:{db_path(node)}?mode=ro", uri=True, timeout=10)
+        with self._lock:
+            for attempt in (1, 2):
+                pg = self._connections.get(dsn)
+                if pg is None or pg.closed:
+                    pg = self._connections[dsn] = psycopg.connect(dsn, autocommit=True)
+                    pg.read_only = True
+                try:
+                    return [tuple(r) for r in pg.execute(translate(sql), tuple(params)).fetchall()]
+                except psycopg.OperationalError:
+                    pg.close()
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+
+_postgres = _PostgresReaders()
+
+
+def db_rows(node: LocalNode, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """``sql`` (SQLite's words, ``?`` placeholders) on the node's database, read-only, whichever backend."""
+    store, path = _store_of(node.directory)
+    if store.backend == "postgresql":
+        return _postgres.rows(store.dsn, sql, params)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         return conn.execute(sql, tuple(params)).fetchall()
     finally:
