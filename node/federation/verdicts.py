@@ -142,14 +142,16 @@ class PdfValidationCache:
         self._reports.move_to_end(digest)
         return report, meta
 
-    def put(self, digest: str, report: PackageReport | Judged, trust: object, token: tuple | None) -> None:
+    def put(self, digest: str, report: PackageReport | Judged, trust: object, token: tuple | None) -> dict[str, Any]:
+        """Remember ``report`` if it passed; returns it as shown (``to_dict``, made once for both)."""
+        shown = report.report if isinstance(report, Judged) else report.to_dict()
         window = _standing(report.valid_from, report.valid_until, token) if report.ok else None
         if window is None:
-            return  # a failure may be ours (a stale CRL): judged afresh next time
-        shown = report.report if isinstance(report, Judged) else report.to_dict()
+            return shown  # a failure may be ours (a stale CRL): judged afresh next time
         self._reports[digest] = (shown, report.metadata, trust, token[0], *window)  # type: ignore[index]
         while len(self._reports) > self._size:
             self._reports.popitem(last=False)
+        return shown
 
 
 class PackageJudge:
@@ -192,8 +194,7 @@ class PackageJudge:
             fresh = judge_pdf_later(checked, now, revocation=ctx.revocation)
         else:
             fresh = self._verify_blob(ctx, package_digest, now)
-        self.reports.put(package_digest, fresh, trust, token)
-        return fresh.to_dict(), True, fresh.metadata
+        return self.reports.put(package_digest, fresh, trust, token), True, fresh.metadata
 
     def _small_package(self, package_digest: str) -> bytes | None:
         """The package's bytes for a check process, or None when it is too big to hand over."""
