@@ -292,7 +292,10 @@ class Processor:
     def _read_envelope(self, received: ReceivedEnvelope) -> tuple[EnvelopeHeader, _Read | NodeError | None]:
         """In the worker thread: the header of ``received`` and, for a package, what applying it reads
         (or the node's error judging it)."""
-        header = self._read_header(received.blob_digest, received.message_id)
+        # A package this process accepted: its header as the acceptor decoded it, not read back.
+        header = ((received.payload_digest and self.judge.accepted.header(received.payload_digest,
+                                                                           received.message_id))
+                  or self._read_header(received.blob_digest, received.message_id))
         if header.type not in PACKAGES or not received.payload_digest:
             return header, None
         try:
