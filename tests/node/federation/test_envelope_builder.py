@@ -379,15 +379,21 @@ def test_a_rounds_envelopes_are_queued_in_one_commit(node_dir, tmp_path):
     asyncio.run(run())
 
 
-def test_a_small_envelope_commits_with_its_queue_row_and_a_large_one_is_a_file(node_dir, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_small_envelope_commits_with_its_queue_row_and_a_large_one_is_a_file(node_dir, tmp_path, backend, request):
     """Each transport-ack a receiving node sends used to cost a blob file and two fsyncs of its own;
     up to ``[store] inline_max_bytes`` the sealed frame now commits with its queue row, in the same
     transaction. What the city receives is unchanged: after a restart and a garbage collection the
     queued bytes are the envelope sealed, and the city opens them; a frame above the limit is a file."""
     from exchange_protocol.envelope_seal import open_envelope_bytes
 
+    dsn = request.getfixturevalue("postgres_server").new_database() if backend == "postgresql" else None
+
     async def run():
-        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
+        if dsn is None:
+            ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
+        else:  # the bytes written in the locked transaction (node.store.postgresql.inline_ahead)
+            ctx, store, outbound = await _county_worker(node_dir, tmp_path / "data", dsn, "a")
         city = node_context(node_dir / "city")
         try:
             now = ctx.clock()
@@ -396,10 +402,11 @@ def test_a_small_envelope_commits_with_its_queue_row_and_a_large_one_is_a_file(n
             files = _blob_files(tmp_path / "data")
             await DestinationQueue(outbound, "city").builder.build_drafts()
             assert _blob_files(tmp_path / "data") == files  # no file for the small envelopes
-            limit = max(e.size for e in await store.queue.load_active_window("city", 10))
+            # A limit just above these (a signature's DER length varies by a byte or two), far below 4 KiB.
+            limit = max(e.size for e in await store.queue.load_active_window("city", 10)) + 64
             ctx.config = dataclasses.replace(ctx.config, store=dataclasses.replace(ctx.config.store,
                                                                                    inline_max_bytes=limit))
-            same = await _receipt_drafts(store, outbound, now, 1)  # as large as the limit: still no file
+            same = await _receipt_drafts(store, outbound, now, 1)  # under the limit: still no file
             payload = await store.blobs.put(b"x" * 4096)  # sealed, above the limit
             header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
             async with store.transaction() as tx:
@@ -410,7 +417,8 @@ def test_a_small_envelope_commits_with_its_queue_row_and_a_large_one_is_a_file(n
         finally:
             await close_processor(store, outbound)
 
-        reopened = await open_store(tmp_path / "data", node_id=ctx.node_id)
+        store_settings = ctx.config.store if dsn is None else StoreSettings(backend="postgresql", dsn=dsn, worker="a")
+        reopened = await open_store(tmp_path / "data", node_id=ctx.node_id, clock=ctx.clock, settings=store_settings)
         try:
             await reopened.collect_garbage(grace_seconds=0)  # queued: kept
             window = await reopened.queue.load_active_window("city", 10)
