@@ -164,8 +164,9 @@ class StoreSettings:
     worker: str = ""
     # Received envelopes (and their decrypted payloads) up to this many bytes live in the database
     # for good, committed with their row (node.store.sqlite.inline_blobs): one fsync a batch before
-    # the receipts instead of four an envelope, and never a file. 0: every blob a file, written and
-    # fsynced before the receipt.
+    # the receipts instead of four an envelope, and never a file; so do the envelopes this node seals
+    # (notices, transport-acks), committed with their queue row. 0: every blob a file, written and
+    # fsynced before the receipt or the queue row.
     inline_max_bytes: int = 262144
 
 

@@ -286,7 +286,7 @@ class Acceptor:
         # issued it). Addressees the document does not name are the issuer's 补发 (a unit added after
         # sending): who receives its document is the issuer's choice, and only the issuer's node sends it.
         if digest is not None and self.verdicts is not None and held is not None:
-            self.verdicts.hold(digest, held, trust, token, valid)
+            self.verdicts.hold(digest, held, trust, token, valid, header)
         return doc_id
 
     def check_notice(self, header: EnvelopeHeader, payload: bytes) -> str | None:

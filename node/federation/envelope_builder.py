@@ -130,7 +130,7 @@ class EnvelopeBuilder:
         alone, batches = _coalesce(drafts)
         for group in batches:
             await self._build_notices(group)
-        sealed: list[tuple[list[Draft], BlobRef]] = []
+        sealed: list[tuple[list[Draft], Sealed]] = []
         try:
             for group in _bundles(alone):
                 if (ref := await self._sealed(group)) is not None:
@@ -162,13 +162,15 @@ class EnvelopeBuilder:
         if (ref := await self._sealed(group)) is not None:
             await self._swap([(group, ref)])
 
-    async def _sealed(self, group: list[Draft]) -> BlobRef | None:
-        """``group``'s envelope sealed and stored (None: it never can be, and its drafts were dropped)."""
+    async def _sealed(self, group: list[Draft]) -> Sealed | None:
+        """``group``'s envelope sealed and stored, or held to commit with its queue row (None: it never
+        can be, and its drafts were dropped)."""
         store, ctx = self.outbound.store, self.outbound.ctx
         recipients = [Recipient((await self.credentials.get(d.header.destination_node)).encryption_certificate)
                       for d in group]
         try:
-            ref = await asyncio.to_thread(_build_bundle, store.blobs, group, ctx.sender, recipients)
+            ref = await asyncio.to_thread(_build_bundle, store.blobs, group, ctx.sender, recipients,
+                                          ctx.config.store.inline_max_bytes)
         except (FileNotFoundError, GwxError) as exc:
             if isinstance(exc, GwxError) and not _for_good(exc):
                 raise  # ours to fix (an HSM away, a stale CRL): the drafts wait, the loop backs off
@@ -177,17 +179,20 @@ class EnvelopeBuilder:
             return None
         return ref
 
-    async def _swap(self, sealed: list[tuple[list[Draft], BlobRef]]) -> None:
+    async def _swap(self, sealed: list[tuple[list[Draft], Sealed]]) -> None:
         """Drafts swapped for their envelopes in one transaction (one writer's turn and one commit a
-        round, not one each); a draft gone meanwhile: each envelope alone, only that copy given up."""
+        round, not one each); a draft gone meanwhile: each envelope alone, only that copy given up.
+        A small envelope's bytes commit in the same transaction (:class:`Sealed`)."""
+        store = self.outbound.store
         for part in ([sealed] if len(sealed) > 1 else []) + [[one] for one in sealed]:
             with self._taken_meanwhile(part[0][0]):
-                async with self.outbound.store.transaction() as tx:
+                async with store.transaction() as tx:
                     for d in (d for group, _ in part for d in group):  # first: gone told apart from queued twice
-                        await self.outbound.store.drafts.delete_draft(tx, d.header.message_id)
-                    await self.outbound.store.queue.enqueue_many(
-                        [OutboundItem(d.header.message_id, self.hop, ref.digest, ref.size, d.header.type.value,
-                                      expires_at=d.expires_at) for group, ref in part for d in group], tx=tx)
+                        await store.drafts.delete_draft(tx, d.header.message_id)
+                    await store.inline.add(tx, [s.inline for _, s in part if s.inline is not None])
+                    await store.queue.enqueue_many(
+                        [OutboundItem(d.header.message_id, self.hop, s.ref.digest, s.ref.size, d.header.type.value,
+                                      expires_at=d.expires_at) for group, s in part for d in group], tx=tx)
                 if len(part) == len(sealed):  # skipped when a draft was gone: then each alone
                     return
 
@@ -214,8 +219,8 @@ class EnvelopeBuilder:
             drafts = [d for d, _ in run]
             first = drafts[0]
             try:
-                ref = await asyncio.to_thread(_seal_notices, store.blobs, first, [n for _, n in run], ctx.sender,
-                                              recipient)
+                sealed = await asyncio.to_thread(_seal_notices, store.blobs, first, [n for _, n in run], ctx.sender,
+                                                 recipient, ctx.config.store.inline_max_bytes)
             except GwxError as exc:
                 if not _for_good(exc):
                     raise  # ours to fix (an HSM away, a stale CRL): the drafts wait, the loop backs off
@@ -229,8 +234,9 @@ class EnvelopeBuilder:
                         await store.drafts.delete_draft(tx, d.header.message_id)
                         if d is not first:
                             await store.links.remove_link(tx, d.header.message_id)
-                    await store.queue.enqueue(OutboundItem(first.header.message_id, self.hop, ref.digest, ref.size,
-                                                           first.header.type.value,
+                    await store.inline.add(tx, [sealed.inline] if sealed.inline is not None else [])
+                    await store.queue.enqueue(OutboundItem(first.header.message_id, self.hop, sealed.ref.digest,
+                                                           sealed.ref.size, first.header.type.value,
                                                            expires_at=min(expiries) if expiries else None), tx=tx)
                 log.debug("%d %s notices for %s in one envelope %s", len(drafts), first.header.type.value,
                           first.header.destination_node, first.header.message_id,
@@ -406,20 +412,39 @@ def _payload(blobs, d: Draft) -> bytes:
         return handle.read()
 
 
-def _seal_notices(blobs, first: Draft, notices: list[Notice], sender, recipient: Recipient):
-    """One batch payload sealed under ``first``'s header and stored (in a worker thread)."""
-    return blobs.put_sync(seal_bundle([first.header], encode_notices(notices), sender, [recipient]).data)
+@dataclass(frozen=True)
+class Sealed:
+    """An envelope sealed for the queue: stored as a blob file (fsynced) before its row, or — up to
+    ``[store] inline_max_bytes``, as every notice and small document is — its bytes in ``inline``,
+    committed with its queue row in the swap's transaction (:mod:`node.store.sqlite.inline_blobs`:
+    no file, no fsync of its own; the queue row names it, so it is kept while queued)."""
+
+    ref: BlobRef
+    inline: tuple[str, bytes] | None = None
 
 
-def _build_bundle(blobs, group: list[Draft], sender, recipients: list[Recipient]):
-    """Encrypt once, sign each header and store the frame (in a worker thread); returns the blob reference."""
+def _kept(blobs, frame: bytes, inline_max: int) -> Sealed:
+    """``frame`` held to commit with its queue row when small, else stored as a blob now."""
+    if len(frame) <= inline_max:
+        digest = hashlib.sha256(frame).hexdigest()
+        return Sealed(BlobRef(digest, len(frame)), (digest, frame))
+    return Sealed(blobs.put_sync(frame))
+
+
+def _seal_notices(blobs, first: Draft, notices: list[Notice], sender, recipient: Recipient, inline_max: int) -> Sealed:
+    """One batch payload sealed under ``first``'s header (in a worker thread)."""
+    return _kept(blobs, seal_bundle([first.header], encode_notices(notices), sender, [recipient]).data, inline_max)
+
+
+def _build_bundle(blobs, group: list[Draft], sender, recipients: list[Recipient], inline_max: int) -> Sealed:
+    """Encrypt once, sign each header (in a worker thread); a large frame is stored as it is sealed."""
     first = group[0]
     headers = [d.header for d in group]
     if first.payload_size <= SMALL_PAYLOAD:
         plaintext = _payload(blobs, first)
         if hashlib.sha256(plaintext).hexdigest() != first.payload_digest:
             raise BlobDigestMismatch(f"payload blob of {first.header.message_id} does not match its digest")
-        return blobs.put_sync(seal_bundle(headers, plaintext, sender, recipients).data)
+        return _kept(blobs, seal_bundle(headers, plaintext, sender, recipients).data, inline_max)
     with blobs.open(first.payload_digest) as src, tempfile.TemporaryFile(dir=blobs.tmp_dir) as spool:
         _, prefix = seal_bundle_stream(headers, src, first.payload_size, spool, sender, recipients)
         spool.seek(0)
@@ -429,4 +454,4 @@ def _build_bundle(blobs, group: list[Draft], sender, recipients: list[Recipient]
             while chunk := spool.read(1024 * 1024):
                 yield chunk
 
-        return blobs.put_sync(chunks())
+        return Sealed(blobs.put_sync(chunks()))

@@ -292,7 +292,10 @@ class Processor:
     def _read_envelope(self, received: ReceivedEnvelope) -> tuple[EnvelopeHeader, _Read | NodeError | None]:
         """In the worker thread: the header of ``received`` and, for a package, what applying it reads
         (or the node's error judging it)."""
-        header = self._read_header(received.blob_digest, received.message_id)
+        # A package this process accepted: its header as the acceptor decoded it, not read back.
+        header = ((received.payload_digest and self.judge.accepted.header(received.payload_digest,
+                                                                           received.message_id))
+                  or self._read_header(received.blob_digest, received.message_id))
         if header.type not in PACKAGES or not received.payload_digest:
             return header, None
         try:
@@ -307,12 +310,14 @@ class Processor:
 
     def _read_header(self, blob_digest: str, message_id: str) -> EnvelopeHeader:
         """The header of ``message_id`` in the stored frame (a bundle carries several)."""
+        limits = self.ctx.trust_policy().limits
         with self.store.blobs.open(blob_digest) as f:
-            head = read_head(f, self.ctx.trust_policy().limits)
+            head = read_head(f, limits)
         if head is None:
             raise StoreCorrupt("stored envelope has no complete header")
         for signed in head.signed:
-            header = decode_header(signed.header_bytes)
+            # The acceptor's limit: the same bytes and limit find the header it decoded (a cache).
+            header = decode_header(signed.header_bytes, limits.max_header)
             if header.message_id == message_id:
                 return header
         raise StoreCorrupt(f"stored envelope has no header for {message_id}", message_id=message_id)

@@ -7,6 +7,8 @@
   signature, digests, metadata, seal — everything but the PDF seal); this process's processor,
   applying the same package moments later, takes that verdict and judges only the PDF seal
   (:func:`exchange_protocol.package_verify.judge_pdf_later`) instead of the whole package again.
+  It also holds the envelope's header as the acceptor decoded it (:meth:`AcceptedPackages.header`),
+  so the processor does not read the stored frame back to decode the same header again.
 * :class:`PdfValidationCache`: a passing full report by package digest, for a package that
   arrives again (relayed, forwarded, resent).
 
@@ -36,6 +38,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from exchange_protocol.envelope import EnvelopeHeader
 from exchange_protocol.model import DocumentMetadata
 from exchange_protocol.package_verify import PackageReport, judge_pdf_later, verify_package
 from node.context import NodeContext
@@ -67,8 +70,8 @@ class AcceptedPackages:
     def __init__(self, max_entries: int = HELD_ENTRIES, max_bytes: int = HELD_BYTES,
                  pool: CheckPool | None = None) -> None:
         self.pool = pool  # the node's check processes (the acceptor checks there), or None
-        self._entries: OrderedDict[str, tuple[PackageReport | Held, object, object, dt.datetime, dt.datetime, int]] = \
-            OrderedDict()
+        self._entries: OrderedDict[str, tuple[PackageReport | Held, object, object, dt.datetime, dt.datetime,
+                                              EnvelopeHeader | None, int]] = OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -78,10 +81,11 @@ class AcceptedPackages:
         return len(self._entries)
 
     def hold(self, digest: str, report: PackageReport | Held, trust: object, token: tuple | None,
-             valid: tuple[dt.datetime | None, dt.datetime | None] | None = None) -> None:
+             valid: tuple[dt.datetime | None, dt.datetime | None] | None = None,
+             header: EnvelopeHeader | None = None) -> None:
         """Remember the acceptor's passing ``report`` on package ``digest`` (or which check process
         holds it, valid ``valid``), judged with ``trust`` and the revocation check's ``token`` as
-        taken *before* the check."""
+        taken *before* the check; ``header``: the header of the envelope that carried it."""
         if isinstance(report, Held):  # the body is in the child: counted as it counts it, to push out alike
             window, size = _standing(*(valid or (None, None)), token), report.size
         else:
@@ -91,10 +95,19 @@ class AcceptedPackages:
             return
         with self._lock:
             self._pop(digest)
-            self._entries[digest] = (report, trust, token[0], *window, size)  # type: ignore[index]
+            self._entries[digest] = (report, trust, token[0], *window, header, size)  # type: ignore[index]
             self._bytes += size
             while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
                 self._pop(next(iter(self._entries)))
+
+    def header(self, digest: str, message_id: str) -> EnvelopeHeader | None:
+        """The header of ``message_id`` if the verdict held on ``digest`` came with it (left held):
+        the stored frame's header as the acceptor decoded it, whatever the verdict's standing (None:
+        another message carried the package last, or nothing is held — read it from the store)."""
+        with self._lock:
+            entry = self._entries.get(digest)
+        header = entry[-2] if entry is not None else None
+        return header if header is not None and header.message_id == message_id else None
 
     def take(self, digest: str, trust: object, token: tuple | None, at: dt.datetime) -> PackageReport | Held | None:
         """The acceptor's report on ``digest`` if it still stands at ``at`` under ``trust`` and
@@ -103,7 +116,7 @@ class AcceptedPackages:
             entry = self._pop(digest)
         if entry is None or token is None:
             return None
-        report, held_trust, held_token, start, end, _ = entry
+        report, held_trust, held_token, start, end, _, _ = entry
         if held_trust is not trust or held_token is not token[0] or not start <= at <= end:
             return None
         return report
@@ -142,14 +155,16 @@ class PdfValidationCache:
         self._reports.move_to_end(digest)
         return report, meta
 
-    def put(self, digest: str, report: PackageReport | Judged, trust: object, token: tuple | None) -> None:
+    def put(self, digest: str, report: PackageReport | Judged, trust: object, token: tuple | None) -> dict[str, Any]:
+        """Remember ``report`` if it passed; returns it as shown (``to_dict``, made once for both)."""
+        shown = report.report if isinstance(report, Judged) else report.to_dict()
         window = _standing(report.valid_from, report.valid_until, token) if report.ok else None
         if window is None:
-            return  # a failure may be ours (a stale CRL): judged afresh next time
-        shown = report.report if isinstance(report, Judged) else report.to_dict()
+            return shown  # a failure may be ours (a stale CRL): judged afresh next time
         self._reports[digest] = (shown, report.metadata, trust, token[0], *window)  # type: ignore[index]
         while len(self._reports) > self._size:
             self._reports.popitem(last=False)
+        return shown
 
 
 class PackageJudge:
@@ -192,8 +207,7 @@ class PackageJudge:
             fresh = judge_pdf_later(checked, now, revocation=ctx.revocation)
         else:
             fresh = self._verify_blob(ctx, package_digest, now)
-        self.reports.put(package_digest, fresh, trust, token)
-        return fresh.to_dict(), True, fresh.metadata
+        return self.reports.put(package_digest, fresh, trust, token), True, fresh.metadata
 
     def _small_package(self, package_digest: str) -> bytes | None:
         """The package's bytes for a check process, or None when it is too big to hand over."""

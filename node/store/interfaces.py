@@ -13,6 +13,8 @@ methods that only make sense inside one) to every write; only the backend looks 
 Roles (attributes of :class:`NodeStore`):
 
 - ``blobs`` (:class:`BlobStorage`): bytes by SHA-256, streamed, durable before any row names them.
+- ``inline`` (:class:`InlineBlobWriter`): small blobs' bytes written inside a transaction, durable
+  with the rows naming them (no file; read back through ``blobs``).
 - ``queue`` (:class:`QueueStore`): the outbound queue per destination node.
 - ``peers`` (:class:`PeerStore`): each peer's state (up / backing-off / dead) and its backoff.
 - ``messages`` (:class:`MessageStore`): inbound dedupe, outbox with recipients, inbox.
@@ -308,10 +310,18 @@ class GroupCommit(Protocol):
         ...
 
 
+class InlineBlobWriter(Protocol):
+    """Small blobs kept in the database (``node.store.sqlite.inline_blobs``): written inside ``tx``,
+    kept while a row names their digest, read back through :class:`BlobStorage` like any blob."""
+
+    async def add(self, tx: Transaction, blobs: Sequence[tuple[str, bytes]]) -> None: ...
+
+
 class NodeStore(GroupCommit, Protocol):
     """Everything a running node keeps: the roles above, transactions across them, recovery."""
 
     blobs: BlobStorage
+    inline: InlineBlobWriter
     audit: AuditTrail
     queue: QueueStore
     peers: PeerStore

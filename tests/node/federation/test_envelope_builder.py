@@ -6,13 +6,17 @@ from being sealed and queued. An error the kinds' table says to retry — our HS
 sealing — leaves the drafts waiting and backs the destination off, instead of failing documents.
 A draft whose retry window ended while the node was stopped is sealed at the restart for one
 attempt, as an envelope would be sent once more; given up only when that attempt fails. Two
-PostgreSQL workers seal each draft once. (The peer's certificates a draft is sealed for:
+PostgreSQL workers seal each draft once. A small envelope (a notice, a transport-ack) gets no file:
+its bytes commit with its queue row, survive a restart and garbage collection while queued, and the
+city opens them. (The peer's certificates a draft is sealed for:
 test_destination_credentials.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 
@@ -279,6 +283,9 @@ def test_two_workers_seal_each_draft_once_and_neither_fails_for_the_other(node_d
         try:
             now = ctx.clock()
             await know_the_city(node_dir, a, now)
+            for ctx_ in (ctx, out_b.ctx):  # every envelope a file: one thrown away would be counted
+                ctx_.config = dataclasses.replace(ctx_.config, store=dataclasses.replace(ctx_.config.store,
+                                                                                         inline_max_bytes=0))
             ids = await _receipt_drafts(a, out_a, now, 6)
             before = _blob_files(data_dir)
 
@@ -315,12 +322,12 @@ def test_a_round_longer_than_the_draft_lease_keeps_its_drafts_from_the_other_wor
     entered, release, calls = threading.Event(), threading.Event(), []
     build = envelope_builder._build_bundle
 
-    def slow_first(blobs, group, sender, recipients):
+    def slow_first(blobs, group, sender, recipients, inline_max):
         calls.append([d.header.message_id for d in group])
         if len(calls) == 1:  # a's first envelope: held until b has had its go
             entered.set()
             assert release.wait(120)
-        return build(blobs, group, sender, recipients)
+        return build(blobs, group, sender, recipients, 0)  # a file each: one sealed twice would be counted
     monkeypatch.setattr(envelope_builder, "_build_bundle", slow_first)
 
     async def run():
@@ -368,5 +375,62 @@ def test_a_rounds_envelopes_are_queued_in_one_commit(node_dir, tmp_path):
             assert await store.drafts.drafts_for("city") == []
         finally:
             await close_processor(store, outbound)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_small_envelope_commits_with_its_queue_row_and_a_large_one_is_a_file(node_dir, tmp_path, backend, request):
+    """Each transport-ack a receiving node sends used to cost a blob file and two fsyncs of its own;
+    up to ``[store] inline_max_bytes`` the sealed frame now commits with its queue row, in the same
+    transaction. What the city receives is unchanged: after a restart and a garbage collection the
+    queued bytes are the envelope sealed, and the city opens them; a frame above the limit is a file."""
+    from exchange_protocol.envelope_seal import open_envelope_bytes
+
+    dsn = request.getfixturevalue("postgres_server").new_database() if backend == "postgresql" else None
+
+    async def run():
+        if dsn is None:
+            ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
+        else:  # the bytes written in the locked transaction (node.store.postgresql.inline_ahead)
+            ctx, store, outbound = await _county_worker(node_dir, tmp_path / "data", dsn, "a")
+        city = node_context(node_dir / "city")
+        try:
+            now = ctx.clock()
+            await know_the_city(node_dir, store, now)
+            small = await _receipt_drafts(store, outbound, now, 2)
+            files = _blob_files(tmp_path / "data")
+            await DestinationQueue(outbound, "city").builder.build_drafts()
+            assert _blob_files(tmp_path / "data") == files  # no file for the small envelopes
+            # A limit just above these (a signature's DER length varies by a byte or two), far below 4 KiB.
+            limit = max(e.size for e in await store.queue.load_active_window("city", 10)) + 64
+            ctx.config = dataclasses.replace(ctx.config, store=dataclasses.replace(ctx.config.store,
+                                                                                   inline_max_bytes=limit))
+            same = await _receipt_drafts(store, outbound, now, 1)  # under the limit: still no file
+            payload = await store.blobs.put(b"x" * 4096)  # sealed, above the limit
+            header = outbound.header(MessageType.RECEIPT, "city", A, (SENDER,), now, in_reply_to=new_id(now))
+            async with store.transaction() as tx:
+                large = await outbound.add(tx, [NewMessage(header, payload.digest, payload.size, "doc-big")], now)
+            files = _blob_files(tmp_path / "data")
+            await DestinationQueue(outbound, "city").builder.build_drafts()
+            assert _blob_files(tmp_path / "data") == files + 1  # the large one only
+        finally:
+            await close_processor(store, outbound)
+
+        store_settings = ctx.config.store if dsn is None else StoreSettings(backend="postgresql", dsn=dsn, worker="a")
+        reopened = await open_store(tmp_path / "data", node_id=ctx.node_id, clock=ctx.clock, settings=store_settings)
+        try:
+            await reopened.collect_garbage(grace_seconds=0)  # queued: kept
+            window = await reopened.queue.load_active_window("city", 10)
+            assert sorted(e.message_id for e in window) == sorted(small + same + large)
+            for entry in window:
+                frame = await reopened.blobs.read_bytes(entry.blob_digest)
+                assert hashlib.sha256(frame).hexdigest() == entry.blob_digest and len(frame) == entry.size
+                opened, plaintext = open_envelope_bytes(frame, city.trust_policy(), city.decryption_keys, "city",
+                                                        city.clock())
+                assert opened.header.message_id == entry.message_id
+                assert opened.header.type is MessageType.RECEIPT and plaintext
+        finally:
+            await reopened.close()
 
     asyncio.run(run())

@@ -24,6 +24,7 @@ from pki.errors import CertificateRevoked
 from tests.node.federation import processing_support
 from tests.node.federation.federation_support import node_context
 from tests.node.federation.processing_support import (
+    SENDER,
     A,
     city_envelope,
     city_package,
@@ -84,6 +85,41 @@ def test_a_package_arriving_again_leaves_no_verdict_behind(node_dir, tmp_path, c
             await processor._process(again)
             assert len(processor.accepted) == 0
             assert processor.validations.value() == 1  # the second came from the cache
+        finally:
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+def test_the_header_the_acceptor_decoded_is_applied_and_another_envelope_s_is_read_from_the_store(node_dir,
+                                                                                                  tmp_path):
+    """A document this process accepted is applied under the header the acceptor decoded, held with
+    its verdict: the stored frame is not read back to decode it again. When a later envelope carried
+    the same package before the first was applied, the first is applied under its own header, read
+    from the store: each message under its own id."""
+    async def run():
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        reads, read_header = [], processor._read_header
+
+        def counted(blob_digest, message_id):
+            reads.append(message_id)
+            return read_header(blob_digest, message_id)
+        processor._read_header = counted
+        try:
+            received = await accept(node_dir, ctx, store, processor, await asyncio.to_thread(city_package, node_dir, [A]))
+            await processor._process(received)
+            assert reads == []  # the acceptor's header
+            row = await store.messages.get_inbox(doc_id_in(store, received.payload_digest), A)
+            assert (row.message_id, row.from_unit, row.status) == (received.message_id, SENDER, "pending")
+
+            package = await asyncio.to_thread(city_package, node_dir, [A])
+            first = await accept(node_dir, ctx, store, processor, package)
+            second = await accept(node_dir, ctx, store, processor, package)  # the verdict now held with its header
+            await processor._process(first)
+            assert reads == [first.message_id]
+            row = await store.messages.get_inbox(doc_id_in(store, first.payload_digest), A)
+            assert (row.message_id, row.status) == (first.message_id, "pending")
+            await processor._process(second)  # the same package again: a duplicate, its own header
+            assert (await store.messages.get_received(second.message_id)).state == "done"
         finally:
             await close_processor(store, outbound)
     asyncio.run(run())

@@ -473,6 +473,16 @@ def blob_path(node: LocalNode, digest: str) -> Path:
     return load_config(node.directory).data_dir / "blobs" / "sha256" / digest[:2] / digest[2:]
 
 
+def stored_bytes(node: LocalNode, digest: str) -> bytes:
+    """A blob of ``node``'s: its file, or — a small one (a received envelope, an envelope it sealed:
+    ``[store] inline_max_bytes``) — its row of ``inline_blobs``."""
+    path = blob_path(node, digest)
+    if path.is_file():
+        return path.read_bytes()
+    [(data,)] = db_rows(node, "SELECT data FROM inline_blobs WHERE digest = ?", [digest])
+    return bytes(data)
+
+
 def kept_statements(node: LocalNode, doc_id: str, side: str) -> dict[str, dict]:
     """The 签收/退回 statements ``node`` keeps for ``doc_id`` on ``side`` (receiver/sender), by unit: the
     signed content as the CMS carries it, read with asn1crypto."""

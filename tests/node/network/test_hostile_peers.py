@@ -37,7 +37,6 @@ from tests.node.network.network_support import (
     CITY,
     ByProfile,
     RawPeer,
-    blob_path,
     db_rows,
     db_value,
     every_profile,
@@ -48,6 +47,7 @@ from tests.node.network.network_support import (
     notice_meta,
     peer_url,
     start_network,
+    stored_bytes,
     tls_context_of,
     wait_status,
 )
@@ -131,7 +131,7 @@ def test_a_replayed_envelope_gets_the_original_receipt_and_other_bytes_are_refus
     [(message_id, digest, original_receipt)] = db_rows(
         city, "SELECT q.message_id, q.blob_digest, q.receipt FROM queue q JOIN outgoing o"
               " ON o.message_id = q.message_id WHERE o.doc_id = ? AND o.type = 'document'", [doc_id])
-    envelope = blob_path(city, digest).read_bytes()
+    envelope = stored_bytes(city, digest)
     as_city = RawPeer(county_a, tls_context_of(city))
     for _ in range(2):
         result = single_result(*as_city.post_envelopes(envelope))

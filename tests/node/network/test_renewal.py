@@ -36,7 +36,6 @@ from tests.node.network.network_support import (
     A1,
     CITY,
     RawPeer,
-    blob_path,
     db_path,
     db_rows,
     db_value,
@@ -47,6 +46,7 @@ from tests.node.network.network_support import (
     notice_meta,
     peer_url,
     start_network,
+    stored_bytes,
     tls_context_of,
     wait_log,
     wait_status,
@@ -113,7 +113,7 @@ def test_a_certificate_renewed_while_the_node_runs(net, tmp_path):
                                           "AND state != 'sent'", ["county-a"]), 30, what="the envelope queued")
     [(held_message, held_digest)] = held
     net.stop(city)
-    _, payload, _ = decode_frame(blob_path(city, held_digest).read_bytes(), FrameLimits())
+    _, payload, _ = decode_frame(stored_bytes(city, held_digest), FrameLimits())
     assert decrypt_bytes(payload, old_key)  # sealed for the old encryption certificate, not for a new one
     # Two more sealed for the old certificate, posted by hand during and after the overlap.
     during_id, during = forge_envelope(city, county, from_unit=CITY, to_units=[A1])
