@@ -1,4 +1,5 @@
-"""The node's PostgreSQL database: one writer connection, one reader connection, explicit transactions.
+"""The node's PostgreSQL database: one writer connection, one reader connection, explicit transactions
+(and :class:`SideConnection`, where a worker renews its leases behind none of its writes).
 
 The same surface as :class:`node.store.sqlite.db.Database` (``transaction``, ``maybe_transaction``,
 ``fetchall``/``fetchone`` on the last committed state, ``watch_audit``, ``commits``), so the role
