@@ -28,7 +28,11 @@ again; one that has run out is anybody's: another worker takes the row over.
   third of ``lease_seconds`` while the attempt runs (:meth:`~LeasedAdapterOutbox.holding`: an attempt
   may take longer than a lease), and the outcome (done, retry, dead) is written only by the holder,
   clearing the lease; a row whose worker died is taken over once its lease ends and delivered again
-  with the same event id, which receivers de-duplicate on.
+  with the same event id, which receivers de-duplicate on. Renewals (these and the drafts' below)
+  are written on the worker's :class:`~node.store.postgresql.db.SideConnection`, one statement
+  guarded by the owner: in a transaction of the writer they waited behind every transaction the
+  worker had queued and the advisory lock, and a busy worker's own writes let its lease run out.
+  So a claim re-checks the lease in its UPDATE: a renewal may land between its read and its write.
 
 - Drafts (:class:`LeasedDrafts`): a destination's drafts are claimed by the worker that seals them
   (or gives them up: expired, unreadable), so two workers never seal one draft twice. Chosen over
