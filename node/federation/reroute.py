@@ -19,12 +19,13 @@ names a unit the directory now places elsewhere is re-addressed:
   an operator holds stays held: each is re-addressed once it waits again. If the package were gone
   the envelope stays queued for the old node, and the log says why.
 
-A pass notes every message it should move but cannot yet — a draft being sealed at that moment,
-and, read after its moves, every envelope of ours still in the queue for a node that no longer
-hosts its units (in flight, held, or claimed or put back between the pass's reads), except those
-it leaves alone on purpose (the package gone, a frame not of one document's headers) — and while
-the directory stays the same, the watch looks at only those each second (one queue row read
-each): once one of them waits again (or is no longer in the queue), a pass runs. The waiting rows
+A pass reads every envelope of ours still in the queue at one instant, each with its state (one
+statement: a row claimed or put back meanwhile cannot fall between two reads), and notes every
+message it should move but cannot yet — a draft being sealed at that moment, an envelope in flight
+or held then, one claimed before it could be taken back — and while the directory stays the same,
+the watch looks at only those each second (one queue row read each): once one of them waits again
+(or is no longer in the queue), a pass runs. Nothing else is read again after the moves: a pass
+costs one read of our queued documents, then reads only for what it moves. The waiting rows
 of a bundle one of whose rows is in flight or held are not among them: the frame goes whole, so
 they wait for that row (a pass when it waits again or finishes), rather than making a pass — a
 read of the whole queue — every second for as long as it is held. Without it, an
@@ -68,7 +69,6 @@ log = logging.getLogger("gwx.reroute")
 
 POLL_SECONDS = 1.0  # how often the held directory is looked at (a stat; the router re-reads it only if it changed)
 DRAFTS_PER_PASS = 10_000
-ROWS_PER_READ = 500  # queue rows read at a time after a pass
 
 
 class _InFlight(Exception):
@@ -86,8 +86,6 @@ class Rerouter:
         self.outbound = outbound
         self.ctx = outbound.ctx
         self.store = outbound.store
-        self._left_alone: set[str] = set()  # this pass's: not to be moved (nothing moved, package gone, not our frame)
-        self._behind_mate: set[str] = set()  # this pass's: waiting, but their frame has a row in flight or held
         self._blockers: set[str] = set()  # rows in flight or held that mates of their frame wait on
         self.passes = 0  # passes run (tests, the log)
 
@@ -130,10 +128,9 @@ class Rerouter:
     async def reroute_once(self) -> set[str]:
         """One pass; returns the ids of the messages that should move but could not yet (in flight,
         held, being sealed, claimed or put back while the pass read the queue)."""
-        self._left_alone, self._behind_mate, self._blockers = set(), set(), set()
+        self._blockers = set()
         self.passes += 1
         left = await self._drafts() | await self._queued()
-        left |= await self._left_behind()
         if left:
             log.info("re-routing: %d message(s) for units that moved cannot be taken back yet (in flight, held); "
                      "looked at again once they wait", len(left))
@@ -162,23 +159,27 @@ class Rerouter:
         return left
 
     async def _queued(self) -> set[str]:
+        """Every envelope of ours still in the queue, read at one instant with its state: a waiting one
+        whose units moved is taken back (with its frame); one not waiting then (in flight, held) is
+        noted to be looked at again, as is a waiting one claimed before it could be taken back. Read
+        in one statement, no row can be claimed or put back between two reads and so be in neither."""
         left: set[str] = set()
         done: set[str] = set()
-        for link in await self.store.links.waiting_documents():
+        for link, state in await self.store.links.queued_documents():
             if link.message_id in done:
                 continue
             groups = regroup(self.ctx, link.units, link.destination)
             if groups is None:
-                self._left_alone.add(link.message_id)  # nothing of it moves
+                continue  # nothing of it moves
+            if state not in WITHDRAWABLE_STATES:
+                left.add(link.message_id)  # in flight or held: taken back once it waits again
                 continue
             doc = await self.store.messages.get_outbox(link.doc_id)
             if doc is None:
-                self._left_alone.add(link.message_id)
                 continue
             try:
                 size = await asyncio.to_thread(self.store.blobs.size_of, doc.package_digest)
             except (OSError, BlobMissing, StoreError):
-                self._left_alone.add(link.message_id)
                 log.error("cannot re-address %s (document %s) to %s: its package is no longer held; it stays "
                           "queued for %s", link.message_id, link.doc_id, ", ".join(groups), link.destination,
                           extra={"message_id": link.message_id, "doc_id": link.doc_id})
@@ -191,7 +192,6 @@ class Rerouter:
             for mate_id in await self.store.queue.frame_rows(link.message_id):
                 mate = link if mate_id == link.message_id else await self.store.links.link(mate_id)
                 if mate is None or mate.type != MessageType.DOCUMENT.value or mate.doc_id != link.doc_id:
-                    self._left_alone.add(link.message_id)
                     break  # not a bundle of our document's headers: leave the frame alone
                 plans.append((mate, regroup(self.ctx, mate.units, mate.destination) or {mate.destination: mate.units}))
             else:
@@ -201,31 +201,11 @@ class Rerouter:
                     left.add(busy.message_id)  # in flight (or held) right now: looked at again once it waits
                     # Its waiting mates go with it, then: not looked at each second meanwhile.
                     mates = {mate.message_id for mate, _ in plans} - {busy.message_id}
-                    self._behind_mate |= mates
+                    left -= mates
                     if mates:
                         self._blockers.add(busy.message_id)
                 done |= {mate.message_id for mate, _ in plans}
         return left
-
-    async def _left_behind(self) -> set[str]:
-        """Read after the pass's moves: our documents' envelopes still in the queue (any unfinished
-        state) for a node that no longer hosts their units — in flight or held when the pass read the
-        waiting ones, or claimed since — but those left alone on purpose; taken back once they wait."""
-        left: set[str] = set()
-        after = None
-        while True:
-            rows = await self.store.queue.entries(after=after, limit=ROWS_PER_READ)
-            for entry in rows:
-                if (entry.type != MessageType.DOCUMENT.value or entry.message_id in self._left_alone
-                        or entry.message_id in self._behind_mate):
-                    continue
-                link = await self.store.links.link(entry.message_id)
-                if (link is not None and link.type == MessageType.DOCUMENT.value
-                        and regroup(self.ctx, link.units, link.destination) is not None):
-                    left.add(entry.message_id)
-            if len(rows) < ROWS_PER_READ:
-                return left
-            after = rows[-1].message_id
 
     async def _withdraw_frame(self, plans: list[tuple[OutgoingLink, dict[str, tuple[str, ...]]]],
                               package_digest: str, size: int) -> None:

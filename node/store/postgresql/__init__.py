@@ -5,12 +5,13 @@ Chosen in node.toml (``[store] backend = "postgresql"``, ``dsn = "…"``) throug
 
 - ``dialect``: each statement of the role modules said in PostgreSQL's SQL (placeholders, ``INSERT OR
   IGNORE``, NULL-safe comparison, unnamed subqueries), translated once and cached.
-- ``db``: connections (one writer, one reader), transactions serialised across processes by an
-  advisory lock, rows by index and name, the durability settings checked at open.
+- ``db``: connections (one writer, one reader, one side connection for lease renewals that must not
+  wait behind the writers), transactions serialised across processes by an advisory lock, rows by
+  index and name, the durability settings checked at open.
 - ``schema``: the SQLite migrations' statements in PostgreSQL's DDL, and the SQLite functions the
   queries use, defined in SQL.
 - ``leases``: queue rows, received envelopes, adapter outbox rows and drafts claimed by one worker of
-  several.
+  several; a held row's lease renewed on the side connection.
 - ``inline_ahead``: a group commit's inline blobs written and committed before the writers' lock is
   taken, and checked under it (the collection between the two, two workers with the same blobs).
 - ``ledger``: the 台账's query plan in PostgreSQL's words (``EXPLAIN (FORMAT JSON)``).

@@ -1,4 +1,5 @@
-"""The node's PostgreSQL database: one writer connection, one reader connection, explicit transactions.
+"""The node's PostgreSQL database: one writer connection, one reader connection, explicit transactions
+(and :class:`SideConnection`, where a worker renews its leases behind none of its writes).
 
 The same surface as :class:`node.store.sqlite.db.Database` (``transaction``, ``maybe_transaction``,
 ``fetchall``/``fetchone`` on the last committed state, ``watch_audit``, ``commits``), so the role
@@ -29,6 +30,7 @@ PostgreSQL returns as ``numeric`` (a ``SUM`` of integers) come back as ``int``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -317,6 +319,45 @@ class Database(WriterDatabase[PgTransaction]):
         cursor = await self._reader.execute(f"SHOW {name}")
         row = await cursor.fetchone()
         return str(row[0]) if row else ""
+
+
+class SideConnection:
+    """One more connection of the worker, for one-statement writes that must not wait behind its
+    writers' lock nor flush the WAL: a worker's lease renewals (:mod:`.leases`). Renewed in a
+    transaction of the writer, a lease waited behind the worker's own turns — every transaction
+    queued before it in this process, then the advisory lock — and ran out meanwhile on a loaded
+    machine, so another worker took the row and sent a webhook event a second time. Each statement
+    here commits alone (autocommit: no advisory lock; it writes only rows this worker's lease names,
+    guarded by their owner) and asynchronously (``synchronous_commit`` off: a renewal a server crash
+    loses only ends a lease sooner). Opened at its first use; opened again after an error."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> tuple[int, list[Row]]:
+        """(rows changed, rows returned) of one statement; a cancel meanwhile lets it end first."""
+        return await asyncio.shield(asyncio.get_running_loop().create_task(self._run(sql, params)))
+
+    async def _run(self, sql: str, params: Sequence[Any]) -> tuple[int, list[Row]]:
+        async with self._lock:
+            if self._conn is None:
+                self._conn = await connect(self._dsn)
+                await self._conn.execute("SET synchronous_commit TO off")
+            try:
+                cursor = await self._conn.execute(translate(sql), _params(params))
+                return cursor.rowcount, (await cursor.fetchall() if cursor.description else [])
+            except psycopg.Error:
+                conn, self._conn = self._conn, None
+                await conn.close()
+                raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                await conn.close()
 
 
 async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:

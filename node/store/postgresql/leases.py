@@ -28,7 +28,11 @@ again; one that has run out is anybody's: another worker takes the row over.
   third of ``lease_seconds`` while the attempt runs (:meth:`~LeasedAdapterOutbox.holding`: an attempt
   may take longer than a lease), and the outcome (done, retry, dead) is written only by the holder,
   clearing the lease; a row whose worker died is taken over once its lease ends and delivered again
-  with the same event id, which receivers de-duplicate on.
+  with the same event id, which receivers de-duplicate on. Renewals (these and the drafts' below)
+  are written on the worker's :class:`~node.store.postgresql.db.SideConnection`, one statement
+  guarded by the owner: in a transaction of the writer they waited behind every transaction the
+  worker had queued and the advisory lock, and a busy worker's own writes let its lease run out.
+  So a claim re-checks the lease in its UPDATE: a renewal may land between its read and its write.
 
 - Drafts (:class:`LeasedDrafts`): a destination's drafts are claimed by the worker that seals them
   (or gives them up: expired, unreadable), so two workers never seal one draft twice. Chosen over
@@ -65,6 +69,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from node.errors import StoreConflict, StoreError, StoreNotFound
+from node.store.postgresql.db import SideConnection
 from node.store.queue_states import QueueEvent, sources, target
 from node.store.sqlite.adapter_outbox import AdapterOutbox
 from node.store.sqlite.adapter_outbox import _row as _outbox_row
@@ -115,10 +120,11 @@ async def hold_name(db: Any, name: str, *, patience: float = NAME_PATIENCE_SECON
 
 
 class _Lease:
-    def __init__(self, clock: Callable[[], datetime], seconds: float, owner: str) -> None:
+    def __init__(self, clock: Callable[[], datetime], seconds: float, owner: str, side: SideConnection) -> None:
         self.clock = clock
         self.seconds = seconds
         self.owner = owner
+        self.side = side  # where holding() renews: not behind this worker's writers (SideConnection)
 
     def times(self) -> tuple[str, str]:
         """(now, until) as the store writes times."""
@@ -260,8 +266,12 @@ class LeasedAdapterOutbox(AdapterOutbox):
             found = await tx.fetchone(oldest, (consumer,))
             if found is None or self._held(found, now) or found["next_attempt_at"] > now:
                 return self._as_seen(found, now)
-            await tx.execute("UPDATE adapter_outbox SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                             (self._lease.owner, until, found["id"]))
+            # Guarded: a holder's renewal does not wait for the writers' lock, so it may have landed
+            # since the read (then the row is still the holder's).
+            if not await tx.execute("UPDATE adapter_outbox SET lease_owner = ?, lease_until = ? WHERE id = ? AND"
+                                    " (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+                                    (self._lease.owner, until, found["id"], self._lease.owner, now)):
+                return self._as_seen(await tx.fetchone(oldest, (consumer,)), now)
         return _outbox_row(found)
 
     def _held(self, found: Any, now: str) -> bool:
@@ -281,10 +291,9 @@ class LeasedAdapterOutbox(AdapterOutbox):
         """Renew this worker's lease on ``row_id`` every third of ``lease_seconds`` while the attempt runs."""
         async def renew() -> bool:
             _, until = self._lease.times()
-            async with self._db.transaction() as tx:
-                kept = await tx.execute(
-                    "UPDATE adapter_outbox SET lease_until = ? WHERE id = ? AND state = 'pending'"
-                    " AND lease_owner = ?", (until, row_id, self._lease.owner))
+            kept, _ = await self._lease.side.fetchall(
+                "UPDATE adapter_outbox SET lease_until = ? WHERE id = ? AND state = 'pending'"
+                " AND lease_owner = ?", (until, row_id, self._lease.owner))
             if not kept:
                 log.warning("adapter outbox row %s: this worker's lease on it is gone (taken over after it "
                             "ran out); the attempt's outcome will not be recorded here", row_id)
@@ -344,14 +353,13 @@ class LeasedDrafts(Drafts):
             if not ids:
                 return False
             _, until = self._lease.times()
-            async with self._db.transaction() as tx:
-                rows = await tx.fetchall(f"UPDATE drafts SET lease_until = ? WHERE lease_owner = ? AND message_id"
-                                         f" IN ({_in(ids)}) RETURNING message_id", (until, self._lease.owner, *ids))
-                kept = {row[0] for row in rows}
-                gone = [i for i in ids if i not in kept]
-                lost = [] if not gone else [row[0] for row in await tx.fetchall(
-                    f"SELECT message_id FROM drafts WHERE message_id IN ({_in(gone)})"
-                    " AND lease_owner <> ? ORDER BY message_id", (*gone, self._lease.owner))]  # another's now
+            _, rows = await self._lease.side.fetchall(f"UPDATE drafts SET lease_until = ? WHERE lease_owner = ? AND message_id"
+                                          f" IN ({_in(ids)}) RETURNING message_id", (until, self._lease.owner, *ids))
+            kept = {row[0] for row in rows}
+            gone = [i for i in ids if i not in kept]
+            lost = [] if not gone else [row[0] for row in await self._db.fetchall(
+                f"SELECT message_id FROM drafts WHERE message_id IN ({_in(gone)})"
+                " AND lease_owner <> ? ORDER BY message_id", (*gone, self._lease.owner))]  # another's now
             if lost:
                 log.warning("drafts %s: this worker's lease on them is gone (taken over after it ran out); "
                             "the round seals them all the same, and of two swaps the second is given up",
@@ -364,7 +372,8 @@ class LeasedDrafts(Drafts):
 @contextlib.asynccontextmanager
 async def _renewing(lease: _Lease, what: str, renew: Callable[[], Awaitable[bool]]) -> AsyncIterator[None]:
     """Call ``renew`` every third of ``lease.seconds`` while the block runs, until it answers False
-    (nothing left to hold). A renewal that fails (the writers' lock not had in time, a connection
+    (nothing left to hold); ``renew`` writes on ``lease.side``, behind none of this worker's writes. A
+    renewal that fails (its rows locked by another transaction past a lock timeout, a connection
     lost for a moment) is logged and tried again a third of a lease later: one failure must not end
     the renewals of an attempt or a round that then outlasts its lease unnoticed."""
     async def loop() -> None:

@@ -18,7 +18,7 @@ import psycopg
 
 from node.errors import StoreError
 from node.store.blobs import BlobStore
-from node.store.postgresql.db import Database
+from node.store.postgresql.db import Database, SideConnection
 from node.store.postgresql.inline_ahead import AheadCommitter, InlineBlobsAhead
 from node.store.postgresql.leases import (
     LeasedAdapterOutbox,
@@ -93,7 +93,7 @@ class Store(SqliteStore):
                  node_id: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS, worker: str = "") -> None:
         super().__init__(db, blobs, clock, max_batch, node_id)  # type: ignore[arg-type]
         self.worker = worker_name(worker)
-        self.lease = _Lease(clock, lease_seconds, self.worker)
+        self.lease = _Lease(clock, lease_seconds, self.worker, SideConnection(db.dsn))
         self.queue = LeasedQueue(db, self.audit, clock, self.lease)
         self.messages = LeasedMessages(db, self.audit, clock, self.lease)
         self.drafts = LeasedDrafts(db, node_id, self.lease)
@@ -102,6 +102,12 @@ class Store(SqliteStore):
         self.inline = InlineBlobsAhead(db)  # written before the writers' lock is taken
         self.committer = AheadCommitter(db, self.messages, self.queue, max_batch=max_batch,  # type: ignore[arg-type]
                                         inline=self.inline)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self.lease.side.close()  # type: ignore[union-attr]
 
     def _inline_reader(self) -> _PgReader:  # type: ignore[override]
         return _PgReader(self.db.dsn)

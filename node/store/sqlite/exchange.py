@@ -28,7 +28,7 @@ from exchange_protocol.canonical import canonical_json
 from exchange_protocol.envelope import HeaderDraft, format_time
 from exchange_protocol.states import SenderStatus
 from node.errors import StoreContended, StoreCorrupt
-from node.store.queue_states import WITHDRAWABLE_STATES, ordered
+from node.store.queue_states import UNFINISHED_STATES, ordered
 from node.store.sqlite.db import Database, SqliteTransaction, from_db_time, to_db_time
 from node.store.values import Draft, LocalDelivery, OutgoingLink, UnreadableDraft
 from pki.errors import GwxError
@@ -141,13 +141,16 @@ class OutgoingLinks:
         """A message that will never be sent (re-addressed as new ones before it left)."""
         await tx.execute("DELETE FROM outgoing WHERE message_id = ?", (message_id,))
 
-    async def waiting_documents(self) -> list[OutgoingLink]:
-        """Documents we sent whose envelope waits in the queue, sealed but never handed on."""
-        waiting = ordered(WITHDRAWABLE_STATES)
+    async def queued_documents(self) -> list[tuple[OutgoingLink, str]]:
+        """Documents we sent whose envelope is still in the queue, never handed on (waiting, in flight,
+        held), each with its queue row's state — all read at one instant (one statement): a row not
+        waiting now is in the list all the same, in the state it is in."""
+        unfinished = ordered(UNFINISHED_STATES)
         rows = await self._db.fetchall(
-            "SELECT o.* FROM outgoing o JOIN queue q ON q.message_id = o.message_id WHERE o.type = 'document'"
-            f" AND q.state IN ({','.join('?' * len(waiting))}) ORDER BY o.message_id", waiting)
-        return [_link(r) for r in rows]
+            "SELECT o.*, q.state AS queue_state FROM outgoing o JOIN queue q ON q.message_id = o.message_id"
+            f" WHERE o.type = 'document' AND q.state IN ({','.join('?' * len(unfinished))}) ORDER BY o.message_id",
+            unfinished)
+        return [(_link(r), r["queue_state"]) for r in rows]
 
     async def interrupted_local_deliveries(self, node_id: str) -> list[LocalDelivery]:
         """Documents sent to units of ``node_id`` (this node) whose recipients are still queued."""

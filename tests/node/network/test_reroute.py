@@ -330,7 +330,10 @@ def test_a_bundle_with_a_held_row_waits_for_it_without_a_pass_each_second(net):
         install(net, city, 8, (MOVED, LATER, GONE, ASLEEP, SPLIT, HELD, BEHIND))
         wait_for(lambda: _passes_left_waiting(city) > before, 60, what="the pass after the new directory")
         time.sleep(6)  # a pass a second, before: six more
-        assert _passes_left_waiting(city) - before == 1
+        # One more may come: the moving row in flight to the stopped county-a at that pass (the city
+        # tries it every second) is noted itself, and once it waits again a pass finds its frame
+        # waiting for the held row (seen once in 13 runs of the module split over two workers, load 14).
+        assert _passes_left_waiting(city) - before <= 2
         assert f"document {doc_id}: message" not in city.log_path.read_text(errors="replace")  # nothing re-addressed
         assert db_value(city, "SELECT COUNT(*) FROM queue q JOIN outgoing o USING (message_id) WHERE o.doc_id = ?"
                               " AND q.state IN ('deferred', 'hold')", [doc_id]) == 2

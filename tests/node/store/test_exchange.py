@@ -16,7 +16,7 @@ from exchange_protocol.ids import new_id
 from node.errors import StoreCorrupt
 from node.store import Draft, InboundEnvelope, OutgoingLink, StoredPeerCredentials, UnreadableDraft
 from node.store.sqlite.db import to_db_time
-from tests.node.store.conftest import open_store
+from tests.node.store.conftest import open_store, queued_item
 from tests.support import T0
 
 UNIT_A, UNIT_B = "91350100M000100Y43", "11100000000013127D"
@@ -39,6 +39,27 @@ def test_drafts_links_and_credentials_persist(tmp_path):
             assert [o.message_id for o in await store.links.links_for("doc-1")] == [M1]
             assert (await store.peer_credentials.get("county-a")).encryption_cert == "E"
             assert await store.drafts.draft_counts() == {"county-a": 1}
+
+    asyncio.run(run())
+
+
+def test_our_queued_documents_come_with_their_queue_state_and_nothing_finished_or_relayed(tmp_path):
+    """What the rerouter reads in one statement: each document of ours still in the queue, in flight
+    and held ones too, with its state; not one sent, not a notice, not a relayed envelope."""
+    async def run():
+        async with open_store(tmp_path, node_id="city") as store:
+            ids = [new_id(T0) for _ in range(5)]
+            await store.queue.enqueue(await queued_item(store, ids[0], "county-a"))
+            await store.queue.load_active_window("county-a", 1)  # in flight
+            await store.queue.enqueue_many([await queued_item(store, m, "county-a") for m in ids[1:]])
+            async with store.transaction() as tx:
+                await store.links.add_links(tx, [OutgoingLink(m, f"doc-{i}", "notice" if i == 3 else "document",
+                                                              "county-a", (UNIT_B,), T0)
+                                                 for i, m in enumerate(ids[:4])])  # ids[4] relayed: no link
+            await store.queue.hold(ids[1], actor="operator")
+            await store.queue.mark_sent([ids[2]], None)
+            queued = {link.message_id: (link.doc_id, state) for link, state in await store.links.queued_documents()}
+            assert queued == {ids[0]: ("doc-0", "active"), ids[1]: ("doc-1", "hold")}
 
     asyncio.run(run())
 

@@ -17,7 +17,6 @@ from exchange_protocol.envelope import HeaderDraft, MessageType
 from node.errors import StoreConflict, StoreContended, StoreError
 from node.store import Draft, ErrorInfo
 from node.store.postgresql import Store
-from node.store.postgresql.db import WRITER_LOCK
 from node.store.sqlite.db import to_db_time
 from tests.node.store.conftest import put_envelope, queued_item
 from tests.node.store.test_exchange import UNIT_A, UNIT_B
@@ -253,19 +252,19 @@ async def _until_logged(caplog, text: str) -> None:
 
 
 def test_a_draft_lease_renewal_that_fails_keeps_renewing_and_says_so(tmp_path, postgres_server, caplog):
-    """A builder round's renewal that cannot have the writers' lock in time (another worker's long
-    turn) is logged and tried again: the round's drafts stay this worker's past the lease it took."""
+    """A builder round's renewal that cannot have its rows in time (another transaction holds them
+    locked) is logged and tried again: the round's drafts stay this worker's past the lease it took."""
     dsn, clock = postgres_server.new_database(), FakeClock()
 
     async def main() -> None:
         async with _claimed_drafts(tmp_path, dsn, clock) as (a, b, ids):
-            await a.db.fetchone_writer("SELECT set_config('lock_timeout', '50ms', false)")  # a gives up soon
+            await a.lease.side.fetchall("SELECT set_config('lock_timeout', '50ms', false)")  # a gives up soon
             a.lease.seconds = 0.6  # a renewal every 0.2 s (real time)
-            with psycopg.connect(dsn, autocommit=True) as other:
-                other.execute("SELECT pg_advisory_lock(%s)", (WRITER_LOCK,))  # another worker's turn, held
+            with psycopg.connect(dsn) as other:
+                other.execute("SELECT message_id FROM drafts FOR UPDATE")  # a transaction holds the rows
                 async with a.drafts.holding(ids):
                     await _until_logged(caplog, "renewing this worker's lease failed")
-                    other.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+                    other.rollback()
                     clock.advance(seconds=LEASE + 1)  # past the lease a took when it claimed them
                     deadline = time.monotonic() + PATIENCE_S
                     while (until := _lease_until(other)) <= to_db_time(clock()):  # renewed again, on the new time
@@ -307,3 +306,33 @@ def test_a_draft_taken_over_during_a_round_is_named_in_the_log(tmp_path, postgre
             assert [d.header.message_id for d in await b.drafts.drafts_for("node-b")] == ids[:1]  # b's own only
     with caplog.at_level(logging.WARNING, logger="gwx.store"):
         asyncio.run(main())
+
+
+def test_an_attempt_keeps_its_lease_while_its_own_worker_holds_the_writers_lock(tmp_path, postgres_server):
+    """A worker's own writes do not hold up its lease renewals: a webhook attempt runs while the same
+    worker's long turn holds the writers' lock (a group commit on a loaded machine, or many queued up
+    behind one another) for one and a half leases, and the row stays the attempt's all along — the
+    other worker sees it held, and does not send the event too. (Renewed in a transaction of the
+    worker's writer, the renewals waited behind that turn and the lease ran out within it.)"""
+    dsn, lease = postgres_server.new_database(), 6.0  # real time: a renewal every 2 s, 4 s of slack each
+
+    async def main() -> None:
+        a = await Store.open(tmp_path, dsn=dsn, lease_seconds=lease, worker="a")
+        b = await Store.open(tmp_path, dsn=dsn, lease_seconds=lease, worker="b")
+        try:
+            cursor = await a.adapter_outbox.start_cursor("webhook:1")
+            await a.adapter_outbox.fan_out("webhook:1", cursor, cursor + 1, [(cursor + 1, "{}")])
+            row = await a.adapter_outbox.oldest_pending("webhook:1")
+            with psycopg.connect(dsn, autocommit=True) as other:
+                async with a.adapter_outbox.holding(row.id), a.transaction():
+                    await asyncio.sleep(1.5 * lease)
+                    until = str(other.execute("SELECT lease_until FROM adapter_outbox WHERE id = %s",
+                                              (row.id,)).fetchone()[0])
+                    assert until > to_db_time(dt.datetime.now(dt.UTC)), "the lease ran out while its worker wrote"
+                held = await b.adapter_outbox.oldest_pending("webhook:1")
+                assert held.next_attempt_at > dt.datetime.now(dt.UTC)  # still a's: b waits
+                await a.adapter_outbox.mark_done(row.id)
+        finally:
+            await a.close()
+            await b.close()
+    asyncio.run(main())
