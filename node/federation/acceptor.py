@@ -159,7 +159,8 @@ class Acceptor:
         self.check_parties(header, opened.hops, peer_node)
         payload_sha = hashlib.sha256(plaintext).hexdigest()  # (the signed digest is the ciphertext's)
         if header.type in PACKAGES:
-            doc_id = self.check_package(header, io.BytesIO(plaintext), now, payload_sha, plaintext)
+            doc_id = self.check_package(header, io.BytesIO(plaintext), now, payload_sha, plaintext,
+                                        opened.identity_digest)
         else:
             doc_id = self.check_notice(header, plaintext)
         return header, plaintext, payload_sha, opened.identity_digest, doc_id
@@ -255,12 +256,15 @@ class Acceptor:
             raise UnitNotHosted(f"this node does not host {', '.join(foreign)}", units=foreign)
 
     def check_package(self, header: EnvelopeHeader, package: BinaryIO, now: dt.datetime,
-                      digest: str | None = None, data: bytes | None = None) -> str | None:
+                      digest: str | None = None, data: bytes | None = None,
+                      identity: str | None = None) -> str | None:
         """Everything but the PDF's PAdES validation, before acknowledging (``package``: a seekable file);
         returns the package's 公文标识. With ``digest`` (the package's SHA-256) a passing verdict is
         held for this process's processor (:class:`AcceptedPackages`), which then judges only the PDF
         seal. With ``data`` (the package's bytes, held in memory) the check may run in one of the
-        node's check processes (:mod:`node.federation.check_pool`): the same verdict, the same errors."""
+        node's check processes (:mod:`node.federation.check_pool`): the same verdict, the same errors.
+        ``identity``: the envelope's identity digest, held with its header (the processor takes that
+        header only for the envelope the store kept under that identity)."""
         trust, token = self.ctx.trust, revocation_token(self.ctx.revocation)  # taken before judging
         pool = self.verdicts.pool if self.verdicts is not None else None
         generation = (pool.generation(trust, token) if pool is not None and digest is not None and data is not None
@@ -286,7 +290,7 @@ class Acceptor:
         # issued it). Addressees the document does not name are the issuer's 补发 (a unit added after
         # sending): who receives its document is the issuer's choice, and only the issuer's node sends it.
         if digest is not None and self.verdicts is not None and held is not None:
-            self.verdicts.hold(digest, held, trust, token, valid, header)
+            self.verdicts.hold(digest, held, trust, token, valid, header, identity)
         return doc_id
 
     def check_notice(self, header: EnvelopeHeader, payload: bytes) -> str | None:

@@ -293,8 +293,8 @@ class Processor:
         """In the worker thread: the header of ``received`` and, for a package, what applying it reads
         (or the node's error judging it)."""
         # A package this process accepted: its header as the acceptor decoded it, not read back.
-        header = ((received.payload_digest and self.judge.accepted.header(received.payload_digest,
-                                                                           received.message_id))
+        header = ((received.payload_digest and self.judge.accepted.header(received.payload_digest, received.message_id,
+                                                                           received.identity_digest))
                   or self._read_header(received.blob_digest, received.message_id))
         if header.type not in PACKAGES or not received.payload_digest:
             return header, None

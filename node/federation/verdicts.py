@@ -71,7 +71,7 @@ class AcceptedPackages:
                  pool: CheckPool | None = None) -> None:
         self.pool = pool  # the node's check processes (the acceptor checks there), or None
         self._entries: OrderedDict[str, tuple[PackageReport | Held, object, object, dt.datetime, dt.datetime,
-                                              EnvelopeHeader | None, int]] = OrderedDict()
+                                              tuple[EnvelopeHeader, str] | None, int]] = OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -82,10 +82,11 @@ class AcceptedPackages:
 
     def hold(self, digest: str, report: PackageReport | Held, trust: object, token: tuple | None,
              valid: tuple[dt.datetime | None, dt.datetime | None] | None = None,
-             header: EnvelopeHeader | None = None) -> None:
+             header: EnvelopeHeader | None = None, identity: str | None = None) -> None:
         """Remember the acceptor's passing ``report`` on package ``digest`` (or which check process
         holds it, valid ``valid``), judged with ``trust`` and the revocation check's ``token`` as
-        taken *before* the check; ``header``: the header of the envelope that carried it."""
+        taken *before* the check; ``header``: the header of the envelope that carried it, whose
+        identity digest is ``identity`` (without one the header is not held)."""
         if isinstance(report, Held):  # the body is in the child: counted as it counts it, to push out alike
             window, size = _standing(*(valid or (None, None)), token), report.size
         else:
@@ -95,19 +96,28 @@ class AcceptedPackages:
             return
         with self._lock:
             self._pop(digest)
-            self._entries[digest] = (report, trust, token[0], *window, header, size)  # type: ignore[index]
+            kept = (header, identity) if header is not None and identity is not None else None
+            self._entries[digest] = (report, trust, token[0], *window, kept, size)  # type: ignore[index]
             self._bytes += size
             while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
                 self._pop(next(iter(self._entries)))
 
-    def header(self, digest: str, message_id: str) -> EnvelopeHeader | None:
+    def header(self, digest: str, message_id: str, identity: str | None) -> EnvelopeHeader | None:
         """The header of ``message_id`` if the verdict held on ``digest`` came with it (left held):
         the stored frame's header as the acceptor decoded it, whatever the verdict's standing (None:
-        another message carried the package last, or nothing is held — read it from the store)."""
+        another envelope carried the package last, or nothing is held — read it from the store).
+
+        Matched by the envelope's identity digest (header and signature), not by the message id
+        alone: two envelopes naming one message id may both pass their checks before the store
+        refuses the second as a replay, and the second's header — another sender's, other
+        addressees — must never be applied to the document the first one brought."""
         with self._lock:
             entry = self._entries.get(digest)
-        header = entry[-2] if entry is not None else None
-        return header if header is not None and header.message_id == message_id else None
+        kept = entry[-2] if entry is not None else None
+        if kept is None or identity is None:
+            return None
+        header, held_identity = kept
+        return header if held_identity == identity and header.message_id == message_id else None
 
     def take(self, digest: str, trust: object, token: tuple | None, at: dt.datetime) -> PackageReport | Held | None:
         """The acceptor's report on ``digest`` if it still stands at ``at`` under ``trust`` and

@@ -17,10 +17,11 @@ import io
 
 from exchange_protocol.envelope import MessageType
 from exchange_protocol.package_verify import PASS, SKIPPED, judge_pdf_later, verify_package
-from node.federation.acceptor import Acceptor
+from node.federation.acceptor import Acceptor, revocation_token
 from node.federation.verdicts import AcceptedPackages
 from node.ops.metrics import Registry
 from pki.errors import CertificateRevoked
+from pki.unit_code import make_unit_code
 from tests.node.federation import processing_support
 from tests.node.federation.federation_support import node_context
 from tests.node.federation.processing_support import (
@@ -33,6 +34,7 @@ from tests.node.federation.processing_support import (
     open_processor,
 )
 
+FORGER = make_unit_code("11371300MB0000093")  # a unit of the hostile sender, not the document's issuer
 node_dir = processing_support.node_dir  # the county and city nodes (a module fixture)
 checks = processing_support.checks  # each test that judges runs with the checks in this process and in a child
 
@@ -120,6 +122,33 @@ def test_the_header_the_acceptor_decoded_is_applied_and_another_envelope_s_is_re
             assert (row.message_id, row.status) == (first.message_id, "pending")
             await processor._process(second)  # the same package again: a duplicate, its own header
             assert (await store.messages.get_received(second.message_id)).state == "done"
+        finally:
+            await close_processor(store, outbound)
+    asyncio.run(run())
+
+
+def test_a_header_held_for_another_envelope_of_the_same_message_id_is_never_applied(node_dir, tmp_path):
+    """Two envelopes naming one message id (a hostile relay that knows it and the package's bytes)
+    may both pass their checks before the store refuses the second as a replay; the verdict is then
+    held with the second's header — another sender, other addressees. The document is applied under
+    the header of the envelope the store kept (matched by its identity digest), never the held one."""
+    async def run():
+        ctx, store, outbound, processor = await open_processor(node_dir, tmp_path)
+        try:
+            package = await asyncio.to_thread(city_package, node_dir, [A])
+            received = await accept(node_dir, ctx, store, processor, package)
+            stored = processor._read_header(received.blob_digest, received.message_id)
+            forged = dataclasses.replace(stored, type=MessageType.FORWARD, from_unit=FORGER, in_reply_to=stored.message_id)
+            report = verify_package(io.BytesIO(package), ctx.trust, ctx.clock(), revocation=ctx.revocation,
+                                    validate_pdf=False)
+            processor.accepted.hold(received.payload_digest, report, ctx.trust, revocation_token(ctx.revocation),
+                                    header=forged, identity="f" * 64)  # the second envelope's, held last
+            assert processor.accepted.header(received.payload_digest, received.message_id, "f" * 64) is forged
+            await processor._process(received)
+            row = await store.messages.get_inbox(doc_id_in(store, received.payload_digest), A)
+            assert row is not None, "the document was not applied under the stored envelope's header"
+            assert (row.message_id, row.from_unit, row.status) == (received.message_id, SENDER, "pending")
+            assert (await store.messages.get_received(received.message_id)).state == "done"
         finally:
             await close_processor(store, outbound)
     asyncio.run(run())
