@@ -333,33 +333,36 @@ class Outbox:
                 consumer=name, doc_id=event.doc_id), first_failure_at=self._clock())
             self._count(name, "dead")
             return False
-        try:
-            async with outbox.holding(row.id), asyncio.timeout(registered.attempt_timeout):
-                await registered.consumer.deliver(event)
-        except GwxError as exc:
-            error: GwxError = exc
-        except TimeoutError:
-            error = AttemptTimedOut(f"no answer within {registered.attempt_timeout:g}s", consumer=name)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if self._stopping:  # the outbox's cancel, answered by the consumer's library with its own error
-                raise asyncio.CancelledError from exc
-            log.exception("adapter %s: deliver raised an untyped error", name, extra={"consumer": name})
-            error = ConsumerDefect(f"{type(exc).__name__}: {exc}", consumer=name)
-        else:
-            await outbox.mark_done(row.id)
-            self._count(name, "done")
-            if self._latency is not None:
-                self._latency.observe(max(0.0, (self._clock() - event.at).total_seconds()))
-            return True
-        if self._stopping:
-            # The node is stopping and this attempt was cut short (its error may be the cancel in
-            # disguise, e.g. a connect cancelled mid-way reported as 'cannot connect'): the row stays
-            # pending as it was, not counted as a failed attempt, and is tried at the next start.
-            raise asyncio.CancelledError(f"stopping; {error.code} not recorded")
-        await self._failed(registered, row, error)
-        return False
+        # The lease is held (renewed) until the outcome is written, not only while the consumer is asked:
+        # an outcome that waits its turn to be written must not let another worker deliver the event again.
+        async with outbox.holding(row.id):
+            try:
+                async with asyncio.timeout(registered.attempt_timeout):
+                    await registered.consumer.deliver(event)
+            except GwxError as exc:
+                error: GwxError = exc
+            except TimeoutError:
+                error = AttemptTimedOut(f"no answer within {registered.attempt_timeout:g}s", consumer=name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._stopping:  # the outbox's cancel, answered by the consumer's library with its own error
+                    raise asyncio.CancelledError from exc
+                log.exception("adapter %s: deliver raised an untyped error", name, extra={"consumer": name})
+                error = ConsumerDefect(f"{type(exc).__name__}: {exc}", consumer=name)
+            else:
+                await outbox.mark_done(row.id)
+                self._count(name, "done")
+                if self._latency is not None:
+                    self._latency.observe(max(0.0, (self._clock() - event.at).total_seconds()))
+                return True
+            if self._stopping:
+                # The node is stopping and this attempt was cut short (its error may be the cancel in
+                # disguise, e.g. a connect cancelled mid-way reported as 'cannot connect'): the row stays
+                # pending as it was, not counted as a failed attempt, and is tried at the next start.
+                raise asyncio.CancelledError(f"stopping; {error.code} not recorded")
+            await self._failed(registered, row, error)
+            return False
 
     async def _failed(self, registered: _Registered, row: AdapterOutboxRow, error: GwxError) -> None:
         name, outbox, now = registered.consumer.name, self._store.adapter_outbox, self._clock()

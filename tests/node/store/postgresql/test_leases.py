@@ -13,11 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from adapters.outbox import Outbox
 from exchange_protocol.envelope import HeaderDraft, MessageType
 from node.errors import StoreConflict, StoreContended, StoreError
 from node.store import Draft, ErrorInfo
 from node.store.postgresql import Store
 from node.store.sqlite.db import to_db_time
+from tests.adapters.support import Recorder, receive
 from tests.node.store.conftest import put_envelope, queued_item
 from tests.node.store.test_exchange import UNIT_A, UNIT_B
 from tests.support import FakeClock
@@ -332,6 +334,51 @@ def test_an_attempt_keeps_its_lease_while_its_own_worker_holds_the_writers_lock(
                 held = await b.adapter_outbox.oldest_pending("webhook:1")
                 assert held.next_attempt_at > dt.datetime.now(dt.UTC)  # still a's: b waits
                 await a.adapter_outbox.mark_done(row.id)
+        finally:
+            await a.close()
+            await b.close()
+    asyncio.run(main())
+
+
+def test_an_attempt_s_outcome_written_behind_a_long_turn_keeps_the_lease_until_written(tmp_path, postgres_server):
+    """The outcome of an attempt waits its turn on the worker's writer like any write. The lease is
+    renewed until the outcome is written, not only while the consumer is asked: the consumer answers
+    while the same worker's long turn (one and a half leases) holds the writers' lock, and the other
+    worker never finds the row free meanwhile — the event is delivered once, the row done."""
+    dsn, lease = postgres_server.new_database(), 6.0  # real time: a renewal every 2 s, 4 s of slack each
+
+    async def main() -> None:
+        a = await Store.open(tmp_path, dsn=dsn, lease_seconds=lease, worker="a")
+        b = await Store.open(tmp_path, dsn=dsn, lease_seconds=lease, worker="b")
+        try:
+            in_turn, turns = asyncio.Event(), []
+
+            async def long_turn() -> None:
+                async with a.transaction():
+                    in_turn.set()
+                    await asyncio.sleep(1.5 * lease)
+
+            class Answering(Recorder):
+                async def deliver(self, event):
+                    await super().deliver(event)
+                    turns.append(asyncio.ensure_future(long_turn()))
+                    await in_turn.wait()  # answered: the outcome's write now waits behind the turn
+
+            consumer = Answering("webhook:1")
+            outbox = Outbox(a, "node-a", a.clock, rand=lambda: 0.0)
+            await outbox.add(consumer)
+            await receive(a, "D1")
+            assert await outbox.fan_out("webhook:1") == 1
+            row = await a.adapter_outbox.oldest_pending("webhook:1")  # claimed by a: its lease
+            attempt = asyncio.ensure_future(outbox.attempt("webhook:1", row))
+            await in_turn.wait()
+            while not attempt.done():  # the other worker looks, as its loop would, all through the turn
+                held = await b.adapter_outbox.oldest_pending("webhook:1")
+                assert held is None or held.next_attempt_at > dt.datetime.now(dt.UTC), "the lease ran out"
+                await asyncio.sleep(0.5)
+            assert attempt.result() is True and len(consumer.delivered) == 1
+            assert [(r.state, r.attempts) for r in await b.adapter_outbox.rows("webhook:1")] == [("done", 1)]
+            await asyncio.gather(*turns)
         finally:
             await a.close()
             await b.close()
