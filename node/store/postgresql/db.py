@@ -49,6 +49,7 @@ from node.store.sql_common import WriterDatabase, WriterTransaction, to_the_end
 # The key of the advisory lock every write transaction holds (any fixed number: the database is the node's).
 WRITER_LOCK = 0x67_77_78_00  # "gwx\0"
 CONNECT_TIMEOUT_S = 10
+SIDE_LOCK_TIMEOUT_MS = 250  # how long a lease renewal waits on a row lock (:class:`SideConnection`)
 WRITER_SEND_BUFFER = 8 << 20  # bytes asked for the writer's socket send buffer (the kernel caps it)
 
 
@@ -343,8 +344,18 @@ class SideConnection:
     async def _run(self, sql: str, params: Sequence[Any]) -> tuple[int, list[Row]]:
         async with self._lock:
             if self._conn is None:
-                self._conn = await connect(self._dsn)
-                await self._conn.execute("SET synchronous_commit TO off")
+                conn = await connect(self._dsn)
+                try:
+                    await conn.execute("SET synchronous_commit TO off")
+                    # A renewal waits on a row lock briefly, then fails and is tried a third of a lease
+                    # later: it takes no advisory lock, so it could meet this worker's own swap locking
+                    # the same drafts in another order (a deadlock PostgreSQL would break after 1 s by
+                    # aborting either, with the writers' lock held all along).
+                    await conn.execute(f"SET lock_timeout TO {SIDE_LOCK_TIMEOUT_MS}")
+                except BaseException:
+                    await conn.close()
+                    raise
+                self._conn = conn
             try:
                 cursor = await self._conn.execute(translate(sql), _params(params))
                 return cursor.rowcount, (await cursor.fetchall() if cursor.description else [])
