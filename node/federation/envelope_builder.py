@@ -66,6 +66,10 @@ log = logging.getLogger("gwx.outbound")
 DRAFTS_PER_ROUND = 64  # per destination node, each round
 MAX_BUNDLE = 512  # headers in one fan-out frame (the protocol's cap is higher; answers stay small)
 SMALL_PAYLOAD = 4 * 1024 * 1024  # sealed in memory below this; streamed through a spool file above
+# The small envelopes a round holds in memory before it swaps them for their queue rows (one commit
+# a round below it; a round of 64 drafts to each of many destinations, distinct 100-250 KB
+# documents, could otherwise hold hundreds of MB and write them in one transaction).
+ROUND_HELD_BYTES = 8 * 1024 * 1024
 
 
 class EnvelopeBuilder:
@@ -131,10 +135,15 @@ class EnvelopeBuilder:
         for group in batches:
             await self._build_notices(group)
         sealed: list[tuple[list[Draft], Sealed]] = []
+        held = 0  # bytes of the small envelopes held in memory for the swap
         try:
             for group in _bundles(alone):
                 if (ref := await self._sealed(group)) is not None:
                     sealed.append((group, ref))
+                    held += len(ref.inline[1]) if ref.inline is not None else 0
+                    if held >= ROUND_HELD_BYTES:  # a backlog of distinct documents: not all in memory at once
+                        await self._swap(sealed)
+                        sealed, held = [], 0
         except GwxError:
             await self._swap(sealed)  # what was sealed before an error of ours is queued all the same
             raise

@@ -27,6 +27,7 @@ from exchange_protocol.ids import new_id
 from exchange_protocol.kinds import Kind, Role
 from exchange_protocol.states import SenderStatus
 from node.config import StoreSettings
+from node.federation import envelope_builder
 from node.federation.destination_queue import DestinationQueue
 from node.federation.outbound import NewMessage, Outbound
 from node.federation.tls import client_context
@@ -372,6 +373,29 @@ def test_a_rounds_envelopes_are_queued_in_one_commit(node_dir, tmp_path):
             window = await store.queue.load_active_window("city", 10)
             assert sorted(e.message_id for e in window) == sorted(ids)
             assert len({e.blob_digest for e in window}) == len(ids)  # one envelope each
+            assert await store.drafts.drafts_for("city") == []
+        finally:
+            await close_processor(store, outbound)
+
+    asyncio.run(run())
+
+
+def test_a_round_holding_more_small_envelopes_than_its_budget_queues_them_in_parts(node_dir, tmp_path, monkeypatch):
+    """The small envelopes a round seals wait in memory for one commit, but no more than
+    ROUND_HELD_BYTES of them: past it, what is sealed is queued and the round goes on — every draft
+    queued once, in more than one commit."""
+    async def run():
+        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
+        try:
+            now = ctx.clock()
+            await know_the_city(node_dir, store, now)
+            ids = await _receipt_drafts(store, outbound, now, 5)
+            monkeypatch.setattr(envelope_builder, "ROUND_HELD_BYTES", 1)  # every envelope past it
+            commits = store.db.commits
+            await DestinationQueue(outbound, "city").builder.build_drafts()
+            assert store.db.commits - commits == 5
+            window = await store.queue.load_active_window("city", 10)
+            assert sorted(e.message_id for e in window) == sorted(ids)
             assert await store.drafts.drafts_for("city") == []
         finally:
             await close_processor(store, outbound)
