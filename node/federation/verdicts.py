@@ -7,8 +7,9 @@
   signature, digests, metadata, seal — everything but the PDF seal); this process's processor,
   applying the same package moments later, takes that verdict and judges only the PDF seal
   (:func:`exchange_protocol.package_verify.judge_pdf_later`) instead of the whole package again.
-  It also holds the envelope's header as the acceptor decoded it (:meth:`AcceptedPackages.header`),
-  so the processor does not read the stored frame back to decode the same header again.
+  It also holds the envelope's header as the acceptor decoded it (:meth:`AcceptedPackages.header`,
+  matched by the envelope's identity digest), so the processor does not read the stored frame back
+  to decode the same header again.
 * :class:`PdfValidationCache`: a passing full report by package digest, for a package that
   arrives again (relayed, forwarded, resent).
 
