@@ -358,44 +358,27 @@ def test_a_round_longer_than_the_draft_lease_keeps_its_drafts_from_the_other_wor
     asyncio.run(run())
 
 
-def test_a_rounds_envelopes_are_queued_in_one_commit(node_dir, tmp_path):
+@pytest.mark.parametrize("held_bytes, commits", [(None, 1), (1, 5)], ids=["one-commit", "past-the-budget"])
+def test_a_rounds_envelopes_are_queued_in_one_commit_up_to_its_memory_budget(node_dir, tmp_path, monkeypatch,
+                                                                              held_bytes, commits):
     """Drafts that travel alone (transport-acks of five documents) are sealed one envelope each and
-    swapped for their queue rows together: one commit (one writer's turn, one fsync) for the round."""
+    swapped for their queue rows together: one commit (one writer's turn, one fsync) for the round.
+    The small envelopes wait in memory for it, but no more than ROUND_HELD_BYTES of them: past it,
+    what is sealed is queued and the round goes on — every draft queued once, in more commits."""
     async def run():
         ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
         try:
             now = ctx.clock()
             await know_the_city(node_dir, store, now)
             ids = await _receipt_drafts(store, outbound, now, 5)
-            commits = store.db.commits
+            if held_bytes is not None:
+                monkeypatch.setattr(envelope_builder, "ROUND_HELD_BYTES", held_bytes)
+            before = store.db.commits
             await DestinationQueue(outbound, "city").builder.build_drafts()
-            assert store.db.commits - commits == 1
+            assert store.db.commits - before == commits
             window = await store.queue.load_active_window("city", 10)
             assert sorted(e.message_id for e in window) == sorted(ids)
             assert len({e.blob_digest for e in window}) == len(ids)  # one envelope each
-            assert await store.drafts.drafts_for("city") == []
-        finally:
-            await close_processor(store, outbound)
-
-    asyncio.run(run())
-
-
-def test_a_round_holding_more_small_envelopes_than_its_budget_queues_them_in_parts(node_dir, tmp_path, monkeypatch):
-    """The small envelopes a round seals wait in memory for one commit, but no more than
-    ROUND_HELD_BYTES of them: past it, what is sealed is queued and the round goes on — every draft
-    queued once, in more than one commit."""
-    async def run():
-        ctx, store, outbound, _ = await open_processor(node_dir, tmp_path)
-        try:
-            now = ctx.clock()
-            await know_the_city(node_dir, store, now)
-            ids = await _receipt_drafts(store, outbound, now, 5)
-            monkeypatch.setattr(envelope_builder, "ROUND_HELD_BYTES", 1)  # every envelope past it
-            commits = store.db.commits
-            await DestinationQueue(outbound, "city").builder.build_drafts()
-            assert store.db.commits - commits == 5
-            window = await store.queue.load_active_window("city", 10)
-            assert sorted(e.message_id for e in window) == sorted(ids)
             assert await store.drafts.drafts_for("city") == []
         finally:
             await close_processor(store, outbound)

@@ -281,18 +281,26 @@ def test_a_batch_moves_its_rows_together_and_leaves_a_row_signed_before_as_it_wa
     asyncio.run(run())
 
 
+@contextlib.asynccontextmanager
+async def _county_answering(node_dir, tmp_path):
+    """The county knowing the city (not running), its queue for the city, a document's id and the
+    message its 签收 answer, and the time they are signed at."""
+    county = await Node.open(node_dir, "county", tmp_path / "county")
+    try:
+        await know_the_city(node_dir, county.store, county.ctx.clock())
+        at = county.ctx.clock().replace(microsecond=0)
+        yield county, DestinationQueue(county.outbound, "city"), new_id(at), new_id(at), at
+    finally:
+        await county.close()
+
+
 def test_drafts_wait_while_the_envelope_sealed_before_them_waits_for_a_peer_that_was_away(node_dir, tmp_path):
     """Nagle's rule holds when the peer's backoff ends before the sealed envelope's own retry time:
     the round the backoff's end allows finds nothing due to send, and must not seal the drafts
     written meanwhile into a second envelope (the network test saw three envelopes for twelve 签收
     that way: one more each time the peer's retry came before the row's)."""
     async def run():
-        county = await Node.open(node_dir, "county", tmp_path / "county")
-        try:
-            await know_the_city(node_dir, county.store, county.ctx.clock())
-            at = county.ctx.clock().replace(microsecond=0)
-            doc_id, answered = new_id(at), new_id(at)
-            queue = DestinationQueue(county.outbound, "city")
+        async with _county_answering(node_dir, tmp_path) as (county, queue, doc_id, answered, at):
             await _sign_for(county, doc_id, answered, UNITS[:1], at)
             with pytest.raises(GwxError) as away:  # the city is not running: the first 签收 is sealed, not sent
                 await queue._round()
@@ -309,8 +317,6 @@ def test_drafts_wait_while_the_envelope_sealed_before_them_waits_for_a_peer_that
                 await queue._round()
             assert [m for m, _ in await county.store.queue.at_rest()] == [sealed_id]  # no second envelope
             assert len(await county.store.drafts.drafts_for("city")) == len(UNITS) - 1  # they wait, to leave together
-        finally:
-            await county.close()
     asyncio.run(run())
 
 
@@ -320,12 +326,7 @@ def test_a_round_reads_the_destinations_of_its_drafts_once(node_dir, tmp_path):
     ~110 rounds a 签收 phase of the medium city's 54-node process: once now; outside a round, each ask
     reads again (drafts written since are seen)."""
     async def run():
-        county = await Node.open(node_dir, "county", tmp_path / "county")
-        try:
-            await know_the_city(node_dir, county.store, county.ctx.clock())
-            at = county.ctx.clock().replace(microsecond=0)
-            doc_id, answered = new_id(at), new_id(at)
-            queue = DestinationQueue(county.outbound, "city")
+        async with _county_answering(node_dir, tmp_path) as (county, queue, doc_id, answered, at):
             await _sign_for(county, doc_id, answered, UNITS, at)
             reads = []
             draft_destinations = county.store.drafts.draft_destinations
@@ -342,8 +343,6 @@ def test_a_round_reads_the_destinations_of_its_drafts_once(node_dir, tmp_path):
             assert await county.store.drafts.drafts_for("city") == []
             await _sign_for(county, doc_id, new_id(at), UNITS[:1], at)  # another answer, after the round
             assert await queue.builder.has_drafts() and len(reads) == 2  # outside a round: read again
-        finally:
-            await county.close()
     asyncio.run(run())
 
 
@@ -354,12 +353,7 @@ def test_a_peer_whose_backoff_ended_is_tried_with_the_waiting_envelope_and_the_q
     sleeps until its next backoff ends. It used to find nothing due, send nothing, and start the next
     round at once until the row was due: hundreds of rounds a second, the peer never tried."""
     async def run():
-        county = await Node.open(node_dir, "county", tmp_path / "county")
-        try:
-            await know_the_city(node_dir, county.store, county.ctx.clock())
-            at = county.ctx.clock().replace(microsecond=0)
-            doc_id, answered = new_id(at), new_id(at)
-            queue = DestinationQueue(county.outbound, "city")
+        async with _county_answering(node_dir, tmp_path) as (county, queue, doc_id, answered, at):
             await _sign_for(county, doc_id, answered, UNITS[:1], at)
             with pytest.raises(GwxError):  # the city is not running: the first 签收 is sealed, not sent
                 await queue._round()
@@ -392,8 +386,6 @@ def test_a_peer_whose_backoff_ended_is_tried_with_the_waiting_envelope_and_the_q
             assert queue.limiter.failures == 1 + probes and queue.limiter.retry_at > now  # … and backed off again
             assert [m for m, _ in await county.store.queue.at_rest()] == [sealed_id]  # no second envelope
             assert len(await county.store.drafts.drafts_for("city")) == len(UNITS) - 1
-        finally:
-            await county.close()
     asyncio.run(run())
 
 
